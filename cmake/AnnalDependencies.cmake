@@ -1,0 +1,49 @@
+# Every dependency comes from a Debian package; none is downloaded or vendored. A missing one stops
+# configure with the package to install (scripts/setup installs them all).
+
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+
+function(annal_missing what package)
+  message(FATAL_ERROR
+    "annal: ${what} not found. Install the Debian package '${package}' "
+    "(apt-get install -y ${package}) or run scripts/setup.")
+endfunction()
+
+# Boost.Lockfree (header-only): the many-threads-to-one hand-offs.
+find_package(Boost 1.74 CONFIG QUIET)
+if(NOT Boost_FOUND)
+  annal_missing("Boost (Lockfree)" libboost-dev)
+endif()
+
+# liburing: all journal I/O.
+pkg_check_modules(URING QUIET IMPORTED_TARGET GLOBAL liburing>=2.3)
+if(NOT URING_FOUND)
+  annal_missing("liburing" liburing-dev)
+endif()
+
+# mimalloc: the engine's own heap.
+find_package(mimalloc 2.0 CONFIG QUIET)
+if(NOT mimalloc_FOUND)
+  annal_missing("mimalloc" libmimalloc-dev)
+endif()
+
+# simdjson: every JSON input.
+find_package(simdjson CONFIG QUIET)
+if(NOT simdjson_FOUND)
+  annal_missing("simdjson" libsimdjson-dev)
+endif()
+
+if(ANNAL_BUILD_TESTS)
+  find_package(GTest CONFIG QUIET)
+  if(NOT GTest_FOUND)
+    annal_missing("GoogleTest" libgtest-dev)
+  endif()
+endif()
+
+if(ANNAL_BUILD_BENCH)
+  find_package(benchmark CONFIG QUIET)
+  if(NOT benchmark_FOUND)
+    annal_missing("Google Benchmark" libbenchmark-dev)
+  endif()
+endif()

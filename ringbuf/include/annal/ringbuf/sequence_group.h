@@ -1,0 +1,72 @@
+// SequenceGroup: a bounded set of sequences whose minimum gates someone else.
+//
+// Producers are gated on the slowest consumer (a producer may not reuse a slot until every gating
+// consumer has released it); a consumer downstream of others is gated on its upstreams. Members may
+// be added and removed while the ring runs, so a consumer can join or detach without stopping
+// producers. The bound keeps the scan on the slow path short and the memory fixed.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "annal/ringbuf/sequence.h"
+
+namespace annal::ringbuf {
+
+class SequenceGroup {
+ public:
+  static constexpr std::size_t kMembersMax = 16;
+
+  SequenceGroup() noexcept = default;
+  SequenceGroup(const SequenceGroup&) = delete;
+  SequenceGroup& operator=(const SequenceGroup&) = delete;
+
+  // Adds `member`, which must outlive its membership. Returns false if the group is full.
+  // Thread-safe against add, remove and minimum.
+  [[nodiscard]] bool add(const Sequence& member) noexcept {
+    for (auto& slot : slots_) {
+      const Sequence* empty = nullptr;
+      // seq_cst: a producer's later scan must not miss a member added before it (see
+      // RingBuffer::add_gating_sequence for the protocol around joining a running ring).
+      if (slot.compare_exchange_strong(empty, &member, std::memory_order_seq_cst)) return true;
+    }
+    return false;
+  }
+
+  // Removes `member`; returns false if it was not in the group.
+  bool remove(const Sequence& member) noexcept {
+    for (auto& slot : slots_) {
+      const Sequence* expected = &member;
+      if (slot.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst)) return true;
+    }
+    return false;
+  }
+
+  // The smallest member value, or `if_empty` when the group has no members.
+  [[nodiscard]] std::int64_t minimum(std::int64_t if_empty) const noexcept {
+    std::int64_t result = if_empty;
+    bool any = false;
+    for (const auto& slot : slots_) {
+      const Sequence* member = slot.load(std::memory_order_acquire);
+      if (member == nullptr) continue;
+      const std::int64_t value = member->get();
+      if (!any || value < result) result = value;
+      any = true;
+    }
+    return result;
+  }
+
+  [[nodiscard]] bool empty() const noexcept {
+    for (const auto& slot : slots_) {
+      if (slot.load(std::memory_order_acquire) != nullptr) return false;
+    }
+    return true;
+  }
+
+ private:
+  std::array<std::atomic<const Sequence*>, kMembersMax> slots_{};
+};
+
+}  // namespace annal::ringbuf

@@ -1,0 +1,48 @@
+// Watchdog: aborts the test process if a scope takes longer than its limit, so a lost wake-up or a
+// deadlock shows up as a named failure instead of a hung CI run. It never decides pass or fail on
+// speed: the limits are minutes, far beyond any healthy run.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace annal::test {
+
+class Watchdog {
+ public:
+  explicit Watchdog(std::string what, std::chrono::seconds limit = std::chrono::seconds(120))
+      : what_(std::move(what)), thread_([this, limit] { watch(limit); }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    done_changed_.notify_one();
+    thread_.join();
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+ private:
+  void watch(std::chrono::seconds limit) {
+    std::unique_lock lock(mutex_);
+    if (done_changed_.wait_for(lock, limit, [this] { return done_; })) return;
+    std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s; aborting\n", what_.c_str(),
+                 static_cast<long long>(limit.count()));
+    std::fflush(stderr);
+    std::abort();
+  }
+
+  std::string what_;
+  std::mutex mutex_;
+  std::condition_variable done_changed_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace annal::test
