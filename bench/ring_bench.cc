@@ -104,7 +104,8 @@ class AnnalChannel {
       for (int i = 0; i < 2; ++i) processors_.push_back(std::make_unique<Processor>(ring_, handlers_[i]));
       processors_.push_back(std::make_unique<Processor>(
           ring_, handlers_[2],
-          std::initializer_list{&processors_[0]->sequence(), &processors_[1]->sequence()}));
+          std::initializer_list<const rb::Sequence*>{&processors_[0]->sequence(),
+                                                     &processors_[1]->sequence()}));
     } else {
       processors_.push_back(std::make_unique<Processor>(ring_, handlers_[0]));
     }
@@ -113,14 +114,17 @@ class AnnalChannel {
     for (auto& processor : processors_) threads_.emplace_back([&processor] { processor->run(); });
   }
 
+  // Copies whole items into the slots, as the queues' push does, rather than writing only the
+  // value field in place (which the ring allows, but the queues cannot do).
   void produce(int p, int producers, std::int64_t first, std::int64_t count) {
-    std::uint64_t value = static_cast<std::uint64_t>(first + p);
+    T item{};
+    item.value = static_cast<std::uint64_t>(first + p);
     for (std::int64_t done = 0; done < count;) {
       const std::int64_t n = std::min(batch_, count - done);
       const std::int64_t hi = *ring_.next(n);
       const std::int64_t lo = hi - n + 1;
-      for (std::int64_t s = lo; s <= hi; ++s, value += static_cast<std::uint64_t>(producers)) {
-        ring_[s].value = value;
+      for (std::int64_t s = lo; s <= hi; ++s, item.value += static_cast<std::uint64_t>(producers)) {
+        ring_[s] = item;
       }
       ring_.publish(lo, hi);
       done += n;
@@ -212,8 +216,9 @@ class BoostSpscChannel {
 template <class T>
 class BoostQueueChannel {
  public:
-  // Fixed-size boost::lockfree::queue indexes its nodes with 16 bits: 65535 is its largest size.
-  BoostQueueChannel() : queue_(65535) {
+  // Fixed-size boost::lockfree::queue indexes its nodes with 16 bits and keeps one dummy node:
+  // 65534 items is the closest it gets to the others' 65536.
+  BoostQueueChannel() : queue_(65534) {
     consumer_.start([this](auto on_item) {
       return static_cast<std::int64_t>(queue_.consume_all(on_item));
     });

@@ -108,7 +108,7 @@ TEST(BatchEventProcessor, HandlerExceptionLeavesTheSequenceAtTheLastCompletedBat
 }
 
 TEST(BatchEventProcessor, HaltStopsARunBlockedOnAnEmptyRing) {
-  Ring ring(16, BlockingWaitStrategy(/*spin_tries=*/0));
+  Ring ring(16, BlockingWaitStrategy(/*spin_tries=*/0, /*yield_tries=*/0));
   Recorder recorder;
   BatchEventProcessor processor(ring, recorder);
   test::Watchdog watchdog("halting a blocked processor");

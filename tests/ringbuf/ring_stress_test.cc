@@ -2,7 +2,7 @@
 // and producers are constantly back-pressured. Each consumer checks that it sees every item exactly
 // once, each producer's items in that producer's order, and that no slot changed under it before it
 // released it. Runs under ThreadSanitizer in scripts/test. ANNAL_STRESS_ITEMS sets the items per
-// producer (default 20,000) for longer runs.
+// producer (default 1,000,000) for longer runs.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -206,7 +206,7 @@ TEST(RingStress, ShutdownWakesEveryBlockedConsumer) {
   };
   test::Watchdog watchdog("shutdown of blocked consumers", std::chrono::seconds(60));
   for (int round = 0; round < 50; ++round) {
-    Ring ring(kCapacity, BlockingWaitStrategy(/*spin_tries=*/0));
+    Ring ring(kCapacity, BlockingWaitStrategy(/*spin_tries=*/0, /*yield_tries=*/0));
     Ignore handler;
     BatchEventProcessor<Ring, Ignore> a(ring, handler), b(ring, handler);
     BatchEventProcessor<Ring, Ignore> c(ring, handler, {&a.sequence(), &b.sequence()});

@@ -67,7 +67,7 @@ TEST(WaitStrategy, DeadlineAfterSaturatesInsteadOfOverflowing) {
 
 TEST(BlockingWaitStrategy, WakesASleeperWithoutSpinning) {
   // With no spin budget the waiter goes straight to the futex, so only a signal can wake it.
-  BlockingWaitStrategy strategy(/*spin_tries=*/0);
+  BlockingWaitStrategy strategy(/*spin_tries=*/0, /*yield_tries=*/0);
   test::Watchdog watchdog("blocked waiter woken by a signal");
   std::atomic<bool> go{false};
   std::thread waiter([&] {

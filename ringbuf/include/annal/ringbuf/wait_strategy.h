@@ -8,7 +8,8 @@
 //   BusySpinWaitStrategy   lowest latency, burns a core per waiter; only with a core per thread.
 //   YieldingWaitStrategy   spins briefly, then yields the core; good when threads <= cores.
 //   SleepingWaitStrategy   spin, yield, then sleep with exponential back-off; low CPU when idle.
-//   BlockingWaitStrategy   brief spin, then sleeps in the kernel until signalled; the default.
+//   BlockingWaitStrategy   brief spin and yield, then sleeps in the kernel until signalled; the
+//                          default.
 #pragma once
 
 #include <algorithm>
@@ -134,25 +135,30 @@ class SleepingWaitStrategy {
   std::chrono::nanoseconds sleep_max_;
 };
 
-// Waiters sleep on a futex; a signaller pays one fence and one load when nobody waits, and a
-// system call only when someone does.
+// Spins briefly, yields a few times, then sleeps on a futex until signalled. A signaller pays one
+// fence and one load when nobody sleeps, and a system call only when someone does.
 //
-// Why no wake-up is lost. The waiter registers (waiters_++), fences, then re-checks ready(). The
-// signaller has already stored the change ready() reads (a release store of a sequence), then
-// fences, then reads waiters_. The two seq_cst fences are ordered one way or the other: if the
-// waiter's comes first, the signaller sees waiters_ > 0 and wakes; if the signaller's comes first,
-// the waiter's ready() sees the change and it does not sleep. A wake-up between the waiter's
-// re-check and its futex call is not lost either: the signaller bumps epoch_ first, and the
-// kernel refuses to sleep on an epoch_ that no longer holds the value the waiter read.
+// Why no wake-up is lost. A waiter reads epoch_, raises sleepers_, fences, and re-checks ready()
+// before sleeping on epoch_. A signaller has already stored the change ready() reads (a release
+// store of a sequence), then fences and reads sleepers_. The two seq_cst fences fall one way or the
+// other: if the waiter's comes first, the signaller sees sleepers_ raised and wakes everyone; if
+// the signaller's comes first, the waiter's re-check sees the change and it does not sleep.
+// A signaller that lowers sleepers_ always bumps epoch_ and then wakes: a waiter that raised the
+// flag before it was lowered either finds epoch_ changed (the kernel refuses to sleep on a value
+// that no longer holds) or is already asleep and is woken. Lowering the flag means a burst of
+// signals costs one system call, not one each, until some waiter goes back to sleep.
 class alignas(128) BlockingWaitStrategy {
  public:
   static constexpr std::string_view kName = "blocking";
 
-  // `spin_tries`: how many times to poll before sleeping. A short spin catches the common case
-  // of an event arriving within a microsecond without a system call on either side.
-  explicit BlockingWaitStrategy(std::uint32_t spin_tries = 64) noexcept : spin_tries_(spin_tries) {}
+  // `spin_tries` polls, then `yield_tries` polls each after giving up the core, then sleep. The
+  // spin catches an event that arrives within a microsecond without a system call on either side;
+  // the yields let the thread that will make progress run when threads outnumber cores.
+  explicit BlockingWaitStrategy(std::uint32_t spin_tries = 64,
+                                std::uint32_t yield_tries = 4) noexcept
+      : spin_tries_(spin_tries), yield_tries_(yield_tries) {}
   BlockingWaitStrategy(const BlockingWaitStrategy& other) noexcept
-      : spin_tries_(other.spin_tries_) {}
+      : spin_tries_(other.spin_tries_), yield_tries_(other.yield_tries_) {}
 
   template <class Ready>
   bool wait_until(Ready&& ready, Deadline deadline) noexcept {
@@ -160,30 +166,33 @@ class alignas(128) BlockingWaitStrategy {
       if (ready()) return true;
       detail::cpu_relax();
     }
+    for (std::uint32_t yields = 0; yields < yield_tries_; ++yields) {
+      if (ready()) return true;
+      std::this_thread::yield();
+    }
     for (;;) {
       const std::uint32_t epoch = epoch_.load(std::memory_order_acquire);
-      waiters_.fetch_add(1, std::memory_order_relaxed);
+      sleepers_.store(true, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_seq_cst);
-      const bool done = ready();
-      const bool give_up = !done && detail::expired(deadline);
-      if (!done && !give_up) detail::futex_wait(epoch_, epoch, deadline);
-      waiters_.fetch_sub(1, std::memory_order_relaxed);
-      if (done) return true;
-      if (give_up) return false;
+      if (ready()) return true;
+      if (detail::expired(deadline)) return false;
+      detail::futex_wait(epoch_, epoch, deadline);
     }
   }
 
   void signal_all_when_blocking() noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiters_.load(std::memory_order_relaxed) == 0) return;
+    if (!sleepers_.load(std::memory_order_relaxed)) return;
+    if (!sleepers_.exchange(false, std::memory_order_acq_rel)) return;
     epoch_.fetch_add(1, std::memory_order_release);
     detail::futex_wake_all(epoch_);
   }
 
  private:
   std::atomic<std::uint32_t> epoch_{0};
-  std::atomic<std::uint32_t> waiters_{0};
+  std::atomic<bool> sleepers_{false};
   std::uint32_t spin_tries_;
+  std::uint32_t yield_tries_;
 };
 
 static_assert(WaitStrategy<BusySpinWaitStrategy>);
