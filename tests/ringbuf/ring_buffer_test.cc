@@ -81,6 +81,33 @@ TYPED_TEST(RingBufferTest, AlertWakesAProducerBlockedOnAFullRing) {
   EXPECT_EQ(ring.next(), 4);
 }
 
+TYPED_TEST(RingBufferTest, AlertMakesEveryClaimFailUntilCleared) {
+  TypeParam ring(8);
+  ring.alert();
+  EXPECT_FALSE(ring.try_next().has_value());
+  EXPECT_FALSE(ring.next(1, deadline_after(10s)).has_value());
+  EXPECT_FALSE(ring.publish_event([](std::int64_t&, std::int64_t) {}));
+  ring.clear_alert();
+  EXPECT_EQ(ring.try_next(), 0);
+}
+
+TYPED_TEST(RingBufferTest, JoiningConsumerWakesAProducerWaitingForSpace) {
+  TypeParam ring(4, BlockingWaitStrategy(/*spin_tries=*/0, /*yield_tries=*/0));
+  Sequence slow;
+  ASSERT_TRUE(ring.add_gating_sequence(slow));
+  ASSERT_EQ(ring.next(4), 3);
+  ring.publish(0, 3);
+  test::Watchdog watchdog("producer waiting for a consumer that is replaced");
+  std::thread producer([&] { EXPECT_EQ(ring.next(1, deadline_after(60s)), 4); });
+  // A consumer that joins now starts at the cursor (3); once the slow one leaves, only the
+  // newcomer gates, and the producer must be woken to see it.
+  Sequence newcomer;
+  ASSERT_TRUE(ring.add_gating_sequence(newcomer));
+  EXPECT_EQ(newcomer.get(), 3);
+  EXPECT_TRUE(ring.remove_gating_sequence(slow));
+  producer.join();
+}
+
 TYPED_TEST(RingBufferTest, RemovingTheOnlyGatingConsumerUnblocksProducers) {
   TypeParam ring(4);
   Sequence consumer;
@@ -189,6 +216,22 @@ TEST(MultiProducerRing, ReaderStopsAtTheFirstUnpublishedSlot) {
   EXPECT_EQ(barrier.wait_for(0, deadline_after(10ms)).status, WaitStatus::timeout);
   ring.publish(*first);
   EXPECT_EQ(barrier.readable_up_to(0), 2);
+}
+
+// A consumer joining a multi-producer ring starts at the claimed cursor; a consumer downstream of
+// it must still not read slots that are claimed but not yet written.
+TEST(MultiProducerRing, DownstreamOfAJoinedConsumerWaitsForPublication) {
+  Ring<ProducerType::multi> ring(8);
+  const auto claimed = ring.next();
+  ASSERT_EQ(claimed, 0);
+  Sequence joined;
+  ASSERT_TRUE(ring.add_gating_sequence(joined));
+  EXPECT_EQ(joined.get(), 0);
+  auto downstream = ring.new_barrier({&joined});
+  EXPECT_EQ(downstream.readable_up_to(0), -1);
+  EXPECT_EQ(downstream.wait_for(0, deadline_after(10ms)).status, WaitStatus::timeout);
+  ring.publish(*claimed);
+  EXPECT_EQ(downstream.readable_up_to(0), 0);
 }
 
 TEST(MultiProducerRing, PublishedMarksBelongToTheCurrentLap) {

@@ -5,6 +5,7 @@
 // producer (default 1,000,000) for longer runs.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -39,23 +40,26 @@ std::uint64_t check_of(std::uint32_t producer, std::int64_t counter) {
 }
 
 // Verifies what one consumer sees. Also stamps each sequence into `seen_` so a downstream consumer
-// can check the graph's ordering (it may only see what its upstreams have finished).
+// can check the graph's ordering (it may only see what its upstreams have finished). A consumer
+// that joins late and leaves again (`gaps_allowed`) must still see each producer's items in order.
 template <class Ring>
 class Checker {
  public:
-  Checker(Ring& ring, std::uint32_t producers, std::vector<const Checker*> upstream = {})
-      : ring_(ring), next_counter_(producers, 0), upstream_(std::move(upstream)),
-        seen_(static_cast<std::size_t>(kCapacity), -1) {}
+  Checker(Ring& ring, std::uint32_t producers, std::vector<const Checker*> upstream = {},
+          bool gaps_allowed = false)
+      : ring_(ring), last_counter_(producers, -1), upstream_(std::move(upstream)),
+        seen_(static_cast<std::size_t>(kCapacity), -1), gaps_allowed_(gaps_allowed) {}
 
   void on_event(const Item& item, std::int64_t sequence, bool end_of_batch) {
     if (batch_start_ < 0) batch_start_ = sequence;
     if (item.sequence != sequence) fail("slot holds sequence " + std::to_string(item.sequence), sequence);
     if (item.check != check_of(item.producer, item.counter)) fail("torn item", sequence);
-    if (item.counter != next_counter_[item.producer]) {
+    std::int64_t& last = last_counter_[item.producer];
+    if (gaps_allowed_ ? item.counter <= last : item.counter != last + 1) {
       fail("producer " + std::to_string(item.producer) + " item " + std::to_string(item.counter) +
-               " expected " + std::to_string(next_counter_[item.producer]), sequence);
+               " after " + std::to_string(last), sequence);
     }
-    ++next_counter_[item.producer];
+    last = item.counter;
     for (const Checker* up : upstream_) {
       if (up->seen_[slot(sequence)] != sequence) fail("seen before its upstream finished", sequence);
     }
@@ -70,7 +74,7 @@ class Checker {
   }
 
   [[nodiscard]] std::int64_t handled() const { return handled_; }
-  [[nodiscard]] const std::vector<std::int64_t>& next_counter() const { return next_counter_; }
+  [[nodiscard]] const std::vector<std::int64_t>& last_counter() const { return last_counter_; }
   [[nodiscard]] const std::string& first_error() const { return first_error_; }
 
  private:
@@ -82,9 +86,10 @@ class Checker {
   }
 
   Ring& ring_;
-  std::vector<std::int64_t> next_counter_;
+  std::vector<std::int64_t> last_counter_;
   std::vector<const Checker*> upstream_;
   std::vector<std::int64_t> seen_;
+  bool gaps_allowed_;
   std::int64_t batch_start_ = -1;
   std::int64_t handled_ = 0;
   std::string first_error_;
@@ -159,7 +164,7 @@ void run_graph(std::uint32_t producers, std::uint32_t parallel, bool diamond) {
     SCOPED_TRACE("consumer " + std::to_string(c));
     EXPECT_EQ(checkers[c]->first_error(), "");
     EXPECT_EQ(checkers[c]->handled(), total);
-    for (std::uint32_t p = 0; p < producers; ++p) EXPECT_EQ(checkers[c]->next_counter()[p], items);
+    for (std::uint32_t p = 0; p < producers; ++p) EXPECT_EQ(checkers[c]->last_counter()[p], items - 1);
   }
 }
 
@@ -196,6 +201,60 @@ TEST(RingStress, DiamondOneProducerBlocking) {
 }
 TEST(RingStress, DiamondTwoProducersBlocking) {
   run_graph<kMulti, BlockingWaitStrategy>(2, 2, true);
+}
+
+// A consumer joins a running multi-producer ring, reads a while, leaves, and joins again, many
+// times, while a permanent consumer keeps gating the producers. What it reads while joined must be
+// intact slots of the current lap, in each producer's order.
+template <class W>
+void join_and_leave_while_producing() {
+  using Ring = RingBuffer<Item, kMulti, W>;
+  using Processor = BatchEventProcessor<Ring, Checker<Ring>>;
+  constexpr std::uint32_t kProducers = 2;
+  const std::int64_t items = items_per_producer() / 4;
+  test::Watchdog watchdog("join and leave under load", std::chrono::seconds(240));
+
+  Ring ring(kCapacity);
+  Checker<Ring> steady_checker(ring, kProducers);
+  Processor steady(ring, steady_checker);
+  ASSERT_TRUE(ring.add_gating_sequence(steady.sequence()));
+  Checker<Ring> joiner_checker(ring, kProducers, {}, /*gaps_allowed=*/true);
+  Processor joiner(ring, joiner_checker, {}, /*batch_max=*/16);
+
+  std::thread steady_thread([&] { steady.run(); });
+  std::atomic<std::uint32_t> producing{kProducers};
+  std::vector<std::thread> producers;
+  for (std::uint32_t p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      produce(ring, p, items);
+      producing.fetch_sub(1);
+    });
+  }
+  std::int64_t joins = 0;
+  while (producing.load() > 0) {
+    ASSERT_TRUE(ring.add_gating_sequence(joiner.sequence()));
+    ++joins;
+    for (int batch = 0; batch < 8 && producing.load() > 0; ++batch) {
+      (void)joiner.poll(deadline_after(10ms));
+    }
+    ASSERT_TRUE(ring.remove_gating_sequence(joiner.sequence()));
+  }
+  for (auto& thread : producers) thread.join();
+  while (steady.sequence().get() < items * kProducers - 1) std::this_thread::sleep_for(200us);
+  steady.halt();
+  steady_thread.join();
+
+  EXPECT_GT(joins, 0);
+  EXPECT_EQ(joiner_checker.first_error(), "");
+  EXPECT_EQ(steady_checker.first_error(), "");
+  EXPECT_EQ(steady_checker.handled(), items * kProducers);
+}
+
+TEST(RingStress, ConsumerJoinsAndLeavesWhileProducersRunBlocking) {
+  join_and_leave_while_producing<BlockingWaitStrategy>();
+}
+TEST(RingStress, ConsumerJoinsAndLeavesWhileProducersRunYielding) {
+  join_and_leave_while_producing<YieldingWaitStrategy>();
 }
 
 // Every consumer of a diamond blocked on an empty ring, then shut down: all of them must wake.

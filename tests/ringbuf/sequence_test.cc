@@ -55,6 +55,14 @@ TEST(SequenceGroup, MinimumIsTheSlowestMember) {
   EXPECT_EQ(group.minimum(100), 7);
 }
 
+TEST(SequenceGroup, MinimumNeverExceedsTheBound) {
+  Sequence member(10);
+  SequenceGroup group;
+  ASSERT_TRUE(group.add(member));
+  EXPECT_EQ(group.minimum(5), 5);
+  EXPECT_EQ(group.minimum(50), 10);
+}
+
 TEST(SequenceGroup, RemovedMemberNoLongerGates) {
   Sequence fast(10), slow(4);
   SequenceGroup group;

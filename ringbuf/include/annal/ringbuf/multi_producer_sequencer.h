@@ -48,11 +48,12 @@ class MultiProducerSequencer : public SequencerCore<W> {
   // As SingleProducerSequencer::try_next; safe from any number of threads.
   [[nodiscard]] std::optional<std::int64_t> try_next(std::int64_t n = 1) noexcept {
     return claim(n, [&](std::int64_t, std::int64_t current) {
-      return this->gating_.minimum(current);
+      return this->consumed_now(current);
     });
   }
 
-  // Marks [lo, hi] readable. Each round store is a release, so a consumer that sees the round
+  // Marks [lo, hi] readable: after next(n), publish(hi - n + 1, hi). (publish(s) marks s alone.)
+  // Each round store is a release, so a consumer that sees the round
   // (acquire) sees the slot's contents.
   void publish(std::int64_t lo, std::int64_t hi) noexcept {
     ANNAL_DEBUG_ASSERT(lo <= hi && hi <= this->cursor_.get());
@@ -86,6 +87,7 @@ class MultiProducerSequencer : public SequencerCore<W> {
   std::optional<std::int64_t> claim(std::int64_t n, ConsumedNow&& consumed_now) noexcept {
     ANNAL_ASSERT(n >= 1 && n <= this->capacity_);
     for (;;) {
+      if (this->alerted()) [[unlikely]] return std::nullopt;
       const std::int64_t current = this->cursor_.get();
       const std::int64_t claim_hi = current + n;
       const std::int64_t wrap_point = claim_hi - this->capacity_;

@@ -71,6 +71,7 @@ class RingBuffer {
   [[nodiscard]] std::optional<std::int64_t> try_next(std::int64_t n = 1) noexcept {
     return sequencer_.try_next(n);
   }
+  // Makes claimed slots readable: publish(s) for one, publish(lo, hi) for a claim of several.
   void publish(std::int64_t sequence) noexcept { sequencer_.publish(sequence); }
   void publish(std::int64_t lo, std::int64_t hi) noexcept { sequencer_.publish(lo, hi); }
 
@@ -92,7 +93,9 @@ class RingBuffer {
     return Barrier(sequencer_, dependencies);
   }
 
-  // Producers never lap a gating consumer. Gate on the last consumers of the graph.
+  // Producers never lap a gating consumer. Gate on the last consumers of the graph; a ring with
+  // no gating consumer lets producers overwrite anything. See SequencerCore for joining and
+  // leaving while producers run.
   [[nodiscard]] bool add_gating_sequence(Sequence& consumer) noexcept {
     return sequencer_.add_gating_sequence(consumer);
   }
@@ -100,11 +103,12 @@ class RingBuffer {
     return sequencer_.remove_gating_sequence(consumer);
   }
 
-  // Makes blocked and future claims fail until clear_alert(); for shutting producers down.
+  // Makes claims fail, blocked ones included, until clear_alert(); for shutting producers down.
   void alert() noexcept { sequencer_.alert(); }
   void clear_alert() noexcept { sequencer_.clear_alert(); }
 
   [[nodiscard]] std::int64_t capacity() const noexcept { return sequencer_.capacity(); }
+  // Single producer: from the producer thread only.
   [[nodiscard]] std::int64_t remaining_capacity() const noexcept {
     return sequencer_.remaining_capacity();
   }

@@ -62,11 +62,12 @@ class SequenceBarrier {
 
   // The highest sequence readable now, without waiting.
   [[nodiscard]] std::int64_t readable_up_to(std::int64_t from) const noexcept {
-    if (!follows_cursor_) {
-      // Upstream consumers only pass published sequences, so their minimum is readable as is.
-      return dependencies_.minimum(Sequence::kInitial);
-    }
-    return sequencer_.highest_published(from, sequencer_.cursor().get());
+    const std::int64_t cursor = sequencer_.cursor().get();
+    const std::int64_t ahead = follows_cursor_ ? cursor : dependencies_.minimum(cursor);
+    // With several producers the cursor counts claims, not publishes, and an upstream that joined
+    // a running ring starts at the cursor; both are checked against the published rounds. (With
+    // one producer this is free: the cursor moves only on publish.)
+    return sequencer_.highest_published(from, ahead);
   }
 
   // Wakes the consumer waiting on this barrier and makes its waits return `alerted` until

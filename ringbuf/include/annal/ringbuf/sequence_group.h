@@ -28,14 +28,16 @@ class SequenceGroup {
   [[nodiscard]] bool add(const Sequence& member) noexcept {
     for (auto& slot : slots_) {
       const Sequence* empty = nullptr;
-      // seq_cst: a producer's later scan must not miss a member added before it (see
-      // RingBuffer::add_gating_sequence for the protocol around joining a running ring).
+      // The fences that make a producer's scan see a member joining a running ring are in
+      // SequencerCore (add_gating_sequence and wait_for_consumers).
       if (slot.compare_exchange_strong(empty, &member, std::memory_order_seq_cst)) return true;
     }
     return false;
   }
 
-  // Removes `member`; returns false if it was not in the group.
+  // Removes `member`; returns false if it was not in the group. A scan already under way may still
+  // read it, so `member` must stay alive until no such scan can be running (in practice: for as
+  // long as the producers or the ring live).
   bool remove(const Sequence& member) noexcept {
     for (auto& slot : slots_) {
       const Sequence* expected = &member;
@@ -44,16 +46,17 @@ class SequenceGroup {
     return false;
   }
 
-  // The smallest member value, or `if_empty` when the group has no members.
-  [[nodiscard]] std::int64_t minimum(std::int64_t if_empty) const noexcept {
-    std::int64_t result = if_empty;
-    bool any = false;
+  // The smallest of `bound` and every member's value. Callers pass the cursor they read before
+  // the scan: a scan that races with a member joining may read other members after they have
+  // moved on, and the bound keeps such a scan from reporting more free space than existed when
+  // the claim began.
+  [[nodiscard]] std::int64_t minimum(std::int64_t bound) const noexcept {
+    std::int64_t result = bound;
     for (const auto& slot : slots_) {
       const Sequence* member = slot.load(std::memory_order_acquire);
       if (member == nullptr) continue;
       const std::int64_t value = member->get();
-      if (!any || value < result) result = value;
-      any = true;
+      if (value < result) result = value;
     }
     return result;
   }

@@ -36,16 +36,25 @@ class SequencerCore {
   [[nodiscard]] const Sequence& cursor() const noexcept { return cursor_; }
   [[nodiscard]] W& wait_strategy() noexcept { return wait_; }
 
-  // Makes the producer wait for `consumer` before reusing a slot. To join a running ring, the
-  // consumer's sequence is moved to the cursor before and after joining: whatever the producers
-  // did in between, the consumer starts at a point no producer can have lapped. Returns false if
-  // SequenceGroup::kMembersMax consumers already gate this ring.
+  // Makes producers wait for `consumer` before reusing a slot; `consumer` starts at the cursor.
+  // Safe while producers run: the consumer is moved to the cursor, joins, and is moved to the
+  // cursor again after a fence that pairs with the fence before every producer's gating scan (a
+  // store-load pattern). Either the producer's scan sees the new member, or the member's second
+  // read sees every claim the producer made without it, so the consumer never starts on a slot
+  // that can be reused under it. A consumer downstream of others must join before events flow:
+  // it would start at the cursor, not at its upstreams. Call before the consumer's processor runs.
+  // Returns false if SequenceGroup::kMembersMax consumers already gate this ring.
   [[nodiscard]] bool add_gating_sequence(Sequence& consumer) noexcept {
     consumer.set(cursor_.get());
     if (!gating_.add(consumer)) return false;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     consumer.set(cursor_.get());
+    // A producer may have gone to sleep on the value the consumer held before the second move.
+    wait_.signal_all_when_blocking();
     return true;
   }
+  // Stops gating producers on `consumer`, which must outlive any claim already under way (see
+  // SequenceGroup::remove). A halted consumer that stays in the group blocks producers for good.
   bool remove_gating_sequence(const Sequence& consumer) noexcept {
     const bool removed = gating_.remove(consumer);
     // A producer waiting for this consumer may now proceed.
@@ -53,7 +62,7 @@ class SequencerCore {
     return removed;
   }
 
-  // Wakes producers blocked in next(): their claims fail. For shutdown; clear_alert() re-arms.
+  // Makes claims fail, blocked ones included, until clear_alert(). For shutdown.
   void alert() noexcept {
     alerted_.store(true, std::memory_order_release);
     wait_.signal_all_when_blocking();
@@ -68,6 +77,14 @@ class SequencerCore {
     return capacity_ - (claimed - consumed);
   }
 
+  // How far every gating consumer has got, capped at `claimed`. Claims' slow path only: the fence
+  // pairs with the one in add_gating_sequence (the cursor store before it is the producer's last
+  // publish), so a consumer joining concurrently is either seen here or starts past this claim.
+  [[nodiscard]] std::int64_t consumed_now(std::int64_t claimed) const noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return gating_.minimum(claimed);
+  }
+
   // Waits until the gating consumers have passed `wrap_point` (the sequence whose slot a claim
   // would reuse), the deadline passes or alert() is called. Returns the last gating minimum seen:
   // below `wrap_point` when the wait failed.
@@ -75,7 +92,7 @@ class SequencerCore {
                                                 Deadline deadline) noexcept {
     std::int64_t consumed = Sequence::kInitial;
     const auto ready = [&] {
-      consumed = gating_.minimum(claimed);
+      consumed = consumed_now(claimed);
       return consumed >= wrap_point || alerted();
     };
     wait_.wait_until(ready, deadline);

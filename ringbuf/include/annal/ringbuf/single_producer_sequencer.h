@@ -33,7 +33,7 @@ class SingleProducerSequencer : public SequencerCore<W> {
   // Claims n sequences only if the slots are free now: nullopt means the ring is full
   // (back-pressure). Producer thread only.
   [[nodiscard]] std::optional<std::int64_t> try_next(std::int64_t n = 1) noexcept {
-    return claim(n, [&](std::int64_t) { return this->gating_.minimum(producer_.claimed); });
+    return claim(n, [&](std::int64_t) { return this->consumed_now(producer_.claimed); });
   }
 
   // Makes every claimed sequence up to `hi` visible to consumers. The release store in
@@ -54,6 +54,7 @@ class SingleProducerSequencer : public SequencerCore<W> {
     return available;
   }
 
+  // Producer thread only.
   [[nodiscard]] std::int64_t remaining_capacity() const noexcept {
     return this->remaining_after(producer_.claimed);
   }
@@ -63,6 +64,7 @@ class SingleProducerSequencer : public SequencerCore<W> {
   template <class ConsumedNow>
   std::optional<std::int64_t> claim(std::int64_t n, ConsumedNow&& consumed_now) noexcept {
     ANNAL_ASSERT(n >= 1 && n <= this->capacity_);
+    if (this->alerted()) [[unlikely]] return std::nullopt;
     const std::int64_t claim_hi = producer_.claimed + n;
     const std::int64_t wrap_point = claim_hi - this->capacity_;
     if (wrap_point > producer_.consumed_cached) {

@@ -27,9 +27,10 @@ using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 inline constexpr Deadline kNoDeadline = Deadline::max();
 
-// A deadline `timeout` from now; saturates instead of overflowing.
+// A deadline `timeout` from now; saturates instead of overflowing. A negative timeout is now.
 [[nodiscard]] inline Deadline deadline_after(Clock::duration timeout) noexcept {
   const Deadline now = Clock::now();
+  if (timeout <= Clock::duration::zero()) return now;
   return timeout >= kNoDeadline - now ? kNoDeadline : now + timeout;
 }
 
