@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "watchdog.h"
@@ -21,7 +22,13 @@ template <class R>
 class RingBufferTest : public ::testing::Test {};
 
 using Rings = ::testing::Types<Ring<ProducerType::single>, Ring<ProducerType::multi>>;
-TYPED_TEST_SUITE(RingBufferTest, Rings);
+struct ProducerName {
+  template <class R>
+  static std::string GetName(int) {
+    return R::Sequencer::kProducerType == ProducerType::single ? "SingleProducer" : "MultiProducer";
+  }
+};
+TYPED_TEST_SUITE(RingBufferTest, Rings, ProducerName);
 
 TYPED_TEST(RingBufferTest, RejectsACapacityThatIsNotAPowerOfTwo) {
   for (const std::int64_t bad : {std::int64_t{0}, std::int64_t{-4}, std::int64_t{3},

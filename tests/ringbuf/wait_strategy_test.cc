@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
 
 #include "watchdog.h"
@@ -21,7 +22,13 @@ class WaitStrategyTest : public ::testing::Test {
 
 using Strategies = ::testing::Types<BusySpinWaitStrategy, YieldingWaitStrategy,
                                     SleepingWaitStrategy, BlockingWaitStrategy>;
-TYPED_TEST_SUITE(WaitStrategyTest, Strategies);
+struct StrategyName {
+  template <class W>
+  static std::string GetName(int) {
+    return std::string(W::kName);
+  }
+};
+TYPED_TEST_SUITE(WaitStrategyTest, Strategies, StrategyName);
 
 TYPED_TEST(WaitStrategyTest, ReturnsAtOnceWhenAlreadyReady) {
   int polls = 0;
