@@ -55,7 +55,8 @@ class BatchEventProcessor {
 
   // Waits until `deadline` for events, processes one batch of them, and returns how many it
   // processed: 0 when the deadline passed first, kHalted once halt() was called. For driving the
-  // processor from the caller's thread; poll(Clock::now()) does not wait.
+  // processor from the caller's thread; poll(Clock::now()) only polls for as long as the wait
+  // strategy spins before it looks at the clock.
   static constexpr std::int64_t kHalted = -1;
   std::int64_t poll(Deadline deadline) {
     const std::int64_t next = sequence_.get() + 1;
