@@ -1,0 +1,162 @@
+#include "annal/journal/format.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "crc32c.h"
+
+namespace annal::journal {
+namespace {
+
+// Segment header field offsets (see the picture in format.h).
+constexpr std::size_t kMagicAt = 0, kVersionAt = 8, kSaltAt = 12, kBaseAt = 16, kCreatedAt = 24,
+                      kHeaderChecksumAt = 60;
+// Record field offsets.
+constexpr std::size_t kChecksumAt = 0, kSizeAt = 4, kSequenceAt = 8, kStreamAt = 16,
+                      kVersionInStreamAt = 24, kTimestampAt = 32, kTypeAt = 40, kFlagsAt = 42,
+                      kCommitLagAt = 44;
+static_assert(kHeaderChecksumAt + 4 == kSegmentHeaderFieldsBytes);
+static_assert(kCommitLagAt + 4 == kRecordHeaderBytes);
+
+constexpr std::size_t kSegmentNameDigits = 20;  // UINT64_MAX has 20 decimal digits
+constexpr std::string_view kSegmentSuffix = ".log";
+
+template <class T>
+void put(std::span<std::byte> out, std::size_t at, T value) noexcept {
+  std::memcpy(out.data() + at, &value, sizeof(T));
+}
+template <class T>
+T get(std::span<const std::byte> in, std::size_t at) noexcept {
+  T value;
+  std::memcpy(&value, in.data() + at, sizeof(T));
+  return value;
+}
+
+}  // namespace
+
+std::string segment_file_name(std::uint64_t base_sequence) {
+  std::string digits = std::to_string(base_sequence);
+  return std::string(kSegmentNameDigits - digits.size(), '0') + digits + std::string(kSegmentSuffix);
+}
+
+std::optional<std::uint64_t> parse_segment_file_name(std::string_view name) {
+  if (name.size() != kSegmentNameDigits + kSegmentSuffix.size() ||
+      !name.ends_with(kSegmentSuffix)) {
+    return std::nullopt;
+  }
+  std::uint64_t base = 0;
+  const char* end = name.data() + kSegmentNameDigits;
+  const auto [ptr, error] = std::from_chars(name.data(), end, base);
+  if (error != std::errc() || ptr != end || base < kFirstSequence) return std::nullopt;
+  return base;
+}
+
+void encode_segment_header(const SegmentHeader& header,
+                           std::span<std::byte, kSegmentHeaderBytes> out) noexcept {
+  std::fill(out.begin(), out.end(), std::byte{0});
+  std::memcpy(out.data() + kMagicAt, kSegmentMagic.data(), kSegmentMagic.size());
+  put<std::uint32_t>(out, kVersionAt, kFormatVersion);
+  put<std::uint32_t>(out, kSaltAt, header.salt);
+  put<std::uint64_t>(out, kBaseAt, header.base_sequence);
+  put<std::uint64_t>(out, kCreatedAt, header.created_ns);
+  put<std::uint32_t>(out, kHeaderChecksumAt,
+                     crc32c_extend(0, std::span<const std::byte>(out.data(), kHeaderChecksumAt)));
+}
+
+Result<SegmentHeader> decode_segment_header(std::span<const std::byte> in, std::string_view where) {
+  const auto fail = [&](const std::string& what) {
+    return Status(ErrorCode::corruption, std::string(where) + ": segment header: " + what);
+  };
+  if (in.size() < kSegmentHeaderFieldsBytes) {
+    return fail("file is " + std::to_string(in.size()) + " bytes, shorter than its header");
+  }
+  if (std::memcmp(in.data() + kMagicAt, kSegmentMagic.data(), kSegmentMagic.size()) != 0) {
+    return fail("bad magic (not an annal segment)");
+  }
+  const auto stored = get<std::uint32_t>(in, kHeaderChecksumAt);
+  if (stored != crc32c_extend(0, in.first(kHeaderChecksumAt))) return fail("checksum mismatch");
+  const auto version = get<std::uint32_t>(in, kVersionAt);
+  if (version != kFormatVersion) {
+    return fail("format version " + std::to_string(version) + ", this build reads version " +
+                std::to_string(kFormatVersion));
+  }
+  SegmentHeader header;
+  header.salt = get<std::uint32_t>(in, kSaltAt);
+  header.base_sequence = get<std::uint64_t>(in, kBaseAt);
+  header.created_ns = get<std::uint64_t>(in, kCreatedAt);
+  if (header.base_sequence < kFirstSequence) return fail("base sequence 0");
+  return header;
+}
+
+void encode_record(const RecordHeader& header, std::span<const std::byte> payload,
+                   std::uint32_t salt, std::span<std::byte> out) noexcept {
+  const std::size_t size = kRecordHeaderBytes + payload.size();
+  ANNAL_ASSERT(size <= kRecordBytesMax);
+  ANNAL_ASSERT(out.size() == padded_record_bytes(payload.size()));
+  ANNAL_ASSERT(header.sequence >= kFirstSequence);
+  put<std::uint32_t>(out, kSizeAt, static_cast<std::uint32_t>(size));
+  put<std::uint64_t>(out, kSequenceAt, header.sequence);
+  put<std::uint64_t>(out, kStreamAt, header.stream_id);
+  put<std::uint64_t>(out, kVersionInStreamAt, header.stream_version);
+  put<std::uint64_t>(out, kTimestampAt, header.timestamp_ns);
+  put<std::uint16_t>(out, kTypeAt, header.type);
+  put<std::uint16_t>(out, kFlagsAt, header.flags);
+  put<std::uint32_t>(out, kCommitLagAt, header.commit_lag);
+  if (!payload.empty()) std::memcpy(out.data() + kRecordHeaderBytes, payload.data(), payload.size());
+  std::fill(out.begin() + static_cast<std::ptrdiff_t>(size), out.end(), std::byte{0});
+  put<std::uint32_t>(out, kChecksumAt,
+                     crc32c_extend(salt, std::span<const std::byte>(out.data() + kSizeAt, size - kSizeAt)));
+}
+
+const char* to_string(RecordStatus status) noexcept {
+  switch (status) {
+    case RecordStatus::ok: return "ok";
+    case RecordStatus::end_of_log: return "end of log";
+    case RecordStatus::truncated: return "truncated record";
+    case RecordStatus::bad_size: return "impossible record size";
+    case RecordStatus::bad_checksum: return "checksum mismatch";
+  }
+  return "unknown";
+}
+
+DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
+                            std::size_t record_bytes_max) noexcept {
+  DecodedRecord decoded;
+  if (in.size() < kSizeAt + sizeof(std::uint32_t)) {
+    decoded.status = RecordStatus::truncated;
+    return decoded;
+  }
+  const auto size = std::size_t{get<std::uint32_t>(in, kSizeAt)};
+  if (size == 0) {
+    // Preallocated space is zero. A zero size under a non-zero checksum is damage, not the end.
+    decoded.status = get<std::uint32_t>(in, kChecksumAt) == 0 ? RecordStatus::end_of_log
+                                                              : RecordStatus::bad_size;
+    return decoded;
+  }
+  if (size < kRecordHeaderBytes || size > std::min(record_bytes_max, kRecordBytesMax)) {
+    decoded.status = RecordStatus::bad_size;
+    return decoded;
+  }
+  if (in.size() < size) {
+    decoded.status = RecordStatus::truncated;
+    return decoded;
+  }
+  if (get<std::uint32_t>(in, kChecksumAt) != crc32c_extend(salt, in.subspan(kSizeAt, size - kSizeAt))) {
+    decoded.status = RecordStatus::bad_checksum;
+    return decoded;
+  }
+  decoded.status = RecordStatus::ok;
+  decoded.header.sequence = get<std::uint64_t>(in, kSequenceAt);
+  decoded.header.stream_id = get<std::uint64_t>(in, kStreamAt);
+  decoded.header.stream_version = get<std::uint64_t>(in, kVersionInStreamAt);
+  decoded.header.timestamp_ns = get<std::uint64_t>(in, kTimestampAt);
+  decoded.header.type = get<std::uint16_t>(in, kTypeAt);
+  decoded.header.flags = get<std::uint16_t>(in, kFlagsAt);
+  decoded.header.commit_lag = get<std::uint32_t>(in, kCommitLagAt);
+  decoded.payload = in.subspan(kRecordHeaderBytes, size - kRecordHeaderBytes);
+  decoded.padded_bytes = padded_record_bytes(size - kRecordHeaderBytes);
+  return decoded;
+}
+
+}  // namespace annal::journal

@@ -1,0 +1,242 @@
+#include "segment_scan.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace annal::journal {
+namespace {
+
+constexpr std::uint32_t kSalt = 0xC0FFEE11;
+constexpr std::size_t kSegmentBytes = 64 * 1024;
+constexpr std::size_t kPayload = 64;
+constexpr std::size_t kRecordBytes = padded_record_bytes(kPayload);
+
+// Builds a segment image the way the writer lays one out: header, records, preallocated zeros.
+class SegmentImage {
+ public:
+  explicit SegmentImage(std::uint64_t base = 1) : bytes_(kSegmentBytes) {
+    header_ = {.base_sequence = base, .created_ns = 1, .salt = kSalt};
+    encode_segment_header(header_, std::span(bytes_).first<kSegmentHeaderBytes>());
+    next_ = base;
+  }
+
+  // Appends one batch of `count` records; `durable` is the durable sequence the writer knew.
+  SegmentImage& batch(std::uint64_t count, std::uint64_t durable) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const bool last = i + 1 == count;
+      record(next_, durable, last ? kFlagBatchEnd : 0);
+    }
+    return *this;
+  }
+  // One record with any sequence, as a stale or misplaced write would leave.
+  SegmentImage& record(std::uint64_t sequence, std::uint64_t durable, std::uint16_t flags) {
+    RecordHeader header;
+    header.sequence = sequence;
+    header.stream_id = sequence % 7;
+    header.flags = flags;
+    header.commit_lag = static_cast<std::uint32_t>(sequence - durable);
+    const std::vector<std::byte> payload(kPayload, std::byte{0xAB});
+    encode_record(header, payload, kSalt, std::span(bytes_).subspan(end_, kRecordBytes));
+    offsets_.push_back(end_);
+    end_ += kRecordBytes;
+    next_ = sequence + 1;
+    return *this;
+  }
+
+  std::size_t offset_of(std::uint64_t sequence) const { return offsets_.at(sequence - header_.base_sequence); }
+  std::size_t end() const { return end_; }
+  std::vector<std::byte>& bytes() { return bytes_; }
+  void zero(std::size_t from, std::size_t to) {
+    std::fill(bytes_.begin() + static_cast<std::ptrdiff_t>(from), bytes_.begin() + static_cast<std::ptrdiff_t>(to), std::byte{0});
+  }
+  void flip(std::size_t at) { bytes_[at] ^= std::byte{0x40}; }
+  SegmentScan scan() const { return scan_segment(bytes_, header_, 1 << 20); }
+
+ private:
+  std::vector<std::byte> bytes_;
+  SegmentHeader header_;
+  std::vector<std::size_t> offsets_;
+  std::size_t end_ = kSegmentHeaderBytes;
+  std::uint64_t next_ = 1;
+};
+
+TEST(SegmentScan, IntactSegmentEndsAtTheZeros) {
+  SegmentImage image;
+  image.batch(3, 0).batch(2, 3);
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::end_of_log);
+  EXPECT_EQ(scan.next_sequence, 6u);
+  EXPECT_EQ(scan.records, 5u);
+  EXPECT_EQ(scan.valid_bytes, image.end());
+  EXPECT_EQ(judge(scan, true), Verdict::intact);
+  EXPECT_EQ(judge(scan, false), Verdict::intact);
+}
+
+TEST(SegmentScan, EmptySegmentIsIntact) {
+  const SegmentScan scan = SegmentImage(1001).scan();
+  EXPECT_EQ(scan.next_sequence, 1001u);
+  EXPECT_EQ(scan.valid_bytes, kSegmentHeaderBytes);
+  EXPECT_EQ(judge(scan, true), Verdict::intact);
+}
+
+TEST(SegmentScan, FileEndingRightAfterARecordIsIntact) {
+  SegmentImage image;
+  image.batch(2, 0);
+  image.bytes().resize(image.end());
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::file_end);
+  EXPECT_EQ(scan.next_sequence, 3u);
+  EXPECT_EQ(judge(scan, true), Verdict::intact);
+}
+
+// A crash while the last record was being written leaves any prefix of it, then zeros (or the file
+// ends). Every such tail recovers to the record before it.
+TEST(SegmentScan, TornTailAtEveryByteOfTheLastRecordRecoversToThePreviousRecord) {
+  for (std::size_t cut = 0; cut < kRecordBytes; ++cut) {
+    for (const bool shrink : {false, true}) {
+      SegmentImage image;
+      image.batch(3, 0).batch(1, 3);
+      const std::size_t start = image.offset_of(4);
+      if (shrink) {
+        image.bytes().resize(start + cut);
+      } else {
+        image.zero(start + cut, image.bytes().size());
+      }
+      const SegmentScan scan = image.scan();
+      SCOPED_TRACE("cut " + std::to_string(cut) + (shrink ? " (file shrunk)" : " (zeroed)"));
+      EXPECT_EQ(scan.next_sequence, 4u);
+      EXPECT_EQ(scan.valid_bytes, start);
+      EXPECT_NE(judge(scan, true), Verdict::corruption);
+    }
+  }
+}
+
+TEST(SegmentScan, GarbageAfterTheLastRecordIsATornTail) {
+  SegmentImage image;
+  image.batch(2, 0);
+  for (std::size_t i = image.end(); i < image.end() + 300; ++i) image.bytes()[i] = std::byte(i * 37 + 11);
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::bad_record);
+  EXPECT_EQ(scan.next_sequence, 3u);
+  EXPECT_EQ(judge(scan, true), Verdict::torn_tail);
+}
+
+TEST(SegmentScan, AnAppendCutInHalfIsDroppedWhole) {
+  SegmentImage image;
+  image.batch(2, 0).record(3, 2, 0).record(4, 2, 0);  // the batch's end (5) never made it
+  const SegmentScan scan = image.scan();
+  EXPECT_TRUE(scan.batch_open);
+  EXPECT_EQ(scan.next_sequence, 3u);
+  EXPECT_EQ(scan.valid_bytes, image.offset_of(3));
+  EXPECT_EQ(judge(scan, true), Verdict::torn_tail);
+  EXPECT_EQ(judge(scan, false), Verdict::corruption);
+}
+
+TEST(SegmentScan, AStaleRecordWithTheWrongSequenceEndsTheLog) {
+  SegmentImage image;
+  image.batch(3, 0).record(17, 16, kFlagBatchEnd);
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::wrong_sequence);
+  EXPECT_EQ(scan.next_sequence, 4u);
+  // It carries this file's salt, so this journal wrote it, here or misdirected here, and its lag
+  // says 16 was acknowledged: records 4..16 are missing, which no crash explains.
+  EXPECT_EQ(scan.durable_proof, 16u);
+  EXPECT_EQ(judge(scan, true), Verdict::corruption);
+}
+
+TEST(SegmentScan, AMisplacedRecordThatProvesNothingIsATornTail) {
+  SegmentImage image;
+  image.batch(3, 0).record(17, 3, kFlagBatchEnd);  // written when only 3 was durable
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::wrong_sequence);
+  EXPECT_EQ(judge(scan, true), Verdict::torn_tail);
+}
+
+TEST(SegmentScan, CorruptionBeforeAcknowledgedRecordsRefusesToOpen) {
+  SegmentImage image;
+  for (std::uint64_t s = 1; s <= 10; ++s) image.batch(1, s - 1);  // each durable before the next
+  image.flip(image.offset_of(5) + kRecordHeaderBytes + 3);
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::bad_record);
+  EXPECT_EQ(scan.bad_status, RecordStatus::bad_checksum);
+  EXPECT_EQ(scan.stop_sequence, 5u);
+  EXPECT_EQ(scan.durable_proof, 9u);
+  EXPECT_EQ(judge(scan, true), Verdict::corruption);
+}
+
+TEST(SegmentScan, ZeroedSectorOfAcknowledgedRecordsRefusesToOpen) {
+  SegmentImage image;
+  for (std::uint64_t s = 1; s <= 10; ++s) image.batch(1, s - 1);
+  image.zero(image.offset_of(4), image.offset_of(6));
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::end_of_log);
+  EXPECT_EQ(judge(scan, true), Verdict::corruption);
+}
+
+// Two writes in flight, neither synced: the later reached the disk, the earlier did not. Nothing in
+// either was acknowledged, so this is a torn tail, not corruption.
+TEST(SegmentScan, UnsyncedWritesPersistedOutOfOrderAreATornTail) {
+  SegmentImage image;
+  image.batch(4, 0).batch(4, 4).batch(4, 4);
+  image.zero(image.offset_of(5), image.offset_of(9));
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.next_sequence, 5u);
+  EXPECT_EQ(scan.durable_proof, 4u);
+  EXPECT_EQ(judge(scan, true), Verdict::torn_tail);
+}
+
+TEST(SegmentScan, DamageInAnOlderSegmentIsCorruptionEvenWithoutProof) {
+  SegmentImage image;
+  image.batch(3, 0).batch(3, 0);
+  image.flip(image.offset_of(5) + 20);
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(judge(scan, true), Verdict::torn_tail);
+  EXPECT_EQ(judge(scan, false), Verdict::corruption);
+}
+
+// The decision table in segment_scan.h, every row.
+TEST(SegmentScan, VerdictTableEveryCase) {
+  struct Row {
+    bool last;
+    ScanStop stop;
+    bool proof;
+    bool batch_open;
+    Verdict expected;
+    std::uint64_t records_past_stop = 0;
+  };
+  const Row rows[] = {
+      {true, ScanStop::end_of_log, false, false, Verdict::intact},
+      {true, ScanStop::file_end, false, false, Verdict::intact},
+      {true, ScanStop::end_of_log, true, false, Verdict::corruption},
+      {true, ScanStop::bad_record, false, false, Verdict::torn_tail},
+      {true, ScanStop::wrong_sequence, false, false, Verdict::torn_tail},
+      {true, ScanStop::bad_record, true, false, Verdict::corruption},
+      {true, ScanStop::wrong_sequence, true, false, Verdict::corruption},
+      {true, ScanStop::end_of_log, false, true, Verdict::torn_tail},
+      {true, ScanStop::end_of_log, false, false, Verdict::torn_tail, 2},
+      {false, ScanStop::end_of_log, false, false, Verdict::corruption, 2},
+      {true, ScanStop::bad_record, true, true, Verdict::corruption},
+      {false, ScanStop::end_of_log, false, false, Verdict::intact},
+      {false, ScanStop::file_end, false, false, Verdict::intact},
+      {false, ScanStop::bad_record, false, false, Verdict::corruption},
+      {false, ScanStop::wrong_sequence, false, false, Verdict::corruption},
+      {false, ScanStop::end_of_log, false, true, Verdict::corruption},
+  };
+  for (const Row& row : rows) {
+    SegmentScan scan;
+    scan.next_sequence = 100;
+    scan.stop = row.stop;
+    scan.batch_open = row.batch_open;
+    scan.durable_proof = row.proof ? 100 : 99;
+    scan.records_past_stop = row.records_past_stop;
+    EXPECT_EQ(judge(scan, row.last), row.expected)
+        << "last=" << row.last << " stop=" << static_cast<int>(row.stop) << " proof=" << row.proof
+        << " batch_open=" << row.batch_open << " past=" << row.records_past_stop;
+  }
+}
+
+}  // namespace
+}  // namespace annal::journal
