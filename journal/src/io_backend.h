@@ -1,0 +1,71 @@
+// IoBackend: every byte the journal reads or writes goes through this interface, so the same
+// journal code runs on io_uring in production, on plain POSIX calls, and on FaultBackend, which
+// simulates crashes, torn writes, EIO and ENOSPC in tests.
+//
+// Two kinds of calls. Synchronous ones (open, read, write, sync, directory operations) serve open,
+// recovery and segment preparation. The writer's hot path is asynchronous: it queues writes and
+// syncs, submits once per round, and reaps completions; a queued sync runs only after every write
+// queued before it has completed in full (short writes are finished inside the backend), which is
+// what makes "acknowledged after its fdatasync" mean what it says.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "annal/base/status.h"
+
+namespace annal::journal {
+
+using FileId = int;  // a file descriptor for the POSIX backends, an index for FaultBackend
+
+enum class OpenMode {
+  read_only,
+  read_write,       // existing file
+  create_exclusive  // new file; fails if it exists
+};
+
+struct Completion {
+  std::uint64_t tag = 0;     // what the caller passed to queue_*
+  std::int64_t result = 0;   // bytes written, 0 for a sync, or -errno
+};
+
+class IoBackend {
+ public:
+  virtual ~IoBackend() = default;
+
+  virtual Result<FileId> open(const std::string& path, OpenMode mode) = 0;
+  virtual Status close(FileId file) = 0;
+  virtual Result<std::uint64_t> size(FileId file) = 0;
+  // Reads up to out.size() bytes at `offset`; returns how many (fewer only at end of file).
+  virtual Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) = 0;
+  // Writes all of `data` (retrying short writes and EINTR).
+  virtual Status write(FileId file, std::uint64_t offset, std::span<const std::byte> data) = 0;
+  virtual Status sync(FileId file) = 0;  // fdatasync
+  // Reserves [0, bytes) so later writes inside it cannot fail for space.
+  virtual Status allocate(FileId file, std::uint64_t bytes) = 0;
+  virtual Status truncate(FileId file, std::uint64_t bytes) = 0;
+
+  virtual Status sync_directory(const std::string& directory) = 0;
+  virtual Status rename(const std::string& from, const std::string& to) = 0;
+  virtual Status remove(const std::string& path) = 0;
+  // File names (not paths) in `directory`, unsorted.
+  virtual Result<std::vector<std::string>> list(const std::string& directory) = 0;
+  // Takes `directory`/LOCK for as long as the returned file stays open: a second holder, in this
+  // process or another, gets ErrorCode::locked.
+  virtual Result<FileId> lock_directory(const std::string& directory) = 0;
+
+  // The asynchronous path. `data` must stay valid until its completion is reaped.
+  virtual void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,
+                           std::uint64_t tag) = 0;
+  virtual void queue_sync(FileId file, std::uint64_t tag) = 0;
+  // Hands everything queued to the kernel (or runs it, for the synchronous backends).
+  virtual Status submit() = 0;
+  // Waits until at least `min_complete` completions are ready, then moves up to out.size() of
+  // them into `out` and returns how many.
+  virtual Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) = 0;
+};
+
+}  // namespace annal::journal

@@ -1,0 +1,208 @@
+#include "posix_backend.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace annal::journal {
+namespace {
+
+ErrorCode code_for(int error) {
+  switch (error) {
+    case ENOSPC:
+    case EDQUOT: return ErrorCode::no_space;
+    case ENOENT: return ErrorCode::not_found;
+    case EWOULDBLOCK: return ErrorCode::locked;
+    default: return ErrorCode::io_error;
+  }
+}
+
+// Runs `call` until it stops failing with EINTR; returns its result (-1 with errno set on error).
+template <class Call>
+auto retry_eintr(Call&& call) {
+  for (;;) {
+    const auto rc = call();
+    if (rc >= 0 || errno != EINTR) return rc;
+  }
+}
+
+}  // namespace
+
+PosixBackend::~PosixBackend() {
+  for (const auto& [file, path] : paths_) ::close(file);
+}
+
+const std::string& PosixBackend::path_of(FileId file) const {
+  static const std::string kUnknown = "(unknown file)";
+  const auto found = paths_.find(file);
+  return found == paths_.end() ? kUnknown : found->second;
+}
+
+Status PosixBackend::errno_status(int error, const std::string& what) const {
+  return Status(code_for(error), what + ": " + std::strerror(error));
+}
+
+Result<FileId> PosixBackend::open(const std::string& path, OpenMode mode) {
+  int flags = O_CLOEXEC;
+  switch (mode) {
+    case OpenMode::read_only: flags |= O_RDONLY; break;
+    case OpenMode::read_write: flags |= O_RDWR; break;
+    case OpenMode::create_exclusive: flags |= O_RDWR | O_CREAT | O_EXCL; break;
+  }
+  const int fd = retry_eintr([&] { return ::open(path.c_str(), flags, 0644); });
+  if (fd < 0) return errno_status(errno, "open " + path);
+  paths_[fd] = path;
+  return fd;
+}
+
+Status PosixBackend::close(FileId file) {
+  const std::string path = path_of(file);
+  paths_.erase(file);
+  // Never retry close: on Linux the descriptor is gone even when close reports EINTR.
+  if (::close(file) != 0) return errno_status(errno, "close " + path);
+  return {};
+}
+
+Result<std::uint64_t> PosixBackend::size(FileId file) {
+  struct stat st {};
+  if (::fstat(file, &st) != 0) return errno_status(errno, "stat " + path_of(file));
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+Result<std::size_t> PosixBackend::read(FileId file, std::uint64_t offset, std::span<std::byte> out) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = retry_eintr([&] {
+      return ::pread(file, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    });
+    if (n < 0) return errno_status(errno, "read " + path_of(file) + " at " + std::to_string(offset + done));
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+int PosixBackend::write_all(FileId file, std::uint64_t offset, std::span<const std::byte> data,
+                            std::uint64_t& failed_at) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = retry_eintr([&] {
+      return ::pwrite(file, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    });
+    failed_at = offset + done;
+    if (n < 0) return errno;
+    // A write that moves nothing will not move anything on a retry either.
+    if (n == 0) return EIO;
+    done += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
+Status PosixBackend::write(FileId file, std::uint64_t offset, std::span<const std::byte> data) {
+  std::uint64_t failed_at = offset;
+  const int error = write_all(file, offset, data, failed_at);
+  if (error != 0) return errno_status(error, "write " + path_of(file) + " at " + std::to_string(failed_at));
+  return {};
+}
+
+// Not retried on EINTR either: fdatasync does not fail with EINTR on Linux, and a failed sync must
+// never be retried as if nothing happened (the kernel may already have dropped the pages).
+int PosixBackend::sync_data(FileId file) { return ::fdatasync(file) == 0 ? 0 : errno; }
+
+Status PosixBackend::sync(FileId file) {
+  const int error = sync_data(file);
+  if (error != 0) return errno_status(error, "fdatasync " + path_of(file));
+  return {};
+}
+
+Status PosixBackend::allocate(FileId file, std::uint64_t bytes) {
+  const int rc = retry_eintr([&] { return ::fallocate(file, 0, 0, static_cast<off_t>(bytes)); });
+  if (rc != 0) return errno_status(errno, "fallocate " + path_of(file) + " to " + std::to_string(bytes));
+  return {};
+}
+
+Status PosixBackend::truncate(FileId file, std::uint64_t bytes) {
+  const int rc = retry_eintr([&] { return ::ftruncate(file, static_cast<off_t>(bytes)); });
+  if (rc != 0) return errno_status(errno, "truncate " + path_of(file) + " to " + std::to_string(bytes));
+  return {};
+}
+
+Status PosixBackend::sync_directory(const std::string& directory) {
+  const int fd = retry_eintr([&] { return ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
+  if (fd < 0) return errno_status(errno, "open directory " + directory);
+  const int rc = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (rc != 0) return errno_status(error, "fsync directory " + directory);
+  return {};
+}
+
+Status PosixBackend::rename(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) return errno_status(errno, "rename " + from + " to " + to);
+  return {};
+}
+
+Status PosixBackend::remove(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) return errno_status(errno, "remove " + path);
+  return {};
+}
+
+Result<std::vector<std::string>> PosixBackend::list(const std::string& directory) {
+  DIR* dir = ::opendir(directory.c_str());
+  if (dir == nullptr) return errno_status(errno, "list " + directory);
+  std::vector<std::string> names;
+  errno = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  const int error = errno;
+  ::closedir(dir);
+  if (error != 0) return errno_status(error, "list " + directory);
+  return names;
+}
+
+Result<FileId> PosixBackend::lock_directory(const std::string& directory) {
+  const std::string path = directory + "/LOCK";
+  const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); });
+  if (fd < 0) return errno_status(errno, "open " + path);
+  // flock locks belong to the open file description: a second open of the same directory in this
+  // process is refused just like another process.
+  if (retry_eintr([&] { return ::flock(fd, LOCK_EX | LOCK_NB); }) != 0) {
+    const int error = errno;
+    ::close(fd);
+    if (error == EWOULDBLOCK) {
+      return Status(ErrorCode::locked, directory + " is in use by another journal (" + path +
+                                           " is locked); close it or use another directory");
+    }
+    return errno_status(error, "lock " + path);
+  }
+  paths_[fd] = path;
+  return fd;
+}
+
+void PosixBackend::queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,
+                               std::uint64_t tag) {
+  queue_.queue_write(file, offset, data, tag);
+}
+
+void PosixBackend::queue_sync(FileId file, std::uint64_t tag) { queue_.queue_sync(file, tag); }
+
+Status PosixBackend::submit() {
+  queue_.submit([this](const InlineQueue::Op& op) {
+    std::uint64_t failed_at = 0;
+    return op.is_sync ? sync_data(op.file) : write_all(op.file, op.offset, op.data, failed_at);
+  });
+  return {};
+}
+
+Result<std::size_t> PosixBackend::reap(std::span<Completion> out, std::size_t min_complete) {
+  return queue_.reap(out, min_complete);
+}
+
+}  // namespace annal::journal

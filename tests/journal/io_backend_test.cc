@@ -1,0 +1,257 @@
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fault_backend.h"
+#include "posix_backend.h"
+
+namespace annal::journal {
+namespace {
+
+std::vector<std::byte> filled(std::size_t n, std::uint8_t value) {
+  return std::vector<std::byte>(n, std::byte{value});
+}
+
+std::vector<std::byte> read_all(IoBackend& io, FileId file) {
+  const auto size = io.size(file);
+  EXPECT_TRUE(size.ok());
+  std::vector<std::byte> out(size.value());
+  const auto n = io.read(file, 0, out);
+  EXPECT_TRUE(n.ok());
+  out.resize(n.value());
+  return out;
+}
+
+// A fresh directory per test: a real one for PosixBackend, a name for FaultBackend.
+class TempDirectory {
+ public:
+  TempDirectory() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "annal-io-XXXXXX").string();
+    ANNAL_ASSERT(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~TempDirectory() { std::filesystem::remove_all(path_); }
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+template <class Backend>
+class IoBackendTest : public ::testing::Test {
+ protected:
+  Backend make() {
+    if constexpr (std::is_same_v<Backend, FaultBackend>) {
+      return FaultBackend(/*seed=*/1);
+    } else {
+      return PosixBackend();
+    }
+  }
+  std::string file(const std::string& name) const { return dir_.path() + "/" + name; }
+  TempDirectory dir_;
+};
+
+using Backends = ::testing::Types<PosixBackend, FaultBackend>;
+struct BackendName {
+  template <class B>
+  static std::string GetName(int) {
+    return std::is_same_v<B, FaultBackend> ? "Fault" : "Posix";
+  }
+};
+TYPED_TEST_SUITE(IoBackendTest, Backends, BackendName);
+
+TYPED_TEST(IoBackendTest, WritesReadBackAndSizeFollows) {
+  auto io = this->make();
+  const auto file = io.open(this->file("a.log"), OpenMode::create_exclusive);
+  ASSERT_TRUE(file.ok()) << file.status().to_string();
+  ASSERT_TRUE(io.write(file.value(), 0, filled(100, 1)).ok());
+  ASSERT_TRUE(io.write(file.value(), 50, filled(100, 2)).ok());
+  ASSERT_TRUE(io.sync(file.value()).ok());
+  const auto bytes = read_all(io, file.value());
+  ASSERT_EQ(bytes.size(), 150u);
+  EXPECT_EQ(bytes[49], std::byte{1});
+  EXPECT_EQ(bytes[50], std::byte{2});
+  ASSERT_TRUE(io.close(file.value()).ok());
+}
+
+TYPED_TEST(IoBackendTest, CreateExclusiveRefusesAnExistingFileAndOpenAMissingOne) {
+  auto io = this->make();
+  ASSERT_TRUE(io.open(this->file("a.log"), OpenMode::create_exclusive).ok());
+  EXPECT_FALSE(io.open(this->file("a.log"), OpenMode::create_exclusive).ok());
+  const auto missing = io.open(this->file("missing.log"), OpenMode::read_write);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), ErrorCode::not_found);
+  EXPECT_NE(missing.status().message().find("missing.log"), std::string::npos);
+}
+
+TYPED_TEST(IoBackendTest, ListsRenamesAndRemovesNames) {
+  auto io = this->make();
+  ASSERT_TRUE(io.open(this->file("a.tmp"), OpenMode::create_exclusive).ok());
+  ASSERT_TRUE(io.rename(this->file("a.tmp"), this->file("a.log")).ok());
+  ASSERT_TRUE(io.open(this->file("b.log"), OpenMode::create_exclusive).ok());
+  ASSERT_TRUE(io.remove(this->file("b.log")).ok());
+  ASSERT_TRUE(io.sync_directory(this->dir_.path()).ok());
+  const auto names = io.list(this->dir_.path());
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(names.value(), std::vector<std::string>{"a.log"});
+}
+
+TYPED_TEST(IoBackendTest, ASecondLockOnTheDirectoryIsRefusedUntilTheFirstCloses) {
+  auto io = this->make();
+  const auto first = io.lock_directory(this->dir_.path());
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  const auto second = io.lock_directory(this->dir_.path());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), ErrorCode::locked);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos);
+  ASSERT_TRUE(io.close(first.value()).ok());
+  EXPECT_TRUE(io.lock_directory(this->dir_.path()).ok());
+}
+
+TYPED_TEST(IoBackendTest, QueuedOperationsCompleteInOrderWithTheirTags) {
+  auto io = this->make();
+  const auto file = io.open(this->file("a.log"), OpenMode::create_exclusive);
+  ASSERT_TRUE(file.ok());
+  const auto first = filled(4096, 7), second = filled(10, 8);
+  io.queue_write(file.value(), 0, first, 11);
+  io.queue_write(file.value(), 4096, second, 12);
+  io.queue_sync(file.value(), 13);
+  ASSERT_TRUE(io.submit().ok());
+  std::array<Completion, 4> done{};
+  const auto n = io.reap(done, 3);
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(n.value(), 3u);
+  EXPECT_EQ(done[0].tag, 11u);
+  EXPECT_EQ(done[0].result, 4096);
+  EXPECT_EQ(done[1].result, 10);
+  EXPECT_EQ(done[2].tag, 13u);
+  EXPECT_EQ(done[2].result, 0);
+  EXPECT_EQ(read_all(io, file.value()).size(), 4106u);
+}
+
+TYPED_TEST(IoBackendTest, AllocateReservesZeros) {
+  auto io = this->make();
+  const auto file = io.open(this->file("a.log"), OpenMode::create_exclusive);
+  ASSERT_TRUE(file.ok());
+  ASSERT_TRUE(io.allocate(file.value(), 8192).ok());
+  const auto bytes = read_all(io, file.value());
+  ASSERT_EQ(bytes.size(), 8192u);
+  EXPECT_TRUE(std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; }));
+}
+
+// ---- FaultBackend's own promises --------------------------------------------------------------
+
+constexpr const char* kDir = "/j";
+
+FileId create(FaultBackend& io, const std::string& name) {
+  const auto file = io.open(std::string(kDir) + "/" + name, OpenMode::create_exclusive);
+  ANNAL_ASSERT(file.ok());
+  return file.value();
+}
+
+TEST(FaultBackend, SyncedDataSurvivesACrash) {
+  FaultBackend io(7);
+  const FileId file = create(io, "a.log");
+  ASSERT_TRUE(io.write(file, 0, filled(1000, 3)).ok());
+  ASSERT_TRUE(io.sync(file).ok());
+  ASSERT_TRUE(io.sync_directory(kDir).ok());
+  io.crash();
+  EXPECT_EQ(io.contents("/j/a.log"), filled(1000, 3));
+}
+
+TEST(FaultBackend, UnsyncedWritesMayBeLostOrTornButNothingIsInvented) {
+  bool saw_loss = false, saw_tear = false, saw_whole = false;
+  for (std::uint64_t seed = 0; seed < 64; ++seed) {
+    FaultBackend io(seed);
+    const FileId file = create(io, "a.log");
+    ASSERT_TRUE(io.write(file, 0, filled(4096, 1)).ok());
+    ASSERT_TRUE(io.sync(file).ok());
+    ASSERT_TRUE(io.sync_directory(kDir).ok());
+    ASSERT_TRUE(io.write(file, 0, filled(4096, 2)).ok());  // 8 sectors, unsynced
+    io.crash();
+    const auto bytes = io.contents("/j/a.log");
+    ASSERT_EQ(bytes.size(), 4096u);
+    std::size_t new_sectors = 0;
+    for (std::size_t sector = 0; sector < 8; ++sector) {
+      const std::byte first = bytes[sector * 512];
+      ASSERT_TRUE(first == std::byte{1} || first == std::byte{2}) << "seed " << seed;
+      for (std::size_t i = 0; i < 512; ++i) ASSERT_EQ(bytes[sector * 512 + i], first) << "sector torn inside";
+      new_sectors += first == std::byte{2};
+    }
+    saw_loss |= new_sectors == 0;
+    saw_whole |= new_sectors == 8;
+    saw_tear |= new_sectors > 0 && new_sectors < 8;
+  }
+  EXPECT_TRUE(saw_loss && saw_tear && saw_whole);
+}
+
+TEST(FaultBackend, AFileCreatedWithoutADirectorySyncMayVanish) {
+  FaultBackend io(1);
+  const FileId file = create(io, "new.log");
+  ASSERT_TRUE(io.write(file, 0, filled(10, 1)).ok());
+  ASSERT_TRUE(io.sync(file).ok());
+  io.crash();
+  EXPECT_TRUE(io.contents("/j/new.log").empty());
+  EXPECT_TRUE(io.list(kDir).value().empty());
+}
+
+TEST(FaultBackend, TheNthWriteFailsOnceOrForGood) {
+  FaultBackend io(1);
+  const FileId file = create(io, "a.log");
+  io.fail_write(2, EIO);
+  EXPECT_TRUE(io.write(file, 0, filled(8, 1)).ok());
+  EXPECT_EQ(io.write(file, 8, filled(8, 1)).code(), ErrorCode::io_error);
+  EXPECT_TRUE(io.write(file, 8, filled(8, 1)).ok());
+  io.fail_write(1, EIO, /*persistent=*/true);
+  EXPECT_FALSE(io.write(file, 16, filled(8, 1)).ok());
+  EXPECT_FALSE(io.write(file, 16, filled(8, 1)).ok());
+}
+
+TEST(FaultBackend, AFailedSyncLosesTheWritesEvenIfARetrySucceeds) {
+  FaultBackend io(1);
+  const FileId file = create(io, "a.log");
+  ASSERT_TRUE(io.sync_directory(kDir).ok());
+  ASSERT_TRUE(io.write(file, 0, filled(512, 9)).ok());
+  io.fail_sync(1, EIO);
+  EXPECT_EQ(io.sync(file).code(), ErrorCode::io_error);
+  EXPECT_EQ(io.contents("/j/a.log"), filled(512, 9));  // still readable from the "page cache"
+  EXPECT_TRUE(io.sync(file).ok());                     // the retry "works"...
+  io.crash();
+  EXPECT_TRUE(io.contents("/j/a.log").empty());        // ...and the data is gone
+}
+
+TEST(FaultBackend, WritesPastTheSpaceLimitFailWithEnospc) {
+  FaultBackend io(1);
+  io.set_space_limit(1000);
+  const FileId file = create(io, "a.log");
+  EXPECT_TRUE(io.write(file, 0, filled(1000, 1)).ok());
+  const Status full = io.write(file, 1000, filled(1, 1));
+  EXPECT_EQ(full.code(), ErrorCode::no_space);
+  EXPECT_TRUE(io.write(file, 0, filled(1000, 2)).ok());  // overwriting needs no new space
+  EXPECT_EQ(io.allocate(file, 2000).code(), ErrorCode::no_space);
+}
+
+TEST(FaultBackend, AQueuedSyncAfterAFailedWriteIsCancelled) {
+  FaultBackend io(1);
+  const FileId file = create(io, "a.log");
+  const auto data = filled(64, 1);
+  io.fail_write(1, EIO);
+  io.queue_write(file, 0, data, 1);
+  io.queue_sync(file, 2);
+  ASSERT_TRUE(io.submit().ok());
+  std::array<Completion, 2> done{};
+  ASSERT_EQ(io.reap(done, 2).value(), 2u);
+  EXPECT_EQ(done[0].result, -EIO);
+  EXPECT_EQ(done[1].result, -ECANCELED);
+  EXPECT_EQ(io.syncs(), 0u);
+}
+
+}  // namespace
+}  // namespace annal::journal
