@@ -33,21 +33,21 @@ auto retry_eintr(Call&& call) {
 
 }  // namespace
 
-PosixBackend::~PosixBackend() {
+PosixFiles::~PosixFiles() {
   for (const auto& [file, path] : paths_) ::close(file);
 }
 
-const std::string& PosixBackend::path_of(FileId file) const {
+const std::string& PosixFiles::path_of(FileId file) const {
   static const std::string kUnknown = "(unknown file)";
   const auto found = paths_.find(file);
   return found == paths_.end() ? kUnknown : found->second;
 }
 
-Status PosixBackend::errno_status(int error, const std::string& what) const {
+Status PosixFiles::errno_status(int error, const std::string& what) const {
   return Status(code_for(error), what + ": " + std::strerror(error));
 }
 
-Result<FileId> PosixBackend::open(const std::string& path, OpenMode mode) {
+Result<FileId> PosixFiles::open(const std::string& path, OpenMode mode) {
   int flags = O_CLOEXEC;
   switch (mode) {
     case OpenMode::read_only: flags |= O_RDONLY; break;
@@ -60,7 +60,7 @@ Result<FileId> PosixBackend::open(const std::string& path, OpenMode mode) {
   return fd;
 }
 
-Status PosixBackend::close(FileId file) {
+Status PosixFiles::close(FileId file) {
   const std::string path = path_of(file);
   paths_.erase(file);
   // Never retry close: on Linux the descriptor is gone even when close reports EINTR.
@@ -68,13 +68,13 @@ Status PosixBackend::close(FileId file) {
   return {};
 }
 
-Result<std::uint64_t> PosixBackend::size(FileId file) {
+Result<std::uint64_t> PosixFiles::size(FileId file) {
   struct stat st {};
   if (::fstat(file, &st) != 0) return errno_status(errno, "stat " + path_of(file));
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-Result<std::size_t> PosixBackend::read(FileId file, std::uint64_t offset, std::span<std::byte> out) {
+Result<std::size_t> PosixFiles::read(FileId file, std::uint64_t offset, std::span<std::byte> out) {
   std::size_t done = 0;
   while (done < out.size()) {
     const ssize_t n = retry_eintr([&] {
@@ -87,7 +87,7 @@ Result<std::size_t> PosixBackend::read(FileId file, std::uint64_t offset, std::s
   return done;
 }
 
-int PosixBackend::write_all(FileId file, std::uint64_t offset, std::span<const std::byte> data,
+int PosixFiles::write_all(FileId file, std::uint64_t offset, std::span<const std::byte> data,
                             std::uint64_t& failed_at) {
   std::size_t done = 0;
   while (done < data.size()) {
@@ -103,7 +103,7 @@ int PosixBackend::write_all(FileId file, std::uint64_t offset, std::span<const s
   return 0;
 }
 
-Status PosixBackend::write(FileId file, std::uint64_t offset, std::span<const std::byte> data) {
+Status PosixFiles::write(FileId file, std::uint64_t offset, std::span<const std::byte> data) {
   std::uint64_t failed_at = offset;
   const int error = write_all(file, offset, data, failed_at);
   if (error != 0) return errno_status(error, "write " + path_of(file) + " at " + std::to_string(failed_at));
@@ -112,27 +112,27 @@ Status PosixBackend::write(FileId file, std::uint64_t offset, std::span<const st
 
 // Not retried on EINTR either: fdatasync does not fail with EINTR on Linux, and a failed sync must
 // never be retried as if nothing happened (the kernel may already have dropped the pages).
-int PosixBackend::sync_data(FileId file) { return ::fdatasync(file) == 0 ? 0 : errno; }
+int PosixFiles::sync_data(FileId file) { return ::fdatasync(file) == 0 ? 0 : errno; }
 
-Status PosixBackend::sync(FileId file) {
+Status PosixFiles::sync(FileId file) {
   const int error = sync_data(file);
   if (error != 0) return errno_status(error, "fdatasync " + path_of(file));
   return {};
 }
 
-Status PosixBackend::allocate(FileId file, std::uint64_t bytes) {
+Status PosixFiles::allocate(FileId file, std::uint64_t bytes) {
   const int rc = retry_eintr([&] { return ::fallocate(file, 0, 0, static_cast<off_t>(bytes)); });
   if (rc != 0) return errno_status(errno, "fallocate " + path_of(file) + " to " + std::to_string(bytes));
   return {};
 }
 
-Status PosixBackend::truncate(FileId file, std::uint64_t bytes) {
+Status PosixFiles::truncate(FileId file, std::uint64_t bytes) {
   const int rc = retry_eintr([&] { return ::ftruncate(file, static_cast<off_t>(bytes)); });
   if (rc != 0) return errno_status(errno, "truncate " + path_of(file) + " to " + std::to_string(bytes));
   return {};
 }
 
-Status PosixBackend::sync_directory(const std::string& directory) {
+Status PosixFiles::sync_directory(const std::string& directory) {
   const int fd = retry_eintr([&] { return ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) return errno_status(errno, "open directory " + directory);
   const int rc = ::fsync(fd);
@@ -142,17 +142,17 @@ Status PosixBackend::sync_directory(const std::string& directory) {
   return {};
 }
 
-Status PosixBackend::rename(const std::string& from, const std::string& to) {
+Status PosixFiles::rename(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0) return errno_status(errno, "rename " + from + " to " + to);
   return {};
 }
 
-Status PosixBackend::remove(const std::string& path) {
+Status PosixFiles::remove(const std::string& path) {
   if (::unlink(path.c_str()) != 0) return errno_status(errno, "remove " + path);
   return {};
 }
 
-Result<std::vector<std::string>> PosixBackend::list(const std::string& directory) {
+Result<std::vector<std::string>> PosixFiles::list(const std::string& directory) {
   DIR* dir = ::opendir(directory.c_str());
   if (dir == nullptr) return errno_status(errno, "list " + directory);
   std::vector<std::string> names;
@@ -167,7 +167,7 @@ Result<std::vector<std::string>> PosixBackend::list(const std::string& directory
   return names;
 }
 
-Result<FileId> PosixBackend::lock_directory(const std::string& directory) {
+Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
   const std::string path = directory + "/LOCK";
   const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); });
   if (fd < 0) return errno_status(errno, "open " + path);

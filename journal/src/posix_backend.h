@@ -1,6 +1,6 @@
-// PosixBackend: IoBackend on plain system calls. The asynchronous calls run synchronously, in
-// queue order, at submit(). It is the reference the io_uring backend is checked against, and
-// what the journal falls back to where io_uring is unavailable.
+// PosixFiles: the synchronous half of IoBackend on plain system calls, shared by PosixBackend and
+// UringBackend. PosixBackend runs the asynchronous calls synchronously too, in queue order, at
+// submit(): it is the reference the io_uring backend is checked against.
 #pragma once
 
 #include <string>
@@ -12,12 +12,12 @@
 
 namespace annal::journal {
 
-class PosixBackend final : public IoBackend {
+class PosixFiles : public IoBackend {
  public:
-  PosixBackend() = default;
-  ~PosixBackend() override;
-  PosixBackend(const PosixBackend&) = delete;
-  PosixBackend& operator=(const PosixBackend&) = delete;
+  PosixFiles() = default;
+  ~PosixFiles() override;
+  PosixFiles(const PosixFiles&) = delete;
+  PosixFiles& operator=(const PosixFiles&) = delete;
 
   Result<FileId> open(const std::string& path, OpenMode mode) override;
   Status close(FileId file) override;
@@ -33,6 +33,22 @@ class PosixBackend final : public IoBackend {
   Result<std::vector<std::string>> list(const std::string& directory) override;
   Result<FileId> lock_directory(const std::string& directory) override;
 
+ protected:
+  // 0 or an errno; `failed_at` is the offset the failing write had reached.
+  int write_all(FileId file, std::uint64_t offset, std::span<const std::byte> data,
+                std::uint64_t& failed_at);
+  int sync_data(FileId file);
+
+ private:
+
+  [[nodiscard]] const std::string& path_of(FileId file) const;
+  [[nodiscard]] Status errno_status(int error, const std::string& what) const;
+
+  std::unordered_map<FileId, std::string> paths_;  // for error messages
+};
+
+class PosixBackend final : public PosixFiles {
+ public:
   void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,
                    std::uint64_t tag) override;
   void queue_sync(FileId file, std::uint64_t tag) override;
@@ -40,15 +56,6 @@ class PosixBackend final : public IoBackend {
   Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) override;
 
  private:
-
-  // 0 or an errno; `failed_at` is the offset the failing write had reached.
-  int write_all(FileId file, std::uint64_t offset, std::span<const std::byte> data,
-                std::uint64_t& failed_at);
-  int sync_data(FileId file);
-  [[nodiscard]] const std::string& path_of(FileId file) const;
-  [[nodiscard]] Status errno_status(int error, const std::string& what) const;
-
-  std::unordered_map<FileId, std::string> paths_;  // for error messages
   InlineQueue queue_;
 };
 

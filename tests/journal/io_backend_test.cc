@@ -6,11 +6,13 @@
 #include <array>
 #include <cerrno>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "fault_backend.h"
 #include "posix_backend.h"
+#include "uring_backend.h"
 
 namespace annal::journal {
 namespace {
@@ -47,45 +49,50 @@ class TempDirectory {
 template <class Backend>
 class IoBackendTest : public ::testing::Test {
  protected:
-  Backend make() {
+  std::unique_ptr<IoBackend> make() {
     if constexpr (std::is_same_v<Backend, FaultBackend>) {
-      return FaultBackend(/*seed=*/1);
+      return std::make_unique<FaultBackend>(/*seed=*/1);
+    } else if constexpr (std::is_same_v<Backend, UringBackend>) {
+      auto backend = UringBackend::create(8);
+      ANNAL_ASSERT(backend.ok());  // io_uring is required on annal's machines
+      return std::move(backend).value();
     } else {
-      return PosixBackend();
+      return std::make_unique<PosixBackend>();
     }
   }
   std::string file(const std::string& name) const { return dir_.path() + "/" + name; }
   TempDirectory dir_;
 };
 
-using Backends = ::testing::Types<PosixBackend, FaultBackend>;
+using Backends = ::testing::Types<PosixBackend, UringBackend, FaultBackend>;
 struct BackendName {
   template <class B>
   static std::string GetName(int) {
-    return std::is_same_v<B, FaultBackend> ? "Fault" : "Posix";
+    if (std::is_same_v<B, FaultBackend>) return "Fault";
+    return std::is_same_v<B, UringBackend> ? "Uring" : "Posix";
   }
 };
 TYPED_TEST_SUITE(IoBackendTest, Backends, BackendName);
 
 TYPED_TEST(IoBackendTest, WritesReadBackAndSizeFollows) {
   auto io = this->make();
-  const auto file = io.open(this->file("a.log"), OpenMode::create_exclusive);
+  const auto file = io->open(this->file("a.log"), OpenMode::create_exclusive);
   ASSERT_TRUE(file.ok()) << file.status().to_string();
-  ASSERT_TRUE(io.write(file.value(), 0, filled(100, 1)).ok());
-  ASSERT_TRUE(io.write(file.value(), 50, filled(100, 2)).ok());
-  ASSERT_TRUE(io.sync(file.value()).ok());
-  const auto bytes = read_all(io, file.value());
+  ASSERT_TRUE(io->write(file.value(), 0, filled(100, 1)).ok());
+  ASSERT_TRUE(io->write(file.value(), 50, filled(100, 2)).ok());
+  ASSERT_TRUE(io->sync(file.value()).ok());
+  const auto bytes = read_all(*io, file.value());
   ASSERT_EQ(bytes.size(), 150u);
   EXPECT_EQ(bytes[49], std::byte{1});
   EXPECT_EQ(bytes[50], std::byte{2});
-  ASSERT_TRUE(io.close(file.value()).ok());
+  ASSERT_TRUE(io->close(file.value()).ok());
 }
 
 TYPED_TEST(IoBackendTest, CreateExclusiveRefusesAnExistingFileAndOpenAMissingOne) {
   auto io = this->make();
-  ASSERT_TRUE(io.open(this->file("a.log"), OpenMode::create_exclusive).ok());
-  EXPECT_FALSE(io.open(this->file("a.log"), OpenMode::create_exclusive).ok());
-  const auto missing = io.open(this->file("missing.log"), OpenMode::read_write);
+  ASSERT_TRUE(io->open(this->file("a.log"), OpenMode::create_exclusive).ok());
+  EXPECT_FALSE(io->open(this->file("a.log"), OpenMode::create_exclusive).ok());
+  const auto missing = io->open(this->file("missing.log"), OpenMode::read_write);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), ErrorCode::not_found);
   EXPECT_NE(missing.status().message().find("missing.log"), std::string::npos);
@@ -93,57 +100,112 @@ TYPED_TEST(IoBackendTest, CreateExclusiveRefusesAnExistingFileAndOpenAMissingOne
 
 TYPED_TEST(IoBackendTest, ListsRenamesAndRemovesNames) {
   auto io = this->make();
-  ASSERT_TRUE(io.open(this->file("a.tmp"), OpenMode::create_exclusive).ok());
-  ASSERT_TRUE(io.rename(this->file("a.tmp"), this->file("a.log")).ok());
-  ASSERT_TRUE(io.open(this->file("b.log"), OpenMode::create_exclusive).ok());
-  ASSERT_TRUE(io.remove(this->file("b.log")).ok());
-  ASSERT_TRUE(io.sync_directory(this->dir_.path()).ok());
-  const auto names = io.list(this->dir_.path());
+  ASSERT_TRUE(io->open(this->file("a.tmp"), OpenMode::create_exclusive).ok());
+  ASSERT_TRUE(io->rename(this->file("a.tmp"), this->file("a.log")).ok());
+  ASSERT_TRUE(io->open(this->file("b.log"), OpenMode::create_exclusive).ok());
+  ASSERT_TRUE(io->remove(this->file("b.log")).ok());
+  ASSERT_TRUE(io->sync_directory(this->dir_.path()).ok());
+  const auto names = io->list(this->dir_.path());
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(names.value(), std::vector<std::string>{"a.log"});
 }
 
 TYPED_TEST(IoBackendTest, ASecondLockOnTheDirectoryIsRefusedUntilTheFirstCloses) {
   auto io = this->make();
-  const auto first = io.lock_directory(this->dir_.path());
+  const auto first = io->lock_directory(this->dir_.path());
   ASSERT_TRUE(first.ok()) << first.status().to_string();
-  const auto second = io.lock_directory(this->dir_.path());
+  const auto second = io->lock_directory(this->dir_.path());
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), ErrorCode::locked);
   EXPECT_NE(second.status().message().find("in use"), std::string::npos);
-  ASSERT_TRUE(io.close(first.value()).ok());
-  EXPECT_TRUE(io.lock_directory(this->dir_.path()).ok());
+  ASSERT_TRUE(io->close(first.value()).ok());
+  EXPECT_TRUE(io->lock_directory(this->dir_.path()).ok());
 }
 
-TYPED_TEST(IoBackendTest, QueuedOperationsCompleteInOrderWithTheirTags) {
+TYPED_TEST(IoBackendTest, QueuedOperationsCompleteWithTheirTagsAndTheSyncLast) {
   auto io = this->make();
-  const auto file = io.open(this->file("a.log"), OpenMode::create_exclusive);
+  const auto file = io->open(this->file("a.log"), OpenMode::create_exclusive);
   ASSERT_TRUE(file.ok());
   const auto first = filled(4096, 7), second = filled(10, 8);
-  io.queue_write(file.value(), 0, first, 11);
-  io.queue_write(file.value(), 4096, second, 12);
-  io.queue_sync(file.value(), 13);
-  ASSERT_TRUE(io.submit().ok());
+  io->queue_write(file.value(), 0, first, 11);
+  io->queue_write(file.value(), 4096, second, 12);
+  io->queue_sync(file.value(), 13);
+  ASSERT_TRUE(io->submit().ok());
   std::array<Completion, 4> done{};
-  const auto n = io.reap(done, 3);
+  const auto n = io->reap(done, 3);
   ASSERT_TRUE(n.ok());
   ASSERT_EQ(n.value(), 3u);
+  // Writes may complete in any order; the sync only after both.
+  std::sort(done.begin(), done.begin() + 2, [](auto& a, auto& b) { return a.tag < b.tag; });
   EXPECT_EQ(done[0].tag, 11u);
   EXPECT_EQ(done[0].result, 4096);
+  EXPECT_EQ(done[1].tag, 12u);
   EXPECT_EQ(done[1].result, 10);
   EXPECT_EQ(done[2].tag, 13u);
   EXPECT_EQ(done[2].result, 0);
-  EXPECT_EQ(read_all(io, file.value()).size(), 4106u);
+  EXPECT_EQ(read_all(*io, file.value()).size(), 4106u);
 }
 
 TYPED_TEST(IoBackendTest, AllocateReservesZeros) {
   auto io = this->make();
-  const auto file = io.open(this->file("a.log"), OpenMode::create_exclusive);
+  const auto file = io->open(this->file("a.log"), OpenMode::create_exclusive);
   ASSERT_TRUE(file.ok());
-  ASSERT_TRUE(io.allocate(file.value(), 8192).ok());
-  const auto bytes = read_all(io, file.value());
+  ASSERT_TRUE(io->allocate(file.value(), 8192).ok());
+  const auto bytes = read_all(*io, file.value());
   ASSERT_EQ(bytes.size(), 8192u);
   EXPECT_TRUE(std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; }));
+}
+
+// A write the kernel refuses (the file is open read-only) must cancel the sync queued after it.
+TEST(KernelBackends, ASyncAfterAFailedWriteIsCancelled) {
+  TempDirectory dir;
+  auto uring = UringBackend::create(8);
+  ASSERT_TRUE(uring.ok());
+  PosixBackend posix;
+  for (IoBackend* io : {static_cast<IoBackend*>(uring.value().get()), static_cast<IoBackend*>(&posix)}) {
+    const std::string path = dir.path() + "/ro.log";
+    (void)io->remove(path);
+    ASSERT_TRUE(io->open(path, OpenMode::create_exclusive).ok());
+    const auto file = io->open(path, OpenMode::read_only);
+    ASSERT_TRUE(file.ok());
+    const auto data = filled(64, 1);
+    io->queue_write(file.value(), 0, data, 1);
+    io->queue_sync(file.value(), 2);
+    ASSERT_TRUE(io->submit().ok());
+    std::array<Completion, 2> done{};
+    ASSERT_EQ(io->reap(done, 2).value(), 2u);
+    EXPECT_EQ(done[0].tag, 1u);
+    EXPECT_EQ(done[0].result, -EBADF);
+    EXPECT_EQ(done[1].tag, 2u);
+    EXPECT_EQ(done[1].result, -ECANCELED);
+  }
+}
+
+// Many writes in flight through a small ring, then one sync: all complete, the data is all there.
+TEST(UringBackend, ManyWritesInFlightThenOneSync) {
+  TempDirectory dir;
+  auto created = UringBackend::create(16);
+  ASSERT_TRUE(created.ok());
+  UringBackend& io = *created.value();
+  const auto file = io.open(dir.path() + "/a.log", OpenMode::create_exclusive);
+  ASSERT_TRUE(file.ok());
+  std::vector<std::vector<std::byte>> blocks;
+  for (int i = 0; i < 15; ++i) blocks.push_back(filled(4096, static_cast<std::uint8_t>(i + 1)));
+  for (int i = 0; i < 15; ++i) io.queue_write(file.value(), static_cast<std::uint64_t>(i) * 4096, blocks[i], i);
+  io.queue_sync(file.value(), 100);
+  ASSERT_TRUE(io.submit().ok());
+  std::array<Completion, 16> done{};
+  std::size_t reaped = 0;
+  while (reaped < 16) {
+    const auto n = io.reap(std::span(done).subspan(reaped), 1);
+    ASSERT_TRUE(n.ok());
+    reaped += n.value();
+  }
+  EXPECT_EQ(done[15].tag, 100u);  // the sync is last
+  for (const Completion& c : done) EXPECT_GE(c.result, 0);
+  const auto bytes = read_all(io, file.value());
+  ASSERT_EQ(bytes.size(), 15u * 4096);
+  for (int i = 0; i < 15; ++i) EXPECT_EQ(bytes[static_cast<std::size_t>(i) * 4096 + 100], std::byte(i + 1));
 }
 
 // ---- FaultBackend's own promises --------------------------------------------------------------
