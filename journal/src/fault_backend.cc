@@ -72,7 +72,9 @@ void FaultBackend::crash() {
   durable_names_ = survivors;
   open_.clear();
   locks_.clear();
-  queue_.clear();
+  // The queue stays: a crash planned inside submit() must not pull it from under the loop. Its
+  // remaining operations fail, since every file is closed now.
+  dead_ = true;
 }
 
 std::vector<std::byte> FaultBackend::contents(const std::string& path) const {
@@ -85,6 +87,7 @@ Status FaultBackend::error_status(int error, const std::string& what) {
 }
 
 Result<FaultBackend::OpenFile*> FaultBackend::find(FileId file) {
+  if (dead_) return error_status(EIO, "after crash");
   const auto found = open_.find(file);
   if (found == open_.end()) return error_status(EBADF, "file " + std::to_string(file));
   return &found->second;
@@ -97,6 +100,7 @@ std::uint64_t FaultBackend::total_bytes() const {
 }
 
 Result<FileId> FaultBackend::open(const std::string& path, OpenMode mode) {
+  if (dead_) return error_status(EIO, "after crash");
   auto found = names_.find(path);
   if (mode == OpenMode::create_exclusive) {
     if (found != names_.end()) return error_status(EEXIST, "open " + path);
@@ -131,7 +135,15 @@ Result<std::size_t> FaultBackend::read(FileId file, std::uint64_t offset, std::s
   return n;
 }
 
+bool FaultBackend::crash_now() {
+  if (crash_at_ == 0 || ++operations_ != crash_at_) return false;
+  crash_at_ = 0;
+  crash();
+  return true;
+}
+
 int FaultBackend::write_data(OpenFile& file, std::uint64_t offset, std::span<const std::byte> data) {
+  if (crash_now()) return EIO;
   if (const int error = writes_.next(); error != 0) return error;
   Node& node = *file.node;
   const std::uint64_t end = offset + data.size();
@@ -144,6 +156,7 @@ int FaultBackend::write_data(OpenFile& file, std::uint64_t offset, std::span<con
 }
 
 int FaultBackend::sync_data(OpenFile& file) {
+  if (crash_now()) return EIO;
   Node& node = *file.node;
   if (const int error = syncs_.next(); error != 0) {
     // fsyncgate: the kernel has given up on these pages; they are clean in the cache and may
@@ -160,16 +173,18 @@ int FaultBackend::sync_data(OpenFile& file) {
 Status FaultBackend::write(FileId file, std::uint64_t offset, std::span<const std::byte> data) {
   const auto open = find(file);
   if (!open.ok()) return open.status();
+  const std::string path = open.value()->path;  // a planned crash inside closes the file
   const int error = write_data(*open.value(), offset, data);
-  if (error != 0) return error_status(error, "write " + open.value()->path + " at " + std::to_string(offset));
+  if (error != 0) return error_status(error, "write " + path + " at " + std::to_string(offset));
   return {};
 }
 
 Status FaultBackend::sync(FileId file) {
   const auto open = find(file);
   if (!open.ok()) return open.status();
+  const std::string path = open.value()->path;  // a planned crash inside closes the file
   const int error = sync_data(*open.value());
-  if (error != 0) return error_status(error, "fdatasync " + open.value()->path);
+  if (error != 0) return error_status(error, "fdatasync " + path);
   return {};
 }
 
@@ -204,6 +219,7 @@ Status FaultBackend::truncate(FileId file, std::uint64_t bytes) {
 }
 
 Status FaultBackend::sync_directory(const std::string& directory) {
+  if (dead_) return error_status(EIO, "after crash");
   for (auto it = durable_names_.begin(); it != durable_names_.end();) {
     it = parent_of(it->first) == directory ? durable_names_.erase(it) : std::next(it);
   }
@@ -214,6 +230,7 @@ Status FaultBackend::sync_directory(const std::string& directory) {
 }
 
 Status FaultBackend::rename(const std::string& from, const std::string& to) {
+  if (dead_) return error_status(EIO, "after crash");
   const auto found = names_.find(from);
   if (found == names_.end()) return error_status(ENOENT, "rename " + from);
   names_[to] = found->second;
@@ -222,11 +239,13 @@ Status FaultBackend::rename(const std::string& from, const std::string& to) {
 }
 
 Status FaultBackend::remove(const std::string& path) {
+  if (dead_) return error_status(EIO, "after crash");
   if (names_.erase(path) == 0) return error_status(ENOENT, "remove " + path);
   return {};
 }
 
 Result<std::vector<std::string>> FaultBackend::list(const std::string& directory) {
+  if (dead_) return error_status(EIO, "after crash");
   std::vector<std::string> names;
   for (const auto& [path, node] : names_) {
     if (parent_of(path) == directory) names.push_back(path.substr(directory.size() + 1));
@@ -235,6 +254,7 @@ Result<std::vector<std::string>> FaultBackend::list(const std::string& directory
 }
 
 Result<FileId> FaultBackend::lock_directory(const std::string& directory) {
+  if (dead_) return error_status(EIO, "after crash");
   for (const auto& [file, locked] : locks_) {
     if (locked == directory) {
       return Status(ErrorCode::locked, directory + " is in use by another journal (" + directory +

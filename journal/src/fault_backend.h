@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "inline_queue.h"
-#include "io_backend.h"
+#include "annal/journal/io_backend.h"
 
 namespace annal::journal {
 
@@ -37,6 +37,12 @@ class FaultBackend final : public IoBackend {
   // ENOSPC.
   void set_space_limit(std::uint64_t bytes) { space_limit_ = bytes; }
   void crash();
+  // crash() right before the n-th data operation from now (write or sync, queued or not), which
+  // then fails with EIO: power lost at a chosen point of the writer's work.
+  void crash_before(std::uint64_t nth) { crash_at_ = operations_ + nth; }
+  // After crash() every call fails with EIO, as if the process were gone, until revive(): a
+  // journal still running on this backend cannot touch the post-crash image.
+  void revive() { dead_ = false; }
 
   [[nodiscard]] std::uint64_t writes() const { return writes_.count; }
   [[nodiscard]] std::uint64_t syncs() const { return syncs_.count; }
@@ -105,6 +111,11 @@ class FaultBackend final : public IoBackend {
   FileId next_file_ = 3;
   FaultPlan writes_, syncs_;
   std::uint64_t space_limit_ = UINT64_MAX;
+  bool dead_ = false;
+  std::uint64_t operations_ = 0;
+  std::uint64_t crash_at_ = 0;  // 0: no planned crash
+  // Counts a data operation; true if the planned crash happens now.
+  bool crash_now();
   InlineQueue queue_;
 };
 

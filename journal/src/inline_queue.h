@@ -7,7 +7,7 @@
 #include <deque>
 #include <vector>
 
-#include "io_backend.h"
+#include "annal/journal/io_backend.h"
 
 namespace annal::journal {
 
@@ -53,11 +53,6 @@ class InlineQueue {
       completed_.pop_front();
     }
     return n;
-  }
-
-  void clear() {
-    queued_.clear();
-    completed_.clear();
   }
 
  private:

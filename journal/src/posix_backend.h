@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "inline_queue.h"
-#include "io_backend.h"
+#include "annal/journal/io_backend.h"
 
 namespace annal::journal {
 

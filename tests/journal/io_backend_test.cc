@@ -225,6 +225,7 @@ TEST(FaultBackend, SyncedDataSurvivesACrash) {
   ASSERT_TRUE(io.sync(file).ok());
   ASSERT_TRUE(io.sync_directory(kDir).ok());
   io.crash();
+  io.revive();
   EXPECT_EQ(io.contents("/j/a.log"), filled(1000, 3));
 }
 
@@ -238,6 +239,7 @@ TEST(FaultBackend, UnsyncedWritesMayBeLostOrTornButNothingIsInvented) {
     ASSERT_TRUE(io.sync_directory(kDir).ok());
     ASSERT_TRUE(io.write(file, 0, filled(4096, 2)).ok());  // 8 sectors, unsynced
     io.crash();
+    io.revive();
     const auto bytes = io.contents("/j/a.log");
     ASSERT_EQ(bytes.size(), 4096u);
     std::size_t new_sectors = 0;
@@ -260,6 +262,7 @@ TEST(FaultBackend, AFileCreatedWithoutADirectorySyncMayVanish) {
   ASSERT_TRUE(io.write(file, 0, filled(10, 1)).ok());
   ASSERT_TRUE(io.sync(file).ok());
   io.crash();
+  io.revive();
   EXPECT_TRUE(io.contents("/j/new.log").empty());
   EXPECT_TRUE(io.list(kDir).value().empty());
 }
@@ -286,6 +289,7 @@ TEST(FaultBackend, AFailedSyncLosesTheWritesEvenIfARetrySucceeds) {
   EXPECT_EQ(io.contents("/j/a.log"), filled(512, 9));  // still readable from the "page cache"
   EXPECT_TRUE(io.sync(file).ok());                     // the retry "works"...
   io.crash();
+  io.revive();
   EXPECT_TRUE(io.contents("/j/a.log").empty());        // ...and the data is gone
 }
 

@@ -1,0 +1,128 @@
+// Journal: annal's durable, append-only log of events, in segment files in one directory.
+//
+//   auto journal = annal::journal::Journal::open("/var/lib/app/journal", {});
+//   const RecordInput events[] = {{.stream_id = 7, .stream_version = 0, .type = 1, .payload = bytes}};
+//   auto receipt = journal.value()->append(events);           // sequences assigned, not yet durable
+//   Status s = journal.value()->wait_durable(receipt.value().last, deadline_after(1s));
+//
+// One writer thread owns the files. append() may be called from any thread; it copies the records
+// into a staging buffer and returns at once. The writer takes everything staged into one write
+// (group commit), syncs it according to the durability mode, and only then advances
+// durable_sequence(), which never goes backwards. The records of one append() are contiguous and
+// become durable together; after a crash either all of them are recovered or none.
+//
+// Errors. A full disk stops appends with ErrorCode::no_space; an I/O error or failed fdatasync puts
+// the journal in a failed state for good (ErrorCode::failed on every later call): durability of
+// what was in flight is unknown, so nothing more is acknowledged, and nothing is retried. Reopen
+// the directory to recover. A second open of the same directory fails with ErrorCode::locked.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "annal/base/status.h"
+#include "annal/journal/format.h"
+#include "annal/journal/io_backend.h"
+
+namespace annal::journal {
+
+enum class Durability {
+  none,          // acknowledged once written to the page cache; a power cut may lose it
+  group_commit,  // acknowledged after an fdatasync that covers it (the default)
+  interval,      // fdatasync every sync_interval; acknowledged after that sync
+};
+
+enum class RecoveryMode {
+  // Truncate a torn tail (what a crash leaves); refuse to open on any other damage.
+  tolerate_torn_tail,
+  // Keep the longest intact prefix and drop everything after the first damage (RocksDB's
+  // point-in-time recovery). Chosen by an operator who accepts losing what follows.
+  truncate_at_first_corruption,
+};
+
+enum class IoKind { io_uring, posix };
+
+struct Options {
+  Durability durability = Durability::group_commit;
+  std::chrono::milliseconds sync_interval{5};
+  RecoveryMode recovery = RecoveryMode::tolerate_torn_tail;
+  IoKind io = IoKind::io_uring;
+  std::uint64_t segment_bytes_max = 64ull << 20;  // a segment rolls over before passing this
+  std::size_t record_bytes_max = 1u << 20;        // header + payload of one record
+  std::size_t commit_bytes_max = 1u << 20;        // bytes in one group-commit write
+  std::size_t writes_in_flight_max = 4;           // group-commit writes queued at once
+};
+
+struct RecordInput {
+  std::uint64_t stream_id = 0;
+  std::uint64_t stream_version = 0;
+  std::uint16_t type = 1;  // 0 is reserved for padding
+  std::uint64_t timestamp_ns = 0;  // 0: the journal stamps the wall-clock time
+  std::span<const std::byte> payload;
+};
+
+struct Receipt {
+  std::uint64_t first = 0;  // sequences of the first and last record of the append
+  std::uint64_t last = 0;
+};
+
+struct Record {
+  RecordHeader header;
+  std::vector<std::byte> payload;
+};
+
+// What open() found and did, for the log line and for tools.
+struct RecoveryReport {
+  std::size_t segments = 0;
+  std::uint64_t next_sequence = kFirstSequence;
+  std::uint64_t truncated_bytes = 0;     // torn tail removed
+  std::uint64_t dropped_records = 0;     // records past the last complete batch, or past damage
+  std::string message;                   // one line, empty when nothing was repaired
+};
+
+class Journal {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Opens (creating if needed) the journal in `directory`, recovering it first.
+  static Result<std::unique_ptr<Journal>> open(const std::string& directory, const Options& options);
+  // The same on a given I/O backend (tests use a fault-injecting one and keep it across a
+  // simulated crash, hence shared).
+  static Result<std::unique_ptr<Journal>> open(const std::string& directory, const Options& options,
+                                               std::shared_ptr<IoBackend> io);
+
+  virtual ~Journal() = default;
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Appends `records` as one atomic batch. Thread-safe; does not wait for the disk. Fails with
+  // invalid_argument for an empty batch or a record over record_bytes_max, no_space after the
+  // disk filled, failed after a fatal I/O error.
+  virtual Result<Receipt> append(std::span<const RecordInput> records) = 0;
+  // Waits until `sequence` is durable. Returns the journal's error if it failed first, and
+  // ErrorCode::failed with "timed out" if the deadline passed.
+  virtual Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) = 0;
+  // The highest sequence acknowledged durable (0: none). Never decreases.
+  [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
+  [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;  // highest appended
+
+  // Reads up to `max_records` durable records from `from`, verifying each checksum.
+  virtual Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) = 0;
+
+  // Removes whole segments whose records all lie below `sequence` (retention after a snapshot).
+  virtual Status remove_segments_before(std::uint64_t sequence) = 0;
+
+  [[nodiscard]] virtual const RecoveryReport& recovery() const = 0;
+  // Writes out and syncs what is staged, stops the writer, releases the directory lock.
+  virtual Status close() = 0;
+
+ protected:
+  Journal() = default;
+};
+
+}  // namespace annal::journal

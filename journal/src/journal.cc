@@ -1,0 +1,484 @@
+// The journal's writer. Appenders encode records into staging buffers under one mutex; the writer
+// thread takes whole buffers, writes them (several in flight), syncs per the durability mode, and
+// then publishes the durable sequence. See journal.h for the contract.
+#include "annal/journal/journal.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "posix_backend.h"
+#include "recovery.h"
+#include "uring_backend.h"
+
+namespace annal::journal {
+namespace {
+
+std::uint64_t wall_clock_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+Status check_options(const Options& options) {
+  const auto bad = [](const std::string& what) {
+    return Status(ErrorCode::invalid_argument, "journal options: " + what);
+  };
+  if (options.record_bytes_max < kRecordHeaderBytes || options.record_bytes_max > kRecordBytesMax) {
+    return bad("record_bytes_max must be between 48 bytes and 1 GiB");
+  }
+  if (options.commit_bytes_max < padded_record_bytes(options.record_bytes_max - kRecordHeaderBytes)) {
+    return bad("commit_bytes_max must hold at least one record of record_bytes_max");
+  }
+  if (options.segment_bytes_max < kSegmentHeaderBytes + options.commit_bytes_max) {
+    return bad("segment_bytes_max must hold the segment header and one commit_bytes_max write");
+  }
+  if (options.writes_in_flight_max < 1 || options.writes_in_flight_max > 64) {
+    return bad("writes_in_flight_max must be between 1 and 64");
+  }
+  if (options.durability == Durability::interval && options.sync_interval.count() <= 0) {
+    return bad("sync_interval must be positive");
+  }
+  return {};
+}
+
+// A run of encoded records bound for one place in one segment.
+struct Buffer {
+  std::vector<std::byte> bytes;  // capacity commit_bytes_max, allocated once
+  std::size_t used = 0;
+  std::uint64_t segment_base = 0;
+  std::uint32_t segment_salt = 0;  // the salt its records were encoded under
+  std::uint64_t offset = 0;  // file offset of bytes[0]
+  std::uint64_t last_sequence = 0;
+};
+
+class JournalImpl final : public Journal {
+ public:
+  JournalImpl(std::string directory, const Options& options, std::shared_ptr<IoBackend> io,
+              FileId lock, Recovered recovered)
+      : directory_(std::move(directory)), options_(options), io_(std::move(io)), lock_(lock),
+        segments_(std::move(recovered.segments)), report_(std::move(recovered.report)),
+        random_(std::random_device{}()) {
+    buffers_.resize(options_.writes_in_flight_max + 1);
+    for (std::size_t i = 0; i < buffers_.size(); ++i) {
+      buffers_[i].bytes.resize(options_.commit_bytes_max);
+      free_.push_back(i);
+    }
+    next_sequence_ = report_.next_sequence;
+    durable_.store(next_sequence_ - 1, std::memory_order_release);
+    if (recovered.tail_file >= 0) {
+      tail_.file = recovered.tail_file;
+      tail_.salt = recovered.tail_salt;
+      tail_.base = segments_.back().base;
+      write_offset_ = segments_.back().end_offset;
+      staged_salt_ = tail_.salt;
+      staged_base_ = tail_.base;
+    } else {
+      staged_base_ = next_sequence_;  // the first segment is created by the first write
+      staged_salt_ = new_salt();
+      write_offset_ = kSegmentHeaderBytes;
+    }
+    writer_ = std::thread([this] { write_loop(); });
+  }
+
+  ~JournalImpl() override { (void)close(); }
+
+  Result<Receipt> append(std::span<const RecordInput> records) override {
+    if (records.empty()) return Status(ErrorCode::invalid_argument, "append of no records");
+    std::size_t bytes = 0;
+    for (const RecordInput& record : records) {
+      if (kRecordHeaderBytes + record.payload.size() > options_.record_bytes_max) {
+        return Status(ErrorCode::invalid_argument,
+                      "record of " + std::to_string(record.payload.size()) +
+                          " payload bytes exceeds record_bytes_max (" +
+                          std::to_string(options_.record_bytes_max) + " with the 48-byte header)");
+      }
+      if (record.type == kTypePadding) return Status(ErrorCode::invalid_argument, "record type 0 is reserved");
+      bytes += padded_record_bytes(record.payload.size());
+    }
+    if (bytes > options_.commit_bytes_max) {
+      return Status(ErrorCode::invalid_argument, "append of " + std::to_string(bytes) +
+                                                     " bytes exceeds commit_bytes_max");
+    }
+    std::unique_lock lock(mutex_);
+    Buffer* buffer = nullptr;
+    for (;;) {
+      if (!error_.ok()) return error_;
+      if (closing_) return Status(ErrorCode::failed, "journal " + directory_ + " is closed");
+      if (write_offset_ + bytes > options_.segment_bytes_max) {
+        // Roll over: the batch starts the next segment (batches never straddle two).
+        seal_filling();
+        staged_base_ = next_sequence_;
+        staged_salt_ = new_salt();
+        write_offset_ = kSegmentHeaderBytes;
+      }
+      buffer = filling_ ? &buffers_[*filling_] : nullptr;
+      if (buffer != nullptr && buffer->used + bytes <= buffer->bytes.size()) break;
+      seal_filling();
+      if (!free_.empty()) {
+        filling_ = free_.front();
+        free_.pop_front();
+        Buffer& fresh = buffers_[*filling_];
+        fresh.used = 0;
+        fresh.segment_base = staged_base_;
+        fresh.segment_salt = staged_salt_;
+        fresh.offset = write_offset_;
+        continue;
+      }
+      buffer_freed_.wait(lock);  // back-pressure: every buffer is staged or in flight
+    }
+    const Receipt receipt{next_sequence_, next_sequence_ + records.size() - 1};
+    const std::uint64_t durable = durable_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      const RecordInput& input = records[i];
+      RecordHeader header;
+      header.sequence = next_sequence_++;
+      header.stream_id = input.stream_id;
+      header.stream_version = input.stream_version;
+      header.timestamp_ns = input.timestamp_ns != 0 ? input.timestamp_ns : wall_clock_ns();
+      header.type = input.type;
+      header.flags = i + 1 == records.size() ? kFlagBatchEnd : 0;
+      header.commit_lag = static_cast<std::uint32_t>(
+          std::min<std::uint64_t>(header.sequence - durable, kCommitLagMax));
+      const std::size_t size = padded_record_bytes(input.payload.size());
+      encode_record(header, input.payload, staged_salt_,
+                    std::span(buffer->bytes).subspan(buffer->used, size));
+      buffer->used += size;
+    }
+    buffer->last_sequence = receipt.last;
+    write_offset_ += bytes;
+    work_ready_.notify_one();
+    return receipt;
+  }
+
+  Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {
+    std::unique_lock lock(mutex_);
+    const bool done = durable_changed_.wait_until(lock, deadline, [&] {
+      return durable_.load(std::memory_order_acquire) >= sequence || !error_.ok();
+    });
+    if (durable_.load(std::memory_order_acquire) >= sequence) return {};
+    if (!error_.ok()) return error_;
+    ANNAL_ASSERT(!done);
+    return Status(ErrorCode::failed, "timed out waiting for sequence " + std::to_string(sequence) +
+                                         " to become durable (durable: " +
+                                         std::to_string(durable_.load()) + ")");
+  }
+
+  std::uint64_t durable_sequence() const override { return durable_.load(std::memory_order_acquire); }
+  std::uint64_t last_sequence() const override {
+    std::lock_guard lock(mutex_);
+    return next_sequence_ - 1;
+  }
+
+  Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) override;
+  Status remove_segments_before(std::uint64_t sequence) override;
+  const RecoveryReport& recovery() const override { return report_; }
+
+  Status close() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return error_;
+      closing_ = true;
+    }
+    work_ready_.notify_one();
+    writer_.join();
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    if (tail_.file >= 0) (void)io_->close(tail_.file);
+    (void)io_->close(lock_);
+    return error_;
+  }
+
+ private:
+  struct Tail {
+    FileId file = -1;
+    std::uint64_t base = 0;
+    std::uint32_t salt = 0;
+  };
+
+  std::uint32_t new_salt() { return static_cast<std::uint32_t>(random_()); }
+
+  // Under mutex_: the filling buffer goes to the writer's queue.
+  void seal_filling() {
+    if (!filling_) return;
+    if (buffers_[*filling_].used == 0) {
+      free_.push_back(*filling_);
+    } else {
+      sealed_.push_back(*filling_);
+    }
+    filling_.reset();
+  }
+
+  void fail(Status status) {
+    std::lock_guard lock(mutex_);
+    if (error_.ok()) error_ = std::move(status);
+    durable_changed_.notify_all();
+    buffer_freed_.notify_all();
+  }
+
+  // Takes the buffers of one round: everything staged, up to writes_in_flight_max, all for the
+  // same segment. Returns them empty when closing with nothing left.
+  std::vector<std::size_t> take_round() {
+    std::unique_lock lock(mutex_);
+    const auto has_work = [&] { return !sealed_.empty() || (filling_ && buffers_[*filling_].used > 0); };
+    if (options_.durability == Durability::interval && unsynced_) {
+      work_ready_.wait_until(lock, next_interval_sync_, [&] { return has_work() || closing_; });
+    } else {
+      work_ready_.wait(lock, [&] { return has_work() || closing_; });
+    }
+    seal_filling();
+    std::vector<std::size_t> round;
+    while (!sealed_.empty() && round.size() < options_.writes_in_flight_max) {
+      const std::size_t next = sealed_.front();
+      if (!round.empty() && buffers_[next].segment_base != buffers_[round.front()].segment_base) break;
+      round.push_back(next);
+      sealed_.pop_front();
+    }
+    return round;
+  }
+
+  // Makes the segment the round writes into current, creating it (after syncing the previous one
+  // completely: recovery relies on older segments never being torn).
+  Status enter_segment(const Buffer& first) {
+    if (tail_.file >= 0 && tail_.base == first.segment_base) return {};
+    if (tail_.file >= 0) {
+      if (Status synced = io_->sync(tail_.file); !synced.ok()) return synced;
+      (void)io_->close(tail_.file);
+    }
+    const auto file = create_segment(*io_, directory_, first.segment_base, first.segment_salt,
+                                     options_.segment_bytes_max);
+    if (!file.ok()) return file.status();
+    tail_ = {file.value(), first.segment_base, first.segment_salt};
+    std::lock_guard lock(mutex_);
+    segments_.push_back({first.segment_base, first.segment_base, kSegmentHeaderBytes,
+                         join_path(directory_, segment_file_name(first.segment_base))});
+    return {};
+  }
+
+  void write_loop() {
+    for (;;) {
+      const std::vector<std::size_t> round = take_round();
+      bool closing;
+      {
+        std::lock_guard lock(mutex_);
+        closing = closing_ && sealed_.empty() && !filling_;
+      }
+      if (!round.empty()) {
+        if (Status written = write_round(round); !written.ok()) {
+          fail(std::move(written));
+          return;
+        }
+      }
+      if (options_.durability == Durability::interval && unsynced_ &&
+          (closing || Clock::now() >= next_interval_sync_)) {
+        if (Status synced = sync_interval(); !synced.ok()) {
+          fail(std::move(synced));
+          return;
+        }
+      }
+      if (closing && round.empty()) {
+        if (options_.durability == Durability::none && tail_.file >= 0) {
+          // Leave nothing unsynced behind a clean close, whatever the mode.
+          if (Status synced = io_->sync(tail_.file); !synced.ok()) fail(std::move(synced));
+        }
+        return;
+      }
+    }
+  }
+
+  Status write_round(const std::vector<std::size_t>& round) {
+    if (Status entered = enter_segment(buffers_[round.front()]); !entered.ok()) return entered;
+    for (const std::size_t index : round) {
+      const Buffer& buffer = buffers_[index];
+      io_->queue_write(tail_.file, buffer.offset, std::span(buffer.bytes).first(buffer.used), index);
+    }
+    const bool sync = options_.durability == Durability::group_commit;
+    if (sync) io_->queue_sync(tail_.file, kSyncTag);
+    if (Status submitted = io_->submit(); !submitted.ok()) return submitted;
+    std::array<Completion, 65> done{};
+    const std::size_t expected = round.size() + (sync ? 1 : 0);
+    std::size_t reaped = 0;
+    while (reaped < expected) {
+      const auto n = io_->reap(std::span(done).subspan(reaped, expected - reaped), 1);
+      if (!n.ok()) return n.status();
+      reaped += n.value();
+    }
+    for (std::size_t i = 0; i < reaped; ++i) {
+      if (done[i].result >= 0) continue;
+      const int error = static_cast<int>(-done[i].result);
+      const std::string what = done[i].tag == kSyncTag ? "fdatasync" : "write";
+      const ErrorCode code = error == ENOSPC ? ErrorCode::no_space : ErrorCode::failed;
+      return Status(code, "journal " + directory_ + ": " + what + " of segment " +
+                              segment_file_name(tail_.base) + " failed (" + std::strerror(error) +
+                              "); nothing after sequence " + std::to_string(durable_.load()) +
+                              " is acknowledged. " +
+                              (code == ErrorCode::no_space ? "Free space, then reopen."
+                                                           : "Reopen the journal to recover."));
+    }
+    const Buffer& last = buffers_[round.back()];
+    std::lock_guard lock(mutex_);
+    segments_.back().end_sequence = last.last_sequence + 1;
+    segments_.back().end_offset = last.offset + last.used;
+    if (options_.durability == Durability::interval) {
+      if (!unsynced_) next_interval_sync_ = Clock::now() + options_.sync_interval;
+      unsynced_ = true;
+      written_ = last.last_sequence;
+    } else {
+      publish_durable(last.last_sequence);
+    }
+    for (const std::size_t index : round) free_.push_back(index);
+    buffer_freed_.notify_all();
+    return {};
+  }
+
+  Status sync_interval() {
+    if (Status synced = io_->sync(tail_.file); !synced.ok()) return synced;
+    std::lock_guard lock(mutex_);
+    unsynced_ = false;
+    publish_durable(written_);
+    return {};
+  }
+
+  // Under mutex_.
+  void publish_durable(std::uint64_t sequence) {
+    ANNAL_ASSERT(sequence >= durable_.load(std::memory_order_relaxed));
+    durable_.store(sequence, std::memory_order_release);
+    durable_changed_.notify_all();
+  }
+
+  static constexpr std::uint64_t kSyncTag = UINT64_MAX;
+
+  const std::string directory_;
+  const Options options_;
+  std::shared_ptr<IoBackend> io_;
+  const FileId lock_;
+  std::thread writer_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_ready_, buffer_freed_, durable_changed_;
+  std::vector<SegmentInfo> segments_;  // under mutex_
+  RecoveryReport report_;
+  std::mt19937 random_;
+  std::vector<Buffer> buffers_;
+  std::deque<std::size_t> free_, sealed_;
+  std::optional<std::size_t> filling_;
+  std::uint64_t next_sequence_ = kFirstSequence;
+  std::uint64_t staged_base_ = 0;   // the segment appenders are encoding for
+  std::uint32_t staged_salt_ = 0;
+  std::uint64_t write_offset_ = 0;  // where the next staged byte lands in that segment
+  Status error_;
+  bool closing_ = false, closed_ = false;
+  std::atomic<std::uint64_t> durable_{0};
+  // Interval mode: what is written but not yet synced.
+  bool unsynced_ = false;
+  std::uint64_t written_ = 0;
+  Clock::time_point next_interval_sync_{};
+  Tail tail_;  // writer thread only
+};
+
+Result<std::vector<Record>> JournalImpl::read(std::uint64_t from, std::size_t max_records) {
+  std::vector<Record> out;
+  const std::uint64_t durable = durable_sequence();
+  if (from < kFirstSequence) from = kFirstSequence;
+  while (out.size() < max_records && from <= durable) {
+    SegmentInfo segment;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = std::upper_bound(segments_.begin(), segments_.end(), from,
+                                       [](std::uint64_t s, const SegmentInfo& info) { return s < info.base; });
+      if (it == segments_.begin()) {
+        return Status(ErrorCode::not_found, "sequence " + std::to_string(from) +
+                                                " was removed by retention or never existed");
+      }
+      segment = *std::prev(it);
+    }
+    const auto file = io_->open(segment.path, OpenMode::read_only);
+    if (!file.ok()) return file.status();
+    std::vector<std::byte> bytes(segment.end_offset);
+    const auto n = io_->read(file.value(), 0, bytes);
+    (void)io_->close(file.value());
+    if (!n.ok()) return n.status();
+    bytes.resize(n.value());
+    const auto header = decode_segment_header(bytes, segment.path);
+    if (!header.ok()) return header.status();
+    std::uint64_t at = kSegmentHeaderBytes;
+    std::uint64_t expected = segment.base;
+    while (at < bytes.size() && out.size() < max_records && expected <= durable) {
+      const DecodedRecord record = decode_record(std::span(bytes).subspan(at), header.value().salt,
+                                                 options_.record_bytes_max);
+      if (record.status != RecordStatus::ok || record.header.sequence != expected) {
+        return Status(ErrorCode::corruption,
+                      segment.path + " offset " + std::to_string(at) + " sequence " +
+                          std::to_string(expected) + ": " +
+                          (record.status != RecordStatus::ok ? to_string(record.status) : "out of sequence"));
+      }
+      if (expected >= from) out.push_back({record.header, {record.payload.begin(), record.payload.end()}});
+      at += record.padded_bytes;
+      ++expected;
+    }
+    if (expected <= from) break;  // nothing more in this segment yet
+    from = expected;
+  }
+  return out;
+}
+
+Status JournalImpl::remove_segments_before(std::uint64_t sequence) {
+  std::vector<std::string> doomed;
+  {
+    std::lock_guard lock(mutex_);
+    // Never the last segment: appends continue there.
+    while (segments_.size() > 1 && segments_.front().end_sequence <= sequence) {
+      doomed.push_back(segments_.front().path);
+      segments_.erase(segments_.begin());
+    }
+  }
+  for (const std::string& path : doomed) {
+    if (Status removed = io_->remove(path); !removed.ok()) return removed;
+  }
+  if (doomed.empty()) return {};
+  return io_->sync_directory(directory_);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, const Options& options) {
+  if (options.io == IoKind::posix) return open(directory, options, std::make_unique<PosixBackend>());
+  auto uring = UringBackend::create(256);
+  if (!uring.ok()) return uring.status();
+  return open(directory, options, std::move(uring).value());
+}
+
+Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, const Options& options,
+                                               std::shared_ptr<IoBackend> io) {
+  if (Status valid = check_options(options); !valid.ok()) return valid;
+  const auto lock = io->lock_directory(directory);
+  if (!lock.ok()) return lock.status();
+  auto recovered = recover(*io, directory, options);
+  if (!recovered.ok()) {
+    (void)io->close(lock.value());
+    return recovered.status();
+  }
+  if (!recovered.value().report.message.empty()) {
+    std::fprintf(stderr, "annal: %s\n", recovered.value().report.message.c_str());
+  }
+  if (recovered.value().tail_file >= 0) {
+    // What a crashed process left in the page cache is recovered as durable: make it so.
+    if (Status synced = io->sync(recovered.value().tail_file); !synced.ok()) {
+      (void)io->close(lock.value());
+      return synced;
+    }
+  }
+  return std::unique_ptr<Journal>(new JournalImpl(directory, options, std::move(io), lock.value(),
+                                                  std::move(recovered).value()));
+}
+
+}  // namespace annal::journal

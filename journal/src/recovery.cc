@@ -1,0 +1,169 @@
+#include "recovery.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "segment_scan.h"
+
+namespace annal::journal {
+namespace {
+
+constexpr std::string_view kTempSuffix = ".tmp";
+
+Result<std::vector<std::byte>> read_whole(IoBackend& io, FileId file) {
+  const auto size = io.size(file);
+  if (!size.ok()) return size.status();
+  std::vector<std::byte> bytes(size.value());
+  const auto n = io.read(file, 0, bytes);
+  if (!n.ok()) return n.status();
+  bytes.resize(n.value());
+  return bytes;
+}
+
+std::string describe_stop(const std::string& path, const SegmentScan& scan) {
+  std::string what = scan.stop == ScanStop::wrong_sequence ? "a record out of sequence"
+                     : scan.stop == ScanStop::bad_record   ? std::string(to_string(scan.bad_status))
+                     : scan.batch_open                      ? "an incomplete batch"
+                                                            : "valid records after the end";
+  return path + " offset " + std::to_string(scan.stop_offset) + " sequence " +
+         std::to_string(scan.stop_sequence) + ": " + what;
+}
+
+// Cuts `file` back to `valid_bytes` and restores its preallocated size with zeros, then syncs:
+// stale bytes past the cut must not survive to be mistaken for records later.
+Status cut_tail(IoBackend& io, FileId file, std::uint64_t valid_bytes, std::uint64_t file_bytes) {
+  Status status = io.truncate(file, valid_bytes);
+  if (status.ok()) status = io.allocate(file, std::max(file_bytes, valid_bytes));
+  if (status.ok()) status = io.sync(file);
+  return status;
+}
+
+}  // namespace
+
+std::string join_path(const std::string& directory, const std::string& name) {
+  return directory + "/" + name;
+}
+
+Result<FileId> create_segment(IoBackend& io, const std::string& directory, std::uint64_t base,
+                              std::uint32_t salt, std::uint64_t bytes) {
+  const std::string path = join_path(directory, segment_file_name(base));
+  const std::string temp = path + std::string(kTempSuffix);
+  const auto file = io.open(temp, OpenMode::create_exclusive);
+  if (!file.ok()) return file.status();
+  std::array<std::byte, kSegmentHeaderBytes> header{};
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  encode_segment_header({.base_sequence = base,
+                         .created_ns = static_cast<std::uint64_t>(
+                             std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()),
+                         .salt = salt},
+                        header);
+  Status status = io.allocate(file.value(), bytes);
+  if (status.ok()) status = io.write(file.value(), 0, header);
+  if (status.ok()) status = io.sync(file.value());
+  if (status.ok()) status = io.rename(temp, path);
+  if (status.ok()) status = io.sync_directory(directory);
+  if (!status.ok()) {
+    (void)io.close(file.value());
+    return status;
+  }
+  return file.value();
+}
+
+Result<Recovered> recover(IoBackend& io, const std::string& directory, const Options& options) {
+  Recovered recovered;
+  const auto names = io.list(directory);
+  if (!names.ok()) return names.status();
+
+  std::vector<std::uint64_t> bases;
+  bool removed_any = false;
+  for (const std::string& name : names.value()) {
+    if (name.ends_with(kTempSuffix)) {
+      // A segment whose creation did not finish: it never held a record.
+      const Status removed = io.remove(join_path(directory, name));
+      if (!removed.ok()) return removed;
+      removed_any = true;
+    } else if (const auto base = parse_segment_file_name(name)) {
+      bases.push_back(*base);
+    }
+  }
+  std::sort(bases.begin(), bases.end());
+
+  std::vector<std::string> repairs;
+  for (std::size_t i = 0; i < bases.size(); ++i) {
+    const bool last = i + 1 == bases.size();
+    const std::string path = join_path(directory, segment_file_name(bases[i]));
+    const auto file = io.open(path, OpenMode::read_write);
+    if (!file.ok()) return file.status();
+    const auto bytes = read_whole(io, file.value());
+    if (!bytes.ok()) return bytes.status();
+    const auto header = decode_segment_header(bytes.value(), path);
+    if (!header.ok()) return header.status();
+    if (header.value().base_sequence != bases[i]) {
+      return Status(ErrorCode::corruption, path + ": header says base sequence " +
+                                               std::to_string(header.value().base_sequence));
+    }
+    if (i > 0 && bases[i] != recovered.segments.back().end_sequence) {
+      return Status(ErrorCode::corruption,
+                    path + ": starts at sequence " + std::to_string(bases[i]) + " but " +
+                        recovered.segments.back().path + " ends before sequence " +
+                        std::to_string(recovered.segments.back().end_sequence) +
+                        " (a segment is missing or damaged)");
+    }
+    const SegmentScan scan = scan_segment(bytes.value(), header.value(), options.record_bytes_max);
+    Verdict verdict = judge(scan, last);
+    const bool cut_here = verdict == Verdict::corruption &&
+                          options.recovery == RecoveryMode::truncate_at_first_corruption;
+    if (verdict == Verdict::corruption && !cut_here) {
+      return Status(ErrorCode::corruption,
+                    describe_stop(path, scan) +
+                        ", followed by records that were acknowledged; refusing to open. Restore "
+                        "from a backup, or open with recovery_mode truncate_at_first_corruption "
+                        "to keep what precedes it");
+    }
+    if (verdict != Verdict::intact) {
+      const Status cut = cut_tail(io, file.value(), scan.valid_bytes, bytes.value().size());
+      if (!cut.ok()) return cut;
+      recovered.report.truncated_bytes += scan.stop_offset - scan.valid_bytes;
+      recovered.report.dropped_records += (scan.stop_sequence - scan.next_sequence) + scan.records_past_stop;
+      repairs.push_back((cut_here ? "cut at first damage: " : "truncated torn tail: ") +
+                        describe_stop(path, scan));
+    }
+    recovered.segments.push_back({bases[i], scan.next_sequence, scan.valid_bytes, path});
+    if (last || cut_here) {
+      recovered.tail_file = file.value();
+      recovered.tail_salt = header.value().salt;
+    } else {
+      (void)io.close(file.value());
+    }
+    if (cut_here) {
+      // Everything after the damage goes, later segments included.
+      for (std::size_t j = i + 1; j < bases.size(); ++j) {
+        const Status removed = io.remove(join_path(directory, segment_file_name(bases[j])));
+        if (!removed.ok()) return removed;
+        repairs.push_back("removed " + segment_file_name(bases[j]));
+      }
+      removed_any = removed_any || i + 1 < bases.size();
+      break;
+    }
+  }
+  if (removed_any) {
+    const Status synced = io.sync_directory(directory);
+    if (!synced.ok()) return synced;
+  }
+  recovered.report.segments = recovered.segments.size();
+  recovered.report.next_sequence =
+      recovered.segments.empty() ? kFirstSequence : recovered.segments.back().end_sequence;
+  for (const std::string& repair : repairs) {
+    if (!recovered.report.message.empty()) recovered.report.message += "; ";
+    recovered.report.message += repair;
+  }
+  if (!repairs.empty()) {
+    recovered.report.message = "journal " + directory + ": " + recovered.report.message + " (" +
+                               std::to_string(recovered.report.dropped_records) + " records, " +
+                               std::to_string(recovered.report.truncated_bytes) + " bytes dropped)";
+  }
+  return recovered;
+}
+
+}  // namespace annal::journal

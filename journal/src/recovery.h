@@ -1,0 +1,42 @@
+// Opening a journal directory: find the segments, check each one and their continuity, repair a
+// torn tail (or, in point-in-time mode, cut at the first damage), and hand the writer the place
+// where the log continues. The rules for what counts as torn and what as corrupt are in
+// segment_scan.h.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "annal/journal/io_backend.h"
+#include "annal/journal/journal.h"
+
+namespace annal::journal {
+
+struct SegmentInfo {
+  std::uint64_t base = kFirstSequence;
+  std::uint64_t end_sequence = kFirstSequence;  // one past its last record
+  std::uint64_t end_offset = kSegmentHeaderBytes;  // file offset just past its last record
+  std::string path;
+};
+
+struct Recovered {
+  std::vector<SegmentInfo> segments;  // in log order; the last is where appends continue
+  FileId tail_file = -1;              // the last segment, open for writing (-1: no segments)
+  std::uint32_t tail_salt = 0;
+  RecoveryReport report;
+};
+
+[[nodiscard]] std::string join_path(const std::string& directory, const std::string& name);
+
+[[nodiscard]] Result<Recovered> recover(IoBackend& io, const std::string& directory,
+                                        const Options& options);
+
+// Creates segment `base` atomically: a temporary file is sized, given its header and synced, then
+// renamed into place and the directory synced, so after a crash the segment either exists whole
+// or not at all. Returns the open file.
+[[nodiscard]] Result<FileId> create_segment(IoBackend& io, const std::string& directory,
+                                            std::uint64_t base, std::uint32_t salt,
+                                            std::uint64_t bytes);
+
+}  // namespace annal::journal
