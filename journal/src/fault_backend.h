@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,17 +36,32 @@ class FaultBackend final : public IoBackend {
   void fail_sync(std::uint64_t nth, int error, bool persistent = false);
   // Writes and allocations that would take the total size of all files past `bytes` fail with
   // ENOSPC.
-  void set_space_limit(std::uint64_t bytes) { space_limit_ = bytes; }
+  void set_space_limit(std::uint64_t bytes) {
+    std::lock_guard lock(mutex_);
+    space_limit_ = bytes;
+  }
   void crash();
   // crash() right before the n-th data operation from now (write or sync, queued or not), which
   // then fails with EIO: power lost at a chosen point of the writer's work.
-  void crash_before(std::uint64_t nth) { crash_at_ = operations_ + nth; }
+  void crash_before(std::uint64_t nth) {
+    std::lock_guard lock(mutex_);
+    crash_at_ = operations_ + nth;
+  }
   // After crash() every call fails with EIO, as if the process were gone, until revive(): a
   // journal still running on this backend cannot touch the post-crash image.
-  void revive() { dead_ = false; }
+  void revive() {
+    std::lock_guard lock(mutex_);
+    dead_ = false;
+  }
 
-  [[nodiscard]] std::uint64_t writes() const { return writes_.count; }
-  [[nodiscard]] std::uint64_t syncs() const { return syncs_.count; }
+  [[nodiscard]] std::uint64_t writes() const {
+    std::lock_guard lock(mutex_);
+    return writes_.count;
+  }
+  [[nodiscard]] std::uint64_t syncs() const {
+    std::lock_guard lock(mutex_);
+    return syncs_.count;
+  }
   // What a read of `path` would return now; empty if there is no such file.
   [[nodiscard]] std::vector<std::byte> contents(const std::string& path) const;
 
@@ -103,6 +119,9 @@ class FaultBackend final : public IoBackend {
   [[nodiscard]] std::vector<std::byte> survivor(const Node& node);
   static Status error_status(int error, const std::string& what);
 
+  // The writer, the segment preparer and readers call in from their own threads. Recursive
+  // because some calls are made of others (a submitted queue runs write and sync).
+  mutable std::recursive_mutex mutex_;
   std::mt19937_64 random_;
   std::map<std::string, std::shared_ptr<Node>> names_;
   std::map<std::string, std::shared_ptr<Node>> durable_names_;

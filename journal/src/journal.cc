@@ -18,6 +18,7 @@
 
 #include "posix_backend.h"
 #include "recovery.h"
+#include "segment_preparer.h"
 #include "uring_backend.h"
 
 namespace annal::journal {
@@ -66,6 +67,9 @@ class JournalImpl final : public Journal {
   JournalImpl(std::string directory, const Options& options, std::shared_ptr<IoBackend> io,
               FileId lock, Recovered recovered)
       : directory_(std::move(directory)), options_(options), io_(std::move(io)), lock_(lock),
+        preparer_(std::make_unique<SegmentPreparer>(
+            *io_, directory_, options_.segment_bytes_max,
+            options_.preparation == SegmentPreparation::zero_fill)),
         segments_(std::move(recovered.segments)), report_(std::move(recovered.report)),
         random_(std::random_device{}()) {
     buffers_.resize(options_.writes_in_flight_max + 1);
@@ -191,6 +195,7 @@ class JournalImpl final : public Journal {
     }
     work_ready_.notify_one();
     writer_.join();
+    preparer_.reset();  // removes a prepared file that was never used
     std::lock_guard lock(mutex_);
     closed_ = true;
     if (tail_.file >= 0) (void)io_->close(tail_.file);
@@ -246,16 +251,24 @@ class JournalImpl final : public Journal {
     return round;
   }
 
-  // Makes the segment the round writes into current, creating it (after syncing the previous one
-  // completely: recovery relies on older segments never being torn).
+  // Makes the segment the round writes into current, installing the prepared file as it (after
+  // syncing the previous one completely: recovery relies on older segments never being torn).
   Status enter_segment(const Buffer& first) {
+    if (!preparation_requested_) {
+      preparer_->request();  // the first write: from now on a segment is always being readied
+      preparation_requested_ = true;
+    }
     if (tail_.file >= 0 && tail_.base == first.segment_base) return {};
     if (tail_.file >= 0) {
       if (Status synced = io_->sync(tail_.file); !synced.ok()) return synced;
       (void)io_->close(tail_.file);
     }
-    const auto file = create_segment(*io_, directory_, first.segment_base, first.segment_salt,
-                                     options_.segment_bytes_max);
+    std::optional<SegmentPreparer::Prepared> prepared = preparer_->take();
+    const auto file =
+        prepared ? install_segment(*io_, directory_, prepared->file, prepared->path,
+                                   first.segment_base, first.segment_salt)
+                 : create_segment(*io_, directory_, first.segment_base, first.segment_salt,
+                                  options_.segment_bytes_max);
     if (!file.ok()) return file.status();
     tail_ = {file.value(), first.segment_base, first.segment_salt};
     std::lock_guard lock(mutex_);
@@ -362,6 +375,8 @@ class JournalImpl final : public Journal {
   std::shared_ptr<IoBackend> io_;
   const FileId lock_;
   std::thread writer_;
+  std::unique_ptr<SegmentPreparer> preparer_;  // reset at close, before the lock is released
+  bool preparation_requested_ = false;  // writer thread only
 
   mutable std::mutex mutex_;
   std::condition_variable work_ready_, buffer_freed_, durable_changed_;

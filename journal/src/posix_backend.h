@@ -3,6 +3,7 @@
 // submit(): it is the reference the io_uring backend is checked against.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -40,11 +41,14 @@ class PosixFiles : public IoBackend {
   int sync_data(FileId file);
 
  private:
-
-  [[nodiscard]] const std::string& path_of(FileId file) const;
+  [[nodiscard]] std::string path_of(FileId file) const;
   [[nodiscard]] Status errno_status(int error, const std::string& what) const;
+  void remember(FileId file, const std::string& path);
 
-  std::unordered_map<FileId, std::string> paths_;  // for error messages
+  // For error messages. The writer, the segment preparer and readers open and close files from
+  // their own threads, hence the lock; it is never held across a system call.
+  mutable std::mutex paths_mutex_;
+  std::unordered_map<FileId, std::string> paths_;
 };
 
 class PosixBackend final : public PosixFiles {

@@ -45,12 +45,8 @@ std::string join_path(const std::string& directory, const std::string& name) {
   return directory + "/" + name;
 }
 
-Result<FileId> create_segment(IoBackend& io, const std::string& directory, std::uint64_t base,
-                              std::uint32_t salt, std::uint64_t bytes) {
-  const std::string path = join_path(directory, segment_file_name(base));
-  const std::string temp = path + std::string(kTempSuffix);
-  const auto file = io.open(temp, OpenMode::create_exclusive);
-  if (!file.ok()) return file.status();
+Result<FileId> install_segment(IoBackend& io, const std::string& directory, FileId file,
+                               const std::string& temp, std::uint64_t base, std::uint32_t salt) {
   std::array<std::byte, kSegmentHeaderBytes> header{};
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   encode_segment_header({.base_sequence = base,
@@ -58,16 +54,28 @@ Result<FileId> create_segment(IoBackend& io, const std::string& directory, std::
                              std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()),
                          .salt = salt},
                         header);
-  Status status = io.allocate(file.value(), bytes);
-  if (status.ok()) status = io.write(file.value(), 0, header);
-  if (status.ok()) status = io.sync(file.value());
+  const std::string path = join_path(directory, segment_file_name(base));
+  Status status = io.write(file, 0, header);
+  if (status.ok()) status = io.sync(file);
   if (status.ok()) status = io.rename(temp, path);
   if (status.ok()) status = io.sync_directory(directory);
   if (!status.ok()) {
-    (void)io.close(file.value());
+    (void)io.close(file);
     return status;
   }
-  return file.value();
+  return file;
+}
+
+Result<FileId> create_segment(IoBackend& io, const std::string& directory, std::uint64_t base,
+                              std::uint32_t salt, std::uint64_t bytes) {
+  const std::string temp = join_path(directory, segment_file_name(base)) + std::string(kTempSuffix);
+  const auto file = io.open(temp, OpenMode::create_exclusive);
+  if (!file.ok()) return file.status();
+  if (Status allocated = io.allocate(file.value(), bytes); !allocated.ok()) {
+    (void)io.close(file.value());
+    return allocated;
+  }
+  return install_segment(io, directory, file.value(), temp, base, salt);
 }
 
 Result<Recovered> recover(IoBackend& io, const std::string& directory, const Options& options) {

@@ -32,9 +32,14 @@ struct Recovered {
 [[nodiscard]] Result<Recovered> recover(IoBackend& io, const std::string& directory,
                                         const Options& options);
 
-// Creates segment `base` atomically: a temporary file is sized, given its header and synced, then
-// renamed into place and the directory synced, so after a crash the segment either exists whole
-// or not at all. Returns the open file.
+// Makes segment `base` out of `file`, a sized file under the temporary name `temp`: writes the
+// header, syncs, renames it into place and syncs the directory, so after a crash the segment
+// either exists whole or not at all. Returns `file`; closes it on failure.
+[[nodiscard]] Result<FileId> install_segment(IoBackend& io, const std::string& directory, FileId file,
+                                             const std::string& temp, std::uint64_t base,
+                                             std::uint32_t salt);
+
+// Creates segment `base` on the spot: a temporary file sized with fallocate, then installed.
 [[nodiscard]] Result<FileId> create_segment(IoBackend& io, const std::string& directory,
                                             std::uint64_t base, std::uint32_t salt,
                                             std::uint64_t bytes);

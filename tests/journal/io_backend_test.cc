@@ -12,6 +12,7 @@
 
 #include "fault_backend.h"
 #include "posix_backend.h"
+#include "temp_directory.h"
 #include "uring_backend.h"
 
 namespace annal::journal {
@@ -31,20 +32,7 @@ std::vector<std::byte> read_all(IoBackend& io, FileId file) {
   return out;
 }
 
-// A fresh directory per test: a real one for PosixBackend, a name for FaultBackend.
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "annal-io-XXXXXX").string();
-    ANNAL_ASSERT(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDirectory() { std::filesystem::remove_all(path_); }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDirectory;
 
 template <class Backend>
 class IoBackendTest : public ::testing::Test {

@@ -13,6 +13,7 @@
 
 #include "fault_backend.h"
 #include "posix_backend.h"
+#include "temp_directory.h"
 #include "uring_backend.h"
 
 namespace annal::journal {
@@ -28,19 +29,7 @@ std::vector<std::byte> payload_for(std::uint64_t stream, std::uint64_t version, 
   return out;
 }
 
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "annal-journal-XXXXXX").string();
-    ANNAL_ASSERT(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDirectory() { std::filesystem::remove_all(path_); }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDirectory;
 
 // Appends `count` single-record batches to stream `stream`, versions from `first_version`.
 std::vector<Receipt> append_events(Journal& journal, std::uint64_t stream, std::uint64_t first_version,

@@ -47,11 +47,23 @@ enum class RecoveryMode {
 
 enum class IoKind { io_uring, posix };
 
+// How the next segment file is made ready, on a thread of its own, before the writer rolls over.
+enum class SegmentPreparation {
+  // Written full of zeros and synced: every append then overwrites blocks that are already
+  // allocated and written, and its fdatasync commits no extent change (on ext4 about half the
+  // latency of one into fallocated space). Costs writing each segment twice, off the hot path.
+  zero_fill,
+  // fallocate only: each byte is written once, and each fdatasync also commits the conversion
+  // of the extents it touched. For throughput-bound journals on slow disks.
+  allocate,
+};
+
 struct Options {
   Durability durability = Durability::group_commit;
   std::chrono::milliseconds sync_interval{5};
   RecoveryMode recovery = RecoveryMode::tolerate_torn_tail;
   IoKind io = IoKind::io_uring;
+  SegmentPreparation preparation = SegmentPreparation::zero_fill;
   std::uint64_t segment_bytes_max = 64ull << 20;  // a segment rolls over before passing this
   std::size_t record_bytes_max = 1u << 20;        // header + payload of one record
   std::size_t commit_bytes_max = 1u << 20;        // bytes in one group-commit write

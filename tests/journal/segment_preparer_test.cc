@@ -1,0 +1,210 @@
+#include "segment_preparer.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "annal/journal/journal.h"
+#include "fault_backend.h"
+#include "posix_backend.h"
+#include "temp_directory.h"
+
+namespace annal::journal {
+namespace {
+
+using namespace std::chrono_literals;
+using test::TempDirectory;
+
+// take() never blocks; tests poll it, sleeping between tries, for at most a minute.
+std::optional<SegmentPreparer::Prepared> take_within_a_minute(SegmentPreparer& preparer) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto prepared = preparer.take()) return prepared;
+    std::this_thread::sleep_for(1ms);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> temp_files(IoBackend& io, const std::string& directory) {
+  std::vector<std::string> found;
+  const auto names = io.list(directory);
+  EXPECT_TRUE(names.ok());
+  for (const std::string& name : names.value()) {
+    if (name.ends_with(".tmp")) found.push_back(name);
+  }
+  return found;
+}
+
+// Whether any extent of `path` is still "unwritten" (fallocated, never written), by FIEMAP.
+// nullopt where the file system cannot tell (tmpfs, say).
+std::optional<bool> has_unwritten_extents(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr std::size_t kExtents = 512;
+  std::vector<std::byte> storage(sizeof(fiemap) + kExtents * sizeof(fiemap_extent));
+  auto* map = reinterpret_cast<fiemap*>(storage.data());
+  map->fm_length = FIEMAP_MAX_OFFSET;
+  map->fm_flags = FIEMAP_FLAG_SYNC;
+  map->fm_extent_count = kExtents;
+  const int rc = ::ioctl(fd, FS_IOC_FIEMAP, map);
+  ::close(fd);
+  if (rc != 0 || map->fm_mapped_extents == 0) return std::nullopt;
+  for (std::uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+    if ((map->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0) return true;
+  }
+  return false;
+}
+
+TEST(SegmentPreparer, ZeroFillLeavesNoUnwrittenExtentsAndAllocateDoes) {
+  TempDirectory dir;
+  PosixBackend io;
+  for (const bool zero_fill : {true, false}) {
+    SegmentPreparer preparer(io, dir.path(), 1 << 20, zero_fill);
+    preparer.request();
+    const auto prepared = take_within_a_minute(preparer);
+    ASSERT_TRUE(prepared.has_value());
+    EXPECT_EQ(io.size(prepared->file).value(), 1u << 20);
+    const std::optional<bool> unwritten = has_unwritten_extents(prepared->path);
+    if (unwritten.has_value()) {
+      EXPECT_EQ(*unwritten, !zero_fill) << prepared->path;
+    } else {
+      std::printf("note: %s cannot report extents (FIEMAP); only sizes were checked\n", dir.path().c_str());
+    }
+    ASSERT_TRUE(io.close(prepared->file).ok());
+    ASSERT_TRUE(io.remove(prepared->path).ok());
+  }
+}
+
+TEST(SegmentPreparer, PreparesOnlyWhenAskedAndTheNextOneAfterATake) {
+  TempDirectory dir;
+  PosixBackend io;
+  SegmentPreparer preparer(io, dir.path(), 64 << 10, true);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(preparer.take().has_value());  // nothing requested, nothing written
+  EXPECT_TRUE(temp_files(io, dir.path()).empty());
+  preparer.request();
+  preparer.request();  // idempotent
+  const auto first = take_within_a_minute(preparer);
+  ASSERT_TRUE(first.has_value());
+  const auto second = take_within_a_minute(preparer);  // taking the first asked for the next
+  ASSERT_TRUE(second.has_value());
+  EXPECT_NE(first->path, second->path);
+  for (const auto& prepared : {*first, *second}) {
+    ASSERT_TRUE(io.close(prepared.file).ok());
+    ASSERT_TRUE(io.remove(prepared.path).ok());
+  }
+}
+
+TEST(SegmentPreparer, AnUntakenFileIsRemovedWhenThePreparerStops) {
+  TempDirectory dir;
+  PosixBackend io;
+  {
+    SegmentPreparer preparer(io, dir.path(), 64 << 10, true);
+    preparer.request();
+    const auto prepared = take_within_a_minute(preparer);  // the second is under way or ready
+    ASSERT_TRUE(prepared.has_value());
+    ASSERT_TRUE(io.close(prepared->file).ok());
+    ASSERT_TRUE(io.remove(prepared->path).ok());
+  }
+  EXPECT_TRUE(temp_files(io, dir.path()).empty());
+}
+
+TEST(SegmentPreparer, AFullDiskMakesItGiveUpCleanly) {
+  FaultBackend io(5);
+  io.set_space_limit(32 << 10);
+  SegmentPreparer preparer(io, "/journal", 64 << 10, true);
+  preparer.request();
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(preparer.take().has_value());
+  EXPECT_TRUE(temp_files(io, "/journal").empty());
+  preparer.request();  // given up: no retry loop against a full disk
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(preparer.take().has_value());
+}
+
+// ---- in the journal -----------------------------------------------------------------------------
+
+std::uint64_t append_until_segments(Journal& journal, const std::string& directory, std::size_t segments) {
+  const std::vector<std::byte> payload(200, std::byte{0x42});
+  const RecordInput record{.stream_id = 1, .payload = payload};
+  std::uint64_t last = 0;
+  for (int i = 0; i < 100000; ++i) {
+    last = journal.append(std::span(&record, 1)).value().last;
+    EXPECT_TRUE(journal.wait_durable(last, Journal::Clock::now() + 60s).ok());
+    std::size_t found = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+      found += parse_segment_file_name(entry.path().filename().string()).has_value();
+    }
+    if (found >= segments) break;
+  }
+  return last;
+}
+
+TEST(SegmentPreparerInJournal, RolloverInstallsTheZeroFilledFileAndCloseLeavesNoTemporaryFile) {
+  TempDirectory dir;
+  const Options options{.io = IoKind::posix, .segment_bytes_max = 256 << 10, .record_bytes_max = 4096,
+                        .commit_bytes_max = 64 << 10};
+  auto journal = Journal::open(dir.path(), options);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  // Give the preparer time to finish before the rollover, so the second segment is the prepared file.
+  const RecordInput first{.payload = {}};
+  ASSERT_TRUE(journal.value()->wait_durable(journal.value()->append(std::span(&first, 1)).value().last,
+                                            Journal::Clock::now() + 60s).ok());
+  std::this_thread::sleep_for(200ms);
+  const std::uint64_t last = append_until_segments(*journal.value(), dir.path(), 2);
+  std::string second;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    const auto base = parse_segment_file_name(entry.path().filename().string());
+    if (base.has_value() && *base > 1) second = entry.path().string();
+  }
+  ASSERT_FALSE(second.empty());
+  const std::optional<bool> unwritten = has_unwritten_extents(second);
+  if (unwritten.has_value()) {
+    EXPECT_FALSE(*unwritten) << second;
+  }
+  ASSERT_TRUE(journal.value()->close().ok());
+  PosixBackend io;
+  EXPECT_TRUE(temp_files(io, dir.path()).empty());
+  journal = Journal::open(dir.path(), options);
+  ASSERT_TRUE(journal.ok());
+  EXPECT_EQ(journal.value()->durable_sequence(), last);
+}
+
+TEST(SegmentPreparerInJournal, APowerCutWithAPreparedFileLeavesItToRecoveryToRemove) {
+  auto io = std::make_shared<FaultBackend>(11);
+  const Options options{.segment_bytes_max = 16384, .record_bytes_max = 1024, .commit_bytes_max = 4096};
+  std::uint64_t acknowledged = 0;
+  {
+    auto journal = Journal::open("/journal", options, io);
+    ASSERT_TRUE(journal.ok());
+    const std::vector<std::byte> payload(100, std::byte{7});
+    const RecordInput record{.payload = payload};
+    acknowledged = journal.value()->append(std::span(&record, 1)).value().last;
+    ASSERT_TRUE(journal.value()->wait_durable(acknowledged, Journal::Clock::now() + 60s).ok());
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (temp_files(*io, "/journal").empty() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_FALSE(temp_files(*io, "/journal").empty());
+    io->crash();
+  }
+  io->revive();
+  auto journal = Journal::open("/journal", options, io);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  EXPECT_EQ(journal.value()->durable_sequence(), acknowledged);
+  EXPECT_TRUE(temp_files(*io, "/journal").empty());
+}
+
+}  // namespace
+}  // namespace annal::journal
