@@ -73,6 +73,9 @@ class JournalImpl final : public Journal {
         segments_(std::move(recovered.segments)), report_(std::move(recovered.report)),
         random_(std::random_device{}()) {
     buffers_.resize(options_.writes_in_flight_max + 1);
+    round_of_buffer_.resize(buffers_.size());
+    rounds_.resize(options_.writes_in_flight_max);
+    for (Round& round : rounds_) round.buffers.reserve(options_.writes_in_flight_max);
     for (std::size_t i = 0; i < buffers_.size(); ++i) {
       buffers_[i].bytes.resize(options_.commit_bytes_max);
       free_.push_back(i);
@@ -87,6 +90,8 @@ class JournalImpl final : public Journal {
       staged_salt_ = tail_.salt;
       staged_base_ = tail_.base;
     } else {
+      // A new journal: its first segment is wanted at the first write, so start on it now.
+      preparer_->request();
       staged_base_ = next_sequence_;  // the first segment is created by the first write
       staged_salt_ = new_salt();
       write_offset_ = kSegmentHeaderBytes;
@@ -161,6 +166,10 @@ class JournalImpl final : public Journal {
     buffer->last_sequence = receipt.last;
     write_offset_ += bytes;
     work_ready_.notify_one();
+    if (reaping_) {
+      reaping_ = false;  // one wake-up per wait is enough
+      io_->wake();
+    }
     return receipt;
   }
 
@@ -204,6 +213,15 @@ class JournalImpl final : public Journal {
   }
 
  private:
+  // Completion tags: a buffer's index for its write, kSyncTagBase + round slot for a round's sync.
+  static constexpr std::uint64_t kSyncTagBase = std::uint64_t{1} << 32;
+
+  // A round in flight: its buffers' writes and, in group_commit mode, one fdatasync.
+  struct Round {
+    std::vector<std::size_t> buffers;  // capacity writes_in_flight_max, reserved once
+    std::size_t outstanding = 0;       // completions not yet reaped
+  };
+
   struct Tail {
     FileId file = -1;
     std::uint64_t base = 0;
@@ -230,27 +248,37 @@ class JournalImpl final : public Journal {
     buffer_freed_.notify_all();
   }
 
-  // Takes the buffers of one round: everything staged, up to writes_in_flight_max, all for the
-  // same segment. Returns them empty when closing with nothing left.
-  std::vector<std::size_t> take_round() {
+  // Takes the buffers of the next round into `round`: what is staged for the segment being written,
+  // as many as writes_in_flight_max leaves room for. Waits for work only when nothing is in flight
+  // (otherwise the writer waits in reap() for the disk and is woken for new work). Returns true when
+  // the journal is closing and nothing is left to take.
+  bool take_round(std::vector<std::size_t>& round) {
+    round.clear();
     std::unique_lock lock(mutex_);
     const auto has_work = [&] { return !sealed_.empty() || (filling_ && buffers_[*filling_].used > 0); };
-    if (options_.durability == Durability::interval && unsynced_) {
-      work_ready_.wait_until(lock, next_interval_sync_, [&] { return has_work() || closing_; });
-    } else {
-      work_ready_.wait(lock, [&] { return has_work() || closing_; });
+    if (rounds_count_ == 0) {
+      if (options_.durability == Durability::interval && unsynced_) {
+        work_ready_.wait_until(lock, next_interval_sync_, [&] { return has_work() || closing_; });
+      } else {
+        work_ready_.wait(lock, [&] { return has_work() || closing_; });
+      }
     }
-    seal_filling();
-    std::vector<std::size_t> round;
-    while (!sealed_.empty() && round.size() < options_.writes_in_flight_max) {
+    // Seal the filling buffer only if it can go out now: otherwise it keeps collecting appends.
+    if (buffers_in_flight_ + sealed_.size() < options_.writes_in_flight_max) seal_filling();
+    while (!sealed_.empty() && buffers_in_flight_ + round.size() < options_.writes_in_flight_max) {
       const std::size_t next = sealed_.front();
-      if (!round.empty() && buffers_[next].segment_base != buffers_[round.front()].segment_base) break;
+      // Rounds in flight pin the segment: a new one is entered only after they completed.
+      const std::uint64_t segment = rounds_count_ > 0 ? tail_.base
+                                    : round.empty()   ? buffers_[next].segment_base
+                                                      : buffers_[round.front()].segment_base;
+      if (buffers_[next].segment_base != segment) break;
       round.push_back(next);
       sealed_.pop_front();
     }
-    return round;
+    // About to wait in reap(): an append from now on wakes the writer to take it.
+    if (round.empty() && rounds_count_ > 0) reaping_ = true;
+    return closing_ && sealed_.empty() && !filling_;
   }
-
   // Makes the segment the round writes into current, installing the prepared file as it (after
   // syncing the previous one completely: recovery relies on older segments never being torn).
   Status enter_segment(const Buffer& first) {
@@ -259,11 +287,14 @@ class JournalImpl final : public Journal {
       preparation_requested_ = true;
     }
     if (tail_.file >= 0 && tail_.base == first.segment_base) return {};
-    if (tail_.file >= 0) {
+    const bool first_segment = tail_.file < 0;
+    if (!first_segment) {
       if (Status synced = io_->sync(tail_.file); !synced.ok()) return synced;
       (void)io_->close(tail_.file);
     }
-    std::optional<SegmentPreparer::Prepared> prepared = preparer_->take();
+    // The first segment of a new journal waits for its preparation (started at open) rather than
+    // spend its whole life on slower syncs; at a rollover the writer does not wait for the disk.
+    std::optional<SegmentPreparer::Prepared> prepared = preparer_->take(/*wait_if_under_way=*/first_segment);
     const auto file =
         prepared ? install_segment(*io_, directory_, prepared->file, prepared->path,
                                    first.segment_base, first.segment_salt)
@@ -277,28 +308,27 @@ class JournalImpl final : public Journal {
     return {};
   }
 
+  // Group commit, pipelined: while one round's writes and fdatasync are with the disk, the writer
+  // takes what was appended meanwhile into the next round, so an append waits for about one
+  // fdatasync, not for the end of the one in progress and then its own. Rounds complete in order.
   void write_loop() {
+    std::vector<std::size_t> round;
+    round.reserve(options_.writes_in_flight_max);
     for (;;) {
-      const std::vector<std::size_t> round = take_round();
-      bool closing;
-      {
-        std::lock_guard lock(mutex_);
-        closing = closing_ && sealed_.empty() && !filling_;
-      }
+      const bool closing = take_round(round);
       if (!round.empty()) {
-        if (Status written = write_round(round); !written.ok()) {
-          fail(std::move(written));
-          return;
-        }
+        if (Status submitted = submit_round(round); !submitted.ok()) return stop(std::move(submitted));
+        continue;  // take more while the disk works
       }
       if (options_.durability == Durability::interval && unsynced_ &&
           (closing || Clock::now() >= next_interval_sync_)) {
-        if (Status synced = sync_interval(); !synced.ok()) {
-          fail(std::move(synced));
-          return;
-        }
+        if (Status synced = sync_interval(); !synced.ok()) return stop(std::move(synced));
       }
-      if (closing && round.empty()) {
+      if (rounds_count_ > 0) {
+        if (Status reaped = reap_rounds(); !reaped.ok()) return stop(std::move(reaped));
+        continue;
+      }
+      if (closing) {
         if (options_.durability == Durability::none && tail_.file >= 0) {
           // Leave nothing unsynced behind a clean close, whatever the mode.
           if (Status synced = io_->sync(tail_.file); !synced.ok()) fail(std::move(synced));
@@ -308,36 +338,57 @@ class JournalImpl final : public Journal {
     }
   }
 
-  Status write_round(const std::vector<std::size_t>& round) {
-    if (Status entered = enter_segment(buffers_[round.front()]); !entered.ok()) return entered;
-    for (const std::size_t index : round) {
+  Status submit_round(const std::vector<std::size_t>& buffers) {
+    if (Status entered = enter_segment(buffers_[buffers.front()]); !entered.ok()) return entered;
+    const std::size_t slot = (rounds_head_ + rounds_count_) % rounds_.size();
+    Round& round = rounds_[slot];
+    round.buffers.assign(buffers.begin(), buffers.end());  // capacity reserved: no allocation
+    round.outstanding = buffers.size();
+    for (const std::size_t index : buffers) {
       const Buffer& buffer = buffers_[index];
+      round_of_buffer_[index] = slot;
       io_->queue_write(tail_.file, buffer.offset, std::span(buffer.bytes).first(buffer.used), index);
     }
-    const bool sync = options_.durability == Durability::group_commit;
-    if (sync) io_->queue_sync(tail_.file, kSyncTag);
-    if (Status submitted = io_->submit(); !submitted.ok()) return submitted;
-    std::array<Completion, 65> done{};
-    const std::size_t expected = round.size() + (sync ? 1 : 0);
-    std::size_t reaped = 0;
-    while (reaped < expected) {
-      const auto n = io_->reap(std::span(done).subspan(reaped, expected - reaped), 1);
-      if (!n.ok()) return n.status();
-      reaped += n.value();
+    if (options_.durability == Durability::group_commit) {
+      io_->queue_sync(tail_.file, kSyncTagBase + slot);
+      ++round.outstanding;
     }
-    for (std::size_t i = 0; i < reaped; ++i) {
-      if (done[i].result >= 0) continue;
-      const int error = static_cast<int>(-done[i].result);
-      const std::string what = done[i].tag == kSyncTag ? "fdatasync" : "write";
-      const ErrorCode code = error == ENOSPC ? ErrorCode::no_space : ErrorCode::failed;
-      return Status(code, "journal " + directory_ + ": " + what + " of segment " +
-                              segment_file_name(tail_.base) + " failed (" + std::strerror(error) +
-                              "); nothing after sequence " + std::to_string(durable_.load()) +
-                              " is acknowledged. " +
-                              (code == ErrorCode::no_space ? "Free space, then reopen."
-                                                           : "Reopen the journal to recover."));
+    ++rounds_count_;
+    buffers_in_flight_ += buffers.size();
+    return io_->submit();
+  }
+
+  // Waits for completions (or a wake-up from an append), then retires the rounds that are done.
+  Status reap_rounds() {
+    std::array<Completion, 16> done{};
+    const auto reaped = io_->reap(done, 1);
+    {
+      std::lock_guard lock(mutex_);
+      reaping_ = false;
     }
-    const Buffer& last = buffers_[round.back()];
+    if (!reaped.ok()) return reaped.status();
+    const Completion* failed = nullptr;
+    for (std::size_t i = 0; i < reaped.value(); ++i) {
+      const Completion& completion = done[i];
+      if (completion.result < 0 && failed == nullptr) failed = &completion;
+      const std::size_t slot = completion.tag >= kSyncTagBase ? completion.tag - kSyncTagBase
+                                                              : round_of_buffer_[completion.tag];
+      ANNAL_ASSERT(rounds_[slot].outstanding > 0);
+      --rounds_[slot].outstanding;
+    }
+    if (failed != nullptr) return completion_error(*failed);
+    // In order: a round's fdatasync covers the rounds before it only once their writes are done,
+    // so a round is retired (and acknowledged) only after every earlier one.
+    while (rounds_count_ > 0 && rounds_[rounds_head_].outstanding == 0) {
+      retire(rounds_[rounds_head_]);
+      rounds_head_ = (rounds_head_ + 1) % rounds_.size();
+      --rounds_count_;
+    }
+    return {};
+  }
+
+  void retire(const Round& round) {
+    const Buffer& last = buffers_[round.buffers.back()];
     std::lock_guard lock(mutex_);
     segments_.back().end_sequence = last.last_sequence + 1;
     segments_.back().end_offset = last.offset + last.used;
@@ -348,9 +399,37 @@ class JournalImpl final : public Journal {
     } else {
       publish_durable(last.last_sequence);
     }
-    for (const std::size_t index : round) free_.push_back(index);
+    for (const std::size_t index : round.buffers) free_.push_back(index);
+    buffers_in_flight_ -= round.buffers.size();
     buffer_freed_.notify_all();
-    return {};
+  }
+
+  Status completion_error(const Completion& completion) const {
+    const int error = static_cast<int>(-completion.result);
+    const std::string what = completion.tag >= kSyncTagBase ? "fdatasync" : "write";
+    const ErrorCode code = error == ENOSPC ? ErrorCode::no_space : ErrorCode::failed;
+    return Status(code, "journal " + directory_ + ": " + what + " of segment " +
+                            segment_file_name(tail_.base) + " failed (" + std::strerror(error) +
+                            "); nothing after sequence " + std::to_string(durable_.load()) +
+                            " is acknowledged. " +
+                            (code == ErrorCode::no_space ? "Free space, then reopen."
+                                                         : "Reopen the journal to recover."));
+  }
+
+  // The writer's end after a fatal error: report it, then wait out what is still with the kernel,
+  // whose buffers must stay valid until it is done with them. Nothing of it is acknowledged.
+  void stop(Status error) {
+    fail(std::move(error));
+    std::size_t outstanding = 0;
+    for (std::size_t i = 0; i < rounds_count_; ++i) {
+      outstanding += rounds_[(rounds_head_ + i) % rounds_.size()].outstanding;
+    }
+    std::array<Completion, 16> done{};
+    while (outstanding > 0) {
+      const auto reaped = io_->reap(done, 1);
+      if (!reaped.ok()) break;
+      outstanding -= std::min(outstanding, reaped.value());
+    }
   }
 
   Status sync_interval() {
@@ -368,7 +447,6 @@ class JournalImpl final : public Journal {
     durable_changed_.notify_all();
   }
 
-  static constexpr std::uint64_t kSyncTag = UINT64_MAX;
 
   const std::string directory_;
   const Options options_;
@@ -398,6 +476,15 @@ class JournalImpl final : public Journal {
   std::uint64_t written_ = 0;
   Clock::time_point next_interval_sync_{};
   Tail tail_;  // writer thread only
+  // Rounds submitted and not yet retired, oldest at rounds_head_, in a ring of
+  // writes_in_flight_max slots (each round holds at least one buffer, so that bounds them).
+  // All writer thread only.
+  std::vector<Round> rounds_;
+  std::size_t rounds_head_ = 0;
+  std::size_t rounds_count_ = 0;
+  std::vector<std::size_t> round_of_buffer_;
+  std::size_t buffers_in_flight_ = 0;
+  bool reaping_ = false;  // under mutex_: the writer waits in reap() and wants waking for work
 };
 
 Result<std::vector<Record>> JournalImpl::read(std::uint64_t from, std::size_t max_records) {

@@ -39,10 +39,11 @@ void SegmentPreparer::request() {
   wanted_.notify_one();
 }
 
-std::optional<SegmentPreparer::Prepared> SegmentPreparer::take() {
+std::optional<SegmentPreparer::Prepared> SegmentPreparer::take(bool wait_if_under_way) {
   std::optional<Prepared> taken;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    if (wait_if_under_way) finished_.wait(lock, [&] { return !requested_ || ready_ || stopping_; });
     taken.swap(ready_);
     if (!taken) return std::nullopt;  // still under way (it stays requested) or given up
     if (!gave_up_) requested_ = true;
@@ -55,22 +56,23 @@ void SegmentPreparer::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
     wanted_.wait(lock, [&] { return stopping_ || (requested_ && !ready_); });
-    if (stopping_) return;
+    if (stopping_) {
+      finished_.notify_all();
+      return;
+    }
     const std::uint64_t number = prepared_count_++;
     lock.unlock();
     std::optional<Prepared> prepared = prepare(number);
     lock.lock();
     requested_ = false;
-    if (!prepared) {
-      gave_up_ = true;
-      continue;
-    }
-    if (stopping_) {
+    if (prepared && stopping_) {
       (void)io_.close(prepared->file);
       (void)io_.remove(prepared->path);
-      return;
+      prepared.reset();
     }
+    gave_up_ = gave_up_ || !prepared;
     ready_ = std::move(prepared);
+    finished_.notify_all();
   }
 }
 

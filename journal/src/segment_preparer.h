@@ -44,7 +44,8 @@ class SegmentPreparer {
   // The prepared file, if one is ready (the caller owns it now; preparing the next one begins at
   // once); nullopt if it is not ready yet or preparing failed (a full disk, say): the caller then
   // creates the segment itself and meets the same error, if any, where it is reported properly.
-  [[nodiscard]] std::optional<Prepared> take();
+  // With `wait_if_under_way`, waits for a preparation in progress to finish first.
+  [[nodiscard]] std::optional<Prepared> take(bool wait_if_under_way = false);
 
  private:
   void run();
@@ -56,7 +57,7 @@ class SegmentPreparer {
   const bool zero_fill_;
 
   std::mutex mutex_;
-  std::condition_variable wanted_;
+  std::condition_variable wanted_, finished_;
   bool requested_ = false;  // under mutex_
   bool stopping_ = false;
   bool gave_up_ = false;  // a preparation failed: do not retry a failing disk in a loop

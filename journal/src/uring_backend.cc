@@ -1,9 +1,19 @@
 #include "uring_backend.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
 namespace annal::journal {
+namespace {
+
+// user_data of the poll on the wake-up eventfd; operation indices are far below it.
+constexpr std::uint64_t kWakeOp = UINT64_MAX;
+
+}  // namespace
 
 Result<std::unique_ptr<UringBackend>> UringBackend::create(unsigned in_flight_max) {
   ANNAL_ASSERT(in_flight_max > 0 && (in_flight_max & (in_flight_max - 1)) == 0);
@@ -16,6 +26,10 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(unsigned in_flight_ma
   }
   if ((backend->ring_.features & IORING_FEAT_NODROP) == 0) {
     return Status(ErrorCode::io_error, "io_uring lacks IORING_FEAT_NODROP (kernel 5.5+): completions could be lost");
+  }
+  backend->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (backend->wake_fd_ < 0) {
+    return Status(ErrorCode::io_error, std::string("eventfd: ") + std::strerror(errno));
   }
   return backend;
 }
@@ -31,7 +45,8 @@ UringBackend::~UringBackend() {
   (void)io_uring_submit(&ring_);
   while (in_kernel_ > 0 && drain_completions(/*wait=*/true).ok()) {
   }
-  io_uring_queue_exit(&ring_);
+  io_uring_queue_exit(&ring_);  // cancels the wake-up poll, if armed
+  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 std::uint32_t UringBackend::take_op() {
@@ -143,9 +158,16 @@ Status UringBackend::drain_completions(bool wait) {
   unsigned head = 0;
   unsigned seen = 0;
   io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++seen;
+    if (io_uring_cqe_get_data64(cqe) == kWakeOp) {
+      eventfd_t ignored;
+      (void)::eventfd_read(wake_fd_, &ignored);  // reset the counter; EAGAIN if already zero
+      wake_armed_ = false;
+      woken_ = true;
+      continue;
+    }
     --in_kernel_;
     on_completion(static_cast<std::uint32_t>(io_uring_cqe_get_data64(cqe)), cqe->res);
-    ++seen;
   }
   io_uring_cq_advance(&ring_, seen);
   release_held_syncs();
@@ -170,7 +192,22 @@ Status UringBackend::submit() {
 Result<std::size_t> UringBackend::reap(std::span<Completion> out, std::size_t min_complete) {
   ANNAL_ASSERT(min_complete <= ready_.size() + ops_.size() - free_.size());
   Status status = drain_completions(/*wait=*/false);
-  while (status.ok() && ready_.size() < min_complete) status = drain_completions(/*wait=*/true);
+  if (status.ok() && ready_.size() < min_complete && !woken_ && !wake_armed_) {
+    // Poll the eventfd through the ring, so a wake() ends the wait like a completion would.
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      status = submit();
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    if (sqe != nullptr) {
+      io_uring_prep_poll_add(sqe, wake_fd_, POLLIN);
+      io_uring_sqe_set_data64(sqe, kWakeOp);
+      wake_armed_ = true;
+      if (status.ok()) status = submit();
+    }
+  }
+  while (status.ok() && ready_.size() < min_complete && !woken_) status = drain_completions(/*wait=*/true);
+  woken_ = false;
   if (!status.ok()) return status;
   std::size_t n = 0;
   for (; n < out.size() && !ready_.empty(); ++n) {
@@ -178,6 +215,11 @@ Result<std::size_t> UringBackend::reap(std::span<Completion> out, std::size_t mi
     ready_.pop_front();
   }
   return n;
+}
+
+void UringBackend::wake() {
+  // eventfd_write only fails if the counter would overflow, which a pending wake-up cannot reach.
+  (void)::eventfd_write(wake_fd_, 1);
 }
 
 }  // namespace annal::journal

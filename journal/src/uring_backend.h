@@ -32,6 +32,7 @@ class UringBackend final : public PosixFiles {
   void queue_sync(FileId file, std::uint64_t tag) override;
   Status submit() override;
   Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) override;
+  void wake() override;  // writes to an eventfd that a waiting reap() polls through the ring
 
  private:
   struct Op {
@@ -61,6 +62,9 @@ class UringBackend final : public PosixFiles {
   std::uint64_t first_failed_write_ = UINT64_MAX;  // order of the first failed write
   std::uint32_t in_kernel_ = 0;                    // SQEs submitted or prepared, CQE not seen
   std::deque<Completion> ready_;
+  int wake_fd_ = -1;         // eventfd written by wake()
+  bool wake_armed_ = false;  // a poll on wake_fd_ is in the ring
+  bool woken_ = false;       // its completion arrived since the last reap()
 };
 
 }  // namespace annal::journal

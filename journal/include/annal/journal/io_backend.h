@@ -63,9 +63,13 @@ class IoBackend {
   virtual void queue_sync(FileId file, std::uint64_t tag) = 0;
   // Hands everything queued to the kernel (or runs it, for the synchronous backends).
   virtual Status submit() = 0;
-  // Waits until at least `min_complete` completions are ready, then moves up to out.size() of
-  // them into `out` and returns how many.
+  // Waits until at least `min_complete` completions are ready, or wake() is called, then moves up
+  // to out.size() of them into `out` and returns how many (after a wake-up, possibly fewer).
   virtual Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) = 0;
+  // Thread-safe: makes a reap() that is waiting return early, or the next one if none is waiting.
+  // The writer waits for the disk in reap() while appenders stage more work; this lets it take
+  // that work into a new round without waiting for the old one's fdatasync.
+  virtual void wake() = 0;
 };
 
 }  // namespace annal::journal
