@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "annal/journal/format.h"
+
 namespace annal::journal {
 namespace {
 
@@ -114,7 +116,7 @@ Result<FileId> FaultBackend::open(const std::string& path, OpenMode mode) {
     return error_status(ENOENT, "open " + path);
   }
   const FileId id = next_file_++;
-  open_[id] = {found->second, path};
+  open_[id] = {found->second, path, mode == OpenMode::read_write_direct};
   return id;
 }
 
@@ -151,6 +153,11 @@ bool FaultBackend::crash_now() {
 }
 
 int FaultBackend::write_data(OpenFile& file, std::uint64_t offset, std::span<const std::byte> data) {
+  const auto misaligned = [](std::uint64_t value) { return value % kDirectBlockBytes != 0; };
+  if (file.direct && (misaligned(offset) || misaligned(data.size()) ||
+                      misaligned(reinterpret_cast<std::uintptr_t>(data.data())))) {
+    return EINVAL;  // as O_DIRECT does
+  }
   if (crash_now()) return EIO;
   if (const int error = writes_.next(); error != 0) return error;
   Node& node = *file.node;

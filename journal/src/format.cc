@@ -89,11 +89,12 @@ Result<SegmentHeader> decode_segment_header(std::span<const std::byte> in, std::
   return header;
 }
 
-void encode_record(const RecordHeader& header, std::span<const std::byte> payload,
-                   std::uint32_t salt, std::span<std::byte> out) noexcept {
-  const std::size_t size = kRecordHeaderBytes + payload.size();
-  ANNAL_ASSERT(size <= kRecordBytesMax);
-  ANNAL_ASSERT(out.size() == padded_record_bytes(payload.size()));
+namespace {
+
+// Puts the header of a `size`-byte record whose payload already stands in `out`, zeroes the
+// alignment padding after it and seals it with the checksum.
+void seal_record(const RecordHeader& header, std::size_t size, std::uint32_t salt,
+                 std::span<std::byte> out) noexcept {
   ANNAL_ASSERT(header.sequence >= kFirstSequence);
   put<std::uint32_t>(out, kSizeAt, static_cast<std::uint32_t>(size));
   put<std::uint64_t>(out, kSequenceAt, header.sequence);
@@ -103,10 +104,29 @@ void encode_record(const RecordHeader& header, std::span<const std::byte> payloa
   put<std::uint16_t>(out, kTypeAt, header.type);
   put<std::uint16_t>(out, kFlagsAt, header.flags);
   put<std::uint32_t>(out, kCommitLagAt, header.commit_lag);
-  if (!payload.empty()) std::memcpy(out.data() + kRecordHeaderBytes, payload.data(), payload.size());
   std::fill(out.begin() + static_cast<std::ptrdiff_t>(size), out.end(), std::byte{0});
   put<std::uint32_t>(out, kChecksumAt,
                      crc32c_extend(salt, std::span<const std::byte>(out.data() + kSizeAt, size - kSizeAt)));
+}
+
+}  // namespace
+
+void encode_record(const RecordHeader& header, std::span<const std::byte> payload,
+                   std::uint32_t salt, std::span<std::byte> out) noexcept {
+  const std::size_t size = kRecordHeaderBytes + payload.size();
+  ANNAL_ASSERT(size <= kRecordBytesMax);
+  ANNAL_ASSERT(out.size() == padded_record_bytes(payload.size()));
+  if (!payload.empty()) std::memcpy(out.data() + kRecordHeaderBytes, payload.data(), payload.size());
+  seal_record(header, size, salt, out);
+}
+
+void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::uint32_t salt,
+                    std::span<std::byte> out) noexcept {
+  ANNAL_ASSERT(out.size() >= kRecordHeaderBytes && out.size() <= kPaddingBytesMax);
+  ANNAL_ASSERT(out.size() % kRecordAlign == 0);
+  std::fill(out.begin() + kRecordHeaderBytes, out.end(), std::byte{0});
+  seal_record({.sequence = next_sequence, .type = kTypePadding, .commit_lag = commit_lag}, out.size(),
+              salt, out);
 }
 
 const char* to_string(RecordStatus status) noexcept {
@@ -134,7 +154,8 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
                                                               : RecordStatus::bad_size;
     return decoded;
   }
-  if (size < kRecordHeaderBytes || size > std::min(record_bytes_max, kRecordBytesMax)) {
+  const std::size_t size_max = std::min(record_bytes_max, kRecordBytesMax);
+  if (size < kRecordHeaderBytes || size > std::max(size_max, kPaddingBytesMax)) {
     decoded.status = RecordStatus::bad_size;
     return decoded;
   }
@@ -146,12 +167,16 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
     decoded.status = RecordStatus::bad_checksum;
     return decoded;
   }
+  decoded.header.type = get<std::uint16_t>(in, kTypeAt);
+  if (size > size_max && decoded.header.type != kTypePadding) {
+    decoded.status = RecordStatus::bad_size;  // only padding may pass record_bytes_max
+    return decoded;
+  }
   decoded.status = RecordStatus::ok;
   decoded.header.sequence = get<std::uint64_t>(in, kSequenceAt);
   decoded.header.stream_id = get<std::uint64_t>(in, kStreamAt);
   decoded.header.stream_version = get<std::uint64_t>(in, kVersionInStreamAt);
   decoded.header.timestamp_ns = get<std::uint64_t>(in, kTimestampAt);
-  decoded.header.type = get<std::uint16_t>(in, kTypeAt);
   decoded.header.flags = get<std::uint16_t>(in, kFlagsAt);
   decoded.header.commit_lag = get<std::uint32_t>(in, kCommitLagAt);
   decoded.payload = in.subspan(kRecordHeaderBytes, size - kRecordHeaderBytes);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -30,6 +31,17 @@ std::uint64_t wall_clock_ns() {
                                         .count());
 }
 
+// Room a buffer keeps for the padding record that ends a direct-I/O write on a block boundary.
+std::size_t padding_reserve(const Options& options) { return options.direct_io ? kPaddingBytesMax : 0; }
+
+// Bytes of padding that take `end` to a block boundary: none if it is on one, else at least a
+// record header's worth.
+std::size_t padding_to_block(std::uint64_t end) {
+  std::size_t pad = static_cast<std::size_t>((kDirectBlockBytes - end % kDirectBlockBytes) % kDirectBlockBytes);
+  if (pad != 0 && pad < kRecordHeaderBytes) pad += kDirectBlockBytes;
+  return pad;
+}
+
 Status check_options(const Options& options) {
   const auto bad = [](const std::string& what) {
     return Status(ErrorCode::invalid_argument, "journal options: " + what);
@@ -40,7 +52,7 @@ Status check_options(const Options& options) {
   if (options.commit_bytes_max < padded_record_bytes(options.record_bytes_max - kRecordHeaderBytes)) {
     return bad("commit_bytes_max must hold at least one record of record_bytes_max");
   }
-  if (options.segment_bytes_max < kSegmentHeaderBytes + options.commit_bytes_max) {
+  if (options.segment_bytes_max < kSegmentHeaderBytes + options.commit_bytes_max + padding_reserve(options)) {
     return bad("segment_bytes_max must hold the segment header and one commit_bytes_max write");
   }
   if (options.writes_in_flight_max < 1 || options.writes_in_flight_max > 64) {
@@ -52,9 +64,16 @@ Status check_options(const Options& options) {
   return {};
 }
 
+struct AlignedFree {
+  void operator()(std::byte* bytes) const noexcept { std::free(bytes); }
+};
+
 // A run of encoded records bound for one place in one segment.
 struct Buffer {
-  std::vector<std::byte> bytes;  // capacity commit_bytes_max, allocated once
+  // commit_bytes_max plus the padding reserve, rounded up to whole blocks; allocated once, aligned
+  // to a block so that direct I/O can write from it.
+  std::unique_ptr<std::byte[], AlignedFree> storage;
+  std::span<std::byte> bytes;
   std::size_t used = 0;
   std::uint64_t segment_base = 0;
   std::uint32_t segment_salt = 0;  // the salt its records were encoded under
@@ -65,7 +84,7 @@ struct Buffer {
 class JournalImpl final : public Journal {
  public:
   JournalImpl(std::string directory, const Options& options, std::shared_ptr<IoBackend> io,
-              FileId lock, Recovered recovered)
+              FileId lock, Recovered recovered, FileId tail_writes)
       : directory_(std::move(directory)), options_(options), io_(std::move(io)), lock_(lock),
         preparer_(std::make_unique<SegmentPreparer>(
             *io_, directory_, options_.segment_bytes_max,
@@ -77,13 +96,19 @@ class JournalImpl final : public Journal {
     rounds_.resize(options_.writes_in_flight_max);
     for (Round& round : rounds_) round.buffers.reserve(options_.writes_in_flight_max);
     for (std::size_t i = 0; i < buffers_.size(); ++i) {
-      buffers_[i].bytes.resize(options_.commit_bytes_max);
+      const std::size_t capacity = options_.commit_bytes_max + padding_reserve(options_);
+      const std::size_t rounded = (capacity + kDirectBlockBytes - 1) / kDirectBlockBytes * kDirectBlockBytes;
+      auto* bytes = static_cast<std::byte*>(std::aligned_alloc(kDirectBlockBytes, rounded));
+      ANNAL_ASSERT(bytes != nullptr);  // a few MiB at open; nothing sensible to do without them
+      buffers_[i].storage.reset(bytes);
+      buffers_[i].bytes = std::span(bytes, capacity);
       free_.push_back(i);
     }
     next_sequence_ = report_.next_sequence;
     durable_.store(next_sequence_ - 1, std::memory_order_release);
     if (recovered.tail_file >= 0) {
       tail_.file = recovered.tail_file;
+      tail_.writes = tail_writes >= 0 ? tail_writes : tail_.file;
       tail_.salt = recovered.tail_salt;
       tail_.base = segments_.back().base;
       write_offset_ = segments_.back().end_offset;
@@ -123,7 +148,7 @@ class JournalImpl final : public Journal {
     for (;;) {
       if (!error_.ok()) return error_;
       if (closing_) return Status(ErrorCode::failed, "journal " + directory_ + " is closed");
-      if (write_offset_ + bytes > options_.segment_bytes_max) {
+      if (write_offset_ + bytes + padding_reserve(options_) > options_.segment_bytes_max) {
         // Roll over: the batch starts the next segment (batches never straddle two).
         seal_filling();
         staged_base_ = next_sequence_;
@@ -131,7 +156,7 @@ class JournalImpl final : public Journal {
         write_offset_ = kSegmentHeaderBytes;
       }
       buffer = filling_ ? &buffers_[*filling_] : nullptr;
-      if (buffer != nullptr && buffer->used + bytes <= buffer->bytes.size()) break;
+      if (buffer != nullptr && buffer->used + bytes + padding_reserve(options_) <= buffer->bytes.size()) break;
       seal_filling();
       if (!free_.empty()) {
         filling_ = free_.front();
@@ -159,8 +184,7 @@ class JournalImpl final : public Journal {
       header.commit_lag = static_cast<std::uint32_t>(
           std::min<std::uint64_t>(header.sequence - durable, kCommitLagMax));
       const std::size_t size = padded_record_bytes(input.payload.size());
-      encode_record(header, input.payload, staged_salt_,
-                    std::span(buffer->bytes).subspan(buffer->used, size));
+      encode_record(header, input.payload, staged_salt_, buffer->bytes.subspan(buffer->used, size));
       buffer->used += size;
     }
     buffer->last_sequence = receipt.last;
@@ -207,7 +231,7 @@ class JournalImpl final : public Journal {
     preparer_.reset();  // removes a prepared file that was never used
     std::lock_guard lock(mutex_);
     closed_ = true;
-    if (tail_.file >= 0) (void)io_->close(tail_.file);
+    close_tail();
     (void)io_->close(lock_);
     return error_;
   }
@@ -224,18 +248,39 @@ class JournalImpl final : public Journal {
 
   struct Tail {
     FileId file = -1;
+    FileId writes = -1;  // what the rounds write through: an O_DIRECT descriptor, or `file`
     std::uint64_t base = 0;
     std::uint32_t salt = 0;
   };
 
   std::uint32_t new_salt() { return static_cast<std::uint32_t>(random_()); }
 
-  // Under mutex_: the filling buffer goes to the writer's queue.
+  void close_tail() {
+    if (tail_.writes >= 0 && tail_.writes != tail_.file) (void)io_->close(tail_.writes);
+    if (tail_.file >= 0) (void)io_->close(tail_.file);
+    tail_.file = tail_.writes = -1;
+  }
+
+  // Under mutex_: the filling buffer goes to the writer's queue (with direct I/O, padded to a
+  // block boundary: the next buffer starts there).
   void seal_filling() {
     if (!filling_) return;
-    if (buffers_[*filling_].used == 0) {
+    Buffer& buffer = buffers_[*filling_];
+    if (buffer.used == 0) {
       free_.push_back(*filling_);
     } else {
+      if (options_.direct_io) {
+        ANNAL_ASSERT(buffer.offset % kDirectBlockBytes == 0);
+        const std::size_t pad = padding_to_block(buffer.offset + buffer.used);
+        if (pad > 0) {
+          ANNAL_ASSERT(buffer.used + pad <= buffer.bytes.size());  // the reserve
+          const std::uint64_t lag = next_sequence_ - durable_.load(std::memory_order_acquire);
+          encode_padding(next_sequence_, static_cast<std::uint32_t>(std::min<std::uint64_t>(lag, kCommitLagMax)),
+                         buffer.segment_salt, buffer.bytes.subspan(buffer.used, pad));
+          buffer.used += pad;
+          write_offset_ += pad;
+        }
+      }
       sealed_.push_back(*filling_);
     }
     filling_.reset();
@@ -290,7 +335,7 @@ class JournalImpl final : public Journal {
     const bool first_segment = tail_.file < 0;
     if (!first_segment) {
       if (Status synced = io_->sync(tail_.file); !synced.ok()) return synced;
-      (void)io_->close(tail_.file);
+      close_tail();
     }
     // The first segment of a new journal waits for its preparation (started at open) rather than
     // spend its whole life on slower syncs; at a rollover the writer does not wait for the disk.
@@ -301,7 +346,13 @@ class JournalImpl final : public Journal {
                  : create_segment(*io_, directory_, first.segment_base, first.segment_salt,
                                   options_.segment_bytes_max);
     if (!file.ok()) return file.status();
-    tail_ = {file.value(), first.segment_base, first.segment_salt};
+    tail_ = {file.value(), file.value(), first.segment_base, first.segment_salt};
+    if (options_.direct_io) {
+      const auto direct = io_->open(join_path(directory_, segment_file_name(first.segment_base)),
+                                    OpenMode::read_write_direct);
+      if (!direct.ok()) return direct.status();
+      tail_.writes = direct.value();
+    }
     std::lock_guard lock(mutex_);
     segments_.push_back({first.segment_base, first.segment_base, kSegmentHeaderBytes,
                          join_path(directory_, segment_file_name(first.segment_base))});
@@ -347,7 +398,9 @@ class JournalImpl final : public Journal {
     for (const std::size_t index : buffers) {
       const Buffer& buffer = buffers_[index];
       round_of_buffer_[index] = slot;
-      io_->queue_write(tail_.file, buffer.offset, std::span(buffer.bytes).first(buffer.used), index);
+      ANNAL_ASSERT(!options_.direct_io ||
+                   (buffer.offset % kDirectBlockBytes == 0 && buffer.used % kDirectBlockBytes == 0));
+      io_->queue_write(tail_.writes, buffer.offset, buffer.bytes.first(buffer.used), index);
     }
     if (options_.durability == Durability::group_commit) {
       io_->queue_sync(tail_.file, kSyncTagBase + slot);
@@ -523,6 +576,10 @@ Result<std::vector<Record>> JournalImpl::read(std::uint64_t from, std::size_t ma
                           std::to_string(expected) + ": " +
                           (record.status != RecordStatus::ok ? to_string(record.status) : "out of sequence"));
       }
+      if (record.header.type == kTypePadding) {
+        at += record.padded_bytes;
+        continue;
+      }
       if (expected >= from) out.push_back({record.header, {record.payload.begin(), record.payload.end()}});
       at += record.padded_bytes;
       ++expected;
@@ -550,6 +607,24 @@ Status JournalImpl::remove_segments_before(std::uint64_t sequence) {
   return io_->sync_directory(directory_);
 }
 
+// Direct I/O writes start on a block boundary. A tail that ends inside a block (written without
+// direct I/O, or cut there by recovery) gets a padding record up to the boundary first, written
+// through the ordinary descriptor (synced by the caller).
+Status align_tail(IoBackend& io, Recovered& recovered) {
+  SegmentInfo& tail = recovered.segments.back();
+  const std::size_t pad = padding_to_block(tail.end_offset);
+  if (pad == 0) return {};
+  std::array<std::byte, kPaddingBytesMax> padding{};
+  // Everything before it is durable (recovery syncs the tail), so the lag is 1.
+  encode_padding(tail.end_sequence, 1, recovered.tail_salt, std::span(padding).first(pad));
+  if (Status written = io.write(recovered.tail_file, tail.end_offset, std::span(padding).first(pad));
+      !written.ok()) {
+    return written;
+  }
+  tail.end_offset += pad;
+  return {};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, const Options& options) {
@@ -564,6 +639,15 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   if (Status valid = check_options(options); !valid.ok()) return valid;
   const auto lock = io->lock_directory(directory);
   if (!lock.ok()) return lock.status();
+  if (options.direct_io) {
+    // Say now, not at the first write, if this file system cannot do direct I/O.
+    const auto probe = io->open(join_path(directory, "LOCK"), OpenMode::read_write_direct);
+    if (!probe.ok()) {
+      (void)io->close(lock.value());
+      return Status(probe.status().code(), "journal option direct_io: " + probe.status().message());
+    }
+    (void)io->close(probe.value());
+  }
   auto recovered = recover(*io, directory, options);
   if (!recovered.ok()) {
     (void)io->close(lock.value());
@@ -572,15 +656,24 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   if (!recovered.value().report.message.empty()) {
     std::fprintf(stderr, "annal: %s\n", recovered.value().report.message.c_str());
   }
+  FileId tail_writes = -1;
   if (recovered.value().tail_file >= 0) {
+    Status status = options.direct_io ? align_tail(*io, recovered.value()) : Status();
     // What a crashed process left in the page cache is recovered as durable: make it so.
-    if (Status synced = io->sync(recovered.value().tail_file); !synced.ok()) {
+    if (status.ok()) status = io->sync(recovered.value().tail_file);
+    if (status.ok() && options.direct_io) {
+      const auto direct = io->open(recovered.value().segments.back().path, OpenMode::read_write_direct);
+      if (direct.ok()) tail_writes = direct.value();
+      status = direct.status();
+    }
+    if (!status.ok()) {
+      (void)io->close(recovered.value().tail_file);
       (void)io->close(lock.value());
-      return synced;
+      return status;
     }
   }
   return std::unique_ptr<Journal>(new JournalImpl(directory, options, std::move(io), lock.value(),
-                                                  std::move(recovered).value()));
+                                                  std::move(recovered).value(), tail_writes));
 }
 
 }  // namespace annal::journal

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "annal/journal/format.h"
+
 namespace annal::journal {
 namespace {
 
@@ -29,6 +31,25 @@ auto retry_eintr(Call&& call) {
     const auto rc = call();
     if (rc >= 0 || errno != EINTR) return rc;
   }
+}
+
+// Linux 6.1+ reports the alignment direct I/O needs; annal writes in kDirectBlockBytes units, so
+// anything coarser is refused. Older kernels do not say: writes then fail with EINVAL if wrong.
+Status check_direct_alignment(int fd, const std::string& path) {
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) != 0 || (stx.stx_mask & STATX_DIOALIGN) == 0) {
+    return {};
+  }
+  if (stx.stx_dio_offset_align == 0) {
+    return Status(ErrorCode::invalid_argument, path + ": this file system has no direct I/O; turn direct_io off");
+  }
+  if (stx.stx_dio_offset_align > kDirectBlockBytes || stx.stx_dio_mem_align > kDirectBlockBytes) {
+    return Status(ErrorCode::invalid_argument,
+                  path + ": direct I/O here needs " + std::to_string(stx.stx_dio_offset_align) +
+                      "-byte alignment, more than annal's " + std::to_string(kDirectBlockBytes) +
+                      "-byte blocks; turn direct_io off");
+  }
+  return {};
 }
 
 }  // namespace
@@ -58,9 +79,21 @@ Result<FileId> PosixFiles::open(const std::string& path, OpenMode mode) {
     case OpenMode::read_only: flags |= O_RDONLY; break;
     case OpenMode::read_write: flags |= O_RDWR; break;
     case OpenMode::create_exclusive: flags |= O_RDWR | O_CREAT | O_EXCL; break;
+    case OpenMode::read_write_direct: flags |= O_RDWR | O_DIRECT; break;
   }
   const int fd = retry_eintr([&] { return ::open(path.c_str(), flags, 0644); });
+  if (fd < 0 && errno == EINVAL && mode == OpenMode::read_write_direct) {
+    return Status(ErrorCode::invalid_argument,
+                  "open " + path + " with O_DIRECT: this file system has no direct I/O; "
+                  "turn direct_io off or put the journal on a disk file system");
+  }
   if (fd < 0) return errno_status(errno, "open " + path);
+  if (mode == OpenMode::read_write_direct) {
+    if (Status aligned = check_direct_alignment(fd, path); !aligned.ok()) {
+      ::close(fd);
+      return aligned;
+    }
+  }
   remember(fd, path);
   return fd;
 }

@@ -62,9 +62,14 @@ SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& h
       scan.stop = ScanStop::wrong_sequence;
       break;
     }
+    at += record.padded_bytes;
+    if (record.header.type == kTypePadding) {
+      // Padding ends a direct-I/O write, so it follows a batch end; a writer resumes after it.
+      if (batch_records == 0) scan.valid_bytes = std::min<std::uint64_t>(at, file.size());
+      continue;
+    }
     ++expected;
     ++batch_records;
-    at += record.padded_bytes;
     if ((record.header.flags & kFlagBatchEnd) != 0) {
       scan.next_sequence = expected;
       scan.valid_bytes = std::min<std::uint64_t>(at, file.size());

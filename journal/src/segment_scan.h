@@ -1,7 +1,7 @@
 // Reading a segment's records back at open, and judging what a damaged tail means.
 //
 // The scan walks records from the end of the header while each one decodes and carries the next
-// sequence. It remembers the end of the last complete batch (a record flagged kFlagBatchEnd):
+// sequence (padding records carry it too, without taking it, and are stepped over). It remembers the end of the last complete batch (a record flagged kFlagBatchEnd):
 // that is where a recovered log ends, since an append is all or nothing. Unless the walk reached
 // the end of the file, the rest of the file is searched for valid records whose commit_lag proves
 // acknowledged data lies beyond the stop (see format.h).

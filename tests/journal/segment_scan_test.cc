@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,7 @@ class SegmentImage {
     RecordHeader header;
     header.sequence = sequence;
     header.stream_id = sequence % 7;
+    header.type = 1;  // 0 is padding
     header.flags = flags;
     header.commit_lag = static_cast<std::uint32_t>(sequence - durable);
     const std::vector<std::byte> payload(kPayload, std::byte{0xAB});
@@ -43,6 +45,18 @@ class SegmentImage {
     offsets_.push_back(end_);
     end_ += kRecordBytes;
     next_ = sequence + 1;
+    return *this;
+  }
+
+  // Padding up to the next block boundary (at least a header's worth), as a direct-I/O write
+  // ends; it stands before `next` (default: the next record).
+  SegmentImage& pad(std::uint64_t durable, std::optional<std::uint64_t> next = std::nullopt) {
+    std::size_t bytes = kDirectBlockBytes - end_ % kDirectBlockBytes;
+    if (bytes < kRecordHeaderBytes) bytes += kDirectBlockBytes;
+    const std::uint64_t sequence = next.value_or(next_);
+    encode_padding(sequence, static_cast<std::uint32_t>(sequence - durable), kSalt,
+                   std::span(bytes_).subspan(end_, bytes));
+    end_ += bytes;
     return *this;
   }
 
@@ -73,6 +87,39 @@ TEST(SegmentScan, IntactSegmentEndsAtTheZeros) {
   EXPECT_EQ(scan.valid_bytes, image.end());
   EXPECT_EQ(judge(scan, true), Verdict::intact);
   EXPECT_EQ(judge(scan, false), Verdict::intact);
+}
+
+TEST(SegmentScan, PaddingIsSteppedOverAndAWriterResumesAfterIt) {
+  SegmentImage image;
+  image.batch(3, 0).pad(3).batch(2, 3).pad(5);
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::end_of_log);
+  EXPECT_EQ(scan.next_sequence, 6u);
+  EXPECT_EQ(scan.records, 5u);
+  EXPECT_EQ(scan.valid_bytes, image.end());
+  EXPECT_EQ(scan.valid_bytes % kDirectBlockBytes, 0u);
+  EXPECT_EQ(judge(scan, false), Verdict::intact);
+}
+
+TEST(SegmentScan, PaddingWithTheWrongSequenceIsStale) {
+  SegmentImage image;
+  image.batch(3, 0).pad(3, /*next=*/9);
+  const SegmentScan scan = image.scan();
+  EXPECT_EQ(scan.stop, ScanStop::wrong_sequence);
+  EXPECT_EQ(scan.next_sequence, 4u);
+  EXPECT_EQ(judge(scan, false), Verdict::corruption);
+}
+
+TEST(SegmentScan, OnlyPaddingMayExceedRecordBytesMax) {
+  SegmentImage image;
+  image.batch(1, 0).pad(1);  // about 4 KiB of padding
+  const DecodedRecord padding = decode_record(std::span(image.bytes()).subspan(image.offset_of(1) + kRecordBytes),
+                                              kSalt, 256);
+  EXPECT_EQ(padding.status, RecordStatus::ok);
+  EXPECT_EQ(padding.header.type, kTypePadding);
+  std::vector<std::byte> big(padded_record_bytes(1000));
+  encode_record({.sequence = 1, .type = 1}, std::vector<std::byte>(1000), kSalt, big);
+  EXPECT_EQ(decode_record(big, kSalt, 256).status, RecordStatus::bad_size);
 }
 
 TEST(SegmentScan, EmptySegmentIsIntact) {

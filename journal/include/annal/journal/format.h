@@ -69,11 +69,20 @@ inline constexpr std::uint32_t kCommitLagMax = UINT32_MAX;
 // Record sizes are u32; this leaves room for the padding without overflow.
 inline constexpr std::size_t kRecordBytesMax = std::size_t{1} << 30;
 
+// With direct I/O (Options::direct_io) every write covers whole blocks of this size at offsets
+// that are multiples of it, so each write ends with a padding record up to a block boundary.
+inline constexpr std::size_t kDirectBlockBytes = 4096;
+// A padding record fills the rest of a block; when less than a record header is left, it runs to
+// the end of the next block instead. Its size may pass record_bytes_max.
+inline constexpr std::size_t kPaddingBytesMax = kDirectBlockBytes + kRecordHeaderBytes;
+
 static_assert(kSegmentHeaderBytes % kRecordAlign == 0 && kRecordHeaderBytes % kRecordAlign == 0);
+static_assert(kSegmentHeaderBytes % kDirectBlockBytes == 0 && kDirectBlockBytes % kRecordAlign == 0);
 static_assert(kSegmentHeaderFieldsBytes <= kSegmentHeaderBytes);
 
-// Record type 0 fills space a writer must skip (e.g. to end an O_DIRECT write on a block
-// boundary); readers step over it. All other types belong to the engine.
+// Record type 0 fills space a writer must skip (to end an O_DIRECT write on a block boundary);
+// readers step over it. It carries the sequence the next real record will have, without taking
+// it, so a stale or misplaced one still fails the sequence check. All other types are the engine's.
 inline constexpr std::uint16_t kTypePadding = 0;
 // The last record of one append: a crash may cut a multi-record append, and recovery drops a
 // batch whose end did not survive, so appends are all or nothing.
@@ -115,11 +124,16 @@ void encode_segment_header(const SegmentHeader& header,
 void encode_record(const RecordHeader& header, std::span<const std::byte> payload,
                    std::uint32_t salt, std::span<std::byte> out) noexcept;
 
+// Writes a padding record filling all of `out` (a multiple of kRecordAlign, from a record header
+// to kPaddingBytesMax bytes) that stands before record `next_sequence`.
+void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::uint32_t salt,
+                    std::span<std::byte> out) noexcept;
+
 enum class RecordStatus {
   ok,
   end_of_log,    // a zero size word: preallocated space, nothing was written here
   truncated,     // the bytes end inside the record (a short file or a short read)
-  bad_size,      // size smaller than a header or larger than the caller allows
+  bad_size,      // size smaller than a header or larger than the caller allows (padding: kPaddingBytesMax)
   bad_checksum,  // torn, corrupted, or left over from an older file
 };
 [[nodiscard]] const char* to_string(RecordStatus status) noexcept;

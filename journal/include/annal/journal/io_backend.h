@@ -24,7 +24,11 @@ using FileId = int;  // a file descriptor for the POSIX backends, an index for F
 enum class OpenMode {
   read_only,
   read_write,       // existing file
-  create_exclusive  // new file; fails if it exists
+  create_exclusive,  // new file; fails if it exists
+  // Existing file, written with O_DIRECT: every write's offset, length and buffer address must be
+  // multiples of kDirectBlockBytes (else EINVAL). Fails with invalid_argument where the file
+  // system has no direct I/O or needs a coarser alignment.
+  read_write_direct,
 };
 
 struct Completion {
