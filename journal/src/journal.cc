@@ -163,14 +163,19 @@ class JournalImpl final : public Journal {
   Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {
     std::unique_lock lock(mutex_);
     const bool done = durable_changed_.wait_until(lock, deadline, [&] {
-      return durable_.load(std::memory_order_acquire) >= sequence || !error_.ok();
+      return durable_.load(std::memory_order_acquire) >= sequence || !error_.ok() || closed_;
     });
     if (durable_.load(std::memory_order_acquire) >= sequence) return {};
     if (!error_.ok()) return error_;
+    // Closed: the writer has stopped, so what is not durable now never will be.
+    if (closed_) {
+      return Status(ErrorCode::failed, "journal " + directory_ + " is closed; sequence " +
+                                           std::to_string(sequence) + " will never be durable");
+    }
     ANNAL_ASSERT(!done);
-    return Status(ErrorCode::failed, "timed out waiting for sequence " + std::to_string(sequence) +
-                                         " to become durable (durable: " +
-                                         std::to_string(durable_.load()) + ")");
+    return Status(ErrorCode::timed_out, "timed out waiting for sequence " + std::to_string(sequence) +
+                                            " to become durable (durable: " +
+                                            std::to_string(durable_.load()) + ")");
   }
 
   std::uint64_t durable_sequence() const override { return durable_.load(std::memory_order_acquire); }
@@ -193,6 +198,7 @@ class JournalImpl final : public Journal {
     writer_.join();
     std::lock_guard lock(mutex_);
     closed_ = true;
+    durable_changed_.notify_all();  // waiters for what will never be durable give up now
     if (tail_.file >= 0) (void)io_->close(tail_.file);
     (void)io_->close(lock_);
     return error_;

@@ -242,6 +242,25 @@ TEST(JournalFaults, AFailedSyncFailsThePendingAndEveryLaterAppend) {
   EXPECT_EQ(journal.value()->append(std::span(&record, 1)).status().code(), ErrorCode::failed);
 }
 
+TEST(JournalFaults, WaitingPastTheDeadlineTimesOutWithoutFailingTheJournal) {
+  auto journal = Journal::open(kDir, {}, std::make_shared<FaultBackend>(3));
+  ASSERT_TRUE(journal.ok());
+  append_events(*journal.value(), 1, 0, 3);
+  ASSERT_TRUE(journal.value()->wait_durable(3, soon()).ok());
+  // Sequence 4 was never appended: the wait can only end at its deadline.
+  const Status waited = journal.value()->wait_durable(4, Journal::Clock::now() + 20ms);
+  EXPECT_EQ(waited.code(), ErrorCode::timed_out) << waited.to_string();
+  append_events(*journal.value(), 1, 3, 1);
+  EXPECT_TRUE(journal.value()->wait_durable(4, soon()).ok());
+}
+
+TEST(JournalFaults, WaitingOnAClosedJournalFailsAtOnce) {
+  auto journal = Journal::open(kDir, {}, std::make_shared<FaultBackend>(3));
+  ASSERT_TRUE(journal.ok());
+  ASSERT_TRUE(journal.value()->close().ok());
+  EXPECT_EQ(journal.value()->wait_durable(1, soon()).code(), ErrorCode::failed);
+}
+
 TEST(JournalFaults, AFullDiskStopsAppendsAndAcknowledgesNothingMore) {
   auto io = std::make_shared<FaultBackend>(3);
   auto journal = Journal::open(kDir, {.segment_bytes_max = 16384, .record_bytes_max = 1024, .commit_bytes_max = 4096}, io);

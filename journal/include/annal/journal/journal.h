@@ -104,8 +104,10 @@ class Journal {
   // invalid_argument for an empty batch or a record over record_bytes_max, no_space after the
   // disk filled, failed after a fatal I/O error.
   virtual Result<Receipt> append(std::span<const RecordInput> records) = 0;
-  // Waits until `sequence` is durable. Returns the journal's error if it failed first, and
-  // ErrorCode::failed with "timed out" if the deadline passed.
+  // Waits until `sequence` is durable. Returns the journal's error if it failed first,
+  // ErrorCode::timed_out if the deadline passed (not a failure: the journal carries on and the
+  // caller may wait again), and ErrorCode::failed if the journal was closed before `sequence`
+  // became durable (it never will).
   virtual Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) = 0;
   // The highest sequence acknowledged durable (0: none). Never decreases.
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
