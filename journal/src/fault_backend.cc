@@ -29,12 +29,14 @@ void place(std::vector<std::byte>& bytes, std::uint64_t offset, std::span<const 
 }  // namespace
 
 void FaultBackend::fail_write(std::uint64_t nth, int error, bool persistent) {
+  std::lock_guard lock(mutex_);
   writes_.fail_at = writes_.count + nth;
   writes_.error = error;
   writes_.persistent = persistent;
 }
 
 void FaultBackend::fail_sync(std::uint64_t nth, int error, bool persistent) {
+  std::lock_guard lock(mutex_);
   syncs_.fail_at = syncs_.count + nth;
   syncs_.error = error;
   syncs_.persistent = persistent;
@@ -61,6 +63,11 @@ std::vector<std::byte> FaultBackend::survivor(const Node& node) {
 }
 
 void FaultBackend::crash() {
+  std::lock_guard lock(mutex_);
+  crash_locked();
+}
+
+void FaultBackend::crash_locked() {
   std::map<std::string, std::shared_ptr<Node>> survivors;
   for (const auto& [path, node] : durable_names_) {
     auto kept = std::make_shared<Node>();
@@ -78,6 +85,7 @@ void FaultBackend::crash() {
 }
 
 std::vector<std::byte> FaultBackend::contents(const std::string& path) const {
+  std::lock_guard lock(mutex_);
   const auto found = names_.find(path);
   return found == names_.end() ? std::vector<std::byte>{} : found->second->current;
 }
@@ -100,6 +108,7 @@ std::uint64_t FaultBackend::total_bytes() const {
 }
 
 Result<FileId> FaultBackend::open(const std::string& path, OpenMode mode) {
+  std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
   auto found = names_.find(path);
   if (mode == OpenMode::create_exclusive) {
@@ -114,23 +123,28 @@ Result<FileId> FaultBackend::open(const std::string& path, OpenMode mode) {
 }
 
 Status FaultBackend::close(FileId file) {
+  std::lock_guard lock(mutex_);
   locks_.erase(file);
   if (open_.erase(file) == 0) return error_status(EBADF, "close " + std::to_string(file));
   return {};
 }
 
 Result<std::uint64_t> FaultBackend::size(FileId file) {
+  std::lock_guard lock(mutex_);
   const auto open = find(file);
   if (!open.ok()) return open.status();
   return open.value()->node->current.size();
 }
 
 Result<std::size_t> FaultBackend::read(FileId file, std::uint64_t offset, std::span<std::byte> out) {
+  std::lock_guard lock(mutex_);
   const auto open = find(file);
   if (!open.ok()) return open.status();
   const std::vector<std::byte>& bytes = open.value()->node->current;
   if (offset >= bytes.size()) return std::size_t{0};
   const std::size_t n = std::min<std::size_t>(out.size(), bytes.size() - offset);
+  ++reads_;
+  read_bytes_ += n;
   std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(offset), n, out.begin());
   return n;
 }
@@ -138,7 +152,7 @@ Result<std::size_t> FaultBackend::read(FileId file, std::uint64_t offset, std::s
 bool FaultBackend::crash_now() {
   if (crash_at_ == 0 || ++operations_ != crash_at_) return false;
   crash_at_ = 0;
-  crash();
+  crash_locked();
   return true;
 }
 
@@ -171,6 +185,7 @@ int FaultBackend::sync_data(OpenFile& file) {
 }
 
 Status FaultBackend::write(FileId file, std::uint64_t offset, std::span<const std::byte> data) {
+  std::lock_guard lock(mutex_);
   const auto open = find(file);
   if (!open.ok()) return open.status();
   const std::string path = open.value()->path;  // a planned crash inside closes the file
@@ -180,6 +195,7 @@ Status FaultBackend::write(FileId file, std::uint64_t offset, std::span<const st
 }
 
 Status FaultBackend::sync(FileId file) {
+  std::lock_guard lock(mutex_);
   const auto open = find(file);
   if (!open.ok()) return open.status();
   const std::string path = open.value()->path;  // a planned crash inside closes the file
@@ -189,6 +205,7 @@ Status FaultBackend::sync(FileId file) {
 }
 
 Status FaultBackend::allocate(FileId file, std::uint64_t bytes) {
+  std::lock_guard lock(mutex_);
   const auto open = find(file);
   if (!open.ok()) return open.status();
   Node& node = *open.value()->node;
@@ -204,6 +221,7 @@ Status FaultBackend::allocate(FileId file, std::uint64_t bytes) {
 }
 
 Status FaultBackend::truncate(FileId file, std::uint64_t bytes) {
+  std::lock_guard lock(mutex_);
   const auto open = find(file);
   if (!open.ok()) return open.status();
   Node& node = *open.value()->node;
@@ -219,6 +237,7 @@ Status FaultBackend::truncate(FileId file, std::uint64_t bytes) {
 }
 
 Status FaultBackend::sync_directory(const std::string& directory) {
+  std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
   for (auto it = durable_names_.begin(); it != durable_names_.end();) {
     it = parent_of(it->first) == directory ? durable_names_.erase(it) : std::next(it);
@@ -230,6 +249,7 @@ Status FaultBackend::sync_directory(const std::string& directory) {
 }
 
 Status FaultBackend::rename(const std::string& from, const std::string& to) {
+  std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
   const auto found = names_.find(from);
   if (found == names_.end()) return error_status(ENOENT, "rename " + from);
@@ -239,12 +259,14 @@ Status FaultBackend::rename(const std::string& from, const std::string& to) {
 }
 
 Status FaultBackend::remove(const std::string& path) {
+  std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
   if (names_.erase(path) == 0) return error_status(ENOENT, "remove " + path);
   return {};
 }
 
 Result<std::vector<std::string>> FaultBackend::list(const std::string& directory) {
+  std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
   std::vector<std::string> names;
   for (const auto& [path, node] : names_) {
@@ -254,6 +276,7 @@ Result<std::vector<std::string>> FaultBackend::list(const std::string& directory
 }
 
 Result<FileId> FaultBackend::lock_directory(const std::string& directory) {
+  std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
   for (const auto& [file, locked] : locks_) {
     if (locked == directory) {
@@ -271,12 +294,17 @@ Result<FileId> FaultBackend::lock_directory(const std::string& directory) {
 
 void FaultBackend::queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,
                                std::uint64_t tag) {
+  std::lock_guard lock(mutex_);
   queue_.queue_write(file, offset, data, tag);
 }
 
-void FaultBackend::queue_sync(FileId file, std::uint64_t tag) { queue_.queue_sync(file, tag); }
+void FaultBackend::queue_sync(FileId file, std::uint64_t tag) {
+  std::lock_guard lock(mutex_);
+  queue_.queue_sync(file, tag);
+}
 
 Status FaultBackend::submit() {
+  std::lock_guard lock(mutex_);
   queue_.submit([this](const InlineQueue::Op& op) {
     const auto open = find(op.file);
     if (!open.ok()) return EBADF;
@@ -286,6 +314,7 @@ Status FaultBackend::submit() {
 }
 
 Result<std::size_t> FaultBackend::reap(std::span<Completion> out, std::size_t min_complete) {
+  std::lock_guard lock(mutex_);
   return queue_.reap(out, min_complete);
 }
 

@@ -8,11 +8,16 @@
 // return them, so retrying the sync and carrying on would silently lose data.
 //
 // Every choice comes from a seeded generator: a failing seed replays exactly.
+//
+// Thread-safe: one mutex guards all state, taken by every public method, since readers call
+// read() from their own threads while the journal's writer thread writes. (Only the order of calls
+// from different threads is then up to the scheduler; a seed replays exactly for one thread.)
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,17 +40,41 @@ class FaultBackend final : public IoBackend {
   void fail_sync(std::uint64_t nth, int error, bool persistent = false);
   // Writes and allocations that would take the total size of all files past `bytes` fail with
   // ENOSPC.
-  void set_space_limit(std::uint64_t bytes) { space_limit_ = bytes; }
+  void set_space_limit(std::uint64_t bytes) {
+    std::lock_guard lock(mutex_);
+    space_limit_ = bytes;
+  }
   void crash();
   // crash() right before the n-th data operation from now (write or sync, queued or not), which
   // then fails with EIO: power lost at a chosen point of the writer's work.
-  void crash_before(std::uint64_t nth) { crash_at_ = operations_ + nth; }
+  void crash_before(std::uint64_t nth) {
+    std::lock_guard lock(mutex_);
+    crash_at_ = operations_ + nth;
+  }
   // After crash() every call fails with EIO, as if the process were gone, until revive(): a
   // journal still running on this backend cannot touch the post-crash image.
-  void revive() { dead_ = false; }
+  void revive() {
+    std::lock_guard lock(mutex_);
+    dead_ = false;
+  }
 
-  [[nodiscard]] std::uint64_t writes() const { return writes_.count; }
-  [[nodiscard]] std::uint64_t syncs() const { return syncs_.count; }
+  [[nodiscard]] std::uint64_t writes() const {
+    std::lock_guard lock(mutex_);
+    return writes_.count;
+  }
+  [[nodiscard]] std::uint64_t syncs() const {
+    std::lock_guard lock(mutex_);
+    return syncs_.count;
+  }
+  // Calls of read() so far, and the bytes they returned: tests check what a reader touches.
+  [[nodiscard]] std::uint64_t reads() const {
+    std::lock_guard lock(mutex_);
+    return reads_;
+  }
+  [[nodiscard]] std::uint64_t read_bytes() const {
+    std::lock_guard lock(mutex_);
+    return read_bytes_;
+  }
   // What a read of `path` would return now; empty if there is no such file.
   [[nodiscard]] std::vector<std::byte> contents(const std::string& path) const;
 
@@ -96,6 +125,8 @@ class FaultBackend final : public IoBackend {
     }
   };
 
+  // The private helpers run with mutex_ held.
+  void crash_locked();
   Result<OpenFile*> find(FileId file);
   int write_data(OpenFile& file, std::uint64_t offset, std::span<const std::byte> data);
   int sync_data(OpenFile& file);
@@ -103,6 +134,7 @@ class FaultBackend final : public IoBackend {
   [[nodiscard]] std::vector<std::byte> survivor(const Node& node);
   static Status error_status(int error, const std::string& what);
 
+  mutable std::mutex mutex_;
   std::mt19937_64 random_;
   std::map<std::string, std::shared_ptr<Node>> names_;
   std::map<std::string, std::shared_ptr<Node>> durable_names_;
@@ -114,6 +146,8 @@ class FaultBackend final : public IoBackend {
   bool dead_ = false;
   std::uint64_t operations_ = 0;
   std::uint64_t crash_at_ = 0;  // 0: no planned crash
+  std::uint64_t reads_ = 0;
+  std::uint64_t read_bytes_ = 0;
   // Counts a data operation; true if the planned crash happens now.
   bool crash_now();
   InlineQueue queue_;
