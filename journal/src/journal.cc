@@ -16,8 +16,10 @@
 #include <random>
 #include <thread>
 
+#include "annal/journal/reader.h"
 #include "posix_backend.h"
 #include "recovery.h"
+#include "segment_index.h"
 #include "uring_backend.h"
 
 namespace annal::journal {
@@ -48,6 +50,14 @@ Status check_options(const Options& options) {
   if (options.durability == Durability::interval && options.sync_interval.count() <= 0) {
     return bad("sync_interval must be positive");
   }
+  if (options.index_interval_bytes < 1024) {
+    // Below 1 KiB the index (16 B per entry) would cost over 1.5% of the log in memory. (Above
+    // segment_bytes_max it is harmless: each segment indexes its first record only.)
+    return bad("index_interval_bytes must be at least 1 KiB (16 bytes of memory per entry)");
+  }
+  if (options.read_chunk_bytes < kSegmentHeaderBytes || options.read_chunk_bytes > kRecordBytesMax) {
+    return bad("read_chunk_bytes must be between 4 KiB (a segment header) and 1 GiB");
+  }
   return {};
 }
 
@@ -59,6 +69,9 @@ struct Buffer {
   std::uint32_t segment_salt = 0;  // the salt its records were encoded under
   std::uint64_t offset = 0;  // file offset of bytes[0]
   std::uint64_t last_sequence = 0;
+  // Sparse index entries of its records (segment_index.h), added to the segment's index once
+  // written. Capacity reserved once for the most a full buffer can need.
+  std::vector<IndexEntry> marks;
 };
 
 class JournalImpl final : public Journal {
@@ -71,6 +84,8 @@ class JournalImpl final : public Journal {
     buffers_.resize(options_.writes_in_flight_max + 1);
     for (std::size_t i = 0; i < buffers_.size(); ++i) {
       buffers_[i].bytes.resize(options_.commit_bytes_max);
+      buffers_[i].marks.reserve(
+          index_entries_max(options_.commit_bytes_max, options_.index_interval_bytes));
       free_.push_back(i);
     }
     next_sequence_ = report_.next_sequence;
@@ -80,6 +95,7 @@ class JournalImpl final : public Journal {
       tail_.salt = recovered.tail_salt;
       tail_.base = segments_.back().base;
       write_offset_ = segments_.back().end_offset;
+      segments_.back().index.reserve(index_entries_max_per_segment());
       staged_salt_ = tail_.salt;
       staged_base_ = tail_.base;
     } else {
@@ -132,12 +148,14 @@ class JournalImpl final : public Journal {
         fresh.segment_base = staged_base_;
         fresh.segment_salt = staged_salt_;
         fresh.offset = write_offset_;
+        fresh.marks.clear();
         continue;
       }
       buffer_freed_.wait(lock);  // back-pressure: every buffer is staged or in flight
     }
     const Receipt receipt{next_sequence_, next_sequence_ + records.size() - 1};
     const std::uint64_t durable = durable_.load(std::memory_order_acquire);
+    IndexMarker marker(write_offset_, options_.index_interval_bytes);
     for (std::size_t i = 0; i < records.size(); ++i) {
       const RecordInput& input = records[i];
       RecordHeader header;
@@ -152,6 +170,10 @@ class JournalImpl final : public Journal {
       const std::size_t size = padded_record_bytes(input.payload.size());
       encode_record(header, input.payload, staged_salt_,
                     std::span(buffer->bytes).subspan(buffer->used, size));
+      if (marker.due(buffer->offset + buffer->used, size)) {
+        ANNAL_ASSERT(buffer->marks.size() < buffer->marks.capacity());  // no allocation here
+        buffer->marks.push_back({header.sequence, buffer->offset + buffer->used});
+      }
       buffer->used += size;
     }
     buffer->last_sequence = receipt.last;
@@ -185,6 +207,8 @@ class JournalImpl final : public Journal {
   }
 
   Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) override;
+  Result<std::unique_ptr<Reader>> reader(std::uint64_t from) override;
+  Result<SegmentLocation> locate(std::uint64_t sequence) const override;
   Status remove_segments_before(std::uint64_t sequence) override;
   const RecoveryReport& recovery() const override { return report_; }
 
@@ -212,6 +236,15 @@ class JournalImpl final : public Journal {
   };
 
   std::uint32_t new_salt() { return static_cast<std::uint32_t>(random_()); }
+
+  std::size_t index_entries_max_per_segment() const {
+    return index_entries_max(options_.segment_bytes_max, options_.index_interval_bytes);
+  }
+
+  static Status removed(std::uint64_t sequence) {
+    return Status(ErrorCode::not_found,
+                  "sequence " + std::to_string(sequence) + " was removed by retention");
+  }
 
   // Under mutex_: the filling buffer goes to the writer's queue.
   void seal_filling() {
@@ -264,9 +297,11 @@ class JournalImpl final : public Journal {
                                      options_.segment_bytes_max);
     if (!file.ok()) return file.status();
     tail_ = {file.value(), first.segment_base, first.segment_salt};
+    SegmentInfo info{first.segment_base, first.segment_base, kSegmentHeaderBytes,
+                     join_path(directory_, segment_file_name(first.segment_base)), {}};
+    info.index.reserve(index_entries_max_per_segment());  // allocated once, outside the lock
     std::lock_guard lock(mutex_);
-    segments_.push_back({first.segment_base, first.segment_base, kSegmentHeaderBytes,
-                         join_path(directory_, segment_file_name(first.segment_base))});
+    segments_.push_back(std::move(info));
     return {};
   }
 
@@ -332,6 +367,8 @@ class JournalImpl final : public Journal {
     }
     const Buffer& last = buffers_[round.back()];
     std::lock_guard lock(mutex_);
+    // Readers locate through these, and only once durable_ covers the records.
+    for (const std::size_t index : round) segments_.back().index.add(buffers_[index].marks);
     segments_.back().end_sequence = last.last_sequence + 1;
     segments_.back().end_offset = last.offset + last.used;
     if (options_.durability == Durability::interval) {
@@ -392,49 +429,49 @@ class JournalImpl final : public Journal {
 };
 
 Result<std::vector<Record>> JournalImpl::read(std::uint64_t from, std::size_t max_records) {
+  auto opened = reader(from);
+  if (!opened.ok()) return opened.status();
   std::vector<Record> out;
-  const std::uint64_t durable = durable_sequence();
-  if (from < kFirstSequence) from = kFirstSequence;
-  while (out.size() < max_records && from <= durable) {
-    SegmentInfo segment;
-    {
-      std::lock_guard lock(mutex_);
-      const auto it = std::upper_bound(segments_.begin(), segments_.end(), from,
-                                       [](std::uint64_t s, const SegmentInfo& info) { return s < info.base; });
-      if (it == segments_.begin()) {
-        return Status(ErrorCode::not_found, "sequence " + std::to_string(from) +
-                                                " was removed by retention or never existed");
-      }
-      segment = *std::prev(it);
-    }
-    const auto file = io_->open(segment.path, OpenMode::read_only);
-    if (!file.ok()) return file.status();
-    std::vector<std::byte> bytes(segment.end_offset);
-    const auto n = io_->read(file.value(), 0, bytes);
-    (void)io_->close(file.value());
-    if (!n.ok()) return n.status();
-    bytes.resize(n.value());
-    const auto header = decode_segment_header(bytes, segment.path);
-    if (!header.ok()) return header.status();
-    std::uint64_t at = kSegmentHeaderBytes;
-    std::uint64_t expected = segment.base;
-    while (at < bytes.size() && out.size() < max_records && expected <= durable) {
-      const DecodedRecord record = decode_record(std::span(bytes).subspan(at), header.value().salt,
-                                                 options_.record_bytes_max);
-      if (record.status != RecordStatus::ok || record.header.sequence != expected) {
-        return Status(ErrorCode::corruption,
-                      segment.path + " offset " + std::to_string(at) + " sequence " +
-                          std::to_string(expected) + ": " +
-                          (record.status != RecordStatus::ok ? to_string(record.status) : "out of sequence"));
-      }
-      if (expected >= from) out.push_back({record.header, {record.payload.begin(), record.payload.end()}});
-      at += record.padded_bytes;
-      ++expected;
-    }
-    if (expected <= from) break;  // nothing more in this segment yet
-    from = expected;
+  while (out.size() < max_records) {
+    const auto record = opened.value()->next();
+    if (!record.ok()) return record.status();
+    if (!record.value()) break;  // caught up with durable
+    const RecordView& view = *record.value();
+    out.push_back({view.header, {view.payload.begin(), view.payload.end()}});
   }
   return out;
+}
+
+Result<std::unique_ptr<Reader>> JournalImpl::reader(std::uint64_t from) {
+  from = std::max(from, kFirstSequence);
+  {
+    std::lock_guard lock(mutex_);
+    if (!segments_.empty() && from < segments_.front().base) return removed(from);
+  }
+  return std::make_unique<Reader>(*this, io_, options_, from);
+}
+
+Result<SegmentLocation> JournalImpl::locate(std::uint64_t sequence) const {
+  std::lock_guard lock(mutex_);
+  if (segments_.empty()) {
+    return Status(ErrorCode::not_found, "sequence " + std::to_string(sequence) +
+                                            ": the journal has no segment yet");
+  }
+  const auto after = std::upper_bound(segments_.begin(), segments_.end(), sequence,
+                                      [](std::uint64_t s, const SegmentInfo& info) { return s < info.base; });
+  if (after == segments_.begin()) return removed(sequence);
+  const SegmentInfo& segment = *std::prev(after);
+  SegmentLocation where{.path = segment.path,
+                        .base = segment.base,
+                        .start_sequence = segment.base,
+                        .start_offset = kSegmentHeaderBytes,
+                        .end_sequence = segment.end_sequence,
+                        .end_offset = segment.end_offset};
+  if (const auto entry = segment.index.floor(sequence)) {
+    where.start_sequence = entry->sequence;
+    where.start_offset = entry->offset;
+  }
+  return where;
 }
 
 Status JournalImpl::remove_segments_before(std::uint64_t sequence) {

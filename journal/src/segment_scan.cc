@@ -36,13 +36,14 @@ PastStop look_past_stop(std::span<const std::byte> file, std::uint64_t from,
 }  // namespace
 
 SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,
-                         std::size_t record_bytes_max) {
+                         std::size_t record_bytes_max, std::uint64_t index_interval_bytes) {
   SegmentScan scan;
   scan.next_sequence = header.base_sequence;
   scan.valid_bytes = kSegmentHeaderBytes;
   std::uint64_t at = kSegmentHeaderBytes;
   std::uint64_t expected = header.base_sequence;
   std::uint64_t batch_records = 0;
+  IndexMarker marker(at, index_interval_bytes);
   for (;;) {
     if (at >= file.size()) {
       scan.stop = ScanStop::file_end;
@@ -62,6 +63,7 @@ SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& h
       scan.stop = ScanStop::wrong_sequence;
       break;
     }
+    if (marker.due(at, record.padded_bytes)) scan.index.add({expected, at});
     ++expected;
     ++batch_records;
     at += record.padded_bytes;
@@ -75,6 +77,7 @@ SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& h
   scan.stop_offset = std::min<std::uint64_t>(at, file.size());
   scan.stop_sequence = expected;
   scan.batch_open = batch_records > 0;
+  scan.index.drop_from(scan.next_sequence);  // records past the last complete batch do not count
   // Zeros where a record should be are also suspect: a zeroed sector of acknowledged records
   // would otherwise pass for the end of the log.
   if (scan.stop != ScanStop::file_end) {
