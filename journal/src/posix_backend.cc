@@ -37,10 +37,15 @@ PosixFiles::~PosixFiles() {
   for (const auto& [file, path] : paths_) ::close(file);
 }
 
-const std::string& PosixFiles::path_of(FileId file) const {
-  static const std::string kUnknown = "(unknown file)";
+std::string PosixFiles::path_of(FileId file) const {
+  std::lock_guard lock(paths_mutex_);
   const auto found = paths_.find(file);
-  return found == paths_.end() ? kUnknown : found->second;
+  return found == paths_.end() ? std::string("(unknown file)") : found->second;
+}
+
+void PosixFiles::remember(FileId file, const std::string& path) {
+  std::lock_guard lock(paths_mutex_);
+  paths_[file] = path;
 }
 
 Status PosixFiles::errno_status(int error, const std::string& what) const {
@@ -56,13 +61,20 @@ Result<FileId> PosixFiles::open(const std::string& path, OpenMode mode) {
   }
   const int fd = retry_eintr([&] { return ::open(path.c_str(), flags, 0644); });
   if (fd < 0) return errno_status(errno, "open " + path);
-  paths_[fd] = path;
+  remember(fd, path);
   return fd;
 }
 
 Status PosixFiles::close(FileId file) {
-  const std::string path = path_of(file);
-  paths_.erase(file);
+  std::string path = "(unknown file)";
+  {
+    std::lock_guard lock(paths_mutex_);
+    const auto found = paths_.find(file);
+    if (found != paths_.end()) {
+      path = std::move(found->second);
+      paths_.erase(found);
+    }
+  }
   // Never retry close: on Linux the descriptor is gone even when close reports EINTR.
   if (::close(file) != 0) return errno_status(errno, "close " + path);
   return {};
@@ -182,7 +194,7 @@ Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
     }
     return errno_status(error, "lock " + path);
   }
-  paths_[fd] = path;
+  remember(fd, path);
   return fd;
 }
 

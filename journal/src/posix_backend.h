@@ -3,6 +3,7 @@
 // submit(): it is the reference the io_uring backend is checked against.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -41,10 +42,14 @@ class PosixFiles : public IoBackend {
 
  private:
 
-  [[nodiscard]] const std::string& path_of(FileId file) const;
+  [[nodiscard]] std::string path_of(FileId file) const;
+  void remember(FileId file, const std::string& path);
   [[nodiscard]] Status errno_status(int error, const std::string& what) const;
 
-  std::unordered_map<FileId, std::string> paths_;  // for error messages
+  // For error messages. Guarded: readers open and close files from their own threads while the
+  // writer thread opens segments; the file operations themselves need no lock.
+  mutable std::mutex paths_mutex_;
+  std::unordered_map<FileId, std::string> paths_;
 };
 
 class PosixBackend final : public PosixFiles {

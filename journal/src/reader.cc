@@ -61,25 +61,35 @@ Status Reader::enter_segment() {
     return {};
   }
   if (file_ >= 0) (void)io_->close(file_);
-  file_ = -1;
+  file_ = -1;  // until the new segment's header checks out
   buffer_used_ = 0;
   const auto file = io_->open(where.path, OpenMode::read_only);
   if (!file.ok()) return file.status();
-  file_ = file.value();
-  segment_ = std::move(where);
-  if (buffer_.size() < chunk_bytes_) buffer_.resize(chunk_bytes_);  // once, on first use
-  const auto n = io_->read(file_, 0, std::span(buffer_).first(kSegmentHeaderBytes));
-  if (!n.ok()) return n.status();
-  const auto header = decode_segment_header(std::span(buffer_).first(n.value()), segment_.path);
-  if (!header.ok()) return header.status();
-  if (header.value().base_sequence != segment_.base) {
-    return Status(ErrorCode::corruption, segment_.path + ": header says base sequence " +
-                                             std::to_string(header.value().base_sequence));
+  const auto salt = read_segment_header(file.value(), where);
+  if (!salt.ok()) {
+    (void)io_->close(file.value());
+    return salt.status();
   }
-  salt_ = header.value().salt;
+  file_ = file.value();
+  salt_ = salt.value();
+  segment_ = std::move(where);
   cursor_sequence_ = segment_.start_sequence;
   cursor_offset_ = segment_.start_offset;
   return {};
+}
+
+// Reads and checks the header of segment `where`, open as `file`; returns its salt.
+Result<std::uint32_t> Reader::read_segment_header(FileId file, const SegmentLocation& where) {
+  if (buffer_.size() < chunk_bytes_) buffer_.resize(chunk_bytes_);  // once, on first use
+  const auto n = io_->read(file, 0, std::span(buffer_).first(kSegmentHeaderBytes));
+  if (!n.ok()) return n.status();
+  const auto header = decode_segment_header(std::span(buffer_).first(n.value()), where.path);
+  if (!header.ok()) return header.status();
+  if (header.value().base_sequence != where.base) {
+    return Status(ErrorCode::corruption, where.path + ": header says base sequence " +
+                                             std::to_string(header.value().base_sequence));
+  }
+  return header.value().salt;
 }
 
 // Makes the buffer hold [cursor_offset_, cursor_offset_ + bytes), or as much of it as the segment

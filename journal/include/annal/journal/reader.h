@@ -68,6 +68,7 @@ class Reader {
 
  private:
   Status enter_segment();
+  Result<std::uint32_t> read_segment_header(FileId file, const SegmentLocation& where);
   Status fill(std::size_t bytes);
   Result<DecodedRecord> decode_at_cursor();
   [[nodiscard]] Status corruption(const std::string& what) const;
