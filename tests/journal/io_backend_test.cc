@@ -10,9 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fault_backend.h"
-#include "posix_backend.h"
-#include "uring_backend.h"
+#include "journal_fixture.h"
 
 namespace annal::journal {
 namespace {
@@ -31,20 +29,7 @@ std::vector<std::byte> read_all(IoBackend& io, FileId file) {
   return out;
 }
 
-// A fresh directory per test: a real one for PosixBackend, a name for FaultBackend.
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "annal-io-XXXXXX").string();
-    ANNAL_ASSERT(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDirectory() { std::filesystem::remove_all(path_); }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDirectory;
 
 template <class Backend>
 class IoBackendTest : public ::testing::Test {
@@ -64,15 +49,7 @@ class IoBackendTest : public ::testing::Test {
   TempDirectory dir_;
 };
 
-using Backends = ::testing::Types<PosixBackend, UringBackend, FaultBackend>;
-struct BackendName {
-  template <class B>
-  static std::string GetName(int) {
-    if (std::is_same_v<B, FaultBackend>) return "Fault";
-    return std::is_same_v<B, UringBackend> ? "Uring" : "Posix";
-  }
-};
-TYPED_TEST_SUITE(IoBackendTest, Backends, BackendName);
+TYPED_TEST_SUITE(IoBackendTest, test::Backends, test::BackendName);
 
 TYPED_TEST(IoBackendTest, WritesReadBackAndSizeFollows) {
   auto io = this->make();

@@ -1,5 +1,5 @@
-// What the journal's tests share: a scratch directory, recognisable payloads, and a fixture that
-// runs a typed test on each I/O backend.
+// What the journal's tests share: a scratch directory, recognisable payloads, the list of I/O
+// backends for typed tests, and a fixture that opens a journal on each.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -33,10 +33,11 @@ inline std::vector<std::byte> payload_for(std::uint64_t stream, std::uint64_t ve
   return out;
 }
 
+// A fresh directory per test: a real one for the POSIX backends, a name for FaultBackend.
 class TempDirectory {
  public:
   TempDirectory() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "annal-journal-XXXXXX").string();
+    std::string pattern = (std::filesystem::temp_directory_path() / "annal-test-XXXXXX").string();
     ANNAL_ASSERT(::mkdtemp(pattern.data()) != nullptr);
     path_ = pattern;
   }
