@@ -155,6 +155,7 @@ class JournalImpl final : public Journal {
     }
     const Receipt receipt{next_sequence_, next_sequence_ + records.size() - 1};
     const std::uint64_t durable = durable_.load(std::memory_order_acquire);
+    ANNAL_ASSERT(buffer->offset + buffer->used == write_offset_);
     IndexMarker marker(write_offset_, options_.index_interval_bytes);
     for (std::size_t i = 0; i < records.size(); ++i) {
       const RecordInput& input = records[i];

@@ -3,10 +3,8 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -15,6 +13,7 @@
 #include "annal/journal/journal.h"
 #include "fault_backend.h"
 #include "posix_backend.h"
+#include "temp_directory.h"
 #include "uring_backend.h"
 
 namespace annal::journal::test {
@@ -33,22 +32,7 @@ inline std::vector<std::byte> payload_for(std::uint64_t stream, std::uint64_t ve
   return out;
 }
 
-// A fresh directory per test: a real one for the POSIX backends, a name for FaultBackend.
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "annal-test-XXXXXX").string();
-    ANNAL_ASSERT(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDirectory() { std::filesystem::remove_all(path_); }
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using annal::test::TempDirectory;
 
 // A journal in a fresh directory on backend `Backend`. The FaultBackend is kept (fault_) so a test
 // can reopen on the same in-memory files.
