@@ -142,6 +142,8 @@ Result<std::size_t> FaultBackend::read(FileId file, std::uint64_t offset, std::s
   if (offset >= bytes.size()) return std::size_t{0};
   const std::size_t n = std::min<std::size_t>(out.size(), bytes.size() - offset);
   std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(offset), n, out.begin());
+  ++reads_;
+  read_bytes_ += n;
   return n;
 }
 

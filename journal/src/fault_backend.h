@@ -62,6 +62,15 @@ class FaultBackend final : public IoBackend {
     std::lock_guard lock(mutex_);
     return syncs_.count;
   }
+  // Calls of read() so far, and the bytes they returned: tests check what a reader touches.
+  [[nodiscard]] std::uint64_t reads() const {
+    std::lock_guard lock(mutex_);
+    return reads_;
+  }
+  [[nodiscard]] std::uint64_t read_bytes() const {
+    std::lock_guard lock(mutex_);
+    return read_bytes_;
+  }
   // What a read of `path` would return now; empty if there is no such file.
   [[nodiscard]] std::vector<std::byte> contents(const std::string& path) const;
 
@@ -135,6 +144,7 @@ class FaultBackend final : public IoBackend {
   bool dead_ = false;
   std::uint64_t operations_ = 0;
   std::uint64_t crash_at_ = 0;  // 0: no planned crash
+  std::uint64_t reads_ = 0, read_bytes_ = 0;
   // Counts a data operation; true if the planned crash happens now.
   bool crash_now();
   InlineQueue queue_;

@@ -17,9 +17,11 @@
 #include <random>
 #include <thread>
 
+#include "annal/journal/reader.h"
 #include "posix_backend.h"
 #include "recovery.h"
 #include "segment_preparer.h"
+#include "segment_index.h"
 #include "uring_backend.h"
 
 namespace annal::journal {
@@ -61,6 +63,14 @@ Status check_options(const Options& options) {
   if (options.durability == Durability::interval && options.sync_interval.count() <= 0) {
     return bad("sync_interval must be positive");
   }
+  if (options.index_interval_bytes < 1024) {
+    // Below 1 KiB the index (16 B per entry) would cost over 1.5% of the log in memory. (Above
+    // segment_bytes_max it is harmless: each segment indexes its first record only.)
+    return bad("index_interval_bytes must be at least 1 KiB (16 bytes of memory per entry)");
+  }
+  if (options.read_chunk_bytes < kSegmentHeaderBytes || options.read_chunk_bytes > kRecordBytesMax) {
+    return bad("read_chunk_bytes must be between 4 KiB (a segment header) and 1 GiB");
+  }
   return {};
 }
 
@@ -79,6 +89,9 @@ struct Buffer {
   std::uint32_t segment_salt = 0;  // the salt its records were encoded under
   std::uint64_t offset = 0;  // file offset of bytes[0]
   std::uint64_t last_sequence = 0;
+  // Sparse index entries of its records (segment_index.h), added to the segment's index once
+  // written. Capacity reserved once for the most a full buffer can need.
+  std::vector<IndexEntry> marks;
 };
 
 class JournalImpl final : public Journal {
@@ -102,6 +115,8 @@ class JournalImpl final : public Journal {
       ANNAL_ASSERT(bytes != nullptr);  // a few MiB at open; nothing sensible to do without them
       buffers_[i].storage.reset(bytes);
       buffers_[i].bytes = std::span(bytes, capacity);
+      buffers_[i].marks.reserve(
+          index_entries_max(options_.commit_bytes_max, options_.index_interval_bytes));
       free_.push_back(i);
     }
     next_sequence_ = report_.next_sequence;
@@ -112,6 +127,7 @@ class JournalImpl final : public Journal {
       tail_.salt = recovered.tail_salt;
       tail_.base = segments_.back().base;
       write_offset_ = segments_.back().end_offset;
+      segments_.back().index.reserve(index_entries_max_per_segment());
       staged_salt_ = tail_.salt;
       staged_base_ = tail_.base;
     } else {
@@ -166,12 +182,15 @@ class JournalImpl final : public Journal {
         fresh.segment_base = staged_base_;
         fresh.segment_salt = staged_salt_;
         fresh.offset = write_offset_;
+        fresh.marks.clear();
         continue;
       }
       buffer_freed_.wait(lock);  // back-pressure: every buffer is staged or in flight
     }
     const Receipt receipt{next_sequence_, next_sequence_ + records.size() - 1};
     const std::uint64_t durable = durable_.load(std::memory_order_acquire);
+    ANNAL_ASSERT(buffer->offset + buffer->used == write_offset_);
+    IndexMarker marker(write_offset_, options_.index_interval_bytes);
     for (std::size_t i = 0; i < records.size(); ++i) {
       const RecordInput& input = records[i];
       RecordHeader header;
@@ -185,6 +204,10 @@ class JournalImpl final : public Journal {
           std::min<std::uint64_t>(header.sequence - durable, kCommitLagMax));
       const std::size_t size = padded_record_bytes(input.payload.size());
       encode_record(header, input.payload, staged_salt_, buffer->bytes.subspan(buffer->used, size));
+      if (marker.due(buffer->offset + buffer->used, size)) {
+        ANNAL_ASSERT(buffer->marks.size() < buffer->marks.capacity());  // no allocation here
+        buffer->marks.push_back({header.sequence, buffer->offset + buffer->used});
+      }
       buffer->used += size;
     }
     buffer->last_sequence = receipt.last;
@@ -200,14 +223,19 @@ class JournalImpl final : public Journal {
   Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {
     std::unique_lock lock(mutex_);
     const bool done = durable_changed_.wait_until(lock, deadline, [&] {
-      return durable_.load(std::memory_order_acquire) >= sequence || !error_.ok();
+      return durable_.load(std::memory_order_acquire) >= sequence || !error_.ok() || closed_;
     });
     if (durable_.load(std::memory_order_acquire) >= sequence) return {};
     if (!error_.ok()) return error_;
+    // Closed: the writer has stopped, so what is not durable now never will be.
+    if (closed_) {
+      return Status(ErrorCode::failed, "journal " + directory_ + " is closed; sequence " +
+                                           std::to_string(sequence) + " will never be durable");
+    }
     ANNAL_ASSERT(!done);
-    return Status(ErrorCode::failed, "timed out waiting for sequence " + std::to_string(sequence) +
-                                         " to become durable (durable: " +
-                                         std::to_string(durable_.load()) + ")");
+    return Status(ErrorCode::timed_out, "timed out waiting for sequence " + std::to_string(sequence) +
+                                            " to become durable (durable: " +
+                                            std::to_string(durable_.load()) + ")");
   }
 
   std::uint64_t durable_sequence() const override { return durable_.load(std::memory_order_acquire); }
@@ -217,6 +245,8 @@ class JournalImpl final : public Journal {
   }
 
   Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) override;
+  Result<std::unique_ptr<Reader>> reader(std::uint64_t from) override;
+  Result<SegmentLocation> locate(std::uint64_t sequence) const override;
   Status remove_segments_before(std::uint64_t sequence) override;
   const RecoveryReport& recovery() const override { return report_; }
 
@@ -231,6 +261,7 @@ class JournalImpl final : public Journal {
     preparer_.reset();  // removes a prepared file that was never used
     std::lock_guard lock(mutex_);
     closed_ = true;
+    durable_changed_.notify_all();  // waiters for what will never be durable give up now
     close_tail();
     (void)io_->close(lock_);
     return error_;
@@ -259,6 +290,15 @@ class JournalImpl final : public Journal {
     if (tail_.writes >= 0 && tail_.writes != tail_.file) (void)io_->close(tail_.writes);
     if (tail_.file >= 0) (void)io_->close(tail_.file);
     tail_.file = tail_.writes = -1;
+  }
+
+  std::size_t index_entries_max_per_segment() const {
+    return index_entries_max(options_.segment_bytes_max, options_.index_interval_bytes);
+  }
+
+  static Status removed(std::uint64_t sequence) {
+    return Status(ErrorCode::not_found,
+                  "sequence " + std::to_string(sequence) + " was removed by retention");
   }
 
   // Under mutex_: the filling buffer goes to the writer's queue (with direct I/O, padded to a
@@ -353,9 +393,11 @@ class JournalImpl final : public Journal {
       if (!direct.ok()) return direct.status();
       tail_.writes = direct.value();
     }
+    SegmentInfo info{first.segment_base, first.segment_base, kSegmentHeaderBytes,
+                     join_path(directory_, segment_file_name(first.segment_base)), {}};
+    info.index.reserve(index_entries_max_per_segment());  // allocated once, outside the lock
     std::lock_guard lock(mutex_);
-    segments_.push_back({first.segment_base, first.segment_base, kSegmentHeaderBytes,
-                         join_path(directory_, segment_file_name(first.segment_base))});
+    segments_.push_back(std::move(info));
     return {};
   }
 
@@ -443,6 +485,8 @@ class JournalImpl final : public Journal {
   void retire(const Round& round) {
     const Buffer& last = buffers_[round.buffers.back()];
     std::lock_guard lock(mutex_);
+    // Readers locate through these, and only once durable_ covers the records.
+    for (const std::size_t index : round.buffers) segments_.back().index.add(buffers_[index].marks);
     segments_.back().end_sequence = last.last_sequence + 1;
     segments_.back().end_offset = last.offset + last.used;
     if (options_.durability == Durability::interval) {
@@ -541,53 +585,49 @@ class JournalImpl final : public Journal {
 };
 
 Result<std::vector<Record>> JournalImpl::read(std::uint64_t from, std::size_t max_records) {
+  auto opened = reader(from);
+  if (!opened.ok()) return opened.status();
   std::vector<Record> out;
-  const std::uint64_t durable = durable_sequence();
-  if (from < kFirstSequence) from = kFirstSequence;
-  while (out.size() < max_records && from <= durable) {
-    SegmentInfo segment;
-    {
-      std::lock_guard lock(mutex_);
-      const auto it = std::upper_bound(segments_.begin(), segments_.end(), from,
-                                       [](std::uint64_t s, const SegmentInfo& info) { return s < info.base; });
-      if (it == segments_.begin()) {
-        return Status(ErrorCode::not_found, "sequence " + std::to_string(from) +
-                                                " was removed by retention or never existed");
-      }
-      segment = *std::prev(it);
-    }
-    const auto file = io_->open(segment.path, OpenMode::read_only);
-    if (!file.ok()) return file.status();
-    std::vector<std::byte> bytes(segment.end_offset);
-    const auto n = io_->read(file.value(), 0, bytes);
-    (void)io_->close(file.value());
-    if (!n.ok()) return n.status();
-    bytes.resize(n.value());
-    const auto header = decode_segment_header(bytes, segment.path);
-    if (!header.ok()) return header.status();
-    std::uint64_t at = kSegmentHeaderBytes;
-    std::uint64_t expected = segment.base;
-    while (at < bytes.size() && out.size() < max_records && expected <= durable) {
-      const DecodedRecord record = decode_record(std::span(bytes).subspan(at), header.value().salt,
-                                                 options_.record_bytes_max);
-      if (record.status != RecordStatus::ok || record.header.sequence != expected) {
-        return Status(ErrorCode::corruption,
-                      segment.path + " offset " + std::to_string(at) + " sequence " +
-                          std::to_string(expected) + ": " +
-                          (record.status != RecordStatus::ok ? to_string(record.status) : "out of sequence"));
-      }
-      if (record.header.type == kTypePadding) {
-        at += record.padded_bytes;
-        continue;
-      }
-      if (expected >= from) out.push_back({record.header, {record.payload.begin(), record.payload.end()}});
-      at += record.padded_bytes;
-      ++expected;
-    }
-    if (expected <= from) break;  // nothing more in this segment yet
-    from = expected;
+  while (out.size() < max_records) {
+    const auto record = opened.value()->next();
+    if (!record.ok()) return record.status();
+    if (!record.value()) break;  // caught up with durable
+    const RecordView& view = *record.value();
+    out.push_back({view.header, {view.payload.begin(), view.payload.end()}});
   }
   return out;
+}
+
+Result<std::unique_ptr<Reader>> JournalImpl::reader(std::uint64_t from) {
+  from = std::max(from, kFirstSequence);
+  {
+    std::lock_guard lock(mutex_);
+    if (!segments_.empty() && from < segments_.front().base) return removed(from);
+  }
+  return std::make_unique<Reader>(*this, io_, options_, from);
+}
+
+Result<SegmentLocation> JournalImpl::locate(std::uint64_t sequence) const {
+  std::lock_guard lock(mutex_);
+  if (segments_.empty()) {
+    return Status(ErrorCode::not_found, "sequence " + std::to_string(sequence) +
+                                            ": the journal has no segment yet");
+  }
+  const auto after = std::upper_bound(segments_.begin(), segments_.end(), sequence,
+                                      [](std::uint64_t s, const SegmentInfo& info) { return s < info.base; });
+  if (after == segments_.begin()) return removed(sequence);
+  const SegmentInfo& segment = *std::prev(after);
+  SegmentLocation where{.path = segment.path,
+                        .base = segment.base,
+                        .start_sequence = segment.base,
+                        .start_offset = kSegmentHeaderBytes,
+                        .end_sequence = segment.end_sequence,
+                        .end_offset = segment.end_offset};
+  if (const auto entry = segment.index.floor(sequence)) {
+    where.start_sequence = entry->sequence;
+    where.start_offset = entry->offset;
+  }
+  return where;
 }
 
 Status JournalImpl::remove_segments_before(std::uint64_t sequence) {

@@ -118,7 +118,8 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
                         std::to_string(recovered.segments.back().end_sequence) +
                         " (a segment is missing or damaged)");
     }
-    const SegmentScan scan = scan_segment(bytes.value(), header.value(), options.record_bytes_max);
+    SegmentScan scan = scan_segment(bytes.value(), header.value(), options.record_bytes_max,
+                                    options.index_interval_bytes);
     Verdict verdict = judge(scan, last);
     const bool cut_here = verdict == Verdict::corruption &&
                           options.recovery == RecoveryMode::truncate_at_first_corruption;
@@ -137,7 +138,8 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
       repairs.push_back((cut_here ? "cut at first damage: " : "truncated torn tail: ") +
                         describe_stop(path, scan));
     }
-    recovered.segments.push_back({bases[i], scan.next_sequence, scan.valid_bytes, path});
+    recovered.segments.push_back(
+        {bases[i], scan.next_sequence, scan.valid_bytes, path, std::move(scan.index)});
     if (last || cut_here) {
       recovered.tail_file = file.value();
       recovered.tail_salt = header.value().salt;

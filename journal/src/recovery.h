@@ -10,14 +10,18 @@
 
 #include "annal/journal/io_backend.h"
 #include "annal/journal/journal.h"
+#include "segment_index.h"
 
 namespace annal::journal {
 
+// What the journal knows of one segment file. The index is rebuilt at every open by the scan
+// recovery does anyway (segment_index.h says why it is not persisted).
 struct SegmentInfo {
   std::uint64_t base = kFirstSequence;
   std::uint64_t end_sequence = kFirstSequence;  // one past its last record
   std::uint64_t end_offset = kSegmentHeaderBytes;  // file offset just past its last record
   std::string path;
+  SegmentIndex index;
 };
 
 struct Recovered {

@@ -36,13 +36,14 @@ PastStop look_past_stop(std::span<const std::byte> file, std::uint64_t from,
 }  // namespace
 
 SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,
-                         std::size_t record_bytes_max) {
+                         std::size_t record_bytes_max, std::uint64_t index_interval_bytes) {
   SegmentScan scan;
   scan.next_sequence = header.base_sequence;
   scan.valid_bytes = kSegmentHeaderBytes;
   std::uint64_t at = kSegmentHeaderBytes;
   std::uint64_t expected = header.base_sequence;
   std::uint64_t batch_records = 0;
+  IndexMarker marker(at, index_interval_bytes);
   for (;;) {
     if (at >= file.size()) {
       scan.stop = ScanStop::file_end;
@@ -62,12 +63,14 @@ SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& h
       scan.stop = ScanStop::wrong_sequence;
       break;
     }
+    const bool indexed = marker.due(at, record.padded_bytes);  // padding too: it moves the marker
     at += record.padded_bytes;
     if (record.header.type == kTypePadding) {
       // Padding ends a direct-I/O write, so it follows a batch end; a writer resumes after it.
       if (batch_records == 0) scan.valid_bytes = std::min<std::uint64_t>(at, file.size());
       continue;
     }
+    if (indexed) scan.index.add({expected, at - record.padded_bytes});
     ++expected;
     ++batch_records;
     if ((record.header.flags & kFlagBatchEnd) != 0) {
@@ -80,6 +83,7 @@ SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& h
   scan.stop_offset = std::min<std::uint64_t>(at, file.size());
   scan.stop_sequence = expected;
   scan.batch_open = batch_records > 0;
+  scan.index.drop_from(scan.next_sequence);  // records past the last complete batch do not count
   // Zeros where a record should be are also suspect: a zeroed sector of acknowledged records
   // would otherwise pass for the end of the log.
   if (scan.stop != ScanStop::file_end) {

@@ -29,6 +29,7 @@
 #include <span>
 
 #include "annal/journal/format.h"
+#include "segment_index.h"
 
 namespace annal::journal {
 
@@ -53,11 +54,15 @@ struct SegmentScan {
   // a later crash could otherwise make them look like the continuation of the new log.
   std::uint64_t records_past_stop = 0;
   std::uint64_t durable_proof = 0;
+  // The sparse index of the records up to valid_bytes, built by the walk itself.
+  SegmentIndex index;
 };
 
-// `file` is the whole segment file, header included; `header` is its decoded header.
+// `file` is the whole segment file, header included; `header` is its decoded header. The index
+// gets an entry every `index_interval_bytes` (segment_index.h).
 [[nodiscard]] SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,
-                                       std::size_t record_bytes_max);
+                                       std::size_t record_bytes_max,
+                                       std::uint64_t index_interval_bytes);
 
 // intact: append at valid_bytes. torn_tail: zero the file from valid_bytes on and sync it (log what
 // was dropped), then append. corruption: refuse to open, naming file, stop_offset, stop_sequence

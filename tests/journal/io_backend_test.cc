@@ -10,10 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fault_backend.h"
-#include "posix_backend.h"
-#include "temp_directory.h"
-#include "uring_backend.h"
+#include "journal_fixture.h"
 
 namespace annal::journal {
 namespace {
@@ -52,15 +49,7 @@ class IoBackendTest : public ::testing::Test {
   TempDirectory dir_;
 };
 
-using Backends = ::testing::Types<PosixBackend, UringBackend, FaultBackend>;
-struct BackendName {
-  template <class B>
-  static std::string GetName(int) {
-    if (std::is_same_v<B, FaultBackend>) return "Fault";
-    return std::is_same_v<B, UringBackend> ? "Uring" : "Posix";
-  }
-};
-TYPED_TEST_SUITE(IoBackendTest, Backends, BackendName);
+TYPED_TEST_SUITE(IoBackendTest, test::Backends, test::BackendName);
 
 TYPED_TEST(IoBackendTest, WritesReadBackAndSizeFollows) {
   auto io = this->make();

@@ -11,24 +11,15 @@
 #include <thread>
 #include <vector>
 
-#include "fault_backend.h"
-#include "posix_backend.h"
-#include "temp_directory.h"
-#include "uring_backend.h"
+#include "journal_fixture.h"
 
 namespace annal::journal {
 namespace {
 
 using namespace std::chrono_literals;
 
-Journal::Clock::time_point soon() { return Journal::Clock::now() + 30s; }
-
-std::vector<std::byte> payload_for(std::uint64_t stream, std::uint64_t version, std::size_t bytes = 40) {
-  std::vector<std::byte> out(bytes);
-  for (std::size_t i = 0; i < bytes; ++i) out[i] = static_cast<std::byte>((stream * 31 + version * 7 + i) & 0xFF);
-  return out;
-}
-
+using test::payload_for;
+using test::soon;
 using test::TempDirectory;
 
 // Appends `count` single-record batches to stream `stream`, versions from `first_version`.
@@ -57,36 +48,8 @@ void expect_records(Journal& journal, std::uint64_t first, std::uint64_t last) {
 }
 
 template <class Backend>
-class JournalTest : public ::testing::Test {
- protected:
-  std::shared_ptr<IoBackend> backend() {
-    if constexpr (std::is_same_v<Backend, FaultBackend>) {
-      if (!fault_) fault_ = std::make_shared<FaultBackend>(1);
-      return fault_;
-    } else if constexpr (std::is_same_v<Backend, UringBackend>) {
-      auto uring = UringBackend::create(64);
-      ANNAL_ASSERT(uring.ok());
-      return std::shared_ptr<IoBackend>(std::move(uring).value());
-    } else {
-      return std::make_shared<PosixBackend>();
-    }
-  }
-  Result<std::unique_ptr<Journal>> open(Options options = {}) {
-    return Journal::open(dir_.path(), options, backend());
-  }
-  TempDirectory dir_;
-  std::shared_ptr<FaultBackend> fault_;
-};
-
-using Backends = ::testing::Types<PosixBackend, UringBackend, FaultBackend>;
-struct BackendName {
-  template <class B>
-  static std::string GetName(int) {
-    if (std::is_same_v<B, FaultBackend>) return "Fault";
-    return std::is_same_v<B, UringBackend> ? "Uring" : "Posix";
-  }
-};
-TYPED_TEST_SUITE(JournalTest, Backends, BackendName);
+class JournalTest : public test::JournalFixture<Backend> {};
+TYPED_TEST_SUITE(JournalTest, test::Backends, test::BackendName);
 
 TYPED_TEST(JournalTest, AppendsGetContiguousSequencesFromOneAndBecomeDurable) {
   auto journal = this->open();
@@ -229,6 +192,25 @@ TEST(JournalFaults, AFailedSyncFailsThePendingAndEveryLaterAppend) {
   EXPECT_EQ(journal.value()->durable_sequence(), 5u);
   const RecordInput record{.payload = {}};
   EXPECT_EQ(journal.value()->append(std::span(&record, 1)).status().code(), ErrorCode::failed);
+}
+
+TEST(JournalFaults, WaitingPastTheDeadlineTimesOutWithoutFailingTheJournal) {
+  auto journal = Journal::open(kDir, {}, std::make_shared<FaultBackend>(3));
+  ASSERT_TRUE(journal.ok());
+  append_events(*journal.value(), 1, 0, 3);
+  ASSERT_TRUE(journal.value()->wait_durable(3, soon()).ok());
+  // Sequence 4 was never appended: the wait can only end at its deadline.
+  const Status waited = journal.value()->wait_durable(4, Journal::Clock::now() + 20ms);
+  EXPECT_EQ(waited.code(), ErrorCode::timed_out) << waited.to_string();
+  append_events(*journal.value(), 1, 3, 1);
+  EXPECT_TRUE(journal.value()->wait_durable(4, soon()).ok());
+}
+
+TEST(JournalFaults, WaitingOnAClosedJournalFailsAtOnce) {
+  auto journal = Journal::open(kDir, {}, std::make_shared<FaultBackend>(3));
+  ASSERT_TRUE(journal.ok());
+  ASSERT_TRUE(journal.value()->close().ok());
+  EXPECT_EQ(journal.value()->wait_durable(1, soon()).code(), ErrorCode::failed);
 }
 
 TEST(JournalFaults, AFullDiskStopsAppendsAndAcknowledgesNothingMore) {

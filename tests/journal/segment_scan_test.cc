@@ -67,7 +67,7 @@ class SegmentImage {
     std::fill(bytes_.begin() + static_cast<std::ptrdiff_t>(from), bytes_.begin() + static_cast<std::ptrdiff_t>(to), std::byte{0});
   }
   void flip(std::size_t at) { bytes_[at] ^= std::byte{0x40}; }
-  SegmentScan scan() const { return scan_segment(bytes_, header_, 1 << 20); }
+  SegmentScan scan() const { return scan_segment(bytes_, header_, 1 << 20, 4096); }
 
  private:
   std::vector<std::byte> bytes_;

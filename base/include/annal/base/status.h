@@ -19,6 +19,7 @@ enum class ErrorCode {
   no_space,          // ENOSPC
   locked,            // another process or handle owns the directory
   not_found,
+  timed_out,         // a deadline passed first; nothing failed, the caller may wait again
   failed,            // the component stopped after an earlier fatal error; reopen to recover
 };
 
@@ -31,6 +32,7 @@ enum class ErrorCode {
     case ErrorCode::no_space: return "no space";
     case ErrorCode::locked: return "locked";
     case ErrorCode::not_found: return "not found";
+    case ErrorCode::timed_out: return "timed out";
     case ErrorCode::failed: return "failed";
   }
   return "unknown";

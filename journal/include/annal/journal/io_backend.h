@@ -7,6 +7,10 @@
 // syncs, submits once per round, and reaps completions; a queued sync runs only after every write
 // queued before it has completed in full (short writes are finished inside the backend), which is
 // what makes "acknowledged after its fdatasync" mean what it says.
+//
+// Threads: the asynchronous calls belong to the journal's writer thread alone. The synchronous
+// file calls (open, close, size, read) must be safe to make from other threads at the same time,
+// since Readers use them beside the writer.
 #pragma once
 
 #include <cstddef>

@@ -75,6 +75,12 @@ struct Options {
   std::size_t record_bytes_max = 1u << 20;        // header + payload of one record
   std::size_t commit_bytes_max = 1u << 20;        // bytes in one group-commit write
   std::size_t writes_in_flight_max = 4;           // group-commit writes queued at once
+  // The in-memory sparse index keeps one sequence -> offset entry (16 B) per this many bytes of
+  // records, so a read from any sequence starts at most about this far before it.
+  std::uint64_t index_interval_bytes = 64u << 10;
+  // A Reader's buffer: it reads the segment in chunks of this size (one read call per chunk). It
+  // grows, up to record_bytes_max, only for a record that does not fit.
+  std::size_t read_chunk_bytes = 1u << 20;
 };
 
 struct RecordInput {
@@ -94,6 +100,21 @@ struct Record {
   RecordHeader header;
   std::vector<std::byte> payload;
 };
+
+// Where to start reading for a sequence (Journal::locate): the segment holding it, and the nearest
+// record at or before it that the sparse index knows.
+struct SegmentLocation {
+  std::string path;
+  std::uint64_t base = kFirstSequence;          // the segment's first sequence
+  std::uint64_t start_sequence = kFirstSequence;  // the record at start_offset
+  std::uint64_t start_offset = kSegmentHeaderBytes;
+  // One past the last record written so far, and the file offset just past it. Written is not
+  // durable: readers stop at durable_sequence().
+  std::uint64_t end_sequence = kFirstSequence;
+  std::uint64_t end_offset = kSegmentHeaderBytes;
+};
+
+class Reader;
 
 // What open() found and did, for the log line and for tools.
 struct RecoveryReport {
@@ -123,15 +144,28 @@ class Journal {
   // invalid_argument for an empty batch or a record over record_bytes_max, no_space after the
   // disk filled, failed after a fatal I/O error.
   virtual Result<Receipt> append(std::span<const RecordInput> records) = 0;
-  // Waits until `sequence` is durable. Returns the journal's error if it failed first, and
-  // ErrorCode::failed with "timed out" if the deadline passed.
+  // Waits until `sequence` is durable. Returns the journal's error if it failed first,
+  // ErrorCode::timed_out if the deadline passed (not a failure: the journal carries on and the
+  // caller may wait again), and ErrorCode::failed if the journal was closed before `sequence`
+  // became durable (it never will).
   virtual Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) = 0;
   // The highest sequence acknowledged durable (0: none). Never decreases.
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
   [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;  // highest appended
 
-  // Reads up to `max_records` durable records from `from`, verifying each checksum.
+  // Reads up to `max_records` durable records from `from`, verifying each checksum; fewer when
+  // fewer are durable. not_found if `from` was removed by retention. Copies every payload: for
+  // more than a few records, iterate with a Reader instead.
   virtual Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) = 0;
+
+  // A Reader of the durable records from `from` on (reader.h). Thread-safe; each reader belongs
+  // to one thread. The journal must outlive its readers. not_found if `from` was removed by
+  // retention; a `from` beyond the log is fine (the reader waits for it).
+  virtual Result<std::unique_ptr<Reader>> reader(std::uint64_t from) = 0;
+  // Where `sequence` lies, for readers: a snapshot taken under the journal's lock. not_found if no
+  // segment holds it any more (removed by retention); a sequence past the last written record
+  // gets the last segment. Thread-safe; O(log segments + log index entries).
+  virtual Result<SegmentLocation> locate(std::uint64_t sequence) const = 0;
 
   // Removes whole segments whose records all lie below `sequence` (retention after a snapshot).
   virtual Status remove_segments_before(std::uint64_t sequence) = 0;

@@ -1,0 +1,148 @@
+// Reader: see reader.h. The cursor walks records from an index entry to the position, then on;
+// the buffer is refilled from the cursor whenever the record there is not whole in it.
+#include "annal/journal/reader.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace annal::journal {
+
+Reader::Reader(Journal& journal, std::shared_ptr<IoBackend> io, const Options& options,
+               std::uint64_t from)
+    : journal_(journal), io_(std::move(io)), record_bytes_max_(options.record_bytes_max),
+      chunk_bytes_(options.read_chunk_bytes), position_(std::max(from, kFirstSequence)) {
+  ANNAL_ASSERT(chunk_bytes_ >= kSegmentHeaderBytes);  // the segment header is read into it
+}
+
+Reader::~Reader() {
+  if (file_ >= 0) (void)io_->close(file_);
+}
+
+Result<std::optional<RecordView>> Reader::next() {
+  // durable_sequence() loads with acquire, and the writer publishes it after the bytes are written
+  // and the segment list (ends, index) updated: everything up to it can be located and read.
+  if (position_ > journal_.durable_sequence()) return std::optional<RecordView>();
+  // Each pass steps over one record between an index entry and the position (fewer than one index
+  // interval's worth), or returns.
+  for (;;) {
+    if (file_ < 0 || cursor_sequence_ >= segment_.end_sequence) {
+      if (Status entered = enter_segment(); !entered.ok()) return entered;
+    }
+    const auto record = decode_at_cursor();
+    if (!record.ok()) return record.status();
+    cursor_offset_ += record.value().padded_bytes;
+    if (record.value().header.type == kTypePadding) continue;  // it takes no sequence
+    if (cursor_sequence_++ < position_) continue;
+    ++position_;
+    return std::optional<RecordView>(RecordView{record.value().header, record.value().payload});
+  }
+}
+
+Result<RecordView> Reader::next(Journal::Clock::time_point deadline) {
+  for (;;) {
+    auto record = next();
+    if (!record.ok()) return record.status();
+    if (record.value()) return *record.value();
+    // Caught up. wait_durable returns at once if position_ became durable meanwhile.
+    if (Status waited = journal_.wait_durable(position_, deadline); !waited.ok()) return waited;
+  }
+}
+
+// Locates position_ and moves there: in the open segment if it still holds it (the writer only
+// moved its end), else in the segment that does, seeking through its index.
+Status Reader::enter_segment() {
+  auto located = journal_.locate(position_);
+  if (!located.ok()) return located.status();
+  SegmentLocation& where = located.value();
+  // position_ is durable, hence written, hence inside a listed segment's written part.
+  ANNAL_ASSERT(where.start_sequence <= position_ && position_ < where.end_sequence);
+  if (file_ >= 0 && where.base == segment_.base) {
+    ANNAL_ASSERT(where.end_offset >= segment_.end_offset);
+    segment_ = std::move(where);
+    return {};
+  }
+  if (file_ >= 0) (void)io_->close(file_);
+  file_ = -1;  // until the new segment's header checks out
+  buffer_used_ = 0;
+  const auto file = io_->open(where.path, OpenMode::read_only);
+  if (!file.ok()) return file.status();
+  const auto salt = read_segment_header(file.value(), where);
+  if (!salt.ok()) {
+    (void)io_->close(file.value());
+    return salt.status();
+  }
+  file_ = file.value();
+  salt_ = salt.value();
+  segment_ = std::move(where);
+  cursor_sequence_ = segment_.start_sequence;
+  cursor_offset_ = segment_.start_offset;
+  return {};
+}
+
+// Reads and checks the header of segment `where`, open as `file`; returns its salt.
+Result<std::uint32_t> Reader::read_segment_header(FileId file, const SegmentLocation& where) {
+  if (buffer_.size() < chunk_bytes_) buffer_.resize(chunk_bytes_);  // once, on first use
+  const auto n = io_->read(file, 0, std::span(buffer_).first(kSegmentHeaderBytes));
+  if (!n.ok()) return n.status();
+  const auto header = decode_segment_header(std::span(buffer_).first(n.value()), where.path);
+  if (!header.ok()) return header.status();
+  if (header.value().base_sequence != where.base) {
+    return Status(ErrorCode::corruption, where.path + ": header says base sequence " +
+                                             std::to_string(header.value().base_sequence));
+  }
+  return header.value().salt;
+}
+
+// Makes the buffer hold [cursor_offset_, cursor_offset_ + bytes), or as much of it as the segment
+// has written: one read of a whole chunk from the cursor on.
+Status Reader::fill(std::size_t bytes) {
+  if (cursor_offset_ >= buffer_offset_ && cursor_offset_ + bytes <= buffer_offset_ + buffer_used_) {
+    return {};
+  }
+  // A record larger than the chunk grows the buffer to fit it; callers never ask for more than
+  // one record of record_bytes_max (or one padding record).
+  ANNAL_ASSERT(bytes <= std::max(padded_record_bytes(record_bytes_max_ - kRecordHeaderBytes), kPaddingBytesMax));
+  if (buffer_.size() < bytes) buffer_.resize(bytes);
+  ANNAL_ASSERT(cursor_offset_ <= segment_.end_offset);
+  const std::uint64_t written = segment_.end_offset - cursor_offset_;
+  const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), written));
+  const auto n = io_->read(file_, cursor_offset_, std::span(buffer_).first(want));
+  buffer_used_ = 0;
+  if (!n.ok()) return n.status();
+  buffer_offset_ = cursor_offset_;
+  buffer_used_ = n.value();
+  return {};
+}
+
+Result<DecodedRecord> Reader::decode_at_cursor() {
+  const auto available = [this] {
+    const auto skip = static_cast<std::size_t>(cursor_offset_ - buffer_offset_);
+    return std::span<const std::byte>(buffer_).subspan(skip, buffer_used_ - skip);
+  };
+  if (Status filled = fill(kRecordHeaderBytes); !filled.ok()) return filled;
+  if (available().size() >= kRecordHeaderBytes) {
+    std::uint32_t size = 0;  // format.h: the u32 at +4, little-endian like this machine
+    std::memcpy(&size, available().data() + 4, sizeof(size));
+    // An impossible size is left for decode_record to report.
+    if (size >= kRecordHeaderBytes && size <= std::max(record_bytes_max_, kPaddingBytesMax)) {
+      if (Status filled = fill(padded_record_bytes(size - kRecordHeaderBytes)); !filled.ok()) {
+        return filled;
+      }
+    }
+  }
+  const DecodedRecord record = decode_record(available(), salt_, record_bytes_max_);
+  if (record.status != RecordStatus::ok) return corruption(to_string(record.status));
+  if (record.header.sequence != cursor_sequence_) {
+    return corruption("a record of sequence " + std::to_string(record.header.sequence) +
+                      " is out of sequence");
+  }
+  return record;
+}
+
+Status Reader::corruption(const std::string& what) const {
+  return Status(ErrorCode::corruption, segment_.path + " offset " + std::to_string(cursor_offset_) +
+                                           " sequence " + std::to_string(cursor_sequence_) + ": " +
+                                           what);
+}
+
+}  // namespace annal::journal

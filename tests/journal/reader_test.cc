@@ -1,0 +1,366 @@
+#include "annal/journal/reader.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "journal_fixture.h"
+#include "segment_index.h"
+#include "watchdog.h"
+
+namespace annal::journal {
+namespace {
+
+using namespace std::chrono_literals;
+
+using test::payload_for;
+using test::soon;
+
+// Small segments, a fine index and a small chunk, so a few hundred records span several segments,
+// several index entries each, and many chunks.
+constexpr Options kSmall{.segment_bytes_max = 16384,
+                         .record_bytes_max = 1024,
+                         .commit_bytes_max = 4096,
+                         .index_interval_bytes = 1024,
+                         .read_chunk_bytes = 4096};
+
+// Payload sizes vary with the version so records do not fall on a regular grid.
+std::size_t payload_bytes(std::uint64_t version) { return 8 + version * 37 % 300; }
+
+// Appends `count` records in batches of 1 to 3, stream 5, versions from `first`; returns the last
+// sequence.
+std::uint64_t append_varied(Journal& journal, std::uint64_t first, std::uint64_t count,
+                            std::size_t (*bytes)(std::uint64_t) = payload_bytes) {
+  std::uint64_t last = 0;
+  for (std::uint64_t v = first; v < first + count;) {
+    const std::uint64_t size = std::min<std::uint64_t>(1 + v % 3, first + count - v);
+    std::vector<std::vector<std::byte>> payloads;
+    std::vector<RecordInput> batch;
+    for (std::uint64_t i = 0; i < size; ++i) payloads.push_back(payload_for(5, v + i, bytes(v + i)));
+    for (std::uint64_t i = 0; i < size; ++i) {
+      batch.push_back({.stream_id = 5, .stream_version = v + i, .payload = payloads[i]});
+    }
+    const auto receipt = journal.append(batch);
+    EXPECT_TRUE(receipt.ok()) << receipt.status().to_string();
+    if (!receipt.ok()) break;
+    last = receipt.value().last;
+    v += size;
+  }
+  return last;
+}
+
+// The record is sequence `sequence` of a log written by append_varied from version 0.
+void expect_record(const RecordView& record, std::uint64_t sequence,
+                   std::size_t (*bytes)(std::uint64_t) = payload_bytes) {
+  ASSERT_EQ(record.header.sequence, sequence);
+  const std::uint64_t version = sequence - 1;
+  ASSERT_EQ(record.header.stream_version, version);
+  const auto expected = payload_for(5, version, bytes(version));
+  ASSERT_TRUE(std::equal(record.payload.begin(), record.payload.end(), expected.begin(), expected.end()))
+      << "payload of sequence " << sequence;
+}
+
+RecordView next_record(Reader& reader) {
+  auto record = reader.next();
+  EXPECT_TRUE(record.ok()) << record.status().to_string();
+  EXPECT_TRUE(record.ok() && record.value().has_value()) << "caught up at " << reader.position();
+  if (!record.ok() || !record.value()) return {};
+  return *record.value();
+}
+
+// Reads from every sequence in [1, last] and checks the next few records.
+void expect_reads_from_everywhere(Journal& journal, std::uint64_t last) {
+  for (std::uint64_t from = 1; from <= last; ++from) {
+    SCOPED_TRACE("from " + std::to_string(from));
+    auto reader = journal.reader(from);
+    ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+    for (std::uint64_t s = from; s <= std::min(last, from + 3); ++s) {
+      expect_record(next_record(*reader.value()), s);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+}
+
+std::vector<SegmentLocation> locate_all(const Journal& journal, std::uint64_t last) {
+  std::vector<SegmentLocation> out;
+  for (std::uint64_t s = 1; s <= last; ++s) {
+    auto where = journal.locate(s);
+    EXPECT_TRUE(where.ok()) << where.status().to_string();
+    if (where.ok()) out.push_back(where.value());
+  }
+  return out;
+}
+
+template <class Backend>
+class ReaderTest : public test::JournalFixture<Backend> {};
+TYPED_TEST_SUITE(ReaderTest, test::Backends, test::BackendName);
+
+TYPED_TEST(ReaderTest, ReadsFromEverySequenceLandOnTheRightRecordAndSurviveReopen) {
+  std::vector<SegmentLocation> before;
+  std::uint64_t last = 0;
+  {
+    auto journal = this->open(kSmall);
+    ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+    last = append_varied(*journal.value(), 0, 300);
+    ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
+    expect_reads_from_everywhere(*journal.value(), last);
+    before = locate_all(*journal.value(), last);
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  auto journal = this->open(kSmall);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  ASSERT_GE(journal.value()->recovery().segments, 4u);
+  // The index recovery's scan rebuilt is the one the writer built.
+  const std::vector<SegmentLocation> after = locate_all(*journal.value(), last);
+  ASSERT_EQ(after.size(), before.size());
+  std::size_t seeks = 0;
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].path, before[i].path);
+    EXPECT_EQ(after[i].start_sequence, before[i].start_sequence) << "sequence " << i + 1;
+    EXPECT_EQ(after[i].start_offset, before[i].start_offset) << "sequence " << i + 1;
+    seeks += after[i].start_offset > kSegmentHeaderBytes;
+  }
+  EXPECT_GT(seeks, after.size() / 2);  // most reads start past the segment's first record
+  expect_reads_from_everywhere(*journal.value(), last);
+}
+
+TYPED_TEST(ReaderTest, ASeekStepsOverOnlyTheRecordsAfterItsIndexEntry) {
+  auto journal = this->open(kSmall);
+  ASSERT_TRUE(journal.ok());
+  const std::uint64_t last = append_varied(*journal.value(), 0, 300);
+  ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
+  // Two consecutive index entries in a sealed segment: `damaged` and `entry`.
+  auto first = journal.value()->locate(1);
+  ASSERT_TRUE(first.ok());
+  auto second = journal.value()->locate(first.value().end_sequence);
+  ASSERT_TRUE(second.ok());
+  ASSERT_LT(second.value().end_sequence, last);  // sealed: appends go elsewhere
+  std::uint64_t s = second.value().base + 1;
+  while (journal.value()->locate(s).value().start_sequence == second.value().base) ++s;
+  const SegmentLocation entry = journal.value()->locate(s).value();
+  const SegmentLocation damaged = journal.value()->locate(entry.start_sequence - 1).value();
+  ASSERT_LT(damaged.start_sequence, entry.start_sequence);
+
+  // Corrupt the payload of the record at `damaged`, behind the journal's back.
+  auto io = this->backend();
+  const auto file = io->open(entry.path, OpenMode::read_write);
+  ASSERT_TRUE(file.ok());
+  const std::byte junk[] = {std::byte{0x5A}};
+  ASSERT_TRUE(io->write(file.value(), damaged.start_offset + kRecordHeaderBytes, junk).ok());
+  ASSERT_TRUE(io->close(file.value()).ok());
+
+  // A read from the entry on never touches the damaged record, which lies before it...
+  const std::uint64_t reads_before = this->fault_ ? this->fault_->reads() : 0;
+  const std::uint64_t bytes_before = this->fault_ ? this->fault_->read_bytes() : 0;
+  auto reader = journal.value()->reader(entry.start_sequence + 1);
+  ASSERT_TRUE(reader.ok());
+  expect_record(next_record(*reader.value()), entry.start_sequence + 1);
+  if (this->fault_) {
+    // ...and reads the segment header plus one chunk from the entry's offset.
+    EXPECT_EQ(this->fault_->reads() - reads_before, 2u);
+    EXPECT_LE(this->fault_->read_bytes() - bytes_before, kSegmentHeaderBytes + kSmall.read_chunk_bytes);
+  }
+  // ...while one from the damaged record's entry on steps onto it and names it.
+  auto damaged_reader = journal.value()->reader(damaged.start_sequence + 1);
+  ASSERT_TRUE(damaged_reader.ok());
+  const auto failed = damaged_reader.value()->next();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), ErrorCode::corruption);
+  const std::string expected = damaged.path + " offset " + std::to_string(damaged.start_offset) +
+                               " sequence " + std::to_string(damaged.start_sequence) + ": ";
+  EXPECT_EQ(failed.status().message().rfind(expected, 0), 0u) << failed.status().message();
+  EXPECT_EQ(damaged_reader.value()->position(), damaged.start_sequence + 1);  // unmoved
+}
+
+std::size_t large_bytes(std::uint64_t version) {
+  constexpr std::size_t kSizes[] = {100, 10000, 40000, 5000, 60000};
+  return kSizes[version % 5];
+}
+
+TYPED_TEST(ReaderTest, RecordsLargerThanTheChunkAreReadWhole) {
+  auto journal = this->open({.segment_bytes_max = 512u << 10,
+                             .record_bytes_max = 64u << 10,
+                             .commit_bytes_max = 128u << 10,
+                             .index_interval_bytes = 16u << 10,
+                             .read_chunk_bytes = 4096});
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  const std::uint64_t last = append_varied(*journal.value(), 0, 40, large_bytes);
+  ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
+  for (std::uint64_t from = 1; from <= last; ++from) {
+    auto reader = journal.value()->reader(from);
+    ASSERT_TRUE(reader.ok());
+    for (std::uint64_t s = from; s <= last; ++s) {
+      expect_record(next_record(*reader.value()), s, large_bytes);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+    const auto end = reader.value()->next();
+    ASSERT_TRUE(end.ok());
+    EXPECT_FALSE(end.value().has_value());
+  }
+}
+
+TYPED_TEST(ReaderTest, ATailingReaderSeesEveryRecordOnceInOrderAcrossRollovers) {
+  const annal::test::Watchdog watchdog("tailing reader");
+  auto journal = this->open(kSmall);
+  ASSERT_TRUE(journal.ok());
+  constexpr std::uint64_t kRecords = 1500;  // about ten segments
+  auto reader = journal.value()->reader(1);
+  ASSERT_TRUE(reader.ok());
+  std::uint64_t seen = 0;
+  Status failure;
+  std::thread tail([&] {
+    while (seen < kRecords) {
+      const auto record = reader.value()->next(Journal::Clock::now() + 30s);
+      if (!record.ok()) {
+        failure = record.status();
+        return;
+      }
+      expect_record(record.value(), seen + 1);
+      if (::testing::Test::HasFailure()) return;
+      ++seen;
+    }
+  });
+  const std::uint64_t last = append_varied(*journal.value(), 0, kRecords);
+  tail.join();
+  EXPECT_TRUE(failure.ok()) << failure.to_string();
+  EXPECT_EQ(last, kRecords);
+  EXPECT_EQ(seen, kRecords);
+  EXPECT_GE(journal.value()->locate(kRecords).value().base, 1000u);  // it did cross segments
+  const auto end = reader.value()->next();
+  ASSERT_TRUE(end.ok());
+  EXPECT_FALSE(end.value().has_value());
+}
+
+TYPED_TEST(ReaderTest, ATailingReaderTimesOutWhenNothingMoreBecomesDurable) {
+  auto journal = this->open(kSmall);
+  ASSERT_TRUE(journal.ok());
+  auto reader = journal.value()->reader(1);
+  ASSERT_TRUE(reader.ok());
+  const auto before = Journal::Clock::now();
+  const auto record = reader.value()->next(before + 50ms);
+  ASSERT_FALSE(record.ok());
+  EXPECT_EQ(record.status().code(), ErrorCode::timed_out) << record.status().to_string();
+  EXPECT_GE(Journal::Clock::now() - before, 50ms);
+  EXPECT_EQ(reader.value()->position(), 1u);
+  // Not a failure: once there is something, the same reader carries on.
+  append_varied(*journal.value(), 0, 1);
+  const auto later = reader.value()->next(soon());
+  ASSERT_TRUE(later.ok()) << later.status().to_string();
+  expect_record(later.value(), 1);
+}
+
+TYPED_TEST(ReaderTest, ReadsOfSegmentsRemovedByRetentionAreNotFound) {
+  auto journal = this->open(kSmall);
+  ASSERT_TRUE(journal.ok());
+  const std::uint64_t last = append_varied(*journal.value(), 0, 300);
+  ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
+  // A reader already inside the first segment when the retention comes.
+  const std::uint64_t first_end = journal.value()->locate(1).value().end_sequence;
+  auto inside = journal.value()->reader(1);
+  ASSERT_TRUE(inside.ok());
+  expect_record(next_record(*inside.value()), 1);
+  ASSERT_TRUE(journal.value()->remove_segments_before(200).ok());
+  const std::uint64_t kept = journal.value()->locate(200).value().base;
+  ASSERT_GT(kept, first_end);  // the segment after the first one is gone as well
+
+  EXPECT_EQ(journal.value()->reader(1).status().code(), ErrorCode::not_found);
+  EXPECT_EQ(journal.value()->reader(kept - 1).status().code(), ErrorCode::not_found);
+  auto from_kept = journal.value()->reader(kept);
+  ASSERT_TRUE(from_kept.ok());
+  expect_record(next_record(*from_kept.value()), kept);
+  // The open file still reads to its end; the next segment it needs is gone.
+  Status stopped;
+  while (stopped.ok()) {
+    const auto record = inside.value()->next();
+    if (!record.ok()) stopped = record.status();
+    ASSERT_TRUE(!record.ok() || record.value().has_value());
+  }
+  EXPECT_EQ(stopped.code(), ErrorCode::not_found) << stopped.to_string();
+  EXPECT_LT(inside.value()->position(), kept);
+}
+
+TYPED_TEST(ReaderTest, ClosingTheJournalEndsATailingWait) {
+  auto journal = this->open(kSmall);
+  ASSERT_TRUE(journal.ok());
+  auto reader = journal.value()->reader(1);
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(journal.value()->close().ok());
+  const auto record = reader.value()->next(soon());
+  ASSERT_FALSE(record.ok());
+  EXPECT_EQ(record.status().code(), ErrorCode::failed);
+}
+
+// ---- durability (FaultBackend) ------------------------------------------------------------------
+
+// Records whose sync failed are in the file, readable bytes and all, and the journal counts them
+// as written (interval mode writes first and syncs later), but they were never acknowledged: a
+// reader must not hand them out.
+TEST(ReaderFaults, NeverReturnsARecordThatIsNotDurable) {
+  auto io = std::make_shared<FaultBackend>(7);
+  Options options = kSmall;
+  options.durability = Durability::interval;
+  options.sync_interval = 1ms;
+  auto journal = Journal::open("/journal", options, io);
+  ASSERT_TRUE(journal.ok());
+  ASSERT_EQ(append_varied(*journal.value(), 0, 5), 5u);
+  ASSERT_TRUE(journal.value()->wait_durable(5, soon()).ok());
+  io->fail_sync(1, EIO);
+  // One batch, hence one write before the failing sync (separate appends could meet the failure
+  // halfway).
+  const std::vector<std::byte> payload(100, std::byte{0x77});
+  const std::vector<RecordInput> batch(5, RecordInput{.stream_id = 5, .payload = payload});
+  ASSERT_EQ(journal.value()->append(batch).value().last, 10u);
+  const Status failed = journal.value()->wait_durable(10, soon());
+  ASSERT_FALSE(failed.ok());
+  ASSERT_NE(failed.code(), ErrorCode::timed_out);
+  ASSERT_EQ(journal.value()->durable_sequence(), 5u);
+  const auto written = journal.value()->locate(10);
+  ASSERT_TRUE(written.ok());
+  EXPECT_EQ(written.value().end_sequence, 11u);  // written, in the file
+
+  auto reader = journal.value()->reader(1);
+  ASSERT_TRUE(reader.ok());
+  for (std::uint64_t s = 1; s <= 5; ++s) expect_record(next_record(*reader.value()), s);
+  const auto end = reader.value()->next();
+  ASSERT_TRUE(end.ok());
+  EXPECT_FALSE(end.value().has_value());
+  // Tailing ends with the journal's error, not a timeout: nothing more will become durable.
+  const auto tail = reader.value()->next(soon());
+  ASSERT_FALSE(tail.ok());
+  EXPECT_EQ(tail.status().to_string(), failed.to_string());
+  // read() is a Reader too.
+  EXPECT_EQ(journal.value()->read(1, 100).value().size(), 5u);
+}
+
+// ---- the index alone ----------------------------------------------------------------------------
+
+TEST(SegmentIndex, MarksTheFirstRecordAndEachRecordHoldingABoundary) {
+  constexpr std::uint64_t kInterval = 1024;
+  IndexMarker marker(kSegmentHeaderBytes, kInterval);
+  SegmentIndex index;
+  std::uint64_t at = kSegmentHeaderBytes;
+  std::uint64_t sequence = 1;
+  for (const std::uint64_t bytes : {400, 400, 400, 2048, 8, 1016, 1024}) {
+    if (marker.due(at, bytes)) index.add({sequence, at});
+    at += bytes;
+    ++sequence;
+  }
+  // Boundaries at header + 0, 1024, 2048, 3072, 4096, 5120: records 1 (0), 3 (800..1200),
+  // 4 (1200..3248 holds 2048 and 3072), 6 (3256..4272), 7 (4272..5296).
+  const std::vector<std::uint64_t> expected = {1, 3, 4, 6, 7};
+  ASSERT_EQ(index.entries().size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(index.entries()[i].sequence, expected[i]);
+  EXPECT_FALSE(index.floor(0).has_value());
+  EXPECT_EQ(index.floor(2).value().sequence, 1u);
+  EXPECT_EQ(index.floor(5).value().sequence, 4u);
+  EXPECT_EQ(index.floor(99).value().sequence, 7u);
+  index.drop_from(6);
+  EXPECT_EQ(index.floor(99).value().sequence, 4u);
+}
+
+}  // namespace
+}  // namespace annal::journal
