@@ -2,6 +2,8 @@
 //
 //   journal_raw_1MiB/pwrite_fdatasync   the physical baseline: 1 MiB pwrite + fdatasync in a loop
 //   journal_saturate_256B/annal         the journal under saturating load, group commit
+//   journal_append_<size>/<mode>        64 B, 256 B, 1 KiB events in each durability mode
+//   journal_replay/{annal,annal_cold}   read and verify a whole journal (page cache / disk)
 //   journal_durable_8w/{annal,rocksdb,sqlite}
 //                                       8 threads, each appending one 256-byte event and waiting
 //                                       until it is durable, then the next; events/s and
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "annal/journal/journal.h"
+#include "annal/journal/reader.h"
 
 namespace aj = annal::journal;
 namespace fs = std::filesystem;
@@ -157,6 +160,54 @@ void run_saturating(benchmark::State& state, std::size_t payload_bytes, const aj
                  " io=io_uring batch=16 wait=blocking");
 }
 
+// Replay: a journal of kReplayEvents 256-byte events is written once; each iteration reads it all
+// back through a Reader, every record's checksum and sequence verified. `cold` first drops the
+// segment files from the page cache (POSIX_FADV_DONTNEED), so the reads come from the disk.
+constexpr std::uint64_t kReplayEvents = 2'000'000;
+
+void BM_Replay(benchmark::State& state, bool cold) {
+  ScratchDir dir(cold ? "replay-cold" : "replay");
+  {
+    auto journal = aj::Journal::open(dir.str(), {.durability = aj::Durability::none});
+    if (!journal.ok()) return state.SkipWithError(journal.status().to_string().c_str());
+    const std::vector<std::byte> payload(kEventBytes, std::byte{0x5A});
+    const std::vector<aj::RecordInput> batch(64, aj::RecordInput{.stream_id = 1, .payload = payload});
+    for (std::uint64_t written = 0; written < kReplayEvents; written += batch.size()) {
+      if (!journal.value()->append(batch).ok()) return state.SkipWithError("append failed");
+    }
+    if (!journal.value()->close().ok()) return state.SkipWithError("close failed");
+  }
+  auto journal = aj::Journal::open(dir.str(), {});
+  if (!journal.ok()) return state.SkipWithError(journal.status().to_string().c_str());
+  std::uint64_t bytes = 0, events = 0;
+  for (auto _ : state) {
+    if (cold) {
+      state.PauseTiming();
+      for (const auto& entry : fs::directory_iterator(dir.str())) {
+        const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        ::close(fd);
+      }
+      state.ResumeTiming();
+    }
+    auto reader = journal.value()->reader(aj::kFirstSequence);
+    if (!reader.ok()) return state.SkipWithError(reader.status().to_string().c_str());
+    for (;;) {
+      const auto record = reader.value()->next();
+      if (!record.ok()) return state.SkipWithError(record.status().to_string().c_str());
+      if (!record.value()) break;
+      bytes += aj::padded_record_bytes(record.value()->payload.size());
+      ++events;
+    }
+    if (reader.value()->position() != kReplayEvents + 1) return state.SkipWithError("replay came up short");
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.SetItemsProcessed(static_cast<std::int64_t>(events));
+  state.SetLabel(std::string(cold ? "from disk" : "from the page cache") + ", checksums verified, " +
+                 std::to_string(kReplayEvents) + " x 256 B events");
+}
+
 // Runs `writers` threads, each calling append_durable(thread, i) `per_writer` times per benchmark
 // iteration, and reports events/s and latency percentiles on the wall clock.
 void run_writers(benchmark::State& state, int writers,
@@ -274,6 +325,8 @@ int main(int argc, char** argv) {
           ->Unit(benchmark::kMillisecond);
     }
   }
+  benchmark::RegisterBenchmark("journal_replay/annal", BM_Replay, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("journal_replay/annal_cold", BM_Replay, true)->Unit(benchmark::kMillisecond)->UseRealTime();
   benchmark::RegisterBenchmark("journal_durable_8w/annal", BM_Durable8wAnnal)->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("journal_durable_8w/rocksdb", BM_Durable8wRocksDb)->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("journal_durable_8w/sqlite", BM_Durable8wSqlite)->Unit(benchmark::kMillisecond);

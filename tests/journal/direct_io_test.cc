@@ -1,25 +1,21 @@
 // Options::direct_io: every write whole, aligned blocks (FaultBackend fails a misaligned one with
 // EINVAL, as O_DIRECT does), padding records stepped over, and journals moving between the modes.
+// Power loss with direct I/O is part of JournalFaults.SimulatedPowerLossKeepsEveryAcknowledgedRecord.
 #include <gtest/gtest.h>
 
-#include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "annal/journal/journal.h"
-#include "fault_backend.h"
-#include "posix_backend.h"
-#include "temp_directory.h"
-#include "uring_backend.h"
+#include "journal_fixture.h"
 
 namespace annal::journal {
 namespace {
 
-using namespace std::chrono_literals;
-using test::TempDirectory;
 
-Journal::Clock::time_point soon() { return Journal::Clock::now() + 60s; }
+using test::soon;
 
 // Payload sizes vary so that rounds end anywhere inside a block.
 std::vector<std::byte> payload_of(std::uint64_t version) {
@@ -104,63 +100,22 @@ TEST(DirectIo, ATailWrittenWithoutItIsPaddedToABlockThenContinued) {
   expect_versions(*journal.value(), 410);
 }
 
-TEST(DirectIo, PowerLossKeepsEveryAcknowledgedRecord) {
-  std::uint64_t repaired = 0;
-  for (std::uint64_t seed = 0; seed < 60; ++seed) {
-    SCOPED_TRACE("seed " + std::to_string(seed));
-    auto io = std::make_shared<FaultBackend>(seed);
-    std::uint64_t acknowledged = 0;
-    {
-      auto journal = Journal::open("/journal", with(kSmallSegments, true), io);
-      ASSERT_TRUE(journal.ok());
-      io->crash_before(1 + seed * 7 % 90);
-      for (std::uint64_t v = 0; v < 300; ++v) {
-        const auto payload = payload_of(v);
-        const RecordInput record{.stream_id = 1, .stream_version = v, .payload = payload};
-        const auto receipt = journal.value()->append(std::span(&record, 1));
-        if (!receipt.ok()) break;
-        if (v % 3 == 0) continue;  // left in flight
-        if (!journal.value()->wait_durable(receipt.value().last, soon()).ok()) break;
-        acknowledged = receipt.value().last;
-      }
-      io->crash();
-    }
-    io->revive();
-    auto journal = Journal::open("/journal", with(kSmallSegments, true), io);
-    ASSERT_TRUE(journal.ok()) << journal.status().to_string();
-    repaired += !journal.value()->recovery().message.empty();
-    ASSERT_GE(journal.value()->durable_sequence(), acknowledged);
-    expect_versions(*journal.value(), journal.value()->durable_sequence());
-  }
-  EXPECT_GT(repaired, 0u);
-}
-
 template <class Backend>
-std::shared_ptr<IoBackend> make_backend() {
-  if constexpr (std::is_same_v<Backend, UringBackend>) {
-    auto uring = UringBackend::create(64);
-    ANNAL_ASSERT(uring.ok());
-    return std::shared_ptr<IoBackend>(std::move(uring).value());
-  } else {
-    return std::make_shared<PosixBackend>();
-  }
-}
-
-template <class Backend>
-class DirectIoOnDisk : public ::testing::Test {};
+using DirectIoOnDisk = test::JournalFixture<Backend>;
 using DiskBackends = ::testing::Types<PosixBackend, UringBackend>;
-TYPED_TEST_SUITE(DirectIoOnDisk, DiskBackends);
+TYPED_TEST_SUITE(DirectIoOnDisk, DiskBackends, test::BackendName);
 
 TYPED_TEST(DirectIoOnDisk, EveryDurabilityModeRoundTripsThroughReopen) {
   for (const Durability mode : {Durability::none, Durability::group_commit, Durability::interval}) {
-    TempDirectory dir;
+    const std::string dir = this->dir_.path() + "/" + std::to_string(static_cast<int>(mode));
+    std::filesystem::create_directory(dir);
     {
-      auto journal = Journal::open(dir.path(), with(kSmallSegments, true, mode), make_backend<TypeParam>());
+      auto journal = Journal::open(dir, with(kSmallSegments, true, mode), this->backend());
       ASSERT_TRUE(journal.ok()) << journal.status().to_string();
       append_range(*journal.value(), 0, 800);
       ASSERT_TRUE(journal.value()->close().ok());
     }
-    auto journal = Journal::open(dir.path(), with(kSmallSegments, true, mode), make_backend<TypeParam>());
+    auto journal = Journal::open(dir, with(kSmallSegments, true, mode), this->backend());
     ASSERT_TRUE(journal.ok()) << journal.status().to_string();
     EXPECT_TRUE(journal.value()->recovery().message.empty()) << journal.value()->recovery().message;
     expect_versions(*journal.value(), 800);
