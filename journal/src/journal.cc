@@ -213,7 +213,10 @@ class JournalImpl final : public Journal {
     buffer->last_sequence = receipt.last;
     write_offset_ += bytes;
     work_ready_.notify_one();
-    if (reaping_) {
+    if (reaping_ && !sealed_.empty()) {
+      // A full buffer is waiting: worth writing while the disk syncs. Smaller appends wait for the
+      // sync in flight to finish and then all go in one round; waking the writer for each would
+      // cost a context switch apiece and buy nothing, since they need the next sync anyway.
       reaping_ = false;  // one wake-up per wait is enough
       io_->wake();
     }
@@ -268,13 +271,14 @@ class JournalImpl final : public Journal {
   }
 
  private:
-  // Completion tags: a buffer's index for its write, kSyncTagBase + round slot for a round's sync.
-  static constexpr std::uint64_t kSyncTagBase = std::uint64_t{1} << 32;
+  // Completion tags: a buffer's index for its write, kSyncTag for the fdatasync.
+  static constexpr std::uint64_t kSyncTag = UINT64_MAX;
 
   // A round in flight: its buffers' writes and, in group_commit mode, one fdatasync.
   struct Round {
     std::vector<std::size_t> buffers;  // capacity writes_in_flight_max, reserved once
-    std::size_t outstanding = 0;       // completions not yet reaped
+    std::uint64_t id = 0;              // rounds submitted before it
+    std::size_t outstanding = 0;       // writes not yet complete
   };
 
   struct Tail {
@@ -401,9 +405,10 @@ class JournalImpl final : public Journal {
     return {};
   }
 
-  // Group commit, pipelined: while one round's writes and fdatasync are with the disk, the writer
-  // takes what was appended meanwhile into the next round, so an append waits for about one
-  // fdatasync, not for the end of the one in progress and then its own. Rounds complete in order.
+  // Group commit, pipelined: writes go out as soon as buffers are taken, several in flight, and one
+  // fdatasync at a time covers every round written before it. While it runs, appends collect in
+  // the staging buffers (a full one is written at once); when it completes, the writer retires
+  // what it covered, writes everything staged, and syncs again. Rounds are acknowledged in order.
   void write_loop() {
     std::vector<std::size_t> round;
     round.reserve(options_.writes_in_flight_max);
@@ -411,8 +416,9 @@ class JournalImpl final : public Journal {
       const bool closing = take_round(round);
       if (!round.empty()) {
         if (Status submitted = submit_round(round); !submitted.ok()) return stop(std::move(submitted));
-        continue;  // take more while the disk works
+        continue;  // take what else is staged before the sync that covers it
       }
+      if (Status synced = sync_if_idle(); !synced.ok()) return stop(std::move(synced));
       if (options_.durability == Durability::interval && unsynced_ &&
           (closing || Clock::now() >= next_interval_sync_)) {
         if (Status synced = sync_interval(); !synced.ok()) return stop(std::move(synced));
@@ -436,6 +442,7 @@ class JournalImpl final : public Journal {
     const std::size_t slot = (rounds_head_ + rounds_count_) % rounds_.size();
     Round& round = rounds_[slot];
     round.buffers.assign(buffers.begin(), buffers.end());  // capacity reserved: no allocation
+    round.id = rounds_submitted_++;
     round.outstanding = buffers.size();
     for (const std::size_t index : buffers) {
       const Buffer& buffer = buffers_[index];
@@ -444,19 +451,31 @@ class JournalImpl final : public Journal {
                    (buffer.offset % kDirectBlockBytes == 0 && buffer.used % kDirectBlockBytes == 0));
       io_->queue_write(tail_.writes, buffer.offset, buffer.bytes.first(buffer.used), index);
     }
-    if (options_.durability == Durability::group_commit) {
-      io_->queue_sync(tail_.file, kSyncTagBase + slot);
-      ++round.outstanding;
-    }
     ++rounds_count_;
     buffers_in_flight_ += buffers.size();
     return io_->submit();
   }
 
-  // Waits for completions (or a wake-up from an append), then retires the rounds that are done.
+  // Group commit keeps one fdatasync in flight, queued once the writer has taken everything
+  // staged. Rounds written while it runs wait for the next, which covers all of them: the device
+  // flushes once for the lot instead of once per round (each fdatasync costs a cache flush).
+  Status sync_if_idle() {
+    if (options_.durability != Durability::group_commit || sync_in_flight_ ||
+        rounds_submitted_ == synced_rounds_) {
+      return {};
+    }
+    io_->queue_sync(tail_.file, kSyncTag);  // the backend holds it until earlier writes completed
+    sync_in_flight_ = true;
+    sync_covers_rounds_ = rounds_submitted_;
+    return io_->submit();
+  }
+
+  // Waits for everything in flight to complete (or for a wake-up from an append: a full buffer is
+  // waiting), then retires the rounds that are done. Waiting for all, not the first, saves the
+  // writer a wake-up per write completion: the sync behind the writes completes last anyway.
   Status reap_rounds() {
     std::array<Completion, 16> done{};
-    const auto reaped = io_->reap(done, 1);
+    const auto reaped = io_->reap(done, std::min(done.size(), operations_in_flight()));
     {
       std::lock_guard lock(mutex_);
       reaping_ = false;
@@ -466,15 +485,21 @@ class JournalImpl final : public Journal {
     for (std::size_t i = 0; i < reaped.value(); ++i) {
       const Completion& completion = done[i];
       if (completion.result < 0 && failed == nullptr) failed = &completion;
-      const std::size_t slot = completion.tag >= kSyncTagBase ? completion.tag - kSyncTagBase
-                                                              : round_of_buffer_[completion.tag];
-      ANNAL_ASSERT(rounds_[slot].outstanding > 0);
-      --rounds_[slot].outstanding;
+      if (completion.tag == kSyncTag) {
+        ANNAL_ASSERT(sync_in_flight_);
+        sync_in_flight_ = false;
+        synced_rounds_ = sync_covers_rounds_;
+        continue;
+      }
+      Round& round = rounds_[round_of_buffer_[completion.tag]];
+      ANNAL_ASSERT(round.outstanding > 0);
+      --round.outstanding;
     }
     if (failed != nullptr) return completion_error(*failed);
-    // In order: a round's fdatasync covers the rounds before it only once their writes are done,
-    // so a round is retired (and acknowledged) only after every earlier one.
-    while (rounds_count_ > 0 && rounds_[rounds_head_].outstanding == 0) {
+    // In order, each once its writes are done and (group commit) a sync queued after them is.
+    const bool syncs = options_.durability == Durability::group_commit;
+    while (rounds_count_ > 0 && rounds_[rounds_head_].outstanding == 0 &&
+           (!syncs || rounds_[rounds_head_].id < synced_rounds_)) {
       retire(rounds_[rounds_head_]);
       rounds_head_ = (rounds_head_ + 1) % rounds_.size();
       --rounds_count_;
@@ -503,7 +528,7 @@ class JournalImpl final : public Journal {
 
   Status completion_error(const Completion& completion) const {
     const int error = static_cast<int>(-completion.result);
-    const std::string what = completion.tag >= kSyncTagBase ? "fdatasync" : "write";
+    const std::string what = completion.tag == kSyncTag ? "fdatasync" : "write";
     const ErrorCode code = error == ENOSPC ? ErrorCode::no_space : ErrorCode::failed;
     return Status(code, "journal " + directory_ + ": " + what + " of segment " +
                             segment_file_name(tail_.base) + " failed (" + std::strerror(error) +
@@ -513,14 +538,20 @@ class JournalImpl final : public Journal {
                                                          : "Reopen the journal to recover."));
   }
 
+  // Writes and syncs queued and not yet reaped.
+  [[nodiscard]] std::size_t operations_in_flight() const {
+    std::size_t outstanding = sync_in_flight_ ? 1 : 0;
+    for (std::size_t i = 0; i < rounds_count_; ++i) {
+      outstanding += rounds_[(rounds_head_ + i) % rounds_.size()].outstanding;
+    }
+    return outstanding;
+  }
+
   // The writer's end after a fatal error: report it, then wait out what is still with the kernel,
   // whose buffers must stay valid until it is done with them. Nothing of it is acknowledged.
   void stop(Status error) {
     fail(std::move(error));
-    std::size_t outstanding = 0;
-    for (std::size_t i = 0; i < rounds_count_; ++i) {
-      outstanding += rounds_[(rounds_head_ + i) % rounds_.size()].outstanding;
-    }
+    std::size_t outstanding = operations_in_flight();
     std::array<Completion, 16> done{};
     while (outstanding > 0) {
       const auto reaped = io_->reap(done, 1);
@@ -579,6 +610,10 @@ class JournalImpl final : public Journal {
   std::vector<Round> rounds_;
   std::size_t rounds_head_ = 0;
   std::size_t rounds_count_ = 0;
+  std::uint64_t rounds_submitted_ = 0;  // ever; Round::id counts these
+  bool sync_in_flight_ = false;
+  std::uint64_t sync_covers_rounds_ = 0;  // the sync in flight covers rounds with id below this
+  std::uint64_t synced_rounds_ = 0;       // rounds with id below this are synced
   std::vector<std::size_t> round_of_buffer_;
   std::size_t buffers_in_flight_ = 0;
   bool reaping_ = false;  // under mutex_: the writer waits in reap() and wants waking for work
