@@ -339,8 +339,8 @@ class JournalImpl final : public Journal {
 
   // Takes the buffers of the next round into `round`: what is staged for the segment being written,
   // as many as writes_in_flight_max leaves room for. Waits for work only when nothing is in flight
-  // (otherwise the writer waits in reap() for the disk and is woken for new work). Returns true when
-  // the journal is closing and nothing is left to take.
+  // (otherwise the writer waits in reap() for the disk, and an append that fills a buffer wakes
+  // it). Returns true when the journal is closing and nothing is left to take.
   bool take_round(std::vector<std::size_t>& round) {
     round.clear();
     std::unique_lock lock(mutex_);
@@ -364,10 +364,11 @@ class JournalImpl final : public Journal {
       round.push_back(next);
       sealed_.pop_front();
     }
-    // About to wait in reap(): an append from now on wakes the writer to take it.
+    // About to wait in reap(): an append that fills a buffer from now on wakes the writer.
     if (round.empty() && rounds_count_ > 0) reaping_ = true;
     return closing_ && sealed_.empty() && !filling_;
   }
+
   // Makes the segment the round writes into current, installing the prepared file as it (after
   // syncing the previous one completely: recovery relies on older segments never being torn).
   Status enter_segment(const Buffer& first) {

@@ -75,8 +75,8 @@ class IoBackend {
   // to out.size() of them into `out` and returns how many (after a wake-up, possibly fewer).
   virtual Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) = 0;
   // Thread-safe: makes a reap() that is waiting return early, or the next one if none is waiting.
-  // The writer waits for the disk in reap() while appenders stage more work; this lets it take
-  // that work into a new round without waiting for the old one's fdatasync.
+  // The writer waits for the disk in reap() while appenders stage more work; this lets it write a
+  // full buffer without waiting for the fdatasync in flight.
   virtual void wake() = 0;
 };
 
