@@ -213,6 +213,69 @@ TEST(JournalFaults, WaitingOnAClosedJournalFailsAtOnce) {
   EXPECT_EQ(journal.value()->wait_durable(1, soon()).code(), ErrorCode::failed);
 }
 
+// Payloads of 40 to 439 bytes, so that writes often cross 512-byte sectors and a power cut can
+// tear them (small ones within one sector never tear).
+std::vector<std::byte> torn_payload_for(std::uint64_t version) {
+  return payload_for(1, version, 40 + version * 37 % 400);
+}
+
+// The k-th write or fdatasync fails (once, or for good) for every k over the first stretch of the
+// journal's life, preparer and segment creation included: the journal stops acknowledging at the
+// failure and fails every later append; after a power cut and reopen every acknowledged record is
+// there and intact, contiguous from 1, ending on a whole batch.
+TEST(JournalFaults, EveryFailedWriteOrSyncStopsTheJournalAndLosesNothingAcknowledged) {
+  const Options options{.segment_bytes_max = 16384, .record_bytes_max = 1024, .commit_bytes_max = 4096};
+  std::uint64_t failures_seen = 0;
+  for (const bool sync : {false, true}) {
+    for (const bool persistent : {false, true}) {
+      for (std::uint64_t k = 1; k <= 40; ++k) {
+        SCOPED_TRACE(std::string(sync ? "sync " : "write ") + std::to_string(k) + (persistent ? " for good" : " once"));
+        auto io = std::make_shared<FaultBackend>(k);
+        std::uint64_t acknowledged = 0;
+        {
+          auto journal = Journal::open(kDir, options, io);
+          ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+          sync ? io->fail_sync(k, EIO, persistent) : io->fail_write(k, EIO, persistent);
+          Status failure;
+          for (std::uint64_t v = 0; v < 150 && failure.ok(); v += 2) {
+            const auto first = torn_payload_for(v), second = torn_payload_for(v + 1);
+            const RecordInput batch[] = {{.stream_id = 1, .stream_version = v, .payload = first},
+                                         {.stream_id = 1, .stream_version = v + 1, .payload = second}};
+            const auto receipt = journal.value()->append(batch);
+            failure = receipt.ok() ? journal.value()->wait_durable(receipt.value().last, soon()) : receipt.status();
+            if (failure.ok()) acknowledged = receipt.value().last;
+          }
+          if (!failure.ok()) {
+            ++failures_seen;
+            EXPECT_NE(failure.code(), ErrorCode::timed_out) << failure.to_string();
+            EXPECT_EQ(journal.value()->durable_sequence(), acknowledged);
+            const RecordInput more{.payload = {}};
+            EXPECT_FALSE(journal.value()->append(std::span(&more, 1)).ok());  // fail-stop
+          }
+          (void)journal.value()->close();
+          io->crash();
+        }
+        io->revive();
+        auto journal = Journal::open(kDir, options, io);
+        ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+        const std::uint64_t recovered = journal.value()->durable_sequence();
+        ASSERT_GE(recovered, acknowledged);
+        const auto records = journal.value()->read(1, recovered);
+        ASSERT_TRUE(records.ok()) << records.status().to_string();
+        ASSERT_EQ(records.value().size(), recovered);
+        for (std::uint64_t i = 0; i < recovered; ++i) {
+          ASSERT_EQ(records.value()[i].header.sequence, i + 1);
+          ASSERT_EQ(records.value()[i].payload, torn_payload_for(records.value()[i].header.stream_version));
+        }
+        if (recovered > 0) {
+          ASSERT_NE(records.value().back().header.flags & kFlagBatchEnd, 0);
+        }
+      }
+    }
+  }
+  EXPECT_GT(failures_seen, 100u);  // most planned failures hit the journal, not only the preparer
+}
+
 TEST(JournalFaults, AFullDiskStopsAppendsAndAcknowledgesNothingMore) {
   auto io = std::make_shared<FaultBackend>(3);
   auto journal = Journal::open(kDir, {.segment_bytes_max = 16384, .record_bytes_max = 1024, .commit_bytes_max = 4096}, io);
@@ -234,12 +297,6 @@ TEST(JournalFaults, AFullDiskStopsAppendsAndAcknowledgesNothingMore) {
   EXPECT_EQ(failure.code(), ErrorCode::no_space) << failure.to_string();
   EXPECT_EQ(journal.value()->durable_sequence(), durable);
   EXPECT_GT(durable, 100u);
-}
-
-// Payloads of 40 to 439 bytes, so that writes often cross 512-byte sectors and a power cut can
-// tear them (small ones within one sector never tear).
-std::vector<std::byte> torn_payload_for(std::uint64_t version) {
-  return payload_for(1, version, 40 + version * 37 % 400);
 }
 
 // Power cut at an arbitrary moment: after reopening, every acknowledged record is there, in order,
