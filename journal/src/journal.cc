@@ -271,8 +271,9 @@ class JournalImpl final : public Journal {
   }
 
  private:
-  // Completion tags: a buffer's index for its write, kSyncTag for the fdatasync.
-  static constexpr std::uint64_t kSyncTag = UINT64_MAX;
+  // Completion tags: a buffer's index for its write; for an fdatasync, kSyncTagBit plus the number
+  // of rounds submitted when it was queued (it covers those).
+  static constexpr std::uint64_t kSyncTagBit = std::uint64_t{1} << 63;
 
   // A round in flight: its buffers' writes and, in group_commit mode, one fdatasync.
   struct Round {
@@ -406,10 +407,10 @@ class JournalImpl final : public Journal {
     return {};
   }
 
-  // Group commit, pipelined: writes go out as soon as buffers are taken, several in flight, and one
-  // fdatasync at a time covers every round written before it. While it runs, appends collect in
-  // the staging buffers (a full one is written at once); when it completes, the writer retires
-  // what it covered, writes everything staged, and syncs again. Rounds are acknowledged in order.
+  // Group commit, pipelined: writes go out as soon as buffers are taken, several in flight, each
+  // round followed by an fdatasync covering it. While the disk works, small appends collect in the
+  // staging buffers (a full one is written at once); when everything in flight has completed, the
+  // writer retires it, writes everything staged, and syncs again. Rounds are acknowledged in order.
   void write_loop() {
     std::vector<std::size_t> round;
     round.reserve(options_.writes_in_flight_max);
@@ -419,7 +420,7 @@ class JournalImpl final : public Journal {
         if (Status submitted = submit_round(round); !submitted.ok()) return stop(std::move(submitted));
         continue;  // take what else is staged before the sync that covers it
       }
-      if (Status synced = sync_if_idle(); !synced.ok()) return stop(std::move(synced));
+      if (Status synced = sync_written_rounds(); !synced.ok()) return stop(std::move(synced));
       if (options_.durability == Durability::interval && unsynced_ &&
           (closing || Clock::now() >= next_interval_sync_)) {
         if (Status synced = sync_interval(); !synced.ok()) return stop(std::move(synced));
@@ -457,17 +458,18 @@ class JournalImpl final : public Journal {
     return io_->submit();
   }
 
-  // Group commit keeps one fdatasync in flight, queued once the writer has taken everything
-  // staged. Rounds written while it runs wait for the next, which covers all of them: the device
-  // flushes once for the lot instead of once per round (each fdatasync costs a cache flush).
-  Status sync_if_idle() {
-    if (options_.durability != Durability::group_commit || sync_in_flight_ ||
-        rounds_submitted_ == synced_rounds_) {
+  // Group commit: an fdatasync covering every round submitted so far, queued once the writer has
+  // taken everything staged (the backend holds it until those writes completed). Small appends
+  // do not wake the writer, so while one sync runs they collect, and one sync follows for the lot:
+  // the device flushes once per group, not per round. Full buffers do wake it (saturating load);
+  // their rounds get syncs of their own that overlap the one in flight.
+  Status sync_written_rounds() {
+    if (options_.durability != Durability::group_commit || rounds_submitted_ == sync_queued_rounds_) {
       return {};
     }
-    io_->queue_sync(tail_.file, kSyncTag);  // the backend holds it until earlier writes completed
-    sync_in_flight_ = true;
-    sync_covers_rounds_ = rounds_submitted_;
+    io_->queue_sync(tail_.file, kSyncTagBit | rounds_submitted_);
+    sync_queued_rounds_ = rounds_submitted_;
+    ++syncs_in_flight_;
     return io_->submit();
   }
 
@@ -486,10 +488,11 @@ class JournalImpl final : public Journal {
     for (std::size_t i = 0; i < reaped.value(); ++i) {
       const Completion& completion = done[i];
       if (completion.result < 0 && failed == nullptr) failed = &completion;
-      if (completion.tag == kSyncTag) {
-        ANNAL_ASSERT(sync_in_flight_);
-        sync_in_flight_ = false;
-        synced_rounds_ = sync_covers_rounds_;
+      if ((completion.tag & kSyncTagBit) != 0) {
+        // Syncs may complete out of order; each one covers every round submitted before it.
+        ANNAL_ASSERT(syncs_in_flight_ > 0);
+        --syncs_in_flight_;
+        synced_rounds_ = std::max(synced_rounds_, completion.tag & ~kSyncTagBit);
         continue;
       }
       Round& round = rounds_[round_of_buffer_[completion.tag]];
@@ -529,7 +532,7 @@ class JournalImpl final : public Journal {
 
   Status completion_error(const Completion& completion) const {
     const int error = static_cast<int>(-completion.result);
-    const std::string what = completion.tag == kSyncTag ? "fdatasync" : "write";
+    const std::string what = (completion.tag & kSyncTagBit) != 0 ? "fdatasync" : "write";
     const ErrorCode code = error == ENOSPC ? ErrorCode::no_space : ErrorCode::failed;
     return Status(code, "journal " + directory_ + ": " + what + " of segment " +
                             segment_file_name(tail_.base) + " failed (" + std::strerror(error) +
@@ -541,7 +544,7 @@ class JournalImpl final : public Journal {
 
   // Writes and syncs queued and not yet reaped.
   [[nodiscard]] std::size_t operations_in_flight() const {
-    std::size_t outstanding = sync_in_flight_ ? 1 : 0;
+    std::size_t outstanding = syncs_in_flight_;
     for (std::size_t i = 0; i < rounds_count_; ++i) {
       outstanding += rounds_[(rounds_head_ + i) % rounds_.size()].outstanding;
     }
@@ -612,8 +615,8 @@ class JournalImpl final : public Journal {
   std::size_t rounds_head_ = 0;
   std::size_t rounds_count_ = 0;
   std::uint64_t rounds_submitted_ = 0;  // ever; Round::id counts these
-  bool sync_in_flight_ = false;
-  std::uint64_t sync_covers_rounds_ = 0;  // the sync in flight covers rounds with id below this
+  std::size_t syncs_in_flight_ = 0;
+  std::uint64_t sync_queued_rounds_ = 0;  // a queued sync covers the rounds with id below this
   std::uint64_t synced_rounds_ = 0;       // rounds with id below this are synced
   std::vector<std::size_t> round_of_buffer_;
   std::size_t buffers_in_flight_ = 0;
