@@ -184,7 +184,8 @@ TEST(JournalFaults, AFailedSyncFailsThePendingAndEveryLaterAppend) {
   ASSERT_TRUE(journal.ok());
   append_events(*journal.value(), 1, 0, 5);
   ASSERT_TRUE(journal.value()->wait_durable(5, soon()).ok());
-  io->fail_sync(1, EIO);
+  // For good: the segment preparer's own sync, on its thread, may be the first to fail.
+  io->fail_sync(1, EIO, /*persistent=*/true);
   append_events(*journal.value(), 1, 5, 1);
   const Status waited = journal.value()->wait_durable(6, soon());
   EXPECT_EQ(waited.code(), ErrorCode::failed);

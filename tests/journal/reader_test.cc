@@ -308,7 +308,8 @@ TEST(ReaderFaults, NeverReturnsARecordThatIsNotDurable) {
   ASSERT_TRUE(journal.ok());
   ASSERT_EQ(append_varied(*journal.value(), 0, 5), 5u);
   ASSERT_TRUE(journal.value()->wait_durable(5, soon()).ok());
-  io->fail_sync(1, EIO);
+  // For good: the segment preparer's own sync, on its thread, may be the first to fail.
+  io->fail_sync(1, EIO, /*persistent=*/true);
   // One batch, hence one write before the failing sync (separate appends could meet the failure
   // halfway).
   const std::vector<std::byte> payload(100, std::byte{0x77});
