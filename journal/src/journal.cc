@@ -119,6 +119,11 @@ class JournalImpl final : public Journal {
           index_entries_max(options_.commit_bytes_max, options_.index_interval_bytes));
       free_.push_back(i);
     }
+    std::vector<std::span<std::byte>> staging;
+    for (const Buffer& buffer : buffers_) staging.push_back(buffer.bytes);
+    // Registered once, io_uring pins them once instead of on every write. An optimisation only: if
+    // the kernel refuses (a memlock limit), the writes go unregistered.
+    (void)io_->register_buffers(staging);
     next_sequence_ = report_.next_sequence;
     durable_.store(next_sequence_ - 1, std::memory_order_release);
     if (recovered.tail_file >= 0) {
@@ -261,6 +266,7 @@ class JournalImpl final : public Journal {
     }
     work_ready_.notify_one();
     writer_.join();
+    io_->unregister_buffers();  // the writer is done with them; the backend may outlive them
     preparer_.reset();  // removes a prepared file that was never used
     std::lock_guard lock(mutex_);
     closed_ = true;

@@ -72,7 +72,12 @@ void UringBackend::prepare(std::uint32_t op) {
     io_uring_prep_fsync(sqe, o.file, IORING_FSYNC_DATASYNC);
   } else {
     const std::span<const std::byte> rest = o.data.subspan(o.done);
-    io_uring_prep_write(sqe, o.file, rest.data(), static_cast<unsigned>(rest.size()), o.offset + o.done);
+    if (o.registered >= 0) {
+      io_uring_prep_write_fixed(sqe, o.file, rest.data(), static_cast<unsigned>(rest.size()),
+                                o.offset + o.done, o.registered);
+    } else {
+      io_uring_prep_write(sqe, o.file, rest.data(), static_cast<unsigned>(rest.size()), o.offset + o.done);
+    }
   }
   io_uring_sqe_set_data64(sqe, op);
   ++in_kernel_;
@@ -86,6 +91,13 @@ void UringBackend::queue_write(FileId file, std::uint64_t offset, std::span<cons
   ops_[op].file = file;
   ops_[op].offset = offset;
   ops_[op].data = data;
+  for (std::size_t i = 0; i < registered_.size(); ++i) {
+    const std::byte* begin = registered_[i].data();
+    if (data.data() >= begin && data.data() + data.size() <= begin + registered_[i].size()) {
+      ops_[op].registered = static_cast<int>(i);
+      break;
+    }
+  }
   writes_in_flight_.insert(ops_[op].order);
   prepare(op);
 }
@@ -215,6 +227,27 @@ Result<std::size_t> UringBackend::reap(std::span<Completion> out, std::size_t mi
     ready_.pop_front();
   }
   return n;
+}
+
+Status UringBackend::register_buffers(std::span<const std::span<std::byte>> buffers) {
+  unregister_buffers();
+  std::vector<iovec> vectors;
+  vectors.reserve(buffers.size());
+  for (const std::span<std::byte> buffer : buffers) vectors.push_back({buffer.data(), buffer.size()});
+  const int rc = io_uring_register_buffers(&ring_, vectors.data(), static_cast<unsigned>(vectors.size()));
+  if (rc < 0) {
+    return Status(ErrorCode::io_error, std::string("io_uring_register_buffers: ") + std::strerror(-rc) +
+                                           " (RLIMIT_MEMLOCK?); writes go unregistered");
+  }
+  registered_.assign(buffers.begin(), buffers.end());
+  return {};
+}
+
+void UringBackend::unregister_buffers() {
+  if (registered_.empty()) return;
+  // Writes still in flight keep their pages: the kernel drops the registration after them.
+  (void)io_uring_unregister_buffers(&ring_);
+  registered_.clear();
 }
 
 void UringBackend::wake() {

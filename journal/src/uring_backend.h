@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <set>
+#include <span>
 #include <vector>
 
 #include "posix_backend.h"
@@ -33,6 +34,9 @@ class UringBackend final : public PosixFiles {
   Status submit() override;
   Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) override;
   void wake() override;  // writes to an eventfd that a waiting reap() polls through the ring
+  // Writes from inside a registered buffer go out as IORING_OP_WRITE_FIXED.
+  Status register_buffers(std::span<const std::span<std::byte>> buffers) override;
+  void unregister_buffers() override;
 
  private:
   struct Op {
@@ -42,6 +46,7 @@ class UringBackend final : public PosixFiles {
     std::uint64_t offset = 0;
     std::span<const std::byte> data;
     std::size_t done = 0;  // bytes written so far
+    int registered = -1;   // index of the registered buffer holding `data`, or -1
     bool is_sync = false;
   };
 
@@ -62,6 +67,7 @@ class UringBackend final : public PosixFiles {
   std::uint64_t first_failed_write_ = UINT64_MAX;  // order of the first failed write
   std::uint32_t in_kernel_ = 0;                    // SQEs submitted or prepared, CQE not seen
   std::deque<Completion> ready_;
+  std::vector<std::span<std::byte>> registered_;  // io_uring_register_buffers, by index
   int wake_fd_ = -1;         // eventfd written by wake()
   bool wake_armed_ = false;  // a poll on wake_fd_ is in the ring
   bool woken_ = false;       // its completion arrived since the last reap()

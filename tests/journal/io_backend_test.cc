@@ -185,6 +185,39 @@ TEST(UringBackend, ManyWritesInFlightThenOneSync) {
   for (int i = 0; i < 15; ++i) EXPECT_EQ(bytes[static_cast<std::size_t>(i) * 4096 + 100], std::byte(i + 1));
 }
 
+TEST(UringBackend, WritesFromRegisteredBuffersAndFromElsewhereBothLand) {
+  TempDirectory dir;
+  auto created = UringBackend::create(16);
+  ASSERT_TRUE(created.ok());
+  UringBackend& io = *created.value();
+  std::vector<std::byte> registered = filled(3 * 4096, 0x11);
+  std::fill(registered.begin() + 4096, registered.end(), std::byte{0x22});
+  const std::span<std::byte> spans[] = {registered};
+  ASSERT_TRUE(io.register_buffers(spans).ok());
+  const std::vector<std::byte> elsewhere = filled(4096, 0x33);
+  const auto file = io.open(dir.path() + "/a.log", OpenMode::create_exclusive);
+  ASSERT_TRUE(file.ok());
+  io.queue_write(file.value(), 0, std::span(registered).first(4096), 1);           // whole start
+  io.queue_write(file.value(), 4096, std::span(registered).subspan(4096, 100), 2);  // a slice inside
+  io.queue_write(file.value(), 8192, elsewhere, 3);
+  ASSERT_TRUE(io.submit().ok());
+  std::array<Completion, 3> done{};
+  std::size_t reaped = 0;
+  while (reaped < 3) {
+    const auto n = io.reap(std::span(done).subspan(reaped), 3 - reaped);
+    ASSERT_TRUE(n.ok());
+    reaped += n.value();
+  }
+  for (const Completion& c : done) EXPECT_GE(c.result, 0) << c.tag;
+  const auto bytes = read_all(io, file.value());
+  ASSERT_EQ(bytes.size(), 8192u + 4096u);
+  EXPECT_EQ(bytes[0], std::byte{0x11});
+  EXPECT_EQ(bytes[4096 + 99], std::byte{0x22});
+  EXPECT_EQ(bytes[8192], std::byte{0x33});
+  io.unregister_buffers();
+  ASSERT_TRUE(io.register_buffers(spans).ok());  // again, as the next journal on this backend would
+}
+
 // ---- FaultBackend's own promises --------------------------------------------------------------
 
 constexpr const char* kDir = "/j";

@@ -65,6 +65,16 @@ class IoBackend {
   // process or another, gets ErrorCode::locked.
   virtual Result<FileId> lock_directory(const std::string& directory) = 0;
 
+  // Optional: the buffers the asynchronous writes will come from, until unregister_buffers() (or
+  // the next registration). io_uring pins them once instead of on every write. Writes from other
+  // memory still work. Fails if the kernel refuses (a memlock limit, say): the caller may go on
+  // unregistered. Backends without such a thing accept and ignore it.
+  virtual Status register_buffers(std::span<const std::span<std::byte>> buffers) {
+    (void)buffers;
+    return {};
+  }
+  virtual void unregister_buffers() {}
+
   // The asynchronous path. `data` must stay valid until its completion is reaped.
   virtual void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,
                            std::uint64_t tag) = 0;
