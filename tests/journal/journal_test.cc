@@ -220,6 +220,24 @@ std::vector<std::byte> torn_payload_for(std::uint64_t version) {
   return payload_for(1, version, 40 + version * 37 % 400);
 }
 
+// After a power cut and reopen: every acknowledged record is there, sequences contiguous from 1,
+// each with its bytes, and the log ends on a whole batch (nothing unacknowledged half-visible).
+void expect_intact_prefix(Journal& journal, std::uint64_t acknowledged) {
+  const std::uint64_t recovered = journal.durable_sequence();
+  ASSERT_GE(recovered, acknowledged);
+  const auto records = journal.read(1, recovered);
+  ASSERT_TRUE(records.ok()) << records.status().to_string();
+  ASSERT_EQ(records.value().size(), recovered);
+  for (std::uint64_t i = 0; i < recovered; ++i) {
+    const Record& r = records.value()[i];
+    ASSERT_EQ(r.header.sequence, i + 1);
+    ASSERT_EQ(r.payload, torn_payload_for(r.header.stream_version));
+  }
+  if (recovered > 0) {
+    ASSERT_NE(records.value().back().header.flags & kFlagBatchEnd, 0);
+  }
+}
+
 // The k-th write or fdatasync fails (once, or for good) for every k over the first stretch of the
 // journal's life, preparer and segment creation included: the journal stops acknowledging at the
 // failure and fails every later append; after a power cut and reopen every acknowledged record is
@@ -259,18 +277,8 @@ TEST(JournalFaults, EveryFailedWriteOrSyncStopsTheJournalAndLosesNothingAcknowle
         io->revive();
         auto journal = Journal::open(kDir, options, io);
         ASSERT_TRUE(journal.ok()) << journal.status().to_string();
-        const std::uint64_t recovered = journal.value()->durable_sequence();
-        ASSERT_GE(recovered, acknowledged);
-        const auto records = journal.value()->read(1, recovered);
-        ASSERT_TRUE(records.ok()) << records.status().to_string();
-        ASSERT_EQ(records.value().size(), recovered);
-        for (std::uint64_t i = 0; i < recovered; ++i) {
-          ASSERT_EQ(records.value()[i].header.sequence, i + 1);
-          ASSERT_EQ(records.value()[i].payload, torn_payload_for(records.value()[i].header.stream_version));
-        }
-        if (recovered > 0) {
-          ASSERT_NE(records.value().back().header.flags & kFlagBatchEnd, 0);
-        }
+        expect_intact_prefix(*journal.value(), acknowledged);
+        if (HasFatalFailure()) return;
       }
     }
   }
@@ -345,20 +353,8 @@ TEST(JournalFaults, SimulatedPowerLossKeepsEveryAcknowledgedRecord) {
     auto journal = Journal::open(kDir, options, io);
     ASSERT_TRUE(journal.ok()) << journal.status().to_string();
     repaired += !journal.value()->recovery().message.empty();
-    const std::uint64_t recovered = journal.value()->durable_sequence();
-    ASSERT_GE(recovered, acknowledged);
-    const auto records = journal.value()->read(1, recovered);
-    ASSERT_TRUE(records.ok()) << records.status().to_string();
-    ASSERT_EQ(records.value().size(), recovered);
-    for (std::uint64_t i = 0; i < recovered; ++i) {
-      const Record& r = records.value()[i];
-      ASSERT_EQ(r.header.sequence, i + 1);
-      ASSERT_EQ(r.payload, torn_payload_for(r.header.stream_version));
-    }
-    // Batches are whole: the last recovered record ends its batch.
-    if (recovered > 0) {
-      EXPECT_NE(records.value().back().header.flags & kFlagBatchEnd, 0);
-    }
+    expect_intact_prefix(*journal.value(), acknowledged);
+    if (HasFatalFailure()) return;
   }
   // The test is only worth its name if some power cuts did tear something.
   EXPECT_GT(repaired, 0u);
