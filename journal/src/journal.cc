@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <condition_variable>
@@ -399,14 +399,13 @@ class JournalImpl final : public Journal {
                                   options_.segment_bytes_max);
     if (!file.ok()) return file.status();
     tail_ = {file.value(), file.value(), first.segment_base, first.segment_salt};
+    SegmentInfo info{first.segment_base, first.segment_base, kSegmentHeaderBytes,
+                     join_path(directory_, segment_file_name(first.segment_base)), {}};
     if (options_.direct_io) {
-      const auto direct = io_->open(join_path(directory_, segment_file_name(first.segment_base)),
-                                    OpenMode::read_write_direct);
+      const auto direct = io_->open(info.path, OpenMode::read_write_direct);
       if (!direct.ok()) return direct.status();
       tail_.writes = direct.value();
     }
-    SegmentInfo info{first.segment_base, first.segment_base, kSegmentHeaderBytes,
-                     join_path(directory_, segment_file_name(first.segment_base)), {}};
     info.index.reserve(index_entries_max_per_segment());  // allocated once, outside the lock
     std::lock_guard lock(mutex_);
     segments_.push_back(std::move(info));
@@ -584,7 +583,6 @@ class JournalImpl final : public Journal {
     durable_.store(sequence, std::memory_order_release);
     durable_changed_.notify_all();
   }
-
 
   const std::string directory_;
   const Options options_;

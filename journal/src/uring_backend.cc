@@ -58,7 +58,7 @@ std::uint32_t UringBackend::take_op() {
   return op;
 }
 
-void UringBackend::prepare(std::uint32_t op) {
+io_uring_sqe* UringBackend::next_sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (sqe == nullptr) {
     // The submission queue is full: hand it to the kernel to make room. (It has as many entries
@@ -67,6 +67,11 @@ void UringBackend::prepare(std::uint32_t op) {
     sqe = io_uring_get_sqe(&ring_);
     ANNAL_ASSERT(sqe != nullptr);
   }
+  return sqe;
+}
+
+void UringBackend::prepare(std::uint32_t op) {
+  io_uring_sqe* sqe = next_sqe();
   const Op& o = ops_[op];
   if (o.is_sync) {
     io_uring_prep_fsync(sqe, o.file, IORING_FSYNC_DATASYNC);
@@ -206,17 +211,11 @@ Result<std::size_t> UringBackend::reap(std::span<Completion> out, std::size_t mi
   Status status = drain_completions(/*wait=*/false);
   if (status.ok() && ready_.size() < min_complete && !woken_ && !wake_armed_) {
     // Poll the eventfd through the ring, so a wake() ends the wait like a completion would.
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (sqe == nullptr) {
-      status = submit();
-      sqe = io_uring_get_sqe(&ring_);
-    }
-    if (sqe != nullptr) {
-      io_uring_prep_poll_add(sqe, wake_fd_, POLLIN);
-      io_uring_sqe_set_data64(sqe, kWakeOp);
-      wake_armed_ = true;
-      if (status.ok()) status = submit();
-    }
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_poll_add(sqe, wake_fd_, POLLIN);
+    io_uring_sqe_set_data64(sqe, kWakeOp);
+    wake_armed_ = true;
+    status = submit();
   }
   while (status.ok() && ready_.size() < min_complete && !woken_) status = drain_completions(/*wait=*/true);
   woken_ = false;

@@ -52,6 +52,7 @@ class UringBackend final : public PosixFiles {
 
   explicit UringBackend(unsigned in_flight_max);
   [[nodiscard]] std::uint32_t take_op();
+  [[nodiscard]] io_uring_sqe* next_sqe();  // submitting first if the queue is full
   void prepare(std::uint32_t op);  // an SQE for the rest of `op`
   void complete(std::uint32_t op, std::int64_t result);
   void on_completion(std::uint32_t op, std::int32_t result);
