@@ -113,10 +113,18 @@ void seal_record(const RecordHeader& header, std::size_t size, std::uint32_t sal
 
 void encode_record(const RecordHeader& header, std::span<const std::byte> payload,
                    std::uint32_t salt, std::span<std::byte> out) noexcept {
-  const std::size_t size = kRecordHeaderBytes + payload.size();
+  encode_record(header, {}, payload, salt, out);
+}
+
+void encode_record(const RecordHeader& header, std::span<const std::byte> prefix,
+                   std::span<const std::byte> payload, std::uint32_t salt,
+                   std::span<std::byte> out) noexcept {
+  const std::size_t size = kRecordHeaderBytes + prefix.size() + payload.size();
   ANNAL_ASSERT(size <= kRecordBytesMax);
-  ANNAL_ASSERT(out.size() == padded_record_bytes(payload.size()));
-  if (!payload.empty()) std::memcpy(out.data() + kRecordHeaderBytes, payload.data(), payload.size());
+  ANNAL_ASSERT(out.size() == padded_record_bytes(prefix.size() + payload.size()));
+  std::byte* at = out.data() + kRecordHeaderBytes;
+  if (!prefix.empty()) std::memcpy(at, prefix.data(), prefix.size());
+  if (!payload.empty()) std::memcpy(at + prefix.size(), payload.data(), payload.size());
   seal_record(header, size, salt, out);
 }
 

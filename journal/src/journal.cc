@@ -151,14 +151,14 @@ class JournalImpl final : public Journal {
     if (records.empty()) return Status(ErrorCode::invalid_argument, "append of no records");
     std::size_t bytes = 0;
     for (const RecordInput& record : records) {
-      if (kRecordHeaderBytes + record.payload.size() > options_.record_bytes_max) {
+      if (kRecordHeaderBytes + record.payload_bytes() > options_.record_bytes_max) {
         return Status(ErrorCode::invalid_argument,
-                      "record of " + std::to_string(record.payload.size()) +
+                      "record of " + std::to_string(record.payload_bytes()) +
                           " payload bytes exceeds record_bytes_max (" +
                           std::to_string(options_.record_bytes_max) + " with the 48-byte header)");
       }
       if (record.type == kTypePadding) return Status(ErrorCode::invalid_argument, "record type 0 is reserved");
-      bytes += padded_record_bytes(record.payload.size());
+      bytes += padded_record_bytes(record.payload_bytes());
     }
     if (bytes > options_.commit_bytes_max) {
       return Status(ErrorCode::invalid_argument, "append of " + std::to_string(bytes) +
@@ -207,8 +207,9 @@ class JournalImpl final : public Journal {
       header.flags = i + 1 == records.size() ? kFlagBatchEnd : 0;
       header.commit_lag = static_cast<std::uint32_t>(
           std::min<std::uint64_t>(header.sequence - durable, kCommitLagMax));
-      const std::size_t size = padded_record_bytes(input.payload.size());
-      encode_record(header, input.payload, staged_salt_, buffer->bytes.subspan(buffer->used, size));
+      const std::size_t size = padded_record_bytes(input.payload_bytes());
+      encode_record(header, input.prefix, input.payload, staged_salt_,
+                    buffer->bytes.subspan(buffer->used, size));
       if (marker.due(buffer->offset + buffer->used, size)) {
         ANNAL_ASSERT(buffer->marks.size() < buffer->marks.capacity());  // no allocation here
         buffer->marks.push_back({header.sequence, buffer->offset + buffer->used});
@@ -253,7 +254,8 @@ class JournalImpl final : public Journal {
   }
 
   Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) override;
-  Result<std::unique_ptr<Reader>> reader(std::uint64_t from) override;
+  Result<std::unique_ptr<Reader>> reader(std::uint64_t from, std::size_t chunk_bytes) override;
+  using Journal::reader;
   Result<SegmentLocation> locate(std::uint64_t sequence) const override;
   Status remove_segments_before(std::uint64_t sequence) override;
   const RecoveryReport& recovery() const override { return report_; }
@@ -641,13 +643,15 @@ Result<std::vector<Record>> JournalImpl::read(std::uint64_t from, std::size_t ma
   return out;
 }
 
-Result<std::unique_ptr<Reader>> JournalImpl::reader(std::uint64_t from) {
+Result<std::unique_ptr<Reader>> JournalImpl::reader(std::uint64_t from, std::size_t chunk_bytes) {
   from = std::max(from, kFirstSequence);
   {
     std::lock_guard lock(mutex_);
     if (!segments_.empty() && from < segments_.front().base) return removed(from);
   }
-  return std::make_unique<Reader>(*this, io_, options_, from);
+  Options options = options_;
+  if (chunk_bytes != 0) options.read_chunk_bytes = std::max(chunk_bytes, kSegmentHeaderBytes);
+  return std::make_unique<Reader>(*this, io_, options, from);
 }
 
 Result<SegmentLocation> JournalImpl::locate(std::uint64_t sequence) const {
@@ -758,5 +762,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   return std::unique_ptr<Journal>(new JournalImpl(directory, options, std::move(io), lock.value(),
                                                   std::move(recovered).value(), tail_writes));
 }
+
+Result<std::unique_ptr<Reader>> Journal::reader(std::uint64_t from) { return reader(from, 0); }
 
 }  // namespace annal::journal

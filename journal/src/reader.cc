@@ -25,8 +25,9 @@ Result<std::optional<RecordView>> Reader::next() {
   // Each pass steps over one record between an index entry and the position (fewer than one index
   // interval's worth), or returns.
   for (;;) {
-    if (file_ < 0 || cursor_sequence_ >= segment_.end_sequence) {
+    if (file_ < 0 || relocate_ || cursor_sequence_ >= segment_.end_sequence) {
       if (Status entered = enter_segment(); !entered.ok()) return entered;
+      relocate_ = false;
     }
     const auto record = decode_at_cursor();
     if (!record.ok()) return record.status();
@@ -36,6 +37,11 @@ Result<std::optional<RecordView>> Reader::next() {
     ++position_;
     return std::optional<RecordView>(RecordView{record.value().header, record.value().payload});
   }
+}
+
+void Reader::seek(std::uint64_t sequence) noexcept {
+  position_ = std::max(sequence, kFirstSequence);
+  relocate_ = position_ != cursor_sequence_;
 }
 
 Result<RecordView> Reader::next(Journal::Clock::time_point deadline) {
@@ -59,6 +65,12 @@ Status Reader::enter_segment() {
   if (file_ >= 0 && where.base == segment_.base) {
     ANNAL_ASSERT(where.end_offset >= segment_.end_offset);
     segment_ = std::move(where);
+    // After a seek, walk from the index entry unless the cursor is already between it and the
+    // position (then it is nearer). The buffer stays: fill() reuses it if it covers the bytes.
+    if (cursor_sequence_ > position_ || cursor_sequence_ < segment_.start_sequence) {
+      cursor_sequence_ = segment_.start_sequence;
+      cursor_offset_ = segment_.start_offset;
+    }
     return {};
   }
   if (file_ >= 0) (void)io_->close(file_);

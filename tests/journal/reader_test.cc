@@ -99,6 +99,29 @@ template <class Backend>
 class ReaderTest : public test::JournalFixture<Backend> {};
 TYPED_TEST_SUITE(ReaderTest, test::Backends, test::BackendName);
 
+// The engine's stream reads jump backwards and forwards through the log, one record at a time,
+// with a small chunk; every jump must land on the record asked for, across segments and index
+// entries, whether the buffer already holds it or not.
+TYPED_TEST(ReaderTest, SeeksLandOnTheRecordInEitherDirection) {
+  auto journal = this->open(kSmall);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  const std::uint64_t last = append_varied(*journal.value(), 0, 300);
+  ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
+  auto reader = journal.value()->reader(last, 1024);
+  ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+  std::vector<std::uint64_t> jumps;
+  for (std::uint64_t s = last; s >= 1; s -= std::min<std::uint64_t>(s, 1 + s % 4)) jumps.push_back(s);
+  for (std::uint64_t s = 1; s <= last; s += 1 + s % 7) jumps.push_back(s);
+  for (std::uint64_t i = 0; i < 200; ++i) jumps.push_back(1 + i * 7919 % last);
+  for (const std::uint64_t s : jumps) {
+    SCOPED_TRACE("seek to " + std::to_string(s));
+    reader.value()->seek(s);
+    expect_record(next_record(*reader.value()), s);
+    if (::testing::Test::HasFatalFailure()) return;
+    ASSERT_EQ(reader.value()->position(), s + 1);
+  }
+}
+
 TYPED_TEST(ReaderTest, ReadsFromEverySequenceLandOnTheRightRecordAndSurviveReopen) {
   std::vector<SegmentLocation> before;
   std::uint64_t last = 0;

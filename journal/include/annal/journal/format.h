@@ -123,6 +123,11 @@ void encode_segment_header(const SegmentHeader& header,
 // with the checksum computed under `salt`.
 void encode_record(const RecordHeader& header, std::span<const std::byte> payload,
                    std::uint32_t salt, std::span<std::byte> out) noexcept;
+// The same with the payload given in two parts, `prefix` then `payload` (RecordInput::prefix);
+// `out` is padded_record_bytes(prefix.size() + payload.size()) long.
+void encode_record(const RecordHeader& header, std::span<const std::byte> prefix,
+                   std::span<const std::byte> payload, std::uint32_t salt,
+                   std::span<std::byte> out) noexcept;
 
 // Writes a padding record filling all of `out` (a multiple of kRecordAlign, from a record header
 // to kPaddingBytesMax bytes) that stands before record `next_sequence`.

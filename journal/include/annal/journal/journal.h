@@ -88,7 +88,12 @@ struct RecordInput {
   std::uint64_t stream_version = 0;
   std::uint16_t type = 1;  // 0 is reserved for padding
   std::uint64_t timestamp_ns = 0;  // 0: the journal stamps the wall-clock time
+  // The record's payload is `prefix` followed by `payload`, stored as one: a caller's own header
+  // (the engine's event metadata) goes in without being copied next to the payload first.
+  std::span<const std::byte> prefix{};
   std::span<const std::byte> payload;
+
+  [[nodiscard]] std::size_t payload_bytes() const noexcept { return prefix.size() + payload.size(); }
 };
 
 struct Receipt {
@@ -160,8 +165,10 @@ class Journal {
 
   // A Reader of the durable records from `from` on (reader.h). Thread-safe; each reader belongs
   // to one thread. The journal must outlive its readers. not_found if `from` was removed by
-  // retention; a `from` beyond the log is fine (the reader waits for it).
-  virtual Result<std::unique_ptr<Reader>> reader(std::uint64_t from) = 0;
+  // retention; a `from` beyond the log is fine (the reader waits for it). `chunk_bytes` (0: the
+  // journal's read_chunk_bytes) sizes its reads: large to scan, small to jump from record to record.
+  virtual Result<std::unique_ptr<Reader>> reader(std::uint64_t from, std::size_t chunk_bytes) = 0;
+  Result<std::unique_ptr<Reader>> reader(std::uint64_t from);
   // Where `sequence` lies, for readers: a snapshot taken under the journal's lock. not_found if no
   // segment holds it any more (removed by retention); a sequence past the last written record
   // gets the last segment. Thread-safe; O(log segments + log index entries).

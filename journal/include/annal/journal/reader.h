@@ -65,6 +65,10 @@ class Reader {
 
   // The sequence next() returns: a checkpoint to resume from with Journal::reader().
   [[nodiscard]] std::uint64_t position() const noexcept { return position_; }
+  // Moves the position to `sequence`, forwards or backwards, for reads that jump from record to
+  // record (the engine follows a stream's back-pointers this way). Costs a locate(); reads nothing
+  // until next(), which reuses the buffer when it already holds the bytes.
+  void seek(std::uint64_t sequence) noexcept;
 
  private:
   Status enter_segment();
@@ -87,6 +91,7 @@ class Reader {
   // The record the cursor is at: position_, or an earlier one still to step over after a seek.
   std::uint64_t cursor_sequence_ = 0;
   std::uint64_t cursor_offset_ = 0;
+  bool relocate_ = false;  // seek() moved the position away from the cursor
 
   // File bytes [buffer_offset_, buffer_offset_ + buffer_used_) of the open segment. Allocated at
   // the first read (read_chunk_bytes), grown only for a record larger than that.
