@@ -19,6 +19,7 @@ enum class ErrorCode {
   no_space,          // ENOSPC
   locked,            // another process or handle owns the directory
   not_found,
+  conflict,          // an append's expected version did not match the stream's
   timed_out,         // a deadline passed first; nothing failed, the caller may wait again
   failed,            // the component stopped after an earlier fatal error; reopen to recover
 };
@@ -32,6 +33,7 @@ enum class ErrorCode {
     case ErrorCode::no_space: return "no space";
     case ErrorCode::locked: return "locked";
     case ErrorCode::not_found: return "not found";
+    case ErrorCode::conflict: return "conflict";
     case ErrorCode::timed_out: return "timed out";
     case ErrorCode::failed: return "failed";
   }
@@ -80,6 +82,7 @@ class [[nodiscard]] Result {
     ANNAL_ASSERT(ok());
     return std::get<T>(std::move(state_));
   }
+  [[nodiscard]] ErrorCode code() const noexcept { return ok() ? ErrorCode::ok : std::get<Status>(state_).code(); }
   [[nodiscard]] const Status& status() const {
     static const Status kOk;
     return ok() ? kOk : std::get<Status>(state_);

@@ -1,0 +1,59 @@
+// Catalog: stream names and event type names, both ways. Names map to ids without hashing them
+// into the id (no collisions): each new name takes the next id, and the engine writes the pair to
+// the journal (event_codec.h) before the first event that uses it.
+//
+// One writer (the thread holding the engine's sequencing lock, or recovery); any thread reads.
+// Id-to-name lookups are lock-free (NameTable); name-to-id lookups take a shared lock.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "annal/base/status.h"
+#include "annal/engine/types.h"
+#include "event_codec.h"
+#include "heap.h"
+#include "name_table.h"
+
+namespace annal::engine {
+
+class Catalog {
+ public:
+  static constexpr std::size_t kTypesMax = std::size_t{UINT16_MAX} + 1 - kFirstUserType;
+
+  [[nodiscard]] std::optional<std::uint64_t> find_stream(std::string_view name) const;
+  [[nodiscard]] std::string_view stream_name(std::uint64_t id) const noexcept;
+  // The id the next new stream name gets.
+  [[nodiscard]] std::uint64_t next_stream_id() const noexcept { return kNamedStreamBit | streams_.size(); }
+  // Writer only. corruption if `id` is not next_stream_id() or the name is taken (a journal that
+  // says otherwise was not written by this engine).
+  Status add_stream(std::uint64_t id, std::string_view name);
+
+  [[nodiscard]] std::optional<std::uint16_t> find_type(std::string_view name) const;
+  [[nodiscard]] std::string_view type_name(std::uint16_t id) const noexcept;
+  [[nodiscard]] bool types_full() const noexcept { return types_.size() >= kTypesMax; }
+  [[nodiscard]] std::uint16_t next_type_id() const noexcept {
+    return static_cast<std::uint16_t>(kFirstUserType + types_.size());
+  }
+  Status add_type(std::uint16_t id, std::string_view name);
+
+ private:
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view name) const noexcept { return std::hash<std::string_view>{}(name); }
+  };
+  using NameMap = std::unordered_map<std::string, std::uint64_t, NameHash, std::equal_to<>,
+                                     HeapAllocator<std::pair<const std::string, std::uint64_t>>>;
+
+  mutable std::shared_mutex mutex_;  // guards the two maps
+  NameMap stream_ids_;
+  NameMap type_ids_;
+  NameTable streams_;  // index: id without kNamedStreamBit
+  NameTable types_;    // index: id - kFirstUserType
+};
+
+}  // namespace annal::engine

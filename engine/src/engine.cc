@@ -1,0 +1,525 @@
+// Engine: see engine.h. docs/engine.md explains the sequencing and its measurements.
+#include "annal/engine/engine.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <chrono>
+#include <mutex>
+#include <tuple>
+
+#include "annal/journal/reader.h"
+#include "annal/ringbuf/sequence_group.h"
+#include "catalog.h"
+#include "durability_notifier.h"
+#include "event_codec.h"
+#include "idempotency_window.h"
+#include "live_ring.h"
+#include "stream_index.h"
+
+namespace annal::engine {
+namespace {
+
+// A stream read jumps from event to event; each jump reads about one index interval from the
+// journal, so its chunk need not be large.
+constexpr std::size_t kStreamReadChunkBytes = 16u << 10;
+constexpr auto kReadDurableWait = std::chrono::seconds(5);
+
+Status bad_option(const std::string& what) { return Status(ErrorCode::invalid_argument, "engine options: " + what); }
+
+Status check_options(const Options& options) {
+  if (!std::has_single_bit(options.ring_capacity) || options.ring_capacity > (std::size_t{1} << 24)) {
+    return bad_option("ring_capacity must be a power of two up to 2^24, not " + std::to_string(options.ring_capacity));
+  }
+  if (options.events_per_append_max == 0 || options.events_per_append_max > (1u << 16)) {
+    return bad_option("events_per_append_max must be 1 to 65536");
+  }
+  // An append may define its stream and one type per event before the events themselves.
+  if (options.ring_capacity < 2 * options.events_per_append_max + 1) {
+    return bad_option("ring_capacity " + std::to_string(options.ring_capacity) +
+                      " cannot hold one whole append (2 x events_per_append_max + 1 slots)");
+  }
+  if (options.event_bytes_max == 0 || options.event_bytes_max > (64u << 20)) {
+    return bad_option("event_bytes_max must be 1 byte to 64 MiB");
+  }
+  if (options.ring_slot_bytes > options.event_bytes_max + kMetadataBytesMax) {
+    return bad_option("ring_slot_bytes is larger than any event can be");
+  }
+  if (options.idempotency_window > (std::size_t{1} << 24)) return bad_option("idempotency_window is over 2^24 ids");
+  if (options.live_subscriptions_max > ringbuf::SequenceGroup::kMembersMax) {
+    return bad_option("live_subscriptions_max is over " + std::to_string(ringbuf::SequenceGroup::kMembersMax));
+  }
+  if (options.index_interval_bytes < 512) return bad_option("index_interval_bytes is under 512");
+  return {};
+}
+
+journal::Options journal_options(const Options& options) {
+  journal::Options out = options.journal;
+  const std::size_t largest = std::max(options.event_bytes_max + kMetadataBytesMax, kNamePrefixBytesMax + kNameBytesMax);
+  out.record_bytes_max = journal::kRecordHeaderBytes + largest;
+  out.commit_bytes_max = std::max(out.commit_bytes_max, journal::padded_record_bytes(largest));
+  out.index_interval_bytes = options.index_interval_bytes;
+  return out;
+}
+
+std::uint64_t wall_clock_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+std::string describe(const StreamRef& stream) {
+  return stream.by_name() ? "stream \"" + std::string(stream.name()) + "\""
+                          : "stream " + std::to_string(stream.stream_id());
+}
+
+std::string describe(std::optional<std::uint64_t> version) {
+  return version ? "its last version is " + std::to_string(*version) : "it has no events";
+}
+
+Status check_name(std::string_view what, std::string_view name) {
+  if (name.empty() || name.size() > kNameBytesMax) {
+    return Status(ErrorCode::invalid_argument, std::string(what) + " names are 1 to " + std::to_string(kNameBytesMax) +
+                                                   " bytes, not " + std::to_string(name.size()));
+  }
+  return {};
+}
+
+Event to_event(const EventView& view) { return Event{view.header, {view.payload.begin(), view.payload.end()}}; }
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const Options& options, std::unique_ptr<journal::Journal> journal)
+      : options_(options), commit_bytes_max_(journal_options(options).commit_bytes_max),
+        journal_(std::move(journal)), window_(options.idempotency_window) {
+    records_.reserve(2 * options.events_per_append_max + 1);
+    metadata_.resize(options.events_per_append_max);
+    name_prefixes_.resize(options.events_per_append_max + 1);
+    type_ids_.reserve(options.events_per_append_max);
+  }
+
+  ~EngineImpl() override { (void)close(); }
+
+  Status start() {
+    if (Status recovered = recover(); !recovered.ok()) return recovered;
+    ring_ = LiveRing::make(options_, journal_->last_sequence() + 1,
+                           ReadContext{*journal_, catalog_, closed_});
+    notifier_ = std::make_unique<DurabilityNotifier>(
+        *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
+    return {};
+  }
+
+  AppendResult append(const StreamRef& stream, const ExpectedVersion& expected,
+                      std::span<const EventData> events) override {
+    if (Status valid = validate(stream, events); !valid.ok()) return valid;
+    std::lock_guard lock(append_mutex_);
+    return sequence(stream, expected, events);
+  }
+
+  Status wait_durable(const Receipt& receipt, Clock::time_point deadline) override {
+    return journal_->wait_durable(receipt.last_sequence, deadline);
+  }
+
+  void on_durable(const Receipt& receipt, std::function<void(const Status&)> done) override {
+    notifier_->add(receipt.last_sequence, std::move(done));
+  }
+
+  Result<std::vector<Event>> read_stream(const StreamRef& stream, const ReadStreamOptions& options,
+                                         Clock::time_point deadline) override;
+
+  Result<std::vector<Event>> read_all(std::uint64_t from, std::size_t max_count) override {
+    auto reader = journal_->reader(from);
+    if (!reader.ok()) return reader.status();
+    std::vector<Event> out;
+    while (out.size() < max_count) {
+      const auto record = reader.value()->next();
+      if (!record.ok()) return record.status();
+      if (!record.value()) break;
+      const auto view = view_record(record.value()->header, record.value()->payload, catalog_);
+      if (!view.ok()) return view.status();
+      if (view.value()) out.push_back(to_event(*view.value()));
+    }
+    return out;
+  }
+
+  Result<std::unique_ptr<Subscription>> subscribe(std::uint64_t from) override {
+    if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
+    auto reader = journal_->reader(from);
+    if (!reader.ok()) return reader.status();
+    return ring_->subscribe(std::move(reader.value()));
+  }
+
+  std::optional<std::uint64_t> stream_version(const StreamRef& stream) const override {
+    const auto id = resolve(stream);
+    if (!id) return std::nullopt;
+    const auto state = index_.find(*id);
+    if (!state) return std::nullopt;
+    return state->last_version;
+  }
+
+  std::optional<std::uint64_t> find_stream(std::string_view name) const override { return catalog_.find_stream(name); }
+  std::uint64_t durable_sequence() const override { return journal_->durable_sequence(); }
+  std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
+
+  Status close() override {
+    if (closed_.exchange(true, std::memory_order_acq_rel)) return close_status_;
+    // The ring first: an append waiting for a live subscriber to free slots gives up.
+    if (ring_) ring_->close();
+    { std::lock_guard drain(append_mutex_); }  // appends under way finish; later ones see closed_
+    close_status_ = journal_->close();
+    if (notifier_) notifier_->stop();
+    return close_status_;
+  }
+
+ private:
+  Status validate(const StreamRef& stream, std::span<const EventData> events) const;
+  AppendResult sequence(const StreamRef& stream, const ExpectedVersion& expected, std::span<const EventData> events);
+  AppendResult repeat_of(const IdempotencyWindow::Entry& original, std::uint64_t stream,
+                         std::span<const EventData> events) const;
+  Status resolve_types(std::span<const EventData> events);
+  Status recover();
+  Status recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
+
+  [[nodiscard]] std::optional<std::uint64_t> resolve(const StreamRef& stream) const {
+    if (!stream.by_name()) return stream.stream_id();
+    return catalog_.find_stream(stream.name());
+  }
+
+  const Options options_;
+  const std::size_t commit_bytes_max_;
+  std::unique_ptr<journal::Journal> journal_;
+  Catalog catalog_;
+  StreamIndex index_;
+  std::atomic<bool> closed_{false};
+  Status close_status_;
+  std::unique_ptr<LiveRing> ring_;
+  std::unique_ptr<DurabilityNotifier> notifier_;
+
+  // The sequencing lock: one append at a time checks versions, goes to the journal and into the
+  // ring, so the version check and the sequence assignment cannot interleave with another's.
+  std::mutex append_mutex_;
+  IdempotencyWindow window_;  // under append_mutex_
+  Status failed_;             // under append_mutex_: the journal refused an append; the engine stopped
+  // Scratch for the append being sequenced, under append_mutex_; sized at open, never reallocated.
+  std::vector<journal::RecordInput> records_;
+  std::vector<std::array<std::byte, kMetadataBytesMax>> metadata_;
+  std::vector<std::array<std::byte, kNamePrefixBytesMax>> name_prefixes_;
+  std::vector<std::uint16_t> type_ids_;
+  std::vector<std::string_view> new_types_;
+};
+
+Status EngineImpl::validate(const StreamRef& stream, std::span<const EventData> events) const {
+  if (stream.by_name()) {
+    if (Status valid = check_name("stream", stream.name()); !valid.ok()) return valid;
+  } else if (stream.stream_id() == kSystemStream || (stream.stream_id() & kNamedStreamBit) != 0) {
+    return Status(ErrorCode::invalid_argument, "stream id " + std::to_string(stream.stream_id()) +
+                                                   ": ids chosen by the application are 1 to 2^63 - 1");
+  }
+  if (events.empty() || events.size() > options_.events_per_append_max) {
+    return Status(ErrorCode::invalid_argument, "an append carries 1 to " + std::to_string(options_.events_per_append_max) +
+                                                   " events (events_per_append_max), not " + std::to_string(events.size()));
+  }
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (Status valid = check_name("event type", events[i].type); !valid.ok()) return valid;
+    if (events[i].payload.size() > options_.event_bytes_max) {
+      return Status(ErrorCode::invalid_argument, "event " + std::to_string(i) + " of the append to " + describe(stream) +
+                                                     " has " + std::to_string(events[i].payload.size()) +
+                                                     " payload bytes; event_bytes_max is " +
+                                                     std::to_string(options_.event_bytes_max));
+    }
+  }
+  if (events.size() > 1) {
+    std::vector<std::pair<Id128, std::size_t>> ids;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (!events[i].event_id.empty()) ids.emplace_back(events[i].event_id, i);
+    }
+    std::sort(ids.begin(), ids.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.first.hi, a.first.lo) < std::tie(b.first.hi, b.first.lo);
+    });
+    const auto twin = std::adjacent_find(ids.begin(), ids.end(), [](const auto& a, const auto& b) { return a.first == b.first; });
+    if (twin != ids.end()) {
+      return Status(ErrorCode::invalid_argument, "events " + std::to_string(twin->second) + " and " +
+                                                     std::to_string(std::next(twin)->second) +
+                                                     " of one append have the same event id");
+    }
+  }
+  return {};
+}
+
+AppendResult EngineImpl::sequence(const StreamRef& stream, const ExpectedVersion& expected,
+                                  std::span<const EventData> events) {
+  if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
+  if (!failed_.ok()) return failed_;
+  const std::optional<std::uint64_t> known = resolve(stream);
+  const std::uint64_t stream_id = known ? *known : catalog_.next_stream_id();
+
+  if (window_.enabled()) {
+    for (const EventData& event : events) {
+      if (event.event_id.empty()) continue;
+      if (const auto* original = window_.find(event.event_id)) return repeat_of(*original, stream_id, events);
+    }
+  }
+
+  const StreamState* state = known ? index_.find_as_writer(stream_id) : nullptr;
+  const std::optional<std::uint64_t> current =
+      state != nullptr ? std::optional<std::uint64_t>(state->last_version) : std::nullopt;
+  if (!expected.admits(current)) {
+    return AppendResult(Status(ErrorCode::conflict, describe(stream) + ": expected " + expected.to_string() +
+                                                        ", but " + describe(current)),
+                        current);
+  }
+  if (Status resolved = resolve_types(events); !resolved.ok()) return resolved;
+
+  // The batch: names first (stream, then types), then the events, each pointing to the stream's
+  // previous event. This is the only appender, so the journal's next sequence is known.
+  records_.clear();
+  const std::uint64_t first = journal_->last_sequence() + 1;
+  std::size_t prefixes = 0;
+  const auto define = [&](std::uint16_t type, std::uint64_t id, std::string_view name) {
+    auto& prefix = name_prefixes_[prefixes++];
+    const std::size_t used = encode_name_prefix(type, id, prefix);
+    records_.push_back({.stream_id = kSystemStream, .type = type, .prefix = std::span(prefix).first(used),
+                        .payload = std::as_bytes(std::span(name))});
+  };
+  if (!known) define(kTypeStreamNamed, stream_id, stream.name());
+  for (std::size_t t = 0; t < new_types_.size(); ++t) {
+    define(kTypeEventTypeNamed, catalog_.next_type_id() + t, new_types_[t]);
+  }
+  const std::uint64_t first_event = first + records_.size();
+  const std::uint64_t first_version = current ? *current + 1 : 0;
+  const std::uint64_t now = wall_clock_ns();
+  std::uint64_t prev = state != nullptr ? state->last_sequence : 0;
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const EventData& event = events[i];
+    const Metadata metadata{.prev = prev, .event_id = event.event_id, .correlation_id = event.correlation_id,
+                            .causation_id = event.causation_id};
+    const std::size_t used = encode_metadata(metadata, metadata_[i]);
+    records_.push_back({.stream_id = stream_id, .stream_version = first_version + i, .type = type_ids_[i],
+                        .timestamp_ns = event.timestamp_ns != 0 ? event.timestamp_ns : now,
+                        .prefix = std::span(metadata_[i]).first(used), .payload = event.payload});
+    prev = first_event + i;
+  }
+  for (auto& record : records_) {
+    if (record.timestamp_ns == 0) record.timestamp_ns = now;
+    bytes += journal::padded_record_bytes(record.payload_bytes());
+  }
+  if (bytes > commit_bytes_max_) {
+    return Status(ErrorCode::invalid_argument, "an append of " + std::to_string(bytes) +
+                                                   " bytes does not fit in journal.commit_bytes_max");
+  }
+
+  // Names go into the catalog before the journal has the records: a reader that sees an event
+  // must find its names. From here any failure stops the engine, since the catalog has moved.
+  if (!known) {
+    const Status added = catalog_.add_stream(stream_id, stream.name());
+    ANNAL_ASSERT(added.ok());
+  }
+  for (const std::string_view name : new_types_) {
+    const Status added = catalog_.add_type(catalog_.next_type_id(), name);
+    ANNAL_ASSERT(added.ok());
+  }
+  const auto appended = journal_->append(records_);
+  if (!appended.ok()) {
+    failed_ = appended.status();
+    return failed_;
+  }
+  ANNAL_ASSERT(appended.value().first == first && appended.value().last == first + records_.size() - 1);
+  const Receipt receipt{.first_sequence = first_event, .last_sequence = appended.value().last,
+                        .stream_id = stream_id, .first_version = first_version,
+                        .last_version = first_version + events.size() - 1};
+  index_.put(stream_id, {receipt.last_version, receipt.last_sequence});
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    window_.remember(events[i].event_id, receipt, static_cast<std::uint32_t>(i));
+  }
+  // false only when the engine is closing; the events are in the journal all the same.
+  (void)ring_->publish(first, records_);
+  return receipt;
+}
+
+// Finds or allocates each event's type id into type_ids_; names new to the catalog go to new_types_.
+Status EngineImpl::resolve_types(std::span<const EventData> events) {
+  type_ids_.clear();
+  new_types_.clear();
+  for (const EventData& event : events) {
+    if (const auto id = catalog_.find_type(event.type)) {
+      type_ids_.push_back(*id);
+      continue;
+    }
+    const auto fresh = std::find(new_types_.begin(), new_types_.end(), event.type);
+    if (fresh == new_types_.end() &&
+        catalog_.next_type_id() + new_types_.size() > UINT16_MAX) {
+      return Status(ErrorCode::invalid_argument, "no room for event type \"" + std::string(event.type) +
+                                                     "\": all " + std::to_string(Catalog::kTypesMax) + " are named");
+    }
+    if (fresh == new_types_.end()) new_types_.push_back(event.type);
+    const auto index = static_cast<std::size_t>(std::find(new_types_.begin(), new_types_.end(), event.type) - new_types_.begin());
+    type_ids_.push_back(static_cast<std::uint16_t>(catalog_.next_type_id() + index));
+  }
+  return {};
+}
+
+AppendResult EngineImpl::repeat_of(const IdempotencyWindow::Entry& original, std::uint64_t stream,
+                                   std::span<const EventData> events) const {
+  const Receipt& receipt = original.receipt;
+  bool same = receipt.stream_id == stream && receipt.last_sequence - receipt.first_sequence + 1 == events.size();
+  for (std::size_t i = 0; same && i < events.size(); ++i) {
+    const auto* entry = events[i].event_id.empty() ? nullptr : window_.find(events[i].event_id);
+    same = entry != nullptr && entry->receipt.first_sequence == receipt.first_sequence && entry->index == i;
+  }
+  if (!same) {
+    return Status(ErrorCode::invalid_argument,
+                  "event ids of this append were used before, in the append at sequences " +
+                      std::to_string(receipt.first_sequence) + "-" + std::to_string(receipt.last_sequence) +
+                      " to stream " + std::to_string(receipt.stream_id) +
+                      "; a retry must repeat that append exactly, and new events need new ids");
+  }
+  Receipt repeated = receipt;
+  repeated.duplicate = true;
+  return repeated;
+}
+
+Result<std::vector<Event>> EngineImpl::read_stream(const StreamRef& stream, const ReadStreamOptions& options,
+                                                   Clock::time_point deadline) {
+  const auto id = resolve(stream);
+  const auto state = id ? index_.find(*id) : std::nullopt;
+  if (!state || options.max_count == 0) return std::vector<Event>();
+  // The versions to return, [low, high].
+  const std::uint64_t last = state->last_version;
+  std::uint64_t low = 0, high = 0;
+  if (options.direction == Direction::forwards) {
+    if (options.from_version > last) return std::vector<Event>();
+    low = options.from_version;
+    high = low + std::min<std::uint64_t>(options.max_count - 1, last - low);
+  } else {
+    high = std::min(options.from_version, last);
+    low = high - std::min<std::uint64_t>(options.max_count - 1, high);
+  }
+  // Only durable events are shown, and the walk starts at the stream's last one.
+  if (Status durable = journal_->wait_durable(state->last_sequence, deadline); !durable.ok()) return durable;
+  auto reader = journal_->reader(state->last_sequence, kStreamReadChunkBytes);
+  if (!reader.ok()) return reader.status();
+  std::vector<Event> out;
+  out.reserve(static_cast<std::size_t>(high - low + 1));
+  std::uint64_t sequence = state->last_sequence;
+  for (std::uint64_t version = last;; --version) {
+    reader.value()->seek(sequence);
+    const auto record = reader.value()->next();
+    if (!record.ok()) return record.status();
+    const auto where = "stream " + std::to_string(*id) + " version " + std::to_string(version);
+    if (!record.value() || record.value()->header.stream_id != *id || record.value()->header.stream_version != version) {
+      return Status(ErrorCode::corruption, where + " should be at sequence " + std::to_string(sequence) + ", but is not");
+    }
+    const auto view = view_record(record.value()->header, record.value()->payload, catalog_);
+    if (!view.ok()) return view.status();
+    if (version <= high) out.push_back(to_event(*view.value()));
+    if (version == low) break;
+    sequence = decode_event(record.value()->payload, sequence).value().metadata.prev;
+    if (sequence == 0) return Status(ErrorCode::corruption, where + " has no previous event");
+  }
+  if (options.direction == Direction::forwards) std::reverse(out.begin(), out.end());
+  return out;
+}
+
+Status EngineImpl::recover() {
+  auto reader = journal_->reader(journal::kFirstSequence);
+  if (!reader.ok()) return reader.status();
+  // The batch being read: its first event's sequence and version, and its ids with their places.
+  std::uint64_t batch_first = 0, batch_version = 0;
+  std::vector<std::pair<Id128, std::uint32_t>> batch_ids;
+  for (;;) {
+    const auto record = reader.value()->next();
+    if (!record.ok()) return record.status();
+    if (!record.value()) break;
+    const journal::RecordHeader& header = record.value()->header;
+    const auto stored = record.value()->payload;
+    if (header.stream_id == kSystemStream) {
+      const auto name = decode_name(header.type, stored, header.sequence);
+      if (!name.ok()) return name.status();
+      Status added = header.type == kTypeStreamNamed
+                         ? catalog_.add_stream(name.value().id, name.value().name)
+                         : catalog_.add_type(static_cast<std::uint16_t>(name.value().id), name.value().name);
+      if (!added.ok()) return added;
+    } else {
+      if (Status recovered = recover_event(header, stored); !recovered.ok()) return recovered;
+      if (batch_first == 0) {
+        batch_first = header.sequence;
+        batch_version = header.stream_version;
+      }
+      const Id128 id = decode_event(stored, header.sequence).value().metadata.event_id;
+      if (!id.empty()) batch_ids.emplace_back(id, static_cast<std::uint32_t>(header.sequence - batch_first));
+    }
+    if ((header.flags & journal::kFlagBatchEnd) != 0 && batch_first != 0) {
+      const Receipt receipt{.first_sequence = batch_first, .last_sequence = header.sequence,
+                            .stream_id = header.stream_id, .first_version = batch_version,
+                            .last_version = header.stream_version};
+      for (const auto& [id, index] : batch_ids) window_.remember(id, receipt, index);
+      batch_first = 0;
+      batch_ids.clear();
+    }
+  }
+  return {};
+}
+
+// Checks one recovered event against what came before it in its stream, and indexes it.
+Status EngineImpl::recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored) {
+  const auto view = view_record(header, stored, catalog_);
+  if (!view.ok()) return view.status();
+  if ((header.stream_id & kNamedStreamBit) != 0 && view.value()->header.stream_name.empty()) {
+    return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) +
+                                             ": stream " + std::to_string(header.stream_id) + " has no name");
+  }
+  const StreamState* state = index_.find_as_writer(header.stream_id);
+  const std::uint64_t version = state != nullptr ? state->last_version + 1 : 0;
+  const std::uint64_t prev = state != nullptr ? state->last_sequence : 0;
+  const std::uint64_t points_to = decode_event(stored, header.sequence).value().metadata.prev;
+  if (header.stream_version != version || points_to != prev) {
+    return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) + ": stream " +
+                                             std::to_string(header.stream_id) + " version " +
+                                             std::to_string(header.stream_version) + " pointing to " +
+                                             std::to_string(points_to) + " does not follow version " +
+                                             (state ? std::to_string(state->last_version) : "none") + " at " +
+                                             std::to_string(prev));
+  }
+  index_.put(header.stream_id, {header.stream_version, header.sequence});
+  return {};
+}
+
+}  // namespace
+
+std::string ExpectedVersion::to_string() const {
+  switch (kind_) {
+    case Kind::any: return "any version";
+    case Kind::no_stream: return "no stream";
+    case Kind::exactly: return "version " + std::to_string(version_);
+  }
+  return "?";
+}
+
+Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const Options& options) {
+  return open(directory, options, nullptr);
+}
+
+Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const Options& options,
+                                             std::shared_ptr<journal::IoBackend> io) {
+  if (Status valid = check_options(options); !valid.ok()) return valid;
+  auto journal = io ? journal::Journal::open(directory, journal_options(options), std::move(io))
+                    : journal::Journal::open(directory, journal_options(options));
+  if (!journal.ok()) return journal.status();
+  auto engine = std::make_unique<EngineImpl>(options, std::move(journal.value()));
+  if (Status started = engine->start(); !started.ok()) return started;
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+std::future<Status> Engine::durable_future(const Receipt& receipt) {
+  auto promise = std::make_shared<std::promise<Status>>();
+  std::future<Status> future = promise->get_future();
+  on_durable(receipt, [promise](const Status& status) { promise->set_value(status); });
+  return future;
+}
+
+Result<std::vector<Event>> Engine::read_stream(const StreamRef& stream, const ReadStreamOptions& options) {
+  return read_stream(stream, options, Clock::now() + kReadDurableWait);
+}
+
+}  // namespace annal::engine

@@ -1,0 +1,256 @@
+// The live ring and the subscriptions that read it; see live_ring.h and subscription.h.
+#include "live_ring.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+
+#include "annal/ringbuf/ring_buffer.h"
+#include "annal/ringbuf/wait_strategy.h"
+#include "heap.h"
+
+namespace annal::engine {
+namespace {
+
+using ringbuf::Deadline;
+using namespace std::chrono_literals;
+
+// Waits are cut into slices this long so that a closing engine is noticed.
+constexpr auto kWaitSlice = 50ms;
+
+Deadline slice_of(Deadline deadline) { return std::min(deadline, ringbuf::Clock::now() + kWaitSlice); }
+
+struct Slot {
+  journal::RecordHeader header;
+  HeapBytes stored;  // the record's payload as the journal stores it (metadata, then the application's)
+};
+
+// A ring seat: the gating sequence of one live subscription. Seats live as long as the ring, so a
+// producer that read a seat's sequence just before the subscription left reads valid memory
+// (SequenceGroup::remove's caveat).
+struct Seat {
+  ringbuf::Sequence sequence;
+  std::atomic<bool> taken{false};
+};
+
+template <ringbuf::WaitStrategy W>
+class LiveRingImpl final : public LiveRing {
+ public:
+  using Ring = ringbuf::RingBuffer<Slot, ringbuf::ProducerType::single, W>;
+
+  LiveRingImpl(const Options& options, std::uint64_t first_sequence, const ReadContext& context)
+      : ring_(static_cast<std::int64_t>(options.ring_capacity),
+              [&](std::int64_t) {
+                Slot slot;
+                slot.stored.reserve(options.ring_slot_bytes);
+                return slot;
+              },
+              W{}),
+        first_(first_sequence), context_(context), seats_max_(options.live_subscriptions_max) {
+    ANNAL_ASSERT(seats_max_ <= seats_.size());
+  }
+
+  bool publish(std::uint64_t first_sequence, std::span<const journal::RecordInput> records) override {
+    const auto n = static_cast<std::int64_t>(records.size());
+    ANNAL_ASSERT(n >= 1 && n <= ring_.capacity());
+    ANNAL_ASSERT(first_sequence == first_ + published_);  // one slot per record, in journal order
+    std::optional<std::int64_t> hi;
+    while (!(hi = ring_.next(n, slice_of(ringbuf::kNoDeadline)))) {
+      if (closed_.load(std::memory_order_acquire)) return false;
+    }
+    const std::int64_t lo = *hi - n + 1;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const journal::RecordInput& record = records[static_cast<std::size_t>(i)];
+      Slot& slot = ring_[lo + i];
+      slot.header = {.sequence = first_sequence + static_cast<std::uint64_t>(i),
+                     .stream_id = record.stream_id,
+                     .stream_version = record.stream_version,
+                     .timestamp_ns = record.timestamp_ns,
+                     .type = record.type,
+                     .flags = static_cast<std::uint16_t>(i + 1 == n ? journal::kFlagBatchEnd : 0),
+                     .commit_lag = 0};
+      slot.stored.assign(record.prefix.begin(), record.prefix.end());
+      slot.stored.insert(slot.stored.end(), record.payload.begin(), record.payload.end());
+    }
+    ring_.publish(lo, *hi);
+    published_ += static_cast<std::uint64_t>(n);
+    return true;
+  }
+
+  void advance_durable(std::uint64_t durable) override {
+    if (durable < first_) return;
+    durable_.set(static_cast<std::int64_t>(durable - first_));
+    ring_.sequencer().wait_strategy().signal_all_when_blocking();
+  }
+
+  void close() override {
+    closed_.store(true, std::memory_order_release);
+    ring_.alert();
+  }
+
+  std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader) override;
+
+  // A free seat, or nullptr when live_subscriptions_max are taken.
+  Seat* take_seat() {
+    for (std::size_t i = 0; i < seats_max_; ++i) {
+      if (!seats_[i].taken.exchange(true, std::memory_order_acq_rel)) return &seats_[i];
+    }
+    return nullptr;
+  }
+  void leave(Seat& seat) {
+    (void)ring_.remove_gating_sequence(seat.sequence);
+    seat.taken.store(false, std::memory_order_release);
+  }
+
+  Ring& ring() noexcept { return ring_; }
+  [[nodiscard]] std::uint64_t first() const noexcept { return first_; }
+  [[nodiscard]] const ringbuf::Sequence& durable() const noexcept { return durable_; }
+  [[nodiscard]] const ReadContext& context() const noexcept { return context_; }
+
+ private:
+  Ring ring_;
+  const std::uint64_t first_;
+  const ReadContext context_;
+  std::uint64_t published_ = 0;  // under the engine's sequencing lock
+  ringbuf::Sequence durable_;    // the journal's durable sequence, in ring sequences
+  std::atomic<bool> closed_{false};
+  const std::size_t seats_max_;
+  std::array<Seat, ringbuf::SequenceGroup::kMembersMax> seats_;
+};
+
+template <ringbuf::WaitStrategy W>
+class RingSubscription final : public Subscription {
+ public:
+  RingSubscription(LiveRingImpl<W>& ring, std::unique_ptr<journal::Reader> reader)
+      : ring_(ring), barrier_(ring.ring().sequencer(), {&ring.durable()}), reader_(std::move(reader)),
+        position_(reader_->position()) {}
+  ~RingSubscription() override {
+    if (seat_ != nullptr) ring_.leave(*seat_);
+  }
+
+  Result<EventView> next(std::chrono::steady_clock::time_point deadline) override {
+    for (;;) {
+      if (ring_.context().closed.load(std::memory_order_acquire)) {
+        return Status(ErrorCode::failed, "the engine closed");
+      }
+      auto got = live() ? from_ring(deadline) : from_journal(deadline);
+      if (!got.ok()) return got.status();
+      if (got.value()) return *got.value();
+    }
+  }
+
+  [[nodiscard]] std::uint64_t position() const noexcept override { return position_; }
+  [[nodiscard]] bool live() const noexcept override { return seat_ != nullptr && position_ >= live_from_; }
+
+ private:
+  // Each returns an event, nullopt to go round again (a system record, a wait slice passed, a
+  // switch to the ring), or an error (timed_out once the deadline passed).
+  Result<std::optional<EventView>> from_journal(Deadline deadline) {
+    auto record = reader_->next();
+    if (!record.ok()) return record.status();
+    if (record.value()) {
+      position_ = reader_->position();
+      return view_record(record.value()->header, record.value()->payload, ring_.context().catalog);
+    }
+    // Caught up with the durable sequence: time to join the ring, if a seat is free.
+    if (seat_ == nullptr && join()) return std::optional<EventView>();
+    return wait(ring_.context().journal.wait_durable(position_, slice_of(deadline)), deadline);
+  }
+
+  // Takes a seat at the ring's cursor c. The journal holds everything up to c (the engine appends
+  // to the journal before publishing), so the journal is read up to c and the ring from c + 1.
+  bool join() {
+    seat_ = ring_.take_seat();
+    if (seat_ == nullptr) return false;
+    const bool added = ring_.ring().add_gating_sequence(seat_->sequence);
+    ANNAL_ASSERT(added);  // seats never outnumber the group's members
+    live_from_ = ring_.first() + static_cast<std::uint64_t>(seat_->sequence.get() + 1);
+    available_ = seat_->sequence.get();
+    return true;
+  }
+
+  Result<std::optional<EventView>> from_ring(Deadline deadline) {
+    // position_ may be past live_from_: the journal can make a record durable before the engine
+    // has published it, so the reader may have gone further than the cursor at join.
+    const auto next = static_cast<std::int64_t>(position_ - ring_.first());
+    if (next > available_) {
+      // Everything before `next` has been handed out, and the last view dies with this call:
+      // free those slots for the appenders (once per batch, like BatchEventProcessor).
+      seat_->sequence.set(next - 1);
+      ring_.ring().sequencer().wait_strategy().signal_all_when_blocking();
+      const ringbuf::WaitResult waited = barrier_.wait_for(next, slice_of(deadline));
+      if (waited.status == ringbuf::WaitStatus::alerted) return Status(ErrorCode::failed, "the engine closed");
+      available_ = std::max(available_, waited.available);
+      if (waited.status == ringbuf::WaitStatus::timeout) {
+        return wait(Status(ErrorCode::timed_out, "no new durable event"), deadline);
+      }
+    }
+    const Slot& slot = ring_.ring()[next];
+    ANNAL_ASSERT(slot.header.sequence == position_);  // the seat kept the slot from being reused
+    ++position_;
+    return view_record(slot.header, slot.stored, ring_.context().catalog);
+  }
+
+  // A wait slice ended: go round again, unless the caller's deadline passed or the wait failed.
+  static Result<std::optional<EventView>> wait(const Status& waited, Deadline deadline) {
+    if (waited.ok()) return std::optional<EventView>();
+    if (waited.code() != ErrorCode::timed_out) return waited;
+    if (ringbuf::Clock::now() >= deadline) return Status(ErrorCode::timed_out, "no new durable event before the deadline");
+    return std::optional<EventView>();
+  }
+
+  LiveRingImpl<W>& ring_;
+  typename LiveRingImpl<W>::Ring::Barrier barrier_;
+  std::unique_ptr<journal::Reader> reader_;
+  std::uint64_t position_;
+  Seat* seat_ = nullptr;
+  std::uint64_t live_from_ = UINT64_MAX;  // the first sequence read from the ring
+  std::int64_t available_ = ringbuf::Sequence::kInitial;  // ring sequences up to this are readable
+};
+
+template <ringbuf::WaitStrategy W>
+std::unique_ptr<Subscription> LiveRingImpl<W>::subscribe(std::unique_ptr<journal::Reader> reader) {
+  return std::make_unique<RingSubscription<W>>(*this, std::move(reader));
+}
+
+}  // namespace
+
+std::unique_ptr<LiveRing> LiveRing::make(const Options& options, std::uint64_t first_sequence,
+                                         const ReadContext& context) {
+  switch (options.wait_strategy) {
+    case WaitStrategy::blocking:
+      return std::make_unique<LiveRingImpl<ringbuf::BlockingWaitStrategy>>(options, first_sequence, context);
+    case WaitStrategy::sleeping:
+      return std::make_unique<LiveRingImpl<ringbuf::SleepingWaitStrategy>>(options, first_sequence, context);
+    case WaitStrategy::yielding:
+      return std::make_unique<LiveRingImpl<ringbuf::YieldingWaitStrategy>>(options, first_sequence, context);
+  }
+  ANNAL_ASSERT(false);
+  return nullptr;
+}
+
+Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,
+                                             std::span<const std::byte> stored, const Catalog& catalog) {
+  if (header.stream_id == kSystemStream) return std::optional<EventView>();
+  const auto decoded = decode_event(stored, header.sequence);
+  if (!decoded.ok()) return decoded.status();
+  EventView view;
+  view.header = {.sequence = header.sequence,
+                 .stream_id = header.stream_id,
+                 .version = header.stream_version,
+                 .timestamp_ns = header.timestamp_ns,
+                 .type_id = header.type,
+                 .type = catalog.type_name(header.type),
+                 .stream_name = catalog.stream_name(header.stream_id),
+                 .event_id = decoded.value().metadata.event_id,
+                 .correlation_id = decoded.value().metadata.correlation_id,
+                 .causation_id = decoded.value().metadata.causation_id};
+  if (view.header.type.empty()) {
+    return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) +
+                                             ": event type " + std::to_string(header.type) + " has no name");
+  }
+  view.payload = decoded.value().payload;
+  return std::optional<EventView>(view);
+}
+
+}  // namespace annal::engine

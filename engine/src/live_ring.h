@@ -1,0 +1,53 @@
+// LiveRing: the engine's ring buffer (ringbuf/) between the appenders and live subscribers. Every
+// journal record the engine appends is published into it, one slot per record, right after the
+// journal took it; ring sequence r holds journal sequence first_sequence() + r. Subscribers read it
+// behind a barrier on the durable sequence, so they never see what a crash could take back.
+//
+// The ring's type depends on the wait strategy (a template parameter in ringbuf), chosen at open;
+// this interface hides which.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "annal/engine/engine.h"
+#include "annal/engine/subscription.h"
+#include "annal/journal/journal.h"
+#include "annal/journal/reader.h"
+#include "catalog.h"
+
+namespace annal::engine {
+
+// What subscriptions read besides the ring.
+struct ReadContext {
+  journal::Journal& journal;
+  const Catalog& catalog;
+  const std::atomic<bool>& closed;  // the engine is closing: subscriptions end
+};
+
+class LiveRing {
+ public:
+  // `first_sequence`: the journal sequence ring sequence 0 stands for (the journal's next at open).
+  static std::unique_ptr<LiveRing> make(const Options& options, std::uint64_t first_sequence,
+                                        const ReadContext& context);
+  virtual ~LiveRing() = default;
+
+  // Publishes the records the journal just took as first_sequence, first_sequence + 1, ...
+  // (timestamps already stamped). Caller holds the engine's sequencing lock: one publisher at a time,
+  // in journal order. Waits while a live subscriber holds the slots; false once the ring is closed.
+  virtual bool publish(std::uint64_t first_sequence, std::span<const journal::RecordInput> records) = 0;
+  // The journal's durable sequence moved (notifier thread).
+  virtual void advance_durable(std::uint64_t durable) = 0;
+  // Wakes and fails everything waiting on the ring.
+  virtual void close() = 0;
+  // A subscription from `from`, which starts with `reader` (positioned at `from`) on the journal.
+  virtual std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader) = 0;
+};
+
+// The view of a stored record: the event, or nullopt for an engine system record (names).
+Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,
+                                             std::span<const std::byte> stored, const Catalog& catalog);
+
+}  // namespace annal::engine

@@ -1,0 +1,52 @@
+// StreamIndex: each stream's last version and the global sequence of its last event. One entry
+// per stream, whatever its length: reads walk back from the last event through each event's
+// pointer to the one before (event_codec.h), so memory grows with streams, not events.
+//
+// Written by the engine's sequencing lock holder (or recovery); read by any thread.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+
+#include "heap.h"
+
+namespace annal::engine {
+
+struct StreamState {
+  std::uint64_t last_version = 0;
+  std::uint64_t last_sequence = 0;
+};
+
+template <template <class> class Allocator = HeapAllocator>
+class BasicStreamIndex {
+ public:
+  [[nodiscard]] std::optional<StreamState> find(std::uint64_t stream) const {
+    std::shared_lock lock(mutex_);
+    const auto found = streams_.find(stream);
+    if (found == streams_.end()) return std::nullopt;
+    return found->second;
+  }
+  // Writer only: it alone changes the map, so it reads without the lock.
+  [[nodiscard]] const StreamState* find_as_writer(std::uint64_t stream) const {
+    const auto found = streams_.find(stream);
+    return found == streams_.end() ? nullptr : &found->second;
+  }
+  void put(std::uint64_t stream, const StreamState& state) {
+    std::unique_lock lock(mutex_);
+    streams_.insert_or_assign(stream, state);
+  }
+  [[nodiscard]] std::size_t size() const {
+    std::shared_lock lock(mutex_);
+    return streams_.size();
+  }
+
+ private:
+  mutable std::shared_mutex mutex_;
+  HeapMap<std::uint64_t, StreamState, std::hash<std::uint64_t>, Allocator> streams_;
+};
+
+using StreamIndex = BasicStreamIndex<>;
+
+}  // namespace annal::engine
