@@ -36,6 +36,7 @@ class StreamRef {
  public:
   StreamRef(std::string_view name) : name_(name) {}  // NOLINT: implicit, names are the usual case
   StreamRef(const char* name) : name_(name) {}       // NOLINT
+  StreamRef(const std::string& name) : name_(name) {}  // NOLINT: refers to it; keep it alive
   [[nodiscard]] static StreamRef id(std::uint64_t id) { return StreamRef(id); }
 
   [[nodiscard]] bool by_name() const noexcept { return !id_.has_value(); }
