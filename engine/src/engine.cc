@@ -15,6 +15,7 @@
 #include "event_codec.h"
 #include "idempotency_window.h"
 #include "live_ring.h"
+#include "sequencer_thread.h"
 #include "stream_index.h"
 
 namespace annal::engine {
@@ -106,12 +107,20 @@ class EngineImpl final : public Engine {
                            ReadContext{*journal_, catalog_, closed_});
     notifier_ = std::make_unique<DurabilityNotifier>(
         *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
+    if (options_.sequencing == Sequencing::sequencer_thread) {
+      sequencer_ = std::make_unique<SequencerThread>(
+          [this](const StreamRef& stream, const ExpectedVersion& expected, std::span<const EventData> events) {
+            std::lock_guard lock(append_mutex_);  // uncontended: only this thread takes it
+            return sequence(stream, expected, events);
+          });
+    }
     return {};
   }
 
   AppendResult append(const StreamRef& stream, const ExpectedVersion& expected,
                       std::span<const EventData> events) override {
     if (Status valid = validate(stream, events); !valid.ok()) return valid;
+    if (sequencer_) return sequencer_->submit(stream, expected, events);
     std::lock_guard lock(append_mutex_);
     return sequence(stream, expected, events);
   }
@@ -165,6 +174,7 @@ class EngineImpl final : public Engine {
     if (closed_.exchange(true, std::memory_order_acq_rel)) return close_status_;
     // The ring first: an append waiting for a live subscriber to free slots gives up.
     if (ring_) ring_->close();
+    if (sequencer_) sequencer_->stop();
     { std::lock_guard drain(append_mutex_); }  // appends under way finish; later ones see closed_
     close_status_ = journal_->close();
     if (notifier_) notifier_->stop();
@@ -194,6 +204,7 @@ class EngineImpl final : public Engine {
   Status close_status_;
   std::unique_ptr<LiveRing> ring_;
   std::unique_ptr<DurabilityNotifier> notifier_;
+  std::unique_ptr<SequencerThread> sequencer_;  // Sequencing::sequencer_thread only
 
   // The sequencing lock: one append at a time checks versions, goes to the journal and into the
   // ring, so the version check and the sequence assignment cannot interleave with another's.

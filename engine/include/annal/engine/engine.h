@@ -50,11 +50,21 @@ namespace annal::engine {
 // latency and suit machines with a core to spare.
 enum class WaitStrategy { blocking, sleeping, yielding };
 
+// Who runs an append's version check and hand-off to the journal (docs/engine.md measures both).
+enum class Sequencing {
+  // The appending thread, under the engine's sequencing lock: no hand-off, no context switch.
+  caller_lock,
+  // One sequencer thread, fed by the appending threads through a lock-free queue; each caller
+  // sleeps until its append is sequenced (LMAX's business-logic processor).
+  sequencer_thread,
+};
+
 struct Options {
   // The journal: durability mode, segment size, I/O backend... (journal.h). record_bytes_max and
   // index_interval_bytes are set by the engine from the options below.
   journal::Options journal{};
   WaitStrategy wait_strategy = WaitStrategy::blocking;
+  Sequencing sequencing = Sequencing::caller_lock;
   // Live-subscriber ring: slots (a power of two) and the payload bytes each holds without
   // allocating (a larger event grows its slot once, from the engine's heap).
   std::size_t ring_capacity = 1u << 14;
