@@ -1,0 +1,159 @@
+// The engine on the fault-injecting I/O backend: power cuts at random points of the writer's work,
+// failed fdatasyncs, a full disk. What was acknowledged durable survives whole; an append is all
+// or nothing; names survive with the events that use them.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <map>
+#include <random>
+
+#include "annal/engine/engine.h"
+#include "engine_fixture.h"
+#include "fault_backend.h"
+
+namespace annal::engine::test {
+namespace {
+
+using journal::FaultBackend;
+
+constexpr const char* kDir = "/engine";
+
+Options fault_options() {
+  Options options = small_options();
+  options.journal.segment_bytes_max = 16384;
+  options.journal.commit_bytes_max = 4096;
+  options.event_bytes_max = 512;
+  options.events_per_append_max = 8;
+  options.ring_capacity = 64;
+  return options;
+}
+
+// One append as the test made it: which stream, the versions it took, and its events' texts.
+struct Made {
+  std::string stream;
+  std::uint64_t first_version;
+  std::vector<std::string> texts;
+};
+
+// Every stream read back is a run of whole appends, in order, with the right bytes, and holds at
+// least every append that was acknowledged durable.
+void expect_whole_appends(Engine& engine, const std::vector<Made>& made, const std::map<std::string, std::size_t>& acknowledged) {
+  std::map<std::string, std::vector<const Made*>> by_stream;
+  for (const Made& m : made) by_stream[m.stream].push_back(&m);
+  for (const auto& [stream, appends] : by_stream) {
+    const auto events = engine.read_stream(stream, {}, soon());
+    ASSERT_TRUE(events.ok()) << events.status().to_string();
+    std::size_t at = 0, whole = 0;
+    for (const Made* m : appends) {
+      if (at == events.value().size()) break;
+      for (std::size_t i = 0; i < m->texts.size(); ++i, ++at) {
+        ASSERT_LT(at, events.value().size()) << stream << ": an append came back in part";
+        ASSERT_EQ(events.value()[at].header.version, m->first_version + i);
+        ASSERT_EQ(text_of(events.value()[at].payload), m->texts[i]);
+      }
+      ++whole;
+    }
+    ASSERT_EQ(at, events.value().size()) << stream << ": events nobody appended";
+    const auto found = acknowledged.find(stream);
+    if (found != acknowledged.end()) {
+      ASSERT_GE(whole, found->second) << stream << " lost an acknowledged append";
+    }
+  }
+}
+
+TEST(EngineFaults, APowerCutKeepsEveryAcknowledgedAppendAndNoPartOfAnyOther) {
+  std::size_t cut_inside = 0;
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    auto io = std::make_shared<FaultBackend>(seed);
+    std::mt19937_64 random(seed);
+    std::vector<Made> made;
+    std::map<std::string, std::size_t> acknowledged;  // stream -> appends acknowledged durable
+    {
+      auto engine = Engine::open(kDir, fault_options(), io);
+      ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+      io->crash_before(5 + random() % 60);
+      for (int i = 0; i < 200; ++i) {
+        const std::string stream = "order-" + std::to_string(random() % 6);
+        const std::size_t count = 1 + random() % 4;
+        const auto version = engine.value()->stream_version(stream);
+        const std::uint64_t first = version ? *version + 1 : 0;
+        Made m{stream, first, {}};
+        std::vector<std::vector<std::byte>> payloads;
+        std::vector<EventData> events;
+        for (std::size_t e = 0; e < count; ++e) {
+          m.texts.push_back(stream + "/" + std::to_string(first + e) + std::string(random() % 300, '.'));
+          payloads.push_back(bytes_of(m.texts.back()));
+        }
+        std::vector<std::string> types;  // new type names appear as the test goes on
+        for (std::size_t e = 0; e < count; ++e) types.push_back("Type" + std::to_string(random() % 5));
+        for (std::size_t e = 0; e < count; ++e) events.push_back({.type = types[e], .payload = payloads[e]});
+        const auto receipt = engine.value()->append(stream, version ? ExpectedVersion::exactly(*version)
+                                                                    : ExpectedVersion::no_stream(), events);
+        if (!receipt.ok()) break;  // the power is out
+        made.push_back(m);
+        if (i % 3 == 0) {
+          if (!engine.value()->wait_durable(receipt.value(), soon()).ok()) break;
+          std::size_t& count_acknowledged = acknowledged[stream];
+          // Everything made to this stream so far is durable with it.
+          count_acknowledged = 0;
+          for (const Made& earlier : made) count_acknowledged += earlier.stream == stream;
+        }
+      }
+      (void)engine.value()->close();
+      io->crash();
+    }
+    io->revive();
+    auto engine = Engine::open(kDir, fault_options(), io);
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    cut_inside += engine.value()->last_sequence() > 0 && !made.empty();
+    expect_whole_appends(*engine.value(), made, acknowledged);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  EXPECT_GT(cut_inside, 20u);
+}
+
+TEST(EngineFaults, AFailedSyncStopsTheEngineAndFailsItsWaiters) {
+  auto io = std::make_shared<FaultBackend>(7);
+  auto engine = Engine::open(kDir, fault_options(), io);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  const EventData event{.type = "T"};
+  const auto before = engine.value()->append("s", ExpectedVersion::no_stream(), {&event, 1});
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(engine.value()->wait_durable(before.value(), soon()).ok());
+  io->fail_sync(1, EIO, /*persistent=*/true);
+  const auto doomed = engine.value()->append("s", ExpectedVersion::exactly(0), {&event, 1});
+  ASSERT_TRUE(doomed.ok());  // sequenced; the sync that would make it durable fails
+  auto future = engine.value()->durable_future(doomed.value());
+  const Status waited = engine.value()->wait_durable(doomed.value(), soon());
+  EXPECT_EQ(waited.code(), ErrorCode::failed) << waited.to_string();
+  EXPECT_NE(waited.message().find("fdatasync"), std::string::npos);
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_FALSE(future.get().ok());
+  // Fail-stop: nothing more is taken, the earlier durable event stays readable.
+  EXPECT_FALSE(engine.value()->append("s", ExpectedVersion::any(), {&event, 1}).ok());
+  EXPECT_EQ(engine.value()->durable_sequence(), before.value().last_sequence);
+  EXPECT_FALSE(engine.value()->close().ok());
+}
+
+TEST(EngineFaults, AFullDiskRefusesAppendsWithNoSpace) {
+  auto io = std::make_shared<FaultBackend>(9);
+  io->set_space_limit(40000);
+  auto engine = Engine::open(kDir, fault_options(), io);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  const std::vector<std::byte> payload(400);
+  const EventData event{.type = "T", .payload = payload};
+  Status failure;
+  for (int i = 0; i < 1000 && failure.ok(); ++i) {
+    const auto receipt = engine.value()->append("s", ExpectedVersion::any(), {&event, 1});
+    if (!receipt.ok()) {
+      failure = receipt.status();
+    } else {
+      failure = engine.value()->wait_durable(receipt.value(), soon());
+    }
+  }
+  EXPECT_EQ(failure.code(), ErrorCode::no_space) << failure.to_string();
+}
+
+}  // namespace
+}  // namespace annal::engine::test
