@@ -5,6 +5,7 @@
 #include <array>
 #include <bit>
 #include <chrono>
+#include <filesystem>
 #include <mutex>
 #include <tuple>
 
@@ -514,6 +515,13 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
 Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const Options& options,
                                              std::shared_ptr<journal::IoBackend> io) {
   if (Status valid = check_options(options); !valid.ok()) return valid;
+  if (!io) {
+    std::error_code error;
+    std::filesystem::create_directories(directory, error);
+    if (error) {
+      return Status(ErrorCode::io_error, "cannot create the engine's directory " + directory + ": " + error.message());
+    }
+  }
   auto journal = io ? journal::Journal::open(directory, journal_options(options), std::move(io))
                     : journal::Journal::open(directory, journal_options(options));
   if (!journal.ok()) return journal.status();

@@ -1,5 +1,11 @@
-// One producer, one consumer thread, through the installed headers and library.
+// Through the installed headers and library: one producer and one consumer thread on the ring,
+// then an event appended to the engine and read back.
+#include <annal/engine/engine.h>
 #include <annal/ringbuf/ringbuf.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
 
 #include <cstdint>
 #include <cstdio>
@@ -27,5 +33,19 @@ int main() {
   consumer.join();
   if (sum.total != kEvents * (kEvents + 1) / 2) return 1;
   std::printf("consumed %lld events\n", static_cast<long long>(kEvents));
+
+  std::string dir = (std::filesystem::temp_directory_path() / "annal-consumer-XXXXXX").string();
+  if (::mkdtemp(dir.data()) == nullptr) return 1;
+  {
+    auto engine = annal::engine::Engine::open(dir, {});
+    if (!engine.ok()) return 1;
+    const annal::engine::EventData event{.type = "Installed"};
+    auto receipt = engine.value()->append("check", annal::engine::ExpectedVersion::no_stream(), {&event, 1});
+    if (!receipt.ok()) return 1;
+    auto events = engine.value()->read_stream("check", {});
+    if (!events.ok() || events.value().size() != 1 || events.value()[0].header.type != "Installed") return 1;
+  }
+  std::filesystem::remove_all(dir);
+  std::printf("appended and read back one event\n");
   return 0;
 }

@@ -88,9 +88,9 @@ class Engine {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Opens (creating if needed) the store in `directory`: recovers the journal, rebuilds the stream
-  // index, names and idempotency window from it, and starts the pipeline. invalid_argument names
-  // the bad option.
+  // Opens the store in `directory` (created, with its parents, if missing): recovers the journal,
+  // rebuilds the stream index, names and idempotency window from it, and starts the pipeline.
+  // invalid_argument names the bad option.
   static Result<std::unique_ptr<Engine>> open(const std::string& directory, const Options& options);
   // The same on a given journal I/O backend (tests inject faults through it).
   static Result<std::unique_ptr<Engine>> open(const std::string& directory, const Options& options,
