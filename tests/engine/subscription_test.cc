@@ -72,6 +72,28 @@ TEST_F(SubscriptionTest, StartsInThePastAndCrossesIntoLiveEventsWithNoGapOrDupli
   read(*subscription.value(), seen, 1);
 }
 
+TEST_F(SubscriptionTest, EveryWaitStrategyCrossesIntoLiveEvents) {
+  annal::test::Watchdog watchdog("wait strategies");
+  for (const WaitStrategy strategy : {WaitStrategy::blocking, WaitStrategy::sleeping, WaitStrategy::yielding}) {
+    SCOPED_TRACE("wait strategy " + std::to_string(static_cast<int>(strategy)));
+    Options options = small_options();
+    options.wait_strategy = strategy;
+    open(options);
+    const std::string prefix = "w" + std::to_string(static_cast<int>(strategy)) + "-";
+    const std::uint64_t from = engine_->last_sequence() + 1;
+    append_round_robin(3, 50, prefix);
+    auto subscription = engine_->subscribe(from);
+    ASSERT_TRUE(subscription.ok());
+    std::thread writer([&] { append_round_robin(3, 300, prefix); });
+    Seen seen;
+    read(*subscription.value(), seen, 350);
+    writer.join();
+    EXPECT_TRUE(subscription.value()->live());
+    subscription.value().reset();
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST_F(SubscriptionTest, ManySubscribersUnderConcurrentAppendsEachSeeEverythingOnce) {
   annal::test::Watchdog watchdog("many subscribers");
   Options options = small_options();
