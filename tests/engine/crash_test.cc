@@ -11,7 +11,8 @@
 // idempotency window, rebuilt from the journal at open, must answer with the original receipt.
 //
 // The journal alternates direct_io and the io_uring/POSIX backends between children, so each hands
-// its journal to the others. ANNAL_ENGINE_CRASH_KILLS sets the number of kills (default 40);
+// its journal to the others. ANNAL_ENGINE_CRASH_KILLS sets the number of kills (default 40, a few
+// seconds under ASan; each round reads every stream whole, so 300 take a few minutes);
 // ANNAL_ENGINE_CRASH_SEED the seed of the parent's choices and the children's (default: random,
 // printed). The kill times depend on the scheduler, so a seed repeats a run's choices, not its
 // exact interleaving.
