@@ -1,0 +1,604 @@
+// Real crashes of the engine: a child process appends from several threads, each to streams of its
+// own, with expected versions, and reports through a pipe every append it has seen become durable
+// (by wait_durable, durable_future or on_durable); the parent SIGKILLs it at a random moment,
+// reopens the engine and checks that every reported append is there at the reported sequences,
+// that every append is whole, that each stream's versions are contiguous and read the same
+// forwards, backwards and in the global log. Then the next child carries on from there.
+//
+// Every event is a function of its stream and version (payload, type, ids, and how a stream's
+// versions are cut into appends), so the parent checks bytes without being told them, and a
+// child that starts after a crash can rebuild a stream's last append and retry it: the
+// idempotency window, rebuilt from the journal at open, must answer with the original receipt.
+//
+// The journal alternates direct_io and the io_uring/POSIX backends between children, so each hands
+// its journal to the others. ANNAL_ENGINE_CRASH_KILLS sets the number of kills (default 40, a few
+// seconds under ASan; each round reads every stream whole, so 300 take a few minutes);
+// ANNAL_ENGINE_CRASH_SEED the seed of the parent's choices and the children's (default: random,
+// printed). The kill times depend on the scheduler, so a seed repeats a run's choices, not its
+// exact interleaving.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "watchdog.h"
+
+namespace annal::engine {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kThreads = 4;
+constexpr int kStreamsPerThread = 24;
+constexpr int kStreams = kThreads * kStreamsPerThread;
+constexpr std::uint64_t kAppendEventsMax = 4;
+// on_durable acknowledgements a thread leaves pending before it waits: appends in flight at a kill.
+constexpr int kCallbacksPendingMax = 16;
+constexpr std::size_t kIdempotencyWindow = 1u << 16;
+// Every wait in the child; the parent kills it long before.
+constexpr auto kChildWait = 30s;
+
+Options options_for(int kill) {
+  Options options;
+  options.journal.segment_bytes_max = 1 << 20;  // rollovers every few rounds
+  options.journal.commit_bytes_max = 256 << 10;
+  options.journal.direct_io = kill % 2 == 1;
+  options.journal.io = kill % 4 < 2 ? journal::IoKind::io_uring : journal::IoKind::posix;
+  options.event_bytes_max = 32 << 10;
+  options.idempotency_window = kIdempotencyWindow;
+  return options;
+}
+
+// ---- Streams and their events, all functions of (stream key, version) ----
+
+// Stream `key` belongs to thread key / kStreamsPerThread. Even keys are named, odd ones use an id.
+bool named(int key) { return key % 2 == 0; }
+const std::string& name_of(int key) {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (int k = 0; k < kStreams; ++k) {
+      out.push_back("account-" + std::to_string(k / kStreamsPerThread) + "-" + std::to_string(k % kStreamsPerThread));
+    }
+    return out;
+  }();
+  return names[static_cast<std::size_t>(key)];
+}
+std::uint64_t id_of(int key) { return 1000 + static_cast<std::uint64_t>(key); }
+StreamRef ref_for(int key) { return named(key) ? StreamRef(name_of(key)) : StreamRef::id(id_of(key)); }
+std::string describe(int key) { return named(key) ? name_of(key) : "stream " + std::to_string(id_of(key)); }
+
+std::uint64_t mix(std::uint64_t a, std::uint64_t b) {  // splitmix64's finaliser
+  std::uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E5C9ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+std::uint64_t mix(int key, std::uint64_t version) { return mix(static_cast<std::uint64_t>(key), version); }
+
+// How a stream's versions are cut into appends: the one starting at `first` has this many events.
+std::uint64_t append_events(int key, std::uint64_t first) { return 1 + mix(key, first) % kAppendEventsMax; }
+// Whether the append starting at `first` carries event ids (a third do).
+bool has_ids(int key, std::uint64_t first) { return (mix(key, first) >> 20) % 3 == 0; }
+Id128 event_id_for(int key, std::uint64_t version) { return {.hi = 0xA22A1000u + static_cast<std::uint64_t>(key), .lo = version + 1}; }
+Id128 correlation_for(int key, std::uint64_t version) {
+  return mix(key, version) % 5 == 0 ? Id128{.hi = version + 1, .lo = mix(version, 77)} : Id128{};
+}
+std::string_view type_for(int key, std::uint64_t version) {
+  static constexpr std::array<std::string_view, 5> kTypes = {"Opened", "Credited", "Debited", "Frozen", "Closed"};
+  return kTypes[mix(version, static_cast<std::uint64_t>(key)) % kTypes.size()];
+}
+std::vector<std::byte> payload_for(int key, std::uint64_t version) {
+  const std::uint64_t h = mix(key + 7919, version);
+  // Mostly small; sometimes empty; sometimes larger than a ring slot and a stream read's chunk.
+  const std::size_t size = h % 29 == 0 ? 0 : h % 53 == 0 ? 20000 + h % 4096 : 8 + h % 300;
+  std::vector<std::byte> out(size);
+  for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<std::byte>((h >> (i % 7 * 8)) + i);
+  return out;
+}
+
+// The append that starts at version `first`, with the storage its spans point into.
+struct Append {
+  std::uint64_t first = 0;
+  std::vector<std::vector<std::byte>> payloads;
+  std::vector<EventData> events;
+
+  [[nodiscard]] std::uint64_t last() const { return first + events.size() - 1; }
+  [[nodiscard]] ExpectedVersion expected() const {
+    return first == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exactly(first - 1);
+  }
+};
+
+Append append_for(int key, std::uint64_t first) {
+  Append out;
+  out.first = first;
+  const std::uint64_t n = append_events(key, first);
+  for (std::uint64_t v = first; v < first + n; ++v) out.payloads.push_back(payload_for(key, v));
+  for (std::uint64_t v = first; v < first + n; ++v) {
+    out.events.push_back({.type = type_for(key, v), .payload = out.payloads[v - first],
+                          .event_id = has_ids(key, first) ? event_id_for(key, v) : Id128{},
+                          .correlation_id = correlation_for(key, v)});
+  }
+  return out;
+}
+
+// The first version of the append that ends at `last`, or nullopt if no append ends there.
+std::optional<std::uint64_t> append_ending_at(int key, std::uint64_t last) {
+  std::uint64_t first = 0;
+  while (first + append_events(key, first) - 1 < last) first += append_events(key, first);
+  if (first + append_events(key, first) - 1 != last) return std::nullopt;
+  return first;
+}
+
+// ---- What the child tells the parent ----
+
+struct Report {
+  static constexpr std::uint32_t kReady = 1;      // the engine is open (no append)
+  static constexpr std::uint32_t kDuplicate = 2;  // a retry answered with the original receipt
+
+  std::uint32_t key = 0;
+  std::uint32_t flags = 0;
+  std::uint64_t stream_id = 0;
+  std::uint64_t first_version = 0;
+  std::uint64_t last_version = 0;
+  std::uint64_t first_sequence = 0;
+  std::uint64_t last_sequence = 0;
+};
+// One write() per report, so reports from any number of threads arrive whole.
+static_assert(sizeof(Report) <= PIPE_BUF);
+
+Report report_of(int key, const Receipt& receipt, std::uint32_t flags) {
+  return {.key = static_cast<std::uint32_t>(key), .flags = flags, .stream_id = receipt.stream_id,
+          .first_version = receipt.first_version, .last_version = receipt.last_version,
+          .first_sequence = receipt.first_sequence, .last_sequence = receipt.last_sequence};
+}
+
+// ---- The child ----
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "engine crash child: %s\n", what.c_str());
+  _exit(3);
+}
+
+void send(int fd, const Report& report) {
+  if (::write(fd, &report, sizeof(report)) != static_cast<ssize_t>(sizeof(report))) {
+    die(std::string("report pipe: ") + std::strerror(errno));
+  }
+}
+
+std::string describe(const Receipt& r) {
+  return "receipt versions " + std::to_string(r.first_version) + "-" + std::to_string(r.last_version) +
+         " sequences " + std::to_string(r.first_sequence) + "-" + std::to_string(r.last_sequence) +
+         " stream " + std::to_string(r.stream_id) + (r.duplicate ? " (duplicate)" : "");
+}
+
+// A killed process's io_uring may hold the directory lock for a moment after it dies.
+Result<std::unique_ptr<Engine>> open_engine(const std::string& dir, const Options& options) {
+  for (int attempt = 0;; ++attempt) {
+    auto engine = Engine::open(dir, options);
+    if (engine.ok() || engine.code() != ErrorCode::locked || attempt == 500) return engine;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+// One appending thread of the child, over the streams it owns: expected versions never conflict.
+class Appender {
+ public:
+  Appender(Engine& engine, int thread, int fd, std::uint64_t seed)
+      : engine_(engine), thread_(thread), fd_(fd), random_(mix(seed, static_cast<std::uint64_t>(thread))) {
+    for (int k = 0; k < kStreamsPerThread; ++k) last_[k] = engine_.stream_version(ref_for(key(k)));
+  }
+
+  [[noreturn]] void run() {
+    for (;;) append_next(key(static_cast<int>(random_() % kStreamsPerThread)));
+  }
+
+ private:
+  [[nodiscard]] int key(int k) const { return thread_ * kStreamsPerThread + k; }
+
+  void append_next(int key) {
+    std::optional<std::uint64_t>& last = last_[key % kStreamsPerThread];
+    const Append append = append_for(key, last ? *last + 1 : 0);
+    if (random_() % 16 == 0) expect_conflict(key, append, last);
+    const AppendResult result = engine_.append(ref_for(key), append.expected(), append.events);
+    if (!result.ok()) die("append to " + describe(key) + " at version " + std::to_string(append.first) + ": " +
+                          result.status().to_string());
+    const Receipt& receipt = result.value();
+    if (receipt.duplicate || receipt.first_version != append.first || receipt.last_version != append.last() ||
+        receipt.last_sequence - receipt.first_sequence != append.last() - append.first ||
+        receipt.stream_id != (named(key) ? engine_.find_stream(name_of(key)).value_or(0) : id_of(key))) {
+      die("append to " + describe(key) + " at version " + std::to_string(append.first) + ": " + describe(receipt));
+    }
+    last = receipt.last_version;
+    if (has_ids(key, append.first) && random_() % 4 == 0) expect_duplicate(key, append, receipt);
+    acknowledge(key, receipt);
+  }
+
+  // A wrong expected version is refused and writes nothing; the append's ids stay unused.
+  void expect_conflict(int key, const Append& append, std::optional<std::uint64_t> last) {
+    const ExpectedVersion wrong = ExpectedVersion::exactly(last ? *last + 1 : 0);
+    const AppendResult result = engine_.append(ref_for(key), wrong, append.events);
+    if (result.code() != ErrorCode::conflict || result.current_version() != last) {
+      die("append to " + describe(key) + " expecting " + wrong.to_string() + ": " +
+          (result.ok() ? describe(result.value()) : result.status().to_string()));
+    }
+  }
+
+  // The same append again (a client retrying): the original receipt, nothing written.
+  void expect_duplicate(int key, const Append& append, const Receipt& original) {
+    const AppendResult result = engine_.append(ref_for(key), append.expected(), append.events);
+    if (!result.ok() || !result.value().duplicate || result.value().first_sequence != original.first_sequence ||
+        result.value().last_sequence != original.last_sequence ||
+        result.value().first_version != original.first_version ||
+        result.value().last_version != original.last_version || result.value().stream_id != original.stream_id) {
+      die("repeated append to " + describe(key) + " (original " + describe(original) + "): " +
+          (result.ok() ? describe(result.value()) : result.status().to_string()));
+    }
+  }
+
+  // Reports the receipt once it is durable, by one of the three ways the engine offers.
+  void acknowledge(int key, const Receipt& receipt) {
+    const Report report = report_of(key, receipt, 0);
+    switch (random_() % 3) {
+      case 0: return wait_durable(receipt, report);
+      case 1: {
+        auto future = engine_.durable_future(receipt);
+        if (future.wait_for(kChildWait) != std::future_status::ready) die("durable_future: no answer");
+        if (Status s = future.get(); !s.ok()) die("durable_future: " + s.to_string());
+        return send(fd_, report);
+      }
+      default: {
+        pending_.fetch_add(1, std::memory_order_relaxed);
+        engine_.on_durable(receipt, [this, report](const Status& s) {
+          if (!s.ok()) die("on_durable: " + s.to_string());
+          send(fd_, report);
+          pending_.fetch_sub(1, std::memory_order_relaxed);
+        });
+        // Bounds the appends in flight: the wait covers every earlier one too.
+        if (pending_.load(std::memory_order_relaxed) > kCallbacksPendingMax) {
+          if (Status s = engine_.wait_durable(receipt, Engine::Clock::now() + kChildWait); !s.ok()) {
+            die("wait_durable: " + s.to_string());
+          }
+        }
+      }
+    }
+  }
+
+  void wait_durable(const Receipt& receipt, const Report& report) {
+    if (Status s = engine_.wait_durable(receipt, Engine::Clock::now() + kChildWait); !s.ok()) {
+      die("wait_durable: " + s.to_string());
+    }
+    send(fd_, report);
+  }
+
+  Engine& engine_;
+  const int thread_;
+  const int fd_;
+  std::mt19937_64 random_;
+  std::array<std::optional<std::uint64_t>, kStreamsPerThread> last_{};
+  std::atomic<int> pending_{0};  // on_durable callbacks not yet run
+};
+
+// Retries the last append of stream `key`, as a client that never got its answer before the crash
+// would: the idempotency window, rebuilt from the journal, must return the original receipt.
+void retry_last_append(Engine& engine, int key, int fd) {
+  const auto last = engine.stream_version(ref_for(key));
+  if (!last) return;
+  const auto first = append_ending_at(key, *last);
+  if (!first) die(describe(key) + ": version " + std::to_string(*last) + " ends no whole append");
+  if (!has_ids(key, *first)) return;
+  const ReadStreamOptions newest{.from_version = *last, .direction = Direction::backwards, .max_count = 1};
+  const auto read = engine.read_stream(ref_for(key), newest, Engine::Clock::now() + kChildWait);
+  if (!read.ok() || read.value().size() != 1) die("read_stream " + describe(key) + ": " + read.status().to_string());
+  const std::uint64_t last_sequence = read.value()[0].header.sequence;
+  const std::uint64_t first_sequence = last_sequence - (*last - *first);
+  // The window keeps the newest kIdempotencyWindow ids, and fewer ids than records came since.
+  if (engine.last_sequence() - first_sequence >= kIdempotencyWindow) return;
+  const Append append = append_for(key, *first);
+  const AppendResult result = engine.append(ref_for(key), append.expected(), append.events);
+  if (!result.ok() || !result.value().duplicate || result.value().first_sequence != first_sequence ||
+      result.value().last_sequence != last_sequence || result.value().first_version != *first ||
+      result.value().last_version != *last || result.value().stream_id != read.value()[0].header.stream_id) {
+    die("retry after restart of " + describe(key) + " versions " + std::to_string(*first) + "-" +
+        std::to_string(*last) + " at sequences " + std::to_string(first_sequence) + "-" +
+        std::to_string(last_sequence) + ": " +
+        (result.ok() ? describe(result.value()) : result.status().to_string()));
+  }
+  send(fd, report_of(key, result.value(), Report::kDuplicate));  // durable already: it was recovered
+}
+
+[[noreturn]] void child(const std::string& dir, const Options& options, int fd, std::uint64_t seed) {
+  auto opened = open_engine(dir, options);
+  if (!opened.ok()) die("open: " + opened.status().to_string());
+  Engine& engine = *opened.value();
+  send(fd, Report{.flags = Report::kReady});
+  // Retries first, before any thread appends, so the window cannot move under them.
+  std::mt19937_64 random(seed);
+  for (int key = 0; key < kStreams; ++key) {
+    if (random() % 4 == 0) retry_last_append(engine, key, fd);
+  }
+  std::vector<std::unique_ptr<Appender>> appenders;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) appenders.push_back(std::make_unique<Appender>(engine, t, fd, seed));
+  for (auto& appender : appenders) threads.emplace_back([&appender] { appender->run(); });
+  for (auto& thread : threads) thread.join();
+  die("the appenders returned");
+}
+
+// ---- The parent ----
+
+// Reads one whole report, waiting up to `timeout` for it; nullopt at end of file or timeout.
+std::optional<Report> read_report(int fd, std::chrono::milliseconds timeout) {
+  Report report;
+  std::size_t got = 0;
+  while (got < sizeof(report)) {
+    pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+    if (::poll(&ready, 1, static_cast<int>(timeout.count())) <= 0) return std::nullopt;
+    const ssize_t n = ::read(fd, reinterpret_cast<char*>(&report) + got, sizeof(report) - got);
+    if (n <= 0) return std::nullopt;
+    got += static_cast<std::size_t>(n);
+  }
+  return report;
+}
+
+struct Totals {
+  std::uint64_t reports = 0;
+  std::uint64_t duplicates = 0;   // retries after a restart answered from the recovered window
+  int killed_while_opening = 0;   // kills before the child reported the engine open
+};
+
+// Runs one child and kills it: after a random 1-20 ms of appending, or now and then at a random
+// moment of its start (recovery included). Returns the appends it reported durable.
+void crash_one_child(const std::string& dir, int kill, std::mt19937_64& random, std::vector<Report>& reports,
+                     Totals& totals) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  (void)::fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);  // room for every report of a round, if allowed
+  const pid_t parent = ::getpid();
+  const std::uint64_t child_seed = random();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    // Dies with the parent (a failed assertion, the watchdog) instead of appending forever.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) _exit(6);
+    child(dir, options_for(kill), fds[1], child_seed);
+  }
+  ::close(fds[1]);
+  const bool early = random() % 8 == 0;
+  if (!early) {
+    const auto ready = read_report(fds[0], 60s);
+    if (!ready || ready->flags != Report::kReady) ::kill(pid, SIGKILL);
+    ASSERT_TRUE(ready && ready->flags == Report::kReady) << "the child did not open the engine";
+  }
+  std::this_thread::sleep_for(std::chrono::microseconds(early ? random() % 20000 : 1000 + random() % 19000));
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited by itself with " << WEXITSTATUS(status);
+  bool opened = !early;
+  reports.clear();
+  while (const auto report = read_report(fds[0], 10s)) {
+    if (report->flags == Report::kReady) {
+      opened = true;
+    } else {
+      reports.push_back(*report);
+    }
+  }
+  ::close(fds[0]);
+  totals.killed_while_opening += opened ? 0 : 1;
+  totals.reports += reports.size();
+}
+
+// What the parent knows of the store between kills.
+struct Model {
+  std::array<std::optional<std::uint64_t>, kStreams> last{};  // each stream's last version
+  std::array<std::uint64_t, kStreams> stream_id{};            // 0: no events yet
+};
+// Each stream's event sequences by version, as recovered.
+using Sequences = std::array<std::vector<std::uint64_t>, kStreams>;
+
+void check_event(const Event& event, int key, std::uint64_t version, bool ids, std::uint64_t stream_id) {
+  SCOPED_TRACE(describe(key) + " version " + std::to_string(version));
+  ASSERT_EQ(event.header.stream_id, stream_id);
+  ASSERT_EQ(event.header.version, version);
+  ASSERT_EQ(event.header.stream_name, named(key) ? std::string_view(name_of(key)) : std::string_view());
+  ASSERT_EQ(event.header.type, type_for(key, version));
+  ASSERT_TRUE(event.header.event_id == (ids ? event_id_for(key, version) : Id128{}));
+  ASSERT_TRUE(event.header.correlation_id == correlation_for(key, version));
+  ASSERT_TRUE(event.header.causation_id.empty());
+  ASSERT_EQ(event.payload, payload_for(key, version));
+}
+
+// Reads a stream both ways and checks every event, and that its appends are whole and contiguous.
+void check_stream(Engine& engine, int key, Model& model, Sequences& sequences) {
+  SCOPED_TRACE(describe(key));
+  const auto last = engine.stream_version(ref_for(key));
+  const auto forwards = engine.read_stream(ref_for(key), {});
+  ASSERT_TRUE(forwards.ok()) << forwards.status().to_string();
+  sequences[key].clear();
+  if (!last) {
+    ASSERT_FALSE(model.last[key].has_value()) << "the stream lost all its events";
+    ASSERT_TRUE(forwards.value().empty());
+    if (named(key)) {
+      ASSERT_FALSE(engine.find_stream(name_of(key)).has_value()) << "a name without events";
+    }
+    return;
+  }
+  ASSERT_GE(*last, model.last[key].value_or(0)) << "the stream lost events";
+  const std::vector<Event>& events = forwards.value();
+  ASSERT_EQ(events.size(), *last + 1);
+  const std::uint64_t id = events[0].header.stream_id;
+  ASSERT_EQ(id, named(key) ? engine.find_stream(name_of(key)).value_or(0) : id_of(key));
+  if (model.stream_id[key] != 0) {
+    ASSERT_EQ(id, model.stream_id[key]) << "the stream changed ids";
+  }
+  for (std::uint64_t first = 0; first <= *last; first += append_events(key, first)) {
+    const std::uint64_t n = append_events(key, first);
+    ASSERT_LE(first + n - 1, *last) << "the append at version " << first << " is torn";
+    for (std::uint64_t v = first; v < first + n; ++v) {
+      ASSERT_NO_FATAL_FAILURE(check_event(events[v], key, v, has_ids(key, first), id));
+      ASSERT_EQ(events[v].header.sequence, events[first].header.sequence + (v - first))
+          << "the append at version " << first << " is not contiguous in the log";
+    }
+    if (first > 0) {
+      ASSERT_GT(events[first].header.sequence, events[first - 1].header.sequence);
+    }
+  }
+  const auto backwards = engine.read_stream(ref_for(key), {.from_version = kFromEnd, .direction = Direction::backwards});
+  ASSERT_TRUE(backwards.ok()) << backwards.status().to_string();
+  ASSERT_EQ(backwards.value().size(), events.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const Event& event = backwards.value()[events.size() - 1 - i];
+    ASSERT_EQ(event.header.sequence, events[i].header.sequence);
+    ASSERT_EQ(event.header.version, events[i].header.version);
+    ASSERT_EQ(event.payload, events[i].payload);
+  }
+  for (const Event& event : events) sequences[key].push_back(event.header.sequence);
+  model.last[key] = *last;
+  model.stream_id[key] = id;
+}
+
+// A slice of a stream, either way, is the matching part of the whole.
+void check_slice(Engine& engine, int key, const Sequences& sequences, std::mt19937_64& random) {
+  const std::vector<std::uint64_t>& all = sequences[key];
+  if (all.empty()) return;
+  const std::uint64_t from = random() % all.size();
+  const std::size_t count = 1 + random() % 8;
+  for (const Direction direction : {Direction::forwards, Direction::backwards}) {
+    const auto slice = engine.read_stream(ref_for(key), {.from_version = from, .direction = direction, .max_count = count});
+    ASSERT_TRUE(slice.ok()) << slice.status().to_string();
+    const std::uint64_t expected_count = direction == Direction::forwards ? std::min<std::uint64_t>(count, all.size() - from)
+                                                                          : std::min<std::uint64_t>(count, from + 1);
+    ASSERT_EQ(slice.value().size(), expected_count) << describe(key) << " from " << from;
+    for (std::size_t i = 0; i < slice.value().size(); ++i) {
+      const std::uint64_t version = direction == Direction::forwards ? from + i : from - i;
+      ASSERT_EQ(slice.value()[i].header.version, version);
+      ASSERT_EQ(slice.value()[i].header.sequence, all[version]);
+    }
+  }
+}
+
+// Every reported append is there, whole, at the sequences the child was told.
+void check_reports(const std::vector<Report>& reports, const Model& model, const Sequences& sequences) {
+  for (const Report& report : reports) {
+    ASSERT_LT(report.key, static_cast<std::uint32_t>(kStreams));
+    const int key = static_cast<int>(report.key);
+    SCOPED_TRACE(describe(key) + " reported versions " + std::to_string(report.first_version) + "-" +
+                 std::to_string(report.last_version) + " at sequences " + std::to_string(report.first_sequence) +
+                 "-" + std::to_string(report.last_sequence));
+    ASSERT_LT(report.last_version, sequences[key].size()) << "an acknowledged append is lost";
+    ASSERT_EQ(report.stream_id, model.stream_id[key]);
+    ASSERT_EQ(append_ending_at(key, report.last_version), report.first_version);
+    ASSERT_EQ(sequences[key][report.first_version], report.first_sequence);
+    ASSERT_EQ(sequences[key][report.last_version], report.last_sequence);
+  }
+}
+
+// The global log holds exactly the streams' events, each stream's in version order.
+void check_log(Engine& engine, const Model& model, const Sequences& sequences) {
+  std::unordered_map<std::uint64_t, int> key_of;
+  for (int key = 0; key < kStreams; ++key) {
+    if (model.stream_id[key] != 0) key_of[model.stream_id[key]] = key;
+  }
+  std::array<std::uint64_t, kStreams> seen{};
+  std::uint64_t previous = 0;
+  for (;;) {
+    const auto events = engine.read_all(previous + 1, 4096);
+    ASSERT_TRUE(events.ok()) << events.status().to_string();
+    if (events.value().empty()) break;
+    for (const Event& event : events.value()) {
+      ASSERT_GT(event.header.sequence, previous);
+      previous = event.header.sequence;
+      const auto found = key_of.find(event.header.stream_id);
+      ASSERT_NE(found, key_of.end()) << "sequence " << previous << ": an event of unknown stream "
+                                     << event.header.stream_id;
+      const int key = found->second;
+      ASSERT_EQ(event.header.version, seen[key]) << describe(key) << " at sequence " << previous;
+      ASSERT_EQ(event.header.sequence, sequences[key][seen[key]]) << describe(key);
+      ++seen[key];
+    }
+  }
+  for (int key = 0; key < kStreams; ++key) ASSERT_EQ(seen[key], sequences[key].size()) << describe(key);
+  ASSERT_LE(previous, engine.last_sequence());
+}
+
+void check_after_crash(const std::string& dir, const std::vector<Report>& reports, Model& model,
+                       std::mt19937_64& random, Totals& totals) {
+  Options options = options_for(0);  // buffered: it reads what either mode wrote
+  auto opened = open_engine(dir, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  Engine& engine = *opened.value();
+  ASSERT_EQ(engine.durable_sequence(), engine.last_sequence());
+  Sequences sequences;
+  for (int key = 0; key < kStreams; ++key) ASSERT_NO_FATAL_FAILURE(check_stream(engine, key, model, sequences));
+  ASSERT_NO_FATAL_FAILURE(check_slice(engine, static_cast<int>(random() % kStreams), sequences, random));
+  ASSERT_NO_FATAL_FAILURE(check_reports(reports, model, sequences));
+  ASSERT_NO_FATAL_FAILURE(check_log(engine, model, sequences));
+  for (const Report& report : reports) totals.duplicates += (report.flags & Report::kDuplicate) != 0;
+  ASSERT_TRUE(engine.close().ok());
+}
+
+std::uint64_t env_or(const char* name, std::uint64_t otherwise) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::strtoull(value, nullptr, 10) : otherwise;
+}
+
+TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
+  const auto kills = static_cast<int>(env_or("ANNAL_ENGINE_CRASH_KILLS", 40));
+  const std::uint64_t seed = env_or("ANNAL_ENGINE_CRASH_SEED", std::random_device{}());
+  std::printf("seed %llu (ANNAL_ENGINE_CRASH_SEED=%llu repeats its choices)\n", static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  std::fflush(stdout);  // before any fork: the children must not inherit it unwritten
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("annal-engine-crash-" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::mt19937_64 random(seed);
+  Model model;
+  Totals totals;
+  std::vector<Report> reports;
+  const auto start = std::chrono::steady_clock::now();
+  for (int kill = 0; kill < kills; ++kill) {
+    SCOPED_TRACE("kill " + std::to_string(kill) + " in " + dir);
+    const test::Watchdog watchdog("engine crash round " + std::to_string(kill));
+    ASSERT_NO_FATAL_FAILURE(crash_one_child(dir, kill, random, reports, totals));
+    ASSERT_NO_FATAL_FAILURE(check_after_crash(dir, reports, model, random, totals));
+  }
+  std::uint64_t events = 0;
+  for (const auto& last : model.last) events += last ? *last + 1 : 0;
+  std::printf("%d kills (%d while opening) in %.1f s: %llu durable appends reported and found, %llu of them "
+              "retries after a restart; %llu events in %d streams at the end\n",
+              kills, totals.killed_while_opening,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+              static_cast<unsigned long long>(totals.reports), static_cast<unsigned long long>(totals.duplicates),
+              static_cast<unsigned long long>(events), kStreams);
+  EXPECT_GT(totals.reports, 0u);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace annal::engine
