@@ -188,6 +188,14 @@ class EngineImpl final : public Engine {
   AppendResult repeat_of(const IdempotencyWindow::Entry& original, std::uint64_t stream,
                          std::span<const EventData> events) const;
   Status resolve_types(std::span<const EventData> events);
+  struct Batch {
+    std::uint64_t first = 0;        // journal sequence of the batch's first record
+    std::uint64_t first_event = 0;  // ... and of its first event (after the name records)
+    std::uint64_t first_version = 0;
+    std::size_t bytes = 0;          // in the journal
+  };
+  Batch build_batch(const StreamRef& stream, bool known, std::uint64_t stream_id, const StreamState* state,
+                    std::span<const EventData> events);
   Status recover();
   Status recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
 
@@ -281,43 +289,9 @@ AppendResult EngineImpl::sequence(const StreamRef& stream, const ExpectedVersion
                         current);
   }
   if (Status resolved = resolve_types(events); !resolved.ok()) return resolved;
-
-  // The batch: names first (stream, then types), then the events, each pointing to the stream's
-  // previous event. This is the only appender, so the journal's next sequence is known.
-  records_.clear();
-  const std::uint64_t first = journal_->last_sequence() + 1;
-  std::size_t prefixes = 0;
-  const auto define = [&](std::uint16_t type, std::uint64_t id, std::string_view name) {
-    auto& prefix = name_prefixes_[prefixes++];
-    const std::size_t used = encode_name_prefix(type, id, prefix);
-    records_.push_back({.stream_id = kSystemStream, .type = type, .prefix = std::span(prefix).first(used),
-                        .payload = std::as_bytes(std::span(name))});
-  };
-  if (!known) define(kTypeStreamNamed, stream_id, stream.name());
-  for (std::size_t t = 0; t < new_types_.size(); ++t) {
-    define(kTypeEventTypeNamed, catalog_.next_type_id() + t, new_types_[t]);
-  }
-  const std::uint64_t first_event = first + records_.size();
-  const std::uint64_t first_version = current ? *current + 1 : 0;
-  const std::uint64_t now = wall_clock_ns();
-  std::uint64_t prev = state != nullptr ? state->last_sequence : 0;
-  std::size_t bytes = 0;
-  for (std::size_t i = 0; i < events.size(); ++i) {
-    const EventData& event = events[i];
-    const Metadata metadata{.prev = prev, .event_id = event.event_id, .correlation_id = event.correlation_id,
-                            .causation_id = event.causation_id};
-    const std::size_t used = encode_metadata(metadata, metadata_[i]);
-    records_.push_back({.stream_id = stream_id, .stream_version = first_version + i, .type = type_ids_[i],
-                        .timestamp_ns = event.timestamp_ns != 0 ? event.timestamp_ns : now,
-                        .prefix = std::span(metadata_[i]).first(used), .payload = event.payload});
-    prev = first_event + i;
-  }
-  for (auto& record : records_) {
-    if (record.timestamp_ns == 0) record.timestamp_ns = now;
-    bytes += journal::padded_record_bytes(record.payload_bytes());
-  }
-  if (bytes > commit_bytes_max_) {
-    return Status(ErrorCode::invalid_argument, "an append of " + std::to_string(bytes) +
+  const Batch batch = build_batch(stream, known.has_value(), stream_id, state, events);
+  if (batch.bytes > commit_bytes_max_) {
+    return Status(ErrorCode::invalid_argument, "an append of " + std::to_string(batch.bytes) +
                                                    " bytes does not fit in journal.commit_bytes_max");
   }
 
@@ -336,17 +310,56 @@ AppendResult EngineImpl::sequence(const StreamRef& stream, const ExpectedVersion
     failed_ = appended.status();
     return failed_;
   }
-  ANNAL_ASSERT(appended.value().first == first && appended.value().last == first + records_.size() - 1);
-  const Receipt receipt{.first_sequence = first_event, .last_sequence = appended.value().last,
-                        .stream_id = stream_id, .first_version = first_version,
-                        .last_version = first_version + events.size() - 1};
+  ANNAL_ASSERT(appended.value().first == batch.first && appended.value().last == batch.first + records_.size() - 1);
+  const Receipt receipt{.first_sequence = batch.first_event, .last_sequence = appended.value().last,
+                        .stream_id = stream_id, .first_version = batch.first_version,
+                        .last_version = batch.first_version + events.size() - 1};
   index_.put(stream_id, {receipt.last_version, receipt.last_sequence});
   for (std::size_t i = 0; i < events.size(); ++i) {
     window_.remember(events[i].event_id, receipt, static_cast<std::uint32_t>(i));
   }
   // false only when the engine is closing; the events are in the journal all the same.
-  (void)ring_->publish(first, records_);
+  (void)ring_->publish(batch.first, records_);
   return receipt;
+}
+
+// Fills records_: names first (stream, then types), then the events, each pointing to the stream's
+// previous event. The caller is the only appender, so the journal's next sequence is known.
+EngineImpl::Batch EngineImpl::build_batch(const StreamRef& stream, bool known, std::uint64_t stream_id,
+                                          const StreamState* state, std::span<const EventData> events) {
+  records_.clear();
+  Batch batch;
+  batch.first = journal_->last_sequence() + 1;
+  std::size_t prefixes = 0;
+  const auto define = [&](std::uint16_t type, std::uint64_t id, std::string_view name) {
+    auto& prefix = name_prefixes_[prefixes++];
+    const std::size_t used = encode_name_prefix(type, id, prefix);
+    records_.push_back({.stream_id = kSystemStream, .type = type, .prefix = std::span(prefix).first(used),
+                        .payload = std::as_bytes(std::span(name))});
+  };
+  if (!known) define(kTypeStreamNamed, stream_id, stream.name());
+  for (std::size_t t = 0; t < new_types_.size(); ++t) {
+    define(kTypeEventTypeNamed, catalog_.next_type_id() + t, new_types_[t]);
+  }
+  batch.first_event = batch.first + records_.size();
+  batch.first_version = state != nullptr ? state->last_version + 1 : 0;
+  const std::uint64_t now = wall_clock_ns();
+  std::uint64_t prev = state != nullptr ? state->last_sequence : 0;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const EventData& event = events[i];
+    const Metadata metadata{.prev = prev, .event_id = event.event_id, .correlation_id = event.correlation_id,
+                            .causation_id = event.causation_id};
+    const std::size_t used = encode_metadata(metadata, metadata_[i]);
+    records_.push_back({.stream_id = stream_id, .stream_version = batch.first_version + i, .type = type_ids_[i],
+                        .timestamp_ns = event.timestamp_ns != 0 ? event.timestamp_ns : now,
+                        .prefix = std::span(metadata_[i]).first(used), .payload = event.payload});
+    prev = batch.first_event + i;
+  }
+  for (journal::RecordInput& record : records_) {
+    if (record.timestamp_ns == 0) record.timestamp_ns = now;  // the ring carries the same stamp
+    batch.bytes += journal::padded_record_bytes(record.payload_bytes());
+  }
+  return batch;
 }
 
 // Finds or allocates each event's type id into type_ids_; names new to the catalog go to new_types_.
