@@ -30,30 +30,19 @@
 
 #include "annal/journal/journal.h"
 #include "annal/journal/reader.h"
+#include "bench_support.h"
 
 namespace aj = annal::journal;
 namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::size_t kEventBytes = 256;
-
-// A fresh directory for one benchmark run, removed afterwards.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& name) {
-    const char* base = std::getenv("ANNAL_BENCH_DIR");
-    path_ = fs::path(base != nullptr ? base : fs::temp_directory_path().string()) /
-            ("annal-bench-" + name + "-" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() { fs::remove_all(path_); }
-  [[nodiscard]] std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
+using annal::bench::BM_Durable8wAnnal;
+using annal::bench::kEventBytes;
+using annal::bench::kWriters;
+using annal::bench::report_latency;
+using annal::bench::run_writers;
+using annal::bench::ScratchDir;
 
 void BM_RawPwriteFdatasync(benchmark::State& state) {
   ScratchDir dir("raw");
@@ -81,24 +70,6 @@ std::string mode_name(aj::Durability mode) {
     case aj::Durability::interval: return "interval";
   }
   return "?";
-}
-
-// Percentiles of `samples` (sorted here), in the units they are in.
-struct Percentiles {
-  double p50 = 0, p99 = 0, p999 = 0;
-};
-Percentiles percentiles(std::vector<double>& samples) {
-  if (samples.empty()) return {};
-  std::sort(samples.begin(), samples.end());
-  const auto at = [&](double p) { return samples[static_cast<std::size_t>(p * static_cast<double>(samples.size() - 1))]; };
-  return {at(0.50), at(0.99), at(0.999)};
-}
-
-void report_latency(benchmark::State& state, std::vector<double>& latencies_us) {
-  const Percentiles p = percentiles(latencies_us);
-  state.counters["p50_us"] = p.p50;
-  state.counters["p99_us"] = p.p99;
-  state.counters["p999_us"] = p.p999;
 }
 
 // One producer appends batches of 16 events (as the engine's journaler hands over a batch from the
@@ -206,55 +177,6 @@ void BM_Replay(benchmark::State& state, bool cold) {
   state.SetItemsProcessed(static_cast<std::int64_t>(events));
   state.SetLabel(std::string(cold ? "from disk" : "from the page cache") + ", checksums verified, " +
                  std::to_string(kReplayEvents) + " x 256 B events");
-}
-
-// Runs `writers` threads, each calling append_durable(thread, i) `per_writer` times per benchmark
-// iteration, and reports events/s and latency percentiles on the wall clock.
-void run_writers(benchmark::State& state, int writers,
-                 const std::function<bool(int, std::uint64_t)>& append_durable) {
-  constexpr std::uint64_t kPerWriter = 64;
-  std::vector<std::vector<double>> latencies(static_cast<std::size_t>(writers));
-  std::uint64_t round = 0;
-  std::atomic<bool> failed{false};
-  const auto started = std::chrono::steady_clock::now();
-  for (auto _ : state) {
-    std::vector<std::thread> threads;
-    for (int t = 0; t < writers; ++t) {
-      threads.emplace_back([&, t] {
-        for (std::uint64_t i = 0; i < kPerWriter; ++i) {
-          const auto begin = std::chrono::steady_clock::now();
-          if (!append_durable(t, round * kPerWriter + i)) failed = true;
-          latencies[static_cast<std::size_t>(t)].push_back(
-              std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count());
-        }
-      });
-    }
-    for (auto& thread : threads) thread.join();
-    ++round;
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (failed) return state.SkipWithError("an append failed");
-  std::vector<double> all;
-  for (const auto& per_thread : latencies) all.insert(all.end(), per_thread.begin(), per_thread.end());
-  state.counters["events_per_second"] = static_cast<double>(all.size()) / seconds;
-  report_latency(state, all);
-}
-
-constexpr int kWriters = 8;
-
-void BM_Durable8wAnnal(benchmark::State& state, aj::IoKind io) {
-  ScratchDir dir("annal8w");
-  auto journal = aj::Journal::open(dir.str(), {.io = io});
-  if (!journal.ok()) return state.SkipWithError(journal.status().to_string().c_str());
-  const std::vector<std::byte> payload(kEventBytes, std::byte{0x5A});
-  run_writers(state, kWriters, [&](int t, std::uint64_t i) {
-    const aj::RecordInput record{.stream_id = static_cast<std::uint64_t>(t), .stream_version = i, .payload = payload};
-    const auto receipt = journal.value()->append(std::span(&record, 1));
-    return receipt.ok() &&
-           journal.value()->wait_durable(receipt.value().last, aj::Journal::Clock::now() + std::chrono::minutes(1)).ok();
-  });
-  state.SetLabel(std::string("durability=group_commit io=") + (io == aj::IoKind::io_uring ? "io_uring" : "posix") +
-                 " wait=blocking");
 }
 
 void BM_Durable8wRocksDb(benchmark::State& state) {

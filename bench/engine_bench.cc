@@ -1,0 +1,341 @@
+// The engine on this machine's disk, beside the journal alone (issue 4's acceptance: appends keep at
+// least 80% of the journal's events/s; a stream read costs time in proportion to the stream):
+//
+//   journal_durable_8w/annal        the journal's 8-writer benchmark (bench_support.h), registered
+//                                   here too so both run in one binary, in one run, interleaved
+//   engine_append_8w/annal          8 threads, each appending one 256-byte event to a random one of
+//                                   100,000 named streams with its exact expected version, then
+//                                   waiting until it is durable, then the next
+//   engine_read_stream/annal[_1M]   read forwards a 1,000-event stream spread evenly through a
+//                                   journal of 10M (1M) events; also how long Engine::open took
+//   engine_stream_index/<heap>      the stream index (engine/src/stream_index.h) on mimalloc and on
+//                                   glibc malloc: 1M inserts, 1M updates, 1M random lookups
+//
+// Data lives under ANNAL_BENCH_DIR (bench_support.h).
+#include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <mimalloc.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "bench_support.h"
+#include "stream_index.h"
+
+// glibc's allocator under its own name: the plain malloc of this binary is mimalloc's, because
+// Debian's libmimalloc.so exports malloc and free and the engine links it (see BM_StreamIndex).
+extern "C" void* __libc_malloc(std::size_t bytes);  // NOLINT: glibc's reserved names
+extern "C" void __libc_free(void* pointer);         // NOLINT
+
+namespace ae = annal::engine;
+namespace fs = std::filesystem;
+using annal::bench::kEventBytes;
+using annal::bench::kWriters;
+using annal::bench::run_writers;
+using annal::bench::ScratchDir;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// ---- engine_append_8w -------------------------------------------------------------------------
+
+constexpr std::uint64_t kAppendStreams = 100'000;
+constexpr benchmark::IterationCount kWriterIterations = 100;
+
+// One writer thread's state: it alone appends to streams t, t + 8, t + 16, ..., so it knows their
+// versions and its appends never conflict with another thread's.
+struct alignas(64) AppendWriter {
+  std::mt19937_64 random;
+  std::vector<std::uint64_t> versions;  // last version of each of its streams
+};
+
+// Gives each stream its first event (a stream's first append also writes its name), so the timed
+// appends go to existing streams.
+annal::Status create_streams(const std::string& directory, const std::vector<std::string>& names,
+                             const ae::EventData& event) {
+  auto opened = ae::Engine::open(directory, {});
+  if (!opened.ok()) return opened.status();
+  ae::Receipt last;
+  for (const std::string& name : names) {
+    const auto receipt = opened.value()->append(std::string_view(name), ae::ExpectedVersion::no_stream(), {&event, 1});
+    if (!receipt.ok()) return receipt.status();
+    last = receipt.value();
+  }
+  if (annal::Status durable = opened.value()->wait_durable(last, Clock::now() + std::chrono::minutes(1)); !durable.ok()) {
+    return durable;
+  }
+  return opened.value()->close();
+}
+
+void BM_EngineAppend8w(benchmark::State& state) {
+  ScratchDir dir("engine8w");
+  std::vector<std::string> names;
+  names.reserve(kAppendStreams);
+  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("stream-" + std::to_string(k));
+  const std::vector<std::byte> payload(kEventBytes, std::byte{0x5A});
+  const ae::EventData event{.type = "Appended", .payload = payload};
+  if (annal::Status created = create_streams(dir.str(), names, event); !created.ok()) {
+    return state.SkipWithError(created.to_string().c_str());
+  }
+  // Reopened, so the timed part starts as journal_durable_8w's does: the current segment ready, the
+  // next one prepared in the background from the first write on.
+  const auto start = Clock::now();
+  auto opened = ae::Engine::open(dir.str(), {});
+  if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
+  const double open_s = seconds_since(start);
+  ae::Engine& engine = *opened.value();
+
+  std::vector<AppendWriter> writers(kWriters);
+  for (int t = 0; t < kWriters; ++t) {
+    writers[static_cast<std::size_t>(t)].random.seed(static_cast<std::uint64_t>(t) + 1);
+    writers[static_cast<std::size_t>(t)].versions.assign(kAppendStreams / kWriters, 0);
+  }
+  std::mutex error_mutex;
+  std::string error;
+  run_writers(state, kWriters, [&](int t, std::uint64_t) {
+    AppendWriter& writer = writers[static_cast<std::size_t>(t)];
+    const std::size_t own = writer.random() % writer.versions.size();
+    const std::string& name = names[own * kWriters + static_cast<std::size_t>(t)];
+    const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::exactly(writer.versions[own]), {&event, 1});
+    annal::Status status = receipt.ok() ? engine.wait_durable(receipt.value(), Clock::now() + std::chrono::minutes(1))
+                                        : receipt.status();
+    if (!status.ok()) {
+      std::lock_guard lock(error_mutex);
+      if (error.empty()) error = status.to_string();
+      return false;
+    }
+    writer.versions[own] = receipt.value().last_version;
+    return true;
+  });
+  if (!error.empty()) std::fprintf(stderr, "engine_append_8w: %s\n", error.c_str());
+  state.counters["open_s"] = open_s;
+  state.SetLabel("durability=group_commit wait=blocking sequencing=caller threads under one lock, " +
+                 std::to_string(kAppendStreams) + " streams");
+  if (const annal::Status closed = engine.close(); !closed.ok()) state.SkipWithError(closed.to_string().c_str());
+}
+
+// ---- engine_read_stream -----------------------------------------------------------------------
+
+constexpr std::uint64_t kReadStreamEvents = 1'000;
+constexpr std::uint64_t kOtherStreams = 10'000;
+constexpr char kReadStream[] = "read-me";
+
+// A journal of `events` events, kReadStreamEvents of them in kReadStream, evenly spread; the others
+// round robin over kOtherStreams streams, payloads of 64 to 100 bytes. Built once per size and kept
+// open for every repetition (building 10M events takes a while).
+struct ReadJournal {
+  std::unique_ptr<ScratchDir> dir;
+  std::unique_ptr<ae::Engine> engine;
+  std::string error;
+  double load_s = 0, open_warm_s = 0, open_cold_s = 0;
+  std::uint64_t bytes = 0;
+};
+
+// Drops the directory's files from the page cache (written back first, so nothing dirty stays).
+void drop_page_cache(const std::string& directory) {
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    (void)::fdatasync(fd);
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+}
+
+annal::Status load(ae::Engine& engine, std::uint64_t events) {
+  std::vector<std::string> others;
+  for (std::uint64_t k = 0; k < kOtherStreams; ++k) others.push_back("other-" + std::to_string(k));
+  std::vector<std::byte> bytes(100);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>(i);
+  const std::uint64_t spacing = events / kReadStreamEvents;
+  std::uint64_t other = 0;
+  for (std::uint64_t i = 0; i < events; ++i) {
+    const ae::EventData event{.type = "Loaded", .payload = std::span(bytes).first(64 + i % 37)};
+    const bool mine = i % spacing == spacing / 2;
+    const ae::StreamRef stream = mine ? ae::StreamRef(kReadStream) : ae::StreamRef(std::string_view(others[other++ % kOtherStreams]));
+    const auto appended = engine.append(stream, ae::ExpectedVersion::any(), {&event, 1});
+    if (!appended.ok()) return appended.status();
+  }
+  return engine.wait_durable({.last_sequence = engine.last_sequence()}, Clock::now() + std::chrono::minutes(5));
+}
+
+annal::Status build_read_journal(std::uint64_t events, ReadJournal& out) {
+  out.dir = std::make_unique<ScratchDir>("read" + std::to_string(events));
+  ae::Options loading;
+  loading.journal.durability = annal::journal::Durability::none;
+  {
+    auto engine = ae::Engine::open(out.dir->str(), loading);
+    if (!engine.ok()) return engine.status();
+    const auto start = Clock::now();
+    if (annal::Status loaded = load(*engine.value(), events); !loaded.ok()) return loaded;
+    if (annal::Status closed = engine.value()->close(); !closed.ok()) return closed;
+    out.load_s = seconds_since(start);
+  }
+  for (const auto& entry : fs::directory_iterator(out.dir->str())) {
+    if (entry.is_regular_file()) out.bytes += entry.file_size();
+  }
+  // Recovery reads the whole journal: timed once from the page cache, once from the disk.
+  {
+    const auto start = Clock::now();
+    auto engine = ae::Engine::open(out.dir->str(), {});
+    if (!engine.ok()) return engine.status();
+    out.open_warm_s = seconds_since(start);
+    if (annal::Status closed = engine.value()->close(); !closed.ok()) return closed;
+  }
+  drop_page_cache(out.dir->str());
+  const auto start = Clock::now();
+  auto engine = ae::Engine::open(out.dir->str(), {});
+  if (!engine.ok()) return engine.status();
+  out.open_cold_s = seconds_since(start);
+  out.engine = std::move(engine.value());
+  return {};
+}
+
+ReadJournal& read_journal(std::uint64_t events) {
+  // Destroyed at exit: each engine closes before its directory is removed.
+  static std::map<std::uint64_t, ReadJournal> built;
+  const auto found = built.find(events);
+  if (found != built.end()) return found->second;
+  ReadJournal& journal = built[events];
+  if (annal::Status status = build_read_journal(events, journal); !status.ok()) journal.error = status.to_string();
+  return journal;
+}
+
+void BM_EngineReadStream(benchmark::State& state, std::uint64_t events) {
+  ReadJournal& journal = read_journal(events);
+  if (!journal.error.empty()) return state.SkipWithError(journal.error.c_str());
+  std::uint64_t read = 0;
+  for (auto _ : state) {
+    const auto got = journal.engine->read_stream(kReadStream, {});
+    if (!got.ok()) return state.SkipWithError(got.status().to_string().c_str());
+    const std::vector<ae::Event>& stream = got.value();
+    if (stream.size() != kReadStreamEvents || stream.front().header.version != 0 ||
+        stream.back().header.version != kReadStreamEvents - 1) {
+      return state.SkipWithError("the stream did not read back whole and in order");
+    }
+    read += stream.size();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(read));
+  state.counters["journal_events"] = static_cast<double>(events);
+  state.counters["segments_MB"] = static_cast<double>(journal.bytes) / 1e6;  // the files, preallocated tails too
+  state.counters["load_s"] = journal.load_s;
+  state.counters["open_warm_s"] = journal.open_warm_s;
+  state.counters["open_cold_s"] = journal.open_cold_s;
+  state.SetLabel(std::to_string(kReadStreamEvents) + " of " + std::to_string(events) +
+                 " events, forwards, page cache warm; load_s: appending them all (durability=none); "
+                 "open_*: Engine::open of the whole journal");
+}
+
+// ---- engine_stream_index ----------------------------------------------------------------------
+
+// glibc malloc whatever the process's malloc is (see __libc_malloc above).
+template <class T>
+struct GlibcAllocator {
+  using value_type = T;
+  static_assert(alignof(T) <= alignof(std::max_align_t));
+  GlibcAllocator() = default;
+  template <class U>
+  GlibcAllocator(const GlibcAllocator<U>&) noexcept {}  // NOLINT: rebinding is implicit
+  T* allocate(std::size_t n) {
+    void* p = __libc_malloc(n * sizeof(T));
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) noexcept { __libc_free(p); }
+  friend bool operator==(const GlibcAllocator&, const GlibcAllocator&) noexcept { return true; }
+};
+
+constexpr std::uint64_t kIndexStreams = 1'000'000;
+
+// Each iteration: a new index; 1M streams inserted in the order the engine names them (ids
+// kNamedStreamBit | n), 1M updates and 1M lookups (find, the readers' path, under the shared lock)
+// of random streams, then the index destroyed. Each phase's time per operation is a counter.
+template <template <class> class Allocator>
+void BM_StreamIndex(benchmark::State& state, const std::string& heap) {
+  std::mt19937_64 random(42);
+  std::vector<std::uint64_t> picks(kIndexStreams);
+  for (auto& pick : picks) pick = ae::kNamedStreamBit | (random() % kIndexStreams);
+  double insert = 0, update = 0, lookup = 0, destroy = 0;
+  std::uint64_t sum = 0;
+  for (auto _ : state) {
+    auto start = Clock::now();
+    auto index = std::make_unique<ae::BasicStreamIndex<Allocator>>();
+    for (std::uint64_t n = 0; n < kIndexStreams; ++n) index->put(ae::kNamedStreamBit | n, {0, n + 1});
+    insert += seconds_since(start);
+    start = Clock::now();
+    for (std::uint64_t i = 0; i < kIndexStreams; ++i) index->put(picks[i], {i, kIndexStreams + i});
+    update += seconds_since(start);
+    start = Clock::now();
+    for (const std::uint64_t pick : picks) sum += index->find(pick)->last_sequence;
+    lookup += seconds_since(start);
+    start = Clock::now();
+    index.reset();
+    destroy += seconds_since(start);
+  }
+  benchmark::DoNotOptimize(sum);
+  const double operations = static_cast<double>(state.iterations()) * static_cast<double>(kIndexStreams);
+  state.counters["insert_ns"] = insert / operations * 1e9;
+  state.counters["update_ns"] = update / operations * 1e9;
+  state.counters["lookup_ns"] = lookup / operations * 1e9;
+  state.counters["destroy_ns"] = destroy / operations * 1e9;
+  state.SetItemsProcessed(static_cast<std::int64_t>(3 * operations));  // inserts, updates, lookups
+  state.SetLabel(heap + ", 1M streams; items = inserts + updates + lookups");
+}
+
+// What the process's plain malloc is: Debian's libmimalloc.so replaces it in every program that
+// links the engine.
+std::string process_malloc() {
+  void* p = std::malloc(64);
+  const bool mimalloc = mi_is_in_heap_region(p);
+  std::free(p);
+  return mimalloc ? "mimalloc (libmimalloc.so overrides malloc)" : "glibc";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The same work in every repetition of both: 100 x 8 x 64 appends. Left to itself, Google
+  // Benchmark sizes the run on the main thread's CPU time (near zero here) and stops only once a
+  // trial passes 5 x min_time of wall time, so a repetition ran either 100 or 1,000 iterations,
+  // whichever the disk's mood of the moment gave.
+  benchmark::RegisterBenchmark("journal_durable_8w/annal", annal::bench::BM_Durable8wAnnal,
+                               annal::journal::IoKind::io_uring)
+      ->Iterations(kWriterIterations)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("engine_append_8w/annal", BM_EngineAppend8w)
+      ->Iterations(kWriterIterations)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("engine_read_stream/annal", BM_EngineReadStream, std::uint64_t{10'000'000})
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("engine_read_stream/annal_1M", BM_EngineReadStream, std::uint64_t{1'000'000})
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("engine_stream_index/mimalloc", BM_StreamIndex<ae::HeapAllocator>,
+                               std::string("heap=mimalloc (mi_stl_allocator)"))
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("engine_stream_index/glibc", BM_StreamIndex<GlibcAllocator>,
+                               std::string("heap=glibc malloc (__libc_malloc)"))
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("engine_stream_index/std_allocator", BM_StreamIndex<std::allocator>,
+                               "heap=std::allocator, whose malloc here is " + process_malloc())
+      ->Unit(benchmark::kMillisecond);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
