@@ -14,7 +14,6 @@
 // Data lives under ANNAL_BENCH_DIR (bench_support.h).
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
-#include <mimalloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -32,11 +31,6 @@
 #include "annal/engine/engine.h"
 #include "bench_support.h"
 #include "stream_index.h"
-
-// glibc's allocator under its own name: the plain malloc of this binary is mimalloc's, because
-// Debian's libmimalloc.so exports malloc and free and the engine links it (see BM_StreamIndex).
-extern "C" void* __libc_malloc(std::size_t bytes);  // NOLINT: glibc's reserved names
-extern "C" void __libc_free(void* pointer);         // NOLINT
 
 namespace ae = annal::engine;
 namespace fs = std::filesystem;
@@ -241,23 +235,6 @@ void BM_EngineReadStream(benchmark::State& state, std::uint64_t events) {
 
 // ---- engine_stream_index ----------------------------------------------------------------------
 
-// glibc malloc whatever the process's malloc is (see __libc_malloc above).
-template <class T>
-struct GlibcAllocator {
-  using value_type = T;
-  static_assert(alignof(T) <= alignof(std::max_align_t));
-  GlibcAllocator() = default;
-  template <class U>
-  GlibcAllocator(const GlibcAllocator<U>&) noexcept {}  // NOLINT: rebinding is implicit
-  T* allocate(std::size_t n) {
-    void* p = __libc_malloc(n * sizeof(T));
-    if (p == nullptr) throw std::bad_alloc();
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, std::size_t) noexcept { __libc_free(p); }
-  friend bool operator==(const GlibcAllocator&, const GlibcAllocator&) noexcept { return true; }
-};
-
 constexpr std::uint64_t kIndexStreams = 1'000'000;
 
 // Each iteration: a new index; 1M streams inserted in the order the engine names them (ids
@@ -295,15 +272,6 @@ void BM_StreamIndex(benchmark::State& state, const std::string& heap) {
   state.SetLabel(heap + ", 1M streams; items = inserts + updates + lookups");
 }
 
-// What the process's plain malloc is: Debian's libmimalloc.so replaces it in every program that
-// links the engine.
-std::string process_malloc() {
-  void* p = std::malloc(64);
-  const bool mimalloc = mi_is_in_heap_region(p);
-  std::free(p);
-  return mimalloc ? "mimalloc (libmimalloc.so overrides malloc)" : "glibc";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -324,14 +292,13 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("engine_read_stream/annal_1M", BM_EngineReadStream, std::uint64_t{1'000'000})
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
+  // The engine's heap (mimalloc, loaded privately: engine/src/heap.h) against std::allocator, which
+  // is glibc's malloc since nothing overrides it.
   benchmark::RegisterBenchmark("engine_stream_index/mimalloc", BM_StreamIndex<ae::HeapAllocator>,
-                               std::string("heap=mimalloc (mi_stl_allocator)"))
+                               std::string("heap=") + ae::heap().name)
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("engine_stream_index/glibc", BM_StreamIndex<GlibcAllocator>,
-                               std::string("heap=glibc malloc (__libc_malloc)"))
-      ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("engine_stream_index/std_allocator", BM_StreamIndex<std::allocator>,
-                               "heap=std::allocator, whose malloc here is " + process_malloc())
+  benchmark::RegisterBenchmark("engine_stream_index/glibc", BM_StreamIndex<std::allocator>,
+                               std::string("heap=glibc malloc (std::allocator)"))
       ->Unit(benchmark::kMillisecond);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

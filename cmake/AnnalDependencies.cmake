@@ -29,7 +29,8 @@ if(NOT ANNAL_ISAL_FOUND)
   annal_missing("ISA-L" libisal-dev)
 endif()
 
-# mimalloc: the engine's own heap.
+# mimalloc: the engine's own heap. Found here so a missing package stops configure; the engine loads
+# libmimalloc.so.2 privately at run time (engine/src/heap.h says why it does not link it).
 find_package(mimalloc 2.0 CONFIG QUIET)
 if(NOT mimalloc_FOUND)
   annal_missing("mimalloc" libmimalloc-dev)
