@@ -15,6 +15,7 @@ void DurabilityNotifier::add(std::uint64_t sequence, Callback done) {
     std::lock_guard lock(mutex_);
     if (error_.ok() && sequence > journal_.durable_sequence()) {
       pending_.push({sequence, std::move(done)});
+      if (pending_.size() == 1) needed_.notify_one();
       return;
     }
   }
@@ -24,6 +25,13 @@ void DurabilityNotifier::add(std::uint64_t sequence, Callback done) {
   const Status error = error_;
   lock.unlock();
   done(error);
+}
+
+void DurabilityNotifier::follow(int change) {
+  std::lock_guard lock(mutex_);
+  followers_ += change;
+  ANNAL_ASSERT(followers_ >= 0);
+  needed_.notify_one();
 }
 
 std::vector<DurabilityNotifier::Pending> DurabilityNotifier::settled(std::uint64_t durable) {
@@ -38,6 +46,11 @@ std::vector<DurabilityNotifier::Pending> DurabilityNotifier::settled(std::uint64
 void DurabilityNotifier::run() {
   std::uint64_t seen = 0;
   for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      needed_.wait(lock, [&] { return stopping_ || !pending_.empty() || followers_ > 0; });
+      if (stopping_) return;
+    }
     // The wait returns as soon as anything new is durable; the timeout only bounds how late a
     // stop is noticed while the journal is idle.
     const Status waited =
@@ -60,7 +73,7 @@ void DurabilityNotifier::run() {
     for (Pending& pending : ready) pending.done(pending.sequence <= seen ? Status() : error);
     lock.lock();
     if (stopping_) return;
-    if (journal_done) stopping_changed_.wait(lock, [&] { return stopping_; });
+    if (journal_done) needed_.wait(lock, [&] { return stopping_; });
   }
 }
 
@@ -69,7 +82,7 @@ void DurabilityNotifier::stop() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
-  stopping_changed_.notify_all();
+  needed_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::unique_lock lock(mutex_);
   if (error_.ok()) error_ = Status(ErrorCode::failed, "the engine closed");

@@ -24,7 +24,7 @@ namespace {
 
 // A stream read jumps from event to event; each jump reads about one index interval from the
 // journal, so its chunk need not be large.
-constexpr std::size_t kStreamReadChunkBytes = 16u << 10;
+constexpr std::size_t kStreamReadChunkBytes = 4u << 10;
 constexpr auto kReadDurableWait = std::chrono::seconds(5);
 
 Status bad_option(const std::string& what) { return Status(ErrorCode::invalid_argument, "engine options: " + what); }
@@ -105,7 +105,7 @@ class EngineImpl final : public Engine {
   Status start() {
     if (Status recovered = recover(); !recovered.ok()) return recovered;
     ring_ = LiveRing::make(options_, journal_->last_sequence() + 1,
-                           ReadContext{*journal_, catalog_, closed_});
+                           ReadContext{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); }});
     notifier_ = std::make_unique<DurabilityNotifier>(
         *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
     if (options_.sequencing == Sequencing::sequencer_thread) {

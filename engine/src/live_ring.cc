@@ -98,6 +98,7 @@ class LiveRingImpl final : public LiveRing {
     return nullptr;
   }
   void leave(Seat& seat) {
+    context_.follow(-1);
     (void)ring_.remove_gating_sequence(seat.sequence);
     seat.taken.store(false, std::memory_order_release);
   }
@@ -164,6 +165,7 @@ class RingSubscription final : public Subscription {
     if (seat_ == nullptr) return false;
     const bool added = ring_.ring().add_gating_sequence(seat_->sequence);
     ANNAL_ASSERT(added);  // seats never outnumber the group's members
+    ring_.context().follow(+1);
     live_from_ = ring_.first() + static_cast<std::uint64_t>(seat_->sequence.get() + 1);
     available_ = seat_->sequence.get();
     return true;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 
@@ -25,6 +26,8 @@ struct ReadContext {
   journal::Journal& journal;
   const Catalog& catalog;
   const std::atomic<bool>& closed;  // the engine is closing: subscriptions end
+  // A live subscriber starts (+1) or stops (-1) needing the durable gate kept current.
+  std::function<void(int)> follow;
 };
 
 class LiveRing {
