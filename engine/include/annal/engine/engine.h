@@ -13,8 +13,8 @@
 // for a repeated event id, hands the events to the journal (which copies them into its staging
 // buffer and assigns global sequences), publishes them into the ring for live subscribers,
 // updates the index, and returns the receipt. The journal's writer thread makes them durable in
-// group commits; the caller decides whether to wait for that. engine.h's docs/engine.md has the
-// argument why this is race-free and the measurements that chose it.
+// group commits; the caller decides whether to wait for that. docs/engine.md argues why this is
+// race-free and gives the measurements that chose it over a sequencer thread (Options::sequencing).
 //
 // Consistency. Every event is readable (read_stream, read_all, subscriptions) once it is durable,
 // and never before: nothing a crash could take back is ever shown. Appends see every earlier
