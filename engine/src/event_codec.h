@@ -43,9 +43,9 @@ inline constexpr std::size_t kMetadataBytesMax = kMetadataBytesMin + 3 * 16;
 
 struct Metadata {
   std::uint64_t prev = 0;
-  Id128 event_id;
-  Id128 correlation_id;
-  Id128 causation_id;
+  Id128 event_id{};
+  Id128 correlation_id{};
+  Id128 causation_id{};
 };
 
 // Writes the metadata into `out`; returns the bytes used.
