@@ -78,6 +78,8 @@ void DurabilityNotifier::run() {
 }
 
 void DurabilityNotifier::stop() {
+  // From a callback (Engine::close in on_durable's callback) the thread would join itself.
+  ANNAL_ASSERT(std::this_thread::get_id() != thread_.get_id());
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;

@@ -98,6 +98,7 @@ class EngineImpl final : public Engine {
     metadata_.resize(options.events_per_append_max);
     name_prefixes_.resize(options.events_per_append_max + 1);
     type_ids_.reserve(options.events_per_append_max);
+    new_types_.reserve(options.events_per_append_max);
   }
 
   ~EngineImpl() override { (void)close(); }
@@ -154,6 +155,12 @@ class EngineImpl final : public Engine {
 
   Result<std::unique_ptr<Subscription>> subscribe(std::uint64_t from) override {
     if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
+    if (from > journal_->last_sequence() + 1) {
+      return Status(ErrorCode::invalid_argument,
+                    "subscription from sequence " + std::to_string(from) + ", past the end of the log (" +
+                        std::to_string(journal_->last_sequence()) +
+                        "): a checkpoint from another store, or from events a crash did not keep");
+    }
     auto reader = journal_->reader(from);
     if (!reader.ok()) return reader.status();
     return ring_->subscribe(std::move(reader.value()));
@@ -172,6 +179,7 @@ class EngineImpl final : public Engine {
   std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
 
   Status close() override {
+    std::lock_guard once(close_mutex_);  // a second caller waits until the first is done
     if (closed_.exchange(true, std::memory_order_acq_rel)) return close_status_;
     // The ring first: an append waiting for a live subscriber to free slots gives up.
     if (ring_) ring_->close();
@@ -196,6 +204,8 @@ class EngineImpl final : public Engine {
   };
   Batch build_batch(const StreamRef& stream, bool known, std::uint64_t stream_id, const StreamState* state,
                     std::span<const EventData> events);
+  AppendResult commit(const StreamRef& stream, bool known, std::uint64_t stream_id, const Batch& batch,
+                      std::span<const EventData> events);
   Status recover();
   Status recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
 
@@ -209,8 +219,9 @@ class EngineImpl final : public Engine {
   std::unique_ptr<journal::Journal> journal_;
   Catalog catalog_;
   StreamIndex index_;
+  std::mutex close_mutex_;
   std::atomic<bool> closed_{false};
-  Status close_status_;
+  Status close_status_;  // under close_mutex_
   std::unique_ptr<LiveRing> ring_;
   std::unique_ptr<DurabilityNotifier> notifier_;
   std::unique_ptr<SequencerThread> sequencer_;  // Sequencing::sequencer_thread only
@@ -295,8 +306,24 @@ AppendResult EngineImpl::sequence(const StreamRef& stream, const ExpectedVersion
                                                    " bytes does not fit in journal.commit_bytes_max");
   }
 
+  // From the first change to the catalog on, the engine's memory and the journal must move
+  // together: any failure here (an I/O error, or an exception such as bad_alloc half-way) stops
+  // the engine for good; reopening rebuilds everything from the journal.
+  try {
+    return commit(stream, known.has_value(), stream_id, batch, events);
+  } catch (const std::exception& error) {
+    failed_ = Status(ErrorCode::failed, std::string("the engine stopped: an append failed half-way (") +
+                                            error.what() + "); reopen it to recover from the journal");
+    return failed_;
+  }
+}
+
+// Records the batch's names, hands it to the journal and the ring, and updates the index and the
+// idempotency window. Under the sequencing lock.
+AppendResult EngineImpl::commit(const StreamRef& stream, bool known, std::uint64_t stream_id, const Batch& batch,
+                                std::span<const EventData> events) {
   // Names go into the catalog before the journal has the records: a reader that sees an event
-  // must find its names. From here any failure stops the engine, since the catalog has moved.
+  // must find its names.
   if (!known) {
     const Status added = catalog_.add_stream(stream_id, stream.name());
     ANNAL_ASSERT(added.ok());

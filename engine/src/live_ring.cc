@@ -184,7 +184,8 @@ class RingSubscription final : public Subscription {
       if (waited.status == ringbuf::WaitStatus::alerted) return Status(ErrorCode::failed, "the engine closed");
       available_ = std::max(available_, waited.available);
       if (waited.status == ringbuf::WaitStatus::timeout) {
-        return wait(Status(ErrorCode::timed_out, "no new durable event"), deadline);
+        // The durable gate stops moving if the journal fails; only the journal can tell.
+        return wait(ring_.context().journal.wait_durable(position_, ringbuf::Clock::now()), deadline);
       }
     }
     const Slot& slot = ring_.ring()[next];

@@ -1,6 +1,9 @@
 #include "sequencer_thread.h"
 
 #include <chrono>
+#include <deque>
+#include <mutex>
+#include <vector>
 
 #include "annal/base/assert.h"
 
@@ -10,10 +13,46 @@ SequencerThread::SequencerThread(Handler handle) : handle_(std::move(handle)) {
   thread_ = std::thread([this] { run(); });
 }
 
+namespace {
+
+// Tickets are never freed: the sequencer may notify one just after its thread saw the change,
+// returned, and exited. A thread takes one from the pool and gives it back when it exits; the next
+// owner may get one stale wake-up, which its wait loop absorbs (it waits for a change of value).
+class TicketPool {
+ public:
+  static TicketPool& instance() {
+    static TicketPool* pool = new TicketPool();  // never destroyed: threads may exit after main
+    return *pool;
+  }
+  std::atomic<std::uint32_t>* take() {
+    std::lock_guard lock(mutex_);
+    if (free_.empty()) return &all_.emplace_back(0);
+    std::atomic<std::uint32_t>* ticket = free_.back();
+    free_.pop_back();
+    return ticket;
+  }
+  void give_back(std::atomic<std::uint32_t>* ticket) {
+    std::lock_guard lock(mutex_);
+    free_.push_back(ticket);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::deque<std::atomic<std::uint32_t>> all_;  // a deque: tickets never move
+  std::vector<std::atomic<std::uint32_t>*> free_;
+};
+
+struct ThreadTicket {
+  std::atomic<std::uint32_t>* ticket = TicketPool::instance().take();
+  ~ThreadTicket() { TicketPool::instance().give_back(ticket); }
+};
+
+}  // namespace
+
 AppendResult SequencerThread::submit(const StreamRef& stream, const ExpectedVersion& expected,
                                      std::span<const EventData> events) {
-  // One ticket per thread: it outlives every request the thread makes.
-  thread_local std::atomic<std::uint32_t> ticket{0};
+  thread_local ThreadTicket owned;
+  std::atomic<std::uint32_t>& ticket = *owned.ticket;
   // seq_cst with stop()'s store of stopping_ and run()'s load of submitting_: either this caller
   // sees the stop and leaves, or the sequencer sees the caller and waits for it.
   submitting_.fetch_add(1, std::memory_order_seq_cst);
@@ -42,7 +81,12 @@ void SequencerThread::run() {
     Request* request = nullptr;
     bool handled = false;
     while (queue_.pop(request)) {
-      request->result.emplace(handle_(*request->stream, *request->expected, request->events));
+      try {
+        request->result.emplace(handle_(*request->stream, *request->expected, request->events));
+      } catch (const std::exception& error) {
+        // As the caller would have seen it had it sequenced the append itself (Sequencing::caller_lock).
+        request->result.emplace(Status(ErrorCode::failed, std::string("the append failed: ") + error.what()));
+      }
       std::atomic<std::uint32_t>* ticket = request->ticket;  // the request dies once the ticket moves
       ticket->fetch_add(1, std::memory_order_release);
       ticket->notify_one();

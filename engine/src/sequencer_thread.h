@@ -4,9 +4,9 @@
 // thread sequencing under a lock (Options::Sequencing); docs/engine.md has the measurements.
 //
 // A request lives on its caller's stack: the caller waits until it is handled, so the events it
-// points to stay valid. The hand-back wakes the caller through a per-thread ticket (an atomic the
-// caller waits on with std::atomic::wait), which outlives the request, so the sequencer never
-// touches a request after its caller may have moved on.
+// points to stay valid. The hand-back wakes the caller through its thread's ticket (an atomic the
+// caller waits on with std::atomic::wait, from a pool that is never freed), so the sequencer never
+// touches a request, or freed memory, after its caller may have moved on.
 #pragma once
 
 #include <atomic>

@@ -136,6 +136,24 @@ TEST(EngineFaults, AFailedSyncStopsTheEngineAndFailsItsWaiters) {
   EXPECT_FALSE(engine.value()->close().ok());
 }
 
+TEST(EngineFaults, ALiveSubscriptionReportsTheFailureInsteadOfWaitingForEver) {
+  auto io = std::make_shared<FaultBackend>(11);
+  auto engine = Engine::open(kDir, fault_options(), io);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  auto subscription = engine.value()->subscribe(1);
+  ASSERT_TRUE(subscription.ok());
+  const EventData event{.type = "T"};
+  ASSERT_TRUE(engine.value()->append("s", ExpectedVersion::any(), {&event, 1}).ok());
+  ASSERT_TRUE(subscription.value()->next(soon()).ok());
+  ASSERT_EQ(subscription.value()->next(Engine::Clock::now() + std::chrono::milliseconds(20)).code(), ErrorCode::timed_out);
+  ASSERT_TRUE(subscription.value()->live());
+  io->fail_sync(1, EIO, /*persistent=*/true);
+  ASSERT_TRUE(engine.value()->append("s", ExpectedVersion::any(), {&event, 1}).ok());
+  const auto next = subscription.value()->next(soon());
+  EXPECT_EQ(next.code(), ErrorCode::failed) << next.status().to_string();
+  subscription.value().reset();
+}
+
 TEST(EngineFaults, AFullDiskRefusesAppendsWithNoSpace) {
   auto io = std::make_shared<FaultBackend>(9);
   io->set_space_limit(40000);

@@ -166,6 +166,25 @@ TEST_F(SubscriptionTest, AnUnreadLiveSubscriptionHoldsAppendsBackOnlyUntilItRead
   EXPECT_EQ(seen.events, std::size_t{kEvents});
 }
 
+TEST_F(SubscriptionTest, ACheckpointPastTheEndOfTheLogIsRefused) {
+  append_text("s", "s/0");
+  const std::uint64_t end = engine_->last_sequence();
+  EXPECT_TRUE(engine_->subscribe(end + 1).ok());  // the next event's: waits for it
+  EXPECT_EQ(engine_->subscribe(end + 2).code(), ErrorCode::invalid_argument);
+  EXPECT_EQ(engine_->subscribe(UINT64_MAX).code(), ErrorCode::invalid_argument);
+}
+
+TEST_F(SubscriptionTest, TwoThreadsClosingAtOnceBothSeeItClosed) {
+  annal::test::Watchdog watchdog("concurrent close");
+  append_text("s", "s/0");
+  Status first, second;
+  std::thread other([&] { first = engine_->close(); });
+  second = engine_->close();
+  other.join();
+  EXPECT_TRUE(first.ok());
+  EXPECT_TRUE(second.ok());
+}
+
 TEST_F(SubscriptionTest, ClosingTheEngineEndsAWaitingSubscription) {
   annal::test::Watchdog watchdog("close during wait");
   auto subscription = engine_->subscribe(1);

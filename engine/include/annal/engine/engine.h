@@ -111,7 +111,8 @@ class Engine {
   // the journal's error.
   virtual Status wait_durable(const Receipt& receipt, Clock::time_point deadline) = 0;
   // Calls `done` once the receipt's events are durable, or with the error that means they never
-  // will be, on the engine's notifier thread: keep it short and do not call back into wait_*.
+  // will be, on the engine's notifier thread (or at once on this one if that is already known):
+  // keep it short, and do not call wait_* or close() from it.
   virtual void on_durable(const Receipt& receipt, std::function<void(const Status&)> done) = 0;
   std::future<Status> durable_future(const Receipt& receipt);
 
@@ -127,6 +128,7 @@ class Engine {
 
   // All events from global sequence `from` (a Subscription::position() checkpoint), first from the
   // journal, then live from the ring. The subscription must be destroyed before the engine.
+  // invalid_argument for a `from` past the end of the log (+1); not_found if retention removed it.
   virtual Result<std::unique_ptr<Subscription>> subscribe(std::uint64_t from) = 0;
 
   // The stream's last version (nullopt: no events), counting sequenced events, durable or not.

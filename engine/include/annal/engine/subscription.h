@@ -17,6 +17,8 @@
 // event only once it is durable (its barrier follows the engine's durable sequence).
 //
 // A live subscription holds back appends once the ring is full: read it steadily, or destroy it.
+// So a thread must not append while it holds a live subscription it stopped reading (a process
+// manager that reacts to events by appending): once the ring fills, it waits for itself.
 // When the seats are taken (Options::live_subscriptions_max) it keeps tailing the journal, which
 // is as correct and a little slower.
 //
