@@ -1,4 +1,4 @@
-#include "crc32c.h"
+#include "annal/journal/crc32c.h"
 
 #include <isa-l/crc.h>
 

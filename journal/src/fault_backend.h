@@ -49,11 +49,12 @@ class FaultBackend final : public IoBackend {
   }
   // After crash() every call fails with EIO, as if the process were gone, until revive(): a
   // journal still running on this backend cannot touch the post-crash image. revive() also
-  // cancels the failures planned with fail_write/fail_sync.
+  // cancels the failures planned with fail_write/fail_sync and a crash_before not yet reached.
   void revive() {
     std::lock_guard lock(mutex_);
     dead_ = false;
     writes_.fail_at = syncs_.fail_at = 0;  // a new boot: failures planned for the old one are off
+    crash_at_ = 0;
   }
 
   [[nodiscard]] std::uint64_t writes() const {

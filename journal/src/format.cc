@@ -4,7 +4,7 @@
 #include <charconv>
 #include <cstring>
 
-#include "crc32c.h"
+#include "annal/journal/crc32c.h"
 
 namespace annal::journal {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "crc32c.h"
+#include "annal/journal/crc32c.h"
 
 namespace annal::journal {
 namespace {

@@ -1,6 +1,7 @@
-// CRC32C (Castagnoli), the checksum of every record and segment header. Chosen for bench/
-// checksum_bench.cc's figures and because it is the storage industry's checksum (iSCSI, ext4,
-// LevelDB, RocksDB): guaranteed to catch every burst error up to 32 bits, computed in hardware.
+// CRC32C (Castagnoli), the checksum of every journal record and segment header, and of snapshot
+// files. Chosen for bench/checksum_bench.cc's figures and because it is the storage industry's
+// checksum (iSCSI, ext4, LevelDB, RocksDB): guaranteed to catch every burst error up to 32 bits,
+// computed in hardware.
 #pragma once
 
 #include <cstddef>

@@ -1,0 +1,66 @@
+// SnapshotStore: projections' snapshots in the engine's directory (format in snapshot_format.h):
+// written atomically, the newest `keep` of each projection kept, read back verified.
+//
+//   SnapshotStore store(directory, io, /*keep=*/3);
+//   Status s = store.write("orders", /*schema=*/2, applied_sequence, state_bytes);
+//   std::vector<SnapshotStore::Skipped> skipped;                  // for the log line
+//   auto newest = store.newest("orders", 2, durable_sequence, &skipped);
+//   // newest.value(): nullopt -> replay from the journal's start
+//
+// Not thread-safe for one projection name; different names may be used from different threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "annal/base/status.h"
+#include "annal/journal/io_backend.h"
+#include "annal/projections/snapshot_format.h"
+
+namespace annal::projections {
+
+class SnapshotStore {
+ public:
+  // `io` is the journal's backend (tests inject faults through it). keep >= 1.
+  SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep);
+
+  // Writes `state` as projection `name`'s state at `sequence` (schema `schema`): to a .tmp file,
+  // synced, renamed into place, directory synced; then removes all but the newest `keep`. On an
+  // error the snapshots already there are untouched.
+  Status write(std::string_view name, std::uint32_t schema, std::uint64_t sequence, std::span<const std::byte> state);
+
+  struct Loaded {
+    SnapshotHeader header;
+    std::vector<std::byte> state;
+  };
+  struct Skipped {
+    std::string file;
+    Status why;  // damaged, unreadable, another schema
+  };
+  // The newest snapshot of `name` at or below `max_sequence`, of schema `schema`, that reads back
+  // intact; nullopt if there is none. Those passed over on the way are added to `skipped` (if
+  // given), each with the reason. Fails only if the directory cannot be listed.
+  Result<std::optional<Loaded>> newest(std::string_view name, std::uint32_t schema, std::uint64_t max_sequence,
+                                       std::vector<Skipped>* skipped = nullptr);
+
+  // Sequences of `name`'s snapshot files, ascending (names only; nothing is read).
+  Result<std::vector<std::uint64_t>> sequences(std::string_view name);
+
+ private:
+  [[nodiscard]] std::string path(const std::string& file) const { return directory_ + "/" + file; }
+  Status write_file(const std::string& tmp, std::span<const std::byte> header, std::span<const std::byte> state);
+  Result<Loaded> load(std::string_view name, std::uint64_t sequence);
+  void prune(std::string_view name);
+
+  const std::string directory_;
+  const std::shared_ptr<journal::IoBackend> io_;
+  const std::size_t keep_;
+};
+
+}  // namespace annal::projections

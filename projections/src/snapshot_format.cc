@@ -1,0 +1,109 @@
+#include "annal/projections/snapshot_format.h"
+
+#include <charconv>
+#include <cstring>
+
+#include "annal/journal/crc32c.h"
+
+namespace annal::projections {
+namespace {
+
+constexpr std::string_view kPrefix = "snapshot-";
+constexpr std::string_view kSuffix = ".snap";
+constexpr std::size_t kSequenceDigits = 20;
+
+template <class T>
+void put(std::vector<std::byte>& out, std::size_t at, T value) {
+  std::memcpy(out.data() + at, &value, sizeof(T));
+}
+template <class T>
+T get(std::span<const std::byte> in, std::size_t at) {
+  T value;
+  std::memcpy(&value, in.data() + at, sizeof(T));
+  return value;
+}
+
+Status damaged(std::string_view where, const std::string& what) {
+  return Status(ErrorCode::corruption, "snapshot " + std::string(where) + ": " + what);
+}
+
+}  // namespace
+
+bool valid_projection_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kProjectionNameBytesMax) return false;
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string snapshot_file_name(std::string_view name, std::uint64_t sequence) {
+  ANNAL_ASSERT(valid_projection_name(name));
+  std::string digits = std::to_string(sequence);
+  return std::string(kPrefix) + std::string(name) + "-" + std::string(kSequenceDigits - digits.size(), '0') +
+         digits + std::string(kSuffix);
+}
+
+std::optional<std::uint64_t> parse_snapshot_file_name(std::string_view file, std::string_view name) {
+  const std::size_t fixed = kPrefix.size() + name.size() + 1;
+  if (file.size() != fixed + kSequenceDigits + kSuffix.size()) return std::nullopt;
+  if (file.substr(0, kPrefix.size()) != kPrefix || file.substr(kPrefix.size(), name.size()) != name ||
+      file[fixed - 1] != '-' || file.substr(fixed + kSequenceDigits) != kSuffix) {
+    return std::nullopt;
+  }
+  std::uint64_t sequence = 0;
+  const char* first = file.data() + fixed;
+  const auto parsed = std::from_chars(first, first + kSequenceDigits, sequence);
+  if (parsed.ec != std::errc() || parsed.ptr != first + kSequenceDigits) return std::nullopt;
+  return sequence;
+}
+
+std::size_t snapshot_header_bytes(std::string_view name) noexcept { return kSnapshotFieldsBytes + name.size() + 4; }
+
+std::vector<std::byte> encode_snapshot_header(const SnapshotHeader& header, std::span<const std::byte> state) {
+  ANNAL_ASSERT(valid_projection_name(header.name));
+  ANNAL_ASSERT(state.size() == header.state_bytes && header.state_bytes <= kSnapshotStateBytesMax);
+  std::vector<std::byte> out(snapshot_header_bytes(header.name));
+  std::memcpy(out.data(), kSnapshotMagic, sizeof(kSnapshotMagic));
+  put<std::uint32_t>(out, 8, kSnapshotFormatVersion);
+  put<std::uint32_t>(out, 12, header.schema);
+  put<std::uint64_t>(out, 16, header.sequence);
+  put<std::uint64_t>(out, 24, header.created_ns);
+  put<std::uint64_t>(out, 32, header.state_bytes);
+  put<std::uint32_t>(out, 40, journal::crc32c_extend(0, state));
+  put<std::uint32_t>(out, 44, static_cast<std::uint32_t>(header.name.size()));
+  std::memcpy(out.data() + kSnapshotFieldsBytes, header.name.data(), header.name.size());
+  const std::size_t covered = kSnapshotFieldsBytes + header.name.size();
+  put<std::uint32_t>(out, covered, journal::crc32c_extend(0, std::span(out).first(covered)));
+  return out;
+}
+
+Result<SnapshotHeader> decode_snapshot_header(std::span<const std::byte> in, std::string_view where,
+                                              std::size_t& header_bytes) {
+  if (in.size() < kSnapshotFieldsBytes) return damaged(where, "shorter than its header");
+  if (std::memcmp(in.data(), kSnapshotMagic, sizeof(kSnapshotMagic)) != 0) return damaged(where, "bad magic");
+  if (const auto version = get<std::uint32_t>(in, 8); version != kSnapshotFormatVersion) {
+    return damaged(where, "format version " + std::to_string(version) + " is not " +
+                              std::to_string(kSnapshotFormatVersion));
+  }
+  const auto name_bytes = get<std::uint32_t>(in, 44);
+  if (name_bytes == 0 || name_bytes > kProjectionNameBytesMax) return damaged(where, "impossible name length");
+  const std::size_t covered = kSnapshotFieldsBytes + name_bytes;
+  if (in.size() < covered + 4) return damaged(where, "shorter than its header");
+  if (get<std::uint32_t>(in, covered) != journal::crc32c_extend(0, in.first(covered))) {
+    return damaged(where, "header checksum mismatch");
+  }
+  SnapshotHeader header;
+  header.schema = get<std::uint32_t>(in, 12);
+  header.sequence = get<std::uint64_t>(in, 16);
+  header.created_ns = get<std::uint64_t>(in, 24);
+  header.state_bytes = get<std::uint64_t>(in, 32);
+  header.state_crc = get<std::uint32_t>(in, 40);
+  header.name.assign(reinterpret_cast<const char*>(in.data() + kSnapshotFieldsBytes), name_bytes);
+  if (header.state_bytes > kSnapshotStateBytesMax) return damaged(where, "impossible state length");
+  header_bytes = covered + 4;
+  return header;
+}
+
+}  // namespace annal::projections

@@ -1,0 +1,136 @@
+#include "annal/projections/snapshot_store.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "annal/journal/crc32c.h"
+
+namespace annal::projections {
+namespace {
+
+std::uint64_t wall_clock_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace
+
+SnapshotStore::SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep)
+    : directory_(std::move(directory)), io_(std::move(io)), keep_(keep) {
+  ANNAL_ASSERT(io_ != nullptr && keep_ >= 1);
+}
+
+Status SnapshotStore::write(std::string_view name, std::uint32_t schema, std::uint64_t sequence,
+                            std::span<const std::byte> state) {
+  if (!valid_projection_name(name)) {
+    return Status(ErrorCode::invalid_argument, "projection name \"" + std::string(name) +
+                                                   "\": 1 to 64 of A-Z a-z 0-9 _ .");
+  }
+  if (state.size() > kSnapshotStateBytesMax) {
+    return Status(ErrorCode::invalid_argument, "snapshot of " + std::string(name) + ": state over 16 GiB");
+  }
+  const std::string file = snapshot_file_name(name, sequence);
+  const auto header = encode_snapshot_header({.name = std::string(name), .schema = schema, .sequence = sequence,
+                                              .created_ns = wall_clock_ns(), .state_bytes = state.size()},
+                                             state);
+  const std::string tmp = path(file + ".tmp");
+  (void)io_->remove(tmp);  // left by a crash during an earlier write, or absent
+  if (Status written = write_file(tmp, header, state); !written.ok()) {
+    (void)io_->remove(tmp);
+    return written;
+  }
+  // The rename is the commit point; syncing the directory makes it durable.
+  if (Status renamed = io_->rename(tmp, path(file)); !renamed.ok()) return renamed;
+  if (Status synced = io_->sync_directory(directory_); !synced.ok()) return synced;
+  prune(name);
+  return {};
+}
+
+Status SnapshotStore::write_file(const std::string& tmp, std::span<const std::byte> header,
+                                 std::span<const std::byte> state) {
+  const auto file = io_->open(tmp, journal::OpenMode::create_exclusive);
+  if (!file.ok()) return file.status();
+  Status status = io_->write(file.value(), 0, header);
+  if (status.ok() && !state.empty()) status = io_->write(file.value(), header.size(), state);
+  if (status.ok()) status = io_->sync(file.value());
+  const Status closed = io_->close(file.value());
+  return status.ok() ? closed : status;
+}
+
+Result<std::vector<std::uint64_t>> SnapshotStore::sequences(std::string_view name) {
+  auto files = io_->list(directory_);
+  if (!files.ok()) return files.status();
+  std::vector<std::uint64_t> out;
+  for (const std::string& file : files.value()) {
+    if (const auto sequence = parse_snapshot_file_name(file, name)) out.push_back(*sequence);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Older snapshots beyond `keep`. A failed removal only leaves a file behind; the next write retries.
+void SnapshotStore::prune(std::string_view name) {
+  const auto all = sequences(name);
+  if (!all.ok() || all.value().size() <= keep_) return;
+  for (std::size_t i = 0; i + keep_ < all.value().size(); ++i) {
+    (void)io_->remove(path(snapshot_file_name(name, all.value()[i])));
+  }
+}
+
+Result<std::optional<SnapshotStore::Loaded>> SnapshotStore::newest(std::string_view name, std::uint32_t schema,
+                                                                   std::uint64_t max_sequence,
+                                                                   std::vector<Skipped>* skipped) {
+  auto all = sequences(name);
+  if (!all.ok()) return all.status();
+  for (auto it = all.value().rbegin(); it != all.value().rend(); ++it) {
+    if (*it > max_sequence) continue;
+    auto loaded = load(name, *it);
+    Status why = loaded.status();
+    if (loaded.ok() && loaded.value().header.schema != schema) {
+      why = Status(ErrorCode::invalid_argument, "schema " + std::to_string(loaded.value().header.schema) +
+                                                    ", the projection is at schema " + std::to_string(schema));
+    }
+    if (why.ok()) return std::optional<Loaded>(std::move(loaded.value()));
+    if (skipped != nullptr) skipped->push_back({snapshot_file_name(name, *it), why});
+  }
+  return std::optional<Loaded>();
+}
+
+// Reads one snapshot whole and checks everything it says about itself.
+Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::uint64_t sequence) {
+  const std::string file = snapshot_file_name(name, sequence);
+  const auto opened = io_->open(path(file), journal::OpenMode::read_only);
+  if (!opened.ok()) return opened.status();
+  struct Closer {
+    journal::IoBackend& io;
+    journal::FileId file;
+    ~Closer() { (void)io.close(file); }
+  } closer{*io_, opened.value()};
+  const auto size = io_->size(opened.value());
+  if (!size.ok()) return size.status();
+  std::vector<std::byte> head(std::min<std::uint64_t>(size.value(), snapshot_header_bytes(name)));
+  const auto got = io_->read(opened.value(), 0, head);
+  if (!got.ok()) return got.status();
+  std::size_t header_bytes = 0;
+  auto header = decode_snapshot_header(std::span(head).first(got.value()), file, header_bytes);
+  if (!header.ok()) return header.status();
+  if (header.value().name != name || header.value().sequence != sequence) {
+    return Status(ErrorCode::corruption, "snapshot " + file + ": its header says " + header.value().name + " at " +
+                                             std::to_string(header.value().sequence));
+  }
+  if (size.value() != header_bytes + header.value().state_bytes) {
+    return Status(ErrorCode::corruption, "snapshot " + file + ": " + std::to_string(size.value()) +
+                                             " bytes, the header promises " +
+                                             std::to_string(header_bytes + header.value().state_bytes));
+  }
+  const auto state_bytes = static_cast<std::size_t>(header.value().state_bytes);
+  Loaded out{std::move(header.value()), std::vector<std::byte>(state_bytes)};
+  const auto read = io_->read(opened.value(), header_bytes, out.state);
+  if (!read.ok()) return read.status();
+  if (read.value() != out.state.size() || journal::crc32c_extend(0, out.state) != out.header.state_crc) {
+    return Status(ErrorCode::corruption, "snapshot " + file + ": state checksum mismatch");
+  }
+  return out;
+}
+
+}  // namespace annal::projections
