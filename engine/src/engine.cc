@@ -5,7 +5,9 @@
 #include <array>
 #include <bit>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <tuple>
 
@@ -16,6 +18,7 @@
 #include "event_codec.h"
 #include "idempotency_window.h"
 #include "live_ring.h"
+#include "projection_runner.h"
 #include "sequencer_thread.h"
 #include "stream_index.h"
 
@@ -91,9 +94,11 @@ Event to_event(const EventView& view) { return Event{view.header, {view.payload.
 
 class EngineImpl final : public Engine {
  public:
-  EngineImpl(const Options& options, std::unique_ptr<journal::Journal> journal)
-      : options_(options), commit_bytes_max_(journal_options(options).commit_bytes_max),
-        journal_(std::move(journal)), window_(options.idempotency_window) {
+  EngineImpl(std::string directory, const Options& options, std::unique_ptr<journal::Journal> journal,
+             std::shared_ptr<journal::IoBackend> io)
+      : directory_(std::move(directory)), io_(std::move(io)), options_(options),
+        commit_bytes_max_(journal_options(options).commit_bytes_max), journal_(std::move(journal)),
+        window_(options.idempotency_window) {
     records_.reserve(2 * options.events_per_append_max + 1);
     metadata_.resize(options.events_per_append_max);
     name_prefixes_.resize(options.events_per_append_max + 1);
@@ -175,13 +180,34 @@ class EngineImpl final : public Engine {
   }
 
   std::optional<std::uint64_t> find_stream(std::string_view name) const override { return catalog_.find_stream(name); }
+
+  Status add_projection(std::string_view name, std::shared_ptr<Projection> projection,
+                        const ProjectionOptions& options) override;
+
+  Status query(std::string_view name, std::uint64_t min_sequence, const std::function<void(const Projection&)>& fn,
+               Clock::duration timeout) override {
+    ProjectionRunner* runner = find_projection(name);
+    if (runner == nullptr) return Status(ErrorCode::not_found, "no projection " + std::string(name));
+    return runner->query(min_sequence, fn, Clock::now() + timeout);
+  }
+
+  Result<ProjectionStatus> projection_status(std::string_view name) const override {
+    ProjectionRunner* runner = find_projection(name);
+    if (runner == nullptr) return Status(ErrorCode::not_found, "no projection " + std::string(name));
+    return runner->status();
+  }
   std::uint64_t durable_sequence() const override { return journal_->durable_sequence(); }
   std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
 
   Status close() override {
     std::lock_guard once(close_mutex_);  // a second caller waits until the first is done
     if (closed_.exchange(true, std::memory_order_acq_rel)) return close_status_;
-    // The ring first: an append waiting for a live subscriber to free slots gives up.
+    {
+      // Projections first: they hold subscriptions on the ring. Their last snapshots get written.
+      std::lock_guard lock(projections_mutex_);
+      for (auto& [name, runner] : projections_) runner->stop();
+    }
+    // The ring next: an append waiting for a live subscriber to free slots gives up.
     if (ring_) ring_->close();
     if (sequencer_) sequencer_->stop();
     { std::lock_guard drain(append_mutex_); }  // appends under way finish; later ones see closed_
@@ -209,11 +235,20 @@ class EngineImpl final : public Engine {
   Status recover();
   Status recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
 
+  // Runners are never removed while the engine is open, so the pointer outlives the lock.
+  [[nodiscard]] ProjectionRunner* find_projection(std::string_view name) const {
+    std::lock_guard lock(projections_mutex_);
+    const auto found = projections_.find(name);
+    return found == projections_.end() ? nullptr : found->second.get();
+  }
+
   [[nodiscard]] std::optional<std::uint64_t> resolve(const StreamRef& stream) const {
     if (!stream.by_name()) return stream.stream_id();
     return catalog_.find_stream(stream.name());
   }
 
+  const std::string directory_;
+  const std::shared_ptr<journal::IoBackend> io_;  // for files beside the journal's: snapshots
   const Options options_;
   const std::size_t commit_bytes_max_;
   std::unique_ptr<journal::Journal> journal_;
@@ -225,6 +260,8 @@ class EngineImpl final : public Engine {
   std::unique_ptr<LiveRing> ring_;
   std::unique_ptr<DurabilityNotifier> notifier_;
   std::unique_ptr<SequencerThread> sequencer_;  // Sequencing::sequencer_thread only
+  mutable std::mutex projections_mutex_;
+  std::map<std::string, std::unique_ptr<ProjectionRunner>, std::less<>> projections_;  // under projections_mutex_
 
   // The sequencing lock: one append at a time checks versions, goes to the journal and into the
   // ring, so the version check and the sequence assignment cannot interleave with another's.
@@ -473,6 +510,48 @@ Result<std::vector<Event>> EngineImpl::read_stream(const StreamRef& stream, cons
   return out;
 }
 
+Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Projection> projection,
+                                  const ProjectionOptions& options) {
+  if (!projections::valid_projection_name(name)) {
+    return Status(ErrorCode::invalid_argument, "projection name \"" + std::string(name) +
+                                                   "\": 1 to 64 of A-Z a-z 0-9 _ .");
+  }
+  if (projection == nullptr || options.snapshots_kept == 0) {
+    return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + ": no projection, or snapshots_kept 0");
+  }
+  std::lock_guard lock(projections_mutex_);  // one add at a time: the name check holds until it is in
+  if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
+  if (projections_.contains(name)) {
+    return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + " exists already");
+  }
+  auto store = std::make_unique<projections::SnapshotStore>(directory_, io_, options.snapshots_kept);
+  std::uint64_t restored = 0;
+  if (const std::uint32_t schema = projection->schema(); schema != 0) {
+    std::vector<projections::SnapshotStore::Skipped> skipped;
+    auto newest = store->newest(name, schema, journal_->durable_sequence(), &skipped);
+    for (const auto& passed : skipped) {
+      std::fprintf(stderr, "annal: projection %s: snapshot %s passed over: %s\n", std::string(name).c_str(),
+                   passed.file.c_str(), passed.why.to_string().c_str());
+    }
+    if (!newest.ok()) return newest.status();
+    if (newest.value()) {
+      if (Status restored_ok = projection->restore(newest.value()->state); restored_ok.ok()) {
+        restored = newest.value()->header.sequence;
+      } else {
+        std::fprintf(stderr, "annal: projection %s: restoring the snapshot at %llu failed (%s); replaying all\n",
+                     std::string(name).c_str(), static_cast<unsigned long long>(newest.value()->header.sequence),
+                     restored_ok.to_string().c_str());
+      }
+    }
+  }
+  auto subscription = subscribe(restored + 1);
+  if (!subscription.ok()) return subscription.status();
+  projections_.emplace(std::string(name),
+                       std::make_unique<ProjectionRunner>(std::string(name), std::move(projection), options,
+                                                          std::move(subscription.value()), std::move(store), restored));
+  return {};
+}
+
 Status EngineImpl::recover() {
   auto reader = journal_->reader(journal::kFirstSequence);
   if (!reader.ok()) return reader.status();
@@ -562,10 +641,11 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
       return Status(ErrorCode::io_error, "cannot create the engine's directory " + directory + ": " + error.message());
     }
   }
-  auto journal = io ? journal::Journal::open(directory, journal_options(options), std::move(io))
+  auto journal = io ? journal::Journal::open(directory, journal_options(options), io)
                     : journal::Journal::open(directory, journal_options(options));
   if (!journal.ok()) return journal.status();
-  auto engine = std::make_unique<EngineImpl>(options, std::move(journal.value()));
+  auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()),
+                                             io ? io : journal::make_posix_backend());
   if (Status started = engine->start(); !started.ok()) return started;
   return std::unique_ptr<Engine>(std::move(engine));
 }

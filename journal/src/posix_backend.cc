@@ -246,4 +246,6 @@ Result<std::size_t> PosixBackend::reap(std::span<Completion> out, std::size_t mi
   return queue_.reap(out, min_complete);
 }
 
+std::shared_ptr<IoBackend> make_posix_backend() { return std::make_shared<PosixBackend>(); }
+
 }  // namespace annal::journal

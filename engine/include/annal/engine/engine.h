@@ -36,9 +36,12 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "annal/base/status.h"
+#include "annal/engine/projection.h"
 #include "annal/engine/subscription.h"
 #include "annal/engine/types.h"
 #include "annal/journal/journal.h"
@@ -131,6 +134,18 @@ class Engine {
   // invalid_argument for a `from` past the end of the log (+1); not_found if retention removed it.
   virtual Result<std::unique_ptr<Subscription>> subscribe(std::uint64_t from) = 0;
 
+  // Starts keeping projection `name` (1 to 64 of A-Z a-z 0-9 _ .) up to date on a thread of its
+  // own (projection.h): restores its newest usable snapshot, replays the rest from the journal,
+  // then follows live events. invalid_argument for a bad or taken name.
+  virtual Status add_projection(std::string_view name, std::shared_ptr<Projection> projection,
+                                const ProjectionOptions& options) = 0;
+  // Runs `fn` on projection `name`'s thread once it has applied `min_sequence` (an append's
+  // last_sequence: read your writes). timed_out after `timeout` (fn never runs then), not_found for
+  // an unknown projection, the projection's error if it stopped. The typed form is query<P> below.
+  virtual Status query(std::string_view name, std::uint64_t min_sequence,
+                       const std::function<void(const Projection&)>& fn, Clock::duration timeout) = 0;
+  [[nodiscard]] virtual Result<ProjectionStatus> projection_status(std::string_view name) const = 0;
+
   // The stream's last version (nullopt: no events), counting sequenced events, durable or not.
   [[nodiscard]] virtual std::optional<std::uint64_t> stream_version(const StreamRef& stream) const = 0;
   // The id a stream name maps to, if the name was ever used.
@@ -145,5 +160,19 @@ class Engine {
  protected:
   Engine() = default;
 };
+
+// query() for a projection of type P: returns what fn(const P&) returns.
+template <class P, class F>
+auto query(Engine& engine, std::string_view name, std::uint64_t min_sequence, F&& fn, Engine::Clock::duration timeout)
+    -> Result<std::invoke_result_t<F&, const P&>> {
+  std::optional<std::invoke_result_t<F&, const P&>> out;
+  const Status status = engine.query(name, min_sequence, [&](const Projection& projection) {
+    const auto* typed = dynamic_cast<const P*>(&projection);
+    ANNAL_ASSERT(typed != nullptr);  // the projection registered under `name` is not a P
+    out.emplace(fn(*typed));
+  }, timeout);
+  if (!status.ok()) return status;
+  return std::move(*out);
+}
 
 }  // namespace annal::engine

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -89,5 +90,9 @@ class IoBackend {
   // full buffer without waiting for the fdatasync in flight.
   virtual void wake() = 0;
 };
+
+// The plain POSIX backend (pread/pwrite/fdatasync on the calling thread), for other components'
+// files: snapshots, say.
+std::shared_ptr<IoBackend> make_posix_backend();
 
 }  // namespace annal::journal

@@ -1,0 +1,151 @@
+#include "projection_runner.h"
+
+#include <cstdio>
+
+namespace annal::engine {
+namespace {
+
+// How long the apply loop waits for an event before it looks at queries and snapshots again:
+// the longest a query that can already be answered waits while the log is idle.
+constexpr auto kIdleSlice = std::chrono::milliseconds(2);
+
+}  // namespace
+
+ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection> projection,
+                                   const ProjectionOptions& options, std::unique_ptr<Subscription> subscription,
+                                   std::unique_ptr<projections::SnapshotStore> store, std::uint64_t restored_from)
+    : name_(std::move(name)), projection_(std::move(projection)), options_(options),
+      subscription_(std::move(subscription)), store_(std::move(store)), restored_from_(restored_from),
+      applied_(restored_from) {
+  writer_ = std::thread([this] { write_snapshots(); });
+  thread_ = std::thread([this] { run(); });
+}
+
+void ProjectionRunner::run() {
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_ || !error_.ok()) return;
+    }
+    if (queries_waiting_.load(std::memory_order_acquire) > 0) serve_queries();
+    maybe_snapshot();
+    auto event = subscription_->next(Clock::now() + kIdleSlice);
+    if (event.code() == ErrorCode::timed_out) continue;
+    if (!event.ok()) return fail(event.status());
+    try {
+      projection_->apply(event.value());
+    } catch (const std::exception& error) {
+      return fail(Status(ErrorCode::failed, "projection " + name_ + " threw at sequence " +
+                                                std::to_string(event.value().header.sequence) + ": " + error.what()));
+    }
+    ++since_snapshot_;
+    std::lock_guard lock(mutex_);
+    applied_ = subscription_->position() - 1;  // system records it stepped over count as applied
+    ++replayed_;
+  }
+}
+
+// Runs every query the projection can answer now, outside the lock: the caller waits for it.
+void ProjectionRunner::serve_queries() {
+  std::vector<Query*> ready;
+  {
+    std::lock_guard lock(mutex_);
+    for (Query* query : queries_) {
+      if (!query->running && query->min_sequence <= applied_) {
+        query->running = true;
+        ready.push_back(query);
+      }
+    }
+  }
+  for (Query* query : ready) (*query->fn)(*projection_);
+  std::lock_guard lock(mutex_);
+  for (Query* query : ready) {
+    query->done = true;
+    std::erase(queries_, query);
+  }
+  queries_waiting_.store(queries_.size(), std::memory_order_release);
+  changed_.notify_all();
+}
+
+Status ProjectionRunner::query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline) {
+  Query query{min_sequence, &fn};
+  std::unique_lock lock(mutex_);
+  if (!error_.ok()) return error_;
+  queries_.push_back(&query);
+  queries_waiting_.store(queries_.size(), std::memory_order_release);
+  const bool answered = changed_.wait_until(lock, deadline, [&] { return query.done || !error_.ok() || stopping_; });
+  if (answered && query.done) return {};
+  // Not done: withdraw it, unless the runner has started it, in which case it finishes first
+  // (fn points into this frame).
+  if (query.running) {
+    changed_.wait(lock, [&] { return query.done; });
+    return {};
+  }
+  std::erase(queries_, &query);
+  queries_waiting_.store(queries_.size(), std::memory_order_release);
+  if (!error_.ok()) return error_;
+  if (stopping_) return Status(ErrorCode::failed, "projection " + name_ + " stopped");
+  return Status(ErrorCode::timed_out, "projection " + name_ + " has applied up to sequence " +
+                                          std::to_string(applied_) + ", not yet " + std::to_string(min_sequence));
+}
+
+void ProjectionRunner::maybe_snapshot() {
+  if (projection_->schema() == 0 || since_snapshot_ == 0) return;
+  const bool by_count = options_.snapshot_every_events != 0 && since_snapshot_ >= options_.snapshot_every_events;
+  const bool by_time = options_.snapshot_every.count() != 0 && Clock::now() - last_snapshot_ >= options_.snapshot_every;
+  if (!by_count && !by_time) return;
+  std::vector<std::byte> state = projection_->snapshot();  // the only pause: copying the state
+  since_snapshot_ = 0;
+  last_snapshot_ = Clock::now();
+  std::lock_guard lock(mutex_);
+  pending_ = PendingSnapshot{applied_, std::move(state)};  // a newer one replaces an unwritten one
+  changed_.notify_all();
+}
+
+void ProjectionRunner::write_snapshots() {
+  for (;;) {
+    PendingSnapshot snapshot;
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return stopping_ || pending_.has_value(); });
+      if (!pending_) return;  // stopping, nothing left to write
+      snapshot = std::move(*pending_);
+      pending_.reset();
+    }
+    const Status written = store_->write(name_, projection_->schema(), snapshot.sequence, snapshot.state);
+    std::lock_guard lock(mutex_);
+    if (written.ok()) {
+      ++snapshots_written_;
+    } else {
+      // Not fatal: recovery uses an older snapshot or replays more. Said once per failure.
+      std::fprintf(stderr, "annal: projection %s: snapshot at sequence %llu not written: %s\n", name_.c_str(),
+                   static_cast<unsigned long long>(snapshot.sequence), written.to_string().c_str());
+    }
+  }
+}
+
+void ProjectionRunner::fail(Status error) {
+  std::lock_guard lock(mutex_);
+  if (stopping_) return;  // the engine is closing: not the projection's failure
+  error_ = std::move(error);
+  changed_.notify_all();
+}
+
+ProjectionStatus ProjectionRunner::status() const {
+  std::lock_guard lock(mutex_);
+  return {.applied = applied_, .restored_from = restored_from_, .replayed = replayed_,
+          .snapshots_written = snapshots_written_, .error = error_};
+}
+
+void ProjectionRunner::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (writer_.joinable()) writer_.join();
+}
+
+}  // namespace annal::engine

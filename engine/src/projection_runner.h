@@ -1,0 +1,89 @@
+// ProjectionRunner: one projection's thread. It reads a subscription (journal, then the live ring,
+// durable events only), applies each event, serves queries between events, and hands snapshots
+// of the state to a writer thread of its own so that a slow disk never pauses the projection for
+// longer than snapshot() takes.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "annal/engine/projection.h"
+#include "annal/engine/subscription.h"
+#include "annal/projections/snapshot_store.h"
+
+namespace annal::engine {
+
+class ProjectionRunner {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using QueryFn = std::function<void(const Projection&)>;
+
+  // `subscription` starts right after `restored_from` (0: the beginning).
+  ProjectionRunner(std::string name, std::shared_ptr<Projection> projection, const ProjectionOptions& options,
+                   std::unique_ptr<Subscription> subscription, std::unique_ptr<projections::SnapshotStore> store,
+                   std::uint64_t restored_from);
+  ~ProjectionRunner() { stop(); }
+  ProjectionRunner(const ProjectionRunner&) = delete;
+  ProjectionRunner& operator=(const ProjectionRunner&) = delete;
+
+  // Runs `fn` on the runner's thread once the projection has applied `min_sequence`. timed_out
+  // at the deadline (fn did not run and never will); the projection's error if it stopped.
+  Status query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline);
+  [[nodiscard]] ProjectionStatus status() const;
+  // Stops the thread (and the writer, after the snapshot it is writing). Queries waiting fail.
+  void stop();
+
+ private:
+  struct Query {
+    std::uint64_t min_sequence;
+    const QueryFn* fn;
+    bool running = false;
+    bool done = false;
+  };
+  struct PendingSnapshot {
+    std::uint64_t sequence;
+    std::vector<std::byte> state;
+  };
+
+  void run();
+  void serve_queries();
+  void maybe_snapshot();
+  void write_snapshots();
+  void fail(Status error);
+
+  const std::string name_;
+  const std::shared_ptr<Projection> projection_;
+  const ProjectionOptions options_;
+  const std::unique_ptr<Subscription> subscription_;  // the runner thread's only
+  const std::unique_ptr<projections::SnapshotStore> store_;
+  const std::uint64_t restored_from_;
+
+  // Runner thread only.
+  std::uint64_t since_snapshot_ = 0;
+  Clock::time_point last_snapshot_ = Clock::now();
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;         // queries done, applied moved, a snapshot to write, stop
+  std::deque<Query*> queries_;              // under mutex_
+  std::atomic<std::size_t> queries_waiting_{0};  // cheap look from the apply loop
+  std::uint64_t applied_ = 0;               // under mutex_ (written by the runner thread)
+  std::uint64_t replayed_ = 0;              // under mutex_
+  std::uint64_t snapshots_written_ = 0;     // under mutex_
+  std::optional<PendingSnapshot> pending_;  // under mutex_: the newest snapshot to write
+  Status error_;                            // under mutex_
+  bool stopping_ = false;                   // under mutex_
+  std::thread writer_;
+  std::thread thread_;
+};
+
+}  // namespace annal::engine
