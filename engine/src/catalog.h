@@ -41,6 +41,12 @@ class Catalog {
   }
   Status add_type(std::uint16_t id, std::string_view name);
 
+  // Names in id order, for the engine's state snapshot. Writer only.
+  [[nodiscard]] std::size_t stream_names() const noexcept { return streams_.size(); }
+  [[nodiscard]] std::string_view stream_name_at(std::size_t index) const noexcept { return streams_.at(index); }
+  [[nodiscard]] std::size_t type_names() const noexcept { return types_.size(); }
+  [[nodiscard]] std::string_view type_name_at(std::size_t index) const noexcept { return types_.at(index); }
+
  private:
   struct NameHash {
     using is_transparent = void;

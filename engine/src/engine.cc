@@ -5,7 +5,9 @@
 #include <array>
 #include <bit>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <thread>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -19,6 +21,7 @@
 #include "idempotency_window.h"
 #include "live_ring.h"
 #include "projection_runner.h"
+#include "engine_state.h"
 #include "sequencer_thread.h"
 #include "stream_index.h"
 
@@ -55,6 +58,7 @@ Status check_options(const Options& options) {
     return bad_option("live_subscriptions_max is over " + std::to_string(ringbuf::SequenceGroup::kMembersMax));
   }
   if (options.index_interval_bytes < 512) return bad_option("index_interval_bytes is under 512");
+  if (options.state_snapshots_kept == 0) return bad_option("state_snapshots_kept must be at least 1");
   return {};
 }
 
@@ -98,7 +102,7 @@ class EngineImpl final : public Engine {
              std::shared_ptr<journal::IoBackend> io)
       : directory_(std::move(directory)), io_(std::move(io)), options_(options),
         commit_bytes_max_(journal_options(options).commit_bytes_max), journal_(std::move(journal)),
-        window_(options.idempotency_window) {
+        state_store_(directory_, io_, options.state_snapshots_kept), window_(options.idempotency_window) {
     records_.reserve(2 * options.events_per_append_max + 1);
     metadata_.resize(options.events_per_append_max);
     name_prefixes_.resize(options.events_per_append_max + 1);
@@ -114,6 +118,7 @@ class EngineImpl final : public Engine {
                            ReadContext{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); }});
     notifier_ = std::make_unique<DurabilityNotifier>(
         *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
+    if (options_.state_snapshot_every_events != 0) state_snapshotter_ = std::thread([this] { snapshot_state_loop(); });
     if (options_.sequencing == Sequencing::sequencer_thread) {
       sequencer_ = std::make_unique<SequencerThread>(
           [this](const StreamRef& stream, const ExpectedVersion& expected, std::span<const EventData> events) {
@@ -196,6 +201,7 @@ class EngineImpl final : public Engine {
     if (runner == nullptr) return Status(ErrorCode::not_found, "no projection " + std::string(name));
     return runner->status();
   }
+  const OpenReport& open_report() const override { return open_report_; }
   std::uint64_t durable_sequence() const override { return journal_->durable_sequence(); }
   std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
 
@@ -213,6 +219,21 @@ class EngineImpl final : public Engine {
     { std::lock_guard drain(append_mutex_); }  // appends under way finish; later ones see closed_
     close_status_ = journal_->close();
     if (notifier_) notifier_->stop();
+    if (state_snapshotter_.joinable()) {
+      {
+        std::lock_guard lock(state_mutex_);
+        state_stopping_ = true;
+      }
+      state_wanted_.notify_all();
+      state_snapshotter_.join();
+      // Everything is durable now: a snapshot at the end makes the next open read nothing. Not
+      // fatal if it fails: the next open reads more of the journal.
+      if (close_status_.ok()) {
+        if (Status written = snapshot_state(); !written.ok()) {
+          std::fprintf(stderr, "annal: engine state snapshot at close not written: %s\n", written.to_string().c_str());
+        }
+      }
+    }
     return close_status_;
   }
 
@@ -233,6 +254,9 @@ class EngineImpl final : public Engine {
   AppendResult commit(const StreamRef& stream, bool known, std::uint64_t stream_id, const Batch& batch,
                       std::span<const EventData> events);
   Status recover();
+  Status restore_state();
+  void snapshot_state_loop();
+  Status snapshot_state();
   Status recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
 
   // Runners are never removed while the engine is open, so the pointer outlives the lock.
@@ -260,6 +284,17 @@ class EngineImpl final : public Engine {
   std::unique_ptr<LiveRing> ring_;
   std::unique_ptr<DurabilityNotifier> notifier_;
   std::unique_ptr<SequencerThread> sequencer_;  // Sequencing::sequencer_thread only
+  // The engine's state snapshots: requested by the appender every state_snapshot_every_events,
+  // taken under the sequencing lock and written by a thread of their own.
+  projections::SnapshotStore state_store_;
+  std::thread state_snapshotter_;
+  std::mutex state_mutex_;
+  std::condition_variable state_wanted_;
+  bool state_due_ = false;       // under state_mutex_
+  bool state_stopping_ = false;  // under state_mutex_
+  std::uint64_t events_since_state_snapshot_ = 0;  // under append_mutex_
+  std::uint64_t state_snapshot_at_ = 0;            // under append_mutex_: the newest one's sequence
+  OpenReport open_report_;
   mutable std::mutex projections_mutex_;
   std::map<std::string, std::unique_ptr<ProjectionRunner>, std::less<>> projections_;  // under projections_mutex_
 
@@ -384,6 +419,13 @@ AppendResult EngineImpl::commit(const StreamRef& stream, bool known, std::uint64
   }
   // false only when the engine is closing; the events are in the journal all the same.
   (void)ring_->publish(batch.first, records_);
+  events_since_state_snapshot_ += records_.size();
+  if (options_.state_snapshot_every_events != 0 && events_since_state_snapshot_ >= options_.state_snapshot_every_events) {
+    events_since_state_snapshot_ = 0;
+    std::lock_guard lock(state_mutex_);
+    state_due_ = true;
+    state_wanted_.notify_one();
+  }
   return receipt;
 }
 
@@ -510,11 +552,41 @@ Result<std::vector<Event>> EngineImpl::read_stream(const StreamRef& stream, cons
   return out;
 }
 
+void EngineImpl::snapshot_state_loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(state_mutex_);
+      state_wanted_.wait(lock, [&] { return state_due_ || state_stopping_; });
+      if (state_stopping_) return;
+      state_due_ = false;
+    }
+    if (Status written = snapshot_state(); !written.ok()) {
+      // Not fatal: the next open reads more of the journal.
+      std::fprintf(stderr, "annal: engine state snapshot not written: %s\n", written.to_string().c_str());
+    }
+  }
+}
+
+// Encodes the state under the sequencing lock (the only pause appends see), writes it outside.
+Status EngineImpl::snapshot_state() {
+  std::vector<std::byte> state;
+  std::uint64_t sequence = 0;
+  {
+    std::lock_guard lock(append_mutex_);
+    if (!failed_.ok()) return {};
+    sequence = journal_->last_sequence();  // a batch boundary: no append is half-way
+    if (sequence == state_snapshot_at_) return {};
+    state = encode_engine_state(catalog_, index_, window_);
+    state_snapshot_at_ = sequence;
+  }
+  return state_store_.write(kEngineStateName, kEngineStateSchema, sequence, state);
+}
+
 Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Projection> projection,
                                   const ProjectionOptions& options) {
-  if (!projections::valid_projection_name(name)) {
+  if (!projections::valid_projection_name(name) || name.front() == '_') {
     return Status(ErrorCode::invalid_argument, "projection name \"" + std::string(name) +
-                                                   "\": 1 to 64 of A-Z a-z 0-9 _ .");
+                                                   "\": 1 to 64 of A-Z a-z 0-9 _ . not starting with _ (the engine's)");
   }
   if (projection == nullptr || options.snapshots_kept == 0) {
     return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + ": no projection, or snapshots_kept 0");
@@ -552,8 +624,36 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   return {};
 }
 
+// Loads the newest intact state snapshot at or below the recovered end of the log, if any. One
+// that fails to decode is tried on scratch objects first, so it cannot leave half of itself behind.
+Status EngineImpl::restore_state() {
+  std::vector<projections::SnapshotStore::Skipped> skipped;
+  auto newest = state_store_.newest(kEngineStateName, kEngineStateSchema, journal_->last_sequence(), &skipped);
+  if (!newest.ok()) return newest.status();
+  for (const auto& passed : skipped) {
+    std::fprintf(stderr, "annal: engine state snapshot %s passed over: %s\n", passed.file.c_str(),
+                 passed.why.to_string().c_str());
+  }
+  if (!newest.value()) return {};
+  {
+    Catalog catalog;
+    StreamIndex index;
+    IdempotencyWindow window(options_.idempotency_window);
+    if (Status trial = decode_engine_state(newest.value()->state, catalog, index, window); !trial.ok()) {
+      std::fprintf(stderr, "annal: %s; reading the whole journal instead\n", trial.to_string().c_str());
+      return {};
+    }
+  }
+  const Status decoded = decode_engine_state(newest.value()->state, catalog_, index_, window_);
+  ANNAL_ASSERT(decoded.ok());  // it decoded a moment ago into empty objects, as these are
+  open_report_.state_snapshot = newest.value()->header.sequence;
+  state_snapshot_at_ = open_report_.state_snapshot;
+  return {};
+}
+
 Status EngineImpl::recover() {
-  auto reader = journal_->reader(journal::kFirstSequence);
+  if (Status restored = restore_state(); !restored.ok()) return restored;
+  auto reader = journal_->reader(open_report_.state_snapshot + 1);
   if (!reader.ok()) return reader.status();
   // The batch being read: its first event's sequence and version, and its ids with their places.
   std::uint64_t batch_first = 0, batch_version = 0;
@@ -564,6 +664,7 @@ Status EngineImpl::recover() {
     if (!record.value()) break;
     const journal::RecordHeader& header = record.value()->header;
     const auto stored = record.value()->payload;
+    ++open_report_.records_replayed;
     if (header.stream_id == kSystemStream) {
       const auto name = decode_name(header.type, stored, header.sequence);
       if (!name.ok()) return name.status();

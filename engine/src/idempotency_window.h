@@ -31,6 +31,17 @@ class IdempotencyWindow {
   }
   void remember(const Id128& id, const Receipt& receipt, std::uint32_t index);
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
+  // The remembered ids still in the window, oldest first, with their entries: replaying them into
+  // an empty window through remember() rebuilds this one.
+  template <class Visit>
+  void for_each(Visit&& visit) const {
+    for (const Remembered& remembered : order_) {
+      const auto found = entries_.find(remembered.id);
+      if (found != entries_.end() && found->second.receipt.first_sequence + found->second.index == remembered.sequence) {
+        visit(remembered.id, found->second);
+      }
+    }
+  }
 
  private:
   struct IdHash {

@@ -37,6 +37,11 @@ class BasicStreamIndex {
     std::unique_lock lock(mutex_);
     streams_.insert_or_assign(stream, state);
   }
+  // Every entry, in no particular order. Writer only (it alone changes the map).
+  template <class Visit>
+  void for_each(Visit&& visit) const {
+    for (const auto& [stream, state] : streams_) visit(stream, state);
+  }
   [[nodiscard]] std::size_t size() const {
     std::shared_lock lock(mutex_);
     return streams_.size();

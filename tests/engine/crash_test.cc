@@ -69,6 +69,9 @@ Options options_for(int kill) {
   options.journal.io = kill % 4 < 2 ? journal::IoKind::io_uring : journal::IoKind::posix;
   options.event_bytes_max = 32 << 10;
   options.idempotency_window = kIdempotencyWindow;
+  // State snapshots often (a kill lands during one), rarely, or never: each open starts from the
+  // newest one the kill left, or from the whole journal.
+  options.state_snapshot_every_events = kill % 3 == 0 ? 0 : (kill % 3 == 1 ? 40 : 500);
   return options;
 }
 

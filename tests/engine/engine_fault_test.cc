@@ -6,9 +6,11 @@
 #include <cerrno>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "annal/engine/engine.h"
 #include "engine_fixture.h"
+#include "annal/projections/snapshot_format.h"
 #include "fault_backend.h"
 
 namespace annal::engine::test {
@@ -152,6 +154,88 @@ TEST(EngineFaults, ALiveSubscriptionReportsTheFailureInsteadOfWaitingForEver) {
   const auto next = subscription.value()->next(soon());
   EXPECT_EQ(next.code(), ErrorCode::failed) << next.status().to_string();
   subscription.value().reset();
+}
+
+// What open() rebuilds, read back: every stream's versions and bytes, and retries answered.
+struct Seen {
+  std::map<std::string, std::vector<std::string>> streams;
+  bool operator==(const Seen&) const = default;
+};
+Seen read_back(Engine& engine, int streams) {
+  Seen out;
+  for (int k = 0; k < streams; ++k) {
+    const std::string stream = "s" + std::to_string(k);
+    const auto events = engine.read_stream(stream, {}, soon());
+    EXPECT_TRUE(events.ok()) << events.status().to_string();
+    for (const Event& e : events.value()) out.streams[stream].push_back(std::string(e.header.type) + ":" + text_of(e.payload));
+  }
+  return out;
+}
+
+// A crash with state snapshots every 50 events: open() starts from the newest one the crash left
+// and reads only the journal after it, and ends up where reading the whole journal does.
+TEST(EngineFaults, OpenStartsFromTheNewestStateSnapshotAndRebuildsTheSameState) {
+  auto io = std::make_shared<FaultBackend>(12);
+  Options options = fault_options();
+  options.state_snapshot_every_events = 50;
+  std::uint64_t last = 0;
+  {
+    auto engine = Engine::open(kDir, options, io);
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    for (int i = 0; i < 530; ++i) {
+      const auto payload = bytes_of("e" + std::to_string(i));
+      const EventData event{.type = i % 3 == 0 ? "Created" : "Changed", .payload = payload,
+                            .event_id = {77, static_cast<std::uint64_t>(i) + 1}};
+      const auto receipt = engine.value()->append("s" + std::to_string(i % 9), ExpectedVersion::any(), {&event, 1});
+      ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+      last = receipt.value().last_sequence;
+    }
+    ASSERT_TRUE(engine.value()->wait_durable({.last_sequence = last}, soon()).ok());
+    // The snapshotter is asynchronous: give it the time to write the last one due.
+    const auto newest_state_snapshot = [&] {
+      std::uint64_t newest = 0;
+      const auto files = io->list(kDir);
+      for (const auto& file : files.value()) {
+        if (const auto at = projections::parse_snapshot_file_name(file, "_engine")) newest = std::max(newest, *at);
+      }
+      return newest;
+    };
+    for (int wait = 0; wait < 400 && newest_state_snapshot() + 60 < last; ++wait) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    io->crash();  // no close: the snapshot at close never happens
+  }
+  io->revive();
+  auto engine = Engine::open(kDir, options, io);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  const OpenReport report = engine.value()->open_report();
+  EXPECT_GT(report.state_snapshot, 0u);
+  // The journal after the snapshot: at most one interval of events, plus the names they define.
+  EXPECT_LE(report.records_replayed, 50u + 12u) << "from " << report.state_snapshot;
+  EXPECT_EQ(engine.value()->last_sequence(), last);
+  const Seen with_snapshot = read_back(*engine.value(), 9);
+  const EventData retry{.type = "Created", .payload = {}, .event_id = {77, 1}};
+  EXPECT_TRUE(engine.value()->append("s0", ExpectedVersion::any(), {&retry, 1}).value().duplicate);
+  EXPECT_TRUE(engine.value()->close().ok());  // and a state snapshot at close
+
+  auto reopened = Engine::open(kDir, options, io);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(reopened.value()->open_report().state_snapshot, last);
+  EXPECT_EQ(reopened.value()->open_report().records_replayed, 0u);
+  EXPECT_EQ(read_back(*reopened.value(), 9), with_snapshot);
+  ASSERT_TRUE(reopened.value()->close().ok());
+  // Without any snapshot: the same state from the whole journal.
+  const auto files = io->list(kDir);
+  for (const auto& file : files.value()) {
+    if (file.starts_with("snapshot-_engine-")) {
+      ASSERT_TRUE(io->remove(std::string(kDir) + "/" + file).ok());
+    }
+  }
+  auto full = Engine::open(kDir, options, io);
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full.value()->open_report().state_snapshot, 0u);
+  EXPECT_EQ(read_back(*full.value(), 9), with_snapshot);
+  EXPECT_TRUE(full.value()->append("s0", ExpectedVersion::any(), {&retry, 1}).value().duplicate);
 }
 
 TEST(EngineFaults, AFullDiskRefusesAppendsWithNoSpace) {

@@ -85,6 +85,17 @@ struct Options {
   // Subscriptions that follow the ring (beyond this many, they tail the journal instead). At most
   // 16, the ring's gating limit.
   std::size_t live_subscriptions_max = 8;
+  // The engine's own state (names, stream index, idempotency window) is snapshotted every this
+  // many events and at close, so open() reads only the journal after the newest snapshot instead
+  // of all of it (0: never; open then reads everything).
+  std::uint64_t state_snapshot_every_events = 1'000'000;
+  std::size_t state_snapshots_kept = 2;
+};
+
+// What open() did to rebuild the engine's state.
+struct OpenReport {
+  std::uint64_t state_snapshot = 0;   // the sequence of the state snapshot it started from (0: none)
+  std::uint64_t records_replayed = 0;  // journal records it read after that
 };
 
 class Engine {
@@ -150,6 +161,7 @@ class Engine {
   [[nodiscard]] virtual std::optional<std::uint64_t> stream_version(const StreamRef& stream) const = 0;
   // The id a stream name maps to, if the name was ever used.
   [[nodiscard]] virtual std::optional<std::uint64_t> find_stream(std::string_view name) const = 0;
+  [[nodiscard]] virtual const OpenReport& open_report() const = 0;
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
   [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;
 
