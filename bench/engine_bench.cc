@@ -9,6 +9,9 @@
 //                                   waiting until it is durable, then the next
 //   engine_read_stream/annal[_1M]   read forwards a 1,000-event stream spread evenly through a
 //                                   journal of 10M (1M) events; also how long Engine::open took
+//   engine_recover_10M/{snapshots,full_replay}
+//                                   Engine::open of a 10M-event journal from the state snapshot at
+//                                   9M plus the 1M-event tail, and from nothing (all 10M read)
 //   engine_stream_index/<heap>      the stream index (engine/src/stream_index.h) on mimalloc and on
 //                                   glibc malloc: 1M inserts, 1M updates, 1M random lookups
 //
@@ -175,6 +178,9 @@ annal::Status build_read_journal(std::uint64_t events, ReadJournal& out) {
   out.dir = std::make_unique<ScratchDir>("read" + std::to_string(events));
   ae::Options loading;
   loading.journal.durability = annal::journal::Durability::none;
+  loading.state_snapshot_every_events = 0;  // open_* below time reading the whole journal
+  ae::Options reading;
+  reading.state_snapshot_every_events = 0;
   {
     auto engine = ae::Engine::open(out.dir->str(), loading);
     if (!engine.ok()) return engine.status();
@@ -189,14 +195,14 @@ annal::Status build_read_journal(std::uint64_t events, ReadJournal& out) {
   // Recovery reads the whole journal: timed once from the page cache, once from the disk.
   {
     const auto start = Clock::now();
-    auto engine = ae::Engine::open(out.dir->str(), {});
+    auto engine = ae::Engine::open(out.dir->str(), reading);
     if (!engine.ok()) return engine.status();
     out.open_warm_s = seconds_since(start);
     if (annal::Status closed = engine.value()->close(); !closed.ok()) return closed;
   }
   drop_page_cache(out.dir->str());
   const auto start = Clock::now();
-  auto engine = ae::Engine::open(out.dir->str(), {});
+  auto engine = ae::Engine::open(out.dir->str(), reading);
   if (!engine.ok()) return engine.status();
   out.open_cold_s = seconds_since(start);
   out.engine = std::move(engine.value());
@@ -236,6 +242,85 @@ void BM_EngineReadStream(benchmark::State& state, std::uint64_t events) {
   state.SetLabel(std::to_string(kReadStreamEvents) + " of " + std::to_string(events) +
                  " events, forwards, page cache warm; load_s: appending them all (durability=none); "
                  "open_*: Engine::open of the whole journal");
+}
+
+// ---- engine_recover_10M ------------------------------------------------------------------------
+
+// 10M events like engine_read_stream's, with the engine's state snapshotted at 9M and not after: the
+// most a crash leaves to replay with the default interval (1M). full_replay hides the snapshot
+// files for the run, so open() reads all 10M records.
+constexpr std::uint64_t kRecoverEvents = 10'000'000;
+constexpr std::uint64_t kRecoverTail = 1'000'000;
+
+struct RecoverJournal {
+  std::unique_ptr<ScratchDir> dir;
+  std::string error;
+  std::uint64_t bytes = 0;
+};
+
+annal::Status build_recover_journal(RecoverJournal& out) {
+  out.dir = std::make_unique<ScratchDir>("recover");
+  ae::Options loading;
+  loading.journal.durability = annal::journal::Durability::none;
+  loading.state_snapshot_every_events = std::uint64_t{1} << 62;  // none while loading; one at close
+  for (const std::uint64_t events : {kRecoverEvents - kRecoverTail, kRecoverTail}) {
+    auto engine = ae::Engine::open(out.dir->str(), loading);
+    if (!engine.ok()) return engine.status();
+    if (annal::Status loaded = load(*engine.value(), events); !loaded.ok()) return loaded;
+    if (annal::Status closed = engine.value()->close(); !closed.ok()) return closed;
+    loading.state_snapshot_every_events = 0;  // the tail: no snapshot covers it
+  }
+  for (const auto& entry : fs::directory_iterator(out.dir->str())) {
+    if (entry.is_regular_file() && entry.path().extension() == ".log") out.bytes += entry.file_size();
+  }
+  return {};
+}
+
+// Renames the engine's state snapshots out of sight (hide) or back.
+void hide_state_snapshots(const std::string& directory, bool hide) {
+  const std::string shown = "snapshot-_engine-", hidden = "hidden-_engine-";
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    const std::string name = entry.path().filename().string();
+    const std::string& from = hide ? shown : hidden;
+    if (name.starts_with(from)) fs::rename(entry.path(), entry.path().parent_path() / ((hide ? hidden : shown) + name.substr(from.size())));
+  }
+}
+
+void BM_EngineRecover(benchmark::State& state, bool snapshots) {
+  static RecoverJournal journal;
+  if (!journal.dir && journal.error.empty()) {
+    if (annal::Status built = build_recover_journal(journal); !built.ok()) journal.error = built.to_string();
+  }
+  if (!journal.error.empty()) return state.SkipWithError(journal.error.c_str());
+  ae::Options options;
+  options.state_snapshot_every_events = 0;  // close() must not write a new one
+  std::uint64_t replayed = 0;
+  double seconds = 0;
+  if (!snapshots) hide_state_snapshots(journal.dir->str(), true);
+  for (auto _ : state) {
+    const auto start = Clock::now();
+    auto engine = ae::Engine::open(journal.dir->str(), options);
+    const double opened = seconds_since(start);
+    if (!engine.ok()) {
+      state.SkipWithError(engine.status().to_string().c_str());
+      break;
+    }
+    state.SetIterationTime(opened);
+    seconds += opened;
+    replayed += engine.value()->open_report().records_replayed;
+    if (annal::Status closed = engine.value()->close(); !closed.ok()) {
+      state.SkipWithError(closed.to_string().c_str());
+      break;
+    }
+  }
+  if (!snapshots) hide_state_snapshots(journal.dir->str(), false);
+  const double iterations = static_cast<double>(state.iterations());
+  state.counters["records_replayed"] = static_cast<double>(replayed) / iterations;
+  state.counters["replay_events_per_second"] = static_cast<double>(replayed) / seconds;
+  state.counters["journal_MB"] = static_cast<double>(journal.bytes) / 1e6;
+  if (!snapshots) state.counters["replay_MBps"] = static_cast<double>(journal.bytes) * iterations / seconds / 1e6;
+  state.SetLabel(std::string(snapshots ? "state snapshot at 9M, 1M-event tail replayed" : "no snapshot: all 10M replayed") +
+                 ", page cache warm");
 }
 
 // ---- engine_stream_index ----------------------------------------------------------------------
@@ -302,6 +387,12 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("engine_read_stream/annal_1M", BM_EngineReadStream, std::uint64_t{1'000'000})
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
+  benchmark::RegisterBenchmark("engine_recover_10M/snapshots", BM_EngineRecover, true)
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("engine_recover_10M/full_replay", BM_EngineRecover, false)
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime();
   // The engine's heap (mimalloc, loaded privately: engine/src/heap.h) against std::allocator, which
   // is glibc's malloc since nothing overrides it.
   benchmark::RegisterBenchmark("engine_stream_index/mimalloc", BM_StreamIndex<ae::HeapAllocator>,
