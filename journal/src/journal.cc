@@ -389,7 +389,9 @@ class JournalImpl final : public Journal {
     const bool first_segment = tail_.file < 0;
     if (!first_segment) {
       if (Status synced = io_->sync(tail_.file); !synced.ok()) return synced;
+      const std::uint32_t sealed_salt = tail_.salt;
       close_tail();
+      seal_segment(sealed_salt);
     }
     // The first segment of a new journal waits for its preparation (started at open) rather than
     // spend its whole life on slower syncs; at a rollover the writer does not wait for the disk.
@@ -412,6 +414,21 @@ class JournalImpl final : public Journal {
     std::lock_guard lock(mutex_);
     segments_.push_back(std::move(info));
     return {};
+  }
+
+  // The segment just left is complete (rounds in flight pin the segment, so all of its rounds have
+  // retired): its index goes into an index file, so that open() need not read it. Best effort: if
+  // the write fails, recovery scans the segment as it always could.
+  void seal_segment(std::uint32_t salt) {
+    SealedSegment sealed;
+    std::string path;
+    {
+      std::lock_guard lock(mutex_);
+      const SegmentInfo& done = segments_.back();
+      sealed = {done.base, done.end_sequence, done.end_offset, options_.index_interval_bytes, salt, done.index};
+      path = done.path;
+    }
+    (void)write_sealed_index(*io_, path, sealed);
   }
 
   // Group commit, pipelined: writes go out as soon as buffers are taken, several in flight, each
@@ -689,6 +706,7 @@ Status JournalImpl::remove_segments_before(std::uint64_t sequence) {
   }
   for (const std::string& path : doomed) {
     if (Status removed = io_->remove(path); !removed.ok()) return removed;
+    (void)io_->remove(sealed_index_path(path));  // may never have been written
   }
   if (doomed.empty()) return {};
   return io_->sync_directory(directory_);

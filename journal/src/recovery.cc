@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <vector>
 
 #include "segment_scan.h"
@@ -78,6 +79,29 @@ Result<FileId> create_segment(IoBackend& io, const std::string& directory, std::
   return install_segment(io, directory, file.value(), temp, base, salt);
 }
 
+namespace {
+
+// A sealed segment's persisted index, if it can be trusted for this segment in this log: same salt
+// and base as the file's header, ending where the next segment begins, built at this interval.
+std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std::string& path, std::uint64_t base,
+                                           std::uint64_t next_base, const Options& options) {
+  auto sealed = read_sealed_index(io, path);
+  if (!sealed.ok()) return std::nullopt;
+  std::vector<std::byte> head(kSegmentHeaderBytes);
+  const auto got = io.read(file, 0, head);
+  const auto size = io.size(file);
+  if (!got.ok() || !size.ok()) return std::nullopt;
+  const auto header = decode_segment_header(std::span(head).first(got.value()), path);
+  const SealedSegment& s = sealed.value();
+  if (!header.ok() || header.value().base_sequence != base || header.value().salt != s.salt || s.base != base ||
+      s.end_sequence != next_base || s.interval != options.index_interval_bytes || s.end_offset > size.value()) {
+    return std::nullopt;
+  }
+  return std::move(sealed.value());
+}
+
+}  // namespace
+
 Result<Recovered> recover(IoBackend& io, const std::string& directory, const Options& options) {
   Recovered recovered;
   const auto names = io.list(directory);
@@ -103,6 +127,15 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
     const std::string path = join_path(directory, segment_file_name(bases[i]));
     const auto file = io.open(path, OpenMode::read_write);
     if (!file.ok()) return file.status();
+    if (!last && (i == 0 || bases[i] == recovered.segments.back().end_sequence)) {
+      if (auto sealed = trusted_index(io, file.value(), path, bases[i], bases[i + 1], options)) {
+        recovered.segments.push_back(
+            {bases[i], sealed->end_sequence, sealed->end_offset, path, std::move(sealed->index)});
+        (void)io.close(file.value());
+        continue;
+      }
+    }
+    ++recovered.report.segments_scanned;
     const auto bytes = read_whole(io, file.value());
     if (!bytes.ok()) return bytes.status();
     const auto header = decode_segment_header(bytes.value(), path);
@@ -138,6 +171,13 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
       repairs.push_back((cut_here ? "cut at first damage: " : "truncated torn tail: ") +
                         describe_stop(path, scan));
     }
+    if (!last && verdict == Verdict::intact) {
+      // Next time this sealed segment need not be read: best effort, a scan is the fallback.
+      (void)write_sealed_index(io, path, {bases[i], scan.next_sequence, scan.valid_bytes,
+                                          options.index_interval_bytes, header.value().salt, scan.index});
+    } else {
+      (void)io.remove(sealed_index_path(path));  // stale if it exists: this segment changed or is the tail
+    }
     recovered.segments.push_back(
         {bases[i], scan.next_sequence, scan.valid_bytes, path, std::move(scan.index)});
     if (last || cut_here) {
@@ -151,6 +191,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
       for (std::size_t j = i + 1; j < bases.size(); ++j) {
         const Status removed = io.remove(join_path(directory, segment_file_name(bases[j])));
         if (!removed.ok()) return removed;
+        (void)io.remove(sealed_index_path(join_path(directory, segment_file_name(bases[j]))));
         repairs.push_back("removed " + segment_file_name(bases[j]));
       }
       removed_any = removed_any || i + 1 < bases.size();

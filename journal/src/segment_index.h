@@ -9,11 +9,12 @@
 // takes one entry however many boundaries it covers. The rule depends only on the record's place,
 // so the writer (as it encodes) and recovery (as it scans) produce the same entries.
 //
-// Derived data, never persisted. Recovery verifies every segment at open by design (segment_scan),
-// and that walk fills the index as it goes at no extra I/O; the writer extends the index of the
-// segment it writes. A persisted index would save nothing while the open-time scan stays, and would
-// be one more file to keep consistent through crashes; it earns its place only once open stops
-// scanning sealed segments.
+// Built by the writer as it encodes and by recovery as it scans. A sealed segment's index (and its
+// end) is also persisted beside it, as <base>.idx, when the writer moves on to the next segment, so
+// that open() need not read sealed segments at all: it scans only the segments without a valid
+// index file, which after a crash is the tail. The file is advisory: one that is missing, torn,
+// stale (another salt, base, end or interval) is ignored and the segment scanned as before. Every
+// record is still verified when read.
 //
 // Memory: 16 bytes per entry, at most segment_bytes_max / interval + 1 entries per segment (each
 // boundary lies in one record): 16 KiB per segment with the defaults (64 MiB segments, 64 KiB
@@ -23,10 +24,12 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "annal/base/assert.h"
 #include "annal/journal/format.h"
+#include "annal/journal/io_backend.h"
 
 namespace annal::journal {
 
@@ -93,5 +96,26 @@ class SegmentIndex {
  private:
   std::vector<IndexEntry> entries_;
 };
+
+// A sealed segment's summary as persisted in its index file:
+//
+//  +0   magic "ANNALIDX"    +8  version u32 (1)    +12 salt u32 (the segment header's)
+//  +16  base u64            +24 end_sequence u64   +32 end_offset u64   +40 interval u64
+//  +48  count u64           +56 count x (sequence u64, offset u64)      then CRC32C u32 of all before
+struct SealedSegment {
+  std::uint64_t base = kFirstSequence;
+  std::uint64_t end_sequence = kFirstSequence;
+  std::uint64_t end_offset = kSegmentHeaderBytes;
+  std::uint64_t interval = 0;
+  std::uint32_t salt = 0;
+  SegmentIndex index;
+};
+
+// "…/00000000000000000001.log" -> "…/00000000000000000001.idx".
+[[nodiscard]] std::string sealed_index_path(const std::string& segment_path);
+// Written to a .tmp file and renamed; not synced (a lost or torn one only costs a scan).
+Status write_sealed_index(IoBackend& io, const std::string& segment_path, const SealedSegment& sealed);
+// not_found if there is none; corruption if it fails its checks.
+Result<SealedSegment> read_sealed_index(IoBackend& io, const std::string& segment_path);
 
 }  // namespace annal::journal

@@ -124,6 +124,7 @@ class Reader;
 // What open() found and did, for the log line and for tools.
 struct RecoveryReport {
   std::size_t segments = 0;
+  std::size_t segments_scanned = 0;      // read and verified whole; the others came from their index
   std::uint64_t next_sequence = kFirstSequence;
   std::uint64_t truncated_bytes = 0;     // torn tail removed
   std::uint64_t dropped_records = 0;     // records past the last complete batch, or past damage
