@@ -142,8 +142,20 @@ TEST_F(ProjectionTest, ANewSchemaOrADamagedSnapshotFallsBackWithoutLosingAnEvent
   annal::test::Watchdog watchdog("snapshot fallbacks");
   const ProjectionOptions options{.snapshot_every_events = 100, .snapshot_every = 0ms, .snapshots_kept = 5};
   ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), options).ok());
-  const Receipt last = append_many(450);
+  // Two snapshots at least: the writer keeps only the newest of those it has not written yet, so
+  // wait for the first before making the second.
+  const auto written_at_least = [&](std::uint64_t count) {
+    for (int wait = 0; wait < 3000; ++wait) {
+      if (engine_->projection_status("counter").value().snapshots_written >= count) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  };
+  append_many(250);
+  ASSERT_TRUE(written_at_least(1));
+  const Receipt last = append_many(200);
   ASSERT_TRUE(engine_->query("counter", last.last_sequence, [](const Projection&) {}, 30s).ok());
+  ASSERT_TRUE(written_at_least(2));
   ASSERT_TRUE(engine_->close().ok());
   // Damage the newest snapshot's state: the next one down is used.
   std::vector<std::string> snapshots;
