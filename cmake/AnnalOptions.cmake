@@ -24,3 +24,22 @@ endif()
 function(annal_target_defaults target)
   target_compile_options(${target} PRIVATE ${ANNAL_WARNING_FLAGS})
 endfunction()
+
+# annal_component(NAME SOURCES ... [PUBLIC deps...] [PRIVATE deps...]): the static library
+# annal_NAME (alias annal::NAME) with public headers in NAME/include/annal/NAME/, sources and
+# private headers in NAME/src/, installed and exported under the name NAME.
+function(annal_component name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC;PRIVATE" ${ARGN})
+  add_library(annal_${name} STATIC ${ARG_SOURCES})
+  add_library(annal::${name} ALIAS annal_${name})
+  set_target_properties(annal_${name} PROPERTIES EXPORT_NAME ${name} POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(annal_${name}
+    PUBLIC
+      $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+      $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE src)
+  target_compile_features(annal_${name} PUBLIC cxx_std_20)
+  target_link_libraries(annal_${name} PUBLIC ${ARG_PUBLIC} PRIVATE ${ARG_PRIVATE})
+  annal_target_defaults(annal_${name})
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endfunction()

@@ -1,25 +1,15 @@
 #include "event_codec.h"
 
-#include <cstring>
 #include <string>
+
+#include "annal/base/little_endian.h"
 
 namespace annal::engine {
 namespace {
 
-template <class T>
-void put(std::byte* at, T value) noexcept {
-  std::memcpy(at, &value, sizeof(T));
-}
-template <class T>
-T get(const std::byte* at) noexcept {
-  T value;
-  std::memcpy(&value, at, sizeof(T));
-  return value;
-}
-
-std::size_t put_id(std::byte* at, const Id128& id) noexcept {
-  put(at, id.hi);
-  put(at + 8, id.lo);
+std::size_t put_id(std::span<std::byte> out, std::size_t at, const Id128& id) noexcept {
+  store_le(out, at, id.hi);
+  store_le(out, at + 8, id.lo);
   return 16;
 }
 
@@ -37,10 +27,10 @@ std::size_t encode_metadata(const Metadata& metadata, std::span<std::byte, kMeta
                                  std::pair{&metadata.causation_id, kHasCausationId}}) {
     if (id->empty()) continue;
     flags = static_cast<std::uint8_t>(flags | flag);
-    used += put_id(out.data() + used, *id);
+    used += put_id(out, used, *id);
   }
   out[0] = std::byte{flags};
-  put(out.data() + 1, metadata.prev);
+  store_le(out, 1, metadata.prev);
   return used;
 }
 
@@ -51,7 +41,7 @@ Result<DecodedEvent> decode_event(std::span<const std::byte> stored, std::uint64
     return corrupt(sequence, "unknown metadata flags " + std::to_string(flags));
   }
   DecodedEvent out;
-  out.metadata.prev = get<std::uint64_t>(stored.data() + 1);
+  out.metadata.prev = load_le<std::uint64_t>(stored, 1);
   if (out.metadata.prev >= sequence) {
     return corrupt(sequence, "points back to sequence " + std::to_string(out.metadata.prev));
   }
@@ -61,8 +51,8 @@ Result<DecodedEvent> decode_event(std::span<const std::byte> stored, std::uint64
                                  std::pair{&out.metadata.causation_id, kHasCausationId}}) {
     if ((flags & flag) == 0) continue;
     if (stored.size() < used + 16) return corrupt(sequence, "event payload cut inside its metadata");
-    id->hi = get<std::uint64_t>(stored.data() + used);
-    id->lo = get<std::uint64_t>(stored.data() + used + 8);
+    id->hi = load_le<std::uint64_t>(stored, used);
+    id->lo = load_le<std::uint64_t>(stored, used + 8);
     used += 16;
   }
   out.payload = stored.subspan(used);
@@ -73,11 +63,11 @@ std::size_t encode_name_prefix(std::uint16_t type, std::uint64_t id,
                                std::span<std::byte, kNamePrefixBytesMax> out) noexcept {
   ANNAL_ASSERT(type == kTypeStreamNamed || type == kTypeEventTypeNamed);
   if (type == kTypeStreamNamed) {
-    put(out.data(), id);
+    store_le(out, 0, id);
     return 8;
   }
   ANNAL_ASSERT(id <= UINT16_MAX);
-  put(out.data(), static_cast<std::uint16_t>(id));
+  store_le(out, 0, static_cast<std::uint16_t>(id));
   return 2;
 }
 
@@ -91,7 +81,7 @@ Result<NameDefinition> decode_name(std::uint16_t type, std::span<const std::byte
     return corrupt(sequence, "name record of " + std::to_string(stored.size()) + " bytes");
   }
   NameDefinition out;
-  out.id = type == kTypeStreamNamed ? get<std::uint64_t>(stored.data()) : get<std::uint16_t>(stored.data());
+  out.id = type == kTypeStreamNamed ? load_le<std::uint64_t>(stored, 0) : load_le<std::uint16_t>(stored, 0);
   out.name = std::string_view(reinterpret_cast<const char*>(stored.data() + id_bytes), stored.size() - id_bytes);
   return out;
 }

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "annal/base/little_endian.h"
 #include "annal/journal/crc32c.h"
 
 namespace annal::journal {
@@ -22,16 +23,6 @@ static_assert(kCommitLagAt + 4 == kRecordHeaderBytes);
 constexpr std::size_t kSegmentNameDigits = 20;  // UINT64_MAX has 20 decimal digits
 constexpr std::string_view kSegmentSuffix = ".log";
 
-template <class T>
-void put(std::span<std::byte> out, std::size_t at, T value) noexcept {
-  std::memcpy(out.data() + at, &value, sizeof(T));
-}
-template <class T>
-T get(std::span<const std::byte> in, std::size_t at) noexcept {
-  T value;
-  std::memcpy(&value, in.data() + at, sizeof(T));
-  return value;
-}
 
 }  // namespace
 
@@ -56,11 +47,11 @@ void encode_segment_header(const SegmentHeader& header,
                            std::span<std::byte, kSegmentHeaderBytes> out) noexcept {
   std::fill(out.begin(), out.end(), std::byte{0});
   std::memcpy(out.data() + kMagicAt, kSegmentMagic.data(), kSegmentMagic.size());
-  put<std::uint32_t>(out, kVersionAt, kFormatVersion);
-  put<std::uint32_t>(out, kSaltAt, header.salt);
-  put<std::uint64_t>(out, kBaseAt, header.base_sequence);
-  put<std::uint64_t>(out, kCreatedAt, header.created_ns);
-  put<std::uint32_t>(out, kHeaderChecksumAt,
+  store_le<std::uint32_t>(out, kVersionAt, kFormatVersion);
+  store_le<std::uint32_t>(out, kSaltAt, header.salt);
+  store_le<std::uint64_t>(out, kBaseAt, header.base_sequence);
+  store_le<std::uint64_t>(out, kCreatedAt, header.created_ns);
+  store_le<std::uint32_t>(out, kHeaderChecksumAt,
                      crc32c_extend(0, std::span<const std::byte>(out.data(), kHeaderChecksumAt)));
 }
 
@@ -74,17 +65,17 @@ Result<SegmentHeader> decode_segment_header(std::span<const std::byte> in, std::
   if (std::memcmp(in.data() + kMagicAt, kSegmentMagic.data(), kSegmentMagic.size()) != 0) {
     return fail("bad magic (not an annal segment)");
   }
-  const auto stored = get<std::uint32_t>(in, kHeaderChecksumAt);
+  const auto stored = load_le<std::uint32_t>(in, kHeaderChecksumAt);
   if (stored != crc32c_extend(0, in.first(kHeaderChecksumAt))) return fail("checksum mismatch");
-  const auto version = get<std::uint32_t>(in, kVersionAt);
+  const auto version = load_le<std::uint32_t>(in, kVersionAt);
   if (version != kFormatVersion) {
     return fail("format version " + std::to_string(version) + ", this build reads version " +
                 std::to_string(kFormatVersion));
   }
   SegmentHeader header;
-  header.salt = get<std::uint32_t>(in, kSaltAt);
-  header.base_sequence = get<std::uint64_t>(in, kBaseAt);
-  header.created_ns = get<std::uint64_t>(in, kCreatedAt);
+  header.salt = load_le<std::uint32_t>(in, kSaltAt);
+  header.base_sequence = load_le<std::uint64_t>(in, kBaseAt);
+  header.created_ns = load_le<std::uint64_t>(in, kCreatedAt);
   if (header.base_sequence < kFirstSequence) return fail("base sequence 0");
   return header;
 }
@@ -96,16 +87,16 @@ namespace {
 void seal_record(const RecordHeader& header, std::size_t size, std::uint32_t salt,
                  std::span<std::byte> out) noexcept {
   ANNAL_ASSERT(header.sequence >= kFirstSequence);
-  put<std::uint32_t>(out, kSizeAt, static_cast<std::uint32_t>(size));
-  put<std::uint64_t>(out, kSequenceAt, header.sequence);
-  put<std::uint64_t>(out, kStreamAt, header.stream_id);
-  put<std::uint64_t>(out, kVersionInStreamAt, header.stream_version);
-  put<std::uint64_t>(out, kTimestampAt, header.timestamp_ns);
-  put<std::uint16_t>(out, kTypeAt, header.type);
-  put<std::uint16_t>(out, kFlagsAt, header.flags);
-  put<std::uint32_t>(out, kCommitLagAt, header.commit_lag);
+  store_le<std::uint32_t>(out, kSizeAt, static_cast<std::uint32_t>(size));
+  store_le<std::uint64_t>(out, kSequenceAt, header.sequence);
+  store_le<std::uint64_t>(out, kStreamAt, header.stream_id);
+  store_le<std::uint64_t>(out, kVersionInStreamAt, header.stream_version);
+  store_le<std::uint64_t>(out, kTimestampAt, header.timestamp_ns);
+  store_le<std::uint16_t>(out, kTypeAt, header.type);
+  store_le<std::uint16_t>(out, kFlagsAt, header.flags);
+  store_le<std::uint32_t>(out, kCommitLagAt, header.commit_lag);
   std::fill(out.begin() + static_cast<std::ptrdiff_t>(size), out.end(), std::byte{0});
-  put<std::uint32_t>(out, kChecksumAt,
+  store_le<std::uint32_t>(out, kChecksumAt,
                      crc32c_extend(salt, std::span<const std::byte>(out.data() + kSizeAt, size - kSizeAt)));
 }
 
@@ -155,10 +146,10 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
     decoded.status = RecordStatus::truncated;
     return decoded;
   }
-  const auto size = std::size_t{get<std::uint32_t>(in, kSizeAt)};
+  const auto size = std::size_t{load_le<std::uint32_t>(in, kSizeAt)};
   if (size == 0) {
     // Preallocated space is zero. A zero size under a non-zero checksum is damage, not the end.
-    decoded.status = get<std::uint32_t>(in, kChecksumAt) == 0 ? RecordStatus::end_of_log
+    decoded.status = load_le<std::uint32_t>(in, kChecksumAt) == 0 ? RecordStatus::end_of_log
                                                               : RecordStatus::bad_size;
     return decoded;
   }
@@ -171,22 +162,22 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
     decoded.status = RecordStatus::truncated;
     return decoded;
   }
-  if (get<std::uint32_t>(in, kChecksumAt) != crc32c_extend(salt, in.subspan(kSizeAt, size - kSizeAt))) {
+  if (load_le<std::uint32_t>(in, kChecksumAt) != crc32c_extend(salt, in.subspan(kSizeAt, size - kSizeAt))) {
     decoded.status = RecordStatus::bad_checksum;
     return decoded;
   }
-  decoded.header.type = get<std::uint16_t>(in, kTypeAt);
+  decoded.header.type = load_le<std::uint16_t>(in, kTypeAt);
   if (size > size_max && decoded.header.type != kTypePadding) {
     decoded.status = RecordStatus::bad_size;  // only padding may pass record_bytes_max
     return decoded;
   }
   decoded.status = RecordStatus::ok;
-  decoded.header.sequence = get<std::uint64_t>(in, kSequenceAt);
-  decoded.header.stream_id = get<std::uint64_t>(in, kStreamAt);
-  decoded.header.stream_version = get<std::uint64_t>(in, kVersionInStreamAt);
-  decoded.header.timestamp_ns = get<std::uint64_t>(in, kTimestampAt);
-  decoded.header.flags = get<std::uint16_t>(in, kFlagsAt);
-  decoded.header.commit_lag = get<std::uint32_t>(in, kCommitLagAt);
+  decoded.header.sequence = load_le<std::uint64_t>(in, kSequenceAt);
+  decoded.header.stream_id = load_le<std::uint64_t>(in, kStreamAt);
+  decoded.header.stream_version = load_le<std::uint64_t>(in, kVersionInStreamAt);
+  decoded.header.timestamp_ns = load_le<std::uint64_t>(in, kTimestampAt);
+  decoded.header.flags = load_le<std::uint16_t>(in, kFlagsAt);
+  decoded.header.commit_lag = load_le<std::uint32_t>(in, kCommitLagAt);
   decoded.payload = in.subspan(kRecordHeaderBytes, size - kRecordHeaderBytes);
   decoded.padded_bytes = padded_record_bytes(size - kRecordHeaderBytes);
   return decoded;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "annal/base/little_endian.h"
 #include "annal/journal/crc32c.h"
 
 namespace annal::journal {
@@ -28,16 +29,6 @@ constexpr char kIndexMagic[8] = {'A', 'N', 'N', 'A', 'L', 'I', 'D', 'X'};
 constexpr std::uint32_t kIndexVersion = 1;
 constexpr std::size_t kIndexHeaderBytes = 56;
 
-template <class T>
-void put(std::vector<std::byte>& out, std::size_t at, T value) {
-  std::memcpy(out.data() + at, &value, sizeof(T));
-}
-template <class T>
-T get(std::span<const std::byte> in, std::size_t at) {
-  T value;
-  std::memcpy(&value, in.data() + at, sizeof(T));
-  return value;
-}
 
 }  // namespace
 
@@ -50,19 +41,19 @@ Status write_sealed_index(IoBackend& io, const std::string& segment_path, const 
   const auto entries = sealed.index.entries();
   std::vector<std::byte> out(kIndexHeaderBytes + entries.size() * sizeof(IndexEntry) + 4);
   std::memcpy(out.data(), kIndexMagic, sizeof(kIndexMagic));
-  put<std::uint32_t>(out, 8, kIndexVersion);
-  put<std::uint32_t>(out, 12, sealed.salt);
-  put<std::uint64_t>(out, 16, sealed.base);
-  put<std::uint64_t>(out, 24, sealed.end_sequence);
-  put<std::uint64_t>(out, 32, sealed.end_offset);
-  put<std::uint64_t>(out, 40, sealed.interval);
-  put<std::uint64_t>(out, 48, entries.size());
+  store_le<std::uint32_t>(out, 8, kIndexVersion);
+  store_le<std::uint32_t>(out, 12, sealed.salt);
+  store_le<std::uint64_t>(out, 16, sealed.base);
+  store_le<std::uint64_t>(out, 24, sealed.end_sequence);
+  store_le<std::uint64_t>(out, 32, sealed.end_offset);
+  store_le<std::uint64_t>(out, 40, sealed.interval);
+  store_le<std::uint64_t>(out, 48, entries.size());
   for (std::size_t i = 0; i < entries.size(); ++i) {
-    put<std::uint64_t>(out, kIndexHeaderBytes + i * 16, entries[i].sequence);
-    put<std::uint64_t>(out, kIndexHeaderBytes + i * 16 + 8, entries[i].offset);
+    store_le<std::uint64_t>(out, kIndexHeaderBytes + i * 16, entries[i].sequence);
+    store_le<std::uint64_t>(out, kIndexHeaderBytes + i * 16 + 8, entries[i].offset);
   }
   const std::size_t covered = out.size() - 4;
-  put<std::uint32_t>(out, covered, crc32c_extend(0, std::span(out).first(covered)));
+  store_le<std::uint32_t>(out, covered, crc32c_extend(0, std::span(out).first(covered)));
   const std::string path = sealed_index_path(segment_path);
   const std::string temp = path + ".tmp";
   (void)io.remove(temp);
@@ -88,24 +79,24 @@ Result<SealedSegment> read_sealed_index(IoBackend& io, const std::string& segmen
   if (!got.ok()) return got.status();
   const auto bad = [&](const char* what) { return Status(ErrorCode::corruption, path + ": " + what); };
   if (got.value() != in.size() || in.size() < kIndexHeaderBytes + 4) return bad("too short");
-  if (std::memcmp(in.data(), kIndexMagic, sizeof(kIndexMagic)) != 0 || get<std::uint32_t>(in, 8) != kIndexVersion) {
+  if (std::memcmp(in.data(), kIndexMagic, sizeof(kIndexMagic)) != 0 || load_le<std::uint32_t>(in, 8) != kIndexVersion) {
     return bad("not an index file of this version");
   }
-  const auto count = get<std::uint64_t>(in, 48);
+  const auto count = load_le<std::uint64_t>(in, 48);
   if (count > (in.size() - kIndexHeaderBytes - 4) / 16 || in.size() != kIndexHeaderBytes + count * 16 + 4) {
     return bad("length does not match its entry count");
   }
   const std::size_t covered = in.size() - 4;
-  if (get<std::uint32_t>(in, covered) != crc32c_extend(0, std::span(in).first(covered))) return bad("checksum mismatch");
+  if (load_le<std::uint32_t>(in, covered) != crc32c_extend(0, std::span(in).first(covered))) return bad("checksum mismatch");
   SealedSegment out;
-  out.salt = get<std::uint32_t>(in, 12);
-  out.base = get<std::uint64_t>(in, 16);
-  out.end_sequence = get<std::uint64_t>(in, 24);
-  out.end_offset = get<std::uint64_t>(in, 32);
-  out.interval = get<std::uint64_t>(in, 40);
+  out.salt = load_le<std::uint32_t>(in, 12);
+  out.base = load_le<std::uint64_t>(in, 16);
+  out.end_sequence = load_le<std::uint64_t>(in, 24);
+  out.end_offset = load_le<std::uint64_t>(in, 32);
+  out.interval = load_le<std::uint64_t>(in, 40);
   out.index.reserve(static_cast<std::size_t>(count));
   for (std::uint64_t i = 0; i < count; ++i) {
-    const IndexEntry entry{get<std::uint64_t>(in, kIndexHeaderBytes + i * 16), get<std::uint64_t>(in, kIndexHeaderBytes + i * 16 + 8)};
+    const IndexEntry entry{load_le<std::uint64_t>(in, kIndexHeaderBytes + i * 16), load_le<std::uint64_t>(in, kIndexHeaderBytes + i * 16 + 8)};
     const auto previous = out.index.entries();
     // The same order SegmentIndex::add asserts, checked here as data.
     if (entry.offset < kSegmentHeaderBytes || entry.offset >= out.end_offset || entry.sequence < out.base ||

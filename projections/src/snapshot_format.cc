@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "annal/base/little_endian.h"
 #include "annal/journal/crc32c.h"
 
 namespace annal::projections {
@@ -12,16 +13,6 @@ constexpr std::string_view kPrefix = "snapshot-";
 constexpr std::string_view kSuffix = ".snap";
 constexpr std::size_t kSequenceDigits = 20;
 
-template <class T>
-void put(std::vector<std::byte>& out, std::size_t at, T value) {
-  std::memcpy(out.data() + at, &value, sizeof(T));
-}
-template <class T>
-T get(std::span<const std::byte> in, std::size_t at) {
-  T value;
-  std::memcpy(&value, in.data() + at, sizeof(T));
-  return value;
-}
 
 Status damaged(std::string_view where, const std::string& what) {
   return Status(ErrorCode::corruption, "snapshot " + std::string(where) + ": " + what);
@@ -66,16 +57,16 @@ std::vector<std::byte> encode_snapshot_header(const SnapshotHeader& header, std:
   ANNAL_ASSERT(state.size() == header.state_bytes && header.state_bytes <= kSnapshotStateBytesMax);
   std::vector<std::byte> out(snapshot_header_bytes(header.name));
   std::memcpy(out.data(), kSnapshotMagic, sizeof(kSnapshotMagic));
-  put<std::uint32_t>(out, 8, kSnapshotFormatVersion);
-  put<std::uint32_t>(out, 12, header.schema);
-  put<std::uint64_t>(out, 16, header.sequence);
-  put<std::uint64_t>(out, 24, header.created_ns);
-  put<std::uint64_t>(out, 32, header.state_bytes);
-  put<std::uint32_t>(out, 40, journal::crc32c_extend(0, state));
-  put<std::uint32_t>(out, 44, static_cast<std::uint32_t>(header.name.size()));
+  store_le<std::uint32_t>(out, 8, kSnapshotFormatVersion);
+  store_le<std::uint32_t>(out, 12, header.schema);
+  store_le<std::uint64_t>(out, 16, header.sequence);
+  store_le<std::uint64_t>(out, 24, header.created_ns);
+  store_le<std::uint64_t>(out, 32, header.state_bytes);
+  store_le<std::uint32_t>(out, 40, journal::crc32c_extend(0, state));
+  store_le<std::uint32_t>(out, 44, static_cast<std::uint32_t>(header.name.size()));
   std::memcpy(out.data() + kSnapshotFieldsBytes, header.name.data(), header.name.size());
   const std::size_t covered = kSnapshotFieldsBytes + header.name.size();
-  put<std::uint32_t>(out, covered, journal::crc32c_extend(0, std::span(out).first(covered)));
+  store_le<std::uint32_t>(out, covered, journal::crc32c_extend(0, std::span(out).first(covered)));
   return out;
 }
 
@@ -83,23 +74,23 @@ Result<SnapshotHeader> decode_snapshot_header(std::span<const std::byte> in, std
                                               std::size_t& header_bytes) {
   if (in.size() < kSnapshotFieldsBytes) return damaged(where, "shorter than its header");
   if (std::memcmp(in.data(), kSnapshotMagic, sizeof(kSnapshotMagic)) != 0) return damaged(where, "bad magic");
-  if (const auto version = get<std::uint32_t>(in, 8); version != kSnapshotFormatVersion) {
+  if (const auto version = load_le<std::uint32_t>(in, 8); version != kSnapshotFormatVersion) {
     return damaged(where, "format version " + std::to_string(version) + " is not " +
                               std::to_string(kSnapshotFormatVersion));
   }
-  const auto name_bytes = get<std::uint32_t>(in, 44);
+  const auto name_bytes = load_le<std::uint32_t>(in, 44);
   if (name_bytes == 0 || name_bytes > kProjectionNameBytesMax) return damaged(where, "impossible name length");
   const std::size_t covered = kSnapshotFieldsBytes + name_bytes;
   if (in.size() < covered + 4) return damaged(where, "shorter than its header");
-  if (get<std::uint32_t>(in, covered) != journal::crc32c_extend(0, in.first(covered))) {
+  if (load_le<std::uint32_t>(in, covered) != journal::crc32c_extend(0, in.first(covered))) {
     return damaged(where, "header checksum mismatch");
   }
   SnapshotHeader header;
-  header.schema = get<std::uint32_t>(in, 12);
-  header.sequence = get<std::uint64_t>(in, 16);
-  header.created_ns = get<std::uint64_t>(in, 24);
-  header.state_bytes = get<std::uint64_t>(in, 32);
-  header.state_crc = get<std::uint32_t>(in, 40);
+  header.schema = load_le<std::uint32_t>(in, 12);
+  header.sequence = load_le<std::uint64_t>(in, 16);
+  header.created_ns = load_le<std::uint64_t>(in, 24);
+  header.state_bytes = load_le<std::uint64_t>(in, 32);
+  header.state_crc = load_le<std::uint32_t>(in, 40);
   header.name.assign(reinterpret_cast<const char*>(in.data() + kSnapshotFieldsBytes), name_bytes);
   if (header.state_bytes > kSnapshotStateBytesMax) return damaged(where, "impossible state length");
   header_bytes = covered + 4;
