@@ -257,7 +257,7 @@ class EngineImpl final : public Engine {
   Status restore_state();
   void snapshot_state_loop();
   Status snapshot_state();
-  Status recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
+  Result<Metadata> recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
 
   // Runners are never removed while the engine is open, so the pointer outlives the lock.
   [[nodiscard]] ProjectionRunner* find_projection(std::string_view name) const {
@@ -673,12 +673,13 @@ Status EngineImpl::recover() {
                          : catalog_.add_type(static_cast<std::uint16_t>(name.value().id), name.value().name);
       if (!added.ok()) return added;
     } else {
-      if (Status recovered = recover_event(header, stored); !recovered.ok()) return recovered;
+      const auto metadata = recover_event(header, stored);
+      if (!metadata.ok()) return metadata.status();
       if (batch_first == 0) {
         batch_first = header.sequence;
         batch_version = header.stream_version;
       }
-      const Id128 id = decode_event(stored, header.sequence).value().metadata.event_id;
+      const Id128 id = metadata.value().event_id;
       if (!id.empty()) batch_ids.emplace_back(id, static_cast<std::uint32_t>(header.sequence - batch_first));
     }
     if ((header.flags & journal::kFlagBatchEnd) != 0 && batch_first != 0) {
@@ -693,28 +694,29 @@ Status EngineImpl::recover() {
   return {};
 }
 
-// Checks one recovered event against what came before it in its stream, and indexes it.
-Status EngineImpl::recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored) {
-  const auto view = view_record(header, stored, catalog_);
-  if (!view.ok()) return view.status();
-  if ((header.stream_id & kNamedStreamBit) != 0 && view.value()->header.stream_name.empty()) {
-    return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) +
-                                             ": stream " + std::to_string(header.stream_id) + " has no name");
+// Checks one recovered event against the names and what came before it in its stream, indexes
+// it, and returns its metadata.
+Result<Metadata> EngineImpl::recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored) {
+  const auto decoded = decode_event(stored, header.sequence);
+  if (!decoded.ok()) return decoded.status();
+  const auto corrupt = [&](const std::string& what) {
+    return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) + ": " + what);
+  };
+  if (catalog_.type_name(header.type).empty()) return corrupt("event type " + std::to_string(header.type) + " has no name");
+  if ((header.stream_id & kNamedStreamBit) != 0 && catalog_.stream_name(header.stream_id).empty()) {
+    return corrupt("stream " + std::to_string(header.stream_id) + " has no name");
   }
   const StreamState* state = index_.find_as_writer(header.stream_id);
   const std::uint64_t version = state != nullptr ? state->last_version + 1 : 0;
   const std::uint64_t prev = state != nullptr ? state->last_sequence : 0;
-  const std::uint64_t points_to = decode_event(stored, header.sequence).value().metadata.prev;
+  const std::uint64_t points_to = decoded.value().metadata.prev;
   if (header.stream_version != version || points_to != prev) {
-    return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) + ": stream " +
-                                             std::to_string(header.stream_id) + " version " +
-                                             std::to_string(header.stream_version) + " pointing to " +
-                                             std::to_string(points_to) + " does not follow version " +
-                                             (state ? std::to_string(state->last_version) : "none") + " at " +
-                                             std::to_string(prev));
+    return corrupt("stream " + std::to_string(header.stream_id) + " version " + std::to_string(header.stream_version) +
+                   " pointing to " + std::to_string(points_to) + " does not follow version " +
+                   (state ? std::to_string(state->last_version) : "none") + " at " + std::to_string(prev));
   }
   index_.put(header.stream_id, {header.stream_version, header.sequence});
-  return {};
+  return decoded.value().metadata;
 }
 
 }  // namespace
