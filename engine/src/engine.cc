@@ -7,21 +7,22 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <thread>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <tuple>
 
+#include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
 #include "annal/ringbuf/sequence_group.h"
 #include "catalog.h"
 #include "durability_notifier.h"
+#include "engine_state.h"
 #include "event_codec.h"
 #include "idempotency_window.h"
 #include "live_ring.h"
 #include "projection_runner.h"
-#include "engine_state.h"
 #include "sequencer_thread.h"
 #include "stream_index.h"
 
@@ -71,12 +72,6 @@ journal::Options journal_options(const Options& options) {
   return out;
 }
 
-std::uint64_t wall_clock_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-}
-
 std::string describe(const StreamRef& stream) {
   return stream.by_name() ? "stream \"" + std::string(stream.name()) + "\""
                           : "stream " + std::to_string(stream.stream_id());
@@ -92,6 +87,18 @@ Status check_name(std::string_view what, std::string_view name) {
                                                    " bytes, not " + std::to_string(name.size()));
   }
   return {};
+}
+
+// SnapshotStore::newest, with a log line for each snapshot passed over (damaged, another schema).
+Result<std::optional<projections::SnapshotStore::Loaded>> newest_snapshot(projections::SnapshotStore& store,
+                                                                         std::string_view name, std::uint32_t schema,
+                                                                         std::uint64_t max_sequence) {
+  std::vector<projections::SnapshotStore::Skipped> skipped;
+  auto newest = store.newest(name, schema, max_sequence, &skipped);
+  for (const auto& passed : skipped) {
+    std::fprintf(stderr, "annal: snapshot %s passed over: %s\n", passed.file.c_str(), passed.why.to_string().c_str());
+  }
+  return newest;
 }
 
 Event to_event(const EventView& view) { return Event{view.header, {view.payload.begin(), view.payload.end()}}; }
@@ -599,12 +606,7 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   auto store = std::make_unique<projections::SnapshotStore>(directory_, io_, options.snapshots_kept);
   std::uint64_t restored = 0;
   if (const std::uint32_t schema = projection->schema(); schema != 0) {
-    std::vector<projections::SnapshotStore::Skipped> skipped;
-    auto newest = store->newest(name, schema, journal_->durable_sequence(), &skipped);
-    for (const auto& passed : skipped) {
-      std::fprintf(stderr, "annal: projection %s: snapshot %s passed over: %s\n", std::string(name).c_str(),
-                   passed.file.c_str(), passed.why.to_string().c_str());
-    }
+    auto newest = newest_snapshot(*store, name, schema, journal_->durable_sequence());
     if (!newest.ok()) return newest.status();
     if (newest.value()) {
       if (Status restored_ok = projection->restore(newest.value()->state); restored_ok.ok()) {
@@ -627,13 +629,8 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
 // Loads the newest intact state snapshot at or below the recovered end of the log, if any. One
 // that fails to decode is tried on scratch objects first, so it cannot leave half of itself behind.
 Status EngineImpl::restore_state() {
-  std::vector<projections::SnapshotStore::Skipped> skipped;
-  auto newest = state_store_.newest(kEngineStateName, kEngineStateSchema, journal_->last_sequence(), &skipped);
+  auto newest = newest_snapshot(state_store_, kEngineStateName, kEngineStateSchema, journal_->last_sequence());
   if (!newest.ok()) return newest.status();
-  for (const auto& passed : skipped) {
-    std::fprintf(stderr, "annal: engine state snapshot %s passed over: %s\n", passed.file.c_str(),
-                 passed.why.to_string().c_str());
-  }
   if (!newest.value()) return {};
   {
     Catalog catalog;

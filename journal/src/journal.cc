@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
 #include "posix_backend.h"
 #include "recovery.h"
@@ -26,12 +27,6 @@
 
 namespace annal::journal {
 namespace {
-
-std::uint64_t wall_clock_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-}
 
 // Room a buffer keeps for the padding record that ends a direct-I/O write on a block boundary.
 std::size_t padding_reserve(const Options& options) { return options.direct_io ? kPaddingBytesMax : 0; }

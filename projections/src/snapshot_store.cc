@@ -1,20 +1,11 @@
 #include "annal/projections/snapshot_store.h"
 
 #include <algorithm>
-#include <chrono>
 
+#include "annal/base/wall_clock.h"
 #include "annal/journal/crc32c.h"
 
 namespace annal::projections {
-namespace {
-
-std::uint64_t wall_clock_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-}  // namespace
-
 SnapshotStore::SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep)
     : directory_(std::move(directory)), io_(std::move(io)), keep_(keep) {
   ANNAL_ASSERT(io_ != nullptr && keep_ >= 1);
