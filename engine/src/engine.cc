@@ -33,6 +33,9 @@ namespace {
 // journal, so its chunk need not be large.
 constexpr std::size_t kStreamReadChunkBytes = 4u << 10;
 constexpr auto kReadDurableWait = std::chrono::seconds(5);
+// A state snapshot waits this long for the log to hold its sequence durably, then gives up (the
+// next one is taken later).
+constexpr auto kStateDurableWait = std::chrono::seconds(30);
 
 Status bad_option(const std::string& what) { return Status(ErrorCode::invalid_argument, "engine options: " + what); }
 
@@ -59,6 +62,9 @@ Status check_options(const Options& options) {
     return bad_option("live_subscriptions_max is over " + std::to_string(ringbuf::SequenceGroup::kMembersMax));
   }
   if (options.index_interval_bytes < 512) return bad_option("index_interval_bytes is under 512");
+  if (options.subscriber_lag_max >= options.ring_capacity) {
+    return bad_option("subscriber_lag_max " + std::to_string(options.subscriber_lag_max) + " is not below ring_capacity");
+  }
   if (options.state_snapshots_kept == 0) return bad_option("state_snapshots_kept must be at least 1");
   return {};
 }
@@ -120,6 +126,7 @@ class EngineImpl final : public Engine {
   ~EngineImpl() override { (void)close(); }
 
   Status start() {
+    if (Status discarded = discard_snapshots_past_log(); !discarded.ok()) return discarded;
     if (Status recovered = recover(); !recovered.ok()) return recovered;
     ring_ = LiveRing::make(options_, journal_->last_sequence() + 1,
                            ReadContext{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); }});
@@ -171,6 +178,10 @@ class EngineImpl final : public Engine {
   }
 
   Result<std::unique_ptr<Subscription>> subscribe(std::uint64_t from) override {
+    return subscribe(from, Gating::durable);
+  }
+
+  Result<std::unique_ptr<Subscription>> subscribe(std::uint64_t from, Gating gating) {
     if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
     if (from > journal_->last_sequence() + 1) {
       return Status(ErrorCode::invalid_argument,
@@ -180,7 +191,7 @@ class EngineImpl final : public Engine {
     }
     auto reader = journal_->reader(from);
     if (!reader.ok()) return reader.status();
-    return ring_->subscribe(std::move(reader.value()));
+    return ring_->subscribe(std::move(reader.value()), gating);
   }
 
   std::optional<std::uint64_t> stream_version(const StreamRef& stream) const override {
@@ -200,8 +211,12 @@ class EngineImpl final : public Engine {
                Clock::duration timeout) override {
     ProjectionRunner* runner = find_projection(name);
     if (runner == nullptr) return Status(ErrorCode::not_found, "no projection " + std::string(name));
-    return runner->query(min_sequence, fn, Clock::now() + timeout);
+    return runner->query(min_sequence, fn, Clock::now() + timeout).status();
   }
+
+  Result<std::uint64_t> build_as_of(std::string_view snapshots_of, Projection& into, AsOf at) override;
+  Result<ConsistencyReport> check_projection(std::string_view name, Projection& fresh, Clock::duration timeout) override;
+  Result<std::uint64_t> trim_journal() override;
 
   Result<ProjectionStatus> projection_status(std::string_view name) const override {
     ProjectionRunner* runner = find_projection(name);
@@ -260,6 +275,9 @@ class EngineImpl final : public Engine {
                     std::span<const EventData> events);
   AppendResult commit(const StreamRef& stream, bool known, std::uint64_t stream_id, const Batch& batch,
                       std::span<const EventData> events);
+  Status discard_snapshots_past_log();
+  Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
+  Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
   Status recover();
   Status restore_state();
   void snapshot_state_loop();
@@ -574,7 +592,23 @@ void EngineImpl::snapshot_state_loop() {
   }
 }
 
-// Encodes the state under the sequencing lock (the only pause appends see), writes it outside.
+// Snapshots past the recovered end of the log hold events a crash took back (an eager projection's,
+// or the engine's own taken just before the crash): the sequences will be reused by other events.
+Status EngineImpl::discard_snapshots_past_log() {
+  const auto removed = state_store_.discard_after(journal_->last_sequence());
+  if (!removed.ok()) {
+    return Status(removed.code(), "cannot remove snapshots past the end of the recovered log (" +
+                                      removed.status().to_string() + "); remove them by hand or fix the directory");
+  }
+  for (const std::string& file : removed.value()) {
+    std::fprintf(stderr, "annal: snapshot %s removed: it is past the end of the recovered log (%llu)\n", file.c_str(),
+                 static_cast<unsigned long long>(journal_->last_sequence()));
+  }
+  return {};
+}
+
+// Encodes the state under the sequencing lock (the only pause appends see), writes it outside once
+// the log holds it durably (a snapshot ahead of the log would be discarded at the next open).
 Status EngineImpl::snapshot_state() {
   std::vector<std::byte> state;
   std::uint64_t sequence = 0;
@@ -585,6 +619,9 @@ Status EngineImpl::snapshot_state() {
     if (sequence == state_snapshot_at_) return {};
     state = encode_engine_state(catalog_, index_, window_);
     state_snapshot_at_ = sequence;
+  }
+  if (journal_->durable_sequence() < sequence) {
+    if (Status durable = journal_->wait_durable(sequence, Clock::now() + kStateDurableWait); !durable.ok()) return durable;
   }
   return state_store_.write(kEngineStateName, kEngineStateSchema, sequence, state);
 }
@@ -618,12 +655,121 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
       }
     }
   }
-  auto subscription = subscribe(restored + 1);
+  auto subscription = subscribe(restored + 1, options.gating);
   if (!subscription.ok()) return subscription.status();
   projections_.emplace(std::string(name),
                        std::make_unique<ProjectionRunner>(std::string(name), std::move(projection), options,
                                                           std::move(subscription.value()), std::move(store), restored));
   return {};
+}
+
+Result<std::uint64_t> EngineImpl::build_as_of(std::string_view snapshots_of, Projection& into, AsOf at) {
+  const std::uint64_t durable = journal_->durable_sequence();
+  std::uint64_t target = at.value;
+  if (at.is_time) {
+    const auto found = sequence_at_time(at.value, durable);
+    if (!found.ok()) return found.status();
+    target = found.value();
+  } else if (target > durable) {
+    return Status(ErrorCode::invalid_argument, "cannot build a state as of sequence " + std::to_string(target) +
+                                                   ": the durable log ends at " + std::to_string(durable));
+  }
+  std::uint64_t restored = 0;
+  if (const std::uint32_t schema = into.schema(); schema != 0 && projections::valid_projection_name(snapshots_of)) {
+    projections::SnapshotStore store(directory_, io_, 1);
+    auto newest = newest_snapshot(store, snapshots_of, schema, target);
+    if (!newest.ok()) return newest.status();
+    if (newest.value() && into.restore(newest.value()->state).ok()) restored = newest.value()->header.sequence;
+  }
+  if (Status replayed = replay_into(into, restored + 1, target); !replayed.ok()) return replayed;
+  return target;
+}
+
+Result<ConsistencyReport> EngineImpl::check_projection(std::string_view name, Projection& fresh,
+                                                       Clock::duration timeout) {
+  ProjectionRunner* runner = find_projection(name);
+  if (runner == nullptr) return Status(ErrorCode::not_found, "no projection " + std::string(name));
+  const auto deadline = Clock::now() + timeout;
+  std::optional<std::uint64_t> live;
+  const auto at = runner->query(0, [&](const Projection& projection) { live = projection.digest(); }, deadline);
+  if (!at.ok()) return at.status();
+  if (!live) return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + " has no digest (schema 0)");
+  // An eager projection may stand past the durable log; the rebuild reads only durable events.
+  if (Status durable = journal_->wait_durable(at.value(), deadline); !durable.ok()) return durable;
+  if (Status replayed = replay_into(fresh, 1, at.value()); !replayed.ok()) return replayed;
+  const auto rebuilt = fresh.digest();
+  if (!rebuilt) return Status(ErrorCode::invalid_argument, "the rebuilt projection has no digest (schema 0)");
+  return ConsistencyReport{.sequence = at.value(), .live_digest = *live, .rebuilt_digest = *rebuilt};
+}
+
+// Applies the events in [from, to] to `into`, then ends the batch.
+Status EngineImpl::replay_into(Projection& into, std::uint64_t from, std::uint64_t to) {
+  if (from > to) return {};
+  auto reader = journal_->reader(from);
+  if (!reader.ok()) return reader.status();
+  for (;;) {
+    const auto record = reader.value()->next();
+    if (!record.ok()) return record.status();
+    if (!record.value() || record.value()->header.sequence > to) break;
+    const auto view = view_record(record.value()->header, record.value()->payload, catalog_);
+    if (!view.ok()) return view.status();
+    if (!view.value()) continue;
+    try {
+      into.apply(*view.value());
+    } catch (const std::exception& error) {
+      return Status(ErrorCode::failed, "the projection threw at sequence " +
+                                           std::to_string(record.value()->header.sequence) + ": " + error.what());
+    }
+  }
+  into.end_of_batch(to);
+  return {};
+}
+
+// The last sequence in [1, durable] stamped at or before `unix_ns` (0: none), by binary search.
+Result<std::uint64_t> EngineImpl::sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable) {
+  auto reader = journal_->reader(1, kStreamReadChunkBytes);
+  if (!reader.ok()) return reader.status();
+  const auto stamp = [&](std::uint64_t sequence) -> Result<std::uint64_t> {
+    reader.value()->seek(sequence);
+    const auto record = reader.value()->next();
+    if (!record.ok()) return record.status();
+    if (!record.value()) return Status(ErrorCode::corruption, "no record at sequence " + std::to_string(sequence));
+    return record.value()->header.timestamp_ns;
+  };
+  std::uint64_t low = 0, high = durable;  // stamp(low) <= unix_ns (or low = 0), stamp(high + 1) > unix_ns
+  while (low < high) {
+    const std::uint64_t middle = low + (high - low + 1) / 2;
+    const auto at = stamp(middle);
+    if (!at.ok()) return at.status();
+    if (at.value() <= unix_ns) {
+      low = middle;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return low;
+}
+
+Result<std::uint64_t> EngineImpl::trim_journal() {
+  projections::SnapshotStore store(directory_, io_, 1);
+  auto every = store.all();
+  if (!every.ok()) return every.status();
+  // The cut: below the oldest snapshot any recovery may restore (0 while one would replay all).
+  std::uint64_t cut = UINT64_MAX;
+  std::lock_guard lock(projections_mutex_);  // no projection added meanwhile
+  for (const auto& [name, runner] : projections_) {
+    // Only its own schema's snapshots count: it would rebuild from the start past any other.
+    const auto oldest = store.oldest(name, runner->projection().schema());
+    if (!oldest.ok()) return oldest.status();
+    cut = std::min(cut, oldest.value().value_or(0));
+  }
+  for (const auto& [name, sequences] : every.value()) {
+    if (!projections_.contains(name)) cut = std::min(cut, sequences.front());
+  }
+  if (!every.value().contains(kEngineStateName)) cut = 0;  // open() reads the whole log
+  if (cut == 0 || cut == UINT64_MAX) return std::uint64_t{1};
+  if (Status removed = journal_->remove_segments_before(cut + 1); !removed.ok()) return removed;
+  return cut + 1;
 }
 
 // Loads the newest intact state snapshot at or below the recovered end of the log, if any. One

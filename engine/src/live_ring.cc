@@ -46,8 +46,11 @@ class LiveRingImpl final : public LiveRing {
                 return slot;
               },
               W{}),
-        first_(first_sequence), context_(context), seats_max_(options.live_subscriptions_max) {
+        first_(first_sequence), context_(context), seats_max_(options.live_subscriptions_max),
+        lag_max_(static_cast<std::int64_t>(options.subscriber_lag_max != 0 ? options.subscriber_lag_max
+                                                                           : options.ring_capacity / 2)) {
     ANNAL_ASSERT(seats_max_ <= seats_.size());
+    ANNAL_ASSERT(lag_max_ > 0 && lag_max_ < ring_.capacity());
   }
 
   bool publish(std::uint64_t first_sequence, std::span<const journal::RecordInput> records) override {
@@ -88,7 +91,7 @@ class LiveRingImpl final : public LiveRing {
     ring_.alert();
   }
 
-  std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader) override;
+  std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader, Gating gating) override;
 
   // A free seat, or nullptr when live_subscriptions_max are taken.
   Seat* take_seat() {
@@ -107,6 +110,7 @@ class LiveRingImpl final : public LiveRing {
   [[nodiscard]] std::uint64_t first() const noexcept { return first_; }
   [[nodiscard]] const ringbuf::Sequence& durable() const noexcept { return durable_; }
   [[nodiscard]] const ReadContext& context() const noexcept { return context_; }
+  [[nodiscard]] std::int64_t lag_max() const noexcept { return lag_max_; }
 
  private:
   Ring ring_;
@@ -116,14 +120,19 @@ class LiveRingImpl final : public LiveRing {
   ringbuf::Sequence durable_;    // the journal's durable sequence, in ring sequences
   std::atomic<bool> closed_{false};
   const std::size_t seats_max_;
+  const std::int64_t lag_max_;  // ring sequences a seat may fall behind the cursor
   std::array<Seat, ringbuf::SequenceGroup::kMembersMax> seats_;
 };
 
 template <ringbuf::WaitStrategy W>
 class RingSubscription final : public Subscription {
  public:
-  RingSubscription(LiveRingImpl<W>& ring, std::unique_ptr<journal::Reader> reader)
-      : ring_(ring), barrier_(ring.ring().sequencer(), {&ring.durable()}), reader_(std::move(reader)),
+  // An eager subscription's barrier follows the ring's cursor, a durable one's the durable sequence.
+  RingSubscription(LiveRingImpl<W>& ring, std::unique_ptr<journal::Reader> reader, Gating gating)
+      : ring_(ring),
+        barrier_(gating == Gating::eager ? Barrier(ring.ring().sequencer())
+                                         : Barrier(ring.ring().sequencer(), {&ring.durable()})),
+        ahead_(gating == Gating::eager ? &ring.ring().cursor() : &ring.durable()), reader_(std::move(reader)),
         position_(reader_->position()) {}
   ~RingSubscription() override {
     if (seat_ != nullptr) ring_.leave(*seat_);
@@ -142,6 +151,7 @@ class RingSubscription final : public Subscription {
 
   [[nodiscard]] std::uint64_t position() const noexcept override { return position_; }
   [[nodiscard]] bool live() const noexcept override { return seat_ != nullptr && position_ >= live_from_; }
+  [[nodiscard]] std::uint64_t detached() const noexcept override { return detached_; }
 
  private:
   // Each returns an event, nullopt to go round again (a system record, a wait slice passed, a
@@ -171,10 +181,25 @@ class RingSubscription final : public Subscription {
     return true;
   }
 
+  // Leaves the ring for the journal, at the same position: the seat stops holding the appenders
+  // back. from_journal joins again once it has caught up.
+  void detach() {
+    ring_.leave(*seat_);
+    seat_ = nullptr;
+    live_from_ = UINT64_MAX;
+    available_ = ringbuf::Sequence::kInitial;
+    reader_->seek(position_);
+    ++detached_;
+  }
+
   Result<std::optional<EventView>> from_ring(Deadline deadline) {
     // position_ may be past live_from_: the journal can make a record durable before the engine
     // has published it, so the reader may have gone further than the cursor at join.
     const auto next = static_cast<std::int64_t>(position_ - ring_.first());
+    if (ahead_->get() - next >= ring_.lag_max()) {
+      detach();
+      return std::optional<EventView>();
+    }
     if (next > available_) {
       // Everything before `next` has been handed out, and the last view dies with this call:
       // free those slots for the appenders (once per batch, like BatchEventProcessor).
@@ -202,18 +227,24 @@ class RingSubscription final : public Subscription {
     return std::optional<EventView>();
   }
 
+  using Barrier = typename LiveRingImpl<W>::Ring::Barrier;
+
   LiveRingImpl<W>& ring_;
-  typename LiveRingImpl<W>::Ring::Barrier barrier_;
+  Barrier barrier_;
+  // What the barrier follows: how far behind the subscription is counts from there (a durable one
+  // cannot read what is not durable yet, so that is no lag of its own).
+  const ringbuf::Sequence* const ahead_;
   std::unique_ptr<journal::Reader> reader_;
   std::uint64_t position_;
   Seat* seat_ = nullptr;
   std::uint64_t live_from_ = UINT64_MAX;  // the first sequence read from the ring
   std::int64_t available_ = ringbuf::Sequence::kInitial;  // ring sequences up to this are readable
+  std::uint64_t detached_ = 0;
 };
 
 template <ringbuf::WaitStrategy W>
-std::unique_ptr<Subscription> LiveRingImpl<W>::subscribe(std::unique_ptr<journal::Reader> reader) {
-  return std::make_unique<RingSubscription<W>>(*this, std::move(reader));
+std::unique_ptr<Subscription> LiveRingImpl<W>::subscribe(std::unique_ptr<journal::Reader> reader, Gating gating) {
+  return std::make_unique<RingSubscription<W>>(*this, std::move(reader), gating);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <span>
 
 #include "annal/engine/engine.h"
+#include "annal/engine/projection.h"
 #include "annal/engine/subscription.h"
 #include "annal/journal/journal.h"
 #include "annal/journal/reader.h"
@@ -46,7 +47,8 @@ class LiveRing {
   // Wakes and fails everything waiting on the ring.
   virtual void close() = 0;
   // A subscription from `from`, which starts with `reader` (positioned at `from`) on the journal.
-  virtual std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader) = 0;
+  // Gating::eager reads the ring without waiting for durability.
+  virtual std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader, Gating gating) = 0;
 };
 
 // The view of a stored record: the event, or nullopt for an engine system record (names).

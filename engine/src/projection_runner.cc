@@ -22,37 +22,57 @@ ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection>
 }
 
 void ProjectionRunner::run() {
-  for (;;) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_ || !error_.ok()) return;
-    }
+  bool in_batch = false;  // events applied that end_of_batch has not followed yet
+  while (!stop_requested_.load(std::memory_order_acquire)) {
     if (queries_waiting_.load(std::memory_order_acquire) > 0) serve_queries();
     maybe_snapshot();
-    auto event = subscription_->next(Clock::now() + kIdleSlice);
-    if (event.code() == ErrorCode::timed_out) continue;
-    if (!event.ok()) return fail(event.status());
-    try {
-      projection_->apply(event.value());
-    } catch (const std::exception& error) {
-      return fail(Status(ErrorCode::failed, "projection " + name_ + " threw at sequence " +
-                                                std::to_string(event.value().header.sequence) + ": " + error.what()));
+    // Within a batch, only an event that is there already; then the batch ends.
+    auto event = subscription_->next(in_batch ? Clock::time_point{} : Clock::now() + kIdleSlice);
+    if (event.code() == ErrorCode::timed_out) {
+      live_.store(subscription_->live(), std::memory_order_relaxed);
+      if (in_batch) {
+        const std::uint64_t applied = applied_.load(std::memory_order_relaxed);
+        if (Status ended = step([&] { projection_->end_of_batch(applied); }, applied); !ended.ok()) return fail(ended);
+        in_batch = false;
+      }
+      continue;
     }
+    if (!event.ok()) return fail(event.status());
+    const EventView& view = event.value();
+    if (Status applied = step([&] { projection_->apply(view); }, view.header.sequence); !applied.ok()) {
+      return fail(applied);
+    }
+    in_batch = true;
     ++since_snapshot_;
-    std::lock_guard lock(mutex_);
-    applied_ = subscription_->position() - 1;  // system records it stepped over count as applied
-    ++replayed_;
+    replayed_.fetch_add(1, std::memory_order_relaxed);
+    live_.store(subscription_->live(), std::memory_order_relaxed);
+    detached_.store(subscription_->detached(), std::memory_order_relaxed);
+    // System records the subscription stepped over count as applied.
+    applied_.store(subscription_->position() - 1, std::memory_order_release);
+  }
+}
+
+// Calls into the projection; what it throws stops it.
+Status ProjectionRunner::step(const std::function<void()>& call, std::uint64_t sequence) {
+  try {
+    call();
+    return {};
+  } catch (const std::exception& error) {
+    return Status(ErrorCode::failed, "projection " + name_ + " threw at sequence " + std::to_string(sequence) + ": " +
+                                          error.what());
   }
 }
 
 // Runs every query the projection can answer now, outside the lock: the caller waits for it.
 void ProjectionRunner::serve_queries() {
+  const std::uint64_t applied = applied_.load(std::memory_order_relaxed);  // this thread writes it
   std::vector<Query*> ready;
   {
     std::lock_guard lock(mutex_);
     for (Query* query : queries_) {
-      if (!query->running && query->min_sequence <= applied_) {
+      if (!query->running && query->min_sequence <= applied) {
         query->running = true;
+        query->ran_at = applied;
         ready.push_back(query);
       }
     }
@@ -67,26 +87,28 @@ void ProjectionRunner::serve_queries() {
   changed_.notify_all();
 }
 
-Status ProjectionRunner::query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline) {
+Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const QueryFn& fn,
+                                              Clock::time_point deadline) {
   Query query{min_sequence, &fn};
   std::unique_lock lock(mutex_);
   if (!error_.ok()) return error_;
   queries_.push_back(&query);
   queries_waiting_.store(queries_.size(), std::memory_order_release);
   const bool answered = changed_.wait_until(lock, deadline, [&] { return query.done || !error_.ok() || stopping_; });
-  if (answered && query.done) return {};
+  if (answered && query.done) return query.ran_at;
   // Not done: withdraw it, unless the runner has started it, in which case it finishes first
   // (fn points into this frame).
   if (query.running) {
     changed_.wait(lock, [&] { return query.done; });
-    return {};
+    return query.ran_at;
   }
   std::erase(queries_, &query);
   queries_waiting_.store(queries_.size(), std::memory_order_release);
   if (!error_.ok()) return error_;
   if (stopping_) return Status(ErrorCode::failed, "projection " + name_ + " stopped");
   return Status(ErrorCode::timed_out, "projection " + name_ + " has applied up to sequence " +
-                                          std::to_string(applied_) + ", not yet " + std::to_string(min_sequence));
+                                          std::to_string(applied_.load(std::memory_order_acquire)) + ", not yet " +
+                                          std::to_string(min_sequence));
 }
 
 void ProjectionRunner::maybe_snapshot() {
@@ -98,7 +120,7 @@ void ProjectionRunner::maybe_snapshot() {
   since_snapshot_ = 0;
   last_snapshot_ = Clock::now();
   std::lock_guard lock(mutex_);
-  pending_ = PendingSnapshot{applied_, std::move(state)};  // a newer one replaces an unwritten one
+  pending_ = PendingSnapshot{applied_.load(std::memory_order_relaxed), std::move(state)};  // a newer one replaces an unwritten one
   changed_.notify_all();
 }
 
@@ -133,8 +155,10 @@ void ProjectionRunner::fail(Status error) {
 
 ProjectionStatus ProjectionRunner::status() const {
   std::lock_guard lock(mutex_);
-  return {.applied = applied_, .restored_from = restored_from_, .replayed = replayed_,
-          .snapshots_written = snapshots_written_, .error = error_};
+  return {.applied = applied_.load(std::memory_order_acquire), .restored_from = restored_from_,
+          .replayed = replayed_.load(std::memory_order_relaxed), .snapshots_written = snapshots_written_,
+          .detached = detached_.load(std::memory_order_relaxed), .live = live_.load(std::memory_order_relaxed),
+          .error = error_};
 }
 
 void ProjectionRunner::stop() {
@@ -143,6 +167,7 @@ void ProjectionRunner::stop() {
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
+  stop_requested_.store(true, std::memory_order_release);
   changed_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (writer_.joinable()) writer_.join();

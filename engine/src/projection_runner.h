@@ -36,10 +36,12 @@ class ProjectionRunner {
   ProjectionRunner(const ProjectionRunner&) = delete;
   ProjectionRunner& operator=(const ProjectionRunner&) = delete;
 
-  // Runs `fn` on the runner's thread once the projection has applied `min_sequence`. timed_out
-  // at the deadline (fn did not run and never will); the projection's error if it stopped.
-  Status query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline);
+  // Runs `fn` on the runner's thread once the projection has applied `min_sequence`, and returns
+  // the sequence it had applied then. timed_out at the deadline (fn did not run and never will);
+  // the projection's error if it stopped.
+  Result<std::uint64_t> query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline);
   [[nodiscard]] ProjectionStatus status() const;
+  [[nodiscard]] const Projection& projection() const noexcept { return *projection_; }
   // Stops the thread (and the writer, after the snapshot it is writing). Queries waiting fail.
   void stop();
 
@@ -47,6 +49,7 @@ class ProjectionRunner {
   struct Query {
     std::uint64_t min_sequence;
     const QueryFn* fn;
+    std::uint64_t ran_at = 0;
     bool running = false;
     bool done = false;
   };
@@ -56,6 +59,7 @@ class ProjectionRunner {
   };
 
   void run();
+  Status step(const std::function<void()>& call, std::uint64_t sequence);
   void serve_queries();
   void maybe_snapshot();
   void write_snapshots();
@@ -72,12 +76,18 @@ class ProjectionRunner {
   std::uint64_t since_snapshot_ = 0;
   Clock::time_point last_snapshot_ = Clock::now();
 
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;         // queries done, applied moved, a snapshot to write, stop
-  std::deque<Query*> queries_;              // under mutex_
+  // Written by the runner thread, read by status() and queries: atomics, so that the apply loop
+  // takes no lock per event.
+  std::atomic<std::uint64_t> applied_;
+  std::atomic<std::uint64_t> replayed_{0};
+  std::atomic<std::uint64_t> detached_{0};
+  std::atomic<bool> live_{false};
+  std::atomic<bool> stop_requested_{false};
   std::atomic<std::size_t> queries_waiting_{0};  // cheap look from the apply loop
-  std::uint64_t applied_ = 0;               // under mutex_ (written by the runner thread)
-  std::uint64_t replayed_ = 0;              // under mutex_
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;         // queries done, a snapshot to write, stop
+  std::deque<Query*> queries_;              // under mutex_
   std::uint64_t snapshots_written_ = 0;     // under mutex_
   std::optional<PendingSnapshot> pending_;  // under mutex_: the newest snapshot to write
   Status error_;                            // under mutex_

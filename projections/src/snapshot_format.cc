@@ -13,7 +13,6 @@ constexpr std::string_view kPrefix = "snapshot-";
 constexpr std::string_view kSuffix = ".snap";
 constexpr std::size_t kSequenceDigits = 20;
 
-
 Status damaged(std::string_view where, const std::string& what) {
   return Status(ErrorCode::corruption, "snapshot " + std::string(where) + ": " + what);
 }
@@ -36,18 +35,23 @@ std::string snapshot_file_name(std::string_view name, std::uint64_t sequence) {
          digits + std::string(kSuffix);
 }
 
-std::optional<std::uint64_t> parse_snapshot_file_name(std::string_view file, std::string_view name) {
-  const std::size_t fixed = kPrefix.size() + name.size() + 1;
-  if (file.size() != fixed + kSequenceDigits + kSuffix.size()) return std::nullopt;
-  if (file.substr(0, kPrefix.size()) != kPrefix || file.substr(kPrefix.size(), name.size()) != name ||
-      file[fixed - 1] != '-' || file.substr(fixed + kSequenceDigits) != kSuffix) {
-    return std::nullopt;
-  }
+std::optional<SnapshotFileName> parse_snapshot_file_name(std::string_view file) {
+  if (file.size() < kPrefix.size() + 2 + kSequenceDigits + kSuffix.size()) return std::nullopt;
+  if (!file.starts_with(kPrefix) || !file.ends_with(kSuffix)) return std::nullopt;
+  const std::size_t digits_at = file.size() - kSuffix.size() - kSequenceDigits;
+  const std::string_view name = file.substr(kPrefix.size(), digits_at - 1 - kPrefix.size());
+  if (file[digits_at - 1] != '-' || !valid_projection_name(name)) return std::nullopt;
   std::uint64_t sequence = 0;
-  const char* first = file.data() + fixed;
+  const char* first = file.data() + digits_at;
   const auto parsed = std::from_chars(first, first + kSequenceDigits, sequence);
   if (parsed.ec != std::errc() || parsed.ptr != first + kSequenceDigits) return std::nullopt;
-  return sequence;
+  return SnapshotFileName{name, sequence};
+}
+
+std::optional<std::uint64_t> parse_snapshot_file_name(std::string_view file, std::string_view name) {
+  const auto parsed = parse_snapshot_file_name(file);
+  if (!parsed || parsed->name != name) return std::nullopt;
+  return parsed->sequence;
 }
 
 std::size_t snapshot_header_bytes(std::string_view name) noexcept { return kSnapshotFieldsBytes + name.size() + 4; }

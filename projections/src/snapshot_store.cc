@@ -48,15 +48,48 @@ Status SnapshotStore::write_file(const std::string& tmp, std::span<const std::by
   return status.ok() ? closed : status;
 }
 
-Result<std::vector<std::uint64_t>> SnapshotStore::sequences(std::string_view name) {
+Result<std::map<std::string, std::vector<std::uint64_t>, std::less<>>> SnapshotStore::all() {
   auto files = io_->list(directory_);
   if (!files.ok()) return files.status();
-  std::vector<std::uint64_t> out;
+  std::map<std::string, std::vector<std::uint64_t>, std::less<>> out;
   for (const std::string& file : files.value()) {
-    if (const auto sequence = parse_snapshot_file_name(file, name)) out.push_back(*sequence);
+    if (const auto parsed = parse_snapshot_file_name(file)) out[std::string(parsed->name)].push_back(parsed->sequence);
   }
-  std::sort(out.begin(), out.end());
+  for (auto& [name, sequences] : out) std::sort(sequences.begin(), sequences.end());
   return out;
+}
+
+Result<std::vector<std::uint64_t>> SnapshotStore::sequences(std::string_view name) {
+  auto every = all();
+  if (!every.ok()) return every.status();
+  const auto found = every.value().find(name);
+  return found == every.value().end() ? std::vector<std::uint64_t>() : std::move(found->second);
+}
+
+Result<std::optional<std::uint64_t>> SnapshotStore::oldest(std::string_view name, std::uint32_t schema) {
+  auto all = sequences(name);
+  if (!all.ok()) return all.status();
+  for (const std::uint64_t sequence : all.value()) {
+    const auto header = load(name, sequence, false);
+    if (header.ok() && header.value().header.schema == schema) return std::optional<std::uint64_t>(sequence);
+  }
+  return std::optional<std::uint64_t>();
+}
+
+Result<std::vector<std::string>> SnapshotStore::discard_after(std::uint64_t sequence) {
+  auto files = io_->list(directory_);
+  if (!files.ok()) return files.status();
+  std::vector<std::string> removed;
+  for (const std::string& file : files.value()) {
+    const auto parsed = parse_snapshot_file_name(file);
+    if (!parsed || parsed->sequence <= sequence) continue;
+    if (Status gone = io_->remove(path(file)); !gone.ok()) return gone;
+    removed.push_back(file);
+  }
+  if (removed.empty()) return removed;
+  // Durable before the log moves on past `sequence`.
+  if (Status synced = io_->sync_directory(directory_); !synced.ok()) return synced;
+  return removed;
 }
 
 // Older snapshots beyond `keep`. A failed removal only leaves a file behind; the next write retries.
@@ -75,7 +108,7 @@ Result<std::optional<SnapshotStore::Loaded>> SnapshotStore::newest(std::string_v
   if (!all.ok()) return all.status();
   for (auto it = all.value().rbegin(); it != all.value().rend(); ++it) {
     if (*it > max_sequence) continue;
-    auto loaded = load(name, *it);
+    auto loaded = load(name, *it, true);
     Status why = loaded.status();
     if (loaded.ok() && loaded.value().header.schema != schema) {
       why = Status(ErrorCode::invalid_argument, "schema " + std::to_string(loaded.value().header.schema) +
@@ -87,8 +120,8 @@ Result<std::optional<SnapshotStore::Loaded>> SnapshotStore::newest(std::string_v
   return std::optional<Loaded>();
 }
 
-// Reads one snapshot whole and checks everything it says about itself.
-Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::uint64_t sequence) {
+// Reads one snapshot and checks everything it says about itself; the state too if `with_state`.
+Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::uint64_t sequence, bool with_state) {
   const std::string file = snapshot_file_name(name, sequence);
   const auto opened = io_->open(path(file), journal::OpenMode::read_only);
   if (!opened.ok()) return opened.status();
@@ -114,6 +147,7 @@ Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::ui
                                              " bytes, the header promises " +
                                              std::to_string(header_bytes + header.value().state_bytes));
   }
+  if (!with_state) return Loaded{std::move(header.value()), {}};
   const auto state_bytes = static_cast<std::size_t>(header.value().state_bytes);
   Loaded out{std::move(header.value()), std::vector<std::byte>(state_bytes)};
   const auto read = io_->read(opened.value(), header_bytes, out.state);

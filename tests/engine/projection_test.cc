@@ -8,8 +8,11 @@
 #include <map>
 #include <thread>
 
+#include "annal/base/wall_clock.h"
 #include "annal/projections/snapshot_format.h"
+#include "annal/projections/snapshot_store.h"
 #include "engine_fixture.h"
+#include "fault_backend.h"
 #include "watchdog.h"
 
 namespace annal::engine::test {
@@ -185,6 +188,352 @@ TEST_F(ProjectionTest, ANewSchemaOrADamagedSnapshotFallsBackWithoutLosingAnEvent
   ASSERT_TRUE(rebuilt.ok());
   EXPECT_EQ(rebuilt.value().total, 450u);
   EXPECT_EQ(engine_->projection_status("counter").value().restored_from, 0u);
+}
+
+// The Counter a replay of every event in [1, to] gives, read straight from the log.
+Counter counted(Engine& engine, std::uint64_t to) {
+  Counter out(0);
+  const auto events = engine.read_all(1, SIZE_MAX);
+  EXPECT_TRUE(events.ok());
+  for (const Event& event : events.value()) {
+    if (event.header.sequence <= to) out.apply(EventView{.header = event.header, .payload = event.payload});
+  }
+  return out;
+}
+
+std::vector<std::string> snapshot_files(const std::string& directory, std::string_view name) {
+  std::vector<std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+    const std::string file = entry.path().filename().string();
+    if (projections::parse_snapshot_file_name(file, name)) out.push_back(file);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// An eager projection joins the ring once the journal holds durably what came before the ring's
+// cursor; these tests hold durability back, so they let it join before they append.
+bool wait_until_live(Engine& engine, std::string_view projection) {
+  for (int wait = 0; wait < 3000; ++wait) {
+    if (engine.projection_status(projection).value().live) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
+// Records each batch's end and checks it follows the last event applied.
+struct Batches final : Projection {
+  std::uint64_t last = 0;
+  std::uint64_t batches = 0;
+  std::uint64_t ended_at = 0;
+  bool out_of_place = false;
+  void apply(const EventView& event) override { last = event.header.sequence; }
+  void end_of_batch(std::uint64_t applied) override {
+    out_of_place |= applied < last;
+    ++batches;
+    ended_at = applied;
+  }
+};
+
+TEST_F(ProjectionTest, EveryBatchEndsWithEndOfBatch) {
+  annal::test::Watchdog watchdog("end of batch");
+  auto batches = std::make_shared<Batches>();
+  ASSERT_TRUE(engine_->add_projection("batches", batches, {}).ok());
+  const Receipt last = append_many(300);
+  ASSERT_TRUE(engine_->wait_durable(last, soon()).ok());
+  // The batch holding the last event ends once the projection finds nothing more to apply.
+  bool ended = false;
+  for (int wait = 0; wait < 3000 && !ended; ++wait) {
+    ASSERT_TRUE(engine_->query("batches", last.last_sequence, [&](const Projection&) {
+      ended = batches->ended_at == last.last_sequence;
+    }, 30s).ok());
+    if (!ended) std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(ended);
+  EXPECT_FALSE(batches->out_of_place);
+  EXPECT_GE(batches->batches, 1u);
+}
+
+TEST_F(ProjectionTest, AnEagerProjectionSeesEventsBeforeTheyAreDurable) {
+  annal::test::Watchdog watchdog("eager gating");
+  Options options = small_options();
+  options.journal.durability = journal::Durability::interval;
+  options.journal.sync_interval = std::chrono::hours(1);  // nothing is made durable until close
+  open(options);
+  ASSERT_TRUE(engine_->add_projection("eager", std::make_shared<Counter>(), {.gating = Gating::eager}).ok());
+  ASSERT_TRUE(engine_->add_projection("durable", std::make_shared<Counter>(), {}).ok());
+  ASSERT_TRUE(wait_until_live(*engine_, "eager"));
+  const std::uint64_t durable = engine_->durable_sequence();
+  const Receipt last = append_many(50);
+  ASSERT_GT(last.last_sequence, durable);
+  const auto eager = query<Counter>(*engine_, "eager", last.last_sequence, [](const Counter& c) { return c.total; }, 30s);
+  ASSERT_TRUE(eager.ok()) << eager.status().to_string();
+  EXPECT_EQ(eager.value(), 50u);
+  EXPECT_EQ(engine_->query("durable", last.last_sequence, [](const Projection&) {}, 50ms).code(), ErrorCode::timed_out);
+  EXPECT_LE(engine_->projection_status("durable").value().applied, engine_->durable_sequence());
+}
+
+// An eager projection's snapshots may run ahead of the durable log. After a power cut they are
+// discarded, the projection comes back at the durable point, and a sequence reused by new events
+// is never mistaken for the old snapshot's.
+TEST(ProjectionFaults, AnEagerProjectionIsRebuiltToTheDurablePointAfterACrash) {
+  annal::test::Watchdog watchdog("eager after a crash");
+  Options options = small_options();
+  options.journal.durability = journal::Durability::interval;
+  options.journal.sync_interval = std::chrono::hours(1);
+  options.state_snapshot_every_events = 40;
+  const ProjectionOptions eager{.snapshot_every_events = 20, .snapshot_every = 0ms, .snapshots_kept = 3,
+                                .gating = Gating::eager};
+  // A power cut keeps an arbitrary part of the unsynced writes: until one keeps too little for the
+  // newest snapshot, there is nothing to discard (each seed loses something with odds about 3 in 4).
+  std::shared_ptr<journal::FaultBackend> io;
+  std::uint64_t recovered = 0;
+  std::unique_ptr<Engine> engine;
+  for (std::uint64_t seed = 1; seed <= 12 && !engine; ++seed) {
+    io = std::make_shared<journal::FaultBackend>(seed);
+    std::uint64_t durable = 0, snapshot_ahead = 0;
+    {
+      auto crashing = Engine::open("/eager", options, io);
+      ASSERT_TRUE(crashing.ok());
+      ASSERT_TRUE(crashing.value()->add_projection("counter", std::make_shared<Counter>(), eager).ok());
+      ASSERT_TRUE(wait_until_live(*crashing.value(), "counter"));
+      durable = crashing.value()->durable_sequence();
+      for (int i = 0; i < 130; ++i) {
+        const EventData event{.type = "Noted", .payload = {}};
+        ASSERT_TRUE(crashing.value()->append("s" + std::to_string(i % 3), ExpectedVersion::any(), {&event, 1}).ok());
+      }
+      for (int wait = 0; wait < 3000 && snapshot_ahead < 100; ++wait) {
+        const auto files = io->list("/eager");
+        for (const auto& file : files.value()) {
+          if (const auto at = projections::parse_snapshot_file_name(file, "counter")) snapshot_ahead = std::max(snapshot_ahead, *at);
+        }
+        std::this_thread::sleep_for(1ms);
+      }
+      ASSERT_GT(snapshot_ahead, durable) << "no snapshot ahead of the durable log";
+      io->crash();
+    }
+    io->revive();
+    auto opened = Engine::open("/eager", options, io);
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    recovered = opened.value()->last_sequence();
+    ASSERT_GE(recovered, durable);
+    if (snapshot_ahead > recovered) engine = std::move(opened.value());
+  }
+  ASSERT_TRUE(engine) << "every power cut kept every write: nothing was discarded";
+  const auto files = io->list("/eager");
+  for (const auto& file : files.value()) {
+    const auto parsed = projections::parse_snapshot_file_name(file);
+    if (parsed) {
+      EXPECT_LE(parsed->sequence, recovered) << file << " should have been discarded";
+    }
+  }
+  // New events take the sequences the lost ones had; the state must hold only these.
+  Receipt last;
+  for (int i = 0; i < 200; ++i) {
+    const EventData event{.type = "Other", .payload = {}};
+    last = engine->append("u" + std::to_string(i % 5), ExpectedVersion::any(), {&event, 1}).value();
+  }
+  ASSERT_TRUE(engine->close().ok());
+  auto reopened = Engine::open("/eager", options, io);
+  ASSERT_TRUE(reopened.ok());
+  ASSERT_TRUE(reopened.value()->add_projection("counter", std::make_shared<Counter>(), eager).ok());
+  const auto state = query<Counter>(*reopened.value(), "counter", last.last_sequence, [](const Counter& c) { return c; }, 30s);
+  ASSERT_TRUE(state.ok()) << state.status().to_string();
+  const Counter expected = counted(*reopened.value(), last.last_sequence);
+  EXPECT_EQ(state.value().total, expected.total);
+  EXPECT_EQ(state.value().digest, expected.digest);
+  EXPECT_EQ(state.value().per_stream, expected.per_stream);
+}
+
+TEST_F(ProjectionTest, SnapshotsPastTheRecoveredLogAreDiscardedAtOpen) {
+  const Receipt first = append_many(10);
+  ASSERT_TRUE(engine_->close().ok());
+  projections::SnapshotStore store(dir_.path(), journal::make_posix_backend(), 3);
+  const Counter bogus;
+  ASSERT_TRUE(store.write("counter", 1, first.last_sequence + 100, bogus.snapshot()).ok());
+  ASSERT_TRUE(store.write("counter", 1, first.last_sequence, bogus.snapshot()).ok());
+  open();
+  EXPECT_EQ(snapshot_files(dir_.path(), "counter"),
+            std::vector<std::string>{projections::snapshot_file_name("counter", first.last_sequence)});
+}
+
+// A projection that falls behind leaves the ring, so appends go on, and catches up from the
+// journal without a gap or a duplicate (the Counter's digest folds in every sequence, in order).
+TEST_F(ProjectionTest, ASlowProjectionDetachesCatchesUpAndRejoinsWithoutGapOrDuplicate) {
+  annal::test::Watchdog watchdog("detach and rejoin");
+  Options options = small_options();
+  options.events_per_append_max = 8;
+  options.ring_capacity = 64;
+  options.subscriber_lag_max = 16;
+  open(options);
+  struct Slow final : Projection {
+    Counter counter{1};
+    void apply(const EventView& event) override {
+      counter.apply(event);
+      if (counter.total % 40 == 0) std::this_thread::sleep_for(5ms);
+    }
+    std::uint32_t schema() const override { return 1; }
+    std::vector<std::byte> snapshot() const override { return counter.snapshot(); }
+  };
+  ASSERT_TRUE(engine_->add_projection("slow", std::make_shared<Slow>(), {}).ok());
+  auto subscription = engine_->subscribe(1);
+  ASSERT_TRUE(subscription.ok());
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 3; ++t) writers.emplace_back([&, t] { append_many(400, "w" + std::to_string(t) + "-"); });
+  // A subscription read slowly beside them, checked for gaps and duplicates as it goes.
+  std::uint64_t expected = 1;
+  int read = 0;
+  while (read < 1200) {
+    const auto event = subscription.value()->next(soon());
+    ASSERT_TRUE(event.ok()) << event.status().to_string();
+    ASSERT_GT(event.value().header.sequence, expected - 1);
+    expected = event.value().header.sequence + 1;
+    if (++read % 100 == 0) std::this_thread::sleep_for(10ms);
+  }
+  for (auto& writer : writers) writer.join();
+  const std::uint64_t end = engine_->last_sequence();
+  const auto live = query<Slow>(*engine_, "slow", end, [](const Slow& s) { return s.counter; }, 60s);
+  ASSERT_TRUE(live.ok()) << live.status().to_string();
+  const Counter expected_state = counted(*engine_, end);
+  EXPECT_EQ(live.value().total, 1200u);
+  EXPECT_EQ(live.value().digest, expected_state.digest);
+  const auto status = engine_->projection_status("slow").value();
+  EXPECT_GT(status.detached, 0u) << "the projection never fell behind: the test proves nothing";
+  EXPECT_GT(subscription.value()->detached(), 0u);
+  // Caught up, it rejoins the ring.
+  const Receipt more = append_many(5, "z");
+  ASSERT_TRUE(engine_->query("slow", more.last_sequence, [](const Projection&) {}, 30s).ok());
+  for (int wait = 0; wait < 3000 && !engine_->projection_status("slow").value().live; ++wait) {
+    append_many(1, "z");
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(engine_->projection_status("slow").value().live);
+}
+
+TEST_F(ProjectionTest, BuildsAStateAsOfASequenceOrATimeWithoutTouchingTheLiveOne) {
+  annal::test::Watchdog watchdog("point in time");
+  const ProjectionOptions options{.snapshot_every_events = 100, .snapshot_every = 0ms, .snapshots_kept = 20};
+  ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), options).ok());
+  const Receipt half = append_many(500);
+  std::this_thread::sleep_for(5ms);
+  const std::uint64_t between = wall_clock_ns();
+  std::this_thread::sleep_for(5ms);
+  const Receipt last = append_many(500, "q");
+  ASSERT_TRUE(engine_->wait_durable(last, soon()).ok());
+  ASSERT_TRUE(engine_->query("counter", last.last_sequence, [](const Projection&) {}, 30s).ok());
+  for (const std::uint64_t at : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{57}, half.last_sequence,
+                                 half.last_sequence + 333, last.last_sequence}) {
+    Counter built;
+    const auto built_at = engine_->build_as_of("counter", built, AsOf::sequence(at));
+    ASSERT_TRUE(built_at.ok()) << built_at.status().to_string();
+    EXPECT_EQ(built_at.value(), at);
+    const Counter expected = counted(*engine_, at);
+    EXPECT_EQ(built.total, expected.total) << "as of " << at;
+    EXPECT_EQ(built.digest, expected.digest) << "as of " << at;
+    EXPECT_EQ(built.per_stream, expected.per_stream) << "as of " << at;
+  }
+  Counter by_time;
+  const auto at_time = engine_->build_as_of("counter", by_time, AsOf::time_ns(between));
+  ASSERT_TRUE(at_time.ok()) << at_time.status().to_string();
+  EXPECT_EQ(at_time.value(), half.last_sequence);
+  EXPECT_EQ(by_time.total, 500u);
+  Counter none;
+  EXPECT_EQ(engine_->build_as_of("counter", none, AsOf::time_ns(1)).value(), 0u);
+  EXPECT_EQ(none.total, 0u);
+  Counter future;
+  EXPECT_EQ(engine_->build_as_of("counter", future, AsOf::sequence(last.last_sequence + 10)).code(),
+            ErrorCode::invalid_argument);
+  const auto live = query<Counter>(*engine_, "counter", last.last_sequence, [](const Counter& c) { return c.total; }, 30s);
+  EXPECT_EQ(live.value(), 1000u);
+}
+
+TEST_F(ProjectionTest, TheConsistencyCheckComparesTheLiveStateWithARebuild) {
+  annal::test::Watchdog watchdog("consistency check");
+  ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), {}).ok());
+  // A projection that drops an event while live but not when rebuilt: a bug the check must find.
+  struct Forgetful final : Projection {
+    explicit Forgetful(bool is_live) : live(is_live) {}
+    bool live;
+    Counter counter{1};
+    void apply(const EventView& event) override {
+      if (!(live && event.header.version == 3)) counter.apply(event);
+    }
+    std::uint32_t schema() const override { return 1; }
+    std::vector<std::byte> snapshot() const override { return counter.snapshot(); }
+  };
+  ASSERT_TRUE(engine_->add_projection("forgetful", std::make_shared<Forgetful>(true), {}).ok());
+  ASSERT_TRUE(engine_->add_projection("plain", std::make_shared<Batches>(), {}).ok());
+  const Receipt last = append_many(100);
+  ASSERT_TRUE(engine_->query("counter", last.last_sequence, [](const Projection&) {}, 30s).ok());
+  Counter fresh;
+  const auto good = engine_->check_projection("counter", fresh, 30s);
+  ASSERT_TRUE(good.ok()) << good.status().to_string();
+  EXPECT_TRUE(good.value().consistent());
+  EXPECT_GE(good.value().sequence, last.last_sequence);
+  EXPECT_EQ(fresh.total, 100u);
+  ASSERT_TRUE(engine_->query("forgetful", last.last_sequence, [](const Projection&) {}, 30s).ok());
+  Forgetful rebuilt(false);
+  const auto bad = engine_->check_projection("forgetful", rebuilt, 30s);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_FALSE(bad.value().consistent());
+  Batches no_digest;
+  EXPECT_EQ(engine_->check_projection("plain", no_digest, 30s).code(), ErrorCode::invalid_argument);
+  EXPECT_EQ(engine_->check_projection("nothing", fresh, 30s).code(), ErrorCode::not_found);
+}
+
+std::size_t segment_count(const std::string& directory) {
+  std::size_t out = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) out += entry.path().extension() == ".log";
+  return out;
+}
+
+TEST_F(ProjectionTest, RetentionRemovesOnlyWhatNoRecoveryNeeds) {
+  annal::test::Watchdog watchdog("retention");
+  Options options = small_options();
+  options.state_snapshot_every_events = 200;
+  open(options);
+  const ProjectionOptions snapshotted{.snapshot_every_events = 200, .snapshot_every = 0ms, .snapshots_kept = 2};
+  ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), snapshotted).ok());
+  ASSERT_TRUE(engine_->add_projection("unsnapshotted", std::make_shared<Counter>(0), {}).ok());
+  const auto payload = std::string(400, 'x');
+  Receipt last;
+  for (int i = 0; i < 2000; ++i) last = append_text("s" + std::to_string(i % 5), payload);
+  ASSERT_TRUE(engine_->query("counter", last.last_sequence, [](const Projection&) {}, 30s).ok());
+  ASSERT_TRUE(engine_->query("unsnapshotted", last.last_sequence, [](const Projection&) {}, 30s).ok());
+  const std::size_t segments = segment_count(dir_.path());
+  ASSERT_GT(segments, 5u);
+  // A projection without snapshots needs the whole log.
+  const auto kept_all = engine_->trim_journal();
+  ASSERT_TRUE(kept_all.ok());
+  EXPECT_EQ(kept_all.value(), 1u);
+  EXPECT_EQ(segment_count(dir_.path()), segments);
+  ASSERT_TRUE(engine_->close().ok());
+
+  open(options);
+  ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), snapshotted).ok());
+  ASSERT_TRUE(engine_->query("counter", last.last_sequence, [](const Projection&) {}, 30s).ok());
+  // Let the snapshot writer finish whatever it has, so the files are what recovery will see.
+  const auto cut = engine_->trim_journal();
+  ASSERT_TRUE(cut.ok()) << cut.status().to_string();
+  EXPECT_GT(cut.value(), 1u);
+  EXPECT_LT(segment_count(dir_.path()), segments);
+  const auto oldest_counter = snapshot_files(dir_.path(), "counter");
+  ASSERT_FALSE(oldest_counter.empty());
+  EXPECT_LE(cut.value(), *projections::parse_snapshot_file_name(oldest_counter.front(), "counter") + 1);
+  const auto more_payload = std::string(10, 'y');
+  const Receipt after = append_text("s1", more_payload);
+  ASSERT_TRUE(engine_->close().ok());
+
+  // Recovery still has all it needs: the engine's state and the projection's, plus the tail.
+  open(options);
+  EXPECT_EQ(engine_->stream_version("s1"), after.last_version);
+  EXPECT_EQ(texts("s1", {.from_version = after.last_version}), std::vector<std::string>{more_payload});
+  ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), snapshotted).ok());
+  const auto total = query<Counter>(*engine_, "counter", after.last_sequence, [](const Counter& c) { return c.total; }, 30s);
+  ASSERT_TRUE(total.ok()) << total.status().to_string();
+  EXPECT_EQ(total.value(), 2001u);
+  // But a projection needing the start can no longer be built.
+  EXPECT_EQ(engine_->add_projection("latecomer", std::make_shared<Counter>(0), {}).code(), ErrorCode::not_found);
 }
 
 }  // namespace

@@ -85,6 +85,10 @@ struct Options {
   // Subscriptions that follow the ring (beyond this many, they tail the journal instead). At most
   // 16, the ring's gating limit.
   std::size_t live_subscriptions_max = 8;
+  // A live subscription (or projection) this many events behind the newest appended leaves the
+  // ring at its next read, catches up from the journal and rejoins, so appends wait for a slow
+  // reader at most while it is inside one step. 0: half the ring. Below ring_capacity.
+  std::size_t subscriber_lag_max = 0;
   // The engine's own state (names, stream index, idempotency window) is snapshotted every this
   // many events and at close, so open() reads only the journal after the newest snapshot instead
   // of all of it (0: never; open then reads everything).
@@ -156,6 +160,27 @@ class Engine {
   virtual Status query(std::string_view name, std::uint64_t min_sequence,
                        const std::function<void(const Projection&)>& fn, Clock::duration timeout) = 0;
   [[nodiscard]] virtual Result<ProjectionStatus> projection_status(std::string_view name) const = 0;
+
+  // Builds `into`'s state as of `at` (the seeds' "roll back"): restores the newest snapshot of
+  // projection `snapshots_of` at or before that point (if `into` has its schema), then replays the
+  // journal up to it. The live projection is not touched; `into` must be a fresh instance. Returns
+  // the sequence the state is at. invalid_argument for a point past the durable log; not_found if
+  // retention removed the events needed.
+  virtual Result<std::uint64_t> build_as_of(std::string_view snapshots_of, Projection& into, AsOf at) = 0;
+  // The consistency check (the seeds' "compare C(R) with Q(D)"): takes projection `name`'s digest
+  // where it stands, rebuilds `fresh` from the start of the journal to the same sequence, and
+  // compares the two. `fresh` is a new instance of the same projection. invalid_argument if it has
+  // no digest (Projection::digest).
+  virtual Result<ConsistencyReport> check_projection(std::string_view name, Projection& fresh,
+                                                     Clock::duration timeout) = 0;
+
+  // Journal retention: removes the segments that no recovery needs any more, those wholly before
+  // the oldest kept snapshot of the engine's state and of every projection (added in this session,
+  // or with snapshot files in the directory). A projection without snapshots needs the whole log,
+  // and so does one still replaying from the start, so then nothing is removed. Projections added
+  // later, read_all and subscriptions can then no longer start before the cut. Returns the first
+  // sequence the journal still holds.
+  virtual Result<std::uint64_t> trim_journal() = 0;
 
   // The stream's last version (nullopt: no events), counting sequenced events, durable or not.
   [[nodiscard]] virtual std::optional<std::uint64_t> stream_version(const StreamRef& stream) const = 0;

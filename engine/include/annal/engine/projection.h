@@ -14,9 +14,21 @@
 //                               [](const Orders& o) { return o.status.at("order-123456"); }, 1s);
 //
 // A projection sees every durable event once, in global order, from its thread only; apply() needs
-// no lock. Queries run on that same thread between events (so they need none either), once the
-// projection has applied the sequence asked for: pass an append's last_sequence to read your own
-// writes. A query that cannot be answered in time returns ErrorCode::timed_out.
+// no lock. Events come in batches (what was ready at once); end_of_batch() follows the last of each,
+// the place to flush buffered work. Queries run on that same thread between events (so they need
+// none either), once the projection has applied the sequence asked for: pass an append's
+// last_sequence to read your own writes. A query that cannot be answered in time returns
+// ErrorCode::timed_out.
+//
+// Gating. A `durable` projection (the default) sees an event once the journal holds it durably, so
+// it never shows what a crash could take back. An `eager` one sees it as soon as it is appended,
+// beside the journal's writer, for lower latency; its state may run ahead of the durable log, and
+// after a crash it is rebuilt to the durable point (its snapshots past that point are discarded).
+// It starts (and resumes after falling behind) from the journal, which shows only durable events,
+// and joins the ring at the next flush: from then on it runs ahead.
+//
+// A projection that falls more than Options::subscriber_lag_max events behind leaves the ring (so
+// it stops holding appends back), catches up from the journal and rejoins: no gap, no duplicate.
 //
 // Snapshots: a projection with schema() != 0 is snapshotted every snapshot_every_events events
 // and/or snapshot_every, at the sequence it has applied; snapshot() runs on its thread, the file is
@@ -51,12 +63,40 @@ class Projection {
     (void)state;
     return Status(ErrorCode::invalid_argument, "this projection has no snapshots");
   }
+  // After the last event of a batch, `applied` being its sequence.
+  virtual void end_of_batch(std::uint64_t applied) { (void)applied; }
+  // A digest of the state, equal for equal states (Engine::check_projection compares the live
+  // projection's with a rebuilt one's). By default a CRC-64 of snapshot(), which must then be
+  // deterministic (a std::map, not an unordered_map, or sorted); nullopt for schema() 0.
+  [[nodiscard]] virtual std::optional<std::uint64_t> digest() const;
 };
+
+enum class Gating { durable, eager };
 
 struct ProjectionOptions {
   std::uint64_t snapshot_every_events = 100'000;        // 0: not by count
   std::chrono::milliseconds snapshot_every{60'000};      // 0: not by time
   std::size_t snapshots_kept = 3;
+  Gating gating = Gating::durable;
+};
+
+// A point in the log to build a projection's state at (Engine::build_as_of): a global sequence, or
+// a wall-clock time, meaning the last event stamped at or before it. Stamps are found by binary
+// search, so a time is exact when stamps rise with sequences (the engine's own always do; a
+// timestamp_ns set by the application may not).
+struct AsOf {
+  [[nodiscard]] static AsOf sequence(std::uint64_t sequence) { return {sequence, false}; }
+  [[nodiscard]] static AsOf time_ns(std::uint64_t unix_ns) { return {unix_ns, true}; }
+  std::uint64_t value = 0;
+  bool is_time = false;
+};
+
+// Engine::check_projection's finding: the live projection's digest and a rebuild's at one sequence.
+struct ConsistencyReport {
+  std::uint64_t sequence = 0;  // both states include exactly the events up to here
+  std::uint64_t live_digest = 0;
+  std::uint64_t rebuilt_digest = 0;
+  [[nodiscard]] bool consistent() const noexcept { return live_digest == rebuilt_digest; }
 };
 
 // What a projection reports about itself (Engine::projection_status).
@@ -65,6 +105,8 @@ struct ProjectionStatus {
   std::uint64_t restored_from = 0;    // the snapshot's sequence it started from (0: the beginning)
   std::uint64_t replayed = 0;         // events applied since it was added
   std::uint64_t snapshots_written = 0;
+  std::uint64_t detached = 0;         // times it fell behind, left the ring and caught up from the journal
+  bool live = false;                  // reading the ring now (not the journal)
   Status error;                       // why it stopped, if it did
 };
 

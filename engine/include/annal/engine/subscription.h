@@ -16,10 +16,12 @@
 // the hand-over point is one sequence, neither skipped nor read twice. In the ring it sees an
 // event only once it is durable (its barrier follows the engine's durable sequence).
 //
-// A live subscription holds back appends once the ring is full: read it steadily, or destroy it.
-// So a thread must not append while it holds a live subscription it stopped reading (a process
-// manager that reacts to events by appending): once the ring fills, it waits for itself.
-// When the seats are taken (Options::live_subscriptions_max) it keeps tailing the journal, which
+// A live subscription that falls Options::subscriber_lag_max events behind leaves the ring at its
+// next call and goes on from the journal until it has caught up again, so a slow reader does not
+// hold appends back for long. One that stops calling next() altogether does, once the ring is
+// full: read it steadily, or destroy it. So a thread must not append while it holds a live
+// subscription it stopped reading (a process manager that reacts to events by appending): once
+// the ring fills, it waits for itself. When the seats are taken (Options::live_subscriptions_max) it keeps tailing the journal, which
 // is as correct and a little slower.
 //
 // Not thread-safe: one thread per subscription. Destroy it before the engine.
@@ -45,8 +47,9 @@ class Subscription {
   virtual Result<EventView> next(std::chrono::steady_clock::time_point deadline) = 0;
   // The sequence next() returns next: the checkpoint to resume from.
   [[nodiscard]] virtual std::uint64_t position() const noexcept = 0;
-  // Whether it reads the ring now (for tests and metrics).
+  // Whether it reads the ring now, and how often it fell behind and left it (tests and metrics).
   [[nodiscard]] virtual bool live() const noexcept = 0;
+  [[nodiscard]] virtual std::uint64_t detached() const noexcept = 0;
 
  protected:
   Subscription() = default;

@@ -54,8 +54,14 @@ struct SnapshotHeader {
 // Projection names: 1 to kProjectionNameBytesMax of [A-Za-z0-9_.] (they go into file names).
 [[nodiscard]] bool valid_projection_name(std::string_view name) noexcept;
 
-// "snapshot-orders-00000000000000001234.snap", and back (nullopt: not a snapshot of `name`).
+// "snapshot-orders-00000000000000001234.snap", and back (nullopt: not a snapshot file, or not one
+// of `name`'s). The parsed name points into `file`.
 [[nodiscard]] std::string snapshot_file_name(std::string_view name, std::uint64_t sequence);
+struct SnapshotFileName {
+  std::string_view name;
+  std::uint64_t sequence = 0;
+};
+[[nodiscard]] std::optional<SnapshotFileName> parse_snapshot_file_name(std::string_view file);
 [[nodiscard]] std::optional<std::uint64_t> parse_snapshot_file_name(std::string_view file, std::string_view name);
 
 [[nodiscard]] std::size_t snapshot_header_bytes(std::string_view name) noexcept;

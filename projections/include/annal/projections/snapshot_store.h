@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -52,10 +54,22 @@ class SnapshotStore {
   // Sequences of `name`'s snapshot files, ascending (names only; nothing is read).
   Result<std::vector<std::uint64_t>> sequences(std::string_view name);
 
+  // Every projection's snapshot sequences, ascending, by name (names only; nothing is read).
+  Result<std::map<std::string, std::vector<std::uint64_t>, std::less<>>> all();
+
+  // The oldest snapshot of `name` of schema `schema` whose header reads back intact (the state is
+  // not read); nullopt if there is none. For retention: recovery may fall back as far as this.
+  Result<std::optional<std::uint64_t>> oldest(std::string_view name, std::uint32_t schema);
+
+  // Removes every snapshot, of any projection, past `sequence`: states that include events a crash
+  // took back. The log will hold other events at those sequences, so such a file must be gone
+  // before anything is appended again. Returns the files removed, or the first error.
+  Result<std::vector<std::string>> discard_after(std::uint64_t sequence);
+
  private:
   [[nodiscard]] std::string path(const std::string& file) const { return directory_ + "/" + file; }
   Status write_file(const std::string& tmp, std::span<const std::byte> header, std::span<const std::byte> state);
-  Result<Loaded> load(std::string_view name, std::uint64_t sequence);
+  Result<Loaded> load(std::string_view name, std::uint64_t sequence, bool with_state);
   void prune(std::string_view name);
 
   const std::string directory_;
