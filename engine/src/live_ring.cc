@@ -149,6 +149,9 @@ class RingSubscription final : public Subscription {
     }
   }
 
+  // The barrier's alert is used for nothing else (closing is noticed between wait slices), so an
+  // alerted wait is a wake-up: at worst one call returns early.
+  void wake() noexcept override { barrier_.alert(); }
   [[nodiscard]] std::uint64_t position() const noexcept override { return position_; }
   [[nodiscard]] bool live() const noexcept override { return seat_ != nullptr && position_ >= live_from_; }
   [[nodiscard]] std::uint64_t detached() const noexcept override { return detached_; }
@@ -206,7 +209,10 @@ class RingSubscription final : public Subscription {
       seat_->sequence.set(next - 1);
       ring_.ring().sequencer().wait_strategy().signal_all_when_blocking();
       const ringbuf::WaitResult waited = barrier_.wait_for(next, slice_of(deadline));
-      if (waited.status == ringbuf::WaitStatus::alerted) return Status(ErrorCode::failed, "the engine closed");
+      if (waited.status == ringbuf::WaitStatus::alerted) {
+        barrier_.clear_alert();
+        return Status(ErrorCode::timed_out, "woken");
+      }
       available_ = std::max(available_, waited.available);
       if (waited.status == ringbuf::WaitStatus::timeout) {
         // The durable gate stops moving if the journal fails; only the journal can tell.

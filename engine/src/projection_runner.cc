@@ -5,8 +5,9 @@
 namespace annal::engine {
 namespace {
 
-// How long the apply loop waits for an event before it looks at queries and snapshots again:
-// the longest a query that can already be answered waits while the log is idle.
+// How long the apply loop waits for an event before it looks at queries and snapshots again. A
+// query that can be answered at once wakes it sooner (Subscription::wake), unless it is reading
+// the journal: then this is the longest such a query waits while the log is idle.
 constexpr auto kIdleSlice = std::chrono::milliseconds(2);
 
 }  // namespace
@@ -94,6 +95,8 @@ Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const 
   if (!error_.ok()) return error_;
   queries_.push_back(&query);
   queries_waiting_.store(queries_.size(), std::memory_order_release);
+  // Answerable now: do not leave it until the runner's wait for the next event ends.
+  if (min_sequence <= applied_.load(std::memory_order_acquire)) subscription_->wake();
   const bool answered = changed_.wait_until(lock, deadline, [&] { return query.done || !error_.ok() || stopping_; });
   if (answered && query.done) return query.ran_at;
   // Not done: withdraw it, unless the runner has started it, in which case it finishes first

@@ -198,5 +198,31 @@ TEST_F(SubscriptionTest, ClosingTheEngineEndsAWaitingSubscription) {
   EXPECT_EQ(event.code(), ErrorCode::failed);
 }
 
+// wake() ends a wait long before its deadline (the watchdog is shorter than the deadline), and a
+// wake-up before the wait is not lost; the subscription goes on as before.
+TEST_F(SubscriptionTest, WakeEndsAWaitEarlyAndLosesNothing) {
+  annal::test::Watchdog watchdog("wake", 60s);
+  const Receipt first = append_text("s", "a");
+  auto subscription = engine_->subscribe(first.last_sequence);
+  ASSERT_TRUE(subscription.ok());
+  ASSERT_TRUE(subscription.value()->next(soon()).ok());
+  ASSERT_TRUE(subscription.value()->live());
+  for (int round = 0; round < 3; ++round) {
+    std::thread waker([&] {
+      std::this_thread::sleep_for(20ms);
+      subscription.value()->wake();
+    });
+    const auto woken = subscription.value()->next(Engine::Clock::now() + 600s);
+    waker.join();
+    EXPECT_EQ(woken.code(), ErrorCode::timed_out);
+  }
+  subscription.value()->wake();
+  EXPECT_EQ(subscription.value()->next(Engine::Clock::now() + 600s).code(), ErrorCode::timed_out);
+  const Receipt second = append_text("s", "b");
+  const auto event = subscription.value()->next(soon());
+  ASSERT_TRUE(event.ok()) << event.status().to_string();
+  EXPECT_EQ(event.value().header.sequence, second.last_sequence);
+}
+
 }  // namespace
 }  // namespace annal::engine::test

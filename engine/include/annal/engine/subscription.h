@@ -24,7 +24,7 @@
 // the ring fills, it waits for itself. When the seats are taken (Options::live_subscriptions_max) it keeps tailing the journal, which
 // is as correct and a little slower.
 //
-// Not thread-safe: one thread per subscription. Destroy it before the engine.
+// Not thread-safe: one thread per subscription (wake() aside). Destroy it before the engine.
 #pragma once
 
 #include <chrono>
@@ -45,6 +45,9 @@ class Subscription {
   // call again). The view stays valid until the next call. Errors: corruption, not_found (the
   // position was removed by retention), failed (the engine stopped or closed).
   virtual Result<EventView> next(std::chrono::steady_clock::time_point deadline) = 0;
+  // Makes a next() waiting on another thread return timed_out now, or the next call return at once
+  // if none is waiting (a reader that also serves requests, or is asked to stop). Any thread.
+  virtual void wake() noexcept = 0;
   // The sequence next() returns next: the checkpoint to resume from.
   [[nodiscard]] virtual std::uint64_t position() const noexcept = 0;
   // Whether it reads the ring now, and how often it fell behind and left it (tests and metrics).
