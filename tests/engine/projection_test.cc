@@ -532,7 +532,8 @@ TEST_F(ProjectionTest, RetentionRemovesOnlyWhatNoRecoveryNeeds) {
   const auto total = query<Counter>(*engine_, "counter", after.last_sequence, [](const Counter& c) { return c.total; }, 30s);
   ASSERT_TRUE(total.ok()) << total.status().to_string();
   EXPECT_EQ(total.value(), 2001u);
-  // But a projection needing the start can no longer be built.
+  // But what lay before the cut is gone: a projection needing the start, a full stream read.
+  EXPECT_EQ(engine_->read_stream("s1", {}, soon()).code(), ErrorCode::not_found);
   EXPECT_EQ(engine_->add_projection("latecomer", std::make_shared<Counter>(0), {}).code(), ErrorCode::not_found);
 }
 
