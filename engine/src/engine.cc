@@ -112,8 +112,8 @@ Event to_event(const EventView& view) { return Event{view.header, {view.payload.
 class EngineImpl final : public Engine {
  public:
   EngineImpl(std::string directory, const Options& options, std::unique_ptr<journal::Journal> journal,
-             std::shared_ptr<journal::IoBackend> io)
-      : directory_(std::move(directory)), io_(std::move(io)), options_(options),
+             std::shared_ptr<journal::IoBackend> io, bool read_only)
+      : directory_(std::move(directory)), io_(std::move(io)), read_only_(read_only), options_(options),
         commit_bytes_max_(journal_options(options).commit_bytes_max), journal_(std::move(journal)),
         state_store_(directory_, io_, options.state_snapshots_kept), window_(options.idempotency_window) {
     records_.reserve(2 * options.events_per_append_max + 1);
@@ -126,10 +126,17 @@ class EngineImpl final : public Engine {
   ~EngineImpl() override { (void)close(); }
 
   Status start() {
-    if (Status discarded = discard_snapshots_past_log(); !discarded.ok()) return discarded;
+    if (!read_only_) {
+      if (Status discarded = discard_snapshots_past_log(); !discarded.ok()) return discarded;
+    }
     if (Status recovered = recover(); !recovered.ok()) return recovered;
-    ring_ = LiveRing::make(options_, journal_->last_sequence() + 1,
-                           ReadContext{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); }});
+    ReadContext context{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); }, {}};
+    if (read_only_) {
+      context.learn_name = [this](const journal::RecordHeader& header, std::span<const std::byte> stored) {
+        return learn_name(header, stored);
+      };
+    }
+    ring_ = LiveRing::make(options_, journal_->last_sequence() + 1, context);
     notifier_ = std::make_unique<DurabilityNotifier>(
         *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
     if (options_.state_snapshot_every_events != 0) state_snapshotter_ = std::thread([this] { snapshot_state_loop(); });
@@ -170,7 +177,7 @@ class EngineImpl final : public Engine {
       const auto record = reader.value()->next();
       if (!record.ok()) return record.status();
       if (!record.value()) break;
-      const auto view = view_record(record.value()->header, record.value()->payload, catalog_);
+      const auto view = this->view(record.value()->header, record.value()->payload);
       if (!view.ok()) return view.status();
       if (view.value()) out.push_back(to_event(*view.value()));
     }
@@ -203,6 +210,8 @@ class EngineImpl final : public Engine {
   }
 
   std::optional<std::uint64_t> find_stream(std::string_view name) const override { return catalog_.find_stream(name); }
+  std::uint64_t stream_count() const override { return index_.size(); }
+  std::uint64_t event_type_count() const override { return catalog_.type_names(); }
 
   Status add_projection(std::string_view name, std::shared_ptr<Projection> projection,
                         const ProjectionOptions& options) override;
@@ -276,6 +285,9 @@ class EngineImpl final : public Engine {
   AppendResult commit(const StreamRef& stream, bool known, std::uint64_t stream_id, const Batch& batch,
                       std::span<const EventData> events);
   Status discard_snapshots_past_log();
+  Status refuse_if_read_only(std::string_view what) const;
+  Status learn_name(const journal::RecordHeader& header, std::span<const std::byte> stored);
+  Result<std::optional<EventView>> view(const journal::RecordHeader& header, std::span<const std::byte> stored);
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
   Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
   Status recover();
@@ -298,6 +310,7 @@ class EngineImpl final : public Engine {
 
   const std::string directory_;
   const std::shared_ptr<journal::IoBackend> io_;  // for files beside the journal's: snapshots
+  const bool read_only_;  // open_read_only: nothing is written; names are learned as records come
   const Options options_;
   const std::size_t commit_bytes_max_;
   std::unique_ptr<journal::Journal> journal_;
@@ -377,6 +390,7 @@ Status EngineImpl::validate(const StreamRef& stream, std::span<const EventData> 
 AppendResult EngineImpl::sequence(const StreamRef& stream, const ExpectedVersion& expected,
                                   std::span<const EventData> events) {
   if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
+  if (Status writable = refuse_if_read_only("append"); !writable.ok()) return writable;
   if (!failed_.ok()) return failed_;
   const std::optional<std::uint64_t> known = resolve(stream);
   const std::uint64_t stream_id = known ? *known : catalog_.next_stream_id();
@@ -592,6 +606,34 @@ void EngineImpl::snapshot_state_loop() {
   }
 }
 
+Status EngineImpl::refuse_if_read_only(std::string_view what) const {
+  if (!read_only_) return {};
+  return Status(ErrorCode::invalid_argument, std::string(what) + ": the engine in " + directory_ + " is open read-only");
+}
+
+// Read-only: the writer names streams and types after open; their system records come before the
+// first event that uses them, so learning them as they pass keeps every event's names known.
+// Several readers may pass the same record: the first one adds it.
+Status EngineImpl::learn_name(const journal::RecordHeader& header, std::span<const std::byte> stored) {
+  const auto name = decode_name(header.type, stored, header.sequence);
+  if (!name.ok()) return name.status();
+  std::lock_guard lock(append_mutex_);  // no appends here: it serialises the learners
+  if (header.type == kTypeStreamNamed) {
+    if (!catalog_.stream_name(name.value().id).empty()) return {};
+    return catalog_.add_stream(name.value().id, name.value().name);
+  }
+  const auto type = static_cast<std::uint16_t>(name.value().id);
+  if (!catalog_.type_name(type).empty()) return {};
+  return catalog_.add_type(type, name.value().name);
+}
+
+Result<std::optional<EventView>> EngineImpl::view(const journal::RecordHeader& header, std::span<const std::byte> stored) {
+  if (read_only_ && header.stream_id == kSystemStream) {
+    if (Status learned = learn_name(header, stored); !learned.ok()) return learned;
+  }
+  return view_record(header, stored, catalog_);
+}
+
 // Snapshots past the recovered end of the log hold events a crash took back (an eager projection's,
 // or the engine's own taken just before the crash): the sequences will be reused by other events.
 Status EngineImpl::discard_snapshots_past_log() {
@@ -632,6 +674,7 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
     return Status(ErrorCode::invalid_argument, "projection name \"" + std::string(name) +
                                                    "\": 1 to 64 of A-Z a-z 0-9 _ . not starting with _ (the engine's)");
   }
+  if (Status writable = refuse_if_read_only("add_projection"); !writable.ok()) return writable;
   if (projection == nullptr || options.snapshots_kept == 0) {
     return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + ": no projection, or snapshots_kept 0");
   }
@@ -711,7 +754,7 @@ Status EngineImpl::replay_into(Projection& into, std::uint64_t from, std::uint64
     const auto record = reader.value()->next();
     if (!record.ok()) return record.status();
     if (!record.value() || record.value()->header.sequence > to) break;
-    const auto view = view_record(record.value()->header, record.value()->payload, catalog_);
+    const auto view = this->view(record.value()->header, record.value()->payload);
     if (!view.ok()) return view.status();
     if (!view.value()) continue;
     try {
@@ -751,6 +794,7 @@ Result<std::uint64_t> EngineImpl::sequence_at_time(std::uint64_t unix_ns, std::u
 }
 
 Result<std::uint64_t> EngineImpl::trim_journal() {
+  if (Status writable = refuse_if_read_only("trim_journal"); !writable.ok()) return writable;
   projections::SnapshotStore store(directory_, io_, 1);
   auto every = store.all();
   if (!every.ok()) return every.status();
@@ -891,7 +935,24 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
                     : journal::Journal::open(directory, journal_options(options));
   if (!journal.ok()) return journal.status();
   auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()),
-                                             io ? io : journal::make_posix_backend());
+                                             io ? io : journal::make_posix_backend(), false);
+  if (Status started = engine->start(); !started.ok()) return started;
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+Result<std::unique_ptr<Engine>> Engine::open_read_only(const std::string& directory, const Options& options) {
+  if (Status valid = check_options(options); !valid.ok()) return valid;
+  if (!std::filesystem::is_directory(directory)) {
+    return Status(ErrorCode::not_found, directory + " is not a directory (nothing to read)");
+  }
+  auto journal = journal::Journal::open_read_only(directory, journal_options(options));
+  if (!journal.ok()) return journal.status();
+  Options reading = options;
+  reading.live_subscriptions_max = 0;      // nothing is published into the ring: subscriptions tail the files
+  reading.state_snapshot_every_events = 0;  // and nothing is written
+  reading.sequencing = Sequencing::caller_lock;
+  auto engine = std::make_unique<EngineImpl>(directory, reading, std::move(journal.value()),
+                                             journal::make_posix_backend(), true);
   if (Status started = engine->start(); !started.ok()) return started;
   return std::unique_ptr<Engine>(std::move(engine));
 }

@@ -164,7 +164,11 @@ class RingSubscription final : public Subscription {
     if (!record.ok()) return record.status();
     if (record.value()) {
       position_ = reader_->position();
-      return view_record(record.value()->header, record.value()->payload, ring_.context().catalog);
+      const journal::RecordHeader& header = record.value()->header;
+      if (header.stream_id == kSystemStream && ring_.context().learn_name) {
+        if (Status learned = ring_.context().learn_name(header, record.value()->payload); !learned.ok()) return learned;
+      }
+      return view_record(header, record.value()->payload, ring_.context().catalog);
     }
     // Caught up with the durable sequence: time to join the ring, if a seat is free.
     if (seat_ == nullptr && join()) return std::optional<EventView>();

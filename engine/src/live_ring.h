@@ -29,6 +29,9 @@ struct ReadContext {
   const std::atomic<bool>& closed;  // the engine is closing: subscriptions end
   // A live subscriber starts (+1) or stops (-1) needing the durable gate kept current.
   std::function<void(int)> follow;
+  // Read-only engines: a name record read from the journal, to be learned (empty otherwise: the
+  // writer's names are in the catalog before its records are in the journal).
+  std::function<Status(const journal::RecordHeader&, std::span<const std::byte>)> learn_name;
 };
 
 class LiveRing {

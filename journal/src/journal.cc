@@ -20,6 +20,7 @@
 #include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
 #include "posix_backend.h"
+#include "directory_scan.h"
 #include "recovery.h"
 #include "segment_preparer.h"
 #include "segment_index.h"
@@ -248,7 +249,6 @@ class JournalImpl final : public Journal {
     return next_sequence_ - 1;
   }
 
-  Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) override;
   Result<std::unique_ptr<Reader>> reader(std::uint64_t from, std::size_t chunk_bytes) override;
   using Journal::reader;
   Result<SegmentLocation> locate(std::uint64_t sequence) const override;
@@ -641,20 +641,6 @@ class JournalImpl final : public Journal {
   bool reaping_ = false;  // under mutex_: the writer waits in reap() and wants waking for work
 };
 
-Result<std::vector<Record>> JournalImpl::read(std::uint64_t from, std::size_t max_records) {
-  auto opened = reader(from);
-  if (!opened.ok()) return opened.status();
-  std::vector<Record> out;
-  while (out.size() < max_records) {
-    const auto record = opened.value()->next();
-    if (!record.ok()) return record.status();
-    if (!record.value()) break;  // caught up with durable
-    const RecordView& view = *record.value();
-    out.push_back({view.header, {view.payload.begin(), view.payload.end()}});
-  }
-  return out;
-}
-
 Result<std::unique_ptr<Reader>> JournalImpl::reader(std::uint64_t from, std::size_t chunk_bytes) {
   from = std::max(from, kFirstSequence);
   {
@@ -668,25 +654,7 @@ Result<std::unique_ptr<Reader>> JournalImpl::reader(std::uint64_t from, std::siz
 
 Result<SegmentLocation> JournalImpl::locate(std::uint64_t sequence) const {
   std::lock_guard lock(mutex_);
-  if (segments_.empty()) {
-    return Status(ErrorCode::not_found, "sequence " + std::to_string(sequence) +
-                                            ": the journal has no segment yet");
-  }
-  const auto after = std::upper_bound(segments_.begin(), segments_.end(), sequence,
-                                      [](std::uint64_t s, const SegmentInfo& info) { return s < info.base; });
-  if (after == segments_.begin()) return removed(sequence);
-  const SegmentInfo& segment = *std::prev(after);
-  SegmentLocation where{.path = segment.path,
-                        .base = segment.base,
-                        .start_sequence = segment.base,
-                        .start_offset = kSegmentHeaderBytes,
-                        .end_sequence = segment.end_sequence,
-                        .end_offset = segment.end_offset};
-  if (const auto entry = segment.index.floor(sequence)) {
-    where.start_sequence = entry->sequence;
-    where.start_offset = entry->offset;
-  }
-  return where;
+  return locate_in(segments_, sequence);
 }
 
 Status JournalImpl::remove_segments_before(std::uint64_t sequence) {
@@ -777,5 +745,20 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
 }
 
 Result<std::unique_ptr<Reader>> Journal::reader(std::uint64_t from) { return reader(from, 0); }
+
+Result<std::vector<Record>> Journal::read(std::uint64_t from, std::size_t max_records) {
+  auto opened = reader(from);
+  if (!opened.ok()) return opened.status();
+  std::vector<Record> out;
+  while (out.size() < max_records) {
+    const auto record = opened.value()->next();
+    if (!record.ok()) return record.status();
+    if (!record.value()) break;  // caught up with durable
+    const RecordView& view = *record.value();
+    out.push_back({view.header, {view.payload.begin(), view.payload.end()}});
+  }
+  return out;
+}
+
 
 }  // namespace annal::journal

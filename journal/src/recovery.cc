@@ -12,6 +12,8 @@ namespace {
 
 constexpr std::string_view kTempSuffix = ".tmp";
 
+}  // namespace
+
 Result<std::vector<std::byte>> read_whole(IoBackend& io, FileId file) {
   const auto size = io.size(file);
   if (!size.ok()) return size.status();
@@ -30,6 +32,8 @@ std::string describe_stop(const std::string& path, const SegmentScan& scan) {
   return path + " offset " + std::to_string(scan.stop_offset) + " sequence " +
          std::to_string(scan.stop_sequence) + ": " + what;
 }
+
+namespace {
 
 // Cuts `file` back to `valid_bytes` and restores its preallocated size with zeros, then syncs:
 // stale bytes past the cut must not survive to be mistaken for records later.
@@ -79,12 +83,10 @@ Result<FileId> create_segment(IoBackend& io, const std::string& directory, std::
   return install_segment(io, directory, file.value(), temp, base, salt);
 }
 
-namespace {
-
 // A sealed segment's persisted index, if it can be trusted for this segment in this log: same salt
 // and base as the file's header, ending where the next segment begins, built at this interval.
 std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std::string& path, std::uint64_t base,
-                                           std::uint64_t next_base, const Options& options) {
+                                           std::uint64_t next_base, std::uint64_t interval) {
   auto sealed = read_sealed_index(io, path);
   if (!sealed.ok()) return std::nullopt;
   std::vector<std::byte> head(kSegmentHeaderBytes);
@@ -94,13 +96,11 @@ std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std
   const auto header = decode_segment_header(std::span(head).first(got.value()), path);
   const SealedSegment& s = sealed.value();
   if (!header.ok() || header.value().base_sequence != base || header.value().salt != s.salt || s.base != base ||
-      s.end_sequence != next_base || s.interval != options.index_interval_bytes || s.end_offset > size.value()) {
+      s.end_sequence != next_base || (interval != 0 && s.interval != interval) || s.end_offset > size.value()) {
     return std::nullopt;
   }
   return std::move(sealed.value());
 }
-
-}  // namespace
 
 Result<Recovered> recover(IoBackend& io, const std::string& directory, const Options& options) {
   Recovered recovered;
@@ -128,7 +128,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
     const auto file = io.open(path, OpenMode::read_write);
     if (!file.ok()) return file.status();
     if (!last && (i == 0 || bases[i] == recovered.segments.back().end_sequence)) {
-      if (auto sealed = trusted_index(io, file.value(), path, bases[i], bases[i + 1], options)) {
+      if (auto sealed = trusted_index(io, file.value(), path, bases[i], bases[i + 1], options.index_interval_bytes)) {
         recovered.segments.push_back(
             {bases[i], sealed->end_sequence, sealed->end_offset, path, std::move(sealed->index)});
         (void)io.close(file.value());

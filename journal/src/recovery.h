@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "annal/journal/io_backend.h"
 #include "annal/journal/journal.h"
 #include "segment_index.h"
+#include "segment_scan.h"
 
 namespace annal::journal {
 
@@ -32,6 +34,17 @@ struct Recovered {
 };
 
 [[nodiscard]] std::string join_path(const std::string& directory, const std::string& name);
+
+// Shared with directory_scan.h, which walks the directory the same way without repairing it.
+[[nodiscard]] Result<std::vector<std::byte>> read_whole(IoBackend& io, FileId file);
+// "<path> offset O sequence S: <what stopped the scan>".
+[[nodiscard]] std::string describe_stop(const std::string& path, const SegmentScan& scan);
+// A sealed segment's index file, if it matches the segment: same salt and base as its header,
+// ending where the next segment (`next_base`) begins, built at `interval` (0: any; a reader does
+// not care, a writer extends the index at its own interval).
+[[nodiscard]] std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std::string& path,
+                                                         std::uint64_t base, std::uint64_t next_base,
+                                                         std::uint64_t interval);
 
 [[nodiscard]] Result<Recovered> recover(IoBackend& io, const std::string& directory,
                                         const Options& options);

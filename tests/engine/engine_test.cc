@@ -388,5 +388,42 @@ TEST_F(EngineTest, AggregateCommandsFoldDecideAndRetryOnConflict) {
   EXPECT_EQ(starved.code(), ErrorCode::conflict);
 }
 
+// A read-only engine beside the writer: it reads what is there with its names, follows what the
+// writer appends (new streams and types included), and refuses to write.
+TEST_F(EngineTest, AReadOnlyEngineReadsBesideTheWriterAndFollowsIt) {
+  annal::test::Watchdog watchdog("read-only engine");
+  for (int i = 0; i < 30; ++i) append_text("order-" + std::to_string(i % 3), "e" + std::to_string(i), "Created");
+  ASSERT_TRUE(engine_->wait_durable({.last_sequence = engine_->last_sequence()}, soon()).ok());
+  auto reading = Engine::open_read_only(dir_.path(), small_options());
+  ASSERT_TRUE(reading.ok()) << reading.status().to_string();
+  EXPECT_EQ(reading.value()->stream_count(), 3u);
+  EXPECT_EQ(reading.value()->event_type_count(), 1u);
+  const auto events = reading.value()->read_stream("order-1", {}, soon());
+  ASSERT_TRUE(events.ok()) << events.status().to_string();
+  ASSERT_EQ(events.value().size(), 10u);
+  EXPECT_EQ(text_of(events.value()[9].payload), "e28");
+  EXPECT_EQ(events.value()[9].header.type, "Created");
+  const EventData event{.type = "Noted", .payload = {}};
+  EXPECT_EQ(reading.value()->append("x", ExpectedVersion::any(), {&event, 1}).code(), ErrorCode::invalid_argument);
+  struct Nothing final : Projection {
+    void apply(const EventView&) override {}
+  };
+  EXPECT_EQ(reading.value()->add_projection("p", std::make_shared<Nothing>(), {}).code(), ErrorCode::invalid_argument);
+
+  auto tail = reading.value()->subscribe(reading.value()->last_sequence() + 1);
+  ASSERT_TRUE(tail.ok());
+  std::vector<Receipt> later;
+  for (int i = 0; i < 20; ++i) later.push_back(append_text("invoice-" + std::to_string(i % 4), "f" + std::to_string(i), "Issued"));
+  for (std::size_t i = 0; i < later.size(); ++i) {
+    const auto next = tail.value()->next(soon());
+    ASSERT_TRUE(next.ok()) << next.status().to_string();
+    EXPECT_EQ(next.value().header.sequence, later[i].last_sequence);
+    EXPECT_EQ(next.value().header.type, "Issued");
+    EXPECT_EQ(next.value().header.stream_name, "invoice-" + std::to_string(i % 4));
+    EXPECT_EQ(text_of(next.value().payload), "f" + std::to_string(i));
+  }
+  EXPECT_EQ(Engine::open_read_only(dir_.path() + "/nothing", small_options()).code(), ErrorCode::not_found);
+}
+
 }  // namespace
 }  // namespace annal::engine::test

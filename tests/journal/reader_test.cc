@@ -1,5 +1,8 @@
 #include "annal/journal/reader.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -8,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "annal/journal/inspect.h"
 #include "journal_fixture.h"
 #include "segment_index.h"
 #include "watchdog.h"
@@ -434,6 +438,88 @@ TEST(SegmentIndex, MarksTheFirstRecordAndEachRecordHoldingABoundary) {
   EXPECT_EQ(index.floor(99).value().sequence, 7u);
   index.drop_from(6);
   EXPECT_EQ(index.floor(99).value().sequence, 4u);
+}
+
+// ---- read-only journals and inspection ------------------------------------------------------
+
+using ReadOnly = test::JournalFixture<PosixBackend>;
+
+// Beside a writer that holds the lock: every record from everywhere, then tailing across rollovers.
+TEST_F(ReadOnly, ReadsBesideTheWriterAndFollowsWhatItAppends) {
+  annal::test::Watchdog watchdog("read-only tailing");
+  auto writer = open(kSmall);
+  ASSERT_TRUE(writer.ok());
+  const std::uint64_t first = append_varied(*writer.value(), 0, 200);
+  ASSERT_TRUE(writer.value()->wait_durable(first, soon()).ok());
+  auto reading = Journal::open_read_only(dir_.path(), kSmall);
+  ASSERT_TRUE(reading.ok()) << reading.status().to_string();
+  ASSERT_EQ(reading.value()->last_sequence(), first);
+  expect_reads_from_everywhere(*reading.value(), first);
+  EXPECT_EQ(reading.value()->append({}).code(), ErrorCode::invalid_argument);
+
+  auto tail = reading.value()->reader(first + 1);
+  ASSERT_TRUE(tail.ok());
+  std::thread appender([&] { append_varied(*writer.value(), 200, 300); });
+  for (std::uint64_t sequence = first + 1; sequence <= 500; ++sequence) {
+    const auto record = tail.value()->next(soon());
+    ASSERT_TRUE(record.ok()) << record.status().to_string();
+    expect_record(record.value(), sequence);
+  }
+  appender.join();
+  EXPECT_EQ(tail.value()->next(Journal::Clock::now() + 50ms).code(), ErrorCode::timed_out);
+}
+
+TEST_F(ReadOnly, InspectionListsSegmentsAndNamesDamageWithoutRepairingIt) {
+  std::uint64_t last = 0;
+  {
+    auto writer = open(kSmall);
+    ASSERT_TRUE(writer.ok());
+    last = append_varied(*writer.value(), 0, 300);
+    ASSERT_TRUE(writer.value()->close().ok());
+  }
+  auto sound = inspect_directory(dir_.path(), true);
+  ASSERT_TRUE(sound.ok()) << sound.status().to_string();
+  EXPECT_TRUE(sound.value().sound());
+  EXPECT_EQ(sound.value().first_sequence, 1u);
+  EXPECT_EQ(sound.value().last_sequence, last);
+  ASSERT_GT(sound.value().segments.size(), 3u);
+  for (std::size_t i = 1; i < sound.value().segments.size(); ++i) {
+    EXPECT_EQ(sound.value().segments[i].base, sound.value().segments[i - 1].end_sequence);
+  }
+  EXPECT_TRUE(sound.value().segments.front().verified);
+  const auto quick = inspect_directory(dir_.path(), false);
+  ASSERT_TRUE(quick.ok());
+  EXPECT_FALSE(quick.value().segments.front().verified);  // taken from its index file
+  EXPECT_EQ(quick.value().last_sequence, last);
+
+  // One flipped byte in the second segment's first record.
+  const SegmentReport& damaged = sound.value().segments[1];
+  const std::string path = dir_.path() + "/" + damaged.file;
+  const std::uintmax_t size_before = std::filesystem::file_size(path);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(kSegmentHeaderBytes + kRecordHeaderBytes + 2));
+    f.put('\x5a');
+  }
+  const auto found = inspect_directory(dir_.path(), true);
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found.value().problems.size(), 2u);  // the damage, and the gap it leaves before the next segment
+  EXPECT_NE(found.value().problems[0].find(damaged.file), std::string::npos) << found.value().problems[0];
+  EXPECT_NE(found.value().problems[0].find("offset " + std::to_string(kSegmentHeaderBytes)), std::string::npos)
+      << found.value().problems[0];
+  EXPECT_NE(found.value().problems[0].find("sequence " + std::to_string(damaged.base)), std::string::npos);
+  EXPECT_EQ(found.value().segments[1].health, SegmentHealth::corrupt);
+  EXPECT_EQ(std::filesystem::file_size(path), size_before);  // nothing was repaired
+  // Opening trusts the sealed segment's index file, as a writable open does; reading verifies.
+  auto reading = Journal::open_read_only(dir_.path(), kSmall);
+  ASSERT_TRUE(reading.ok());
+  EXPECT_EQ(reading.value()->last_sequence(), last);
+  auto reader = reading.value()->reader(damaged.base - 1);
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(reader.value()->next().ok());
+  const auto bad = reader.value()->next();
+  ASSERT_EQ(bad.code(), ErrorCode::corruption);
+  EXPECT_NE(bad.status().message().find(damaged.file), std::string::npos) << bad.status().to_string();
 }
 
 }  // namespace

@@ -114,6 +114,13 @@ class Engine {
   static Result<std::unique_ptr<Engine>> open(const std::string& directory, const Options& options,
                                               std::shared_ptr<journal::IoBackend> io);
 
+  // Opens `directory` read-only, for tools (journal.h's Journal::open_read_only): no lock, nothing
+  // changed, so it works beside the process that writes it and on a damaged directory (the log
+  // ends before the damage). Reads, read_all, subscriptions (which follow what the writer adds),
+  // build_as_of work; the stream index is the directory's at open. append, add_projection and
+  // trim_journal fail with invalid_argument.
+  static Result<std::unique_ptr<Engine>> open_read_only(const std::string& directory, const Options& options);
+
   virtual ~Engine() = default;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -186,6 +193,9 @@ class Engine {
   [[nodiscard]] virtual std::optional<std::uint64_t> stream_version(const StreamRef& stream) const = 0;
   // The id a stream name maps to, if the name was ever used.
   [[nodiscard]] virtual std::optional<std::uint64_t> find_stream(std::string_view name) const = 0;
+  // How many streams and event types have events (or names) so far.
+  [[nodiscard]] virtual std::uint64_t stream_count() const = 0;
+  [[nodiscard]] virtual std::uint64_t event_type_count() const = 0;
   [[nodiscard]] virtual const OpenReport& open_report() const = 0;
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
   [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;

@@ -141,6 +141,14 @@ class Journal {
   // simulated crash, hence shared).
   static Result<std::unique_ptr<Journal>> open(const std::string& directory, const Options& options,
                                                std::shared_ptr<IoBackend> io);
+  // Opens `directory` read-only, for tools: no lock is taken and nothing is repaired or written,
+  // so it works beside the process that writes the directory, and on a damaged one (the log then
+  // ends before the first damage; inspect.h says what and where). Readers see the whole batches in
+  // the files, written but not necessarily synced: "durable" here means "there". A tailing reader
+  // (Reader::next with a deadline) polls the files for more. append and remove_segments_before
+  // fail with invalid_argument. record_bytes_max is raised to the format's limit, so records any
+  // writer could have written are read.
+  static Result<std::unique_ptr<Journal>> open_read_only(const std::string& directory, const Options& options);
 
   virtual ~Journal() = default;
   Journal(const Journal&) = delete;
@@ -162,7 +170,7 @@ class Journal {
   // Reads up to `max_records` durable records from `from`, verifying each checksum; fewer when
   // fewer are durable. not_found if `from` was removed by retention. Copies every payload: for
   // more than a few records, iterate with a Reader instead.
-  virtual Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records) = 0;
+  Result<std::vector<Record>> read(std::uint64_t from, std::size_t max_records);
 
   // A Reader of the durable records from `from` on (reader.h). Thread-safe; each reader belongs
   // to one thread. The journal must outlive its readers. not_found if `from` was removed by

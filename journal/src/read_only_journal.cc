@@ -1,0 +1,175 @@
+// Journal::open_read_only: the journal of a directory as its files show it, for tools. See journal.h.
+#include <algorithm>
+#include <mutex>
+#include <thread>
+
+#include "annal/journal/journal.h"
+#include "annal/journal/reader.h"
+#include "directory_scan.h"
+
+namespace annal::journal {
+namespace {
+
+// How often a tailing reader looks at the files again.
+constexpr auto kPollInterval = std::chrono::milliseconds(20);
+
+class ReadOnlyJournal final : public Journal {
+ public:
+  ReadOnlyJournal(std::string directory, const Options& options, std::shared_ptr<IoBackend> io, ScannedDirectory scanned)
+      : directory_(std::move(directory)), options_(options), io_(std::move(io)), segments_(std::move(scanned.segments)),
+        tail_salt_(scanned.tail_salt), damaged_(!scanned.report.sound()) {
+    report_.segments = segments_.size();
+    report_.segments_scanned = static_cast<std::size_t>(std::count_if(
+        scanned.report.segments.begin(), scanned.report.segments.end(), [](const SegmentReport& s) { return s.verified; }));
+    report_.next_sequence = end();
+    if (damaged_) report_.message = "journal " + directory_ + ": " + scanned.report.problems.front() + "; read up to there";
+  }
+  ~ReadOnlyJournal() override { (void)close(); }
+
+  Result<Receipt> append(std::span<const RecordInput>) override { return read_only(); }
+  Status remove_segments_before(std::uint64_t) override { return read_only(); }
+
+  Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (Status refreshed = refresh(); !refreshed.ok()) return refreshed;
+        if (end() > sequence) return {};
+      }
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        return Status(ErrorCode::timed_out, "sequence " + std::to_string(sequence) + " is not in " + directory_ + " yet");
+      }
+      std::this_thread::sleep_for(std::min<Clock::duration>(kPollInterval, deadline - now));
+    }
+  }
+
+  [[nodiscard]] std::uint64_t durable_sequence() const override { return last_sequence(); }
+  [[nodiscard]] std::uint64_t last_sequence() const override {
+    std::lock_guard lock(mutex_);
+    return end() - 1;
+  }
+
+  Result<std::unique_ptr<Reader>> reader(std::uint64_t from, std::size_t chunk_bytes) override {
+    from = std::max(from, kFirstSequence);
+    if (Status there = locate(from).status(); !there.ok() && from < end_at_open()) return there;
+    Options options = options_;
+    if (chunk_bytes != 0) options.read_chunk_bytes = std::max(chunk_bytes, kSegmentHeaderBytes);
+    return std::make_unique<Reader>(*this, io_, options, from);
+  }
+
+  Result<SegmentLocation> locate(std::uint64_t sequence) const override {
+    std::lock_guard lock(mutex_);
+    return locate_in(segments_, sequence);
+  }
+
+  [[nodiscard]] const RecoveryReport& recovery() const override { return report_; }
+
+  Status close() override {
+    std::lock_guard lock(mutex_);
+    if (tail_file_ >= 0) (void)io_->close(tail_file_);
+    tail_file_ = -1;
+    return {};
+  }
+
+ private:
+  Status read_only() const {
+    return Status(ErrorCode::invalid_argument, "journal " + directory_ + " is open read-only");
+  }
+  // Under mutex_: one past the last record.
+  [[nodiscard]] std::uint64_t end() const { return segments_.empty() ? kFirstSequence : segments_.back().end_sequence; }
+  [[nodiscard]] std::uint64_t end_at_open() const { return report_.next_sequence; }
+
+  // Picks up what the writer added since: whole batches at the end of the last segment, then the
+  // segments after it (a batch never straddles two, so the next segment's file existing means the
+  // last one is sealed). Stops for good at damage. Under mutex_.
+  Status refresh() {
+    if (damaged_) return {};
+    for (;;) {
+      if (!segments_.empty()) {
+        if (Status extended = extend_tail(); !extended.ok()) return extended;
+      }
+      const std::uint64_t base = end();
+      const std::string path = directory_ + "/" + segment_file_name(base);
+      const auto file = io_->open(path, OpenMode::read_only);
+      if (!file.ok()) return {};  // not there (yet)
+      std::vector<std::byte> head(kSegmentHeaderBytes);
+      const auto got = io_->read(file.value(), 0, head);
+      const auto header = got.ok() ? decode_segment_header(std::span(head).first(got.value()), path)
+                                   : Result<SegmentHeader>(got.status());
+      if (!header.ok() || header.value().base_sequence != base) {
+        (void)io_->close(file.value());
+        damaged_ = true;  // a writer installs a segment whole (header synced, then renamed)
+        return {};
+      }
+      if (tail_file_ >= 0) (void)io_->close(tail_file_);
+      tail_file_ = file.value();
+      tail_salt_ = header.value().salt;
+      segments_.push_back({base, base, kSegmentHeaderBytes, path, {}});
+    }
+  }
+
+  // Reads on from the last segment's end while whole batches follow. The new records get no index
+  // entries: readers step to them from the last entry, which tailing readers never need to.
+  Status extend_tail() {
+    SegmentInfo& tail = segments_.back();
+    if (tail_file_ < 0) {
+      const auto file = io_->open(tail.path, OpenMode::read_only);
+      if (!file.ok()) return file.status();
+      tail_file_ = file.value();
+    }
+    std::size_t want = options_.read_chunk_bytes;
+    for (;;) {
+      buffer_.resize(want);
+      const auto got = io_->read(tail_file_, tail.end_offset, buffer_);
+      if (!got.ok()) return got.status();
+      const std::span<const std::byte> bytes = std::span(buffer_).first(got.value());
+      std::size_t at = 0, committed = 0;
+      std::uint64_t expected = tail.end_sequence, committed_sequence = tail.end_sequence;
+      bool cut_short = false;  // a record runs past what was read
+      for (;;) {
+        const DecodedRecord record = decode_record(bytes.subspan(at), tail_salt_, options_.record_bytes_max);
+        cut_short = record.status == RecordStatus::truncated;
+        if (record.status != RecordStatus::ok || record.header.sequence != expected) break;
+        at += record.padded_bytes;
+        if (record.header.type == kTypePadding) continue;
+        ++expected;
+        if ((record.header.flags & kFlagBatchEnd) != 0) {
+          committed = at;
+          committed_sequence = expected;
+        }
+      }
+      tail.end_sequence = committed_sequence;
+      tail.end_offset += committed;
+      if (committed != 0) continue;  // read on past it
+      // Nothing whole in the buffer: more to come, unless a batch is larger than the buffer.
+      if (!cut_short || bytes.size() < want || want >= options_.record_bytes_max + options_.commit_bytes_max) return {};
+      want *= 2;
+    }
+  }
+
+  const std::string directory_;
+  const Options options_;
+  const std::shared_ptr<IoBackend> io_;
+  mutable std::mutex mutex_;
+  std::vector<SegmentInfo> segments_;  // under mutex_
+  FileId tail_file_ = -1;              // under mutex_: the last segment, once refresh opened it
+  std::uint32_t tail_salt_ = 0;        // under mutex_
+  bool damaged_ = false;               // under mutex_: the log ends at damage; nothing after it is read
+  std::vector<std::byte> buffer_;      // under mutex_
+  RecoveryReport report_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& directory, const Options& options) {
+  Options reading = options;
+  reading.record_bytes_max = kRecordBytesMax;
+  auto io = make_posix_backend();
+  auto scanned = scan_directory(*io, directory, reading, false);
+  if (!scanned.ok()) return scanned.status();
+  return std::unique_ptr<Journal>(std::make_unique<ReadOnlyJournal>(directory, reading, std::move(io),
+                                                                    std::move(scanned.value())));
+}
+
+}  // namespace annal::journal
