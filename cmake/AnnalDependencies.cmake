@@ -42,6 +42,12 @@ if(NOT simdjson_FOUND)
   annal_missing("simdjson" libsimdjson-dev)
 endif()
 
+# CLI11 (header-only): the annal tool's arguments, subcommands and --help.
+find_package(CLI11 CONFIG QUIET)
+if(NOT CLI11_FOUND)
+  annal_missing("CLI11" libcli11-dev)
+endif()
+
 if(ANNAL_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
   if(NOT GTest_FOUND)

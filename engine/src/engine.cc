@@ -211,6 +211,7 @@ class EngineImpl final : public Engine {
 
   std::optional<std::uint64_t> find_stream(std::string_view name) const override { return catalog_.find_stream(name); }
   std::uint64_t stream_count() const override { return index_.size(); }
+  std::uint64_t event_count() const override { return index_.events(); }
   std::uint64_t event_type_count() const override { return catalog_.type_names(); }
 
   Status add_projection(std::string_view name, std::shared_ptr<Projection> projection,

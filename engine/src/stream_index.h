@@ -46,6 +46,13 @@ class BasicStreamIndex {
     std::shared_lock lock(mutex_);
     return streams_.size();
   }
+  // Events in all streams: each stream's versions count from 0. O(streams), for tools.
+  [[nodiscard]] std::uint64_t events() const {
+    std::shared_lock lock(mutex_);
+    std::uint64_t out = 0;
+    for (const auto& [stream, state] : streams_) out += state.last_version + 1;
+    return out;
+  }
 
  private:
   mutable std::shared_mutex mutex_;

@@ -59,6 +59,27 @@ Result<std::map<std::string, std::vector<std::uint64_t>, std::less<>>> SnapshotS
   return out;
 }
 
+Result<std::vector<SnapshotStore::FileReport>> SnapshotStore::inspect(bool verify_state) {
+  auto every = all();
+  if (!every.ok()) return every.status();
+  std::vector<FileReport> out;
+  for (const auto& [name, sequences] : every.value()) {
+    for (const std::uint64_t sequence : sequences) {
+      FileReport report{.file = snapshot_file_name(name, sequence), .header = {.name = name, .sequence = sequence},
+                        .bytes = 0, .status = {}};
+      auto loaded = load(name, sequence, verify_state);
+      if (loaded.ok()) {
+        report.header = std::move(loaded.value().header);
+        report.bytes = snapshot_header_bytes(name) + report.header.state_bytes;
+      } else {
+        report.status = loaded.status();
+      }
+      out.push_back(std::move(report));
+    }
+  }
+  return out;
+}
+
 Result<std::vector<std::uint64_t>> SnapshotStore::sequences(std::string_view name) {
   auto every = all();
   if (!every.ok()) return every.status();

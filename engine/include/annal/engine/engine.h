@@ -193,8 +193,10 @@ class Engine {
   [[nodiscard]] virtual std::optional<std::uint64_t> stream_version(const StreamRef& stream) const = 0;
   // The id a stream name maps to, if the name was ever used.
   [[nodiscard]] virtual std::optional<std::uint64_t> find_stream(std::string_view name) const = 0;
-  // How many streams and event types have events (or names) so far.
+  // How many streams have events, how many events they hold (what their versions count, retention
+  // notwithstanding; O(streams)), and how many event types are named.
   [[nodiscard]] virtual std::uint64_t stream_count() const = 0;
+  [[nodiscard]] virtual std::uint64_t event_count() const = 0;
   [[nodiscard]] virtual std::uint64_t event_type_count() const = 0;
   [[nodiscard]] virtual const OpenReport& open_report() const = 0;
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;

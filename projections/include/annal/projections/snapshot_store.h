@@ -61,6 +61,16 @@ class SnapshotStore {
   // not read); nullopt if there is none. For retention: recovery may fall back as far as this.
   Result<std::optional<std::uint64_t>> oldest(std::string_view name, std::uint32_t schema);
 
+  // Every snapshot file of every projection, read back and checked (the state too, with
+  // `verify_state`), for tools. A file that fails has its name and sequence from its file name.
+  struct FileReport {
+    std::string file;
+    SnapshotHeader header;
+    std::uint64_t bytes = 0;  // header and state
+    Status status;
+  };
+  Result<std::vector<FileReport>> inspect(bool verify_state);
+
   // Removes every snapshot, of any projection, past `sequence`: states that include events a crash
   // took back. The log will hold other events at those sequences, so such a file must be gone
   // before anything is appended again. Returns the files removed, or the first error.

@@ -1,0 +1,13 @@
+// The subcommands. Each adds itself to the app; when chosen, its callback runs it and stores the
+// process's exit code in `exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace annal::cli {
+
+void add_inspect(CLI::App& app, int& exit_code);
+void add_verify(CLI::App& app, int& exit_code);
+void add_load(CLI::App& app, int& exit_code);
+
+}  // namespace annal::cli

@@ -1,0 +1,113 @@
+// annal inspect DIR [--json]: what a store holds, read without the lock and without changing it.
+#include <cstdio>
+#include <string>
+
+#include "annal/engine/engine.h"
+#include "annal/journal/inspect.h"
+#include "annal/projections/snapshot_store.h"
+#include "commands.h"
+#include "output.h"
+
+namespace annal::cli {
+namespace {
+
+struct Inspected {
+  std::unique_ptr<engine::Engine> engine;
+  journal::DirectoryReport journal;
+  std::vector<projections::SnapshotStore::FileReport> snapshots;
+};
+
+const char* health_name(journal::SegmentHealth health) {
+  switch (health) {
+    case journal::SegmentHealth::intact: return "intact";
+    case journal::SegmentHealth::torn_tail: return "torn_tail";
+    case journal::SegmentHealth::corrupt: return "corrupt";
+  }
+  return "?";
+}
+
+void print_json(const std::string& directory, const Inspected& in) {
+  const journal::DirectoryReport& j = in.journal;
+  std::string out = "{\"directory\":" + json_string(directory) + ",\"events\":" + std::to_string(in.engine->event_count()) +
+                    ",\"streams\":" + std::to_string(in.engine->stream_count()) +
+                    ",\"event_types\":" + std::to_string(in.engine->event_type_count()) +
+                    ",\"first_sequence\":" + std::to_string(j.first_sequence) +
+                    ",\"last_sequence\":" + std::to_string(j.last_sequence) +
+                    ",\"durable_sequence\":" + std::to_string(in.engine->durable_sequence()) +
+                    ",\"bytes\":" + std::to_string(j.bytes) + ",\"segments\":[";
+  for (std::size_t i = 0; i < j.segments.size(); ++i) {
+    const journal::SegmentReport& s = j.segments[i];
+    out += (i == 0 ? "" : ",") + std::string("{\"file\":") + json_string(s.file) + ",\"base\":" + std::to_string(s.base) +
+           ",\"last_sequence\":" + std::to_string(s.end_sequence - 1) + ",\"bytes\":" + std::to_string(s.bytes) +
+           ",\"used_bytes\":" + std::to_string(s.used_bytes) + ",\"health\":\"" + health_name(s.health) + "\"}";
+  }
+  out += "],\"snapshots\":[";
+  for (std::size_t i = 0; i < in.snapshots.size(); ++i) {
+    const auto& s = in.snapshots[i];
+    out += (i == 0 ? "" : ",") + std::string("{\"file\":") + json_string(s.file) +
+           ",\"projection\":" + json_string(s.header.name) + ",\"sequence\":" + std::to_string(s.header.sequence) +
+           ",\"schema\":" + std::to_string(s.header.schema) + ",\"created_ns\":" + std::to_string(s.header.created_ns) +
+           ",\"bytes\":" + std::to_string(s.bytes) + ",\"ok\":" + (s.status.ok() ? "true" : "false") + "}";
+  }
+  out += "],\"problems\":[";
+  for (std::size_t i = 0; i < j.problems.size(); ++i) out += (i == 0 ? "" : ",") + json_string(j.problems[i]);
+  out += "]}";
+  std::puts(out.c_str());
+}
+
+void print_text(const std::string& directory, const Inspected& in) {
+  const journal::DirectoryReport& j = in.journal;
+  std::printf("directory   %s\n", directory.c_str());
+  std::printf("events      %s in %s streams, %s event types\n", grouped(in.engine->event_count()).c_str(),
+              grouped(in.engine->stream_count()).c_str(), grouped(in.engine->event_type_count()).c_str());
+  std::printf("sequences   %s .. %s (durable %s)\n", grouped(j.first_sequence).c_str(), grouped(j.last_sequence).c_str(),
+              grouped(in.engine->durable_sequence()).c_str());
+  std::printf("journal     %zu segments, %s\n\n", j.segments.size(), human_bytes(j.bytes).c_str());
+  std::printf("%-26s %14s %14s %10s  %s\n", "segment", "first", "last", "size", "health");
+  for (const journal::SegmentReport& s : j.segments) {
+    std::printf("%-26s %14s %14s %10s  %s\n", s.file.c_str(), grouped(s.base).c_str(),
+                grouped(s.end_sequence - 1).c_str(), human_bytes(s.used_bytes).c_str(), health_name(s.health));
+  }
+  if (!in.snapshots.empty()) {
+    std::printf("\n%-24s %14s %7s %6s %10s\n", "snapshot of", "sequence", "schema", "age", "size");
+    for (const auto& s : in.snapshots) {
+      std::printf("%-24s %14s %7u %6s %10s%s\n", s.header.name.c_str(), grouped(s.header.sequence).c_str(),
+                  s.header.schema, s.status.ok() ? human_age(s.header.created_ns).c_str() : "-",
+                  human_bytes(s.bytes).c_str(), s.status.ok() ? "" : "  damaged: run annal verify");
+    }
+  }
+  for (const std::string& problem : j.problems) std::printf("problem: %s\n", problem.c_str());
+}
+
+int run(const std::string& directory, bool json) {
+  Inspected in;
+  auto opened = engine::Engine::open_read_only(directory, {});
+  if (!opened.ok()) return fail("inspect", opened.status());
+  in.engine = std::move(opened.value());
+  auto report = journal::inspect_directory(directory, false);
+  if (!report.ok()) return fail("inspect", report.status());
+  in.journal = std::move(report.value());
+  projections::SnapshotStore store(directory, journal::make_posix_backend(), 1);
+  auto snapshots = store.inspect(false);
+  if (!snapshots.ok()) return fail("inspect", snapshots.status());
+  in.snapshots = std::move(snapshots.value());
+  if (json) {
+    print_json(directory, in);
+  } else {
+    print_text(directory, in);
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void add_inspect(CLI::App& app, int& exit_code) {
+  auto* command = app.add_subcommand("inspect", "Segments, events, streams and snapshots of a store (read-only)");
+  auto directory = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  command->add_option("dir", *directory, "The store's directory")->required();
+  command->add_flag("--json", *json, "One JSON object (documented in README.md)");
+  command->callback([&exit_code, directory, json] { exit_code = run(*directory, *json); });
+}
+
+}  // namespace annal::cli

@@ -1,0 +1,17 @@
+// annal: look inside a store, check it, and move events in and out of it from the shell.
+// `annal --help` and `annal COMMAND --help` describe each command; README.md has the reference.
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "output.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"annal: inspect, verify, dump, import, tail and load an annal event store"};
+  app.require_subcommand(1);
+  int exit_code = annal::cli::kOk;
+  annal::cli::add_inspect(app, exit_code);
+  annal::cli::add_verify(app, exit_code);
+  annal::cli::add_load(app, exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

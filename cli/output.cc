@@ -1,0 +1,132 @@
+#include "output.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "annal/base/wall_clock.h"
+
+namespace annal::cli {
+
+int fail(std::string_view command, std::string_view what) {
+  std::fprintf(stderr, "annal %.*s: %.*s\n", static_cast<int>(command.size()), command.data(),
+               static_cast<int>(what.size()), what.data());
+  return kFailed;
+}
+
+int fail(std::string_view command, const Status& status) { return fail(command, status.to_string()); }
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string base64(std::span<const std::byte> bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
+    std::uint32_t word = 0;
+    for (std::size_t j = 0; j < 3; ++j) word = word << 8 | (j < n ? std::to_integer<std::uint32_t>(bytes[i + j]) : 0u);
+    for (std::size_t j = 0; j < 4; ++j) out += j <= n ? kAlphabet[(word >> (18 - 6 * j)) & 63] : '=';
+  }
+  return out;
+}
+
+std::string grouped(std::uint64_t n) {
+  std::string digits = std::to_string(n);
+  for (std::ptrdiff_t at = static_cast<std::ptrdiff_t>(digits.size()) - 3; at > 0; at -= 3) digits.insert(static_cast<std::size_t>(at), ",");
+  return digits;
+}
+
+std::string human_bytes(std::uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  std::size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  char out[32];
+  std::snprintf(out, sizeof(out), unit == 0 ? "%.0f %s" : "%.1f %s", value, kUnits[unit]);
+  return out;
+}
+
+std::string human_age(std::uint64_t then_unix_ns) {
+  const std::uint64_t now = wall_clock_ns();
+  const std::uint64_t s = now > then_unix_ns ? (now - then_unix_ns) / 1'000'000'000 : 0;
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  if (s < 172800) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
+std::vector<std::byte> load_payload(std::string_view stream, std::uint64_t version, std::size_t bytes) {
+  // FNV-1a of the name, then splitmix64 from (name, version): cheap, and every pair differs.
+  std::uint64_t state = 0xcbf29ce484222325ull;
+  for (const char c : stream) state = (state ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  state ^= version * 0x9e3779b97f4a7c15ull;
+  std::vector<std::byte> out(bytes);
+  for (std::size_t i = 0; i < bytes; i += 8) {
+    state += 0x9e3779b97f4a7c15ull;
+    std::uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    std::memcpy(out.data() + i, &z, std::min<std::size_t>(8, bytes - i));
+  }
+  return out;
+}
+
+Progress::Progress(std::string label, std::uint64_t total)
+    : label_(std::move(label)), total_(total), shown_(isatty(STDERR_FILENO) == 1) {}
+
+void Progress::update(std::uint64_t done) {
+  done_ = done;
+  if (!shown_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - drawn_ < std::chrono::milliseconds(100)) return;
+  drawn_ = now;
+  draw(done);
+}
+
+void Progress::draw(std::uint64_t done) {
+  constexpr int kWidth = 30;
+  const double fraction = total_ == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
+  const int filled = static_cast<int>(fraction * kWidth);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+  std::fprintf(stderr, "\r%s [%.*s%.*s] %3d%%  %s/s ", label_.c_str(), filled, "##############################",
+               kWidth - filled, "..............................", static_cast<int>(fraction * 100),
+               grouped(static_cast<std::uint64_t>(rate)).c_str());
+}
+
+void Progress::finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (!shown_) return;
+  draw(done_);
+  std::fputc('\n', stderr);
+}
+
+}  // namespace annal::cli

@@ -1,0 +1,59 @@
+// What every command shares: error lines, JSON text, numbers for people, a progress bar, and the
+// payloads `annal load` writes and `annal verify --payloads` checks.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "annal/base/status.h"
+
+namespace annal::cli {
+
+// Exit codes: 0 all well, 1 the command found or hit a problem, 2 bad usage (CLI11's).
+inline constexpr int kOk = 0;
+inline constexpr int kFailed = 1;
+
+// "annal <command>: <what>" on stderr, one line; returns kFailed.
+int fail(std::string_view command, std::string_view what);
+int fail(std::string_view command, const Status& status);
+
+// A JSON string literal, quotes included.
+[[nodiscard]] std::string json_string(std::string_view text);
+[[nodiscard]] std::string base64(std::span<const std::byte> bytes);
+// 1234567 -> "1,234,567"; 1536 bytes -> "1.5 KiB".
+[[nodiscard]] std::string grouped(std::uint64_t n);
+[[nodiscard]] std::string human_bytes(std::uint64_t bytes);
+[[nodiscard]] std::string human_age(std::uint64_t then_unix_ns);
+
+// The payload `annal load` gives event `version` of stream `stream`: `bytes` bytes that only that
+// pair produces, so `annal verify --payloads` can check every byte of every event.
+[[nodiscard]] std::vector<std::byte> load_payload(std::string_view stream, std::uint64_t version, std::size_t bytes);
+
+// "label [#####.....]  45%  1.2M/s" on stderr, redrawn at most ten times a second, and only when
+// stderr is a terminal: in a pipe or a log it stays quiet.
+class Progress {
+ public:
+  Progress(std::string label, std::uint64_t total);
+  ~Progress() { finish(); }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  void update(std::uint64_t done);
+  void finish();
+
+ private:
+  void draw(std::uint64_t done);
+  const std::string label_;
+  const std::uint64_t total_;
+  const bool shown_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point drawn_{};
+  std::uint64_t done_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace annal::cli
