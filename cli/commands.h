@@ -9,5 +9,8 @@ namespace annal::cli {
 void add_inspect(CLI::App& app, int& exit_code);
 void add_verify(CLI::App& app, int& exit_code);
 void add_load(CLI::App& app, int& exit_code);
+void add_dump(CLI::App& app, int& exit_code);
+void add_tail(CLI::App& app, int& exit_code);
+void add_import(CLI::App& app, int& exit_code);
 
 }  // namespace annal::cli

@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   int exit_code = annal::cli::kOk;
   annal::cli::add_inspect(app, exit_code);
   annal::cli::add_verify(app, exit_code);
+  annal::cli::add_dump(app, exit_code);
+  annal::cli::add_tail(app, exit_code);
+  annal::cli::add_import(app, exit_code);
   annal::cli::add_load(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;

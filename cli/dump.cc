@@ -1,0 +1,98 @@
+// annal dump DIR [--from SEQ] [--to SEQ] [--stream NAME] [--json]: events as text or JSON lines,
+// read-only. tail DIR [--stream NAME] [--json]: the same for new events as they come, until
+// interrupted.
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "annal/engine/engine.h"
+#include "commands.h"
+#include "event_format.h"
+#include "output.h"
+
+namespace annal::cli {
+namespace {
+
+using Clock = engine::Engine::Clock;
+
+struct DumpOptions {
+  std::string directory;
+  std::uint64_t from = 1;
+  std::uint64_t to = UINT64_MAX;
+  std::string stream;
+  bool json = false;
+};
+
+volatile std::sig_atomic_t interrupted = 0;
+
+// Prints every event of `subscription` in [options.from, to] (of options.stream, if given). With
+// `follow`, waits for more until interrupted; otherwise stops at `to`.
+int print_events(engine::Subscription& subscription, const DumpOptions& options, std::uint64_t to, bool follow,
+                 std::string_view command) {
+  while (subscription.position() <= to && interrupted == 0) {
+    auto event = subscription.next(Clock::now() + std::chrono::milliseconds(200));
+    if (event.code() == ErrorCode::timed_out) {
+      if (follow) continue;
+      return fail(command, "the log ended before sequence " + std::to_string(to));
+    }
+    if (!event.ok()) return fail(command, event.status());
+    const engine::EventHeader& header = event.value().header;
+    if (header.sequence > to) break;
+    if (!options.stream.empty() && header.stream_name != options.stream &&
+        std::to_string(header.stream_id) != options.stream) {
+      continue;
+    }
+    const std::string line = format_event(event.value(), options.json);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    if (follow) std::fflush(stdout);
+  }
+  return kOk;
+}
+
+int dump(const DumpOptions& options) {
+  auto opened = engine::Engine::open_read_only(options.directory, {});
+  if (!opened.ok()) return fail("dump", opened.status());
+  engine::Engine& store = *opened.value();
+  const std::uint64_t to = std::min(options.to, store.last_sequence());
+  if (options.from > to) return kOk;
+  auto subscription = store.subscribe(std::max<std::uint64_t>(options.from, 1));
+  if (!subscription.ok()) return fail("dump", subscription.status());
+  return print_events(*subscription.value(), options, to, false, "dump");
+}
+
+int tail(const DumpOptions& options) {
+  auto opened = engine::Engine::open_read_only(options.directory, {});
+  if (!opened.ok()) return fail("tail", opened.status());
+  auto subscription = opened.value()->subscribe(opened.value()->last_sequence() + 1);
+  if (!subscription.ok()) return fail("tail", subscription.status());
+  std::signal(SIGINT, [](int) { interrupted = 1; });
+  std::signal(SIGTERM, [](int) { interrupted = 1; });
+  return print_events(*subscription.value(), options, UINT64_MAX, true, "tail");
+}
+
+void add_common(CLI::App& command, DumpOptions& options) {
+  command.add_option("dir", options.directory, "The store's directory")->required();
+  command.add_option("--stream", options.stream, "Only this stream (its name, or its id)");
+  command.add_flag("--json", options.json, "JSON lines (documented in README.md)");
+}
+
+}  // namespace
+
+void add_dump(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<DumpOptions>();
+  auto* command = app.add_subcommand("dump", "Print events, as text or JSON lines (read-only)");
+  add_common(*command, *options);
+  command->add_option("--from", options->from, "First sequence")->check(CLI::PositiveNumber);
+  command->add_option("--to", options->to, "Last sequence");
+  command->callback([&exit_code, options] { exit_code = dump(*options); });
+}
+
+void add_tail(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<DumpOptions>();
+  auto* command = app.add_subcommand("tail", "Follow new events as they are written, until interrupted (read-only)");
+  add_common(*command, *options);
+  command->callback([&exit_code, options] { exit_code = tail(*options); });
+}
+
+}  // namespace annal::cli
