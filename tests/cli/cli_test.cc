@@ -1,0 +1,220 @@
+// The annal tool, run as a user runs it: a process with arguments, judged by its exit code, its
+// output and what it leaves in the directory.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "temp_directory.h"
+#include "watchdog.h"
+
+namespace annal::cli::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Ran {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Runs `annal ARGS...` to its end, stdin from `input` (a file path) if given.
+Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/null") {
+  const std::string out = std::filesystem::temp_directory_path() / ("annal-cli-out-" + std::to_string(getpid()));
+  const std::string err = out + ".err";
+  const pid_t child = fork();
+  if (child == 0) {
+    const int in_fd = open(input.c_str(), O_RDONLY);
+    const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(in_fd, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    std::vector<char*> argv{const_cast<char*>(ANNAL_CLI)};
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(ANNAL_CLI, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  Ran ran{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(out), read_file(err)};
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  return ran;
+}
+
+std::size_t lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+class CliTest : public ::testing::Test {
+ protected:
+  std::string write_input(const std::string& text) {
+    const std::string path = input_.path() + "/events.jsonl";
+    std::ofstream(path) << text;
+    return path;
+  }
+  annal::test::TempDirectory dir_;
+  annal::test::TempDirectory input_;
+};
+
+TEST_F(CliTest, ImportStopsAtTheFirstBadLineWithEverythingBeforeItAndNothingAfter) {
+  const std::string file = write_input(
+      "{\"stream\":\"order-1\",\"type\":\"OrderCreated\",\"data\":{\"amount\":100}}\n"
+      "{\"stream\":\"order-1\",\"type\":\"OrderPaid\",\"data\":{\"paid\":100},\"expected_version\":0}\n"
+      "{\"stream\":\"order-2\",\"type\":\"OrderCreated\",\"data\":{\"amount\":5}\n"  // line 3: unclosed
+      "{\"stream\":\"order-3\",\"type\":\"OrderCreated\",\"data\":{}}\n");
+  const Ran imported = run({"import", dir_.path(), file});
+  EXPECT_EQ(imported.exit_code, 1);
+  EXPECT_NE(imported.err.find("line 3"), std::string::npos) << imported.err;
+  EXPECT_EQ(lines(imported.err), 1u) << imported.err;
+  const Ran dumped = run({"dump", dir_.path()});
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+  EXPECT_EQ(lines(dumped.out), 2u) << dumped.out;
+  EXPECT_NE(dumped.out.find("order-1@1 OrderPaid {\"paid\":100}"), std::string::npos) << dumped.out;
+  EXPECT_EQ(dumped.out.find("order-3"), std::string::npos);
+
+  // A version conflict is a bad line too; --skip-bad goes past both.
+  const std::string more = write_input(
+      "{\"stream\":\"order-1\",\"type\":\"OrderPaid\",\"data\":{},\"expected_version\":7}\n"
+      "{\"stream\":\"order-4\",\"type\":\"OrderCreated\",\"data\":[1,2],\"id\":\"not-a-uuid\"}\n"
+      "{\"stream\":\"order-5\",\"type\":\"OrderCreated\",\"data\":\"x\",\"id\":\"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\"}\n");
+  const Ran skipping = run({"import", dir_.path(), more, "--skip-bad"});
+  EXPECT_EQ(skipping.exit_code, 0) << skipping.err;
+  EXPECT_NE(skipping.err.find("line 1"), std::string::npos);
+  EXPECT_NE(skipping.err.find("line 2"), std::string::npos);
+  const Ran json = run({"dump", dir_.path(), "--json", "--stream", "order-5"});
+  ASSERT_EQ(json.exit_code, 0);
+  simdjson::dom::parser parser;
+  simdjson::dom::object event;
+  ASSERT_EQ(parser.parse(json.out).get(event), simdjson::SUCCESS) << json.out;
+  EXPECT_EQ(std::string_view(event["id"]), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+  EXPECT_EQ(std::string_view(event["data"]), "x");
+}
+
+TEST_F(CliTest, AMissingOrLockedDirectoryGetsAOneLineError) {
+  for (const char* command : {"inspect", "verify", "dump", "tail"}) {
+    const Ran ran = run({command, dir_.path() + "/missing"});
+    EXPECT_EQ(ran.exit_code, 1) << command;
+    EXPECT_EQ(lines(ran.err), 1u) << command << ": " << ran.err;
+    EXPECT_NE(ran.err.find("missing"), std::string::npos) << ran.err;
+  }
+  auto holder = engine::Engine::open(dir_.path(), {});
+  ASSERT_TRUE(holder.ok());
+  const std::string file = write_input("{\"stream\":\"s\",\"type\":\"T\",\"data\":{}}\n");
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"import", dir_.path(), file},
+                                               std::vector<std::string>{"load", dir_.path(), "--events", "10"}}) {
+    const Ran ran = run(args);
+    EXPECT_EQ(ran.exit_code, 1) << args[0];
+    EXPECT_EQ(lines(ran.err), 1u) << ran.err;
+    EXPECT_NE(ran.err.find("lock"), std::string::npos) << ran.err;
+  }
+  // Reading works beside the process that holds it.
+  EXPECT_EQ(run({"inspect", dir_.path()}).exit_code, 0);
+}
+
+TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
+  const Ran loaded = run({"load", dir_.path(), "--events", "3000", "--writers", "3", "--streams", "50"});
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+  EXPECT_NE(loaded.out.find("p999"), std::string::npos) << loaded.out;
+  const Ran inspected = run({"inspect", dir_.path(), "--json"});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  simdjson::dom::parser parser;
+  simdjson::dom::object report;
+  ASSERT_EQ(parser.parse(inspected.out).get(report), simdjson::SUCCESS) << inspected.out;
+  EXPECT_EQ(std::uint64_t(report["events"]), 3000u);
+  EXPECT_EQ(std::uint64_t(report["streams"]), 50u);
+  EXPECT_EQ(std::uint64_t(report["first_sequence"]), 1u);
+  const std::uint64_t last = report["last_sequence"];
+  EXPECT_EQ(last, 3000u + 50u + 1u);  // events, stream names, one type name
+  EXPECT_GT(std::uint64_t(report["bytes"]), 0u);
+  ASSERT_EQ(simdjson::dom::array(report["segments"]).size(), 1u);
+  EXPECT_GE(simdjson::dom::array(report["snapshots"]).size(), 1u);  // the engine's state, at close
+  const Ran sound = run({"verify", dir_.path(), "--payloads"});
+  EXPECT_EQ(sound.exit_code, 0) << sound.err;
+
+  const std::string segment = dir_.path() + "/00000000000000000001.log";
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100'000);
+    f.put('\x42');
+  }
+  const Ran damaged = run({"verify", dir_.path()});
+  EXPECT_EQ(damaged.exit_code, 1);
+  EXPECT_NE(damaged.err.find("00000000000000000001.log offset"), std::string::npos) << damaged.err;
+  EXPECT_NE(damaged.err.find("sequence"), std::string::npos) << damaged.err;
+  // An engine refuses to open it; nothing was changed by looking.
+  EXPECT_EQ(engine::Engine::open(dir_.path(), {}).code(), ErrorCode::corruption);
+}
+
+// `annal load` killed at random moments: every sequence it printed as durable is there, and the
+// directory verifies, payloads included. ANNAL_CLI_KILLS sets the number of kills (CI: 6).
+TEST_F(CliTest, LoadKilledAtAnyMomentLosesNothingItCalledDurable) {
+  annal::test::Watchdog watchdog("annal load kills", 280s);
+  const char* configured = std::getenv("ANNAL_CLI_KILLS");
+  const int kills = configured != nullptr ? std::atoi(configured) : 6;
+  std::mt19937 random(static_cast<unsigned>(std::random_device{}()));
+  std::uint64_t confirmed = 0;
+  for (int kill = 0; kill < kills; ++kill) {
+    int pipe_fds[2];
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    const pid_t child = fork();
+    if (child == 0) {
+      dup2(pipe_fds[1], 1);
+      const int null_fd = open("/dev/null", O_WRONLY);
+      dup2(null_fd, 2);
+      close(pipe_fds[0]);
+      execl(ANNAL_CLI, ANNAL_CLI, "load", dir_.path().c_str(), "--events", "10000000", "--writers", "3", "--streams", "200",
+            "--payload", std::to_string(16 + kill * 40).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(pipe_fds[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution(100, 600)(random)));
+    ASSERT_EQ(::kill(child, SIGKILL), 0);
+    int status = 0;
+    waitpid(child, &status, 0);
+    std::string printed;
+    char buffer[4096];
+    for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) printed.append(buffer, static_cast<std::size_t>(n));
+    close(pipe_fds[0]);
+    std::istringstream lines_in(printed);
+    for (std::string word; lines_in >> word;) {
+      if (word != "durable") continue;
+      std::string sequence;
+      if (lines_in >> sequence && !sequence.empty() && std::isdigit(static_cast<unsigned char>(sequence.back()))) {
+        confirmed = std::max<std::uint64_t>(confirmed, std::stoull(sequence));
+      }
+    }
+    const Ran verified = run({"verify", dir_.path(), "--payloads"});
+    ASSERT_EQ(verified.exit_code, 0) << "after kill " << kill << ": " << verified.err;
+    auto reopened = engine::Engine::open(dir_.path(), {});
+    ASSERT_TRUE(reopened.ok()) << reopened.status().to_string();
+    ASSERT_GE(reopened.value()->last_sequence(), confirmed) << "after kill " << kill << ": a sequence printed durable is gone";
+  }
+  EXPECT_GT(confirmed, 0u) << "no kill came late enough for anything to be durable";
+}
+
+}  // namespace
+}  // namespace annal::cli::test
