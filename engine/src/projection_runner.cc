@@ -33,7 +33,10 @@ void ProjectionRunner::run() {
       live_.store(subscription_->live(), std::memory_order_relaxed);
       if (in_batch) {
         const std::uint64_t applied = applied_.load(std::memory_order_relaxed);
-        if (Status ended = step([&] { projection_->end_of_batch(applied); }, applied); !ended.ok()) return fail(ended);
+        if (Status ended = step([&] { projection_->end_of_batch(applied); }, applied); !ended.ok()) {
+          state_suspect_ = true;
+          return fail(ended);
+        }
         in_batch = false;
       }
       continue;
@@ -41,6 +44,7 @@ void ProjectionRunner::run() {
     if (!event.ok()) return fail(event.status());
     const EventView& view = event.value();
     if (Status applied = step([&] { projection_->apply(view); }, view.header.sequence); !applied.ok()) {
+      state_suspect_ = true;  // it threw half-way through an event
       return fail(applied);
     }
     in_batch = true;
@@ -151,7 +155,8 @@ void ProjectionRunner::write_snapshots() {
 
 void ProjectionRunner::fail(Status error) {
   std::lock_guard lock(mutex_);
-  if (stopping_) return;  // the engine is closing: not the projection's failure
+  // The engine is closing: not the projection's failure.
+  if (stopping_ || stop_requested_.load(std::memory_order_acquire)) return;
   error_ = std::move(error);
   changed_.notify_all();
 }
@@ -165,14 +170,21 @@ ProjectionStatus ProjectionRunner::status() const {
 }
 
 void ProjectionRunner::stop() {
+  stop_requested_.store(true, std::memory_order_release);
+  if (thread_.joinable()) thread_.join();
+  // The runner is gone, so the state is this thread's to copy: a last snapshot spares the next
+  // open the replay of everything since the previous one.
+  if (projection_->schema() != 0 && since_snapshot_ != 0 && !state_suspect_) {
+    std::vector<std::byte> state = projection_->snapshot();
+    since_snapshot_ = 0;
+    std::lock_guard lock(mutex_);
+    pending_ = PendingSnapshot{applied_.load(std::memory_order_relaxed), std::move(state)};
+  }
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
-  stop_requested_.store(true, std::memory_order_release);
   changed_.notify_all();
-  if (thread_.joinable()) thread_.join();
   if (writer_.joinable()) writer_.join();
 }
 

@@ -42,7 +42,8 @@ class ProjectionRunner {
   Result<std::uint64_t> query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline);
   [[nodiscard]] ProjectionStatus status() const;
   [[nodiscard]] const Projection& projection() const noexcept { return *projection_; }
-  // Stops the thread (and the writer, after the snapshot it is writing). Queries waiting fail.
+  // Stops the thread, snapshots the state if it changed since the last snapshot, and stops the
+  // writer once that is written. Queries waiting fail. Not concurrently with itself.
   void stop();
 
  private:
@@ -72,8 +73,9 @@ class ProjectionRunner {
   const std::unique_ptr<projections::SnapshotStore> store_;
   const std::uint64_t restored_from_;
 
-  // Runner thread only.
+  // Runner thread only (and stop(), once it has joined the runner).
   std::uint64_t since_snapshot_ = 0;
+  bool state_suspect_ = false;  // apply() or end_of_batch() threw: no snapshot of that state
   Clock::time_point last_snapshot_ = Clock::now();
 
   // Written by the runner thread, read by status() and queries: atomics, so that the apply loop
