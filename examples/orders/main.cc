@@ -107,8 +107,9 @@ void write_orders(Engine& engine, std::uint64_t first, std::uint64_t last, std::
     engine.on_durable(receipt, [&durable, began](const annal::Status& status) {
       if (status.ok()) durable.add(ms_since(began));
     });
+    ++appends;
     // Sampled: how long until the "orders" read model shows it (read-your-writes).
-    if (visible != nullptr && ++appends % 256 == 0 &&
+    if (visible != nullptr && appends % 256 == 0 &&
         engine.query("orders", receipt.last_sequence, [](const annal::engine::Projection&) {}, 30s).ok()) {
       visible->add(ms_since(began));
     }

@@ -14,9 +14,10 @@ struct FileCloser {
 };
 
 // One segment, read-only: from its index file when that is allowed and valid, else scanned whole.
-// `info` is filled for the readable log (records up to the last whole batch).
+// `next_base` is the next segment's base, 0 for the last segment. `info` is filled for the
+// readable log (records up to the last whole batch).
 Result<SegmentReport> scan_one(IoBackend& io, const std::string& path, const std::string& name, std::uint64_t base,
-                               std::optional<std::uint64_t> next_base, const Options& options, bool verify,
+                               std::uint64_t next_base, const Options& options, bool verify,
                                SegmentInfo& info, std::uint32_t& salt) {
   const auto file = io.open(path, OpenMode::read_only);
   if (!file.ok()) return file.status();
@@ -26,8 +27,8 @@ Result<SegmentReport> scan_one(IoBackend& io, const std::string& path, const std
   SegmentReport report{.file = name, .base = base, .end_sequence = base, .bytes = size.value(),
                        .used_bytes = kSegmentHeaderBytes};
   info = {base, base, kSegmentHeaderBytes, path, {}};
-  if (!verify && next_base) {
-    if (auto sealed = trusted_index(io, file.value(), path, base, *next_base, 0)) {
+  if (!verify && next_base != 0) {
+    if (auto sealed = trusted_index(io, file.value(), path, base, next_base, 0)) {
       report.end_sequence = sealed->end_sequence;
       report.used_bytes = sealed->end_offset;
       salt = sealed->salt;
@@ -51,7 +52,7 @@ Result<SegmentReport> scan_one(IoBackend& io, const std::string& path, const std
   SegmentScan scan = scan_segment(bytes.value(), header.value(), options.record_bytes_max, options.index_interval_bytes);
   report.end_sequence = scan.next_sequence;
   report.used_bytes = scan.valid_bytes;
-  switch (judge(scan, !next_base.has_value())) {
+  switch (judge(scan, next_base == 0)) {
     case Verdict::intact:
       break;
     case Verdict::torn_tail:
@@ -60,7 +61,7 @@ Result<SegmentReport> scan_one(IoBackend& io, const std::string& path, const std
       break;
     case Verdict::corruption:
       report.health = SegmentHealth::corrupt;
-      report.problem = describe_stop(path, scan) + (next_base ? " in a sealed segment" : ", followed by acknowledged records");
+      report.problem = describe_stop(path, scan) + (next_base != 0 ? " in a sealed segment" : ", followed by acknowledged records");
       break;
   }
   info = {base, scan.next_sequence, scan.valid_bytes, path, std::move(scan.index)};
@@ -84,7 +85,7 @@ Result<ScannedDirectory> scan_directory(IoBackend& io, const std::string& direct
   for (std::size_t i = 0; i < bases.size(); ++i) {
     const std::string name = segment_file_name(bases[i]);
     const std::string path = join_path(directory, name);
-    const auto next = i + 1 < bases.size() ? std::optional<std::uint64_t>(bases[i + 1]) : std::nullopt;
+    const std::uint64_t next = i + 1 < bases.size() ? bases[i + 1] : 0;
     SegmentInfo info;
     std::uint32_t salt = 0;
     auto segment = scan_one(io, path, name, bases[i], next, options, verify, info, salt);
