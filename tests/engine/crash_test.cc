@@ -207,8 +207,9 @@ ProjectionOptions projection_options(int kill, std::size_t p) {
 
 // The most events a child has appended and not yet seen durable: a thread has at most
 // kCallbacksPendingMax + 1 appends in flight (acknowledge() waits for them beyond that), each of at
-// most kAppendEventsMax events. No group commit makes more durable at once, so this is "one batch"
-// in the bound (name records are not events: a projection never applies them).
+// most kAppendEventsMax events. No group commit makes more durable at once: this is the largest
+// "batch" a durable projection can find waiting after a kill while it keeps up (name records are
+// not counted: a projection never applies them).
 constexpr std::uint64_t kEventsInFlightMax = kThreads * (kCallbacksPendingMax + 1) * kAppendEventsMax;
 
 // What a child's projection did, kept where the parent reads it after the kill: an anonymous
@@ -488,7 +489,10 @@ std::optional<Report> read_report(int fd, std::chrono::milliseconds timeout) {
 // What the recoveries of one projection came to (check_recovery explains the terms).
 struct RecoveryTotals {
   int from_snapshot = 0;                 // recoveries that restored a snapshot (not the log's start)
-  int within_interval_and_batch = 0;     // replayed at most snapshot_every_events + kEventsInFlightMax
+  int within_interval_and_append = 0;    // replayed at most snapshot_every_events + kAppendEventsMax
+  int within_interval_and_commit = 0;    // replayed at most snapshot_every_events + kEventsInFlightMax
+  int discarded = 0;                     // opens that removed a snapshot past the recovered log
+  int writer_behind = 0;                 // kills with a snapshot taken but not yet in place
   std::uint64_t taken = 0;               // snapshots the children took
   std::uint64_t replayed_max = 0;
   std::uint64_t writer_lag_max = 0;      // events between the restored snapshot and the newest taken
@@ -502,8 +506,18 @@ struct Totals {
   std::array<RecoveryTotals, kProjectionCount> projections{};
 };
 
-// Runs one child and kills it: after a random 1-20 ms of appending, or now and then at a random
-// moment of its start (recovery included). Returns the appends it reported durable.
+// Waits until a projection of the child has taken a snapshot, up to `timeout`.
+void wait_for_snapshot(const Traces& traces, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto taken = [&] {
+    return std::ranges::any_of(traces, [](const ProjectionTrace& t) { return t.taken.load(std::memory_order_acquire) > 0; });
+  };
+  while (!taken() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50us);
+}
+
+// Runs one child and kills it: after a random 1-20 ms of appending, or within a millisecond of its
+// projections' first snapshot, or now and then at a random moment of its start (recovery
+// included). Returns the appends it reported durable.
 void crash_one_child(const std::string& dir, int kill, Traces& traces, std::mt19937_64& random,
                      std::vector<Report>& reports, Totals& totals) {
   for (ProjectionTrace& trace : traces) trace.reset();
@@ -527,7 +541,13 @@ void crash_one_child(const std::string& dir, int kill, Traces& traces, std::mt19
     if (!ready || ready->flags != Report::kReady) ::kill(pid, SIGKILL);
     ASSERT_TRUE(ready && ready->flags == Report::kReady) << "the child did not open the engine";
   }
-  std::this_thread::sleep_for(std::chrono::microseconds(early ? random() % 20000 : 1000 + random() % 19000));
+  // A quarter of the rounds aim at a snapshot being written: they kill within a millisecond of
+  // the child's first (or after 20 ms if none comes), when the file is most likely half-made.
+  const bool at_snapshot = !early && random() % 4 == 0;
+  if (at_snapshot) wait_for_snapshot(traces, 20ms);
+  std::this_thread::sleep_for(std::chrono::microseconds(early         ? random() % 20000
+                                                        : at_snapshot ? random() % 1000
+                                                                      : 1000 + random() % 19000));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
@@ -707,8 +727,7 @@ std::uint64_t newest_snapshot_file(const std::string& dir, std::string_view name
   return newest;
 }
 
-// What the parent's fresh instance of projection p, added after the kill, restored and replayed,
-// against what the child's trace says happened before it.
+// Projection p's recovery after a kill, against what the child's trace says happened before it.
 //
 // The child's runner took a snapshot every N = snapshot_every_events events, at the event it had
 // applied, and handed it to a writer thread that keeps only the newest one pending (a newer one
@@ -717,16 +736,61 @@ std::uint64_t newest_snapshot_file(const std::string& dir, std::string_view name
 // applied past L; its snapshots there are discarded at open), T the newest snapshot taken at or
 // below M (or the one the child started from), and S the one recovery restored. Then
 //   replayed = events in (S, L] = events in (S, T] + events in (T, M] + events in (M, L]
-// and only the middle term is the engine's to bound: at most N, as the runner snapshots every N
-// events. The first is the writer's lag: snapshots taken but not yet renamed into place at the
-// kill (the one being written, the pending one, any the pending one replaced), so it is about the
-// events applied while the previous snapshot was being written. The last is the projection's lag:
-// durable events it had not applied yet (0 for an eager one that ran ahead). Neither has a bound
-// a kill at a random moment must respect, so the bound asserted is
+// and only the middle term is the engine's to bound: at most N, as the runner takes a snapshot
+// before it applies the (N+1)th event since the last. The first is the writer's lag: snapshots
+// taken but not yet renamed into place at the kill (the one being written, the pending one, any
+// the pending one replaced), i.e. the events applied while the writer was busy with the newest
+// snapshot it finished and the one it was on. The last is the projection's lag: durable events it
+// had not applied yet (0 for an eager one that ran ahead). Neither has a bound that a kill at a
+// random moment must respect, so the bound asserted is
 //   replayed <= N + writer lag + projection lag,
-// both lags measured; the "one interval plus one batch" (kEventsInFlightMax) is what holds
-// when the writer had caught up and the projection was within a group commit of the log, and the
-// totals count how often it did.
+// with both lags measured. The "one interval plus one batch" is the case where the writer
+// had caught up and the projection was within a batch of the log's end; the totals count how
+// often replayed stayed within N plus one append and within N plus one group commit.
+struct Recovery {
+  std::uint64_t restored = 0;  // S
+  std::uint64_t replayed = 0;
+  std::uint64_t writer_lag = 0;
+  std::uint64_t projection_lag = 0;
+};
+
+void check_against_trace(std::size_t p, std::uint64_t end, std::uint64_t snapshot_every_events,
+                         std::uint64_t started_from, const ProjectionTrace& trace, const Replay& replay,
+                         Recovery& recovery) {
+  const std::uint64_t applied = std::max(started_from, trace.applied.load(std::memory_order_relaxed));  // A
+  if (kProjections[p].gating == Gating::durable) {
+    ASSERT_LE(applied, end) << "the durable projection applied an event the crash took back";
+  }
+  ASSERT_LE(trace.taken.load(std::memory_order_acquire), ProjectionTrace::kTakenMax);
+  const std::uint64_t reached = std::min(applied, end);                                        // M
+  const std::uint64_t taken = std::max(started_from, trace.newest_taken_through(reached));      // T
+  ASSERT_GE(recovery.restored, started_from) << "the snapshot the child started from is gone";
+  ASSERT_LE(recovery.restored, taken) << "newer than the newest taken at or below " << reached;
+  ASSERT_TRUE(recovery.restored == started_from || trace.took(recovery.restored))
+      << "restored a snapshot the child never took: " << recovery.restored;
+  ASSERT_LE(replay.events_in(taken, reached), snapshot_every_events)
+      << "the child went more than an interval without a snapshot: the last at " << taken << ", applied " << reached;
+  recovery.writer_lag = replay.events_in(recovery.restored, taken);
+  recovery.projection_lag = replay.events_in(reached, end);
+  ASSERT_LE(recovery.replayed, snapshot_every_events + recovery.writer_lag + recovery.projection_lag);
+}
+
+// The live state equals a from-scratch replay's, by value and by digest, and the engine's own
+// consistency check agrees.
+void check_against_replay(Engine& engine, std::string_view name, const test::Counter& state, const Replay& replay) {
+  ASSERT_EQ(state.total, replay.counter.total);
+  ASSERT_EQ(state.digest, replay.counter.digest);
+  ASSERT_EQ(state.per_stream, replay.counter.per_stream);
+  test::Counter fresh;
+  const auto report = engine.check_projection(name, fresh, 30s);
+  ASSERT_TRUE(report.ok()) << report.status().to_string();
+  ASSERT_EQ(report.value().sequence, replay.sequences.empty() ? 0 : replay.sequences.back());
+  ASSERT_TRUE(report.value().consistent()) << report.value().live_digest << " vs " << report.value().rebuilt_digest;
+  ASSERT_EQ(report.value().live_digest, static_cast<const Projection&>(replay.counter).digest());
+}
+
+// The parent's fresh instance of projection p, added after the kill when the newest snapshot file
+// was `newest_file`: it restored that one and replayed exactly the events after it.
 void check_recovery(Engine& engine, std::size_t p, const ProjectionOptions& options, std::uint64_t newest_file,
                     std::uint64_t started_from, const ProjectionTrace& trace, const Replay& replay,
                     RecoveryTotals& totals) {
@@ -739,50 +803,29 @@ void check_recovery(Engine& engine, std::size_t p, const ProjectionOptions& opti
   ASSERT_TRUE(state.ok()) << state.status().to_string();
   const auto status = engine.projection_status(name);
   ASSERT_TRUE(status.ok()) << status.status().to_string();
-  const std::uint64_t restored = status.value().restored_from;
-  const std::uint64_t replayed = status.value().replayed;
-  ASSERT_EQ(restored, newest_file) << "not the newest snapshot at or below the log's end " << end;
-  ASSERT_EQ(replayed, replay.events_in(restored, end)) << "restored from " << restored;
+  Recovery recovery{.restored = status.value().restored_from, .replayed = status.value().replayed};
+  ASSERT_EQ(recovery.restored, newest_file) << "not the newest snapshot at or below the log's end " << end;
+  ASSERT_EQ(recovery.replayed, replay.events_in(recovery.restored, end)) << "restored from " << recovery.restored;
+  ASSERT_NO_FATAL_FAILURE(
+      check_against_trace(p, end, options.snapshot_every_events, started_from, trace, replay, recovery));
+  ASSERT_NO_FATAL_FAILURE(check_against_replay(engine, name, state.value(), replay));
 
-  const std::uint64_t applied = std::max(started_from, trace.applied.load(std::memory_order_relaxed));
-  if (kProjections[p].gating == Gating::durable) {
-    ASSERT_LE(applied, end) << "the durable projection applied an event the crash took back";
-  }
-  ASSERT_LE(trace.taken.load(std::memory_order_acquire), ProjectionTrace::kTakenMax);
-  const std::uint64_t reached = std::min(applied, end);
-  const std::uint64_t taken = std::max(started_from, trace.newest_taken_through(reached));
-  ASSERT_GE(restored, started_from) << "the snapshot the child started from is gone";
-  ASSERT_LE(restored, taken) << "a snapshot past what the child had applied at or below the log's end " << reached;
-  ASSERT_TRUE(restored == started_from || trace.took(restored)) << "restored a snapshot the child never took: "
-                                                                  << restored;
-  ASSERT_LE(replay.events_in(taken, reached), options.snapshot_every_events)
-      << "the child went more than a snapshot interval without one: the last at " << taken << ", applied "
-      << reached;
-  const std::uint64_t writer_lag = replay.events_in(restored, taken);
-  const std::uint64_t projection_lag = replay.events_in(reached, end);
-  ASSERT_LE(replayed, options.snapshot_every_events + writer_lag + projection_lag);
-
-  // The state equals a from-scratch replay's, by value and by digest (the engine's own check too).
-  ASSERT_EQ(state.value().total, replay.counter.total);
-  ASSERT_EQ(state.value().digest, replay.counter.digest);
-  ASSERT_EQ(state.value().per_stream, replay.counter.per_stream);
-  test::Counter fresh;
-  const auto report = engine.check_projection(name, fresh, 30s);
-  ASSERT_TRUE(report.ok()) << report.status().to_string();
-  ASSERT_EQ(report.value().sequence, last_event);
-  ASSERT_TRUE(report.value().consistent()) << report.value().live_digest << " vs " << report.value().rebuilt_digest;
-  ASSERT_EQ(report.value().live_digest, static_cast<const Projection&>(replay.counter).digest());
-
-  totals.from_snapshot += restored != 0;
-  totals.within_interval_and_batch += replayed <= options.snapshot_every_events + kEventsInFlightMax;
+  totals.from_snapshot += recovery.restored != 0;
+  totals.within_interval_and_append += recovery.replayed <= options.snapshot_every_events + kAppendEventsMax;
+  totals.within_interval_and_commit += recovery.replayed <= options.snapshot_every_events + kEventsInFlightMax;
+  totals.writer_behind += recovery.writer_lag > 0;
   totals.taken += trace.taken.load(std::memory_order_acquire);
-  totals.replayed_max = std::max(totals.replayed_max, replayed);
-  totals.writer_lag_max = std::max(totals.writer_lag_max, writer_lag);
-  totals.projection_lag_max = std::max(totals.projection_lag_max, projection_lag);
+  totals.replayed_max = std::max(totals.replayed_max, recovery.replayed);
+  totals.writer_lag_max = std::max(totals.writer_lag_max, recovery.writer_lag);
+  totals.projection_lag_max = std::max(totals.projection_lag_max, recovery.projection_lag);
 }
 
 void check_after_crash(const std::string& dir, int kill, const std::vector<Report>& reports, const Traces& traces,
                        Model& model, std::mt19937_64& random, Totals& totals) {
+  std::array<std::uint64_t, kProjectionCount> newest_before_open{};
+  for (std::size_t p = 0; p < kProjectionCount; ++p) {
+    newest_before_open[p] = newest_snapshot_file(dir, kProjections[p].name);
+  }
   Options options = options_for(0);  // buffered: it reads what either mode wrote
   auto opened = open_engine(dir, options);
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
@@ -794,6 +837,7 @@ void check_after_crash(const std::string& dir, int kill, const std::vector<Repor
     newest_file[p] = newest_snapshot_file(dir, kProjections[p].name);
     ASSERT_LE(newest_file[p], engine.last_sequence()) << "a snapshot of " << kProjections[p].name
                                                       << " past the end of the recovered log was kept";
+    totals.projections[p].discarded += newest_before_open[p] > engine.last_sequence();
     const Status added = engine.add_projection(kProjections[p].name, std::make_shared<test::Counter>(),
                                                projection_options(kill, p));
     ASSERT_TRUE(added.ok()) << added.to_string();
@@ -855,13 +899,15 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
               static_cast<unsigned long long>(events), kStreams);
   for (std::size_t p = 0; p < kProjectionCount; ++p) {
     const RecoveryTotals& t = totals.projections[p];
-    std::printf("projection %s: %d of %d recoveries from a snapshot, %d within an interval plus one batch (%llu "
-                "events); at most %llu replayed, writer lag %llu, projection lag %llu; the children took %llu "
-                "snapshots\n",
-                std::string(kProjections[p].name).c_str(), t.from_snapshot, kills, t.within_interval_and_batch,
-                static_cast<unsigned long long>(kEventsInFlightMax), static_cast<unsigned long long>(t.replayed_max),
+    std::printf("projection %s: %d of %d recoveries from a snapshot, replaying at most %llu events; within an "
+                "interval plus one append %d, plus one group commit (%llu events) %d; %d kills with a snapshot not "
+                "yet in place (writer lag up to %llu events), projection lag up to %llu; %d opens discarded a "
+                "snapshot past the log; the children took %llu snapshots\n",
+                std::string(kProjections[p].name).c_str(), t.from_snapshot, kills,
+                static_cast<unsigned long long>(t.replayed_max), t.within_interval_and_append,
+                static_cast<unsigned long long>(kEventsInFlightMax), t.within_interval_and_commit, t.writer_behind,
                 static_cast<unsigned long long>(t.writer_lag_max), static_cast<unsigned long long>(t.projection_lag_max),
-                static_cast<unsigned long long>(t.taken));
+                t.discarded, static_cast<unsigned long long>(t.taken));
   }
   EXPECT_GT(totals.reports, 0u);
   std::filesystem::remove_all(dir);
