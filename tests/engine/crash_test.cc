@@ -18,7 +18,8 @@
 //
 // The journal alternates direct_io and the io_uring/POSIX backends between children, so each hands
 // its journal to the others. ANNAL_ENGINE_CRASH_KILLS sets the number of kills (default 40, a few
-// seconds under ASan; each round reads every stream whole, so 300 take a few minutes);
+// seconds under ASan; each round reads every stream whole and replays the log into the
+// projections, so 400 take about six minutes on two busy cores);
 // ANNAL_ENGINE_CRASH_SEED the seed of the parent's choices and the children's (default: random,
 // printed). The kill times depend on the scheduler, so a seed repeats a run's choices, not its
 // exact interleaving.
@@ -44,9 +45,12 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <new>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -244,7 +248,8 @@ struct ProjectionTrace {
     return newest;
   }
   [[nodiscard]] bool took(std::uint64_t sequence) const {
-    return std::ranges::any_of(taken_list(), [&](const auto& at) { return at.load(std::memory_order_relaxed) == sequence; });
+    return std::ranges::any_of(taken_list(),
+                               [&](const auto& at) { return at.load(std::memory_order_relaxed) == sequence; });
   }
 };
 // Atomics in memory two processes share must not hide a lock in one process's memory.
@@ -510,7 +515,8 @@ struct Totals {
 void wait_for_snapshot(const Traces& traces, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const auto taken = [&] {
-    return std::ranges::any_of(traces, [](const ProjectionTrace& t) { return t.taken.load(std::memory_order_acquire) > 0; });
+    return std::ranges::any_of(traces,
+                               [](const ProjectionTrace& t) { return t.taken.load(std::memory_order_acquire) > 0; });
   };
   while (!taken() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50us);
 }
@@ -906,7 +912,8 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
                 std::string(kProjections[p].name).c_str(), t.from_snapshot, kills,
                 static_cast<unsigned long long>(t.replayed_max), t.within_interval_and_append,
                 static_cast<unsigned long long>(kEventsInFlightMax), t.within_interval_and_commit, t.writer_behind,
-                static_cast<unsigned long long>(t.writer_lag_max), static_cast<unsigned long long>(t.projection_lag_max),
+                static_cast<unsigned long long>(t.writer_lag_max),
+                static_cast<unsigned long long>(t.projection_lag_max),
                 t.discarded, static_cast<unsigned long long>(t.taken));
   }
   EXPECT_GT(totals.reports, 0u);
