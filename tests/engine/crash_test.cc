@@ -10,9 +10,16 @@
 // child that starts after a crash can rebuild a stream's last append and retry it: the
 // idempotency window, rebuilt from the journal at open, must answer with the original receipt.
 //
+// Each child also runs two projections, one gated on durability and one eager, snapshotted every
+// 50 to 200 events, and notes in memory shared with the parent what they applied and when each
+// snapshot was taken. After the kill the parent adds fresh instances and checks that each restored
+// the newest snapshot at or below the recovered end of the log, replayed exactly the events after
+// it, no more than the bound check_recovery derives, and reached the state of a from-scratch replay.
+//
 // The journal alternates direct_io and the io_uring/POSIX backends between children, so each hands
 // its journal to the others. ANNAL_ENGINE_CRASH_KILLS sets the number of kills (default 40, a few
-// seconds under ASan; each round reads every stream whole, so 300 take a few minutes);
+// seconds under ASan; each round reads every stream whole and replays the log into the
+// projections, so 400 take about six minutes on two busy cores);
 // ANNAL_ENGINE_CRASH_SEED the seed of the parent's choices and the children's (default: random,
 // printed). The kill times depend on the scheduler, so a seed repeats a run's choices, not its
 // exact interleaving.
@@ -22,10 +29,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -36,14 +45,19 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <new>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "annal/projections/snapshot_format.h"
+#include "counter_projection.h"
 #include "watchdog.h"
 
 namespace annal::engine {
@@ -158,7 +172,7 @@ std::optional<std::uint64_t> append_ending_at(int key, std::uint64_t last) {
 // ---- What the child tells the parent ----
 
 struct Report {
-  static constexpr std::uint32_t kReady = 1;      // the engine is open (no append)
+  static constexpr std::uint32_t kReady = 1;      // the engine is open, its projections added (no append)
   static constexpr std::uint32_t kDuplicate = 2;  // a retry answered with the original receipt
 
   std::uint32_t key = 0;
@@ -177,6 +191,112 @@ Report report_of(int key, const Receipt& receipt, std::uint32_t flags) {
           .first_version = receipt.first_version, .last_version = receipt.last_version,
           .first_sequence = receipt.first_sequence, .last_sequence = receipt.last_sequence};
 }
+
+// ---- The projections every child runs ----
+
+// One gated on durability, one eager (ahead of the durable log: its snapshots past the end a kill
+// leaves must be discarded at the next open).
+struct ProjectionSetup {
+  std::string_view name;
+  Gating gating;
+};
+constexpr std::array<ProjectionSetup, 2> kProjections = {{{"durable", Gating::durable}, {"eager", Gating::eager}}};
+constexpr std::size_t kProjectionCount = kProjections.size();
+
+// Snapshots every 50 to 200 events, varied by round and projection; never by time.
+ProjectionOptions projection_options(int kill, std::size_t p) {
+  return {.snapshot_every_events = 50 + mix(kill, p) % 151, .snapshot_every = 0ms, .snapshots_kept = 2,
+          .gating = kProjections[p].gating};
+}
+
+// The most events a child has appended and not yet seen durable: a thread has at most
+// kCallbacksPendingMax + 1 appends in flight (acknowledge() waits for them beyond that), each of at
+// most kAppendEventsMax events. No group commit makes more durable at once: this is the largest
+// "batch" a durable projection can find waiting after a kill while it keeps up (name records are
+// not counted: a projection never applies them).
+constexpr std::uint64_t kEventsInFlightMax = kThreads * (kCallbacksPendingMax + 1) * kAppendEventsMax;
+
+// What a child's projection did, kept where the parent reads it after the kill: an anonymous
+// shared mapping made before the first fork, whose pages outlive each child. One thread writes
+// it (the projection's); the parent reads it after waitpid, when the child is gone.
+struct ProjectionTrace {
+  static constexpr std::size_t kTakenMax = 4096;  // far more than a child lives to take
+
+  std::atomic<std::uint64_t> applied;  // the last event applied this session (0: none)
+  std::atomic<std::uint64_t> taken;    // snapshots taken this session
+  std::array<std::atomic<std::uint64_t>, kTakenMax> taken_at;  // their sequences, ascending
+
+  void reset() {
+    applied.store(0, std::memory_order_relaxed);
+    taken.store(0, std::memory_order_relaxed);
+  }
+  void note_taken(std::uint64_t sequence) {
+    const std::uint64_t n = taken.load(std::memory_order_relaxed);
+    if (n < kTakenMax) taken_at[n].store(sequence, std::memory_order_relaxed);
+    // Release: a kill between the two stores leaves the count short, never an unwritten entry.
+    taken.store(n + 1, std::memory_order_release);
+  }
+  [[nodiscard]] std::span<const std::atomic<std::uint64_t>> taken_list() const {
+    return std::span(taken_at).first(std::min<std::uint64_t>(taken.load(std::memory_order_acquire), kTakenMax));
+  }
+  // The newest snapshot taken at or below `sequence` (0: none).
+  [[nodiscard]] std::uint64_t newest_taken_through(std::uint64_t sequence) const {
+    std::uint64_t newest = 0;
+    for (const auto& at : taken_list()) {
+      if (at.load(std::memory_order_relaxed) <= sequence) newest = at.load(std::memory_order_relaxed);
+    }
+    return newest;
+  }
+  [[nodiscard]] bool took(std::uint64_t sequence) const {
+    return std::ranges::any_of(taken_list(),
+                               [&](const auto& at) { return at.load(std::memory_order_relaxed) == sequence; });
+  }
+};
+// Atomics in memory two processes share must not hide a lock in one process's memory.
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+using Traces = std::array<ProjectionTrace, kProjectionCount>;
+
+struct Unmap {
+  void operator()(Traces* traces) const {
+    traces->~Traces();
+    ::munmap(traces, sizeof(Traces));
+  }
+};
+using SharedTraces = std::unique_ptr<Traces, Unmap>;
+
+SharedTraces map_traces() {
+  void* memory = ::mmap(nullptr, sizeof(Traces), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) return nullptr;
+  return SharedTraces(new (memory) Traces{});
+}
+
+// The child's projection: a Counter that notes each event it applies and each snapshot the engine
+// takes of it. snapshot() runs on the projection's thread at the sequence it has applied, the one
+// the snapshot file is named after, before the state goes to the snapshot writer.
+class Traced final : public Projection {
+ public:
+  explicit Traced(ProjectionTrace& trace) : trace_(trace) {}
+
+  void apply(const EventView& event) override {
+    counter_.apply(event);
+    trace_.applied.store(event.header.sequence, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint32_t schema() const override { return counter_.schema(); }
+  [[nodiscard]] std::vector<std::byte> snapshot() const override {
+    std::vector<std::byte> state = counter_.snapshot();
+    trace_.note_taken(trace_.applied.load(std::memory_order_relaxed));
+    return state;
+  }
+  Status restore(std::span<const std::byte> state) override { return counter_.restore(state); }
+  // The Counter's (its own snapshot() notes nothing).
+  [[nodiscard]] std::optional<std::uint64_t> digest() const override {
+    return static_cast<const Projection&>(counter_).digest();
+  }
+
+ private:
+  test::Counter counter_;
+  ProjectionTrace& trace_;
+};
 
 // ---- The child ----
 
@@ -332,10 +452,15 @@ void retry_last_append(Engine& engine, int key, int fd) {
   send(fd, report_of(key, result.value(), Report::kDuplicate));  // durable already: it was recovered
 }
 
-[[noreturn]] void child(const std::string& dir, const Options& options, int fd, std::uint64_t seed) {
-  auto opened = open_engine(dir, options);
+[[noreturn]] void child(const std::string& dir, int kill, Traces& traces, int fd, std::uint64_t seed) {
+  auto opened = open_engine(dir, options_for(kill));
   if (!opened.ok()) die("open: " + opened.status().to_string());
   Engine& engine = *opened.value();
+  for (std::size_t p = 0; p < kProjectionCount; ++p) {
+    const Status added = engine.add_projection(kProjections[p].name, std::make_shared<Traced>(traces[p]),
+                                               projection_options(kill, p));
+    if (!added.ok()) die("add_projection " + std::string(kProjections[p].name) + ": " + added.to_string());
+  }
   send(fd, Report{.flags = Report::kReady});
   // Retries first, before any thread appends, so the window cannot move under them.
   std::mt19937_64 random(seed);
@@ -366,16 +491,42 @@ std::optional<Report> read_report(int fd, std::chrono::milliseconds timeout) {
   return report;
 }
 
+// What the recoveries of one projection came to (check_recovery explains the terms).
+struct RecoveryTotals {
+  int from_snapshot = 0;                 // recoveries that restored a snapshot (not the log's start)
+  int within_interval_and_append = 0;    // replayed at most snapshot_every_events + kAppendEventsMax
+  int within_interval_and_commit = 0;    // replayed at most snapshot_every_events + kEventsInFlightMax
+  int discarded = 0;                     // opens that removed a snapshot past the recovered log
+  int writer_behind = 0;                 // kills with a snapshot taken but not yet in place
+  std::uint64_t taken = 0;               // snapshots the children took
+  std::uint64_t replayed_max = 0;
+  std::uint64_t writer_lag_max = 0;      // events between the restored snapshot and the newest taken
+  std::uint64_t projection_lag_max = 0;  // durable events the child's projection had not applied
+};
+
 struct Totals {
   std::uint64_t reports = 0;
   std::uint64_t duplicates = 0;   // retries after a restart answered from the recovered window
   int killed_while_opening = 0;   // kills before the child reported the engine open
+  std::array<RecoveryTotals, kProjectionCount> projections{};
 };
 
-// Runs one child and kills it: after a random 1-20 ms of appending, or now and then at a random
-// moment of its start (recovery included). Returns the appends it reported durable.
-void crash_one_child(const std::string& dir, int kill, std::mt19937_64& random, std::vector<Report>& reports,
-                     Totals& totals) {
+// Waits until a projection of the child has taken a snapshot, up to `timeout`.
+void wait_for_snapshot(const Traces& traces, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto taken = [&] {
+    return std::ranges::any_of(traces,
+                               [](const ProjectionTrace& t) { return t.taken.load(std::memory_order_acquire) > 0; });
+  };
+  while (!taken() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50us);
+}
+
+// Runs one child and kills it: after a random 1-20 ms of appending, or within a millisecond of its
+// projections' first snapshot, or now and then at a random moment of its start (recovery
+// included). Returns the appends it reported durable.
+void crash_one_child(const std::string& dir, int kill, Traces& traces, std::mt19937_64& random,
+                     std::vector<Report>& reports, Totals& totals) {
+  for (ProjectionTrace& trace : traces) trace.reset();
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   (void)::fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);  // room for every report of a round, if allowed
@@ -387,7 +538,7 @@ void crash_one_child(const std::string& dir, int kill, std::mt19937_64& random, 
     ::close(fds[0]);
     // Dies with the parent (a failed assertion, the watchdog) instead of appending forever.
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) _exit(6);
-    child(dir, options_for(kill), fds[1], child_seed);
+    child(dir, kill, traces, fds[1], child_seed);
   }
   ::close(fds[1]);
   const bool early = random() % 8 == 0;
@@ -396,7 +547,13 @@ void crash_one_child(const std::string& dir, int kill, std::mt19937_64& random, 
     if (!ready || ready->flags != Report::kReady) ::kill(pid, SIGKILL);
     ASSERT_TRUE(ready && ready->flags == Report::kReady) << "the child did not open the engine";
   }
-  std::this_thread::sleep_for(std::chrono::microseconds(early ? random() % 20000 : 1000 + random() % 19000));
+  // A quarter of the rounds aim at a snapshot being written: they kill within a millisecond of
+  // the child's first (or after 20 ms if none comes), when the file is most likely half-made.
+  const bool at_snapshot = !early && random() % 4 == 0;
+  if (at_snapshot) wait_for_snapshot(traces, 20ms);
+  std::this_thread::sleep_for(std::chrono::microseconds(early         ? random() % 20000
+                                                        : at_snapshot ? random() % 1000
+                                                                      : 1000 + random() % 19000));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
@@ -419,6 +576,8 @@ void crash_one_child(const std::string& dir, int kill, std::mt19937_64& random, 
 struct Model {
   std::array<std::optional<std::uint64_t>, kStreams> last{};  // each stream's last version
   std::array<std::uint64_t, kStreams> stream_id{};            // 0: no events yet
+  // Each projection's newest snapshot file when the child started (the one it restored; 0: none).
+  std::array<std::uint64_t, kProjectionCount> snapshot_at_start{};
 };
 // Each stream's event sequences by version, as recovered.
 using Sequences = std::array<std::vector<std::uint64_t>, kStreams>;
@@ -520,8 +679,22 @@ void check_reports(const std::vector<Report>& reports, const Model& model, const
   }
 }
 
-// The global log holds exactly the streams' events, each stream's in version order.
-void check_log(Engine& engine, const Model& model, const Sequences& sequences) {
+// The recovered log as the projections' checks need it: every event's sequence, and a Counter
+// that applied them all from scratch.
+struct Replay {
+  std::vector<std::uint64_t> sequences;  // ascending
+  test::Counter counter;
+
+  // How many events there are in (after, through].
+  [[nodiscard]] std::uint64_t events_in(std::uint64_t after, std::uint64_t through) const {
+    if (through <= after) return 0;
+    return static_cast<std::uint64_t>(std::ranges::upper_bound(sequences, through) -
+                                      std::ranges::upper_bound(sequences, after));
+  }
+};
+
+// The global log holds exactly the streams' events, each stream's in version order. Fills `replay`.
+void check_log(Engine& engine, const Model& model, const Sequences& sequences, Replay& replay) {
   std::unordered_map<std::uint64_t, int> key_of;
   for (int key = 0; key < kStreams; ++key) {
     if (model.stream_id[key] != 0) key_of[model.stream_id[key]] = key;
@@ -542,26 +715,155 @@ void check_log(Engine& engine, const Model& model, const Sequences& sequences) {
       ASSERT_EQ(event.header.version, seen[key]) << describe(key) << " at sequence " << previous;
       ASSERT_EQ(event.header.sequence, sequences[key][seen[key]]) << describe(key);
       ++seen[key];
+      replay.sequences.push_back(event.header.sequence);
+      replay.counter.apply(EventView{.header = event.header, .payload = event.payload});
     }
   }
   for (int key = 0; key < kStreams; ++key) ASSERT_EQ(seen[key], sequences[key].size()) << describe(key);
   ASSERT_LE(previous, engine.last_sequence());
 }
 
-void check_after_crash(const std::string& dir, const std::vector<Report>& reports, Model& model,
-                       std::mt19937_64& random, Totals& totals) {
+// The newest of projection `name`'s snapshot files in `dir` (0: none).
+std::uint64_t newest_snapshot_file(const std::string& dir, std::string_view name) {
+  std::uint64_t newest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const auto sequence = projections::parse_snapshot_file_name(entry.path().filename().string(), name);
+    newest = std::max(newest, sequence.value_or(0));
+  }
+  return newest;
+}
+
+// Projection p's recovery after a kill, against what the child's trace says happened before it.
+//
+// The child's runner took a snapshot every N = snapshot_every_events events, at the event it had
+// applied, and handed it to a writer thread that keeps only the newest one pending (a newer one
+// replaces it unwritten) and puts each in place by a rename. The kill came when the child had
+// applied up to A; the recovered log ends at L. Let M = min(A, L) (an eager projection may have
+// applied past L; its snapshots there are discarded at open), T the newest snapshot taken at or
+// below M (or the one the child started from), and S the one recovery restored. Then
+//   replayed = events in (S, L] = events in (S, T] + events in (T, M] + events in (M, L]
+// and only the middle term is the engine's to bound: at most N, as the runner takes a snapshot
+// before it applies the (N+1)th event since the last. The first is the writer's lag: snapshots
+// taken but not yet renamed into place at the kill (the one being written, the pending one, any
+// the pending one replaced), i.e. the events applied while the writer was busy with the newest
+// snapshot it finished and the one it was on. The last is the projection's lag: durable events it
+// had not applied yet (0 for an eager one that ran ahead). Neither has a bound that a kill at a
+// random moment must respect, so the bound asserted is
+//   replayed <= N + writer lag + projection lag,
+// with both lags measured. The "one interval plus one batch" is the case where the writer
+// had caught up and the projection was within a batch of the log's end; the totals count how
+// often replayed stayed within N plus one append and within N plus one group commit.
+struct Recovery {
+  std::uint64_t restored = 0;  // S
+  std::uint64_t replayed = 0;
+  std::uint64_t writer_lag = 0;
+  std::uint64_t projection_lag = 0;
+};
+
+void check_against_trace(std::size_t p, std::uint64_t end, std::uint64_t snapshot_every_events,
+                         std::uint64_t started_from, const ProjectionTrace& trace, const Replay& replay,
+                         Recovery& recovery) {
+  const std::uint64_t applied = std::max(started_from, trace.applied.load(std::memory_order_relaxed));  // A
+  if (kProjections[p].gating == Gating::durable) {
+    ASSERT_LE(applied, end) << "the durable projection applied an event the crash took back";
+  }
+  ASSERT_LE(trace.taken.load(std::memory_order_acquire), ProjectionTrace::kTakenMax);
+  const std::uint64_t reached = std::min(applied, end);                                        // M
+  const std::uint64_t taken = std::max(started_from, trace.newest_taken_through(reached));      // T
+  ASSERT_GE(recovery.restored, started_from) << "the snapshot the child started from is gone";
+  ASSERT_LE(recovery.restored, taken) << "newer than the newest taken at or below " << reached;
+  ASSERT_TRUE(recovery.restored == started_from || trace.took(recovery.restored))
+      << "restored a snapshot the child never took: " << recovery.restored;
+  ASSERT_LE(replay.events_in(taken, reached), snapshot_every_events)
+      << "the child went more than an interval without a snapshot: the last at " << taken << ", applied " << reached;
+  recovery.writer_lag = replay.events_in(recovery.restored, taken);
+  recovery.projection_lag = replay.events_in(reached, end);
+  ASSERT_LE(recovery.replayed, snapshot_every_events + recovery.writer_lag + recovery.projection_lag);
+}
+
+// The live state equals a from-scratch replay's, by value and by digest, and the engine's own
+// consistency check agrees.
+void check_against_replay(Engine& engine, std::string_view name, const test::Counter& state, const Replay& replay) {
+  ASSERT_EQ(state.total, replay.counter.total);
+  ASSERT_EQ(state.digest, replay.counter.digest);
+  ASSERT_EQ(state.per_stream, replay.counter.per_stream);
+  test::Counter fresh;
+  const auto report = engine.check_projection(name, fresh, 30s);
+  ASSERT_TRUE(report.ok()) << report.status().to_string();
+  ASSERT_EQ(report.value().sequence, replay.sequences.empty() ? 0 : replay.sequences.back());
+  ASSERT_TRUE(report.value().consistent()) << report.value().live_digest << " vs " << report.value().rebuilt_digest;
+  ASSERT_EQ(report.value().live_digest, static_cast<const Projection&>(replay.counter).digest());
+}
+
+// The parent's fresh instance of projection p, added after the kill when the newest snapshot file
+// was `newest_file`: it restored that one and replayed exactly the events after it.
+void check_recovery(Engine& engine, std::size_t p, const ProjectionOptions& options, std::uint64_t newest_file,
+                    std::uint64_t started_from, const ProjectionTrace& trace, const Replay& replay,
+                    RecoveryTotals& totals) {
+  const std::string_view name = kProjections[p].name;
+  SCOPED_TRACE("projection " + std::string(name) + ", a snapshot every " +
+               std::to_string(options.snapshot_every_events) + " events");
+  const std::uint64_t end = engine.last_sequence();
+  const std::uint64_t last_event = replay.sequences.empty() ? 0 : replay.sequences.back();
+  const auto state = query<test::Counter>(engine, name, last_event, [](const test::Counter& c) { return c; }, 30s);
+  ASSERT_TRUE(state.ok()) << state.status().to_string();
+  const auto status = engine.projection_status(name);
+  ASSERT_TRUE(status.ok()) << status.status().to_string();
+  Recovery recovery{.restored = status.value().restored_from, .replayed = status.value().replayed};
+  ASSERT_EQ(recovery.restored, newest_file) << "not the newest snapshot at or below the log's end " << end;
+  ASSERT_EQ(recovery.replayed, replay.events_in(recovery.restored, end)) << "restored from " << recovery.restored;
+  ASSERT_NO_FATAL_FAILURE(
+      check_against_trace(p, end, options.snapshot_every_events, started_from, trace, replay, recovery));
+  ASSERT_NO_FATAL_FAILURE(check_against_replay(engine, name, state.value(), replay));
+
+  totals.from_snapshot += recovery.restored != 0;
+  totals.within_interval_and_append += recovery.replayed <= options.snapshot_every_events + kAppendEventsMax;
+  totals.within_interval_and_commit += recovery.replayed <= options.snapshot_every_events + kEventsInFlightMax;
+  totals.writer_behind += recovery.writer_lag > 0;
+  totals.taken += trace.taken.load(std::memory_order_acquire);
+  totals.replayed_max = std::max(totals.replayed_max, recovery.replayed);
+  totals.writer_lag_max = std::max(totals.writer_lag_max, recovery.writer_lag);
+  totals.projection_lag_max = std::max(totals.projection_lag_max, recovery.projection_lag);
+}
+
+void check_after_crash(const std::string& dir, int kill, const std::vector<Report>& reports, const Traces& traces,
+                       Model& model, std::mt19937_64& random, Totals& totals) {
+  std::array<std::uint64_t, kProjectionCount> newest_before_open{};
+  for (std::size_t p = 0; p < kProjectionCount; ++p) {
+    newest_before_open[p] = newest_snapshot_file(dir, kProjections[p].name);
+  }
   Options options = options_for(0);  // buffered: it reads what either mode wrote
   auto opened = open_engine(dir, options);
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   Engine& engine = *opened.value();
   ASSERT_EQ(engine.durable_sequence(), engine.last_sequence());
+  // Fresh instances catch up while the streams are checked.
+  std::array<std::uint64_t, kProjectionCount> newest_file{};
+  for (std::size_t p = 0; p < kProjectionCount; ++p) {
+    newest_file[p] = newest_snapshot_file(dir, kProjections[p].name);
+    ASSERT_LE(newest_file[p], engine.last_sequence()) << "a snapshot of " << kProjections[p].name
+                                                      << " past the end of the recovered log was kept";
+    totals.projections[p].discarded += newest_before_open[p] > engine.last_sequence();
+    const Status added = engine.add_projection(kProjections[p].name, std::make_shared<test::Counter>(),
+                                               projection_options(kill, p));
+    ASSERT_TRUE(added.ok()) << added.to_string();
+  }
   Sequences sequences;
   for (int key = 0; key < kStreams; ++key) ASSERT_NO_FATAL_FAILURE(check_stream(engine, key, model, sequences));
   ASSERT_NO_FATAL_FAILURE(check_slice(engine, static_cast<int>(random() % kStreams), sequences, random));
   ASSERT_NO_FATAL_FAILURE(check_reports(reports, model, sequences));
-  ASSERT_NO_FATAL_FAILURE(check_log(engine, model, sequences));
+  Replay replay;
+  ASSERT_NO_FATAL_FAILURE(check_log(engine, model, sequences, replay));
+  for (std::size_t p = 0; p < kProjectionCount; ++p) {
+    ASSERT_NO_FATAL_FAILURE(check_recovery(engine, p, projection_options(kill, p), newest_file[p],
+                                           model.snapshot_at_start[p], traces[p], replay, totals.projections[p]));
+  }
   for (const Report& report : reports) totals.duplicates += (report.flags & Report::kDuplicate) != 0;
   ASSERT_TRUE(engine.close().ok());
+  // The next child starts from what this session left (it snapshots as it catches up).
+  for (std::size_t p = 0; p < kProjectionCount; ++p) {
+    model.snapshot_at_start[p] = newest_snapshot_file(dir, kProjections[p].name);
+  }
 }
 
 std::uint64_t env_or(const char* name, std::uint64_t otherwise) {
@@ -581,15 +883,17 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::mt19937_64 random(seed);
+  const SharedTraces traces = map_traces();
+  ASSERT_NE(traces, nullptr) << std::strerror(errno);
   Model model;
   Totals totals;
   std::vector<Report> reports;
   const auto start = std::chrono::steady_clock::now();
   for (int kill = 0; kill < kills; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill) + " in " + dir);
-    const test::Watchdog watchdog("engine crash round " + std::to_string(kill));
-    ASSERT_NO_FATAL_FAILURE(crash_one_child(dir, kill, random, reports, totals));
-    ASSERT_NO_FATAL_FAILURE(check_after_crash(dir, reports, model, random, totals));
+    const annal::test::Watchdog watchdog("engine crash round " + std::to_string(kill));
+    ASSERT_NO_FATAL_FAILURE(crash_one_child(dir, kill, *traces, random, reports, totals));
+    ASSERT_NO_FATAL_FAILURE(check_after_crash(dir, kill, reports, *traces, model, random, totals));
   }
   std::uint64_t events = 0;
   for (const auto& last : model.last) events += last ? *last + 1 : 0;
@@ -599,6 +903,19 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
               static_cast<unsigned long long>(totals.reports), static_cast<unsigned long long>(totals.duplicates),
               static_cast<unsigned long long>(events), kStreams);
+  for (std::size_t p = 0; p < kProjectionCount; ++p) {
+    const RecoveryTotals& t = totals.projections[p];
+    std::printf("projection %s: %d of %d recoveries from a snapshot, replaying at most %llu events; within an "
+                "interval plus one append %d, plus one group commit (%llu events) %d; %d kills with a snapshot not "
+                "yet in place (writer lag up to %llu events), projection lag up to %llu; %d opens discarded a "
+                "snapshot past the log; the children took %llu snapshots\n",
+                std::string(kProjections[p].name).c_str(), t.from_snapshot, kills,
+                static_cast<unsigned long long>(t.replayed_max), t.within_interval_and_append,
+                static_cast<unsigned long long>(kEventsInFlightMax), t.within_interval_and_commit, t.writer_behind,
+                static_cast<unsigned long long>(t.writer_lag_max),
+                static_cast<unsigned long long>(t.projection_lag_max),
+                t.discarded, static_cast<unsigned long long>(t.taken));
+  }
   EXPECT_GT(totals.reports, 0u);
   std::filesystem::remove_all(dir);
 }
