@@ -96,6 +96,11 @@ int run(const std::string& directory, bool json) {
   } else {
     print_text(directory, in);
   }
+  // The report is printed either way; the exit code tells a script whether to look closer.
+  if (!in.journal.problems.empty()) {
+    return fail("inspect", std::to_string(in.journal.problems.size()) + " problem(s), the first: " +
+                               in.journal.problems.front() + " (annal verify checks everything)");
+  }
   return kOk;
 }
 

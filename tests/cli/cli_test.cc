@@ -165,7 +165,14 @@ TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
   EXPECT_EQ(damaged.exit_code, 1);
   EXPECT_NE(damaged.err.find("00000000000000000001.log offset"), std::string::npos) << damaged.err;
   EXPECT_NE(damaged.err.find("sequence"), std::string::npos) << damaged.err;
-  // An engine refuses to open it; nothing was changed by looking.
+  const Ran inspected_damage = run({"inspect", dir_.path()});
+  EXPECT_EQ(inspected_damage.exit_code, 1);
+  EXPECT_EQ(lines(inspected_damage.err), 1u) << inspected_damage.err;
+  // Writing to it is refused, in one line naming the file; nothing was changed by looking.
+  const Ran import = run({"import", dir_.path(), write_input("{\"stream\":\"s\",\"type\":\"T\",\"data\":1}\n")});
+  EXPECT_EQ(import.exit_code, 1);
+  EXPECT_EQ(lines(import.err), 1u) << import.err;
+  EXPECT_NE(import.err.find("00000000000000000001.log"), std::string::npos) << import.err;
   EXPECT_EQ(engine::Engine::open(dir_.path(), {}).code(), ErrorCode::corruption);
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -98,6 +99,38 @@ TYPED_TEST(JournalTest, ReopenRecoversEverythingAndContinuesTheSequence) {
   EXPECT_EQ(more.front().first, 51u);
   ASSERT_TRUE(journal.value()->wait_durable(60, soon()).ok());
   expect_records(*journal.value(), 1, 60);
+}
+
+// Appends staged in one burst carry no proof of each other's durability (each record proves only
+// what was durable when it was staged); the mark a clean close leaves does. So damage to the first
+// of them is reported, not mistaken for a torn tail and cut off with everything after it.
+TYPED_TEST(JournalTest, DamageBeforeACleanCloseIsCorruptionNotATornTail) {
+  {
+    auto journal = this->open();
+    ASSERT_TRUE(journal.ok());
+    std::vector<std::vector<std::byte>> payloads;
+    std::vector<RecordInput> batch;
+    for (std::uint64_t v = 0; v < 40; ++v) payloads.push_back(payload_for(1, v, 100));
+    for (std::uint64_t v = 0; v < 40; ++v) {
+      batch.assign(1, {.stream_id = 1, .stream_version = v, .payload = payloads[v]});
+      ASSERT_TRUE(journal.value()->append(batch).ok());
+    }
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  auto io = this->backend();
+  const std::string segment = this->dir_.path() + "/" + segment_file_name(kFirstSequence);
+  const auto file = io->open(segment, OpenMode::read_write);
+  ASSERT_TRUE(file.ok());
+  std::array<std::byte, 1> byte{};
+  const std::uint64_t at = kSegmentHeaderBytes + kRecordHeaderBytes + 3;  // in the first payload
+  ASSERT_TRUE(io->read(file.value(), at, byte).ok());
+  byte[0] ^= std::byte{0x20};
+  ASSERT_TRUE(io->write(file.value(), at, byte).ok());
+  ASSERT_TRUE(io->sync(file.value()).ok());
+  ASSERT_TRUE(io->close(file.value()).ok());
+  const auto reopened = this->open();
+  ASSERT_EQ(reopened.code(), ErrorCode::corruption) << "39 acknowledged records would have been cut off";
+  EXPECT_NE(reopened.status().message().find("sequence 1"), std::string::npos) << reopened.status().to_string();
 }
 
 TYPED_TEST(JournalTest, ASecondOpenOfTheDirectoryIsRefused) {
