@@ -192,8 +192,8 @@ annal::Result<Seen> seen_by(ae::Engine& engine, const std::string& name, std::ui
   return seen;
 }
 
-// Checks that the projection saw every event once and each measured one, and reports its
-// append-to-visible percentiles and how many measured events its batches held on average.
+// Checks that the projection applied as many events as were appended and measured every timed
+// one, then reports its append-to-visible percentiles and the measured events per batch.
 annal::Status report_projection(benchmark::State& state, const std::string& name, Seen& seen, std::uint64_t measured) {
   if (seen.applied != kAppendStreams + measured || seen.latencies_us.size() != measured) {
     return annal::Status(annal::ErrorCode::failed,
@@ -210,35 +210,39 @@ annal::Status report_projection(benchmark::State& state, const std::string& name
   return {};
 }
 
+// The orders (streams) with their OrderCreated events, the engine reopened, both projections
+// added and live. `measured_max`: the timed appends the projections make room for.
+annal::Result<std::unique_ptr<ae::Engine>> open_with_projections(const std::string& directory,
+                                                                 const std::vector<std::string>& names,
+                                                                 ae::Gating orders_gating, std::size_t measured_max) {
+  std::array<std::byte, kEventBytes> created{};
+  std::fill(created.begin(), created.end(), std::byte{0x5A});
+  annal::bench::encode_order(created, 0, 10'000);  // not measured: written before the clock starts
+  const ae::EventData created_event{.type = annal::bench::kOrderCreated, .payload = created};
+  if (annal::Status made = create_streams(directory, names, created_event); !made.ok()) return made;
+  ae::Options options;
+  options.wait_strategy = ae::WaitStrategy::blocking;  // the default, and the one that suits 2 cores
+  auto opened = ae::Engine::open(directory, options);
+  if (!opened.ok()) return opened.status();
+  using annal::bench::MeasuredProjection;
+  const std::shared_ptr<MeasuredProjection> orders = std::make_shared<annal::bench::OrderBook>(measured_max);
+  const std::shared_ptr<MeasuredProjection> totals = std::make_shared<annal::bench::TypeTotals>(measured_max);
+  for (const auto& [name, projection, gating] :
+       {std::tuple{"orders", orders, orders_gating}, std::tuple{"totals", totals, ae::Gating::durable}}) {
+    if (annal::Status added = add_live_projection(*opened.value(), name, projection, gating); !added.ok()) return added;
+  }
+  return opened;
+}
+
 void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
-  using annal::bench::encode_order;
   ScratchDir dir("e2e");
   std::vector<std::string> names;
   names.reserve(kAppendStreams);
   for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
-  std::array<std::byte, kEventBytes> created{};
-  std::fill(created.begin(), created.end(), std::byte{0x5A});
-  encode_order(created, 0, 10'000);  // not measured: written before the clock starts
-  const ae::EventData created_event{.type = annal::bench::kOrderCreated, .payload = created};
-  if (annal::Status made = create_streams(dir.str(), names, created_event); !made.ok()) {
-    return state.SkipWithError(made.to_string().c_str());
-  }
-  ae::Options options;
-  options.wait_strategy = ae::WaitStrategy::blocking;  // the default, and the one that suits 2 cores
-  auto opened = ae::Engine::open(dir.str(), options);
+  const auto measured_max = static_cast<std::size_t>(state.max_iterations) * kWriters * kAppendsPerWriter;
+  auto opened = open_with_projections(dir.str(), names, orders_gating, measured_max);
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
   ae::Engine& engine = *opened.value();
-
-  const auto measured_max = static_cast<std::size_t>(state.max_iterations) * kWriters * kAppendsPerWriter;
-  for (const auto& [name, projection, gating] :
-       {std::tuple{"orders", std::shared_ptr<annal::bench::MeasuredProjection>(
-                                 std::make_shared<annal::bench::OrderBook>(measured_max)), orders_gating},
-        std::tuple{"totals", std::shared_ptr<annal::bench::MeasuredProjection>(
-                                 std::make_shared<annal::bench::TypeTotals>(measured_max)), ae::Gating::durable}}) {
-    if (annal::Status added = add_live_projection(engine, name, projection, gating); !added.ok()) {
-      return state.SkipWithError(added.to_string().c_str());
-    }
-  }
 
   std::vector<OrderWriter> writers(kWriters);
   for (int t = 0; t < kWriters; ++t) {
@@ -255,9 +259,10 @@ void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
     const std::string& name = names[own * kWriters + static_cast<std::size_t>(t)];
     const std::uint64_t version = versions[own] + 1;
     // Stamped just before append(): what the projections measure from.
-    encode_order(writer.payload, annal::bench::steady_now_ns(), 100 * version);
+    annal::bench::encode_order(writer.payload, annal::bench::steady_now_ns(), 100 * version);
     const ae::EventData event{.type = annal::bench::kOrderLifecycle[(version - 1) % 3], .payload = writer.payload};
-    const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::exactly(versions[own]), {&event, 1});
+    const auto receipt =
+        engine.append(std::string_view(name), ae::ExpectedVersion::exactly(versions[own]), {&event, 1});
     annal::Status status = receipt.ok() ? engine.wait_durable(receipt.value(), Clock::now() + std::chrono::minutes(1))
                                         : receipt.status();
     if (!status.ok()) {

@@ -29,8 +29,8 @@ inline constexpr std::size_t kAmountOffset = 8;
 inline constexpr std::size_t kOrderPayloadBytesMin = 16;
 
 inline std::uint64_t steady_now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  const auto since_boot = std::chrono::steady_clock::now().time_since_epoch();
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_boot).count());
 }
 
 inline void encode_order(std::span<std::byte> payload, std::uint64_t appended_at_ns, std::uint64_t amount_cents) {
