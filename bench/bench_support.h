@@ -27,6 +27,7 @@ namespace annal::bench {
 
 inline constexpr std::size_t kEventBytes = 256;
 inline constexpr int kWriters = 8;
+inline constexpr std::uint64_t kAppendsPerWriter = 64;  // per writer thread per iteration (run_writers)
 
 // A fresh directory for one benchmark run, removed afterwards. It lives under ANNAL_BENCH_DIR
 // (default: the system temp directory), which must be on the disk being measured (not tmpfs).
@@ -79,12 +80,11 @@ inline ProcessUsage process_usage() {
   return {seconds(usage.ru_utime) + seconds(usage.ru_stime), static_cast<double>(usage.ru_nvcsw + usage.ru_nivcsw)};
 }
 
-// Runs `writers` threads, each calling append_durable(thread, i) `per_writer` times per benchmark
+// Runs `writers` threads, each calling append_durable(thread, i) kAppendsPerWriter times per benchmark
 // iteration, and reports events/s and latency percentiles on the wall clock, and the process's CPU
 // time and context switches per event (what the work costs apart from waiting for the disk).
 inline void run_writers(benchmark::State& state, int writers,
                         const std::function<bool(int, std::uint64_t)>& append_durable) {
-  constexpr std::uint64_t kPerWriter = 64;
   std::vector<std::vector<double>> latencies(static_cast<std::size_t>(writers));
   std::uint64_t round = 0;
   std::atomic<bool> failed{false};
@@ -94,9 +94,9 @@ inline void run_writers(benchmark::State& state, int writers,
     std::vector<std::thread> threads;
     for (int t = 0; t < writers; ++t) {
       threads.emplace_back([&, t] {
-        for (std::uint64_t i = 0; i < kPerWriter; ++i) {
+        for (std::uint64_t i = 0; i < kAppendsPerWriter; ++i) {
           const auto begin = std::chrono::steady_clock::now();
-          if (!append_durable(t, round * kPerWriter + i)) failed = true;
+          if (!append_durable(t, round * kAppendsPerWriter + i)) failed = true;
           latencies[static_cast<std::size_t>(t)].push_back(
               std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count());
         }

@@ -7,6 +7,11 @@
 //                                   8 threads, each appending one 256-byte event to a random one of
 //                                   100,000 named streams with its exact expected version, then
 //                                   waiting until it is durable, then the next
+//   engine_e2e_2proj/annal[_eager]  issue 5's end to end: engine_append_8w's appends as order
+//                                   events, with two projections following them (an order book
+//                                   and totals per event type: order_projections.h), both gated
+//                                   on durability ([_eager]: the order book eager); events/s,
+//                                   append-to-durable and append-to-visible in each projection
 //   engine_read_stream/annal[_1M]   read forwards a 1,000-event stream spread evenly through a
 //                                   journal of 10M (1M) events; also how long Engine::open took
 //   engine_recover_10M/{snapshots,full_replay}
@@ -20,6 +25,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,14 +37,18 @@
 #include <new>
 #include <random>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "annal/engine/engine.h"
 #include "bench_support.h"
+#include "order_projections.h"
 #include "stream_index.h"
 
 namespace ae = annal::engine;
 namespace fs = std::filesystem;
+using annal::bench::kAppendsPerWriter;
 using annal::bench::kEventBytes;
 using annal::bench::kWriters;
 using annal::bench::run_writers;
@@ -126,6 +137,162 @@ void BM_EngineAppend8w(benchmark::State& state, ae::Sequencing sequencing) {
                  (sequencing == ae::Sequencing::caller_lock ? "caller threads under one lock, "
                                                             : "one sequencer thread fed by a lock-free queue, ") +
                  std::to_string(kAppendStreams) + " streams");
+  if (const annal::Status closed = engine.close(); !closed.ok()) state.SkipWithError(closed.to_string().c_str());
+}
+
+// ---- engine_e2e_2proj --------------------------------------------------------------------------
+
+// engine_append_8w's appends (the same threads, seeds, streams, event size, expected versions and
+// wait_durable), now order events followed by two projections (order_projections.h). Each writer
+// stamps the time into a payload of its own.
+struct alignas(64) OrderWriter {
+  AppendWriter appends;
+  std::array<std::byte, kEventBytes> payload{};
+};
+
+// Adds the projection and waits until it has applied everything appended so far and reads the
+// ring, so the clock starts with the projection live, as in a running service.
+annal::Status add_live_projection(ae::Engine& engine, const std::string& name,
+                                  std::shared_ptr<annal::bench::MeasuredProjection> projection, ae::Gating gating) {
+  if (annal::Status added = engine.add_projection(name, std::move(projection), {.gating = gating}); !added.ok()) {
+    return added;
+  }
+  const annal::Status caught_up =
+      engine.query(name, engine.last_sequence(), [](const ae::Projection&) {}, std::chrono::minutes(1));
+  if (!caught_up.ok()) return caught_up;
+  for (const auto deadline = Clock::now() + std::chrono::seconds(10); Clock::now() < deadline;) {
+    const auto status = engine.projection_status(name);
+    if (!status.ok()) return status.status();
+    if (status.value().live) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return annal::Status(annal::ErrorCode::timed_out, "projection " + name + " did not join the ring");
+}
+
+// What a projection measured, copied out on its own thread once it has applied `last`.
+struct Seen {
+  std::vector<double> latencies_us;
+  std::uint64_t last_seen_ns = 0;
+  std::uint64_t batches = 0;
+  std::uint64_t applied = 0;
+  std::uint64_t detached = 0;
+};
+
+annal::Result<Seen> seen_by(ae::Engine& engine, const std::string& name, std::uint64_t last) {
+  using annal::bench::MeasuredProjection;
+  auto seen = ae::query<MeasuredProjection>(engine, name, last, [](const MeasuredProjection& projection) {
+    const annal::bench::Visibility& visibility = projection.visibility();
+    return Seen{.latencies_us = visibility.latencies_us(), .last_seen_ns = visibility.last_seen_ns(),
+                .batches = visibility.batches(), .applied = projection.applied()};
+  }, std::chrono::minutes(1));
+  if (!seen.ok()) return seen.status();
+  const auto status = engine.projection_status(name);
+  if (!status.ok()) return status.status();
+  seen.value().detached = status.value().detached;
+  return seen;
+}
+
+// Checks that the projection applied as many events as were appended and measured every timed
+// one, then reports its append-to-visible percentiles and the measured events per batch.
+annal::Status report_projection(benchmark::State& state, const std::string& name, Seen& seen, std::uint64_t measured) {
+  if (seen.applied != kAppendStreams + measured || seen.latencies_us.size() != measured) {
+    return annal::Status(annal::ErrorCode::failed,
+                         "projection " + name + " applied " + std::to_string(seen.applied) + " events and measured " +
+                             std::to_string(seen.latencies_us.size()) + "; expected " +
+                             std::to_string(kAppendStreams + measured) + " and " + std::to_string(measured));
+  }
+  const annal::bench::Percentiles p = annal::bench::percentiles(seen.latencies_us);
+  state.counters[name + "_visible_p50_us"] = p.p50;
+  state.counters[name + "_visible_p99_us"] = p.p99;
+  state.counters[name + "_visible_p999_us"] = p.p999;
+  state.counters[name + "_events_per_batch"] = static_cast<double>(measured) / static_cast<double>(seen.batches);
+  state.counters[name + "_detached"] = static_cast<double>(seen.detached);
+  return {};
+}
+
+// The orders (streams) with their OrderCreated events, the engine reopened, both projections
+// added and live. `measured_max`: the timed appends the projections make room for.
+annal::Result<std::unique_ptr<ae::Engine>> open_with_projections(const std::string& directory,
+                                                                 const std::vector<std::string>& names,
+                                                                 ae::Gating orders_gating, std::size_t measured_max) {
+  std::array<std::byte, kEventBytes> created{};
+  std::fill(created.begin(), created.end(), std::byte{0x5A});
+  annal::bench::encode_order(created, 0, 10'000);  // not measured: written before the clock starts
+  const ae::EventData created_event{.type = annal::bench::kOrderCreated, .payload = created};
+  if (annal::Status made = create_streams(directory, names, created_event); !made.ok()) return made;
+  ae::Options options;
+  options.wait_strategy = ae::WaitStrategy::blocking;  // the default, and the one that suits 2 cores
+  auto opened = ae::Engine::open(directory, options);
+  if (!opened.ok()) return opened.status();
+  using annal::bench::MeasuredProjection;
+  const std::shared_ptr<MeasuredProjection> orders = std::make_shared<annal::bench::OrderBook>(measured_max);
+  const std::shared_ptr<MeasuredProjection> totals = std::make_shared<annal::bench::TypeTotals>(measured_max);
+  for (const auto& [name, projection, gating] :
+       {std::tuple{"orders", orders, orders_gating}, std::tuple{"totals", totals, ae::Gating::durable}}) {
+    if (annal::Status added = add_live_projection(*opened.value(), name, projection, gating); !added.ok()) return added;
+  }
+  return opened;
+}
+
+void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
+  ScratchDir dir("e2e");
+  std::vector<std::string> names;
+  names.reserve(kAppendStreams);
+  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
+  const auto measured_max = static_cast<std::size_t>(state.max_iterations) * kWriters * kAppendsPerWriter;
+  auto opened = open_with_projections(dir.str(), names, orders_gating, measured_max);
+  if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
+  ae::Engine& engine = *opened.value();
+
+  std::vector<OrderWriter> writers(kWriters);
+  for (int t = 0; t < kWriters; ++t) {
+    writers[static_cast<std::size_t>(t)].appends.random.seed(static_cast<std::uint64_t>(t) + 1);
+    writers[static_cast<std::size_t>(t)].appends.versions.assign(kAppendStreams / kWriters, 0);
+  }
+  std::mutex error_mutex;
+  std::string error;
+  const std::uint64_t started_ns = annal::bench::steady_now_ns();
+  run_writers(state, kWriters, [&](int t, std::uint64_t) {
+    OrderWriter& writer = writers[static_cast<std::size_t>(t)];
+    std::vector<std::uint64_t>& versions = writer.appends.versions;
+    const std::size_t own = writer.appends.random() % versions.size();
+    const std::string& name = names[own * kWriters + static_cast<std::size_t>(t)];
+    const std::uint64_t version = versions[own] + 1;
+    // Stamped just before append(): what the projections measure from.
+    annal::bench::encode_order(writer.payload, annal::bench::steady_now_ns(), 100 * version);
+    const ae::EventData event{.type = annal::bench::kOrderLifecycle[(version - 1) % 3], .payload = writer.payload};
+    const auto receipt =
+        engine.append(std::string_view(name), ae::ExpectedVersion::exactly(versions[own]), {&event, 1});
+    annal::Status status = receipt.ok() ? engine.wait_durable(receipt.value(), Clock::now() + std::chrono::minutes(1))
+                                        : receipt.status();
+    if (!status.ok()) {
+      std::lock_guard lock(error_mutex);
+      if (error.empty()) error = status.to_string();
+      return false;
+    }
+    versions[own] = receipt.value().last_version;
+    return true;
+  });
+  if (!error.empty()) {  // run_writers has failed the run
+    std::fprintf(stderr, "engine_e2e_2proj: %s\n", error.c_str());
+    return (void)engine.close();
+  }
+
+  const std::uint64_t measured = static_cast<std::uint64_t>(state.iterations()) * kWriters * kAppendsPerWriter;
+  std::uint64_t last_seen_ns = started_ns;
+  for (const std::string name : {"orders", "totals"}) {
+    auto seen = seen_by(engine, name, engine.last_sequence());
+    annal::Status reported = seen.ok() ? report_projection(state, name, seen.value(), measured) : seen.status();
+    if (!reported.ok()) return state.SkipWithError(reported.to_string().c_str());
+    last_seen_ns = std::max(last_seen_ns, seen.value().last_seen_ns);
+  }
+  // From the first append to the last event applied by both projections.
+  state.counters["visible_events_per_second"] =
+      static_cast<double>(measured) / (static_cast<double>(last_seen_ns - started_ns) / 1e9);
+  state.SetLabel(std::string("durability=group_commit wait=blocking sequencing=caller threads under one lock, ") +
+                 std::to_string(kAppendStreams) + " streams; projections orders (gating=" +
+                 (orders_gating == ae::Gating::eager ? "eager" : "durable") +
+                 ") and totals (gating=durable), no snapshots; p50/p99/p999: append to durable");
   if (const annal::Status closed = engine.close(); !closed.ok()) state.SkipWithError(closed.to_string().c_str());
 }
 
@@ -365,10 +532,10 @@ void BM_StreamIndex(benchmark::State& state, const std::string& heap) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The same work in every repetition of both: 100 x 8 x 64 appends. Left to itself, Google
-  // Benchmark sizes the run on the main thread's CPU time (near zero here) and stops only once a
-  // trial passes 5 x min_time of wall time, so a repetition ran either 100 or 1,000 iterations,
-  // whichever the disk's mood of the moment gave.
+  // The same work in every repetition of each writer benchmark: 100 x 8 x 64 appends. Left to
+  // itself, Google Benchmark sizes the run on the main thread's CPU time (near zero here) and stops
+  // only once a trial passes 5 x min_time of wall time, so a repetition ran either 100 or 1,000
+  // iterations, whichever the disk's mood of the moment gave.
   benchmark::RegisterBenchmark("journal_durable_8w/annal", annal::bench::BM_Durable8wAnnal,
                                annal::journal::IoKind::io_uring)
       ->Iterations(kWriterIterations)
@@ -379,6 +546,14 @@ int main(int argc, char** argv) {
   // The alternative hand-off (docs/engine.md, "Appends"): measured, not assumed.
   benchmark::RegisterBenchmark("engine_append_8w/annal_sequencer_thread", BM_EngineAppend8w,
                                ae::Sequencing::sequencer_thread)
+      ->Iterations(kWriterIterations)
+      ->Unit(benchmark::kMillisecond);
+  // Issue 5: the same appends with two projections following them, both gated on durability, and
+  // with the order book eager.
+  benchmark::RegisterBenchmark("engine_e2e_2proj/annal", BM_EngineE2e2Proj, ae::Gating::durable)
+      ->Iterations(kWriterIterations)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("engine_e2e_2proj/annal_eager", BM_EngineE2e2Proj, ae::Gating::eager)
       ->Iterations(kWriterIterations)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("engine_read_stream/annal", BM_EngineReadStream, std::uint64_t{10'000'000})
