@@ -49,13 +49,21 @@ class SequenceBarrier {
   // result may be well beyond `sequence`: the consumer should process the whole batch.
   [[nodiscard]] WaitResult wait_for(std::int64_t sequence,
                                     Deadline deadline = kNoDeadline) noexcept {
+    return wait_for(sequence, deadline, sequencer_.wait_strategy());
+  }
+  // The same, sleeping on `strategy` instead of the sequencer's: for a barrier whose dependencies
+  // move on their own schedule, so that their owner signals only the consumers that wait for them
+  // and not every publish wakes those consumers for nothing. Whoever moves the dependencies (or
+  // publishes past them) must signal `strategy`, and alert() does not.
+  template <class Strategy>
+  [[nodiscard]] WaitResult wait_for(std::int64_t sequence, Deadline deadline, Strategy& strategy) noexcept {
     std::int64_t available = Sequence::kInitial;
     const auto ready = [&] {
       if (alerted()) return true;
       available = readable_up_to(sequence);
       return available >= sequence;
     };
-    sequencer_.wait_strategy().wait_until(ready, deadline);
+    strategy.wait_until(ready, deadline);
     if (alerted()) return {available, WaitStatus::alerted};
     return {available, available >= sequence ? WaitStatus::ok : WaitStatus::timeout};
   }
