@@ -183,4 +183,13 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
   return decoded;
 }
 
+std::size_t claimed_record_bytes(std::span<const std::byte> in, std::size_t record_bytes_max) noexcept {
+  if (in.size() < kRecordHeaderBytes) return 0;
+  const auto size = std::size_t{load_le<std::uint32_t>(in, kSizeAt)};
+  if (size < kRecordHeaderBytes || size > std::max(std::min(record_bytes_max, kRecordBytesMax), kPaddingBytesMax)) {
+    return 0;
+  }
+  return padded_record_bytes(size - kRecordHeaderBytes);
+}
+
 }  // namespace annal::journal

@@ -12,16 +12,6 @@ namespace {
 
 constexpr std::string_view kTempSuffix = ".tmp";
 
-Result<std::vector<std::byte>> read_whole(IoBackend& io, FileId file) {
-  const auto size = io.size(file);
-  if (!size.ok()) return size.status();
-  std::vector<std::byte> bytes(size.value());
-  const auto n = io.read(file, 0, bytes);
-  if (!n.ok()) return n.status();
-  bytes.resize(n.value());
-  return bytes;
-}
-
 std::string describe_stop(const std::string& path, const SegmentScan& scan) {
   std::string what = scan.stop == ScanStop::wrong_sequence ? "a record out of sequence"
                      : scan.stop == ScanStop::bad_record   ? std::string(to_string(scan.bad_status))
@@ -136,9 +126,12 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
       }
     }
     ++recovered.report.segments_scanned;
-    const auto bytes = read_whole(io, file.value());
-    if (!bytes.ok()) return bytes.status();
-    const auto header = decode_segment_header(bytes.value(), path);
+    const auto size = io.size(file.value());
+    if (!size.ok()) return size.status();
+    SegmentBytes bytes(io, file.value(), size.value(), options.read_chunk_bytes);
+    const std::span<const std::byte> head = bytes.from(0, kSegmentHeaderBytes);
+    if (!bytes.status().ok()) return bytes.status();
+    const auto header = decode_segment_header(head, path);
     if (!header.ok()) return header.status();
     if (header.value().base_sequence != bases[i]) {
       return Status(ErrorCode::corruption, path + ": header says base sequence " +
@@ -151,8 +144,10 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
                         std::to_string(recovered.segments.back().end_sequence) +
                         " (a segment is missing or damaged)");
     }
-    SegmentScan scan = scan_segment(bytes.value(), header.value(), options.record_bytes_max,
+    SegmentScan scan = scan_segment(bytes, header.value(), options.record_bytes_max,
                                     options.index_interval_bytes);
+    // A failed read looks like a damaged record to the scan: it must not be judged as one.
+    if (!bytes.status().ok()) return bytes.status();
     Verdict verdict = judge(scan, last);
     const bool cut_here = verdict == Verdict::corruption &&
                           options.recovery == RecoveryMode::truncate_at_first_corruption;
@@ -164,7 +159,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
                         "to keep what precedes it");
     }
     if (verdict != Verdict::intact) {
-      const Status cut = cut_tail(io, file.value(), scan.valid_bytes, bytes.value().size());
+      const Status cut = cut_tail(io, file.value(), scan.valid_bytes, size.value());
       if (!cut.ok()) return cut;
       recovered.report.truncated_bytes += scan.stop_offset - scan.valid_bytes;
       recovered.report.dropped_records += (scan.stop_sequence - scan.next_sequence) + scan.records_past_stop;

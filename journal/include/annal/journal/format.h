@@ -155,4 +155,10 @@ struct DecodedRecord {
 [[nodiscard]] DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
                                           std::size_t record_bytes_max) noexcept;
 
+// The bytes, padding included, that the record at the start of `in` says it spans: what a reader
+// must hold to decode it. 0 when `in` is shorter than a header or the size is impossible
+// (decode_record says which).
+[[nodiscard]] std::size_t claimed_record_bytes(std::span<const std::byte> in,
+                                               std::size_t record_bytes_max) noexcept;
+
 }  // namespace annal::journal

@@ -79,7 +79,8 @@ struct Options {
   // records, so a read from any sequence starts at most about this far before it.
   std::uint64_t index_interval_bytes = 64u << 10;
   // A Reader's buffer: it reads the segment in chunks of this size (one read call per chunk). It
-  // grows, up to record_bytes_max, only for a record that does not fit.
+  // grows, up to record_bytes_max, only for a record that does not fit. Recovery's scan of a
+  // segment at open reads the same way.
   std::size_t read_chunk_bytes = 1u << 20;
 };
 
