@@ -140,7 +140,7 @@ const char* to_string(RecordStatus status) noexcept {
 }
 
 DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
-                            std::size_t record_bytes_max) noexcept {
+                            std::size_t record_bytes_max, Checksum checksum) noexcept {
   DecodedRecord decoded;
   if (in.size() < kSizeAt + sizeof(std::uint32_t)) {
     decoded.status = RecordStatus::truncated;
@@ -162,7 +162,8 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
     decoded.status = RecordStatus::truncated;
     return decoded;
   }
-  if (load_le<std::uint32_t>(in, kChecksumAt) != crc32c_extend(salt, in.subspan(kSizeAt, size - kSizeAt))) {
+  if (checksum == Checksum::verify &&
+      load_le<std::uint32_t>(in, kChecksumAt) != crc32c_extend(salt, in.subspan(kSizeAt, size - kSizeAt))) {
     decoded.status = RecordStatus::bad_checksum;
     return decoded;
   }

@@ -399,7 +399,7 @@ class JournalImpl final : public Journal {
     if (!file.ok()) return file.status();
     tail_ = {file.value(), file.value(), first.segment_base, first.segment_salt};
     SegmentInfo info{first.segment_base, first.segment_base, kSegmentHeaderBytes,
-                     join_path(directory_, segment_file_name(first.segment_base)), {}};
+                     join_path(directory_, segment_file_name(first.segment_base)), {}, kSegmentHeaderBytes};
     if (options_.direct_io) {
       const auto direct = io_->open(info.path, OpenMode::read_write_direct);
       if (!direct.ok()) return direct.status();
@@ -681,7 +681,8 @@ Result<SegmentLocation> JournalImpl::locate(std::uint64_t sequence) const {
                         .start_sequence = segment.base,
                         .start_offset = kSegmentHeaderBytes,
                         .end_sequence = segment.end_sequence,
-                        .end_offset = segment.end_offset};
+                        .end_offset = segment.end_offset,
+                        .verified_end_offset = segment.verified_end_offset};
   if (const auto entry = segment.index.floor(sequence)) {
     where.start_sequence = entry->sequence;
     where.start_offset = entry->offset;

@@ -132,10 +132,14 @@ Result<DecodedRecord> Reader::decode_at_cursor() {
   };
   if (Status filled = fill(kRecordHeaderBytes); !filled.ok()) return filled;
   // An impossible size (0) is left for decode_record to report.
-  if (const std::size_t claimed = claimed_record_bytes(available(), record_bytes_max_); claimed != 0) {
+  const std::size_t claimed = claimed_record_bytes(available(), record_bytes_max_);
+  if (claimed != 0) {
     if (Status filled = fill(claimed); !filled.ok()) return filled;
   }
-  const DecodedRecord record = decode_record(available(), salt_, record_bytes_max_);
+  // Checksummed once: a record wholly inside what the journal's open verified is not again.
+  const bool verified = claimed != 0 && cursor_offset_ + claimed <= segment_.verified_end_offset;
+  const DecodedRecord record =
+      decode_record(available(), salt_, record_bytes_max_, verified ? Checksum::trusted : Checksum::verify);
   if (record.status != RecordStatus::ok) return corruption(to_string(record.status));
   if (record.header.sequence != cursor_sequence_) {
     return corruption("a record of sequence " + std::to_string(record.header.sequence) +

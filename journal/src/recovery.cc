@@ -119,8 +119,8 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
     if (!file.ok()) return file.status();
     if (!last && (i == 0 || bases[i] == recovered.segments.back().end_sequence)) {
       if (auto sealed = trusted_index(io, file.value(), path, bases[i], bases[i + 1], options)) {
-        recovered.segments.push_back(
-            {bases[i], sealed->end_sequence, sealed->end_offset, path, std::move(sealed->index)});
+        recovered.segments.push_back({bases[i], sealed->end_sequence, sealed->end_offset, path,
+                                      std::move(sealed->index), kSegmentHeaderBytes});
         (void)io.close(file.value());
         continue;
       }
@@ -174,7 +174,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
       (void)io.remove(sealed_index_path(path));  // stale if it exists: this segment changed or is the tail
     }
     recovered.segments.push_back(
-        {bases[i], scan.next_sequence, scan.valid_bytes, path, std::move(scan.index)});
+        {bases[i], scan.next_sequence, scan.valid_bytes, path, std::move(scan.index), scan.valid_bytes});
     if (last || cut_here) {
       recovered.tail_file = file.value();
       recovered.tail_salt = header.value().salt;
