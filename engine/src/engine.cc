@@ -629,6 +629,23 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
 // Loads the newest intact state snapshot at or below the recovered end of the log, if any. One
 // that fails to decode is tried on scratch objects first, so it cannot leave half of itself behind.
 Status EngineImpl::restore_state() {
+  // A snapshot past the recovered end holds appends that a crash did not keep (it is taken at the
+  // last appended sequence, durable or not). Once the log grows past it with other records it
+  // would pass for their state, so it goes now, durably, before anything is appended.
+  const auto sequences = state_store_.sequences(kEngineStateName);
+  if (!sequences.ok()) return sequences.status();
+  bool removed_any = false;
+  for (const std::uint64_t sequence : sequences.value()) {
+    if (sequence <= journal_->last_sequence()) continue;
+    const std::string file = projections::snapshot_file_name(kEngineStateName, sequence);
+    if (Status removed = io_->remove(directory_ + "/" + file); !removed.ok()) return removed;
+    std::fprintf(stderr, "annal: snapshot %s removed: its appends past the end of the log (%llu) were lost\n",
+                 file.c_str(), static_cast<unsigned long long>(journal_->last_sequence()));
+    removed_any = true;
+  }
+  if (removed_any) {
+    if (Status synced = io_->sync_directory(directory_); !synced.ok()) return synced;
+  }
   auto newest = newest_snapshot(state_store_, kEngineStateName, kEngineStateSchema, journal_->last_sequence());
   if (!newest.ok()) return newest.status();
   if (!newest.value()) return {};
