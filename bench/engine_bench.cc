@@ -15,8 +15,11 @@
 //   engine_read_stream/annal[_1M]   read forwards a 1,000-event stream spread evenly through a
 //                                   journal of 10M (1M) events; also how long Engine::open took
 //   engine_recover_10M/{snapshots,full_replay}
-//                                   Engine::open of a 10M-event journal from the state snapshot at
-//                                   9M plus the 1M-event tail, and from nothing (all 10M read)
+//                                   Engine::open of a 10M-event journal from a state snapshot one
+//                                   default interval before its end (the whole interval replayed,
+//                                   the worst case), and from nothing (all 10M read)
+//   engine_state_snapshot/<streams> encoding the engine's state (the pause appends see at each
+//                                   state snapshot) and decoding it (open), 10K to 1M streams
 //   engine_stream_index/<heap>      the stream index (engine/src/stream_index.h) on mimalloc and on
 //                                   glibc malloc: 1M inserts, 1M updates, 1M random lookups
 //
@@ -42,7 +45,9 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "annal/journal/reader.h"
 #include "bench_support.h"
+#include "engine_state.h"
 #include "order_projections.h"
 #include "stream_index.h"
 
@@ -413,16 +418,17 @@ void BM_EngineReadStream(benchmark::State& state, std::uint64_t events) {
 
 // ---- engine_recover_10M ------------------------------------------------------------------------
 
-// 10M events like engine_read_stream's, with the engine's state snapshotted at 9M and not after: the
-// most a crash leaves to replay with the default interval (1M). full_replay hides the snapshot
-// files for the run, so open() reads all 10M records.
+// 10M events like engine_read_stream's, with the engine's state snapshotted one default interval
+// before the end and not after: the most a crash leaves to replay with the default options.
+// full_replay hides the snapshot files for the run, so open() reads all 10M records.
 constexpr std::uint64_t kRecoverEvents = 10'000'000;
-constexpr std::uint64_t kRecoverTail = 1'000'000;
+const std::uint64_t kRecoverTail = ae::Options{}.state_snapshot_every_events;
 
 struct RecoverJournal {
   std::unique_ptr<ScratchDir> dir;
   std::string error;
   std::uint64_t bytes = 0;
+  std::map<std::uint64_t, std::uint64_t> bytes_from;  // replayed_bytes() by sequence, once each
 };
 
 annal::Status build_recover_journal(RecoverJournal& out) {
@@ -453,6 +459,29 @@ void hide_state_snapshots(const std::string& directory, bool hide) {
   }
 }
 
+// Bytes of the journal's records from `from` to the end: what open() replays after a snapshot.
+annal::Result<std::uint64_t> replayed_bytes(const std::string& directory, std::uint64_t from) {
+  // At the engine's index interval: at another, open() would distrust the sealed segments' index
+  // files, scan them all and rewrite the files, and the next Engine::open would do it again.
+  annal::journal::Options options = ae::Options{}.journal;
+  options.index_interval_bytes = ae::Options{}.index_interval_bytes;
+  auto journal = annal::journal::Journal::open(directory, options);
+  if (!journal.ok()) return journal.status();
+  auto reader = journal.value()->reader(from);
+  if (!reader.ok()) return reader.status();
+  std::uint64_t bytes = 0;
+  for (;;) {
+    const auto record = reader.value()->next();
+    if (!record.ok()) return record.status();
+    if (!record.value()) break;
+    bytes += annal::journal::padded_record_bytes(record.value()->payload.size());
+  }
+  if (annal::Status closed = journal.value()->close(); !closed.ok()) return closed;
+  return bytes;
+}
+
+// Time is open()'s, real time: the journal's recovery, the state snapshot, the replay, the start.
+// replay_* divide what was replayed by that whole time.
 void BM_EngineRecover(benchmark::State& state, bool snapshots) {
   static RecoverJournal journal;
   if (!journal.dir && journal.error.empty()) {
@@ -461,7 +490,7 @@ void BM_EngineRecover(benchmark::State& state, bool snapshots) {
   if (!journal.error.empty()) return state.SkipWithError(journal.error.c_str());
   ae::Options options;
   options.state_snapshot_every_events = 0;  // close() must not write a new one
-  std::uint64_t replayed = 0;
+  std::uint64_t replayed = 0, snapshot_at = 0;
   double seconds = 0;
   if (!snapshots) hide_state_snapshots(journal.dir->str(), true);
   for (auto _ : state) {
@@ -474,20 +503,74 @@ void BM_EngineRecover(benchmark::State& state, bool snapshots) {
     }
     state.SetIterationTime(opened);
     seconds += opened;
-    replayed += engine.value()->open_report().records_replayed;
+    replayed = engine.value()->open_report().records_replayed;
+    snapshot_at = engine.value()->open_report().state_snapshot;
     if (annal::Status closed = engine.value()->close(); !closed.ok()) {
       state.SkipWithError(closed.to_string().c_str());
       break;
     }
   }
   if (!snapshots) hide_state_snapshots(journal.dir->str(), false);
-  const double iterations = static_cast<double>(state.iterations());
-  state.counters["records_replayed"] = static_cast<double>(replayed) / iterations;
-  state.counters["replay_events_per_second"] = static_cast<double>(replayed) / seconds;
+  if (state.iterations() == 0 || seconds == 0) return;
+  if (!journal.bytes_from.contains(snapshot_at + 1)) {
+    const auto bytes = replayed_bytes(journal.dir->str(), snapshot_at + 1);
+    if (!bytes.ok()) return state.SkipWithError(bytes.status().to_string().c_str());
+    journal.bytes_from[snapshot_at + 1] = bytes.value();
+  }
+  const std::uint64_t bytes = journal.bytes_from[snapshot_at + 1];
+  const double per_open = seconds / static_cast<double>(state.iterations());
+  state.counters["open_ms"] = per_open * 1e3;
+  state.counters["records_replayed"] = static_cast<double>(replayed);
+  state.counters["replayed_MB"] = static_cast<double>(bytes) / 1e6;
+  state.counters["replay_events_per_second"] = static_cast<double>(replayed) / per_open;
+  state.counters["replay_MBps"] = static_cast<double>(bytes) / per_open / 1e6;
   state.counters["journal_MB"] = static_cast<double>(journal.bytes) / 1e6;
-  if (!snapshots) state.counters["replay_MBps"] = static_cast<double>(journal.bytes) * iterations / seconds / 1e6;
-  state.SetLabel(std::string(snapshots ? "state snapshot at 9M, 1M-event tail replayed" : "no snapshot: all 10M replayed") +
-                 ", page cache warm");
+  state.SetLabel(snapshots ? "state snapshot at sequence " + std::to_string(snapshot_at) + ", " +
+                                 std::to_string(kRecoverTail) + " events after it (one default interval), page cache warm"
+                           : "no snapshot: all " + std::to_string(kRecoverEvents) + " events, page cache warm");
+}
+
+// ---- engine_state_snapshot ---------------------------------------------------------------------
+
+// What a state snapshot costs against the number of streams: encoding (under the sequencing lock,
+// so appends wait for it) and decoding (open, twice: on scratch objects first). Every stream named
+// and indexed, one event type, the idempotency window full at its default size. Time is the encode.
+void BM_EngineStateSnapshot(benchmark::State& state, std::uint64_t streams) {
+  const ae::Options defaults;
+  ae::Catalog catalog;
+  ae::StreamIndex index;
+  ae::IdempotencyWindow window(defaults.idempotency_window);
+  for (std::uint64_t n = 0; n < streams; ++n) {
+    if (annal::Status added = catalog.add_stream(catalog.next_stream_id(), "stream-" + std::to_string(n)); !added.ok()) {
+      return state.SkipWithError(added.to_string().c_str());
+    }
+    index.put(ae::kNamedStreamBit | n, {.last_version = n % 100, .last_sequence = n + 1});
+  }
+  if (annal::Status added = catalog.add_type(catalog.next_type_id(), "Appended"); !added.ok()) {
+    return state.SkipWithError(added.to_string().c_str());
+  }
+  for (std::uint64_t i = 1; i <= defaults.idempotency_window; ++i) {
+    window.remember({.hi = i, .lo = i}, {.first_sequence = i, .last_sequence = i, .stream_id = ae::kNamedStreamBit}, 0);
+  }
+  double decode = 0;
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    auto start = Clock::now();
+    const std::vector<std::byte> encoded = ae::encode_engine_state(catalog, index, window);
+    state.SetIterationTime(seconds_since(start));
+    bytes = encoded.size();
+    ae::Catalog decoded_catalog;
+    ae::StreamIndex decoded_index;
+    ae::IdempotencyWindow decoded_window(defaults.idempotency_window);
+    start = Clock::now();
+    const annal::Status decoded = ae::decode_engine_state(encoded, decoded_catalog, decoded_index, decoded_window);
+    decode += seconds_since(start);
+    if (!decoded.ok()) return state.SkipWithError(decoded.to_string().c_str());
+  }
+  state.counters["decode_ms"] = decode / static_cast<double>(state.iterations()) * 1e3;
+  state.counters["state_MB"] = static_cast<double>(bytes) / 1e6;
+  state.SetLabel(std::to_string(streams) + " named streams, idempotency window of " +
+                 std::to_string(defaults.idempotency_window) + "; time: encode (appends wait)");
 }
 
 // ---- engine_stream_index ----------------------------------------------------------------------
@@ -568,6 +651,12 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("engine_recover_10M/full_replay", BM_EngineRecover, false)
       ->Unit(benchmark::kMillisecond)
       ->UseManualTime();
+  for (const std::uint64_t streams : {10'000, 100'000, 1'000'000}) {
+    const std::string name = "engine_state_snapshot/" + std::to_string(streams / 1000) + "k_streams";
+    benchmark::RegisterBenchmark(name.c_str(), BM_EngineStateSnapshot, streams)
+        ->Unit(benchmark::kMillisecond)
+        ->UseManualTime();
+  }
   // The engine's heap (mimalloc, loaded privately: engine/src/heap.h) against std::allocator, which
   // is glibc's malloc since nothing overrides it.
   benchmark::RegisterBenchmark("engine_stream_index/mimalloc", BM_StreamIndex<ae::HeapAllocator>,

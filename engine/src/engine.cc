@@ -890,8 +890,12 @@ Result<Metadata> EngineImpl::recover_event(const journal::RecordHeader& header, 
   const auto corrupt = [&](const std::string& what) {
     return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) + ": " + what);
   };
-  if (catalog_.type_name(header.type).empty()) return corrupt("event type " + std::to_string(header.type) + " has no name");
-  if ((header.stream_id & kNamedStreamBit) != 0 && catalog_.stream_name(header.stream_id).empty()) {
+  // Names take ids in order, so an id has one exactly when it is below the count of names: cheaper
+  // than looking a name up for every record.
+  if (header.type < kFirstUserType || std::size_t{header.type} - kFirstUserType >= catalog_.type_names()) {
+    return corrupt("event type " + std::to_string(header.type) + " has no name");
+  }
+  if ((header.stream_id & kNamedStreamBit) != 0 && (header.stream_id & ~kNamedStreamBit) >= catalog_.stream_names()) {
     return corrupt("stream " + std::to_string(header.stream_id) + " has no name");
   }
   const StreamState* state = index_.find_as_writer(header.stream_id);

@@ -6,12 +6,19 @@
 namespace annal::engine {
 namespace {
 
+// Appends to a buffer reserved up front: the encode runs under the sequencing lock, where every
+// reallocation (or zeroing a value's bytes before writing them) is time appends wait.
 class Writer {
  public:
+  explicit Writer(std::size_t bytes) { out_.reserve(bytes); }
   template <class T>
   void put(T value) {
-    const auto at = out_.size();
-    out_.resize(at + sizeof(T));
+    const auto bytes = std::as_bytes(std::span(&value, 1));
+    out_.insert(out_.end(), bytes.begin(), bytes.end());
+  }
+  // Overwrites the value put at `at` (a count known only once its items are written).
+  template <class T>
+  void put_at(std::size_t at, T value) {
     std::memcpy(out_.data() + at, &value, sizeof(T));
   }
   void put_name(std::string_view name) {
@@ -19,11 +26,16 @@ class Writer {
     const auto bytes = std::as_bytes(std::span(name));
     out_.insert(out_.end(), bytes.begin(), bytes.end());
   }
+  [[nodiscard]] std::size_t size() const noexcept { return out_.size(); }
   std::vector<std::byte> take() { return std::move(out_); }
 
  private:
   std::vector<std::byte> out_;
 };
+
+// Bytes per entry of the index and the window, as encode writes them (engine_state.h).
+constexpr std::size_t kStreamBytes = 3 * 8;
+constexpr std::size_t kWindowEntryBytes = 7 * 8 + 4;
 
 // Reads what Writer wrote; any read past the end makes ok() false for good.
 class Reader {
@@ -61,7 +73,10 @@ Status bad(const std::string& what) { return Status(ErrorCode::corruption, "engi
 
 std::vector<std::byte> encode_engine_state(const Catalog& catalog, const StreamIndex& index,
                                            const IdempotencyWindow& window) {
-  Writer out;
+  std::size_t names_bytes = 0;
+  for (std::size_t i = 0; i < catalog.stream_names(); ++i) names_bytes += 2 + catalog.stream_name_at(i).size();
+  for (std::size_t i = 0; i < catalog.type_names(); ++i) names_bytes += 2 + catalog.type_name_at(i).size();
+  Writer out(4 + 4 + names_bytes + 8 + index.size() * kStreamBytes + 8 + window.size() * kWindowEntryBytes);
   out.put<std::uint32_t>(static_cast<std::uint32_t>(catalog.stream_names()));
   for (std::size_t i = 0; i < catalog.stream_names(); ++i) out.put_name(catalog.stream_name_at(i));
   out.put<std::uint32_t>(static_cast<std::uint32_t>(catalog.type_names()));
@@ -72,8 +87,9 @@ std::vector<std::byte> encode_engine_state(const Catalog& catalog, const StreamI
     out.put(state.last_version);
     out.put(state.last_sequence);
   });
+  // Counted while written: counting first would cost a second walk, a lookup per id.
+  const std::size_t count_at = out.size();
   std::uint64_t remembered = 0;
-  window.for_each([&](const Id128&, const IdempotencyWindow::Entry&) { ++remembered; });
   out.put(remembered);
   window.for_each([&](const Id128& id, const IdempotencyWindow::Entry& entry) {
     for (const std::uint64_t word : {id.hi, id.lo, entry.receipt.first_sequence, entry.receipt.last_sequence,
@@ -81,7 +97,9 @@ std::vector<std::byte> encode_engine_state(const Catalog& catalog, const StreamI
       out.put(word);
     }
     out.put(entry.index);
+    ++remembered;
   });
+  out.put_at(count_at, remembered);
   return out.take();
 }
 

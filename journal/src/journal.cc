@@ -414,7 +414,7 @@ class JournalImpl final : public Journal {
     if (!file.ok()) return file.status();
     tail_ = {file.value(), file.value(), first.segment_base, first.segment_salt};
     SegmentInfo info{first.segment_base, first.segment_base, kSegmentHeaderBytes,
-                     join_path(directory_, segment_file_name(first.segment_base)), {}};
+                     join_path(directory_, segment_file_name(first.segment_base)), {}, kSegmentHeaderBytes};
     if (options_.direct_io) {
       const auto direct = io_->open(info.path, OpenMode::read_write_direct);
       if (!direct.ok()) return direct.status();

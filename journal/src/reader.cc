@@ -3,7 +3,6 @@
 #include "annal/journal/reader.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace annal::journal {
 
@@ -132,17 +131,15 @@ Result<DecodedRecord> Reader::decode_at_cursor() {
     return std::span<const std::byte>(buffer_).subspan(skip, buffer_used_ - skip);
   };
   if (Status filled = fill(kRecordHeaderBytes); !filled.ok()) return filled;
-  if (available().size() >= kRecordHeaderBytes) {
-    std::uint32_t size = 0;  // format.h: the u32 at +4, little-endian like this machine
-    std::memcpy(&size, available().data() + 4, sizeof(size));
-    // An impossible size is left for decode_record to report.
-    if (size >= kRecordHeaderBytes && size <= std::max(record_bytes_max_, kPaddingBytesMax)) {
-      if (Status filled = fill(padded_record_bytes(size - kRecordHeaderBytes)); !filled.ok()) {
-        return filled;
-      }
-    }
+  // An impossible size (0) is left for decode_record to report.
+  const std::size_t claimed = claimed_record_bytes(available(), record_bytes_max_);
+  if (claimed != 0) {
+    if (Status filled = fill(claimed); !filled.ok()) return filled;
   }
-  const DecodedRecord record = decode_record(available(), salt_, record_bytes_max_);
+  // Checksummed once: a record wholly inside what the journal's open verified is not again.
+  const bool verified = claimed != 0 && cursor_offset_ + claimed <= segment_.verified_end_offset;
+  const DecodedRecord record =
+      decode_record(available(), salt_, record_bytes_max_, verified ? Checksum::trusted : Checksum::verify);
   if (record.status != RecordStatus::ok) return corruption(to_string(record.status));
   if (record.header.sequence != cursor_sequence_) {
     return corruption("a record of sequence " + std::to_string(record.header.sequence) +

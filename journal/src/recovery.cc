@@ -129,16 +129,19 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
     if (!file.ok()) return file.status();
     if (!last && (i == 0 || bases[i] == recovered.segments.back().end_sequence)) {
       if (auto sealed = trusted_index(io, file.value(), path, bases[i], bases[i + 1], options.index_interval_bytes)) {
-        recovered.segments.push_back(
-            {bases[i], sealed->end_sequence, sealed->end_offset, path, std::move(sealed->index)});
+        recovered.segments.push_back({bases[i], sealed->end_sequence, sealed->end_offset, path,
+                                      std::move(sealed->index), kSegmentHeaderBytes});
         (void)io.close(file.value());
         continue;
       }
     }
     ++recovered.report.segments_scanned;
-    const auto bytes = read_whole(io, file.value());
-    if (!bytes.ok()) return bytes.status();
-    const auto header = decode_segment_header(bytes.value(), path);
+    const auto size = io.size(file.value());
+    if (!size.ok()) return size.status();
+    SegmentBytes bytes(io, file.value(), size.value(), options.read_chunk_bytes);
+    const std::span<const std::byte> head = bytes.from(0, kSegmentHeaderBytes);
+    if (!bytes.status().ok()) return bytes.status();
+    const auto header = decode_segment_header(head, path);
     if (!header.ok()) return header.status();
     if (header.value().base_sequence != bases[i]) {
       return Status(ErrorCode::corruption, path + ": header says base sequence " +
@@ -151,8 +154,10 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
                         std::to_string(recovered.segments.back().end_sequence) +
                         " (a segment is missing or damaged)");
     }
-    SegmentScan scan = scan_segment(bytes.value(), header.value(), options.record_bytes_max,
+    SegmentScan scan = scan_segment(bytes, header.value(), options.record_bytes_max,
                                     options.index_interval_bytes);
+    // A failed read looks like a damaged record to the scan: it must not be judged as one.
+    if (!bytes.status().ok()) return bytes.status();
     Verdict verdict = judge(scan, last);
     const bool cut_here = verdict == Verdict::corruption &&
                           options.recovery == RecoveryMode::truncate_at_first_corruption;
@@ -164,7 +169,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
                         "to keep what precedes it");
     }
     if (verdict != Verdict::intact) {
-      const Status cut = cut_tail(io, file.value(), scan.valid_bytes, bytes.value().size());
+      const Status cut = cut_tail(io, file.value(), scan.valid_bytes, size.value());
       if (!cut.ok()) return cut;
       recovered.report.truncated_bytes += scan.stop_offset - scan.valid_bytes;
       recovered.report.dropped_records += (scan.stop_sequence - scan.next_sequence) + scan.records_past_stop;
@@ -179,7 +184,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
       (void)io.remove(sealed_index_path(path));  // stale if it exists: this segment changed or is the tail
     }
     recovered.segments.push_back(
-        {bases[i], scan.next_sequence, scan.valid_bytes, path, std::move(scan.index)});
+        {bases[i], scan.next_sequence, scan.valid_bytes, path, std::move(scan.index), scan.valid_bytes});
     if (last || cut_here) {
       recovered.tail_file = file.value();
       recovered.tail_salt = header.value().salt;

@@ -16,14 +16,17 @@
 
 namespace annal::journal {
 
-// What the journal knows of one segment file. The index is rebuilt at every open by the scan
-// recovery does anyway (segment_index.h says why it is not persisted).
+// What the journal knows of one segment file. The index comes from the segment's index file, or
+// from recovery's scan when it had to read the segment.
 struct SegmentInfo {
   std::uint64_t base = kFirstSequence;
   std::uint64_t end_sequence = kFirstSequence;  // one past its last record
   std::uint64_t end_offset = kSegmentHeaderBytes;  // file offset just past its last record
   std::string path;
   SegmentIndex index;
+  // The records before this offset had their checksums verified by this open's scan
+  // (SegmentLocation::verified_end_offset); kSegmentHeaderBytes: none were.
+  std::uint64_t verified_end_offset = kSegmentHeaderBytes;
 };
 
 struct Recovered {

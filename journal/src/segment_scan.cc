@@ -14,15 +14,25 @@ struct PastStop {
   std::uint64_t durable_proof = 0;
   std::uint64_t records = 0;
 };
-PastStop look_past_stop(std::span<const std::byte> file, std::uint64_t from,
-                        std::uint64_t stop_sequence, std::uint32_t salt,
-                        std::size_t record_bytes_max) {
+PastStop look_past_stop(SegmentBytes& file, std::uint64_t from, std::uint64_t stop_sequence,
+                        std::uint32_t salt, std::size_t record_bytes_max) {
   PastStop past;
-  for (std::uint64_t at = from; at + kRecordHeaderBytes <= file.size(); at += kRecordAlign) {
-    std::uint64_t word;
-    std::memcpy(&word, file.data() + at, sizeof(word));
-    if (word == 0) continue;
-    const DecodedRecord record = decode_record(file.subspan(at), salt, record_bytes_max);
+  std::uint64_t at = from;
+  while (at + kRecordHeaderBytes <= file.size()) {
+    // Runs of zero words are skipped inside the bytes at hand, without asking the file for each.
+    const std::span<const std::byte> ahead = file.from(at, kRecordHeaderBytes);
+    if (ahead.size() < kRecordHeaderBytes) break;  // a read failed
+    std::size_t zeros = 0;
+    for (std::uint64_t word = 0; zeros + kRecordHeaderBytes <= ahead.size(); zeros += kRecordAlign) {
+      std::memcpy(&word, ahead.data() + zeros, sizeof(word));
+      if (word != 0) break;
+    }
+    if (zeros > 0) {
+      at += zeros;
+      continue;
+    }
+    const DecodedRecord record = decode_record(file.record_at(at, record_bytes_max), salt, record_bytes_max);
+    at += kRecordAlign;
     if (record.status != RecordStatus::ok || record.header.sequence < stop_sequence) continue;
     ++past.records;
     const std::uint64_t lag = record.header.commit_lag;
@@ -35,7 +45,28 @@ PastStop look_past_stop(std::span<const std::byte> file, std::uint64_t from,
 
 }  // namespace
 
+void SegmentBytes::refill(std::uint64_t offset, std::size_t bytes) {
+  ANNAL_ASSERT(io_ != nullptr);  // a file wholly in memory never needs reading
+  start_ = offset;
+  window_ = {};
+  if (!status_.ok()) return;
+  if (buffer_.size() < std::max(chunk_bytes_, bytes)) buffer_.resize(std::max(chunk_bytes_, bytes));
+  const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), size_ - offset));
+  const auto n = io_->read(file_, offset, std::span(buffer_).first(want));
+  if (!n.ok()) {
+    status_ = n.status();
+    return;
+  }
+  window_ = std::span(buffer_).first(n.value());
+}
+
 SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,
+                         std::size_t record_bytes_max, std::uint64_t index_interval_bytes) {
+  SegmentBytes bytes(file);
+  return scan_segment(bytes, header, record_bytes_max, index_interval_bytes);
+}
+
+SegmentScan scan_segment(SegmentBytes& file, const SegmentHeader& header,
                          std::size_t record_bytes_max, std::uint64_t index_interval_bytes) {
   SegmentScan scan;
   scan.next_sequence = header.base_sequence;
@@ -49,7 +80,7 @@ SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& h
       scan.stop = ScanStop::file_end;
       break;
     }
-    const DecodedRecord record = decode_record(file.subspan(at), header.salt, record_bytes_max);
+    const DecodedRecord record = decode_record(file.record_at(at, record_bytes_max), header.salt, record_bytes_max);
     if (record.status == RecordStatus::end_of_log) {
       scan.stop = ScanStop::end_of_log;
       break;

@@ -24,11 +24,14 @@
 // damage there is corruption, and so is an open batch at the end of an older segment.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "annal/journal/format.h"
+#include "annal/journal/io_backend.h"
 #include "segment_index.h"
 
 namespace annal::journal {
@@ -58,8 +61,53 @@ struct SegmentScan {
   SegmentIndex index;
 };
 
+// A segment file's bytes as the scan walks them: the whole file in memory, or the file read a chunk
+// at a time into one buffer. Recovery reads that way: a fresh buffer the size of a segment (64 MiB)
+// cost more in page faults than reading the file did, and is a lot of memory to take at open.
+class SegmentBytes {
+ public:
+  explicit SegmentBytes(std::span<const std::byte> file) noexcept : size_(file.size()), window_(file) {}
+  // `file`, `size` bytes long, read through `io` in reads of `chunk_bytes`; the buffer grows past
+  // that only for a record that does not fit. The file must stay open while this is used.
+  SegmentBytes(IoBackend& io, FileId file, std::uint64_t size, std::size_t chunk_bytes) noexcept
+      : io_(&io), file_(file), size_(size), chunk_bytes_(chunk_bytes) {}
+
+  [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
+  // The file from `offset` (at most size()) on: at least `bytes` of it, fewer only where the file
+  // ends, or where a read failed (status() then says so for good). Valid until the next call.
+  [[nodiscard]] std::span<const std::byte> from(std::uint64_t offset, std::size_t bytes) {
+    ANNAL_ASSERT(offset <= size_);
+    const std::uint64_t end = std::min<std::uint64_t>(offset + bytes, size_);
+    if (offset < start_ || end > start_ + window_.size()) refill(offset, bytes);  // starts it at offset
+    return window_.subspan(static_cast<std::size_t>(offset - start_));
+  }
+  // The record at `offset`: a header's worth, or the whole record if its size is possible.
+  [[nodiscard]] std::span<const std::byte> record_at(std::uint64_t offset, std::size_t record_bytes_max) {
+    const std::size_t claimed = claimed_record_bytes(from(offset, kRecordHeaderBytes), record_bytes_max);
+    return from(offset, std::max(claimed, kRecordHeaderBytes));
+  }
+  [[nodiscard]] const Status& status() const noexcept { return status_; }
+
+ private:
+  void refill(std::uint64_t offset, std::size_t bytes);
+
+  IoBackend* io_ = nullptr;  // null: the whole file is in window_
+  FileId file_ = -1;
+  std::uint64_t size_ = 0;
+  std::size_t chunk_bytes_ = 0;
+  std::vector<std::byte> buffer_;
+  std::uint64_t start_ = 0;  // the file offset of window_[0]
+  std::span<const std::byte> window_;
+  Status status_;
+};
+
 // `file` is the whole segment file, header included; `header` is its decoded header. The index
-// gets an entry every `index_interval_bytes` (segment_index.h).
+// gets an entry every `index_interval_bytes` (segment_index.h). A read that fails stops the walk as
+// a truncated record would: the caller must check file.status() before judging the scan.
+[[nodiscard]] SegmentScan scan_segment(SegmentBytes& file, const SegmentHeader& header,
+                                       std::size_t record_bytes_max,
+                                       std::uint64_t index_interval_bytes);
+// The same over a file wholly in memory (tests enumerate the verdicts this way).
 [[nodiscard]] SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,
                                        std::size_t record_bytes_max,
                                        std::uint64_t index_interval_bytes);

@@ -91,8 +91,10 @@ struct Options {
   std::size_t subscriber_lag_max = 0;
   // The engine's own state (names, stream index, idempotency window) is snapshotted every this
   // many events and at close, so open() reads only the journal after the newest snapshot instead
-  // of all of it (0: never; open then reads everything).
-  std::uint64_t state_snapshot_every_events = 1'000'000;
+  // of all of it (0: never; open then reads everything). Shorter: less to replay after a crash (at
+  // most this many events). Longer: fewer pauses of appends while the state is encoded, each in
+  // proportion to the number of streams. docs/engine.md has the measurements behind the default.
+  std::uint64_t state_snapshot_every_events = 500'000;
   std::size_t state_snapshots_kept = 2;
 };
 

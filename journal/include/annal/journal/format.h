@@ -150,9 +150,21 @@ struct DecodedRecord {
   std::size_t padded_bytes = 0;          // distance to the next record when status == ok
 };
 
+// Whether decode_record computes the checksum. `trusted` is for bytes this process has verified
+// already and nobody has written since (Journal: what recovery's scan read at open); everything
+// else, the size included, is still checked.
+enum class Checksum { verify, trusted };
+
 // Decodes the record at the start of `in`. Checks only what the bytes can tell; whether the
 // sequence is the expected one is the reader's business.
 [[nodiscard]] DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
-                                          std::size_t record_bytes_max) noexcept;
+                                          std::size_t record_bytes_max,
+                                          Checksum checksum = Checksum::verify) noexcept;
+
+// The bytes, padding included, that the record at the start of `in` says it spans: what a reader
+// must hold to decode it. 0 when `in` is shorter than a header or the size is impossible
+// (decode_record says which).
+[[nodiscard]] std::size_t claimed_record_bytes(std::span<const std::byte> in,
+                                               std::size_t record_bytes_max) noexcept;
 
 }  // namespace annal::journal

@@ -79,7 +79,8 @@ struct Options {
   // records, so a read from any sequence starts at most about this far before it.
   std::uint64_t index_interval_bytes = 64u << 10;
   // A Reader's buffer: it reads the segment in chunks of this size (one read call per chunk). It
-  // grows, up to record_bytes_max, only for a record that does not fit.
+  // grows, up to record_bytes_max, only for a record that does not fit. Recovery's scan of a
+  // segment at open reads the same way.
   std::size_t read_chunk_bytes = 1u << 20;
 };
 
@@ -117,6 +118,13 @@ struct SegmentLocation {
   // durable: readers stop at durable_sequence().
   std::uint64_t end_sequence = kFirstSequence;
   std::uint64_t end_offset = kSegmentHeaderBytes;
+  // The records before this offset had their checksums verified when the journal was opened (the
+  // segments recovery scanned: the tail, and any sealed one without a valid index file), so a
+  // reader need not compute them again. Safe because nothing rewrites them while the journal is
+  // open: the writer only appends past end_offset, recovery cut any torn tail before this was set,
+  // and the directory lock keeps other writers out. Sealed segments taken from their index files
+  // were not read at open (kSegmentHeaderBytes here): their records are verified as they are read.
+  std::uint64_t verified_end_offset = kSegmentHeaderBytes;
 };
 
 class Reader;

@@ -12,8 +12,10 @@
 // nearest sparse index entry at or before it), opens that segment file, and reads it in chunks of
 // Options::read_chunk_bytes into one buffer it owns: one read call per chunk, not per record. Each
 // record is checked (checksum under the segment's salt, and its sequence is the expected one) before
-// it is returned, including the few it steps over between the index entry and the position. At the
-// end of a segment it follows the log into the next one.
+// it is returned, including the few it steps over between the index entry and the position. The
+// checksum is computed once per process: records the journal's open verified already
+// (SegmentLocation::verified_end_offset) get every other check but that one. At the end of a
+// segment it follows the log into the next one.
 //
 // It returns only durable records: never one past durable_sequence() at the time of the call, even
 // if its bytes are already in the file.
