@@ -138,7 +138,8 @@ Result<SegmentLocation> locate_in(const std::vector<SegmentInfo>& segments, std:
                         .start_sequence = segment.base,
                         .start_offset = kSegmentHeaderBytes,
                         .end_sequence = segment.end_sequence,
-                        .end_offset = segment.end_offset};
+                        .end_offset = segment.end_offset,
+                        .verified_end_offset = segment.verified_end_offset};
   if (const auto entry = segment.index.floor(sequence)) {
     where.start_sequence = entry->sequence;
     where.start_offset = entry->offset;
