@@ -94,6 +94,27 @@ annal::Status create_streams(const std::string& directory, const std::vector<std
   return opened.value()->close();
 }
 
+// The first error of a run's writers (run_writers stops the run when one returns false).
+struct FirstError {
+  std::mutex mutex;
+  std::string text;
+};
+
+// One timed append at the version the writer knows, then a wait until it is durable.
+bool append_durably(ae::Engine& engine, const std::string& stream, std::uint64_t& version, const ae::EventData& event,
+                    FirstError& error) {
+  const auto receipt = engine.append(std::string_view(stream), ae::ExpectedVersion::exactly(version), {&event, 1});
+  const annal::Status status =
+      receipt.ok() ? engine.wait_durable(receipt.value(), Clock::now() + std::chrono::minutes(1)) : receipt.status();
+  if (!status.ok()) {
+    std::lock_guard lock(error.mutex);
+    if (error.text.empty()) error.text = status.to_string();
+    return false;
+  }
+  version = receipt.value().last_version;
+  return true;
+}
+
 void BM_EngineAppend8w(benchmark::State& state, ae::Sequencing sequencing) {
   ScratchDir dir("engine8w");
   std::vector<std::string> names;
@@ -119,24 +140,14 @@ void BM_EngineAppend8w(benchmark::State& state, ae::Sequencing sequencing) {
     writers[static_cast<std::size_t>(t)].random.seed(static_cast<std::uint64_t>(t) + 1);
     writers[static_cast<std::size_t>(t)].versions.assign(kAppendStreams / kWriters, 0);
   }
-  std::mutex error_mutex;
-  std::string error;
+  FirstError error;
   run_writers(state, kWriters, [&](int t, std::uint64_t) {
     AppendWriter& writer = writers[static_cast<std::size_t>(t)];
     const std::size_t own = writer.random() % writer.versions.size();
     const std::string& name = names[own * kWriters + static_cast<std::size_t>(t)];
-    const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::exactly(writer.versions[own]), {&event, 1});
-    annal::Status status = receipt.ok() ? engine.wait_durable(receipt.value(), Clock::now() + std::chrono::minutes(1))
-                                        : receipt.status();
-    if (!status.ok()) {
-      std::lock_guard lock(error_mutex);
-      if (error.empty()) error = status.to_string();
-      return false;
-    }
-    writer.versions[own] = receipt.value().last_version;
-    return true;
+    return append_durably(engine, name, writer.versions[own], event, error);
   });
-  if (!error.empty()) std::fprintf(stderr, "engine_append_8w: %s\n", error.c_str());
+  if (!error.text.empty()) std::fprintf(stderr, "engine_append_8w: %s\n", error.text.c_str());
   state.counters["open_s"] = open_s;
   state.SetLabel(std::string("durability=group_commit wait=blocking sequencing=") +
                  (sequencing == ae::Sequencing::caller_lock ? "caller threads under one lock, "
@@ -254,8 +265,7 @@ void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
     writers[static_cast<std::size_t>(t)].appends.random.seed(static_cast<std::uint64_t>(t) + 1);
     writers[static_cast<std::size_t>(t)].appends.versions.assign(kAppendStreams / kWriters, 0);
   }
-  std::mutex error_mutex;
-  std::string error;
+  FirstError error;
   const std::uint64_t started_ns = annal::bench::steady_now_ns();
   run_writers(state, kWriters, [&](int t, std::uint64_t) {
     OrderWriter& writer = writers[static_cast<std::size_t>(t)];
@@ -266,20 +276,10 @@ void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
     // Stamped just before append(): what the projections measure from.
     annal::bench::encode_order(writer.payload, annal::bench::steady_now_ns(), 100 * version);
     const ae::EventData event{.type = annal::bench::kOrderLifecycle[(version - 1) % 3], .payload = writer.payload};
-    const auto receipt =
-        engine.append(std::string_view(name), ae::ExpectedVersion::exactly(versions[own]), {&event, 1});
-    annal::Status status = receipt.ok() ? engine.wait_durable(receipt.value(), Clock::now() + std::chrono::minutes(1))
-                                        : receipt.status();
-    if (!status.ok()) {
-      std::lock_guard lock(error_mutex);
-      if (error.empty()) error = status.to_string();
-      return false;
-    }
-    versions[own] = receipt.value().last_version;
-    return true;
+    return append_durably(engine, name, versions[own], event, error);
   });
-  if (!error.empty()) {  // run_writers has failed the run
-    std::fprintf(stderr, "engine_e2e_2proj: %s\n", error.c_str());
+  if (!error.text.empty()) {  // run_writers has failed the run
+    std::fprintf(stderr, "engine_e2e_2proj: %s\n", error.text.c_str());
     return (void)engine.close();
   }
 
