@@ -130,13 +130,14 @@ class EngineImpl final : public Engine {
       if (Status discarded = discard_snapshots_past_log(); !discarded.ok()) return discarded;
     }
     if (Status recovered = recover(); !recovered.ok()) return recovered;
-    ReadContext context{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); }, {}};
     if (read_only_) {
-      context.learn_name = [this](const journal::RecordHeader& header, std::span<const std::byte> stored) {
+      learn_ = [this](const journal::RecordHeader& header, std::span<const std::byte> stored) {
         return learn_name(header, stored);
       };
     }
-    ring_ = LiveRing::make(options_, journal_->last_sequence() + 1, context);
+    ring_ = LiveRing::make(options_, journal_->last_sequence() + 1,
+                           ReadContext{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); },
+                                       learn_});
     notifier_ = std::make_unique<DurabilityNotifier>(
         *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
     if (options_.state_snapshot_every_events != 0) state_snapshotter_ = std::thread([this] { snapshot_state_loop(); });
@@ -177,7 +178,7 @@ class EngineImpl final : public Engine {
       const auto record = reader.value()->next();
       if (!record.ok()) return record.status();
       if (!record.value()) break;
-      const auto view = this->view(record.value()->header, record.value()->payload);
+      const auto view = view_record(record.value()->header, record.value()->payload, catalog_, learn_);
       if (!view.ok()) return view.status();
       if (view.value()) out.push_back(to_event(*view.value()));
     }
@@ -288,7 +289,6 @@ class EngineImpl final : public Engine {
   Status discard_snapshots_past_log();
   Status refuse_if_read_only(std::string_view what) const;
   Status learn_name(const journal::RecordHeader& header, std::span<const std::byte> stored);
-  Result<std::optional<EventView>> view(const journal::RecordHeader& header, std::span<const std::byte> stored);
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
   Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
   Status recover();
@@ -312,6 +312,7 @@ class EngineImpl final : public Engine {
   const std::string directory_;
   const std::shared_ptr<journal::IoBackend> io_;  // for files beside the journal's: snapshots
   const bool read_only_;  // open_read_only: nothing is written; names are learned as records come
+  LearnName learn_;       // read_only_ only: learn_name, for view_record
   const Options options_;
   const std::size_t commit_bytes_max_;
   std::unique_ptr<journal::Journal> journal_;
@@ -628,13 +629,6 @@ Status EngineImpl::learn_name(const journal::RecordHeader& header, std::span<con
   return catalog_.add_type(type, name.value().name);
 }
 
-Result<std::optional<EventView>> EngineImpl::view(const journal::RecordHeader& header, std::span<const std::byte> stored) {
-  if (read_only_ && header.stream_id == kSystemStream) {
-    if (Status learned = learn_name(header, stored); !learned.ok()) return learned;
-  }
-  return view_record(header, stored, catalog_);
-}
-
 // Snapshots past the recovered end of the log hold events a crash took back (an eager projection's,
 // or the engine's own taken just before the crash): the sequences will be reused by other events.
 Status EngineImpl::discard_snapshots_past_log() {
@@ -755,7 +749,7 @@ Status EngineImpl::replay_into(Projection& into, std::uint64_t from, std::uint64
     const auto record = reader.value()->next();
     if (!record.ok()) return record.status();
     if (!record.value() || record.value()->header.sequence > to) break;
-    const auto view = this->view(record.value()->header, record.value()->payload);
+    const auto view = view_record(record.value()->header, record.value()->payload, catalog_, learn_);
     if (!view.ok()) return view.status();
     if (!view.value()) continue;
     try {

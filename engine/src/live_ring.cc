@@ -177,11 +177,8 @@ class RingSubscription final : public Subscription {
     if (!record.ok()) return record.status();
     if (record.value()) {
       position_ = reader_->position();
-      const journal::RecordHeader& header = record.value()->header;
-      if (header.stream_id == kSystemStream && ring_.context().learn_name) {
-        if (Status learned = ring_.context().learn_name(header, record.value()->payload); !learned.ok()) return learned;
-      }
-      return view_record(header, record.value()->payload, ring_.context().catalog);
+      return view_record(record.value()->header, record.value()->payload, ring_.context().catalog,
+                         ring_.context().learn_name);
     }
     // Caught up with the durable sequence: time to join the ring, if a seat is free.
     if (seat_ == nullptr && join()) return std::optional<EventView>();
@@ -289,8 +286,14 @@ std::unique_ptr<LiveRing> LiveRing::make(const Options& options, std::uint64_t f
 }
 
 Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,
-                                             std::span<const std::byte> stored, const Catalog& catalog) {
-  if (header.stream_id == kSystemStream) return std::optional<EventView>();
+                                             std::span<const std::byte> stored, const Catalog& catalog,
+                                             const LearnName& learn) {
+  if (header.stream_id == kSystemStream) {
+    if (learn) {
+      if (Status learned = learn(header, stored); !learned.ok()) return learned;
+    }
+    return std::optional<EventView>();
+  }
   const auto decoded = decode_event(stored, header.sequence);
   if (!decoded.ok()) return decoded.status();
   EventView view;

@@ -22,6 +22,10 @@
 
 namespace annal::engine {
 
+// Read-only engines: a name record read from the journal, to be learned (empty for a writing
+// engine: its names are in the catalog before its records are in the journal).
+using LearnName = std::function<Status(const journal::RecordHeader&, std::span<const std::byte>)>;
+
 // What subscriptions read besides the ring.
 struct ReadContext {
   journal::Journal& journal;
@@ -29,9 +33,8 @@ struct ReadContext {
   const std::atomic<bool>& closed;  // the engine is closing: subscriptions end
   // A live subscriber starts (+1) or stops (-1) needing the durable gate kept current.
   std::function<void(int)> follow;
-  // Read-only engines: a name record read from the journal, to be learned (empty otherwise: the
-  // writer's names are in the catalog before its records are in the journal).
-  std::function<Status(const journal::RecordHeader&, std::span<const std::byte>)> learn_name;
+  // Read-only engines learn names from the records (view_record).
+  LearnName learn_name;
 };
 
 class LiveRing {
@@ -54,8 +57,10 @@ class LiveRing {
   virtual std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader, Gating gating) = 0;
 };
 
-// The view of a stored record: the event, or nullopt for an engine system record (names).
+// The view of a stored record: the event, or nullopt for an engine system record (names), which
+// `learn` (if set) is given first.
 Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,
-                                             std::span<const std::byte> stored, const Catalog& catalog);
+                                             std::span<const std::byte> stored, const Catalog& catalog,
+                                             const LearnName& learn = {});
 
 }  // namespace annal::engine

@@ -122,16 +122,19 @@ Result<DirectoryReport> inspect_directory(const std::string& directory, bool ver
   return std::move(scanned.value().report);
 }
 
+Status check_retained(const std::vector<SegmentInfo>& segments, std::uint64_t sequence) {
+  if (segments.empty() || sequence >= segments.front().base) return {};
+  return Status(ErrorCode::not_found, "sequence " + std::to_string(sequence) + " was removed by retention (the log starts at " +
+                                          std::to_string(segments.front().base) + ")");
+}
+
 Result<SegmentLocation> locate_in(const std::vector<SegmentInfo>& segments, std::uint64_t sequence) {
   if (segments.empty()) {
     return Status(ErrorCode::not_found, "sequence " + std::to_string(sequence) + ": the journal has no segment yet");
   }
+  if (Status retained = check_retained(segments, sequence); !retained.ok()) return retained;
   const auto after = std::upper_bound(segments.begin(), segments.end(), sequence,
                                       [](std::uint64_t s, const SegmentInfo& info) { return s < info.base; });
-  if (after == segments.begin()) {
-    return Status(ErrorCode::not_found, "sequence " + std::to_string(sequence) + " was removed by retention (the log starts at " +
-                                            std::to_string(segments.front().base) + ")");
-  }
   const SegmentInfo& segment = *std::prev(after);
   SegmentLocation where{.path = segment.path,
                         .base = segment.base,

@@ -22,6 +22,10 @@ struct ScannedDirectory {
 [[nodiscard]] Result<ScannedDirectory> scan_directory(IoBackend& io, const std::string& directory,
                                                       const Options& options, bool verify);
 
+// not_found if retention removed `sequence` (it lies before the first segment); ok otherwise, a
+// sequence past the end or a log with no segment yet included (a reader may wait for it).
+[[nodiscard]] Status check_retained(const std::vector<SegmentInfo>& segments, std::uint64_t sequence);
+
 // Where `sequence` lies in `segments` (Journal::locate's answer).
 [[nodiscard]] Result<SegmentLocation> locate_in(const std::vector<SegmentInfo>& segments, std::uint64_t sequence);
 

@@ -319,11 +319,6 @@ class JournalImpl final : public Journal {
     return index_entries_max(options_.segment_bytes_max, options_.index_interval_bytes);
   }
 
-  static Status removed(std::uint64_t sequence) {
-    return Status(ErrorCode::not_found,
-                  "sequence " + std::to_string(sequence) + " was removed by retention");
-  }
-
   // Under mutex_: the filling buffer goes to the writer's queue (with direct I/O, padded to a
   // block boundary: the next buffer starts there).
   void seal_filling() {
@@ -660,7 +655,7 @@ Result<std::unique_ptr<Reader>> JournalImpl::reader(std::uint64_t from, std::siz
   from = std::max(from, kFirstSequence);
   {
     std::lock_guard lock(mutex_);
-    if (!segments_.empty() && from < segments_.front().base) return removed(from);
+    if (Status retained = check_retained(segments_, from); !retained.ok()) return retained;
   }
   Options options = options_;
   if (chunk_bytes != 0) options.read_chunk_bytes = std::max(chunk_bytes, kSegmentHeaderBytes);

@@ -52,7 +52,10 @@ class ReadOnlyJournal final : public Journal {
 
   Result<std::unique_ptr<Reader>> reader(std::uint64_t from, std::size_t chunk_bytes) override {
     from = std::max(from, kFirstSequence);
-    if (Status there = locate(from).status(); !there.ok() && from < end_at_open()) return there;
+    {
+      std::lock_guard lock(mutex_);
+      if (Status retained = check_retained(segments_, from); !retained.ok()) return retained;
+    }
     Options options = options_;
     if (chunk_bytes != 0) options.read_chunk_bytes = std::max(chunk_bytes, kSegmentHeaderBytes);
     return std::make_unique<Reader>(*this, io_, options, from);
@@ -78,7 +81,6 @@ class ReadOnlyJournal final : public Journal {
   }
   // Under mutex_: one past the last record.
   [[nodiscard]] std::uint64_t end() const { return segments_.empty() ? kFirstSequence : segments_.back().end_sequence; }
-  [[nodiscard]] std::uint64_t end_at_open() const { return report_.next_sequence; }
 
   // Picks up what the writer added since: whole batches at the end of the last segment, then the
   // segments after it (a batch never straddles two, so the next segment's file existing means the
