@@ -281,11 +281,9 @@ Result<std::vector<std::string>> FaultBackend::list(const std::string& directory
 Result<FileId> FaultBackend::lock_directory(const std::string& directory) {
   std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
-  for (const auto& [file, locked] : locks_) {
-    if (locked == directory) {
-      return Status(ErrorCode::locked, directory + " is in use by another journal (" + directory +
-                                           "/LOCK is locked); close it or use another directory");
-    }
+  if (directory_locked(directory).value()) {
+    return Status(ErrorCode::locked, directory + " is in use by another journal (" + directory +
+                                         "/LOCK is locked); close it or use another directory");
   }
   const std::string path = directory + "/LOCK";
   if (names_.find(path) == names_.end()) names_.emplace(path, std::make_shared<Node>());
@@ -293,6 +291,12 @@ Result<FileId> FaultBackend::lock_directory(const std::string& directory) {
   open_[id] = {names_[path], path};
   locks_[id] = directory;
   return id;
+}
+
+Result<bool> FaultBackend::directory_locked(const std::string& directory) {
+  std::lock_guard lock(mutex_);
+  if (dead_) return error_status(EIO, "after crash");
+  return std::any_of(locks_.begin(), locks_.end(), [&](const auto& held) { return held.second == directory; });
 }
 
 void FaultBackend::queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,

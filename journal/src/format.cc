@@ -23,6 +23,11 @@ static_assert(kCommitLagAt + 4 == kRecordHeaderBytes);
 constexpr std::size_t kSegmentNameDigits = 20;  // UINT64_MAX has 20 decimal digits
 constexpr std::string_view kSegmentSuffix = ".log";
 
+// The durable notice in the LOCK file.
+constexpr std::size_t kNoticeMagicAt = 8, kNoticeChecksumAt = 12;
+constexpr std::uint32_t kNoticeMagic = 0x41525544;  // "DURA" little-endian
+static_assert(kNoticeChecksumAt + 4 == kDurableNoticeBytes);
+
 
 }  // namespace
 
@@ -126,6 +131,20 @@ void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::
   std::fill(out.begin() + kRecordHeaderBytes, out.end(), std::byte{0});
   seal_record({.sequence = next_sequence, .type = kTypePadding, .commit_lag = commit_lag}, out.size(),
               salt, out);
+}
+
+void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kDurableNoticeBytes> out) noexcept {
+  store_le<std::uint64_t>(out, 0, durable);
+  store_le<std::uint32_t>(out, kNoticeMagicAt, kNoticeMagic);
+  store_le<std::uint32_t>(out, kNoticeChecksumAt, crc32c_extend(0, std::span<const std::byte>(out).first(kNoticeChecksumAt)));
+}
+
+std::optional<std::uint64_t> decode_durable_notice(std::span<const std::byte> in) noexcept {
+  if (in.size() < kDurableNoticeBytes || load_le<std::uint32_t>(in, kNoticeMagicAt) != kNoticeMagic ||
+      load_le<std::uint32_t>(in, kNoticeChecksumAt) != crc32c_extend(0, in.first(kNoticeChecksumAt))) {
+    return std::nullopt;
+  }
+  return load_le<std::uint64_t>(in, 0);
 }
 
 const char* to_string(RecordStatus status) noexcept {

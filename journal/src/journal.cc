@@ -122,6 +122,7 @@ class JournalImpl final : public Journal {
     (void)io_->register_buffers(staging);
     next_sequence_ = report_.next_sequence;
     durable_.store(next_sequence_ - 1, std::memory_order_release);
+    tell_readers(next_sequence_ - 1);  // over whatever an earlier writer left there
     if (recovered.tail_file >= 0) {
       tail_.file = recovered.tail_file;
       tail_.writes = tail_writes >= 0 ? tail_writes : tail_.file;
@@ -531,16 +532,19 @@ class JournalImpl final : public Journal {
     if (failed != nullptr) return completion_error(*failed);
     // In order, each once its writes are done and (group commit) a sync queued after them is.
     const bool syncs = options_.durability == Durability::group_commit;
+    std::uint64_t retired = 0;
     while (rounds_count_ > 0 && rounds_[rounds_head_].outstanding == 0 &&
            (!syncs || rounds_[rounds_head_].id < synced_rounds_)) {
-      retire(rounds_[rounds_head_]);
+      retired = retire(rounds_[rounds_head_]);
       rounds_head_ = (rounds_head_ + 1) % rounds_.size();
       --rounds_count_;
     }
+    if (retired != 0 && options_.durability != Durability::interval) make_durable(retired);
     return {};
   }
 
-  void retire(const Round& round) {
+  // Returns the round's last sequence.
+  std::uint64_t retire(const Round& round) {
     const Buffer& last = buffers_[round.buffers.back()];
     std::lock_guard lock(mutex_);
     // Readers locate through these, and only once durable_ covers the records.
@@ -551,12 +555,11 @@ class JournalImpl final : public Journal {
       if (!unsynced_) next_interval_sync_ = Clock::now() + options_.sync_interval;
       unsynced_ = true;
       written_ = last.last_sequence;
-    } else {
-      publish_durable(last.last_sequence);
     }
     for (const std::size_t index : round.buffers) free_.push_back(index);
     buffers_in_flight_ -= round.buffers.size();
     buffer_freed_.notify_all();
+    return last.last_sequence;
   }
 
   Status completion_error(const Completion& completion) const {
@@ -595,10 +598,30 @@ class JournalImpl final : public Journal {
 
   Status sync_interval() {
     if (Status synced = io_->sync(tail_.file); !synced.ok()) return synced;
-    std::lock_guard lock(mutex_);
-    unsynced_ = false;
-    publish_durable(written_);
+    {
+      std::lock_guard lock(mutex_);
+      unsynced_ = false;
+    }
+    make_durable(written_);
     return {};
+  }
+
+  // The records up to `sequence` are written and synced as the mode asks. Readers in other
+  // processes are told first (the LOCK file), so anyone woken here who then starts a tool finds
+  // the notice there already. Writer thread.
+  void make_durable(std::uint64_t sequence) {
+    tell_readers(sequence);
+    std::lock_guard lock(mutex_);
+    publish_durable(sequence);
+  }
+
+  // Writes `durable` into the LOCK file for readers in other processes (format.h): one small
+  // pwrite per group commit, outside the lock appenders take. Best effort: if it fails, those
+  // readers only fall behind. Writer thread (or open, before it starts).
+  void tell_readers(std::uint64_t durable) {
+    std::array<std::byte, kDurableNoticeBytes> notice{};
+    encode_durable_notice(durable, notice);
+    (void)io_->write(lock_, 0, notice);
   }
 
   // Under mutex_.

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -208,16 +207,29 @@ Result<std::vector<std::string>> PosixFiles::list(const std::string& directory) 
   return names;
 }
 
+namespace {
+
+// The whole of the LOCK file, as an open file description lock (F_OFD_*): like flock it belongs to
+// the open file description, so a second open of the same directory in this process is refused
+// just like another process, and unlike flock it can be queried without being taken.
+struct flock whole_file(short type) {
+  struct flock lock {};
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  return lock;
+}
+
+}  // namespace
+
 Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
-  const std::string path = directory + "/LOCK";
+  const std::string path = directory + "/" + std::string(kLockFileName);
   const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); });
   if (fd < 0) return errno_status(errno, "open " + path);
-  // flock locks belong to the open file description: a second open of the same directory in this
-  // process is refused just like another process.
-  if (retry_eintr([&] { return ::flock(fd, LOCK_EX | LOCK_NB); }) != 0) {
+  struct flock lock = whole_file(F_WRLCK);
+  if (retry_eintr([&] { return ::fcntl(fd, F_OFD_SETLK, &lock); }) != 0) {
     const int error = errno;
     ::close(fd);
-    if (error == EWOULDBLOCK) {
+    if (error == EAGAIN || error == EACCES) {
       return Status(ErrorCode::locked, directory + " is in use by another journal (" + path +
                                            " is locked); close it or use another directory");
     }
@@ -225,6 +237,21 @@ Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
   }
   remember(fd, path);
   return fd;
+}
+
+Result<bool> PosixFiles::directory_locked(const std::string& directory) {
+  const std::string path = directory + "/" + std::string(kLockFileName);
+  const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+  if (fd < 0) {
+    if (errno == ENOENT) return false;
+    return errno_status(errno, "open " + path);
+  }
+  struct flock lock = whole_file(F_WRLCK);
+  const int rc = retry_eintr([&] { return ::fcntl(fd, F_OFD_GETLK, &lock); });
+  const int error = errno;
+  ::close(fd);
+  if (rc != 0) return errno_status(error, "query the lock of " + path);
+  return lock.l_type != F_UNLCK;
 }
 
 void PosixBackend::queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,

@@ -1,5 +1,6 @@
 // Journal::open_read_only: the journal of a directory as its files show it, for tools. See journal.h.
 #include <algorithm>
+#include <array>
 #include <mutex>
 #include <thread>
 
@@ -24,6 +25,12 @@ class ReadOnlyJournal final : public Journal {
     report_.next_sequence = end();
     if (damaged_) report_.message = "journal " + directory_ + ": " + scanned.report.problems.front() + "; read up to there";
   }
+
+  // Settles the durable sequence of what open() scanned.
+  Status start() {
+    std::lock_guard lock(mutex_);
+    return settle_durable();
+  }
   ~ReadOnlyJournal() override { (void)close(); }
 
   Result<Receipt> append(std::span<const RecordInput>) override { return read_only(); }
@@ -34,7 +41,7 @@ class ReadOnlyJournal final : public Journal {
       {
         std::lock_guard lock(mutex_);
         if (Status refreshed = refresh(); !refreshed.ok()) return refreshed;
-        if (end() > sequence) return {};
+        if (durable_ >= sequence) return {};
       }
       const auto now = Clock::now();
       if (now >= deadline) {
@@ -44,7 +51,10 @@ class ReadOnlyJournal final : public Journal {
     }
   }
 
-  [[nodiscard]] std::uint64_t durable_sequence() const override { return last_sequence(); }
+  [[nodiscard]] std::uint64_t durable_sequence() const override {
+    std::lock_guard lock(mutex_);
+    return durable_;
+  }
   [[nodiscard]] std::uint64_t last_sequence() const override {
     std::lock_guard lock(mutex_);
     return end() - 1;
@@ -71,7 +81,8 @@ class ReadOnlyJournal final : public Journal {
   Status close() override {
     std::lock_guard lock(mutex_);
     if (tail_file_ >= 0) (void)io_->close(tail_file_);
-    tail_file_ = -1;
+    if (lock_file_ >= 0) (void)io_->close(lock_file_);
+    tail_file_ = lock_file_ = -1;
     return {};
   }
 
@@ -82,10 +93,47 @@ class ReadOnlyJournal final : public Journal {
   // Under mutex_: one past the last record.
   [[nodiscard]] std::uint64_t end() const { return segments_.empty() ? kFirstSequence : segments_.back().end_sequence; }
 
-  // Picks up what the writer added since: whole batches at the end of the last segment, then the
-  // segments after it (a batch never straddles two, so the next segment's file existing means the
-  // last one is sealed). Stops for good at damage. Under mutex_.
+  // What readers may read up to: the whole batches in the files, but beside a live writer (one
+  // holds the lock) no further than the durable sequence it last told readers (format.h: the LOCK
+  // file), so that a round written but not yet synced is not shown. Never goes back. Under mutex_.
+  Status settle_durable() {
+    const std::uint64_t written = end() - 1;
+    const auto locked = io_->directory_locked(directory_);
+    if (!locked.ok()) return locked.status();
+    std::uint64_t durable = written;
+    if (locked.value()) {
+      const auto told = writer_told();
+      if (!told.ok()) return told.status();
+      durable = std::min(written, told.value().value_or(durable_));
+    }
+    durable_ = std::max(durable_, durable);
+    return {};
+  }
+
+  // The durable notice in the LOCK file; nullopt when there is none to believe (not written yet,
+  // or the read was torn by a write). Under mutex_.
+  Result<std::optional<std::uint64_t>> writer_told() {
+    if (lock_file_ < 0) {
+      const auto file = io_->open(directory_ + "/" + std::string(kLockFileName), OpenMode::read_only);
+      if (!file.ok()) return file.status();
+      lock_file_ = file.value();
+    }
+    std::array<std::byte, kDurableNoticeBytes> notice{};
+    const auto got = io_->read(lock_file_, 0, notice);
+    if (!got.ok()) return got.status();
+    return decode_durable_notice(std::span(notice).first(got.value()));
+  }
+
+  // Picks up what the writer added since (refresh_files), then settles the durable sequence.
   Status refresh() {
+    if (Status files = refresh_files(); !files.ok()) return files;
+    return settle_durable();
+  }
+
+  // Whole batches at the end of the last segment, then the segments after it (a batch never
+  // straddles two, so the next segment's file existing means the last one is sealed). Stops for
+  // good at damage. Under mutex_.
+  Status refresh_files() {
     if (damaged_) return {};
     for (;;) {
       if (!segments_.empty()) {
@@ -156,6 +204,8 @@ class ReadOnlyJournal final : public Journal {
   mutable std::mutex mutex_;
   std::vector<SegmentInfo> segments_;  // under mutex_
   FileId tail_file_ = -1;              // under mutex_: the last segment, once refresh opened it
+  FileId lock_file_ = -1;              // under mutex_: LOCK, once a writer was seen holding it
+  std::uint64_t durable_ = 0;          // under mutex_: see settle_durable
   std::uint32_t tail_salt_ = 0;        // under mutex_
   bool damaged_ = false;               // under mutex_: the log ends at damage; nothing after it is read
   std::vector<std::byte> buffer_;      // under mutex_
@@ -170,8 +220,9 @@ Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& dire
   auto io = make_posix_backend();
   auto scanned = scan_directory(*io, directory, reading, false);
   if (!scanned.ok()) return scanned.status();
-  return std::unique_ptr<Journal>(std::make_unique<ReadOnlyJournal>(directory, reading, std::move(io),
-                                                                    std::move(scanned.value())));
+  auto journal = std::make_unique<ReadOnlyJournal>(directory, reading, std::move(io), std::move(scanned.value()));
+  if (Status started = journal->start(); !started.ok()) return started;
+  return std::unique_ptr<Journal>(std::move(journal));
 }
 
 }  // namespace annal::journal

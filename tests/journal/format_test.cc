@@ -176,5 +176,24 @@ TEST(Record, SizeBeyondTheCallersLimitIsRejected) {
   EXPECT_EQ(decode_record(bytes, kSalt, kRecordHeaderBytes + 100).status, RecordStatus::ok);
 }
 
+// A read torn by the writer's next notice, a short or empty LOCK file: nothing to believe.
+TEST(DurableNotice, RoundTripsAndRefusesWhatAWriteCouldHaveTorn) {
+  std::array<std::byte, kDurableNoticeBytes> older{}, newer{};
+  encode_durable_notice(0x00000000FFFFFFFFull, older);
+  encode_durable_notice(0x0000000100000000ull, newer);
+  EXPECT_EQ(decode_durable_notice(older), 0x00000000FFFFFFFFull);
+  EXPECT_EQ(decode_durable_notice(newer), 0x0000000100000000ull);
+  for (std::size_t cut = 1; cut < kDurableNoticeBytes; ++cut) {
+    std::array<std::byte, kDurableNoticeBytes> torn = older;
+    std::copy(newer.begin(), newer.begin() + static_cast<std::ptrdiff_t>(cut), torn.begin());
+    const auto read = decode_durable_notice(torn);
+    if (read) {
+      EXPECT_TRUE(*read == 0x00000000FFFFFFFFull || *read == 0x0000000100000000ull) << "cut " << cut;
+    }
+    EXPECT_FALSE(decode_durable_notice(std::span(older).first(cut)).has_value());
+  }
+  EXPECT_FALSE(decode_durable_notice({}).has_value());
+}
+
 }  // namespace
 }  // namespace annal::journal

@@ -87,16 +87,23 @@ TYPED_TEST(IoBackendTest, ListsRenamesAndRemovesNames) {
   EXPECT_EQ(names.value(), std::vector<std::string>{"a.log"});
 }
 
+// And asking whether it is held neither takes it nor, by closing what it opened, lets it go.
 TYPED_TEST(IoBackendTest, ASecondLockOnTheDirectoryIsRefusedUntilTheFirstCloses) {
   auto io = this->make();
-  const auto first = io->lock_directory(this->dir_.path());
+  const std::string& dir = this->dir_.path();
+  ASSERT_FALSE(io->directory_locked(dir).value());  // no LOCK file yet
+  const auto first = io->lock_directory(dir);
   ASSERT_TRUE(first.ok()) << first.status().to_string();
-  const auto second = io->lock_directory(this->dir_.path());
+  EXPECT_TRUE(io->directory_locked(dir).value());
+  EXPECT_TRUE(io->directory_locked(dir).value());
+  const auto second = io->lock_directory(dir);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), ErrorCode::locked);
   EXPECT_NE(second.status().message().find("in use"), std::string::npos);
+  EXPECT_TRUE(io->directory_locked(dir).value());
   ASSERT_TRUE(io->close(first.value()).ok());
-  EXPECT_TRUE(io->lock_directory(this->dir_.path()).ok());
+  EXPECT_FALSE(io->directory_locked(dir).value());
+  EXPECT_TRUE(io->lock_directory(dir).ok());
 }
 
 TYPED_TEST(IoBackendTest, QueuedOperationsCompleteWithTheirTagsAndTheSyncLast) {

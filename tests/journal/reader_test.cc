@@ -454,6 +454,7 @@ TEST_F(ReadOnly, ReadsBesideTheWriterAndFollowsWhatItAppends) {
   auto reading = Journal::open_read_only(dir_.path(), kSmall);
   ASSERT_TRUE(reading.ok()) << reading.status().to_string();
   ASSERT_EQ(reading.value()->last_sequence(), first);
+  EXPECT_EQ(reading.value()->durable_sequence(), first);  // the writer told it, in LOCK
   expect_reads_from_everywhere(*reading.value(), first);
   EXPECT_EQ(reading.value()->append({}).code(), ErrorCode::invalid_argument);
 
@@ -467,6 +468,49 @@ TEST_F(ReadOnly, ReadsBesideTheWriterAndFollowsWhatItAppends) {
   }
   appender.join();
   EXPECT_EQ(tail.value()->next(Journal::Clock::now() + 50ms).code(), ErrorCode::timed_out);
+}
+
+// A round the writer has written but not synced is in the files; a power cut could still take it
+// back, so readers beside the writer do not show it until the writer says it is durable (here at
+// close: the interval is an hour). With no writer holding the directory, the files are the truth.
+TEST_F(ReadOnly, BesideALiveWriterShowsOnlyWhatItAcknowledgedDurable) {
+  annal::test::Watchdog watchdog("read-only durable cap");
+  Options hourly = kSmall;
+  hourly.durability = Durability::interval;
+  hourly.sync_interval = std::chrono::hours(1);
+  auto writer = open(hourly);
+  ASSERT_TRUE(writer.ok());
+  const std::uint64_t last = append_varied(*writer.value(), 0, 20);
+  // Wait for the writer to write the round (it does at once; only the sync waits for the hour).
+  const auto deadline = soon();
+  for (;;) {
+    const auto seen = inspect_directory(dir_.path(), false);
+    ASSERT_TRUE(seen.ok()) << seen.status().to_string();
+    if (seen.value().last_sequence == last) break;
+    ASSERT_LT(Journal::Clock::now(), deadline) << "the writer never wrote the round";
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(writer.value()->durable_sequence(), 0u);
+
+  auto reading = Journal::open_read_only(dir_.path(), kSmall);
+  ASSERT_TRUE(reading.ok()) << reading.status().to_string();
+  EXPECT_EQ(reading.value()->last_sequence(), last);  // in the files
+  EXPECT_EQ(reading.value()->durable_sequence(), 0u);  // but not acknowledged
+  auto tail = reading.value()->reader(kFirstSequence);
+  ASSERT_TRUE(tail.ok());
+  const auto none = tail.value()->next();
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none.value().has_value());
+  EXPECT_EQ(tail.value()->next(Journal::Clock::now() + 100ms).code(), ErrorCode::timed_out);
+  EXPECT_EQ(reading.value()->wait_durable(1, Journal::Clock::now() + 50ms).code(), ErrorCode::timed_out);
+
+  ASSERT_TRUE(writer.value()->close().ok());  // syncs everything and lets the directory go
+  for (std::uint64_t sequence = kFirstSequence; sequence <= last; ++sequence) {
+    const auto record = tail.value()->next(soon());
+    ASSERT_TRUE(record.ok()) << record.status().to_string();
+    expect_record(record.value(), sequence);
+  }
+  EXPECT_EQ(reading.value()->durable_sequence(), last);
 }
 
 TEST_F(ReadOnly, InspectionListsSegmentsAndNamesDamageWithoutRepairingIt) {

@@ -134,6 +134,22 @@ void encode_record(const RecordHeader& header, std::span<const std::byte> prefix
 void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::uint32_t salt,
                     std::span<std::byte> out) noexcept;
 
+// The directory's LOCK file. The writer holds an exclusive lock on it (an open file description
+// lock, so tools can ask whether it is held without taking it) for as long as the journal is open,
+// and after each sync writes the durable sequence it has just acknowledged over its first bytes:
+//
+//   +0 durable sequence u64, +8 magic "DURA" u32, +12 checksum u32 (CRC32C of [0, 12))
+//
+// Readers in other processes (annal tail) cap what they show there: the segments may already hold
+// records of a round whose fdatasync has not completed, which a power cut could still take back.
+// The notice is never synced and is believed only while a writer holds the lock: after a crash,
+// recovery, not a stale notice, decides what the log holds.
+inline constexpr std::string_view kLockFileName = "LOCK";
+inline constexpr std::size_t kDurableNoticeBytes = 16;
+void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kDurableNoticeBytes> out) noexcept;
+// nullopt for anything else: a short file, an older writer's empty LOCK, a read torn by a write.
+[[nodiscard]] std::optional<std::uint64_t> decode_durable_notice(std::span<const std::byte> in) noexcept;
+
 enum class RecordStatus {
   ok,
   end_of_log,    // a zero size word: preallocated space, nothing was written here

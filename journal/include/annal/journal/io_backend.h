@@ -65,6 +65,9 @@ class IoBackend {
   // Takes `directory`/LOCK for as long as the returned file stays open: a second holder, in this
   // process or another, gets ErrorCode::locked.
   virtual Result<FileId> lock_directory(const std::string& directory) = 0;
+  // Whether someone holds `directory`/LOCK now, asked without taking it (a tool must never stop a
+  // writer from opening). False when there is no LOCK file.
+  virtual Result<bool> directory_locked(const std::string& directory) = 0;
 
   // Optional: the buffers the asynchronous writes will come from, until unregister_buffers() (or
   // the next registration). io_uring pins them once instead of on every write. Writes from other

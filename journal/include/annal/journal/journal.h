@@ -152,8 +152,9 @@ class Journal {
   // Opens `directory` read-only, for tools: no lock is taken and nothing is repaired or written,
   // so it works beside the process that writes the directory, and on a damaged one (the log then
   // ends before the first damage; inspect.h says what and where). Readers see the whole batches in
-  // the files, written but not necessarily synced: "durable" here means "there". A tailing reader
-  // (Reader::next with a deadline) polls the files for more. append and remove_segments_before
+  // the files; while a writer holds the directory, only those it has acknowledged durable (it
+  // tells readers in the LOCK file, format.h), so a tool never shows what a power cut could still
+  // take back. A tailing reader (Reader::next with a deadline) polls for more. append and remove_segments_before
   // fail with invalid_argument. record_bytes_max is raised to the format's limit, so records any
   // writer could have written are read.
   static Result<std::unique_ptr<Journal>> open_read_only(const std::string& directory, const Options& options);
