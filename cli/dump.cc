@@ -1,6 +1,6 @@
 // annal dump DIR [--from SEQ] [--to SEQ] [--stream NAME] [--json]: events as text or JSON lines,
-// read-only. tail DIR [--stream NAME] [--json]: the same for new events as they come, until
-// interrupted.
+// read-only. tail DIR [--stream NAME] [--json]: the same for new events as the writer makes them
+// durable, until interrupted.
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -64,7 +64,8 @@ int dump(const DumpOptions& options) {
 int tail(const DumpOptions& options) {
   auto opened = engine::Engine::open_read_only(options.directory, {});
   if (!opened.ok()) return fail("tail", opened.status());
-  auto subscription = opened.value()->subscribe(opened.value()->last_sequence() + 1);
+  // From the first event not yet durable: one already in the files may become durable later.
+  auto subscription = opened.value()->subscribe(opened.value()->durable_sequence() + 1);
   if (!subscription.ok()) return fail("tail", subscription.status());
   std::signal(SIGINT, [](int) { interrupted = 1; });
   std::signal(SIGTERM, [](int) { interrupted = 1; });
@@ -90,7 +91,7 @@ void add_dump(CLI::App& app, int& exit_code) {
 
 void add_tail(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<DumpOptions>();
-  auto* command = app.add_subcommand("tail", "Follow new events as they are written, until interrupted (read-only)");
+  auto* command = app.add_subcommand("tail", "Follow new events as they become durable, until interrupted (read-only)");
   add_common(*command, *options);
   command->callback([&exit_code, options] { exit_code = tail(*options); });
 }

@@ -135,6 +135,106 @@ TEST_F(CliTest, AMissingOrLockedDirectoryGetsAOneLineError) {
   EXPECT_EQ(run({"inspect", dir_.path()}).exit_code, 0);
 }
 
+// `annal tail` in its own process, its output read from a pipe as it comes.
+class Tail {
+ public:
+  explicit Tail(const std::string& directory) {
+    int fds[2];
+    ANNAL_ASSERT(pipe(fds) == 0);
+    child_ = fork();
+    if (child_ == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      execl(ANNAL_CLI, ANNAL_CLI, "tail", directory.c_str(), "--json", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(fds[1]);
+    out_ = fds[0];
+    fcntl(out_, F_SETFL, O_NONBLOCK);
+  }
+  ~Tail() {
+    if (child_ > 0) stop();
+    close(out_);
+  }
+  // The whole lines printed until `deadline`, or until there are `count` of them.
+  std::vector<std::string> lines_until(std::chrono::steady_clock::time_point deadline, std::size_t count) {
+    std::vector<std::string> lines;
+    while (lines.size() < count && std::chrono::steady_clock::now() < deadline) {
+      char buffer[4096];
+      const ssize_t got = read(out_, buffer, sizeof buffer);
+      if (got > 0) {
+        pending_.append(buffer, static_cast<std::size_t>(got));
+        for (std::size_t end; (end = pending_.find('\n')) != std::string::npos;) {
+          lines.push_back(pending_.substr(0, end));
+          pending_.erase(0, end + 1);
+        }
+      } else {
+        std::this_thread::sleep_for(5ms);
+      }
+    }
+    return lines;
+  }
+  // SIGTERM, as an operator's Ctrl-C; the exit code.
+  int stop() {
+    kill(child_, SIGTERM);
+    int status = 0;
+    waitpid(child_, &status, 0);
+    child_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  pid_t child_ = -1;
+  int out_ = -1;
+  std::string pending_;
+};
+
+// tail shows an event once the writer has made it durable, not when it is merely in the files:
+// the writer syncs once an hour here, so nothing shows until it closes (and syncs), then tail
+// follows the next writer's appends as each becomes durable.
+TEST_F(CliTest, TailFollowsEventsAsTheyBecomeDurable) {
+  annal::test::Watchdog watchdog("annal tail", 120s);
+  engine::Options hourly;
+  hourly.journal.durability = journal::Durability::interval;
+  hourly.journal.sync_interval = std::chrono::hours(1);
+  auto writer = engine::Engine::open(dir_.path(), hourly);
+  ASSERT_TRUE(writer.ok()) << writer.status().to_string();
+  Tail tail(dir_.path());
+  const auto append = [](engine::Engine& store, int i) {
+    const std::string data = "{\"n\":" + std::to_string(i) + "}";
+    const engine::EventData event{.type = "Tick", .payload = std::as_bytes(std::span(data))};
+    const auto receipt = store.append("clock", engine::ExpectedVersion::any(), {&event, 1});
+    EXPECT_TRUE(receipt.ok()) << receipt.status().to_string();
+    return receipt;
+  };
+  for (int i = 0; i < 10; ++i) append(*writer.value(), i);
+  const std::string written = "\"last_sequence\":" + std::to_string(writer.value()->last_sequence()) + ",";
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (run({"inspect", dir_.path(), "--json"}).out.find(written) == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the writer never wrote the events";
+  }
+  EXPECT_TRUE(tail.lines_until(std::chrono::steady_clock::now() + 300ms, 1).empty()) << "tail showed what is not durable";
+  ASSERT_TRUE(writer.value()->close().ok());
+  std::vector<std::string> shown = tail.lines_until(std::chrono::steady_clock::now() + 30s, 10);
+
+  auto next = engine::Engine::open(dir_.path(), {});
+  ASSERT_TRUE(next.ok()) << next.status().to_string();
+  for (int i = 10; i < 15; ++i) {
+    const auto receipt = append(*next.value(), i);
+    ASSERT_TRUE(next.value()->wait_durable(receipt.value(), engine::Engine::Clock::now() + 30s).ok());
+    for (const std::string& line : tail.lines_until(std::chrono::steady_clock::now() + 30s, 1)) shown.push_back(line);
+  }
+  ASSERT_EQ(shown.size(), 15u);
+  simdjson::dom::parser parser;
+  for (std::size_t i = 0; i < shown.size(); ++i) {
+    simdjson::dom::object event;
+    ASSERT_EQ(parser.parse(shown[i]).get(event), simdjson::SUCCESS) << shown[i];
+    EXPECT_EQ(std::uint64_t(event["version"]), i) << shown[i];
+    EXPECT_EQ(std::int64_t(event["data"]["n"]), static_cast<std::int64_t>(i)) << shown[i];
+  }
+  EXPECT_EQ(tail.stop(), 0);
+}
+
 TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
   const Ran loaded = run({"load", dir_.path(), "--events", "3000", "--writers", "3", "--streams", "50"});
   ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
