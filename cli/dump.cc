@@ -54,7 +54,8 @@ int dump(const DumpOptions& options) {
   auto opened = engine::Engine::open_read_only(options.directory, {});
   if (!opened.ok()) return fail("dump", opened.status());
   engine::Engine& store = *opened.value();
-  const std::uint64_t to = std::min(options.to, store.last_sequence());
+  // Beside a live writer, what it has made durable; the rest may still be taken back.
+  const std::uint64_t to = std::min(options.to, store.durable_sequence());
   if (options.from > to) return kOk;
   auto subscription = store.subscribe(std::max<std::uint64_t>(options.from, 1));
   if (!subscription.ok()) return fail("dump", subscription.status());

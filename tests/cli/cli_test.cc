@@ -214,6 +214,10 @@ TEST_F(CliTest, TailFollowsEventsAsTheyBecomeDurable) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the writer never wrote the events";
   }
   EXPECT_TRUE(tail.lines_until(std::chrono::steady_clock::now() + 300ms, 1).empty()) << "tail showed what is not durable";
+  const Ran dumped = run({"dump", dir_.path()});  // nor does dump, and it is not an error
+  EXPECT_EQ(dumped.exit_code, 0) << dumped.err;
+  EXPECT_EQ(dumped.out.find("Tick"), std::string::npos) << dumped.out;
+  EXPECT_EQ(run({"verify", dir_.path()}).exit_code, 0);
   ASSERT_TRUE(writer.value()->close().ok());
   std::vector<std::string> shown = tail.lines_until(std::chrono::steady_clock::now() + 30s, 10);
 
