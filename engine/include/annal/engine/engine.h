@@ -118,8 +118,8 @@ class Engine {
 
   // Opens `directory` read-only, for tools (journal.h's Journal::open_read_only): no lock, nothing
   // changed, so it works beside the process that writes it and on a damaged directory (the log
-  // ends before the damage). Reads, read_all, subscriptions (which follow what the writer adds),
-  // build_as_of work; the stream index is the directory's at open. append, add_projection and
+  // ends before the damage). Reads, read_all, subscriptions (which follow what the writer makes
+  // durable), build_as_of work; the stream index is the directory's at open. append, add_projection and
   // trim_journal fail with invalid_argument.
   static Result<std::unique_ptr<Engine>> open_read_only(const std::string& directory, const Options& options);
 
