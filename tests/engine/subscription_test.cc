@@ -206,6 +206,9 @@ TEST_F(SubscriptionTest, WakeEndsAWaitEarlyAndLosesNothing) {
   auto subscription = engine_->subscribe(first.last_sequence);
   ASSERT_TRUE(subscription.ok());
   ASSERT_TRUE(subscription.value()->next(soon()).ok());
+  // Caught up, it takes a seat in the ring (had "a" been durable before it subscribed, it read "a"
+  // from the journal and has not looked further yet).
+  EXPECT_EQ(subscription.value()->next(Engine::Clock::now() + 20ms).code(), ErrorCode::timed_out);
   ASSERT_TRUE(subscription.value()->live());
   for (int round = 0; round < 3; ++round) {
     std::thread waker([&] {
