@@ -533,7 +533,7 @@ void BM_EngineRecover(benchmark::State& state, bool snapshots) {
 // ---- engine_state_snapshot ---------------------------------------------------------------------
 
 // What a state snapshot costs against the number of streams: encoding (under the sequencing lock,
-// so appends wait for it) and decoding (open, twice: on scratch objects first). Every stream named
+// so appends wait for it) and decoding (open). Every stream named
 // and indexed, one event type, the idempotency window full at its default size. Time is the encode.
 void BM_EngineStateSnapshot(benchmark::State& state, std::uint64_t streams) {
   const ae::Options defaults;

@@ -34,6 +34,11 @@ Status Catalog::add_stream(std::uint64_t id, std::string_view name) {
   return {};
 }
 
+void Catalog::reserve_streams(std::size_t streams) {
+  std::unique_lock lock(mutex_);
+  stream_ids_.reserve(streams);
+}
+
 std::optional<std::uint16_t> Catalog::find_type(std::string_view name) const {
   std::shared_lock lock(mutex_);
   const auto found = type_ids_.find(name);

@@ -32,6 +32,8 @@ class Catalog {
   // Writer only. corruption if `id` is not next_stream_id() or the name is taken (a journal that
   // says otherwise was not written by this engine).
   Status add_stream(std::uint64_t id, std::string_view name);
+  // Writer only: room for `streams` stream names in all, before many are added at once (recovery).
+  void reserve_streams(std::size_t streams);
 
   [[nodiscard]] std::optional<std::uint16_t> find_type(std::string_view name) const;
   [[nodiscard]] std::string_view type_name(std::uint16_t id) const noexcept;

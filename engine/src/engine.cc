@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -28,6 +29,13 @@
 
 namespace annal::engine {
 namespace {
+
+// Destroys `object` and constructs a new one in its place (references to it stay valid).
+template <class T, class... Args>
+void renew(T& object, Args&&... args) {
+  std::destroy_at(&object);
+  std::construct_at(&object, std::forward<Args>(args)...);
+}
 
 // A stream read jumps from event to event; each jump reads about one index interval from the
 // journal, so its chunk need not be large.
@@ -812,22 +820,20 @@ Result<std::uint64_t> EngineImpl::trim_journal() {
 }
 
 // Loads the newest intact state snapshot at or below the recovered end of the log, if any. One
-// that fails to decode is tried on scratch objects first, so it cannot leave half of itself behind.
+// that fails to decode (its checksums held, so a bug or a format this build does not know) may
+// have left half of itself behind: the objects are made anew and the whole journal is read.
 Status EngineImpl::restore_state() {
   auto newest = newest_snapshot(state_store_, kEngineStateName, kEngineStateSchema, journal_->last_sequence());
   if (!newest.ok()) return newest.status();
   if (!newest.value()) return {};
-  {
-    Catalog catalog;
-    StreamIndex index;
-    IdempotencyWindow window(options_.idempotency_window);
-    if (Status trial = decode_engine_state(newest.value()->state, catalog, index, window); !trial.ok()) {
-      std::fprintf(stderr, "annal: %s; reading the whole journal instead\n", trial.to_string().c_str());
-      return {};
-    }
+  if (Status decoded = decode_engine_state(newest.value()->state, catalog_, index_, window_); !decoded.ok()) {
+    std::fprintf(stderr, "annal: %s; reading the whole journal instead\n", decoded.to_string().c_str());
+    // Nothing else has seen them yet: open() has not returned, no thread of the engine runs.
+    renew(catalog_);
+    renew(index_);
+    renew(window_, options_.idempotency_window);
+    return {};
   }
-  const Status decoded = decode_engine_state(newest.value()->state, catalog_, index_, window_);
-  ANNAL_ASSERT(decoded.ok());  // it decoded a moment ago into empty objects, as these are
   open_report_.state_snapshot = newest.value()->header.sequence;
   state_snapshot_at_ = open_report_.state_snapshot;
   return {};

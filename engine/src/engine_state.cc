@@ -1,5 +1,6 @@
 #include "engine_state.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -55,6 +56,9 @@ class Reader {
   }
   [[nodiscard]] bool ok() const noexcept { return ok_; }
   [[nodiscard]] bool done() const noexcept { return ok_ && at_ == in_.size(); }
+  // At most how many items of at least `bytes` each are left: what a count read from the input
+  // may reserve room for, so that a damaged count cannot reserve more than the input could hold.
+  [[nodiscard]] std::size_t room_for(std::size_t bytes) const noexcept { return (in_.size() - at_) / bytes; }
 
  private:
   bool take(std::size_t bytes) {
@@ -107,6 +111,7 @@ Status decode_engine_state(std::span<const std::byte> state, Catalog& catalog, S
                            IdempotencyWindow& window) {
   Reader in(state);
   const auto streams_named = in.get<std::uint32_t>();
+  catalog.reserve_streams(std::min<std::size_t>(streams_named, in.room_for(2)));  // one rehash, not twenty
   for (std::uint32_t i = 0; i < streams_named && in.ok(); ++i) {
     const std::string_view name = in.get_name();
     if (in.ok()) {
@@ -121,6 +126,7 @@ Status decode_engine_state(std::span<const std::byte> state, Catalog& catalog, S
     }
   }
   const auto streams = in.get<std::uint64_t>();
+  index.reserve(std::min<std::size_t>(streams, in.room_for(kStreamBytes)));
   for (std::uint64_t i = 0; i < streams && in.ok(); ++i) {
     const auto stream = in.get<std::uint64_t>();
     const auto last_version = in.get<std::uint64_t>();

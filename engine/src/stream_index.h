@@ -37,6 +37,11 @@ class BasicStreamIndex {
     std::unique_lock lock(mutex_);
     streams_.insert_or_assign(stream, state);
   }
+  // Room for `streams` entries in all, before many are put at once (recovery).
+  void reserve(std::size_t streams) {
+    std::unique_lock lock(mutex_);
+    streams_.reserve(streams);
+  }
   // Every entry, in no particular order. Writer only (it alone changes the map).
   template <class Visit>
   void for_each(Visit&& visit) const {
