@@ -281,11 +281,11 @@ Result<std::vector<std::string>> FaultBackend::list(const std::string& directory
 Result<FileId> FaultBackend::lock_directory(const std::string& directory) {
   std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
+  const std::string path = directory + "/" + std::string(kLockFileName);
   if (directory_locked(directory).value()) {
-    return Status(ErrorCode::locked, directory + " is in use by another journal (" + directory +
-                                         "/LOCK is locked); close it or use another directory");
+    return Status(ErrorCode::locked, directory + " is in use by another journal (" + path +
+                                         " is locked); close it or use another directory");
   }
-  const std::string path = directory + "/LOCK";
   if (names_.find(path) == names_.end()) names_.emplace(path, std::make_shared<Node>());
   const FileId id = next_file_++;
   open_[id] = {names_[path], path};

@@ -742,7 +742,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   if (!lock.ok()) return lock.status();
   if (options.direct_io) {
     // Say now, not at the first write, if this file system cannot do direct I/O.
-    const auto probe = io->open(join_path(directory, "LOCK"), OpenMode::read_write_direct);
+    const auto probe = io->open(join_path(directory, std::string(kLockFileName)), OpenMode::read_write_direct);
     if (!probe.ok()) {
       (void)io->close(lock.value());
       return Status(probe.status().code(), "journal option direct_io: " + probe.status().message());

@@ -212,9 +212,9 @@ namespace {
 // The whole of the LOCK file, as an open file description lock (F_OFD_*): like flock it belongs to
 // the open file description, so a second open of the same directory in this process is refused
 // just like another process, and unlike flock it can be queried without being taken.
-struct flock whole_file(short type) {
+struct flock whole_file_write_lock() {
   struct flock lock {};
-  lock.l_type = type;
+  lock.l_type = F_WRLCK;
   lock.l_whence = SEEK_SET;
   return lock;
 }
@@ -225,7 +225,7 @@ Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
   const std::string path = directory + "/" + std::string(kLockFileName);
   const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); });
   if (fd < 0) return errno_status(errno, "open " + path);
-  struct flock lock = whole_file(F_WRLCK);
+  struct flock lock = whole_file_write_lock();
   if (retry_eintr([&] { return ::fcntl(fd, F_OFD_SETLK, &lock); }) != 0) {
     const int error = errno;
     ::close(fd);
@@ -246,7 +246,7 @@ Result<bool> PosixFiles::directory_locked(const std::string& directory) {
     if (errno == ENOENT) return false;
     return errno_status(errno, "open " + path);
   }
-  struct flock lock = whole_file(F_WRLCK);
+  struct flock lock = whole_file_write_lock();
   const int rc = retry_eintr([&] { return ::fcntl(fd, F_OFD_GETLK, &lock); });
   const int error = errno;
   ::close(fd);
