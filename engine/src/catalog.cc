@@ -13,10 +13,11 @@ Status refused(const std::string& what, std::uint64_t id, std::string_view name)
 }  // namespace
 
 std::optional<std::uint64_t> Catalog::find_stream(std::string_view name) const {
+  const std::uint32_t tag = NameIndex::tag(name);
   std::shared_lock lock(mutex_);
-  const auto found = stream_ids_.find(name);
-  if (found == stream_ids_.end()) return std::nullopt;
-  return found->second;
+  const auto found = stream_ids_.find(name, tag, streams_);
+  if (!found) return std::nullopt;
+  return kNamedStreamBit | *found;
 }
 
 std::string_view Catalog::stream_name(std::uint64_t id) const noexcept {
@@ -26,11 +27,13 @@ std::string_view Catalog::stream_name(std::uint64_t id) const noexcept {
 
 Status Catalog::add_stream(std::uint64_t id, std::string_view name) {
   if (id != next_stream_id() || streams_.size() >= NameTable::kNamesMax) return refused("stream", id, name);
-  if (stream_ids_.contains(name)) return refused("stream", id, name);  // the only writer: no race
+  const std::uint32_t tag = NameIndex::tag(name);
+  // The only writer: no race between the check and the insert.
+  if (stream_ids_.find(name, tag, streams_)) return refused("stream", id, name);
   // The id-to-name side first: whoever finds the id by name can then look its name up.
-  streams_.push(std::string(name));
+  const std::size_t index = streams_.push(std::string(name));
   std::unique_lock lock(mutex_);
-  stream_ids_.emplace(std::string(name), id);
+  stream_ids_.insert(tag, index);
   return {};
 }
 
@@ -40,10 +43,11 @@ void Catalog::reserve_streams(std::size_t streams) {
 }
 
 std::optional<std::uint16_t> Catalog::find_type(std::string_view name) const {
+  const std::uint32_t tag = NameIndex::tag(name);
   std::shared_lock lock(mutex_);
-  const auto found = type_ids_.find(name);
-  if (found == type_ids_.end()) return std::nullopt;
-  return static_cast<std::uint16_t>(found->second);
+  const auto found = type_ids_.find(name, tag, types_);
+  if (!found) return std::nullopt;
+  return static_cast<std::uint16_t>(kFirstUserType + *found);
 }
 
 std::string_view Catalog::type_name(std::uint16_t id) const noexcept {
@@ -53,11 +57,12 @@ std::string_view Catalog::type_name(std::uint16_t id) const noexcept {
 
 Status Catalog::add_type(std::uint16_t id, std::string_view name) {
   if (types_full() || id != next_type_id()) return refused("event type", id, name);
-  if (type_ids_.contains(name)) return refused("event type", id, name);  // the only writer: no race
+  const std::uint32_t tag = NameIndex::tag(name);
+  if (type_ids_.find(name, tag, types_)) return refused("event type", id, name);  // the only writer: no race
   // The id-to-name side first: whoever finds the id by name can then look its name up.
-  types_.push(std::string(name));
+  const std::size_t index = types_.push(std::string(name));
   std::unique_lock lock(mutex_);
-  type_ids_.emplace(std::string(name), id);
+  type_ids_.insert(tag, index);
   return {};
 }
 

@@ -3,7 +3,8 @@
 // the journal (event_codec.h) before the first event that uses it.
 //
 // One writer (the thread holding the engine's sequencing lock, or recovery); any thread reads.
-// Id-to-name lookups are lock-free (NameTable); name-to-id lookups take a shared lock.
+// Id-to-name lookups are lock-free (NameTable); name-to-id lookups (NameIndex, over the same
+// names) take a shared lock.
 #pragma once
 
 #include <cstdint>
@@ -11,12 +12,11 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "annal/base/status.h"
 #include "annal/engine/types.h"
 #include "event_codec.h"
-#include "heap.h"
+#include "name_index.h"
 #include "name_table.h"
 
 namespace annal::engine {
@@ -50,16 +50,9 @@ class Catalog {
   [[nodiscard]] std::string_view type_name_at(std::size_t index) const noexcept { return types_.at(index); }
 
  private:
-  struct NameHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view name) const noexcept { return std::hash<std::string_view>{}(name); }
-  };
-  using NameMap = std::unordered_map<std::string, std::uint64_t, NameHash, std::equal_to<>,
-                                     HeapAllocator<std::pair<const std::string, std::uint64_t>>>;
-
-  mutable std::shared_mutex mutex_;  // guards the two maps
-  NameMap stream_ids_;
-  NameMap type_ids_;
+  mutable std::shared_mutex mutex_;  // guards the two indexes
+  NameIndex stream_ids_;  // into streams_
+  NameIndex type_ids_;    // into types_
   NameTable streams_;  // index: id without kNamedStreamBit
   NameTable types_;    // index: id - kFirstUserType
 };
