@@ -303,7 +303,8 @@ class EngineImpl final : public Engine {
   Status restore_state();
   void snapshot_state_loop();
   Status snapshot_state();
-  Result<Metadata> recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored);
+  Result<Metadata> recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored,
+                                 StreamIndex::Exclusive& streams);
 
   // Runners are never removed while the engine is open, so the pointer outlives the lock.
   [[nodiscard]] ProjectionRunner* find_projection(std::string_view name) const {
@@ -843,6 +844,7 @@ Status EngineImpl::recover() {
   if (Status restored = restore_state(); !restored.ok()) return restored;
   auto reader = journal_->reader(open_report_.state_snapshot + 1);
   if (!reader.ok()) return reader.status();
+  auto streams = index_.exclusive();  // nobody reads it before open() returns
   // The batch being read: its first event's sequence and version, and its ids with their places.
   std::uint64_t batch_first = 0, batch_version = 0;
   std::vector<std::pair<Id128, std::uint32_t>> batch_ids;
@@ -861,7 +863,7 @@ Status EngineImpl::recover() {
                          : catalog_.add_type(static_cast<std::uint16_t>(name.value().id), name.value().name);
       if (!added.ok()) return added;
     } else {
-      const auto metadata = recover_event(header, stored);
+      const auto metadata = recover_event(header, stored, streams);
       if (!metadata.ok()) return metadata.status();
       if (batch_first == 0) {
         batch_first = header.sequence;
@@ -884,7 +886,8 @@ Status EngineImpl::recover() {
 
 // Checks one recovered event against the names and what came before it in its stream, indexes
 // it, and returns its metadata.
-Result<Metadata> EngineImpl::recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored) {
+Result<Metadata> EngineImpl::recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored,
+                                           StreamIndex::Exclusive& streams) {
   const auto decoded = decode_event(stored, header.sequence);
   if (!decoded.ok()) return decoded.status();
   const auto corrupt = [&](const std::string& what) {
@@ -898,7 +901,7 @@ Result<Metadata> EngineImpl::recover_event(const journal::RecordHeader& header, 
   if ((header.stream_id & kNamedStreamBit) != 0 && (header.stream_id & ~kNamedStreamBit) >= catalog_.stream_names()) {
     return corrupt("stream " + std::to_string(header.stream_id) + " has no name");
   }
-  const StreamState* state = index_.find_as_writer(header.stream_id);
+  StreamState* state = streams.find(header.stream_id);
   const std::uint64_t version = state != nullptr ? state->last_version + 1 : 0;
   const std::uint64_t prev = state != nullptr ? state->last_sequence : 0;
   const std::uint64_t points_to = decoded.value().metadata.prev;
@@ -907,7 +910,11 @@ Result<Metadata> EngineImpl::recover_event(const journal::RecordHeader& header, 
                    " pointing to " + std::to_string(points_to) + " does not follow version " +
                    (state ? std::to_string(state->last_version) : "none") + " at " + std::to_string(prev));
   }
-  index_.put(header.stream_id, {header.stream_version, header.sequence});
+  if (state != nullptr) {
+    *state = {header.stream_version, header.sequence};
+  } else {
+    streams.add(header.stream_id, {header.stream_version, header.sequence});
+  }
   return decoded.value().metadata;
 }
 

@@ -21,6 +21,8 @@ struct StreamState {
 
 template <template <class> class Allocator = HeapAllocator>
 class BasicStreamIndex {
+  using Map = HeapMap<std::uint64_t, StreamState, std::hash<std::uint64_t>, Allocator>;
+
  public:
   [[nodiscard]] std::optional<StreamState> find(std::uint64_t stream) const {
     std::shared_lock lock(mutex_);
@@ -37,6 +39,23 @@ class BasicStreamIndex {
     std::unique_lock lock(mutex_);
     streams_.insert_or_assign(stream, state);
   }
+  // The index held exclusively for a run of updates (recovery, before any reader exists): one lock
+  // for the run instead of one per event, and an update in place instead of a second lookup.
+  class Exclusive {
+   public:
+    explicit Exclusive(BasicStreamIndex& index) : lock_(index.mutex_), streams_(index.streams_) {}
+    [[nodiscard]] StreamState* find(std::uint64_t stream) {
+      const auto found = streams_.find(stream);
+      return found == streams_.end() ? nullptr : &found->second;
+    }
+    void add(std::uint64_t stream, const StreamState& state) { streams_.emplace(stream, state); }
+
+   private:
+    std::unique_lock<std::shared_mutex> lock_;
+    Map& streams_;
+  };
+  [[nodiscard]] Exclusive exclusive() { return Exclusive(*this); }
+
   // Room for `streams` entries in all, before many are put at once (recovery).
   void reserve(std::size_t streams) {
     std::unique_lock lock(mutex_);
@@ -61,7 +80,7 @@ class BasicStreamIndex {
 
  private:
   mutable std::shared_mutex mutex_;
-  HeapMap<std::uint64_t, StreamState, std::hash<std::uint64_t>, Allocator> streams_;
+  Map streams_;
 };
 
 using StreamIndex = BasicStreamIndex<>;
