@@ -3,6 +3,12 @@
 
 set(ANNAL_WARNING_FLAGS -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
   -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual)
+# GCC 12 at -O2/-O3 warns that `"text" + std::to_string(n)` may overlap in a memcpy of ~2^63 bytes
+# (libstdc++'s string insert inlined; GCC bug 105329, the same report in many projects): with
+# -Werror the release build of the tests failed on code that does nothing wrong.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  list(APPEND ANNAL_WARNING_FLAGS -Wno-restrict)
+endif()
 if(ANNAL_WERROR)
   list(APPEND ANNAL_WARNING_FLAGS -Werror)
 endif()
