@@ -1,6 +1,6 @@
 // annal dump DIR [--from SEQ] [--to SEQ] [--stream NAME] [--json]: events as text or JSON lines,
-// read-only. tail DIR [--stream NAME] [--json]: the same for new events as the writer makes them
-// durable, until interrupted.
+// read-only. tail DIR [--from SEQ] [--stream NAME] [--json]: the same for new events as the writer
+// makes them durable, until interrupted.
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -65,8 +65,10 @@ int dump(const DumpOptions& options) {
 int tail(const DumpOptions& options) {
   auto opened = engine::Engine::open_read_only(options.directory, {});
   if (!opened.ok()) return fail("tail", opened.status());
-  // From the first event not yet durable: one already in the files may become durable later.
-  auto subscription = opened.value()->subscribe(opened.value()->durable_sequence() + 1);
+  // By default from the first event not yet durable (one already in the files may become durable
+  // later); --from resumes at a checkpoint.
+  const std::uint64_t from = options.from != 0 ? options.from : opened.value()->durable_sequence() + 1;
+  auto subscription = opened.value()->subscribe(from);
   if (!subscription.ok()) return fail("tail", subscription.status());
   std::signal(SIGINT, [](int) { interrupted = 1; });
   std::signal(SIGTERM, [](int) { interrupted = 1; });
@@ -94,6 +96,9 @@ void add_tail(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<DumpOptions>();
   auto* command = app.add_subcommand("tail", "Follow new events as they become durable, until interrupted (read-only)");
   add_common(*command, *options);
+  options->from = 0;  // not given: after what is durable now
+  command->add_option("--from", options->from, "Start at this sequence (a checkpoint), not after what is durable now")
+      ->check(CLI::PositiveNumber);
   command->callback([&exit_code, options] { exit_code = tail(*options); });
 }
 

@@ -138,14 +138,18 @@ TEST_F(CliTest, AMissingOrLockedDirectoryGetsAOneLineError) {
 // `annal tail` in its own process, its output read from a pipe as it comes.
 class Tail {
  public:
-  explicit Tail(const std::string& directory) {
+  explicit Tail(const std::string& directory, const char* from = nullptr) {
     int fds[2];
     ANNAL_ASSERT(pipe(fds) == 0);
     child_ = fork();
     if (child_ == 0) {
       dup2(fds[1], 1);
       close(fds[0]);
-      execl(ANNAL_CLI, ANNAL_CLI, "tail", directory.c_str(), "--json", static_cast<char*>(nullptr));
+      if (from != nullptr) {
+        execl(ANNAL_CLI, ANNAL_CLI, "tail", directory.c_str(), "--json", "--from", from, static_cast<char*>(nullptr));
+      } else {
+        execl(ANNAL_CLI, ANNAL_CLI, "tail", directory.c_str(), "--json", static_cast<char*>(nullptr));
+      }
       _exit(127);
     }
     close(fds[1]);
@@ -237,6 +241,10 @@ TEST_F(CliTest, TailFollowsEventsAsTheyBecomeDurable) {
     EXPECT_EQ(std::int64_t(event["data"]["n"]), static_cast<std::int64_t>(i)) << shown[i];
   }
   EXPECT_EQ(tail.stop(), 0);
+  // From a checkpoint: everything from sequence 1 (the names' records are not events).
+  Tail resumed(dir_.path(), "1");
+  EXPECT_EQ(resumed.lines_until(std::chrono::steady_clock::now() + 30s, 15), shown);
+  EXPECT_EQ(resumed.stop(), 0);
 }
 
 TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
