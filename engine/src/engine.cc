@@ -824,7 +824,8 @@ Result<std::uint64_t> EngineImpl::trim_journal() {
 // that fails to decode (its checksums held, so a bug or a format this build does not know) may
 // have left half of itself behind: the objects are made anew and the whole journal is read.
 Status EngineImpl::restore_state() {
-  auto newest = newest_snapshot(state_store_, kEngineStateName, kEngineStateSchema, journal_->last_sequence());
+  // The durable end: a read-only journal beside a writer may hold more than it will serve.
+  auto newest = newest_snapshot(state_store_, kEngineStateName, kEngineStateSchema, journal_->durable_sequence());
   if (!newest.ok()) return newest.status();
   if (!newest.value()) return {};
   if (Status decoded = decode_engine_state(newest.value()->state, catalog_, index_, window_); !decoded.ok()) {

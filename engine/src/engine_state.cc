@@ -111,7 +111,7 @@ Status decode_engine_state(std::span<const std::byte> state, Catalog& catalog, S
                            IdempotencyWindow& window) {
   Reader in(state);
   const auto streams_named = in.get<std::uint32_t>();
-  catalog.reserve_streams(std::min<std::size_t>(streams_named, in.room_for(2)));  // one rehash, not twenty
+  catalog.reserve_streams(std::min({std::size_t{streams_named}, in.room_for(2), NameTable::kNamesMax}));
   for (std::uint32_t i = 0; i < streams_named && in.ok(); ++i) {
     const std::string_view name = in.get_name();
     if (in.ok()) {

@@ -29,6 +29,13 @@
 namespace annal::journal {
 namespace {
 
+// Writes `durable` into the LOCK file for readers in other processes (format.h).
+Status tell_readers_durable(IoBackend& io, FileId lock, std::uint64_t durable) {
+  std::array<std::byte, kDurableNoticeBytes> notice{};
+  encode_durable_notice(durable, notice);
+  return io.write(lock, 0, notice);
+}
+
 // Room a buffer keeps for the padding record that ends a direct-I/O write on a block boundary.
 std::size_t padding_reserve(const Options& options) { return options.direct_io ? kPaddingBytesMax : 0; }
 
@@ -122,7 +129,6 @@ class JournalImpl final : public Journal {
     (void)io_->register_buffers(staging);
     next_sequence_ = report_.next_sequence;
     durable_.store(next_sequence_ - 1, std::memory_order_release);
-    tell_readers(next_sequence_ - 1);  // over whatever an earlier writer left there
     if (recovered.tail_file >= 0) {
       tail_.file = recovered.tail_file;
       tail_.writes = tail_writes >= 0 ? tail_writes : tail_.file;
@@ -615,14 +621,10 @@ class JournalImpl final : public Journal {
     publish_durable(sequence);
   }
 
-  // Writes `durable` into the LOCK file for readers in other processes (format.h): one small
-  // pwrite per group commit, outside the lock appenders take. Best effort: if it fails, those
-  // readers only fall behind. Writer thread (or open, before it starts).
-  void tell_readers(std::uint64_t durable) {
-    std::array<std::byte, kDurableNoticeBytes> notice{};
-    encode_durable_notice(durable, notice);
-    (void)io_->write(lock_, 0, notice);
-  }
+  // One small pwrite per group commit, outside the lock appenders take. Best effort: if it fails,
+  // readers in other processes only fall behind (open() wrote the first one, or failed). Writer
+  // thread.
+  void tell_readers(std::uint64_t durable) { (void)tell_readers_durable(*io_, lock_, durable); }
 
   // Under mutex_.
   void publish_durable(std::uint64_t sequence) {
@@ -772,6 +774,15 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
       (void)io->close(lock.value());
       return status;
     }
+  }
+  // Readers in other processes believe the notice while the lock is held, and the previous
+  // writer's may stand past what recovery kept (damage cut the log): it is replaced before
+  // anything is appended, or the open fails.
+  if (Status told = tell_readers_durable(*io, lock.value(), recovered.value().report.next_sequence - 1); !told.ok()) {
+    if (tail_writes >= 0) (void)io->close(tail_writes);
+    if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);
+    (void)io->close(lock.value());
+    return Status(told.code(), "journal " + directory + ": writing the durable sequence into LOCK: " + told.message());
   }
   return std::unique_ptr<Journal>(new JournalImpl(directory, options, std::move(io), lock.value(),
                                                   std::move(recovered).value(), tail_writes));

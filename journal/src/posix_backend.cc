@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,11 +226,15 @@ Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
   const std::string path = directory + "/" + std::string(kLockFileName);
   const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); });
   if (fd < 0) return errno_status(errno, "open " + path);
+  // Both kinds, on the one descriptor: Linux keeps flock and fcntl locks apart, so a writer built
+  // before the OFD lock (flock only) and one built after must still exclude each other. Both go
+  // with the open file description: released together when it closes or the process dies.
   struct flock lock = whole_file_write_lock();
-  if (retry_eintr([&] { return ::fcntl(fd, F_OFD_SETLK, &lock); }) != 0) {
+  if (retry_eintr([&] { return ::flock(fd, LOCK_EX | LOCK_NB); }) != 0 ||
+      retry_eintr([&] { return ::fcntl(fd, F_OFD_SETLK, &lock); }) != 0) {
     const int error = errno;
     ::close(fd);
-    if (error == EAGAIN || error == EACCES) {
+    if (error == EWOULDBLOCK || error == EAGAIN || error == EACCES) {
       return Status(ErrorCode::locked, directory + " is in use by another journal (" + path +
                                            " is locked); close it or use another directory");
     }

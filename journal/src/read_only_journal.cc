@@ -13,6 +13,8 @@ namespace {
 
 // How often a tailing reader looks at the files again.
 constexpr auto kPollInterval = std::chrono::milliseconds(20);
+// Reads of a durable notice torn by a write before the poll gives up on it until the next.
+constexpr int kNoticeReadsMax = 3;
 
 class ReadOnlyJournal final : public Journal {
  public:
@@ -119,9 +121,13 @@ class ReadOnlyJournal final : public Journal {
       lock_file_ = file.value();
     }
     std::array<std::byte, kDurableNoticeBytes> notice{};
-    const auto got = io_->read(lock_file_, 0, notice);
-    if (!got.ok()) return got.status();
-    return decode_durable_notice(std::span(notice).first(got.value()));
+    for (int attempt = 0;; ++attempt) {
+      const auto got = io_->read(lock_file_, 0, notice);
+      if (!got.ok()) return got.status();
+      const auto told = decode_durable_notice(std::span(notice).first(got.value()));
+      // A whole notice that does not check was torn by the writer's next one: read it again.
+      if (told || got.value() < notice.size() || attempt == kNoticeReadsMax) return told;
+    }
   }
 
   // Picks up what the writer added since (refresh_files), then settles the durable sequence.

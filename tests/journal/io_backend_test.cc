@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -141,6 +143,29 @@ TYPED_TEST(IoBackendTest, AllocateReservesZeros) {
 }
 
 // A write the kernel refuses (the file is open read-only) must cancel the sync queued after it.
+// A writer built before the OFD lock takes only flock, and Linux keeps the two kinds of lock
+// apart: the lock must refuse, and be refused by, such a writer too.
+TEST(KernelBackends, TheDirectoryLockExcludesAWriterThatTakesOnlyFlock) {
+  TempDirectory dir;
+  PosixBackend io;
+  const std::string lock_path = dir.path() + "/LOCK";
+  const int older = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(older, 0);
+  ASSERT_EQ(::flock(older, LOCK_EX | LOCK_NB), 0);
+  const auto refused = io.lock_directory(dir.path());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::locked);
+  ASSERT_EQ(::close(older), 0);
+
+  const auto held = io.lock_directory(dir.path());
+  ASSERT_TRUE(held.ok()) << held.status().to_string();
+  const int newer = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(newer, 0);
+  EXPECT_EQ(::flock(newer, LOCK_EX | LOCK_NB), -1);
+  EXPECT_EQ(errno, EWOULDBLOCK);
+  ::close(newer);
+}
+
 TEST(KernelBackends, ASyncAfterAFailedWriteIsCancelled) {
   TempDirectory dir;
   auto uring = UringBackend::create(8);
