@@ -614,17 +614,14 @@ class JournalImpl final : public Journal {
 
   // The records up to `sequence` are written and synced as the mode asks. Readers in other
   // processes are told first (the LOCK file), so anyone woken here who then starts a tool finds
-  // the notice there already. Writer thread.
+  // the notice there already: one small pwrite per group commit, outside the lock appenders take.
+  // Best effort: if it fails, those readers only fall behind (open() wrote the first notice, or
+  // failed). Writer thread.
   void make_durable(std::uint64_t sequence) {
-    tell_readers(sequence);
+    (void)tell_readers_durable(*io_, lock_, sequence);
     std::lock_guard lock(mutex_);
     publish_durable(sequence);
   }
-
-  // One small pwrite per group commit, outside the lock appenders take. Best effort: if it fails,
-  // readers in other processes only fall behind (open() wrote the first one, or failed). Writer
-  // thread.
-  void tell_readers(std::uint64_t durable) { (void)tell_readers_durable(*io_, lock_, durable); }
 
   // Under mutex_.
   void publish_durable(std::uint64_t sequence) {
