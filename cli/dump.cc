@@ -72,6 +72,9 @@ int tail(const DumpOptions& options) {
   if (!subscription.ok()) return fail("tail", subscription.status());
   std::signal(SIGINT, [](int) { interrupted = 1; });
   std::signal(SIGTERM, [](int) { interrupted = 1; });
+  // On stderr, so stdout stays events only; a test waits for it before it makes events durable.
+  std::fprintf(stderr, "tail: following %s from sequence %llu (Ctrl-C stops)\n", options.directory.c_str(),
+               static_cast<unsigned long long>(from));
   return print_events(*subscription.value(), options, UINT64_MAX, true, "tail");
 }
 

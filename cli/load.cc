@@ -1,8 +1,10 @@
 // annal load DIR --events N [--payload BYTES] [--writers W] [--streams S] [--durability MODE]: a load
 // generator for benchmarks and crash tests. Writers append to streams of their own with exact
 // expected versions; each payload is load_payload(stream, version), so `annal verify --payloads`
-// can check every byte. Prints "durable SEQ" (flushed) whenever what the engine confirmed durable
-// moves on: a test that SIGKILLs it checks every such sequence is there after a restart.
+// can check every byte. Prints "opened at sequence SEQ" once the store is open (recovered), then
+// "durable SEQ" whenever what the engine confirmed durable moves on, each line flushed: a test
+// that SIGKILLs it times its kills from them and checks every such sequence is there after a
+// restart.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -98,6 +100,8 @@ int run(const LoadOptions& load) {
   auto opened = engine::Engine::open(load.directory, options);
   if (!opened.ok()) return fail("load", opened.status());
   engine::Engine& store = *opened.value();
+  std::printf("opened at sequence %llu\n", static_cast<unsigned long long>(store.last_sequence()));
+  std::fflush(stdout);
   const unsigned writers = std::max(1u, load.writers);
   const std::uint64_t streams = std::max<std::uint64_t>(load.streams, writers);
 

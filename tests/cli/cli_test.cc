@@ -1,6 +1,7 @@
 // The annal tool, run as a user runs it: a process with arguments, judged by its exit code, its
 // output and what it leaves in the directory.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,18 +9,23 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "kill_timing.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -136,51 +142,65 @@ TEST_F(CliTest, AMissingOrLockedDirectoryGetsAOneLineError) {
 }
 
 // `annal tail` in its own process, its output read from a pipe as it comes.
-class Tail {
+// `annal ARGS...` running in a process of its own, its stdout read line by line from a pipe,
+// stderr to /dev/null unless `stderr_to` names a file.
+class Running {
  public:
-  explicit Tail(const std::string& directory, const char* from = nullptr) {
+  explicit Running(const std::vector<std::string>& args, const std::string& stderr_to = "/dev/null") {
     int fds[2];
     ANNAL_ASSERT(pipe(fds) == 0);
     child_ = fork();
     if (child_ == 0) {
       dup2(fds[1], 1);
+      dup2(open(stderr_to.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600), 2);
       close(fds[0]);
-      if (from != nullptr) {
-        execl(ANNAL_CLI, ANNAL_CLI, "tail", directory.c_str(), "--json", "--from", from, static_cast<char*>(nullptr));
-      } else {
-        execl(ANNAL_CLI, ANNAL_CLI, "tail", directory.c_str(), "--json", static_cast<char*>(nullptr));
-      }
+      std::vector<char*> argv{const_cast<char*>(ANNAL_CLI)};
+      for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+      argv.push_back(nullptr);
+      execv(ANNAL_CLI, argv.data());
       _exit(127);
     }
     close(fds[1]);
     out_ = fds[0];
     fcntl(out_, F_SETFL, O_NONBLOCK);
   }
-  ~Tail() {
-    if (child_ > 0) stop();
+  ~Running() {
+    if (child_ > 0) stop(SIGKILL);
     close(out_);
   }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+
   // The whole lines printed until `deadline`, or until there are `count` of them.
   std::vector<std::string> lines_until(std::chrono::steady_clock::time_point deadline, std::size_t count) {
     std::vector<std::string> lines;
     while (lines.size() < count && std::chrono::steady_clock::now() < deadline) {
-      char buffer[4096];
-      const ssize_t got = read(out_, buffer, sizeof buffer);
-      if (got > 0) {
-        pending_.append(buffer, static_cast<std::size_t>(got));
-        for (std::size_t end; (end = pending_.find('\n')) != std::string::npos;) {
-          lines.push_back(pending_.substr(0, end));
-          pending_.erase(0, end + 1);
-        }
-      } else {
-        std::this_thread::sleep_for(5ms);
-      }
+      if (const auto line = next_line(deadline)) lines.push_back(*line);
     }
     return lines;
   }
-  // SIGTERM, as an operator's Ctrl-C; the exit code.
-  int stop() {
-    kill(child_, SIGTERM);
+  // Every whole line printed until one starts with `prefix` (that one included); stops early at
+  // `deadline` or when the output ends.
+  std::vector<std::string> lines_through(std::string_view prefix, std::chrono::steady_clock::time_point deadline) {
+    std::vector<std::string> lines;
+    while (lines.empty() || !lines.back().starts_with(prefix)) {
+      const auto line = next_line(deadline);
+      if (!line) break;
+      lines.push_back(*line);
+    }
+    return lines;
+  }
+  // Everything it printed that was not read yet, to its end (call after it stopped).
+  std::string rest() {
+    fcntl(out_, F_SETFL, 0);
+    char buffer[4096];
+    for (ssize_t got; (got = read(out_, buffer, sizeof buffer)) > 0;) pending_.append(buffer, static_cast<std::size_t>(got));
+    return std::exchange(pending_, {});
+  }
+  // Sends `signal` (SIGTERM: an operator's Ctrl-C) and returns how it ended: its exit code, or 128
+  // + the signal that ended it.
+  int stop(int signal = SIGTERM) {
+    kill(child_, signal);
     int status = 0;
     waitpid(child_, &status, 0);
     child_ = -1;
@@ -188,6 +208,24 @@ class Tail {
   }
 
  private:
+  // The next whole line, nullopt at `deadline` or at the end of the output.
+  std::optional<std::string> next_line(std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+      if (const std::size_t end = pending_.find('\n'); end != std::string::npos) {
+        std::string line = pending_.substr(0, end);
+        pending_.erase(0, end + 1);
+        return line;
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd ready{.fd = out_, .events = POLLIN, .revents = 0};
+      if (left.count() <= 0 || poll(&ready, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
+      char buffer[4096];
+      const ssize_t got = read(out_, buffer, sizeof buffer);
+      if (got == 0) return std::nullopt;
+      if (got > 0) pending_.append(buffer, static_cast<std::size_t>(got));
+    }
+  }
+
   pid_t child_ = -1;
   int out_ = -1;
   std::string pending_;
@@ -203,7 +241,14 @@ TEST_F(CliTest, TailFollowsEventsAsTheyBecomeDurable) {
   hourly.journal.sync_interval = std::chrono::hours(1);
   auto writer = engine::Engine::open(dir_.path(), hourly);
   ASSERT_TRUE(writer.ok()) << writer.status().to_string();
-  Tail tail(dir_.path());
+  const std::string tail_err = input_.path() + "/tail.err";
+  Running tail({"tail", dir_.path(), "--json"}, tail_err);
+  // It follows from the first event not yet durable: let it open before anything is.
+  const auto opened_by = std::chrono::steady_clock::now() + 60s;
+  while (read_file(tail_err).find("following") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), opened_by) << "tail did not start: " << read_file(tail_err);
+    std::this_thread::sleep_for(5ms);
+  }
   const auto append = [](engine::Engine& store, int i) {
     const std::string data = "{\"n\":" + std::to_string(i) + "}";
     const engine::EventData event{.type = "Tick", .payload = std::as_bytes(std::span(data))};
@@ -242,7 +287,7 @@ TEST_F(CliTest, TailFollowsEventsAsTheyBecomeDurable) {
   }
   EXPECT_EQ(tail.stop(), 0);
   // From a checkpoint: everything from sequence 1 (the names' records are not events).
-  Tail resumed(dir_.path(), "1");
+  Running resumed({"tail", dir_.path(), "--json", "--from", "1"});
   EXPECT_EQ(resumed.lines_until(std::chrono::steady_clock::now() + 30s, 15), shown);
   EXPECT_EQ(resumed.stop(), 0);
 }
@@ -288,51 +333,61 @@ TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
   EXPECT_EQ(engine::Engine::open(dir_.path(), {}).code(), ErrorCode::corruption);
 }
 
-// `annal load` killed at random moments: every sequence it printed as durable is there, and the
-// directory verifies, payloads included. ANNAL_CLI_KILLS sets the number of kills (CI: 6).
+// The highest sequence in "durable SEQ" lines (0: none).
+std::uint64_t durable_in(const std::vector<std::string>& lines) {
+  std::uint64_t durable = 0;
+  for (const std::string& line : lines) {
+    if (line.starts_with("durable ") && line.size() > 8) durable = std::max<std::uint64_t>(durable, std::stoull(line.substr(8)));
+  }
+  return durable;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// `annal load` killed at random moments, timed from what it prints (kill_timing.h): every
+// sequence it printed as durable is there, and the directory verifies, payloads included.
+// ANNAL_CLI_KILLS sets the number of kills (CI: 6).
 TEST_F(CliTest, LoadKilledAtAnyMomentLosesNothingItCalledDurable) {
-  annal::test::Watchdog watchdog("annal load kills", 280s);
+  annal::test::Watchdog watchdog("annal load kills", 840s);  // under the ctest limit (900 s)
   const char* configured = std::getenv("ANNAL_CLI_KILLS");
   const int kills = configured != nullptr ? std::atoi(configured) : 6;
-  std::mt19937 random(static_cast<unsigned>(std::random_device{}()));
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  annal::test::KillTiming timing(seed, 300ms);
   std::uint64_t confirmed = 0;
   for (int kill = 0; kill < kills; ++kill) {
-    int pipe_fds[2];
-    ASSERT_EQ(pipe(pipe_fds), 0);
-    const pid_t child = fork();
-    if (child == 0) {
-      dup2(pipe_fds[1], 1);
-      const int null_fd = open("/dev/null", O_WRONLY);
-      dup2(null_fd, 2);
-      close(pipe_fds[0]);
-      execl(ANNAL_CLI, ANNAL_CLI, "load", dir_.path().c_str(), "--events", "10000000", "--writers", "3", "--streams", "200",
-            "--payload", std::to_string(16 + kill * 40).c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(pipe_fds[1]);
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution(100, 600)(random)));
-    ASSERT_EQ(::kill(child, SIGKILL), 0);
-    int status = 0;
-    waitpid(child, &status, 0);
-    std::string printed;
-    char buffer[4096];
-    for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) printed.append(buffer, static_cast<std::size_t>(n));
-    close(pipe_fds[0]);
-    std::istringstream lines_in(printed);
-    for (std::string word; lines_in >> word;) {
-      if (word != "durable") continue;
-      std::string sequence;
-      if (lines_in >> sequence && !sequence.empty() && std::isdigit(static_cast<unsigned char>(sequence.back()))) {
-        confirmed = std::max<std::uint64_t>(confirmed, std::stoull(sequence));
+    SCOPED_TRACE("kill " + std::to_string(kill));
+    const auto started = std::chrono::steady_clock::now();
+    Running load({"load", dir_.path(), "--events", "10000000", "--writers", "3", "--streams", "200", "--payload",
+                  std::to_string(16 + kill * 40)});
+    std::vector<std::string> printed;
+    const annal::test::KillPoint point = timing.point(kill);
+    if (point == annal::test::KillPoint::while_opening) {
+      std::this_thread::sleep_for(timing.into_open());
+    } else {
+      printed = load.lines_through("opened", started + 120s);
+      ASSERT_FALSE(printed.empty() || !printed.back().starts_with("opened")) << "annal load did not report its open";
+      timing.opened_after(std::chrono::steady_clock::now() - started);
+      if (point == annal::test::KillPoint::after_durable) {
+        printed = load.lines_through("durable", started + 120s);
+        ASSERT_NE(durable_in(printed), 0u) << "annal load made nothing durable within 120 s";
       }
+      std::this_thread::sleep_for(timing.delay());
     }
+    ASSERT_EQ(load.stop(SIGKILL), 128 + SIGKILL);
+    confirmed = std::max({confirmed, durable_in(printed), durable_in(split_lines(load.rest()))});
     const Ran verified = run({"verify", dir_.path(), "--payloads"});
-    ASSERT_EQ(verified.exit_code, 0) << "after kill " << kill << ": " << verified.err;
+    ASSERT_EQ(verified.exit_code, 0) << verified.err;
     auto reopened = engine::Engine::open(dir_.path(), {});
     ASSERT_TRUE(reopened.ok()) << reopened.status().to_string();
-    ASSERT_GE(reopened.value()->last_sequence(), confirmed) << "after kill " << kill << ": a sequence printed durable is gone";
+    ASSERT_GE(reopened.value()->last_sequence(), confirmed) << "a sequence printed durable is gone";
   }
-  EXPECT_GT(confirmed, 0u) << "no kill came late enough for anything to be durable";
+  EXPECT_GT(confirmed, 0u);
 }
 
 }  // namespace

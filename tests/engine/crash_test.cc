@@ -1,9 +1,9 @@
 // Real crashes of the engine: a child process appends from several threads, each to streams of its
 // own, with expected versions, and reports through a pipe every append it has seen become durable
-// (by wait_durable, durable_future or on_durable); the parent SIGKILLs it at a random moment,
-// reopens the engine and checks that every reported append is there at the reported sequences,
-// that every append is whole, that each stream's versions are contiguous and read the same
-// forwards, backwards and in the global log. Then the next child carries on from there.
+// (by wait_durable, durable_future or on_durable); the parent SIGKILLs it at a random moment timed
+// from those reports (kill_timing.h), reopens the engine and checks that every reported append is
+// there at the reported sequences, that every append is whole, that each stream's versions are
+// contiguous and read the same forwards, backwards and in the global log. Then the next child carries on from there.
 //
 // Every event is a function of its stream and version (payload, type, ids, and how a stream's
 // versions are cut into appends), so the parent checks bytes without being told them, and a
@@ -58,6 +58,7 @@
 #include "annal/engine/engine.h"
 #include "annal/projections/snapshot_format.h"
 #include "counter_projection.h"
+#include "kill_timing.h"
 #include "watchdog.h"
 
 namespace annal::engine {
@@ -319,9 +320,11 @@ std::string describe(const Receipt& r) {
 
 // A killed process's io_uring may hold the directory lock for a moment after it dies.
 Result<std::unique_ptr<Engine>> open_engine(const std::string& dir, const Options& options) {
-  for (int attempt = 0;; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;  // a hang guard
+  for (;;) {
     auto engine = Engine::open(dir, options);
-    if (engine.ok() || engine.code() != ErrorCode::locked || attempt == 500) return engine;
+    const bool retry = engine.code() == ErrorCode::locked && std::chrono::steady_clock::now() < deadline;
+    if (engine.ok() || !retry) return engine;
     std::this_thread::sleep_for(10ms);
   }
 }
@@ -511,8 +514,9 @@ struct Totals {
   std::array<RecoveryTotals, kProjectionCount> projections{};
 };
 
-// Waits until a projection of the child has taken a snapshot, up to `timeout`.
-void wait_for_snapshot(const Traces& traces, std::chrono::milliseconds timeout) {
+// Waits until a projection of the child has taken a snapshot, up to `timeout` (a hang guard: the
+// child appends until killed, so one comes).
+void wait_for_snapshot(const Traces& traces, std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const auto taken = [&] {
     return std::ranges::any_of(traces,
@@ -521,11 +525,12 @@ void wait_for_snapshot(const Traces& traces, std::chrono::milliseconds timeout) 
   while (!taken() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50us);
 }
 
-// Runs one child and kills it: after a random 1-20 ms of appending, or within a millisecond of its
-// projections' first snapshot, or now and then at a random moment of its start (recovery
-// included). Returns the appends it reported durable.
+// Runs one child and kills it at the point `timing` picks (kill_timing.h: after its first durable
+// append, after its open, or inside its open, recovery included). A quarter of the rounds killed
+// after the open aim at a snapshot being written instead: they kill within a millisecond of the
+// child's first, when the file is most likely half-made. Returns the appends it reported durable.
 void crash_one_child(const std::string& dir, int kill, Traces& traces, std::mt19937_64& random,
-                     std::vector<Report>& reports, Totals& totals) {
+                     annal::test::KillTiming& timing, std::vector<Report>& reports, Totals& totals) {
   for (ProjectionTrace& trace : traces) trace.reset();
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
@@ -541,25 +546,37 @@ void crash_one_child(const std::string& dir, int kill, Traces& traces, std::mt19
     child(dir, kill, traces, fds[1], child_seed);
   }
   ::close(fds[1]);
-  const bool early = random() % 8 == 0;
-  if (!early) {
-    const auto ready = read_report(fds[0], 60s);
+  const auto forked = annal::test::KillTiming::Clock::now();
+  const annal::test::KillPoint point = timing.point(kill);
+  reports.clear();
+  bool opened = false;
+  if (point == annal::test::KillPoint::while_opening) {
+    std::this_thread::sleep_for(timing.into_open());
+  } else {
+    const auto ready = read_report(fds[0], 120s);
     if (!ready || ready->flags != Report::kReady) ::kill(pid, SIGKILL);
     ASSERT_TRUE(ready && ready->flags == Report::kReady) << "the child did not open the engine";
+    opened = true;
+    timing.opened_after(annal::test::KillTiming::Clock::now() - forked);
+    if (random() % 4 == 0) {
+      wait_for_snapshot(traces, 120s);
+      std::this_thread::sleep_for(std::chrono::microseconds(random() % 1000));
+    } else {
+      // Retries after the restart report duplicates first: wait for an append of this child.
+      while (point == annal::test::KillPoint::after_durable &&
+             (reports.empty() || (reports.back().flags & Report::kDuplicate) != 0)) {
+        const auto report = read_report(fds[0], 120s);
+        if (!report) ::kill(pid, SIGKILL);
+        ASSERT_TRUE(report) << "the child made nothing durable within 120 s";
+        reports.push_back(*report);
+      }
+      std::this_thread::sleep_for(timing.delay());
+    }
   }
-  // A quarter of the rounds aim at a snapshot being written: they kill within a millisecond of
-  // the child's first (or after 20 ms if none comes), when the file is most likely half-made.
-  const bool at_snapshot = !early && random() % 4 == 0;
-  if (at_snapshot) wait_for_snapshot(traces, 20ms);
-  std::this_thread::sleep_for(std::chrono::microseconds(early         ? random() % 20000
-                                                        : at_snapshot ? random() % 1000
-                                                                      : 1000 + random() % 19000));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited by itself with " << WEXITSTATUS(status);
-  bool opened = !early;
-  reports.clear();
   while (const auto report = read_report(fds[0], 10s)) {
     if (report->flags == Report::kReady) {
       opened = true;
@@ -883,6 +900,7 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::mt19937_64 random(seed);
+  annal::test::KillTiming timing(seed, 20ms);
   const SharedTraces traces = map_traces();
   ASSERT_NE(traces, nullptr) << std::strerror(errno);
   Model model;
@@ -891,8 +909,9 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
   const auto start = std::chrono::steady_clock::now();
   for (int kill = 0; kill < kills; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill) + " in " + dir);
-    const annal::test::Watchdog watchdog("engine crash round " + std::to_string(kill));
-    ASSERT_NO_FATAL_FAILURE(crash_one_child(dir, kill, *traces, random, reports, totals));
+    // Longer than the round's own waits (120 s each), so those fail with their message first.
+    const annal::test::Watchdog watchdog("engine crash round " + std::to_string(kill), 300s);
+    ASSERT_NO_FATAL_FAILURE(crash_one_child(dir, kill, *traces, random, timing, reports, totals));
     ASSERT_NO_FATAL_FAILURE(check_after_crash(dir, kill, reports, *traces, model, random, totals));
   }
   std::uint64_t events = 0;

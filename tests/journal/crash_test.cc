@@ -1,8 +1,8 @@
 // Real crashes: a child process appends with group commit, keeping several appends in flight so
-// that rounds overlap, while a second thread reports every durable sequence through a pipe; the
-// parent SIGKILLs it at a random moment, reopens the journal and checks that every reported
-// sequence is there, byte for byte, in order, with whole batches; then the next child carries on
-// from there. Every other child writes with direct_io, so the modes also hand journals to each
+// that rounds overlap, while a second thread reports that it is open and then every durable
+// sequence through a pipe; the parent SIGKILLs it at a random moment timed from those reports
+// (kill_timing.h), reopens the journal and checks that every reported sequence is there, byte for
+// byte, in order, with whole batches; then the next child carries on from there. Every other child writes with direct_io, so the modes also hand journals to each
 // other. ANNAL_CRASH_KILLS sets the number of kills (default 200).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -13,12 +13,12 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "annal/journal/journal.h"
+#include "kill_timing.h"
 
 namespace annal::journal {
 namespace {
@@ -51,10 +51,10 @@ constexpr std::uint64_t kAheadMax = 48;
   }
   Journal& journal = *opened.value();
   std::thread reporter([&] {
-    for (std::uint64_t reported = journal.durable_sequence();;) {
+    for (std::uint64_t reported = journal.durable_sequence();;) {  // the first report: open
+      if (::write(report_fd, &reported, sizeof(reported)) != sizeof(reported)) _exit(5);
       if (!journal.wait_durable(reported + 1, Journal::Clock::now() + 60s).ok()) _exit(4);
       reported = journal.durable_sequence();
-      if (::write(report_fd, &reported, sizeof(reported)) != sizeof(reported)) _exit(5);
     }
   });
   std::uint64_t version = journal.last_sequence() + 1;  // one stream, one appender: version = sequence
@@ -77,9 +77,11 @@ constexpr std::uint64_t kAheadMax = 48;
 
 // A killed process's io_uring may hold its files (and the lock) for a moment after it dies.
 Result<std::unique_ptr<Journal>> open_after_kill(const std::string& dir) {
-  for (int attempt = 0;; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;  // a hang guard
+  for (;;) {
     auto journal = Journal::open(dir, kOptions);  // buffered: it reads what either mode wrote
-    if (journal.ok() || journal.status().code() != ErrorCode::locked || attempt == 500) return journal;
+    const bool retry = journal.status().code() == ErrorCode::locked && std::chrono::steady_clock::now() < deadline;
+    if (journal.ok() || !retry) return journal;
     std::this_thread::sleep_for(10ms);
   }
 }
@@ -91,8 +93,9 @@ TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
                            ("annal-crash-" + std::to_string(::getpid()))).string();
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  std::mt19937 random(12345);
+  annal::test::KillTiming timing(12345, std::chrono::milliseconds(20));
   std::uint64_t acknowledged = 0, repaired = 0;
+  int while_opening = 0;
 
   for (int kill = 0; kill < kills; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill));
@@ -105,7 +108,23 @@ TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
       child(dir, options_for(kill), pipe_fds[1]);
     }
     ::close(pipe_fds[1]);
-    std::this_thread::sleep_for(std::chrono::microseconds(500 + random() % 20000));
+    const auto forked = annal::test::KillTiming::Clock::now();
+    const annal::test::KillPoint point = timing.point(kill);
+    if (point == annal::test::KillPoint::while_opening) {
+      ++while_opening;
+      std::this_thread::sleep_for(timing.into_open());
+    } else {
+      std::uint64_t reported = 0;
+      bool heard = annal::test::read_exactly(pipe_fds[0], &reported, sizeof(reported), forked + 120s);
+      if (heard) timing.opened_after(annal::test::KillTiming::Clock::now() - forked);
+      if (heard && point == annal::test::KillPoint::after_durable) {
+        heard = annal::test::read_exactly(pipe_fds[0], &reported, sizeof(reported), forked + 120s);
+        acknowledged = std::max(acknowledged, reported);
+      }
+      if (!heard) ::kill(pid, SIGKILL);
+      ASSERT_TRUE(heard) << "the child reported neither its open nor a durable sequence within 120 s";
+      std::this_thread::sleep_for(timing.delay());
+    }
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
     int status = 0;
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
@@ -136,8 +155,9 @@ TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
     acknowledged = recovered;  // recovered records are durable now: the next child builds on them
     ASSERT_TRUE(journal.value()->close().ok());
   }
-  std::printf("%d kills, %llu records at the end, %llu recoveries repaired a torn tail\n", kills,
-              static_cast<unsigned long long>(acknowledged), static_cast<unsigned long long>(repaired));
+  std::printf("%d kills (%d timed to land while opening), %llu records at the end, %llu recoveries repaired a "
+              "torn tail\n", kills, while_opening, static_cast<unsigned long long>(acknowledged),
+              static_cast<unsigned long long>(repaired));
   EXPECT_GT(acknowledged, 0u);
   std::filesystem::remove_all(dir);
 }

@@ -1,0 +1,75 @@
+// When a crash test SIGKILLs its child, timed from what the child reports it has done, never from
+// fork. A window counted from fork that suits one machine kills every child before it has done
+// anything on a machine ten times slower (ASan, a cold disk, two test processes on two cores): the
+// test then checks nothing, and fails on "nothing was acknowledged".
+//
+// Rounds cycle through three points, so even a short run has each:
+//   after_durable   a random delay after the child's first durable report: every such round has
+//                   acknowledged data to check, on any machine;
+//   after_open      a random delay after it reports open: early in its working life, often before
+//                   anything is durable;
+//   while_opening   a random moment inside its open (recovery included), drawn from the longest open
+//                   measured so far, so it lands there at any machine speed (after_open until one is).
+#pragma once
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+
+namespace annal::test {
+
+enum class KillPoint { after_durable, after_open, while_opening };
+
+class KillTiming {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `delay_max`: the longest random delay after the point, what spreads the kills over the work.
+  KillTiming(std::uint64_t seed, std::chrono::microseconds delay_max) : random_(seed), delay_max_(delay_max) {}
+
+  [[nodiscard]] KillPoint point(int round) const {
+    switch (round % 4) {
+      case 1: return KillPoint::after_open;
+      case 3: return open_max_ > Clock::duration::zero() ? KillPoint::while_opening : KillPoint::after_open;
+      default: return KillPoint::after_durable;
+    }
+  }
+  // Call when a child reports open, `took` after its fork.
+  void opened_after(Clock::duration took) { open_max_ = std::max(open_max_, took); }
+  // From fork, for while_opening.
+  [[nodiscard]] Clock::duration into_open() {
+    return Clock::duration(std::uniform_int_distribution<Clock::rep>(0, open_max_.count())(random_));
+  }
+  // From the point, for the others.
+  [[nodiscard]] std::chrono::microseconds delay() {
+    return std::chrono::microseconds(
+        std::uniform_int_distribution<std::chrono::microseconds::rep>(0, delay_max_.count())(random_));
+  }
+
+ private:
+  std::mt19937_64 random_;
+  std::chrono::microseconds delay_max_;
+  Clock::duration open_max_{};
+};
+
+// Reads exactly `size` bytes from `fd`; false if the writer closed it first or `deadline` passed
+// (a hang guard: the deadlines given are minutes).
+inline bool read_exactly(int fd, void* out, std::size_t size, KillTiming::Clock::time_point deadline) {
+  std::size_t got = 0;
+  while (got < size) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - KillTiming::Clock::now());
+    pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+    if (left.count() < 0 || ::poll(&ready, 1, static_cast<int>(left.count())) <= 0) return false;
+    const ssize_t n = ::read(fd, static_cast<char*>(out) + got, size - got);
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace annal::test
