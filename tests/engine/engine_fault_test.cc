@@ -192,7 +192,7 @@ TEST(EngineFaults, OpenStartsFromTheNewestStateSnapshotAndRebuildsTheSameState) 
       last = receipt.value().last_sequence;
     }
     ASSERT_TRUE(engine.value()->wait_durable({.last_sequence = last}, soon()).ok());
-    // The snapshotter is asynchronous: give it the time to write the last one due.
+    // The snapshotter is asynchronous: wait for it to write the last one due (a minute: a hang guard).
     const auto newest_state_snapshot = [&] {
       std::uint64_t newest = 0;
       const auto files = io->list(kDir);
@@ -201,9 +201,11 @@ TEST(EngineFaults, OpenStartsFromTheNewestStateSnapshotAndRebuildsTheSameState) 
       }
       return newest;
     };
-    for (int wait = 0; wait < 400 && newest_state_snapshot() + 60 < last; ++wait) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (newest_state_snapshot() + 60 < last && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    ASSERT_GE(newest_state_snapshot() + 60, last) << "the state snapshotter did not catch up within a minute";
     io->crash();  // no close: the snapshot at close never happens
   }
   io->revive();

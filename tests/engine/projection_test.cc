@@ -12,6 +12,7 @@
 #include "counter_projection.h"
 #include "engine_fixture.h"
 #include "fault_backend.h"
+#include "eventually.h"
 #include "watchdog.h"
 
 namespace annal::engine::test {
@@ -179,11 +180,7 @@ std::vector<std::string> snapshot_files(const std::string& directory, std::strin
 // An eager projection joins the ring once the journal holds durably what came before the ring's
 // cursor; these tests hold durability back, so they let it join before they append.
 bool wait_until_live(Engine& engine, std::string_view projection) {
-  for (int wait = 0; wait < 3000; ++wait) {
-    if (engine.projection_status(projection).value().live) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return false;
+  return annal::test::eventually([&] { return engine.projection_status(projection).value().live; });
 }
 
 // Records each batch's end and checks it follows the last event applied.
@@ -207,14 +204,13 @@ TEST_F(ProjectionTest, EveryBatchEndsWithEndOfBatch) {
   const Receipt last = append_many(300);
   ASSERT_TRUE(engine_->wait_durable(last, soon()).ok());
   // The batch holding the last event ends once the projection finds nothing more to apply.
-  bool ended = false;
-  for (int wait = 0; wait < 3000 && !ended; ++wait) {
-    ASSERT_TRUE(engine_->query("batches", last.last_sequence, [&](const Projection&) {
+  EXPECT_TRUE(annal::test::eventually([&] {
+    bool ended = false;
+    EXPECT_TRUE(engine_->query("batches", last.last_sequence, [&](const Projection&) {
       ended = batches->ended_at == last.last_sequence;
     }, 30s).ok());
-    if (!ended) std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_TRUE(ended);
+    return ended;
+  }));
   EXPECT_FALSE(batches->out_of_place);
   EXPECT_GE(batches->batches, 1u);
 }
@@ -267,13 +263,13 @@ TEST(ProjectionFaults, AnEagerProjectionIsRebuiltToTheDurablePointAfterACrash) {
         const EventData event{.type = "Noted", .payload = {}};
         ASSERT_TRUE(crashing.value()->append("s" + std::to_string(i % 3), ExpectedVersion::any(), {&event, 1}).ok());
       }
-      for (int wait = 0; wait < 3000 && snapshot_ahead < 100; ++wait) {
+      (void)annal::test::eventually([&] {
         const auto files = io->list("/eager");
         for (const auto& file : files.value()) {
           if (const auto at = projections::parse_snapshot_file_name(file, "counter")) snapshot_ahead = std::max(snapshot_ahead, *at);
         }
-        std::this_thread::sleep_for(1ms);
-      }
+        return snapshot_ahead >= 100;
+      });
       ASSERT_GT(snapshot_ahead, durable) << "no snapshot ahead of the durable log";
       io->crash();
     }
@@ -398,11 +394,11 @@ TEST_F(ProjectionTest, ASlowProjectionDetachesCatchesUpAndRejoinsWithoutGapOrDup
   EXPECT_EQ(live.value().digest, counted(*engine_, end).digest);
   subscription.value().reset();  // unread from here on, it would hold appends back
   // Caught up, it rejoins the ring.
-  for (int wait = 0; wait < 3000 && !engine_->projection_status("slow").value().live; ++wait) {
+  EXPECT_TRUE(annal::test::eventually([&] {
+    if (engine_->projection_status("slow").value().live) return true;
     append_many(1, "z");
-    std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_TRUE(engine_->projection_status("slow").value().live);
+    return false;
+  }));
 }
 
 TEST_F(ProjectionTest, BuildsAStateAsOfASequenceOrATimeWithoutTouchingTheLiveOne) {

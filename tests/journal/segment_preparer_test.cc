@@ -125,12 +125,11 @@ TEST(SegmentPreparer, AFullDiskMakesItGiveUpCleanly) {
   io.set_space_limit(32 << 10);
   SegmentPreparer preparer(io, "/journal", 64 << 10, true);
   preparer.request();
-  std::this_thread::sleep_for(50ms);
-  EXPECT_FALSE(preparer.take().has_value());
+  EXPECT_FALSE(preparer.take(/*wait_if_under_way=*/true).has_value());  // waits for the attempt to end
   EXPECT_TRUE(temp_files(io, "/journal").empty());
   preparer.request();  // given up: no retry loop against a full disk
-  std::this_thread::sleep_for(20ms);
-  EXPECT_FALSE(preparer.take().has_value());
+  EXPECT_FALSE(preparer.take(/*wait_if_under_way=*/true).has_value());
+  EXPECT_TRUE(temp_files(io, "/journal").empty());
 }
 
 // ---- in the journal -----------------------------------------------------------------------------

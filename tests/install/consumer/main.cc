@@ -42,7 +42,10 @@ int main() {
     const annal::engine::EventData event{.type = "Installed"};
     auto receipt = engine.value()->append("check", annal::engine::ExpectedVersion::no_stream(), {&event, 1});
     if (!receipt.ok()) return 1;
-    auto events = engine.value()->read_stream("check", {});
+    // A new store's first write waits for its first segment to be made: on a cold, busy disk that
+    // can take longer than read_stream's default wait.
+    const auto deadline = annal::engine::Engine::Clock::now() + std::chrono::seconds(60);
+    auto events = engine.value()->read_stream("check", {}, deadline);
     if (!events.ok() || events.value().size() != 1 || events.value()[0].header.type != "Installed") return 1;
   }
   std::filesystem::remove_all(dir);

@@ -176,7 +176,7 @@ class alignas(128) BlockingWaitStrategy {
       sleepers_.store(true, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_seq_cst);
       if (ready()) return true;
-      if (detail::expired(deadline)) return false;
+      if (detail::expired(deadline)) return ready();
       detail::futex_wait(epoch_, epoch, deadline);
     }
   }
