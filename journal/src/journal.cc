@@ -172,28 +172,30 @@ class JournalImpl final : public Journal {
     for (;;) {
       if (!error_.ok()) return error_;
       if (closing_) return Status(ErrorCode::failed, "journal " + directory_ + " is closed");
-      if (write_offset_ + bytes + padding_reserve(options_) > options_.segment_bytes_max) {
-        // Roll over: the batch starts the next segment (batches never straddle two).
-        seal_filling();
+      // Batches never straddle two segments: one that does not fit starts the next.
+      const bool rolls_over = write_offset_ + bytes + padding_reserve(options_) > options_.segment_bytes_max;
+      buffer = filling_ && !rolls_over ? &buffers_[*filling_] : nullptr;
+      if (buffer != nullptr && buffer->used + bytes + padding_reserve(options_) <= buffer->bytes.size()) break;
+      seal_filling();
+      if (free_.empty()) {
+        buffer_freed_.wait(lock);  // back-pressure: every buffer is staged or in flight
+        continue;
+      }
+      if (rolls_over) {
+        // Only now that a buffer takes the batch: an append that gives up waiting (close, an I/O
+        // error) leaves write_offset_ where the log really ends, which close() marks.
         staged_base_ = next_sequence_;
         staged_salt_ = new_salt();
         write_offset_ = kSegmentHeaderBytes;
       }
-      buffer = filling_ ? &buffers_[*filling_] : nullptr;
-      if (buffer != nullptr && buffer->used + bytes + padding_reserve(options_) <= buffer->bytes.size()) break;
-      seal_filling();
-      if (!free_.empty()) {
-        filling_ = free_.front();
-        free_.pop_front();
-        Buffer& fresh = buffers_[*filling_];
-        fresh.used = 0;
-        fresh.segment_base = staged_base_;
-        fresh.segment_salt = staged_salt_;
-        fresh.offset = write_offset_;
-        fresh.marks.clear();
-        continue;
-      }
-      buffer_freed_.wait(lock);  // back-pressure: every buffer is staged or in flight
+      filling_ = free_.front();
+      free_.pop_front();
+      Buffer& fresh = buffers_[*filling_];
+      fresh.used = 0;
+      fresh.segment_base = staged_base_;
+      fresh.segment_salt = staged_salt_;
+      fresh.offset = write_offset_;
+      fresh.marks.clear();
     }
     const Receipt receipt{next_sequence_, next_sequence_ + records.size() - 1};
     const std::uint64_t durable = durable_.load(std::memory_order_acquire);
@@ -307,12 +309,19 @@ class JournalImpl final : public Journal {
   // torn tail: otherwise a record proves only what was durable when it was staged, and the last
   // rounds of a log, often staged before any of them was synced, have nothing after them to prove
   // them. It is overwritten by the next session's first append. Under mutex_, writer stopped.
+  // It goes where the writer's last round ended (what the segment list says it wrote), never
+  // where appends were staging: a marker there would overwrite an acknowledged record.
   Status mark_durable_end() {
     if (tail_.file < 0 || next_sequence_ == kFirstSequence) return {};
+    const SegmentInfo& last = segments_.back();
+    ANNAL_ASSERT(last.base == tail_.base && last.end_sequence == next_sequence_);  // every append written
     std::array<std::byte, kRecordHeaderBytes> marker{};
-    if (write_offset_ + marker.size() > options_.segment_bytes_max) return {};
+    // Within the file as it is (an earlier open may have made it larger than this one's segments).
+    const auto size = io_->size(tail_.file);
+    if (!size.ok()) return size.status();
+    if (last.end_offset + marker.size() > size.value()) return {};
     encode_padding(next_sequence_, 1, tail_.salt, marker);
-    if (Status written = io_->write(tail_.file, write_offset_, marker); !written.ok()) return written;
+    if (Status written = io_->write(tail_.file, last.end_offset, marker); !written.ok()) return written;
     return io_->sync(tail_.file);
   }
 
