@@ -28,7 +28,7 @@ Result<SegmentReport> scan_one(IoBackend& io, const std::string& path, const std
                        .used_bytes = kSegmentHeaderBytes};
   info = {base, base, kSegmentHeaderBytes, path, {}};
   if (!verify && next_base != 0) {
-    if (auto sealed = trusted_index(io, file.value(), path, base, next_base, 0)) {
+    if (auto sealed = trusted_index(io, file.value(), path, base, next_base)) {
       report.end_sequence = sealed->end_sequence;
       report.used_bytes = sealed->end_offset;
       salt = sealed->salt;
@@ -49,7 +49,7 @@ Result<SegmentReport> scan_one(IoBackend& io, const std::string& path, const std
   }
   report.created_ns = header.value().created_ns;
   salt = header.value().salt;
-  SegmentScan scan = scan_segment(bytes.value(), header.value(), options.record_bytes_max, options.index_interval_bytes);
+  SegmentScan scan = scan_segment(bytes.value(), header.value(), options.index_interval_bytes);
   report.end_sequence = scan.next_sequence;
   report.used_bytes = scan.valid_bytes;
   switch (judge(scan, next_base == 0)) {
@@ -115,8 +115,7 @@ Result<ScannedDirectory> scan_directory(IoBackend& io, const std::string& direct
 
 Result<DirectoryReport> inspect_directory(const std::string& directory, bool verify) {
   auto io = make_posix_backend();
-  Options options;
-  options.record_bytes_max = kRecordBytesMax;
+  const Options options;
   auto scanned = scan_directory(*io, directory, options, verify);
   if (!scanned.ok()) return scanned.status();
   return std::move(scanned.value().report);

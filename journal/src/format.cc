@@ -158,8 +158,7 @@ const char* to_string(RecordStatus status) noexcept {
   return "unknown";
 }
 
-DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
-                            std::size_t record_bytes_max, Checksum checksum) noexcept {
+DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt, Checksum checksum) noexcept {
   DecodedRecord decoded;
   if (in.size() < kSizeAt + sizeof(std::uint32_t)) {
     decoded.status = RecordStatus::truncated;
@@ -172,8 +171,7 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
                                                               : RecordStatus::bad_size;
     return decoded;
   }
-  const std::size_t size_max = std::min(record_bytes_max, kRecordBytesMax);
-  if (size < kRecordHeaderBytes || size > std::max(size_max, kPaddingBytesMax)) {
+  if (size < kRecordHeaderBytes || size > kRecordBytesMax) {
     decoded.status = RecordStatus::bad_size;
     return decoded;
   }
@@ -199,21 +197,20 @@ DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
     decoded.status = RecordStatus::bad_checksum;
     return decoded;
   }
-  if (size > size_max && decoded.header.type != kTypePadding) {
-    decoded.status = RecordStatus::bad_size;  // only padding may pass record_bytes_max
-    return decoded;
-  }
   decoded.status = RecordStatus::ok;
   return decoded;
 }
 
-std::size_t claimed_record_bytes(std::span<const std::byte> in, std::size_t record_bytes_max) noexcept {
+std::size_t claimed_record_bytes(std::span<const std::byte> in) noexcept {
   if (in.size() < kRecordHeaderBytes) return 0;
   const auto size = std::size_t{load_le<std::uint32_t>(in, kSizeAt)};
-  if (size < kRecordHeaderBytes || size > std::max(std::min(record_bytes_max, kRecordBytesMax), kPaddingBytesMax)) {
-    return 0;
-  }
+  if (size < kRecordHeaderBytes || size > kRecordBytesMax) return 0;
   return padded_record_bytes(size - kRecordHeaderBytes);
+}
+
+std::uint64_t claimed_record_sequence(std::span<const std::byte> in) noexcept {
+  ANNAL_ASSERT(in.size() >= kRecordHeaderBytes);
+  return load_le<std::uint64_t>(in, kSequenceAt);
 }
 
 }  // namespace annal::journal

@@ -184,7 +184,7 @@ class ReadOnlyJournal final : public Journal {
       std::uint64_t expected = tail.end_sequence, committed_sequence = tail.end_sequence;
       bool cut_short = false;  // a record runs past what was read
       for (;;) {
-        const DecodedRecord record = decode_record(bytes.subspan(at), tail_salt_, options_.record_bytes_max);
+        const DecodedRecord record = decode_record(bytes.subspan(at), tail_salt_);
         cut_short = record.status == RecordStatus::truncated;
         if (record.status != RecordStatus::ok || record.header.sequence != expected) break;
         at += record.padded_bytes;
@@ -199,7 +199,7 @@ class ReadOnlyJournal final : public Journal {
       tail.end_offset += committed;
       if (committed != 0) continue;  // read on past it
       // Nothing whole in the buffer: more to come, unless a batch is larger than the buffer.
-      if (!cut_short || bytes.size() < want || want >= options_.record_bytes_max + options_.commit_bytes_max) return {};
+      if (!cut_short || bytes.size() < want || want >= kRecordBytesMax + options_.commit_bytes_max) return {};
       want *= 2;
     }
   }
@@ -221,12 +221,10 @@ class ReadOnlyJournal final : public Journal {
 }  // namespace
 
 Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& directory, const Options& options) {
-  Options reading = options;
-  reading.record_bytes_max = kRecordBytesMax;
   auto io = make_posix_backend();
-  auto scanned = scan_directory(*io, directory, reading, false);
+  auto scanned = scan_directory(*io, directory, options, false);
   if (!scanned.ok()) return scanned.status();
-  auto journal = std::make_unique<ReadOnlyJournal>(directory, reading, std::move(io), std::move(scanned.value()));
+  auto journal = std::make_unique<ReadOnlyJournal>(directory, options, std::move(io), std::move(scanned.value()));
   if (Status started = journal->start(); !started.ok()) return started;
   return std::unique_ptr<Journal>(std::move(journal));
 }

@@ -8,8 +8,7 @@ namespace annal::journal {
 
 Reader::Reader(Journal& journal, std::shared_ptr<IoBackend> io, const Options& options,
                std::uint64_t from)
-    : journal_(journal), io_(std::move(io)), record_bytes_max_(options.record_bytes_max),
-      chunk_bytes_(options.read_chunk_bytes), position_(std::max(from, kFirstSequence)) {
+    : journal_(journal), io_(std::move(io)), chunk_bytes_(options.read_chunk_bytes), position_(std::max(from, kFirstSequence)) {
   ANNAL_ASSERT(chunk_bytes_ >= kSegmentHeaderBytes);  // the segment header is read into it
 }
 
@@ -111,10 +110,9 @@ Status Reader::fill(std::size_t bytes) {
     return {};
   }
   // A record larger than the chunk grows the buffer to fit it; callers never ask for more than
-  // one record of record_bytes_max (or one padding record).
-  ANNAL_ASSERT(bytes <= std::max(padded_record_bytes(record_bytes_max_ - kRecordHeaderBytes), kPaddingBytesMax));
+  // one record, and none past what the segment has written.
+  ANNAL_ASSERT(cursor_offset_ <= segment_.end_offset && bytes <= segment_.end_offset - cursor_offset_);
   if (buffer_.size() < bytes) buffer_.resize(bytes);
-  ANNAL_ASSERT(cursor_offset_ <= segment_.end_offset);
   const std::uint64_t written = segment_.end_offset - cursor_offset_;
   const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), written));
   const auto n = io_->read(file_, cursor_offset_, std::span(buffer_).first(want));
@@ -130,16 +128,21 @@ Result<DecodedRecord> Reader::decode_at_cursor() {
     const auto skip = static_cast<std::size_t>(cursor_offset_ - buffer_offset_);
     return std::span<const std::byte>(buffer_).subspan(skip, buffer_used_ - skip);
   };
+  if (segment_.end_offset - cursor_offset_ < kRecordHeaderBytes) return corruption("truncated record");
   if (Status filled = fill(kRecordHeaderBytes); !filled.ok()) return filled;
-  // An impossible size (0) is left for decode_record to report.
-  const std::size_t claimed = claimed_record_bytes(available(), record_bytes_max_);
+  // An impossible size (0) is left for decode_record to report. Stored records are judged by the
+  // format's limit, not by this open's record_bytes_max: an earlier open may have allowed more.
+  const std::size_t claimed = claimed_record_bytes(available());
+  if (claimed > segment_.end_offset - cursor_offset_) {
+    return corruption("a record of " + std::to_string(claimed) + " bytes runs past the end of what was written");
+  }
   if (claimed != 0) {
     if (Status filled = fill(claimed); !filled.ok()) return filled;
   }
   // Checksummed once: a record wholly inside what the journal's open verified is not again.
   const bool verified = claimed != 0 && cursor_offset_ + claimed <= segment_.verified_end_offset;
   const DecodedRecord record =
-      decode_record(available(), salt_, record_bytes_max_, verified ? Checksum::trusted : Checksum::verify);
+      decode_record(available(), salt_, verified ? Checksum::trusted : Checksum::verify);
   if (record.status != RecordStatus::ok) return corruption(to_string(record.status));
   if (record.header.sequence != cursor_sequence_) {
     return corruption("a record of sequence " + std::to_string(record.header.sequence) +

@@ -35,6 +35,20 @@ std::string describe_stop(const std::string& path, const SegmentScan& scan) {
 
 namespace {
 
+// What cutting at scan.valid_bytes removes, exactly: the byte range holding data, and the whole
+// records in it with their sequences (past the stop, whatever sequences they carry).
+std::string describe_cut(const SegmentScan& scan) {
+  const std::uint64_t whole = (scan.stop_sequence - scan.next_sequence) + scan.records_past_stop;
+  const std::uint64_t last = std::max(scan.stop_sequence - 1, scan.sequence_past_stop_max);
+  std::string what = "removed offsets " + std::to_string(scan.valid_bytes) + ".." + std::to_string(scan.data_end) +
+                     " (" + std::to_string(scan.data_end - scan.valid_bytes) + " bytes): ";
+  what += whole == 0 ? std::string("no whole record")
+                     : std::to_string(whole) + " whole record" + (whole == 1 ? "" : "s") + " of sequences " +
+                           std::to_string(scan.next_sequence) + ".." + std::to_string(last);
+  if (scan.stop == ScanStop::bad_record) what += ", and the damaged one at the stop";
+  return what;
+}
+
 // Cuts `file` back to `valid_bytes` and restores its preallocated size with zeros, then syncs:
 // stale bytes past the cut must not survive to be mistaken for records later.
 Status cut_tail(IoBackend& io, FileId file, std::uint64_t valid_bytes, std::uint64_t file_bytes) {
@@ -84,9 +98,10 @@ Result<FileId> create_segment(IoBackend& io, const std::string& directory, std::
 }
 
 // A sealed segment's persisted index, if it can be trusted for this segment in this log: same salt
-// and base as the file's header, ending where the next segment begins, built at this interval.
+// and base as the file's header, ending where the next segment begins. Built at any interval: the
+// interval is a density, an option of the open that wrote it, and lookups work with any spacing.
 std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std::string& path, std::uint64_t base,
-                                           std::uint64_t next_base, std::uint64_t interval) {
+                                           std::uint64_t next_base) {
   auto sealed = read_sealed_index(io, path);
   if (!sealed.ok()) return std::nullopt;
   std::vector<std::byte> head(kSegmentHeaderBytes);
@@ -96,7 +111,7 @@ std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std
   const auto header = decode_segment_header(std::span(head).first(got.value()), path);
   const SealedSegment& s = sealed.value();
   if (!header.ok() || header.value().base_sequence != base || header.value().salt != s.salt || s.base != base ||
-      s.end_sequence != next_base || (interval != 0 && s.interval != interval) || s.end_offset > size.value()) {
+      s.end_sequence != next_base || s.end_offset > size.value()) {
     return std::nullopt;
   }
   return std::move(sealed.value());
@@ -128,7 +143,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
     const auto file = io.open(path, OpenMode::read_write);
     if (!file.ok()) return file.status();
     if (!last && (i == 0 || bases[i] == recovered.segments.back().end_sequence)) {
-      if (auto sealed = trusted_index(io, file.value(), path, bases[i], bases[i + 1], options.index_interval_bytes)) {
+      if (auto sealed = trusted_index(io, file.value(), path, bases[i], bases[i + 1])) {
         recovered.segments.push_back({bases[i], sealed->end_sequence, sealed->end_offset, path,
                                       std::move(sealed->index), kSegmentHeaderBytes});
         (void)io.close(file.value());
@@ -154,8 +169,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
                         std::to_string(recovered.segments.back().end_sequence) +
                         " (a segment is missing or damaged)");
     }
-    SegmentScan scan = scan_segment(bytes, header.value(), options.record_bytes_max,
-                                    options.index_interval_bytes);
+    SegmentScan scan = scan_segment(bytes, header.value(), options.index_interval_bytes);
     // A failed read looks like a damaged record to the scan: it must not be judged as one.
     if (!bytes.status().ok()) return bytes.status();
     Verdict verdict = judge(scan, last);
@@ -171,10 +185,10 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
     if (verdict != Verdict::intact) {
       const Status cut = cut_tail(io, file.value(), scan.valid_bytes, size.value());
       if (!cut.ok()) return cut;
-      recovered.report.truncated_bytes += scan.stop_offset - scan.valid_bytes;
+      recovered.report.truncated_bytes += scan.data_end - scan.valid_bytes;
       recovered.report.dropped_records += (scan.stop_sequence - scan.next_sequence) + scan.records_past_stop;
       repairs.push_back((cut_here ? "cut at first damage: " : "truncated torn tail: ") +
-                        describe_stop(path, scan));
+                        describe_stop(path, scan) + "; " + describe_cut(scan));
     }
     if (!last && verdict == Verdict::intact) {
       // Next time this sealed segment need not be read: best effort, a scan is the fallback.

@@ -43,11 +43,10 @@ struct Recovered {
 // "<path> offset O sequence S: <what stopped the scan>".
 [[nodiscard]] std::string describe_stop(const std::string& path, const SegmentScan& scan);
 // A sealed segment's index file, if it matches the segment: same salt and base as its header,
-// ending where the next segment (`next_base`) begins, built at `interval` (0: any; a reader does
-// not care, a writer extends the index at its own interval).
+// ending where the next segment (`next_base`) begins. At any interval: lookups work with any
+// spacing, and a writer extends only the tail's index, at its own.
 [[nodiscard]] std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std::string& path,
-                                                         std::uint64_t base, std::uint64_t next_base,
-                                                         std::uint64_t interval);
+                                                         std::uint64_t base, std::uint64_t next_base);
 
 [[nodiscard]] Result<Recovered> recover(IoBackend& io, const std::string& directory,
                                         const Options& options);

@@ -8,15 +8,20 @@ namespace {
 
 // Looks for valid records of this segment anywhere past `from`, at every aligned offset: counts
 // them and returns the highest sequence their commit lags prove durable. Runs at open only: zero words
-// (the preallocated rest of the file) cost one load each, other offsets a size check and, where
-// the size is plausible, a checksum.
+// (the preallocated rest of the file) cost one load each, other offsets a look at the sequence
+// word and, where that is one a record here could have, a checksum. (Sizes cannot filter: any
+// size up to the format's limit is a record some writer may have made.)
 struct PastStop {
   std::uint64_t durable_proof = 0;
   std::uint64_t records = 0;
+  std::uint64_t data_end = 0;
+  std::uint64_t sequence_max = 0;
 };
 PastStop look_past_stop(SegmentBytes& file, std::uint64_t from, std::uint64_t stop_sequence,
-                        std::uint32_t salt, std::size_t record_bytes_max) {
-  PastStop past;
+                        std::uint32_t salt) {
+  // A record here follows at most one record per header's worth of the file after the stop.
+  const std::uint64_t sequence_max = stop_sequence + file.size() / kRecordHeaderBytes;
+  PastStop past{.data_end = from};
   std::uint64_t at = from;
   while (at + kRecordHeaderBytes <= file.size()) {
     // Runs of zero words are skipped inside the bytes at hand, without asking the file for each.
@@ -31,10 +36,18 @@ PastStop look_past_stop(SegmentBytes& file, std::uint64_t from, std::uint64_t st
       at += zeros;
       continue;
     }
-    const DecodedRecord record = decode_record(file.record_at(at, record_bytes_max), salt, record_bytes_max);
+    past.data_end = std::max(past.data_end, at + kRecordAlign);
+    const std::uint64_t sequence = claimed_record_sequence(ahead);
+    if (sequence < stop_sequence || sequence > sequence_max) {
+      at += kRecordAlign;
+      continue;
+    }
+    const DecodedRecord record = decode_record(file.record_at(at), salt);
     at += kRecordAlign;
     if (record.status != RecordStatus::ok || record.header.sequence < stop_sequence) continue;
     ++past.records;
+    past.data_end = std::max(past.data_end, at - kRecordAlign + record.padded_bytes);
+    past.sequence_max = std::max(past.sequence_max, record.header.sequence);
     const std::uint64_t lag = record.header.commit_lag;
     if (record.header.sequence > lag) {
       past.durable_proof = std::max(past.durable_proof, record.header.sequence - lag);
@@ -50,6 +63,7 @@ void SegmentBytes::refill(std::uint64_t offset, std::size_t bytes) {
   start_ = offset;
   window_ = {};
   if (!status_.ok()) return;
+  bytes = static_cast<std::size_t>(std::min<std::uint64_t>(bytes, size_ - offset));  // no more than the file has
   if (buffer_.size() < std::max(chunk_bytes_, bytes)) buffer_.resize(std::max(chunk_bytes_, bytes));
   const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), size_ - offset));
   const auto n = io_->read(file_, offset, std::span(buffer_).first(want));
@@ -61,13 +75,12 @@ void SegmentBytes::refill(std::uint64_t offset, std::size_t bytes) {
 }
 
 SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,
-                         std::size_t record_bytes_max, std::uint64_t index_interval_bytes) {
+                         std::uint64_t index_interval_bytes) {
   SegmentBytes bytes(file);
-  return scan_segment(bytes, header, record_bytes_max, index_interval_bytes);
+  return scan_segment(bytes, header, index_interval_bytes);
 }
 
-SegmentScan scan_segment(SegmentBytes& file, const SegmentHeader& header,
-                         std::size_t record_bytes_max, std::uint64_t index_interval_bytes) {
+SegmentScan scan_segment(SegmentBytes& file, const SegmentHeader& header, std::uint64_t index_interval_bytes) {
   SegmentScan scan;
   scan.next_sequence = header.base_sequence;
   scan.valid_bytes = kSegmentHeaderBytes;
@@ -80,7 +93,7 @@ SegmentScan scan_segment(SegmentBytes& file, const SegmentHeader& header,
       scan.stop = ScanStop::file_end;
       break;
     }
-    const DecodedRecord record = decode_record(file.record_at(at, record_bytes_max), header.salt, record_bytes_max);
+    const DecodedRecord record = decode_record(file.record_at(at), header.salt);
     if (record.status == RecordStatus::end_of_log) {
       scan.stop = ScanStop::end_of_log;
       break;
@@ -117,11 +130,14 @@ SegmentScan scan_segment(SegmentBytes& file, const SegmentHeader& header,
   scan.index.drop_from(scan.next_sequence);  // records past the last complete batch do not count
   // Zeros where a record should be are also suspect: a zeroed sector of acknowledged records
   // would otherwise pass for the end of the log.
+  scan.data_end = scan.stop_offset;
   if (scan.stop != ScanStop::file_end) {
     const PastStop past =
-        look_past_stop(file, scan.stop_offset, scan.stop_sequence, header.salt, record_bytes_max);
+        look_past_stop(file, scan.stop_offset, scan.stop_sequence, header.salt);
     scan.durable_proof = past.durable_proof;
     scan.records_past_stop = past.records;
+    scan.data_end = std::min(past.data_end, file.size());
+    scan.sequence_past_stop_max = past.sequence_max;
   }
   return scan;
 }

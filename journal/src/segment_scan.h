@@ -57,6 +57,11 @@ struct SegmentScan {
   // a later crash could otherwise make them look like the continuation of the new log.
   std::uint64_t records_past_stop = 0;
   std::uint64_t durable_proof = 0;
+  // What a cut at valid_bytes removes: up to data_end (past the last non-zero byte the search
+  // met; the stop offset if it searched nothing), and the highest sequence of a valid record past
+  // the stop (0: none).
+  std::uint64_t data_end = 0;
+  std::uint64_t sequence_past_stop_max = 0;
   // The sparse index of the records up to valid_bytes, built by the walk itself.
   SegmentIndex index;
 };
@@ -81,10 +86,12 @@ class SegmentBytes {
     if (offset < start_ || end > start_ + window_.size()) refill(offset, bytes);  // starts it at offset
     return window_.subspan(static_cast<std::size_t>(offset - start_));
   }
-  // The record at `offset`: a header's worth, or the whole record if its size is possible.
-  [[nodiscard]] std::span<const std::byte> record_at(std::uint64_t offset, std::size_t record_bytes_max) {
-    const std::size_t claimed = claimed_record_bytes(from(offset, kRecordHeaderBytes), record_bytes_max);
-    return from(offset, std::max(claimed, kRecordHeaderBytes));
+  // The record at `offset`: a header's worth, or the whole record if its size is possible (as far
+  // as the file goes: a size past its end, torn or damaged, costs no more than reading the rest).
+  [[nodiscard]] std::span<const std::byte> record_at(std::uint64_t offset) {
+    const std::size_t claimed = claimed_record_bytes(from(offset, kRecordHeaderBytes));
+    return from(offset, static_cast<std::size_t>(std::min<std::uint64_t>(std::max(claimed, kRecordHeaderBytes),
+                                                                         size_ - offset)));
   }
   [[nodiscard]] const Status& status() const noexcept { return status_; }
 
@@ -105,11 +112,9 @@ class SegmentBytes {
 // gets an entry every `index_interval_bytes` (segment_index.h). A read that fails stops the walk as
 // a truncated record would: the caller must check file.status() before judging the scan.
 [[nodiscard]] SegmentScan scan_segment(SegmentBytes& file, const SegmentHeader& header,
-                                       std::size_t record_bytes_max,
                                        std::uint64_t index_interval_bytes);
 // The same over a file wholly in memory (tests enumerate the verdicts this way).
 [[nodiscard]] SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,
-                                       std::size_t record_bytes_max,
                                        std::uint64_t index_interval_bytes);
 
 // intact: append at valid_bytes. torn_tail: zero the file from valid_bytes on and sync it (log what

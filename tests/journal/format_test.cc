@@ -107,7 +107,7 @@ TEST_F(SegmentHeaderTest, ShortFileIsReported) {
 
 TEST(Record, RoundTripsEveryFieldAndThePayload) {
   const auto bytes = encoded(sample_header(), "OrderCreated {\"id\": 123456}");
-  const DecodedRecord record = decode_record(bytes, kSalt, kRecordBytesMax);
+  const DecodedRecord record = decode_record(bytes, kSalt);
   ASSERT_EQ(record.status, RecordStatus::ok);
   const RecordHeader expected = sample_header();
   EXPECT_EQ(record.header.sequence, expected.sequence);
@@ -128,7 +128,7 @@ TEST(Record, IsPaddedToEightBytesWithZeros) {
     EXPECT_EQ(bytes.size() % kRecordAlign, 0u);
     EXPECT_EQ(bytes.size(), padded_record_bytes(payload));
     for (std::size_t i = kRecordHeaderBytes + payload; i < bytes.size(); ++i) EXPECT_EQ(bytes[i], std::byte{0});
-    EXPECT_EQ(decode_record(bytes, kSalt, kRecordBytesMax).status, RecordStatus::ok);
+    EXPECT_EQ(decode_record(bytes, kSalt).status, RecordStatus::ok);
   }
 }
 
@@ -138,7 +138,7 @@ TEST(Record, AFlippedBitAnywhereIsCaught) {
   for (std::size_t i = 0; i < size; ++i) {
     for (int bit = 0; bit < 8; ++bit) {
       bytes[i] ^= std::byte(1u << bit);
-      EXPECT_NE(decode_record(bytes, kSalt, kRecordBytesMax).status, RecordStatus::ok)
+      EXPECT_NE(decode_record(bytes, kSalt).status, RecordStatus::ok)
           << "byte " << i << " bit " << bit;
       bytes[i] ^= std::byte(1u << bit);
     }
@@ -147,33 +147,45 @@ TEST(Record, AFlippedBitAnywhereIsCaught) {
 
 TEST(Record, ARecordLeftByAnotherSegmentFailsTheChecksum) {
   const auto bytes = encoded(sample_header(), "stale", kSalt);
-  EXPECT_EQ(decode_record(bytes, kSalt + 1, kRecordBytesMax).status, RecordStatus::bad_checksum);
+  EXPECT_EQ(decode_record(bytes, kSalt + 1).status, RecordStatus::bad_checksum);
 }
 
 TEST(Record, ZerosAreTheEndOfTheLog) {
   const std::vector<std::byte> zeros(64);
-  EXPECT_EQ(decode_record(zeros, kSalt, kRecordBytesMax).status, RecordStatus::end_of_log);
+  EXPECT_EQ(decode_record(zeros, kSalt).status, RecordStatus::end_of_log);
 }
 
 TEST(Record, ZeroSizeUnderANonZeroChecksumIsDamageNotTheEnd) {
   std::vector<std::byte> bytes(64);
   bytes[0] = std::byte{1};
-  EXPECT_EQ(decode_record(bytes, kSalt, kRecordBytesMax).status, RecordStatus::bad_size);
+  EXPECT_EQ(decode_record(bytes, kSalt).status, RecordStatus::bad_size);
 }
 
 TEST(Record, EveryShorterPrefixIsTruncated) {
   const auto bytes = encoded(sample_header(), "0123456789");
   const std::size_t size = kRecordHeaderBytes + 10;
   for (std::size_t length = 0; length < size; ++length) {
-    EXPECT_EQ(decode_record(std::span(bytes).first(length), kSalt, kRecordBytesMax).status,
+    EXPECT_EQ(decode_record(std::span(bytes).first(length), kSalt).status,
               RecordStatus::truncated) << length;
   }
 }
 
-TEST(Record, SizeBeyondTheCallersLimitIsRejected) {
-  const auto bytes = encoded(sample_header(), std::string(100, 'x'));
-  EXPECT_EQ(decode_record(bytes, kSalt, kRecordHeaderBytes + 99).status, RecordStatus::bad_size);
-  EXPECT_EQ(decode_record(bytes, kSalt, kRecordHeaderBytes + 100).status, RecordStatus::ok);
+// Only the format's limit: what an open may append is an option, and a later open with a smaller
+// one must still read what an earlier one wrote.
+TEST(Record, OnlyASizeBeyondTheFormatsLimitIsImpossible) {
+  auto bytes = encoded(sample_header(), std::string(100, 'x'));
+  EXPECT_EQ(claimed_record_bytes(bytes), bytes.size());
+  const auto size_word = [&](std::uint32_t size) {
+    for (int i = 0; i < 4; ++i) bytes[4 + i] = static_cast<std::byte>(size >> (8 * i) & 0xFF);
+  };
+  size_word(static_cast<std::uint32_t>(kRecordBytesMax) + 8);
+  EXPECT_EQ(claimed_record_bytes(bytes), 0u);
+  EXPECT_EQ(decode_record(bytes, kSalt).status, RecordStatus::bad_size);
+  size_word(static_cast<std::uint32_t>(kRecordBytesMax));
+  EXPECT_EQ(claimed_record_bytes(bytes), kRecordBytesMax);
+  EXPECT_EQ(decode_record(bytes, kSalt).status, RecordStatus::truncated);  // possible, not all here
+  size_word(kRecordHeaderBytes - 8);
+  EXPECT_EQ(decode_record(bytes, kSalt).status, RecordStatus::bad_size);
 }
 
 // A read torn by the writer's next notice, a short or empty LOCK file: nothing to believe.

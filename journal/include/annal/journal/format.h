@@ -66,14 +66,17 @@ inline constexpr std::size_t kRecordAlign = 8;
 // Sequences start at 1: 0 is never a valid record, so "nothing durable yet" needs no flag.
 inline constexpr std::uint64_t kFirstSequence = 1;
 inline constexpr std::uint32_t kCommitLagMax = UINT32_MAX;
-// Record sizes are u32; this leaves room for the padding without overflow.
+// The largest record the format allows (sizes are u32; this leaves room for the padding without
+// overflow). Stored records are judged by this, never by a writer's option: Options::
+// record_bytes_max limits what an open may append, and a later open with a smaller one must still
+// read everything an earlier one wrote.
 inline constexpr std::size_t kRecordBytesMax = std::size_t{1} << 30;
 
 // With direct I/O (Options::direct_io) every write covers whole blocks of this size at offsets
 // that are multiples of it, so each write ends with a padding record up to a block boundary.
 inline constexpr std::size_t kDirectBlockBytes = 4096;
 // A padding record fills the rest of a block; when less than a record header is left, it runs to
-// the end of the next block instead. Its size may pass record_bytes_max.
+// the end of the next block instead.
 inline constexpr std::size_t kPaddingBytesMax = kDirectBlockBytes + kRecordHeaderBytes;
 
 static_assert(kSegmentHeaderBytes % kRecordAlign == 0 && kRecordHeaderBytes % kRecordAlign == 0);
@@ -154,7 +157,7 @@ enum class RecordStatus {
   ok,
   end_of_log,    // a zero size word: preallocated space, nothing was written here
   truncated,     // the bytes end inside the record (a short file or a short read)
-  bad_size,      // size smaller than a header or larger than the caller allows (padding: kPaddingBytesMax)
+  bad_size,      // size smaller than a header or larger than kRecordBytesMax
   bad_checksum,  // torn, corrupted, or left over from an older file
 };
 [[nodiscard]] const char* to_string(RecordStatus status) noexcept;
@@ -174,13 +177,14 @@ enum class Checksum { verify, trusted };
 // Decodes the record at the start of `in`. Checks only what the bytes can tell; whether the
 // sequence is the expected one is the reader's business.
 [[nodiscard]] DecodedRecord decode_record(std::span<const std::byte> in, std::uint32_t salt,
-                                          std::size_t record_bytes_max,
                                           Checksum checksum = Checksum::verify) noexcept;
 
 // The bytes, padding included, that the record at the start of `in` says it spans: what a reader
 // must hold to decode it. 0 when `in` is shorter than a header or the size is impossible
 // (decode_record says which).
-[[nodiscard]] std::size_t claimed_record_bytes(std::span<const std::byte> in,
-                                               std::size_t record_bytes_max) noexcept;
+[[nodiscard]] std::size_t claimed_record_bytes(std::span<const std::byte> in) noexcept;
+// The sequence the record at the start of `in` (a header's worth at least) says it has, unchecked:
+// a cheap filter before a checksum, for scans that try every offset.
+[[nodiscard]] std::uint64_t claimed_record_sequence(std::span<const std::byte> in) noexcept;
 
 }  // namespace annal::journal

@@ -72,15 +72,18 @@ struct Options {
   // Needs a file system with direct I/O; open() says so otherwise.
   bool direct_io = false;
   std::uint64_t segment_bytes_max = 64ull << 20;  // a segment rolls over before passing this
-  std::size_t record_bytes_max = 1u << 20;        // header + payload of one record
+  // Header + payload of one record this open may append. Only appends: recovery and readers judge
+  // stored records by the format's limit (format.h), so reopening with a smaller value reads
+  // everything a larger one wrote.
+  std::size_t record_bytes_max = 1u << 20;
   std::size_t commit_bytes_max = 1u << 20;        // bytes in one group-commit write
   std::size_t writes_in_flight_max = 4;           // group-commit writes queued at once
   // The in-memory sparse index keeps one sequence -> offset entry (16 B) per this many bytes of
   // records, so a read from any sequence starts at most about this far before it.
   std::uint64_t index_interval_bytes = 64u << 10;
   // A Reader's buffer: it reads the segment in chunks of this size (one read call per chunk). It
-  // grows, up to record_bytes_max, only for a record that does not fit. Recovery's scan of a
-  // segment at open reads the same way.
+  // grows only for a record that does not fit. Recovery's scan of a segment at open reads the
+  // same way.
   std::size_t read_chunk_bytes = 1u << 20;
 };
 
@@ -155,8 +158,7 @@ class Journal {
   // the files; while a writer holds the directory, only those it has acknowledged durable (it
   // tells readers in the LOCK file, format.h), so a tool never shows what a power cut could still
   // take back. A tailing reader (Reader::next with a deadline) polls for more. append and remove_segments_before
-  // fail with invalid_argument. record_bytes_max is raised to the format's limit, so records any
-  // writer could have written are read.
+  // fail with invalid_argument.
   static Result<std::unique_ptr<Journal>> open_read_only(const std::string& directory, const Options& options);
 
   virtual ~Journal() = default;

@@ -81,7 +81,6 @@ class Reader {
 
   Journal& journal_;
   std::shared_ptr<IoBackend> io_;
-  const std::size_t record_bytes_max_;
   const std::size_t chunk_bytes_;
 
   std::uint64_t position_;  // the next sequence to return
