@@ -76,13 +76,18 @@ constexpr std::size_t kIdempotencyWindow = 1u << 16;
 // Every wait in the child; the parent kills it long before.
 constexpr auto kChildWait = 30s;
 
+std::uint64_t mix(std::uint64_t a, std::uint64_t b);
+
+// The options of the child of round `kill`. Besides what alternates, the segment size (rollovers
+// every few rounds, or fewer) and the event limit vary by round, so opens recover segments and
+// events made under other limits than their own.
 Options options_for(int kill) {
   Options options;
-  options.journal.segment_bytes_max = 1 << 20;  // rollovers every few rounds
+  options.journal.segment_bytes_max = mix(kill, 1) % 2 == 0 ? 1 << 20 : 3 << 19;
   options.journal.commit_bytes_max = 256 << 10;
   options.journal.direct_io = kill % 2 == 1;
   options.journal.io = kill % 4 < 2 ? journal::IoKind::io_uring : journal::IoKind::posix;
-  options.event_bytes_max = 32 << 10;
+  options.event_bytes_max = mix(kill, 2) % 2 == 0 ? 32 << 10 : 24 << 10;  // payload_for needs 24 KiB
   options.idempotency_window = kIdempotencyWindow;
   // State snapshots often (a kill lands during one), rarely, or never: each open starts from the
   // newest one the kill left, or from the whole journal.
@@ -565,9 +570,10 @@ void crash_one_child(const std::string& dir, int kill, Traces& traces, std::mt19
       // Retries after the restart report duplicates first: wait for an append of this child.
       while (point == annal::test::KillPoint::after_durable &&
              (reports.empty() || (reports.back().flags & Report::kDuplicate) != 0)) {
-        const auto report = read_report(fds[0], 120s);
+        const auto report = read_report(fds[0], 300s);
+        const std::string threads = report ? "" : annal::test::describe_threads(pid);
         if (!report) ::kill(pid, SIGKILL);
-        ASSERT_TRUE(report) << "the child made nothing durable within 120 s";
+        ASSERT_TRUE(report) << "the child made nothing durable within 300 s; its threads wait in" << threads;
         reports.push_back(*report);
       }
       std::this_thread::sleep_for(timing.delay());
@@ -849,7 +855,9 @@ void check_after_crash(const std::string& dir, int kill, const std::vector<Repor
   for (std::size_t p = 0; p < kProjectionCount; ++p) {
     newest_before_open[p] = newest_snapshot_file(dir, kProjections[p].name);
   }
-  Options options = options_for(0);  // buffered: it reads what either mode wrote
+  // Its own limit, far below the events it reads back (up to 24 KiB): limits are for appends.
+  Options options = options_for(kill + 1);
+  options.event_bytes_max = 1024;
   auto opened = open_engine(dir, options);
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   Engine& engine = *opened.value();
@@ -909,8 +917,8 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
   const auto start = std::chrono::steady_clock::now();
   for (int kill = 0; kill < kills; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill) + " in " + dir);
-    // Longer than the round's own waits (120 s each), so those fail with their message first.
-    const annal::test::Watchdog watchdog("engine crash round " + std::to_string(kill), 300s);
+    // Longer than the round's own waits (300 s at most), so those fail with their message first.
+    const annal::test::Watchdog watchdog("engine crash round " + std::to_string(kill), 600s);
     ASSERT_NO_FATAL_FAILURE(crash_one_child(dir, kill, *traces, random, timing, reports, totals));
     ASSERT_NO_FATAL_FAILURE(check_after_crash(dir, kill, reports, *traces, model, random, totals));
   }

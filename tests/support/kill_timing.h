@@ -19,7 +19,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <string>
 
 namespace annal::test {
 
@@ -70,6 +73,20 @@ inline bool read_exactly(int fd, void* out, std::size_t size, KillTiming::Clock:
     got += static_cast<std::size_t>(n);
   }
   return true;
+}
+
+// Where each thread of process `pid` is waiting in the kernel (/proc's wchan), for the message of
+// a test whose child stopped reporting: a lost wake-up and a slow disk look different there.
+inline std::string describe_threads(int pid) {
+  std::string out;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+    std::string wchan;
+    std::getline(std::ifstream(task.path() / "wchan"), wchan);
+    out += " " + task.path().filename().string() + ":" + (wchan.empty() ? "running" : wchan);
+  }
+  return out.empty() ? " (gone)" : out;
 }
 
 }  // namespace annal::test
