@@ -563,9 +563,9 @@ void BM_EngineStateSnapshot(benchmark::State& state, std::uint64_t streams) {
     ae::StreamIndex decoded_index;
     ae::IdempotencyWindow decoded_window(defaults.idempotency_window);
     start = Clock::now();
-    const annal::Status decoded = ae::decode_engine_state(encoded, decoded_catalog, decoded_index, decoded_window);
+    const auto decoded = ae::decode_engine_state(encoded, decoded_catalog, decoded_index, decoded_window);
     decode += seconds_since(start);
-    if (!decoded.ok()) return state.SkipWithError(decoded.to_string().c_str());
+    if (!decoded.ok()) return state.SkipWithError(decoded.status().to_string().c_str());
   }
   state.counters["decode_ms"] = decode / static_cast<double>(state.iterations()) * 1e3;
   state.counters["state_MB"] = static_cast<double>(bytes) / 1e6;

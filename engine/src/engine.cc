@@ -828,8 +828,19 @@ Status EngineImpl::restore_state() {
   auto newest = newest_snapshot(state_store_, kEngineStateName, kEngineStateSchema, journal_->durable_sequence());
   if (!newest.ok()) return newest.status();
   if (!newest.value()) return {};
-  if (Status decoded = decode_engine_state(newest.value()->state, catalog_, index_, window_); !decoded.ok()) {
-    std::fprintf(stderr, "annal: %s; reading the whole journal instead\n", decoded.to_string().c_str());
+  const auto decoded = decode_engine_state(newest.value()->state, catalog_, index_, window_);
+  std::string why_not;
+  if (!decoded.ok()) {
+    why_not = decoded.status().to_string();
+  } else if (!decoded.value().complete_for(options_.idempotency_window) && journal_->locate(journal::kFirstSequence).ok()) {
+    // The snapshot's window was full at a smaller capacity: the ids this open would keep beyond it
+    // are only in the journal. (Once retention removed its start, the window is what is left.)
+    why_not = "engine state snapshot " + std::to_string(newest.value()->header.sequence) +
+              ": its idempotency window was kept at " + std::to_string(*decoded.value().capacity) +
+              " ids, this open keeps " + std::to_string(options_.idempotency_window);
+  }
+  if (!why_not.empty()) {
+    std::fprintf(stderr, "annal: %s; reading the whole journal instead\n", why_not.c_str());
     // Nothing else has seen them yet: open() has not returned, no thread of the engine runs.
     renew(catalog_);
     renew(index_);

@@ -80,7 +80,7 @@ std::vector<std::byte> encode_engine_state(const Catalog& catalog, const StreamI
   std::size_t names_bytes = 0;
   for (std::size_t i = 0; i < catalog.stream_names(); ++i) names_bytes += 2 + catalog.stream_name_at(i).size();
   for (std::size_t i = 0; i < catalog.type_names(); ++i) names_bytes += 2 + catalog.type_name_at(i).size();
-  Writer out(4 + 4 + names_bytes + 8 + index.size() * kStreamBytes + 8 + window.size() * kWindowEntryBytes);
+  Writer out(4 + 4 + names_bytes + 8 + index.size() * kStreamBytes + 8 + window.size() * kWindowEntryBytes + 8);
   out.put<std::uint32_t>(static_cast<std::uint32_t>(catalog.stream_names()));
   for (std::size_t i = 0; i < catalog.stream_names(); ++i) out.put_name(catalog.stream_name_at(i));
   out.put<std::uint32_t>(static_cast<std::uint32_t>(catalog.type_names()));
@@ -104,11 +104,12 @@ std::vector<std::byte> encode_engine_state(const Catalog& catalog, const StreamI
     ++remembered;
   });
   out.put_at(count_at, remembered);
+  out.put(static_cast<std::uint64_t>(window.capacity()));
   return out.take();
 }
 
-Status decode_engine_state(std::span<const std::byte> state, Catalog& catalog, StreamIndex& index,
-                           IdempotencyWindow& window) {
+Result<StoredWindow> decode_engine_state(std::span<const std::byte> state, Catalog& catalog, StreamIndex& index,
+                                         IdempotencyWindow& window) {
   Reader in(state);
   const auto streams_named = in.get<std::uint32_t>();
   catalog.reserve_streams(std::min({std::size_t{streams_named}, in.room_for(2), NameTable::kNamesMax}));
@@ -145,8 +146,10 @@ Status decode_engine_state(std::span<const std::byte> state, Catalog& catalog, S
     const auto at = in.get<std::uint32_t>();
     if (in.ok() && receipt.first_sequence + at <= receipt.last_sequence) window.remember(id, receipt, at);
   }
+  StoredWindow stored{.capacity = std::nullopt, .ids = remembered};
+  if (in.ok() && !in.done()) stored.capacity = in.get<std::uint64_t>();
   if (!in.done()) return bad("lengths do not add up");
-  return {};
+  return stored;
 }
 
 }  // namespace annal::engine

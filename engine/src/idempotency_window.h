@@ -25,6 +25,7 @@ class IdempotencyWindow {
   explicit IdempotencyWindow(std::size_t capacity) : capacity_(capacity) {}
 
   [[nodiscard]] bool enabled() const noexcept { return capacity_ > 0; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] const Entry* find(const Id128& id) const {
     const auto found = entries_.find(id);
     return found == entries_.end() ? nullptr : &found->second;
