@@ -43,10 +43,11 @@ PastStop look_past_stop(SegmentBytes& file, std::uint64_t from, std::uint64_t st
       continue;
     }
     const DecodedRecord record = decode_record(file.record_at(at), salt);
+    const std::uint64_t start = at;
     at += kRecordAlign;
     if (record.status != RecordStatus::ok || record.header.sequence < stop_sequence) continue;
     ++past.records;
-    past.data_end = std::max(past.data_end, at - kRecordAlign + record.padded_bytes);
+    past.data_end = std::max(past.data_end, start + record.padded_bytes);
     past.sequence_max = std::max(past.sequence_max, record.header.sequence);
     const std::uint64_t lag = record.header.commit_lag;
     if (record.header.sequence > lag) {

@@ -87,11 +87,11 @@ class SegmentBytes {
     return window_.subspan(static_cast<std::size_t>(offset - start_));
   }
   // The record at `offset`: a header's worth, or the whole record if its size is possible (as far
-  // as the file goes: a size past its end, torn or damaged, costs no more than reading the rest).
+  // as the file goes: from() reads no further, so a size past the end, torn or damaged, costs no
+  // more than reading the rest).
   [[nodiscard]] std::span<const std::byte> record_at(std::uint64_t offset) {
     const std::size_t claimed = claimed_record_bytes(from(offset, kRecordHeaderBytes));
-    return from(offset, static_cast<std::size_t>(std::min<std::uint64_t>(std::max(claimed, kRecordHeaderBytes),
-                                                                         size_ - offset)));
+    return from(offset, std::max(claimed, kRecordHeaderBytes));
   }
   [[nodiscard]] const Status& status() const noexcept { return status_; }
 
