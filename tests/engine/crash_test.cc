@@ -26,7 +26,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -488,13 +487,8 @@ void retry_last_append(Engine& engine, int key, int fd) {
 // Reads one whole report, waiting up to `timeout` for it; nullopt at end of file or timeout.
 std::optional<Report> read_report(int fd, std::chrono::milliseconds timeout) {
   Report report;
-  std::size_t got = 0;
-  while (got < sizeof(report)) {
-    pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
-    if (::poll(&ready, 1, static_cast<int>(timeout.count())) <= 0) return std::nullopt;
-    const ssize_t n = ::read(fd, reinterpret_cast<char*>(&report) + got, sizeof(report) - got);
-    if (n <= 0) return std::nullopt;
-    got += static_cast<std::size_t>(n);
+  if (!annal::test::read_exactly(fd, &report, sizeof(report), annal::test::KillTiming::Clock::now() + timeout)) {
+    return std::nullopt;
   }
   return report;
 }

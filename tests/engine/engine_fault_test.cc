@@ -10,6 +10,7 @@
 
 #include "annal/engine/engine.h"
 #include "engine_fixture.h"
+#include "eventually.h"
 #include "annal/projections/snapshot_format.h"
 #include "annal/projections/snapshot_store.h"
 #include "fault_backend.h"
@@ -201,11 +202,8 @@ TEST(EngineFaults, OpenStartsFromTheNewestStateSnapshotAndRebuildsTheSameState) 
       }
       return newest;
     };
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (newest_state_snapshot() + 60 < last && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    ASSERT_GE(newest_state_snapshot() + 60, last) << "the state snapshotter did not catch up within a minute";
+    ASSERT_TRUE(annal::test::eventually([&] { return newest_state_snapshot() + 60 >= last; }))
+        << "the state snapshotter did not catch up within a minute";
     io->crash();  // no close: the snapshot at close never happens
   }
   io->revive();
