@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "eventually.h"
 #include "kill_timing.h"
 #include "temp_directory.h"
 #include "watchdog.h"
@@ -47,10 +48,21 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
+// execv's arguments for `annal ARGS...`, pointing into `args`. Made before fork: a forked child of
+// a process with other threads (a watchdog) must not allocate before exec, since an allocator lock
+// another thread held at the fork stays held in the child.
+std::vector<char*> argv_of(const std::vector<std::string>& args) {
+  std::vector<char*> argv{const_cast<char*>(ANNAL_CLI)};
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  return argv;
+}
+
 // Runs `annal ARGS...` to its end, stdin from `input` (a file path) if given.
 Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/null") {
   const std::string out = std::filesystem::temp_directory_path() / ("annal-cli-out-" + std::to_string(getpid()));
   const std::string err = out + ".err";
+  std::vector<char*> argv = argv_of(args);
   const pid_t child = fork();
   if (child == 0) {
     const int in_fd = open(input.c_str(), O_RDONLY);
@@ -59,9 +71,6 @@ Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/n
     dup2(in_fd, 0);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
-    std::vector<char*> argv{const_cast<char*>(ANNAL_CLI)};
-    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
     execv(ANNAL_CLI, argv.data());
     _exit(127);
   }
@@ -149,14 +158,12 @@ class Running {
   explicit Running(const std::vector<std::string>& args, const std::string& stderr_to = "/dev/null") {
     int fds[2];
     ANNAL_ASSERT(pipe(fds) == 0);
+    std::vector<char*> argv = argv_of(args);
     child_ = fork();
     if (child_ == 0) {
       dup2(fds[1], 1);
       dup2(open(stderr_to.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600), 2);
       close(fds[0]);
-      std::vector<char*> argv{const_cast<char*>(ANNAL_CLI)};
-      for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-      argv.push_back(nullptr);
       execv(ANNAL_CLI, argv.data());
       _exit(127);
     }
@@ -244,11 +251,8 @@ TEST_F(CliTest, TailFollowsEventsAsTheyBecomeDurable) {
   const std::string tail_err = input_.path() + "/tail.err";
   Running tail({"tail", dir_.path(), "--json"}, tail_err);
   // It follows from the first event not yet durable: let it open before anything is.
-  const auto opened_by = std::chrono::steady_clock::now() + 60s;
-  while (read_file(tail_err).find("following") == std::string::npos) {
-    ASSERT_LT(std::chrono::steady_clock::now(), opened_by) << "tail did not start: " << read_file(tail_err);
-    std::this_thread::sleep_for(5ms);
-  }
+  ASSERT_TRUE(annal::test::eventually([&] { return read_file(tail_err).find("following") != std::string::npos; }))
+      << "tail did not start: " << read_file(tail_err);
   const auto append = [](engine::Engine& store, int i) {
     const std::string data = "{\"n\":" + std::to_string(i) + "}";
     const engine::EventData event{.type = "Tick", .payload = std::as_bytes(std::span(data))};

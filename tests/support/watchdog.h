@@ -13,16 +13,23 @@
 
 namespace annal::test {
 
+// The constructor returns only once the watching thread is asleep in its wait, holding no lock of
+// the allocator's: a test that forks right after (the kill tests do, every round) must not fork
+// while it is starting up. A child forked while another thread held an allocator lock (ASan's
+// takes one per size class) inherits it held, and its first allocation of that size waits forever.
 class Watchdog {
  public:
   explicit Watchdog(std::string what, std::chrono::seconds limit = std::chrono::seconds(120))
-      : what_(std::move(what)), thread_([this, limit] { watch(limit); }) {}
+      : what_(std::move(what)), thread_([this, limit] { watch(limit); }) {
+    std::unique_lock lock(mutex_);
+    done_changed_.wait(lock, [this] { return watching_; });
+  }
   ~Watchdog() {
     {
       std::lock_guard lock(mutex_);
       done_ = true;
     }
-    done_changed_.notify_one();
+    done_changed_.notify_all();
     thread_.join();
   }
   Watchdog(const Watchdog&) = delete;
@@ -31,6 +38,8 @@ class Watchdog {
  private:
   void watch(std::chrono::seconds limit) {
     std::unique_lock lock(mutex_);
+    watching_ = true;
+    done_changed_.notify_all();  // the constructor gets the lock once this thread waits below
     if (done_changed_.wait_for(lock, limit, [this] { return done_; })) return;
     std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s; aborting\n", what_.c_str(),
                  static_cast<long long>(limit.count()));
@@ -42,6 +51,7 @@ class Watchdog {
   std::mutex mutex_;
   std::condition_variable done_changed_;
   bool done_ = false;
+  bool watching_ = false;
   std::thread thread_;
 };
 
