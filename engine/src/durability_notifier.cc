@@ -1,13 +1,25 @@
 #include "durability_notifier.h"
 
 #include <chrono>
+#include <cstdio>
 #include <utility>
 
+#include "user_code.h"
+
 namespace annal::engine {
+namespace {
+
+void run_callback(const DurabilityNotifier::Callback& done, const Status& status) {
+  const Status called = call_user_code([&] { done(status); }, [] { return "a durability callback"; });
+  if (!called.ok()) std::fprintf(stderr, "annal: %s\n", called.to_string().c_str());
+}
+
+}  // namespace
 
 DurabilityNotifier::DurabilityNotifier(journal::Journal& journal, std::function<void(std::uint64_t)> on_advance)
     : journal_(journal), on_advance_(std::move(on_advance)) {
-  thread_ = std::thread([this] { run(); });
+  caller_ = std::thread([this] { call_back(); });
+  follower_ = std::thread([this] { follow_journal(); });
 }
 
 void DurabilityNotifier::add(std::uint64_t sequence, Callback done) {
@@ -20,11 +32,11 @@ void DurabilityNotifier::add(std::uint64_t sequence, Callback done) {
     }
   }
   // Settled already. A sequence the journal made durable before it failed is still durable.
-  if (sequence <= journal_.durable_sequence()) return done(Status());
+  if (sequence <= journal_.durable_sequence()) return run_callback(done, Status());
   std::unique_lock lock(mutex_);
   const Status error = error_;
   lock.unlock();
-  done(error);
+  run_callback(done, error);
 }
 
 void DurabilityNotifier::follow(int change) {
@@ -34,16 +46,17 @@ void DurabilityNotifier::follow(int change) {
   needed_.notify_one();
 }
 
-std::vector<DurabilityNotifier::Pending> DurabilityNotifier::settled(std::uint64_t durable) {
-  std::vector<Pending> out;
+void DurabilityNotifier::settle(std::uint64_t durable) {
+  const bool any = !pending_.empty() && (pending_.top().sequence <= durable || !error_.ok());
   while (!pending_.empty() && (pending_.top().sequence <= durable || !error_.ok())) {
-    out.push_back(std::move(const_cast<Pending&>(pending_.top())));  // popped at once
+    Pending& top = const_cast<Pending&>(pending_.top());  // popped at once
+    ready_.push_back({std::move(top.done), top.sequence <= durable ? Status() : error_});
     pending_.pop();
   }
-  return out;
+  if (any) settled_.notify_one();
 }
 
-void DurabilityNotifier::run() {
+void DurabilityNotifier::follow_journal() {
   std::uint64_t seen = 0;
   for (;;) {
     {
@@ -62,37 +75,42 @@ void DurabilityNotifier::run() {
     }
     const bool journal_done = !waited.ok() && waited.code() != ErrorCode::timed_out;
     std::unique_lock lock(mutex_);
-    std::vector<Pending> ready = settled(seen);
-    if (journal_done && error_.ok()) {
-      // Failed, or closed: what is not durable now never will be.
-      error_ = waited;
-      for (Pending& pending : settled(seen)) ready.push_back(std::move(pending));
-    }
-    const Status error = error_;
-    lock.unlock();
-    for (Pending& pending : ready) pending.done(pending.sequence <= seen ? Status() : error);
-    lock.lock();
+    // Failed, or closed: what is not durable now never will be.
+    if (journal_done && error_.ok()) error_ = waited;
+    settle(seen);
     if (stopping_) return;
     if (journal_done) needed_.wait(lock, [&] { return stopping_; });
   }
 }
 
+void DurabilityNotifier::call_back() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    settled_.wait(lock, [&] { return !ready_.empty() || callers_stopping_; });
+    if (ready_.empty()) return;
+    Settled next = std::move(ready_.front());
+    ready_.pop_front();
+    lock.unlock();
+    run_callback(next.done, next.status);
+    lock.lock();
+  }
+}
+
 void DurabilityNotifier::stop() {
-  // From a callback (Engine::close in on_durable's callback) the thread would join itself.
-  ANNAL_ASSERT(std::this_thread::get_id() != thread_.get_id());
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   needed_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  std::unique_lock lock(mutex_);
-  if (error_.ok()) error_ = Status(ErrorCode::failed, "the engine closed");
-  const std::uint64_t durable = journal_.durable_sequence();
-  std::vector<Pending> ready = settled(durable);
-  const Status error = error_;
-  lock.unlock();
-  for (Pending& pending : ready) pending.done(pending.sequence <= durable ? Status() : error);
+  if (follower_.joinable()) follower_.join();
+  {
+    std::lock_guard lock(mutex_);
+    if (error_.ok()) error_ = Status(ErrorCode::failed, "the engine closed");
+    settle(journal_.durable_sequence());
+    callers_stopping_ = true;
+  }
+  settled_.notify_all();
+  if (caller_.joinable() && !on_callback_thread()) caller_.join();
 }
 
 }  // namespace annal::engine

@@ -1,6 +1,11 @@
-// DurabilityNotifier: one thread that follows the journal's durable sequence, tells the live ring
-// each time it moves (live subscribers see only durable events), and runs the callbacks waiting
-// for it (Engine::on_durable, durable_future) in sequence order.
+// DurabilityNotifier: follows the journal's durable sequence, tells the live ring each time it
+// moves (live subscribers see only durable events), and runs the callbacks waiting for it
+// (Engine::on_durable, durable_future) in sequence order.
+//
+// Two threads, so that a callback can never hold the durable gate: one follows the journal and
+// moves the gate, the other runs the callbacks it settles. A callback may append (which can wait
+// for a live subscriber, which waits for the gate), wait for durability or query a projection; a
+// slow one delays only the callbacks after it.
 //
 // It follows the journal only while someone needs it: a callback is pending or a live subscriber
 // reads the ring (follow()). Otherwise it sleeps: waking at every group commit for nobody cost
@@ -9,6 +14,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <queue>
@@ -24,20 +30,27 @@ class DurabilityNotifier {
  public:
   using Callback = std::function<void(const Status&)>;
 
-  // `on_advance(durable)` runs on the notifier thread after every move of the durable sequence.
+  // `on_advance(durable)` runs on the following thread after every move of the durable sequence.
   DurabilityNotifier(journal::Journal& journal, std::function<void(std::uint64_t)> on_advance);
-  ~DurabilityNotifier() { stop(); }
+  ~DurabilityNotifier() {
+    stop();
+    ANNAL_ASSERT(!caller_.joinable());  // not destroyed from one of its own callbacks
+  }
   DurabilityNotifier(const DurabilityNotifier&) = delete;
   DurabilityNotifier& operator=(const DurabilityNotifier&) = delete;
 
   // Calls `done` once `sequence` is durable, or with the error that means it never will be: on the
-  // notifier thread, or at once on this one if that is already known.
+  // callback thread, or at once on this one if that is already known. What it throws is reported
+  // on stderr.
   void add(std::uint64_t sequence, Callback done);
   // A live subscriber starts (+1) or stops (-1) reading the ring behind the durable gate.
   void follow(int change);
-  // Joins the thread; for after the journal closed (its waits then end at once). Callbacks still
-  // waiting get ErrorCode::failed.
+  // Stops following, fails the callbacks still waiting (ErrorCode::failed, or the journal's error),
+  // runs every settled callback and joins both threads; for after the journal closed (its waits
+  // then end at once). From a callback (Engine::close there), it returns once the following thread
+  // stopped: the callback thread finishes its queue, and a later stop() joins it.
   void stop();
+  [[nodiscard]] bool on_callback_thread() const noexcept { return std::this_thread::get_id() == caller_.get_id(); }
 
  private:
   struct Pending {
@@ -45,20 +58,29 @@ class DurabilityNotifier {
     Callback done;
     bool operator>(const Pending& other) const noexcept { return sequence > other.sequence; }
   };
+  struct Settled {
+    Callback done;
+    Status status;
+  };
 
-  void run();
-  // Takes the callbacks the durable sequence (or an error) settles, under mutex_.
-  std::vector<Pending> settled(std::uint64_t durable);
+  void follow_journal();
+  void call_back();
+  // Moves the callbacks that `durable` (or error_) settles to the callback thread's queue. Under mutex_.
+  void settle(std::uint64_t durable);
 
   journal::Journal& journal_;
   const std::function<void(std::uint64_t)> on_advance_;
   std::mutex mutex_;
-  std::condition_variable needed_;  // stopping_, pending_ or followers_ changed
+  std::condition_variable needed_;    // stopping_, pending_ or followers_ changed
+  std::condition_variable settled_;   // ready_ or callers_stopping_ changed
   std::priority_queue<Pending, std::vector<Pending>, std::greater<>> pending_;  // under mutex_
-  Status error_;          // under mutex_: why nothing more will become durable
-  bool stopping_ = false;  // under mutex_
-  int followers_ = 0;      // under mutex_
-  std::thread thread_;
+  std::deque<Settled> ready_;         // under mutex_: settled, in order, for the callback thread
+  Status error_;                      // under mutex_: why nothing more will become durable
+  bool stopping_ = false;             // under mutex_
+  bool callers_stopping_ = false;     // under mutex_: the callback thread ends once ready_ is empty
+  int followers_ = 0;                 // under mutex_
+  std::thread follower_;
+  std::thread caller_;
 };
 
 }  // namespace annal::engine

@@ -26,6 +26,7 @@
 #include "projection_runner.h"
 #include "sequencer_thread.h"
 #include "stream_index.h"
+#include "user_code.h"
 
 namespace annal::engine {
 namespace {
@@ -247,17 +248,25 @@ class EngineImpl final : public Engine {
   std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
 
   Status close() override {
+    // From a durability callback while another thread closes: that close waits for this callback.
+    if (notifier_ && notifier_->on_callback_thread() && closed_.load(std::memory_order_acquire)) return {};
     std::lock_guard once(close_mutex_);  // a second caller waits until the first is done
     if (closed_.exchange(true, std::memory_order_acq_rel)) return close_status_;
+    // Nothing that waits on the ring is joined before the ring is closed: a projection's apply()
+    // or a callback may be appending, waiting for slots. Closed, the ring fails those waits, and
+    // the subscriptions, so every projection gets to the end of its step.
     {
-      // Projections first: they hold subscriptions on the ring. Their last snapshots get written.
       std::lock_guard lock(projections_mutex_);
-      for (auto& [name, runner] : projections_) runner->stop();
+      for (auto& [name, runner] : projections_) runner->request_stop();
     }
-    // The ring next: an append waiting for a live subscriber to free slots gives up.
     if (ring_) ring_->close();
     if (sequencer_) sequencer_->stop();
     { std::lock_guard drain(append_mutex_); }  // appends under way finish; later ones see closed_
+    {
+      // Their last snapshots get written.
+      std::lock_guard lock(projections_mutex_);
+      for (auto& [name, runner] : projections_) runner->stop();
+    }
     close_status_ = journal_->close();
     if (notifier_) notifier_->stop();
     if (state_snapshotter_.joinable()) {
@@ -436,6 +445,9 @@ AppendResult EngineImpl::sequence(const StreamRef& stream, const ExpectedVersion
   } catch (const std::exception& error) {
     failed_ = Status(ErrorCode::failed, std::string("the engine stopped: an append failed half-way (") +
                                             error.what() + "); reopen it to recover from the journal");
+    // The ring may hold a claim it never published, or miss records the journal has: live
+    // subscribers go on from the journal, which has every record it took.
+    ring_->fail();
     return failed_;
   }
 }
@@ -542,10 +554,13 @@ Status EngineImpl::resolve_types(std::span<const EventData> events) {
 
 AppendResult EngineImpl::repeat_of(const IdempotencyWindow::Entry& original, std::uint64_t stream,
                                    std::span<const EventData> events) const {
+  // A repeat as far as the window can tell: the same stream and number of events, and every event
+  // that has an id has the id that had this place in that append. Events without ids are not compared.
   const Receipt& receipt = original.receipt;
   bool same = receipt.stream_id == stream && receipt.last_sequence - receipt.first_sequence + 1 == events.size();
   for (std::size_t i = 0; same && i < events.size(); ++i) {
-    const auto* entry = events[i].event_id.empty() ? nullptr : window_.find(events[i].event_id);
+    if (events[i].event_id.empty()) continue;
+    const auto* entry = window_.find(events[i].event_id);
     same = entry != nullptr && entry->receipt.first_sequence == receipt.first_sequence && entry->index == i;
   }
   if (!same) {
@@ -693,7 +708,11 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
     auto newest = newest_snapshot(*store, name, schema, journal_->durable_sequence());
     if (!newest.ok()) return newest.status();
     if (newest.value()) {
-      if (Status restored_ok = projection->restore(newest.value()->state); restored_ok.ok()) {
+      Status restored_ok;
+      const Status called = call_user_code([&] { restored_ok = projection->restore(newest.value()->state); },
+                                           [&] { return "restore() of projection " + std::string(name); });
+      if (!called.ok()) restored_ok = called;
+      if (restored_ok.ok()) {
         restored = newest.value()->header.sequence;
       } else {
         std::fprintf(stderr, "annal: projection %s: restoring the snapshot at %llu failed (%s); replaying all\n",
@@ -744,7 +763,12 @@ Result<ConsistencyReport> EngineImpl::check_projection(std::string_view name, Pr
   // An eager projection may stand past the durable log; the rebuild reads only durable events.
   if (Status durable = journal_->wait_durable(at.value(), deadline); !durable.ok()) return durable;
   if (Status replayed = replay_into(fresh, 1, at.value()); !replayed.ok()) return replayed;
-  const auto rebuilt = fresh.digest();
+  std::optional<std::uint64_t> rebuilt;
+  if (Status called = call_user_code([&] { rebuilt = fresh.digest(); },
+                                     [] { return "digest() of the rebuilt projection"; });
+      !called.ok()) {
+    return called;
+  }
   if (!rebuilt) return Status(ErrorCode::invalid_argument, "the rebuilt projection has no digest (schema 0)");
   return ConsistencyReport{.sequence = at.value(), .live_digest = *live, .rebuilt_digest = *rebuilt};
 }
@@ -761,15 +785,14 @@ Status EngineImpl::replay_into(Projection& into, std::uint64_t from, std::uint64
     const auto view = view_record(record.value()->header, record.value()->payload, catalog_, learn_);
     if (!view.ok()) return view.status();
     if (!view.value()) continue;
-    try {
-      into.apply(*view.value());
-    } catch (const std::exception& error) {
-      return Status(ErrorCode::failed, "the projection threw at sequence " +
-                                           std::to_string(record.value()->header.sequence) + ": " + error.what());
+    const std::uint64_t sequence = record.value()->header.sequence;
+    if (Status applied = call_user_code([&] { into.apply(*view.value()); },
+                                        [&] { return "the projection at sequence " + std::to_string(sequence); });
+        !applied.ok()) {
+      return applied;
     }
   }
-  into.end_of_batch(to);
-  return {};
+  return call_user_code([&] { into.end_of_batch(to); }, [] { return "the projection's end_of_batch"; });
 }
 
 // The last sequence in [1, durable] stamped at or before `unix_ns` (0: none), by binary search.

@@ -10,6 +10,7 @@
 // the stream index (engine_stream_index/{mimalloc,glibc}).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -29,6 +30,10 @@ struct HeapFunctions {
 // Loaded at the first call; thread-safe.
 const HeapFunctions& heap() noexcept;
 
+// Fault injection for tests: allocations of at least this many bytes fail (std::bad_alloc), as they
+// would on a machine out of memory. SIZE_MAX (no failures) unless a test lowers it.
+inline std::atomic<std::size_t> heap_failing_from{SIZE_MAX};
+
 template <class T>
 struct HeapAllocator {
   using value_type = T;
@@ -39,6 +44,7 @@ struct HeapAllocator {
   HeapAllocator(const HeapAllocator<U>&) noexcept {}  // NOLINT: rebinding is implicit
 
   T* allocate(std::size_t n) {
+    if (n * sizeof(T) >= heap_failing_from.load(std::memory_order_relaxed)) throw std::bad_alloc();
     void* p = heap().allocate(n * sizeof(T));
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<T*>(p);

@@ -28,10 +28,24 @@ struct Slot {
 // A ring seat: the gating sequence of one live subscription. Seats live as long as the ring, so a
 // producer that read a seat's sequence just before the subscription left reads valid memory
 // (SequenceGroup::remove's caveat).
+//
+// Between two calls of next() the subscriber is away, in the application's code (a projection's
+// apply(), which may append), and holds no slot: next() copies the event out of the ring. A
+// producer that an away seat holds up may then take the seat out of the ring (evict it) instead of
+// waiting for it, which it must when the subscriber is the thread appending, or it would wait for
+// itself. The subscriber finds out at its next call, and goes on from the journal.
 struct Seat {
+  // where: here (in next(), or free), away, evicted (by a producer, which is removing the gating
+  // sequence) and gone (removed: the subscriber may free the seat).
+  static constexpr int kHere = 0, kAway = 1, kEvicted = 2, kGone = 3;
   ringbuf::Sequence sequence;
   std::atomic<bool> taken{false};
+  std::atomic<int> where{kHere};
 };
+
+// The seat the calling thread's subscription left away last: a producer on this thread that it
+// holds up evicts it at once (a projection appending from apply()).
+thread_local const Seat* t_away_seat = nullptr;
 
 template <ringbuf::WaitStrategy W>
 class LiveRingImpl final : public LiveRing {
@@ -57,9 +71,18 @@ class LiveRingImpl final : public LiveRing {
     const auto n = static_cast<std::int64_t>(records.size());
     ANNAL_ASSERT(n >= 1 && n <= ring_.capacity());
     ANNAL_ASSERT(first_sequence == first_ + published_);  // one slot per record, in journal order
-    std::optional<std::int64_t> hi;
-    while (!(hi = ring_.next(n, slice_of(ringbuf::kNoDeadline)))) {
+    if (failed_.load(std::memory_order_acquire)) return false;
+    std::optional<std::int64_t> hi = ring_.try_next(n);
+    if (!hi && t_away_seat != nullptr) {
+      evict_away(t_away_seat, n);
+      hi = ring_.try_next(n);
+    }
+    while (!hi) {
       if (closed_.load(std::memory_order_acquire)) return false;
+      hi = ring_.next(n, slice_of(ringbuf::kNoDeadline));
+      // Held up for a whole slice by subscribers in the application's code: they make room by
+      // leaving (not sooner: one in a short apply() would only be sent to the journal for nothing).
+      if (!hi) evict_away(nullptr, n);
     }
     const std::int64_t lo = *hi - n + 1;
     for (std::int64_t i = 0; i < n; ++i) {
@@ -94,18 +117,45 @@ class LiveRingImpl final : public LiveRing {
     ring_.alert();
   }
 
+  void fail() override {
+    failed_.store(true, std::memory_order_release);
+    close();
+    durable_waiters_.signal_all_when_blocking();
+  }
+  [[nodiscard]] bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+
+  // Evicts the away seats (or only `only`) that keep a claim of n slots waiting. Producer only.
+  void evict_away(const Seat* only, std::int64_t n) {
+    const std::int64_t wrap_point = ring_.cursor().get() + n - ring_.capacity();
+    for (std::size_t i = 0; i < seats_max_; ++i) {
+      Seat& seat = seats_[i];
+      if ((only != nullptr && &seat != only) || !seat.taken.load(std::memory_order_acquire)) continue;
+      if (seat.sequence.get() >= wrap_point) continue;
+      int away = Seat::kAway;
+      if (!seat.where.compare_exchange_strong(away, Seat::kEvicted, std::memory_order_acq_rel)) continue;
+      (void)ring_.remove_gating_sequence(seat.sequence);
+      seat.where.store(Seat::kGone, std::memory_order_release);
+      seat.where.notify_all();
+    }
+  }
+
   std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader, Gating gating) override;
 
   // A free seat, or nullptr when live_subscriptions_max are taken.
   Seat* take_seat() {
+    if (failed()) return nullptr;
     for (std::size_t i = 0; i < seats_max_; ++i) {
-      if (!seats_[i].taken.exchange(true, std::memory_order_acq_rel)) return &seats_[i];
+      if (!seats_[i].taken.exchange(true, std::memory_order_acq_rel)) {
+        seats_[i].where.store(Seat::kHere, std::memory_order_relaxed);  // nobody evicts a seat not taken
+        return &seats_[i];
+      }
     }
     return nullptr;
   }
-  void leave(Seat& seat) {
+  // From a seat the subscriber holds (here): `evicted` when a producer has taken it out already.
+  void leave(Seat& seat, bool evicted) {
     context_.follow(-1);
-    (void)ring_.remove_gating_sequence(seat.sequence);
+    if (!evicted) (void)ring_.remove_gating_sequence(seat.sequence);
     seat.taken.store(false, std::memory_order_release);
   }
 
@@ -128,6 +178,7 @@ class LiveRingImpl final : public LiveRing {
   // event with two projections (engine_e2e_2proj).
   W durable_waiters_{};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> failed_{false};
   const std::size_t seats_max_;
   const std::int64_t lag_max_;  // ring sequences a seat may fall behind the cursor
   std::array<Seat, ringbuf::SequenceGroup::kMembersMax> seats_;
@@ -145,18 +196,18 @@ class RingSubscription final : public Subscription {
         reader_(std::move(reader)),
         position_(reader_->position()) {}
   ~RingSubscription() override {
-    if (seat_ != nullptr) ring_.leave(*seat_);
+    come_back();
+    if (seat_ != nullptr) ring_.leave(*seat_, false);
   }
 
   Result<EventView> next(std::chrono::steady_clock::time_point deadline) override {
-    for (;;) {
-      if (ring_.context().closed.load(std::memory_order_acquire)) {
-        return Status(ErrorCode::failed, "the engine closed");
-      }
-      auto got = live() ? from_ring(deadline) : from_journal(deadline);
-      if (!got.ok()) return got.status();
-      if (got.value()) return *got.value();
+    come_back();
+    Result<EventView> out = next_here(deadline);
+    if (seat_ != nullptr) {
+      seat_->where.store(Seat::kAway, std::memory_order_release);
+      t_away_seat = seat_;
     }
+    return out;
   }
 
   // The barrier's alert is used for nothing else (closing is noticed between wait slices), so an
@@ -170,6 +221,29 @@ class RingSubscription final : public Subscription {
   [[nodiscard]] std::uint64_t detached() const noexcept override { return detached_; }
 
  private:
+  Result<EventView> next_here(Deadline deadline) {
+    for (;;) {
+      if (ring_.context().closed.load(std::memory_order_acquire)) {
+        return Status(ErrorCode::failed, "the engine closed");
+      }
+      auto got = live() ? from_ring(deadline) : from_journal(deadline);
+      if (!got.ok()) return got.status();
+      if (got.value()) return *got.value();
+    }
+  }
+
+  // Back from the application: evicted while away, it goes on from the journal.
+  void come_back() {
+    if (seat_ == nullptr) return;
+    int away = Seat::kAway;
+    if (seat_->where.compare_exchange_strong(away, Seat::kHere, std::memory_order_acq_rel)) return;
+    // The producer that evicted it may still be removing its gating sequence: the seat is freed
+    // only after, or a new subscriber could take it and be removed instead.
+    while (seat_->where.load(std::memory_order_acquire) == Seat::kEvicted) seat_->where.wait(Seat::kEvicted);
+    ANNAL_ASSERT(seat_->where.load(std::memory_order_acquire) == Seat::kGone);
+    detach(true);
+  }
+
   // Each returns an event, nullopt to go round again (a system record, a wait slice passed, a
   // switch to the ring), or an error (timed_out once the deadline passed).
   Result<std::optional<EventView>> from_journal(Deadline deadline) {
@@ -200,8 +274,8 @@ class RingSubscription final : public Subscription {
 
   // Leaves the ring for the journal, at the same position: the seat stops holding the appenders
   // back. from_journal joins again once it has caught up.
-  void detach() {
-    ring_.leave(*seat_);
+  void detach(bool evicted) {
+    ring_.leave(*seat_, evicted);
     seat_ = nullptr;
     live_from_ = UINT64_MAX;
     available_ = ringbuf::Sequence::kInitial;
@@ -213,8 +287,8 @@ class RingSubscription final : public Subscription {
     // position_ may be past live_from_: the journal can make a record durable before the engine
     // has published it, so the reader may have gone further than the cursor at join.
     const auto next = static_cast<std::int64_t>(position_ - ring_.first());
-    if (ahead_->get() - next >= ring_.lag_max()) {
-      detach();
+    if (ahead_->get() - next >= ring_.lag_max() || ring_.failed()) {
+      detach(false);
       return std::optional<EventView>();
     }
     if (next > available_) {
@@ -237,7 +311,9 @@ class RingSubscription final : public Subscription {
     const Slot& slot = ring_.ring()[next];
     ANNAL_ASSERT(slot.header.sequence == position_);  // the seat kept the slot from being reused
     ++position_;
-    return view_record(slot.header, slot.stored, ring_.context().catalog);
+    // A copy: the view must outlive the seat's hold on the slot (the seat's comment).
+    copy_.assign(slot.stored.begin(), slot.stored.end());
+    return view_record(slot.header, copy_, ring_.context().catalog);
   }
 
   // A wait slice ended: go round again, unless the caller's deadline passed or the wait failed.
@@ -262,6 +338,7 @@ class RingSubscription final : public Subscription {
   std::uint64_t live_from_ = UINT64_MAX;  // the first sequence read from the ring
   std::int64_t available_ = ringbuf::Sequence::kInitial;  // ring sequences up to this are readable
   std::uint64_t detached_ = 0;
+  std::vector<std::byte> copy_;  // the last event read from the ring
 };
 
 template <ringbuf::WaitStrategy W>

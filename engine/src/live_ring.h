@@ -52,6 +52,9 @@ class LiveRing {
   virtual void advance_durable(std::uint64_t durable) = 0;
   // Wakes and fails everything waiting on the ring.
   virtual void close() = 0;
+  // The ring no longer matches the journal (an append failed between the two): publishing stops,
+  // and live subscribers leave it for the journal, which has every record, and never rejoin.
+  virtual void fail() = 0;
   // A subscription from `from`, which starts with `reader` (positioned at `from`) on the journal.
   // Gating::eager reads the ring without waiting for durability.
   virtual std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader, Gating gating) = 0;

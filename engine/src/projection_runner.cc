@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "user_code.h"
+
 namespace annal::engine {
 namespace {
 
@@ -59,13 +61,7 @@ void ProjectionRunner::run() {
 
 // Calls into the projection; what it throws stops it.
 Status ProjectionRunner::step(const std::function<void()>& call, std::uint64_t sequence) {
-  try {
-    call();
-    return {};
-  } catch (const std::exception& error) {
-    return Status(ErrorCode::failed, "projection " + name_ + " threw at sequence " + std::to_string(sequence) + ": " +
-                                          error.what());
-  }
+  return call_user_code(call, [&] { return "projection " + name_ + " at sequence " + std::to_string(sequence); });
 }
 
 // Runs every query the projection can answer now, outside the lock: the caller waits for it.
@@ -82,7 +78,10 @@ void ProjectionRunner::serve_queries() {
       }
     }
   }
-  for (Query* query : ready) (*query->fn)(*projection_);
+  // What a query function throws is its caller's error, not the projection's.
+  for (Query* query : ready) {
+    query->error = call_user_code([&] { (*query->fn)(*projection_); }, [&] { return "a query of projection " + name_; });
+  }
   std::lock_guard lock(mutex_);
   for (Query* query : ready) {
     query->done = true;
@@ -94,7 +93,7 @@ void ProjectionRunner::serve_queries() {
 
 Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const QueryFn& fn,
                                               Clock::time_point deadline) {
-  Query query{min_sequence, &fn};
+  Query query{.min_sequence = min_sequence, .fn = &fn};
   std::unique_lock lock(mutex_);
   if (!error_.ok()) return error_;
   queries_.push_back(&query);
@@ -102,11 +101,11 @@ Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const 
   // Answerable now: do not leave it until the runner's wait for the next event ends.
   if (min_sequence <= applied_.load(std::memory_order_acquire)) subscription_->wake();
   const bool answered = changed_.wait_until(lock, deadline, [&] { return query.done || !error_.ok() || stopping_; });
-  if (answered && query.done) return query.ran_at;
   // Not done: withdraw it, unless the runner has started it, in which case it finishes first
   // (fn points into this frame).
-  if (query.running) {
-    changed_.wait(lock, [&] { return query.done; });
+  if (!(answered && query.done) && query.running) changed_.wait(lock, [&] { return query.done; });
+  if (query.done) {
+    if (!query.error.ok()) return query.error;
     return query.ran_at;
   }
   std::erase(queries_, &query);
@@ -123,11 +122,25 @@ void ProjectionRunner::maybe_snapshot() {
   const bool by_count = options_.snapshot_every_events != 0 && since_snapshot_ >= options_.snapshot_every_events;
   const bool by_time = options_.snapshot_every.count() != 0 && Clock::now() - last_snapshot_ >= options_.snapshot_every;
   if (!by_count && !by_time) return;
-  std::vector<std::byte> state = projection_->snapshot();  // the only pause: copying the state
   since_snapshot_ = 0;
   last_snapshot_ = Clock::now();
+  take_snapshot();
+}
+
+// The only pause a snapshot costs the projection: copying its state. One whose snapshot() throws
+// is only not snapshotted (said once per failure, like a write that fails).
+void ProjectionRunner::take_snapshot() {
+  const std::uint64_t applied = applied_.load(std::memory_order_relaxed);
+  std::vector<std::byte> state;
+  const Status taken = call_user_code([&] { state = projection_->snapshot(); }, [&] {
+    return "snapshot() of projection " + name_ + " at sequence " + std::to_string(applied);
+  });
+  if (!taken.ok()) {
+    std::fprintf(stderr, "annal: %s; no snapshot taken\n", taken.to_string().c_str());
+    return;
+  }
   std::lock_guard lock(mutex_);
-  pending_ = PendingSnapshot{applied_.load(std::memory_order_relaxed), std::move(state)};  // a newer one replaces an unwritten one
+  pending_ = PendingSnapshot{applied, std::move(state)};  // a newer one replaces an unwritten one
   changed_.notify_all();
 }
 
@@ -169,16 +182,22 @@ ProjectionStatus ProjectionRunner::status() const {
           .error = error_};
 }
 
-void ProjectionRunner::stop() {
+void ProjectionRunner::request_stop() {
   stop_requested_.store(true, std::memory_order_release);
+  subscription_->wake();
+}
+
+void ProjectionRunner::stop() {
+  request_stop();
+  // From the runner's own thread (Engine::close from apply() or a query function): the thread
+  // ends when that call returns, and the stop() in the destructor finishes the work.
+  if (std::this_thread::get_id() == thread_.get_id()) return;
   if (thread_.joinable()) thread_.join();
   // The runner is gone, so the state is this thread's to copy: a last snapshot spares the next
   // open the replay of everything since the previous one.
   if (projection_->schema() != 0 && since_snapshot_ != 0 && !state_suspect_) {
-    std::vector<std::byte> state = projection_->snapshot();
     since_snapshot_ = 0;
-    std::lock_guard lock(mutex_);
-    pending_ = PendingSnapshot{applied_.load(std::memory_order_relaxed), std::move(state)};
+    take_snapshot();
   }
   {
     std::lock_guard lock(mutex_);

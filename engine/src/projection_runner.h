@@ -38,10 +38,12 @@ class ProjectionRunner {
 
   // Runs `fn` on the runner's thread once the projection has applied `min_sequence`, and returns
   // the sequence it had applied then. timed_out at the deadline (fn did not run and never will);
-  // the projection's error if it stopped.
+  // the projection's error if it stopped; failed if fn threw.
   Result<std::uint64_t> query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline);
   [[nodiscard]] ProjectionStatus status() const;
   [[nodiscard]] const Projection& projection() const noexcept { return *projection_; }
+  // Asks the thread to stop after the event it is applying; stop() waits for it. Any thread.
+  void request_stop();
   // Stops the thread, snapshots the state if it changed since the last snapshot, and stops the
   // writer once that is written. Queries waiting fail. Not concurrently with itself.
   void stop();
@@ -51,6 +53,7 @@ class ProjectionRunner {
     std::uint64_t min_sequence;
     const QueryFn* fn;
     std::uint64_t ran_at = 0;
+    Status error{};  // what fn threw
     bool running = false;
     bool done = false;
   };
@@ -63,6 +66,7 @@ class ProjectionRunner {
   Status step(const std::function<void()>& call, std::uint64_t sequence);
   void serve_queries();
   void maybe_snapshot();
+  void take_snapshot();
   void write_snapshots();
   void fail(Status error);
 
