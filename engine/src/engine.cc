@@ -725,7 +725,8 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   if (!subscription.ok()) return subscription.status();
   projections_.emplace(std::string(name),
                        std::make_unique<ProjectionRunner>(std::string(name), std::move(projection), options,
-                                                          std::move(subscription.value()), std::move(store), restored));
+                                                          std::move(subscription.value()), std::move(store), restored,
+                                                          *journal_));
   return {};
 }
 

@@ -11,15 +11,18 @@ namespace {
 // query that can be answered at once wakes it sooner (Subscription::wake), unless it is reading
 // the journal: then this is the longest such a query waits while the log is idle.
 constexpr auto kIdleSlice = std::chrono::milliseconds(2);
+// A snapshot waits this long for the log to hold what it depends on, then is not written.
+constexpr auto kSnapshotDurableWait = std::chrono::seconds(30);
 
 }  // namespace
 
 ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection> projection,
                                    const ProjectionOptions& options, std::unique_ptr<Subscription> subscription,
-                                   std::unique_ptr<projections::SnapshotStore> store, std::uint64_t restored_from)
+                                   std::unique_ptr<projections::SnapshotStore> store, std::uint64_t restored_from,
+                                   journal::Journal& journal)
     : name_(std::move(name)), projection_(std::move(projection)), options_(options),
       subscription_(std::move(subscription)), store_(std::move(store)), restored_from_(restored_from),
-      applied_(restored_from) {
+      journal_(journal), applied_(restored_from) {
   writer_ = std::thread([this] { write_snapshots(); });
   thread_ = std::thread([this] { run(); });
 }
@@ -140,7 +143,8 @@ void ProjectionRunner::take_snapshot() {
     return;
   }
   std::lock_guard lock(mutex_);
-  pending_ = PendingSnapshot{applied, std::move(state)};  // a newer one replaces an unwritten one
+  // A newer one replaces an unwritten one.
+  pending_ = PendingSnapshot{applied, journal_.last_sequence(), std::move(state)};
   changed_.notify_all();
 }
 
@@ -154,7 +158,12 @@ void ProjectionRunner::write_snapshots() {
       snapshot = std::move(*pending_);
       pending_.reset();
     }
-    const Status written = store_->write(name_, projection_->schema(), snapshot.sequence, snapshot.state);
+    // Written only once the log holds, durably, everything appended before it was taken: what the
+    // projection appended from apply() (a process manager's follow-ups) included. Otherwise a crash
+    // could keep the snapshot and lose a follow-up whose trigger it has already passed; an eager
+    // projection's snapshot could also stand past the recovered log.
+    Status written = journal_.wait_durable(snapshot.appended, Clock::now() + kSnapshotDurableWait);
+    if (written.ok()) written = store_->write(name_, projection_->schema(), snapshot.sequence, snapshot.state);
     std::lock_guard lock(mutex_);
     if (written.ok()) {
       ++snapshots_written_;

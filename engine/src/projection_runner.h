@@ -19,6 +19,7 @@
 
 #include "annal/engine/projection.h"
 #include "annal/engine/subscription.h"
+#include "annal/journal/journal.h"
 #include "annal/projections/snapshot_store.h"
 
 namespace annal::engine {
@@ -28,10 +29,11 @@ class ProjectionRunner {
   using Clock = std::chrono::steady_clock;
   using QueryFn = std::function<void(const Projection&)>;
 
-  // `subscription` starts right after `restored_from` (0: the beginning).
+  // `subscription` starts right after `restored_from` (0: the beginning). `journal`: the log the
+  // subscription reads, which a snapshot waits for (write_snapshots).
   ProjectionRunner(std::string name, std::shared_ptr<Projection> projection, const ProjectionOptions& options,
                    std::unique_ptr<Subscription> subscription, std::unique_ptr<projections::SnapshotStore> store,
-                   std::uint64_t restored_from);
+                   std::uint64_t restored_from, journal::Journal& journal);
   ~ProjectionRunner() { stop(); }
   ProjectionRunner(const ProjectionRunner&) = delete;
   ProjectionRunner& operator=(const ProjectionRunner&) = delete;
@@ -59,6 +61,7 @@ class ProjectionRunner {
   };
   struct PendingSnapshot {
     std::uint64_t sequence;
+    std::uint64_t appended;  // the log's last sequence when it was taken
     std::vector<std::byte> state;
   };
 
@@ -76,6 +79,7 @@ class ProjectionRunner {
   const std::unique_ptr<Subscription> subscription_;  // the runner thread's only
   const std::unique_ptr<projections::SnapshotStore> store_;
   const std::uint64_t restored_from_;
+  journal::Journal& journal_;
 
   // Runner thread only (and stop(), once it has joined the runner).
   std::uint64_t since_snapshot_ = 0;
