@@ -163,9 +163,12 @@ class EngineImpl final : public Engine {
   AppendResult append(const StreamRef& stream, const ExpectedVersion& expected,
                       std::span<const EventData> events) override {
     if (Status valid = validate(stream, events); !valid.ok()) return valid;
-    if (sequencer_) return sequencer_->submit(stream, expected, events);
-    std::lock_guard lock(append_mutex_);
-    return sequence(stream, expected, events);
+    AppendResult result = sequencer_ ? sequencer_->submit(stream, expected, events) : [&] {
+      std::lock_guard lock(append_mutex_);
+      return sequence(stream, expected, events);
+    }();
+    if (result.ok()) t_appended_here = {journal_.get(), result.value().last_sequence};
+    return result;
   }
 
   Status wait_durable(const Receipt& receipt, Clock::time_point deadline) override {

@@ -52,6 +52,7 @@ void ProjectionRunner::run() {
       state_suspect_ = true;  // it threw half-way through an event
       return fail(applied);
     }
+    if (t_appended_here.journal == &journal_) appended_ = t_appended_here.sequence;
     in_batch = true;
     ++since_snapshot_;
     replayed_.fetch_add(1, std::memory_order_relaxed);
@@ -144,7 +145,7 @@ void ProjectionRunner::take_snapshot() {
   }
   std::lock_guard lock(mutex_);
   // A newer one replaces an unwritten one.
-  pending_ = PendingSnapshot{applied, journal_.last_sequence(), std::move(state)};
+  pending_ = PendingSnapshot{applied, appended_, std::move(state)};
   changed_.notify_all();
 }
 
@@ -158,11 +159,13 @@ void ProjectionRunner::write_snapshots() {
       snapshot = std::move(*pending_);
       pending_.reset();
     }
-    // Written only once the log holds, durably, everything appended before it was taken: what the
-    // projection appended from apply() (a process manager's follow-ups) included. Otherwise a crash
-    // could keep the snapshot and lose a follow-up whose trigger it has already passed; an eager
-    // projection's snapshot could also stand past the recovered log.
-    Status written = journal_.wait_durable(snapshot.appended, Clock::now() + kSnapshotDurableWait);
+    // Written only once the log holds, durably, what the projection appended from apply() before
+    // it was taken (a process manager's follow-ups): otherwise a crash could keep the snapshot and
+    // lose a follow-up whose trigger it has already passed, never to be replayed.
+    Status written;
+    if (snapshot.appended > journal_.durable_sequence()) {
+      written = journal_.wait_durable(snapshot.appended, Clock::now() + kSnapshotDurableWait);
+    }
     if (written.ok()) written = store_->write(name_, projection_->schema(), snapshot.sequence, snapshot.state);
     std::lock_guard lock(mutex_);
     if (written.ok()) {

@@ -24,6 +24,14 @@
 
 namespace annal::engine {
 
+// The last append made on this thread, and to which journal (Engine::append sets it): what the
+// snapshot of a projection that appends from apply() must wait for.
+struct AppendedHere {
+  const journal::Journal* journal = nullptr;
+  std::uint64_t sequence = 0;
+};
+inline thread_local AppendedHere t_appended_here;
+
 class ProjectionRunner {
  public:
   using Clock = std::chrono::steady_clock;
@@ -61,7 +69,7 @@ class ProjectionRunner {
   };
   struct PendingSnapshot {
     std::uint64_t sequence;
-    std::uint64_t appended;  // the log's last sequence when it was taken
+    std::uint64_t appended;  // the last sequence the projection had appended when it was taken
     std::vector<std::byte> state;
   };
 
@@ -83,6 +91,7 @@ class ProjectionRunner {
 
   // Runner thread only (and stop(), once it has joined the runner).
   std::uint64_t since_snapshot_ = 0;
+  std::uint64_t appended_ = 0;  // the last sequence apply() appended (0: none)
   bool state_suspect_ = false;  // apply() or end_of_batch() threw: no snapshot of that state
   Clock::time_point last_snapshot_ = Clock::now();
 

@@ -275,6 +275,49 @@ TEST_F(UserCodeTest, CloseReturnsWhileUserCodeIsBlockedOrAppending) {
   stalled.value().reset();
 }
 
+TEST_F(UserCodeTest, ASubscriberAwayInItsOwnCodeIsEvictedAndGoesOnWithoutAGap) {
+  annal::test::Watchdog watchdog("away subscriber");
+  auto subscription = engine_->subscribe(1);
+  ASSERT_TRUE(subscription.ok());
+  // Nothing to read: it takes its seat in the ring at once.
+  ASSERT_EQ(subscription.value()->next(Engine::Clock::now() + 10ms).code(), ErrorCode::timed_out);
+  ASSERT_TRUE(subscription.value()->live());
+  // One event, read live; then, while the subscriber is away (between two calls of next()),
+  // many rings' worth: they get through only if an append evicts its seat.
+  constexpr std::uint64_t kMore = 1000;
+  std::atomic<bool> away{false};
+  std::atomic<std::uint64_t> appended{0};
+  std::thread appender([&] {
+    append_text("s", "first");
+    if (!eventually([&] { return away.load(); })) return;
+    for (std::uint64_t i = 0; i < kMore; ++i) {
+      append_text("s", "x");
+      appended.fetch_add(1);
+    }
+  });
+  auto first = subscription.value()->next(Engine::Clock::now() + 60s);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_TRUE(subscription.value()->live());
+  std::uint64_t last = first.value().header.sequence;
+  away.store(true);
+  EXPECT_TRUE(eventually([&] { return appended.load() >= 3 * 64; }))
+      << "appends stopped at " << appended.load() << " behind a subscriber away from the ring";
+  // Every later event, in order, once (the stream and its type are named by the first append).
+  std::uint64_t events = 0;
+  const auto limit = Engine::Clock::now() + 120s;
+  while (events < kMore && Engine::Clock::now() < limit) {
+    auto event = subscription.value()->next(limit);
+    if (event.code() == ErrorCode::timed_out) continue;
+    ASSERT_TRUE(event.ok()) << event.status().to_string();
+    ASSERT_EQ(event.value().header.sequence, last + 1);
+    last = event.value().header.sequence;
+    ++events;
+  }
+  appender.join();
+  EXPECT_EQ(events, kMore);
+  EXPECT_GE(subscription.value()->detached(), 1u);
+}
+
 TEST_F(UserCodeTest, AnExactRetryOfAnAppendWithIdsOnSomeEventsGetsTheOriginalReceipt) {
   const std::array<EventData, 3> batch = {event("A", {.hi = 1, .lo = 1}), event("B"), event("C", {.hi = 1, .lo = 3})};
   const auto original = engine_->append("s", ExpectedVersion::no_stream(), batch);

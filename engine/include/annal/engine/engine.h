@@ -138,8 +138,9 @@ class Engine {
   // the journal's error.
   virtual Status wait_durable(const Receipt& receipt, Clock::time_point deadline) = 0;
   // Calls `done` once the receipt's events are durable, or with the error that means they never
-  // will be, on the engine's notifier thread (or at once on this one if that is already known):
-  // keep it short, and do not call wait_* or close() from it.
+  // will be, on the engine's callback thread, in sequence order (or at once on this one if that is
+  // already known). It may append, wait and query: a slow one delays only the callbacks after it.
+  // What it throws is reported on stderr.
   virtual void on_durable(const Receipt& receipt, std::function<void(const Status&)> done) = 0;
   std::future<Status> durable_future(const Receipt& receipt);
 
@@ -165,7 +166,8 @@ class Engine {
                                 const ProjectionOptions& options) = 0;
   // Runs `fn` on projection `name`'s thread once it has applied `min_sequence` (an append's
   // last_sequence: read your writes). timed_out after `timeout` (fn never runs then), not_found for
-  // an unknown projection, the projection's error if it stopped. The typed form is query<P> below.
+  // an unknown projection, the projection's error if it stopped, failed (with its message) if fn
+  // threw. The typed form is query<P> below.
   virtual Status query(std::string_view name, std::uint64_t min_sequence,
                        const std::function<void(const Projection&)>& fn, Clock::duration timeout) = 0;
   [[nodiscard]] virtual Result<ProjectionStatus> projection_status(std::string_view name) const = 0;
@@ -205,7 +207,9 @@ class Engine {
   [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;
 
   // Stops appends, makes everything sequenced durable, stops the threads, releases the directory.
-  // Fails callbacks still waiting with ErrorCode::failed.
+  // Fails callbacks still waiting with ErrorCode::failed. User code appending or waiting (in
+  // apply(), a callback, another thread) gets an error and close() returns; it may be called from
+  // a callback or from apply().
   virtual Status close() = 0;
 
  protected:

@@ -18,11 +18,12 @@
 //
 // A live subscription that falls Options::subscriber_lag_max events behind leaves the ring at its
 // next call and goes on from the journal until it has caught up again, so a slow reader does not
-// hold appends back for long. One that stops calling next() altogether does, once the ring is
-// full: read it steadily, or destroy it. So a thread must not append while it holds a live
-// subscription it stopped reading (a process manager that reacts to events by appending): once
-// the ring fills, it waits for itself. When the seats are taken (Options::live_subscriptions_max) it keeps tailing the journal, which
-// is as correct and a little slower.
+// hold appends back for long. Between calls it holds no slot (next() copies the event out of the
+// ring), so a reader busy in its own code, or appending (a process manager), is taken out of the
+// ring by an append it holds up, and goes on from the journal at its next call: appends never
+// wait for it for long (docs/engine.md, Subscriptions). When the seats are taken
+// (Options::live_subscriptions_max) it keeps tailing the journal, which is as correct and a
+// little slower.
 //
 // Not thread-safe: one thread per subscription (wake() aside). Destroy it before the engine.
 #pragma once
