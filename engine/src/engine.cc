@@ -729,7 +729,7 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   projections_.emplace(std::string(name),
                        std::make_unique<ProjectionRunner>(std::string(name), std::move(projection), options,
                                                           std::move(subscription.value()), std::move(store), restored,
-                                                          *journal_));
+                                                          *journal_, options_.idempotency_window));
   return {};
 }
 

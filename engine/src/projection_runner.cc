@@ -19,10 +19,10 @@ constexpr auto kSnapshotDurableWait = std::chrono::seconds(30);
 ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection> projection,
                                    const ProjectionOptions& options, std::unique_ptr<Subscription> subscription,
                                    std::unique_ptr<projections::SnapshotStore> store, std::uint64_t restored_from,
-                                   journal::Journal& journal)
+                                   journal::Journal& journal, std::size_t ids_remembered)
     : name_(std::move(name)), projection_(std::move(projection)), options_(options),
       subscription_(std::move(subscription)), store_(std::move(store)), restored_from_(restored_from),
-      journal_(journal), applied_(restored_from) {
+      journal_(journal), ids_remembered_(ids_remembered), applied_(restored_from) {
   writer_ = std::thread([this] { write_snapshots(); });
   thread_ = std::thread([this] { run(); });
 }
@@ -52,7 +52,10 @@ void ProjectionRunner::run() {
       state_suspect_ = true;  // it threw half-way through an event
       return fail(applied);
     }
-    if (t_appended_here.journal == &journal_) appended_ = t_appended_here.sequence;
+    if (t_appended_here.journal == &journal_ && t_appended_here.sequence != appended_) {
+      if (appended_ == 0) warn_if_replays_could_double();
+      appended_ = t_appended_here.sequence;
+    }
     in_batch = true;
     ++since_snapshot_;
     replayed_.fetch_add(1, std::memory_order_relaxed);
@@ -61,6 +64,25 @@ void ProjectionRunner::run() {
     // System records the subscription stepped over count as applied.
     applied_.store(subscription_->position() - 1, std::memory_order_release);
   }
+}
+
+// A projection that appends from apply() is a process manager: after a crash it appends again for
+// the events it replays, and only the idempotency window makes those repeats harmless
+// (docs/engine.md, Process managers). Said once, at its first append, if its replays can be longer.
+void ProjectionRunner::warn_if_replays_could_double() const {
+  const std::uint64_t every = options_.snapshot_every_events;
+  std::string why;
+  if (projection_->schema() == 0) {
+    why = "it has no snapshots (schema 0), so every open replays the whole log";
+  } else if (every == 0 || every > ids_remembered_ / 2) {
+    why = "it is snapshotted every " + (every == 0 ? std::string("interval only") : std::to_string(every) + " events") +
+          ", not well below the idempotency window of " + std::to_string(ids_remembered_) + " ids";
+  }
+  if (why.empty()) return;
+  std::fprintf(stderr,
+               "annal: projection %s appends from apply(), but %s: after a crash, follow-ups the window has "
+               "forgotten would be appended twice (docs/engine.md, Process managers)\n",
+               name_.c_str(), why.c_str());
 }
 
 // Calls into the projection; what it throws stops it.

@@ -38,10 +38,11 @@ class ProjectionRunner {
   using QueryFn = std::function<void(const Projection&)>;
 
   // `subscription` starts right after `restored_from` (0: the beginning). `journal`: the log the
-  // subscription reads, which a snapshot waits for (write_snapshots).
+  // subscription reads, which a snapshot waits for (write_snapshots). `ids_remembered`: the
+  // engine's idempotency window.
   ProjectionRunner(std::string name, std::shared_ptr<Projection> projection, const ProjectionOptions& options,
                    std::unique_ptr<Subscription> subscription, std::unique_ptr<projections::SnapshotStore> store,
-                   std::uint64_t restored_from, journal::Journal& journal);
+                   std::uint64_t restored_from, journal::Journal& journal, std::size_t ids_remembered);
   ~ProjectionRunner() { stop(); }
   ProjectionRunner(const ProjectionRunner&) = delete;
   ProjectionRunner& operator=(const ProjectionRunner&) = delete;
@@ -78,6 +79,7 @@ class ProjectionRunner {
   void serve_queries();
   void maybe_snapshot();
   void take_snapshot();
+  void warn_if_replays_could_double() const;
   void write_snapshots();
   void fail(Status error);
 
@@ -88,6 +90,7 @@ class ProjectionRunner {
   const std::unique_ptr<projections::SnapshotStore> store_;
   const std::uint64_t restored_from_;
   journal::Journal& journal_;
+  const std::size_t ids_remembered_;
 
   // Runner thread only (and stop(), once it has joined the runner).
   std::uint64_t since_snapshot_ = 0;

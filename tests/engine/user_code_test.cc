@@ -199,6 +199,17 @@ struct Reactor final : Projection {
   }
 };
 
+TEST_F(UserCodeTest, AProcessManagerWhoseReplaysCouldOutrunTheIdempotencyWindowIsWarnedAbout) {
+  testing::internal::CaptureStderr();
+  auto reactor = std::make_shared<Reactor>(*engine_);  // schema 0: every open replays everything
+  ASSERT_TRUE(engine_->add_projection("reactor", reactor, {}).ok());
+  append_text("t", "x", "Triggered");
+  EXPECT_TRUE(eventually([&] { return reactor->reacted.load() == 1; }));
+  ASSERT_TRUE(engine_->close().ok());
+  const std::string said = testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("projection reactor appends from apply(), but it has no snapshots"), std::string::npos) << said;
+}
+
 class ProcessManagerTest : public UserCodeTest, public ::testing::WithParamInterface<Gating> {};
 
 TEST_P(ProcessManagerTest, AProjectionThatAppendsFromApplyKeepsUpAndCloses) {
