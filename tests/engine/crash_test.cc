@@ -885,14 +885,9 @@ void check_after_crash(const std::string& dir, int kill, const std::vector<Repor
   }
 }
 
-std::uint64_t env_or(const char* name, std::uint64_t otherwise) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? std::strtoull(value, nullptr, 10) : otherwise;
-}
-
 TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
-  const auto kills = static_cast<int>(env_or("ANNAL_ENGINE_CRASH_KILLS", 40));
-  const std::uint64_t seed = env_or("ANNAL_ENGINE_CRASH_SEED", std::random_device{}());
+  const auto kills = static_cast<int>(annal::test::env_or("ANNAL_ENGINE_CRASH_KILLS", 40));
+  const std::uint64_t seed = annal::test::env_or("ANNAL_ENGINE_CRASH_SEED", std::random_device{}());
   std::printf("seed %llu (ANNAL_ENGINE_CRASH_SEED=%llu repeats its choices)\n", static_cast<unsigned long long>(seed),
               static_cast<unsigned long long>(seed));
   std::fflush(stdout);  // before any fork: the children must not inherit it unwritten

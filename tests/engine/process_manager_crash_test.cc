@@ -145,14 +145,9 @@ void reopen_and_check(const std::string& dir, Counts& counts) {
   ASSERT_TRUE(engine.close().ok());
 }
 
-std::uint64_t env_or(const char* name, std::uint64_t otherwise) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? std::strtoull(value, nullptr, 10) : otherwise;
-}
-
 TEST(ProcessManagerCrash, EveryTriggerGetsExactlyOneFollowUp) {
-  const auto kills = static_cast<int>(env_or("ANNAL_PM_CRASH_KILLS", 16));
-  const std::uint64_t seed = env_or("ANNAL_PM_CRASH_SEED", std::random_device{}());
+  const auto kills = static_cast<int>(annal::test::env_or("ANNAL_PM_CRASH_KILLS", 16));
+  const std::uint64_t seed = annal::test::env_or("ANNAL_PM_CRASH_SEED", std::random_device{}());
   std::printf("seed %llu (ANNAL_PM_CRASH_SEED repeats it)\n", static_cast<unsigned long long>(seed));
   std::fflush(stdout);  // before any fork
   SCOPED_TRACE("seed " + std::to_string(seed));

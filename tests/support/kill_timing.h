@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -59,6 +60,12 @@ class KillTiming {
   std::chrono::microseconds delay_max_;
   Clock::duration open_max_{};
 };
+
+// A kill test's knob (how many kills, which seed) from the environment, or `otherwise`.
+inline std::uint64_t env_or(const char* name, std::uint64_t otherwise) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::strtoull(value, nullptr, 10) : otherwise;
+}
 
 // Reads exactly `size` bytes from `fd`; false if the writer closed it first or `deadline` passed
 // (a hang guard: the deadlines given are minutes).
