@@ -132,7 +132,13 @@ class EngineImpl final : public Engine {
     new_types_.reserve(options.events_per_append_max);
   }
 
-  ~EngineImpl() override { (void)close(); }
+  // A close() called from a callback or from apply() could not join the thread it ran on: those
+  // threads are joined here, before the members they use are destroyed.
+  ~EngineImpl() override {
+    (void)close();
+    if (notifier_) notifier_->stop();
+    for (ProjectionRunner* runner : runners()) runner->stop();
+  }
 
   Status start() {
     if (!read_only_) {
@@ -251,26 +257,28 @@ class EngineImpl final : public Engine {
   std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
 
   Status close() override {
-    // From a durability callback while another thread closes: that close waits for this callback.
-    if (notifier_ && notifier_->on_callback_thread() && closed_.load(std::memory_order_acquire)) return {};
-    std::lock_guard once(close_mutex_);  // a second caller waits until the first is done
+    // A second caller waits until the first is done, except one on a thread the first may be
+    // joining (a callback's, a projection's): it returns at once.
+    std::unique_lock once(close_mutex_, std::defer_lock);
+    if ((notifier_ && notifier_->on_callback_thread()) || t_projection_thread) {
+      if (!once.try_lock()) return {};
+    } else {
+      once.lock();
+    }
     if (closed_.exchange(true, std::memory_order_acq_rel)) return close_status_;
     // Nothing that waits on the ring is joined before the ring is closed: a projection's apply()
     // or a callback may be appending, waiting for slots. Closed, the ring fails those waits, and
-    // the subscriptions, so every projection gets to the end of its step.
-    {
-      std::lock_guard lock(projections_mutex_);
-      for (auto& [name, runner] : projections_) runner->request_stop();
-    }
+    // the subscriptions, so every projection gets to the end of its step. Runners are stopped
+    // outside projections_mutex_: user code on their threads may be looking a projection up.
+    const std::vector<ProjectionRunner*> runners_now = runners();
+    for (ProjectionRunner* runner : runners_now) runner->request_stop();
     if (ring_) ring_->close();
     if (sequencer_) sequencer_->stop();
     { std::lock_guard drain(append_mutex_); }  // appends under way finish; later ones see closed_
-    {
-      // Their last snapshots get written.
-      std::lock_guard lock(projections_mutex_);
-      for (auto& [name, runner] : projections_) runner->stop();
-    }
+    for (ProjectionRunner* runner : runners_now) runner->stop_applying();  // last snapshots taken
     close_status_ = journal_->close();
+    // Everything is durable now (or never will be), so no snapshot waits long for the log.
+    for (ProjectionRunner* runner : runners_now) runner->stop_writing();
     if (notifier_) notifier_->stop();
     if (state_snapshotter_.joinable()) {
       {
@@ -317,6 +325,14 @@ class EngineImpl final : public Engine {
   Status snapshot_state();
   Result<Metadata> recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored,
                                  StreamIndex::Exclusive& streams);
+
+  // Every runner; no new one is added once closed_ is set.
+  [[nodiscard]] std::vector<ProjectionRunner*> runners() const {
+    std::lock_guard lock(projections_mutex_);
+    std::vector<ProjectionRunner*> out;
+    for (const auto& [name, runner] : projections_) out.push_back(runner.get());
+    return out;
+  }
 
   // Runners are never removed while the engine is open, so the pointer outlives the lock.
   [[nodiscard]] ProjectionRunner* find_projection(std::string_view name) const {

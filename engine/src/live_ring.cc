@@ -44,8 +44,8 @@ struct Seat {
 };
 
 // The seat the calling thread's subscription left away last: a producer on this thread that it
-// holds up evicts it at once (a projection appending from apply()).
-thread_local const Seat* t_away_seat = nullptr;
+// holds up evicts it at once (a projection appending from apply()). Only ever compared.
+thread_local const void* t_away_seat = nullptr;
 
 template <ringbuf::WaitStrategy W>
 class LiveRingImpl final : public LiveRing {
@@ -125,7 +125,7 @@ class LiveRingImpl final : public LiveRing {
   [[nodiscard]] bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
 
   // Evicts the away seats (or only `only`) that keep a claim of n slots waiting. Producer only.
-  void evict_away(const Seat* only, std::int64_t n) {
+  void evict_away(const void* only, std::int64_t n) {
     const std::int64_t wrap_point = ring_.cursor().get() + n - ring_.capacity();
     for (std::size_t i = 0; i < seats_max_; ++i) {
       Seat& seat = seats_[i];
@@ -197,17 +197,23 @@ class RingSubscription final : public Subscription {
         position_(reader_->position()) {}
   ~RingSubscription() override {
     come_back();
-    if (seat_ != nullptr) ring_.leave(*seat_, false);
+    if (seat_ != nullptr) leave(false);
   }
 
   Result<EventView> next(std::chrono::steady_clock::time_point deadline) override {
     come_back();
-    Result<EventView> out = next_here(deadline);
-    if (seat_ != nullptr) {
-      seat_->where.store(Seat::kAway, std::memory_order_release);
-      t_away_seat = seat_;
-    }
-    return out;
+    // Away on every way out, a throw included (an allocation in the copy): a seat left "here"
+    // could never be evicted.
+    struct GoAway {
+      RingSubscription& subscription;
+      ~GoAway() {
+        if (Seat* seat = subscription.seat_; seat != nullptr) {
+          seat->where.store(Seat::kAway, std::memory_order_release);
+          t_away_seat = seat;
+        }
+      }
+    } go_away{*this};
+    return next_here(deadline);
   }
 
   // The barrier's alert is used for nothing else (closing is noticed between wait slices), so an
@@ -259,6 +265,12 @@ class RingSubscription final : public Subscription {
     return wait(ring_.context().journal.wait_durable(position_, slice_of(deadline)), deadline);
   }
 
+  // Gives the seat back (a producer removed it from the ring already if `evicted`).
+  void leave(bool evicted) {
+    if (t_away_seat == seat_) t_away_seat = nullptr;  // it may be another subscriber's next
+    ring_.leave(*seat_, evicted);
+  }
+
   // Takes a seat at the ring's cursor c. The journal holds everything up to c (the engine appends
   // to the journal before publishing), so the journal is read up to c and the ring from c + 1.
   bool join() {
@@ -275,7 +287,7 @@ class RingSubscription final : public Subscription {
   // Leaves the ring for the journal, at the same position: the seat stops holding the appenders
   // back. from_journal joins again once it has caught up.
   void detach(bool evicted) {
-    ring_.leave(*seat_, evicted);
+    leave(evicted);
     seat_ = nullptr;
     live_from_ = UINT64_MAX;
     available_ = ringbuf::Sequence::kInitial;
@@ -361,6 +373,9 @@ std::unique_ptr<LiveRing> LiveRing::make(const Options& options, std::uint64_t f
   ANNAL_ASSERT(false);
   return nullptr;
 }
+
+const void* away_seat_here() noexcept { return t_away_seat; }
+void set_away_seat_here(const void* seat) noexcept { t_away_seat = seat; }
 
 Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,
                                              std::span<const std::byte> stored, const Catalog& catalog,

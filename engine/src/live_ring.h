@@ -60,6 +60,12 @@ class LiveRing {
   virtual std::unique_ptr<Subscription> subscribe(std::unique_ptr<journal::Reader> reader, Gating gating) = 0;
 };
 
+// The seat a live subscription on this thread left away last (opaque; nullptr: none). An append
+// handed to the sequencer thread takes it along and sets it there, so that the thread publishing
+// evicts that seat at once too, as the appending thread itself would.
+const void* away_seat_here() noexcept;
+void set_away_seat_here(const void* seat) noexcept;
+
 // The view of a stored record: the event, or nullopt for an engine system record (names), which
 // `learn` (if set) is given first.
 Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,

@@ -28,9 +28,11 @@ ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection>
 }
 
 void ProjectionRunner::run() {
+  t_projection_thread = true;
   bool in_batch = false;  // events applied that end_of_batch has not followed yet
   while (!stop_requested_.load(std::memory_order_acquire)) {
     if (queries_waiting_.load(std::memory_order_acquire) > 0) serve_queries();
+    note_appends();  // before the snapshot: what it must wait for
     maybe_snapshot();
     // Within a batch, only an event that is there already; then the batch ends.
     auto event = subscription_->next(in_batch ? Clock::time_point{} : Clock::now() + kIdleSlice);
@@ -52,10 +54,6 @@ void ProjectionRunner::run() {
       state_suspect_ = true;  // it threw half-way through an event
       return fail(applied);
     }
-    if (t_appended_here.journal == &journal_ && t_appended_here.sequence != appended_) {
-      if (appended_ == 0) warn_if_replays_could_double();
-      appended_ = t_appended_here.sequence;
-    }
     in_batch = true;
     ++since_snapshot_;
     replayed_.fetch_add(1, std::memory_order_relaxed);
@@ -64,6 +62,15 @@ void ProjectionRunner::run() {
     // System records the subscription stepped over count as applied.
     applied_.store(subscription_->position() - 1, std::memory_order_release);
   }
+  note_appends();  // for the snapshot stop() takes
+}
+
+// Keeps the last sequence user code on this thread appended (apply(), end_of_batch(), a query
+// function): the next snapshot waits for it.
+void ProjectionRunner::note_appends() {
+  if (t_appended_here.journal != &journal_ || t_appended_here.sequence == appended_) return;
+  if (appended_ == 0) warn_if_replays_could_double();
+  appended_ = t_appended_here.sequence;
 }
 
 // A projection that appends from apply() is a process manager: after a crash it appends again for
@@ -126,7 +133,7 @@ Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const 
   queries_waiting_.store(queries_.size(), std::memory_order_release);
   // Answerable now: do not leave it until the runner's wait for the next event ends.
   if (min_sequence <= applied_.load(std::memory_order_acquire)) subscription_->wake();
-  const bool answered = changed_.wait_until(lock, deadline, [&] { return query.done || !error_.ok() || stopping_; });
+  const bool answered = changed_.wait_until(lock, deadline, [&] { return query.done || !error_.ok() || stop_asked_; });
   // Not done: withdraw it, unless the runner has started it, in which case it finishes first
   // (fn points into this frame).
   if (!(answered && query.done) && query.running) changed_.wait(lock, [&] { return query.done; });
@@ -137,7 +144,7 @@ Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const 
   std::erase(queries_, &query);
   queries_waiting_.store(queries_.size(), std::memory_order_release);
   if (!error_.ok()) return error_;
-  if (stopping_) return Status(ErrorCode::failed, "projection " + name_ + " stopped");
+  if (stop_asked_) return Status(ErrorCode::failed, "projection " + name_ + " stopped");
   return Status(ErrorCode::timed_out, "projection " + name_ + " has applied up to sequence " +
                                           std::to_string(applied_.load(std::memory_order_acquire)) + ", not yet " +
                                           std::to_string(min_sequence));
@@ -217,28 +224,42 @@ ProjectionStatus ProjectionRunner::status() const {
 }
 
 void ProjectionRunner::request_stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_asked_ = true;  // queries not yet started fail now, not at their timeout
+  }
   stop_requested_.store(true, std::memory_order_release);
+  changed_.notify_all();
   subscription_->wake();
 }
 
-void ProjectionRunner::stop() {
+void ProjectionRunner::stop_applying() {
   request_stop();
   // From the runner's own thread (Engine::close from apply() or a query function): the thread
   // ends when that call returns, and the stop() in the destructor finishes the work.
-  if (std::this_thread::get_id() == thread_.get_id()) return;
-  if (thread_.joinable()) thread_.join();
+  if (std::this_thread::get_id() == thread_.get_id() || !thread_.joinable()) return;
+  thread_.join();
   // The runner is gone, so the state is this thread's to copy: a last snapshot spares the next
   // open the replay of everything since the previous one.
   if (projection_->schema() != 0 && since_snapshot_ != 0 && !state_suspect_) {
     since_snapshot_ = 0;
     take_snapshot();
   }
+}
+
+void ProjectionRunner::stop_writing() {
+  if (thread_.joinable()) return;  // still applying (stop_applying from its own thread)
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   changed_.notify_all();
   if (writer_.joinable()) writer_.join();
+}
+
+void ProjectionRunner::stop() {
+  stop_applying();
+  stop_writing();
 }
 
 }  // namespace annal::engine

@@ -31,6 +31,8 @@ struct AppendedHere {
   std::uint64_t sequence = 0;
 };
 inline thread_local AppendedHere t_appended_here;
+// Set on every projection runner's thread (Engine::close called from apply() must not wait for it).
+inline thread_local bool t_projection_thread = false;
 
 class ProjectionRunner {
  public:
@@ -53,10 +55,15 @@ class ProjectionRunner {
   Result<std::uint64_t> query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline);
   [[nodiscard]] ProjectionStatus status() const;
   [[nodiscard]] const Projection& projection() const noexcept { return *projection_; }
-  // Asks the thread to stop after the event it is applying; stop() waits for it. Any thread.
+  // Asks the thread to stop after the event it is applying; queries not yet started fail. Any thread.
   void request_stop();
-  // Stops the thread, snapshots the state if it changed since the last snapshot, and stops the
-  // writer once that is written. Queries waiting fail. Not concurrently with itself.
+  // Joins the thread and takes a last snapshot if the state changed since the previous one.
+  // Returns at once on the runner's own thread (the thread ends when its user code returns).
+  void stop_applying();
+  // Stops the snapshot writer once it has written what is pending: after the journal closed, so
+  // that a snapshot waiting for the projection's appends to be durable does not wait long.
+  void stop_writing();
+  // Both. Not concurrently with itself; a second call does nothing.
   void stop();
 
  private:
@@ -79,6 +86,7 @@ class ProjectionRunner {
   void serve_queries();
   void maybe_snapshot();
   void take_snapshot();
+  void note_appends();
   void warn_if_replays_could_double() const;
   void write_snapshots();
   void fail(Status error);
@@ -113,7 +121,8 @@ class ProjectionRunner {
   std::uint64_t snapshots_written_ = 0;     // under mutex_
   std::optional<PendingSnapshot> pending_;  // under mutex_: the newest snapshot to write
   Status error_;                            // under mutex_
-  bool stopping_ = false;                   // under mutex_
+  bool stop_asked_ = false;                 // under mutex_: request_stop was called
+  bool stopping_ = false;                   // under mutex_: the writer ends once nothing is pending
   std::thread writer_;
   std::thread thread_;
 };

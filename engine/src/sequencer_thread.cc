@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "annal/base/assert.h"
+#include "live_ring.h"
 
 namespace annal::engine {
 
@@ -61,7 +62,7 @@ AppendResult SequencerThread::submit(const StreamRef& stream, const ExpectedVers
     return Status(ErrorCode::failed, "the engine is closed");
   }
   const std::uint32_t before = ticket.load(std::memory_order_relaxed);
-  Request request{&stream, &expected, events, std::nullopt, &ticket};
+  Request request{&stream, &expected, events, std::nullopt, &ticket, away_seat_here()};
   // Full: the sequencer is behind by kQueueCapacity requests; let it run.
   while (!queue_.push(&request)) std::this_thread::yield();
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -81,6 +82,7 @@ void SequencerThread::run() {
     Request* request = nullptr;
     bool handled = false;
     while (queue_.pop(request)) {
+      set_away_seat_here(request->away_seat);
       try {
         request->result.emplace(handle_(*request->stream, *request->expected, request->events));
       } catch (const std::exception& error) {

@@ -30,6 +30,7 @@ class SequencerThread {
     std::span<const EventData> events;
     std::optional<AppendResult> result;  // written by the sequencer before the ticket moves
     std::atomic<std::uint32_t>* ticket;
+    const void* away_seat;  // the caller's (live_ring.h): the sequencer's while it handles this
   };
   using Handler = std::function<AppendResult(const StreamRef&, const ExpectedVersion&, std::span<const EventData>)>;
 

@@ -9,6 +9,7 @@
 #include <future>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "counter_projection.h"
 #include "engine_fixture.h"
@@ -185,10 +186,14 @@ TEST_F(UserCodeTest, SnapshotAndRestoreThatThrowCostOnlyTheSnapshot) {
 // A process manager: for each "Triggered" event it appends one "FollowedUp" to the trigger's
 // partner stream, with an id derived from the trigger, so a replay repeats it harmlessly.
 struct Reactor final : Projection {
-  explicit Reactor(Engine& target) : engine(target) {}
+  explicit Reactor(Engine& target, std::uint32_t schema_version = 0) : engine(target), version(schema_version) {}
   Engine& engine;
+  const std::uint32_t version;  // 0: no snapshots
   std::atomic<std::uint64_t> reacted{0};
   std::atomic<std::uint64_t> failed{0};
+  std::uint32_t schema() const override { return version; }
+  std::vector<std::byte> snapshot() const override { return std::vector<std::byte>(8, std::byte{1}); }
+  Status restore(std::span<const std::byte>) override { return {}; }
   void apply(const EventView& trigger) override {
     if (trigger.header.type != "Triggered") return;
     const EventData follow_up{.type = "FollowedUp", .event_id = {.hi = 0xF011, .lo = trigger.header.sequence},
@@ -210,12 +215,130 @@ TEST_F(UserCodeTest, AProcessManagerWhoseReplaysCouldOutrunTheIdempotencyWindowI
   EXPECT_NE(said.find("projection reactor appends from apply(), but it has no snapshots"), std::string::npos) << said;
 }
 
-class ProcessManagerTest : public UserCodeTest, public ::testing::WithParamInterface<Gating> {};
+// Two projections whose apply() waits on the other (a query each way, then a status look-up): a
+// deadlock of the application's making, which close() must still end.
+struct Entangled final : Projection {
+  Entangled(Engine& target, std::string other_name) : engine(target), other(std::move(other_name)) {}
+  Engine& engine;
+  const std::string other;
+  std::atomic<std::uint64_t> applied{0};
+  void apply(const EventView&) override {
+    applied.fetch_add(1);
+    (void)engine.query(other, std::uint64_t{1} << 40, [](const Projection&) {}, 1h);
+    (void)engine.projection_status(other);
+  }
+};
+
+TEST_F(UserCodeTest, CloseReturnsWhileProjectionsWaitForEachOther) {
+  annal::test::Watchdog watchdog("projections waiting for each other");
+  auto a = std::make_shared<Entangled>(*engine_, "b");
+  auto b = std::make_shared<Entangled>(*engine_, "a");
+  ASSERT_TRUE(engine_->add_projection("a", a, {}).ok());
+  ASSERT_TRUE(engine_->add_projection("b", b, {}).ok());
+  append_text("s", "x");
+  ASSERT_TRUE(eventually([&] { return a->applied.load() == 1 && b->applied.load() == 1; }));
+  EXPECT_TRUE(engine_->close().ok());
+}
+
+// Calls close() from its apply().
+struct Closer final : Projection {
+  explicit Closer(Engine& target) : engine(target) {}
+  Engine& engine;
+  std::atomic<bool> closed{false};
+  void apply(const EventView&) override {
+    (void)engine.close();
+    closed.store(true);
+  }
+};
+
+TEST_F(UserCodeTest, CloseMayBeCalledFromApply) {
+  annal::test::Watchdog watchdog("close from apply");
+  auto closer = std::make_shared<Closer>(*engine_);
+  ASSERT_TRUE(engine_->add_projection("closer", closer, {}).ok());
+  append_text("s", "x");
+  EXPECT_TRUE(eventually([&] { return closer->closed.load(); }));
+  const EventData late = event("Late");
+  EXPECT_EQ(engine_->append("s", ExpectedVersion::any(), {&late, 1}).code(), ErrorCode::failed);
+  (void)engine_->close();
+  engine_.reset();  // joins the thread that closed it; ASan sees any use of what it destroyed
+}
+
+TEST_F(UserCodeTest, CloseMayBeCalledFromACallbackBesideAnotherClose) {
+  annal::test::Watchdog watchdog("close from a callback");
+  std::atomic<bool> callback_closed{false};
+  const Receipt receipt = append_text("s", "x");
+  engine_->on_durable(receipt, [&](const Status&) {
+    (void)engine_->close();
+    callback_closed.store(true);
+  });
+  (void)engine_->close();
+  engine_.reset();
+  EXPECT_TRUE(callback_closed.load());
+}
+
+// A process manager that buffers in apply() and appends in end_of_batch(), where the docs say to
+// flush: its appends must count as the projection's (the snapshot waits for them).
+struct BatchReactor final : Projection {
+  explicit BatchReactor(Engine& target) : engine(target) {}
+  Engine& engine;
+  std::vector<std::uint64_t> triggers;
+  void apply(const EventView& event) override {
+    if (event.header.type == "Triggered") triggers.push_back(event.header.sequence);
+  }
+  void end_of_batch(std::uint64_t) override {
+    for (const std::uint64_t trigger : triggers) {
+      const EventData follow_up{.type = "FollowedUp", .event_id = {.hi = 0xF011, .lo = trigger}};
+      (void)engine.append("out", ExpectedVersion::any(), {&follow_up, 1});
+    }
+    triggers.clear();
+  }
+};
+
+TEST_F(UserCodeTest, AppendsFromEndOfBatchCountAsTheProjections) {
+  testing::internal::CaptureStderr();
+  ASSERT_TRUE(engine_->add_projection("batcher", std::make_shared<BatchReactor>(*engine_), {}).ok());
+  append_text("t", "x", "Triggered");
+  EXPECT_TRUE(eventually([&] { return engine_->stream_version("out").has_value(); }));
+  ASSERT_TRUE(engine_->close().ok());
+  const std::string said = testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("projection batcher appends from apply()"), std::string::npos) << said;
+}
+
+// Under interval durability nothing an eager process manager appends is durable until close: its
+// snapshot waits, and close() makes the log durable before it stops the snapshot writers, so the
+// last snapshot is written instead of given up after its wait.
+TEST_F(UserCodeTest, CloseWritesTheLastSnapshotOfAProcessManagerUnderIntervalDurability) {
+  annal::test::Watchdog watchdog("interval durability close");
+  Options options = tiny_ring_options();
+  options.journal.durability = journal::Durability::interval;
+  options.journal.sync_interval = std::chrono::hours(1);
+  open(options);
+  const ProjectionOptions eager{.snapshot_every_events = 0, .snapshot_every = 0ms, .gating = Gating::eager};
+  ASSERT_TRUE(engine_->add_projection("reactor", std::make_shared<Reactor>(*engine_, 1), eager).ok());
+  // In the ring before the appends: what it would otherwise read from the journal is not durable.
+  ASSERT_TRUE(eventually([&] { return engine_->projection_status("reactor").value().live; }));
+  Receipt last;
+  for (int i = 0; i < 5; ++i) last = append_text("t", "x", "Triggered");
+  ASSERT_TRUE(engine_->query("reactor", last.last_sequence, [](const Projection&) {}, 60s).ok());
+  ASSERT_TRUE(engine_->close().ok());
+  open(options);
+  ASSERT_TRUE(engine_->add_projection("reactor", std::make_shared<Reactor>(*engine_, 1), eager).ok());
+  EXPECT_GE(engine_->projection_status("reactor").value().restored_from, last.last_sequence);
+}
+
+class ProcessManagerTest : public UserCodeTest, public ::testing::WithParamInterface<std::tuple<Gating, Sequencing>> {
+ protected:
+  void SetUp() override {
+    Options options = tiny_ring_options();
+    options.sequencing = std::get<1>(GetParam());  // with a sequencer thread, another thread publishes
+    open(options);
+  }
+};
 
 TEST_P(ProcessManagerTest, AProjectionThatAppendsFromApplyKeepsUpAndCloses) {
   annal::test::Watchdog watchdog("projection that appends");
   auto reactor = std::make_shared<Reactor>(*engine_);
-  ASSERT_TRUE(engine_->add_projection("reactor", reactor, {.gating = GetParam()}).ok());
+  ASSERT_TRUE(engine_->add_projection("reactor", reactor, {.gating = std::get<0>(GetParam())}).ok());
   constexpr std::uint64_t kTriggers = 2000;  // thirty rings' worth, from two threads
   std::array<std::thread, 2> appenders;
   for (std::size_t t = 0; t < appenders.size(); ++t) {
@@ -235,8 +358,14 @@ TEST_P(ProcessManagerTest, AProjectionThatAppendsFromApplyKeepsUpAndCloses) {
   EXPECT_TRUE(engine_->close().ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Gatings, ProcessManagerTest, ::testing::Values(Gating::durable, Gating::eager),
-                         [](const ::testing::TestParamInfo<Gating>& gating) { return gating.param == Gating::durable ? "durable" : "eager"; });
+INSTANTIATE_TEST_SUITE_P(
+    Gatings, ProcessManagerTest,
+    ::testing::Combine(::testing::Values(Gating::durable, Gating::eager),
+                       ::testing::Values(Sequencing::caller_lock, Sequencing::sequencer_thread)),
+    [](const ::testing::TestParamInfo<std::tuple<Gating, Sequencing>>& param) {
+      return std::string(std::get<0>(param.param) == Gating::durable ? "durable" : "eager") +
+             (std::get<1>(param.param) == Sequencing::caller_lock ? "_caller_lock" : "_sequencer_thread");
+    });
 
 TEST_F(UserCodeTest, CloseReturnsWhileUserCodeIsBlockedOrAppending) {
   annal::test::Watchdog watchdog("close beside user code");
