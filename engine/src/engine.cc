@@ -135,6 +135,7 @@ class EngineImpl final : public Engine {
   // A close() called from a callback or from apply() could not join the thread it ran on: those
   // threads are joined here, before the members they use are destroyed.
   ~EngineImpl() override {
+    if (closer_.joinable()) closer_.join();
     (void)close();
     if (notifier_) notifier_->stop();
     for (ProjectionRunner* runner : runners()) runner->stop();
@@ -256,30 +257,47 @@ class EngineImpl final : public Engine {
   std::uint64_t durable_sequence() const override { return journal_->durable_sequence(); }
   std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
 
+  // From user code (a callback, apply(), a query function), close() only begins the close and
+  // leaves the joining to a thread of its own: what it joins may be waiting for the very thread
+  // that called it (a query it is running, a durable_future only the callback thread fulfils).
   Status close() override {
-    // A second caller waits until the first is done, except one on a thread the first may be
-    // joining (a callback's, a projection's): it returns at once.
-    std::unique_lock once(close_mutex_, std::defer_lock);
     if ((notifier_ && notifier_->on_callback_thread()) || t_projection_thread) {
-      if (!once.try_lock()) return {};
-    } else {
-      once.lock();
+      begin_close();
+      std::call_once(closer_started_, [this] { closer_ = std::thread([this] { (void)finish_close(); }); });
+      return {};
     }
-    if (closed_.exchange(true, std::memory_order_acq_rel)) return close_status_;
-    // Nothing that waits on the ring is joined before the ring is closed: a projection's apply()
-    // or a callback may be appending, waiting for slots. Closed, the ring fails those waits, and
-    // the subscriptions, so every projection gets to the end of its step. Runners are stopped
-    // outside projections_mutex_: user code on their threads may be looking a projection up.
-    const std::vector<ProjectionRunner*> runners_now = runners();
-    for (ProjectionRunner* runner : runners_now) runner->request_stop();
+    return finish_close();
+  }
+
+ private:
+  // What close() does at once, on any thread, without waiting for one: appends are refused from
+  // here on, and nothing that waits on the ring is left waiting (a projection's apply() or a
+  // callback may be appending, waiting for slots): closed, the ring fails those waits and the
+  // subscriptions, so every projection gets to the end of its step. Projections are asked to stop
+  // first, so the closed subscription is not taken for their failure. Runners are looked up
+  // outside projections_mutex_'s hold: user code on their threads may be looking one up.
+  void begin_close() {
+    for (ProjectionRunner* runner : runners()) runner->request_stop();
+    closed_.store(true, std::memory_order_release);
     if (ring_) ring_->close();
+  }
+
+  Status finish_close() {
+    std::lock_guard once(close_mutex_);  // a second caller waits until the first is done
+    if (close_finished_) return close_status_;
+    close_finished_ = true;
+    begin_close();
+    const std::vector<ProjectionRunner*> runners_now = runners();
     if (sequencer_) sequencer_->stop();
     { std::lock_guard drain(append_mutex_); }  // appends under way finish; later ones see closed_
-    for (ProjectionRunner* runner : runners_now) runner->stop_applying();  // last snapshots taken
+    // Nothing reaches the journal any more. Closed, it makes everything durable and ends every
+    // wait for durability; the notifier then runs every callback, settled or failed. Only then are
+    // the projections joined: user code on their threads may have been waiting for either.
     close_status_ = journal_->close();
+    if (notifier_) notifier_->stop();
+    for (ProjectionRunner* runner : runners_now) runner->stop_applying();  // last snapshots taken
     // Everything is durable now (or never will be), so no snapshot waits long for the log.
     for (ProjectionRunner* runner : runners_now) runner->stop_writing();
-    if (notifier_) notifier_->stop();
     if (state_snapshotter_.joinable()) {
       {
         std::lock_guard lock(state_mutex_);
@@ -298,7 +316,6 @@ class EngineImpl final : public Engine {
     return close_status_;
   }
 
- private:
   Status validate(const StreamRef& stream, std::span<const EventData> events) const;
   AppendResult sequence(const StreamRef& stream, const ExpectedVersion& expected, std::span<const EventData> events);
   AppendResult repeat_of(const IdempotencyWindow::Entry& original, std::uint64_t stream,
@@ -356,8 +373,11 @@ class EngineImpl final : public Engine {
   Catalog catalog_;
   StreamIndex index_;
   std::mutex close_mutex_;
-  std::atomic<bool> closed_{false};
-  Status close_status_;  // under close_mutex_
+  std::atomic<bool> closed_{false};  // appends, subscriptions and new projections are refused
+  bool close_finished_ = false;      // under close_mutex_
+  Status close_status_;              // under close_mutex_
+  std::once_flag closer_started_;
+  std::thread closer_;               // a close() begun by user code finishes here
   std::unique_ptr<LiveRing> ring_;
   std::unique_ptr<DurabilityNotifier> notifier_;
   std::unique_ptr<SequencerThread> sequencer_;  // Sequencing::sequencer_thread only

@@ -1,5 +1,6 @@
 #include "projection_runner.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "user_code.h"
@@ -70,7 +71,8 @@ void ProjectionRunner::run() {
 void ProjectionRunner::note_appends() {
   if (t_appended_here.journal != &journal_ || t_appended_here.sequence == appended_) return;
   if (appended_ == 0) warn_if_replays_could_double();
-  appended_ = t_appended_here.sequence;
+  // The highest: a repeated append's receipt is its original's, older than what came before it.
+  appended_ = std::max(appended_, t_appended_here.sequence);
 }
 
 // A projection that appends from apply() is a process manager: after a crash it appends again for

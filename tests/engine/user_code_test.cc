@@ -276,6 +276,54 @@ TEST_F(UserCodeTest, CloseMayBeCalledFromACallbackBesideAnotherClose) {
   EXPECT_TRUE(callback_closed.load());
 }
 
+// close() from a query function that another projection's apply() asked for: the query runs on
+// one projection's thread while the other waits for it.
+struct Querier final : Projection {
+  explicit Querier(Engine& target) : engine(target) {}
+  Engine& engine;
+  std::atomic<bool> closed{false};
+  void apply(const EventView&) override {
+    (void)engine.query("counter", 0, [&](const Projection&) { (void)engine.close(); }, 1h);
+    closed.store(true);
+  }
+};
+
+TEST_F(UserCodeTest, CloseMayBeCalledFromAQueryThatAnotherProjectionIsWaitingFor) {
+  annal::test::Watchdog watchdog("close from a query");
+  ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), {}).ok());
+  auto querier = std::make_shared<Querier>(*engine_);
+  ASSERT_TRUE(engine_->add_projection("querier", querier, {}).ok());
+  append_text("s", "x");
+  EXPECT_TRUE(eventually([&] { return querier->closed.load(); }));
+  engine_.reset();
+}
+
+// A projection waits for a durability callback that can only fail, while a callback closes the
+// engine: the callback thread must get to fail it.
+struct FutureWaiter final : Projection {
+  explicit FutureWaiter(Engine& target) : engine(target) {}
+  Engine& engine;
+  std::atomic<bool> waiting{false};
+  std::atomic<bool> settled{false};
+  void apply(const EventView& event) override {
+    Receipt never{.last_sequence = event.header.sequence + (std::uint64_t{1} << 40)};
+    auto future = engine.durable_future(never);
+    waiting.store(true);
+    settled.store(future.wait_for(1h) == std::future_status::ready);
+  }
+};
+
+TEST_F(UserCodeTest, CloseFromACallbackEndsAProjectionsWaitForDurability) {
+  annal::test::Watchdog watchdog("close from a callback beside a durability wait");
+  auto waiter = std::make_shared<FutureWaiter>(*engine_);
+  ASSERT_TRUE(engine_->add_projection("waiter", waiter, {}).ok());
+  const Receipt receipt = append_text("s", "x");
+  ASSERT_TRUE(eventually([&] { return waiter->waiting.load(); }));
+  engine_->on_durable(receipt, [&](const Status&) { (void)engine_->close(); });
+  engine_.reset();
+  EXPECT_TRUE(waiter->settled.load());
+}
+
 // A process manager that buffers in apply() and appends in end_of_batch(), where the docs say to
 // flush: its appends must count as the projection's (the snapshot waits for them).
 struct BatchReactor final : Projection {

@@ -208,8 +208,9 @@ class Engine {
 
   // Stops appends, makes everything sequenced durable, stops the threads, releases the directory.
   // Fails callbacks still waiting with ErrorCode::failed. User code appending or waiting (in
-  // apply(), a callback, another thread) gets an error and close() returns; it may be called from
-  // a callback or from apply().
+  // apply(), a callback, another thread) gets an error and close() returns. From a callback, apply()
+  // or a query function it refuses appends at once and finishes on a thread of its own, which the
+  // destructor waits for (do not destroy the engine from such code).
   virtual Status close() = 0;
 
  protected:
