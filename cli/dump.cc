@@ -1,11 +1,13 @@
 // annal dump DIR [--from SEQ] [--to SEQ] [--stream NAME] [--json]: events as text or JSON lines,
-// read-only. tail DIR [--from SEQ] [--stream NAME] [--json]: the same for new events as the writer
+// read-only; exit 1 if the log stops at damage before what was asked for. tail DIR [--from SEQ] [--stream NAME] [--json]: the same for new events as the writer
 // makes them durable, until interrupted.
 #include <csignal>
 #include <cstdio>
 #include <string>
 
 #include "annal/engine/engine.h"
+#include "annal/journal/inspect.h"
+#include "arguments.h"
 #include "commands.h"
 #include "event_format.h"
 #include "output.h"
@@ -17,7 +19,7 @@ using Clock = engine::Engine::Clock;
 
 struct DumpOptions {
   std::string directory;
-  std::uint64_t from = 1;
+  std::uint64_t from = 0;  // 0: dump, the first the log holds; tail, after what is durable now
   std::uint64_t to = UINT64_MAX;
   std::string stream;
   bool json = false;
@@ -54,12 +56,28 @@ int dump(const DumpOptions& options) {
   auto opened = engine::Engine::open_read_only(options.directory, {});
   if (!opened.ok()) return fail("dump", opened.status());
   engine::Engine& store = *opened.value();
+  // Without --from, the first sequence the log still holds (retention may have removed the start).
+  std::uint64_t from = options.from;
+  if (from == 0) {
+    auto journal = journal::inspect_directory(options.directory, false);
+    if (!journal.ok()) return fail("dump", journal.status());
+    from = std::max<std::uint64_t>(journal.value().first_sequence, 1);
+  }
   // Beside a live writer, what it has made durable; the rest may still be taken back.
   const std::uint64_t to = std::min(options.to, store.durable_sequence());
-  if (options.from > to) return kOk;
-  auto subscription = store.subscribe(std::max<std::uint64_t>(options.from, 1));
-  if (!subscription.ok()) return fail("dump", subscription.status());
-  return print_events(*subscription.value(), options, to, false, "dump");
+  int printed = kOk;
+  if (from <= to) {
+    auto subscription = store.subscribe(from);
+    if (!subscription.ok()) return fail("dump", subscription.status());
+    printed = print_events(*subscription.value(), options, to, false, "dump");
+  }
+  // The log ended at damage, not at its end: what is after it was not printed, and must not pass
+  // for all there is (a `dump | import` backup would quietly drop it).
+  const std::string& damage = store.open_report().stopped_at_damage;
+  if (printed == kOk && !damage.empty() && options.to > to) {
+    return fail("dump", damage + "; the events after it were not printed (annal verify lists the damage)");
+  }
+  return printed;
 }
 
 int tail(const DumpOptions& options) {
@@ -90,8 +108,8 @@ void add_dump(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<DumpOptions>();
   auto* command = app.add_subcommand("dump", "Print events, as text or JSON lines (read-only)");
   add_common(*command, *options);
-  command->add_option("--from", options->from, "First sequence")->check(CLI::PositiveNumber);
-  command->add_option("--to", options->to, "Last sequence");
+  command->add_option("--from", options->from, "First sequence (default: the first the log holds)")->check(whole_number(1));
+  command->add_option("--to", options->to, "Last sequence")->check(whole_number(1));
   command->callback([&exit_code, options] { exit_code = dump(*options); });
 }
 
@@ -99,9 +117,8 @@ void add_tail(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<DumpOptions>();
   auto* command = app.add_subcommand("tail", "Follow new events as they become durable, until interrupted (read-only)");
   add_common(*command, *options);
-  options->from = 0;  // not given: after what is durable now
   command->add_option("--from", options->from, "Start at this sequence (a checkpoint), not after what is durable now")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number(1));
   command->callback([&exit_code, options] { exit_code = tail(*options); });
 }
 

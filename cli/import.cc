@@ -1,12 +1,20 @@
 // annal import DIR FILE|-: appends events from JSON lines, parsed with simdjson:
 //   {"stream": "order-1", "type": "OrderCreated", "data": {...}, "id": "<uuid>", "expected_version": 3}
 // id and expected_version are optional (-1: the stream must not exist yet). A bad line (bad JSON, a
-// missing or unknown field, a version conflict) is reported with its number; the import stops there
-// with every line before it appended and nothing after, unless --skip-bad.
+// missing, unknown or repeated field, a version conflict, an id already used by a different event)
+// is reported with its number; the import stops there with every line before it appended and
+// nothing after, unless --skip-bad. A line repeating an event the store has (same id, stream, type
+// and data: a re-run of the same import) is counted as a repeat, not appended.
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
 #include <iostream>
 #include <string>
 
@@ -42,8 +50,13 @@ Result<Line> parse_line(simdjson::dom::parser& parser, const std::string& text) 
   }
   Line line;
   bool has_data = false;
+  std::vector<std::string_view> keys;  // JSON allows a key twice, and then one of the values is lost
   for (const auto field : object) {
     const std::string_view key = field.key;
+    if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
+      return Status(ErrorCode::invalid_argument, "\"" + std::string(key) + "\" appears twice");
+    }
+    keys.push_back(key);
     std::string_view text_value;
     if (key == "stream" || key == "type" || key == "id") {
       if (field.value.get_string().get(text_value) != simdjson::SUCCESS) {
@@ -77,9 +90,29 @@ Result<Line> parse_line(simdjson::dom::parser& parser, const std::string& text) 
   return line;
 }
 
+// The engine took `line` as a retry of an append it has (same id): true if that append is this
+// very event (an exact repeat), otherwise the error that says which ids clash.
+Result<bool> same_as_stored(engine::Engine& store, const Line& line, const engine::Receipt& original,
+                            std::optional<std::uint64_t> original_line) {
+  const auto stored = store.read_stream(engine::StreamRef::id(original.stream_id),
+                                        {.from_version = original.first_version, .max_count = 1});
+  if (!stored.ok()) return stored.status();
+  const auto payload = std::as_bytes(std::span(line.data));
+  if (stored.value().size() == 1 && stored.value()[0].header.type == line.type &&
+      std::equal(payload.begin(), payload.end(), stored.value()[0].payload.begin(), stored.value()[0].payload.end())) {
+    return true;
+  }
+  return Status(ErrorCode::invalid_argument,
+                "its id was already used by a different event (" +
+                    (original_line ? "line " + std::to_string(*original_line) : std::string("in the store")) +
+                    ", sequence " + std::to_string(original.first_sequence) + "); a new event needs a new id");
+}
+
 int run(const ImportOptions& options) {
   std::ifstream file;
   if (options.file != "-") {
+    // A directory opens as a stream whose first read fails: it would pass for an empty file.
+    if (std::filesystem::is_directory(options.file)) return fail("import", options.file + " is a directory, not a file of JSON lines");
     file.open(options.file);
     if (!file) return fail("import", options.file + ": cannot be read");
   }
@@ -88,7 +121,8 @@ int run(const ImportOptions& options) {
   if (!opened.ok()) return fail("import", opened.status());
   engine::Engine& store = *opened.value();
   simdjson::dom::parser parser;
-  std::uint64_t number = 0, imported = 0, skipped = 0;
+  std::uint64_t number = 0, imported = 0, skipped = 0, repeats = 0;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint64_t> id_lines;  // ids of this input -> line
   engine::Receipt last;
   int exit_code = kOk;
   Progress progress("import", 0);
@@ -103,12 +137,24 @@ int run(const ImportOptions& options) {
       const auto payload = std::as_bytes(std::span(line.value().data));
       const engine::EventData event{.type = line.value().type, .payload = payload, .event_id = line.value().id};
       const auto appended = store.append(line.value().stream, line.value().expected, {&event, 1});
-      if (appended.ok()) {
+      const auto id = std::make_pair(line.value().id.hi, line.value().id.lo);
+      if (appended.ok() && appended.value().duplicate) {
+        const auto seen = id_lines.find(id);
+        const auto same = same_as_stored(store, line.value(), appended.value(),
+                                         seen != id_lines.end() ? std::optional(seen->second) : std::nullopt);
+        if (same.ok()) {
+          ++repeats;  // nothing appended: it is there already
+          continue;
+        }
+        bad = same.status();
+      } else if (appended.ok()) {
+        if (!line.value().id.empty()) id_lines.emplace(id, number);
         last = appended.value();
         progress.update(++imported);
         continue;
+      } else {
+        bad = appended.status();
       }
-      bad = appended.status();
     }
     const std::string where = options.file + " line " + std::to_string(number) + ": ";
     if (!options.skip_bad) {
@@ -119,6 +165,11 @@ int run(const ImportOptions& options) {
     ++skipped;
   }
   progress.finish();
+  // getline fails at the end of the input and on a read error alike: only the error sets badbit.
+  if (in.bad()) {
+    exit_code = fail("import", options.file + ": reading failed after line " + std::to_string(number) +
+                                   "; the lines before it are imported");
+  }
   if (last.last_sequence != 0) {
     if (Status durable = store.wait_durable(last, Clock::now() + std::chrono::seconds(60)); !durable.ok()) {
       return fail("import", durable);
@@ -126,8 +177,10 @@ int run(const ImportOptions& options) {
   }
   if (Status closed = store.close(); !closed.ok()) return fail("import", closed);
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::printf("imported %s events (%s lines skipped) in %.2f s, durable up to sequence %s\n", grouped(imported).c_str(),
-              grouped(skipped).c_str(), seconds, grouped(last.last_sequence).c_str());
+  std::printf("imported %s events (%s repeats of events already in the store, %s lines skipped) in %.2f s, durable "
+              "up to sequence %s\n",
+              grouped(imported).c_str(), grouped(repeats).c_str(), grouped(skipped).c_str(), seconds,
+              grouped(last.last_sequence).c_str());
   return exit_code;
 }
 

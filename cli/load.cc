@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "arguments.h"
 #include "commands.h"
 #include "output.h"
 
@@ -31,6 +32,10 @@ struct LoadOptions {
   std::uint64_t streams = 1000;
   std::string durability = "group_commit";
 };
+
+// Limits of one run: the tool keeps a latency per event (8 bytes) and a version per stream.
+constexpr std::uint64_t kEventsMax = 100'000'000;
+constexpr std::uint64_t kStreamsMax = 10'000'000;
 
 // Each writer waits for its appends to be durable every this many, so the disk sets the pace and
 // the callbacks waiting stay bounded.
@@ -174,10 +179,12 @@ void add_load(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("load", "Append generated events (benchmarks, crash tests)");
   auto load = std::make_shared<LoadOptions>();
   command->add_option("dir", load->directory, "The store's directory (created if missing)")->required();
-  command->add_option("--events", load->events, "How many events")->required();
-  command->add_option("--payload", load->payload, "Payload bytes per event")->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  command->add_option("--writers", load->writers, "Appending threads")->capture_default_str()->check(CLI::Range(1, 256));
-  command->add_option("--streams", load->streams, "Streams the events are spread over")->capture_default_str();
+  command->add_option("--events", load->events, "How many events")->required()->check(whole_number(1, kEventsMax));
+  command->add_option("--payload", load->payload, "Payload bytes per event")->capture_default_str()->check(whole_number(0, 1 << 20));
+  command->add_option("--writers", load->writers, "Appending threads")->capture_default_str()->check(whole_number(1, 256));
+  command->add_option("--streams", load->streams, "Streams the events are spread over")
+      ->capture_default_str()
+      ->check(whole_number(1, kStreamsMax));
   command->add_option("--durability", load->durability, "group_commit, interval or none")->capture_default_str();
   command->callback([&exit_code, load] { exit_code = run(*load); });
 }

@@ -15,6 +15,14 @@ int main(int argc, char** argv) {
   annal::cli::add_tail(app, exit_code);
   annal::cli::add_import(app, exit_code);
   annal::cli::add_load(app, exit_code);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& done) {  // --help
+    return app.exit(done);
+  } catch (const CLI::ParseError& error) {
+    // Bad usage exits 2 (README, output.h), whatever CLI11's own number for the kind of mistake.
+    (void)app.exit(error);
+    return annal::cli::kUsage;
+  }
   return exit_code;
 }

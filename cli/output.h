@@ -17,6 +17,7 @@ namespace annal::cli {
 // Exit codes: 0 all well, 1 the command found or hit a problem, 2 bad usage (CLI11's).
 inline constexpr int kOk = 0;
 inline constexpr int kFailed = 1;
+inline constexpr int kUsage = 2;
 
 // "annal <command>: <what>" on stderr, one line; returns kFailed.
 int fail(std::string_view command, std::string_view what);

@@ -147,6 +147,7 @@ class EngineImpl final : public Engine {
     }
     if (Status recovered = recover(); !recovered.ok()) return recovered;
     if (read_only_) {
+      open_report_.stopped_at_damage = journal_->recovery().message;
       learn_ = [this](const journal::RecordHeader& header, std::span<const std::byte> stored) {
         return learn_name(header, stored);
       };

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <random>
 #include <sstream>
 #include <string>
@@ -335,6 +336,106 @@ TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
   EXPECT_EQ(lines(import.err), 1u) << import.err;
   EXPECT_NE(import.err.find("00000000000000000001.log"), std::string::npos) << import.err;
   EXPECT_EQ(engine::Engine::open(dir_.path(), {}).code(), ErrorCode::corruption);
+}
+
+TEST_F(CliTest, DumpOfALogThatStopsAtDamageExitsOneAndSaysWhere) {
+  const Ran loaded = run({"load", dir_.path(), "--events", "3000", "--writers", "2", "--streams", "20"});
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+  {
+    std::fstream f(dir_.path() + "/00000000000000000001.log", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100'000);
+    f.put('\x42');
+  }
+  const Ran dumped = run({"dump", dir_.path()});
+  EXPECT_EQ(dumped.exit_code, 1);
+  EXPECT_NE(dumped.err.find("00000000000000000001.log offset"), std::string::npos) << dumped.err;
+  EXPECT_NE(dumped.err.find("not printed"), std::string::npos) << dumped.err;
+  EXPECT_GT(lines(dumped.out), 0u);
+  EXPECT_LT(lines(dumped.out), 3000u);
+  // What it was asked for lies before the damage: all there.
+  const Ran before = run({"dump", dir_.path(), "--to", "10"});
+  EXPECT_EQ(before.exit_code, 0) << before.err;
+}
+
+TEST_F(CliTest, DumpStartsAtTheFirstSequenceRetentionKept) {
+  engine::Options options;
+  options.journal.segment_bytes_max = 64u << 10;
+  options.journal.commit_bytes_max = 16u << 10;
+  options.event_bytes_max = 4u << 10;  // a commit of one event fits in 16 KiB
+  options.state_snapshot_every_events = 200;
+  std::uint64_t first = 0;
+  {
+    auto store = engine::Engine::open(dir_.path(), options);
+    ASSERT_TRUE(store.ok()) << store.status().to_string();
+    const std::string payload(200, 'x');
+    for (int i = 0; i < 2000; ++i) {
+      const engine::EventData event{.type = "T", .payload = std::as_bytes(std::span(payload))};
+      ASSERT_TRUE(store.value()->append("s" + std::to_string(i % 3), engine::ExpectedVersion::any(), {&event, 1}).ok());
+    }
+    ASSERT_TRUE(store.value()->close().ok());
+    auto again = engine::Engine::open(dir_.path(), options);
+    ASSERT_TRUE(again.ok());
+    const auto trimmed = again.value()->trim_journal();
+    ASSERT_TRUE(trimmed.ok()) << trimmed.status().to_string();
+    first = trimmed.value();
+    ASSERT_GT(first, 1u) << "retention removed nothing";
+    ASSERT_TRUE(again.value()->close().ok());
+  }
+  const Ran dumped = run({"dump", dir_.path()});
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+  ASSERT_GT(lines(dumped.out), 0u);
+  // The first segment left starts at or before the sequence retention promised to keep.
+  const std::uint64_t printed = std::stoull(dumped.out.substr(0, dumped.out.find(' ')));
+  EXPECT_GT(printed, 1u);
+  EXPECT_LE(printed, first);
+  EXPECT_EQ(run({"dump", dir_.path(), "--from", "1"}).exit_code, 1);  // asked for, and gone
+}
+
+TEST_F(CliTest, BadUsageExitsTwoWithAShortMessage) {
+  const std::string store = dir_.path() + "/store";
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {},
+           {"frob"},
+           {"load", store, "--events", "10", "--bogus"},
+           {"load", store, "--events", "-5"},
+           {"load", store, "--events", "10", "--streams", "-1"},
+           {"load", store, "--events", "1e3"},
+           {"dump", store, "--to", "-5"},
+           {"dump", store, "--from", "0"},
+       }) {
+    const Ran ran = run(args);
+    const std::string call = args.empty() ? "(nothing)" : args.front() + " ...";
+    EXPECT_EQ(ran.exit_code, 2) << call << ": " << ran.err;
+    EXPECT_LE(lines(ran.err), 2u) << call << ": " << ran.err;
+    EXPECT_LT(ran.err.size(), 200u) << call << ": " << ran.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(store));
+}
+
+TEST_F(CliTest, ImportOfADirectoryFailsAndCreatesNothing) {
+  const Ran ran = run({"import", dir_.path() + "/store", input_.path()});
+  EXPECT_EQ(ran.exit_code, 1);
+  EXPECT_NE(ran.err.find("is a directory"), std::string::npos) << ran.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/store"));
+}
+
+TEST_F(CliTest, ImportCountsExactRepeatsAndRefusesAnIdReusedForAnotherEvent) {
+  const std::string id = "\"id\":\"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\"";
+  const Ran first = run({"import", dir_.path(), write_input("{\"stream\":\"a\",\"type\":\"T\",\"data\":1," + id + "}\n" +
+                                                            "{\"stream\":\"a\",\"type\":\"T\",\"data\":1," + id + "}\n")});
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("imported 1 events (1 repeats"), std::string::npos) << first.out;
+  // Again, across runs: still a repeat. With other data under the same id: an error naming it.
+  const Ran clash = run({"import", dir_.path(), write_input("{\"stream\":\"a\",\"type\":\"T\",\"data\":1," + id + "}\n" +
+                                                            "{\"stream\":\"a\",\"type\":\"T\",\"data\":2," + id + "}\n")});
+  EXPECT_EQ(clash.exit_code, 1);
+  EXPECT_NE(clash.err.find("line 2"), std::string::npos) << clash.err;
+  EXPECT_NE(clash.err.find("already used by a different event"), std::string::npos) << clash.err;
+  const Ran twice = run({"import", dir_.path(), write_input("{\"stream\":\"b\",\"type\":\"T\",\"data\":1,\"type\":\"U\"}\n")});
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_NE(twice.err.find("\"type\" appears twice"), std::string::npos) << twice.err;
+  const Ran dumped = run({"dump", dir_.path()});
+  EXPECT_EQ(lines(dumped.out), 1u) << dumped.out;
 }
 
 // The highest sequence in "durable SEQ" lines (0: none).

@@ -102,6 +102,9 @@ struct Options {
 struct OpenReport {
   std::uint64_t state_snapshot = 0;   // the sequence of the state snapshot it started from (0: none)
   std::uint64_t records_replayed = 0;  // journal records it read after that
+  // open_read_only: why the log it serves stops short of the files' end: damage, with its file,
+  // offset and sequence (empty: it does not). A tool that reads "everything" must say so.
+  std::string stopped_at_damage;
 };
 
 class Engine {

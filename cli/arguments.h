@@ -1,0 +1,16 @@
+// Numbers on the command line. CLI11 converts "-5" into an unsigned option by wrapping it round
+// (2^64 - 5 events), and its range check prints the double limits of the type (300 digits): these
+// validators run on the text first, so a bad number is a usage error (exit 2) that says what is
+// allowed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+
+namespace annal::cli {
+
+// Whole numbers from `low` to `high`, written as plain decimal digits.
+[[nodiscard]] CLI::Validator whole_number(std::uint64_t low, std::uint64_t high = UINT64_MAX);
+
+}  // namespace annal::cli
