@@ -17,9 +17,10 @@ struct Inspected {
   std::vector<projections::SnapshotStore::FileReport> snapshots;
 };
 
-const char* health_name(journal::SegmentHealth health) {
-  switch (health) {
-    case journal::SegmentHealth::intact: return "intact";
+// "intact" only for what was read and checked: a sealed segment taken from its index file was not.
+const char* health_name(const journal::SegmentReport& segment) {
+  switch (segment.health) {
+    case journal::SegmentHealth::intact: return segment.verified ? "intact" : "not_checked";
     case journal::SegmentHealth::torn_tail: return "torn_tail";
     case journal::SegmentHealth::corrupt: return "corrupt";
   }
@@ -39,7 +40,7 @@ void print_json(const std::string& directory, const Inspected& in) {
     const journal::SegmentReport& s = j.segments[i];
     out += (i == 0 ? "" : ",") + std::string("{\"file\":") + json_string(s.file) + ",\"base\":" + std::to_string(s.base) +
            ",\"last_sequence\":" + std::to_string(s.end_sequence - 1) + ",\"bytes\":" + std::to_string(s.bytes) +
-           ",\"used_bytes\":" + std::to_string(s.used_bytes) + ",\"health\":\"" + health_name(s.health) + "\"}";
+           ",\"used_bytes\":" + std::to_string(s.used_bytes) + ",\"health\":\"" + health_name(s) + "\"}";
   }
   out += "],\"snapshots\":[";
   for (std::size_t i = 0; i < in.snapshots.size(); ++i) {
@@ -66,7 +67,7 @@ void print_text(const std::string& directory, const Inspected& in) {
   std::printf("%-26s %14s %14s %10s  %s\n", "segment", "first", "last", "size", "health");
   for (const journal::SegmentReport& s : j.segments) {
     std::printf("%-26s %14s %14s %10s  %s\n", s.file.c_str(), grouped(s.base).c_str(),
-                grouped(s.end_sequence - 1).c_str(), human_bytes(s.used_bytes).c_str(), health_name(s.health));
+                grouped(s.end_sequence - 1).c_str(), human_bytes(s.used_bytes).c_str(), health_name(s));
   }
   if (!in.snapshots.empty()) {
     std::printf("\n%-24s %14s %7s %6s %10s\n", "snapshot of", "sequence", "schema", "age", "size");

@@ -391,6 +391,34 @@ TEST_F(CliTest, DumpStartsAtTheFirstSequenceRetentionKept) {
   EXPECT_EQ(run({"dump", dir_.path(), "--from", "1"}).exit_code, 1);  // asked for, and gone
 }
 
+TEST_F(CliTest, InspectSaysWhichSegmentsItDidNotRead) {
+  engine::Options options;
+  options.journal.segment_bytes_max = 64u << 10;
+  options.journal.commit_bytes_max = 16u << 10;
+  options.event_bytes_max = 4u << 10;
+  {
+    auto store = engine::Engine::open(dir_.path(), options);
+    ASSERT_TRUE(store.ok()) << store.status().to_string();
+    const std::string payload(200, 'x');
+    for (int i = 0; i < 1000; ++i) {
+      const engine::EventData event{.type = "T", .payload = std::as_bytes(std::span(payload))};
+      ASSERT_TRUE(store.value()->append("s", engine::ExpectedVersion::any(), {&event, 1}).ok());
+    }
+    ASSERT_TRUE(store.value()->close().ok());
+  }
+  const Ran inspected = run({"inspect", dir_.path(), "--json"});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  simdjson::dom::parser parser;
+  simdjson::dom::object report;
+  ASSERT_EQ(parser.parse(inspected.out).get(report), simdjson::SUCCESS) << inspected.out;
+  const simdjson::dom::array segments = report["segments"];
+  ASSERT_GE(segments.size(), 2u);
+  std::vector<std::string> health;
+  for (const auto segment : segments) health.emplace_back(std::string_view(segment["health"]));
+  EXPECT_EQ(health.front(), "not_checked");  // sealed, taken from its index file
+  EXPECT_EQ(health.back(), "intact");        // the newest, read whole
+}
+
 TEST_F(CliTest, BadUsageExitsTwoWithAShortMessage) {
   const std::string store = dir_.path() + "/store";
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
