@@ -416,7 +416,7 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST_F(UserCodeTest, CloseReturnsWhileUserCodeIsBlockedOrAppending) {
-  annal::test::Watchdog watchdog("close beside user code");
+  annal::test::Watchdog watchdog("close beside user code", 300s);  // beyond its own waits (60 s each)
   // Two projections appending from apply, a live reader that stops reading, callbacks appending
   // and waiting, a query waiting for a sequence that never comes: close() must end all of them.
   auto first = std::make_shared<Reactor>(*engine_);
@@ -450,8 +450,10 @@ TEST_F(UserCodeTest, CloseReturnsWhileUserCodeIsBlockedOrAppending) {
     }
   });
   ASSERT_TRUE(eventually([&] { return first->reacted.load() > 200 && second->reacted.load() > 200; }));
-  // A reader that joins the ring and stops reading: the ring fills and every appender waits.
-  auto stalled = engine_->subscribe(engine_->durable_sequence() + 1);
+  // A reader that joins the ring and stops reading: the ring fills and every appender waits until
+  // the reader is evicted. From the end of the log it joins at once: from further back it would
+  // have to catch up with four appenders first, which a slow machine (TSan, loaded) may not do.
+  auto stalled = engine_->subscribe(engine_->last_sequence() + 1);
   ASSERT_TRUE(stalled.ok());
   const auto limit = Engine::Clock::now() + 60s;
   while (!stalled.value()->live() && Engine::Clock::now() < limit) (void)stalled.value()->next(limit);
