@@ -85,6 +85,35 @@ Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/n
 
 std::size_t lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
+// Flips one byte of `file`, as a bad disk or a stray write would.
+void flip_byte(const std::string& file, std::streamoff offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(offset);
+  f.put('\x42');
+}
+
+// 64 KiB segments, so that a few thousand small events fill several, and state snapshots often.
+engine::Options small_segments() {
+  engine::Options options;
+  options.journal.segment_bytes_max = 64u << 10;
+  options.journal.commit_bytes_max = 16u << 10;
+  options.event_bytes_max = 4u << 10;  // a commit of one event fits in 16 KiB
+  options.state_snapshot_every_events = 200;
+  return options;
+}
+
+// Appends `count` events of 200 bytes over three streams, through the engine, and closes it.
+void append_events(const std::string& directory, const engine::Options& options, int count) {
+  auto store = engine::Engine::open(directory, options);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  const std::string payload(200, 'x');
+  for (int i = 0; i < count; ++i) {
+    const engine::EventData event{.type = "T", .payload = std::as_bytes(std::span(payload))};
+    ASSERT_TRUE(store.value()->append("s" + std::to_string(i % 3), engine::ExpectedVersion::any(), {&event, 1}).ok());
+  }
+  ASSERT_TRUE(store.value()->close().ok());
+}
+
 class CliTest : public ::testing::Test {
  protected:
   std::string write_input(const std::string& text) {
@@ -317,12 +346,7 @@ TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
   const Ran sound = run({"verify", dir_.path(), "--payloads"});
   EXPECT_EQ(sound.exit_code, 0) << sound.err;
 
-  const std::string segment = dir_.path() + "/00000000000000000001.log";
-  {
-    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(100'000);
-    f.put('\x42');
-  }
+  flip_byte(dir_.path() + "/00000000000000000001.log", 100'000);
   const Ran damaged = run({"verify", dir_.path()});
   EXPECT_EQ(damaged.exit_code, 1);
   EXPECT_NE(damaged.err.find("00000000000000000001.log offset"), std::string::npos) << damaged.err;
@@ -341,11 +365,7 @@ TEST_F(CliTest, InspectAndVerifyAgreeWithWhatWasLoadedAndNameTheDamage) {
 TEST_F(CliTest, DumpOfALogThatStopsAtDamageExitsOneAndSaysWhere) {
   const Ran loaded = run({"load", dir_.path(), "--events", "3000", "--writers", "2", "--streams", "20"});
   ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
-  {
-    std::fstream f(dir_.path() + "/00000000000000000001.log", std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(100'000);
-    f.put('\x42');
-  }
+  flip_byte(dir_.path() + "/00000000000000000001.log", 100'000);
   const Ran dumped = run({"dump", dir_.path()});
   EXPECT_EQ(dumped.exit_code, 1);
   EXPECT_NE(dumped.err.find("00000000000000000001.log offset"), std::string::npos) << dumped.err;
@@ -358,21 +378,10 @@ TEST_F(CliTest, DumpOfALogThatStopsAtDamageExitsOneAndSaysWhere) {
 }
 
 TEST_F(CliTest, DumpStartsAtTheFirstSequenceRetentionKept) {
-  engine::Options options;
-  options.journal.segment_bytes_max = 64u << 10;
-  options.journal.commit_bytes_max = 16u << 10;
-  options.event_bytes_max = 4u << 10;  // a commit of one event fits in 16 KiB
-  options.state_snapshot_every_events = 200;
+  const engine::Options options = small_segments();
   std::uint64_t first = 0;
   {
-    auto store = engine::Engine::open(dir_.path(), options);
-    ASSERT_TRUE(store.ok()) << store.status().to_string();
-    const std::string payload(200, 'x');
-    for (int i = 0; i < 2000; ++i) {
-      const engine::EventData event{.type = "T", .payload = std::as_bytes(std::span(payload))};
-      ASSERT_TRUE(store.value()->append("s" + std::to_string(i % 3), engine::ExpectedVersion::any(), {&event, 1}).ok());
-    }
-    ASSERT_TRUE(store.value()->close().ok());
+    ASSERT_NO_FATAL_FAILURE(append_events(dir_.path(), options, 2000));
     auto again = engine::Engine::open(dir_.path(), options);
     ASSERT_TRUE(again.ok());
     const auto trimmed = again.value()->trim_journal();
@@ -392,20 +401,7 @@ TEST_F(CliTest, DumpStartsAtTheFirstSequenceRetentionKept) {
 }
 
 TEST_F(CliTest, InspectSaysWhichSegmentsItDidNotRead) {
-  engine::Options options;
-  options.journal.segment_bytes_max = 64u << 10;
-  options.journal.commit_bytes_max = 16u << 10;
-  options.event_bytes_max = 4u << 10;
-  {
-    auto store = engine::Engine::open(dir_.path(), options);
-    ASSERT_TRUE(store.ok()) << store.status().to_string();
-    const std::string payload(200, 'x');
-    for (int i = 0; i < 1000; ++i) {
-      const engine::EventData event{.type = "T", .payload = std::as_bytes(std::span(payload))};
-      ASSERT_TRUE(store.value()->append("s", engine::ExpectedVersion::any(), {&event, 1}).ok());
-    }
-    ASSERT_TRUE(store.value()->close().ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(append_events(dir_.path(), small_segments(), 1000));
   const Ran inspected = run({"inspect", dir_.path(), "--json"});
   ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
   simdjson::dom::parser parser;
