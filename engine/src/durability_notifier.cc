@@ -23,20 +23,22 @@ DurabilityNotifier::DurabilityNotifier(journal::Journal& journal, std::function<
 }
 
 void DurabilityNotifier::add(std::uint64_t sequence, Callback done) {
-  {
-    std::lock_guard lock(mutex_);
-    if (error_.ok() && sequence > journal_.durable_sequence()) {
-      pending_.push({sequence, std::move(done)});
-      if (pending_.size() == 1) needed_.notify_one();
-      return;
-    }
+  std::unique_lock lock(mutex_);
+  if (error_.ok() && sequence > journal_.durable_sequence()) {
+    pending_.push({sequence, std::move(done)});
+    if (pending_.size() == 1) needed_.notify_one();
+    return;
   }
   // Settled already. A sequence the journal made durable before it failed is still durable.
-  if (sequence <= journal_.durable_sequence()) return run_callback(done, Status());
-  std::unique_lock lock(mutex_);
-  const Status error = error_;
+  Status status = sequence <= journal_.durable_sequence() ? Status() : error_;
+  // Never run here: the caller may hold its own locks, or be the thread the callback waits for.
+  if (!callers_stopping_) {
+    ready_.push_back({std::move(done), std::move(status)});
+    settled_.notify_one();
+    return;
+  }
   lock.unlock();
-  run_callback(done, error);
+  run_callback(done, status);  // the callback thread has ended: the engine is closed
 }
 
 void DurabilityNotifier::follow(int change) {

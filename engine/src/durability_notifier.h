@@ -39,9 +39,8 @@ class DurabilityNotifier {
   DurabilityNotifier(const DurabilityNotifier&) = delete;
   DurabilityNotifier& operator=(const DurabilityNotifier&) = delete;
 
-  // Calls `done` once `sequence` is durable, or with the error that means it never will be: on the
-  // callback thread, or at once on this one if that is already known. What it throws is reported
-  // on stderr.
+  // Calls `done` on the callback thread once `sequence` is durable, or with the error that means it
+  // never will be; on this thread only after stop(). What it throws is reported on stderr.
   void add(std::uint64_t sequence, Callback done);
   // A live subscriber starts (+1) or stops (-1) reading the ring behind the durable gate.
   void follow(int change);

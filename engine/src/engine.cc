@@ -133,12 +133,13 @@ class EngineImpl final : public Engine {
   }
 
   // A close() called from a callback or from apply() could not join the thread it ran on: those
-  // threads are joined here, before the members they use are destroyed.
+  // threads are joined here, before the members they use are destroyed. The closer thread last:
+  // until the callback and projection threads are joined, one of them may still be starting it.
   ~EngineImpl() override {
-    if (closer_.joinable()) closer_.join();
     (void)close();
     if (notifier_) notifier_->stop();
     for (ProjectionRunner* runner : runners()) runner->stop();
+    if (closer_.joinable()) closer_.join();
   }
 
   Status start() {

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -201,7 +202,17 @@ struct Reactor final : Projection {
     const auto receipt = engine.append("out-" + std::string(trigger.header.stream_name), ExpectedVersion::any(),
                                        {&follow_up, 1});
     (receipt.ok() ? reacted : failed).fetch_add(1);
+    std::lock_guard lock(failure_mutex);
+    if (!receipt.ok() && first_failure.empty()) first_failure = receipt.status().to_string();
   }
+  std::string why_failed() {
+    std::lock_guard lock(failure_mutex);
+    return first_failure;
+  }
+
+ private:
+  std::mutex failure_mutex;
+  std::string first_failure;  // under failure_mutex
 };
 
 TEST_F(UserCodeTest, AProcessManagerWhoseReplaysCouldOutrunTheIdempotencyWindowIsWarnedAbout) {
@@ -319,9 +330,14 @@ TEST_F(UserCodeTest, CloseFromACallbackEndsAProjectionsWaitForDurability) {
   ASSERT_TRUE(engine_->add_projection("waiter", waiter, {}).ok());
   const Receipt receipt = append_text("s", "x");
   ASSERT_TRUE(eventually([&] { return waiter->waiting.load(); }));
-  engine_->on_durable(receipt, [&](const Status&) { (void)engine_->close(); });
+  std::atomic<bool> closed{false};
+  engine_->on_durable(receipt, [&](const Status&) {
+    (void)engine_->close();
+    closed.store(true);
+  });
+  ASSERT_TRUE(eventually([&] { return closed.load(); }));
+  EXPECT_TRUE(eventually([&] { return waiter->settled.load(); }));
   engine_.reset();
-  EXPECT_TRUE(waiter->settled.load());
 }
 
 // A process manager that buffers in apply() and appends in end_of_batch(), where the docs say to
@@ -399,11 +415,12 @@ TEST_P(ProcessManagerTest, AProjectionThatAppendsFromApplyKeepsUpAndCloses) {
   for (std::thread& appender : appenders) appender.join();
   EXPECT_TRUE(eventually([&] { return reactor->reacted.load() + reactor->failed.load() == kTriggers; }))
       << "reacted to " << reactor->reacted.load() << " of " << kTriggers << " triggers";
-  EXPECT_EQ(reactor->failed.load(), 0u);
+  EXPECT_EQ(reactor->failed.load(), 0u) << "the first failed follow-up: " << reactor->why_failed();
   std::uint64_t follow_ups = 0;
   for (int i = 0; i < 4; ++i) follow_ups += engine_->stream_version("out-t" + std::to_string(i)).value_or(UINT64_MAX) + 1;
   EXPECT_EQ(follow_ups, kTriggers);
-  EXPECT_TRUE(engine_->close().ok());
+  const Status closed = engine_->close();
+  EXPECT_TRUE(closed.ok()) << closed.to_string();
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -538,7 +555,8 @@ TEST_F(UserCodeTest, AnExactRetryOfAnAppendWithIdsOnSomeEventsGetsTheOriginalRec
 
 TEST_F(UserCodeTest, AnAppendThatFailsBetweenTheJournalAndTheRingSendsLiveReadersToTheJournal) {
   annal::test::Watchdog watchdog("append failing half-way");
-  Reader reader(*engine_);
+  auto reader_on_heap = std::make_unique<Reader>(*engine_);  // gone before the engine it reads
+  Reader& reader = *reader_on_heap;
   ASSERT_TRUE(eventually([&] { return reader.live(); }));
   for (int i = 0; i < 10; ++i) append_text("s", "x");
   // The ring's slot grows for a large event: that allocation fails, after the journal took it.
@@ -552,6 +570,7 @@ TEST_F(UserCodeTest, AnAppendThatFailsBetweenTheJournalAndTheRingSendsLiveReader
   EXPECT_EQ(engine_->append("s", ExpectedVersion::any(), {&big, 1}).code(), ErrorCode::failed);
   // The journal holds the event: readers get it from there, and so does the next open.
   EXPECT_TRUE(eventually([&] { return reader.read() == 11u; })) << "read " << reader.read() << " of 11";
+  reader_on_heap.reset();
   EXPECT_TRUE(engine_->close().ok());
   open(tiny_ring_options());
   EXPECT_EQ(engine_->stream_version("s"), 10u);

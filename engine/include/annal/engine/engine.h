@@ -141,9 +141,10 @@ class Engine {
   // the journal's error.
   virtual Status wait_durable(const Receipt& receipt, Clock::time_point deadline) = 0;
   // Calls `done` once the receipt's events are durable, or with the error that means they never
-  // will be, on the engine's callback thread, in sequence order (or at once on this one if that is
-  // already known). It may append, wait and query: a slow one delays only the callbacks after it.
-  // What it throws is reported on stderr.
+  // will be, on the engine's callback thread (never on this one, even if that is already known;
+  // after close(), at once here), in the order they settle: sequence order for those that wait. It
+  // may append, wait and query: a slow one delays only the callbacks after it. What it throws is
+  // reported on stderr.
   virtual void on_durable(const Receipt& receipt, std::function<void(const Status&)> done) = 0;
   std::future<Status> durable_future(const Receipt& receipt);
 
