@@ -22,4 +22,10 @@ CLI::Validator whole_number(std::uint64_t low, std::uint64_t high) {
       "N: " + allowed);
 }
 
+void add_accept_data_loss(CLI::App& command, bool& accept) {
+  command.add_flag("--accept-data-loss", accept,
+                   "Open even though the log lost acknowledged events (a deleted segment): it continues after what it "
+                   "holds, and the lost sequences go to new events. Run annal verify first.");
+}
+
 }  // namespace annal::cli

@@ -1,3 +1,5 @@
+// Arguments shared by several commands.
+//
 // Numbers on the command line. CLI11 converts "-5" into an unsigned option by wrapping it round
 // (2^64 - 5 events), and its range check prints the double limits of the type (300 digits): these
 // validators run on the text first, so a bad number is a usage error (exit 2) that says what is
@@ -12,5 +14,9 @@ namespace annal::cli {
 
 // Whole numbers from `low` to `high`, written as plain decimal digits.
 [[nodiscard]] CLI::Validator whole_number(std::uint64_t low, std::uint64_t high = UINT64_MAX);
+
+// --accept-data-loss, for the commands that open a store for writing: without it they refuse a
+// store whose log lost acknowledged events (journal::Options::accept_data_loss).
+void add_accept_data_loss(CLI::App& command, bool& accept);
 
 }  // namespace annal::cli

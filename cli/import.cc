@@ -19,6 +19,7 @@
 #include <string>
 
 #include "annal/engine/engine.h"
+#include "arguments.h"
 #include "commands.h"
 #include "event_format.h"
 #include "output.h"
@@ -32,6 +33,7 @@ struct ImportOptions {
   std::string directory;
   std::string file;
   bool skip_bad = false;
+  bool accept_data_loss = false;
 };
 
 struct Line {
@@ -117,7 +119,9 @@ int run(const ImportOptions& options) {
     if (!file) return fail("import", options.file + ": cannot be read");
   }
   std::istream& in = options.file == "-" ? std::cin : file;
-  auto opened = engine::Engine::open(options.directory, {});
+  engine::Options opening;
+  opening.journal.accept_data_loss = options.accept_data_loss;
+  auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("import", opened.status());
   engine::Engine& store = *opened.value();
   simdjson::dom::parser parser;
@@ -192,6 +196,7 @@ void add_import(CLI::App& app, int& exit_code) {
   command->add_option("dir", options->directory, "The store's directory (created if missing)")->required();
   command->add_option("file", options->file, "JSON lines, one event each; - reads stdin")->required();
   command->add_flag("--skip-bad", options->skip_bad, "Skip bad lines (each reported) instead of stopping at the first");
+  add_accept_data_loss(*command, options->accept_data_loss);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }
 

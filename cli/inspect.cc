@@ -88,6 +88,8 @@ int run(const std::string& directory, bool json) {
   auto report = journal::inspect_directory(directory, false);
   if (!report.ok()) return fail("inspect", report.status());
   in.journal = std::move(report.value());
+  // Acknowledged events missing (a deleted newest segment): the segments alone look sound.
+  if (const std::string& lost = in.engine->open_report().data_loss; !lost.empty()) in.journal.problems.push_back(lost);
   projections::SnapshotStore store(directory, journal::make_posix_backend(), 1);
   auto snapshots = store.inspect(false);
   if (!snapshots.ok()) return fail("inspect", snapshots.status());

@@ -31,6 +31,7 @@ struct LoadOptions {
   unsigned writers = 4;
   std::uint64_t streams = 1000;
   std::string durability = "group_commit";
+  bool accept_data_loss = false;
 };
 
 // Limits of one run: the tool keeps a latency per event (8 bytes) and a version per stream.
@@ -102,6 +103,7 @@ int run(const LoadOptions& load) {
   } else {
     return fail("load", "--durability must be group_commit, interval or none, not " + load.durability);
   }
+  options.journal.accept_data_loss = load.accept_data_loss;
   auto opened = engine::Engine::open(load.directory, options);
   if (!opened.ok()) return fail("load", opened.status());
   engine::Engine& store = *opened.value();
@@ -186,6 +188,7 @@ void add_load(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(whole_number(1, kStreamsMax));
   command->add_option("--durability", load->durability, "group_commit, interval or none")->capture_default_str();
+  add_accept_data_loss(*command, load->accept_data_loss);
   command->callback([&exit_code, load] { exit_code = run(*load); });
 }
 

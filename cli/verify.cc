@@ -72,8 +72,12 @@ int run(const std::string& directory, bool payloads) {
   auto opened = engine::Engine::open_read_only(directory, {});
   if (!opened.ok()) {
     problems.push_back(opened.status().to_string());
-  } else if (journal.value().last_sequence != 0) {
-    check_events(*opened.value(), journal.value().first_sequence, opened.value()->durable_sequence(), payloads, problems);
+  } else {
+    if (const std::string& lost = opened.value()->open_report().data_loss; !lost.empty()) problems.push_back(lost);
+    if (journal.value().last_sequence != 0) {
+        check_events(*opened.value(), journal.value().first_sequence, opened.value()->durable_sequence(), payloads,
+                   problems);
+    }
   }
   for (const std::string& problem : problems) std::fprintf(stderr, "annal verify: %s\n", problem.c_str());
   std::printf("%s: %zu segments, sequences %s..%s, %zu snapshots: %s\n", directory.c_str(),

@@ -87,6 +87,22 @@ journal::Options journal_options(const Options& options) {
   return out;
 }
 
+// The journal's options for opening `directory`, with the engine's witness of what the log held:
+// its newest intact state snapshot past the log's end (written only once the log held that
+// sequence durably, snapshot_state), which proves the log lost acknowledged events.
+journal::Options journal_options(const Options& options, const std::string& directory,
+                                 std::shared_ptr<journal::IoBackend> io) {
+  journal::Options out = journal_options(options);
+  out.durable_witness = [directory, io = std::move(io)](std::uint64_t last) -> std::optional<journal::DurableWitness> {
+    projections::SnapshotStore store(directory, io, 1);
+    const auto newest = store.newest_intact_after(kEngineStateName, last);
+    if (!newest.ok() || !newest.value()) return std::nullopt;
+    return journal::DurableWitness{*newest.value(),
+                                   projections::snapshot_file_name(kEngineStateName, *newest.value())};
+  };
+  return out;
+}
+
 std::string describe(const StreamRef& stream) {
   return stream.by_name() ? "stream \"" + std::string(stream.name()) + "\""
                           : "stream " + std::to_string(stream.stream_id());
@@ -147,6 +163,7 @@ class EngineImpl final : public Engine {
       if (Status discarded = discard_snapshots_past_log(); !discarded.ok()) return discarded;
     }
     if (Status recovered = recover(); !recovered.ok()) return recovered;
+    open_report_.data_loss = journal_->recovery().data_loss;
     if (read_only_) {
       open_report_.stopped_at_damage = journal_->recovery().message;
       learn_ = [this](const journal::RecordHeader& header, std::span<const std::byte> stored) {
@@ -694,17 +711,22 @@ Status EngineImpl::learn_name(const journal::RecordHeader& header, std::span<con
   return catalog_.add_type(type, name.value().name);
 }
 
-// Snapshots past the recovered end of the log hold events a crash took back (an eager projection's,
-// or the engine's own taken just before the crash): the sequences will be reused by other events.
+// Snapshots past the recovered end of the log hold events it no longer has: a crash took them back
+// (an eager projection's, never acknowledged), or the operator accepted the loss of acknowledged
+// ones (the journal's data_loss), and then they are kept aside as evidence. The sequences will be
+// given to other events.
 Status EngineImpl::discard_snapshots_past_log() {
-  const auto removed = state_store_.discard_after(journal_->last_sequence());
-  if (!removed.ok()) {
-    return Status(removed.code(), "cannot remove snapshots past the end of the recovered log (" +
-                                      removed.status().to_string() + "); remove them by hand or fix the directory");
+  const std::uint64_t last = journal_->last_sequence();
+  const bool lost = !journal_->recovery().data_loss.empty();
+  const std::string aside = lost ? ".lost-after-" + std::to_string(last) : std::string();
+  const auto discarded = state_store_.discard_after(last, aside);
+  if (!discarded.ok()) {
+    return Status(discarded.code(), "cannot take the snapshots past the end of the recovered log out of use (" +
+                                        discarded.status().to_string() + "); move them away by hand or fix the directory");
   }
-  for (const std::string& file : removed.value()) {
-    std::fprintf(stderr, "annal: snapshot %s removed: it is past the end of the recovered log (%llu)\n", file.c_str(),
-                 static_cast<unsigned long long>(journal_->last_sequence()));
+  for (const std::string& file : discarded.value()) {
+    std::fprintf(stderr, "annal: snapshot %s %s: it is past the end of the recovered log (%llu)\n", file.c_str(),
+                 lost ? ("renamed to " + file + aside).c_str() : "removed", static_cast<unsigned long long>(last));
   }
   return {};
 }
@@ -1020,11 +1042,11 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
       return Status(ErrorCode::io_error, "cannot create the engine's directory " + directory + ": " + error.message());
     }
   }
-  auto journal = io ? journal::Journal::open(directory, journal_options(options), io)
-                    : journal::Journal::open(directory, journal_options(options));
+  std::shared_ptr<journal::IoBackend> files = io ? io : journal::make_posix_backend();
+  const journal::Options opening = journal_options(options, directory, files);
+  auto journal = io ? journal::Journal::open(directory, opening, io) : journal::Journal::open(directory, opening);
   if (!journal.ok()) return journal.status();
-  auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()),
-                                             io ? io : journal::make_posix_backend(), false);
+  auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()), std::move(files), false);
   if (Status started = engine->start(); !started.ok()) return started;
   return std::unique_ptr<Engine>(std::move(engine));
 }
@@ -1034,7 +1056,7 @@ Result<std::unique_ptr<Engine>> Engine::open_read_only(const std::string& direct
   if (!std::filesystem::is_directory(directory)) {
     return Status(ErrorCode::not_found, directory + " is not a directory (nothing to read)");
   }
-  auto journal = journal::Journal::open_read_only(directory, journal_options(options));
+  auto journal = journal::Journal::open_read_only(directory, journal_options(options, directory, journal::make_posix_backend()));
   if (!journal.ok()) return journal.status();
   Options reading = options;
   reading.live_subscriptions_max = 0;      // nothing is published into the ring: subscriptions tail the files

@@ -23,10 +23,25 @@ static_assert(kCommitLagAt + 4 == kRecordHeaderBytes);
 constexpr std::size_t kSegmentNameDigits = 20;  // UINT64_MAX has 20 decimal digits
 constexpr std::string_view kSegmentSuffix = ".log";
 
-// The durable notice in the LOCK file.
-constexpr std::size_t kNoticeMagicAt = 8, kNoticeChecksumAt = 12;
+// The words in the LOCK file.
+constexpr std::size_t kLockMagicAt = 8, kLockChecksumAt = 12;
 constexpr std::uint32_t kNoticeMagic = 0x41525544;  // "DURA" little-endian
-static_assert(kNoticeChecksumAt + 4 == kDurableNoticeBytes);
+constexpr std::uint32_t kFloorMagic = 0x5045454B;   // "KEEP" little-endian
+static_assert(kLockChecksumAt + 4 == kLockWordBytes);
+
+void encode_lock_word(std::uint64_t value, std::uint32_t magic, std::span<std::byte, kLockWordBytes> out) noexcept {
+  store_le<std::uint64_t>(out, 0, value);
+  store_le<std::uint32_t>(out, kLockMagicAt, magic);
+  store_le<std::uint32_t>(out, kLockChecksumAt, crc32c_extend(0, std::span<const std::byte>(out).first(kLockChecksumAt)));
+}
+
+std::optional<std::uint64_t> decode_lock_word(std::span<const std::byte> in, std::uint32_t magic) noexcept {
+  if (in.size() < kLockWordBytes || load_le<std::uint32_t>(in, kLockMagicAt) != magic ||
+      load_le<std::uint32_t>(in, kLockChecksumAt) != crc32c_extend(0, in.first(kLockChecksumAt))) {
+    return std::nullopt;
+  }
+  return load_le<std::uint64_t>(in, 0);
+}
 
 
 }  // namespace
@@ -133,18 +148,20 @@ void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::
               salt, out);
 }
 
-void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kDurableNoticeBytes> out) noexcept {
-  store_le<std::uint64_t>(out, 0, durable);
-  store_le<std::uint32_t>(out, kNoticeMagicAt, kNoticeMagic);
-  store_le<std::uint32_t>(out, kNoticeChecksumAt, crc32c_extend(0, std::span<const std::byte>(out).first(kNoticeChecksumAt)));
+void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kLockWordBytes> out) noexcept {
+  encode_lock_word(durable, kNoticeMagic, out);
 }
 
 std::optional<std::uint64_t> decode_durable_notice(std::span<const std::byte> in) noexcept {
-  if (in.size() < kDurableNoticeBytes || load_le<std::uint32_t>(in, kNoticeMagicAt) != kNoticeMagic ||
-      load_le<std::uint32_t>(in, kNoticeChecksumAt) != crc32c_extend(0, in.first(kNoticeChecksumAt))) {
-    return std::nullopt;
-  }
-  return load_le<std::uint64_t>(in, 0);
+  return decode_lock_word(in, kNoticeMagic);
+}
+
+void encode_retention_floor(std::uint64_t first_kept, std::span<std::byte, kLockWordBytes> out) noexcept {
+  encode_lock_word(first_kept, kFloorMagic, out);
+}
+
+std::optional<std::uint64_t> decode_retention_floor(std::span<const std::byte> in) noexcept {
+  return decode_lock_word(in, kFloorMagic);
 }
 
 const char* to_string(RecordStatus status) noexcept {

@@ -19,8 +19,9 @@
 
 #include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
-#include "posix_backend.h"
+#include "data_loss.h"
 #include "directory_scan.h"
+#include "posix_backend.h"
 #include "recovery.h"
 #include "segment_preparer.h"
 #include "segment_index.h"
@@ -699,11 +700,21 @@ Result<SegmentLocation> JournalImpl::locate(std::uint64_t sequence) const {
 }
 
 Status JournalImpl::remove_segments_before(std::uint64_t sequence) {
-  std::vector<std::string> doomed;
+  std::uint64_t keep_from = 0;
   {
     std::lock_guard lock(mutex_);
     // Never the last segment: appends continue there.
-    while (segments_.size() > 1 && segments_.front().end_sequence <= sequence) {
+    for (std::size_t i = 0; i + 1 < segments_.size() && segments_[i].end_sequence <= sequence; ++i) {
+      keep_from = segments_[i + 1].base;
+    }
+  }
+  if (keep_from == 0) return {};
+  // The floor moves first: a segment gone below it would read as one deleted by hand at the next open.
+  if (Status kept = write_retention_floor(*io_, lock_, keep_from); !kept.ok()) return kept;
+  std::vector<std::string> doomed;
+  {
+    std::lock_guard lock(mutex_);
+    while (!segments_.empty() && segments_.front().base < keep_from) {
       doomed.push_back(segments_.front().path);
       segments_.erase(segments_.begin());
     }
@@ -712,7 +723,6 @@ Status JournalImpl::remove_segments_before(std::uint64_t sequence) {
     if (Status removed = io_->remove(path); !removed.ok()) return removed;
     (void)io_->remove(sealed_index_path(path));  // may never have been written
   }
-  if (doomed.empty()) return {};
   return io_->sync_directory(directory_);
 }
 
@@ -731,6 +741,35 @@ Status align_tail(IoBackend& io, Recovered& recovered) {
     return written;
   }
   tail.end_offset += pad;
+  return {};
+}
+
+// Refuses a log that lost acknowledged events, unless the options accept the loss; records the
+// retention floor the first time (a directory from before it had none: what is there is trusted).
+Status judge_data_loss(IoBackend& io, const std::string& directory, const Options& options, FileId lock,
+                       const LockWords& words, Recovered& recovered) {
+  RecoveryReport& report = recovered.report;
+  const std::uint64_t first_base = recovered.segments.empty() ? 0 : recovered.segments.front().base;
+  const std::uint64_t last = report.next_sequence - 1;
+  const auto witness = options.durable_witness ? options.durable_witness(last) : std::nullopt;
+  const auto loss = find_data_loss(directory, first_base, last, words, witness);
+  if (loss && !options.accept_data_loss) {
+    return Status(ErrorCode::corruption,
+                  loss->what + ". Refusing to open: put the missing segment files back, or open with accept_data_loss "
+                               "(annal: --accept-data-loss) to continue without them at sequence " +
+                      std::to_string(report.next_sequence) + ".");
+  }
+  if (loss) {
+    report.data_loss = loss->what;
+    report.lost_first = loss->first;
+    report.lost_last = loss->last;
+    std::fprintf(stderr, "annal: %s; accepted (accept_data_loss): the log continues at %llu\n", loss->what.c_str(),
+                 static_cast<unsigned long long>(report.next_sequence));
+    if (Status noted = leave_data_loss_note(io, directory, *loss, report.next_sequence); !noted.ok()) return noted;
+  }
+  if (!words.kept_from || loss) {
+    return write_retention_floor(io, lock, first_base != 0 ? first_base : report.next_sequence);
+  }
   return {};
 }
 
@@ -757,6 +796,12 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
     }
     (void)io->close(probe.value());
   }
+  // Before anything below writes over the durable notice.
+  const auto words = read_lock_words(*io, lock.value());
+  if (!words.ok()) {
+    (void)io->close(lock.value());
+    return words.status();
+  }
   auto recovered = recover(*io, directory, options);
   if (!recovered.ok()) {
     (void)io->close(lock.value());
@@ -764,6 +809,12 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   }
   if (!recovered.value().report.message.empty()) {
     std::fprintf(stderr, "annal: %s\n", recovered.value().report.message.c_str());
+  }
+  if (Status judged = judge_data_loss(*io, directory, options, lock.value(), words.value(), recovered.value());
+      !judged.ok()) {
+    if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);
+    (void)io->close(lock.value());
+    return judged;
   }
   FileId tail_writes = -1;
   if (recovered.value().tail_file >= 0) {

@@ -6,6 +6,7 @@
 
 #include "annal/journal/journal.h"
 #include "annal/journal/reader.h"
+#include "data_loss.h"
 #include "directory_scan.h"
 
 namespace annal::journal {
@@ -26,6 +27,12 @@ class ReadOnlyJournal final : public Journal {
         scanned.report.segments.begin(), scanned.report.segments.end(), [](const SegmentReport& s) { return s.verified; }));
     report_.next_sequence = end();
     if (damaged_) report_.message = "journal " + directory_ + ": " + scanned.report.problems.front() + "; read up to there";
+  }
+
+  void report_data_loss(const DataLoss& loss) {
+    report_.data_loss = loss.what;
+    report_.lost_first = loss.first;
+    report_.lost_last = loss.last;
   }
 
   // Settles the durable sequence of what open() scanned.
@@ -222,9 +229,27 @@ class ReadOnlyJournal final : public Journal {
 
 Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& directory, const Options& options) {
   auto io = make_posix_backend();
+  // The witnesses are read before the scan: a live writer may append and snapshot meanwhile, and
+  // a notice or snapshot read after it could then stand past the log this scan saw. The caller's
+  // witness is asked only when no writer held the directory through the scan (it is read after).
+  const auto words = read_lock_words(*io, directory);
+  if (!words.ok()) return words.status();
+  const auto locked_before = io->directory_locked(directory);
+  if (!locked_before.ok()) return locked_before.status();
   auto scanned = scan_directory(*io, directory, options, false);
   if (!scanned.ok()) return scanned.status();
+  const auto locked_after = io->directory_locked(directory);
+  if (!locked_after.ok()) return locked_after.status();
+  const std::vector<SegmentInfo>& segments = scanned.value().segments;
+  const std::uint64_t first_base = segments.empty() ? 0 : segments.front().base;
+  const std::uint64_t last = segments.empty() ? 0 : segments.back().end_sequence - 1;
+  const bool idle = !locked_before.value() && !locked_after.value();
+  const auto witness = idle && options.durable_witness ? options.durable_witness(last) : std::nullopt;
+  // Damage cuts the readable log short; the damage report says so, not a loss report.
+  const auto loss = scanned.value().report.sound() ? find_data_loss(directory, first_base, last, words.value(), witness)
+                                                   : std::nullopt;
   auto journal = std::make_unique<ReadOnlyJournal>(directory, options, std::move(io), std::move(scanned.value()));
+  if (loss) journal->report_data_loss(*loss);
   if (Status started = journal->start(); !started.ok()) return started;
   return std::unique_ptr<Journal>(std::move(journal));
 }

@@ -97,14 +97,25 @@ Result<std::optional<std::uint64_t>> SnapshotStore::oldest(std::string_view name
   return std::optional<std::uint64_t>();
 }
 
-Result<std::vector<std::string>> SnapshotStore::discard_after(std::uint64_t sequence) {
+Result<std::optional<std::uint64_t>> SnapshotStore::newest_intact_after(std::string_view name,
+                                                                        std::uint64_t sequence) {
+  auto all = sequences(name);
+  if (!all.ok()) return all.status();
+  for (auto it = all.value().rbegin(); it != all.value().rend() && *it > sequence; ++it) {
+    if (load(name, *it, true).ok()) return std::optional<std::uint64_t>(*it);
+  }
+  return std::optional<std::uint64_t>();
+}
+
+Result<std::vector<std::string>> SnapshotStore::discard_after(std::uint64_t sequence, std::string_view set_aside) {
   auto files = io_->list(directory_);
   if (!files.ok()) return files.status();
   std::vector<std::string> removed;
   for (const std::string& file : files.value()) {
     const auto parsed = parse_snapshot_file_name(file);
     if (!parsed || parsed->sequence <= sequence) continue;
-    if (Status gone = io_->remove(path(file)); !gone.ok()) return gone;
+    Status gone = set_aside.empty() ? io_->remove(path(file)) : io_->rename(path(file), path(file + std::string(set_aside)));
+    if (!gone.ok()) return gone;
     removed.push_back(file);
   }
   if (removed.empty()) return removed;

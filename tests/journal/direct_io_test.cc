@@ -55,7 +55,7 @@ void expect_versions(Journal& journal, std::uint64_t count) {
   }
 }
 
-constexpr Options kSmallSegments{.segment_bytes_max = 64 << 10, .record_bytes_max = 1024, .commit_bytes_max = 8192};
+const Options kSmallSegments{.segment_bytes_max = 64 << 10, .record_bytes_max = 1024, .commit_bytes_max = 8192};
 
 Options with(Options options, bool direct, Durability durability = Durability::group_commit) {
   options.direct_io = direct;

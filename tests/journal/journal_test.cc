@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -212,6 +213,113 @@ TYPED_TEST(JournalTest, ManyThreadsAppendingAtOnceGetDistinctContiguousSequences
 // ---- faults (FaultBackend) ----------------------------------------------------------------------
 
 constexpr const char* kDir = "/journal";
+
+// The segment files of `directory`, oldest first.
+std::vector<std::string> segment_files(IoBackend& io, const std::string& directory) {
+  auto names = io.list(directory);
+  EXPECT_TRUE(names.ok());
+  std::vector<std::string> out;
+  for (const std::string& name : names.ok() ? names.value() : std::vector<std::string>{}) {
+    if (parse_segment_file_name(name)) out.push_back(directory + "/" + name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const Options kSmallSegments{.segment_bytes_max = 16384, .record_bytes_max = 1024, .commit_bytes_max = 4096};
+
+// The durable notice in LOCK proves what the log held: a log that ends before it lost
+// acknowledged records, and the next open says so instead of giving their sequences away.
+TYPED_TEST(JournalTest, ALogThatLostAcknowledgedRecordsIsRefusedUntilTheLossIsAccepted) {
+  std::uint64_t last = 0;
+  {
+    auto journal = this->open(kSmallSegments);
+    ASSERT_TRUE(journal.ok());
+    last = append_events(*journal.value(), 1, 0, 1000).back().last;
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  const auto segments = segment_files(*this->backend(), this->dir_.path());
+  ASSERT_GE(segments.size(), 3u);
+  const std::uint64_t lost_from = *parse_segment_file_name(segments.back().substr(segments.back().rfind('/') + 1));
+  ASSERT_TRUE(this->backend()->remove(segments.back()).ok());
+
+  for (int attempt = 0; attempt < 2; ++attempt) {  // a refusal changes nothing that proves the loss
+    const auto refused = this->open(kSmallSegments);
+    ASSERT_EQ(refused.code(), ErrorCode::corruption);
+    EXPECT_NE(refused.status().message().find("acknowledged events " + std::to_string(lost_from) + ".." +
+                                              std::to_string(last) + " are missing"),
+              std::string::npos)
+        << refused.status().to_string();
+  }
+  if constexpr (!std::is_same_v<TypeParam, FaultBackend>) {
+    const auto reading = Journal::open_read_only(this->dir_.path(), kSmallSegments);
+    ASSERT_TRUE(reading.ok());
+    EXPECT_EQ(reading.value()->recovery().lost_first, lost_from);
+    EXPECT_EQ(reading.value()->recovery().lost_last, last);
+  }
+
+  Options accepting = kSmallSegments;
+  accepting.accept_data_loss = true;
+  {
+    auto journal = this->open(accepting);
+    ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+    EXPECT_EQ(journal.value()->recovery().lost_first, lost_from);
+    EXPECT_EQ(journal.value()->last_sequence(), lost_from - 1);
+    const auto next = append_events(*journal.value(), 2, 0, 1);
+    ASSERT_EQ(next.size(), 1u);
+    EXPECT_EQ(next.front().first, lost_from);  // given away, knowingly
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  const auto names = this->backend()->list(this->dir_.path());
+  ASSERT_TRUE(names.ok());
+  const std::string note = "data-loss-" + std::to_string(lost_from) + "-" + std::to_string(last) + ".txt";
+  EXPECT_NE(std::find(names.value().begin(), names.value().end(), note), names.value().end());
+  auto again = this->open(kSmallSegments);  // the loss was accepted: the notice says so now
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_TRUE(again.value()->recovery().data_loss.empty());
+}
+
+// Retention moves LOCK's floor before it removes a segment, so the log may start later; a segment
+// removed below the floor by anything else is a loss.
+TYPED_TEST(JournalTest, ASegmentRemovedBelowTheRetentionFloorIsALoss) {
+  {
+    auto journal = this->open(kSmallSegments);
+    ASSERT_TRUE(journal.ok());
+    append_events(*journal.value(), 1, 0, 1000);
+    ASSERT_TRUE(journal.value()->remove_segments_before(300).ok());
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  auto segments = segment_files(*this->backend(), this->dir_.path());
+  {
+    auto journal = this->open(kSmallSegments);
+    ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  ASSERT_TRUE(this->backend()->remove(segments.front()).ok());
+  const auto refused = this->open(kSmallSegments);
+  ASSERT_EQ(refused.code(), ErrorCode::corruption);
+  EXPECT_NE(refused.status().message().find("retention floor"), std::string::npos) << refused.status().to_string();
+}
+
+// The caller's own proof (the engine's state snapshots) counts like the notice.
+TYPED_TEST(JournalTest, TheCallersWitnessOfDurableRecordsIsHeard) {
+  {
+    auto journal = this->open(kSmallSegments);
+    ASSERT_TRUE(journal.ok());
+    append_events(*journal.value(), 1, 0, 10);
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  Options options = kSmallSegments;
+  options.durable_witness = [](std::uint64_t last) -> std::optional<DurableWitness> {
+    return DurableWitness{last + 5, "the caller's checkpoint"};
+  };
+  const auto refused = this->open(options);
+  ASSERT_EQ(refused.code(), ErrorCode::corruption);
+  EXPECT_NE(refused.status().message().find("the caller's checkpoint says 15 was durable"), std::string::npos)
+      << refused.status().to_string();
+  options.durable_witness = [](std::uint64_t) { return std::optional<DurableWitness>(); };
+  EXPECT_TRUE(this->open(options).ok());
+}
 
 TEST(JournalFaults, AFailedSyncFailsThePendingAndEveryLaterAppend) {
   auto io = std::make_shared<FaultBackend>(3);

@@ -26,7 +26,7 @@ using test::soon;
 
 // Small segments, a fine index and a small chunk, so a few hundred records span several segments,
 // several index entries each, and many chunks.
-constexpr Options kSmall{.segment_bytes_max = 16384,
+const Options kSmall{.segment_bytes_max = 16384,
                          .record_bytes_max = 1024,
                          .commit_bytes_max = 4096,
                          .index_interval_bytes = 1024,

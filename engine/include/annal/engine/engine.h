@@ -105,6 +105,10 @@ struct OpenReport {
   // open_read_only: why the log it serves stops short of the files' end: damage, with its file,
   // offset and sequence (empty: it does not). A tool that reads "everything" must say so.
   std::string stopped_at_damage;
+  // Acknowledged events the log no longer holds, with the witness that proves they were there
+  // (journal::Options::accept_data_loss): open_read_only reports them and serves what is left;
+  // open() refuses such a directory, and has this only when accept_data_loss let it go on.
+  std::string data_loss;
 };
 
 class Engine {

@@ -139,19 +139,27 @@ void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::
 
 // The directory's LOCK file. The writer holds an exclusive lock on it (an open file description
 // lock, so tools can ask whether it is held without taking it) for as long as the journal is open,
-// and after each sync writes the durable sequence it has just acknowledged over its first bytes:
+// and keeps two words in it, each a u64, a magic u32 and a checksum u32 (CRC32C of the 12 before):
 //
-//   +0 durable sequence u64, +8 magic "DURA" u32, +12 checksum u32 (CRC32C of [0, 12))
+//   +0  durable notice   the sequence just acknowledged durable, "DURA"; written after each sync
+//   +16 retention floor  the first sequence the log keeps, "KEEP"; synced before retention removes
+//                        a segment, and at the first open
 //
-// Readers in other processes (annal tail) cap what they show there: the segments may already hold
-// records of a round whose fdatasync has not completed, which a power cut could still take back.
-// The notice is never synced and is believed only while a writer holds the lock: after a crash,
-// recovery, not a stale notice, decides what the log holds.
+// Readers in other processes (annal tail) cap what they show at the notice: the segments may
+// already hold records of a round whose fdatasync has not completed, which a power cut could still
+// take back. The notice itself is never synced, so after a crash it can only be older than what
+// the log durably holds, never newer. That makes both words witnesses for open() and the tools: a
+// log that ends before the notice, or starts after the floor, lost acknowledged events
+// (Options::accept_data_loss in journal.h).
 inline constexpr std::string_view kLockFileName = "LOCK";
-inline constexpr std::size_t kDurableNoticeBytes = 16;
-void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kDurableNoticeBytes> out) noexcept;
+inline constexpr std::size_t kLockWordBytes = 16;
+inline constexpr std::size_t kDurableNoticeBytes = kLockWordBytes;
+inline constexpr std::uint64_t kRetentionFloorOffset = kLockWordBytes;
+void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kLockWordBytes> out) noexcept;
 // nullopt for anything else: a short file, an older writer's empty LOCK, a read torn by a write.
 [[nodiscard]] std::optional<std::uint64_t> decode_durable_notice(std::span<const std::byte> in) noexcept;
+void encode_retention_floor(std::uint64_t first_kept, std::span<std::byte, kLockWordBytes> out) noexcept;
+[[nodiscard]] std::optional<std::uint64_t> decode_retention_floor(std::span<const std::byte> in) noexcept;
 
 enum class RecordStatus {
   ok,

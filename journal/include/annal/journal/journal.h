@@ -20,7 +20,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -46,6 +48,12 @@ enum class RecoveryMode {
 };
 
 enum class IoKind { io_uring, posix };
+
+// A sequence known to have been acknowledged durable, and what says so ("state snapshot F").
+struct DurableWitness {
+  std::uint64_t sequence = 0;
+  std::string what;
+};
 
 // How the next segment file is made ready, on a thread of its own, before the writer rolls over.
 enum class SegmentPreparation {
@@ -85,6 +93,18 @@ struct Options {
   // grows only for a record that does not fit. Recovery's scan of a segment at open reads the
   // same way.
   std::size_t read_chunk_bytes = 1u << 20;
+  // Acknowledged events the log no longer holds (a segment deleted or cut short by hand, a disk
+  // that dropped written data) are found at open by their witnesses: the durable notice and the
+  // retention floor in LOCK (format.h), and whatever durable_witness proves. open() then refuses
+  // the directory with ErrorCode::corruption, naming the missing sequences and the witness. With
+  // accept_data_loss it goes on instead: the log continues after what it holds, so the missing
+  // sequences will be given to new events; it says so on stderr and in RecoveryReport::data_loss
+  // and leaves a note, data-loss-after-<last>.txt, in the directory. Truncating a torn tail, which
+  // holds nothing acknowledged, needs no such consent.
+  bool accept_data_loss = false;
+  // The caller's own proof, asked once open() knows the last sequence the recovered log holds: a
+  // later sequence that was acknowledged durable (the engine answers from its state snapshots).
+  std::function<std::optional<DurableWitness>(std::uint64_t last_sequence)> durable_witness{};
 };
 
 struct RecordInput {
@@ -140,6 +160,12 @@ struct RecoveryReport {
   std::uint64_t truncated_bytes = 0;     // torn tail removed
   std::uint64_t dropped_records = 0;     // records past the last complete batch, or past damage
   std::string message;                   // one line, empty when nothing was repaired
+  // Acknowledged events missing from the log, first..last, with the witness (Options::
+  // accept_data_loss); empty when none are. A writer's open has it only when it was told to accept
+  // the loss; a read-only open reports it and serves what there is.
+  std::string data_loss;
+  std::uint64_t lost_first = 0;
+  std::uint64_t lost_last = 0;
 };
 
 class Journal {

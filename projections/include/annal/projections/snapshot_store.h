@@ -71,10 +71,17 @@ class SnapshotStore {
   };
   Result<std::vector<FileReport>> inspect(bool verify_state);
 
-  // Removes every snapshot, of any projection, past `sequence`: states that include events a crash
-  // took back. The log will hold other events at those sequences, so such a file must be gone
-  // before anything is appended again. Returns the files removed, or the first error.
-  Result<std::vector<std::string>> discard_after(std::uint64_t sequence);
+  // The newest snapshot of `name` past `sequence` that reads back intact, state included, of any
+  // schema; nullopt if there is none. The engine's own snapshots are written only once the log
+  // holds their sequence durably, so one past the log's end proves the log lost events.
+  Result<std::optional<std::uint64_t>> newest_intact_after(std::string_view name, std::uint64_t sequence);
+
+  // Takes every snapshot, of any projection, past `sequence` out of use: states that include
+  // events the log no longer holds. The log will hold other events at those sequences, so such a
+  // file must be gone before anything is appended again. `set_aside` empty: removed (what a crash
+  // took back was never acknowledged); otherwise renamed to <file><set_aside>, kept as evidence of
+  // a loss. Returns the files, or the first error.
+  Result<std::vector<std::string>> discard_after(std::uint64_t sequence, std::string_view set_aside = {});
 
  private:
   [[nodiscard]] std::string path(const std::string& file) const { return directory_ + "/" + file; }
