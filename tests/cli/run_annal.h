@@ -1,0 +1,104 @@
+// Running the annal tool as a user runs it, for the CLI tests: a child process with arguments,
+// judged by its exit code and output; and the stores those tests start from.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "annal/engine/engine.h"
+
+namespace annal::cli::test {
+
+struct Ran {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// execv's arguments for `annal ARGS...`, pointing into `args`. Made before fork: a forked child of
+// a process with other threads (a watchdog) must not allocate before exec, since an allocator lock
+// another thread held at the fork stays held in the child.
+inline std::vector<char*> argv_of(const std::vector<std::string>& args) {
+  std::vector<char*> argv{const_cast<char*>(ANNAL_CLI)};
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  return argv;
+}
+
+// Runs `annal ARGS...` to its end, stdin from `input` (a file path) if given.
+inline Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/null") {
+  const std::string out = std::filesystem::temp_directory_path() / ("annal-cli-out-" + std::to_string(getpid()));
+  const std::string err = out + ".err";
+  std::vector<char*> argv = argv_of(args);
+  const pid_t child = fork();
+  if (child == 0) {
+    const int in_fd = open(input.c_str(), O_RDONLY);
+    const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(in_fd, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    execv(ANNAL_CLI, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  Ran ran{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(out), read_file(err)};
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  return ran;
+}
+
+inline std::size_t lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+// Flips the bits of one byte of `file`, as a bad disk or a stray write would.
+inline void flip_byte(const std::string& file, std::streamoff offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(offset);
+  const int byte = f.get();
+  ASSERT_NE(byte, std::char_traits<char>::eof()) << file << " has no byte at " << offset;
+  f.seekp(offset);
+  f.put(static_cast<char>(~byte));
+}
+
+// 64 KiB segments, so that a few thousand small events fill several, and state snapshots often.
+inline engine::Options small_segments() {
+  engine::Options options;
+  options.journal.segment_bytes_max = 64u << 10;
+  options.journal.commit_bytes_max = 16u << 10;
+  options.event_bytes_max = 4u << 10;  // a commit of one event fits in 16 KiB
+  options.state_snapshot_every_events = 200;
+  return options;
+}
+
+// Appends `count` events of 200 bytes over three streams, through the engine, and closes it.
+inline void append_events(const std::string& directory, const engine::Options& options, int count) {
+  auto store = engine::Engine::open(directory, options);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  const std::string payload(200, 'x');
+  for (int i = 0; i < count; ++i) {
+    const engine::EventData event{.type = "T", .payload = std::as_bytes(std::span(payload))};
+    ASSERT_TRUE(store.value()->append("s" + std::to_string(i % 3), engine::ExpectedVersion::any(), {&event, 1}).ok());
+  }
+  ASSERT_TRUE(store.value()->close().ok());
+}
+
+}  // namespace annal::cli::test
