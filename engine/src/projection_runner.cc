@@ -135,7 +135,9 @@ Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const 
   queries_waiting_.store(queries_.size(), std::memory_order_release);
   // Answerable now: do not leave it until the runner's wait for the next event ends.
   if (min_sequence <= applied_.load(std::memory_order_acquire)) subscription_->wake();
-  const bool answered = changed_.wait_until(lock, deadline, [&] { return query.done || !error_.ok() || stop_asked_; });
+  const bool answered = changed_.wait_until(lock, deadline, [&] {
+    return query.done || !error_.ok() || stop_requested_.load(std::memory_order_acquire);
+  });
   // Not done: withdraw it, unless the runner has started it, in which case it finishes first
   // (fn points into this frame).
   if (!(answered && query.done) && query.running) changed_.wait(lock, [&] { return query.done; });
@@ -146,7 +148,7 @@ Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const 
   std::erase(queries_, &query);
   queries_waiting_.store(queries_.size(), std::memory_order_release);
   if (!error_.ok()) return error_;
-  if (stop_asked_) return Status(ErrorCode::failed, "projection " + name_ + " stopped");
+  if (stop_requested_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "projection " + name_ + " stopped");
   return Status(ErrorCode::timed_out, "projection " + name_ + " has applied up to sequence " +
                                           std::to_string(applied_.load(std::memory_order_acquire)) + ", not yet " +
                                           std::to_string(min_sequence));
@@ -227,10 +229,9 @@ ProjectionStatus ProjectionRunner::status() const {
 
 void ProjectionRunner::request_stop() {
   {
-    std::lock_guard lock(mutex_);
-    stop_asked_ = true;  // queries not yet started fail now, not at their timeout
+    std::lock_guard lock(mutex_);  // set under it: waiting queries see it, and fail now, not at their timeout
+    stop_requested_.store(true, std::memory_order_release);
   }
-  stop_requested_.store(true, std::memory_order_release);
   changed_.notify_all();
   subscription_->wake();
 }

@@ -112,7 +112,7 @@ class ProjectionRunner {
   std::atomic<std::uint64_t> replayed_{0};
   std::atomic<std::uint64_t> detached_{0};
   std::atomic<bool> live_{false};
-  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> stop_requested_{false};  // set under mutex_, read anywhere
   std::atomic<std::size_t> queries_waiting_{0};  // cheap look from the apply loop
 
   mutable std::mutex mutex_;
@@ -121,7 +121,6 @@ class ProjectionRunner {
   std::uint64_t snapshots_written_ = 0;     // under mutex_
   std::optional<PendingSnapshot> pending_;  // under mutex_: the newest snapshot to write
   Status error_;                            // under mutex_
-  bool stop_asked_ = false;                 // under mutex_: request_stop was called
   bool stopping_ = false;                   // under mutex_: the writer ends once nothing is pending
   std::thread writer_;
   std::thread thread_;
