@@ -22,15 +22,20 @@ DurabilityNotifier::DurabilityNotifier(journal::Journal& journal, std::function<
   follower_ = std::thread([this] { follow_journal(); });
 }
 
-void DurabilityNotifier::add(std::uint64_t sequence, Callback done) {
+void DurabilityNotifier::add(std::uint64_t sequence, Callback done) { add(sequence, std::move(done), false); }
+
+void DurabilityNotifier::add_internal(std::uint64_t sequence, Callback done) { add(sequence, std::move(done), true); }
+
+void DurabilityNotifier::add(std::uint64_t sequence, Callback done, bool internal) {
   std::unique_lock lock(mutex_);
   if (error_.ok() && sequence > journal_.durable_sequence()) {
-    pending_.push({sequence, std::move(done)});
+    pending_.push({sequence, std::move(done), internal});
     if (pending_.size() == 1) needed_.notify_one();
     return;
   }
   // Settled already. A sequence the journal made durable before it failed is still durable.
   Status status = sequence <= journal_.durable_sequence() ? Status() : error_;
+  if (internal) return done(status);
   // Never run here: the caller may hold its own locks, or be the thread the callback waits for.
   if (!callers_stopping_) {
     ready_.push_back({std::move(done), std::move(status)});
@@ -52,7 +57,12 @@ void DurabilityNotifier::settle(std::uint64_t durable) {
   const bool any = !pending_.empty() && (pending_.top().sequence <= durable || !error_.ok());
   while (!pending_.empty() && (pending_.top().sequence <= durable || !error_.ok())) {
     Pending& top = const_cast<Pending&>(pending_.top());  // popped at once
-    ready_.push_back({std::move(top.done), top.sequence <= durable ? Status() : error_});
+    Status status = top.sequence <= durable ? Status() : error_;
+    if (top.internal) {
+      top.done(status);
+    } else {
+      ready_.push_back({std::move(top.done), std::move(status)});
+    }
     pending_.pop();
   }
   if (any) settled_.notify_one();

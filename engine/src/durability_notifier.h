@@ -42,6 +42,10 @@ class DurabilityNotifier {
   // Calls `done` on the callback thread once `sequence` is durable, or with the error that means it
   // never will be; on this thread only after stop(). What it throws is reported on stderr.
   void add(std::uint64_t sequence, Callback done);
+  // The same for the engine's own `done`, which must not block and never throws (fulfilling a
+  // durable_future): run where the sequence settles, never queued behind user callbacks, so a
+  // callback that waits for a future is answered.
+  void add_internal(std::uint64_t sequence, Callback done);
   // A live subscriber starts (+1) or stops (-1) reading the ring behind the durable gate.
   void follow(int change);
   // Stops following, fails the callbacks still waiting (ErrorCode::failed, or the journal's error),
@@ -55,6 +59,7 @@ class DurabilityNotifier {
   struct Pending {
     std::uint64_t sequence;
     Callback done;
+    bool internal = false;  // add_internal's: run in settle(), not on the callback thread
     bool operator>(const Pending& other) const noexcept { return sequence > other.sequence; }
   };
   struct Settled {
@@ -62,6 +67,7 @@ class DurabilityNotifier {
     Status status;
   };
 
+  void add(std::uint64_t sequence, Callback done, bool internal);
   void follow_journal();
   void call_back();
   // Moves the callbacks that `durable` (or error_) settles to the callback thread's queue. Under mutex_.

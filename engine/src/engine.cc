@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -89,10 +90,15 @@ journal::Options journal_options(const Options& options) {
 
 // The journal's options for opening `directory`, with the engine's witness of what the log held:
 // its newest intact state snapshot past the log's end (written only once the log held that
-// sequence durably, snapshot_state), which proves the log lost acknowledged events.
+// sequence durably, snapshot_state), which proves the log lost acknowledged events. (A store last
+// written under Durability::none and opened under another mode after a power cut may be refused
+// for a snapshot of what the cut took back: accept_data_loss then.)
 journal::Options journal_options(const Options& options, const std::string& directory,
                                  std::shared_ptr<journal::IoBackend> io) {
   journal::Options out = journal_options(options);
+  // Under Durability::none a state snapshot waited only for its sequence to be written, which a
+  // power cut may take back: no witness then.
+  if (options.journal.durability == journal::Durability::none) return out;
   out.durable_witness = [directory, io = std::move(io)](std::uint64_t last) -> std::optional<journal::DurableWitness> {
     projections::SnapshotStore store(directory, io, 1);
     const auto newest = store.newest_intact_after(kEngineStateName, last);
@@ -204,6 +210,12 @@ class EngineImpl final : public Engine {
   void on_durable(const Receipt& receipt, std::function<void(const Status&)> done) override {
     notifier_->add(receipt.last_sequence, std::move(done));
   }
+  std::future<Status> durable_future(const Receipt& receipt) override {
+    auto promise = std::make_shared<std::promise<Status>>();
+    std::future<Status> future = promise->get_future();
+    notifier_->add_internal(receipt.last_sequence, [promise](const Status& status) { promise->set_value(status); });
+    return future;
+  }
 
   Result<std::vector<Event>> read_stream(const StreamRef& stream, const ReadStreamOptions& options,
                                          Clock::time_point deadline) override;
@@ -255,6 +267,8 @@ class EngineImpl final : public Engine {
 
   Status add_projection(std::string_view name, std::shared_ptr<Projection> projection,
                         const ProjectionOptions& options) override;
+  Result<std::unique_ptr<ProjectionRunner>> make_runner(std::string_view name, std::shared_ptr<Projection> projection,
+                                                        const ProjectionOptions& options);
 
   Status query(std::string_view name, std::uint64_t min_sequence, const std::function<void(const Projection&)>& fn,
                Clock::duration timeout) override {
@@ -413,6 +427,7 @@ class EngineImpl final : public Engine {
   OpenReport open_report_;
   mutable std::mutex projections_mutex_;
   std::map<std::string, std::unique_ptr<ProjectionRunner>, std::less<>> projections_;  // under projections_mutex_
+  std::set<std::string, std::less<>> adding_;  // under projections_mutex_: names add_projection is making
 
   // The sequencing lock: one append at a time checks versions, goes to the journal and into the
   // ring, so the version check and the sequence assignment cannot interleave with another's.
@@ -760,11 +775,29 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   if (projection == nullptr || options.snapshots_kept == 0) {
     return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + ": no projection, or snapshots_kept 0");
   }
-  std::lock_guard lock(projections_mutex_);  // one add at a time: the name check holds until it is in
-  if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
-  if (projections_.contains(name)) {
-    return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + " exists already");
+  // The name is reserved while the projection is made: restore() is user code, run outside the
+  // lock, since it may call the engine (which takes it) or block (and close() takes it too).
+  {
+    std::lock_guard lock(projections_mutex_);
+    if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
+    if (projections_.contains(name) || adding_.contains(name)) {
+      return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + " exists already");
+    }
+    adding_.emplace(name);
   }
+  auto runner = make_runner(name, std::move(projection), options);
+  std::lock_guard lock(projections_mutex_);
+  adding_.erase(adding_.find(name));
+  if (!runner.ok()) return runner.status();
+  if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine closed meanwhile");
+  projections_.emplace(std::string(name), std::move(runner).value());
+  return {};
+}
+
+// A projection restored from its newest usable snapshot, subscribed from there.
+Result<std::unique_ptr<ProjectionRunner>> EngineImpl::make_runner(std::string_view name,
+                                                                  std::shared_ptr<Projection> projection,
+                                                                  const ProjectionOptions& options) {
   auto store = std::make_unique<projections::SnapshotStore>(directory_, io_, options.snapshots_kept);
   std::uint64_t restored = 0;
   if (const std::uint32_t schema = projection->schema(); schema != 0) {
@@ -786,11 +819,9 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   }
   auto subscription = subscribe(restored + 1, options.gating);
   if (!subscription.ok()) return subscription.status();
-  projections_.emplace(std::string(name),
-                       std::make_unique<ProjectionRunner>(std::string(name), std::move(projection), options,
-                                                          std::move(subscription.value()), std::move(store), restored,
-                                                          *journal_, options_.idempotency_window));
-  return {};
+  return std::make_unique<ProjectionRunner>(std::string(name), std::move(projection), options,
+                                            std::move(subscription.value()), std::move(store), restored, *journal_,
+                                            options_.idempotency_window);
 }
 
 Result<std::uint64_t> EngineImpl::build_as_of(std::string_view snapshots_of, Projection& into, AsOf at) {
@@ -1066,13 +1097,6 @@ Result<std::unique_ptr<Engine>> Engine::open_read_only(const std::string& direct
                                              journal::make_posix_backend(), true);
   if (Status started = engine->start(); !started.ok()) return started;
   return std::unique_ptr<Engine>(std::move(engine));
-}
-
-std::future<Status> Engine::durable_future(const Receipt& receipt) {
-  auto promise = std::make_shared<std::promise<Status>>();
-  std::future<Status> future = promise->get_future();
-  on_durable(receipt, [promise](const Status& status) { promise->set_value(status); });
-  return future;
 }
 
 Result<std::vector<Event>> Engine::read_stream(const StreamRef& stream, const ReadStreamOptions& options) {

@@ -25,7 +25,8 @@ constexpr std::string_view kSegmentSuffix = ".log";
 
 // The words in the LOCK file.
 constexpr std::size_t kLockMagicAt = 8, kLockChecksumAt = 12;
-constexpr std::uint32_t kNoticeMagic = 0x41525544;  // "DURA" little-endian
+constexpr std::uint32_t kNoticeMagic = 0x41525544;    // "DURA" little-endian
+constexpr std::uint32_t kUnsyncedMagic = 0x54495257;  // "WRIT" little-endian
 constexpr std::uint32_t kFloorMagic = 0x5045454B;   // "KEEP" little-endian
 static_assert(kLockChecksumAt + 4 == kLockWordBytes);
 
@@ -148,12 +149,14 @@ void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::
               salt, out);
 }
 
-void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kLockWordBytes> out) noexcept {
-  encode_lock_word(durable, kNoticeMagic, out);
+void encode_durable_notice(std::uint64_t durable, bool synced, std::span<std::byte, kLockWordBytes> out) noexcept {
+  encode_lock_word(durable, synced ? kNoticeMagic : kUnsyncedMagic, out);
 }
 
-std::optional<std::uint64_t> decode_durable_notice(std::span<const std::byte> in) noexcept {
-  return decode_lock_word(in, kNoticeMagic);
+std::optional<DurableNotice> decode_durable_notice(std::span<const std::byte> in) noexcept {
+  if (const auto synced = decode_lock_word(in, kNoticeMagic)) return DurableNotice{*synced, true};
+  if (const auto written = decode_lock_word(in, kUnsyncedMagic)) return DurableNotice{*written, false};
+  return std::nullopt;
 }
 
 void encode_retention_floor(std::uint64_t first_kept, std::span<std::byte, kLockWordBytes> out) noexcept {

@@ -31,9 +31,9 @@ namespace annal::journal {
 namespace {
 
 // Writes `durable` into the LOCK file for readers in other processes (format.h).
-Status tell_readers_durable(IoBackend& io, FileId lock, std::uint64_t durable) {
+Status tell_readers_durable(IoBackend& io, FileId lock, std::uint64_t durable, bool synced) {
   std::array<std::byte, kDurableNoticeBytes> notice{};
-  encode_durable_notice(durable, notice);
+  encode_durable_notice(durable, synced, notice);
   return io.write(lock, 0, notice);
 }
 
@@ -628,7 +628,7 @@ class JournalImpl final : public Journal {
   // Best effort: if it fails, those readers only fall behind (open() wrote the first notice, or
   // failed). Writer thread.
   void make_durable(std::uint64_t sequence) {
-    (void)tell_readers_durable(*io_, lock_, sequence);
+    (void)tell_readers_durable(*io_, lock_, sequence, options_.durability != Durability::none);
     std::lock_guard lock(mutex_);
     publish_durable(sequence);
   }
@@ -744,33 +744,35 @@ Status align_tail(IoBackend& io, Recovered& recovered) {
   return {};
 }
 
-// Refuses a log that lost acknowledged events, unless the options accept the loss; records the
-// retention floor the first time (a directory from before it had none: what is there is trusted).
-Status judge_data_loss(IoBackend& io, const std::string& directory, const Options& options, FileId lock,
-                       const LockWords& words, Recovered& recovered) {
-  RecoveryReport& report = recovered.report;
-  const std::uint64_t first_base = recovered.segments.empty() ? 0 : recovered.segments.front().base;
-  const std::uint64_t last = report.next_sequence - 1;
-  const auto witness = options.durable_witness ? options.durable_witness(last) : std::nullopt;
-  const auto loss = find_data_loss(directory, first_base, last, words, witness);
-  if (loss && !options.accept_data_loss) {
+// Refuses a log that lost acknowledged events (before recovery repairs anything), unless the
+// options accept the loss: point-in-time recovery is such consent for what follows the damage.
+BeforeRepair judge_data_loss(const std::string& directory, const Options& options, const LockWords& words,
+                             std::optional<DataLoss>& accepted) {
+  return [&directory, &options, &words, &accepted](std::uint64_t first_base, std::uint64_t last) {
+    const auto witness = options.durable_witness ? options.durable_witness(last) : std::nullopt;
+    auto loss = find_data_loss(directory, first_base, last, words, witness);
+    if (!loss) return Status();
+    if (options.accept_data_loss || options.recovery == RecoveryMode::truncate_at_first_corruption) {
+      accepted = std::move(loss);
+      return Status();
+    }
     return Status(ErrorCode::corruption,
-                  loss->what + ". Refusing to open: put the missing segment files back, or open with accept_data_loss "
-                               "(annal: --accept-data-loss) to continue without them at sequence " +
-                      std::to_string(report.next_sequence) + ".");
-  }
-  if (loss) {
-    report.data_loss = loss->what;
-    report.lost_first = loss->first;
-    report.lost_last = loss->last;
-    std::fprintf(stderr, "annal: %s; accepted (accept_data_loss): the log continues at %llu\n", loss->what.c_str(),
-                 static_cast<unsigned long long>(report.next_sequence));
-    if (Status noted = leave_data_loss_note(io, directory, *loss, report.next_sequence); !noted.ok()) return noted;
-  }
-  if (!words.kept_from || loss) {
-    return write_retention_floor(io, lock, first_base != 0 ? first_base : report.next_sequence);
-  }
-  return {};
+                  loss->what + ". Refusing to open, and nothing was changed: put the missing segment files back, "
+                               "or open with accept_data_loss (annal: --accept-data-loss) to continue without them.");
+  };
+}
+
+// After an accepted loss: said on stderr and in the report, and in a note in the directory. A log
+// left with no segment continues after the lost sequences, so none is given away.
+Status record_data_loss(IoBackend& io, const std::string& directory, const DataLoss& loss, Recovered& recovered) {
+  RecoveryReport& report = recovered.report;
+  if (recovered.segments.empty()) report.next_sequence = std::max(report.next_sequence, loss.last + 1);
+  report.data_loss = loss.what;
+  report.lost_first = loss.first;
+  report.lost_last = loss.last;
+  std::fprintf(stderr, "annal: %s; accepted (accept_data_loss): the log continues at %llu\n", loss.what.c_str(),
+               static_cast<unsigned long long>(report.next_sequence));
+  return leave_data_loss_note(io, directory, loss, report.next_sequence);
 }
 
 }  // namespace
@@ -802,7 +804,8 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
     (void)io->close(lock.value());
     return words.status();
   }
-  auto recovered = recover(*io, directory, options);
+  std::optional<DataLoss> loss;
+  auto recovered = recover(*io, directory, options, judge_data_loss(directory, options, words.value(), loss));
   if (!recovered.ok()) {
     (void)io->close(lock.value());
     return recovered.status();
@@ -810,11 +813,17 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   if (!recovered.value().report.message.empty()) {
     std::fprintf(stderr, "annal: %s\n", recovered.value().report.message.c_str());
   }
-  if (Status judged = judge_data_loss(*io, directory, options, lock.value(), words.value(), recovered.value());
-      !judged.ok()) {
+  Status kept = loss ? record_data_loss(*io, directory, *loss, recovered.value()) : Status();
+  // The floor, the first time (a directory from before it had none: what is there is trusted).
+  if (kept.ok() && (!words.value().kept_from || loss)) {
+    const std::uint64_t first = recovered.value().segments.empty() ? recovered.value().report.next_sequence
+                                                                   : recovered.value().segments.front().base;
+    kept = write_retention_floor(*io, lock.value(), first);
+  }
+  if (!kept.ok()) {
     if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);
     (void)io->close(lock.value());
-    return judged;
+    return kept;
   }
   FileId tail_writes = -1;
   if (recovered.value().tail_file >= 0) {
@@ -835,7 +844,8 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   // Readers in other processes believe the notice while the lock is held, and the previous
   // writer's may stand past what recovery kept (damage cut the log): it is replaced before
   // anything is appended, or the open fails.
-  if (Status told = tell_readers_durable(*io, lock.value(), recovered.value().report.next_sequence - 1); !told.ok()) {
+  if (Status told = tell_readers_durable(*io, lock.value(), recovered.value().report.next_sequence - 1, true);
+      !told.ok()) {
     if (tail_writes >= 0) (void)io->close(tail_writes);
     if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);
     (void)io->close(lock.value());

@@ -16,6 +16,8 @@ namespace {
 constexpr auto kPollInterval = std::chrono::milliseconds(20);
 // Reads of a durable notice torn by a write before the poll gives up on it until the next.
 constexpr int kNoticeReadsMax = 3;
+// Scans of a directory whose segments retention removes meanwhile, before open_read_only gives up.
+constexpr int kScanAttemptsMax = 5;
 
 class ReadOnlyJournal final : public Journal {
  public:
@@ -132,8 +134,9 @@ class ReadOnlyJournal final : public Journal {
       const auto got = io_->read(lock_file_, 0, notice);
       if (!got.ok()) return got.status();
       const auto told = decode_durable_notice(std::span(notice).first(got.value()));
+      if (told) return std::optional<std::uint64_t>(told->sequence);
       // A whole notice that does not check was torn by the writer's next one: read it again.
-      if (told || got.value() < notice.size() || attempt == kNoticeReadsMax) return told;
+      if (got.value() < notice.size() || attempt == kNoticeReadsMax) return std::optional<std::uint64_t>();
     }
   }
 
@@ -229,15 +232,23 @@ class ReadOnlyJournal final : public Journal {
 
 Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& directory, const Options& options) {
   auto io = make_posix_backend();
-  // The witnesses are read before the scan: a live writer may append and snapshot meanwhile, and
-  // a notice or snapshot read after it could then stand past the log this scan saw. The caller's
+  // A live writer may append, snapshot and remove segments while this looks. The durable notice is
+  // read before the scan (one read after it could count records the scan did not see), the
+  // retention floor after it (retention raises it before it removes a segment), and the caller's
   // witness is asked only when no writer held the directory through the scan (it is read after).
-  const auto words = read_lock_words(*io, directory);
-  if (!words.ok()) return words.status();
+  auto before = read_lock_words(*io, directory);
+  if (!before.ok()) return before.status();
   const auto locked_before = io->directory_locked(directory);
   if (!locked_before.ok()) return locked_before.status();
   auto scanned = scan_directory(*io, directory, options, false);
+  // A segment listed and then removed by retention before the scan opened it: look again.
+  for (int attempt = 1; attempt < kScanAttemptsMax && scanned.code() == ErrorCode::not_found; ++attempt) {
+    scanned = scan_directory(*io, directory, options, false);
+  }
   if (!scanned.ok()) return scanned.status();
+  const auto after = read_lock_words(*io, directory);
+  if (!after.ok()) return after.status();
+  const LockWords words{.durable = before.value().durable, .kept_from = after.value().kept_from};
   const auto locked_after = io->directory_locked(directory);
   if (!locked_after.ok()) return locked_after.status();
   const std::vector<SegmentInfo>& segments = scanned.value().segments;
@@ -246,7 +257,7 @@ Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& dire
   const bool idle = !locked_before.value() && !locked_after.value();
   const auto witness = idle && options.durable_witness ? options.durable_witness(last) : std::nullopt;
   // Damage cuts the readable log short; the damage report says so, not a loss report.
-  const auto loss = scanned.value().report.sound() ? find_data_loss(directory, first_base, last, words.value(), witness)
+  const auto loss = scanned.value().report.sound() ? find_data_loss(directory, first_base, last, words, witness)
                                                    : std::nullopt;
   auto journal = std::make_unique<ReadOnlyJournal>(directory, options, std::move(io), std::move(scanned.value()));
   if (loss) journal->report_data_loss(*loss);

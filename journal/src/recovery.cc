@@ -117,8 +117,15 @@ std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std
   return std::move(sealed.value());
 }
 
-Result<Recovered> recover(IoBackend& io, const std::string& directory, const Options& options) {
+Result<Recovered> recover(IoBackend& io, const std::string& directory, const Options& options,
+                          const BeforeRepair& before_repair) {
   Recovered recovered;
+  bool asked = false;
+  const auto ask = [&](std::uint64_t first_base, std::uint64_t last) {
+    if (asked) return Status();
+    asked = true;
+    return before_repair(first_base, last);
+  };
   const auto names = io.list(directory);
   if (!names.ok()) return names.status();
 
@@ -137,6 +144,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
   std::sort(bases.begin(), bases.end());
 
   std::vector<std::string> repairs;
+  std::vector<std::string> stale_indexes;  // removed once before_repair allowed it
   for (std::size_t i = 0; i < bases.size(); ++i) {
     const bool last = i + 1 == bases.size();
     const std::string path = join_path(directory, segment_file_name(bases[i]));
@@ -183,6 +191,11 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
                         "to keep what precedes it");
     }
     if (verdict != Verdict::intact) {
+      const std::uint64_t first_base = recovered.segments.empty() ? bases[i] : recovered.segments.front().base;
+      if (Status allowed = ask(first_base, scan.next_sequence - 1); !allowed.ok()) {
+        (void)io.close(file.value());
+        return allowed;
+      }
       const Status cut = cut_tail(io, file.value(), scan.valid_bytes, size.value());
       if (!cut.ok()) return cut;
       recovered.report.truncated_bytes += scan.data_end - scan.valid_bytes;
@@ -195,7 +208,7 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
       (void)write_sealed_index(io, path, {bases[i], scan.next_sequence, scan.valid_bytes,
                                           options.index_interval_bytes, header.value().salt, scan.index});
     } else {
-      (void)io.remove(sealed_index_path(path));  // stale if it exists: this segment changed or is the tail
+      stale_indexes.push_back(sealed_index_path(path));  // if it exists: this segment changed or is the tail
     }
     recovered.segments.push_back(
         {bases[i], scan.next_sequence, scan.valid_bytes, path, std::move(scan.index), scan.valid_bytes});
@@ -224,6 +237,13 @@ Result<Recovered> recover(IoBackend& io, const std::string& directory, const Opt
   recovered.report.segments = recovered.segments.size();
   recovered.report.next_sequence =
       recovered.segments.empty() ? kFirstSequence : recovered.segments.back().end_sequence;
+  if (Status allowed = ask(recovered.segments.empty() ? 0 : recovered.segments.front().base,
+                           recovered.report.next_sequence - 1);
+      !allowed.ok()) {
+    if (recovered.tail_file >= 0) (void)io.close(recovered.tail_file);
+    return allowed;
+  }
+  for (const std::string& index : stale_indexes) (void)io.remove(index);
   for (const std::string& repair : repairs) {
     if (!recovered.report.message.empty()) recovered.report.message += "; ";
     recovered.report.message += repair;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,8 +49,13 @@ struct Recovered {
 [[nodiscard]] std::optional<SealedSegment> trusted_index(IoBackend& io, FileId file, const std::string& path,
                                                          std::uint64_t base, std::uint64_t next_base);
 
+// Asked once, before recovery changes anything that held records (a torn tail cut, segments after
+// damage removed), or at the end if nothing needs repair: the log will run from `first_base` (0:
+// no segment) to `last` (0: empty). An error stops recovery there, with nothing repaired.
+using BeforeRepair = std::function<Status(std::uint64_t first_base, std::uint64_t last)>;
+
 [[nodiscard]] Result<Recovered> recover(IoBackend& io, const std::string& directory,
-                                        const Options& options);
+                                        const Options& options, const BeforeRepair& before_repair);
 
 // Makes segment `base` out of `file`, a sized file under the temporary name `temp`: writes the
 // header, syncs, renames it into place and syncs the directory, so after a crash the segment

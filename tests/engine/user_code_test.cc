@@ -120,6 +120,67 @@ TEST_F(UserCodeTest, ADurabilityCallbackMayWaitAndQuery) {
   EXPECT_EQ(future.get(), 2u);
 }
 
+// durable_future is fulfilled where durability settles, not on the callback thread: a callback
+// that waits for one (settled already, or not yet) is answered, and close() ends such a wait.
+TEST_F(UserCodeTest, ACallbackMayWaitForADurableFutureAndCloseEndsSuchAWait) {
+  annal::test::Watchdog watchdog("callback waiting for a durable future");
+  const Receipt first = append_text("s", "x");
+  ASSERT_TRUE(engine_->wait_durable(first, soon()).ok());
+  std::promise<bool> answered;
+  engine_->on_durable(first, [&](const Status&) {
+    answered.set_value(engine_->durable_future(first).wait_for(60s) == std::future_status::ready);
+  });
+  auto settled = answered.get_future();
+  ASSERT_EQ(settled.wait_for(90s), std::future_status::ready);
+  EXPECT_TRUE(settled.get());
+
+  std::atomic<bool> waiting{false};
+  std::atomic<bool> ended{false};
+  engine_->on_durable(first, [&](const Status&) {
+    Receipt never = first;
+    never.last_sequence += 1u << 30;  // answered only by close()
+    auto future = engine_->durable_future(never);
+    waiting.store(true);
+    ended.store(future.wait_for(1h) == std::future_status::ready && !future.get().ok());
+  });
+  ASSERT_TRUE(eventually([&] { return waiting.load(); }));
+  EXPECT_TRUE(engine_->close().ok());
+  EXPECT_TRUE(ended.load());
+}
+
+// restore() runs outside the engine's locks: one that calls the engine neither deadlocks with it
+// nor keeps close() waiting.
+struct Inquisitive final : Projection {
+  explicit Inquisitive(Engine* target) : engine(target) {}
+  Engine* engine;
+  std::atomic<bool> asked{false};
+  std::uint32_t schema() const override { return 1; }
+  void apply(const EventView&) override {}
+  std::vector<std::byte> snapshot() const override { return std::vector<std::byte>(8, std::byte{1}); }
+  Status restore(std::span<const std::byte>) override {
+    if (engine != nullptr) {
+      (void)engine->projection_status("other");
+      (void)engine->last_sequence();
+      asked.store(true);
+    }
+    return {};
+  }
+};
+
+TEST_F(UserCodeTest, ARestoreThatCallsTheEngineDoesNotBlockIt) {
+  annal::test::Watchdog watchdog("restore calling the engine");
+  ASSERT_TRUE(engine_->add_projection("p", std::make_shared<Inquisitive>(nullptr), {}).ok());
+  const Receipt appended = append_text("s", "x");
+  ASSERT_TRUE(eventually([&] { return engine_->projection_status("p").value().applied >= appended.last_sequence; }));
+  ASSERT_TRUE(engine_->close().ok());  // the last snapshot, at close
+  open(tiny_ring_options());
+  auto inquisitive = std::make_shared<Inquisitive>(engine_.get());
+  ASSERT_TRUE(engine_->add_projection("p", inquisitive, {}).ok());
+  EXPECT_TRUE(inquisitive->asked.load()) << "restore() was not called: no snapshot at close?";
+  EXPECT_EQ(engine_->add_projection("p", inquisitive, {}).code(), ErrorCode::invalid_argument);  // the name holds
+  EXPECT_TRUE(engine_->close().ok());
+}
+
 TEST_F(UserCodeTest, ADurabilityCallbackThatThrowsIsReportedAndTheNextOnesStillRun) {
   const EventData first = event("Started");
   const auto receipt = engine_->append("s", ExpectedVersion::any(), {&first, 1});

@@ -190,17 +190,21 @@ TEST(Record, OnlyASizeBeyondTheFormatsLimitIsImpossible) {
 
 // A read torn by the writer's next notice, a short or empty LOCK file: nothing to believe.
 TEST(DurableNotice, RoundTripsAndRefusesWhatAWriteCouldHaveTorn) {
-  std::array<std::byte, kDurableNoticeBytes> older{}, newer{};
-  encode_durable_notice(0x00000000FFFFFFFFull, older);
-  encode_durable_notice(0x0000000100000000ull, newer);
-  EXPECT_EQ(decode_durable_notice(older), 0x00000000FFFFFFFFull);
-  EXPECT_EQ(decode_durable_notice(newer), 0x0000000100000000ull);
+  std::array<std::byte, kDurableNoticeBytes> older{}, newer{}, unsynced{};
+  encode_durable_notice(0x00000000FFFFFFFFull, true, older);
+  encode_durable_notice(0x0000000100000000ull, true, newer);
+  encode_durable_notice(7, false, unsynced);
+  EXPECT_EQ(decode_durable_notice(older)->sequence, 0x00000000FFFFFFFFull);
+  EXPECT_EQ(decode_durable_notice(newer)->sequence, 0x0000000100000000ull);
+  EXPECT_TRUE(decode_durable_notice(newer)->synced);
+  EXPECT_EQ(decode_durable_notice(unsynced)->sequence, 7u);
+  EXPECT_FALSE(decode_durable_notice(unsynced)->synced);  // Durability::none: no witness
   for (std::size_t cut = 1; cut < kDurableNoticeBytes; ++cut) {
     std::array<std::byte, kDurableNoticeBytes> torn = older;
     std::copy(newer.begin(), newer.begin() + static_cast<std::ptrdiff_t>(cut), torn.begin());
     const auto read = decode_durable_notice(torn);
     if (read) {
-      EXPECT_TRUE(*read == 0x00000000FFFFFFFFull || *read == 0x0000000100000000ull) << "cut " << cut;
+      EXPECT_TRUE(read->sequence == 0x00000000FFFFFFFFull || read->sequence == 0x0000000100000000ull) << "cut " << cut;
     }
     EXPECT_FALSE(decode_durable_notice(std::span(older).first(cut)).has_value());
   }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -319,6 +320,38 @@ TYPED_TEST(JournalTest, TheCallersWitnessOfDurableRecordsIsHeard) {
       << refused.status().to_string();
   options.durable_witness = [](std::uint64_t) { return std::optional<DurableWitness>(); };
   EXPECT_TRUE(this->open(options).ok());
+}
+
+// A tool beside a writer whose retention removes segments meanwhile: retention raises the floor
+// before it removes a segment, so a read-only open never takes the removal for a loss, and a
+// segment removed between the listing and the scan is looked for again, not an error.
+TEST(JournalReadOnly, BesideLiveRetentionSeesNoLossAndNoError) {
+  annal::test::Watchdog watchdog("read-only opens beside retention");
+  TempDirectory dir;
+  auto writer = Journal::open(dir.path(), kSmallSegments);
+  ASSERT_TRUE(writer.ok());
+  std::atomic<int> trims{0};
+  std::atomic<bool> stop{false};
+  std::thread appender([&] {
+    std::uint64_t version = 0;
+    while (!stop.load()) {
+      const auto receipts = append_events(*writer.value(), 1, version, 10);
+      version += 10;
+      if (receipts.size() != 10 || !writer.value()->wait_durable(receipts.back().last, soon()).ok()) return;
+      if (writer.value()->remove_segments_before(receipts.back().last).ok()) trims.fetch_add(1);
+    }
+  });
+  int opens = 0;
+  while (trims.load() < 200 && opens < 100'000) {
+    auto reading = Journal::open_read_only(dir.path(), kSmallSegments);
+    ++opens;
+    ASSERT_TRUE(reading.ok()) << reading.status().to_string();
+    ASSERT_EQ(reading.value()->recovery().data_loss, "");
+  }
+  stop.store(true);
+  appender.join();
+  EXPECT_GE(trims.load(), 200) << opens << " opens";
+  EXPECT_TRUE(writer.value()->close().ok());
 }
 
 TEST(JournalFaults, AFailedSyncFailsThePendingAndEveryLaterAppend) {

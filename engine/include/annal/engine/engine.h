@@ -150,7 +150,10 @@ class Engine {
   // may append, wait and query: a slow one delays only the callbacks after it. What it throws is
   // reported on stderr.
   virtual void on_durable(const Receipt& receipt, std::function<void(const Status&)> done) = 0;
-  std::future<Status> durable_future(const Receipt& receipt);
+  // The same as a future, fulfilled where durability is settled, not on the callback thread: so a
+  // callback may wait for one. (A callback must not wait for another callback: they run one at a
+  // time.)
+  virtual std::future<Status> durable_future(const Receipt& receipt) = 0;
 
   // Events of one stream from a version, either way, up to max_count; a stream with no events reads
   // empty. Costs time in proportion to the events between the stream's end and the last one

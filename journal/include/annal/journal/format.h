@@ -141,7 +141,8 @@ void encode_padding(std::uint64_t next_sequence, std::uint32_t commit_lag, std::
 // lock, so tools can ask whether it is held without taking it) for as long as the journal is open,
 // and keeps two words in it, each a u64, a magic u32 and a checksum u32 (CRC32C of the 12 before):
 //
-//   +0  durable notice   the sequence just acknowledged durable, "DURA"; written after each sync
+//   +0  durable notice   the sequence just acknowledged durable, "DURA" ("WRIT" under
+//                        Durability::none); written after each round's sync
 //   +16 retention floor  the first sequence the log keeps, "KEEP"; synced before retention removes
 //                        a segment, and at the first open
 //
@@ -155,9 +156,15 @@ inline constexpr std::string_view kLockFileName = "LOCK";
 inline constexpr std::size_t kLockWordBytes = 16;
 inline constexpr std::size_t kDurableNoticeBytes = kLockWordBytes;
 inline constexpr std::uint64_t kRetentionFloorOffset = kLockWordBytes;
-void encode_durable_notice(std::uint64_t durable, std::span<std::byte, kLockWordBytes> out) noexcept;
+// `synced`: an fdatasync covered the sequence (every mode but Durability::none, whose notice says
+// "WRIT" instead of "DURA"). Both kinds cap what readers show; only a synced one is a witness.
+struct DurableNotice {
+  std::uint64_t sequence = 0;
+  bool synced = false;
+};
+void encode_durable_notice(std::uint64_t durable, bool synced, std::span<std::byte, kLockWordBytes> out) noexcept;
 // nullopt for anything else: a short file, an older writer's empty LOCK, a read torn by a write.
-[[nodiscard]] std::optional<std::uint64_t> decode_durable_notice(std::span<const std::byte> in) noexcept;
+[[nodiscard]] std::optional<DurableNotice> decode_durable_notice(std::span<const std::byte> in) noexcept;
 void encode_retention_floor(std::uint64_t first_kept, std::span<std::byte, kLockWordBytes> out) noexcept;
 [[nodiscard]] std::optional<std::uint64_t> decode_retention_floor(std::span<const std::byte> in) noexcept;
 

@@ -43,7 +43,8 @@ enum class RecoveryMode {
   // Truncate a torn tail (what a crash leaves); refuse to open on any other damage.
   tolerate_torn_tail,
   // Keep the longest intact prefix and drop everything after the first damage (RocksDB's
-  // point-in-time recovery). Chosen by an operator who accepts losing what follows.
+  // point-in-time recovery). Chosen by an operator who accepts losing what follows, so it implies
+  // accept_data_loss.
   truncate_at_first_corruption,
 };
 
@@ -99,8 +100,9 @@ struct Options {
   // the directory with ErrorCode::corruption, naming the missing sequences and the witness. With
   // accept_data_loss it goes on instead: the log continues after what it holds, so the missing
   // sequences will be given to new events; it says so on stderr and in RecoveryReport::data_loss
-  // and leaves a note, data-loss-after-<last>.txt, in the directory. Truncating a torn tail, which
-  // holds nothing acknowledged, needs no such consent.
+  // and leaves a note, data-loss-FIRST-LAST.txt, in the directory (a log left with no segment
+  // continues after the lost sequences instead). Truncating a torn tail, which holds nothing
+  // acknowledged, needs no such consent; RecoveryMode::truncate_at_first_corruption is consent.
   bool accept_data_loss = false;
   // The caller's own proof, asked once open() knows the last sequence the recovered log holds: a
   // later sequence that was acknowledged durable (the engine answers from its state snapshots).
