@@ -199,7 +199,13 @@ class JournalImpl final : public Journal {
       fresh.marks.clear();
     }
     const Receipt receipt{next_sequence_, next_sequence_ + records.size() - 1};
+    // What each record's commit_lag says was acknowledged. Under Durability::none acknowledged is
+    // only written, which a power cut may take back: the lag then claims no more than an fdatasync
+    // covered (the segments before this one, synced before it was written), or a power cut's
+    // ordinary losses would read as damage.
     const std::uint64_t durable = durable_.load(std::memory_order_acquire);
+    const std::uint64_t proven =
+        options_.durability == Durability::none ? std::min(durable, buffer->segment_base - 1) : durable;
     ANNAL_ASSERT(buffer->offset + buffer->used == write_offset_);
     IndexMarker marker(write_offset_, options_.index_interval_bytes);
     for (std::size_t i = 0; i < records.size(); ++i) {
@@ -212,7 +218,7 @@ class JournalImpl final : public Journal {
       header.type = input.type;
       header.flags = i + 1 == records.size() ? kFlagBatchEnd : 0;
       header.commit_lag = static_cast<std::uint32_t>(
-          std::min<std::uint64_t>(header.sequence - durable, kCommitLagMax));
+          std::min<std::uint64_t>(header.sequence - proven, kCommitLagMax));
       const std::size_t size = padded_record_bytes(input.payload_bytes());
       encode_record(header, input.prefix, input.payload, staged_salt_,
                     buffer->bytes.subspan(buffer->used, size));

@@ -35,7 +35,8 @@
 //   written (saturating at 2^32 - 1). A valid record with sequence S and lag L proves every
 //   record up to S - L was acknowledged durable. That is how recovery tells a torn tail (a crash
 //   can leave garbage only past the durable point) from corruption of acknowledged data, which
-//   it must refuse to hide.
+//   it must refuse to hide. Under Durability::none, where acknowledged means only written, the
+//   lag counts from what an fdatasync covered (the segments before this one).
 //
 // The segment header gets a whole 4 KiB block so that no later write (O_DIRECT writes whole
 // blocks) ever rewrites the block holding it: a torn header would lose the whole segment.
