@@ -9,7 +9,6 @@
 #include "annal/journal/inspect.h"
 #include "arguments.h"
 #include "commands.h"
-#include "event_format.h"
 #include "output.h"
 
 namespace annal::cli {
@@ -44,7 +43,7 @@ int print_events(engine::Subscription& subscription, const DumpOptions& options,
         std::to_string(header.stream_id) != options.stream) {
       continue;
     }
-    const std::string line = format_event(event.value(), options.json);
+    const std::string line = server::format_event(event.value(), options.json);
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fputc('\n', stdout);
     if (follow) std::fflush(stdout);

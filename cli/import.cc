@@ -21,7 +21,6 @@
 #include "annal/engine/engine.h"
 #include "arguments.h"
 #include "commands.h"
-#include "event_format.h"
 #include "output.h"
 
 namespace annal::cli {
@@ -36,60 +35,15 @@ struct ImportOptions {
   bool accept_data_loss = false;
 };
 
-struct Line {
-  std::string stream;
-  std::string type;
-  std::string data;  // minified JSON
-  engine::Id128 id;
-  engine::ExpectedVersion expected = engine::ExpectedVersion::any();
-};
+using Line = server::JsonEvent;
 
-// Checks and takes apart one line; the error says what is wrong with it.
+// One line of input: a JSON object, taken apart (the error says what is wrong with it).
 Result<Line> parse_line(simdjson::dom::parser& parser, const std::string& text) {
   simdjson::dom::object object;
   if (const auto error = parser.parse(text).get(object); error != simdjson::SUCCESS) {
     return Status(ErrorCode::invalid_argument, std::string("not a JSON object: ") + simdjson::error_message(error));
   }
-  Line line;
-  bool has_data = false;
-  std::vector<std::string_view> keys;  // JSON allows a key twice, and then one of the values is lost
-  for (const auto field : object) {
-    const std::string_view key = field.key;
-    if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
-      return Status(ErrorCode::invalid_argument, "\"" + std::string(key) + "\" appears twice");
-    }
-    keys.push_back(key);
-    std::string_view text_value;
-    if (key == "stream" || key == "type" || key == "id") {
-      if (field.value.get_string().get(text_value) != simdjson::SUCCESS) {
-        return Status(ErrorCode::invalid_argument, "\"" + std::string(key) + "\" must be a string");
-      }
-      if (key == "stream") line.stream = text_value;
-      if (key == "type") line.type = text_value;
-      if (key == "id") {
-        const auto id = parse_id(text_value);
-        if (!id) return Status(ErrorCode::invalid_argument, "\"id\" must be a UUID (32 hex digits), not " + std::string(text_value));
-        line.id = *id;
-      }
-    } else if (key == "data") {
-      line.data = simdjson::minify(field.value);
-      has_data = true;
-    } else if (key == "expected_version") {
-      std::int64_t version = 0;
-      if (field.value.get_int64().get(version) != simdjson::SUCCESS || version < -1) {
-        return Status(ErrorCode::invalid_argument, "\"expected_version\" must be an integer from -1 (no stream yet) up");
-      }
-      line.expected = version == -1 ? engine::ExpectedVersion::no_stream()
-                                    : engine::ExpectedVersion::exactly(static_cast<std::uint64_t>(version));
-    } else {
-      return Status(ErrorCode::invalid_argument, "unknown field \"" + std::string(key) +
-                                                     "\" (stream, type, data, id, expected_version)");
-    }
-  }
-  if (line.stream.empty() || line.type.empty() || !has_data) {
-    return Status(ErrorCode::invalid_argument, "\"stream\", \"type\" and \"data\" are required");
-  }
-  return line;
+  return server::parse_event(object, server::StreamField::required);
 }
 
 // The engine took `line` as a retry of an append it has (same id): true if that append is this

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "annal/base/status.h"
+#include "annal/server/event_json.h"
 
 namespace annal::cli {
 
@@ -23,9 +24,8 @@ inline constexpr int kUsage = 2;
 int fail(std::string_view command, std::string_view what);
 int fail(std::string_view command, const Status& status);
 
-// A JSON string literal, quotes included.
-[[nodiscard]] std::string json_string(std::string_view text);
-[[nodiscard]] std::string base64(std::span<const std::byte> bytes);
+using server::base64;       // the JSON form of events, shared with the HTTP server
+using server::json_string;
 // 1234567 -> "1,234,567"; 1536 bytes -> "1.5 KiB".
 [[nodiscard]] std::string grouped(std::uint64_t n);
 [[nodiscard]] std::string human_bytes(std::uint64_t bytes);

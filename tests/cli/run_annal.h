@@ -33,21 +33,22 @@ inline std::string read_file(const std::string& path) {
   return text.str();
 }
 
-// execv's arguments for `annal ARGS...`, pointing into `args`. Made before fork: a forked child of
-// a process with other threads (a watchdog) must not allocate before exec, since an allocator lock
-// another thread held at the fork stays held in the child.
-inline std::vector<char*> argv_of(const std::vector<std::string>& args) {
-  std::vector<char*> argv{const_cast<char*>(ANNAL_CLI)};
+// execv's arguments for `PROGRAM ARGS...`, pointing into `args`. Made before fork: a forked child
+// of a process with other threads (a watchdog) must not allocate before exec, since an allocator
+// lock another thread held at the fork stays held in the child.
+inline std::vector<char*> argv_of(const char* program, const std::vector<std::string>& args) {
+  std::vector<char*> argv{const_cast<char*>(program)};
   for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   return argv;
 }
+inline std::vector<char*> argv_of(const std::vector<std::string>& args) { return argv_of(ANNAL_CLI, args); }
 
-// Runs `annal ARGS...` to its end, stdin from `input` (a file path) if given.
-inline Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/null") {
+// Runs `PROGRAM ARGS...` (a path) to its end, stdin from `input` (a file path) if given.
+inline Ran run_program(const char* program, const std::vector<std::string>& args, const std::string& input = "/dev/null") {
   const std::string out = std::filesystem::temp_directory_path() / ("annal-cli-out-" + std::to_string(getpid()));
   const std::string err = out + ".err";
-  std::vector<char*> argv = argv_of(args);
+  std::vector<char*> argv = argv_of(program, args);
   const pid_t child = fork();
   if (child == 0) {
     const int in_fd = open(input.c_str(), O_RDONLY);
@@ -56,7 +57,7 @@ inline Ran run(const std::vector<std::string>& args, const std::string& input = 
     dup2(in_fd, 0);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
-    execv(ANNAL_CLI, argv.data());
+    execv(program, argv.data());
     _exit(127);
   }
   int status = 0;
@@ -65,6 +66,11 @@ inline Ran run(const std::vector<std::string>& args, const std::string& input = 
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   return ran;
+}
+
+// Runs `annal ARGS...` to its end.
+inline Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/null") {
+  return run_program(ANNAL_CLI, args, input);
 }
 
 inline std::size_t lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }

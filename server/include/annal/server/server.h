@@ -1,0 +1,68 @@
+// annal over HTTP/1.1: an engine's event store API, served on a few threads of its own.
+//
+//   auto server = annal::server::Server::start(*engine, {.port = 2113});
+//   std::printf("listening on port %u\n", server.value()->port());
+//   ...                                   // until the process is told to stop
+//   server.value()->stop();               // then close the engine
+//
+// Routes (JSON in and out; an error is {"error": "<kind>", "detail": "<what, and what to do>"}):
+//   GET  /health                 200 while the process runs
+//   GET  /ready                  200 once the engine is open and its journal takes appends
+//   POST /streams/{stream}       one event {"type", "data", "id"?} or an array of them, appended as
+//                                one atomic batch; ?expected_version=N|-1 (no stream yet)|any.
+//                                201 once durable (202 once sequenced with ?durable=false), with
+//                                {"stream", "first_sequence", "last_sequence", "first_version",
+//                                "version", "duplicate"} and the header Annal-Sequence. 409 on a
+//                                version conflict (with the stream's "version"); an exact retry
+//                                (same ids) answers with the first receipt, "duplicate": true.
+//   GET  /streams/{stream}       ?from=VERSION&direction=forward|backward&limit=N; 404: no stream
+//   GET  /all                    ?from=SEQUENCE&limit=N: the global log
+//
+// A durable append never holds a server thread while it waits for the disk: the answer is written
+// when the engine's durability callback comes, so every connection waiting shares one fdatasync.
+// Limits, each a clear error: request body (413), header (431), a read that stalls (408, then the
+// connection is closed), connections (503 past the limit).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "annal/base/status.h"
+#include "annal/engine/engine.h"
+
+namespace annal::server {
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 2113;  // 0: any free port (port() says which)
+  unsigned threads = 2;       // they only parse, route and write: the engine does the rest
+  std::size_t body_bytes_max = 1u << 20;
+  std::size_t header_bytes_max = 16u << 10;
+  std::chrono::milliseconds read_timeout{30'000};  // for a whole request, from its first byte
+  std::size_t connections_max = 1024;
+  std::size_t events_per_request_max = 1024;       // an array longer than this is refused (413)
+  std::size_t read_limit_max = 10'000;             // events one GET returns at most
+};
+
+class Server {
+ public:
+  // Binds and starts serving `engine`, which must outlive the server (stop() before closing it).
+  static Result<std::unique_ptr<Server>> start(engine::Engine& engine, const ServerOptions& options);
+
+  virtual ~Server() = default;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  [[nodiscard]] virtual std::uint16_t port() const = 0;
+  // Stops accepting, ends every connection, waits for answers still owed (durable appends) and
+  // joins the threads. Idempotent; the destructor calls it.
+  virtual void stop() = 0;
+
+ protected:
+  Server() = default;
+};
+
+}  // namespace annal::server

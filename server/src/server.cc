@@ -1,0 +1,257 @@
+// The transport: Boost.Beast HTTP/1.1 sessions on Boost.Asio, a strand per connection, a few
+// threads for all of them. What a request means is store_api.cc's.
+#include "annal/server/server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "store_api.h"
+
+namespace annal::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+class Session;
+
+// How long, and how much, a closing connection reads and drops (Session::linger).
+constexpr std::chrono::seconds kLingerTime{5};
+constexpr std::size_t kLingerBytesMax = 64u << 20;
+
+// What sessions share with the server: the routes, the limits, and the count of answers owed by
+// the engine's durability callbacks (stop() waits for them: each holds a session).
+struct Core {
+  Core(engine::Engine& engine, const ServerOptions& server_options) : api(engine, server_options), options(server_options) {}
+  StoreApi api;
+  const ServerOptions options;
+  std::atomic<std::size_t> connections{0};
+
+  std::mutex mutex;
+  std::condition_variable settled;
+  std::size_t owed = 0;                    // under mutex
+  std::list<std::weak_ptr<Session>> live;  // under mutex: for stop() to end them
+  bool stopping = false;                   // under mutex
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Core& core) : stream_(std::move(socket)), core_(core) {
+    core_.connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Session() { core_.connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void start() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); }); }
+
+  // From stop(): ends the connection, on its strand.
+  void end() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->stream_.close();
+    });
+  }
+
+  // A full server answers before it reads anything.
+  void refuse(unsigned status, std::string_view kind, std::string_view detail) {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this(), answer = StoreApi::error(status, kind, detail)] {
+      self->write(answer, false);
+    });
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(core_.options.body_bytes_max);
+    parser_->header_limit(static_cast<std::uint32_t>(core_.options.header_bytes_max));
+    stream_.expires_after(core_.options.read_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code error, std::size_t) { self->on_read(error); });
+  }
+
+  void on_read(beast::error_code error) {
+    if (error == http::error::body_limit) {
+      return refuse(413, "body_too_large", "a request body is at most " + std::to_string(core_.options.body_bytes_max) + " bytes");
+    }
+    if (error == http::error::header_limit) {
+      return refuse(431, "header_too_large", "request headers are at most " + std::to_string(core_.options.header_bytes_max) + " bytes");
+    }
+    if (error == beast::error::timeout) {
+      if (buffer_.size() == 0 && !parser_->got_some()) return stream_.close();  // an idle keep-alive connection
+      return refuse(408, "request_timeout", "the request did not arrive whole in time");
+    }
+    if (error) return stream_.close();  // end of stream, reset, or a request HTTP cannot parse
+    stream_.expires_never();
+    request_ = parser_->release();
+    const bool keep_alive = request_.keep_alive();
+    const auto method = request_.method_string();
+    const auto target = request_.target();
+    core_.api.handle({.method = std::string_view(method.data(), method.size()),
+                      .target = std::string_view(target.data(), target.size()),
+                      .body = request_.body()},
+                     parser_json_, reply(keep_alive));
+  }
+
+  // The one way an answer comes back: at once on this strand, or from the engine's callback
+  // thread (a durable append), which posts it here and tells stop() it no longer owes it.
+  Reply reply(bool keep_alive) {
+    {
+      std::lock_guard lock(core_.mutex);
+      ++core_.owed;
+    }
+    return [self = shared_from_this(), keep_alive](Answer answer) mutable {
+      Core& core = self->core_;
+      const auto strand = self->stream_.get_executor();  // before `self` moves into the handler
+      asio::post(strand, [self = std::move(self), answer = std::move(answer), keep_alive]() mutable {
+        self->write(std::move(answer), keep_alive);
+      });
+      std::lock_guard lock(core.mutex);
+      --core.owed;
+      core.settled.notify_all();
+    };
+  }
+
+  void write(Answer answer, bool keep_alive) {
+    response_ = {static_cast<http::status>(answer.status), 11};
+    response_.set(http::field::server, "annal");
+    response_.set(http::field::content_type, "application/json");
+    if (answer.sequence) response_.set("Annal-Sequence", std::to_string(*answer.sequence));
+    response_.keep_alive(keep_alive);
+    response_.body() = std::move(answer.body);
+    response_.prepare_payload();
+    http::async_write(stream_, response_, [self = shared_from_this()](beast::error_code error, std::size_t) {
+      if (error) return self->stream_.close();
+      if (self->response_.keep_alive()) return self->read();
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      self->linger();
+    });
+  }
+
+  // After a last answer, what the client still sends (the rest of a body refused as too large) is
+  // read and dropped for a while before the socket closes: closing with unread bytes would send a
+  // reset, and the client could lose the answer it has not read yet.
+  void linger() {
+    if (!discard_) discard_ = std::make_unique<std::array<char, 4096>>();
+    stream_.expires_after(kLingerTime);
+    stream_.async_read_some(asio::buffer(*discard_), [self = shared_from_this()](beast::error_code error, std::size_t n) {
+      self->lingered_ += n;
+      if (error || self->lingered_ > kLingerBytesMax) return self->stream_.close();
+      self->linger();
+    });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  http::response<http::string_body> response_;
+  simdjson::dom::parser parser_json_;
+  std::unique_ptr<std::array<char, 4096>> discard_;  // linger()'s, made when first needed
+  std::size_t lingered_ = 0;
+  Core& core_;
+};
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(engine::Engine& engine, const ServerOptions& options)
+      : core_(engine, options), acceptor_(context_) {}
+  ~ServerImpl() override { stop(); }
+
+  Status listen() {
+    beast::error_code error;
+    const auto address = asio::ip::make_address(core_.options.address, error);
+    if (error) return Status(ErrorCode::invalid_argument, "listen address " + core_.options.address + ": " + error.message());
+    const tcp::endpoint endpoint(address, core_.options.port);
+    const auto fail = [&](const char* what) {
+      return Status(ErrorCode::io_error, std::string(what) + " " + core_.options.address + ":" +
+                                             std::to_string(core_.options.port) + ": " + error.message());
+    };
+    if (acceptor_.open(endpoint.protocol(), error); error) return fail("open");
+    if (acceptor_.set_option(asio::socket_base::reuse_address(true), error); error) return fail("reuse");
+    if (acceptor_.bind(endpoint, error); error) return fail("bind");
+    if (acceptor_.listen(asio::socket_base::max_listen_connections, error); error) return fail("listen on");
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    for (unsigned i = 0; i < std::max(1u, core_.options.threads); ++i) threads_.emplace_back([this] { context_.run(); });
+    return {};
+  }
+
+  std::uint16_t port() const override { return port_; }
+
+  void stop() override {
+    std::list<std::weak_ptr<Session>> live;
+    {
+      std::lock_guard lock(core_.mutex);
+      if (core_.stopping) return;
+      core_.stopping = true;
+      live.swap(core_.live);
+    }
+    asio::post(acceptor_.get_executor(), [this] {
+      beast::error_code ignored;
+      acceptor_.close(ignored);
+    });
+    for (const auto& weak : live) {
+      if (const auto session = weak.lock()) session->end();
+    }
+    {
+      // An append the engine has taken is answered (or its connection is gone) before the threads
+      // stop: the callback holds the session, which must not outlive the context.
+      std::unique_lock lock(core_.mutex);
+      core_.settled.wait(lock, [&] { return core_.owed == 0; });
+    }
+    context_.stop();
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
+  }
+
+ private:
+  void accept() {
+    acceptor_.async_accept(asio::make_strand(context_), [this](beast::error_code error, tcp::socket socket) {
+      if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (!error) {
+        auto session = std::make_shared<Session>(std::move(socket), core_);
+        const bool full = core_.connections.load(std::memory_order_relaxed) > core_.options.connections_max;
+        {
+          std::lock_guard lock(core_.mutex);
+          if (core_.stopping) return;
+          std::erase_if(core_.live, [](const std::weak_ptr<Session>& weak) { return weak.expired(); });
+          core_.live.push_back(session);
+        }
+        if (full) {
+          session->refuse(503, "too_many_connections",
+                          "at most " + std::to_string(core_.options.connections_max) + " connections; try again");
+        } else {
+          session->start();
+        }
+      }
+      accept();
+    });
+  }
+
+  Core core_;
+  asio::io_context context_;
+  tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::start(engine::Engine& engine, const ServerOptions& options) {
+  auto server = std::make_unique<ServerImpl>(engine, options);
+  if (Status listening = server->listen(); !listening.ok()) return listening;
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace annal::server

@@ -1,0 +1,241 @@
+#include "store_api.h"
+
+#include <charconv>
+#include <memory>
+#include <vector>
+
+#include "annal/server/event_json.h"
+
+namespace annal::server {
+namespace {
+
+// The value of `name` in a query string ("a=1&b=2"), undecoded; nullopt if absent.
+std::optional<std::string_view> parameter(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    const std::size_t end = query.find('&');
+    const std::string_view pair = query.substr(0, end);
+    const std::size_t equals = pair.find('=');
+    if (pair.substr(0, equals) == name) return equals == std::string_view::npos ? "" : pair.substr(equals + 1);
+    if (end == std::string_view::npos) break;
+    query.remove_prefix(end + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> whole_number(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || parsed.ec != std::errc() || parsed.ptr != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+// "%2F" and the like in a path segment; nullopt for a broken escape.
+std::optional<std::string> percent_decoded(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    unsigned value = 0;
+    if (i + 2 >= text.size()) return std::nullopt;
+    const auto parsed = std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16);
+    if (parsed.ec != std::errc() || parsed.ptr != text.data() + i + 3) return std::nullopt;
+    out += static_cast<char>(value);
+    i += 2;
+  }
+  return out;
+}
+
+std::string receipt_json(std::string_view stream, const engine::Receipt& receipt) {
+  return "{\"stream\":" + json_string(stream) + ",\"first_sequence\":" + std::to_string(receipt.first_sequence) +
+         ",\"last_sequence\":" + std::to_string(receipt.last_sequence) +
+         ",\"first_version\":" + std::to_string(receipt.first_version) +
+         ",\"version\":" + std::to_string(receipt.last_version) +
+         ",\"duplicate\":" + (receipt.duplicate ? "true" : "false") + "}";
+}
+
+std::string events_json(const std::vector<engine::Event>& events) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    out += (i == 0 ? "" : ",") + format_event({events[i].header, events[i].payload}, true);
+  }
+  return out + "]";
+}
+
+unsigned status_of(const Status& status) {
+  switch (status.code()) {
+    case ErrorCode::invalid_argument: return 400;
+    case ErrorCode::not_found: return 404;
+    case ErrorCode::conflict: return 409;
+    case ErrorCode::timed_out: return 504;
+    default: return 503;  // the store cannot take it now (failed, closed, disk full or broken)
+  }
+}
+
+}  // namespace
+
+Answer StoreApi::error(unsigned status, std::string_view kind, std::string_view detail) {
+  return {status, "{\"error\":" + json_string(kind) + ",\"detail\":" + json_string(detail) + "}", std::nullopt};
+}
+
+void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Reply reply) {
+  const std::size_t mark = request.target.find('?');
+  const std::string_view path = request.target.substr(0, mark);
+  const std::string_view query = mark == std::string_view::npos ? "" : request.target.substr(mark + 1);
+  const bool get = request.method == "GET";
+  const bool post = request.method == "POST";
+  if (path == "/health") {
+    if (!get) return reply(error(405, "method_not_allowed", "GET /health"));
+    return reply({200, "{\"status\":\"ok\"}", std::nullopt});
+  }
+  if (path == "/ready") {
+    if (!get) return reply(error(405, "method_not_allowed", "GET /ready"));
+    return reply({200, "{\"ready\":true,\"durable_sequence\":" + std::to_string(engine_.durable_sequence()) + "}",
+                  std::nullopt});
+  }
+  if (path == "/all") {
+    if (!get) return reply(error(405, "method_not_allowed", "GET /all"));
+    return reply(read_all(query));
+  }
+  constexpr std::string_view kStreams = "/streams/";
+  if (path.starts_with(kStreams) && path.size() > kStreams.size()) {
+    const auto stream = percent_decoded(path.substr(kStreams.size()));
+    if (!stream || stream->find('/') != std::string::npos) {
+      return reply(error(400, "bad_stream", "a stream name is one path segment, percent-encoded"));
+    }
+    if (post) return append(*stream, query, request.body, parser, std::move(reply));
+    if (get) return reply(read_stream(*stream, query));
+    return reply(error(405, "method_not_allowed", "GET or POST /streams/{stream}"));
+  }
+  reply(error(404, "not_found", "no route " + std::string(path) + " (/streams/{stream}, /all, /health, /ready)"));
+}
+
+void StoreApi::append(std::string_view stream, std::string_view query, std::string_view body,
+                      simdjson::dom::parser& parser, Reply reply) {
+  engine::ExpectedVersion expected = engine::ExpectedVersion::any();
+  if (const auto given = parameter(query, "expected_version"); given && *given != "any") {
+    const auto version = whole_number(*given);
+    if (*given == "-1") {
+      expected = engine::ExpectedVersion::no_stream();
+    } else if (version) {
+      expected = engine::ExpectedVersion::exactly(*version);
+    } else {
+      return reply(error(400, "bad_expected_version", "expected_version is a version, -1 (no stream yet) or any"));
+    }
+  }
+  const auto durable = parameter(query, "durable");
+  if (durable && *durable != "true" && *durable != "false") {
+    return reply(error(400, "bad_durable", "durable is true (answer once durable, the default) or false"));
+  }
+  simdjson::dom::element root;
+  if (const auto failed = parser.parse(body.data(), body.size()).get(root); failed != simdjson::SUCCESS) {
+    return reply(error(400, "bad_json", std::string("the body is not JSON: ") + simdjson::error_message(failed)));
+  }
+  std::vector<simdjson::dom::object> objects;
+  simdjson::dom::array array;
+  simdjson::dom::object single;
+  if (root.get(array) == simdjson::SUCCESS) {
+    for (const simdjson::dom::element element : array) {
+      if (objects.size() == options_.events_per_request_max) {
+        return reply(error(413, "too_many_events", "at most " + std::to_string(options_.events_per_request_max) +
+                                                       " events in one request"));
+      }
+      simdjson::dom::object object;
+      if (element.get(object) != simdjson::SUCCESS) {
+        return reply(error(400, "bad_event", "event " + std::to_string(objects.size()) + " is not an object"));
+      }
+      objects.push_back(object);
+    }
+    if (objects.empty()) return reply(error(400, "bad_event", "an empty array appends nothing"));
+  } else if (root.get(single) == simdjson::SUCCESS) {
+    objects.push_back(single);
+  } else {
+    return reply(error(400, "bad_event", "the body is an event object or an array of them"));
+  }
+  std::vector<JsonEvent> parsed;
+  parsed.reserve(objects.size());
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    auto event = parse_event(objects[i], StreamField::refused);
+    if (!event.ok()) {
+      return reply(error(400, "bad_event", (objects.size() > 1 ? "event " + std::to_string(i) + ": " : std::string()) +
+                                               event.status().message()));
+    }
+    parsed.push_back(std::move(event).value());
+  }
+  std::vector<engine::EventData> events;
+  events.reserve(parsed.size());
+  for (const JsonEvent& event : parsed) {
+    events.push_back({.type = event.type, .payload = std::as_bytes(std::span(event.data)), .event_id = event.id});
+  }
+  const engine::AppendResult appended = engine_.append(stream, expected, events);
+  if (!appended.ok()) {
+    Answer answer = error(status_of(appended.status()), appended.code() == ErrorCode::conflict ? "conflict" : "refused",
+                          appended.status().message());
+    if (appended.code() == ErrorCode::conflict) {
+      const auto current = appended.current_version();
+      answer.body.pop_back();
+      answer.body += ",\"version\":" + (current ? std::to_string(*current) : std::string("null")) + "}";
+    }
+    return reply(std::move(answer));
+  }
+  const engine::Receipt receipt = appended.value();
+  Answer answer{201, receipt_json(stream, receipt), receipt.last_sequence};
+  if (durable && *durable == "false") {
+    answer.status = 202;
+    return reply(std::move(answer));
+  }
+  // Answered when the group commit that holds it is synced: no server thread waits for the disk.
+  engine_.on_durable(receipt, [answer = std::move(answer), reply = std::move(reply)](const Status& status) mutable {
+    if (!status.ok()) {
+      return reply(error(503, "not_durable", "the events were sequenced but will not be durable: " + status.to_string()));
+    }
+    reply(std::move(answer));
+  });
+}
+
+Answer StoreApi::read_stream(std::string_view stream, std::string_view query) {
+  engine::ReadStreamOptions options{.max_count = options_.read_limit_max};
+  if (const auto direction = parameter(query, "direction")) {
+    if (*direction == "backward") {
+      options.direction = engine::Direction::backwards;
+      options.from_version = engine::kFromEnd;
+    } else if (*direction != "forward") {
+      return error(400, "bad_direction", "direction is forward or backward");
+    }
+  }
+  if (const auto from = parameter(query, "from")) {
+    const auto version = whole_number(*from);
+    if (!version) return error(400, "bad_from", "from is a stream version (a whole number)");
+    options.from_version = *version;
+  }
+  if (const auto limit = parameter(query, "limit")) {
+    const auto count = whole_number(*limit);
+    if (!count || *count == 0) return error(400, "bad_limit", "limit is a whole number from 1");
+    options.max_count = std::min<std::uint64_t>(*count, options_.read_limit_max);
+  }
+  if (!engine_.stream_version(stream)) return error(404, "no_stream", "stream " + std::string(stream) + " has no events");
+  const auto events = engine_.read_stream(stream, options);
+  if (!events.ok()) return error(status_of(events.status()), "read_failed", events.status().message());
+  return {200, "{\"stream\":" + json_string(stream) + ",\"events\":" + events_json(events.value()) + "}", std::nullopt};
+}
+
+Answer StoreApi::read_all(std::string_view query) {
+  std::uint64_t from = 1;
+  std::size_t limit = options_.read_limit_max;
+  if (const auto given = parameter(query, "from")) {
+    const auto sequence = whole_number(*given);
+    if (!sequence || *sequence == 0) return error(400, "bad_from", "from is a global sequence, from 1");
+    from = *sequence;
+  }
+  if (const auto given = parameter(query, "limit")) {
+    const auto count = whole_number(*given);
+    if (!count || *count == 0) return error(400, "bad_limit", "limit is a whole number from 1");
+    limit = std::min<std::size_t>(*count, options_.read_limit_max);
+  }
+  const auto events = engine_.read_all(from, limit);
+  if (!events.ok()) return error(status_of(events.status()), "read_failed", events.status().message());
+  return {200, "{\"events\":" + events_json(events.value()) + "}", std::nullopt};
+}
+
+}  // namespace annal::server

@@ -1,0 +1,196 @@
+// annal serve, driven as its users drive it: a real process on a loopback port, asked over HTTP by
+// curl (a client that is not ours), stopped with SIGTERM; then the store is opened to see what it
+// holds.
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "run_annal.h"
+#include "temp_directory.h"
+#include "watchdog.h"
+
+namespace annal::cli::test {
+namespace {
+
+constexpr const char* kCurl = "/usr/bin/curl";
+
+// `annal serve DIR --listen 127.0.0.1:0`, its port read from the line it prints when it listens.
+class Served {
+ public:
+  explicit Served(const std::string& directory) {
+    int out[2];
+    EXPECT_EQ(pipe(out), 0);
+    std::vector<std::string> args{"serve", directory, "--listen", "127.0.0.1:0"};
+    std::vector<char*> argv = argv_of(args);
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], 1);
+      close(out[0]);
+      execv(ANNAL_CLI, argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    std::string line;
+    pollfd ready{.fd = out[0], .events = POLLIN, .revents = 0};
+    char c = 0;
+    // A deadline only against a server that never starts: it prints the line once it listens.
+    while (line.find('\n') == std::string::npos && poll(&ready, 1, 120'000) == 1 && read(out[0], &c, 1) == 1) line += c;
+    close(out[0]);
+    const std::size_t colon = line.rfind(':');
+    EXPECT_NE(colon, std::string::npos) << "annal serve printed: " << line;
+    if (colon != std::string::npos) port_ = std::stoi(line.substr(colon + 1));
+  }
+  ~Served() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // SIGTERM, and the exit code.
+  int stop() {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  [[nodiscard]] std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+struct Answer {
+  int status = 0;
+  std::string headers;
+  simdjson::dom::element json;
+  std::string body;
+};
+
+class ServeTest : public ::testing::Test {
+ protected:
+  // curl METHOD URL [body], its status, headers and JSON body.
+  Answer ask(const std::string& method, const std::string& url, const std::string& body = "") {
+    const std::string headers = input_.path() + "/headers";
+    const std::string data = input_.path() + "/body";
+    std::ofstream(data) << body;
+    std::vector<std::string> args{"-sS", "-X", method, "-D", headers, "-w", "\n%{http_code}", url};
+    if (!body.empty()) {
+      args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + data});
+    }
+    const Ran ran = run_program(kCurl, args);
+    EXPECT_EQ(ran.exit_code, 0) << ran.err;
+    Answer answer;
+    const std::size_t last = ran.out.rfind('\n');
+    answer.body = ran.out.substr(0, last);
+    answer.status = last == std::string::npos ? 0 : std::stoi(ran.out.substr(last + 1));
+    answer.headers = read_file(headers);
+    answers_.push_back(answer.body);
+    if (parser_.parse(answers_.back()).get(answer.json) != simdjson::SUCCESS) ADD_FAILURE() << "not JSON: " << answer.body;
+    return answer;
+  }
+
+  static std::uint64_t number(const simdjson::dom::element& json, const char* key) {
+    std::uint64_t value = 0;
+    EXPECT_EQ(json[key].get(value), simdjson::SUCCESS) << key << " in " << simdjson::minify(json);
+    return value;
+  }
+
+  annal::test::TempDirectory dir_;
+  annal::test::TempDirectory input_;
+  simdjson::dom::parser parser_;
+  std::vector<std::string> answers_;  // a parsed element points into its parser's last document
+};
+
+TEST_F(ServeTest, AppendsReadsAndRefusesOverHttpAndClosesCleanlyOnSigterm) {
+  annal::test::Watchdog watchdog("annal serve and curl");
+  std::uint64_t last_sequence = 0;
+  {
+    Served served(dir_.path());
+    ASSERT_FALSE(HasFailure());
+    EXPECT_EQ(ask("GET", served.url("/health")).status, 200);
+
+    const Answer created = ask("POST", served.url("/streams/order-1"),
+                               R"({"type": "OrderCreated", "data": {"orderId": "1", "amount": 100}})");
+    ASSERT_EQ(created.status, 201) << created.body;  // once durable
+    const std::uint64_t first = number(created.json, "last_sequence");
+    EXPECT_EQ(number(created.json, "version"), 0u);
+    EXPECT_NE(created.headers.find("Annal-Sequence: " + std::to_string(first)), std::string::npos) << created.headers;
+
+    const std::string batch = R"([{"type": "OrderPaid", "data": {"amount": 100}, "id": "00000000-0000-0000-0000-0000000000a1"},
+                                  {"type": "RefundCreated", "data": {"amount": 50}}])";
+    const Answer paid = ask("POST", served.url("/streams/order-1?expected_version=0"), batch);
+    ASSERT_EQ(paid.status, 201) << paid.body;
+    EXPECT_EQ(number(paid.json, "last_sequence"), number(paid.json, "first_sequence") + 1);  // one atomic batch
+    EXPECT_EQ(number(paid.json, "version"), 2u);
+    // The same request again is a retry: the first receipt, nothing appended.
+    const Answer retried = ask("POST", served.url("/streams/order-1?expected_version=0"), batch);
+    EXPECT_EQ(retried.status, 201) << retried.body;
+    EXPECT_EQ(number(retried.json, "first_sequence"), number(paid.json, "first_sequence"));
+    EXPECT_NE(retried.body.find("\"duplicate\":true"), std::string::npos) << retried.body;
+
+    const Answer conflict = ask("POST", served.url("/streams/order-1?expected_version=0"), R"({"type": "X", "data": 1})");
+    EXPECT_EQ(conflict.status, 409) << conflict.body;
+    EXPECT_EQ(number(conflict.json, "version"), 2u);
+    const Answer fresh = ask("POST", served.url("/streams/order-2?expected_version=-1&durable=false"), R"({"type": "OrderCreated", "data": {}})");
+    EXPECT_EQ(fresh.status, 202) << fresh.body;  // sequenced, not yet known durable
+    last_sequence = number(fresh.json, "last_sequence");
+
+    const Answer read = ask("GET", served.url("/streams/order-1"));
+    ASSERT_EQ(read.status, 200) << read.body;
+    simdjson::dom::array events;
+    ASSERT_EQ(read.json["events"].get(events), simdjson::SUCCESS);
+    std::vector<std::string> types;
+    for (const auto event : events) types.emplace_back(std::string_view(event["type"].get_string().value()));
+    EXPECT_EQ(types, (std::vector<std::string>{"OrderCreated", "OrderPaid", "RefundCreated"}));
+    EXPECT_NE(read.body.find(R"("data":{"orderId":"1","amount":100})"), std::string::npos) << read.body;
+    const Answer newest = ask("GET", served.url("/streams/order-1?direction=backward&limit=1"));
+    EXPECT_NE(newest.body.find("RefundCreated"), std::string::npos) << newest.body;
+    EXPECT_EQ(newest.body.find("OrderPaid"), std::string::npos) << newest.body;
+    EXPECT_EQ(ask("GET", served.url("/streams/nobody")).status, 404);
+    const Answer all = ask("GET", served.url("/all?from=1&limit=100"));
+    EXPECT_EQ(all.status, 200);
+    EXPECT_NE(all.body.find("order-2"), std::string::npos) << all.body;
+
+    // Bad requests: each a 4xx naming what is wrong, and nothing appended.
+    const Answer bad_json = ask("POST", served.url("/streams/order-3"), "{\"type\": ");
+    EXPECT_EQ(bad_json.status, 400);
+    EXPECT_NE(bad_json.body.find("not JSON"), std::string::npos) << bad_json.body;
+    const Answer missing = ask("POST", served.url("/streams/order-3"), R"([{"type": "A", "data": 1}, {"type": "B"}])");
+    EXPECT_EQ(missing.status, 400);
+    EXPECT_NE(missing.body.find("event 1: "), std::string::npos) << missing.body;  // which one, and why
+    const Answer stream_in_body = ask("POST", served.url("/streams/order-3"), R"({"stream": "x", "type": "A", "data": 1})");
+    EXPECT_EQ(stream_in_body.status, 400) << stream_in_body.body;
+    const Answer huge = ask("POST", served.url("/streams/order-3"),
+                            R"({"type": "A", "data": ")" + std::string(2u << 20, 'x') + R"("})");
+    EXPECT_EQ(huge.status, 413) << huge.body.substr(0, 200);
+    EXPECT_EQ(ask("GET", served.url("/streams/order-3")).status, 404);  // none of them appended a thing
+    EXPECT_EQ(ask("DELETE", served.url("/streams/order-1")).status, 405);
+    EXPECT_EQ(ask("GET", served.url("/nothing-here")).status, 404);
+
+    EXPECT_EQ(served.stop(), 0);
+  }
+  // A clean close: everything durable, and the next open replays nothing.
+  auto store = engine::Engine::open(dir_.path(), {});
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  EXPECT_EQ(store.value()->open_report().records_replayed, 0u);
+  EXPECT_EQ(store.value()->last_sequence(), last_sequence);
+  EXPECT_EQ(store.value()->stream_version("order-1"), 2u);
+  EXPECT_EQ(store.value()->stream_version("order-3"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace annal::cli::test
