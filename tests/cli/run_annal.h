@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <span>
@@ -46,7 +48,9 @@ inline std::vector<char*> argv_of(const std::vector<std::string>& args) { return
 
 // Runs `PROGRAM ARGS...` (a path) to its end, stdin from `input` (a file path) if given.
 inline Ran run_program(const char* program, const std::vector<std::string>& args, const std::string& input = "/dev/null") {
-  const std::string out = std::filesystem::temp_directory_path() / ("annal-cli-out-" + std::to_string(getpid()));
+  static std::atomic<std::uint64_t> runs{0};  // several threads may run programs at once
+  const std::string out = std::filesystem::temp_directory_path() /
+                          ("annal-cli-out-" + std::to_string(getpid()) + "-" + std::to_string(runs.fetch_add(1)));
   const std::string err = out + ".err";
   std::vector<char*> argv = argv_of(program, args);
   const pid_t child = fork();
