@@ -13,5 +13,6 @@ void add_dump(CLI::App& app, int& exit_code);
 void add_tail(CLI::App& app, int& exit_code);
 void add_import(CLI::App& app, int& exit_code);
 void add_serve(CLI::App& app, int& exit_code);
+void add_keygen(CLI::App& app, int& exit_code);
 
 }  // namespace annal::cli

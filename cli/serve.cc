@@ -1,5 +1,6 @@
-// annal serve DIR [--listen ADDR:PORT]: the store over HTTP (annal/server/server.h) until SIGINT or
-// SIGTERM, then a clean close: the next open replays nothing.
+// annal serve DIR [--listen ADDR:PORT] [--keys FILE]: the store over HTTP (annal/server/server.h)
+// until SIGINT or SIGTERM, then a clean close: the next open replays nothing. SIGHUP reloads the
+// keys file.
 #include <signal.h>
 
 #include <charconv>
@@ -18,6 +19,7 @@ namespace {
 struct ServeOptions {
   std::string directory;
   std::string listen = "127.0.0.1:2113";
+  std::string keys;
   bool accept_data_loss = false;
 };
 
@@ -32,26 +34,42 @@ int run(const ServeOptions& options) {
   }
   serving.address = options.listen.substr(0, colon);
   serving.port = static_cast<std::uint16_t>(port);
-  // SIGINT and SIGTERM are taken by sigwait below: blocked before any thread starts, so that none
-  // of the engine's or the server's threads is picked to receive them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  serving.keys_file = options.keys;
+  // SIGINT, SIGTERM and SIGHUP are taken by sigwait below: blocked before any thread starts, so
+  // that none of the engine's or the server's threads is picked to receive them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   engine::Options opening;
   opening.journal.accept_data_loss = options.accept_data_loss;
   auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("serve", opened.status());
   auto server = server::Server::start(*opened.value(), serving);
-  if (!server.ok()) return fail("serve", server.status());
+  if (!server.ok()) {
+    (void)opened.value()->close();
+    return fail("serve", server.status());
+  }
+  if (options.keys.empty()) {
+    std::fprintf(stderr, "annal serve: no --keys: anyone on this machine may read and write; listening on loopback only\n");
+  }
   // On stdout, flushed: a script (or a test) that asked for port 0 reads the port here.
   std::printf("annal serve: %s on http://%s:%u\n", options.directory.c_str(), serving.address.c_str(),
               static_cast<unsigned>(server.value()->port()));
   std::fflush(stdout);
   int received = 0;
-  sigwait(&stop_signals, &received);
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    if (options.keys.empty()) {
+      std::fprintf(stderr, "annal serve: SIGHUP: no keys file to reload\n");
+    } else if (const Status reloaded = server.value()->reload_keys(); reloaded.ok()) {
+      std::fprintf(stderr, "annal serve: SIGHUP: keys reloaded from %s\n", options.keys.c_str());
+    } else {
+      std::fprintf(stderr, "annal serve: SIGHUP: %s; the keys in force are unchanged\n", reloaded.to_string().c_str());
+    }
+  }
   std::fprintf(stderr, "annal serve: %s: stopping\n", received == SIGINT ? "SIGINT" : "SIGTERM");
   server.value()->stop();
   const Status closed = opened.value()->close();
@@ -68,6 +86,9 @@ void add_serve(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("serve", "Serve the store over HTTP until SIGINT or SIGTERM (annal/server/server.h)");
   command->add_option("dir", options->directory, "The store's directory (created if missing)")->required();
   command->add_option("--listen", options->listen, "ADDRESS:PORT to listen on (port 0: any free one)")->capture_default_str();
+  command->add_option("--keys", options->keys,
+                      "API keys file (mode 0600; lines of ID SHA256 RIGHT..., see annal keygen); SIGHUP reloads it. "
+                      "Without it, loopback addresses only");
   add_accept_data_loss(*command, options->accept_data_loss);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }

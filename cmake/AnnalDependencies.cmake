@@ -48,6 +48,13 @@ if(NOT CLI11_FOUND)
   annal_missing("CLI11" libcli11-dev)
 endif()
 
+# OpenSSL: annal serve's API keys (SHA-256, constant-time comparison) and TLS; the standard, and
+# what Asio's ssl stream is built on.
+find_package(OpenSSL 3 QUIET)
+if(NOT OPENSSL_FOUND)
+  annal_missing("OpenSSL" libssl-dev)
+endif()
+
 if(ANNAL_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
   if(NOT GTest_FOUND)

@@ -8,11 +8,13 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <list>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "event_feed.h"
 #include "store_api.h"
 
 namespace annal::server {
@@ -32,9 +34,11 @@ constexpr std::size_t kLingerBytesMax = 64u << 20;
 // What sessions share with the server: the routes, the limits, and the count of answers owed by
 // the engine's durability callbacks (stop() waits for them: each holds a session).
 struct Core {
-  Core(engine::Engine& engine, const ServerOptions& server_options) : api(engine, server_options), options(server_options) {}
+  Core(engine::Engine& engine, const ServerOptions& server_options)
+      : api(engine, server_options), options(server_options), feeds(options.feeds_max, options.feed_heartbeat) {}
   StoreApi api;
   const ServerOptions options;
+  FeedPool feeds;
   std::atomic<std::size_t> connections{0};
 
   std::mutex mutex;
@@ -96,9 +100,13 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool keep_alive = request_.keep_alive();
     const auto method = request_.method_string();
     const auto target = request_.target();
+    const auto last_event_id = request_["Last-Event-ID"];
+    const auto authorization = request_[http::field::authorization];
     core_.api.handle({.method = std::string_view(method.data(), method.size()),
                       .target = std::string_view(target.data(), target.size()),
-                      .body = request_.body()},
+                      .body = request_.body(),
+                      .last_event_id = std::string_view(last_event_id.data(), last_event_id.size()),
+                      .authorization = std::string_view(authorization.data(), authorization.size())},
                      parser_json_, reply(keep_alive));
   }
 
@@ -122,13 +130,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write(Answer answer, bool keep_alive) {
+    if (answer.feed) return start_feed(std::move(answer.feed));
     response_ = {static_cast<http::status>(answer.status), 11};
     response_.set(http::field::server, "annal");
     response_.set(http::field::content_type, "application/json");
     if (answer.sequence) response_.set("Annal-Sequence", std::to_string(*answer.sequence));
+    for (const auto& [name, value] : answer.headers) response_.set(name, value);
     response_.keep_alive(keep_alive);
     response_.body() = std::move(answer.body);
     response_.prepare_payload();
+    stream_.expires_after(core_.options.write_timeout);
     http::async_write(stream_, response_, [self = shared_from_this()](beast::error_code error, std::size_t) {
       if (error) return self->stream_.close();
       if (self->response_.keep_alive()) return self->read();
@@ -136,6 +147,33 @@ class Session : public std::enable_shared_from_this<Session> {
       self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
       self->linger();
     });
+  }
+
+  // GET /subscribe: from here on the connection carries the feed, written by its own thread.
+  void start_feed(std::shared_ptr<FeedSource> source) {
+    const bool started = core_.feeds.start(std::move(source), [self = shared_from_this()](std::string chunk) {
+      return self->write_chunk(std::move(chunk));
+    });
+    if (!started) {
+      write(StoreApi::error(503, "too_many_feeds", "at most " + std::to_string(core_.options.feeds_max) +
+                                                       " event feeds at once; try again"),
+            false);
+    }
+  }
+
+  // A feed's write, from its thread: done on the strand, waited for here. It always completes,
+  // with an error at worst (end() closes the socket; the write deadline ends a client that stopped
+  // reading), so stop() can join the feed threads before it stops the context.
+  bool write_chunk(std::string chunk) {
+    std::promise<bool> written;
+    std::future<bool> done = written.get_future();
+    asio::post(stream_.get_executor(), [this, &chunk, &written] {
+      stream_.expires_after(core_.options.write_timeout);
+      asio::async_write(stream_, asio::buffer(chunk), [&written](beast::error_code error, std::size_t) {
+        written.set_value(!error);
+      });
+    });
+    return done.get();
   }
 
   // After a last answer, what the client still sends (the rest of a body refused as too large) is
@@ -172,6 +210,14 @@ class ServerImpl final : public Server {
     beast::error_code error;
     const auto address = asio::ip::make_address(core_.options.address, error);
     if (error) return Status(ErrorCode::invalid_argument, "listen address " + core_.options.address + ": " + error.message());
+    if (core_.options.keys_file.empty() && !address.is_loopback()) {
+      return Status(ErrorCode::invalid_argument,
+                    "listening on " + core_.options.address + " without API keys would let anyone who can reach it read and write; "
+                    "give a keys file, or listen on a loopback address such as 127.0.0.1");
+    }
+    if (!core_.options.keys_file.empty()) {
+      if (Status loaded = reload_keys(); !loaded.ok()) return loaded;
+    }
     const tcp::endpoint endpoint(address, core_.options.port);
     const auto fail = [&](const char* what) {
       return Status(ErrorCode::io_error, std::string(what) + " " + core_.options.address + ":" +
@@ -189,6 +235,14 @@ class ServerImpl final : public Server {
 
   std::uint16_t port() const override { return port_; }
 
+  Status reload_keys() override {
+    if (core_.options.keys_file.empty()) return Status(ErrorCode::invalid_argument, "the server was started without a keys file");
+    auto keys = AccessKeys::load(core_.options.keys_file);
+    if (!keys.ok()) return keys.status();
+    core_.api.set_keys(std::make_shared<const AccessKeys>(std::move(keys).value()));
+    return {};
+  }
+
   void stop() override {
     std::list<std::weak_ptr<Session>> live;
     {
@@ -204,6 +258,7 @@ class ServerImpl final : public Server {
     for (const auto& weak : live) {
       if (const auto session = weak.lock()) session->end();
     }
+    core_.feeds.stop();
     {
       // An append the engine has taken is answered (or its connection is gone) before the threads
       // stop: the callback holds the session, which must not outlive the context.

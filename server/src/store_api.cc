@@ -96,7 +96,12 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
   }
   if (path == "/all") {
     if (!get) return reply(error(405, "method_not_allowed", "GET /all"));
+    if (auto refusal = refused(request, Need::on_every_stream(Right::read))) return reply(std::move(*refusal));
     return reply(read_all(query));
+  }
+  if (path == "/subscribe") {
+    if (!get) return reply(error(405, "method_not_allowed", "GET /subscribe"));
+    return reply(subscribe(query, request));
   }
   constexpr std::string_view kStreams = "/streams/";
   if (path.starts_with(kStreams) && path.size() > kStreams.size()) {
@@ -104,11 +109,14 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
     if (!stream || stream->find('/') != std::string::npos) {
       return reply(error(400, "bad_stream", "a stream name is one path segment, percent-encoded"));
     }
+    if (!post && !get) return reply(error(405, "method_not_allowed", "GET or POST /streams/{stream}"));
+    if (auto refusal = refused(request, Need::on(post ? Right::write : Right::read, *stream))) {
+      return reply(std::move(*refusal));
+    }
     if (post) return append(*stream, query, request.body, parser, std::move(reply));
-    if (get) return reply(read_stream(*stream, query));
-    return reply(error(405, "method_not_allowed", "GET or POST /streams/{stream}"));
+    return reply(read_stream(*stream, query));
   }
-  reply(error(404, "not_found", "no route " + std::string(path) + " (/streams/{stream}, /all, /health, /ready)"));
+  reply(error(404, "not_found", "no route " + std::string(path) + " (/streams/{stream}, /all, /subscribe, /health, /ready)"));
 }
 
 void StoreApi::append(std::string_view stream, std::string_view query, std::string_view body,
@@ -236,6 +244,71 @@ Answer StoreApi::read_all(std::string_view query) {
   const auto events = engine_.read_all(from, limit);
   if (!events.ok()) return error(status_of(events.status()), "read_failed", events.status().message());
   return {200, "{\"events\":" + events_json(events.value()) + "}", std::nullopt};
+}
+
+void StoreApi::set_keys(std::shared_ptr<const AccessKeys> keys) {
+  std::lock_guard lock(keys_mutex_);
+  keys_ = std::move(keys);
+}
+
+std::optional<Answer> StoreApi::refused(const Request& request, const Need& need) const {
+  std::shared_ptr<const AccessKeys> keys;
+  {
+    std::lock_guard lock(keys_mutex_);
+    keys = keys_;
+  }
+  if (!keys) return std::nullopt;
+  switch (keys->check(request.authorization, need)) {
+    case Verdict::allowed: return std::nullopt;
+    case Verdict::unauthenticated: {
+      Answer answer = error(401, "unauthenticated",
+                            request.authorization.empty() ? "this server needs a key: Authorization: Bearer ID.SECRET"
+                                                          : "the key is not known, or its secret is wrong");
+      answer.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"annal\"");
+      return answer;
+    }
+    case Verdict::forbidden: break;
+  }
+  const char* right = need.right == Right::read ? "read" : need.right == Right::write ? "write" : "admin";
+  const std::string what = need.right == Right::admin ? "admin"
+                           : need.every_stream        ? std::string(right) + ":* (every stream)"
+                                                      : std::string(right) + " on stream " + std::string(need.stream);
+  return error(403, "forbidden", "the key does not grant " + what);
+}
+
+Answer StoreApi::subscribe(std::string_view query, const Request& request) {
+  const std::string_view last_event_id = request.last_event_id;
+  // From now on by default: the next event to become durable.
+  std::uint64_t from = engine_.durable_sequence() + 1;
+  if (const auto given = parameter(query, "from")) {
+    const auto sequence = whole_number(*given);
+    if (!sequence || *sequence == 0) return error(400, "bad_from", "from is a global sequence, from 1");
+    from = *sequence;
+  }
+  // A reconnecting client resumes after the last event it saw, whatever its URL says.
+  if (!last_event_id.empty()) {
+    const auto seen = whole_number(last_event_id);
+    if (!seen) return error(400, "bad_last_event_id", "Last-Event-ID is the id (global sequence) of an event sent");
+    from = *seen + 1;
+  }
+  auto source = std::make_shared<FeedSource>();
+  if (const auto stream = parameter(query, "stream")) {
+    source->stream = percent_decoded(*stream);
+    if (!source->stream || source->stream->empty()) return error(400, "bad_stream", "stream is a stream name, percent-encoded");
+  }
+  const Need need = source->stream ? Need::on(Right::read, *source->stream) : Need::on_every_stream(Right::read);
+  if (auto refusal = refused(request, need)) return std::move(*refusal);
+  auto subscription = engine_.subscribe(from);
+  if (!subscription.ok()) {
+    if (subscription.code() == ErrorCode::not_found) {
+      return error(410, "removed", subscription.status().message() + "; subscribe from a later sequence");
+    }
+    return error(status_of(subscription.status()), "bad_from", subscription.status().message());
+  }
+  source->subscription = std::move(subscription).value();
+  Answer answer;
+  answer.feed = std::move(source);
+  return answer;
 }
 
 }  // namespace annal::server

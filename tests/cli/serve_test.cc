@@ -1,8 +1,11 @@
 // annal serve, driven as its users drive it: a real process on a loopback port, asked over HTTP by
 // curl (a client that is not ours), stopped with SIGTERM; then the store is opened to see what it
 // holds.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +25,7 @@
 
 #include "annal/engine/engine.h"
 #include "annal/server/event_json.h"
+#include "eventually.h"
 #include "kill_timing.h"
 #include "run_annal.h"
 #include "temp_directory.h"
@@ -30,15 +34,18 @@
 namespace annal::cli::test {
 namespace {
 
+namespace fs = std::filesystem;
+
 constexpr const char* kCurl = "/usr/bin/curl";
 
 // `annal serve DIR --listen 127.0.0.1:0`, its port read from the line it prints when it listens.
 class Served {
  public:
-  explicit Served(const std::string& directory) {
+  explicit Served(const std::string& directory, const std::vector<std::string>& options = {}) {
     int out[2];
     EXPECT_EQ(pipe(out), 0);
     std::vector<std::string> args{"serve", directory, "--listen", "127.0.0.1:0"};
+    args.insert(args.end(), options.begin(), options.end());
     std::vector<char*> argv = argv_of(args);
     pid_ = fork();
     if (pid_ == 0) {
@@ -70,6 +77,7 @@ class Served {
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  void signal(int number) { kill(pid_, number); }
   // SIGTERM, and the exit code.
   int stop() {
     kill(pid_, SIGTERM);
@@ -78,6 +86,7 @@ class Served {
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
+  [[nodiscard]] int port() const { return port_; }
   [[nodiscard]] std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
   }
@@ -85,6 +94,90 @@ class Served {
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+};
+
+// GET `target` on a socket of the test's own, its answer read as a stream of Server-Sent Events
+// (curl would buffer them; this reads exactly what came). Every wait is for bytes, with a deadline
+// only against a hang.
+class FeedReader {
+ public:
+  struct Sent {
+    std::uint64_t id = 0;  // 0 for an "event: error"
+    std::string data;
+  };
+
+  FeedReader(int port, const std::string& target, const std::string& last_event_id = "") {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    EXPECT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    const std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n" +
+                                (last_event_id.empty() ? "" : "Last-Event-ID: " + last_event_id + "\r\n") + "\r\n";
+    EXPECT_EQ(send(fd_, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  }
+  ~FeedReader() { close(fd_); }
+  FeedReader(const FeedReader&) = delete;
+  FeedReader& operator=(const FeedReader&) = delete;
+
+  // The answer's status line and headers.
+  std::string head() {
+    while (!head_done_) {
+      const std::size_t end = buffer_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        head_ = buffer_.substr(0, end);
+        buffer_.erase(0, end + 4);
+        head_done_ = true;
+      } else if (!fill()) {
+        break;
+      }
+    }
+    return head_;
+  }
+
+  // The next `count` events, each waited for; fewer if the connection ends first.
+  std::vector<Sent> events(std::size_t count) {
+    head();
+    std::vector<Sent> sent;
+    while (sent.size() < count) {
+      const std::size_t end = buffer_.find("\n\n");
+      if (end == std::string::npos) {
+        if (!fill()) break;
+        continue;
+      }
+      const std::string block = buffer_.substr(0, end + 1);
+      buffer_.erase(0, end + 2);
+      if (block.starts_with(":")) continue;  // a heartbeat
+      Sent event;
+      std::size_t at = 0;
+      while (at < block.size()) {
+        const std::size_t line_end = block.find('\n', at);
+        const std::string line = block.substr(at, line_end - at);
+        at = line_end + 1;
+        if (line.starts_with("id: ")) event.id = std::stoull(line.substr(4));
+        if (line.starts_with("data: ")) event.data = line.substr(6);
+      }
+      sent.push_back(event);
+    }
+    return sent;
+  }
+
+ private:
+  bool fill() {
+    pollfd ready{.fd = fd_, .events = POLLIN, .revents = 0};
+    if (poll(&ready, 1, 120'000) != 1) return false;
+    char bytes[4096];
+    const ssize_t n = read(fd_, bytes, sizeof(bytes));
+    if (n <= 0) return false;
+    buffer_.append(bytes, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string buffer_;
+  std::string head_;
+  bool head_done_ = false;
 };
 
 struct Answer {
@@ -97,11 +190,13 @@ struct Answer {
 class ServeTest : public ::testing::Test {
  protected:
   // curl METHOD URL [body], its status, headers and JSON body.
-  Answer ask(const std::string& method, const std::string& url, const std::string& body = "") {
+  // With `token`, as Authorization: Bearer TOKEN.
+  Answer ask(const std::string& method, const std::string& url, const std::string& body = "", const std::string& token = "") {
     const std::string headers = input_.path() + "/headers";
     const std::string data = input_.path() + "/body";
     std::ofstream(data) << body;
     std::vector<std::string> args{"-sS", "-X", method, "-D", headers, "-w", "\n%{http_code}", url};
+    if (!token.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + token});
     if (!body.empty()) {
       args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + data});
     }
@@ -217,6 +312,162 @@ TEST_F(ServeTest, AppendsReadsAndRefusesOverHttpAndClosesCleanlyOnSigterm) {
   EXPECT_EQ(store.value()->last_sequence(), last_sequence);
   EXPECT_EQ(store.value()->stream_version("order-1"), 2u);
   EXPECT_EQ(store.value()->stream_version("order-3"), std::nullopt);
+}
+
+std::vector<std::uint64_t> ids_of(const std::vector<FeedReader::Sent>& events) {
+  std::vector<std::uint64_t> ids;
+  for (const auto& event : events) ids.push_back(event.id);
+  return ids;
+}
+
+// The ids of `sequences` from `first` to `last` (the engine's own records take sequences too).
+std::vector<std::uint64_t> slice(const std::vector<std::uint64_t>& sequences, std::size_t first, std::size_t last) {
+  return {sequences.begin() + static_cast<std::ptrdiff_t>(first), sequences.begin() + static_cast<std::ptrdiff_t>(last) + 1};
+}
+
+// GET /subscribe: durable events as Server-Sent Events, from the log and then live, one stream's
+// or all; a client that reconnects with Last-Event-ID, even to a restarted server, gets every
+// event after that one exactly once.
+TEST_F(ServeTest, SubscribeFeedsDurableEventsAndResumesAfterARestartWithoutGapOrRepeat) {
+  annal::test::Watchdog watchdog("annal serve event feeds");
+  std::vector<std::uint64_t> appended;  // the sequence of each event, in order
+  std::vector<std::uint64_t> of_b;
+  const auto append = [&](const Served& served, const std::string& stream, int i) {
+    const auto [status, sequence] = post(served.url("/streams/" + stream), R"({"type": "T", "data": {"i": )" + std::to_string(i) + "}}");
+    EXPECT_EQ(status, 201);
+    appended.push_back(sequence);
+    if (stream == "b") of_b.push_back(sequence);
+  };
+  {
+    Served served(dir_.path());
+    ASSERT_FALSE(HasFailure());
+    for (int i = 0; i < 10; ++i) append(served, i < 5 ? "a" : "b", i);
+    FeedReader everything(served.port(), "/subscribe?from=1");
+    const std::string head = everything.head();
+    EXPECT_NE(head.find("200 OK"), std::string::npos) << head;
+    EXPECT_NE(head.find("text/event-stream"), std::string::npos) << head;
+    const auto logged = everything.events(10);
+    EXPECT_EQ(ids_of(logged), slice(appended, 0, 9));
+    ASSERT_EQ(logged.size(), 10u);
+    EXPECT_NE(logged[0].data.find(R"("stream":"a")"), std::string::npos) << logged[0].data;
+    EXPECT_NE(logged[9].data.find(R"("data":{"i":9})"), std::string::npos) << logged[9].data;
+
+    // From now on (the default), and one stream's.
+    FeedReader live(served.port(), "/subscribe");
+    FeedReader only_b(served.port(), "/subscribe?from=1&stream=b");
+    ASSERT_NE(live.head().find("200 OK"), std::string::npos);
+    ASSERT_NE(only_b.head().find("200 OK"), std::string::npos);
+    for (int i = 10; i < 13; ++i) append(served, "b", i);
+    EXPECT_EQ(ids_of(live.events(3)), slice(appended, 10, 12));
+    EXPECT_EQ(ids_of(everything.events(3)), slice(appended, 10, 12));
+    EXPECT_EQ(ids_of(only_b.events(8)), of_b);
+
+    // Bad positions are refused before any event.
+    EXPECT_NE(FeedReader(served.port(), "/subscribe?from=0").head().find("400"), std::string::npos);
+    EXPECT_NE(FeedReader(served.port(), "/subscribe?from=" + std::to_string(appended.back() + 100)).head().find("400"), std::string::npos);
+    EXPECT_NE(FeedReader(served.port(), "/subscribe", "x").head().find("400"), std::string::npos);
+
+    // SIGTERM with feeds open still stops cleanly.
+    EXPECT_EQ(served.stop(), 0);
+  }
+  Served again(dir_.path());
+  ASSERT_FALSE(HasFailure());
+  for (int i = 13; i < 15; ++i) append(again, "a", i);
+  // What a browser sends when it reconnects: the URL it first used, and the last id it saw.
+  FeedReader resumed(again.port(), "/subscribe?from=1", std::to_string(appended[6]));
+  EXPECT_EQ(ids_of(resumed.events(8)), slice(appended, 7, 14));
+  EXPECT_EQ(again.stop(), 0);
+}
+
+// A client that stops reading its feed holds back no append: with more events than the ring holds
+// appended meanwhile, every append is answered, and the feed, read at last, has them all in order
+// (its subscription left the ring and caught up from the journal).
+TEST_F(ServeTest, AFeedThatIsNotReadHoldsBackNoAppendAndMissesNothing) {
+  annal::test::Watchdog watchdog("annal serve with a stalled feed");
+  constexpr int kRequests = 40;
+  constexpr int kEventsPerRequest = 500;  // 20,000 events of 1 KiB: past the ring (16,384) and the socket buffers
+  Served served(dir_.path());
+  ASSERT_FALSE(HasFailure());
+  FeedReader stalled(served.port(), "/subscribe?from=1");
+  ASSERT_NE(stalled.head().find("200 OK"), std::string::npos);
+  std::string batch = "[";
+  for (int i = 0; i < kEventsPerRequest; ++i) {
+    batch += std::string(i == 0 ? "" : ",") + R"({"type": "Bulk", "data": ")" + std::string(1024, 'x') + "\"}";
+  }
+  batch += "]";
+  const std::string body = input_.path() + "/batch";
+  std::ofstream(body) << batch;
+  std::vector<std::uint64_t> appended;
+  for (int r = 0; r < kRequests; ++r) {
+    const auto [status, last] = post(served.url("/streams/bulk"), "@" + body);
+    ASSERT_EQ(status, 201);
+    for (std::uint64_t sequence = last - kEventsPerRequest + 1; sequence <= last; ++sequence) appended.push_back(sequence);
+  }
+  const auto sent = stalled.events(appended.size());
+  EXPECT_EQ(ids_of(sent), appended);
+  EXPECT_EQ(served.stop(), 0);
+}
+
+// A key from annal keygen: its token.
+std::string keygen(const std::string& keys, const std::vector<std::string>& id_and_rights) {
+  std::vector<std::string> args{"keygen"};
+  args.insert(args.end(), id_and_rights.begin(), id_and_rights.end());
+  args.insert(args.end(), {"--keys", keys});
+  const Ran made = run(args);
+  EXPECT_EQ(made.exit_code, 0) << made.err;
+  return made.out.substr(0, made.out.find('\n'));
+}
+
+// API keys: who may do what, each refusal the right status; the keys file must be private, and
+// SIGHUP reloads it. Without keys, only loopback addresses.
+TEST_F(ServeTest, ApiKeysGrantReadAndWritePerStreamPrefixAndReloadOnSighup) {
+  annal::test::Watchdog watchdog("annal serve with keys");
+  const std::string keys = input_.path() + "/keys";
+  const std::string writer = keygen(keys, {"shop", "write:order-", "read:order-"});
+  const std::string reader = keygen(keys, {"reporting", "read:*"});
+  const std::string ops = keygen(keys, {"ops", "admin"});
+  EXPECT_EQ(run({"keygen", "shop", "read:*", "--keys", keys}).exit_code, 1);  // an id is given once
+  EXPECT_EQ(run({"keygen", "x", "delete:*", "--keys", keys}).exit_code, 1);   // no such right
+  EXPECT_EQ(fs::status(keys).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+
+  Served served(dir_.path(), {"--keys", keys});
+  ASSERT_FALSE(HasFailure());
+  const std::string event = R"({"type": "OrderCreated", "data": {}})";
+  EXPECT_EQ(ask("GET", served.url("/health")).status, 200);  // health checks need no key
+  const Answer anonymous = ask("POST", served.url("/streams/order-1"), event);
+  EXPECT_EQ(anonymous.status, 401) << anonymous.body;
+  EXPECT_NE(anonymous.headers.find("WWW-Authenticate: Bearer"), std::string::npos) << anonymous.headers;
+  EXPECT_EQ(ask("POST", served.url("/streams/order-1"), event, writer + "0").status, 401);  // a wrong secret
+  EXPECT_EQ(ask("POST", served.url("/streams/order-1"), event, "nobody" + writer.substr(4)).status, 401);
+  EXPECT_EQ(ask("POST", served.url("/streams/order-1"), event, writer.substr(0, writer.find('.'))).status, 401);
+  EXPECT_EQ(ask("POST", served.url("/streams/order-1"), event, writer).status, 201);
+  const Answer outside = ask("POST", served.url("/streams/invoice-1"), event, writer);
+  EXPECT_EQ(outside.status, 403) << outside.body;
+  EXPECT_NE(outside.body.find("write on stream invoice-1"), std::string::npos) << outside.body;
+  EXPECT_EQ(ask("POST", served.url("/streams/order-2"), event, reader).status, 403);  // read-only
+  EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", writer).status, 200);
+  EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", reader).status, 200);
+  EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", ops).status, 403);  // admin is not read
+  EXPECT_EQ(ask("GET", served.url("/all"), "", writer).status, 403);  // read:order- is not the whole log
+  EXPECT_EQ(ask("GET", served.url("/all"), "", reader).status, 200);
+  EXPECT_EQ(ask("GET", served.url("/streams/order-1")).status, 401);
+  EXPECT_NE(FeedReader(served.port(), "/subscribe").head().find("401"), std::string::npos);
+
+  // A key added to the file holds once the server is told.
+  const std::string late = keygen(keys, {"late", "write:*"});
+  EXPECT_EQ(ask("POST", served.url("/streams/any"), event, late).status, 401);
+  served.signal(SIGHUP);
+  EXPECT_TRUE(annal::test::eventually([&] { return ask("POST", served.url("/streams/any"), event, late).status == 201; }));
+  EXPECT_EQ(served.stop(), 0);
+
+  // A keys file others may read is refused; without keys, only a loopback address.
+  fs::permissions(keys, fs::perms::group_read, fs::perm_options::add);
+  const Ran public_keys = run({"serve", dir_.path(), "--listen", "127.0.0.1:0", "--keys", keys});
+  EXPECT_EQ(public_keys.exit_code, 1);
+  EXPECT_NE(public_keys.err.find("chmod 600"), std::string::npos) << public_keys.err;
+  const Ran open_to_all = run({"serve", dir_.path(), "--listen", "0.0.0.0:0"});
+  EXPECT_EQ(open_to_all.exit_code, 1);
+  EXPECT_NE(open_to_all.err.find("without API keys"), std::string::npos) << open_to_all.err;
 }
 
 // Killed while several clients append: every event it answered 201 (durable) is in the store

@@ -17,11 +17,16 @@
 //                                (same ids) answers with the first receipt, "duplicate": true.
 //   GET  /streams/{stream}       ?from=VERSION&direction=forward|backward&limit=N; 404: no stream
 //   GET  /all                    ?from=SEQUENCE&limit=N: the global log
+//   GET  /subscribe              Server-Sent Events, one per durable event from ?from=SEQUENCE (by
+//                                default the next one), id: its sequence; ?stream=NAME for one
+//                                stream; Last-Event-ID resumes after that event. 410: retention
+//                                removed the position.
 //
 // A durable append never holds a server thread while it waits for the disk: the answer is written
 // when the engine's durability callback comes, so every connection waiting shares one fdatasync.
 // Limits, each a clear error: request body (413), header (431), a read that stalls (408, then the
-// connection is closed), connections (503 past the limit).
+// connection is closed), a client that takes no bytes (the connection is cut), connections and
+// event feeds (503 past the limit).
 #pragma once
 
 #include <chrono>
@@ -45,6 +50,13 @@ struct ServerOptions {
   std::size_t connections_max = 1024;
   std::size_t events_per_request_max = 1024;       // an array longer than this is refused (413)
   std::size_t read_limit_max = 10'000;             // events one GET returns at most
+  std::chrono::milliseconds write_timeout{30'000};  // a client that takes no bytes this long is cut off
+  std::size_t feeds_max = 64;                      // GET /subscribe feeds at once (a thread each); 503 past it
+  std::chrono::milliseconds feed_heartbeat{15'000};  // a quiet feed sends a comment this often
+  // API keys (access_keys.h): every route but /health and /ready then needs a key that grants it.
+  // Without a keys file the server is open to anyone who can connect, so it listens on a loopback
+  // address only (start() refuses any other).
+  std::string keys_file;
 };
 
 class Server {
@@ -57,6 +69,9 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   [[nodiscard]] virtual std::uint16_t port() const = 0;
+  // Reads the keys file again (as on SIGHUP): the new keys hold from the next request. On an error
+  // the old keys stay in force. invalid_argument if the server was started without one.
+  virtual Status reload_keys() = 0;
   // Stops accepting, ends every connection, waits for answers still owed (durable appends) and
   // joins the threads. Idempotent; the destructor calls it.
   virtual void stop() = 0;
