@@ -20,6 +20,8 @@ struct ServeOptions {
   std::string directory;
   std::string listen = "127.0.0.1:2113";
   std::string keys;
+  std::string tls_certificate;
+  std::string tls_key;
   bool accept_data_loss = false;
 };
 
@@ -35,6 +37,8 @@ int run(const ServeOptions& options) {
   serving.address = options.listen.substr(0, colon);
   serving.port = static_cast<std::uint16_t>(port);
   serving.keys_file = options.keys;
+  serving.tls_certificate_file = options.tls_certificate;
+  serving.tls_key_file = options.tls_key;
   // SIGINT, SIGTERM and SIGHUP are taken by sigwait below: blocked before any thread starts, so
   // that none of the engine's or the server's threads is picked to receive them.
   sigset_t signals;
@@ -57,7 +61,8 @@ int run(const ServeOptions& options) {
     std::fprintf(stderr, "annal serve: no --keys: anyone on this machine may read and write; listening on loopback only\n");
   }
   // On stdout, flushed: a script (or a test) that asked for port 0 reads the port here.
-  std::printf("annal serve: %s on http://%s:%u\n", options.directory.c_str(), serving.address.c_str(),
+  std::printf("annal serve: %s on %s://%s:%u\n", options.directory.c_str(), options.tls_certificate.empty() ? "http" : "https",
+              serving.address.c_str(),
               static_cast<unsigned>(server.value()->port()));
   std::fflush(stdout);
   int received = 0;
@@ -89,6 +94,8 @@ void add_serve(CLI::App& app, int& exit_code) {
   command->add_option("--keys", options->keys,
                       "API keys file (mode 0600; lines of ID SHA256 RIGHT..., see annal keygen); SIGHUP reloads it. "
                       "Without it, loopback addresses only");
+  command->add_option("--tls-cert", options->tls_certificate, "Serve HTTPS: the PEM certificate chain (with --tls-key)");
+  command->add_option("--tls-key", options->tls_key, "The certificate's PEM private key");
   add_accept_data_loss(*command, options->accept_data_loss);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }

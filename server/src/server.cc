@@ -1,9 +1,12 @@
-// The transport: Boost.Beast HTTP/1.1 sessions on Boost.Asio, a strand per connection, a few
-// threads for all of them. What a request means is store_api.cc's.
+// The transport: Boost.Beast HTTP/1.1 sessions on Boost.Asio, over TCP or TLS (OpenSSL through
+// Asio's ssl stream), a strand per connection, a few threads for all of them. What a request means
+// is store_api.cc's.
 #include "annal/server/server.h"
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <array>
 #include <atomic>
@@ -11,7 +14,9 @@
 #include <future>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "event_feed.h"
@@ -23,13 +28,20 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
-
-class Session;
 
 // How long, and how much, a closing connection reads and drops (Session::linger).
 constexpr std::chrono::seconds kLingerTime{5};
 constexpr std::size_t kLingerBytesMax = 64u << 20;
+
+// What stop() needs of a connection, whatever it runs over.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Ends the connection, on its strand.
+  virtual void end() = 0;
+};
 
 // What sessions share with the server: the routes, the limits, and the count of answers owed by
 // the engine's durability callbacks (stop() waits for them: each holds a session).
@@ -44,43 +56,64 @@ struct Core {
   std::mutex mutex;
   std::condition_variable settled;
   std::size_t owed = 0;                    // under mutex
-  std::list<std::weak_ptr<Session>> live;  // under mutex: for stop() to end them
+  std::list<std::weak_ptr<Connection>> live;  // under mutex: for stop() to end them
   bool stopping = false;                   // under mutex
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+// One connection: Stream is beast::tcp_stream, or beast::ssl_stream over one for TLS.
+template <typename Stream>
+class Session final : public Connection, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
-  Session(tcp::socket socket, Core& core) : stream_(std::move(socket)), core_(core) {
+  template <typename... TlsContext>
+  Session(tcp::socket socket, Core& core, TlsContext&... tls) : stream_(std::move(socket), tls...), core_(core) {
     core_.connections.fetch_add(1, std::memory_order_relaxed);
   }
-  ~Session() { core_.connections.fetch_sub(1, std::memory_order_relaxed); }
+  ~Session() override { core_.connections.fetch_sub(1, std::memory_order_relaxed); }
 
-  void start() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); }); }
-
-  // From stop(): ends the connection, on its strand.
-  void end() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      self->stream_.close();
+  // Serves requests; or, with `refusal` (a full server), answers that before it reads anything.
+  void start(std::optional<Answer> refusal = std::nullopt) {
+    asio::dispatch(lowest().get_executor(), [self = this->shared_from_this(), refusal = std::move(refusal)]() mutable {
+      if constexpr (kTls) {
+        self->lowest().expires_after(self->core_.options.read_timeout);
+        self->stream_.async_handshake(ssl::stream_base::server, [self, refusal = std::move(refusal)](beast::error_code error) mutable {
+          if (error) return self->lowest().close();  // not TLS, a bad hello, or too slow
+          self->serve(std::move(refusal));
+        });
+      } else {
+        self->serve(std::move(refusal));
+      }
     });
   }
 
-  // A full server answers before it reads anything.
-  void refuse(unsigned status, std::string_view kind, std::string_view detail) {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this(), answer = StoreApi::error(status, kind, detail)] {
-      self->write(answer, false);
+  void end() override {
+    asio::post(lowest().get_executor(), [self = this->shared_from_this()] {
+      beast::error_code ignored;
+      self->lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->lowest().close();
     });
   }
 
  private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  void serve(std::optional<Answer> refusal) {
+    if (refusal) return write(std::move(*refusal), false);
+    read();
+  }
+
+  void refuse(unsigned status, std::string_view kind, std::string_view detail) {
+    write(StoreApi::error(status, kind, detail), false);
+  }
+
   void read() {
     parser_.emplace();
     parser_->body_limit(core_.options.body_bytes_max);
     parser_->header_limit(static_cast<std::uint32_t>(core_.options.header_bytes_max));
-    stream_.expires_after(core_.options.read_timeout);
+    lowest().expires_after(core_.options.read_timeout);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code error, std::size_t) { self->on_read(error); });
+                     [self = this->shared_from_this()](beast::error_code error, std::size_t) { self->on_read(error); });
   }
 
   void on_read(beast::error_code error) {
@@ -91,11 +124,11 @@ class Session : public std::enable_shared_from_this<Session> {
       return refuse(431, "header_too_large", "request headers are at most " + std::to_string(core_.options.header_bytes_max) + " bytes");
     }
     if (error == beast::error::timeout) {
-      if (buffer_.size() == 0 && !parser_->got_some()) return stream_.close();  // an idle keep-alive connection
+      if (buffer_.size() == 0 && !parser_->got_some()) return lowest().close();  // an idle keep-alive connection
       return refuse(408, "request_timeout", "the request did not arrive whole in time");
     }
-    if (error) return stream_.close();  // end of stream, reset, or a request HTTP cannot parse
-    stream_.expires_never();
+    if (error) return lowest().close();  // end of stream, reset, or a request HTTP cannot parse
+    lowest().expires_never();
     request_ = parser_->release();
     const bool keep_alive = request_.keep_alive();
     const auto method = request_.method_string();
@@ -117,9 +150,9 @@ class Session : public std::enable_shared_from_this<Session> {
       std::lock_guard lock(core_.mutex);
       ++core_.owed;
     }
-    return [self = shared_from_this(), keep_alive](Answer answer) mutable {
+    return [self = this->shared_from_this(), keep_alive](Answer answer) mutable {
       Core& core = self->core_;
-      const auto strand = self->stream_.get_executor();  // before `self` moves into the handler
+      const auto strand = self->lowest().get_executor();  // before `self` moves into the handler
       asio::post(strand, [self = std::move(self), answer = std::move(answer), keep_alive]() mutable {
         self->write(std::move(answer), keep_alive);
       });
@@ -139,19 +172,30 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.keep_alive(keep_alive);
     response_.body() = std::move(answer.body);
     response_.prepare_payload();
-    stream_.expires_after(core_.options.write_timeout);
-    http::async_write(stream_, response_, [self = shared_from_this()](beast::error_code error, std::size_t) {
-      if (error) return self->stream_.close();
+    lowest().expires_after(core_.options.write_timeout);
+    http::async_write(stream_, response_, [self = this->shared_from_this()](beast::error_code error, std::size_t) {
+      if (error) return self->lowest().close();
       if (self->response_.keep_alive()) return self->read();
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-      self->linger();
+      self->finish();
     });
+  }
+
+  // After the last answer: TCP sends its end and lingers; TLS says close_notify first, and the
+  // client's own close ends the wait.
+  void finish() {
+    if constexpr (kTls) {
+      lowest().expires_after(kLingerTime);
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->lowest().close(); });
+    } else {
+      beast::error_code ignored;
+      lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+      linger();
+    }
   }
 
   // GET /subscribe: from here on the connection carries the feed, written by its own thread.
   void start_feed(std::shared_ptr<FeedSource> source) {
-    const bool started = core_.feeds.start(std::move(source), [self = shared_from_this()](std::string chunk) {
+    const bool started = core_.feeds.start(std::move(source), [self = this->shared_from_this()](std::string chunk) {
       return self->write_chunk(std::move(chunk));
     });
     if (!started) {
@@ -167,8 +211,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool write_chunk(std::string chunk) {
     std::promise<bool> written;
     std::future<bool> done = written.get_future();
-    asio::post(stream_.get_executor(), [this, &chunk, &written] {
-      stream_.expires_after(core_.options.write_timeout);
+    asio::post(lowest().get_executor(), [this, &chunk, &written] {
+      lowest().expires_after(core_.options.write_timeout);
       asio::async_write(stream_, asio::buffer(chunk), [&written](beast::error_code error, std::size_t) {
         written.set_value(!error);
       });
@@ -181,15 +225,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // reset, and the client could lose the answer it has not read yet.
   void linger() {
     if (!discard_) discard_ = std::make_unique<std::array<char, 4096>>();
-    stream_.expires_after(kLingerTime);
-    stream_.async_read_some(asio::buffer(*discard_), [self = shared_from_this()](beast::error_code error, std::size_t n) {
+    lowest().expires_after(kLingerTime);
+    stream_.async_read_some(asio::buffer(*discard_), [self = this->shared_from_this()](beast::error_code error, std::size_t n) {
       self->lingered_ += n;
-      if (error || self->lingered_ > kLingerBytesMax) return self->stream_.close();
+      if (error || self->lingered_ > kLingerBytesMax) return self->lowest().close();
       self->linger();
     });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
@@ -218,6 +262,12 @@ class ServerImpl final : public Server {
     if (!core_.options.keys_file.empty()) {
       if (Status loaded = reload_keys(); !loaded.ok()) return loaded;
     }
+    if (core_.options.tls_certificate_file.empty() != core_.options.tls_key_file.empty()) {
+      return Status(ErrorCode::invalid_argument, "TLS needs both a certificate chain file and its private key file");
+    }
+    if (!core_.options.tls_certificate_file.empty()) {
+      if (Status loaded = load_tls(); !loaded.ok()) return loaded;
+    }
     const tcp::endpoint endpoint(address, core_.options.port);
     const auto fail = [&](const char* what) {
       return Status(ErrorCode::io_error, std::string(what) + " " + core_.options.address + ":" +
@@ -244,7 +294,7 @@ class ServerImpl final : public Server {
   }
 
   void stop() override {
-    std::list<std::weak_ptr<Session>> live;
+    std::list<std::weak_ptr<Connection>> live;
     {
       std::lock_guard lock(core_.mutex);
       if (core_.stopping) return;
@@ -271,30 +321,58 @@ class ServerImpl final : public Server {
   }
 
  private:
+  // TLS 1.2 or later, with the certificate chain and key in PEM files.
+  Status load_tls() {
+    tls_.emplace(ssl::context::tls_server);
+    beast::error_code error;
+    const auto fail = [&](const std::string& what) {
+      return Status(ErrorCode::invalid_argument, "TLS: " + what + ": " + error.message());
+    };
+    if (tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                              ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+                          error);
+        error) {
+      return fail("options");
+    }
+    if (tls_->use_certificate_chain_file(core_.options.tls_certificate_file, error); error) {
+      return fail("certificate " + core_.options.tls_certificate_file);
+    }
+    if (tls_->use_private_key_file(core_.options.tls_key_file, ssl::context::pem, error); error) {
+      return fail("private key " + core_.options.tls_key_file);
+    }
+    return {};
+  }
+
   void accept() {
     acceptor_.async_accept(asio::make_strand(context_), [this](beast::error_code error, tcp::socket socket) {
       if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (!error) {
-        auto session = std::make_shared<Session>(std::move(socket), core_);
-        const bool full = core_.connections.load(std::memory_order_relaxed) > core_.options.connections_max;
-        {
-          std::lock_guard lock(core_.mutex);
-          if (core_.stopping) return;
-          std::erase_if(core_.live, [](const std::weak_ptr<Session>& weak) { return weak.expired(); });
-          core_.live.push_back(session);
-        }
-        if (full) {
-          session->refuse(503, "too_many_connections",
-                          "at most " + std::to_string(core_.options.connections_max) + " connections; try again");
+        if (tls_) {
+          admit(std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), core_, *tls_));
         } else {
-          session->start();
+          admit(std::make_shared<Session<beast::tcp_stream>>(std::move(socket), core_));
         }
       }
       accept();
     });
   }
 
+  template <typename SessionPtr>
+  void admit(const SessionPtr& session) {
+    const bool full = core_.connections.load(std::memory_order_relaxed) > core_.options.connections_max;
+    {
+      std::lock_guard lock(core_.mutex);
+      if (core_.stopping) return;
+      std::erase_if(core_.live, [](const std::weak_ptr<Connection>& weak) { return weak.expired(); });
+      core_.live.push_back(session);
+    }
+    if (!full) return session->start();
+    session->start(StoreApi::error(503, "too_many_connections",
+                                   "at most " + std::to_string(core_.options.connections_max) + " connections; try again"));
+  }
+
   Core core_;
+  std::optional<ssl::context> tls_;  // set at listen() when a certificate is given
   asio::io_context context_;
   tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;

@@ -197,6 +197,7 @@ class ServeTest : public ::testing::Test {
     std::ofstream(data) << body;
     std::vector<std::string> args{"-sS", "-X", method, "-D", headers, "-w", "\n%{http_code}", url};
     if (!token.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + token});
+    args.insert(args.end(), curl_options_.begin(), curl_options_.end());
     if (!body.empty()) {
       args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + data});
     }
@@ -233,6 +234,7 @@ class ServeTest : public ::testing::Test {
 
   annal::test::TempDirectory dir_;
   annal::test::TempDirectory input_;
+  std::vector<std::string> curl_options_;  // for every ask()
   simdjson::dom::parser parser_;
   std::vector<std::string> answers_;  // a parsed element points into its parser's last document
 };
@@ -405,6 +407,34 @@ TEST_F(ServeTest, AFeedThatIsNotReadHoldsBackNoAppendAndMissesNothing) {
   }
   const auto sent = stalled.events(appended.size());
   EXPECT_EQ(ids_of(sent), appended);
+  EXPECT_EQ(served.stop(), 0);
+}
+
+// HTTPS with a certificate the openssl command makes: curl trusting it appends and reads; one that
+// does not trust it, or speaks plain HTTP to the port, gets nothing; a refusal arrives whole.
+TEST_F(ServeTest, ServesHttpsWithTheCertificateItIsGiven) {
+  annal::test::Watchdog watchdog("annal serve over TLS");
+  const std::string certificate = input_.path() + "/cert.pem";
+  const std::string key = input_.path() + "/key.pem";
+  const Ran made = run_program("/usr/bin/openssl", {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                                    "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
+                                                    "-subj", "/CN=annal-test", "-addext", "subjectAltName=IP:127.0.0.1"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  Served served(dir_.path(), {"--tls-cert", certificate, "--tls-key", key});
+  ASSERT_FALSE(HasFailure());
+  const std::string base = "https://127.0.0.1:" + std::to_string(served.port());
+  curl_options_ = {"--cacert", certificate};
+  const Answer created = ask("POST", base + "/streams/order-9", R"({"type": "OrderCreated", "data": {"amount": 7}})");
+  EXPECT_EQ(created.status, 201) << created.body;
+  const Answer read = ask("GET", base + "/streams/order-9");
+  EXPECT_EQ(read.status, 200);
+  EXPECT_NE(read.body.find(R"("data":{"amount":7})"), std::string::npos) << read.body;
+  const Answer huge = ask("POST", base + "/streams/order-9", R"({"type": "A", "data": ")" + std::string(2u << 20, 'x') + R"("})");
+  EXPECT_EQ(huge.status, 413) << huge.body.substr(0, 200);
+
+  // Not trusted, and not TLS: no answer at all.
+  EXPECT_NE(run_program(kCurl, {"-sS", base + "/health"}).exit_code, 0);
+  EXPECT_NE(run_program(kCurl, {"-sS", "--max-time", "60", served.url("/health")}).exit_code, 0);
   EXPECT_EQ(served.stop(), 0);
 }
 

@@ -57,6 +57,9 @@ struct ServerOptions {
   // Without a keys file the server is open to anyone who can connect, so it listens on a loopback
   // address only (start() refuses any other).
   std::string keys_file;
+  // TLS (1.2 or later): a PEM certificate chain and its private key; both or neither.
+  std::string tls_certificate_file;
+  std::string tls_key_file;
 };
 
 class Server {
