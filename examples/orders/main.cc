@@ -4,6 +4,8 @@
 //   orders recover DIR                                        reopen after a crash, and how long it took
 //   orders query DIR ORDER                                     an order's status and history, and revenue
 //   orders create|pay|refund DIR ORDER AMOUNT                  one command
+//   orders serve DIR [--listen ADDR:PORT] [--keys FILE] [--tls-cert FILE --tls-key FILE]
+//                                                              the seeds' HTTP service (http.h)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "annal/server/serve_command.h"
+#include "http.h"
 #include "orders.h"
 
 namespace {
@@ -28,7 +32,8 @@ constexpr const char* kUsage =
     "usage: orders run DIR [--orders N] [--writers W] [--keep-going]\n"
     "       orders recover DIR\n"
     "       orders query DIR ORDER\n"
-    "       orders create|pay|refund DIR ORDER AMOUNT\n";
+    "       orders create|pay|refund DIR ORDER AMOUNT\n"
+    "       orders serve DIR [--listen ADDR:PORT] [--keys FILE] [--tls-cert FILE --tls-key FILE]\n";
 
 int fail(const annal::Status& status) {
   std::fprintf(stderr, "orders: %s\n", status.to_string().c_str());
@@ -262,6 +267,39 @@ int command(const std::string& verb, const std::string& directory, std::uint64_t
   return opened.value()->close().ok() ? 0 : 1;
 }
 
+// The seeds' HTTP service until SIGINT or SIGTERM, then a clean close. `flags` are pairs.
+int serve(const std::string& directory, const std::vector<std::string>& flags) {
+  annal::server::ServerOptions options;
+  (void)annal::server::parse_listen("127.0.0.1:2113", options);
+  for (std::size_t i = 0; i + 1 < flags.size(); i += 2) {
+    const std::string& value = flags[i + 1];
+    if (flags[i] == "--listen") {
+      if (annal::Status listen = annal::server::parse_listen(value, options); !listen.ok()) return fail(listen);
+    } else if (flags[i] == "--keys") {
+      options.keys_file = value;
+    } else if (flags[i] == "--tls-cert") {
+      options.tls_certificate_file = value;
+    } else if (flags[i] == "--tls-key") {
+      options.tls_key_file = value;
+    } else {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+  }
+  if (flags.size() % 2 != 0) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  annal::server::block_serve_signals();
+  auto opened = open_store(directory);
+  if (!opened.ok()) return fail(opened.status());
+  options.routes = orders::http_routes(*opened.value());
+  const annal::Status served = annal::server::serve_until_stopped("orders serve", directory, *opened.value(), options);
+  const annal::Status closed = opened.value()->close();
+  if (!served.ok()) return fail(served);
+  return closed.ok() ? 0 : fail(closed);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -292,6 +330,7 @@ int main(int argc, char** argv) {
       return run(directory, orders_count, std::max(1u, writers), keep_going);
     }
     if (verb == "recover" && args.size() == 2) return recover(directory);
+    if (verb == "serve") return serve(directory, {args.begin() + 2, args.end()});
     if (verb == "query" && args.size() == 3) return query(directory, std::stoull(args[2]));
     if ((verb == "create" || verb == "pay" || verb == "refund") && args.size() == 4) {
       return command(verb, directory, std::stoull(args[2]), std::stoll(args[3]));

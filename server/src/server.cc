@@ -104,7 +104,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   }
 
   void refuse(unsigned status, std::string_view kind, std::string_view detail) {
-    write(StoreApi::error(status, kind, detail), false);
+    write(error_answer(status, kind, detail), false);
   }
 
   void read() {
@@ -199,7 +199,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
       return self->write_chunk(std::move(chunk));
     });
     if (!started) {
-      write(StoreApi::error(503, "too_many_feeds", "at most " + std::to_string(core_.options.feeds_max) +
+      write(error_answer(503, "too_many_feeds", "at most " + std::to_string(core_.options.feeds_max) +
                                                        " event feeds at once; try again"),
             false);
     }
@@ -367,7 +367,7 @@ class ServerImpl final : public Server {
       core_.live.push_back(session);
     }
     if (!full) return session->start();
-    session->start(StoreApi::error(503, "too_many_connections",
+    session->start(error_answer(503, "too_many_connections",
                                    "at most " + std::to_string(core_.options.connections_max) + " connections; try again"));
   }
 

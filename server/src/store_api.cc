@@ -75,7 +75,15 @@ unsigned status_of(const Status& status) {
 
 }  // namespace
 
-Answer StoreApi::error(unsigned status, std::string_view kind, std::string_view detail) {
+std::optional<std::string> query_parameter(std::string_view target, std::string_view name) {
+  const std::size_t mark = target.find('?');
+  if (mark == std::string_view::npos) return std::nullopt;
+  const auto value = parameter(target.substr(mark + 1), name);
+  if (!value) return std::nullopt;
+  return percent_decoded(*value);
+}
+
+Answer error_answer(unsigned status, std::string_view kind, std::string_view detail) {
   return {status, "{\"error\":" + json_string(kind) + ",\"detail\":" + json_string(detail) + "}", std::nullopt};
 }
 
@@ -85,38 +93,42 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
   const std::string_view query = mark == std::string_view::npos ? "" : request.target.substr(mark + 1);
   const bool get = request.method == "GET";
   const bool post = request.method == "POST";
+  if (options_.routes) {
+    const Refused refused_here = [this, &request](const Need& need) { return refused(request, need); };
+    if (options_.routes(request, refused_here, reply)) return;
+  }
   if (path == "/health") {
-    if (!get) return reply(error(405, "method_not_allowed", "GET /health"));
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET /health"));
     return reply({200, "{\"status\":\"ok\"}", std::nullopt});
   }
   if (path == "/ready") {
-    if (!get) return reply(error(405, "method_not_allowed", "GET /ready"));
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET /ready"));
     return reply({200, "{\"ready\":true,\"durable_sequence\":" + std::to_string(engine_.durable_sequence()) + "}",
                   std::nullopt});
   }
   if (path == "/all") {
-    if (!get) return reply(error(405, "method_not_allowed", "GET /all"));
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET /all"));
     if (auto refusal = refused(request, Need::on_every_stream(Right::read))) return reply(std::move(*refusal));
     return reply(read_all(query));
   }
   if (path == "/subscribe") {
-    if (!get) return reply(error(405, "method_not_allowed", "GET /subscribe"));
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET /subscribe"));
     return reply(subscribe(query, request));
   }
   constexpr std::string_view kStreams = "/streams/";
   if (path.starts_with(kStreams) && path.size() > kStreams.size()) {
     const auto stream = percent_decoded(path.substr(kStreams.size()));
     if (!stream || stream->find('/') != std::string::npos) {
-      return reply(error(400, "bad_stream", "a stream name is one path segment, percent-encoded"));
+      return reply(error_answer(400, "bad_stream", "a stream name is one path segment, percent-encoded"));
     }
-    if (!post && !get) return reply(error(405, "method_not_allowed", "GET or POST /streams/{stream}"));
+    if (!post && !get) return reply(error_answer(405, "method_not_allowed", "GET or POST /streams/{stream}"));
     if (auto refusal = refused(request, Need::on(post ? Right::write : Right::read, *stream))) {
       return reply(std::move(*refusal));
     }
     if (post) return append(*stream, query, request.body, parser, std::move(reply));
     return reply(read_stream(*stream, query));
   }
-  reply(error(404, "not_found", "no route " + std::string(path) + " (/streams/{stream}, /all, /subscribe, /health, /ready)"));
+  reply(error_answer(404, "not_found", "no route " + std::string(path) + " (/streams/{stream}, /all, /subscribe, /health, /ready)"));
 }
 
 void StoreApi::append(std::string_view stream, std::string_view query, std::string_view body,
@@ -129,16 +141,16 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
     } else if (version) {
       expected = engine::ExpectedVersion::exactly(*version);
     } else {
-      return reply(error(400, "bad_expected_version", "expected_version is a version, -1 (no stream yet) or any"));
+      return reply(error_answer(400, "bad_expected_version", "expected_version is a version, -1 (no stream yet) or any"));
     }
   }
   const auto durable = parameter(query, "durable");
   if (durable && *durable != "true" && *durable != "false") {
-    return reply(error(400, "bad_durable", "durable is true (answer once durable, the default) or false"));
+    return reply(error_answer(400, "bad_durable", "durable is true (answer once durable, the default) or false"));
   }
   simdjson::dom::element root;
   if (const auto failed = parser.parse(body.data(), body.size()).get(root); failed != simdjson::SUCCESS) {
-    return reply(error(400, "bad_json", std::string("the body is not JSON: ") + simdjson::error_message(failed)));
+    return reply(error_answer(400, "bad_json", std::string("the body is not JSON: ") + simdjson::error_message(failed)));
   }
   std::vector<simdjson::dom::object> objects;
   simdjson::dom::array array;
@@ -146,27 +158,27 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
   if (root.get(array) == simdjson::SUCCESS) {
     for (const simdjson::dom::element element : array) {
       if (objects.size() == options_.events_per_request_max) {
-        return reply(error(413, "too_many_events", "at most " + std::to_string(options_.events_per_request_max) +
+        return reply(error_answer(413, "too_many_events", "at most " + std::to_string(options_.events_per_request_max) +
                                                        " events in one request"));
       }
       simdjson::dom::object object;
       if (element.get(object) != simdjson::SUCCESS) {
-        return reply(error(400, "bad_event", "event " + std::to_string(objects.size()) + " is not an object"));
+        return reply(error_answer(400, "bad_event", "event " + std::to_string(objects.size()) + " is not an object"));
       }
       objects.push_back(object);
     }
-    if (objects.empty()) return reply(error(400, "bad_event", "an empty array appends nothing"));
+    if (objects.empty()) return reply(error_answer(400, "bad_event", "an empty array appends nothing"));
   } else if (root.get(single) == simdjson::SUCCESS) {
     objects.push_back(single);
   } else {
-    return reply(error(400, "bad_event", "the body is an event object or an array of them"));
+    return reply(error_answer(400, "bad_event", "the body is an event object or an array of them"));
   }
   std::vector<JsonEvent> parsed;
   parsed.reserve(objects.size());
   for (std::size_t i = 0; i < objects.size(); ++i) {
     auto event = parse_event(objects[i], StreamField::refused);
     if (!event.ok()) {
-      return reply(error(400, "bad_event", (objects.size() > 1 ? "event " + std::to_string(i) + ": " : std::string()) +
+      return reply(error_answer(400, "bad_event", (objects.size() > 1 ? "event " + std::to_string(i) + ": " : std::string()) +
                                                event.status().message()));
     }
     parsed.push_back(std::move(event).value());
@@ -178,7 +190,7 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
   }
   const engine::AppendResult appended = engine_.append(stream, expected, events);
   if (!appended.ok()) {
-    Answer answer = error(status_of(appended.status()), appended.code() == ErrorCode::conflict ? "conflict" : "refused",
+    Answer answer = error_answer(status_of(appended.status()), appended.code() == ErrorCode::conflict ? "conflict" : "refused",
                           appended.status().message());
     if (appended.code() == ErrorCode::conflict) {
       const auto current = appended.current_version();
@@ -196,7 +208,7 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
   // Answered when the group commit that holds it is synced: no server thread waits for the disk.
   engine_.on_durable(receipt, [answer = std::move(answer), reply = std::move(reply)](const Status& status) mutable {
     if (!status.ok()) {
-      return reply(error(503, "not_durable", "the events were sequenced but will not be durable: " + status.to_string()));
+      return reply(error_answer(503, "not_durable", "the events were sequenced but will not be durable: " + status.to_string()));
     }
     reply(std::move(answer));
   });
@@ -209,22 +221,22 @@ Answer StoreApi::read_stream(std::string_view stream, std::string_view query) {
       options.direction = engine::Direction::backwards;
       options.from_version = engine::kFromEnd;
     } else if (*direction != "forward") {
-      return error(400, "bad_direction", "direction is forward or backward");
+      return error_answer(400, "bad_direction", "direction is forward or backward");
     }
   }
   if (const auto from = parameter(query, "from")) {
     const auto version = whole_number(*from);
-    if (!version) return error(400, "bad_from", "from is a stream version (a whole number)");
+    if (!version) return error_answer(400, "bad_from", "from is a stream version (a whole number)");
     options.from_version = *version;
   }
   if (const auto limit = parameter(query, "limit")) {
     const auto count = whole_number(*limit);
-    if (!count || *count == 0) return error(400, "bad_limit", "limit is a whole number from 1");
+    if (!count || *count == 0) return error_answer(400, "bad_limit", "limit is a whole number from 1");
     options.max_count = std::min<std::uint64_t>(*count, options_.read_limit_max);
   }
-  if (!engine_.stream_version(stream)) return error(404, "no_stream", "stream " + std::string(stream) + " has no events");
+  if (!engine_.stream_version(stream)) return error_answer(404, "no_stream", "stream " + std::string(stream) + " has no events");
   const auto events = engine_.read_stream(stream, options);
-  if (!events.ok()) return error(status_of(events.status()), "read_failed", events.status().message());
+  if (!events.ok()) return error_answer(status_of(events.status()), "read_failed", events.status().message());
   return {200, "{\"stream\":" + json_string(stream) + ",\"events\":" + events_json(events.value()) + "}", std::nullopt};
 }
 
@@ -233,16 +245,16 @@ Answer StoreApi::read_all(std::string_view query) {
   std::size_t limit = options_.read_limit_max;
   if (const auto given = parameter(query, "from")) {
     const auto sequence = whole_number(*given);
-    if (!sequence || *sequence == 0) return error(400, "bad_from", "from is a global sequence, from 1");
+    if (!sequence || *sequence == 0) return error_answer(400, "bad_from", "from is a global sequence, from 1");
     from = *sequence;
   }
   if (const auto given = parameter(query, "limit")) {
     const auto count = whole_number(*given);
-    if (!count || *count == 0) return error(400, "bad_limit", "limit is a whole number from 1");
+    if (!count || *count == 0) return error_answer(400, "bad_limit", "limit is a whole number from 1");
     limit = std::min<std::size_t>(*count, options_.read_limit_max);
   }
   const auto events = engine_.read_all(from, limit);
-  if (!events.ok()) return error(status_of(events.status()), "read_failed", events.status().message());
+  if (!events.ok()) return error_answer(status_of(events.status()), "read_failed", events.status().message());
   return {200, "{\"events\":" + events_json(events.value()) + "}", std::nullopt};
 }
 
@@ -261,7 +273,7 @@ std::optional<Answer> StoreApi::refused(const Request& request, const Need& need
   switch (keys->check(request.authorization, need)) {
     case Verdict::allowed: return std::nullopt;
     case Verdict::unauthenticated: {
-      Answer answer = error(401, "unauthenticated",
+      Answer answer = error_answer(401, "unauthenticated",
                             request.authorization.empty() ? "this server needs a key: Authorization: Bearer ID.SECRET"
                                                           : "the key is not known, or its secret is wrong");
       answer.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"annal\"");
@@ -273,7 +285,7 @@ std::optional<Answer> StoreApi::refused(const Request& request, const Need& need
   const std::string what = need.right == Right::admin ? "admin"
                            : need.every_stream        ? std::string(right) + ":* (every stream)"
                                                       : std::string(right) + " on stream " + std::string(need.stream);
-  return error(403, "forbidden", "the key does not grant " + what);
+  return error_answer(403, "forbidden", "the key does not grant " + what);
 }
 
 Answer StoreApi::subscribe(std::string_view query, const Request& request) {
@@ -282,28 +294,28 @@ Answer StoreApi::subscribe(std::string_view query, const Request& request) {
   std::uint64_t from = engine_.durable_sequence() + 1;
   if (const auto given = parameter(query, "from")) {
     const auto sequence = whole_number(*given);
-    if (!sequence || *sequence == 0) return error(400, "bad_from", "from is a global sequence, from 1");
+    if (!sequence || *sequence == 0) return error_answer(400, "bad_from", "from is a global sequence, from 1");
     from = *sequence;
   }
   // A reconnecting client resumes after the last event it saw, whatever its URL says.
   if (!last_event_id.empty()) {
     const auto seen = whole_number(last_event_id);
-    if (!seen) return error(400, "bad_last_event_id", "Last-Event-ID is the id (global sequence) of an event sent");
+    if (!seen) return error_answer(400, "bad_last_event_id", "Last-Event-ID is the id (global sequence) of an event sent");
     from = *seen + 1;
   }
   auto source = std::make_shared<FeedSource>();
   if (const auto stream = parameter(query, "stream")) {
     source->stream = percent_decoded(*stream);
-    if (!source->stream || source->stream->empty()) return error(400, "bad_stream", "stream is a stream name, percent-encoded");
+    if (!source->stream || source->stream->empty()) return error_answer(400, "bad_stream", "stream is a stream name, percent-encoded");
   }
   const Need need = source->stream ? Need::on(Right::read, *source->stream) : Need::on_every_stream(Right::read);
   if (auto refusal = refused(request, need)) return std::move(*refusal);
   auto subscription = engine_.subscribe(from);
   if (!subscription.ok()) {
     if (subscription.code() == ErrorCode::not_found) {
-      return error(410, "removed", subscription.status().message() + "; subscribe from a later sequence");
+      return error_answer(410, "removed", subscription.status().message() + "; subscribe from a later sequence");
     }
-    return error(status_of(subscription.status()), "bad_from", subscription.status().message());
+    return error_answer(status_of(subscription.status()), "bad_from", subscription.status().message());
   }
   source->subscription = std::move(subscription).value();
   Answer answer;

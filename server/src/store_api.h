@@ -21,29 +21,6 @@
 
 namespace annal::server {
 
-struct Answer {
-  Answer() = default;
-  Answer(unsigned answer_status, std::string answer_body, std::optional<std::uint64_t> answer_sequence = std::nullopt)
-      : status(answer_status), body(std::move(answer_body)), sequence(answer_sequence) {}
-
-  unsigned status = 200;
-  std::string body;                       // JSON
-  std::optional<std::uint64_t> sequence;  // the Annal-Sequence header: the append's last event
-  std::shared_ptr<FeedSource> feed;       // GET /subscribe: the transport streams this instead
-  std::vector<std::pair<std::string, std::string>> headers;  // more headers (WWW-Authenticate)
-};
-
-// Called once with the answer; from the engine's callback thread for a durable append.
-using Reply = std::function<void(Answer)>;
-
-struct Request {
-  std::string_view method;  // "GET", "POST", ...
-  std::string_view target;  // path and query, as sent
-  std::string_view body;
-  std::string_view last_event_id;  // the header a reconnecting EventSource sends
-  std::string_view authorization;  // "Bearer ID.SECRET" when keys are in force
-};
-
 class StoreApi {
  public:
   StoreApi(engine::Engine& engine, const ServerOptions& options) : engine_(engine), options_(options) {}
@@ -55,8 +32,6 @@ class StoreApi {
   // From now on, requests need a key from `keys` (nullptr: anyone may do anything). Any thread.
   void set_keys(std::shared_ptr<const AccessKeys> keys);
 
-  // {"error": kind, "detail": detail} with `status`.
-  [[nodiscard]] static Answer error(unsigned status, std::string_view kind, std::string_view detail);
 
  private:
   void append(std::string_view stream, std::string_view query, std::string_view body, simdjson::dom::parser& parser,

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "served.h"
 
 namespace annal::cli::test {
 
@@ -35,15 +36,7 @@ inline std::string read_file(const std::string& path) {
   return text.str();
 }
 
-// execv's arguments for `PROGRAM ARGS...`, pointing into `args`. Made before fork: a forked child
-// of a process with other threads (a watchdog) must not allocate before exec, since an allocator
-// lock another thread held at the fork stays held in the child.
-inline std::vector<char*> argv_of(const char* program, const std::vector<std::string>& args) {
-  std::vector<char*> argv{const_cast<char*>(program)};
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  return argv;
-}
+using annal::test::argv_of;
 inline std::vector<char*> argv_of(const std::vector<std::string>& args) { return argv_of(ANNAL_CLI, args); }
 
 // Runs `PROGRAM ARGS...` (a path) to its end, stdin from `input` (a file path) if given.

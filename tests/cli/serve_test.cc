@@ -28,6 +28,7 @@
 #include "eventually.h"
 #include "kill_timing.h"
 #include "run_annal.h"
+#include "served.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -36,65 +37,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kCurl = "/usr/bin/curl";
-
-// `annal serve DIR --listen 127.0.0.1:0`, its port read from the line it prints when it listens.
-class Served {
+// annal serve.
+class Served : public annal::test::Served {
  public:
-  explicit Served(const std::string& directory, const std::vector<std::string>& options = {}) {
-    int out[2];
-    EXPECT_EQ(pipe(out), 0);
-    std::vector<std::string> args{"serve", directory, "--listen", "127.0.0.1:0"};
-    args.insert(args.end(), options.begin(), options.end());
-    std::vector<char*> argv = argv_of(args);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], 1);
-      close(out[0]);
-      execv(ANNAL_CLI, argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    std::string line;
-    pollfd ready{.fd = out[0], .events = POLLIN, .revents = 0};
-    char c = 0;
-    // A deadline only against a server that never starts: it prints the line once it listens.
-    while (line.find('\n') == std::string::npos && poll(&ready, 1, 120'000) == 1 && read(out[0], &c, 1) == 1) line += c;
-    close(out[0]);
-    const std::size_t colon = line.rfind(':');
-    EXPECT_NE(colon, std::string::npos) << "annal serve printed: " << line;
-    if (colon != std::string::npos) port_ = std::stoi(line.substr(colon + 1));
-  }
-  ~Served() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  // SIGKILL, as a crash would.
-  void kill_now() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  void signal(int number) { kill(pid_, number); }
-  // SIGTERM, and the exit code.
-  int stop() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
+  explicit Served(const std::string& directory, const std::vector<std::string>& options = {})
+      : annal::test::Served(ANNAL_CLI, directory, options) {}
 };
+
+constexpr const char* kCurl = "/usr/bin/curl";
 
 // GET `target` on a socket of the test's own, its answer read as a stream of Server-Sent Events
 // (curl would buffer them; this reads exactly what came). Every wait is for bytes, with a deadline

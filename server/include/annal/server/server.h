@@ -32,13 +32,60 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "annal/base/status.h"
 #include "annal/engine/engine.h"
+#include "annal/server/access_keys.h"
 
 namespace annal::server {
+
+// A request as the routes see it, and their answer.
+struct FeedSource;
+struct Answer {
+  Answer() = default;
+  Answer(unsigned answer_status, std::string answer_body, std::optional<std::uint64_t> answer_sequence = std::nullopt)
+      : status(answer_status), body(std::move(answer_body)), sequence(answer_sequence) {}
+
+  unsigned status = 200;
+  std::string body;                       // JSON
+  std::optional<std::uint64_t> sequence;  // the Annal-Sequence header: the append's last event
+  std::shared_ptr<FeedSource> feed;       // the server's own: GET /subscribe streams this instead
+  std::vector<std::pair<std::string, std::string>> headers;  // more headers (WWW-Authenticate)
+};
+
+// Called once with the answer, from any thread (a durable append's: the engine's callback thread).
+using Reply = std::function<void(Answer)>;
+
+struct Request {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // path and query, as sent
+  std::string_view body;
+  std::string_view last_event_id;  // the header a reconnecting EventSource sends
+  std::string_view authorization;  // "Bearer ID.SECRET" when keys are in force
+};
+
+// What the request's key does not allow `need`, as the 401 or 403 answer; nullopt if it does (or
+// the server has no keys).
+using Refused = std::function<std::optional<Answer>(const Need& need)>;
+
+// An application's own routes (the orders example's /orders), asked before the store's: one that
+// is its own answers through `reply` (exactly once, now or later) and returns true; any other
+// returns false and leaves `reply` to the store's routes. Runs on a server thread: it must not
+// wait long (an append's durability: Engine::on_durable, as the store's routes do).
+using Routes = std::function<bool(const Request& request, const Refused& refused, Reply& reply)>;
+
+// {"error": kind, "detail": detail} with `status`.
+[[nodiscard]] Answer error_answer(unsigned status, std::string_view kind, std::string_view detail);
+// The value of query parameter `name` in a request target ("/orders?orderId=1"), percent-decoded;
+// nullopt if it is absent or its escapes are broken.
+[[nodiscard]] std::optional<std::string> query_parameter(std::string_view target, std::string_view name);
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
@@ -60,6 +107,7 @@ struct ServerOptions {
   // TLS (1.2 or later): a PEM certificate chain and its private key; both or neither.
   std::string tls_certificate_file;
   std::string tls_key_file;
+  Routes routes;  // an application's, asked first (none by default)
 };
 
 class Server {

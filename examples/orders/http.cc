@@ -1,0 +1,160 @@
+#include "http.h"
+
+#include <simdjson.h>
+
+#include <charconv>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "annal/server/event_json.h"
+#include "orders.h"
+
+namespace orders {
+namespace {
+
+using annal::engine::Engine;
+using annal::server::Answer;
+using annal::server::error_answer;
+using annal::server::json_string;
+using annal::server::Need;
+using annal::server::Refused;
+using annal::server::Reply;
+using annal::server::Request;
+using annal::server::Right;
+using namespace std::chrono_literals;
+
+// How long a read-your-writes GET waits for the read model (a hang guard: it is durable already).
+constexpr auto kQueryTimeout = 10s;
+
+// "123456" (a string, as the seeds send it, or a number): an order id; nullopt if not one.
+std::optional<std::uint64_t> order_id(std::string_view text) {
+  std::uint64_t id = 0;
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (text.empty() || text.size() > 18 || parsed.ec != std::errc() || parsed.ptr != text.data() + text.size()) {
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::optional<std::uint64_t> order_id(const simdjson::dom::element& value) {
+  std::string_view text;
+  std::uint64_t number = 0;
+  if (value.get(text) == simdjson::SUCCESS) return order_id(text);
+  if (value.get(number) == simdjson::SUCCESS) return order_id(std::to_string(number));
+  return std::nullopt;
+}
+
+// One event as the seeds show it.
+std::string event_json(std::uint64_t id, const annal::engine::EventHeader& header, std::int64_t amount) {
+  return "{\"orderId\":\"" + std::to_string(id) + "\",\"eventType\":" + json_string(header.type) +
+         ",\"timestamp\":" + std::to_string(header.timestamp_ns / 1'000'000'000) +
+         ",\"sequence\":" + std::to_string(header.sequence) + ",\"amount\":" + std::to_string(amount) + "}";
+}
+
+enum class Command { create, pay, refund };
+
+void post(Engine& engine, Command command, const Request& request, const Refused& refused, Reply& reply) {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::object body;
+  if (parser.parse(request.body.data(), request.body.size()).get(body) != simdjson::SUCCESS) {
+    return reply(error_answer(400, "bad_json", "the body is a JSON object, such as {\"orderId\": \"123456\", \"amount\": 100}"));
+  }
+  simdjson::dom::element field;
+  const auto id = body["orderId"].get(field) == simdjson::SUCCESS ? order_id(field) : std::nullopt;
+  if (!id) return reply(error_answer(400, "bad_order_id", "orderId is the order's number, 1 to 18 digits, such as \"123456\""));
+  std::optional<std::int64_t> amount;
+  if (body["amount"].get(field) == simdjson::SUCCESS) {
+    std::int64_t value = 0;
+    if (field.get(value) != simdjson::SUCCESS) return reply(error_answer(400, "bad_amount", "amount is a whole number"));
+    amount = value;
+  }
+  std::string_view status;
+  const bool paying = body["status"].get(status) == simdjson::SUCCESS;
+  if (paying && status != "Paid") return reply(error_answer(400, "bad_status", "status is \"Paid\", the one change an order takes"));
+  if (command == Command::create && paying) command = Command::pay;
+  if (command != Command::pay && !amount) return reply(error_answer(400, "bad_amount", "amount is missing"));
+  if (auto refusal = refused(Need::on(Right::write, stream_of(*id)))) return reply(std::move(*refusal));
+
+  unsigned refused_with = 422;  // a rule of the order's: what it is now does not allow the command
+  const auto appended = run_command(engine, *id, [&](const Order& order) -> Result<NewEvent> {
+    switch (command) {
+      case Command::create:
+        if (order.created) refused_with = 409;
+        return create_order(order, *id, *amount);
+      case Command::pay: return pay_order(order, *id, amount.value_or(order.amount - order.paid));
+      case Command::refund: return create_refund(order, *id, *amount);
+    }
+    return Status(ErrorCode::invalid_argument, "no such command");
+  });
+  if (!appended.ok()) {
+    const ErrorCode code = appended.code();
+    const unsigned answer = code == ErrorCode::not_found ? 404 : code == ErrorCode::invalid_argument ? refused_with : 503;
+    return reply(error_answer(answer, answer == 503 ? "unavailable" : "refused", appended.status().message()));
+  }
+  // Answered once durable, with the event as stored (its timestamp is the engine's).
+  const annal::engine::Receipt receipt = appended.value();
+  engine.on_durable(receipt, [&engine, receipt, id = *id, reply = std::move(reply)](const annal::Status& durable) {
+    if (!durable.ok()) return reply(error_answer(503, "not_durable", durable.to_string()));
+    annal::engine::ReadStreamOptions last;
+    last.from_version = receipt.last_version;
+    last.max_count = 1;
+    const auto stored = engine.read_stream(stream_of(id), last);
+    if (!stored.ok() || stored.value().empty()) return reply(error_answer(503, "read_failed", stored.status().to_string()));
+    const annal::engine::Event& event = stored.value().front();
+    reply(Answer(201, event_json(id, event.header, amount_of(event.payload)), receipt.last_sequence));
+  });
+}
+
+void get(Engine& engine, const Request& request, const Refused& refused, Reply& reply) {
+  const auto given = annal::server::query_parameter(request.target, "orderId");
+  const auto id = given ? order_id(*given) : std::nullopt;
+  if (!id) return reply(error_answer(400, "bad_order_id", "GET /orders?orderId=123456"));
+  std::uint64_t min_sequence = 0;
+  if (const auto at_least = annal::server::query_parameter(request.target, "min_sequence")) {
+    const auto parsed = std::from_chars(at_least->data(), at_least->data() + at_least->size(), min_sequence);
+    if (at_least->empty() || parsed.ptr != at_least->data() + at_least->size()) {
+      return reply(error_answer(400, "bad_min_sequence", "min_sequence is a global sequence (a write's Annal-Sequence)"));
+    }
+  }
+  if (auto refusal = refused(Need::on(Right::read, stream_of(*id)))) return reply(std::move(*refusal));
+  const auto row = annal::engine::query<OrdersView>(engine, "orders", min_sequence, [&](const OrdersView& view) {
+    const auto* found = view.find(*id);
+    return found != nullptr ? std::optional<OrdersView::Row>(*found) : std::nullopt;
+  }, kQueryTimeout);
+  if (!row.ok()) {
+    const bool late = row.code() == ErrorCode::timed_out;
+    return reply(error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", row.status().message()));
+  }
+  if (!row.value()) return reply(error_answer(404, "no_order", "no order " + std::to_string(*id)));
+  const auto history = engine.read_stream(stream_of(*id), {});
+  if (!history.ok()) return reply(error_answer(503, "read_failed", history.status().message()));
+  const OrdersView::Row& state = *row.value();
+  std::string body = "{\"orderId\":\"" + std::to_string(*id) + "\",\"status\":\"" + to_string(state.status) +
+                     "\",\"amount\":" + std::to_string(state.amount) + ",\"paid\":" + std::to_string(state.paid) +
+                     ",\"refunded\":" + std::to_string(state.refunded) + ",\"events\":[";
+  for (std::size_t i = 0; i < history.value().size(); ++i) {
+    const annal::engine::Event& event = history.value()[i];
+    body += (i == 0 ? "" : ",") + event_json(*id, event.header, amount_of(event.payload));
+  }
+  reply(Answer(200, body + "]}"));
+}
+
+}  // namespace
+
+annal::server::Routes http_routes(Engine& engine) {
+  return [&engine](const Request& request, const Refused& refused, Reply& reply) {
+    const std::string_view path = request.target.substr(0, request.target.find('?'));
+    if (path != "/orders" && path != "/refunds") return false;
+    if (request.method == "POST") {
+      post(engine, path == "/orders" ? Command::create : Command::refund, request, refused, reply);
+    } else if (request.method == "GET" && path == "/orders") {
+      get(engine, request, refused, reply);
+    } else {
+      reply(error_answer(405, "method_not_allowed", path == "/orders" ? "GET or POST /orders" : "POST /refunds"));
+    }
+    return true;
+  };
+}
+
+}  // namespace orders

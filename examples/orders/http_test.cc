@@ -1,0 +1,148 @@
+// orders serve, driven as the seed documents drive it: their four requests with curl (a client
+// that is not ours), over HTTP and HTTPS, then the store opened to see exactly what it holds.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "run_program.h"
+#include "served.h"
+#include "temp_directory.h"
+#include "watchdog.h"
+
+namespace orders {
+namespace {
+
+struct Answer {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+class OrdersHttpTest : public ::testing::Test {
+ protected:
+  // curl METHOD URL [JSON body], through the shell (bodies here hold no single quote).
+  Answer ask(const std::string& method, const std::string& url, const std::string& body = "") {
+    const std::string headers = scratch_.path() + "/headers";
+    std::string command = "curl -sS -X " + method + " -D " + headers + " -w '\\n%{http_code}' " + curl_options_;
+    if (!body.empty()) command += " -H 'Content-Type: application/json' --data-binary '" + body + "'";
+    const annal::test::ProgramRun ran = annal::test::run_program(command + " '" + url + "'");
+    EXPECT_EQ(ran.exit_code, 0) << ran.output;
+    Answer answer;
+    const std::size_t last = ran.output.rfind('\n');
+    answer.body = ran.output.substr(0, last);
+    answer.status = last == std::string::npos ? 0 : std::stoi(ran.output.substr(last + 1));
+    std::ifstream in(headers);
+    std::stringstream text;
+    text << in.rdbuf();
+    answer.headers = text.str();
+    return answer;
+  }
+
+  // Field `key` of a JSON answer, as text ("" if absent).
+  std::string field(const Answer& answer, const char* key) {
+    simdjson::dom::element json;
+    if (parser_.parse(answer.body).get(json) != simdjson::SUCCESS) return "";
+    simdjson::dom::element value;
+    if (json[key].get(value) != simdjson::SUCCESS) return "";
+    std::string_view text;
+    if (value.get(text) == simdjson::SUCCESS) return std::string(text);
+    return simdjson::minify(value);
+  }
+
+  // The seeds' section 5 session against `base` for order `id`: create, pay, refund, query; each
+  // answer as the seeds show it, and the rules over HTTP.
+  void seeds_session(const std::string& base, const std::string& id) {
+    const Answer created = ask("POST", base + "/orders", R"({"orderId": ")" + id + R"(", "amount": 100})");
+    ASSERT_EQ(created.status, 201) << created.body;
+    EXPECT_EQ(field(created, "orderId"), id);
+    EXPECT_EQ(field(created, "eventType"), "OrderCreated");
+    EXPECT_GT(std::stoull(field(created, "timestamp")), 1'600'000'000u);  // unix seconds, as the seeds'
+    EXPECT_NE(created.headers.find("Annal-Sequence: " + field(created, "sequence")), std::string::npos) << created.headers;
+    const Answer paid = ask("POST", base + "/orders", R"({"orderId": ")" + id + R"(", "status": "Paid"})");
+    ASSERT_EQ(paid.status, 201) << paid.body;
+    EXPECT_EQ(field(paid, "eventType"), "OrderPaid");
+    EXPECT_EQ(field(paid, "amount"), "100");  // what was left to pay
+    const Answer refunded = ask("POST", base + "/refunds", R"({"orderId": ")" + id + R"(", "amount": 50})");
+    ASSERT_EQ(refunded.status, 201) << refunded.body;
+    EXPECT_EQ(field(refunded, "eventType"), "RefundCreated");
+
+    // The rules hold over HTTP, and a refused command appends nothing.
+    EXPECT_EQ(ask("POST", base + "/orders", R"({"orderId": ")" + id + R"(", "amount": 5})").status, 409);
+    EXPECT_EQ(ask("POST", base + "/refunds", R"({"orderId": ")" + id + R"(", "amount": 51})").status, 422);
+    EXPECT_EQ(ask("POST", base + "/orders", R"({"orderId": "1", "status": "Paid"})").status, 404);
+    EXPECT_EQ(ask("POST", base + "/orders", R"({"orderId": "12x", "amount": 5})").status, 400);
+    EXPECT_EQ(ask("POST", base + "/orders", R"({"orderId": ")" + id + R"("})").status, 400);  // no amount
+    EXPECT_EQ(ask("GET", base + "/orders?orderId=1").status, 404);
+
+    // Read your writes: the read model has applied the refund once it answers.
+    const Answer order = ask("GET", base + "/orders?orderId=" + id + "&min_sequence=" + field(refunded, "sequence"));
+    ASSERT_EQ(order.status, 200) << order.body;
+    EXPECT_EQ(field(order, "status"), "refunded");
+    EXPECT_EQ(field(order, "paid"), "100");
+    EXPECT_EQ(field(order, "refunded"), "50");
+    const std::string events = field(order, "events");
+    const std::size_t created_at = events.find("\"OrderCreated\"");
+    const std::size_t paid_at = events.find("\"OrderPaid\"");
+    const std::size_t refund_at = events.find("\"RefundCreated\"");
+    EXPECT_TRUE(created_at < paid_at && paid_at < refund_at && refund_at != std::string::npos) << events;
+    EXPECT_NE(events.find("\"sequence\":" + field(created, "sequence")), std::string::npos) << events;
+  }
+
+  // The order's stream as stored: types and payloads, byte for byte.
+  void expect_stored(const std::string& id) {
+    auto store = annal::engine::Engine::open(dir_.path(), {});
+    ASSERT_TRUE(store.ok()) << store.status().to_string();
+    EXPECT_EQ(store.value()->open_report().records_replayed, 0u);  // closed cleanly
+    const auto events = store.value()->read_stream("order-" + id, {});
+    ASSERT_TRUE(events.ok());
+    std::vector<std::string> stored;
+    for (const annal::engine::Event& event : events.value()) {
+      stored.push_back(std::string(event.header.type) + " " +
+                       std::string(reinterpret_cast<const char*>(event.payload.data()), event.payload.size()));
+    }
+    EXPECT_EQ(stored, (std::vector<std::string>{"OrderCreated {\"order\":\"" + id + "\",\"amount\":100}",
+                                                "OrderPaid {\"order\":\"" + id + "\",\"amount\":100}",
+                                                "RefundCreated {\"order\":\"" + id + "\",\"amount\":50}"}));
+  }
+
+  annal::test::TempDirectory dir_;
+  annal::test::TempDirectory scratch_;
+  std::string curl_options_;
+  simdjson::dom::parser parser_;
+};
+
+TEST_F(OrdersHttpTest, TheSeedDocumentsRequestsWorkOverHttpAndHttps) {
+  annal::test::Watchdog watchdog("orders serve and curl");
+  {
+    annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path());
+    ASSERT_FALSE(HasFailure());
+    seeds_session(served.url(""), "123456");
+    EXPECT_EQ(served.stop(), 0);
+  }
+  expect_stored("123456");
+
+  const std::string certificate = scratch_.path() + "/cert.pem";
+  const std::string key = scratch_.path() + "/key.pem";
+  const auto made = annal::test::run_program("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " +
+                                             key + " -out " + certificate +
+                                             " -days 2 -subj /CN=annal-test -addext subjectAltName=IP:127.0.0.1");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  {
+    annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {"--tls-cert", certificate, "--tls-key", key});
+    ASSERT_FALSE(HasFailure());
+    curl_options_ = "--cacert " + certificate;
+    seeds_session("https://127.0.0.1:" + std::to_string(served.port()), "654321");
+    EXPECT_EQ(served.stop(), 0);
+  }
+  expect_stored("654321");
+  expect_stored("123456");
+}
+
+}  // namespace
+}  // namespace orders
