@@ -63,6 +63,16 @@ std::string events_json(const std::vector<engine::Event>& events) {
   return out + "]";
 }
 
+// ?durable=true (the default: answer once durable) or false (once sequenced); nullopt if neither.
+std::optional<bool> durable_wanted(std::string_view query) {
+  const auto durable = parameter(query, "durable");
+  if (!durable || *durable == "true") return true;
+  if (*durable == "false") return false;
+  return std::nullopt;
+}
+
+Answer bad_durable() { return error_answer(400, "bad_durable", "durable is true (answer once durable, the default) or false"); }
+
 unsigned status_of(const Status& status) {
   switch (status.code()) {
     case ErrorCode::invalid_argument: return 400;
@@ -111,6 +121,12 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
     if (auto refusal = refused(request, Need::on_every_stream(Right::read))) return reply(std::move(*refusal));
     return reply(read_all(query));
   }
+  if (path == "/events") {
+    if (post) return post_event(request, query, parser, std::move(reply));
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET or POST /events"));
+    if (auto refusal = refused(request, Need::on_every_stream(Right::read))) return reply(std::move(*refusal));
+    return reply(get_events(query, parser));
+  }
   if (path == "/subscribe") {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /subscribe"));
     return reply(subscribe(query, request));
@@ -128,7 +144,7 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
     if (post) return append(*stream, query, request.body, parser, std::move(reply));
     return reply(read_stream(*stream, query));
   }
-  reply(error_answer(404, "not_found", "no route " + std::string(path) + " (/streams/{stream}, /all, /subscribe, /health, /ready)"));
+  reply(error_answer(404, "not_found", "no route " + std::string(path) + " (/streams/{stream}, /all, /events, /subscribe, /health, /ready)"));
 }
 
 void StoreApi::append(std::string_view stream, std::string_view query, std::string_view body,
@@ -144,10 +160,8 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
       return reply(error_answer(400, "bad_expected_version", "expected_version is a version, -1 (no stream yet) or any"));
     }
   }
-  const auto durable = parameter(query, "durable");
-  if (durable && *durable != "true" && *durable != "false") {
-    return reply(error_answer(400, "bad_durable", "durable is true (answer once durable, the default) or false"));
-  }
+  const auto durable = durable_wanted(query);
+  if (!durable) return reply(bad_durable());
   simdjson::dom::element root;
   if (const auto failed = parser.parse(body.data(), body.size()).get(root); failed != simdjson::SUCCESS) {
     return reply(error_answer(400, "bad_json", std::string("the body is not JSON: ") + simdjson::error_message(failed)));
@@ -188,6 +202,11 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
   for (const JsonEvent& event : parsed) {
     events.push_back({.type = event.type, .payload = std::as_bytes(std::span(event.data)), .event_id = event.id});
   }
+  commit(stream, expected, *durable, events, std::move(reply));
+}
+
+void StoreApi::commit(std::string_view stream, const engine::ExpectedVersion& expected, bool durable,
+                      std::span<const engine::EventData> events, Reply reply) {
   const engine::AppendResult appended = engine_.append(stream, expected, events);
   if (!appended.ok()) {
     Answer answer = error_answer(status_of(appended.status()), appended.code() == ErrorCode::conflict ? "conflict" : "refused",
@@ -201,7 +220,7 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
   }
   const engine::Receipt receipt = appended.value();
   Answer answer{201, receipt_json(stream, receipt), receipt.last_sequence};
-  if (durable && *durable == "false") {
+  if (!durable) {
     answer.status = 202;
     return reply(std::move(answer));
   }
@@ -240,22 +259,87 @@ Answer StoreApi::read_stream(std::string_view stream, std::string_view query) {
   return {200, "{\"stream\":" + json_string(stream) + ",\"events\":" + events_json(events.value()) + "}", std::nullopt};
 }
 
-Answer StoreApi::read_all(std::string_view query) {
+Result<std::vector<engine::Event>> StoreApi::read_log(std::string_view query) {
   std::uint64_t from = 1;
   std::size_t limit = options_.read_limit_max;
   if (const auto given = parameter(query, "from")) {
     const auto sequence = whole_number(*given);
-    if (!sequence || *sequence == 0) return error_answer(400, "bad_from", "from is a global sequence, from 1");
+    if (!sequence || *sequence == 0) return Status(ErrorCode::invalid_argument, "from is a global sequence, from 1");
     from = *sequence;
   }
   if (const auto given = parameter(query, "limit")) {
     const auto count = whole_number(*given);
-    if (!count || *count == 0) return error_answer(400, "bad_limit", "limit is a whole number from 1");
+    if (!count || *count == 0) return Status(ErrorCode::invalid_argument, "limit is a whole number from 1");
     limit = std::min<std::size_t>(*count, options_.read_limit_max);
   }
-  const auto events = engine_.read_all(from, limit);
-  if (!events.ok()) return error_answer(status_of(events.status()), "read_failed", events.status().message());
-  return {200, "{\"events\":" + events_json(events.value()) + "}", std::nullopt};
+  return engine_.read_all(from, limit);
+}
+
+Answer StoreApi::read_all(std::string_view query) {
+  const auto events = read_log(query);
+  if (!events.ok()) return error_answer(status_of(events.status()), "bad_read", events.status().message());
+  Answer answer(200, "{\"events\":" + events_json(events.value()) + "}");
+  if (!events.value().empty()) answer.sequence = events.value().back().header.sequence;
+  return answer;
+}
+
+void StoreApi::post_event(const Request& request, std::string_view query, simdjson::dom::parser& parser, Reply reply) {
+  const auto durable = durable_wanted(query);
+  if (!durable) return reply(bad_durable());
+  simdjson::dom::object object;
+  if (const auto failed = parser.parse(request.body.data(), request.body.size()).get(object); failed != simdjson::SUCCESS) {
+    return reply(error_answer(400, "bad_json", std::string("the body is one JSON object: ") + simdjson::error_message(failed)));
+  }
+  std::string_view type;
+  if (object["eventType"].get(type) != simdjson::SUCCESS || type.empty()) {
+    return reply(error_answer(400, "bad_event", "eventType (a string) is missing"));
+  }
+  // The stream: named, or the order's or the refund's the event is about.
+  std::string stream;
+  simdjson::dom::element named;
+  for (const auto& [field, prefix] : {std::pair{"stream", ""}, {"orderId", "order-"}, {"refundId", "refund-"}}) {
+    if (object[field].get(named) != simdjson::SUCCESS) continue;
+    std::string_view text;
+    std::uint64_t number = 0;
+    if (named.get(text) == simdjson::SUCCESS && !text.empty()) {
+      stream = prefix + std::string(text);
+    } else if (named.get(number) == simdjson::SUCCESS) {
+      stream = prefix + std::to_string(number);
+    } else {
+      return reply(error_answer(400, "bad_event", std::string(field) + " is a non-empty string or a whole number"));
+    }
+    break;
+  }
+  if (stream.empty()) return reply(error_answer(400, "bad_event", "the event names its stream: stream, orderId or refundId"));
+  if (auto refusal = refused(request, Need::on(Right::write, stream))) return reply(std::move(*refusal));
+  const std::string payload = simdjson::minify(object);  // the event as sent is its data
+  const engine::EventData event{.type = type, .payload = std::as_bytes(std::span(payload))};
+  commit(stream, engine::ExpectedVersion::any(), *durable, std::span(&event, 1), std::move(reply));
+}
+
+Answer StoreApi::get_events(std::string_view query, simdjson::dom::parser& parser) {
+  const auto events = read_log(query);
+  if (!events.ok()) return error_answer(status_of(events.status()), "bad_read", events.status().message());
+  // Each event as the seeds send it: its data, where that is an object naming its eventType (as
+  // POST /events stores them); any other event in the same shape, with its stream and data.
+  std::string body = "[";
+  for (const engine::Event& event : events.value()) {
+    if (body.size() > 1) body += ",";
+    const std::string_view data(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
+    simdjson::dom::object object;
+    std::string_view type;
+    if (parser.parse(data.data(), data.size()).get(object) == simdjson::SUCCESS &&
+        object["eventType"].get(type) == simdjson::SUCCESS) {
+      body += data;
+      continue;
+    }
+    const std::string formatted = format_event({event.header, event.payload}, true);
+    body += "{\"eventType\":" + json_string(event.header.type) + ",\"stream\":" + json_string(event.header.stream_name) +
+            ",\"sequence\":" + std::to_string(event.header.sequence) + ",\"event\":" + formatted + "}";
+  }
+  Answer answer(200, body + "]");
+  if (!events.value().empty()) answer.sequence = events.value().back().header.sequence;
+  return answer;
 }
 
 void StoreApi::set_keys(std::shared_ptr<const AccessKeys> keys) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,7 +37,15 @@ class StoreApi {
  private:
   void append(std::string_view stream, std::string_view query, std::string_view body, simdjson::dom::parser& parser,
               Reply reply);
+  // Appends `events` and answers with the receipt: once durable, or once sequenced.
+  void commit(std::string_view stream, const engine::ExpectedVersion& expected, bool durable,
+              std::span<const engine::EventData> events, Reply reply);
+  // The seed documents' POST /events and GET /events.
+  void post_event(const Request& request, std::string_view query, simdjson::dom::parser& parser, Reply reply);
+  [[nodiscard]] Answer get_events(std::string_view query, simdjson::dom::parser& parser);
   [[nodiscard]] Answer read_stream(std::string_view stream, std::string_view query);
+  // The global log from ?from= (default 1), up to ?limit= (at most read_limit_max).
+  [[nodiscard]] Result<std::vector<engine::Event>> read_log(std::string_view query);
   [[nodiscard]] Answer read_all(std::string_view query);
   [[nodiscard]] Answer subscribe(std::string_view query, const Request& request);
   // The 401 or 403 answer if the request's key does not grant `need`.

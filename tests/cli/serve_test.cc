@@ -450,6 +450,34 @@ TEST_F(ServeTest, ApiKeysGrantReadAndWritePerStreamPrefixAndReloadOnSighup) {
   EXPECT_NE(open_to_all.err.find("without API keys"), std::string::npos) << open_to_all.err;
 }
 
+// The seed documents' send_event and get_event_stream work unchanged: POST /events with their
+// objects, GET /events gives them back as sent, in order.
+TEST_F(ServeTest, TheSeedDocumentsEventsRoutesTakeAndGiveTheirShape) {
+  annal::test::Watchdog watchdog("annal serve /events");
+  Served served(dir_.path());
+  ASSERT_FALSE(HasFailure());
+  const std::vector<std::string> sent{R"({"orderId":"123456","amount":100,"eventType":"OrderCreated"})",
+                                      R"({"orderId":"123456","eventType":"OrderPaid"})",
+                                      R"({"refundId":"r-1","orderId":"123456","amount":50,"eventType":"RefundCreated"})",
+                                      R"({"refundId":7,"eventType":"RefundPaid"})"};
+  std::uint64_t first = 0;
+  for (const std::string& event : sent) {
+    const Answer answer = ask("POST", served.url("/events"), event);
+    ASSERT_EQ(answer.status, 201) << answer.body;
+    if (first == 0) first = number(answer.json, "first_sequence");
+  }
+  EXPECT_EQ(ask("POST", served.url("/events"), R"({"orderId":"1"})").status, 400);  // no eventType
+  EXPECT_EQ(ask("POST", served.url("/events"), R"({"eventType":"X"})").status, 400);  // no stream
+  EXPECT_EQ(ask("POST", served.url("/events"), R"({"eventType":"X","orderId":[1]})").status, 400);
+
+  const Answer log = ask("GET", served.url("/events?from=" + std::to_string(first)));
+  ASSERT_EQ(log.status, 200) << log.body;
+  EXPECT_EQ(log.body, "[" + sent[0] + "," + sent[1] + "," + sent[2] + "," + sent[3] + "]");
+  EXPECT_EQ(ask("GET", served.url("/streams/order-123456")).json["events"].get_array().size(), 3u);
+  EXPECT_EQ(ask("GET", served.url("/streams/refund-7")).json["events"].get_array().size(), 1u);
+  EXPECT_EQ(served.stop(), 0);
+}
+
 // Killed while several clients append: every event it answered 201 (durable) is in the store
 // after a restart, at the sequence it said, and annal verify finds the store sound. Each kill comes
 // after a random number of 201s the test has seen, not after a time. ANNAL_SERVE_KILLS=N for more.

@@ -17,6 +17,11 @@
 //                                (same ids) answers with the first receipt, "duplicate": true.
 //   GET  /streams/{stream}       ?from=VERSION&direction=forward|backward&limit=N; 404: no stream
 //   GET  /all                    ?from=SEQUENCE&limit=N: the global log
+//   POST /events                 the seed documents' shape: one event {"eventType", ...}, its stream
+//                                from "stream", or "orderId" (order-ID), or "refundId" (refund-ID);
+//                                the object as sent is the event's data. Answers as POST /streams.
+//   GET  /events                 ?from=SEQUENCE&limit=N: the log as an array of such objects (an
+//                                event stored otherwise: {"eventType", "stream", "sequence", "event"})
 //   GET  /subscribe              Server-Sent Events, one per durable event from ?from=SEQUENCE (by
 //                                default the next one), id: its sequence; ?stream=NAME for one
 //                                stream; Last-Event-ID resumes after that event. 410: retention
