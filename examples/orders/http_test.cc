@@ -123,6 +123,16 @@ TEST_F(OrdersHttpTest, TheSeedDocumentsRequestsWorkOverHttpAndHttps) {
     annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path());
     ASSERT_FALSE(HasFailure());
     seeds_session(served.url(""), "123456");
+    // The read models' status, for the operator (admin; no keys here).
+    const Answer projections = ask("GET", served.url("/projections"));
+    ASSERT_EQ(projections.status, 200) << projections.body;
+    EXPECT_NE(projections.body.find(R"("name":"orders")"), std::string::npos) << projections.body;
+    EXPECT_NE(projections.body.find(R"("name":"revenue")"), std::string::npos) << projections.body;
+    const Answer one = ask("GET", served.url("/projections/orders"));
+    EXPECT_EQ(one.status, 200);
+    EXPECT_EQ(field(one, "error"), "null");
+    EXPECT_GE(std::stoull(field(one, "applied")), 3u);
+    EXPECT_EQ(ask("GET", served.url("/projections/nothing")).status, 404);
     EXPECT_EQ(served.stop(), 0);
   }
   expect_stored("123456");

@@ -294,6 +294,7 @@ int serve(const std::string& directory, const std::vector<std::string>& flags) {
   auto opened = open_store(directory);
   if (!opened.ok()) return fail(opened.status());
   options.routes = orders::http_routes(*opened.value());
+  options.projections = {"orders", "revenue"};
   const annal::Status served = annal::server::serve_until_stopped("orders serve", directory, *opened.value(), options);
   const annal::Status closed = opened.value()->close();
   if (!served.ok()) return fail(served);

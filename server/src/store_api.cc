@@ -1,5 +1,6 @@
 #include "store_api.h"
 
+#include <algorithm>
 #include <charconv>
 #include <memory>
 #include <vector>
@@ -126,6 +127,17 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET or POST /events"));
     if (auto refusal = refused(request, Need::on_every_stream(Right::read))) return reply(std::move(*refusal));
     return reply(get_events(query, parser));
+  }
+  constexpr std::string_view kProjections = "/projections";
+  if (path == kProjections || path.starts_with("/projections/")) {
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET /projections"));
+    if (auto refusal = refused(request, Need::admin())) return reply(std::move(*refusal));
+    if (path == kProjections) return reply(projections());
+    const auto name = percent_decoded(path.substr(kProjections.size() + 1));
+    if (!name || std::find(options_.projections.begin(), options_.projections.end(), *name) == options_.projections.end()) {
+      return reply(error_answer(404, "no_projection", "no projection " + std::string(path.substr(kProjections.size() + 1))));
+    }
+    return reply(Answer(200, projection_json(*name)));
   }
   if (path == "/subscribe") {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /subscribe"));
@@ -370,6 +382,25 @@ std::optional<Answer> StoreApi::refused(const Request& request, const Need& need
                            : need.every_stream        ? std::string(right) + ":* (every stream)"
                                                       : std::string(right) + " on stream " + std::string(need.stream);
   return error_answer(403, "forbidden", "the key does not grant " + what);
+}
+
+std::string StoreApi::projection_json(const std::string& name) {
+  const auto status = engine_.projection_status(name);
+  if (!status.ok()) return "{\"name\":" + json_string(name) + ",\"error\":" + json_string(status.status().to_string()) + "}";
+  const engine::ProjectionStatus& s = status.value();
+  const std::uint64_t durable = engine_.durable_sequence();
+  return "{\"name\":" + json_string(name) + ",\"applied\":" + std::to_string(s.applied) +
+         ",\"lag\":" + std::to_string(durable > s.applied ? durable - s.applied : 0) +
+         ",\"restored_from\":" + std::to_string(s.restored_from) + ",\"replayed\":" + std::to_string(s.replayed) +
+         ",\"snapshots_written\":" + std::to_string(s.snapshots_written) + ",\"detached\":" + std::to_string(s.detached) +
+         ",\"live\":" + (s.live ? "true" : "false") +
+         ",\"error\":" + (s.error.ok() ? std::string("null") : json_string(s.error.to_string())) + "}";
+}
+
+Answer StoreApi::projections() {
+  std::string body = "{\"durable_sequence\":" + std::to_string(engine_.durable_sequence()) + ",\"projections\":[";
+  for (std::size_t i = 0; i < options_.projections.size(); ++i) body += (i == 0 ? "" : ",") + projection_json(options_.projections[i]);
+  return Answer(200, body + "]}");
 }
 
 Answer StoreApi::subscribe(std::string_view query, const Request& request) {

@@ -47,6 +47,8 @@ class StoreApi {
   // The global log from ?from= (default 1), up to ?limit= (at most read_limit_max).
   [[nodiscard]] Result<std::vector<engine::Event>> read_log(std::string_view query);
   [[nodiscard]] Answer read_all(std::string_view query);
+  [[nodiscard]] Answer projections();
+  [[nodiscard]] std::string projection_json(const std::string& name);
   [[nodiscard]] Answer subscribe(std::string_view query, const Request& request);
   // The 401 or 403 answer if the request's key does not grant `need`.
   [[nodiscard]] std::optional<Answer> refused(const Request& request, const Need& need) const;

@@ -428,6 +428,8 @@ TEST_F(ServeTest, ApiKeysGrantReadAndWritePerStreamPrefixAndReloadOnSighup) {
   EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", writer).status, 200);
   EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", reader).status, 200);
   EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", ops).status, 403);  // admin is not read
+  EXPECT_EQ(ask("GET", served.url("/projections"), "", ops).status, 200);     // admin's own routes
+  EXPECT_EQ(ask("GET", served.url("/projections"), "", reader).status, 403);  // read:* is not admin
   EXPECT_EQ(ask("GET", served.url("/all"), "", writer).status, 403);  // read:order- is not the whole log
   EXPECT_EQ(ask("GET", served.url("/all"), "", reader).status, 200);
   EXPECT_EQ(ask("GET", served.url("/streams/order-1")).status, 401);

@@ -22,6 +22,9 @@
 //                                the object as sent is the event's data. Answers as POST /streams.
 //   GET  /events                 ?from=SEQUENCE&limit=N: the log as an array of such objects (an
 //                                event stored otherwise: {"eventType", "stream", "sequence", "event"})
+//   GET  /projections            admin: each projection's status {"name", "applied", "lag",
+//                                "restored_from", "replayed", "snapshots_written", "detached",
+//                                "live", "error"}; /projections/{name} one of them (404: none)
 //   GET  /subscribe              Server-Sent Events, one per durable event from ?from=SEQUENCE (by
 //                                default the next one), id: its sequence; ?stream=NAME for one
 //                                stream; Last-Event-ID resumes after that event. 410: retention
@@ -113,6 +116,8 @@ struct ServerOptions {
   std::string tls_certificate_file;
   std::string tls_key_file;
   Routes routes;  // an application's, asked first (none by default)
+  // The engine's projections that GET /projections reports (the application added them).
+  std::vector<std::string> projections;
 };
 
 class Server {
