@@ -1,6 +1,7 @@
 // annal serve DIR [--listen ADDR:PORT] [--keys FILE]: the store over HTTP (annal/server/server.h)
 // until SIGINT or SIGTERM, then a clean close: the next open replays nothing. SIGHUP reloads the
 // keys file.
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -19,6 +20,8 @@ struct ServeOptions {
   std::string keys;
   std::string tls_certificate;
   std::string tls_key;
+  std::size_t max_connections = server::ServerOptions{}.connections_max;
+  std::uint64_t request_timeout_ms = static_cast<std::uint64_t>(server::ServerOptions{}.read_timeout.count());
   bool accept_data_loss = false;
 };
 
@@ -28,6 +31,8 @@ int run(const ServeOptions& options) {
   serving.keys_file = options.keys;
   serving.tls_certificate_file = options.tls_certificate;
   serving.tls_key_file = options.tls_key;
+  serving.connections_max = options.max_connections;
+  serving.read_timeout = std::chrono::milliseconds(options.request_timeout_ms);
   server::block_serve_signals();
   engine::Options opening;
   opening.journal.accept_data_loss = options.accept_data_loss;
@@ -54,6 +59,12 @@ void add_serve(CLI::App& app, int& exit_code) {
                       "Without it, loopback addresses only");
   command->add_option("--tls-cert", options->tls_certificate, "Serve HTTPS: the PEM certificate chain (with --tls-key)");
   command->add_option("--tls-key", options->tls_key, "The certificate's PEM private key");
+  command->add_option("--max-connections", options->max_connections, "Connections at once; past it a new one is answered 503")
+      ->capture_default_str()
+      ->check(whole_number(1, 1'000'000));
+  command->add_option("--request-timeout", options->request_timeout_ms, "Milliseconds a request may take to arrive whole (408 after)")
+      ->capture_default_str()
+      ->check(whole_number(1, 3'600'000));
   add_accept_data_loss(*command, options->accept_data_loss);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }

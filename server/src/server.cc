@@ -67,7 +67,8 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
 
  public:
   template <typename... TlsContext>
-  Session(tcp::socket socket, Core& core, TlsContext&... tls) : stream_(std::move(socket), tls...), core_(core) {
+  Session(tcp::socket socket, Core& core, TlsContext&... tls)
+      : stream_(std::move(socket), tls...), deadline_(beast::get_lowest_layer(stream_).get_executor()), core_(core) {
     core_.connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~Session() override { core_.connections.fetch_sub(1, std::memory_order_relaxed); }
@@ -111,24 +112,35 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     parser_.emplace();
     parser_->body_limit(core_.options.body_bytes_max);
     parser_->header_limit(static_cast<std::uint32_t>(core_.options.header_bytes_max));
-    lowest().expires_after(core_.options.read_timeout);
+    // The request's deadline is a timer of its own, not the stream's: a stream that times out
+    // closes its socket, and a client that sent half a request is owed its 408 first.
+    lowest().expires_never();
+    const std::uint64_t generation = ++reads_;
+    deadline_.expires_after(core_.options.read_timeout);
+    deadline_.async_wait([self = this->shared_from_this(), generation](beast::error_code error) {
+      if (error || generation != self->reads_) return;  // cancelled: the request came whole, or failed
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->lowest().socket().cancel(ignored);
+    });
     http::async_read(stream_, buffer_, *parser_,
                      [self = this->shared_from_this()](beast::error_code error, std::size_t) { self->on_read(error); });
   }
 
   void on_read(beast::error_code error) {
+    ++reads_;  // a deadline that fires from now on is this read's, and late
+    deadline_.cancel();
+    if (timed_out_) {
+      if (buffer_.size() == 0 && !parser_->got_some()) return lowest().close();  // an idle keep-alive connection
+      return refuse(408, "request_timeout", "the request did not arrive whole in time");
+    }
     if (error == http::error::body_limit) {
       return refuse(413, "body_too_large", "a request body is at most " + std::to_string(core_.options.body_bytes_max) + " bytes");
     }
     if (error == http::error::header_limit) {
       return refuse(431, "header_too_large", "request headers are at most " + std::to_string(core_.options.header_bytes_max) + " bytes");
     }
-    if (error == beast::error::timeout) {
-      if (buffer_.size() == 0 && !parser_->got_some()) return lowest().close();  // an idle keep-alive connection
-      return refuse(408, "request_timeout", "the request did not arrive whole in time");
-    }
     if (error) return lowest().close();  // end of stream, reset, or a request HTTP cannot parse
-    lowest().expires_never();
     request_ = parser_->release();
     const bool keep_alive = request_.keep_alive();
     const auto method = request_.method_string();
@@ -234,6 +246,9 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   }
 
   Stream stream_;
+  asio::steady_timer deadline_;  // the request's (read())
+  std::uint64_t reads_ = 0;      // which read a deadline belongs to
+  bool timed_out_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;

@@ -46,6 +46,50 @@ class Served : public annal::test::Served {
 
 constexpr const char* kCurl = "/usr/bin/curl";
 
+// A TCP connection to the server on loopback (-1 if it could not connect).
+int connect_to(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Everything the server sends on `fd` until it closes the connection (a deadline only against a
+// hang).
+std::string read_until_closed(int fd) {
+  std::string all;
+  char bytes[4096];
+  pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+  while (poll(&ready, 1, 120'000) == 1) {
+    const ssize_t n = read(fd, bytes, sizeof(bytes));
+    if (n <= 0) break;
+    all.append(bytes, static_cast<std::size_t>(n));
+  }
+  return all;
+}
+
+// Sends `request` on a new connection and returns all the server answers before it closes.
+std::string request_once(int port, const std::string& request) {
+  const int fd = connect_to(port);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  std::string answer = read_until_closed(fd);
+  close(fd);
+  return answer;
+}
+
+std::size_t open_files(pid_t pid) {
+  std::size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++count;
+  return count;
+}
+
 // GET `target` on a socket of the test's own, its answer read as a stream of Server-Sent Events
 // (curl would buffer them; this reads exactly what came). Every wait is for bytes, with a deadline
 // only against a hang.
@@ -386,6 +430,78 @@ TEST_F(ServeTest, ServesHttpsWithTheCertificateItIsGiven) {
   EXPECT_NE(run_program(kCurl, {"-sS", base + "/health"}).exit_code, 0);
   EXPECT_NE(run_program(kCurl, {"-sS", "--max-time", "60", served.url("/health")}).exit_code, 0);
   EXPECT_EQ(served.stop(), 0);
+}
+
+// Limits: what is too big or too slow gets its status and the connection closes; a storm of
+// connections opened and dropped leaks nothing; the server serves others all the while, and
+// nothing partial is stored.
+TEST_F(ServeTest, LimitsRefuseWhatIsTooBigOrTooSlowAndTheServerKeepsServing) {
+  annal::test::Watchdog watchdog("annal serve limits");
+  Served served(dir_.path(), {"--request-timeout", "1000"});
+  ASSERT_FALSE(HasFailure());
+  const int port = served.port();
+  EXPECT_EQ(ask("GET", served.url("/health")).status, 200);
+  const std::size_t files = open_files(served.pid());
+
+  const std::string huge_header = request_once(port, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20'000, 'a') + "\r\n\r\n");
+  EXPECT_NE(huge_header.find("431"), std::string::npos) << huge_header.substr(0, 200);
+  const std::string post_head = "POST /streams/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
+  const std::string half_body = R"([{"type": "A", "data": 1}, {"type": "B", "data": )" + std::string(60, ' ');
+  {
+    // A client that stops mid-body and goes away, and one that stops and stays (408 at the deadline).
+    const int gone = connect_to(port);
+    ASSERT_GE(gone, 0);
+    EXPECT_GT(send(gone, (post_head + half_body).data(), post_head.size() + half_body.size(), MSG_NOSIGNAL), 0);
+    close(gone);
+    const std::string stalled = request_once(port, post_head + half_body);
+    EXPECT_NE(stalled.find("408"), std::string::npos) << stalled;
+  }
+  {
+    // Slowloris: forty connections each holding a request open, a few bytes at a time.
+    std::vector<int> slow;
+    for (int i = 0; i < 40; ++i) {
+      slow.push_back(connect_to(port));
+      ASSERT_GE(slow.back(), 0);
+      EXPECT_GT(send(slow.back(), "GET /health HTTP/1.1\r\nX-", 24, MSG_NOSIGNAL), 0);
+    }
+    EXPECT_EQ(ask("GET", served.url("/health")).status, 200);  // others are served meanwhile
+    for (const int fd : slow) {
+      EXPECT_NE(read_until_closed(fd).find("408"), std::string::npos);
+      close(fd);
+    }
+  }
+  // A thousand connections opened and dropped, half of them mid-request, some reset.
+  for (int i = 0; i < 1000; ++i) {
+    const int fd = connect_to(port);
+    ASSERT_GE(fd, 0);
+    if (i % 2 == 0) {
+      EXPECT_GT(send(fd, post_head.data(), post_head.size(), MSG_NOSIGNAL), 0);
+    }
+    if (i % 3 == 0) {
+      const linger reset{.l_onoff = 1, .l_linger = 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    }
+    close(fd);
+  }
+  EXPECT_EQ(ask("GET", served.url("/health")).status, 200);
+  EXPECT_EQ(ask("GET", served.url("/streams/cut")).status, 404);  // nothing partial was appended
+  // Every connection's descriptor is given back (the server notices each end by itself).
+  EXPECT_TRUE(annal::test::eventually([&] { return open_files(served.pid()) <= files; }))
+      << open_files(served.pid()) << " open files, " << files << " before";
+  EXPECT_EQ(served.stop(), 0);
+
+  // Past --max-connections, a new connection is answered 503 and closed.
+  Served small(dir_.path(), {"--max-connections", "8"});
+  ASSERT_FALSE(HasFailure());
+  std::vector<int> held;
+  for (int i = 0; i < 8; ++i) {
+    held.push_back(connect_to(small.port()));
+    ASSERT_GE(held.back(), 0);
+  }
+  const std::string refused = request_once(small.port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(refused.find("503"), std::string::npos) << refused;
+  for (const int fd : held) close(fd);
+  EXPECT_EQ(small.stop(), 0);
 }
 
 // A key from annal keygen: its token.
