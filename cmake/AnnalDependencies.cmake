@@ -55,6 +55,12 @@ if(NOT OPENSSL_FOUND)
   annal_missing("OpenSSL" libssl-dev)
 endif()
 
+# prometheus-cpp: annal serve's /metrics (counters, histograms and the text exposition format).
+find_package(prometheus-cpp CONFIG QUIET)
+if(NOT prometheus-cpp_FOUND)
+  annal_missing("prometheus-cpp" prometheus-cpp-dev)
+endif()
+
 if(ANNAL_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
   if(NOT GTest_FOUND)

@@ -199,10 +199,14 @@ void ProjectionRunner::write_snapshots() {
     if (snapshot.appended > journal_.durable_sequence()) {
       written = journal_.wait_durable(snapshot.appended, Clock::now() + kSnapshotDurableWait);
     }
+    const Clock::time_point started = Clock::now();
     if (written.ok()) written = store_->write(name_, projection_->schema(), snapshot.sequence, snapshot.state);
+    const auto took = static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - started).count());
     std::lock_guard lock(mutex_);
     if (written.ok()) {
       ++snapshots_written_;
+      snapshot_write_ns_total_ += took;
+      snapshot_write_ns_last_ = took;
     } else {
       // Not fatal: recovery uses an older snapshot or replays more. Said once per failure.
       std::fprintf(stderr, "annal: projection %s: snapshot at sequence %llu not written: %s\n", name_.c_str(),
@@ -223,6 +227,7 @@ ProjectionStatus ProjectionRunner::status() const {
   std::lock_guard lock(mutex_);
   return {.applied = applied_.load(std::memory_order_acquire), .restored_from = restored_from_,
           .replayed = replayed_.load(std::memory_order_relaxed), .snapshots_written = snapshots_written_,
+          .snapshot_write_ns_total = snapshot_write_ns_total_, .snapshot_write_ns_last = snapshot_write_ns_last_,
           .detached = detached_.load(std::memory_order_relaxed), .live = live_.load(std::memory_order_relaxed),
           .error = error_};
 }

@@ -119,6 +119,8 @@ class ProjectionRunner {
   std::condition_variable changed_;         // queries done, a snapshot to write, stop
   std::deque<Query*> queries_;              // under mutex_
   std::uint64_t snapshots_written_ = 0;     // under mutex_
+  std::uint64_t snapshot_write_ns_total_ = 0;  // under mutex_
+  std::uint64_t snapshot_write_ns_last_ = 0;   // under mutex_
   std::optional<PendingSnapshot> pending_;  // under mutex_: the newest snapshot to write
   Status error_;                            // under mutex_
   bool stopping_ = false;                   // under mutex_: the writer ends once nothing is pending

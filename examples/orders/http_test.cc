@@ -133,6 +133,11 @@ TEST_F(OrdersHttpTest, TheSeedDocumentsRequestsWorkOverHttpAndHttps) {
     EXPECT_EQ(field(one, "error"), "null");
     EXPECT_GE(std::stoull(field(one, "applied")), 3u);
     EXPECT_EQ(ask("GET", served.url("/projections/nothing")).status, 404);
+    const Answer metrics = ask("GET", served.url("/metrics"));
+    EXPECT_EQ(metrics.status, 200);
+    EXPECT_NE(metrics.body.find(R"(annal_projection_applied_sequence{projection="orders"})"), std::string::npos);
+    EXPECT_NE(metrics.body.find(R"(annal_http_requests_total{route="application",status="201"} 3)"), std::string::npos)
+        << metrics.body.substr(0, 2000);
     EXPECT_EQ(served.stop(), 0);
   }
   expect_stored("123456");

@@ -45,6 +45,7 @@ class ReadOnlyJournal final : public Journal {
   ~ReadOnlyJournal() override { (void)close(); }
 
   Result<Receipt> append(std::span<const RecordInput>) override { return read_only(); }
+  [[nodiscard]] Stats stats() const override { return {}; }
   Status remove_segments_before(std::uint64_t) override { return read_only(); }
 
   Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {

@@ -52,6 +52,12 @@ void FeedPool::stop() {
   for (const auto& feed : feeds) feed->thread.join();
 }
 
+std::size_t FeedPool::running() {
+  std::lock_guard lock(mutex_);
+  reap();
+  return feeds_.size();
+}
+
 void FeedPool::reap() {
   std::erase_if(feeds_, [](const std::unique_ptr<Feed>& feed) {
     if (!feed->done.load(std::memory_order_acquire)) return false;

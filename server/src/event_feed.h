@@ -52,6 +52,8 @@ class FeedPool {
   // Ends every feed and joins its thread. A feed waiting for a write is released only when that
   // write fails, so the caller closes the connections first (or alongside).
   void stop();
+  // Feeds running now.
+  [[nodiscard]] std::size_t running();
 
  private:
   struct Feed {

@@ -47,7 +47,10 @@ class Connection {
 // the engine's durability callbacks (stop() waits for them: each holds a session).
 struct Core {
   Core(engine::Engine& engine, const ServerOptions& server_options)
-      : api(engine, server_options), options(server_options), feeds(options.feeds_max, options.feed_heartbeat) {}
+      : api(engine, server_options,
+            [this] { return Metrics::Gauges{connections.load(std::memory_order_relaxed), feeds.running()}; }),
+        options(server_options),
+        feeds(options.feeds_max, options.feed_heartbeat) {}
   StoreApi api;
   const ServerOptions options;
   FeedPool feeds;
@@ -178,7 +181,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     if (answer.feed) return start_feed(std::move(answer.feed));
     response_ = {static_cast<http::status>(answer.status), 11};
     response_.set(http::field::server, "annal");
-    response_.set(http::field::content_type, "application/json");
+    response_.set(http::field::content_type, answer.content_type);
     if (answer.sequence) response_.set("Annal-Sequence", std::to_string(*answer.sequence));
     for (const auto& [name, value] : answer.headers) response_.set(name, value);
     response_.keep_alive(keep_alive);

@@ -74,6 +74,18 @@ std::optional<bool> durable_wanted(std::string_view query) {
 
 Answer bad_durable() { return error_answer(400, "bad_durable", "durable is true (answer once durable, the default) or false"); }
 
+// The route's name in the metrics: fixed names, never the path (a label per path would grow without
+// bound).
+std::string_view route_of(std::string_view path, bool post) {
+  if (path.starts_with("/streams/")) return post ? "stream_append" : "stream_read";
+  if (path == "/events") return post ? "events_append" : "events_read";
+  for (const std::string_view route : {"/all", "/subscribe", "/metrics", "/health", "/ready"}) {
+    if (path == route) return route.substr(1);
+  }
+  if (path == "/projections" || path.starts_with("/projections/")) return "projections";
+  return "other";
+}
+
 unsigned status_of(const Status& status) {
   switch (status.code()) {
     case ErrorCode::invalid_argument: return 400;
@@ -106,7 +118,16 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
   const bool post = request.method == "POST";
   if (options_.routes) {
     const Refused refused_here = [this, &request](const Need& need) { return refused(request, need); };
-    if (options_.routes(request, refused_here, reply)) return;
+    Reply application = counted("application", reply);
+    if (options_.routes(request, refused_here, application)) return;
+  }
+  reply = counted(route_of(path, post), std::move(reply));
+  if (path == "/metrics") {
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET /metrics"));
+    if (auto refusal = refused(request, Need::admin())) return reply(std::move(*refusal));
+    Answer answer(200, metrics_.scrape(gauges_()));
+    answer.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return reply(std::move(answer));
   }
   if (path == "/health") {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /health"));
@@ -352,6 +373,13 @@ Answer StoreApi::get_events(std::string_view query, simdjson::dom::parser& parse
   Answer answer(200, body + "]");
   if (!events.value().empty()) answer.sequence = events.value().back().header.sequence;
   return answer;
+}
+
+Reply StoreApi::counted(std::string_view route, Reply reply) {
+  return [this, route, started = std::chrono::steady_clock::now(), reply = std::move(reply)](Answer answer) {
+    metrics_.answered(route, answer.status, std::chrono::steady_clock::now() - started);
+    reply(std::move(answer));
+  };
 }
 
 void StoreApi::set_keys(std::shared_ptr<const AccessKeys> keys) {

@@ -19,12 +19,14 @@
 #include "annal/server/access_keys.h"
 #include "annal/server/server.h"
 #include "event_feed.h"
+#include "metrics.h"
 
 namespace annal::server {
 
 class StoreApi {
  public:
-  StoreApi(engine::Engine& engine, const ServerOptions& options) : engine_(engine), options_(options) {}
+  StoreApi(engine::Engine& engine, const ServerOptions& options, std::function<Metrics::Gauges()> gauges)
+      : engine_(engine), options_(options), metrics_(engine, options.projections), gauges_(std::move(gauges)) {}
 
   // Answers `request`, at once or later, always exactly once through `reply`. `parser` is the
   // calling thread's (simdjson reuses its buffers).
@@ -50,11 +52,15 @@ class StoreApi {
   [[nodiscard]] Answer projections();
   [[nodiscard]] std::string projection_json(const std::string& name);
   [[nodiscard]] Answer subscribe(std::string_view query, const Request& request);
+  // `reply`, counting the answer in the metrics under `route` (a fixed name).
+  [[nodiscard]] Reply counted(std::string_view route, Reply reply);
   // The 401 or 403 answer if the request's key does not grant `need`.
   [[nodiscard]] std::optional<Answer> refused(const Request& request, const Need& need) const;
 
   engine::Engine& engine_;
   const ServerOptions options_;
+  Metrics metrics_;
+  const std::function<Metrics::Gauges()> gauges_;
   mutable std::mutex keys_mutex_;
   std::shared_ptr<const AccessKeys> keys_;  // under keys_mutex_; copied out to check a request
 };

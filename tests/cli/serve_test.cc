@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <fstream>
 #include <string>
@@ -204,6 +205,21 @@ class ServeTest : public ::testing::Test {
     answer.headers = read_file(headers);
     answers_.push_back(answer.body);
     if (parser_.parse(answers_.back()).get(answer.json) != simdjson::SUCCESS) ADD_FAILURE() << "not JSON: " << answer.body;
+    return answer;
+  }
+
+  // A GET whose answer is not JSON.
+  Answer ask_text(const std::string& url, const std::string& token = "") {
+    const std::string headers = input_.path() + "/headers";
+    std::vector<std::string> args{"-sS", "-D", headers, "-w", "\n%{http_code}", url};
+    if (!token.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + token});
+    const Ran ran = run_program(kCurl, args);
+    EXPECT_EQ(ran.exit_code, 0) << ran.err;
+    Answer answer;
+    const std::size_t last = ran.out.rfind('\n');
+    answer.body = ran.out.substr(0, last);
+    answer.status = last == std::string::npos ? 0 : std::stoi(ran.out.substr(last + 1));
+    answer.headers = read_file(headers);
     return answer;
   }
 
@@ -404,6 +420,45 @@ TEST_F(ServeTest, AFeedThatIsNotReadHoldsBackNoAppendAndMissesNothing) {
   EXPECT_EQ(served.stop(), 0);
 }
 
+// The values of a Prometheus text exposition, by series ("name{labels}").
+std::map<std::string, double> series_of(const std::string& exposition) {
+  std::map<std::string, double> series;
+  std::istringstream lines(exposition);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line.starts_with('#')) continue;
+    const std::size_t space = line.rfind(' ');
+    series[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return series;
+}
+
+// GET /metrics counts what was done: appends, syncs, group commits, requests by route and status.
+TEST_F(ServeTest, MetricsCountWhatWasDone) {
+  annal::test::Watchdog watchdog("annal serve /metrics");
+  Served served(dir_.path());
+  ASSERT_FALSE(HasFailure());
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(ask("POST", served.url("/streams/m"), R"({"type": "A", "data": 1})").status, 201);
+  EXPECT_EQ(ask("POST", served.url("/streams/m?expected_version=0"), R"({"type": "A", "data": 1})").status, 409);
+  EXPECT_EQ(ask("GET", served.url("/health")).status, 200);
+  const Answer scraped = ask_text(served.url("/metrics"));
+  ASSERT_EQ(scraped.status, 200);
+  EXPECT_NE(scraped.headers.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << scraped.headers;
+  auto series = series_of(scraped.body);
+  EXPECT_EQ(series[R"(annal_http_requests_total{route="stream_append",status="201"})"], 5);
+  EXPECT_EQ(series[R"(annal_http_requests_total{route="stream_append",status="409"})"], 1);
+  EXPECT_EQ(series[R"(annal_http_requests_total{route="health",status="200"})"], 1);
+  EXPECT_EQ(series[R"(annal_http_request_duration_seconds_count{route="stream_append"})"], 6);
+  EXPECT_EQ(series["annal_appends_total"], 5);  // the conflict appended nothing
+  EXPECT_GE(series["annal_records_total"], 5);
+  EXPECT_GE(series["annal_durable_sequence"], 5);
+  EXPECT_EQ(series["annal_durable_sequence"], series["annal_last_sequence"]);  // each was answered once durable
+  EXPECT_GE(series["annal_fdatasyncs_total"], 1);
+  EXPECT_EQ(series["annal_fdatasync_seconds_count"], series[R"(annal_fdatasync_seconds_bucket{le="+Inf"})"]);
+  EXPECT_EQ(series["annal_group_commit_records_sum"], series["annal_durable_sequence"]);  // every record, once
+  EXPECT_EQ(series["annal_streams"], 1);
+  EXPECT_EQ(served.stop(), 0);
+}
+
 // HTTPS with a certificate the openssl command makes: curl trusting it appends and reads; one that
 // does not trust it, or speaks plain HTTP to the port, gets nothing; a refusal arrives whole.
 TEST_F(ServeTest, ServesHttpsWithTheCertificateItIsGiven) {
@@ -546,6 +601,8 @@ TEST_F(ServeTest, ApiKeysGrantReadAndWritePerStreamPrefixAndReloadOnSighup) {
   EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", ops).status, 403);  // admin is not read
   EXPECT_EQ(ask("GET", served.url("/projections"), "", ops).status, 200);     // admin's own routes
   EXPECT_EQ(ask("GET", served.url("/projections"), "", reader).status, 403);  // read:* is not admin
+  EXPECT_EQ(ask_text(served.url("/metrics"), ops).status, 200);
+  EXPECT_EQ(ask_text(served.url("/metrics"), writer).status, 403);
   EXPECT_EQ(ask("GET", served.url("/all"), "", writer).status, 403);  // read:order- is not the whole log
   EXPECT_EQ(ask("GET", served.url("/all"), "", reader).status, 200);
   EXPECT_EQ(ask("GET", served.url("/streams/order-1")).status, 401);

@@ -98,6 +98,16 @@ struct Options {
   std::size_t state_snapshots_kept = 2;
 };
 
+// What the engine has done since open, for metrics (annal serve's /metrics).
+struct Metrics {
+  journal::Stats journal;  // batches, records and bytes written, fdatasyncs and their latency, group sizes
+  std::uint64_t durable_sequence = 0;
+  std::uint64_t last_sequence = 0;
+  std::uint64_t streams = 0;
+  std::uint64_t state_snapshots = 0;    // of the engine's own state (open() reads the newest)
+  HistogramSnapshot state_snapshot_ns;  // each: encoding under the append lock, then writing
+};
+
 // What open() did to rebuild the engine's state.
 struct OpenReport {
   std::uint64_t state_snapshot = 0;   // the sequence of the state snapshot it started from (0: none)
@@ -216,6 +226,8 @@ class Engine {
   [[nodiscard]] virtual const OpenReport& open_report() const = 0;
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
   [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;
+  // Counters and histograms since open, for metrics; cheap enough for every scrape.
+  [[nodiscard]] virtual Metrics metrics() const = 0;
 
   // Stops appends, makes everything sequenced durable, stops the threads, releases the directory.
   // Fails callbacks still waiting with ErrorCode::failed. User code appending or waiting (in

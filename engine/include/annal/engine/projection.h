@@ -107,6 +107,8 @@ struct ProjectionStatus {
   std::uint64_t restored_from = 0;    // the snapshot's sequence it started from (0: the beginning)
   std::uint64_t replayed = 0;         // events applied since it was added
   std::uint64_t snapshots_written = 0;
+  std::uint64_t snapshot_write_ns_total = 0;  // writing them (file, fdatasync, rename), all told
+  std::uint64_t snapshot_write_ns_last = 0;
   std::uint64_t detached = 0;         // times it fell behind, left the ring and caught up from the journal
   bool live = false;                  // reading the ring now (not the journal)
   Status error;                       // why it stopped, if it did

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "annal/base/histogram.h"
 #include "annal/base/status.h"
 #include "annal/journal/format.h"
 #include "annal/journal/io_backend.h"
@@ -170,6 +171,16 @@ struct RecoveryReport {
   std::uint64_t lost_last = 0;
 };
 
+// What the writer has done since open, for metrics (Journal::stats). A read-only journal's are 0.
+struct Stats {
+  std::uint64_t appends = 0;         // batches
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;           // as written: headers and padding included
+  std::uint64_t syncs = 0;           // fdatasyncs completed
+  HistogramSnapshot sync_ns;         // each fdatasync, from queued to completed
+  HistogramSnapshot group_records;   // records each durable advance acknowledged: group commit's groups
+};
+
 class Journal {
  public:
   using Clock = std::chrono::steady_clock;
@@ -226,6 +237,8 @@ class Journal {
   virtual Status remove_segments_before(std::uint64_t sequence) = 0;
 
   [[nodiscard]] virtual const RecoveryReport& recovery() const = 0;
+  // Counters and histograms since open. Thread-safe, and cheap enough for every metrics scrape.
+  [[nodiscard]] virtual Stats stats() const = 0;
   // Writes out and syncs what is staged, stops the writer, releases the directory lock.
   virtual Status close() = 0;
 

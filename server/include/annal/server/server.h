@@ -25,6 +25,9 @@
 //   GET  /projections            admin: each projection's status {"name", "applied", "lag",
 //                                "restored_from", "replayed", "snapshots_written", "detached",
 //                                "live", "error"}; /projections/{name} one of them (404: none)
+//   GET  /metrics                admin: Prometheus text format (appends, bytes, durable sequence and
+//                                lag, fdatasync latency, group sizes, snapshots, projections' lag,
+//                                HTTP requests by route and status with their latency)
 //   GET  /subscribe              Server-Sent Events, one per durable event from ?from=SEQUENCE (by
 //                                default the next one), id: its sequence; ?stream=NAME for one
 //                                stream; Last-Event-ID resumes after that event. 410: retention
@@ -66,6 +69,7 @@ struct Answer {
   std::optional<std::uint64_t> sequence;  // the Annal-Sequence header: the append's last event
   std::shared_ptr<FeedSource> feed;       // the server's own: GET /subscribe streams this instead
   std::vector<std::pair<std::string, std::string>> headers;  // more headers (WWW-Authenticate)
+  std::string content_type = "application/json";
 };
 
 // Called once with the answer, from any thread (a durable append's: the engine's callback thread).
