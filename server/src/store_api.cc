@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "annal/server/event_json.h"
+#include "console_files.h"
 
 namespace annal::server {
 namespace {
@@ -79,6 +80,7 @@ Answer bad_durable() { return error_answer(400, "bad_durable", "durable is true 
 std::string_view route_of(std::string_view path, bool post) {
   if (path.starts_with("/streams/")) return post ? "stream_append" : "stream_read";
   if (path == "/events") return post ? "events_append" : "events_read";
+  if (path == "/" || path == "/console.js" || path == "/console.css") return "console";
   for (const std::string_view route : {"/all", "/subscribe", "/metrics", "/health", "/ready"}) {
     if (path == route) return route.substr(1);
   }
@@ -127,6 +129,16 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
     if (auto refusal = refused(request, Need::admin())) return reply(std::move(*refusal));
     Answer answer(200, metrics_.scrape(gauges_()));
     answer.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return reply(std::move(answer));
+  }
+  if (get && (path == "/" || path == "/console.js" || path == "/console.css")) {
+    // The console holds no data (it asks the routes below, with the user's key): no key needed.
+    Answer answer(200, std::string(*console_file(path)));
+    answer.content_type = path == "/" ? "text/html; charset=utf-8" : path == "/console.js" ? "text/javascript" : "text/css";
+    // It loads nothing from elsewhere, and a browser is told to allow nothing else.
+    answer.headers = {{"Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:"},
+                      {"X-Content-Type-Options", "nosniff"},
+                      {"Cache-Control", "no-cache"}};
     return reply(std::move(answer));
   }
   if (path == "/health") {

@@ -187,6 +187,14 @@ class ServeTest : public ::testing::Test {
   // curl METHOD URL [body], its status, headers and JSON body.
   // With `token`, as Authorization: Bearer TOKEN.
   Answer ask(const std::string& method, const std::string& url, const std::string& body = "", const std::string& token = "") {
+    Answer answer = ask_text(method, url, body, token);
+    answers_.push_back(answer.body);
+    if (parser_.parse(answers_.back()).get(answer.json) != simdjson::SUCCESS) ADD_FAILURE() << "not JSON: " << answer.body;
+    return answer;
+  }
+
+  // The same for an answer that need not be JSON (answer.json is left empty).
+  Answer ask_text(const std::string& method, const std::string& url, const std::string& body = "", const std::string& token = "") {
     const std::string headers = input_.path() + "/headers";
     const std::string data = input_.path() + "/body";
     std::ofstream(data) << body;
@@ -196,23 +204,6 @@ class ServeTest : public ::testing::Test {
     if (!body.empty()) {
       args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + data});
     }
-    const Ran ran = run_program(kCurl, args);
-    EXPECT_EQ(ran.exit_code, 0) << ran.err;
-    Answer answer;
-    const std::size_t last = ran.out.rfind('\n');
-    answer.body = ran.out.substr(0, last);
-    answer.status = last == std::string::npos ? 0 : std::stoi(ran.out.substr(last + 1));
-    answer.headers = read_file(headers);
-    answers_.push_back(answer.body);
-    if (parser_.parse(answers_.back()).get(answer.json) != simdjson::SUCCESS) ADD_FAILURE() << "not JSON: " << answer.body;
-    return answer;
-  }
-
-  // A GET whose answer is not JSON.
-  Answer ask_text(const std::string& url, const std::string& token = "") {
-    const std::string headers = input_.path() + "/headers";
-    std::vector<std::string> args{"-sS", "-D", headers, "-w", "\n%{http_code}", url};
-    if (!token.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + token});
     const Ran ran = run_program(kCurl, args);
     EXPECT_EQ(ran.exit_code, 0) << ran.err;
     Answer answer;
@@ -440,7 +431,7 @@ TEST_F(ServeTest, MetricsCountWhatWasDone) {
   for (int i = 0; i < 5; ++i) ASSERT_EQ(ask("POST", served.url("/streams/m"), R"({"type": "A", "data": 1})").status, 201);
   EXPECT_EQ(ask("POST", served.url("/streams/m?expected_version=0"), R"({"type": "A", "data": 1})").status, 409);
   EXPECT_EQ(ask("GET", served.url("/health")).status, 200);
-  const Answer scraped = ask_text(served.url("/metrics"));
+  const Answer scraped = ask_text("GET", served.url("/metrics"));
   ASSERT_EQ(scraped.status, 200);
   EXPECT_NE(scraped.headers.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << scraped.headers;
   auto series = series_of(scraped.body);
@@ -559,6 +550,45 @@ TEST_F(ServeTest, LimitsRefuseWhatIsTooBigOrTooSlowAndTheServerKeepsServing) {
   EXPECT_EQ(small.stop(), 0);
 }
 
+// The web console in a real browser (Debian's chromium, headless): it loads from the server alone
+// and shows the events appended, which reach it through its live feed. A screenshot is left
+// beside the test (console.png in its working directory).
+TEST_F(ServeTest, TheConsoleShowsTheEventsInAHeadlessBrowser) {
+  annal::test::Watchdog watchdog("annal serve console in chromium");
+  Served served(dir_.path());
+  ASSERT_FALSE(HasFailure());
+  std::vector<std::uint64_t> appended;
+  for (int i = 1; i <= 3; ++i) {
+    const Answer created = ask("POST", served.url("/streams/order-" + std::to_string(i)),
+                               R"({"type": "OrderCreated", "data": {"orderId": ")" + std::to_string(i) + R"(", "amount": 100}})");
+    ASSERT_EQ(created.status, 201);
+    appended.push_back(number(created.json, "last_sequence"));
+  }
+  const Answer page = ask_text("GET", served.url("/"));
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.headers.find("Content-Security-Policy: default-src 'self'"), std::string::npos) << page.headers;
+  // --virtual-time-budget: the page's scripts run (fetches, the feed) before the DOM is dumped.
+  const std::vector<std::string> browser{"120", "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                                         "--user-data-dir=" + input_.path() + "/chromium", "--virtual-time-budget=10000"};
+  auto dump = browser;
+  dump.insert(dump.end(), {"--dump-dom", served.url("/")});
+  const Ran dumped = run_program("/usr/bin/timeout", dump);
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+  for (std::size_t i = 0; i < appended.size(); ++i) {
+    const std::string row = "data-sequence=\"" + std::to_string(appended[i]) + "\"><td>" + std::to_string(appended[i]) +
+                            "</td><td>order-" + std::to_string(i + 1) + "</td>";
+    EXPECT_NE(dumped.out.find(row), std::string::npos) << "the feed does not show " << row << " in\n" << dumped.out;
+  }
+  EXPECT_NE(dumped.out.find("3 appends, durable sequence"), std::string::npos) << "the metrics line is missing";
+  const std::string screenshot = (fs::current_path() / "console.png").string();
+  auto shot = browser;
+  shot.insert(shot.end(), {"--window-size=1280,1000", "--screenshot=" + screenshot, served.url("/")});
+  EXPECT_EQ(run_program("/usr/bin/timeout", shot).exit_code, 0);
+  EXPECT_TRUE(fs::exists(screenshot));
+  std::printf("console screenshot: %s\n", screenshot.c_str());
+  EXPECT_EQ(served.stop(), 0);
+}
+
 // A key from annal keygen: its token.
 std::string keygen(const std::string& keys, const std::vector<std::string>& id_and_rights) {
   std::vector<std::string> args{"keygen"};
@@ -601,8 +631,8 @@ TEST_F(ServeTest, ApiKeysGrantReadAndWritePerStreamPrefixAndReloadOnSighup) {
   EXPECT_EQ(ask("GET", served.url("/streams/order-1"), "", ops).status, 403);  // admin is not read
   EXPECT_EQ(ask("GET", served.url("/projections"), "", ops).status, 200);     // admin's own routes
   EXPECT_EQ(ask("GET", served.url("/projections"), "", reader).status, 403);  // read:* is not admin
-  EXPECT_EQ(ask_text(served.url("/metrics"), ops).status, 200);
-  EXPECT_EQ(ask_text(served.url("/metrics"), writer).status, 403);
+  EXPECT_EQ(ask_text("GET", served.url("/metrics"), "", ops).status, 200);
+  EXPECT_EQ(ask_text("GET", served.url("/metrics"), "", writer).status, 403);
   EXPECT_EQ(ask("GET", served.url("/all"), "", writer).status, 403);  // read:order- is not the whole log
   EXPECT_EQ(ask("GET", served.url("/all"), "", reader).status, 200);
   EXPECT_EQ(ask("GET", served.url("/streams/order-1")).status, 401);
