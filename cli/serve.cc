@@ -21,6 +21,7 @@ struct ServeOptions {
   std::string tls_certificate;
   std::string tls_key;
   std::size_t max_connections = server::ServerOptions{}.connections_max;
+  std::size_t max_requests = server::ServerOptions{}.requests_per_connection_max;
   std::uint64_t request_timeout_ms = static_cast<std::uint64_t>(server::ServerOptions{}.read_timeout.count());
   bool accept_data_loss = false;
 };
@@ -32,6 +33,7 @@ int run(const ServeOptions& options) {
   serving.tls_certificate_file = options.tls_certificate;
   serving.tls_key_file = options.tls_key;
   serving.connections_max = options.max_connections;
+  serving.requests_per_connection_max = options.max_requests;
   serving.read_timeout = std::chrono::milliseconds(options.request_timeout_ms);
   server::block_serve_signals();
   engine::Options opening;
@@ -62,6 +64,10 @@ void add_serve(CLI::App& app, int& exit_code) {
   command->add_option("--max-connections", options->max_connections, "Connections at once; past it a new one is answered 503")
       ->capture_default_str()
       ->check(whole_number(1, 1'000'000));
+  command->add_option("--max-requests-per-connection", options->max_requests,
+                      "Requests on one connection; the last one's answer closes it")
+      ->capture_default_str()
+      ->check(whole_number(1, 1'000'000'000));
   command->add_option("--request-timeout", options->request_timeout_ms, "Milliseconds a request may take to arrive whole (408 after)")
       ->capture_default_str()
       ->check(whole_number(1, 3'600'000));

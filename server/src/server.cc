@@ -145,7 +145,8 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     }
     if (error) return lowest().close();  // end of stream, reset, or a request HTTP cannot parse
     request_ = parser_->release();
-    const bool keep_alive = request_.keep_alive();
+    // The last request a connection may make is answered, and the connection closed.
+    const bool keep_alive = request_.keep_alive() && ++requests_ < core_.options.requests_per_connection_max;
     const auto method = request_.method_string();
     const auto target = request_.target();
     const auto last_event_id = request_["Last-Event-ID"];
@@ -252,6 +253,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   asio::steady_timer deadline_;  // the request's (read())
   std::uint64_t reads_ = 0;      // which read a deadline belongs to
   bool timed_out_ = false;
+  std::size_t requests_ = 0;     // answered on this connection
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;

@@ -242,6 +242,13 @@ void StoreApi::append(std::string_view stream, std::string_view query, std::stri
     }
     parsed.push_back(std::move(event).value());
   }
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    if (parsed[i].data.size() > options_.event_bytes_max) {
+      return reply(error_answer(413, "event_too_large", "event " + std::to_string(i) + " has " + std::to_string(parsed[i].data.size()) +
+                                                            " bytes of data; an event holds at most " +
+                                                            std::to_string(options_.event_bytes_max)));
+    }
+  }
   std::vector<engine::EventData> events;
   events.reserve(parsed.size());
   for (const JsonEvent& event : parsed) {
@@ -358,6 +365,10 @@ void StoreApi::post_event(const Request& request, std::string_view query, simdjs
   if (stream.empty()) return reply(error_answer(400, "bad_event", "the event names its stream: stream, orderId or refundId"));
   if (auto refusal = refused(request, Need::on(Right::write, stream))) return reply(std::move(*refusal));
   const std::string payload = simdjson::minify(object);  // the event as sent is its data
+  if (payload.size() > options_.event_bytes_max) {
+    return reply(error_answer(413, "event_too_large", "the event has " + std::to_string(payload.size()) +
+                                                          " bytes; an event holds at most " + std::to_string(options_.event_bytes_max)));
+  }
   const engine::EventData event{.type = type, .payload = std::as_bytes(std::span(payload))};
   commit(stream, engine::ExpectedVersion::any(), *durable, std::span(&event, 1), std::move(reply));
 }

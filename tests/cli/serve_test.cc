@@ -297,6 +297,12 @@ TEST_F(ServeTest, AppendsReadsAndRefusesOverHttpAndClosesCleanlyOnSigterm) {
     const Answer missing = ask("POST", served.url("/streams/order-3"), R"([{"type": "A", "data": 1}, {"type": "B"}])");
     EXPECT_EQ(missing.status, 400);
     EXPECT_NE(missing.body.find("event 1: "), std::string::npos) << missing.body;  // which one, and why
+    const Answer wrong_type = ask("POST", served.url("/streams/order-3"), R"({"type": 5, "data": 1})");
+    EXPECT_EQ(wrong_type.status, 400);
+    EXPECT_NE(wrong_type.body.find("type"), std::string::npos) << wrong_type.body;  // names the field
+    const Answer too_large = ask("POST", served.url("/streams/order-3"), R"({"type": "A", "data": ")" + std::string(300'000, 'x') + R"("})");
+    EXPECT_EQ(too_large.status, 413) << too_large.body;  // one event past event_bytes_max, in a body within limits
+    EXPECT_NE(too_large.body.find("at most"), std::string::npos) << too_large.body;
     const Answer stream_in_body = ask("POST", served.url("/streams/order-3"), R"({"stream": "x", "type": "A", "data": 1})");
     EXPECT_EQ(stream_in_body.status, 400) << stream_in_body.body;
     const Answer huge = ask("POST", served.url("/streams/order-3"),
@@ -536,8 +542,9 @@ TEST_F(ServeTest, LimitsRefuseWhatIsTooBigOrTooSlowAndTheServerKeepsServing) {
       << open_files(served.pid()) << " open files, " << files << " before";
   EXPECT_EQ(served.stop(), 0);
 
-  // Past --max-connections, a new connection is answered 503 and closed.
-  Served small(dir_.path(), {"--max-connections", "8"});
+  // Past --max-connections, a new connection is answered 503 and closed; after
+  // --max-requests-per-connection, a connection's last answer closes it (curl then connects again).
+  Served small(dir_.path(), {"--max-connections", "8", "--max-requests-per-connection", "2"});
   ASSERT_FALSE(HasFailure());
   std::vector<int> held;
   for (int i = 0; i < 8; ++i) {
@@ -547,6 +554,11 @@ TEST_F(ServeTest, LimitsRefuseWhatIsTooBigOrTooSlowAndTheServerKeepsServing) {
   const std::string refused = request_once(small.port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_NE(refused.find("503"), std::string::npos) << refused;
   for (const int fd : held) close(fd);
+  EXPECT_TRUE(annal::test::eventually([&] { return ask("GET", small.url("/health")).status == 200; }));  // room again
+  std::vector<std::string> health_four_times{"-sS", "-w", "%{num_connects}\n"};
+  for (int i = 0; i < 4; ++i) health_four_times.insert(health_four_times.end(), {"-o", "/dev/null", small.url("/health")});
+  const Ran four = run_program(kCurl, health_four_times);
+  EXPECT_EQ(four.out, "1\n0\n1\n0\n");  // two requests a connection
   EXPECT_EQ(small.stop(), 0);
 }
 

@@ -108,6 +108,8 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30'000};  // for a whole request, from its first byte
   std::size_t connections_max = 1024;
   std::size_t events_per_request_max = 1024;       // an array longer than this is refused (413)
+  std::size_t event_bytes_max = engine::Options{}.event_bytes_max;  // an event's data past this: 413
+  std::size_t requests_per_connection_max = 10'000;  // the last one's answer closes the connection
   std::size_t read_limit_max = 10'000;             // events one GET returns at most
   std::chrono::milliseconds write_timeout{30'000};  // a client that takes no bytes this long is cut off
   std::size_t feeds_max = 64;                      // GET /subscribe feeds at once (a thread each); 503 past it
