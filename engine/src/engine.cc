@@ -290,6 +290,14 @@ class EngineImpl final : public Engine {
   std::uint64_t durable_sequence() const override { return journal_->durable_sequence(); }
   std::uint64_t last_sequence() const override { return journal_->last_sequence(); }
 
+  Status writable() const override {
+    {
+      std::lock_guard lock(append_mutex_);
+      if (!failed_.ok()) return failed_;
+    }
+    return journal_->writable();
+  }
+
   Metrics metrics() const override {
     Metrics metrics{.journal = journal_->stats(),
                     .durable_sequence = journal_->durable_sequence(),
@@ -443,7 +451,7 @@ class EngineImpl final : public Engine {
 
   // The sequencing lock: one append at a time checks versions, goes to the journal and into the
   // ring, so the version check and the sequence assignment cannot interleave with another's.
-  std::mutex append_mutex_;
+  mutable std::mutex append_mutex_;  // mutable: writable() reads failed_
   IdempotencyWindow window_;  // under append_mutex_
   Status failed_;             // under append_mutex_: the journal refused an append; the engine stopped
   // Scratch for the append being sequenced, under append_mutex_; sized at open, never reallocated.

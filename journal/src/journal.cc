@@ -266,6 +266,13 @@ class JournalImpl final : public Journal {
 
   std::uint64_t durable_sequence() const override { return durable_.load(std::memory_order_acquire); }
 
+  Status writable() const override {
+    std::lock_guard lock(mutex_);
+    if (!error_.ok()) return error_;
+    if (closing_) return Status(ErrorCode::failed, "journal " + directory_ + " is closed");
+    return {};
+  }
+
   Stats stats() const override {
     return {.appends = appends_.load(std::memory_order_relaxed),
             .records = records_.load(std::memory_order_relaxed),

@@ -46,6 +46,7 @@ class ReadOnlyJournal final : public Journal {
 
   Result<Receipt> append(std::span<const RecordInput>) override { return read_only(); }
   [[nodiscard]] Stats stats() const override { return {}; }
+  [[nodiscard]] Status writable() const override { return read_only(); }
   Status remove_segments_before(std::uint64_t) override { return read_only(); }
 
   Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {

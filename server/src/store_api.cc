@@ -143,12 +143,15 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
   }
   if (path == "/health") {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /health"));
-    return reply({200, "{\"status\":\"ok\"}", std::nullopt});
+    return reply({200, "{\"status\":\"ok\"}"});
   }
   if (path == "/ready") {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /ready"));
-    return reply({200, "{\"ready\":true,\"durable_sequence\":" + std::to_string(engine_.durable_sequence()) + "}",
-                  std::nullopt});
+    // Ready: recovered (the engine is open) and taking appends.
+    if (const Status writable = engine_.writable(); !writable.ok()) {
+      return reply({503, "{\"ready\":false,\"detail\":" + json_string(writable.to_string()) + "}"});
+    }
+    return reply({200, "{\"ready\":true,\"durable_sequence\":" + std::to_string(engine_.durable_sequence()) + "}"});
   }
   if (path == "/all") {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /all"));

@@ -247,6 +247,9 @@ TEST_F(ServeTest, AppendsReadsAndRefusesOverHttpAndClosesCleanlyOnSigterm) {
     Served served(dir_.path());
     ASSERT_FALSE(HasFailure());
     EXPECT_EQ(ask("GET", served.url("/health")).status, 200);
+    const Answer ready = ask("GET", served.url("/ready"));
+    EXPECT_EQ(ready.status, 200);
+    EXPECT_NE(ready.body.find("\"ready\":true"), std::string::npos) << ready.body;
 
     const Answer created = ask("POST", served.url("/streams/order-1"),
                                R"({"type": "OrderCreated", "data": {"orderId": "1", "amount": 100}})");

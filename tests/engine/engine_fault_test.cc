@@ -176,6 +176,9 @@ TEST(EngineFaults, AFailedSyncStopsTheEngineAndFailsItsWaiters) {
   // Fail-stop: nothing more is taken, the earlier durable event stays readable.
   EXPECT_FALSE(engine.value()->append("s", ExpectedVersion::any(), {&event, 1}).ok());
   EXPECT_EQ(engine.value()->durable_sequence(), before.value().last_sequence);
+  const Status writable = engine.value()->writable();  // what a readiness probe reports
+  EXPECT_EQ(writable.code(), ErrorCode::failed) << writable.to_string();
+  EXPECT_NE(writable.message().find("fdatasync"), std::string::npos) << writable.to_string();
   EXPECT_FALSE(engine.value()->close().ok());
 }
 

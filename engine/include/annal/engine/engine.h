@@ -226,6 +226,9 @@ class Engine {
   [[nodiscard]] virtual const OpenReport& open_report() const = 0;
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
   [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;
+  // Whether appends are taken: ok, or why not (the error that stopped the engine or its journal, a
+  // close, a read-only engine). For readiness probes.
+  [[nodiscard]] virtual Status writable() const = 0;
   // Counters and histograms since open, for metrics; cheap enough for every scrape.
   [[nodiscard]] virtual Metrics metrics() const = 0;
 

@@ -237,6 +237,9 @@ class Journal {
   virtual Status remove_segments_before(std::uint64_t sequence) = 0;
 
   [[nodiscard]] virtual const RecoveryReport& recovery() const = 0;
+  // Whether appends are taken: ok, or why not (the error that stopped the writer, closed, a
+  // read-only journal). For readiness probes; thread-safe.
+  [[nodiscard]] virtual Status writable() const = 0;
   // Counters and histograms since open. Thread-safe, and cheap enough for every metrics scrape.
   [[nodiscard]] virtual Stats stats() const = 0;
   // Writes out and syncs what is staged, stops the writer, releases the directory lock.
