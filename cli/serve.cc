@@ -6,6 +6,7 @@
 #include <string>
 
 #include "annal/engine/engine.h"
+#include "annal/server/builtin_projections.h"
 #include "annal/server/serve_command.h"
 #include "arguments.h"
 #include "commands.h"
@@ -20,6 +21,7 @@ struct ServeOptions {
   std::string keys;
   std::string tls_certificate;
   std::string tls_key;
+  std::vector<std::string> projections;
   std::size_t max_connections = server::ServerOptions{}.connections_max;
   std::size_t max_requests = server::ServerOptions{}.requests_per_connection_max;
   std::uint64_t request_timeout_ms = static_cast<std::uint64_t>(server::ServerOptions{}.read_timeout.count());
@@ -40,6 +42,16 @@ int run(const ServeOptions& options) {
   opening.journal.accept_data_loss = options.accept_data_loss;
   auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("serve", opened.status());
+  for (const std::string& name : options.projections) {
+    auto projection = server::builtin_projection(name);
+    Status added = projection ? opened.value()->add_projection(name, projection, {})
+                              : Status(ErrorCode::invalid_argument, "--projection " + name + ": no such projection");
+    if (!added.ok()) {
+      (void)opened.value()->close();
+      return fail("serve", added);
+    }
+  }
+  serving.projections = options.projections;
   const Status served = server::serve_until_stopped("annal serve", options.directory, *opened.value(), serving);
   const Status closed = opened.value()->close();
   if (!served.ok()) return fail("serve", served);
@@ -59,6 +71,11 @@ void add_serve(CLI::App& app, int& exit_code) {
   command->add_option("--keys", options->keys,
                       "API keys file (mode 0600; lines of ID SHA256 RIGHT..., see annal keygen); SIGHUP reloads it. "
                       "Without it, loopback addresses only");
+  std::string names;
+  for (const std::string& name : server::builtin_projection_names()) names += (names.empty() ? "" : ", ") + name;
+  command->add_option("--projection", options->projections,
+                      "Keep a built-in projection (" + names + "); its state at GET /projections/NAME/state")
+      ->check(CLI::IsMember(server::builtin_projection_names()));
   command->add_option("--tls-cert", options->tls_certificate, "Serve HTTPS: the PEM certificate chain (with --tls-key)");
   command->add_option("--tls-key", options->tls_key, "The certificate's PEM private key");
   command->add_option("--max-connections", options->max_connections, "Connections at once; past it a new one is answered 503")

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "annal/server/event_json.h"
+#include "annal/server/builtin_projections.h"
 #include "console_files.h"
 
 namespace annal::server {
@@ -165,6 +166,14 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
     return reply(get_events(query, parser));
   }
   constexpr std::string_view kProjections = "/projections";
+  constexpr std::string_view kState = "/state";
+  if (path.starts_with("/projections/") && path.ends_with(kState)) {
+    if (!get) return reply(error_answer(405, "method_not_allowed", "GET /projections/{name}/state"));
+    // A projection's state is made of every stream's events.
+    if (auto refusal = refused(request, Need::on_every_stream(Right::read))) return reply(std::move(*refusal));
+    const auto name = percent_decoded(path.substr(kProjections.size() + 1, path.size() - kProjections.size() - 1 - kState.size()));
+    return reply(projection_state(name.value_or(""), query));
+  }
   if (path == kProjections || path.starts_with("/projections/")) {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /projections"));
     if (auto refusal = refused(request, Need::admin())) return reply(std::move(*refusal));
@@ -449,6 +458,28 @@ std::string StoreApi::projection_json(const std::string& name) {
          ",\"snapshots_written\":" + std::to_string(s.snapshots_written) + ",\"detached\":" + std::to_string(s.detached) +
          ",\"live\":" + (s.live ? "true" : "false") +
          ",\"error\":" + (s.error.ok() ? std::string("null") : json_string(s.error.to_string())) + "}";
+}
+
+Answer StoreApi::projection_state(const std::string& name, std::string_view query) {
+  if (std::find(options_.projections.begin(), options_.projections.end(), name) == options_.projections.end()) {
+    return error_answer(404, "no_projection", "no projection " + name);
+  }
+  std::uint64_t min_sequence = 0;
+  if (const auto given = parameter(query, "min_sequence")) {
+    const auto sequence = whole_number(*given);
+    if (!sequence) return error_answer(400, "bad_min_sequence", "min_sequence is a global sequence (a write's Annal-Sequence)");
+    min_sequence = *sequence;
+  }
+  std::optional<std::string> state;
+  const Status queried = engine_.query(name, min_sequence, [&](const engine::Projection& projection) {
+    if (const auto* json = dynamic_cast<const JsonStateProjection*>(&projection)) state = json->state_json();
+  }, options_.query_timeout);
+  if (!queried.ok()) {
+    const bool late = queried.code() == ErrorCode::timed_out;
+    return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", queried.message());
+  }
+  if (!state) return error_answer(404, "no_state", "projection " + name + " does not show its state as JSON");
+  return Answer(200, "{\"name\":" + json_string(name) + ",\"state\":" + *state + "}");
 }
 
 Answer StoreApi::projections() {

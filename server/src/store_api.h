@@ -50,6 +50,7 @@ class StoreApi {
   [[nodiscard]] Result<std::vector<engine::Event>> read_log(std::string_view query);
   [[nodiscard]] Answer read_all(std::string_view query);
   [[nodiscard]] Answer projections();
+  [[nodiscard]] Answer projection_state(const std::string& name, std::string_view query);
   [[nodiscard]] std::string projection_json(const std::string& name);
   [[nodiscard]] Answer subscribe(std::string_view query, const Request& request);
   // `reply`, counting the answer in the metrics under `route` (a fixed name).

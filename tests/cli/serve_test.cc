@@ -604,6 +604,38 @@ TEST_F(ServeTest, TheConsoleShowsTheEventsInAHeadlessBrowser) {
   EXPECT_EQ(served.stop(), 0);
 }
 
+// --projection: the built-in projections keep their counts, show them once they have applied a
+// write, and come back from their snapshots after a restart.
+TEST_F(ServeTest, BuiltInProjectionsCountByTypeAndCategoryAndSurviveARestart) {
+  annal::test::Watchdog watchdog("annal serve built-in projections");
+  const std::vector<std::string> projections{"--projection", "by_event_type", "--projection", "by_category"};
+  const std::string by_category = R"({"name":"by_category","state":{"order":{"streams":2,"events":3},"refund":{"streams":1,"events":1}}})";
+  const std::string by_type = R"({"name":"by_event_type","state":{"OrderCreated":2,"OrderPaid":1,"RefundCreated":1}})";
+  {
+    Served served(dir_.path(), projections);
+    ASSERT_FALSE(HasFailure());
+    std::uint64_t last = 0;
+    for (const auto& [stream, type] : std::vector<std::pair<std::string, std::string>>{
+             {"order-1", "OrderCreated"}, {"order-2", "OrderCreated"}, {"order-1", "OrderPaid"}, {"refund-1", "RefundCreated"}}) {
+      const Answer appended = ask("POST", served.url("/streams/" + stream), R"({"type": ")" + type + R"(", "data": {}})");
+      ASSERT_EQ(appended.status, 201);
+      last = number(appended.json, "last_sequence");
+    }
+    const std::string at = "?min_sequence=" + std::to_string(last);
+    EXPECT_EQ(ask("GET", served.url("/projections/by_category/state" + at)).body, by_category);
+    EXPECT_EQ(ask("GET", served.url("/projections/by_event_type/state" + at)).body, by_type);
+    EXPECT_EQ(ask("GET", served.url("/projections/nothing/state")).status, 404);
+    EXPECT_EQ(served.stop(), 0);  // the close snapshots them
+  }
+  Served again(dir_.path(), projections);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(ask("GET", again.url("/projections/by_category/state")).body, by_category);
+  const Answer status = ask("GET", again.url("/projections/by_category"));
+  EXPECT_GT(number(status.json, "restored_from"), 0u) << status.body;  // from its snapshot, not a replay
+  EXPECT_EQ(again.stop(), 0);
+  EXPECT_EQ(run({"serve", dir_.path(), "--projection", "nothing"}).exit_code, 2);
+}
+
 // A key from annal keygen: its token.
 std::string keygen(const std::string& keys, const std::vector<std::string>& id_and_rights) {
   std::vector<std::string> args{"keygen"};

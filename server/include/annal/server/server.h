@@ -25,6 +25,8 @@
 //   GET  /projections            admin: each projection's status {"name", "applied", "lag",
 //                                "restored_from", "replayed", "snapshots_written", "detached",
 //                                "live", "error"}; /projections/{name} one of them (404: none)
+//   GET  /projections/{name}/state  read:*: the state of a projection that shows it as JSON
+//                                (builtin_projections.h), once it has applied ?min_sequence=
 //   GET  /metrics                admin: Prometheus text format (appends, bytes, durable sequence and
 //                                lag, fdatasync latency, group sizes, snapshots, projections' lag,
 //                                HTTP requests by route and status with their latency)
@@ -124,6 +126,8 @@ struct ServerOptions {
   Routes routes;  // an application's, asked first (none by default)
   // The engine's projections that GET /projections reports (the application added them).
   std::vector<std::string> projections;
+  // How long GET /projections/{name}/state?min_sequence= waits for the projection (504 after).
+  std::chrono::milliseconds query_timeout{10'000};
 };
 
 class Server {
