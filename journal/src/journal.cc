@@ -406,7 +406,7 @@ class JournalImpl final : public Journal {
     round.clear();
     std::unique_lock lock(mutex_);
     const auto has_work = [&] { return !sealed_.empty() || (filling_ && buffers_[*filling_].used > 0); };
-    if (rounds_count_ == 0) {
+    if (rounds_count_ == 0 && syncs_in_flight_ == 0) {
       if (options_.durability == Durability::interval && unsynced_) {
         work_ready_.wait_until(lock, next_interval_sync_, [&] { return has_work() || closing_; });
       } else {
@@ -417,8 +417,12 @@ class JournalImpl final : public Journal {
     if (buffers_in_flight_ + sealed_.size() < options_.writes_in_flight_max) seal_filling();
     while (!sealed_.empty() && buffers_in_flight_ + round.size() < options_.writes_in_flight_max) {
       const std::size_t next = sealed_.front();
-      // Rounds in flight pin the segment: a new one is entered only after they completed.
-      const std::uint64_t segment = rounds_count_ > 0 ? tail_.base
+      // Rounds and syncs in flight pin the segment: a new one is entered (and the old file closed)
+      // only after they completed. A sync can still be in flight when every round has retired: a
+      // later sync covering them all completed first (reap returns early when an append wakes
+      // it). io_uring looks the file up only when a worker runs the fdatasync, so closing the
+      // file before then failed it with EBADF, and the journal stopped.
+      const std::uint64_t segment = rounds_count_ > 0 || syncs_in_flight_ > 0 ? tail_.base
                                     : round.empty()   ? buffers_[next].segment_base
                                                       : buffers_[round.front()].segment_base;
       if (buffers_[next].segment_base != segment) break;
@@ -426,7 +430,7 @@ class JournalImpl final : public Journal {
       sealed_.pop_front();
     }
     // About to wait in reap(): an append that fills a buffer from now on wakes the writer.
-    if (round.empty() && rounds_count_ > 0) reaping_ = true;
+    if (round.empty() && (rounds_count_ > 0 || syncs_in_flight_ > 0)) reaping_ = true;
     return closing_ && sealed_.empty() && !filling_;
   }
 
@@ -501,7 +505,7 @@ class JournalImpl final : public Journal {
           (closing || Clock::now() >= next_interval_sync_)) {
         if (Status synced = sync_interval(); !synced.ok()) return stop(std::move(synced));
       }
-      if (rounds_count_ > 0) {
+      if (rounds_count_ > 0 || syncs_in_flight_ > 0) {
         if (Status reaped = reap_rounds(); !reaped.ok()) return stop(std::move(reaped));
         continue;
       }
