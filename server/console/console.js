@@ -37,6 +37,14 @@ function cell(row, text, className) {
   return td;
 }
 
+// A row of `texts`, then the event's data in a cell of its own; at the end, or at `at`.
+function addRow(body, texts, data, at = -1) {
+  const row = body.insertRow(at);
+  for (const text of texts) cell(row, text);
+  cell(row, data, "data");
+  return row;
+}
+
 function dataOf(event) {
   if ("data" in event) return JSON.stringify(event.data);
   if ("data_base64" in event) return "base64:" + event.data_base64;
@@ -51,14 +59,9 @@ let lastSeen = 0;
 
 function addToFeed(event) {
   const body = $("feed").tBodies[0];
-  const row = body.insertRow(0);
+  const row = addRow(body, [event.sequence, event.stream, event.version, event.type], dataOf(event), 0);
   row.className = "new";
   row.dataset.sequence = event.sequence;
-  cell(row, event.sequence);
-  cell(row, event.stream);
-  cell(row, event.version);
-  cell(row, event.type);
-  cell(row, dataOf(event), "data");
   setTimeout(() => row.classList.remove("new"), 1500);
   while (body.rows.length > kFeedRows) body.deleteRow(body.rows.length - 1);
 }
@@ -122,12 +125,7 @@ $("stream-form").addEventListener("submit", async (e) => {
   try {
     const read = await getJson("/streams/" + encodeURIComponent(name) + query);
     for (const event of read.events) {
-      const row = body.insertRow();
-      cell(row, event.version);
-      cell(row, event.sequence);
-      cell(row, event.type);
-      cell(row, timeOf(event.timestamp_ns));
-      cell(row, dataOf(event), "data");
+      addRow(body, [event.version, event.sequence, event.type, timeOf(event.timestamp_ns)], dataOf(event));
     }
   } catch (error) {
     $("stream-error").textContent = error.message;
@@ -148,22 +146,15 @@ $("order-form").addEventListener("submit", async (e) => {
       $("order-state").textContent = "status " + order.status + ", amount " + order.amount + ", paid " + order.paid +
                                      ", refunded " + order.refunded;
       for (const event of order.events) {
-        const row = body.insertRow();
-        cell(row, event.sequence);
-        cell(row, event.eventType);
-        cell(row, new Date(event.timestamp * 1000).toISOString().replace("T", " ").slice(0, 19));
-        cell(row, "amount " + event.amount, "data");
+        const time = new Date(event.timestamp * 1000).toISOString().replace("T", " ").slice(0, 19);
+        addRow(body, [event.sequence, event.eventType, time], "amount " + event.amount);
       }
       return;
     }
     const read = await getJson("/streams/order-" + encodeURIComponent(id));
     $("order-state").textContent = read.events.length + " events in stream order-" + id;
     for (const event of read.events) {
-      const row = body.insertRow();
-      cell(row, event.sequence);
-      cell(row, event.type);
-      cell(row, timeOf(event.timestamp_ns));
-      cell(row, dataOf(event), "data");
+      addRow(body, [event.sequence, event.type, timeOf(event.timestamp_ns)], dataOf(event));
     }
   } catch (error) {
     $("order-state").textContent = error.message;
