@@ -151,27 +151,36 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     const auto target = request_.target();
     const auto last_event_id = request_["Last-Event-ID"];
     const auto authorization = request_[http::field::authorization];
+    auto answer_to = reply(keep_alive);
+    if (!answer_to) return refuse(503, "stopping", "the server is stopping; try again once it is back");
     core_.api.handle({.method = std::string_view(method.data(), method.size()),
                       .target = std::string_view(target.data(), target.size()),
                       .body = request_.body(),
                       .last_event_id = std::string_view(last_event_id.data(), last_event_id.size()),
                       .authorization = std::string_view(authorization.data(), authorization.size())},
-                     parser_json_, reply(keep_alive));
+                     parser_json_, std::move(*answer_to));
   }
 
   // The one way an answer comes back: at once on this strand, or from the engine's callback
   // thread (a durable append), which posts it here and tells stop() it no longer owes it.
-  Reply reply(bool keep_alive) {
+  // nullopt once the server is stopping: stop() counts what is owed only until then, and an
+  // answer it did not wait for would come after the server is gone.
+  std::optional<Reply> reply(bool keep_alive) {
     {
       std::lock_guard lock(core_.mutex);
+      if (core_.stopping) return std::nullopt;
       ++core_.owed;
     }
     return [self = this->shared_from_this(), keep_alive](Answer answer) mutable {
       Core& core = self->core_;
-      const auto strand = self->lowest().get_executor();  // before `self` moves into the handler
-      asio::post(strand, [self = std::move(self), answer = std::move(answer), keep_alive]() mutable {
-        self->write(std::move(answer), keep_alive);
-      });
+      {
+        // Its copy of the strand goes before stop() may go on: the strand's service dies with the
+        // context.
+        const auto strand = self->lowest().get_executor();  // before `self` moves into the handler
+        asio::post(strand, [self = std::move(self), answer = std::move(answer), keep_alive]() mutable {
+          self->write(std::move(answer), keep_alive);
+        });
+      }
       std::lock_guard lock(core.mutex);
       --core.owed;
       core.settled.notify_all();

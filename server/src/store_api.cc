@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -500,7 +501,10 @@ Answer StoreApi::subscribe(std::string_view query, const Request& request) {
   // A reconnecting client resumes after the last event it saw, whatever its URL says.
   if (!last_event_id.empty()) {
     const auto seen = whole_number(last_event_id);
-    if (!seen) return error_answer(400, "bad_last_event_id", "Last-Event-ID is the id (global sequence) of an event sent");
+    // The largest number has no next one: taken as given, from would wrap to 0, the whole log.
+    if (!seen || *seen == std::numeric_limits<std::uint64_t>::max()) {
+      return error_answer(400, "bad_last_event_id", "Last-Event-ID is the id (global sequence) of an event sent");
+    }
     from = *seen + 1;
   }
   auto source = std::make_shared<FeedSource>();

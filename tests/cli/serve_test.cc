@@ -378,6 +378,8 @@ TEST_F(ServeTest, SubscribeFeedsDurableEventsAndResumesAfterARestartWithoutGapOr
     EXPECT_NE(FeedReader(served.port(), "/subscribe?from=0").head().find("400"), std::string::npos);
     EXPECT_NE(FeedReader(served.port(), "/subscribe?from=" + std::to_string(appended.back() + 100)).head().find("400"), std::string::npos);
     EXPECT_NE(FeedReader(served.port(), "/subscribe", "x").head().find("400"), std::string::npos);
+    // The largest id has no next event (it must not wrap round to the start of the log).
+    EXPECT_NE(FeedReader(served.port(), "/subscribe", "18446744073709551615").head().find("400"), std::string::npos);
 
     // SIGTERM with feeds open still stops cleanly.
     EXPECT_EQ(served.stop(), 0);
