@@ -17,6 +17,7 @@ using annal::engine::Engine;
 using annal::server::Answer;
 using annal::server::error_answer;
 using annal::server::json_string;
+using annal::server::Later;
 using annal::server::Need;
 using annal::server::Refused;
 using annal::server::Reply;
@@ -106,50 +107,51 @@ void post(Engine& engine, Command command, const Request& request, const Refused
   });
 }
 
-void get(Engine& engine, const Request& request, const Refused& refused, Reply& reply) {
-  const auto given = annal::server::query_parameter(request.target, "orderId");
-  const auto id = given ? order_id(*given) : std::nullopt;
-  if (!id) return reply(error_answer(400, "bad_order_id", "GET /orders?orderId=123456"));
-  std::uint64_t min_sequence = 0;
-  if (const auto at_least = annal::server::query_parameter(request.target, "min_sequence")) {
-    const auto parsed = std::from_chars(at_least->data(), at_least->data() + at_least->size(), min_sequence);
-    if (at_least->empty() || parsed.ptr != at_least->data() + at_least->size()) {
-      return reply(error_answer(400, "bad_min_sequence", "min_sequence is a global sequence (a write's Annal-Sequence)"));
-    }
-  }
-  if (auto refusal = refused(Need::on(Right::read, stream_of(*id)))) return reply(std::move(*refusal));
+// The order's state once the read model has applied min_sequence, and its history. May wait: runs
+// on a query thread (Later).
+Answer order_answer(Engine& engine, std::uint64_t id, std::uint64_t min_sequence) {
   const auto row = annal::engine::query<OrdersView>(engine, "orders", min_sequence, [&](const OrdersView& view) {
-    const auto* found = view.find(*id);
+    const auto* found = view.find(id);
     return found != nullptr ? std::optional<OrdersView::Row>(*found) : std::nullopt;
   }, kQueryTimeout);
   if (!row.ok()) {
     const bool late = row.code() == ErrorCode::timed_out;
-    return reply(error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", row.status().message()));
+    return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", row.status().message());
   }
-  if (!row.value()) return reply(error_answer(404, "no_order", "no order " + std::to_string(*id)));
-  const auto history = engine.read_stream(stream_of(*id), {});
-  if (!history.ok()) return reply(error_answer(503, "read_failed", history.status().message()));
+  if (!row.value()) return error_answer(404, "no_order", "no order " + std::to_string(id));
+  const auto history = engine.read_stream(stream_of(id), {});
+  if (!history.ok()) return error_answer(503, "read_failed", history.status().message());
   const OrdersView::Row& state = *row.value();
-  std::string body = "{\"orderId\":\"" + std::to_string(*id) + "\",\"status\":\"" + to_string(state.status) +
+  std::string body = "{\"orderId\":\"" + std::to_string(id) + "\",\"status\":\"" + to_string(state.status) +
                      "\",\"amount\":" + std::to_string(state.amount) + ",\"paid\":" + std::to_string(state.paid) +
                      ",\"refunded\":" + std::to_string(state.refunded) + ",\"events\":[";
   for (std::size_t i = 0; i < history.value().size(); ++i) {
     const annal::engine::Event& event = history.value()[i];
-    body += (i == 0 ? "" : ",") + event_json(*id, event.header, amount_of(event.payload));
+    body += (i == 0 ? "" : ",") + event_json(id, event.header, amount_of(event.payload));
   }
-  reply(Answer(200, body + "]}"));
+  return Answer(200, body + "]}");
+}
+
+void get(Engine& engine, const Request& request, const Refused& refused, const Later& later, Reply& reply) {
+  const auto given = annal::server::query_parameter(request.target, "orderId");
+  const auto id = given ? order_id(*given) : std::nullopt;
+  if (!id) return reply(error_answer(400, "bad_order_id", "GET /orders?orderId=123456"));
+  const auto min_sequence = annal::server::min_sequence_of(engine, request.target);
+  if (!min_sequence.ok()) return reply(error_answer(400, "bad_min_sequence", min_sequence.status().message()));
+  if (auto refusal = refused(Need::on(Right::read, stream_of(*id)))) return reply(std::move(*refusal));
+  later([&engine, id = *id, at_least = min_sequence.value()] { return order_answer(engine, id, at_least); }, std::move(reply));
 }
 
 }  // namespace
 
 annal::server::Routes http_routes(Engine& engine) {
-  return [&engine](const Request& request, const Refused& refused, Reply& reply) {
+  return [&engine](const Request& request, const Refused& refused, const Later& later, Reply& reply) {
     const std::string_view path = request.target.substr(0, request.target.find('?'));
     if (path != "/orders" && path != "/refunds") return false;
     if (request.method == "POST") {
       post(engine, path == "/orders" ? Command::create : Command::refund, request, refused, reply);
     } else if (request.method == "GET" && path == "/orders") {
-      get(engine, request, refused, reply);
+      get(engine, request, refused, later, reply);
     } else {
       reply(error_answer(405, "method_not_allowed", path == "/orders" ? "GET or POST /orders" : "POST /refunds"));
     }

@@ -92,6 +92,9 @@ class OrdersHttpTest : public ::testing::Test {
     const std::size_t refund_at = events.find("\"RefundCreated\"");
     EXPECT_TRUE(created_at < paid_at && paid_at < refund_at && refund_at != std::string::npos) << events;
     EXPECT_NE(events.find("\"sequence\":" + field(created, "sequence")), std::string::npos) << events;
+    // A sequence no write has had yet could only time out: refused at once.
+    const std::string later = std::to_string(std::stoull(field(refunded, "sequence")) + 1000);
+    EXPECT_EQ(ask("GET", base + "/orders?orderId=" + id + "&min_sequence=" + later).status, 400);
   }
 
   // The order's stream as stored: types and payloads, byte for byte.

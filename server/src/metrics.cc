@@ -121,6 +121,8 @@ std::string Metrics::scrape(const Gauges& gauges) const {
   for (MetricFamily* f : {&applied, &lag, &live, &failed, &snapshots, &snapshot_seconds, &last_snapshot}) add(std::move(*f));
   add(single("annal_http_connections", "HTTP connections open", MetricType::Gauge, static_cast<double>(gauges.connections)));
   add(single("annal_http_feeds", "GET /subscribe event feeds open", MetricType::Gauge, static_cast<double>(gauges.feeds)));
+  add(single("annal_http_queries", "projection queries running or waiting for a query thread", MetricType::Gauge,
+             static_cast<double>(gauges.queries)));
   return prometheus::TextSerializer().Serialize(families);
 }
 

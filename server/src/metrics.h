@@ -26,10 +26,11 @@ class Metrics {
   // One request answered: its route (a fixed name, not the path), status and time taken.
   void answered(std::string_view route, unsigned status, std::chrono::steady_clock::duration took);
 
-  // Connections and event feeds open now, read at each scrape.
+  // Connections, event feeds and queries waiting for a projection now, read at each scrape.
   struct Gauges {
     std::size_t connections = 0;
     std::size_t feeds = 0;
+    std::size_t queries = 0;
   };
   // The exposition, text format 0.0.4.
   [[nodiscard]] std::string scrape(const Gauges& gauges) const;

@@ -48,7 +48,9 @@ class Connection {
 struct Core {
   Core(engine::Engine& engine, const ServerOptions& server_options)
       : api(engine, server_options,
-            [this] { return Metrics::Gauges{connections.load(std::memory_order_relaxed), feeds.running()}; }),
+            [this] {
+              return Metrics::Gauges{connections.load(std::memory_order_relaxed), feeds.running(), api.queries()};
+            }),
         options(server_options),
         feeds(options.feeds_max, options.feed_heartbeat) {}
   StoreApi api;
@@ -338,6 +340,7 @@ class ServerImpl final : public Server {
       if (const auto session = weak.lock()) session->end();
     }
     core_.feeds.stop();
+    core_.api.stop();
     {
       // An append the engine has taken is answered (or its connection is gone) before the threads
       // stop: the callback holds the session, which must not outlive the context.

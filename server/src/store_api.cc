@@ -110,6 +110,19 @@ std::optional<std::string> query_parameter(std::string_view target, std::string_
   return percent_decoded(*value);
 }
 
+Result<std::uint64_t> min_sequence_of(const engine::Engine& engine, std::string_view target) {
+  const std::size_t mark = target.find('?');
+  const auto given = mark == std::string_view::npos ? std::nullopt : parameter(target.substr(mark + 1), "min_sequence");
+  if (!given) return std::uint64_t{0};
+  const auto sequence = whole_number(*given);
+  if (!sequence) return Status(ErrorCode::invalid_argument, "min_sequence is a global sequence (a write's Annal-Sequence)");
+  if (const std::uint64_t last = engine.last_sequence(); *sequence > last) {
+    return Status(ErrorCode::invalid_argument, "min_sequence " + std::to_string(*sequence) + " is past the last sequence appended (" +
+                                                   std::to_string(last) + "): give a write's Annal-Sequence");
+  }
+  return *sequence;
+}
+
 Answer error_answer(unsigned status, std::string_view kind, std::string_view detail) {
   return {status, "{\"error\":" + json_string(kind) + ",\"detail\":" + json_string(detail) + "}", std::nullopt};
 }
@@ -122,8 +135,9 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
   const bool post = request.method == "POST";
   if (options_.routes) {
     const Refused refused_here = [this, &request](const Need& need) { return refused(request, need); };
+    const Later later = [this](std::function<Answer()> work, Reply answer) { queries_.run(std::move(work), std::move(answer)); };
     Reply application = counted("application", reply);
-    if (options_.routes(request, refused_here, application)) return;
+    if (options_.routes(request, refused_here, later, application)) return;
   }
   reply = counted(route_of(path, post), std::move(reply));
   if (path == "/metrics") {
@@ -173,7 +187,7 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
     // A projection's state is made of every stream's events.
     if (auto refusal = refused(request, Need::on_every_stream(Right::read))) return reply(std::move(*refusal));
     const auto name = percent_decoded(path.substr(kProjections.size() + 1, path.size() - kProjections.size() - 1 - kState.size()));
-    return reply(projection_state(name.value_or(""), query));
+    return projection_state(name.value_or(""), request.target, std::move(reply));
   }
   if (path == kProjections || path.starts_with("/projections/")) {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /projections"));
@@ -461,26 +475,24 @@ std::string StoreApi::projection_json(const std::string& name) {
          ",\"error\":" + (s.error.ok() ? std::string("null") : json_string(s.error.to_string())) + "}";
 }
 
-Answer StoreApi::projection_state(const std::string& name, std::string_view query) {
+void StoreApi::projection_state(const std::string& name, std::string_view target, Reply reply) {
   if (std::find(options_.projections.begin(), options_.projections.end(), name) == options_.projections.end()) {
-    return error_answer(404, "no_projection", "no projection " + name);
+    return reply(error_answer(404, "no_projection", "no projection " + name));
   }
-  std::uint64_t min_sequence = 0;
-  if (const auto given = parameter(query, "min_sequence")) {
-    const auto sequence = whole_number(*given);
-    if (!sequence) return error_answer(400, "bad_min_sequence", "min_sequence is a global sequence (a write's Annal-Sequence)");
-    min_sequence = *sequence;
-  }
-  std::optional<std::string> state;
-  const Status queried = engine_.query(name, min_sequence, [&](const engine::Projection& projection) {
-    if (const auto* json = dynamic_cast<const JsonStateProjection*>(&projection)) state = json->state_json();
-  }, options_.query_timeout);
-  if (!queried.ok()) {
-    const bool late = queried.code() == ErrorCode::timed_out;
-    return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", queried.message());
-  }
-  if (!state) return error_answer(404, "no_state", "projection " + name + " does not show its state as JSON");
-  return Answer(200, "{\"name\":" + json_string(name) + ",\"state\":" + *state + "}");
+  const auto min_sequence = min_sequence_of(engine_, target);
+  if (!min_sequence.ok()) return reply(error_answer(400, "bad_min_sequence", min_sequence.status().message()));
+  queries_.run([this, name, min_sequence = min_sequence.value()] {
+    std::optional<std::string> state;
+    const Status queried = engine_.query(name, min_sequence, [&](const engine::Projection& projection) {
+      if (const auto* json = dynamic_cast<const JsonStateProjection*>(&projection)) state = json->state_json();
+    }, options_.query_timeout);
+    if (!queried.ok()) {
+      const bool late = queried.code() == ErrorCode::timed_out;
+      return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", queried.message());
+    }
+    if (!state) return error_answer(404, "no_state", "projection " + name + " does not show its state as JSON");
+    return Answer(200, "{\"name\":" + json_string(name) + ",\"state\":" + *state + "}");
+  }, std::move(reply));
 }
 
 Answer StoreApi::projections() {

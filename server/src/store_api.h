@@ -20,13 +20,18 @@
 #include "annal/server/server.h"
 #include "event_feed.h"
 #include "metrics.h"
+#include "query_pool.h"
 
 namespace annal::server {
 
 class StoreApi {
  public:
   StoreApi(engine::Engine& engine, const ServerOptions& options, std::function<Metrics::Gauges()> gauges)
-      : engine_(engine), options_(options), metrics_(engine, options.projections), gauges_(std::move(gauges)) {}
+      : engine_(engine),
+        options_(options),
+        metrics_(engine, options.projections),
+        gauges_(std::move(gauges)),
+        queries_(options.query_threads, options.queries_waiting_max) {}
 
   // Answers `request`, at once or later, always exactly once through `reply`. `parser` is the
   // calling thread's (simdjson reuses its buffers).
@@ -34,7 +39,11 @@ class StoreApi {
 
   // From now on, requests need a key from `keys` (nullptr: anyone may do anything). Any thread.
   void set_keys(std::shared_ptr<const AccessKeys> keys);
-
+  // Answers the queries still waiting 503 and waits for the running ones: what the server does
+  // before it waits for the answers it owes.
+  void stop() { queries_.stop(); }
+  // Queries running or waiting for a thread.
+  [[nodiscard]] std::size_t queries() const { return queries_.pending(); }
 
  private:
   void append(std::string_view stream, std::string_view query, std::string_view body, simdjson::dom::parser& parser,
@@ -50,7 +59,8 @@ class StoreApi {
   [[nodiscard]] Result<std::vector<engine::Event>> read_log(std::string_view query);
   [[nodiscard]] Answer read_all(std::string_view query);
   [[nodiscard]] Answer projections();
-  [[nodiscard]] Answer projection_state(const std::string& name, std::string_view query);
+  // Answers on a query thread: it may wait for ?min_sequence=.
+  void projection_state(const std::string& name, std::string_view target, Reply reply);
   [[nodiscard]] std::string projection_json(const std::string& name);
   [[nodiscard]] Answer subscribe(std::string_view query, const Request& request);
   // `reply`, counting the answer in the metrics under `route` (a fixed name).
@@ -64,6 +74,7 @@ class StoreApi {
   const std::function<Metrics::Gauges()> gauges_;
   mutable std::mutex keys_mutex_;
   std::shared_ptr<const AccessKeys> keys_;  // under keys_mutex_; copied out to check a request
+  QueryPool queries_;  // last: its threads use the rest
 };
 
 }  // namespace annal::server

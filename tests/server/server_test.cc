@@ -11,38 +11,39 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "annal/server/builtin_projections.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
 namespace annal::server {
 namespace {
 
-// A client that sends `count` appends at once, pipelined on one connection, then reads
-// until the server closes it. Returns the answers' status codes, in order.
-std::vector<int> pipeline_appends(std::uint16_t port, int client, int count, std::atomic<int>& answered) {
+// A connection to the server on loopback (-1 if it could not connect).
+int connect_to(std::uint16_t port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  std::vector<int> statuses;
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     close(fd);
-    return statuses;
+    return -1;
   }
-  std::string requests;
-  for (int i = 0; i < count; ++i) {
-    const std::string body = R"({"type": "T", "data": {"client": )" + std::to_string(client) + ", \"i\": " + std::to_string(i) + "}}";
-    // Mostly answered at once (owed nothing while the next is read), some once durable.
-    const std::string durable = i % 4 == 0 ? "" : "?durable=false";
-    requests += "POST /streams/c" + std::to_string(client) + durable + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                std::to_string(body.size()) + "\r\n\r\n" + body;
-  }
+  return fd;
+}
+
+// Sends `requests` on a new connection and returns what the server sends until it closes the
+// connection (a deadline only against a hang), counting each read in `received`.
+std::string round_trip(std::uint16_t port, const std::string& requests, std::atomic<int>* received = nullptr) {
+  const int fd = connect_to(port);
+  if (fd < 0) return "";
   // Sent whole or in part: a server that stops may close the connection before it takes it all.
   (void)send(fd, requests.data(), requests.size(), MSG_NOSIGNAL);
   std::string all;
@@ -52,13 +53,35 @@ std::vector<int> pipeline_appends(std::uint16_t port, int client, int count, std
     const ssize_t n = read(fd, bytes, sizeof(bytes));
     if (n <= 0) break;
     all.append(bytes, static_cast<std::size_t>(n));
-    answered.fetch_add(1, std::memory_order_release);
+    if (received != nullptr) received->fetch_add(1, std::memory_order_release);
   }
   close(fd);
-  for (std::size_t at = all.find("HTTP/1.1 "); at != std::string::npos; at = all.find("HTTP/1.1 ", at + 1)) {
-    statuses.push_back(std::stoi(all.substr(at + 9, 3)));
+  return all;
+}
+
+std::string get_request(const std::string& target) { return "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"; }
+
+// The status codes of the answers in `answers`, in order.
+std::vector<int> statuses_of(const std::string& answers) {
+  std::vector<int> statuses;
+  for (std::size_t at = answers.find("HTTP/1.1 "); at != std::string::npos; at = answers.find("HTTP/1.1 ", at + 1)) {
+    statuses.push_back(std::stoi(answers.substr(at + 9, 3)));
   }
   return statuses;
+}
+
+// A client that sends `count` appends at once, pipelined on one connection, then reads until the
+// server closes it. Returns the answers' status codes, in order.
+std::vector<int> pipeline_appends(std::uint16_t port, int client, int count, std::atomic<int>& answered) {
+  std::string requests;
+  for (int i = 0; i < count; ++i) {
+    const std::string body = R"({"type": "T", "data": {"client": )" + std::to_string(client) + ", \"i\": " + std::to_string(i) + "}}";
+    // Mostly answered at once (owed nothing while the next is read), some once durable.
+    const std::string durable = i % 4 == 0 ? "" : "?durable=false";
+    requests += "POST /streams/c" + std::to_string(client) + durable + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+  return statuses_of(round_trip(port, requests, &answered));
 }
 
 // stop() while clients keep sending appends: every request is answered 201 or 202 or 503 (the
@@ -91,6 +114,86 @@ TEST(ServerTest, StopWhileAppendsArriveLeavesNoAnswerOwed) {
     // An append the server still owed an answer when it stopped settles here at the latest.
     EXPECT_TRUE(engine.value()->close().ok());
   }
+}
+
+// Counts events, but only as far as the test lets it: apply() waits at a gate.
+class GatedCount final : public JsonStateProjection {
+ public:
+  void apply(const engine::EventView&) override {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return open_; });
+    ++count_;
+  }
+  [[nodiscard]] std::string state_json() const override { return "{\"count\":" + std::to_string(count_) + "}"; }
+  void open() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool open_ = false;
+  std::uint64_t count_ = 0;  // the projection thread's
+};
+
+// Read-your-writes queries that wait for a projection wait on threads of their own: the server
+// keeps answering everything else meanwhile. A min_sequence past the end of the log is refused
+// at once (waiting for it could only time out).
+TEST(ServerTest, QueriesWaitingForAProjectionHoldNoConnectionThread) {
+  annal::test::Watchdog watchdog("queries waiting for a projection");
+  annal::test::TempDirectory dir;
+  auto engine = engine::Engine::open(dir.path(), {});
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  const auto gated = std::make_shared<GatedCount>();
+  ASSERT_TRUE(engine.value()->add_projection("gated", gated, {}).ok());
+  ServerOptions options;
+  options.port = 0;
+  options.projections = {"gated"};
+  options.query_timeout = std::chrono::minutes(5);  // the gate opens long before (the watchdog's limit is 2)
+  auto server = Server::start(*engine.value(), options);
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  const std::uint16_t port = server.value()->port();
+  const std::string body = R"({"type": "T", "data": 1})";
+  const std::string appended = round_trip(port, "POST /streams/s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " +
+                                                  std::to_string(body.size()) + "\r\n\r\n" + body);
+  ASSERT_EQ(statuses_of(appended), std::vector<int>{201}) << appended;
+  const std::size_t header = appended.find("Annal-Sequence: ");
+  ASSERT_NE(header, std::string::npos) << appended;
+  const std::string sequence = appended.substr(header + 16, appended.find('\r', header) - header - 16);
+
+  // More queries wait than the server has connection threads.
+  const int waiting = static_cast<int>(options.threads) + 2;
+  std::vector<std::string> answers(waiting);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < waiting; ++i) {
+    clients.emplace_back([&, i] { answers[i] = round_trip(port, get_request("/projections/gated/state?min_sequence=" + sequence)); });
+  }
+  // All of them taken and waiting, as /metrics says, and still the server answers.
+  const std::string waiting_gauge = "annal_http_queries " + std::to_string(waiting) + "\n";
+  for (;;) {
+    const std::string metrics = round_trip(port, get_request("/metrics"));
+    if (statuses_of(metrics) != std::vector<int>{200}) {
+      ADD_FAILURE() << metrics;
+      break;
+    }
+    if (metrics.find(waiting_gauge) != std::string::npos) break;
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(statuses_of(round_trip(port, get_request("/health"))), std::vector<int>{200});
+  const std::string past_the_end = round_trip(port, get_request("/projections/gated/state?min_sequence=" + std::to_string(std::stoull(sequence) + 1)));
+  EXPECT_EQ(statuses_of(past_the_end), std::vector<int>{400}) << past_the_end;
+  EXPECT_NE(past_the_end.find("past the last sequence appended (" + sequence + ")"), std::string::npos) << past_the_end;
+
+  gated->open();
+  for (std::thread& client : clients) client.join();
+  for (const std::string& answer : answers) {
+    EXPECT_EQ(statuses_of(answer), std::vector<int>{200}) << answer;
+    EXPECT_NE(answer.find(R"({"name":"gated","state":{"count":1}})"), std::string::npos) << answer;
+  }
+  server.value()->stop();
+  EXPECT_TRUE(engine.value()->close().ok());
 }
 
 }  // namespace

@@ -89,17 +89,27 @@ struct Request {
 // the server has no keys).
 using Refused = std::function<std::optional<Answer>(const Need& need)>;
 
+// Replies with work()'s answer, worked out on one of the server's query threads: for what may wait
+// (Engine::query with a min_sequence), which must not hold a connection's thread. 503 when
+// ServerOptions::queries_waiting_max are already waiting. `work` must copy what it needs of the
+// request.
+using Later = std::function<void(std::function<Answer()> work, Reply reply)>;
+
 // An application's own routes (the orders example's /orders), asked before the store's: one that
 // is its own answers through `reply` (exactly once, now or later) and returns true; any other
-// returns false and leaves `reply` to the store's routes. Runs on a server thread: it must not
-// wait long (an append's durability: Engine::on_durable, as the store's routes do).
-using Routes = std::function<bool(const Request& request, const Refused& refused, Reply& reply)>;
+// returns false and leaves `reply` to the store's routes. Runs on a connection's thread: it must
+// not wait (an append's durability: Engine::on_durable; a query that may wait: `later`).
+using Routes = std::function<bool(const Request& request, const Refused& refused, const Later& later, Reply& reply)>;
 
 // {"error": kind, "detail": detail} with `status`.
 [[nodiscard]] Answer error_answer(unsigned status, std::string_view kind, std::string_view detail);
 // The value of query parameter `name` in a request target ("/orders?orderId=1"), percent-decoded;
 // nullopt if it is absent or its escapes are broken.
 [[nodiscard]] std::optional<std::string> query_parameter(std::string_view target, std::string_view name);
+// The ?min_sequence= of a read-your-writes GET (a write's Annal-Sequence): 0 if absent.
+// invalid_argument if it is not a number, or is past the last sequence `engine` has appended
+// (waiting for it could only time out).
+[[nodiscard]] Result<std::uint64_t> min_sequence_of(const engine::Engine& engine, std::string_view target);
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
@@ -128,6 +138,9 @@ struct ServerOptions {
   std::vector<std::string> projections;
   // How long GET /projections/{name}/state?min_sequence= waits for the projection (504 after).
   std::chrono::milliseconds query_timeout{10'000};
+  // Threads for the queries that may wait (Later), and how many queries may wait for one (503 past).
+  unsigned query_threads = 2;
+  std::size_t queries_waiting_max = 1024;
 };
 
 class Server {
