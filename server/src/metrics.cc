@@ -70,7 +70,7 @@ void Metrics::answered(std::string_view route, unsigned status, std::chrono::ste
   durations_.Add({{"route", name}}, kRequestSeconds).Observe(std::chrono::duration<double>(took).count());
 }
 
-std::string Metrics::scrape(const Gauges& gauges) const {
+std::string Metrics::scrape(const Transport& transport) const {
   std::vector<MetricFamily> families = registry_->Collect();
   const engine::Metrics m = engine_.metrics();
   const auto add = [&](MetricFamily f) { families.push_back(std::move(f)); };
@@ -119,10 +119,12 @@ std::string Metrics::scrape(const Gauges& gauges) const {
     last_snapshot.metric.push_back(value(MetricType::Gauge, static_cast<double>(s.snapshot_write_ns_last) / 1e9, labels));
   }
   for (MetricFamily* f : {&applied, &lag, &live, &failed, &snapshots, &snapshot_seconds, &last_snapshot}) add(std::move(*f));
-  add(single("annal_http_connections", "HTTP connections open", MetricType::Gauge, static_cast<double>(gauges.connections)));
-  add(single("annal_http_feeds", "GET /subscribe event feeds open", MetricType::Gauge, static_cast<double>(gauges.feeds)));
+  add(single("annal_http_connections", "HTTP connections open", MetricType::Gauge, static_cast<double>(transport.connections)));
+  add(single("annal_http_feeds", "GET /subscribe event feeds open", MetricType::Gauge, static_cast<double>(transport.feeds)));
   add(single("annal_http_queries", "projection queries running or waiting for a query thread", MetricType::Gauge,
-             static_cast<double>(gauges.queries)));
+             static_cast<double>(transport.queries)));
+  add(single("annal_http_accept_errors_total", "Connections the server could not accept (out of descriptors or memory)",
+             MetricType::Counter, static_cast<double>(transport.accept_errors)));
   return prometheus::TextSerializer().Serialize(families);
 }
 

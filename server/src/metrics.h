@@ -26,14 +26,15 @@ class Metrics {
   // One request answered: its route (a fixed name, not the path), status and time taken.
   void answered(std::string_view route, unsigned status, std::chrono::steady_clock::duration took);
 
-  // Connections, event feeds and queries waiting for a projection now, read at each scrape.
-  struct Gauges {
-    std::size_t connections = 0;
+  // The transport's own figures, read at each scrape.
+  struct Transport {
+    std::size_t connections = 0;  // open now
     std::size_t feeds = 0;
-    std::size_t queries = 0;
+    std::size_t queries = 0;      // running or waiting for a query thread
+    std::uint64_t accept_errors = 0;  // since start
   };
   // The exposition, text format 0.0.4.
-  [[nodiscard]] std::string scrape(const Gauges& gauges) const;
+  [[nodiscard]] std::string scrape(const Transport& transport) const;
 
  private:
   engine::Engine& engine_;

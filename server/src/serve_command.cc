@@ -1,6 +1,7 @@
 #include "annal/server/serve_command.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <charconv>
 #include <cstdio>
@@ -16,6 +17,26 @@ sigset_t serve_signals() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGHUP);
   return signals;
+}
+
+// A connection is a descriptor: the soft limit many systems start a process with (1,024) would run
+// out before --max-connections does. Raised to the hard limit, as servers do; said if still short.
+void raise_open_file_limit(const std::string& name, std::size_t connections_max) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  // Room for the store's own files and the connections refused past the limit.
+  constexpr rlim_t kReserve = 64;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < connections_max + kReserve) {
+    std::fprintf(stderr, "%s: the open-file limit (%llu) is below --max-connections (%zu) plus %llu for the store: "
+                         "connections past it wait until others end (raise ulimit -n)\n",
+                 name.c_str(), static_cast<unsigned long long>(limit.rlim_cur), connections_max,
+                 static_cast<unsigned long long>(kReserve));
+  }
 }
 
 }  // namespace
@@ -42,6 +63,7 @@ void block_serve_signals() {
 Status serve_until_stopped(std::string_view program, std::string_view directory, engine::Engine& engine,
                            const ServerOptions& options) {
   const std::string name(program);
+  raise_open_file_limit(name, options.connections_max);
   auto server = Server::start(engine, options);
   if (!server.ok()) return server.status();
   if (options.keys_file.empty()) {

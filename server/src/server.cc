@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <future>
 #include <list>
 #include <mutex>
@@ -31,9 +32,13 @@ namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
-// How long, and how much, a closing connection reads and drops (Session::linger).
+// How long, and how much, a closing connection reads and drops (Session::linger); a connection
+// refused because the server is full lingers less, since it holds a descriptor others need.
 constexpr std::chrono::seconds kLingerTime{5};
+constexpr std::chrono::seconds kRefusedLingerTime{1};
 constexpr std::size_t kLingerBytesMax = 64u << 20;
+// How long the server waits before it accepts again after it could not (no descriptor left).
+constexpr std::chrono::milliseconds kAcceptRetry{100};
 
 // What stop() needs of a connection, whatever it runs over.
 class Connection {
@@ -49,7 +54,8 @@ struct Core {
   Core(engine::Engine& engine, const ServerOptions& server_options)
       : api(engine, server_options,
             [this] {
-              return Metrics::Gauges{connections.load(std::memory_order_relaxed), feeds.running(), api.queries()};
+              return Metrics::Transport{connections.load(std::memory_order_relaxed), feeds.running(), api.queries(),
+                                        accept_errors.load(std::memory_order_relaxed)};
             }),
         options(server_options),
         feeds(options.feeds_max, options.feed_heartbeat) {}
@@ -57,6 +63,7 @@ struct Core {
   const ServerOptions options;
   FeedPool feeds;
   std::atomic<std::size_t> connections{0};
+  std::atomic<std::uint64_t> accept_errors{0};
 
   std::mutex mutex;
   std::condition_variable settled;
@@ -105,7 +112,10 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
 
   void serve(std::optional<Answer> refusal) {
-    if (refusal) return write(std::move(*refusal), false);
+    if (refusal) {
+      linger_time_ = kRefusedLingerTime;
+      return write(std::move(*refusal), false);
+    }
     read();
   }
 
@@ -211,7 +221,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   // client's own close ends the wait.
   void finish() {
     if constexpr (kTls) {
-      lowest().expires_after(kLingerTime);
+      lowest().expires_after(linger_time_);
       stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->lowest().close(); });
     } else {
       beast::error_code ignored;
@@ -252,7 +262,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   // reset, and the client could lose the answer it has not read yet.
   void linger() {
     if (!discard_) discard_ = std::make_unique<std::array<char, 4096>>();
-    lowest().expires_after(kLingerTime);
+    lowest().expires_after(linger_time_);
     stream_.async_read_some(asio::buffer(*discard_), [self = this->shared_from_this()](beast::error_code error, std::size_t n) {
       self->lingered_ += n;
       if (error || self->lingered_ > kLingerBytesMax) return self->lowest().close();
@@ -272,13 +282,14 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   simdjson::dom::parser parser_json_;
   std::unique_ptr<std::array<char, 4096>> discard_;  // linger()'s, made when first needed
   std::size_t lingered_ = 0;
+  std::chrono::seconds linger_time_ = kLingerTime;
   Core& core_;
 };
 
 class ServerImpl final : public Server {
  public:
   ServerImpl(engine::Engine& engine, const ServerOptions& options)
-      : core_(engine, options), acceptor_(context_) {}
+      : core_(engine, options), acceptor_(asio::make_strand(context_)), accept_retry_(acceptor_.get_executor()) {}
   ~ServerImpl() override { stop(); }
 
   Status listen() {
@@ -335,6 +346,7 @@ class ServerImpl final : public Server {
     asio::post(acceptor_.get_executor(), [this] {
       beast::error_code ignored;
       acceptor_.close(ignored);
+      accept_retry_.cancel();
     });
     for (const auto& weak : live) {
       if (const auto session = weak.lock()) session->end();
@@ -378,13 +390,38 @@ class ServerImpl final : public Server {
   void accept() {
     acceptor_.async_accept(asio::make_strand(context_), [this](beast::error_code error, tcp::socket socket) {
       if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      // A connection reset before it was taken is only that one's end.
+      if (error && error != asio::error::connection_aborted) return accept_later(error);
       if (!error) {
+        if (accept_failing_) {
+          accept_failing_ = false;
+          std::fprintf(stderr, "annal serve: accepting connections again\n");
+        }
         if (tls_) {
           admit(std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), core_, *tls_));
         } else {
           admit(std::make_shared<Session<beast::tcp_stream>>(std::move(socket), core_));
         }
       }
+      accept();
+    });
+  }
+
+  // Out of descriptors (EMFILE, ENFILE) or memory: the error would come again at once, and an
+  // accept loop that retried at once would spin a thread. Connections wait in the listen backlog
+  // meanwhile; those the server holds free descriptors as they end.
+  void accept_later(const beast::error_code& error) {
+    core_.accept_errors.fetch_add(1, std::memory_order_relaxed);
+    if (!accept_failing_) {
+      accept_failing_ = true;
+      std::fprintf(stderr,
+                   "annal serve: cannot accept connections: %s; trying again every %lld ms (raise the open-file "
+                   "limit, ulimit -n, or lower --max-connections)\n",
+                   error.message().c_str(), static_cast<long long>(kAcceptRetry.count()));
+    }
+    accept_retry_.expires_after(kAcceptRetry);
+    accept_retry_.async_wait([this](beast::error_code waited) {
+      if (waited || !acceptor_.is_open()) return;
       accept();
     });
   }
@@ -406,7 +443,9 @@ class ServerImpl final : public Server {
   Core core_;
   std::optional<ssl::context> tls_;  // set at listen() when a certificate is given
   asio::io_context context_;
-  tcp::acceptor acceptor_;
+  tcp::acceptor acceptor_;  // on a strand of its own: the accept loop, its retries and stop()'s close
+  asio::steady_timer accept_retry_;
+  bool accept_failing_ = false;
   std::uint16_t port_ = 0;
   std::vector<std::thread> threads_;
 };

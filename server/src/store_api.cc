@@ -143,7 +143,7 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
   if (path == "/metrics") {
     if (!get) return reply(error_answer(405, "method_not_allowed", "GET /metrics"));
     if (auto refusal = refused(request, Need::admin())) return reply(std::move(*refusal));
-    Answer answer(200, metrics_.scrape(gauges_()));
+    Answer answer(200, metrics_.scrape(transport_()));
     answer.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return reply(std::move(answer));
   }

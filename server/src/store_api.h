@@ -26,11 +26,11 @@ namespace annal::server {
 
 class StoreApi {
  public:
-  StoreApi(engine::Engine& engine, const ServerOptions& options, std::function<Metrics::Gauges()> gauges)
+  StoreApi(engine::Engine& engine, const ServerOptions& options, std::function<Metrics::Transport()> transport)
       : engine_(engine),
         options_(options),
         metrics_(engine, options.projections),
-        gauges_(std::move(gauges)),
+        transport_(std::move(transport)),
         queries_(options.query_threads, options.queries_waiting_max) {}
 
   // Answers `request`, at once or later, always exactly once through `reply`. `parser` is the
@@ -71,7 +71,7 @@ class StoreApi {
   engine::Engine& engine_;
   const ServerOptions options_;
   Metrics metrics_;
-  const std::function<Metrics::Gauges()> gauges_;
+  const std::function<Metrics::Transport()> transport_;
   mutable std::mutex keys_mutex_;
   std::shared_ptr<const AccessKeys> keys_;  // under keys_mutex_; copied out to check a request
   QueryPool queries_;  // last: its threads use the rest

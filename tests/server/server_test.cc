@@ -97,11 +97,12 @@ TEST(ServerTest, StopWhileAppendsArriveLeavesNoAnswerOwed) {
     options.port = 0;
     auto server = Server::start(*engine.value(), options);
     ASSERT_TRUE(server.ok()) << server.status().to_string();
+    const std::uint16_t port = server.value()->port();
     std::atomic<int> answered{0};
     std::vector<std::vector<int>> statuses(4);
     std::vector<std::thread> clients;
     for (int client = 0; client < 4; ++client) {
-      clients.emplace_back([&, client] { statuses[client] = pipeline_appends(server.value()->port(), client, 400, answered); });
+      clients.emplace_back([&, client] { statuses[client] = pipeline_appends(port, client, 400, answered); });
     }
     // Stops once answers are flowing, while requests are still being read.
     while (answered.load(std::memory_order_acquire) == 0) std::this_thread::yield();
