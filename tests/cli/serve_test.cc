@@ -29,6 +29,7 @@
 #include "annal/server/event_json.h"
 #include "eventually.h"
 #include "kill_timing.h"
+#include "loopback_client.h"
 #include "run_annal.h"
 #include "served.h"
 #include "temp_directory.h"
@@ -48,33 +49,8 @@ class Served : public annal::test::Served {
 
 constexpr const char* kCurl = "/usr/bin/curl";
 
-// A TCP connection to the server on loopback (-1 if it could not connect).
-int connect_to(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Everything the server sends on `fd` until it closes the connection (a deadline only against a
-// hang).
-std::string read_until_closed(int fd) {
-  std::string all;
-  char bytes[4096];
-  pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
-  while (poll(&ready, 1, 120'000) == 1) {
-    const ssize_t n = read(fd, bytes, sizeof(bytes));
-    if (n <= 0) break;
-    all.append(bytes, static_cast<std::size_t>(n));
-  }
-  return all;
-}
+using annal::test::connect_to;
+using annal::test::read_until_closed;
 
 // Sends `request` on a new connection and returns all the server answers before it closes.
 std::string request_once(int port, const std::string& request) {
@@ -103,12 +79,8 @@ class FeedReader {
   };
 
   FeedReader(int port, const std::string& target, const std::string& last_event_id = "") {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-    EXPECT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    fd_ = connect_to(port);
+    EXPECT_GE(fd_, 0);
     const std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n" +
                                 (last_event_id.empty() ? "" : "Last-Event-ID: " + last_event_id + "\r\n") + "\r\n";
     EXPECT_EQ(send(fd_, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));

@@ -2,9 +2,6 @@
 // stop() leaves behind while requests are still arriving.
 #include "annal/server/server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,42 +16,23 @@
 
 #include "annal/engine/engine.h"
 #include "annal/server/builtin_projections.h"
+#include "loopback_client.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
 namespace annal::server {
 namespace {
 
-// A connection to the server on loopback (-1 if it could not connect).
-int connect_to(std::uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Sends `requests` on a new connection and returns what the server sends until it closes the
 // connection (a deadline only against a hang), counting each read in `received`.
 std::string round_trip(std::uint16_t port, const std::string& requests, std::atomic<int>* received = nullptr) {
-  const int fd = connect_to(port);
+  const int fd = annal::test::connect_to(port);
   if (fd < 0) return "";
   // Sent whole or in part: a server that stops may close the connection before it takes it all.
   (void)send(fd, requests.data(), requests.size(), MSG_NOSIGNAL);
-  std::string all;
-  char bytes[4096];
-  pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
-  while (poll(&ready, 1, 120'000) == 1) {
-    const ssize_t n = read(fd, bytes, sizeof(bytes));
-    if (n <= 0) break;
-    all.append(bytes, static_cast<std::size_t>(n));
+  std::string all = annal::test::read_until_closed(fd, [&] {
     if (received != nullptr) received->fetch_add(1, std::memory_order_release);
-  }
+  });
   close(fd);
   return all;
 }
