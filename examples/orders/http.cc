@@ -23,10 +23,6 @@ using annal::server::Refused;
 using annal::server::Reply;
 using annal::server::Request;
 using annal::server::Right;
-using namespace std::chrono_literals;
-
-// How long a read-your-writes GET waits for the read model (a hang guard: it is durable already).
-constexpr auto kQueryTimeout = 10s;
 
 // "123456" (a string, as the seeds send it, or a number): an order id; nullopt if not one.
 std::optional<std::uint64_t> order_id(std::string_view text) {
@@ -109,11 +105,11 @@ void post(Engine& engine, Command command, const Request& request, const Refused
 
 // The order's state once the read model has applied min_sequence, and its history. May wait: runs
 // on a query thread (Later).
-Answer order_answer(Engine& engine, std::uint64_t id, std::uint64_t min_sequence) {
+Answer order_answer(Engine& engine, std::uint64_t id, std::uint64_t min_sequence, Engine::Clock::time_point deadline) {
   const auto row = annal::engine::query<OrdersView>(engine, "orders", min_sequence, [&](const OrdersView& view) {
     const auto* found = view.find(id);
     return found != nullptr ? std::optional<OrdersView::Row>(*found) : std::nullopt;
-  }, kQueryTimeout);
+  }, deadline - Engine::Clock::now());
   if (!row.ok()) {
     const bool late = row.code() == ErrorCode::timed_out;
     return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", row.status().message());
@@ -136,10 +132,12 @@ void get(Engine& engine, const Request& request, const Refused& refused, const L
   const auto given = annal::server::query_parameter(request.target, "orderId");
   const auto id = given ? order_id(*given) : std::nullopt;
   if (!id) return reply(error_answer(400, "bad_order_id", "GET /orders?orderId=123456"));
+  if (auto refusal = refused(Need::on(Right::read, stream_of(*id)))) return reply(std::move(*refusal));
   const auto min_sequence = annal::server::min_sequence_of(engine, request.target);
   if (!min_sequence.ok()) return reply(error_answer(400, "bad_min_sequence", min_sequence.status().message()));
-  if (auto refusal = refused(Need::on(Right::read, stream_of(*id)))) return reply(std::move(*refusal));
-  later([&engine, id = *id, at_least = min_sequence.value()] { return order_answer(engine, id, at_least); }, std::move(reply));
+  later([&engine, id = *id, at_least = min_sequence.value()](Engine::Clock::time_point deadline) {
+    return order_answer(engine, id, at_least, deadline);
+  }, std::move(reply));
 }
 
 }  // namespace

@@ -1,19 +1,21 @@
 #include "query_pool.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
 namespace annal::server {
 
-QueryPool::QueryPool(unsigned threads, std::size_t waiting_max) : waiting_max_(waiting_max) {
+QueryPool::QueryPool(unsigned threads, std::size_t waiting_max, Clock::duration timeout)
+    : waiting_max_(std::max<std::size_t>(1, waiting_max)), timeout_(timeout) {
   for (unsigned i = 0; i < std::max(1u, threads); ++i) threads_.emplace_back([this] { serve(); });
 }
 
-void QueryPool::run(std::function<Answer()> work, Reply reply) {
+void QueryPool::run(std::function<Answer(Clock::time_point deadline)> work, Reply reply) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_ && waiting_.size() < waiting_max_) {
-      waiting_.push_back({std::move(work), std::move(reply)});
+      waiting_.push_back({std::move(work), std::move(reply), Clock::now() + timeout_});
       changed_.notify_one();
       return;
     }
@@ -46,7 +48,11 @@ void QueryPool::serve() {
       waiting_.pop_front();
       ++running_;
     }
-    Answer answer = job.work();
+    // A query that waited its whole time for a thread is not started: its client is owed an
+    // answer within the timeout, and a backlog behind a stalled projection must drain.
+    Answer answer = Clock::now() >= job.deadline
+                        ? error_answer(504, "not_yet_applied", "no query thread was free in time; try again")
+                        : job.work(job.deadline);
     {
       std::lock_guard lock(mutex_);
       --running_;

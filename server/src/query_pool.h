@@ -4,6 +4,7 @@
 // says 503 before the backlog grows without end.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -18,14 +19,17 @@ namespace annal::server {
 
 class QueryPool {
  public:
-  QueryPool(unsigned threads, std::size_t waiting_max);
+  using Clock = std::chrono::steady_clock;
+  // Each query has `timeout` from the moment it is queued, its wait for a thread included.
+  QueryPool(unsigned threads, std::size_t waiting_max, Clock::duration timeout);
   ~QueryPool() { stop(); }
   QueryPool(const QueryPool&) = delete;
   QueryPool& operator=(const QueryPool&) = delete;
 
-  // Replies with work()'s answer, worked out on a pool thread; 503 at once if `waiting_max`
-  // queries are already waiting for a thread, or the pool has stopped. Any thread.
-  void run(std::function<Answer()> work, Reply reply);
+  // Replies with work(deadline)'s answer, worked out on a pool thread; 503 at once if
+  // `waiting_max` queries are already waiting for a thread, or the pool has stopped; 504 if the
+  // deadline passed before a thread was free. Any thread.
+  void run(std::function<Answer(Clock::time_point deadline)> work, Reply reply);
   // Queries running or waiting for a thread.
   [[nodiscard]] std::size_t pending() const {
     std::lock_guard lock(mutex_);
@@ -37,12 +41,14 @@ class QueryPool {
 
  private:
   struct Job {
-    std::function<Answer()> work;
+    std::function<Answer(Clock::time_point)> work;
     Reply reply;
+    Clock::time_point deadline;
   };
   void serve();
 
   const std::size_t waiting_max_;
+  const Clock::duration timeout_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Job> waiting_;  // under mutex_

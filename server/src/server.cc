@@ -10,6 +10,7 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <future>
@@ -48,8 +49,9 @@ class Connection {
   virtual void end() = 0;
 };
 
-// What sessions share with the server: the routes, the limits, and the count of answers owed by
-// the engine's durability callbacks (stop() waits for them: each holds a session).
+// What sessions share with the server: the routes, the limits, and the count of answers owed to
+// requests read (stop() waits for them: an answer still to come, from a durability callback or a
+// query thread, holds its session).
 struct Core {
   Core(engine::Engine& engine, const ServerOptions& server_options)
       : api(engine, server_options,
@@ -173,8 +175,9 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
                      parser_json_, std::move(*answer_to));
   }
 
-  // The one way an answer comes back: at once on this strand, or from the engine's callback
-  // thread (a durable append), which posts it here and tells stop() it no longer owes it.
+  // The one way an answer comes back: at once on this strand, or from another thread (the
+  // engine's callback thread for a durable append, a query thread), which posts it here and tells
+  // stop() it no longer owes it.
   // nullopt once the server is stopping: stop() counts what is owed only until then, and an
   // answer it did not wait for would come after the server is gone.
   std::optional<Reply> reply(bool keep_alive) {
@@ -354,8 +357,8 @@ class ServerImpl final : public Server {
     core_.feeds.stop();
     core_.api.stop();
     {
-      // An append the engine has taken is answered (or its connection is gone) before the threads
-      // stop: the callback holds the session, which must not outlive the context.
+      // Every request read is answered (or its connection is gone) before the threads stop: an
+      // answer still to come holds its session, which must not outlive the context.
       std::unique_lock lock(core_.mutex);
       core_.settled.wait(lock, [&] { return core_.owed == 0; });
     }
@@ -390,34 +393,32 @@ class ServerImpl final : public Server {
   void accept() {
     acceptor_.async_accept(asio::make_strand(context_), [this](beast::error_code error, tcp::socket socket) {
       if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      // A connection reset before it was taken is only that one's end.
-      if (error && error != asio::error::connection_aborted) return accept_later(error);
-      if (!error) {
-        if (accept_failing_) {
-          accept_failing_ = false;
-          std::fprintf(stderr, "annal serve: accepting connections again\n");
-        }
-        if (tls_) {
-          admit(std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), core_, *tls_));
-        } else {
-          admit(std::make_shared<Session<beast::tcp_stream>>(std::move(socket), core_));
-        }
+      if (error) return accept_later(error);
+      if (accept_failing_) {
+        accept_failing_ = false;
+        std::fprintf(stderr, "annal server: accepting connections again\n");
+      }
+      if (tls_) {
+        admit(std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), core_, *tls_));
+      } else {
+        admit(std::make_shared<Session<beast::tcp_stream>>(std::move(socket), core_));
       }
       accept();
     });
   }
 
-  // Out of descriptors (EMFILE, ENFILE) or memory: the error would come again at once, and an
-  // accept loop that retried at once would spin a thread. Connections wait in the listen backlog
-  // meanwhile; those the server holds free descriptors as they end.
+  // Out of descriptors (EMFILE, ENFILE) or memory, mostly (Asio retries a connection reset before
+  // it was taken by itself): the error would come again at once, and an accept loop that retried at
+  // once would spin a thread. Connections wait in the listen backlog meanwhile; those the server
+  // holds free descriptors as they end.
   void accept_later(const beast::error_code& error) {
     core_.accept_errors.fetch_add(1, std::memory_order_relaxed);
     if (!accept_failing_) {
       accept_failing_ = true;
-      std::fprintf(stderr,
-                   "annal serve: cannot accept connections: %s; trying again every %lld ms (raise the open-file "
-                   "limit, ulimit -n, or lower --max-connections)\n",
-                   error.message().c_str(), static_cast<long long>(kAcceptRetry.count()));
+      const bool out_of_files = error == asio::error::no_descriptors || error.value() == ENFILE;
+      std::fprintf(stderr, "annal server: cannot accept connections: %s; trying again every %lld ms%s\n",
+                   error.message().c_str(), static_cast<long long>(kAcceptRetry.count()),
+                   out_of_files ? " (raise the open-file limit, ulimit -n, or lower the connection limit)" : "");
     }
     accept_retry_.expires_after(kAcceptRetry);
     accept_retry_.async_wait([this](beast::error_code waited) {

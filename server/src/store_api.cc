@@ -118,7 +118,8 @@ Result<std::uint64_t> min_sequence_of(const engine::Engine& engine, std::string_
   if (!sequence) return Status(ErrorCode::invalid_argument, "min_sequence is a global sequence (a write's Annal-Sequence)");
   if (const std::uint64_t last = engine.last_sequence(); *sequence > last) {
     return Status(ErrorCode::invalid_argument, "min_sequence " + std::to_string(*sequence) + " is past the last sequence appended (" +
-                                                   std::to_string(last) + "): give a write's Annal-Sequence");
+                                                   std::to_string(last) + "): no write in this store has it (one answered 202 "
+                                                   "with durable=false is lost if the store crashed before it was durable)");
   }
   return *sequence;
 }
@@ -135,7 +136,9 @@ void StoreApi::handle(const Request& request, simdjson::dom::parser& parser, Rep
   const bool post = request.method == "POST";
   if (options_.routes) {
     const Refused refused_here = [this, &request](const Need& need) { return refused(request, need); };
-    const Later later = [this](std::function<Answer()> work, Reply answer) { queries_.run(std::move(work), std::move(answer)); };
+    const Later later = [this](std::function<Answer(QueryPool::Clock::time_point)> work, Reply answer) {
+      queries_.run(std::move(work), std::move(answer));
+    };
     Reply application = counted("application", reply);
     if (options_.routes(request, refused_here, later, application)) return;
   }
@@ -481,11 +484,11 @@ void StoreApi::projection_state(const std::string& name, std::string_view target
   }
   const auto min_sequence = min_sequence_of(engine_, target);
   if (!min_sequence.ok()) return reply(error_answer(400, "bad_min_sequence", min_sequence.status().message()));
-  queries_.run([this, name, min_sequence = min_sequence.value()] {
+  queries_.run([this, name, min_sequence = min_sequence.value()](QueryPool::Clock::time_point deadline) {
     std::optional<std::string> state;
     const Status queried = engine_.query(name, min_sequence, [&](const engine::Projection& projection) {
       if (const auto* json = dynamic_cast<const JsonStateProjection*>(&projection)) state = json->state_json();
-    }, options_.query_timeout);
+    }, deadline - QueryPool::Clock::now());
     if (!queried.ok()) {
       const bool late = queried.code() == ErrorCode::timed_out;
       return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", queried.message());

@@ -31,7 +31,7 @@ class StoreApi {
         options_(options),
         metrics_(engine, options.projections),
         transport_(std::move(transport)),
-        queries_(options.query_threads, options.queries_waiting_max) {}
+        queries_(options.query_threads, options.queries_waiting_max, options.query_timeout) {}
 
   // Answers `request`, at once or later, always exactly once through `reply`. `parser` is the
   // calling thread's (simdjson reuses its buffers).

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <fstream>
@@ -60,6 +61,20 @@ std::string request_once(int port, const std::string& request) {
   std::string answer = read_until_closed(fd);
   close(fd);
   return answer;
+}
+
+// The RLIMIT_NOFILE that leaves `pid` exactly `free` descriptors to open: the limit bounds the
+// numbers a new descriptor may take, and those below it may have gaps.
+rlim_t limit_leaving(pid_t pid, int free) {
+  std::set<int> open;
+  for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    open.insert(std::stoi(entry.path().filename().string()));
+  }
+  int number = 0;
+  for (int left = free; left > 0; ++number) {
+    if (!open.contains(number)) --left;
+  }
+  return static_cast<rlim_t>(number);
 }
 
 std::size_t open_files(pid_t pid) {
@@ -554,9 +569,9 @@ TEST_F(ServeTest, OutOfDescriptorsTheServerWaitsAndThenServesThoseThatWaited) {
   Served served(dir_.path());
   ASSERT_FALSE(HasFailure());
   const int port = served.port();
-  const std::size_t files = open_files(served.pid());
   // Room for three more descriptors, taken by three connections that each had an answer.
-  const rlimit limit{.rlim_cur = files + 3, .rlim_max = files + 3};
+  const rlim_t room = limit_leaving(served.pid(), 3);
+  const rlimit limit{.rlim_cur = room, .rlim_max = room};
   ASSERT_EQ(prlimit(served.pid(), RLIMIT_NOFILE, &limit, nullptr), 0);
   // GET /health on a kept-alive connection, its answer read whole.
   const auto health = [](int fd) {

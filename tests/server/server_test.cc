@@ -77,13 +77,19 @@ TEST(ServerTest, StopWhileAppendsArriveLeavesNoAnswerOwed) {
     ASSERT_TRUE(server.ok()) << server.status().to_string();
     const std::uint16_t port = server.value()->port();
     std::atomic<int> answered{0};
+    std::atomic<int> finished{0};
     std::vector<std::vector<int>> statuses(4);
     std::vector<std::thread> clients;
     for (int client = 0; client < 4; ++client) {
-      clients.emplace_back([&, client] { statuses[client] = pipeline_appends(port, client, 400, answered); });
+      clients.emplace_back([&, client] {
+        statuses[client] = pipeline_appends(port, client, 400, answered);
+        finished.fetch_add(1, std::memory_order_release);
+      });
     }
     // Stops once answers are flowing, while requests are still being read.
-    while (answered.load(std::memory_order_acquire) == 0) std::this_thread::yield();
+    while (answered.load(std::memory_order_acquire) == 0 && finished.load(std::memory_order_acquire) < 4) {
+      std::this_thread::yield();
+    }
     server.value()->stop();
     server.value().reset();
     for (std::thread& client : clients) client.join();
@@ -127,6 +133,11 @@ TEST(ServerTest, QueriesWaitingForAProjectionHoldNoConnectionThread) {
   ASSERT_TRUE(engine.ok()) << engine.status().to_string();
   const auto gated = std::make_shared<GatedCount>();
   ASSERT_TRUE(engine.value()->add_projection("gated", gated, {}).ok());
+  // Open whatever happens, or closing the engine would wait for the projection forever.
+  struct OpenAtTheEnd {
+    GatedCount& gate;
+    ~OpenAtTheEnd() { gate.open(); }
+  } const open_at_the_end{*gated};
   ServerOptions options;
   options.port = 0;
   options.projections = {"gated"};

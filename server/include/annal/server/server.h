@@ -89,16 +89,18 @@ struct Request {
 // the server has no keys).
 using Refused = std::function<std::optional<Answer>(const Need& need)>;
 
-// Replies with work()'s answer, worked out on one of the server's query threads: for what may wait
-// (Engine::query with a min_sequence), which must not hold a connection's thread. 503 when
-// ServerOptions::queries_waiting_max are already waiting. `work` must copy what it needs of the
-// request.
-using Later = std::function<void(std::function<Answer()> work, Reply reply)>;
+// Replies with work(deadline)'s answer, worked out on one of the server's query threads: for what
+// may wait (Engine::query with a min_sequence), which must not hold a connection's thread. The
+// deadline is ServerOptions::query_timeout from the request (waiting for a thread counts): work
+// waits no longer (504 if it never started). 503 when queries_waiting_max are already waiting.
+// `work` must copy what it needs of the request.
+using Later = std::function<void(std::function<Answer(std::chrono::steady_clock::time_point deadline)> work, Reply reply)>;
 
 // An application's own routes (the orders example's /orders), asked before the store's: one that
 // is its own answers through `reply` (exactly once, now or later) and returns true; any other
 // returns false and leaves `reply` to the store's routes. Runs on a connection's thread: it must
 // not wait (an append's durability: Engine::on_durable; a query that may wait: `later`).
+// `refused` and `later` live only for the call: copy one to use it afterwards.
 using Routes = std::function<bool(const Request& request, const Refused& refused, const Later& later, Reply& reply)>;
 
 // {"error": kind, "detail": detail} with `status`.
@@ -136,9 +138,11 @@ struct ServerOptions {
   Routes routes;  // an application's, asked first (none by default)
   // The engine's projections that GET /projections reports (the application added them).
   std::vector<std::string> projections;
-  // How long GET /projections/{name}/state?min_sequence= waits for the projection (504 after).
+  // How long a query that may wait (GET /projections/{name}/state?min_sequence=, an application's
+  // Later) has from its arrival, a wait for a query thread included (504 after).
   std::chrono::milliseconds query_timeout{10'000};
-  // Threads for the queries that may wait (Later), and how many queries may wait for one (503 past).
+  // Threads for the queries that may wait (Later), and how many queries may wait for one (at
+  // least 1; 503 past it).
   unsigned query_threads = 2;
   std::size_t queries_waiting_max = 1024;
 };
