@@ -817,13 +817,33 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   return {};
 }
 
-// A projection restored from its newest usable snapshot, subscribed from there.
+// A projection restored from its newest usable snapshot, or resumed where its own store says,
+// subscribed from there.
 Result<std::unique_ptr<ProjectionRunner>> EngineImpl::make_runner(std::string_view name,
                                                                   std::shared_ptr<Projection> projection,
                                                                   const ProjectionOptions& options) {
   auto store = std::make_unique<projections::SnapshotStore>(directory_, io_, options.snapshots_kept);
   std::uint64_t restored = 0;
-  if (const std::uint32_t schema = projection->schema(); schema != 0) {
+  Result<std::optional<std::uint64_t>> resume = std::optional<std::uint64_t>{};
+  const Status asked = call_user_code([&] { resume = projection->resume_after(); },
+                                      [&] { return "resume_after() of projection " + std::string(name); });
+  if (!asked.ok()) return asked;
+  if (!resume.ok()) return resume.status();
+  if (resume.value()) {
+    // Its store cannot be rolled back to the durable point after a crash, as snapshots are.
+    if (options.gating != Gating::durable) {
+      return Status(ErrorCode::invalid_argument, "projection " + std::string(name) +
+                                                     " keeps its own state (resume_after), so it sees durable events only: "
+                                                     "eager gating could write events a crash takes back");
+    }
+    restored = *resume.value();
+    if (const std::uint64_t durable = journal_->durable_sequence(); restored > durable) {
+      return Status(ErrorCode::invalid_argument,
+                    "projection " + std::string(name) + " holds events up to sequence " + std::to_string(restored) +
+                        " but this store's log ends at " + std::to_string(durable) +
+                        ": its state belongs to another store, or to a newer copy of this one");
+    }
+  } else if (const std::uint32_t schema = projection->schema(); schema != 0) {
     auto newest = newest_snapshot(*store, name, schema, journal_->durable_sequence());
     if (!newest.ok()) return newest.status();
     if (newest.value()) {

@@ -215,6 +215,54 @@ TEST_F(ProjectionTest, EveryBatchEndsWithEndOfBatch) {
   EXPECT_GE(batches->batches, 1u);
 }
 
+// State kept outside the engine (a database with its checkpoint) resumes where that store says:
+// no snapshot, no replay of what it holds, nothing after it missed.
+class KeepsItsOwnState final : public Projection {
+ public:
+  explicit KeepsItsOwnState(Result<std::optional<std::uint64_t>> resume) : resume_(std::move(resume)) {}
+  void apply(const EventView& event) override { seen.push_back(event.header.sequence); }
+  Result<std::optional<std::uint64_t>> resume_after() override { return resume_; }
+  std::vector<std::uint64_t> seen;  // the projection thread's
+
+ private:
+  Result<std::optional<std::uint64_t>> resume_;
+};
+
+TEST_F(ProjectionTest, AProjectionThatKeepsItsOwnStateResumesAfterItsCheckpoint) {
+  annal::test::Watchdog watchdog("resume after");
+  std::vector<std::uint64_t> sequences;
+  Receipt last;
+  for (int i = 0; i < 50; ++i) {
+    last = append_text("s" + std::to_string(i % 3), "x");
+    sequences.push_back(last.last_sequence);
+  }
+  ASSERT_TRUE(engine_->wait_durable(last, soon()).ok());
+  const std::uint64_t checkpoint = sequences[19];
+  auto resumed = std::make_shared<KeepsItsOwnState>(std::optional<std::uint64_t>(checkpoint));
+  ASSERT_TRUE(engine_->add_projection("resumed", resumed, {}).ok());
+  const auto seen = query<KeepsItsOwnState>(*engine_, "resumed", sequences.back(),
+                                            [](const KeepsItsOwnState& p) { return p.seen; }, 30s);
+  ASSERT_TRUE(seen.ok()) << seen.status().to_string();
+  // Events only: the engine's own records (names) between them are not shown to projections.
+  EXPECT_EQ(seen.value(), std::vector<std::uint64_t>(sequences.begin() + 20, sequences.end()));
+  EXPECT_EQ(engine_->projection_status("resumed").value().restored_from, checkpoint);
+
+  // A store that cannot say, or says what this log cannot hold, is refused with its reason.
+  const Status unreachable = engine_->add_projection(
+      "unreachable", std::make_shared<KeepsItsOwnState>(Status(ErrorCode::io_error, "connection refused")), {});
+  EXPECT_EQ(unreachable.code(), ErrorCode::io_error);
+  EXPECT_NE(unreachable.message().find("connection refused"), std::string::npos) << unreachable.message();
+  const Status ahead = engine_->add_projection(
+      "ahead", std::make_shared<KeepsItsOwnState>(std::optional<std::uint64_t>(engine_->durable_sequence() + 1)), {});
+  EXPECT_EQ(ahead.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(ahead.message().find("belongs to another store"), std::string::npos) << ahead.message();
+  const Status eager = engine_->add_projection("eager", std::make_shared<KeepsItsOwnState>(std::optional<std::uint64_t>(0)),
+                                               {.gating = Gating::eager});
+  EXPECT_EQ(eager.code(), ErrorCode::invalid_argument);
+  // The names stay free: nothing half-added.
+  EXPECT_TRUE(engine_->add_projection("unreachable", std::make_shared<KeepsItsOwnState>(std::optional<std::uint64_t>(0)), {}).ok());
+}
+
 TEST_F(ProjectionTest, AnEagerProjectionSeesEventsBeforeTheyAreDurable) {
   annal::test::Watchdog watchdog("eager gating");
   Options options = small_options();

@@ -38,6 +38,13 @@
 // same schema at or below the durable sequence is restored and only the events after it are
 // replayed; with none, everything is. restore() must leave the projection as it was on failure (it
 // is then rebuilt from the start).
+//
+// State kept elsewhere. A projection whose state lives in a store of its own, written together
+// with the last sequence applied (a database table and its checkpoint row in one transaction:
+// connectors/postgres), answers resume_after() with that sequence, read back from the store: the
+// engine then restores no snapshot and replays from the next event. Exactly once follows if every
+// write of the state carries its checkpoint. Such a projection is durable-gated: its store cannot
+// be rolled back, as snapshots are, if a crash takes back events it saw.
 #pragma once
 
 #include <chrono>
@@ -67,6 +74,10 @@ class Projection {
   }
   // After the last event of a batch, `applied` being its sequence.
   virtual void end_of_batch(std::uint64_t applied) { (void)applied; }
+  // For state kept outside the engine: the last sequence the state holds (0: none yet), called
+  // once, at add_projection, whose error it is if it fails. nullopt (the default): the engine
+  // keeps the state, by snapshots.
+  [[nodiscard]] virtual Result<std::optional<std::uint64_t>> resume_after() { return std::optional<std::uint64_t>{}; }
   // A digest of the state, equal for equal states (Engine::check_projection compares the live
   // projection's with a rebuilt one's). By default a CRC-64 of snapshot(), which must then be
   // deterministic (a std::map, not an unordered_map, or sorted); nullopt for schema() 0.
