@@ -235,10 +235,13 @@ ProjectionStatus ProjectionRunner::status() const {
 void ProjectionRunner::request_stop() {
   {
     std::lock_guard lock(mutex_);  // set under it: waiting queries see it, and fail now, not at their timeout
-    stop_requested_.store(true, std::memory_order_release);
+    if (stop_requested_.exchange(true, std::memory_order_acq_rel)) return;
   }
   changed_.notify_all();
   subscription_->wake();
+  // Outside the lock: user code.
+  const Status told = call_user_code([&] { projection_->stop_requested(); }, [&] { return "stop_requested() of projection " + name_; });
+  if (!told.ok()) std::fprintf(stderr, "annal: %s\n", told.to_string().c_str());
 }
 
 void ProjectionRunner::stop_applying() {

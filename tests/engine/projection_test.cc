@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <fstream>
 #include <thread>
 
@@ -261,6 +263,44 @@ TEST_F(ProjectionTest, AProjectionThatKeepsItsOwnStateResumesAfterItsCheckpoint)
   EXPECT_EQ(eager.code(), ErrorCode::invalid_argument);
   // The names stay free: nothing half-added.
   EXPECT_TRUE(engine_->add_projection("unreachable", std::make_shared<KeepsItsOwnState>(std::optional<std::uint64_t>(0)), {}).ok());
+}
+
+// A projection that waits on something outside (a database that is down) until told to stop.
+class WaitsUntilStopped final : public Projection {
+ public:
+  void apply(const EventView&) override {
+    std::unique_lock lock(mutex_);
+    waiting_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return stopped_; });
+  }
+  void stop_requested() override {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+    changed_.notify_all();
+  }
+  void wait_until_waiting() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return waiting_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool waiting_ = false;
+  bool stopped_ = false;
+};
+
+TEST_F(ProjectionTest, CloseTellsAProjectionThatWaitsOutsideToStop) {
+  annal::test::Watchdog watchdog("stop_requested");
+  auto waits = std::make_shared<WaitsUntilStopped>();
+  ASSERT_TRUE(engine_->add_projection("waits", waits, {}).ok());
+  const Receipt receipt = append_text("s", "x");
+  ASSERT_TRUE(engine_->wait_durable(receipt, soon()).ok());
+  waits->wait_until_waiting();
+  // Returns once the projection's thread has ended: it would wait for ever without the call.
+  EXPECT_TRUE(engine_->close().ok());
+  engine_.reset();
 }
 
 TEST_F(ProjectionTest, AnEagerProjectionSeesEventsBeforeTheyAreDurable) {

@@ -78,6 +78,11 @@ class Projection {
   // once, at add_projection, whose error it is if it fails. nullopt (the default): the engine
   // keeps the state, by snapshots.
   [[nodiscard]] virtual Result<std::optional<std::uint64_t>> resume_after() { return std::optional<std::uint64_t>{}; }
+  // Called once, from the thread that closes the engine, before it waits for the projection's
+  // thread: one that may wait on something outside (a database that is down, retried with backoff)
+  // stops waiting and returns soon. What it has not written is replayed at the next open, from its
+  // checkpoint or snapshot. Must not block.
+  virtual void stop_requested() {}
   // A digest of the state, equal for equal states (Engine::check_projection compares the live
   // projection's with a rebuilt one's). By default a CRC-64 of snapshot(), which must then be
   // deterministic (a std::map, not an unordered_map, or sorted); nullopt for schema() 0.
