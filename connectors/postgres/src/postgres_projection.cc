@@ -1,0 +1,147 @@
+#include "annal/postgres/postgres_projection.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+
+#include "connection.h"
+
+namespace annal::postgres {
+namespace {
+
+constexpr const char* kCheckpointTable =
+    "CREATE TABLE IF NOT EXISTS annal_checkpoints (projection text PRIMARY KEY, sequence bigint NOT NULL)";
+constexpr const char* kReadCheckpoint = "SELECT sequence FROM annal_checkpoints WHERE projection = $1";
+constexpr const char* kWriteCheckpoint =
+    "INSERT INTO annal_checkpoints (projection, sequence) VALUES ($1, $2) "
+    "ON CONFLICT (projection) DO UPDATE SET sequence = EXCLUDED.sequence";
+
+}  // namespace
+
+PostgresProjection::PostgresProjection(std::string name, PostgresOptions options)
+    : name_(std::move(name)), options_(std::move(options)) {}
+
+PostgresProjection::~PostgresProjection() = default;
+
+PostgresProjection& PostgresProjection::on(std::string type, Handler handler) {
+  handlers_[std::move(type)] = std::move(handler);
+  return *this;
+}
+
+Status PostgresProjection::last_error() const {
+  std::lock_guard lock(mutex_);
+  return last_error_;
+}
+
+std::uint64_t PostgresProjection::checkpoint() const {
+  std::lock_guard lock(mutex_);
+  return checkpoint_;
+}
+
+Status PostgresProjection::connect() {
+  if (connection_ && !connection_->broken()) return {};
+  connection_.reset();
+  auto opened = Connection::open(options_.conninfo);
+  if (!opened.ok()) return opened.status();
+  connection_ = std::move(opened).value();
+  return {};
+}
+
+Result<std::optional<std::uint64_t>> PostgresProjection::resume_after() {
+  if (Status connected = connect(); !connected.ok()) return connected;
+  bool retry = false;
+  const auto fail = [&](const Status& status) { return Status(status.code(), "projection " + name_ + ": " + status.message()); };
+  if (Status begun = connection_->run("BEGIN", retry); !begun.ok()) return fail(begun);
+  for (const std::string& statement : options_.schema) {
+    if (Status made = connection_->run(statement, retry); !made.ok()) return fail(made);
+  }
+  if (Status made = connection_->run(kCheckpointTable, retry); !made.ok()) return fail(made);
+  const auto stored = connection_->value(kReadCheckpoint, {name_}, retry);
+  if (!stored.ok()) return fail(stored.status());
+  if (Status committed = connection_->run("COMMIT", retry); !committed.ok()) return fail(committed);
+  std::uint64_t sequence = 0;
+  if (stored.value()) sequence = std::stoull(*stored.value());
+  committed_ = sequence;
+  std::lock_guard lock(mutex_);
+  checkpoint_ = sequence;
+  return std::optional<std::uint64_t>(sequence);
+}
+
+void PostgresProjection::apply(const engine::EventView& event) {
+  if (const auto handler = handlers_.find(event.header.type); handler != handlers_.end()) {
+    Statements out;
+    handler->second(event, out);
+    for (Statements::Statement& statement : out.statements_) {
+      pending_.push_back({event.header.sequence, std::string(event.header.type), std::move(statement)});
+    }
+  }
+  if (++pending_events_ >= options_.batch_events_max) commit(event.header.sequence);
+}
+
+void PostgresProjection::end_of_batch(std::uint64_t applied) { commit(applied); }
+
+void PostgresProjection::stop_requested() {
+  std::lock_guard lock(mutex_);
+  stopping_ = true;
+  stop_changed_.notify_all();
+}
+
+void PostgresProjection::commit(std::uint64_t sequence) {
+  if (sequence <= committed_ && pending_.empty()) return;
+  std::chrono::milliseconds delay = options_.retry_first;
+  for (;;) {
+    bool retry = false;
+    const Status committed = try_commit(sequence, retry);
+    if (committed.ok()) break;
+    if (!retry) throw std::runtime_error(committed.message());
+    {
+      std::lock_guard lock(mutex_);
+      last_error_ = committed;
+    }
+    if (!back_off(delay)) return;  // stopping: the next open replays from the checkpoint
+  }
+  pending_.clear();
+  pending_events_ = 0;
+  committed_ = sequence;
+  std::lock_guard lock(mutex_);
+  checkpoint_ = sequence;
+  last_error_ = Status();
+}
+
+Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
+  retry = true;
+  const bool reconnecting = !connection_ || connection_->broken();
+  if (Status connected = connect(); !connected.ok()) return connected;
+  if (reconnecting) {
+    // The last try may have committed before its connection broke: the checkpoint says.
+    const auto stored = connection_->value(kReadCheckpoint, {name_}, retry);
+    if (!stored.ok()) return stored.status();
+    if (stored.value() && std::stoull(*stored.value()) >= sequence) return {};
+  }
+  if (Status begun = connection_->run("BEGIN", retry); !begun.ok()) return begun;
+  for (const Pending& pending : pending_) {
+    Status ran = connection_->run(pending.statement.sql, pending.statement.parameters, retry);
+    if (!ran.ok()) {
+      bool ignored = false;
+      if (!connection_->broken()) (void)connection_->run("ROLLBACK", ignored);
+      if (retry) return ran;
+      return Status(ran.code(), "PostgreSQL refused the statement for event " + std::to_string(pending.sequence) + " (" +
+                                    pending.type + "): " + ran.message());
+    }
+  }
+  if (Status checkpointed = connection_->run(kWriteCheckpoint, {name_, std::to_string(sequence)}, retry); !checkpointed.ok()) {
+    bool ignored = false;
+    if (!connection_->broken()) (void)connection_->run("ROLLBACK", ignored);
+    return checkpointed;
+  }
+  return connection_->run("COMMIT", retry);
+}
+
+bool PostgresProjection::back_off(std::chrono::milliseconds& delay) {
+  std::unique_lock lock(mutex_);
+  const bool stopping = stop_changed_.wait_for(lock, delay, [&] { return stopping_; });
+  delay = std::min(delay * 2, options_.retry_max);
+  return !stopping;
+}
+
+}  // namespace annal::postgres

@@ -1,0 +1,180 @@
+// The PostgreSQL connector against a real PostgreSQL (Debian's), in a cluster each test makes and
+// removes: exactly once across restarts of the engine and crashes of PostgreSQL, and a poison
+// event that stops only its projection.
+#include "annal/postgres/postgres_projection.h"
+
+#include <libpq-fe.h>
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "annal/engine/engine.h"
+#include "eventually.h"
+#include "postgres_cluster.h"
+#include "temp_directory.h"
+#include "watchdog.h"
+
+namespace annal::postgres {
+namespace {
+
+using engine::Engine;
+using engine::EventData;
+using engine::EventView;
+using engine::ExpectedVersion;
+using engine::Receipt;
+
+// Per stream, how many events it has had: a row per stream, incremented by each event. Applying an
+// event twice or missing one shows as a wrong count.
+std::shared_ptr<PostgresProjection> tallies(const std::string& conninfo) {
+  auto projection = std::make_shared<PostgresProjection>(
+      "tallies", PostgresOptions{.conninfo = conninfo,
+                                 .schema = {"CREATE TABLE IF NOT EXISTS tallies (stream text PRIMARY KEY, events bigint NOT NULL)"},
+                                 .batch_events_max = 64,
+                                 .retry_first = std::chrono::milliseconds(20),
+                                 .retry_max = std::chrono::milliseconds(200)});
+  projection->on("Counted", [](const EventView& event, Statements& out) {
+    out.add("INSERT INTO tallies (stream, events) VALUES ($1, 1) "
+            "ON CONFLICT (stream) DO UPDATE SET events = tallies.events + 1",
+            {std::string(event.header.stream_name)});
+  });
+  // A type whose rows break a rule of the table's: the poison event.
+  projection->on("Broken", [](const EventView&, Statements& out) {
+    out.add("INSERT INTO tallies (stream, events) VALUES ($1, NULL)", {std::string("broken")});
+  });
+  return projection;
+}
+
+// The table as PostgreSQL holds it now.
+std::map<std::string, std::uint64_t> table(const std::string& conninfo) {
+  std::map<std::string, std::uint64_t> rows;
+  PGconn* connection = PQconnectdb(conninfo.c_str());
+  EXPECT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
+  PGresult* result = PQexec(connection, "SELECT stream, events FROM tallies");
+  EXPECT_EQ(PQresultStatus(result), PGRES_TUPLES_OK) << PQerrorMessage(connection);
+  for (int row = 0; row < PQntuples(result); ++row) rows[PQgetvalue(result, row, 0)] = std::stoull(PQgetvalue(result, row, 1));
+  PQclear(result);
+  PQfinish(connection);
+  return rows;
+}
+
+class PostgresProjectionTest : public ::testing::Test {
+ protected:
+  void open_engine() {
+    auto opened = Engine::open(dir_.path(), {});
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = std::move(opened).value();
+  }
+  // Appends `count` Counted events over `streams` streams and counts them in `expected_`.
+  Receipt append_counted(int count, int streams = 7) {
+    Receipt last;
+    for (int i = 0; i < count; ++i) {
+      const std::string stream = "s" + std::to_string(i % streams);
+      const EventData event{.type = "Counted"};
+      auto receipt = engine_->append(stream, ExpectedVersion::any(), {&event, 1});
+      EXPECT_TRUE(receipt.ok()) << receipt.status().to_string();
+      if (receipt.ok()) last = receipt.value();
+      ++expected_[stream];
+    }
+    return last;
+  }
+  // Waits until `projection` has committed `receipt` to PostgreSQL.
+  void wait_committed(const PostgresProjection& projection, const Receipt& receipt) {
+    ASSERT_TRUE(engine_->wait_durable(receipt, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+    EXPECT_TRUE(annal::test::eventually([&] { return projection.checkpoint() >= receipt.last_sequence; }))
+        << "checkpoint " << projection.checkpoint() << ", waiting for " << receipt.last_sequence << "; "
+        << projection.last_error().to_string();
+  }
+
+  annal::test::TempDirectory dir_;
+  annal::test::PostgresCluster cluster_{ANNAL_POSTGRES_BINDIR};
+  std::unique_ptr<Engine> engine_;
+  std::map<std::string, std::uint64_t> expected_;
+};
+
+TEST_F(PostgresProjectionTest, EachEventIsAppliedOnceAcrossRestartsOfTheEngine) {
+  annal::test::Watchdog watchdog("postgres exactly once across restarts");
+  open_engine();
+  auto projection = tallies(cluster_.conninfo());
+  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  wait_committed(*projection, append_counted(500));
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  ASSERT_TRUE(engine_->close().ok());
+
+  // Reopened: it resumes from the checkpoint PostgreSQL holds, replaying nothing it has.
+  open_engine();
+  projection = tallies(cluster_.conninfo());
+  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  EXPECT_GT(engine_->projection_status("tallies").value().restored_from, 0u);
+  wait_committed(*projection, append_counted(300));
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  EXPECT_TRUE(projection->last_error().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+TEST_F(PostgresProjectionTest, PostgresCrashingMidStreamIsRetriedAndNothingIsLostOrDoubled) {
+  annal::test::Watchdog watchdog("postgres crash");
+  open_engine();
+  // A password in the connection string (trust needs none) must never show in a message.
+  auto projection = tallies(cluster_.conninfo() + " password=not-to-be-shown");
+  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  wait_committed(*projection, append_counted(200));
+  cluster_.crash();
+  // Appends go on while PostgreSQL is down; the projection says why it waits.
+  const Receipt during = append_counted(300);
+  ASSERT_TRUE(engine_->wait_durable(during, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+  EXPECT_TRUE(annal::test::eventually([&] { return !projection->last_error().ok(); }));
+  EXPECT_NE(projection->last_error().message().find("PostgreSQL at"), std::string::npos) << projection->last_error().to_string();
+  EXPECT_EQ(projection->last_error().message().find("not-to-be-shown"), std::string::npos);
+  cluster_.start();
+  wait_committed(*projection, append_counted(100));
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  EXPECT_TRUE(projection->last_error().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCatchesUp) {
+  annal::test::Watchdog watchdog("postgres down at close");
+  open_engine();
+  auto projection = tallies(cluster_.conninfo());
+  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  wait_committed(*projection, append_counted(50));
+  cluster_.crash();
+  append_counted(50);
+  EXPECT_TRUE(annal::test::eventually([&] { return !projection->last_error().ok(); }));
+  ASSERT_TRUE(engine_->close().ok());  // returns: the retry stops when told
+  engine_.reset();
+  cluster_.start();
+  open_engine();
+  projection = tallies(cluster_.conninfo());
+  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  wait_committed(*projection, append_counted(10));
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+TEST_F(PostgresProjectionTest, APoisonEventStopsOnlyItsProjectionAndSaysWhichAndWhy) {
+  annal::test::Watchdog watchdog("postgres poison event");
+  open_engine();
+  auto projection = tallies(cluster_.conninfo());
+  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  wait_committed(*projection, append_counted(20));
+  const auto before = expected_;
+  const EventData broken{.type = "Broken"};
+  const auto poison = engine_->append("b", ExpectedVersion::any(), {&broken, 1});
+  ASSERT_TRUE(poison.ok());
+  EXPECT_TRUE(annal::test::eventually([&] { return !engine_->projection_status("tallies").value().error.ok(); }));
+  const std::string error = engine_->projection_status("tallies").value().error.message();
+  EXPECT_NE(error.find("event " + std::to_string(poison.value().last_sequence) + " (Broken)"), std::string::npos) << error;
+  EXPECT_NE(error.find("null value"), std::string::npos) << error;  // PostgreSQL's own words
+  // The engine goes on; the table holds what came before the poison event, and nothing of it.
+  const Receipt after = append_counted(5);
+  EXPECT_TRUE(engine_->wait_durable(after, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+  EXPECT_EQ(table(cluster_.conninfo()), before);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+}  // namespace
+}  // namespace annal::postgres
