@@ -80,6 +80,14 @@ class PostgresProjectionTest : public ::testing::Test {
     }
     return last;
   }
+  // Opens the engine and adds the tallies projection to it.
+  std::shared_ptr<PostgresProjection> open_with_tallies(const std::string& conninfo) {
+    open_engine();
+    auto projection = tallies(conninfo);
+    const Status added = engine_ ? engine_->add_projection("tallies", projection, {}) : Status(ErrorCode::failed, "no engine");
+    EXPECT_TRUE(added.ok()) << added.to_string();
+    return projection;
+  }
   // Waits until `projection` has committed `receipt` to PostgreSQL.
   void wait_committed(const PostgresProjection& projection, const Receipt& receipt) {
     ASSERT_TRUE(engine_->wait_durable(receipt, Engine::Clock::now() + std::chrono::minutes(2)).ok());
@@ -96,17 +104,15 @@ class PostgresProjectionTest : public ::testing::Test {
 
 TEST_F(PostgresProjectionTest, EachEventIsAppliedOnceAcrossRestartsOfTheEngine) {
   annal::test::Watchdog watchdog("postgres exactly once across restarts");
-  open_engine();
-  auto projection = tallies(cluster_.conninfo());
-  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  auto projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
   wait_committed(*projection, append_counted(500));
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   ASSERT_TRUE(engine_->close().ok());
 
   // Reopened: it resumes from the checkpoint PostgreSQL holds, replaying nothing it has.
-  open_engine();
-  projection = tallies(cluster_.conninfo());
-  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
   EXPECT_GT(engine_->projection_status("tallies").value().restored_from, 0u);
   wait_committed(*projection, append_counted(300));
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
@@ -116,10 +122,9 @@ TEST_F(PostgresProjectionTest, EachEventIsAppliedOnceAcrossRestartsOfTheEngine) 
 
 TEST_F(PostgresProjectionTest, PostgresCrashingMidStreamIsRetriedAndNothingIsLostOrDoubled) {
   annal::test::Watchdog watchdog("postgres crash");
-  open_engine();
   // A password in the connection string (trust needs none) must never show in a message.
-  auto projection = tallies(cluster_.conninfo() + " password=not-to-be-shown");
-  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  auto projection = open_with_tallies(cluster_.conninfo() + " password=not-to-be-shown");
+  ASSERT_FALSE(HasFailure());
   wait_committed(*projection, append_counted(200));
   cluster_.crash();
   // Appends go on while PostgreSQL is down; the projection says why it waits.
@@ -137,9 +142,8 @@ TEST_F(PostgresProjectionTest, PostgresCrashingMidStreamIsRetriedAndNothingIsLos
 
 TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCatchesUp) {
   annal::test::Watchdog watchdog("postgres down at close");
-  open_engine();
-  auto projection = tallies(cluster_.conninfo());
-  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  auto projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
   wait_committed(*projection, append_counted(50));
   cluster_.crash();
   append_counted(50);
@@ -147,9 +151,8 @@ TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCa
   ASSERT_TRUE(engine_->close().ok());  // returns: the retry stops when told
   engine_.reset();
   cluster_.start();
-  open_engine();
-  projection = tallies(cluster_.conninfo());
-  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
   wait_committed(*projection, append_counted(10));
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   ASSERT_TRUE(engine_->close().ok());
@@ -157,9 +160,8 @@ TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCa
 
 TEST_F(PostgresProjectionTest, APoisonEventStopsOnlyItsProjectionAndSaysWhichAndWhy) {
   annal::test::Watchdog watchdog("postgres poison event");
-  open_engine();
-  auto projection = tallies(cluster_.conninfo());
-  ASSERT_TRUE(engine_->add_projection("tallies", projection, {}).ok());
+  auto projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
   wait_committed(*projection, append_counted(20));
   const auto before = expected_;
   const EventData broken{.type = "Broken"};
