@@ -50,8 +50,10 @@ class PostgresCluster {
     const ProgramRun stopped = run_program(as_owner_ + bindir_ + "/pg_ctl stop --pgdata=" + data() + " --mode=immediate --wait");
     EXPECT_EQ(stopped.exit_code, 0) << stopped.output;
   }
-  // libpq's connection string for the cluster's `postgres` database.
-  [[nodiscard]] std::string conninfo() const { return "host=" + dir_ + " dbname=postgres user=annal"; }
+  // libpq's connection string for one of the cluster's databases.
+  [[nodiscard]] std::string conninfo(const std::string& database = "postgres") const {
+    return "host=" + dir_ + " dbname=" + database + " user=annal";
+  }
 
  private:
   [[nodiscard]] std::string data() const { return dir_ + "/data"; }
