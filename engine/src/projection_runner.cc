@@ -224,12 +224,19 @@ void ProjectionRunner::fail(Status error) {
 }
 
 ProjectionStatus ProjectionRunner::status() const {
+  // User code, outside the lock.
+  Status retrying;
+  if (const Status asked = call_user_code([&] { retrying = projection_->health(); },
+                                          [&] { return "health() of projection " + name_; });
+      !asked.ok()) {
+    retrying = asked;
+  }
   std::lock_guard lock(mutex_);
   return {.applied = applied_.load(std::memory_order_acquire), .restored_from = restored_from_,
           .replayed = replayed_.load(std::memory_order_relaxed), .snapshots_written = snapshots_written_,
           .snapshot_write_ns_total = snapshot_write_ns_total_, .snapshot_write_ns_last = snapshot_write_ns_last_,
           .detached = detached_.load(std::memory_order_relaxed), .live = live_.load(std::memory_order_relaxed),
-          .error = error_};
+          .error = error_, .retrying = std::move(retrying)};
 }
 
 void ProjectionRunner::request_stop() {

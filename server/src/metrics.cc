@@ -99,6 +99,8 @@ std::string Metrics::scrape(const Transport& transport) const {
   MetricFamily live = family("annal_projection_live", "1 while a projection reads the ring, 0 while it reads the journal",
                              MetricType::Gauge);
   MetricFamily failed = family("annal_projection_failed", "1 once a projection has stopped on an error", MetricType::Gauge);
+  MetricFamily retrying = family("annal_projection_retrying",
+                                 "1 while a projection retries something outside (a database it cannot reach)", MetricType::Gauge);
   MetricFamily snapshots = family("annal_projection_snapshots_total", "Snapshots a projection wrote", MetricType::Counter);
   MetricFamily snapshot_seconds = family("annal_projection_snapshot_write_seconds_total",
                                          "Time a projection's snapshot writes took, all told", MetricType::Counter);
@@ -114,11 +116,14 @@ std::string Metrics::scrape(const Transport& transport) const {
         value(MetricType::Gauge, static_cast<double>(m.durable_sequence - std::min(m.durable_sequence, s.applied)), labels));
     live.metric.push_back(value(MetricType::Gauge, s.live ? 1 : 0, labels));
     failed.metric.push_back(value(MetricType::Gauge, s.error.ok() ? 0 : 1, labels));
+    retrying.metric.push_back(value(MetricType::Gauge, s.retrying.ok() ? 0 : 1, labels));
     snapshots.metric.push_back(value(MetricType::Counter, static_cast<double>(s.snapshots_written), labels));
     snapshot_seconds.metric.push_back(value(MetricType::Counter, static_cast<double>(s.snapshot_write_ns_total) / 1e9, labels));
     last_snapshot.metric.push_back(value(MetricType::Gauge, static_cast<double>(s.snapshot_write_ns_last) / 1e9, labels));
   }
-  for (MetricFamily* f : {&applied, &lag, &live, &failed, &snapshots, &snapshot_seconds, &last_snapshot}) add(std::move(*f));
+  for (MetricFamily* f : {&applied, &lag, &live, &failed, &retrying, &snapshots, &snapshot_seconds, &last_snapshot}) {
+    add(std::move(*f));
+  }
   add(single("annal_http_connections", "HTTP connections open", MetricType::Gauge, static_cast<double>(transport.connections)));
   add(single("annal_http_feeds", "GET /subscribe event feeds open", MetricType::Gauge, static_cast<double>(transport.feeds)));
   add(single("annal_http_queries", "projection queries running or waiting for a query thread", MetricType::Gauge,

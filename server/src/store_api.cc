@@ -475,7 +475,8 @@ std::string StoreApi::projection_json(const std::string& name) {
          ",\"restored_from\":" + std::to_string(s.restored_from) + ",\"replayed\":" + std::to_string(s.replayed) +
          ",\"snapshots_written\":" + std::to_string(s.snapshots_written) + ",\"detached\":" + std::to_string(s.detached) +
          ",\"live\":" + (s.live ? "true" : "false") +
-         ",\"error\":" + (s.error.ok() ? std::string("null") : json_string(s.error.to_string())) + "}";
+         ",\"error\":" + (s.error.ok() ? std::string("null") : json_string(s.error.to_string())) +
+         ",\"retrying\":" + (s.retrying.ok() ? std::string("null") : json_string(s.retrying.to_string())) + "}";
 }
 
 void StoreApi::projection_state(const std::string& name, std::string_view target, Reply reply) {

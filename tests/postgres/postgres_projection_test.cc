@@ -132,11 +132,16 @@ TEST_F(PostgresProjectionTest, PostgresCrashingMidStreamIsRetriedAndNothingIsLos
   ASSERT_TRUE(engine_->wait_durable(during, Engine::Clock::now() + std::chrono::minutes(2)).ok());
   EXPECT_TRUE(annal::test::eventually([&] { return !projection->last_error().ok(); }));
   EXPECT_NE(projection->last_error().message().find("PostgreSQL at"), std::string::npos) << projection->last_error().to_string();
+  // The engine's status of the projection shows it: retrying, not stopped.
+  const engine::ProjectionStatus waiting = engine_->projection_status("tallies").value();
+  EXPECT_FALSE(waiting.retrying.ok());
+  EXPECT_TRUE(waiting.error.ok());
   EXPECT_EQ(projection->last_error().message().find("not-to-be-shown"), std::string::npos);
   cluster_.start();
   wait_committed(*projection, append_counted(100));
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   EXPECT_TRUE(projection->last_error().ok());
+  EXPECT_TRUE(engine_->projection_status("tallies").value().retrying.ok());
   ASSERT_TRUE(engine_->close().ok());
 }
 

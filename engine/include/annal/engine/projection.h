@@ -78,6 +78,10 @@ class Projection {
   // once, at add_projection, whose error it is if it fails. nullopt (the default): the engine
   // keeps the state, by snapshots.
   [[nodiscard]] virtual Result<std::optional<std::uint64_t>> resume_after() { return std::optional<std::uint64_t>{}; }
+  // What the projection is working through without having stopped (a database it cannot reach
+  // and retries), ok when nothing; ProjectionStatus::retrying shows it. Called from any thread,
+  // so it must be thread-safe, and must not block.
+  [[nodiscard]] virtual Status health() const { return {}; }
   // Called once, from the thread that closes the engine, before it waits for the projection's
   // thread: one that may wait on something outside (a database that is down, retried with backoff)
   // stops waiting and returns soon. What it has not written is replayed at the next open, from its
@@ -128,6 +132,7 @@ struct ProjectionStatus {
   std::uint64_t detached = 0;         // times it fell behind, left the ring and caught up from the journal
   bool live = false;                  // reading the ring now (not the journal)
   Status error;                       // why it stopped, if it did
+  Status retrying;                    // what it is retrying without having stopped (Projection::health)
 };
 
 }  // namespace annal::engine

@@ -24,7 +24,7 @@
 //                                event stored otherwise: {"eventType", "stream", "sequence", "event"})
 //   GET  /projections            admin: each projection's status {"name", "applied", "lag",
 //                                "restored_from", "replayed", "snapshots_written", "detached",
-//                                "live", "error"}; /projections/{name} one of them (404: none)
+//                                "live", "error", "retrying"}; /projections/{name} one of them (404: none)
 //   GET  /projections/{name}/state  read:*: the state of a projection that shows it as JSON
 //                                (builtin_projections.h), once it has applied ?min_sequence=
 //   GET  /metrics                admin: Prometheus text format (appends, bytes, durable sequence and

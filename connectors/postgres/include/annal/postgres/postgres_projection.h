@@ -89,6 +89,7 @@ class PostgresProjection final : public engine::Projection {
 
   // The error the projection is retrying now (PostgreSQL unreachable), ok when none. Any thread.
   [[nodiscard]] Status last_error() const;
+  [[nodiscard]] Status health() const override { return last_error(); }
   // The last sequence committed to PostgreSQL. Any thread.
   [[nodiscard]] std::uint64_t checkpoint() const;
 
