@@ -61,6 +61,24 @@ if(NOT prometheus-cpp_FOUND)
   annal_missing("prometheus-cpp" prometheus-cpp-dev)
 endif()
 
+# libpq: the PostgreSQL connector (connectors/postgres), PostgreSQL's own client library.
+pkg_check_modules(LIBPQ QUIET IMPORTED_TARGET GLOBAL libpq)
+if(NOT LIBPQ_FOUND)
+  annal_missing("libpq" libpq-dev)
+endif()
+
+# PostgreSQL's server programs (initdb, pg_ctl), the newest installed: the connector's tests and
+# benchmark start a cluster of their own.
+if(ANNAL_BUILD_TESTS OR ANNAL_BUILD_BENCH)
+  file(GLOB postgres_initdb /usr/lib/postgresql/*/bin/initdb)
+  if(NOT postgres_initdb)
+    annal_missing("PostgreSQL's server programs (initdb, pg_ctl)" postgresql)
+  endif()
+  list(SORT postgres_initdb COMPARE NATURAL ORDER DESCENDING)
+  list(GET postgres_initdb 0 postgres_initdb)
+  get_filename_component(ANNAL_POSTGRES_BINDIR ${postgres_initdb} DIRECTORY)
+endif()
+
 if(ANNAL_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
   if(NOT GTest_FOUND)

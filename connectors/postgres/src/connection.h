@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "annal/base/status.h"
@@ -29,17 +31,32 @@ class Connection {
   // fault (a constraint, bad SQL, a wrong type).
   Status run(const std::string& sql, const std::vector<std::optional<std::string>>& parameters, bool& retry);
   Status run(const std::string& sql, bool& retry) { return run(sql, {}, retry); }
+  // A statement of a pipelined batch.
+  struct Query {
+    const std::string* sql;
+    const std::vector<std::optional<std::string>>* parameters;
+  };
+  // Runs `queries` in order, pipelined (libpq's pipeline mode): sent without waiting for each
+  // answer, answers read a window at a time, so a batch costs a few round trips, not one per
+  // statement. Stops at the first that fails: its error, `failed` its index, `retry` as run()'s
+  // (the rest are not run). The caller's statements include BEGIN and COMMIT: a failed batch
+  // leaves a failed transaction, to be rolled back.
+  Status run_pipelined(std::span<const Query> queries, std::size_t& failed, bool& retry);
   // The first column of the first row of a query; nullopt for no row or NULL.
   Result<std::optional<std::string>> value(const std::string& sql, const std::vector<std::optional<std::string>>& parameters,
                                            bool& retry);
-  // Whether the connection is gone (then it is opened again).
+  // Whether the connection is gone, or broke off a pipeline half-way (then it is opened again).
   [[nodiscard]] bool broken() const;
   // "PostgreSQL at HOST:PORT, database DB", for messages.
   [[nodiscard]] std::string where() const;
 
  private:
   explicit Connection(PGconn* connection) : connection_(connection) {}
+  // The error `result` (or the connection, for nullptr) reports, and whether a retry can fix it.
+  Status error_of(const PGresult* result, bool& retry) const;
   PGconn* connection_;
+  bool unusable_ = false;  // a pipelined batch failed: open a new connection
+  std::unordered_map<std::string, std::string> prepared_;  // statement -> its prepared name here
 };
 
 }  // namespace annal::postgres

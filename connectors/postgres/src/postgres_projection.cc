@@ -118,23 +118,29 @@ Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
     if (!stored.ok()) return stored.status();
     if (stored.value() && std::stoull(*stored.value()) >= sequence) return {};
   }
-  if (Status begun = connection_->run("BEGIN", retry); !begun.ok()) return begun;
-  for (const Pending& pending : pending_) {
-    Status ran = connection_->run(pending.statement.sql, pending.statement.parameters, retry);
-    if (!ran.ok()) {
-      bool ignored = false;
-      if (!connection_->broken()) (void)connection_->run("ROLLBACK", ignored);
-      if (retry) return ran;
-      return Status(ran.code(), "PostgreSQL refused the statement for event " + std::to_string(pending.sequence) + " (" +
-                                    pending.type + "): " + ran.message());
-    }
-  }
-  if (Status checkpointed = connection_->run(kWriteCheckpoint, {name_, std::to_string(sequence)}, retry); !checkpointed.ok()) {
+  // One transaction, pipelined: BEGIN, the events' statements, the checkpoint, COMMIT.
+  static const std::string kBegin = "BEGIN";
+  static const std::string kCommit = "COMMIT";
+  static const std::string kWrite = kWriteCheckpoint;
+  static const std::vector<std::optional<std::string>> kNone;
+  const std::vector<std::optional<std::string>> checkpoint{name_, std::to_string(sequence)};
+  std::vector<Connection::Query> queries;
+  queries.reserve(pending_.size() + 3);
+  queries.push_back({&kBegin, &kNone});
+  for (const Pending& pending : pending_) queries.push_back({&pending.statement.sql, &pending.statement.parameters});
+  queries.push_back({&kWrite, &checkpoint});
+  queries.push_back({&kCommit, &kNone});
+  std::size_t failed = 0;
+  const Status ran = connection_->run_pipelined(queries, failed, retry);
+  if (ran.ok()) return {};
+  if (!connection_->broken()) {
     bool ignored = false;
-    if (!connection_->broken()) (void)connection_->run("ROLLBACK", ignored);
-    return checkpointed;
+    (void)connection_->run("ROLLBACK", ignored);  // the failed transaction is still open
   }
-  return connection_->run("COMMIT", retry);
+  if (retry || failed == 0 || failed > pending_.size()) return ran;
+  const Pending& poison = pending_[failed - 1];
+  return Status(ran.code(), "PostgreSQL refused the statement for event " + std::to_string(poison.sequence) + " (" +
+                                poison.type + "): " + ran.message());
 }
 
 bool PostgresProjection::back_off(std::chrono::milliseconds& delay) {

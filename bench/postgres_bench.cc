@@ -1,0 +1,145 @@
+// Events per second into a PostgreSQL read model: the connector (connectors/postgres: a transaction
+// per batch of events, with its checkpoint) against the seed documents' way (one INSERT and one
+// commit per event, as their psycopg2 code does). The same events go into the same table of the
+// same server: a cluster this binary starts on a Unix socket, fsync on, PostgreSQL's defaults
+// otherwise (synchronous_commit on: every commit waits for its WAL to reach the disk).
+//
+// Both count from the first event to the last one committed; the table and the database are new
+// for every iteration.
+#include <benchmark/benchmark.h>
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "annal/postgres/postgres_projection.h"
+#include "postgres_cluster.h"
+#include "temp_directory.h"
+
+namespace {
+
+using annal::engine::Engine;
+using annal::engine::EventData;
+using annal::engine::EventView;
+using annal::engine::ExpectedVersion;
+using annal::postgres::PostgresProjection;
+using annal::postgres::Statements;
+
+constexpr int kEvents = 20'000;
+constexpr int kStreams = 100;
+constexpr const char* kTable = "CREATE TABLE tallies (stream text PRIMARY KEY, events bigint NOT NULL)";
+constexpr const char* kCount =
+    "INSERT INTO tallies (stream, events) VALUES ($1, 1) ON CONFLICT (stream) DO UPDATE SET events = tallies.events + 1";
+
+annal::test::PostgresCluster& cluster() {
+  static annal::test::PostgresCluster the_cluster(ANNAL_POSTGRES_BINDIR);
+  return the_cluster;
+}
+
+void run_sql(const std::string& conninfo, const std::string& sql) {
+  PGconn* connection = PQconnectdb(conninfo.c_str());
+  PGresult* result = PQexec(connection, sql.c_str());
+  const bool ok = PQresultStatus(result) == PGRES_COMMAND_OK || PQresultStatus(result) == PGRES_TUPLES_OK;
+  const std::string error = PQerrorMessage(connection);
+  PQclear(result);
+  PQfinish(connection);
+  if (!ok) throw std::runtime_error(sql + ": " + error);
+}
+
+// A database of its own for one iteration, dropped after it.
+class Database {
+ public:
+  explicit Database(int number) : name_("bench" + std::to_string(number)) {
+    run_sql(cluster().conninfo(), "CREATE DATABASE " + name_);
+  }
+  ~Database() { run_sql(cluster().conninfo(), "DROP DATABASE " + name_ + " WITH (FORCE)"); }
+  [[nodiscard]] std::string conninfo() const { return cluster().conninfo(name_); }
+
+ private:
+  std::string name_;
+};
+
+// The store both baselines read: kEvents Counted events over kStreams streams, durable.
+struct Store {
+  Store() {
+    auto opened = Engine::open(dir.path(), {});
+    if (!opened.ok()) throw std::runtime_error(opened.status().to_string());
+    engine = std::move(opened).value();
+    annal::engine::Receipt last;
+    for (int i = 0; i < kEvents; ++i) {
+      const EventData event{.type = "Counted"};
+      stream_of_event.push_back("s" + std::to_string(i % kStreams));
+      last = engine->append(stream_of_event.back(), ExpectedVersion::any(), {&event, 1}).value();
+    }
+    if (!engine->wait_durable(last, Engine::Clock::now() + std::chrono::minutes(1)).ok()) throw std::runtime_error("not durable");
+  }
+  annal::test::TempDirectory dir;
+  std::unique_ptr<Engine> engine;
+  std::vector<std::string> stream_of_event;
+};
+
+Store& store() {
+  static Store the_store;
+  return the_store;
+}
+
+int next_database = 0;
+
+void postgres_apply_annal(benchmark::State& state) {
+  Store& events = store();
+  for (auto _ : state) {
+    const Database database(next_database++);
+    auto projection = std::make_shared<PostgresProjection>(
+        "tallies", annal::postgres::PostgresOptions{.conninfo = database.conninfo(), .schema = {kTable}});
+    projection->on("Counted", [](const EventView& event, Statements& out) {
+      out.add(kCount, {std::string(event.header.stream_name)});
+    });
+    const std::string name = "pg" + std::to_string(next_database);
+    const auto started = std::chrono::steady_clock::now();
+    if (!events.engine->add_projection(name, projection, {}).ok()) throw std::runtime_error("add_projection");
+    const std::uint64_t end = events.engine->last_sequence();
+    while (projection->checkpoint() < end) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    // The projection stays added until the engine closes: once its database is dropped (WITH
+    // (FORCE) ends its connection) it only retries, every few seconds.
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kEvents);
+  state.SetLabel("a transaction per batch (batch_events_max 1000), with its checkpoint");
+}
+
+void postgres_apply_insert_commit_per_event(benchmark::State& state) {
+  Store& events = store();
+  for (auto _ : state) {
+    const Database database(next_database++);
+    run_sql(database.conninfo(), kTable);
+    PGconn* connection = PQconnectdb(database.conninfo().c_str());
+    const auto started = std::chrono::steady_clock::now();
+    for (const std::string& stream : events.stream_of_event) {
+      const char* values[] = {stream.c_str()};
+      // Autocommit: the statement is its own transaction, committed before the next event.
+      PGresult* result = PQexecParams(connection, kCount, 1, nullptr, values, nullptr, nullptr, 0);
+      if (PQresultStatus(result) != PGRES_COMMAND_OK) throw std::runtime_error(PQerrorMessage(connection));
+      PQclear(result);
+    }
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    PQfinish(connection);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kEvents);
+  state.SetLabel("one INSERT and one commit per event (the seed documents' way)");
+}
+
+BENCHMARK(postgres_apply_annal)->Name("postgres_apply/annal")->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(postgres_apply_insert_commit_per_event)
+    ->Name("postgres_apply/insert_commit_per_event")
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
