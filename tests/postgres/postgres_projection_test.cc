@@ -14,6 +14,7 @@
 #include "annal/engine/engine.h"
 #include "eventually.h"
 #include "postgres_cluster.h"
+#include "run_program.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -114,10 +115,18 @@ TEST_F(PostgresProjectionTest, EachEventIsAppliedOnceAcrossRestartsOfTheEngine) 
   projection = open_with_tallies(cluster_.conninfo());
   ASSERT_FALSE(HasFailure());
   EXPECT_GT(engine_->projection_status("tallies").value().restored_from, 0u);
-  wait_committed(*projection, append_counted(300));
+  const Receipt last = append_counted(300);
+  wait_committed(*projection, last);
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   EXPECT_TRUE(projection->last_error().ok());
   ASSERT_TRUE(engine_->close().ok());
+
+  // annal pg-status compares the checkpoint with the store's log.
+  const annal::test::ProgramRun status =
+      annal::test::run_program(std::string(ANNAL_CLI) + " pg-status " + dir_.path() + " '" + cluster_.conninfo() + "'");
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("tallies"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("caught up"), std::string::npos) << status.output;
 }
 
 TEST_F(PostgresProjectionTest, PostgresCrashingMidStreamIsRetriedAndNothingIsLostOrDoubled) {

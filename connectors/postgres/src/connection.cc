@@ -157,6 +157,19 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
   return error;
 }
 
+Result<std::vector<std::vector<std::string>>> Connection::rows(const std::string& sql, bool& retry) {
+  const std::unique_ptr<PGresult, void (*)(PGresult*)> result(PQexec(connection_, sql.c_str()), PQclear);
+  if (!result || PQresultStatus(result.get()) != PGRES_TUPLES_OK) return error_of(result.get(), retry);
+  retry = false;
+  std::vector<std::vector<std::string>> out(static_cast<std::size_t>(PQntuples(result.get())));
+  for (int row = 0; row < PQntuples(result.get()); ++row) {
+    for (int column = 0; column < PQnfields(result.get()); ++column) {
+      out[static_cast<std::size_t>(row)].emplace_back(PQgetvalue(result.get(), row, column));
+    }
+  }
+  return out;
+}
+
 Status Connection::run(const std::string& sql, const std::vector<std::optional<std::string>>& parameters, bool& retry) {
   auto ran = value(sql, parameters, retry);
   return ran.ok() ? Status() : ran.status();

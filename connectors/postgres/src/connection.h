@@ -42,6 +42,8 @@ class Connection {
   // (the rest are not run). The caller's statements include BEGIN and COMMIT: a failed batch
   // leaves a failed transaction, to be rolled back.
   Status run_pipelined(std::span<const Query> queries, std::size_t& failed, bool& retry);
+  // Every row of a query, each a vector of its columns as text (NULL as "").
+  Result<std::vector<std::vector<std::string>>> rows(const std::string& sql, bool& retry);
   // The first column of the first row of a query; nullopt for no row or NULL.
   Result<std::optional<std::string>> value(const std::string& sql, const std::vector<std::optional<std::string>>& parameters,
                                            bool& retry);

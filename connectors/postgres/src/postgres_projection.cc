@@ -18,6 +18,20 @@ constexpr const char* kWriteCheckpoint =
 
 }  // namespace
 
+Result<std::vector<Checkpoint>> read_checkpoints(const std::string& conninfo) {
+  auto connection = Connection::open(conninfo);
+  if (!connection.ok()) return connection.status();
+  bool retry = false;
+  const auto exists = connection.value()->value("SELECT to_regclass('annal_checkpoints') IS NOT NULL", {}, retry);
+  if (!exists.ok()) return exists.status();
+  std::vector<Checkpoint> checkpoints;
+  if (exists.value() != std::optional<std::string>("t")) return checkpoints;
+  auto rows = connection.value()->rows("SELECT projection, sequence FROM annal_checkpoints ORDER BY projection", retry);
+  if (!rows.ok()) return rows.status();
+  for (const auto& row : rows.value()) checkpoints.push_back({row[0], std::stoull(row[1])});
+  return checkpoints;
+}
+
 PostgresProjection::PostgresProjection(std::string name, PostgresOptions options)
     : name_(std::move(name)), options_(std::move(options)) {}
 

@@ -74,6 +74,15 @@ struct PostgresOptions {
   std::chrono::milliseconds retry_max{5'000};
 };
 
+// A PostgreSQL projection's checkpoint row: the last sequence its tables hold.
+struct Checkpoint {
+  std::string projection;
+  std::uint64_t sequence = 0;
+};
+// Every checkpoint in the database `conninfo` names (empty if no projection ever ran there), in
+// projection order; for `annal pg-status` and monitoring.
+[[nodiscard]] Result<std::vector<Checkpoint>> read_checkpoints(const std::string& conninfo);
+
 class PostgresProjection final : public engine::Projection {
  public:
   using Handler = std::function<void(const engine::EventView& event, Statements& out)>;
