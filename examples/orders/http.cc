@@ -103,21 +103,10 @@ void post(Engine& engine, Command command, const Request& request, const Refused
   });
 }
 
-// The order's state once the read model has applied min_sequence, and its history. May wait: runs
-// on a query thread (Later).
-Answer order_answer(Engine& engine, std::uint64_t id, std::uint64_t min_sequence, Engine::Clock::time_point deadline) {
-  const auto row = annal::engine::query<OrdersView>(engine, "orders", min_sequence, [&](const OrdersView& view) {
-    const auto* found = view.find(id);
-    return found != nullptr ? std::optional<OrdersView::Row>(*found) : std::nullopt;
-  }, deadline - Engine::Clock::now());
-  if (!row.ok()) {
-    const bool late = row.code() == ErrorCode::timed_out;
-    return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", row.status().message());
-  }
-  if (!row.value()) return error_answer(404, "no_order", "no order " + std::to_string(id));
+// The answer: the order's state, and its history from its stream.
+Answer order_answer(Engine& engine, std::uint64_t id, const OrdersView::Row& state) {
   const auto history = engine.read_stream(stream_of(id), {});
   if (!history.ok()) return error_answer(503, "read_failed", history.status().message());
-  const OrdersView::Row& state = *row.value();
   std::string body = "{\"orderId\":\"" + std::to_string(id) + "\",\"status\":\"" + to_string(state.status) +
                      "\",\"amount\":" + std::to_string(state.amount) + ",\"paid\":" + std::to_string(state.paid) +
                      ",\"refunded\":" + std::to_string(state.refunded) + ",\"events\":[";
@@ -128,28 +117,58 @@ Answer order_answer(Engine& engine, std::uint64_t id, std::uint64_t min_sequence
   return Answer(200, body + "]}");
 }
 
-void get(Engine& engine, const Request& request, const Refused& refused, const Later& later, Reply& reply) {
+// The state from the in-memory read model once it has applied min_sequence. May wait: runs on a
+// query thread (Later).
+Answer from_view(Engine& engine, std::uint64_t id, std::uint64_t min_sequence, Engine::Clock::time_point deadline) {
+  const auto row = annal::engine::query<OrdersView>(engine, "orders", min_sequence, [&](const OrdersView& view) {
+    const auto* found = view.find(id);
+    return found != nullptr ? std::optional<OrdersView::Row>(*found) : std::nullopt;
+  }, deadline - Engine::Clock::now());
+  if (!row.ok()) {
+    const bool late = row.code() == ErrorCode::timed_out;
+    return error_answer(late ? 504 : 503, late ? "not_yet_applied" : "unavailable", row.status().message());
+  }
+  if (!row.value()) return error_answer(404, "no_order", "no order " + std::to_string(id));
+  return order_answer(engine, id, *row.value());
+}
+
+// The same from the PostgreSQL table once its checkpoint has reached min_sequence.
+Answer from_table(Engine& engine, const OrdersTable& table, std::uint64_t id, std::uint64_t min_sequence,
+                  Engine::Clock::time_point deadline) {
+  if (!table.projection->wait_for(min_sequence, deadline)) {
+    return error_answer(504, "not_yet_applied", "the PostgreSQL table holds sequence " +
+                                                    std::to_string(table.projection->checkpoint()) + ", not yet " +
+                                                    std::to_string(min_sequence));
+  }
+  const auto row = read_order(table, id);
+  if (!row.ok()) return error_answer(503, "unavailable", row.status().message());
+  if (!row.value()) return error_answer(404, "no_order", "no order " + std::to_string(id));
+  return order_answer(engine, id, *row.value());
+}
+
+void get(Engine& engine, const std::shared_ptr<const OrdersTable>& table, const Request& request, const Refused& refused,
+         const Later& later, Reply& reply) {
   const auto given = annal::server::query_parameter(request.target, "orderId");
   const auto id = given ? order_id(*given) : std::nullopt;
   if (!id) return reply(error_answer(400, "bad_order_id", "GET /orders?orderId=123456"));
   if (auto refusal = refused(Need::on(Right::read, stream_of(*id)))) return reply(std::move(*refusal));
   const auto min_sequence = annal::server::min_sequence_of(engine, request.target);
   if (!min_sequence.ok()) return reply(error_answer(400, "bad_min_sequence", min_sequence.status().message()));
-  later([&engine, id = *id, at_least = min_sequence.value()](Engine::Clock::time_point deadline) {
-    return order_answer(engine, id, at_least, deadline);
+  later([&engine, table, id = *id, at_least = min_sequence.value()](Engine::Clock::time_point deadline) {
+    return table ? from_table(engine, *table, id, at_least, deadline) : from_view(engine, id, at_least, deadline);
   }, std::move(reply));
 }
 
 }  // namespace
 
-annal::server::Routes http_routes(Engine& engine) {
-  return [&engine](const Request& request, const Refused& refused, const Later& later, Reply& reply) {
+annal::server::Routes http_routes(Engine& engine, std::shared_ptr<const OrdersTable> table) {
+  return [&engine, table](const Request& request, const Refused& refused, const Later& later, Reply& reply) {
     const std::string_view path = request.target.substr(0, request.target.find('?'));
     if (path != "/orders" && path != "/refunds") return false;
     if (request.method == "POST") {
       post(engine, path == "/orders" ? Command::create : Command::refund, request, refused, reply);
     } else if (request.method == "GET" && path == "/orders") {
-      get(engine, request, refused, later, reply);
+      get(engine, table, request, refused, later, reply);
     } else {
       reply(error_answer(405, "method_not_allowed", path == "/orders" ? "GET or POST /orders" : "POST /refunds"));
     }

@@ -9,7 +9,10 @@
 #include <string>
 #include <vector>
 
+#include <libpq-fe.h>
+
 #include "annal/engine/engine.h"
+#include "postgres_cluster.h"
 #include "run_program.h"
 #include "served.h"
 #include "temp_directory.h"
@@ -160,6 +163,34 @@ TEST_F(OrdersHttpTest, TheSeedDocumentsRequestsWorkOverHttpAndHttps) {
   }
   expect_stored("654321");
   expect_stored("123456");
+}
+
+// With --postgres the orders read model is kept in a PostgreSQL table too, and GET /orders answers
+// from it, once it holds the write asked for: the seeds' session passes as before, and the table
+// agrees with the answers.
+TEST_F(OrdersHttpTest, WithPostgresTheOrderIsAnsweredFromItsTableWhichAgrees) {
+  annal::test::Watchdog watchdog("orders serve --postgres");
+  annal::test::PostgresCluster cluster(ANNAL_POSTGRES_BINDIR);
+  {
+    annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {"--postgres", cluster.conninfo()});
+    ASSERT_FALSE(HasFailure());
+    seeds_session(served.url(""), "777");
+    const Answer order = ask("GET", served.url("/orders?orderId=777"));
+    ASSERT_EQ(order.status, 200) << order.body;
+    PGconn* connection = PQconnectdb(cluster.conninfo().c_str());
+    ASSERT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
+    PGresult* row = PQexec(connection, "SELECT status, amount, paid, refunded FROM orders WHERE order_id = 777");
+    ASSERT_EQ(PQntuples(row), 1) << PQerrorMessage(connection);
+    EXPECT_EQ(PQgetvalue(row, 0, 0), field(order, "status"));
+    EXPECT_EQ(PQgetvalue(row, 0, 1), field(order, "amount"));
+    EXPECT_EQ(PQgetvalue(row, 0, 2), field(order, "paid"));
+    EXPECT_EQ(PQgetvalue(row, 0, 3), field(order, "refunded"));
+    PQclear(row);
+    PQfinish(connection);
+    EXPECT_NE(ask("GET", served.url("/projections/orders_pg")).body.find(R"("retrying":null)"), std::string::npos);
+    EXPECT_EQ(served.stop(), 0);
+  }
+  expect_stored("777");
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 //   orders query DIR ORDER                                     an order's status and history, and revenue
 //   orders create|pay|refund DIR ORDER AMOUNT                  one command
 //   orders serve DIR [--listen ADDR:PORT] [--keys FILE] [--tls-cert FILE --tls-key FILE]
-//                                                              the seeds' HTTP service (http.h)
+//                    [--postgres CONNINFO]                     the seeds' HTTP service (http.h); with
+//                                                              the orders table in PostgreSQL too
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,7 +34,8 @@ constexpr const char* kUsage =
     "       orders recover DIR\n"
     "       orders query DIR ORDER\n"
     "       orders create|pay|refund DIR ORDER AMOUNT\n"
-    "       orders serve DIR [--listen ADDR:PORT] [--keys FILE] [--tls-cert FILE --tls-key FILE]\n";
+    "       orders serve DIR [--listen ADDR:PORT] [--keys FILE] [--tls-cert FILE --tls-key FILE]\n"
+    "                        [--postgres CONNINFO]\n";
 
 int fail(const annal::Status& status) {
   std::fprintf(stderr, "orders: %s\n", status.to_string().c_str());
@@ -270,6 +272,7 @@ int command(const std::string& verb, const std::string& directory, std::uint64_t
 // The seeds' HTTP service until SIGINT or SIGTERM, then a clean close. `flags` are pairs.
 int serve(const std::string& directory, const std::vector<std::string>& flags) {
   annal::server::ServerOptions options;
+  std::shared_ptr<orders::OrdersTable> table;
   (void)annal::server::parse_listen("127.0.0.1:2113", options);
   for (std::size_t i = 0; i + 1 < flags.size(); i += 2) {
     const std::string& value = flags[i + 1];
@@ -281,6 +284,8 @@ int serve(const std::string& directory, const std::vector<std::string>& flags) {
       options.tls_certificate_file = value;
     } else if (flags[i] == "--tls-key") {
       options.tls_key_file = value;
+    } else if (flags[i] == "--postgres") {
+      table = std::make_shared<orders::OrdersTable>(orders::orders_table(value));
     } else {
       std::fputs(kUsage, stderr);
       return 2;
@@ -293,8 +298,12 @@ int serve(const std::string& directory, const std::vector<std::string>& flags) {
   annal::server::block_serve_signals();
   auto opened = open_store(directory);
   if (!opened.ok()) return fail(opened.status());
-  options.routes = orders::http_routes(*opened.value());
   options.projections = {"orders", "revenue"};
+  if (table) {
+    if (annal::Status added = opened.value()->add_projection("orders_pg", table->projection, {}); !added.ok()) return fail(added);
+    options.projections.push_back("orders_pg");
+  }
+  options.routes = orders::http_routes(*opened.value(), table);
   const annal::Status served = annal::server::serve_until_stopped("orders serve", directory, *opened.value(), options);
   const annal::Status closed = opened.value()->close();
   if (!served.ok()) return fail(served);

@@ -52,6 +52,12 @@ std::uint64_t PostgresProjection::checkpoint() const {
   return checkpoint_;
 }
 
+bool PostgresProjection::wait_for(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, deadline, [&] { return checkpoint_ >= sequence || stopping_; });
+  return checkpoint_ >= sequence;
+}
+
 Status PostgresProjection::connect() {
   if (connection_ && !connection_->broken()) return {};
   connection_.reset();
@@ -97,7 +103,7 @@ void PostgresProjection::end_of_batch(std::uint64_t applied) { commit(applied); 
 void PostgresProjection::stop_requested() {
   std::lock_guard lock(mutex_);
   stopping_ = true;
-  stop_changed_.notify_all();
+  changed_.notify_all();
 }
 
 void PostgresProjection::commit(std::uint64_t sequence) {
@@ -120,6 +126,7 @@ void PostgresProjection::commit(std::uint64_t sequence) {
   std::lock_guard lock(mutex_);
   checkpoint_ = sequence;
   last_error_ = Status();
+  changed_.notify_all();
 }
 
 Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
@@ -159,7 +166,7 @@ Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
 
 bool PostgresProjection::back_off(std::chrono::milliseconds& delay) {
   std::unique_lock lock(mutex_);
-  const bool stopping = stop_changed_.wait_for(lock, delay, [&] { return stopping_; });
+  const bool stopping = changed_.wait_for(lock, delay, [&] { return stopping_; });
   delay = std::min(delay * 2, options_.retry_max);
   return !stopping;
 }

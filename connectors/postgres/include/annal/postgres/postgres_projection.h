@@ -101,6 +101,9 @@ class PostgresProjection final : public engine::Projection {
   [[nodiscard]] Status health() const override { return last_error(); }
   // The last sequence committed to PostgreSQL. Any thread.
   [[nodiscard]] std::uint64_t checkpoint() const;
+  // Read your writes against the tables: waits until the checkpoint is at least `sequence` (a
+  // write's last_sequence); false at the deadline, or once the engine is closing. Any thread.
+  [[nodiscard]] bool wait_for(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const;
 
   void apply(const engine::EventView& event) override;
   void end_of_batch(std::uint64_t applied) override;
@@ -132,7 +135,7 @@ class PostgresProjection final : public engine::Projection {
   std::uint64_t committed_ = 0;             // the projection thread's copy of the checkpoint
 
   mutable std::mutex mutex_;
-  std::condition_variable stop_changed_;
+  mutable std::condition_variable changed_;  // the checkpoint moved, or stopping
   bool stopping_ = false;                 // under mutex_
   Status last_error_;                     // under mutex_
   std::uint64_t checkpoint_ = 0;          // under mutex_

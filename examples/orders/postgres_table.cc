@@ -1,0 +1,66 @@
+#include "postgres_table.h"
+
+#include <libpq-fe.h>
+
+#include <string_view>
+
+namespace orders {
+namespace {
+
+using annal::engine::EventView;
+using annal::postgres::Statements;
+
+std::string order_of(const EventView& event) { return std::string(event.header.stream_name.substr(6)); }
+
+}  // namespace
+
+OrdersTable orders_table(const std::string& conninfo) {
+  auto projection = std::make_shared<annal::postgres::PostgresProjection>(
+      "orders_pg", annal::postgres::PostgresOptions{
+                       .conninfo = conninfo,
+                       .schema = {"CREATE TABLE IF NOT EXISTS orders (order_id bigint PRIMARY KEY, status text NOT NULL, "
+                                  "amount bigint NOT NULL, paid bigint NOT NULL, refunded bigint NOT NULL, "
+                                  "updated_at bigint NOT NULL)"}});
+  projection->on("OrderCreated", [](const EventView& event, Statements& out) {
+    out.add("INSERT INTO orders VALUES ($1, 'created', $2, 0, 0, $3)",
+            {order_of(event), std::to_string(amount_of(event.payload)), std::to_string(event.header.sequence)});
+  });
+  projection->on("OrderPaid", [](const EventView& event, Statements& out) {
+    out.add("UPDATE orders SET status = 'paid', paid = paid + $2, updated_at = $3 WHERE order_id = $1",
+            {order_of(event), std::to_string(amount_of(event.payload)), std::to_string(event.header.sequence)});
+  });
+  projection->on("RefundCreated", [](const EventView& event, Statements& out) {
+    out.add("UPDATE orders SET status = 'refunded', refunded = refunded + $2, updated_at = $3 WHERE order_id = $1",
+            {order_of(event), std::to_string(amount_of(event.payload)), std::to_string(event.header.sequence)});
+  });
+  return {std::move(projection), conninfo};
+}
+
+annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& table, std::uint64_t id) {
+  // A connection per read keeps the example short; a service would keep a pool.
+  const std::unique_ptr<PGconn, void (*)(PGconn*)> connection(PQconnectdb(table.conninfo.c_str()), PQfinish);
+  if (PQstatus(connection.get()) != CONNECTION_OK) {
+    return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));
+  }
+  const std::string key = std::to_string(id);
+  const char* values[] = {key.c_str()};
+  const std::unique_ptr<PGresult, void (*)(PGresult*)> result(
+      PQexecParams(connection.get(), "SELECT status, amount, paid, refunded FROM orders WHERE order_id = $1", 1, nullptr,
+                   values, nullptr, nullptr, 0),
+      PQclear);
+  if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
+    return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));
+  }
+  if (PQntuples(result.get()) == 0) return std::optional<OrdersView::Row>{};
+  const std::string_view status = PQgetvalue(result.get(), 0, 0);
+  OrdersView::Row row;
+  row.status = status == "paid" ? OrdersView::Status::paid
+               : status == "refunded" ? OrdersView::Status::refunded
+                                      : OrdersView::Status::created;
+  row.amount = std::stoll(PQgetvalue(result.get(), 0, 1));
+  row.paid = std::stoll(PQgetvalue(result.get(), 0, 2));
+  row.refunded = std::stoll(PQgetvalue(result.get(), 0, 3));
+  return std::optional<OrdersView::Row>(row);
+}
+
+}  // namespace orders
