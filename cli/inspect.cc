@@ -4,7 +4,7 @@
 
 #include "annal/engine/engine.h"
 #include "annal/journal/inspect.h"
-#include "annal/projections/snapshot_store.h"
+#include "annal/snapshots/snapshot_store.h"
 #include "commands.h"
 #include "output.h"
 
@@ -14,7 +14,7 @@ namespace {
 struct Inspected {
   std::unique_ptr<engine::Engine> engine;
   journal::DirectoryReport journal;
-  std::vector<projections::SnapshotStore::FileReport> snapshots;
+  std::vector<snapshots::SnapshotStore::FileReport> snapshots;
 };
 
 // "intact" only for what was read and checked: a sealed segment taken from its index file was not.
@@ -90,7 +90,7 @@ int run(const std::string& directory, bool json) {
   in.journal = std::move(report.value());
   // Acknowledged events missing (a deleted newest segment): the segments alone look sound.
   if (const std::string& lost = in.engine->open_report().data_loss; !lost.empty()) in.journal.problems.push_back(lost);
-  projections::SnapshotStore store(directory, journal::make_posix_backend(), 1);
+  snapshots::SnapshotStore store(directory, journal::make_posix_backend(), 1);
   auto snapshots = store.inspect(false);
   if (!snapshots.ok()) return fail("inspect", snapshots.status());
   in.snapshots = std::move(snapshots.value());

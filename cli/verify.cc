@@ -7,7 +7,7 @@
 
 #include "annal/engine/engine.h"
 #include "annal/journal/inspect.h"
-#include "annal/projections/snapshot_store.h"
+#include "annal/snapshots/snapshot_store.h"
 #include "commands.h"
 #include "output.h"
 
@@ -62,7 +62,7 @@ int run(const std::string& directory, bool payloads) {
   }
   problems = journal.value().problems;
 
-  projections::SnapshotStore store(directory, journal::make_posix_backend(), 1);
+  snapshots::SnapshotStore store(directory, journal::make_posix_backend(), 1);
   auto snapshots = store.inspect(true);
   if (!snapshots.ok()) return fail("verify", snapshots.status());
   for (const auto& snapshot : snapshots.value()) {

@@ -100,11 +100,11 @@ journal::Options journal_options(const Options& options, const std::string& dire
   // power cut may take back: no witness then.
   if (options.journal.durability == journal::Durability::none) return out;
   out.durable_witness = [directory, io = std::move(io)](std::uint64_t last) -> std::optional<journal::DurableWitness> {
-    projections::SnapshotStore store(directory, io, 1);
+    snapshots::SnapshotStore store(directory, io, 1);
     const auto newest = store.newest_intact_after(kEngineStateName, last);
     if (!newest.ok() || !newest.value()) return std::nullopt;
     return journal::DurableWitness{*newest.value(),
-                                   projections::snapshot_file_name(kEngineStateName, *newest.value())};
+                                   snapshots::snapshot_file_name(kEngineStateName, *newest.value())};
   };
   return out;
 }
@@ -127,10 +127,10 @@ Status check_name(std::string_view what, std::string_view name) {
 }
 
 // SnapshotStore::newest, with a log line for each snapshot passed over (damaged, another schema).
-Result<std::optional<projections::SnapshotStore::Loaded>> newest_snapshot(projections::SnapshotStore& store,
+Result<std::optional<snapshots::SnapshotStore::Loaded>> newest_snapshot(snapshots::SnapshotStore& store,
                                                                          std::string_view name, std::uint32_t schema,
                                                                          std::uint64_t max_sequence) {
-  std::vector<projections::SnapshotStore::Skipped> skipped;
+  std::vector<snapshots::SnapshotStore::Skipped> skipped;
   auto newest = store.newest(name, schema, max_sequence, &skipped);
   for (const auto& passed : skipped) {
     std::fprintf(stderr, "annal: snapshot %s passed over: %s\n", passed.file.c_str(), passed.why.to_string().c_str());
@@ -435,7 +435,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<SequencerThread> sequencer_;  // Sequencing::sequencer_thread only
   // The engine's state snapshots: requested by the appender every state_snapshot_every_events,
   // taken under the sequencing lock and written by a thread of their own.
-  projections::SnapshotStore state_store_;
+  snapshots::SnapshotStore state_store_;
   std::thread state_snapshotter_;
   std::mutex state_mutex_;
   std::condition_variable state_wanted_;
@@ -790,7 +790,7 @@ Status EngineImpl::snapshot_state() {
 
 Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Projection> projection,
                                   const ProjectionOptions& options) {
-  if (!projections::valid_projection_name(name) || name.front() == '_') {
+  if (!snapshots::valid_projection_name(name) || name.front() == '_') {
     return Status(ErrorCode::invalid_argument, "projection name \"" + std::string(name) +
                                                    "\": 1 to 64 of A-Z a-z 0-9 _ . not starting with _ (the engine's)");
   }
@@ -822,7 +822,7 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
 Result<std::unique_ptr<ProjectionRunner>> EngineImpl::make_runner(std::string_view name,
                                                                   std::shared_ptr<Projection> projection,
                                                                   const ProjectionOptions& options) {
-  auto store = std::make_unique<projections::SnapshotStore>(directory_, io_, options.snapshots_kept);
+  auto store = std::make_unique<snapshots::SnapshotStore>(directory_, io_, options.snapshots_kept);
   std::uint64_t restored = 0;
   Result<std::optional<std::uint64_t>> resume = std::optional<std::uint64_t>{};
   const Status asked = call_user_code([&] { resume = projection->resume_after(); },
@@ -879,8 +879,8 @@ Result<std::uint64_t> EngineImpl::build_as_of(std::string_view snapshots_of, Pro
                                                    ": the durable log ends at " + std::to_string(durable));
   }
   std::uint64_t restored = 0;
-  if (const std::uint32_t schema = into.schema(); schema != 0 && projections::valid_projection_name(snapshots_of)) {
-    projections::SnapshotStore store(directory_, io_, 1);
+  if (const std::uint32_t schema = into.schema(); schema != 0 && snapshots::valid_projection_name(snapshots_of)) {
+    snapshots::SnapshotStore store(directory_, io_, 1);
     auto newest = newest_snapshot(store, snapshots_of, schema, target);
     if (!newest.ok()) return newest.status();
     if (newest.value() && into.restore(newest.value()->state).ok()) restored = newest.value()->header.sequence;
@@ -960,7 +960,7 @@ Result<std::uint64_t> EngineImpl::sequence_at_time(std::uint64_t unix_ns, std::u
 
 Result<std::uint64_t> EngineImpl::trim_journal() {
   if (Status writable = refuse_if_read_only("trim_journal"); !writable.ok()) return writable;
-  projections::SnapshotStore store(directory_, io_, 1);
+  snapshots::SnapshotStore store(directory_, io_, 1);
   auto every = store.all();
   if (!every.ok()) return every.status();
   // The cut: below the oldest snapshot any recovery may restore (0 while one would replay all).

@@ -19,7 +19,7 @@ constexpr auto kSnapshotDurableWait = std::chrono::seconds(30);
 
 ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection> projection,
                                    const ProjectionOptions& options, std::unique_ptr<Subscription> subscription,
-                                   std::unique_ptr<projections::SnapshotStore> store, std::uint64_t restored_from,
+                                   std::unique_ptr<snapshots::SnapshotStore> store, std::uint64_t restored_from,
                                    journal::Journal& journal, std::size_t ids_remembered)
     : name_(std::move(name)), projection_(std::move(projection)), options_(options),
       subscription_(std::move(subscription)), store_(std::move(store)), restored_from_(restored_from),

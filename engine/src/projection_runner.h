@@ -20,7 +20,7 @@
 #include "annal/engine/projection.h"
 #include "annal/engine/subscription.h"
 #include "annal/journal/journal.h"
-#include "annal/projections/snapshot_store.h"
+#include "annal/snapshots/snapshot_store.h"
 
 namespace annal::engine {
 
@@ -43,7 +43,7 @@ class ProjectionRunner {
   // subscription reads, which a snapshot waits for (write_snapshots). `ids_remembered`: the
   // engine's idempotency window.
   ProjectionRunner(std::string name, std::shared_ptr<Projection> projection, const ProjectionOptions& options,
-                   std::unique_ptr<Subscription> subscription, std::unique_ptr<projections::SnapshotStore> store,
+                   std::unique_ptr<Subscription> subscription, std::unique_ptr<snapshots::SnapshotStore> store,
                    std::uint64_t restored_from, journal::Journal& journal, std::size_t ids_remembered);
   ~ProjectionRunner() { stop(); }
   ProjectionRunner(const ProjectionRunner&) = delete;
@@ -95,7 +95,7 @@ class ProjectionRunner {
   const std::shared_ptr<Projection> projection_;
   const ProjectionOptions options_;
   const std::unique_ptr<Subscription> subscription_;  // the runner thread's only
-  const std::unique_ptr<projections::SnapshotStore> store_;
+  const std::unique_ptr<snapshots::SnapshotStore> store_;
   const std::uint64_t restored_from_;
   journal::Journal& journal_;
   const std::size_t ids_remembered_;

@@ -55,7 +55,7 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
-#include "annal/projections/snapshot_format.h"
+#include "annal/snapshots/snapshot_format.h"
 #include "counter_projection.h"
 #include "kill_timing.h"
 #include "watchdog.h"
@@ -744,7 +744,7 @@ void check_log(Engine& engine, const Model& model, const Sequences& sequences, R
 std::uint64_t newest_snapshot_file(const std::string& dir, std::string_view name) {
   std::uint64_t newest = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    const auto sequence = projections::parse_snapshot_file_name(entry.path().filename().string(), name);
+    const auto sequence = snapshots::parse_snapshot_file_name(entry.path().filename().string(), name);
     newest = std::max(newest, sequence.value_or(0));
   }
   return newest;

@@ -11,8 +11,8 @@
 #include "annal/engine/engine.h"
 #include "engine_fixture.h"
 #include "eventually.h"
-#include "annal/projections/snapshot_format.h"
-#include "annal/projections/snapshot_store.h"
+#include "annal/snapshots/snapshot_format.h"
+#include "annal/snapshots/snapshot_store.h"
 #include "fault_backend.h"
 
 namespace annal::engine::test {
@@ -140,7 +140,7 @@ TEST(EngineFaults, APowerCutUnderDurabilityNoneReopensWithoutALossVerdict) {
         last = receipt.value().last_sequence;
       }
       const auto snapshots = [&] {
-        projections::SnapshotStore store(kDir, io, 1);
+        snapshots::SnapshotStore store(kDir, io, 1);
         const auto all = store.sequences("_engine");
         return all.ok() && !all.value().empty() ? all.value().back() : 0;
       };
@@ -240,7 +240,7 @@ TEST(EngineFaults, OpenStartsFromTheNewestStateSnapshotAndRebuildsTheSameState) 
       std::uint64_t newest = 0;
       const auto files = io->list(kDir);
       for (const auto& file : files.value()) {
-        if (const auto at = projections::parse_snapshot_file_name(file, "_engine")) newest = std::max(newest, *at);
+        if (const auto at = snapshots::parse_snapshot_file_name(file, "_engine")) newest = std::max(newest, *at);
       }
       return newest;
     };
@@ -283,7 +283,7 @@ TEST(EngineFaults, OpenStartsFromTheNewestStateSnapshotAndRebuildsTheSameState) 
 
   // A snapshot whose checksums hold but whose state does not decode (one byte short: found only
   // after every name and stream went in): open() reads the whole journal into fresh objects.
-  projections::SnapshotStore store(kDir, io, 3);
+  snapshots::SnapshotStore store(kDir, io, 3);
   auto newest = store.newest("_engine", 1, UINT64_MAX);
   ASSERT_TRUE(newest.ok() && newest.value().has_value());
   const std::uint64_t at = newest.value()->header.sequence;

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "annal/base/wall_clock.h"
-#include "annal/projections/snapshot_format.h"
-#include "annal/projections/snapshot_store.h"
+#include "annal/snapshots/snapshot_format.h"
+#include "annal/snapshots/snapshot_store.h"
 #include "counter_projection.h"
 #include "engine_fixture.h"
 #include "fault_backend.h"
@@ -132,7 +132,7 @@ TEST_F(ProjectionTest, ANewSchemaOrADamagedSnapshotFallsBackWithoutLosingAnEvent
   std::vector<std::string> snapshots;
   for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
     const std::string file = entry.path().filename().string();
-    if (projections::parse_snapshot_file_name(file, "counter")) snapshots.push_back(file);
+    if (snapshots::parse_snapshot_file_name(file, "counter")) snapshots.push_back(file);
   }
   std::sort(snapshots.begin(), snapshots.end());
   ASSERT_GE(snapshots.size(), 2u);
@@ -144,7 +144,7 @@ TEST_F(ProjectionTest, ANewSchemaOrADamagedSnapshotFallsBackWithoutLosingAnEvent
   open();
   ASSERT_TRUE(engine_->add_projection("counter", std::make_shared<Counter>(), options).ok());
   const auto older = engine_->projection_status("counter").value();
-  EXPECT_EQ(older.restored_from, *projections::parse_snapshot_file_name(snapshots[snapshots.size() - 2], "counter"));
+  EXPECT_EQ(older.restored_from, *snapshots::parse_snapshot_file_name(snapshots[snapshots.size() - 2], "counter"));
   const auto restored = query<Counter>(*engine_, "counter", last.last_sequence, [](const Counter& c) { return c; }, 30s);
   ASSERT_TRUE(restored.ok());
   EXPECT_EQ(restored.value().total, 450u);
@@ -173,7 +173,7 @@ std::vector<std::string> snapshot_files(const std::string& directory, std::strin
   std::vector<std::string> out;
   for (const auto& entry : std::filesystem::directory_iterator(directory)) {
     const std::string file = entry.path().filename().string();
-    if (projections::parse_snapshot_file_name(file, name)) out.push_back(file);
+    if (snapshots::parse_snapshot_file_name(file, name)) out.push_back(file);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -354,7 +354,7 @@ TEST(ProjectionFaults, AnEagerProjectionIsRebuiltToTheDurablePointAfterACrash) {
       (void)annal::test::eventually([&] {
         const auto files = io->list("/eager");
         for (const auto& file : files.value()) {
-          if (const auto at = projections::parse_snapshot_file_name(file, "counter")) snapshot_ahead = std::max(snapshot_ahead, *at);
+          if (const auto at = snapshots::parse_snapshot_file_name(file, "counter")) snapshot_ahead = std::max(snapshot_ahead, *at);
         }
         return snapshot_ahead >= 100;
       });
@@ -371,7 +371,7 @@ TEST(ProjectionFaults, AnEagerProjectionIsRebuiltToTheDurablePointAfterACrash) {
   ASSERT_TRUE(engine) << "every power cut kept every write: nothing was discarded";
   const auto files = io->list("/eager");
   for (const auto& file : files.value()) {
-    const auto parsed = projections::parse_snapshot_file_name(file);
+    const auto parsed = snapshots::parse_snapshot_file_name(file);
     if (parsed) {
       EXPECT_LE(parsed->sequence, recovered) << file << " should have been discarded";
     }
@@ -397,13 +397,13 @@ TEST(ProjectionFaults, AnEagerProjectionIsRebuiltToTheDurablePointAfterACrash) {
 TEST_F(ProjectionTest, SnapshotsPastTheRecoveredLogAreDiscardedAtOpen) {
   const Receipt first = append_many(10);
   ASSERT_TRUE(engine_->close().ok());
-  projections::SnapshotStore store(dir_.path(), journal::make_posix_backend(), 3);
+  snapshots::SnapshotStore store(dir_.path(), journal::make_posix_backend(), 3);
   const Counter bogus;
   ASSERT_TRUE(store.write("counter", 1, first.last_sequence + 100, bogus.snapshot()).ok());
   ASSERT_TRUE(store.write("counter", 1, first.last_sequence, bogus.snapshot()).ok());
   open();
   EXPECT_EQ(snapshot_files(dir_.path(), "counter"),
-            std::vector<std::string>{projections::snapshot_file_name("counter", first.last_sequence)});
+            std::vector<std::string>{snapshots::snapshot_file_name("counter", first.last_sequence)});
 }
 
 // A projection that falls behind leaves the ring, so appends go on, and catches up from the
@@ -598,7 +598,7 @@ TEST_F(ProjectionTest, RetentionRemovesOnlyWhatNoRecoveryNeeds) {
   EXPECT_LT(segment_count(dir_.path()), segments);
   const auto oldest_counter = snapshot_files(dir_.path(), "counter");
   ASSERT_FALSE(oldest_counter.empty());
-  EXPECT_LE(cut.value(), *projections::parse_snapshot_file_name(oldest_counter.front(), "counter") + 1);
+  EXPECT_LE(cut.value(), *snapshots::parse_snapshot_file_name(oldest_counter.front(), "counter") + 1);
   const auto more_payload = std::string(10, 'y');
   const Receipt after = append_text("s1", more_payload);
   ASSERT_TRUE(engine_->close().ok());

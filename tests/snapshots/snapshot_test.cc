@@ -1,4 +1,4 @@
-#include "annal/projections/snapshot_store.h"
+#include "annal/snapshots/snapshot_store.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 
 #include "fault_backend.h"
 
-namespace annal::projections {
+namespace annal::snapshots {
 namespace {
 
 using journal::FaultBackend;
@@ -180,4 +180,4 @@ TEST(SnapshotStore, AFailedWriteLeavesTheSnapshotsThatWereThere) {
 }
 
 }  // namespace
-}  // namespace annal::projections
+}  // namespace annal::snapshots

@@ -1,4 +1,4 @@
-#include "annal/projections/snapshot_format.h"
+#include "annal/snapshots/snapshot_format.h"
 
 #include <charconv>
 #include <cstring>
@@ -6,7 +6,7 @@
 #include "annal/base/little_endian.h"
 #include "annal/journal/crc32c.h"
 
-namespace annal::projections {
+namespace annal::snapshots {
 namespace {
 
 constexpr std::string_view kPrefix = "snapshot-";
@@ -101,4 +101,4 @@ Result<SnapshotHeader> decode_snapshot_header(std::span<const std::byte> in, std
   return header;
 }
 
-}  // namespace annal::projections
+}  // namespace annal::snapshots

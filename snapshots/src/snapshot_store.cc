@@ -1,11 +1,11 @@
-#include "annal/projections/snapshot_store.h"
+#include "annal/snapshots/snapshot_store.h"
 
 #include <algorithm>
 
 #include "annal/base/wall_clock.h"
 #include "annal/journal/crc32c.h"
 
-namespace annal::projections {
+namespace annal::snapshots {
 SnapshotStore::SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep)
     : directory_(std::move(directory)), io_(std::move(io)), keep_(keep) {
   ANNAL_ASSERT(io_ != nullptr && keep_ >= 1);
@@ -190,4 +190,4 @@ Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::ui
   return out;
 }
 
-}  // namespace annal::projections
+}  // namespace annal::snapshots

@@ -32,7 +32,7 @@
 
 #include "annal/base/status.h"
 
-namespace annal::projections {
+namespace annal::snapshots {
 
 inline constexpr char kSnapshotMagic[8] = {'A', 'N', 'N', 'A', 'L', 'S', 'N', 'P'};
 inline constexpr std::uint32_t kSnapshotFormatVersion = 1;
@@ -74,4 +74,4 @@ struct SnapshotFileName {
 [[nodiscard]] Result<SnapshotHeader> decode_snapshot_header(std::span<const std::byte> in, std::string_view where,
                                                             std::size_t& header_bytes);
 
-}  // namespace annal::projections
+}  // namespace annal::snapshots

@@ -23,9 +23,9 @@
 
 #include "annal/base/status.h"
 #include "annal/journal/io_backend.h"
-#include "annal/projections/snapshot_format.h"
+#include "annal/snapshots/snapshot_format.h"
 
-namespace annal::projections {
+namespace annal::snapshots {
 
 class SnapshotStore {
  public:
@@ -94,4 +94,4 @@ class SnapshotStore {
   const std::size_t keep_;
 };
 
-}  // namespace annal::projections
+}  // namespace annal::snapshots
