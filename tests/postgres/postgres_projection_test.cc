@@ -111,7 +111,9 @@ TEST_F(PostgresProjectionTest, EachEventIsAppliedOnceAcrossRestartsOfTheEngine) 
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   ASSERT_TRUE(engine_->close().ok());
 
-  // Reopened: it resumes from the checkpoint PostgreSQL holds, replaying nothing it has.
+  // Reopened: it resumes from the checkpoint PostgreSQL holds, replaying nothing it has. (The old
+  // object goes first: it holds the projection's lock while it lives.)
+  projection.reset();
   projection = open_with_tallies(cluster_.conninfo());
   ASSERT_FALSE(HasFailure());
   EXPECT_GT(engine_->projection_status("tallies").value().restored_from, 0u);
@@ -165,9 +167,32 @@ TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCa
   ASSERT_TRUE(engine_->close().ok());  // returns: the retry stops when told
   engine_.reset();
   cluster_.start();
+  projection.reset();
   projection = open_with_tallies(cluster_.conninfo());
   ASSERT_FALSE(HasFailure());
   wait_committed(*projection, append_counted(10));
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// One writer per projection: a second keeper of the same projection (another process, another
+// store) is refused while the first holds its lock, so two never interleave their batches.
+TEST_F(PostgresProjectionTest, ASecondKeeperOfTheSameProjectionIsRefused) {
+  annal::test::Watchdog watchdog("postgres one writer");
+  auto projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
+  wait_committed(*projection, append_counted(10));
+  annal::test::TempDirectory other_dir;
+  auto other = Engine::open(other_dir.path(), {});
+  ASSERT_TRUE(other.ok());
+  PostgresOptions options;
+  options.conninfo = cluster_.conninfo();
+  options.lock_wait = std::chrono::milliseconds(100);
+  auto second = std::make_shared<PostgresProjection>("tallies", options);
+  const Status refused = other.value()->add_projection("tallies", second, {});
+  EXPECT_EQ(refused.code(), ErrorCode::io_error);
+  EXPECT_NE(refused.message().find("is locked by another session"), std::string::npos) << refused.to_string();
+  EXPECT_TRUE(other.value()->close().ok());
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   ASSERT_TRUE(engine_->close().ok());
 }

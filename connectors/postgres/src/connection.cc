@@ -17,6 +17,9 @@ std::string where_of(PGconn* connection) {
 // (serialization failure, deadlock), 53 insufficient resources, 57 operator intervention (shutdown,
 // cannot connect now), 58 system error (an I/O error in the server).
 bool retryable(std::string_view state) {
+  if (state == "08P01") return false;  // protocol violation: a statement's parameters do not fit it
+  // Lock timeout, and a read-only transaction (connected to a standby after a failover).
+  if (state == "55P03" || state == "25006") return true;
   for (const std::string_view kind : {"08", "40", "53", "57", "58"}) {
     if (state.starts_with(kind)) return true;
   }
@@ -33,7 +36,21 @@ std::string message_of(const char* text) {
 }  // namespace
 
 Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo) {
-  PGconn* connection = PQconnectdb(conninfo.c_str());
+  // libpq quotes a malformed string back in its error, password and all.
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &parse_error);
+  if (parsed == nullptr) {
+    PQfreemem(parse_error);
+    return Status(ErrorCode::invalid_argument,
+                  "PostgreSQL: the connection string is malformed (not shown: it may hold a password); libpq's forms are "
+                  "host=... dbname=... or postgresql://...");
+  }
+  PQconninfoFree(parsed);
+  // Defaults first: the string's own settings, expanded from "dbname", come after and win.
+  const char* keywords[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                            "dbname", nullptr};
+  const char* values[] = {"10", "1", "10", "5", "3", conninfo.c_str(), nullptr};
+  PGconn* connection = PQconnectdbParams(keywords, values, 1);
   if (connection == nullptr) return Status(ErrorCode::io_error, "PostgreSQL: libpq could not allocate a connection");
   if (PQstatus(connection) != CONNECTION_OK) {
     Status failed(ErrorCode::io_error, where_of(connection) + ": " + message_of(PQerrorMessage(connection)));
@@ -43,10 +60,18 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo
   // Server notices ("terminating connection due to immediate shutdown") are not the embedding
   // program's to see on its stderr: what matters reaches the caller as an error.
   PQsetNoticeProcessor(connection, [](void*, const char*) {}, nullptr);
-  return std::unique_ptr<Connection>(new Connection(connection));
+  return std::unique_ptr<Connection>(new Connection(connection, PQgetCancel(connection)));
 }
 
-Connection::~Connection() { PQfinish(connection_); }
+Connection::~Connection() {
+  if (canceller_ != nullptr) PQfreeCancel(canceller_);
+  PQfinish(connection_);
+}
+
+void Connection::cancel() {
+  char error[256];
+  if (canceller_ != nullptr) (void)PQcancel(canceller_, error, sizeof(error));
+}
 
 bool Connection::broken() const { return unusable_ || PQstatus(connection_) != CONNECTION_OK; }
 
@@ -85,6 +110,7 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
   // Answers outstanding at most: bounds what the server and this side buffer, since a blocking
   // connection that only sent would stall once both sockets' buffers are full.
   constexpr std::size_t kWindow = 256;
+  constexpr std::size_t kPreparedMax = 256;
   failed = queries.size();
   retry = true;
   if (PQenterPipelineMode(connection_) != 1) return error_of(nullptr, retry);
@@ -124,16 +150,20 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
     values.clear();
     for (const auto& parameter : *query.parameters) values.push_back(parameter ? parameter->c_str() : nullptr);
     const int count = static_cast<int>(values.size());
-    // Each statement is parsed and planned once per connection: the batch only executes it.
-    const auto [prepared, added] = prepared_.try_emplace(*query.sql, "annal_" + std::to_string(prepared_.size()));
-    if (added && (PQsendPrepare(connection_, prepared->second.c_str(), query.sql->c_str(), count, nullptr) != 1 || !sent_one(i))) {
-      lost = true;
-      break;
+    // Each statement is parsed and planned once per connection: the batch only executes it. Up to
+    // a bound: SQL with values written into it would otherwise grow both sides without end.
+    auto prepared = prepared_.find(*query.sql);
+    if (prepared == prepared_.end() && prepared_.size() < kPreparedMax) {
+      prepared = prepared_.emplace(*query.sql, "annal_" + std::to_string(prepared_.size())).first;
+      if (PQsendPrepare(connection_, prepared->second.c_str(), query.sql->c_str(), count, nullptr) != 1 || !sent_one(i)) {
+        lost = true;
+        break;
+      }
     }
-    if (PQsendQueryPrepared(connection_, prepared->second.c_str(), count, values.data(), nullptr, nullptr, 0) != 1 ||
-        !sent_one(i)) {
-      lost = true;
-    }
+    const int queued = prepared != prepared_.end()
+                           ? PQsendQueryPrepared(connection_, prepared->second.c_str(), count, values.data(), nullptr, nullptr, 0)
+                           : PQsendQueryParams(connection_, query.sql->c_str(), count, nullptr, values.data(), nullptr, nullptr, 0);
+    if (queued != 1 || !sent_one(i)) lost = true;
   }
   if (!lost && PQpipelineSync(connection_) == 1) {
     receive(sent);

@@ -19,7 +19,8 @@ namespace annal::postgres {
 class Connection {
  public:
   // Connects; the error names the server (host, port, database), never the connection string,
-  // which may hold a password.
+  // which may hold a password. Timeouts the string does not set have defaults (connecting 10 s,
+  // TCP keepalives), so that a host gone silent is noticed.
   static Result<std::unique_ptr<Connection>> open(const std::string& conninfo);
   ~Connection();
   Connection(const Connection&) = delete;
@@ -51,12 +52,16 @@ class Connection {
   [[nodiscard]] bool broken() const;
   // "PostgreSQL at HOST:PORT, database DB", for messages.
   [[nodiscard]] std::string where() const;
+  // Asks the server to cancel what this connection is running (it then fails with SQLSTATE
+  // 57014). Any thread, while the connection exists.
+  void cancel();
 
  private:
-  explicit Connection(PGconn* connection) : connection_(connection) {}
+  Connection(PGconn* connection, PGcancel* canceller) : connection_(connection), canceller_(canceller) {}
   // The error `result` (or the connection, for nullptr) reports, and whether a retry can fix it.
   Status error_of(const PGresult* result, bool& retry) const;
   PGconn* connection_;
+  PGcancel* canceller_;    // PQcancel's handle: usable from another thread
   bool unusable_ = false;  // a pipelined batch failed: open a new connection
   std::unordered_map<std::string, std::string> prepared_;  // statement -> its prepared name here
 };

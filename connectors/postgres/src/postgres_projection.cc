@@ -12,6 +12,8 @@ namespace {
 constexpr const char* kCheckpointTable =
     "CREATE TABLE IF NOT EXISTS annal_checkpoints (projection text PRIMARY KEY, sequence bigint NOT NULL)";
 constexpr const char* kReadCheckpoint = "SELECT sequence FROM annal_checkpoints WHERE projection = $1";
+// One writer per projection: a session-level advisory lock, released when the session ends.
+constexpr const char* kLock = "SELECT pg_try_advisory_lock(hashtext('annal_checkpoints'), hashtext($1))";
 constexpr const char* kWriteCheckpoint =
     "INSERT INTO annal_checkpoints (projection, sequence) VALUES ($1, $2) "
     "ON CONFLICT (projection) DO UPDATE SET sequence = EXCLUDED.sequence";
@@ -60,17 +62,57 @@ bool PostgresProjection::wait_for(std::uint64_t sequence, std::chrono::steady_cl
 
 Status PostgresProjection::connect() {
   if (connection_ && !connection_->broken()) return {};
-  connection_.reset();
+  disconnect();
   auto opened = Connection::open(options_.conninfo);
   if (!opened.ok()) return opened.status();
+  bool retry = false;
+  const auto locked = opened.value()->value(kLock, {name_}, retry);
+  if (!locked.ok()) return locked.status();
+  if (locked.value() != std::optional<std::string>("t")) {
+    return Status(ErrorCode::io_error, opened.value()->where() + ": projection " + name_ +
+                                           " is locked by another session: one whose process died (PostgreSQL ends it "
+                                           "shortly), a second process keeping the same projection, or an earlier "
+                                           "PostgresProjection of that name still alive in this one");
+  }
   connection_ = std::move(opened).value();
+  std::lock_guard lock(mutex_);
+  cancellable_ = connection_.get();
   return {};
 }
 
+void PostgresProjection::disconnect() {
+  {
+    std::lock_guard lock(mutex_);
+    cancellable_ = nullptr;
+  }
+  connection_.reset();
+}
+
 Result<std::optional<std::uint64_t>> PostgresProjection::resume_after() {
-  if (Status connected = connect(); !connected.ok()) return connected;
+  // The object may be added again after an engine closed: nothing of that run carries over.
+  disconnect();
+  pending_.clear();
+  pending_events_ = 0;
+  outcome_unknown_ = false;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+    last_error_ = Status();
+  }
+  const auto fail = [&](const Status& status) {
+    disconnect();  // a failed transaction may be left open on it
+    return Status(status.code(), "projection " + name_ + ": " + status.message());
+  };
+  // A process that died may still have a session holding the lock: PostgreSQL ends it soon.
+  const auto give_up = std::chrono::steady_clock::now() + options_.lock_wait;
+  std::chrono::milliseconds delay = options_.retry_first;
+  for (Status connected = connect(); !connected.ok(); connected = connect()) {
+    if (std::chrono::steady_clock::now() >= give_up || connected.message().find("is locked by") == std::string::npos) {
+      return fail(connected);
+    }
+    if (!back_off(delay)) return fail(connected);
+  }
   bool retry = false;
-  const auto fail = [&](const Status& status) { return Status(status.code(), "projection " + name_ + ": " + status.message()); };
   if (Status begun = connection_->run("BEGIN", retry); !begun.ok()) return fail(begun);
   for (const std::string& statement : options_.schema) {
     if (Status made = connection_->run(statement, retry); !made.ok()) return fail(made);
@@ -103,6 +145,8 @@ void PostgresProjection::end_of_batch(std::uint64_t applied) { commit(applied); 
 void PostgresProjection::stop_requested() {
   std::lock_guard lock(mutex_);
   stopping_ = true;
+  // A statement that hangs (a lock it waits for, a server gone silent) must not hold the close.
+  if (cancellable_ != nullptr) cancellable_->cancel();
   changed_.notify_all();
 }
 
@@ -131,12 +175,13 @@ void PostgresProjection::commit(std::uint64_t sequence) {
 
 Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
   retry = true;
-  const bool reconnecting = !connection_ || connection_->broken();
   if (Status connected = connect(); !connected.ok()) return connected;
-  if (reconnecting) {
-    // The last try may have committed before its connection broke: the checkpoint says.
+  if (outcome_unknown_) {
+    // The last try may have committed before its answer was lost: the checkpoint says, read on a
+    // connection holding the lock, so no session of that try is still running.
     const auto stored = connection_->value(kReadCheckpoint, {name_}, retry);
     if (!stored.ok()) return stored.status();
+    outcome_unknown_ = false;
     if (stored.value() && std::stoull(*stored.value()) >= sequence) return {};
   }
   // One transaction, pipelined: BEGIN, the events' statements, the checkpoint, COMMIT.
@@ -154,10 +199,7 @@ Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
   std::size_t failed = 0;
   const Status ran = connection_->run_pipelined(queries, failed, retry);
   if (ran.ok()) return {};
-  if (!connection_->broken()) {
-    bool ignored = false;
-    (void)connection_->run("ROLLBACK", ignored);  // the failed transaction is still open
-  }
+  outcome_unknown_ = true;  // and the connection is not used again (run_pipelined)
   if (retry || failed == 0 || failed > pending_.size()) return ran;
   const Pending& poison = pending_[failed - 1];
   return Status(ran.code(), "PostgreSQL refused the statement for event " + std::to_string(poison.sequence) + " (" +

@@ -17,7 +17,9 @@
 // annal_checkpoints. At start (Projection::resume_after) the checkpoint is read back from
 // PostgreSQL and the engine replays the log from the next event, so a crash before a commit
 // replays that batch and a crash after it does not. A commit whose outcome the connection lost is
-// settled by reading the checkpoint again.
+// settled by reading the checkpoint again, on a new connection that first takes the projection's
+// advisory lock: a session still running an earlier batch (its client died or lost it) holds that
+// lock until it ends, so the checkpoint read is never older than a transaction still in flight.
 //
 // PostgreSQL down or restarting: the commit is retried with backoff (last_error() says why) while
 // the engine goes on appending; the projection falls behind, leaves the ring and catches up from the
@@ -72,6 +74,9 @@ struct PostgresOptions {
   std::size_t batch_events_max = 1000;  // events one transaction commits at most
   std::chrono::milliseconds retry_first{100};  // the backoff while PostgreSQL cannot be reached
   std::chrono::milliseconds retry_max{5'000};
+  // How long add_projection waits for the projection's lock, held by the session of a process that
+  // died until PostgreSQL notices (or by a second process keeping the same projection: an error).
+  std::chrono::milliseconds lock_wait{30'000};
 };
 
 // A PostgreSQL projection's checkpoint row: the last sequence its tables hold.
@@ -88,7 +93,8 @@ class PostgresProjection final : public engine::Projection {
   using Handler = std::function<void(const engine::EventView& event, Statements& out)>;
 
   // `name` keys its checkpoint row: give add_projection the same one, and never reuse it for
-  // other tables.
+  // other tables. The object holds its connection, and with it the projection's lock, until it is
+  // destroyed or added to an engine again: let it go with the engine it was added to.
   PostgresProjection(std::string name, PostgresOptions options);
   ~PostgresProjection() override;
 
@@ -121,8 +127,10 @@ class PostgresProjection final : public engine::Projection {
   void commit(std::uint64_t sequence);
   // One try: ok, or the error and whether retrying can fix it.
   Status try_commit(std::uint64_t sequence, bool& retry);
-  // Connects if there is no usable connection.
+  // Connects if there is no usable connection, and takes the projection's advisory lock.
   Status connect();
+  // Closes the connection (stop_requested() can no longer cancel on it).
+  void disconnect();
   // Sleeps the backoff, unless stop_requested() comes first; false then.
   bool back_off(std::chrono::milliseconds& delay);
 
@@ -130,6 +138,7 @@ class PostgresProjection final : public engine::Projection {
   const PostgresOptions options_;
   std::map<std::string, Handler, std::less<>> handlers_;
   std::unique_ptr<Connection> connection_;  // the projection thread's
+  bool outcome_unknown_ = false;            // a batch failed: did its COMMIT take effect? Read the checkpoint
   std::vector<Pending> pending_;            // the projection thread's: applied, not yet committed
   std::size_t pending_events_ = 0;
   std::uint64_t committed_ = 0;             // the projection thread's copy of the checkpoint
@@ -137,6 +146,7 @@ class PostgresProjection final : public engine::Projection {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;  // the checkpoint moved, or stopping
   bool stopping_ = false;                 // under mutex_
+  Connection* cancellable_ = nullptr;     // under mutex_: connection_, for stop_requested() to cancel
   Status last_error_;                     // under mutex_
   std::uint64_t checkpoint_ = 0;          // under mutex_
 };
