@@ -13,6 +13,8 @@
 #include <benchmark/benchmark.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -157,11 +159,94 @@ void postgres_apply_transaction_per_1000(benchmark::State& state) {
   state.SetLabel("one round trip per INSERT, a commit per 1,000 (batching alone)");
 }
 
+// Live traffic: 8 threads append one event each and wait until it is durable, then the next
+// (engine_append_8w's shape; blocking waits), while the connector follows into PostgreSQL. Its lag
+// (durable sequence minus checkpoint) is sampled every 20 ms: kept up means the lag of the second
+// half is no larger than that of the first. The same appends with no projection, in the same run,
+// are the rate to keep up with.
+void postgres_follow_8w(benchmark::State& state, bool follow) {
+  constexpr int kWriters = 8;
+  constexpr int kPerWriter = 5'000;
+  for (auto _ : state) {
+    annal::test::TempDirectory dir;
+    auto opened = Engine::open(dir.path(), {});
+    if (!opened.ok()) throw std::runtime_error(opened.status().to_string());
+    Engine& engine = *opened.value();
+    const Database database(next_database++);
+    auto projection = std::make_shared<PostgresProjection>(
+        "tallies", annal::postgres::PostgresOptions{.conninfo = database.conninfo(), .schema = {kTable}});
+    projection->on("Counted", [](const EventView& event, Statements& out) {
+      out.add(kCount, {std::string(event.header.stream_name)});
+    });
+    if (follow && !engine.add_projection("tallies", projection, {}).ok()) throw std::runtime_error("add_projection");
+    std::atomic<int> writing{kWriters};
+    std::vector<std::uint64_t> lags;
+    std::thread sampler([&] {
+      while (follow && writing.load(std::memory_order_acquire) > 0) {
+        const std::uint64_t durable = engine.durable_sequence();
+        const std::uint64_t checkpoint = projection->checkpoint();
+        lags.push_back(durable > checkpoint ? durable - checkpoint : 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    const std::vector<std::byte> payload(256, std::byte{7});
+    const auto started = std::chrono::steady_clock::now();
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&, w] {
+        for (int i = 0; i < kPerWriter; ++i) {
+          const EventData event{.type = "Counted", .payload = payload};
+          const auto receipt = engine.append("s" + std::to_string((i * kWriters + w) % kStreams), ExpectedVersion::any(), {&event, 1});
+          if (!receipt.ok() || !engine.wait_durable(receipt.value(), Engine::Clock::now() + std::chrono::minutes(1)).ok()) {
+            std::abort();
+          }
+        }
+        writing.fetch_sub(1, std::memory_order_acq_rel);
+      });
+    }
+    for (std::thread& writer : writers) writer.join();
+    const auto appended = std::chrono::steady_clock::now();
+    sampler.join();
+    const std::uint64_t end = engine.last_sequence();
+    if (follow && !projection->wait_for(end, Engine::Clock::now() + std::chrono::minutes(1))) {
+      throw std::runtime_error("never caught up");
+    }
+    const auto caught_up = std::chrono::steady_clock::now();
+    state.SetIterationTime(std::chrono::duration<double>(appended - started).count());
+    if (!follow) {
+      if (!engine.close().ok()) throw std::runtime_error("close");
+      continue;
+    }
+    const auto half = lags.begin() + static_cast<std::ptrdiff_t>(lags.size() / 2);
+    state.counters["lag_max_first_half"] = static_cast<double>(lags.empty() ? 0 : *std::max_element(lags.begin(), half));
+    state.counters["lag_max_second_half"] = static_cast<double>(half == lags.end() ? 0 : *std::max_element(half, lags.end()));
+    std::sort(lags.begin(), lags.end());
+    state.counters["lag_p50"] = static_cast<double>(lags.empty() ? 0 : lags[lags.size() / 2]);
+    state.counters["catch_up_ms"] = std::chrono::duration<double, std::milli>(caught_up - appended).count();
+    if (!engine.close().ok()) throw std::runtime_error("close");
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kWriters * kPerWriter);
+  state.SetLabel(follow ? "8 writers, blocking waits for durability; lag in events, sampled every 20 ms"
+                        : "the same appends, no projection");
+}
+
 BENCHMARK(postgres_apply_annal)->Name("postgres_apply/annal")->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 BENCHMARK(postgres_apply_insert_commit_per_event)
     ->Name("postgres_apply/insert_commit_per_event")
     ->UseManualTime()
     ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(postgres_follow_8w, with, true)
+    ->Name("postgres_follow/engine_append_8w")
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Repetitions(3)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(postgres_follow_8w, without, false)
+    ->Name("postgres_follow/engine_append_8w_no_projection")
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Repetitions(3)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(postgres_apply_transaction_per_1000)
     ->Name("postgres_apply/transaction_per_1000")
