@@ -175,6 +175,26 @@ TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCa
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The forms users give: key=value, a URI, and nothing but the PG* variables. A malformed string is
+// refused without being quoted back (it may hold a password).
+TEST_F(PostgresProjectionTest, ConnectsWithLibpqsFormsAndThePgVariables) {
+  const std::string socket = cluster_.socket_directory();
+  EXPECT_TRUE(read_checkpoints(cluster_.conninfo()).ok());
+  const auto uri = read_checkpoints("postgresql:///postgres?host=" + socket + "&user=annal");
+  EXPECT_TRUE(uri.ok()) << uri.status().to_string();
+  ::setenv("PGHOST", socket.c_str(), 1);
+  ::setenv("PGUSER", "annal", 1);
+  ::setenv("PGDATABASE", "postgres", 1);
+  const auto environment = read_checkpoints("");
+  ::unsetenv("PGHOST");
+  ::unsetenv("PGUSER");
+  ::unsetenv("PGDATABASE");
+  EXPECT_TRUE(environment.ok()) << environment.status().to_string();
+  const auto malformed = read_checkpoints("host=" + socket + " password='never-shown");
+  EXPECT_EQ(malformed.code(), ErrorCode::invalid_argument);
+  EXPECT_EQ(malformed.status().message().find("never-shown"), std::string::npos) << malformed.status().to_string();
+}
+
 // One writer per projection: a second keeper of the same projection (another process, another
 // store) is refused while the first holds its lock, so two never interleave their batches.
 TEST_F(PostgresProjectionTest, ASecondKeeperOfTheSameProjectionIsRefused) {

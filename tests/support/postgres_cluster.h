@@ -51,6 +51,8 @@ class PostgresCluster {
   }
   // Stops it as a crash would: no checkpoint, the next start recovers from the WAL.
   void crash() { must(as_owner_ + bindir_ + "/pg_ctl stop --pgdata=" + data() + " --mode=immediate --wait"); }
+  // The directory of the server's Unix socket (libpq's host).
+  [[nodiscard]] const std::string& socket_directory() const { return dir_; }
   // libpq's connection string for one of the cluster's databases.
   [[nodiscard]] std::string conninfo(const std::string& database = "postgres") const {
     return "host=" + dir_ + " dbname=" + database + " user=annal";
