@@ -210,7 +210,7 @@ TEST_F(PostgresProjectionTest, ASecondKeeperOfTheSameProjectionIsRefused) {
   options.lock_wait = std::chrono::milliseconds(100);
   auto second = std::make_shared<PostgresProjection>("tallies", options);
   const Status refused = other.value()->add_projection("tallies", second, {});
-  EXPECT_EQ(refused.code(), ErrorCode::io_error);
+  EXPECT_EQ(refused.code(), ErrorCode::locked);
   EXPECT_NE(refused.message().find("is locked by another session"), std::string::npos) << refused.to_string();
   EXPECT_TRUE(other.value()->close().ok());
   EXPECT_EQ(table(cluster_.conninfo()), expected_);

@@ -36,20 +36,25 @@ std::string message_of(const char* text) {
 }  // namespace
 
 Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo) {
-  // libpq quotes a malformed string back in its error, password and all.
+  // libpq quotes a malformed string back in its error, password and all. (A bare word is a
+  // database name, which libpq takes as it is.)
+  const bool looks_like_conninfo = conninfo.find('=') != std::string::npos || conninfo.starts_with("postgres://") ||
+                                   conninfo.starts_with("postgresql://");
   char* parse_error = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &parse_error);
-  if (parsed == nullptr) {
+  PQconninfoOption* parsed = looks_like_conninfo ? PQconninfoParse(conninfo.c_str(), &parse_error) : nullptr;
+  if (looks_like_conninfo && parsed == nullptr) {
     PQfreemem(parse_error);
     return Status(ErrorCode::invalid_argument,
                   "PostgreSQL: the connection string is malformed (not shown: it may hold a password); libpq's forms are "
                   "host=... dbname=... or postgresql://...");
   }
-  PQconninfoFree(parsed);
+  if (parsed != nullptr) PQconninfoFree(parsed);
   // Defaults first: the string's own settings, expanded from "dbname", come after and win.
+  // tcp_user_timeout: data sent and not acknowledged (a host gone silent mid-statement), which
+  // keepalives do not cover.
   const char* keywords[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                            "dbname", nullptr};
-  const char* values[] = {"10", "1", "10", "5", "3", conninfo.c_str(), nullptr};
+                            "tcp_user_timeout", "dbname", nullptr};
+  const char* values[] = {"10", "1", "10", "5", "3", "30000", conninfo.c_str(), nullptr};
   PGconn* connection = PQconnectdbParams(keywords, values, 1);
   if (connection == nullptr) return Status(ErrorCode::io_error, "PostgreSQL: libpq could not allocate a connection");
   if (PQstatus(connection) != CONNECTION_OK) {
@@ -60,18 +65,10 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo
   // Server notices ("terminating connection due to immediate shutdown") are not the embedding
   // program's to see on its stderr: what matters reaches the caller as an error.
   PQsetNoticeProcessor(connection, [](void*, const char*) {}, nullptr);
-  return std::unique_ptr<Connection>(new Connection(connection, PQgetCancel(connection)));
+  return std::unique_ptr<Connection>(new Connection(connection, std::make_shared<const Canceller>(PQgetCancel(connection))));
 }
 
-Connection::~Connection() {
-  if (canceller_ != nullptr) PQfreeCancel(canceller_);
-  PQfinish(connection_);
-}
-
-void Connection::cancel() {
-  char error[256];
-  if (canceller_ != nullptr) (void)PQcancel(canceller_, error, sizeof(error));
-}
+Connection::~Connection() { PQfinish(connection_); }
 
 bool Connection::broken() const { return unusable_ || PQstatus(connection_) != CONNECTION_OK; }
 

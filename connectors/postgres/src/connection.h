@@ -16,6 +16,25 @@
 
 namespace annal::postgres {
 
+// Asks the server to cancel what a connection is running (it then fails with SQLSTATE 57014).
+// Any thread; outlives its connection harmlessly. Blocking: it connects to the server to ask.
+class Canceller {
+ public:
+  explicit Canceller(PGcancel* handle) : handle_(handle) {}
+  ~Canceller() {
+    if (handle_ != nullptr) PQfreeCancel(handle_);
+  }
+  Canceller(const Canceller&) = delete;
+  Canceller& operator=(const Canceller&) = delete;
+  void cancel() const {
+    char error[256];
+    if (handle_ != nullptr) (void)PQcancel(handle_, error, sizeof(error));
+  }
+
+ private:
+  PGcancel* handle_;
+};
+
 class Connection {
  public:
   // Connects; the error names the server (host, port, database), never the connection string,
@@ -52,16 +71,15 @@ class Connection {
   [[nodiscard]] bool broken() const;
   // "PostgreSQL at HOST:PORT, database DB", for messages.
   [[nodiscard]] std::string where() const;
-  // Asks the server to cancel what this connection is running (it then fails with SQLSTATE
-  // 57014). Any thread, while the connection exists.
-  void cancel();
+  [[nodiscard]] std::shared_ptr<const Canceller> canceller() const { return canceller_; }
 
  private:
-  Connection(PGconn* connection, PGcancel* canceller) : connection_(connection), canceller_(canceller) {}
+  Connection(PGconn* connection, std::shared_ptr<const Canceller> canceller)
+      : connection_(connection), canceller_(std::move(canceller)) {}
   // The error `result` (or the connection, for nullptr) reports, and whether a retry can fix it.
   Status error_of(const PGresult* result, bool& retry) const;
   PGconn* connection_;
-  PGcancel* canceller_;    // PQcancel's handle: usable from another thread
+  std::shared_ptr<const Canceller> canceller_;
   bool unusable_ = false;  // a pipelined batch failed: open a new connection
   std::unordered_map<std::string, std::string> prepared_;  // statement -> its prepared name here
 };

@@ -69,21 +69,23 @@ Status PostgresProjection::connect() {
   const auto locked = opened.value()->value(kLock, {name_}, retry);
   if (!locked.ok()) return locked.status();
   if (locked.value() != std::optional<std::string>("t")) {
-    return Status(ErrorCode::io_error, opened.value()->where() + ": projection " + name_ +
+    return Status(ErrorCode::locked, opened.value()->where() + ": projection " + name_ +
                                            " is locked by another session: one whose process died (PostgreSQL ends it "
                                            "shortly), a second process keeping the same projection, or an earlier "
                                            "PostgresProjection of that name still alive in this one");
   }
   connection_ = std::move(opened).value();
   std::lock_guard lock(mutex_);
-  cancellable_ = connection_.get();
+  canceller_ = connection_->canceller();
+  // A stop that came while connecting had nothing to cancel yet.
+  if (stopping_) return Status(ErrorCode::failed, "projection " + name_ + ": the engine is closing");
   return {};
 }
 
 void PostgresProjection::disconnect() {
   {
     std::lock_guard lock(mutex_);
-    cancellable_ = nullptr;
+    canceller_.reset();
   }
   connection_.reset();
 }
@@ -107,7 +109,7 @@ Result<std::optional<std::uint64_t>> PostgresProjection::resume_after() {
   const auto give_up = std::chrono::steady_clock::now() + options_.lock_wait;
   std::chrono::milliseconds delay = options_.retry_first;
   for (Status connected = connect(); !connected.ok(); connected = connect()) {
-    if (std::chrono::steady_clock::now() >= give_up || connected.message().find("is locked by") == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= give_up || connected.code() != ErrorCode::locked) {
       return fail(connected);
     }
     if (!back_off(delay)) return fail(connected);
@@ -143,11 +145,16 @@ void PostgresProjection::apply(const engine::EventView& event) {
 void PostgresProjection::end_of_batch(std::uint64_t applied) { commit(applied); }
 
 void PostgresProjection::stop_requested() {
-  std::lock_guard lock(mutex_);
-  stopping_ = true;
+  std::shared_ptr<const Canceller> canceller;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    canceller = canceller_;
+    changed_.notify_all();
+  }
   // A statement that hangs (a lock it waits for, a server gone silent) must not hold the close.
-  if (cancellable_ != nullptr) cancellable_->cancel();
-  changed_.notify_all();
+  // Outside the lock: cancelling connects to the server, and health() must not wait for that.
+  if (canceller) canceller->cancel();
 }
 
 void PostgresProjection::commit(std::uint64_t sequence) {
@@ -182,7 +189,16 @@ Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
     const auto stored = connection_->value(kReadCheckpoint, {name_}, retry);
     if (!stored.ok()) return stored.status();
     outcome_unknown_ = false;
-    if (stored.value() && std::stoull(*stored.value()) >= sequence) return {};
+    const std::uint64_t held = stored.value() ? std::stoull(*stored.value()) : 0;
+    if (held >= sequence) return {};
+    // An earlier, shorter batch may have committed (one given up when the engine began to close):
+    // what it held must not be sent again.
+    std::erase_if(pending_, [&](const Pending& pending) { return pending.sequence <= held; });
+  }
+  {
+    std::lock_guard lock(mutex_);
+    // A stop that came between statements had nothing to cancel: send nothing more.
+    if (stopping_) return Status(ErrorCode::failed, "projection " + name_ + ": the engine is closing");
   }
   // One transaction, pipelined: BEGIN, the events' statements, the checkpoint, COMMIT.
   static const std::string kBegin = "BEGIN";

@@ -20,6 +20,8 @@
 // settled by reading the checkpoint again, on a new connection that first takes the projection's
 // advisory lock: a session still running an earlier batch (its client died or lost it) holds that
 // lock until it ends, so the checkpoint read is never older than a transaction still in flight.
+// The lock is a session's: connect directly, or through a pooler in session mode (in transaction
+// mode, PgBouncer would run the batches on other server sessions than the one holding it).
 //
 // PostgreSQL down or restarting: the commit is retried with backoff (last_error() says why) while
 // the engine goes on appending; the projection falls behind, leaves the ring and catches up from the
@@ -46,6 +48,7 @@
 namespace annal::postgres {
 
 class Connection;
+class Canceller;
 
 // The statements one event turns into: SQL with $1, $2, ... parameters, sent as text (nullopt is
 // NULL), run in order in the batch's transaction.
@@ -146,7 +149,7 @@ class PostgresProjection final : public engine::Projection {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;  // the checkpoint moved, or stopping
   bool stopping_ = false;                 // under mutex_
-  Connection* cancellable_ = nullptr;     // under mutex_: connection_, for stop_requested() to cancel
+  std::shared_ptr<const Canceller> canceller_;  // under mutex_: connection_'s, for stop_requested()
   Status last_error_;                     // under mutex_
   std::uint64_t checkpoint_ = 0;          // under mutex_
 };
