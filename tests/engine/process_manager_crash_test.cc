@@ -28,7 +28,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::uint64_t kFollowUpIdHi = 0xF011'0000'0000'0000ull;
-constexpr std::uint64_t kReady = 0;  // the child's first report; later ones are durable sequences
 
 // The follow-up's id is derived from the trigger, so a replay repeats the same append.
 class ProcessManager final : public Projection {
@@ -69,10 +68,6 @@ Options store_options() {
 // Snapshots often, so that kills land around them.
 const ProjectionOptions kManagerOptions{.snapshot_every_events = 25, .snapshot_every = 0ms};
 
-void send(int fd, std::uint64_t word) {
-  if (::write(fd, &word, sizeof word) != sizeof word) _exit(5);
-}
-
 [[noreturn]] void child(const std::string& dir, int fd) {
   auto engine = Engine::open(dir, store_options());
   if (!engine.ok()) {
@@ -85,7 +80,7 @@ void send(int fd, std::uint64_t word) {
     std::fprintf(stderr, "child: %s\n", added.to_string().c_str());
     _exit(4);
   }
-  send(fd, kReady);
+  annal::test::report_to_parent(fd, annal::test::kReportedOpen);
   const std::vector<std::byte> payload(40, std::byte{1});
   for (std::uint64_t i = 0;; ++i) {
     const EventData trigger{.type = "Triggered", .payload = payload};
@@ -93,7 +88,7 @@ void send(int fd, std::uint64_t word) {
     if (!receipt.ok()) _exit(7);
     if (i % 8 == 7) {
       if (!engine.value()->wait_durable(receipt.value(), Engine::Clock::now() + 300s).ok()) _exit(8);
-      send(fd, receipt.value().last_sequence);
+      annal::test::report_to_parent(fd, receipt.value().last_sequence);
     }
   }
 }
@@ -172,28 +167,9 @@ TEST(ProcessManagerCrash, EveryTriggerGetsExactlyOneFollowUp) {
     }
     ::close(fds[1]);
     const auto forked = annal::test::KillTiming::Clock::now();
-    const annal::test::KillPoint point = timing.point(kill);
-    if (point == annal::test::KillPoint::while_opening) {
-      std::this_thread::sleep_for(timing.into_open());
-    } else {
-      std::uint64_t word = 1;
-      const bool ready = annal::test::read_exactly(fds[0], &word, sizeof word, forked + 300s) && word == kReady;
-      if (!ready) ::kill(pid, SIGKILL);
-      ASSERT_TRUE(ready) << "the child did not open the store";
-      timing.opened_after(annal::test::KillTiming::Clock::now() - forked);
-      if (point == annal::test::KillPoint::after_durable) {
-        const bool durable = annal::test::read_exactly(fds[0], &word, sizeof word, forked + 300s);
-        const std::string threads = durable ? "" : annal::test::describe_threads(pid);
-        if (!durable) ::kill(pid, SIGKILL);
-        ASSERT_TRUE(durable) << "the child made nothing durable within 300 s; its threads wait in" << threads;
-        ++durable_rounds;
-      }
-      std::this_thread::sleep_for(timing.delay());
-    }
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited by itself with " << WEXITSTATUS(status);
+    const std::string wrong = annal::test::kill_at_point(timing, kill, pid, fds[0], forked, 300s);
+    ASSERT_TRUE(wrong.empty()) << wrong;
+    durable_rounds += timing.point(kill) == annal::test::KillPoint::after_durable ? 1 : 0;
     ::close(fds[0]);
     ASSERT_NO_FATAL_FAILURE(reopen_and_check(dir, counts));
   }

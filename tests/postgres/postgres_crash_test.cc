@@ -33,7 +33,6 @@ using engine::EventData;
 using engine::EventView;
 using engine::ExpectedVersion;
 
-constexpr std::uint64_t kReady = 0;  // the child's first report; later ones are durable sequences
 
 std::shared_ptr<PostgresProjection> tallies(const std::string& conninfo) {
   auto projection = std::make_shared<PostgresProjection>(
@@ -66,10 +65,6 @@ std::vector<std::string> rows(const std::string& conninfo, const std::string& sq
   return out;
 }
 
-void send(int fd, std::uint64_t word) {
-  if (::write(fd, &word, sizeof word) != sizeof word) _exit(5);
-}
-
 [[noreturn]] void child(const std::string& dir, const std::string& conninfo, int fd) {
   auto engine = Engine::open(dir, {});
   if (!engine.ok()) {
@@ -81,14 +76,14 @@ void send(int fd, std::uint64_t word) {
     std::fprintf(stderr, "child: %s\n", added.to_string().c_str());
     _exit(4);
   }
-  send(fd, kReady);
+  annal::test::report_to_parent(fd, annal::test::kReportedOpen);
   for (std::uint64_t i = 0;; ++i) {
     const EventData event{.type = "Counted"};
     const auto receipt = engine.value()->append("s" + std::to_string(i % 13), ExpectedVersion::any(), {&event, 1});
     if (!receipt.ok()) _exit(7);
     if (i % 16 == 15) {
       if (!engine.value()->wait_durable(receipt.value(), Engine::Clock::now() + 300s).ok()) _exit(8);
-      send(fd, receipt.value().last_sequence);
+      annal::test::report_to_parent(fd, receipt.value().last_sequence);
     }
   }
 }
@@ -157,27 +152,9 @@ TEST(PostgresCrash, TheTableAlwaysEqualsAFreshReplayOfTheLog) {
     }
     ::close(fds[1]);
     const auto forked = annal::test::KillTiming::Clock::now();
-    const annal::test::KillPoint point = timing.point(kill);
-    if (point == annal::test::KillPoint::while_opening) {
-      std::this_thread::sleep_for(timing.into_open());
-    } else {
-      std::uint64_t word = 1;
-      const bool ready = annal::test::read_exactly(fds[0], &word, sizeof word, forked + 300s) && word == kReady;
-      if (!ready) ::kill(pid, SIGKILL);
-      ASSERT_TRUE(ready) << "the child did not open the store";
-      timing.opened_after(annal::test::KillTiming::Clock::now() - forked);
-      if (point == annal::test::KillPoint::after_durable) {
-        const bool durable = annal::test::read_exactly(fds[0], &word, sizeof word, forked + 300s);
-        if (!durable) ::kill(pid, SIGKILL);
-        ASSERT_TRUE(durable) << "the child made nothing durable within 300 s";
-        ++durable_rounds;
-      }
-      std::this_thread::sleep_for(timing.delay());
-    }
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited by itself with " << WEXITSTATUS(status);
+    const std::string wrong = annal::test::kill_at_point(timing, kill, pid, fds[0], forked, 300s);
+    ASSERT_TRUE(wrong.empty()) << wrong;
+    durable_rounds += timing.point(kill) == annal::test::KillPoint::after_durable ? 1 : 0;
     ::close(fds[0]);
     ASSERT_NO_FATAL_FAILURE(reopen_and_check(dir, cluster, "fresh" + std::to_string(kill), events));
   }

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 
 namespace annal::test {
 
@@ -94,6 +97,42 @@ inline std::string describe_threads(int pid) {
     out += " " + task.path().filename().string() + ":" + (wchan.empty() ? "running" : wchan);
   }
   return out.empty() ? " (gone)" : out;
+}
+
+// What a kill test's child reports to the parent: kReportedOpen once its store is open, then a
+// word after each durable step (the parent reads them with kill_at_point). In the child: a write
+// that fails ends it.
+inline constexpr std::uint64_t kReportedOpen = 0;
+inline void report_to_parent(int fd, std::uint64_t word) {
+  if (::write(fd, &word, sizeof word) != sizeof word) _exit(5);
+}
+
+// One round of a kill test whose child reports as report_to_parent says: waits for the child to reach `timing.point(round)`, with a
+// deadline only against a hang, then SIGKILLs and reaps it. "" when the child was killed as
+// planned; otherwise what went wrong (it is killed all the same).
+inline std::string kill_at_point(KillTiming& timing, int round, pid_t pid, int reports, KillTiming::Clock::time_point forked,
+                                 std::chrono::seconds patience) {
+  std::string wrong;
+  if (timing.point(round) == KillPoint::while_opening) {
+    std::this_thread::sleep_for(timing.into_open());  // a moment to kill at, not a wait for the child
+  } else {
+    std::uint64_t word = 1;
+    if (!read_exactly(reports, &word, sizeof word, forked + patience) || word != kReportedOpen) {
+      wrong = "the child did not open its store";
+    } else {
+      timing.opened_after(KillTiming::Clock::now() - forked);
+      if (timing.point(round) == KillPoint::after_durable && !read_exactly(reports, &word, sizeof word, forked + patience)) {
+        wrong = "the child made nothing durable within " + std::to_string(patience.count()) + " s; its threads wait in" +
+                describe_threads(pid);
+      }
+    }
+    if (wrong.empty()) std::this_thread::sleep_for(timing.delay());
+  }
+  if (::kill(pid, SIGKILL) != 0) return wrong.empty() ? "kill failed" : wrong;
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return wrong.empty() ? "waitpid failed" : wrong;
+  if (wrong.empty() && !WIFSIGNALED(status)) wrong = "the child exited by itself with " + std::to_string(WEXITSTATUS(status));
+  return wrong;
 }
 
 }  // namespace annal::test

@@ -5,14 +5,13 @@
 // fails throws std::runtime_error with the program's output (a test fails on it).
 #pragma once
 
-#include <stdlib.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include "run_program.h"
+#include "temp_directory.h"
 
 namespace annal::test {
 
@@ -20,53 +19,43 @@ class PostgresCluster {
  public:
   // `bindir`: where initdb and pg_ctl are (ANNAL_POSTGRES_BINDIR, found by CMake).
   explicit PostgresCluster(std::string bindir) : bindir_(std::move(bindir)) {
-    std::string pattern = (std::filesystem::temp_directory_path() / "annal-pg-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("PostgresCluster: mkdtemp failed");
-    dir_ = pattern;
-    try {
-      if (::geteuid() == 0) {
-        as_owner_ = "runuser -u postgres -- ";
-        must("chown postgres: " + dir_);
-      }
-      must(as_owner_ + bindir_ + "/initdb --pgdata=" + data() + " --username=annal --auth=trust --encoding=UTF8 --no-sync");
-      start();
-    } catch (...) {
-      std::filesystem::remove_all(dir_);  // no destructor runs for a constructor that throws
-      throw;
+    if (::geteuid() == 0) {
+      as_owner_ = "runuser -u postgres -- ";
+      must("chown postgres: " + dir_.path());
     }
+    must(as_owner_ + bindir_ + "/initdb --pgdata=" + data() + " --username=annal --auth=trust --encoding=UTF8 --no-sync");
+    start();
   }
-  ~PostgresCluster() {
-    run_program(as_owner_ + bindir_ + "/pg_ctl stop --pgdata=" + data() + " --mode=immediate --wait");
-    std::filesystem::remove_all(dir_);
-  }
+  // The directory goes with dir_, after the server has stopped.
+  ~PostgresCluster() { run_program(as_owner_ + bindir_ + "/pg_ctl stop --pgdata=" + data() + " --mode=immediate --wait"); }
   PostgresCluster(const PostgresCluster&) = delete;
   PostgresCluster& operator=(const PostgresCluster&) = delete;
 
   // Starts the server and returns once it takes connections (pg_ctl --wait). fsync stays on: the
   // figures and crash tests are for a server as durable as a real one.
   void start() {
-    const std::string options = "-c listen_addresses='' -c unix_socket_directories='" + dir_ + "' -c fsync=on";
-    must(as_owner_ + bindir_ + "/pg_ctl start --pgdata=" + data() + " --wait --log=" + dir_ + "/server.log --options=\"" +
+    const std::string options = "-c listen_addresses='' -c unix_socket_directories='" + dir_.path() + "' -c fsync=on";
+    must(as_owner_ + bindir_ + "/pg_ctl start --pgdata=" + data() + " --wait --log=" + dir_.path() + "/server.log --options=\"" +
          options + "\"");
   }
   // Stops it as a crash would: no checkpoint, the next start recovers from the WAL.
   void crash() { must(as_owner_ + bindir_ + "/pg_ctl stop --pgdata=" + data() + " --mode=immediate --wait"); }
   // The directory of the server's Unix socket (libpq's host).
-  [[nodiscard]] const std::string& socket_directory() const { return dir_; }
+  [[nodiscard]] const std::string& socket_directory() const { return dir_.path(); }
   // libpq's connection string for one of the cluster's databases.
   [[nodiscard]] std::string conninfo(const std::string& database = "postgres") const {
-    return "host=" + dir_ + " dbname=" + database + " user=annal";
+    return "host=" + dir_.path() + " dbname=" + database + " user=annal";
   }
 
  private:
-  [[nodiscard]] std::string data() const { return dir_ + "/data"; }
+  [[nodiscard]] std::string data() const { return dir_.path() + "/data"; }
   static void must(const std::string& command) {
     const ProgramRun ran = run_program(command);
     if (ran.exit_code != 0) throw std::runtime_error(command + " exited with " + std::to_string(ran.exit_code) + ": " + ran.output);
   }
 
   std::string bindir_;
-  std::string dir_;
+  TempDirectory dir_;  // removed if the constructor throws, too
   std::string as_owner_;  // "runuser -u postgres -- " when the process runs as root
 };
 
