@@ -1,6 +1,7 @@
 #include "query_pool.h"
 
 #include <algorithm>
+#include <exception>
 #include <string>
 #include <utility>
 
@@ -37,6 +38,18 @@ void QueryPool::stop() {
   for (std::thread& thread : threads_) thread.join();
 }
 
+// An application's work (Later) that throws answers 500: unwinding out of this thread would end
+// the whole process.
+Answer QueryPool::worked_out(Job& job) {
+  try {
+    return job.work(job.deadline);
+  } catch (const std::exception& error) {
+    return error_answer(500, "query_failed", std::string("the query threw: ") + error.what());
+  } catch (...) {
+    return error_answer(500, "query_failed", "the query threw something that is not a std::exception");
+  }
+}
+
 void QueryPool::serve() {
   for (;;) {
     Job job;
@@ -52,7 +65,7 @@ void QueryPool::serve() {
     // answer within the timeout, and a backlog behind a stalled projection must drain.
     Answer answer = Clock::now() >= job.deadline
                         ? error_answer(504, "not_yet_applied", "no query thread was free in time; try again")
-                        : job.work(job.deadline);
+                        : worked_out(job);
     {
       std::lock_guard lock(mutex_);
       --running_;

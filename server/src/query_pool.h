@@ -46,6 +46,7 @@ class QueryPool {
     Clock::time_point deadline;
   };
   void serve();
+  static Answer worked_out(Job& job);
 
   const std::size_t waiting_max_;
   const Clock::duration timeout_;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -99,6 +100,33 @@ TEST(ServerTest, StopWhileAppendsArriveLeavesNoAnswerOwed) {
     // An append the server still owed an answer when it stopped settles here at the latest.
     EXPECT_TRUE(engine.value()->close().ok());
   }
+}
+
+// Work an application hands to a query thread (Later) that throws is answered 500, and the server
+// goes on: an exception out of that thread would end the process.
+TEST(ServerTest, AQueryThatThrowsIsAnswered500AndTheServerGoesOn) {
+  annal::test::Watchdog watchdog("a query that throws");
+  annal::test::TempDirectory dir;
+  auto engine = engine::Engine::open(dir.path(), {});
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  ServerOptions options;
+  options.port = 0;
+  options.routes = [](const Request& request, const Refused&, const Later& later, Reply& reply) {
+    if (!request.target.starts_with("/throws")) return false;
+    later([](std::chrono::steady_clock::time_point) -> Answer { throw std::runtime_error("no such row"); }, std::move(reply));
+    return true;
+  };
+  auto server = Server::start(*engine.value(), options);
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  const std::uint16_t port = server.value()->port();
+  for (int i = 0; i < 3; ++i) {  // more than there are query threads
+    const std::string thrown = round_trip(port, get_request("/throws"));
+    EXPECT_EQ(statuses_of(thrown), std::vector<int>{500}) << thrown;
+    EXPECT_NE(thrown.find("no such row"), std::string::npos) << thrown;
+  }
+  EXPECT_EQ(statuses_of(round_trip(port, get_request("/health"))), std::vector<int>{200});
+  server.value()->stop();
+  EXPECT_TRUE(engine.value()->close().ok());
 }
 
 // Counts events, but only as far as the test lets it: apply() waits at a gate.
