@@ -2,7 +2,6 @@
 
 #include <simdjson.h>
 
-#include <charconv>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -24,16 +23,8 @@ using annal::server::Reply;
 using annal::server::Request;
 using annal::server::Right;
 
+using orders::order_id;
 // "123456" (a string, as the seeds send it, or a number): an order id; nullopt if not one.
-std::optional<std::uint64_t> order_id(std::string_view text) {
-  std::uint64_t id = 0;
-  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), id);
-  if (text.empty() || text.size() > 18 || parsed.ec != std::errc() || parsed.ptr != text.data() + text.size()) {
-    return std::nullopt;
-  }
-  return id;
-}
-
 std::optional<std::uint64_t> order_id(const simdjson::dom::element& value) {
   std::string_view text;
   std::uint64_t number = 0;

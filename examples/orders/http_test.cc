@@ -193,5 +193,63 @@ TEST_F(OrdersHttpTest, WithPostgresTheOrderIsAnsweredFromItsTableWhichAgrees) {
   expect_stored("777");
 }
 
+// The generic API can append anything on any stream: events that no command would write (a stream
+// that is not an order's, an OrderPaid before its OrderCreated, a second OrderCreated, amounts that
+// overflow a sum) change the table as they change the in-memory read model, and stop neither.
+TEST_F(OrdersHttpTest, WithPostgresEventsNoCommandWouldWriteStopNeitherReadModel) {
+  annal::test::Watchdog watchdog("orders serve --postgres, hostile events");
+  annal::test::PostgresCluster cluster(ANNAL_POSTGRES_BINDIR);
+  annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {"--postgres", cluster.conninfo()});
+  ASSERT_FALSE(HasFailure());
+  const std::string max = "9223372036854775807";
+  const auto append = [&](const std::string& stream, const std::string& type, const std::string& amount) {
+    const Answer appended = ask("POST", served.url("/streams/" + stream),
+                                R"({"type": ")" + type + R"(", "data": {"amount": )" + amount + "}}");
+    EXPECT_EQ(appended.status, 201) << stream << " " << appended.body;
+    return field(appended, "last_sequence");
+  };
+  for (const std::string stream : {"order-", "order-abc", "order-007", "order-99999999999999999999", "order--1"}) {
+    append(stream, "OrderCreated", "10");
+  }
+  append("order-5", "OrderCreated", "10");
+  append("order-5", "OrderCreated", "20");
+  append("order-6", "OrderPaid", "30");
+  append("order-8", "OrderCreated", max);
+  append("order-8", "OrderPaid", max);
+  append("order-8", "OrderPaid", max);
+  append("order-8", "RefundCreated", max);
+  append("order-8", "RefundCreated", max);
+  const std::string last = append("order-9", "OrderCreated", "-5");
+  const auto expect_orders = [&](const annal::test::Served& server) {
+    const auto expect_order = [&](const std::string& id, const std::string& status, const std::string& amount,
+                                  const std::string& paid, const std::string& refunded) {
+      const Answer order = ask("GET", server.url("/orders?orderId=" + id + "&min_sequence=" + last));
+      ASSERT_EQ(order.status, 200) << id << " " << order.body;
+      EXPECT_EQ(field(order, "status"), status) << id;
+      EXPECT_EQ(field(order, "amount"), amount) << id;
+      EXPECT_EQ(field(order, "paid"), paid) << id;
+      EXPECT_EQ(field(order, "refunded"), refunded) << id;
+    };
+    expect_order("5", "created", "20", "0", "0");
+    expect_order("6", "paid", "0", "30", "0");
+    expect_order("8", "refunded", max, max, max);
+    expect_order("9", "created", "0", "0", "0");
+    EXPECT_EQ(ask("GET", server.url("/orders?orderId=7")).status, 404);  // order-007 is not order 7's stream
+    for (const std::string name : {"orders", "orders_pg", "revenue"}) {
+      const Answer projection = ask("GET", server.url("/projections/" + name));
+      if (projection.status == 404) continue;  // orders_pg without --postgres
+      EXPECT_NE(projection.body.find(R"("error":null)"), std::string::npos) << projection.body;
+    }
+  };
+  expect_orders(served);  // from the table
+  seeds_session(served.url(""), "777");  // nothing stopped
+  EXPECT_EQ(served.stop(), 0);
+  // The in-memory read model, rebuilt from the journal, answers the same.
+  annal::test::Served in_memory(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {});
+  ASSERT_FALSE(HasFailure());
+  expect_orders(in_memory);
+  EXPECT_EQ(in_memory.stop(), 0);
+}
+
 }  // namespace
 }  // namespace orders

@@ -8,10 +8,14 @@
 
 #include <simdjson.h>
 
+#include <charconv>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "annal/engine/aggregate.h"
@@ -27,20 +31,49 @@ using annal::engine::NewEvent;
 
 inline std::string stream_of(std::uint64_t order) { return "order-" + std::to_string(order); }
 
+// An order's number as clients write it: 1 to 18 digits, so that it fits PostgreSQL's bigint.
+inline std::optional<std::uint64_t> order_id(std::string_view text) {
+  std::uint64_t id = 0;
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (text.empty() || text.size() > 18 || parsed.ec != std::errc() || parsed.ptr != text.data() + text.size()) {
+    return std::nullopt;
+  }
+  return id;
+}
+
+// The order a stream is the history of; nullopt for any other stream. The generic API
+// (POST /streams) can append anything anywhere: the read models count only an order's own stream,
+// spelled as stream_of() spells it, so "order-abc" or "order-007" change nothing.
+inline std::optional<std::uint64_t> order_of_stream(std::string_view name) {
+  if (!name.starts_with("order-")) return std::nullopt;
+  const auto id = order_id(name.substr(6));
+  if (!id || stream_of(*id) != name) return std::nullopt;
+  return id;
+}
+
 inline std::vector<std::byte> payload(std::uint64_t order, std::int64_t amount) {
   const std::string json = "{\"order\":\"" + std::to_string(order) + "\",\"amount\":" + std::to_string(amount) + "}";
   const auto bytes = std::as_bytes(std::span(json));
   return {bytes.begin(), bytes.end()};
 }
 
-// The amount in an event's payload (0 if there is none: these payloads are ours).
+// The amount in an event's payload: 0 if there is none or it is negative (the commands write
+// positive amounts, but POST /streams can write any payload on an order's stream).
 inline std::int64_t amount_of(std::span<const std::byte> bytes) {
   thread_local simdjson::ondemand::parser parser;
   const simdjson::padded_string json(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   std::int64_t amount = 0;
   auto document = parser.iterate(json);
-  if (document.error() || document["amount"].get_int64().get(amount)) return 0;
+  if (document.error() || document["amount"].get_int64().get(amount) || amount < 0) return 0;
   return amount;
+}
+
+// A sum of amounts (both >= 0), held at the largest int64 rather than overflowing: events
+// written through POST /streams may carry any amount, and the read models must not fail on them.
+// The PostgreSQL table computes the same, as LEAST(sum, max - amount) + amount.
+inline std::int64_t plus(std::int64_t sum, std::int64_t amount) {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  return sum > kMax - amount ? kMax : sum + amount;
 }
 
 // The command side's view of one order: all a decision needs, folded from its events.
@@ -55,9 +88,9 @@ struct Order {
       created = true;
       amount = value;
     } else if (type == "OrderPaid") {
-      paid += value;
+      paid = plus(paid, value);
     } else if (type == "RefundCreated") {
-      refunded += value;
+      refunded = plus(refunded, value);
     }
   }
 };
@@ -71,7 +104,7 @@ inline Result<NewEvent> create_order(const Order& order, std::uint64_t id, std::
 
 inline Result<NewEvent> pay_order(const Order& order, std::uint64_t id, std::int64_t amount) {
   if (!order.created) return Status(ErrorCode::not_found, "no order " + std::to_string(id));
-  if (amount <= 0 || order.paid + amount > order.amount) {
+  if (amount <= 0 || amount > order.amount - order.paid) {
     return Status(ErrorCode::invalid_argument, "order " + std::to_string(id) + " is " + std::to_string(order.amount) +
                                                    ", paid " + std::to_string(order.paid) + ": cannot pay " +
                                                    std::to_string(amount) + " more");
@@ -81,7 +114,7 @@ inline Result<NewEvent> pay_order(const Order& order, std::uint64_t id, std::int
 
 inline Result<NewEvent> create_refund(const Order& order, std::uint64_t id, std::int64_t amount) {
   if (!order.created) return Status(ErrorCode::not_found, "no order " + std::to_string(id));
-  if (amount <= 0 || order.refunded + amount > order.paid) {
+  if (amount <= 0 || amount > order.paid - order.refunded) {
     return Status(ErrorCode::invalid_argument, "order " + std::to_string(id) + ": paid " + std::to_string(order.paid) +
                                                    ", refunded " + std::to_string(order.refunded) + ": a refund of " +
                                                    std::to_string(amount) + " exceeds what was paid");
@@ -127,19 +160,22 @@ class OrdersView final : public annal::engine::Projection {
     std::int64_t refunded = 0;
   };
 
+  // Any event of the three types on an order's stream makes its row, whatever came before (the
+  // generic API can write an OrderPaid with no OrderCreated): the PostgreSQL table does the same.
   void apply(const EventView& event) override {
-    const std::string_view name = event.header.stream_name;
-    if (!name.starts_with("order-")) return;
-    const std::uint64_t id = std::stoull(std::string(name.substr(6)));
+    const std::string_view type = event.header.type;
+    if (type != "OrderCreated" && type != "OrderPaid" && type != "RefundCreated") return;
+    const auto id = order_of_stream(event.header.stream_name);
+    if (!id) return;
     const std::int64_t value = amount_of(event.payload);
-    Row& row = rows_[id];
-    if (event.header.type == "OrderCreated") {
+    Row& row = rows_[*id];
+    if (type == "OrderCreated") {
       row.amount = value;
-    } else if (event.header.type == "OrderPaid") {
-      row.paid += value;
+    } else if (type == "OrderPaid") {
+      row.paid = plus(row.paid, value);
       row.status = Status::paid;
-    } else if (event.header.type == "RefundCreated") {
-      row.refunded += value;
+    } else {
+      row.refunded = plus(row.refunded, value);
       row.status = Status::refunded;
     }
   }
@@ -198,14 +234,15 @@ class Revenue final : public annal::engine::Projection {
     std::int64_t refunded = 0;
   };
   void apply(const EventView& event) override {
+    if (!order_of_stream(event.header.stream_name)) return;
     const std::int64_t value = amount_of(event.payload);
     if (event.header.type == "OrderCreated") {
       ++totals_.orders;
-      totals_.ordered += value;
+      totals_.ordered = plus(totals_.ordered, value);
     } else if (event.header.type == "OrderPaid") {
-      totals_.paid += value;
+      totals_.paid = plus(totals_.paid, value);
     } else if (event.header.type == "RefundCreated") {
-      totals_.refunded += value;
+      totals_.refunded = plus(totals_.refunded, value);
     }
   }
   [[nodiscard]] const Totals& totals() const { return totals_; }
