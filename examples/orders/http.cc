@@ -127,12 +127,20 @@ Answer from_view(Engine& engine, std::uint64_t id, std::uint64_t min_sequence, E
 Answer from_table(Engine& engine, const OrdersTable& table, std::uint64_t id, std::uint64_t min_sequence,
                   Engine::Clock::time_point deadline) {
   if (!table.projection->wait_for(min_sequence, deadline)) {
+    // A projection that stopped (a statement PostgreSQL refused) will not get there.
+    if (const annal::Status refused = table.projection->refusal(); !refused.ok()) {
+      return error_answer(503, "projection_stopped", refused.message());
+    }
+    if (Engine::Clock::now() < deadline) return error_answer(503, "unavailable", "the server is stopping");
     return error_answer(504, "not_yet_applied", "the PostgreSQL table holds sequence " +
                                                     std::to_string(table.projection->checkpoint()) + ", not yet " +
                                                     std::to_string(min_sequence));
   }
-  const auto row = read_order(table, id);
-  if (!row.ok()) return error_answer(503, "unavailable", row.status().message());
+  const auto row = read_order(table, id, deadline);
+  if (!row.ok()) {
+    const bool late = row.code() == ErrorCode::timed_out;
+    return error_answer(late ? 504 : 503, late ? "timed_out" : "unavailable", row.status().message());
+  }
   if (!row.value()) return error_answer(404, "no_order", "no order " + std::to_string(id));
   return order_answer(engine, id, *row.value());
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <libpq-fe.h>
@@ -249,6 +250,41 @@ TEST_F(OrdersHttpTest, WithPostgresEventsNoCommandWouldWriteStopNeitherReadModel
   ASSERT_FALSE(HasFailure());
   expect_orders(in_memory);
   EXPECT_EQ(in_memory.stop(), 0);
+}
+
+// A statement PostgreSQL refuses (here a constraint the table gained behind the example's back)
+// stops the table's projection: a read that needs what it will never hold is answered 503 at once,
+// naming the event, while reads it can answer and the in-memory read model go on.
+TEST_F(OrdersHttpTest, WithPostgresAReadTheStoppedTableCannotAnswerIs503AtOnce) {
+  annal::test::Watchdog watchdog("orders serve --postgres, a refused statement");
+  annal::test::PostgresCluster cluster(ANNAL_POSTGRES_BINDIR);
+  annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {"--postgres", cluster.conninfo()});
+  ASSERT_FALSE(HasFailure());
+  const Answer small = ask("POST", served.url("/orders"), R"({"orderId": "1", "amount": 100})");
+  ASSERT_EQ(small.status, 201) << small.body;
+  ASSERT_EQ(ask("GET", served.url("/orders?orderId=1&min_sequence=" + field(small, "sequence"))).status, 200);
+  PGconn* connection = PQconnectdb(cluster.conninfo().c_str());
+  ASSERT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
+  PGresult* altered = PQexec(connection, "ALTER TABLE orders ADD CONSTRAINT small CHECK (amount < 1000)");
+  EXPECT_EQ(PQresultStatus(altered), PGRES_COMMAND_OK) << PQerrorMessage(connection);
+  PQclear(altered);
+  PQfinish(connection);
+
+  const Answer large = ask("POST", served.url("/orders"), R"({"orderId": "2", "amount": 5000})");
+  ASSERT_EQ(large.status, 201) << large.body;  // the journal takes it
+  // Once the projection has stopped, a read waiting for it is answered 503, not 504 at the timeout.
+  for (;;) {  // the watchdog bounds it
+    const Answer projection = ask("GET", served.url("/projections/orders_pg"));
+    if (projection.body.find(R"("error":null)") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const Answer read = ask("GET", served.url("/orders?orderId=2&min_sequence=" + field(large, "sequence")));
+  EXPECT_EQ(read.status, 503) << read.body;
+  EXPECT_EQ(field(read, "error"), "projection_stopped") << read.body;
+  EXPECT_NE(read.body.find("event " + field(large, "sequence") + " (OrderCreated)"), std::string::npos) << read.body;
+  EXPECT_EQ(ask("GET", served.url("/orders?orderId=1")).status, 200);  // what the table holds, it answers
+  EXPECT_NE(ask("GET", served.url("/projections/orders")).body.find(R"("error":null)"), std::string::npos);
+  EXPECT_EQ(served.stop(), 0);
 }
 
 }  // namespace

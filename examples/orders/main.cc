@@ -300,8 +300,9 @@ int serve(const std::string& directory, const std::vector<std::string>& flags) {
   if (!opened.ok()) return fail(opened.status());
   options.projections = {"orders", "revenue"};
   if (table) {
-    if (annal::Status added = opened.value()->add_projection("orders_pg", table->projection, {}); !added.ok()) return fail(added);
-    options.projections.push_back("orders_pg");
+    const annal::Status added = opened.value()->add_projection(orders::OrdersTable::kName, table->projection, {});
+    if (!added.ok()) return fail(added);
+    options.projections.push_back(orders::OrdersTable::kName);
   }
   options.routes = orders::http_routes(*opened.value(), table);
   const annal::Status served = annal::server::serve_until_stopped("orders serve", directory, *opened.value(), options);

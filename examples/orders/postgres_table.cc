@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <string_view>
 
 namespace orders {
@@ -25,7 +26,7 @@ void upsert(const EventView& event, const char* sql, Statements& out) {
 
 OrdersTable orders_table(const std::string& conninfo) {
   auto projection = std::make_shared<annal::postgres::PostgresProjection>(
-      "orders_pg", annal::postgres::PostgresOptions{
+      OrdersTable::kName, annal::postgres::PostgresOptions{
                        .conninfo = conninfo,
                        .schema = {"CREATE TABLE IF NOT EXISTS orders (order_id bigint PRIMARY KEY, status text NOT NULL, "
                                   "amount bigint NOT NULL, paid bigint NOT NULL, refunded bigint NOT NULL, "
@@ -54,17 +55,27 @@ OrdersTable orders_table(const std::string& conninfo) {
   return {std::move(projection), conninfo};
 }
 
-annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& table, std::uint64_t id) {
+annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& table, std::uint64_t id,
+                                                        std::chrono::steady_clock::time_point deadline) {
+  // Within the request's deadline, connecting and reading both: a host gone silent or a lock held
+  // by a migration must not hold a query thread longer. The table's conninfo comes last and
+  // expands (a bare word is a database name), so its own settings win.
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return annal::Status(ErrorCode::timed_out, "no time left to read the table");
+  const std::string connect_timeout = std::to_string(std::max<std::int64_t>(1, left.count() / 1000));
+  const std::string options = "-c statement_timeout=" + std::to_string(left.count());
+  const char* keywords[] = {"connect_timeout", "options", "dbname", nullptr};
+  const char* values[] = {connect_timeout.c_str(), options.c_str(), table.conninfo.c_str(), nullptr};
   // A connection per read keeps the example short; a service would keep a pool.
-  const std::unique_ptr<PGconn, void (*)(PGconn*)> connection(PQconnectdb(table.conninfo.c_str()), PQfinish);
+  const std::unique_ptr<PGconn, void (*)(PGconn*)> connection(PQconnectdbParams(keywords, values, 1), PQfinish);
   if (PQstatus(connection.get()) != CONNECTION_OK) {
     return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));
   }
   const std::string key = std::to_string(id);
-  const char* values[] = {key.c_str()};
+  const char* parameters[] = {key.c_str()};
   const std::unique_ptr<PGresult, void (*)(PGresult*)> result(
       PQexecParams(connection.get(), "SELECT status, amount, paid, refunded FROM orders WHERE order_id = $1", 1, nullptr,
-                   values, nullptr, nullptr, 0),
+                   parameters, nullptr, nullptr, 0),
       PQclear);
   if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
     return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));

@@ -7,6 +7,7 @@
 // GET /orders then answers the order's state from this table, once it holds ?min_sequence=.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -18,14 +19,17 @@
 namespace orders {
 
 struct OrdersTable {
-  std::shared_ptr<annal::postgres::PostgresProjection> projection;  // add it to the engine as "orders_pg"
+  static constexpr const char* kName = "orders_pg";                 // the projection's, in the engine and its checkpoint
+  std::shared_ptr<annal::postgres::PostgresProjection> projection;  // add it to the engine as kName
   std::string conninfo;                                             // for reading the table
 };
 
 // The projection that keeps the table, and where to read it.
 OrdersTable orders_table(const std::string& conninfo);
 
-// Order `id`'s row as PostgreSQL holds it now; nullopt if the table has no such order.
-annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& table, std::uint64_t id);
+// Order `id`'s row as PostgreSQL holds it now; nullopt if the table has no such order. Gives up
+// at `deadline`, connecting or reading.
+annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& table, std::uint64_t id,
+                                                        std::chrono::steady_clock::time_point deadline);
 
 }  // namespace orders

@@ -49,6 +49,11 @@ Status PostgresProjection::last_error() const {
   return last_error_;
 }
 
+Status PostgresProjection::refusal() const {
+  std::lock_guard lock(mutex_);
+  return refused_;
+}
+
 std::uint64_t PostgresProjection::checkpoint() const {
   std::lock_guard lock(mutex_);
   return checkpoint_;
@@ -56,7 +61,7 @@ std::uint64_t PostgresProjection::checkpoint() const {
 
 bool PostgresProjection::wait_for(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const {
   std::unique_lock lock(mutex_);
-  changed_.wait_until(lock, deadline, [&] { return checkpoint_ >= sequence || stopping_; });
+  changed_.wait_until(lock, deadline, [&] { return checkpoint_ >= sequence || stopping_ || !refused_.ok(); });
   return checkpoint_ >= sequence;
 }
 
@@ -100,6 +105,7 @@ Result<std::optional<std::uint64_t>> PostgresProjection::resume_after() {
     std::lock_guard lock(mutex_);
     stopping_ = false;
     last_error_ = Status();
+    refused_ = Status();
   }
   const auto fail = [&](const Status& status) {
     disconnect();  // a failed transaction may be left open on it
@@ -164,7 +170,14 @@ void PostgresProjection::commit(std::uint64_t sequence) {
     bool retry = false;
     const Status committed = try_commit(sequence, retry);
     if (committed.ok()) break;
-    if (!retry) throw std::runtime_error(committed.message());
+    if (!retry) {
+      {
+        std::lock_guard lock(mutex_);
+        refused_ = committed;
+        changed_.notify_all();
+      }
+      throw std::runtime_error(committed.message());
+    }
     {
       std::lock_guard lock(mutex_);
       last_error_ = committed;

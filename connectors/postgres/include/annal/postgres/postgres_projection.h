@@ -110,8 +110,12 @@ class PostgresProjection final : public engine::Projection {
   [[nodiscard]] Status health() const override { return last_error(); }
   // The last sequence committed to PostgreSQL. Any thread.
   [[nodiscard]] std::uint64_t checkpoint() const;
+  // The statement PostgreSQL refused, which stopped this projection for good (it names the event);
+  // ok while it runs. Any thread.
+  [[nodiscard]] Status refusal() const;
   // Read your writes against the tables: waits until the checkpoint is at least `sequence` (a
-  // write's last_sequence); false at the deadline, or once the engine is closing. Any thread.
+  // write's last_sequence); false at the deadline, once the engine is closing, or once the
+  // projection has stopped (refusal()). Any thread.
   [[nodiscard]] bool wait_for(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const;
 
   void apply(const engine::EventView& event) override;
@@ -147,10 +151,11 @@ class PostgresProjection final : public engine::Projection {
   std::uint64_t committed_ = 0;             // the projection thread's copy of the checkpoint
 
   mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;  // the checkpoint moved, or stopping
+  mutable std::condition_variable changed_;  // the checkpoint moved, stopping, or refused_
   bool stopping_ = false;                 // under mutex_
   std::shared_ptr<const Canceller> canceller_;  // under mutex_: connection_'s, for stop_requested()
   Status last_error_;                     // under mutex_
+  Status refused_;                        // under mutex_
   std::uint64_t checkpoint_ = 0;          // under mutex_
 };
 
