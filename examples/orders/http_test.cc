@@ -287,5 +287,29 @@ TEST_F(OrdersHttpTest, WithPostgresAReadTheStoppedTableCannotAnswerIs503AtOnce) 
   EXPECT_EQ(served.stop(), 0);
 }
 
+// A read of the table is bounded by the request's deadline (10 s, the server's query timeout):
+// a lock held on the table (a migration, say) does not hold the answer, nor a query thread.
+TEST_F(OrdersHttpTest, WithPostgresAReadBlockedByALockIsAnsweredAtTheDeadline) {
+  annal::test::Watchdog watchdog("orders serve --postgres, a locked table");
+  annal::test::PostgresCluster cluster(ANNAL_POSTGRES_BINDIR);
+  annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {"--postgres", cluster.conninfo()});
+  ASSERT_FALSE(HasFailure());
+  const Answer created = ask("POST", served.url("/orders"), R"({"orderId": "1", "amount": 100})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  ASSERT_EQ(ask("GET", served.url("/orders?orderId=1&min_sequence=" + field(created, "sequence"))).status, 200);
+  PGconn* migration = PQconnectdb(cluster.conninfo().c_str());
+  ASSERT_EQ(PQstatus(migration), CONNECTION_OK) << PQerrorMessage(migration);
+  PGresult* locked = PQexec(migration, "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE");
+  EXPECT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQerrorMessage(migration);
+  PQclear(locked);
+  curl_options_ = "--max-time 60";  // without a deadline the answer would wait for the lock
+  const Answer read = ask("GET", served.url("/orders?orderId=1"));
+  EXPECT_EQ(read.status, 503) << read.body;
+  EXPECT_NE(read.body.find("statement timeout"), std::string::npos) << read.body;
+  PQfinish(migration);
+  EXPECT_EQ(ask("GET", served.url("/orders?orderId=1")).status, 200);
+  EXPECT_EQ(served.stop(), 0);
+}
+
 }  // namespace
 }  // namespace orders
