@@ -8,13 +8,16 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "annal/engine/engine.h"
 #include "eventually.h"
 #include "postgres_cluster.h"
 #include "run_program.h"
+#include "stalling_proxy.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -170,6 +173,83 @@ TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCa
   projection.reset();
   projection = open_with_tallies(cluster_.conninfo());
   ASSERT_FALSE(HasFailure());
+  wait_committed(*projection, append_counted(10));
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A host gone silent (nothing answers, nothing fails) while a batch is in flight, or while the
+// projection connects again after losing its connection: closing the engine returns all the same,
+// with no timeout of libpq's to end the wait (connect_timeout=0), and the next open catches up, each
+// event once.
+TEST_F(PostgresProjectionTest, ClosingReturnsWhenTheServerHasGoneSilent) {
+  annal::test::Watchdog watchdog("postgres silent at close");
+  std::string socket;
+  for (const auto& entry : std::filesystem::directory_iterator(cluster_.socket_directory())) {
+    if (entry.path().filename().string().starts_with(".s.PGSQL.") && entry.path().extension() != ".lock") {
+      socket = entry.path().string();
+    }
+  }
+  ASSERT_FALSE(socket.empty());
+  for (const bool connecting : {false, true}) {
+    SCOPED_TRACE(connecting ? "connecting again" : "a batch in flight");
+    std::optional<annal::test::StallingProxy> proxy(std::in_place, socket);
+    auto projection = open_with_tallies("host=127.0.0.1 port=" + std::to_string(proxy->port()) +
+                                        " dbname=postgres user=annal connect_timeout=0");
+    ASSERT_FALSE(HasFailure());
+    wait_committed(*projection, append_counted(50));
+    if (connecting) {
+      proxy->cut();
+    } else {
+      proxy->stall();
+    }
+    const Receipt unanswered = append_counted(50);
+    ASSERT_TRUE(engine_->wait_durable(unanswered, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+    // Lost its connection, the projection is connecting again, to a port that never answers.
+    if (connecting) {
+      EXPECT_TRUE(annal::test::eventually([&] { return proxy->attempted(); }));
+    }
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+    proxy.reset();  // the sessions end, and the projection's lock with them
+    projection.reset();
+    projection = open_with_tallies(cluster_.conninfo());
+    ASSERT_FALSE(HasFailure());
+    wait_committed(*projection, append_counted(10));
+    EXPECT_EQ(table(cluster_.conninfo()), expected_);
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+    projection.reset();
+  }
+}
+
+// A batch waiting on a lock another session holds (a migration, a long report): closing returns,
+// and PostgreSQL ends the session given up within a second although its statement still waits, so
+// the next open gets the projection's lock while the table's is still held.
+TEST_F(PostgresProjectionTest, ClosingReturnsWhileABatchWaitsOnALock) {
+  annal::test::Watchdog watchdog("postgres lock at close");
+  auto projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
+  wait_committed(*projection, append_counted(10));
+  PGconn* migration = PQconnectdb(cluster_.conninfo().c_str());
+  ASSERT_EQ(PQstatus(migration), CONNECTION_OK) << PQerrorMessage(migration);
+  PGresult* locked = PQexec(migration, "BEGIN; LOCK TABLE tallies IN ACCESS EXCLUSIVE MODE");
+  EXPECT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQerrorMessage(migration);
+  PQclear(locked);
+  append_counted(10);
+  EXPECT_TRUE(annal::test::eventually([&] {
+    PGresult* waiting = PQexec(migration, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+    const bool blocked = PQntuples(waiting) == 1 && std::string(PQgetvalue(waiting, 0, 0)) != "0";
+    PQclear(waiting);
+    return blocked;
+  }));
+  ASSERT_TRUE(engine_->close().ok());
+  engine_.reset();
+  projection.reset();
+  projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
+  PQclear(PQexec(migration, "ROLLBACK"));
+  PQfinish(migration);
   wait_committed(*projection, append_counted(10));
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   ASSERT_TRUE(engine_->close().ok());

@@ -1,5 +1,13 @@
 #include "connection.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <system_error>
 #include <utility>
 
 namespace annal::postgres {
@@ -33,9 +41,38 @@ std::string message_of(const char* text) {
   return message;
 }
 
+// connect_timeout as the connection string or our default sets it, in libpq's terms (0 or less:
+// none; 1 counts as 2): PQconnectPoll leaves timing the connection to its caller.
+std::chrono::seconds connect_timeout_of(PGconn* connection) {
+  long seconds = 0;
+  PQconninfoOption* options = PQconninfo(connection);
+  for (PQconninfoOption* option = options; option != nullptr && option->keyword != nullptr; ++option) {
+    if (std::string_view(option->keyword) == "connect_timeout" && option->val != nullptr) seconds = std::atol(option->val);
+  }
+  PQconninfoFree(options);
+  return std::chrono::seconds(seconds == 1 ? 2 : seconds);
+}
+
 }  // namespace
 
-Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo) {
+Wakeup::Wakeup() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd for the PostgreSQL projection's stop");
+}
+
+Wakeup::~Wakeup() { ::close(fd_); }
+
+void Wakeup::raise() const {
+  const std::uint64_t one = 1;
+  // Cannot block (EFD_NONBLOCK) and cannot fail short of 2^64 - 1 raises.
+  [[maybe_unused]] const ssize_t written = ::write(fd_, &one, sizeof(one));
+}
+
+void Wakeup::clear() const {
+  std::uint64_t raised = 0;
+  [[maybe_unused]] const ssize_t read = ::read(fd_, &raised, sizeof(raised));  // EAGAIN when not raised
+}
+
+Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo, const Wakeup* wakeup) {
   // libpq quotes a malformed string back in its error, password and all. (A bare word is a
   // database name, which libpq takes as it is.)
   const bool looks_like_conninfo = conninfo.find('=') != std::string::npos || conninfo.starts_with("postgres://") ||
@@ -55,34 +92,104 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo
   const char* keywords[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
                             "tcp_user_timeout", "dbname", nullptr};
   const char* values[] = {"10", "1", "10", "5", "3", "30000", conninfo.c_str(), nullptr};
-  PGconn* connection = PQconnectdbParams(keywords, values, 1);
+  PGconn* connection = PQconnectStartParams(keywords, values, 1);
   if (connection == nullptr) return Status(ErrorCode::io_error, "PostgreSQL: libpq could not allocate a connection");
-  if (PQstatus(connection) != CONNECTION_OK) {
-    Status failed(ErrorCode::io_error, where_of(connection) + ": " + message_of(PQerrorMessage(connection)));
-    PQfinish(connection);
-    return failed;
+  std::unique_ptr<Connection> opened(new Connection(connection, wakeup));  // PQfinish from here on
+  const auto failed = [&](const std::string& why) {
+    return Status(ErrorCode::io_error, opened->where() + ": " + why);
+  };
+  const std::chrono::seconds timeout = connect_timeout_of(connection);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // libpq's loop: wait as the last poll asked (writing, before the first), poll again.
+  for (PostgresPollingStatusType polled = PGRES_POLLING_WRITING; polled != PGRES_POLLING_OK;
+       polled = PQconnectPoll(connection)) {
+    if (polled == PGRES_POLLING_FAILED || PQstatus(connection) == CONNECTION_BAD) {
+      return failed(message_of(PQerrorMessage(connection)));
+    }
+    if (!opened->wait(polled == PGRES_POLLING_READING ? POLLIN : POLLOUT, timeout.count() > 0 ? &deadline : nullptr)) {
+      return failed(opened->woken_ ? "gave up connecting: the projection is stopping"
+                                   : "no answer within connect_timeout (" + std::to_string(timeout.count()) + " s)");
+    }
   }
+  if (PQsetnonblocking(connection, 1) != 0) return failed(message_of(PQerrorMessage(connection)));
   // Server notices ("terminating connection due to immediate shutdown") are not the embedding
   // program's to see on its stderr: what matters reaches the caller as an error.
   PQsetNoticeProcessor(connection, [](void*, const char*) {}, nullptr);
-  return std::unique_ptr<Connection>(new Connection(connection, std::make_shared<const Canceller>(PQgetCancel(connection))));
+  if (PQserverVersion(connection) >= 140000) {
+    // A statement given up (Wakeup) may be waiting on a lock: without this the session, and the
+    // projection's advisory lock with it, would outlive its client until the lock came free.
+    bool retry = false;
+    if (Status set = opened->run("SET client_connection_check_interval = 1000", retry); !set.ok()) return set;
+  }
+  return opened;
 }
 
 Connection::~Connection() { PQfinish(connection_); }
 
-bool Connection::broken() const { return unusable_ || PQstatus(connection_) != CONNECTION_OK; }
+bool Connection::broken() const { return unusable_ || lost_ || PQstatus(connection_) != CONNECTION_OK; }
+
+bool Connection::wait(short events, const std::chrono::steady_clock::time_point* deadline) {
+  const int socket = PQsocket(connection_);
+  if (socket < 0) return false;
+  for (;;) {
+    pollfd ready[2] = {{socket, events, 0}, {wakeup_ != nullptr ? wakeup_->fd() : -1, POLLIN, 0}};
+    int timeout = -1;
+    if (deadline != nullptr) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      timeout = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), INT_MAX));
+    }
+    const int count = ::poll(ready, 2, timeout);
+    if (count < 0 && errno == EINTR) continue;
+    if (ready[1].revents != 0) {
+      woken_ = true;
+      return false;
+    }
+    if (count < 0) return false;
+    if (count > 0) return true;  // ready, or in error: libpq's next call says which
+  }
+}
+
+bool Connection::flush() {
+  for (;;) {
+    const int unsent = PQflush(connection_);
+    if (unsent == 0) return true;
+    // Waiting to send, take in answers too: a server blocked sending them reads no more.
+    if (unsent < 0 || !wait(POLLIN | POLLOUT) || PQconsumeInput(connection_) != 1) {
+      lost_ = true;
+      return false;
+    }
+  }
+}
+
+PGresult* Connection::next_result() {
+  while (!lost_ && PQisBusy(connection_) == 1) {
+    if (!wait(POLLIN) || PQconsumeInput(connection_) != 1) lost_ = true;
+  }
+  return lost_ ? nullptr : PQgetResult(connection_);
+}
+
+Connection::Owned Connection::exec(const std::string& sql, const std::vector<std::optional<std::string>>& parameters) {
+  std::vector<const char*> values;
+  values.reserve(parameters.size());
+  for (const auto& parameter : parameters) values.push_back(parameter ? parameter->c_str() : nullptr);
+  Owned last(nullptr, PQclear);
+  if (PQsendQueryParams(connection_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                        nullptr, 0) != 1) {
+    lost_ = true;
+  }
+  if (lost_ || !flush()) return last;
+  while (PGresult* result = next_result()) last.reset(result);
+  if (lost_) last.reset();
+  return last;
+}
 
 std::string Connection::where() const { return where_of(connection_); }
 
 Result<std::optional<std::string>> Connection::value(const std::string& sql,
                                                      const std::vector<std::optional<std::string>>& parameters,
                                                      bool& retry) {
-  std::vector<const char*> values;
-  values.reserve(parameters.size());
-  for (const auto& parameter : parameters) values.push_back(parameter ? parameter->c_str() : nullptr);
-  const std::unique_ptr<PGresult, void (*)(PGresult*)> result(
-      PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0),
-      PQclear);
+  const Owned result = exec(sql, parameters);
   const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
     retry = false;
@@ -98,14 +205,16 @@ Status Connection::error_of(const PGresult* result, bool& retry) const {
   const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   retry = broken() || state == nullptr || retryable(state);
   std::string message = message_of(result != nullptr ? PQresultErrorMessage(result) : "");
+  if (message.empty() && woken_) message = "gave up waiting for the server: the projection is stopping";
   if (message.empty()) message = message_of(PQerrorMessage(connection_));
   return Status(retry ? ErrorCode::io_error : ErrorCode::invalid_argument,
                 where() + ": " + message + (state != nullptr ? std::string(" (SQLSTATE ") + state + ")" : std::string()));
 }
 
 Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& failed, bool& retry) {
-  // Answers outstanding at most: bounds what the server and this side buffer, since a blocking
-  // connection that only sent would stall once both sockets' buffers are full.
+  // Answers outstanding at most: bounds what the server and this side buffer (libpq's output
+  // buffer grows without end in non-blocking mode; the server stops reading once its answers fill
+  // the socket).
   constexpr std::size_t kWindow = 256;
   constexpr std::size_t kPreparedMax = 256;
   failed = queries.size();
@@ -113,14 +222,13 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
   if (PQenterPipelineMode(connection_) != 1) return error_of(nullptr, retry);
   Status error;
   std::size_t received = 0;
-  bool lost = false;  // the connection broke: no more answers will come
   std::vector<std::size_t> query_of;  // for each command sent (a PREPARE or an execution), its query
   query_of.reserve(queries.size() + 8);
   const auto receive = [&](std::size_t upto) {
-    while (!lost && received < upto) {
-      PGresult* result = PQgetResult(connection_);
+    while (!lost_ && received < upto) {
+      PGresult* result = next_result();
       if (result == nullptr) {
-        lost = true;
+        lost_ = true;
         break;
       }
       const ExecStatusType status = PQresultStatus(result);
@@ -129,7 +237,7 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
         failed = query_of[received];
       }
       PQclear(result);
-      PQclear(PQgetResult(connection_));  // the null that ends each query's answers
+      PQclear(next_result());  // the null that ends each query's answers
       ++received;
     }
   };
@@ -137,12 +245,12 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
   const auto sent_one = [&](std::size_t query) {
     query_of.push_back(query);
     if (++sent - received < kWindow) return true;
-    if (PQsendFlushRequest(connection_) != 1 || PQflush(connection_) != 0) return false;
+    if (PQsendFlushRequest(connection_) != 1 || !flush()) return false;
     receive(sent);
     return true;
   };
   std::vector<const char*> values;
-  for (std::size_t i = 0; i < queries.size() && !lost; ++i) {
+  for (std::size_t i = 0; i < queries.size() && !lost_; ++i) {
     const Query& query = queries[i];
     values.clear();
     for (const auto& parameter : *query.parameters) values.push_back(parameter ? parameter->c_str() : nullptr);
@@ -153,24 +261,24 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
     if (prepared == prepared_.end() && prepared_.size() < kPreparedMax) {
       prepared = prepared_.emplace(*query.sql, "annal_" + std::to_string(prepared_.size())).first;
       if (PQsendPrepare(connection_, prepared->second.c_str(), query.sql->c_str(), count, nullptr) != 1 || !sent_one(i)) {
-        lost = true;
+        lost_ = true;
         break;
       }
     }
     const int queued = prepared != prepared_.end()
                            ? PQsendQueryPrepared(connection_, prepared->second.c_str(), count, values.data(), nullptr, nullptr, 0)
                            : PQsendQueryParams(connection_, query.sql->c_str(), count, nullptr, values.data(), nullptr, nullptr, 0);
-    if (queued != 1 || !sent_one(i)) lost = true;
+    if (queued != 1 || !sent_one(i)) lost_ = true;
   }
-  if (!lost && PQpipelineSync(connection_) == 1) {
+  if (!lost_ && PQpipelineSync(connection_) == 1 && flush()) {
     receive(sent);
-    PGresult* synced = PQgetResult(connection_);
-    lost = lost || synced == nullptr;
+    PGresult* synced = next_result();
+    if (synced == nullptr) lost_ = true;
     PQclear(synced);
   } else {
-    lost = true;
+    lost_ = true;
   }
-  if (lost || PQexitPipelineMode(connection_) != 1) {
+  if (lost_ || PQexitPipelineMode(connection_) != 1) {
     if (error.ok()) {
       error = error_of(nullptr, retry);
       retry = true;
@@ -185,7 +293,7 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
 }
 
 Result<std::vector<std::vector<std::string>>> Connection::rows(const std::string& sql, bool& retry) {
-  const std::unique_ptr<PGresult, void (*)(PGresult*)> result(PQexec(connection_, sql.c_str()), PQclear);
+  const Owned result = exec(sql, {});
   if (!result || PQresultStatus(result.get()) != PGRES_TUPLES_OK) return error_of(result.get(), retry);
   retry = false;
   std::vector<std::vector<std::string>> out(static_cast<std::size_t>(PQntuples(result.get())));

@@ -1,8 +1,10 @@
-// One libpq connection, and PostgreSQL's errors as Status: which ones a retry can fix.
+// One libpq connection, used without blocking (so a stop is noticed at any point), and
+// PostgreSQL's errors as Status: which ones a retry can fix.
 #pragma once
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -16,23 +18,20 @@
 
 namespace annal::postgres {
 
-// Asks the server to cancel what a connection is running (it then fails with SQLSTATE 57014).
-// Any thread; outlives its connection harmlessly. Blocking: it connects to the server to ask.
-class Canceller {
+// A stop that a thread waiting on PostgreSQL notices at once: poll() watches it beside the
+// connection's socket. raise() never blocks, so any thread may call it (the engine's closing one).
+class Wakeup {
  public:
-  explicit Canceller(PGcancel* handle) : handle_(handle) {}
-  ~Canceller() {
-    if (handle_ != nullptr) PQfreeCancel(handle_);
-  }
-  Canceller(const Canceller&) = delete;
-  Canceller& operator=(const Canceller&) = delete;
-  void cancel() const {
-    char error[256];
-    if (handle_ != nullptr) (void)PQcancel(handle_, error, sizeof(error));
-  }
+  Wakeup();  // throws std::system_error if the kernel has no eventfd to give
+  ~Wakeup();
+  Wakeup(const Wakeup&) = delete;
+  Wakeup& operator=(const Wakeup&) = delete;
+  void raise() const;
+  void clear() const;  // before the next run: a raised Wakeup stays raised until then
+  [[nodiscard]] int fd() const { return fd_; }
 
  private:
-  PGcancel* handle_;
+  int fd_;
 };
 
 class Connection {
@@ -40,7 +39,14 @@ class Connection {
   // Connects; the error names the server (host, port, database), never the connection string,
   // which may hold a password. Timeouts the string does not set have defaults (connecting 10 s,
   // TCP keepalives), so that a host gone silent is noticed.
-  static Result<std::unique_ptr<Connection>> open(const std::string& conninfo);
+  //
+  // Every wait, connecting or for an answer, also watches `wakeup` (if given): once it is raised,
+  // the call gives up at once with an error that retry allows, and the connection is not used
+  // again. The statement it abandons may still run to its end on the server, or not: the caller
+  // learns which only from a new connection. The server notices a client gone within a second
+  // even while a statement waits on a lock (client_connection_check_interval, PostgreSQL 14+).
+  // Not watched: the host name's lookup (getaddrinfo blocks; hostaddr= avoids it).
+  static Result<std::unique_ptr<Connection>> open(const std::string& conninfo, const Wakeup* wakeup = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -71,16 +77,27 @@ class Connection {
   [[nodiscard]] bool broken() const;
   // "PostgreSQL at HOST:PORT, database DB", for messages.
   [[nodiscard]] std::string where() const;
-  [[nodiscard]] std::shared_ptr<const Canceller> canceller() const { return canceller_; }
 
  private:
-  Connection(PGconn* connection, std::shared_ptr<const Canceller> canceller)
-      : connection_(connection), canceller_(std::move(canceller)) {}
+  using Owned = std::unique_ptr<PGresult, void (*)(PGresult*)>;
+  Connection(PGconn* connection, const Wakeup* wakeup) : connection_(connection), wakeup_(wakeup) {}
+  // Waits until the socket is ready for `events` (POLLIN, POLLOUT) or, with a deadline, until
+  // then. False if the wakeup came first (woken_) or the deadline passed.
+  bool wait(short events, const std::chrono::steady_clock::time_point* deadline = nullptr);
+  // Sends what libpq holds; false if the connection broke or the wakeup came.
+  bool flush();
+  // The next result, or nullptr at the end of a query's results. lost_ once the connection broke or
+  // the wakeup came (nullptr then too).
+  PGresult* next_result();
+  // Runs one statement and returns its (last) result; nullptr if the connection was lost.
+  Owned exec(const std::string& sql, const std::vector<std::optional<std::string>>& parameters);
   // The error `result` (or the connection, for nullptr) reports, and whether a retry can fix it.
   Status error_of(const PGresult* result, bool& retry) const;
   PGconn* connection_;
-  std::shared_ptr<const Canceller> canceller_;
-  bool unusable_ = false;  // a pipelined batch failed: open a new connection
+  const Wakeup* wakeup_;
+  bool woken_ = false;     // a wait gave up for the wakeup
+  bool lost_ = false;      // the connection broke, or was given up: answers may be missing
+  bool unusable_ = false;  // a statement failed or was given up: open a new connection
   std::unordered_map<std::string, std::string> prepared_;  // statement -> its prepared name here
 };
 

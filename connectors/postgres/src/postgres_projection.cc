@@ -35,7 +35,7 @@ Result<std::vector<Checkpoint>> read_checkpoints(const std::string& conninfo) {
 }
 
 PostgresProjection::PostgresProjection(std::string name, PostgresOptions options)
-    : name_(std::move(name)), options_(std::move(options)) {}
+    : name_(std::move(name)), options_(std::move(options)), wakeup_(std::make_unique<const Wakeup>()) {}
 
 PostgresProjection::~PostgresProjection() = default;
 
@@ -68,7 +68,7 @@ bool PostgresProjection::wait_for(std::uint64_t sequence, std::chrono::steady_cl
 Status PostgresProjection::connect() {
   if (connection_ && !connection_->broken()) return {};
   disconnect();
-  auto opened = Connection::open(options_.conninfo);
+  auto opened = Connection::open(options_.conninfo, wakeup_.get());
   if (!opened.ok()) return opened.status();
   bool retry = false;
   const auto locked = opened.value()->value(kLock, {name_}, retry);
@@ -80,20 +80,10 @@ Status PostgresProjection::connect() {
                                            "PostgresProjection of that name still alive in this one");
   }
   connection_ = std::move(opened).value();
-  std::lock_guard lock(mutex_);
-  canceller_ = connection_->canceller();
-  // A stop that came while connecting had nothing to cancel yet.
-  if (stopping_) return Status(ErrorCode::failed, "projection " + name_ + ": the engine is closing");
   return {};
 }
 
-void PostgresProjection::disconnect() {
-  {
-    std::lock_guard lock(mutex_);
-    canceller_.reset();
-  }
-  connection_.reset();
-}
+void PostgresProjection::disconnect() { connection_.reset(); }
 
 Result<std::optional<std::uint64_t>> PostgresProjection::resume_after() {
   // The object may be added again after an engine closed: nothing of that run carries over.
@@ -104,6 +94,7 @@ Result<std::optional<std::uint64_t>> PostgresProjection::resume_after() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = false;
+    wakeup_->clear();
     last_error_ = Status();
     refused_ = Status();
   }
@@ -151,16 +142,14 @@ void PostgresProjection::apply(const engine::EventView& event) {
 void PostgresProjection::end_of_batch(std::uint64_t applied) { commit(applied); }
 
 void PostgresProjection::stop_requested() {
-  std::shared_ptr<const Canceller> canceller;
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    canceller = canceller_;
-    changed_.notify_all();
-  }
-  // A statement that hangs (a lock it waits for, a server gone silent) must not hold the close.
-  // Outside the lock: cancelling connects to the server, and health() must not wait for that.
-  if (canceller) canceller->cancel();
+  std::lock_guard lock(mutex_);
+  stopping_ = true;
+  changed_.notify_all();
+  // Whatever the projection thread waits for (an answer, a lock, a host gone silent, a connection
+  // being made) it stops waiting: the statement in flight is given up, and the next open learns
+  // from the checkpoint whether its batch committed. (No PQcancel: it connects to the server,
+  // blocking, and is lost on a statement not yet begun.)
+  wakeup_->raise();
 }
 
 void PostgresProjection::commit(std::uint64_t sequence) {
@@ -207,11 +196,6 @@ Status PostgresProjection::try_commit(std::uint64_t sequence, bool& retry) {
     // An earlier, shorter batch may have committed (one given up when the engine began to close):
     // what it held must not be sent again.
     std::erase_if(pending_, [&](const Pending& pending) { return pending.sequence <= held; });
-  }
-  {
-    std::lock_guard lock(mutex_);
-    // A stop that came between statements had nothing to cancel: send nothing more.
-    if (stopping_) return Status(ErrorCode::failed, "projection " + name_ + ": the engine is closing");
   }
   // One transaction, pipelined: BEGIN, the events' statements, the checkpoint, COMMIT.
   static const std::string kBegin = "BEGIN";

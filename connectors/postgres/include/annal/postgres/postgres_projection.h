@@ -48,7 +48,7 @@
 namespace annal::postgres {
 
 class Connection;
-class Canceller;
+class Wakeup;
 
 // The statements one event turns into: SQL with $1, $2, ... parameters, sent as text (nullopt is
 // NULL), run in order in the batch's transaction.
@@ -136,7 +136,6 @@ class PostgresProjection final : public engine::Projection {
   Status try_commit(std::uint64_t sequence, bool& retry);
   // Connects if there is no usable connection, and takes the projection's advisory lock.
   Status connect();
-  // Closes the connection (stop_requested() can no longer cancel on it).
   void disconnect();
   // Sleeps the backoff, unless stop_requested() comes first; false then.
   bool back_off(std::chrono::milliseconds& delay);
@@ -144,6 +143,7 @@ class PostgresProjection final : public engine::Projection {
   const std::string name_;
   const PostgresOptions options_;
   std::map<std::string, Handler, std::less<>> handlers_;
+  const std::unique_ptr<const Wakeup> wakeup_;  // raised by stop_requested(): every wait on PostgreSQL ends
   std::unique_ptr<Connection> connection_;  // the projection thread's
   bool outcome_unknown_ = false;            // a batch failed: did its COMMIT take effect? Read the checkpoint
   std::vector<Pending> pending_;            // the projection thread's: applied, not yet committed
@@ -153,7 +153,6 @@ class PostgresProjection final : public engine::Projection {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;  // the checkpoint moved, stopping, or refused_
   bool stopping_ = false;                 // under mutex_
-  std::shared_ptr<const Canceller> canceller_;  // under mutex_: connection_'s, for stop_requested()
   Status last_error_;                     // under mutex_
   Status refused_;                        // under mutex_
   std::uint64_t checkpoint_ = 0;          // under mutex_
