@@ -7,11 +7,12 @@
 
 #include <gtest/gtest.h>
 
-#include <map>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "annal/engine/engine.h"
 #include "eventually.h"
@@ -42,6 +43,13 @@ std::shared_ptr<PostgresProjection> tallies(const std::string& conninfo) {
   projection->on("Counted", [](const EventView& event, Statements& out) {
     out.add("INSERT INTO tallies (stream, events) VALUES ($1, 1) "
             "ON CONFLICT (stream) DO UPDATE SET events = tallies.events + 1",
+            {std::string(event.header.stream_name)});
+  });
+  // A statement whose result has the table's row type: a plan PostgreSQL cached for it goes stale
+  // when the table changes.
+  projection->on("Returned", [](const EventView& event, Statements& out) {
+    out.add("INSERT INTO tallies (stream, events) VALUES ($1, 1) "
+            "ON CONFLICT (stream) DO UPDATE SET events = tallies.events + 1 RETURNING *",
             {std::string(event.header.stream_name)});
   });
   // A type whose rows break a rule of the table's: the poison event.
@@ -294,6 +302,62 @@ TEST_F(PostgresProjectionTest, ASecondKeeperOfTheSameProjectionIsRefused) {
   EXPECT_NE(refused.message().find("is locked by another session"), std::string::npos) << refused.to_string();
   EXPECT_TRUE(other.value()->close().ok());
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A table changed under a running projection (ALTER TABLE) invalidates the plans its connection
+// prepared; one whose result type changed fails with 0A000. That is retried on a new connection,
+// which plans again, rather than taken for a poison event.
+TEST_F(PostgresProjectionTest, ATableChangedUnderTheProjectionIsPlannedAgainNotPoison) {
+  annal::test::Watchdog watchdog("postgres cached plan");
+  auto projection = open_with_tallies(cluster_.conninfo());
+  ASSERT_FALSE(HasFailure());
+  const EventData returned{.type = "Returned"};
+  const auto append_returned = [&] {
+    auto receipt = engine_->append("r", ExpectedVersion::any(), {&returned, 1});
+    EXPECT_TRUE(receipt.ok());
+    ++expected_["r"];
+    return receipt.value();
+  };
+  wait_committed(*projection, append_returned());
+  PGconn* migration = PQconnectdb(cluster_.conninfo().c_str());
+  PGresult* altered = PQexec(migration, "ALTER TABLE tallies ADD COLUMN note text");
+  EXPECT_EQ(PQresultStatus(altered), PGRES_COMMAND_OK) << PQerrorMessage(migration);
+  PQclear(altered);
+  PQfinish(migration);
+  wait_committed(*projection, append_returned());
+  EXPECT_TRUE(engine_->projection_status("tallies").value().error.ok())
+      << engine_->projection_status("tallies").value().error.to_string();
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Each projection has a lock of its own: two names whose 32-bit hashtext() collide (a pair found
+// in the server itself) run side by side.
+TEST_F(PostgresProjectionTest, ProjectionsWhoseNamesHashAlikeBothRun) {
+  annal::test::Watchdog watchdog("postgres lock keys");
+  PGconn* connection = PQconnectdb(cluster_.conninfo().c_str());
+  PGresult* pair = PQexec(connection,
+                          "SELECT min(name), max(name) FROM (SELECT 'p' || i AS name, hashtext('p' || i) AS hash "
+                          "FROM generate_series(1, 300000) i) names GROUP BY hash HAVING count(*) > 1 LIMIT 1");
+  ASSERT_EQ(PQntuples(pair), 1) << PQerrorMessage(connection);
+  const std::string first = PQgetvalue(pair, 0, 0);
+  const std::string second = PQgetvalue(pair, 0, 1);
+  PQclear(pair);
+  PQfinish(connection);
+  open_engine();
+  ASSERT_FALSE(HasFailure());
+  std::vector<std::shared_ptr<PostgresProjection>> projections;
+  for (const std::string& name : {first, second}) {
+    PostgresOptions options;
+    options.conninfo = cluster_.conninfo();
+    options.lock_wait = std::chrono::milliseconds(100);
+    projections.push_back(std::make_shared<PostgresProjection>(name, options));
+    const Status added = engine_->add_projection(name, projections.back(), {});
+    EXPECT_TRUE(added.ok()) << name << ": " << added.to_string();
+  }
+  const Receipt last = append_counted(10);
+  for (const auto& projection : projections) wait_committed(*projection, last);
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -203,7 +203,10 @@ Result<std::optional<std::string>> Connection::value(const std::string& sql,
 
 Status Connection::error_of(const PGresult* result, bool& retry) const {
   const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
-  retry = broken() || state == nullptr || retryable(state);
+  // "Cached plan must not change result type": a table changed under a statement prepared in an
+  // earlier batch. A new connection plans it again; there the same error is the statement's fault.
+  const bool stale_plan = state != nullptr && std::string_view(state) == "0A000" && reusing_plans_;
+  retry = broken() || state == nullptr || retryable(state) || stale_plan;
   std::string message = message_of(result != nullptr ? PQresultErrorMessage(result) : "");
   if (message.empty() && woken_) message = "gave up waiting for the server: the projection is stopping";
   if (message.empty()) message = message_of(PQerrorMessage(connection_));
@@ -219,6 +222,7 @@ Status Connection::run_pipelined(std::span<const Query> queries, std::size_t& fa
   constexpr std::size_t kPreparedMax = 256;
   failed = queries.size();
   retry = true;
+  reusing_plans_ = !prepared_.empty();
   if (PQenterPipelineMode(connection_) != 1) return error_of(nullptr, retry);
   Status error;
   std::size_t received = 0;

@@ -98,6 +98,7 @@ class Connection {
   bool woken_ = false;     // a wait gave up for the wakeup
   bool lost_ = false;      // the connection broke, or was given up: answers may be missing
   bool unusable_ = false;  // a statement failed or was given up: open a new connection
+  bool reusing_plans_ = false;  // the batch running executes statements an earlier one prepared
   std::unordered_map<std::string, std::string> prepared_;  // statement -> its prepared name here
 };
 

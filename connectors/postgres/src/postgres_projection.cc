@@ -12,8 +12,9 @@ namespace {
 constexpr const char* kCheckpointTable =
     "CREATE TABLE IF NOT EXISTS annal_checkpoints (projection text PRIMARY KEY, sequence bigint NOT NULL)";
 constexpr const char* kReadCheckpoint = "SELECT sequence FROM annal_checkpoints WHERE projection = $1";
-// One writer per projection: a session-level advisory lock, released when the session ends.
-constexpr const char* kLock = "SELECT pg_try_advisory_lock(hashtext('annal_checkpoints'), hashtext($1))";
+// One writer per projection: a session-level advisory lock, released when the session ends. Its
+// key is a 64-bit hash of the name (hashtext's 32 bits collide within some 10^5 names).
+constexpr const char* kLock = "SELECT pg_try_advisory_lock(hashtextextended('annal_checkpoints:' || $1, 0))";
 constexpr const char* kWriteCheckpoint =
     "INSERT INTO annal_checkpoints (projection, sequence) VALUES ($1, $2) "
     "ON CONFLICT (projection) DO UPDATE SET sequence = EXCLUDED.sequence";
