@@ -185,7 +185,7 @@ class OrdersView final : public annal::engine::Projection {
   }
   [[nodiscard]] std::size_t size() const { return rows_.size(); }
 
-  std::uint32_t schema() const override { return 1; }
+  std::uint32_t schema() const override { return 2; }  // 2: only orders' own streams count
   std::vector<std::byte> snapshot() const override {
     std::vector<std::byte> out;
     out.reserve(rows_.size() * 40);
@@ -247,7 +247,7 @@ class Revenue final : public annal::engine::Projection {
   }
   [[nodiscard]] const Totals& totals() const { return totals_; }
 
-  std::uint32_t schema() const override { return 1; }
+  std::uint32_t schema() const override { return 2; }  // 2: only orders' own streams count
   std::vector<std::byte> snapshot() const override {
     std::vector<std::byte> out;
     for (const std::uint64_t word : {totals_.orders, static_cast<std::uint64_t>(totals_.ordered),

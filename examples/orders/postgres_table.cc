@@ -60,17 +60,22 @@ annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& tabl
   // Within the request's deadline, connecting and reading both: a host gone silent or a lock held
   // by a migration must not hold a query thread longer. The table's conninfo comes last and
   // expands (a bare word is a database name), so its own settings win.
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-  if (left.count() <= 0) return annal::Status(ErrorCode::timed_out, "no time left to read the table");
-  const std::string connect_timeout = std::to_string(std::max<std::int64_t>(1, left.count() / 1000));
-  const std::string options = "-c statement_timeout=" + std::to_string(left.count());
-  const char* keywords[] = {"connect_timeout", "options", "dbname", nullptr};
-  const char* values[] = {connect_timeout.c_str(), options.c_str(), table.conninfo.c_str(), nullptr};
+  const auto left = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+  };
+  const auto late = [] { return annal::Status(ErrorCode::timed_out, "the table was not read in time"); };
+  if (left() <= 0) return late();
+  const std::string connect_timeout = std::to_string(std::max<std::int64_t>(1, left() / 1000));
+  const char* keywords[] = {"connect_timeout", "dbname", nullptr};
+  const char* values[] = {connect_timeout.c_str(), table.conninfo.c_str(), nullptr};
   // A connection per read keeps the example short; a service would keep a pool.
   const std::unique_ptr<PGconn, void (*)(PGconn*)> connection(PQconnectdbParams(keywords, values, 1), PQfinish);
   if (PQstatus(connection.get()) != CONNECTION_OK) {
     return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));
   }
+  // What is left once connected; SET after connecting overrides any the conninfo's options= set.
+  if (left() <= 0) return late();
+  PQclear(PQexec(connection.get(), ("SET statement_timeout = " + std::to_string(left())).c_str()));
   const std::string key = std::to_string(id);
   const char* parameters[] = {key.c_str()};
   const std::unique_ptr<PGresult, void (*)(PGresult*)> result(
@@ -78,6 +83,8 @@ annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& tabl
                    parameters, nullptr, nullptr, 0),
       PQclear);
   if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
+    const char* state = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
+    if (state != nullptr && std::string_view(state) == "57014") return late();  // statement_timeout
     return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));
   }
   if (PQntuples(result.get()) == 0) return std::optional<OrdersView::Row>{};

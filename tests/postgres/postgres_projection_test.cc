@@ -108,6 +108,16 @@ class PostgresProjectionTest : public ::testing::Test {
         << projection.last_error().to_string();
   }
 
+  // The cluster's Unix socket ("" if not found).
+  [[nodiscard]] std::string socket_path() const {
+    for (const auto& entry : std::filesystem::directory_iterator(cluster_.socket_directory())) {
+      if (entry.path().filename().string().starts_with(".s.PGSQL.") && entry.path().extension() != ".lock") {
+        return entry.path().string();
+      }
+    }
+    return "";
+  }
+
   annal::test::TempDirectory dir_;
   annal::test::PostgresCluster cluster_{ANNAL_POSTGRES_BINDIR};
   std::unique_ptr<Engine> engine_;
@@ -192,12 +202,7 @@ TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCa
 // event once.
 TEST_F(PostgresProjectionTest, ClosingReturnsWhenTheServerHasGoneSilent) {
   annal::test::Watchdog watchdog("postgres silent at close");
-  std::string socket;
-  for (const auto& entry : std::filesystem::directory_iterator(cluster_.socket_directory())) {
-    if (entry.path().filename().string().starts_with(".s.PGSQL.") && entry.path().extension() != ".lock") {
-      socket = entry.path().string();
-    }
-  }
+  const std::string socket = socket_path();
   ASSERT_FALSE(socket.empty());
   for (const bool connecting : {false, true}) {
     SCOPED_TRACE(connecting ? "connecting again" : "a batch in flight");
@@ -213,10 +218,9 @@ TEST_F(PostgresProjectionTest, ClosingReturnsWhenTheServerHasGoneSilent) {
     }
     const Receipt unanswered = append_counted(50);
     ASSERT_TRUE(engine_->wait_durable(unanswered, Engine::Clock::now() + std::chrono::minutes(2)).ok());
-    // Lost its connection, the projection is connecting again, to a port that never answers.
-    if (connecting) {
-      EXPECT_TRUE(annal::test::eventually([&] { return proxy->attempted(); }));
-    }
+    // A batch in flight: the proxy holds what the projection sent. Or, its connection lost, the
+    // projection is connecting again, to a port that never answers.
+    EXPECT_TRUE(annal::test::eventually([&] { return connecting ? proxy->attempted() : proxy->holding(); }));
     ASSERT_TRUE(engine_->close().ok());
     engine_.reset();
     proxy.reset();  // the sessions end, and the projection's lock with them
@@ -229,6 +233,23 @@ TEST_F(PostgresProjectionTest, ClosingReturnsWhenTheServerHasGoneSilent) {
     engine_.reset();
     projection.reset();
   }
+}
+
+// Failover: with several hosts, one gone silent is given its connect_timeout and passed over for
+// the next, as libpq's own connect does; the projection runs on the one that answers.
+TEST_F(PostgresProjectionTest, AHostGoneSilentIsPassedOverForTheNextInTheList) {
+  annal::test::Watchdog watchdog("postgres failover");
+  annal::test::StallingProxy silent(socket_path());
+  silent.stall();
+  const std::string port = socket_path().substr(socket_path().rfind('.') + 1);
+  auto projection = open_with_tallies("host=127.0.0.1," + cluster_.socket_directory() + " port=" +
+                                      std::to_string(silent.port()) + "," + port +
+                                      " dbname=postgres user=annal connect_timeout=2");
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(silent.attempted());
+  wait_committed(*projection, append_counted(20));
+  EXPECT_EQ(table(cluster_.conninfo()), expected_);
+  ASSERT_TRUE(engine_->close().ok());
 }
 
 // A batch waiting on a lock another session holds (a migration, a long report): closing returns,

@@ -62,6 +62,11 @@ class StallingProxy {
     std::lock_guard lock(mutex_);
     return attempted_;
   }
+  // Whether a client has sent something since stall(), which the proxy holds unforwarded.
+  [[nodiscard]] bool holding() {
+    std::lock_guard lock(mutex_);
+    return held_;
+  }
   // Stalled too, and the connections it had are closed.
   void cut() {
     change([this] {
@@ -107,8 +112,13 @@ class StallingProxy {
         std::lock_guard lock(mutex_);
         watch_backlog = stalled && !attempted_;
       }
-      if (!stalled || watch_backlog) ready.push_back({listener_, POLLIN, 0});
-      if (!stalled) {
+      bool watch_held = false;
+      {
+        std::lock_guard lock(mutex_);
+        watch_held = stalled && !held_;
+      }
+      ready.push_back({listener_, static_cast<short>(!stalled || watch_backlog ? POLLIN : 0), 0});
+      if (!stalled || watch_held) {
         for (const auto& [client, server] : pairs_) {
           ready.push_back({client, POLLIN, 0});
           ready.push_back({server, POLLIN, 0});
@@ -121,9 +131,11 @@ class StallingProxy {
         continue;  // take up the change before forwarding anything more
       }
       if (stalled) {
-        if (watch_backlog && ready[1].revents != 0) {
-          std::lock_guard lock(mutex_);
-          attempted_ = true;  // and the listener is watched no more: it stays readable
+        std::lock_guard lock(mutex_);
+        // Each is watched no more once seen: it stays readable.
+        if (watch_backlog && ready[1].revents != 0) attempted_ = true;
+        for (std::size_t i = 2; i < ready.size(); i += 2) {
+          if (watch_held && ready[i].revents != 0) held_ = true;
         }
         continue;
       }
@@ -165,7 +177,8 @@ class StallingProxy {
     const ssize_t got = ::read(from, buffer.data(), buffer.size());
     if (got <= 0) return false;
     for (ssize_t sent = 0; sent < got;) {
-      const ssize_t wrote = ::write(to, buffer.data() + sent, static_cast<std::size_t>(got - sent));
+      // MSG_NOSIGNAL: a peer gone is an error here, not a SIGPIPE for the test process.
+      const ssize_t wrote = ::send(to, buffer.data() + sent, static_cast<std::size_t>(got - sent), MSG_NOSIGNAL);
       if (wrote <= 0) return false;
       sent += wrote;
     }
@@ -183,6 +196,7 @@ class StallingProxy {
   bool cut_ = false;            // under mutex_
   bool done_ = false;           // under mutex_
   bool attempted_ = false;      // under mutex_
+  bool held_ = false;           // under mutex_
   std::uint64_t asked_ = 0;     // under mutex_: changes made
   std::uint64_t taken_ = 0;     // under mutex_: changes the thread has taken up
   std::thread thread_;

@@ -1,14 +1,17 @@
 #include "connection.h"
 
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <cstdlib>
+#include <charconv>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace annal::postgres {
 namespace {
@@ -47,10 +50,23 @@ std::chrono::seconds connect_timeout_of(PGconn* connection) {
   long seconds = 0;
   PQconninfoOption* options = PQconninfo(connection);
   for (PQconninfoOption* option = options; option != nullptr && option->keyword != nullptr; ++option) {
-    if (std::string_view(option->keyword) == "connect_timeout" && option->val != nullptr) seconds = std::atol(option->val);
+    if (std::string_view(option->keyword) != "connect_timeout" || option->val == nullptr) continue;
+    const std::string_view text = option->val;
+    (void)std::from_chars(text.data(), text.data() + text.size(), seconds);  // libpq refused it already if not a number
   }
   PQconninfoFree(options);
   return std::chrono::seconds(seconds == 1 ? 2 : seconds);
+}
+
+// "a,b,c" as libpq splits its host, hostaddr and port lists.
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> items;
+  for (std::size_t at = 0;;) {
+    const std::size_t comma = text.find(',', at);
+    items.emplace_back(text.substr(at, comma - at));
+    if (comma == std::string_view::npos) return items;
+    at = comma + 1;
+  }
 }
 
 }  // namespace
@@ -85,18 +101,54 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo
                   "PostgreSQL: the connection string is malformed (not shown: it may hold a password); libpq's forms are "
                   "host=... dbname=... or postgresql://...");
   }
+  // Several hosts (failover): one attempt each, in order, each with its own connect_timeout, as
+  // libpq does. (Its own move to the next host on a timeout happens only in its blocking connect.)
+  std::vector<std::string> hosts, addresses, ports;
+  for (PQconninfoOption* option = parsed; option != nullptr && option->keyword != nullptr; ++option) {
+    const std::string_view keyword = option->keyword;
+    if (option->val == nullptr) continue;
+    if (keyword == "host") hosts = split_list(option->val);
+    if (keyword == "hostaddr") addresses = split_list(option->val);
+    if (keyword == "port") ports = split_list(option->val);
+  }
   if (parsed != nullptr) PQconninfoFree(parsed);
-  // Defaults first: the string's own settings, expanded from "dbname", come after and win.
-  // tcp_user_timeout: data sent and not acknowledged (a host gone silent mid-statement), which
-  // keepalives do not cover.
-  const char* keywords[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                            "tcp_user_timeout", "dbname", nullptr};
-  const char* values[] = {"10", "1", "10", "5", "3", "30000", conninfo.c_str(), nullptr};
-  PGconn* connection = PQconnectStartParams(keywords, values, 1);
+  const std::size_t attempts = std::max({std::size_t{1}, hosts.size(), addresses.size()});
+  Status failure;
+  for (std::size_t i = 0; i < attempts; ++i) {
+    // This attempt's entry of a list; nullptr leaves the string's (and a mismatch to libpq's error).
+    const auto nth = [&](const std::vector<std::string>& list) -> const char* {
+      if (attempts == 1 || list.empty()) return nullptr;
+      if (list.size() == 1) return list[0].c_str();
+      return list.size() == attempts ? list[i].c_str() : nullptr;
+    };
+    auto opened = open_one(conninfo, nth(hosts), nth(addresses), nth(ports), wakeup);
+    if (opened.ok()) return opened;
+    failure = opened.status();
+    if (wakeup != nullptr && failure.code() == ErrorCode::failed) break;
+  }
+  return failure;
+}
+
+Result<std::unique_ptr<Connection>> Connection::open_one(const std::string& conninfo, const char* host,
+                                                         const char* hostaddr, const char* port, const Wakeup* wakeup) {
+  // Defaults first: the string's own settings, expanded from "dbname", come after and win; then
+  // the one host of a list this attempt is for. tcp_user_timeout: data sent and not acknowledged
+  // (a host gone silent mid-statement), which keepalives do not cover.
+  std::vector<const char*> keywords = {"connect_timeout",  "keepalives", "keepalives_idle", "keepalives_interval",
+                                       "keepalives_count", "tcp_user_timeout", "dbname"};
+  std::vector<const char*> values = {"10", "1", "10", "5", "3", "30000", conninfo.c_str()};
+  for (const auto& [keyword, value] : {std::pair{"host", host}, std::pair{"hostaddr", hostaddr}, std::pair{"port", port}}) {
+    if (value == nullptr) continue;
+    keywords.push_back(keyword);
+    values.push_back(value);
+  }
+  keywords.push_back(nullptr);
+  values.push_back(nullptr);
+  PGconn* connection = PQconnectStartParams(keywords.data(), values.data(), 1);
   if (connection == nullptr) return Status(ErrorCode::io_error, "PostgreSQL: libpq could not allocate a connection");
   std::unique_ptr<Connection> opened(new Connection(connection, wakeup));  // PQfinish from here on
   const auto failed = [&](const std::string& why) {
-    return Status(ErrorCode::io_error, opened->where() + ": " + why);
+    return Status(opened->woken_ ? ErrorCode::failed : ErrorCode::io_error, opened->where() + ": " + why);
   };
   const std::chrono::seconds timeout = connect_timeout_of(connection);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -116,10 +168,13 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo
   // program's to see on its stderr: what matters reaches the caller as an error.
   PQsetNoticeProcessor(connection, [](void*, const char*) {}, nullptr);
   if (PQserverVersion(connection) >= 140000) {
-    // A statement given up (Wakeup) may be waiting on a lock: without this the session, and the
-    // projection's advisory lock with it, would outlive its client until the lock came free.
+    // A statement given up (Wakeup) may be waiting on a lock: with this, the server ends the
+    // session (and frees the projection's advisory lock) within a second of the client leaving,
+    // not once the lock comes free. Best effort: a server that cannot watch its clients' sockets
+    // (no POLLRDHUP) refuses it, and only holds the lock longer.
     bool retry = false;
-    if (Status set = opened->run("SET client_connection_check_interval = 1000", retry); !set.ok()) return set;
+    (void)opened->run("SET client_connection_check_interval = 1000", retry);
+    if (opened->broken()) return failed(message_of(PQerrorMessage(connection)));
   }
   return opened;
 }
@@ -131,6 +186,13 @@ bool Connection::broken() const { return unusable_ || lost_ || PQstatus(connecti
 bool Connection::wait(short events, const std::chrono::steady_clock::time_point* deadline) {
   const int socket = PQsocket(connection_);
   if (socket < 0) return false;
+  // Over TLS, OpenSSL may hold a record's rest already read from the socket, which poll() cannot
+  // see (a server sending records larger than PostgreSQL's own 8 KB ones).
+  if ((events & POLLIN) != 0) {
+    if (const auto* tls = static_cast<const SSL*>(PQsslStruct(connection_, "OpenSSL")); tls != nullptr && SSL_pending(tls) > 0) {
+      return true;
+    }
+  }
   for (;;) {
     pollfd ready[2] = {{socket, events, 0}, {wakeup_ != nullptr ? wakeup_->fd() : -1, POLLIN, 0}};
     int timeout = -1;

@@ -81,6 +81,10 @@ class Connection {
  private:
   using Owned = std::unique_ptr<PGresult, void (*)(PGresult*)>;
   Connection(PGconn* connection, const Wakeup* wakeup) : connection_(connection), wakeup_(wakeup) {}
+  // One attempt, at the one host given (nullptr: as the string says). ErrorCode::failed if the
+  // wakeup came.
+  static Result<std::unique_ptr<Connection>> open_one(const std::string& conninfo, const char* host,
+                                                      const char* hostaddr, const char* port, const Wakeup* wakeup);
   // Waits until the socket is ready for `events` (POLLIN, POLLOUT) or, with a deadline, until
   // then. False if the wakeup came first (woken_) or the deadline passed.
   bool wait(short events, const std::chrono::steady_clock::time_point* deadline = nullptr);

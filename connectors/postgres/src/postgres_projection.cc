@@ -172,7 +172,12 @@ void PostgresProjection::commit(std::uint64_t sequence) {
       std::lock_guard lock(mutex_);
       last_error_ = committed;
     }
-    if (!back_off(delay)) return;  // stopping: the next open replays from the checkpoint
+    if (!back_off(delay)) {
+      // Stopping: the next open replays from the checkpoint. Closed now, the session of a batch
+      // given up ends on the server within a second (client_connection_check_interval).
+      disconnect();
+      return;
+    }
   }
   pending_.clear();
   pending_events_ = 0;
