@@ -843,7 +843,7 @@ TEST_F(ServeTest, KilledUnderLoadLosesNoAppendItAnsweredDurable) {
   for (int c = 0; c < kClients; ++c) {
     const auto events = store.value()->read_stream("client-" + std::to_string(c), {});
     ASSERT_TRUE(events.ok());
-    for (const engine::Event& event : events.value()) stored[server::format_id(event.header.event_id)] = event.header.sequence;
+    for (const engine::Event& event : events.value()) stored[engine::format_id(event.header.event_id)] = event.header.sequence;
   }
   for (const Acknowledged& event : acknowledged) {
     const auto found = stored.find(event.id);

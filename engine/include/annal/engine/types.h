@@ -25,6 +25,10 @@ struct Id128 {
   friend bool operator==(const Id128&, const Id128&) = default;
 };
 
+// "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", and back (32 hex digits, dashes anywhere; nullopt if not).
+[[nodiscard]] std::string format_id(const Id128& id);
+[[nodiscard]] std::optional<Id128> parse_id(std::string_view text);
+
 // Streams are addressed by name ("order-123456") or by a 64-bit id the application chooses.
 // The engine gives each new name an id of its own, written to the journal in the same atomic
 // batch as the stream's first events, so the mapping survives exactly what the events survive.

@@ -17,10 +17,6 @@ namespace annal::server {
 // One event as a line: text ("SEQ stream@version Type data") or a JSON object.
 [[nodiscard]] std::string format_event(const engine::EventView& event, bool json);
 
-// "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", and back (32 hex digits, dashes anywhere; nullopt if not).
-[[nodiscard]] std::string format_id(const engine::Id128& id);
-[[nodiscard]] std::optional<engine::Id128> parse_id(std::string_view text);
-
 // A JSON string literal of `text`, quotes included.
 [[nodiscard]] std::string json_string(std::string_view text);
 [[nodiscard]] std::string base64(std::span<const std::byte> bytes);
