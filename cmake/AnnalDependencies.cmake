@@ -67,6 +67,20 @@ if(NOT LIBPQ_FOUND)
   annal_missing("libpq" libpq-dev)
 endif()
 
+# librdkafka: the Kafka connector (connectors/kafka). The reference C client: the idempotent
+# producer the export's exactly-once rests on, and a mock cluster (a Kafka protocol server in
+# process) for its tests, since Debian packages no broker.
+pkg_check_modules(RDKAFKA QUIET IMPORTED_TARGET GLOBAL rdkafka>=2.0)
+if(NOT RDKAFKA_FOUND)
+  annal_missing("librdkafka" librdkafka-dev)
+endif()
+if(ANNAL_BUILD_TESTS)
+  find_program(ANNAL_KCAT kcat)
+  if(NOT ANNAL_KCAT)
+    annal_missing("kcat (a Kafka client that is not ours, for the connector's tests)" kcat)
+  endif()
+endif()
+
 # PostgreSQL's server programs (initdb, pg_ctl), the newest installed: the connector's tests and
 # benchmark start a cluster of their own.
 if(ANNAL_BUILD_TESTS OR ANNAL_BUILD_BENCH)

@@ -1,0 +1,100 @@
+// The journal exported to a Kafka topic, in order and exactly once: a projection that produces
+// every durable event as one record.
+//
+//   auto exporter = std::make_shared<annal::kafka::KafkaExport>(annal::kafka::KafkaExportOptions{
+//       .brokers = "kafka-1:9092,kafka-2:9092", .topic = "orders", .source = "orders-eu-1"});
+//   engine->add_projection("export_kafka", exporter, {});
+//
+// A record: key = the stream's name (so a stream's events share a partition, in order), value = the
+// payload, headers (decimal text) annal.sequence, annal.version, annal.type, annal.timestamp_ns,
+// annal.id (when the event has one), annal.source, annal.delivered. The partition is Kafka's
+// default for the key (murmur2, as the Java client picks it).
+//
+// The guarantee: every durable event reaches the topic once, none missing, none twice, each
+// stream's in order, through any number of crashes and restarts of this process or of brokers.
+//
+// How (docs/kafka.md argues it). The producer is idempotent with the gapless guarantee and no
+// message timeout: within one run, a partition holds this source's records in sequence order with
+// no gap. Each record carries annal.delivered, the sequence up to which Kafka had acknowledged
+// every event when it was produced. At start (resume_after) the exporter reads each partition's
+// tail back to this source's last record: the engine replays from the highest annal.delivered
+// seen, and an event is produced only if its partition's last record of this source is older. So
+// the topic itself is the checkpoint; nothing is kept beside the store.
+//
+// Kafka down: records wait in the producer (bounded by queue.buffering.max.messages, after which
+// the exporter falls behind, leaves the ring and catches up from the journal), health() says why,
+// appends go on. An error librdkafka calls fatal (the topic deleted, authorisation withdrawn)
+// stops this projection with its message; the next start resumes exactly once.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "annal/base/status.h"
+#include "annal/engine/projection.h"
+
+namespace annal::kafka {
+
+class Producer;
+
+struct KafkaExportOptions {
+  std::string brokers;  // bootstrap.servers: host:port,...
+  std::string topic;    // must exist: its partition count is read at start
+  // This exporter's name in the records (annal.source), the same across restarts, and no other
+  // store's: it tells this store's records from others' in a shared topic.
+  std::string source;
+  // Further librdkafka settings (security.protocol, sasl.*, linger.ms, compression.type ...).
+  // Those the guarantee rests on (enable.idempotence, enable.gapless.guarantee,
+  // message.timeout.ms, partitioner) are refused.
+  std::map<std::string, std::string> settings;
+  // How long start-up (metadata, reading the topic's tail) may take, at add_projection.
+  std::chrono::milliseconds start_timeout{60'000};
+};
+
+class KafkaExport final : public engine::Projection {
+ public:
+  explicit KafkaExport(KafkaExportOptions options);
+  ~KafkaExport() override;
+
+  // The sequence up to which Kafka has acknowledged every event (0: none yet). Any thread.
+  [[nodiscard]] std::uint64_t delivered() const;
+  // Waits until delivered() >= sequence; false at the deadline or once stopped. Any thread.
+  [[nodiscard]] bool wait_delivered(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const;
+  // What the producer is retrying now (brokers unreachable), ok when nothing. Any thread.
+  [[nodiscard]] Status health() const override;
+
+  void apply(const engine::EventView& event) override;
+  void end_of_batch(std::uint64_t applied) override;
+  [[nodiscard]] Result<std::optional<std::uint64_t>> resume_after() override;
+  void stop_requested() override;
+
+ private:
+  friend class Producer;
+  // From librdkafka's background thread: record `sequence` delivered, or the run failed.
+  void on_delivered(std::uint64_t sequence);
+  void on_error(Status error, bool fatal);
+
+  const KafkaExportOptions options_;
+  std::unique_ptr<Producer> producer_;   // the projection thread's (created in resume_after)
+  std::vector<std::uint64_t> last_;      // per partition: this source's last record there at start
+  bool halted_ = false;                  // an event was not produced: produce nothing more this run
+
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;  // delivered_ moved, or stopping_
+  // The events after delivered_, in order: produced and not yet acknowledged (false), or done.
+  std::deque<std::pair<std::uint64_t, bool>> pending_;  // under mutex_
+  std::uint64_t delivered_ = 0;          // under mutex_
+  bool stopping_ = false;                // under mutex_
+  Status retrying_;                      // under mutex_
+  Status fatal_;                         // under mutex_
+};
+
+}  // namespace annal::kafka

@@ -1,0 +1,165 @@
+#include "client.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+
+#include "annal/kafka/kafka_export.h"
+
+namespace annal::kafka {
+namespace {
+
+// What the exactly-once argument (docs/kafka.md) rests on: the export sets these, never the user.
+constexpr std::array<std::string_view, 9> kGuarded = {
+    "enable.idempotence", "enable.gapless.guarantee", "message.timeout.ms", "delivery.timeout.ms", "partitioner",
+    "acks", "request.required.acks", "transactional.id", "bootstrap.servers"};
+
+// Records read back per step, per partition, looking for the source's last one.
+constexpr std::int64_t kTailChunk = 1000;
+
+int milliseconds_until(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, 1'000'000));
+}
+
+Status kafka_error(const KafkaExportOptions& options, const std::string& what, rd_kafka_resp_err_t error) {
+  return Status(ErrorCode::io_error, "Kafka at " + options.brokers + ", topic " + options.topic + ": " + what + ": " +
+                                         rd_kafka_err2str(error));
+}
+
+}  // namespace
+
+Result<Owned<rd_kafka_conf_t>> configuration(const KafkaExportOptions& options,
+                                             const std::map<std::string, std::string>& fixed) {
+  Owned<rd_kafka_conf_t> conf(rd_kafka_conf_new());
+  char error[512];
+  const auto set = [&](const std::string& name, const std::string& value) -> Status {
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error, sizeof(error)) == RD_KAFKA_CONF_OK) return {};
+    // librdkafka's message names the setting, not its value (which may be a password).
+    return Status(ErrorCode::invalid_argument, std::string("Kafka setting ") + name + ": " + error);
+  };
+  if (Status done = set("bootstrap.servers", options.brokers); !done.ok()) return done;
+  for (const auto& [name, value] : options.settings) {
+    if (fixed.contains(name) || std::find(kGuarded.begin(), kGuarded.end(), name) != kGuarded.end()) {
+      return Status(ErrorCode::invalid_argument, "Kafka setting " + name +
+                                                     ": the export sets it itself (its exactly-once guarantee rests on it)");
+    }
+    if (Status done = set(name, value); !done.ok()) return done;
+  }
+  for (const auto& [name, value] : fixed) {
+    if (Status done = set(name, value); !done.ok()) return done;
+  }
+  return conf;
+}
+
+Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout) {
+  const Owned<rd_kafka_topic_t> handle(rd_kafka_topic_new(kafka, topic.c_str(), nullptr));
+  const rd_kafka_metadata_t* metadata = nullptr;
+  const rd_kafka_resp_err_t error =
+      rd_kafka_metadata(kafka, 0, handle.get(), &metadata, static_cast<int>(timeout.count()));
+  if (error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status(ErrorCode::io_error, "Kafka: no metadata for topic " + topic + " within " +
+                                           std::to_string(timeout.count()) + " ms: " + rd_kafka_err2str(error));
+  }
+  const std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> owned(metadata,
+                                                                                           rd_kafka_metadata_destroy);
+  if (metadata->topic_cnt != 1 || metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      metadata->topics[0].partition_cnt <= 0) {
+    return Status(ErrorCode::not_found, "Kafka: topic " + topic + " does not exist (" +
+                                            rd_kafka_err2str(metadata->topic_cnt == 1 ? metadata->topics[0].err
+                                                                                      : RD_KAFKA_RESP_ERR_UNKNOWN) +
+                                            "): create it first, with the partitions it will always have");
+  }
+  return metadata->topics[0].partition_cnt;
+}
+
+Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
+                       std::chrono::steady_clock::time_point deadline) {
+  // A group is needed to assign partitions; nothing is ever committed for it.
+  auto conf = configuration(options, {{"group.id", "annal-export-tail." + options.source},
+                                      {"enable.auto.commit", "false"},
+                                      {"enable.partition.eof", "true"}});
+  if (!conf.ok()) return conf.status();
+  char error[512];
+  const Owned<rd_kafka_t> consumer(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
+  if (!consumer) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
+  (void)conf.value().release();  // rd_kafka_new took it
+  Tail tail;
+  tail.last.assign(static_cast<std::size_t>(partitions), 0);
+  for (std::int32_t partition = 0; partition < partitions; ++partition) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    const rd_kafka_resp_err_t queried = rd_kafka_query_watermark_offsets(
+        consumer.get(), options.topic.c_str(), partition, &low, &high, milliseconds_until(deadline));
+    if (queried != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return kafka_error(options, "partition " + std::to_string(partition) + "'s offsets", queried);
+    }
+    // Back from the end a chunk at a time: the first chunk holding records of the source holds its
+    // last one (a source's records sit in a partition in sequence order).
+    bool found = false;
+    for (std::int64_t end = high; end > low && !found;) {
+      const std::int64_t start = std::max(low, end - kTailChunk);
+      const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> assignment(
+          rd_kafka_topic_partition_list_new(1), rd_kafka_topic_partition_list_destroy);
+      rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = start;
+      if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer.get(), assignment.get()); assigned) {
+        return kafka_error(options, "reading partition " + std::to_string(partition), assigned);
+      }
+      for (std::int64_t next = start; next < end;) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+          return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
+                                                  " partition " + std::to_string(partition) + " did not finish in time");
+        }
+        rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer.get(), std::min(milliseconds_until(deadline), 500));
+        if (message == nullptr) continue;
+        const std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> owned(message, rd_kafka_message_destroy);
+        if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+        if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          return kafka_error(options, "reading partition " + std::to_string(partition), message->err);
+        }
+        next = message->offset + 1;
+        if (message->offset >= end) break;
+        rd_kafka_headers_t* headers = nullptr;
+        if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+        if (text_header(headers, kSourceHeader) != std::optional<std::string_view>(options.source)) continue;
+        const auto sequence = number_header(headers, kSequenceHeader);
+        const auto delivered = number_header(headers, kDeliveredHeader);
+        if (!sequence || !delivered) {
+          return Status(ErrorCode::corruption, "Kafka topic " + options.topic + " partition " + std::to_string(partition) +
+                                                   " offset " + std::to_string(message->offset) + ": a record of source " +
+                                                   options.source + " without its annal.sequence or annal.delivered");
+        }
+        found = true;
+        tail.last[static_cast<std::size_t>(partition)] = std::max(tail.last[static_cast<std::size_t>(partition)], *sequence);
+        tail.delivered = std::max(tail.delivered, *delivered);
+      }
+      end = start;
+    }
+  }
+  (void)rd_kafka_assign(consumer.get(), nullptr);
+  return tail;
+}
+
+std::int32_t partition_of(std::string_view key, std::int32_t partitions) {
+  return rd_kafka_msg_partitioner_murmur2(nullptr, key.data(), key.size(), partitions, nullptr, nullptr);
+}
+
+std::optional<std::string_view> text_header(const rd_kafka_headers_t* headers, const char* name) {
+  const void* value = nullptr;
+  std::size_t size = 0;
+  if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || value == nullptr) {
+    return std::nullopt;
+  }
+  return std::string_view(static_cast<const char*>(value), size);
+}
+
+std::optional<std::uint64_t> number_header(const rd_kafka_headers_t* headers, const char* name) {
+  const auto text = text_header(headers, name);
+  if (!text) return std::nullopt;
+  std::uint64_t number = 0;
+  const auto parsed = std::from_chars(text->data(), text->data() + text->size(), number);
+  if (parsed.ec != std::errc() || parsed.ptr != text->data() + text->size()) return std::nullopt;
+  return number;
+}
+
+}  // namespace annal::kafka

@@ -1,0 +1,62 @@
+// librdkafka's handles owned, its configuration built from the export's options, and the two
+// things the exporter asks of Kafka: producing a record, and reading a topic's tail back.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "annal/base/status.h"
+#include "annal/engine/types.h"
+
+namespace annal::kafka {
+
+struct KafkaExportOptions;
+
+// The record headers, one place for the exporter and the tail reader.
+inline constexpr const char* kSequenceHeader = "annal.sequence";
+inline constexpr const char* kDeliveredHeader = "annal.delivered";
+inline constexpr const char* kSourceHeader = "annal.source";
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* kafka) const { rd_kafka_destroy(kafka); }
+  void operator()(rd_kafka_topic_t* topic) const { rd_kafka_topic_destroy(topic); }
+  void operator()(rd_kafka_queue_t* queue) const { rd_kafka_queue_destroy(queue); }
+  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+};
+template <class T>
+using Owned = std::unique_ptr<T, KafkaDeleter>;
+
+// bootstrap.servers and the user's settings, then `fixed` (which the user may not set).
+Result<Owned<rd_kafka_conf_t>> configuration(const KafkaExportOptions& options,
+                                             const std::map<std::string, std::string>& fixed);
+
+// The topic's partition count, from the cluster's metadata.
+Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout);
+
+// Where a source's export stands in a topic: per partition, its last record's sequence (0: none),
+// and the highest annal.delivered among those records.
+struct Tail {
+  std::vector<std::uint64_t> last;
+  std::uint64_t delivered = 0;
+};
+// Reads each partition back from its end, a chunk at a time, to the source's last record there.
+Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
+                       std::chrono::steady_clock::time_point deadline);
+
+// The partition Kafka's clients pick for `key` among `partitions` (murmur2, Java-compatible).
+std::int32_t partition_of(std::string_view key, std::int32_t partitions);
+
+// A header's value as a number; nullopt when absent or not decimal.
+std::optional<std::uint64_t> number_header(const rd_kafka_headers_t* headers, const char* name);
+// A header's value as text; nullopt when absent.
+std::optional<std::string_view> text_header(const rd_kafka_headers_t* headers, const char* name);
+
+}  // namespace annal::kafka

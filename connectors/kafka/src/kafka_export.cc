@@ -1,0 +1,264 @@
+#include "annal/kafka/kafka_export.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "client.h"
+
+namespace annal::kafka {
+
+// The run's producer: librdkafka's handle with its delivery reports and errors served on
+// librdkafka's background thread (so they arrive whether or not events do), and the topic.
+class Producer {
+ public:
+  static Result<std::unique_ptr<Producer>> open(const KafkaExportOptions& options, KafkaExport* exporter) {
+    // Idempotent, and gapless: a record Kafka refuses for good stops the run rather than leave a
+    // hole that later records would hide. No message timeout: while Kafka is down records wait.
+    auto conf = configuration(options, {{"enable.idempotence", "true"},
+                                        {"enable.gapless.guarantee", "true"},
+                                        {"message.timeout.ms", "0"},
+                                        // A misspelt topic is an error, not a new topic of default size.
+                                        {"allow.auto.create.topics", "false"},
+                                        {"client.id", "annal-export-" + options.source}});
+    if (!conf.ok()) return conf.status();
+    rd_kafka_conf_set_opaque(conf.value().get(), exporter);
+    rd_kafka_conf_set_events(conf.value().get(), RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
+    rd_kafka_conf_set_background_event_cb(conf.value().get(), &Producer::on_event);
+    char error[512];
+    rd_kafka_t* kafka = rd_kafka_new(RD_KAFKA_PRODUCER, conf.value().get(), error, sizeof(error));
+    if (kafka == nullptr) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
+    (void)conf.value().release();  // rd_kafka_new took it
+    std::unique_ptr<Producer> producer(new Producer(kafka));
+    // Delivery reports and errors go to the main queue: forwarded, they reach on_event.
+    const Owned<rd_kafka_queue_t> main(rd_kafka_queue_get_main(kafka));
+    rd_kafka_queue_forward(main.get(), producer->background_.get());
+    auto partitions = partition_count(kafka, options.topic, options.start_timeout);
+    if (!partitions.ok()) return partitions.status();
+    producer->partitions_ = partitions.value();
+    producer->topic_.reset(rd_kafka_topic_new(kafka, options.topic.c_str(), nullptr));
+    return producer;
+  }
+
+  ~Producer() {
+    // What was not acknowledged is produced again by the next run (resume_after reads where the
+    // topic stands): nothing here waits for Kafka.
+    (void)rd_kafka_purge(kafka_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    topic_.reset();
+    background_.reset();
+    kafka_.reset();
+  }
+
+  [[nodiscard]] std::int32_t partitions() const { return partitions_; }
+
+  // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum.
+  rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, std::string_view key,
+                              const std::string& source, std::uint64_t delivered) {
+    const engine::EventHeader& h = event.header;
+    const std::string sequence = std::to_string(h.sequence);
+    const std::string version = std::to_string(h.version);
+    const std::string timestamp = std::to_string(h.timestamp_ns);
+    const std::string acknowledged = std::to_string(delivered);
+    const std::string id = h.event_id.empty() ? std::string() : engine::format_id(h.event_id);
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(8);
+    const auto add = [&](const char* name, std::string_view value) {
+      rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
+    };
+    add(kSequenceHeader, sequence);
+    add("annal.version", version);
+    add("annal.type", h.type);
+    add("annal.timestamp_ns", timestamp);
+    if (!id.empty()) add("annal.id", id);
+    add(kSourceHeader, source);
+    add(kDeliveredHeader, acknowledged);
+    // rd_kafka_produceva: the same as producev, without its macros' C casts.
+    rd_kafka_vu_t fields[7] = {};
+    fields[0].vtype = RD_KAFKA_VTYPE_RKT;
+    fields[0].u.rkt = topic_.get();
+    fields[1].vtype = RD_KAFKA_VTYPE_PARTITION;
+    fields[1].u.i32 = partition;
+    fields[2].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    fields[2].u.i = RD_KAFKA_MSG_F_COPY;
+    fields[3].vtype = RD_KAFKA_VTYPE_KEY;
+    fields[3].u.mem = {const_cast<char*>(key.data()), key.size()};
+    fields[4].vtype = RD_KAFKA_VTYPE_VALUE;
+    fields[4].u.mem = {const_cast<std::byte*>(event.payload.data()), event.payload.size()};
+    fields[5].vtype = RD_KAFKA_VTYPE_HEADERS;
+    fields[5].u.headers = headers;
+    fields[6].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    fields[6].u.ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(h.sequence));
+    rd_kafka_error_t* error = rd_kafka_produceva(kafka_.get(), fields, 7);
+    const rd_kafka_resp_err_t queued = error != nullptr ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (error != nullptr) {
+      rd_kafka_error_destroy(error);
+      rd_kafka_headers_destroy(headers);  // taken only on success
+    }
+    return queued;
+  }
+
+  // Waits up to `timeout` for room in the producer's queue (librdkafka's background thread frees it).
+  void wait_for_room(std::chrono::milliseconds timeout) { (void)rd_kafka_flush(kafka_.get(), static_cast<int>(timeout.count())); }
+
+ private:
+  explicit Producer(rd_kafka_t* kafka) : kafka_(kafka), background_(rd_kafka_queue_get_background(kafka)) {}
+
+  static void on_event(rd_kafka_t*, rd_kafka_event_t* event, void* opaque) {
+    auto* exporter = static_cast<KafkaExport*>(opaque);
+    switch (rd_kafka_event_type(event)) {
+      case RD_KAFKA_EVENT_DR:
+        while (const rd_kafka_message_t* message = rd_kafka_event_message_next(event)) {
+          if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            // Gapless and without a timeout, a record refused is the end of the run.
+            exporter->on_error(Status(ErrorCode::io_error, std::string("Kafka refused event ") +
+                                                               std::to_string(reinterpret_cast<std::uintptr_t>(message->_private)) +
+                                                               ": " + rd_kafka_err2str(message->err)),
+                               true);
+          } else {
+            exporter->on_delivered(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(message->_private)));
+          }
+        }
+        break;
+      case RD_KAFKA_EVENT_ERROR:
+        exporter->on_error(Status(ErrorCode::io_error, std::string("Kafka: ") + rd_kafka_event_error_string(event)),
+                           rd_kafka_event_error_is_fatal(event) != 0);
+        break;
+      default:
+        break;
+    }
+    rd_kafka_event_destroy(event);
+  }
+
+  Owned<rd_kafka_t> kafka_;
+  Owned<rd_kafka_queue_t> background_;
+  Owned<rd_kafka_topic_t> topic_;
+  std::int32_t partitions_ = 0;
+};
+
+KafkaExport::KafkaExport(KafkaExportOptions options) : options_(std::move(options)) {}
+
+KafkaExport::~KafkaExport() { producer_.reset(); }  // first: its callbacks use the members below
+
+std::uint64_t KafkaExport::delivered() const {
+  std::lock_guard lock(mutex_);
+  return delivered_;
+}
+
+bool KafkaExport::wait_delivered(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, deadline, [&] { return delivered_ >= sequence || stopping_ || !fatal_.ok(); });
+  return delivered_ >= sequence;
+}
+
+Status KafkaExport::health() const {
+  std::lock_guard lock(mutex_);
+  return retrying_;
+}
+
+Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
+  if (options_.source.empty()) {
+    return Status(ErrorCode::invalid_argument, "Kafka export: a source name is needed (KafkaExportOptions::source)");
+  }
+  // Added again after an engine closed: nothing of that run carries over.
+  producer_.reset();
+  halted_ = false;
+  const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
+  auto producer = Producer::open(options_, this);
+  if (!producer.ok()) return producer.status();
+  auto tail = read_tail(options_, producer.value()->partitions(), deadline);
+  if (!tail.ok()) return tail.status();
+  last_ = std::move(tail.value().last);
+  {
+    std::lock_guard lock(mutex_);
+    pending_.clear();
+    delivered_ = tail.value().delivered;
+    stopping_ = false;
+    retrying_ = Status();
+    fatal_ = Status();
+  }
+  producer_ = std::move(producer).value();
+  return std::optional<std::uint64_t>(tail.value().delivered);
+}
+
+void KafkaExport::apply(const engine::EventView& event) {
+  const engine::EventHeader& h = event.header;
+  const std::string key = h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name);
+  const std::int32_t partition = partition_of(key, producer_->partitions());
+  std::uint64_t delivered = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+    // In Kafka already (its partition has a later record of this source): done, as delivered.
+    // Not produced (closing): never delivered in this run.
+    const bool exported = h.sequence <= last_[static_cast<std::size_t>(partition)];
+    if (pending_.empty() && exported) {
+      delivered_ = h.sequence;
+    } else {
+      pending_.emplace_back(h.sequence, exported);
+    }
+    halted_ = halted_ || stopping_;
+    if (exported || halted_) return;
+    delivered = delivered_;
+  }
+  for (;;) {
+    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, key, options_.source, delivered);
+    if (queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    if (queued != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      throw std::runtime_error("Kafka export of event " + std::to_string(h.sequence) + ": " + rd_kafka_err2str(queued));
+    }
+    {
+      std::lock_guard lock(mutex_);
+      // Closing with the producer full: this event and every later one wait for the next run,
+      // so that no later record of its partition gets ahead of it.
+      if (stopping_ || !fatal_.ok()) {
+        halted_ = true;
+        return;
+      }
+    }
+    producer_->wait_for_room(std::chrono::milliseconds(100));
+  }
+}
+
+void KafkaExport::end_of_batch(std::uint64_t applied) {
+  std::lock_guard lock(mutex_);
+  if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+  // Every event up to `applied` is in Kafka: the sequences after the last event (a new stream's
+  // name, say) are too.
+  if (pending_.empty() && !halted_ && applied > delivered_) {
+    delivered_ = applied;
+    changed_.notify_all();
+  }
+}
+
+void KafkaExport::stop_requested() {
+  std::lock_guard lock(mutex_);
+  stopping_ = true;
+  changed_.notify_all();
+}
+
+void KafkaExport::on_delivered(std::uint64_t sequence) {
+  std::lock_guard lock(mutex_);
+  const auto at = std::lower_bound(pending_.begin(), pending_.end(), std::pair<std::uint64_t, bool>(sequence, false));
+  if (at == pending_.end() || at->first != sequence) return;  // a purged run's
+  at->second = true;
+  bool moved = false;
+  while (!pending_.empty() && pending_.front().second) {
+    delivered_ = pending_.front().first;
+    pending_.pop_front();
+    moved = true;
+  }
+  retrying_ = Status();
+  if (moved) changed_.notify_all();
+}
+
+void KafkaExport::on_error(Status error, bool fatal) {
+  std::lock_guard lock(mutex_);
+  if (fatal) {
+    if (fatal_.ok()) fatal_ = std::move(error);
+    changed_.notify_all();
+  } else {
+    retrying_ = std::move(error);
+  }
+}
+
+}  // namespace annal::kafka
