@@ -5,16 +5,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <libpq-fe.h>
-
 #include "annal/engine/engine.h"
 #include "postgres_cluster.h"
 #include "run_program.h"
+#include "sql_session.h"
 #include "served.h"
 #include "temp_directory.h"
 #include "watchdog.h"
@@ -46,6 +46,14 @@ class OrdersHttpTest : public ::testing::Test {
     text << in.rdbuf();
     answer.headers = text.str();
     return answer;
+  }
+
+  // Creates order `id` (amount 100) and reads it back once applied.
+  void created_and_read(const annal::test::Served& served, const std::string& id) {
+    const Answer created = ask("POST", served.url("/orders"), R"({"orderId": ")" + id + R"(", "amount": 100})");
+    ASSERT_EQ(created.status, 201) << created.body;
+    const Answer read = ask("GET", served.url("/orders?orderId=" + id + "&min_sequence=" + field(created, "sequence")));
+    EXPECT_EQ(read.status, 200) << read.body;
   }
 
   // Field `key` of a JSON answer, as text ("" if absent).
@@ -178,16 +186,13 @@ TEST_F(OrdersHttpTest, WithPostgresTheOrderIsAnsweredFromItsTableWhichAgrees) {
     seeds_session(served.url(""), "777");
     const Answer order = ask("GET", served.url("/orders?orderId=777"));
     ASSERT_EQ(order.status, 200) << order.body;
-    PGconn* connection = PQconnectdb(cluster.conninfo().c_str());
-    ASSERT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
-    PGresult* row = PQexec(connection, "SELECT status, amount, paid, refunded FROM orders WHERE order_id = 777");
-    ASSERT_EQ(PQntuples(row), 1) << PQerrorMessage(connection);
-    EXPECT_EQ(PQgetvalue(row, 0, 0), field(order, "status"));
-    EXPECT_EQ(PQgetvalue(row, 0, 1), field(order, "amount"));
-    EXPECT_EQ(PQgetvalue(row, 0, 2), field(order, "paid"));
-    EXPECT_EQ(PQgetvalue(row, 0, 3), field(order, "refunded"));
-    PQclear(row);
-    PQfinish(connection);
+    const auto row = annal::test::SqlSession(cluster.conninfo())
+                         .rows("SELECT status, amount, paid, refunded FROM orders WHERE order_id = 777");
+    ASSERT_EQ(row.size(), 1u);
+    EXPECT_EQ(row[0][0], field(order, "status"));
+    EXPECT_EQ(row[0][1], field(order, "amount"));
+    EXPECT_EQ(row[0][2], field(order, "paid"));
+    EXPECT_EQ(row[0][3], field(order, "refunded"));
     EXPECT_NE(ask("GET", served.url("/projections/orders_pg")).body.find(R"("retrying":null)"), std::string::npos);
     EXPECT_EQ(served.stop(), 0);
   }
@@ -260,15 +265,8 @@ TEST_F(OrdersHttpTest, WithPostgresAReadTheStoppedTableCannotAnswerIs503AtOnce) 
   annal::test::PostgresCluster cluster(ANNAL_POSTGRES_BINDIR);
   annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {"--postgres", cluster.conninfo()});
   ASSERT_FALSE(HasFailure());
-  const Answer small = ask("POST", served.url("/orders"), R"({"orderId": "1", "amount": 100})");
-  ASSERT_EQ(small.status, 201) << small.body;
-  ASSERT_EQ(ask("GET", served.url("/orders?orderId=1&min_sequence=" + field(small, "sequence"))).status, 200);
-  PGconn* connection = PQconnectdb(cluster.conninfo().c_str());
-  ASSERT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
-  PGresult* altered = PQexec(connection, "ALTER TABLE orders ADD CONSTRAINT small CHECK (amount < 1000)");
-  EXPECT_EQ(PQresultStatus(altered), PGRES_COMMAND_OK) << PQerrorMessage(connection);
-  PQclear(altered);
-  PQfinish(connection);
+  created_and_read(served, "1");
+  annal::test::SqlSession(cluster.conninfo()).run("ALTER TABLE orders ADD CONSTRAINT small CHECK (amount < 1000)");
 
   const Answer large = ask("POST", served.url("/orders"), R"({"orderId": "2", "amount": 5000})");
   ASSERT_EQ(large.status, 201) << large.body;  // the journal takes it
@@ -294,19 +292,14 @@ TEST_F(OrdersHttpTest, WithPostgresAReadBlockedByALockIsAnsweredAtTheDeadline) {
   annal::test::PostgresCluster cluster(ANNAL_POSTGRES_BINDIR);
   annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(), {"--postgres", cluster.conninfo()});
   ASSERT_FALSE(HasFailure());
-  const Answer created = ask("POST", served.url("/orders"), R"({"orderId": "1", "amount": 100})");
-  ASSERT_EQ(created.status, 201) << created.body;
-  ASSERT_EQ(ask("GET", served.url("/orders?orderId=1&min_sequence=" + field(created, "sequence"))).status, 200);
-  PGconn* migration = PQconnectdb(cluster.conninfo().c_str());
-  ASSERT_EQ(PQstatus(migration), CONNECTION_OK) << PQerrorMessage(migration);
-  PGresult* locked = PQexec(migration, "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE");
-  EXPECT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQerrorMessage(migration);
-  PQclear(locked);
+  created_and_read(served, "1");
+  auto migration = std::make_unique<annal::test::SqlSession>(cluster.conninfo());
+  migration->run("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE");
   curl_options_ = "--max-time 60";  // without a deadline the answer would wait for the lock
   const Answer read = ask("GET", served.url("/orders?orderId=1"));
   EXPECT_EQ(read.status, 504) << read.body;
   EXPECT_EQ(field(read, "error"), "timed_out") << read.body;
-  PQfinish(migration);
+  migration.reset();  // the lock with it
   EXPECT_EQ(ask("GET", served.url("/orders?orderId=1")).status, 200);
   EXPECT_EQ(served.stop(), 0);
 }

@@ -3,8 +3,6 @@
 // event that stops only its projection.
 #include "annal/postgres/postgres_projection.h"
 
-#include <libpq-fe.h>
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -18,6 +16,7 @@
 #include "eventually.h"
 #include "postgres_cluster.h"
 #include "run_program.h"
+#include "sql_session.h"
 #include "stalling_proxy.h"
 #include "temp_directory.h"
 #include "watchdog.h"
@@ -62,13 +61,9 @@ std::shared_ptr<PostgresProjection> tallies(const std::string& conninfo) {
 // The table as PostgreSQL holds it now.
 std::map<std::string, std::uint64_t> table(const std::string& conninfo) {
   std::map<std::string, std::uint64_t> rows;
-  PGconn* connection = PQconnectdb(conninfo.c_str());
-  EXPECT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
-  PGresult* result = PQexec(connection, "SELECT stream, events FROM tallies");
-  EXPECT_EQ(PQresultStatus(result), PGRES_TUPLES_OK) << PQerrorMessage(connection);
-  for (int row = 0; row < PQntuples(result); ++row) rows[PQgetvalue(result, row, 0)] = std::stoull(PQgetvalue(result, row, 1));
-  PQclear(result);
-  PQfinish(connection);
+  for (const auto& row : annal::test::SqlSession(conninfo).rows("SELECT stream, events FROM tallies")) {
+    rows[row[0]] = std::stoull(row[1]);
+  }
   return rows;
 }
 
@@ -260,25 +255,17 @@ TEST_F(PostgresProjectionTest, ClosingReturnsWhileABatchWaitsOnALock) {
   auto projection = open_with_tallies(cluster_.conninfo());
   ASSERT_FALSE(HasFailure());
   wait_committed(*projection, append_counted(10));
-  PGconn* migration = PQconnectdb(cluster_.conninfo().c_str());
-  ASSERT_EQ(PQstatus(migration), CONNECTION_OK) << PQerrorMessage(migration);
-  PGresult* locked = PQexec(migration, "BEGIN; LOCK TABLE tallies IN ACCESS EXCLUSIVE MODE");
-  EXPECT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQerrorMessage(migration);
-  PQclear(locked);
+  annal::test::SqlSession migration(cluster_.conninfo());
+  migration.run("BEGIN; LOCK TABLE tallies IN ACCESS EXCLUSIVE MODE");
   append_counted(10);
-  EXPECT_TRUE(annal::test::eventually([&] {
-    PGresult* waiting = PQexec(migration, "SELECT count(*) FROM pg_locks WHERE NOT granted");
-    const bool blocked = PQntuples(waiting) == 1 && std::string(PQgetvalue(waiting, 0, 0)) != "0";
-    PQclear(waiting);
-    return blocked;
-  }));
+  EXPECT_TRUE(annal::test::eventually(
+      [&] { return migration.rows("SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0] != "0"; }));
   ASSERT_TRUE(engine_->close().ok());
   engine_.reset();
   projection.reset();
   projection = open_with_tallies(cluster_.conninfo());
   ASSERT_FALSE(HasFailure());
-  PQclear(PQexec(migration, "ROLLBACK"));
-  PQfinish(migration);
+  migration.run("ROLLBACK");
   wait_committed(*projection, append_counted(10));
   EXPECT_EQ(table(cluster_.conninfo()), expected_);
   ASSERT_TRUE(engine_->close().ok());
@@ -341,11 +328,7 @@ TEST_F(PostgresProjectionTest, ATableChangedUnderTheProjectionIsPlannedAgainNotP
     return receipt.value();
   };
   wait_committed(*projection, append_returned());
-  PGconn* migration = PQconnectdb(cluster_.conninfo().c_str());
-  PGresult* altered = PQexec(migration, "ALTER TABLE tallies ADD COLUMN note text");
-  EXPECT_EQ(PQresultStatus(altered), PGRES_COMMAND_OK) << PQerrorMessage(migration);
-  PQclear(altered);
-  PQfinish(migration);
+  annal::test::SqlSession(cluster_.conninfo()).run("ALTER TABLE tallies ADD COLUMN note text");
   wait_committed(*projection, append_returned());
   EXPECT_TRUE(engine_->projection_status("tallies").value().error.ok())
       << engine_->projection_status("tallies").value().error.to_string();
@@ -357,15 +340,12 @@ TEST_F(PostgresProjectionTest, ATableChangedUnderTheProjectionIsPlannedAgainNotP
 // in the server itself) run side by side.
 TEST_F(PostgresProjectionTest, ProjectionsWhoseNamesHashAlikeBothRun) {
   annal::test::Watchdog watchdog("postgres lock keys");
-  PGconn* connection = PQconnectdb(cluster_.conninfo().c_str());
-  PGresult* pair = PQexec(connection,
-                          "SELECT min(name), max(name) FROM (SELECT 'p' || i AS name, hashtext('p' || i) AS hash "
-                          "FROM generate_series(1, 300000) i) names GROUP BY hash HAVING count(*) > 1 LIMIT 1");
-  ASSERT_EQ(PQntuples(pair), 1) << PQerrorMessage(connection);
-  const std::string first = PQgetvalue(pair, 0, 0);
-  const std::string second = PQgetvalue(pair, 0, 1);
-  PQclear(pair);
-  PQfinish(connection);
+  const auto pair = annal::test::SqlSession(cluster_.conninfo())
+                        .rows("SELECT min(name), max(name) FROM (SELECT 'p' || i AS name, hashtext('p' || i) AS hash "
+                              "FROM generate_series(1, 300000) i) names GROUP BY hash HAVING count(*) > 1 LIMIT 1");
+  ASSERT_EQ(pair.size(), 1u);
+  const std::string first = pair[0][0];
+  const std::string second = pair[0][1];
   open_engine();
   ASSERT_FALSE(HasFailure());
   std::vector<std::shared_ptr<PostgresProjection>> projections;
