@@ -15,5 +15,6 @@ void add_import(CLI::App& app, int& exit_code);
 void add_serve(CLI::App& app, int& exit_code);
 void add_keygen(CLI::App& app, int& exit_code);
 void add_pg_status(CLI::App& app, int& exit_code);
+void add_export(CLI::App& app, int& exit_code);
 
 }  // namespace annal::cli

@@ -213,6 +213,31 @@ TEST_F(KafkaExportTest, BrokerFailuresMidExportAreRetriedWithoutGapsOrDuplicates
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The annal tool: `annal export kafka ... --until-caught-up` exports a store and exits; run again
+// after more appends, it adds only what is new.
+TEST_F(KafkaExportTest, TheToolExportsAndResumes) {
+  annal::test::Watchdog watchdog("annal export kafka");
+  const std::string command = std::string(ANNAL_CLI) + " export kafka " + dir_.path() + " --brokers " +
+                              rd_kafka_mock_cluster_bootstraps(cluster_) +
+                              " --topic orders --source store-a --set log_level=0 --until-caught-up";
+  for (const int count : {500, 100}) {
+    auto opened = Engine::open(dir_.path(), {});
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = std::move(opened).value();
+    append(count);
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+    const annal::test::ProgramRun exported = annal::test::run_program(command);
+    EXPECT_EQ(exported.exit_code, 0) << exported.output;
+    EXPECT_NE(exported.output.find("(0 behind)"), std::string::npos) << exported.output;
+  }
+  auto opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 TEST_F(KafkaExportTest, SettingsTheGuaranteeRestsOnAreRefused) {
   auto opened = Engine::open(dir_.path(), {});
   ASSERT_TRUE(opened.ok());
