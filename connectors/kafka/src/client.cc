@@ -73,26 +73,34 @@ Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic
   return metadata->topics[0].partition_cnt;
 }
 
-Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
+Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std::int32_t partitions,
                        std::chrono::steady_clock::time_point deadline) {
-  // A group is needed to assign partitions; nothing is ever committed for it.
-  auto conf = configuration(options, {{"group.id", "annal-export-tail." + options.source},
-                                      {"enable.auto.commit", "false"},
-                                      {"enable.partition.eof", "true"}});
-  if (!conf.ok()) return conf.status();
-  char error[512];
-  const Owned<rd_kafka_t> consumer(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
-  if (!consumer) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
-  (void)conf.value().release();  // rd_kafka_new took it
+  // The consumer that reads records back, made only if some partition has any (a new topic needs
+  // none). A group is needed to assign partitions; nothing is ever committed for it.
+  Owned<rd_kafka_t> consumer;
+  const auto make_consumer = [&]() -> Status {
+    auto conf = configuration(options, {{"group.id", "annal-export-tail." + options.source},
+                                        {"enable.auto.commit", "false"},
+                                        {"enable.partition.eof", "true"}});
+    if (!conf.ok()) return conf.status();
+    char error[512];
+    consumer.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
+    if (!consumer) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
+    (void)conf.value().release();  // rd_kafka_new took it
+    return {};
+  };
   Tail tail;
   tail.last.assign(static_cast<std::size_t>(partitions), 0);
   for (std::int32_t partition = 0; partition < partitions; ++partition) {
     std::int64_t low = 0;
     std::int64_t high = 0;
     const rd_kafka_resp_err_t queried = rd_kafka_query_watermark_offsets(
-        consumer.get(), options.topic.c_str(), partition, &low, &high, milliseconds_until(deadline));
+        kafka, options.topic.c_str(), partition, &low, &high, milliseconds_until(deadline));
     if (queried != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return kafka_error(options, "partition " + std::to_string(partition) + "'s offsets", queried);
+    }
+    if (high > low && !consumer) {
+      if (Status made = make_consumer(); !made.ok()) return made;
     }
     // Back from the end a chunk at a time: the first chunk holding records of the source holds its
     // last one (a source's records sit in a partition in sequence order).
@@ -136,7 +144,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
       end = start;
     }
   }
-  (void)rd_kafka_assign(consumer.get(), nullptr);
+  if (consumer) (void)rd_kafka_assign(consumer.get(), nullptr);
   return tail;
 }
 

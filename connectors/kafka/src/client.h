@@ -48,7 +48,8 @@ struct Tail {
   std::uint64_t delivered = 0;
 };
 // Reads each partition back from its end, a chunk at a time, to the source's last record there.
-Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
+// `kafka` (the producer) asks for the partitions' offsets.
+Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std::int32_t partitions,
                        std::chrono::steady_clock::time_point deadline);
 
 // The partition Kafka's clients pick for `key` among `partitions` (murmur2, Java-compatible).

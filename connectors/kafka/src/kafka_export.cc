@@ -51,6 +51,7 @@ class Producer {
   }
 
   [[nodiscard]] std::int32_t partitions() const { return partitions_; }
+  [[nodiscard]] rd_kafka_t* handle() const { return kafka_.get(); }
 
   // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum.
   rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, std::string_view key,
@@ -165,7 +166,7 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
   const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
   auto producer = Producer::open(options_, this);
   if (!producer.ok()) return producer.status();
-  auto tail = read_tail(options_, producer.value()->partitions(), deadline);
+  auto tail = read_tail(options_, producer.value()->handle(), producer.value()->partitions(), deadline);
   if (!tail.ok()) return tail.status();
   last_ = std::move(tail.value().last);
   {
