@@ -7,16 +7,27 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "annal/engine/engine.h"
 #include "eventually.h"
 #include "run_program.h"
+#include "served.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -236,6 +247,69 @@ TEST_F(KafkaExportTest, TheToolExportsAndResumes) {
   engine_ = std::move(opened).value();
   expect_exported_once();
   ASSERT_TRUE(engine_->close().ok());
+}
+
+// `annal export kafka` SIGKILLed at random moments of its export (timed from the line it prints
+// once it has read the topic back), more events appended between rounds: a last run to the end
+// leaves each event in the topic once, each stream in order. ANNAL_KAFKA_KILLS rounds (6 in CI).
+TEST_F(KafkaExportTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
+  annal::test::Watchdog watchdog("annal export kafka, killed", std::chrono::seconds(600));
+  const char* rounds_text = std::getenv("ANNAL_KAFKA_KILLS");
+  const int rounds = rounds_text != nullptr ? std::atoi(rounds_text) : 6;
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 random(seed);
+  const std::vector<std::string> args{"export", "kafka", dir_.path(), "--brokers", rd_kafka_mock_cluster_bootstraps(cluster_),
+                                      "--topic", "orders", "--source", "store-a", "--set", "log_level=0",
+                                      "--until-caught-up"};
+  // The mock cluster keeps about 5 MB a partition and drops its oldest records beyond that: the
+  // rounds share 36,000 events (some 9,000 records of 150 B a partition), so that none is dropped.
+  const int per_round = std::max(500, 36'000 / std::max(rounds, 1));
+  int killed_while_exporting = 0;
+  for (int round = 0; round < rounds; ++round) {
+    auto opened = Engine::open(dir_.path(), {});
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = std::move(opened).value();
+    append(per_round);
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+    int err[2];
+    ASSERT_EQ(pipe(err), 0);
+    std::vector<char*> argv = annal::test::argv_of(ANNAL_CLI, args);
+    const pid_t child = fork();
+    if (child == 0) {
+      dup2(err[1], 2);
+      close(err[0]);
+      execv(ANNAL_CLI, argv.data());
+      _exit(127);
+    }
+    close(err[1]);
+    // "export kafka: ... from sequence N": it has read the topic back and begins to produce.
+    std::string line;
+    pollfd ready{.fd = err[0], .events = POLLIN, .revents = 0};
+    char c = 0;
+    while (line.find("from sequence") == std::string::npos && poll(&ready, 1, 120'000) == 1 && read(err[0], &c, 1) == 1) {
+      line += c;
+    }
+    EXPECT_NE(line.find("from sequence"), std::string::npos) << line;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 40)(random)));
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    close(err[0]);
+    if (WIFSIGNALED(status)) ++killed_while_exporting;
+  }
+  const annal::test::ProgramRun last = annal::test::run_program(
+      std::string(ANNAL_CLI) + " export kafka " + dir_.path() + " --brokers " + rd_kafka_mock_cluster_bootstraps(cluster_) +
+      " --topic orders --source store-a --set log_level=0 --until-caught-up");
+  EXPECT_EQ(last.exit_code, 0) << last.output;
+  auto opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+  std::printf("%d rounds, %d killed while exporting, %d events, each once in the topic\n", rounds, killed_while_exporting,
+              appended_);
 }
 
 TEST_F(KafkaExportTest, SettingsTheGuaranteeRestsOnAreRefused) {
