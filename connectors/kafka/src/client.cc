@@ -29,7 +29,7 @@ Status kafka_error(const KafkaExportOptions& options, const std::string& what, r
 
 }  // namespace
 
-Result<Owned<rd_kafka_conf_t>> configuration(const KafkaExportOptions& options,
+Result<Owned<rd_kafka_conf_t>> configuration(const std::string& brokers, const std::map<std::string, std::string>& settings,
                                              const std::map<std::string, std::string>& fixed) {
   Owned<rd_kafka_conf_t> conf(rd_kafka_conf_new());
   char error[512];
@@ -38,8 +38,8 @@ Result<Owned<rd_kafka_conf_t>> configuration(const KafkaExportOptions& options,
     // librdkafka's message names the setting, not its value (which may be a password).
     return Status(ErrorCode::invalid_argument, std::string("Kafka setting ") + name + ": " + error);
   };
-  if (Status done = set("bootstrap.servers", options.brokers); !done.ok()) return done;
-  for (const auto& [name, value] : options.settings) {
+  if (Status done = set("bootstrap.servers", brokers); !done.ok()) return done;
+  for (const auto& [name, value] : settings) {
     if (fixed.contains(name) || std::find(kGuarded.begin(), kGuarded.end(), name) != kGuarded.end()) {
       return Status(ErrorCode::invalid_argument, "Kafka setting " + name +
                                                      ": the export sets it itself (its exactly-once guarantee rests on it)");
@@ -79,7 +79,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
   // none). A group is needed to assign partitions; nothing is ever committed for it.
   Owned<rd_kafka_t> consumer;
   const auto make_consumer = [&]() -> Status {
-    auto conf = configuration(options, {{"group.id", "annal-export-tail." + options.source},
+    auto conf = configuration(options.brokers, options.settings, {{"group.id", "annal-export-tail." + options.source},
                                         {"enable.auto.commit", "false"},
                                         {"enable.partition.eof", "true"}});
     if (!conf.ok()) return conf.status();

@@ -35,7 +35,7 @@ template <class T>
 using Owned = std::unique_ptr<T, KafkaDeleter>;
 
 // bootstrap.servers and the user's settings, then `fixed` (which the user may not set).
-Result<Owned<rd_kafka_conf_t>> configuration(const KafkaExportOptions& options,
+Result<Owned<rd_kafka_conf_t>> configuration(const std::string& brokers, const std::map<std::string, std::string>& settings,
                                              const std::map<std::string, std::string>& fixed);
 
 // The topic's partition count, from the cluster's metadata.

@@ -16,7 +16,7 @@ class Producer {
   static Result<std::unique_ptr<Producer>> open(const KafkaExportOptions& options, KafkaExport* exporter) {
     // Idempotent, and gapless: a record Kafka refuses for good stops the run rather than leave a
     // hole that later records would hide. No message timeout: while Kafka is down records wait.
-    auto conf = configuration(options, {{"enable.idempotence", "true"},
+    auto conf = configuration(options.brokers, options.settings, {{"enable.idempotence", "true"},
                                         {"enable.gapless.guarantee", "true"},
                                         {"message.timeout.ms", "0"},
                                         // A misspelt topic is an error, not a new topic of default size.

@@ -1,7 +1,9 @@
-// The Kafka export against librdkafka's mock cluster (a Kafka protocol server on loopback, in this
-// process, three brokers), read back by kcat, a Kafka client that is not ours: every event once,
-// each stream in order, across restarts and broker failures.
+// The Kafka export and import against librdkafka's mock cluster (a Kafka protocol server on
+// loopback, in this process, three brokers), with kcat, a Kafka client that is not ours, reading
+// the topic back or writing the messages: every event once, each stream in order, across
+// restarts, kills and broker failures.
 #include "annal/kafka/kafka_export.h"
+#include "annal/kafka/kafka_import.h"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
@@ -49,9 +51,9 @@ struct Record {
   std::map<std::string, std::string> headers;
 };
 
-class KafkaExportTest : public ::testing::Test {
+class KafkaTest : public ::testing::Test {
  protected:
-  KafkaExportTest() {
+  KafkaTest() {
     char error[256];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     // The handle only hosts the cluster: it connects nowhere.
@@ -60,7 +62,7 @@ class KafkaExportTest : public ::testing::Test {
     cluster_ = rd_kafka_mock_cluster_new(host_.get(), kBrokers);
     rd_kafka_mock_topic_create(cluster_, "orders", kPartitions, kBrokers);
   }
-  ~KafkaExportTest() override { rd_kafka_mock_cluster_destroy(cluster_); }
+  ~KafkaTest() override { rd_kafka_mock_cluster_destroy(cluster_); }
 
   KafkaExportOptions options() const {
     return KafkaExportOptions{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
@@ -162,7 +164,7 @@ class KafkaExportTest : public ::testing::Test {
   int appended_ = 0;
 };
 
-TEST_F(KafkaExportTest, EveryEventOnceInStreamOrderAcrossRestarts) {
+TEST_F(KafkaTest, EveryEventOnceInStreamOrderAcrossRestarts) {
   annal::test::Watchdog watchdog("kafka export across restarts");
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
@@ -180,7 +182,7 @@ TEST_F(KafkaExportTest, EveryEventOnceInStreamOrderAcrossRestarts) {
 
 // The brokers go down with records queued and some in flight, and the engine closes: the next run
 // finds in the topic which made it and produces the rest, once.
-TEST_F(KafkaExportTest, ClosingWithRecordsUndeliveredLosesAndDoublesNothing) {
+TEST_F(KafkaTest, ClosingWithRecordsUndeliveredLosesAndDoublesNothing) {
   annal::test::Watchdog watchdog("kafka export closed while brokers are down");
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
@@ -204,7 +206,7 @@ TEST_F(KafkaExportTest, ClosingWithRecordsUndeliveredLosesAndDoublesNothing) {
 
 // Failures while it runs: a leader moves, produce requests fail with retriable errors, a broker
 // restarts. The producer retries; the topic still holds each event once, in order.
-TEST_F(KafkaExportTest, BrokerFailuresMidExportAreRetriedWithoutGapsOrDuplicates) {
+TEST_F(KafkaTest, BrokerFailuresMidExportAreRetriedWithoutGapsOrDuplicates) {
   annal::test::Watchdog watchdog("kafka export through broker failures");
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
@@ -226,7 +228,7 @@ TEST_F(KafkaExportTest, BrokerFailuresMidExportAreRetriedWithoutGapsOrDuplicates
 
 // The annal tool: `annal export kafka ... --until-caught-up` exports a store and exits; run again
 // after more appends, it adds only what is new.
-TEST_F(KafkaExportTest, TheToolExportsAndResumes) {
+TEST_F(KafkaTest, TheToolExportsAndResumes) {
   annal::test::Watchdog watchdog("annal export kafka");
   const std::string command = std::string(ANNAL_CLI) + " export kafka " + dir_.path() + " --brokers " +
                               rd_kafka_mock_cluster_bootstraps(cluster_) +
@@ -252,7 +254,7 @@ TEST_F(KafkaExportTest, TheToolExportsAndResumes) {
 // `annal export kafka` SIGKILLed at random moments of its export (timed from the line it prints
 // once it has read the topic back), more events appended between rounds: a last run to the end
 // leaves each event in the topic once, each stream in order. ANNAL_KAFKA_KILLS rounds (6 in CI).
-TEST_F(KafkaExportTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
+TEST_F(KafkaTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
   annal::test::Watchdog watchdog("annal export kafka, killed", std::chrono::seconds(600));
   const char* rounds_text = std::getenv("ANNAL_KAFKA_KILLS");
   const int rounds = rounds_text != nullptr ? std::atoi(rounds_text) : 6;
@@ -312,7 +314,105 @@ TEST_F(KafkaExportTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
               appended_);
 }
 
-TEST_F(KafkaExportTest, SettingsTheGuaranteeRestsOnAreRefused) {
+// The seeds' messages (no key, the type in eventType, the order in orderId), sent by kcat, import
+// into the order streams; read again by a second group from the start, they append nothing.
+TEST_F(KafkaTest, ImportTakesTheSeedsMessagesOnceEvenReadTwice) {
+  annal::test::Watchdog watchdog("kafka import");
+  // One partition: the messages have no key, and Kafka orders only within a partition.
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  std::string lines;
+  for (int order = 1; order <= 40; ++order) {
+    lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + R"(", "amount": 100, "timestamp": 1628379200})" "\n";
+    lines += R"({"eventType": "OrderPaid", "orderId": ")" + std::to_string(order) + R"(", "amount": 100})" "\n";
+  }
+  const std::string file = dir_.path() + "/messages";
+  std::FILE* out = std::fopen(file.c_str(), "w");
+  ASSERT_NE(out, nullptr);
+  std::fputs(lines.c_str(), out);
+  std::fclose(out);
+  const annal::test::ProgramRun sent = annal::test::run_program(std::string(ANNAL_KCAT) + " -P -b " +
+                                                                rd_kafka_mock_cluster_bootstraps(cluster_) +
+                                                                " -t event-stream -l " + file);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  for (const std::string group : {"first", "second"}) {
+    KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                               .topic = "event-stream",
+                               .group = group,
+                               .settings = {{"log_level", "0"}},
+                               .stream_field = "orderId",
+                               .stream_prefix = "order-"};
+    auto import = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(import.ok()) << import.status().to_string();
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return p.imported + p.duplicates == 80 || !p.error.ok();
+    }));
+    const KafkaImport::Progress done = import.value()->progress();
+    EXPECT_TRUE(import.value()->stop().ok());
+    EXPECT_EQ(done.imported, group == "first" ? 80u : 0u) << group;
+    EXPECT_EQ(done.duplicates, group == "first" ? 0u : 80u) << group;
+  }
+  for (int order = 1; order <= 40; ++order) {
+    const auto events = engine_->read_stream("order-" + std::to_string(order), {});
+    ASSERT_TRUE(events.ok());
+    ASSERT_EQ(events.value().size(), 2u) << order;
+    EXPECT_EQ(events.value()[0].header.type, "OrderCreated");
+    EXPECT_EQ(events.value()[1].header.type, "OrderPaid");
+  }
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Bad messages (not JSON, no type) are named by topic, partition and offset: skipped and counted,
+// or the import stops at the first with nothing of it appended.
+TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
+  annal::test::Watchdog watchdog("kafka import, bad messages");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  const std::string file = dir_.path() + "/messages";
+  std::FILE* out = std::fopen(file.c_str(), "w");
+  ASSERT_NE(out, nullptr);
+  std::fputs(R"({"eventType": "OrderCreated", "orderId": "1"})" "\nnot json\n" R"({"orderId": "2"})" "\n"
+             R"({"eventType": "OrderCreated", "orderId": "3"})" "\n", out);
+  std::fclose(out);
+  ASSERT_EQ(annal::test::run_program(std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) +
+                                     " -t event-stream -l " + file).exit_code, 0);
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                             .topic = "event-stream",
+                             .group = "stopping",
+                             .settings = {{"log_level", "0"}},
+                             .stream_field = "orderId",
+                             .stream_prefix = "order-"};
+  auto stopping = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(stopping.ok());
+  EXPECT_TRUE(annal::test::eventually([&] { return !stopping.value()->progress().error.ok(); }));
+  const Status stopped = stopping.value()->stop();
+  EXPECT_NE(stopped.message().find("partition 0 offset 1: its value is not JSON"), std::string::npos) << stopped.to_string();
+  EXPECT_EQ(stopping.value()->progress().imported, 1u);
+  options.group = "skipping";
+  options.on_bad = KafkaImportOptions::OnBad::skip;
+  auto skipping = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(skipping.ok());
+  EXPECT_TRUE(annal::test::eventually([&] {
+    const auto p = skipping.value()->progress();
+    return p.imported + p.duplicates + p.skipped == 4;
+  }));
+  const KafkaImport::Progress skipped = skipping.value()->progress();
+  EXPECT_TRUE(skipping.value()->stop().ok());
+  EXPECT_EQ(skipped.skipped, 2u);
+  EXPECT_EQ(skipped.imported, 1u);    // order 3
+  EXPECT_EQ(skipped.duplicates, 1u);  // order 1, which the stopping import appended
+  EXPECT_NE(skipped.last_skipped.message().find("offset 2: no header annal.type and no field eventType"), std::string::npos)
+      << skipped.last_skipped.to_string();
+  EXPECT_FALSE(engine_->stream_version("order-2").has_value());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
   auto opened = Engine::open(dir_.path(), {});
   ASSERT_TRUE(opened.ok());
   KafkaExportOptions unsafe = options();

@@ -1,0 +1,91 @@
+// A Kafka topic imported into annal streams: each message one event, appended once.
+//
+//   auto import = annal::kafka::KafkaImport::start(*engine, {.brokers = "kafka-1:9092",
+//       .topic = "event-stream", .group = "annal-import",
+//       .stream_field = "orderId", .stream_prefix = "order-"});   // the seeds' messages
+//   ...
+//   annal::Status why = import.value()->stop();
+//
+// A message becomes an event:
+//   stream   its key; or, with stream_field set, stream_prefix + that field of its JSON value
+//            (the seeds' {"eventType": "OrderCreated", "orderId": "123456", ...} goes to
+//            order-123456)
+//   type     its header annal.type, else the type_field of its JSON value ("eventType")
+//   payload  its value, as it is
+//   id       its header annal.id (a record annal exported), else one made of (topic, partition,
+//            offset), so that the same message read twice is the same event
+//
+// Exactly once: the consumer group's offsets are committed only once the events before them are
+// durable, so a crash re-reads at most what was not yet committed; those messages carry the ids
+// they had, and the engine answers a repeated id with the first receipt instead of appending
+// again (within its idempotency window, 65,536 events by default: the import commits every
+// batch_max messages, far below it).
+//
+// A message that cannot be an event (its value not JSON where a field is needed, no type, no
+// stream, too large) stops the import, naming its topic, partition and offset, with nothing of it
+// appended; or, with on_bad = skip, is counted and passed over.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "annal/base/status.h"
+#include "annal/engine/engine.h"
+
+namespace annal::kafka {
+
+struct KafkaImportOptions {
+  std::string brokers;
+  std::string topic;
+  std::string group;  // the consumer group, whose committed offsets are where the import resumes
+  std::map<std::string, std::string> settings;  // further librdkafka settings (security.protocol ...)
+  std::string stream_field;   // "": the message's key names the stream
+  std::string stream_prefix;  // before stream_field's value
+  std::string type_field = "eventType";
+  enum class OnBad { stop, skip };
+  OnBad on_bad = OnBad::stop;
+  std::size_t batch_max = 1000;  // messages between two offset commits (each waits for durability)
+};
+
+class KafkaImport {
+ public:
+  // Joins the group and starts consuming, on a thread of its own. `engine` must outlive it.
+  static Result<std::unique_ptr<KafkaImport>> start(engine::Engine& engine, KafkaImportOptions options);
+  ~KafkaImport();
+  KafkaImport(const KafkaImport&) = delete;
+  KafkaImport& operator=(const KafkaImport&) = delete;
+
+  // Stops consuming, commits what is durable, leaves the group. Why it had stopped before, if it
+  // had (a bad message, the engine failing); ok otherwise.
+  Status stop();
+
+  struct Progress {
+    std::uint64_t imported = 0;    // messages appended as events
+    std::uint64_t duplicates = 0;  // messages read again whose events the store had
+    std::uint64_t skipped = 0;     // bad messages passed over (on_bad = skip)
+    Status last_skipped;           // the last of them: where, and why
+    Status error;                  // why the import stopped early; ok while it runs
+  };
+  [[nodiscard]] Progress progress() const;
+
+ private:
+  struct Consumer;
+  KafkaImport(engine::Engine& engine, KafkaImportOptions options);
+  void run();
+
+  engine::Engine& engine_;
+  const KafkaImportOptions options_;
+  std::unique_ptr<Consumer> consumer_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mutex_;
+  Progress progress_;  // under mutex_
+  std::thread thread_;
+};
+
+}  // namespace annal::kafka

@@ -1,0 +1,204 @@
+#include "annal/kafka/kafka_import.h"
+
+#include <simdjson.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "client.h"
+
+namespace annal::kafka {
+namespace {
+
+// A message as an event, or why it cannot be one.
+struct Imported {
+  std::string stream;
+  std::string type;
+  engine::Id128 id;
+};
+
+// The id of the message at (topic, partition, offset): the same message read again is the same
+// event. FNV-1a of "kafka:TOPIC/PARTITION" above the offset.
+engine::Id128 id_of(std::string_view topic, std::int32_t partition, std::int64_t offset) {
+  std::uint64_t hash = 14695981039346656037ull;
+  const std::string where = "kafka:" + std::string(topic) + "/" + std::to_string(partition);
+  for (const char c : where) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return engine::Id128{.hi = hash | 1, .lo = static_cast<std::uint64_t>(offset)};
+}
+
+}  // namespace
+
+// The group's consumer and the offsets handled since the last commit.
+struct KafkaImport::Consumer {
+  Owned<rd_kafka_t> kafka;
+  std::map<std::int32_t, std::int64_t> next;  // partition -> the offset after the last message handled
+  engine::Receipt last;                       // the last append since the last commit
+  bool appended = false;
+  std::size_t handled = 0;                    // messages since the last commit
+  simdjson::dom::parser parser;
+};
+
+Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, KafkaImportOptions options) {
+  if (options.group.empty()) return Status(ErrorCode::invalid_argument, "Kafka import: a consumer group is needed");
+  if (!options.settings.contains("auto.offset.reset")) options.settings["auto.offset.reset"] = "earliest";
+  std::unique_ptr<KafkaImport> import(new KafkaImport(engine, std::move(options)));
+  const KafkaImportOptions& o = import->options_;
+  // Offsets are committed by the import, once what precedes them is durable.
+  auto conf = configuration(o.brokers, o.settings, {{"group.id", o.group}, {"enable.auto.commit", "false"}});
+  if (!conf.ok()) return conf.status();
+  char error[512];
+  import->consumer_->kafka.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
+  if (!import->consumer_->kafka) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
+  (void)conf.value().release();  // rd_kafka_new took it
+  rd_kafka_poll_set_consumer(import->consumer_->kafka.get());
+  const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> topics(
+      rd_kafka_topic_partition_list_new(1), rd_kafka_topic_partition_list_destroy);
+  rd_kafka_topic_partition_list_add(topics.get(), o.topic.c_str(), RD_KAFKA_PARTITION_UA);
+  if (const rd_kafka_resp_err_t subscribed = rd_kafka_subscribe(import->consumer_->kafka.get(), topics.get())) {
+    return Status(ErrorCode::io_error, "Kafka import of topic " + o.topic + ": " + rd_kafka_err2str(subscribed));
+  }
+  import->thread_ = std::thread([raw = import.get()] { raw->run(); });
+  return import;
+}
+
+KafkaImport::KafkaImport(engine::Engine& engine, KafkaImportOptions options)
+    : engine_(engine), options_(std::move(options)), consumer_(std::make_unique<Consumer>()) {}
+
+KafkaImport::~KafkaImport() { (void)stop(); }
+
+Status KafkaImport::stop() {
+  stopping_.store(true, std::memory_order_release);
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  return progress_.error;
+}
+
+KafkaImport::Progress KafkaImport::progress() const {
+  std::lock_guard lock(mutex_);
+  return progress_;
+}
+
+void KafkaImport::run() {
+  Consumer& c = *consumer_;
+  const auto fail = [&](Status error) {
+    std::lock_guard lock(mutex_);
+    if (progress_.error.ok()) progress_.error = std::move(error);
+  };
+  // Commits the offsets handled, once the events appended before them are durable.
+  const auto commit = [&]() -> bool {
+    if (c.handled == 0) return true;
+    if (c.appended) {
+      if (Status durable = engine_.wait_durable(c.last, engine::Engine::Clock::now() + std::chrono::minutes(10));
+          !durable.ok()) {
+        fail(durable);
+        return false;
+      }
+    }
+    const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> offsets(
+        rd_kafka_topic_partition_list_new(static_cast<int>(c.next.size())), rd_kafka_topic_partition_list_destroy);
+    for (const auto& [partition, offset] : c.next) {
+      rd_kafka_topic_partition_list_add(offsets.get(), options_.topic.c_str(), partition)->offset = offset;
+    }
+    // A commit that fails (a rebalance took the partition) only means reading those messages
+    // again: their ids make them duplicates.
+    (void)rd_kafka_commit(c.kafka.get(), offsets.get(), 0);
+    c.next.clear();
+    c.appended = false;
+    c.handled = 0;
+    return true;
+  };
+  // The message as an event, or why it cannot be one.
+  const auto event_of = [&](const rd_kafka_message_t& message) -> Result<Imported> {
+    Imported imported;
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(&message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) headers = nullptr;
+    const std::string_view value(static_cast<const char*>(message.payload), message.len);
+    simdjson::dom::element json;
+    const bool is_json = c.parser.parse(value.data(), value.size()).get(json) == simdjson::SUCCESS;
+    const auto field = [&](const std::string& name) -> std::optional<std::string> {
+      if (!is_json) return std::nullopt;
+      simdjson::dom::element found;
+      if (json[name].get(found) != simdjson::SUCCESS) return std::nullopt;
+      std::string_view text;
+      if (found.get(text) == simdjson::SUCCESS) return std::string(text);
+      if (found.is_number()) return simdjson::minify(found);
+      return std::nullopt;
+    };
+    if (options_.stream_field.empty()) {
+      imported.stream.assign(static_cast<const char*>(message.key), message.key_len);
+      if (imported.stream.empty()) return Status(ErrorCode::invalid_argument, "no key to name its stream");
+    } else {
+      const auto named = field(options_.stream_field);
+      if (!named) {
+        return Status(ErrorCode::invalid_argument, is_json ? "no field " + options_.stream_field + " to name its stream"
+                                                           : "its value is not JSON (the stream is in field " +
+                                                                 options_.stream_field + ")");
+      }
+      imported.stream = options_.stream_prefix + *named;
+    }
+    if (const auto type = headers != nullptr ? text_header(headers, "annal.type") : std::nullopt) {
+      imported.type = std::string(*type);
+    } else if (const auto typed = field(options_.type_field)) {
+      imported.type = *typed;
+    } else {
+      return Status(ErrorCode::invalid_argument, is_json ? "no header annal.type and no field " + options_.type_field
+                                                         : "no header annal.type, and its value is not JSON");
+    }
+    const auto given = headers != nullptr ? text_header(headers, "annal.id") : std::nullopt;
+    const auto parsed = given ? engine::parse_id(*given) : std::nullopt;
+    imported.id = parsed ? *parsed : id_of(options_.topic, message.partition, message.offset);
+    return imported;
+  };
+  // A rebalance that takes a partition before its offsets are committed has its new owner read
+  // those messages again: their ids make them duplicates.
+  while (!stopping_.load(std::memory_order_acquire)) {
+    rd_kafka_message_t* polled = rd_kafka_consumer_poll(c.kafka.get(), 100);
+    if (polled == nullptr) {
+      if (!commit()) break;
+      continue;
+    }
+    const std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> message(polled, rd_kafka_message_destroy);
+    if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;  // transient: librdkafka retries
+    const std::string where = "Kafka topic " + options_.topic + " partition " + std::to_string(message->partition) +
+                              " offset " + std::to_string(message->offset);
+    const auto imported = event_of(*message);
+    Status refused = imported.ok() ? Status() : Status(ErrorCode::invalid_argument, where + ": " + imported.status().message());
+    if (imported.ok()) {
+      const engine::EventData event{.type = imported.value().type,
+                                    .payload = std::as_bytes(std::span(static_cast<const char*>(message->payload), message->len)),
+                                    .event_id = imported.value().id};
+      const engine::AppendResult appended = engine_.append(imported.value().stream, engine::ExpectedVersion::any(), {&event, 1});
+      if (appended.ok()) {
+        c.last = appended.value();
+        c.appended = true;
+        std::lock_guard lock(mutex_);
+        ++(appended.value().duplicate ? progress_.duplicates : progress_.imported);
+      } else if (appended.code() == ErrorCode::invalid_argument) {
+        refused = Status(ErrorCode::invalid_argument, where + ": " + appended.status().message());
+      } else {
+        fail(appended.status());  // the engine itself: nothing after this can be appended either
+        break;
+      }
+    }
+    if (!refused.ok()) {
+      if (options_.on_bad == KafkaImportOptions::OnBad::stop) {
+        fail(refused);
+        break;
+      }
+      std::lock_guard lock(mutex_);
+      ++progress_.skipped;
+      progress_.last_skipped = refused;
+    }
+    c.next[message->partition] = message->offset + 1;
+    if (++c.handled >= options_.batch_max && !commit()) break;
+  }
+  (void)commit();
+  (void)rd_kafka_consumer_close(c.kafka.get());
+}
+
+}  // namespace annal::kafka
