@@ -62,6 +62,11 @@ int run_export(ExportOptions& options) {
       exit_code = fail("export kafka", status.value().error);
       break;
     }
+    // A fatal error seen while no event was left to send: the projection has not thrown it yet.
+    if (Status failed = exporter->failure(); !failed.ok()) {
+      exit_code = fail("export kafka", failed);
+      break;
+    }
     if (options.until_caught_up && delivered >= durable) break;
     const timespec second{1, 0};
     if (sigtimedwait(&stop, nullptr, &second) > 0) break;

@@ -412,6 +412,24 @@ TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A record Kafka refuses for good (here: authorisation) is fatal under the gapless guarantee: the
+// export says so at once, even with no event left to send, and stops at its next event.
+TEST_F(KafkaTest, ARecordRefusedForGoodStopsTheExportAndSaysWhy) {
+  annal::test::Watchdog watchdog("kafka export, fatal");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(10));
+  constexpr std::int16_t kProduce = 0;  // the Produce request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kProduce, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  append(1);
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }));
+  EXPECT_NE(exporter->failure().message().find("uthoriz"), std::string::npos) << exporter->failure().to_string();
+  EXPECT_EQ(exporter->health().message(), exporter->failure().message());
+  append(1);
+  EXPECT_TRUE(annal::test::eventually([&] { return !engine_->projection_status("export_kafka").value().error.ok(); }));
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
   auto opened = Engine::open(dir_.path(), {});
   ASSERT_TRUE(opened.ok());

@@ -10,9 +10,10 @@ namespace annal::kafka {
 namespace {
 
 // What the exactly-once argument (docs/kafka.md) rests on: the export sets these, never the user.
-constexpr std::array<std::string_view, 9> kGuarded = {
+constexpr std::array<std::string_view, 13> kGuarded = {
     "enable.idempotence", "enable.gapless.guarantee", "message.timeout.ms", "delivery.timeout.ms", "partitioner",
-    "acks", "request.required.acks", "transactional.id", "bootstrap.servers"};
+    "acks", "request.required.acks", "transactional.id", "bootstrap.servers", "retries", "message.send.max.retries",
+    "isolation.level", "auto.offset.reset"};
 
 // Records read back per step, per partition, looking for the source's last one.
 constexpr std::int64_t kTailChunk = 1000;
@@ -79,14 +80,19 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
   // none). A group is needed to assign partitions; nothing is ever committed for it.
   Owned<rd_kafka_t> consumer;
   const auto make_consumer = [&]() -> Status {
+    // read_uncommitted: every record there is, past another producer's open transaction too.
+    // auto.offset.reset=error: retention moving the start past a chunk must not jump to the end.
     auto conf = configuration(options.brokers, options.settings, {{"group.id", "annal-export-tail." + options.source},
                                         {"enable.auto.commit", "false"},
-                                        {"enable.partition.eof", "true"}});
+                                        {"enable.partition.eof", "true"},
+                                        {"isolation.level", "read_uncommitted"},
+                                        {"auto.offset.reset", "error"}});
     if (!conf.ok()) return conf.status();
     char error[512];
     consumer.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
     if (!consumer) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
     (void)conf.value().release();  // rd_kafka_new took it
+    rd_kafka_poll_set_consumer(consumer.get());  // its errors come with the messages
     return {};
   };
   Tail tail;
@@ -136,6 +142,16 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
           return Status(ErrorCode::corruption, "Kafka topic " + options.topic + " partition " + std::to_string(partition) +
                                                    " offset " + std::to_string(message->offset) + ": a record of source " +
                                                    options.source + " without its annal.sequence or annal.delivered");
+        }
+        // Written when the topic had another partition count: its keys mapped elsewhere, and the
+        // skip rule would take events never produced for produced (docs/kafka.md).
+        if (number_header(headers, kPartitionsHeader) != std::optional<std::uint64_t>(partitions)) {
+          return Status(ErrorCode::invalid_argument,
+                        "Kafka topic " + options.topic + " has " + std::to_string(partitions) +
+                            " partitions, but source " + options.source + "'s last record in partition " +
+                            std::to_string(partition) + " was written when it had " +
+                            std::string(text_header(headers, kPartitionsHeader).value_or("?")) +
+                            ": the export cannot tell what it produced; export to a new topic");
         }
         found = true;
         tail.last[static_cast<std::size_t>(partition)] = std::max(tail.last[static_cast<std::size_t>(partition)], *sequence);

@@ -24,6 +24,7 @@ struct KafkaExportOptions;
 inline constexpr const char* kSequenceHeader = "annal.sequence";
 inline constexpr const char* kDeliveredHeader = "annal.delivered";
 inline constexpr const char* kSourceHeader = "annal.source";
+inline constexpr const char* kPartitionsHeader = "annal.partitions";
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* kafka) const { rd_kafka_destroy(kafka); }

@@ -9,6 +9,9 @@
 
 namespace annal::kafka {
 
+// How long closing waits for the requests already sent to be answered.
+constexpr int kInFlightWaitMs = 10'000;
+
 // The run's producer: librdkafka's handle with its delivery reports and errors served on
 // librdkafka's background thread (so they arrive whether or not events do), and the topic.
 class Producer {
@@ -21,6 +24,10 @@ class Producer {
                                         {"message.timeout.ms", "0"},
                                         // A misspelt topic is an error, not a new topic of default size.
                                         {"allow.auto.create.topics", "false"},
+                                        // The read-back asks this handle for the partitions' ends:
+                                        // their true ends, not the last stable offsets that an open
+                                        // transaction of another producer holds back.
+                                        {"isolation.level", "read_uncommitted"},
                                         {"client.id", "annal-export-" + options.source}});
     if (!conf.ok()) return conf.status();
     rd_kafka_conf_set_opaque(conf.value().get(), exporter);
@@ -37,14 +44,17 @@ class Producer {
     auto partitions = partition_count(kafka, options.topic, options.start_timeout);
     if (!partitions.ok()) return partitions.status();
     producer->partitions_ = partitions.value();
+    producer->partitions_text_ = std::to_string(partitions.value());
     producer->topic_.reset(rd_kafka_topic_new(kafka, options.topic.c_str(), nullptr));
     return producer;
   }
 
   ~Producer() {
-    // What was not acknowledged is produced again by the next run (resume_after reads where the
-    // topic stands): nothing here waits for Kafka.
-    (void)rd_kafka_purge(kafka_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    // What was never sent is produced by the next run (resume_after reads where the topic stands).
+    // What is in flight is waited for, a while: Kafka may append it yet, and a next run that read
+    // the topic back before it became visible would produce it twice (docs/kafka.md).
+    (void)rd_kafka_purge(kafka_.get(), RD_KAFKA_PURGE_F_QUEUE);
+    (void)rd_kafka_flush(kafka_.get(), kInFlightWaitMs);
     topic_.reset();
     background_.reset();
     kafka_.reset();
@@ -73,6 +83,7 @@ class Producer {
     if (!id.empty()) add("annal.id", id);
     add(kSourceHeader, source);
     add(kDeliveredHeader, acknowledged);
+    add(kPartitionsHeader, partitions_text_);
     // rd_kafka_produceva: the same as producev, without its macros' C casts.
     rd_kafka_vu_t fields[7] = {};
     fields[0].vtype = RD_KAFKA_VTYPE_RKT;
@@ -134,6 +145,7 @@ class Producer {
   Owned<rd_kafka_queue_t> background_;
   Owned<rd_kafka_topic_t> topic_;
   std::int32_t partitions_ = 0;
+  std::string partitions_text_;  // annal.partitions
 };
 
 KafkaExport::KafkaExport(KafkaExportOptions options) : options_(std::move(options)) {}
@@ -153,7 +165,12 @@ bool KafkaExport::wait_delivered(std::uint64_t sequence, std::chrono::steady_clo
 
 Status KafkaExport::health() const {
   std::lock_guard lock(mutex_);
-  return retrying_;
+  return fatal_.ok() ? retrying_ : fatal_;
+}
+
+Status KafkaExport::failure() const {
+  std::lock_guard lock(mutex_);
+  return fatal_;
 }
 
 Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
@@ -194,6 +211,7 @@ void KafkaExport::apply(const engine::EventView& event) {
     const bool exported = h.sequence <= last_[static_cast<std::size_t>(partition)];
     if (pending_.empty() && exported) {
       delivered_ = h.sequence;
+      changed_.notify_all();
     } else {
       pending_.emplace_back(h.sequence, exported);
     }

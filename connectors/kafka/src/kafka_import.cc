@@ -44,11 +44,12 @@ struct KafkaImport::Consumer {
 
 Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, KafkaImportOptions options) {
   if (options.group.empty()) return Status(ErrorCode::invalid_argument, "Kafka import: a consumer group is needed");
-  if (!options.settings.contains("auto.offset.reset")) options.settings["auto.offset.reset"] = "earliest";
   std::unique_ptr<KafkaImport> import(new KafkaImport(engine, std::move(options)));
   const KafkaImportOptions& o = import->options_;
   // Offsets are committed by the import, once what precedes them is durable.
-  auto conf = configuration(o.brokers, o.settings, {{"group.id", o.group}, {"enable.auto.commit", "false"}});
+  // A new group starts at the topic's beginning.
+  auto conf = configuration(o.brokers, o.settings,
+                            {{"group.id", o.group}, {"enable.auto.commit", "false"}, {"auto.offset.reset", "earliest"}});
   if (!conf.ok()) return conf.status();
   char error[512];
   import->consumer_->kafka.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));

@@ -7,8 +7,8 @@
 //
 // A record: key = the stream's name (so a stream's events share a partition, in order), value = the
 // payload, headers (decimal text) annal.sequence, annal.version, annal.type, annal.timestamp_ns,
-// annal.id (when the event has one), annal.source, annal.delivered. The partition is Kafka's
-// default for the key (murmur2, as the Java client picks it).
+// annal.id (when the event has one), annal.source, annal.delivered, annal.partitions. The
+// partition is murmur2 of the key, as the Java client picks it.
 //
 // The guarantee: every durable event reaches the topic once, none missing, none twice, each
 // stream's in order, through any number of crashes and restarts of this process or of brokers.
@@ -68,8 +68,11 @@ class KafkaExport final : public engine::Projection {
   [[nodiscard]] std::uint64_t delivered() const;
   // Waits until delivered() >= sequence; false at the deadline or once stopped. Any thread.
   [[nodiscard]] bool wait_delivered(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const;
-  // What the producer is retrying now (brokers unreachable), ok when nothing. Any thread.
+  // What the producer is retrying now (brokers unreachable), or the fatal error that stops the
+  // export at its next event; ok when nothing. Any thread.
   [[nodiscard]] Status health() const override;
+  // The fatal error (a record refused for good, the topic gone), ok while none. Any thread.
+  [[nodiscard]] Status failure() const;
 
   void apply(const engine::EventView& event) override;
   void end_of_batch(std::uint64_t applied) override;
