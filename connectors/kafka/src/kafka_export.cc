@@ -109,9 +109,6 @@ class Producer {
     return queued;
   }
 
-  // Waits up to `timeout` for room in the producer's queue (librdkafka's background thread frees it).
-  void wait_for_room(std::chrono::milliseconds timeout) { (void)rd_kafka_flush(kafka_.get(), static_cast<int>(timeout.count())); }
-
  private:
   explicit Producer(rd_kafka_t* kafka) : kafka_(kafka), background_(rd_kafka_queue_get_background(kafka)) {}
 
@@ -225,16 +222,17 @@ void KafkaExport::apply(const engine::EventView& event) {
     if (queued != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       throw std::runtime_error("Kafka export of event " + std::to_string(h.sequence) + ": " + rd_kafka_err2str(queued));
     }
-    {
-      std::lock_guard lock(mutex_);
-      // Closing with the producer full: this event and every later one wait for the next run,
-      // so that no later record of its partition gets ahead of it.
-      if (stopping_ || !fatal_.ok()) {
-        halted_ = true;
-        return;
-      }
+    std::unique_lock lock(mutex_);
+    // Closing with the producer full: this event and every later one wait for the next run,
+    // so that no later record of its partition gets ahead of it.
+    if (stopping_ || !fatal_.ok()) {
+      halted_ = true;
+      return;
     }
-    producer_->wait_for_room(std::chrono::milliseconds(100));
+    // Room comes with acknowledgements (on_delivered notifies); the bound only covers one lost.
+    const std::uint64_t before = acknowledged_;
+    changed_.wait_for(lock, std::chrono::milliseconds(100),
+                      [&] { return acknowledged_ != before || stopping_ || !fatal_.ok(); });
   }
 }
 
@@ -260,14 +258,13 @@ void KafkaExport::on_delivered(std::uint64_t sequence) {
   const auto at = std::lower_bound(pending_.begin(), pending_.end(), std::pair<std::uint64_t, bool>(sequence, false));
   if (at == pending_.end() || at->first != sequence) return;  // a purged run's
   at->second = true;
-  bool moved = false;
+  ++acknowledged_;
   while (!pending_.empty() && pending_.front().second) {
     delivered_ = pending_.front().first;
     pending_.pop_front();
-    moved = true;
   }
   retrying_ = Status();
-  if (moved) changed_.notify_all();
+  changed_.notify_all();  // delivered_ may have moved; the producer has room again
 }
 
 void KafkaExport::on_error(Status error, bool fatal) {

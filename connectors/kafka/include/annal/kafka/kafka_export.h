@@ -91,10 +91,11 @@ class KafkaExport final : public engine::Projection {
   bool halted_ = false;                  // an event was not produced: produce nothing more this run
 
   mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;  // delivered_ moved, or stopping_
+  mutable std::condition_variable changed_;  // a record acknowledged, stopping_, or fatal_
   // The events after delivered_, in order: produced and not yet acknowledged (false), or done.
   std::deque<std::pair<std::uint64_t, bool>> pending_;  // under mutex_
   std::uint64_t delivered_ = 0;          // under mutex_
+  std::uint64_t acknowledged_ = 0;       // under mutex_: records acknowledged, for apply's wait for room
   bool stopping_ = false;                // under mutex_
   Status retrying_;                      // under mutex_
   Status fatal_;                         // under mutex_
