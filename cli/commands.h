@@ -16,5 +16,7 @@ void add_serve(CLI::App& app, int& exit_code);
 void add_keygen(CLI::App& app, int& exit_code);
 void add_pg_status(CLI::App& app, int& exit_code);
 void add_export(CLI::App& app, int& exit_code);
+// `import kafka`, a subcommand of `import`.
+void add_import_kafka(CLI::App& import, int& exit_code);
 
 }  // namespace annal::cli

@@ -146,12 +146,20 @@ int run(const ImportOptions& options) {
 
 void add_import(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<ImportOptions>();
-  auto* command = app.add_subcommand("import", "Append events from JSON lines (a file, or - for stdin)");
-  command->add_option("dir", options->directory, "The store's directory (created if missing)")->required();
-  command->add_option("file", options->file, "JSON lines, one event each; - reads stdin")->required();
+  auto* command = app.add_subcommand("import", "Append events from JSON lines (a file, or - for stdin), or from Kafka");
+  command->add_option("dir", options->directory, "The store's directory (created if missing)");
+  command->add_option("file", options->file, "JSON lines, one event each; - reads stdin");
   command->add_flag("--skip-bad", options->skip_bad, "Skip bad lines (each reported) instead of stopping at the first");
   add_accept_data_loss(*command, options->accept_data_loss);
-  command->callback([&exit_code, options] { exit_code = run(*options); });
+  add_import_kafka(*command, exit_code);
+  command->callback([command, &exit_code, options] {
+    if (!command->get_subcommands().empty()) return;  // import kafka
+    if (options->directory.empty() || options->file.empty()) {
+      exit_code = fail("import", "usage: annal import DIR FILE (or annal import kafka DIR ...)");
+      return;
+    }
+    exit_code = run(*options);
+  });
 }
 
 }  // namespace annal::cli

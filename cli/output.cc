@@ -1,10 +1,12 @@
 #include "output.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "annal/base/wall_clock.h"
 
@@ -96,6 +98,32 @@ void Progress::finish() {
   if (!shown_) return;
   draw(done_);
   std::fputc('\n', stderr);
+}
+
+StopSignals::StopSignals() {
+  sigemptyset(&signals_);
+  sigaddset(&signals_, SIGINT);
+  sigaddset(&signals_, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+}
+
+bool StopSignals::stopped(std::chrono::milliseconds wait) {
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(wait);
+  const timespec timeout{static_cast<time_t>(seconds.count()),
+                         static_cast<long>(std::chrono::nanoseconds(wait - seconds).count())};
+  return sigtimedwait(&signals_, nullptr, &timeout) > 0;
+}
+
+Result<std::map<std::string, std::string>> key_values(std::string_view option, const std::vector<std::string>& given) {
+  std::map<std::string, std::string> settings;
+  for (const std::string& setting : given) {
+    const auto equals = setting.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      return Status(ErrorCode::invalid_argument, std::string(option) + " " + setting + ": a setting is key=value");
+    }
+    settings[setting.substr(0, equals)] = setting.substr(equals + 1);
+  }
+  return settings;
 }
 
 }  // namespace annal::cli

@@ -2,9 +2,12 @@
 // payloads `annal load` writes and `annal verify --payloads` checks.
 #pragma once
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -56,5 +59,21 @@ class Progress {
   std::uint64_t done_ = 0;
   bool finished_ = false;
 };
+
+// SIGINT and SIGTERM for a command that runs until told to stop: blocked from construction (make
+// it before any thread starts, so that every thread inherits the mask) and taken by stopped().
+class StopSignals {
+ public:
+  StopSignals();
+  // Whether one came within `wait`.
+  bool stopped(std::chrono::milliseconds wait);
+
+ private:
+  sigset_t signals_;
+};
+
+// librdkafka settings given as --set key=value, or which one is malformed.
+[[nodiscard]] Result<std::map<std::string, std::string>> key_values(std::string_view option,
+                                                                    const std::vector<std::string>& given);
 
 }  // namespace annal::cli

@@ -411,6 +411,40 @@ TEST_F(KafkaTest, ImportTakesTheSeedsMessagesOnceEvenReadTwice) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The annal tool: `annal import kafka ... --until-caught-up` takes the seeds' messages into the
+// order streams and exits; run again, it finds them read and appends nothing.
+TEST_F(KafkaTest, TheToolImportsAndResumes) {
+  annal::test::Watchdog watchdog("annal import kafka");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  const std::string file = dir_.path() + "/messages";
+  std::FILE* out = std::fopen(file.c_str(), "w");
+  ASSERT_NE(out, nullptr);
+  for (int order = 1; order <= 30; ++order) {
+    std::fprintf(out, "{\"eventType\": \"OrderCreated\", \"orderId\": \"%d\", \"amount\": 100}\n", order);
+  }
+  std::fclose(out);
+  ASSERT_EQ(annal::test::run_program(std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) +
+                                     " -t event-stream -l " + file).exit_code, 0);
+  const std::string store = dir_.path() + "/store";
+  const std::string command = std::string(ANNAL_CLI) + " import kafka " + store + " --brokers " +
+                              rd_kafka_mock_cluster_bootstraps(cluster_) +
+                              " --topic event-stream --group annal --stream-field orderId --stream-prefix order-" +
+                              // The mock cluster lets the first run's member go only at its session's end.
+                              " --set log_level=0 --set session.timeout.ms=6000 --until-caught-up";
+  const annal::test::ProgramRun first = annal::test::run_program(command);
+  EXPECT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("imported 30 events"), std::string::npos) << first.output;
+  const annal::test::ProgramRun again = annal::test::run_program(command);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("imported 0 events"), std::string::npos) << again.output;
+  auto opened = Engine::open(store, {});
+  ASSERT_TRUE(opened.ok());
+  for (int order = 1; order <= 30; ++order) {
+    EXPECT_EQ(opened.value()->stream_version("order-" + std::to_string(order)), std::optional<std::uint64_t>(0)) << order;
+  }
+  EXPECT_TRUE(opened.value()->close().ok());
+}
+
 // Bad messages (not JSON, no type) are named by topic, partition and offset: skipped and counted,
 // or the import stops at the first with nothing of it appended.
 TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,6 +40,7 @@ struct KafkaImport::Consumer {
   engine::Receipt last;                       // the last append since the last commit
   bool appended = false;
   std::size_t handled = 0;                    // messages since the last commit
+  std::set<std::int32_t> at_end;              // partitions read to their end, nothing after yet
   simdjson::dom::parser parser;
 };
 
@@ -49,7 +51,10 @@ Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, 
   // Offsets are committed by the import, once what precedes them is durable.
   // A new group starts at the topic's beginning.
   auto conf = configuration(o.brokers, o.settings,
-                            {{"group.id", o.group}, {"enable.auto.commit", "false"}, {"auto.offset.reset", "earliest"}});
+                            {{"group.id", o.group},
+                             {"enable.auto.commit", "false"},
+                             {"auto.offset.reset", "earliest"},
+                             {"enable.partition.eof", "true"}});  // for Progress::caught_up
   if (!conf.ok()) return conf.status();
   char error[512];
   import->consumer_->kafka.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
@@ -163,7 +168,24 @@ void KafkaImport::run() {
       continue;
     }
     const std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> message(polled, rd_kafka_message_destroy);
-    if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+    if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      c.at_end.insert(message->partition);
+      if (!commit()) break;
+      rd_kafka_topic_partition_list_t* assigned = nullptr;
+      if (rd_kafka_assignment(c.kafka.get(), &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        bool all = assigned->cnt > 0;
+        for (int i = 0; i < assigned->cnt; ++i) all = all && c.at_end.contains(assigned->elems[i].partition);
+        rd_kafka_topic_partition_list_destroy(assigned);
+        std::lock_guard lock(mutex_);
+        progress_.caught_up = all;
+      }
+      continue;
+    }
+    if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      c.at_end.erase(message->partition);
+      std::lock_guard lock(mutex_);
+      progress_.caught_up = false;
+    }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;  // transient: librdkafka retries
     const std::string where = "Kafka topic " + options_.topic + " partition " + std::to_string(message->partition) +
                               " offset " + std::to_string(message->offset);

@@ -71,6 +71,9 @@ class KafkaImport {
     std::uint64_t skipped = 0;     // bad messages passed over (on_bad = skip)
     Status last_skipped;           // the last of them: where, and why
     Status error;                  // why the import stopped early; ok while it runs
+    // Every partition assigned to it read to its end, and the offsets of what was read committed
+    // (so durable): a one-off import may stop here.
+    bool caught_up = false;
   };
   [[nodiscard]] Progress progress() const;
 

@@ -1,0 +1,157 @@
+// annal export kafka DIR --brokers B --topic T --source S: the store's journal exported to a Kafka
+// topic, exactly once (connectors/kafka), resuming where the topic stands. And annal import kafka
+// DIR --brokers B --topic T --group G: a topic into the store's streams, each message once,
+// resuming from the group's offsets. Both run until SIGINT or SIGTERM, or with --until-caught-up
+// until nothing is left to do. The store is opened for writing (its lock held): to export or
+// import while a process keeps the store open, embed KafkaExport or KafkaImport there.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "annal/kafka/kafka_export.h"
+#include "annal/kafka/kafka_import.h"
+#include "commands.h"
+#include "output.h"
+
+namespace annal::cli {
+namespace {
+
+struct ExportOptions {
+  std::string directory;
+  kafka::KafkaExportOptions kafka;
+  std::vector<std::string> settings;  // key=value
+  bool until_caught_up = false;
+};
+
+int run_export(ExportOptions& options) {
+  auto settings = key_values("--set", options.settings);
+  if (!settings.ok()) return fail("export kafka", settings.status());
+  options.kafka.settings = std::move(settings).value();
+  StopSignals signals;  // before any thread starts
+  auto opened = engine::Engine::open(options.directory, {});
+  if (!opened.ok()) return fail("export kafka", opened.status());
+  engine::Engine& store = *opened.value();
+  auto exporter = std::make_shared<kafka::KafkaExport>(options.kafka);
+  if (Status added = store.add_projection("export_kafka", exporter, {}); !added.ok()) {
+    (void)store.close();
+    return fail("export kafka", added);
+  }
+  std::fprintf(stderr, "export kafka: %s to topic %s as source %s, from sequence %s\n", options.directory.c_str(),
+               options.kafka.topic.c_str(), options.kafka.source.c_str(), grouped(exporter->delivered() + 1).c_str());
+  int exit_code = kOk;
+  Progress progress("export kafka", store.durable_sequence());
+  for (;;) {
+    const std::uint64_t durable = store.durable_sequence();
+    const std::uint64_t delivered = exporter->delivered();
+    progress.update(delivered);
+    if (const auto status = store.projection_status("export_kafka"); status.ok() && !status.value().error.ok()) {
+      exit_code = fail("export kafka", status.value().error);
+      break;
+    }
+    // A fatal error seen while no event was left to send: the projection has not thrown it yet.
+    if (Status failed = exporter->failure(); !failed.ok()) {
+      exit_code = fail("export kafka", failed);
+      break;
+    }
+    if (options.until_caught_up && delivered >= durable) break;
+    if (signals.stopped(std::chrono::seconds(1))) break;
+  }
+  progress.finish();
+  const std::uint64_t delivered = exporter->delivered();
+  const std::uint64_t durable = store.durable_sequence();
+  std::printf("exported to %s: acknowledged up to sequence %s of %s (%s behind)%s\n", options.kafka.topic.c_str(),
+              grouped(delivered).c_str(), grouped(durable).c_str(), grouped(durable - std::min(durable, delivered)).c_str(),
+              exporter->health().ok() ? "" : ("; " + exporter->health().to_string()).c_str());
+  if (Status closed = store.close(); !closed.ok() && exit_code == kOk) exit_code = fail("export kafka", closed);
+  return exit_code;
+}
+
+struct ImportKafkaOptions {
+  std::string directory;
+  kafka::KafkaImportOptions kafka;
+  std::vector<std::string> settings;  // key=value
+  bool skip_bad = false;
+  bool until_caught_up = false;
+};
+
+int run_import(ImportKafkaOptions& options) {
+  auto settings = key_values("--set", options.settings);
+  if (!settings.ok()) return fail("import kafka", settings.status());
+  options.kafka.settings = std::move(settings).value();
+  options.kafka.on_bad = options.skip_bad ? kafka::KafkaImportOptions::OnBad::skip : kafka::KafkaImportOptions::OnBad::stop;
+  StopSignals signals;  // before any thread starts
+  auto opened = engine::Engine::open(options.directory, {});
+  if (!opened.ok()) return fail("import kafka", opened.status());
+  engine::Engine& store = *opened.value();
+  auto import = kafka::KafkaImport::start(store, options.kafka);
+  if (!import.ok()) {
+    (void)store.close();
+    return fail("import kafka", import.status());
+  }
+  std::fprintf(stderr, "import kafka: topic %s into %s as group %s\n", options.kafka.topic.c_str(),
+               options.directory.c_str(), options.kafka.group.c_str());
+  std::uint64_t skipped_reported = 0;
+  for (;;) {
+    const kafka::KafkaImport::Progress progress = import.value()->progress();
+    if (progress.skipped > skipped_reported) {
+      std::fprintf(stderr, "import kafka: skipped %s\n", progress.last_skipped.message().c_str());
+      skipped_reported = progress.skipped;
+    }
+    if (!progress.error.ok() || (options.until_caught_up && progress.caught_up)) break;
+    if (signals.stopped(std::chrono::milliseconds(200))) break;
+  }
+  const Status stopped = import.value()->stop();
+  const kafka::KafkaImport::Progress done = import.value()->progress();
+  std::printf("imported %s events from topic %s, %s already in the store, %s skipped\n", grouped(done.imported).c_str(),
+              options.kafka.topic.c_str(), grouped(done.duplicates).c_str(), grouped(done.skipped).c_str());
+  int exit_code = stopped.ok() ? kOk : fail("import kafka", stopped);
+  if (Status closed = store.close(); !closed.ok() && exit_code == kOk) exit_code = fail("import kafka", closed);
+  return exit_code;
+}
+
+}  // namespace
+
+void add_export(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<ExportOptions>();
+  auto* command = app.add_subcommand("export", "Export the store's journal to another system, exactly once");
+  command->require_subcommand(1);
+  auto* kafka = command->add_subcommand(
+      "kafka", "Produce every durable event to a Kafka topic (key: stream; headers: annal.*), resuming where the topic stands");
+  kafka->add_option("directory", options->directory, "The store (opened for writing: its lock is taken)")->required();
+  kafka->add_option("--brokers", options->kafka.brokers, "Kafka's bootstrap servers, host:port,...")->required();
+  kafka->add_option("--topic", options->kafka.topic, "The topic, created beforehand")->required();
+  kafka->add_option("--source", options->kafka.source,
+                    "This store's name in the records (annal.source): the same every run, no other store's")
+      ->required();
+  kafka->add_option("--set", options->settings, "A librdkafka setting, key=value (security.protocol, sasl.*, linger.ms ...)");
+  kafka->add_flag("--until-caught-up", options->until_caught_up,
+                  "Stop once every durable event is acknowledged (else run until SIGINT or SIGTERM)");
+  kafka->callback([&exit_code, options] { exit_code = run_export(*options); });
+}
+
+void add_import_kafka(CLI::App& import, int& exit_code) {
+  auto options = std::make_shared<ImportKafkaOptions>();
+  auto* kafka = import.add_subcommand(
+      "kafka", "Append each message of a Kafka topic as one event, once, resuming from the consumer group's offsets");
+  kafka->add_option("directory", options->directory, "The store (opened for writing: its lock is taken)")->required();
+  kafka->add_option("--brokers", options->kafka.brokers, "Kafka's bootstrap servers, host:port,...")->required();
+  kafka->add_option("--topic", options->kafka.topic, "The topic")->required();
+  kafka->add_option("--group", options->kafka.group, "The consumer group: its committed offsets are where it resumes")
+      ->required();
+  kafka->add_option("--stream-field", options->kafka.stream_field,
+                    "The JSON field naming a message's stream (default: the message's key)");
+  kafka->add_option("--stream-prefix", options->kafka.stream_prefix, "Put before --stream-field's value (order-)");
+  kafka->add_option("--type-field", options->kafka.type_field, "The JSON field of the event type, without a header annal.type")
+      ->capture_default_str();
+  kafka->add_flag("--skip-bad", options->skip_bad, "Skip bad messages (each reported) instead of stopping at the first");
+  kafka->add_option("--set", options->settings, "A librdkafka setting, key=value (security.protocol, sasl.* ...)");
+  kafka->add_flag("--until-caught-up", options->until_caught_up,
+                  "Stop once every partition is read to its end and committed (else run until SIGINT or SIGTERM)");
+  kafka->callback([&exit_code, options] { exit_code = run_import(*options); });
+}
+
+}  // namespace annal::cli
