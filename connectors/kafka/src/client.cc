@@ -53,6 +53,14 @@ Result<Owned<rd_kafka_conf_t>> configuration(const std::string& brokers, const s
   return conf;
 }
 
+Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_t> conf) {
+  char error[512];
+  Owned<rd_kafka_t> client(rd_kafka_new(type, conf.get(), error, sizeof(error)));
+  if (!client) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
+  (void)conf.release();  // rd_kafka_new took it
+  return client;
+}
+
 Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout) {
   const Owned<rd_kafka_topic_t> handle(rd_kafka_topic_new(kafka, topic.c_str(), nullptr));
   const rd_kafka_metadata_t* metadata = nullptr;
@@ -62,8 +70,7 @@ Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic
     return Status(ErrorCode::io_error, "Kafka: no metadata for topic " + topic + " within " +
                                            std::to_string(timeout.count()) + " ms: " + rd_kafka_err2str(error));
   }
-  const std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> owned(metadata,
-                                                                                           rd_kafka_metadata_destroy);
+  const Owned<const rd_kafka_metadata_t> owned(metadata);
   if (metadata->topic_cnt != 1 || metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
       metadata->topics[0].partition_cnt <= 0) {
     return Status(ErrorCode::not_found, "Kafka: topic " + topic + " does not exist (" +
@@ -88,10 +95,9 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
                                         {"isolation.level", "read_uncommitted"},
                                         {"auto.offset.reset", "error"}});
     if (!conf.ok()) return conf.status();
-    char error[512];
-    consumer.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
-    if (!consumer) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
-    (void)conf.value().release();  // rd_kafka_new took it
+    auto made = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
+    if (!made.ok()) return made.status();
+    consumer = std::move(made).value();
     rd_kafka_poll_set_consumer(consumer.get());  // its errors come with the messages
     return {};
   };
@@ -113,8 +119,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
     bool found = false;
     for (std::int64_t end = high; end > low && !found;) {
       const std::int64_t start = std::max(low, end - kTailChunk);
-      const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> assignment(
-          rd_kafka_topic_partition_list_new(1), rd_kafka_topic_partition_list_destroy);
+      const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(1));
       rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = start;
       if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer.get(), assignment.get()); assigned) {
         return kafka_error(options, "reading partition " + std::to_string(partition), assigned);
@@ -126,7 +131,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
         }
         rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer.get(), std::min(milliseconds_until(deadline), 500));
         if (message == nullptr) continue;
-        const std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> owned(message, rd_kafka_message_destroy);
+        const Owned<rd_kafka_message_t> owned(message);
         if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
         if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
           return kafka_error(options, "reading partition " + std::to_string(partition), message->err);

@@ -25,12 +25,17 @@ inline constexpr const char* kSequenceHeader = "annal.sequence";
 inline constexpr const char* kDeliveredHeader = "annal.delivered";
 inline constexpr const char* kSourceHeader = "annal.source";
 inline constexpr const char* kPartitionsHeader = "annal.partitions";
+inline constexpr const char* kTypeHeader = "annal.type";
+inline constexpr const char* kIdHeader = "annal.id";
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* kafka) const { rd_kafka_destroy(kafka); }
   void operator()(rd_kafka_topic_t* topic) const { rd_kafka_topic_destroy(topic); }
   void operator()(rd_kafka_queue_t* queue) const { rd_kafka_queue_destroy(queue); }
   void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+  void operator()(rd_kafka_topic_partition_list_t* list) const { rd_kafka_topic_partition_list_destroy(list); }
+  void operator()(rd_kafka_message_t* message) const { rd_kafka_message_destroy(message); }
+  void operator()(const rd_kafka_metadata_t* metadata) const { rd_kafka_metadata_destroy(metadata); }
 };
 template <class T>
 using Owned = std::unique_ptr<T, KafkaDeleter>;
@@ -38,6 +43,9 @@ using Owned = std::unique_ptr<T, KafkaDeleter>;
 // bootstrap.servers and the user's settings, then `fixed` (which the user may not set).
 Result<Owned<rd_kafka_conf_t>> configuration(const std::string& brokers, const std::map<std::string, std::string>& settings,
                                              const std::map<std::string, std::string>& fixed);
+
+// A producer or consumer made with `conf` (which it takes, made or not).
+Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_t> conf);
 
 // The topic's partition count, from the cluster's metadata.
 Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout);

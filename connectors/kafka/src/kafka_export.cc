@@ -33,19 +33,18 @@ class Producer {
     rd_kafka_conf_set_opaque(conf.value().get(), exporter);
     rd_kafka_conf_set_events(conf.value().get(), RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
     rd_kafka_conf_set_background_event_cb(conf.value().get(), &Producer::on_event);
-    char error[512];
-    rd_kafka_t* kafka = rd_kafka_new(RD_KAFKA_PRODUCER, conf.value().get(), error, sizeof(error));
-    if (kafka == nullptr) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
-    (void)conf.value().release();  // rd_kafka_new took it
-    std::unique_ptr<Producer> producer(new Producer(kafka));
+    auto kafka = make_client(RD_KAFKA_PRODUCER, std::move(conf).value());
+    if (!kafka.ok()) return kafka.status();
+    std::unique_ptr<Producer> producer(new Producer(std::move(kafka).value()));
     // Delivery reports and errors go to the main queue: forwarded, they reach on_event.
-    const Owned<rd_kafka_queue_t> main(rd_kafka_queue_get_main(kafka));
+    rd_kafka_t* handle = producer->kafka_.get();
+    const Owned<rd_kafka_queue_t> main(rd_kafka_queue_get_main(handle));
     rd_kafka_queue_forward(main.get(), producer->background_.get());
-    auto partitions = partition_count(kafka, options.topic, options.start_timeout);
+    auto partitions = partition_count(handle, options.topic, options.start_timeout);
     if (!partitions.ok()) return partitions.status();
     producer->partitions_ = partitions.value();
     producer->partitions_text_ = std::to_string(partitions.value());
-    producer->topic_.reset(rd_kafka_topic_new(kafka, options.topic.c_str(), nullptr));
+    producer->topic_.reset(rd_kafka_topic_new(handle, options.topic.c_str(), nullptr));
     return producer;
   }
 
@@ -78,9 +77,9 @@ class Producer {
     };
     add(kSequenceHeader, sequence);
     add("annal.version", version);
-    add("annal.type", h.type);
+    add(kTypeHeader, h.type);
     add("annal.timestamp_ns", timestamp);
-    if (!id.empty()) add("annal.id", id);
+    if (!id.empty()) add(kIdHeader, id);
     add(kSourceHeader, source);
     add(kDeliveredHeader, acknowledged);
     add(kPartitionsHeader, partitions_text_);
@@ -110,7 +109,8 @@ class Producer {
   }
 
  private:
-  explicit Producer(rd_kafka_t* kafka) : kafka_(kafka), background_(rd_kafka_queue_get_background(kafka)) {}
+  explicit Producer(Owned<rd_kafka_t> kafka)
+      : kafka_(std::move(kafka)), background_(rd_kafka_queue_get_background(kafka_.get())) {}
 
   static void on_event(rd_kafka_t*, rd_kafka_event_t* event, void* opaque) {
     auto* exporter = static_cast<KafkaExport*>(opaque);

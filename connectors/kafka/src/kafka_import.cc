@@ -56,13 +56,11 @@ Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, 
                              {"auto.offset.reset", "earliest"},
                              {"enable.partition.eof", "true"}});  // for Progress::caught_up
   if (!conf.ok()) return conf.status();
-  char error[512];
-  import->consumer_->kafka.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), error, sizeof(error)));
-  if (!import->consumer_->kafka) return Status(ErrorCode::invalid_argument, std::string("Kafka: ") + error);
-  (void)conf.value().release();  // rd_kafka_new took it
+  auto kafka = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
+  if (!kafka.ok()) return kafka.status();
+  import->consumer_->kafka = std::move(kafka).value();
   rd_kafka_poll_set_consumer(import->consumer_->kafka.get());
-  const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> topics(
-      rd_kafka_topic_partition_list_new(1), rd_kafka_topic_partition_list_destroy);
+  const Owned<rd_kafka_topic_partition_list_t> topics(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(topics.get(), o.topic.c_str(), RD_KAFKA_PARTITION_UA);
   if (const rd_kafka_resp_err_t subscribed = rd_kafka_subscribe(import->consumer_->kafka.get(), topics.get())) {
     return Status(ErrorCode::io_error, "Kafka import of topic " + o.topic + ": " + rd_kafka_err2str(subscribed));
@@ -104,8 +102,7 @@ void KafkaImport::run() {
         return false;
       }
     }
-    const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> offsets(
-        rd_kafka_topic_partition_list_new(static_cast<int>(c.next.size())), rd_kafka_topic_partition_list_destroy);
+    const Owned<rd_kafka_topic_partition_list_t> offsets(rd_kafka_topic_partition_list_new(static_cast<int>(c.next.size())));
     for (const auto& [partition, offset] : c.next) {
       rd_kafka_topic_partition_list_add(offsets.get(), options_.topic.c_str(), partition)->offset = offset;
     }
@@ -123,10 +120,15 @@ void KafkaImport::run() {
     rd_kafka_headers_t* headers = nullptr;
     if (rd_kafka_message_headers(&message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) headers = nullptr;
     const std::string_view value(static_cast<const char*>(message.payload), message.len);
+    // Parsed only if a field is asked for: a message with its key and an annal.type header needs none.
     simdjson::dom::element json;
-    const bool is_json = c.parser.parse(value.data(), value.size()).get(json) == simdjson::SUCCESS;
+    std::optional<bool> parsed_json;
+    const auto is_json = [&] {
+      if (!parsed_json) parsed_json = c.parser.parse(value.data(), value.size()).get(json) == simdjson::SUCCESS;
+      return *parsed_json;
+    };
     const auto field = [&](const std::string& name) -> std::optional<std::string> {
-      if (!is_json) return std::nullopt;
+      if (!is_json()) return std::nullopt;
       simdjson::dom::element found;
       if (json[name].get(found) != simdjson::SUCCESS) return std::nullopt;
       std::string_view text;
@@ -140,21 +142,21 @@ void KafkaImport::run() {
     } else {
       const auto named = field(options_.stream_field);
       if (!named) {
-        return Status(ErrorCode::invalid_argument, is_json ? "no field " + options_.stream_field + " to name its stream"
+        return Status(ErrorCode::invalid_argument, is_json() ? "no field " + options_.stream_field + " to name its stream"
                                                            : "its value is not JSON (the stream is in field " +
                                                                  options_.stream_field + ")");
       }
       imported.stream = options_.stream_prefix + *named;
     }
-    if (const auto type = headers != nullptr ? text_header(headers, "annal.type") : std::nullopt) {
+    if (const auto type = headers != nullptr ? text_header(headers, kTypeHeader) : std::nullopt) {
       imported.type = std::string(*type);
     } else if (const auto typed = field(options_.type_field)) {
       imported.type = *typed;
     } else {
-      return Status(ErrorCode::invalid_argument, is_json ? "no header annal.type and no field " + options_.type_field
+      return Status(ErrorCode::invalid_argument, is_json() ? "no header annal.type and no field " + options_.type_field
                                                          : "no header annal.type, and its value is not JSON");
     }
-    const auto given = headers != nullptr ? text_header(headers, "annal.id") : std::nullopt;
+    const auto given = headers != nullptr ? text_header(headers, kIdHeader) : std::nullopt;
     const auto parsed = given ? engine::parse_id(*given) : std::nullopt;
     imported.id = parsed ? *parsed : id_of(options_.topic, message.partition, message.offset);
     return imported;
@@ -167,7 +169,7 @@ void KafkaImport::run() {
       if (!commit()) break;
       continue;
     }
-    const std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> message(polled, rd_kafka_message_destroy);
+    const Owned<rd_kafka_message_t> message(polled);
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
       if (!commit()) break;

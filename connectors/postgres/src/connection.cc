@@ -124,7 +124,7 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo
     auto opened = open_one(conninfo, nth(hosts), nth(addresses), nth(ports), wakeup);
     if (opened.ok()) return opened;
     failure = opened.status();
-    if (wakeup != nullptr && failure.code() == ErrorCode::failed) break;
+    if (failure.code() == ErrorCode::failed) break;  // the wakeup came: stopping
   }
   return failure;
 }
