@@ -25,6 +25,7 @@
 #include "annal/engine/engine.h"
 #include "annal/postgres/postgres_projection.h"
 #include "postgres_cluster.h"
+#include "sql_session.h"
 #include "temp_directory.h"
 
 namespace {
@@ -47,23 +48,13 @@ annal::test::PostgresCluster& cluster() {
   return the_cluster;
 }
 
-void run_sql(const std::string& conninfo, const std::string& sql) {
-  PGconn* connection = PQconnectdb(conninfo.c_str());
-  PGresult* result = PQexec(connection, sql.c_str());
-  const bool ok = PQresultStatus(result) == PGRES_COMMAND_OK || PQresultStatus(result) == PGRES_TUPLES_OK;
-  const std::string error = PQerrorMessage(connection);
-  PQclear(result);
-  PQfinish(connection);
-  if (!ok) throw std::runtime_error(sql + ": " + error);
-}
-
 // A database of its own for one iteration, dropped after it.
 class Database {
  public:
   explicit Database(int number) : name_("bench" + std::to_string(number)) {
-    run_sql(cluster().conninfo(), "CREATE DATABASE " + name_);
+    annal::test::SqlSession(cluster().conninfo()).run("CREATE DATABASE " + name_);
   }
-  ~Database() { run_sql(cluster().conninfo(), "DROP DATABASE " + name_ + " WITH (FORCE)"); }
+  ~Database() { annal::test::SqlSession(cluster().conninfo()).run("DROP DATABASE " + name_ + " WITH (FORCE)"); }
   [[nodiscard]] std::string conninfo() const { return cluster().conninfo(name_); }
 
  private:
@@ -123,7 +114,7 @@ void upserts(benchmark::State& state, std::size_t per_commit) {
   Store& events = store();
   for (auto _ : state) {
     const Database database(next_database++);
-    run_sql(database.conninfo(), kTable);
+    annal::test::SqlSession(database.conninfo()).run(kTable);
     PGconn* connection = PQconnectdb(database.conninfo().c_str());
     const auto exec = [&](const char* sql, int count, const char* const* values) {
       PGresult* result = PQexecParams(connection, sql, count, nullptr, values, nullptr, nullptr, 0);

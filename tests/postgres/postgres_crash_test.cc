@@ -5,7 +5,6 @@
 // the last sequence of the log. ANNAL_PG_CRASH_KILLS sets the number of kills (default 8),
 // ANNAL_PG_CRASH_SEED the timing. ASan only, like the other kill tests: TSan does not follow fork
 // in threaded programs.
-#include <libpq-fe.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -22,6 +21,7 @@
 #include "eventually.h"
 #include "kill_timing.h"
 #include "postgres_cluster.h"
+#include "sql_session.h"
 #include "watchdog.h"
 
 namespace annal::postgres {
@@ -45,24 +45,6 @@ std::shared_ptr<PostgresProjection> tallies(const std::string& conninfo) {
             {std::string(event.header.stream_name)});
   });
   return projection;
-}
-
-// One query's rows, each row's columns joined by '|', in order.
-std::vector<std::string> rows(const std::string& conninfo, const std::string& sql) {
-  std::vector<std::string> out;
-  PGconn* connection = PQconnectdb(conninfo.c_str());
-  EXPECT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
-  PGresult* result = PQexec(connection, sql.c_str());
-  EXPECT_TRUE(PQresultStatus(result) == PGRES_TUPLES_OK || PQresultStatus(result) == PGRES_COMMAND_OK)
-      << sql << ": " << PQerrorMessage(connection);
-  for (int row = 0; row < PQntuples(result); ++row) {
-    std::string line;
-    for (int column = 0; column < PQnfields(result); ++column) line += (column == 0 ? "" : "|") + std::string(PQgetvalue(result, row, column));
-    out.push_back(line);
-  }
-  PQclear(result);
-  PQfinish(connection);
-  return out;
 }
 
 [[noreturn]] void child(const std::string& dir, const std::string& conninfo, int fd) {
@@ -97,7 +79,7 @@ void reopen_and_check(const std::string& dir, const annal::test::PostgresCluster
   Engine& engine = *opened.value();
   auto resumed = tallies(cluster.conninfo());
   ASSERT_TRUE(engine.add_projection("tallies", resumed, {}).ok());
-  rows(cluster.conninfo(), "CREATE DATABASE " + fresh);
+  annal::test::SqlSession(cluster.conninfo()).run("CREATE DATABASE " + fresh);
   auto replayed = tallies(cluster.conninfo(fresh));
   ASSERT_TRUE(engine.add_projection("fresh", replayed, {}).ok());
   const std::uint64_t end = engine.last_sequence();
@@ -106,12 +88,13 @@ void reopen_and_check(const std::string& dir, const annal::test::PostgresCluster
       << resumed->last_error().to_string() << " " << engine.projection_status("tallies").value().error.to_string();
   EXPECT_EQ(resumed->checkpoint(), end);
   const std::string table = "SELECT stream, events FROM tallies ORDER BY stream";
-  const std::vector<std::string> kept = rows(cluster.conninfo(), table);
-  EXPECT_EQ(kept, rows(cluster.conninfo(fresh), table));
-  EXPECT_EQ(rows(cluster.conninfo(), "SELECT sequence FROM annal_checkpoints WHERE projection = 'tallies'"),
-            std::vector<std::string>{std::to_string(end)});
+  annal::test::SqlSession resumed_database(cluster.conninfo());
+  const auto kept = resumed_database.rows(table);
+  EXPECT_EQ(kept, annal::test::SqlSession(cluster.conninfo(fresh)).rows(table));
+  EXPECT_EQ(resumed_database.rows("SELECT sequence FROM annal_checkpoints WHERE projection = 'tallies'"),
+            (std::vector<std::vector<std::string>>{{std::to_string(end)}}));
   events = 0;
-  for (const std::string& row : kept) events += std::stoull(row.substr(row.find('|') + 1));
+  for (const auto& row : kept) events += std::stoull(row[1]);
   // And both against the log itself, which holds Counted events only: a fault shared by both
   // tables (the same connector made them) would still show here.
   EXPECT_EQ(events, engine.event_count());
@@ -120,7 +103,7 @@ void reopen_and_check(const std::string& dir, const annal::test::PostgresCluster
   opened.value().reset();
   resumed.reset();
   replayed.reset();
-  rows(cluster.conninfo(), "DROP DATABASE " + fresh);
+  annal::test::SqlSession(cluster.conninfo()).run("DROP DATABASE " + fresh);
 }
 
 TEST(PostgresCrash, TheTableAlwaysEqualsAFreshReplayOfTheLog) {
