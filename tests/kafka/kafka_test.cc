@@ -105,6 +105,19 @@ class KafkaTest : public ::testing::Test {
         << exporter.health().to_string();
   }
 
+  // Sends `lines` as messages, one a line, with kcat (a producer that is not ours): `kcat_args`
+  // names the topic and what else (-p, -k, -H).
+  void send_with_kcat(const std::string& lines, const std::string& kcat_args) {
+    const std::string file = dir_.path() + "/messages";
+    std::FILE* out = std::fopen(file.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    std::fputs(lines.c_str(), out);
+    std::fclose(out);
+    const annal::test::ProgramRun sent = annal::test::run_program(
+        std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) + " " + kcat_args + " -l " + file);
+    ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  }
+
   // The topic as kcat reads it, every partition from the beginning to its end.
   std::vector<Record> topic() {
     const annal::test::ProgramRun ran = annal::test::run_program(
@@ -218,17 +231,12 @@ TEST_F(KafkaTest, AnotherSourcesRecordsInTheTopicAreReadPast) {
   wait_delivered(*exporter, append(300));
   ASSERT_TRUE(engine_->close().ok());
   exporter.reset();
-  const std::string file = dir_.path() + "/foreign";
-  std::FILE* out = std::fopen(file.c_str(), "w");
-  ASSERT_NE(out, nullptr);
-  for (int i = 0; i < 2500; ++i) std::fprintf(out, "{\"other\":%d}\n", i);
-  std::fclose(out);
+  std::string foreign;
+  for (int i = 0; i < 2500; ++i) foreign += "{\"other\":" + std::to_string(i) + "}\n";
   for (int partition = 0; partition < kPartitions; ++partition) {
-    const annal::test::ProgramRun sent = annal::test::run_program(
-        std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) + " -t orders -p " +
-        std::to_string(partition) + " -k other -H annal.source=store-b -H annal.sequence=1 -H annal.delivered=1" +
-        " -H annal.partitions=4 -l " + file);
-    ASSERT_EQ(sent.exit_code, 0) << sent.output;
+    ASSERT_NO_FATAL_FAILURE(send_with_kcat(foreign, "-t orders -p " + std::to_string(partition) +
+                                                        " -k other -H annal.source=store-b -H annal.sequence=1" +
+                                                        " -H annal.delivered=1 -H annal.partitions=4"));
   }
   exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
@@ -371,15 +379,7 @@ TEST_F(KafkaTest, ImportTakesTheSeedsMessagesOnceEvenReadTwice) {
     lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + R"(", "amount": 100, "timestamp": 1628379200})" "\n";
     lines += R"({"eventType": "OrderPaid", "orderId": ")" + std::to_string(order) + R"(", "amount": 100})" "\n";
   }
-  const std::string file = dir_.path() + "/messages";
-  std::FILE* out = std::fopen(file.c_str(), "w");
-  ASSERT_NE(out, nullptr);
-  std::fputs(lines.c_str(), out);
-  std::fclose(out);
-  const annal::test::ProgramRun sent = annal::test::run_program(std::string(ANNAL_KCAT) + " -P -b " +
-                                                                rd_kafka_mock_cluster_bootstraps(cluster_) +
-                                                                " -t event-stream -l " + file);
-  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(lines, "-t event-stream"));
   auto opened = Engine::open(dir_.path() + "/store", {});
   ASSERT_TRUE(opened.ok());
   engine_ = std::move(opened).value();
@@ -416,15 +416,11 @@ TEST_F(KafkaTest, ImportTakesTheSeedsMessagesOnceEvenReadTwice) {
 TEST_F(KafkaTest, TheToolImportsAndResumes) {
   annal::test::Watchdog watchdog("annal import kafka");
   rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
-  const std::string file = dir_.path() + "/messages";
-  std::FILE* out = std::fopen(file.c_str(), "w");
-  ASSERT_NE(out, nullptr);
+  std::string lines;
   for (int order = 1; order <= 30; ++order) {
-    std::fprintf(out, "{\"eventType\": \"OrderCreated\", \"orderId\": \"%d\", \"amount\": 100}\n", order);
+    lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + R"(", "amount": 100})" "\n";
   }
-  std::fclose(out);
-  ASSERT_EQ(annal::test::run_program(std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) +
-                                     " -t event-stream -l " + file).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(lines, "-t event-stream"));
   const std::string store = dir_.path() + "/store";
   const std::string command = std::string(ANNAL_CLI) + " import kafka " + store + " --brokers " +
                               rd_kafka_mock_cluster_bootstraps(cluster_) +
@@ -450,14 +446,9 @@ TEST_F(KafkaTest, TheToolImportsAndResumes) {
 TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   annal::test::Watchdog watchdog("kafka import, bad messages");
   rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
-  const std::string file = dir_.path() + "/messages";
-  std::FILE* out = std::fopen(file.c_str(), "w");
-  ASSERT_NE(out, nullptr);
-  std::fputs(R"({"eventType": "OrderCreated", "orderId": "1"})" "\nnot json\n" R"({"orderId": "2"})" "\n"
-             R"({"eventType": "OrderCreated", "orderId": "3"})" "\n", out);
-  std::fclose(out);
-  ASSERT_EQ(annal::test::run_program(std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) +
-                                     " -t event-stream -l " + file).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"eventType": "OrderCreated", "orderId": "1"})" "\nnot json\n"
+                                         R"({"orderId": "2"})" "\n" R"({"eventType": "OrderCreated", "orderId": "3"})" "\n",
+                                         "-t event-stream"));
   auto opened = Engine::open(dir_.path() + "/store", {});
   ASSERT_TRUE(opened.ok());
   engine_ = std::move(opened).value();
