@@ -155,7 +155,9 @@ void add_import(CLI::App& app, int& exit_code) {
   command->callback([command, &exit_code, options] {
     if (!command->get_subcommands().empty()) return;  // import kafka
     if (options->directory.empty() || options->file.empty()) {
-      exit_code = fail("import", "usage: annal import DIR FILE (or annal import kafka DIR ...)");
+      // Bad usage, as CLI11 answers a missing positional: exit 2.
+      (void)fail("import", "usage: annal import DIR FILE (or annal import kafka DIR ...)");
+      exit_code = kUsage;
       return;
     }
     exit_code = run(*options);
