@@ -15,6 +15,7 @@
 #include "postgres_cluster.h"
 #include "run_program.h"
 #include "sql_session.h"
+#include "stalling_proxy.h"
 #include "served.h"
 #include "temp_directory.h"
 #include "watchdog.h"
@@ -301,6 +302,24 @@ TEST_F(OrdersHttpTest, WithPostgresAReadBlockedByALockIsAnsweredAtTheDeadline) {
   EXPECT_EQ(field(read, "error"), "timed_out") << read.body;
   migration.reset();  // the lock with it
   EXPECT_EQ(ask("GET", served.url("/orders?orderId=1")).status, 200);
+  EXPECT_EQ(served.stop(), 0);
+}
+
+// A PostgreSQL that stops answering (a stuck backend, a partition: no error ever comes) while a
+// read is in flight: the read is answered at the request's deadline, and the server still stops.
+TEST_F(OrdersHttpTest, WithPostgresASilentServerHoldsNeitherAReadNorTheShutdown) {
+  annal::test::Watchdog watchdog("orders serve --postgres, a silent server");
+  annal::test::PostgresCluster cluster(ANNAL_POSTGRES_BINDIR);
+  annal::test::StallingProxy proxy(cluster.socket_path());
+  annal::test::Served served(ANNAL_EXAMPLE_PROGRAM, dir_.path(),
+                             {"--postgres", "host=127.0.0.1 port=" + std::to_string(proxy.port()) + " dbname=postgres user=annal"});
+  ASSERT_FALSE(HasFailure());
+  created_and_read(served, "1");
+  proxy.stall_on("SELECT status");  // the read's query reaches the proxy, and no answer comes
+  curl_options_ = "--max-time 60";  // without a deadline of its own the read would wait for ever
+  const Answer read = ask("GET", served.url("/orders?orderId=1"));
+  EXPECT_EQ(read.status, 504) << read.body;
+  EXPECT_EQ(field(read, "error"), "timed_out") << read.body;
   EXPECT_EQ(served.stop(), 0);
 }
 

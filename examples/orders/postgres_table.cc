@@ -1,8 +1,10 @@
 #include "postgres_table.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <string_view>
 
 namespace orders {
@@ -73,17 +75,44 @@ annal::Result<std::optional<OrdersView::Row>> read_order(const OrdersTable& tabl
   if (PQstatus(connection.get()) != CONNECTION_OK) {
     return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));
   }
+  // Each statement's answer is awaited with poll() until the deadline, not in a blocking libpq
+  // call: a server that stops answering (a stuck backend, a network partition) never times a
+  // statement out itself, and would hold the query thread, and the server's shutdown, for ever.
+  using Result = std::unique_ptr<PGresult, void (*)(PGresult*)>;
+  bool timed_out = false;
+  const auto run = [&](const std::string& sql, const char* parameter) -> Result {
+    Result last(nullptr, PQclear);
+    if (PQsendQueryParams(connection.get(), sql.c_str(), parameter != nullptr ? 1 : 0, nullptr, &parameter, nullptr,
+                          nullptr, 0) != 1) {
+      return last;
+    }
+    for (;;) {
+      while (PQisBusy(connection.get()) == 1) {
+        pollfd ready{.fd = PQsocket(connection.get()), .events = POLLIN, .revents = 0};
+        const auto wait = left();
+        if (wait <= 0) {
+          timed_out = true;
+          return Result(nullptr, PQclear);
+        }
+        const int polled = ::poll(&ready, 1, static_cast<int>(std::min<std::int64_t>(wait, 60'000)));
+        if ((polled < 0 && errno != EINTR) || (polled > 0 && PQconsumeInput(connection.get()) != 1)) {
+          return Result(nullptr, PQclear);
+        }
+      }
+      PGresult* next = PQgetResult(connection.get());
+      if (next == nullptr) return last;
+      last.reset(next);
+    }
+  };
   // What is left once connected; SET after connecting overrides any the conninfo's options= set.
   if (left() <= 0) return late();
-  PQclear(PQexec(connection.get(), ("SET statement_timeout = " + std::to_string(left())).c_str()));
+  (void)run("SET statement_timeout = " + std::to_string(left()), nullptr);
+  if (timed_out) return late();
   const std::string key = std::to_string(id);
-  const char* parameters[] = {key.c_str()};
-  const std::unique_ptr<PGresult, void (*)(PGresult*)> result(
-      PQexecParams(connection.get(), "SELECT status, amount, paid, refunded FROM orders WHERE order_id = $1", 1, nullptr,
-                   parameters, nullptr, nullptr, 0),
-      PQclear);
+  const Result result = run("SELECT status, amount, paid, refunded FROM orders WHERE order_id = $1", key.c_str());
+  if (timed_out) return late();
   if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
-    const char* state = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
+    const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
     if (state != nullptr && std::string_view(state) == "57014") return late();  // statement_timeout
     return annal::Status(ErrorCode::io_error, std::string("PostgreSQL: ") + PQerrorMessage(connection.get()));
   }

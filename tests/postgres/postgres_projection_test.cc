@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -103,16 +102,6 @@ class PostgresProjectionTest : public ::testing::Test {
         << projection.last_error().to_string();
   }
 
-  // The cluster's Unix socket ("" if not found).
-  [[nodiscard]] std::string socket_path() const {
-    for (const auto& entry : std::filesystem::directory_iterator(cluster_.socket_directory())) {
-      if (entry.path().filename().string().starts_with(".s.PGSQL.") && entry.path().extension() != ".lock") {
-        return entry.path().string();
-      }
-    }
-    return "";
-  }
-
   annal::test::TempDirectory dir_;
   annal::test::PostgresCluster cluster_{ANNAL_POSTGRES_BINDIR};
   std::unique_ptr<Engine> engine_;
@@ -197,7 +186,7 @@ TEST_F(PostgresProjectionTest, ClosingWhilePostgresIsDownReturnsAndTheNextOpenCa
 // event once.
 TEST_F(PostgresProjectionTest, ClosingReturnsWhenTheServerHasGoneSilent) {
   annal::test::Watchdog watchdog("postgres silent at close");
-  const std::string socket = socket_path();
+  const std::string socket = cluster_.socket_path();
   ASSERT_FALSE(socket.empty());
   for (const bool connecting : {false, true}) {
     SCOPED_TRACE(connecting ? "connecting again" : "a batch in flight");
@@ -234,9 +223,9 @@ TEST_F(PostgresProjectionTest, ClosingReturnsWhenTheServerHasGoneSilent) {
 // the next, as libpq's own connect does; the projection runs on the one that answers.
 TEST_F(PostgresProjectionTest, AHostGoneSilentIsPassedOverForTheNextInTheList) {
   annal::test::Watchdog watchdog("postgres failover");
-  annal::test::StallingProxy silent(socket_path());
+  annal::test::StallingProxy silent(cluster_.socket_path());
   silent.stall();
-  const std::string port = socket_path().substr(socket_path().rfind('.') + 1);
+  const std::string port = cluster_.socket_path().substr(cluster_.socket_path().rfind('.') + 1);
   auto projection = open_with_tallies("host=127.0.0.1," + cluster_.socket_directory() + " port=" +
                                       std::to_string(silent.port()) + "," + port +
                                       " dbname=postgres user=annal connect_timeout=2");

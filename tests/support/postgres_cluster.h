@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
@@ -42,6 +43,15 @@ class PostgresCluster {
   void crash() { must(as_owner_ + bindir_ + "/pg_ctl stop --pgdata=" + data() + " --mode=immediate --wait"); }
   // The directory of the server's Unix socket (libpq's host).
   [[nodiscard]] const std::string& socket_directory() const { return dir_.path(); }
+  // The socket itself ("" if not found), for what connects to it by path (a proxy).
+  [[nodiscard]] std::string socket_path() const {
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+      if (entry.path().filename().string().starts_with(".s.PGSQL.") && entry.path().extension() != ".lock") {
+        return entry.path().string();
+      }
+    }
+    return "";
+  }
   // libpq's connection string for one of the cluster's databases.
   [[nodiscard]] std::string conninfo(const std::string& database = "postgres") const {
     return "host=" + dir_.path() + " dbname=" + database + " user=annal";

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -57,6 +58,9 @@ class StallingProxy {
   [[nodiscard]] int port() const { return port_; }
   // Returns once nothing more is forwarded or accepted.
   void stall() { change([this] { stalled_ = true; }); }
+  // Forwards as before until a client sends `text` (in one read), then stalls as stall() does,
+  // holding that data: a server that took a statement and never answers.
+  void stall_on(std::string text) { change([&] { trigger_ = std::move(text); }); }
   // Whether a client has tried to connect since stall(): its handshake is done, nobody accepts it.
   [[nodiscard]] bool attempted() {
     std::lock_guard lock(mutex_);
@@ -144,8 +148,8 @@ class StallingProxy {
       std::vector<std::size_t> ended;
       for (std::size_t i = 0; i < polled; ++i) {
         const auto [client, server] = pairs_[i];
-        if ((ready[2 + 2 * i].revents != 0 && !forward(client, server, buffer)) ||
-            (ready[3 + 2 * i].revents != 0 && !forward(server, client, buffer))) {
+        if ((ready[2 + 2 * i].revents != 0 && !forward(client, server, buffer, true)) ||
+            (ready[3 + 2 * i].revents != 0 && !forward(server, client, buffer, false))) {
           ended.push_back(i);
         }
       }
@@ -172,10 +176,19 @@ class StallingProxy {
     pairs_.emplace_back(client, server);
   }
 
-  // One read's worth from `from` to `to`; false once either end has gone.
-  static bool forward(int from, int to, std::vector<char>& buffer) {
+  // One read's worth from `from` to `to`; false once either end has gone. From a client, data
+  // holding stall_on()'s text is kept back, and the proxy stalls.
+  bool forward(int from, int to, std::vector<char>& buffer, bool from_client) {
     const ssize_t got = ::read(from, buffer.data(), buffer.size());
     if (got <= 0) return false;
+    if (from_client) {
+      std::lock_guard lock(mutex_);
+      if (!trigger_.empty() && std::string_view(buffer.data(), static_cast<std::size_t>(got)).find(trigger_) !=
+                                   std::string_view::npos) {
+        stalled_ = true;
+        return true;
+      }
+    }
     for (ssize_t sent = 0; sent < got;) {
       // MSG_NOSIGNAL: a peer gone is an error here, not a SIGPIPE for the test process.
       const ssize_t wrote = ::send(to, buffer.data() + sent, static_cast<std::size_t>(got - sent), MSG_NOSIGNAL);
@@ -197,6 +210,7 @@ class StallingProxy {
   bool done_ = false;           // under mutex_
   bool attempted_ = false;      // under mutex_
   bool held_ = false;           // under mutex_
+  std::string trigger_;         // under mutex_: stall_on()'s text
   std::uint64_t asked_ = 0;     // under mutex_: changes made
   std::uint64_t taken_ = 0;     // under mutex_: changes the thread has taken up
   std::thread thread_;
