@@ -13,173 +13,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <memory>
 #include <random>
-#include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "annal/engine/engine.h"
-#include "eventually.h"
-#include "run_program.h"
-#include "served.h"
-#include "temp_directory.h"
-#include "watchdog.h"
+#include "kafka_fixture.h"
 
 namespace annal::kafka {
 namespace {
-
-using engine::Engine;
-using engine::EventData;
-using engine::ExpectedVersion;
-using engine::Receipt;
-
-constexpr int kBrokers = 3;
-constexpr int kPartitions = 4;
-
-// A record as kcat shows it.
-struct Record {
-  int partition = 0;
-  std::string key;
-  std::map<std::string, std::string> headers;
-};
-
-class KafkaTest : public ::testing::Test {
- protected:
-  KafkaTest() {
-    char error[256];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    // The handle only hosts the cluster: it connects nowhere.
-    rd_kafka_conf_set(conf, "log_level", "0", error, sizeof(error));
-    host_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof(error)));
-    cluster_ = rd_kafka_mock_cluster_new(host_.get(), kBrokers);
-    rd_kafka_mock_topic_create(cluster_, "orders", kPartitions, kBrokers);
-  }
-  ~KafkaTest() override { rd_kafka_mock_cluster_destroy(cluster_); }
-
-  KafkaExportOptions options() const {
-    return KafkaExportOptions{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
-                              .topic = "orders",
-                              .source = "store-a",
-                              .settings = {{"log_level", "0"}, {"linger.ms", "5"}}};
-  }
-
-  std::shared_ptr<KafkaExport> open_with_export(const std::map<std::string, std::string>& settings = {}) {
-    auto opened = Engine::open(dir_.path(), {});
-    EXPECT_TRUE(opened.ok()) << opened.status().to_string();
-    if (!opened.ok()) return nullptr;
-    engine_ = std::move(opened).value();
-    KafkaExportOptions with = options();
-    with.settings.insert(settings.begin(), settings.end());
-    auto exporter = std::make_shared<KafkaExport>(with);
-    const Status added = engine_->add_projection("export_kafka", exporter, {});
-    EXPECT_TRUE(added.ok()) << added.to_string();
-    return exporter;
-  }
-
-  // Appends `count` events over 13 streams; the last receipt.
-  Receipt append(int count) {
-    Receipt last;
-    for (int i = 0; i < count; ++i) {
-      const std::string payload = "{\"n\":" + std::to_string(appended_++) + "}";
-      const auto bytes = std::as_bytes(std::span(payload));
-      const EventData event{.type = "Counted", .payload = {bytes.begin(), bytes.end()}};
-      auto receipt = engine_->append("order-" + std::to_string(appended_ % 13), ExpectedVersion::any(), {&event, 1});
-      EXPECT_TRUE(receipt.ok()) << receipt.status().to_string();
-      if (receipt.ok()) last = receipt.value();
-    }
-    return last;
-  }
-
-  void wait_delivered(const KafkaExport& exporter, const Receipt& receipt) {
-    ASSERT_TRUE(engine_->wait_durable(receipt, Engine::Clock::now() + std::chrono::minutes(2)).ok());
-    EXPECT_TRUE(exporter.wait_delivered(receipt.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(2)))
-        << "delivered " << exporter.delivered() << ", waiting for " << receipt.last_sequence << "; "
-        << exporter.health().to_string();
-  }
-
-  // Sends `lines` as messages, one a line, with kcat (a producer that is not ours): `kcat_args`
-  // names the topic and what else (-p, -k, -H).
-  void send_with_kcat(const std::string& lines, const std::string& kcat_args) {
-    const std::string file = dir_.path() + "/messages";
-    std::FILE* out = std::fopen(file.c_str(), "w");
-    ASSERT_NE(out, nullptr);
-    std::fputs(lines.c_str(), out);
-    std::fclose(out);
-    const annal::test::ProgramRun sent = annal::test::run_program(
-        std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) + " " + kcat_args + " -l " + file);
-    ASSERT_EQ(sent.exit_code, 0) << sent.output;
-  }
-
-  // The topic as kcat reads it, every partition from the beginning to its end.
-  std::vector<Record> topic() {
-    const annal::test::ProgramRun ran = annal::test::run_program(
-        std::string(ANNAL_KCAT) + " -C -b " + rd_kafka_mock_cluster_bootstraps(cluster_) +
-        " -t orders -o beginning -e -q -f '%p %k %h\\n'");
-    EXPECT_EQ(ran.exit_code, 0) << ran.output;
-    std::vector<Record> records;
-    std::istringstream lines(ran.output);
-    for (std::string line; std::getline(lines, line);) {
-      std::istringstream fields(line);
-      Record record;
-      std::string headers;
-      fields >> record.partition >> record.key >> headers;
-      std::istringstream pairs(headers);
-      for (std::string pair; std::getline(pairs, pair, ',');) {
-        const auto equals = pair.find('=');
-        if (equals != std::string::npos) record.headers[pair.substr(0, equals)] = pair.substr(equals + 1);
-      }
-      records.push_back(std::move(record));
-    }
-    return records;
-  }
-
-  // The topic holds each of the store's events once (the journal says which: a new stream's name
-  // takes a sequence too), each stream's in order, every record on its key's partition.
-  void expect_exported_once() {
-    std::map<std::uint64_t, std::string> events;  // sequence -> stream
-    for (std::uint64_t from = 1;;) {
-      auto read = engine_->read_all(from, 1000);
-      ASSERT_TRUE(read.ok()) << read.status().to_string();
-      if (read.value().empty()) break;
-      for (const engine::Event& event : read.value()) events[event.header.sequence] = std::string(event.header.stream_name);
-      from = read.value().back().header.sequence + 1;
-    }
-    ASSERT_EQ(events.size(), static_cast<std::size_t>(appended_));
-    const std::vector<Record> records = topic();
-    std::map<std::uint64_t, int> times;
-    std::map<std::string, std::uint64_t> stream_last;
-    std::map<std::string, std::set<int>> partitions_of;
-    std::size_t ours = 0;
-    for (const Record& record : records) {
-      if (record.headers.at("annal.source") != "store-a") continue;  // another store's, in a shared topic
-      ++ours;
-      const std::uint64_t sequence = std::stoull(record.headers.at("annal.sequence"));
-      ++times[sequence];
-      EXPECT_EQ(events[sequence], record.key) << "event " << sequence;
-      EXPECT_EQ(record.headers.at("annal.type"), "Counted");
-      EXPECT_GT(sequence, stream_last[record.key]) << record.key << " out of order";
-      stream_last[record.key] = sequence;
-      partitions_of[record.key].insert(record.partition);
-    }
-    EXPECT_EQ(ours, events.size());
-    for (const auto& [sequence, stream] : events) EXPECT_EQ(times[sequence], 1) << "event " << sequence << " of " << stream;
-    for (const auto& [key, partitions] : partitions_of) EXPECT_EQ(partitions.size(), 1u) << key;
-  }
-
-  annal::test::TempDirectory dir_;
-  std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> host_{nullptr, rd_kafka_destroy};
-  rd_kafka_mock_cluster_t* cluster_ = nullptr;
-  std::unique_ptr<Engine> engine_;
-  int appended_ = 0;
-};
 
 TEST_F(KafkaTest, EveryEventOnceInStreamOrderAcrossRestarts) {
   annal::test::Watchdog watchdog("kafka export across restarts");

@@ -27,6 +27,8 @@ inline constexpr const char* kSourceHeader = "annal.source";
 inline constexpr const char* kPartitionsHeader = "annal.partitions";
 inline constexpr const char* kTypeHeader = "annal.type";
 inline constexpr const char* kIdHeader = "annal.id";
+inline constexpr const char* kVersionHeader = "annal.version";
+inline constexpr const char* kTimestampHeader = "annal.timestamp_ns";
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* kafka) const { rd_kafka_destroy(kafka); }

@@ -76,9 +76,9 @@ class Producer {
       rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
     };
     add(kSequenceHeader, sequence);
-    add("annal.version", version);
+    add(kVersionHeader, version);
     add(kTypeHeader, h.type);
-    add("annal.timestamp_ns", timestamp);
+    add(kTimestampHeader, timestamp);
     if (!id.empty()) add(kIdHeader, id);
     add(kSourceHeader, source);
     add(kDeliveredHeader, acknowledged);

@@ -1,0 +1,153 @@
+// Read models on other machines: any annal::engine::Projection driven from a topic that annal
+// instances export to (KafkaExport), with snapshots, and queries that read their writes.
+//
+//   auto revenue = std::make_shared<Revenue>();          // the same class an engine would run
+//   auto runner = annal::kafka::KafkaProjectionRunner::start(revenue, {
+//       .brokers = "kafka-1:9092", .topic = "orders", .name = "revenue",
+//       .directory = "/var/lib/revenue"});
+//   // A client appended to order-7 on instance orders-eu-1 and got receipt r:
+//   auto total = runner.value()->query<Revenue>({"orders-eu-1", "order-7", r.last_sequence},
+//       [](const Revenue& v) { return v.total; }, 2s);
+//
+// What the projection sees: each exported event once (a record a crashed exporter left twice in
+// the topic is passed over: a source's records in a partition rise in sequence), each stream's in
+// order, streams of one partition in the topic's order, partitions interleaved as they arrive. The
+// header is the exporter's: sequence and version are the source instance's, so sequences of two
+// instances may be equal (header.stream_name and the source tell them apart; the source is not in
+// EventView: a projection that needs it keys its state by stream). Records without annal.source
+// and annal.sequence (another application's, in a shared topic) are counted and passed over.
+//
+// Snapshots (projection schema() != 0, and a directory): the state is written with each
+// partition's next offset and every source's last sequence per partition, every
+// snapshot_every_events events and/or snapshot_every, and at stop; a start restores the newest
+// intact one and reads on from its offsets, so the state holds each event once across restarts.
+// Without them every start reads the topic from its beginning. Written on the runner's thread.
+//
+// Read your writes: query() waits until the runner has applied the event an instance exported at
+// `sequence` to `stream`'s partition (and so every earlier event of that stream).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "annal/base/status.h"
+#include "annal/engine/projection.h"
+
+struct rd_kafka_message_s;
+
+namespace annal::kafka {
+
+struct KafkaProjectionOptions {
+  std::string brokers;
+  std::string topic;
+  std::string name;       // the read model's: its snapshot files are named for it
+  std::string directory;  // where its snapshots are kept; "" for none
+  std::map<std::string, std::string> settings;  // further librdkafka settings (security.protocol ...)
+  std::uint64_t snapshot_every_events = 100'000;  // 0: not by count
+  std::chrono::milliseconds snapshot_every{60'000};  // 0: not by time
+  std::size_t snapshots_kept = 3;
+  std::chrono::milliseconds start_timeout{60'000};  // metadata and the snapshot, at start()
+};
+
+// An event an instance wrote: its source name (KafkaExportOptions::source), the stream, and the
+// append's sequence (Receipt::last_sequence).
+struct Written {
+  std::string source;
+  std::string stream;
+  std::uint64_t sequence = 0;
+};
+
+class KafkaProjectionRunner {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Restores the newest snapshot (if any) and starts reading on a thread of its own. A projection
+  // that keeps its own state (resume_after() answers a sequence) cannot run here: one sequence
+  // cannot say where several instances' exports stand.
+  static Result<std::unique_ptr<KafkaProjectionRunner>> start(std::shared_ptr<engine::Projection> projection,
+                                                             KafkaProjectionOptions options);
+  ~KafkaProjectionRunner();
+  KafkaProjectionRunner(const KafkaProjectionRunner&) = delete;
+  KafkaProjectionRunner& operator=(const KafkaProjectionRunner&) = delete;
+
+  // Stops reading and writes a last snapshot if the state changed. Why it had stopped before, if
+  // it had (the projection threw, a snapshot failed, Kafka refused); ok otherwise.
+  Status stop();
+
+  // Runs fn on the projection once `written` is applied (an empty source: at once), with no event
+  // applied meanwhile. timed_out after `timeout`; the runner's error if it stopped.
+  Status query(const Written& written, const std::function<void(const engine::Projection&)>& fn,
+               Clock::duration timeout);
+  template <class P, class F>
+  auto query(const Written& written, F&& fn, Clock::duration timeout) -> Result<std::invoke_result_t<F&, const P&>>;
+
+  struct Progress {
+    std::uint64_t applied = 0;     // events applied since start
+    std::uint64_t duplicates = 0;  // records of an event already applied, passed over
+    std::uint64_t foreign = 0;     // records that are no annal export, passed over
+    std::uint64_t restored = 0;    // events the restored snapshot held (0: none restored)
+    std::uint64_t snapshots_written = 0;
+    std::uint64_t lag = 0;         // records in the topic not read yet, as of the last fetch
+    bool caught_up = false;        // every partition read to its end
+    Status retrying;               // what the consumer retries now (brokers unreachable); ok when nothing
+    Status error;                  // why it stopped; ok while it runs
+  };
+  [[nodiscard]] Progress progress() const;
+
+ private:
+  struct Reader;
+  KafkaProjectionRunner(std::shared_ptr<engine::Projection> projection, KafkaProjectionOptions options);
+  Status restore(std::uint64_t total, std::span<const std::byte> state, std::int32_t partitions);
+  void run();
+  // One message from the consumer: an event applied, or passed over, or an error that stops.
+  Status take(const rd_kafka_message_s& message, int& in_batch, std::uint64_t& batch_last);
+  void fail(Status why);
+  // Under mutex_: the event `written` names is applied.
+  [[nodiscard]] bool applied_locked(const Written& written) const;
+  Status write_snapshot();  // on the runner's thread, or after it ended
+
+  const std::shared_ptr<engine::Projection> projection_;
+  const KafkaProjectionOptions options_;
+  std::unique_ptr<Reader> reader_;
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mutex_;             // held while an event is applied or a query runs
+  mutable std::condition_variable changed_;
+  std::vector<std::int64_t> next_offset_;  // per partition, under mutex_
+  // Per source, per partition: the last sequence applied (0: none). Under mutex_.
+  std::map<std::string, std::vector<std::uint64_t>, std::less<>> last_;
+  // Events the state holds, restored ones too (the snapshots' sequence). Written on the runner's
+  // thread only, under mutex_.
+  std::uint64_t total_ = 0;
+  std::uint64_t snapshotted_ = 0;        // total_ at the last snapshot: the runner's thread's
+  Clock::time_point snapshotted_at_;     // the runner's thread's
+  Progress progress_;                    // under mutex_
+  std::thread thread_;
+};
+
+template <class P, class F>
+auto KafkaProjectionRunner::query(const Written& written, F&& fn, Clock::duration timeout)
+    -> Result<std::invoke_result_t<F&, const P&>> {
+  std::optional<std::invoke_result_t<F&, const P&>> out;
+  const Status status = query(written, [&](const engine::Projection& projection) {
+    const auto* typed = dynamic_cast<const P*>(&projection);
+    ANNAL_ASSERT(typed != nullptr);  // the runner's projection is not a P
+    out.emplace(fn(*typed));
+  }, timeout);
+  if (!status.ok()) return status;
+  return std::move(*out);
+}
+
+}  // namespace annal::kafka

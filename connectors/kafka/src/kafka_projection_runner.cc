@@ -1,0 +1,404 @@
+#include "annal/kafka/kafka_projection_runner.h"
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <limits>
+#include <span>
+#include <string_view>
+#include <utility>
+
+#include "annal/base/little_endian.h"
+#include "annal/journal/io_backend.h"
+#include "annal/snapshots/snapshot_store.h"
+#include "client.h"
+
+namespace annal::kafka {
+namespace {
+
+// The runner's own part of a snapshot, before the projection's state:
+//
+//   u32 format | u16 topic size | topic | u32 partitions | i64 next offset x partitions
+//   | u32 sources | (u16 name size | name | u64 last sequence x partitions) x sources
+//   | projection's state (the rest)
+//
+// Little-endian; the snapshot store around it checks it with a CRC.
+constexpr std::uint32_t kSnapshotFormat = 1;
+// Records applied between two end_of_batch() calls at most.
+constexpr int kBatchMax = 1000;
+constexpr int kPollMs = 100;
+
+class ByteWriter {
+ public:
+  template <class T>
+  void number(T value) {
+    const std::size_t at = bytes_.size();
+    bytes_.resize(at + sizeof(T));
+    store_le(std::span(bytes_), at, value);
+  }
+  void text(std::string_view text) {
+    ANNAL_ASSERT(text.size() <= std::numeric_limits<std::uint16_t>::max());
+    number(static_cast<std::uint16_t>(text.size()));
+    const auto* data = reinterpret_cast<const std::byte*>(text.data());
+    bytes_.insert(bytes_.end(), data, data + text.size());
+  }
+  void append(std::span<const std::byte> more) { bytes_.insert(bytes_.end(), more.begin(), more.end()); }
+  std::vector<std::byte> take() { return std::move(bytes_); }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
+// Reads what ByteWriter wrote; every read checks the size left, so a short snapshot is an error, not
+// a read past its end.
+class ByteReader {
+ public:
+  explicit ByteReader(std::span<const std::byte> bytes) : bytes_(bytes) {}
+  template <class T>
+  bool number(T& value) {
+    if (bytes_.size() - at_ < sizeof(T)) return false;
+    value = load_le<T>(bytes_, at_);
+    at_ += sizeof(T);
+    return true;
+  }
+  bool text(std::string& value) {
+    std::uint16_t size = 0;
+    if (!number(size) || bytes_.size() - at_ < size) return false;
+    value.assign(reinterpret_cast<const char*>(bytes_.data() + at_), size);
+    at_ += size;
+    return true;
+  }
+  [[nodiscard]] std::span<const std::byte> rest() const { return bytes_.subspan(at_); }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::size_t at_ = 0;
+};
+
+}  // namespace
+
+// The consumer: every partition of the topic assigned (no group membership: each read model reads
+// the whole topic), its own offsets from the snapshot, nothing committed to Kafka.
+struct KafkaProjectionRunner::Reader {
+  Owned<rd_kafka_t> consumer;
+  std::int32_t partitions = 0;
+  std::vector<bool> at_end;  // per partition: read to its end (and nothing since)
+  std::unique_ptr<snapshots::SnapshotStore> snapshots;
+};
+
+KafkaProjectionRunner::KafkaProjectionRunner(std::shared_ptr<engine::Projection> projection,
+                                             KafkaProjectionOptions options)
+    : projection_(std::move(projection)), options_(std::move(options)) {}
+
+KafkaProjectionRunner::~KafkaProjectionRunner() { (void)stop(); }
+
+Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std::shared_ptr<engine::Projection> projection,
+                                                                           KafkaProjectionOptions options) {
+  ANNAL_ASSERT(projection != nullptr);
+  if (options.name.empty()) {
+    return Status(ErrorCode::invalid_argument, "Kafka read model: a name is needed (KafkaProjectionOptions::name)");
+  }
+  auto own_state = projection->resume_after();
+  if (!own_state.ok()) return own_state.status();
+  if (own_state.value().has_value()) {
+    return Status(ErrorCode::invalid_argument, "Kafka read model " + options.name +
+                                                   ": the projection keeps its own state (resume_after answers a sequence), "
+                                                   "which cannot say where several instances' exports stand; run it in the engine");
+  }
+  std::unique_ptr<KafkaProjectionRunner> runner(new KafkaProjectionRunner(std::move(projection), std::move(options)));
+  const KafkaProjectionOptions& o = runner->options_;
+  auto reader = std::make_unique<Reader>();
+
+  // read_committed (the default): another producer's aborted records are none of the model's.
+  // auto.offset.reset=error: offsets from a snapshot that retention has passed are an error, not
+  // a silent jump that would leave events out of the state.
+  auto conf = configuration(o.brokers, o.settings, {{"group.id", "annal-read-model." + o.name},
+                                                    {"enable.auto.commit", "false"},
+                                                    {"enable.auto.offset.store", "false"},
+                                                    {"enable.partition.eof", "true"},
+                                                    {"auto.offset.reset", "error"},
+                                                    {"client.id", "annal-read-model-" + o.name}});
+  if (!conf.ok()) return conf.status();
+  auto consumer = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
+  if (!consumer.ok()) return consumer.status();
+  reader->consumer = std::move(consumer).value();
+  rd_kafka_poll_set_consumer(reader->consumer.get());
+  auto partitions = partition_count(reader->consumer.get(), o.topic, o.start_timeout);
+  if (!partitions.ok()) return partitions.status();
+  reader->partitions = partitions.value();
+  reader->at_end.assign(static_cast<std::size_t>(reader->partitions), false);
+  runner->next_offset_.assign(static_cast<std::size_t>(reader->partitions), RD_KAFKA_OFFSET_BEGINNING);
+
+  const std::uint32_t schema = runner->projection_->schema();
+  if (schema != 0 && !o.directory.empty()) {
+    std::error_code made;
+    std::filesystem::create_directories(o.directory, made);
+    if (made) {
+      return Status(ErrorCode::io_error, "Kafka read model " + o.name + ": cannot create " + o.directory + ": " +
+                                             made.message());
+    }
+    reader->snapshots = std::make_unique<snapshots::SnapshotStore>(o.directory, journal::make_posix_backend(),
+                                                                   std::max<std::size_t>(1, o.snapshots_kept));
+    auto newest = reader->snapshots->newest(o.name, schema, std::numeric_limits<std::uint64_t>::max());
+    if (!newest.ok()) return newest.status();
+    if (newest.value().has_value()) {
+      if (Status restored = runner->restore(newest.value()->header.sequence, newest.value()->state, reader->partitions);
+          !restored.ok()) {
+        return restored;
+      }
+    }
+  }
+
+  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(reader->partitions));
+  for (std::int32_t partition = 0; partition < reader->partitions; ++partition) {
+    rd_kafka_topic_partition_list_add(assignment.get(), o.topic.c_str(), partition)->offset =
+        runner->next_offset_[static_cast<std::size_t>(partition)];
+  }
+  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(reader->consumer.get(), assignment.get()); assigned) {
+    return Status(ErrorCode::io_error, "Kafka at " + o.brokers + ": reading topic " + o.topic + ": " +
+                                           rd_kafka_err2str(assigned));
+  }
+  runner->reader_ = std::move(reader);
+  runner->snapshotted_at_ = Clock::now();
+  runner->thread_ = std::thread([r = runner.get()] { r->run(); });
+  return runner;
+}
+
+Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::byte> state, std::int32_t partitions) {
+  const std::string where = "Kafka read model " + options_.name + ": snapshot at " + std::to_string(total) + " in " +
+                            options_.directory;
+  ByteReader in(state);
+  std::uint32_t format = 0;
+  std::string topic;
+  std::uint32_t count = 0;
+  if (!in.number(format) || format != kSnapshotFormat || !in.text(topic) || !in.number(count)) {
+    return Status(ErrorCode::corruption, where + ": not a read model's snapshot (format " + std::to_string(format) + ")");
+  }
+  if (topic != options_.topic || count != static_cast<std::uint32_t>(partitions)) {
+    return Status(ErrorCode::invalid_argument, where + " was read from topic " + topic + " of " + std::to_string(count) +
+                                                   " partitions, not " + options_.topic + " of " +
+                                                   std::to_string(partitions) +
+                                                   ": remove its snapshots to rebuild it from the topic");
+  }
+  std::vector<std::int64_t> offsets(count);
+  for (std::int64_t& offset : offsets) {
+    if (!in.number(offset)) return Status(ErrorCode::corruption, where + ": cut short in its offsets");
+  }
+  std::uint32_t sources = 0;
+  if (!in.number(sources)) return Status(ErrorCode::corruption, where + ": cut short");
+  std::map<std::string, std::vector<std::uint64_t>, std::less<>> last;
+  for (std::uint32_t i = 0; i < sources; ++i) {
+    std::string name;
+    std::vector<std::uint64_t> sequences(count);
+    if (!in.text(name)) return Status(ErrorCode::corruption, where + ": cut short in its sources");
+    for (std::uint64_t& sequence : sequences) {
+      if (!in.number(sequence)) return Status(ErrorCode::corruption, where + ": cut short in its sources");
+    }
+    last.emplace(std::move(name), std::move(sequences));
+  }
+  // A state the projection refuses is rebuilt from the topic's start, as the engine does.
+  if (!projection_->restore(in.rest()).ok()) return {};
+  next_offset_ = std::move(offsets);
+  last_ = std::move(last);
+  total_ = total;
+  snapshotted_ = total;
+  progress_.restored = total;
+  return {};
+}
+
+Status KafkaProjectionRunner::stop() {
+  if (stopping_.exchange(true)) return progress().error;
+  projection_->stop_requested();
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (reader_) {
+    if (progress().error.ok() && total_ != snapshotted_) {
+      if (Status written = write_snapshot(); !written.ok()) fail(std::move(written));
+    }
+    (void)rd_kafka_consumer_close(reader_->consumer.get());
+    reader_.reset();
+  }
+  return progress().error;
+}
+
+Status KafkaProjectionRunner::query(const Written& written, const std::function<void(const engine::Projection&)>& fn,
+                                    Clock::duration timeout) {
+  std::unique_lock lock(mutex_);
+  const bool ready = changed_.wait_until(lock, Clock::now() + timeout, [&] {
+    return applied_locked(written) || !progress_.error.ok() || stopping_.load();
+  });
+  if (!progress_.error.ok()) return progress_.error;
+  if (!ready || !applied_locked(written)) {
+    return Status(ErrorCode::timed_out, "Kafka read model " + options_.name + ": event " +
+                                            std::to_string(written.sequence) + " of " + written.source + " (stream " +
+                                            written.stream + ") not applied in time");
+  }
+  try {
+    fn(*projection_);
+  } catch (const std::exception& error) {
+    return Status(ErrorCode::failed, std::string("query on Kafka read model ") + options_.name + ": " + error.what());
+  }
+  return {};
+}
+
+KafkaProjectionRunner::Progress KafkaProjectionRunner::progress() const {
+  std::lock_guard lock(mutex_);
+  return progress_;
+}
+
+bool KafkaProjectionRunner::applied_locked(const Written& written) const {
+  if (written.source.empty()) return true;
+  const auto source = last_.find(written.source);
+  if (source == last_.end()) return false;
+  const std::int32_t partition = partition_of(written.stream, static_cast<std::int32_t>(next_offset_.size()));
+  return source->second[static_cast<std::size_t>(partition)] >= written.sequence;
+}
+
+void KafkaProjectionRunner::run() {
+  rd_kafka_t* consumer = reader_->consumer.get();
+  int in_batch = 0;              // events applied since the last end_of_batch()
+  std::uint64_t batch_last = 0;  // the last one's sequence
+  while (!stopping_.load()) {
+    const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
+    if (message) {
+      if (Status taken = take(*message, in_batch, batch_last); !taken.ok()) return fail(std::move(taken));
+      if (in_batch < kBatchMax) continue;
+    }
+    if (in_batch > 0) {
+      try {
+        std::lock_guard lock(mutex_);
+        projection_->end_of_batch(batch_last);
+      } catch (const std::exception& error) {
+        return fail(Status(ErrorCode::failed, "Kafka read model " + options_.name + ": end_of_batch: " + error.what()));
+      }
+      in_batch = 0;
+    }
+    std::uint64_t lag = 0;
+    for (std::int32_t partition = 0; partition < reader_->partitions; ++partition) {
+      std::int64_t low = 0;
+      std::int64_t high = 0;
+      // Cached from the last fetch: no request.
+      if (rd_kafka_get_watermark_offsets(consumer, options_.topic.c_str(), partition, &low, &high) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const std::int64_t next = std::max(next_offset_[static_cast<std::size_t>(partition)], low);
+        lag += static_cast<std::uint64_t>(std::max<std::int64_t>(0, high - next));
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      progress_.lag = lag;
+    }
+    const std::uint64_t since = total_ - snapshotted_;
+    const bool by_count = options_.snapshot_every_events != 0 && since >= options_.snapshot_every_events;
+    const bool by_time = options_.snapshot_every.count() != 0 && Clock::now() - snapshotted_at_ >= options_.snapshot_every;
+    if (since != 0 && (by_count || by_time)) {
+      if (Status written = write_snapshot(); !written.ok()) return fail(std::move(written));
+    }
+  }
+}
+
+Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_batch, std::uint64_t& batch_last) {
+  const auto partition = static_cast<std::size_t>(message.partition);
+  if (message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    reader_->at_end[partition] = true;
+    std::lock_guard lock(mutex_);
+    progress_.caught_up = std::all_of(reader_->at_end.begin(), reader_->at_end.end(), [](bool end) { return end; });
+    changed_.notify_all();
+    return {};
+  }
+  const std::string where = "Kafka read model " + options_.name + ", topic " + options_.topic + " partition " +
+                            std::to_string(message.partition) + " offset " + std::to_string(message.offset);
+  if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // The brokers unreachable: librdkafka goes on trying, and so does the runner.
+    const bool transient = message.err == RD_KAFKA_RESP_ERR__TRANSPORT || message.err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+                           message.err == RD_KAFKA_RESP_ERR__RESOLVE || message.err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+    const Status error(ErrorCode::io_error, where + ": " + rd_kafka_err2str(message.err));
+    if (!transient) return error;
+    std::lock_guard lock(mutex_);
+    progress_.retrying = error;
+    return {};
+  }
+  reader_->at_end[partition] = false;
+  rd_kafka_headers_t* headers = nullptr;
+  (void)rd_kafka_message_headers(&message, &headers);
+  const auto source = headers != nullptr ? text_header(headers, kSourceHeader) : std::nullopt;
+  const auto sequence = headers != nullptr ? number_header(headers, kSequenceHeader) : std::nullopt;
+  std::lock_guard lock(mutex_);
+  progress_.caught_up = false;
+  progress_.retrying = Status();
+  next_offset_[partition] = message.offset + 1;
+  if (!source || !sequence) {
+    ++progress_.foreign;
+    return {};
+  }
+  auto last = last_.find(*source);
+  if (last == last_.end()) {
+    last = last_.emplace(std::string(*source), std::vector<std::uint64_t>(next_offset_.size(), 0)).first;
+  }
+  // A source's records rise in sequence within a partition: one not above the last is a record a
+  // killed exporter left in flight and its next run produced again.
+  if (*sequence <= last->second[partition]) {
+    ++progress_.duplicates;
+    return {};
+  }
+  const std::string type(text_header(headers, kTypeHeader).value_or(""));
+  engine::EventView event;
+  event.header.sequence = *sequence;
+  event.header.version = number_header(headers, kVersionHeader).value_or(0);
+  event.header.timestamp_ns = number_header(headers, kTimestampHeader).value_or(0);
+  event.header.type = type;
+  event.header.stream_name = std::string_view(static_cast<const char*>(message.key), message.key_len);
+  if (const auto id = text_header(headers, kIdHeader)) event.header.event_id = engine::parse_id(*id).value_or(engine::Id128{});
+  event.payload = std::span(static_cast<const std::byte*>(message.payload), message.len);
+  try {
+    projection_->apply(event);
+  } catch (const std::exception& error) {
+    return Status(ErrorCode::failed, where + ": applying event " + std::to_string(*sequence) + " of " +
+                                         std::string(*source) + ": " + error.what());
+  }
+  last->second[partition] = *sequence;
+  ++total_;
+  ++progress_.applied;
+  ++in_batch;
+  batch_last = *sequence;
+  changed_.notify_all();
+  return {};
+}
+
+void KafkaProjectionRunner::fail(Status why) {
+  std::lock_guard lock(mutex_);
+  if (progress_.error.ok()) progress_.error = std::move(why);
+  changed_.notify_all();
+}
+
+Status KafkaProjectionRunner::write_snapshot() {
+  const std::uint32_t schema = projection_->schema();
+  if (!reader_->snapshots || schema == 0) return {};
+  std::vector<std::byte> bytes;
+  std::uint64_t total = 0;
+  {
+    std::lock_guard lock(mutex_);  // no query while snapshot() runs
+    ByteWriter out;
+    out.number(kSnapshotFormat);
+    out.text(options_.topic);
+    out.number(static_cast<std::uint32_t>(next_offset_.size()));
+    for (const std::int64_t offset : next_offset_) out.number(offset);
+    out.number(static_cast<std::uint32_t>(last_.size()));
+    for (const auto& [source, sequences] : last_) {
+      out.text(source);
+      for (const std::uint64_t sequence : sequences) out.number(sequence);
+    }
+    out.append(projection_->snapshot());
+    bytes = out.take();
+    total = total_;
+  }
+  // Written outside the lock: queries go on while the file is synced.
+  if (Status written = reader_->snapshots->write(options_.name, schema, total, bytes); !written.ok()) return written;
+  snapshotted_ = total;
+  snapshotted_at_ = Clock::now();
+  std::lock_guard lock(mutex_);
+  ++progress_.snapshots_written;
+  return {};
+}
+
+}  // namespace annal::kafka

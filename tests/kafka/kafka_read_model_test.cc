@@ -1,0 +1,222 @@
+// Read models on another machine: a projection driven from the topic an engine exports to
+// (KafkaProjectionRunner), against librdkafka's mock cluster. Each event once, each stream in
+// order, across restarts from its snapshots, a duplicate left in the topic passed over, and
+// queries that read their writes.
+#include "annal/kafka/kafka_projection_runner.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <charconv>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include "kafka_fixture.h"
+
+namespace annal::kafka {
+namespace {
+
+// Counts each stream's events. A stream's versions count from 0, so an event missing, repeated or
+// out of order shows as a version other than the count so far.
+class Tally final : public engine::Projection {
+ public:
+  void apply(const engine::EventView& event) override {
+    std::uint64_t& count = counts[std::string(event.header.stream_name)];
+    if (event.header.version != count) ++out_of_order;
+    ++count;
+  }
+  [[nodiscard]] std::uint32_t schema() const override { return 1; }
+  [[nodiscard]] std::vector<std::byte> snapshot() const override {
+    std::string text;
+    for (const auto& [stream, count] : counts) text += stream + " " + std::to_string(count) + "\n";
+    const auto bytes = std::as_bytes(std::span(text));
+    return {bytes.begin(), bytes.end()};
+  }
+  Status restore(std::span<const std::byte> state) override {
+    std::map<std::string, std::uint64_t> restored;
+    std::istringstream lines(std::string(reinterpret_cast<const char*>(state.data()), state.size()));
+    std::string stream;
+    std::uint64_t count = 0;
+    while (lines >> stream >> count) restored[stream] = count;
+    counts = std::move(restored);
+    return {};
+  }
+
+  std::map<std::string, std::uint64_t> counts;
+  std::uint64_t out_of_order = 0;
+};
+
+// Throws at its tenth event.
+class Fragile final : public engine::Projection {
+ public:
+  void apply(const engine::EventView&) override {
+    if (++seen == 10) throw std::runtime_error("no room for it");
+  }
+  int seen = 0;
+};
+
+class KafkaReadModelTest : public KafkaTest {
+ protected:
+  KafkaProjectionOptions model_options(const std::string& directory = {}) const {
+    return KafkaProjectionOptions{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                                  .topic = "orders",
+                                  .name = "tally",
+                                  .directory = directory,
+                                  .settings = {{"log_level", "0"}},
+                                  .snapshot_every_events = 100};
+  }
+
+  // Each stream's event count, from the store itself.
+  std::map<std::string, std::uint64_t> counts_in_store() {
+    std::map<std::string, std::uint64_t> counts;
+    for (std::uint64_t from = 1;;) {
+      auto read = engine_->read_all(from, 1000);
+      EXPECT_TRUE(read.ok()) << read.status().to_string();
+      if (!read.ok() || read.value().empty()) break;
+      for (const engine::Event& event : read.value()) ++counts[std::string(event.header.stream_name)];
+      from = read.value().back().header.sequence + 1;
+    }
+    return counts;
+  }
+
+  // The stream the fixture's append() wrote last to.
+  [[nodiscard]] std::string last_stream() const { return "order-" + std::to_string(appended_ % 13); }
+
+  // Waits until the model has read every partition to its end with `applied` events applied.
+  static void wait_applied(const KafkaProjectionRunner& runner, std::uint64_t applied) {
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto progress = runner.progress();
+      return (progress.caught_up && progress.applied >= applied) || !progress.error.ok();
+    }, std::chrono::minutes(2)));
+    const auto progress = runner.progress();
+    EXPECT_TRUE(progress.error.ok()) << progress.error.to_string();
+    EXPECT_EQ(progress.applied, applied);
+  }
+};
+
+TEST_F(KafkaReadModelTest, SeesEachEventOnceInStreamOrderAndReadsItsWrites) {
+  annal::test::Watchdog watchdog("kafka read model");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  append(300);
+  const Receipt receipt = append(200);
+  // Read your writes: the last append's stream has all its events once the query runs.
+  ASSERT_TRUE(engine_->wait_durable(receipt, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+  const std::map<std::string, std::uint64_t> store = counts_in_store();
+  const auto seen = runner.value()->query<Tally>(
+      {"store-a", last_stream(), receipt.last_sequence},
+      [&](const Tally& t) { return t.counts.contains(last_stream()) ? t.counts.at(last_stream()) : 0; },
+      std::chrono::minutes(2));
+  ASSERT_TRUE(seen.ok()) << seen.status().to_string();
+  EXPECT_EQ(seen.value(), store.at(last_stream()));
+  // An event no instance wrote yet: the query times out, and fn never runs.
+  bool ran = false;
+  const Status early = runner.value()->query({"store-a", last_stream(), receipt.last_sequence + 1000},
+                                             [&](const engine::Projection&) { ran = true; }, std::chrono::milliseconds(50));
+  EXPECT_EQ(early.code(), ErrorCode::timed_out) << early.to_string();
+  EXPECT_FALSE(ran);
+
+  wait_applied(*runner.value(), 500);
+  ASSERT_TRUE(runner.value()->stop().ok());
+  EXPECT_EQ(tally->counts, store);
+  EXPECT_EQ(tally->out_of_order, 0u);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Stopped after 600 events, the model is snapshotted; meanwhile a record of an exported event is
+// in the topic a second time (what a killed exporter can leave), and another application's
+// record. Restarted, it restores the snapshot and applies only the 400 new events.
+TEST_F(KafkaReadModelTest, ResumesFromItsSnapshotAndPassesOverDuplicates) {
+  annal::test::Watchdog watchdog("kafka read model, restarted");
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  {
+    auto tally = std::make_shared<Tally>();
+    auto runner = KafkaProjectionRunner::start(tally, model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    wait_delivered(*exporter, append(600));
+    wait_applied(*runner.value(), 600);
+    ASSERT_TRUE(runner.value()->stop().ok());
+    EXPECT_GE(runner.value()->progress().snapshots_written, 1u);
+  }
+  // The store's 17th event, again, on its partition; and a record without annal's headers.
+  std::optional<Record> again;
+  for (const Record& record : topic()) {
+    if (record.headers.at("annal.sequence") == "17") again = record;
+  }
+  ASSERT_TRUE(again.has_value());
+  std::string headers;
+  for (const auto& [name, value] : again->headers) headers += " -H " + name + "=" + value;
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat("{}\n", "-t orders -p " + std::to_string(again->partition) + " -k " + again->key + headers));
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat("{\"other\":1}\n", "-t orders -p 0 -k other"));
+  wait_delivered(*exporter, append(400));
+
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, model_options(snapshots));
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  wait_applied(*runner.value(), 400);
+  const auto progress = runner.value()->progress();
+  EXPECT_EQ(progress.restored, 600u);
+  EXPECT_EQ(progress.duplicates, 1u);
+  EXPECT_EQ(progress.foreign, 1u);
+  ASSERT_TRUE(runner.value()->stop().ok());
+  EXPECT_EQ(tally->counts, counts_in_store());
+  EXPECT_EQ(tally->out_of_order, 0u);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A snapshot of another topic (the model pointed elsewhere) is refused, not applied to the wrong
+// records; and a projection that keeps its own state cannot run here.
+TEST_F(KafkaReadModelTest, RefusesWhatItCannotResumeCorrectly) {
+  annal::test::Watchdog watchdog("kafka read model, refused starts");
+  const std::string snapshots = dir_.path() + "/model";
+  rd_kafka_mock_topic_create(cluster_, "payments", 2, kBrokers);
+  {
+    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    auto exporter = open_with_export();
+    ASSERT_FALSE(HasFailure());
+    wait_delivered(*exporter, append(10));
+    wait_applied(*runner.value(), 10);
+    ASSERT_TRUE(runner.value()->stop().ok());
+    ASSERT_TRUE(engine_->close().ok());
+  }
+  KafkaProjectionOptions other = model_options(snapshots);
+  other.topic = "payments";
+  auto refused = KafkaProjectionRunner::start(std::make_shared<Tally>(), other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("remove its snapshots"), std::string::npos) << refused.status().to_string();
+
+  class OwnState final : public engine::Projection {
+   public:
+    void apply(const engine::EventView&) override {}
+    Result<std::optional<std::uint64_t>> resume_after() override { return std::optional<std::uint64_t>(7); }
+  };
+  auto own = KafkaProjectionRunner::start(std::make_shared<OwnState>(), model_options());
+  ASSERT_FALSE(own.ok());
+  EXPECT_EQ(own.status().code(), ErrorCode::invalid_argument);
+}
+
+TEST_F(KafkaReadModelTest, AProjectionThatThrowsStopsItAndSaysWhere) {
+  annal::test::Watchdog watchdog("kafka read model, a projection that throws");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  auto runner = KafkaProjectionRunner::start(std::make_shared<Fragile>(), model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  const Receipt receipt = append(50);
+  const Status queried = runner.value()->query({"store-a", last_stream(), receipt.last_sequence},
+                                                [](const engine::Projection&) {}, std::chrono::minutes(2));
+  EXPECT_NE(queried.message().find("no room for it"), std::string::npos) << queried.to_string();
+  EXPECT_NE(queried.message().find("partition"), std::string::npos) << queried.to_string();
+  EXPECT_NE(queried.message().find("offset"), std::string::npos) << queried.to_string();
+  EXPECT_EQ(runner.value()->stop().code(), queried.code());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+}  // namespace
+}  // namespace annal::kafka
