@@ -5,18 +5,26 @@
 // process; Debian packages no Kafka broker), a new topic of 4 partitions each iteration, and are
 // timed from creating the producer to the last record acknowledged. The events are in the journal
 // already: a catch-up figure.
+//
+// kafka_lag/append_to_remote_apply: end-to-end latency, from an append in one engine (exporting)
+// to the apply of that event in a read model driven from the topic (KafkaProjectionRunner), at a
+// steady rate well below the throughput; p50/p99/max per event.
 #include <benchmark/benchmark.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <memory>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "annal/engine/engine.h"
 #include "annal/kafka/kafka_export.h"
+#include "annal/kafka/kafka_projection_runner.h"
 #include "temp_directory.h"
 
 namespace {
@@ -176,12 +184,78 @@ void kafka_export_librdkafka_producer(benchmark::State& state) {
   state.SetLabel("a plain librdkafka producer loop, the same records and settings, no journal");
 }
 
+// A read model that notes, for each event, how long ago it was appended: the payload's first 8
+// bytes are the steady clock at the append (the engine and the model share this process's clock).
+class LagProbe final : public annal::engine::Projection {
+ public:
+  void apply(const annal::engine::EventView& event) override {
+    std::int64_t appended = 0;
+    std::memcpy(&appended, event.payload.data(), sizeof(appended));
+    lags_ns.push_back(std::chrono::steady_clock::now().time_since_epoch().count() - appended);
+  }
+  std::vector<std::int64_t> lags_ns;  // the runner's thread's until it stops
+};
+
+void kafka_lag(benchmark::State& state) {
+  constexpr int kLagEvents = 3'000;
+  constexpr auto kInterval = std::chrono::microseconds(500);  // 2,000 events a second
+  for (auto _ : state) {
+    const std::string topic = cluster().new_topic();
+    annal::test::TempDirectory dir;
+    auto opened = Engine::open(dir.path(), {});
+    if (!opened.ok()) throw std::runtime_error(opened.status().to_string());
+    const std::unique_ptr<Engine> engine = std::move(opened).value();
+    auto exporter = std::make_shared<annal::kafka::KafkaExport>(annal::kafka::KafkaExportOptions{
+        .brokers = cluster().bootstraps(), .topic = topic, .source = "lag", .settings = {{"linger.ms", "1"}, {"log_level", "0"}}});
+    if (const annal::Status added = engine->add_projection("kafka", exporter, {}); !added.ok()) {
+      throw std::runtime_error(added.to_string());
+    }
+    auto probe = std::make_shared<LagProbe>();
+    auto runner = annal::kafka::KafkaProjectionRunner::start(probe, {.brokers = cluster().bootstraps(),
+                                                                     .topic = topic,
+                                                                     .name = "lag",
+                                                                     .directory = {},
+                                                                     .settings = {{"fetch.wait.max.ms", "5"}, {"log_level", "0"}}});
+    if (!runner.ok()) throw std::runtime_error(runner.status().to_string());
+    std::vector<std::byte> payload(kPayloadBytes, std::byte{'x'});
+    auto next = std::chrono::steady_clock::now();
+    for (int i = 0; i < kLagEvents; ++i) {
+      std::this_thread::sleep_until(next);
+      next += kInterval;
+      const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+      std::memcpy(payload.data(), &now, sizeof(now));
+      const EventData event{.type = "Timed", .payload = payload};
+      if (!engine->append("s" + std::to_string(i % kStreams), ExpectedVersion::any(), {&event, 1}).ok()) {
+        throw std::runtime_error("append failed");
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    while (runner.value()->progress().applied < kLagEvents && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (const annal::Status stopped = runner.value()->stop(); !stopped.ok() || probe->lags_ns.size() != kLagEvents) {
+      throw std::runtime_error("the read model applied " + std::to_string(probe->lags_ns.size()) + " events: " +
+                               stopped.to_string());
+    }
+    std::vector<std::int64_t>& lags = probe->lags_ns;
+    std::sort(lags.begin(), lags.end());
+    const auto at = [&](double q) { return static_cast<double>(lags[static_cast<std::size_t>(q * static_cast<double>(lags.size() - 1))]) / 1e6; };
+    state.counters["p50_ms"] = at(0.50);
+    state.counters["p99_ms"] = at(0.99);
+    state.counters["max_ms"] = at(1.0);
+    if (!engine->close().ok()) throw std::runtime_error("close failed");
+  }
+  state.SetLabel("append -> journal (group commit, fdatasync) -> KafkaExport (linger.ms=1) -> mock cluster -> "
+                 "KafkaProjectionRunner (fetch.wait.max.ms=5); 2,000 events/s; blocking waits");
+}
+
 BENCHMARK(kafka_export_annal)->Name("kafka_export/annal")->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 BENCHMARK(kafka_export_librdkafka_producer)
     ->Name("kafka_export/librdkafka_producer")
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(kafka_lag)->Name("kafka_lag/append_to_remote_apply")->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

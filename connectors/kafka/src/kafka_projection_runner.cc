@@ -319,31 +319,35 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     return {};
   }
   reader_->at_end[partition] = false;
+  // An annal export's record carries its source and sequence; anything else is foreign.
   rd_kafka_headers_t* headers = nullptr;
-  (void)rd_kafka_message_headers(&message, &headers);
-  const auto source = headers != nullptr ? text_header(headers, kSourceHeader) : std::nullopt;
-  const auto sequence = headers != nullptr ? number_header(headers, kSequenceHeader) : std::nullopt;
+  std::string_view source;
+  std::uint64_t sequence = 0;
+  if (rd_kafka_message_headers(&message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    source = text_header(headers, kSourceHeader).value_or(std::string_view());
+    sequence = number_header(headers, kSequenceHeader).value_or(0);
+  }
   std::lock_guard lock(mutex_);
   progress_.caught_up = false;
   progress_.retrying = Status();
   next_offset_[partition] = message.offset + 1;
-  if (!source || !sequence) {
+  if (source.empty() || sequence == 0) {
     ++progress_.foreign;
     return {};
   }
-  auto last = last_.find(*source);
+  auto last = last_.find(source);
   if (last == last_.end()) {
-    last = last_.emplace(std::string(*source), std::vector<std::uint64_t>(next_offset_.size(), 0)).first;
+    last = last_.emplace(std::string(source), std::vector<std::uint64_t>(next_offset_.size(), 0)).first;
   }
   // A source's records rise in sequence within a partition: one not above the last is a record a
   // killed exporter left in flight and its next run produced again.
-  if (*sequence <= last->second[partition]) {
+  if (sequence <= last->second[partition]) {
     ++progress_.duplicates;
     return {};
   }
   const std::string type(text_header(headers, kTypeHeader).value_or(""));
   engine::EventView event;
-  event.header.sequence = *sequence;
+  event.header.sequence = sequence;
   event.header.version = number_header(headers, kVersionHeader).value_or(0);
   event.header.timestamp_ns = number_header(headers, kTimestampHeader).value_or(0);
   event.header.type = type;
@@ -353,14 +357,14 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   try {
     projection_->apply(event);
   } catch (const std::exception& error) {
-    return Status(ErrorCode::failed, where + ": applying event " + std::to_string(*sequence) + " of " +
-                                         std::string(*source) + ": " + error.what());
+    return Status(ErrorCode::failed, where + ": applying event " + std::to_string(sequence) + " of " +
+                                         std::string(source) + ": " + error.what());
   }
-  last->second[partition] = *sequence;
+  last->second[partition] = sequence;
   ++total_;
   ++progress_.applied;
   ++in_batch;
-  batch_last = *sequence;
+  batch_last = sequence;
   changed_.notify_all();
   return {};
 }
