@@ -170,6 +170,54 @@ TEST_F(KafkaReadModelTest, ResumesFromItsSnapshotAndPassesOverDuplicates) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The brokers go down and come back, a partition's leader moves, fetches fail: the consumer
+// retries, and the model still holds each event once.
+TEST_F(KafkaReadModelTest, BrokerFailuresAreRetriedWithoutGapsOrDuplicates) {
+  annal::test::Watchdog watchdog("kafka read model through broker failures");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  wait_delivered(*exporter, append(200));
+  wait_applied(*runner.value(), 200);
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
+  const Receipt during = append(200);
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_up(cluster_, broker);
+  wait_delivered(*exporter, during);
+  rd_kafka_mock_partition_set_leader(cluster_, "orders", 1, 3);
+  constexpr std::int16_t kFetch = 1;  // the Fetch request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kFetch, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR__TRANSPORT);
+  wait_delivered(*exporter, append(200));
+  wait_applied(*runner.value(), 600);
+  ASSERT_TRUE(runner.value()->stop().ok());
+  EXPECT_EQ(tally->counts, counts_in_store());
+  EXPECT_EQ(tally->out_of_order, 0u);
+  EXPECT_EQ(runner.value()->progress().duplicates, 0u);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Kafka refuses the topic to it: the runner stops and says why, rather than wait for ever.
+TEST_F(KafkaReadModelTest, AccessRefusedStopsItAndSaysWhy) {
+  annal::test::Watchdog watchdog("kafka read model, access refused");
+  auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  constexpr std::int16_t kFetch = 1;
+  rd_kafka_mock_push_request_errors(cluster_, kFetch, 8, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(10));
+  EXPECT_TRUE(annal::test::eventually([&] { return !runner.value()->progress().error.ok(); }, std::chrono::minutes(2)));
+  const Status stopped = runner.value()->stop();
+  EXPECT_NE(stopped.message().find("uthoriz"), std::string::npos) << stopped.to_string();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A snapshot of another topic (the model pointed elsewhere) is refused, not applied to the wrong
 // records; and a projection that keeps its own state cannot run here.
 TEST_F(KafkaReadModelTest, RefusesWhatItCannotResumeCorrectly) {

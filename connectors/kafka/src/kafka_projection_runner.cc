@@ -309,11 +309,23 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   const std::string where = "Kafka read model " + options_.name + ", topic " + options_.topic + " partition " +
                             std::to_string(message.partition) + " offset " + std::to_string(message.offset);
   if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    // The brokers unreachable: librdkafka goes on trying, and so does the runner.
-    const bool transient = message.err == RD_KAFKA_RESP_ERR__TRANSPORT || message.err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
-                           message.err == RD_KAFKA_RESP_ERR__RESOLVE || message.err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+    // The consumer's errors are reports: it goes on fetching (brokers down, a leader moved, a
+    // request failed), and so does the runner. Except where it cannot go on: offsets retention
+    // has passed (auto.offset.reset=error), the topic gone, access refused.
     const Status error(ErrorCode::io_error, where + ": " + rd_kafka_err2str(message.err));
-    if (!transient) return error;
+    switch (message.err) {
+      case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+      case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+      case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+      case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+      case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+      case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+      case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+      case RD_KAFKA_RESP_ERR__FATAL:
+        return error;
+      default:
+        break;
+    }
     std::lock_guard lock(mutex_);
     progress_.retrying = error;
     return {};
