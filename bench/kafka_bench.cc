@@ -214,7 +214,6 @@ void kafka_lag(benchmark::State& state) {
     auto runner = annal::kafka::KafkaProjectionRunner::start(probe, {.brokers = cluster().bootstraps(),
                                                                      .topic = topic,
                                                                      .name = "lag",
-                                                                     .directory = {},
                                                                      .settings = {{"fetch.wait.max.ms", "5"}, {"log_level", "0"}}});
     if (!runner.ok()) throw std::runtime_error(runner.status().to_string());
     std::vector<std::byte> payload(kPayloadBytes, std::byte{'x'});

@@ -6,12 +6,17 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <charconv>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
+#include "fault_backend.h"
 #include "kafka_fixture.h"
 
 namespace annal::kafka {
@@ -45,6 +50,46 @@ class Tally final : public engine::Projection {
 
   std::map<std::string, std::uint64_t> counts;
   std::uint64_t out_of_order = 0;
+};
+
+// Counts like Tally, but only in end_of_batch(): apply() buffers, as a projection that writes in
+// batches does. Its 50th event waits until the runner is asked to stop, so that the stop comes in
+// the middle of a batch. Its snapshots are Tally's.
+class Buffered final : public engine::Projection {
+ public:
+  void apply(const engine::EventView& event) override {
+    pending_.emplace_back(event.header.stream_name);
+    if (++seen_ != 50) return;
+    std::unique_lock lock(mutex_);
+    waiting_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return stopping_; });
+  }
+  // Until the 50th event waits (the runner's lock is held then: progress() would wait too).
+  bool wait_for_the_50th() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::minutes(2), [&] { return waiting_; });
+  }
+  void end_of_batch(std::uint64_t) override {
+    for (const std::string& stream : pending_) ++tally_.counts[stream];
+    pending_.clear();
+  }
+  void stop_requested() override {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    changed_.notify_all();
+  }
+  [[nodiscard]] std::uint32_t schema() const override { return tally_.schema(); }
+  [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally_.snapshot(); }
+
+ private:
+  Tally tally_;
+  std::vector<std::string> pending_;
+  int seen_ = 0;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool waiting_ = false;
+  bool stopping_ = false;
 };
 
 // Throws at its tenth event.
@@ -183,6 +228,8 @@ TEST_F(KafkaReadModelTest, BrokerFailuresAreRetriedWithoutGapsOrDuplicates) {
   wait_applied(*runner.value(), 200);
   for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
   const Receipt during = append(200);
+  // Down long enough that the export has seen it (its health says so), the runner with it.
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->health().ok(); }, std::chrono::minutes(2)));
   for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_up(cluster_, broker);
   wait_delivered(*exporter, during);
   rd_kafka_mock_partition_set_leader(cluster_, "orders", 1, 3);
@@ -215,6 +262,76 @@ TEST_F(KafkaReadModelTest, AccessRefusedStopsItAndSaysWhy) {
   EXPECT_TRUE(annal::test::eventually([&] { return !runner.value()->progress().error.ok(); }, std::chrono::minutes(2)));
   const Status stopped = runner.value()->stop();
   EXPECT_NE(stopped.message().find("uthoriz"), std::string::npos) << stopped.to_string();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Stopped in the middle of a batch, a projection that buffers still has its batch ended before
+// the last snapshot: restored from it, nothing is missing.
+TEST_F(KafkaReadModelTest, StoppingMidBatchEndsTheBatchBeforeTheLastSnapshot) {
+  annal::test::Watchdog watchdog("kafka read model, stopped mid-batch");
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(300));
+  {
+    auto buffered = std::make_shared<Buffered>();
+    auto runner = KafkaProjectionRunner::start(buffered, model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    ASSERT_TRUE(buffered->wait_for_the_50th());
+    ASSERT_TRUE(runner.value()->stop().ok());
+  }
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, model_options(snapshots));
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  const std::uint64_t restored = runner.value()->progress().restored;
+  EXPECT_GE(restored, 50u);
+  wait_applied(*runner.value(), 300 - restored);
+  ASSERT_TRUE(runner.value()->stop().ok());
+  EXPECT_EQ(tally->counts, counts_in_store());
+  EXPECT_EQ(tally->out_of_order, 0u);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A snapshot that cannot be written (the disk full) is counted and reported; the model goes on,
+// and the next start restores the older one and replays more. A second model in the same
+// directory is refused: one writer of its snapshots.
+TEST_F(KafkaReadModelTest, AFailedSnapshotIsNotFatalAndTheDirectoryHasOneOwner) {
+  annal::test::Watchdog watchdog("kafka read model, snapshot failures");
+  auto io = std::make_shared<journal::FaultBackend>(7);
+  const std::string snapshots = "/model";  // in the fault backend's memory
+  KafkaProjectionOptions options = model_options(snapshots);
+  options.io = io;
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(150));
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, options);
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  wait_applied(*runner.value(), 150);  // one snapshot written, at the end of a batch past 100
+  EXPECT_EQ(runner.value()->progress().snapshots_written, 1u);
+  auto second = KafkaProjectionRunner::start(std::make_shared<Tally>(), options);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), ErrorCode::locked) << second.status().to_string();
+
+  io->fail_write(1, ENOSPC, true);
+  wait_delivered(*exporter, append(100));
+  wait_applied(*runner.value(), 250);
+  EXPECT_TRUE(annal::test::eventually([&] { return runner.value()->progress().snapshots_failed >= 1; }));
+  EXPECT_TRUE(runner.value()->progress().error.ok()) << runner.value()->progress().error.to_string();
+  EXPECT_EQ(runner.value()->progress().snapshot_error.code(), ErrorCode::no_space)
+      << runner.value()->progress().snapshot_error.to_string();
+  EXPECT_TRUE(runner.value()->stop().ok());
+  io->revive();
+
+  auto again = std::make_shared<Tally>();
+  runner = KafkaProjectionRunner::start(again, options);
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  const std::uint64_t restored = runner.value()->progress().restored;
+  EXPECT_GE(restored, 100u);
+  EXPECT_LE(restored, 150u);
+  wait_applied(*runner.value(), 250 - restored);
+  ASSERT_TRUE(runner.value()->stop().ok());
+  EXPECT_EQ(again->counts, counts_in_store());
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -1,5 +1,6 @@
-// librdkafka's handles owned, its configuration built from the export's options, and the two
-// things the exporter asks of Kafka: producing a record, and reading a topic's tail back.
+// librdkafka's handles owned, configurations built from options, the record headers, and what the
+// exporter asks of Kafka (a topic's partitions, its tail read back), shared with the import and
+// the read model.
 #pragma once
 
 #include <librdkafka/rdkafka.h>
@@ -28,6 +29,7 @@ inline constexpr const char* kPartitionsHeader = "annal.partitions";
 inline constexpr const char* kTypeHeader = "annal.type";
 inline constexpr const char* kIdHeader = "annal.id";
 inline constexpr const char* kVersionHeader = "annal.version";
+inline constexpr const char* kStreamIdHeader = "annal.stream_id";
 inline constexpr const char* kTimestampHeader = "annal.timestamp_ns";
 
 struct KafkaDeleter {

@@ -4,6 +4,7 @@
 #include <exception>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -27,6 +28,23 @@ constexpr std::uint32_t kSnapshotFormat = 1;
 // Records applied between two end_of_batch() calls at most.
 constexpr int kBatchMax = 1000;
 constexpr int kPollMs = 100;
+// Limits on what a shared topic's records can make the runner keep: a longer source name, or a
+// source past the count, is not an export of annal's (a bug or a hostile producer).
+constexpr std::size_t kSourceNameMax = 255;
+constexpr std::size_t kSourcesMax = 4096;
+
+// Runs the projection's code: what it throws becomes a status, never the end of the process.
+template <class Call>
+Status user_code(const std::string& what, Call&& call) {
+  try {
+    std::forward<Call>(call)();
+    return {};
+  } catch (const std::exception& error) {
+    return Status(ErrorCode::failed, what + " threw: " + error.what());
+  } catch (...) {
+    return Status(ErrorCode::failed, what + " threw something that is not a std::exception");
+  }
+}
 
 class ByteWriter {
  public:
@@ -83,6 +101,8 @@ struct KafkaProjectionRunner::Reader {
   Owned<rd_kafka_t> consumer;
   std::int32_t partitions = 0;
   std::vector<bool> at_end;  // per partition: read to its end (and nothing since)
+  std::shared_ptr<journal::IoBackend> io;
+  std::optional<journal::FileId> lock;  // the snapshot directory's, held until stop()
   std::unique_ptr<snapshots::SnapshotStore> snapshots;
 };
 
@@ -98,16 +118,22 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
   if (options.name.empty()) {
     return Status(ErrorCode::invalid_argument, "Kafka read model: a name is needed (KafkaProjectionOptions::name)");
   }
-  auto own_state = projection->resume_after();
-  if (!own_state.ok()) return own_state.status();
-  if (own_state.value().has_value()) {
+  std::optional<Result<std::optional<std::uint64_t>>> own_state;
+  if (Status asked = user_code("resume_after() of Kafka read model " + options.name,
+                               [&] { own_state.emplace(projection->resume_after()); });
+      !asked.ok()) {
+    return asked;
+  }
+  if (!own_state->ok()) return own_state->status();
+  if (own_state->value().has_value()) {
     return Status(ErrorCode::invalid_argument, "Kafka read model " + options.name +
                                                    ": the projection keeps its own state (resume_after answers a sequence), "
                                                    "which cannot say where several instances' exports stand; run it in the engine");
   }
   std::unique_ptr<KafkaProjectionRunner> runner(new KafkaProjectionRunner(std::move(projection), std::move(options)));
   const KafkaProjectionOptions& o = runner->options_;
-  auto reader = std::make_unique<Reader>();
+  runner->reader_ = std::make_unique<Reader>();
+  Reader& reader = *runner->reader_;
 
   // read_committed (the default): another producer's aborted records are none of the model's.
   // auto.offset.reset=error: offsets from a snapshot that retention has passed are an error, not
@@ -121,52 +147,78 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
   if (!conf.ok()) return conf.status();
   auto consumer = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
   if (!consumer.ok()) return consumer.status();
-  reader->consumer = std::move(consumer).value();
-  rd_kafka_poll_set_consumer(reader->consumer.get());
-  auto partitions = partition_count(reader->consumer.get(), o.topic, o.start_timeout);
+  reader.consumer = std::move(consumer).value();
+  rd_kafka_poll_set_consumer(reader.consumer.get());
+  auto partitions = partition_count(reader.consumer.get(), o.topic, o.start_timeout);
   if (!partitions.ok()) return partitions.status();
-  reader->partitions = partitions.value();
-  reader->at_end.assign(static_cast<std::size_t>(reader->partitions), false);
-  runner->next_offset_.assign(static_cast<std::size_t>(reader->partitions), RD_KAFKA_OFFSET_BEGINNING);
+  reader.partitions = partitions.value();
+  reader.at_end.assign(static_cast<std::size_t>(reader.partitions), false);
+  runner->next_offset_.assign(static_cast<std::size_t>(reader.partitions), RD_KAFKA_OFFSET_BEGINNING);
 
-  const std::uint32_t schema = runner->projection_->schema();
-  if (schema != 0 && !o.directory.empty()) {
-    std::error_code made;
-    std::filesystem::create_directories(o.directory, made);
-    if (made) {
-      return Status(ErrorCode::io_error, "Kafka read model " + o.name + ": cannot create " + o.directory + ": " +
-                                             made.message());
-    }
-    reader->snapshots = std::make_unique<snapshots::SnapshotStore>(o.directory, journal::make_posix_backend(),
-                                                                   std::max<std::size_t>(1, o.snapshots_kept));
-    auto newest = reader->snapshots->newest(o.name, schema, std::numeric_limits<std::uint64_t>::max());
-    if (!newest.ok()) return newest.status();
-    if (newest.value().has_value()) {
-      if (Status restored = runner->restore(newest.value()->header.sequence, newest.value()->state, reader->partitions);
-          !restored.ok()) {
-        return restored;
-      }
-    }
+  if (runner->projection_->schema() != 0 && !o.directory.empty()) {
+    if (Status opened = runner->open_snapshots(); !opened.ok()) return opened;
   }
 
-  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(reader->partitions));
-  for (std::int32_t partition = 0; partition < reader->partitions; ++partition) {
+  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(reader.partitions));
+  for (std::int32_t partition = 0; partition < reader.partitions; ++partition) {
     rd_kafka_topic_partition_list_add(assignment.get(), o.topic.c_str(), partition)->offset =
         runner->next_offset_[static_cast<std::size_t>(partition)];
   }
-  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(reader->consumer.get(), assignment.get()); assigned) {
+  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(reader.consumer.get(), assignment.get()); assigned) {
     return Status(ErrorCode::io_error, "Kafka at " + o.brokers + ": reading topic " + o.topic + ": " +
                                            rd_kafka_err2str(assigned));
   }
-  runner->reader_ = std::move(reader);
   runner->snapshotted_at_ = Clock::now();
   runner->thread_ = std::thread([r = runner.get()] { r->run(); });
   return runner;
 }
 
-Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::byte> state, std::int32_t partitions) {
+Status KafkaProjectionRunner::open_snapshots() {
+  const KafkaProjectionOptions& o = options_;
+  Reader& reader = *reader_;
+  if (!snapshots::valid_projection_name(o.name)) {
+    return Status(ErrorCode::invalid_argument, "Kafka read model " + o.name +
+                                                   ": not a name its snapshot files can carry (letters, digits and _)");
+  }
+  std::error_code made;
+  std::filesystem::create_directories(o.directory, made);
+  if (made) {
+    return Status(ErrorCode::io_error, "Kafka read model " + o.name + ": cannot create " + o.directory + ": " +
+                                           made.message());
+  }
+  reader.io = o.io != nullptr ? o.io : journal::make_posix_backend();
+  // One writer of the directory's snapshots: a second runner (or an engine) there gets `locked`.
+  auto lock = reader.io->lock_directory(o.directory);
+  if (!lock.ok()) {
+    return Status(lock.status().code(), "Kafka read model " + o.name + ": " + lock.status().message() +
+                                            " (each read model needs a directory of its own)");
+  }
+  reader.lock = lock.value();
+  reader.snapshots = std::make_unique<snapshots::SnapshotStore>(o.directory, reader.io, std::max<std::size_t>(1, o.snapshots_kept));
+  std::vector<snapshots::SnapshotStore::Skipped> skipped;
+  auto newest = reader.snapshots->newest(o.name, projection_->schema(), std::numeric_limits<std::uint64_t>::max(), &skipped);
+  if (!newest.ok()) return newest.status();
+  if (!skipped.empty()) {
+    progress_.restore_skipped = Status(skipped.back().why.code(), skipped.back().file + ": " + skipped.back().why.message());
+  }
+  if (!newest.value().has_value()) return {};
+  const std::uint64_t sequence = newest.value()->header.sequence;
+  const Status restored = restore(sequence, newest.value()->state);
+  if (restored.code() == ErrorCode::invalid_argument) return restored;  // another topic: the user's to settle
+  if (!restored.ok()) {
+    // Rebuilt from the topic's start, as the engine does; numbered on from the snapshot refused,
+    // so that the next ones are newer than it.
+    progress_.restore_skipped = restored;
+    total_ = sequence;
+    snapshotted_ = sequence;
+  }
+  return {};
+}
+
+Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::byte> state) {
   const std::string where = "Kafka read model " + options_.name + ": snapshot at " + std::to_string(total) + " in " +
                             options_.directory;
+  const auto partitions = static_cast<std::uint32_t>(next_offset_.size());
   ByteReader in(state);
   std::uint32_t format = 0;
   std::string topic;
@@ -174,7 +226,7 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
   if (!in.number(format) || format != kSnapshotFormat || !in.text(topic) || !in.number(count)) {
     return Status(ErrorCode::corruption, where + ": not a read model's snapshot (format " + std::to_string(format) + ")");
   }
-  if (topic != options_.topic || count != static_cast<std::uint32_t>(partitions)) {
+  if (topic != options_.topic || count != partitions) {
     return Status(ErrorCode::invalid_argument, where + " was read from topic " + topic + " of " + std::to_string(count) +
                                                    " partitions, not " + options_.topic + " of " +
                                                    std::to_string(partitions) +
@@ -185,7 +237,7 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
     if (!in.number(offset)) return Status(ErrorCode::corruption, where + ": cut short in its offsets");
   }
   std::uint32_t sources = 0;
-  if (!in.number(sources)) return Status(ErrorCode::corruption, where + ": cut short");
+  if (!in.number(sources) || sources > kSourcesMax) return Status(ErrorCode::corruption, where + ": cut short");
   std::map<std::string, std::vector<std::uint64_t>, std::less<>> last;
   for (std::uint32_t i = 0; i < sources; ++i) {
     std::string name;
@@ -196,8 +248,13 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
     }
     last.emplace(std::move(name), std::move(sequences));
   }
-  // A state the projection refuses is rebuilt from the topic's start, as the engine does.
-  if (!projection_->restore(in.rest()).ok()) return {};
+  Status refused;
+  if (Status called = user_code("restore() of Kafka read model " + options_.name,
+                                [&] { refused = projection_->restore(in.rest()); });
+      !called.ok()) {
+    return called;
+  }
+  if (!refused.ok()) return Status(refused.code(), where + ": the projection refused it: " + refused.message());
   next_offset_ = std::move(offsets);
   last_ = std::move(last);
   total_ = total;
@@ -208,14 +265,18 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
 
 Status KafkaProjectionRunner::stop() {
   if (stopping_.exchange(true)) return progress().error;
-  projection_->stop_requested();
-  changed_.notify_all();
+  // First, without the lock: an apply() holding it may be waiting for exactly this.
+  (void)user_code("stop_requested()", [&] { projection_->stop_requested(); });
+  {
+    // Under the lock, so that a query between its check and its wait cannot miss the news.
+    std::lock_guard lock(mutex_);
+    changed_.notify_all();
+  }
   if (thread_.joinable()) thread_.join();
   if (reader_) {
-    if (progress().error.ok() && total_ != snapshotted_) {
-      if (Status written = write_snapshot(); !written.ok()) fail(std::move(written));
-    }
-    (void)rd_kafka_consumer_close(reader_->consumer.get());
+    if (progress().error.ok() && total_ != snapshotted_) write_snapshot();
+    if (reader_->consumer) (void)rd_kafka_consumer_close(reader_->consumer.get());
+    if (reader_->lock) (void)reader_->io->close(*reader_->lock);
     reader_.reset();
   }
   return progress().error;
@@ -228,17 +289,13 @@ Status KafkaProjectionRunner::query(const Written& written, const std::function<
     return applied_locked(written) || !progress_.error.ok() || stopping_.load();
   });
   if (!progress_.error.ok()) return progress_.error;
-  if (!ready || !applied_locked(written)) {
-    return Status(ErrorCode::timed_out, "Kafka read model " + options_.name + ": event " +
-                                            std::to_string(written.sequence) + " of " + written.source + " (stream " +
-                                            written.stream + ") not applied in time");
+  if (!applied_locked(written)) {
+    const std::string what = "Kafka read model " + options_.name + ": event " + std::to_string(written.sequence) +
+                             " of " + written.source + " (stream " + written.stream + ") not applied";
+    if (!ready) return Status(ErrorCode::timed_out, what + " in time");
+    return Status(ErrorCode::failed, what + ": the runner stopped");
   }
-  try {
-    fn(*projection_);
-  } catch (const std::exception& error) {
-    return Status(ErrorCode::failed, std::string("query on Kafka read model ") + options_.name + ": " + error.what());
-  }
-  return {};
+  return user_code("a query on Kafka read model " + options_.name, [&] { fn(*projection_); });
 }
 
 KafkaProjectionRunner::Progress KafkaProjectionRunner::progress() const {
@@ -258,67 +315,59 @@ void KafkaProjectionRunner::run() {
   rd_kafka_t* consumer = reader_->consumer.get();
   int in_batch = 0;              // events applied since the last end_of_batch()
   std::uint64_t batch_last = 0;  // the last one's sequence
+  // Before a snapshot or the end: what the projection buffered is in its state.
+  const auto end_batch = [&]() -> Status {
+    if (in_batch == 0) return {};
+    in_batch = 0;
+    std::lock_guard lock(mutex_);
+    return user_code("end_of_batch() of Kafka read model " + options_.name, [&] { projection_->end_of_batch(batch_last); });
+  };
   while (!stopping_.load()) {
     const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
     if (message) {
       if (Status taken = take(*message, in_batch, batch_last); !taken.ok()) return fail(std::move(taken));
       if (in_batch < kBatchMax) continue;
     }
-    if (in_batch > 0) {
-      try {
-        std::lock_guard lock(mutex_);
-        projection_->end_of_batch(batch_last);
-      } catch (const std::exception& error) {
-        return fail(Status(ErrorCode::failed, "Kafka read model " + options_.name + ": end_of_batch: " + error.what()));
-      }
-      in_batch = 0;
-    }
-    std::uint64_t lag = 0;
-    for (std::int32_t partition = 0; partition < reader_->partitions; ++partition) {
-      std::int64_t low = 0;
-      std::int64_t high = 0;
-      // Cached from the last fetch: no request.
-      if (rd_kafka_get_watermark_offsets(consumer, options_.topic.c_str(), partition, &low, &high) ==
-          RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const std::int64_t next = std::max(next_offset_[static_cast<std::size_t>(partition)], low);
-        lag += static_cast<std::uint64_t>(std::max<std::int64_t>(0, high - next));
-      }
-    }
-    {
-      std::lock_guard lock(mutex_);
-      progress_.lag = lag;
-    }
+    if (Status ended = end_batch(); !ended.ok()) return fail(std::move(ended));
+    update_lag();
     const std::uint64_t since = total_ - snapshotted_;
     const bool by_count = options_.snapshot_every_events != 0 && since >= options_.snapshot_every_events;
     const bool by_time = options_.snapshot_every.count() != 0 && Clock::now() - snapshotted_at_ >= options_.snapshot_every;
-    if (since != 0 && (by_count || by_time)) {
-      if (Status written = write_snapshot(); !written.ok()) return fail(std::move(written));
-    }
+    if (since != 0 && (by_count || by_time)) write_snapshot();
   }
+  // Stopping mid-batch: stop() snapshots next, and the state must hold what the offsets say.
+  if (Status ended = end_batch(); !ended.ok()) fail(std::move(ended));
+}
+
+void KafkaProjectionRunner::update_lag() {
+  std::uint64_t lag = 0;
+  for (std::int32_t partition = 0; partition < reader_->partitions; ++partition) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    // Cached from the last fetch: no request. A partition not fetched yet has no high mark.
+    if (rd_kafka_get_watermark_offsets(reader_->consumer.get(), options_.topic.c_str(), partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    // Not read yet (BEGINNING): the low mark is known only with statistics on; count from 0.
+    const std::int64_t next = std::max<std::int64_t>({next_offset_[static_cast<std::size_t>(partition)], low, 0});
+    lag += static_cast<std::uint64_t>(std::max<std::int64_t>(0, high - next));
+  }
+  std::lock_guard lock(mutex_);
+  progress_.lag = lag;
 }
 
 Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_batch, std::uint64_t& batch_last) {
-  const auto partition = static_cast<std::size_t>(message.partition);
-  if (message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-    reader_->at_end[partition] = true;
-    std::lock_guard lock(mutex_);
-    progress_.caught_up = std::all_of(reader_->at_end.begin(), reader_->at_end.end(), [](bool end) { return end; });
-    changed_.notify_all();
-    return {};
-  }
   const std::string where = "Kafka read model " + options_.name + ", topic " + options_.topic + " partition " +
                             std::to_string(message.partition) + " offset " + std::to_string(message.offset);
-  if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     // The consumer's errors are reports: it goes on fetching (brokers down, a leader moved, a
-    // request failed), and so does the runner. Except where it cannot go on: offsets retention
-    // has passed (auto.offset.reset=error), the topic gone, access refused.
+    // request failed, credentials rotating), and so does the runner. Except where it cannot go
+    // on: offsets retention has passed (auto.offset.reset=error), access refused, a fatal error.
     const Status error(ErrorCode::io_error, where + ": " + rd_kafka_err2str(message.err));
     switch (message.err) {
       case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
-      case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
-      case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-      case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-      case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
       case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
       case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
       case RD_KAFKA_RESP_ERR__FATAL:
@@ -328,6 +377,19 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     }
     std::lock_guard lock(mutex_);
     progress_.retrying = error;
+    return {};
+  }
+  ANNAL_ASSERT(message.partition >= 0 && message.partition < reader_->partitions);
+  const auto partition = static_cast<std::size_t>(message.partition);
+  if (message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    reader_->at_end[partition] = true;
+    std::lock_guard lock(mutex_);
+    // The end's offset, not BEGINNING, is where a snapshot resumes: records that come and go to
+    // retention meanwhile are an error then, not a silent gap.
+    next_offset_[partition] = message.offset;
+    progress_.retrying = Status();
+    progress_.caught_up = std::all_of(reader_->at_end.begin(), reader_->at_end.end(), [](bool end) { return end; });
+    changed_.notify_all();
     return {};
   }
   reader_->at_end[partition] = false;
@@ -343,12 +405,22 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   progress_.caught_up = false;
   progress_.retrying = Status();
   next_offset_[partition] = message.offset + 1;
-  if (source.empty() || sequence == 0) {
+  if (source.empty() || source.size() > kSourceNameMax || sequence == 0) {
     ++progress_.foreign;
     return {};
   }
+  // Written under another partition count: its stream's earlier events may sit in another
+  // partition, and the order and duplicate checks would not hold.
+  if (number_header(headers, kPartitionsHeader) != std::optional<std::uint64_t>(next_offset_.size())) {
+    return Status(ErrorCode::invalid_argument, where + ": a record of " + std::string(source) + " written when the topic had " +
+                                                   std::string(text_header(headers, kPartitionsHeader).value_or("?")) +
+                                                   " partitions, not " + std::to_string(next_offset_.size()));
+  }
   auto last = last_.find(source);
   if (last == last_.end()) {
+    if (last_.size() >= kSourcesMax) {
+      return Status(ErrorCode::invalid_argument, where + ": more than " + std::to_string(kSourcesMax) + " sources in the topic");
+    }
     last = last_.emplace(std::string(source), std::vector<std::uint64_t>(next_offset_.size(), 0)).first;
   }
   // A source's records rise in sequence within a partition: one not above the last is a record a
@@ -360,17 +432,17 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   const std::string type(text_header(headers, kTypeHeader).value_or(""));
   engine::EventView event;
   event.header.sequence = sequence;
+  event.header.stream_id = number_header(headers, kStreamIdHeader).value_or(0);
   event.header.version = number_header(headers, kVersionHeader).value_or(0);
   event.header.timestamp_ns = number_header(headers, kTimestampHeader).value_or(0);
   event.header.type = type;
   event.header.stream_name = std::string_view(static_cast<const char*>(message.key), message.key_len);
   if (const auto id = text_header(headers, kIdHeader)) event.header.event_id = engine::parse_id(*id).value_or(engine::Id128{});
   event.payload = std::span(static_cast<const std::byte*>(message.payload), message.len);
-  try {
-    projection_->apply(event);
-  } catch (const std::exception& error) {
-    return Status(ErrorCode::failed, where + ": applying event " + std::to_string(sequence) + " of " +
-                                         std::string(source) + ": " + error.what());
+  if (Status applied = user_code(where + ": applying event " + std::to_string(sequence) + " of " + std::string(source),
+                                 [&] { projection_->apply(event); });
+      !applied.ok()) {
+    return applied;
   }
   last->second[partition] = sequence;
   ++total_;
@@ -387,11 +459,12 @@ void KafkaProjectionRunner::fail(Status why) {
   changed_.notify_all();
 }
 
-Status KafkaProjectionRunner::write_snapshot() {
+void KafkaProjectionRunner::write_snapshot() {
   const std::uint32_t schema = projection_->schema();
-  if (!reader_->snapshots || schema == 0) return {};
+  if (!reader_->snapshots || schema == 0) return;
   std::vector<std::byte> bytes;
   std::uint64_t total = 0;
+  Status written;
   {
     std::lock_guard lock(mutex_);  // no query while snapshot() runs
     ByteWriter out;
@@ -404,17 +477,22 @@ Status KafkaProjectionRunner::write_snapshot() {
       out.text(source);
       for (const std::uint64_t sequence : sequences) out.number(sequence);
     }
-    out.append(projection_->snapshot());
+    written = user_code("snapshot() of Kafka read model " + options_.name, [&] { out.append(projection_->snapshot()); });
     bytes = out.take();
     total = total_;
   }
   // Written outside the lock: queries go on while the file is synced.
-  if (Status written = reader_->snapshots->write(options_.name, schema, total, bytes); !written.ok()) return written;
-  snapshotted_ = total;
+  if (written.ok()) written = reader_->snapshots->write(options_.name, schema, total, bytes);
   snapshotted_at_ = Clock::now();
   std::lock_guard lock(mutex_);
+  // Not fatal: the snapshots before it are untouched, and a restart replays from the newest.
+  if (!written.ok()) {
+    ++progress_.snapshots_failed;
+    progress_.snapshot_error = written;
+    return;
+  }
+  snapshotted_ = total;
   ++progress_.snapshots_written;
-  return {};
 }
 
 }  // namespace annal::kafka

@@ -12,16 +12,19 @@
 // What the projection sees: each exported event once (a record a crashed exporter left twice in
 // the topic is passed over: a source's records in a partition rise in sequence), each stream's in
 // order, streams of one partition in the topic's order, partitions interleaved as they arrive. The
-// header is the exporter's: sequence and version are the source instance's, so sequences of two
-// instances may be equal (header.stream_name and the source tell them apart; the source is not in
-// EventView: a projection that needs it keys its state by stream). Records without annal.source
-// and annal.sequence (another application's, in a shared topic) are counted and passed over.
+// header is the exporter's: sequence, stream_id and version are the source instance's, so those
+// of two instances may be equal (header.stream_name and the source tell them apart; the source is
+// not in EventView: a projection that needs it keys its state by stream); correlation and
+// causation ids and type_id are not exported (0). end_of_batch(applied) gets the last event's own
+// sequence. Records without annal.source and annal.sequence (another application's, in a shared
+// topic) are counted and passed over.
 //
 // Snapshots (projection schema() != 0, and a directory): the state is written with each
 // partition's next offset and every source's last sequence per partition, every
 // snapshot_every_events events and/or snapshot_every, and at stop; a start restores the newest
 // intact one and reads on from its offsets, so the state holds each event once across restarts.
-// Without them every start reads the topic from its beginning. Written on the runner's thread.
+// Without them every start reads the topic from its beginning. Written on the runner's thread; the
+// directory is locked, one read model's alone.
 //
 // Read your writes: query() waits until the runner has applied the event an instance exported at
 // `sequence` to `stream`'s partition (and so every earlier event of that stream).
@@ -44,6 +47,7 @@
 
 #include "annal/base/status.h"
 #include "annal/engine/projection.h"
+#include "annal/journal/io_backend.h"
 
 struct rd_kafka_message_s;
 
@@ -53,15 +57,18 @@ struct KafkaProjectionOptions {
   std::string brokers;
   std::string topic;
   std::string name;       // the read model's: its snapshot files are named for it
-  std::string directory;  // where its snapshots are kept; "" for none
-  std::map<std::string, std::string> settings;  // further librdkafka settings (security.protocol ...)
+  std::string directory = {};  // where its snapshots are kept; "" for none
+  std::map<std::string, std::string> settings = {};  // further librdkafka settings (security.protocol ...)
   std::uint64_t snapshot_every_events = 100'000;  // 0: not by count
   std::chrono::milliseconds snapshot_every{60'000};  // 0: not by time
   std::size_t snapshots_kept = 3;
-  std::chrono::milliseconds start_timeout{60'000};  // metadata and the snapshot, at start()
+  std::chrono::milliseconds start_timeout{60'000};  // the topic's metadata, at start()
+  // The snapshots' file I/O (tests inject faults through it); null: plain POSIX.
+  std::shared_ptr<journal::IoBackend> io = nullptr;
 };
 
-// An event an instance wrote: its source name (KafkaExportOptions::source), the stream, and the
+// An event an instance wrote: its source name (KafkaExportOptions::source), the stream as its
+// records are keyed (its name; for a stream appended to by id alone, the id in decimal), and the
 // append's sequence (Receipt::last_sequence).
 struct Written {
   std::string source;
@@ -87,7 +94,8 @@ class KafkaProjectionRunner {
   Status stop();
 
   // Runs fn on the projection once `written` is applied (an empty source: at once), with no event
-  // applied meanwhile. timed_out after `timeout`; the runner's error if it stopped.
+  // applied meanwhile (fn must not call back into the runner). timed_out after `timeout`; the
+  // runner's error if it failed; failed if it was stopped first, or fn threw.
   Status query(const Written& written, const std::function<void(const engine::Projection&)>& fn,
                Clock::duration timeout);
   template <class P, class F>
@@ -99,6 +107,9 @@ class KafkaProjectionRunner {
     std::uint64_t foreign = 0;     // records that are no annal export, passed over
     std::uint64_t restored = 0;    // events the restored snapshot held (0: none restored)
     std::uint64_t snapshots_written = 0;
+    std::uint64_t snapshots_failed = 0;  // not fatal: the older ones stay, a restart replays more
+    Status snapshot_error;         // the last failure
+    Status restore_skipped;        // why a snapshot was passed over at start (damaged, refused)
     std::uint64_t lag = 0;         // records in the topic not read yet, as of the last fetch
     bool caught_up = false;        // every partition read to its end
     Status retrying;               // what the consumer retries now (brokers unreachable); ok when nothing
@@ -109,14 +120,16 @@ class KafkaProjectionRunner {
  private:
   struct Reader;
   KafkaProjectionRunner(std::shared_ptr<engine::Projection> projection, KafkaProjectionOptions options);
-  Status restore(std::uint64_t total, std::span<const std::byte> state, std::int32_t partitions);
+  Status open_snapshots();  // at start: the directory locked, the newest snapshot restored
+  Status restore(std::uint64_t total, std::span<const std::byte> state);
   void run();
+  void update_lag();
   // One message from the consumer: an event applied, or passed over, or an error that stops.
   Status take(const rd_kafka_message_s& message, int& in_batch, std::uint64_t& batch_last);
   void fail(Status why);
   // Under mutex_: the event `written` names is applied.
   [[nodiscard]] bool applied_locked(const Written& written) const;
-  Status write_snapshot();  // on the runner's thread, or after it ended
+  void write_snapshot();  // on the runner's thread, or after it ended
 
   const std::shared_ptr<engine::Projection> projection_;
   const KafkaProjectionOptions options_;
