@@ -12,7 +12,7 @@
 namespace {
 
 TEST(ClusterExample, GlobalTotalsEqualTheInstancesAfterEveryProcessIsKilledOnce) {
-  annal::test::Watchdog watchdog("demo-cluster", std::chrono::seconds(600));
+  annal::test::Watchdog watchdog("demo-cluster", std::chrono::seconds(290));
   annal::test::TempDirectory dir;
   const annal::test::ProgramRun demo = annal::test::run_program(
       "env DEMO_ORDERS=1500 DEMO_DATA=" + dir.path() + "/data ANNAL_CLUSTER_PROGRAM=" + ANNAL_EXAMPLE_PROGRAM + " " +

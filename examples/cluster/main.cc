@@ -9,7 +9,8 @@
 //       partitions. Prints "brokers HOST:PORT,..." and runs until SIGTERM or SIGINT.
 //   cluster instance --dir=PATH --brokers=LIST --source=NAME --orders=N
 //       An annal instance: its store in PATH, its streams order-NAME-<i>. Appends orders (each
-//       OrderCreated and OrderPaid in one append) until the store holds N, one a millisecond,
+//       OrderCreated and OrderPaid in one append) until the store holds N, one a millisecond (a
+//       pace for the demo, which kills it mid-run; the engine takes far more),
 //       exports them (KafkaExport), waits until Kafka has every one, prints "totals ..." (its own
 //       revenue model) and exits. Restarted after a crash, it goes on where its store stands.
 //   cluster revenue --dir=PATH --brokers=LIST [--events=N]
@@ -30,6 +31,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -72,7 +75,8 @@ sigset_t stop_signals() {
 }
 
 bool stop_signalled(const sigset_t& signals, std::chrono::milliseconds wait) {
-  const timespec timeout{.tv_sec = 0, .tv_nsec = std::chrono::nanoseconds(wait).count()};
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(wait);
+  const timespec timeout{.tv_sec = seconds.count(), .tv_nsec = std::chrono::nanoseconds(wait - seconds).count()};
   return sigtimedwait(&signals, nullptr, &timeout) > 0;
 }
 
@@ -109,7 +113,7 @@ int instance(const std::map<std::string, std::string>& args) {
     throw std::runtime_error(added.to_string());
   }
   auto exporter = std::make_shared<annal::kafka::KafkaExport>(annal::kafka::KafkaExportOptions{
-      .brokers = required(args, "brokers"), .topic = kTopic, .source = source, .settings = {{"log_level", "0"}}});
+      .brokers = required(args, "brokers"), .topic = kTopic, .source = source});
   if (const annal::Status added = engine->add_projection("export_kafka", exporter, {}); !added.ok()) {
     throw std::runtime_error(added.to_string());
   }
@@ -132,6 +136,8 @@ int instance(const std::map<std::string, std::string>& args) {
     auto appended = engine->append(order, ae::ExpectedVersion::no_stream(), events);
     if (!appended.ok()) throw std::runtime_error(appended.status().to_string());
     appended_last = appended.value();
+    // Paced, so that the demo's kills land mid-run; progress for the script to time them by.
+    if ((i + 1) % 100 == 0) std::fprintf(stderr, "instance %s: appended %llu orders\n", source.c_str(), static_cast<unsigned long long>(i + 1));
     std::this_thread::sleep_for(1ms);
   }
   if (appended_last) {
@@ -158,7 +164,6 @@ int global_revenue(const std::map<std::string, std::string>& args) {
                 .topic = kTopic,
                 .name = "revenue",
                 .directory = required(args, "dir"),
-                .settings = {{"log_level", "0"}},
                 .snapshot_every_events = 1000});
   if (!runner.ok()) throw std::runtime_error(runner.status().to_string());
   const auto totals = [&] {

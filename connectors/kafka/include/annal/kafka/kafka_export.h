@@ -54,7 +54,7 @@ struct KafkaExportOptions {
   // Further librdkafka settings (security.protocol, sasl.*, linger.ms, compression.type ...).
   // Those the guarantee rests on (enable.idempotence, enable.gapless.guarantee,
   // message.timeout.ms, partitioner) are refused.
-  std::map<std::string, std::string> settings;
+  std::map<std::string, std::string> settings = {};
   // How long start-up (metadata, reading the topic's tail) may take, at add_projection.
   std::chrono::milliseconds start_timeout{60'000};
 };
