@@ -7,7 +7,7 @@
 //       .directory = "/var/lib/revenue"});
 //   // A client appended to order-7 on instance orders-eu-1 and got receipt r:
 //   auto total = runner.value()->query<Revenue>({"orders-eu-1", "order-7", r.last_sequence},
-//       [](const Revenue& v) { return v.total; }, 2s);
+//       [](const Revenue& r) { return r.total(); }, 2s);
 //
 // What the projection sees: each exported event once (a record a crashed exporter left twice in
 // the topic is passed over: a source's records in a partition rise in sequence), each stream's in
