@@ -81,6 +81,21 @@ if(ANNAL_BUILD_TESTS)
   endif()
 endif()
 
+# rabbitmq-c (librabbitmq-dev): the RabbitMQ connector (connectors/rabbitmq). The AMQP 0-9-1 C
+# client Debian packages, with publisher confirms, which the export's exactly-once rests on.
+pkg_check_modules(RABBITMQ_C QUIET IMPORTED_TARGET GLOBAL librabbitmq)
+if(NOT RABBITMQ_C_FOUND)
+  annal_missing("rabbitmq-c" librabbitmq-dev)
+endif()
+# A real RabbitMQ server for the connector's tests and benchmark (each starts a node of its own).
+if(ANNAL_BUILD_TESTS OR ANNAL_BUILD_BENCH)
+  find_program(ANNAL_RABBITMQ_SERVER rabbitmq-server PATHS /usr/lib/rabbitmq/bin NO_DEFAULT_PATH)
+  if(NOT ANNAL_RABBITMQ_SERVER)
+    annal_missing("RabbitMQ's server (for the RabbitMQ connector's tests)" rabbitmq-server)
+  endif()
+  get_filename_component(ANNAL_RABBITMQ_BINDIR ${ANNAL_RABBITMQ_SERVER} DIRECTORY)
+endif()
+
 # PostgreSQL's server programs (initdb, pg_ctl), the newest installed: the connector's tests and
 # benchmark start a cluster of their own.
 if(ANNAL_BUILD_TESTS OR ANNAL_BUILD_BENCH)
