@@ -17,14 +17,10 @@
 
 #include "annal/engine/engine.h"
 #include "annal/rabbitmq/rabbit_export.h"
+#include "export_store.h"
 #include "rabbitmq_server.h"
-#include "temp_directory.h"
 
 namespace {
-
-using annal::engine::Engine;
-using annal::engine::EventData;
-using annal::engine::ExpectedVersion;
 
 constexpr int kEvents = 50'000;
 constexpr int kStreams = 100;
@@ -41,32 +37,14 @@ std::string new_stream() {
   return "bench" + std::to_string(streams++);
 }
 
-// The store: kEvents events of kPayloadBytes over kStreams streams, durable.
-struct Store {
-  Store() {
-    auto opened = Engine::open(dir.path(), {});
-    if (!opened.ok()) throw std::runtime_error(opened.status().to_string());
-    engine = std::move(opened).value();
-    const std::vector<std::byte> payload(kPayloadBytes, std::byte{'x'});
-    for (int i = 0; i < kEvents; ++i) {
-      const EventData event{.type = "Counted", .payload = payload};
-      last = engine->append("s" + std::to_string(i % kStreams), ExpectedVersion::any(), {&event, 1}).value();
-    }
-    if (!engine->wait_durable(last, Engine::Clock::now() + std::chrono::minutes(1)).ok()) throw std::runtime_error("not durable");
-  }
-  annal::test::TempDirectory dir;
-  std::unique_ptr<Engine> engine;
-  annal::engine::Receipt last;
-};
-
-Store& store() {
-  static Store the_store;
+annal::bench::ExportStore& store() {
+  static annal::bench::ExportStore the_store(kEvents, kStreams, kPayloadBytes);
   return the_store;
 }
 
 void rabbitmq_export_annal(benchmark::State& state) {
   (void)server();  // made first, so stopped last: the exporters still on the store outlive no server
-  Store& events = store();
+  annal::bench::ExportStore& events = store();
   static int run = 0;
   double start_ms = 0;  // of which: add_projection (connect, fence, declare, read-back)
   for (auto _ : state) {
@@ -166,15 +144,9 @@ class Publisher {
 };
 
 void rabbitmq_export_rabbitmq_c(benchmark::State& state) {
-  Store& events = store();
+  annal::bench::ExportStore& events = store();
   // The same messages: read once from the journal, outside the timing.
-  std::vector<annal::engine::Event> records;
-  for (std::uint64_t from = 1;;) {
-    auto read = events.engine->read_all(from, 10'000);
-    if (!read.ok() || read.value().empty()) break;
-    from = read.value().back().header.sequence + 1;
-    for (auto& event : read.value()) records.push_back(std::move(event));
-  }
+  const std::vector<annal::engine::Event> records = events.read_back();
   for (auto _ : state) {
     const std::string stream = new_stream();
     const auto started = std::chrono::steady_clock::now();

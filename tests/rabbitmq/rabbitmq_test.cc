@@ -7,10 +7,6 @@
 
 #include <gtest/gtest.h>
 
-#include <poll.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <csignal>
@@ -24,11 +20,12 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "counted_events.h"
 #include "eventually.h"
 #include "kill_timing.h"
 #include "rabbitmq_server.h"
 #include "run_program.h"
-#include "served.h"
+#include "spawned_tool.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -36,8 +33,6 @@ namespace annal::rabbitmq {
 namespace {
 
 using engine::Engine;
-using engine::EventData;
-using engine::ExpectedVersion;
 using engine::Receipt;
 
 // A projection that keeps what it was given, for the reader to fill.
@@ -88,19 +83,8 @@ class RabbitTest : public ::testing::Test {
   }
   std::shared_ptr<RabbitExport> open_with_export() { return open_with_export(options()); }
 
-  // Appends `count` events over 13 streams; the last receipt.
-  Receipt append(int count) {
-    Receipt last;
-    for (int i = 0; i < count; ++i) {
-      const std::string payload = "{\"n\":" + std::to_string(appended_++) + "}";
-      const auto bytes = std::as_bytes(std::span(payload));
-      const EventData event{.type = "Counted", .payload = {bytes.begin(), bytes.end()}};
-      auto receipt = engine_->append("order-" + std::to_string(appended_ % 13), ExpectedVersion::any(), {&event, 1});
-      EXPECT_TRUE(receipt.ok()) << receipt.status().to_string();
-      if (receipt.ok()) last = receipt.value();
-    }
-    return last;
-  }
+  // Appends `count` events over 13 streams (annal::test::append_counted); the last receipt.
+  Receipt append(int count) { return annal::test::append_counted(*engine_, count, appended_); }
 
   void wait_delivered(const RabbitExport& exporter, const Receipt& receipt) {
     ASSERT_TRUE(engine_->wait_durable(receipt, Engine::Clock::now() + std::chrono::minutes(2)).ok());
@@ -399,34 +383,14 @@ TEST_F(RabbitTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
   for (int round = 0; round < rounds; ++round) {
     open_engine();
     ASSERT_FALSE(HasFailure());
-    append(3000);
+    append(5000);
     ASSERT_TRUE(engine_->close().ok());
     engine_.reset();
-    int err[2];
-    ASSERT_EQ(pipe(err), 0);
-    std::vector<char*> argv = annal::test::argv_of(ANNAL_CLI, args);
-    const pid_t child = fork();
-    if (child == 0) {
-      dup2(err[1], 2);
-      close(err[0]);
-      execv(ANNAL_CLI, argv.data());
-      _exit(127);
-    }
-    close(err[1]);
+    annal::test::SpawnedTool child(ANNAL_CLI, args);
     // "export rabbitmq: ... from sequence N": it has read the stream back and begins to publish.
-    std::string line;
-    pollfd ready{.fd = err[0], .events = POLLIN, .revents = 0};
-    char c = 0;
-    while (line.find("from sequence") == std::string::npos && poll(&ready, 1, 120'000) == 1 && read(err[0], &c, 1) == 1) {
-      line += c;
-    }
-    EXPECT_NE(line.find("from sequence"), std::string::npos) << line;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 150)(random)));
-    kill(child, SIGKILL);
-    int status = 0;
-    waitpid(child, &status, 0);
-    close(err[0]);
-    if (WIFSIGNALED(status)) ++killed_while_exporting;
+    EXPECT_TRUE(child.wait_for("from sequence")) << child.printed();
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 100)(random)));
+    if (child.kill_now()) ++killed_while_exporting;
   }
   const annal::test::ProgramRun last = annal::test::run_program(tool());
   EXPECT_EQ(last.exit_code, 0) << last.output;
