@@ -384,13 +384,22 @@ TEST_F(RabbitTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
     open_engine();
     ASSERT_FALSE(HasFailure());
     append(5000);
+    const std::uint64_t durable = engine_->durable_sequence();
     ASSERT_TRUE(engine_->close().ok());
     engine_.reset();
     annal::test::SpawnedTool child(ANNAL_CLI, args);
     // "export rabbitmq: ... from sequence N": it has read the stream back and begins to publish.
-    EXPECT_TRUE(child.wait_for("from sequence")) << child.printed();
+    EXPECT_TRUE(child.wait_for("\n")) << child.printed();
+    EXPECT_NE(child.printed().find("from sequence"), std::string::npos) << child.printed();
     std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 100)(random)));
     if (child.kill_now()) ++killed_while_exporting;
+    // Where the round began: a round that begins short of the round before's end shows that kill
+    // landed while the export was publishing.
+    const std::string& printed = child.printed();
+    const std::size_t from = printed.rfind("from sequence");
+    std::printf("round %d: %s of %llu durable\n", round,
+                from == std::string::npos ? "?" : printed.substr(from, printed.find('\n', from) - from).c_str(),
+                static_cast<unsigned long long>(durable));
   }
   const annal::test::ProgramRun last = annal::test::run_program(tool());
   EXPECT_EQ(last.exit_code, 0) << last.output;
