@@ -343,6 +343,48 @@ TEST_F(RabbitTest, AClassicQueueOfTheNameIsRefused) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The stream deleted while the export runs: RabbitMQ would confirm messages it routes nowhere,
+// so they are published mandatory and the first one returned stops the export, saying why.
+TEST_F(RabbitTest, TheStreamDeletedMidExportStopsTheExport) {
+  annal::test::Watchdog watchdog("rabbitmq export, stream deleted");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(100));
+  const annal::test::ProgramRun deleted = server_->ctl("delete_queue " + stream_name());
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
+  append(10);
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }));
+  EXPECT_NE(exporter->failure().message().find("the stream no longer exists"), std::string::npos)
+      << exporter->failure().to_string();
+  EXPECT_LT(exporter->delivered(), static_cast<std::uint64_t>(engine_->durable_sequence()));
+  append(1);
+  EXPECT_TRUE(annal::test::eventually([&] { return !engine_->projection_status("export_rabbitmq").value().error.ok(); }));
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// The fence: while one exporter of a source is connected, a second of the same source and stream
+// (another store given the same name by mistake) is refused, naming the source.
+TEST_F(RabbitTest, ASecondExporterOfTheSameSourceIsFencedOff) {
+  annal::test::Watchdog watchdog("rabbitmq export, the fence");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  annal::test::TempDirectory other_dir;
+  auto other = Engine::open(other_dir.path(), {});
+  ASSERT_TRUE(other.ok());
+  RabbitExportOptions same = options();
+  same.start_timeout = std::chrono::milliseconds(1500);
+  const Status fenced = other.value()->add_projection("export_rabbitmq", std::make_shared<RabbitExport>(same), {});
+  EXPECT_EQ(fenced.code(), ErrorCode::locked) << fenced.to_string();
+  EXPECT_NE(fenced.message().find("another exporter of source store-a"), std::string::npos) << fenced.to_string();
+  EXPECT_TRUE(other.value()->close().ok());
+  // Once the first is gone, the fence is free.
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The annal tool: `annal export rabbitmq ... --until-caught-up` exports a store and exits; run
 // again after more appends, it adds only what is new.
 TEST_F(RabbitTest, TheToolExportsAndResumes) {

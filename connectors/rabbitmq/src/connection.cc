@@ -237,8 +237,8 @@ Status Connection::publish(amqp_channel_t channel, const std::string& stream, co
   properties.headers = headers;
   properties.delivery_mode = AMQP_DELIVERY_PERSISTENT;
   const amqp_bytes_t bytes{body.size(), const_cast<char*>(body.data())};
-  const int sent = amqp_basic_publish(state_, channel, amqp_empty_bytes, amqp_cstring_bytes(stream.c_str()), 0, 0,
-                                      &properties, bytes);
+  const int sent = amqp_basic_publish(state_, channel, amqp_empty_bytes, amqp_cstring_bytes(stream.c_str()),
+                                      /*mandatory=*/1, 0, &properties, bytes);
   if (sent == AMQP_STATUS_OK) return {};
   closed_ = true;
   return error(code_of_library(sent), "publishing to stream " + stream, amqp_error_string2(sent));

@@ -108,7 +108,9 @@ class Connection {
                  std::uint16_t prefetch, const std::string& tag);
   // Acknowledges every delivery on `channel` up to `tag`.
   Status ack(amqp_channel_t channel, std::uint64_t tag);
-  // Sends one message to `stream` (through the default exchange); its confirm comes later.
+  // Sends one message to `stream` (through the default exchange), mandatory: if no queue of that
+  // name exists, RabbitMQ returns it (basic.return) before confirming it, instead of confirming a
+  // message it dropped. Its confirm comes later.
   Status publish(amqp_channel_t channel, const std::string& stream, const amqp_table_t& headers, std::string_view body);
 
   // The next frame within `wait`: nullopt when none came. An error when the connection failed.

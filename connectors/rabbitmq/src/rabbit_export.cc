@@ -101,7 +101,9 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
       thread_ = std::thread([this] { run(); });
       return std::optional<std::uint64_t>(resumed.value());
     }
-    last = resumed.status();
+    // An attempt cut short by the deadline says less than the error before it (the fence held,
+    // the connection refused): that one is kept.
+    if (last.ok() || resumed.status().code() != ErrorCode::timed_out) last = resumed.status();
     if (!is_retryable(last) || until(deadline) <= backoff) break;
     std::unique_lock lock(mutex_);
     if (changed_.wait_for(lock, backoff, [&] { return stopping_; })) break;
@@ -331,6 +333,16 @@ Status RabbitExport::read_frames(std::chrono::milliseconds wait) {
         const auto* nack = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
         return connection_->error(ErrorCode::invalid_argument, "publishing to stream " + options_.stream,
                                   "the server refused (nack) delivery tag " + std::to_string(nack->delivery_tag));
+      }
+      case AMQP_BASIC_RETURN_METHOD: {
+        // Unroutable: the stream was deleted. Its confirm would follow, for a message dropped.
+        const auto* returned = static_cast<const amqp_basic_return_t*>(frame.payload.method.decoded);
+        return connection_->error(ErrorCode::invalid_argument, "publishing to stream " + options_.stream,
+                                  "returned as unroutable (" +
+                                      std::string(static_cast<const char*>(returned->reply_text.bytes),
+                                                  returned->reply_text.len) +
+                                      "): the stream no longer exists; the next start exports everything again"
+                                      " into a new one");
       }
       case AMQP_CHANNEL_CLOSE_METHOD: {
         const auto* close = static_cast<const amqp_channel_close_t*>(frame.payload.method.decoded);

@@ -26,8 +26,8 @@
 // the engine's ring then fills and the projection falls behind and catches up from the journal.
 //
 // RabbitMQ down: the exporter reconnects with backoff, health() says why, appends go on. A nack,
-// or a refusal that retrying cannot change (the stream deleted or not a stream, access refused),
-// is fatal: failure() says it and the projection stops at its next event; the next start
+// a message returned unroutable (it is published mandatory: the stream was deleted), or a
+// refusal that retrying cannot change (not a stream, access refused), is fatal: failure() says it and the projection stops at its next event; the next start
 // resumes exactly once.
 #pragma once
 
