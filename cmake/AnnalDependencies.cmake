@@ -95,6 +95,15 @@ if(ANNAL_BUILD_TESTS OR ANNAL_BUILD_BENCH)
   endif()
   get_filename_component(ANNAL_RABBITMQ_BINDIR ${ANNAL_RABBITMQ_SERVER} DIRECTORY)
 endif()
+# pika (python3-pika), an AMQP client that is not ours, reads the exported stream back in the
+# tests; Debian's own python3, where the package installs it.
+if(ANNAL_BUILD_TESTS)
+  set(ANNAL_DEBIAN_PYTHON /usr/bin/python3)
+  execute_process(COMMAND ${ANNAL_DEBIAN_PYTHON} -c "import pika" RESULT_VARIABLE pika_missing OUTPUT_QUIET ERROR_QUIET)
+  if(NOT pika_missing EQUAL 0)
+    annal_missing("pika (an AMQP client that is not ours, for the RabbitMQ connector's tests)" python3-pika)
+  endif()
+endif()
 
 # PostgreSQL's server programs (initdb, pg_ctl), the newest installed: the connector's tests and
 # benchmark start a cluster of their own.
