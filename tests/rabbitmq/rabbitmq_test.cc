@@ -46,11 +46,16 @@ struct Recorded final : engine::Projection {
     std::string payload;
   };
   void apply(const engine::EventView& event) override {
+    if (event.header.type == "Other") {  // another store's, in a shared stream
+      ++others;
+      return;
+    }
     seen.push_back({event.header.sequence, event.header.version, std::string(event.header.stream_name),
                     std::string(event.header.type),
                     std::string(reinterpret_cast<const char*>(event.payload.data()), event.payload.size())});
   }
   std::vector<Seen> seen;
+  std::uint64_t others = 0;
 };
 
 class RabbitTest : public ::testing::Test {
@@ -112,7 +117,7 @@ class RabbitTest : public ::testing::Test {
           if (!polled.ok()) failed = polled.status();
           if (!polled.ok() || polled.value() > 0) return !polled.ok();
           // Nothing more came: compare with RabbitMQ's count (and ask again while it differs).
-          handled = out.events.seen.size() + reader.value()->duplicates() + reader.value()->foreign();
+          handled = out.events.seen.size() + out.events.others + reader.value()->duplicates() + reader.value()->foreign();
           return static_cast<std::int64_t>(handled) == server_->messages(stream_name()) && reader.value()->last_offset() &&
                  *reader.value()->last_offset() + 1 == handled;
         },
@@ -154,7 +159,7 @@ class RabbitTest : public ::testing::Test {
     }
     for (const auto& [sequence, event] : events) EXPECT_TRUE(once.contains(sequence)) << "event " << sequence << " missing";
     // The same from pika, a client that is not ours: every message, this source's in order, once.
-    const std::size_t messages = back.events.seen.size() + back.duplicates + back.foreign;
+    const std::size_t messages = back.events.seen.size() + back.events.others + back.duplicates + back.foreign;
     const annal::test::ProgramRun pika = annal::test::run_program(std::string(ANNAL_DEBIAN_PYTHON) + " " + ANNAL_PIKA_READER +
                                                                   " '" + server_->url() + "' " + stream_name() + " " +
                                                                   std::to_string(messages));
@@ -197,6 +202,39 @@ TEST_F(RabbitTest, EveryEventOnceInOrderAcrossExporterRestarts) {
   ASSERT_FALSE(HasFailure());
   EXPECT_EQ(exporter->delivered(), static_cast<std::uint64_t>(engine_->durable_sequence()));
   wait_delivered(*exporter, append(400));
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A stream other stores write to as well: between two runs, another source publishes 5,000
+// messages, so that the read-back steps back past the last chunk (and more) to find this source's
+// last message. Nothing of this source is published twice.
+TEST_F(RabbitTest, AnotherSourcesMessagesInTheStreamAreReadPast) {
+  annal::test::Watchdog watchdog("rabbitmq export, a shared stream", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(300));
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  {
+    annal::test::TempDirectory other_dir;
+    auto other = Engine::open(other_dir.path(), {});
+    ASSERT_TRUE(other.ok());
+    RabbitExportOptions b = options();
+    b.source = "store-b";
+    auto other_export = std::make_shared<RabbitExport>(b);
+    ASSERT_TRUE(other.value()->add_projection("export_rabbitmq", other_export, {}).ok());
+    engine::Receipt last;
+    for (int i = 0; i < 5000; ++i) {
+      const engine::EventData event{.type = "Other"};
+      last = other.value()->append("other", engine::ExpectedVersion::any(), {&event, 1}).value();
+    }
+    EXPECT_TRUE(other_export->wait_delivered(last.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(2)));
+    ASSERT_TRUE(other.value()->close().ok());
+  }
+  exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(300));
   expect_exported_once();
   ASSERT_TRUE(engine_->close().ok());
 }
