@@ -112,8 +112,9 @@ class Publisher {
     properties.headers = amqp_table_t{7, entries};
     properties.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     const amqp_bytes_t body{event.payload.size(), const_cast<std::byte*>(event.payload.data())};
-    if (amqp_basic_publish(state_, 1, amqp_empty_bytes, amqp_cstring_bytes(stream_.c_str()), 0, 0, &properties, body) !=
-        AMQP_STATUS_OK) {
+    // Mandatory, as the export publishes.
+    if (amqp_basic_publish(state_, 1, amqp_empty_bytes, amqp_cstring_bytes(stream_.c_str()), /*mandatory=*/1, 0,
+                           &properties, body) != AMQP_STATUS_OK) {
       throw std::runtime_error("publish");
     }
     ++published_;
