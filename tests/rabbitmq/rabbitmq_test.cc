@@ -306,17 +306,32 @@ TEST_F(RabbitTest, ServerRestartMidExportLosesAndDoublesNothing) {
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   append(500);
-  // The restart happens while events are appended and published, from another thread.
+  // The restart happens while events are appended and published, from another thread: 5,000 at
+  // once as the node begins to stop (some are in flight when it goes), then more while it is down.
   std::atomic<bool> restarted{false};
+  std::atomic<std::uint64_t> delivered_when_down{0};
   std::thread restart([&] {
+    // Once the export is under way (a first confirm), while the 5,000 are being published.
+    EXPECT_TRUE(annal::test::eventually([&] { return exporter->delivered() > 0; }));
     server_->stop();
+    delivered_when_down = exporter->delivered();
     server_->start();
     restarted = true;
   });
-  while (!restarted) append(20);
+  append(5000);
+  // Each batch waits for durability, which spreads the appends over the restart; at most 20,000,
+  // so that a slow machine does not read back a stream of hundreds of thousands.
+  while (!restarted && appended_ < 20'000) {
+    if (!engine_->wait_durable(append(20), Engine::Clock::now() + std::chrono::minutes(1)).ok()) {
+      ADD_FAILURE() << "appends not durable";  // and on to join the restart
+      break;
+    }
+  }
   // The exporter noticed: it says why it waits, or has already reconnected.
   EXPECT_TRUE(annal::test::eventually([&] { return !exporter->health().ok() || exporter->reconnections() > 0; }));
   restart.join();
+  std::printf("the node went down with events confirmed up to sequence %llu; %d events appended by then or while it was down\n",
+              static_cast<unsigned long long>(delivered_when_down.load()), appended_);
   const Receipt last = append(500);
   wait_delivered(*exporter, last);
   EXPECT_GE(exporter->reconnections(), 1u);
