@@ -16,6 +16,8 @@ void add_serve(CLI::App& app, int& exit_code);
 void add_keygen(CLI::App& app, int& exit_code);
 void add_pg_status(CLI::App& app, int& exit_code);
 void add_export(CLI::App& app, int& exit_code);
+// `export rabbitmq`, a subcommand of `export` (which add_export makes).
+void add_export_rabbitmq(CLI::App& export_command, int& exit_code);
 // `import kafka`, a subcommand of `import`.
 void add_import_kafka(CLI::App& import, int& exit_code);
 

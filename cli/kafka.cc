@@ -15,6 +15,7 @@
 #include "annal/kafka/kafka_export.h"
 #include "annal/kafka/kafka_import.h"
 #include "commands.h"
+#include "export_runner.h"
 #include "output.h"
 
 namespace annal::cli {
@@ -27,47 +28,21 @@ struct ExportOptions {
   bool until_caught_up = false;
 };
 
-int run_export(ExportOptions& options) {
+int run_kafka_export(ExportOptions& options) {
   auto settings = key_values("--set", options.settings);
   if (!settings.ok()) return fail("export kafka", settings.status());
   options.kafka.settings = std::move(settings).value();
-  StopSignals signals;  // before any thread starts
-  auto opened = engine::Engine::open(options.directory, {});
-  if (!opened.ok()) return fail("export kafka", opened.status());
-  engine::Engine& store = *opened.value();
   auto exporter = std::make_shared<kafka::KafkaExport>(options.kafka);
-  if (Status added = store.add_projection("export_kafka", exporter, {}); !added.ok()) {
-    (void)store.close();
-    return fail("export kafka", added);
-  }
-  std::fprintf(stderr, "export kafka: %s to topic %s as source %s, from sequence %s\n", options.directory.c_str(),
-               options.kafka.topic.c_str(), options.kafka.source.c_str(), grouped(exporter->delivered() + 1).c_str());
-  int exit_code = kOk;
-  Progress progress("export kafka", store.durable_sequence());
-  for (;;) {
-    const std::uint64_t durable = store.durable_sequence();
-    const std::uint64_t delivered = exporter->delivered();
-    progress.update(delivered);
-    if (const auto status = store.projection_status("export_kafka"); status.ok() && !status.value().error.ok()) {
-      exit_code = fail("export kafka", status.value().error);
-      break;
-    }
-    // A fatal error seen while no event was left to send: the projection has not thrown it yet.
-    if (Status failed = exporter->failure(); !failed.ok()) {
-      exit_code = fail("export kafka", failed);
-      break;
-    }
-    if (options.until_caught_up && delivered >= durable) break;
-    if (signals.stopped(std::chrono::seconds(1))) break;
-  }
-  progress.finish();
-  const std::uint64_t delivered = exporter->delivered();
-  const std::uint64_t durable = store.durable_sequence();
-  std::printf("exported to %s: acknowledged up to sequence %s of %s (%s behind)%s\n", options.kafka.topic.c_str(),
-              grouped(delivered).c_str(), grouped(durable).c_str(), grouped(durable - std::min(durable, delivered)).c_str(),
-              exporter->health().ok() ? "" : ("; " + exporter->health().to_string()).c_str());
-  if (Status closed = store.close(); !closed.ok() && exit_code == kOk) exit_code = fail("export kafka", closed);
-  return exit_code;
+  return run_export({.command = "export kafka",
+                     .directory = options.directory,
+                     .projection = "export_kafka",
+                     .where = "topic " + options.kafka.topic,
+                     .target = options.kafka.topic,
+                     .source = options.kafka.source,
+                     .until_caught_up = options.until_caught_up,
+                     .exporter = exporter,
+                     .delivered = [exporter] { return exporter->delivered(); },
+                     .failure = [exporter] { return exporter->failure(); }});
 }
 
 struct ImportKafkaOptions {
@@ -130,7 +105,7 @@ void add_export(CLI::App& app, int& exit_code) {
   kafka->add_option("--set", options->settings, "A librdkafka setting, key=value (security.protocol, sasl.*, linger.ms ...)");
   kafka->add_flag("--until-caught-up", options->until_caught_up,
                   "Stop once every durable event is acknowledged (else run until SIGINT or SIGTERM)");
-  kafka->callback([&exit_code, options] { exit_code = run_export(*options); });
+  kafka->callback([&exit_code, options] { exit_code = run_kafka_export(*options); });
 }
 
 void add_import_kafka(CLI::App& import, int& exit_code) {

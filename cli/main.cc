@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   annal::cli::add_keygen(app, exit_code);
   annal::cli::add_pg_status(app, exit_code);
   annal::cli::add_export(app, exit_code);
+  annal::cli::add_export_rabbitmq(*app.get_subcommand("export"), exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& done) {  // --help

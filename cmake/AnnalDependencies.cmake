@@ -81,6 +81,30 @@ if(ANNAL_BUILD_TESTS)
   endif()
 endif()
 
+# rabbitmq-c (librabbitmq-dev): the RabbitMQ connector (connectors/rabbitmq). The AMQP 0-9-1 C
+# client Debian packages, with publisher confirms, which the export's exactly-once rests on.
+pkg_check_modules(RABBITMQ_C QUIET IMPORTED_TARGET GLOBAL librabbitmq)
+if(NOT RABBITMQ_C_FOUND)
+  annal_missing("rabbitmq-c" librabbitmq-dev)
+endif()
+# A real RabbitMQ server for the connector's tests and benchmark (each starts a node of its own).
+if(ANNAL_BUILD_TESTS OR ANNAL_BUILD_BENCH)
+  find_program(ANNAL_RABBITMQ_SERVER rabbitmq-server PATHS /usr/lib/rabbitmq/bin NO_DEFAULT_PATH)
+  if(NOT ANNAL_RABBITMQ_SERVER)
+    annal_missing("RabbitMQ's server (for the RabbitMQ connector's tests)" rabbitmq-server)
+  endif()
+  get_filename_component(ANNAL_RABBITMQ_BINDIR ${ANNAL_RABBITMQ_SERVER} DIRECTORY)
+endif()
+# pika (python3-pika), an AMQP client that is not ours, reads the exported stream back in the
+# tests; Debian's own python3, where the package installs it.
+if(ANNAL_BUILD_TESTS)
+  set(ANNAL_DEBIAN_PYTHON /usr/bin/python3)
+  execute_process(COMMAND ${ANNAL_DEBIAN_PYTHON} -c "import pika" RESULT_VARIABLE pika_missing OUTPUT_QUIET ERROR_QUIET)
+  if(NOT pika_missing EQUAL 0)
+    annal_missing("pika (an AMQP client that is not ours, for the RabbitMQ connector's tests)" python3-pika)
+  endif()
+endif()
+
 # PostgreSQL's server programs (initdb, pg_ctl), the newest installed: the connector's tests and
 # benchmark start a cluster of their own.
 if(ANNAL_BUILD_TESTS OR ANNAL_BUILD_BENCH)

@@ -1,0 +1,51 @@
+#include "export_runner.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "annal/engine/engine.h"
+#include "output.h"
+
+namespace annal::cli {
+
+int run_export(const ExportRun& run) {
+  StopSignals signals;  // before any thread starts
+  auto opened = engine::Engine::open(run.directory, {});
+  if (!opened.ok()) return fail(run.command, opened.status());
+  engine::Engine& store = *opened.value();
+  if (Status added = store.add_projection(run.projection, run.exporter, {}); !added.ok()) {
+    (void)store.close();
+    return fail(run.command, added);
+  }
+  std::fprintf(stderr, "%s: %s to %s as source %s, from sequence %s\n", run.command.c_str(), run.directory.c_str(),
+               run.where.c_str(), run.source.c_str(), grouped(run.delivered() + 1).c_str());
+  int exit_code = kOk;
+  Progress progress(run.command, store.durable_sequence());
+  for (;;) {
+    const std::uint64_t durable = store.durable_sequence();
+    const std::uint64_t delivered = run.delivered();
+    progress.update(delivered);
+    if (const auto status = store.projection_status(run.projection); status.ok() && !status.value().error.ok()) {
+      exit_code = fail(run.command, status.value().error);
+      break;
+    }
+    // A fatal error seen while no event was left to send: the projection has not thrown it yet.
+    if (Status failed = run.failure(); !failed.ok()) {
+      exit_code = fail(run.command, failed);
+      break;
+    }
+    if (run.until_caught_up && delivered >= durable) break;
+    if (signals.stopped(std::chrono::seconds(1))) break;
+  }
+  progress.finish();
+  const std::uint64_t delivered = run.delivered();
+  const std::uint64_t durable = store.durable_sequence();
+  const Status health = run.exporter->health();
+  std::printf("exported to %s: acknowledged up to sequence %s of %s (%s behind)%s\n", run.target.c_str(),
+              grouped(delivered).c_str(), grouped(durable).c_str(), grouped(durable - std::min(durable, delivered)).c_str(),
+              health.ok() ? "" : ("; " + health.to_string()).c_str());
+  if (Status closed = store.close(); !closed.ok() && exit_code == kOk) exit_code = fail(run.command, closed);
+  return exit_code;
+}
+
+}  // namespace annal::cli

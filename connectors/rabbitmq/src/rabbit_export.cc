@@ -1,0 +1,379 @@
+#include "annal/rabbitmq/rabbit_export.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+
+#include "connection.h"
+#include "stream_tail.h"
+
+namespace annal::rabbitmq {
+namespace {
+
+constexpr amqp_channel_t kPublishChannel = 1;
+// Messages published in one go before confirms are read again: the server's acks must not wait
+// behind a long burst in its socket.
+constexpr std::size_t kPublishBurst = 256;
+// How long run() sleeps in poll when nothing happens: AMQP heartbeats are sent from inside
+// rabbitmq-c's calls, so it must call one well within the heartbeat.
+constexpr std::chrono::milliseconds kIdlePoll{1'000};
+// One attempt to connect (TCP and login); retried with backoff until start_timeout at start.
+constexpr std::chrono::milliseconds kConnectTimeout{5'000};
+// How long closing waits for the confirms of what is already published.
+constexpr std::chrono::milliseconds kCloseWait{5'000};
+constexpr std::chrono::milliseconds kBackoffFirst{100};
+
+std::chrono::milliseconds until(std::chrono::steady_clock::time_point deadline) {
+  return std::max(std::chrono::milliseconds(0),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+}
+
+}  // namespace
+
+RabbitExport::RabbitExport(RabbitExportOptions options)
+    : options_(std::move(options)), wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+RabbitExport::~RabbitExport() {
+  stop_requested();
+  if (thread_.joinable()) thread_.join();
+  connection_.reset();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+std::uint64_t RabbitExport::delivered() const {
+  std::lock_guard lock(mutex_);
+  return delivered_;
+}
+
+bool RabbitExport::wait_delivered(std::uint64_t sequence, std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, deadline, [&] { return delivered_ >= sequence || stopping_ || !fatal_.ok(); });
+  return delivered_ >= sequence;
+}
+
+Status RabbitExport::health() const {
+  std::lock_guard lock(mutex_);
+  return fatal_.ok() ? retrying_ : fatal_;
+}
+
+Status RabbitExport::failure() const {
+  std::lock_guard lock(mutex_);
+  return fatal_;
+}
+
+std::uint64_t RabbitExport::reconnections() const {
+  std::lock_guard lock(mutex_);
+  return reconnections_;
+}
+
+Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
+  if (options_.source.empty() || options_.stream.empty()) {
+    return Status(ErrorCode::invalid_argument,
+                  "RabbitMQ export: a stream and a source name are needed (RabbitExportOptions::stream, ::source)");
+  }
+  if (wake_fd_ < 0) return Status(ErrorCode::io_error, "RabbitMQ export: no eventfd for the exporter's thread");
+  // Added again after an engine closed: nothing of that run carries over.
+  if (thread_.joinable()) thread_.join();
+  connection_.reset();
+  {
+    std::lock_guard lock(mutex_);
+    pending_.clear();
+    sent_ = 0;
+    pending_bytes_ = 0;
+    delivered_ = 0;
+    applied_ = 0;
+    reconnections_ = 0;
+    halted_ = false;
+    stopping_ = false;
+    retrying_ = Status();
+    fatal_ = Status();
+  }
+  // The server may be starting or restarting: retried until start_timeout, then its last error.
+  const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
+  Status last;
+  for (std::chrono::milliseconds backoff = kBackoffFirst;;) {
+    auto resumed = connect(deadline);
+    if (resumed.ok()) {
+      thread_ = std::thread([this] { run(); });
+      return std::optional<std::uint64_t>(resumed.value());
+    }
+    // An attempt cut short by the deadline says less than the error before it (the fence held,
+    // the connection refused): that one is kept.
+    if (last.ok() || resumed.status().code() != ErrorCode::timed_out) last = resumed.status();
+    if (!is_retryable(last) || until(deadline) <= backoff) break;
+    std::unique_lock lock(mutex_);
+    if (changed_.wait_for(lock, backoff, [&] { return stopping_; })) break;
+    backoff = std::min(backoff * 2, options_.reconnect_delay_max);
+  }
+  return Status(last.code(), last.message() + " (RabbitMQ export of stream " + options_.stream + " as source " +
+                                 options_.source +
+                                 (is_retryable(last) ? ", tried for " + std::to_string(options_.start_timeout.count()) + " ms)"
+                                                     : ")"));
+}
+
+Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_point deadline) {
+  auto address = parse_url(options_.url);
+  if (!address.ok()) return address.status();
+  auto opened = Connection::open(address.value(), "annal export " + options_.source,
+                                 std::min(kConnectTimeout, std::max(until(deadline), std::chrono::milliseconds(1))),
+                                 options_.heartbeat);
+  if (!opened.ok()) return opened.status();
+  Connection& connection = *opened.value();
+  // The fence: an older connection of this source (a killed process's, one this exporter lost)
+  // holds this queue until RabbitMQ has closed it; only then can nothing more of it be appended.
+  const std::string fence = "annal.export." + options_.stream + "." + options_.source;
+  if (Status fenced = connection.declare_exclusive(kPublishChannel, fence); !fenced.ok()) {
+    if (fenced.code() == ErrorCode::locked) {
+      return Status(ErrorCode::locked, fenced.message() + ": another exporter of source " + options_.source +
+                                           " is connected, or RabbitMQ has not closed an earlier connection yet");
+    }
+    return fenced;
+  }
+  if (Status declared = connection.declare_stream(kPublishChannel, options_.stream); !declared.ok()) return declared;
+  auto tail = read_tail(connection, options_.stream, options_.source, deadline);
+  if (!tail.ok()) return tail.status();
+  if (Status confirming = connection.confirm_select(kPublishChannel); !confirming.ok()) return confirming;
+  {
+    std::lock_guard lock(mutex_);
+    // The stream holds every event up to the tail (a prefix of what was published): those are
+    // confirmed; the rest are published again, in order, on this connection.
+    while (!pending_.empty() && pending_.front().sequence <= tail.value()) {
+      delivered_ = pending_.front().sequence;
+      pending_bytes_ -= pending_.front().body.size();
+      pending_.pop_front();
+    }
+    for (Message& message : pending_) message.tag = 0;
+    sent_ = 0;
+    next_tag_ = 1;
+    delivered_ = std::max(delivered_, tail.value());
+    if (pending_.empty() && !halted_) delivered_ = std::max(delivered_, applied_);
+    changed_.notify_all();
+  }
+  connection_ = std::move(opened).value();
+  return tail.value();
+}
+
+void RabbitExport::apply(const engine::EventView& event) {
+  const engine::EventHeader& h = event.header;
+  Message message{.sequence = h.sequence,
+                  .version = h.version,
+                  .timestamp_ns = h.timestamp_ns,
+                  .type = std::string(h.type),
+                  .stream = h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name),
+                  .id = h.event_id.empty() ? std::string() : engine::format_id(h.event_id),
+                  .body = std::string(reinterpret_cast<const char*>(event.payload.data()), event.payload.size())};
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+    // Closing: this event and every later one wait for the next run (which starts after the
+    // stream's last message of this source), so that none gets ahead of it.
+    if (stopping_ || halted_) {
+      halted_ = true;
+      return;
+    }
+    const bool room = pending_.size() < options_.unconfirmed_max &&
+                      (pending_.empty() || pending_bytes_ + message.body.size() <= options_.unconfirmed_bytes_max);
+    if (room) break;
+    // Room comes with confirms, which notify; the bound only covers a wake-up lost to a bug.
+    changed_.wait_for(lock, std::chrono::milliseconds(100));
+  }
+  pending_bytes_ += message.body.size();
+  pending_.push_back(std::move(message));
+  if (idle_) {
+    idle_ = false;
+    wake();
+  }
+}
+
+void RabbitExport::end_of_batch(std::uint64_t applied) {
+  std::lock_guard lock(mutex_);
+  if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+  if (halted_) return;
+  // Every event up to `applied` is queued: once none waits, the sequences after the last event
+  // (a new stream's name, say) count as delivered too.
+  applied_ = applied;
+  if (pending_.empty() && applied > delivered_) {
+    delivered_ = applied;
+    changed_.notify_all();
+  }
+}
+
+void RabbitExport::stop_requested() {
+  std::lock_guard lock(mutex_);
+  stopping_ = true;
+  changed_.notify_all();
+  wake();
+}
+
+void RabbitExport::wake() {
+  const std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void RabbitExport::run() {
+  std::chrono::milliseconds backoff = kBackoffFirst;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      if (stopping_ || !fatal_.ok()) break;
+    }
+    if (!connection_) {
+      auto resumed = connect(std::chrono::steady_clock::now() + options_.start_timeout);
+      std::unique_lock lock(mutex_);
+      if (resumed.ok()) {
+        ++reconnections_;
+        retrying_ = Status();
+        backoff = kBackoffFirst;
+        continue;
+      }
+      if (!is_retryable(resumed.status())) {
+        fatal_ = resumed.status();
+        changed_.notify_all();
+        break;
+      }
+      retrying_ = Status(resumed.status().code(), resumed.status().message() + "; connecting again in " +
+                                                      std::to_string(backoff.count()) + " ms");
+      changed_.wait_for(lock, backoff, [&] { return stopping_; });
+      backoff = std::min(backoff * 2, options_.reconnect_delay_max);
+      continue;
+    }
+    Status worked = publish_some();
+    if (worked.ok()) {
+      std::unique_lock lock(mutex_);
+      // Nothing left to publish: sleep in poll until a frame or a new message comes.
+      const bool nothing = sent_ == pending_.size();
+      idle_ = nothing;
+      lock.unlock();
+      worked = read_frames(nothing ? kIdlePoll : std::chrono::milliseconds(0));
+      lock.lock();
+      idle_ = false;
+    }
+    if (!worked.ok()) {
+      connection_.reset();
+      std::lock_guard lock(mutex_);
+      if (!is_retryable(worked)) {
+        fatal_ = worked;
+        changed_.notify_all();
+        break;
+      }
+      retrying_ = Status(worked.code(), worked.message() + "; connecting again");
+    }
+  }
+  // Closing: what is published is waited for a while, so that the next run reads it back rather
+  // than publishing it again; what was never published is the next run's.
+  const auto deadline = std::chrono::steady_clock::now() + kCloseWait;
+  while (connection_ && std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(mutex_);
+      if (sent_ == 0 || !fatal_.ok()) break;
+    }
+    if (!read_frames(std::min(until(deadline), std::chrono::milliseconds(100))).ok()) break;
+  }
+  connection_.reset();
+}
+
+Status RabbitExport::publish_some() {
+  for (std::size_t burst = 0; burst < kPublishBurst; ++burst) {
+    Message* message = nullptr;
+    std::uint64_t delivered = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (sent_ == pending_.size()) return {};
+      // Only this thread removes messages: the reference stays valid while apply() appends.
+      message = &pending_[sent_];
+      message->tag = next_tag_++;
+      ++sent_;
+      delivered = delivered_;
+    }
+    Headers headers;
+    headers.number(kSequenceHeader, static_cast<std::int64_t>(message->sequence));
+    headers.number(kVersionHeader, static_cast<std::int64_t>(message->version));
+    headers.text(kTypeHeader, message->type);
+    headers.number(kTimestampHeader, static_cast<std::int64_t>(message->timestamp_ns));
+    if (!message->id.empty()) headers.text(kIdHeader, message->id);
+    headers.text(kSourceHeader, options_.source);
+    headers.text(kStreamHeader, message->stream);
+    headers.number(kDeliveredHeader, static_cast<std::int64_t>(delivered));
+    const amqp_table_t table = headers.table();
+    if (Status sent = connection_->publish(kPublishChannel, options_.stream, table, message->body); !sent.ok()) {
+      return sent;
+    }
+  }
+  return {};
+}
+
+Status RabbitExport::read_frames(std::chrono::milliseconds wait) {
+  if (!connection_->buffered() && wait.count() > 0) {
+    pollfd ready[2] = {{connection_->fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (::poll(ready, 2, static_cast<int>(wait.count())) > 0 && ready[1].revents != 0) {
+      std::uint64_t count = 0;
+      (void)!::read(wake_fd_, &count, sizeof(count));
+    }
+  }
+  // Every frame there is now; the first read also services heartbeats.
+  for (;;) {
+    auto next = connection_->next_frame(std::chrono::milliseconds(0));
+    if (!next.ok()) return next.status();
+    if (!next.value()) return {};
+    const amqp_frame_t& frame = *next.value();
+    if (frame.frame_type != AMQP_FRAME_METHOD || frame.channel != kPublishChannel) continue;
+    switch (frame.payload.method.id) {
+      case AMQP_BASIC_ACK_METHOD: {
+        const auto* ack = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
+        std::lock_guard lock(mutex_);
+        confirm_locked(ack->delivery_tag, ack->multiple != 0);
+        retrying_ = Status();
+        break;
+      }
+      case AMQP_BASIC_NACK_METHOD: {
+        const auto* nack = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
+        return connection_->error(ErrorCode::invalid_argument, "publishing to stream " + options_.stream,
+                                  "the server refused (nack) delivery tag " + std::to_string(nack->delivery_tag));
+      }
+      case AMQP_BASIC_RETURN_METHOD: {
+        // Unroutable: the stream was deleted. Its confirm would follow, for a message dropped.
+        const auto* returned = static_cast<const amqp_basic_return_t*>(frame.payload.method.decoded);
+        return connection_->error(ErrorCode::invalid_argument, "publishing to stream " + options_.stream,
+                                  "returned as unroutable (" +
+                                      std::string(static_cast<const char*>(returned->reply_text.bytes),
+                                                  returned->reply_text.len) +
+                                      "): the stream no longer exists; the next start exports everything again"
+                                      " into a new one");
+      }
+      case AMQP_CHANNEL_CLOSE_METHOD: {
+        const auto* close = static_cast<const amqp_channel_close_t*>(frame.payload.method.decoded);
+        const std::string why(static_cast<const char*>(close->reply_text.bytes), close->reply_text.len);
+        amqp_channel_close_ok_t ok{};
+        (void)amqp_send_method(connection_->state(), kPublishChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        amqp_rpc_reply_t reply{};
+        reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+        reply.reply.id = AMQP_CHANNEL_CLOSE_METHOD;
+        reply.reply.decoded = const_cast<void*>(frame.payload.method.decoded);
+        return connection_->reply_error("publishing to stream " + options_.stream, reply);
+      }
+      default: break;
+    }
+  }
+}
+
+void RabbitExport::confirm_locked(std::uint64_t tag, bool multiple) {
+  if (pending_.empty() || sent_ == 0) return;
+  const std::uint64_t first = pending_.front().tag;
+  if (first == 0 || tag < first || tag - first >= sent_) return;  // not of this connection's
+  const std::size_t at = static_cast<std::size_t>(tag - first);
+  for (std::size_t i = multiple ? 0 : at; i <= at; ++i) pending_[i].confirmed = true;
+  while (!pending_.empty() && pending_.front().confirmed) {
+    delivered_ = pending_.front().sequence;
+    pending_bytes_ -= pending_.front().body.size();
+    pending_.pop_front();
+    --sent_;
+  }
+  if (pending_.empty() && !halted_) delivered_ = std::max(delivered_, applied_);
+  changed_.notify_all();  // delivered_ may have moved; apply() may have room again
+}
+
+}  // namespace annal::rabbitmq

@@ -1,0 +1,108 @@
+#include "annal/rabbitmq/stream_reader.h"
+
+#include <exception>
+#include <utility>
+
+#include "connection.h"
+
+namespace annal::rabbitmq {
+namespace {
+
+constexpr amqp_channel_t kReadChannel = 1;
+
+}  // namespace
+
+RabbitStreamReader::RabbitStreamReader(StreamReaderOptions options) : options_(std::move(options)) {}
+
+RabbitStreamReader::~RabbitStreamReader() = default;
+
+Result<std::unique_ptr<RabbitStreamReader>> RabbitStreamReader::open(StreamReaderOptions options) {
+  if (options.stream.empty()) return Status(ErrorCode::invalid_argument, "RabbitMQ stream reader: a stream name is needed");
+  if (options.prefetch == 0) return Status(ErrorCode::invalid_argument, "RabbitMQ stream reader: prefetch must be at least 1");
+  auto address = parse_url(options.url);
+  if (!address.ok()) return address.status();
+  std::unique_ptr<RabbitStreamReader> reader(new RabbitStreamReader(std::move(options)));
+  auto connection = Connection::open(address.value(), "annal stream reader", reader->options_.connect_timeout, std::chrono::seconds(10));
+  if (!connection.ok()) return connection.status();
+  reader->connection_ = std::move(connection).value();
+  const StreamReaderOptions& o = reader->options_;
+  if (Status consuming = reader->connection_->consume(kReadChannel, o.stream, o.from_offset, o.prefetch, "annal-reader");
+      !consuming.ok()) {
+    return consuming;
+  }
+  return reader;
+}
+
+Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std::chrono::milliseconds wait) {
+  if (!failed_.ok()) return failed_;
+  const auto fail = [&](Status error) {
+    failed_ = std::move(error);
+    return failed_;
+  };
+  std::size_t applied = 0;
+  std::uint64_t last_sequence = 0;
+  std::uint64_t last_tag = 0;
+  for (std::size_t handled = 0; handled < options_.prefetch; ++handled) {
+    auto next = connection_->next_delivery(handled == 0 ? wait : std::chrono::milliseconds(0));
+    if (!next.ok()) return fail(next.status());
+    if (!next.value()) break;
+    const Delivery& delivery = *next.value();
+    if (delivery.channel() != kReadChannel) continue;
+    last_tag = delivery.tag();
+    const auto offset = delivery.offset();
+    if (!offset) return fail(connection_->error(ErrorCode::invalid_argument, "reading " + options_.stream, "not a stream"));
+    last_offset_ = *offset;
+    const amqp_table_t& headers = delivery.headers();
+    const auto sequence = number_header(headers, kSequenceHeader);
+    const auto source = text_header(headers, kSourceHeader);
+    if (!sequence || !source) {
+      ++foreign_;
+      continue;
+    }
+    const std::string where = "stream " + options_.stream + " offset " + std::to_string(*offset);
+    const auto version = number_header(headers, kVersionHeader);
+    const auto type = text_header(headers, kTypeHeader);
+    const auto stream = text_header(headers, kStreamHeader);
+    const auto timestamp = number_header(headers, kTimestampHeader);
+    if (!version || !type || !stream || !timestamp) {
+      return fail(connection_->error(ErrorCode::corruption, where,
+                                     "an event of source " + std::string(*source) +
+                                         " without annal.version, annal.type, annal.stream or annal.timestamp_ns"));
+    }
+    std::uint64_t& seen = options_.applied[std::string(*source)];
+    if (*sequence <= seen) {
+      ++duplicates_;
+      continue;
+    }
+    engine::EventView event;
+    event.header.sequence = *sequence;
+    event.header.version = *version;
+    event.header.timestamp_ns = *timestamp;
+    event.header.type = *type;
+    event.header.stream_name = *stream;
+    if (const auto id = text_header(headers, kIdHeader)) event.header.event_id = engine::parse_id(*id).value_or(engine::Id128{});
+    const std::string_view body = delivery.body();
+    event.payload = std::as_bytes(std::span(body.data(), body.size()));
+    try {
+      projection.apply(event);
+    } catch (const std::exception& error) {
+      return fail(Status(ErrorCode::invalid_argument, where + ": the projection threw: " + error.what()));
+    }
+    seen = *sequence;
+    last_sequence = *sequence;
+    ++applied;
+  }
+  if (applied > 0) {
+    try {
+      projection.end_of_batch(last_sequence);
+    } catch (const std::exception& error) {
+      return fail(Status(ErrorCode::invalid_argument, "stream " + options_.stream + ": the projection threw: " + error.what()));
+    }
+  }
+  if (last_tag != 0) {
+    if (Status acked = connection_->ack(kReadChannel, last_tag); !acked.ok()) return fail(acked);
+  }
+  return applied;
+}
+
+}  // namespace annal::rabbitmq

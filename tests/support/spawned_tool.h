@@ -1,0 +1,74 @@
+// A tool run as a child process whose stderr the test reads, for the kill tests that SIGKILL it at
+// a moment timed from a line it prints (the annal tool's export commands print one once they have
+// read their target back).
+#pragma once
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "served.h"  // argv_of
+
+namespace annal::test {
+
+class SpawnedTool {
+ public:
+  SpawnedTool(const char* program, const std::vector<std::string>& args) {
+    int err[2];
+    if (::pipe(err) != 0) return;
+    std::vector<char*> argv = argv_of(program, args);  // before fork: the child must not allocate
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(err[1], 2);
+      ::close(err[0]);
+      ::execv(program, argv.data());
+      ::_exit(127);
+    }
+    ::close(err[1]);
+    err_ = err[0];
+  }
+  ~SpawnedTool() {
+    if (pid_ > 0) (void)kill_now();
+    if (err_ >= 0) ::close(err_);
+  }
+  SpawnedTool(const SpawnedTool&) = delete;
+  SpawnedTool& operator=(const SpawnedTool&) = delete;
+
+  // Reads its stderr until `text` appears; false if it closed stderr or `limit` passed first (a
+  // hang guard). What it printed so far is in printed().
+  bool wait_for(const std::string& text, std::chrono::milliseconds limit = std::chrono::minutes(2)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    pollfd ready{.fd = err_, .events = POLLIN, .revents = 0};
+    char c = 0;
+    while (printed_.find(text) == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || ::poll(&ready, 1, static_cast<int>(left.count())) != 1 || ::read(err_, &c, 1) != 1) {
+        return false;
+      }
+      printed_ += c;
+    }
+    return true;
+  }
+  [[nodiscard]] const std::string& printed() const { return printed_; }
+
+  // SIGKILL and reap; true if the signal ended it (it had not exited by itself before).
+  bool kill_now() {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFSIGNALED(status);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int err_ = -1;
+  std::string printed_;
+};
+
+}  // namespace annal::test
