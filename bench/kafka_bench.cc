@@ -25,6 +25,7 @@
 #include "annal/engine/engine.h"
 #include "annal/kafka/kafka_export.h"
 #include "annal/kafka/kafka_projection_runner.h"
+#include "export_store.h"
 #include "temp_directory.h"
 
 namespace {
@@ -70,32 +71,14 @@ Cluster& cluster() {
   return the_cluster;
 }
 
-// The store: kEvents events of kPayloadBytes over kStreams streams, durable.
-struct Store {
-  Store() {
-    auto opened = Engine::open(dir.path(), {});
-    if (!opened.ok()) throw std::runtime_error(opened.status().to_string());
-    engine = std::move(opened).value();
-    const std::vector<std::byte> payload(kPayloadBytes, std::byte{'x'});
-    for (int i = 0; i < kEvents; ++i) {
-      const EventData event{.type = "Counted", .payload = payload};
-      last = engine->append("s" + std::to_string(i % kStreams), ExpectedVersion::any(), {&event, 1}).value();
-    }
-    if (!engine->wait_durable(last, Engine::Clock::now() + std::chrono::minutes(1)).ok()) throw std::runtime_error("not durable");
-  }
-  annal::test::TempDirectory dir;
-  std::unique_ptr<Engine> engine;
-  annal::engine::Receipt last;
-};
-
-Store& store() {
-  static Store the_store;
+annal::bench::ExportStore& store() {
+  static annal::bench::ExportStore the_store(kEvents, kStreams, kPayloadBytes);
   return the_store;
 }
 
 void kafka_export_annal(benchmark::State& state) {
   (void)cluster();  // made first, so destroyed last: the exporters still on the store outlive no broker
-  Store& events = store();
+  annal::bench::ExportStore& events = store();
   static int run = 0;
   double start_ms = 0;  // of which: add_projection (metadata, the read-back)
   for (auto _ : state) {
@@ -122,15 +105,9 @@ void kafka_export_annal(benchmark::State& state) {
 }
 
 void kafka_export_librdkafka_producer(benchmark::State& state) {
-  Store& events = store();
+  annal::bench::ExportStore& events = store();
   // The same records: read once from the journal, outside the timing.
-  std::vector<annal::engine::Event> records;
-  for (std::uint64_t from = 1;;) {
-    auto read = events.engine->read_all(from, 10'000);
-    if (!read.ok() || read.value().empty()) break;
-    from = read.value().back().header.sequence + 1;
-    for (auto& event : read.value()) records.push_back(std::move(event));
-  }
+  const std::vector<annal::engine::Event> records = events.read_back();
   for (auto _ : state) {
     const std::string topic = cluster().new_topic();
     const auto started = std::chrono::steady_clock::now();

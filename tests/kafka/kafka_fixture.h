@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "annal/engine/engine.h"
+#include "counted_events.h"
 #include "eventually.h"
 #include "run_program.h"
 #include "served.h"
@@ -76,18 +77,7 @@ class KafkaTest : public ::testing::Test {
   }
 
   // Appends `count` events over 13 streams; the last receipt.
-  Receipt append(int count) {
-    Receipt last;
-    for (int i = 0; i < count; ++i) {
-      const std::string payload = "{\"n\":" + std::to_string(appended_++) + "}";
-      const auto bytes = std::as_bytes(std::span(payload));
-      const EventData event{.type = "Counted", .payload = {bytes.begin(), bytes.end()}};
-      auto receipt = engine_->append("order-" + std::to_string(appended_ % 13), ExpectedVersion::any(), {&event, 1});
-      EXPECT_TRUE(receipt.ok()) << receipt.status().to_string();
-      if (receipt.ok()) last = receipt.value();
-    }
-    return last;
-  }
+  Receipt append(int count) { return annal::test::append_counted(*engine_, count, appended_); }
 
   void wait_delivered(const KafkaExport& exporter, const Receipt& receipt) {
     ASSERT_TRUE(engine_->wait_durable(receipt, Engine::Clock::now() + std::chrono::minutes(2)).ok());

@@ -9,11 +9,6 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-#include <poll.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -22,6 +17,7 @@
 #include <vector>
 
 #include "kafka_fixture.h"
+#include "spawned_tool.h"
 
 namespace annal::kafka {
 namespace {
@@ -174,31 +170,11 @@ TEST_F(KafkaTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
     append(per_round);
     ASSERT_TRUE(engine_->close().ok());
     engine_.reset();
-    int err[2];
-    ASSERT_EQ(pipe(err), 0);
-    std::vector<char*> argv = annal::test::argv_of(ANNAL_CLI, args);
-    const pid_t child = fork();
-    if (child == 0) {
-      dup2(err[1], 2);
-      close(err[0]);
-      execv(ANNAL_CLI, argv.data());
-      _exit(127);
-    }
-    close(err[1]);
+    annal::test::SpawnedTool child(ANNAL_CLI, args);
     // "export kafka: ... from sequence N": it has read the topic back and begins to produce.
-    std::string line;
-    pollfd ready{.fd = err[0], .events = POLLIN, .revents = 0};
-    char c = 0;
-    while (line.find("from sequence") == std::string::npos && poll(&ready, 1, 120'000) == 1 && read(err[0], &c, 1) == 1) {
-      line += c;
-    }
-    EXPECT_NE(line.find("from sequence"), std::string::npos) << line;
+    EXPECT_TRUE(child.wait_for("from sequence")) << child.printed();
     std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 40)(random)));
-    kill(child, SIGKILL);
-    int status = 0;
-    waitpid(child, &status, 0);
-    close(err[0]);
-    if (WIFSIGNALED(status)) ++killed_while_exporting;
+    if (child.kill_now()) ++killed_while_exporting;
   }
   const annal::test::ProgramRun last = annal::test::run_program(
       std::string(ANNAL_CLI) + " export kafka " + dir_.path() + " --brokers " + rd_kafka_mock_cluster_bootstraps(cluster_) +
