@@ -31,8 +31,22 @@ ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection>
 void ProjectionRunner::run() {
   t_projection_thread = true;
   bool in_batch = false;  // events applied that end_of_batch has not followed yet
+  // A batch ends when nothing more is ready, and before anything reads the state (a query, a
+  // snapshot): a projection that buffers in apply() and folds in end_of_batch() must not be seen,
+  // or snapshotted, as of a sequence whose events it still holds apart.
+  const auto end_batch = [&]() -> Status {
+    in_batch = false;
+    const std::uint64_t applied = applied_.load(std::memory_order_relaxed);
+    const Status ended = step([&] { projection_->end_of_batch(applied); }, applied);
+    if (!ended.ok()) state_suspect_ = true;
+    return ended;
+  };
   while (!stop_requested_.load(std::memory_order_acquire)) {
-    if (queries_waiting_.load(std::memory_order_acquire) > 0) serve_queries();
+    const bool asked = queries_waiting_.load(std::memory_order_acquire) > 0;
+    if (in_batch && (asked || snapshot_due())) {
+      if (Status ended = end_batch(); !ended.ok()) return fail(ended);
+    }
+    if (asked) serve_queries();
     note_appends();  // before the snapshot: what it must wait for
     maybe_snapshot();
     // Within a batch, only an event that is there already; then the batch ends.
@@ -40,12 +54,7 @@ void ProjectionRunner::run() {
     if (event.code() == ErrorCode::timed_out) {
       live_.store(subscription_->live(), std::memory_order_relaxed);
       if (in_batch) {
-        const std::uint64_t applied = applied_.load(std::memory_order_relaxed);
-        if (Status ended = step([&] { projection_->end_of_batch(applied); }, applied); !ended.ok()) {
-          state_suspect_ = true;
-          return fail(ended);
-        }
-        in_batch = false;
+        if (Status ended = end_batch(); !ended.ok()) return fail(ended);
       }
       continue;
     }
@@ -62,6 +71,12 @@ void ProjectionRunner::run() {
     detached_.store(subscription_->detached(), std::memory_order_relaxed);
     // System records the subscription stepped over count as applied.
     applied_.store(subscription_->position() - 1, std::memory_order_release);
+  }
+  // Stopped mid-batch: the last snapshot (stop_applying) follows, of a state that must hold
+  // every event counted as applied. Only for a snapshotted projection: one that keeps its state
+  // elsewhere replays from its own checkpoint, and is being told to stop.
+  if (in_batch && projection_->schema() != 0) {
+    if (Status ended = end_batch(); !ended.ok()) fail(ended);
   }
   note_appends();  // for the snapshot stop() takes
 }
@@ -154,11 +169,15 @@ Result<std::uint64_t> ProjectionRunner::query(std::uint64_t min_sequence, const 
                                           std::to_string(min_sequence));
 }
 
-void ProjectionRunner::maybe_snapshot() {
-  if (projection_->schema() == 0 || since_snapshot_ == 0) return;
+bool ProjectionRunner::snapshot_due() const {
+  if (projection_->schema() == 0 || since_snapshot_ == 0) return false;
   const bool by_count = options_.snapshot_every_events != 0 && since_snapshot_ >= options_.snapshot_every_events;
   const bool by_time = options_.snapshot_every.count() != 0 && Clock::now() - last_snapshot_ >= options_.snapshot_every;
-  if (!by_count && !by_time) return;
+  return by_count || by_time;
+}
+
+void ProjectionRunner::maybe_snapshot() {
+  if (!snapshot_due()) return;
   since_snapshot_ = 0;
   last_snapshot_ = Clock::now();
   take_snapshot();

@@ -84,6 +84,7 @@ class ProjectionRunner {
   void run();
   Status step(const std::function<void()>& call, std::uint64_t sequence);
   void serve_queries();
+  [[nodiscard]] bool snapshot_due() const;
   void maybe_snapshot();
   void take_snapshot();
   void note_appends();

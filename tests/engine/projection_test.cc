@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -301,6 +302,101 @@ TEST_F(ProjectionTest, CloseTellsAProjectionThatWaitsOutsideToStop) {
   // Returns once the projection's thread has ended: it would wait for ever without the call.
   EXPECT_TRUE(engine_->close().ok());
   engine_.reset();
+}
+
+// A Counter that counts only in end_of_batch(): apply() buffers, as a projection that writes in
+// batches does. With `block_at`, its block_at-th event waits until the engine asks it to stop.
+class Buffered final : public Projection {
+ public:
+  explicit Buffered(std::uint64_t block_at = 0) : block_at_(block_at) {}
+  void apply(const EventView& event) override {
+    pending_.push_back(event.header);
+    ++seen;
+    if (seen != block_at_) return;
+    std::unique_lock lock(mutex_);
+    waiting_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return stopped_; });
+  }
+  void end_of_batch(std::uint64_t) override {
+    for (const EventHeader& header : pending_) counter.apply(EventView{header, {}});
+    pending_.clear();
+  }
+  void stop_requested() override {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+    changed_.notify_all();
+  }
+  void wait_until_waiting() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return waiting_; });
+  }
+  [[nodiscard]] std::uint32_t schema() const override { return counter.schema(); }
+  [[nodiscard]] std::vector<std::byte> snapshot() const override { return counter.snapshot(); }
+  Status restore(std::span<const std::byte> state) override { return counter.restore(state); }
+
+  Counter counter;
+  std::uint64_t seen = 0;  // events applied, buffered or counted
+
+ private:
+  const std::uint64_t block_at_;
+  std::vector<EventHeader> pending_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool waiting_ = false;
+  bool stopped_ = false;
+};
+
+// Closed in the middle of a batch, a projection that buffers has its batch ended before the last
+// snapshot: reopened from it, its state holds every event, none twice.
+TEST_F(ProjectionTest, ClosingMidBatchEndsTheBatchBeforeTheLastSnapshot) {
+  annal::test::Watchdog watchdog("closing mid-batch");
+  const Receipt last = append_many(300);
+  ASSERT_TRUE(engine_->wait_durable(last, soon()).ok());
+  auto blocked = std::make_shared<Buffered>(50);
+  ASSERT_TRUE(engine_->add_projection("buffered", blocked, {}).ok());
+  blocked->wait_until_waiting();
+  ASSERT_TRUE(engine_->close().ok());
+  open();
+  auto buffered = std::make_shared<Buffered>();
+  ASSERT_TRUE(engine_->add_projection("buffered", buffered, {}).ok());
+  EXPECT_GT(engine_->projection_status("buffered").value().restored_from, 0u);  // the last snapshot
+  const auto state = query<Buffered>(*engine_, "buffered", last.last_sequence,
+                                     [](const Buffered& b) { return b.counter; }, 30s);
+  ASSERT_TRUE(state.ok()) << state.status().to_string();
+  const Counter replay = replayed(last.last_sequence);
+  EXPECT_EQ(state.value().total, replay.total);
+  EXPECT_EQ(state.value().digest, replay.digest);
+}
+
+// A query runs once the projection has applied the sequence asked for, and sees that state: the
+// batch is ended first, or a projection that buffers would answer without its last events.
+TEST_F(ProjectionTest, AQueryMidBatchSeesTheBatchEnded) {
+  annal::test::Watchdog watchdog("a query mid-batch");
+  auto buffered = std::make_shared<Buffered>();
+  ASSERT_TRUE(engine_->add_projection("buffered", buffered, {}).ok());
+  const std::vector<std::byte> payload = bytes_of("x");
+  const std::vector<EventData> events(100, EventData{.type = "Noted", .payload = payload});
+  std::atomic<bool> asking{false};
+  Status queried;
+  std::uint64_t counted = 0;
+  std::uint64_t seen = 0;
+  // Asked before the events come, so that it is answered right after the last one is applied,
+  // with the batch (one append: the events arrive together) still open.
+  std::thread asker([&] {
+    asking = true;
+    queried = engine_->query("buffered", 100, [&](const Projection&) {
+      counted = buffered->counter.total;
+      seen = buffered->seen;
+    }, 60s);
+  });
+  ASSERT_TRUE(annal::test::eventually([&] { return asking.load(); }));
+  const auto appended = engine_->append("s", ExpectedVersion::any(), events);
+  EXPECT_TRUE(appended.ok()) << appended.status().to_string();
+  asker.join();
+  ASSERT_TRUE(queried.ok()) << queried.to_string();
+  EXPECT_GT(seen, 0u);
+  EXPECT_EQ(counted, seen);
 }
 
 TEST_F(ProjectionTest, AnEagerProjectionSeesEventsBeforeTheyAreDurable) {
