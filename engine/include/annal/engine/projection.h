@@ -17,7 +17,8 @@
 // no lock. apply() may append (a process manager reacting to events: docs/engine.md says how to
 // keep its follow-ups exactly once across crashes); what it throws stops the projection
 // (ProjectionStatus::error). Events come in batches (what was ready at once); end_of_batch() follows the last of each,
-// the place to flush buffered work. Queries run on that same thread between events (so they need
+// the place to flush buffered work. A batch also ends before a query runs, before a snapshot is
+// taken and at close, so that neither sees a state without what apply() buffered. Queries run on that same thread between events (so they need
 // none either), once the projection has applied the sequence asked for: pass an append's
 // last_sequence to read your own writes. A query that cannot be answered in time returns
 // ErrorCode::timed_out.
