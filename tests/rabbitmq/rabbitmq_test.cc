@@ -15,6 +15,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -521,6 +522,63 @@ TEST_F(RabbitTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
   ASSERT_TRUE(engine_->close().ok());
   std::printf("%d rounds, %d killed while exporting, %d events, each once in the stream\n", rounds, killed_while_exporting,
               appended_);
+}
+
+// A projection that throws at one sequence (once) makes poll() fail; last_offset() still names
+// the last message handled, so a reader resumed after it applies the failed event. A message of
+// annal's shape whose annal.id is not an id is corruption, not an event without an id.
+TEST_F(RabbitTest, TheReaderResumesAtTheEventThatFailed) {
+  annal::test::Watchdog watchdog("rabbitmq reader, a failure", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(100));
+  struct Throwing final : engine::Projection {
+    void apply(const engine::EventView& event) override {
+      if (++count == 50) {
+        failed_at = event.header.sequence;
+        throw std::runtime_error("refused");
+      }
+    }
+    int count = 0;
+    std::uint64_t failed_at = 0;
+  };
+  Throwing throwing;
+  auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 200});
+  ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+  Status failed;
+  ASSERT_TRUE(annal::test::eventually([&] {
+    auto polled = reader.value()->poll(throwing, std::chrono::milliseconds(100));
+    if (!polled.ok()) failed = polled.status();
+    return !polled.ok();
+  }));
+  EXPECT_NE(failed.message().find("the projection threw"), std::string::npos) << failed.to_string();
+  ASSERT_NE(throwing.failed_at, 0u);
+  ASSERT_TRUE(reader.value()->last_offset().has_value());
+  Recorded rest;
+  auto resumed = RabbitStreamReader::open({.url = server_->url(),
+                                           .stream = stream_name(),
+                                           .from_offset = *reader.value()->last_offset() + 1,
+                                           .applied = reader.value()->applied()});
+  ASSERT_TRUE(resumed.ok()) << resumed.status().to_string();
+  ASSERT_TRUE(annal::test::eventually([&] {
+    return !resumed.value()->poll(rest, std::chrono::milliseconds(100)).ok() || !rest.seen.empty();
+  }));
+  ASSERT_FALSE(rest.seen.empty());
+  EXPECT_EQ(rest.seen.front().sequence, throwing.failed_at) << "the event that failed was skipped";
+  // A forged message with a bad annal.id, after everything: the reader stops there.
+  const annal::test::ProgramRun forged = annal::test::run_program(std::string(ANNAL_DEBIAN_PYTHON) + " " +
+                                                                  ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " +
+                                                                  stream_name());
+  ASSERT_EQ(forged.exit_code, 0) << forged.output;
+  Status corrupt;
+  EXPECT_TRUE(annal::test::eventually([&] {
+    auto polled = resumed.value()->poll(rest, std::chrono::milliseconds(100));
+    if (!polled.ok()) corrupt = polled.status();
+    return !polled.ok();
+  }));
+  EXPECT_EQ(corrupt.code(), ErrorCode::corruption) << corrupt.to_string();
+  EXPECT_NE(corrupt.message().find("annal.id"), std::string::npos) << corrupt.to_string();
+  ASSERT_TRUE(engine_->close().ok());
 }
 
 }  // namespace
