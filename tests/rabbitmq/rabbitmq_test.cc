@@ -581,5 +581,104 @@ TEST_F(RabbitTest, TheReaderResumesAtTheEventThatFailed) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The stream deleted and created again while the exporter is disconnected: the new stream holds
+// none of what RabbitMQ confirmed. The reconnection reads it back, sees less than was confirmed,
+// and stops the export saying so (instead of going on after a silent gap); delivered() no longer
+// claims the lost events. A restart exports everything again into the new stream, once.
+TEST_F(RabbitTest, AStreamHoldingLessThanConfirmedStopsTheExport) {
+  annal::test::Watchdog watchdog("rabbitmq export, stream recreated", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  const Receipt first = append(100);
+  wait_delivered(*exporter, first);
+  const annal::test::ProgramRun deleted = server_->ctl("delete_queue " + stream_name());
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
+  const annal::test::ProgramRun created = server_->ctl(
+      "eval 'rabbit_amqqueue:declare(rabbit_misc:r(<<\"/\">>, queue, <<\"" + stream_name() +
+      "\">>), true, false, [{<<\"x-queue-type\">>, longstr, <<\"stream\">>}], none, <<\"test\">>).'");
+  ASSERT_EQ(created.exit_code, 0) << created.output;
+  // The exporter's connection goes; its reconnection finds the new stream.
+  const annal::test::ProgramRun closed = server_->ctl("close_all_connections test");
+  ASSERT_EQ(closed.exit_code, 0) << closed.output;
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }, std::chrono::minutes(1)));
+  const std::string said = exporter->failure().message();
+  EXPECT_NE(said.find("up to sequence 0 only, but RabbitMQ had confirmed up to sequence " +
+                      std::to_string(first.last_sequence)),
+            std::string::npos)
+      << said;
+  EXPECT_EQ(exporter->delivered(), 0u);
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(50));
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A memory alarm (the watermark set to 0) blocks publishing: RabbitMQ says so (connection.blocked),
+// health() shows it, and closing the engine and destroying the exporter return though the server
+// takes nothing. With the watermark back, a restart leaves each event once in the stream.
+TEST_F(RabbitTest, AResourceAlarmShowsInHealthAndStopStillReturns) {
+  annal::test::Watchdog watchdog("rabbitmq export, resource alarm", std::chrono::seconds(300));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(100));
+  struct Restore {
+    annal::test::RabbitServer* server;
+    ~Restore() { (void)server->ctl("set_vm_memory_high_watermark 0.4"); }
+  } restore{server_};
+  const annal::test::ProgramRun alarmed = server_->ctl("set_vm_memory_high_watermark 0");
+  ASSERT_EQ(alarmed.exit_code, 0) << alarmed.output;
+  append(2000);
+  EXPECT_TRUE(annal::test::eventually(
+      [&] { return exporter->health().message().find("RabbitMQ blocked the connection") != std::string::npos; },
+      std::chrono::minutes(1)))
+      << exporter->health().to_string();
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();  // returns: the watchdog would say otherwise
+  const annal::test::ProgramRun restored = server_->ctl("set_vm_memory_high_watermark 0.4");
+  ASSERT_EQ(restored.exit_code, 0) << restored.output;
+  exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(100));
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Added to a second engine while the first still runs it: the first run is stopped and joined
+// before the second starts (it used to join a thread nobody had stopped: a deadlock).
+TEST_F(RabbitTest, TheSameExporterAddedAgainStopsItsEarlierRun) {
+  annal::test::Watchdog watchdog("rabbitmq export, added again");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  annal::test::TempDirectory other_dir;
+  auto other = Engine::open(other_dir.path(), {});
+  ASSERT_TRUE(other.ok());
+  const Status added = other.value()->add_projection("export_rabbitmq", exporter, {});
+  EXPECT_TRUE(added.ok()) << added.to_string();
+  EXPECT_TRUE(other.value()->close().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Options that cannot work are refused at add_projection with the reason: heartbeats off, a fence
+// queue name longer than AMQP allows.
+TEST_F(RabbitTest, ImpossibleOptionsAreRefused) {
+  annal::test::Watchdog watchdog("rabbitmq export, bad options");
+  open_engine();
+  ASSERT_FALSE(HasFailure());
+  RabbitExportOptions silent = options();
+  silent.heartbeat = std::chrono::seconds(0);
+  const Status no_heartbeat = engine_->add_projection("silent", std::make_shared<RabbitExport>(silent), {});
+  EXPECT_EQ(no_heartbeat.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(no_heartbeat.message().find("heartbeat must be at least 1 s"), std::string::npos) << no_heartbeat.to_string();
+  RabbitExportOptions long_names = options();
+  long_names.source = std::string(250, 's');
+  const Status too_long = engine_->add_projection("long", std::make_shared<RabbitExport>(long_names), {});
+  EXPECT_EQ(too_long.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(too_long.message().find("too long together"), std::string::npos) << too_long.to_string();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 }  // namespace
 }  // namespace annal::rabbitmq
