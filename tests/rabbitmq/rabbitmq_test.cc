@@ -588,6 +588,27 @@ TEST_F(RabbitTest, AStreamHoldingLessThanConfirmedStopsTheExport) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The stream deleted (and not created again) while the exporter is disconnected: the reconnection
+// checks passively that it exists, so the export stops saying the stream is gone, instead of
+// creating an empty one and going on after a gap; delivered() no longer claims anything.
+TEST_F(RabbitTest, AStreamDeletedWhileDisconnectedStopsTheExport) {
+  annal::test::Watchdog watchdog("rabbitmq export, stream deleted while disconnected");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(100));
+  const annal::test::ProgramRun deleted = server_->ctl("delete_queue " + stream_name());
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
+  const annal::test::ProgramRun closed = server_->ctl("close_all_connections test");
+  ASSERT_EQ(closed.exit_code, 0) << closed.output;
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }, std::chrono::minutes(1)));
+  EXPECT_EQ(exporter->failure().code(), ErrorCode::not_found) << exporter->failure().to_string();
+  EXPECT_NE(exporter->failure().message().find("the stream no longer exists"), std::string::npos)
+      << exporter->failure().to_string();
+  EXPECT_EQ(exporter->delivered(), 0u);
+  EXPECT_EQ(server_->messages(stream_name()), -1) << "the stream was created again";
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A memory alarm (the watermark set to 0) blocks publishing: RabbitMQ says so (connection.blocked),
 // health() shows it, and closing the engine and destroying the exporter return though the server
 // takes nothing. With the watermark back, a restart leaves each event once in the stream.
