@@ -138,12 +138,6 @@ class RabbitServer {
     ::kill(pid_, SIGTERM);
     reap(std::chrono::seconds(120));
   }
-  // Kills the node as a crash would: SIGKILL to its whole group, no shutdown.
-  void crash() {
-    if (pid_ <= 0) return;
-    ::kill(-pid_, SIGKILL);
-    reap(std::chrono::seconds(60));
-  }
 
   [[nodiscard]] int port() const { return port_; }
   [[nodiscard]] const std::string& node() const { return node_; }

@@ -22,7 +22,11 @@ ErrorCode code_of_library(int status) {
                                                                                     : ErrorCode::io_error;
 }
 
-// The ErrorCode of a server's reply code (AMQP 0-9-1's constants).
+// The ErrorCode of a server's reply code (AMQP 0-9-1's constants): the one mapping for declare,
+// consume and publish. NOT_FOUND is retried: the stream exists (it was declared) but its node is
+// down or still recovering it (after a crash), or a publish met it so; reconnecting and reading
+// the stream back is exactly-once safe. A stream that really is gone is told apart by the passive
+// declare of a reconnection (declare_stream), which is fatal.
 ErrorCode code_of_reply(int reply_code) {
   switch (reply_code) {
     case AMQP_RESOURCE_LOCKED: return ErrorCode::locked;
@@ -30,8 +34,9 @@ ErrorCode code_of_reply(int reply_code) {
     case AMQP_INTERNAL_ERROR:
     case AMQP_RESOURCE_ERROR:         // out of a resource for now (memory, channels)
     case AMQP_FRAME_ERROR:
+    case AMQP_NOT_FOUND:
       return ErrorCode::io_error;
-    default: return ErrorCode::invalid_argument;  // access refused, not found, precondition failed ...
+    default: return ErrorCode::invalid_argument;  // access refused, precondition failed ...
   }
 }
 
@@ -110,10 +115,18 @@ Result<std::unique_ptr<Connection>> Connection::open(const Address& address, con
   }
   (void)amqp_set_handshake_timeout(state, &limit);
   (void)amqp_set_rpc_timeout(state, &limit);
-  amqp_table_entry_t property{.key = amqp_cstring_bytes("connection_name"), .value = {}};
-  property.value.kind = AMQP_FIELD_KIND_UTF8;
-  property.value.value.bytes = amqp_cstring_bytes(name.c_str());
-  const amqp_table_t properties{1, &property};
+  // connection.blocked: RabbitMQ tells this client when a resource alarm blocks its publishes
+  // (rabbitmq-c merges this with its own capabilities).
+  amqp_table_entry_t capability{.key = amqp_cstring_bytes("connection.blocked"), .value = {}};
+  capability.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  capability.value.value.boolean = 1;
+  amqp_table_entry_t property[2] = {{.key = amqp_cstring_bytes("connection_name"), .value = {}},
+                                    {.key = amqp_cstring_bytes("capabilities"), .value = {}}};
+  property[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  property[0].value.value.bytes = amqp_cstring_bytes(name.c_str());
+  property[1].value.kind = AMQP_FIELD_KIND_TABLE;
+  property[1].value.value.table = amqp_table_t{1, &capability};
+  const amqp_table_t properties{2, property};
   const amqp_rpc_reply_t login =
       amqp_login_with_properties(state, address.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, static_cast<int>(heartbeat.count()),
                                  &properties, AMQP_SASL_METHOD_PLAIN, address.user.c_str(), address.password.c_str());
@@ -133,8 +146,13 @@ Result<std::unique_ptr<Connection>> Connection::open(const Address& address, con
 }
 
 Connection::~Connection() {
-  if (!closed_) (void)amqp_connection_close(state_, AMQP_REPLY_SUCCESS);
+  close();
   amqp_destroy_connection(state_);
+}
+
+void Connection::close() {
+  if (!closed_) (void)amqp_connection_close(state_, AMQP_REPLY_SUCCESS);
+  closed_ = true;
 }
 
 Status Connection::error(ErrorCode code, const std::string& what, const std::string& why) const {
@@ -156,6 +174,7 @@ Status Connection::reply_error(const std::string& what, const amqp_rpc_reply_t& 
       if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
         const auto* close = static_cast<const amqp_channel_close_t*>(reply.reply.decoded);
         reply_code_ = close->reply_code;
+        reply_text_ = text_of(close->reply_text);
         return error(code_of_reply(close->reply_code), what, "the server closed the channel: " + text_of(close->reply_text));
       }
       return error(ErrorCode::io_error, what, "an unexpected reply from the server");
@@ -172,21 +191,24 @@ Status Connection::close_channel(amqp_channel_t channel) {
   return reply_error("closing channel " + std::to_string(channel), amqp_channel_close(state_, channel, AMQP_REPLY_SUCCESS));
 }
 
-Status Connection::declare_stream(amqp_channel_t channel, const std::string& stream) {
+Status Connection::declare_stream(amqp_channel_t channel, const std::string& stream, bool passive) {
   amqp_table_entry_t type{.key = amqp_cstring_bytes("x-queue-type"), .value = {}};
   type.value.kind = AMQP_FIELD_KIND_UTF8;
   type.value.value.bytes = amqp_cstring_bytes("stream");
-  (void)amqp_queue_declare(state_, channel, amqp_cstring_bytes(stream.c_str()), /*passive=*/0, /*durable=*/1,
+  (void)amqp_queue_declare(state_, channel, amqp_cstring_bytes(stream.c_str()), passive ? 1 : 0, /*durable=*/1,
                            /*exclusive=*/0, /*auto_delete=*/0, amqp_table_t{1, &type});
   reply_code_ = 0;
+  reply_text_.clear();
   Status declared = reply_error("declaring stream " + stream, amqp_get_rpc_reply(state_));
   if (reply_code_ == AMQP_PRECONDITION_FAILED) {
     return Status(declared.code(), declared.message() + " (a queue of that name exists that is not a stream, or was declared"
                                                         " with other arguments: set retention by policy instead)");
   }
-  // A declare creates what is missing, so NOT_FOUND means the stream exists but its node is down
-  // or still recovering it (after a crash): worth waiting for.
-  if (reply_code_ == AMQP_NOT_FOUND) return Status(ErrorCode::io_error, declared.message() + " (retried)");
+  // RabbitMQ answers "NOT_FOUND - no queue 'x' ..." for a queue that does not exist, and
+  // "NOT_FOUND - home node ... is down or inaccessible" for one whose node is not up (retried).
+  if (passive && reply_code_ == AMQP_NOT_FOUND && reply_text_.find("no queue") != std::string::npos) {
+    return Status(ErrorCode::not_found, declared.message() + " (the stream no longer exists)");
+  }
   return declared;
 }
 
@@ -216,11 +238,7 @@ Status Connection::consume(amqp_channel_t channel, const std::string& stream, st
   (void)amqp_basic_consume(state_, channel, amqp_cstring_bytes(stream.c_str()), amqp_cstring_bytes(tag.c_str()), 0,
                            /*no_ack=*/0, 0,
                            amqp_table_t{1, &from});
-  reply_code_ = 0;
-  Status consuming = reply_error("reading stream " + stream, amqp_get_rpc_reply(state_));
-  // As for declare_stream: a stream whose node is down or recovering is waited for by the exporter.
-  if (reply_code_ == AMQP_NOT_FOUND) return Status(ErrorCode::io_error, consuming.message());
-  return consuming;
+  return reply_error("reading stream " + stream, amqp_get_rpc_reply(state_));
 }
 
 Status Connection::ack(amqp_channel_t channel, std::uint64_t tag) {
@@ -263,6 +281,8 @@ Result<std::optional<amqp_frame_t>> Connection::next_frame(std::chrono::millisec
   }
   return std::optional<amqp_frame_t>(frame);
 }
+
+void Connection::release_buffers() { amqp_maybe_release_buffers(state_); }
 
 Result<std::unique_ptr<Delivery>> Connection::next_delivery(std::chrono::milliseconds wait) {
   amqp_maybe_release_buffers(state_);

@@ -85,6 +85,10 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
+  // The connection.close handshake (bounded by the RPC timeout), unless the socket failed; the
+  // socket itself stays open until destruction.
+  void close();
+
   [[nodiscard]] const Address& address() const { return address_; }
   [[nodiscard]] amqp_connection_state_t state() const { return state_; }
   // The socket, to poll for frames to read.
@@ -95,8 +99,9 @@ class Connection {
   Status open_channel(amqp_channel_t channel);
   Status close_channel(amqp_channel_t channel);
   // Declares the stream queue (durable, x-queue-type stream) if absent; refuses one that exists
-  // with another type or arguments (RabbitMQ's PRECONDITION_FAILED).
-  Status declare_stream(amqp_channel_t channel, const std::string& stream);
+  // with another type or arguments (RabbitMQ's PRECONDITION_FAILED). `passive`: only checks that
+  // it exists; a stream that does not is ErrorCode::not_found (fatal), never created.
+  Status declare_stream(amqp_channel_t channel, const std::string& stream, bool passive);
   // An exclusive queue of this connection named `name`: taken while another connection holds it
   // (RESOURCE_LOCKED, ErrorCode::conflict; the channel is then closed by the server).
   Status declare_exclusive(amqp_channel_t channel, const std::string& name);
@@ -113,6 +118,9 @@ class Connection {
   // message it dropped. Its confirm comes later.
   Status publish(amqp_channel_t channel, const std::string& stream, const amqp_table_t& headers, std::string_view body);
 
+  // Frees rabbitmq-c's per-channel memory of the frames decoded so far (it keeps it otherwise for
+  // the connection's life): call once no frame read before is used any more.
+  void release_buffers();
   // The next frame within `wait`: nullopt when none came. An error when the connection failed.
   Result<std::optional<amqp_frame_t>> next_frame(std::chrono::milliseconds wait);
   // The next delivery within `wait`, from any consumer of this connection (the caller filters by
@@ -131,6 +139,7 @@ class Connection {
   Address address_;
   amqp_connection_state_t state_;
   mutable int reply_code_ = 0;  // the last server refusal's AMQP reply code (reply_error)
+  mutable std::string reply_text_;  // and its text, for a channel closed
   bool closed_ = false;  // the socket failed: no connection.close handshake at destruction
 };
 
@@ -146,10 +155,15 @@ class Headers {
   std::vector<amqp_table_entry_t> entries_;
 };
 
-// Errors: a server's refusal that retrying cannot change (access refused, the stream not found,
-// arguments that do not match) is ErrorCode::invalid_argument; an exclusive queue held by another
-// connection is ErrorCode::locked; a connection lost, refused or timed out, or the server shutting
-// down, is ErrorCode::io_error or timed_out. Only the first kind is not worth retrying.
-[[nodiscard]] inline bool is_retryable(const Status& status) { return status.code() != ErrorCode::invalid_argument; }
+// Errors: a server's refusal that retrying cannot change (access refused, arguments that do not
+// match) is ErrorCode::invalid_argument; a stream found missing on a reconnection is not_found;
+// an exclusive queue held by another connection is ErrorCode::locked; a connection lost, refused
+// or timed out, the server shutting down, a nack, or a stream whose node is down (NOT_FOUND from
+// the server) is ErrorCode::io_error or timed_out. Only locked, io_error and timed_out are worth
+// retrying.
+[[nodiscard]] inline bool is_retryable(const Status& status) {
+  return status.code() == ErrorCode::io_error || status.code() == ErrorCode::timed_out ||
+         status.code() == ErrorCode::locked;
+}
 
 }  // namespace annal::rabbitmq

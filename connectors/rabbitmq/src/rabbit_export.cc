@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +27,18 @@ constexpr std::chrono::milliseconds kConnectTimeout{5'000};
 // How long closing waits for the confirms of what is already published.
 constexpr std::chrono::milliseconds kCloseWait{5'000};
 constexpr std::chrono::milliseconds kBackoffFirst{100};
+// How much longer than kCloseWait stopping lets run() finish before it shuts the socket down: only
+// a send rabbitmq-c keeps retrying (a publish blocked by a resource alarm, a server that stopped
+// reading) holds run() that long, and shutdown(2) makes that send fail.
+constexpr std::chrono::milliseconds kStopGrace{5'000};
+// AMQP's short strings (queue names) hold 255 bytes at most.
+constexpr std::size_t kQueueNameMax = 255;
+
+// The fence's queue name: the stream's length first, so that no two (stream, source) pairs give
+// the same name ("a.b" + "c" and "a" + "b.c" do not).
+std::string fence_name(const std::string& stream, const std::string& source) {
+  return "annal.export." + std::to_string(stream.size()) + "." + stream + "." + source;
+}
 
 std::chrono::milliseconds until(std::chrono::steady_clock::time_point deadline) {
   return std::max(std::chrono::milliseconds(0),
@@ -38,10 +51,38 @@ RabbitExport::RabbitExport(RabbitExportOptions options)
     : options_(std::move(options)), wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 RabbitExport::~RabbitExport() {
-  stop_requested();
-  if (thread_.joinable()) thread_.join();
-  connection_.reset();
+  stop_and_join();
+  drop_connection();
   if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void RabbitExport::stop_and_join() {
+  if (!thread_.joinable()) return;
+  stop_requested();
+  {
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, kCloseWait + kStopGrace, [&] { return !running_; }) && socket_fd_ >= 0) {
+      // Under mutex_: run() clears socket_fd_ under it before the socket is closed, so this is
+      // never another file that took the number.
+      (void)::shutdown(socket_fd_, SHUT_RDWR);
+    }
+  }
+  thread_.join();
+}
+
+void RabbitExport::drop_connection() {
+  if (!connection_) return;
+  connection_->close();  // while socket_fd_ is set: stop_and_join can cut a handshake that hangs
+  {
+    std::lock_guard lock(mutex_);
+    socket_fd_ = -1;
+  }
+  connection_.reset();
+}
+
+bool RabbitExport::stopping() const {
+  std::lock_guard lock(mutex_);
+  return stopping_;
 }
 
 std::uint64_t RabbitExport::delivered() const {
@@ -75,20 +116,37 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
     return Status(ErrorCode::invalid_argument,
                   "RabbitMQ export: a stream and a source name are needed (RabbitExportOptions::stream, ::source)");
   }
+  if (options_.heartbeat.count() <= 0) {
+    return Status(ErrorCode::invalid_argument,
+                  "RabbitMQ export: heartbeat must be at least 1 s (0 would turn off the detection of a silent server)");
+  }
+  if (options_.stream.size() > kQueueNameMax) {
+    return Status(ErrorCode::invalid_argument, "RabbitMQ export: the stream name is " + std::to_string(options_.stream.size()) +
+                                                   " bytes; RabbitMQ allows " + std::to_string(kQueueNameMax));
+  }
+  if (const std::string fence = fence_name(options_.stream, options_.source); fence.size() > kQueueNameMax) {
+    return Status(ErrorCode::invalid_argument,
+                  "RabbitMQ export: the stream and source names are too long together: the fence queue " + fence.substr(0, 40) +
+                      "... would be " + std::to_string(fence.size()) + " bytes, RabbitMQ allows " +
+                      std::to_string(kQueueNameMax) + " (shorten the source name)");
+  }
   if (wake_fd_ < 0) return Status(ErrorCode::io_error, "RabbitMQ export: no eventfd for the exporter's thread");
-  // Added again after an engine closed: nothing of that run carries over.
-  if (thread_.joinable()) thread_.join();
-  connection_.reset();
+  // Added again (after an engine closed, or to another engine): the run before is stopped first,
+  // and nothing of it carries over.
+  stop_and_join();
+  drop_connection();
   {
     std::lock_guard lock(mutex_);
     pending_.clear();
     sent_ = 0;
     pending_bytes_ = 0;
     delivered_ = 0;
+    last_confirmed_ = 0;
     applied_ = 0;
     reconnections_ = 0;
     halted_ = false;
     stopping_ = false;
+    blocked_ = false;
     retrying_ = Status();
     fatal_ = Status();
   }
@@ -96,8 +154,12 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
   const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
   Status last;
   for (std::chrono::milliseconds backoff = kBackoffFirst;;) {
-    auto resumed = connect(deadline);
+    auto resumed = connect(deadline, /*again=*/false);
     if (resumed.ok()) {
+      {
+        std::lock_guard lock(mutex_);
+        running_ = true;
+      }
       thread_ = std::thread([this] { run(); });
       return std::optional<std::uint64_t>(resumed.value());
     }
@@ -115,30 +177,60 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
                                                      : ")"));
 }
 
-Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_point deadline) {
+Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_point deadline, bool again) {
   auto address = parse_url(options_.url);
   if (!address.ok()) return address.status();
+  const auto stopped = [&] { return Status(ErrorCode::timed_out, address.value().where() + ": connecting: stopped"); };
   auto opened = Connection::open(address.value(), "annal export " + options_.source,
                                  std::min(kConnectTimeout, std::max(until(deadline), std::chrono::milliseconds(1))),
                                  options_.heartbeat);
   if (!opened.ok()) return opened.status();
   Connection& connection = *opened.value();
+  if (stopping()) return stopped();
   // The fence: an older connection of this source (a killed process's, one this exporter lost)
   // holds this queue until RabbitMQ has closed it; only then can nothing more of it be appended.
-  const std::string fence = "annal.export." + options_.stream + "." + options_.source;
-  if (Status fenced = connection.declare_exclusive(kPublishChannel, fence); !fenced.ok()) {
+  if (Status fenced = connection.declare_exclusive(kPublishChannel, fence_name(options_.stream, options_.source));
+      !fenced.ok()) {
     if (fenced.code() == ErrorCode::locked) {
       return Status(ErrorCode::locked, fenced.message() + ": another exporter of source " + options_.source +
                                            " is connected, or RabbitMQ has not closed an earlier connection yet");
     }
     return fenced;
   }
-  if (Status declared = connection.declare_stream(kPublishChannel, options_.stream); !declared.ok()) return declared;
-  auto tail = read_tail(connection, options_.stream, options_.source, deadline);
+  if (stopping()) return stopped();
+  // At start the stream is created if absent. On a reconnection it must exist: created again, it
+  // would be empty of what RabbitMQ confirmed before.
+  if (Status declared = connection.declare_stream(kPublishChannel, options_.stream, /*passive=*/again); !declared.ok()) {
+    if (declared.code() == ErrorCode::not_found) {
+      // Gone with everything in it: delivered() no longer claims any of it.
+      std::lock_guard lock(mutex_);
+      delivered_ = 0;
+      last_confirmed_ = 0;
+      changed_.notify_all();
+    }
+    return declared;
+  }
+  auto tail = read_tail(connection, options_.stream, options_.source, deadline, [this] { return stopping(); });
   if (!tail.ok()) return tail.status();
   if (Status confirming = connection.confirm_select(kPublishChannel); !confirming.ok()) return confirming;
   {
     std::lock_guard lock(mutex_);
+    // The stream must hold everything RabbitMQ confirmed. Less (the stream deleted and created
+    // again, a node's data lost, retention) means events between are lost there, and no longer
+    // in the window to publish again: fatal, and delivered() no longer claims them.
+    if (tail.value() < last_confirmed_) {
+      const std::uint64_t confirmed = last_confirmed_;
+      delivered_ = tail.value();
+      last_confirmed_ = tail.value();
+      changed_.notify_all();
+      return connection.error(ErrorCode::corruption, "reading back stream " + options_.stream,
+                              "it holds source " + options_.source + "'s events up to sequence " +
+                                  std::to_string(tail.value()) + " only, but RabbitMQ had confirmed up to sequence " +
+                                  std::to_string(confirmed) +
+                                  ": the stream lost messages (deleted and created again, a node's data lost, or "
+                                  "retention); the export stops, and its next start publishes again from sequence " +
+                                  std::to_string(tail.value() + 1));
+    }
     // The stream holds every event up to the tail (a prefix of what was published): those are
     // confirmed; the rest are published again, in order, on this connection.
     while (!pending_.empty() && pending_.front().sequence <= tail.value()) {
@@ -146,14 +238,20 @@ Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_poin
       pending_bytes_ -= pending_.front().body.size();
       pending_.pop_front();
     }
-    for (Message& message : pending_) message.tag = 0;
+    for (Message& message : pending_) {
+      message.tag = 0;
+      message.confirmed = false;  // a confirm of the old connection's says nothing of this one's
+    }
     sent_ = 0;
     next_tag_ = 1;
+    blocked_ = false;
     delivered_ = std::max(delivered_, tail.value());
+    last_confirmed_ = std::max(last_confirmed_, tail.value());
     if (pending_.empty() && !halted_) delivered_ = std::max(delivered_, applied_);
     changed_.notify_all();
+    socket_fd_ = connection.fd();
+    connection_ = std::move(opened).value();
   }
-  connection_ = std::move(opened).value();
   return tail.value();
 }
 
@@ -215,6 +313,13 @@ void RabbitExport::wake() {
 }
 
 void RabbitExport::run() {
+  run_connected();
+  std::lock_guard lock(mutex_);
+  running_ = false;
+  changed_.notify_all();
+}
+
+void RabbitExport::run_connected() {
   std::chrono::milliseconds backoff = kBackoffFirst;
   for (;;) {
     {
@@ -222,7 +327,7 @@ void RabbitExport::run() {
       if (stopping_ || !fatal_.ok()) break;
     }
     if (!connection_) {
-      auto resumed = connect(std::chrono::steady_clock::now() + options_.start_timeout);
+      auto resumed = connect(std::chrono::steady_clock::now() + options_.start_timeout, /*again=*/true);
       std::unique_lock lock(mutex_);
       if (resumed.ok()) {
         ++reconnections_;
@@ -244,8 +349,9 @@ void RabbitExport::run() {
     Status worked = publish_some();
     if (worked.ok()) {
       std::unique_lock lock(mutex_);
-      // Nothing left to publish: sleep in poll until a frame or a new message comes.
-      const bool nothing = sent_ == pending_.size();
+      // Nothing left to publish (or RabbitMQ blocks publishing): sleep in poll until a frame or a
+      // new message comes.
+      const bool nothing = sent_ == pending_.size() || blocked_;
       idle_ = nothing;
       lock.unlock();
       worked = read_frames(nothing ? kIdlePoll : std::chrono::milliseconds(0));
@@ -253,7 +359,7 @@ void RabbitExport::run() {
       idle_ = false;
     }
     if (!worked.ok()) {
-      connection_.reset();
+      drop_connection();
       std::lock_guard lock(mutex_);
       if (!is_retryable(worked)) {
         fatal_ = worked;
@@ -273,7 +379,7 @@ void RabbitExport::run() {
     }
     if (!read_frames(std::min(until(deadline), std::chrono::milliseconds(100))).ok()) break;
   }
-  connection_.reset();
+  drop_connection();
 }
 
 Status RabbitExport::publish_some() {
@@ -282,8 +388,10 @@ Status RabbitExport::publish_some() {
     std::uint64_t delivered = 0;
     {
       std::lock_guard lock(mutex_);
-      if (sent_ == pending_.size()) return {};
-      // Only this thread removes messages: the reference stays valid while apply() appends.
+      if (sent_ == pending_.size() || blocked_) return {};
+      // Only this thread removes messages, and a deque's push_back keeps pointers and references
+      // to its elements valid (not its iterators): this pointer stays good, outside the lock,
+      // while apply() appends. apply() never writes an element it has queued.
       message = &pending_[sent_];
       message->tag = next_tag_++;
       ++sent_;
@@ -314,25 +422,46 @@ Status RabbitExport::read_frames(std::chrono::milliseconds wait) {
       (void)!::read(wake_fd_, &count, sizeof(count));
     }
   }
+  Status status = read_some_frames();
+  // The frames read are done with: rabbitmq-c keeps their memory until told (for the whole
+  // connection otherwise).
+  connection_->release_buffers();
+  return status;
+}
+
+Status RabbitExport::read_some_frames() {
   // Every frame there is now; the first read also services heartbeats.
   for (;;) {
     auto next = connection_->next_frame(std::chrono::milliseconds(0));
     if (!next.ok()) return next.status();
     if (!next.value()) return {};
     const amqp_frame_t& frame = *next.value();
-    if (frame.frame_type != AMQP_FRAME_METHOD || frame.channel != kPublishChannel) continue;
+    if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+    if (frame.channel == 0 && frame.payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD) {
+      const auto* blocked = static_cast<const amqp_connection_blocked_t*>(frame.payload.method.decoded);
+      set_blocked(true, std::string(static_cast<const char*>(blocked->reason.bytes), blocked->reason.len));
+      continue;
+    }
+    if (frame.channel == 0 && frame.payload.method.id == AMQP_CONNECTION_UNBLOCKED_METHOD) {
+      set_blocked(false, "");
+      continue;
+    }
+    if (frame.channel != kPublishChannel) continue;
     switch (frame.payload.method.id) {
       case AMQP_BASIC_ACK_METHOD: {
         const auto* ack = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
         std::lock_guard lock(mutex_);
         confirm_locked(ack->delivery_tag, ack->multiple != 0);
-        retrying_ = Status();
+        if (!blocked_) retrying_ = Status();
         break;
       }
       case AMQP_BASIC_NACK_METHOD: {
+        // RabbitMQ could not write it (an internal error). Whether it or anything after it landed
+        // is unknown here: a new connection reads the stream back and publishes what is missing.
         const auto* nack = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
-        return connection_->error(ErrorCode::invalid_argument, "publishing to stream " + options_.stream,
-                                  "the server refused (nack) delivery tag " + std::to_string(nack->delivery_tag));
+        return connection_->error(ErrorCode::io_error, "publishing to stream " + options_.stream,
+                                  "the server refused (nack) delivery tag " + std::to_string(nack->delivery_tag) +
+                                      "; reading the stream back on a new connection");
       }
       case AMQP_BASIC_RETURN_METHOD: {
         // Unroutable: the stream was deleted. Its confirm would follow, for a message dropped.
@@ -360,6 +489,14 @@ Status RabbitExport::read_frames(std::chrono::milliseconds wait) {
   }
 }
 
+void RabbitExport::set_blocked(bool blocked, const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  blocked_ = blocked;
+  retrying_ = blocked ? connection_->error(ErrorCode::io_error, "publishing to stream " + options_.stream,
+                                           "RabbitMQ blocked the connection: " + reason)
+                      : Status();
+}
+
 void RabbitExport::confirm_locked(std::uint64_t tag, bool multiple) {
   if (pending_.empty() || sent_ == 0) return;
   const std::uint64_t first = pending_.front().tag;
@@ -368,6 +505,7 @@ void RabbitExport::confirm_locked(std::uint64_t tag, bool multiple) {
   for (std::size_t i = multiple ? 0 : at; i <= at; ++i) pending_[i].confirmed = true;
   while (!pending_.empty() && pending_.front().confirmed) {
     delivered_ = pending_.front().sequence;
+    last_confirmed_ = delivered_;
     pending_bytes_ -= pending_.front().body.size();
     pending_.pop_front();
     --sent_;

@@ -51,12 +51,14 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     last_tag = delivery.tag();
     const auto offset = delivery.offset();
     if (!offset) return fail(connection_->error(ErrorCode::invalid_argument, "reading " + options_.stream, "not a stream"));
-    last_offset_ = *offset;
+    // last_offset_ moves only once a message is handled (applied, or skipped): after a failure it
+    // still names the last one handled, so resuming after it does not skip the failed one.
     const amqp_table_t& headers = delivery.headers();
     const auto sequence = number_header(headers, kSequenceHeader);
     const auto source = text_header(headers, kSourceHeader);
     if (!sequence || !source) {
       ++foreign_;
+      last_offset_ = *offset;
       continue;
     }
     const std::string where = "stream " + options_.stream + " offset " + std::to_string(*offset);
@@ -72,6 +74,7 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     std::uint64_t& seen = options_.applied[std::string(*source)];
     if (*sequence <= seen) {
       ++duplicates_;
+      last_offset_ = *offset;
       continue;
     }
     engine::EventView event;
@@ -80,7 +83,14 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     event.header.timestamp_ns = *timestamp;
     event.header.type = *type;
     event.header.stream_name = *stream;
-    if (const auto id = text_header(headers, kIdHeader)) event.header.event_id = engine::parse_id(*id).value_or(engine::Id128{});
+    if (const auto id = text_header(headers, kIdHeader)) {
+      const auto parsed = engine::parse_id(*id);
+      if (!parsed) {
+        return fail(connection_->error(ErrorCode::corruption, where,
+                                       "an event of source " + std::string(*source) + " whose annal.id is not an id"));
+      }
+      event.header.event_id = *parsed;
+    }
     const std::string_view body = delivery.body();
     event.payload = std::as_bytes(std::span(body.data(), body.size()));
     try {
@@ -89,6 +99,7 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
       return fail(Status(ErrorCode::invalid_argument, where + ": the projection threw: " + error.what()));
     }
     seen = *sequence;
+    last_offset_ = *offset;
     last_sequence = *sequence;
     ++applied;
   }

@@ -11,13 +11,17 @@
 namespace annal::rabbitmq {
 namespace {
 
-// Messages read per step back from the end, looking for the source's last one.
+// Messages read by the first step back from the end, looking for the source's last one; each
+// further step reads twice as many, so that a source idle behind n others' messages is found in
+// about log2(n / 1000) steps.
 constexpr std::uint64_t kTailChunk = 1000;
-constexpr std::uint16_t kTailPrefetch = 500;
+// Deliveries in flight to the scan: events may be up to 1 MiB each, so this bounds the memory the
+// read-back may take (rabbitmq-c holds them until released) to a few tens of MiB.
+constexpr std::uint16_t kTailPrefetch = 32;
 constexpr amqp_channel_t kMarkerChannel = 2;
 constexpr amqp_channel_t kScanChannel = 3;
-// The longest single wait for a delivery, so that the deadline is looked at.
-constexpr std::chrono::milliseconds kPoll{500};
+// The longest single wait for a delivery, so that the deadline and a stop are looked at.
+constexpr std::chrono::milliseconds kPoll{200};
 
 std::string random_marker() {
   std::random_device random;
@@ -38,12 +42,13 @@ Status scan(Connection& connection, const std::string& stream, const std::string
             const std::variant<std::string, std::uint64_t>& from, const std::string& tag,
             const std::function<bool(std::uint64_t offset)>& take,
             const std::function<bool(const Delivery&, std::uint64_t offset)>& stop, const std::function<Status()>& started,
-            Scan& out, std::chrono::steady_clock::time_point deadline) {
+            Scan& out, std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping) {
   if (Status opened = connection.open_channel(kScanChannel); !opened.ok()) return opened;
   if (Status consuming = connection.consume(kScanChannel, stream, from, kTailPrefetch, tag); !consuming.ok()) return consuming;
   if (Status begun = started(); !begun.ok()) return begun;
   std::uint64_t unacked = 0;
   for (;;) {
+    if (stopping()) return connection.error(ErrorCode::timed_out, "reading back stream " + stream, "stopped");
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
       return connection.error(ErrorCode::timed_out, "reading back stream " + stream, "did not reach its end in time");
@@ -74,7 +79,7 @@ Status scan(Connection& connection, const std::string& stream, const std::string
 }  // namespace
 
 Result<std::uint64_t> read_tail(Connection& connection, const std::string& stream, const std::string& source,
-                                std::chrono::steady_clock::time_point deadline) {
+                                std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping) {
   // First the last chunk, from a consumer set up before the marker is published, so that the
   // marker lands after where it starts: reading to the marker reads everything the stream held
   // when the marker was appended, whoever else writes to it meanwhile.
@@ -94,15 +99,16 @@ Result<std::uint64_t> read_tail(Connection& connection, const std::string& strea
           [&](const Delivery& delivery, std::uint64_t) {
             return text_header(delivery.headers(), kMarkerHeader) == std::optional<std::string_view>(marker);
           },
-          publish_marker, last_chunk, deadline);
+          publish_marker, last_chunk, deadline, stopping);
       !scanned.ok()) {
     return scanned;
   }
   if (last_chunk.last != 0) return last_chunk.last;
-  // Then back a chunk at a time: the first chunk holding messages of the source holds its last
-  // one (a source's messages sit in the stream in sequence order).
-  for (std::uint64_t end = last_chunk.first_offset.value_or(0), step = 0; end > 0; ++step) {
-    const std::uint64_t start = end > kTailChunk ? end - kTailChunk : 0;
+  // Then back a window at a time, each twice the one before: the first window holding messages of
+  // the source holds its last one (a source's messages sit in the stream in sequence order).
+  std::uint64_t size = kTailChunk;
+  for (std::uint64_t end = last_chunk.first_offset.value_or(0), step = 0; end > 0; ++step, size *= 2) {
+    const std::uint64_t start = end > size ? end - size : 0;
     Scan window;
     if (Status scanned = scan(
             connection, stream, source, start, "annal-tail-" + marker + "-" + std::to_string(step),
@@ -110,7 +116,7 @@ Result<std::uint64_t> read_tail(Connection& connection, const std::string& strea
             // Offset end - 1 is the last before the window above; retention may have removed
             // messages, so a delivery at or past it ends the window too.
             [&](const Delivery&, std::uint64_t offset) { return offset + 1 >= end; }, [] { return Status(); }, window,
-            deadline);
+            deadline, stopping);
         !scanned.ok()) {
       return scanned;
     }

@@ -25,10 +25,13 @@
 // (unconfirmed_max messages, unconfirmed_bytes_max bytes) and waits for room when it is full;
 // the engine's ring then fills and the projection falls behind and catches up from the journal.
 //
-// RabbitMQ down: the exporter reconnects with backoff, health() says why, appends go on. A nack,
-// a message returned unroutable (it is published mandatory: the stream was deleted), or a
-// refusal that retrying cannot change (not a stream, access refused), is fatal: failure() says it and the projection stops at its next event; the next start
-// resumes exactly once.
+// RabbitMQ down, a nack, a stream whose node is not up (NOT_FOUND): the exporter reconnects with
+// backoff and reads the stream back, health() says why, appends go on. A resource alarm
+// (connection.blocked) pauses publishing, health() says so. Fatal (failure() says it, the
+// projection stops at its next event, the next start resumes exactly once): a message returned
+// unroutable (it is published mandatory: the stream was deleted), a stream gone or holding less
+// than RabbitMQ confirmed when the exporter reconnects, a refusal that retrying cannot change (not
+// a stream, access refused).
 #pragma once
 
 #include <chrono>
@@ -61,9 +64,14 @@ struct RabbitExportOptions {
   // read-back after a reconnection.
   std::chrono::milliseconds start_timeout{30'000};
   std::chrono::milliseconds reconnect_delay_max{5'000};  // the backoff's ceiling
-  std::chrono::seconds heartbeat{10};  // AMQP heartbeats: how soon a silent peer counts as gone
+  // AMQP heartbeats: how soon a silent peer counts as gone. At least 1 s: 0 (which AMQP reads as
+  // "none") is refused, as it would leave a dead server undetected.
+  std::chrono::seconds heartbeat{10};
 };
 
+// Stopping: stop_requested() never blocks; the destructor (and a resume_after that follows an
+// earlier run) waits for the exporter's thread, about 5 s for the confirms of what is published,
+// and 5 s more at most before it shuts the socket down under a send RabbitMQ does not take.
 class RabbitExport final : public engine::Projection {
  public:
   explicit RabbitExport(RabbitExportOptions options);
@@ -103,11 +111,22 @@ class RabbitExport final : public engine::Projection {
   };
   // The exporter's thread: publishes, reads confirms, reconnects; owns connection_.
   void run();
-  // Connects, fences older connections of this source, declares the stream and reads it back;
-  // then the events it already holds count as confirmed and the rest are to be published again.
-  Result<std::uint64_t> connect(std::chrono::steady_clock::time_point deadline);
+  void run_connected();
+  // Connects, fences older connections of this source, declares the stream (`again`: a
+  // reconnection, which only checks that it exists) and reads it back; then the events it already
+  // holds count as confirmed and the rest are to be published again. A stream holding less than
+  // was confirmed is ErrorCode::corruption.
+  Result<std::uint64_t> connect(std::chrono::steady_clock::time_point deadline, bool again);
   Status publish_some();
   Status read_frames(std::chrono::milliseconds wait);
+  Status read_some_frames();
+  // connection.blocked / unblocked (a resource alarm): publishing pauses meanwhile, health() says why.
+  void set_blocked(bool blocked, const std::string& reason);
+  // Stops run() and joins it, within kCloseWait + kStopGrace (then the socket is shut down).
+  void stop_and_join();
+  // The connection.close handshake, then the socket closed and forgotten.
+  void drop_connection();
+  [[nodiscard]] bool stopping() const;
   // Under mutex_: confirms by RabbitMQ of delivery tag `tag` (and all before it if `multiple`).
   void confirm_locked(std::uint64_t tag, bool multiple);
   void wake();
@@ -124,11 +143,17 @@ class RabbitExport final : public engine::Projection {
   std::size_t pending_bytes_ = 0;         // under mutex_
   std::uint64_t next_tag_ = 1;            // under mutex_: the channel's next delivery tag
   std::uint64_t delivered_ = 0;           // under mutex_
+  // Under mutex_: the highest sequence of a message RabbitMQ confirmed or the read-back found; a
+  // read-back below it is a loss in the stream.
+  std::uint64_t last_confirmed_ = 0;
   std::uint64_t applied_ = 0;             // under mutex_: the last end_of_batch's sequence
   std::uint64_t reconnections_ = 0;       // under mutex_
   bool halted_ = false;                   // under mutex_: an event was not queued (stopping)
   bool stopping_ = false;                 // under mutex_
   bool idle_ = false;                     // under mutex_: run() is in poll and wants a wake
+  bool blocked_ = false;                  // under mutex_: RabbitMQ blocks publishing (an alarm)
+  bool running_ = false;                  // under mutex_: run() has not returned
+  int socket_fd_ = -1;                    // under mutex_: connection_'s socket, for stop_and_join
   Status retrying_;                       // under mutex_
   Status fatal_;                          // under mutex_
 };
