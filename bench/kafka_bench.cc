@@ -14,6 +14,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -104,7 +105,19 @@ void kafka_export_annal(benchmark::State& state) {
   state.SetLabel("KafkaExport: the journal replayed into an idempotent, gapless producer; read-back at start");
 }
 
+// Delivery reports counted on librdkafka's background thread, as the export takes them.
+void count_delivery_reports(rd_kafka_t*, rd_kafka_event_t* event, void* opaque) {
+  if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_DR) {
+    while (rd_kafka_event_message_next(event) != nullptr) static_cast<std::atomic<std::int64_t>*>(opaque)->fetch_add(1);
+  }
+  rd_kafka_event_destroy(event);
+}
+
+// state.range(0): 1 to take a delivery report for each record (what the export needs to know
+// what Kafka holds), 0 for none (fire and forget, flushed at the end).
 void kafka_export_librdkafka_producer(benchmark::State& state) {
+  const bool reports = state.range(0) != 0;
+  std::atomic<std::int64_t> reported{0};
   annal::bench::ExportStore& events = store();
   // The same records: read once from the journal, outside the timing.
   const std::vector<annal::engine::Event> records = events.read_back();
@@ -115,7 +128,19 @@ void kafka_export_librdkafka_producer(benchmark::State& state) {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", cluster().bootstraps().c_str(), error, sizeof(error));
     for (const auto& [name, value] : kProducerSettings) rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error, sizeof(error));
+    if (reports) {
+      rd_kafka_conf_set_opaque(conf, &reported);
+      rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR);
+      rd_kafka_conf_set_background_event_cb(conf, &count_delivery_reports);
+    }
     rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof(error));
+    if (reports) {
+      rd_kafka_queue_t* main = rd_kafka_queue_get_main(producer);
+      rd_kafka_queue_t* background = rd_kafka_queue_get_background(producer);
+      rd_kafka_queue_forward(main, background);
+      rd_kafka_queue_destroy(background);
+      rd_kafka_queue_destroy(main);
+    }
     rd_kafka_topic_t* handle = rd_kafka_topic_new(producer, topic.c_str(), nullptr);
     for (const annal::engine::Event& event : records) {
       const annal::engine::EventHeader& h = event.header;
@@ -129,7 +154,8 @@ void kafka_export_librdkafka_producer(benchmark::State& state) {
                                         {"annal.type", h.type},
                                         {"annal.timestamp_ns", timestamp},
                                         {"annal.source", "bench"},
-                                        {"annal.delivered", sequence}}) {
+                                        {"annal.delivered", sequence},
+                                        {"annal.partitions", "4"}}) {
         rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
       }
       rd_kafka_vu_t fields[5] = {};
@@ -158,7 +184,12 @@ void kafka_export_librdkafka_producer(benchmark::State& state) {
     rd_kafka_destroy(producer);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kEvents);
-  state.SetLabel("a plain librdkafka producer loop, the same records and settings, no journal");
+  if (reports && reported.load() != static_cast<std::int64_t>(state.iterations()) * kEvents) {
+    throw std::runtime_error("delivery reports missing");
+  }
+  state.SetLabel(reports ? "a plain librdkafka producer loop, the same records and settings, no journal; a delivery report "
+                           "for each record, on the background thread"
+                         : "a plain librdkafka producer loop, the same records and settings, no journal; no delivery reports");
 }
 
 // A read model that notes, for each event, how long ago it was appended: the payload's first 8
@@ -228,6 +259,9 @@ void kafka_lag(benchmark::State& state) {
 BENCHMARK(kafka_export_annal)->Name("kafka_export/annal")->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 BENCHMARK(kafka_export_librdkafka_producer)
     ->Name("kafka_export/librdkafka_producer")
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("reports")
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);

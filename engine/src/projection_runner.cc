@@ -43,12 +43,13 @@ void ProjectionRunner::run() {
   };
   while (!stop_requested_.load(std::memory_order_acquire)) {
     const bool asked = queries_waiting_.load(std::memory_order_acquire) > 0;
-    if (in_batch && (asked || snapshot_due())) {
+    const bool snapshot = snapshot_due();
+    if (in_batch && (asked || snapshot)) {
       if (Status ended = end_batch(); !ended.ok()) return fail(ended);
     }
     if (asked) serve_queries();
     note_appends();  // before the snapshot: what it must wait for
-    maybe_snapshot();
+    if (snapshot) take_snapshot_now();
     // Within a batch, only an event that is there already; then the batch ends.
     auto event = subscription_->next(in_batch ? Clock::time_point{} : Clock::now() + kIdleSlice);
     if (event.code() == ErrorCode::timed_out) {
@@ -176,8 +177,7 @@ bool ProjectionRunner::snapshot_due() const {
   return by_count || by_time;
 }
 
-void ProjectionRunner::maybe_snapshot() {
-  if (!snapshot_due()) return;
+void ProjectionRunner::take_snapshot_now() {
   since_snapshot_ = 0;
   last_snapshot_ = Clock::now();
   take_snapshot();

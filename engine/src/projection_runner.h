@@ -85,7 +85,7 @@ class ProjectionRunner {
   Status step(const std::function<void()>& call, std::uint64_t sequence);
   void serve_queries();
   [[nodiscard]] bool snapshot_due() const;
-  void maybe_snapshot();
+  void take_snapshot_now();  // a due one: the counters start again
   void take_snapshot();
   void note_appends();
   void warn_if_replays_could_double() const;

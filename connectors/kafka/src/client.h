@@ -29,7 +29,6 @@ inline constexpr const char* kPartitionsHeader = "annal.partitions";
 inline constexpr const char* kTypeHeader = "annal.type";
 inline constexpr const char* kIdHeader = "annal.id";
 inline constexpr const char* kVersionHeader = "annal.version";
-inline constexpr const char* kStreamIdHeader = "annal.stream_id";
 inline constexpr const char* kTimestampHeader = "annal.timestamp_ns";
 
 struct KafkaDeleter {

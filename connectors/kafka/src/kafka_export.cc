@@ -68,17 +68,15 @@ class Producer {
     const engine::EventHeader& h = event.header;
     const std::string sequence = std::to_string(h.sequence);
     const std::string version = std::to_string(h.version);
-    const std::string stream_id = std::to_string(h.stream_id);
     const std::string timestamp = std::to_string(h.timestamp_ns);
     const std::string acknowledged = std::to_string(delivered);
     const std::string id = h.event_id.empty() ? std::string() : engine::format_id(h.event_id);
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(9);
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(8);
     const auto add = [&](const char* name, std::string_view value) {
       rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
     };
     add(kSequenceHeader, sequence);
     add(kVersionHeader, version);
-    add(kStreamIdHeader, stream_id);
     add(kTypeHeader, h.type);
     add(kTimestampHeader, timestamp);
     if (!id.empty()) add(kIdHeader, id);

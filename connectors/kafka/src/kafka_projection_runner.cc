@@ -432,7 +432,6 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   const std::string type(text_header(headers, kTypeHeader).value_or(""));
   engine::EventView event;
   event.header.sequence = sequence;
-  event.header.stream_id = number_header(headers, kStreamIdHeader).value_or(0);
   event.header.version = number_header(headers, kVersionHeader).value_or(0);
   event.header.timestamp_ns = number_header(headers, kTimestampHeader).value_or(0);
   event.header.type = type;

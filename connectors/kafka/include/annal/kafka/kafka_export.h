@@ -6,7 +6,7 @@
 //   engine->add_projection("export_kafka", exporter, {});
 //
 // A record: key = the stream's name (so a stream's events share a partition, in order), value = the
-// payload, headers (decimal text) annal.sequence, annal.version, annal.stream_id, annal.type, annal.timestamp_ns,
+// payload, headers (decimal text) annal.sequence, annal.version, annal.type, annal.timestamp_ns,
 // annal.id (when the event has one), annal.source, annal.delivered, annal.partitions. The
 // partition is murmur2 of the key, as the Java client picks it.
 //
