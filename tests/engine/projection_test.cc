@@ -3,9 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
 #include <fstream>
 #include <thread>
 
@@ -15,6 +13,7 @@
 #include "counter_projection.h"
 #include "engine_fixture.h"
 #include "fault_backend.h"
+#include "stop_latch.h"
 #include "eventually.h"
 #include "watchdog.h"
 
@@ -269,27 +268,9 @@ TEST_F(ProjectionTest, AProjectionThatKeepsItsOwnStateResumesAfterItsCheckpoint)
 // A projection that waits on something outside (a database that is down) until told to stop.
 class WaitsUntilStopped final : public Projection {
  public:
-  void apply(const EventView&) override {
-    std::unique_lock lock(mutex_);
-    waiting_ = true;
-    changed_.notify_all();
-    changed_.wait(lock, [&] { return stopped_; });
-  }
-  void stop_requested() override {
-    std::lock_guard lock(mutex_);
-    stopped_ = true;
-    changed_.notify_all();
-  }
-  void wait_until_waiting() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return waiting_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool waiting_ = false;
-  bool stopped_ = false;
+  void apply(const EventView&) override { latch.wait_for_release(); }
+  void stop_requested() override { latch.release(); }
+  annal::test::StopLatch latch;
 };
 
 TEST_F(ProjectionTest, CloseTellsAProjectionThatWaitsOutsideToStop) {
@@ -298,7 +279,7 @@ TEST_F(ProjectionTest, CloseTellsAProjectionThatWaitsOutsideToStop) {
   ASSERT_TRUE(engine_->add_projection("waits", waits, {}).ok());
   const Receipt receipt = append_text("s", "x");
   ASSERT_TRUE(engine_->wait_durable(receipt, soon()).ok());
-  waits->wait_until_waiting();
+  ASSERT_TRUE(waits->latch.wait_until_waiting());
   // Returns once the projection's thread has ended: it would wait for ever without the call.
   EXPECT_TRUE(engine_->close().ok());
   engine_.reset();
@@ -311,40 +292,24 @@ class Buffered final : public Projection {
   explicit Buffered(std::uint64_t block_at = 0) : block_at_(block_at) {}
   void apply(const EventView& event) override {
     pending_.push_back(event.header);
-    ++seen;
-    if (seen != block_at_) return;
-    std::unique_lock lock(mutex_);
-    waiting_ = true;
-    changed_.notify_all();
-    changed_.wait(lock, [&] { return stopped_; });
+    if (++seen == block_at_) latch.wait_for_release();
   }
   void end_of_batch(std::uint64_t) override {
     for (const EventHeader& header : pending_) counter.apply(EventView{header, {}});
     pending_.clear();
   }
-  void stop_requested() override {
-    std::lock_guard lock(mutex_);
-    stopped_ = true;
-    changed_.notify_all();
-  }
-  void wait_until_waiting() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return waiting_; });
-  }
+  void stop_requested() override { latch.release(); }
   [[nodiscard]] std::uint32_t schema() const override { return counter.schema(); }
   [[nodiscard]] std::vector<std::byte> snapshot() const override { return counter.snapshot(); }
   Status restore(std::span<const std::byte> state) override { return counter.restore(state); }
 
   Counter counter;
   std::uint64_t seen = 0;  // events applied, buffered or counted
+  annal::test::StopLatch latch;
 
  private:
   const std::uint64_t block_at_;
   std::vector<EventHeader> pending_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool waiting_ = false;
-  bool stopped_ = false;
 };
 
 // Closed in the middle of a batch, a projection that buffers has its batch ended before the last
@@ -355,7 +320,7 @@ TEST_F(ProjectionTest, ClosingMidBatchEndsTheBatchBeforeTheLastSnapshot) {
   ASSERT_TRUE(engine_->wait_durable(last, soon()).ok());
   auto blocked = std::make_shared<Buffered>(50);
   ASSERT_TRUE(engine_->add_projection("buffered", blocked, {}).ok());
-  blocked->wait_until_waiting();
+  ASSERT_TRUE(blocked->latch.wait_until_waiting());
   ASSERT_TRUE(engine_->close().ok());
   open();
   auto buffered = std::make_shared<Buffered>();

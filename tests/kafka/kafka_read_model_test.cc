@@ -6,10 +6,8 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -18,6 +16,7 @@
 
 #include "fault_backend.h"
 #include "kafka_fixture.h"
+#include "stop_latch.h"
 
 namespace annal::kafka {
 namespace {
@@ -59,37 +58,23 @@ class Buffered final : public engine::Projection {
  public:
   void apply(const engine::EventView& event) override {
     pending_.emplace_back(event.header.stream_name);
-    if (++seen_ != 50) return;
-    std::unique_lock lock(mutex_);
-    waiting_ = true;
-    changed_.notify_all();
-    changed_.wait(lock, [&] { return stopping_; });
-  }
-  // Until the 50th event waits (the runner's lock is held then: progress() would wait too).
-  bool wait_for_the_50th() {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, std::chrono::minutes(2), [&] { return waiting_; });
+    if (++seen_ == 50) latch.wait_for_release();
   }
   void end_of_batch(std::uint64_t) override {
     for (const std::string& stream : pending_) ++tally_.counts[stream];
     pending_.clear();
   }
-  void stop_requested() override {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    changed_.notify_all();
-  }
+  void stop_requested() override { latch.release(); }
   [[nodiscard]] std::uint32_t schema() const override { return tally_.schema(); }
   [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally_.snapshot(); }
+
+  // Waited on until the 50th event waits (the runner's lock is held then: progress() would wait too).
+  annal::test::StopLatch latch;
 
  private:
   Tally tally_;
   std::vector<std::string> pending_;
   int seen_ = 0;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool waiting_ = false;
-  bool stopping_ = false;
 };
 
 // Throws at its tenth event.
@@ -277,7 +262,7 @@ TEST_F(KafkaReadModelTest, StoppingMidBatchEndsTheBatchBeforeTheLastSnapshot) {
     auto buffered = std::make_shared<Buffered>();
     auto runner = KafkaProjectionRunner::start(buffered, model_options(snapshots));
     ASSERT_TRUE(runner.ok()) << runner.status().to_string();
-    ASSERT_TRUE(buffered->wait_for_the_50th());
+    ASSERT_TRUE(buffered->latch.wait_until_waiting());
     ASSERT_TRUE(runner.value()->stop().ok());
   }
   auto tally = std::make_shared<Tally>();
