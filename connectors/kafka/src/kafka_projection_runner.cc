@@ -34,15 +34,16 @@ constexpr std::size_t kSourceNameMax = 255;
 constexpr std::size_t kSourcesMax = 4096;
 
 // Runs the projection's code: what it throws becomes a status, never the end of the process.
-template <class Call>
-Status user_code(const std::string& what, Call&& call) {
+// `what` names the call, and is asked only when it threw: apply() runs once an event.
+template <class What, class Call>
+Status user_code(What&& what, Call&& call) {
   try {
     std::forward<Call>(call)();
     return {};
   } catch (const std::exception& error) {
-    return Status(ErrorCode::failed, what + " threw: " + error.what());
+    return Status(ErrorCode::failed, what() + " threw: " + error.what());
   } catch (...) {
-    return Status(ErrorCode::failed, what + " threw something that is not a std::exception");
+    return Status(ErrorCode::failed, what() + " threw something that is not a std::exception");
   }
 }
 
@@ -119,7 +120,7 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
     return Status(ErrorCode::invalid_argument, "Kafka read model: a name is needed (KafkaProjectionOptions::name)");
   }
   std::optional<Result<std::optional<std::uint64_t>>> own_state;
-  if (Status asked = user_code("resume_after() of Kafka read model " + options.name,
+  if (Status asked = user_code([&] { return "resume_after() of Kafka read model " + options.name; },
                                [&] { own_state.emplace(projection->resume_after()); });
       !asked.ok()) {
     return asked;
@@ -249,7 +250,7 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
     last.emplace(std::move(name), std::move(sequences));
   }
   Status refused;
-  if (Status called = user_code("restore() of Kafka read model " + options_.name,
+  if (Status called = user_code([&] { return "restore() of Kafka read model " + options_.name; },
                                 [&] { refused = projection_->restore(in.rest()); });
       !called.ok()) {
     return called;
@@ -266,7 +267,7 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
 Status KafkaProjectionRunner::stop() {
   if (stopping_.exchange(true)) return progress().error;
   // First, without the lock: an apply() holding it may be waiting for exactly this.
-  (void)user_code("stop_requested()", [&] { projection_->stop_requested(); });
+  (void)user_code([] { return std::string("stop_requested()"); }, [&] { projection_->stop_requested(); });
   {
     // Under the lock, so that a query between its check and its wait cannot miss the news.
     std::lock_guard lock(mutex_);
@@ -295,7 +296,7 @@ Status KafkaProjectionRunner::query(const Written& written, const std::function<
     if (!ready) return Status(ErrorCode::timed_out, what + " in time");
     return Status(ErrorCode::failed, what + ": the runner stopped");
   }
-  return user_code("a query on Kafka read model " + options_.name, [&] { fn(*projection_); });
+  return user_code([&] { return "a query on Kafka read model " + options_.name; }, [&] { fn(*projection_); });
 }
 
 KafkaProjectionRunner::Progress KafkaProjectionRunner::progress() const {
@@ -320,7 +321,8 @@ void KafkaProjectionRunner::run() {
     if (in_batch == 0) return {};
     in_batch = 0;
     std::lock_guard lock(mutex_);
-    return user_code("end_of_batch() of Kafka read model " + options_.name, [&] { projection_->end_of_batch(batch_last); });
+    return user_code([&] { return "end_of_batch() of Kafka read model " + options_.name; },
+                     [&] { projection_->end_of_batch(batch_last); });
   };
   while (!stopping_.load()) {
     const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
@@ -359,13 +361,16 @@ void KafkaProjectionRunner::update_lag() {
 }
 
 Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_batch, std::uint64_t& batch_last) {
-  const std::string where = "Kafka read model " + options_.name + ", topic " + options_.topic + " partition " +
-                            std::to_string(message.partition) + " offset " + std::to_string(message.offset);
+  // Named in errors only: every record passes here.
+  const auto where = [&] {
+    return "Kafka read model " + options_.name + ", topic " + options_.topic + " partition " +
+           std::to_string(message.partition) + " offset " + std::to_string(message.offset);
+  };
   if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     // The consumer's errors are reports: it goes on fetching (brokers down, a leader moved, a
     // request failed, credentials rotating), and so does the runner. Except where it cannot go
     // on: offsets retention has passed (auto.offset.reset=error), access refused, a fatal error.
-    const Status error(ErrorCode::io_error, where + ": " + rd_kafka_err2str(message.err));
+    const Status error(ErrorCode::io_error, where() + ": " + rd_kafka_err2str(message.err));
     switch (message.err) {
       case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
       case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
@@ -412,14 +417,14 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   // Written under another partition count: its stream's earlier events may sit in another
   // partition, and the order and duplicate checks would not hold.
   if (number_header(headers, kPartitionsHeader) != std::optional<std::uint64_t>(next_offset_.size())) {
-    return Status(ErrorCode::invalid_argument, where + ": a record of " + std::string(source) + " written when the topic had " +
+    return Status(ErrorCode::invalid_argument, where() + ": a record of " + std::string(source) + " written when the topic had " +
                                                    std::string(text_header(headers, kPartitionsHeader).value_or("?")) +
                                                    " partitions, not " + std::to_string(next_offset_.size()));
   }
   auto last = last_.find(source);
   if (last == last_.end()) {
     if (last_.size() >= kSourcesMax) {
-      return Status(ErrorCode::invalid_argument, where + ": more than " + std::to_string(kSourcesMax) + " sources in the topic");
+      return Status(ErrorCode::invalid_argument, where() + ": more than " + std::to_string(kSourcesMax) + " sources in the topic");
     }
     last = last_.emplace(std::string(source), std::vector<std::uint64_t>(next_offset_.size(), 0)).first;
   }
@@ -438,9 +443,8 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   event.header.stream_name = std::string_view(static_cast<const char*>(message.key), message.key_len);
   if (const auto id = text_header(headers, kIdHeader)) event.header.event_id = engine::parse_id(*id).value_or(engine::Id128{});
   event.payload = std::span(static_cast<const std::byte*>(message.payload), message.len);
-  if (Status applied = user_code(where + ": applying event " + std::to_string(sequence) + " of " + std::string(source),
-                                 [&] { projection_->apply(event); });
-      !applied.ok()) {
+  const auto applying = [&] { return where() + ": applying event " + std::to_string(sequence) + " of " + std::string(source); };
+  if (Status applied = user_code(applying, [&] { projection_->apply(event); }); !applied.ok()) {
     return applied;
   }
   last->second[partition] = sequence;
@@ -476,7 +480,8 @@ void KafkaProjectionRunner::write_snapshot() {
       out.text(source);
       for (const std::uint64_t sequence : sequences) out.number(sequence);
     }
-    written = user_code("snapshot() of Kafka read model " + options_.name, [&] { out.append(projection_->snapshot()); });
+    written = user_code([&] { return "snapshot() of Kafka read model " + options_.name; },
+                        [&] { out.append(projection_->snapshot()); });
     bytes = out.take();
     total = total_;
   }
