@@ -4,7 +4,10 @@
 // producer settings, and no journal. Both go to librdkafka's mock cluster (three brokers in this
 // process; Debian packages no Kafka broker), a new topic of 4 partitions each iteration, and are
 // timed from creating the producer to the last record acknowledged. The events are in the journal
-// already: a catch-up figure.
+// already: a catch-up figure. 200,000 of them: twice what librdkafka's producer holds by default
+// (queue.buffering.max.messages), so the export's wait for room is part of the figure, and an
+// iteration lasts long enough (about 0.6 s) that one scheduling hiccup on 2 cores does not decide
+// it. Compare medians of interleaved repetitions (docs/benchmarks.md has the command).
 //
 // kafka_lag/append_to_remote_apply: end-to-end latency, from an append in one engine (exporting)
 // to the apply of that event in a read model driven from the topic (KafkaProjectionRunner), at a
@@ -35,7 +38,7 @@ using annal::engine::Engine;
 using annal::engine::EventData;
 using annal::engine::ExpectedVersion;
 
-constexpr int kEvents = 50'000;
+constexpr int kEvents = 200'000;
 constexpr int kStreams = 100;
 constexpr std::size_t kPayloadBytes = 256;
 constexpr int kPartitions = 4;

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "client.h"
 
@@ -115,19 +116,25 @@ class Producer {
   static void on_event(rd_kafka_t*, rd_kafka_event_t* event, void* opaque) {
     auto* exporter = static_cast<KafkaExport*>(opaque);
     switch (rd_kafka_event_type(event)) {
-      case RD_KAFKA_EVENT_DR:
+      case RD_KAFKA_EVENT_DR: {
+        // A report covers many records: taken under one lock, not one each, so that the
+        // projection thread producing the next ones is not made to wait a lock per record.
+        thread_local std::vector<std::uint64_t> delivered;
+        delivered.clear();
         while (const rd_kafka_message_t* message = rd_kafka_event_message_next(event)) {
+          const auto sequence = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(message->_private));
           if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             // Gapless and without a timeout, a record refused is the end of the run.
-            exporter->on_error(Status(ErrorCode::io_error, std::string("Kafka refused event ") +
-                                                               std::to_string(reinterpret_cast<std::uintptr_t>(message->_private)) +
-                                                               ": " + rd_kafka_err2str(message->err)),
+            exporter->on_error(Status(ErrorCode::io_error, "Kafka refused event " + std::to_string(sequence) + ": " +
+                                                               rd_kafka_err2str(message->err)),
                                true);
           } else {
-            exporter->on_delivered(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(message->_private)));
+            delivered.push_back(sequence);
           }
         }
+        exporter->on_delivered(delivered);
         break;
+      }
       case RD_KAFKA_EVENT_ERROR:
         exporter->on_error(Status(ErrorCode::io_error, std::string("Kafka: ") + rd_kafka_event_error_string(event)),
                            rd_kafka_event_error_is_fatal(event) != 0);
@@ -253,12 +260,15 @@ void KafkaExport::stop_requested() {
   changed_.notify_all();
 }
 
-void KafkaExport::on_delivered(std::uint64_t sequence) {
+void KafkaExport::on_delivered(std::span<const std::uint64_t> sequences) {
+  if (sequences.empty()) return;
   std::lock_guard lock(mutex_);
-  const auto at = std::lower_bound(pending_.begin(), pending_.end(), std::pair<std::uint64_t, bool>(sequence, false));
-  if (at == pending_.end() || at->first != sequence) return;  // a purged run's
-  at->second = true;
-  ++acknowledged_;
+  for (const std::uint64_t sequence : sequences) {
+    const auto at = std::lower_bound(pending_.begin(), pending_.end(), std::pair<std::uint64_t, bool>(sequence, false));
+    if (at == pending_.end() || at->first != sequence) continue;  // a purged run's
+    at->second = true;
+    ++acknowledged_;
+  }
   while (!pending_.empty() && pending_.front().second) {
     delivered_ = pending_.front().first;
     pending_.pop_front();

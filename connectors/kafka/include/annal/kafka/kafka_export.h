@@ -34,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -81,8 +82,8 @@ class KafkaExport final : public engine::Projection {
 
  private:
   friend class Producer;
-  // From librdkafka's background thread: record `sequence` delivered, or the run failed.
-  void on_delivered(std::uint64_t sequence);
+  // From librdkafka's background thread: records `sequences` delivered, or the run failed.
+  void on_delivered(std::span<const std::uint64_t> sequences);
   void on_error(Status error, bool fatal);
 
   const KafkaExportOptions options_;
