@@ -1110,13 +1110,11 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
                                              std::shared_ptr<journal::IoBackend> io) {
   if (Status valid = check_options(options); !valid.ok()) return valid;
   if (!io) {
-    std::error_code error;
-    std::filesystem::create_directories(directory, error);
-    if (error) {
-      return Status(ErrorCode::io_error, "cannot create the engine's directory " + directory + ": " + error.message());
+    if (Status made = journal::create_directories(directory, options.journal.file_mode); !made.ok()) {
+      return Status(made.code(), "cannot create the engine's directory: " + made.message());
     }
   }
-  std::shared_ptr<journal::IoBackend> files = io ? io : journal::make_posix_backend();
+  std::shared_ptr<journal::IoBackend> files = io ? io : journal::make_posix_backend(options.journal.file_mode);
   const journal::Options opening = journal_options(options, directory, files);
   auto journal = io ? journal::Journal::open(directory, opening, io) : journal::Journal::open(directory, opening);
   if (!journal.ok()) return journal.status();

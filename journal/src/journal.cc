@@ -52,6 +52,7 @@ Status check_options(const Options& options) {
   const auto bad = [](const std::string& what) {
     return Status(ErrorCode::invalid_argument, "journal options: " + what);
   };
+  if (Status mode = check_file_mode(options.file_mode); !mode.ok()) return bad(mode.message());
   if (options.record_bytes_max < kRecordHeaderBytes || options.record_bytes_max > kRecordBytesMax) {
     return bad("record_bytes_max must be between 48 bytes and 1 GiB");
   }
@@ -843,8 +844,8 @@ Status record_data_loss(IoBackend& io, const std::string& directory, const DataL
 }  // namespace
 
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, const Options& options) {
-  if (options.io == IoKind::posix) return open(directory, options, std::make_unique<PosixBackend>());
-  auto uring = UringBackend::create(256);
+  if (options.io == IoKind::posix) return open(directory, options, std::make_unique<PosixBackend>(options.file_mode));
+  auto uring = UringBackend::create(256, options.file_mode);
   if (!uring.ok()) return uring.status();
   return open(directory, options, std::move(uring).value());
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "annal/journal/format.h"
@@ -81,7 +82,7 @@ Result<FileId> PosixFiles::open(const std::string& path, OpenMode mode) {
     case OpenMode::create_exclusive: flags |= O_RDWR | O_CREAT | O_EXCL; break;
     case OpenMode::read_write_direct: flags |= O_RDWR | O_DIRECT; break;
   }
-  const int fd = retry_eintr([&] { return ::open(path.c_str(), flags, 0644); });
+  const int fd = retry_eintr([&] { return ::open(path.c_str(), flags, file_mode_); });
   if (fd < 0 && errno == EINVAL && mode == OpenMode::read_write_direct) {
     return Status(ErrorCode::invalid_argument,
                   "open " + path + " with O_DIRECT: this file system has no direct I/O; "
@@ -224,7 +225,7 @@ struct flock whole_file_write_lock() {
 
 Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
   const std::string path = directory + "/" + std::string(kLockFileName);
-  const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); });
+  const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, file_mode_); });
   if (fd < 0) return errno_status(errno, "open " + path);
   // Both kinds, on the one descriptor: Linux keeps flock and fcntl locks apart, so a writer built
   // before the OFD lock (flock only) and one built after must still exclude each other. Both go
@@ -278,6 +279,35 @@ Result<std::size_t> PosixBackend::reap(std::span<Completion> out, std::size_t mi
   return queue_.reap(out, min_complete);
 }
 
-std::shared_ptr<IoBackend> make_posix_backend() { return std::make_shared<PosixBackend>(); }
+std::shared_ptr<IoBackend> make_posix_backend(std::uint32_t file_mode) { return std::make_shared<PosixBackend>(file_mode); }
+
+Status check_file_mode(std::uint32_t file_mode) {
+  if ((file_mode & ~0777u) != 0 || (file_mode & 0600u) != 0600u || (file_mode & 0002u) != 0) {
+    char given[16];
+    std::snprintf(given, sizeof(given), "%o", file_mode);
+    return Status(ErrorCode::invalid_argument, std::string("file_mode ") + given +
+                                                   ": must be permission bits (at most 0777) that let the owner read "
+                                                   "and write and others not write: 0600 (the default), 0640 or 0644, say");
+  }
+  return {};
+}
+
+Status create_directories(const std::string& directory, std::uint32_t file_mode) {
+  if (Status valid = check_file_mode(file_mode); !valid.ok()) return valid;
+  if (directory.empty()) return {};
+  struct stat info {};
+  if (::stat(directory.c_str(), &info) == 0) {
+    if (S_ISDIR(info.st_mode)) return {};
+    return Status(ErrorCode::invalid_argument, directory + " exists and is not a directory");
+  }
+  const auto slash = directory.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    if (Status parent = create_directories(directory.substr(0, slash), file_mode); !parent.ok()) return parent;
+  }
+  if (::mkdir(directory.c_str(), directory_mode(file_mode)) != 0 && errno != EEXIST) {
+    return Status(code_for(errno), "cannot create directory " + directory + ": " + std::strerror(errno));
+  }
+  return {};
+}
 
 }  // namespace annal::journal

@@ -15,7 +15,7 @@ namespace annal::journal {
 
 class PosixFiles : public IoBackend {
  public:
-  PosixFiles() = default;
+  explicit PosixFiles(std::uint32_t file_mode) : file_mode_(file_mode) {}
   ~PosixFiles() override;
   PosixFiles(const PosixFiles&) = delete;
   PosixFiles& operator=(const PosixFiles&) = delete;
@@ -50,10 +50,12 @@ class PosixFiles : public IoBackend {
   // their own threads, hence the lock; it is never held across a system call.
   mutable std::mutex paths_mutex_;
   std::unordered_map<FileId, std::string> paths_;
+  const std::uint32_t file_mode_;  // of the files it creates
 };
 
 class PosixBackend final : public PosixFiles {
  public:
+  explicit PosixBackend(std::uint32_t file_mode = kPrivateFileMode) : PosixFiles(file_mode) {}
   void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,
                    std::uint64_t tag) override;
   void queue_sync(FileId file, std::uint64_t tag) override;

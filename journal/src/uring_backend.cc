@@ -15,9 +15,9 @@ constexpr std::uint64_t kWakeOp = UINT64_MAX;
 
 }  // namespace
 
-Result<std::unique_ptr<UringBackend>> UringBackend::create(unsigned in_flight_max) {
+Result<std::unique_ptr<UringBackend>> UringBackend::create(unsigned in_flight_max, std::uint32_t file_mode) {
   ANNAL_ASSERT(in_flight_max > 0 && (in_flight_max & (in_flight_max - 1)) == 0);
-  std::unique_ptr<UringBackend> backend(new UringBackend(in_flight_max));
+  std::unique_ptr<UringBackend> backend(new UringBackend(in_flight_max, file_mode));
   const int rc = io_uring_queue_init(in_flight_max, &backend->ring_, 0);
   if (rc < 0) {
     backend->ring_.ring_fd = -1;
@@ -34,7 +34,7 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(unsigned in_flight_ma
   return backend;
 }
 
-UringBackend::UringBackend(unsigned in_flight_max) : ops_(in_flight_max) {
+UringBackend::UringBackend(unsigned in_flight_max, std::uint32_t file_mode) : PosixFiles(file_mode), ops_(in_flight_max) {
   ring_.ring_fd = -1;
   free_.reserve(in_flight_max);
   for (std::uint32_t i = in_flight_max; i > 0; --i) free_.push_back(i - 1);

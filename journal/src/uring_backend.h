@@ -24,7 +24,9 @@ class UringBackend final : public PosixFiles {
   // A ring with room for `in_flight_max` operations (a power of two). Fails with io_error saying
   // why if this kernel has no usable io_uring (or lacks IORING_FEAT_NODROP, without which
   // completions could be lost).
-  static Result<std::unique_ptr<UringBackend>> create(unsigned in_flight_max = 256);
+  // The files it creates get `file_mode`.
+  static Result<std::unique_ptr<UringBackend>> create(unsigned in_flight_max = 256,
+                                                      std::uint32_t file_mode = kPrivateFileMode);
   ~UringBackend() override;  // waits for operations still in flight: their buffers are the caller's
 
   // At most in_flight_max operations may be queued and not yet reaped.
@@ -50,7 +52,7 @@ class UringBackend final : public PosixFiles {
     bool is_sync = false;
   };
 
-  explicit UringBackend(unsigned in_flight_max);
+  UringBackend(unsigned in_flight_max, std::uint32_t file_mode);
   [[nodiscard]] std::uint32_t take_op();
   [[nodiscard]] io_uring_sqe* next_sqe();  // submitting first if the queue is full
   void prepare(std::uint32_t op);  // an SQE for the rest of `op`

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <exception>
-#include <filesystem>
 #include <limits>
 #include <optional>
 #include <span>
@@ -181,11 +180,8 @@ Status KafkaProjectionRunner::open_snapshots() {
     return Status(ErrorCode::invalid_argument, "Kafka read model " + o.name +
                                                    ": not a name its snapshot files can carry (letters, digits and _)");
   }
-  std::error_code made;
-  std::filesystem::create_directories(o.directory, made);
-  if (made) {
-    return Status(ErrorCode::io_error, "Kafka read model " + o.name + ": cannot create " + o.directory + ": " +
-                                           made.message());
+  if (Status made = journal::create_directories(o.directory, journal::kPrivateFileMode); !made.ok()) {
+    return Status(made.code(), "Kafka read model " + o.name + ": " + made.message());
   }
   reader.io = o.io != nullptr ? o.io : journal::make_posix_backend();
   // One writer of the directory's snapshots: a second runner (or an engine) there gets `locked`.

@@ -94,8 +94,24 @@ class IoBackend {
   virtual void wake() = 0;
 };
 
+// Who may read what the store creates: its owner only, by default. Events are business records
+// (orders, payments, readings), and a data directory is often on a shared host. Options widen it
+// (Options::file_mode); the process's umask narrows it further, never the other way.
+inline constexpr std::uint32_t kPrivateFileMode = 0600;
+// A directory's mode for files of `file_mode`: search (x) wherever read is allowed, so 0600 makes
+// 0700 and 0640 makes 0750.
+[[nodiscard]] constexpr std::uint32_t directory_mode(std::uint32_t file_mode) noexcept {
+  return file_mode | ((file_mode & 0444u) >> 2);
+}
+// invalid_argument unless `file_mode` is permission bits that let the owner read and write and
+// others not write (0600, 0640, 0644 ...).
+[[nodiscard]] Status check_file_mode(std::uint32_t file_mode);
+// Makes `directory` and its missing parents, those it makes with directory_mode(file_mode) (after
+// check_file_mode). An existing directory is left as it is.
+[[nodiscard]] Status create_directories(const std::string& directory, std::uint32_t file_mode);
+
 // The plain POSIX backend (pread/pwrite/fdatasync on the calling thread), for other components'
-// files: snapshots, say.
-std::shared_ptr<IoBackend> make_posix_backend();
+// files: snapshots, say. The files it creates get `file_mode`.
+std::shared_ptr<IoBackend> make_posix_backend(std::uint32_t file_mode = kPrivateFileMode);
 
 }  // namespace annal::journal

@@ -81,6 +81,10 @@ struct Options {
   // destroy them). Small rounds pay in space: a round of one 64-byte event takes a whole block.
   // Needs a file system with direct I/O; open() says so otherwise.
   bool direct_io = false;
+  // The mode of the files the journal creates (segments, LOCK), and of the engine's (snapshots,
+  // indexes) and its directory (directory_mode: 0700 for 0600). Owner only by default; 0640 lets
+  // a backup agent in the owner's group read. Existing files keep theirs.
+  std::uint32_t file_mode = kPrivateFileMode;
   std::uint64_t segment_bytes_max = 64ull << 20;  // a segment rolls over before passing this
   // Header + payload of one record this open may append. Only appends: recovery and readers judge
   // stored records by the format's limit (format.h), so reopening with a smaller value reads
