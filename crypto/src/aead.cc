@@ -2,7 +2,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include <cstring>
 #include <functional>
@@ -16,7 +18,6 @@ namespace {
 
 static_assert(kPlaintextBytesMax + kTagBytes <= static_cast<std::size_t>(INT32_MAX), "EVP lengths are int");
 static_assert(kAadBytesMax <= static_cast<std::size_t>(INT32_MAX));
-constexpr int kTagInt = static_cast<int>(kTagBytes);
 
 unsigned char* u8(std::byte* p) noexcept { return reinterpret_cast<unsigned char*>(p); }
 const unsigned char* u8(const std::byte* p) noexcept { return reinterpret_cast<const unsigned char*>(p); }
@@ -46,6 +47,23 @@ bool start(EVP_CIPHER_CTX* ctx, Nonce nonce, std::span<const std::byte> aad) {
   int written = 0;
   return aad.empty() ||
          EVP_CipherUpdate(ctx, nullptr, &written, u8(aad.data()), static_cast<int>(aad.size())) == 1;
+}
+
+// The tag moves through OSSL_PARAMs directly: EVP_CIPHER_CTX_ctrl would build the same array and
+// look it up again, a measurable part of sealing a small record (bench/crypto_bench.cc).
+bool get_tag(EVP_CIPHER_CTX* ctx, std::span<std::byte, kTagBytes> tag) {
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag.data(), kTagBytes),
+                         OSSL_PARAM_construct_end()};
+  return EVP_CIPHER_CTX_get_params(ctx, params) == 1;
+}
+
+bool set_tag(EVP_CIPHER_CTX* ctx, std::span<const std::byte, kTagBytes> tag) {
+  // A copy, because OSSL_PARAM takes the expected tag through a non-const pointer.
+  std::byte copy[kTagBytes];
+  std::memcpy(copy, tag.data(), kTagBytes);
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, copy, kTagBytes),
+                         OSSL_PARAM_construct_end()};
+  return EVP_CIPHER_CTX_set_params(ctx, params) == 1;
 }
 
 // Runs the cipher over `in` into `out` (same size); GCM is a stream mode, so nothing is held back.
@@ -99,7 +117,7 @@ Status Aes256Gcm::seal(Nonce nonce, std::span<const std::byte> aad, std::span<co
   const bool sealed = start(seal_, nonce, aad) && update(seal_, plaintext, ciphertext) &&
                       EVP_EncryptFinal_ex(seal_, u8(ciphertext.data() + ciphertext.size()), &final_bytes) == 1 &&
                       final_bytes == 0 &&
-                      EVP_CIPHER_CTX_ctrl(seal_, EVP_CTRL_GCM_GET_TAG, kTagInt, out.last(kTagBytes).data()) == 1;
+                      get_tag(seal_, out.last<kTagBytes>());
   if (!sealed) {
     OPENSSL_cleanse(out.data(), out.size());
     return openssl_error("AES-256-GCM seal");
@@ -114,12 +132,9 @@ Status Aes256Gcm::open(Nonce nonce, std::span<const std::byte> aad, std::span<co
   ANNAL_ASSERT(aad.size() <= kAadBytesMax && out.size() == sealed.size() - kTagBytes);
   ANNAL_ASSERT(same_or_disjoint(sealed, out) && same_or_disjoint(aad, out));
 
-  // A copy, because EVP_CIPHER_CTX_ctrl takes the expected tag through a non-const pointer.
-  unsigned char tag[kTagBytes];
-  std::memcpy(tag, sealed.last(kTagBytes).data(), kTagBytes);
   int final_bytes = 0;
   if (!start(open_, nonce, aad) || !update(open_, sealed.first(out.size()), out) ||
-      EVP_CIPHER_CTX_ctrl(open_, EVP_CTRL_GCM_SET_TAG, kTagInt, tag) != 1) {
+      !set_tag(open_, sealed.last<kTagBytes>())) {
     OPENSSL_cleanse(out.data(), out.size());
     return openssl_error("AES-256-GCM open");
   }
