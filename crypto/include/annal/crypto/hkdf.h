@@ -1,0 +1,54 @@
+// HKDF-SHA256 (RFC 5869) and the per-stream keys the engine derives with it.
+//
+// One master key, many stream keys: each stream's data is sealed under a key of its own, derived
+// from the master and the stream's id. Destroying a stream's key (or never deriving it again for a
+// deleted stream) shreds that stream alone, and a leaked stream key exposes one stream, not all.
+//
+// All functions are pure and safe to call from any thread at once. Each costs a few microseconds
+// (bench/crypto_bench.cc, stream_key/hkdf), so the engine derives a stream's key once and caches it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "annal/base/status.h"
+#include "annal/crypto/key.h"
+
+namespace annal::crypto {
+
+inline constexpr std::size_t kHkdfOutputBytesMax = 255 * 32;  // RFC 5869: L <= 255 * HashLen
+
+// HKDF-SHA256 of `ikm` with `salt` and `info`, filling all of `out` (1 to kHkdfOutputBytesMax
+// bytes). An empty salt means HashLen zero bytes, as RFC 5869 says. Fails only if OpenSSL does
+// (ErrorCode::failed); `out` is wiped then.
+[[nodiscard]] Status hkdf_sha256(std::span<const std::byte> ikm, std::span<const std::byte> salt,
+                                 std::span<const std::byte> info, std::span<std::byte> out);
+
+// A 32-byte key derived from `master` by HKDF-SHA256. Distinct `info` gives independent keys.
+[[nodiscard]] Result<Key> derive_key(const Key& master, std::span<const std::byte> salt,
+                                     std::span<const std::byte> info);
+
+// The label that starts every stream key's info. The "v1" names this derivation: changing any byte
+// below changes every stream key, so a new scheme gets a new label and v1 stays derivable for data
+// already sealed with it.
+inline constexpr char kStreamKeyLabel[] = "annal stream key v1";
+inline constexpr std::size_t kStreamKeyLabelBytes = sizeof kStreamKeyLabel - 1;  // without the NUL
+inline constexpr std::size_t kStreamKeyInfoBytes = kStreamKeyLabelBytes + 8 + 4;
+static_assert(kStreamKeyLabelBytes == 19 && kStreamKeyInfoBytes == 31);
+
+// The key that seals stream `stream_id`'s data under master key version `key_version`:
+//
+//   HKDF-SHA256(IKM = master, salt = empty, info, L = 32), where info is exactly 31 bytes:
+//
+//   offset  0: "annal stream key v1"   19 bytes of ASCII, no terminating NUL
+//   offset 19: stream_id               u64, little-endian
+//   offset 27: key_version             u32, little-endian
+//
+// The salt is empty because the master is already uniformly random (RFC 5869 section 3.1).
+// key_version is in the info although each version has its own master, so that two versions
+// given the same master by mistake still yield different stream keys.
+// Example: stream 1, version 1 -> info = "annal stream key v1" 01 00 00 00 00 00 00 00 01 00 00 00.
+[[nodiscard]] Result<Key> stream_key(const Key& master, std::uint64_t stream_id, std::uint32_t key_version);
+
+}  // namespace annal::crypto

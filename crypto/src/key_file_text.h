@@ -1,0 +1,54 @@
+// The key file's bytes on disk: read with its permissions checked, written durably. POSIX calls
+// directly, not the journal's I/O backend: crypto depends on base alone, and a key file is read once
+// at startup, outside the engine's I/O path.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "annal/base/status.h"
+
+namespace annal::crypto {
+
+// A key file's text in memory, wiped (OPENSSL_cleanse) when destroyed. A vector, not a string:
+// moving a vector always hands over its buffer, where a short string's would be copied and left.
+class SecretText {
+ public:
+  SecretText() = default;
+  explicit SecretText(std::size_t capacity) { bytes_.reserve(capacity); }
+  ~SecretText();
+  SecretText(SecretText&&) noexcept = default;
+  SecretText& operator=(SecretText&&) = delete;
+  SecretText(const SecretText&) = delete;
+  SecretText& operator=(const SecretText&) = delete;
+
+  // Appends without ever reallocating (which would leave a copy behind): the capacity given at
+  // construction must suffice, and an append past it asserts.
+  void append(std::string_view text);
+  [[nodiscard]] std::string_view view() const noexcept { return {bytes_.data(), bytes_.size()}; }
+  // For read(2) into the reserved capacity; resizing past it is the caller's bug.
+  [[nodiscard]] std::vector<char>& bytes() noexcept { return bytes_; }
+
+ private:
+  std::vector<char> bytes_;
+};
+
+// The whole of the key file at `path`, after checking that it is a regular file of at most
+// kKeyFileBytesMax bytes that group and others may neither read nor write. Errors as
+// KeyFile::load() documents them.
+[[nodiscard]] Result<SecretText> read_key_file_text(const std::string& path);
+
+// Creates `path` exclusively with mode 0600, writes `text`, fsyncs and closes it. On failure the
+// partial file is removed. If `path` exists: invalid_argument, the message ending with `if_exists`
+// (what it means and what to do). Does not sync the directory: the caller does, after any rename.
+[[nodiscard]] Status write_new_secret_file(const std::string& path, std::string_view text, std::string_view if_exists);
+
+// fsyncs the directory holding `path`, so that its creation or a rename onto it is durable.
+[[nodiscard]] Status sync_parent_directory(const std::string& path);
+
+// A Status for a failed system call on `path`: no_space for ENOSPC, not_found for ENOENT,
+// invalid_argument for EACCES and EPERM (the operator's to fix), io_error otherwise.
+[[nodiscard]] Status errno_status(std::string_view what, const std::string& path, int error);
+
+}  // namespace annal::crypto
