@@ -81,9 +81,7 @@ annal::bench::ExportStore& store() {
 }
 
 void kafka_export_annal(benchmark::State& state) {
-  (void)cluster();  // made first, so destroyed last: the exporters still on the store outlive no broker
   annal::bench::ExportStore& events = store();
-  static int run = 0;
   double start_ms = 0;  // of which: add_projection (metadata, the read-back)
   for (auto _ : state) {
     annal::kafka::KafkaExportOptions options;
@@ -94,14 +92,16 @@ void kafka_export_annal(benchmark::State& state) {
       if (name == "linger.ms" || name == "log_level") options.settings[name] = value;
     }
     auto exporter = std::make_shared<annal::kafka::KafkaExport>(options);
+    const std::unique_ptr<annal::engine::Engine> engine = events.open();
     const auto started = std::chrono::steady_clock::now();
-    const annal::Status added = events.engine->add_projection("kafka" + std::to_string(run++), exporter, {});
+    const annal::Status added = engine->add_projection("kafka", exporter, {});
     if (!added.ok()) throw std::runtime_error(added.to_string());
     start_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     if (!exporter->wait_delivered(events.last.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(5))) {
       throw std::runtime_error("not delivered: " + exporter->health().to_string());
     }
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (!engine->close().ok()) throw std::runtime_error("close failed");
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kEvents);
   state.counters["start_ms"] = start_ms / static_cast<double>(state.iterations());
@@ -111,7 +111,11 @@ void kafka_export_annal(benchmark::State& state) {
 // Delivery reports counted on librdkafka's background thread, as the export takes them.
 void count_delivery_reports(rd_kafka_t*, rd_kafka_event_t* event, void* opaque) {
   if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_DR) {
-    while (rd_kafka_event_message_next(event) != nullptr) static_cast<std::atomic<std::int64_t>*>(opaque)->fetch_add(1);
+    auto* reported = static_cast<std::atomic<std::int64_t>*>(opaque);
+    std::int64_t taken = 0;
+    while (rd_kafka_event_message_next(event) != nullptr) ++taken;
+    reported->fetch_add(taken);
+    reported->notify_all();
   }
   rd_kafka_event_destroy(event);
 }
@@ -124,6 +128,7 @@ void kafka_export_librdkafka_producer(benchmark::State& state) {
   annal::bench::ExportStore& events = store();
   // The same records: read once from the journal, outside the timing.
   const std::vector<annal::engine::Event> records = events.read_back();
+  std::int64_t iterations_done = 0;
   for (auto _ : state) {
     const std::string topic = cluster().new_topic();
     const auto started = std::chrono::steady_clock::now();
@@ -178,10 +183,21 @@ void kafka_export_librdkafka_producer(benchmark::State& state) {
         const bool full = rd_kafka_error_code(failed) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
         rd_kafka_error_destroy(failed);
         if (!full) throw std::runtime_error("produce failed");
-        rd_kafka_poll(producer, 10);
+        // Room comes with acknowledgements. With reports on, wait for the background thread to
+        // take some (rd_kafka_poll here would take them itself, and drop them uncounted).
+        if (reports) {
+          reported.wait(reported.load());
+        } else {
+          rd_kafka_poll(producer, 10);
+        }
       }
     }
     if (rd_kafka_flush(producer, 300'000) != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error("not flushed");
+    // flush() returns once Kafka has answered, which can be before the background thread has taken
+    // the last reports; the export's figure includes taking them, so this one does too.
+    const std::int64_t expected = (iterations_done + 1) * kEvents;
+    for (std::int64_t seen = reported.load(); reports && seen < expected; seen = reported.load()) reported.wait(seen);
+    ++iterations_done;
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     rd_kafka_topic_destroy(handle);
     rd_kafka_destroy(producer);

@@ -43,21 +43,21 @@ annal::bench::ExportStore& store() {
 }
 
 void rabbitmq_export_annal(benchmark::State& state) {
-  (void)server();  // made first, so stopped last: the exporters still on the store outlive no server
   annal::bench::ExportStore& events = store();
-  static int run = 0;
   double start_ms = 0;  // of which: add_projection (connect, fence, declare, read-back)
   for (auto _ : state) {
     auto exporter = std::make_shared<annal::rabbitmq::RabbitExport>(annal::rabbitmq::RabbitExportOptions{
         .url = server().url(), .stream = new_stream(), .source = "bench", .unconfirmed_max = kWindow});
+    const std::unique_ptr<annal::engine::Engine> engine = events.open();
     const auto started = std::chrono::steady_clock::now();
-    const annal::Status added = events.engine->add_projection("rabbitmq" + std::to_string(run++), exporter, {});
+    const annal::Status added = engine->add_projection("rabbitmq", exporter, {});
     if (!added.ok()) throw std::runtime_error(added.to_string());
     start_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     if (!exporter->wait_delivered(events.last.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(5))) {
       throw std::runtime_error("not confirmed: " + exporter->health().to_string());
     }
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (!engine->close().ok()) throw std::runtime_error("close failed");
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kEvents);
   state.counters["start_ms"] = start_ms / static_cast<double>(state.iterations());

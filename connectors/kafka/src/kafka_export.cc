@@ -64,8 +64,9 @@ class Producer {
   [[nodiscard]] rd_kafka_t* handle() const { return kafka_.get(); }
 
   // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum.
+  // `ticket` comes back with its delivery report.
   rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, std::string_view key,
-                              const std::string& source, std::uint64_t delivered) {
+                              const std::string& source, std::uint64_t delivered, std::uint64_t ticket) {
     const engine::EventHeader& h = event.header;
     const std::string sequence = std::to_string(h.sequence);
     const std::string version = std::to_string(h.version);
@@ -99,7 +100,7 @@ class Producer {
     fields[5].vtype = RD_KAFKA_VTYPE_HEADERS;
     fields[5].u.headers = headers;
     fields[6].vtype = RD_KAFKA_VTYPE_OPAQUE;
-    fields[6].u.ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(h.sequence));
+    fields[6].u.ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket));
     rd_kafka_error_t* error = rd_kafka_produceva(kafka_.get(), fields, 7);
     const rd_kafka_resp_err_t queued = error != nullptr ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
     if (error != nullptr) {
@@ -122,14 +123,11 @@ class Producer {
         thread_local std::vector<std::uint64_t> delivered;
         delivered.clear();
         while (const rd_kafka_message_t* message = rd_kafka_event_message_next(event)) {
-          const auto sequence = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(message->_private));
+          const auto ticket = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(message->_private));
           if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            // Gapless and without a timeout, a record refused is the end of the run.
-            exporter->on_error(Status(ErrorCode::io_error, "Kafka refused event " + std::to_string(sequence) + ": " +
-                                                               rd_kafka_err2str(message->err)),
-                               true);
+            exporter->on_refused(ticket, rd_kafka_err2str(message->err));
           } else {
-            delivered.push_back(sequence);
+            delivered.push_back(ticket);
           }
         }
         exporter->on_delivered(delivered);
@@ -192,6 +190,7 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
   last_ = std::move(tail.value().last);
   {
     std::lock_guard lock(mutex_);
+    front_ticket_ += pending_.size();  // a ticket of the last run's never names one of this run's
     pending_.clear();
     delivered_ = tail.value().delivered;
     stopping_ = false;
@@ -207,6 +206,7 @@ void KafkaExport::apply(const engine::EventView& event) {
   const std::string key = h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name);
   const std::int32_t partition = partition_of(key, producer_->partitions());
   std::uint64_t delivered = 0;
+  std::uint64_t ticket = 0;
   {
     std::lock_guard lock(mutex_);
     if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
@@ -217,6 +217,7 @@ void KafkaExport::apply(const engine::EventView& event) {
       delivered_ = h.sequence;
       changed_.notify_all();
     } else {
+      ticket = front_ticket_ + pending_.size();
       pending_.emplace_back(h.sequence, exported);
     }
     halted_ = halted_ || stopping_;
@@ -224,7 +225,7 @@ void KafkaExport::apply(const engine::EventView& event) {
     delivered = delivered_;
   }
   for (;;) {
-    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, key, options_.source, delivered);
+    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, key, options_.source, delivered, ticket);
     if (queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
     if (queued != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       throw std::runtime_error("Kafka export of event " + std::to_string(h.sequence) + ": " + rd_kafka_err2str(queued));
@@ -260,21 +261,32 @@ void KafkaExport::stop_requested() {
   changed_.notify_all();
 }
 
-void KafkaExport::on_delivered(std::span<const std::uint64_t> sequences) {
-  if (sequences.empty()) return;
+void KafkaExport::on_delivered(std::span<const std::uint64_t> tickets) {
+  if (tickets.empty()) return;
   std::lock_guard lock(mutex_);
-  for (const std::uint64_t sequence : sequences) {
-    const auto at = std::lower_bound(pending_.begin(), pending_.end(), std::pair<std::uint64_t, bool>(sequence, false));
-    if (at == pending_.end() || at->first != sequence) continue;  // a purged run's
-    at->second = true;
+  for (const std::uint64_t ticket : tickets) {
+    // pending_[i] holds ticket front_ticket_ + i: found without a search.
+    if (ticket < front_ticket_ || ticket - front_ticket_ >= pending_.size()) continue;  // a purged run's
+    pending_[ticket - front_ticket_].second = true;
     ++acknowledged_;
   }
   while (!pending_.empty() && pending_.front().second) {
     delivered_ = pending_.front().first;
     pending_.pop_front();
+    ++front_ticket_;
   }
   retrying_ = Status();
   changed_.notify_all();  // delivered_ may have moved; the producer has room again
+}
+
+void KafkaExport::on_refused(std::uint64_t ticket, const char* why) {
+  std::uint64_t sequence = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (ticket >= front_ticket_ && ticket - front_ticket_ < pending_.size()) sequence = pending_[ticket - front_ticket_].first;
+  }
+  // Gapless and without a timeout, a record refused is the end of the run.
+  on_error(Status(ErrorCode::io_error, "Kafka refused event " + std::to_string(sequence) + ": " + why), true);
 }
 
 void KafkaExport::on_error(Status error, bool fatal) {

@@ -82,8 +82,10 @@ class KafkaExport final : public engine::Projection {
 
  private:
   friend class Producer;
-  // From librdkafka's background thread: records `sequences` delivered, or the run failed.
-  void on_delivered(std::span<const std::uint64_t> sequences);
+  // From librdkafka's background thread: the records produced with `tickets` delivered, the one
+  // with `ticket` refused for good, or the run failed.
+  void on_delivered(std::span<const std::uint64_t> tickets);
+  void on_refused(std::uint64_t ticket, const char* why);
   void on_error(Status error, bool fatal);
 
   const KafkaExportOptions options_;
@@ -95,6 +97,7 @@ class KafkaExport final : public engine::Projection {
   mutable std::condition_variable changed_;  // a record acknowledged, stopping_, or fatal_
   // The events after delivered_, in order: produced and not yet acknowledged (false), or done.
   std::deque<std::pair<std::uint64_t, bool>> pending_;  // under mutex_
+  std::uint64_t front_ticket_ = 0;       // under mutex_: what pending_.front() was produced with
   std::uint64_t delivered_ = 0;          // under mutex_
   std::uint64_t acknowledged_ = 0;       // under mutex_: records acknowledged, for apply's wait for room
   bool stopping_ = false;                // under mutex_
