@@ -3,8 +3,11 @@
 // event that stops only its projection.
 #include "annal/postgres/postgres_projection.h"
 
+#include <signal.h>
+
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,8 +16,10 @@
 
 #include "annal/engine/engine.h"
 #include "eventually.h"
+#include "leftover_processes.h"
 #include "postgres_cluster.h"
 #include "run_program.h"
+#include "spawned_tool.h"
 #include "sql_session.h"
 #include "stalling_proxy.h"
 #include "temp_directory.h"
@@ -369,6 +374,31 @@ TEST_F(PostgresProjectionTest, APoisonEventStopsOnlyItsProjectionAndSaysWhichAnd
   EXPECT_TRUE(engine_->wait_durable(after, Engine::Clock::now() + std::chrono::minutes(2)).ok());
   EXPECT_EQ(table(cluster_.conninfo()), before);
   ASSERT_TRUE(engine_->close().ok());
+}
+
+// The throw-away cluster ends with the test process that started it, though that process dies
+// without running a destructor (SIGKILL here; the watchdog's abort, a sanitizer's report and
+// ctest's timeout end it alike): no process of the cluster (the postmaster, pg_ctl daemonizes it,
+// and its backends) is left holding memory on a shared machine. They are found by their working
+// directory, the cluster's data directory inside this test's own.
+TEST(PostgresClusterCleanup, NothingOfTheClusterOutlivesAKilledTestProcess) {
+  annal::test::Watchdog watchdog("a cluster's processes after its test process was killed", std::chrono::seconds(300));
+  const annal::test::TempDirectory tmp;
+  // Run as root, the cluster belongs to the postgres account, which must reach its directory.
+  std::filesystem::permissions(tmp.path(), std::filesystem::perms::others_exec, std::filesystem::perm_options::add);
+  annal::test::SpawnedTool holder(ANNAL_SERVER_HOLDER, {"postgres", ANNAL_POSTGRES_BINDIR, tmp.path()});
+  ASSERT_TRUE(holder.wait_for("\n", std::chrono::minutes(4))) << holder.printed();
+  ASSERT_TRUE(holder.printed().starts_with("holding ")) << holder.printed();
+  const std::string inside = std::filesystem::canonical(tmp.path()).string() + "/";
+  const auto of_the_cluster = [&](pid_t pid) { return annal::test::working_directory(pid).starts_with(inside); };
+  ASSERT_FALSE(annal::test::processes_where(of_the_cluster).empty()) << "the check below would see nothing";
+  ASSERT_TRUE(holder.kill_now());
+  const bool gone = annal::test::eventually([&] { return annal::test::processes_where(of_the_cluster).empty(); });
+  const std::vector<pid_t> left = annal::test::processes_where(of_the_cluster);
+  EXPECT_TRUE(gone) << "left running after the holder was killed:\n" << annal::test::describe(left);
+  // Ours by their directory: the test leaves no stray. SIGQUIT, as pg_ctl's immediate mode: the
+  // postmaster removes its shared memory segment on the way out, which SIGKILL would leave.
+  for (const pid_t pid : left) ::kill(pid, SIGQUIT);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "counted_events.h"
 #include "eventually.h"
 #include "kill_timing.h"
+#include "leftover_processes.h"
 #include "rabbitmq_server.h"
 #include "run_program.h"
 #include "spawned_tool.h"
@@ -728,6 +729,28 @@ TEST_F(RabbitTest, ImpossibleOptionsAreRefused) {
   EXPECT_EQ(too_long.code(), ErrorCode::invalid_argument);
   EXPECT_NE(too_long.message().find("too long together"), std::string::npos) << too_long.to_string();
   ASSERT_TRUE(engine_->close().ok());
+}
+
+// The throw-away node ends with the test process that started it, though that process dies
+// without running a destructor (SIGKILL here; the watchdog's abort, a sanitizer's report and
+// ctest's timeout end it alike): no process of the node (the script, beam.smp and its helpers,
+// epmd) is left holding ports and memory on a shared machine. They are found by their HOME, the
+// node's directory inside this test's own.
+TEST(RabbitServerCleanup, NothingOfTheNodeOutlivesAKilledTestProcess) {
+  annal::test::Watchdog watchdog("a node's processes after its test process was killed", std::chrono::seconds(300));
+  const annal::test::TempDirectory tmp;
+  annal::test::SpawnedTool holder(ANNAL_SERVER_HOLDER, {"rabbitmq", ANNAL_RABBITMQ_BINDIR, tmp.path()});
+  ASSERT_TRUE(holder.wait_for("\n", std::chrono::minutes(4))) << holder.printed();
+  ASSERT_TRUE(holder.printed().starts_with("holding ")) << holder.printed();
+  const auto of_the_node = [&](pid_t pid) {
+    return annal::test::environment_value(pid, "HOME").starts_with(tmp.path() + "/");
+  };
+  ASSERT_FALSE(annal::test::processes_where(of_the_node).empty()) << "the check below would see nothing";
+  ASSERT_TRUE(holder.kill_now());
+  const bool gone = annal::test::eventually([&] { return annal::test::processes_where(of_the_node).empty(); });
+  const std::vector<pid_t> left = annal::test::processes_where(of_the_node);
+  EXPECT_TRUE(gone) << "left running after the holder was killed:\n" << annal::test::describe(left);
+  for (const pid_t pid : left) ::kill(pid, SIGKILL);  // ours by their HOME: the test leaves no stray
 }
 
 }  // namespace

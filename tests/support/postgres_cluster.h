@@ -3,14 +3,22 @@
 // the end. initdb refuses to run as root, so where the process runs as root the cluster belongs to
 // the `postgres` account Debian's package makes, and its programs run through runuser. A step that
 // fails throws std::runtime_error with the program's output (a test fails on it).
+//
+// pg_ctl daemonizes the postmaster (setsid), out of any group and tree of the test's. If the test
+// process dies without running the destructor, a guardian (guardian.h) stops it as the destructor
+// would: SIGQUIT, an immediate shutdown, in which the postmaster ends its backends and removes its
+// shared memory (SIGKILL would leave the segment). Only a postmaster whose working directory is
+// this cluster's data directory: the pid in postmaster.pid may be stale, and its number reused.
 #pragma once
 
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "guardian.h"
 #include "run_program.h"
 #include "temp_directory.h"
 
@@ -25,6 +33,8 @@ class PostgresCluster {
       must("chown postgres: " + dir_.path());
     }
     must(as_owner_ + bindir_ + "/initdb --pgdata=" + data() + " --username=annal --auth=trust --encoding=UTF8 --no-sync");
+    guardian_.emplace(R"sh(pid=$(head -n 1 "$1/postmaster.pid") && [ "$(readlink "/proc/$pid/cwd")" = "$1" ] && kill -QUIT "$pid")sh",
+                      std::vector<std::string>{std::filesystem::canonical(data()).string()});
     start();
   }
   // The directory goes with dir_, after the server has stopped.
@@ -67,6 +77,7 @@ class PostgresCluster {
   std::string bindir_;
   TempDirectory dir_;  // removed if the constructor throws, too
   std::string as_owner_;  // "runuser -u postgres -- " when the process runs as root
+  std::optional<Guardian> guardian_;  // after dir_: gone before it, once the server has stopped
 };
 
 }  // namespace annal::test

@@ -3,6 +3,13 @@
 // distribution and epmd ports, listening on 127.0.0.1 only, its data, logs, configuration and
 // Erlang cookie (HOME) in a temporary directory; stopped, its epmd too, and removed at the end.
 //
+// Each run of the node is one process group, led by a guardian (guardian.h): our own epmd, the
+// script, the VM and its helpers. If the test process dies without running the destructor, the
+// guardian kills the group. epmd runs in the foreground, started by us before the VM: the one the
+// VM starts itself daemonizes, leaving the group and the test's process tree (so neither a group
+// kill nor ctest's kill of the tree reaches it), and `epmd -kill` is refused while a node is
+// registered. ERL_AFLAGS tells every VM of the node's (the server, rabbitmqctl's) not to start one.
+//
 // Not /usr/sbin/rabbitmq-server: run as root, Debian's wrapper switches to the rabbitmq account
 // with su, changes to /var/lib/rabbitmq and writes its start-up log to /var/log/rabbitmq. The
 // script beneath it runs as whoever calls it, so the temporary directory stays ours.
@@ -22,12 +29,15 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "eventually.h"
+#include "guardian.h"
 #include "run_program.h"
 #include "temp_directory.h"
 
@@ -51,6 +61,18 @@ inline int free_port() {
   return ntohs(address.sin_port);
 }
 
+// Whether something accepts connections on 127.0.0.1:`port`.
+inline bool accepts_on(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool accepted = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  if (fd >= 0) ::close(fd);
+  return accepted;
+}
+
 class RabbitServer {
  public:
   // `bindir`: where rabbitmq-server and rabbitmqctl are (ANNAL_RABBITMQ_BINDIR).
@@ -71,6 +93,7 @@ class RabbitServer {
             {"RABBITMQ_DIST_PORT", std::to_string(dist_port)},
             {"ERL_EPMD_PORT", std::to_string(epmd_port_)},
             {"ERL_EPMD_ADDRESS", "127.0.0.1"},
+            {"ERL_AFLAGS", "-start_epmd false"},
             {"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}"},
             {"RABBITMQ_MNESIA_BASE", dir_.path() + "/mnesia"},
             {"RABBITMQ_LOG_BASE", dir_.path() + "/log"},
@@ -83,17 +106,10 @@ class RabbitServer {
       start();
     } catch (...) {
       stop();
-      (void)run_program(with_env() + "epmd -port " + std::to_string(epmd_port_) + " -kill");
       throw;
     }
   }
-  ~RabbitServer() {
-    try {
-      stop();
-    } catch (...) {
-    }
-    (void)run_program(with_env() + "epmd -port " + std::to_string(epmd_port_) + " -kill");
-  }
+  ~RabbitServer() { stop(); }
   RabbitServer(const RabbitServer&) = delete;
   RabbitServer& operator=(const RabbitServer&) = delete;
 
@@ -111,32 +127,32 @@ class RabbitServer {
     envp.push_back(nullptr);
     const std::string program = bindir_ + "/rabbitmq-server";
     char* argv[] = {const_cast<char*>(program.c_str()), nullptr};
+    guardian_.emplace("kill -KILL 0", std::vector<std::string>{});  // before anything it guards
     const int log = ::open((dir_.path() + "/server.out").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::setpgid(0, 0);  // the script, the VM and its helpers: one group to kill if all else fails
-      ::dup2(log, 1);
-      ::dup2(log, 2);
-      const int null = ::open("/dev/null", O_RDONLY);
-      ::dup2(null, 0);
-      ::execve(program.c_str(), argv, envp.data());
-      ::_exit(127);
-    }
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (start_epmd(envp.data(), null, log)) pid_ = spawn_in_group(argv, envp.data(), guardian_->group(), null, log);
     ::close(log);
+    ::close(null);
+    if (pid_ <= 0) throw std::runtime_error("epmd on port " + std::to_string(epmd_port_) + " did not start: " + output());
     const ProgramRun waited = ctl("wait --timeout 120 " + dir_.path() + "/server.pid", std::chrono::seconds(150));
     if (waited.exit_code != 0) {
-      std::string out;
-      std::getline(std::ifstream(dir_.path() + "/server.out"), out, '\0');
-      throw std::runtime_error("rabbitmq-server " + node_ + " did not start: " + waited.output + "\n" + out);
+      throw std::runtime_error("rabbitmq-server " + node_ + " did not start: " + waited.output + "\n" + output());
     }
   }
 
   // Stops the node as an operator would (SIGTERM: the VM shuts down in order) and waits for it;
-  // SIGKILL to its group after two minutes.
+  // SIGKILL to its group after two minutes. Then its epmd, and whatever else is left of the group.
   void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    reap(std::chrono::seconds(120));
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      reap(std::chrono::seconds(120));
+    }
+    if (!guardian_) return;
+    // The guardian is in the group until this kill: the group's number is still ours.
+    ::kill(-guardian_->group(), SIGKILL);
+    guardian_.reset();
+    if (epmd_pid_ > 0) ::waitpid(epmd_pid_, nullptr, 0);  // its port is free again for the next start
+    epmd_pid_ = -1;
   }
 
   [[nodiscard]] int port() const { return port_; }
@@ -160,22 +176,39 @@ class RabbitServer {
 
  private:
   [[nodiscard]] std::string with_env() const {
-    return "env HOME=" + dir_.path() + " ERL_EPMD_PORT=" + std::to_string(epmd_port_) + " ";
+    return "env HOME=" + dir_.path() + " ERL_EPMD_PORT=" + std::to_string(epmd_port_) + " ERL_AFLAGS='-start_epmd false' ";
+  }
+  // Starts epmd (its port and address from the environment) in the node's group and returns once it
+  // takes connections, before the VM looks for it; false if it exited first (its port taken).
+  bool start_epmd(char* const envp[], int in, int out) {
+    char* argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"), const_cast<char*>("exec epmd"), nullptr};
+    epmd_pid_ = spawn_in_group(argv, envp, guardian_->group(), in, out);
+    bool exited = epmd_pid_ < 0;
+    const bool listening = eventually([&] {
+      exited = exited || ::waitpid(epmd_pid_, nullptr, WNOHANG) == epmd_pid_;
+      return exited || accepts_on(epmd_port_);
+    });
+    if (exited) epmd_pid_ = -1;
+    return listening && !exited;
+  }
+  // What the script, the VM and epmd wrote.
+  [[nodiscard]] std::string output() const {
+    std::string out;
+    std::getline(std::ifstream(dir_.path() + "/server.out"), out, '\0');
+    return out;
   }
   void reap(std::chrono::seconds patience) {
     const auto deadline = std::chrono::steady_clock::now() + patience;
     int status = 0;
     while (::waitpid(pid_, &status, WNOHANG) == 0) {
       if (std::chrono::steady_clock::now() >= deadline) {
-        ::kill(-pid_, SIGKILL);
+        ::kill(-guardian_->group(), SIGKILL);
         ::waitpid(pid_, &status, 0);
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a poll of the child, not a wait for time
     }
-    // The VM's helpers (erl_child_setup, inet_gethost) end with it; any left in the group go now.
-    ::kill(-pid_, SIGKILL);
-    pid_ = -1;
+    pid_ = -1;  // the VM's helpers (erl_child_setup, inet_gethost) end with it, or with the group in stop()
   }
 
   std::string bindir_;
@@ -184,7 +217,9 @@ class RabbitServer {
   int port_ = 0;
   int epmd_port_ = 0;
   std::map<std::string, std::string> env_;
-  pid_t pid_ = -1;
+  std::optional<Guardian> guardian_;  // while the node runs
+  pid_t epmd_pid_ = -1;
+  pid_t pid_ = -1;  // the script's
 };
 
 }  // namespace annal::test
