@@ -19,6 +19,7 @@ constexpr std::size_t kChecksumAt = 0, kSizeAt = 4, kSequenceAt = 8, kStreamAt =
                       kCommitLagAt = 44;
 static_assert(kHeaderChecksumAt + 4 == kSegmentHeaderFieldsBytes);
 static_assert(kCommitLagAt + 4 == kRecordHeaderBytes);
+static_assert(kCommitLagAt - kSequenceAt == kAssociatedBytes);
 
 constexpr std::size_t kSegmentNameDigits = 20;  // UINT64_MAX has 20 decimal digits
 constexpr std::string_view kSegmentSuffix = ".log";
@@ -137,6 +138,26 @@ void encode_record(const RecordHeader& header, std::span<const std::byte> prefix
   std::byte* at = out.data() + kRecordHeaderBytes;
   if (!prefix.empty()) std::memcpy(at, prefix.data(), prefix.size());
   if (!payload.empty()) std::memcpy(at + prefix.size(), payload.data(), payload.size());
+  seal_record(header, size, salt, out);
+}
+
+std::array<std::byte, kAssociatedBytes> associated_data(const RecordHeader& header) noexcept {
+  std::array<std::byte, kAssociatedBytes> out{};
+  const std::span<std::byte> at(out);
+  store_le<std::uint64_t>(at, kSequenceAt - kSequenceAt, header.sequence);
+  store_le<std::uint64_t>(at, kStreamAt - kSequenceAt, header.stream_id);
+  store_le<std::uint64_t>(at, kVersionInStreamAt - kSequenceAt, header.stream_version);
+  store_le<std::uint64_t>(at, kTimestampAt - kSequenceAt, header.timestamp_ns);
+  store_le<std::uint16_t>(at, kTypeAt - kSequenceAt, header.type);
+  store_le<std::uint16_t>(at, kFlagsAt - kSequenceAt, header.flags);
+  return out;
+}
+
+void encode_record_around(const RecordHeader& header, std::size_t payload_bytes, std::uint32_t salt,
+                          std::span<std::byte> out) noexcept {
+  const std::size_t size = kRecordHeaderBytes + payload_bytes;
+  ANNAL_ASSERT(size <= kRecordBytesMax);
+  ANNAL_ASSERT(out.size() == padded_record_bytes(payload_bytes));
   seal_record(header, size, salt, out);
 }
 

@@ -154,18 +154,24 @@ class JournalImpl final : public Journal {
 
   ~JournalImpl() override { (void)close(); }
 
+  // A record's payload as stored: as given, or sealed (cipher_), which adds the cipher's overhead.
+  [[nodiscard]] std::size_t stored_payload_bytes(const RecordInput& record) const noexcept {
+    return record.payload_bytes() + (cipher_ ? cipher_->overhead() : 0);
+  }
+
   Result<Receipt> append(std::span<const RecordInput> records) override {
     if (records.empty()) return Status(ErrorCode::invalid_argument, "append of no records");
     std::size_t bytes = 0;
     for (const RecordInput& record : records) {
-      if (kRecordHeaderBytes + record.payload_bytes() > options_.record_bytes_max) {
+      if (kRecordHeaderBytes + stored_payload_bytes(record) > options_.record_bytes_max) {
         return Status(ErrorCode::invalid_argument,
                       "record of " + std::to_string(record.payload_bytes()) +
                           " payload bytes exceeds record_bytes_max (" +
-                          std::to_string(options_.record_bytes_max) + " with the 48-byte header)");
+                          std::to_string(options_.record_bytes_max) + " with the 48-byte header" +
+                          (cipher_ ? " and the " + std::to_string(cipher_->overhead()) + " bytes sealing adds)" : ")"));
       }
       if (record.type == kTypePadding) return Status(ErrorCode::invalid_argument, "record type 0 is reserved");
-      bytes += padded_record_bytes(record.payload_bytes());
+      bytes += padded_record_bytes(stored_payload_bytes(record));
     }
     if (bytes > options_.commit_bytes_max) {
       return Status(ErrorCode::invalid_argument, "append of " + std::to_string(bytes) +
@@ -222,9 +228,17 @@ class JournalImpl final : public Journal {
       header.flags = i + 1 == records.size() ? kFlagBatchEnd : 0;
       header.commit_lag = static_cast<std::uint32_t>(
           std::min<std::uint64_t>(header.sequence - proven, kCommitLagMax));
-      const std::size_t size = padded_record_bytes(input.payload_bytes());
-      encode_record(header, input.prefix, input.payload, staged_salt_,
-                    buffer->bytes.subspan(buffer->used, size));
+      const std::size_t size = padded_record_bytes(stored_payload_bytes(input));
+      const std::span<std::byte> out = buffer->bytes.subspan(buffer->used, size);
+      if (cipher_) {
+        // Sealed straight into the buffer: the plain payload is never written anywhere.
+        header.flags |= kFlagSealed;
+        cipher_->seal(header, associated_data(header), input.prefix, input.payload,
+                      out.subspan(kRecordHeaderBytes, stored_payload_bytes(input)));
+        encode_record_around(header, stored_payload_bytes(input), staged_salt_, out);
+      } else {
+        encode_record(header, input.prefix, input.payload, staged_salt_, out);
+      }
       if (marker.due(buffer->offset + buffer->used, size)) {
         ANNAL_ASSERT(buffer->marks.size() < buffer->marks.capacity());  // no allocation here
         buffer->marks.push_back({header.sequence, buffer->offset + buffer->used});
@@ -700,6 +714,7 @@ class JournalImpl final : public Journal {
 
   const std::string directory_;
   const Options options_;
+  RecordCipher* const cipher_ = options_.cipher.get();  // null: payloads stored as given
   std::shared_ptr<IoBackend> io_;
   const FileId lock_;
   std::thread writer_;

@@ -8,7 +8,12 @@ namespace annal::journal {
 
 Reader::Reader(Journal& journal, std::shared_ptr<IoBackend> io, const Options& options,
                std::uint64_t from)
-    : journal_(journal), io_(std::move(io)), chunk_bytes_(options.read_chunk_bytes), position_(std::max(from, kFirstSequence)) {
+    : journal_(journal),
+      io_(std::move(io)),
+      chunk_bytes_(options.read_chunk_bytes),
+      opener_(options.cipher ? options.cipher->opener() : nullptr),
+      overhead_(options.cipher ? options.cipher->overhead() : 0),
+      position_(std::max(from, kFirstSequence)) {
   ANNAL_ASSERT(chunk_bytes_ >= kSegmentHeaderBytes);  // the segment header is read into it
 }
 
@@ -29,11 +34,19 @@ Result<std::optional<RecordView>> Reader::next() {
     }
     const auto record = decode_at_cursor();
     if (!record.ok()) return record.status();
+    const bool wanted = record.value().header.type != kTypePadding && cursor_sequence_ >= position_;
+    std::span<const std::byte> payload = record.value().payload;
+    if (wanted && (record.value().header.flags & kFlagSealed) != 0) {
+      // Opened only when returned: records stepped over after a seek stay sealed.
+      auto opened = open_sealed(record.value());
+      if (!opened.ok()) return opened.status();
+      payload = opened.value();
+    }
     cursor_offset_ += record.value().padded_bytes;
     if (record.value().header.type == kTypePadding) continue;  // it takes no sequence
     if (cursor_sequence_++ < position_) continue;
     ++position_;
-    return std::optional<RecordView>(RecordView{record.value().header, record.value().payload});
+    return std::optional<RecordView>(RecordView{record.value().header, payload});
   }
 }
 
@@ -149,6 +162,25 @@ Result<DecodedRecord> Reader::decode_at_cursor() {
                       " is out of sequence");
   }
   return record;
+}
+
+Result<std::span<const std::byte>> Reader::open_sealed(const DecodedRecord& record) {
+  if (!opener_) {
+    return Status(ErrorCode::invalid_argument,
+                  segment_.path + " offset " + std::to_string(cursor_offset_) + " sequence " +
+                      std::to_string(cursor_sequence_) +
+                      ": the record is encrypted (sealed), and the journal was opened without its key: "
+                      "open it with the key it was written with");
+  }
+  if (record.payload.size() < overhead_) return corruption("a sealed payload shorter than its seal");
+  opened_.resize(std::max(opened_.size(), record.payload.size() - overhead_));
+  const std::span<std::byte> out = std::span<std::byte>(opened_).first(record.payload.size() - overhead_);
+  if (Status opened = opener_->open(record.header, associated_data(record.header), record.payload, out); !opened.ok()) {
+    return Status(opened.code(), segment_.path + " offset " + std::to_string(cursor_offset_) + " sequence " +
+                                     std::to_string(cursor_sequence_) + ": cannot open the sealed record: " +
+                                     opened.message());
+  }
+  return std::span<const std::byte>(out);
 }
 
 Status Reader::corruption(const std::string& what) const {

@@ -91,6 +91,15 @@ inline constexpr std::uint16_t kTypePadding = 0;
 // The last record of one append: a crash may cut a multi-record append, and recovery drops a
 // batch whose end did not survive, so appends are all or nothing.
 inline constexpr std::uint16_t kFlagBatchEnd = 1u << 0;
+// The payload is sealed: encrypted at rest by the RecordCipher the journal was opened with
+// (record_cipher.h), which a reader needs to open it. The checksum covers the sealed bytes, so
+// recovery, verify and the checksum itself need no key.
+inline constexpr std::uint16_t kFlagSealed = 1u << 1;
+
+// What a sealed record's seal authenticates beside its payload: the record's bytes +8..+44
+// (sequence, stream_id, stream_version, timestamp_ns, type, flags) as stored. A record moved to
+// another sequence or stream, or retyped, then fails to open even with its checksum redone.
+inline constexpr std::size_t kAssociatedBytes = 36;
 
 struct SegmentHeader {
   std::uint64_t base_sequence = kFirstSequence;
@@ -132,6 +141,14 @@ void encode_record(const RecordHeader& header, std::span<const std::byte> payloa
 void encode_record(const RecordHeader& header, std::span<const std::byte> prefix,
                    std::span<const std::byte> payload, std::uint32_t salt,
                    std::span<std::byte> out) noexcept;
+
+// The bytes a seal authenticates for a record with `header` (kAssociatedBytes above).
+[[nodiscard]] std::array<std::byte, kAssociatedBytes> associated_data(const RecordHeader& header) noexcept;
+// Finishes a record whose `payload_bytes` of payload the caller wrote at out[kRecordHeaderBytes]
+// (a cipher sealing in place): the header, the zero padding and the checksum. `out` is
+// padded_record_bytes(payload_bytes) long.
+void encode_record_around(const RecordHeader& header, std::size_t payload_bytes, std::uint32_t salt,
+                          std::span<std::byte> out) noexcept;
 
 // Writes a padding record filling all of `out` (a multiple of kRecordAlign, from a record header
 // to kPaddingBytesMax bytes) that stands before record `next_sequence`.

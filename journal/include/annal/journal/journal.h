@@ -31,6 +31,7 @@
 #include "annal/base/status.h"
 #include "annal/journal/format.h"
 #include "annal/journal/io_backend.h"
+#include "annal/journal/record_cipher.h"
 
 namespace annal::journal {
 
@@ -112,6 +113,11 @@ struct Options {
   // The caller's own proof, asked once open() knows the last sequence the recovered log holds: a
   // later sequence that was acknowledged durable (the engine answers from its state snapshots).
   std::function<std::optional<DurableWitness>(std::uint64_t last_sequence)> durable_witness{};
+  // Encryption at rest (record_cipher.h): every record appended is sealed by it, and readers open
+  // sealed records with it. Null: payloads are stored as given. A journal may hold both kinds (one
+  // written before encryption was turned on); a reader without a cipher fails on a sealed record,
+  // saying so. Recovery needs none.
+  std::shared_ptr<RecordCipher> cipher{};
 };
 
 struct RecordInput {

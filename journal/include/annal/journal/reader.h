@@ -40,8 +40,8 @@
 
 namespace annal::journal {
 
-// A record as read. The payload points into the reader's buffer and stays valid until the next
-// call on that reader.
+// A record as read. The payload points into the reader's buffer (or, for a sealed record, its
+// buffer of opened payloads) and stays valid until the next call on that reader.
 struct RecordView {
   RecordHeader header;
   std::span<const std::byte> payload;
@@ -78,10 +78,16 @@ class Reader {
   Status fill(std::size_t bytes);
   Result<DecodedRecord> decode_at_cursor();
   [[nodiscard]] Status corruption(const std::string& what) const;
+  // The plain payload of the sealed record at the cursor, in opened_.
+  Result<std::span<const std::byte>> open_sealed(const DecodedRecord& record);
 
   Journal& journal_;
   std::shared_ptr<IoBackend> io_;
   const std::size_t chunk_bytes_;
+  // Encryption at rest (Options::cipher): this reader's opener, and what sealing adds to a payload.
+  const std::unique_ptr<RecordOpener> opener_;
+  const std::size_t overhead_;
+  std::vector<std::byte> opened_;  // the last sealed payload returned, opened; grows only
 
   std::uint64_t position_;  // the next sequence to return
 

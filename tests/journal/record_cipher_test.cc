@@ -1,0 +1,319 @@
+// Encryption at rest at the journal's level (record_cipher.h): records appended through a cipher
+// are stored sealed and read back plain; nothing of a payload is left on disk in clear; a reader
+// without the key, or with another key, fails naming the record; a record altered or moved fails
+// to open even when its checksum is redone; plain and sealed records live in one journal.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "annal/base/little_endian.h"
+#include "annal/crypto/aead.h"
+#include "annal/crypto/key.h"
+#include "annal/journal/crc32c.h"
+#include "annal/journal/journal.h"
+#include "annal/journal/reader.h"
+#include "journal_fixture.h"
+
+namespace annal::journal {
+namespace {
+
+using test::soon;
+using test::TempDirectory;
+
+// The smallest real cipher: AES-256-GCM under one key. Sealed payload = open_salt (u32) ||
+// ciphertext || tag; nonce = sequence (u64) || open_salt. (The engine's keys are per stream.)
+constexpr std::size_t kSaltBytes = 4;
+
+std::array<std::byte, crypto::kNonceBytes> nonce_for(std::uint64_t sequence, std::span<const std::byte> salt) {
+  std::array<std::byte, crypto::kNonceBytes> nonce{};
+  store_le<std::uint64_t>(nonce, 0, sequence);
+  std::copy(salt.begin(), salt.end(), nonce.begin() + 8);
+  return nonce;
+}
+
+class TestOpener final : public RecordOpener {
+ public:
+  explicit TestOpener(const crypto::Key& key) : aead_(crypto::Aes256Gcm::make(key).value()) {}
+  Status open(const RecordHeader& header, std::span<const std::byte> associated, std::span<const std::byte> sealed,
+              std::span<std::byte> out) override {
+    const auto nonce = nonce_for(header.sequence, sealed.first(kSaltBytes));
+    return aead_.open(nonce, associated, sealed.subspan(kSaltBytes), out);
+  }
+
+ private:
+  crypto::Aes256Gcm aead_;
+};
+
+class TestCipher final : public RecordCipher {
+ public:
+  explicit TestCipher(crypto::Key key)
+      : key_(std::move(key)), aead_(crypto::Aes256Gcm::make(key_).value()), salt_(crypto::Key::random().value()) {}
+  std::size_t overhead() const noexcept override { return kSaltBytes + crypto::kTagBytes; }
+  void seal(const RecordHeader& header, std::span<const std::byte> associated, std::span<const std::byte> prefix,
+            std::span<const std::byte> payload, std::span<std::byte> out) override {
+    ASSERT_EQ(out.size(), prefix.size() + payload.size() + overhead());
+    const auto salt = salt_.bytes().first(kSaltBytes);
+    std::copy(salt.begin(), salt.end(), out.begin());
+    // In place: the plain bytes go where the ciphertext will be, and are sealed over.
+    const std::span<std::byte> body = out.subspan(kSaltBytes, prefix.size() + payload.size());
+    std::copy(prefix.begin(), prefix.end(), body.begin());
+    std::copy(payload.begin(), payload.end(), body.begin() + static_cast<std::ptrdiff_t>(prefix.size()));
+    ASSERT_TRUE(aead_.seal(nonce_for(header.sequence, salt), associated, body, out.subspan(kSaltBytes)).ok());
+  }
+  std::unique_ptr<RecordOpener> opener() const override { return std::make_unique<TestOpener>(key_); }
+
+ private:
+  crypto::Key key_;
+  crypto::Aes256Gcm aead_;
+  crypto::Key salt_;  // random bytes, of which the first four are this open's salt
+};
+
+std::shared_ptr<RecordCipher> cipher_with(const crypto::Key& key) { return std::make_shared<TestCipher>(key.clone()); }
+
+constexpr std::string_view kMarker = "MARKER-4f1c-PLAINTEXT";
+
+std::vector<std::byte> marked_payload(int i) {
+  const std::string text = std::string(kMarker) + " record " + std::to_string(i);
+  std::vector<std::byte> out(text.size());
+  std::memcpy(out.data(), text.data(), text.size());
+  return out;
+}
+
+Options options_with(std::shared_ptr<RecordCipher> cipher) {
+  Options options;
+  options.io = IoKind::posix;
+  options.cipher = std::move(cipher);
+  // Small segments: the tests read whole files, and a loaded machine zero-fills slowly.
+  options.commit_bytes_max = 64u << 10;
+  options.record_bytes_max = 64u << 10;
+  options.segment_bytes_max = 256u << 10;
+  return options;
+}
+
+std::unique_ptr<Journal> open_journal(const std::string& directory, const Options& options) {
+  auto opened = Journal::open(directory, options);
+  EXPECT_TRUE(opened.ok()) << opened.status().to_string();
+  return opened.ok() ? std::move(opened).value() : nullptr;
+}
+
+// Appends `count` marked records, one per append, stream = i + 1, and waits until durable.
+void append_marked(Journal& journal, int first, int count) {
+  Receipt last;
+  for (int i = first; i < first + count; ++i) {
+    const auto payload = marked_payload(i);
+    const RecordInput input{.stream_id = static_cast<std::uint64_t>(i + 1), .payload = payload};
+    auto appended = journal.append({&input, 1});
+    ASSERT_TRUE(appended.ok()) << appended.status().to_string();
+    last = appended.value();
+  }
+  ASSERT_TRUE(journal.wait_durable(last.last, soon()).ok());
+}
+
+// Every record from 1, or the first error.
+Result<std::vector<Record>> read_all(Journal& journal) { return journal.read(1, 1'000'000); }
+
+bool any_file_contains(const std::string& directory, std::string_view needle) {
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(directory)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(RecordCipher, SealedRecordsReadBackPlainAndLeaveNoPlaintextOnDisk) {
+  const auto key = crypto::Key::random().value();
+  TempDirectory sealed_dir;
+  TempDirectory plain_dir;
+  for (const bool sealed : {true, false}) {
+    const std::string dir = sealed ? sealed_dir.path() : plain_dir.path();
+    const auto journal = open_journal(dir, options_with(sealed ? cipher_with(key) : nullptr));
+    ASSERT_NE(journal, nullptr);
+    append_marked(*journal, 0, 50);
+    const auto records = read_all(*journal);
+    ASSERT_TRUE(records.ok()) << records.status().to_string();
+    ASSERT_EQ(records.value().size(), 50u);
+    for (int i = 0; i < 50; ++i) {
+      const Record& record = records.value()[static_cast<std::size_t>(i)];
+      EXPECT_EQ(record.payload, marked_payload(i)) << i;
+      EXPECT_EQ((record.header.flags & kFlagSealed) != 0, sealed) << i;
+    }
+    ASSERT_TRUE(journal->close().ok());
+  }
+  EXPECT_FALSE(any_file_contains(sealed_dir.path(), kMarker));
+  EXPECT_TRUE(any_file_contains(plain_dir.path(), kMarker));  // the search does find it when it is there
+}
+
+TEST(RecordCipher, ReopenedWithTheKeyEverythingReadsAndWithoutItOpenWorksButReadsSaySo) {
+  const auto key = crypto::Key::random().value();
+  TempDirectory dir;
+  {
+    const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+    ASSERT_NE(journal, nullptr);
+    append_marked(*journal, 0, 10);
+    ASSERT_TRUE(journal->close().ok());
+  }
+  {
+    const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+    ASSERT_NE(journal, nullptr);
+    const auto records = read_all(*journal);
+    ASSERT_TRUE(records.ok()) << records.status().to_string();
+    EXPECT_EQ(records.value().size(), 10u);
+    ASSERT_TRUE(journal->close().ok());
+  }
+  // Recovery needs no key: the journal opens, and says what it cannot do at the first read.
+  const auto journal = open_journal(dir.path(), options_with(nullptr));
+  ASSERT_NE(journal, nullptr);
+  EXPECT_EQ(journal->durable_sequence(), 10u);
+  const auto records = read_all(*journal);
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.status().code(), ErrorCode::invalid_argument);
+  const std::string message = records.status().message();
+  EXPECT_NE(message.find("encrypted"), std::string::npos) << message;
+  EXPECT_NE(message.find("00000000000000000001.log offset 4096 sequence 1"), std::string::npos) << message;
+}
+
+TEST(RecordCipher, AnotherKeyFailsNamingFileOffsetAndSequence) {
+  TempDirectory dir;
+  {
+    const auto journal = open_journal(dir.path(), options_with(cipher_with(crypto::Key::random().value())));
+    ASSERT_NE(journal, nullptr);
+    append_marked(*journal, 0, 3);
+    ASSERT_TRUE(journal->close().ok());
+  }
+  const auto journal = open_journal(dir.path(), options_with(cipher_with(crypto::Key::random().value())));
+  ASSERT_NE(journal, nullptr);
+  const auto records = read_all(*journal);
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.status().code(), ErrorCode::corruption);
+  const std::string message = records.status().message();
+  EXPECT_NE(message.find("offset 4096 sequence 1: cannot open the sealed record"), std::string::npos) << message;
+}
+
+// The segment's bytes, to alter by hand, and the record offsets in it (all records the same size).
+struct Segment {
+  std::filesystem::path path;
+  std::vector<std::byte> bytes;
+  std::uint32_t salt = 0;
+
+  static Segment load(const std::string& directory) {
+    Segment segment;
+    segment.path = std::filesystem::path(directory) / segment_file_name(1);
+    std::ifstream in(segment.path, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    segment.bytes.resize(text.size());
+    std::memcpy(segment.bytes.data(), text.data(), text.size());
+    segment.salt = load_le<std::uint32_t>(segment.bytes, 12);
+    return segment;
+  }
+  [[nodiscard]] std::span<std::byte> record(std::size_t index, std::size_t padded) {
+    return std::span<std::byte>(bytes).subspan(kSegmentHeaderBytes + index * padded, padded);
+  }
+  // Redoes a record's checksum, as an attacker who knows the format would.
+  void rechecksum(std::span<std::byte> record) const {
+    const std::size_t size = load_le<std::uint32_t>(record, 4);
+    store_le<std::uint32_t>(record, 0, crc32c_extend(salt, record.subspan(4, size - 4)));
+  }
+  void save() const {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+};
+
+TEST(RecordCipher, AnAlteredOrMovedRecordFailsToOpenEvenWithItsChecksumRedone) {
+  const auto key = crypto::Key::random().value();
+  const std::size_t payload = marked_payload(0).size();  // records 0..9 have equal lengths
+  const std::size_t padded = padded_record_bytes(payload + kSaltBytes + crypto::kTagBytes);
+  const auto tamper_with = [&](const std::string& what, const auto& edit) {
+    TempDirectory dir;
+    {
+      const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+      ASSERT_NE(journal, nullptr);
+      append_marked(*journal, 0, 3);
+      ASSERT_TRUE(journal->close().ok());
+    }
+    Segment segment = Segment::load(dir.path());
+    edit(segment);
+    segment.save();
+    const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+    ASSERT_NE(journal, nullptr) << what;  // every checksum holds: recovery sees nothing wrong
+    const auto records = read_all(*journal);
+    ASSERT_FALSE(records.ok()) << what;
+    EXPECT_EQ(records.status().code(), ErrorCode::corruption) << what;
+    EXPECT_NE(records.status().message().find("sequence 2: cannot open the sealed record"), std::string::npos)
+        << what << ": " << records.status().message();
+  };
+  tamper_with("a bit of the ciphertext flipped", [&](Segment& segment) {
+    const auto record = segment.record(1, padded);
+    record[kRecordHeaderBytes + kSaltBytes + 3] ^= std::byte{0x10};
+    segment.rechecksum(record);
+  });
+  tamper_with("moved to another stream", [&](Segment& segment) {
+    const auto record = segment.record(1, padded);
+    store_le<std::uint64_t>(record, 16, 99);
+    segment.rechecksum(record);
+  });
+  tamper_with("retyped", [&](Segment& segment) {
+    const auto record = segment.record(1, padded);
+    store_le<std::uint16_t>(record, 40, 7);
+    segment.rechecksum(record);
+  });
+  tamper_with("record 3's sealed payload put in record 2's place", [&](Segment& segment) {
+    const auto second = segment.record(1, padded);
+    const auto third = segment.record(2, padded);
+    std::copy(third.begin() + kRecordHeaderBytes, third.end(), second.begin() + kRecordHeaderBytes);
+    segment.rechecksum(second);
+  });
+}
+
+TEST(RecordCipher, PlainRecordsFromBeforeTheKeyAndSealedOnesAfterReadTogether) {
+  const auto key = crypto::Key::random().value();
+  TempDirectory dir;
+  {
+    const auto journal = open_journal(dir.path(), options_with(nullptr));
+    ASSERT_NE(journal, nullptr);
+    append_marked(*journal, 0, 2);
+    ASSERT_TRUE(journal->close().ok());
+  }
+  const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+  ASSERT_NE(journal, nullptr);
+  append_marked(*journal, 2, 2);
+  const auto records = read_all(*journal);
+  ASSERT_TRUE(records.ok()) << records.status().to_string();
+  ASSERT_EQ(records.value().size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    const Record& record = records.value()[static_cast<std::size_t>(i)];
+    EXPECT_EQ(record.payload, marked_payload(i)) << i;
+    EXPECT_EQ((record.header.flags & kFlagSealed) != 0, i >= 2) << i;
+  }
+}
+
+TEST(RecordCipher, WhatSealingAddsCountsAgainstRecordBytesMax) {
+  const auto key = crypto::Key::random().value();
+  for (const bool sealed : {false, true}) {
+    TempDirectory dir;
+    Options options = options_with(sealed ? cipher_with(key) : nullptr);
+    options.record_bytes_max = kRecordHeaderBytes + 100;
+    const auto journal = open_journal(dir.path(), options);
+    ASSERT_NE(journal, nullptr);
+    const std::vector<std::byte> payload(100, std::byte{'x'});
+    const RecordInput input{.stream_id = 1, .payload = payload};
+    const auto appended = journal->append({&input, 1});
+    EXPECT_EQ(appended.ok(), !sealed);
+    if (sealed) {
+      EXPECT_EQ(appended.status().code(), ErrorCode::invalid_argument);
+      EXPECT_NE(appended.status().message().find("sealing adds"), std::string::npos) << appended.status().message();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace annal::journal
