@@ -41,6 +41,12 @@ Result<std::optional<RecordView>> Reader::next() {
       auto opened = open_sealed(record.value());
       if (!opened.ok()) return opened.status();
       payload = opened.value();
+    } else if (wanted && opener_) {
+      if (Status plain = opener_->check_plain(record.value().header); !plain.ok()) {
+        return Status(plain.code(), segment_.path + " offset " + std::to_string(cursor_offset_) + " sequence " +
+                                        std::to_string(cursor_sequence_) + ": a record in clear where the store seals "
+                                        "everything: " + plain.message());
+      }
     }
     cursor_offset_ += record.value().padded_bytes;
     if (record.value().header.type == kTypePadding) continue;  // it takes no sequence

@@ -40,21 +40,31 @@ std::array<std::byte, crypto::kNonceBytes> nonce_for(std::uint64_t sequence, std
 
 class TestOpener final : public RecordOpener {
  public:
-  explicit TestOpener(const crypto::Key& key) : aead_(crypto::Aes256Gcm::make(key).value()) {}
+  TestOpener(const crypto::Key& key, std::uint64_t sealed_from)
+      : aead_(crypto::Aes256Gcm::make(key).value()), sealed_from_(sealed_from) {}
   Status open(const RecordHeader& header, std::span<const std::byte> associated, std::span<const std::byte> sealed,
               std::span<std::byte> out) override {
     const auto nonce = nonce_for(header.sequence, sealed.first(kSaltBytes));
     return aead_.open(nonce, associated, sealed.subspan(kSaltBytes), out);
   }
+  Status check_plain(const RecordHeader& header) override {
+    if (header.sequence < sealed_from_) return {};
+    return Status(ErrorCode::corruption, "sealed from sequence " + std::to_string(sealed_from_));
+  }
 
  private:
   crypto::Aes256Gcm aead_;
+  std::uint64_t sealed_from_;
 };
 
 class TestCipher final : public RecordCipher {
  public:
-  explicit TestCipher(crypto::Key key)
-      : key_(std::move(key)), aead_(crypto::Aes256Gcm::make(key_).value()), salt_(crypto::Key::random().value()) {}
+  // `sealed_from`: the first sequence it sealed (the engine keeps it, authenticated, with its keys).
+  TestCipher(crypto::Key key, std::uint64_t sealed_from)
+      : key_(std::move(key)),
+        aead_(crypto::Aes256Gcm::make(key_).value()),
+        salt_(crypto::Key::random().value()),
+        sealed_from_(sealed_from) {}
   std::size_t overhead() const noexcept override { return kSaltBytes + crypto::kTagBytes; }
   void seal(const RecordHeader& header, std::span<const std::byte> associated, std::span<const std::byte> prefix,
             std::span<const std::byte> payload, std::span<std::byte> out) override {
@@ -67,15 +77,18 @@ class TestCipher final : public RecordCipher {
     std::copy(payload.begin(), payload.end(), body.begin() + static_cast<std::ptrdiff_t>(prefix.size()));
     ASSERT_TRUE(aead_.seal(nonce_for(header.sequence, salt), associated, body, out.subspan(kSaltBytes)).ok());
   }
-  std::unique_ptr<RecordOpener> opener() const override { return std::make_unique<TestOpener>(key_); }
+  std::unique_ptr<RecordOpener> opener() const override { return std::make_unique<TestOpener>(key_, sealed_from_); }
 
  private:
   crypto::Key key_;
   crypto::Aes256Gcm aead_;
   crypto::Key salt_;  // random bytes, of which the first four are this open's salt
+  std::uint64_t sealed_from_;
 };
 
-std::shared_ptr<RecordCipher> cipher_with(const crypto::Key& key) { return std::make_shared<TestCipher>(key.clone()); }
+std::shared_ptr<RecordCipher> cipher_with(const crypto::Key& key, std::uint64_t sealed_from = 1) {
+  return std::make_shared<TestCipher>(key.clone(), sealed_from);
+}
 
 constexpr std::string_view kMarker = "MARKER-4f1c-PLAINTEXT";
 
@@ -283,7 +296,7 @@ TEST(RecordCipher, PlainRecordsFromBeforeTheKeyAndSealedOnesAfterReadTogether) {
     append_marked(*journal, 0, 2);
     ASSERT_TRUE(journal->close().ok());
   }
-  const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+  const auto journal = open_journal(dir.path(), options_with(cipher_with(key, 3)));
   ASSERT_NE(journal, nullptr);
   append_marked(*journal, 2, 2);
   const auto records = read_all(*journal);
@@ -294,6 +307,35 @@ TEST(RecordCipher, PlainRecordsFromBeforeTheKeyAndSealedOnesAfterReadTogether) {
     EXPECT_EQ(record.payload, marked_payload(i)) << i;
     EXPECT_EQ((record.header.flags & kFlagSealed) != 0, i >= 2) << i;
   }
+}
+
+TEST(RecordCipher, ARecordDowngradedToClearIsRefused) {
+  const auto key = crypto::Key::random().value();
+  TempDirectory dir;
+  {
+    const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+    ASSERT_NE(journal, nullptr);
+    append_marked(*journal, 0, 3);
+    ASSERT_TRUE(journal->close().ok());
+  }
+  // Record 2 rewritten in clear, at its size, its flag cleared, its checksum redone: to recovery
+  // and the checksum a sound record, and nothing authenticates it.
+  const std::size_t padded = padded_record_bytes(marked_payload(0).size() + kSaltBytes + crypto::kTagBytes);
+  Segment segment = Segment::load(dir.path());
+  const auto record = segment.record(1, padded);
+  const std::size_t size = load_le<std::uint32_t>(record, 4);
+  std::fill(record.begin() + kRecordHeaderBytes, record.begin() + static_cast<std::ptrdiff_t>(size), std::byte{'A'});
+  store_le<std::uint16_t>(record, 42, static_cast<std::uint16_t>(load_le<std::uint16_t>(record, 42) & ~kFlagSealed));
+  segment.rechecksum(record);
+  segment.save();
+  const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+  ASSERT_NE(journal, nullptr);
+  const auto records = read_all(*journal);
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.status().code(), ErrorCode::corruption);
+  EXPECT_NE(records.status().message().find("sequence 2: a record in clear where the store seals everything"),
+            std::string::npos)
+      << records.status().message();
 }
 
 TEST(RecordCipher, WhatSealingAddsCountsAgainstRecordBytesMax) {

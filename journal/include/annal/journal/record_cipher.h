@@ -31,6 +31,12 @@ class RecordOpener {
   // moved record); not_found when the key it needs is gone; `out` then holds nothing usable.
   [[nodiscard]] virtual Status open(const RecordHeader& header, std::span<const std::byte> associated,
                                     std::span<const std::byte> sealed, std::span<std::byte> out) = 0;
+  // Whether a record stored in clear (no kFlagSealed) may be returned. Someone editing the files
+  // can clear the flag, write bytes of their own and redo the checksum: nothing authenticates
+  // such a record, so only the opener can tell, from what it knows (from which sequence on the
+  // store was sealed), whether the store itself could have written it. ErrorCode::corruption if
+  // not. Records from before encryption was turned on are legitimate.
+  [[nodiscard]] virtual Status check_plain(const RecordHeader& header) = 0;
 };
 
 class RecordCipher {
