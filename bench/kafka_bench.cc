@@ -17,10 +17,11 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <stdexcept>
 #include <string>
@@ -108,14 +109,28 @@ void kafka_export_annal(benchmark::State& state) {
   state.SetLabel("KafkaExport: the journal replayed into an idempotent, gapless producer; read-back at start");
 }
 
-// Delivery reports counted on librdkafka's background thread, as the export takes them.
+// Delivery reports counted on librdkafka's background thread, as the export takes them, and a
+// wait for the count to move (for room in a full producer), bounded as the export's is.
+struct Reports {
+  void wait_for_more(std::chrono::milliseconds bound) {
+    std::unique_lock lock(mutex);
+    const std::int64_t before = count;
+    moved.wait_for(lock, bound, [&] { return count != before; });
+  }
+  std::mutex mutex;
+  std::condition_variable moved;
+  std::int64_t count = 0;  // under mutex
+};
 void count_delivery_reports(rd_kafka_t*, rd_kafka_event_t* event, void* opaque) {
   if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_DR) {
-    auto* reported = static_cast<std::atomic<std::int64_t>*>(opaque);
+    auto* reports = static_cast<Reports*>(opaque);
     std::int64_t taken = 0;
     while (rd_kafka_event_message_next(event) != nullptr) ++taken;
-    reported->fetch_add(taken);
-    reported->notify_all();
+    {
+      std::lock_guard lock(reports->mutex);
+      reports->count += taken;
+    }
+    reports->moved.notify_all();
   }
   rd_kafka_event_destroy(event);
 }
@@ -124,11 +139,10 @@ void count_delivery_reports(rd_kafka_t*, rd_kafka_event_t* event, void* opaque) 
 // what Kafka holds), 0 for none (fire and forget, flushed at the end).
 void kafka_export_librdkafka_producer(benchmark::State& state) {
   const bool reports = state.range(0) != 0;
-  std::atomic<std::int64_t> reported{0};
+  Reports reported;
   annal::bench::ExportStore& events = store();
   // The same records: read once from the journal, outside the timing.
   const std::vector<annal::engine::Event> records = events.read_back();
-  std::int64_t iterations_done = 0;
   for (auto _ : state) {
     const std::string topic = cluster().new_topic();
     const auto started = std::chrono::steady_clock::now();
@@ -184,26 +198,24 @@ void kafka_export_librdkafka_producer(benchmark::State& state) {
         rd_kafka_error_destroy(failed);
         if (!full) throw std::runtime_error("produce failed");
         // Room comes with acknowledgements. With reports on, wait for the background thread to
-        // take some (rd_kafka_poll here would take them itself, and drop them uncounted).
+        // take some (rd_kafka_poll here would take them itself, and drop them uncounted); the
+        // bound covers room that came with a report already counted.
         if (reports) {
-          reported.wait(reported.load());
+          reported.wait_for_more(std::chrono::milliseconds(100));
         } else {
           rd_kafka_poll(producer, 10);
         }
       }
     }
+    // In event mode flush() returns once every report event has been destroyed, which is after
+    // the background thread counted it: the count is complete here (checked at the end).
     if (rd_kafka_flush(producer, 300'000) != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error("not flushed");
-    // flush() returns once Kafka has answered, which can be before the background thread has taken
-    // the last reports; the export's figure includes taking them, so this one does too.
-    const std::int64_t expected = (iterations_done + 1) * kEvents;
-    for (std::int64_t seen = reported.load(); reports && seen < expected; seen = reported.load()) reported.wait(seen);
-    ++iterations_done;
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     rd_kafka_topic_destroy(handle);
     rd_kafka_destroy(producer);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kEvents);
-  if (reports && reported.load() != static_cast<std::int64_t>(state.iterations()) * kEvents) {
+  if (reports && reported.count != static_cast<std::int64_t>(state.iterations()) * kEvents) {
     throw std::runtime_error("delivery reports missing");
   }
   state.SetLabel(reports ? "a plain librdkafka producer loop, the same records and settings, no journal; a delivery report "

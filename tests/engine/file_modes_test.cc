@@ -37,15 +37,19 @@ std::uint32_t mode_of(const std::filesystem::path& path) {
 }
 
 // Opens a store at `directory`, appends, lets a snapshotted projection write snapshots, closes:
-// every kind of file the engine writes is then there.
-void fill_store(const std::string& directory, const Options& options) {
+// the kinds of file the engine writes are then there (segments small enough to roll over, so
+// sealed ones have their index files).
+void fill_store(const std::string& directory, Options options) {
+  options.event_bytes_max = 8u << 10;
+  options.journal.commit_bytes_max = 16u << 10;
+  options.journal.segment_bytes_max = 64u << 10;
   auto opened = Engine::open(directory, options);
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   const std::unique_ptr<Engine> engine = std::move(opened).value();
   ASSERT_TRUE(engine->add_projection("counter", std::make_shared<test::Counter>(), {.snapshot_every_events = 5}).ok());
-  const std::vector<std::byte> payload(64, std::byte{'x'});
+  const std::vector<std::byte> payload(4u << 10, std::byte{'x'});
   Receipt last;
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 40; ++i) {
     const EventData event{.type = "Counted", .payload = payload};
     auto appended = engine->append("s" + std::to_string(i % 3), ExpectedVersion::any(), {&event, 1});
     ASSERT_TRUE(appended.ok()) << appended.status().to_string();
@@ -75,17 +79,19 @@ Modes modes_under(const std::filesystem::path& root) {
 }
 
 void expect_all(const Modes& modes, std::uint32_t file_mode, std::uint32_t directory_mode) {
-  // The kinds the claim is about are all there: the log, its LOCK, the engine's state snapshot
-  // and the projection's.
+  // The kinds the claim is about are all there: the log, a sealed segment's index, its LOCK, the
+  // engine's state snapshot and the projection's.
   bool segment = false;
+  bool index = false;
   bool snapshot = false;
   for (const auto& [name, mode] : modes.files) {
     EXPECT_EQ(mode, file_mode) << name;
     segment = segment || name.ends_with(".log");
+    index = index || name.ends_with(".idx");
     snapshot = snapshot || name.find("counter") != std::string::npos;
   }
   EXPECT_TRUE(modes.files.contains("store/nested/LOCK"));
-  EXPECT_TRUE(segment && snapshot) << modes.files.size() << " files";
+  EXPECT_TRUE(segment && index && snapshot) << modes.files.size() << " files";
   ASSERT_EQ(modes.directories.size(), 2u);  // store and store/nested, both made by open
   for (const auto& [name, mode] : modes.directories) EXPECT_EQ(mode, directory_mode) << name;
 }

@@ -10,6 +10,9 @@
 
 namespace annal::kafka {
 
+// A record's ticket travels as librdkafka's per-message pointer.
+static_assert(sizeof(void*) >= sizeof(std::uint64_t), "tickets would be cut short");
+
 // How long closing waits for the requests already sent to be answered.
 constexpr int kInFlightWaitMs = 10'000;
 

@@ -84,7 +84,9 @@ struct Options {
   bool direct_io = false;
   // The mode of the files the journal creates (segments, LOCK), and of the engine's (snapshots,
   // indexes) and its directory (directory_mode: 0700 for 0600). Owner only by default; 0640 lets
-  // a backup agent in the owner's group read. Existing files keep theirs.
+  // a backup agent in the owner's group read. Existing files keep theirs: a store made before
+  // this option (0644 files, 0755 directory) stays so until `chmod -R go-rwx DIR`. An I/O backend
+  // the caller passes to open() creates files with the mode it was made with.
   std::uint32_t file_mode = kPrivateFileMode;
   std::uint64_t segment_bytes_max = 64ull << 20;  // a segment rolls over before passing this
   // Header + payload of one record this open may append. Only appends: recovery and readers judge
