@@ -1,0 +1,66 @@
+// SeedTree: a secret seed for every 64-bit id (a stream's), from which any one can later be
+// destroyed alone (crypto-shredding), with nothing to store for a new id.
+//
+// A GGM tree (Goldreich, Goldwasser, Micali): from a random 32-byte root, the node one level down
+// is SHA-256(node || bit), and id `s`'s seed is the leaf reached by the 64 bits of `s`, the top
+// bit first. A new stream needs no write: its seed follows from the root. To destroy one seed the
+// tree is punctured: the node that covers `s` is replaced by the siblings of the path from it
+// down to `s` (at most 64 nodes), from which every other leaf is still reached and `s`'s is not;
+// SHA-256 cannot be run backwards from a sibling to its parent. Erasures that share a path share
+// nodes, so the tree grows by less than 64 nodes an erasure.
+//
+//   auto tree = SeedTree::create().value();
+//   auto seed = tree.seed(42);           // the same for as long as 42 is not punctured
+//   tree.puncture(42);                   // tree.seed(42) is now not_found; tree.seed(43) unchanged
+//   store(tree.encode());                // the key store keeps it, sealed (docs/security.md)
+//
+// Not thread-safe. Node values are key material: wiped when the tree lets go of them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "annal/base/status.h"
+#include "annal/crypto/key.h"
+
+namespace annal::crypto {
+
+class SeedTree {
+ public:
+  // A tree from a fresh random root (RAND_bytes).
+  [[nodiscard]] static Result<SeedTree> create();
+  // A tree from a given root: for tests and known-answer checks.
+  [[nodiscard]] static SeedTree from_root(const Key& root);
+
+  // The seed of `id`: ErrorCode::not_found, naming the id, once it is punctured.
+  [[nodiscard]] Result<Key> seed(std::uint64_t id) const;
+  // Destroys `id`'s seed for good; every other id's stays as it was. Idempotent.
+  void puncture(std::uint64_t id);
+  [[nodiscard]] bool punctured(std::uint64_t id) const;
+  // How many nodes the tree keeps (1 until the first puncture).
+  [[nodiscard]] std::size_t nodes() const noexcept { return nodes_.size(); }
+
+  // The tree as bytes, for the key store, which seals them: version u8, node count u32, then per
+  // node depth u8, prefix u64, value 32 B (little-endian). The caller wipes them.
+  [[nodiscard]] std::vector<std::byte> encode() const;
+  // Reads encode()'s bytes back; ErrorCode::corruption, saying what is wrong, for any that a tree
+  // could not have written (a bad version, depth or prefix, nodes that overlap or are out of order).
+  [[nodiscard]] static Result<SeedTree> decode(std::span<const std::byte> bytes);
+
+ private:
+  // Covers the ids whose top `depth` bits are those of `prefix` (its other bits zero).
+  struct Node {
+    std::uint8_t depth = 0;
+    std::uint64_t prefix = 0;
+    Key value;
+  };
+  explicit SeedTree(std::vector<Node> nodes) : nodes_(std::move(nodes)) {}
+  // The node covering `id`, or nodes_.size() if none does.
+  [[nodiscard]] std::size_t covering(std::uint64_t id) const noexcept;
+
+  std::vector<Node> nodes_;  // disjoint, sorted by prefix
+};
+
+}  // namespace annal::crypto

@@ -1,0 +1,124 @@
+// SeedTree: every id has a seed, fixed for as long as it is not punctured; a puncture destroys
+// one id's seed and changes no other's; the tree survives being written out and read back, and
+// refuses bytes no tree could have written.
+#include "annal/crypto/seed_tree.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "hex.h"
+
+namespace annal::crypto {
+namespace {
+
+Key counting_root() {
+  std::array<std::byte, kKeyBytes> bytes{};
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>(i);
+  return Key(bytes);
+}
+
+std::string seed_hex(const SeedTree& tree, std::uint64_t id) {
+  const auto seed = tree.seed(id);
+  EXPECT_TRUE(seed.ok()) << id << ": " << seed.status().to_string();
+  return seed.ok() ? testing::to_hex(seed.value().bytes()) : std::string();
+}
+
+TEST(SeedTree, SeedsAreTheLeavesOfSha256StepsFromTheRoot) {
+  // Computed apart from this code: node = sha256(node || bit), 64 steps, the top bit first
+  // (Python's hashlib, root bytes 0..31).
+  const SeedTree tree = SeedTree::from_root(counting_root());
+  EXPECT_EQ(seed_hex(tree, 0), "437dec011dd7bab94c3dfcf8eb8cb641e33bc6f3265700f29570f40e2ef7ebf9");
+  EXPECT_EQ(seed_hex(tree, 5), "cc4d6c9b3416d1b8e1d8ccd8a0c7103526798b4a04b483ef3a4cbfb6106b68bb");
+  EXPECT_EQ(seed_hex(tree, ~std::uint64_t{0}), "beae91230b0e1897b5773e913a7061d76cb5aa36eec644939c36f9b82699acc1");
+  EXPECT_EQ(tree.nodes(), 1u);
+}
+
+TEST(SeedTree, APunctureDestroysOneSeedAndChangesNoOther) {
+  SeedTree tree = SeedTree::from_root(counting_root());
+  const SeedTree untouched = SeedTree::from_root(counting_root());
+  tree.puncture(42);
+  EXPECT_TRUE(tree.punctured(42));
+  const auto gone = tree.seed(42);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.status().code(), ErrorCode::not_found);
+  EXPECT_NE(gone.status().message().find("id 42"), std::string::npos) << gone.status().message();
+  EXPECT_EQ(tree.nodes(), 64u);  // the siblings of the path, one per level
+  std::mt19937_64 random(7);
+  std::vector<std::uint64_t> others = {0, 41, 43, 40, 44, ~std::uint64_t{0}, std::uint64_t{1} << 63};
+  for (int i = 0; i < 200; ++i) others.push_back(random());
+  for (const std::uint64_t id : others) {
+    if (id == 42) continue;
+    EXPECT_FALSE(tree.punctured(id)) << id;
+    EXPECT_EQ(seed_hex(tree, id), seed_hex(untouched, id)) << id;
+  }
+  tree.puncture(42);  // again: nothing changes
+  EXPECT_EQ(tree.nodes(), 64u);
+  tree.puncture(43);  // its leaf was a node of its own: taken, nothing added
+  EXPECT_EQ(tree.nodes(), 63u);
+  EXPECT_FALSE(tree.seed(43).ok());
+  EXPECT_EQ(seed_hex(tree, 41), seed_hex(untouched, 41));
+}
+
+TEST(SeedTree, ManyPuncturesEachDestroyOnlyTheirOwn) {
+  SeedTree tree = SeedTree::create().value();
+  const SeedTree before = SeedTree::decode(tree.encode()).value();
+  std::mt19937_64 random(11);
+  std::set<std::uint64_t> erased;
+  for (int i = 0; i < 100; ++i) erased.insert(random());
+  for (std::uint64_t id = 1000; id < 1100; ++id) erased.insert(id);  // neighbours share paths
+  for (const std::uint64_t id : erased) tree.puncture(id);
+  EXPECT_LE(tree.nodes(), 64u * erased.size());
+  for (const std::uint64_t id : erased) EXPECT_FALSE(tree.seed(id).ok()) << id;
+  for (int i = 0; i < 1000; ++i) {
+    const std::uint64_t id = i < 200 ? 900 + static_cast<std::uint64_t>(i) : random();
+    if (erased.contains(id)) continue;
+    EXPECT_EQ(seed_hex(tree, id), seed_hex(before, id)) << id;
+  }
+}
+
+TEST(SeedTree, WrittenOutAndReadBackItIsTheSameTree) {
+  SeedTree tree = SeedTree::create().value();
+  for (const std::uint64_t id : {3u, 4u, 1000u, 77777u}) tree.puncture(id);
+  const auto read = SeedTree::decode(tree.encode());
+  ASSERT_TRUE(read.ok()) << read.status().to_string();
+  EXPECT_EQ(read.value().nodes(), tree.nodes());
+  for (const std::uint64_t id : {0u, 3u, 4u, 5u, 999u, 1000u, 1001u, 77777u, 123456789u}) {
+    EXPECT_EQ(read.value().punctured(id), tree.punctured(id)) << id;
+    if (!tree.punctured(id)) {
+      EXPECT_EQ(seed_hex(read.value(), id), seed_hex(tree, id)) << id;
+    }
+  }
+}
+
+TEST(SeedTree, BytesNoTreeCouldHaveWrittenAreRefused) {
+  SeedTree tree = SeedTree::from_root(counting_root());
+  tree.puncture(42);
+  const std::vector<std::byte> good = tree.encode();
+  const auto refused = [](std::vector<std::byte> bytes, const std::string& what) {
+    const auto read = SeedTree::decode(bytes);
+    ASSERT_FALSE(read.ok()) << what;
+    EXPECT_EQ(read.status().code(), ErrorCode::corruption) << what;
+  };
+  refused({}, "empty");
+  refused(std::vector<std::byte>(good.begin(), good.end() - 1), "one byte short");
+  std::vector<std::byte> version = good;
+  version[0] = std::byte{9};
+  refused(version, "another version");
+  std::vector<std::byte> deep = good;
+  deep[5] = std::byte{65};  // the first node's depth
+  refused(deep, "deeper than 64");
+  std::vector<std::byte> low_bits = good;
+  low_bits[5 + 1] = std::byte{1};  // the first node's prefix, a bit below its depth
+  refused(low_bits, "a prefix with bits below its depth");
+  std::vector<std::byte> swapped = good;
+  std::swap_ranges(swapped.begin() + 5, swapped.begin() + 5 + 41, swapped.begin() + 5 + 41);
+  refused(swapped, "nodes out of order");
+}
+
+}  // namespace
+}  // namespace annal::crypto
