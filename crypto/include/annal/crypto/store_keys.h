@@ -1,0 +1,47 @@
+// The key state of one store, kept in one small file beside its journal (KEYS), sealed under the
+// master key: the tree its streams' seeds come from (seed_tree.h), how many opens that may write
+// it has had (the part of each nonce that keeps a rewritten sequence's nonce new), and the
+// sequence from which it seals everything (before it, records in clear are its own). The file is
+// rewritten whole, atomically, on each change: a crash leaves the old state or the new one.
+//
+//   +0  magic "ANNALKEY"
+//   +8  format version u32 (1)
+//   +12 master key version u32: the one the rest is sealed under
+//   +16 nonce (12 B), random for each write
+//   +28 AES-256-GCM of the body under HKDF-SHA256(master[version], no salt, "annal key store v1"),
+//       bytes [0, 28) as additional data, the tag last
+//   body: opens u64, sealed_from u64, the seed tree (SeedTree::encode)
+//
+// All integers little-endian. docs/security.md has the design this serves. Read through the key
+// file's reader, so held to its 1 MiB: some 25,000 tree nodes, at least 400 erasures (64 nodes an
+// erasure at worst, fewer when erasures share paths). Enough for now; a store erasing more needs
+// that limit raised for this file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "annal/base/status.h"
+#include "annal/crypto/key.h"
+#include "annal/crypto/seed_tree.h"
+
+namespace annal::crypto {
+
+struct StoreKeys {
+  std::uint64_t opens = 0;        // opens that may write, so far (each takes the next number)
+  std::uint64_t sealed_from = 0;  // the first sequence sealed; 0 while the store seals nothing
+  SeedTree seeds;
+};
+
+// Reads and opens the file at `path` with the master key version it names, from `keys`.
+// not_found if there is no file (a store never encrypted), or the provider's not_found naming the
+// version it lacks; corruption, naming the file, if it is not a key store, or does not open
+// (a wrong master key, or altered bytes).
+[[nodiscard]] Result<StoreKeys> load_store_keys(const std::string& path, KeyProvider& keys);
+
+// Writes `state` to `path` sealed under the provider's current master key version: PATH.tmp (mode
+// 0600, left over from a crash: replaced), fsync, rename over PATH, fsync of the directory. The
+// caller is the store's one writer (it holds the store's LOCK).
+[[nodiscard]] Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys);
+
+}  // namespace annal::crypto

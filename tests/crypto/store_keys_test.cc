@@ -1,0 +1,141 @@
+// The store's key file (KEYS): what is saved loads back under the same master key; another key,
+// a changed byte, or a version the provider lacks each fail saying which; a rotation seals it
+// under the new version; the file is its owner's alone and replaced atomically.
+#include "annal/crypto/store_keys.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+
+#include "temp_directory.h"
+
+namespace annal::crypto {
+namespace {
+
+// Master keys by version, the newest current.
+class Keys final : public KeyProvider {
+ public:
+  void add(std::uint32_t version) { keys_.emplace(version, Key::random().value()); }
+  void drop(std::uint32_t version) { keys_.erase(version); }
+  std::uint32_t current_version() override { return keys_.rbegin()->first; }
+  Result<Key> master_key(std::uint32_t version) override {
+    const auto found = keys_.find(version);
+    if (found == keys_.end()) return Status(ErrorCode::not_found, "no master key version " + std::to_string(version));
+    return found->second.clone();
+  }
+
+ private:
+  std::map<std::uint32_t, Key> keys_;
+};
+
+StoreKeys some_state() {
+  StoreKeys state{.opens = 7, .sealed_from = 1234, .seeds = SeedTree::create().value()};
+  state.seeds.puncture(42);
+  return state;
+}
+
+std::string seed_of(const StoreKeys& state, std::uint64_t id) {
+  const auto seed = state.seeds.seed(id);
+  return seed.ok() ? std::string(reinterpret_cast<const char*>(seed.value().bytes().data()), kKeyBytes) : "gone";
+}
+
+void flip_byte(const std::string& path, std::size_t at) {
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekg(static_cast<std::streamoff>(at));
+  char byte = 0;
+  file.get(byte);
+  file.seekp(static_cast<std::streamoff>(at));
+  file.put(static_cast<char>(byte ^ 0x01));
+}
+
+TEST(StoreKeys, WhatIsSavedLoadsBackUnderTheSameMasterKey) {
+  annal::test::TempDirectory dir;
+  const std::string path = dir.path() + "/KEYS";
+  Keys keys;
+  keys.add(1);
+  const StoreKeys state = some_state();
+  ASSERT_TRUE(save_store_keys(path, state, keys).ok());
+  const auto loaded = load_store_keys(path, keys);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+  EXPECT_EQ(loaded.value().opens, 7u);
+  EXPECT_EQ(loaded.value().sealed_from, 1234u);
+  EXPECT_TRUE(loaded.value().seeds.punctured(42));
+  for (const std::uint64_t id : {0u, 41u, 43u, 99999u}) EXPECT_EQ(seed_of(loaded.value(), id), seed_of(state, id)) << id;
+  struct stat info {};
+  ASSERT_EQ(::stat(path.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+TEST(StoreKeys, NoFileIsNotFound) {
+  annal::test::TempDirectory dir;
+  Keys keys;
+  keys.add(1);
+  const auto loaded = load_store_keys(dir.path() + "/KEYS", keys);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), ErrorCode::not_found);
+}
+
+TEST(StoreKeys, AnotherMasterKeyOrAChangedByteFailsNamingTheFileAndVersion) {
+  annal::test::TempDirectory dir;
+  const std::string path = dir.path() + "/KEYS";
+  Keys keys;
+  keys.add(1);
+  ASSERT_TRUE(save_store_keys(path, some_state(), keys).ok());
+  Keys other;
+  other.add(1);
+  const auto wrong = load_store_keys(path, other);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), ErrorCode::corruption);
+  EXPECT_NE(wrong.status().message().find(path + ": does not open under master key version 1"), std::string::npos)
+      << wrong.status().message();
+  const auto size = std::filesystem::file_size(path);
+  for (const std::size_t at : {std::size_t{12}, std::size_t{20}, std::size_t{40}, static_cast<std::size_t>(size - 1)}) {
+    flip_byte(path, at);
+    const auto altered = load_store_keys(path, keys);
+    EXPECT_FALSE(altered.ok()) << "byte " << at;
+    flip_byte(path, at);
+  }
+  EXPECT_TRUE(load_store_keys(path, keys).ok());  // the flips were undone: nothing else changed
+}
+
+TEST(StoreKeys, ARotationSealsItUnderTheNewVersionAndOnlyThatOneIsNeeded) {
+  annal::test::TempDirectory dir;
+  const std::string path = dir.path() + "/KEYS";
+  Keys keys;
+  keys.add(1);
+  ASSERT_TRUE(save_store_keys(path, some_state(), keys).ok());
+  keys.add(2);
+  auto state = load_store_keys(path, keys);  // still sealed under 1
+  ASSERT_TRUE(state.ok());
+  ASSERT_TRUE(save_store_keys(path, state.value(), keys).ok());  // now under 2
+  keys.drop(1);
+  EXPECT_TRUE(load_store_keys(path, keys).ok());
+  keys.add(3);
+  keys.drop(2);
+  const auto lacking = load_store_keys(path, keys);
+  ASSERT_FALSE(lacking.ok());
+  EXPECT_EQ(lacking.status().code(), ErrorCode::not_found);
+  EXPECT_NE(lacking.status().message().find("sealed under master key version 2"), std::string::npos)
+      << lacking.status().message();
+}
+
+TEST(StoreKeys, ALeftoverTemporaryFileFromACrashIsReplaced) {
+  annal::test::TempDirectory dir;
+  const std::string path = dir.path() + "/KEYS";
+  std::ofstream(path + ".tmp") << "half-written";
+  ::chmod((path + ".tmp").c_str(), 0600);
+  Keys keys;
+  keys.add(1);
+  ASSERT_TRUE(save_store_keys(path, some_state(), keys).ok());
+  EXPECT_TRUE(load_store_keys(path, keys).ok());
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+}  // namespace
+}  // namespace annal::crypto
