@@ -61,7 +61,7 @@ std::vector<std::byte> encode_snapshot_header(const SnapshotHeader& header, std:
   ANNAL_ASSERT(state.size() == header.state_bytes && header.state_bytes <= kSnapshotStateBytesMax);
   std::vector<std::byte> out(snapshot_header_bytes(header.name));
   std::memcpy(out.data(), kSnapshotMagic, sizeof(kSnapshotMagic));
-  store_le<std::uint32_t>(out, 8, kSnapshotFormatVersion);
+  store_le<std::uint32_t>(out, 8, header.sealed ? kSealedSnapshotFormatVersion : kSnapshotFormatVersion);
   store_le<std::uint32_t>(out, 12, header.schema);
   store_le<std::uint64_t>(out, 16, header.sequence);
   store_le<std::uint64_t>(out, 24, header.created_ns);
@@ -78,9 +78,11 @@ Result<SnapshotHeader> decode_snapshot_header(std::span<const std::byte> in, std
                                               std::size_t& header_bytes) {
   if (in.size() < kSnapshotFieldsBytes) return damaged(where, "shorter than its header");
   if (std::memcmp(in.data(), kSnapshotMagic, sizeof(kSnapshotMagic)) != 0) return damaged(where, "bad magic");
-  if (const auto version = load_le<std::uint32_t>(in, 8); version != kSnapshotFormatVersion) {
-    return damaged(where, "format version " + std::to_string(version) + " is not " +
-                              std::to_string(kSnapshotFormatVersion));
+  const auto version = load_le<std::uint32_t>(in, 8);
+  if (version != kSnapshotFormatVersion && version != kSealedSnapshotFormatVersion) {
+    return damaged(where, "format version " + std::to_string(version) + " is neither " +
+                              std::to_string(kSnapshotFormatVersion) + " nor " +
+                              std::to_string(kSealedSnapshotFormatVersion));
   }
   const auto name_bytes = load_le<std::uint32_t>(in, 44);
   if (name_bytes == 0 || name_bytes > kProjectionNameBytesMax) return damaged(where, "impossible name length");
@@ -95,10 +97,21 @@ Result<SnapshotHeader> decode_snapshot_header(std::span<const std::byte> in, std
   header.created_ns = load_le<std::uint64_t>(in, 24);
   header.state_bytes = load_le<std::uint64_t>(in, 32);
   header.state_crc = load_le<std::uint32_t>(in, 40);
+  header.sealed = version == kSealedSnapshotFormatVersion;
   header.name.assign(reinterpret_cast<const char*>(in.data() + kSnapshotFieldsBytes), name_bytes);
   if (header.state_bytes > kSnapshotStateBytesMax) return damaged(where, "impossible state length");
   header_bytes = covered + 4;
   return header;
+}
+
+std::vector<std::byte> snapshot_associated_data(std::string_view name, std::uint32_t schema, std::uint64_t sequence) {
+  std::vector<std::byte> out(sizeof(kSnapshotMagic) + 4 + 4 + 8 + name.size());
+  std::memcpy(out.data(), kSnapshotMagic, sizeof(kSnapshotMagic));
+  store_le<std::uint32_t>(out, 8, kSealedSnapshotFormatVersion);
+  store_le<std::uint32_t>(out, 12, schema);
+  store_le<std::uint64_t>(out, 16, sequence);
+  std::memcpy(out.data() + 24, name.data(), name.size());
+  return out;
 }
 
 }  // namespace annal::snapshots

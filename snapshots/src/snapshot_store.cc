@@ -6,8 +6,9 @@
 #include "annal/journal/crc32c.h"
 
 namespace annal::snapshots {
-SnapshotStore::SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep)
-    : directory_(std::move(directory)), io_(std::move(io)), keep_(keep) {
+SnapshotStore::SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep,
+                             std::shared_ptr<StateCipher> cipher)
+    : directory_(std::move(directory)), io_(std::move(io)), keep_(keep), cipher_(std::move(cipher)) {
   ANNAL_ASSERT(io_ != nullptr && keep_ >= 1);
 }
 
@@ -21,8 +22,17 @@ Status SnapshotStore::write(std::string_view name, std::uint32_t schema, std::ui
     return Status(ErrorCode::invalid_argument, "snapshot of " + std::string(name) + ": state over 16 GiB");
   }
   const std::string file = snapshot_file_name(name, sequence);
+  std::vector<std::byte> sealed;
+  if (cipher_) {
+    sealed.resize(state.size() + cipher_->overhead());
+    if (Status done = cipher_->seal(snapshot_associated_data(name, schema, sequence), state, sealed); !done.ok()) {
+      return Status(done.code(), "snapshot " + file + ": sealing its state: " + done.message());
+    }
+    state = sealed;
+  }
   const auto header = encode_snapshot_header({.name = std::string(name), .schema = schema, .sequence = sequence,
-                                              .created_ns = wall_clock_ns(), .state_bytes = state.size()},
+                                              .created_ns = wall_clock_ns(), .state_bytes = state.size(),
+                                              .sealed = cipher_ != nullptr},
                                              state);
   const std::string tmp = path(file + ".tmp");
   (void)io_->remove(tmp);  // left by a crash during an earlier write, or absent
@@ -187,6 +197,29 @@ Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::ui
   if (read.value() != out.state.size() || journal::crc32c_extend(0, out.state) != out.header.state_crc) {
     return Status(ErrorCode::corruption, "snapshot " + file + ": state checksum mismatch");
   }
+  if (!out.header.sealed) {
+    if (cipher_) {
+      if (Status plain = cipher_->check_plain(sequence); !plain.ok()) {
+        return Status(plain.code(), "snapshot " + file + ": a state in clear where the store seals everything: " +
+                                        plain.message());
+      }
+    }
+    return out;
+  }
+  if (!cipher_) {
+    return Status(ErrorCode::invalid_argument, "snapshot " + file +
+                                                   ": its state is encrypted (sealed), and the store was opened "
+                                                   "without its key: open it with the key it was written with");
+  }
+  if (out.state.size() < cipher_->overhead()) {
+    return Status(ErrorCode::corruption, "snapshot " + file + ": a sealed state shorter than its seal");
+  }
+  std::vector<std::byte> plain(out.state.size() - cipher_->overhead());
+  if (Status unsealed = cipher_->open(snapshot_associated_data(name, out.header.schema, sequence), out.state, plain);
+      !unsealed.ok()) {
+    return Status(unsealed.code(), "snapshot " + file + ": cannot open its sealed state: " + unsealed.message());
+  }
+  out.state = std::move(plain);
   return out;
 }
 

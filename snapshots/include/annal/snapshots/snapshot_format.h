@@ -6,7 +6,8 @@
 //  at worst a .tmp file, which is never read and is removed at the next write.
 //
 //  +0   magic         "ANNALSNP"
-//  +8   version       u32  this format's version (1)
+//  +8   version       u32  1: the state is in clear; 2: it is sealed by the store's StateCipher
+//                          (state_cipher.h), and state_bytes and state_crc describe the sealed bytes
 //  +12  schema        u32  the projection's own schema version: a state written by another schema
 //                          is not restored, the projection is rebuilt from the journal instead
 //  +16  sequence      u64  the state includes every event up to this journal sequence, no other
@@ -36,6 +37,7 @@ namespace annal::snapshots {
 
 inline constexpr char kSnapshotMagic[8] = {'A', 'N', 'N', 'A', 'L', 'S', 'N', 'P'};
 inline constexpr std::uint32_t kSnapshotFormatVersion = 1;
+inline constexpr std::uint32_t kSealedSnapshotFormatVersion = 2;
 inline constexpr std::size_t kSnapshotFieldsBytes = 48;
 inline constexpr std::size_t kProjectionNameBytesMax = 64;
 // A state is held in memory whole to be written and read; this bounds what a corrupt length can
@@ -49,6 +51,7 @@ struct SnapshotHeader {
   std::uint64_t created_ns = 0;
   std::uint64_t state_bytes = 0;
   std::uint32_t state_crc = 0;
+  bool sealed = false;  // format version 2
 };
 
 // Projection names: 1 to kProjectionNameBytesMax of [A-Za-z0-9_.] (they go into file names).
@@ -65,7 +68,8 @@ struct SnapshotFileName {
 [[nodiscard]] std::optional<std::uint64_t> parse_snapshot_file_name(std::string_view file, std::string_view name);
 
 [[nodiscard]] std::size_t snapshot_header_bytes(std::string_view name) noexcept;
-// The header, both checksums filled in (the state's from `state`); the state goes right after it.
+// The header, both checksums filled in (the state's from `state`, sealed or not as header.sealed
+// says); the state goes right after it.
 [[nodiscard]] std::vector<std::byte> encode_snapshot_header(const SnapshotHeader& header,
                                                             std::span<const std::byte> state);
 // Checks magic, version, sizes and the header checksum of the file that starts with `in` (at least
@@ -73,5 +77,10 @@ struct SnapshotFileName {
 // `where`. On success `header_bytes` is where the state starts.
 [[nodiscard]] Result<SnapshotHeader> decode_snapshot_header(std::span<const std::byte> in, std::string_view where,
                                                             std::size_t& header_bytes);
+
+// What a sealed state's seal authenticates beside it: "ANNALSNP", the format version, the schema
+// and sequence (u32, u64, little-endian), then the projection's name.
+[[nodiscard]] std::vector<std::byte> snapshot_associated_data(std::string_view name, std::uint32_t schema,
+                                                              std::uint64_t sequence);
 
 }  // namespace annal::snapshots

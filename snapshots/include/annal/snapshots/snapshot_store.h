@@ -24,13 +24,17 @@
 #include "annal/base/status.h"
 #include "annal/journal/io_backend.h"
 #include "annal/snapshots/snapshot_format.h"
+#include "annal/snapshots/state_cipher.h"
 
 namespace annal::snapshots {
 
 class SnapshotStore {
  public:
-  // `io` is the journal's backend (tests inject faults through it). keep >= 1.
-  SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep);
+  // `io` is the journal's backend (tests inject faults through it). keep >= 1. With a `cipher`,
+  // states are written sealed and sealed ones are opened (state_cipher.h); without one, a sealed
+  // state fails to load, saying it is encrypted (headers still read: tools list them).
+  SnapshotStore(std::string directory, std::shared_ptr<journal::IoBackend> io, std::size_t keep,
+                std::shared_ptr<StateCipher> cipher = nullptr);
 
   // Writes `state` as projection `name`'s state at `sequence` (schema `schema`): to a .tmp file,
   // synced, renamed into place, directory synced; then removes all but the newest `keep`. On an
@@ -92,6 +96,7 @@ class SnapshotStore {
   const std::string directory_;
   const std::shared_ptr<journal::IoBackend> io_;
   const std::size_t keep_;
+  const std::shared_ptr<StateCipher> cipher_;  // null: states in clear
 };
 
 }  // namespace annal::snapshots
