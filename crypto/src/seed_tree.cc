@@ -1,10 +1,12 @@
 #include "annal/crypto/seed_tree.h"
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 #include <string>
 
 #include "annal/base/assert.h"
@@ -18,17 +20,16 @@ constexpr unsigned kDepth = 64;  // ids are 64 bits
 constexpr std::size_t kCountBytes = 4;
 constexpr std::size_t kNodeBytes = 1 + 8 + kKeyBytes;
 
-// One step down: SHA-256(node || bit).
+// One step down: HMAC-SHA256 keyed with the node, of the one byte `bit`. HMAC, not a bare hash of
+// node || bit: that HMAC is a PRF under its key is the standard assumption, which is what GGM needs.
 Key child(const Key& node, std::uint64_t bit) {
-  std::array<std::byte, kKeyBytes + 1> input{};
-  std::copy(node.bytes().begin(), node.bytes().end(), input.begin());
-  input[kKeyBytes] = static_cast<std::byte>(bit);
+  const unsigned char side = static_cast<unsigned char>(bit);
   std::array<std::byte, kKeyBytes> digest{};
-  static_assert(SHA256_DIGEST_LENGTH == kKeyBytes);
-  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(),
-         reinterpret_cast<unsigned char*>(digest.data()));
+  unsigned int length = 0;
+  const unsigned char* made = HMAC(EVP_sha256(), node.bytes().data(), static_cast<int>(kKeyBytes), &side, 1,
+                                   reinterpret_cast<unsigned char*>(digest.data()), &length);
+  ANNAL_ASSERT(made != nullptr && length == kKeyBytes);  // only fails without memory or SHA-256
   Key out(digest);
-  OPENSSL_cleanse(input.data(), input.size());
   OPENSSL_cleanse(digest.data(), digest.size());
   return out;
 }
@@ -84,17 +85,23 @@ Result<Key> SeedTree::seed(std::uint64_t id) const {
 void SeedTree::puncture(std::uint64_t id) {
   const std::size_t at = covering(id);
   if (at == nodes_.size()) return;
-  Node covered = std::move(nodes_[at]);
-  nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(at));
-  // Down the path to `id`, keeping the side it does not take at each level.
-  Key node = std::move(covered.value);
-  for (unsigned depth = covered.depth; depth < kDepth; ++depth) {
+  // Down the path to `id`, keeping the side it does not take at each level. All of it is made
+  // before the tree changes: running out of memory halfway must not lose other seeds.
+  std::vector<Node> siblings;
+  siblings.reserve(kDepth);
+  Key node = nodes_[at].value.clone();
+  for (unsigned depth = nodes_[at].depth; depth < kDepth; ++depth) {
     const std::uint64_t bit = bit_at(id, depth);
     const std::uint64_t sibling_prefix = prefix_of(id, depth) | ((1 - bit) << (kDepth - 1 - depth));
-    nodes_.push_back(Node{static_cast<std::uint8_t>(depth + 1), sibling_prefix, child(node, 1 - bit)});
+    siblings.push_back(Node{static_cast<std::uint8_t>(depth + 1), sibling_prefix, child(node, 1 - bit)});
     node = child(node, bit);
   }
-  std::sort(nodes_.begin(), nodes_.end(), [](const Node& a, const Node& b) { return a.prefix < b.prefix; });
+  // The siblings tile the covered node's range less `id`: in order, they take its place.
+  std::sort(siblings.begin(), siblings.end(), [](const Node& a, const Node& b) { return a.prefix < b.prefix; });
+  nodes_.reserve(nodes_.size() + siblings.size());
+  nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(at));
+  nodes_.insert(nodes_.begin() + static_cast<std::ptrdiff_t>(at), std::make_move_iterator(siblings.begin()),
+                std::make_move_iterator(siblings.end()));
   ANNAL_ASSERT(punctured(id));
 }
 

@@ -1,7 +1,9 @@
 #include "annal/crypto/store_keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include "annal/base/little_endian.h"
 #include "annal/crypto/aead.h"
 #include "annal/crypto/hkdf.h"
+#include "annal/crypto/key_file.h"
 #include "key_file_text.h"
 
 namespace annal::crypto {
@@ -38,7 +41,8 @@ Status corrupt(const std::string& path, const std::string& what) {
 
 }  // namespace
 
-Result<StoreKeys> load_store_keys(const std::string& path, KeyProvider& keys) {
+Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyProvider& keys) {
+  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<StoreKeys>();
   auto text = read_key_file_text(path);
   if (!text.ok()) return text.status();
   const std::span<const std::byte> bytes = std::as_bytes(std::span(text.value().view()));
@@ -69,15 +73,25 @@ Result<StoreKeys> load_store_keys(const std::string& path, KeyProvider& keys) {
   const std::uint64_t sealed_from = load_le<std::uint64_t>(body, 8);
   OPENSSL_cleanse(body.data(), body.size());
   if (!seeds.ok()) return corrupt(path, seeds.status().message());
-  return StoreKeys{opens, sealed_from, std::move(seeds).value()};
+  return std::optional<StoreKeys>(StoreKeys{opens, sealed_from, std::move(seeds).value()});
 }
 
 Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys) {
   const std::uint32_t version = keys.current_version();
   auto cipher = file_cipher(keys, version);
   if (!cipher.ok()) return cipher.status();
-  std::vector<std::byte> body = state.seeds.encode();
-  body.insert(body.begin(), kBodyFixedBytes, std::byte{0});
+  // One allocation, sized up front: a vector that grew would free a copy of the seeds unwiped.
+  std::vector<std::byte> tree = state.seeds.encode();
+  std::vector<std::byte> body(kBodyFixedBytes + tree.size());
+  std::copy(tree.begin(), tree.end(), body.begin() + kBodyFixedBytes);
+  OPENSSL_cleanse(tree.data(), tree.size());
+  if (kHeaderBytes + body.size() + kTagBytes > kKeyFileBytesMax) {
+    // Written, it could not be read back: the store would not open. Refused before anything changes.
+    OPENSSL_cleanse(body.data(), body.size());
+    return Status(ErrorCode::invalid_argument, "key store " + path + ": its seed tree would take " +
+                                                   std::to_string(body.size()) + " bytes, past the " +
+                                                   std::to_string(kKeyFileBytesMax) + " a key store may hold");
+  }
   store_le<std::uint64_t>(body, 0, state.opens);
   store_le<std::uint64_t>(body, 8, state.sealed_from);
   std::vector<std::byte> file(kHeaderBytes + body.size() + kTagBytes);

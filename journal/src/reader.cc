@@ -2,6 +2,8 @@
 // the buffer is refilled from the cursor whenever the record there is not whole in it.
 #include "annal/journal/reader.h"
 
+#include <string.h>  // explicit_bzero
+
 #include <algorithm>
 
 namespace annal::journal {
@@ -19,6 +21,8 @@ Reader::Reader(Journal& journal, std::shared_ptr<IoBackend> io, const Options& o
 
 Reader::~Reader() {
   if (file_ >= 0) (void)io_->close(file_);
+  // The last payloads opened: plaintext that should not outlive the reader in freed memory.
+  if (!opened_.empty()) explicit_bzero(opened_.data(), opened_.size());
 }
 
 Result<std::optional<RecordView>> Reader::next() {

@@ -24,6 +24,12 @@ Status SnapshotStore::write(std::string_view name, std::uint32_t schema, std::ui
   const std::string file = snapshot_file_name(name, sequence);
   std::vector<std::byte> sealed;
   if (cipher_) {
+    if (state.size() > cipher_->state_bytes_max()) {
+      return Status(ErrorCode::invalid_argument, "snapshot of " + std::string(name) + ": a state of " +
+                                                     std::to_string(state.size()) + " bytes, over the " +
+                                                     std::to_string(cipher_->state_bytes_max()) +
+                                                     " its encryption seals in one piece");
+    }
     sealed.resize(state.size() + cipher_->overhead());
     if (Status done = cipher_->seal(snapshot_associated_data(name, schema, sequence), state, sealed); !done.ok()) {
       return Status(done.code(), "snapshot " + file + ": sealing its state: " + done.message());
@@ -189,6 +195,18 @@ Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::ui
                                              " bytes, the header promises " +
                                              std::to_string(header_bytes + header.value().state_bytes));
   }
+  if (!header.value().sealed && cipher_) {
+    // Judged before the state is read: retention (oldest) and tools read headers only.
+    if (Status plain = cipher_->check_plain(sequence); !plain.ok()) {
+      return Status(plain.code(), "snapshot " + file + ": a state in clear where the store seals everything: " +
+                                      plain.message());
+    }
+  }
+  if (header.value().sealed && cipher_ &&
+      header.value().state_bytes > cipher_->state_bytes_max() + cipher_->overhead()) {
+    return Status(ErrorCode::corruption, "snapshot " + file + ": a sealed state of " +
+                                             std::to_string(header.value().state_bytes) + " bytes, more than was ever sealed");
+  }
   if (!with_state) return Loaded{std::move(header.value()), {}};
   const auto state_bytes = static_cast<std::size_t>(header.value().state_bytes);
   Loaded out{std::move(header.value()), std::vector<std::byte>(state_bytes)};
@@ -197,15 +215,7 @@ Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::ui
   if (read.value() != out.state.size() || journal::crc32c_extend(0, out.state) != out.header.state_crc) {
     return Status(ErrorCode::corruption, "snapshot " + file + ": state checksum mismatch");
   }
-  if (!out.header.sealed) {
-    if (cipher_) {
-      if (Status plain = cipher_->check_plain(sequence); !plain.ok()) {
-        return Status(plain.code(), "snapshot " + file + ": a state in clear where the store seals everything: " +
-                                        plain.message());
-      }
-    }
-    return out;
-  }
+  if (!out.header.sealed) return out;
   if (!cipher_) {
     return Status(ErrorCode::invalid_argument, "snapshot " + file +
                                                    ": its state is encrypted (sealed), and the store was opened "

@@ -28,13 +28,13 @@ std::string seed_hex(const SeedTree& tree, std::uint64_t id) {
   return seed.ok() ? testing::to_hex(seed.value().bytes()) : std::string();
 }
 
-TEST(SeedTree, SeedsAreTheLeavesOfSha256StepsFromTheRoot) {
-  // Computed apart from this code: node = sha256(node || bit), 64 steps, the top bit first
-  // (Python's hashlib, root bytes 0..31).
+TEST(SeedTree, SeedsAreTheLeavesOfHmacStepsFromTheRoot) {
+  // Computed apart from this code: node = HMAC-SHA256(key = node, message = bytes([bit])), 64
+  // steps, the top bit first (Python's hmac and hashlib, root bytes 0..31).
   const SeedTree tree = SeedTree::from_root(counting_root());
-  EXPECT_EQ(seed_hex(tree, 0), "437dec011dd7bab94c3dfcf8eb8cb641e33bc6f3265700f29570f40e2ef7ebf9");
-  EXPECT_EQ(seed_hex(tree, 5), "cc4d6c9b3416d1b8e1d8ccd8a0c7103526798b4a04b483ef3a4cbfb6106b68bb");
-  EXPECT_EQ(seed_hex(tree, ~std::uint64_t{0}), "beae91230b0e1897b5773e913a7061d76cb5aa36eec644939c36f9b82699acc1");
+  EXPECT_EQ(seed_hex(tree, 0), "f322a407baf732666ee98e9a976b0eddee120c01950c30a799243499a7721092");
+  EXPECT_EQ(seed_hex(tree, 5), "6bccb41c390e34e361e3a6e1d07deced24ececf75d8f6eff6cdf51f8c714c2f4");
+  EXPECT_EQ(seed_hex(tree, ~std::uint64_t{0}), "7ff9c36971ee4c50477fdbbedda787f0eede196446629d33528d1c9ad34617d7");
   EXPECT_EQ(tree.nodes(), 1u);
 }
 

@@ -135,6 +135,29 @@ TEST(FileModes, AModeLettingOthersWriteOrTheOwnerNotIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/store"));  // nothing made for a refused open
 }
 
+// A cipher handed to the journal underneath the engine would neither be sized for (records,
+// batches) nor seal snapshots: the engine refuses it, and opens nothing.
+class UnusedCipher final : public journal::RecordCipher {
+ public:
+  std::size_t overhead() const noexcept override { return 16; }
+  void seal(const journal::RecordHeader&, std::span<const std::byte>, std::span<const std::byte>,
+            std::span<const std::byte>, std::span<std::byte>) override {
+    ADD_FAILURE() << "sealed";
+  }
+  std::unique_ptr<journal::RecordOpener> opener() const override { return nullptr; }
+};
+
+TEST(EngineOptions, AJournalCipherIsTheEnginesToSet) {
+  annal::test::TempDirectory dir;
+  Options options;
+  options.journal.cipher = std::make_shared<UnusedCipher>();
+  const auto opened = Engine::open(dir.path() + "/store", options);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), ErrorCode::invalid_argument);
+  EXPECT_NE(opened.status().message().find("journal.cipher"), std::string::npos) << opened.status().message();
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/store"));
+}
+
 TEST(FileModes, AnExistingDirectoryAndItsFilesKeepTheirModes) {
   annal::test::TempDirectory dir;
   const std::string store = dir.path() + "/store";

@@ -279,12 +279,38 @@ TEST(RecordCipher, AnAlteredOrMovedRecordFailsToOpenEvenWithItsChecksumRedone) {
     store_le<std::uint16_t>(record, 40, 7);
     segment.rechecksum(record);
   });
+  tamper_with("given another stream version", [&](Segment& segment) {
+    const auto record = segment.record(1, padded);
+    store_le<std::uint64_t>(record, 24, 5);
+    segment.rechecksum(record);
+  });
+  tamper_with("restamped", [&](Segment& segment) {
+    const auto record = segment.record(1, padded);
+    store_le<std::uint64_t>(record, 32, load_le<std::uint64_t>(record, 32) + 1);
+    segment.rechecksum(record);
+  });
+  tamper_with("made the end of its batch", [&](Segment& segment) {
+    const auto record = segment.record(1, padded);
+    store_le<std::uint16_t>(record, 42, static_cast<std::uint16_t>(load_le<std::uint16_t>(record, 42) ^ kFlagBatchEnd));
+    segment.rechecksum(record);
+  });
   tamper_with("record 3's sealed payload put in record 2's place", [&](Segment& segment) {
     const auto second = segment.record(1, padded);
     const auto third = segment.record(2, padded);
     std::copy(third.begin() + kRecordHeaderBytes, third.end(), second.begin() + kRecordHeaderBytes);
     segment.rechecksum(second);
   });
+}
+
+TEST(RecordCipher, TheAssociatedDataIsTheRecordsHeaderFieldsAsStored) {
+  const RecordHeader header{.sequence = 0x0102030405060708, .stream_id = 0x1112131415161718,
+                            .stream_version = 0x2122232425262728, .timestamp_ns = 0x3132333435363738,
+                            .type = 0x4142, .flags = kFlagSealed | kFlagBatchEnd, .commit_lag = 0x51525354};
+  std::vector<std::byte> record(padded_record_bytes(8));
+  encode_record(header, std::vector<std::byte>(8, std::byte{0}), 0x5A17, record);
+  const auto associated = associated_data(header);
+  EXPECT_TRUE(std::equal(associated.begin(), associated.end(), record.begin() + 8));  // bytes +8..+44
+  EXPECT_EQ(associated.size(), 36u);
 }
 
 TEST(RecordCipher, PlainRecordsFromBeforeTheKeyAndSealedOnesAfterReadTogether) {

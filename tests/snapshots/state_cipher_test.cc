@@ -25,9 +25,10 @@ namespace {
 // AES-256-GCM under one key, a random nonce per state: nonce (12 B) || ciphertext || tag.
 class TestCipher final : public StateCipher {
  public:
-  TestCipher(const crypto::Key& key, std::uint64_t sealed_from)
-      : aead_(crypto::Aes256Gcm::make(key).value()), sealed_from_(sealed_from) {}
+  TestCipher(const crypto::Key& key, std::uint64_t sealed_from, std::uint64_t state_bytes_max = crypto::kPlaintextBytesMax)
+      : aead_(crypto::Aes256Gcm::make(key).value()), sealed_from_(sealed_from), state_bytes_max_(state_bytes_max) {}
   std::size_t overhead() const noexcept override { return crypto::kNonceBytes + crypto::kTagBytes; }
+  std::uint64_t state_bytes_max() const noexcept override { return state_bytes_max_; }
   Status seal(std::span<const std::byte> associated, std::span<const std::byte> state, std::span<std::byte> out) override {
     std::lock_guard lock(mutex_);  // one context: seal and open from any thread
     if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), crypto::kNonceBytes) != 1) {
@@ -49,6 +50,7 @@ class TestCipher final : public StateCipher {
   std::mutex mutex_;
   crypto::Aes256Gcm aead_;
   std::uint64_t sealed_from_;
+  std::uint64_t state_bytes_max_;
 };
 
 constexpr std::string_view kMarker = "MARKER-9d2e-STATE";
@@ -154,6 +156,40 @@ TEST(StateCipher, AStateMovedIntoAnotherSnapshotsFileFailsToOpenEvenWithItsCheck
       << skipped[0].why.message();
 }
 
+TEST(StateCipher, AStateMovedToAnotherSchemaFailsToOpen) {
+  const auto key = crypto::Key::random().value();
+  annal::test::TempDirectory dir;
+  SnapshotStore store = store_in(dir.path(), std::make_shared<TestCipher>(key, 1));
+  ASSERT_TRUE(store.write("orders", 3, 10, marked_state(10)).ok());
+  // The header relabelled schema 4, its checksum redone: only the seal can tell.
+  const std::string path = dir.path() + "/" + snapshot_file_name("orders", 10);
+  std::vector<std::byte> bytes = read_file(path);
+  store_le<std::uint32_t>(bytes, 12, 4);
+  const std::size_t covered = snapshot_header_bytes("orders") - 4;
+  store_le<std::uint32_t>(bytes, covered, journal::crc32c_extend(0, std::span<const std::byte>(bytes).first(covered)));
+  write_file(path, bytes);
+  std::vector<SnapshotStore::Skipped> skipped;
+  const auto newest = store.newest("orders", 4, 100, &skipped);
+  ASSERT_TRUE(newest.ok());
+  EXPECT_FALSE(newest.value());
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_NE(skipped[0].why.message().find("cannot open its sealed state"), std::string::npos) << skipped[0].why.message();
+}
+
+TEST(StateCipher, AStateLargerThanTheCipherSealsIsRefusedAtWriteAndAHeaderClaimingOneIsDamage) {
+  const auto key = crypto::Key::random().value();
+  annal::test::TempDirectory dir;
+  SnapshotStore small = store_in(dir.path(), std::make_shared<TestCipher>(key, 1, 100));
+  EXPECT_EQ(small.write("orders", 3, 10, marked_state(10)).code(), ErrorCode::invalid_argument);
+  ASSERT_TRUE(store_in(dir.path(), std::make_shared<TestCipher>(key, 1)).write("orders", 3, 10, marked_state(10)).ok());
+  std::vector<SnapshotStore::Skipped> skipped;
+  const auto newest = small.newest("orders", 3, 100, &skipped);
+  ASSERT_TRUE(newest.ok());
+  EXPECT_FALSE(newest.value());
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_EQ(skipped[0].why.code(), ErrorCode::corruption) << skipped[0].why.message();
+}
+
 TEST(StateCipher, AStateInClearIsUsedOnlyFromBeforeSealingBegan) {
   const auto key = crypto::Key::random().value();
   annal::test::TempDirectory dir;
@@ -168,6 +204,10 @@ TEST(StateCipher, AStateInClearIsUsedOnlyFromBeforeSealingBegan) {
   ASSERT_EQ(skipped.size(), 1u);
   EXPECT_NE(skipped[0].why.message().find("a state in clear where the store seals everything"), std::string::npos)
       << skipped[0].why.message();
+  // Retention reads headers only, and judges them the same way.
+  const auto oldest = store_in(dir.path(), std::make_shared<TestCipher>(key, 5)).oldest("orders", 3);
+  ASSERT_TRUE(oldest.ok());
+  EXPECT_FALSE(oldest.value());
 }
 
 }  // namespace

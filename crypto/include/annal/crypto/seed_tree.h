@@ -2,12 +2,12 @@
 // destroyed alone (crypto-shredding), with nothing to store for a new id.
 //
 // A GGM tree (Goldreich, Goldwasser, Micali): from a random 32-byte root, the node one level down
-// is SHA-256(node || bit), and id `s`'s seed is the leaf reached by the 64 bits of `s`, the top
-// bit first. A new stream needs no write: its seed follows from the root. To destroy one seed the
+// is HMAC-SHA256(key = node, message = the one byte bit), and id `s`'s seed is the leaf reached by
+// the 64 bits of `s`, the top bit first. A new stream needs no write: its seed follows from the root. To destroy one seed the
 // tree is punctured: the node that covers `s` is replaced by the siblings of the path from it
-// down to `s` (at most 64 nodes), from which every other leaf is still reached and `s`'s is not;
-// SHA-256 cannot be run backwards from a sibling to its parent. Erasures that share a path share
-// nodes, so the tree grows by less than 64 nodes an erasure.
+// down to `s` (at most 64 nodes), from which every other leaf is still reached and `s`'s is not:
+// a node's children say nothing of it, or of each other (HMAC is a PRF under its key). Erasures
+// that share a path share nodes, so the tree grows by less than 64 nodes an erasure.
 //
 //   auto tree = SeedTree::create().value();
 //   auto seed = tree.seed(42);           // the same for as long as 42 is not punctured

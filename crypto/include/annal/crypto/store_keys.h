@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "annal/base/status.h"
@@ -33,11 +34,11 @@ struct StoreKeys {
   SeedTree seeds;
 };
 
-// Reads and opens the file at `path` with the master key version it names, from `keys`.
-// not_found if there is no file (a store never encrypted), or the provider's not_found naming the
-// version it lacks; corruption, naming the file, if it is not a key store, or does not open
-// (a wrong master key, or altered bytes).
-[[nodiscard]] Result<StoreKeys> load_store_keys(const std::string& path, KeyProvider& keys);
+// Reads and opens the file at `path` with the master key version it names, from `keys`. nullopt
+// if there is no file (a store never encrypted: the only case that may make a new one); the
+// provider's not_found naming the version it lacks; corruption, naming the file, if it is not a
+// key store or does not open (a wrong master key, or altered bytes).
+[[nodiscard]] Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyProvider& keys);
 
 // Writes `state` to `path` sealed under the provider's current master key version: PATH.tmp (mode
 // 0600, left over from a crash: replaced), fsync, rename over PATH, fsync of the directory. The

@@ -22,6 +22,9 @@ class StateCipher {
   virtual ~StateCipher() = default;
   // Bytes a sealed state has beyond the plain one. Constant for the cipher's life.
   [[nodiscard]] virtual std::size_t overhead() const noexcept = 0;
+  // The largest state it seals in one piece (AES-GCM through EVP takes an int length): a larger
+  // one is refused at write, and a header claiming one is damage.
+  [[nodiscard]] virtual std::uint64_t state_bytes_max() const noexcept = 0;
   // Any thread, concurrently: snapshots are written by the engine's snapshot writer and read at
   // open and by tools. `out` is state.size() + overhead() bytes.
   [[nodiscard]] virtual Status seal(std::span<const std::byte> associated, std::span<const std::byte> state,
