@@ -103,7 +103,7 @@ ParsedKeys parse_key_file(std::string_view text, const std::string& path) {
 }
 
 Result<ParsedKeys> load_keys(const std::string& path) {
-  Result<SecretText> text = read_key_file_text(path);
+  Result<SecretText> text = read_key_file_text(path, KeyFileOwners::ours_or_root);
   if (!text.ok()) return text.status();
   ParsedKeys parsed = parse_key_file(text.value().view(), path);
   if (parsed.error) return *parsed.error;
@@ -163,7 +163,7 @@ Status generate_key_file(const std::string& path) {
 }
 
 Result<std::uint32_t> add_key_version(const std::string& path) {
-  Result<SecretText> current = read_key_file_text(path);
+  Result<SecretText> current = read_key_file_text(path, KeyFileOwners::any_if_we_are_root);
   if (!current.ok()) return current.status();
   const std::string_view old_text = current.value().view();
   ParsedKeys parsed = parse_key_file(old_text, path);

@@ -24,10 +24,20 @@ std::string octal_mode(mode_t mode) {
 }
 
 // Why a file opened for reading cannot be a key file, or ok if it can.
-Status check_key_file(const std::string& path, const struct stat& st) {
+Status check_key_file(const std::string& path, const struct stat& st, KeyFileOwners owners) {
   if (!S_ISREG(st.st_mode)) {
     return Status(ErrorCode::invalid_argument,
                   "key file " + path + " is not a regular file (a directory, device or pipe): give the key file itself");
+  }
+  const uid_t us = ::geteuid();
+  const bool any_owner = owners == KeyFileOwners::any_if_we_are_root && us == 0;
+  if (st.st_uid != us && st.st_uid != 0 && !any_owner) {
+    // Mode 0600 keeps others out, but not the owner: another account could swap in keys it knows.
+    return Status(ErrorCode::invalid_argument,
+                  "key file " + path + " belongs to uid " + std::to_string(st.st_uid) + ", but this process runs as uid " +
+                      std::to_string(us) + " and trusts only a key file of its own or root's, since the owner can "
+                      "replace the keys: run chown " + std::to_string(us) + " " + path + ", or run as uid " +
+                      std::to_string(st.st_uid));
   }
   if ((st.st_mode & kTooOpen) != 0) {
     // The key would be readable (or replaceable) by other users: refuse before reading a byte.
@@ -83,13 +93,13 @@ void SecretText::append(std::string_view text) {
   bytes_.insert(bytes_.end(), text.begin(), text.end());
 }
 
-Result<SecretText> read_key_file_text(const std::string& path) {
+Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners) {
   // O_NONBLOCK so that a FIFO given by mistake is refused below rather than blocking the open.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return errno_status("open", path, errno);
   // fstat on the open descriptor: the file checked is the file read, even if `path` changes.
   struct stat st {};
-  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st) : errno_status("fstat", path, errno);
+  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st, owners) : errno_status("fstat", path, errno);
   SecretText text(status.ok() ? static_cast<std::size_t>(st.st_size) + 1 : 0);
   if (status.ok()) status = read_all(fd, path, static_cast<std::size_t>(st.st_size), text);
   ::close(fd);

@@ -34,10 +34,16 @@ class SecretText {
   std::vector<char> bytes_;
 };
 
+// Whose key file is trusted. A file's owner can replace its keys with ones it knows, so load()
+// trusts only a file of this process's user or of root (as ssh does). A rotation run as root
+// accepts any owner: it rewrites the file for that owner (add_key_version keeps it), and no key
+// root relies on is at stake.
+enum class KeyFileOwners { ours_or_root, any_if_we_are_root };
+
 // The whole of the key file at `path`, after checking that it is a regular file of at most
-// kKeyFileBytesMax bytes that group and others may neither read nor write. Errors as
-// KeyFile::load() documents them.
-[[nodiscard]] Result<SecretText> read_key_file_text(const std::string& path);
+// kKeyFileBytesMax bytes that group and others may neither read nor write, owned as `owners`
+// allows. Errors as KeyFile::load() documents them.
+[[nodiscard]] Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners);
 
 // Creates `path` exclusively with mode 0600, writes `text`, fsyncs and closes it. On failure the
 // partial file is removed. If `path` exists: invalid_argument, the message ending with `if_exists`

@@ -16,6 +16,7 @@ namespace {
 
 constexpr const char* kHex1 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 constexpr const char* kHex2 = "60303AE22B998861BCE3B28F33EEC1BE758A213C86C93C076DBE9F558C11C752";
+constexpr uid_t kOtherUid = 12345;  // an account that is neither root nor the test's
 
 class KeyFileTest : public ::testing::Test {
  protected:
@@ -75,6 +76,19 @@ TEST_F(KeyFileTest, OwnerOnlyModesAreAccepted) {
     write(std::string("1 ") + kHex1 + "\n", mode);
     EXPECT_NE(load(), nullptr) << std::oct << mode;
   }
+}
+
+// The owner of a 0600 file can still replace its keys with ones it knows: only our own file or
+// root's is trusted. Run as root, as CI does; elsewhere the file cannot be given away.
+TEST_F(KeyFileTest, FileOwnedByAnotherAccountIsRefusedWithOwnerAndFix) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown to another account needs root";
+  write(std::string("1 ") + kHex1 + "\n");
+  ASSERT_EQ(::chown(path_.c_str(), kOtherUid, kOtherUid), 0);
+  const Status refused = load_error();
+  EXPECT_EQ(refused.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(refused.message().find(path_ + " belongs to uid 12345"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("runs as uid 0"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("chown 0 " + path_), std::string::npos) << refused.message();
 }
 
 TEST_F(KeyFileTest, DirectoryIsRefused) {
