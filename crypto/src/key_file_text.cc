@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,21 @@ Status write_all(int fd, const std::string& path, std::string_view text) {
   return {};
 }
 
+// O_NONBLOCK so that a FIFO given by mistake is refused when checked rather than blocking the open.
+int open_key_file(const std::string& path) {
+  return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
+Result<SecretText> read_open_key_file(int fd, const std::string& path, KeyFileOwners owners) {
+  // fstat on the open descriptor: the file checked is the file read, even if `path` changes.
+  struct stat st {};
+  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st, owners) : errno_status("fstat", path, errno);
+  SecretText text(status.ok() ? static_cast<std::size_t>(st.st_size) + 1 : 0);
+  if (status.ok()) status = read_all(fd, path, static_cast<std::size_t>(st.st_size), text);
+  if (!status.ok()) return status;
+  return text;
+}
+
 }  // namespace
 
 SecretText::~SecretText() {
@@ -94,17 +110,46 @@ void SecretText::append(std::string_view text) {
 }
 
 Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners) {
-  // O_NONBLOCK so that a FIFO given by mistake is refused below rather than blocking the open.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  const int fd = open_key_file(path);
   if (fd < 0) return errno_status("open", path, errno);
-  // fstat on the open descriptor: the file checked is the file read, even if `path` changes.
-  struct stat st {};
-  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st, owners) : errno_status("fstat", path, errno);
-  SecretText text(status.ok() ? static_cast<std::size_t>(st.st_size) + 1 : 0);
-  if (status.ok()) status = read_all(fd, path, static_cast<std::size_t>(st.st_size), text);
+  Result<SecretText> text = read_open_key_file(fd, path, owners);
   ::close(fd);
-  if (!status.ok()) return status;
   return text;
+}
+
+Result<SecretText> read_key_file_text(const KeyFileLock& lock, const std::string& path, KeyFileOwners owners) {
+  return read_open_key_file(lock.fd(), path, owners);
+}
+
+Result<KeyFileLock> KeyFileLock::take(const std::string& path) {
+  // Each retry means another rotation renamed a new file in while we waited: a bound only
+  // against a file replaced without end.
+  constexpr int kAttemptsMax = 100;
+  for (int attempt = 0; attempt < kAttemptsMax; ++attempt) {
+    const int fd = open_key_file(path);
+    if (fd < 0) return errno_status("open", path, errno);
+    int locked = ::flock(fd, LOCK_EX);
+    while (locked != 0 && errno == EINTR) locked = ::flock(fd, LOCK_EX);
+    if (locked != 0) {
+      const Status failed = errno_status("flock", path, errno);
+      ::close(fd);
+      return failed;
+    }
+    // The lock guards the file we opened; a rotation that held it before us may have renamed
+    // another over `path`, and then ours is the old one, which nobody will read again.
+    struct stat held {}, now {};
+    if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 && held.st_dev == now.st_dev &&
+        held.st_ino == now.st_ino) {
+      return KeyFileLock(fd);
+    }
+    ::close(fd);
+  }
+  return Status(ErrorCode::io_error, "key file " + path + " was replaced " + std::to_string(kAttemptsMax) +
+                                         " times while add_key_version waited for its lock; try again");
+}
+
+KeyFileLock::~KeyFileLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
 Status write_new_secret_file(const std::string& path, std::string_view text, std::string_view if_exists) {

@@ -45,6 +45,34 @@ enum class KeyFileOwners { ours_or_root, any_if_we_are_root };
 // allows. Errors as KeyFile::load() documents them.
 [[nodiscard]] Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners);
 
+// An exclusive flock on the key file at `path`, held until destruction, so that rotations of one
+// file take turns: each reads the file the last one renamed into place, and none is lost. Only
+// add_key_version takes it; load() needs none, since a rename swaps the whole file at once. The
+// lock is on the key file itself, not on a PATH.lock beside it: nothing is left behind to own,
+// protect or clean up.
+class KeyFileLock {
+ public:
+  // Blocks while another rotation holds the lock. The file is then checked still to be the one at
+  // `path` (a rotation that held the lock may have renamed a new one over it), and opened anew if
+  // not. Errors: not_found if there is no file; io_error if the file keeps being replaced.
+  [[nodiscard]] static Result<KeyFileLock> take(const std::string& path);
+  ~KeyFileLock();
+  KeyFileLock(KeyFileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  KeyFileLock& operator=(KeyFileLock&&) = delete;
+  KeyFileLock(const KeyFileLock&) = delete;
+  KeyFileLock& operator=(const KeyFileLock&) = delete;
+
+  // The locked file, opened for reading at offset 0; read it with read_key_file_text.
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+
+ private:
+  explicit KeyFileLock(int fd) noexcept : fd_(fd) {}
+  int fd_;
+};
+
+// As above, from the file `lock` holds (named `path` in messages).
+[[nodiscard]] Result<SecretText> read_key_file_text(const KeyFileLock& lock, const std::string& path, KeyFileOwners owners);
+
 // Creates `path` exclusively with mode 0600, writes `text`, fsyncs and closes it. On failure the
 // partial file is removed. If `path` exists: invalid_argument, the message ending with `if_exists`
 // (what it means and what to do). Does not sync the directory: the caller does, after any rename.

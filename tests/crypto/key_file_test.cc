@@ -6,10 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 
 namespace annal::crypto {
 namespace {
@@ -226,6 +230,34 @@ TEST_F(KeyFileTest, AddKeyVersionRefusesALooseFile) {
   const std::string before = read();
   EXPECT_NE(add_key_version(path_).status().message().find("chmod 600"), std::string::npos);
   EXPECT_EQ(read(), before);
+}
+
+// Two rotations at once: without a lock both read version N and one N + 1 is written over the
+// other (or one finds the other's PATH.tmp). Each round starts both together.
+TEST_F(KeyFileTest, ConcurrentRotationsEachAddAVersion) {
+  ASSERT_TRUE(generate_key_file(path_).ok());
+  constexpr std::uint32_t kRounds = 10;
+  for (std::uint32_t round = 0; round < kRounds; ++round) {
+    std::atomic<int> ready{0};
+    std::optional<Result<std::uint32_t>> added[2];
+    const auto rotate = [&](int i) {
+      ready.fetch_add(1, std::memory_order_relaxed);
+      while (ready.load(std::memory_order_relaxed) < 2) {
+      }
+      added[i] = add_key_version(path_);
+    };
+    std::thread first(rotate, 0), second(rotate, 1);
+    first.join();
+    second.join();
+    ASSERT_TRUE(added[0]->ok()) << added[0]->status().to_string();
+    ASSERT_TRUE(added[1]->ok()) << added[1]->status().to_string();
+    EXPECT_EQ(std::min(added[0]->value(), added[1]->value()), 2 * round + 2) << "round " << round;
+    EXPECT_EQ(std::max(added[0]->value(), added[1]->value()), 2 * round + 3) << "round " << round;
+  }
+  const auto file = load();
+  ASSERT_NE(file, nullptr);
+  EXPECT_EQ(file->current_version(), 2 * kRounds + 1);
+  for (std::uint32_t version = 1; version <= 2 * kRounds + 1; ++version) EXPECT_TRUE(file->master_key(version).ok()) << version;
 }
 
 TEST_F(KeyFileTest, AddKeyVersionRefusesWhileATemporaryFileExists) {

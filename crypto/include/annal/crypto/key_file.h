@@ -62,8 +62,13 @@ class KeyFile final : public KeyProvider {
 // keeping its existing lines and comments, and returns the new version. Atomic: the new contents go
 // to PATH.tmp (mode 0600, fsynced), which is renamed over `path` and the directory fsynced, so a
 // crash leaves the old file or the new one, never a torn one. The file is checked as load() checks
-// it first, except that root may rotate a file another account owns. Fails (invalid_argument) if PATH.tmp exists: another rotation is under way, or one
-// crashed, and then the stale PATH.tmp may be removed. Not for concurrent use on one path.
+// it first, except that root may rotate a file another account owns.
+//
+// Rotations of one file take turns: each holds an exclusive flock on the key file from reading it
+// to the rename, so concurrent calls (threads or processes) each add a version and none is lost.
+// Blocks while another rotation of the file runs. Fails (invalid_argument) if PATH.tmp exists
+// all the same: a rotation crashed before its rename (its key was never used), and the stale
+// PATH.tmp may be removed.
 [[nodiscard]] Result<std::uint32_t> add_key_version(const std::string& path);
 
 }  // namespace annal::crypto
