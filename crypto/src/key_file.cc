@@ -162,7 +162,12 @@ Status generate_key_file(const std::string& path) {
   return written.ok() ? sync_parent_directory(path) : written;
 }
 
-Result<std::uint32_t> add_key_version(const std::string& path) {
+Result<std::uint32_t> add_key_version(const std::string& link_or_path) {
+  // A symbolic link is rotated where it points, as load() follows it: a rename over the link
+  // would replace it with a regular file and leave its target without the new version.
+  Result<std::string> resolved = resolve_key_file_path(link_or_path);
+  if (!resolved.ok()) return resolved.status();
+  const std::string& path = resolved.value();
   // Held until the rename is done: a rotation that read the file before ours renamed would write
   // its version over ours.
   Result<KeyFileLock> lock = KeyFileLock::take(path);

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "annal/crypto/key_file.h"
@@ -119,6 +120,14 @@ Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners own
 
 Result<SecretText> read_key_file_text(const KeyFileLock& lock, const std::string& path, KeyFileOwners owners) {
   return read_open_key_file(lock.fd(), path, owners);
+}
+
+Result<std::string> resolve_key_file_path(const std::string& path) {
+  char* resolved = ::realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) return errno_status("resolve (realpath)", path, errno);
+  std::string target(resolved);
+  std::free(resolved);
+  return target;
 }
 
 Result<KeyFileLock> KeyFileLock::take(const std::string& path) {

@@ -45,6 +45,10 @@ enum class KeyFileOwners { ours_or_root, any_if_we_are_root };
 // allows. Errors as KeyFile::load() documents them.
 [[nodiscard]] Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners);
 
+// `path` with every symbolic link resolved (realpath): the file a rotation replaces, beside which
+// its PATH.tmp goes. Errors as errno_status gives them (not_found if the file does not exist).
+[[nodiscard]] Result<std::string> resolve_key_file_path(const std::string& path);
+
 // An exclusive flock on the key file at `path`, held until destruction, so that rotations of one
 // file take turns: each reads the file the last one renamed into place, and none is lost. Only
 // add_key_version takes it; load() needs none, since a rename swaps the whole file at once. The

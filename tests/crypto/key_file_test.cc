@@ -27,7 +27,11 @@ class KeyFileTest : public ::testing::Test {
   void SetUp() override {
     std::string pattern = (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + std::string("/annal-keys-XXXXXX");
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    // Resolved, as add_key_version resolves the paths its messages name.
+    char* resolved = ::realpath(pattern.c_str(), nullptr);
+    ASSERT_NE(resolved, nullptr);
+    dir_ = resolved;
+    std::free(resolved);
     path_ = dir_ + "/master.keys";
   }
   void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
@@ -230,6 +234,27 @@ TEST_F(KeyFileTest, AddKeyVersionRefusesALooseFile) {
   const std::string before = read();
   EXPECT_NE(add_key_version(path_).status().message().find("chmod 600"), std::string::npos);
   EXPECT_EQ(read(), before);
+}
+
+// load() follows a link, so rotation must too: renaming over the link would turn it into a
+// regular file and leave the file it points to (the one other links or mounts share) without
+// the new version.
+TEST_F(KeyFileTest, AddKeyVersionThroughASymlinkRotatesItsTarget) {
+  const std::string target = dir_ + "/real.keys";
+  ASSERT_TRUE(generate_key_file(target).ok());
+  ASSERT_EQ(::symlink("real.keys", path_.c_str()), 0);  // relative, as ln -s makes them
+  Result<std::uint32_t> added = add_key_version(path_);
+  ASSERT_TRUE(added.ok()) << added.status().to_string();
+  EXPECT_EQ(added.value(), 2u);
+
+  struct stat st {};
+  ASSERT_EQ(::lstat(path_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the link was replaced";
+  const Result<std::unique_ptr<KeyFile>> through_target = KeyFile::load(target);
+  ASSERT_TRUE(through_target.ok()) << through_target.status().to_string();
+  EXPECT_EQ(through_target.value()->current_version(), 2u);
+  EXPECT_NE(::access((target + ".tmp").c_str(), F_OK), 0);
+  EXPECT_NE(::access((path_ + ".tmp").c_str(), F_OK), 0);
 }
 
 // Two rotations at once: without a lock both read version N and one N + 1 is written over the
