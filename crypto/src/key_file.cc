@@ -194,7 +194,8 @@ Result<std::uint32_t> add_key_version(const std::string& link_or_path) {
   // (or one made without the lock, by hand), whose key was never in the key file.
   const std::string if_exists = "a rotation that crashed before renaming it left it (its new key was never used); "
                                 "no other rotation holds the lock on the key file now: remove " + tmp + " and rotate again";
-  if (Status written = write_new_secret_file(tmp, text.view(), if_exists); !written.ok()) return written;
+  const Status written = write_new_secret_file(tmp, text.view(), if_exists, lock.value().owner());
+  if (!written.ok()) return written;
   // The rename is the commit point: before it the old file is whole, after it the new one.
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const Status renamed = errno_status("rename " + tmp + " over it", path, errno);

@@ -149,7 +149,7 @@ Result<KeyFileLock> KeyFileLock::take(const std::string& path) {
     struct stat held {}, now {};
     if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 && held.st_dev == now.st_dev &&
         held.st_ino == now.st_ino) {
-      return KeyFileLock(fd);
+      return KeyFileLock(fd, FileOwner{.uid = held.st_uid, .gid = held.st_gid});
     }
     ::close(fd);
   }
@@ -161,14 +161,17 @@ KeyFileLock::~KeyFileLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
-Status write_new_secret_file(const std::string& path, std::string_view text, std::string_view if_exists) {
+Status write_new_secret_file(const std::string& path, std::string_view text, std::string_view if_exists,
+                             std::optional<FileOwner> owner) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno == EEXIST) {
     return Status(ErrorCode::invalid_argument, "key file " + path + " already exists: " + std::string(if_exists));
   }
   if (fd < 0) return errno_status("create", path, errno);
+  Status status;
+  if (owner && ::geteuid() == 0 && ::fchown(fd, owner->uid, owner->gid) != 0) status = errno_status("fchown", path, errno);
   // The umask may only remove bits; fchmod makes it 0600 exactly, readable by the owner.
-  Status status = ::fchmod(fd, 0600) == 0 ? Status() : errno_status("fchmod", path, errno);
+  if (status.ok() && ::fchmod(fd, 0600) != 0) status = errno_status("fchmod", path, errno);
   if (status.ok()) status = write_all(fd, path, text);
   if (status.ok() && ::fsync(fd) != 0) status = errno_status("fsync", path, errno);
   if (::close(fd) != 0 && status.ok()) status = errno_status("close", path, errno);

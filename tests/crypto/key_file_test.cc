@@ -236,6 +236,21 @@ TEST_F(KeyFileTest, AddKeyVersionRefusesALooseFile) {
   EXPECT_EQ(read(), before);
 }
 
+// Root rotating a service account's key file must leave it the account's: a file of root's, mode
+// 0600, would lock the service out of its own keys.
+TEST_F(KeyFileTest, AddKeyVersionAsRootKeepsTheFilesOwner) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown to another account needs root";
+  ASSERT_TRUE(generate_key_file(path_).ok());
+  ASSERT_EQ(::chown(path_.c_str(), kOtherUid, kOtherUid), 0);
+  Result<std::uint32_t> added = add_key_version(path_);
+  ASSERT_TRUE(added.ok()) << added.status().to_string();
+  struct stat st {};
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kOtherUid);
+  EXPECT_EQ(st.st_gid, kOtherUid);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
 // load() follows a link, so rotation must too: renaming over the link would turn it into a
 // regular file and leave the file it points to (the one other links or mounts share) without
 // the new version.

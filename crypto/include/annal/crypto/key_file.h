@@ -62,9 +62,10 @@ class KeyFile final : public KeyProvider {
 // keeping its existing lines and comments, and returns the new version. Atomic: the new contents go
 // to PATH.tmp (mode 0600, fsynced), which is renamed over `path` and the directory fsynced, so a
 // crash leaves the old file or the new one, never a torn one. The file is checked as load() checks
-// it first, except that root may rotate a file another account owns. A symbolic link is followed,
-// as load() follows it: the file it points to is rotated (PATH.tmp beside that file) and the link
-// stays; messages name that file.
+// it first, except that root may rotate a file another account owns; the new file keeps the old
+// one's owner and group, so that account can still read it. A symbolic link is followed, as load()
+// follows it: the file it points to is rotated (its PATH.tmp beside it), the link stays, and
+// messages name that file.
 //
 // Rotations of one file take turns: each holds an exclusive flock on the key file from reading it
 // to the rename, so concurrent calls (threads or processes) each add a version and none is lost.
