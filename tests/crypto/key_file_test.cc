@@ -1,5 +1,6 @@
-// KeyFile: one named test per refusal (loose mode, not a file, bad line, repeated version, no key),
-// then the round trips of generate_key_file and add_key_version.
+// KeyFile: one named test per refusal (loose mode, another owner, not a file, bad line, repeated
+// version, no key), then the round trips of generate_key_file and add_key_version: through a
+// link, as root for another account, and two at once.
 #include "annal/crypto/key_file.h"
 
 #include <gtest/gtest.h>
