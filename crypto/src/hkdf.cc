@@ -63,12 +63,13 @@ Result<Key> derive_key(const Key& master, std::span<const std::byte> salt, std::
   return key;
 }
 
-Result<Key> stream_key(const Key& master, std::uint64_t stream_id, std::uint32_t key_version) {
+Result<Key> stream_key(const Key& master, std::span<const std::byte, kStreamSeedBytes> seed, std::uint64_t stream_id,
+                       std::uint32_t key_version) {
   std::array<std::byte, kStreamKeyInfoBytes> info;
   std::memcpy(info.data(), kStreamKeyLabel, kStreamKeyLabelBytes);
   store_le(std::span<std::byte>(info), kStreamKeyLabelBytes, stream_id);
   store_le(std::span<std::byte>(info), kStreamKeyLabelBytes + 8, key_version);
-  return derive_key(master, {}, info);
+  return derive_key(master, seed, info);
 }
 
 }  // namespace annal::crypto

@@ -103,7 +103,7 @@ ParsedKeys parse_key_file(std::string_view text, const std::string& path) {
 }
 
 Result<ParsedKeys> load_keys(const std::string& path) {
-  Result<SecretText> text = read_key_file_text(path);
+  Result<SecretText> text = read_key_file_text(path, KeyFileOwners::ours_or_root);
   if (!text.ok()) return text.status();
   ParsedKeys parsed = parse_key_file(text.value().view(), path);
   if (parsed.error) return *parsed.error;
@@ -162,8 +162,17 @@ Status generate_key_file(const std::string& path) {
   return written.ok() ? sync_parent_directory(path) : written;
 }
 
-Result<std::uint32_t> add_key_version(const std::string& path) {
-  Result<SecretText> current = read_key_file_text(path);
+Result<std::uint32_t> add_key_version(const std::string& link_or_path) {
+  // A symbolic link is rotated where it points, as load() follows it: a rename over the link
+  // would replace it with a regular file and leave its target without the new version.
+  Result<std::string> resolved = resolve_key_file_path(link_or_path);
+  if (!resolved.ok()) return resolved.status();
+  const std::string& path = resolved.value();
+  // Held until the rename is done: a rotation that read the file before ours renamed would write
+  // its version over ours.
+  Result<KeyFileLock> lock = KeyFileLock::take(path);
+  if (!lock.ok()) return lock.status();
+  Result<SecretText> current = read_key_file_text(lock.value(), path, KeyFileOwners::any_if_we_are_root);
   if (!current.ok()) return current.status();
   const std::string_view old_text = current.value().view();
   ParsedKeys parsed = parse_key_file(old_text, path);
@@ -181,8 +190,12 @@ Result<std::uint32_t> add_key_version(const std::string& path) {
   if (Status added = append_new_key_line(text, highest + 1); !added.ok()) return added;
 
   const std::string tmp = path + ".tmp";
-  const std::string if_exists = "another add_key_version is running, or one crashed; if none is running, remove " + tmp;
-  if (Status written = write_new_secret_file(tmp, text.view(), if_exists); !written.ok()) return written;
+  // Rotations hold the lock while their PATH.tmp exists, so one found now is a crashed rotation's
+  // (or one made without the lock, by hand), whose key was never in the key file.
+  const std::string if_exists = "a rotation that crashed before renaming it left it (its new key was never used); "
+                                "no other rotation holds the lock on the key file now: remove " + tmp + " and rotate again";
+  const Status written = write_new_secret_file(tmp, text.view(), if_exists, lock.value().owner());
+  if (!written.ok()) return written;
   // The rename is the commit point: before it the old file is whole, after it the new one.
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const Status renamed = errno_status("rename " + tmp + " over it", path, errno);

@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "annal/crypto/key_file.h"
@@ -24,10 +26,20 @@ std::string octal_mode(mode_t mode) {
 }
 
 // Why a file opened for reading cannot be a key file, or ok if it can.
-Status check_key_file(const std::string& path, const struct stat& st) {
+Status check_key_file(const std::string& path, const struct stat& st, KeyFileOwners owners) {
   if (!S_ISREG(st.st_mode)) {
     return Status(ErrorCode::invalid_argument,
                   "key file " + path + " is not a regular file (a directory, device or pipe): give the key file itself");
+  }
+  const uid_t us = ::geteuid();
+  const bool any_owner = owners == KeyFileOwners::any_if_we_are_root && us == 0;
+  if (st.st_uid != us && st.st_uid != 0 && !any_owner) {
+    // Mode 0600 keeps others out, but not the owner: another account could swap in keys it knows.
+    return Status(ErrorCode::invalid_argument,
+                  "key file " + path + " belongs to uid " + std::to_string(st.st_uid) + ", but this process runs as uid " +
+                      std::to_string(us) + " and trusts only a key file of its own or root's, since the owner can "
+                      "replace the keys: run chown " + std::to_string(us) + " " + path + ", or run as uid " +
+                      std::to_string(st.st_uid));
   }
   if ((st.st_mode & kTooOpen) != 0) {
     // The key would be readable (or replaceable) by other users: refuse before reading a byte.
@@ -72,6 +84,21 @@ Status write_all(int fd, const std::string& path, std::string_view text) {
   return {};
 }
 
+// O_NONBLOCK so that a FIFO given by mistake is refused when checked rather than blocking the open.
+int open_key_file(const std::string& path) {
+  return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
+Result<SecretText> read_open_key_file(int fd, const std::string& path, KeyFileOwners owners) {
+  // fstat on the open descriptor: the file checked is the file read, even if `path` changes.
+  struct stat st {};
+  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st, owners) : errno_status("fstat", path, errno);
+  SecretText text(status.ok() ? static_cast<std::size_t>(st.st_size) + 1 : 0);
+  if (status.ok()) status = read_all(fd, path, static_cast<std::size_t>(st.st_size), text);
+  if (!status.ok()) return status;
+  return text;
+}
+
 }  // namespace
 
 SecretText::~SecretText() {
@@ -83,28 +110,68 @@ void SecretText::append(std::string_view text) {
   bytes_.insert(bytes_.end(), text.begin(), text.end());
 }
 
-Result<SecretText> read_key_file_text(const std::string& path) {
-  // O_NONBLOCK so that a FIFO given by mistake is refused below rather than blocking the open.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners) {
+  const int fd = open_key_file(path);
   if (fd < 0) return errno_status("open", path, errno);
-  // fstat on the open descriptor: the file checked is the file read, even if `path` changes.
-  struct stat st {};
-  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st) : errno_status("fstat", path, errno);
-  SecretText text(status.ok() ? static_cast<std::size_t>(st.st_size) + 1 : 0);
-  if (status.ok()) status = read_all(fd, path, static_cast<std::size_t>(st.st_size), text);
+  Result<SecretText> text = read_open_key_file(fd, path, owners);
   ::close(fd);
-  if (!status.ok()) return status;
   return text;
 }
 
-Status write_new_secret_file(const std::string& path, std::string_view text, std::string_view if_exists) {
+Result<SecretText> read_key_file_text(const KeyFileLock& lock, const std::string& path, KeyFileOwners owners) {
+  return read_open_key_file(lock.fd(), path, owners);
+}
+
+Result<std::string> resolve_key_file_path(const std::string& path) {
+  char* resolved = ::realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) return errno_status("resolve (realpath)", path, errno);
+  std::string target(resolved);
+  std::free(resolved);
+  return target;
+}
+
+Result<KeyFileLock> KeyFileLock::take(const std::string& path) {
+  // Each retry means another rotation renamed a new file in while we waited: a bound only
+  // against a file replaced without end.
+  constexpr int kAttemptsMax = 100;
+  for (int attempt = 0; attempt < kAttemptsMax; ++attempt) {
+    const int fd = open_key_file(path);
+    if (fd < 0) return errno_status("open", path, errno);
+    int locked = ::flock(fd, LOCK_EX);
+    while (locked != 0 && errno == EINTR) locked = ::flock(fd, LOCK_EX);
+    if (locked != 0) {
+      const Status failed = errno_status("flock", path, errno);
+      ::close(fd);
+      return failed;
+    }
+    // The lock guards the file we opened; a rotation that held it before us may have renamed
+    // another over `path`, and then ours is the old one, which nobody will read again.
+    struct stat held {}, now {};
+    if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 && held.st_dev == now.st_dev &&
+        held.st_ino == now.st_ino) {
+      return KeyFileLock(fd, FileOwner{.uid = held.st_uid, .gid = held.st_gid});
+    }
+    ::close(fd);
+  }
+  return Status(ErrorCode::io_error, "key file " + path + " was replaced " + std::to_string(kAttemptsMax) +
+                                         " times while add_key_version waited for its lock; try again");
+}
+
+KeyFileLock::~KeyFileLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
+}
+
+Status write_new_secret_file(const std::string& path, std::string_view text, std::string_view if_exists,
+                             std::optional<FileOwner> owner) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno == EEXIST) {
     return Status(ErrorCode::invalid_argument, "key file " + path + " already exists: " + std::string(if_exists));
   }
   if (fd < 0) return errno_status("create", path, errno);
+  Status status;
+  if (owner && ::geteuid() == 0 && ::fchown(fd, owner->uid, owner->gid) != 0) status = errno_status("fchown", path, errno);
   // The umask may only remove bits; fchmod makes it 0600 exactly, readable by the owner.
-  Status status = ::fchmod(fd, 0600) == 0 ? Status() : errno_status("fchmod", path, errno);
+  if (status.ok() && ::fchmod(fd, 0600) != 0) status = errno_status("fchmod", path, errno);
   if (status.ok()) status = write_all(fd, path, text);
   if (status.ok() && ::fsync(fd) != 0) status = errno_status("fsync", path, errno);
   if (::close(fd) != 0 && status.ok()) status = errno_status("close", path, errno);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 #include <set>
 #include <string>
@@ -70,47 +71,76 @@ TEST(Hkdf, DeriveKeyIsTheFirst32BytesOfTheOutput) {
   EXPECT_EQ(to_hex(key.value().bytes()), to_hex(std::span(okm).first(kKeyBytes)));
 }
 
+// A seed as the key store would hold one; any 32 bytes other than test_master()'s.
+std::array<std::byte, kStreamSeedBytes> test_seed(std::uint8_t first = 0x20) {
+  std::array<std::byte, kStreamSeedBytes> bytes;
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>(first + i);
+  return bytes;
+}
+
 // The derivation is a format: sealed data depends on it for ever. These values were computed with
-// Python's hmac module (an implementation independent of OpenSSL) from the bytes hkdf.h documents.
+// an HKDF-SHA256 written over Python's hmac and hashlib (an implementation independent of OpenSSL,
+// checked first against RFC 5869 test case 1) from the bytes hkdf.h documents: master 00..1f,
+// seed (salt) 20..3f.
 TEST(StreamKey, MatchesTheDocumentedDerivation) {
   const Key master = test_master();
-  Result<Key> first = stream_key(master, 1, 1);
+  const auto seed = test_seed();
+  Result<Key> first = stream_key(master, seed, 1, 1);
   ASSERT_TRUE(first.ok());
-  EXPECT_EQ(to_hex(first.value().bytes()), "f27829dc98ba0565450da159aff83a083f1822de5a227b5f20d6eeb2a6050cda");
-  Result<Key> second = stream_key(master, 0x0123456789abcdef, 7);
+  EXPECT_EQ(to_hex(first.value().bytes()), "7b2effeee63894e343233ec7cad8331a63d53986ad41432986bd99a7c0d47877");
+  Result<Key> second = stream_key(master, seed, 0x0123456789abcdef, 7);
   ASSERT_TRUE(second.ok());
-  EXPECT_EQ(to_hex(second.value().bytes()), "005825d850a561aeb1d46ba290d5f45ea80f88c351f7d654b22a678120010977");
+  EXPECT_EQ(to_hex(second.value().bytes()), "93756ca9c06ef546676c657da82cfd97b27b5a07313b384c404d1b0a1baa3570");
 
   const auto info = from_hex(to_hex(std::as_bytes(std::span(kStreamKeyLabel, kStreamKeyLabelBytes))) +
                              "efcdab8967452301" "07000000");
-  Result<Key> by_hand = derive_key(master, {}, info);
+  Result<Key> by_hand = derive_key(master, seed, info);
   ASSERT_TRUE(by_hand.ok());
   EXPECT_TRUE(by_hand.value() == second.value());
 }
 
+// The seed is what shredding destroys: the master alone must not give the key back, so the key
+// must depend on the seed (an empty salt, or a seed left out, would give the same key for all).
+TEST(StreamKey, DifferentSeedsGiveDifferentKeys) {
+  const Key master = test_master();
+  Result<Key> a = stream_key(master, test_seed(0x20), 1, 1);
+  Result<Key> b = stream_key(master, test_seed(0x40), 1, 1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_FALSE(a.value() == b.value());
+  EXPECT_EQ(to_hex(b.value().bytes()), "8324e29faf511d3e9621c685f9136aa6a41a7830ed3efeb8b81a88c4a0d43125");
+  Result<Key> unsalted = derive_key(master, {}, from_hex(to_hex(std::as_bytes(std::span(kStreamKeyLabel, kStreamKeyLabelBytes))) +
+                                                         "0100000000000000" "01000000"));
+  ASSERT_TRUE(unsalted.ok());
+  EXPECT_FALSE(unsalted.value() == a.value());
+}
+
 TEST(StreamKey, SameInputsGiveTheSameKey) {
-  Result<Key> a = stream_key(test_master(), 42, 3);
-  Result<Key> b = stream_key(test_master(), 42, 3);
+  Result<Key> a = stream_key(test_master(), test_seed(), 42, 3);
+  Result<Key> b = stream_key(test_master(), test_seed(), 42, 3);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_TRUE(a.value() == b.value());
 }
 
-TEST(StreamKey, EachStreamVersionAndMasterGetsItsOwnKey) {
+TEST(StreamKey, EachStreamVersionMasterAndSeedGetsItsOwnKey) {
   const Key master = test_master();
   Result<Key> other_master = Key::random();
-  ASSERT_TRUE(other_master.ok());
+  Result<Key> other_seed = Key::random();
+  ASSERT_TRUE(other_master.ok() && other_seed.ok());
+  const auto seed = test_seed();
   std::set<std::string> seen;
-  const auto add = [&](const Key& from, std::uint64_t stream, std::uint32_t version) {
-    Result<Key> key = stream_key(from, stream, version);
+  const auto add = [&](const Key& from, std::span<const std::byte, kStreamSeedBytes> salt, std::uint64_t stream,
+                       std::uint32_t version) {
+    Result<Key> key = stream_key(from, salt, stream, version);
     ASSERT_TRUE(key.ok());
     EXPECT_TRUE(seen.insert(to_hex(key.value().bytes())).second) << "stream " << stream << " version " << version;
   };
   for (std::uint64_t stream : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{2}, std::uint64_t{1} << 32,
                                ~std::uint64_t{0}}) {
-    for (std::uint32_t version : {1u, 2u, 0xFFFFFFFFu}) add(master, stream, version);
+    for (std::uint32_t version : {1u, 2u, 0xFFFFFFFFu}) add(master, seed, stream, version);
   }
-  add(other_master.value(), 1, 1);
-  EXPECT_EQ(seen.size(), 5u * 3u + 1u);
+  add(other_master.value(), seed, 1, 1);
+  add(master, other_seed.value().bytes(), 1, 1);
+  EXPECT_EQ(seen.size(), 5u * 3u + 2u);
 }
 
 }  // namespace

@@ -1,28 +1,38 @@
-// KeyFile: one named test per refusal (loose mode, not a file, bad line, repeated version, no key),
-// then the round trips of generate_key_file and add_key_version.
+// KeyFile: one named test per refusal (loose mode, another owner, not a file, bad line, repeated
+// version, no key), then the round trips of generate_key_file and add_key_version: through a
+// link, as root for another account, and two at once.
 #include "annal/crypto/key_file.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 
 namespace annal::crypto {
 namespace {
 
 constexpr const char* kHex1 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 constexpr const char* kHex2 = "60303AE22B998861BCE3B28F33EEC1BE758A213C86C93C076DBE9F558C11C752";
+constexpr uid_t kOtherUid = 12345;  // an account that is neither root nor the test's
 
 class KeyFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string pattern = (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + std::string("/annal-keys-XXXXXX");
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    // Resolved, as add_key_version resolves the paths its messages name.
+    char* resolved = ::realpath(pattern.c_str(), nullptr);
+    ASSERT_NE(resolved, nullptr);
+    dir_ = resolved;
+    std::free(resolved);
     path_ = dir_ + "/master.keys";
   }
   void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
@@ -75,6 +85,19 @@ TEST_F(KeyFileTest, OwnerOnlyModesAreAccepted) {
     write(std::string("1 ") + kHex1 + "\n", mode);
     EXPECT_NE(load(), nullptr) << std::oct << mode;
   }
+}
+
+// The owner of a 0600 file can still replace its keys with ones it knows: only our own file or
+// root's is trusted. Run as root, as CI does; elsewhere the file cannot be given away.
+TEST_F(KeyFileTest, FileOwnedByAnotherAccountIsRefusedWithOwnerAndFix) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown to another account needs root";
+  write(std::string("1 ") + kHex1 + "\n");
+  ASSERT_EQ(::chown(path_.c_str(), kOtherUid, kOtherUid), 0);
+  const Status refused = load_error();
+  EXPECT_EQ(refused.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(refused.message().find(path_ + " belongs to uid 12345"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("runs as uid 0"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("chown 0 " + path_), std::string::npos) << refused.message();
 }
 
 TEST_F(KeyFileTest, DirectoryIsRefused) {
@@ -212,6 +235,70 @@ TEST_F(KeyFileTest, AddKeyVersionRefusesALooseFile) {
   const std::string before = read();
   EXPECT_NE(add_key_version(path_).status().message().find("chmod 600"), std::string::npos);
   EXPECT_EQ(read(), before);
+}
+
+// Root rotating a service account's key file must leave it the account's: a file of root's, mode
+// 0600, would lock the service out of its own keys.
+TEST_F(KeyFileTest, AddKeyVersionAsRootKeepsTheFilesOwner) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown to another account needs root";
+  ASSERT_TRUE(generate_key_file(path_).ok());
+  ASSERT_EQ(::chown(path_.c_str(), kOtherUid, kOtherUid), 0);
+  Result<std::uint32_t> added = add_key_version(path_);
+  ASSERT_TRUE(added.ok()) << added.status().to_string();
+  struct stat st {};
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kOtherUid);
+  EXPECT_EQ(st.st_gid, kOtherUid);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+// load() follows a link, so rotation must too: renaming over the link would turn it into a
+// regular file and leave the file it points to (the one other links or mounts share) without
+// the new version.
+TEST_F(KeyFileTest, AddKeyVersionThroughASymlinkRotatesItsTarget) {
+  const std::string target = dir_ + "/real.keys";
+  ASSERT_TRUE(generate_key_file(target).ok());
+  ASSERT_EQ(::symlink("real.keys", path_.c_str()), 0);  // relative, as ln -s makes them
+  Result<std::uint32_t> added = add_key_version(path_);
+  ASSERT_TRUE(added.ok()) << added.status().to_string();
+  EXPECT_EQ(added.value(), 2u);
+
+  struct stat st {};
+  ASSERT_EQ(::lstat(path_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the link was replaced";
+  const Result<std::unique_ptr<KeyFile>> through_target = KeyFile::load(target);
+  ASSERT_TRUE(through_target.ok()) << through_target.status().to_string();
+  EXPECT_EQ(through_target.value()->current_version(), 2u);
+  EXPECT_NE(::access((target + ".tmp").c_str(), F_OK), 0);
+  EXPECT_NE(::access((path_ + ".tmp").c_str(), F_OK), 0);
+}
+
+// Two rotations at once: without a lock both read version N and one N + 1 is written over the
+// other (or one finds the other's PATH.tmp). Each round starts both together.
+TEST_F(KeyFileTest, ConcurrentRotationsEachAddAVersion) {
+  ASSERT_TRUE(generate_key_file(path_).ok());
+  constexpr std::uint32_t kRounds = 10;
+  for (std::uint32_t round = 0; round < kRounds; ++round) {
+    std::atomic<int> ready{0};
+    std::optional<Result<std::uint32_t>> added[2];
+    const auto rotate = [&](int i) {
+      ready.fetch_add(1, std::memory_order_relaxed);
+      while (ready.load(std::memory_order_relaxed) < 2) {
+      }
+      added[i] = add_key_version(path_);
+    };
+    std::thread first(rotate, 0), second(rotate, 1);
+    first.join();
+    second.join();
+    ASSERT_TRUE(added[0]->ok()) << added[0]->status().to_string();
+    ASSERT_TRUE(added[1]->ok()) << added[1]->status().to_string();
+    EXPECT_EQ(std::min(added[0]->value(), added[1]->value()), 2 * round + 2) << "round " << round;
+    EXPECT_EQ(std::max(added[0]->value(), added[1]->value()), 2 * round + 3) << "round " << round;
+  }
+  const auto file = load();
+  ASSERT_NE(file, nullptr);
+  EXPECT_EQ(file->current_version(), 2 * kRounds + 1);
+  for (std::uint32_t version = 1; version <= 2 * kRounds + 1; ++version) EXPECT_TRUE(file->master_key(version).ok()) << version;
 }
 
 TEST_F(KeyFileTest, AddKeyVersionRefusesWhileATemporaryFileExists) {

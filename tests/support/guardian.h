@@ -6,7 +6,8 @@
 // closes that end however the test process ends, and then the shell does what it was given: kill
 // the server's process group, or stop a postmaster. The write end is O_CLOEXEC, so no program the
 // test starts holds it open; a child the test forks without exec does until it dies (the crash
-// tests' children die with the test: PR_SET_PDEATHSIG).
+// tests' children die with the test: PR_SET_PDEATHSIG). The shell gets the read end as its stdin
+// and no other descriptor of the test's (spawn_in_group), since it outlives the test process.
 //
 // Why not PR_SET_PDEATHSIG on the server itself: it fires when the forking *thread* ends (a test
 // restarts its node from a helper thread), reaches only that one child (not beam.smp behind
@@ -26,13 +27,16 @@
 #include <string>
 #include <vector>
 
+#include "child_process.h"
+
 extern char** environ;
 
 namespace annal::test {
 
 // fork and execve in process group `group` (0: a new group led by the child), stdin from `in`,
-// stdout and stderr to `out`. Everything is made before the fork: the child of a process with
-// other threads may only make async-signal-safe calls until exec. -1 if fork failed.
+// stdout and stderr to `out`, and no other descriptor of the test's: a server outlives many of
+// them, and would keep their pipes open. Everything is made before the fork: the child of a
+// process with other threads may only make async-signal-safe calls until exec. -1 if fork failed.
 inline pid_t spawn_in_group(char* const argv[], char* const envp[], pid_t group, int in, int out) {
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -40,6 +44,7 @@ inline pid_t spawn_in_group(char* const argv[], char* const envp[], pid_t group,
     ::dup2(in, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
+    close_inherited_descriptors();
     ::execve(argv[0], argv, envp);
     ::_exit(127);
   }

@@ -2,6 +2,7 @@
 // child process on a free loopback port, stopped with SIGTERM (or SIGKILL, as a crash).
 #pragma once
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,6 +12,8 @@
 
 #include <string>
 #include <vector>
+
+#include "child_process.h"
 
 namespace annal::test {
 
@@ -30,14 +33,14 @@ class Served {
  public:
   Served(const char* program, const std::string& directory, const std::vector<std::string>& options = {}) {
     int out[2];
-    EXPECT_EQ(pipe(out), 0);
+    EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);  // the server gets the write end as fd 1 only
     std::vector<std::string> args{"serve", directory, "--listen", "127.0.0.1:0"};
     args.insert(args.end(), options.begin(), options.end());
     std::vector<char*> argv = argv_of(program, args);
     pid_ = fork();
     if (pid_ == 0) {
       dup2(out[1], 1);
-      close(out[0]);
+      close_inherited_descriptors();
       execv(program, argv.data());
       _exit(127);
     }

@@ -3,6 +3,7 @@
 // read their target back).
 #pragma once
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "child_process.h"
 #include "served.h"  // argv_of
 
 namespace annal::test {
@@ -19,13 +21,15 @@ namespace annal::test {
 class SpawnedTool {
  public:
   SpawnedTool(const char* program, const std::vector<std::string>& args) {
+    // Close-on-exec, so that no program the test starts holds either end; the tool gets its copy
+    // of the write end as fd 2 and no other, or wait_for would not see it close.
     int err[2];
-    if (::pipe(err) != 0) return;
+    if (::pipe2(err, O_CLOEXEC) != 0) return;
     std::vector<char*> argv = argv_of(program, args);  // before fork: the child must not allocate
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(err[1], 2);
-      ::close(err[0]);
+      close_inherited_descriptors();
       ::execv(program, argv.data());
       ::_exit(127);
     }

@@ -1,8 +1,10 @@
 // HKDF-SHA256 (RFC 5869) and the per-stream keys the engine derives with it.
 //
 // One master key, many stream keys: each stream's data is sealed under a key of its own, derived
-// from the master and the stream's id. Destroying a stream's key (or never deriving it again for a
-// deleted stream) shreds that stream alone, and a leaked stream key exposes one stream, not all.
+// from the master, a random seed of the stream's own and the stream's id. Neither the master nor
+// the seed alone gives the key, so destroying a stream's seed (and every cached copy of its key)
+// shreds that stream alone: whoever keeps the master can no longer derive it. A leaked stream key
+// exposes one stream, not all.
 //
 // All functions are pure and safe to call from any thread at once. Each costs a few microseconds
 // (bench/crypto_bench.cc, stream_key/hkdf), so the engine derives a stream's key once and caches it.
@@ -37,18 +39,30 @@ inline constexpr std::size_t kStreamKeyLabelBytes = sizeof kStreamKeyLabel - 1; 
 inline constexpr std::size_t kStreamKeyInfoBytes = kStreamKeyLabelBytes + 8 + 4;
 static_assert(kStreamKeyLabelBytes == 19 && kStreamKeyInfoBytes == 31);
 
+// A stream's seed: random bytes (Key::random()) the store's key store keeps per stream and
+// destroys when the stream is erased. It is the HKDF salt below.
+inline constexpr std::size_t kStreamSeedBytes = 32;
+static_assert(kStreamSeedBytes == kKeyBytes, "a seed fits a Key, which wipes it");
+
 // The key that seals stream `stream_id`'s data under master key version `key_version`:
 //
-//   HKDF-SHA256(IKM = master, salt = empty, info, L = 32), where info is exactly 31 bytes:
+//   HKDF-SHA256(IKM = master, salt = seed, info, L = 32), where the salt is the stream's 32-byte
+//   seed as given and info is exactly 31 bytes:
 //
 //   offset  0: "annal stream key v1"   19 bytes of ASCII, no terminating NUL
 //   offset 19: stream_id               u64, little-endian
 //   offset 27: key_version             u32, little-endian
 //
-// The salt is empty because the master is already uniformly random (RFC 5869 section 3.1).
+// The seed goes in as the salt, RFC 5869's place for random input (the extract step keys HMAC
+// with it), as docs/security.md specifies; the info holds only public bytes.
 // key_version is in the info although each version has its own master, so that two versions
 // given the same master by mistake still yield different stream keys.
 // Example: stream 1, version 1 -> info = "annal stream key v1" 01 00 00 00 00 00 00 00 01 00 00 00.
-[[nodiscard]] Result<Key> stream_key(const Key& master, std::uint64_t stream_id, std::uint32_t key_version);
+//
+// The seed is a span, not a Key, so that swapping it with the master does not compile; the key
+// store should still hold seeds where they are wiped (a Key, passed as seed.bytes()), since a seed
+// and the master together are the stream's key.
+[[nodiscard]] Result<Key> stream_key(const Key& master, std::span<const std::byte, kStreamSeedBytes> seed,
+                                     std::uint64_t stream_id, std::uint32_t key_version);
 
 }  // namespace annal::crypto

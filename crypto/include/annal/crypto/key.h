@@ -47,8 +47,8 @@ class Key {
 };
 
 // Where master keys come from. A master key never encrypts data itself: the engine derives one key
-// per stream from it (hkdf.h), so that destroying a stream's derived key (crypto-shredding) or
-// rotating the master touches nothing else.
+// per stream from it and a random seed of the stream's own (hkdf.h), so that destroying a stream's
+// seed (crypto-shredding) or rotating the master touches nothing else.
 //
 // Versions let the master rotate: data sealed under version 3 names version 3 and is opened with
 // it, while new data uses current_version(). An implementation keeps every version that sealed

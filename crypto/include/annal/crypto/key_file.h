@@ -12,7 +12,9 @@
 //
 // The file must be a regular file (a symbolic link to one is followed) that neither group nor
 // others may read or write (mode 0600 or 0400): load() refuses anything looser rather than run with
-// a key other users can copy, and says which chmod fixes it.
+// a key other users can copy, and says which chmod fixes it. It must belong to the user the
+// process runs as, or to root: another owner could replace the file with keys it knows (ssh refuses
+// such files alike), and the message says which chown fixes it.
 #pragma once
 
 #include <cstddef>
@@ -33,8 +35,9 @@ class KeyFile final : public KeyProvider {
   // Reads and checks the file at `path` once; later changes to it are not seen (load again after
   // add_key_version). Errors, each naming the path and, for a bad line, its number (never a key's
   // bytes): not_found if the file does not exist; invalid_argument if it is not a regular file,
-  // group or others may read or write it, it is over kKeyFileBytesMax, a line is malformed, a
-  // version repeats or it holds no key; io_error if reading fails.
+  // group or others may read or write it, another account than ours or root owns it, it is over
+  // kKeyFileBytesMax, a line is malformed, a version repeats or it holds no key; io_error if
+  // reading fails.
   [[nodiscard]] static Result<std::unique_ptr<KeyFile>> load(const std::string& path);
 
   // Immutable after load(), so both are safe from any thread at once and never block.
@@ -59,8 +62,16 @@ class KeyFile final : public KeyProvider {
 // keeping its existing lines and comments, and returns the new version. Atomic: the new contents go
 // to PATH.tmp (mode 0600, fsynced), which is renamed over `path` and the directory fsynced, so a
 // crash leaves the old file or the new one, never a torn one. The file is checked as load() checks
-// it first. Fails (invalid_argument) if PATH.tmp exists: another rotation is under way, or one
-// crashed, and then the stale PATH.tmp may be removed. Not for concurrent use on one path.
+// it first, except that root may rotate a file another account owns; the new file keeps the old
+// one's owner and group, so that account can still read it. A symbolic link is followed, as load()
+// follows it: the file it points to is rotated (its PATH.tmp beside it), the link stays, and
+// messages name that file.
+//
+// Rotations of one file take turns: each holds an exclusive flock on the key file from reading it
+// to the rename, so concurrent calls (threads or processes) each add a version and none is lost.
+// Blocks while another rotation of the file runs. Fails (invalid_argument) if PATH.tmp exists
+// all the same: a rotation crashed before its rename (its key was never used), and the stale
+// PATH.tmp may be removed.
 [[nodiscard]] Result<std::uint32_t> add_key_version(const std::string& path);
 
 }  // namespace annal::crypto
