@@ -43,7 +43,7 @@ Status corrupt(const std::string& path, const std::string& what) {
 
 Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyProvider& keys) {
   if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<StoreKeys>();
-  auto text = read_key_file_text(path);
+  auto text = read_key_file_text(path, KeyFileOwners::ours_or_root);
   if (!text.ok()) return text.status();
   const std::span<const std::byte> bytes = std::as_bytes(std::span(text.value().view()));
   if (bytes.size() < kHeaderBytes + kTagBytes + kBodyFixedBytes ||

@@ -19,6 +19,7 @@
 #include "annal/journal/crc32c.h"
 #include "annal/journal/journal.h"
 #include "annal/journal/reader.h"
+#include "file_bytes.h"
 #include "journal_fixture.h"
 
 namespace annal::journal {
@@ -132,16 +133,6 @@ void append_marked(Journal& journal, int first, int count) {
 // Every record from 1, or the first error.
 Result<std::vector<Record>> read_all(Journal& journal) { return journal.read(1, 1'000'000); }
 
-bool any_file_contains(const std::string& directory, std::string_view needle) {
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(directory)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
 TEST(RecordCipher, SealedRecordsReadBackPlainAndLeaveNoPlaintextOnDisk) {
   const auto key = crypto::Key::random().value();
   TempDirectory sealed_dir;
@@ -161,8 +152,8 @@ TEST(RecordCipher, SealedRecordsReadBackPlainAndLeaveNoPlaintextOnDisk) {
     }
     ASSERT_TRUE(journal->close().ok());
   }
-  EXPECT_FALSE(any_file_contains(sealed_dir.path(), kMarker));
-  EXPECT_TRUE(any_file_contains(plain_dir.path(), kMarker));  // the search does find it when it is there
+  EXPECT_FALSE(annal::test::any_file_contains(sealed_dir.path(), kMarker));
+  EXPECT_TRUE(annal::test::any_file_contains(plain_dir.path(), kMarker));  // the search does find it when it is there
 }
 
 TEST(RecordCipher, ReopenedWithTheKeyEverythingReadsAndWithoutItOpenWorksButReadsSaySo) {
@@ -220,10 +211,7 @@ struct Segment {
   static Segment load(const std::string& directory) {
     Segment segment;
     segment.path = std::filesystem::path(directory) / segment_file_name(1);
-    std::ifstream in(segment.path, std::ios::binary);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    segment.bytes.resize(text.size());
-    std::memcpy(segment.bytes.data(), text.data(), text.size());
+    segment.bytes = annal::test::read_file_bytes(segment.path);
     segment.salt = load_le<std::uint32_t>(segment.bytes, 12);
     return segment;
   }
@@ -235,10 +223,7 @@ struct Segment {
     const std::size_t size = load_le<std::uint32_t>(record, 4);
     store_le<std::uint32_t>(record, 0, crc32c_extend(salt, record.subspan(4, size - 4)));
   }
-  void save() const {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  }
+  void save() const { annal::test::write_file_bytes(path, bytes); }
 };
 
 TEST(RecordCipher, AnAlteredOrMovedRecordFailsToOpenEvenWithItsChecksumRedone) {

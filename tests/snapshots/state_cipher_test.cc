@@ -17,6 +17,7 @@
 #include "annal/crypto/key.h"
 #include "annal/journal/crc32c.h"
 #include "annal/snapshots/snapshot_store.h"
+#include "file_bytes.h"
 #include "temp_directory.h"
 
 namespace annal::snapshots {
@@ -65,15 +66,6 @@ SnapshotStore store_in(const std::string& directory, std::shared_ptr<StateCipher
   return SnapshotStore(directory, journal::make_posix_backend(), 3, std::move(cipher));
 }
 
-bool any_file_contains(const std::string& directory, std::string_view needle) {
-  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
 TEST(StateCipher, SealedStatesReadBackPlainAndLeaveNoPlaintextOnDisk) {
   const auto key = crypto::Key::random().value();
   annal::test::TempDirectory sealed_dir;
@@ -87,8 +79,8 @@ TEST(StateCipher, SealedStatesReadBackPlainAndLeaveNoPlaintextOnDisk) {
     EXPECT_EQ(newest.value()->state, marked_state(20));
     EXPECT_EQ(newest.value()->header.sealed, sealed);
   }
-  EXPECT_FALSE(any_file_contains(sealed_dir.path(), kMarker));
-  EXPECT_TRUE(any_file_contains(plain_dir.path(), kMarker));  // the search finds it when it is there
+  EXPECT_FALSE(annal::test::any_file_contains(sealed_dir.path(), kMarker));
+  EXPECT_TRUE(annal::test::any_file_contains(plain_dir.path(), kMarker));  // the search finds it when it is there
 }
 
 TEST(StateCipher, WithoutTheKeyOrWithAnotherALoadFailsNamingTheFile) {
@@ -115,18 +107,6 @@ TEST(StateCipher, WithoutTheKeyOrWithAnotherALoadFailsNamingTheFile) {
   EXPECT_NE(skipped[0].why.message().find("cannot open its sealed state"), std::string::npos) << skipped[0].why.message();
 }
 
-// A file's bytes, by path.
-std::vector<std::byte> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto bytes = std::as_bytes(std::span(text));
-  return {bytes.begin(), bytes.end()};
-}
-void write_file(const std::string& path, std::span<const std::byte> bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
-
 TEST(StateCipher, AStateMovedIntoAnotherSnapshotsFileFailsToOpenEvenWithItsChecksumsRedone) {
   const auto key = crypto::Key::random().value();
   annal::test::TempDirectory dir;
@@ -138,14 +118,14 @@ TEST(StateCipher, AStateMovedIntoAnotherSnapshotsFileFailsToOpenEvenWithItsCheck
   const std::string ten = dir.path() + "/" + snapshot_file_name("orders", 10);
   const std::string twenty = dir.path() + "/" + snapshot_file_name("orders", 20);
   const std::size_t header = snapshot_header_bytes("orders");
-  const std::vector<std::byte> from = read_file(ten);
-  std::vector<std::byte> into = read_file(twenty);
+  const std::vector<std::byte> from = annal::test::read_file_bytes(ten);
+  std::vector<std::byte> into = annal::test::read_file_bytes(twenty);
   ASSERT_EQ(from.size(), into.size());
   std::copy(from.begin() + static_cast<std::ptrdiff_t>(header), from.end(), into.begin() + static_cast<std::ptrdiff_t>(header));
   store_le<std::uint32_t>(into, 40, journal::crc32c_extend(0, std::span<const std::byte>(into).subspan(header)));
   const std::size_t covered = header - 4;
   store_le<std::uint32_t>(into, covered, journal::crc32c_extend(0, std::span<const std::byte>(into).first(covered)));
-  write_file(twenty, into);
+  annal::test::write_file_bytes(twenty, into);
   std::vector<SnapshotStore::Skipped> skipped;
   const auto newest = store.newest("orders", 3, 100, &skipped);
   ASSERT_TRUE(newest.ok() && newest.value());
@@ -163,11 +143,11 @@ TEST(StateCipher, AStateMovedToAnotherSchemaFailsToOpen) {
   ASSERT_TRUE(store.write("orders", 3, 10, marked_state(10)).ok());
   // The header relabelled schema 4, its checksum redone: only the seal can tell.
   const std::string path = dir.path() + "/" + snapshot_file_name("orders", 10);
-  std::vector<std::byte> bytes = read_file(path);
+  std::vector<std::byte> bytes = annal::test::read_file_bytes(path);
   store_le<std::uint32_t>(bytes, 12, 4);
   const std::size_t covered = snapshot_header_bytes("orders") - 4;
   store_le<std::uint32_t>(bytes, covered, journal::crc32c_extend(0, std::span<const std::byte>(bytes).first(covered)));
-  write_file(path, bytes);
+  annal::test::write_file_bytes(path, bytes);
   std::vector<SnapshotStore::Skipped> skipped;
   const auto newest = store.newest("orders", 4, 100, &skipped);
   ASSERT_TRUE(newest.ok());

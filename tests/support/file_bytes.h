@@ -1,0 +1,40 @@
+// Reading what a test left on disk: a file's bytes, and whether any file under a directory holds
+// a given string (the encryption tests' proof that no plaintext reached the disk).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace annal::test {
+
+inline std::vector<std::byte> read_file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto bytes = std::as_bytes(std::span(text));
+  return {bytes.begin(), bytes.end()};
+}
+
+inline void write_file_bytes(const std::filesystem::path& path, std::span<const std::byte> bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Whether any regular file under `directory`, at any depth, holds `needle`.
+inline bool any_file_contains(const std::filesystem::path& directory, std::string_view needle) {
+  const auto as_bytes = std::as_bytes(std::span(needle));
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(directory)) {
+    if (!entry.is_regular_file()) continue;
+    const std::vector<std::byte> bytes = read_file_bytes(entry.path());
+    if (std::search(bytes.begin(), bytes.end(), as_bytes.begin(), as_bytes.end()) != bytes.end()) return true;
+  }
+  return false;
+}
+
+}  // namespace annal::test
