@@ -1,8 +1,9 @@
 #include "annal/crypto/seed_tree.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include <algorithm>
 #include <array>
@@ -17,18 +18,50 @@ namespace {
 
 constexpr std::uint8_t kEncodingVersion = 1;
 constexpr unsigned kDepth = 64;  // ids are 64 bits
+constexpr unsigned kCachedDepth = 56;  // a cached node covers 256 consecutive ids
 constexpr std::size_t kCountBytes = 4;
 constexpr std::size_t kNodeBytes = 1 + 8 + kKeyBytes;
+
+// This thread's HMAC-SHA256, fetched and set up once: OpenSSL 3's one-shot HMAC() fetches the
+// algorithm on every call, most of a step's cost. Freed (and its key state wiped) at thread exit.
+class Hmac {
+ public:
+  Hmac() {
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    ANNAL_ASSERT(mac != nullptr);
+    ctx_ = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);  // the context keeps its own reference
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                                 OSSL_PARAM_construct_end()};
+    ANNAL_ASSERT(ctx_ != nullptr && EVP_MAC_CTX_set_params(ctx_, params) == 1);
+  }
+  ~Hmac() { EVP_MAC_CTX_free(ctx_); }
+  Hmac(const Hmac&) = delete;
+  Hmac& operator=(const Hmac&) = delete;
+
+  // HMAC-SHA256(key, message) into `out`. Fails only without memory: the process stops.
+  void mac(std::span<const std::byte, kKeyBytes> key, std::span<const unsigned char> message,
+           std::span<std::byte, kKeyBytes> out) {
+    std::size_t length = 0;
+    const bool done =
+        EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(), nullptr) == 1 &&
+        EVP_MAC_update(ctx_, message.data(), message.size()) == 1 &&
+        EVP_MAC_final(ctx_, reinterpret_cast<unsigned char*>(out.data()), &length, out.size()) == 1;
+    ANNAL_ASSERT(done && length == kKeyBytes);
+  }
+
+ private:
+  EVP_MAC_CTX* ctx_ = nullptr;
+};
 
 // One step down: HMAC-SHA256 keyed with the node, of the one byte `bit`. HMAC, not a bare hash of
 // node || bit: that HMAC is a PRF under its key is the standard assumption, which is what GGM needs.
 Key child(const Key& node, std::uint64_t bit) {
+  thread_local Hmac hmac;
   const unsigned char side = static_cast<unsigned char>(bit);
   std::array<std::byte, kKeyBytes> digest{};
-  unsigned int length = 0;
-  const unsigned char* made = HMAC(EVP_sha256(), node.bytes().data(), static_cast<int>(kKeyBytes), &side, 1,
-                                   reinterpret_cast<unsigned char*>(digest.data()), &length);
-  ANNAL_ASSERT(made != nullptr && length == kKeyBytes);  // only fails without memory or SHA-256
+  hmac.mac(node.bytes(), std::span(&side, 1), digest);
   Key out(digest);
   OPENSSL_cleanse(digest.data(), digest.size());
   return out;
@@ -77,14 +110,28 @@ Result<Key> SeedTree::seed(std::uint64_t id) const {
   if (at == nodes_.size()) {
     return Status(ErrorCode::not_found, "the seed of id " + std::to_string(id) + " was destroyed (the stream was erased)");
   }
-  Key node = nodes_[at].value.clone();
-  for (unsigned depth = nodes_[at].depth; depth < kDepth; ++depth) node = child(node, bit_at(id, depth));
-  return node;
+  // The cache is only used once the tree says `id` is covered: a punctured id never reaches it.
+  unsigned depth = nodes_[at].depth;
+  std::optional<Key> node;
+  if (cached_ && cached_prefix_ == prefix_of(id, kCachedDepth) && depth <= kCachedDepth) {
+    node = cached_->clone();
+    depth = kCachedDepth;
+  } else {
+    node = nodes_[at].value.clone();
+    if (depth < kCachedDepth) {
+      for (; depth < kCachedDepth; ++depth) node = child(*node, bit_at(id, depth));
+      cached_ = node->clone();
+      cached_prefix_ = prefix_of(id, kCachedDepth);
+    }
+  }
+  for (; depth < kDepth; ++depth) node = child(*node, bit_at(id, depth));
+  return std::move(*node);
 }
 
 void SeedTree::puncture(std::uint64_t id) {
   const std::size_t at = covering(id);
   if (at == nodes_.size()) return;
+  cached_.reset();  // it may lie on the path being destroyed
   // Down the path to `id`, keeping the side it does not take at each level. All of it is made
   // before the tree changes: running out of memory halfway must not lose other seeds.
   std::vector<Node> siblings;

@@ -64,6 +64,20 @@ TEST(SeedTree, APunctureDestroysOneSeedAndChangesNoOther) {
   EXPECT_EQ(seed_hex(tree, 41), seed_hex(untouched, 41));
 }
 
+TEST(SeedTree, TheCachedPathGivesTheSameSeedsAndDiesWithAPuncture) {
+  const SeedTree fresh = SeedTree::from_root(counting_root());
+  SeedTree tree = SeedTree::from_root(counting_root());
+  // A run of ids across a 256-id block's edge, as new streams come: each walked from the cache.
+  for (std::uint64_t id = 200; id < 320; ++id) {
+    EXPECT_EQ(seed_hex(tree, id), seed_hex(SeedTree::from_root(counting_root()), id)) << id;
+  }
+  (void)seed_hex(tree, 41);  // caches the node over 0..255
+  tree.puncture(42);
+  EXPECT_FALSE(tree.seed(42).ok());
+  for (const std::uint64_t id : {0u, 41u, 43u, 255u, 256u}) EXPECT_EQ(seed_hex(tree, id), seed_hex(fresh, id)) << id;
+  EXPECT_FALSE(tree.seed(42).ok());  // and not after the cache was filled again nearby
+}
+
 TEST(SeedTree, ManyPuncturesEachDestroyOnlyTheirOwn) {
   SeedTree tree = SeedTree::create().value();
   const SeedTree before = SeedTree::decode(tree.encode()).value();

@@ -14,11 +14,14 @@
 //   tree.puncture(42);                   // tree.seed(42) is now not_found; tree.seed(43) unchanged
 //   store(tree.encode());                // the key store keeps it, sealed (docs/security.md)
 //
-// Not thread-safe. Node values are key material: wiped when the tree lets go of them.
+// Not thread-safe, seed() included: it keeps the node that covers the last id's 256 neighbours, so
+// that a run of new ids (the engine numbers streams in order) costs 8 steps each, not 64. Node
+// values are key material: wiped when the tree lets go of them.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -61,6 +64,9 @@ class SeedTree {
   [[nodiscard]] std::size_t covering(std::uint64_t id) const noexcept;
 
   std::vector<Node> nodes_;  // disjoint, sorted by prefix
+  // The node at depth kCachedDepth on the last seed's path, and its prefix; dropped by puncture().
+  mutable std::optional<Key> cached_;
+  mutable std::uint64_t cached_prefix_ = 0;
 };
 
 }  // namespace annal::crypto
