@@ -47,9 +47,7 @@ Result<std::optional<RecordView>> Reader::next() {
       payload = opened.value();
     } else if (wanted && opener_) {
       if (Status plain = opener_->check_plain(record.value().header); !plain.ok()) {
-        return Status(plain.code(), segment_.path + " offset " + std::to_string(cursor_offset_) + " sequence " +
-                                        std::to_string(cursor_sequence_) + ": a record in clear where the store seals "
-                                        "everything: " + plain.message());
+        return at_cursor(plain.code(), "a record in clear where the store seals everything: " + plain.message());
       }
     }
     cursor_offset_ += record.value().padded_bytes;
@@ -176,27 +174,24 @@ Result<DecodedRecord> Reader::decode_at_cursor() {
 
 Result<std::span<const std::byte>> Reader::open_sealed(const DecodedRecord& record) {
   if (!opener_) {
-    return Status(ErrorCode::invalid_argument,
-                  segment_.path + " offset " + std::to_string(cursor_offset_) + " sequence " +
-                      std::to_string(cursor_sequence_) +
-                      ": the record is encrypted (sealed), and the journal was opened without its key: "
-                      "open it with the key it was written with");
+    return at_cursor(ErrorCode::invalid_argument,
+                     "the record is encrypted (sealed), and the journal was opened without its key: "
+                     "open it with the key it was written with");
   }
   if (record.payload.size() < overhead_) return corruption("a sealed payload shorter than its seal");
   opened_.resize(std::max(opened_.size(), record.payload.size() - overhead_));
   const std::span<std::byte> out = std::span<std::byte>(opened_).first(record.payload.size() - overhead_);
   if (Status opened = opener_->open(record.header, associated_data(record.header), record.payload, out); !opened.ok()) {
-    return Status(opened.code(), segment_.path + " offset " + std::to_string(cursor_offset_) + " sequence " +
-                                     std::to_string(cursor_sequence_) + ": cannot open the sealed record: " +
-                                     opened.message());
+    return at_cursor(opened.code(), "cannot open the sealed record: " + opened.message());
   }
   return std::span<const std::byte>(out);
 }
 
-Status Reader::corruption(const std::string& what) const {
-  return Status(ErrorCode::corruption, segment_.path + " offset " + std::to_string(cursor_offset_) +
-                                           " sequence " + std::to_string(cursor_sequence_) + ": " +
-                                           what);
+Status Reader::at_cursor(ErrorCode code, const std::string& what) const {
+  return Status(code, segment_.path + " offset " + std::to_string(cursor_offset_) + " sequence " +
+                          std::to_string(cursor_sequence_) + ": " + what);
 }
+
+Status Reader::corruption(const std::string& what) const { return at_cursor(ErrorCode::corruption, what); }
 
 }  // namespace annal::journal

@@ -77,6 +77,8 @@ class Reader {
   Result<std::uint32_t> read_segment_header(FileId file, const SegmentLocation& where);
   Status fill(std::size_t bytes);
   Result<DecodedRecord> decode_at_cursor();
+  // `what`, naming the record at the cursor: file, offset and sequence.
+  [[nodiscard]] Status at_cursor(ErrorCode code, const std::string& what) const;
   [[nodiscard]] Status corruption(const std::string& what) const;
   // The plain payload of the sealed record at the cursor, in opened_.
   Result<std::span<const std::byte>> open_sealed(const DecodedRecord& record);
