@@ -196,13 +196,7 @@ Result<std::uint32_t> add_key_version(const std::string& link_or_path) {
                                 "no other rotation holds the lock on the key file now: remove " + tmp + " and rotate again";
   const Status written = write_new_secret_file(tmp, text.view(), if_exists, lock.value().owner());
   if (!written.ok()) return written;
-  // The rename is the commit point: before it the old file is whole, after it the new one.
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const Status renamed = errno_status("rename " + tmp + " over it", path, errno);
-    ::unlink(tmp.c_str());
-    return renamed;
-  }
-  if (Status synced = sync_parent_directory(path); !synced.ok()) return synced;
+  if (Status replaced = replace_with(tmp, path); !replaced.ok()) return replaced;
   return highest + 1;
 }
 

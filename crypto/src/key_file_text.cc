@@ -179,6 +179,15 @@ Status write_new_secret_file(const std::string& path, std::string_view text, std
   return status;
 }
 
+Status replace_with(const std::string& tmp, const std::string& path) {
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const Status renamed = errno_status("rename " + tmp + " over it", path, errno);
+    ::unlink(tmp.c_str());
+    return renamed;
+  }
+  return sync_parent_directory(path);
+}
+
 Status sync_parent_directory(const std::string& path) {
   const std::size_t slash = path.rfind('/');
   const std::string directory = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);

@@ -100,6 +100,11 @@ class KeyFileLock {
 // fsyncs the directory holding `path`, so that its creation or a rename onto it is durable.
 [[nodiscard]] Status sync_parent_directory(const std::string& path);
 
+// Renames `tmp` (written by write_new_secret_file) over `path` and syncs the directory: the rename
+// is the commit point, before it the old file is whole, after it the new one. `tmp` is removed if
+// the rename fails.
+[[nodiscard]] Status replace_with(const std::string& tmp, const std::string& path);
+
 // A Status for a failed system call on `path`: no_space for ENOSPC, not_found for ENOENT,
 // invalid_argument for EACCES and EPERM (the operator's to fix), io_error otherwise.
 [[nodiscard]] Status errno_status(std::string_view what, const std::string& path, int error);

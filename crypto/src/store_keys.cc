@@ -115,12 +115,7 @@ Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvi
       !written.ok()) {
     return written;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const Status renamed = errno_status("rename " + tmp + " over it", path, errno);
-    ::unlink(tmp.c_str());
-    return renamed;
-  }
-  return sync_parent_directory(path);
+  return replace_with(tmp, path);
 }
 
 }  // namespace annal::crypto

@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 
+#include "temp_directory.h"
+
 namespace annal::crypto {
 namespace {
 
@@ -26,16 +28,13 @@ constexpr uid_t kOtherUid = 12345;  // an account that is neither root nor the t
 class KeyFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + std::string("/annal-keys-XXXXXX");
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     // Resolved, as add_key_version resolves the paths its messages name.
-    char* resolved = ::realpath(pattern.c_str(), nullptr);
+    char* resolved = ::realpath(temp_.path().c_str(), nullptr);
     ASSERT_NE(resolved, nullptr);
     dir_ = resolved;
     std::free(resolved);
     path_ = dir_ + "/master.keys";
   }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
   void write(const std::string& text, mode_t mode = 0600) {
     std::ofstream(path_, std::ios::trunc) << text;
@@ -62,7 +61,8 @@ class KeyFileTest : public ::testing::Test {
     return file.ok() ? std::move(file).value() : nullptr;
   }
 
-  std::string dir_;
+  annal::test::TempDirectory temp_;
+  std::string dir_;  // temp_, resolved
   std::string path_;
 };
 
