@@ -51,7 +51,10 @@ class SpawnedTool {
     char c = 0;
     while (printed_.find(text) == std::string::npos) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || ::poll(&ready, 1, static_cast<int>(left.count())) != 1 || ::read(err_, &c, 1) != 1) {
+      if (left.count() <= 0 || ::poll(&ready, 1, static_cast<int>(left.count())) != 1) return false;
+      const ssize_t got = ::read(err_, &c, 1);
+      if (got != 1) {
+        stderr_closed_ = got == 0;
         return false;
       }
       printed_ += c;
@@ -59,6 +62,8 @@ class SpawnedTool {
     return true;
   }
   [[nodiscard]] const std::string& printed() const { return printed_; }
+  // Whether a wait_for ended because the tool's stderr closed (not at its limit).
+  [[nodiscard]] bool stderr_closed() const { return stderr_closed_; }
 
   // SIGKILL and reap; true if the signal ended it (it had not exited by itself before).
   bool kill_now() {
@@ -73,6 +78,7 @@ class SpawnedTool {
   pid_t pid_ = -1;
   int err_ = -1;
   std::string printed_;
+  bool stderr_closed_ = false;
 };
 
 }  // namespace annal::test
