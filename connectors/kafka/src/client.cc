@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdint>
+#include <functional>
 
 #include "annal/kafka/kafka_export.h"
 
@@ -81,6 +83,71 @@ Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic
   return metadata->topics[0].partition_cnt;
 }
 
+namespace {
+
+// A record of the source read back.
+struct Found {
+  std::uint64_t sequence = 0;
+  std::uint64_t delivered = 0;
+  std::uint64_t fingerprint = 0;
+};
+
+// Reads the records at offsets [start, end) of `partition` and adds the source's to `found`.
+Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::int32_t partition, std::int32_t partitions,
+                  std::int64_t start, std::int64_t end, std::chrono::steady_clock::time_point deadline,
+                  std::vector<Found>& found) {
+  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = start;
+  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer, assignment.get()); assigned) {
+    return kafka_error(options, "reading partition " + std::to_string(partition), assigned);
+  }
+  for (std::int64_t next = start; next < end;) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
+                                              " partition " + std::to_string(partition) + " did not finish in time");
+    }
+    rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer, std::min(milliseconds_until(deadline), 500));
+    if (message == nullptr) continue;
+    const Owned<rd_kafka_message_t> owned(message);
+    if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return kafka_error(options, "reading partition " + std::to_string(partition), message->err);
+    }
+    next = message->offset + 1;
+    if (message->offset >= end) break;
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (text_header(headers, kSourceHeader) != std::optional<std::string_view>(options.source)) continue;
+    const auto sequence = number_header(headers, kSequenceHeader);
+    const auto delivered = number_header(headers, kDeliveredHeader);
+    if (!sequence || !delivered) {
+      return Status(ErrorCode::corruption, "Kafka topic " + options.topic + " partition " + std::to_string(partition) +
+                                               " offset " + std::to_string(message->offset) + ": a record of source " +
+                                               options.source + " without its annal.sequence or annal.delivered");
+    }
+    // Written when the topic had another partition count: its keys mapped elsewhere, and the
+    // skip rule would take events never produced for produced (docs/kafka.md).
+    if (number_header(headers, kPartitionsHeader) != std::optional<std::uint64_t>(partitions)) {
+      return Status(ErrorCode::invalid_argument,
+                    "Kafka topic " + options.topic + " has " + std::to_string(partitions) + " partitions, but source " +
+                        options.source + "'s record of sequence " + std::to_string(*sequence) + " in partition " +
+                        std::to_string(partition) + " was written when it had " +
+                        std::string(text_header(headers, kPartitionsHeader).value_or("?")) +
+                        ": the export cannot tell what it produced; export to a new topic");
+    }
+    const auto text = [&](const char* name) { return text_header(headers, name).value_or(std::string_view()); };
+    found.push_back({.sequence = *sequence,
+                     .delivered = *delivered,
+                     .fingerprint = fingerprint(std::string_view(static_cast<const char*>(message->key), message->key_len),
+                                                std::string_view(static_cast<const char*>(message->payload), message->len),
+                                                text(kVersionHeader), text(kTypeHeader), text(kTimestampHeader),
+                                                text(kIdHeader))});
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std::int32_t partitions,
                        std::chrono::steady_clock::time_point deadline) {
   // The consumer that reads records back, made only if some partition has any (a new topic needs
@@ -101,72 +168,97 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
     rd_kafka_poll_set_consumer(consumer.get());  // its errors come with the messages
     return {};
   };
+  const auto count = static_cast<std::size_t>(partitions);
+  std::vector<std::vector<Found>> found(count);
+  std::vector<std::int64_t> low(count, 0);
+  std::vector<std::int64_t> reached(count, 0);  // the offset each partition has been read back to
+  // Back a chunk from `reached`: false once the partition's start is reached.
+  const auto read_back = [&](std::int32_t partition) -> Result<bool> {
+    const auto p = static_cast<std::size_t>(partition);
+    if (reached[p] <= low[p]) return false;
+    if (!consumer) {
+      if (Status made = make_consumer(); !made.ok()) return made;
+    }
+    const std::int64_t start = std::max(low[p], reached[p] - kTailChunk);
+    if (Status read = read_range(options, consumer.get(), partition, partitions, start, reached[p], deadline, found[p]);
+        !read.ok()) {
+      return read;
+    }
+    reached[p] = start;
+    return true;
+  };
   Tail tail;
-  tail.last.assign(static_cast<std::size_t>(partitions), 0);
+  tail.last.assign(count, 0);
+  tail.read_from.assign(count, 0);
+  // First back to the source's last record in each partition (the first chunk holding records of
+  // the source holds its last one: a source's records sit in a partition in sequence order).
   for (std::int32_t partition = 0; partition < partitions; ++partition) {
-    std::int64_t low = 0;
+    const auto p = static_cast<std::size_t>(partition);
     std::int64_t high = 0;
     const rd_kafka_resp_err_t queried = rd_kafka_query_watermark_offsets(
-        kafka, options.topic.c_str(), partition, &low, &high, milliseconds_until(deadline));
+        kafka, options.topic.c_str(), partition, &low[p], &high, milliseconds_until(deadline));
     if (queried != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return kafka_error(options, "partition " + std::to_string(partition) + "'s offsets", queried);
     }
-    if (high > low && !consumer) {
-      if (Status made = make_consumer(); !made.ok()) return made;
+    reached[p] = high;
+    while (found[p].empty()) {
+      auto more = read_back(partition);
+      if (!more.ok()) return more.status();
+      if (!more.value()) break;
     }
-    // Back from the end a chunk at a time: the first chunk holding records of the source holds its
-    // last one (a source's records sit in a partition in sequence order).
-    bool found = false;
-    for (std::int64_t end = high; end > low && !found;) {
-      const std::int64_t start = std::max(low, end - kTailChunk);
-      const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(1));
-      rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = start;
-      if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer.get(), assignment.get()); assigned) {
-        return kafka_error(options, "reading partition " + std::to_string(partition), assigned);
+    for (const Found& record : found[p]) {
+      tail.last[p] = std::max(tail.last[p], record.sequence);
+      tail.delivered = std::max(tail.delivered, record.delivered);
+    }
+  }
+  // Then further back, to a record at or below `delivered`: every record above it is one the
+  // store's event of that sequence must match. The records in flight when the last run ended
+  // are the most there can be (queue.buffering.max.messages).
+  const auto lowest = [](const std::vector<Found>& records) {
+    std::uint64_t least = UINT64_MAX;
+    for (const Found& record : records) least = std::min(least, record.sequence);
+    return least;
+  };
+  for (std::int32_t partition = 0; partition < partitions; ++partition) {
+    const auto p = static_cast<std::size_t>(partition);
+    if (found[p].empty()) continue;
+    while (lowest(found[p]) > tail.delivered) {
+      auto more = read_back(partition);
+      if (!more.ok()) return more.status();
+      if (!more.value()) {
+        tail.read_from[p] = lowest(found[p]);
+        break;
       }
-      for (std::int64_t next = start; next < end;) {
-        if (std::chrono::steady_clock::now() >= deadline) {
-          return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
-                                                  " partition " + std::to_string(partition) + " did not finish in time");
-        }
-        rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer.get(), std::min(milliseconds_until(deadline), 500));
-        if (message == nullptr) continue;
-        const Owned<rd_kafka_message_t> owned(message);
-        if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
-        if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-          return kafka_error(options, "reading partition " + std::to_string(partition), message->err);
-        }
-        next = message->offset + 1;
-        if (message->offset >= end) break;
-        rd_kafka_headers_t* headers = nullptr;
-        if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
-        if (text_header(headers, kSourceHeader) != std::optional<std::string_view>(options.source)) continue;
-        const auto sequence = number_header(headers, kSequenceHeader);
-        const auto delivered = number_header(headers, kDeliveredHeader);
-        if (!sequence || !delivered) {
-          return Status(ErrorCode::corruption, "Kafka topic " + options.topic + " partition " + std::to_string(partition) +
-                                                   " offset " + std::to_string(message->offset) + ": a record of source " +
-                                                   options.source + " without its annal.sequence or annal.delivered");
-        }
-        // Written when the topic had another partition count: its keys mapped elsewhere, and the
-        // skip rule would take events never produced for produced (docs/kafka.md).
-        if (number_header(headers, kPartitionsHeader) != std::optional<std::uint64_t>(partitions)) {
-          return Status(ErrorCode::invalid_argument,
-                        "Kafka topic " + options.topic + " has " + std::to_string(partitions) +
-                            " partitions, but source " + options.source + "'s last record in partition " +
-                            std::to_string(partition) + " was written when it had " +
-                            std::string(text_header(headers, kPartitionsHeader).value_or("?")) +
-                            ": the export cannot tell what it produced; export to a new topic");
-        }
-        found = true;
-        tail.last[static_cast<std::size_t>(partition)] = std::max(tail.last[static_cast<std::size_t>(partition)], *sequence);
-        tail.delivered = std::max(tail.delivered, *delivered);
+    }
+    for (const Found& record : found[p]) {
+      if (record.sequence <= tail.delivered) continue;
+      const Exported exported{.partition = partition, .fingerprint = record.fingerprint};
+      const auto [at, added] = tail.above.emplace(record.sequence, exported);
+      // The same record twice is a late request's copy (docs/kafka.md); two different ones, two
+      // stores exporting under one name.
+      if (!added && (at->second.partition != partition || at->second.fingerprint != record.fingerprint)) {
+        return Status(ErrorCode::corruption, "Kafka topic " + options.topic + " holds two different records of source " +
+                                                 options.source + " with sequence " + std::to_string(record.sequence) +
+                                                 " (partitions " + std::to_string(at->second.partition) + " and " +
+                                                 std::to_string(partition) +
+                                                 "): two stores have exported under that source name; export to a new topic");
       }
-      end = start;
     }
   }
   if (consumer) (void)rd_kafka_assign(consumer.get(), nullptr);
   return tail;
+}
+
+std::uint64_t fingerprint(std::string_view key, std::string_view value, std::string_view version, std::string_view type,
+                          std::string_view timestamp, std::string_view id) {
+  // Each field with its length first, so that no two lists of fields give the same text.
+  std::string text;
+  for (const std::string_view field : {key, version, type, timestamp, id, value}) {
+    text += std::to_string(field.size());
+    text += ':';
+    text += field;
+  }
+  return std::hash<std::string_view>{}(text);
 }
 
 std::int32_t partition_of(std::string_view key, std::int32_t partitions) {

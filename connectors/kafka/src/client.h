@@ -53,16 +53,33 @@ Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_
 // The topic's partition count, from the cluster's metadata.
 Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout);
 
-// Where a source's export stands in a topic: per partition, its last record's sequence (0: none),
-// and the highest annal.delivered among those records.
+// A record of the source, as read back: its partition, and its fingerprint (below).
+struct Exported {
+  std::int32_t partition = 0;
+  std::uint64_t fingerprint = 0;
+};
+// Where a source's export stands in a topic: per partition, its last record's sequence (0: none);
+// the highest annal.delivered among the records read; and the records above that, which the
+// store's events of those sequences must be (a store restored from a backup has others there).
 struct Tail {
   std::vector<std::uint64_t> last;
   std::uint64_t delivered = 0;
+  std::map<std::uint64_t, Exported> above;  // by sequence
+  // Per partition: 0, or the lowest sequence read back there when the partition's start (retention)
+  // came before a record at or below `delivered`: below it, what the partition held is unknown.
+  std::vector<std::uint64_t> read_from;
 };
-// Reads each partition back from its end, a chunk at a time, to the source's last record there.
+// Reads each partition back from its end, a chunk at a time, to the source's last record there,
+// then further back where needed to a record at or below the highest annal.delivered.
 // `kafka` (the producer) asks for the partitions' offsets.
 Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std::int32_t partitions,
                        std::chrono::steady_clock::time_point deadline);
+
+// What an event's record holds, folded to 64 bits: the same for an event and its record (the
+// headers as decimal text, as written), another for another event (its stream, version, type,
+// timestamp or payload differ).
+std::uint64_t fingerprint(std::string_view key, std::string_view value, std::string_view version, std::string_view type,
+                          std::string_view timestamp, std::string_view id);
 
 // The partition Kafka's clients pick for `key` among `partitions` (murmur2, Java-compatible).
 std::int32_t partition_of(std::string_view key, std::int32_t partitions);

@@ -16,6 +16,25 @@ static_assert(sizeof(void*) >= sizeof(std::uint64_t), "tickets would be cut shor
 // How long closing waits for the requests already sent to be answered.
 constexpr int kInFlightWaitMs = 10'000;
 
+// An event's record fields as text, made once for the comparison with the topic and the record.
+struct RecordText {
+  explicit RecordText(const engine::EventHeader& h)
+      : key(h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name)),
+        version(std::to_string(h.version)),
+        timestamp(std::to_string(h.timestamp_ns)),
+        id(h.event_id.empty() ? std::string() : engine::format_id(h.event_id)) {}
+
+  std::uint64_t fingerprint(const engine::EventView& event) const {
+    return kafka::fingerprint(key, {reinterpret_cast<const char*>(event.payload.data()), event.payload.size()}, version,
+                              event.header.type, timestamp, id);
+  }
+
+  std::string key;
+  std::string version;
+  std::string timestamp;
+  std::string id;
+};
+
 // The run's producer: librdkafka's handle with its delivery reports and errors served on
 // librdkafka's background thread (so they arrive whether or not events do), and the topic.
 class Producer {
@@ -68,23 +87,19 @@ class Producer {
 
   // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum.
   // `ticket` comes back with its delivery report.
-  rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, std::string_view key,
+  rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, const RecordText& text,
                               const std::string& source, std::uint64_t delivered, std::uint64_t ticket) {
-    const engine::EventHeader& h = event.header;
-    const std::string sequence = std::to_string(h.sequence);
-    const std::string version = std::to_string(h.version);
-    const std::string timestamp = std::to_string(h.timestamp_ns);
+    const std::string sequence = std::to_string(event.header.sequence);
     const std::string acknowledged = std::to_string(delivered);
-    const std::string id = h.event_id.empty() ? std::string() : engine::format_id(h.event_id);
     rd_kafka_headers_t* headers = rd_kafka_headers_new(8);
     const auto add = [&](const char* name, std::string_view value) {
       rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
     };
     add(kSequenceHeader, sequence);
-    add(kVersionHeader, version);
-    add(kTypeHeader, h.type);
-    add(kTimestampHeader, timestamp);
-    if (!id.empty()) add(kIdHeader, id);
+    add(kVersionHeader, text.version);
+    add(kTypeHeader, event.header.type);
+    add(kTimestampHeader, text.timestamp);
+    if (!text.id.empty()) add(kIdHeader, text.id);
     add(kSourceHeader, source);
     add(kDeliveredHeader, acknowledged);
     add(kPartitionsHeader, partitions_text_);
@@ -97,7 +112,7 @@ class Producer {
     fields[2].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
     fields[2].u.i = RD_KAFKA_MSG_F_COPY;
     fields[3].vtype = RD_KAFKA_VTYPE_KEY;
-    fields[3].u.mem = {const_cast<char*>(key.data()), key.size()};
+    fields[3].u.mem = {const_cast<char*>(text.key.data()), text.key.size()};
     fields[4].vtype = RD_KAFKA_VTYPE_VALUE;
     fields[4].u.mem = {const_cast<std::byte*>(event.payload.data()), event.payload.size()};
     fields[5].vtype = RD_KAFKA_VTYPE_HEADERS;
@@ -190,7 +205,7 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
   if (!producer.ok()) return producer.status();
   auto tail = read_tail(options_, producer.value()->handle(), producer.value()->partitions(), deadline);
   if (!tail.ok()) return tail.status();
-  last_ = std::move(tail.value().last);
+  tail_ = std::make_unique<Tail>(std::move(tail).value());
   {
     std::lock_guard lock(mutex_);
     front_ticket_ += pending_.size();  // a ticket of the last run's never names one of this run's
@@ -206,16 +221,17 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
 
 void KafkaExport::apply(const engine::EventView& event) {
   const engine::EventHeader& h = event.header;
-  const std::string key = h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name);
-  const std::int32_t partition = partition_of(key, producer_->partitions());
+  const RecordText text(h);
+  const std::int32_t partition = partition_of(text.key, producer_->partitions());
+  // In Kafka already (its partition has a later record of this source): done, as delivered.
+  const bool exported = h.sequence <= tail_->last[static_cast<std::size_t>(partition)];
+  check_against_topic(event, text, partition, exported);
   std::uint64_t delivered = 0;
   std::uint64_t ticket = 0;
   {
     std::lock_guard lock(mutex_);
     if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
-    // In Kafka already (its partition has a later record of this source): done, as delivered.
     // Not produced (closing): never delivered in this run.
-    const bool exported = h.sequence <= last_[static_cast<std::size_t>(partition)];
     if (pending_.empty() && exported) {
       delivered_ = h.sequence;
       changed_.notify_all();
@@ -228,7 +244,7 @@ void KafkaExport::apply(const engine::EventView& event) {
     delivered = delivered_;
   }
   for (;;) {
-    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, key, options_.source, delivered, ticket);
+    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, text, options_.source, delivered, ticket);
     if (queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
     if (queued != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       throw std::runtime_error("Kafka export of event " + std::to_string(h.sequence) + ": " + rd_kafka_err2str(queued));
@@ -247,7 +263,49 @@ void KafkaExport::apply(const engine::EventView& event) {
   }
 }
 
+void KafkaExport::check_against_topic(const engine::EventView& event, const RecordText& text, std::int32_t partition,
+                                      bool exported) {
+  const std::uint64_t sequence = event.header.sequence;
+  check_passed(sequence - 1);
+  const auto record = tail_->above.find(sequence);
+  if (record == tail_->above.end()) {
+    // Taken for exported, it must be there (below read_from, retention took what was).
+    if (exported && sequence >= tail_->read_from[static_cast<std::size_t>(partition)]) {
+      diverged(sequence, "the topic has no record of it in partition " + std::to_string(partition) +
+                             ", where its later records of this source are");
+    }
+    return;
+  }
+  if (record->second.partition != partition || record->second.fingerprint != text.fingerprint(event)) {
+    diverged(sequence, "the topic's record of that sequence is another event (stream " + text.key + " version " +
+                           text.version + " here)");
+  }
+  tail_->above.erase(record);
+}
+
+void KafkaExport::check_passed(std::uint64_t through) {
+  if (!tail_->above.empty() && tail_->above.begin()->first <= through) {
+    diverged(tail_->above.begin()->first, "the topic has a record of that sequence, and this store no event there");
+  }
+}
+
+void KafkaExport::diverged(std::uint64_t sequence, const std::string& why) {
+  Status error(ErrorCode::invalid_argument,
+               "Kafka topic " + options_.topic + " and this store disagree at sequence " + std::to_string(sequence) +
+                   " of source " + options_.source + ": " + why +
+                   ". This store is not the one that exported there (restored from a backup, or another store "
+                   "exports under the same source): nothing more is exported; export this store under a new "
+                   "source name, or to a new topic (docs/kafka.md)");
+  {
+    std::lock_guard lock(mutex_);
+    if (fatal_.ok()) fatal_ = error;
+    changed_.notify_all();
+  }
+  throw std::runtime_error(error.message());
+}
+
 void KafkaExport::end_of_batch(std::uint64_t applied) {
+  check_passed(applied);
   std::lock_guard lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
   // Every event up to `applied` is in Kafka: the sequences after the last event (a new stream's

@@ -45,6 +45,8 @@
 namespace annal::kafka {
 
 class Producer;
+struct RecordText;
+struct Tail;
 
 struct KafkaExportOptions {
   std::string brokers;  // bootstrap.servers: host:port,...
@@ -87,10 +89,18 @@ class KafkaExport final : public engine::Projection {
   void on_delivered(std::span<const std::uint64_t> tickets);
   void on_refused(std::uint64_t ticket, const char* why);
   void on_error(Status error, bool fatal);
+  // The store's event must be the topic's record of its sequence, where the topic has one; and
+  // the topic may have none of this source where it is taken for exported. Else fatal (diverged).
+  void check_against_topic(const engine::EventView& event, const RecordText& text, std::int32_t partition, bool exported);
+  // Every record above the resume point up to `through` was matched by an event.
+  void check_passed(std::uint64_t through);
+  [[noreturn]] void diverged(std::uint64_t sequence, const std::string& why);
 
   const KafkaExportOptions options_;
   std::unique_ptr<Producer> producer_;   // the projection thread's (created in resume_after)
-  std::vector<std::uint64_t> last_;      // per partition: this source's last record there at start
+  // Where the topic stood at start (client.h); its records above the resume point are taken off
+  // as the store's events match them.
+  std::unique_ptr<Tail> tail_;
   bool halted_ = false;                  // an event was not produced: produce nothing more this run
 
   mutable std::mutex mutex_;
