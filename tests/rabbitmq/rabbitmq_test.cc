@@ -11,6 +11,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
@@ -238,6 +239,41 @@ TEST_F(RabbitTest, AnotherSourcesMessagesInTheStreamAreReadPast) {
   ASSERT_FALSE(HasFailure());
   wait_delivered(*exporter, append(300));
   expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A store restored from a backup gives its new events sequences the stream holds for the events
+// the store had after the backup: the export finds that the store's event at the stream's last
+// sequence is not the message there, and stops saying so, rather than take the new events up to
+// it for exported.
+TEST_F(RabbitTest, AStoreRestoredFromABackupIsNotTakenForWhatItExported) {
+  annal::test::Watchdog watchdog("rabbitmq export of a restored store", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(200));
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  const annal::test::TempDirectory backup;
+  std::filesystem::copy(dir_.path(), backup.path(), std::filesystem::copy_options::recursive);
+  exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  const Receipt before_restore = append(300);
+  wait_delivered(*exporter, before_restore);
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) std::filesystem::remove_all(entry.path());
+  std::filesystem::copy(backup.path(), dir_.path(), std::filesystem::copy_options::recursive);
+  open_engine();
+  ASSERT_FALSE(HasFailure());
+  append(400);  // past the stream's last sequence
+  ASSERT_TRUE(engine_->close().ok());
+  exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }));
+  EXPECT_NE(exporter->failure().message().find("disagree at sequence " + std::to_string(before_restore.last_sequence)),
+            std::string::npos)
+      << exporter->failure().to_string();
+  EXPECT_EQ(exporter->delivered(), before_restore.last_sequence);
   ASSERT_TRUE(engine_->close().ok());
 }
 

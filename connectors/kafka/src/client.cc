@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cstdint>
-#include <functional>
 
 #include "annal/kafka/kafka_export.h"
 
@@ -138,10 +136,10 @@ Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::
     const auto text = [&](const char* name) { return text_header(headers, name).value_or(std::string_view()); };
     found.push_back({.sequence = *sequence,
                      .delivered = *delivered,
-                     .fingerprint = fingerprint(std::string_view(static_cast<const char*>(message->key), message->key_len),
-                                                std::string_view(static_cast<const char*>(message->payload), message->len),
-                                                text(kVersionHeader), text(kTypeHeader), text(kTimestampHeader),
-                                                text(kIdHeader))});
+                     .fingerprint = record_fingerprint(
+                         std::string_view(static_cast<const char*>(message->key), message->key_len),
+                         std::string_view(static_cast<const char*>(message->payload), message->len),
+                         text(kVersionHeader), text(kTypeHeader), text(kTimestampHeader), text(kIdHeader))});
   }
   return {};
 }
@@ -247,18 +245,6 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
   }
   if (consumer) (void)rd_kafka_assign(consumer.get(), nullptr);
   return tail;
-}
-
-std::uint64_t fingerprint(std::string_view key, std::string_view value, std::string_view version, std::string_view type,
-                          std::string_view timestamp, std::string_view id) {
-  // Each field with its length first, so that no two lists of fields give the same text.
-  std::string text;
-  for (const std::string_view field : {key, version, type, timestamp, id, value}) {
-    text += std::to_string(field.size());
-    text += ':';
-    text += field;
-  }
-  return std::hash<std::string_view>{}(text);
 }
 
 std::int32_t partition_of(std::string_view key, std::int32_t partitions) {

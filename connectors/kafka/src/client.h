@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "annal/base/fingerprint.h"
 #include "annal/base/status.h"
 #include "annal/engine/types.h"
 
@@ -75,11 +76,12 @@ struct Tail {
 Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std::int32_t partitions,
                        std::chrono::steady_clock::time_point deadline);
 
-// What an event's record holds, folded to 64 bits: the same for an event and its record (the
-// headers as decimal text, as written), another for another event (its stream, version, type,
-// timestamp or payload differ).
-std::uint64_t fingerprint(std::string_view key, std::string_view value, std::string_view version, std::string_view type,
-                          std::string_view timestamp, std::string_view id);
+// What an event's record holds (annal/base/fingerprint.h): the same for an event and its record
+// (the headers as the decimal text written), another for another event.
+inline std::uint64_t record_fingerprint(std::string_view key, std::string_view value, std::string_view version,
+                                        std::string_view type, std::string_view timestamp, std::string_view id) {
+  return fingerprint({key, version, type, timestamp, id, value});
+}
 
 // The partition Kafka's clients pick for `key` among `partitions` (murmur2, Java-compatible).
 std::int32_t partition_of(std::string_view key, std::int32_t partitions);

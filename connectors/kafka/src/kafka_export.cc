@@ -25,7 +25,7 @@ struct RecordText {
         id(h.event_id.empty() ? std::string() : engine::format_id(h.event_id)) {}
 
   std::uint64_t fingerprint(const engine::EventView& event) const {
-    return kafka::fingerprint(key, {reinterpret_cast<const char*>(event.payload.data()), event.payload.size()}, version,
+    return record_fingerprint(key, {reinterpret_cast<const char*>(event.payload.data()), event.payload.size()}, version,
                               event.header.type, timestamp, id);
   }
 

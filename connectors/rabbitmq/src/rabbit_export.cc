@@ -135,6 +135,7 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
   // and nothing of it carries over.
   stop_and_join();
   drop_connection();
+  check_sequence_ = 0;
   {
     std::lock_guard lock(mutex_);
     pending_.clear();
@@ -161,7 +162,11 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
         running_ = true;
       }
       thread_ = std::thread([this] { run(); });
-      return std::optional<std::uint64_t>(resumed.value());
+      // Replayed from the stream's last message of this source, which the store's event of that
+      // sequence must be (a store restored from a backup has another there): checked by apply.
+      check_sequence_ = resumed.value().sequence;
+      check_fingerprint_ = resumed.value().fingerprint;
+      return std::optional<std::uint64_t>(check_sequence_ == 0 ? 0 : check_sequence_ - 1);
     }
     // An attempt cut short by the deadline says less than the error before it (the fence held,
     // the connection refused): that one is kept.
@@ -177,7 +182,7 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
                                                      : ")"));
 }
 
-Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_point deadline, bool again) {
+Result<Tail> RabbitExport::connect(std::chrono::steady_clock::time_point deadline, bool again) {
   auto address = parse_url(options_.url);
   if (!address.ok()) return address.status();
   const auto stopped = [&] { return Status(ErrorCode::timed_out, address.value().where() + ": connecting: stopped"); };
@@ -212,28 +217,29 @@ Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_poin
   }
   auto tail = read_tail(connection, options_.stream, options_.source, deadline, [this] { return stopping(); });
   if (!tail.ok()) return tail.status();
+  const std::uint64_t held = tail.value().sequence;
   if (Status confirming = connection.confirm_select(kPublishChannel); !confirming.ok()) return confirming;
   {
     std::lock_guard lock(mutex_);
     // The stream must hold everything RabbitMQ confirmed. Less (the stream deleted and created
     // again, a node's data lost, retention) means events between are lost there, and no longer
     // in the window to publish again: fatal, and delivered() no longer claims them.
-    if (tail.value() < last_confirmed_) {
+    if (held < last_confirmed_) {
       const std::uint64_t confirmed = last_confirmed_;
-      delivered_ = tail.value();
-      last_confirmed_ = tail.value();
+      delivered_ = held;
+      last_confirmed_ = held;
       changed_.notify_all();
       return connection.error(ErrorCode::corruption, "reading back stream " + options_.stream,
                               "it holds source " + options_.source + "'s events up to sequence " +
-                                  std::to_string(tail.value()) + " only, but RabbitMQ had confirmed up to sequence " +
+                                  std::to_string(held) + " only, but RabbitMQ had confirmed up to sequence " +
                                   std::to_string(confirmed) +
                                   ": the stream lost messages (deleted and created again, a node's data lost, or "
                                   "retention); the export stops, and its next start publishes again from sequence " +
-                                  std::to_string(tail.value() + 1));
+                                  std::to_string(held + 1));
     }
     // The stream holds every event up to the tail (a prefix of what was published): those are
     // confirmed; the rest are published again, in order, on this connection.
-    while (!pending_.empty() && pending_.front().sequence <= tail.value()) {
+    while (!pending_.empty() && pending_.front().sequence <= held) {
       delivered_ = pending_.front().sequence;
       pending_bytes_ -= pending_.front().body.size();
       pending_.pop_front();
@@ -245,8 +251,8 @@ Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_poin
     sent_ = 0;
     next_tag_ = 1;
     blocked_ = false;
-    delivered_ = std::max(delivered_, tail.value());
-    last_confirmed_ = std::max(last_confirmed_, tail.value());
+    delivered_ = std::max(delivered_, held);
+    last_confirmed_ = std::max(last_confirmed_, held);
     if (pending_.empty() && !halted_) delivered_ = std::max(delivered_, applied_);
     changed_.notify_all();
     socket_fd_ = connection.fd();
@@ -257,6 +263,18 @@ Result<std::uint64_t> RabbitExport::connect(std::chrono::steady_clock::time_poin
 
 void RabbitExport::apply(const engine::EventView& event) {
   const engine::EventHeader& h = event.header;
+  if (check_sequence_ != 0) {
+    check_passed(h.sequence - 1);
+    const std::string stream = h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name);
+    const std::string id = h.event_id.empty() ? std::string() : engine::format_id(h.event_id);
+    const std::string_view body(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
+    if (message_fingerprint(stream, h.version, h.type, h.timestamp_ns, id, body) != check_fingerprint_) {
+      diverged("the stream's message of that sequence is another event (stream " + stream + " version " +
+               std::to_string(h.version) + " here)");
+    }
+    check_sequence_ = 0;
+    return;  // in the stream already, counted as delivered at connect
+  }
   Message message{.sequence = h.sequence,
                   .version = h.version,
                   .timestamp_ns = h.timestamp_ns,
@@ -288,6 +306,7 @@ void RabbitExport::apply(const engine::EventView& event) {
 }
 
 void RabbitExport::end_of_batch(std::uint64_t applied) {
+  check_passed(applied);
   std::lock_guard lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
   if (halted_) return;
@@ -298,6 +317,27 @@ void RabbitExport::end_of_batch(std::uint64_t applied) {
     delivered_ = applied;
     changed_.notify_all();
   }
+}
+
+void RabbitExport::check_passed(std::uint64_t through) {
+  if (check_sequence_ != 0 && check_sequence_ <= through) {
+    diverged("the stream has a message of that sequence, and this store no event there");
+  }
+}
+
+void RabbitExport::diverged(const std::string& why) {
+  Status error(ErrorCode::invalid_argument,
+               "RabbitMQ stream " + options_.stream + " and this store disagree at sequence " +
+                   std::to_string(check_sequence_) + " of source " + options_.source + ": " + why +
+                   ". This store is not the one that exported there (restored from a backup, or another store "
+                   "exports under the same source): nothing more is exported; export this store under a new "
+                   "source name, or to a new stream (docs/rabbitmq.md)");
+  {
+    std::lock_guard lock(mutex_);
+    if (fatal_.ok()) fatal_ = error;
+    changed_.notify_all();
+  }
+  throw std::runtime_error(error.message());
 }
 
 void RabbitExport::stop_requested() {

@@ -33,7 +33,7 @@ std::string random_marker() {
 // What one scan of the stream found.
 struct Scan {
   std::optional<std::uint64_t> first_offset;  // the first delivery's offset
-  std::uint64_t last = 0;                     // the source's last sequence seen (0: none)
+  Tail last;                                  // the source's last message seen (sequence 0: none)
 };
 
 // Consumes `stream` from `from` on kScanChannel as consumer `tag`, records what `take` admits,
@@ -64,7 +64,14 @@ Status scan(Connection& connection, const std::string& stream, const std::string
     }
     if (!out.first_offset) out.first_offset = *offset;
     if (take(*offset) && text_header(delivery->headers(), kSourceHeader) == std::optional<std::string_view>(source)) {
-      if (const auto sequence = number_header(delivery->headers(), kSequenceHeader)) out.last = std::max(out.last, *sequence);
+      const amqp_table_t& headers = delivery->headers();
+      if (const auto sequence = number_header(headers, kSequenceHeader); sequence && *sequence > out.last.sequence) {
+        out.last = {.sequence = *sequence,
+                    .fingerprint = message_fingerprint(
+                        text_header(headers, kStreamHeader).value_or(""), number_header(headers, kVersionHeader).value_or(0),
+                        text_header(headers, kTypeHeader).value_or(""), number_header(headers, kTimestampHeader).value_or(0),
+                        text_header(headers, kIdHeader).value_or(""), delivery->body())};
+      }
     }
     const bool done = stop(*delivery, *offset);
     if (++unacked >= kTailPrefetch / 2 || done) {
@@ -78,7 +85,7 @@ Status scan(Connection& connection, const std::string& stream, const std::string
 
 }  // namespace
 
-Result<std::uint64_t> read_tail(Connection& connection, const std::string& stream, const std::string& source,
+Result<Tail> read_tail(Connection& connection, const std::string& stream, const std::string& source,
                                 std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping) {
   // First the last chunk, from a consumer set up before the marker is published, so that the
   // marker lands after where it starts: reading to the marker reads everything the stream held
@@ -103,7 +110,7 @@ Result<std::uint64_t> read_tail(Connection& connection, const std::string& strea
       !scanned.ok()) {
     return scanned;
   }
-  if (last_chunk.last != 0) return last_chunk.last;
+  if (last_chunk.last.sequence != 0) return last_chunk.last;
   // Then back a window at a time, each twice the one before: the first window holding messages of
   // the source holds its last one (a source's messages sit in the stream in sequence order).
   std::uint64_t size = kTailChunk;
@@ -120,12 +127,12 @@ Result<std::uint64_t> read_tail(Connection& connection, const std::string& strea
         !scanned.ok()) {
       return scanned;
     }
-    if (window.last != 0) return window.last;
+    if (window.last.sequence != 0) return window.last;
     // The stream begins after `start` (retention removed the rest): nothing before to read.
     if (window.first_offset.value_or(end) > start) break;
     end = start;
   }
-  return std::uint64_t{0};
+  return Tail{};
 }
 
 }  // namespace annal::rabbitmq

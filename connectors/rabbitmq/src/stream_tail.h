@@ -6,17 +6,33 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
+
+#include "annal/base/fingerprint.h"
 
 #include "connection.h"
 
 namespace annal::rabbitmq {
 
-// The sequence of `source`'s last message in `stream` (0: none), as the stream stands once a
+// A source's last message in a stream: its sequence (0: none), and its fingerprint (below).
+struct Tail {
+  std::uint64_t sequence = 0;
+  std::uint64_t fingerprint = 0;
+};
+
+// What an event's message holds (annal/base/fingerprint.h): the same for an event and its message,
+// another for another event.
+inline std::uint64_t message_fingerprint(std::string_view stream, std::uint64_t version, std::string_view type,
+                                         std::uint64_t timestamp_ns, std::string_view id, std::string_view body) {
+  return fingerprint({stream, std::to_string(version), type, std::to_string(timestamp_ns), id, body});
+}
+
+// `source`'s last message in `stream`, as the stream stands once a
 // marker this call publishes has been read back by a consumer started before it was published:
 // everything appended before the marker is read. Uses channels 2 and up of `connection` and
 // closes them; channel 1 is left alone. `deadline` bounds it all; `stopping` is asked between
 // polls (200 ms at most apart) and ends it early with an error.
-Result<std::uint64_t> read_tail(Connection& connection, const std::string& stream, const std::string& source,
+Result<Tail> read_tail(Connection& connection, const std::string& stream, const std::string& source,
                                 std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping);
 
 }  // namespace annal::rabbitmq

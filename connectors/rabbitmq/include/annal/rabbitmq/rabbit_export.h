@@ -51,6 +51,7 @@
 namespace annal::rabbitmq {
 
 class Connection;
+struct Tail;
 
 struct RabbitExportOptions {
   std::string url;     // amqp://user:password@host:port/vhost (the vhost URL-encoded: %2f is "/")
@@ -116,7 +117,11 @@ class RabbitExport final : public engine::Projection {
   // reconnection, which only checks that it exists) and reads it back; then the events it already
   // holds count as confirmed and the rest are to be published again. A stream holding less than
   // was confirmed is ErrorCode::corruption.
-  Result<std::uint64_t> connect(std::chrono::steady_clock::time_point deadline, bool again);
+  Result<Tail> connect(std::chrono::steady_clock::time_point deadline, bool again);
+  // The store's first event replayed must be the stream's last message of this source, where
+  // there is one: else fatal (the store diverged from what it exported).
+  void check_passed(std::uint64_t through);
+  [[noreturn]] void diverged(const std::string& why);
   Status publish_some();
   Status read_frames(std::chrono::milliseconds wait);
   Status read_some_frames();
@@ -134,6 +139,10 @@ class RabbitExport final : public engine::Projection {
   const RabbitExportOptions options_;
   std::unique_ptr<Connection> connection_;  // run()'s (resume_after's before run() starts)
   std::thread thread_;
+  // The projection thread's: the stream's last message of this source at start, until the store's
+  // event of that sequence has matched it (0: nothing left to check).
+  std::uint64_t check_sequence_ = 0;
+  std::uint64_t check_fingerprint_ = 0;
   const int wake_fd_;                       // an eventfd: new messages or stop, for run()'s poll
 
   mutable std::mutex mutex_;
