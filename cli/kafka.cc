@@ -58,6 +58,9 @@ int run_import(ImportKafkaOptions& options) {
   if (!settings.ok()) return fail("import kafka", settings.status());
   options.kafka.settings = std::move(settings).value();
   options.kafka.on_bad = options.skip_bad ? kafka::KafkaImportOptions::OnBad::skip : kafka::KafkaImportOptions::OnBad::stop;
+  options.kafka.on_skipped = [](const Status& skipped) {
+    std::fprintf(stderr, "import kafka: skipped %s\n", skipped.message().c_str());
+  };
   StopSignals signals;  // before any thread starts
   auto opened = engine::Engine::open(options.directory, {});
   if (!opened.ok()) return fail("import kafka", opened.status());
@@ -69,12 +72,12 @@ int run_import(ImportKafkaOptions& options) {
   }
   std::fprintf(stderr, "import kafka: topic %s into %s as group %s\n", options.kafka.topic.c_str(),
                options.directory.c_str(), options.kafka.group.c_str());
-  std::uint64_t skipped_reported = 0;
+  std::string retrying_reported;
   for (;;) {
     const kafka::KafkaImport::Progress progress = import.value()->progress();
-    if (progress.skipped > skipped_reported) {
-      std::fprintf(stderr, "import kafka: skipped %s\n", progress.last_skipped.message().c_str());
-      skipped_reported = progress.skipped;
+    if (progress.retrying.message() != retrying_reported) {
+      retrying_reported = progress.retrying.message();
+      if (!retrying_reported.empty()) std::fprintf(stderr, "import kafka: retrying: %s\n", retrying_reported.c_str());
     }
     if (!progress.error.ok() || (options.until_caught_up && progress.caught_up)) break;
     if (signals.stopped(std::chrono::milliseconds(200))) break;

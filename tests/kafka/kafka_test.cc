@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -242,16 +243,21 @@ TEST_F(KafkaTest, TheToolImportsAndResumes) {
   for (int order = 1; order <= 30; ++order) {
     lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + R"(", "amount": 100})" "\n";
   }
+  lines += "not json\nnor this\n";  // offsets 30 and 31: skipped, and each named
   ASSERT_NO_FATAL_FAILURE(send_with_kcat(lines, "-t event-stream"));
   const std::string store = dir_.path() + "/store";
   const std::string command = std::string(ANNAL_CLI) + " import kafka " + store + " --brokers " +
                               rd_kafka_mock_cluster_bootstraps(cluster_) +
                               " --topic event-stream --group annal --stream-field orderId --stream-prefix order-" +
                               // The mock cluster lets the first run's member go only at its session's end.
-                              " --set log_level=0 --set session.timeout.ms=6000 --until-caught-up";
+                              " --set log_level=0 --set session.timeout.ms=6000 --skip-bad --until-caught-up";
   const annal::test::ProgramRun first = annal::test::run_program(command);
   EXPECT_EQ(first.exit_code, 0) << first.output;
   EXPECT_NE(first.output.find("imported 30 events"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("2 skipped"), std::string::npos) << first.output;
+  for (const char* offset : {"offset 30: its value is not JSON", "offset 31: its value is not JSON"}) {
+    EXPECT_NE(first.output.find(offset), std::string::npos) << first.output;
+  }
   const annal::test::ProgramRun again = annal::test::run_program(command);
   EXPECT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("imported 0 events"), std::string::npos) << again.output;
@@ -288,6 +294,12 @@ TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   EXPECT_EQ(stopping.value()->progress().imported, 1u);
   options.group = "skipping";
   options.on_bad = KafkaImportOptions::OnBad::skip;
+  std::mutex named_mutex;
+  std::vector<std::string> named;
+  options.on_skipped = [&](const Status& skipped) {
+    std::lock_guard lock(named_mutex);
+    named.push_back(skipped.message());
+  };
   auto skipping = KafkaImport::start(*engine_, options);
   ASSERT_TRUE(skipping.ok());
   EXPECT_TRUE(annal::test::eventually([&] {
@@ -302,6 +314,47 @@ TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   EXPECT_NE(skipped.last_skipped.message().find("offset 2: no header annal.type and no field eventType"), std::string::npos)
       << skipped.last_skipped.to_string();
   EXPECT_FALSE(engine_->stream_version("order-2").has_value());
+  ASSERT_EQ(named.size(), 2u);  // each skipped message, not only the last
+  EXPECT_NE(named[0].find("partition 0 offset 1: its value is not JSON"), std::string::npos) << named[0];
+  EXPECT_NE(named[1].find("partition 0 offset 2: no header annal.type"), std::string::npos) << named[1];
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Brokers unreachable at start: the import says so within its start timeout, rather than wait for
+// ever. Brokers going down while it runs: it says what it retries, and goes on once they are back.
+TEST_F(KafkaTest, ImportSaysWhyItCannotReachKafka) {
+  annal::test::Watchdog watchdog("kafka import, brokers unreachable");
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  KafkaImportOptions options{.brokers = "127.0.0.1:1",  // nothing listens on port 1
+                             .topic = "event-stream",
+                             .group = "importer",
+                             .settings = {{"log_level", "0"}},
+                             .stream_field = "orderId",
+                             .stream_prefix = "order-",
+                             .start_timeout = std::chrono::milliseconds(2000)};
+  const auto unreachable = KafkaImport::start(*engine_, options);
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_NE(unreachable.status().message().find("127.0.0.1:1"), std::string::npos) << unreachable.status().to_string();
+  EXPECT_NE(unreachable.status().message().find("no metadata for topic event-stream"), std::string::npos)
+      << unreachable.status().to_string();
+  options.brokers = rd_kafka_mock_cluster_bootstraps(cluster_);
+  options.start_timeout = std::chrono::minutes(1);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"eventType": "OrderCreated", "orderId": "1"})" "\n", "-t event-stream"));
+  auto import = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(import.ok()) << import.status().to_string();
+  EXPECT_TRUE(annal::test::eventually([&] { return import.value()->progress().caught_up; }));
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
+  EXPECT_TRUE(annal::test::eventually([&] { return !import.value()->progress().retrying.ok(); }));
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_up(cluster_, broker);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"eventType": "OrderCreated", "orderId": "2"})" "\n", "-t event-stream"));
+  EXPECT_TRUE(annal::test::eventually([&] {
+    const KafkaImport::Progress p = import.value()->progress();
+    return p.imported == 2 && p.retrying.ok();
+  }));
+  EXPECT_TRUE(import.value()->stop().ok());
   ASSERT_TRUE(engine_->close().ok());
 }
 
@@ -383,6 +436,33 @@ TEST_F(KafkaTest, AnEventTakenForExportedMustBeInTheTopic) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// No brokers or no topic given: each user of Kafka says which, at once.
+TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
+  auto opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok());
+  KafkaExportOptions no_brokers = options();
+  no_brokers.brokers.clear();
+  Status refused = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(no_brokers), {});
+  EXPECT_EQ(refused.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(refused.message().find("Kafka export: no brokers given"), std::string::npos) << refused.to_string();
+  KafkaExportOptions no_topic = options();
+  no_topic.topic.clear();
+  refused = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(no_topic), {});
+  EXPECT_NE(refused.message().find("Kafka export: no topic given"), std::string::npos) << refused.to_string();
+  KafkaImportOptions no_import_brokers;
+  no_import_brokers.topic = "orders";
+  no_import_brokers.group = "g";
+  const auto import = KafkaImport::start(*opened.value(), no_import_brokers);
+  ASSERT_FALSE(import.ok());
+  EXPECT_NE(import.status().message().find("Kafka import: no brokers given"), std::string::npos)
+      << import.status().to_string();
+  EXPECT_TRUE(opened.value()->close().ok());
+  const annal::test::ProgramRun tool = annal::test::run_program(std::string(ANNAL_CLI) + " export kafka " + dir_.path() +
+                                                                " --brokers '' --topic orders --source store-a");
+  EXPECT_NE(tool.exit_code, 0);
+  EXPECT_NE(tool.output.find("no brokers given"), std::string::npos) << tool.output;
+}
+
 TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
   auto opened = Engine::open(dir_.path(), {});
   ASSERT_TRUE(opened.ok());
@@ -391,6 +471,15 @@ TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
   const Status refused = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(unsafe), {});
   EXPECT_EQ(refused.code(), ErrorCode::invalid_argument);
   EXPECT_NE(refused.message().find("enable.idempotence"), std::string::npos) << refused.to_string();
+  // Under another name librdkafka takes for the same setting.
+  for (const char* alias : {"metadata.broker.list", "topic.message.timeout.ms", "topic.delivery.timeout.ms",
+                            "topic.partitioner", "topic.request.required.acks"}) {
+    KafkaExportOptions aliased = options();
+    aliased.settings[alias] = "1";
+    const Status also = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(aliased), {});
+    EXPECT_EQ(also.code(), ErrorCode::invalid_argument) << alias;
+    EXPECT_NE(also.message().find(alias), std::string::npos) << also.to_string();
+  }
   EXPECT_TRUE(opened.value()->close().ok());
 }
 

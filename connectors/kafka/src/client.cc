@@ -10,10 +10,17 @@ namespace annal::kafka {
 namespace {
 
 // What the exactly-once argument (docs/kafka.md) rests on: the export sets these, never the user.
-constexpr std::array<std::string_view, 13> kGuarded = {
+// Aliases count: librdkafka takes "metadata.broker.list" for bootstrap.servers, and a topic
+// setting with the prefix "topic." as well as without.
+constexpr std::array<std::string_view, 14> kGuarded = {
     "enable.idempotence", "enable.gapless.guarantee", "message.timeout.ms", "delivery.timeout.ms", "partitioner",
-    "acks", "request.required.acks", "transactional.id", "bootstrap.servers", "retries", "message.send.max.retries",
-    "isolation.level", "auto.offset.reset"};
+    "acks", "request.required.acks", "transactional.id", "bootstrap.servers", "metadata.broker.list", "retries",
+    "message.send.max.retries", "isolation.level", "auto.offset.reset"};
+
+bool guarded(std::string_view name) {
+  if (name.starts_with("topic.")) name.remove_prefix(6);
+  return std::find(kGuarded.begin(), kGuarded.end(), name) != kGuarded.end();
+}
 
 // Records read back per step, per partition, looking for the source's last one.
 constexpr std::int64_t kTailChunk = 1000;
@@ -39,18 +46,27 @@ Result<Owned<rd_kafka_conf_t>> configuration(const std::string& brokers, const s
     // librdkafka's message names the setting, not its value (which may be a password).
     return Status(ErrorCode::invalid_argument, std::string("Kafka setting ") + name + ": " + error);
   };
-  if (Status done = set("bootstrap.servers", brokers); !done.ok()) return done;
   for (const auto& [name, value] : settings) {
-    if (fixed.contains(name) || std::find(kGuarded.begin(), kGuarded.end(), name) != kGuarded.end()) {
+    if (fixed.contains(name) || guarded(name)) {
       return Status(ErrorCode::invalid_argument, "Kafka setting " + name +
                                                      ": the export sets it itself (its exactly-once guarantee rests on it)");
     }
     if (Status done = set(name, value); !done.ok()) return done;
   }
+  // Last, so that nothing the user set under another name stands.
+  if (Status done = set("bootstrap.servers", brokers); !done.ok()) return done;
   for (const auto& [name, value] : fixed) {
     if (Status done = set(name, value); !done.ok()) return done;
   }
   return conf;
+}
+
+Status check_named(std::string_view user, const std::string& brokers, const std::string& topic) {
+  if (brokers.empty()) {
+    return Status(ErrorCode::invalid_argument, std::string(user) + ": no brokers given (Kafka's bootstrap servers, host:port,...)");
+  }
+  if (topic.empty()) return Status(ErrorCode::invalid_argument, std::string(user) + ": no topic given");
+  return {};
 }
 
 Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_t> conf) {

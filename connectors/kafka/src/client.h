@@ -48,6 +48,10 @@ using Owned = std::unique_ptr<T, KafkaDeleter>;
 Result<Owned<rd_kafka_conf_t>> configuration(const std::string& brokers, const std::map<std::string, std::string>& settings,
                                              const std::map<std::string, std::string>& fixed);
 
+// `brokers` and `topic` given (neither empty), or an error that says which is missing, for `user`
+// ("Kafka export", ...).
+Status check_named(std::string_view user, const std::string& brokers, const std::string& topic);
+
 // A producer or consumer made with `conf` (which it takes, made or not).
 Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_t> conf);
 

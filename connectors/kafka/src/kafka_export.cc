@@ -197,6 +197,7 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
   if (options_.source.empty()) {
     return Status(ErrorCode::invalid_argument, "Kafka export: a source name is needed (KafkaExportOptions::source)");
   }
+  if (Status named = check_named("Kafka export", options_.brokers, options_.topic); !named.ok()) return named;
   // Added again after an engine closed: nothing of that run carries over.
   producer_.reset();
   halted_ = false;

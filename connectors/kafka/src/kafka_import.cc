@@ -42,9 +42,28 @@ struct KafkaImport::Consumer {
   std::size_t handled = 0;                    // messages since the last commit
   std::set<std::int32_t> at_end;              // partitions read to their end, nothing after yet
   simdjson::dom::parser parser;
+
+  // librdkafka's client errors (brokers down, a connection refused), from rd_kafka_consumer_poll on
+  // the import's thread: shown in Progress::retrying while librdkafka retries, or the end of the
+  // import when it calls them fatal.
+  static void on_error(rd_kafka_t* kafka, int error, const char* reason, void* opaque) {
+    auto* import = static_cast<KafkaImport*>(opaque);
+    const bool fatal = error == RD_KAFKA_RESP_ERR__FATAL;
+    char fatal_reason[512] = "";
+    if (fatal) (void)rd_kafka_fatal_error(kafka, fatal_reason, sizeof(fatal_reason));
+    const Status status(ErrorCode::io_error, "Kafka import of topic " + import->options_.topic + " from " +
+                                                 import->options_.brokers + ": " + (fatal ? fatal_reason : reason));
+    std::lock_guard lock(import->mutex_);
+    if (!fatal) {
+      import->progress_.retrying = status;
+    } else if (import->progress_.error.ok()) {
+      import->progress_.error = status;
+    }
+  }
 };
 
 Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, KafkaImportOptions options) {
+  if (Status named = check_named("Kafka import", options.brokers, options.topic); !named.ok()) return named;
   if (options.group.empty()) return Status(ErrorCode::invalid_argument, "Kafka import: a consumer group is needed");
   std::unique_ptr<KafkaImport> import(new KafkaImport(engine, std::move(options)));
   const KafkaImportOptions& o = import->options_;
@@ -56,8 +75,15 @@ Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, 
                              {"auto.offset.reset", "earliest"},
                              {"enable.partition.eof", "true"}});  // for Progress::caught_up
   if (!conf.ok()) return conf.status();
+  rd_kafka_conf_set_opaque(conf.value().get(), import.get());
+  rd_kafka_conf_set_error_cb(conf.value().get(), &Consumer::on_error);
   auto kafka = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
   if (!kafka.ok()) return kafka.status();
+  // The topic's metadata first: brokers unreachable, or no such topic, is an error now, with its
+  // reason, not an import that waits for ever.
+  if (auto partitions = partition_count(kafka.value().get(), o.topic, o.start_timeout); !partitions.ok()) {
+    return Status(partitions.status().code(), "Kafka import from " + o.brokers + ": " + partitions.status().message());
+  }
   import->consumer_->kafka = std::move(kafka).value();
   rd_kafka_poll_set_consumer(import->consumer_->kafka.get());
   const Owned<rd_kafka_topic_partition_list_t> topics(rd_kafka_topic_partition_list_new(1));
@@ -164,6 +190,10 @@ void KafkaImport::run() {
   // A rebalance that takes a partition before its offsets are committed has its new owner read
   // those messages again: their ids make them duplicates.
   while (!stopping_.load(std::memory_order_acquire)) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!progress_.error.ok()) break;  // on_error: fatal
+    }
     rd_kafka_message_t* polled = rd_kafka_consumer_poll(c.kafka.get(), 100);
     if (polled == nullptr) {
       if (!commit()) break;
@@ -172,6 +202,10 @@ void KafkaImport::run() {
     const Owned<rd_kafka_message_t> message(polled);
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
+      {
+        std::lock_guard lock(mutex_);
+        progress_.retrying = Status();  // a broker answered
+      }
       if (!commit()) break;
       rd_kafka_topic_partition_list_t* assigned = nullptr;
       if (rd_kafka_assignment(c.kafka.get(), &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -183,12 +217,26 @@ void KafkaImport::run() {
       }
       continue;
     }
-    if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      c.at_end.erase(message->partition);
+    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const Status error(ErrorCode::io_error, "Kafka import of topic " + options_.topic + ": " +
+                                                  rd_kafka_message_errstr(message.get()));
+      // Retrying cannot change these: the topic gone, access withdrawn.
+      if (message->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || message->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+          message->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+          message->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+        fail(error);
+        break;
+      }
+      std::lock_guard lock(mutex_);
+      progress_.retrying = error;  // librdkafka retries the rest
+      continue;
+    }
+    c.at_end.erase(message->partition);
+    {
       std::lock_guard lock(mutex_);
       progress_.caught_up = false;
+      progress_.retrying = Status();
     }
-    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;  // transient: librdkafka retries
     const std::string where = "Kafka topic " + options_.topic + " partition " + std::to_string(message->partition) +
                               " offset " + std::to_string(message->offset);
     const auto imported = event_of(*message);
@@ -215,6 +263,7 @@ void KafkaImport::run() {
         fail(refused);
         break;
       }
+      if (options_.on_skipped) options_.on_skipped(refused);
       std::lock_guard lock(mutex_);
       ++progress_.skipped;
       progress_.last_skipped = refused;

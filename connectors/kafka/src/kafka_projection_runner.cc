@@ -118,6 +118,9 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
   if (options.name.empty()) {
     return Status(ErrorCode::invalid_argument, "Kafka read model: a name is needed (KafkaProjectionOptions::name)");
   }
+  if (Status named = check_named("Kafka read model " + options.name, options.brokers, options.topic); !named.ok()) {
+    return named;
+  }
   std::optional<Result<std::optional<std::uint64_t>>> own_state;
   if (Status asked = user_code([&] { return "resume_after() of Kafka read model " + options.name; },
                                [&] { own_state.emplace(projection->resume_after()); });

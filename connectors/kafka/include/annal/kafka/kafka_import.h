@@ -27,8 +27,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,7 +52,13 @@ struct KafkaImportOptions {
   std::string type_field = "eventType";
   enum class OnBad { stop, skip };
   OnBad on_bad = OnBad::stop;
+  // With on_bad = skip: called on the import's thread with each message skipped (where, and why),
+  // so that none goes unreported. May be empty.
+  std::function<void(const Status& skipped)> on_skipped = {};
   std::size_t batch_max = 1000;  // messages between two offset commits (each waits for durability)
+  // How long start() waits for the topic's metadata: brokers unreachable, or no such topic, fail
+  // start() after it with the reason.
+  std::chrono::milliseconds start_timeout{60'000};
 };
 
 class KafkaImport {
@@ -70,6 +78,7 @@ class KafkaImport {
     std::uint64_t duplicates = 0;  // messages read again whose events the store had
     std::uint64_t skipped = 0;     // bad messages passed over (on_bad = skip)
     Status last_skipped;           // the last of them: where, and why
+    Status retrying;               // what Kafka reports while the import retries (brokers down); ok when nothing
     Status error;                  // why the import stopped early; ok while it runs
     // Every partition assigned to it read to its end, and the offsets of what was read committed
     // (so durable): a one-off import may stop here.
