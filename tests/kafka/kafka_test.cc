@@ -11,13 +11,13 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "directory_backup.h"
 #include "kafka_fixture.h"
 #include "spawned_tool.h"
 
@@ -386,16 +386,14 @@ TEST_F(KafkaTest, AStoreRestoredFromABackupIsNotTakenForWhatItExported) {
   wait_delivered(*exporter, append(200));
   ASSERT_TRUE(engine_->close().ok());
   exporter.reset();
-  const annal::test::TempDirectory backup;
-  std::filesystem::copy(dir_.path(), backup.path(), std::filesystem::copy_options::recursive);
+  const annal::test::DirectoryBackup backup(dir_.path());
   exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   const Receipt before_restore = append(300);
   wait_delivered(*exporter, before_restore);
   ASSERT_TRUE(engine_->close().ok());
   exporter.reset();
-  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) std::filesystem::remove_all(entry.path());
-  std::filesystem::copy(backup.path(), dir_.path(), std::filesystem::copy_options::recursive);
+  backup.restore();
   {
     auto opened = Engine::open(dir_.path(), {});
     ASSERT_TRUE(opened.ok()) << opened.status().to_string();

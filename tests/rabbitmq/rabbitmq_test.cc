@@ -11,7 +11,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
@@ -24,6 +23,7 @@
 
 #include "annal/engine/engine.h"
 #include "counted_events.h"
+#include "directory_backup.h"
 #include "eventually.h"
 #include "kill_timing.h"
 #include "leftover_processes.h"
@@ -253,16 +253,14 @@ TEST_F(RabbitTest, AStoreRestoredFromABackupIsNotTakenForWhatItExported) {
   wait_delivered(*exporter, append(200));
   ASSERT_TRUE(engine_->close().ok());
   exporter.reset();
-  const annal::test::TempDirectory backup;
-  std::filesystem::copy(dir_.path(), backup.path(), std::filesystem::copy_options::recursive);
+  const annal::test::DirectoryBackup backup(dir_.path());
   exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   const Receipt before_restore = append(300);
   wait_delivered(*exporter, before_restore);
   ASSERT_TRUE(engine_->close().ok());
   exporter.reset();
-  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) std::filesystem::remove_all(entry.path());
-  std::filesystem::copy(backup.path(), dir_.path(), std::filesystem::copy_options::recursive);
+  backup.restore();
   open_engine();
   ASSERT_FALSE(HasFailure());
   append(400);  // past the stream's last sequence
