@@ -3,7 +3,7 @@
 
 include(CMakePackageConfigHelpers)
 
-install(TARGETS annal annal_base annal_ringbuf annal_journal annal_snapshots annal_engine
+install(TARGETS annal annal_base annal_crypto annal_ringbuf annal_journal annal_snapshots annal_engine
   EXPORT annalTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

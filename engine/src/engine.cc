@@ -25,6 +25,7 @@
 #include "idempotency_window.h"
 #include "live_ring.h"
 #include "projection_runner.h"
+#include "store_cipher.h"
 #include "sequencer_thread.h"
 #include "stream_index.h"
 #include "user_code.h"
@@ -85,9 +86,13 @@ Status check_options(const Options& options) {
   return {};
 }
 
+// What sealing adds to each record's payload (none in clear).
+std::size_t seal_overhead(const Options& options) { return options.encryption ? StoreCipher::kRecordOverhead : 0; }
+
 journal::Options journal_options(const Options& options) {
   journal::Options out = options.journal;
-  const std::size_t largest = std::max(options.event_bytes_max + kMetadataBytesMax, kNamePrefixBytesMax + kNameBytesMax);
+  const std::size_t largest = std::max(options.event_bytes_max + kMetadataBytesMax, kNamePrefixBytesMax + kNameBytesMax) +
+                              seal_overhead(options);
   out.record_bytes_max = journal::kRecordHeaderBytes + largest;
   out.commit_bytes_max = std::max(out.commit_bytes_max, journal::padded_record_bytes(largest));
   out.index_interval_bytes = options.index_interval_bytes;
@@ -113,6 +118,33 @@ journal::Options journal_options(const Options& options, const std::string& dire
                                    snapshots::snapshot_file_name(kEngineStateName, *newest.value())};
   };
   return out;
+}
+
+// The store's cipher under Options::encryption; null in clear, where a key file says the store is
+// encrypted is refused.
+Result<std::shared_ptr<StoreCipher>> store_cipher(const std::string& directory, const Options& options) {
+  if (options.encryption) {
+    auto cipher = StoreCipher::open(directory, options.encryption);
+    if (!cipher.ok() || !cipher.value()->made_at_this_open()) return cipher;
+    // No key file, and a journal: turning encryption on, or the key file lost. Its newest record
+    // tells, read without writing anything (a writable open would).
+    const bool has_log = std::any_of(std::filesystem::directory_iterator(directory), std::filesystem::directory_iterator(),
+                                     [](const auto& entry) { return entry.path().extension() == ".log"; });
+    if (!has_log) return cipher;
+    journal::Options reading = journal_options(options);
+    reading.cipher = cipher.value()->records();
+    auto existing = journal::Journal::open_read_only(directory, reading);
+    if (!existing.ok()) return existing.status();
+    if (const std::uint64_t last = existing.value()->last_sequence(); last != 0) {
+      if (auto newest = existing.value()->read(last, 1); !newest.ok()) return newest.status();
+    }
+    return cipher;
+  }
+  if (std::filesystem::exists(directory + "/" + kKeysFileName)) {
+    return Status(ErrorCode::invalid_argument, directory + " is encrypted (it has a key file, " + kKeysFileName +
+                                                   "): open it with its master keys (Options::encryption)");
+  }
+  return std::shared_ptr<StoreCipher>();
 }
 
 std::string describe(const StreamRef& stream) {
@@ -149,10 +181,11 @@ Event to_event(const EventView& view) { return Event{view.header, {view.payload.
 class EngineImpl final : public Engine {
  public:
   EngineImpl(std::string directory, const Options& options, std::unique_ptr<journal::Journal> journal,
-             std::shared_ptr<journal::IoBackend> io, bool read_only)
+             std::shared_ptr<journal::IoBackend> io, bool read_only, std::shared_ptr<StoreCipher> cipher)
       : directory_(std::move(directory)), io_(std::move(io)), read_only_(read_only), options_(options),
-        commit_bytes_max_(journal_options(options).commit_bytes_max), journal_(std::move(journal)),
-        state_store_(directory_, io_, options.state_snapshots_kept), window_(options.idempotency_window) {
+        commit_bytes_max_(journal_options(options).commit_bytes_max), cipher_(std::move(cipher)),
+        journal_(std::move(journal)), state_store_(directory_, io_, options.state_snapshots_kept, state_cipher()),
+        window_(options.idempotency_window) {
     records_.reserve(2 * options.events_per_append_max + 1);
     metadata_.resize(options.events_per_append_max);
     name_prefixes_.resize(options.events_per_append_max + 1);
@@ -175,6 +208,14 @@ class EngineImpl final : public Engine {
       if (Status discarded = discard_snapshots_past_log(); !discarded.ok()) return discarded;
     }
     if (Status recovered = recover(); !recovered.ok()) return recovered;
+    if (cipher_ && !read_only_) {
+      // The newest record opened, so that the cipher knows the newest open that wrote (recover()
+      // may have read nothing: a state snapshot at the log's end).
+      if (const std::uint64_t last = journal_->last_sequence(); last != 0) {
+        if (auto newest = journal_->read(last, 1); !newest.ok()) return newest.status();
+      }
+      if (Status numbered = cipher_->begin_writing(journal_->last_sequence() + 1); !numbered.ok()) return numbered;
+    }
     open_report_.data_loss = journal_->recovery().data_loss;
     if (read_only_) {
       open_report_.stopped_at_damage = journal_->recovery().message;
@@ -421,12 +462,18 @@ class EngineImpl final : public Engine {
     return catalog_.find_stream(stream.name());
   }
 
+  // Every snapshot store's cipher (null: in clear).
+  [[nodiscard]] std::shared_ptr<snapshots::StateCipher> state_cipher() const {
+    return cipher_ ? cipher_->states() : nullptr;
+  }
+
   const std::string directory_;
   const std::shared_ptr<journal::IoBackend> io_;  // for files beside the journal's: snapshots
   const bool read_only_;  // open_read_only: nothing is written; names are learned as records come
   LearnName learn_;       // read_only_ only: learn_name, for view_record
   const Options options_;
   const std::size_t commit_bytes_max_;
+  const std::shared_ptr<StoreCipher> cipher_;  // Options::encryption: the store's keys; null in clear
   std::unique_ptr<journal::Journal> journal_;
   Catalog catalog_;
   StreamIndex index_;
@@ -624,7 +671,7 @@ EngineImpl::Batch EngineImpl::build_batch(const StreamRef& stream, bool known, s
   }
   for (journal::RecordInput& record : records_) {
     if (record.timestamp_ns == 0) record.timestamp_ns = now;  // the ring carries the same stamp
-    batch.bytes += journal::padded_record_bytes(record.payload_bytes());
+    batch.bytes += journal::padded_record_bytes(record.payload_bytes() + seal_overhead(options_));
   }
   return batch;
 }
@@ -828,7 +875,7 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
 Result<std::unique_ptr<ProjectionRunner>> EngineImpl::make_runner(std::string_view name,
                                                                   std::shared_ptr<Projection> projection,
                                                                   const ProjectionOptions& options) {
-  auto store = std::make_unique<snapshots::SnapshotStore>(directory_, io_, options.snapshots_kept);
+  auto store = std::make_unique<snapshots::SnapshotStore>(directory_, io_, options.snapshots_kept, state_cipher());
   std::uint64_t restored = 0;
   Result<std::optional<std::uint64_t>> resume = std::optional<std::uint64_t>{};
   const Status asked = call_user_code([&] { resume = projection->resume_after(); },
@@ -886,7 +933,7 @@ Result<std::uint64_t> EngineImpl::build_as_of(std::string_view snapshots_of, Pro
   }
   std::uint64_t restored = 0;
   if (const std::uint32_t schema = into.schema(); schema != 0 && snapshots::valid_projection_name(snapshots_of)) {
-    snapshots::SnapshotStore store(directory_, io_, 1);
+    snapshots::SnapshotStore store(directory_, io_, 1, state_cipher());
     auto newest = newest_snapshot(store, snapshots_of, schema, target);
     if (!newest.ok()) return newest.status();
     if (newest.value() && into.restore(newest.value()->state).ok()) restored = newest.value()->header.sequence;
@@ -966,7 +1013,7 @@ Result<std::uint64_t> EngineImpl::sequence_at_time(std::uint64_t unix_ns, std::u
 
 Result<std::uint64_t> EngineImpl::trim_journal() {
   if (Status writable = refuse_if_read_only("trim_journal"); !writable.ok()) return writable;
-  snapshots::SnapshotStore store(directory_, io_, 1);
+  snapshots::SnapshotStore store(directory_, io_, 1, state_cipher());
   auto every = store.all();
   if (!every.ok()) return every.status();
   // The cut: below the oldest snapshot any recovery may restore (0 while one would replay all).
@@ -1121,10 +1168,14 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
     }
   }
   std::shared_ptr<journal::IoBackend> files = io ? io : journal::make_posix_backend(options.journal.file_mode);
-  const journal::Options opening = journal_options(options, directory, files);
+  auto cipher = store_cipher(directory, options);
+  if (!cipher.ok()) return cipher.status();
+  journal::Options opening = journal_options(options, directory, files);
+  if (cipher.value()) opening.cipher = cipher.value()->records();
   auto journal = io ? journal::Journal::open(directory, opening, io) : journal::Journal::open(directory, opening);
   if (!journal.ok()) return journal.status();
-  auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()), std::move(files), false);
+  auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()), std::move(files), false,
+                                             std::move(cipher).value());
   if (Status started = engine->start(); !started.ok()) return started;
   return std::unique_ptr<Engine>(std::move(engine));
 }
@@ -1134,14 +1185,18 @@ Result<std::unique_ptr<Engine>> Engine::open_read_only(const std::string& direct
   if (!std::filesystem::is_directory(directory)) {
     return Status(ErrorCode::not_found, directory + " is not a directory (nothing to read)");
   }
-  auto journal = journal::Journal::open_read_only(directory, journal_options(options, directory, journal::make_posix_backend()));
+  auto cipher = store_cipher(directory, options);
+  if (!cipher.ok()) return cipher.status();
+  journal::Options opening = journal_options(options, directory, journal::make_posix_backend());
+  if (cipher.value()) opening.cipher = cipher.value()->records();
+  auto journal = journal::Journal::open_read_only(directory, opening);
   if (!journal.ok()) return journal.status();
   Options reading = options;
   reading.live_subscriptions_max = 0;      // nothing is published into the ring: subscriptions tail the files
   reading.state_snapshot_every_events = 0;  // and nothing is written
   reading.sequencing = Sequencing::caller_lock;
   auto engine = std::make_unique<EngineImpl>(directory, reading, std::move(journal.value()),
-                                             journal::make_posix_backend(), true);
+                                             journal::make_posix_backend(), true, std::move(cipher).value());
   if (Status started = engine->start(); !started.ok()) return started;
   return std::unique_ptr<Engine>(std::move(engine));
 }

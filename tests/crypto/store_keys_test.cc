@@ -12,26 +12,11 @@
 #include <map>
 #include <string>
 
+#include "master_keys.h"
 #include "temp_directory.h"
 
 namespace annal::crypto {
 namespace {
-
-// Master keys by version, the newest current.
-class Keys final : public KeyProvider {
- public:
-  void add(std::uint32_t version) { keys_.emplace(version, Key::random().value()); }
-  void drop(std::uint32_t version) { keys_.erase(version); }
-  std::uint32_t current_version() override { return keys_.rbegin()->first; }
-  Result<Key> master_key(std::uint32_t version) override {
-    const auto found = keys_.find(version);
-    if (found == keys_.end()) return Status(ErrorCode::not_found, "no master key version " + std::to_string(version));
-    return found->second.clone();
-  }
-
- private:
-  std::map<std::uint32_t, Key> keys_;
-};
 
 StoreKeys some_state() {
   StoreKeys state{.opens = 7, .sealed_from = 1234, .seeds = SeedTree::create().value()};
@@ -56,8 +41,7 @@ void flip_byte(const std::string& path, std::size_t at) {
 TEST(StoreKeys, WhatIsSavedLoadsBackUnderTheSameMasterKey) {
   annal::test::TempDirectory dir;
   const std::string path = dir.path() + "/KEYS";
-  Keys keys;
-  keys.add(1);
+  annal::test::MasterKeys keys;
   const StoreKeys state = some_state();
   ASSERT_TRUE(save_store_keys(path, state, keys).ok());
   const auto loaded = load_store_keys(path, keys);
@@ -74,14 +58,14 @@ TEST(StoreKeys, WhatIsSavedLoadsBackUnderTheSameMasterKey) {
 
 TEST(StoreKeys, NoFileIsToldApartFromAMissingMasterKey) {
   annal::test::TempDirectory dir;
-  Keys keys;
-  keys.add(1);
+  annal::test::MasterKeys keys;
   const auto none = load_store_keys(dir.path() + "/KEYS", keys);
   ASSERT_TRUE(none.ok()) << none.status().to_string();
   EXPECT_FALSE(none.value());  // no file: the one case where a new key store may be made
   ASSERT_TRUE(save_store_keys(dir.path() + "/KEYS", some_state(), keys).ok());
-  Keys lacking;
+  annal::test::MasterKeys lacking;
   lacking.add(2);
+  lacking.drop(1);
   const auto missing = load_store_keys(dir.path() + "/KEYS", lacking);
   ASSERT_FALSE(missing.ok());  // an error, never "no key store", which would make a new one
   EXPECT_EQ(missing.status().code(), ErrorCode::not_found);
@@ -90,11 +74,9 @@ TEST(StoreKeys, NoFileIsToldApartFromAMissingMasterKey) {
 TEST(StoreKeys, AnotherMasterKeyOrAChangedByteFailsNamingTheFileAndVersion) {
   annal::test::TempDirectory dir;
   const std::string path = dir.path() + "/KEYS";
-  Keys keys;
-  keys.add(1);
+  annal::test::MasterKeys keys;
   ASSERT_TRUE(save_store_keys(path, some_state(), keys).ok());
-  Keys other;
-  other.add(1);
+  annal::test::MasterKeys other;
   const auto wrong = load_store_keys(path, other);
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.status().code(), ErrorCode::corruption);
@@ -113,8 +95,7 @@ TEST(StoreKeys, AnotherMasterKeyOrAChangedByteFailsNamingTheFileAndVersion) {
 TEST(StoreKeys, TheMasterVersionItNamesIsAuthenticated) {
   annal::test::TempDirectory dir;
   const std::string path = dir.path() + "/KEYS";
-  Keys keys;
-  keys.add(1);
+  annal::test::MasterKeys keys;
   keys.add(3);  // current
   ASSERT_TRUE(save_store_keys(path, some_state(), keys).ok());
   // Relabelled as sealed under version 1, which the provider has: the key derived from it does
@@ -131,8 +112,7 @@ TEST(StoreKeys, TheMasterVersionItNamesIsAuthenticated) {
 TEST(StoreKeys, ATreeTooLargeToReadBackIsRefusedBeforeAnythingIsWritten) {
   annal::test::TempDirectory dir;
   const std::string path = dir.path() + "/KEYS";
-  Keys keys;
-  keys.add(1);
+  annal::test::MasterKeys keys;
   StoreKeys state = some_state();
   ASSERT_TRUE(save_store_keys(path, state, keys).ok());
   const auto before = std::filesystem::file_size(path);
@@ -146,8 +126,7 @@ TEST(StoreKeys, ATreeTooLargeToReadBackIsRefusedBeforeAnythingIsWritten) {
 TEST(StoreKeys, ARotationSealsItUnderTheNewVersionAndOnlyThatOneIsNeeded) {
   annal::test::TempDirectory dir;
   const std::string path = dir.path() + "/KEYS";
-  Keys keys;
-  keys.add(1);
+  annal::test::MasterKeys keys;
   ASSERT_TRUE(save_store_keys(path, some_state(), keys).ok());
   keys.add(2);
   auto state = load_store_keys(path, keys);  // still sealed under 1
@@ -169,8 +148,7 @@ TEST(StoreKeys, ALeftoverTemporaryFileFromACrashIsReplaced) {
   const std::string path = dir.path() + "/KEYS";
   std::ofstream(path + ".tmp") << "half-written";
   ::chmod((path + ".tmp").c_str(), 0600);
-  Keys keys;
-  keys.add(1);
+  annal::test::MasterKeys keys;
   ASSERT_TRUE(save_store_keys(path, some_state(), keys).ok());
   EXPECT_TRUE(load_store_keys(path, keys).ok());
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));

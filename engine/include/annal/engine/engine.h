@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "annal/base/status.h"
+#include "annal/crypto/key.h"
 #include "annal/engine/projection.h"
 #include "annal/engine/subscription.h"
 #include "annal/engine/types.h"
@@ -96,6 +97,11 @@ struct Options {
   // proportion to the number of streams. docs/engine.md has the measurements behind the default.
   std::uint64_t state_snapshot_every_events = 500'000;
   std::size_t state_snapshots_kept = 2;
+  // Encryption at rest (docs/security.md): the master keys, from the application's HSM, KMS or
+  // vault, or crypto::KeyFile. Given, every record's payload and every snapshot is sealed with
+  // AES-256-GCM under keys derived from them, and the store keeps its key state in a file KEYS
+  // (sealed under the master key). A store with KEYS cannot be opened without it. Null: in clear.
+  std::shared_ptr<crypto::KeyProvider> encryption{};
 };
 
 // What the engine has done since open, for metrics (annal serve's /metrics).

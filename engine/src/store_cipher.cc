@@ -1,0 +1,309 @@
+#include "store_cipher.h"
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <list>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "annal/base/assert.h"
+#include "annal/base/little_endian.h"
+#include "annal/crypto/aead.h"
+#include "annal/crypto/hkdf.h"
+
+namespace annal::engine {
+namespace {
+
+constexpr std::string_view kStateKeyLabel = "annal snapshot key v1";
+constexpr std::size_t kStateNonceAt = 4;
+constexpr std::size_t kStateOverhead = 4 + crypto::kNonceBytes + crypto::kTagBytes;
+// Stream ciphers kept per sealer and per opener: each holds OpenSSL's key schedules (about a
+// kilobyte); a miss costs a derivation (a few microseconds, docs/crypto.md).
+constexpr std::size_t kCachedCiphers = 1024;
+
+// AES-256-GCM ciphers by (stream, master version), the most recently used kept. One thread's.
+class CipherCache {
+ public:
+  explicit CipherCache(std::shared_ptr<StoreCipher> store) : store_(std::move(store)) {}
+
+  Result<crypto::Aes256Gcm*> get(std::uint64_t stream_id, std::uint32_t version) {
+    const Id id{stream_id, version};
+    if (const auto found = index_.find(id); found != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, found->second);  // most recent first
+      return &found->second->second;
+    }
+    auto key = store_->stream_key(stream_id, version);
+    if (!key.ok()) return key.status();
+    auto cipher = crypto::Aes256Gcm::make(key.value());
+    if (!cipher.ok()) return cipher.status();
+    if (lru_.size() == kCachedCiphers) {
+      index_.erase(lru_.back().first);
+      lru_.pop_back();
+    }
+    lru_.emplace_front(id, std::move(cipher).value());
+    index_.emplace(id, lru_.begin());
+    return &lru_.front().second;
+  }
+
+ private:
+  struct Id {
+    std::uint64_t stream_id;
+    std::uint32_t version;
+    bool operator==(const Id&) const = default;
+  };
+  struct IdHash {
+    std::size_t operator()(const Id& id) const noexcept { return std::hash<std::uint64_t>{}(id.stream_id * 31 + id.version); }
+  };
+  const std::shared_ptr<StoreCipher> store_;
+  std::list<std::pair<Id, crypto::Aes256Gcm>> lru_;
+  std::unordered_map<Id, std::list<std::pair<Id, crypto::Aes256Gcm>>::iterator, IdHash> index_;
+};
+
+// A record's nonce: its sequence, then the open number that wrote it.
+std::array<std::byte, crypto::kNonceBytes> record_nonce(std::uint64_t sequence, std::uint32_t open_number) {
+  std::array<std::byte, crypto::kNonceBytes> nonce{};
+  store_le<std::uint64_t>(nonce, 0, sequence);
+  store_le<std::uint32_t>(nonce, 8, open_number);
+  return nonce;
+}
+
+class RecordSealer final : public journal::RecordCipher {
+ public:
+  explicit RecordSealer(std::shared_ptr<StoreCipher> store) : store_(store), ciphers_(std::move(store)) {}
+
+  std::size_t overhead() const noexcept override { return StoreCipher::kRecordOverhead; }
+
+  void seal(const journal::RecordHeader& header, std::span<const std::byte> associated, std::span<const std::byte> prefix,
+            std::span<const std::byte> payload, std::span<std::byte> out) override {
+    // begin_writing has numbered this open, before the journal took any record.
+    ANNAL_ASSERT(store_->open_number() != 0);
+    ANNAL_ASSERT(out.size() == prefix.size() + payload.size() + StoreCipher::kRecordOverhead);
+    auto cipher = ciphers_.get(header.stream_id, store_->key_version());
+    // The master key of this version was fetched at open and the seed tree is in memory: only an
+    // allocation failing in OpenSSL can fail here, and a record cannot be left unsealed.
+    if (!cipher.ok()) {
+      std::fprintf(stderr, "annal: cannot seal the record at sequence %llu: %s\n",
+                   static_cast<unsigned long long>(header.sequence), cipher.status().to_string().c_str());
+      std::abort();
+    }
+    store_le<std::uint32_t>(out, 0, store_->key_version());
+    store_le<std::uint32_t>(out, 4, store_->open_number());
+    const std::span<std::byte> body = out.subspan(8);
+    std::memcpy(body.data(), prefix.data(), prefix.size());
+    if (!payload.empty()) std::memcpy(body.data() + prefix.size(), payload.data(), payload.size());
+    const auto nonce = record_nonce(header.sequence, store_->open_number());
+    const Status sealed =
+        cipher.value()->seal(nonce, associated, body.first(prefix.size() + payload.size()), body);
+    if (!sealed.ok()) {
+      std::fprintf(stderr, "annal: cannot seal the record at sequence %llu: %s\n",
+                   static_cast<unsigned long long>(header.sequence), sealed.to_string().c_str());
+      std::abort();
+    }
+  }
+
+  std::unique_ptr<journal::RecordOpener> opener() const override;
+
+ private:
+  const std::shared_ptr<StoreCipher> store_;
+  CipherCache ciphers_;  // the appending thread's (seal runs under the journal's append lock)
+};
+
+class RecordOpenerImpl final : public journal::RecordOpener {
+ public:
+  explicit RecordOpenerImpl(std::shared_ptr<StoreCipher> store) : store_(store), ciphers_(std::move(store)) {}
+
+  Status open(const journal::RecordHeader& header, std::span<const std::byte> associated,
+              std::span<const std::byte> sealed, std::span<std::byte> out) override {
+    if (store_->made_at_this_open()) {
+      return Status(ErrorCode::not_found, "this store had no key file (" + std::string(kKeysFileName) +
+                                              ") when opened, so it has no key for its sealed records: restore " +
+                                              kKeysFileName + " from where it was kept (a backup)");
+    }
+    const auto version = load_le<std::uint32_t>(sealed, 0);
+    const auto open_number = load_le<std::uint32_t>(sealed, 4);
+    auto cipher = ciphers_.get(header.stream_id, version);
+    if (!cipher.ok()) return cipher.status();
+    const Status opened = cipher.value()->open(record_nonce(header.sequence, open_number), associated,
+                                               sealed.subspan(8), out);
+    if (!opened.ok()) {
+      return Status(ErrorCode::corruption, "it does not authenticate under stream " + std::to_string(header.stream_id) +
+                                               "'s key of master version " + std::to_string(version) +
+                                               ": another key, or bytes altered or moved");
+    }
+    store_->saw_open_number(open_number);
+    return {};
+  }
+
+  Status check_plain(const journal::RecordHeader& header) override {
+    const std::uint64_t from = store_->sealed_from();
+    if (from != 0 && header.sequence >= from) {
+      return Status(ErrorCode::corruption, "a record in clear at sequence " + std::to_string(header.sequence) +
+                                               ", where this store seals every record from " + std::to_string(from) +
+                                               ": the store did not write it");
+    }
+    return {};
+  }
+
+ private:
+  const std::shared_ptr<StoreCipher> store_;
+  CipherCache ciphers_;
+};
+
+std::unique_ptr<journal::RecordOpener> RecordSealer::opener() const {
+  return std::make_unique<RecordOpenerImpl>(store_);
+}
+
+class StateSealer final : public snapshots::StateCipher {
+ public:
+  explicit StateSealer(std::shared_ptr<StoreCipher> store) : store_(std::move(store)) {}
+
+  std::size_t overhead() const noexcept override { return kStateOverhead; }
+  std::uint64_t state_bytes_max() const noexcept override { return crypto::kPlaintextBytesMax; }
+
+  Status seal(std::span<const std::byte> associated, std::span<const std::byte> state, std::span<std::byte> out) override {
+    const std::uint32_t version = store_->key_version();
+    auto cipher = cipher_of(version);
+    if (!cipher.ok()) return cipher.status();
+    store_le<std::uint32_t>(out, 0, version);
+    const std::span<std::byte> nonce = out.subspan(kStateNonceAt, crypto::kNonceBytes);
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) != 1) {
+      return Status(ErrorCode::failed, "OpenSSL could not make a random nonce for a snapshot");
+    }
+    return cipher.value().seal(std::span<const std::byte, crypto::kNonceBytes>(nonce.data(), crypto::kNonceBytes),
+                               associated, state, out.subspan(kStateNonceAt + crypto::kNonceBytes));
+  }
+
+  Status open(std::span<const std::byte> associated, std::span<const std::byte> sealed, std::span<std::byte> out) override {
+    const auto version = load_le<std::uint32_t>(sealed, 0);
+    auto cipher = cipher_of(version);
+    if (!cipher.ok()) return cipher.status();
+    const Status opened = cipher.value().open(sealed.subspan(kStateNonceAt).first<crypto::kNonceBytes>(), associated,
+                                              sealed.subspan(kStateNonceAt + crypto::kNonceBytes), out);
+    if (!opened.ok()) {
+      return Status(ErrorCode::corruption, "the state does not authenticate under the snapshot key of master version " +
+                                               std::to_string(version) + ": another key, or bytes altered or moved");
+    }
+    return {};
+  }
+
+  Status check_plain(std::uint64_t sequence) override {
+    const std::uint64_t from = store_->sealed_from();
+    if (from != 0 && sequence >= from) {
+      return Status(ErrorCode::corruption, "a snapshot in clear at sequence " + std::to_string(sequence) +
+                                               ", where this store seals everything from " + std::to_string(from) +
+                                               ": the store did not write it");
+    }
+    return {};
+  }
+
+ private:
+  // Made per call: snapshot stores call from several threads, and snapshots are rare.
+  Result<crypto::Aes256Gcm> cipher_of(std::uint32_t version) {
+    auto key = store_->state_key(version);
+    if (!key.ok()) return key.status();
+    return crypto::Aes256Gcm::make(key.value());
+  }
+
+  const std::shared_ptr<StoreCipher> store_;
+};
+
+}  // namespace
+
+StoreCipher::StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys, crypto::StoreKeys state,
+                         bool fresh, std::uint32_t key_version)
+    : path_(std::move(path)),
+      keys_(std::move(keys)),
+      fresh_(fresh),
+      key_version_(key_version),
+      sealed_from_(state.sealed_from),
+      state_(std::move(state)) {}
+
+Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& directory,
+                                                       std::shared_ptr<crypto::KeyProvider> keys) {
+  ANNAL_ASSERT(keys != nullptr);
+  const std::string path = directory + "/" + kKeysFileName;
+  auto loaded = crypto::load_store_keys(path, *keys);
+  if (!loaded.ok()) return loaded.status();
+  std::optional<crypto::StoreKeys> state = std::move(loaded).value();
+  const bool fresh = !state.has_value();
+  if (fresh) {
+    auto seeds = crypto::SeedTree::create();
+    if (!seeds.ok()) return seeds.status();
+    state.emplace(crypto::StoreKeys{.opens = 0, .sealed_from = 0, .seeds = std::move(seeds).value()});
+  }
+  const std::uint32_t version = keys->current_version();
+  std::shared_ptr<StoreCipher> cipher(new StoreCipher(path, std::move(keys), std::move(*state), fresh, version));
+  // The current master now, so that sealing never waits for the provider (or fails on it).
+  {
+    std::lock_guard lock(cipher->mutex_);
+    if (auto master = cipher->master(version); !master.ok()) return master.status();
+  }
+  return cipher;
+}
+
+Status StoreCipher::begin_writing(std::uint64_t next_sequence) {
+  std::lock_guard lock(mutex_);
+  ANNAL_ASSERT(open_number_ == 0);
+  if (const std::uint32_t seen = newest_open_seen_.load(std::memory_order_acquire); seen > state_.opens) {
+    return Status(ErrorCode::invalid_argument,
+                  "key store " + path_ + " counts " + std::to_string(state_.opens) +
+                      " opens, but the journal holds a record written by open " + std::to_string(seen) +
+                      ": the key file is older than the journal (restored from a backup?). Writing with it would "
+                      "reuse nonces; put back the newest " + kKeysFileName);
+  }
+  if (state_.opens >= UINT32_MAX) {
+    return Status(ErrorCode::invalid_argument, "key store " + path_ + ": 2^32 opens counted, the most its nonces allow");
+  }
+  const std::uint64_t opens = state_.opens;
+  const std::uint64_t sealed_from = state_.sealed_from;
+  ++state_.opens;
+  if (state_.sealed_from == 0) state_.sealed_from = next_sequence;
+  if (Status saved = crypto::save_store_keys(path_, state_, *keys_); !saved.ok()) {
+    state_.opens = opens;
+    state_.sealed_from = sealed_from;
+    return saved;
+  }
+  open_number_ = static_cast<std::uint32_t>(state_.opens);
+  sealed_from_.store(state_.sealed_from, std::memory_order_release);
+  return {};
+}
+
+std::shared_ptr<journal::RecordCipher> StoreCipher::records() { return std::make_shared<RecordSealer>(shared_from_this()); }
+
+std::shared_ptr<snapshots::StateCipher> StoreCipher::states() { return std::make_shared<StateSealer>(shared_from_this()); }
+
+Result<crypto::Key> StoreCipher::master(std::uint32_t version) {
+  if (const auto found = masters_.find(version); found != masters_.end()) return found->second.clone();
+  auto key = keys_->master_key(version);
+  if (!key.ok()) return key.status();
+  return masters_.emplace(version, std::move(key).value()).first->second.clone();
+}
+
+Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32_t version) {
+  std::lock_guard lock(mutex_);
+  auto seed = state_.seeds.seed(stream_id);
+  if (!seed.ok()) return seed.status();
+  auto master_key = master(version);
+  if (!master_key.ok()) return master_key.status();
+  return crypto::stream_key(master_key.value(), seed.value().bytes(), stream_id, version);
+}
+
+Result<crypto::Key> StoreCipher::state_key(std::uint32_t version) {
+  std::lock_guard lock(mutex_);
+  auto master_key = master(version);
+  if (!master_key.ok()) return master_key.status();
+  return crypto::derive_key(master_key.value(), {}, std::as_bytes(std::span(kStateKeyLabel)));
+}
+
+void StoreCipher::saw_open_number(std::uint32_t number) noexcept {
+  std::uint32_t seen = newest_open_seen_.load(std::memory_order_relaxed);
+  while (number > seen && !newest_open_seen_.compare_exchange_weak(seen, number, std::memory_order_acq_rel)) {
+  }
+}
+
+}  // namespace annal::engine

@@ -1,0 +1,102 @@
+// Encryption at rest for one store (Options::encryption, docs/security.md): its key file KEYS,
+// the master keys it is given, and the ciphers made from them for the journal's records and for
+// every snapshot file.
+//
+// A record's payload, sealed (the journal's RecordCipher):
+//
+//   +0  master key version u32 LE      the version its stream key was derived under
+//   +4  open number u32 LE             which open of the store wrote it (KEYS counts them)
+//   +8  AES-256-GCM ciphertext         as long as the plain payload
+//   +8+n tag (16 B)
+//
+// under the key of the record's stream (crypto::stream_key: HKDF of the master with the stream's
+// seed from the key store's tree), with nonce = sequence u64 LE || open number u32 LE, and the
+// record's header fields as additional data (format.h, associated_data). A sequence is written
+// twice only by different opens (a torn tail cut and written again), so a (key, nonce) pair never
+// repeats; KEYS' open counter is bumped durably before an open's first write.
+//
+// A snapshot's state, sealed (the snapshot stores' StateCipher):
+//
+//   +0  master key version u32 LE
+//   +4  nonce (12 B), random for each file
+//   +16 AES-256-GCM ciphertext || tag (16 B)
+//
+// under HKDF(master, "annal snapshot key v1"), the file's name, schema and sequence as additional
+// data. Snapshots are few and rewritten whole, so a random nonce needs no state.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "annal/base/status.h"
+#include "annal/crypto/key.h"
+#include "annal/crypto/store_keys.h"
+#include "annal/journal/record_cipher.h"
+#include "annal/snapshots/state_cipher.h"
+
+namespace annal::engine {
+
+// The key file's name in the store's directory.
+inline constexpr const char* kKeysFileName = "KEYS";
+
+class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
+ public:
+  // Bytes a sealed record's payload has beyond the plain one.
+  static constexpr std::size_t kRecordOverhead = 4 + 4 + 16;
+
+  // Loads `directory`'s KEYS with the master keys of `keys`, or, when the store has none, makes a
+  // new key state (saved by begin_writing, so that a failed open changes nothing on disk).
+  [[nodiscard]] static Result<std::shared_ptr<StoreCipher>> open(const std::string& directory,
+                                                                 std::shared_ptr<crypto::KeyProvider> keys);
+
+  // Before this open's first write, once the journal is recovered (`next_sequence`: the sequence
+  // the next record will take). Refuses a key file older than the journal (a record written by an
+  // open it has not counted: KEYS restored from a backup would repeat nonces); then takes the next
+  // open number, begins sealing at `next_sequence` if nothing was sealed yet, and saves KEYS
+  // durably.
+  [[nodiscard]] Status begin_writing(std::uint64_t next_sequence);
+
+  // The journal's cipher: each record it seals takes this open's number. (The ciphers hold the
+  // store, not the other way round.)
+  [[nodiscard]] std::shared_ptr<journal::RecordCipher> records();
+  // Every snapshot store's cipher.
+  [[nodiscard]] std::shared_ptr<snapshots::StateCipher> states();
+
+  // A stream's data key under master `version`: not_found when the stream's seed is punctured or
+  // the provider lacks the version. Any thread.
+  [[nodiscard]] Result<crypto::Key> stream_key(std::uint64_t stream_id, std::uint32_t version);
+  // The key snapshots are sealed with under master `version`. Any thread.
+  [[nodiscard]] Result<crypto::Key> state_key(std::uint32_t version);
+
+  // What the openers need to know of the key state. Any thread.
+  [[nodiscard]] std::uint64_t sealed_from() const { return sealed_from_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool made_at_this_open() const noexcept { return fresh_; }
+  // Called by openers with each record's open number: the highest one seen.
+  void saw_open_number(std::uint32_t number) noexcept;
+  [[nodiscard]] std::uint32_t open_number() const noexcept { return open_number_; }
+  [[nodiscard]] std::uint32_t key_version() const noexcept { return key_version_; }
+
+ private:
+  StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys, crypto::StoreKeys state, bool fresh,
+              std::uint32_t key_version);
+  [[nodiscard]] Result<crypto::Key> master(std::uint32_t version);  // under mutex_
+
+  const std::string path_;  // DIR/KEYS
+  const std::shared_ptr<crypto::KeyProvider> keys_;
+  const bool fresh_;                // no KEYS was found: this open made the key state
+  const std::uint32_t key_version_; // the master version this open seals under
+  std::uint32_t open_number_ = 0;   // set by begin_writing, before any record is sealed
+  std::atomic<std::uint64_t> sealed_from_;
+  std::atomic<std::uint32_t> newest_open_seen_{0};
+
+  std::mutex mutex_;
+  crypto::StoreKeys state_;                    // under mutex_ (the seed tree is not thread-safe)
+  std::map<std::uint32_t, crypto::Key> masters_;  // under mutex_: fetched once per version
+};
+
+}  // namespace annal::engine
