@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "annal/crypto/key.h"
 #include "annal/journal/journal.h"
 
 namespace annal::bench {
@@ -116,6 +117,16 @@ inline void run_writers(benchmark::State& state, int writers,
   state.counters["switches_per_event"] = (usage_ended.context_switches - usage_started.context_switches) / events;
   report_latency(state, all);
 }
+
+// The master key of the *_encrypted rows (Options::encryption), made for the run.
+class RunMasterKey final : public crypto::KeyProvider {
+ public:
+  std::uint32_t current_version() override { return 1; }
+  Result<crypto::Key> master_key(std::uint32_t) override { return key_.clone(); }
+
+ private:
+  const crypto::Key key_ = crypto::Key::random().value();
+};
 
 // journal_durable_8w/annal: 8 threads, each appending one 256-byte event to the journal and waiting
 // until it is durable, then the next.

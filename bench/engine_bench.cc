@@ -3,7 +3,7 @@
 //
 //   journal_durable_8w/annal        the journal's 8-writer benchmark (bench_support.h), registered
 //                                   here too so both run in one binary, in one run, interleaved
-//   engine_append_8w/annal[_sequencer_thread]
+//   engine_append_8w/annal[_encrypted,_sequencer_thread]
 //                                   8 threads, each appending one 256-byte event to a random one of
 //                                   100,000 named streams with its exact expected version, then
 //                                   waiting until it is durable, then the next
@@ -79,8 +79,8 @@ struct alignas(64) AppendWriter {
 // Gives each stream its first event (a stream's first append also writes its name), so the timed
 // appends go to existing streams.
 annal::Status create_streams(const std::string& directory, const std::vector<std::string>& names,
-                             const ae::EventData& event) {
-  auto opened = ae::Engine::open(directory, {});
+                             const ae::EventData& event, const ae::Options& options) {
+  auto opened = ae::Engine::open(directory, options);
   if (!opened.ok()) return opened.status();
   ae::Receipt last;
   for (const std::string& name : names) {
@@ -115,21 +115,22 @@ bool append_durably(ae::Engine& engine, const std::string& stream, std::uint64_t
   return true;
 }
 
-void BM_EngineAppend8w(benchmark::State& state, ae::Sequencing sequencing) {
+void BM_EngineAppend8w(benchmark::State& state, ae::Sequencing sequencing, bool encrypted) {
   ScratchDir dir("engine8w");
+  ae::Options options;
+  options.sequencing = sequencing;
+  if (encrypted) options.encryption = std::make_shared<annal::bench::RunMasterKey>();
   std::vector<std::string> names;
   names.reserve(kAppendStreams);
   for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("stream-" + std::to_string(k));
   const std::vector<std::byte> payload(kEventBytes, std::byte{0x5A});
   const ae::EventData event{.type = "Appended", .payload = payload};
-  if (annal::Status created = create_streams(dir.str(), names, event); !created.ok()) {
+  if (annal::Status created = create_streams(dir.str(), names, event, options); !created.ok()) {
     return state.SkipWithError(created.to_string().c_str());
   }
   // Reopened, so the timed part starts as journal_durable_8w's does: the current segment ready, the
   // next one prepared in the background from the first write on.
   const auto start = Clock::now();
-  ae::Options options;
-  options.sequencing = sequencing;
   auto opened = ae::Engine::open(dir.str(), options);
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
   const double open_s = seconds_since(start);
@@ -152,7 +153,7 @@ void BM_EngineAppend8w(benchmark::State& state, ae::Sequencing sequencing) {
   state.SetLabel(std::string("durability=group_commit wait=blocking sequencing=") +
                  (sequencing == ae::Sequencing::caller_lock ? "caller threads under one lock, "
                                                             : "one sequencer thread fed by a lock-free queue, ") +
-                 std::to_string(kAppendStreams) + " streams");
+                 std::to_string(kAppendStreams) + " streams" + (encrypted ? ", AES-256-GCM" : ""));
   if (const annal::Status closed = engine.close(); !closed.ok()) state.SkipWithError(closed.to_string().c_str());
 }
 
@@ -235,7 +236,7 @@ annal::Result<std::unique_ptr<ae::Engine>> open_with_projections(const std::stri
   std::fill(created.begin(), created.end(), std::byte{0x5A});
   annal::bench::encode_order(created, 0, 10'000);  // not measured: written before the clock starts
   const ae::EventData created_event{.type = annal::bench::kOrderCreated, .payload = created};
-  if (annal::Status made = create_streams(directory, names, created_event); !made.ok()) return made;
+  if (annal::Status made = create_streams(directory, names, created_event, {}); !made.ok()) return made;
   ae::Options options;
   options.wait_strategy = ae::WaitStrategy::blocking;  // the default, and the one that suits 2 cores
   auto opened = ae::Engine::open(directory, options);
@@ -623,12 +624,15 @@ int main(int argc, char** argv) {
                                annal::journal::IoKind::io_uring)
       ->Iterations(kWriterIterations)
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("engine_append_8w/annal", BM_EngineAppend8w, ae::Sequencing::caller_lock)
+  benchmark::RegisterBenchmark("engine_append_8w/annal", BM_EngineAppend8w, ae::Sequencing::caller_lock, false)
+      ->Iterations(kWriterIterations)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("engine_append_8w/annal_encrypted", BM_EngineAppend8w, ae::Sequencing::caller_lock, true)
       ->Iterations(kWriterIterations)
       ->Unit(benchmark::kMillisecond);
   // The alternative hand-off (docs/engine.md, "Appends"): measured, not assumed.
   benchmark::RegisterBenchmark("engine_append_8w/annal_sequencer_thread", BM_EngineAppend8w,
-                               ae::Sequencing::sequencer_thread)
+                               ae::Sequencing::sequencer_thread, false)
       ->Iterations(kWriterIterations)
       ->Unit(benchmark::kMillisecond);
   // Issue 5: the same appends with two projections following them, both gated on durability, and

@@ -2,8 +2,11 @@
 //
 //   journal_raw_1MiB/pwrite_fdatasync   the physical baseline: 1 MiB pwrite + fdatasync in a loop
 //   journal_saturate_256B/annal         the journal under saturating load, group commit
+//   journal_saturate_256B/annal_encrypted  the same, each record sealed as Options::encryption
+//                                       seals it (engine/src/store_cipher.h: AES-256-GCM)
 //   journal_append_<size>/<mode>        64 B, 256 B, 1 KiB events in each durability mode
 //   journal_replay/{annal,annal_cold}   read and verify a whole journal (page cache / disk)
+//   journal_replay/annal_encrypted      the same from the page cache, each record opened
 //   journal_durable_8w/{annal,annal_posix,rocksdb,sqlite}
 //                                       8 threads, each appending one 256-byte event and waiting
 //                                       until it is durable, then the next; events/s and
@@ -31,6 +34,7 @@
 #include "annal/journal/journal.h"
 #include "annal/journal/reader.h"
 #include "bench_support.h"
+#include "store_cipher.h"
 
 namespace aj = annal::journal;
 namespace fs = std::filesystem;
@@ -63,6 +67,14 @@ void BM_RawPwriteFdatasync(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * (1 << 20));
 }
 
+// The engine's record cipher for a journal in `directory`, as Options::encryption makes it: a
+// key store there, this open numbered, one stream's key (every record here is stream 1's).
+std::shared_ptr<aj::RecordCipher> engine_cipher(const std::string& directory) {
+  auto store = annal::engine::StoreCipher::open(directory, std::make_shared<annal::bench::RunMasterKey>());
+  if (!store.ok() || !store.value()->begin_writing(aj::kFirstSequence).ok()) return nullptr;
+  return store.value()->records();
+}
+
 std::string mode_name(aj::Durability mode) {
   switch (mode) {
     case aj::Durability::none: return "none";
@@ -77,8 +89,9 @@ std::string mode_name(aj::Durability mode) {
 // observer thread waits for every advance of the durable sequence, as a waiting client would, and
 // notes when it saw it. Append-to-durable latency of a batch is the time from append() returning
 // to the observer seeing a durable sequence that covers it.
-void run_saturating(benchmark::State& state, std::size_t payload_bytes, const aj::Options& options) {
+void run_saturating(benchmark::State& state, std::size_t payload_bytes, aj::Options options, bool encrypted = false) {
   ScratchDir dir("append");
+  if (encrypted && !(options.cipher = engine_cipher(dir.str()))) return state.SkipWithError("no cipher");
   auto opened = aj::Journal::open(dir.str(), options);
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
   aj::Journal& journal = *opened.value();
@@ -128,7 +141,7 @@ void run_saturating(benchmark::State& state, std::size_t payload_bytes, const aj
   state.counters["events_per_second"] = events / seconds;
   report_latency(state, latencies_us);
   state.SetLabel("durability=" + mode_name(options.durability) + (options.direct_io ? " direct_io" : "") +
-                 " io=io_uring batch=16 wait=blocking");
+                 (encrypted ? " AES-256-GCM" : "") + " io=io_uring batch=16 wait=blocking");
 }
 
 // Replay: a journal of kReplayEvents 256-byte events is written once; each iteration reads it all
@@ -136,10 +149,12 @@ void run_saturating(benchmark::State& state, std::size_t payload_bytes, const aj
 // segment files from the page cache (POSIX_FADV_DONTNEED), so the reads come from the disk.
 constexpr std::uint64_t kReplayEvents = 2'000'000;
 
-void BM_Replay(benchmark::State& state, bool cold) {
+void BM_Replay(benchmark::State& state, bool cold, bool encrypted) {
   ScratchDir dir(cold ? "replay-cold" : "replay");
+  const std::shared_ptr<aj::RecordCipher> cipher = encrypted ? engine_cipher(dir.str()) : nullptr;
+  if (encrypted && !cipher) return state.SkipWithError("no cipher");
   {
-    auto journal = aj::Journal::open(dir.str(), {.durability = aj::Durability::none});
+    auto journal = aj::Journal::open(dir.str(), {.durability = aj::Durability::none, .cipher = cipher});
     if (!journal.ok()) return state.SkipWithError(journal.status().to_string().c_str());
     const std::vector<std::byte> payload(kEventBytes, std::byte{0x5A});
     const std::vector<aj::RecordInput> batch(64, aj::RecordInput{.stream_id = 1, .payload = payload});
@@ -148,7 +163,7 @@ void BM_Replay(benchmark::State& state, bool cold) {
     }
     if (!journal.value()->close().ok()) return state.SkipWithError("close failed");
   }
-  auto journal = aj::Journal::open(dir.str(), {});
+  auto journal = aj::Journal::open(dir.str(), {.cipher = cipher});
   if (!journal.ok()) return state.SkipWithError(journal.status().to_string().c_str());
   std::uint64_t bytes = 0, events = 0;
   for (auto _ : state) {
@@ -176,7 +191,7 @@ void BM_Replay(benchmark::State& state, bool cold) {
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   state.SetItemsProcessed(static_cast<std::int64_t>(events));
   state.SetLabel(std::string(cold ? "from disk" : "from the page cache") + ", checksums verified, " +
-                 std::to_string(kReplayEvents) + " x 256 B events");
+                 (encrypted ? "each opened (AES-256-GCM), " : "") + std::to_string(kReplayEvents) + " x 256 B events");
 }
 
 void BM_Durable8wRocksDb(benchmark::State& state) {
@@ -235,6 +250,9 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("journal_saturate_256B/annal", [](benchmark::State& state) {
     run_saturating(state, kEventBytes, {});
   })->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("journal_saturate_256B/annal_encrypted", [](benchmark::State& state) {
+    run_saturating(state, kEventBytes, {}, /*encrypted=*/true);
+  })->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("journal_saturate_256B/annal_direct_io", [](benchmark::State& state) {
     run_saturating(state, kEventBytes, {.direct_io = true});
   })->Unit(benchmark::kMillisecond);
@@ -248,8 +266,11 @@ int main(int argc, char** argv) {
           ->Unit(benchmark::kMillisecond);
     }
   }
-  benchmark::RegisterBenchmark("journal_replay/annal", BM_Replay, false)->Unit(benchmark::kMillisecond)->UseRealTime();
-  benchmark::RegisterBenchmark("journal_replay/annal_cold", BM_Replay, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("journal_replay/annal", BM_Replay, false, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("journal_replay/annal_encrypted", BM_Replay, false, true)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("journal_replay/annal_cold", BM_Replay, true, false)->Unit(benchmark::kMillisecond)->UseRealTime();
   benchmark::RegisterBenchmark("journal_durable_8w/annal", BM_Durable8wAnnal, aj::IoKind::io_uring)
       ->Unit(benchmark::kMillisecond);
   // The same journal on the synchronous POSIX backend (pwrite + fdatasync on the writer thread):

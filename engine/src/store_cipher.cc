@@ -119,13 +119,14 @@ class RecordOpenerImpl final : public journal::RecordOpener {
 
   Status open(const journal::RecordHeader& header, std::span<const std::byte> associated,
               std::span<const std::byte> sealed, std::span<std::byte> out) override {
-    if (store_->made_at_this_open()) {
+    const auto version = load_le<std::uint32_t>(sealed, 0);
+    const auto open_number = load_le<std::uint32_t>(sealed, 4);
+    // A key state made at this open seals only what this open writes.
+    if (store_->made_at_this_open() && open_number != store_->open_number()) {
       return Status(ErrorCode::not_found, "this store had no key file (" + std::string(kKeysFileName) +
                                               ") when opened, so it has no key for its sealed records: restore " +
                                               kKeysFileName + " from where it was kept (a backup)");
     }
-    const auto version = load_le<std::uint32_t>(sealed, 0);
-    const auto open_number = load_le<std::uint32_t>(sealed, 4);
     auto cipher = ciphers_.get(header.stream_id, version);
     if (!cipher.ok()) return cipher.status();
     const Status opened = cipher.value()->open(record_nonce(header.sequence, open_number), associated,
