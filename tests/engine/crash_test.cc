@@ -19,7 +19,8 @@
 // The journal alternates direct_io and the io_uring/POSIX backends between children, so each hands
 // its journal to the others. ANNAL_ENGINE_CRASH_KILLS sets the number of kills (default 40, a few
 // seconds under ASan; each round reads every stream whole and replays the log into the
-// projections, so 400 take about six minutes on two busy cores);
+// projections, so 400 take about six minutes on two busy cores), the second half of them with
+// encryption at rest on;
 // ANNAL_ENGINE_CRASH_SEED the seed of the parent's choices and the children's (default: random,
 // printed). The kill times depend on the scheduler, so a seed repeats a run's choices, not its
 // exact interleaving.
@@ -58,6 +59,7 @@
 #include "annal/snapshots/snapshot_format.h"
 #include "counter_projection.h"
 #include "kill_timing.h"
+#include "master_keys.h"
 #include "watchdog.h"
 
 namespace annal::engine {
@@ -77,6 +79,13 @@ constexpr auto kChildWait = 30s;
 
 std::uint64_t mix(std::uint64_t a, std::uint64_t b);
 
+// The second half of the rounds run encrypted (Options::encryption): the store turns from clear to
+// sealed between two kills (a kill may land while the open writes KEYS), and every later open,
+// recovery and check reads sealed records and snapshots. The master key is made before the first
+// fork, so the children share it; rounds from first_encrypted_kill on, set by the test.
+int first_encrypted_kill = INT_MAX;
+const std::shared_ptr<annal::test::MasterKeys> master_keys = std::make_shared<annal::test::MasterKeys>();
+
 // The options of the child of round `kill`. Besides what alternates, the segment size (rollovers
 // every few rounds, or fewer) and the event limit vary by round, so opens recover segments and
 // events made under other limits than their own.
@@ -91,6 +100,7 @@ Options options_for(int kill) {
   // State snapshots often (a kill lands during one), rarely, or never: each open starts from the
   // newest one the kill left, or from the whole journal.
   options.state_snapshot_every_events = kill % 3 == 0 ? 0 : (kill % 3 == 1 ? 40 : 500);
+  if (kill >= first_encrypted_kill) options.encryption = master_keys;
   return options;
 }
 
@@ -887,6 +897,7 @@ void check_after_crash(const std::string& dir, int kill, const std::vector<Repor
 
 TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
   const auto kills = static_cast<int>(annal::test::env_or("ANNAL_ENGINE_CRASH_KILLS", 40));
+  first_encrypted_kill = kills / 2;
   const std::uint64_t seed = annal::test::env_or("ANNAL_ENGINE_CRASH_SEED", std::random_device{}());
   std::printf("seed %llu (ANNAL_ENGINE_CRASH_SEED=%llu repeats its choices)\n", static_cast<unsigned long long>(seed),
               static_cast<unsigned long long>(seed));
@@ -933,6 +944,9 @@ TEST(EngineCrash, SigkillAtRandomMomentsLosesNoAcknowledgedAppend) {
                 t.discarded, static_cast<unsigned long long>(t.taken));
   }
   EXPECT_GT(totals.reports, 0u);
+  if (kills > 1) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/KEYS"));  // the last half ran encrypted
+  }
   std::filesystem::remove_all(dir);
 }
 
