@@ -648,8 +648,8 @@ EngineImpl::Batch EngineImpl::build_batch(const StreamRef& stream, bool known, s
   const auto define = [&](std::uint16_t type, std::uint64_t id, std::string_view name) {
     auto& prefix = name_prefixes_[prefixes++];
     const std::size_t used = encode_name_prefix(type, id, prefix);
-    records_.push_back({.stream_id = kSystemStream, .type = type, .prefix = std::span(prefix).first(used),
-                        .payload = std::as_bytes(std::span(name))});
+    records_.push_back({.stream_id = kSystemStream, .stream_version = type == kTypeStreamNamed ? id : 0, .type = type,
+                        .prefix = std::span(prefix).first(used), .payload = std::as_bytes(std::span(name))});
   };
   if (!known) define(kTypeStreamNamed, stream_id, stream.name());
   for (std::size_t t = 0; t < new_types_.size(); ++t) {

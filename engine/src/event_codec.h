@@ -10,7 +10,9 @@
 //
 //  system record: stream_id 0 (kSystemStream), written in the same atomic batch as, and before,
 //  the first event that uses a new name, so a name survives a crash exactly when its events do.
-//    type 1 stream named:     payload = id u64, then the name's bytes
+//    type 1 stream named:     payload = id u64, then the name's bytes; stream_version = the same
+//                             id, in clear: sealed, the record is under that stream's key, so
+//                             that erasing the stream erases its name (store_cipher.h)
 //    type 2 event type named: payload = id u16, then the name's bytes
 //
 // prev is what lets a stream be read without an index on disk: from the stream's last event (the

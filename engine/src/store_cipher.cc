@@ -15,11 +15,15 @@
 #include "annal/base/little_endian.h"
 #include "annal/crypto/aead.h"
 #include "annal/crypto/hkdf.h"
+#include "event_codec.h"
 
 namespace annal::engine {
 namespace {
 
 constexpr std::string_view kStateKeyLabel = "annal snapshot key v1";
+// The seed tree's leaf that salts the snapshot key. A stream of this id would have its own key
+// all the same (HKDF's info differs), but erasing it must never puncture this leaf.
+constexpr std::uint64_t kStateKeySeed = UINT64_MAX;
 constexpr std::size_t kStateNonceAt = 4;
 constexpr std::size_t kStateOverhead = 4 + crypto::kNonceBytes + crypto::kTagBytes;
 // Stream ciphers kept per sealer and per opener: each holds OpenSSL's key schedules (about a
@@ -64,6 +68,11 @@ class CipherCache {
   std::unordered_map<Id, std::list<std::pair<Id, crypto::Aes256Gcm>>::iterator, IdHash> index_;
 };
 
+// The stream whose key seals a record: its own; for a stream's name, the named stream's (event_codec.h).
+std::uint64_t key_stream(const journal::RecordHeader& header) {
+  return header.stream_id == kSystemStream && header.type == kTypeStreamNamed ? header.stream_version : header.stream_id;
+}
+
 // A record's nonce: its sequence, then the open number that wrote it.
 std::array<std::byte, crypto::kNonceBytes> record_nonce(std::uint64_t sequence, std::uint32_t open_number) {
   std::array<std::byte, crypto::kNonceBytes> nonce{};
@@ -83,7 +92,7 @@ class RecordSealer final : public journal::RecordCipher {
     // begin_writing has numbered this open, before the journal took any record.
     ANNAL_ASSERT(store_->open_number() != 0);
     ANNAL_ASSERT(out.size() == prefix.size() + payload.size() + StoreCipher::kRecordOverhead);
-    auto cipher = ciphers_.get(header.stream_id, store_->key_version());
+    auto cipher = ciphers_.get(key_stream(header), store_->key_version());
     // The master key of this version was fetched at open and the seed tree is in memory: only an
     // allocation failing in OpenSSL can fail here, and a record cannot be left unsealed.
     if (!cipher.ok()) {
@@ -127,12 +136,12 @@ class RecordOpenerImpl final : public journal::RecordOpener {
                                               ") when opened, so it has no key for its sealed records: restore " +
                                               kKeysFileName + " from where it was kept (a backup)");
     }
-    auto cipher = ciphers_.get(header.stream_id, version);
+    auto cipher = ciphers_.get(key_stream(header), version);
     if (!cipher.ok()) return cipher.status();
     const Status opened = cipher.value()->open(record_nonce(header.sequence, open_number), associated,
                                                sealed.subspan(8), out);
     if (!opened.ok()) {
-      return Status(ErrorCode::corruption, "it does not authenticate under stream " + std::to_string(header.stream_id) +
+      return Status(ErrorCode::corruption, "it does not authenticate under stream " + std::to_string(key_stream(header)) +
                                                "'s key of master version " + std::to_string(version) +
                                                ": another key, or bytes altered or moved");
     }
@@ -298,7 +307,11 @@ Result<crypto::Key> StoreCipher::state_key(std::uint32_t version) {
   std::lock_guard lock(mutex_);
   auto master_key = master(version);
   if (!master_key.ok()) return master_key.status();
-  return crypto::derive_key(master_key.value(), {}, std::as_bytes(std::span(kStateKeyLabel)));
+  // Salted with a seed of this store's tree, so that two stores sharing a master key (tenants of
+  // one service) do not share a snapshot key: a snapshot moved between them does not open.
+  auto salt = state_.seeds.seed(kStateKeySeed);
+  if (!salt.ok()) return salt.status();
+  return crypto::derive_key(master_key.value(), salt.value().bytes(), std::as_bytes(std::span(kStateKeyLabel)));
 }
 
 void StoreCipher::saw_open_number(std::uint32_t number) noexcept {

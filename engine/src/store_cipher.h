@@ -10,7 +10,8 @@
 //   +8+n tag (16 B)
 //
 // under the key of the record's stream (crypto::stream_key: HKDF of the master with the stream's
-// seed from the key store's tree), with nonce = sequence u64 LE || open number u32 LE, and the
+// seed from the key store's tree; a stream's name record is under the named stream's key), with
+// nonce = sequence u64 LE || open number u32 LE, and the
 // record's header fields as additional data (format.h, associated_data). A sequence is written
 // twice only by different opens (a torn tail cut and written again), so a (key, nonce) pair never
 // repeats; KEYS' open counter is bumped durably before an open's first write.
@@ -21,7 +22,8 @@
 //   +4  nonce (12 B), random for each file
 //   +16 AES-256-GCM ciphertext || tag (16 B)
 //
-// under HKDF(master, "annal snapshot key v1"), the file's name, schema and sequence as additional
+// under HKDF(master, salt = this store's seed for id 2^64-1, "annal snapshot key v1"), so that
+// stores sharing a master key do not share it; the file's name, schema and sequence as additional
 // data. Snapshots are few and rewritten whole, so a random nonce needs no state.
 #pragma once
 

@@ -13,6 +13,7 @@
 #include "annal/engine/engine.h"
 #include "file_bytes.h"
 #include "master_keys.h"
+#include "store_cipher.h"
 #include "temp_directory.h"
 
 namespace annal::engine {
@@ -174,6 +175,24 @@ TEST_F(EncryptionTest, AStoreInClearSealsWhatComesAfter) {
   EXPECT_EQ(opened.value()->read_stream(std::string(kMarker) + "-stream-clear", {}).value().size(), 5u);
   EXPECT_EQ(opened.value()->read_stream(std::string(kMarker) + "-stream-sealed", {}).value().size(), 5u);
   ASSERT_TRUE(opened.value()->close().ok());
+}
+
+// Two stores of one service sharing a master key: a snapshot sealed by one does not open in the
+// other (each store's snapshot key is salted with a seed of its own).
+TEST_F(EncryptionTest, StoresSharingAMasterKeyDoNotOpenEachOthersSnapshots) {
+  annal::test::TempDirectory other;
+  auto first = StoreCipher::open(dir_.path(), keys_);
+  auto second = StoreCipher::open(other.path(), keys_);
+  ASSERT_TRUE(first.ok() && second.ok());
+  const std::string state = "the same state, the same name and sequence";
+  const auto associated = std::as_bytes(std::span(std::string_view("projection last, schema 1, sequence 40")));
+  const auto sealer = first.value()->states();
+  std::vector<std::byte> sealed(state.size() + sealer->overhead());
+  ASSERT_TRUE(sealer->seal(associated, std::as_bytes(std::span(state)), sealed).ok());
+  std::vector<std::byte> opened(state.size());
+  EXPECT_TRUE(first.value()->states()->open(associated, sealed, opened).ok());
+  const Status moved = second.value()->states()->open(associated, sealed, opened);
+  EXPECT_EQ(moved.code(), ErrorCode::corruption) << moved.to_string();
 }
 
 }  // namespace
