@@ -73,6 +73,29 @@ std::uint64_t key_stream(const journal::RecordHeader& header) {
   return header.stream_id == kSystemStream && header.type == kTypeStreamNamed ? header.stream_version : header.stream_id;
 }
 
+// The bytes at the start of a record's plain payload that stay in clear (authenticated, as part of
+// the additional data): what the engine needs of a record whose stream was erased. An event's
+// flags and back pointer (its ids are the application's, sealed with the payload); a name's id.
+std::size_t clear_bytes(const journal::RecordHeader& header) {
+  if (header.stream_id != kSystemStream) return kMetadataBytesMin;
+  if (header.type == kTypeStreamNamed) return 8;
+  if (header.type == kTypeEventTypeNamed) return 2;
+  return 0;
+}
+
+// The additional data of a seal: the record's header fields, then its clear bytes.
+struct Associated {
+  Associated(std::span<const std::byte> header, std::span<const std::byte> clear) : size(header.size() + clear.size()) {
+    ANNAL_ASSERT(size <= bytes.size());
+    std::memcpy(bytes.data(), header.data(), header.size());
+    if (!clear.empty()) std::memcpy(bytes.data() + header.size(), clear.data(), clear.size());
+  }
+  std::span<const std::byte> view() const { return std::span(bytes).first(size); }
+
+  std::array<std::byte, journal::kAssociatedBytes + kMetadataBytesMin> bytes;
+  std::size_t size;
+};
+
 // A record's nonce: its sequence, then the open number that wrote it.
 std::array<std::byte, crypto::kNonceBytes> record_nonce(std::uint64_t sequence, std::uint32_t open_number) {
   std::array<std::byte, crypto::kNonceBytes> nonce{};
@@ -102,12 +125,14 @@ class RecordSealer final : public journal::RecordCipher {
     }
     store_le<std::uint32_t>(out, 0, store_->key_version());
     store_le<std::uint32_t>(out, 4, store_->open_number());
-    const std::span<std::byte> body = out.subspan(8);
-    std::memcpy(body.data(), prefix.data(), prefix.size());
-    if (!payload.empty()) std::memcpy(body.data() + prefix.size(), payload.data(), payload.size());
+    const std::size_t clear = clear_bytes(header);
+    ANNAL_ASSERT(prefix.size() >= clear);
+    std::memcpy(out.data() + 8, prefix.data(), prefix.size());
+    if (!payload.empty()) std::memcpy(out.data() + 8 + prefix.size(), payload.data(), payload.size());
+    const std::span<std::byte> body = out.subspan(8 + clear);
     const auto nonce = record_nonce(header.sequence, store_->open_number());
-    const Status sealed =
-        cipher.value()->seal(nonce, associated, body.first(prefix.size() + payload.size()), body);
+    const Status sealed = cipher.value()->seal(nonce, Associated(associated, prefix.first(clear)).view(),
+                                               body.first(body.size() - crypto::kTagBytes), body);
     if (!sealed.ok()) {
       std::fprintf(stderr, "annal: cannot seal the record at sequence %llu: %s\n",
                    static_cast<unsigned long long>(header.sequence), sealed.to_string().c_str());
@@ -136,10 +161,17 @@ class RecordOpenerImpl final : public journal::RecordOpener {
                                               ") when opened, so it has no key for its sealed records: restore " +
                                               kKeysFileName + " from where it was kept (a backup)");
     }
+    const std::size_t clear = clear_bytes(header);
+    if (sealed.size() < StoreCipher::kRecordOverhead + clear) {
+      return Status(ErrorCode::corruption, "a sealed payload shorter than its clear part");
+    }
     auto cipher = ciphers_.get(key_stream(header), version);
     if (!cipher.ok()) return cipher.status();
-    const Status opened = cipher.value()->open(record_nonce(header.sequence, open_number), associated,
-                                               sealed.subspan(8), out);
+    const std::span<const std::byte> in_clear = sealed.subspan(8, clear);
+    const Status opened = cipher.value()->open(record_nonce(header.sequence, open_number),
+                                               Associated(associated, in_clear).view(), sealed.subspan(8 + clear),
+                                               out.subspan(clear));
+    if (opened.ok()) std::memcpy(out.data(), in_clear.data(), clear);
     if (!opened.ok()) {
       return Status(ErrorCode::corruption, "it does not authenticate under stream " + std::to_string(key_stream(header)) +
                                                "'s key of master version " + std::to_string(version) +

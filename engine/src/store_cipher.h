@@ -6,10 +6,16 @@
 //
 //   +0  master key version u32 LE      the version its stream key was derived under
 //   +4  open number u32 LE             which open of the store wrote it (KEYS counts them)
-//   +8  AES-256-GCM ciphertext         as long as the plain payload
-//   +8+n tag (16 B)
+//   +8  the clear part                 an event's flags and back pointer (9 B: event_codec.h); a
+//                                      name record's id (8 B for a stream, 2 for a type)
+//   +8+c AES-256-GCM ciphertext        the rest of the plain payload (an event's ids, then the
+//                                      application's bytes; a name)
+//   ...  tag (16 B)
 //
-// under the key of the record's stream (crypto::stream_key: HKDF of the master with the stream's
+// The clear part is what the engine needs of a record whose stream is erased: walking a stream
+// back and recovering the index need the back pointer, never the data. It is authenticated with
+// the header fields: both are the seal's additional data. The ciphertext is under the key of the
+// record's stream (crypto::stream_key: HKDF of the master with the stream's
 // seed from the key store's tree; a stream's name record is under the named stream's key), with
 // nonce = sequence u64 LE || open number u32 LE, and the
 // record's header fields as additional data (format.h, associated_data). A sequence is written

@@ -4,13 +4,17 @@
 // refused with the reason and left as it was.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "annal/base/little_endian.h"
 #include "annal/engine/engine.h"
+#include "event_codec.h"
 #include "file_bytes.h"
 #include "master_keys.h"
 #include "store_cipher.h"
@@ -193,6 +197,33 @@ TEST_F(EncryptionTest, StoresSharingAMasterKeyDoNotOpenEachOthersSnapshots) {
   EXPECT_TRUE(first.value()->states()->open(associated, sealed, opened).ok());
   const Status moved = second.value()->states()->open(associated, sealed, opened);
   EXPECT_EQ(moved.code(), ErrorCode::corruption) << moved.to_string();
+}
+
+// A sealed event keeps its flags and back pointer in clear (what an erased stream's reads and
+// recovery need), authenticated: one changed, even with everything else intact, fails to open;
+// the application's bytes are not in clear.
+TEST_F(EncryptionTest, AnEventsClearPartIsAuthenticated) {
+  auto store = StoreCipher::open(dir_.path(), keys_);
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(store.value()->begin_writing(1).ok());
+  const auto sealer = store.value()->records();
+  const journal::RecordHeader header{.sequence = 7, .stream_id = 3, .stream_version = 2, .timestamp_ns = 99, .type = 16};
+  const auto associated = journal::associated_data(header);
+  std::array<std::byte, kMetadataBytesMax> metadata{};
+  const std::size_t used = encode_metadata({.prev = 5, .event_id = Id128{.hi = 1, .lo = 2}}, metadata);
+  const std::string payload(kMarker);
+  std::vector<std::byte> sealed(used + payload.size() + sealer->overhead());
+  sealer->seal(header, associated, std::span(metadata).first(used), std::as_bytes(std::span(payload)), sealed);
+  EXPECT_EQ(std::search(sealed.begin(), sealed.end(), std::as_bytes(std::span(payload)).begin(),
+                        std::as_bytes(std::span(payload)).end()),
+            sealed.end());
+  const auto opener = sealer->opener();
+  std::vector<std::byte> plain(used + payload.size());
+  ASSERT_TRUE(opener->open(header, associated, sealed, plain).ok());
+  EXPECT_TRUE(std::equal(metadata.begin(), metadata.begin() + static_cast<std::ptrdiff_t>(used), plain.begin()));
+  EXPECT_EQ(load_le<std::uint64_t>(sealed, 8 + 1), 5u);  // the back pointer, in clear
+  sealed[8 + 1] ^= std::byte{1};                          // another back pointer
+  EXPECT_EQ(opener->open(header, associated, sealed, plain).code(), ErrorCode::corruption);
 }
 
 }  // namespace
