@@ -947,7 +947,7 @@ Result<std::vector<Record>> Journal::read(std::uint64_t from, std::size_t max_re
     if (!record.ok()) return record.status();
     if (!record.value()) break;  // caught up with durable
     const RecordView& view = *record.value();
-    out.push_back({view.header, {view.payload.begin(), view.payload.end()}});
+    out.push_back({view.header, {view.payload.begin(), view.payload.end()}, view.erased});
   }
   return out;
 }

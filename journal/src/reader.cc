@@ -40,6 +40,7 @@ Result<std::optional<RecordView>> Reader::next() {
     if (!record.ok()) return record.status();
     const bool wanted = record.value().header.type != kTypePadding && cursor_sequence_ >= position_;
     std::span<const std::byte> payload = record.value().payload;
+    erased_ = false;
     if (wanted && (record.value().header.flags & kFlagSealed) != 0) {
       // Opened only when returned: records stepped over after a seek stay sealed.
       auto opened = open_sealed(record.value());
@@ -54,7 +55,7 @@ Result<std::optional<RecordView>> Reader::next() {
     if (record.value().header.type == kTypePadding) continue;  // it takes no sequence
     if (cursor_sequence_++ < position_) continue;
     ++position_;
-    return std::optional<RecordView>(RecordView{record.value().header, payload});
+    return std::optional<RecordView>(RecordView{record.value().header, payload, erased_});
   }
 }
 
@@ -182,6 +183,11 @@ Result<std::span<const std::byte>> Reader::open_sealed(const DecodedRecord& reco
   opened_.resize(std::max(opened_.size(), record.payload.size() - overhead_));
   const std::span<std::byte> out = std::span<std::byte>(opened_).first(record.payload.size() - overhead_);
   if (Status opened = opener_->open(record.header, associated_data(record.header), record.payload, out); !opened.ok()) {
+    if (const auto clear = opener_->erased(record.header, record.payload, out)) {
+      ANNAL_ASSERT(*clear <= out.size());
+      erased_ = true;
+      return std::span<const std::byte>(out.first(*clear));
+    }
     return at_cursor(opened.code(), "cannot open the sealed record: " + opened.message());
   }
   return std::span<const std::byte>(out);

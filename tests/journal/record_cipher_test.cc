@@ -39,14 +39,23 @@ std::array<std::byte, crypto::kNonceBytes> nonce_for(std::uint64_t sequence, std
   return nonce;
 }
 
+// Stream 0 stands for no stream: nothing erased.
 class TestOpener final : public RecordOpener {
  public:
-  TestOpener(const crypto::Key& key, std::uint64_t sealed_from)
-      : aead_(crypto::Aes256Gcm::make(key).value()), sealed_from_(sealed_from) {}
+  TestOpener(const crypto::Key& key, std::uint64_t sealed_from, std::uint64_t erased_stream)
+      : aead_(crypto::Aes256Gcm::make(key).value()), sealed_from_(sealed_from), erased_stream_(erased_stream) {}
   Status open(const RecordHeader& header, std::span<const std::byte> associated, std::span<const std::byte> sealed,
               std::span<std::byte> out) override {
+    if (erased_stream_ != 0 && header.stream_id == erased_stream_) return Status(ErrorCode::not_found, "key destroyed");
     const auto nonce = nonce_for(header.sequence, sealed.first(kSaltBytes));
     return aead_.open(nonce, associated, sealed.subspan(kSaltBytes), out);
+  }
+  // Its salt, as the part an erased record leaves in clear.
+  std::optional<std::size_t> erased(const RecordHeader& header, std::span<const std::byte> sealed,
+                                    std::span<std::byte> out) override {
+    if (erased_stream_ == 0 || header.stream_id != erased_stream_) return std::nullopt;
+    std::copy_n(sealed.begin(), kSaltBytes, out.begin());
+    return kSaltBytes;
   }
   Status check_plain(const RecordHeader& header) override {
     if (header.sequence < sealed_from_) return {};
@@ -56,16 +65,18 @@ class TestOpener final : public RecordOpener {
  private:
   crypto::Aes256Gcm aead_;
   std::uint64_t sealed_from_;
+  std::uint64_t erased_stream_;
 };
 
 class TestCipher final : public RecordCipher {
  public:
   // `sealed_from`: the first sequence it sealed (the engine keeps it, authenticated, with its keys).
-  TestCipher(crypto::Key key, std::uint64_t sealed_from)
+  TestCipher(crypto::Key key, std::uint64_t sealed_from, std::uint64_t erased_stream = 0)
       : key_(std::move(key)),
         aead_(crypto::Aes256Gcm::make(key_).value()),
         salt_(crypto::Key::random().value()),
-        sealed_from_(sealed_from) {}
+        sealed_from_(sealed_from),
+        erased_stream_(erased_stream) {}
   std::size_t overhead() const noexcept override { return kSaltBytes + crypto::kTagBytes; }
   void seal(const RecordHeader& header, std::span<const std::byte> associated, std::span<const std::byte> prefix,
             std::span<const std::byte> payload, std::span<std::byte> out) override {
@@ -78,13 +89,16 @@ class TestCipher final : public RecordCipher {
     std::copy(payload.begin(), payload.end(), body.begin() + static_cast<std::ptrdiff_t>(prefix.size()));
     ASSERT_TRUE(aead_.seal(nonce_for(header.sequence, salt), associated, body, out.subspan(kSaltBytes)).ok());
   }
-  std::unique_ptr<RecordOpener> opener() const override { return std::make_unique<TestOpener>(key_, sealed_from_); }
+  std::unique_ptr<RecordOpener> opener() const override {
+    return std::make_unique<TestOpener>(key_, sealed_from_, erased_stream_);
+  }
 
  private:
   crypto::Key key_;
   crypto::Aes256Gcm aead_;
   crypto::Key salt_;  // random bytes, of which the first four are this open's salt
   std::uint64_t sealed_from_;
+  std::uint64_t erased_stream_;  // its records' key destroyed (0: none)
 };
 
 std::shared_ptr<RecordCipher> cipher_with(const crypto::Key& key, std::uint64_t sealed_from = 1) {
@@ -154,6 +168,34 @@ TEST(RecordCipher, SealedRecordsReadBackPlainAndLeaveNoPlaintextOnDisk) {
   }
   EXPECT_FALSE(annal::test::any_file_contains(sealed_dir.path(), kMarker));
   EXPECT_TRUE(annal::test::any_file_contains(plain_dir.path(), kMarker));  // the search does find it when it is there
+}
+
+// A record whose key the opener says was destroyed on purpose (an erased stream) is returned,
+// flagged erased, with only the part the cipher leaves in clear; the others read as before.
+TEST(RecordCipher, ARecordOfAnErasedKeyIsReturnedFlaggedWithItsClearPartOnly) {
+  const auto key = crypto::Key::random().value();
+  TempDirectory dir;
+  {
+    const auto journal = open_journal(dir.path(), options_with(cipher_with(key)));
+    ASSERT_NE(journal, nullptr);
+    append_marked(*journal, 0, 10);  // streams 1 to 10
+    ASSERT_TRUE(journal->close().ok());
+  }
+  constexpr std::uint64_t kErased = 4;
+  const auto journal = open_journal(dir.path(), options_with(std::make_shared<TestCipher>(key.clone(), 1, kErased)));
+  ASSERT_NE(journal, nullptr);
+  const auto records = read_all(*journal);
+  ASSERT_TRUE(records.ok()) << records.status().to_string();
+  ASSERT_EQ(records.value().size(), 10u);
+  for (int i = 0; i < 10; ++i) {
+    const Record& record = records.value()[static_cast<std::size_t>(i)];
+    const bool erased = record.header.stream_id == kErased;
+    EXPECT_EQ(record.erased, erased) << i;
+    EXPECT_EQ(record.payload.size(), erased ? kSaltBytes : marked_payload(i).size()) << i;
+    if (!erased) {
+      EXPECT_EQ(record.payload, marked_payload(i)) << i;
+    }
+  }
 }
 
 TEST(RecordCipher, ReopenedWithTheKeyEverythingReadsAndWithoutItOpenWorksButReadsSaySo) {

@@ -143,6 +143,7 @@ struct Receipt {
 struct Record {
   RecordHeader header;
   std::vector<std::byte> payload;
+  bool erased = false;  // RecordView::erased (reader.h)
 };
 
 // Where to start reading for a sequence (Journal::locate): the segment holding it, and the nearest

@@ -45,6 +45,9 @@ namespace annal::journal {
 struct RecordView {
   RecordHeader header;
   std::span<const std::byte> payload;
+  // Sealed under a key destroyed on purpose (RecordOpener::erased): `payload` is only the part the
+  // cipher leaves in clear.
+  bool erased = false;
 };
 
 class Reader {
@@ -90,6 +93,7 @@ class Reader {
   const std::unique_ptr<RecordOpener> opener_;
   const std::size_t overhead_;
   std::vector<std::byte> opened_;  // the last sealed payload returned, opened; grows only
+  bool erased_ = false;            // open_sealed's last record was erased (RecordView::erased)
 
   std::uint64_t position_;  // the next sequence to return
 

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "annal/base/status.h"
@@ -37,6 +38,16 @@ class RecordOpener {
   // store was sealed), whether the store itself could have written it. ErrorCode::corruption if
   // not. Records from before encryption was turned on are legitimate.
   [[nodiscard]] virtual Status check_plain(const RecordHeader& header) = 0;
+  // Asked when open() fails: whether the record's key was destroyed on purpose (its stream erased,
+  // crypto-shredding), rather than missing or wrong. If so, writes the part of the record that
+  // stays in clear (the cipher's own layout says which) to the start of `out` and returns its
+  // size: the reader then returns the record flagged erased, that part as its payload. nullopt
+  // (the default): open()'s error stands.
+  [[nodiscard]] virtual std::optional<std::size_t> erased(const RecordHeader& header, std::span<const std::byte> sealed,
+                                                          std::span<std::byte> out) {
+    (void)header, (void)sealed, (void)out;
+    return std::nullopt;
+  }
 };
 
 class RecordCipher {
