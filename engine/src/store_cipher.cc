@@ -1,5 +1,6 @@
 #include "store_cipher.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include <array>
@@ -10,6 +11,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "annal/base/assert.h"
 #include "annal/base/little_endian.h"
@@ -36,6 +38,12 @@ class CipherCache {
   explicit CipherCache(std::shared_ptr<StoreCipher> store) : store_(std::move(store)) {}
 
   Result<crypto::Aes256Gcm*> get(std::uint64_t stream_id, std::uint32_t version) {
+    // A stream erased since: its key must not outlive it here. Rare, so everything goes.
+    if (const std::uint64_t erasures = store_->erasures(); erasures != erasures_seen_) {
+      index_.clear();
+      lru_.clear();
+      erasures_seen_ = erasures;
+    }
     const Id id{stream_id, version};
     if (const auto found = index_.find(id); found != index_.end()) {
       lru_.splice(lru_.begin(), lru_, found->second);  // most recent first
@@ -64,6 +72,7 @@ class CipherCache {
     std::size_t operator()(const Id& id) const noexcept { return std::hash<std::uint64_t>{}(id.stream_id * 31 + id.version); }
   };
   const std::shared_ptr<StoreCipher> store_;
+  std::uint64_t erasures_seen_ = 0;
   std::list<std::pair<Id, crypto::Aes256Gcm>> lru_;
   std::unordered_map<Id, std::list<std::pair<Id, crypto::Aes256Gcm>>::iterator, IdHash> index_;
 };
@@ -179,6 +188,14 @@ class RecordOpenerImpl final : public journal::RecordOpener {
     }
     store_->saw_open_number(open_number);
     return {};
+  }
+
+  std::optional<std::size_t> erased(const journal::RecordHeader& header, std::span<const std::byte> sealed,
+                                    std::span<std::byte> out) override {
+    const std::size_t clear = clear_bytes(header);
+    if (sealed.size() < StoreCipher::kRecordOverhead + clear || !store_->erased(key_stream(header))) return std::nullopt;
+    std::memcpy(out.data(), sealed.data() + 8, clear);
+    return clear;
   }
 
   Status check_plain(const journal::RecordHeader& header) override {
@@ -344,6 +361,30 @@ Result<crypto::Key> StoreCipher::state_key(std::uint32_t version) {
   auto salt = state_.seeds.seed(kStateKeySeed);
   if (!salt.ok()) return salt.status();
   return crypto::derive_key(master_key.value(), salt.value().bytes(), std::as_bytes(std::span(kStateKeyLabel)));
+}
+
+Status StoreCipher::erase(std::uint64_t stream_id) {
+  if (stream_id == kSystemStream || stream_id == kStateKeySeed) {
+    return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
+  }
+  std::lock_guard lock(mutex_);
+  if (state_.seeds.punctured(stream_id)) return {};
+  // Punctured on a copy first: the tree in memory changes only once the file has.
+  std::vector<std::byte> bytes = state_.seeds.encode();
+  auto encoded = crypto::SeedTree::decode(bytes);
+  OPENSSL_cleanse(bytes.data(), bytes.size());  // key material
+  if (!encoded.ok()) return encoded.status();
+  crypto::StoreKeys next{.opens = state_.opens, .sealed_from = state_.sealed_from, .seeds = std::move(encoded).value()};
+  next.seeds.puncture(stream_id);
+  if (Status saved = crypto::save_store_keys(path_, next, *keys_); !saved.ok()) return saved;
+  state_.seeds = std::move(next.seeds);
+  erasures_.fetch_add(1, std::memory_order_acq_rel);
+  return {};
+}
+
+bool StoreCipher::erased(std::uint64_t stream_id) {
+  std::lock_guard lock(mutex_);
+  return state_.seeds.punctured(stream_id);
 }
 
 void StoreCipher::saw_open_number(std::uint32_t number) noexcept {

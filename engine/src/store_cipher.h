@@ -81,6 +81,15 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   // The key snapshots are sealed with under master `version`. Any thread.
   [[nodiscard]] Result<crypto::Key> state_key(std::uint32_t version);
 
+  // Crypto-shredding: destroys `stream_id`'s seed in KEYS, durably (the seed tree punctured, the
+  // file rewritten atomically), and drops every cached cipher of it, in every sealer and opener.
+  // From then on its records open as erased (RecordOpener::erased). Idempotent. The reserved leaf
+  // of the snapshot key (2^64-1) and the system stream (0) cannot be erased: invalid_argument.
+  [[nodiscard]] Status erase(std::uint64_t stream_id);
+  [[nodiscard]] bool erased(std::uint64_t stream_id);
+  // Counts erase() calls: caches compare it to drop what they hold of an erased stream.
+  [[nodiscard]] std::uint64_t erasures() const noexcept { return erasures_.load(std::memory_order_acquire); }
+
   // What the openers need to know of the key state. Any thread.
   [[nodiscard]] std::uint64_t sealed_from() const { return sealed_from_.load(std::memory_order_acquire); }
   [[nodiscard]] bool made_at_this_open() const noexcept { return fresh_; }
@@ -101,6 +110,7 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   std::uint32_t open_number_ = 0;   // set by begin_writing, before any record is sealed
   std::atomic<std::uint64_t> sealed_from_;
   std::atomic<std::uint32_t> newest_open_seen_{0};
+  std::atomic<std::uint64_t> erasures_{0};
 
   std::mutex mutex_;
   crypto::StoreKeys state_;                    // under mutex_ (the seed tree is not thread-safe)

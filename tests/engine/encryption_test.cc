@@ -15,6 +15,7 @@
 #include "annal/base/little_endian.h"
 #include "annal/engine/engine.h"
 #include "event_codec.h"
+#include "eventually.h"
 #include "file_bytes.h"
 #include "master_keys.h"
 #include "store_cipher.h"
@@ -68,6 +69,9 @@ class EncryptionTest : public ::testing::Test {
       last = appended.value();
     }
     ASSERT_TRUE(opened.value()->wait_durable(last, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+    // Caught up before the close, whose last snapshot then holds every event.
+    ASSERT_TRUE(annal::test::eventually(
+        [&] { return opened.value()->projection_status("last").value().applied >= last.last_sequence; }));
     ASSERT_TRUE(opened.value()->close().ok());
   }
 
@@ -224,6 +228,47 @@ TEST_F(EncryptionTest, AnEventsClearPartIsAuthenticated) {
   EXPECT_EQ(load_le<std::uint64_t>(sealed, 8 + 1), 5u);  // the back pointer, in clear
   sealed[8 + 1] ^= std::byte{1};                          // another back pointer
   EXPECT_EQ(opener->open(header, associated, sealed, plain).code(), ErrorCode::corruption);
+}
+
+// Erasing a stream destroys its seed durably: its records then come back as erased with their
+// clear part (an opener that had its key cached too), the others still open, and the key store
+// read again says so. The store's own streams cannot be erased.
+TEST_F(EncryptionTest, AnErasedStreamsRecordsOpenAsErasedOnly) {
+  auto store = StoreCipher::open(dir_.path(), keys_);
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(store.value()->begin_writing(1).ok());
+  const auto sealer = store.value()->records();
+  const auto opener = sealer->opener();
+  std::array<std::byte, kMetadataBytesMax> metadata{};
+  const std::size_t used = encode_metadata({.prev = 5}, metadata);
+  const std::string payload(kMarker);
+  std::map<std::uint64_t, std::vector<std::byte>> sealed;  // by stream
+  const auto header_of = [](std::uint64_t stream) {
+    return journal::RecordHeader{.sequence = 10 + stream, .stream_id = stream, .type = 16};
+  };
+  std::vector<std::byte> plain(used + payload.size());
+  for (const std::uint64_t stream : {3, 4}) {
+    const auto header = header_of(stream);
+    sealed[stream].resize(used + payload.size() + sealer->overhead());
+    sealer->seal(header, journal::associated_data(header), std::span(metadata).first(used),
+                 std::as_bytes(std::span(payload)), sealed[stream]);
+    ASSERT_TRUE(opener->open(header, journal::associated_data(header), sealed[stream], plain).ok());  // cached
+  }
+  EXPECT_EQ(store.value()->erase(kSystemStream).code(), ErrorCode::invalid_argument);
+  ASSERT_TRUE(store.value()->erase(3).ok());
+  ASSERT_TRUE(store.value()->erase(3).ok());  // again: nothing more to do
+  const auto erased_header = header_of(3);
+  EXPECT_FALSE(opener->open(erased_header, journal::associated_data(erased_header), sealed[3], plain).ok());
+  const auto clear = opener->erased(erased_header, sealed[3], plain);
+  ASSERT_EQ(clear, std::optional<std::size_t>(kMetadataBytesMin));
+  EXPECT_EQ(load_le<std::uint64_t>(plain, 1), 5u);  // the back pointer survives
+  const auto kept = header_of(4);
+  EXPECT_TRUE(opener->open(kept, journal::associated_data(kept), sealed[4], plain).ok());
+  EXPECT_EQ(opener->erased(kept, sealed[4], plain), std::nullopt);
+  auto reopened = StoreCipher::open(dir_.path(), keys_);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE(reopened.value()->erased(3));
+  EXPECT_FALSE(reopened.value()->erased(4));
 }
 
 }  // namespace
