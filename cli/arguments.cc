@@ -3,6 +3,8 @@
 #include <charconv>
 #include <string>
 
+#include "annal/crypto/key_file.h"
+
 namespace annal::cli {
 
 CLI::Validator whole_number(std::uint64_t low, std::uint64_t high) {
@@ -26,6 +28,21 @@ void add_accept_data_loss(CLI::App& command, bool& accept) {
   command.add_flag("--accept-data-loss", accept,
                    "Open even though the log lost acknowledged events (a deleted segment): it continues after what it "
                    "holds, and the lost sequences go to new events. Run annal verify first.");
+}
+
+void add_key_file(CLI::App& command, std::string& key_file) {
+  command.add_option("--key-file", key_file,
+                     "The master keys of an encrypted store (a key file made by annal masterkey); or ANNAL_KEY_FILE")
+      ->envname("ANNAL_KEY_FILE");
+}
+
+Status use_key_file(const std::string& key_file, engine::Options& options) {
+  options.encryption = nullptr;
+  if (key_file.empty()) return {};
+  auto keys = crypto::KeyFile::load(key_file);
+  if (!keys.ok()) return keys.status();
+  options.encryption = std::move(keys).value();
+  return {};
 }
 
 }  // namespace annal::cli

@@ -9,6 +9,10 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <string>
+
+#include "annal/base/status.h"
+#include "annal/engine/engine.h"
 
 namespace annal::cli {
 
@@ -18,5 +22,14 @@ namespace annal::cli {
 // --accept-data-loss, for the commands that open a store for writing: without it they refuse a
 // store whose log lost acknowledged events (journal::Options::accept_data_loss).
 void add_accept_data_loss(CLI::App& command, bool& accept);
+
+// --key-file FILE, defaulting to the environment variable ANNAL_KEY_FILE, for every command that
+// opens a store: the master keys (a crypto::KeyFile, made by annal masterkey) of an encrypted one.
+void add_key_file(CLI::App& command, std::string& key_file);
+
+// Gives `options` the master keys `key_file` names (engine::Options::encryption), or none when it
+// is empty (a store in clear; the engine refuses an encrypted one, saying so). KeyFile::load's
+// error as it is: it names the file and what to do about it.
+[[nodiscard]] Status use_key_file(const std::string& key_file, engine::Options& options);
 
 }  // namespace annal::cli

@@ -22,6 +22,7 @@ struct DumpOptions {
   std::uint64_t to = UINT64_MAX;
   std::string stream;
   bool json = false;
+  std::string key_file;
 };
 
 volatile std::sig_atomic_t interrupted = 0;
@@ -52,7 +53,9 @@ int print_events(engine::Subscription& subscription, const DumpOptions& options,
 }
 
 int dump(const DumpOptions& options) {
-  auto opened = engine::Engine::open_read_only(options.directory, {});
+  engine::Options opening;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("dump", keys);
+  auto opened = engine::Engine::open_read_only(options.directory, opening);
   if (!opened.ok()) return fail("dump", opened.status());
   engine::Engine& store = *opened.value();
   // Without --from, the first sequence the log still holds (retention may have removed the start).
@@ -83,7 +86,9 @@ int dump(const DumpOptions& options) {
 }
 
 int tail(const DumpOptions& options) {
-  auto opened = engine::Engine::open_read_only(options.directory, {});
+  engine::Options opening;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("tail", keys);
+  auto opened = engine::Engine::open_read_only(options.directory, opening);
   if (!opened.ok()) return fail("tail", opened.status());
   // By default from the first event not yet durable (one already in the files may become durable
   // later); --from resumes at a checkpoint.
@@ -102,6 +107,7 @@ void add_common(CLI::App& command, DumpOptions& options) {
   command.add_option("dir", options.directory, "The store's directory")->required();
   command.add_option("--stream", options.stream, "Only this stream (its name, or its id)");
   command.add_flag("--json", options.json, "JSON lines (documented in README.md)");
+  add_key_file(command, options.key_file);
 }
 
 }  // namespace

@@ -4,13 +4,16 @@
 #include <cstdio>
 
 #include "annal/engine/engine.h"
+#include "arguments.h"
 #include "output.h"
 
 namespace annal::cli {
 
 int run_export(const ExportRun& run) {
   StopSignals signals;  // before any thread starts
-  auto opened = engine::Engine::open(run.directory, {});
+  engine::Options opening;
+  if (Status keys = use_key_file(run.key_file, opening); !keys.ok()) return fail(run.command, keys);
+  auto opened = engine::Engine::open(run.directory, opening);
   if (!opened.ok()) return fail(run.command, opened.status());
   engine::Engine& store = *opened.value();
   if (Status added = store.add_projection(run.projection, run.exporter, {}); !added.ok()) {

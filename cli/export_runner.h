@@ -16,6 +16,7 @@ namespace annal::cli {
 struct ExportRun {
   std::string command;      // "export kafka": the prefix of its messages
   std::string directory;    // the store
+  std::string key_file;     // its master keys (--key-file), if it is encrypted
   std::string projection;   // the exporter's projection name ("export_kafka")
   std::string where;        // "topic orders": what the first line names
   std::string target;       // "orders": what the last line names

@@ -33,6 +33,7 @@ struct ImportOptions {
   std::string file;
   bool skip_bad = false;
   bool accept_data_loss = false;
+  std::string key_file;
 };
 
 using Line = server::JsonEvent;
@@ -75,6 +76,7 @@ int run(const ImportOptions& options) {
   std::istream& in = options.file == "-" ? std::cin : file;
   engine::Options opening;
   opening.journal.accept_data_loss = options.accept_data_loss;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("import", keys);
   auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("import", opened.status());
   engine::Engine& store = *opened.value();
@@ -151,6 +153,7 @@ void add_import(CLI::App& app, int& exit_code) {
   command->add_option("file", options->file, "JSON lines, one event each; - reads stdin");
   command->add_flag("--skip-bad", options->skip_bad, "Skip bad lines (each reported) instead of stopping at the first");
   add_accept_data_loss(*command, options->accept_data_loss);
+  add_key_file(*command, options->key_file);
   add_import_kafka(*command, exit_code);
   command->callback([command, &exit_code, options] {
     if (!command->get_subcommands().empty()) return;  // import kafka

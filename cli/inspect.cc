@@ -5,6 +5,7 @@
 #include "annal/engine/engine.h"
 #include "annal/journal/inspect.h"
 #include "annal/snapshots/snapshot_store.h"
+#include "arguments.h"
 #include "commands.h"
 #include "output.h"
 
@@ -80,9 +81,18 @@ void print_text(const std::string& directory, const Inspected& in) {
   for (const std::string& problem : j.problems) std::printf("problem: %s\n", problem.c_str());
 }
 
-int run(const std::string& directory, bool json) {
+struct InspectOptions {
+  std::string directory;
+  bool json = false;
+  std::string key_file;
+};
+
+int run(const InspectOptions& options) {
+  const std::string& directory = options.directory;
   Inspected in;
-  auto opened = engine::Engine::open_read_only(directory, {});
+  engine::Options opening;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("inspect", keys);
+  auto opened = engine::Engine::open_read_only(directory, opening);
   if (!opened.ok()) return fail("inspect", opened.status());
   in.engine = std::move(opened.value());
   auto report = journal::inspect_directory(directory, false);
@@ -90,11 +100,10 @@ int run(const std::string& directory, bool json) {
   in.journal = std::move(report.value());
   // Acknowledged events missing (a deleted newest segment): the segments alone look sound.
   if (const std::string& lost = in.engine->open_report().data_loss; !lost.empty()) in.journal.problems.push_back(lost);
-  snapshots::SnapshotStore store(directory, journal::make_posix_backend(), 1);
-  auto snapshots = store.inspect(false);
+  auto snapshots = in.engine->inspect_snapshots(false);
   if (!snapshots.ok()) return fail("inspect", snapshots.status());
   in.snapshots = std::move(snapshots.value());
-  if (json) {
+  if (options.json) {
     print_json(directory, in);
   } else {
     print_text(directory, in);
@@ -111,11 +120,11 @@ int run(const std::string& directory, bool json) {
 
 void add_inspect(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("inspect", "Segments, events, streams and snapshots of a store (read-only)");
-  auto directory = std::make_shared<std::string>();
-  auto json = std::make_shared<bool>(false);
-  command->add_option("dir", *directory, "The store's directory")->required();
-  command->add_flag("--json", *json, "One JSON object (documented in README.md)");
-  command->callback([&exit_code, directory, json] { exit_code = run(*directory, *json); });
+  auto options = std::make_shared<InspectOptions>();
+  command->add_option("dir", options->directory, "The store's directory")->required();
+  command->add_flag("--json", options->json, "One JSON object (documented in README.md)");
+  add_key_file(*command, options->key_file);
+  command->callback([&exit_code, options] { exit_code = run(*options); });
 }
 
 }  // namespace annal::cli

@@ -14,6 +14,7 @@
 #include "annal/engine/engine.h"
 #include "annal/kafka/kafka_export.h"
 #include "annal/kafka/kafka_import.h"
+#include "arguments.h"
 #include "commands.h"
 #include "export_runner.h"
 #include "output.h"
@@ -23,6 +24,7 @@ namespace {
 
 struct ExportOptions {
   std::string directory;
+  std::string key_file;
   kafka::KafkaExportOptions kafka;
   std::vector<std::string> settings;  // key=value
   bool until_caught_up = false;
@@ -35,6 +37,7 @@ int run_kafka_export(ExportOptions& options) {
   auto exporter = std::make_shared<kafka::KafkaExport>(options.kafka);
   return run_export({.command = "export kafka",
                      .directory = options.directory,
+                     .key_file = options.key_file,
                      .projection = "export_kafka",
                      .where = "topic " + options.kafka.topic,
                      .target = options.kafka.topic,
@@ -47,6 +50,7 @@ int run_kafka_export(ExportOptions& options) {
 
 struct ImportKafkaOptions {
   std::string directory;
+  std::string key_file;
   kafka::KafkaImportOptions kafka;
   std::vector<std::string> settings;  // key=value
   bool skip_bad = false;
@@ -62,7 +66,9 @@ int run_import(ImportKafkaOptions& options) {
     std::fprintf(stderr, "import kafka: skipped %s\n", skipped.message().c_str());
   };
   StopSignals signals;  // before any thread starts
-  auto opened = engine::Engine::open(options.directory, {});
+  engine::Options opening;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("import kafka", keys);
+  auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("import kafka", opened.status());
   engine::Engine& store = *opened.value();
   auto import = kafka::KafkaImport::start(store, options.kafka);
@@ -100,6 +106,7 @@ void add_export(CLI::App& app, int& exit_code) {
   auto* kafka = command->add_subcommand(
       "kafka", "Produce every durable event to a Kafka topic (key: stream; headers: annal.*), resuming where the topic stands");
   kafka->add_option("directory", options->directory, "The store (opened for writing: its lock is taken)")->required();
+  add_key_file(*kafka, options->key_file);
   kafka->add_option("--brokers", options->kafka.brokers, "Kafka's bootstrap servers, host:port,...")->required();
   kafka->add_option("--topic", options->kafka.topic, "The topic, created beforehand")->required();
   kafka->add_option("--source", options->kafka.source,
@@ -116,6 +123,7 @@ void add_import_kafka(CLI::App& import, int& exit_code) {
   auto* kafka = import.add_subcommand(
       "kafka", "Append each message of a Kafka topic as one event, once, resuming from the consumer group's offsets");
   kafka->add_option("directory", options->directory, "The store (opened for writing: its lock is taken)")->required();
+  add_key_file(*kafka, options->key_file);
   kafka->add_option("--brokers", options->kafka.brokers, "Kafka's bootstrap servers, host:port,...")->required();
   kafka->add_option("--topic", options->kafka.topic, "The topic")->required();
   kafka->add_option("--group", options->kafka.group, "The consumer group: its committed offsets are where it resumes")

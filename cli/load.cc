@@ -32,6 +32,7 @@ struct LoadOptions {
   std::uint64_t streams = 1000;
   std::string durability = "group_commit";
   bool accept_data_loss = false;
+  std::string key_file;
 };
 
 // Limits of one run: the tool keeps a latency per event (8 bytes) and a version per stream.
@@ -104,6 +105,7 @@ int run(const LoadOptions& load) {
     return fail("load", "--durability must be group_commit, interval or none, not " + load.durability);
   }
   options.journal.accept_data_loss = load.accept_data_loss;
+  if (Status keys = use_key_file(load.key_file, options); !keys.ok()) return fail("load", keys);
   auto opened = engine::Engine::open(load.directory, options);
   if (!opened.ok()) return fail("load", opened.status());
   engine::Engine& store = *opened.value();
@@ -189,6 +191,7 @@ void add_load(CLI::App& app, int& exit_code) {
       ->check(whole_number(1, kStreamsMax));
   command->add_option("--durability", load->durability, "group_commit, interval or none")->capture_default_str();
   add_accept_data_loss(*command, load->accept_data_loss);
+  add_key_file(*command, load->key_file);
   command->callback([&exit_code, load] { exit_code = run(*load); });
 }
 

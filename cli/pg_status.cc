@@ -6,6 +6,7 @@
 
 #include "annal/engine/engine.h"
 #include "annal/postgres/postgres_projection.h"
+#include "arguments.h"
 #include "commands.h"
 #include "output.h"
 
@@ -15,10 +16,13 @@ namespace {
 struct PgStatusOptions {
   std::string directory;
   std::string conninfo;
+  std::string key_file;
 };
 
 int run(const PgStatusOptions& options) {
-  auto opened = engine::Engine::open_read_only(options.directory, {});
+  engine::Options opening;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("pg-status", keys);
+  auto opened = engine::Engine::open_read_only(options.directory, opening);
   if (!opened.ok()) return fail("pg-status", opened.status());
   const std::uint64_t durable = opened.value()->durable_sequence();
   auto checkpoints = postgres::read_checkpoints(options.conninfo);
@@ -52,6 +56,7 @@ void add_pg_status(CLI::App& app, int& exit_code) {
   command->add_option("conninfo", options->conninfo,
                       "libpq connection string of the projections' database (host=... dbname=..., postgresql://...)")
       ->required();
+  add_key_file(*command, options->key_file);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }
 

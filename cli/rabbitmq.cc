@@ -7,6 +7,7 @@
 #include <string>
 
 #include "annal/rabbitmq/rabbit_export.h"
+#include "arguments.h"
 #include "commands.h"
 #include "export_runner.h"
 
@@ -15,6 +16,7 @@ namespace {
 
 struct RabbitOptions {
   std::string directory;
+  std::string key_file;
   rabbitmq::RabbitExportOptions rabbit;
   double start_timeout_s = 30;
   bool until_caught_up = false;
@@ -26,6 +28,7 @@ int run_rabbitmq_export(const RabbitOptions& options) {
   auto exporter = std::make_shared<rabbitmq::RabbitExport>(rabbit);
   return run_export({.command = "export rabbitmq",
                      .directory = options.directory,
+                     .key_file = options.key_file,
                      .projection = "export_rabbitmq",
                      .where = "stream " + rabbit.stream,
                      .target = rabbit.stream,
@@ -44,6 +47,7 @@ void add_export_rabbitmq(CLI::App& export_command, int& exit_code) {
       "rabbitmq",
       "Publish every durable event to a RabbitMQ stream (headers: annal.*), with confirms, resuming where the stream stands");
   rabbit->add_option("directory", options->directory, "The store (opened for writing: its lock is taken)")->required();
+  add_key_file(*rabbit, options->key_file);
   rabbit->add_option("--url", options->rabbit.url, "The server, amqp://user:password@host:port/vhost (%2f for /)")->required();
   rabbit->add_option("--stream", options->rabbit.stream, "The stream queue (declared if absent)")->required();
   rabbit->add_option("--source", options->rabbit.source,

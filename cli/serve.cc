@@ -26,6 +26,7 @@ struct ServeOptions {
   std::size_t max_requests = server::ServerOptions{}.requests_per_connection_max;
   std::uint64_t request_timeout_ms = static_cast<std::uint64_t>(server::ServerOptions{}.read_timeout.count());
   bool accept_data_loss = false;
+  std::string key_file;
 };
 
 int run(const ServeOptions& options) {
@@ -40,6 +41,7 @@ int run(const ServeOptions& options) {
   server::block_serve_signals();
   engine::Options opening;
   opening.journal.accept_data_loss = options.accept_data_loss;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("serve", keys);
   auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("serve", opened.status());
   for (const std::string& name : options.projections) {
@@ -89,6 +91,7 @@ void add_serve(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(whole_number(1, 3'600'000));
   add_accept_data_loss(*command, options->accept_data_loss);
+  add_key_file(*command, options->key_file);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }
 

@@ -8,6 +8,7 @@
 #include "annal/engine/engine.h"
 #include "annal/journal/inspect.h"
 #include "annal/snapshots/snapshot_store.h"
+#include "arguments.h"
 #include "commands.h"
 #include "output.h"
 
@@ -53,7 +54,14 @@ void check_events(engine::Engine& store, std::uint64_t from, std::uint64_t last,
   }
 }
 
-int run(const std::string& directory, bool payloads) {
+struct VerifyOptions {
+  std::string directory;
+  bool payloads = false;
+  std::string key_file;
+};
+
+int run(const VerifyOptions& options) {
+  const std::string& directory = options.directory;
   std::vector<std::string> problems;
   auto journal = journal::inspect_directory(directory, true);
   if (!journal.ok()) return fail("verify", journal.status());
@@ -62,20 +70,23 @@ int run(const std::string& directory, bool payloads) {
   }
   problems = journal.value().problems;
 
-  snapshots::SnapshotStore store(directory, journal::make_posix_backend(), 1);
-  auto snapshots = store.inspect(true);
+  engine::Options opening;
+  if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("verify", keys);
+  auto opened = engine::Engine::open_read_only(directory, opening);
+  // The snapshots' states are checked through the engine, which has the keys a sealed one needs;
+  // when it cannot open (that is the problem reported), their headers only.
+  auto snapshots = opened.ok() ? opened.value()->inspect_snapshots(true)
+                               : snapshots::SnapshotStore(directory, journal::make_posix_backend(), 1).inspect(false);
   if (!snapshots.ok()) return fail("verify", snapshots.status());
   for (const auto& snapshot : snapshots.value()) {
     if (!snapshot.status.ok()) problems.push_back(snapshot.status.to_string());
   }
-
-  auto opened = engine::Engine::open_read_only(directory, {});
   if (!opened.ok()) {
     problems.push_back(opened.status().to_string());
   } else {
     if (const std::string& lost = opened.value()->open_report().data_loss; !lost.empty()) problems.push_back(lost);
     if (journal.value().last_sequence != 0) {
-        check_events(*opened.value(), journal.value().first_sequence, opened.value()->durable_sequence(), payloads,
+        check_events(*opened.value(), journal.value().first_sequence, opened.value()->durable_sequence(), options.payloads,
                    problems);
     }
   }
@@ -91,11 +102,11 @@ int run(const std::string& directory, bool payloads) {
 
 void add_verify(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("verify", "Check every checksum, sequence, snapshot and event (read-only)");
-  auto directory = std::make_shared<std::string>();
-  auto payloads = std::make_shared<bool>(false);
-  command->add_option("dir", *directory, "The store's directory")->required();
-  command->add_flag("--payloads", *payloads, "Also check every payload against what annal load wrote");
-  command->callback([&exit_code, directory, payloads] { exit_code = run(*directory, *payloads); });
+  auto options = std::make_shared<VerifyOptions>();
+  command->add_option("dir", options->directory, "The store's directory")->required();
+  command->add_flag("--payloads", options->payloads, "Also check every payload against what annal load wrote");
+  add_key_file(*command, options->key_file);
+  command->callback([&exit_code, options] { exit_code = run(*options); });
 }
 
 }  // namespace annal::cli

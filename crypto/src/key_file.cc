@@ -97,7 +97,7 @@ ParsedKeys parse_key_file(std::string_view text, const std::string& path) {
   OPENSSL_cleanse(key.data(), key.size());
   if (!parsed.error && parsed.keys.empty()) {
     parsed.error = Status(ErrorCode::invalid_argument,
-                          "key file " + path + " holds no key; create one with generate_key_file (annal keygen)");
+                          "key file " + path + " holds no key; create one with generate_key_file (annal masterkey)");
   }
   return parsed;
 }

@@ -328,6 +328,11 @@ class EngineImpl final : public Engine {
   Result<ConsistencyReport> check_projection(std::string_view name, Projection& fresh, Clock::duration timeout) override;
   Result<std::uint64_t> trim_journal() override;
 
+  Result<std::vector<snapshots::SnapshotStore::FileReport>> inspect_snapshots(bool verify_state) override {
+    snapshots::SnapshotStore store(directory_, io_, 1, state_cipher());
+    return store.inspect(verify_state);
+  }
+
   Result<ProjectionStatus> projection_status(std::string_view name) const override {
     ProjectionRunner* runner = find_projection(name);
     if (runner == nullptr) return Status(ErrorCode::not_found, "no projection " + std::string(name));

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <span>
 #include <random>
@@ -25,8 +26,10 @@
 #include <utility>
 #include <vector>
 
+#include "annal/crypto/key_file.h"
 #include "annal/engine/engine.h"
 #include "eventually.h"
+#include "file_bytes.h"
 #include "kill_timing.h"
 #include "run_annal.h"
 #include "temp_directory.h"
@@ -383,6 +386,167 @@ TEST_F(CliTest, ImportCountsExactRepeatsAndRefusesAnIdReusedForAnotherEvent) {
   EXPECT_NE(twice.err.find("\"type\" appears twice"), std::string::npos) << twice.err;
   const Ran dumped = run({"dump", dir_.path()});
   EXPECT_EQ(lines(dumped.out), 1u) << dumped.out;
+}
+
+// Encrypted stores from the shell: annal masterkey makes the master key file, and every command
+// that opens a store takes it as --key-file FILE, or from ANNAL_KEY_FILE.
+class EncryptedStoreTest : public CliTest {
+ protected:
+  // A new master key file `name` (beside the inputs, outside the store).
+  std::string master_key_file(const std::string& name) {
+    const std::string path = input_.path() + "/" + name;
+    const Ran made = run({"masterkey", path});
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    return path;
+  }
+  [[nodiscard]] std::string store() const { return dir_.path() + "/store"; }
+  [[nodiscard]] std::uint64_t events_inspected(const std::vector<std::string>& args,
+                                               const std::vector<std::string>& environment) const {
+    const Ran inspected = run(args, "/dev/null", environment);
+    EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+    simdjson::dom::parser parser;
+    simdjson::dom::object report;
+    if (parser.parse(inspected.out).get(report) != simdjson::SUCCESS) return 0;
+    return std::uint64_t(report["events"]);
+  }
+};
+
+TEST_F(EncryptedStoreTest, EveryCommandOpensItWithTheKeyFileGivenAsOptionOrInTheEnvironment) {
+  annal::test::Watchdog watchdog("encrypted store commands", 300s);
+  const std::string keys = master_key_file("master.keys");
+  EXPECT_EQ(std::filesystem::status(keys).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const Ran loaded = run({"load", store(), "--events", "200", "--streams", "10", "--key-file", keys});
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+  ASSERT_TRUE(std::filesystem::exists(store() + "/KEYS")) << "load wrote the store in clear";
+  std::uint64_t events = 200;
+  for (const bool from_environment : {false, true}) {
+    SCOPED_TRACE(from_environment ? "ANNAL_KEY_FILE" : "--key-file");
+    const std::vector<std::string> environment =
+        from_environment ? std::vector<std::string>{"ANNAL_KEY_FILE=" + keys} : std::vector<std::string>{};
+    const auto with_keys = [&](std::vector<std::string> args) {
+      if (!from_environment) args.insert(args.end(), {"--key-file", keys});
+      return args;
+    };
+    const Ran verified = run(with_keys({"verify", store(), "--payloads"}), "/dev/null", environment);
+    EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+    EXPECT_NE(verified.out.find("sound"), std::string::npos) << verified.out;
+    EXPECT_EQ(events_inspected(with_keys({"inspect", store(), "--json"}), environment), events);
+    const Ran dumped = run(with_keys({"dump", store()}), "/dev/null", environment);
+    ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+    EXPECT_EQ(lines(dumped.out), events);
+    EXPECT_NE(dumped.out.find("load-3@0 Loaded "), std::string::npos) << dumped.out.substr(0, 500);
+    // A writer too: more events, sealed with the same keys.
+    const Ran more = run(with_keys({"load", store(), "--events", "100", "--streams", "10"}), "/dev/null", environment);
+    ASSERT_EQ(more.exit_code, 0) << more.err;
+    events += 100;
+  }
+  Running tail({"tail", store(), "--from", "1", "--key-file", keys});
+  EXPECT_EQ(tail.lines_until(std::chrono::steady_clock::now() + 60s, events).size(), events);
+  EXPECT_EQ(tail.stop(), 0);
+}
+
+TEST_F(EncryptedStoreTest, WithoutItsKeysOrWithOthersEveryCommandRefusesItInOneLineAndChangesNothing) {
+  annal::test::Watchdog watchdog("encrypted store refused", 300s);
+  const std::string keys = master_key_file("master.keys");
+  const std::string others = master_key_file("other.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "200", "--key-file", keys}).exit_code, 0);
+  const auto before = annal::test::files_with_bytes(store());
+  const std::string input = write_input("{\"stream\":\"s\",\"type\":\"T\",\"data\":1}\n");
+  // Every command that opens a store; those that would reach a server fail before, at the open.
+  const std::vector<std::vector<std::string>> commands{
+      {"verify", store()},
+      {"inspect", store()},
+      {"dump", store()},
+      {"tail", store()},
+      {"load", store(), "--events", "10"},
+      {"import", store(), input},
+      {"serve", store(), "--listen", "127.0.0.1:0"},
+      {"pg-status", store(), "host=/nonexistent dbname=none"},
+      {"export", "kafka", store(), "--brokers", "127.0.0.1:1", "--topic", "t", "--source", "s"},
+      {"export", "rabbitmq", store(), "--url", "amqp://127.0.0.1:1", "--stream", "s", "--source", "s"},
+      {"import", "kafka", store(), "--brokers", "127.0.0.1:1", "--topic", "t", "--group", "g"},
+  };
+  for (std::vector<std::string> args : commands) {
+    const std::string command = args[0] == "export" || args[1] == "kafka" ? args[0] + " " + args[1] : args[0];
+    const Ran without = run(args);
+    EXPECT_EQ(without.exit_code, 1) << command << ": " << without.out << without.err;
+    EXPECT_EQ(lines(without.err), 1u) << command << ": " << without.err;
+    EXPECT_NE(without.err.find(store() + " is encrypted"), std::string::npos) << command << ": " << without.err;
+    args.insert(args.end(), {"--key-file", others});
+    const Ran wrong = run(args);
+    EXPECT_EQ(wrong.exit_code, 1) << command << ": " << wrong.out << wrong.err;
+    EXPECT_EQ(lines(wrong.err), 1u) << command << ": " << wrong.err;
+    EXPECT_NE(wrong.err.find("does not open under master key version 1: a wrong master key"), std::string::npos)
+        << command << ": " << wrong.err;
+    EXPECT_TRUE(annal::test::files_with_bytes(store()) == before) << command << " changed the store";
+  }
+  // A key file that cannot be used is named, with the fix, before the store is looked at.
+  const Ran missing = run({"dump", store(), "--key-file", input_.path() + "/nothing.keys"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(lines(missing.err), 1u) << missing.err;
+  EXPECT_NE(missing.err.find(input_.path() + "/nothing.keys"), std::string::npos) << missing.err;
+  std::filesystem::permissions(keys, std::filesystem::perms::group_read, std::filesystem::perm_options::add);
+  const Ran readable = run({"verify", store()}, "/dev/null", {"ANNAL_KEY_FILE=" + keys});
+  EXPECT_EQ(readable.exit_code, 1);
+  EXPECT_NE(readable.err.find("chmod"), std::string::npos) << readable.err;
+  EXPECT_TRUE(annal::test::files_with_bytes(store()) == before);
+}
+
+TEST_F(EncryptedStoreTest, MasterkeyNeverOverwritesAndRotationKeepsTheStoreOpen) {
+  const std::string keys = master_key_file("master.keys");
+  const Ran again = run({"masterkey", keys});
+  const auto made = annal::test::read_file_bytes(keys);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_EQ(lines(again.err), 1u) << again.err;
+  EXPECT_NE(again.err.find("never overwritten"), std::string::npos) << again.err;
+  EXPECT_EQ(annal::test::read_file_bytes(keys), made);
+  EXPECT_EQ(run({"masterkey", input_.path() + "/missing.keys", "--rotate"}).exit_code, 1);
+  EXPECT_FALSE(std::filesystem::exists(input_.path() + "/missing.keys"));
+
+  ASSERT_EQ(run({"load", store(), "--events", "200", "--key-file", keys}).exit_code, 0);  // under version 1
+  const std::string version_1_only = input_.path() + "/version-1.keys";
+  std::filesystem::copy_file(keys, version_1_only);
+  const Ran rotated = run({"masterkey", keys, "--rotate"});
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  EXPECT_NE(rotated.out.find("version 2, now the current one"), std::string::npos) << rotated.out;
+  EXPECT_NE(rotated.out.find("losing this file loses every event"), std::string::npos) << rotated.out;
+  auto loaded = crypto::KeyFile::load(keys);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+  EXPECT_EQ(loaded.value()->current_version(), 2u);
+  EXPECT_TRUE(loaded.value()->master_key(1).ok());
+
+  // The old events open under version 1, which the file keeps; new ones are sealed under version 2.
+  const Ran more = run({"load", store(), "--events", "100", "--key-file", keys});
+  ASSERT_EQ(more.exit_code, 0) << more.err;
+  const Ran verified = run({"verify", store(), "--payloads", "--key-file", keys});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  const Ran dumped = run({"dump", store(), "--key-file", keys});
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+  EXPECT_EQ(lines(dumped.out), 300u);
+  const Ran stale = run({"dump", store(), "--key-file", version_1_only});
+  EXPECT_EQ(stale.exit_code, 1);
+  EXPECT_NE(stale.err.find("version 2"), std::string::npos) << stale.err;
+}
+
+TEST_F(EncryptedStoreTest, NothingImportedOrLoadedWithTheKeyIsInAnyFileInClear) {
+  const std::string marker = "PLAINTEXT-MARKER-CLI-4F7";
+  const std::string input = write_input("{\"stream\":\"" + marker + "-stream\",\"type\":\"" + marker +
+                                        "-type\",\"data\":{\"note\":\"" + marker + "-payload\"}}\n");
+  const std::string keys = master_key_file("master.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "200", "--streams", "10", "--key-file", keys}).exit_code, 0);
+  const Ran imported = run({"import", store(), input, "--key-file", keys});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_FALSE(annal::test::any_file_contains(store(), marker));
+  EXPECT_FALSE(annal::test::any_file_contains(store(), "load-7"));  // a stream name of annal load's
+  EXPECT_FALSE(annal::test::any_file_contains(store(), "Loaded"));  // its event type
+  // With the key, all of it reads back; the search finds the marker where it is in clear.
+  const Ran dumped = run({"dump", store(), "--stream", marker + "-stream", "--key-file", keys});
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+  EXPECT_NE(dumped.out.find(marker + "-type {\"note\":\"" + marker + "-payload\"}"), std::string::npos) << dumped.out;
+  const std::string plain = dir_.path() + "/plain";
+  ASSERT_EQ(run({"import", plain, input}).exit_code, 0);
+  EXPECT_TRUE(annal::test::any_file_contains(plain, marker + "-payload"));
 }
 
 // The highest sequence in "durable SEQ" lines (0: none).

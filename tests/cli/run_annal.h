@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <string_view>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -39,13 +42,32 @@ inline std::string read_file(const std::string& path) {
 using annal::test::argv_of;
 inline std::vector<char*> argv_of(const std::vector<std::string>& args) { return argv_of(ANNAL_CLI, args); }
 
-// Runs `PROGRAM ARGS...` (a path) to its end, stdin from `input` (a file path) if given.
-inline Ran run_program(const char* program, const std::vector<std::string>& args, const std::string& input = "/dev/null") {
+// This process's environment with `extra` ("NAME=VALUE" each) added, each replacing a variable of
+// its name: for execve, made before the fork (the child only execs).
+inline std::vector<char*> environment_with(const std::vector<std::string>& extra) {
+  std::vector<char*> out;
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    const std::string_view name(*variable, std::strcspn(*variable, "="));
+    const bool replaced = std::any_of(extra.begin(), extra.end(), [&](const std::string& set) {
+      return set.size() > name.size() && set.compare(0, name.size(), name) == 0 && set[name.size()] == '=';
+    });
+    if (!replaced) out.push_back(*variable);
+  }
+  for (const std::string& set : extra) out.push_back(const_cast<char*>(set.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Runs `PROGRAM ARGS...` (a path) to its end, stdin from `input` (a file path) if given, with
+// `environment` ("NAME=VALUE" each) added to this process's.
+inline Ran run_program(const char* program, const std::vector<std::string>& args, const std::string& input = "/dev/null",
+                       const std::vector<std::string>& environment = {}) {
   static std::atomic<std::uint64_t> runs{0};  // several threads may run programs at once
   const std::string out = std::filesystem::temp_directory_path() /
                           ("annal-cli-out-" + std::to_string(getpid()) + "-" + std::to_string(runs.fetch_add(1)));
   const std::string err = out + ".err";
   std::vector<char*> argv = argv_of(program, args);
+  std::vector<char*> envp = environment_with(environment);
   const pid_t child = fork();
   if (child == 0) {
     const int in_fd = open(input.c_str(), O_RDONLY);
@@ -54,7 +76,7 @@ inline Ran run_program(const char* program, const std::vector<std::string>& args
     dup2(in_fd, 0);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
-    execv(program, argv.data());
+    execve(program, argv.data(), envp.data());
     _exit(127);
   }
   int status = 0;
@@ -66,8 +88,9 @@ inline Ran run_program(const char* program, const std::vector<std::string>& args
 }
 
 // Runs `annal ARGS...` to its end.
-inline Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/null") {
-  return run_program(ANNAL_CLI, args, input);
+inline Ran run(const std::vector<std::string>& args, const std::string& input = "/dev/null",
+               const std::vector<std::string>& environment = {}) {
+  return run_program(ANNAL_CLI, args, input, environment);
 }
 
 inline std::size_t lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }

@@ -76,13 +76,7 @@ class EncryptionTest : public ::testing::Test {
   }
 
   // Every file of the store, by name, with its bytes.
-  std::map<std::string, std::vector<std::byte>> files() const {
-    std::map<std::string, std::vector<std::byte>> out;
-    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_.path())) {
-      if (entry.is_regular_file()) out[entry.path().string()] = annal::test::read_file_bytes(entry.path());
-    }
-    return out;
-  }
+  std::map<std::string, std::vector<std::byte>> files() const { return annal::test::files_with_bytes(dir_.path()); }
 
   annal::test::TempDirectory dir_;
   std::shared_ptr<annal::test::MasterKeys> keys_ = std::make_shared<annal::test::MasterKeys>();

@@ -1,11 +1,13 @@
-// Reading what a test left on disk: a file's bytes, and whether any file under a directory holds
-// a given string (the encryption tests' proof that no plaintext reached the disk).
+// Reading what a test left on disk: a file's bytes, every file's under a directory (to compare
+// before and after), and whether any file under a directory holds a given string (the encryption
+// tests' proof that no plaintext reached the disk).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +27,15 @@ inline std::vector<std::byte> read_file_bytes(const std::filesystem::path& path)
 inline void write_file_bytes(const std::filesystem::path& path, std::span<const std::byte> bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Every regular file under `directory`, at any depth, by path, with its bytes.
+inline std::map<std::string, std::vector<std::byte>> files_with_bytes(const std::filesystem::path& directory) {
+  std::map<std::string, std::vector<std::byte>> out;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(directory)) {
+    if (entry.is_regular_file()) out[entry.path().string()] = read_file_bytes(entry.path());
+  }
+  return out;
 }
 
 // Whether any regular file under `directory`, at any depth, holds `needle`.

@@ -55,7 +55,7 @@ class KeyFile final : public KeyProvider {
 
 // Creates `path` holding one fresh random key as version 1: created exclusively (an existing file,
 // and the keys in it, are never overwritten: invalid_argument), mode 0600 whatever the umask,
-// flushed to disk with its directory entry before returning. For `annal keygen`.
+// flushed to disk with its directory entry before returning. For `annal masterkey`.
 [[nodiscard]] Status generate_key_file(const std::string& path);
 
 // Rotation: appends a fresh random key as the next version (highest + 1) to the key file at `path`,

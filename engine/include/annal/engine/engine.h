@@ -46,6 +46,7 @@
 #include "annal/engine/subscription.h"
 #include "annal/engine/types.h"
 #include "annal/journal/journal.h"
+#include "annal/snapshots/snapshot_store.h"
 
 namespace annal::engine {
 
@@ -219,6 +220,13 @@ class Engine {
   // later, read_all and subscriptions can then no longer start before the cut. Returns the first
   // sequence the journal still holds.
   virtual Result<std::uint64_t> trim_journal() = 0;
+
+  // Every snapshot file in the directory (the engine's state's and every projection's), for tools
+  // (annal inspect, verify): SnapshotStore::inspect with this store's keys, so that a sealed state
+  // is opened and checked (with `verify_state`) and a state in clear where the store seals
+  // everything is reported. Reads only.
+  [[nodiscard]] virtual Result<std::vector<snapshots::SnapshotStore::FileReport>> inspect_snapshots(
+      bool verify_state) = 0;
 
   // The stream's last version (nullopt: no events), counting sequenced events, durable or not.
   [[nodiscard]] virtual std::optional<std::uint64_t> stream_version(const StreamRef& stream) const = 0;
