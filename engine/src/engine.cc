@@ -142,7 +142,8 @@ Result<std::shared_ptr<StoreCipher>> store_cipher(const std::string& directory, 
   }
   if (std::filesystem::exists(directory + "/" + kKeysFileName)) {
     return Status(ErrorCode::invalid_argument, directory + " is encrypted (it has a key file, " + kKeysFileName +
-                                                   "): open it with its master keys (Options::encryption)");
+                                                   "): open it with its master keys (Options::encryption; the annal tools take --key-file FILE or "
+                                                   "ANNAL_KEY_FILE)");
   }
   return std::shared_ptr<StoreCipher>();
 }

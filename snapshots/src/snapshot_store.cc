@@ -83,7 +83,7 @@ Result<std::vector<SnapshotStore::FileReport>> SnapshotStore::inspect(bool verif
     for (const std::uint64_t sequence : sequences) {
       FileReport report{.file = snapshot_file_name(name, sequence), .header = {.name = name, .sequence = sequence},
                         .bytes = 0, .status = {}};
-      auto loaded = load(name, sequence, verify_state);
+      auto loaded = load(name, sequence, verify_state ? Depth::opened : Depth::header);
       if (loaded.ok()) {
         report.header = std::move(loaded.value().header);
         report.bytes = snapshot_header_bytes(name) + report.header.state_bytes;
@@ -107,7 +107,7 @@ Result<std::optional<std::uint64_t>> SnapshotStore::oldest(std::string_view name
   auto all = sequences(name);
   if (!all.ok()) return all.status();
   for (const std::uint64_t sequence : all.value()) {
-    const auto header = load(name, sequence, false);
+    const auto header = load(name, sequence, Depth::header);
     if (header.ok() && header.value().header.schema == schema) return std::optional<std::uint64_t>(sequence);
   }
   return std::optional<std::uint64_t>();
@@ -118,7 +118,7 @@ Result<std::optional<std::uint64_t>> SnapshotStore::newest_intact_after(std::str
   auto all = sequences(name);
   if (!all.ok()) return all.status();
   for (auto it = all.value().rbegin(); it != all.value().rend() && *it > sequence; ++it) {
-    if (load(name, *it, true).ok()) return std::optional<std::uint64_t>(*it);
+    if (load(name, *it, Depth::checksummed).ok()) return std::optional<std::uint64_t>(*it);
   }
   return std::optional<std::uint64_t>();
 }
@@ -156,7 +156,7 @@ Result<std::optional<SnapshotStore::Loaded>> SnapshotStore::newest(std::string_v
   if (!all.ok()) return all.status();
   for (auto it = all.value().rbegin(); it != all.value().rend(); ++it) {
     if (*it > max_sequence) continue;
-    auto loaded = load(name, *it, true);
+    auto loaded = load(name, *it, Depth::opened);
     Status why = loaded.status();
     if (loaded.ok() && loaded.value().header.schema != schema) {
       why = Status(ErrorCode::invalid_argument, "schema " + std::to_string(loaded.value().header.schema) +
@@ -169,7 +169,7 @@ Result<std::optional<SnapshotStore::Loaded>> SnapshotStore::newest(std::string_v
 }
 
 // Reads one snapshot and checks everything it says about itself; the state too if `with_state`.
-Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::uint64_t sequence, bool with_state) {
+Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::uint64_t sequence, Depth depth) {
   const std::string file = snapshot_file_name(name, sequence);
   const auto opened = io_->open(path(file), journal::OpenMode::read_only);
   if (!opened.ok()) return opened.status();
@@ -207,7 +207,7 @@ Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::ui
     return Status(ErrorCode::corruption, "snapshot " + file + ": a sealed state of " +
                                              std::to_string(header.value().state_bytes) + " bytes, more than was ever sealed");
   }
-  if (!with_state) return Loaded{std::move(header.value()), {}};
+  if (depth == Depth::header) return Loaded{std::move(header.value()), {}};
   const auto state_bytes = static_cast<std::size_t>(header.value().state_bytes);
   Loaded out{std::move(header.value()), std::vector<std::byte>(state_bytes)};
   const auto read = io_->read(opened.value(), header_bytes, out.state);
@@ -215,7 +215,7 @@ Result<SnapshotStore::Loaded> SnapshotStore::load(std::string_view name, std::ui
   if (read.value() != out.state.size() || journal::crc32c_extend(0, out.state) != out.header.state_crc) {
     return Status(ErrorCode::corruption, "snapshot " + file + ": state checksum mismatch");
   }
-  if (!out.header.sealed) return out;
+  if (!out.header.sealed || depth == Depth::checksummed) return out;
   if (!cipher_) {
     return Status(ErrorCode::invalid_argument, "snapshot " + file +
                                                    ": its state is encrypted (sealed), and the store was opened "

@@ -153,6 +153,34 @@ TEST_F(EncryptionTest, WithoutItsKeysOrWithOthersItIsRefusedAndLeftAsItWas) {
   EXPECT_TRUE(Engine::open(dir_.path(), encrypted()).ok());
 }
 
+// The engine's state snapshot past the log's end proves that acknowledged events were lost (here:
+// every segment and LOCK removed). Sealed, it proves it all the same: its checksums hold, and the
+// key is not needed to see that.
+TEST_F(EncryptionTest, ASealedStateSnapshotStillWitnessesALoss) {
+  for (const bool sealed : {false, true}) {
+    SCOPED_TRACE(sealed ? "sealed" : "in clear");
+    annal::test::TempDirectory dir;
+    const Options options = sealed ? encrypted() : Options{};
+    {
+      auto opened = Engine::open(dir.path(), options);
+      ASSERT_TRUE(opened.ok());
+      const std::string payload(kMarker);
+      const EventData event{.type = "T", .payload = std::as_bytes(std::span(payload))};
+      for (int i = 0; i < 20; ++i) ASSERT_TRUE(opened.value()->append("s", ExpectedVersion::any(), {&event, 1}).ok());
+      ASSERT_TRUE(opened.value()->close().ok());  // the state snapshot at the end
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+      const std::string name = entry.path().filename().string();
+      if (entry.path().extension() == ".log" || entry.path().extension() == ".idx" || name == "LOCK") {
+        std::filesystem::remove(entry.path());
+      }
+    }
+    const auto reopened = Engine::open(dir.path(), options);
+    ASSERT_FALSE(reopened.ok());
+    EXPECT_NE(reopened.status().message().find("snapshot-_engine-"), std::string::npos) << reopened.status().to_string();
+  }
+}
+
 // A key file put back from before the journal's last writes would give the next open a number an
 // earlier one used, and so repeat nonces: refused.
 TEST_F(EncryptionTest, AKeyFileOlderThanTheJournalIsRefused) {

@@ -76,7 +76,7 @@ class SnapshotStore {
   Result<std::vector<FileReport>> inspect(bool verify_state);
 
   // The newest snapshot of `name` past `sequence` that reads back intact, state included, of any
-  // schema; nullopt if there is none. The engine's own snapshots are written only once the log
+  // schema (a sealed state's checksum verified, not opened: no key needed); nullopt if there is none. The engine's own snapshots are written only once the log
   // holds their sequence durably, so one past the log's end proves the log lost events.
   Result<std::optional<std::uint64_t>> newest_intact_after(std::string_view name, std::uint64_t sequence);
 
@@ -90,7 +90,10 @@ class SnapshotStore {
  private:
   [[nodiscard]] std::string path(const std::string& file) const { return directory_ + "/" + file; }
   Status write_file(const std::string& tmp, std::span<const std::byte> header, std::span<const std::byte> state);
-  Result<Loaded> load(std::string_view name, std::uint64_t sequence, bool with_state);
+  // How far load() goes: the header; the state read too, its checksum verified, a sealed one left
+  // sealed (a witness needs no key); or the state opened (a sealed one needs the cipher).
+  enum class Depth { header, checksummed, opened };
+  Result<Loaded> load(std::string_view name, std::uint64_t sequence, Depth depth);
   void prune(std::string_view name);
 
   const std::string directory_;
