@@ -900,7 +900,22 @@ Result<std::unique_ptr<ProjectionRunner>> EngineImpl::make_runner(std::string_vi
       return Status(ErrorCode::invalid_argument,
                     "projection " + std::string(name) + " holds events up to sequence " + std::to_string(restored) +
                         " but this store's log ends at " + std::to_string(durable) +
-                        ": its state belongs to another store, or to a newer copy of this one");
+                        ": its state belongs to another store, or to a newer copy of this one (restored from a "
+                        "backup? an exporter: export this store under a new source name)");
+    }
+    std::uint64_t required = 0;
+    if (Status asked_required = call_user_code([&] { required = projection->resume_requires(); },
+                                               [&] { return "resume_requires() of projection " + std::string(name); });
+        !asked_required.ok()) {
+      return asked_required;
+    }
+    if (const std::uint64_t durable = journal_->durable_sequence(); required > durable) {
+      return Status(ErrorCode::invalid_argument,
+                    "projection " + std::string(name) + " needs this store's log to hold sequence " +
+                        std::to_string(required) + " (the last event it exported, which it checks against the store's) "
+                        "but the log ends at " + std::to_string(durable) +
+                        ": the store is not the one it exported, or an older copy of it (restored from a backup? "
+                        "export this store under a new source name)");
     }
   } else if (const std::uint32_t schema = projection->schema(); schema != 0) {
     auto newest = newest_snapshot(*store, name, schema, journal_->durable_sequence());

@@ -434,6 +434,47 @@ TEST_F(KafkaTest, AnEventTakenForExportedMustBeInTheTopic) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The record the export resumes from is checked too: here a record of this source in partition 0
+// claims (annal.delivered) that everything up to its own sequence was exported, as an old
+// timeline's last record does when a restored store has grown back to exactly that sequence. The
+// store's event there is another: the export stops, rather than take the store's events of
+// partition 0 up to it for exported.
+TEST_F(KafkaTest, TheEventAtTheResumePointIsCheckedToo) {
+  annal::test::Watchdog watchdog("kafka export, the resume point checked");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  const Receipt first = append(200);
+  wait_delivered(*exporter, first);
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  const std::uint64_t ghost = first.last_sequence + 40;
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat("{}\n", "-t orders -p 0 -k ghost -H annal.source=store-a -H annal.sequence=" +
+                                                     std::to_string(ghost) + " -H annal.delivered=" +
+                                                     std::to_string(ghost) + " -H annal.partitions=4"));
+  {
+    auto opened = Engine::open(dir_.path(), {});
+    ASSERT_TRUE(opened.ok());
+    engine_ = std::move(opened).value();
+    append(39);  // the log now ends just before the ghost: the export must not take it as caught up
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+  }
+  auto opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok());
+  Status refused = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(options()), {});
+  EXPECT_NE(refused.message().find("needs this store's log to hold sequence " + std::to_string(ghost)), std::string::npos)
+      << refused.to_string();
+  engine_ = std::move(opened).value();
+  append(100);  // past it: the event there is checked, and is not the ghost
+  exporter = std::make_shared<KafkaExport>(options());
+  ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }));
+  EXPECT_NE(exporter->failure().message().find("disagree at sequence " + std::to_string(ghost)), std::string::npos)
+      << exporter->failure().to_string();
+  EXPECT_LT(exporter->delivered(), ghost);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});

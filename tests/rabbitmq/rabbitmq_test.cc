@@ -263,6 +263,13 @@ TEST_F(RabbitTest, AStoreRestoredFromABackupIsNotTakenForWhatItExported) {
   backup.restore();
   open_engine();
   ASSERT_FALSE(HasFailure());
+  // Grown back to just before the stream's last sequence: refused, not taken for caught up.
+  append(static_cast<int>(before_restore.last_sequence - engine_->durable_sequence() - 1));
+  const Status refused = engine_->add_projection("export_rabbitmq", std::make_shared<RabbitExport>(options()), {});
+  EXPECT_NE(refused.message().find("needs this store's log to hold sequence " +
+                                   std::to_string(before_restore.last_sequence)),
+            std::string::npos)
+      << refused.to_string();
   append(400);  // past the stream's last sequence
   ASSERT_TRUE(engine_->close().ok());
   exporter = open_with_export();

@@ -245,7 +245,12 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
       }
     }
     for (const Found& record : found[p]) {
-      if (record.sequence <= tail.delivered) continue;
+      if (record.sequence <= tail.delivered) tail.checked = std::max(tail.checked, record.sequence);
+    }
+  }
+  for (std::int32_t partition = 0; partition < partitions; ++partition) {
+    for (const Found& record : found[static_cast<std::size_t>(partition)]) {
+      if (record.sequence < tail.checked || (tail.checked == 0 && record.sequence <= tail.delivered)) continue;
       const Exported exported{.partition = partition, .fingerprint = record.fingerprint};
       const auto [at, added] = tail.above.emplace(record.sequence, exported);
       // The same record twice is a late request's copy (docs/kafka.md); two different ones, two

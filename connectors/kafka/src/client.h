@@ -69,7 +69,12 @@ struct Exported {
 struct Tail {
   std::vector<std::uint64_t> last;
   std::uint64_t delivered = 0;
-  std::map<std::uint64_t, Exported> above;  // by sequence
+  // The source's highest record at or below `delivered` (0: none read): the export replays from
+  // it, so that the store's event there is checked too (a restored store may end at or below
+  // `delivered` with other events than the topic's), and the log must hold it.
+  std::uint64_t checked = 0;
+  // The records from `checked` on, by sequence.
+  std::map<std::uint64_t, Exported> above;
   // Per partition: 0, or the lowest sequence read back there when the partition's start (retention)
   // came before a record at or below `delivered`: below it, what the partition held is unknown.
   std::vector<std::uint64_t> read_from;

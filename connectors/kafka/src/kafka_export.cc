@@ -211,14 +211,20 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     std::lock_guard lock(mutex_);
     front_ticket_ += pending_.size();  // a ticket of the last run's never names one of this run's
     pending_.clear();
-    delivered_ = tail.value().delivered;
+    // Claimed from the resume point only: what is above it counts once the store's events there
+    // have been checked against the topic (or produced).
+    delivered_ = tail_->checked != 0 ? tail_->checked - 1 : tail_->delivered;
     stopping_ = false;
     retrying_ = Status();
     fatal_ = Status();
   }
   producer_ = std::move(producer).value();
-  return std::optional<std::uint64_t>(tail.value().delivered);
+  // From the last event read back at or below `delivered`, so that the store's event there is
+  // checked against it: the log must hold it (resume_requires).
+  return std::optional<std::uint64_t>(delivered());
 }
+
+std::uint64_t KafkaExport::resume_requires() const { return tail_ ? tail_->checked : 0; }
 
 void KafkaExport::apply(const engine::EventView& event) {
   const engine::EventHeader& h = event.header;
@@ -294,7 +300,8 @@ void KafkaExport::diverged(std::uint64_t sequence, const std::string& why) {
   Status error(ErrorCode::invalid_argument,
                "Kafka topic " + options_.topic + " and this store disagree at sequence " + std::to_string(sequence) +
                    " of source " + options_.source + ": " + why +
-                   ". This store is not the one that exported there (restored from a backup, or another store "
+                   " (the first sequence checked: the two may part earlier). This store is not the one that exported "
+                   "there (restored from a backup, or another store "
                    "exports under the same source): nothing more is exported; export this store under a new "
                    "source name, or to a new topic (docs/kafka.md)");
   {

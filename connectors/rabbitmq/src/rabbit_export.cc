@@ -136,6 +136,7 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
   stop_and_join();
   drop_connection();
   check_sequence_ = 0;
+  resume_requires_ = 0;
   {
     std::lock_guard lock(mutex_);
     pending_.clear();
@@ -166,6 +167,7 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
       // sequence must be (a store restored from a backup has another there): checked by apply.
       check_sequence_ = resumed.value().sequence;
       check_fingerprint_ = resumed.value().fingerprint;
+      resume_requires_ = check_sequence_;
       return std::optional<std::uint64_t>(check_sequence_ == 0 ? 0 : check_sequence_ - 1);
     }
     // An attempt cut short by the deadline says less than the error before it (the fence held,
@@ -181,6 +183,8 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
                                  (is_retryable(last) ? ", tried for " + std::to_string(options_.start_timeout.count()) + " ms)"
                                                      : ")"));
 }
+
+std::uint64_t RabbitExport::resume_requires() const { return resume_requires_; }
 
 Result<Tail> RabbitExport::connect(std::chrono::steady_clock::time_point deadline, bool again) {
   auto address = parse_url(options_.url);
@@ -329,7 +333,8 @@ void RabbitExport::diverged(const std::string& why) {
   Status error(ErrorCode::invalid_argument,
                "RabbitMQ stream " + options_.stream + " and this store disagree at sequence " +
                    std::to_string(check_sequence_) + " of source " + options_.source + ": " + why +
-                   ". This store is not the one that exported there (restored from a backup, or another store "
+                   " (the first sequence checked: the two may part earlier). This store is not the one that exported "
+                   "there (restored from a backup, or another store "
                    "exports under the same source): nothing more is exported; export this store under a new "
                    "source name, or to a new stream (docs/rabbitmq.md)");
   {

@@ -79,6 +79,12 @@ class Projection {
   // once, at add_projection, whose error it is if it fails. nullopt (the default): the engine
   // keeps the state, by snapshots.
   [[nodiscard]] virtual Result<std::optional<std::uint64_t>> resume_after() { return std::optional<std::uint64_t>{}; }
+  // With resume_after(): a sequence the store's log must hold for that resume point to be this
+  // store's (0, the default: none). An exporter that replays the last event it exported, to check
+  // the store's event there against its copy, names that sequence here: a store ending before it
+  // (a backup restored) is then refused at add_projection, not taken for caught up. Asked once,
+  // right after resume_after().
+  [[nodiscard]] virtual std::uint64_t resume_requires() const { return 0; }
   // What the projection is working through without having stopped (a database it cannot reach
   // and retries), ok when nothing; ProjectionStatus::retrying shows it. Called from any thread,
   // so it must be thread-safe, and must not block.

@@ -80,6 +80,7 @@ class KafkaExport final : public engine::Projection {
   void apply(const engine::EventView& event) override;
   void end_of_batch(std::uint64_t applied) override;
   [[nodiscard]] Result<std::optional<std::uint64_t>> resume_after() override;
+  [[nodiscard]] std::uint64_t resume_requires() const override;
   void stop_requested() override;
 
  private:

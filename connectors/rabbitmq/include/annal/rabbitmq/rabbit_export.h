@@ -95,6 +95,7 @@ class RabbitExport final : public engine::Projection {
   void apply(const engine::EventView& event) override;
   void end_of_batch(std::uint64_t applied) override;
   [[nodiscard]] Result<std::optional<std::uint64_t>> resume_after() override;
+  [[nodiscard]] std::uint64_t resume_requires() const override;
   void stop_requested() override;
 
  private:
@@ -143,6 +144,7 @@ class RabbitExport final : public engine::Projection {
   // event of that sequence has matched it (0: nothing left to check).
   std::uint64_t check_sequence_ = 0;
   std::uint64_t check_fingerprint_ = 0;
+  std::uint64_t resume_requires_ = 0;  // the stream's last message of this source at start
   const int wake_fd_;                       // an eventfd: new messages or stop, for run()'s poll
 
   mutable std::mutex mutex_;
