@@ -320,6 +320,57 @@ TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A message's made-up id names its cluster: the same topic name on another cluster, at the same
+// offsets, holds other events, and all of them are imported. A record of an annal export without
+// annal.id is known by (annal.source, annal.sequence): its copy (a late request's) is not
+// imported twice.
+TEST_F(KafkaTest, ImportTellsClustersApartAndKnowsAnExportsCopies) {
+  annal::test::Watchdog watchdog("kafka import, two clusters and a copy");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  rd_kafka_mock_cluster_t* other = rd_kafka_mock_cluster_new(host_.get(), 1);
+  rd_kafka_mock_topic_create(other, "event-stream", 1, 1);
+  const std::string created = R"({"eventType": "OrderCreated", "orderId": "7"})" "\n";
+  const std::string cancelled = R"({"eventType": "OrderCancelled", "orderId": "7"})" "\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(created, "-t event-stream"));
+  {
+    const std::string file = dir_.path() + "/other";
+    std::FILE* out = std::fopen(file.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    std::fputs(cancelled.c_str(), out);
+    std::fclose(out);
+    const annal::test::ProgramRun sent = annal::test::run_program(std::string(ANNAL_KCAT) + " -P -b " +
+                                                                  rd_kafka_mock_cluster_bootstraps(other) +
+                                                                  " -t event-stream -l " + file);
+    ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  }
+  // An export's record and its copy: no annal.id, the same source and sequence.
+  for (int copy = 0; copy < 2; ++copy) {
+    ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"orderId": "9"})" "\n",
+                                           "-t event-stream -H annal.source=store-x -H annal.sequence=5 "
+                                           "-H annal.type=OrderPaid"));
+  }
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                             .topic = "event-stream",
+                             .group = "importer",
+                             .settings = {{"log_level", "0"}},
+                             .stream_field = "orderId",
+                             .stream_prefix = "order-"};
+  for (const char* brokers : {rd_kafka_mock_cluster_bootstraps(cluster_), rd_kafka_mock_cluster_bootstraps(other)}) {
+    options.brokers = brokers;
+    auto import = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(import.ok()) << import.status().to_string();
+    EXPECT_TRUE(annal::test::eventually([&] { return import.value()->progress().caught_up; }));
+    EXPECT_TRUE(import.value()->stop().ok());
+  }
+  EXPECT_EQ(engine_->stream_version("order-7"), std::optional<std::uint64_t>(1));  // created, then cancelled
+  EXPECT_EQ(engine_->stream_version("order-9"), std::optional<std::uint64_t>(0));  // once
+  ASSERT_TRUE(engine_->close().ok());
+  rd_kafka_mock_cluster_destroy(other);
+}
+
 // Brokers unreachable at start: the import says so within its start timeout, rather than wait for
 // ever. Brokers going down while it runs: it says what it retries, and goes on once they are back.
 TEST_F(KafkaTest, ImportSaysWhyItCannotReachKafka) {

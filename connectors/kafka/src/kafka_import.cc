@@ -22,13 +22,25 @@ struct Imported {
   engine::Id128 id;
 };
 
-// The id of the message at (topic, partition, offset): the same message read again is the same
-// event. FNV-1a of "kafka:TOPIC/PARTITION" above the offset.
-engine::Id128 id_of(std::string_view topic, std::int32_t partition, std::int64_t offset) {
+// FNV-1a of `text`, never 0: the high half of an id made up for a message.
+std::uint64_t name_hash(std::string_view text) {
   std::uint64_t hash = 14695981039346656037ull;
-  const std::string where = "kafka:" + std::string(topic) + "/" + std::to_string(partition);
-  for (const char c : where) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return engine::Id128{.hi = hash | 1, .lo = static_cast<std::uint64_t>(offset)};
+  for (const char c : text) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return hash | 1;
+}
+
+// The id of the message at (cluster, topic, partition, offset): the same message read again is
+// the same event, and a message of another cluster's topic of the same name is another event.
+engine::Id128 id_of(std::string_view cluster, std::string_view topic, std::int32_t partition, std::int64_t offset) {
+  return engine::Id128{.hi = name_hash("kafka:" + std::string(cluster) + "/" + std::string(topic) + "/" +
+                                       std::to_string(partition)),
+                       .lo = static_cast<std::uint64_t>(offset)};
+}
+
+// The id of an annal export's record of (source, sequence) that carries no annal.id: a copy of it
+// (a late request's, docs/kafka.md) is then the same event.
+engine::Id128 id_of_export(std::string_view source, std::uint64_t sequence) {
+  return engine::Id128{.hi = name_hash("annal:" + std::string(source)), .lo = sequence};
 }
 
 }  // namespace
@@ -42,6 +54,7 @@ struct KafkaImport::Consumer {
   std::size_t handled = 0;                    // messages since the last commit
   std::set<std::int32_t> at_end;              // partitions read to their end, nothing after yet
   simdjson::dom::parser parser;
+  std::string cluster;                        // the cluster's id, in the ids made up for messages
 
   // librdkafka's client errors (brokers down, a connection refused), from rd_kafka_consumer_poll on
   // the import's thread: shown in Progress::retrying while librdkafka retries, or the end of the
@@ -84,6 +97,15 @@ Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, 
   if (auto partitions = partition_count(kafka.value().get(), o.topic, o.start_timeout); !partitions.ok()) {
     return Status(partitions.status().code(), "Kafka import from " + o.brokers + ": " + partitions.status().message());
   }
+  // The cluster's id, known once its metadata came: two clusters' topics of one name are not
+  // one topic.
+  char* cluster = rd_kafka_clusterid(kafka.value().get(), static_cast<int>(o.start_timeout.count()));
+  if (cluster == nullptr) {
+    return Status(ErrorCode::io_error, "Kafka import from " + o.brokers + ": the cluster did not give its id within " +
+                                           std::to_string(o.start_timeout.count()) + " ms");
+  }
+  import->consumer_->cluster = cluster;
+  rd_kafka_mem_free(kafka.value().get(), cluster);
   import->consumer_->kafka = std::move(kafka).value();
   rd_kafka_poll_set_consumer(import->consumer_->kafka.get());
   const Owned<rd_kafka_topic_partition_list_t> topics(rd_kafka_topic_partition_list_new(1));
@@ -184,7 +206,15 @@ void KafkaImport::run() {
     }
     const auto given = headers != nullptr ? text_header(headers, kIdHeader) : std::nullopt;
     const auto parsed = given ? engine::parse_id(*given) : std::nullopt;
-    imported.id = parsed ? *parsed : id_of(options_.topic, message.partition, message.offset);
+    const auto source = headers != nullptr ? text_header(headers, kSourceHeader) : std::nullopt;
+    const auto sequence = headers != nullptr ? number_header(headers, kSequenceHeader) : std::nullopt;
+    if (parsed) {
+      imported.id = *parsed;
+    } else if (source && sequence) {
+      imported.id = id_of_export(*source, *sequence);
+    } else {
+      imported.id = id_of(c.cluster, options_.topic, message.partition, message.offset);
+    }
     return imported;
   };
   // A rebalance that takes a partition before its offsets are committed has its new owner read
