@@ -526,6 +526,26 @@ TEST_F(KafkaTest, TheEventAtTheResumePointIsCheckedToo) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// Asking for the partitions' ends fails at start (a leader moving): the start asks again, and
+// resumes as if nothing happened.
+TEST_F(KafkaTest, AStartAsksAgainWhenAPartitionsEndsCannotBeHad) {
+  annal::test::Watchdog watchdog("kafka export, offsets refused at start");
+  {
+    auto exporter = open_with_export();
+    ASSERT_FALSE(HasFailure());
+    wait_delivered(*exporter, append(100));
+    ASSERT_TRUE(engine_->close().ok());
+  }
+  constexpr std::int16_t kListOffsets = 2;  // the ListOffsets request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kListOffsets, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                    RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(10));
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});

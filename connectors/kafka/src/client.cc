@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <functional>
+#include <thread>
 
 #include "annal/kafka/kafka_export.h"
 
@@ -24,6 +26,11 @@ bool guarded(std::string_view name) {
 
 // Records read back per step, per partition, looking for the source's last one.
 constexpr std::int64_t kTailChunk = 1000;
+// The read-back's requests: how long one may wait for a broker (socket.timeout.ms, unless the user
+// set it), and the pause before asking again after a failure.
+constexpr const char* kSocketTimeout = "socket.timeout.ms";
+constexpr int kTailSocketTimeoutMs = 5'000;
+constexpr std::chrono::milliseconds kTailRetryWait{200};
 
 int milliseconds_until(std::chrono::steady_clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -162,25 +169,30 @@ Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::
 
 }  // namespace
 
-Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std::int32_t partitions,
-                       std::chrono::steady_clock::time_point deadline) {
-  // The consumer that reads records back, made only if some partition has any (a new topic needs
-  // none). A group is needed to assign partitions; nothing is ever committed for it.
-  Owned<rd_kafka_t> consumer;
-  const auto make_consumer = [&]() -> Status {
-    // read_uncommitted: every record there is, past another producer's open transaction too.
-    // auto.offset.reset=error: retention moving the start past a chunk must not jump to the end.
-    auto conf = configuration(options.brokers, options.settings, {{"group.id", "annal-export-tail." + options.source},
-                                        {"enable.auto.commit", "false"},
-                                        {"enable.partition.eof", "true"},
-                                        {"isolation.level", "read_uncommitted"},
-                                        {"auto.offset.reset", "error"}});
-    if (!conf.ok()) return conf.status();
-    auto made = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
-    if (!made.ok()) return made.status();
-    consumer = std::move(made).value();
-    rd_kafka_poll_set_consumer(consumer.get());  // its errors come with the messages
-    return {};
+Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
+                       std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping) {
+  // The consumer that reads records back and asks for the partitions' ends: made first, whether or
+  // not there is anything to read, so that a setting it refuses is refused at every start. A group
+  // is needed to assign partitions; nothing is ever committed for it.
+  // read_uncommitted: every record there is, past another producer's open transaction too.
+  // auto.offset.reset=error: retention moving the start past a chunk must not jump to the end.
+  std::map<std::string, std::string> fixed = {{"group.id", "annal-export-tail." + options.source},
+                                              {"enable.auto.commit", "false"},
+                                              {"enable.partition.eof", "true"},
+                                              {"isolation.level", "read_uncommitted"},
+                                              {"auto.offset.reset", "error"}};
+  // A request to a broker that is down waits this long, not librdkafka's minute, whatever the
+  // timeout of the call that made it: the start retries, and keeps to its own deadline.
+  if (!options.settings.contains(kSocketTimeout)) fixed.emplace(kSocketTimeout, std::to_string(kTailSocketTimeoutMs));
+  auto conf = configuration(options.brokers, options.settings, fixed);
+  if (!conf.ok()) return conf.status();
+  auto made = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
+  if (!made.ok()) return made.status();
+  const Owned<rd_kafka_t> consumer = std::move(made).value();
+  rd_kafka_poll_set_consumer(consumer.get());  // its errors come with the messages
+  const auto stopped = [&] {
+    return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
+                                            ": stopped");
   };
   const auto count = static_cast<std::size_t>(partitions);
   std::vector<std::vector<Found>> found(count);
@@ -190,9 +202,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
   const auto read_back = [&](std::int32_t partition) -> Result<bool> {
     const auto p = static_cast<std::size_t>(partition);
     if (reached[p] <= low[p]) return false;
-    if (!consumer) {
-      if (Status made = make_consumer(); !made.ok()) return made;
-    }
+    if (stopping()) return stopped();
     const std::int64_t start = std::max(low[p], reached[p] - kTailChunk);
     if (Status read = read_range(options, consumer.get(), partition, partitions, start, reached[p], deadline, found[p]);
         !read.ok()) {
@@ -209,10 +219,36 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
   for (std::int32_t partition = 0; partition < partitions; ++partition) {
     const auto p = static_cast<std::size_t>(partition);
     std::int64_t high = 0;
-    const rd_kafka_resp_err_t queried = rd_kafka_query_watermark_offsets(
-        kafka, options.topic.c_str(), partition, &low[p], &high, milliseconds_until(deadline));
-    if (queried != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return kafka_error(options, "partition " + std::to_string(partition) + "'s offsets", queried);
+    // Asked again while it fails (a leader moving, a broker down), until the deadline; and taken
+    // only when two answers in a row agree: librdkafka 2.0.2 was seen to answer "success" with a
+    // low offset equal to the high one when one of its two requests failed, which would skip the
+    // whole partition (its records then produced again).
+    std::optional<std::pair<std::int64_t, std::int64_t>> before;
+    for (;;) {
+      std::int64_t first = -1, last = -1;
+      const rd_kafka_resp_err_t queried = rd_kafka_query_watermark_offsets(
+          consumer.get(), options.topic.c_str(), partition, &first, &last,
+          std::min(milliseconds_until(deadline), kTailSocketTimeoutMs));
+      if (queried == RD_KAFKA_RESP_ERR_NO_ERROR && first >= 0 && first <= last) {
+        // The end may move on between the two (other sources writing): the later one is taken.
+        if (before && before->first == first && before->second <= last) {
+          low[p] = first;
+          high = last;
+          break;
+        }
+        before.emplace(first, last);
+        continue;
+      }
+      before.reset();
+      if (stopping()) return stopped();
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
+                                                " did not finish in time: partition " + std::to_string(partition) +
+                                                "'s offsets: " + (queried != RD_KAFKA_RESP_ERR_NO_ERROR
+                                                                      ? rd_kafka_err2str(queried)
+                                                                      : "answers that do not agree"));
+      }
+      std::this_thread::sleep_for(std::min(kTailRetryWait, std::chrono::milliseconds(milliseconds_until(deadline))));
     }
     reached[p] = high;
     while (found[p].empty()) {
@@ -264,7 +300,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std
       }
     }
   }
-  if (consumer) (void)rd_kafka_assign(consumer.get(), nullptr);
+  (void)rd_kafka_assign(consumer.get(), nullptr);
   return tail;
 }
 

@@ -6,6 +6,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -80,10 +81,10 @@ struct Tail {
   std::vector<std::uint64_t> read_from;
 };
 // Reads each partition back from its end, a chunk at a time, to the source's last record there,
-// then further back where needed to a record at or below the highest annal.delivered.
-// `kafka` (the producer) asks for the partitions' offsets.
-Result<Tail> read_tail(const KafkaExportOptions& options, rd_kafka_t* kafka, std::int32_t partitions,
-                       std::chrono::steady_clock::time_point deadline);
+// then further back where needed to a record at or below the highest annal.delivered. What fails
+// is asked again until `deadline`; `stopping` (asked between steps) ends it early.
+Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
+                       std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping);
 
 // What an event's record holds (annal/base/fingerprint.h): the same for an event and its record
 // (the headers as the decimal text written), another for another event.

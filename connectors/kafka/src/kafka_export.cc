@@ -47,10 +47,6 @@ class Producer {
                                         {"message.timeout.ms", "0"},
                                         // A misspelt topic is an error, not a new topic of default size.
                                         {"allow.auto.create.topics", "false"},
-                                        // The read-back asks this handle for the partitions' ends:
-                                        // their true ends, not the last stable offsets that an open
-                                        // transaction of another producer holds back.
-                                        {"isolation.level", "read_uncommitted"},
                                         {"client.id", "annal-export-" + options.source}});
     if (!conf.ok()) return conf.status();
     rd_kafka_conf_set_opaque(conf.value().get(), exporter);
@@ -83,7 +79,6 @@ class Producer {
   }
 
   [[nodiscard]] std::int32_t partitions() const { return partitions_; }
-  [[nodiscard]] rd_kafka_t* handle() const { return kafka_.get(); }
 
   // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum.
   // `ticket` comes back with its delivery report.
@@ -198,13 +193,21 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     return Status(ErrorCode::invalid_argument, "Kafka export: a source name is needed (KafkaExportOptions::source)");
   }
   if (Status named = check_named("Kafka export", options_.brokers, options_.topic); !named.ok()) return named;
-  // Added again after an engine closed: nothing of that run carries over.
+  // Added again after an engine closed: nothing of that run carries over. (A stop asked from
+  // here on ends the start: stop_requested may come from another thread, the tool's on a signal.)
   producer_.reset();
   halted_ = false;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+  }
   const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
   auto producer = Producer::open(options_, this);
   if (!producer.ok()) return producer.status();
-  auto tail = read_tail(options_, producer.value()->handle(), producer.value()->partitions(), deadline);
+  auto tail = read_tail(options_, producer.value()->partitions(), deadline, [this] {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+  });
   if (!tail.ok()) return tail.status();
   tail_ = std::make_unique<Tail>(std::move(tail).value());
   {
@@ -214,7 +217,6 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     // Claimed from the resume point only: what is above it counts once the store's events there
     // have been checked against the topic (or produced).
     delivered_ = tail_->checked != 0 ? tail_->checked - 1 : tail_->delivered;
-    stopping_ = false;
     retrying_ = Status();
     fatal_ = Status();
   }
