@@ -30,6 +30,18 @@ void add_accept_data_loss(CLI::App& command, bool& accept) {
                    "holds, and the lost sequences go to new events. Run annal verify first.");
 }
 
+void add_start_timeout(CLI::App& command, std::chrono::milliseconds& timeout, const std::string& what) {
+  command
+      .add_option_function<double>(
+          "--start-timeout",
+          [&timeout](double seconds) {
+            timeout = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+          },
+          "Seconds to keep trying to " + what + " at start (default " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) + ")")
+      ->check(CLI::PositiveNumber);
+}
+
 void add_key_file(CLI::App& command, std::string& key_file) {
   command.add_option("--key-file", key_file,
                      "The master keys of an encrypted store (a key file made by annal masterkey); or ANNAL_KEY_FILE")

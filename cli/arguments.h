@@ -8,7 +8,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <string>
 #include <string>
 
 #include "annal/base/status.h"
@@ -22,6 +24,10 @@ namespace annal::cli {
 // --accept-data-loss, for the commands that open a store for writing: without it they refuse a
 // store whose log lost acknowledged events (journal::Options::accept_data_loss).
 void add_accept_data_loss(CLI::App& command, bool& accept);
+
+// --start-timeout SECONDS: how long a command keeps trying at start (`what` it tries), into
+// `timeout`, whose value is the default.
+void add_start_timeout(CLI::App& command, std::chrono::milliseconds& timeout, const std::string& what);
 
 // --key-file FILE, defaulting to the environment variable ANNAL_KEY_FILE, for every command that
 // opens a store: the master keys (a crypto::KeyFile, made by annal masterkey) of an encrypted one.

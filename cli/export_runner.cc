@@ -1,7 +1,9 @@
 #include "export_runner.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <thread>
 
 #include "annal/engine/engine.h"
 #include "arguments.h"
@@ -16,7 +18,26 @@ int run_export(const ExportRun& run) {
   auto opened = engine::Engine::open(run.directory, opening);
   if (!opened.ok()) return fail(run.command, opened.status());
   engine::Engine& store = *opened.value();
-  if (Status added = store.add_projection(run.projection, run.exporter, {}); !added.ok()) {
+  // SIGINT or SIGTERM while the exporter starts (reaching the server, reading back what it holds,
+  // for up to its start timeout) stops it there: the start is watched from a thread of its own.
+  std::atomic<bool> starting{true};
+  std::atomic<bool> stopped_while_starting{false};
+  std::thread watcher([&] {
+    while (starting.load(std::memory_order_acquire)) {
+      if (!signals.stopped(std::chrono::milliseconds(200))) continue;
+      stopped_while_starting.store(true, std::memory_order_release);
+      run.exporter->stop_requested();
+      return;
+    }
+  });
+  const Status added = store.add_projection(run.projection, run.exporter, {});
+  starting.store(false, std::memory_order_release);
+  watcher.join();
+  if (stopped_while_starting.load(std::memory_order_acquire)) {
+    std::fprintf(stderr, "%s: stopped while starting\n", run.command.c_str());
+    return store.close().ok() ? kOk : fail(run.command, store.close());
+  }
+  if (!added.ok()) {
     (void)store.close();
     return fail(run.command, added);
   }

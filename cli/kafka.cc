@@ -113,6 +113,7 @@ void add_export(CLI::App& app, int& exit_code) {
                     "This store's name in the records (annal.source): the same every run, no other store's")
       ->required();
   kafka->add_option("--set", options->settings, "A librdkafka setting, key=value (security.protocol, sasl.*, linger.ms ...)");
+  add_start_timeout(*kafka, options->kafka.start_timeout, "reach Kafka and read the topic back");
   kafka->add_flag("--until-caught-up", options->until_caught_up,
                   "Stop once every durable event is acknowledged (else run until SIGINT or SIGTERM)");
   kafka->callback([&exit_code, options] { exit_code = run_kafka_export(*options); });
@@ -135,6 +136,7 @@ void add_import_kafka(CLI::App& import, int& exit_code) {
       ->capture_default_str();
   kafka->add_flag("--skip-bad", options->skip_bad, "Skip bad messages (each reported) instead of stopping at the first");
   kafka->add_option("--set", options->settings, "A librdkafka setting, key=value (security.protocol, sasl.* ...)");
+  add_start_timeout(*kafka, options->kafka.start_timeout, "reach Kafka and the topic");
   kafka->add_flag("--until-caught-up", options->until_caught_up,
                   "Stop once every partition is read to its end and committed (else run until SIGINT or SIGTERM)");
   kafka->callback([&exit_code, options] { exit_code = run_import(*options); });

@@ -18,21 +18,18 @@ struct RabbitOptions {
   std::string directory;
   std::string key_file;
   rabbitmq::RabbitExportOptions rabbit;
-  double start_timeout_s = 30;
   bool until_caught_up = false;
 };
 
 int run_rabbitmq_export(const RabbitOptions& options) {
-  rabbitmq::RabbitExportOptions rabbit = options.rabbit;
-  rabbit.start_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(options.start_timeout_s * 1000));
-  auto exporter = std::make_shared<rabbitmq::RabbitExport>(rabbit);
+  auto exporter = std::make_shared<rabbitmq::RabbitExport>(options.rabbit);
   return run_export({.command = "export rabbitmq",
                      .directory = options.directory,
                      .key_file = options.key_file,
                      .projection = "export_rabbitmq",
-                     .where = "stream " + rabbit.stream,
-                     .target = rabbit.stream,
-                     .source = rabbit.source,
+                     .where = "stream " + options.rabbit.stream,
+                     .target = options.rabbit.stream,
+                     .source = options.rabbit.source,
                      .until_caught_up = options.until_caught_up,
                      .exporter = exporter,
                      .delivered = [exporter] { return exporter->delivered(); },
@@ -53,10 +50,7 @@ void add_export_rabbitmq(CLI::App& export_command, int& exit_code) {
   rabbit->add_option("--source", options->rabbit.source,
                      "This store's name in the messages (annal.source): the same every run, no other store's")
       ->required();
-  rabbit->add_option("--start-timeout", options->start_timeout_s,
-                     "Seconds to keep trying to connect and read the stream back at start")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  add_start_timeout(*rabbit, options->rabbit.start_timeout, "connect and read the stream back");
   rabbit->add_flag("--until-caught-up", options->until_caught_up,
                    "Stop once every durable event is confirmed (else run until SIGINT or SIGTERM)");
   rabbit->callback([&exit_code, options] { exit_code = run_rabbitmq_export(*options); });

@@ -225,6 +225,8 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
     // whole partition (its records then produced again).
     std::optional<std::pair<std::int64_t, std::int64_t>> before;
     for (;;) {
+      // Not interruptible: while the partition's leader is down, librdkafka 2.0.2 does not come
+      // back from this call whatever its timeout (docs/kafka.md, known limits).
       std::int64_t first = -1, last = -1;
       const rd_kafka_resp_err_t queried = rd_kafka_query_watermark_offsets(
           consumer.get(), options.topic.c_str(), partition, &first, &last,
