@@ -99,6 +99,23 @@ class KafkaTest : public ::testing::Test {
     ASSERT_EQ(sent.exit_code, 0) << sent.output;
   }
 
+  // Exports 200 events and closes; then writes, with kcat, a record of this source in partition 0,
+  // 40 sequences ahead of the store, as an old timeline leaves one for a restored store: claiming
+  // everything up to its own sequence exported (annal.delivered), or nothing. Its sequence.
+  std::uint64_t export_then_write_ghost(bool claims_all_delivered) {
+    auto exporter = open_with_export();
+    if (HasFailure()) return 0;
+    const Receipt first = append(200);
+    wait_delivered(*exporter, first);
+    EXPECT_TRUE(engine_->close().ok());
+    engine_.reset();
+    const std::uint64_t ghost = first.last_sequence + 40;
+    send_with_kcat("{}\n", "-t orders -p 0 -k ghost -H annal.source=store-a -H annal.sequence=" + std::to_string(ghost) +
+                               " -H annal.delivered=" + (claims_all_delivered ? std::to_string(ghost) : "1") +
+                               " -H annal.partitions=4");
+    return ghost;
+  }
+
   // The topic as kcat reads it, every partition from the beginning to its end.
   std::vector<Record> topic() {
     const annal::test::ProgramRun ran = annal::test::run_program(

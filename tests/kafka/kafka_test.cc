@@ -466,16 +466,9 @@ TEST_F(KafkaTest, AStoreRestoredFromABackupIsNotTakenForWhatItExported) {
 // exported, but the topic does not hold them. The export stops at the first.
 TEST_F(KafkaTest, AnEventTakenForExportedMustBeInTheTopic) {
   annal::test::Watchdog watchdog("kafka export, an event missing from the topic");
-  auto exporter = open_with_export();
+  const std::uint64_t ghost = export_then_write_ghost(/*claims_all_delivered=*/false);
   ASSERT_FALSE(HasFailure());
-  const Receipt first = append(200);
-  wait_delivered(*exporter, first);
-  ASSERT_TRUE(engine_->close().ok());
-  exporter.reset();
-  const std::uint64_t ghost = first.last_sequence + 40;
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat("{}\n", "-t orders -p 0 -k ghost -H annal.source=store-a -H annal.sequence=" +
-                                                     std::to_string(ghost) + " -H annal.delivered=1 -H annal.partitions=4"));
-  exporter = open_with_export();
+  auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   append(100);
   EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }));
@@ -492,16 +485,8 @@ TEST_F(KafkaTest, AnEventTakenForExportedMustBeInTheTopic) {
 // partition 0 up to it for exported.
 TEST_F(KafkaTest, TheEventAtTheResumePointIsCheckedToo) {
   annal::test::Watchdog watchdog("kafka export, the resume point checked");
-  auto exporter = open_with_export();
+  const std::uint64_t ghost = export_then_write_ghost(/*claims_all_delivered=*/true);
   ASSERT_FALSE(HasFailure());
-  const Receipt first = append(200);
-  wait_delivered(*exporter, first);
-  ASSERT_TRUE(engine_->close().ok());
-  exporter.reset();
-  const std::uint64_t ghost = first.last_sequence + 40;
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat("{}\n", "-t orders -p 0 -k ghost -H annal.source=store-a -H annal.sequence=" +
-                                                     std::to_string(ghost) + " -H annal.delivered=" +
-                                                     std::to_string(ghost) + " -H annal.partitions=4"));
   {
     auto opened = Engine::open(dir_.path(), {});
     ASSERT_TRUE(opened.ok());
@@ -517,7 +502,7 @@ TEST_F(KafkaTest, TheEventAtTheResumePointIsCheckedToo) {
       << refused.to_string();
   engine_ = std::move(opened).value();
   append(100);  // past it: the event there is checked, and is not the ghost
-  exporter = std::make_shared<KafkaExport>(options());
+  auto exporter = std::make_shared<KafkaExport>(options());
   ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
   EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }));
   EXPECT_NE(exporter->failure().message().find("disagree at sequence " + std::to_string(ghost)), std::string::npos)
