@@ -65,6 +65,8 @@ int run_import(ImportKafkaOptions& options) {
   options.kafka.on_skipped = [](const Status& skipped) {
     std::fprintf(stderr, "import kafka: skipped %s\n", skipped.message().c_str());
   };
+  // Before the store is opened (and so made, if new): nothing is made for options it refuses.
+  if (Status checked = kafka::KafkaImport::check(options.kafka); !checked.ok()) return fail("import kafka", checked);
   StopSignals signals;  // before any thread starts
   engine::Options opening;
   if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("import kafka", keys);
@@ -82,6 +84,7 @@ int run_import(ImportKafkaOptions& options) {
   for (;;) {
     const kafka::KafkaImport::Progress progress = import.value()->progress();
     if (progress.retrying.message() != retrying_reported) {
+      if (progress.retrying.ok()) std::fprintf(stderr, "import kafka: Kafka answers again\n");
       retrying_reported = progress.retrying.message();
       if (!retrying_reported.empty()) std::fprintf(stderr, "import kafka: retrying: %s\n", retrying_reported.c_str());
     }

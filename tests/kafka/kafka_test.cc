@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <random>
 #include <string>
@@ -244,6 +245,7 @@ TEST_F(KafkaTest, TheToolImportsAndResumes) {
     lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + R"(", "amount": 100})" "\n";
   }
   lines += "not json\nnor this\n";  // offsets 30 and 31: skipped, and each named
+  lines += R"({"eventType": 123, "orderId": "31"})" "\n";  // offset 32: a type is text, not a number
   ASSERT_NO_FATAL_FAILURE(send_with_kcat(lines, "-t event-stream"));
   const std::string store = dir_.path() + "/store";
   const std::string command = std::string(ANNAL_CLI) + " import kafka " + store + " --brokers " +
@@ -254,7 +256,9 @@ TEST_F(KafkaTest, TheToolImportsAndResumes) {
   const annal::test::ProgramRun first = annal::test::run_program(command);
   EXPECT_EQ(first.exit_code, 0) << first.output;
   EXPECT_NE(first.output.find("imported 30 events"), std::string::npos) << first.output;
-  EXPECT_NE(first.output.find("2 skipped"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("3 skipped"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("offset 32: no header annal.type and no text field eventType"), std::string::npos)
+      << first.output;
   for (const char* offset : {"offset 30: its value is not JSON", "offset 31: its value is not JSON"}) {
     EXPECT_NE(first.output.find(offset), std::string::npos) << first.output;
   }
@@ -311,7 +315,7 @@ TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   EXPECT_EQ(skipped.skipped, 2u);
   EXPECT_EQ(skipped.imported, 1u);    // order 3
   EXPECT_EQ(skipped.duplicates, 1u);  // order 1, which the stopping import appended
-  EXPECT_NE(skipped.last_skipped.message().find("offset 2: no header annal.type and no field eventType"), std::string::npos)
+  EXPECT_NE(skipped.last_skipped.message().find("offset 2: no header annal.type and no text field eventType"), std::string::npos)
       << skipped.last_skipped.to_string();
   EXPECT_FALSE(engine_->stream_version("order-2").has_value());
   ASSERT_EQ(named.size(), 2u);  // each skipped message, not only the last
@@ -556,6 +560,12 @@ TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
                                                                 " --brokers '' --topic orders --source store-a");
   EXPECT_NE(tool.exit_code, 0);
   EXPECT_NE(tool.output.find("no brokers given"), std::string::npos) << tool.output;
+  const std::string never_made = dir_.path() + "/never-made";
+  const annal::test::ProgramRun import_tool = annal::test::run_program(
+      std::string(ANNAL_CLI) + " import kafka " + never_made + " --brokers '' --topic orders --group g");
+  EXPECT_NE(import_tool.exit_code, 0);
+  EXPECT_NE(import_tool.output.find("no brokers given"), std::string::npos) << import_tool.output;
+  EXPECT_FALSE(std::filesystem::exists(never_made));  // refused before the store is made
 }
 
 TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
@@ -566,6 +576,12 @@ TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
   const Status refused = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(unsafe), {});
   EXPECT_EQ(refused.code(), ErrorCode::invalid_argument);
   EXPECT_NE(refused.message().find("enable.idempotence"), std::string::npos) << refused.to_string();
+  // The read-back's own (its consumer's group), refused on an empty topic too, where nothing is
+  // read back.
+  KafkaExportOptions grouped = options();
+  grouped.settings["group.id"] = "mine";
+  const Status group = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(grouped), {});
+  EXPECT_EQ(group.code(), ErrorCode::invalid_argument) << group.to_string();
   // Under another name librdkafka takes for the same setting.
   for (const char* alias : {"metadata.broker.list", "topic.message.timeout.ms", "topic.delivery.timeout.ms",
                             "topic.partitioner", "topic.request.required.acks"}) {

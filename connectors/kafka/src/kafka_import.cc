@@ -75,9 +75,14 @@ struct KafkaImport::Consumer {
   }
 };
 
-Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, KafkaImportOptions options) {
+Status KafkaImport::check(const KafkaImportOptions& options) {
   if (Status named = check_named("Kafka import", options.brokers, options.topic); !named.ok()) return named;
   if (options.group.empty()) return Status(ErrorCode::invalid_argument, "Kafka import: a consumer group is needed");
+  return {};
+}
+
+Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, KafkaImportOptions options) {
+  if (Status checked = check(options); !checked.ok()) return checked;
   std::unique_ptr<KafkaImport> import(new KafkaImport(engine, std::move(options)));
   const KafkaImportOptions& o = import->options_;
   // Offsets are committed by the import, once what precedes them is durable.
@@ -175,20 +180,21 @@ void KafkaImport::run() {
       if (!parsed_json) parsed_json = c.parser.parse(value.data(), value.size()).get(json) == simdjson::SUCCESS;
       return *parsed_json;
     };
-    const auto field = [&](const std::string& name) -> std::optional<std::string> {
+    // A field's text; a number's digits too where `numbers` (an order id may be one, a type not).
+    const auto field = [&](const std::string& name, bool numbers) -> std::optional<std::string> {
       if (!is_json()) return std::nullopt;
       simdjson::dom::element found;
       if (json[name].get(found) != simdjson::SUCCESS) return std::nullopt;
       std::string_view text;
       if (found.get(text) == simdjson::SUCCESS) return std::string(text);
-      if (found.is_number()) return simdjson::minify(found);
+      if (numbers && found.is_number()) return simdjson::minify(found);
       return std::nullopt;
     };
     if (options_.stream_field.empty()) {
       imported.stream.assign(static_cast<const char*>(message.key), message.key_len);
       if (imported.stream.empty()) return Status(ErrorCode::invalid_argument, "no key to name its stream");
     } else {
-      const auto named = field(options_.stream_field);
+      const auto named = field(options_.stream_field, /*numbers=*/true);
       if (!named) {
         return Status(ErrorCode::invalid_argument, is_json() ? "no field " + options_.stream_field + " to name its stream"
                                                            : "its value is not JSON (the stream is in field " +
@@ -198,10 +204,10 @@ void KafkaImport::run() {
     }
     if (const auto type = headers != nullptr ? text_header(headers, kTypeHeader) : std::nullopt) {
       imported.type = std::string(*type);
-    } else if (const auto typed = field(options_.type_field)) {
+    } else if (const auto typed = field(options_.type_field, /*numbers=*/false)) {
       imported.type = *typed;
     } else {
-      return Status(ErrorCode::invalid_argument, is_json() ? "no header annal.type and no field " + options_.type_field
+      return Status(ErrorCode::invalid_argument, is_json() ? "no header annal.type and no text field " + options_.type_field
                                                          : "no header annal.type, and its value is not JSON");
     }
     const auto given = headers != nullptr ? text_header(headers, kIdHeader) : std::nullopt;

@@ -65,6 +65,9 @@ class KafkaImport {
  public:
   // Joins the group and starts consuming, on a thread of its own. `engine` must outlive it.
   static Result<std::unique_ptr<KafkaImport>> start(engine::Engine& engine, KafkaImportOptions options);
+  // What start() refuses before it asks Kafka anything (no brokers, topic or group), for a caller
+  // that would check before it opens a store.
+  static Status check(const KafkaImportOptions& options);
   ~KafkaImport();
   KafkaImport(const KafkaImport&) = delete;
   KafkaImport& operator=(const KafkaImport&) = delete;
