@@ -26,8 +26,8 @@ bool guarded(std::string_view name) {
 
 // Records read back per step, per partition, looking for the source's last one.
 constexpr std::int64_t kTailChunk = 1000;
-// The read-back's requests: how long one may wait for a broker (socket.timeout.ms, unless the user
-// set it), and the pause before asking again after a failure.
+// The read-back's requests: how long one may wait for its answer (socket.timeout.ms, unless the
+// user set it, and the cap on each ends query), and the pause before asking again after a failure.
 constexpr const char* kSocketTimeout = "socket.timeout.ms";
 constexpr int kTailSocketTimeoutMs = 5'000;
 constexpr std::chrono::milliseconds kTailRetryWait{200};
@@ -181,8 +181,8 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
                                               {"enable.partition.eof", "true"},
                                               {"isolation.level", "read_uncommitted"},
                                               {"auto.offset.reset", "error"}};
-  // A request to a broker that is down waits this long, not librdkafka's minute, whatever the
-  // timeout of the call that made it: the start retries, and keeps to its own deadline.
+  // A request to a slow broker waits this long, not librdkafka's minute: the start retries, and keeps
+  // to its own deadline. (It does not end the wait for a leader that is down: below.)
   if (!options.settings.contains(kSocketTimeout)) fixed.emplace(kSocketTimeout, std::to_string(kTailSocketTimeoutMs));
   auto conf = configuration(options.brokers, options.settings, fixed);
   if (!conf.ok()) return conf.status();
@@ -219,7 +219,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   for (std::int32_t partition = 0; partition < partitions; ++partition) {
     const auto p = static_cast<std::size_t>(partition);
     std::int64_t high = 0;
-    // Asked again while it fails (a leader moving, a broker down), until the deadline; and taken
+    // Asked again while it fails (a leader moving), until the deadline; and taken
     // only when two answers in a row agree: librdkafka 2.0.2 was seen to answer "success" with a
     // low offset equal to the high one when one of its two requests failed, which would skip the
     // whole partition (its records then produced again).
@@ -263,9 +263,10 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
       tail.delivered = std::max(tail.delivered, record.delivered);
     }
   }
-  // Then further back, to a record at or below `delivered`: every record above it is one the
-  // store's event of that sequence must match. The records in flight when the last run ended
-  // are the most there can be (queue.buffering.max.messages).
+  // Then further back, to a record at or below `delivered`: every record from the highest such one
+  // on is one the store's event of that sequence must match. Those above `delivered` are the
+  // records produced before Kafka had acknowledged the ones before them: a few for a steady export,
+  // all of a burst's when the producer batches long (docs/kafka.md).
   const auto lowest = [](const std::vector<Found>& records) {
     std::uint64_t least = UINT64_MAX;
     for (const Found& record : records) least = std::min(least, record.sequence);

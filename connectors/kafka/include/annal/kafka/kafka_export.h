@@ -17,9 +17,13 @@
 // message timeout: within one run, a partition holds this source's records in sequence order with
 // no gap. Each record carries annal.delivered, the sequence up to which Kafka had acknowledged
 // every event when it was produced. At start (resume_after) the exporter reads each partition's
-// tail back to this source's last record: the engine replays from the highest annal.delivered
-// seen, and an event is produced only if its partition's last record of this source is older. So
-// the topic itself is the checkpoint; nothing is kept beside the store.
+// tail back to this source's last record, and on to a record at or below the highest
+// annal.delivered: the engine replays from the highest such record (which the log must hold:
+// resume_requires), and an event is produced only if its partition's last record of this source is
+// older. So the topic itself is the checkpoint; nothing is kept beside the store. Every replayed
+// event the topic already holds must be its record there (a fingerprint of key, value and
+// headers): a store restored from a backup, whose new events reuse sequences the topic holds for
+// others, stops the export with the sequence where the two disagree.
 //
 // Kafka down: records wait in the producer (bounded by queue.buffering.max.messages, after which
 // the exporter falls behind, leaves the ring and catches up from the journal), health() says why,
@@ -56,7 +60,7 @@ struct KafkaExportOptions {
   std::string source;
   // Further librdkafka settings (security.protocol, sasl.*, linger.ms, compression.type ...).
   // Those the guarantee rests on (enable.idempotence, enable.gapless.guarantee,
-  // message.timeout.ms, partitioner) are refused.
+  // message.timeout.ms, partitioner, ...) are refused, under their aliases too.
   std::map<std::string, std::string> settings = {};
   // How long start-up (metadata, reading the topic's tail) may take, at add_projection.
   std::chrono::milliseconds start_timeout{60'000};
