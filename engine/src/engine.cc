@@ -103,10 +103,12 @@ journal::Options journal_options(const Options& options) {
 // its newest intact state snapshot past the log's end (written only once the log held that
 // sequence durably, snapshot_state), which proves the log lost acknowledged events. (A store last
 // written under Durability::none and opened under another mode after a power cut may be refused
-// for a snapshot of what the cut took back: accept_data_loss then.)
+// for a snapshot of what the cut took back: accept_data_loss then.) With the store's cipher, if it
+// is encrypted.
 journal::Options journal_options(const Options& options, const std::string& directory,
-                                 std::shared_ptr<journal::IoBackend> io) {
+                                 std::shared_ptr<journal::IoBackend> io, const std::shared_ptr<StoreCipher>& cipher) {
   journal::Options out = journal_options(options);
+  if (cipher) out.cipher = cipher->records();
   // Under Durability::none a state snapshot waited only for its sequence to be written, which a
   // power cut may take back: no witness then.
   if (options.journal.durability == journal::Durability::none) return out;
@@ -1191,8 +1193,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
   std::shared_ptr<journal::IoBackend> files = io ? io : journal::make_posix_backend(options.journal.file_mode);
   auto cipher = store_cipher(directory, options);
   if (!cipher.ok()) return cipher.status();
-  journal::Options opening = journal_options(options, directory, files);
-  if (cipher.value()) opening.cipher = cipher.value()->records();
+  const journal::Options opening = journal_options(options, directory, files, cipher.value());
   auto journal = io ? journal::Journal::open(directory, opening, io) : journal::Journal::open(directory, opening);
   if (!journal.ok()) return journal.status();
   auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()), std::move(files), false,
@@ -1208,9 +1209,8 @@ Result<std::unique_ptr<Engine>> Engine::open_read_only(const std::string& direct
   }
   auto cipher = store_cipher(directory, options);
   if (!cipher.ok()) return cipher.status();
-  journal::Options opening = journal_options(options, directory, journal::make_posix_backend());
-  if (cipher.value()) opening.cipher = cipher.value()->records();
-  auto journal = journal::Journal::open_read_only(directory, opening);
+  auto journal = journal::Journal::open_read_only(
+      directory, journal_options(options, directory, journal::make_posix_backend(), cipher.value()));
   if (!journal.ok()) return journal.status();
   Options reading = options;
   reading.live_subscriptions_max = 0;      // nothing is published into the ring: subscriptions tail the files
