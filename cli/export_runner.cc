@@ -35,7 +35,8 @@ int run_export(const ExportRun& run) {
   watcher.join();
   if (stopped_while_starting.load(std::memory_order_acquire)) {
     std::fprintf(stderr, "%s: stopped while starting\n", run.command.c_str());
-    return store.close().ok() ? kOk : fail(run.command, store.close());
+    const Status closed = store.close();
+    return closed.ok() ? kOk : fail(run.command, closed);
   }
   if (!added.ok()) {
     (void)store.close();
