@@ -22,14 +22,23 @@ int run_export(const ExportRun& run) {
   // for up to its start timeout) stops it there: the start is watched from a thread of its own.
   std::atomic<bool> starting{true};
   std::atomic<bool> stopped_while_starting{false};
+  // Asked again until the start ends: a stop asked before the exporter's start has begun would be
+  // forgotten by it (a start clears what an earlier run was asked).
   std::thread watcher([&] {
     while (starting.load(std::memory_order_acquire)) {
-      if (!signals.stopped(std::chrono::milliseconds(200))) continue;
+      if (!stopped_while_starting.load(std::memory_order_acquire) && !signals.stopped(std::chrono::milliseconds(200))) {
+        continue;
+      }
       stopped_while_starting.store(true, std::memory_order_release);
       run.exporter->stop_requested();
-      return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
+  // Said before the start, which may wait for the server up to its timeout: what it waits for, and
+  // that a stop ends the wait.
+  std::fprintf(stderr, "%s: starting: reaching %s and reading back what source %s exported there (up to %g s; SIGINT stops)\n",
+               run.command.c_str(), run.where.c_str(), run.source.c_str(),
+               static_cast<double>(run.start_timeout.count()) / 1000.0);
   const Status added = store.add_projection(run.projection, run.exporter, {});
   starting.store(false, std::memory_order_release);
   watcher.join();

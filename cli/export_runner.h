@@ -3,6 +3,7 @@
 // SIGINT/SIGTERM, and one line saying where the export stands.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,7 @@ struct ExportRun {
   std::string where;        // "topic orders": what the first line names
   std::string target;       // "orders": what the last line names
   std::string source;
+  std::chrono::milliseconds start_timeout{0};  // how long the exporter's start may take
   bool until_caught_up = false;
   std::shared_ptr<engine::Projection> exporter;
   std::function<std::uint64_t()> delivered;  // the exporter's acknowledged sequence

@@ -42,6 +42,7 @@ int run_kafka_export(ExportOptions& options) {
                      .where = "topic " + options.kafka.topic,
                      .target = options.kafka.topic,
                      .source = options.kafka.source,
+                     .start_timeout = options.kafka.start_timeout,
                      .until_caught_up = options.until_caught_up,
                      .exporter = exporter,
                      .delivered = [exporter] { return exporter->delivered(); },

@@ -30,6 +30,7 @@ int run_rabbitmq_export(const RabbitOptions& options) {
                      .where = "stream " + options.rabbit.stream,
                      .target = options.rabbit.stream,
                      .source = options.rabbit.source,
+                     .start_timeout = options.rabbit.start_timeout,
                      .until_caught_up = options.until_caught_up,
                      .exporter = exporter,
                      .delivered = [exporter] { return exporter->delivered(); },

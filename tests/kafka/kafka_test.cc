@@ -535,6 +535,63 @@ TEST_F(KafkaTest, AStartAsksAgainWhenAPartitionsEndsCannotBeHad) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A partition's leader is down when the export starts: the start ends at its start_timeout and says
+// which partition it waited for, instead of waiting for the broker; once the broker is back, a
+// start resumes as if nothing had happened.
+TEST_F(KafkaTest, AStartWhileAPartitionsLeaderIsDownEndsAtItsTimeout) {
+  annal::test::Watchdog watchdog("kafka export, a leader down at start");
+  {
+    auto exporter = open_with_export();
+    ASSERT_FALSE(HasFailure());
+    wait_delivered(*exporter, append(100));
+    ASSERT_TRUE(engine_->close().ok());
+  }
+  // Partition 2's leader alone goes down.
+  for (int partition = 0; partition < kPartitions; ++partition) {
+    rd_kafka_mock_partition_set_leader(cluster_, "orders", partition, partition == 2 ? 3 : 1);
+  }
+  rd_kafka_mock_broker_set_down(cluster_, 3);
+  {
+    auto opened = Engine::open(dir_.path(), {});
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = std::move(opened).value();
+    KafkaExportOptions with = options();
+    with.start_timeout = std::chrono::milliseconds(3000);
+    const Status added = engine_->add_projection("export_kafka", std::make_shared<KafkaExport>(with), {});
+    ASSERT_FALSE(added.ok());
+    EXPECT_NE(added.message().find("did not finish in time"), std::string::npos) << added.to_string();
+    EXPECT_NE(added.message().find("of partition 2 "), std::string::npos) << added.to_string();
+    ASSERT_TRUE(engine_->close().ok());
+  }
+  rd_kafka_mock_broker_set_up(cluster_, 3);
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(10));
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// `annal export kafka` stopped (SIGTERM) while its start waits for a partition's leader that is
+// down, well within its start timeout: it stops there, says so, and exits 0.
+TEST_F(KafkaTest, TheToolStopsWhileItsStartWaitsForALeaderThatIsDown) {
+  annal::test::Watchdog watchdog("annal export kafka, stopped while starting");
+  {
+    auto exporter = open_with_export();
+    ASSERT_FALSE(HasFailure());
+    wait_delivered(*exporter, append(100));
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+  }
+  rd_kafka_mock_partition_set_leader(cluster_, "orders", 1, 2);
+  rd_kafka_mock_broker_set_down(cluster_, 2);
+  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
+                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
+                                             "store-a", "--set", "log_level=0", "--start-timeout", "3600"});
+  ASSERT_TRUE(child.wait_for("starting: reaching topic orders")) << child.printed();
+  EXPECT_EQ(child.end_with(SIGTERM), 0);
+  EXPECT_TRUE(child.wait_for("stopped while starting")) << child.printed();
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});

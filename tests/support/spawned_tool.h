@@ -65,6 +65,16 @@ class SpawnedTool {
   // Whether a wait_for ended because the tool's stderr closed (not at its limit).
   [[nodiscard]] bool stderr_closed() const { return stderr_closed_; }
 
+  // Sends `signal` and reaps it: its exit code, or -1 if a signal ended it. (No limit of its own:
+  // the test's Watchdog guards against a tool that does not end.)
+  int end_with(int signal) {
+    ::kill(pid_, signal);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
   // SIGKILL and reap; true if the signal ended it (it had not exited by itself before).
   bool kill_now() {
     ::kill(pid_, SIGKILL);

@@ -4,7 +4,6 @@
 #include <array>
 #include <charconv>
 #include <functional>
-#include <thread>
 
 #include "annal/kafka/kafka_export.h"
 
@@ -26,11 +25,10 @@ bool guarded(std::string_view name) {
 
 // Records read back per step, per partition, looking for the source's last one.
 constexpr std::int64_t kTailChunk = 1000;
-// The read-back's requests: how long one may wait for its answer (socket.timeout.ms, unless the
-// user set it, and the cap on each ends query), and the pause before asking again after a failure.
+// How long one of the read-back's requests may wait for its answer (socket.timeout.ms, unless the
+// user set it): a slow broker's request fails sooner than librdkafka's minute and is asked again.
 constexpr const char* kSocketTimeout = "socket.timeout.ms";
 constexpr int kTailSocketTimeoutMs = 5'000;
-constexpr std::chrono::milliseconds kTailRetryWait{200};
 
 int milliseconds_until(std::chrono::steady_clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -84,14 +82,21 @@ Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_
   return client;
 }
 
-Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout) {
+Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout,
+                                     const std::function<bool()>& stopping) {
   const Owned<rd_kafka_topic_t> handle(rd_kafka_topic_new(kafka, topic.c_str(), nullptr));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   const rd_kafka_metadata_t* metadata = nullptr;
-  const rd_kafka_resp_err_t error =
-      rd_kafka_metadata(kafka, 0, handle.get(), &metadata, static_cast<int>(timeout.count()));
-  if (error != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Status(ErrorCode::io_error, "Kafka: no metadata for topic " + topic + " within " +
-                                           std::to_string(timeout.count()) + " ms: " + rd_kafka_err2str(error));
+  // Asked in short waits, so that a stop is heard while no broker answers.
+  for (;;) {
+    const rd_kafka_resp_err_t error =
+        rd_kafka_metadata(kafka, 0, handle.get(), &metadata, std::min(milliseconds_until(deadline), 500));
+    if (error == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    if (stopping && stopping()) return Status(ErrorCode::timed_out, "Kafka: asking for topic " + topic + ": stopped");
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status(ErrorCode::io_error, "Kafka: no metadata for topic " + topic + " within " +
+                                             std::to_string(timeout.count()) + " ms: " + rd_kafka_err2str(error));
+    }
   }
   const Owned<const rd_kafka_metadata_t> owned(metadata);
   if (metadata->topic_cnt != 1 || metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
@@ -167,6 +172,65 @@ Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::
   return {};
 }
 
+// Each partition's offset at `logical` (RD_KAFKA_OFFSET_BEGINNING: its first record's; _END: the one
+// its next record will have), into `offsets`. Not rd_kafka_query_watermark_offsets: while a
+// partition's leader is down, librdkafka 2.0.2 does not come back from it, whatever its timeout.
+// Here the consumer is assigned every partition at `logical` and librdkafka's own threads ask
+// the leaders (again, after a failure) and fetch: a partition's first record or its end (an EOF
+// event) gives its offset, and this thread keeps to the deadline and to `stopping` meanwhile.
+Status partition_ends(const KafkaExportOptions& options, rd_kafka_t* consumer, std::int32_t partitions,
+                      std::int64_t logical, std::chrono::steady_clock::time_point deadline,
+                      const std::function<bool()>& stopping, std::vector<std::int64_t>& offsets) {
+  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(partitions));
+  for (std::int32_t partition = 0; partition < partitions; ++partition) {
+    rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = logical;
+  }
+  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer, assignment.get()); assigned) {
+    return kafka_error(options, "asking the partitions' ends", assigned);
+  }
+  std::vector<bool> known(static_cast<std::size_t>(partitions), false);
+  std::int32_t left = partitions;
+  std::string failed;  // the last failure librdkafka reported, for the error at the deadline
+  while (left > 0) {
+    if (stopping()) {
+      return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic + ": stopped");
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string waiting;
+      for (std::int32_t partition = 0; partition < partitions; ++partition) {
+        if (!known[static_cast<std::size_t>(partition)]) waiting += (waiting.empty() ? "" : ", ") + std::to_string(partition);
+      }
+      return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
+                                              " did not finish in time: no answer for the " +
+                                              (logical == RD_KAFKA_OFFSET_END ? "end" : "start") + " of partition" +
+                                              (left > 1 ? "s " : " ") + waiting +
+                                              (failed.empty() ? " (its leader may be down)" : ": " + failed));
+    }
+    rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer, std::min(milliseconds_until(deadline), 200));
+    if (message == nullptr) continue;
+    const Owned<rd_kafka_message_t> owned(message);
+    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR && message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // librdkafka asks again by itself (a leader moving, a request refused): noted, and waited out.
+      failed = rd_kafka_message_errstr(message);
+      continue;
+    }
+    if (message->rkt == nullptr || message->partition < 0 || message->partition >= partitions) continue;
+    const auto p = static_cast<std::size_t>(message->partition);
+    if (known[p]) continue;
+    known[p] = true;
+    --left;
+    offsets[p] = message->offset;
+    // Known: what librdkafka would fetch after it (a whole partition, from its start) is not needed.
+    const Owned<rd_kafka_topic_partition_list_t> done(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(done.get(), options.topic.c_str(), message->partition);
+    (void)rd_kafka_pause_partitions(consumer, done.get());
+  }
+  // Paused partitions stay paused when assigned again (librdkafka 2.0.2): the next read must fetch.
+  (void)rd_kafka_resume_partitions(consumer, assignment.get());
+  (void)rd_kafka_assign(consumer, nullptr);
+  return {};
+}
+
 }  // namespace
 
 Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
@@ -181,8 +245,8 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
                                               {"enable.partition.eof", "true"},
                                               {"isolation.level", "read_uncommitted"},
                                               {"auto.offset.reset", "error"}};
-  // A request to a slow broker waits this long, not librdkafka's minute: the start retries, and keeps
-  // to its own deadline. (It does not end the wait for a leader that is down: below.)
+  // A request to a slow broker waits this long, not librdkafka's minute: librdkafka asks again, and
+  // the start keeps to its own deadline.
   if (!options.settings.contains(kSocketTimeout)) fixed.emplace(kSocketTimeout, std::to_string(kTailSocketTimeoutMs));
   auto conf = configuration(options.brokers, options.settings, fixed);
   if (!conf.ok()) return conf.status();
@@ -216,43 +280,22 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   tail.read_from.assign(count, 0);
   // First back to the source's last record in each partition (the first chunk holding records of
   // the source holds its last one: a source's records sit in a partition in sequence order).
+  // Each partition's ends, from the consumer's own fetch (partition_ends): a leader that is down
+  // delays the answer; it cannot hold the start past its deadline.
+  std::vector<std::int64_t> high(count, 0);
+  if (Status ends = partition_ends(options, consumer.get(), partitions, RD_KAFKA_OFFSET_BEGINNING, deadline, stopping, low);
+      !ends.ok()) {
+    return ends;
+  }
+  if (Status ends = partition_ends(options, consumer.get(), partitions, RD_KAFKA_OFFSET_END, deadline, stopping, high);
+      !ends.ok()) {
+    return ends;
+  }
   for (std::int32_t partition = 0; partition < partitions; ++partition) {
     const auto p = static_cast<std::size_t>(partition);
-    std::int64_t high = 0;
-    // Asked again while it fails (a leader moving), until the deadline; and taken
-    // only when two answers in a row agree: librdkafka 2.0.2 was seen to answer "success" with a
-    // low offset equal to the high one when one of its two requests failed, which would skip the
-    // whole partition (its records then produced again).
-    std::optional<std::pair<std::int64_t, std::int64_t>> before;
-    for (;;) {
-      // Not interruptible: while the partition's leader is down, librdkafka 2.0.2 does not come
-      // back from this call whatever its timeout (docs/kafka.md, known limits).
-      std::int64_t first = -1, last = -1;
-      const rd_kafka_resp_err_t queried = rd_kafka_query_watermark_offsets(
-          consumer.get(), options.topic.c_str(), partition, &first, &last,
-          std::min(milliseconds_until(deadline), kTailSocketTimeoutMs));
-      if (queried == RD_KAFKA_RESP_ERR_NO_ERROR && first >= 0 && first <= last) {
-        // The end may move on between the two (other sources writing): the later one is taken.
-        if (before && before->first == first && before->second <= last) {
-          low[p] = first;
-          high = last;
-          break;
-        }
-        before.emplace(first, last);
-        continue;
-      }
-      before.reset();
-      if (stopping()) return stopped();
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
-                                                " did not finish in time: partition " + std::to_string(partition) +
-                                                "'s offsets: " + (queried != RD_KAFKA_RESP_ERR_NO_ERROR
-                                                                      ? rd_kafka_err2str(queried)
-                                                                      : "answers that do not agree"));
-      }
-      std::this_thread::sleep_for(std::min(kTailRetryWait, std::chrono::milliseconds(milliseconds_until(deadline))));
-    }
-    reached[p] = high;
+    // Retention may have moved the start on between the two answers: nothing is left to read then.
+    low[p] = std::min(low[p], high[p]);
+    reached[p] = high[p];
     while (found[p].empty()) {
       auto more = read_back(partition);
       if (!more.ok()) return more.status();

@@ -56,8 +56,10 @@ Status check_named(std::string_view user, const std::string& brokers, const std:
 // A producer or consumer made with `conf` (which it takes, made or not).
 Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_t> conf);
 
-// The topic's partition count, from the cluster's metadata.
-Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout);
+// The topic's partition count, from the cluster's metadata, asked until `timeout`; `stopping`, if
+// given, is asked between tries and ends it early.
+Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout,
+                                     const std::function<bool()>& stopping = {});
 
 // A record of the source, as read back: its partition, and its fingerprint (below).
 struct Exported {

@@ -39,7 +39,8 @@ struct RecordText {
 // librdkafka's background thread (so they arrive whether or not events do), and the topic.
 class Producer {
  public:
-  static Result<std::unique_ptr<Producer>> open(const KafkaExportOptions& options, KafkaExport* exporter) {
+  static Result<std::unique_ptr<Producer>> open(const KafkaExportOptions& options, KafkaExport* exporter,
+                                                 const std::function<bool()>& stopping) {
     // Idempotent, and gapless: a record Kafka refuses for good stops the run rather than leave a
     // hole that later records would hide. No message timeout: while Kafka is down records wait.
     auto conf = configuration(options.brokers, options.settings, {{"enable.idempotence", "true"},
@@ -59,7 +60,7 @@ class Producer {
     rd_kafka_t* handle = producer->kafka_.get();
     const Owned<rd_kafka_queue_t> main(rd_kafka_queue_get_main(handle));
     rd_kafka_queue_forward(main.get(), producer->background_.get());
-    auto partitions = partition_count(handle, options.topic, options.start_timeout);
+    auto partitions = partition_count(handle, options.topic, options.start_timeout, stopping);
     if (!partitions.ok()) return partitions.status();
     producer->partitions_ = partitions.value();
     producer->partitions_text_ = std::to_string(partitions.value());
@@ -202,12 +203,13 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     stopping_ = false;
   }
   const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
-  auto producer = Producer::open(options_, this);
-  if (!producer.ok()) return producer.status();
-  auto tail = read_tail(options_, producer.value()->partitions(), deadline, [this] {
+  const auto stopping = [this] {
     std::lock_guard lock(mutex_);
     return stopping_;
-  });
+  };
+  auto producer = Producer::open(options_, this, stopping);
+  if (!producer.ok()) return producer.status();
+  auto tail = read_tail(options_, producer.value()->partitions(), deadline, stopping);
   if (!tail.ok()) return tail.status();
   tail_ = std::make_unique<Tail>(std::move(tail).value());
   {
