@@ -76,6 +76,24 @@ Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyPro
   return std::optional<StoreKeys>(StoreKeys{opens, sealed_from, std::move(seeds).value()});
 }
 
+namespace {
+
+Status fits_in_file(const std::string& path, std::size_t body_bytes) {
+  if (kHeaderBytes + body_bytes + kTagBytes <= kKeyFileBytesMax) return {};
+  return Status(ErrorCode::invalid_argument, "key store " + path + ": its seed tree would take " +
+                                                 std::to_string(body_bytes) + " bytes, past the " +
+                                                 std::to_string(kKeyFileBytesMax) + " a key store may hold");
+}
+
+}  // namespace
+
+Status store_keys_fit(const std::string& path, const StoreKeys& state) {
+  std::vector<std::byte> tree = state.seeds.encode();
+  const std::size_t body_bytes = kBodyFixedBytes + tree.size();
+  OPENSSL_cleanse(tree.data(), tree.size());
+  return fits_in_file(path, body_bytes);
+}
+
 Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys) {
   const std::uint32_t version = keys.current_version();
   auto cipher = file_cipher(keys, version);
@@ -85,12 +103,10 @@ Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvi
   std::vector<std::byte> body(kBodyFixedBytes + tree.size());
   std::copy(tree.begin(), tree.end(), body.begin() + kBodyFixedBytes);
   OPENSSL_cleanse(tree.data(), tree.size());
-  if (kHeaderBytes + body.size() + kTagBytes > kKeyFileBytesMax) {
-    // Written, it could not be read back: the store would not open. Refused before anything changes.
+  // Written, it could not be read back: the store would not open. Refused before anything changes.
+  if (Status fits = fits_in_file(path, body.size()); !fits.ok()) {
     OPENSSL_cleanse(body.data(), body.size());
-    return Status(ErrorCode::invalid_argument, "key store " + path + ": its seed tree would take " +
-                                                   std::to_string(body.size()) + " bytes, past the " +
-                                                   std::to_string(kKeyFileBytesMax) + " a key store may hold");
+    return fits;
   }
   store_le<std::uint64_t>(body, 0, state.opens);
   store_le<std::uint64_t>(body, 8, state.sealed_from);

@@ -27,6 +27,10 @@ std::string_view Catalog::stream_name(std::uint64_t id) const noexcept {
 
 Status Catalog::add_stream(std::uint64_t id, std::string_view name) {
   if (id != next_stream_id() || streams_.size() >= NameTable::kNamesMax) return refused("stream", id, name);
+  if (name.empty()) {
+    streams_.push(std::string());
+    return {};
+  }
   const std::uint32_t tag = NameIndex::tag(name);
   // The only writer: no race between the check and the insert.
   if (stream_ids_.find(name, tag, streams_)) return refused("stream", id, name);
@@ -35,6 +39,14 @@ Status Catalog::add_stream(std::uint64_t id, std::string_view name) {
   std::unique_lock lock(mutex_);
   stream_ids_.insert(tag, index);
   return {};
+}
+
+void Catalog::forget_stream(std::uint64_t id) {
+  ANNAL_ASSERT(knows_stream(id));
+  // The index keeps its slot for the id: a lookup compares the name the table now holds, "", and
+  // never matches. Under the lock, so that no lookup is half-way through comparing.
+  std::unique_lock lock(mutex_);
+  streams_.blank(id & ~kNamedStreamBit);
 }
 
 void Catalog::reserve_streams(std::size_t streams) {

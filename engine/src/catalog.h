@@ -30,8 +30,16 @@ class Catalog {
   // The id the next new stream name gets.
   [[nodiscard]] std::uint64_t next_stream_id() const noexcept { return kNamedStreamBit | streams_.size(); }
   // Writer only. corruption if `id` is not next_stream_id() or the name is taken (a journal that
-  // says otherwise was not written by this engine).
+  // says otherwise was not written by this engine). An empty name is an erased stream's: it has its
+  // id, and no name to be found by.
   Status add_stream(std::uint64_t id, std::string_view name);
+  // Whether the named stream `id` has been added (its name may be empty: erased).
+  [[nodiscard]] bool knows_stream(std::uint64_t id) const noexcept {
+    return (id & kNamedStreamBit) != 0 && streams_.contains(id & ~kNamedStreamBit);
+  }
+  // Writer only. Forgets the name of stream `id` (erased): find_stream no longer finds it, and the
+  // name may be given to a new stream. Views of it handed out before stay valid.
+  void forget_stream(std::uint64_t id);
   // Writer only: room for `streams` stream names in all, before many are added at once (recovery).
   void reserve_streams(std::size_t streams);
 

@@ -218,12 +218,20 @@ class EngineImpl final : public Engine {
         if (auto newest = journal_->read(last, 1); !newest.ok()) return newest.status();
       }
       if (Status numbered = cipher_->begin_writing(journal_->last_sequence() + 1); !numbered.ok()) return numbered;
+      // An erasure whose record is in the log, but whose key a crash kept from being destroyed:
+      // destroyed now, before anything can read the stream (erase_stream).
+      for (const std::uint64_t stream : erased_in_log_) {
+        if (cipher_->erased(stream)) continue;
+        if (Status erased = cipher_->erase(stream); !erased.ok()) return erased;
+      }
     }
+    erased_in_log_.clear();
     open_report_.data_loss = journal_->recovery().data_loss;
     if (read_only_) {
       open_report_.stopped_at_damage = journal_->recovery().message;
-      learn_ = [this](const journal::RecordHeader& header, std::span<const std::byte> stored) {
-        return learn_name(header, stored);
+      learn_ = [this](const journal::RecordView& record) {
+        std::lock_guard lock(append_mutex_);  // no appends here: it serialises the learners
+        return take_system_record(record, /*again=*/true);
       };
     }
     ring_ = LiveRing::make(options_, journal_->last_sequence() + 1,
@@ -278,7 +286,7 @@ class EngineImpl final : public Engine {
       const auto record = reader.value()->next();
       if (!record.ok()) return record.status();
       if (!record.value()) break;
-      const auto view = view_record(record.value()->header, record.value()->payload, catalog_, learn_);
+      const auto view = view_record(*record.value(), catalog_, learn_);
       if (!view.ok()) return view.status();
       if (view.value()) out.push_back(to_event(*view.value()));
     }
@@ -440,14 +448,15 @@ class EngineImpl final : public Engine {
                       std::span<const EventData> events);
   Status discard_snapshots_past_log();
   Status refuse_if_read_only(std::string_view what) const;
-  Status learn_name(const journal::RecordHeader& header, std::span<const std::byte> stored);
+  Status take_system_record(const journal::RecordView& record, bool again);
+  Result<std::uint64_t> erase_stream(const StreamRef& stream) override;
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
   Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
   Status recover();
   Status restore_state();
   void snapshot_state_loop();
   Status snapshot_state();
-  Result<Metadata> recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored,
+  Result<Metadata> recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored, bool erased,
                                  StreamIndex::Exclusive& streams);
 
   // Every runner; no new one is added once closed_ is set.
@@ -478,7 +487,8 @@ class EngineImpl final : public Engine {
   const std::string directory_;
   const std::shared_ptr<journal::IoBackend> io_;  // for files beside the journal's: snapshots
   const bool read_only_;  // open_read_only: nothing is written; names are learned as records come
-  LearnName learn_;       // read_only_ only: learn_name, for view_record
+  LearnName learn_;       // read_only_ only: take_system_record, for view_record
+  std::vector<std::uint64_t> erased_in_log_;  // start() only: the streams recover() read erasures of
   const Options options_;
   const std::size_t commit_bytes_max_;
   const std::shared_ptr<StoreCipher> cipher_;  // Options::encryption: the store's keys; null in clear
@@ -576,6 +586,9 @@ AppendResult EngineImpl::sequence(const StreamRef& stream, const ExpectedVersion
     }
   }
 
+  if (known && cipher_ && cipher_->erased(stream_id)) {
+    return Status(ErrorCode::invalid_argument, describe(stream) + " was erased (erase_stream): it takes no more events");
+  }
   const StreamState* state = known ? index_.find_as_writer(stream_id) : nullptr;
   const std::optional<std::uint64_t> current =
       state != nullptr ? std::optional<std::uint64_t>(state->last_version) : std::nullopt;
@@ -760,11 +773,11 @@ Result<std::vector<Event>> EngineImpl::read_stream(const StreamRef& stream, cons
     if (!record.value() || record.value()->header.stream_id != *id || record.value()->header.stream_version != version) {
       return Status(ErrorCode::corruption, where + " should be at sequence " + std::to_string(sequence) + ", but is not");
     }
-    const auto view = view_record(record.value()->header, record.value()->payload, catalog_);
+    const auto view = view_record(*record.value(), catalog_);
     if (!view.ok()) return view.status();
     if (version <= high) out.push_back(to_event(*view.value()));
     if (version == low) break;
-    sequence = decode_event(record.value()->payload, sequence).value().metadata.prev;
+    sequence = decode_event(record.value()->payload, sequence, record.value()->erased).value().metadata.prev;
     if (sequence == 0) return Status(ErrorCode::corruption, where + " has no previous event");
   }
   if (options.direction == Direction::forwards) std::reverse(out.begin(), out.end());
@@ -791,20 +804,81 @@ Status EngineImpl::refuse_if_read_only(std::string_view what) const {
   return Status(ErrorCode::invalid_argument, std::string(what) + ": the engine in " + directory_ + " is open read-only");
 }
 
-// Read-only: the writer names streams and types after open; their system records come before the
-// first event that uses them, so learning them as they pass keeps every event's names known.
-// Several readers may pass the same record: the first one adds it.
-Status EngineImpl::learn_name(const journal::RecordHeader& header, std::span<const std::byte> stored) {
-  const auto name = decode_name(header.type, stored, header.sequence);
+// A system record's change to the catalog: a name, or an erased stream's name forgotten.
+// `again`: the record may have been taken already. Read-only engines take the records the writer
+// adds after open as their readers pass them (names come before the first event that uses them,
+// so every event's names are known); several readers may pass the same record.
+Status EngineImpl::take_system_record(const journal::RecordView& record, bool again) {
+  const journal::RecordHeader& header = record.header;
+  if (header.type == kTypeStreamErased) {
+    const auto id = decode_erasure(record.payload, header.sequence);
+    if (!id.ok()) return id.status();
+    if (!catalog_.knows_stream(id.value())) {
+      return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) + ": erasure of stream " +
+                                               std::to_string(id.value()) + ", which has no name");
+    }
+    catalog_.forget_stream(id.value());
+    return {};
+  }
+  const auto name = decode_name(header.type, record.payload, header.sequence, record.erased);
   if (!name.ok()) return name.status();
-  std::lock_guard lock(append_mutex_);  // no appends here: it serialises the learners
   if (header.type == kTypeStreamNamed) {
-    if (!catalog_.stream_name(name.value().id).empty()) return {};
+    if (again && catalog_.knows_stream(name.value().id)) return {};
     return catalog_.add_stream(name.value().id, name.value().name);
   }
   const auto type = static_cast<std::uint16_t>(name.value().id);
-  if (!catalog_.type_name(type).empty()) return {};
+  if (again && !catalog_.type_name(type).empty()) return {};
   return catalog_.add_type(type, name.value().name);
+}
+
+// The erasure record first, then the key: the record is the point of no return (an open finishes
+// an erasure whose key a crash spared), and a key destroyed without its record would leave the
+// log without the account of why the stream's events cannot be read. All under the sequencing
+// lock: no event of the stream can be sequenced between its last one and the key's end.
+Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
+  if (Status writable = refuse_if_read_only("erase_stream"); !writable.ok()) return writable;
+  if (!cipher_) {
+    return Status(ErrorCode::invalid_argument,
+                  "erase_stream " + describe(stream) + ": the store in " + directory_ +
+                      " is not encrypted: its events are on disk in clear, and there is no key to destroy "
+                      "(open it with Options::encryption from the start to be able to erase streams)");
+  }
+  std::lock_guard lock(append_mutex_);
+  if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
+  if (!failed_.ok()) return failed_;
+  const std::optional<std::uint64_t> id = resolve(stream);
+  if (!id || index_.find_as_writer(*id) == nullptr || cipher_->erased(*id)) {
+    return Status(ErrorCode::not_found, "erase_stream " + describe(stream) +
+                                            ": no such stream (never written, or erased already: its name is forgotten)");
+  }
+  // What could refuse the key's end is asked before the point of no return.
+  if (Status erasable = cipher_->check_erasable(*id); !erasable.ok()) {
+    return Status(erasable.code(), "erase_stream " + describe(stream) + ": " + erasable.message());
+  }
+  std::array<std::byte, kErasureBytes> prefix{};
+  encode_erasure(*id, prefix);
+  records_.clear();
+  records_.push_back({.stream_id = kSystemStream, .stream_version = 0, .type = kTypeStreamErased,
+                      .timestamp_ns = wall_clock_ns(), .prefix = prefix, .payload = {}});
+  const auto appended = journal_->append(records_);
+  if (!appended.ok()) {
+    failed_ = appended.status();
+    return failed_;
+  }
+  const std::uint64_t sequence = appended.value().last;
+  (void)ring_->publish(appended.value().first, records_);  // the ring takes every sequence
+  if ((*id & kNamedStreamBit) != 0) catalog_.forget_stream(*id);
+  // From here the erasure must finish, or the engine stop: reopening finishes it.
+  const auto stop = [&](const Status& why) {
+    failed_ = Status(ErrorCode::failed, "erase_stream " + describe(stream) + ": " + why.to_string() +
+                                            "; the engine stopped: reopen it, and the erasure completes at open");
+    return failed_;
+  };
+  if (Status durable = journal_->wait_durable(sequence, Clock::now() + kStateDurableWait); !durable.ok()) {
+    return stop(durable);
+  }
+  if (Status erased = cipher_->erase(*id); !erased.ok()) return stop(erased);
+  return sequence;
 }
 
 // Snapshots past the recovered end of the log hold events it no longer has: a crash took them back
@@ -996,7 +1070,7 @@ Status EngineImpl::replay_into(Projection& into, std::uint64_t from, std::uint64
     const auto record = reader.value()->next();
     if (!record.ok()) return record.status();
     if (!record.value() || record.value()->header.sequence > to) break;
-    const auto view = view_record(record.value()->header, record.value()->payload, catalog_, learn_);
+    const auto view = view_record(*record.value(), catalog_, learn_);
     if (!view.ok()) return view.status();
     if (!view.value()) continue;
     const std::uint64_t sequence = record.value()->header.sequence;
@@ -1105,14 +1179,16 @@ Status EngineImpl::recover() {
     const auto stored = record.value()->payload;
     ++open_report_.records_replayed;
     if (header.stream_id == kSystemStream) {
-      const auto name = decode_name(header.type, stored, header.sequence);
-      if (!name.ok()) return name.status();
-      Status added = header.type == kTypeStreamNamed
-                         ? catalog_.add_stream(name.value().id, name.value().name)
-                         : catalog_.add_type(static_cast<std::uint16_t>(name.value().id), name.value().name);
-      if (!added.ok()) return added;
+      if (Status taken = take_system_record(*record.value(), /*again=*/false); !taken.ok()) return taken;
+      if (header.type == kTypeStreamErased) {
+        if (!cipher_) {
+          return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) +
+                                                   ": an erasure, in a store opened without its keys");
+        }
+        erased_in_log_.push_back(decode_erasure(stored, header.sequence).value());
+      }
     } else {
-      const auto metadata = recover_event(header, stored, streams);
+      const auto metadata = recover_event(header, stored, record.value()->erased, streams);
       if (!metadata.ok()) return metadata.status();
       if (batch_first == 0) {
         batch_first = header.sequence;
@@ -1136,8 +1212,8 @@ Status EngineImpl::recover() {
 // Checks one recovered event against the names and what came before it in its stream, indexes
 // it, and returns its metadata.
 Result<Metadata> EngineImpl::recover_event(const journal::RecordHeader& header, std::span<const std::byte> stored,
-                                           StreamIndex::Exclusive& streams) {
-  const auto decoded = decode_event(stored, header.sequence);
+                                           bool erased, StreamIndex::Exclusive& streams) {
+  const auto decoded = decode_event(stored, header.sequence, erased);
   if (!decoded.ok()) return decoded.status();
   const auto corrupt = [&](const std::string& what) {
     return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) + ": " + what);

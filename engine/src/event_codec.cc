@@ -34,7 +34,7 @@ std::size_t encode_metadata(const Metadata& metadata, std::span<std::byte, kMeta
   return used;
 }
 
-Result<DecodedEvent> decode_event(std::span<const std::byte> stored, std::uint64_t sequence) {
+Result<DecodedEvent> decode_event(std::span<const std::byte> stored, std::uint64_t sequence, bool erased) {
   if (stored.size() < kMetadataBytesMin) return corrupt(sequence, "event payload shorter than its metadata");
   const auto flags = static_cast<std::uint8_t>(stored[0]);
   if ((flags & ~(kHasEventId | kHasCorrelationId | kHasCausationId)) != 0) {
@@ -44,6 +44,10 @@ Result<DecodedEvent> decode_event(std::span<const std::byte> stored, std::uint64
   out.metadata.prev = load_le<std::uint64_t>(stored, 1);
   if (out.metadata.prev >= sequence) {
     return corrupt(sequence, "points back to sequence " + std::to_string(out.metadata.prev));
+  }
+  if (erased) {
+    if (stored.size() != kMetadataBytesMin) return corrupt(sequence, "erased event's clear part is not flags and prev");
+    return out;
   }
   std::size_t used = kMetadataBytesMin;
   for (const auto& [id, flag] : {std::pair{&out.metadata.event_id, kHasEventId},
@@ -72,9 +76,13 @@ std::size_t encode_name_prefix(std::uint16_t type, std::uint64_t id,
 }
 
 Result<NameDefinition> decode_name(std::uint16_t type, std::span<const std::byte> stored,
-                                   std::uint64_t sequence) {
+                                   std::uint64_t sequence, bool erased) {
   if (type != kTypeStreamNamed && type != kTypeEventTypeNamed) {
     return corrupt(sequence, "unknown system record type " + std::to_string(type));
+  }
+  if (erased) {
+    if (type != kTypeStreamNamed || stored.size() != 8) return corrupt(sequence, "erased name record is not a stream id");
+    return NameDefinition{.id = load_le<std::uint64_t>(stored, 0), .name = {}};
   }
   const std::size_t id_bytes = type == kTypeStreamNamed ? 8 : 2;
   if (stored.size() <= id_bytes || stored.size() > id_bytes + kNameBytesMax) {
@@ -84,6 +92,17 @@ Result<NameDefinition> decode_name(std::uint16_t type, std::span<const std::byte
   out.id = type == kTypeStreamNamed ? load_le<std::uint64_t>(stored, 0) : load_le<std::uint16_t>(stored, 0);
   out.name = std::string_view(reinterpret_cast<const char*>(stored.data() + id_bytes), stored.size() - id_bytes);
   return out;
+}
+
+void encode_erasure(std::uint64_t stream_id, std::span<std::byte, kErasureBytes> out) noexcept {
+  store_le(out, 0, stream_id);
+}
+
+Result<std::uint64_t> decode_erasure(std::span<const std::byte> stored, std::uint64_t sequence) {
+  if (stored.size() != kErasureBytes) return corrupt(sequence, "erasure record of " + std::to_string(stored.size()) + " bytes");
+  const auto id = load_le<std::uint64_t>(stored, 0);
+  if (id == kSystemStream) return corrupt(sequence, "erasure of the system stream");
+  return id;
 }
 
 }  // namespace annal::engine

@@ -257,8 +257,7 @@ class RingSubscription final : public Subscription {
     if (!record.ok()) return record.status();
     if (record.value()) {
       position_ = reader_->position();
-      return view_record(record.value()->header, record.value()->payload, ring_.context().catalog,
-                         ring_.context().learn_name);
+      return view_record(*record.value(), ring_.context().catalog, ring_.context().learn_name);
     }
     // Caught up with the durable sequence: time to join the ring, if a seat is free.
     if (seat_ == nullptr && join()) return std::optional<EventView>();
@@ -325,7 +324,7 @@ class RingSubscription final : public Subscription {
     ++position_;
     // A copy: the view must outlive the seat's hold on the slot (the seat's comment).
     copy_.assign(slot.stored.begin(), slot.stored.end());
-    return view_record(slot.header, copy_, ring_.context().catalog);
+    return view_record({.header = slot.header, .payload = copy_}, ring_.context().catalog);
   }
 
   // A wait slice ended: go round again, unless the caller's deadline passed or the wait failed.
@@ -377,16 +376,16 @@ std::unique_ptr<LiveRing> LiveRing::make(const Options& options, std::uint64_t f
 const void* away_seat_here() noexcept { return t_away_seat; }
 void set_away_seat_here(const void* seat) noexcept { t_away_seat = seat; }
 
-Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,
-                                             std::span<const std::byte> stored, const Catalog& catalog,
+Result<std::optional<EventView>> view_record(const journal::RecordView& record, const Catalog& catalog,
                                              const LearnName& learn) {
+  const journal::RecordHeader& header = record.header;
   if (header.stream_id == kSystemStream) {
     if (learn) {
-      if (Status learned = learn(header, stored); !learned.ok()) return learned;
+      if (Status learned = learn(record); !learned.ok()) return learned;
     }
     return std::optional<EventView>();
   }
-  const auto decoded = decode_event(stored, header.sequence);
+  const auto decoded = decode_event(record.payload, header.sequence, record.erased);
   if (!decoded.ok()) return decoded.status();
   EventView view;
   view.header = {.sequence = header.sequence,
@@ -398,7 +397,8 @@ Result<std::optional<EventView>> view_record(const journal::RecordHeader& header
                  .stream_name = catalog.stream_name(header.stream_id),
                  .event_id = decoded.value().metadata.event_id,
                  .correlation_id = decoded.value().metadata.correlation_id,
-                 .causation_id = decoded.value().metadata.causation_id};
+                 .causation_id = decoded.value().metadata.causation_id,
+                 .erased = record.erased};
   if (view.header.type.empty()) {
     return Status(ErrorCode::corruption, "journal record " + std::to_string(header.sequence) +
                                              ": event type " + std::to_string(header.type) + " has no name");

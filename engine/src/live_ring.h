@@ -24,7 +24,7 @@ namespace annal::engine {
 
 // Read-only engines: a name record read from the journal, to be learned (empty for a writing
 // engine: its names are in the catalog before its records are in the journal).
-using LearnName = std::function<Status(const journal::RecordHeader&, std::span<const std::byte>)>;
+using LearnName = std::function<Status(const journal::RecordView&)>;
 
 // What subscriptions read besides the ring.
 struct ReadContext {
@@ -66,10 +66,9 @@ class LiveRing {
 const void* away_seat_here() noexcept;
 void set_away_seat_here(const void* seat) noexcept;
 
-// The view of a stored record: the event, or nullopt for an engine system record (names), which
-// `learn` (if set) is given first.
-Result<std::optional<EventView>> view_record(const journal::RecordHeader& header,
-                                             std::span<const std::byte> stored, const Catalog& catalog,
+// The view of a stored record: the event (flagged erased when its stream was: EventHeader), or
+// nullopt for an engine system record (names, erasures), which `learn` (if set) is given first.
+Result<std::optional<EventView>> view_record(const journal::RecordView& record, const Catalog& catalog,
                                              const LearnName& learn = {});
 
 }  // namespace annal::engine

@@ -1,5 +1,6 @@
 // NameTable: ids 0, 1, 2 ... to names, appended by one writer and read by any thread without a
-// lock. Names are never removed, so a string_view handed out stays valid as long as the table.
+// lock. Names are never freed (blank() only hides one), so a string_view handed out stays valid as
+// long as the table.
 #pragma once
 
 #include <array>
@@ -43,6 +44,15 @@ class NameTable {
     // Release: a reader that sees the new size sees the chunk and the string too.
     size_.store(id + 1, std::memory_order_release);
     return id;
+  }
+
+  // Writer only. Makes `id`'s name empty (an erased stream's): later lookups see ""; a view handed
+  // out before stays valid, for the string is kept.
+  void blank(std::size_t id) {
+    ANNAL_ASSERT(contains(id));
+    static const std::string kBlank;
+    (*chunks_[id >> kChunkBits].load(std::memory_order_relaxed))[id & (kChunkSize - 1)].store(&kBlank,
+                                                                                           std::memory_order_release);
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }

@@ -363,21 +363,35 @@ Result<crypto::Key> StoreCipher::state_key(std::uint32_t version) {
   return crypto::derive_key(master_key.value(), salt.value().bytes(), std::as_bytes(std::span(kStateKeyLabel)));
 }
 
-Status StoreCipher::erase(std::uint64_t stream_id) {
+Result<crypto::StoreKeys> StoreCipher::punctured(std::uint64_t stream_id) {
   if (stream_id == kSystemStream || stream_id == kStateKeySeed) {
     return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
   }
-  std::lock_guard lock(mutex_);
-  if (state_.seeds.punctured(stream_id)) return {};
-  // Punctured on a copy first: the tree in memory changes only once the file has.
+  // Punctured on a copy: the tree in memory changes only once the file has.
   std::vector<std::byte> bytes = state_.seeds.encode();
   auto encoded = crypto::SeedTree::decode(bytes);
   OPENSSL_cleanse(bytes.data(), bytes.size());  // key material
   if (!encoded.ok()) return encoded.status();
   crypto::StoreKeys next{.opens = state_.opens, .sealed_from = state_.sealed_from, .seeds = std::move(encoded).value()};
   next.seeds.puncture(stream_id);
-  if (Status saved = crypto::save_store_keys(path_, next, *keys_); !saved.ok()) return saved;
-  state_.seeds = std::move(next.seeds);
+  return next;
+}
+
+Status StoreCipher::check_erasable(std::uint64_t stream_id) {
+  std::lock_guard lock(mutex_);
+  if (state_.seeds.punctured(stream_id)) return {};
+  auto next = punctured(stream_id);
+  if (!next.ok()) return next.status();
+  return crypto::store_keys_fit(path_, next.value());
+}
+
+Status StoreCipher::erase(std::uint64_t stream_id) {
+  std::lock_guard lock(mutex_);
+  if (state_.seeds.punctured(stream_id)) return {};
+  auto next = punctured(stream_id);
+  if (!next.ok()) return next.status();
+  if (Status saved = crypto::save_store_keys(path_, next.value(), *keys_); !saved.ok()) return saved;
+  state_.seeds = std::move(next.value().seeds);
   erasures_.fetch_add(1, std::memory_order_acq_rel);
   return {};
 }

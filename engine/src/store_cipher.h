@@ -86,6 +86,9 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   // From then on its records open as erased (RecordOpener::erased). Idempotent. The reserved leaf
   // of the snapshot key (2^64-1) and the system stream (0) cannot be erased: invalid_argument.
   [[nodiscard]] Status erase(std::uint64_t stream_id);
+  // Whether erase(stream_id) would be taken, checked before anything is written: its
+  // invalid_argument for the store's own streams, or when the key file would grow past its limit.
+  [[nodiscard]] Status check_erasable(std::uint64_t stream_id);
   [[nodiscard]] bool erased(std::uint64_t stream_id);
   // Counts erase() calls: caches compare it to drop what they hold of an erased stream.
   [[nodiscard]] std::uint64_t erasures() const noexcept { return erasures_.load(std::memory_order_acquire); }
@@ -102,6 +105,8 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys, crypto::StoreKeys state, bool fresh,
               std::uint32_t key_version);
   [[nodiscard]] Result<crypto::Key> master(std::uint32_t version);  // under mutex_
+  // The key state with `stream_id`'s seed destroyed, for erase() to save. Under mutex_.
+  [[nodiscard]] Result<crypto::StoreKeys> punctured(std::uint64_t stream_id);
 
   const std::string path_;  // DIR/KEYS
   const std::shared_ptr<crypto::KeyProvider> keys_;

@@ -44,5 +44,8 @@ struct StoreKeys {
 // 0600, left over from a crash: replaced), fsync, rename over PATH, fsync of the directory. The
 // caller is the store's one writer (it holds the store's LOCK).
 [[nodiscard]] Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys);
+// Whether save_store_keys would take `state`: its error if the file would pass the 1 MiB a key
+// store may hold, ok otherwise. Writes nothing.
+[[nodiscard]] Status store_keys_fit(const std::string& path, const StoreKeys& state);
 
 }  // namespace annal::crypto

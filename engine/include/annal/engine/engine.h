@@ -221,6 +221,18 @@ class Engine {
   // sequence the journal still holds.
   virtual Result<std::uint64_t> trim_journal() = 0;
 
+  // Crypto-shredding (docs/security.md): destroys the key `stream`'s events are sealed under,
+  // durably, so that they can be read nowhere any more: not in the journal, nor in its copies and
+  // backups. Afterwards reads, subscriptions and replays show its events with their metadata,
+  // flagged erased (EventHeader::erased), without payload or ids; its name is forgotten (an append
+  // to the name starts a new stream) and appends to its id are refused. Appends wait meanwhile,
+  // about one group commit. A crash leaves it done or not: once the erasure record is in the
+  // journal, the next open finishes it. Returns that record's sequence. invalid_argument for a
+  // store in clear (no key to destroy: Options::encryption) or a read-only engine; not_found for a
+  // stream never written or erased already. Projections' states and their snapshots are theirs to
+  // clear (docs/security.md, "Erasing a stream").
+  virtual Result<std::uint64_t> erase_stream(const StreamRef& stream) = 0;
+
   // Every snapshot file in the directory (the engine's state's and every projection's), for tools
   // (annal inspect, verify): SnapshotStore::inspect with this store's keys, so that a sealed state
   // is opened and checked (with `verify_state`) and a state in clear where the store seals

@@ -132,6 +132,9 @@ struct EventHeader {
   Id128 event_id;
   Id128 correlation_id;
   Id128 causation_id;
+  // Its stream was erased (Engine::erase_stream): the payload is empty, the three ids are zero and
+  // stream_name is empty, for they are gone with the stream's key; the rest stays.
+  bool erased = false;
 };
 
 // An event as read by a subscription: the payload points into the subscription's buffer or the

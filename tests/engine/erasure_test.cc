@@ -1,0 +1,297 @@
+// Erasing a stream (Engine::erase_stream, crypto-shredding): its events then read as erased
+// everywhere (reads by id, read_all, subscriptions, projections' replays, a read-only open) and
+// its name is forgotten, whether the store is reopened from its state snapshot or from the journal
+// alone; an erasure a crash cut short between its record and its key's end is finished at open; a
+// store in clear refuses, saying why.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "annal/engine/engine.h"
+#include "eventually.h"
+#include "master_keys.h"
+#include "store_cipher.h"
+#include "temp_directory.h"
+
+namespace annal::engine {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Counts what it sees, by erased or not, and keeps the payloads it could read.
+struct Seen final : Projection {
+  int erased = 0;
+  std::vector<std::string> payloads;
+  void apply(const EventView& event) override {
+    if (event.header.erased) {
+      ++erased;
+      EXPECT_TRUE(event.payload.empty());
+      return;
+    }
+    payloads.emplace_back(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
+  }
+  std::uint32_t schema() const override { return 1; }
+  std::vector<std::byte> snapshot() const override { return {}; }
+  Status restore(std::span<const std::byte>) override { return {}; }
+};
+
+class ErasureTest : public ::testing::Test {
+ protected:
+  Options encrypted(std::uint64_t state_snapshot_every_events = 500'000) const {
+    Options options;
+    options.encryption = keys_;
+    options.state_snapshot_every_events = state_snapshot_every_events;
+    return options;
+  }
+
+  std::unique_ptr<Engine> open(const Options& options) {
+    auto opened = Engine::open(dir_.path(), options);
+    EXPECT_TRUE(opened.ok()) << opened.status().to_string();
+    return opened.ok() ? std::move(opened).value() : nullptr;
+  }
+
+  // Five events each to customer-1 and customer-2, interleaved, with event ids; durable.
+  void append_both(Engine& engine) {
+    Receipt last;
+    for (int i = 0; i < 5; ++i) {
+      for (const std::string stream : {"customer-1", "customer-2"}) {
+        const std::string payload = stream + " payload " + std::to_string(i);
+        const EventData event{.type = "Changed",
+                              .payload = std::as_bytes(std::span(payload)),
+                              .event_id = {.hi = 7, .lo = static_cast<std::uint64_t>(events_ + 1)}};
+        auto appended = engine.append(stream, ExpectedVersion::any(), {&event, 1});
+        ASSERT_TRUE(appended.ok()) << appended.status().to_string();
+        last = appended.value();
+        ++events_;
+      }
+    }
+    ASSERT_TRUE(engine.wait_durable(last, Engine::Clock::now() + 1min).ok());
+  }
+
+  // What an engine shows of the two streams once customer-1 (id `erased`) is erased.
+  void expect_erased_view(Engine& engine, std::uint64_t erased) {
+    EXPECT_EQ(engine.find_stream("customer-1"), std::nullopt);
+    auto by_name = engine.read_stream("customer-1", {});
+    ASSERT_TRUE(by_name.ok()) << by_name.status().to_string();
+    EXPECT_TRUE(by_name.value().empty());
+    auto by_id = engine.read_stream(StreamRef::id(erased), {});
+    ASSERT_TRUE(by_id.ok()) << by_id.status().to_string();
+    ASSERT_EQ(by_id.value().size(), 5u);
+    for (std::uint64_t version = 0; version < 5; ++version) {
+      const Event& event = by_id.value()[version];
+      EXPECT_TRUE(event.header.erased);
+      EXPECT_EQ(event.header.version, version);
+      EXPECT_EQ(event.header.stream_id, erased);
+      EXPECT_EQ(event.header.type, "Changed");
+      EXPECT_TRUE(event.header.stream_name.empty());
+      EXPECT_TRUE(event.header.event_id.empty());
+      EXPECT_TRUE(event.payload.empty());
+    }
+    auto kept = engine.read_stream("customer-2", {});
+    ASSERT_TRUE(kept.ok()) << kept.status().to_string();
+    ASSERT_EQ(kept.value().size(), 5u);
+    for (const Event& event : kept.value()) {
+      EXPECT_FALSE(event.header.erased);
+      EXPECT_FALSE(event.header.event_id.empty());
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(event.payload.data()), event.payload.size()).rfind("customer-2", 0),
+                0u);
+    }
+    auto all = engine.read_all(1, 1000);
+    ASSERT_TRUE(all.ok()) << all.status().to_string();
+    int erased_seen = 0;
+    for (const Event& event : all.value()) erased_seen += event.header.erased ? 1 : 0;
+    EXPECT_EQ(erased_seen, 5);
+  }
+
+  annal::test::TempDirectory dir_;
+  std::shared_ptr<annal::test::MasterKeys> keys_ = std::make_shared<annal::test::MasterKeys>();
+  int events_ = 0;
+};
+
+TEST_F(ErasureTest, AStoreInClearRefusesAndSaysWhy) {
+  auto engine = open({});
+  ASSERT_NE(engine, nullptr);
+  append_both(*engine);
+  const auto refused = engine->erase_stream("customer-1");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::invalid_argument);
+  EXPECT_NE(refused.status().message().find("not encrypted"), std::string::npos) << refused.status().to_string();
+  auto read = engine->read_stream("customer-1", {});
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read.value().size(), 5u);
+  ASSERT_TRUE(engine->close().ok());
+}
+
+// The erased stream's events as erased, the other's whole: at once, then reopened from the state
+// snapshot written at close, from the journal alone, and read-only.
+TEST_F(ErasureTest, AnErasedStreamReadsAsErasedEverywhereAndForAnyOpen) {
+  for (const std::uint64_t every : {std::uint64_t{500'000}, std::uint64_t{0}}) {
+    SCOPED_TRACE(every == 0 ? "no state snapshots: the journal alone" : "from the state snapshot");
+    std::filesystem::remove_all(dir_.path());
+    auto engine = open(encrypted(every));
+    ASSERT_NE(engine, nullptr);
+    append_both(*engine);
+    const std::uint64_t id = engine->find_stream("customer-1").value();
+    auto live = std::make_shared<Seen>();
+    ASSERT_TRUE(engine->add_projection("seen", live, {}).ok());
+    const auto erasure = engine->erase_stream("customer-1");
+    ASSERT_TRUE(erasure.ok()) << erasure.status().to_string();
+    EXPECT_EQ(erasure.value(), engine->last_sequence());  // its record's
+    expect_erased_view(*engine, id);
+
+    // Its name starts a new stream.
+    const std::string payload = "again";
+    const EventData event{.type = "Changed", .payload = std::as_bytes(std::span(payload))};
+    const auto renewed = engine->append("customer-1", ExpectedVersion::no_stream(), {&event, 1});
+    ASSERT_TRUE(renewed.ok()) << renewed.status().to_string();
+    EXPECT_NE(renewed.value().stream_id, id);
+    EXPECT_EQ(renewed.value().first_version, 0u);
+    ASSERT_TRUE(engine->wait_durable(renewed.value(), Engine::Clock::now() + 1min).ok());
+    EXPECT_EQ(engine->erase_stream(StreamRef::id(id)).status().code(), ErrorCode::not_found);
+    ASSERT_TRUE(engine->close().ok());
+    engine.reset();
+
+    engine = open(encrypted(every));
+    ASSERT_NE(engine, nullptr);
+    EXPECT_EQ(engine->open_report().state_snapshot != 0, every != 0);
+    // The new customer-1 is the only one by that name.
+    auto renamed = engine->read_stream("customer-1", {});
+    ASSERT_TRUE(renamed.ok());
+    ASSERT_EQ(renamed.value().size(), 1u);
+    EXPECT_EQ(renamed.value()[0].header.stream_id, renewed.value().stream_id);
+    auto replayed = std::make_shared<Seen>();
+    ASSERT_TRUE(engine->add_projection("replayed", replayed, {}).ok());
+    const std::uint64_t last = engine->last_sequence();
+    ASSERT_TRUE(annal::test::eventually([&] { return engine->projection_status("replayed").value().applied >= last; }));
+    ASSERT_TRUE(engine
+                    ->query("replayed", last,
+                            [&](const Projection&) {
+                              EXPECT_EQ(replayed->erased, 5);
+                              EXPECT_EQ(replayed->payloads.size(), 6u);  // customer-2's five, the new one
+                            },
+                            1min)
+                    .ok());
+    ASSERT_TRUE(engine->close().ok());
+    engine.reset();
+
+    auto read_only = Engine::open_read_only(dir_.path(), encrypted(every));
+    ASSERT_TRUE(read_only.ok()) << read_only.status().to_string();
+    auto by_id = read_only.value()->read_stream(StreamRef::id(id), {});
+    ASSERT_TRUE(by_id.ok()) << by_id.status().to_string();
+    ASSERT_EQ(by_id.value().size(), 5u);
+    EXPECT_TRUE(by_id.value()[0].header.erased);
+    EXPECT_EQ(read_only.value()->find_stream("customer-1"), renewed.value().stream_id);
+  }
+}
+
+// A stream the application numbers itself: erased, it takes no more events, before and after a
+// reopen, and reads as erased.
+TEST_F(ErasureTest, AStreamOfTheApplicationsIdTakesNoEventsOnceErased) {
+  const std::string payload = "sensor reading";
+  const EventData event{.type = "Read", .payload = std::as_bytes(std::span(payload))};
+  const StreamRef sensor = StreamRef::id(42);
+  for (int run = 0; run < 2; ++run) {
+    auto engine = open(encrypted());
+    ASSERT_NE(engine, nullptr);
+    if (run == 0) {
+      const auto appended = engine->append(sensor, ExpectedVersion::no_stream(), {&event, 1});
+      ASSERT_TRUE(appended.ok()) << appended.status().to_string();
+      ASSERT_TRUE(engine->wait_durable(appended.value(), Engine::Clock::now() + 1min).ok());
+      ASSERT_TRUE(engine->erase_stream(sensor).ok());
+    }
+    const auto refused = engine->append(sensor, ExpectedVersion::any(), {&event, 1});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), ErrorCode::invalid_argument);
+    EXPECT_NE(refused.status().message().find("was erased"), std::string::npos) << refused.status().to_string();
+    auto read = engine->read_stream(sensor, {});
+    ASSERT_TRUE(read.ok()) << read.status().to_string();
+    ASSERT_EQ(read.value().size(), 1u);
+    EXPECT_TRUE(read.value()[0].header.erased);
+    EXPECT_TRUE(read.value()[0].payload.empty());
+    ASSERT_TRUE(engine->close().ok());
+  }
+}
+
+// Erasures grow the key file; one that would take it past its limit is refused before its record
+// is written, and leaves the stream readable and the engine writable, now and reopened.
+TEST_F(ErasureTest, AnErasureTheKeyFileCannotHoldIsRefusedBeforeAnythingChanges) {
+  auto engine = open(encrypted());
+  ASSERT_NE(engine, nullptr);
+  // Ids far apart share no path in the seed tree: each erasure adds nearly 64 nodes.
+  std::vector<std::uint64_t> ids;
+  std::mt19937_64 random(7);
+  const std::string payload = "reading";
+  const EventData event{.type = "Read", .payload = std::as_bytes(std::span(payload))};
+  Receipt last;
+  for (int i = 0; i < 2000; ++i) {
+    ids.push_back(1 + random() % ((std::uint64_t{1} << 63) - 2));
+    auto appended = engine->append(StreamRef::id(ids.back()), ExpectedVersion::any(), {&event, 1});
+    ASSERT_TRUE(appended.ok()) << appended.status().to_string();
+    last = appended.value();
+  }
+  ASSERT_TRUE(engine->wait_durable(last, Engine::Clock::now() + 1min).ok());
+  std::optional<std::uint64_t> refused;
+  for (const std::uint64_t id : ids) {
+    const auto erased = engine->erase_stream(StreamRef::id(id));
+    if (erased.ok()) continue;
+    EXPECT_EQ(erased.status().code(), ErrorCode::invalid_argument);
+    EXPECT_NE(erased.status().message().find("a key store may hold"), std::string::npos) << erased.status().to_string();
+    refused = id;
+    break;
+  }
+  ASSERT_TRUE(refused.has_value()) << "2,000 erasures fit: the limit was not reached";
+  const std::uint64_t before = engine->last_sequence();
+  ASSERT_TRUE(engine->writable().ok());
+  for (int run = 0; run < 2; ++run) {
+    auto read = engine->read_stream(StreamRef::id(*refused), {});
+    ASSERT_TRUE(read.ok()) << read.status().to_string();
+    ASSERT_EQ(read.value().size(), 1u);
+    EXPECT_FALSE(read.value()[0].header.erased);
+    EXPECT_EQ(engine->last_sequence(), before);  // no erasure record was written
+    ASSERT_TRUE(engine->close().ok());
+    engine = open(encrypted());
+    ASSERT_NE(engine, nullptr);
+  }
+  ASSERT_TRUE(engine->close().ok());
+}
+
+// A crash after the erasure record was durable but before the key was destroyed leaves KEYS as it
+// was before: here, KEYS put back as it was. The next open destroys the key before anything reads.
+TEST_F(ErasureTest, AnErasureCutShortBeforeItsKeyIsDestroyedIsFinishedAtOpen) {
+  const std::string keys_file = dir_.path() + "/" + std::string(kKeysFileName);
+  const annal::test::TempDirectory aside;
+  const std::string before = aside.path() + "/KEYS";
+  std::uint64_t id = 0;
+  {
+    auto engine = open(encrypted(0));
+    ASSERT_NE(engine, nullptr);
+    append_both(*engine);
+    id = engine->find_stream("customer-1").value();
+    std::filesystem::copy_file(keys_file, before, std::filesystem::copy_options::overwrite_existing);
+    ASSERT_TRUE(engine->erase_stream("customer-1").ok());
+    ASSERT_TRUE(engine->close().ok());
+  }
+  std::filesystem::copy_file(before, keys_file, std::filesystem::copy_options::overwrite_existing);
+  {
+    auto keys = StoreCipher::open(dir_.path(), keys_);
+    ASSERT_TRUE(keys.ok()) << keys.status().to_string();
+    EXPECT_FALSE(keys.value()->erased(id));  // the key is back, as a crash would have left it
+  }
+  auto engine = open(encrypted(0));
+  ASSERT_NE(engine, nullptr);
+  expect_erased_view(*engine, id);
+  ASSERT_TRUE(engine->close().ok());
+  engine.reset();
+  auto keys = StoreCipher::open(dir_.path(), keys_);
+  ASSERT_TRUE(keys.ok()) << keys.status().to_string();
+  EXPECT_TRUE(keys.value()->erased(id));
+}
+
+}  // namespace
+}  // namespace annal::engine
