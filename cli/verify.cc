@@ -30,6 +30,8 @@ void check_events(engine::Engine& store, std::uint64_t from, std::uint64_t last,
   Progress progress("verify events", last >= from ? last - from + 1 : 0);
   while (subscription.value()->position() <= last) {
     auto event = subscription.value()->next(Clock::now() + std::chrono::seconds(5));
+    // Past `last` already: the records it ended with were the engine's own (an erasure), not events.
+    if (event.code() == ErrorCode::timed_out && subscription.value()->position() > last) break;
     if (!event.ok()) {
       problems.push_back("reading at sequence " + std::to_string(subscription.value()->position()) + ": " +
                          event.status().to_string());
@@ -42,7 +44,7 @@ void check_events(engine::Engine& store, std::uint64_t from, std::uint64_t last,
                          " version " + std::to_string(header.version) + ", expected " + std::to_string(expected->second));
     }
     expected->second = header.version + 1;
-    if (payloads) {
+    if (payloads && !header.erased) {  // an erased event's payload is gone with its key
       const std::string stream = header.stream_name.empty() ? std::to_string(header.stream_id) : std::string(header.stream_name);
       const auto wanted = load_payload(stream, header.version, event.value().payload.size());
       if (!std::equal(wanted.begin(), wanted.end(), event.value().payload.begin())) {

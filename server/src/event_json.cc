@@ -28,7 +28,7 @@ std::string format_event(const engine::EventView& event, bool json) {
   const std::optional<std::string> data = as_json(event.payload);
   if (!json) {
     return std::to_string(h.sequence) + " " + stream_of(h) + "@" + std::to_string(h.version) + " " + std::string(h.type) +
-           " " + (data ? *data : "base64:" + base64(event.payload));
+           " " + (h.erased ? "erased" : data ? *data : "base64:" + base64(event.payload));
   }
   std::string out = "{\"sequence\":" + std::to_string(h.sequence) + ",\"stream\":" + json_string(stream_of(h)) +
                     ",\"stream_id\":" + std::to_string(h.stream_id) + ",\"version\":" + std::to_string(h.version) +
@@ -36,6 +36,7 @@ std::string format_event(const engine::EventView& event, bool json) {
   if (!h.event_id.empty()) out += ",\"id\":\"" + engine::format_id(h.event_id) + "\"";
   if (!h.correlation_id.empty()) out += ",\"correlation_id\":\"" + engine::format_id(h.correlation_id) + "\"";
   if (!h.causation_id.empty()) out += ",\"causation_id\":\"" + engine::format_id(h.causation_id) + "\"";
+  if (h.erased) return out + ",\"erased\":true}";  // its data and ids went with its key
   out += data ? ",\"data\":" + *data : ",\"data_base64\":\"" + base64(event.payload) + "\"";
   return out + "}";
 }

@@ -529,6 +529,55 @@ TEST_F(EncryptedStoreTest, MasterkeyNeverOverwritesAndRotationKeepsTheStoreOpen)
   EXPECT_NE(stale.err.find("version 2"), std::string::npos) << stale.err;
 }
 
+// annal erase: without --yes it says what it would erase and changes nothing; with it, the stream's
+// events dump as erased (text and JSON), the others as before, verify finds the store sound, and
+// a second erase of the name finds no such stream. A store in clear refuses, saying why.
+TEST_F(EncryptedStoreTest, EraseDestroysOneStreamsEventsAfterItIsConfirmed) {
+  const std::string keys = master_key_file("master.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "200", "--streams", "10", "--key-file", keys}).exit_code, 0);
+  const Ran before = run({"dump", store(), "--key-file", keys});
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(before.out.find(" erased"), std::string::npos);
+  std::size_t events = 0;  // load-3's
+  for (std::size_t at = before.out.find(" load-3@"); at != std::string::npos; at = before.out.find(" load-3@", at + 1)) {
+    ++events;
+  }
+  ASSERT_GT(events, 0u);
+  const Ran asked = run({"erase", store(), "load-3", "--key-file", keys});
+  EXPECT_EQ(asked.exit_code, 2);
+  EXPECT_NE(asked.err.find("holds " + std::to_string(events) + " events"), std::string::npos) << asked.err;
+  EXPECT_NE(asked.err.find("--yes"), std::string::npos) << asked.err;
+  EXPECT_EQ(run({"dump", store(), "--key-file", keys}).out, before.out);
+
+  const Ran erased = run({"erase", store(), "load-3", "--yes", "--key-file", keys});
+  ASSERT_EQ(erased.exit_code, 0) << erased.err;
+  EXPECT_NE(erased.out.find("erased stream load-3: " + std::to_string(events) + " events"), std::string::npos)
+      << erased.out;
+  const Ran dumped = run({"dump", store(), "--key-file", keys});
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+  EXPECT_EQ(lines(dumped.out), 200u);
+  std::size_t erased_lines = 0;
+  for (std::size_t at = dumped.out.find(" erased\n"); at != std::string::npos; at = dumped.out.find(" erased\n", at + 1)) {
+    ++erased_lines;
+  }
+  EXPECT_EQ(erased_lines, events) << dumped.out.substr(0, 800);
+  EXPECT_EQ(dumped.out.find("load-3@"), std::string::npos) << "the name is forgotten";
+  const Ran json = run({"dump", store(), "--json", "--key-file", keys});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_NE(json.out.find("\"erased\":true}"), std::string::npos) << json.out.substr(0, 800);
+  const Ran verified = run({"verify", store(), "--payloads", "--key-file", keys});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  const Ran again = run({"erase", store(), "load-3", "--yes", "--key-file", keys});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("no such stream"), std::string::npos) << again.err;
+
+  const std::string clear = dir_.path() + "/clear";
+  ASSERT_EQ(run({"load", clear, "--events", "10", "--streams", "2"}).exit_code, 0);
+  const Ran refused = run({"erase", clear, "load-1", "--yes"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("not encrypted"), std::string::npos) << refused.err;
+}
+
 TEST_F(EncryptedStoreTest, NothingImportedOrLoadedWithTheKeyIsInAnyFileInClear) {
   const std::string marker = "PLAINTEXT-MARKER-CLI-4F7";
   const std::string input = write_input("{\"stream\":\"" + marker + "-stream\",\"type\":\"" + marker +
