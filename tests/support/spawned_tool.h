@@ -62,6 +62,8 @@ class SpawnedTool {
     return true;
   }
   [[nodiscard]] const std::string& printed() const { return printed_; }
+  // Its process id (-1 once reaped), for a signal sent without waiting for its end.
+  [[nodiscard]] pid_t pid() const { return pid_; }
   // Whether a wait_for ended because the tool's stderr closed (not at its limit).
   [[nodiscard]] bool stderr_closed() const { return stderr_closed_; }
 
