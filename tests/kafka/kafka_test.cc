@@ -609,6 +609,39 @@ TEST_F(KafkaTest, Adv16TheImportToolStopsWhileItsStartWaitsForKafka) {
   EXPECT_TRUE(child.stderr_closed()) << "still running 20 s after SIGTERM; printed: " << child.printed();
 }
 
+// adv16: `annal export kafka` stopped (SIGTERM) while its read-back reads a chunk of a partition
+// whose leader has gone down (after the partitions' ends were had): it should stop there, as it
+// does while it waits for the ends. It does not: read_range (connectors/kafka/src/client.cc) polls
+// until the start's deadline and never asks `stopping`. The moment is timed from librdkafka's debug
+// log: the read-back's consumer assigned partition 3 at an absolute offset (a chunk read).
+TEST_F(KafkaTest, Adv16TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown) {
+  annal::test::Watchdog watchdog("annal export kafka, stopped while reading back a chunk");
+  {
+    auto exporter = open_with_export();
+    ASSERT_FALSE(HasFailure());
+    wait_delivered(*exporter, append(100));
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+  }
+  // Another source's records after this source's last in partition 3: several chunks to read back.
+  std::string foreign;
+  for (int i = 0; i < 5000; ++i) foreign += "{\"other\":" + std::to_string(i) + "}\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(foreign, "-t orders -p 3 -k other -H annal.source=store-b"));
+  rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
+  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
+                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
+                                             "store-a", "--set", "log_level=7", "--set", "debug=consumer,cgrp",
+                                             "--start-timeout", "3600"});
+  ASSERT_TRUE(child.wait_for("Starting pending assigned partition orders [3] at offset 4023", std::chrono::seconds(60)))
+      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  rd_kafka_mock_broker_set_down(cluster_, 3);
+  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
+  EXPECT_TRUE(child.wait_for("stopped while starting", std::chrono::seconds(20)))
+      << "not stopped 20 s after SIGTERM (stderr closed: " << child.stderr_closed() << "); its last output: "
+      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  rd_kafka_mock_broker_set_up(cluster_, 3);
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});
