@@ -74,7 +74,21 @@ int run_import(ImportKafkaOptions& options) {
   auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("import kafka", opened.status());
   engine::Engine& store = *opened.value();
+  // SIGINT or SIGTERM while the start waits for Kafka (up to its start timeout) ends it there.
+  bool stopped_while_starting = false;
+  options.kafka.stopping = [&] {
+    stopped_while_starting = stopped_while_starting || signals.stopped(std::chrono::milliseconds(0));
+    return stopped_while_starting;
+  };
+  std::fprintf(stderr, "import kafka: starting: reaching topic %s (up to %g s; SIGINT stops)\n",
+               options.kafka.topic.c_str(), static_cast<double>(options.kafka.start_timeout.count()) / 1000.0);
   auto import = kafka::KafkaImport::start(store, options.kafka);
+  if (stopped_while_starting) {
+    std::fprintf(stderr, "import kafka: stopped while starting\n");
+    if (import.ok()) (void)import.value()->stop();
+    const Status closed = store.close();
+    return closed.ok() ? kOk : fail("import kafka", closed);
+  }
   if (!import.ok()) {
     (void)store.close();
     return fail("import kafka", import.status());

@@ -592,29 +592,25 @@ TEST_F(KafkaTest, TheToolStopsWhileItsStartWaitsForALeaderThatIsDown) {
   EXPECT_TRUE(child.wait_for("stopped while starting")) << child.printed();
 }
 
-// adv16: `annal import kafka` stopped (SIGTERM) while its start waits for brokers that do not
-// answer, well within its start timeout: like `annal export kafka`, it should stop there. It does
-// not: KafkaImport::start has no stop, and the tool's signals are blocked and only looked at
-// after the start (cli/kafka.cc run_import).
-TEST_F(KafkaTest, Adv16TheImportToolStopsWhileItsStartWaitsForKafka) {
+// `annal import kafka` stopped (SIGTERM) while its start waits for brokers that do not answer,
+// well within its start timeout: it stops there, says so, and exits 0. (Found by a review: the
+// import's start had no stop, and the tool looked at its signals only after it.)
+TEST_F(KafkaTest, TheImportToolStopsWhileItsStartWaitsForKafka) {
   annal::test::Watchdog watchdog("annal import kafka, stopped while starting");
-  const std::string store = dir_.path() + "/store";
-  annal::test::SpawnedTool child(ANNAL_CLI, {"import", "kafka", store, "--brokers", "127.0.0.1:1", "--topic", "event-stream",
-                                             "--group", "importer", "--set", "log_level=0", "--start-timeout", "3600"});
-  // The store is made after the tool blocks its stop signals, and before its start.
-  ASSERT_TRUE(annal::test::eventually([&] { return std::filesystem::exists(store); }));
-  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
-  // Its stderr closes when it exits; 20 s is far more than a stop needs (the start would wait an hour).
-  EXPECT_FALSE(child.wait_for("never printed", std::chrono::seconds(20)));
-  EXPECT_TRUE(child.stderr_closed()) << "still running 20 s after SIGTERM; printed: " << child.printed();
+  annal::test::SpawnedTool child(ANNAL_CLI, {"import", "kafka", dir_.path() + "/store", "--brokers", "127.0.0.1:1",
+                                             "--topic", "event-stream", "--group", "importer", "--set", "log_level=0",
+                                             "--start-timeout", "3600"});
+  ASSERT_TRUE(child.wait_for("starting: reaching topic event-stream")) << child.printed();
+  EXPECT_EQ(child.end_with(SIGTERM), 0);
+  EXPECT_TRUE(child.wait_for("stopped while starting")) << child.printed();
 }
 
-// adv16: `annal export kafka` stopped (SIGTERM) while its read-back reads a chunk of a partition
-// whose leader has gone down (after the partitions' ends were had): it should stop there, as it
-// does while it waits for the ends. It does not: read_range (connectors/kafka/src/client.cc) polls
-// until the start's deadline and never asks `stopping`. The moment is timed from librdkafka's debug
-// log: the read-back's consumer assigned partition 3 at an absolute offset (a chunk read).
-TEST_F(KafkaTest, Adv16TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown) {
+// `annal export kafka` stopped (SIGTERM) while its read-back reads a chunk of a partition whose
+// leader went down after the partitions' ends were had: it stops there too. (Found by a review:
+// the chunk's reads asked only the deadline.) The moment is timed from librdkafka's debug log: the
+// read-back's consumer assigned partition 3 at the first chunk's offset (this source's 100
+// events, then another's 5,000 records in partition 3: always the same offset).
+TEST_F(KafkaTest, TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown) {
   annal::test::Watchdog watchdog("annal export kafka, stopped while reading back a chunk");
   {
     auto exporter = open_with_export();
@@ -635,11 +631,9 @@ TEST_F(KafkaTest, Adv16TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWen
   ASSERT_TRUE(child.wait_for("Starting pending assigned partition orders [3] at offset 4023", std::chrono::seconds(60)))
       << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
   rd_kafka_mock_broker_set_down(cluster_, 3);
-  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
-  EXPECT_TRUE(child.wait_for("stopped while starting", std::chrono::seconds(20)))
-      << "not stopped 20 s after SIGTERM (stderr closed: " << child.stderr_closed() << "); its last output: "
+  EXPECT_EQ(child.end_with(SIGTERM), 0);
+  EXPECT_TRUE(child.wait_for("stopped while starting"))
       << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
-  rd_kafka_mock_broker_set_up(cluster_, 3);
 }
 
 // No brokers or no topic given: each user of Kafka says which, at once.

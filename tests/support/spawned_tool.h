@@ -62,15 +62,17 @@ class SpawnedTool {
     return true;
   }
   [[nodiscard]] const std::string& printed() const { return printed_; }
-  // Its process id (-1 once reaped), for a signal sent without waiting for its end.
-  [[nodiscard]] pid_t pid() const { return pid_; }
   // Whether a wait_for ended because the tool's stderr closed (not at its limit).
   [[nodiscard]] bool stderr_closed() const { return stderr_closed_; }
 
-  // Sends `signal` and reaps it: its exit code, or -1 if a signal ended it. (No limit of its own:
-  // the test's Watchdog guards against a tool that does not end.)
+  // Sends `signal`, reads what it prints until it closes stderr (printed() has it: a full pipe
+  // would hold a tool that prints on its way out), and reaps it: its exit code, or -1 if a signal
+  // ended it. (No limit of its own: the test's Watchdog guards against a tool that does not end.)
   int end_with(int signal) {
     ::kill(pid_, signal);
+    char c = 0;
+    while (::read(err_, &c, 1) == 1) printed_ += c;
+    stderr_closed_ = true;
     int status = 0;
     ::waitpid(pid_, &status, 0);
     pid_ = -1;

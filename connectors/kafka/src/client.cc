@@ -35,6 +35,11 @@ int milliseconds_until(std::chrono::steady_clock::time_point deadline) {
   return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, 1'000'000));
 }
 
+// A read-back ended by a stop (the exporter's stop_requested).
+Status stopped(const KafkaExportOptions& options) {
+  return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic + ": stopped");
+}
+
 Status kafka_error(const KafkaExportOptions& options, const std::string& what, rd_kafka_resp_err_t error) {
   return Status(ErrorCode::io_error, "Kafka at " + options.brokers + ", topic " + options.topic + ": " + what + ": " +
                                          rd_kafka_err2str(error));
@@ -121,13 +126,16 @@ struct Found {
 // Reads the records at offsets [start, end) of `partition` and adds the source's to `found`.
 Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::int32_t partition, std::int32_t partitions,
                   std::int64_t start, std::int64_t end, std::chrono::steady_clock::time_point deadline,
-                  std::vector<Found>& found) {
+                  const std::function<bool()>& stopping, std::vector<Found>& found) {
   const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = start;
   if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer, assignment.get()); assigned) {
     return kafka_error(options, "reading partition " + std::to_string(partition), assigned);
   }
   for (std::int64_t next = start; next < end;) {
+    // Asked between polls: a leader that went down since the ends were had makes the polls come
+    // back empty until the deadline.
+    if (stopping()) return stopped(options);
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
                                               " partition " + std::to_string(partition) + " did not finish in time");
@@ -192,9 +200,7 @@ Status partition_ends(const KafkaExportOptions& options, rd_kafka_t* consumer, s
   std::int32_t left = partitions;
   std::string failed;  // the last failure librdkafka reported, for the error at the deadline
   while (left > 0) {
-    if (stopping()) {
-      return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic + ": stopped");
-    }
+    if (stopping()) return stopped(options);
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string waiting;
       for (std::int32_t partition = 0; partition < partitions; ++partition) {
@@ -254,10 +260,6 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   if (!made.ok()) return made.status();
   const Owned<rd_kafka_t> consumer = std::move(made).value();
   rd_kafka_poll_set_consumer(consumer.get());  // its errors come with the messages
-  const auto stopped = [&] {
-    return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
-                                            ": stopped");
-  };
   const auto count = static_cast<std::size_t>(partitions);
   std::vector<std::vector<Found>> found(count);
   std::vector<std::int64_t> low(count, 0);
@@ -266,9 +268,10 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   const auto read_back = [&](std::int32_t partition) -> Result<bool> {
     const auto p = static_cast<std::size_t>(partition);
     if (reached[p] <= low[p]) return false;
-    if (stopping()) return stopped();
+    if (stopping()) return stopped(options);
     const std::int64_t start = std::max(low[p], reached[p] - kTailChunk);
-    if (Status read = read_range(options, consumer.get(), partition, partitions, start, reached[p], deadline, found[p]);
+    if (Status read = read_range(options, consumer.get(), partition, partitions, start, reached[p], deadline, stopping,
+                                 found[p]);
         !read.ok()) {
       return read;
     }

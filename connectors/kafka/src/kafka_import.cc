@@ -99,15 +99,22 @@ Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, 
   if (!kafka.ok()) return kafka.status();
   // The topic's metadata first: brokers unreachable, or no such topic, is an error now, with its
   // reason, not an import that waits for ever.
-  if (auto partitions = partition_count(kafka.value().get(), o.topic, o.start_timeout); !partitions.ok()) {
+  const auto deadline = std::chrono::steady_clock::now() + o.start_timeout;
+  if (auto partitions = partition_count(kafka.value().get(), o.topic, o.start_timeout, o.stopping); !partitions.ok()) {
     return Status(partitions.status().code(), "Kafka import from " + o.brokers + ": " + partitions.status().message());
   }
   // The cluster's id, known once its metadata came: two clusters' topics of one name are not
-  // one topic.
-  char* cluster = rd_kafka_clusterid(kafka.value().get(), static_cast<int>(o.start_timeout.count()));
-  if (cluster == nullptr) {
-    return Status(ErrorCode::io_error, "Kafka import from " + o.brokers + ": the cluster did not give its id within " +
-                                           std::to_string(o.start_timeout.count()) + " ms");
+  // one topic. Asked in short waits, so that a stop is heard.
+  char* cluster = nullptr;
+  while (cluster == nullptr) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    cluster = rd_kafka_clusterid(kafka.value().get(), static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 500)));
+    if (cluster != nullptr) break;
+    if (o.stopping && o.stopping()) return Status(ErrorCode::timed_out, "Kafka import from " + o.brokers + ": stopped");
+    if (left.count() <= 0) {
+      return Status(ErrorCode::io_error, "Kafka import from " + o.brokers + ": the cluster did not give its id within " +
+                                             std::to_string(o.start_timeout.count()) + " ms");
+    }
   }
   import->consumer_->cluster = cluster;
   rd_kafka_mem_free(kafka.value().get(), cluster);

@@ -59,6 +59,9 @@ struct KafkaImportOptions {
   // How long start() waits for the topic's metadata: brokers unreachable, or no such topic, fail
   // start() after it with the reason.
   std::chrono::milliseconds start_timeout{60'000};
+  // Asked on start()'s thread while it waits for Kafka: true ends the start at once (timed_out,
+  // "stopped"), as a tool's SIGINT does. May be empty.
+  std::function<bool()> stopping = {};
 };
 
 class KafkaImport {
