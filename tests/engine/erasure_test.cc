@@ -5,12 +5,14 @@
 // store in clear refuses, saying why.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "annal/engine/engine.h"
@@ -258,6 +260,44 @@ TEST_F(ErasureTest, AnErasureTheKeyFileCannotHoldIsRefusedBeforeAnythingChanges)
     engine = open(encrypted());
     ASSERT_NE(engine, nullptr);
   }
+  ASSERT_TRUE(engine->close().ok());
+}
+
+// Appends to other streams and a live subscription go on while a stream is erased: each of them
+// sees every event once, the erased stream's events before the erasure as they were appended
+// (the subscription read them live) or as erased (read after), never an error. (Under TSan too.)
+TEST_F(ErasureTest, AppendsAndASubscriptionGoOnWhileAStreamIsErased) {
+  auto engine = open(encrypted());
+  ASSERT_NE(engine, nullptr);
+  append_both(*engine);
+  auto subscription = engine->subscribe(1);
+  ASSERT_TRUE(subscription.ok()) << subscription.status().to_string();
+  constexpr int kPerThread = 300;
+  std::vector<std::thread> appenders;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 2; ++t) {
+    appenders.emplace_back([&, t] {
+      const std::string payload = "steady " + std::to_string(t);
+      const EventData event{.type = "Changed", .payload = std::as_bytes(std::span(payload))};
+      for (int i = 0; i < kPerThread; ++i) {
+        if (!engine->append("steady-" + std::to_string(t), ExpectedVersion::any(), {&event, 1}).ok()) ++failures;
+      }
+    });
+  }
+  const auto erased = engine->erase_stream("customer-1");
+  for (std::thread& appender : appenders) appender.join();
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  EXPECT_EQ(failures.load(), 0);
+  const std::uint64_t last = engine->last_sequence();
+  int events = 0;
+  while (subscription.value()->position() <= last) {
+    auto event = subscription.value()->next(Engine::Clock::now() + 1min);
+    if (event.code() == ErrorCode::timed_out && subscription.value()->position() > last) break;
+    ASSERT_TRUE(event.ok()) << event.status().to_string();
+    ++events;
+  }
+  EXPECT_EQ(events, 10 + 2 * kPerThread);
+  subscription.value().reset();
   ASSERT_TRUE(engine->close().ok());
 }
 
