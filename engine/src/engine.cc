@@ -224,6 +224,16 @@ class EngineImpl final : public Engine {
         if (cipher_->erased(stream)) continue;
         if (Status erased = cipher_->erase(stream); !erased.ok()) return erased;
       }
+      // The snapshot key's epoch, which an erasure ends after its stream's key. An erasure read in
+      // the log came after the newest state snapshot restored: the one it writes is missing, so
+      // the epoch is ended now. A state snapshot of an epoch above the current one was written
+      // by an erasure cut short before it ended the epochs below: they are ended now.
+      if (!erased_in_log_.empty()) {
+        if (Status rotated = rotate_snapshot_epoch(); !rotated.ok()) return rotated;
+      } else if (cipher_->newest_snapshot_epoch_seen() > cipher_->snapshot_epoch()) {
+        cipher_->advance_sealing_epoch(cipher_->newest_snapshot_epoch_seen());
+        if (Status retired = cipher_->retire_snapshot_epochs(); !retired.ok()) return retired;
+      }
     }
     erased_in_log_.clear();
     open_report_.data_loss = journal_->recovery().data_loss;
@@ -450,6 +460,7 @@ class EngineImpl final : public Engine {
   Status refuse_if_read_only(std::string_view what) const;
   Status take_system_record(const journal::RecordView& record, bool again);
   Result<std::uint64_t> erase_stream(const StreamRef& stream) override;
+  Status rotate_snapshot_epoch();
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
   Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
   Status recover();
@@ -522,6 +533,7 @@ class EngineImpl final : public Engine {
 
   // The sequencing lock: one append at a time checks versions, goes to the journal and into the
   // ring, so the version check and the sequence assignment cannot interleave with another's.
+  std::mutex state_writes_mutex_;  // taken before append_mutex_: snapshot_state, erase_stream
   mutable std::mutex append_mutex_;  // mutable: writable() reads failed_
   IdempotencyWindow window_;  // under append_mutex_
   Status failed_;             // under append_mutex_: the journal refused an append; the engine stopped
@@ -843,6 +855,15 @@ Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
                       " is not encrypted: its events are on disk in clear, and there is no key to destroy "
                       "(open it with Options::encryption from the start to be able to erase streams)");
   }
+  // Snapshots taken before the erasure become unreadable (the snapshot key's epoch ends), so the
+  // projections that had them rebuild from the start of the log: it must still be whole.
+  if (!journal_->locate(journal::kFirstSequence).ok()) {
+    return Status(ErrorCode::invalid_argument,
+                  "erase_stream " + describe(stream) + ": the journal of " + directory_ +
+                      " no longer starts at sequence 1 (trim_journal), and an erasure makes every snapshot taken "
+                      "before it unreadable, so projections would have nothing to rebuild from");
+  }
+  std::lock_guard writing(state_writes_mutex_);  // before the append lock, as snapshot_state takes them
   std::lock_guard lock(append_mutex_);
   if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
   if (!failed_.ok()) return failed_;
@@ -878,7 +899,23 @@ Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
     return stop(durable);
   }
   if (Status erased = cipher_->erase(*id); !erased.ok()) return stop(erased);
+  if (Status rotated = rotate_snapshot_epoch(); !rotated.ok()) return stop(rotated);
   return sequence;
+}
+
+// The engine's state snapshotted under the next snapshot key epoch (it no longer holds an erased
+// stream's name), then the epochs below destroyed, durably: every snapshot taken before, in any
+// copy, is unreadable from then on. Under the state writes and append locks, or at open.
+Status EngineImpl::rotate_snapshot_epoch() {
+  cipher_->advance_sealing_epoch(cipher_->snapshot_epoch() + 1);
+  const std::uint64_t sequence = journal_->last_sequence();
+  const std::vector<std::byte> state = encode_engine_state(catalog_, index_, window_);
+  if (Status durable = journal_->wait_durable(sequence, Clock::now() + kStateDurableWait); !durable.ok()) return durable;
+  if (Status written = state_store_.write(kEngineStateName, kEngineStateSchema, sequence, state); !written.ok()) {
+    return written;
+  }
+  state_snapshot_at_ = sequence;
+  return cipher_->retire_snapshot_epochs();
 }
 
 // Snapshots past the recovered end of the log hold events it no longer has: a crash took them back
@@ -904,6 +941,9 @@ Status EngineImpl::discard_snapshots_past_log() {
 // Encodes the state under the sequencing lock (the only pause appends see), writes it outside once
 // the log holds it durably (a snapshot ahead of the log would be discarded at the next open).
 Status EngineImpl::snapshot_state() {
+  // From its encoding to its file, no erasure may change the snapshot key's epoch: a state taken
+  // before one (with the erased stream's name) must not be sealed under the epoch after it.
+  std::lock_guard writing(state_writes_mutex_);
   const Clock::time_point started = Clock::now();
   std::vector<std::byte> state;
   std::uint64_t sequence = 0;
@@ -957,7 +997,9 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
 Result<std::unique_ptr<ProjectionRunner>> EngineImpl::make_runner(std::string_view name,
                                                                   std::shared_ptr<Projection> projection,
                                                                   const ProjectionOptions& options) {
-  auto store = std::make_unique<snapshots::SnapshotStore>(directory_, io_, options.snapshots_kept, state_cipher());
+  // Sealed under the snapshot key epoch of now: an erasure ends it (erase_stream).
+  auto store = std::make_unique<snapshots::SnapshotStore>(directory_, io_, options.snapshots_kept,
+                                                          cipher_ ? cipher_->projection_states() : nullptr);
   std::uint64_t restored = 0;
   Result<std::optional<std::uint64_t>> resume = std::optional<std::uint64_t>{};
   const Status asked = call_user_code([&] { resume = projection->resume_after(); },

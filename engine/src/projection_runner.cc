@@ -57,6 +57,11 @@ void ProjectionRunner::run() {
       if (in_batch) {
         if (Status ended = end_batch(); !ended.ok()) return fail(ended);
       }
+      // System records stepped over with no event after them (an erasure last in the log) count
+      // as applied too, once the batch before them has ended: a query for the log's last
+      // sequence is answered.
+      const std::uint64_t passed = subscription_->position() - 1;
+      if (passed > applied_.load(std::memory_order_relaxed)) applied_.store(passed, std::memory_order_release);
       continue;
     }
     if (!event.ok()) return fail(event.status());

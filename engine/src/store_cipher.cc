@@ -23,11 +23,15 @@ namespace annal::engine {
 namespace {
 
 constexpr std::string_view kStateKeyLabel = "annal snapshot key v1";
-// The seed tree's leaf that salts the snapshot key. A stream of this id would have its own key
-// all the same (HKDF's info differs), but erasing it must never puncture this leaf.
+// The seed tree's leaves that salt the snapshot keys: epoch e's is 2^64-1-e. The top 2^32 ids are
+// kept for them: no stream has such an id (named streams count up from 2^63, the application's
+// stay below it), and none of them is erased as a stream.
 constexpr std::uint64_t kStateKeySeed = UINT64_MAX;
-constexpr std::size_t kStateNonceAt = 4;
-constexpr std::size_t kStateOverhead = 4 + crypto::kNonceBytes + crypto::kTagBytes;
+constexpr std::uint64_t kEpochsMax = std::uint64_t{1} << 32;
+constexpr std::uint64_t epoch_leaf(std::uint64_t epoch) { return kStateKeySeed - epoch; }
+constexpr std::size_t kStateEpochAt = 4;
+constexpr std::size_t kStateNonceAt = 8;
+constexpr std::size_t kStateOverhead = 8 + crypto::kNonceBytes + crypto::kTagBytes;
 // Stream ciphers kept per sealer and per opener: each holds OpenSSL's key schedules (about a
 // kilobyte); a miss costs a derivation (a few microseconds, docs/crypto.md).
 constexpr std::size_t kCachedCiphers = 1024;
@@ -217,18 +221,25 @@ std::unique_ptr<journal::RecordOpener> RecordSealer::opener() const {
   return std::make_unique<RecordOpenerImpl>(store_);
 }
 
+// Seals under the master key version of this open and a snapshot key epoch: `bound`, if given
+// (a projection's snapshots: bound to the epoch current when it was added, so that one running
+// through an erasure cannot seal what it made of the erased stream under a key that outlives
+// it), else the store's sealing epoch (the engine's own state). Opens under the file's epoch.
 class StateSealer final : public snapshots::StateCipher {
  public:
-  explicit StateSealer(std::shared_ptr<StoreCipher> store) : store_(std::move(store)) {}
+  StateSealer(std::shared_ptr<StoreCipher> store, std::optional<std::uint64_t> bound)
+      : store_(std::move(store)), bound_(bound) {}
 
   std::size_t overhead() const noexcept override { return kStateOverhead; }
   std::uint64_t state_bytes_max() const noexcept override { return crypto::kPlaintextBytesMax; }
 
   Status seal(std::span<const std::byte> associated, std::span<const std::byte> state, std::span<std::byte> out) override {
     const std::uint32_t version = store_->key_version();
-    auto cipher = cipher_of(version);
+    const std::uint64_t epoch = bound_.value_or(store_->sealing_epoch());
+    auto cipher = cipher_of(version, epoch);
     if (!cipher.ok()) return cipher.status();
     store_le<std::uint32_t>(out, 0, version);
+    store_le<std::uint32_t>(out, kStateEpochAt, static_cast<std::uint32_t>(epoch));
     const std::span<std::byte> nonce = out.subspan(kStateNonceAt, crypto::kNonceBytes);
     if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) != 1) {
       return Status(ErrorCode::failed, "OpenSSL could not make a random nonce for a snapshot");
@@ -239,14 +250,17 @@ class StateSealer final : public snapshots::StateCipher {
 
   Status open(std::span<const std::byte> associated, std::span<const std::byte> sealed, std::span<std::byte> out) override {
     const auto version = load_le<std::uint32_t>(sealed, 0);
-    auto cipher = cipher_of(version);
-    if (!cipher.ok()) return cipher.status();
+    const auto epoch = load_le<std::uint32_t>(sealed, kStateEpochAt);
+    auto cipher = cipher_of(version, epoch);
+    if (!cipher.ok()) return Status(ErrorCode::corruption, cipher.status().message());
     const Status opened = cipher.value().open(sealed.subspan(kStateNonceAt).first<crypto::kNonceBytes>(), associated,
                                               sealed.subspan(kStateNonceAt + crypto::kNonceBytes), out);
     if (!opened.ok()) {
       return Status(ErrorCode::corruption, "the state does not authenticate under the snapshot key of master version " +
-                                               std::to_string(version) + ": another key, or bytes altered or moved");
+                                               std::to_string(version) + ", epoch " + std::to_string(epoch) +
+                                               ": another key, or bytes altered or moved");
     }
+    store_->saw_snapshot_epoch(epoch);
     return {};
   }
 
@@ -262,13 +276,14 @@ class StateSealer final : public snapshots::StateCipher {
 
  private:
   // Made per call: snapshot stores call from several threads, and snapshots are rare.
-  Result<crypto::Aes256Gcm> cipher_of(std::uint32_t version) {
-    auto key = store_->state_key(version);
+  Result<crypto::Aes256Gcm> cipher_of(std::uint32_t version, std::uint64_t epoch) {
+    auto key = store_->state_key(version, epoch);
     if (!key.ok()) return key.status();
     return crypto::Aes256Gcm::make(key.value());
   }
 
   const std::shared_ptr<StoreCipher> store_;
+  const std::optional<std::uint64_t> bound_;
 };
 
 }  // namespace
@@ -280,7 +295,11 @@ StoreCipher::StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> 
       fresh_(fresh),
       key_version_(key_version),
       sealed_from_(state.sealed_from),
-      state_(std::move(state)) {}
+      state_(std::move(state)) {
+  // The current epoch: the first whose leaf an erasure has not destroyed.
+  while (epoch_ < kEpochsMax && state_.seeds.punctured(epoch_leaf(epoch_))) ++epoch_;
+  sealing_epoch_ = epoch_;
+}
 
 Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& directory,
                                                        std::shared_ptr<crypto::KeyProvider> keys) {
@@ -334,7 +353,13 @@ Status StoreCipher::begin_writing(std::uint64_t next_sequence) {
 
 std::shared_ptr<journal::RecordCipher> StoreCipher::records() { return std::make_shared<RecordSealer>(shared_from_this()); }
 
-std::shared_ptr<snapshots::StateCipher> StoreCipher::states() { return std::make_shared<StateSealer>(shared_from_this()); }
+std::shared_ptr<snapshots::StateCipher> StoreCipher::states() {
+  return std::make_shared<StateSealer>(shared_from_this(), std::nullopt);
+}
+
+std::shared_ptr<snapshots::StateCipher> StoreCipher::projection_states() {
+  return std::make_shared<StateSealer>(shared_from_this(), sealing_epoch());
+}
 
 Result<crypto::Key> StoreCipher::master(std::uint32_t version) {
   if (const auto found = masters_.find(version); found != masters_.end()) return found->second.clone();
@@ -352,43 +377,91 @@ Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32
   return crypto::stream_key(master_key.value(), seed.value().bytes(), stream_id, version);
 }
 
-Result<crypto::Key> StoreCipher::state_key(std::uint32_t version) {
+Result<crypto::Key> StoreCipher::state_key(std::uint32_t version, std::uint64_t epoch) {
+  if (epoch >= kEpochsMax) return Status(ErrorCode::corruption, "snapshot key epoch " + std::to_string(epoch));
   std::lock_guard lock(mutex_);
   auto master_key = master(version);
   if (!master_key.ok()) return master_key.status();
   // Salted with a seed of this store's tree, so that two stores sharing a master key (tenants of
   // one service) do not share a snapshot key: a snapshot moved between them does not open.
-  auto salt = state_.seeds.seed(kStateKeySeed);
-  if (!salt.ok()) return salt.status();
+  auto salt = state_.seeds.seed(epoch_leaf(epoch));
+  if (!salt.ok()) {
+    return Status(ErrorCode::not_found, "the snapshot key of epoch " + std::to_string(epoch) +
+                                            " was destroyed by an erasure (erase_stream): what was sealed under it is "
+                                            "gone for good (a projection running since before the erasure takes "
+                                            "snapshots again once the engine is reopened)");
+  }
   return crypto::derive_key(master_key.value(), salt.value().bytes(), std::as_bytes(std::span(kStateKeyLabel)));
 }
 
-Result<crypto::StoreKeys> StoreCipher::punctured(std::uint64_t stream_id) {
-  if (stream_id == kSystemStream || stream_id == kStateKeySeed) {
-    return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
+std::uint64_t StoreCipher::sealing_epoch() {
+  std::lock_guard lock(mutex_);
+  return sealing_epoch_;
+}
+
+void StoreCipher::advance_sealing_epoch(std::uint64_t epoch) {
+  std::lock_guard lock(mutex_);
+  ANNAL_ASSERT(epoch < kEpochsMax);
+  sealing_epoch_ = std::max(sealing_epoch_, epoch);
+}
+
+Status StoreCipher::retire_snapshot_epochs() {
+  std::lock_guard lock(mutex_);
+  if (epoch_ == sealing_epoch_) return {};
+  std::vector<std::uint64_t> leaves;
+  for (std::uint64_t epoch = epoch_; epoch < sealing_epoch_; ++epoch) leaves.push_back(epoch_leaf(epoch));
+  auto next = punctured(leaves);
+  if (!next.ok()) return next.status();
+  if (Status saved = crypto::save_store_keys(path_, next.value(), *keys_); !saved.ok()) return saved;
+  state_.seeds = std::move(next.value().seeds);
+  epoch_ = sealing_epoch_;
+  return {};
+}
+
+std::uint64_t StoreCipher::snapshot_epoch() {
+  std::lock_guard lock(mutex_);
+  return epoch_;
+}
+
+void StoreCipher::saw_snapshot_epoch(std::uint64_t epoch) noexcept {
+  std::uint64_t seen = newest_epoch_seen_.load(std::memory_order_relaxed);
+  while (epoch > seen && !newest_epoch_seen_.compare_exchange_weak(seen, epoch, std::memory_order_acq_rel)) {
   }
+}
+
+Result<crypto::StoreKeys> StoreCipher::punctured(std::span<const std::uint64_t> leaves) {
   // Punctured on a copy: the tree in memory changes only once the file has.
   std::vector<std::byte> bytes = state_.seeds.encode();
   auto encoded = crypto::SeedTree::decode(bytes);
   OPENSSL_cleanse(bytes.data(), bytes.size());  // key material
   if (!encoded.ok()) return encoded.status();
   crypto::StoreKeys next{.opens = state_.opens, .sealed_from = state_.sealed_from, .seeds = std::move(encoded).value()};
-  next.seeds.puncture(stream_id);
+  for (const std::uint64_t leaf : leaves) next.seeds.puncture(leaf);
   return next;
 }
 
 Status StoreCipher::check_erasable(std::uint64_t stream_id) {
+  if (stream_id == kSystemStream || stream_id > epoch_leaf(kEpochsMax)) {
+    return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
+  }
   std::lock_guard lock(mutex_);
   if (state_.seeds.punctured(stream_id)) return {};
-  auto next = punctured(stream_id);
+  // The erasure destroys the stream's seed, and then the snapshot key's epoch: both must fit.
+  const std::array<std::uint64_t, 2> leaves = {stream_id, epoch_leaf(sealing_epoch_)};
+  auto next = punctured(leaves);
   if (!next.ok()) return next.status();
+  if (sealing_epoch_ + 1 >= kEpochsMax) return Status(ErrorCode::invalid_argument, "no snapshot key epoch is left");
   return crypto::store_keys_fit(path_, next.value());
 }
 
 Status StoreCipher::erase(std::uint64_t stream_id) {
+  if (stream_id == kSystemStream || stream_id > epoch_leaf(kEpochsMax)) {
+    return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
+  }
   std::lock_guard lock(mutex_);
   if (state_.seeds.punctured(stream_id)) return {};
-  auto next = punctured(stream_id);
+  const std::array<std::uint64_t, 1> leaves = {stream_id};
+  auto next = punctured(leaves);
   if (!next.ok()) return next.status();
   if (Status saved = crypto::save_store_keys(path_, next.value(), *keys_); !saved.ok()) return saved;
   state_.seeds = std::move(next.value().seeds);

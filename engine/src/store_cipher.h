@@ -39,6 +39,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "annal/base/status.h"
@@ -74,12 +75,31 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   [[nodiscard]] std::shared_ptr<journal::RecordCipher> records();
   // Every snapshot store's cipher.
   [[nodiscard]] std::shared_ptr<snapshots::StateCipher> states();
+  // A projection's snapshot store's cipher: bound to the sealing epoch of now (below).
+  [[nodiscard]] std::shared_ptr<snapshots::StateCipher> projection_states();
 
   // A stream's data key under master `version`: not_found when the stream's seed is punctured or
   // the provider lacks the version. Any thread.
   [[nodiscard]] Result<crypto::Key> stream_key(std::uint64_t stream_id, std::uint32_t version);
   // The key snapshots are sealed with under master `version`. Any thread.
-  [[nodiscard]] Result<crypto::Key> state_key(std::uint32_t version);
+  [[nodiscard]] Result<crypto::Key> state_key(std::uint32_t version, std::uint64_t epoch);
+
+  // Snapshot key epochs. Each erasure ends one: the snapshots sealed before it, which may hold
+  // what projections made of the erased stream (and the engine's state, its name), are sealed
+  // under a key the erasure destroys, in every copy of them. The current epoch is the first whose
+  // seed-tree leaf is whole; snapshots are sealed under the sealing epoch, which an erasure moves
+  // on (advance_sealing_epoch) before retire_snapshot_epochs destroys the ones below it, durably
+  // (KEYS rewritten atomically). Any thread.
+  [[nodiscard]] std::uint64_t snapshot_epoch();
+  [[nodiscard]] std::uint64_t sealing_epoch();
+  void advance_sealing_epoch(std::uint64_t epoch);
+  [[nodiscard]] Status retire_snapshot_epochs();
+  // The highest epoch of a snapshot opened so far: above snapshot_epoch(), an erasure was cut
+  // short after its new snapshot was written (Engine's open retires the epochs below it).
+  void saw_snapshot_epoch(std::uint64_t epoch) noexcept;
+  [[nodiscard]] std::uint64_t newest_snapshot_epoch_seen() const noexcept {
+    return newest_epoch_seen_.load(std::memory_order_acquire);
+  }
 
   // Crypto-shredding: destroys `stream_id`'s seed in KEYS, durably (the seed tree punctured, the
   // file rewritten atomically), and drops every cached cipher of it, in every sealer and opener.
@@ -105,8 +125,8 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys, crypto::StoreKeys state, bool fresh,
               std::uint32_t key_version);
   [[nodiscard]] Result<crypto::Key> master(std::uint32_t version);  // under mutex_
-  // The key state with `stream_id`'s seed destroyed, for erase() to save. Under mutex_.
-  [[nodiscard]] Result<crypto::StoreKeys> punctured(std::uint64_t stream_id);
+  // The key state with the seeds of `leaves` destroyed, for a save. Under mutex_.
+  [[nodiscard]] Result<crypto::StoreKeys> punctured(std::span<const std::uint64_t> leaves);
 
   const std::string path_;  // DIR/KEYS
   const std::shared_ptr<crypto::KeyProvider> keys_;
@@ -116,9 +136,12 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   std::atomic<std::uint64_t> sealed_from_;
   std::atomic<std::uint32_t> newest_open_seen_{0};
   std::atomic<std::uint64_t> erasures_{0};
+  std::atomic<std::uint64_t> newest_epoch_seen_{0};
 
   std::mutex mutex_;
   crypto::StoreKeys state_;                    // under mutex_ (the seed tree is not thread-safe)
+  std::uint64_t epoch_ = 0;          // under mutex_: the current snapshot key epoch
+  std::uint64_t sealing_epoch_ = 0;  // under mutex_: at or above epoch_
   std::map<std::uint32_t, crypto::Key> masters_;  // under mutex_: fetched once per version
 };
 
