@@ -15,6 +15,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <sstream>
 #include <string>
@@ -769,6 +770,60 @@ TEST_F(RabbitTest, ImpossibleOptionsAreRefused) {
   const Status too_long = engine_->add_projection("long", std::make_shared<RabbitExport>(long_names), {});
   EXPECT_EQ(too_long.code(), ErrorCode::invalid_argument);
   EXPECT_NE(too_long.message().find("too long together"), std::string::npos) << too_long.to_string();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// adv16b: a projection that flushes in end_of_batch (the place the Projection contract names for
+// it: a database transaction committed per batch) fails one flush. poll() reports the failure, but
+// last_offset() and applied() already count the whole batch as handled, so the resume the reader's
+// documentation prescribes (from_offset = last_offset() + 1, applied = applied()) skips every event
+// of the batch whose flush failed: they never reach the projection's state.
+TEST_F(RabbitTest, ABatchWhoseFlushFailedIsAppliedAgainOnResume) {
+  annal::test::Watchdog watchdog("rabbitmq reader, a failed flush", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  const Receipt last = append(100);
+  wait_delivered(*exporter, last);
+  // Buffers in apply, commits in end_of_batch; the first commit fails (and so is rolled back).
+  struct Flushing final : engine::Projection {
+    void apply(const engine::EventView& event) override { buffer.push_back(event.header.sequence); }
+    void end_of_batch(std::uint64_t) override {
+      if (fail_next) {
+        fail_next = false;
+        buffer.clear();
+        throw std::runtime_error("commit failed");
+      }
+      committed.insert(committed.end(), buffer.begin(), buffer.end());
+      buffer.clear();
+    }
+    bool fail_next = true;
+    std::vector<std::uint64_t> buffer;
+    std::vector<std::uint64_t> committed;
+  };
+  Flushing state;
+  auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 200});
+  ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+  Status failed;
+  ASSERT_TRUE(annal::test::eventually([&] {
+    auto polled = reader.value()->poll(state, std::chrono::milliseconds(100));
+    if (!polled.ok()) failed = polled.status();
+    return !polled.ok();
+  }));
+  EXPECT_NE(failed.message().find("commit failed"), std::string::npos) << failed.to_string();
+  // Resumed as docs/rabbitmq.md says: after last_offset(), with applied().
+  auto resumed = RabbitStreamReader::open({.url = server_->url(),
+                                           .stream = stream_name(),
+                                           .from_offset = reader.value()->last_offset().value_or(0) +
+                                                          (reader.value()->last_offset() ? 1 : 0),
+                                           .applied = reader.value()->applied()});
+  ASSERT_TRUE(resumed.ok()) << resumed.status().to_string();
+  // Until the stream's end: the last event's message has been handled (and its batch committed).
+  EXPECT_TRUE(annal::test::eventually([&] {
+    auto polled = resumed.value()->poll(state, std::chrono::milliseconds(100));
+    const auto& applied = resumed.value()->applied();
+    return !polled.ok() || (applied.contains("store-a") && applied.at("store-a") >= last.last_sequence);
+  }));
+  EXPECT_EQ(state.committed.size(), 100u) << "events whose batch failed to commit were skipped on resume";
   ASSERT_TRUE(engine_->close().ok());
 }
 
