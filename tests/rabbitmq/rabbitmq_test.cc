@@ -28,6 +28,7 @@
 #include "eventually.h"
 #include "kill_timing.h"
 #include "leftover_processes.h"
+#include "master_keys.h"
 #include "rabbitmq_server.h"
 #include "run_program.h"
 #include "spawned_tool.h"
@@ -824,6 +825,50 @@ TEST_F(RabbitTest, ABatchWhoseFlushFailedIsAppliedAgainOnResume) {
     return !polled.ok() || (applied.contains("store-a") && applied.at("store-a") >= last.last_sequence);
   }));
   EXPECT_EQ(state.committed.size(), 100u) << "events whose batch failed to commit were skipped on resume";
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// adv16b: a stream erased (Engine::erase_stream, crypto-shredding) after its last event was the
+// last one exported. The store is the same store: nothing was restored, nothing diverged; only the
+// event's payload, id and name are gone. The next start replays that event to check it against the
+// stream's copy, sees an erased event (empty payload, no id, no name), takes the store for "restored
+// from a backup" and stops the export for good: no later event of any stream is ever exported.
+TEST_F(RabbitTest, AnEraseOfTheLastExportedEventsStreamDoesNotStopTheExport) {
+  annal::test::Watchdog watchdog("rabbitmq export after an erasure", std::chrono::seconds(240));
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  const auto open_encrypted = [&] {
+    auto opened = Engine::open(dir_.path(), encrypted);
+    EXPECT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = opened.ok() ? std::move(opened).value() : nullptr;
+  };
+  open_encrypted();
+  ASSERT_NE(engine_, nullptr);
+  auto exporter = std::make_shared<RabbitExport>(options());
+  ASSERT_TRUE(engine_->add_projection("export_rabbitmq", exporter, {}).ok());
+  Receipt last;
+  for (const std::string stream : {"keep", "keep", "forget-me", "forget-me"}) {
+    const std::string payload = "payload of " + stream;
+    const engine::EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    last = engine_->append(stream, engine::ExpectedVersion::any(), {&event, 1}).value();
+  }
+  wait_delivered(*exporter, last);  // the stream's last message of store-a: forget-me's last event
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  open_encrypted();
+  ASSERT_NE(engine_, nullptr);
+  const auto erased = engine_->erase_stream("forget-me");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  exporter = std::make_shared<RabbitExport>(options());
+  const Status added = engine_->add_projection("export_rabbitmq", exporter, {});
+  ASSERT_TRUE(added.ok()) << added.to_string();
+  const std::string payload = "after the erasure";
+  const engine::EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+  const Receipt after = engine_->append("keep", engine::ExpectedVersion::any(), {&event, 1}).value();
+  ASSERT_TRUE(engine_->wait_durable(after, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  EXPECT_TRUE(exporter->wait_delivered(after.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(1)))
+      << "delivered " << exporter->delivered() << " of " << after.last_sequence << "; " << exporter->failure().to_string();
+  EXPECT_TRUE(exporter->failure().ok()) << exporter->failure().to_string();
   ASSERT_TRUE(engine_->close().ok());
 }
 
