@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <mutex>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -693,6 +694,85 @@ TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
     EXPECT_NE(also.message().find(alias), std::string::npos) << also.to_string();
   }
   EXPECT_TRUE(opened.value()->close().ok());
+}
+
+// adv16b: the import commits a partition's offsets once "the events appended before them are
+// durable", which it learns by waiting for the receipt of the last append. A message whose event
+// the store already has (a repeat, answered with the original's receipt, Receipt::duplicate)
+// replaces that receipt with an older one: a new event appended just before it is then not waited
+// for, and its message's offset is committed while the event is not durable. A crash then (power
+// cut, kernel panic) loses the event for good: its offset is committed, it is never read again.
+// Here durability comes every 20 s (Durability::interval), so the window is wide open: the offset
+// past the new message is committed, and only afterwards is durable_sequence read, still short of
+// the new event. (Correct code commits only after the sync: the test then passes in about 20 s.)
+TEST_F(KafkaTest, ImportCommitsNoOffsetBeforeTheEventsBeforeItAreDurable) {
+  annal::test::Watchdog watchdog("kafka import, commit before durability", std::chrono::seconds(180));
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  // An event the store has already, with an id: a message below repeats it.
+  const engine::Id128 id{.hi = 0x1234, .lo = 0x5678};
+  {
+    auto opened = Engine::open(dir_.path() + "/store", {});
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    const std::string payload = R"({"orderId": "9"})";
+    const EventData paid{.type = "OrderPaid", .payload = std::as_bytes(std::span(payload)), .event_id = id};
+    const auto appended = opened.value()->append("order-9", ExpectedVersion::any(), {&paid, 1});
+    ASSERT_TRUE(appended.ok()) << appended.status().to_string();
+    ASSERT_TRUE(opened.value()->close().ok());  // durable
+  }
+  // Offset 0: a new event (order-1). Offset 1: the repeat of the event above.
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"eventType": "OrderCreated", "orderId": "1"})" "\n", "-t event-stream"));
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"orderId": "9"})" "\n", "-t event-stream -H annal.type=OrderPaid -H annal.id=" +
+                                                                     engine::format_id(id)));
+  engine::Options slow_sync;
+  slow_sync.journal.durability = journal::Durability::interval;
+  slow_sync.journal.sync_interval = std::chrono::seconds(20);
+  auto opened = Engine::open(dir_.path() + "/store", slow_sync);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  const KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                                   .topic = "event-stream",
+                                   .group = "importer",
+                                   .settings = {{"log_level", "0"}},
+                                   .stream_field = "orderId",
+                                   .stream_prefix = "order-"};
+  auto import = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(import.ok()) << import.status().to_string();
+  ASSERT_TRUE(annal::test::eventually([&] {
+    const auto p = import.value()->progress();
+    return p.imported + p.duplicates == 2 || !p.error.ok();
+  }));
+  EXPECT_EQ(import.value()->progress().imported, 1u);
+  EXPECT_EQ(import.value()->progress().duplicates, 1u);
+  // The new event is the store's last (the repeat appended nothing); reads show only durable ones.
+  ASSERT_EQ(engine_->stream_version("order-1"), std::optional<std::uint64_t>(0));
+  const std::uint64_t new_event = engine_->last_sequence();
+  // The group's committed offset, asked by a handle of the group that does not join it.
+  char error[256];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(cluster_), error, sizeof(error)),
+            RD_KAFKA_CONF_OK);
+  ASSERT_EQ(rd_kafka_conf_set(conf, "group.id", "importer", error, sizeof(error)), RD_KAFKA_CONF_OK);
+  ASSERT_EQ(rd_kafka_conf_set(conf, "log_level", "0", error, sizeof(error)), RD_KAFKA_CONF_OK);
+  const std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> asker(rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof(error)),
+                                                                  rd_kafka_destroy);
+  ASSERT_NE(asker, nullptr) << error;
+  const auto committed = [&]() -> std::int64_t {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, "event-stream", 0);
+    std::int64_t offset = -1;
+    if (rd_kafka_committed(asker.get(), list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].err == 0) {
+      offset = list->elems[0].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return offset;
+  };
+  // Once the offset past both messages is committed (at once here; after the sync, correctly) ...
+  ASSERT_TRUE(annal::test::eventually([&] { return committed() == 2; }, std::chrono::seconds(90)));
+  // ... the new event must be durable: committed first, durable_sequence read after.
+  EXPECT_GE(engine_->durable_sequence(), new_event)
+      << "offset 2 committed while event " << new_event << " (offset 0) is not durable: a crash now loses it for good";
+  EXPECT_TRUE(import.value()->stop().ok());
+  ASSERT_TRUE(engine_->close().ok());
 }
 
 }  // namespace
