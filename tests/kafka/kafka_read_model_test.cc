@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "fault_backend.h"
 #include "kafka_fixture.h"
@@ -365,6 +366,59 @@ TEST_F(KafkaReadModelTest, AProjectionThatThrowsStopsItAndSaysWhere) {
   EXPECT_NE(queried.message().find("partition"), std::string::npos) << queried.to_string();
   EXPECT_NE(queried.message().find("offset"), std::string::npos) << queried.to_string();
   EXPECT_EQ(runner.value()->stop().code(), queried.code());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// adv16b: read your writes through a projection that applies in batches (apply() buffers,
+// end_of_batch() writes: the Projection contract's "the place to flush buffered work", which also
+// promises that "a batch also ends before a query runs"). The runner runs a query as soon as the
+// event asked for is applied, between two events of a batch, without ending the batch first: the
+// query's answer lacks the very event it waited for, and the events before it in the batch.
+TEST_F(KafkaReadModelTest, AQueryReadsItsWriteThroughAProjectionThatAppliesInBatches) {
+  annal::test::Watchdog watchdog("kafka read model, read your writes in batches", std::chrono::seconds(300));
+  class Batched final : public engine::Projection {
+   public:
+    void apply(const engine::EventView& event) override { pending_.emplace_back(event.header.stream_name); }
+    void end_of_batch(std::uint64_t) override {
+      for (const std::string& stream : pending_) ++counts[stream];
+      pending_.clear();
+    }
+    std::map<std::string, std::uint64_t> counts;  // what a query sees: the batches written
+
+   private:
+    std::vector<std::string> pending_;
+  };
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  auto batched = std::make_shared<Batched>();
+  auto runner = KafkaProjectionRunner::start(batched, model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  int stale = 0;
+  std::string first_stale;
+  for (int burst = 0; burst < 40; ++burst) {
+    // A burst of 50 events appended at once, so that the runner reads them in one batch; then
+    // a query for its first one, as a client that appended it would ask.
+    std::vector<std::pair<std::string, Receipt>> written;
+    for (int i = 0; i < 50; ++i) {
+      const std::string stream = "order-" + std::to_string((appended_ + 1) % 13);
+      written.emplace_back(stream, append(1));
+    }
+    for (const int at : {0, 25}) {
+      const auto& [stream, receipt] = written[static_cast<std::size_t>(at)];
+      ASSERT_TRUE(engine_->wait_durable(receipt, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+      const auto seen = runner.value()->query<Batched>(
+          {"store-a", stream, receipt.last_sequence},
+          [&](const Batched& b) { return b.counts.contains(stream) ? b.counts.at(stream) : 0; }, std::chrono::minutes(2));
+      ASSERT_TRUE(seen.ok()) << seen.status().to_string();
+      if (seen.value() < receipt.last_version + 1 && stale++ == 0) {
+        first_stale = stream + " version " + std::to_string(receipt.last_version) + " (sequence " +
+                      std::to_string(receipt.last_sequence) + "): the query saw " + std::to_string(seen.value()) +
+                      " events of it";
+      }
+    }
+  }
+  EXPECT_EQ(stale, 0) << "queries that did not see the event they waited for; the first: " << first_stale;
+  ASSERT_TRUE(runner.value()->stop().ok());
   ASSERT_TRUE(engine_->close().ok());
 }
 
