@@ -21,6 +21,7 @@
 
 #include "directory_backup.h"
 #include "kafka_fixture.h"
+#include "master_keys.h"
 #include "spawned_tool.h"
 
 namespace annal::kafka {
@@ -772,6 +773,50 @@ TEST_F(KafkaTest, ImportCommitsNoOffsetBeforeTheEventsBeforeItAreDurable) {
   EXPECT_GE(engine_->durable_sequence(), new_event)
       << "offset 2 committed while event " << new_event << " (offset 0) is not durable: a crash now loses it for good";
   EXPECT_TRUE(import.value()->stop().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// adv16b: as for RabbitMQ (RabbitTest.AnEraseOfTheLastExportedEventsStreamDoesNotStopTheExport):
+// a stream erased (crypto-shredding) after its events were exported. The next start replays the
+// events it checks against the topic, finds them erased (no payload, no id, no name: another key,
+// so another partition), takes the same store for one restored from a backup, and stops for good.
+TEST_F(KafkaTest, AnEraseOfAnExportedStreamDoesNotStopTheExport) {
+  annal::test::Watchdog watchdog("kafka export after an erasure");
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  const auto open_encrypted = [&] {
+    auto opened = Engine::open(dir_.path(), encrypted);
+    EXPECT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = opened.ok() ? std::move(opened).value() : nullptr;
+  };
+  open_encrypted();
+  ASSERT_NE(engine_, nullptr);
+  auto exporter = std::make_shared<KafkaExport>(options());
+  ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
+  Receipt last;
+  for (const std::string stream : {"keep", "keep", "forget-me", "forget-me"}) {
+    const std::string payload = "payload of " + stream;
+    const EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    last = engine_->append(stream, ExpectedVersion::any(), {&event, 1}).value();
+  }
+  wait_delivered(*exporter, last);
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  open_encrypted();
+  ASSERT_NE(engine_, nullptr);
+  const auto erased = engine_->erase_stream("forget-me");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  exporter = std::make_shared<KafkaExport>(options());
+  const Status added = engine_->add_projection("export_kafka", exporter, {});
+  ASSERT_TRUE(added.ok()) << added.to_string();
+  const std::string payload = "after the erasure";
+  const EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+  const Receipt after = engine_->append("keep", ExpectedVersion::any(), {&event, 1}).value();
+  ASSERT_TRUE(engine_->wait_durable(after, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  EXPECT_TRUE(exporter->wait_delivered(after.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(1)))
+      << "delivered " << exporter->delivered() << " of " << after.last_sequence << "; " << exporter->health().to_string();
+  EXPECT_TRUE(engine_->projection_status("export_kafka").value().error.ok())
+      << engine_->projection_status("export_kafka").value().error.to_string();
   ASSERT_TRUE(engine_->close().ok());
 }
 
