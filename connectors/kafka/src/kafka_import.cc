@@ -290,7 +290,9 @@ void KafkaImport::run() {
                                     .event_id = imported.value().id};
       const engine::AppendResult appended = engine_.append(imported.value().stream, engine::ExpectedVersion::any(), {&event, 1});
       if (appended.ok()) {
-        c.last = appended.value();
+        // The highest receipt: a repeated message's is its original's, older than what came
+        // before it, and the commit waits for what it names.
+        if (!c.appended || appended.value().last_sequence > c.last.last_sequence) c.last = appended.value();
         c.appended = true;
         std::lock_guard lock(mutex_);
         ++(appended.value().duplicate ? progress_.duplicates : progress_.imported);

@@ -27,6 +27,9 @@ constexpr std::uint32_t kSnapshotFormat = 1;
 // Records applied between two end_of_batch() calls at most.
 constexpr int kBatchMax = 1000;
 constexpr int kPollMs = 100;
+// The longest a waiting query holds the runner back at once, before it reads on (the query may
+// wait for an event it has not read yet).
+constexpr std::chrono::milliseconds kQuerySlice{20};
 // Limits on what a shared topic's records can make the runner keep: a longer source name, or a
 // source past the count, is not an export of annal's (a bug or a hostile producer).
 constexpr std::size_t kSourceNameMax = 255;
@@ -285,9 +288,14 @@ Status KafkaProjectionRunner::stop() {
 Status KafkaProjectionRunner::query(const Written& written, const std::function<void(const engine::Projection&)>& fn,
                                     Clock::duration timeout) {
   std::unique_lock lock(mutex_);
+  queries_waiting_.fetch_add(1, std::memory_order_acq_rel);
+  // Run once the event is applied and its batch has ended (end_of_batch), as an engine projection's
+  // queries do: a projection that folds its batch in there shows the event only then.
   const bool ready = changed_.wait_until(lock, Clock::now() + timeout, [&] {
-    return applied_locked(written) || !progress_.error.ok() || stopping_.load();
+    return (!batch_open_ && applied_locked(written)) || !progress_.error.ok() || stopping_.load();
   });
+  queries_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+  changed_.notify_all();  // the runner may be holding its next batch back for this query
   if (!progress_.error.ok()) return progress_.error;
   if (!applied_locked(written)) {
     const std::string what = "Kafka read model " + options_.name + ": event " + std::to_string(written.sequence) +
@@ -320,10 +328,20 @@ void KafkaProjectionRunner::run() {
     if (in_batch == 0) return {};
     in_batch = 0;
     std::lock_guard lock(mutex_);
-    return user_code([&] { return "end_of_batch() of Kafka read model " + options_.name; },
-                     [&] { projection_->end_of_batch(batch_last); });
+    const Status ended = user_code([&] { return "end_of_batch() of Kafka read model " + options_.name; },
+                                   [&] { projection_->end_of_batch(batch_last); });
+    batch_open_ = false;
+    changed_.notify_all();
+    return ended;
   };
   while (!stopping_.load()) {
+    // Queries waiting: the batch ends, and they run before the next one begins. A query waiting
+    // for an event not read yet holds the runner back for one short slice at a time only.
+    if (queries_waiting_.load(std::memory_order_acquire) > 0) {
+      if (Status ended = end_batch(); !ended.ok()) return fail(std::move(ended));
+      std::unique_lock lock(mutex_);
+      changed_.wait_for(lock, kQuerySlice, [&] { return queries_waiting_.load() == 0 || stopping_.load(); });
+    }
     const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
     if (message) {
       if (Status taken = take(*message, in_batch, batch_last); !taken.ok()) return fail(std::move(taken));
@@ -447,6 +465,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     return applied;
   }
   last->second[partition] = sequence;
+  batch_open_ = true;
   ++total_;
   ++progress_.applied;
   ++in_batch;

@@ -142,6 +142,11 @@ class KafkaProjectionRunner {
   std::vector<std::int64_t> next_offset_;  // per partition, under mutex_
   // Per source, per partition: the last sequence applied (0: none). Under mutex_.
   std::map<std::string, std::vector<std::uint64_t>, std::less<>> last_;
+  // Events applied that end_of_batch() has not followed yet: a query waits for the batch's end
+  // (the projection may hold them apart until then). Under mutex_.
+  bool batch_open_ = false;
+  // Queries waiting: the runner ends its batch for them and lets them run before the next.
+  std::atomic<int> queries_waiting_{0};
   // Events the state holds, restored ones too (the snapshots' sequence). Written on the runner's
   // thread only, under mutex_.
   std::uint64_t total_ = 0;
