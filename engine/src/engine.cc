@@ -855,14 +855,6 @@ Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
                       " is not encrypted: its events are on disk in clear, and there is no key to destroy "
                       "(open it with Options::encryption from the start to be able to erase streams)");
   }
-  // Snapshots taken before the erasure become unreadable (the snapshot key's epoch ends), so the
-  // projections that had them rebuild from the start of the log: it must still be whole.
-  if (!journal_->locate(journal::kFirstSequence).ok()) {
-    return Status(ErrorCode::invalid_argument,
-                  "erase_stream " + describe(stream) + ": the journal of " + directory_ +
-                      " no longer starts at sequence 1 (trim_journal), and an erasure makes every snapshot taken "
-                      "before it unreadable, so projections would have nothing to rebuild from");
-  }
   std::lock_guard writing(state_writes_mutex_);  // before the append lock, as snapshot_state takes them
   std::lock_guard lock(append_mutex_);
   if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
@@ -871,6 +863,19 @@ Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
   if (!id || index_.find_as_writer(*id) == nullptr || cipher_->erased(*id)) {
     return Status(ErrorCode::not_found, "erase_stream " + describe(stream) +
                                             ": no such stream (never written, or erased already: its name is forgotten)");
+  }
+  // Snapshots taken before the erasure become unreadable (the snapshot key's epoch ends), so the
+  // projections that had them rebuild from the start of the log: it must still be whole. (Asked
+  // of what is durable: the stream's last events may not be yet.)
+  if (Status durable = journal_->wait_durable(journal_->last_sequence(), Clock::now() + kStateDurableWait);
+      !durable.ok()) {
+    return durable;
+  }
+  if (!journal_->locate(journal::kFirstSequence).ok()) {
+    return Status(ErrorCode::invalid_argument,
+                  "erase_stream " + describe(stream) + ": the journal of " + directory_ +
+                      " no longer starts at sequence 1 (trim_journal), and an erasure makes every snapshot taken "
+                      "before it unreadable, so projections would have nothing to rebuild from");
   }
   // What could refuse the key's end is asked before the point of no return.
   if (Status erasable = cipher_->check_erasable(*id); !erasable.ok()) {

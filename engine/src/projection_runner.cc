@@ -58,10 +58,13 @@ void ProjectionRunner::run() {
         if (Status ended = end_batch(); !ended.ok()) return fail(ended);
       }
       // System records stepped over with no event after them (an erasure last in the log) count
-      // as applied too, once the batch before them has ended: a query for the log's last
-      // sequence is answered.
+      // as applied too, in a batch of their own: a query for the log's last sequence is answered,
+      // and a projection that keeps its place (an exporter, a checkpoint) moves past them.
       const std::uint64_t passed = subscription_->position() - 1;
-      if (passed > applied_.load(std::memory_order_relaxed)) applied_.store(passed, std::memory_order_release);
+      if (passed > applied_.load(std::memory_order_relaxed)) {
+        applied_.store(passed, std::memory_order_release);
+        if (Status ended = end_batch(); !ended.ok()) return fail(ended);
+      }
       continue;
     }
     if (!event.ok()) return fail(event.status());

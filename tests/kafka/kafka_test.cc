@@ -820,5 +820,32 @@ TEST_F(KafkaTest, AnEraseOfAnExportedStreamDoesNotStopTheExport) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// Events erased before they were exported are never exported: nothing of them is left to send.
+// The topic holds the other stream's events, each once.
+TEST_F(KafkaTest, AnEventErasedBeforeItIsExportedIsNotExported) {
+  annal::test::Watchdog watchdog("kafka export of an erased stream");
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  auto opened = Engine::open(dir_.path(), encrypted);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  for (const std::string stream : {"keep", "forget-me", "keep", "forget-me", "keep"}) {
+    const std::string payload = "payload of " + stream;
+    const EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    ASSERT_TRUE(engine_->append(stream, ExpectedVersion::any(), {&event, 1}).ok());
+  }
+  const auto erased = engine_->erase_stream("forget-me");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  auto exporter = std::make_shared<KafkaExport>(options());
+  ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
+  const std::uint64_t last = engine_->last_sequence();
+  EXPECT_TRUE(exporter->wait_delivered(last, std::chrono::steady_clock::now() + std::chrono::minutes(1)))
+      << "delivered " << exporter->delivered() << " of " << last << "; " << exporter->health().to_string();
+  std::map<std::string, int> by_key;
+  for (const Record& record : topic()) ++by_key[record.key];
+  EXPECT_EQ(by_key, (std::map<std::string, int>{{"keep", 3}}));
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 }  // namespace
 }  // namespace annal::kafka

@@ -219,6 +219,7 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     // Claimed from the resume point only: what is above it counts once the store's events there
     // have been checked against the topic (or produced).
     delivered_ = tail_->checked != 0 ? tail_->checked - 1 : tail_->delivered;
+    ended_ = 0;
     retrying_ = Status();
     fatal_ = Status();
   }
@@ -233,10 +234,18 @@ std::uint64_t KafkaExport::resume_requires() const { return tail_ ? tail_->check
 void KafkaExport::apply(const engine::EventView& event) {
   const engine::EventHeader& h = event.header;
   const RecordText text(h);
-  const std::int32_t partition = partition_of(text.key, producer_->partitions());
-  // In Kafka already (its partition has a later record of this source): done, as delivered.
-  const bool exported = h.sequence <= tail_->last[static_cast<std::size_t>(partition)];
-  check_against_topic(event, text, partition, exported);
+  const std::int32_t partition = h.erased ? 0 : partition_of(text.key, producer_->partitions());
+  // In Kafka already (its partition has a later record of this source): done, as delivered. An
+  // erased event has nothing left to export (its payload, ids and name went with its key), and
+  // nothing to check a record of it against (one exported before the erasure stays in the topic:
+  // docs/kafka.md): taken for done, never produced.
+  const bool exported = h.erased || h.sequence <= tail_->last[static_cast<std::size_t>(partition)];
+  if (h.erased) {
+    check_passed(h.sequence - 1);
+    tail_->above.erase(h.sequence);
+  } else {
+    check_against_topic(event, text, partition, exported);
+  }
   std::uint64_t delivered = 0;
   std::uint64_t ticket = 0;
   {
@@ -320,9 +329,11 @@ void KafkaExport::end_of_batch(std::uint64_t applied) {
   check_passed(applied);
   std::lock_guard lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
-  // Every event up to `applied` is in Kafka: the sequences after the last event (a new stream's
-  // name, say) are too.
-  if (pending_.empty() && !halted_ && applied > delivered_) {
+  // Every event up to `applied` is queued or in Kafka: the sequences after the last event (an
+  // erasure, say) are delivered with them, now or once the last acknowledgement comes.
+  if (halted_) return;
+  ended_ = std::max(ended_, applied);
+  if (pending_.empty() && applied > delivered_) {
     delivered_ = applied;
     changed_.notify_all();
   }
@@ -348,6 +359,7 @@ void KafkaExport::on_delivered(std::span<const std::uint64_t> tickets) {
     pending_.pop_front();
     ++front_ticket_;
   }
+  if (pending_.empty()) delivered_ = std::max(delivered_, ended_);
   retrying_ = Status();
   changed_.notify_all();  // delivered_ may have moved; the producer has room again
 }

@@ -272,13 +272,17 @@ void RabbitExport::apply(const engine::EventView& event) {
     const std::string stream = h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name);
     const std::string id = h.event_id.empty() ? std::string() : engine::format_id(h.event_id);
     const std::string_view body(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
-    if (message_fingerprint(stream, h.version, h.type, h.timestamp_ns, id, body) != check_fingerprint_) {
+    // An erased event has nothing left to compare (docs/rabbitmq.md).
+    if (!h.erased && message_fingerprint(stream, h.version, h.type, h.timestamp_ns, id, body) != check_fingerprint_) {
       diverged("the stream's message of that sequence is another event (stream " + stream + " version " +
                std::to_string(h.version) + " here)");
     }
     check_sequence_ = 0;
     return;  // in the stream already, counted as delivered at connect
   }
+  // Nothing of an erased event is left to send (its payload, ids and name went with its key):
+  // counted as delivered with the batch (end_of_batch), like the engine's own records.
+  if (h.erased) return;
   Message message{.sequence = h.sequence,
                   .version = h.version,
                   .timestamp_ns = h.timestamp_ns,

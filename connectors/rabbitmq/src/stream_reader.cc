@@ -1,6 +1,8 @@
 #include "annal/rabbitmq/stream_reader.h"
 
 #include <exception>
+#include <map>
+#include <optional>
 #include <utility>
 
 #include "connection.h"
@@ -42,6 +44,11 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
   std::size_t applied = 0;
   std::uint64_t last_sequence = 0;
   std::uint64_t last_tag = 0;
+  // The position this poll reaches, taken (last_offset(), applied()) only once the batch has
+  // ended without an error: after a failure (apply or end_of_batch threw) they still name where
+  // the last whole batch ended, so resuming from them reads the failed batch again.
+  std::optional<std::uint64_t> reached = last_offset_;
+  std::map<std::string, std::uint64_t> applied_now = options_.applied;
   for (std::size_t handled = 0; handled < options_.prefetch; ++handled) {
     auto next = connection_->next_delivery(handled == 0 ? wait : std::chrono::milliseconds(0));
     if (!next.ok()) return fail(next.status());
@@ -51,14 +58,12 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     last_tag = delivery.tag();
     const auto offset = delivery.offset();
     if (!offset) return fail(connection_->error(ErrorCode::invalid_argument, "reading " + options_.stream, "not a stream"));
-    // last_offset_ moves only once a message is handled (applied, or skipped): after a failure it
-    // still names the last one handled, so resuming after it does not skip the failed one.
     const amqp_table_t& headers = delivery.headers();
     const auto sequence = number_header(headers, kSequenceHeader);
     const auto source = text_header(headers, kSourceHeader);
     if (!sequence || !source) {
       ++foreign_;
-      last_offset_ = *offset;
+      reached = *offset;
       continue;
     }
     const std::string where = "stream " + options_.stream + " offset " + std::to_string(*offset);
@@ -71,10 +76,10 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
                                      "an event of source " + std::string(*source) +
                                          " without annal.version, annal.type, annal.stream or annal.timestamp_ns"));
     }
-    std::uint64_t& seen = options_.applied[std::string(*source)];
+    std::uint64_t& seen = applied_now[std::string(*source)];
     if (*sequence <= seen) {
       ++duplicates_;
-      last_offset_ = *offset;
+      reached = *offset;
       continue;
     }
     engine::EventView event;
@@ -99,7 +104,7 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
       return fail(Status(ErrorCode::invalid_argument, where + ": the projection threw: " + error.what()));
     }
     seen = *sequence;
-    last_offset_ = *offset;
+    reached = *offset;
     last_sequence = *sequence;
     ++applied;
   }
@@ -110,6 +115,8 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
       return fail(Status(ErrorCode::invalid_argument, "stream " + options_.stream + ": the projection threw: " + error.what()));
     }
   }
+  last_offset_ = reached;
+  options_.applied = std::move(applied_now);
   if (last_tag != 0) {
     if (Status acked = connection_->ack(kReadChannel, last_tag); !acked.ok()) return fail(acked);
   }

@@ -73,7 +73,8 @@ class Projection {
     (void)state;
     return Status(ErrorCode::invalid_argument, "this projection has no snapshots");
   }
-  // After the last event of a batch, `applied` being its sequence.
+  // After the last event of a batch, `applied` being its sequence; or after the engine's own
+  // records with no event after them (an erasure last in the log), `applied` the last of them.
   virtual void end_of_batch(std::uint64_t applied) { (void)applied; }
   // For state kept outside the engine: the last sequence the state holds (0: none yet), called
   // once, at add_projection, whose error it is if it fails. nullopt (the default): the engine

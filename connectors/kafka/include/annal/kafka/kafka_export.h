@@ -114,6 +114,9 @@ class KafkaExport final : public engine::Projection {
   std::deque<std::pair<std::uint64_t, bool>> pending_;  // under mutex_
   std::uint64_t front_ticket_ = 0;       // under mutex_: what pending_.front() was produced with
   std::uint64_t delivered_ = 0;          // under mutex_
+  // The highest sequence a batch ended at with every event up to it queued or done: once none is
+  // pending, the engine's own records up to it (after the last event) are delivered too.
+  std::uint64_t ended_ = 0;              // under mutex_
   std::uint64_t acknowledged_ = 0;       // under mutex_: records acknowledged, for apply's wait for room
   bool stopping_ = false;                // under mutex_
   Status retrying_;                      // under mutex_
