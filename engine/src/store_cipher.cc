@@ -35,6 +35,8 @@ constexpr std::size_t kStateOverhead = 8 + crypto::kNonceBytes + crypto::kTagByt
 // Stream ciphers kept per sealer and per opener: each holds OpenSSL's key schedules (about a
 // kilobyte); a miss costs a derivation (a few microseconds, docs/crypto.md).
 constexpr std::size_t kCachedCiphers = 1024;
+// Stream keys kept by the store (StoreCipher::stream_key): 32 bytes and a map node each.
+constexpr std::size_t kKeysKept = std::size_t{1} << 18;
 
 // AES-256-GCM ciphers by (stream, master version), the most recently used kept. One thread's.
 class CipherCache {
@@ -370,11 +372,19 @@ Result<crypto::Key> StoreCipher::master(std::uint32_t version) {
 
 Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32_t version) {
   std::lock_guard lock(mutex_);
+  // Derived keys are kept (32 bytes each): a derivation walks the seed tree, an HKDF per level,
+  // some tens of microseconds, where the ciphers' caches hold a thousand streams' key schedules.
+  const auto id = std::pair(stream_id, version);
+  if (const auto kept = keys_kept_.find(id); kept != keys_kept_.end()) return kept->second.clone();
   auto seed = state_.seeds.seed(stream_id);
   if (!seed.ok()) return seed.status();
   auto master_key = master(version);
   if (!master_key.ok()) return master_key.status();
-  return crypto::stream_key(master_key.value(), seed.value().bytes(), stream_id, version);
+  auto key = crypto::stream_key(master_key.value(), seed.value().bytes(), stream_id, version);
+  if (!key.ok()) return key.status();
+  if (keys_kept_.size() >= kKeysKept) keys_kept_.clear();  // rare, and cheaper than an LRU's upkeep
+  keys_kept_.emplace(id, key.value().clone());
+  return key;
 }
 
 Result<crypto::Key> StoreCipher::state_key(std::uint32_t version, std::uint64_t epoch) {
@@ -465,6 +475,7 @@ Status StoreCipher::erase(std::uint64_t stream_id) {
   if (!next.ok()) return next.status();
   if (Status saved = crypto::save_store_keys(path_, next.value(), *keys_); !saved.ok()) return saved;
   state_.seeds = std::move(next.value().seeds);
+  std::erase_if(keys_kept_, [&](const auto& kept) { return kept.first.first == stream_id; });
   erasures_.fetch_add(1, std::memory_order_acq_rel);
   return {};
 }

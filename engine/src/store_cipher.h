@@ -143,6 +143,7 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   std::uint64_t epoch_ = 0;          // under mutex_: the current snapshot key epoch
   std::uint64_t sealing_epoch_ = 0;  // under mutex_: at or above epoch_
   std::map<std::uint32_t, crypto::Key> masters_;  // under mutex_: fetched once per version
+  std::map<std::pair<std::uint64_t, std::uint32_t>, crypto::Key> keys_kept_;  // under mutex_: (stream, version)
 };
 
 }  // namespace annal::engine
