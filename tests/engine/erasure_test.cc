@@ -46,10 +46,9 @@ struct Seen final : Projection {
 
 class ErasureTest : public ::testing::Test {
  protected:
-  Options encrypted(std::uint64_t state_snapshot_every_events = 500'000) const {
+  Options encrypted() const {
     Options options;
     options.encryption = keys_;
-    options.state_snapshot_every_events = state_snapshot_every_events;
     return options;
   }
 
@@ -110,6 +109,36 @@ class ErasureTest : public ::testing::Test {
     int erased_seen = 0;
     for (const Event& event : all.value()) erased_seen += event.header.erased ? 1 : 0;
     EXPECT_EQ(erased_seen, 5);
+  }
+
+  [[nodiscard]] std::string keys_file() const { return dir_.path() + "/" + kKeysFileName; }
+
+  // Writes both streams and erases customer-1, with a copy of KEYS as it was just before the
+  // erasure left in `aside`; customer-1's id.
+  std::uint64_t erase_with_keys_copied_before(const std::string& aside) {
+    auto engine = open(encrypted());
+    EXPECT_NE(engine, nullptr);
+    if (engine == nullptr) return 0;
+    append_both(*engine);
+    const std::uint64_t id = engine->find_stream("customer-1").value();
+    std::filesystem::copy_file(keys_file(), aside + "/" + kKeysFileName);
+    EXPECT_TRUE(engine->erase_stream("customer-1").ok());
+    EXPECT_TRUE(engine->close().ok());
+    return id;
+  }
+
+  // An open finds the erasure of `id` done: the stream erased, its seed destroyed, the snapshot
+  // key's first epoch ended.
+  void expect_finished_at_open(std::uint64_t id) {
+    auto engine = open(encrypted());
+    ASSERT_NE(engine, nullptr);
+    expect_erased_view(*engine, id);
+    ASSERT_TRUE(engine->close().ok());
+    engine.reset();
+    auto keys = StoreCipher::open(dir_.path(), keys_);
+    ASSERT_TRUE(keys.ok()) << keys.status().to_string();
+    EXPECT_TRUE(keys.value()->erased(id));
+    EXPECT_EQ(keys.value()->snapshot_epoch(), 1u);
   }
 
   // The engine's own state snapshots, so that an open reads the whole journal.
@@ -332,20 +361,10 @@ TEST_F(ErasureTest, AppendsAndASubscriptionGoOnWhileAStreamIsErased) {
 // state snapshots removed. The next open destroys the key before anything reads, and ends the
 // snapshot key's epoch.
 TEST_F(ErasureTest, AnErasureCutShortBeforeItsKeyIsDestroyedIsFinishedAtOpen) {
-  const std::string keys_file = dir_.path() + "/" + std::string(kKeysFileName);
   const annal::test::TempDirectory aside;
-  const std::string before = aside.path() + "/KEYS";
-  std::uint64_t id = 0;
-  {
-    auto engine = open(encrypted(0));
-    ASSERT_NE(engine, nullptr);
-    append_both(*engine);
-    id = engine->find_stream("customer-1").value();
-    std::filesystem::copy_file(keys_file, before, std::filesystem::copy_options::overwrite_existing);
-    ASSERT_TRUE(engine->erase_stream("customer-1").ok());
-    ASSERT_TRUE(engine->close().ok());
-  }
-  std::filesystem::copy_file(before, keys_file, std::filesystem::copy_options::overwrite_existing);
+  const std::uint64_t id = erase_with_keys_copied_before(aside.path());
+  std::filesystem::copy_file(aside.path() + "/" + kKeysFileName, keys_file(),
+                             std::filesystem::copy_options::overwrite_existing);
   // A crash before the key's end comes before the state snapshot the erasure writes after it.
   remove_state_snapshots();
   {
@@ -353,49 +372,24 @@ TEST_F(ErasureTest, AnErasureCutShortBeforeItsKeyIsDestroyedIsFinishedAtOpen) {
     ASSERT_TRUE(keys.ok()) << keys.status().to_string();
     EXPECT_FALSE(keys.value()->erased(id));  // the key is back, as a crash would have left it
   }
-  auto engine = open(encrypted(0));
-  ASSERT_NE(engine, nullptr);
-  expect_erased_view(*engine, id);
-  ASSERT_TRUE(engine->close().ok());
-  engine.reset();
-  auto keys = StoreCipher::open(dir_.path(), keys_);
-  ASSERT_TRUE(keys.ok()) << keys.status().to_string();
-  EXPECT_TRUE(keys.value()->erased(id));
-  EXPECT_EQ(keys.value()->snapshot_epoch(), 1u);
+  expect_finished_at_open(id);
 }
 
 // A crash after the erasure's new state snapshot (under the next snapshot key epoch) but before
 // the epochs below were ended leaves KEYS with the stream's seed destroyed and the old epoch whole:
 // here, such a KEYS made from the one before the erasure. The next open ends the old epoch.
 TEST_F(ErasureTest, AnErasureCutShortAfterItsNewSnapshotEndsTheOldEpochAtOpen) {
-  const std::string keys_file = dir_.path() + "/" + std::string(kKeysFileName);
   const annal::test::TempDirectory aside;
-  std::uint64_t id = 0;
-  {
-    auto engine = open(encrypted());
-    ASSERT_NE(engine, nullptr);
-    append_both(*engine);
-    id = engine->find_stream("customer-1").value();
-    std::filesystem::copy_file(keys_file, aside.path() + "/" + std::string(kKeysFileName));
-    ASSERT_TRUE(engine->erase_stream("customer-1").ok());
-    ASSERT_TRUE(engine->close().ok());
-  }
+  const std::uint64_t id = erase_with_keys_copied_before(aside.path());
   {
     auto keys = StoreCipher::open(aside.path(), keys_);
     ASSERT_TRUE(keys.ok()) << keys.status().to_string();
     ASSERT_TRUE(keys.value()->erase(id).ok());  // the stream's seed only
     EXPECT_EQ(keys.value()->snapshot_epoch(), 0u);
   }
-  std::filesystem::copy_file(aside.path() + "/" + std::string(kKeysFileName), keys_file,
+  std::filesystem::copy_file(aside.path() + "/" + kKeysFileName, keys_file(),
                              std::filesystem::copy_options::overwrite_existing);
-  auto engine = open(encrypted());
-  ASSERT_NE(engine, nullptr);
-  expect_erased_view(*engine, id);
-  ASSERT_TRUE(engine->close().ok());
-  engine.reset();
-  auto keys = StoreCipher::open(dir_.path(), keys_);
-  ASSERT_TRUE(keys.ok()) << keys.status().to_string();
-  EXPECT_EQ(keys.value()->snapshot_epoch(), 1u);
+  expect_finished_at_open(id);
 }
 
 // Snapshots taken before an erasure (a projection's, holding the erased stream's payloads, and the
