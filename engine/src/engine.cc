@@ -460,6 +460,8 @@ class EngineImpl final : public Engine {
   Status refuse_if_read_only(std::string_view what) const;
   Status take_system_record(const journal::RecordView& record, bool again);
   Result<std::uint64_t> erase_stream(const StreamRef& stream) override;
+  Result<std::uint64_t> erase_under_locks(const StreamRef& stream);
+  void rebuild_after_erasure();
   Status rotate_snapshot_epoch();
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
   Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
@@ -475,6 +477,7 @@ class EngineImpl final : public Engine {
     std::lock_guard lock(projections_mutex_);
     std::vector<ProjectionRunner*> out;
     for (const auto& [name, runner] : projections_) out.push_back(runner.get());
+    for (const auto& runner : retired_) out.push_back(runner.get());
     return out;
   }
 
@@ -530,6 +533,9 @@ class EngineImpl final : public Engine {
   mutable std::mutex projections_mutex_;
   std::map<std::string, std::unique_ptr<ProjectionRunner>, std::less<>> projections_;  // under projections_mutex_
   std::set<std::string, std::less<>> adding_;  // under projections_mutex_: names add_projection is making
+  // Runners an erasure replaced (rebuild_after_erasure): stopped, kept until the engine is
+  // destroyed, since a thread may still hold a pointer to one. Under projections_mutex_.
+  std::vector<std::unique_ptr<ProjectionRunner>> retired_;
 
   // The sequencing lock: one append at a time checks versions, goes to the journal and into the
   // ring, so the version check and the sequence assignment cannot interleave with another's.
@@ -848,6 +854,48 @@ Status EngineImpl::take_system_record(const journal::RecordView& record, bool ag
 // log without the account of why the stream's events cannot be read. All under the sequencing
 // lock: no event of the stream can be sequenced between its last one and the key's end.
 Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
+  auto erased = erase_under_locks(stream);
+  if (erased.ok()) rebuild_after_erasure();
+  return erased;
+}
+
+// The projections that asked to be (ProjectionOptions::rebuild_after_erasure), each from a fresh
+// instance replayed from the start of the log, put in the old one's place. Outside the engine's
+// locks: a replay subscribes, and the factory is user code. A projection that cannot be rebuilt
+// keeps running as it was, said on stderr: the erasure itself is done.
+void EngineImpl::rebuild_after_erasure() {
+  std::vector<std::pair<std::string, ProjectionOptions>> wanted;
+  {
+    std::lock_guard lock(projections_mutex_);
+    for (const auto& [name, runner] : projections_) {
+      if (runner->options().rebuild_after_erasure) wanted.emplace_back(name, runner->options());
+    }
+  }
+  for (const auto& [name, options] : wanted) {
+    std::shared_ptr<Projection> fresh;
+    const Status made = call_user_code([&] { fresh = options.rebuild_after_erasure(); },
+                                       [&] { return "rebuild_after_erasure() of projection " + name; });
+    auto runner = !made.ok() ? Result<std::unique_ptr<ProjectionRunner>>(made)
+                  : fresh == nullptr
+                      ? Result<std::unique_ptr<ProjectionRunner>>(
+                            Status(ErrorCode::invalid_argument, "rebuild_after_erasure() gave no projection"))
+                      : make_runner(name, std::move(fresh), options);
+    if (!runner.ok()) {
+      std::fprintf(stderr, "annal: projection %s not rebuilt after the erasure (it keeps running as it was): %s\n",
+                   name.c_str(), runner.status().to_string().c_str());
+      continue;
+    }
+    std::lock_guard lock(projections_mutex_);
+    if (closed_.load(std::memory_order_acquire)) return;  // the new runner stops as it is destroyed
+    const auto at = projections_.find(name);
+    if (at == projections_.end()) continue;
+    at->second->request_stop();
+    retired_.push_back(std::move(at->second));
+    at->second = std::move(runner).value();
+  }
+}
+
+Result<std::uint64_t> EngineImpl::erase_under_locks(const StreamRef& stream) {
   if (Status writable = refuse_if_read_only("erase_stream"); !writable.ok()) return writable;
   if (!cipher_) {
     return Status(ErrorCode::invalid_argument,

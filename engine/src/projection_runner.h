@@ -55,6 +55,7 @@ class ProjectionRunner {
   Result<std::uint64_t> query(std::uint64_t min_sequence, const QueryFn& fn, Clock::time_point deadline);
   [[nodiscard]] ProjectionStatus status() const;
   [[nodiscard]] const Projection& projection() const noexcept { return *projection_; }
+  [[nodiscard]] const ProjectionOptions& options() const noexcept { return options_; }
   // Asks the thread to stop after the event it is applying; queries not yet started fail. Any thread.
   void request_stop();
   // Joins the thread and takes a last snapshot if the state changed since the previous one.

@@ -44,6 +44,39 @@ struct Seen final : Projection {
   Status restore(std::span<const std::byte>) override { return {}; }
 };
 
+// Keeps every payload it sees, as its whole state.
+struct Payloads final : Projection {
+  std::vector<std::string> seen;
+  void apply(const EventView& event) override {
+    seen.emplace_back(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
+  }
+  std::uint32_t schema() const override { return 1; }
+  std::vector<std::byte> snapshot() const override {
+    std::string joined;
+    for (const std::string& one : seen) joined += one + "\n";
+    const auto bytes = std::as_bytes(std::span(joined));
+    return {bytes.begin(), bytes.end()};
+  }
+  Status restore(std::span<const std::byte> state) override {
+    seen.clear();
+    std::string joined(reinterpret_cast<const char*>(state.data()), state.size());
+    for (std::size_t at = 0; at < joined.size();) {
+      const std::size_t end = joined.find('\n', at);
+      seen.push_back(joined.substr(at, end - at));
+      at = end + 1;
+    }
+    return {};
+  }
+};
+
+// Whether it holds a payload of customer-1.
+bool holds_erased(const Payloads& projection) {
+  for (const std::string& one : projection.seen) {
+    if (one.rfind("customer-1", 0) == 0) return true;
+  }
+  return false;
+}
+
 class ErasureTest : public ::testing::Test {
  protected:
   Options encrypted() const {
@@ -356,6 +389,41 @@ TEST_F(ErasureTest, AppendsAndASubscriptionGoOnWhileAStreamIsErased) {
   ASSERT_TRUE(engine->close().ok());
 }
 
+// A projection that asks to be rebuilt after an erasure (ProjectionOptions::rebuild_after_erasure)
+// is, at once: a fresh instance replays the log and answers queries under its name, without the
+// erased payloads. One that does not ask keeps what it had until the engine is reopened.
+TEST_F(ErasureTest, AProjectionThatAsksIsRebuiltAtOnceWithoutTheErasedData) {
+  auto engine = open(encrypted());
+  ASSERT_NE(engine, nullptr);
+  auto kept = std::make_shared<Payloads>();
+  ASSERT_TRUE(engine->add_projection("kept", kept, {}).ok());
+  int made = 0;
+  ASSERT_TRUE(engine
+                  ->add_projection("rebuilt", std::make_shared<Payloads>(),
+                                   {.rebuild_after_erasure = [&made] {
+                                     ++made;
+                                     return std::make_shared<Payloads>();
+                                   }})
+                  .ok());
+  append_both(*engine);
+  const auto erasure = engine->erase_stream("customer-1");
+  ASSERT_TRUE(erasure.ok()) << erasure.status().to_string();
+  EXPECT_EQ(made, 1);
+  const auto state_of = [&](const std::string& name) {
+    std::pair<bool, std::size_t> out{true, 0};
+    const Status asked = engine->query(name, erasure.value(), [&](const Projection& projection) {
+      const auto& payloads = dynamic_cast<const Payloads&>(projection);
+      out = {holds_erased(payloads), payloads.seen.size()};
+    }, 1min);
+    EXPECT_TRUE(asked.ok()) << asked.to_string();
+    return out;
+  };
+  EXPECT_EQ(state_of("rebuilt"), std::make_pair(false, std::size_t{10}));  // customer-1's five arrive erased
+  EXPECT_EQ(engine->projection_status("rebuilt").value().restored_from, 0u);
+  EXPECT_EQ(state_of("kept"), std::make_pair(true, std::size_t{10}));  // until the engine is reopened
+  ASSERT_TRUE(engine->close().ok());
+}
+
 // A crash after the erasure record was durable but before the key was destroyed leaves KEYS as it
 // was before, and no state snapshot from after the record: here, KEYS put back as it was and the
 // state snapshots removed. The next open destroys the key before anything reads, and ends the
@@ -397,35 +465,6 @@ TEST_F(ErasureTest, AnErasureCutShortAfterItsNewSnapshotEndsTheOldEpochAtOpen) {
 // put back into the directory: the engine passes over them, inspect says why, and the projection
 // rebuilds from the journal without the erased data.
 TEST_F(ErasureTest, SnapshotsTakenBeforeAnErasureCannotBeReadAfterIt) {
-  struct Payloads final : Projection {
-    std::vector<std::string> seen;
-    void apply(const EventView& event) override {
-      seen.emplace_back(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
-    }
-    std::uint32_t schema() const override { return 1; }
-    std::vector<std::byte> snapshot() const override {
-      std::string joined;
-      for (const std::string& one : seen) joined += one + "\n";
-      const auto bytes = std::as_bytes(std::span(joined));
-      return {bytes.begin(), bytes.end()};
-    }
-    Status restore(std::span<const std::byte> state) override {
-      seen.clear();
-      std::string joined(reinterpret_cast<const char*>(state.data()), state.size());
-      for (std::size_t at = 0; at < joined.size();) {
-        const std::size_t end = joined.find('\n', at);
-        seen.push_back(joined.substr(at, end - at));
-        at = end + 1;
-      }
-      return {};
-    }
-  };
-  const auto holds_erased = [](const Payloads& projection) {
-    for (const std::string& one : projection.seen) {
-      if (one.rfind("customer-1", 0) == 0) return true;
-    }
-    return false;
-  };
   const annal::test::TempDirectory aside;
   std::map<std::string, std::string> backup;
   {

@@ -52,6 +52,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -108,6 +109,14 @@ struct ProjectionOptions {
   std::chrono::milliseconds snapshot_every{60'000};      // 0: not by time
   std::size_t snapshots_kept = 3;
   Gating gating = Gating::durable;
+  // After an erasure (Engine::erase_stream) the state may hold what the projection made of the
+  // erased stream. Given, the engine rebuilds it at once: a fresh instance made by this replays
+  // the log from its start (the erased events as erased) and takes the projection's place under
+  // its name; the old instance stops (a query already waiting on it may fail: ask again). Not
+  // given, the projection keeps its state in memory until the engine is reopened, writing no
+  // snapshot meanwhile, and the next open rebuilds it from the log. (A projection that keeps its
+  // state elsewhere, resume_after, resumes from there: clearing that store is its own.)
+  std::function<std::shared_ptr<Projection>()> rebuild_after_erasure = {};
 };
 
 // A point in the log to build a projection's state at (Engine::build_as_of): a global sequence, or
