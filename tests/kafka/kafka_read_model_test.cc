@@ -422,5 +422,34 @@ TEST_F(KafkaReadModelTest, AQueryReadsItsWriteThroughAProjectionThatAppliesInBat
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// adv16c: read your writes once the model is behind. A query that waits for an event the runner
+// has not read yet makes the runner end its batch after every single record and then hold the
+// next one back for a whole slice (kQuerySlice, 20 ms: the waiting query is woken by each
+// end_of_batch, finds its event still unread, and never tells the runner to go on). So while any
+// query waits, the runner applies about 50 records a second: a query for an event 2,000 records
+// behind needs about 40 s, where reading 2,000 records from the mock cluster takes well under
+// one. Here the model starts with the topic already holding them (a restart, or a model added
+// late) and a client asks for the last append with 20 s to wait: it times out.
+TEST_F(KafkaReadModelTest, AQueryForAnEventFarBehindDoesNotSlowTheRunnerToARecordPerSlice) {
+  annal::test::Watchdog watchdog("kafka read model, a query waiting far behind", std::chrono::seconds(300));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  const Receipt last = append(2000);
+  wait_delivered(*exporter, last);
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  const auto seen = runner.value()->query<Tally>(
+      {"store-a", last_stream(), last.last_sequence},
+      [&](const Tally& t) { return t.counts.contains(last_stream()) ? t.counts.at(last_stream()) : 0; },
+      std::chrono::seconds(20));
+  const auto progress = runner.value()->progress();
+  EXPECT_TRUE(seen.ok()) << seen.status().to_string() << "; the runner had applied " << progress.applied
+                         << " of 2000 events";
+  wait_applied(*runner.value(), 2000);
+  ASSERT_TRUE(runner.value()->stop().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 }  // namespace
 }  // namespace annal::kafka
