@@ -847,5 +847,107 @@ TEST_F(KafkaTest, AnEventErasedBeforeItIsExportedIsNotExported) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// adv16c: a topic re-read after one of its streams was erased (erase_stream: a customer's data
+// crypto-shredded). A re-read is what the import counts on being harmless: a second group from the
+// start (as the tests above do), a crash before the commit, or the group's offsets expired in
+// Kafka (offsets.retention.minutes) with auto.offset.reset=earliest. The messages of the erased
+// stream come back with the ids they had. In the same run of the engine, the idempotency window
+// still holds the ids, but the erased stream's name is forgotten, so the repeat looks like an
+// append to another stream (engine.cc repeat_of: receipt.stream_id != the new stream id) and is
+// refused as invalid_argument: the import takes a message it had imported for a bad one, stops
+// there ("event ids of this append were used before") and stops there again on every start, a
+// reopen of the store too (the window keeps the ids). With --skip-bad the import goes on, but
+// reports messages it had imported as bad ones. Expected: a repeat of an erased event is a
+// duplicate (nothing appended, the erased stream not brought back), and the import goes on.
+TEST_F(KafkaTest, ImportReadingAgainAnErasedStreamsMessagesNeitherStopsNorBringsThemBack) {
+  annal::test::Watchdog watchdog("kafka import after an erasure");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"eventType": "OrderCreated", "orderId": "1"})" "\n"
+                                         R"({"eventType": "OrderCreated", "orderId": "2"})" "\n"
+                                         R"({"eventType": "OrderPaid", "orderId": "1"})" "\n",
+                                         "-t event-stream"));
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  const auto open_encrypted = [&] {
+    auto opened = Engine::open(dir_.path() + "/store", encrypted);
+    EXPECT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = opened.ok() ? std::move(opened).value() : nullptr;
+  };
+  // Imports the whole topic as `group`: its progress once caught up or stopped.
+  const auto import_as = [&](const std::string& group) {
+    const KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                                     .topic = "event-stream",
+                                     .group = group,
+                                     .settings = {{"log_level", "0"}},
+                                     .stream_field = "orderId",
+                                     .stream_prefix = "order-"};
+    auto import = KafkaImport::start(*engine_, options);
+    EXPECT_TRUE(import.ok()) << import.status().to_string();
+    if (!import.ok()) return KafkaImport::Progress{};
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return p.caught_up || !p.error.ok();
+    }));
+    (void)import.value()->stop();
+    return import.value()->progress();
+  };
+  open_encrypted();
+  ASSERT_NE(engine_, nullptr);
+  const KafkaImport::Progress first = import_as("first");
+  ASSERT_TRUE(first.error.ok()) << first.error.to_string();
+  ASSERT_EQ(first.imported, 3u);
+  ASSERT_TRUE(engine_->erase_stream("order-1").ok());
+
+  // Read again in the same run of the engine.
+  const KafkaImport::Progress again = import_as("second");
+  EXPECT_TRUE(again.error.ok()) << "a re-read stops at a message it imported before: " << again.error.to_string();
+  EXPECT_EQ(again.imported, 0u);
+  EXPECT_FALSE(engine_->stream_version("order-1").has_value()) << "the erased stream is back";
+
+  // Read again after a reopen.
+  ASSERT_TRUE(engine_->close().ok());
+  open_encrypted();
+  ASSERT_NE(engine_, nullptr);
+  const KafkaImport::Progress reopened = import_as("third");
+  EXPECT_TRUE(reopened.error.ok()) << reopened.error.to_string();
+  EXPECT_EQ(reopened.imported, 0u) << "messages imported before appended again";
+  EXPECT_FALSE(engine_->stream_version("order-1").has_value())
+      << "the erased stream is back, with " << (*engine_->stream_version("order-1") + 1) << " events";
+  EXPECT_EQ(engine_->stream_version("order-2"), std::optional<std::uint64_t>(0));
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// adv16c: a message whose annal.id header is the nil UUID (all zero: a producer that fills the
+// header whatever it has) is given that id, and the engine takes an all-zero id for "none" (no
+// idempotency): read again (a second group, a crash before the commit), it is appended again.
+// Any other message without a usable id gets one made of (cluster, topic, partition, offset).
+TEST_F(KafkaTest, ImportGivesAMessageWithANilIdAnIdThatMakesItOnce) {
+  annal::test::Watchdog watchdog("kafka import, a nil annal.id");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"orderId": "5"})" "\n",
+                                         "-t event-stream -H annal.type=OrderPaid "
+                                         "-H annal.id=00000000-0000-0000-0000-000000000000"));
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  for (const std::string group : {"first", "second"}) {
+    const KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                                     .topic = "event-stream",
+                                     .group = group,
+                                     .settings = {{"log_level", "0"}},
+                                     .stream_field = "orderId",
+                                     .stream_prefix = "order-"};
+    auto import = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(import.ok()) << import.status().to_string();
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return p.imported + p.duplicates == 1 || !p.error.ok();
+    }));
+    EXPECT_TRUE(import.value()->stop().ok());
+  }
+  EXPECT_EQ(engine_->stream_version("order-5"), std::optional<std::uint64_t>(0)) << "the message appended twice";
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 }  // namespace
 }  // namespace annal::kafka
