@@ -451,5 +451,60 @@ TEST_F(KafkaReadModelTest, AQueryForAnEventFarBehindDoesNotSlowTheRunnerToARecor
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// adv16c: the model's snapshot names its topic and partition count, not its cluster. Pointed at
+// another cluster whose topic has the same name and partition count (a new cluster the exports
+// moved to, a mirror, staging and production), the runner restores the snapshot of the first and
+// reads the second from the first's offsets: the second's records below them are never applied,
+// silently (the import tells clusters apart by their id; the runner does not). Expected: the
+// snapshot refused (as one of another topic is), or every record of the new cluster applied.
+TEST_F(KafkaReadModelTest, ASnapshotOfAnotherClustersTopicIsNotResumedFrom) {
+  annal::test::Watchdog watchdog("kafka read model, another cluster");
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(200));
+  {
+    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    wait_applied(*runner.value(), 200);
+    ASSERT_TRUE(runner.value()->stop().ok());
+    EXPECT_GE(runner.value()->progress().snapshots_written, 1u);
+  }
+  ASSERT_TRUE(engine_->close().ok());
+  engine_.reset();
+
+  // Another cluster, topic "orders" of 4 partitions too, 300 events of another store.
+  rd_kafka_mock_cluster_t* other = rd_kafka_mock_cluster_new(host_.get(), kBrokers);
+  rd_kafka_mock_topic_create(other, "orders", kPartitions, kBrokers);
+  {
+    auto opened = Engine::open(dir_.path() + "/store-b", {});
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = std::move(opened).value();
+    KafkaExportOptions to_other = options();
+    to_other.brokers = rd_kafka_mock_cluster_bootstraps(other);
+    to_other.source = "store-b";
+    auto exporter_b = std::make_shared<KafkaExport>(to_other);
+    ASSERT_TRUE(engine_->add_projection("export_kafka", exporter_b, {}).ok());
+    int appended_b = 0;
+    wait_delivered(*exporter_b, annal::test::append_counted(*engine_, 300, appended_b));
+  }
+  KafkaProjectionOptions moved = model_options(snapshots);
+  moved.brokers = rd_kafka_mock_cluster_bootstraps(other);
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, moved);
+  if (runner.ok()) {
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto progress = runner.value()->progress();
+      return progress.caught_up || !progress.error.ok();
+    }, std::chrono::minutes(2)));
+    const auto progress = runner.value()->progress();
+    EXPECT_EQ(progress.applied, 300u) << "restored " << progress.restored << " events of the first cluster, then applied "
+                                      << progress.applied << " of the other's 300; " << progress.error.to_string();
+    (void)runner.value()->stop();
+  }
+  ASSERT_TRUE(engine_->close().ok());
+  rd_kafka_mock_cluster_destroy(other);
+}
+
 }  // namespace
 }  // namespace annal::kafka
