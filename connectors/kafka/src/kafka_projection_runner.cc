@@ -288,12 +288,14 @@ Status KafkaProjectionRunner::stop() {
 Status KafkaProjectionRunner::query(const Written& written, const std::function<void(const engine::Projection&)>& fn,
                                     Clock::duration timeout) {
   std::unique_lock lock(mutex_);
+  waiting_.push_back(&written);
   queries_waiting_.fetch_add(1, std::memory_order_acq_rel);
   // Run once the event is applied and its batch has ended (end_of_batch), as an engine projection's
   // queries do: a projection that folds its batch in there shows the event only then.
   const bool ready = changed_.wait_until(lock, Clock::now() + timeout, [&] {
     return (!batch_open_ && applied_locked(written)) || !progress_.error.ok() || stopping_.load();
   });
+  waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &written));
   queries_waiting_.fetch_sub(1, std::memory_order_acq_rel);
   changed_.notify_all();  // the runner may be holding its next batch back for this query
   if (!progress_.error.ok()) return progress_.error;
@@ -309,6 +311,15 @@ Status KafkaProjectionRunner::query(const Written& written, const std::function<
 KafkaProjectionRunner::Progress KafkaProjectionRunner::progress() const {
   std::lock_guard lock(mutex_);
   return progress_;
+}
+
+bool KafkaProjectionRunner::servable() const {
+  std::lock_guard lock(mutex_);
+  return servable_locked();
+}
+
+bool KafkaProjectionRunner::servable_locked() const {
+  return std::any_of(waiting_.begin(), waiting_.end(), [&](const Written* written) { return applied_locked(*written); });
 }
 
 bool KafkaProjectionRunner::applied_locked(const Written& written) const {
@@ -335,12 +346,13 @@ void KafkaProjectionRunner::run() {
     return ended;
   };
   while (!stopping_.load()) {
-    // Queries waiting: the batch ends, and they run before the next one begins. A query waiting
-    // for an event not read yet holds the runner back for one short slice at a time only.
-    if (queries_waiting_.load(std::memory_order_acquire) > 0) {
+    // Queries waiting for events applied already: the batch ends, and they run before the next
+    // one begins (a short slice at most, should one not take its turn). A query waiting for an
+    // event not read yet holds nothing back.
+    if (queries_waiting_.load(std::memory_order_acquire) > 0 && servable()) {
       if (Status ended = end_batch(); !ended.ok()) return fail(std::move(ended));
       std::unique_lock lock(mutex_);
-      changed_.wait_for(lock, kQuerySlice, [&] { return queries_waiting_.load() == 0 || stopping_.load(); });
+      changed_.wait_for(lock, kQuerySlice, [&] { return !servable_locked() || stopping_.load(); });
     }
     const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
     if (message) {

@@ -130,6 +130,9 @@ class KafkaProjectionRunner {
   void fail(Status why);
   // Under mutex_: the event `written` names is applied.
   [[nodiscard]] bool applied_locked(const Written& written) const;
+  // Whether a waiting query's event is applied (it can run once the batch ends).
+  [[nodiscard]] bool servable() const;
+  [[nodiscard]] bool servable_locked() const;  // under mutex_
   void write_snapshot();  // on the runner's thread, or after it ended
 
   const std::shared_ptr<engine::Projection> projection_;
@@ -145,7 +148,10 @@ class KafkaProjectionRunner {
   // Events applied that end_of_batch() has not followed yet: a query waits for the batch's end
   // (the projection may hold them apart until then). Under mutex_.
   bool batch_open_ = false;
-  // Queries waiting: the runner ends its batch for them and lets them run before the next.
+  // What the waiting queries wait for (each query's own, while it waits). The runner ends its
+  // batch for those it has applied and lets them run before the next; the others do not hold
+  // it back. Under mutex_; the count is read without it, to skip the lock when none waits.
+  std::vector<const Written*> waiting_;
   std::atomic<int> queries_waiting_{0};
   // Events the state holds, restored ones too (the snapshots' sequence). Written on the runner's
   // thread only, under mutex_.
