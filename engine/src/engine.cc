@@ -742,7 +742,11 @@ AppendResult EngineImpl::repeat_of(const IdempotencyWindow::Entry& original, std
   // A repeat as far as the window can tell: the same stream and number of events, and every event
   // that has an id has the id that had this place in that append. Events without ids are not compared.
   const Receipt& receipt = original.receipt;
-  bool same = receipt.stream_id == stream && receipt.last_sequence - receipt.first_sequence + 1 == events.size();
+  // A stream erased since: its name was forgotten, so a retry of the append names a new stream.
+  // The ids alone say it is the same append; it stays erased (the duplicate's receipt is the
+  // original's), and nothing of it comes back.
+  const bool same_stream = receipt.stream_id == stream || (cipher_ && cipher_->erased(receipt.stream_id));
+  bool same = same_stream && receipt.last_sequence - receipt.first_sequence + 1 == events.size();
   for (std::size_t i = 0; same && i < events.size(); ++i) {
     if (events[i].event_id.empty()) continue;
     const auto* entry = window_.find(events[i].event_id);

@@ -424,6 +424,27 @@ TEST_F(ErasureTest, AProjectionThatAsksIsRebuiltAtOnceWithoutTheErasedData) {
   ASSERT_TRUE(engine->close().ok());
 }
 
+// A retry of an append to a stream erased since (the same event ids, the name given again) is the
+// same append: the original's receipt comes back as a duplicate, nothing is appended, and the
+// name stays forgotten.
+TEST_F(ErasureTest, ARetryOfAnAppendToAnErasedStreamIsADuplicate) {
+  auto engine = open(encrypted());
+  ASSERT_NE(engine, nullptr);
+  const std::string payload = "personal data";
+  const EventData event{.type = "Changed", .payload = std::as_bytes(std::span(payload)), .event_id = {.hi = 9, .lo = 9}};
+  const auto first = engine->append("customer-9", ExpectedVersion::no_stream(), {&event, 1});
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  ASSERT_TRUE(engine->erase_stream("customer-9").ok());
+  const std::uint64_t last = engine->last_sequence();
+  const auto retried = engine->append("customer-9", ExpectedVersion::any(), {&event, 1});
+  ASSERT_TRUE(retried.ok()) << retried.status().to_string();
+  EXPECT_TRUE(retried.value().duplicate);
+  EXPECT_EQ(retried.value().stream_id, first.value().stream_id);
+  EXPECT_EQ(engine->last_sequence(), last);
+  EXPECT_EQ(engine->find_stream("customer-9"), std::nullopt);
+  ASSERT_TRUE(engine->close().ok());
+}
+
 // A crash after the erasure record was durable but before the key was destroyed leaves KEYS as it
 // was before, and no state snapshot from after the record: here, KEYS put back as it was and the
 // state snapshots removed. The next open destroys the key before anything reads, and ends the

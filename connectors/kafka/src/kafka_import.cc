@@ -218,7 +218,9 @@ void KafkaImport::run() {
                                                          : "no header annal.type, and its value is not JSON");
     }
     const auto given = headers != nullptr ? text_header(headers, kIdHeader) : std::nullopt;
-    const auto parsed = given ? engine::parse_id(*given) : std::nullopt;
+    // An all-zero id is the engine's "no id": such a message gets one as if it carried none.
+    auto parsed = given ? engine::parse_id(*given) : std::nullopt;
+    if (parsed && parsed->empty()) parsed.reset();
     const auto source = headers != nullptr ? text_header(headers, kSourceHeader) : std::nullopt;
     const auto sequence = headers != nullptr ? number_header(headers, kSequenceHeader) : std::nullopt;
     if (parsed) {
