@@ -159,12 +159,22 @@ int global_revenue(const std::map<std::string, std::string>& args) {
   const sigset_t signals = stop_signals();
   const auto wanted = args.contains("events") ? std::stoull(args.at("events")) : 0;
   auto revenue = std::make_shared<cluster::Revenue>();
+  // SIGTERM while the start waits for Kafka ends it there, as it would later.
+  bool stopped_while_starting = false;
   auto runner = annal::kafka::KafkaProjectionRunner::start(
       revenue, {.brokers = required(args, "brokers"),
                 .topic = kTopic,
                 .name = "revenue",
                 .directory = required(args, "dir"),
-                .snapshot_every_events = 1000});
+                .snapshot_every_events = 1000,
+                .stopping = [&] {
+                  stopped_while_starting = stopped_while_starting || stop_signalled(signals, 0ms);
+                  return stopped_while_starting;
+                }});
+  if (stopped_while_starting) {
+    std::fprintf(stderr, "revenue: stopped while starting\n");
+    return 0;
+  }
   if (!runner.ok()) throw std::runtime_error(runner.status().to_string());
   const auto totals = [&] {
     auto read = runner.value()->query<cluster::Revenue>({}, [](const cluster::Revenue& r) { return r.totals(); }, 1min);

@@ -114,6 +114,23 @@ Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic
   return metadata->topics[0].partition_cnt;
 }
 
+Result<std::string> cluster_id(rd_kafka_t* kafka, std::chrono::milliseconds timeout,
+                               const std::function<bool()>& stopping) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (char* id = rd_kafka_clusterid(kafka, std::min(milliseconds_until(deadline), 500)); id != nullptr) {
+      std::string out(id);
+      rd_kafka_mem_free(kafka, id);
+      return out;
+    }
+    if (stopping && stopping()) return Status(ErrorCode::timed_out, "Kafka: asking for the cluster's id: stopped");
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status(ErrorCode::io_error, "Kafka: the cluster did not give its id within " + std::to_string(timeout.count()) +
+                                             " ms");
+    }
+  }
+}
+
 namespace {
 
 // A record of the source read back.

@@ -61,6 +61,11 @@ Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_
 Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout,
                                      const std::function<bool()>& stopping = {});
 
+// The cluster's id (rd_kafka_clusterid), known once its metadata came: two clusters' topics of
+// one name are not one topic. Asked in short waits until `timeout`; `stopping`, if given, ends it.
+Result<std::string> cluster_id(rd_kafka_t* kafka, std::chrono::milliseconds timeout,
+                               const std::function<bool()>& stopping = {});
+
 // A record of the source, as read back: its partition, and its fingerprint (below).
 struct Exported {
   std::int32_t partition = 0;

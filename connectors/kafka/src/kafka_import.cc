@@ -99,25 +99,14 @@ Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, 
   if (!kafka.ok()) return kafka.status();
   // The topic's metadata first: brokers unreachable, or no such topic, is an error now, with its
   // reason, not an import that waits for ever.
-  const auto deadline = std::chrono::steady_clock::now() + o.start_timeout;
   if (auto partitions = partition_count(kafka.value().get(), o.topic, o.start_timeout, o.stopping); !partitions.ok()) {
     return Status(partitions.status().code(), "Kafka import from " + o.brokers + ": " + partitions.status().message());
   }
-  // The cluster's id, known once its metadata came: two clusters' topics of one name are not
-  // one topic. Asked in short waits, so that a stop is heard.
-  char* cluster = nullptr;
-  while (cluster == nullptr) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    cluster = rd_kafka_clusterid(kafka.value().get(), static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 500)));
-    if (cluster != nullptr) break;
-    if (o.stopping && o.stopping()) return Status(ErrorCode::timed_out, "Kafka import from " + o.brokers + ": stopped");
-    if (left.count() <= 0) {
-      return Status(ErrorCode::io_error, "Kafka import from " + o.brokers + ": the cluster did not give its id within " +
-                                             std::to_string(o.start_timeout.count()) + " ms");
-    }
+  auto cluster = cluster_id(kafka.value().get(), o.start_timeout, o.stopping);
+  if (!cluster.ok()) {
+    return Status(cluster.status().code(), "Kafka import from " + o.brokers + ": " + cluster.status().message());
   }
-  import->consumer_->cluster = cluster;
-  rd_kafka_mem_free(kafka.value().get(), cluster);
+  import->consumer_->cluster = std::move(cluster).value();
   import->consumer_->kafka = std::move(kafka).value();
   rd_kafka_poll_set_consumer(import->consumer_->kafka.get());
   const Owned<rd_kafka_topic_partition_list_t> topics(rd_kafka_topic_partition_list_new(1));

@@ -18,12 +18,13 @@ namespace {
 
 // The runner's own part of a snapshot, before the projection's state:
 //
-//   u32 format | u16 topic size | topic | u32 partitions | i64 next offset x partitions
+//   u32 format | u16 topic size | topic | u16 cluster id size | cluster id (format 2 on)
+//   | u32 partitions | i64 next offset x partitions
 //   | u32 sources | (u16 name size | name | u64 last sequence x partitions) x sources
 //   | projection's state (the rest)
 //
 // Little-endian; the snapshot store around it checks it with a CRC.
-constexpr std::uint32_t kSnapshotFormat = 1;
+constexpr std::uint32_t kSnapshotFormat = 2;  // 1: no cluster id (taken as this cluster's)
 // Records applied between two end_of_batch() calls at most.
 constexpr int kBatchMax = 1000;
 constexpr int kPollMs = 100;
@@ -103,6 +104,7 @@ class ByteReader {
 struct KafkaProjectionRunner::Reader {
   Owned<rd_kafka_t> consumer;
   std::int32_t partitions = 0;
+  std::string cluster;       // the cluster's id: a snapshot of another cluster's topic is refused
   std::vector<bool> at_end;  // per partition: read to its end (and nothing since)
   std::shared_ptr<journal::IoBackend> io;
   std::optional<journal::FileId> lock;  // the snapshot directory's, held until stop()
@@ -155,8 +157,11 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
   if (!consumer.ok()) return consumer.status();
   reader.consumer = std::move(consumer).value();
   rd_kafka_poll_set_consumer(reader.consumer.get());
-  auto partitions = partition_count(reader.consumer.get(), o.topic, o.start_timeout);
+  auto partitions = partition_count(reader.consumer.get(), o.topic, o.start_timeout, o.stopping);
   if (!partitions.ok()) return partitions.status();
+  auto cluster = cluster_id(reader.consumer.get(), o.start_timeout, o.stopping);
+  if (!cluster.ok()) return cluster.status();
+  reader.cluster = std::move(cluster).value();
   reader.partitions = partitions.value();
   reader.at_end.assign(static_cast<std::size_t>(reader.partitions), false);
   runner->next_offset_.assign(static_cast<std::size_t>(reader.partitions), RD_KAFKA_OFFSET_BEGINNING);
@@ -226,8 +231,17 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
   std::uint32_t format = 0;
   std::string topic;
   std::uint32_t count = 0;
-  if (!in.number(format) || format != kSnapshotFormat || !in.text(topic) || !in.number(count)) {
+  std::string cluster;
+  if (!in.number(format) || (format != 1 && format != kSnapshotFormat) || !in.text(topic) ||
+      (format >= 2 && !in.text(cluster)) || !in.number(count)) {
     return Status(ErrorCode::corruption, where + ": not a read model's snapshot (format " + std::to_string(format) + ")");
+  }
+  // Offsets mean nothing in another cluster's topic of the same name (a migration, a mirror,
+  // staging): resumed from, they would skip its records below them.
+  if (format >= 2 && cluster != reader_->cluster) {
+    return Status(ErrorCode::invalid_argument, where + " was read from topic " + topic + " of Kafka cluster " + cluster +
+                                                   ", not of cluster " + reader_->cluster + " at " + options_.brokers +
+                                                   ": remove its snapshots to rebuild it from this cluster's topic");
   }
   if (topic != options_.topic || count != partitions) {
     return Status(ErrorCode::invalid_argument, where + " was read from topic " + topic + " of " + std::to_string(count) +
@@ -503,6 +517,7 @@ void KafkaProjectionRunner::write_snapshot() {
     ByteWriter out;
     out.number(kSnapshotFormat);
     out.text(options_.topic);
+    out.text(reader_->cluster);
     out.number(static_cast<std::uint32_t>(next_offset_.size()));
     for (const std::int64_t offset : next_offset_) out.number(offset);
     out.number(static_cast<std::uint32_t>(last_.size()));

@@ -64,6 +64,9 @@ struct KafkaProjectionOptions {
   std::chrono::milliseconds snapshot_every{60'000};  // 0: not by time
   std::size_t snapshots_kept = 3;
   std::chrono::milliseconds start_timeout{60'000};  // the topic's metadata, at start()
+  // Asked on start()'s thread while it waits for Kafka: true ends the start at once (timed_out,
+  // "stopped"), as a program's SIGTERM would. May be empty.
+  std::function<bool()> stopping = {};
   // The snapshots' file I/O (tests inject faults through it); null: plain POSIX.
   std::shared_ptr<journal::IoBackend> io = nullptr;
 };
