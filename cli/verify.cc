@@ -81,6 +81,8 @@ int run(const VerifyOptions& options) {
                                : snapshots::SnapshotStore(directory, journal::make_posix_backend(), 1).inspect(false);
   if (!snapshots.ok()) return fail("verify", snapshots.status());
   for (const auto& snapshot : snapshots.value()) {
+    // Sealed under a key an erasure destroyed: unreadable on purpose, and nothing recovery needs.
+    if (snapshot.status.code() == ErrorCode::not_found) continue;
     if (!snapshot.status.ok()) problems.push_back(snapshot.status.to_string());
   }
   if (!opened.ok()) {

@@ -253,6 +253,11 @@ class StateSealer final : public snapshots::StateCipher {
   Status open(std::span<const std::byte> associated, std::span<const std::byte> sealed, std::span<std::byte> out) override {
     const auto version = load_le<std::uint32_t>(sealed, 0);
     const auto epoch = load_le<std::uint32_t>(sealed, kStateEpochAt);
+    // Below the current epoch: an erasure destroyed its key on purpose. not_found, not damage.
+    if (epoch < store_->snapshot_epoch()) {
+      return Status(ErrorCode::not_found, "sealed under snapshot key epoch " + std::to_string(epoch) +
+                                              ", which an erasure destroyed (erase_stream): unreadable by design");
+    }
     auto cipher = cipher_of(version, epoch);
     if (!cipher.ok()) return Status(ErrorCode::corruption, cipher.status().message());
     const Status opened = cipher.value().open(sealed.subspan(kStateNonceAt).first<crypto::kNonceBytes>(), associated,

@@ -538,14 +538,16 @@ TEST_F(RabbitTest, TheToolKilledAtRandomMomentsExportsEachEventOnce) {
   for (int round = 0; round < rounds; ++round) {
     open_engine();
     ASSERT_FALSE(HasFailure());
-    const std::uint64_t durable = append(5000).last_sequence;
+    // Enough that publishing them outlasts the longest delay below on any machine (some hundred
+    // milliseconds here), so that each kill lands mid-export, not after the tool is done.
+    const std::uint64_t durable = append(20000).last_sequence;
     ASSERT_TRUE(engine_->close().ok());
     engine_.reset();
     annal::test::SpawnedTool child(ANNAL_CLI, args);
     // "export rabbitmq: ... from sequence N": it has read the stream back and begins to publish.
     // (Its first line is "starting: ...", printed before the read-back: waited past.)
     EXPECT_TRUE(child.wait_for("from sequence")) << child.printed();
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 100)(random)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 20)(random)));
     if (child.kill_now()) ++killed_while_exporting;
     // Where the round began: a round that begins short of the round before's end shows that kill
     // landed while the export was publishing.

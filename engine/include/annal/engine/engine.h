@@ -236,7 +236,8 @@ class Engine {
   // Every snapshot file in the directory (the engine's state's and every projection's), for tools
   // (annal inspect, verify): SnapshotStore::inspect with this store's keys, so that a sealed state
   // is opened and checked (with `verify_state`) and a state in clear where the store seals
-  // everything is reported. Reads only.
+  // everything is reported. One sealed under a snapshot key an erasure destroyed reports
+  // ErrorCode::not_found: unreadable by design, not damage. Reads only.
   [[nodiscard]] virtual Result<std::vector<snapshots::SnapshotStore::FileReport>> inspect_snapshots(
       bool verify_state) = 0;
 
