@@ -76,6 +76,16 @@ class KafkaTest : public ::testing::Test {
     return exporter;
   }
 
+  // Appends `count` events with an export, waits until Kafka has them all, and closes the engine:
+  // a topic that holds them, for a test of what a later start does.
+  void export_and_close(int count) {
+    auto exporter = open_with_export();
+    ASSERT_FALSE(HasFailure());
+    wait_delivered(*exporter, append(count));
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+  }
+
   // Appends `count` events over 13 streams; the last receipt.
   Receipt append(int count) { return annal::test::append_counted(*engine_, count, appended_); }
 

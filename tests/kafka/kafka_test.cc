@@ -521,12 +521,7 @@ TEST_F(KafkaTest, TheEventAtTheResumePointIsCheckedToo) {
 // resumes as if nothing happened.
 TEST_F(KafkaTest, AStartAsksAgainWhenAPartitionsEndsCannotBeHad) {
   annal::test::Watchdog watchdog("kafka export, offsets refused at start");
-  {
-    auto exporter = open_with_export();
-    ASSERT_FALSE(HasFailure());
-    wait_delivered(*exporter, append(100));
-    ASSERT_TRUE(engine_->close().ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
   constexpr std::int16_t kListOffsets = 2;  // the ListOffsets request's API key
   rd_kafka_mock_push_request_errors(cluster_, kListOffsets, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                     RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
@@ -542,12 +537,7 @@ TEST_F(KafkaTest, AStartAsksAgainWhenAPartitionsEndsCannotBeHad) {
 // start resumes as if nothing had happened.
 TEST_F(KafkaTest, AStartWhileAPartitionsLeaderIsDownEndsAtItsTimeout) {
   annal::test::Watchdog watchdog("kafka export, a leader down at start");
-  {
-    auto exporter = open_with_export();
-    ASSERT_FALSE(HasFailure());
-    wait_delivered(*exporter, append(100));
-    ASSERT_TRUE(engine_->close().ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
   // Partition 2's leader alone goes down.
   for (int partition = 0; partition < kPartitions; ++partition) {
     rd_kafka_mock_partition_set_leader(cluster_, "orders", partition, partition == 2 ? 3 : 1);
@@ -577,13 +567,7 @@ TEST_F(KafkaTest, AStartWhileAPartitionsLeaderIsDownEndsAtItsTimeout) {
 // down, well within its start timeout: it stops there, says so, and exits 0.
 TEST_F(KafkaTest, TheToolStopsWhileItsStartWaitsForALeaderThatIsDown) {
   annal::test::Watchdog watchdog("annal export kafka, stopped while starting");
-  {
-    auto exporter = open_with_export();
-    ASSERT_FALSE(HasFailure());
-    wait_delivered(*exporter, append(100));
-    ASSERT_TRUE(engine_->close().ok());
-    engine_.reset();
-  }
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
   rd_kafka_mock_partition_set_leader(cluster_, "orders", 1, 2);
   rd_kafka_mock_broker_set_down(cluster_, 2);
   annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
@@ -614,13 +598,7 @@ TEST_F(KafkaTest, TheImportToolStopsWhileItsStartWaitsForKafka) {
 // events, then another's 5,000 records in partition 3: always the same offset).
 TEST_F(KafkaTest, TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown) {
   annal::test::Watchdog watchdog("annal export kafka, stopped while reading back a chunk");
-  {
-    auto exporter = open_with_export();
-    ASSERT_FALSE(HasFailure());
-    wait_delivered(*exporter, append(100));
-    ASSERT_TRUE(engine_->close().ok());
-    engine_.reset();
-  }
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
   // Another source's records after this source's last in partition 3: several chunks to read back.
   std::string foreign;
   for (int i = 0; i < 5000; ++i) foreign += "{\"other\":" + std::to_string(i) + "}\n";
