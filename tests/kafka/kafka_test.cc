@@ -927,5 +927,104 @@ TEST_F(KafkaTest, ImportGivesAMessageWithANilIdAnIdThatMakesItOnce) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// adv16d: the import's "read to its end" marks (Consumer::at_end) outlive a rebalance. An import
+// that had read a partition to its end, lost it to a second member of its group and got it back
+// with messages that member left unread (not committed: it stopped, was killed, was slow), still
+// takes that partition for read to its end: Progress::caught_up says true while those messages
+// are not imported, and 'annal import kafka --until-caught-up' ends there, exit 0, leaving them
+// out. Here the partition's leader is down when it comes back, so the false claim lasts; with
+// the leader up it lasts until the first fetch of that partition answers (a race the tool's
+// 200 ms poll can lose).
+TEST_F(KafkaTest, ImportIsNotCaughtUpWhenAPartitionComesBackWithMessagesUnread) {
+  annal::test::Watchdog watchdog("kafka import, a partition given back after a rebalance", std::chrono::seconds(240));
+  rd_kafka_mock_topic_create(cluster_, "shared", 2, kBrokers);
+  // Partition 0 led by broker 2, partition 1 by broker 3; the group's coordinator is broker 1, so
+  // a partition's leader can go down while the group goes on.
+  rd_kafka_mock_partition_set_leader(cluster_, "shared", 0, 2);
+  rd_kafka_mock_partition_set_leader(cluster_, "shared", 1, 3);
+  rd_kafka_mock_coordinator_set(cluster_, "group", "importers", 1);
+  for (int partition = 0; partition < 2; ++partition) {
+    ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(partition) + "\"}\n",
+                                           "-t shared -p " + std::to_string(partition)));
+  }
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  auto import = KafkaImport::start(*engine_, KafkaImportOptions{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                                                                .topic = "shared",
+                                                                .group = "importers",
+                                                                .settings = {{"log_level", "0"}},
+                                                                .stream_field = "orderId",
+                                                                .stream_prefix = "order-"});
+  ASSERT_TRUE(import.ok()) << import.status().to_string();
+  ASSERT_TRUE(annal::test::eventually([&] {
+    const auto p = import.value()->progress();
+    return p.caught_up && p.imported == 2;
+  }));
+
+  // A second member of the group (another import, here a plain consumer) takes a partition,
+  // and never reads what comes to it.
+  std::string error(512, '\0');
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [name, value] : std::map<std::string, std::string>{{"bootstrap.servers", rd_kafka_mock_cluster_bootstraps(cluster_)},
+                                                                      {"group.id", "importers"},
+                                                                      {"enable.auto.commit", "false"},
+                                                                      {"log_level", "0"}}) {
+    ASSERT_EQ(rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error.data(), error.size()), RD_KAFKA_CONF_OK);
+  }
+  rd_kafka_t* other = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error.data(), error.size());
+  ASSERT_NE(other, nullptr) << error;
+  struct Closer {
+    rd_kafka_t* consumer;
+    ~Closer() {
+      if (consumer == nullptr) return;
+      (void)rd_kafka_consumer_close(consumer);
+      rd_kafka_destroy(consumer);
+    }
+  } closer{other};
+  rd_kafka_poll_set_consumer(other);
+  {
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, "shared", RD_KAFKA_PARTITION_UA);
+    ASSERT_EQ(rd_kafka_subscribe(other, topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(topics);
+  }
+  int taken = -1;
+  ASSERT_TRUE(annal::test::eventually([&] {
+    if (rd_kafka_message_t* polled = rd_kafka_consumer_poll(other, 10)) rd_kafka_message_destroy(polled);
+    rd_kafka_topic_partition_list_t* assigned = nullptr;
+    if (rd_kafka_assignment(other, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+    if (assigned->cnt > 0) {
+      taken = assigned->elems[0].partition;
+      (void)rd_kafka_pause_partitions(other, assigned);
+    }
+    rd_kafka_topic_partition_list_destroy(assigned);
+    return taken >= 0;
+  }));
+  // Three messages to the partition the other member holds: it leaves them unread.
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(R"({"eventType": "OrderPaid", "orderId": "a"})" "\n"
+                                         R"({"eventType": "OrderPaid", "orderId": "b"})" "\n"
+                                         R"({"eventType": "OrderPaid", "orderId": "c"})" "\n",
+                                         "-t shared -p " + std::to_string(taken)));
+  const int leader = taken == 0 ? 2 : 3;
+  rd_kafka_mock_broker_set_down(cluster_, leader);
+  // It leaves the group: the import is given the partition back, three messages behind.
+  (void)rd_kafka_consumer_close(other);
+  rd_kafka_destroy(other);
+  closer.consumer = nullptr;
+
+  // Those three are not imported (their leader is down): the import is not caught up.
+  EXPECT_TRUE(annal::test::eventually([&] { return !import.value()->progress().caught_up; }))
+      << "caught_up with partition " << taken << "'s three messages unread; imported "
+      << import.value()->progress().imported << " of 5";
+  rd_kafka_mock_broker_set_up(cluster_, leader);
+  EXPECT_TRUE(annal::test::eventually([&] {
+    const auto p = import.value()->progress();
+    return p.caught_up && p.imported == 5;
+  }));
+  EXPECT_TRUE(import.value()->stop().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 }  // namespace
 }  // namespace annal::kafka
