@@ -936,7 +936,7 @@ TEST_F(KafkaTest, ImportGivesAMessageWithANilIdAnIdThatMakesItOnce) {
 // the leader up it lasts until the first fetch of that partition answers (a race the tool's
 // 200 ms poll can lose).
 TEST_F(KafkaTest, ImportIsNotCaughtUpWhenAPartitionComesBackWithMessagesUnread) {
-  annal::test::Watchdog watchdog("kafka import, a partition given back after a rebalance", std::chrono::seconds(240));
+  annal::test::Watchdog watchdog("kafka import, a partition given back after a rebalance");
   rd_kafka_mock_topic_create(cluster_, "shared", 2, kBrokers);
   // Partition 0 led by broker 2, partition 1 by broker 3; the group's coordinator is broker 1, so
   // a partition's leader can go down while the group goes on.
@@ -953,7 +953,9 @@ TEST_F(KafkaTest, ImportIsNotCaughtUpWhenAPartitionComesBackWithMessagesUnread) 
   auto import = KafkaImport::start(*engine_, KafkaImportOptions{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
                                                                 .topic = "shared",
                                                                 .group = "importers",
-                                                                .settings = {{"log_level", "0"}},
+                                                                .settings = {{"log_level", "0"},
+                                                                             {"session.timeout.ms", "6000"},
+                                                                             {"heartbeat.interval.ms", "500"}},
                                                                 .stream_field = "orderId",
                                                                 .stream_prefix = "order-"});
   ASSERT_TRUE(import.ok()) << import.status().to_string();
@@ -969,6 +971,8 @@ TEST_F(KafkaTest, ImportIsNotCaughtUpWhenAPartitionComesBackWithMessagesUnread) 
   for (const auto& [name, value] : std::map<std::string, std::string>{{"bootstrap.servers", rd_kafka_mock_cluster_bootstraps(cluster_)},
                                                                       {"group.id", "importers"},
                                                                       {"enable.auto.commit", "false"},
+                                                                      {"session.timeout.ms", "6000"},
+                                                                      {"heartbeat.interval.ms", "500"},
                                                                       {"log_level", "0"}}) {
     ASSERT_EQ(rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error.data(), error.size()), RD_KAFKA_CONF_OK);
   }
