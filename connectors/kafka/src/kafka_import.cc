@@ -56,6 +56,33 @@ struct KafkaImport::Consumer {
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
 
+  // The group's rebalances, from rd_kafka_consumer_poll on the import's thread. A partition taken
+  // away or given (back) is not known to be read to its end any more (another member may have
+  // left messages in it meanwhile): Progress::caught_up waits for its end again. Nothing is
+  // committed for a partition taken away: its next owner reads from the group's last commit, and
+  // the messages' ids make what this member had appended duplicates.
+  static void on_rebalance(rd_kafka_t* kafka, rd_kafka_resp_err_t change, rd_kafka_topic_partition_list_t* partitions,
+                           void* opaque) {
+    auto* import = static_cast<KafkaImport*>(opaque);
+    Consumer& c = *import->consumer_;
+    const bool given = change == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    for (int i = 0; i < partitions->cnt; ++i) {
+      c.at_end.erase(partitions->elems[i].partition);
+      if (!given) c.next.erase(partitions->elems[i].partition);
+    }
+    {
+      std::lock_guard lock(import->mutex_);
+      import->progress_.caught_up = false;
+    }
+    if (std::string_view(rd_kafka_rebalance_protocol(kafka)) == "COOPERATIVE") {
+      rd_kafka_error_t* error = given ? rd_kafka_incremental_assign(kafka, partitions)
+                                      : rd_kafka_incremental_unassign(kafka, partitions);
+      if (error != nullptr) rd_kafka_error_destroy(error);
+    } else {
+      (void)rd_kafka_assign(kafka, given ? partitions : nullptr);
+    }
+  }
+
   // librdkafka's client errors (brokers down, a connection refused), from rd_kafka_consumer_poll on
   // the import's thread: shown in Progress::retrying while librdkafka retries, or the end of the
   // import when it calls them fatal.
@@ -95,6 +122,7 @@ Result<std::unique_ptr<KafkaImport>> KafkaImport::start(engine::Engine& engine, 
   if (!conf.ok()) return conf.status();
   rd_kafka_conf_set_opaque(conf.value().get(), import.get());
   rd_kafka_conf_set_error_cb(conf.value().get(), &Consumer::on_error);
+  rd_kafka_conf_set_rebalance_cb(conf.value().get(), &Consumer::on_rebalance);
   auto kafka = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
   if (!kafka.ok()) return kafka.status();
   // The topic's metadata first: brokers unreachable, or no such topic, is an error now, with its

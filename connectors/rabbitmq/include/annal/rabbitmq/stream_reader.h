@@ -56,7 +56,10 @@ class RabbitStreamReader {
   // lacks a header, or the projection throws (naming the offset); the reader is then done.
   Result<std::size_t> poll(engine::Projection& projection, std::chrono::milliseconds wait);
 
-  // The offset of the last message handled (applied or skipped); nullopt before the first.
+  // The offset of the last message of the last whole batch (its end_of_batch returned; messages
+  // applied or skipped); nullopt before the first. After a failure it still names the batch
+  // before: resuming after it reads the failed batch again, whose events before the failure a
+  // projection kept in memory then sees twice (resume into a state of that batch's start).
   [[nodiscard]] std::optional<std::uint64_t> last_offset() const { return last_offset_; }
   // Per source, the last sequence applied.
   [[nodiscard]] const std::map<std::string, std::uint64_t>& applied() const { return options_.applied; }
