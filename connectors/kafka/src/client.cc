@@ -29,6 +29,8 @@ constexpr std::int64_t kTailChunk = 1000;
 // user set it): a slow broker's request fails sooner than librdkafka's minute and is asked again.
 constexpr const char* kSocketTimeout = "socket.timeout.ms";
 constexpr int kTailSocketTimeoutMs = 5'000;
+constexpr const char* kFetchWait = "fetch.wait.max.ms";
+constexpr int kTailFetchWaitMs = 5;
 
 int milliseconds_until(std::chrono::steady_clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -271,6 +273,10 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   // A request to a slow broker waits this long, not librdkafka's minute: librdkafka asks again, and
   // the start keeps to its own deadline.
   if (!options.settings.contains(kSocketTimeout)) fixed.emplace(kSocketTimeout, std::to_string(kTailSocketTimeoutMs));
+  // A fetch at a partition's end returns as soon as the broker has nothing more, not after the
+  // half second librdkafka lets a broker wait for more: the ends, and each chunk's end, are
+  // known by that empty answer (the partition's EOF), at every start.
+  if (!options.settings.contains(kFetchWait)) fixed.emplace(kFetchWait, std::to_string(kTailFetchWaitMs));
   auto conf = configuration(options.brokers, options.settings, fixed);
   if (!conf.ok()) return conf.status();
   auto made = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
