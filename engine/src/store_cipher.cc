@@ -38,6 +38,21 @@ constexpr std::size_t kCachedCiphers = 1024;
 // Stream keys kept by the store (StoreCipher::stream_key): 32 bytes and a map node each.
 constexpr std::size_t kKeysKept = std::size_t{1} << 18;
 
+// The system stream and the snapshot keys' leaves are the store's own: never erased as a stream.
+Status refuse_own_stream(std::uint64_t stream_id) {
+  if (stream_id != kSystemStream && stream_id <= epoch_leaf(kEpochsMax)) return {};
+  return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
+}
+
+// Raises `highest` to `value` if it is higher, from any thread.
+template <class T>
+void raise_to(std::atomic<T>& highest, T value) noexcept {
+  T seen = highest.load(std::memory_order_relaxed);
+  while (value > seen && !highest.compare_exchange_weak(seen, value, std::memory_order_acq_rel)) {
+  }
+}
+
+
 // AES-256-GCM ciphers by (stream, master version), the most recently used kept. One thread's.
 class CipherCache {
  public:
@@ -438,11 +453,7 @@ std::uint64_t StoreCipher::snapshot_epoch() {
   return epoch_;
 }
 
-void StoreCipher::saw_snapshot_epoch(std::uint64_t epoch) noexcept {
-  std::uint64_t seen = newest_epoch_seen_.load(std::memory_order_relaxed);
-  while (epoch > seen && !newest_epoch_seen_.compare_exchange_weak(seen, epoch, std::memory_order_acq_rel)) {
-  }
-}
+void StoreCipher::saw_snapshot_epoch(std::uint64_t epoch) noexcept { raise_to(newest_epoch_seen_, epoch); }
 
 Result<crypto::StoreKeys> StoreCipher::punctured(std::span<const std::uint64_t> leaves) {
   // Punctured on a copy: the tree in memory changes only once the file has.
@@ -456,9 +467,7 @@ Result<crypto::StoreKeys> StoreCipher::punctured(std::span<const std::uint64_t> 
 }
 
 Status StoreCipher::check_erasable(std::uint64_t stream_id) {
-  if (stream_id == kSystemStream || stream_id > epoch_leaf(kEpochsMax)) {
-    return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
-  }
+  if (Status own = refuse_own_stream(stream_id); !own.ok()) return own;
   std::lock_guard lock(mutex_);
   if (state_.seeds.punctured(stream_id)) return {};
   // The erasure destroys the stream's seed, and then the snapshot key's epoch: both must fit.
@@ -470,9 +479,7 @@ Status StoreCipher::check_erasable(std::uint64_t stream_id) {
 }
 
 Status StoreCipher::erase(std::uint64_t stream_id) {
-  if (stream_id == kSystemStream || stream_id > epoch_leaf(kEpochsMax)) {
-    return Status(ErrorCode::invalid_argument, "stream " + std::to_string(stream_id) + " is the store's own: not erasable");
-  }
+  if (Status own = refuse_own_stream(stream_id); !own.ok()) return own;
   std::lock_guard lock(mutex_);
   if (state_.seeds.punctured(stream_id)) return {};
   const std::array<std::uint64_t, 1> leaves = {stream_id};
@@ -490,10 +497,6 @@ bool StoreCipher::erased(std::uint64_t stream_id) {
   return state_.seeds.punctured(stream_id);
 }
 
-void StoreCipher::saw_open_number(std::uint32_t number) noexcept {
-  std::uint32_t seen = newest_open_seen_.load(std::memory_order_relaxed);
-  while (number > seen && !newest_open_seen_.compare_exchange_weak(seen, number, std::memory_order_acq_rel)) {
-  }
-}
+void StoreCipher::saw_open_number(std::uint32_t number) noexcept { raise_to(newest_open_seen_, number); }
 
 }  // namespace annal::engine
