@@ -237,17 +237,19 @@ TEST_F(KafkaReadModelTest, BrokerFailuresAreRetriedWithoutGapsOrDuplicates) {
 // Kafka refuses the topic to it: the runner stops and says why, rather than wait for ever.
 TEST_F(KafkaReadModelTest, AccessRefusedStopsItAndSaysWhy) {
   annal::test::Watchdog watchdog("kafka read model, access refused");
-  auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options());
-  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  // Exported first: the export's start reads the topic back with fetches of its own, which must
+  // not take the refusals meant for the read model.
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(10));
   constexpr std::int16_t kFetch = 1;
   rd_kafka_mock_push_request_errors(cluster_, kFetch, 8, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
                                     RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
                                     RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
                                     RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
                                     RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-  auto exporter = open_with_export();
-  ASSERT_FALSE(HasFailure());
-  wait_delivered(*exporter, append(10));
+  auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
   EXPECT_TRUE(annal::test::eventually([&] { return !runner.value()->progress().error.ok(); }, std::chrono::minutes(2)));
   const Status stopped = runner.value()->stop();
   EXPECT_NE(stopped.message().find("uthoriz"), std::string::npos) << stopped.to_string();

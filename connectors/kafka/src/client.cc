@@ -142,14 +142,63 @@ struct Found {
   std::uint64_t fingerprint = 0;
 };
 
-// Reads the records at offsets [start, end) of `partition` and adds the source's to `found`.
-Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::int32_t partition, std::int32_t partitions,
-                  std::int64_t start, std::int64_t end, std::chrono::steady_clock::time_point deadline,
-                  const std::function<bool()>& stopping, std::vector<Found>& found) {
-  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = start;
-  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer, assignment.get()); assigned) {
-    return kafka_error(options, "reading partition " + std::to_string(partition), assigned);
+// The read-back's consumer: librdkafka's simple consumer (a partition fetched into one queue from a
+// given offset, rd_kafka_consume_start_queue), not a group's member. A group's consumer fetches
+// nothing until the group's coordinator is found, and leaves a group on the cluster; nothing is
+// ever committed here. The topic's metadata is asked first: a partition started before its leader
+// is known is asked again only after librdkafka's half-second backoff, at every start.
+class TailConsumer {
+ public:
+  TailConsumer(Owned<rd_kafka_t> consumer, std::int32_t partitions, const std::string& topic)
+      : consumer_(std::move(consumer)),
+        topic_(rd_kafka_topic_new(consumer_.get(), topic.c_str(), nullptr)),
+        queue_(rd_kafka_queue_new(consumer_.get())),
+        main_(rd_kafka_queue_get_main(consumer_.get())),
+        fetching_(static_cast<std::size_t>(partitions), false) {
+    // The client's own errors (a broker down, a request refused) come with the records.
+    rd_kafka_queue_forward(main_.get(), queue_.get());
+  }
+  TailConsumer(const TailConsumer&) = delete;
+  TailConsumer& operator=(const TailConsumer&) = delete;
+  ~TailConsumer() {
+    for (std::size_t p = 0; p < fetching_.size(); ++p) stop(static_cast<std::int32_t>(p));
+    rd_kafka_queue_forward(main_.get(), nullptr);
+  }
+
+  rd_kafka_t* client() const { return consumer_.get(); }
+
+  rd_kafka_resp_err_t start(std::int32_t partition, std::int64_t offset) {
+    if (rd_kafka_consume_start_queue(topic_.get(), partition, offset, queue_.get()) != 0) return rd_kafka_last_error();
+    fetching_[static_cast<std::size_t>(partition)] = true;
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+  }
+  // Records of a stopped partition still queued are dropped by librdkafka (they carry the old
+  // fetch's version); the callers check each record's partition and offset all the same.
+  void stop(std::int32_t partition) {
+    if (!fetching_[static_cast<std::size_t>(partition)]) return;
+    fetching_[static_cast<std::size_t>(partition)] = false;
+    (void)rd_kafka_consume_stop(topic_.get(), partition);
+  }
+  Owned<rd_kafka_message_t> poll(int timeout_ms) {
+    return Owned<rd_kafka_message_t>(rd_kafka_consume_queue(queue_.get(), timeout_ms));
+  }
+
+ private:
+  Owned<rd_kafka_t> consumer_;
+  Owned<rd_kafka_topic_t> topic_;
+  Owned<rd_kafka_queue_t> queue_;
+  Owned<rd_kafka_queue_t> main_;
+  std::vector<bool> fetching_;
+};
+
+// Reads the records at offsets [start, end) of `partition` and adds the source's to `found`. A
+// failure leaves the partition fetching: the consumer is dropped then.
+Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std::int32_t partition,
+                  std::int32_t partitions, std::int64_t start, std::int64_t end,
+                  std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping,
+                  std::vector<Found>& found) {
+  if (const rd_kafka_resp_err_t started = consumer.start(partition, start); started) {
+    return kafka_error(options, "reading partition " + std::to_string(partition), started);
   }
   for (std::int64_t next = start; next < end;) {
     // Asked between polls: a leader that went down since the ends were had makes the polls come
@@ -159,17 +208,19 @@ Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::
       return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
                                               " partition " + std::to_string(partition) + " did not finish in time");
     }
-    rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer, std::min(milliseconds_until(deadline), 500));
-    if (message == nullptr) continue;
-    const Owned<rd_kafka_message_t> owned(message);
+    const Owned<rd_kafka_message_t> message = consumer.poll(std::min(milliseconds_until(deadline), 500));
+    if (!message) continue;
+    // The client's own errors (no partition): librdkafka asks again by itself.
+    if (message->partition != partition) continue;
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return kafka_error(options, "reading partition " + std::to_string(partition), message->err);
     }
+    if (message->offset < next) continue;
     next = message->offset + 1;
     if (message->offset >= end) break;
     rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (rd_kafka_message_headers(message.get(), &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
     if (text_header(headers, kSourceHeader) != std::optional<std::string_view>(options.source)) continue;
     const auto sequence = number_header(headers, kSequenceHeader);
     const auto delivered = number_header(headers, kDeliveredHeader);
@@ -196,27 +247,31 @@ Status read_range(const KafkaExportOptions& options, rd_kafka_t* consumer, std::
                          std::string_view(static_cast<const char*>(message->payload), message->len),
                          text(kVersionHeader), text(kTypeHeader), text(kTimestampHeader), text(kIdHeader))});
   }
+  consumer.stop(partition);
   return {};
 }
 
-// Each partition's offset at `logical` (RD_KAFKA_OFFSET_BEGINNING: its first record's; _END: the one
-// its next record will have), into `offsets`. Not rd_kafka_query_watermark_offsets: while a
+// The offset at `logical` (RD_KAFKA_OFFSET_BEGINNING: its first record's; _END: the one its next
+// record will have) of each partition `asked`, into `offsets`. Not rd_kafka_query_watermark_offsets: while a
 // partition's leader is down, librdkafka 2.0.2 does not come back from it, whatever its timeout.
-// Here the consumer is assigned every partition at `logical` and librdkafka's own threads ask
-// the leaders (again, after a failure) and fetch: a partition's first record or its end (an EOF
-// event) gives its offset, and this thread keeps to the deadline and to `stopping` meanwhile.
-Status partition_ends(const KafkaExportOptions& options, rd_kafka_t* consumer, std::int32_t partitions,
+// Here every partition is fetched from `logical` and librdkafka's own threads ask the leaders
+// (again, after a failure) and fetch: a partition's first record or its end (an EOF event) gives
+// its offset, and this thread keeps to the deadline and to `stopping` meanwhile. A failure leaves
+// partitions fetching: the consumer is dropped then.
+Status partition_ends(const KafkaExportOptions& options, TailConsumer& consumer, const std::vector<bool>& asked,
                       std::int64_t logical, std::chrono::steady_clock::time_point deadline,
                       const std::function<bool()>& stopping, std::vector<std::int64_t>& offsets) {
-  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(partitions));
+  const auto partitions = static_cast<std::int32_t>(asked.size());
+  std::vector<bool> known(asked.size(), true);
+  std::int32_t left = 0;
   for (std::int32_t partition = 0; partition < partitions; ++partition) {
-    rd_kafka_topic_partition_list_add(assignment.get(), options.topic.c_str(), partition)->offset = logical;
+    if (!asked[static_cast<std::size_t>(partition)]) continue;
+    if (const rd_kafka_resp_err_t started = consumer.start(partition, logical); started) {
+      return kafka_error(options, "asking the partitions' ends", started);
+    }
+    known[static_cast<std::size_t>(partition)] = false;
+    ++left;
   }
-  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer, assignment.get()); assigned) {
-    return kafka_error(options, "asking the partitions' ends", assigned);
-  }
-  std::vector<bool> known(static_cast<std::size_t>(partitions), false);
-  std::int32_t left = partitions;
   std::string failed;  // the last failure librdkafka reported, for the error at the deadline
   while (left > 0) {
     if (stopping()) return stopped(options);
@@ -231,28 +286,22 @@ Status partition_ends(const KafkaExportOptions& options, rd_kafka_t* consumer, s
                                               (left > 1 ? "s " : " ") + waiting +
                                               (failed.empty() ? " (its leader may be down)" : ": " + failed));
     }
-    rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer, std::min(milliseconds_until(deadline), 200));
-    if (message == nullptr) continue;
-    const Owned<rd_kafka_message_t> owned(message);
+    const Owned<rd_kafka_message_t> message = consumer.poll(std::min(milliseconds_until(deadline), 200));
+    if (!message) continue;
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR && message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       // librdkafka asks again by itself (a leader moving, a request refused): noted, and waited out.
-      failed = rd_kafka_message_errstr(message);
+      failed = rd_kafka_message_errstr(message.get());
       continue;
     }
-    if (message->rkt == nullptr || message->partition < 0 || message->partition >= partitions) continue;
+    if (message->partition < 0 || message->partition >= partitions) continue;
     const auto p = static_cast<std::size_t>(message->partition);
     if (known[p]) continue;
     known[p] = true;
     --left;
     offsets[p] = message->offset;
     // Known: what librdkafka would fetch after it (a whole partition, from its start) is not needed.
-    const Owned<rd_kafka_topic_partition_list_t> done(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(done.get(), options.topic.c_str(), message->partition);
-    (void)rd_kafka_pause_partitions(consumer, done.get());
+    consumer.stop(message->partition);
   }
-  // Paused partitions stay paused when assigned again (librdkafka 2.0.2): the next read must fetch.
-  (void)rd_kafka_resume_partitions(consumer, assignment.get());
-  (void)rd_kafka_assign(consumer, nullptr);
   return {};
 }
 
@@ -261,12 +310,11 @@ Status partition_ends(const KafkaExportOptions& options, rd_kafka_t* consumer, s
 Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partitions,
                        std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping) {
   // The consumer that reads records back and asks for the partitions' ends: made first, whether or
-  // not there is anything to read, so that a setting it refuses is refused at every start. A group
-  // is needed to assign partitions; nothing is ever committed for it.
+  // not there is anything to read, so that a setting it refuses is refused at every start.
   // read_uncommitted: every record there is, past another producer's open transaction too.
   // auto.offset.reset=error: retention moving the start past a chunk must not jump to the end.
-  std::map<std::string, std::string> fixed = {{"group.id", "annal-export-tail." + options.source},
-                                              {"enable.auto.commit", "false"},
+  std::map<std::string, std::string> fixed = {{"enable.auto.commit", "false"},
+                                              {"enable.auto.offset.store", "false"},
                                               {"enable.partition.eof", "true"},
                                               {"isolation.level", "read_uncommitted"},
                                               {"auto.offset.reset", "error"}};
@@ -281,8 +329,13 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   if (!conf.ok()) return conf.status();
   auto made = make_client(RD_KAFKA_CONSUMER, std::move(conf).value());
   if (!made.ok()) return made.status();
-  const Owned<rd_kafka_t> consumer = std::move(made).value();
-  rd_kafka_poll_set_consumer(consumer.get());  // its errors come with the messages
+  TailConsumer consumer(std::move(made).value(), partitions, options.topic);
+  if (auto known = partition_count(consumer.client(), options.topic, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                         deadline - std::chrono::steady_clock::now()),
+                                   stopping);
+      !known.ok()) {
+    return known.status();
+  }
   const auto count = static_cast<std::size_t>(partitions);
   std::vector<std::vector<Found>> found(count);
   std::vector<std::int64_t> low(count, 0);
@@ -293,7 +346,7 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
     if (reached[p] <= low[p]) return false;
     if (stopping()) return stopped(options);
     const std::int64_t start = std::max(low[p], reached[p] - kTailChunk);
-    if (Status read = read_range(options, consumer.get(), partition, partitions, start, reached[p], deadline, stopping,
+    if (Status read = read_range(options, consumer, partition, partitions, start, reached[p], deadline, stopping,
                                  found[p]);
         !read.ok()) {
       return read;
@@ -308,18 +361,24 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   // the source holds its last one: a source's records sit in a partition in sequence order).
   // Each partition's ends, from the consumer's own fetch (partition_ends): a leader that is down
   // delays the answer; it cannot hold the start past its deadline.
+  // The starts are asked only of partitions that have ever had a record: each round of asking
+  // costs a fetch that waits at the partition's end.
   std::vector<std::int64_t> high(count, 0);
-  if (Status ends = partition_ends(options, consumer.get(), partitions, RD_KAFKA_OFFSET_BEGINNING, deadline, stopping, low);
+  if (Status ends = partition_ends(options, consumer, std::vector<bool>(count, true), RD_KAFKA_OFFSET_END, deadline,
+                                   stopping, high);
       !ends.ok()) {
     return ends;
   }
-  if (Status ends = partition_ends(options, consumer.get(), partitions, RD_KAFKA_OFFSET_END, deadline, stopping, high);
+  std::vector<bool> written(count);
+  for (std::size_t p = 0; p < count; ++p) written[p] = high[p] > 0;
+  if (Status ends = partition_ends(options, consumer, written, RD_KAFKA_OFFSET_BEGINNING, deadline, stopping, low);
       !ends.ok()) {
     return ends;
   }
   for (std::int32_t partition = 0; partition < partitions; ++partition) {
     const auto p = static_cast<std::size_t>(partition);
-    // Retention may have moved the start on between the two answers: nothing is left to read then.
+    // Retention may have moved the start past the end asked before it (records written and
+    // removed meanwhile): those records came after the source's, which were removed with them.
     low[p] = std::min(low[p], high[p]);
     reached[p] = high[p];
     while (found[p].empty()) {
@@ -372,7 +431,6 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
       }
     }
   }
-  (void)rd_kafka_assign(consumer.get(), nullptr);
   return tail;
 }
 
