@@ -72,4 +72,12 @@ Result<Key> stream_key(const Key& master, std::span<const std::byte, kStreamSeed
   return derive_key(master, seed, info);
 }
 
+Result<Key> chain_key(const Key& master, std::uint32_t key_version) {
+  constexpr std::size_t kLabelBytes = sizeof kChainKeyLabel - 1;
+  std::array<std::byte, kLabelBytes + 4> info;
+  std::memcpy(info.data(), kChainKeyLabel, kLabelBytes);
+  store_le(std::span<std::byte>(info), kLabelBytes, key_version);
+  return derive_key(master, {}, info);
+}
+
 }  // namespace annal::crypto

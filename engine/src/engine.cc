@@ -1368,7 +1368,13 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
   std::shared_ptr<journal::IoBackend> files = io ? io : journal::make_posix_backend(options.journal.file_mode);
   auto cipher = store_cipher(directory, options);
   if (!cipher.ok()) return cipher.status();
-  const journal::Options opening = journal_options(options, directory, files, cipher.value());
+  journal::Options opening = journal_options(options, directory, files, cipher.value());
+  if (cipher.value()) {
+    // An encrypted store's chain is tagged: rewriting it takes the master key too.
+    auto chain_key = cipher.value()->chain_key();
+    if (!chain_key.ok()) return chain_key.status();
+    opening.chain_key = std::move(chain_key).value();
+  }
   auto journal = io ? journal::Journal::open(directory, opening, io) : journal::Journal::open(directory, opening);
   if (!journal.ok()) return journal.status();
   auto engine = std::make_unique<EngineImpl>(directory, options, std::move(journal.value()), std::move(files), false,

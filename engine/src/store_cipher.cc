@@ -390,6 +390,15 @@ Result<crypto::Key> StoreCipher::master(std::uint32_t version) {
   return masters_.emplace(version, std::move(key).value()).first->second.clone();
 }
 
+Result<std::shared_ptr<const journal::ChainKey>> StoreCipher::chain_key() {
+  std::lock_guard lock(mutex_);
+  auto master_key = master(key_version_);
+  if (!master_key.ok()) return master_key.status();
+  auto key = crypto::chain_key(master_key.value(), key_version_);
+  if (!key.ok()) return key.status();
+  return std::make_shared<const journal::ChainKey>(journal::ChainKey{.version = key_version_, .key = std::move(key).value()});
+}
+
 Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32_t version) {
   std::lock_guard lock(mutex_);
   // Derived keys are kept (32 bytes each): a derivation walks the seed tree, an HKDF per level,

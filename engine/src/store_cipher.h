@@ -45,6 +45,7 @@
 #include "annal/base/status.h"
 #include "annal/crypto/key.h"
 #include "annal/crypto/store_keys.h"
+#include "annal/journal/chain.h"
 #include "annal/journal/record_cipher.h"
 #include "annal/snapshots/state_cipher.h"
 
@@ -83,6 +84,8 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   [[nodiscard]] Result<crypto::Key> stream_key(std::uint64_t stream_id, std::uint32_t version);
   // The key snapshots are sealed with under master `version`. Any thread.
   [[nodiscard]] Result<crypto::Key> state_key(std::uint32_t version, std::uint64_t epoch);
+  // The journal's chain key (annal/journal/chain.h) under the master this open seals with.
+  [[nodiscard]] Result<std::shared_ptr<const journal::ChainKey>> chain_key();
 
   // Snapshot key epochs. Each erasure ends one: the snapshots sealed before it, which may hold
   // what projections made of the erased stream (and the engine's state, its name), are sealed

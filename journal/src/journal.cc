@@ -23,6 +23,7 @@
 #include "directory_scan.h"
 #include "posix_backend.h"
 #include "recovery.h"
+#include "segment_chainer.h"
 #include "segment_preparer.h"
 #include "segment_index.h"
 #include "uring_backend.h"
@@ -102,11 +103,12 @@ struct Buffer {
 class JournalImpl final : public Journal {
  public:
   JournalImpl(std::string directory, const Options& options, std::shared_ptr<IoBackend> io,
-              FileId lock, Recovered recovered, FileId tail_writes)
+              FileId lock, Recovered recovered, FileId tail_writes, std::unique_ptr<SegmentChainer> chainer)
       : directory_(std::move(directory)), options_(options), io_(std::move(io)), lock_(lock),
         preparer_(std::make_unique<SegmentPreparer>(
             *io_, directory_, options_.segment_bytes_max,
             options_.preparation == SegmentPreparation::zero_fill)),
+        chainer_(std::move(chainer)),
         segments_(std::move(recovered.segments)), report_(std::move(recovered.report)),
         random_(std::random_device{}()) {
     buffers_.resize(options_.writes_in_flight_max + 1);
@@ -317,6 +319,7 @@ class JournalImpl final : public Journal {
     writer_.join();
     io_->unregister_buffers();  // the writer is done with them; the backend may outlive them
     preparer_.reset();  // removes a prepared file that was never used
+    chainer_.reset();   // chains the segments sealed last
     std::lock_guard lock(mutex_);
     closed_ = true;
     durable_changed_.notify_all();  // waiters for what will never be durable give up now
@@ -500,6 +503,7 @@ class JournalImpl final : public Journal {
       path = done.path;
     }
     (void)write_sealed_index(*io_, path, sealed);
+    chainer_->sealed({path, sealed.base, sealed.end_sequence - 1});
   }
 
   // Group commit, pipelined: writes go out as soon as buffers are taken, several in flight, each
@@ -719,6 +723,7 @@ class JournalImpl final : public Journal {
   const FileId lock_;
   std::thread writer_;
   std::unique_ptr<SegmentPreparer> preparer_;  // reset at close, before the lock is released
+  std::unique_ptr<SegmentChainer> chainer_;    // likewise
   bool preparation_requested_ = false;  // writer thread only
 
   mutable std::mutex mutex_;
@@ -932,8 +937,17 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
     (void)io->close(lock.value());
     return Status(told.code(), "journal " + directory + ": writing the durable sequence into LOCK: " + told.message());
   }
+  // Last: it starts chaining what a crash left unchained at once.
+  auto chainer = SegmentChainer::open(*io, directory, recovered.value().segments, options.chain_key);
+  if (!chainer.ok()) {
+    if (tail_writes >= 0) (void)io->close(tail_writes);
+    if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);
+    (void)io->close(lock.value());
+    return chainer.status();
+  }
   return std::unique_ptr<Journal>(new JournalImpl(directory, options, std::move(io), lock.value(),
-                                                  std::move(recovered).value(), tail_writes));
+                                                  std::move(recovered).value(), tail_writes,
+                                                  std::move(chainer).value()));
 }
 
 Result<std::unique_ptr<Reader>> Journal::reader(std::uint64_t from) { return reader(from, 0); }

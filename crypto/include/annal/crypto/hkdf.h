@@ -65,4 +65,10 @@ static_assert(kStreamSeedBytes == kKeyBytes, "a seed fits a Key, which wipes it"
 [[nodiscard]] Result<Key> stream_key(const Key& master, std::span<const std::byte, kStreamSeedBytes> seed,
                                      std::uint64_t stream_id, std::uint32_t key_version);
 
+// The key that tags the journal's hash chain (annal/journal/chain.h) under master version
+// `key_version`: HKDF-SHA256(IKM = master, no salt, info = "annal chain key v1" | key_version u32
+// LE). Whoever can rewrite the disk but has no master key cannot make a tag.
+inline constexpr char kChainKeyLabel[] = "annal chain key v1";
+[[nodiscard]] Result<Key> chain_key(const Key& master, std::uint32_t key_version);
+
 }  // namespace annal::crypto

@@ -29,6 +29,7 @@
 
 #include "annal/base/histogram.h"
 #include "annal/base/status.h"
+#include "annal/journal/chain.h"
 #include "annal/journal/format.h"
 #include "annal/journal/io_backend.h"
 #include "annal/journal/record_cipher.h"
@@ -120,6 +121,10 @@ struct Options {
   // written before encryption was turned on); a reader without a cipher fails on a sealed record,
   // saying so. Recovery needs none.
   std::shared_ptr<RecordCipher> cipher{};
+  // Tags each CHAIN entry (chain.h) with an HMAC under this key, so that only its holder can
+  // rewrite the chain after editing a segment. Null: entries are untagged (the chain still shows
+  // an edit of a sealed segment that did not also rewrite CHAIN, and any edit, given a head).
+  std::shared_ptr<const ChainKey> chain_key{};
 };
 
 struct RecordInput {

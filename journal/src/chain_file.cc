@@ -1,0 +1,46 @@
+#include "chain_file.h"
+
+#include "recovery.h"
+
+namespace annal::journal {
+
+Result<ChainFile> read_chain_file(IoBackend& io, const std::string& directory) {
+  const std::string path = join_path(directory, std::string(kChainFileName));
+  auto file = io.open(path, OpenMode::read_only);
+  if (file.code() == ErrorCode::not_found) return ChainFile{};
+  if (!file.ok()) return file.status();
+  auto bytes = read_whole(io, file.value());
+  (void)io.close(file.value());
+  if (!bytes.ok()) return bytes.status();
+  ChainFile chain;
+  const std::span<const std::byte> all(bytes.value());
+  for (std::size_t at = 0; at < all.size(); at += kChainEntryBytes) {
+    const auto entry = decode_chain_entry(all.subspan(at));
+    if (!entry) {
+      chain.damaged_at = at / kChainEntryBytes;
+      break;
+    }
+    chain.entries.push_back(*entry);
+  }
+  return chain;
+}
+
+Status rewrite_chain_file(IoBackend& io, const std::string& directory, const std::vector<ChainEntry>& entries) {
+  const std::string path = join_path(directory, std::string(kChainFileName));
+  const std::string temp = path + ".tmp";
+  (void)io.remove(temp);  // left by a crash
+  auto file = io.open(temp, OpenMode::create_exclusive);
+  if (!file.ok()) return file.status();
+  std::vector<std::byte> bytes(entries.size() * kChainEntryBytes);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    encode_chain_entry(entries[i], std::span(bytes).subspan(i * kChainEntryBytes).first<kChainEntryBytes>());
+  }
+  Status status = bytes.empty() ? Status() : io.write(file.value(), 0, bytes);
+  if (status.ok()) status = io.sync(file.value());
+  (void)io.close(file.value());
+  if (status.ok()) status = io.rename(temp, path);
+  if (status.ok()) status = io.sync_directory(directory);
+  return status;
+}
+
+}  // namespace annal::journal

@@ -1,0 +1,306 @@
+// The hash chain (chain.h): every sealed segment is chained, and an edit of the log, made by
+// someone who recomputed every CRC32C, is found and named: in a sealed segment by the chain alone;
+// anywhere, given a head taken earlier; in CHAIN itself, given the chain key.
+#include "annal/journal/chain.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include "annal/journal/format.h"
+#include "chain_file.h"
+#include "journal_fixture.h"
+#include "posix_backend.h"
+
+namespace annal::journal::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+const Options kSmallSegments{.segment_bytes_max = 16384, .record_bytes_max = 1024, .commit_bytes_max = 4096};
+constexpr std::uint64_t kRecords = 600;  // some 5 segments of 16 KiB
+
+std::vector<std::byte> read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(bytes.size());
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+void write_file(const fs::path& path, std::span<const std::byte> bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A record as an attacker holding the files sees it.
+struct Plain {
+  RecordHeader header;
+  std::vector<std::byte> payload;
+};
+struct PlainSegment {
+  SegmentHeader header;
+  std::vector<Plain> records;
+};
+
+std::vector<fs::path> segment_files(const std::string& directory) {
+  std::vector<fs::path> out;
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    if (parse_segment_file_name(entry.path().filename().string())) out.push_back(entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<PlainSegment> read_log(const std::string& directory) {
+  std::vector<PlainSegment> log;
+  for (const fs::path& path : segment_files(directory)) {
+    const std::vector<std::byte> bytes = read_file(path);
+    auto header = decode_segment_header(bytes, path.string());
+    EXPECT_TRUE(header.ok()) << header.status().to_string();
+    PlainSegment segment{.header = header.value(), .records = {}};
+    for (std::size_t at = kSegmentHeaderBytes; at < bytes.size();) {
+      const DecodedRecord record = decode_record(std::span(bytes).subspan(at), segment.header.salt);
+      if (record.status != RecordStatus::ok) break;
+      if (record.header.type != kTypePadding) {
+        segment.records.push_back({record.header, {record.payload.begin(), record.payload.end()}});
+      }
+      at += record.padded_bytes;
+    }
+    log.push_back(std::move(segment));
+  }
+  return log;
+}
+
+// Writes `log` back the way the journal would have: sequences renumbered to run on from
+// `first_base`, every checksum recomputed under each segment's own salt, files renamed to their
+// (new) bases, index files removed (they would give the game away by not matching).
+void write_log(const std::string& directory, std::vector<PlainSegment> log, std::uint64_t first_base) {
+  for (const fs::path& path : segment_files(directory)) fs::remove(path);
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    if (entry.path().extension() == ".idx") fs::remove(entry.path());
+  }
+  std::uint64_t next = first_base;
+  for (PlainSegment& segment : log) {
+    segment.header.base_sequence = next;
+    std::size_t needed = kSegmentHeaderBytes;
+    for (const Plain& record : segment.records) needed += padded_record_bytes(record.payload.size());
+    std::vector<std::byte> bytes(std::max<std::size_t>(needed + kRecordHeaderBytes, kSmallSegments.segment_bytes_max));
+    encode_segment_header(segment.header, std::span(bytes).first<kSegmentHeaderBytes>());
+    std::size_t at = kSegmentHeaderBytes;
+    for (Plain& record : segment.records) {
+      record.header.sequence = next++;
+      const std::size_t size = padded_record_bytes(record.payload.size());
+      encode_record(record.header, record.payload, segment.header.salt, std::span(bytes).subspan(at, size));
+      at += size;
+    }
+    write_file(fs::path(directory) / segment_file_name(segment.header.base_sequence), bytes);
+  }
+}
+
+void tamper(const std::string& directory, const std::function<void(std::vector<PlainSegment>&)>& edit) {
+  std::vector<PlainSegment> log = read_log(directory);
+  ASSERT_GE(log.size(), 4u);
+  const std::uint64_t first_base = log.front().header.base_sequence;
+  edit(log);
+  write_log(directory, std::move(log), first_base);
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const std::string& line : lines) out += line + "\n";
+  return out;
+}
+
+class ChainTest : public JournalFixture<PosixBackend> {
+ protected:
+  void append(std::uint64_t records, const Options& options = kSmallSegments) {
+    auto journal = open(options);
+    ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+    const std::uint64_t from = journal.value()->durable_sequence() + 1;
+    for (std::uint64_t i = 0; i < records; ++i) {
+      const auto payload = payload_for(7, from + i);
+      const RecordInput record{.stream_id = 7, .stream_version = from + i, .payload = payload};
+      ASSERT_TRUE(journal.value()->append(std::span(&record, 1)).ok());
+    }
+    ASSERT_TRUE(journal.value()->wait_durable(from + records - 1, soon()).ok());
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  ChainReport verify(const ChainCheck& check = {}) {
+    auto report = verify_chain(dir_.path(), check);
+    EXPECT_TRUE(report.ok()) << report.status().to_string();
+    return report.ok() ? report.value() : ChainReport{};
+  }
+  // The problems must name `what`, and the first of them `first`.
+  void expect_found(const ChainReport& report, const std::string& first) {
+    ASSERT_FALSE(report.sound()) << "not found: " << first;
+    EXPECT_NE(report.problems.front().find(first), std::string::npos) << joined(report.problems);
+  }
+  std::string segment_name(std::size_t index) { return segment_files(dir_.path())[index].filename().string(); }
+};
+
+TEST_F(ChainTest, EverySealedSegmentIsChainedAndTheChainVerifies) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const std::size_t segments = segment_files(dir_.path()).size();
+  ASSERT_GE(segments, 4u);
+  const ChainReport report = verify();
+  EXPECT_TRUE(report.sound()) << joined(report.problems);
+  EXPECT_EQ(report.entries, segments - 1);  // all but the tail
+  EXPECT_EQ(report.checked, segments - 1);
+  ASSERT_TRUE(report.head.has_value());
+  EXPECT_EQ(report.head->sequence, kRecords);
+  const auto head = chain_head(dir_.path(), std::nullopt);
+  ASSERT_TRUE(head.ok()) << head.status().to_string();
+  EXPECT_EQ(to_string(head.value()), to_string(*report.head));
+  // At a sealed segment's last record, the head is that segment's link.
+  PosixBackend io;
+  const auto chain = read_chain_file(io, dir_.path());
+  ASSERT_TRUE(chain.ok());
+  const ChainEntry& second = chain.value().entries.at(1);
+  const auto at_second = chain_head(dir_.path(), second.last);
+  ASSERT_TRUE(at_second.ok());
+  EXPECT_EQ(crypto::to_hex(at_second.value().link), crypto::to_hex(second.link));
+  EXPECT_EQ(parse_chain_head(to_string(head.value()))->link, head.value().link);
+}
+
+// A head taken while its segment was the tail still holds once the segment is sealed and the log
+// has grown: what a user keeps from `annal inspect --chain` checks the log later.
+TEST_F(ChainTest, AHeadTakenEarlierStillHoldsAsTheLogGrows) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords / 2));
+  const auto early = chain_head(dir_.path(), std::nullopt);
+  ASSERT_TRUE(early.ok());
+  ASSERT_NO_FATAL_FAILURE(append(kRecords / 2));
+  const ChainReport report = verify({.keys = {}, .expected = early.value()});
+  EXPECT_TRUE(report.sound()) << joined(report.problems);
+  EXPECT_EQ(report.head->sequence, kRecords);
+}
+
+TEST_F(ChainTest, AnEditedRecordInASealedSegmentBreaksTheChainThere) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const std::string second = segment_name(1);
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { log[1].records[3].payload[0] ^= std::byte{1}; });
+  expect_found(verify(), "chain breaks at " + second);
+}
+
+TEST_F(ChainTest, ARemovedRecordIsFoundWhereItWas) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const std::string second = segment_name(1);
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { log[1].records.erase(log[1].records.begin() + 5); });
+  expect_found(verify(), "chain breaks at " + second);
+}
+
+TEST_F(ChainTest, AnInsertedRecordIsFoundWhereItWasPut) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const std::string first = segment_name(0);
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) {
+    log[0].records.insert(log[0].records.begin() + 2, log[0].records[1]);
+  });
+  expect_found(verify(), "chain breaks at " + first);
+}
+
+TEST_F(ChainTest, ReorderedRecordsAreFound) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const std::string third = segment_name(2);
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { std::swap(log[2].records[0], log[2].records[1]); });
+  expect_found(verify(), "chain breaks at " + third);
+}
+
+TEST_F(ChainTest, ARemovedSegmentIsFound) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const std::string second = segment_name(1);
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { log.erase(log.begin() + 1); });
+  expect_found(verify(), "chain breaks at " + second);
+}
+
+TEST_F(ChainTest, ReorderedSegmentsAreFound) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const std::string first = segment_name(0);
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { std::swap(log[0], log[1]); });
+  expect_found(verify(), "chain breaks at " + first);
+}
+
+// The tail is not chained until it is sealed: an edit there is found given a head taken before.
+TEST_F(ChainTest, AnEditOfTheTailIsFoundGivenAnEarlierHead) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  const auto head = chain_head(dir_.path(), std::nullopt);
+  ASSERT_TRUE(head.ok());
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { log.back().records.back().payload[1] ^= std::byte{4}; });
+  EXPECT_TRUE(verify().sound());  // the chain alone cannot tell
+  expect_found(verify({.keys = {}, .expected = head.value()}), "the head at sequence " + std::to_string(kRecords));
+  // Records cut from the end: the log no longer reaches the head.
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { log.back().records.pop_back(); });
+  expect_found(verify({.keys = {}, .expected = head.value()}), "but the log ends at " + std::to_string(kRecords - 1));
+}
+
+// An attacker who edits a sealed segment and rewrites CHAIN after it (the links recomputed, with
+// no key to tag them): only a head taken earlier, or the chain key, shows it.
+TEST_F(ChainTest, ARewrittenChainIsFoundByTheKeyOrAnEarlierHead) {
+  auto key = crypto::Key::random();
+  ASSERT_TRUE(key.ok());
+  Options keyed = kSmallSegments;
+  keyed.chain_key = std::make_shared<const ChainKey>(ChainKey{.version = 1, .key = key.value().clone()});
+  ASSERT_NO_FATAL_FAILURE(append(kRecords, keyed));
+  const auto head = chain_head(dir_.path(), std::nullopt);
+  ASSERT_TRUE(head.ok());
+  const ChainKeys keys = [&](std::uint32_t version) -> std::optional<crypto::Key> {
+    if (version != 1) return std::nullopt;
+    return key.value().clone();
+  };
+  ChainReport clean = verify({.keys = keys, .expected = head.value()});
+  EXPECT_TRUE(clean.sound()) << joined(clean.problems);
+  EXPECT_EQ(clean.tags_checked, clean.entries);
+
+  tamper(dir_.path(), [](std::vector<PlainSegment>& log) { log[1].records[0].payload[2] ^= std::byte{8}; });
+  PosixBackend io;
+  auto chain = read_chain_file(io, dir_.path());
+  ASSERT_TRUE(chain.ok());
+  crypto::Digest previous{};
+  for (ChainEntry& entry : chain.value().entries) {
+    const auto path = (fs::path(dir_.path()) / segment_file_name(entry.base)).string();
+    auto link = segment_link(io, path, previous, entry.last);
+    ASSERT_TRUE(link.ok()) << link.status().to_string();
+    entry.link = previous = link.value().link;
+  }
+  ASSERT_TRUE(rewrite_chain_file(io, dir_.path(), chain.value().entries).ok());  // tags left as they were
+  EXPECT_TRUE(verify().sound()) << "without the key or a head, a rewritten chain cannot be told";
+  expect_found(verify({.keys = keys, .expected = {}}), "its tag is wrong");
+  expect_found(verify({.keys = {}, .expected = head.value()}), "the head at sequence " + std::to_string(kRecords));
+  // Tags stripped instead: untagged entries, given the key, are not trusted either.
+  for (ChainEntry& entry : chain.value().entries) entry.key_version = 0, entry.tag = {};
+  ASSERT_TRUE(rewrite_chain_file(io, dir_.path(), chain.value().entries).ok());
+  expect_found(verify({.keys = keys, .expected = {}}), "untagged");
+}
+
+// Chaining happens beside the writer and may be cut by a crash: an open chains what was left, and
+// an entry that no longer matches the log (the segment cut by point-in-time recovery) is redone.
+TEST_F(ChainTest, AnOpenChainsWhatWasLeftUnchainedAndRedoesWhatNoLongerMatches) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  PosixBackend io;
+  auto chain = read_chain_file(io, dir_.path());
+  ASSERT_TRUE(chain.ok());
+  const std::size_t entries = chain.value().entries.size();
+  // As if the process died before chaining its last two sealed segments, and tore an entry.
+  std::vector<ChainEntry> kept(chain.value().entries.begin(), chain.value().entries.end() - 2);
+  ASSERT_TRUE(rewrite_chain_file(io, dir_.path(), kept).ok());
+  {
+    std::ofstream torn(fs::path(dir_.path()) / "CHAIN", std::ios::binary | std::ios::app);
+    torn << "ANNALCHN torn";
+  }
+  const ChainReport before = verify();
+  expect_found(before, "CHAIN: entry " + std::to_string(kept.size()) + " is damaged");
+  ASSERT_NO_FATAL_FAILURE(append(1));
+  const ChainReport after = verify();
+  EXPECT_TRUE(after.sound()) << joined(after.problems);
+  EXPECT_EQ(after.entries, entries);
+  const auto reread = read_chain_file(io, dir_.path());
+  ASSERT_TRUE(reread.ok());
+  EXPECT_EQ(crypto::to_hex(reread.value().entries.back().link), crypto::to_hex(chain.value().entries.back().link));
+}
+
+}  // namespace
+}  // namespace annal::journal::test
