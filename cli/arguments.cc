@@ -3,6 +3,7 @@
 #include <charconv>
 #include <string>
 
+#include "annal/crypto/hkdf.h"
 #include "annal/crypto/key_file.h"
 
 namespace annal::cli {
@@ -55,6 +56,17 @@ Status use_key_file(const std::string& key_file, engine::Options& options) {
   if (!keys.ok()) return keys.status();
   options.encryption = std::move(keys).value();
   return {};
+}
+
+journal::ChainKeys chain_keys(const engine::Options& options) {
+  if (!options.encryption) return {};
+  return [keys = options.encryption](std::uint32_t version) -> std::optional<crypto::Key> {
+    auto master = keys->master_key(version);
+    if (!master.ok()) return std::nullopt;
+    auto key = crypto::chain_key(master.value(), version);
+    if (!key.ok()) return std::nullopt;
+    return std::move(key).value();
+  };
 }
 
 }  // namespace annal::cli

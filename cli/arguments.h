@@ -15,6 +15,7 @@
 
 #include "annal/base/status.h"
 #include "annal/engine/engine.h"
+#include "annal/journal/chain.h"
 
 namespace annal::cli {
 
@@ -37,5 +38,9 @@ void add_key_file(CLI::App& command, std::string& key_file);
 // is empty (a store in clear; the engine refuses an encrypted one, saying so). KeyFile::load's
 // error as it is: it names the file and what to do about it.
 [[nodiscard]] Status use_key_file(const std::string& key_file, engine::Options& options);
+
+// The chain keys (annal/journal/chain.h) of the master keys in `options`, by version; empty when
+// it has none (a store in clear: its chain is untagged).
+[[nodiscard]] journal::ChainKeys chain_keys(const engine::Options& options);
 
 }  // namespace annal::cli

@@ -1,4 +1,6 @@
-// annal inspect DIR [--json]: what a store holds, read without the lock and without changing it.
+// annal inspect DIR [--json] [--chain]: what a store holds, read without the lock and without
+// changing it; with --chain, only the head of its hash chain (to keep, and give to annal verify
+// --chain --expect later), tagged under the chain key when the master keys are given.
 #include <cstdio>
 #include <string>
 
@@ -84,8 +86,35 @@ void print_text(const std::string& directory, const Inspected& in) {
 struct InspectOptions {
   std::string directory;
   bool json = false;
+  bool chain = false;
   std::string key_file;
 };
+
+// The head at the durable sequence: a record past it may still be taken back by a power cut, and
+// a head that the log then no longer reaches would read as tampering.
+int print_chain(const InspectOptions& options, engine::Engine& store, const engine::Options& opening) {
+  const std::uint64_t durable = store.durable_sequence();
+  if (durable == 0) return fail("inspect", Status(ErrorCode::not_found, options.directory + ": the log holds no record yet"));
+  const auto head = journal::chain_head(options.directory, durable);
+  if (!head.ok()) return fail("inspect", head.status());
+  std::optional<std::pair<std::uint32_t, crypto::Digest>> tag;
+  if (const journal::ChainKeys keys = chain_keys(opening)) {
+    const std::uint32_t version = opening.encryption->current_version();
+    const auto key = keys(version);
+    if (!key) return fail("inspect", "the chain key of master key version " + std::to_string(version) + " cannot be had");
+    tag.emplace(version, journal::chain_head_tag(head.value(), *key));
+  }
+  if (options.json) {
+    std::string out = "{\"chain_head\":" + json_string(journal::to_string(head.value()));
+    if (tag) out += ",\"key_version\":" + std::to_string(tag->first) + ",\"chain_tag\":" + json_string(crypto::to_hex(tag->second));
+    std::puts((out + "}").c_str());
+  } else {
+    std::printf("chain head  %s\n", journal::to_string(head.value()).c_str());
+    if (tag) std::printf("chain tag   %s (HMAC-SHA256 under the chain key of master key version %u)\n",
+                         crypto::to_hex(tag->second).c_str(), tag->first);
+  }
+  return kOk;
+}
 
 int run(const InspectOptions& options) {
   const std::string& directory = options.directory;
@@ -95,6 +124,7 @@ int run(const InspectOptions& options) {
   auto opened = engine::Engine::open_read_only(directory, opening);
   if (!opened.ok()) return fail("inspect", opened.status());
   in.engine = std::move(opened.value());
+  if (options.chain) return print_chain(options, *in.engine, opening);
   auto report = journal::inspect_directory(directory, false);
   if (!report.ok()) return fail("inspect", report.status());
   in.journal = std::move(report.value());
@@ -123,6 +153,9 @@ void add_inspect(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<InspectOptions>();
   command->add_option("dir", options->directory, "The store's directory")->required();
   command->add_flag("--json", options->json, "One JSON object (documented in README.md)");
+  command->add_flag("--chain", options->chain,
+                    "Only the hash chain's head at the durable sequence (SEQUENCE:HEX), to keep for annal verify "
+                    "--chain --expect; tagged under the chain key with --key-file");
   add_key_file(*command, options->key_file);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }

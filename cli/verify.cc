@@ -1,6 +1,8 @@
-// annal verify DIR [--payloads]: checks every record's checksum and sequence, every segment's
-// continuity, every snapshot, and every event's names and versions; exit 0 only if all is sound.
-// With --payloads, also every payload byte against what `annal load` wrote.
+// annal verify DIR [--payloads] [--chain [--expect HEAD]]: checks every record's checksum and
+// sequence, every segment's continuity, every snapshot, and every event's names and versions; exit
+// 0 only if all is sound. With --payloads, also every payload byte against what `annal load`
+// wrote. With --chain, the hash chain too (every link recomputed; the tags, given the key file),
+// and with --expect, that the log still reaches a head `annal inspect --chain` printed earlier.
 #include <cstdio>
 #include <string>
 #include <unordered_map>
@@ -59,8 +61,25 @@ void check_events(engine::Engine& store, std::uint64_t from, std::uint64_t last,
 struct VerifyOptions {
   std::string directory;
   bool payloads = false;
+  bool chain = false;
+  std::string expect;
   std::string key_file;
 };
+
+void check_chain(const VerifyOptions& options, const engine::Options& opening, std::vector<std::string>& problems) {
+  journal::ChainCheck check{.keys = chain_keys(opening), .expected = std::nullopt};
+  if (!options.expect.empty()) check.expected = journal::parse_chain_head(options.expect);
+  auto report = journal::verify_chain(options.directory, check);
+  if (!report.ok()) {
+    problems.push_back("chain: " + report.status().to_string());
+    return;
+  }
+  for (const std::string& note : report.value().notes) std::printf("note: chain: %s\n", note.c_str());
+  problems.insert(problems.end(), report.value().problems.begin(), report.value().problems.end());
+  std::printf("chain: %zu entries, %zu links recomputed, %zu tags checked, head %s\n", report.value().entries,
+              report.value().checked, report.value().tags_checked,
+              report.value().head ? journal::to_string(*report.value().head).c_str() : "none (no record)");
+}
 
 int run(const VerifyOptions& options) {
   const std::string& directory = options.directory;
@@ -85,6 +104,7 @@ int run(const VerifyOptions& options) {
     if (snapshot.status.code() == ErrorCode::not_found) continue;
     if (!snapshot.status.ok()) problems.push_back(snapshot.status.to_string());
   }
+  if (options.chain) check_chain(options, opening, problems);
   if (!opened.ok()) {
     problems.push_back(opened.status().to_string());
   } else {
@@ -109,6 +129,17 @@ void add_verify(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<VerifyOptions>();
   command->add_option("dir", options->directory, "The store's directory")->required();
   command->add_flag("--payloads", options->payloads, "Also check every payload against what annal load wrote");
+  auto* chain = command->add_flag("--chain", options->chain,
+                                  "Also the hash chain: every link recomputed, the tags checked with --key-file");
+  command
+      ->add_option("--expect", options->expect,
+                   "A chain head (SEQUENCE:HEX, from annal inspect --chain) the log must still reach unchanged")
+      ->needs(chain)
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            return journal::parse_chain_head(text) ? std::string() : "not a chain head (SEQUENCE:64 hex digits): " + text;
+          },
+          "HEAD"));
   add_key_file(*command, options->key_file);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -28,6 +29,8 @@
 
 #include "annal/crypto/key_file.h"
 #include "annal/engine/engine.h"
+#include "annal/journal/chain.h"
+#include "annal/journal/format.h"
 #include "eventually.h"
 #include "file_bytes.h"
 #include "kill_timing.h"
@@ -596,6 +599,80 @@ TEST_F(EncryptedStoreTest, NothingImportedOrLoadedWithTheKeyIsInAnyFileInClear) 
   const std::string plain = dir_.path() + "/plain";
   ASSERT_EQ(run({"import", plain, input}).exit_code, 0);
   EXPECT_TRUE(annal::test::any_file_contains(plain, marker + "-payload"));
+}
+
+// Flips the last payload byte of record `sequence` in the store's first segment and recomputes its
+// checksum, as someone editing the log would: every CRC is right again.
+void edit_record(const std::string& directory, std::uint64_t sequence) {
+  const std::string path = directory + "/" + annal::journal::segment_file_name(1);
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::vector<char> text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> bytes(text.size());
+  std::memcpy(bytes.data(), text.data(), text.size());
+  const auto header = annal::journal::decode_segment_header(bytes, path);
+  ASSERT_TRUE(header.ok()) << header.status().to_string();
+  for (std::size_t at = annal::journal::kSegmentHeaderBytes; at < bytes.size();) {
+    const auto record = annal::journal::decode_record(std::span(bytes).subspan(at), header.value().salt);
+    ASSERT_EQ(record.status, annal::journal::RecordStatus::ok) << "no record " << sequence;
+    if (record.header.sequence == sequence && record.header.type != annal::journal::kTypePadding) {
+      std::vector<std::byte> payload(record.payload.begin(), record.payload.end());
+      payload.back() ^= std::byte{1};
+      annal::journal::encode_record(record.header, payload, header.value().salt,
+                                    std::span(bytes).subspan(at, record.padded_bytes));
+      file.seekp(static_cast<std::streamoff>(at));
+      file.write(reinterpret_cast<const char*>(bytes.data() + at), static_cast<std::streamsize>(record.padded_bytes));
+      return;
+    }
+    at += record.padded_bytes;
+  }
+  FAIL() << "no record " << sequence;
+}
+
+// The head `annal inspect --chain` prints, kept and given back to `annal verify --chain --expect`,
+// shows an edit of the log that recomputed every checksum, which verify alone cannot see.
+TEST_F(CliTest, AChainHeadKeptFromInspectShowsAnEditVerifyAloneCannotSee) {
+  const std::string store = dir_.path() + "/store";
+  ASSERT_EQ(run({"load", store, "--events", "200", "--streams", "10"}).exit_code, 0);
+  const Ran inspected = run({"inspect", store, "--chain"});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  ASSERT_TRUE(inspected.out.starts_with("chain head  ")) << inspected.out;
+  const std::string head = inspected.out.substr(12, inspected.out.find('\n') - 12);
+  ASSERT_TRUE(annal::journal::parse_chain_head(head).has_value()) << head;
+  ASSERT_EQ(run({"load", store, "--events", "100", "--streams", "10"}).exit_code, 0);
+  const Ran sound = run({"verify", store, "--chain", "--expect", head});
+  EXPECT_EQ(sound.exit_code, 0) << sound.err;
+  EXPECT_NE(sound.out.find("chain: 0 entries"), std::string::npos) << sound.out;
+
+  const std::uint64_t edited = annal::journal::parse_chain_head(head)->sequence - 20;
+  ASSERT_NO_FATAL_FAILURE(edit_record(store, edited));
+  const Ran unaware = run({"verify", store});
+  EXPECT_EQ(unaware.exit_code, 0) << "the edit is invisible without the chain: " << unaware.err;
+  const Ran found = run({"verify", store, "--chain", "--expect", head});
+  EXPECT_EQ(found.exit_code, 1);
+  EXPECT_NE(found.err.find("the head at sequence " + head.substr(0, head.find(':')) + " is "), std::string::npos)
+      << found.err;
+  const Ran bad = run({"verify", store, "--chain", "--expect", "12:nothex"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("not a chain head"), std::string::npos) << bad.err;
+}
+
+TEST_F(EncryptedStoreTest, TheChainHeadIsTaggedUnderTheMasterKey) {
+  const std::string keys = master_key_file("master.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "50", "--streams", "5", "--key-file", keys}).exit_code, 0);
+  const Ran tagged = run({"inspect", store(), "--chain", "--json", "--key-file", keys});
+  ASSERT_EQ(tagged.exit_code, 0) << tagged.err;
+  simdjson::dom::parser parser;
+  simdjson::dom::object report;
+  ASSERT_EQ(parser.parse(tagged.out).get(report), simdjson::SUCCESS) << tagged.out;
+  const auto head = annal::journal::parse_chain_head(std::string_view(report["chain_head"]));
+  ASSERT_TRUE(head.has_value()) << tagged.out;
+  EXPECT_EQ(std::uint64_t(report["key_version"]), 1u);
+  EXPECT_EQ(std::string_view(report["chain_tag"]).size(), 64u);
+  // The same head, untagged, from a second look; another key file's tag differs.
+  const Ran plain = run({"inspect", store(), "--chain", "--key-file", keys});
+  EXPECT_NE(plain.out.find("chain head  " + annal::journal::to_string(*head)), std::string::npos) << plain.out;
+  EXPECT_NE(plain.out.find("chain tag   " + std::string(std::string_view(report["chain_tag"]))), std::string::npos)
+      << plain.out;
 }
 
 // The highest sequence in "durable SEQ" lines (0: none).

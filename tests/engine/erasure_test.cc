@@ -406,6 +406,9 @@ TEST_F(ErasureTest, AProjectionThatAsksIsRebuiltAtOnceWithoutTheErasedData) {
                                    }})
                   .ok());
   append_both(*engine);
+  // "kept" holds customer-1's payloads before the erasure: a runner that had not read them yet
+  // would read them erased.
+  ASSERT_TRUE(engine->query("kept", engine->durable_sequence(), [](const Projection&) {}, 1min).ok());
   const auto erasure = engine->erase_stream("customer-1");
   ASSERT_TRUE(erasure.ok()) << erasure.status().to_string();
   EXPECT_EQ(made, 1);
