@@ -188,7 +188,10 @@ Result<ChainReport> verify_chain(const std::string& directory, const ChainCheck&
   const ChainedLog& log = read.value();
   ChainReport report;
   report.entries = log.chain.entries.size();
-  if (log.chain.damaged_at) {
+  if (log.chain.damaged_at && log.chain.damaged_entry_incomplete) {
+    report.notes.push_back("CHAIN ends inside entry " + std::to_string(*log.chain.damaged_at) +
+                           ": an append cut short by a crash (the next open drops it) or being written");
+  } else if (log.chain.damaged_at) {
     report.problems.push_back(directory + "/CHAIN: entry " + std::to_string(*log.chain.damaged_at) +
                               " is damaged (its magic, checksum or fields are wrong)");
   }
@@ -253,6 +256,11 @@ Result<ChainReport> verify_chain(const std::string& directory, const ChainCheck&
       report.problems.push_back("chain breaks at " + name + ": its records, its header or the segments before it are "
                                 "not the ones chained when it was sealed");
       broken = true;  // every later link follows from this one: the first break is the one to name
+    }
+    if (!broken && entry->last > last) {
+      report.problems.push_back("chain breaks at " + name + ": CHAIN says it ends at " + std::to_string(entry->last) +
+                                ": records were removed from its end");
+      broken = true;
     }
     if (!broken && entry->last < last && sealed) {
       report.problems.push_back("chain breaks at " + name + ": it holds records past " + std::to_string(entry->last) +

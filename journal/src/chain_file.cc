@@ -18,6 +18,7 @@ Result<ChainFile> read_chain_file(IoBackend& io, const std::string& directory) {
     const auto entry = decode_chain_entry(all.subspan(at));
     if (!entry) {
       chain.damaged_at = at / kChainEntryBytes;
+      chain.damaged_entry_incomplete = all.size() - at < kChainEntryBytes;
       break;
     }
     chain.entries.push_back(*entry);

@@ -14,6 +14,8 @@ namespace annal::journal {
 struct ChainFile {
   std::vector<ChainEntry> entries;            // the valid ones, up to the first that is not
   std::optional<std::size_t> damaged_at;      // the index of that one (a torn append, an edit)
+  // The file ends inside that entry: an append a crash cut short (or one being written now).
+  bool damaged_entry_incomplete = false;
 };
 
 // No file is no entries.

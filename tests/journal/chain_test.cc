@@ -276,23 +276,42 @@ TEST_F(ChainTest, ARewrittenChainIsFoundByTheKeyOrAnEarlierHead) {
   expect_found(verify({.keys = keys, .expected = {}}), "untagged");
 }
 
+// A whole entry that fails its checksum is no crash's doing.
+TEST_F(ChainTest, ADamagedEntryIsAProblem) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  std::vector<std::byte> chain = read_file(fs::path(dir_.path()) / "CHAIN");
+  ASSERT_GE(chain.size(), 2 * kChainEntryBytes);
+  chain[kChainEntryBytes + 30] ^= std::byte{1};
+  write_file(fs::path(dir_.path()) / "CHAIN", chain);
+  expect_found(verify(), "CHAIN: entry 1 is damaged");
+}
+
 // Chaining happens beside the writer and may be cut by a crash: an open chains what was left, and
-// an entry that no longer matches the log (the segment cut by point-in-time recovery) is redone.
+// an entry that no longer matches the log (its segment cut by point-in-time recovery, say), with
+// every entry after it, is redone.
 TEST_F(ChainTest, AnOpenChainsWhatWasLeftUnchainedAndRedoesWhatNoLongerMatches) {
   ASSERT_NO_FATAL_FAILURE(append(kRecords));
   PosixBackend io;
   auto chain = read_chain_file(io, dir_.path());
   ASSERT_TRUE(chain.ok());
   const std::size_t entries = chain.value().entries.size();
-  // As if the process died before chaining its last two sealed segments, and tore an entry.
-  std::vector<ChainEntry> kept(chain.value().entries.begin(), chain.value().entries.end() - 2);
+  // As if the process died before chaining its last sealed segment, in the middle of the append.
+  std::vector<ChainEntry> kept(chain.value().entries.begin(), chain.value().entries.end() - 1);
   ASSERT_TRUE(rewrite_chain_file(io, dir_.path(), kept).ok());
   {
     std::ofstream torn(fs::path(dir_.path()) / "CHAIN", std::ios::binary | std::ios::app);
     torn << "ANNALCHN torn";
   }
-  const ChainReport before = verify();
-  expect_found(before, "CHAIN: entry " + std::to_string(kept.size()) + " is damaged");
+  const ChainReport unchained = verify();
+  EXPECT_TRUE(unchained.sound()) << joined(unchained.problems);
+  EXPECT_NE(joined(unchained.notes).find("CHAIN ends inside entry " + std::to_string(kept.size())), std::string::npos)
+      << joined(unchained.notes);
+  EXPECT_NE(joined(unchained.notes).find("is not chained yet"), std::string::npos) << joined(unchained.notes);
+  // And an entry that says its segment ends one record later than it does.
+  kept.back().last += 1;
+  ASSERT_TRUE(rewrite_chain_file(io, dir_.path(), kept).ok());
+  expect_found(verify(), "chain breaks at " + segment_name(kept.size() - 1));
+
   ASSERT_NO_FATAL_FAILURE(append(1));
   const ChainReport after = verify();
   EXPECT_TRUE(after.sound()) << joined(after.problems);
