@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "annal/journal/chain.h"
 #include "annal/journal/journal.h"
 #include "kill_timing.h"
 
@@ -118,6 +119,7 @@ TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
   annal::test::KillTiming timing(12345, std::chrono::milliseconds(20));
   std::uint64_t acknowledged = 0, repaired = 0;
   int while_opening = 0;
+  std::size_t chained = 0;
 
   for (int kill = 0; kill < kills; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill));
@@ -176,10 +178,17 @@ TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
     }
     acknowledged = recovered;  // recovered records are durable now: the next child builds on them
     ASSERT_TRUE(journal.value()->close().ok());
+    // Whatever the kill cut (an entry half appended, segments sealed and never chained), the open
+    // set CHAIN right, and its close chained every sealed segment.
+    const auto chain = verify_chain(dir, {});
+    ASSERT_TRUE(chain.ok()) << chain.status().to_string();
+    ASSERT_TRUE(chain.value().sound()) << chain.value().problems.front();
+    ASSERT_TRUE(chain.value().notes.empty()) << chain.value().notes.front();
+    chained = chain.value().entries;
   }
   std::printf("%d kills (%d timed to land while opening), %llu records at the end, %llu recoveries repaired a "
-              "torn tail\n", kills, while_opening, static_cast<unsigned long long>(acknowledged),
-              static_cast<unsigned long long>(repaired));
+              "torn tail, %zu segments chained\n", kills, while_opening, static_cast<unsigned long long>(acknowledged),
+              static_cast<unsigned long long>(repaired), chained);
   EXPECT_GT(acknowledged, 0u);
   std::filesystem::remove_all(dir);
 }
