@@ -532,6 +532,30 @@ TEST_F(KafkaTest, AStartAsksAgainWhenAPartitionsEndsCannotBeHad) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// adv16e: asking a partition's end is answered once with UNKNOWN_TOPIC_OR_PARTITION (a retriable
+// error in Kafka's protocol: a broker whose metadata has not caught up answers it). librdkafka's
+// consumer takes a failed ListOffsets of that kind for permanent: it gives up on the partition
+// (auto.offset.reset=error) and never asks again, while the read-back "waits it out" to its
+// deadline. The start must ask again and resume, as docs/kafka.md promises ("a leader that moves or
+// answers with an error is asked again").
+TEST_F(KafkaTest, AStartAsksAgainWhenAPartitionsEndIsRefusedOnce) {
+  annal::test::Watchdog watchdog("kafka export, an end refused once at start");
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
+  constexpr std::int16_t kListOffsets = 2;  // the ListOffsets request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kListOffsets, 1, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  auto opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaExportOptions with = options();
+  with.start_timeout = std::chrono::seconds(20);
+  auto exporter = std::make_shared<KafkaExport>(with);
+  const Status added = engine_->add_projection("export_kafka", exporter, {});
+  ASSERT_TRUE(added.ok()) << added.to_string();
+  wait_delivered(*exporter, append(10));
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A partition's leader is down when the export starts: the start ends at its start_timeout and says
 // which partition it waited for, instead of waiting for the broker; once the broker is back, a
 // start resumes as if nothing had happened.
