@@ -273,8 +273,21 @@ Status partition_ends(const KafkaExportOptions& options, TailConsumer& consumer,
     ++left;
   }
   std::string failed;  // the last failure librdkafka reported, for the error at the deadline
+  // A partition whose offset lookup librdkafka gave up on (a ListOffsets error it takes for
+  // permanent, UNKNOWN_TOPIC_OR_PARTITION among them: auto.offset.reset=error then stops its
+  // fetcher) is asked again from here, a little later: librdkafka would not.
+  constexpr auto kAskAgain = std::chrono::milliseconds(200);
+  std::vector<std::chrono::steady_clock::time_point> again(asked.size(), std::chrono::steady_clock::time_point::max());
   while (left > 0) {
     if (stopping()) return stopped(options);
+    for (std::int32_t partition = 0; partition < partitions; ++partition) {
+      auto& at = again[static_cast<std::size_t>(partition)];
+      if (at > std::chrono::steady_clock::now()) continue;
+      at = std::chrono::steady_clock::time_point::max();
+      if (const rd_kafka_resp_err_t started = consumer.start(partition, logical); started) {
+        return kafka_error(options, "asking the partitions' ends", started);
+      }
+    }
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string waiting;
       for (std::int32_t partition = 0; partition < partitions; ++partition) {
@@ -291,6 +304,12 @@ Status partition_ends(const KafkaExportOptions& options, TailConsumer& consumer,
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR && message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       // librdkafka asks again by itself (a leader moving, a request refused): noted, and waited out.
       failed = rd_kafka_message_errstr(message.get());
+      // Except where it gave up: that partition is started again.
+      if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && message->partition >= 0 &&
+          message->partition < partitions && !known[static_cast<std::size_t>(message->partition)]) {
+        consumer.stop(message->partition);
+        again[static_cast<std::size_t>(message->partition)] = std::chrono::steady_clock::now() + kAskAgain;
+      }
       continue;
     }
     if (message->partition < 0 || message->partition >= partitions) continue;
