@@ -643,6 +643,39 @@ TEST_F(KafkaTest, TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown
       << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
 }
 
+// adv16e: retention removes a partition's oldest records while the start reads it back (here
+// partition 3, where another source wrote 20,000 records after this source's last: 20 chunks to
+// read back; the mock cluster keeps about 5 MB a partition, and 6 MB more are written once the
+// read-back has begun). docs/kafka.md: "the read-back finds an older or no record for that
+// partition and the events after it are produced again". The read-back's next chunk starts below
+// the partition's new start: librdkafka answers with auto.offset.reset=error's error, and the
+// start fails (the tool exits 1, "No offset to automatically reset to"), at every start that
+// reads back while retention runs.
+TEST_F(KafkaTest, RetentionDuringTheReadBackDoesNotFailTheStart) {
+  annal::test::Watchdog watchdog("kafka export, retention during the read-back");
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
+  std::string foreign;
+  for (int i = 0; i < 20000; ++i) foreign += "{\"other\":" + std::to_string(i) + "}\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(foreign, "-t orders -p 3 -k other -H annal.source=store-b"));
+  rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
+  // Each chunk's fetch takes half a second: the 6 MB land while most chunks are still to read.
+  rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
+  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
+                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
+                                             "store-a", "--set", "log_level=7", "--set", "debug=fetch",
+                                             "--start-timeout", "3600", "--until-caught-up"});
+  // The second chunk of partition 3 (this source's 23 records, then the other's 20,000).
+  ASSERT_TRUE(child.wait_for("Fetch topic orders [3] at offset 18023", std::chrono::seconds(60)))
+      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  std::string big;
+  const std::string filler(10'000, 'x');
+  for (int i = 0; i < 600; ++i) big += "{\"filler\":\"" + filler + "\"}\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(big, "-t orders -p 3 -k other -H annal.source=store-b"));
+  EXPECT_TRUE(child.wait_for("from sequence"))
+      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 600));
+  (void)child.end_with(SIGTERM);
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});
