@@ -191,12 +191,13 @@ class TailConsumer {
   std::vector<bool> fetching_;
 };
 
-// Reads the records at offsets [start, end) of `partition` and adds the source's to `found`. A
-// failure leaves the partition fetching: the consumer is dropped then.
+// Reads the records at offsets [start, end) of `partition` and adds the source's to `found`.
+// `cut` tells whether retention removed records from `start` on meanwhile (the partition's start
+// is then reached). A failure leaves the partition fetching: the consumer is dropped then.
 Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std::int32_t partition,
                   std::int32_t partitions, std::int64_t start, std::int64_t end,
                   std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping,
-                  std::vector<Found>& found) {
+                  std::vector<Found>& found, bool& cut) {
   if (const rd_kafka_resp_err_t started = consumer.start(partition, start); started) {
     return kafka_error(options, "reading partition " + std::to_string(partition), started);
   }
@@ -213,6 +214,16 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     // The client's own errors (no partition): librdkafka asks again by itself.
     if (message->partition != partition) continue;
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+    // `start` is below the partition's start now (auto.offset.reset=error): retention removed
+    // those records since the start was asked. What is left of the range is read from there.
+    if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && !cut) {
+      cut = true;
+      consumer.stop(partition);
+      if (const rd_kafka_resp_err_t started = consumer.start(partition, RD_KAFKA_OFFSET_BEGINNING); started) {
+        return kafka_error(options, "reading partition " + std::to_string(partition), started);
+      }
+      continue;
+    }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return kafka_error(options, "reading partition " + std::to_string(partition), message->err);
     }
@@ -365,12 +376,14 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
     if (reached[p] <= low[p]) return false;
     if (stopping()) return stopped(options);
     const std::int64_t start = std::max(low[p], reached[p] - kTailChunk);
+    bool cut = false;
     if (Status read = read_range(options, consumer, partition, partitions, start, reached[p], deadline, stopping,
-                                 found[p]);
+                                 found[p], cut);
         !read.ok()) {
       return read;
     }
     reached[p] = start;
+    if (cut) low[p] = start;  // nothing is left below
     return true;
   };
   Tail tail;
