@@ -182,8 +182,11 @@ Result<ChainHead> head_in(IoBackend& io, const ChainedLog& log, std::uint64_t se
 }  // namespace
 
 Result<ChainReport> verify_chain(const std::string& directory, const ChainCheck& check) {
-  const auto io = make_posix_backend();
-  auto read = read_chained_log(*io, directory);
+  return verify_chain(*make_posix_backend(), directory, check);
+}
+
+Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, const ChainCheck& check) {
+  auto read = read_chained_log(io, directory);
   if (!read.ok()) return read.status();
   const ChainedLog& log = read.value();
   ChainReport report;
@@ -235,7 +238,7 @@ Result<ChainReport> verify_chain(const std::string& directory, const ChainCheck&
     const auto entry = std::find_if(log.chain.entries.begin(), log.chain.entries.end(),
                                     [&](const ChainEntry& e) { return e.base == segment.base; });
     const std::string name = segment_name(segment.path) + " (sequences " + range(segment.base, last) + ")";
-    auto link = segment_link(*io, segment.path, previous, entry != log.chain.entries.end() ? std::min(entry->last, last) : last);
+    auto link = segment_link(io, segment.path, previous, entry != log.chain.entries.end() ? std::min(entry->last, last) : last);
     if (!link.ok()) {
       report.problems.push_back("chain: " + link.status().message());
       return report;  // nothing after a segment that cannot be read is linked to it
@@ -268,7 +271,7 @@ Result<ChainReport> verify_chain(const std::string& directory, const ChainCheck&
       broken = true;
     }
     ++report.checked;
-    if (entry->last < last) link = segment_link(*io, segment.path, previous, last);
+    if (entry->last < last) link = segment_link(io, segment.path, previous, last);
     previous = link.value().link;
   }
   if (!log.segments.empty()) report.head = ChainHead{.sequence = log.segments.back().end_sequence - 1, .link = previous};
@@ -287,7 +290,7 @@ Result<ChainReport> verify_chain(const std::string& directory, const ChainCheck&
       report.notes.push_back("the expected head's sequence " + std::to_string(expected.sequence) +
                              " is in segments retention removed: not checked");
     } else {
-      const auto head = head_in(*io, log, expected.sequence);
+      const auto head = head_in(io, log, expected.sequence);
       if (!head.ok()) {
         report.problems.push_back("chain: " + head.status().message());
       } else if (!crypto::equal_digests(head.value().link, expected.link)) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gated_backend.h"
+#include "annal/journal/chain.h"
 #include "journal_fixture.h"
 #include "watchdog.h"
 
@@ -550,6 +551,7 @@ TEST(JournalFaults, SimulatedPowerLossKeepsEveryAcknowledgedRecord) {
   const char* configured = std::getenv("ANNAL_CRASH_SEEDS");
   const std::uint64_t seeds = configured != nullptr ? std::strtoull(configured, nullptr, 10) : 200;
   std::uint64_t repaired = 0;
+  std::size_t chained = 0;
   for (std::uint64_t seed = 0; seed < seeds; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     auto io = std::make_shared<FaultBackend>(seed);
@@ -590,9 +592,18 @@ TEST(JournalFaults, SimulatedPowerLossKeepsEveryAcknowledgedRecord) {
     repaired += !journal.value()->recovery().message.empty();
     expect_intact_prefix(*journal.value(), acknowledged);
     if (HasFatalFailure()) return;
+    // The chain too: what the cut took of CHAIN (an entry torn or lost, the file itself) the open
+    // set right, and its close chained every sealed segment.
+    ASSERT_TRUE(journal.value()->close().ok());
+    const auto chain = verify_chain(*io, kDir, {});
+    ASSERT_TRUE(chain.ok()) << chain.status().to_string();
+    ASSERT_TRUE(chain.value().sound()) << chain.value().problems.front();
+    ASSERT_TRUE(chain.value().notes.empty()) << chain.value().notes.front();
+    chained += chain.value().entries;
   }
   // The test is only worth its name if some power cuts did tear something.
   EXPECT_GT(repaired, 0u);
+  EXPECT_GT(chained, 0u);
 }
 
 // Durability::none acknowledges what reached the page cache, and a power cut may take any of it

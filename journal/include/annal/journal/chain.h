@@ -114,6 +114,8 @@ struct ChainReport {
 // and compares it with CHAIN, the tags with `check.keys`, and the head at `check.expected`.
 // Fails only if the directory cannot be read.
 [[nodiscard]] Result<ChainReport> verify_chain(const std::string& directory, const ChainCheck& check);
+// The same through `io` (tests: a FaultBackend's files after a power cut).
+[[nodiscard]] Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, const ChainCheck& check);
 
 // The head at `sequence` (the log's last record if nullopt): from CHAIN's entry before the segment
 // that holds it, recomputed from there. not_found for an empty log or a sequence it does not hold.
