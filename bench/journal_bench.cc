@@ -4,6 +4,7 @@
 //   journal_saturate_256B/annal         the journal under saturating load, group commit
 //   journal_saturate_256B/annal_encrypted  the same, each record sealed as Options::encryption
 //                                       seals it (engine/src/store_cipher.h: AES-256-GCM)
+//   journal_saturate_256B/annal_unchained  the same without the hash chain (Options::hash_chain)
 //   journal_append_<size>/<mode>        64 B, 256 B, 1 KiB events in each durability mode
 //   journal_replay/{annal,annal_cold}   read and verify a whole journal (page cache / disk)
 //   journal_replay/annal_encrypted      the same from the page cache, each record opened
@@ -260,6 +261,9 @@ int main(int argc, char** argv) {
   })->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("journal_saturate_256B/annal_encrypted", [](benchmark::State& state) {
     run_saturating(state, kEventBytes, {}, /*encrypted=*/true);
+  })->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("journal_saturate_256B/annal_unchained", [](benchmark::State& state) {
+    run_saturating(state, kEventBytes, {.hash_chain = false});
   })->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("journal_saturate_256B/annal_direct_io", [](benchmark::State& state) {
     run_saturating(state, kEventBytes, {.direct_io = true});

@@ -503,7 +503,7 @@ class JournalImpl final : public Journal {
       path = done.path;
     }
     (void)write_sealed_index(*io_, path, sealed);
-    chainer_->sealed({path, sealed.base, sealed.end_sequence - 1});
+    if (chainer_) chainer_->sealed({path, sealed.base, sealed.end_sequence - 1});
   }
 
   // Group commit, pipelined: writes go out as soon as buffers are taken, several in flight, each
@@ -723,7 +723,7 @@ class JournalImpl final : public Journal {
   const FileId lock_;
   std::thread writer_;
   std::unique_ptr<SegmentPreparer> preparer_;  // reset at close, before the lock is released
-  std::unique_ptr<SegmentChainer> chainer_;    // likewise
+  std::unique_ptr<SegmentChainer> chainer_;    // likewise; null without Options::hash_chain
   bool preparation_requested_ = false;  // writer thread only
 
   mutable std::mutex mutex_;
@@ -938,7 +938,8 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
     return Status(told.code(), "journal " + directory + ": writing the durable sequence into LOCK: " + told.message());
   }
   // Last: it starts chaining what a crash left unchained at once.
-  auto chainer = SegmentChainer::open(*io, directory, recovered.value().segments, options.chain_key);
+  auto chainer = options.hash_chain ? SegmentChainer::open(*io, directory, recovered.value().segments, options.chain_key)
+                                    : Result<std::unique_ptr<SegmentChainer>>(std::unique_ptr<SegmentChainer>());
   if (!chainer.ok()) {
     if (tail_writes >= 0) (void)io->close(tail_writes);
     if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);

@@ -276,6 +276,19 @@ TEST_F(ChainTest, ARewrittenChainIsFoundByTheKeyOrAnEarlierHead) {
   expect_found(verify({.keys = keys, .expected = {}}), "untagged");
 }
 
+// Off, nothing is chained; the next open with it on chains what was sealed meanwhile.
+TEST_F(ChainTest, WithoutTheChainNothingIsChainedUntilAnOpenWithIt) {
+  Options unchained = kSmallSegments;
+  unchained.hash_chain = false;
+  ASSERT_NO_FATAL_FAILURE(append(kRecords, unchained));
+  EXPECT_FALSE(fs::exists(fs::path(dir_.path()) / "CHAIN"));
+  EXPECT_FALSE(verify().sound()) << "sealed segments missing from CHAIN";
+  ASSERT_NO_FATAL_FAILURE(append(1));
+  const ChainReport report = verify();
+  EXPECT_TRUE(report.sound()) << joined(report.problems);
+  EXPECT_EQ(report.entries, segment_files(dir_.path()).size() - 1);
+}
+
 // A whole entry that fails its checksum is no crash's doing.
 TEST_F(ChainTest, ADamagedEntryIsAProblem) {
   ASSERT_NO_FATAL_FAILURE(append(kRecords));

@@ -121,6 +121,11 @@ struct Options {
   // written before encryption was turned on); a reader without a cipher fails on a sealed record,
   // saying so. Recovery needs none.
   std::shared_ptr<RecordCipher> cipher{};
+  // Chain each sealed segment into CHAIN (chain.h): SHA-256 over every byte once more, on a thread
+  // of its own. Off, nothing is chained (segments sealed meanwhile are chained by the next open
+  // with it on): for a journal whose tamper evidence is not wanted, on a machine whose cores the
+  // writer and its producers already fill (docs/benchmarks.md has the cost).
+  bool hash_chain = true;
   // Tags each CHAIN entry (chain.h) with an HMAC under this key, so that only its holder can
   // rewrite the chain after editing a segment. Null: entries are untagged (the chain still shows
   // an edit of a sealed segment that did not also rewrite CHAIN, and any edit, given a head).
