@@ -676,6 +676,57 @@ TEST_F(KafkaTest, RetentionDuringTheReadBackDoesNotFailTheStart) {
   (void)child.end_with(SIGTERM);
 }
 
+// adv16f: a chunk of the read-back stops at the first PARTITION_EOF, even one below the chunk's
+// end. A replica whose high watermark lags the end the start asked (a follower the leader
+// names as preferred replica with client.rack, or a new leader whose watermark has not caught
+// up after a failover) answers the fetch at its own watermark with an EOF there: the chunk's
+// records above it are never read. Here partition 3 holds another source's 1,000 records, then
+// this source's records of two runs; once the first chunk has begun, its leader names a follower
+// whose watermark is the first run's end. The read-back takes the first run's last record for
+// the last one there, and the start produces the second run's records of partition 3 again.
+TEST_F(KafkaTest, AChunkIsReadToItsEndPastALaggingReplicasEof) {
+  annal::test::Watchdog watchdog("kafka export, a lagging replica's EOF inside a chunk");
+  std::string foreign;
+  for (int i = 0; i < 1000; ++i) foreign += "{\"other\":" + std::to_string(i) + "}\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(foreign, "-t orders -p 3 -k other -H annal.source=store-b"));
+  const auto in_partition_3 = [&] {
+    std::int64_t count = 0;
+    for (const Record& record : topic()) count += record.partition == 3 ? 1 : 0;
+    return count;
+  };
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
+  const std::int64_t first_run_end = in_partition_3();
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
+  const std::int64_t end = in_partition_3();
+  ASSERT_GT(first_run_end, 1000);
+  ASSERT_GT(end, first_run_end);
+  rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
+  // The first chunk's first fetch is still unanswered when the follower is named.
+  rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
+  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
+                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
+                                             "store-a", "--set", "log_level=7", "--set", "debug=consumer",
+                                             "--set", "client.rack=rack-1", "--start-timeout", "3600",
+                                             "--until-caught-up"});
+  ASSERT_TRUE(child.wait_for("Partition orders [3] start fetching at offset " + std::to_string(end - 1000),
+                             std::chrono::seconds(60)))
+      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  rd_kafka_mock_partition_set_follower(cluster_, "orders", 3, 1);
+  rd_kafka_mock_partition_set_follower_wmarks(cluster_, "orders", 3, -1, first_run_end);
+  EXPECT_TRUE(child.wait_for("from sequence"))
+      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  // The follower caught up: every reader sees the whole partition again.
+  rd_kafka_mock_partition_set_follower_wmarks(cluster_, "orders", 3, -1, -1);
+  rd_kafka_mock_partition_set_follower(cluster_, "orders", 3, -1);
+  rd_kafka_mock_broker_set_rtt(cluster_, 3, 0);
+  EXPECT_EQ(child.end_with(SIGTERM), 0);
+  auto opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});
