@@ -213,7 +213,13 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     if (!message) continue;
     // The client's own errors (no partition): librdkafka asks again by itself.
     if (message->partition != partition) continue;
-    if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+    // The end of what the replica fetched from has: the chunk's end, or a replica whose high
+    // watermark lags the end asked (a preferred follower, a new leader): its records up to `end`
+    // are the topic's all the same, and come once its watermark catches up.
+    if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (message->offset >= end) break;
+      continue;
+    }
     // `start` is below the partition's start now (auto.offset.reset=error): retention removed
     // those records since the start was asked. What is left of the range is read from there.
     if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && !cut) {
