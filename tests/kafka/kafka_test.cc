@@ -727,6 +727,63 @@ TEST_F(KafkaTest, AChunkIsReadToItsEndPastALaggingReplicasEof) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// adv16f: retention cuts a chunk of the read-back in the middle: its first records were read,
+// the next fetch is below the partition's new start, and the chunk is read on from there. The
+// records read before the cut stay among those found, so the lowest of them is taken for where
+// the partition's records begin (read_from), and the events whose records retention removed
+// between the two are taken for events "the topic has no record of": the export stops saying
+// this store is not the one that exported there. Here a burst exported while the brokers were
+// down (every record claims nothing acknowledged, annal.delivered=0, so the start reads the
+// whole partition back and checks every event), 80 records of 50 KB in batches of 10; other
+// records are written while the start reads the second batch, and the mock cluster drops about
+// half of the burst's.
+TEST_F(KafkaTest, RetentionInsideAChunkIsNotTakenForAnotherStore) {
+  annal::test::Watchdog watchdog("kafka export, retention inside a chunk of the read-back");
+  for (int partition = 0; partition < kPartitions; ++partition) rd_kafka_mock_partition_set_leader(cluster_, "orders", partition, 3);
+  {
+    auto exporter = open_with_export({{"batch.num.messages", "10"}});
+    ASSERT_FALSE(HasFailure());
+    for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
+    const std::string payload = "{\"big\":\"" + std::string(50'000, 'b') + "\"}";
+    const auto bytes = std::as_bytes(std::span(payload));
+    const EventData event{.type = "Counted", .payload = {bytes.begin(), bytes.end()}};
+    Receipt last;
+    for (int i = 0; i < 80; ++i) {
+      auto receipt = engine_->append("big", ExpectedVersion::any(), {&event, 1});
+      ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+      last = receipt.value();
+    }
+    ASSERT_TRUE(engine_->wait_durable(last, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+    // Every record produced while nothing can be acknowledged.
+    ASSERT_TRUE(annal::test::eventually(
+        [&] { return engine_->projection_status("export_kafka").value().applied >= last.last_sequence; }));
+    for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_up(cluster_, broker);
+    wait_delivered(*exporter, last);
+    ASSERT_TRUE(engine_->close().ok());
+    engine_.reset();
+  }
+  int partition = -1;
+  for (const Record& record : topic()) partition = record.partition;
+  ASSERT_GE(partition, 0);
+  rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
+  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
+                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
+                                             "store-a", "--set", "log_level=7", "--set", "debug=fetch",
+                                             "--start-timeout", "3600", "--until-caught-up"});
+  ASSERT_TRUE(child.wait_for("Fetch topic orders [" + std::to_string(partition) + "] at offset 10 ", std::chrono::seconds(60)))
+      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  // 2.6 MB more: the partition's oldest 4 batches (2 MB) go.
+  std::string other;
+  const std::string filler(10'000, 'x');
+  for (int i = 0; i < 260; ++i) other += "{\"filler\":\"" + filler + "\"}\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(other, "-t orders -p " + std::to_string(partition) + " -k other -H annal.source=store-b"));
+  (void)child.wait_for("\n(never printed)\n", std::chrono::minutes(2));  // to its end
+  EXPECT_TRUE(child.stderr_closed());
+  EXPECT_EQ(child.printed().find("disagree"), std::string::npos)
+      << child.printed().substr(child.printed().find("disagree") - std::min<std::size_t>(child.printed().find("disagree"), 100), 700);
+  EXPECT_EQ(child.end_with(SIGTERM), 0);
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});
