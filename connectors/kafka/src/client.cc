@@ -201,6 +201,7 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
   if (const rd_kafka_resp_err_t started = consumer.start(partition, start); started) {
     return kafka_error(options, "reading partition " + std::to_string(partition), started);
   }
+  const std::size_t before = found.size();
   for (std::int64_t next = start; next < end;) {
     // Asked between polls: a leader that went down since the ends were had makes the polls come
     // back empty until the deadline.
@@ -224,6 +225,10 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     // those records since the start was asked. What is left of the range is read from there.
     if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && !cut) {
       cut = true;
+      // What this chunk read below the new start is gone: kept, it would leave a hole between it
+      // and what follows, above the lowest record found (read_from), taken for a store's events
+      // that the topic never had.
+      found.resize(before);
       consumer.stop(partition);
       if (const rd_kafka_resp_err_t started = consumer.start(partition, RD_KAFKA_OFFSET_BEGINNING); started) {
         return kafka_error(options, "reading partition " + std::to_string(partition), started);
