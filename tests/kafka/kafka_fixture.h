@@ -23,6 +23,7 @@
 #include "eventually.h"
 #include "run_program.h"
 #include "served.h"
+#include "spawned_tool.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -107,6 +108,33 @@ class KafkaTest : public ::testing::Test {
     const annal::test::ProgramRun sent = annal::test::run_program(
         std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) + " " + kcat_args + " -l " + file);
     ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  }
+
+  // Partition 3 behind a slow leader: this source's `ours` events exported, then `foreign` records
+  // of another source after them there, and broker 3, its leader, answering each request half a
+  // second late, so that a test can act between the read-back's fetches.
+  void slow_partition_3_after(int ours, int foreign) {
+    ASSERT_NO_FATAL_FAILURE(export_and_close(ours));
+    std::string lines;
+    for (int i = 0; i < foreign; ++i) lines += "{\"other\":" + std::to_string(i) + "}\n";
+    ASSERT_NO_FATAL_FAILURE(send_with_kcat(lines, "-t orders -p 3 -k other -H annal.source=store-b"));
+    rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
+    rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
+  }
+
+  // `annal export kafka` of this store to topic orders as store-a, with librdkafka's debug log of
+  // `debug` on its stderr (a test times its faults from it), then `more` arguments.
+  std::unique_ptr<annal::test::SpawnedTool> export_tool(const std::string& debug, std::vector<std::string> more = {}) {
+    std::vector<std::string> args{"export", "kafka", dir_.path(), "--brokers", rd_kafka_mock_cluster_bootstraps(cluster_),
+                                  "--topic", "orders", "--source", "store-a", "--set", "log_level=7", "--set",
+                                  "debug=" + debug, "--start-timeout", "3600"};
+    args.insert(args.end(), more.begin(), more.end());
+    return std::make_unique<annal::test::SpawnedTool>(ANNAL_CLI, args);
+  }
+  // The end of what a tool printed, for a failure's message.
+  static std::string last_printed(const annal::test::SpawnedTool& child) {
+    const std::string& printed = child.printed();
+    return printed.substr(printed.size() - std::min<std::size_t>(printed.size(), 1500));
   }
 
   // Exports 200 events and closes; then writes, with kcat, a record of this source in partition 0,

@@ -622,25 +622,17 @@ TEST_F(KafkaTest, TheImportToolStopsWhileItsStartWaitsForKafka) {
 // events, then another's 5,000 records in partition 3: always the same offset).
 TEST_F(KafkaTest, TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown) {
   annal::test::Watchdog watchdog("annal export kafka, stopped while reading back a chunk");
-  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
-  // Another source's records after this source's last in partition 3: several chunks to read back.
-  std::string foreign;
-  for (int i = 0; i < 5000; ++i) foreign += "{\"other\":" + std::to_string(i) + "}\n";
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat(foreign, "-t orders -p 3 -k other -H annal.source=store-b"));
-  rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
-  // Its leader answers each request half a second late: the second chunk's fetch is still
-  // unanswered when the test, told it began, takes the leader down.
-  rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
-  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
-                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
-                                             "store-a", "--set", "log_level=7", "--set", "debug=consumer,fetch",
-                                             "--start-timeout", "3600"});
-  ASSERT_TRUE(child.wait_for("Partition orders [3] start fetching at offset 3023", std::chrono::seconds(60)))
-      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  // Another source's records after this source's last in partition 3: several chunks to read
+  // back, the second one's fetch still unanswered when the test, told it began, takes the leader
+  // down.
+  ASSERT_NO_FATAL_FAILURE(slow_partition_3_after(100, 5000));
+  const auto child = export_tool("consumer,fetch");
+  ASSERT_TRUE(child->wait_for("Partition orders [3] start fetching at offset 3023", std::chrono::seconds(60)))
+      << last_printed(*child);
   rd_kafka_mock_broker_set_down(cluster_, 3);
-  EXPECT_EQ(child.end_with(SIGTERM), 0);
-  EXPECT_TRUE(child.wait_for("stopped while starting"))
-      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  EXPECT_EQ(child->end_with(SIGTERM), 0);
+  EXPECT_TRUE(child->wait_for("stopped while starting"))
+      << last_printed(*child);
 }
 
 // adv16e: retention removes a partition's oldest records while the start reads it back (here
@@ -653,27 +645,19 @@ TEST_F(KafkaTest, TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown
 // reads back while retention runs.
 TEST_F(KafkaTest, RetentionDuringTheReadBackDoesNotFailTheStart) {
   annal::test::Watchdog watchdog("kafka export, retention during the read-back");
-  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
-  std::string foreign;
-  for (int i = 0; i < 20000; ++i) foreign += "{\"other\":" + std::to_string(i) + "}\n";
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat(foreign, "-t orders -p 3 -k other -H annal.source=store-b"));
-  rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
   // Each chunk's fetch takes half a second: the 6 MB land while most chunks are still to read.
-  rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
-  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
-                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
-                                             "store-a", "--set", "log_level=7", "--set", "debug=fetch",
-                                             "--start-timeout", "3600", "--until-caught-up"});
+  ASSERT_NO_FATAL_FAILURE(slow_partition_3_after(100, 20000));
+  const auto child = export_tool("fetch", {"--until-caught-up"});
   // The second chunk of partition 3 (this source's 23 records, then the other's 20,000).
-  ASSERT_TRUE(child.wait_for("Fetch topic orders [3] at offset 18023", std::chrono::seconds(60)))
-      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  ASSERT_TRUE(child->wait_for("Fetch topic orders [3] at offset 18023", std::chrono::seconds(60)))
+      << last_printed(*child);
   std::string big;
   const std::string filler(10'000, 'x');
   for (int i = 0; i < 600; ++i) big += "{\"filler\":\"" + filler + "\"}\n";
   ASSERT_NO_FATAL_FAILURE(send_with_kcat(big, "-t orders -p 3 -k other -H annal.source=store-b"));
-  EXPECT_TRUE(child.wait_for("from sequence"))
-      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 600));
-  (void)child.end_with(SIGTERM);
+  EXPECT_TRUE(child->wait_for("from sequence"))
+      << last_printed(*child);
+  (void)child->end_with(SIGTERM);
 }
 
 // adv16f: a chunk of the read-back stops at the first PARTITION_EOF, even one below the chunk's
@@ -703,23 +687,19 @@ TEST_F(KafkaTest, AChunkIsReadToItsEndPastALaggingReplicasEof) {
   rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
   // The first chunk's first fetch is still unanswered when the follower is named.
   rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
-  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
-                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
-                                             "store-a", "--set", "log_level=7", "--set", "debug=consumer",
-                                             "--set", "client.rack=rack-1", "--start-timeout", "3600",
-                                             "--until-caught-up"});
-  ASSERT_TRUE(child.wait_for("Partition orders [3] start fetching at offset " + std::to_string(end - 1000),
+  const auto child = export_tool("consumer", {"--set", "client.rack=rack-1", "--until-caught-up"});
+  ASSERT_TRUE(child->wait_for("Partition orders [3] start fetching at offset " + std::to_string(end - 1000),
                              std::chrono::seconds(60)))
-      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+      << last_printed(*child);
   rd_kafka_mock_partition_set_follower(cluster_, "orders", 3, 1);
   rd_kafka_mock_partition_set_follower_wmarks(cluster_, "orders", 3, -1, first_run_end);
-  EXPECT_TRUE(child.wait_for("from sequence"))
-      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  EXPECT_TRUE(child->wait_for("from sequence"))
+      << last_printed(*child);
   // The follower caught up: every reader sees the whole partition again.
   rd_kafka_mock_partition_set_follower_wmarks(cluster_, "orders", 3, -1, -1);
   rd_kafka_mock_partition_set_follower(cluster_, "orders", 3, -1);
   rd_kafka_mock_broker_set_rtt(cluster_, 3, 0);
-  EXPECT_EQ(child.end_with(SIGTERM), 0);
+  EXPECT_EQ(child->end_with(SIGTERM), 0);
   auto opened = Engine::open(dir_.path(), {});
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   engine_ = std::move(opened).value();
@@ -766,22 +746,19 @@ TEST_F(KafkaTest, RetentionInsideAChunkIsNotTakenForAnotherStore) {
   for (const Record& record : topic()) partition = record.partition;
   ASSERT_GE(partition, 0);
   rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
-  annal::test::SpawnedTool child(ANNAL_CLI, {"export", "kafka", dir_.path(), "--brokers",
-                                             rd_kafka_mock_cluster_bootstraps(cluster_), "--topic", "orders", "--source",
-                                             "store-a", "--set", "log_level=7", "--set", "debug=fetch",
-                                             "--start-timeout", "3600", "--until-caught-up"});
-  ASSERT_TRUE(child.wait_for("Fetch topic orders [" + std::to_string(partition) + "] at offset 10 ", std::chrono::seconds(60)))
-      << child.printed().substr(child.printed().size() - std::min<std::size_t>(child.printed().size(), 1500));
+  const auto child = export_tool("fetch", {"--until-caught-up"});
+  ASSERT_TRUE(child->wait_for("Fetch topic orders [" + std::to_string(partition) + "] at offset 10 ", std::chrono::seconds(60)))
+      << last_printed(*child);
   // 2.6 MB more: the partition's oldest 4 batches (2 MB) go.
   std::string other;
   const std::string filler(10'000, 'x');
   for (int i = 0; i < 260; ++i) other += "{\"filler\":\"" + filler + "\"}\n";
   ASSERT_NO_FATAL_FAILURE(send_with_kcat(other, "-t orders -p " + std::to_string(partition) + " -k other -H annal.source=store-b"));
-  (void)child.wait_for("\n(never printed)\n", std::chrono::minutes(2));  // to its end
-  EXPECT_TRUE(child.stderr_closed());
-  EXPECT_EQ(child.printed().find("disagree"), std::string::npos)
-      << child.printed().substr(child.printed().find("disagree") - std::min<std::size_t>(child.printed().find("disagree"), 100), 700);
-  EXPECT_EQ(child.end_with(SIGTERM), 0);
+  (void)child->wait_for("\n(never printed)\n", std::chrono::minutes(2));  // to its end
+  EXPECT_TRUE(child->stderr_closed());
+  EXPECT_EQ(child->printed().find("disagree"), std::string::npos)
+      << child->printed().substr(child->printed().find("disagree") - std::min<std::size_t>(child->printed().find("disagree"), 100), 700);
+  EXPECT_EQ(child->end_with(SIGTERM), 0);
 }
 
 // No brokers or no topic given: each user of Kafka says which, at once.
