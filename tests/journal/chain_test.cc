@@ -334,5 +334,19 @@ TEST_F(ChainTest, AnOpenChainsWhatWasLeftUnchainedAndRedoesWhatNoLongerMatches) 
   EXPECT_EQ(crypto::to_hex(reread.value().entries.back().link), crypto::to_hex(chain.value().entries.back().link));
 }
 
+// adv17c: records cut from the start of the newest sealed segment (its header's base moved up,
+// its file renamed, every CRC32C recomputed; whole segments before it removed as retention would),
+// CHAIN left as it was. Its entry still says the segment began earlier: the chain alone must see it.
+TEST_F(ChainTest, RecordsCutFromTheStartOfTheNewestSealedSegmentAreFound) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  std::vector<PlainSegment> log = read_log(dir_.path());
+  ASSERT_GE(log.size(), 4u);
+  log.erase(log.begin(), log.end() - 2);  // the newest sealed segment and the tail
+  const std::uint64_t base = log.front().header.base_sequence;
+  log.front().records.erase(log.front().records.begin(), log.front().records.begin() + 3);
+  write_log(dir_.path(), std::move(log), base + 3);
+  expect_found(verify(), "chain breaks at " + segment_file_name(base + 3));
+}
+
 }  // namespace
 }  // namespace annal::journal::test
