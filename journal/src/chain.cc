@@ -244,6 +244,21 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
       return report;  // nothing after a segment that cannot be read is linked to it
     }
     if (entry == log.chain.entries.end()) {
+      // A segment that starts inside one CHAIN chained whole: records were cut from its start
+      // (its header's base moved up), not a segment still waiting for its entry.
+      const auto around = std::find_if(log.chain.entries.begin(), log.chain.entries.end(), [&](const ChainEntry& e) {
+        return e.base < segment.base && segment.base <= e.last;
+      });
+      if (around != log.chain.entries.end()) {
+        if (!broken) {
+          report.problems.push_back("chain breaks at " + name + ": CHAIN chained sequences " +
+                                    range(around->base, around->last) +
+                                    " as one segment: records were removed from its start");
+        }
+        broken = true;
+        previous = link.value().link;
+        continue;
+      }
       // The chain thread appends a segment's entry just after the writer sealed it, and an open
       // chains what a crash left unchained: only the newest sealed segment may be waiting.
       const bool newest_sealed = i + 2 == log.segments.size();
