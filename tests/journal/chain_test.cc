@@ -348,5 +348,25 @@ TEST_F(ChainTest, RecordsCutFromTheStartOfTheNewestSealedSegmentAreFound) {
   expect_found(verify(), "chain breaks at " + segment_file_name(base + 3));
 }
 
+// adv17c: retention that removes segments sealed while the chain was off (so never chained) leaves
+// a gap between CHAIN's entries of removed segments and those of the segments kept. That is no
+// edit: the store must verify sound once an open with the chain on has chained what is left.
+TEST_F(ChainTest, RetentionOfSegmentsNeverChainedIsNoBreak) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  Options unchained = kSmallSegments;
+  unchained.hash_chain = false;
+  ASSERT_NO_FATAL_FAILURE(append(kRecords, unchained));
+  {
+    auto journal = open(unchained);
+    ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+    ASSERT_TRUE(journal.value()->remove_segments_before(kRecords + kRecords / 2).ok());
+    ASSERT_TRUE(journal.value()->close().ok());
+  }
+  ASSERT_NO_FATAL_FAILURE(append(1));  // the chain on again: the open chains the sealed segments kept
+  const ChainReport report = verify();
+  EXPECT_TRUE(report.sound()) << joined(report.problems);
+  EXPECT_EQ(report.checked, segment_files(dir_.path()).size() - 1);
+}
+
 }  // namespace
 }  // namespace annal::journal::test
