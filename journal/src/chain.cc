@@ -203,7 +203,12 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
   std::optional<std::uint64_t> previous_last;
   for (const ChainEntry& entry : log.chain.entries) {
     const std::string where = "CHAIN entry for sequences " + range(entry.base, entry.last);
-    if (previous_last && entry.base != *previous_last + 1) {
+    // A gap below the first segment is retention's: it removed segments that were never chained
+    // (sealed with the chain off, or after chaining stopped), and the first kept links to the
+    // entry before them.
+    const bool retention_gap = !log.segments.empty() && previous_last && entry.base == log.segments.front().base &&
+                               *previous_last < entry.base;
+    if (previous_last && entry.base != *previous_last + 1 && !retention_gap) {
       report.problems.push_back(where + ": follows an entry that ended at " + std::to_string(*previous_last) +
                                 " (entries removed, inserted or reordered)");
     }
