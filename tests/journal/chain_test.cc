@@ -334,6 +334,51 @@ TEST_F(ChainTest, AnOpenChainsWhatWasLeftUnchainedAndRedoesWhatNoLongerMatches) 
   EXPECT_EQ(crypto::to_hex(reread.value().entries.back().link), crypto::to_hex(chain.value().entries.back().link));
 }
 
+// adv17c: a backend that runs a hook before each open (the path and mode), everything else going
+// straight through: tests stop the chain thread, or act between two reads of a tool, at a moment
+// they choose.
+class HookedBackend final : public IoBackend {
+ public:
+  explicit HookedBackend(std::shared_ptr<IoBackend> inner) : inner_(std::move(inner)) {}
+  std::function<void(const std::string&, OpenMode)> on_open;
+
+  Result<FileId> open(const std::string& path, OpenMode mode) override {
+    if (on_open) on_open(path, mode);
+    return inner_->open(path, mode);
+  }
+  Status close(FileId file) override { return inner_->close(file); }
+  Result<std::uint64_t> size(FileId file) override { return inner_->size(file); }
+  Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override {
+    return inner_->read(file, offset, out);
+  }
+  Status write(FileId file, std::uint64_t offset, std::span<const std::byte> data) override {
+    return inner_->write(file, offset, data);
+  }
+  Status sync(FileId file) override { return inner_->sync(file); }
+  Status allocate(FileId file, std::uint64_t bytes) override { return inner_->allocate(file, bytes); }
+  Status truncate(FileId file, std::uint64_t bytes) override { return inner_->truncate(file, bytes); }
+  Status sync_directory(const std::string& directory) override { return inner_->sync_directory(directory); }
+  Status rename(const std::string& from, const std::string& to) override { return inner_->rename(from, to); }
+  Status remove(const std::string& path) override { return inner_->remove(path); }
+  Result<std::vector<std::string>> list(const std::string& directory) override { return inner_->list(directory); }
+  Result<FileId> lock_directory(const std::string& directory) override { return inner_->lock_directory(directory); }
+  Result<bool> directory_locked(const std::string& directory) override {
+    return inner_->directory_locked(directory);
+  }
+  void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data, std::uint64_t tag) override {
+    inner_->queue_write(file, offset, data, tag);
+  }
+  void queue_sync(FileId file, std::uint64_t tag) override { inner_->queue_sync(file, tag); }
+  Status submit() override { return inner_->submit(); }
+  Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) override {
+    return inner_->reap(out, min_complete);
+  }
+  void wake() override { inner_->wake(); }
+
+ private:
+  std::shared_ptr<IoBackend> inner_;
+};
+
 // adv17c: records cut from the start of the newest sealed segment (its header's base moved up,
 // its file renamed, every CRC32C recomputed; whole segments before it removed as retention would),
 // CHAIN left as it was. Its entry still says the segment began earlier: the chain alone must see it.
@@ -366,6 +411,34 @@ TEST_F(ChainTest, RetentionOfSegmentsNeverChainedIsNoBreak) {
   const ChainReport report = verify();
   EXPECT_TRUE(report.sound()) << joined(report.problems);
   EXPECT_EQ(report.checked, segment_files(dir_.path()).size() - 1);
+}
+
+// adv17c: verify beside a running writer. Between verify's scan of the segments and its read of
+// CHAIN, the writer fills and seals the tail and the chain thread chains it: CHAIN then holds an
+// entry for more records than the scan saw. That is no edit.
+TEST_F(ChainTest, VerifyBesideAWriterThatSealsTheTailMeanwhileFindsNoBreak) {
+  ASSERT_NO_FATAL_FAILURE(append(kRecords));
+  auto journal = open(kSmallSegments);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  const std::size_t segments = segment_files(dir_.path()).size();
+  HookedBackend io(std::make_shared<PosixBackend>());
+  bool sealed = false;
+  io.on_open = [&](const std::string& path, OpenMode) {
+    if (sealed || !path.ends_with("/CHAIN")) return;
+    sealed = true;
+    for (std::uint64_t i = 0; i < kRecords / 3; ++i) {
+      const auto payload = payload_for(7, kRecords + 1 + i);
+      const RecordInput record{.stream_id = 7, .stream_version = kRecords + 1 + i, .payload = payload};
+      ASSERT_TRUE(journal.value()->append(std::span(&record, 1)).ok());
+    }
+    ASSERT_TRUE(journal.value()->wait_durable(kRecords + kRecords / 3, soon()).ok());
+    ASSERT_TRUE(journal.value()->close().ok());  // chains what was sealed
+    ASSERT_GT(segment_files(dir_.path()).size(), segments) << "the tail was sealed";
+  };
+  const auto report = verify_chain(io, dir_.path(), {});
+  ASSERT_TRUE(sealed);
+  ASSERT_TRUE(report.ok()) << report.status().to_string();
+  EXPECT_TRUE(report.value().sound()) << joined(report.value().problems);
 }
 
 }  // namespace
