@@ -150,10 +150,12 @@ struct ChainedLog {
 };
 
 Result<ChainedLog> read_chained_log(IoBackend& io, const std::string& directory) {
-  auto scanned = scan_directory(io, directory, Options{}, /*verify=*/false);
-  if (!scanned.ok()) return scanned.status();
+  // CHAIN first: beside a writer, every entry read is then of a segment sealed before the scan, which
+  // sees it whole (read after, an entry could be of a tail the scan saw shorter).
   auto chain = read_chain_file(io, directory);
   if (!chain.ok()) return chain.status();
+  auto scanned = scan_directory(io, directory, Options{}, /*verify=*/false);
+  if (!scanned.ok()) return scanned.status();
   ChainedLog log{.segments = {}, .chain = std::move(chain).value(), .start = {}};
   for (SegmentInfo& segment : scanned.value().segments) {
     if (segment.end_sequence > segment.base) log.segments.push_back(std::move(segment));
