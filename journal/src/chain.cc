@@ -235,6 +235,9 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
     }
   }
   if (!check.keys && tagged_before) report.notes.push_back("the entries' tags were not checked: no key was given");
+  const auto locked = io.directory_locked(directory);
+  const bool writer_running = locked.ok() && locked.value();
+  const std::uint64_t chained_through = log.chain.entries.empty() ? 0 : log.chain.entries.back().last;
   // The links, segment by segment, recomputed in order from the files.
   crypto::Digest previous = log.start;
   bool broken = false;
@@ -268,7 +271,9 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
       }
       // The chain thread appends a segment's entry just after the writer sealed it, and an open
       // chains what a crash left unchained: only the newest sealed segment may be waiting.
-      const bool newest_sealed = i + 2 == log.segments.size();
+      // While a writer holds the directory, its chain thread may be several segments behind:
+      // every sealed segment past the last entry may be waiting.
+      const bool newest_sealed = i + 2 == log.segments.size() || (writer_running && segment.base > chained_through);
       if (sealed && newest_sealed) report.notes.push_back(name + " is not chained yet (just sealed)");
       if (sealed && !newest_sealed) {
         report.problems.push_back("chain: " + name + " is missing from CHAIN (a store not opened since it was made "
