@@ -761,6 +761,39 @@ TEST_F(KafkaTest, RetentionInsideAChunkIsNotTakenForAnotherStore) {
   EXPECT_EQ(child->end_with(SIGTERM), 0);
 }
 
+// adv16g: retention cuts a chunk of the read-back twice. The first cut is read on from the
+// partition's new start (RetentionDuringTheReadBackDoesNotFailTheStart); a second one in the same
+// chunk, while the rest of it is read from there, gets auto.offset.reset=error's error again, and
+// the start fails ("reading partition 3: Local: No offset to automatically reset to") instead of
+// reading on from the newer start, as docs/kafka.md says of retention during the read-back. Here
+// partition 3 holds this source's records, then another's 4.5 MB in batches of 100 KB: one chunk,
+// read a batch a fetch from a slow leader. 1.5 MB more are written once the chunk's read began (the
+// mock cluster keeps about 5 MB a partition: the oldest batches go, past the read), and again once
+// the chunk is read on from the new start.
+TEST_F(KafkaTest, RetentionCuttingAChunkTwiceDoesNotFailTheStart) {
+  annal::test::Watchdog watchdog("kafka export, retention cutting a chunk of the read-back twice");
+  ASSERT_NO_FATAL_FAILURE(export_and_close(100));
+  const std::string filler(10'000, 'x');
+  const auto fillers = [&](int count) {
+    std::string lines;
+    for (int i = 0; i < count; ++i) lines += "{\"filler\":\"" + filler + "\"}\n";
+    return lines;
+  };
+  ASSERT_NO_FATAL_FAILURE(
+      send_with_kcat(fillers(450), "-t orders -p 3 -k other -H annal.source=store-b -X batch.num.messages=10"));
+  rd_kafka_mock_partition_set_leader(cluster_, "orders", 3, 3);
+  rd_kafka_mock_broker_set_rtt(cluster_, 3, 500);
+  const auto child = export_tool("fetch,topic,consumer", {"--until-caught-up"});
+  ASSERT_TRUE(child->wait_for("Start consuming orders [3] at offset 0 ", std::chrono::seconds(60))) << last_printed(*child);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(fillers(150), "-t orders -p 3 -k other -H annal.source=store-b"));
+  ASSERT_TRUE(child->wait_for("fetch failed due to requested offset not available", std::chrono::seconds(60)))
+      << last_printed(*child);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(fillers(150), "-t orders -p 3 -k other -H annal.source=store-b"));
+  EXPECT_TRUE(child->wait_for("from sequence")) << last_printed(*child);
+  EXPECT_EQ(child->printed().find("No offset to automatically reset to"), std::string::npos) << last_printed(*child);
+  (void)child->end_with(SIGTERM);
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});
