@@ -202,6 +202,8 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     return kafka_error(options, "reading partition " + std::to_string(partition), started);
   }
   const std::size_t before = found.size();
+  // When the chunk is read on from the partition's new start (below): a second time, a little later.
+  auto restart = std::chrono::steady_clock::time_point::max();
   for (std::int64_t next = start; next < end;) {
     // Asked between polls: a leader that went down since the ends were had makes the polls come
     // back empty until the deadline.
@@ -210,7 +212,13 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
       return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
                                               " partition " + std::to_string(partition) + " did not finish in time");
     }
-    const Owned<rd_kafka_message_t> message = consumer.poll(std::min(milliseconds_until(deadline), 500));
+    if (restart <= std::chrono::steady_clock::now()) {
+      restart = std::chrono::steady_clock::time_point::max();
+      if (const rd_kafka_resp_err_t started = consumer.start(partition, RD_KAFKA_OFFSET_BEGINNING); started) {
+        return kafka_error(options, "reading partition " + std::to_string(partition), started);
+      }
+    }
+    const Owned<rd_kafka_message_t> message = consumer.poll(std::min(milliseconds_until(deadline), 200));
     if (!message) continue;
     // The client's own errors (no partition): librdkafka asks again by itself.
     if (message->partition != partition) continue;
@@ -223,18 +231,22 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     }
     // `start` is below the partition's start now (auto.offset.reset=error): retention removed
     // those records since the start was asked. What is left of the range is read from there.
-    if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && !cut) {
+    // Again (retention passing the new start too, or that start's lookup refused for good): read
+    // on from the newer start, a little later.
+    if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+      const bool again = cut;
       cut = true;
       // What this chunk read below the new start is gone: kept, it would leave a hole between it
       // and what follows, above the lowest record found (read_from), taken for a store's events
       // that the topic never had.
       found.resize(before);
       consumer.stop(partition);
-      if (const rd_kafka_resp_err_t started = consumer.start(partition, RD_KAFKA_OFFSET_BEGINNING); started) {
-        return kafka_error(options, "reading partition " + std::to_string(partition), started);
-      }
+      restart = std::chrono::steady_clock::now() + (again ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
       continue;
     }
+    // The new start's lookup failed (its offset is the logical one asked): its AUTO_OFFSET_RESET
+    // (above) asks again.
+    if (cut && message->err != RD_KAFKA_RESP_ERR_NO_ERROR && message->offset < 0) continue;
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return kafka_error(options, "reading partition " + std::to_string(partition), message->err);
     }
