@@ -795,6 +795,9 @@ Status JournalImpl::remove_segments_before(std::uint64_t sequence) {
     }
   }
   if (keep_from == 0) return {};
+  // Chained before they go: a segment removed before its entry was written would stop the chain
+  // thread (it cannot read it) and leave the chain without it.
+  if (chainer_) chainer_->wait_idle();
   // The floor moves first: a segment gone below it would read as one deleted by hand at the next open.
   if (Status kept = write_retention_floor(*io_, lock_, keep_from); !kept.ok()) return kept;
   std::vector<std::string> doomed;

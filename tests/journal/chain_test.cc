@@ -291,6 +291,29 @@ TEST_F(ChainTest, WithoutTheChainNothingIsChainedUntilAnOpenWithIt) {
   EXPECT_EQ(report.entries, segment_files(dir_.path()).size() - 1);
 }
 
+// Retention right after a rollover removes segments the chain thread may not have reached: it
+// waits for them to be chained first, so that the chain keeps going past them.
+TEST_F(ChainTest, RetentionWaitsForTheSegmentsItRemovesToBeChained) {
+  auto journal = open(kSmallSegments);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  for (std::uint64_t i = 1; i <= kRecords; ++i) {
+    const auto payload = payload_for(7, i);
+    const RecordInput record{.stream_id = 7, .stream_version = i, .payload = payload};
+    ASSERT_TRUE(journal.value()->append(std::span(&record, 1)).ok());
+  }
+  ASSERT_TRUE(journal.value()->wait_durable(kRecords, soon()).ok());
+  const std::size_t sealed = segment_files(dir_.path()).size() - 1;
+  ASSERT_TRUE(journal.value()->remove_segments_before(kRecords).ok());
+  PosixBackend io;
+  const auto chain = read_chain_file(io, dir_.path());
+  ASSERT_TRUE(chain.ok());
+  EXPECT_GE(chain.value().entries.size(), sealed) << "every removed segment was chained first";
+  ASSERT_TRUE(journal.value()->close().ok());
+  const ChainReport report = verify();
+  EXPECT_TRUE(report.sound()) << joined(report.problems);
+  EXPECT_TRUE(report.notes.empty()) << joined(report.notes);
+}
+
 // A whole entry that fails its checksum is no crash's doing.
 TEST_F(ChainTest, ADamagedEntryIsAProblem) {
   ASSERT_NO_FATAL_FAILURE(append(kRecords));
