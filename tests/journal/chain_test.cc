@@ -16,6 +16,7 @@
 
 #include "annal/journal/format.h"
 #include "chain_file.h"
+#include "forwarding_backend.h"
 #include "journal_fixture.h"
 #include "posix_backend.h"
 
@@ -362,46 +363,15 @@ TEST_F(ChainTest, AnOpenChainsWhatWasLeftUnchainedAndRedoesWhatNoLongerMatches) 
 // adv17c: a backend that runs a hook before each open (the path and mode), everything else going
 // straight through: tests stop the chain thread, or act between two reads of a tool, at a moment
 // they choose.
-class HookedBackend final : public IoBackend {
+class HookedBackend final : public ForwardingBackend {
  public:
-  explicit HookedBackend(std::shared_ptr<IoBackend> inner) : inner_(std::move(inner)) {}
+  using ForwardingBackend::ForwardingBackend;
   std::function<void(const std::string&, OpenMode)> on_open;
 
   Result<FileId> open(const std::string& path, OpenMode mode) override {
     if (on_open) on_open(path, mode);
-    return inner_->open(path, mode);
+    return ForwardingBackend::open(path, mode);
   }
-  Status close(FileId file) override { return inner_->close(file); }
-  Result<std::uint64_t> size(FileId file) override { return inner_->size(file); }
-  Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override {
-    return inner_->read(file, offset, out);
-  }
-  Status write(FileId file, std::uint64_t offset, std::span<const std::byte> data) override {
-    return inner_->write(file, offset, data);
-  }
-  Status sync(FileId file) override { return inner_->sync(file); }
-  Status allocate(FileId file, std::uint64_t bytes) override { return inner_->allocate(file, bytes); }
-  Status truncate(FileId file, std::uint64_t bytes) override { return inner_->truncate(file, bytes); }
-  Status sync_directory(const std::string& directory) override { return inner_->sync_directory(directory); }
-  Status rename(const std::string& from, const std::string& to) override { return inner_->rename(from, to); }
-  Status remove(const std::string& path) override { return inner_->remove(path); }
-  Result<std::vector<std::string>> list(const std::string& directory) override { return inner_->list(directory); }
-  Result<FileId> lock_directory(const std::string& directory) override { return inner_->lock_directory(directory); }
-  Result<bool> directory_locked(const std::string& directory) override {
-    return inner_->directory_locked(directory);
-  }
-  void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data, std::uint64_t tag) override {
-    inner_->queue_write(file, offset, data, tag);
-  }
-  void queue_sync(FileId file, std::uint64_t tag) override { inner_->queue_sync(file, tag); }
-  Status submit() override { return inner_->submit(); }
-  Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) override {
-    return inner_->reap(out, min_complete);
-  }
-  void wake() override { inner_->wake(); }
-
- private:
-  std::shared_ptr<IoBackend> inner_;
 };
 
 // adv17c: records cut from the start of the newest sealed segment (its header's base moved up,

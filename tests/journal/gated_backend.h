@@ -8,13 +8,13 @@
 #include <memory>
 #include <mutex>
 
-#include "annal/journal/io_backend.h"
+#include "forwarding_backend.h"
 
 namespace annal::journal::test {
 
-class GatedBackend final : public IoBackend {
+class GatedBackend final : public ForwardingBackend {
  public:
-  explicit GatedBackend(std::shared_ptr<IoBackend> inner) : inner_(std::move(inner)) {}
+  using ForwardingBackend::ForwardingBackend;
 
   void hold() {
     std::lock_guard lock(mutex_);
@@ -39,38 +39,10 @@ class GatedBackend final : public IoBackend {
       changed_.wait(lock, [&] { return !held_; });
       --stopped_;
     }
-    return inner_->reap(out, min_complete);
+    return ForwardingBackend::reap(out, min_complete);
   }
-
-  Result<FileId> open(const std::string& path, OpenMode mode) override { return inner_->open(path, mode); }
-  Status close(FileId file) override { return inner_->close(file); }
-  Result<std::uint64_t> size(FileId file) override { return inner_->size(file); }
-  Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override {
-    return inner_->read(file, offset, out);
-  }
-  Status write(FileId file, std::uint64_t offset, std::span<const std::byte> data) override {
-    return inner_->write(file, offset, data);
-  }
-  Status sync(FileId file) override { return inner_->sync(file); }
-  Status allocate(FileId file, std::uint64_t bytes) override { return inner_->allocate(file, bytes); }
-  Status truncate(FileId file, std::uint64_t bytes) override { return inner_->truncate(file, bytes); }
-  Status sync_directory(const std::string& directory) override { return inner_->sync_directory(directory); }
-  Status rename(const std::string& from, const std::string& to) override { return inner_->rename(from, to); }
-  Status remove(const std::string& path) override { return inner_->remove(path); }
-  Result<std::vector<std::string>> list(const std::string& directory) override { return inner_->list(directory); }
-  Result<FileId> lock_directory(const std::string& directory) override { return inner_->lock_directory(directory); }
-  Result<bool> directory_locked(const std::string& directory) override {
-    return inner_->directory_locked(directory);
-  }
-  void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data, std::uint64_t tag) override {
-    inner_->queue_write(file, offset, data, tag);
-  }
-  void queue_sync(FileId file, std::uint64_t tag) override { inner_->queue_sync(file, tag); }
-  Status submit() override { return inner_->submit(); }
-  void wake() override { inner_->wake(); }
 
  private:
-  std::shared_ptr<IoBackend> inner_;
   std::mutex mutex_;
   std::condition_variable changed_;
   bool held_ = false;
