@@ -794,6 +794,21 @@ TEST_F(KafkaTest, RetentionCuttingAChunkTwiceDoesNotFailTheStart) {
   (void)child->end_with(SIGTERM);
 }
 
+// A fetch of the read-back answered with an error librdkafka retries by itself (a storage error
+// on the leader, an unknown server error): the start waits it out, as it does for the ends,
+// rather than fail.
+TEST_F(KafkaTest, AChunkWhoseFetchFailsOnceIsReadAgain) {
+  annal::test::Watchdog watchdog("kafka export, a chunk's fetch failing once");
+  ASSERT_NO_FATAL_FAILURE(slow_partition_3_after(100, 5000));
+  const auto child = export_tool("fetch", {"--until-caught-up"});
+  ASSERT_TRUE(child->wait_for("Fetch topic orders [3] at offset 3023", std::chrono::seconds(60))) << last_printed(*child);
+  constexpr std::int16_t kFetch = 1;  // the Fetch request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kFetch, 2, RD_KAFKA_RESP_ERR_UNKNOWN,
+                                    RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR);
+  EXPECT_TRUE(child->wait_for("from sequence", std::chrono::seconds(60))) << last_printed(*child);
+  EXPECT_EQ(child->end_with(SIGTERM), 0) << last_printed(*child);
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});

@@ -202,6 +202,7 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     return kafka_error(options, "reading partition " + std::to_string(partition), started);
   }
   const std::size_t before = found.size();
+  std::string failed;  // the last error librdkafka reported, for the error at the deadline
   // When the chunk is read on from the partition's new start (below): a second time, a little later.
   auto restart = std::chrono::steady_clock::time_point::max();
   for (std::int64_t next = start; next < end;) {
@@ -210,7 +211,8 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     if (stopping()) return stopped(options);
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(ErrorCode::timed_out, "Kafka at " + options.brokers + ": reading back topic " + options.topic +
-                                              " partition " + std::to_string(partition) + " did not finish in time");
+                                              " partition " + std::to_string(partition) + " did not finish in time" +
+                                              (failed.empty() ? "" : ": " + failed));
     }
     if (restart <= std::chrono::steady_clock::now()) {
       restart = std::chrono::steady_clock::time_point::max();
@@ -244,11 +246,12 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
       restart = std::chrono::steady_clock::now() + (again ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
       continue;
     }
-    // The new start's lookup failed (its offset is the logical one asked): its AUTO_OFFSET_RESET
-    // (above) asks again.
-    if (cut && message->err != RD_KAFKA_RESP_ERR_NO_ERROR && message->offset < 0) continue;
+    // Any other error is one librdkafka fetches again after by itself (an unknown or storage error
+    // on the leader; the new start's lookup refused, whose AUTO_OFFSET_RESET above asks again):
+    // noted for the deadline's message and waited out, as partition_ends does.
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return kafka_error(options, "reading partition " + std::to_string(partition), message->err);
+      failed = rd_kafka_message_errstr(message.get());
+      continue;
     }
     if (message->offset < next) continue;
     next = message->offset + 1;
