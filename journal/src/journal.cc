@@ -933,22 +933,22 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   // Readers in other processes believe the notice while the lock is held, and the previous
   // writer's may stand past what recovery kept (damage cut the log): it is replaced before
   // anything is appended, or the open fails.
-  if (Status told = tell_readers_durable(*io, lock.value(), recovered.value().report.next_sequence - 1, true);
-      !told.ok()) {
+  // From here on, a failure closes all three.
+  const auto give_up = [&](Status status) {
     if (tail_writes >= 0) (void)io->close(tail_writes);
     if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);
     (void)io->close(lock.value());
-    return Status(told.code(), "journal " + directory + ": writing the durable sequence into LOCK: " + told.message());
+    return status;
+  };
+  if (Status told = tell_readers_durable(*io, lock.value(), recovered.value().report.next_sequence - 1, true);
+      !told.ok()) {
+    return give_up(
+        Status(told.code(), "journal " + directory + ": writing the durable sequence into LOCK: " + told.message()));
   }
   // Last: it starts chaining what a crash left unchained at once.
   auto chainer = options.hash_chain ? SegmentChainer::open(*io, directory, recovered.value().segments, options.chain_key)
                                     : Result<std::unique_ptr<SegmentChainer>>(std::unique_ptr<SegmentChainer>());
-  if (!chainer.ok()) {
-    if (tail_writes >= 0) (void)io->close(tail_writes);
-    if (recovered.value().tail_file >= 0) (void)io->close(recovered.value().tail_file);
-    (void)io->close(lock.value());
-    return chainer.status();
-  }
+  if (!chainer.ok()) return give_up(chainer.status());
   return std::unique_ptr<Journal>(new JournalImpl(directory, options, std::move(io), lock.value(),
                                                   std::move(recovered).value(), tail_writes,
                                                   std::move(chainer).value()));
