@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "annal/base/assert.h"
 #include "annal/base/little_endian.h"
 #include "annal/journal/crc32c.h"
 #include "annal/journal/format.h"
@@ -107,7 +108,7 @@ Result<ChainHead> segment_link(IoBackend& io, const std::string& path, const cry
   crypto::Sha256 hash;
   hash.update(bytes_of(kLinkLabel));
   hash.update(previous);
-  hash.update(bytes.from(0, kSegmentHeaderFieldsBytes).first(kSegmentHeaderFieldsBytes));
+  hash.update(header_bytes.first(kSegmentHeaderFieldsBytes));
   std::uint64_t expected = header.value().base_sequence;
   std::uint64_t offset = kSegmentHeaderBytes;
   const auto damaged = [&](const std::string& what) {
@@ -203,14 +204,10 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
   // The tags, entry by entry: a tag proves the entry came from the key's holder.
   bool tagged_before = false;
   std::optional<std::uint64_t> previous_last;
+  const std::uint64_t first_base = log.segments.empty() ? UINT64_MAX : log.segments.front().base;
   for (const ChainEntry& entry : log.chain.entries) {
     const std::string where = "CHAIN entry for sequences " + range(entry.base, entry.last);
-    // A gap below the first segment is retention's: it removed segments that were never chained
-    // (sealed with the chain off, or after chaining stopped), and the first kept links to the
-    // entry before them.
-    const bool retention_gap = !log.segments.empty() && previous_last && entry.base == log.segments.front().base &&
-                               *previous_last < entry.base;
-    if (previous_last && entry.base != *previous_last + 1 && !retention_gap) {
+    if (previous_last && !entry_follows(entry, *previous_last, first_base)) {
       report.problems.push_back(where + ": follows an entry that ended at " + std::to_string(*previous_last) +
                                 " (entries removed, inserted or reordered)");
     }
@@ -241,10 +238,16 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
   // The links, segment by segment, recomputed in order from the files.
   crypto::Digest previous = log.start;
   bool broken = false;
+  // The expected head, recomputed in the pass over the segments (from the link before its
+  // segment), not in a second pass over the log.
+  std::optional<Result<ChainHead>> expected_head;
   for (std::size_t i = 0; i < log.segments.size(); ++i) {
     const SegmentInfo& segment = log.segments[i];
     const std::uint64_t last = segment.end_sequence - 1;
     const bool sealed = i + 1 < log.segments.size();
+    if (check.expected && segment.base <= check.expected->sequence && check.expected->sequence <= last) {
+      expected_head = segment_link(io, segment.path, previous, check.expected->sequence);
+    }
     const auto entry = std::find_if(log.chain.entries.begin(), log.chain.entries.end(),
                                     [&](const ChainEntry& e) { return e.base == segment.base; });
     const std::string name = segment_name(segment.path) + " (sequences " + range(segment.base, last) + ")";
@@ -317,7 +320,8 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
       report.notes.push_back("the expected head's sequence " + std::to_string(expected.sequence) +
                              " is in segments retention removed: not checked");
     } else {
-      const auto head = head_in(io, log, expected.sequence);
+      ANNAL_ASSERT(expected_head.has_value());  // its sequence is in a segment the pass went over
+      const Result<ChainHead>& head = *expected_head;
       if (!head.ok()) {
         report.problems.push_back("chain: " + head.status().message());
       } else if (!crypto::equal_digests(head.value().link, expected.link)) {

@@ -4,6 +4,10 @@
 
 namespace annal::journal {
 
+bool entry_follows(const ChainEntry& entry, std::uint64_t previous_last, std::uint64_t first_base) noexcept {
+  return entry.base == previous_last + 1 || (entry.base == first_base && previous_last < first_base);
+}
+
 Result<ChainFile> read_chain_file(IoBackend& io, const std::string& directory) {
   const std::string path = join_path(directory, std::string(kChainFileName));
   auto file = io.open(path, OpenMode::read_only);

@@ -18,6 +18,12 @@ struct ChainFile {
   bool damaged_entry_incomplete = false;
 };
 
+// Whether `entry` may follow an entry that ended at `previous_last`, in a log whose first segment
+// begins at `first_base`: right after it, or at that first segment after a gap below it, which is
+// retention's (it removed segments never chained: sealed with the chain off, or after chaining
+// stopped), the first kept linking to the entry before them.
+[[nodiscard]] bool entry_follows(const ChainEntry& entry, std::uint64_t previous_last, std::uint64_t first_base) noexcept;
+
 // No file is no entries.
 [[nodiscard]] Result<ChainFile> read_chain_file(IoBackend& io, const std::string& directory);
 

@@ -17,9 +17,7 @@ Result<std::unique_ptr<SegmentChainer>> SegmentChainer::open(IoBackend& io, std:
   std::vector<ChainEntry> kept;
   bool dropped = chain.value().damaged_at.has_value();
   for (const ChainEntry& entry : chain.value().entries) {
-    // A gap below the first segment: retention removed segments that were never chained.
-    const bool retention_gap = entry.base == first_base && !kept.empty() && kept.back().last < first_base;
-    if (!kept.empty() && entry.base != kept.back().last + 1 && !retention_gap) {
+    if (!kept.empty() && !entry_follows(entry, kept.back().last, first_base)) {
       dropped = true;
       break;
     }
