@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Publishes one message that looks like annal's but whose annal.id is not an id, with pika (a
-client that is not annal's), to an existing stream: the reader must call it corruption.
+"""Publishes one message with pika (a client that is not annal's) to an existing stream: without
+MARKER, one that looks like annal's but whose annal.id is not an id (the reader must call it
+corruption); with MARKER, an event of type End whose annal.stream is MARKER, that a test reads up
+to to know it has read everything published before it.
 
-Usage: publish_message.py URL STREAM
+Usage: publish_message.py URL STREAM [MARKER]
 """
 import sys
 
@@ -14,8 +16,12 @@ def main():
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.confirm_delivery()
-    headers = {"annal.sequence": 1, "annal.version": 0, "annal.type": "Counted", "annal.stream": "s",
-               "annal.timestamp_ns": 1, "annal.source": "forger", "annal.id": "not-an-id"}
+    if len(sys.argv) > 3:
+        headers = {"annal.sequence": 1, "annal.version": 0, "annal.type": "End", "annal.stream": sys.argv[3],
+                   "annal.timestamp_ns": 1, "annal.source": "end-" + sys.argv[3]}
+    else:
+        headers = {"annal.sequence": 1, "annal.version": 0, "annal.type": "Counted", "annal.stream": "s",
+                   "annal.timestamp_ns": 1, "annal.source": "forger", "annal.id": "not-an-id"}
     channel.basic_publish("", stream, b"x", pika.BasicProperties(headers=headers), mandatory=True)
     connection.close()
 

@@ -111,25 +111,38 @@ Result<Tail> read_tail(Connection& connection, const std::string& stream, const 
     return scanned;
   }
   if (last_chunk.last.sequence != 0) return last_chunk.last;
-  // Then back a window at a time, each twice the one before: the first window holding messages of
-  // the source holds its last one (a source's messages sit in the stream in sequence order).
+  // Then back a window at a time, each twice the one before, down to the stream's first message:
+  // the first window holding messages of the source holds its last one (a source's messages sit
+  // in the stream in sequence order). A window's first delivery does not tell where the stream
+  // begins: RabbitMQ takes the offset at each segment's start for itself and delivers it to no
+  // AMQP consumer, so a window starting there begins one past its start.
+  const std::uint64_t end_of_windows = last_chunk.first_offset.value_or(0);
+  if (end_of_windows == 0) return Tail{};
+  Scan first_message;
+  if (Status scanned = scan(
+          connection, stream, source, std::string("first"), "annal-tail-" + marker + "-first",
+          [](std::uint64_t) { return false; }, [](const Delivery&, std::uint64_t) { return true; },
+          [] { return Status(); }, first_message, deadline, stopping);
+      !scanned.ok()) {
+    return scanned;
+  }
+  const std::uint64_t first = first_message.first_offset.value_or(end_of_windows);
   std::uint64_t size = kTailChunk;
-  for (std::uint64_t end = last_chunk.first_offset.value_or(0), step = 0; end > 0; ++step, size *= 2) {
-    const std::uint64_t start = end > size ? end - size : 0;
+  for (std::uint64_t end = end_of_windows, step = 0; end > first; ++step, size *= 2) {
+    const std::uint64_t start = end - std::min(size, end - first);
     Scan window;
     if (Status scanned = scan(
             connection, stream, source, start, "annal-tail-" + marker + "-" + std::to_string(step),
             [&](std::uint64_t offset) { return offset >= start && offset < end; },
             // Offset end - 1 is the last before the window above; retention may have removed
-            // messages, so a delivery at or past it ends the window too.
+            // messages meanwhile (or it is an offset no consumer is given), so a delivery at or
+            // past it ends the window too.
             [&](const Delivery&, std::uint64_t offset) { return offset + 1 >= end; }, [] { return Status(); }, window,
             deadline, stopping);
         !scanned.ok()) {
       return scanned;
     }
     if (window.last.sequence != 0) return window.last;
-    // The stream begins after `start` (retention removed the rest): nothing before to read.
-    if (window.first_offset.value_or(end) > start) break;
     end = start;
   }
   return Tail{};
