@@ -60,13 +60,7 @@ Status use_key_file(const std::string& key_file, engine::Options& options) {
 
 journal::ChainKeys chain_keys(const engine::Options& options) {
   if (!options.encryption) return {};
-  return [keys = options.encryption](std::uint32_t version) -> std::optional<crypto::Key> {
-    auto master = keys->master_key(version);
-    if (!master.ok()) return std::nullopt;
-    auto key = crypto::chain_key(master.value(), version);
-    if (!key.ok()) return std::nullopt;
-    return std::move(key).value();
-  };
+  return crypto::chain_keys(options.encryption);
 }
 
 }  // namespace annal::cli

@@ -80,4 +80,14 @@ Result<Key> chain_key(const Key& master, std::uint32_t key_version) {
   return derive_key(master, {}, info);
 }
 
+std::function<std::optional<Key>(std::uint32_t key_version)> chain_keys(std::shared_ptr<KeyProvider> keys) {
+  return [keys = std::move(keys)](std::uint32_t key_version) -> std::optional<Key> {
+    auto master = keys->master_key(key_version);
+    if (!master.ok()) return std::nullopt;
+    auto key = chain_key(master.value(), key_version);
+    if (!key.ok()) return std::nullopt;
+    return std::move(key).value();
+  };
+}
+
 }  // namespace annal::crypto

@@ -303,20 +303,13 @@ TEST_F(EncryptionTest, TheJournalsChainIsTaggedUnderTheMasterKey) {
   options.journal.segment_bytes_max = 64u << 10;
   options.journal.commit_bytes_max = 8u << 10;
   write_marked(options, 1500, "a");
-  const auto chain_keys = [](const std::shared_ptr<annal::test::MasterKeys>& keys) -> journal::ChainKeys {
-    return [keys](std::uint32_t version) -> std::optional<crypto::Key> {
-      auto master = keys->master_key(version);
-      if (!master.ok()) return std::nullopt;
-      return crypto::chain_key(master.value(), version).value();
-    };
-  };
-  const auto report = journal::verify_chain(dir_.path(), {.keys = chain_keys(keys_), .expected = std::nullopt});
+  const auto report = journal::verify_chain(dir_.path(), {.keys = crypto::chain_keys(keys_), .expected = std::nullopt});
   ASSERT_TRUE(report.ok()) << report.status().to_string();
   EXPECT_TRUE(report.value().sound()) << report.value().problems.front();
   EXPECT_GE(report.value().entries, 2u);
   EXPECT_EQ(report.value().tags_checked, report.value().entries);
   const auto other = std::make_shared<annal::test::MasterKeys>();
-  const auto wrong = journal::verify_chain(dir_.path(), {.keys = chain_keys(other), .expected = std::nullopt});
+  const auto wrong = journal::verify_chain(dir_.path(), {.keys = crypto::chain_keys(other), .expected = std::nullopt});
   ASSERT_TRUE(wrong.ok());
   ASSERT_FALSE(wrong.value().sound());
   EXPECT_NE(wrong.value().problems.front().find("its tag is wrong"), std::string::npos) << wrong.value().problems.front();

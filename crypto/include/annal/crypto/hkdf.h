@@ -12,6 +12,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <span>
 
 #include "annal/base/status.h"
@@ -70,5 +73,8 @@ static_assert(kStreamSeedBytes == kKeyBytes, "a seed fits a Key, which wipes it"
 // LE). Whoever can rewrite the disk but has no master key cannot make a tag.
 inline constexpr char kChainKeyLabel[] = "annal chain key v1";
 [[nodiscard]] Result<Key> chain_key(const Key& master, std::uint32_t key_version);
+// The chain key of each master version `keys` holds, asked version by version (as
+// journal::verify_chain does): nullopt for a version `keys` lacks or cannot give.
+[[nodiscard]] std::function<std::optional<Key>(std::uint32_t key_version)> chain_keys(std::shared_ptr<KeyProvider> keys);
 
 }  // namespace annal::crypto
