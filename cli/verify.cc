@@ -1,12 +1,16 @@
-// annal verify DIR [--payloads] [--chain [--expect HEAD]]: checks every record's checksum and
+// annal verify DIR [--payloads] [--chain [--expect HEAD [--expect-tag TAG]]]: checks every record's checksum and
 // sequence, every segment's continuity, every snapshot, and every event's names and versions; exit
 // 0 only if all is sound. With --payloads, also every payload byte against what `annal load`
 // wrote. With --chain, the hash chain too (every link recomputed; the tags, given the key file),
-// and with --expect, that the log still reaches a head `annal inspect --chain` printed earlier.
+// and with --expect, that the log still reaches a head `annal inspect --chain` printed earlier;
+// with --expect-tag, that the kept head's tag is that head's under one of the key file's master
+// keys (a head replaced by someone without them does not pass).
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
+#include "annal/crypto/digest.h"
 #include "annal/engine/engine.h"
 #include "annal/journal/inspect.h"
 #include "annal/snapshots/snapshot_store.h"
@@ -63,12 +67,41 @@ struct VerifyOptions {
   bool payloads = false;
   bool chain = false;
   std::string expect;
+  std::string expect_tag;
   std::string key_file;
 };
+
+// Whether `tag` is the head's under the chain key of one of the master key versions the store is
+// opened with: a kept head (with its tag) could itself have been replaced, by someone who edited
+// the log and recomputed its links, which needs no key; the tag needs the master key.
+void check_kept_tag(const journal::ChainHead& head, const std::string& tag, const engine::Options& opening,
+                    std::vector<std::string>& problems) {
+  const auto expected = crypto::digest_from_hex(tag);
+  if (!expected) {
+    problems.push_back("--expect-tag " + tag + " is not a tag (64 hex digits, from annal inspect --chain)");
+    return;
+  }
+  if (!opening.encryption) {
+    problems.push_back("--expect-tag needs the store's master keys to check the tag with: give --key-file");
+    return;
+  }
+  const journal::ChainKeys keys = chain_keys(opening);
+  for (std::uint32_t version = opening.encryption->current_version(); version >= 1; --version) {
+    const std::optional<crypto::Key> key = keys(version);
+    if (key && crypto::equal_digests(journal::chain_head_tag(head, *key), *expected)) {
+      std::printf("chain: the expected head's tag is its own under master key version %u\n", version);
+      return;
+    }
+  }
+  problems.push_back("the expected head's tag is not that head's under any master key version of the key file: the head or "
+                     "tag kept was changed, or made without the master key. Trust neither it nor this log's chain until "
+                     "you know which, and compare with a head kept elsewhere");
+}
 
 void check_chain(const VerifyOptions& options, const engine::Options& opening, std::vector<std::string>& problems) {
   journal::ChainCheck check{.keys = chain_keys(opening), .expected = std::nullopt};
   if (!options.expect.empty()) check.expected = journal::parse_chain_head(options.expect);
+  if (!options.expect_tag.empty()) check_kept_tag(*check.expected, options.expect_tag, opening, problems);
   auto report = journal::verify_chain(options.directory, check);
   if (!report.ok()) {
     problems.push_back("chain: " + report.status().to_string());
@@ -140,6 +173,10 @@ void add_verify(CLI::App& app, int& exit_code) {
             return journal::parse_chain_head(text) ? std::string() : "not a chain head (SEQUENCE:64 hex digits): " + text;
           },
           "HEAD"));
+  command
+      ->add_option("--expect-tag", options->expect_tag,
+                   "The tag annal inspect --chain --key-file printed with that head: checked under the key file's master keys")
+      ->needs("--expect");
   add_key_file(*command, options->key_file);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }

@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "annal/crypto/digest.h"
+#include "annal/crypto/hkdf.h"
 #include "annal/crypto/key_file.h"
 #include "annal/engine/engine.h"
 #include "annal/journal/chain.h"
@@ -673,6 +675,46 @@ TEST_F(EncryptedStoreTest, TheChainHeadIsTaggedUnderTheMasterKey) {
   EXPECT_NE(plain.out.find("chain head  " + annal::journal::to_string(*head)), std::string::npos) << plain.out;
   EXPECT_NE(plain.out.find("chain tag   " + std::string(std::string_view(report["chain_tag"]))), std::string::npos)
       << plain.out;
+}
+
+// A kept head is only as good as where it was kept: someone who edits the log can recompute
+// every link and put the new head there, but cannot make its tag without the master key. verify
+// --expect-tag checks the kept tag under the key file's master keys.
+TEST_F(EncryptedStoreTest, AKeptHeadsTagIsCheckedUnderTheMasterKeys) {
+  const std::string keys = master_key_file("master.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "50", "--streams", "5", "--key-file", keys}).exit_code, 0);
+  const Ran tagged = run({"inspect", store(), "--chain", "--json", "--key-file", keys});
+  ASSERT_EQ(tagged.exit_code, 0) << tagged.err;
+  simdjson::dom::parser parser;
+  simdjson::dom::object report;
+  ASSERT_EQ(parser.parse(tagged.out).get(report), simdjson::SUCCESS) << tagged.out;
+  const std::string head{std::string_view(report["chain_head"])};
+  const std::string tag{std::string_view(report["chain_tag"])};
+  const Ran sound = run({"verify", store(), "--chain", "--expect", head, "--expect-tag", tag, "--key-file", keys});
+  EXPECT_EQ(sound.exit_code, 0) << sound.out << sound.err;
+  EXPECT_NE(sound.out.find("tag is its own under master key version 1"), std::string::npos) << sound.out;
+  // The same tag with another head (one sequence earlier, the same link): refused.
+  const auto parsed = annal::journal::parse_chain_head(head);
+  ASSERT_TRUE(parsed.has_value());
+  annal::journal::ChainHead moved = *parsed;
+  moved.sequence -= 1;
+  const Ran other_head = run({"verify", store(), "--chain", "--expect", annal::journal::to_string(moved), "--expect-tag",
+                              tag, "--key-file", keys});
+  EXPECT_NE(other_head.exit_code, 0);
+  EXPECT_NE(other_head.err.find("tag is not that head's"), std::string::npos) << other_head.err;
+  // The head's tag under another master key: refused.
+  auto other_keys = annal::crypto::KeyFile::load(master_key_file("other.keys"));
+  ASSERT_TRUE(other_keys.ok()) << other_keys.status().to_string();
+  const std::optional<annal::crypto::Key> other_key = annal::crypto::chain_keys(std::move(other_keys).value())(1);
+  ASSERT_TRUE(other_key.has_value());
+  const Ran forged = run({"verify", store(), "--chain", "--expect", head, "--expect-tag",
+                          annal::crypto::to_hex(annal::journal::chain_head_tag(*parsed, *other_key)), "--key-file", keys});
+  EXPECT_NE(forged.exit_code, 0);
+  EXPECT_NE(forged.err.find("tag is not that head's"), std::string::npos) << forged.err;
+  // Without the master keys there is nothing to check it with: said, not passed.
+  const Ran keyless = run({"verify", store(), "--chain", "--expect", head, "--expect-tag", tag});
+  EXPECT_NE(keyless.exit_code, 0);
+  EXPECT_NE(keyless.err.find("--expect-tag needs the store's master keys"), std::string::npos) << keyless.err;
 }
 
 // The highest sequence in "durable SEQ" lines (0: none).
