@@ -41,11 +41,7 @@ Status corrupt(const std::string& path, const std::string& what) {
 
 }  // namespace
 
-Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyProvider& keys) {
-  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<StoreKeys>();
-  auto text = read_key_file_text(path, KeyFileOwners::ours_or_root);
-  if (!text.ok()) return text.status();
-  const std::span<const std::byte> bytes = std::as_bytes(std::span(text.value().view()));
+Result<StoreKeys> open_store_keys(const std::string& path, std::span<const std::byte> bytes, KeyProvider& keys) {
   if (bytes.size() < kHeaderBytes + kTagBytes + kBodyFixedBytes ||
       std::memcmp(bytes.data(), kMagic.data(), kMagic.size()) != 0) {
     return corrupt(path, "not an annal key store (its first bytes are not ANNALKEY, or it is too short)");
@@ -73,7 +69,16 @@ Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyPro
   const std::uint64_t sealed_from = load_le<std::uint64_t>(body, 8);
   OPENSSL_cleanse(body.data(), body.size());
   if (!seeds.ok()) return corrupt(path, seeds.status().message());
-  return std::optional<StoreKeys>(StoreKeys{opens, sealed_from, std::move(seeds).value()});
+  return StoreKeys{opens, sealed_from, std::move(seeds).value()};
+}
+
+Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyProvider& keys) {
+  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<StoreKeys>();
+  auto text = read_key_file_text(path, KeyFileOwners::ours_or_root);
+  if (!text.ok()) return text.status();
+  auto opened = open_store_keys(path, std::as_bytes(std::span(text.value().view())), keys);
+  if (!opened.ok()) return opened.status();
+  return std::optional<StoreKeys>(std::move(opened).value());
 }
 
 namespace {
@@ -94,7 +99,7 @@ Status store_keys_fit(const std::string& path, const StoreKeys& state) {
   return fits_in_file(path, body_bytes);
 }
 
-Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys) {
+Result<std::vector<std::byte>> seal_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys) {
   const std::uint32_t version = keys.current_version();
   auto cipher = file_cipher(keys, version);
   if (!cipher.ok()) return cipher.status();
@@ -123,10 +128,16 @@ Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvi
                                             header, body, std::span<std::byte>(file).subspan(kHeaderBytes));
   OPENSSL_cleanse(body.data(), body.size());
   if (!sealed.ok()) return sealed;
+  return file;
+}
+
+Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys) {
+  auto file = seal_store_keys(path, state, keys);
+  if (!file.ok()) return file.status();
   // The store's one writer holds its LOCK: a PATH.tmp can only be a crash's leftover.
   const std::string tmp = path + ".tmp";
   if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return errno_status("remove", tmp, errno);
-  const std::string_view bytes(reinterpret_cast<const char*>(file.data()), file.size());
+  const std::string_view bytes(reinterpret_cast<const char*>(file.value().data()), file.value().size());
   if (Status written = write_new_secret_file(tmp, bytes, "it was just removed: is another process writing?");
       !written.ok()) {
     return written;

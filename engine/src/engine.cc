@@ -124,25 +124,28 @@ journal::Options journal_options(const Options& options, const std::string& dire
 
 // The store's cipher under Options::encryption; null in clear, where a key file says the store is
 // encrypted is refused.
-Result<std::shared_ptr<StoreCipher>> store_cipher(const std::string& directory, const Options& options) {
+Result<std::shared_ptr<StoreCipher>> store_cipher(const std::string& directory, const Options& options,
+                                                  const std::shared_ptr<journal::IoBackend>& io) {
   if (options.encryption) {
-    auto cipher = StoreCipher::open(directory, options.encryption);
+    auto cipher = StoreCipher::open(directory, options.encryption, io);
     if (!cipher.ok() || !cipher.value()->made_at_this_open()) return cipher;
     // No key file, and a journal: turning encryption on, or the key file lost. Its newest record
     // tells, read without writing anything (a writable open would).
-    const bool has_log = std::any_of(std::filesystem::directory_iterator(directory), std::filesystem::directory_iterator(),
-                                     [](const auto& entry) { return entry.path().extension() == ".log"; });
+    auto files = io->list(directory);
+    if (!files.ok()) return files.status();
+    const bool has_log = std::any_of(files.value().begin(), files.value().end(),
+                                     [](const std::string& name) { return name.ends_with(".log"); });
     if (!has_log) return cipher;
     journal::Options reading = journal_options(options);
     reading.cipher = cipher.value()->records();
-    auto existing = journal::Journal::open_read_only(directory, reading);
+    auto existing = journal::Journal::open_read_only(directory, reading, io);
     if (!existing.ok()) return existing.status();
     if (const std::uint64_t last = existing.value()->last_sequence(); last != 0) {
       if (auto newest = existing.value()->read(last, 1); !newest.ok()) return newest.status();
     }
     return cipher;
   }
-  if (std::filesystem::exists(directory + "/" + kKeysFileName)) {
+  if (io->check_private(directory + "/" + kKeysFileName).code() != ErrorCode::not_found) {
     return Status(ErrorCode::invalid_argument, directory + " is encrypted (it has a key file, " + kKeysFileName +
                                                    "): open it with its master keys (Options::encryption; the annal tools take --key-file FILE or "
                                                    "ANNAL_KEY_FILE)");
@@ -1366,7 +1369,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
     }
   }
   std::shared_ptr<journal::IoBackend> files = io ? io : journal::make_posix_backend(options.journal.file_mode);
-  auto cipher = store_cipher(directory, options);
+  auto cipher = store_cipher(directory, options, files);
   if (!cipher.ok()) return cipher.status();
   journal::Options opening = journal_options(options, directory, files, cipher.value());
   if (cipher.value()) {
@@ -1388,10 +1391,10 @@ Result<std::unique_ptr<Engine>> Engine::open_read_only(const std::string& direct
   if (!std::filesystem::is_directory(directory)) {
     return Status(ErrorCode::not_found, directory + " is not a directory (nothing to read)");
   }
-  auto cipher = store_cipher(directory, options);
+  const auto files = journal::make_posix_backend();
+  auto cipher = store_cipher(directory, options, files);
   if (!cipher.ok()) return cipher.status();
-  auto journal = journal::Journal::open_read_only(
-      directory, journal_options(options, directory, journal::make_posix_backend(), cipher.value()));
+  auto journal = journal::Journal::open_read_only(directory, journal_options(options, directory, files, cipher.value()));
   if (!journal.ok()) return journal.status();
   Options reading = options;
   reading.live_subscriptions_max = 0;      // nothing is published into the ring: subscriptions tail the files

@@ -17,6 +17,8 @@
 #include "annal/base/little_endian.h"
 #include "annal/crypto/aead.h"
 #include "annal/crypto/hkdf.h"
+#include "annal/crypto/key_file.h"
+#include "annal/journal/small_file.h"
 #include "event_codec.h"
 
 namespace annal::engine {
@@ -310,10 +312,12 @@ class StateSealer final : public snapshots::StateCipher {
 
 }  // namespace
 
-StoreCipher::StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys, crypto::StoreKeys state,
-                         bool fresh, std::uint32_t key_version)
+StoreCipher::StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys,
+                         std::shared_ptr<journal::IoBackend> io, crypto::StoreKeys state, bool fresh,
+                         std::uint32_t key_version)
     : path_(std::move(path)),
       keys_(std::move(keys)),
+      io_(std::move(io)),
       fresh_(fresh),
       key_version_(key_version),
       sealed_from_(state.sealed_from),
@@ -324,12 +328,21 @@ StoreCipher::StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> 
 }
 
 Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& directory,
-                                                       std::shared_ptr<crypto::KeyProvider> keys) {
+                                                       std::shared_ptr<crypto::KeyProvider> keys,
+                                                       std::shared_ptr<journal::IoBackend> io) {
   ANNAL_ASSERT(keys != nullptr);
+  if (!io) io = journal::make_posix_backend();
   const std::string path = directory + "/" + kKeysFileName;
-  auto loaded = crypto::load_store_keys(path, *keys);
-  if (!loaded.ok()) return loaded.status();
-  std::optional<crypto::StoreKeys> state = std::move(loaded).value();
+  std::optional<crypto::StoreKeys> state;
+  // Whoever else could write KEYS could put back an older one, and nonces would repeat.
+  if (Status private_file = io->check_private(path); private_file.code() != ErrorCode::not_found) {
+    if (!private_file.ok()) return Status(private_file.code(), "key store: " + private_file.message());
+    auto bytes = journal::read_small_file(*io, path, crypto::kKeyFileBytesMax);
+    if (!bytes.ok()) return bytes.status();
+    auto loaded = crypto::open_store_keys(path, bytes.value(), *keys);
+    if (!loaded.ok()) return loaded.status();
+    state = std::move(loaded).value();
+  }
   const bool fresh = !state.has_value();
   if (fresh) {
     auto seeds = crypto::SeedTree::create();
@@ -337,13 +350,20 @@ Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& direct
     state.emplace(crypto::StoreKeys{.opens = 0, .sealed_from = 0, .seeds = std::move(seeds).value()});
   }
   const std::uint32_t version = keys->current_version();
-  std::shared_ptr<StoreCipher> cipher(new StoreCipher(path, std::move(keys), std::move(*state), fresh, version));
+  std::shared_ptr<StoreCipher> cipher(
+      new StoreCipher(path, std::move(keys), std::move(io), std::move(*state), fresh, version));
   // The current master now, so that sealing never waits for the provider (or fails on it).
   {
     std::lock_guard lock(cipher->mutex_);
     if (auto master = cipher->master(version); !master.ok()) return master.status();
   }
   return cipher;
+}
+
+Status StoreCipher::save(const crypto::StoreKeys& state) {
+  auto bytes = crypto::seal_store_keys(path_, state, *keys_);
+  if (!bytes.ok()) return bytes.status();
+  return journal::replace_small_file(*io_, path_, bytes.value(), journal::OpenMode::create_private);
 }
 
 Status StoreCipher::begin_writing(std::uint64_t next_sequence) {
@@ -363,7 +383,7 @@ Status StoreCipher::begin_writing(std::uint64_t next_sequence) {
   const std::uint64_t sealed_from = state_.sealed_from;
   ++state_.opens;
   if (state_.sealed_from == 0) state_.sealed_from = next_sequence;
-  if (Status saved = crypto::save_store_keys(path_, state_, *keys_); !saved.ok()) {
+  if (Status saved = save(state_); !saved.ok()) {
     state_.opens = opens;
     state_.sealed_from = sealed_from;
     return saved;
@@ -451,7 +471,7 @@ Status StoreCipher::retire_snapshot_epochs() {
   for (std::uint64_t epoch = epoch_; epoch < sealing_epoch_; ++epoch) leaves.push_back(epoch_leaf(epoch));
   auto next = punctured(leaves);
   if (!next.ok()) return next.status();
-  if (Status saved = crypto::save_store_keys(path_, next.value(), *keys_); !saved.ok()) return saved;
+  if (Status saved = save(next.value()); !saved.ok()) return saved;
   state_.seeds = std::move(next.value().seeds);
   epoch_ = sealing_epoch_;
   return {};
@@ -494,7 +514,7 @@ Status StoreCipher::erase(std::uint64_t stream_id) {
   const std::array<std::uint64_t, 1> leaves = {stream_id};
   auto next = punctured(leaves);
   if (!next.ok()) return next.status();
-  if (Status saved = crypto::save_store_keys(path_, next.value(), *keys_); !saved.ok()) return saved;
+  if (Status saved = save(next.value()); !saved.ok()) return saved;
   state_.seeds = std::move(next.value().seeds);
   std::erase_if(keys_kept_, [&](const auto& kept) { return kept.first.first == stream_id; });
   erasures_.fetch_add(1, std::memory_order_acq_rel);

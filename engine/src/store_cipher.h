@@ -46,6 +46,7 @@
 #include "annal/crypto/key.h"
 #include "annal/crypto/store_keys.h"
 #include "annal/journal/chain.h"
+#include "annal/journal/io_backend.h"
 #include "annal/journal/record_cipher.h"
 #include "annal/snapshots/state_cipher.h"
 
@@ -60,9 +61,12 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   static constexpr std::size_t kRecordOverhead = 4 + 4 + 16;
 
   // Loads `directory`'s KEYS with the master keys of `keys`, or, when the store has none, makes a
-  // new key state (saved by begin_writing, so that a failed open changes nothing on disk).
+  // new key state (saved by begin_writing, so that a failed open changes nothing on disk). KEYS is
+  // read and written through `io` (null: the files themselves), the journal's backend, so that the
+  // fault backend's power cuts reach it as they reach the log.
   [[nodiscard]] static Result<std::shared_ptr<StoreCipher>> open(const std::string& directory,
-                                                                 std::shared_ptr<crypto::KeyProvider> keys);
+                                                                 std::shared_ptr<crypto::KeyProvider> keys,
+                                                                 std::shared_ptr<journal::IoBackend> io = nullptr);
 
   // Before this open's first write, once the journal is recovered (`next_sequence`: the sequence
   // the next record will take). Refuses a key file older than the journal (a record written by an
@@ -125,14 +129,17 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   [[nodiscard]] std::uint32_t key_version() const noexcept { return key_version_; }
 
  private:
-  StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys, crypto::StoreKeys state, bool fresh,
-              std::uint32_t key_version);
+  StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys, std::shared_ptr<journal::IoBackend> io,
+              crypto::StoreKeys state, bool fresh, std::uint32_t key_version);
+  // Replaces KEYS with `state` sealed under the current master key, atomically and durably.
+  [[nodiscard]] Status save(const crypto::StoreKeys& state);
   [[nodiscard]] Result<crypto::Key> master(std::uint32_t version);  // under mutex_
   // The key state with the seeds of `leaves` destroyed, for a save. Under mutex_.
   [[nodiscard]] Result<crypto::StoreKeys> punctured(std::span<const std::uint64_t> leaves);
 
   const std::string path_;  // DIR/KEYS
   const std::shared_ptr<crypto::KeyProvider> keys_;
+  const std::shared_ptr<journal::IoBackend> io_;
   const bool fresh_;                // no KEYS was found: this open made the key state
   const std::uint32_t key_version_; // the master version this open seals under
   std::uint32_t open_number_ = 0;   // set by begin_writing, before any record is sealed

@@ -1,5 +1,6 @@
 #include "chain_file.h"
 
+#include "annal/journal/small_file.h"
 #include "recovery.h"
 
 namespace annal::journal {
@@ -31,21 +32,11 @@ Result<ChainFile> read_chain_file(IoBackend& io, const std::string& directory) {
 }
 
 Status rewrite_chain_file(IoBackend& io, const std::string& directory, const std::vector<ChainEntry>& entries) {
-  const std::string path = join_path(directory, std::string(kChainFileName));
-  const std::string temp = path + ".tmp";
-  (void)io.remove(temp);  // left by a crash
-  auto file = io.open(temp, OpenMode::create_exclusive);
-  if (!file.ok()) return file.status();
   std::vector<std::byte> bytes(entries.size() * kChainEntryBytes);
   for (std::size_t i = 0; i < entries.size(); ++i) {
     encode_chain_entry(entries[i], std::span(bytes).subspan(i * kChainEntryBytes).first<kChainEntryBytes>());
   }
-  Status status = bytes.empty() ? Status() : io.write(file.value(), 0, bytes);
-  if (status.ok()) status = io.sync(file.value());
-  (void)io.close(file.value());
-  if (status.ok()) status = io.rename(temp, path);
-  if (status.ok()) status = io.sync_directory(directory);
-  return status;
+  return replace_small_file(io, join_path(directory, std::string(kChainFileName)), bytes, OpenMode::create_exclusive);
 }
 
 }  // namespace annal::journal

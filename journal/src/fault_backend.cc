@@ -109,7 +109,7 @@ Result<FileId> FaultBackend::open(const std::string& path, OpenMode mode) {
   std::lock_guard lock(mutex_);
   if (dead_) return error_status(EIO, "after crash");
   auto found = names_.find(path);
-  if (mode == OpenMode::create_exclusive) {
+  if (mode == OpenMode::create_exclusive || mode == OpenMode::create_private) {
     if (found != names_.end()) return error_status(EEXIST, "open " + path);
     found = names_.emplace(path, std::make_shared<Node>()).first;
   } else if (found == names_.end()) {
@@ -291,6 +291,13 @@ Result<FileId> FaultBackend::lock_directory(const std::string& directory) {
   open_[id] = {names_[path], path};
   locks_[id] = directory;
   return id;
+}
+
+Status FaultBackend::check_private(const std::string& path) {
+  std::lock_guard lock(mutex_);
+  if (dead_) return error_status(EIO, "after crash");
+  if (names_.find(path) == names_.end()) return error_status(ENOENT, "stat " + path);
+  return {};
 }
 
 Result<bool> FaultBackend::directory_locked(const std::string& directory) {

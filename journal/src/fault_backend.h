@@ -91,6 +91,7 @@ class FaultBackend final : public IoBackend {
   Result<std::vector<std::string>> list(const std::string& directory) override;
   Result<FileId> lock_directory(const std::string& directory) override;
   Result<bool> directory_locked(const std::string& directory) override;
+  Status check_private(const std::string& path) override;  // no owners here: that it exists
 
   void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data,
                    std::uint64_t tag) override;

@@ -81,8 +81,10 @@ Result<FileId> PosixFiles::open(const std::string& path, OpenMode mode) {
     case OpenMode::read_write: flags |= O_RDWR; break;
     case OpenMode::create_exclusive: flags |= O_RDWR | O_CREAT | O_EXCL; break;
     case OpenMode::read_write_direct: flags |= O_RDWR | O_DIRECT; break;
+    case OpenMode::create_private: flags |= O_RDWR | O_CREAT | O_EXCL; break;
   }
-  const int fd = retry_eintr([&] { return ::open(path.c_str(), flags, file_mode_); });
+  const mode_t created = mode == OpenMode::create_private ? kPrivateFileMode : file_mode_;
+  const int fd = retry_eintr([&] { return ::open(path.c_str(), flags, created); });
   if (fd < 0 && errno == EINVAL && mode == OpenMode::read_write_direct) {
     return Status(ErrorCode::invalid_argument,
                   "open " + path + " with O_DIRECT: this file system has no direct I/O; "
@@ -243,6 +245,26 @@ Result<FileId> PosixFiles::lock_directory(const std::string& directory) {
   }
   remember(fd, path);
   return fd;
+}
+
+Status PosixFiles::check_private(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno_status(errno, "stat " + path);
+  if (!S_ISREG(st.st_mode)) return Status(ErrorCode::invalid_argument, path + " is not a regular file");
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    return Status(ErrorCode::invalid_argument,
+                  path + " belongs to uid " + std::to_string(st.st_uid) + ", not to this process's (" +
+                      std::to_string(::geteuid()) + ") or root: whoever owns it could replace it. Check who put it there, "
+                      "then chown it to the store's user");
+  }
+  if ((st.st_mode & 0077u) != 0) {
+    char mode[16];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777u));
+    return Status(ErrorCode::invalid_argument, path + " has mode " + mode +
+                                                   ": group and others must not read or write it. Check that nobody "
+                                                   "replaced it, then chmod 600 it");
+  }
+  return {};
 }
 
 Result<bool> PosixFiles::directory_locked(const std::string& directory) {

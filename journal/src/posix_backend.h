@@ -34,6 +34,7 @@ class PosixFiles : public IoBackend {
   Result<std::vector<std::string>> list(const std::string& directory) override;
   Result<FileId> lock_directory(const std::string& directory) override;
   Result<bool> directory_locked(const std::string& directory) override;
+  Status check_private(const std::string& path) override;
 
  protected:
   // 0 or an errno; `failed_at` is the offset the failing write had reached.

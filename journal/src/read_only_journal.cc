@@ -233,7 +233,11 @@ class ReadOnlyJournal final : public Journal {
 }  // namespace
 
 Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& directory, const Options& options) {
-  auto io = make_posix_backend();
+  return open_read_only(directory, options, make_posix_backend());
+}
+
+Result<std::unique_ptr<Journal>> Journal::open_read_only(const std::string& directory, const Options& options,
+                                                         std::shared_ptr<IoBackend> io) {
   // A live writer may append, snapshot and remove segments while this looks. The durable notice is
   // read before the scan (one read after it could count records the scan did not see), the
   // retention floor after it (retention raises it before it removes a segment), and the caller's

@@ -127,6 +127,26 @@ TEST_F(EncryptionTest, ReopenedWithItsKeysItReadsBackWhatItWrote) {
   EXPECT_EQ(read_only.value()->read_stream(std::string(kMarker) + "-stream-b", {}).value().size(), 12u);
 }
 
+// KEYS is made 0600 whatever mode the store's files are given, and refused when group or others
+// may read or write it: whoever could write it could put back an older one (nonces would repeat).
+TEST_F(EncryptionTest, AKeyStoreOthersMayReachIsRefused) {
+  Options options = encrypted();
+  options.journal.file_mode = 0644;
+  write_marked(options, 3, "a");
+  const std::string keys = dir_.path() + "/KEYS";
+  EXPECT_EQ(std::filesystem::status(keys).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::permissions(keys, std::filesystem::perms::group_read, std::filesystem::perm_options::add);
+  const auto before = files();
+  const auto refused = Engine::open(dir_.path(), options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::invalid_argument) << refused.status().to_string();
+  EXPECT_NE(refused.status().message().find("chmod 600"), std::string::npos) << refused.status().to_string();
+  EXPECT_EQ(files(), before);
+  std::filesystem::permissions(keys, std::filesystem::perms::group_read, std::filesystem::perm_options::remove);
+  EXPECT_TRUE(Engine::open(dir_.path(), options).ok());
+}
+
 TEST_F(EncryptionTest, WithoutItsKeysOrWithOthersItIsRefusedAndLeftAsItWas) {
   write_marked(encrypted(), 10, "a");
   const auto before = files();

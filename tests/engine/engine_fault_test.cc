@@ -14,6 +14,7 @@
 #include "annal/snapshots/snapshot_format.h"
 #include "annal/snapshots/snapshot_store.h"
 #include "fault_backend.h"
+#include "master_keys.h"
 
 namespace annal::engine::test {
 namespace {
@@ -319,6 +320,68 @@ TEST(EngineFaults, AFullDiskRefusesAppendsWithNoSpace) {
     }
   }
   EXPECT_EQ(failure.code(), ErrorCode::no_space) << failure.to_string();
+}
+
+// erase_stream cut by a power cut before each write and sync of its work in turn (the erasure
+// record, the key store rewritten without the stream's seed, the state snapshot under the next
+// key epoch, the key store again without the old epoch): reopened, the stream is wholly readable
+// or wholly erased (an erasure whose record was durable is finished at open), and the other
+// stream is whole. The key store goes through the same backend, so the cut reaches it too.
+TEST(EngineFaults, APowerCutAnywhereInAnErasureLeavesTheStreamWhollyReadableOrWhollyErased) {
+  Options options = fault_options();
+  options.encryption = std::make_shared<annal::test::MasterKeys>();
+  std::size_t erased = 0, readable = 0;
+  for (std::uint64_t cut = 1;; ++cut) {
+    SCOPED_TRACE("power cut before the erasure's write or sync " + std::to_string(cut));
+    ASSERT_LT(cut, 500u) << "the erasure never finished before the cut";
+    auto io = std::make_shared<FaultBackend>(cut);
+    std::uint64_t gone_id = 0;
+    bool finished = false;
+    {
+      auto engine = Engine::open(kDir, options, io);
+      ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+      Receipt last;
+      for (int i = 0; i < 4; ++i) {
+        for (const std::string stream : {"gone", "kept"}) {
+          const auto payload = bytes_of(stream + " " + std::to_string(i));
+          const EventData event{.type = "Changed", .payload = payload};
+          const auto receipt = engine.value()->append(stream, ExpectedVersion::any(), {&event, 1});
+          ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+          last = receipt.value();
+        }
+      }
+      ASSERT_TRUE(engine.value()->wait_durable(last, soon()).ok());
+      gone_id = engine.value()->find_stream("gone").value();
+      io->crash_before(cut);
+      finished = engine.value()->erase_stream("gone").ok();
+      (void)engine.value()->close();
+      io->crash();
+    }
+    io->revive();
+    auto engine = Engine::open(kDir, options, io);
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    const auto kept = engine.value()->read_stream("kept", {}, soon());
+    ASSERT_TRUE(kept.ok()) << kept.status().to_string();
+    ASSERT_EQ(kept.value().size(), 4u);
+    for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(text_of(kept.value()[i].payload), "kept " + std::to_string(i));
+    const auto gone = engine.value()->read_stream(StreamRef::id(gone_id), {}, soon());
+    ASSERT_TRUE(gone.ok()) << gone.status().to_string();
+    ASSERT_EQ(gone.value().size(), 4u);
+    const bool is_erased = gone.value()[0].header.erased;
+    for (std::size_t i = 0; i < 4; ++i) {
+      const Event& event = gone.value()[i];
+      ASSERT_EQ(event.header.erased, is_erased) << "event " << i << " of the stream: erased in part";
+      EXPECT_EQ(event.header.version, i);
+      EXPECT_EQ(text_of(event.payload), is_erased ? "" : "gone " + std::to_string(i));
+    }
+    EXPECT_EQ(engine.value()->find_stream("gone"), is_erased ? std::nullopt : std::optional<std::uint64_t>(gone_id));
+    EXPECT_TRUE(!finished || is_erased) << "erase_stream returned, and the stream came back";
+    (is_erased ? erased : readable) += 1;
+    ASSERT_TRUE(engine.value()->close().ok());
+    if (finished) break;  // no cut fell inside the erasure: every point of it was tried
+  }
+  EXPECT_GT(readable, 0u) << "no cut came before the erasure's record was durable";
+  EXPECT_GT(erased, 1u) << "no cut came after the erasure's record was durable";
 }
 
 }  // namespace

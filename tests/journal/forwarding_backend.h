@@ -32,6 +32,7 @@ class ForwardingBackend : public IoBackend {
   Status remove(const std::string& path) override { return inner_->remove(path); }
   Result<std::vector<std::string>> list(const std::string& directory) override { return inner_->list(directory); }
   Result<FileId> lock_directory(const std::string& directory) override { return inner_->lock_directory(directory); }
+  Status check_private(const std::string& path) override { return inner_->check_private(path); }
   Result<bool> directory_locked(const std::string& directory) override {
     return inner_->directory_locked(directory);
   }

@@ -18,9 +18,12 @@
 // that limit raised for this file.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "annal/base/status.h"
 #include "annal/crypto/key.h"
@@ -39,11 +42,18 @@ struct StoreKeys {
 // provider's not_found naming the version it lacks; corruption, naming the file, if it is not a
 // key store or does not open (a wrong master key, or altered bytes).
 [[nodiscard]] Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyProvider& keys);
+// The same from the file's bytes, read by the caller (through its own I/O: the engine's backend);
+// `path` names it in messages.
+[[nodiscard]] Result<StoreKeys> open_store_keys(const std::string& path, std::span<const std::byte> bytes,
+                                                KeyProvider& keys);
 
 // Writes `state` to `path` sealed under the provider's current master key version: PATH.tmp (mode
 // 0600, left over from a crash: replaced), fsync, rename over PATH, fsync of the directory. The
 // caller is the store's one writer (it holds the store's LOCK).
 [[nodiscard]] Status save_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys);
+// The bytes save_store_keys writes, for a caller that writes them itself (atomically, 0600).
+[[nodiscard]] Result<std::vector<std::byte>> seal_store_keys(const std::string& path, const StoreKeys& state,
+                                                             KeyProvider& keys);
 // Whether save_store_keys would take `state`: its error if the file would pass the 1 MiB a key
 // store may hold, ok otherwise. Writes nothing.
 [[nodiscard]] Status store_keys_fit(const std::string& path, const StoreKeys& state);

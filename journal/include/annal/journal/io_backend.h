@@ -34,6 +34,9 @@ enum class OpenMode {
   // multiples of kDirectBlockBytes (else EINVAL). Fails with invalid_argument where the file
   // system has no direct I/O or needs a coarser alignment.
   read_write_direct,
+  // New file, as create_exclusive, that only its owner may read or write whatever the file mode
+  // the backend was given (a key store: check_private below).
+  create_private,
 };
 
 struct Completion {
@@ -68,6 +71,11 @@ class IoBackend {
   // Whether someone holds `directory`/LOCK now, asked without taking it (a tool must never stop a
   // writer from opening). False when there is no LOCK file.
   virtual Result<bool> directory_locked(const std::string& directory) = 0;
+  // invalid_argument, saying why and what to do, unless the file at `path` is a regular file of
+  // this process's user (or root) that group and others may neither read nor write: what a file
+  // made with create_private is, and a key store must be (someone else who could write it could
+  // put back an older one). not_found if there is none. Backends without owners check existence.
+  virtual Status check_private(const std::string& path) = 0;
 
   // Optional: the buffers the asynchronous writes will come from, until unregister_buffers() (or
   // the next registration). io_uring pins them once instead of on every write. Writes from other

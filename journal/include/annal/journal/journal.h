@@ -222,6 +222,9 @@ class Journal {
   // take back. A tailing reader (Reader::next with a deadline) polls for more. append and remove_segments_before
   // fail with invalid_argument.
   static Result<std::unique_ptr<Journal>> open_read_only(const std::string& directory, const Options& options);
+  // The same on a given I/O backend.
+  static Result<std::unique_ptr<Journal>> open_read_only(const std::string& directory, const Options& options,
+                                                         std::shared_ptr<IoBackend> io);
 
   virtual ~Journal() = default;
   Journal(const Journal&) = delete;
