@@ -67,6 +67,43 @@ TEST_F(KafkaTest, ClosingWithRecordsUndeliveredLosesAndDoublesNothing) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// adv18k: the engine closes while Kafka refuses every produce request (retriable), with 300
+// records queued in the producer; the application still holds its KafkaExport (for its health(),
+// its delivered()). docs/kafka.md: "Closing waits for what is in flight (up to 10 s) and drops
+// only what was never sent". But the close only stops apply(): the producer lives on with the
+// object, and keeps sending what it holds. The store is opened again (its lock was released) with
+// a new exporter of the same source, which reads the topic back while the old records still fail;
+// once Kafka takes produce requests again, both runs' records land: each event twice.
+TEST_F(KafkaTest, RecordsQueuedAtCloseAreNotSentAfterTheCloseByAnExporterStillHeld) {
+  annal::test::Watchdog watchdog("kafka export, records queued at close");
+  auto first = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*first, append(100));
+  constexpr std::int16_t kProduce = 0;  // the Produce request's API key
+  // Far more refusals than the close and the next start take: cleared below.
+  const std::vector<rd_kafka_resp_err_t> refusals(200'000, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+  rd_kafka_mock_push_request_errors_array(cluster_, kProduce, refusals.size(), refusals.data());
+  const Receipt queued = append(300);
+  ASSERT_TRUE(engine_->wait_durable(queued, Engine::Clock::now() + std::chrono::minutes(2)).ok());
+  ASSERT_TRUE(annal::test::eventually(
+      [&] { return engine_->projection_status("export_kafka").value().applied >= queued.last_sequence; }));
+  ASSERT_TRUE(engine_->close().ok());
+  // `first` is still held: the store opened again, with a new exporter of the same source.
+  auto second = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  rd_kafka_mock_clear_request_errors(cluster_, kProduce);
+  const Receipt last = append(10);
+  wait_delivered(*second, last);
+  // What the first exporter still held reaches Kafka too (it has been closed).
+  const bool landed = annal::test::eventually([&] { return first->delivered() >= queued.last_sequence; });
+  std::printf("the closed exporter's records acknowledged after its close: %s (delivered %llu of %llu)\n",
+              landed ? "yes" : "no", static_cast<unsigned long long>(first->delivered()),
+              static_cast<unsigned long long>(queued.last_sequence));
+  first.reset();
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A topic other stores write to as well: between two runs, another source writes 2,500 records
 // into every partition, so that the read-back goes back past several chunks to find this source's
 // last record. Nothing of this source is produced twice.
