@@ -81,10 +81,31 @@ class Producer {
 
   [[nodiscard]] std::int32_t partitions() const { return partitions_; }
 
-  // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum.
-  // `ticket` comes back with its delivery report.
+  // The engine closes: nothing more is sent, not even what is queued or comes back to be sent
+  // again (every partition paused), and produce() queues nothing more. The object may outlive the
+  // close (an application holding its KafkaExport), and a later run, of this store opened again
+  // elsewhere, reads the topic back meanwhile: what this one sent after that would be there twice.
+  // What is in flight is waited for when the producer goes (the destructor).
+  void stop_sending() {
+    std::lock_guard lock(sending_);
+    if (stopped_) return;
+    stopped_ = true;
+    const Owned<rd_kafka_topic_partition_list_t> all(rd_kafka_topic_partition_list_new(partitions_));
+    for (std::int32_t partition = 0; partition < partitions_; ++partition) {
+      rd_kafka_topic_partition_list_add(all.get(), rd_kafka_topic_name(topic_.get()), partition);
+    }
+    (void)rd_kafka_pause_partitions(kafka_.get(), all.get());
+  }
+
+  // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum,
+  // RD_KAFKA_RESP_ERR__STATE once stop_sending() was called. `ticket` comes back with its
+  // delivery report.
   rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, const RecordText& text,
                               const std::string& source, std::uint64_t delivered, std::uint64_t ticket) {
+    // Held while the record is queued: a partition stop_sending() did not pause (none of its
+    // records produced yet) gets none after it.
+    std::lock_guard lock(sending_);
+    if (stopped_) return RD_KAFKA_RESP_ERR__STATE;
     const std::string sequence = std::to_string(event.header.sequence);
     const std::string acknowledged = std::to_string(delivered);
     rd_kafka_headers_t* headers = rd_kafka_headers_new(8);
@@ -162,6 +183,8 @@ class Producer {
   Owned<rd_kafka_topic_t> topic_;
   std::int32_t partitions_ = 0;
   std::string partitions_text_;  // annal.partitions
+  std::mutex sending_;           // produce() and stop_sending()
+  bool stopped_ = false;         // under sending_
 };
 
 KafkaExport::KafkaExport(KafkaExportOptions options) : options_(std::move(options)) {}
@@ -196,7 +219,14 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
   if (Status named = check_named("Kafka export", options_.brokers, options_.topic); !named.ok()) return named;
   // Added again after an engine closed: nothing of that run carries over. (A stop asked from
   // here on ends the start: stop_requested may come from another thread, the tool's on a signal.)
-  producer_.reset();
+  // The last run's producer is taken under the lock stop_requested reads it under, and destroyed
+  // outside it (its last delivery reports take the lock).
+  std::unique_ptr<Producer> last_run;
+  {
+    std::lock_guard lock(mutex_);
+    last_run = std::move(producer_);
+  }
+  last_run.reset();
   halted_ = false;
   {
     std::lock_guard lock(mutex_);
@@ -222,8 +252,10 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     ended_ = 0;
     retrying_ = Status();
     fatal_ = Status();
+    producer_ = std::move(producer).value();
+    // Stopped since the read-back ended: nothing is sent.
+    if (stopping_) producer_->stop_sending();
   }
-  producer_ = std::move(producer).value();
   // From the last event read back at or below `delivered`, so that the store's event there is
   // checked against it: the log must hold it (resume_requires).
   return std::optional<std::uint64_t>(delivered());
@@ -266,6 +298,13 @@ void KafkaExport::apply(const engine::EventView& event) {
   for (;;) {
     const rd_kafka_resp_err_t queued = producer_->produce(partition, event, text, options_.source, delivered, ticket);
     if (queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    if (queued == RD_KAFKA_RESP_ERR__STATE) {
+      // Closing (stop_requested came after the check above): this event and every later one wait
+      // for the next run.
+      std::lock_guard lock(mutex_);
+      halted_ = true;
+      return;
+    }
     if (queued != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       throw std::runtime_error("Kafka export of event " + std::to_string(h.sequence) + ": " + rd_kafka_err2str(queued));
     }
@@ -342,6 +381,9 @@ void KafkaExport::end_of_batch(std::uint64_t applied) {
 void KafkaExport::stop_requested() {
   std::lock_guard lock(mutex_);
   stopping_ = true;
+  // The engine's close ends the run's sending here, not when this object goes: an application
+  // may hold it on while the store is opened again and another run reads the topic back.
+  if (producer_) producer_->stop_sending();
   changed_.notify_all();
 }
 
