@@ -67,13 +67,12 @@ TEST_F(KafkaTest, ClosingWithRecordsUndeliveredLosesAndDoublesNothing) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv18k: the engine closes while Kafka refuses every produce request (retriable), with 300
-// records queued in the producer; the application still holds its KafkaExport (for its health(),
-// its delivered()). docs/kafka.md: "Closing waits for what is in flight (up to 10 s) and drops
-// only what was never sent". But the close only stops apply(): the producer lives on with the
-// object, and keeps sending what it holds. The store is opened again (its lock was released) with
-// a new exporter of the same source, which reads the topic back while the old records still fail;
-// once Kafka takes produce requests again, both runs' records land: each event twice.
+// The engine closes while Kafka refuses every produce request (retriable), with 300 records
+// queued in the producer, and the application still holds its KafkaExport (for its health(), its
+// delivered()). The store is opened again (the close released its lock) with a new exporter of
+// the same source, which reads the topic back, finds those events missing and produces them. The
+// closed exporter must send nothing more: its producer used to live on with the object and send
+// what it held once Kafka took requests again, so that each event landed twice.
 TEST_F(KafkaTest, RecordsQueuedAtCloseAreNotSentAfterTheCloseByAnExporterStillHeld) {
   annal::test::Watchdog watchdog("kafka export, records queued at close");
   auto first = open_with_export();
