@@ -723,6 +723,42 @@ TEST_F(RabbitTest, AResourceAlarmShowsInHealthAndStopStillReturns) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The connection lost while a memory alarm is on: the exporter reconnects into the alarm, and its
+// read-back's marker (a publish) is what RabbitMQ blocks the new connection on. health() must say
+// the connection is blocked, as it does for a connection blocked while publishing (above), and
+// with the alarm gone the export goes on, each event once.
+TEST_F(RabbitTest, AResourceAlarmMetOnReconnectingShowsInHealth) {
+  annal::test::Watchdog watchdog("rabbitmq export, reconnecting into a resource alarm", std::chrono::seconds(300));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(100));
+  struct Restore {
+    annal::test::RabbitServer* server;
+    ~Restore() { (void)server->ctl("set_vm_memory_high_watermark 0.4"); }
+  } restore{server_};
+  const annal::test::ProgramRun alarmed = server_->ctl("set_vm_memory_high_watermark 0");
+  ASSERT_EQ(alarmed.exit_code, 0) << alarmed.output;
+  const annal::test::ProgramRun closed = server_->ctl("close_all_connections test");
+  ASSERT_EQ(closed.exit_code, 0) << closed.output;
+  append(100);
+  std::vector<std::string> said;
+  const bool shown = annal::test::eventually(
+      [&] {
+        const std::string now = exporter->health().message();
+        if (said.empty() || said.back() != now) said.push_back(now);
+        return now.find("RabbitMQ blocked the connection") != std::string::npos;
+      },
+      std::chrono::seconds(60));
+  std::string history;
+  for (const std::string& one : said) history += "\n  " + (one.empty() ? std::string("(ok)") : one);
+  EXPECT_TRUE(shown) << "health() over a minute of the alarm:" << history;
+  const annal::test::ProgramRun restored = server_->ctl("set_vm_memory_high_watermark 0.4");
+  ASSERT_EQ(restored.exit_code, 0) << restored.output;
+  wait_delivered(*exporter, append(100));
+  expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A projection that throws at one sequence (once) makes poll() fail; last_offset() still names
 // where the last whole batch ended (here: none yet), so a reader resumed after it reads the failed
 // batch again, the failed event in it. A message of annal's shape whose annal.id is not an id is
