@@ -279,7 +279,25 @@ Result<std::optional<amqp_frame_t>> Connection::next_frame(std::chrono::millisec
     closed_ = true;
     return closed;
   }
+  if (frame.frame_type == AMQP_FRAME_METHOD && frame.channel == 0) {
+    if (frame.payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD) {
+      blocked_ = text_of(static_cast<const amqp_connection_blocked_t*>(frame.payload.method.decoded)->reason);
+    } else if (frame.payload.method.id == AMQP_CONNECTION_UNBLOCKED_METHOD) {
+      blocked_.reset();
+    }
+  }
   return std::optional<amqp_frame_t>(frame);
+}
+
+Status Connection::blocked_or(Status failed) {
+  // Frames an RPC read while it waited, for other channels or the connection, wait in rabbitmq-c's
+  // queue: read them (nothing more is done on this connection).
+  while (!closed_ && amqp_frames_enqueued(state_) != 0) {
+    if (!next_frame(std::chrono::milliseconds(0)).ok()) break;
+  }
+  if (!blocked_) return failed;
+  return error(ErrorCode::io_error, "connection",
+               "RabbitMQ blocked the connection: " + *blocked_ + " (a resource alarm; retried until it clears)");
 }
 
 void Connection::release_buffers() { amqp_maybe_release_buffers(state_); }

@@ -128,6 +128,11 @@ class Connection {
   // with its reply text.
   Result<std::unique_ptr<Delivery>> next_delivery(std::chrono::milliseconds wait);
 
+  // Why a call on this connection failed: `failed`, or, when RabbitMQ blocked the connection (a
+  // resource alarm: connection.blocked, read by next_frame or queued by an RPC that was waiting for
+  // its reply), that, since a blocked connection's server stops reading it and its calls time out.
+  [[nodiscard]] Status blocked_or(Status failed);
+
   // An error about this server: "RabbitMQ at host:port, vhost v: what: why".
   [[nodiscard]] Status error(ErrorCode code, const std::string& what, const std::string& why) const;
   // The error of an RPC's reply (ok if normal); a server's channel.close or connection.close
@@ -141,6 +146,7 @@ class Connection {
   mutable int reply_code_ = 0;  // the last server refusal's AMQP reply code (reply_error)
   mutable std::string reply_text_;  // and its text, for a channel closed
   bool closed_ = false;  // the socket failed: no connection.close handshake at destruction
+  std::optional<std::string> blocked_;  // connection.blocked's reason, until connection.unblocked
 };
 
 // An AMQP table built from (name, value) pairs whose strings it points to: keep them alive while

@@ -219,10 +219,14 @@ Result<Tail> RabbitExport::connect(std::chrono::steady_clock::time_point deadlin
     }
     return declared;
   }
+  // The read-back publishes its marker: a connection RabbitMQ blocks (a resource alarm) is blocked
+  // there, and what then times out says so.
   auto tail = read_tail(connection, options_.stream, options_.source, deadline, [this] { return stopping(); });
-  if (!tail.ok()) return tail.status();
+  if (!tail.ok()) return connection.blocked_or(tail.status());
   const std::uint64_t held = tail.value().sequence;
-  if (Status confirming = connection.confirm_select(kPublishChannel); !confirming.ok()) return confirming;
+  if (Status confirming = connection.confirm_select(kPublishChannel); !confirming.ok()) {
+    return connection.blocked_or(confirming);
+  }
   {
     std::lock_guard lock(mutex_);
     // The stream must hold everything RabbitMQ confirmed. Less (the stream deleted and created
