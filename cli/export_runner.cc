@@ -41,6 +41,12 @@ int run_export(const ExportRun& run) {
                static_cast<double>(run.start_timeout.count()) / 1000.0);
   const Status added = store.add_projection(run.projection, run.exporter, {});
   starting.store(false, std::memory_order_release);
+  // Said before the watcher is joined (it may wait 200 ms more for a signal): where the export
+  // resumed, before it has published much past it (a test times its kills from this line).
+  if (added.ok() && !stopped_while_starting.load(std::memory_order_acquire)) {
+    std::fprintf(stderr, "%s: %s to %s as source %s, from sequence %s\n", run.command.c_str(), run.directory.c_str(),
+                 run.where.c_str(), run.source.c_str(), grouped(run.delivered() + 1).c_str());
+  }
   watcher.join();
   if (stopped_while_starting.load(std::memory_order_acquire)) {
     std::fprintf(stderr, "%s: stopped while starting\n", run.command.c_str());
@@ -51,8 +57,6 @@ int run_export(const ExportRun& run) {
     (void)store.close();
     return fail(run.command, added);
   }
-  std::fprintf(stderr, "%s: %s to %s as source %s, from sequence %s\n", run.command.c_str(), run.directory.c_str(),
-               run.where.c_str(), run.source.c_str(), grouped(run.delivered() + 1).c_str());
   int exit_code = kOk;
   Progress progress(run.command, store.durable_sequence());
   for (;;) {
