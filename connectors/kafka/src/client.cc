@@ -154,7 +154,8 @@ class TailConsumer {
         topic_(rd_kafka_topic_new(consumer_.get(), topic.c_str(), nullptr)),
         queue_(rd_kafka_queue_new(consumer_.get())),
         main_(rd_kafka_queue_get_main(consumer_.get())),
-        fetching_(static_cast<std::size_t>(partitions), false) {
+        fetching_(static_cast<std::size_t>(partitions), false),
+        restarts_(static_cast<std::size_t>(partitions), Restart{}) {
     // The client's own errors (a broker down, a request refused) come with the records.
     rd_kafka_queue_forward(main_.get(), queue_.get());
   }
@@ -175,9 +176,28 @@ class TailConsumer {
   // Records of a stopped partition still queued are dropped by librdkafka (they carry the old
   // fetch's version); the callers check each record's partition and offset all the same.
   void stop(std::int32_t partition) {
+    restarts_[static_cast<std::size_t>(partition)] = Restart{};
     if (!fetching_[static_cast<std::size_t>(partition)]) return;
     fetching_[static_cast<std::size_t>(partition)] = false;
     (void)rd_kafka_consume_stop(topic_.get(), partition);
+  }
+  // A fetch librdkafka gave up on (a lookup it took for permanent: auto.offset.reset=error stops
+  // its fetcher, and librdkafka would not ask again): stopped now, and started from `offset` again
+  // by the first restart_due() `delay` from now.
+  void restart_later(std::int32_t partition, std::int64_t offset, std::chrono::milliseconds delay) {
+    stop(partition);
+    restarts_[static_cast<std::size_t>(partition)] = {.at = std::chrono::steady_clock::now() + delay, .offset = offset};
+  }
+  // Starts the fetches whose restart is due: librdkafka's refusal of one, if any.
+  rd_kafka_resp_err_t restart_due() {
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t p = 0; p < restarts_.size(); ++p) {
+      if (restarts_[p].at > now) continue;
+      const std::int64_t offset = restarts_[p].offset;
+      restarts_[p] = Restart{};
+      if (const rd_kafka_resp_err_t started = start(static_cast<std::int32_t>(p), offset); started) return started;
+    }
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
   }
   Owned<rd_kafka_message_t> poll(int timeout_ms) {
     return Owned<rd_kafka_message_t>(rd_kafka_consume_queue(queue_.get(), timeout_ms));
@@ -189,6 +209,11 @@ class TailConsumer {
   Owned<rd_kafka_queue_t> queue_;
   Owned<rd_kafka_queue_t> main_;
   std::vector<bool> fetching_;
+  struct Restart {
+    std::chrono::steady_clock::time_point at = std::chrono::steady_clock::time_point::max();  // max: none
+    std::int64_t offset = 0;
+  };
+  std::vector<Restart> restarts_;  // by partition
 };
 
 // Reads the records at offsets [start, end) of `partition` and adds the source's to `found`.
@@ -203,8 +228,6 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
   }
   const std::size_t before = found.size();
   std::string failed;  // the last error librdkafka reported, for the error at the deadline
-  // When the chunk is read on from the partition's new start (below): a second time, a little later.
-  auto restart = std::chrono::steady_clock::time_point::max();
   for (std::int64_t next = start; next < end;) {
     // Asked between polls: a leader that went down since the ends were had makes the polls come
     // back empty until the deadline.
@@ -214,11 +237,8 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
                                               " partition " + std::to_string(partition) + " did not finish in time" +
                                               (failed.empty() ? "" : ": " + failed));
     }
-    if (restart <= std::chrono::steady_clock::now()) {
-      restart = std::chrono::steady_clock::time_point::max();
-      if (const rd_kafka_resp_err_t started = consumer.start(partition, RD_KAFKA_OFFSET_BEGINNING); started) {
-        return kafka_error(options, "reading partition " + std::to_string(partition), started);
-      }
+    if (const rd_kafka_resp_err_t started = consumer.restart_due(); started) {
+      return kafka_error(options, "reading partition " + std::to_string(partition), started);
     }
     const Owned<rd_kafka_message_t> message = consumer.poll(std::min(milliseconds_until(deadline), 200));
     if (!message) continue;
@@ -242,8 +262,8 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
       // and what follows, above the lowest record found (read_from), taken for a store's events
       // that the topic never had.
       found.resize(before);
-      consumer.stop(partition);
-      restart = std::chrono::steady_clock::now() + (again ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
+      consumer.restart_later(partition, RD_KAFKA_OFFSET_BEGINNING,
+                             again ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
       continue;
     }
     // Any other error is one librdkafka fetches again after by itself (an unknown or storage error
@@ -310,20 +330,10 @@ Status partition_ends(const KafkaExportOptions& options, TailConsumer& consumer,
     ++left;
   }
   std::string failed;  // the last failure librdkafka reported, for the error at the deadline
-  // A partition whose offset lookup librdkafka gave up on (a ListOffsets error it takes for
-  // permanent, UNKNOWN_TOPIC_OR_PARTITION among them: auto.offset.reset=error then stops its
-  // fetcher) is asked again from here, a little later: librdkafka would not.
-  constexpr auto kAskAgain = std::chrono::milliseconds(200);
-  std::vector<std::chrono::steady_clock::time_point> again(asked.size(), std::chrono::steady_clock::time_point::max());
   while (left > 0) {
     if (stopping()) return stopped(options);
-    for (std::int32_t partition = 0; partition < partitions; ++partition) {
-      auto& at = again[static_cast<std::size_t>(partition)];
-      if (at > std::chrono::steady_clock::now()) continue;
-      at = std::chrono::steady_clock::time_point::max();
-      if (const rd_kafka_resp_err_t started = consumer.start(partition, logical); started) {
-        return kafka_error(options, "asking the partitions' ends", started);
-      }
+    if (const rd_kafka_resp_err_t started = consumer.restart_due(); started) {
+      return kafka_error(options, "asking the partitions' ends", started);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string waiting;
@@ -341,11 +351,11 @@ Status partition_ends(const KafkaExportOptions& options, TailConsumer& consumer,
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR && message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       // librdkafka asks again by itself (a leader moving, a request refused): noted, and waited out.
       failed = rd_kafka_message_errstr(message.get());
-      // Except where it gave up: that partition is started again.
+      // Except where it gave up (a ListOffsets error it takes for permanent,
+      // UNKNOWN_TOPIC_OR_PARTITION among them): that partition is asked again, a little later.
       if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && message->partition >= 0 &&
           message->partition < partitions && !known[static_cast<std::size_t>(message->partition)]) {
-        consumer.stop(message->partition);
-        again[static_cast<std::size_t>(message->partition)] = std::chrono::steady_clock::now() + kAskAgain;
+        consumer.restart_later(message->partition, logical, std::chrono::milliseconds(200));
       }
       continue;
     }
