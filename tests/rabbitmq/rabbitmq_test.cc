@@ -982,6 +982,83 @@ TEST_F(RabbitTest, AnEraseOfTheLastExportedEventsStreamDoesNotStopTheExport) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A stream deleted under a reader: RabbitMQ ends the consumer. poll() must say the stream is
+// gone, not return "nothing yet" for ever.
+TEST_F(RabbitTest, TheReaderOfAStreamDeletedUnderItFails) {
+  annal::test::Watchdog watchdog("rabbitmq reader, stream deleted", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(50));
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name()});
+  ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+  Recorded seen;
+  ASSERT_TRUE(annal::test::eventually([&] {
+    return !reader.value()->poll(seen, std::chrono::milliseconds(100)).ok() || seen.seen.size() >= 50;
+  }));
+  ASSERT_EQ(seen.seen.size(), 50u);
+  const annal::test::ProgramRun deleted = server_->ctl("delete_queue " + stream_name());
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
+  Status failed;
+  int polls = 0;
+  const bool said = annal::test::eventually(
+      [&] {
+        ++polls;
+        auto polled = reader.value()->poll(seen, std::chrono::milliseconds(200));
+        if (!polled.ok()) failed = polled.status();
+        return !polled.ok();
+      },
+      std::chrono::seconds(30));
+  EXPECT_TRUE(said) << polls << " polls over 30 s after the stream was deleted all returned ok (nothing to read)";
+  EXPECT_NE(failed.message().find(stream_name()), std::string::npos) << failed.to_string();
+}
+
+// A reconnection whose read-back needs longer than start_timeout (here: another source wrote
+// 300,000 messages since this source's last one, while the exporter stayed connected): each attempt
+// reads back the same stream under the same bound, so it must not fail the same way for ever; the
+// export resumes, each event once.
+TEST_F(RabbitTest, AReconnectionWhoseReadBackOutlastsTheStartTimeoutStillResumes) {
+  annal::test::Watchdog watchdog("rabbitmq export, a long read-back on reconnecting", std::chrono::seconds(600));
+  RabbitExportOptions quick = options();
+  quick.start_timeout = std::chrono::milliseconds(1'000);
+  auto exporter = open_with_export(quick);
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(100));
+  {
+    annal::test::TempDirectory other_dir;
+    auto other = Engine::open(other_dir.path(), {});
+    ASSERT_TRUE(other.ok());
+    RabbitExportOptions b = options();
+    b.source = "store-b";
+    auto other_export = std::make_shared<RabbitExport>(b);
+    ASSERT_TRUE(other.value()->add_projection("export_rabbitmq", other_export, {}).ok());
+    const std::vector<engine::EventData> batch(500, engine::EventData{.type = "Other"});
+    engine::Receipt last;
+    for (int i = 0; i < 600; ++i) last = other.value()->append("other", engine::ExpectedVersion::any(), batch).value();
+    EXPECT_TRUE(other_export->wait_delivered(last.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(3)));
+    ASSERT_TRUE(other.value()->close().ok());
+  }
+  const annal::test::ProgramRun closed = server_->ctl("close_all_connections test");
+  ASSERT_EQ(closed.exit_code, 0) << closed.output;
+  const Receipt more = append(100);
+  ASSERT_TRUE(engine_->wait_durable(more, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  std::vector<std::string> said;
+  const bool resumed = annal::test::eventually(
+      [&] {
+        const std::string now = exporter->health().message();
+        if (now != (said.empty() ? std::string("-") : said.back()) && said.size() < 8) said.push_back(now);
+        return exporter->delivered() >= more.last_sequence;
+      },
+      std::chrono::minutes(2));
+  std::string history;
+  for (const std::string& one : said) history += "\n  " + (one.empty() ? std::string("(ok)") : one);
+  EXPECT_TRUE(resumed) << "delivered " << exporter->delivered() << " of " << more.last_sequence << " after 2 minutes, "
+                       << exporter->reconnections() << " reconnections; health():" << history;
+  if (resumed) expect_exported_once();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The throw-away node ends with the test process that started it, though that process dies
 // without running a destructor (SIGKILL here; the watchdog's abort, a sanitizer's report and
 // ctest's timeout end it alike): no process of the node (the script, beam.smp and its helpers,
