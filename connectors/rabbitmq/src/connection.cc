@@ -117,15 +117,20 @@ Result<std::unique_ptr<Connection>> Connection::open(const Address& address, con
   (void)amqp_set_rpc_timeout(state, &limit);
   // connection.blocked: RabbitMQ tells this client when a resource alarm blocks its publishes
   // (rabbitmq-c merges this with its own capabilities).
-  amqp_table_entry_t capability{.key = amqp_cstring_bytes("connection.blocked"), .value = {}};
-  capability.value.kind = AMQP_FIELD_KIND_BOOLEAN;
-  capability.value.value.boolean = 1;
+  // consumer_cancel_notify: RabbitMQ tells a consumer that its queue was deleted (basic.cancel);
+  // without it the consumer just receives nothing more, for ever.
+  amqp_table_entry_t capability[2] = {{.key = amqp_cstring_bytes("connection.blocked"), .value = {}},
+                                      {.key = amqp_cstring_bytes("consumer_cancel_notify"), .value = {}}};
+  for (amqp_table_entry_t& entry : capability) {
+    entry.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    entry.value.value.boolean = 1;
+  }
   amqp_table_entry_t property[2] = {{.key = amqp_cstring_bytes("connection_name"), .value = {}},
                                     {.key = amqp_cstring_bytes("capabilities"), .value = {}}};
   property[0].value.kind = AMQP_FIELD_KIND_UTF8;
   property[0].value.value.bytes = amqp_cstring_bytes(name.c_str());
   property[1].value.kind = AMQP_FIELD_KIND_TABLE;
-  property[1].value.value.table = amqp_table_t{1, &capability};
+  property[1].value.value.table = amqp_table_t{2, capability};
   const amqp_table_t properties{2, property};
   const amqp_rpc_reply_t login =
       amqp_login_with_properties(state, address.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, static_cast<int>(heartbeat.count()),
@@ -328,6 +333,14 @@ Result<std::unique_ptr<Delivery>> Connection::next_delivery(std::chrono::millise
     amqp_channel_close_ok_t ok{};
     (void)amqp_send_method(state_, frame.value()->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
     return closed;
+  }
+  if (frame.value() && frame.value()->frame_type == AMQP_FRAME_METHOD &&
+      frame.value()->payload.method.id == AMQP_BASIC_CANCEL_METHOD) {
+    // The server ended a consumer: its queue (the stream) was deleted. Nothing more will come.
+    const auto* cancel = static_cast<const amqp_basic_cancel_t*>(frame.value()->payload.method.decoded);
+    return error(ErrorCode::io_error, "reading deliveries",
+                 "the server cancelled consumer " + text_of(cancel->consumer_tag) + " on channel " +
+                     std::to_string(frame.value()->channel) + " (the stream was deleted)");
   }
   return std::unique_ptr<Delivery>();
 }

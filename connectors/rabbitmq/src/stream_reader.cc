@@ -51,7 +51,9 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
   std::map<std::string, std::uint64_t> applied_now = options_.applied;
   for (std::size_t handled = 0; handled < options_.prefetch; ++handled) {
     auto next = connection_->next_delivery(handled == 0 ? wait : std::chrono::milliseconds(0));
-    if (!next.ok()) return fail(next.status());
+    if (!next.ok()) {
+      return fail(Status(next.status().code(), next.status().message() + " (reading stream " + options_.stream + ")"));
+    }
     if (!next.value()) break;
     const Delivery& delivery = *next.value();
     if (delivery.channel() != kReadChannel) continue;
