@@ -31,6 +31,8 @@ constexpr std::chrono::milliseconds kBackoffFirst{100};
 // a send rabbitmq-c keeps retrying (a publish blocked by a resource alarm, a server that stopped
 // reading) holds run() that long, and shutdown(2) makes that send fail.
 constexpr std::chrono::milliseconds kStopGrace{5'000};
+// The longest a reconnection's attempt is given, however often attempts ran out of time.
+constexpr std::chrono::milliseconds kAttemptTimeMax{std::chrono::hours(24)};
 // AMQP's short strings (queue names) hold 255 bytes at most.
 constexpr std::size_t kQueueNameMax = 255;
 
@@ -374,20 +376,26 @@ void RabbitExport::run() {
 
 void RabbitExport::run_connected() {
   std::chrono::milliseconds backoff = kBackoffFirst;
+  // How long one reconnection may take: start_timeout at first, twice as long after each attempt
+  // that ran out of time, so that a read-back that needs longer (a stream grown large, another
+  // source's messages far back) finishes at some attempt instead of timing out at every one.
+  std::chrono::milliseconds attempt_time = options_.start_timeout;
   for (;;) {
     {
       std::unique_lock lock(mutex_);
       if (stopping_ || !fatal_.ok()) break;
     }
     if (!connection_) {
-      auto resumed = connect(std::chrono::steady_clock::now() + options_.start_timeout, /*again=*/true);
+      auto resumed = connect(std::chrono::steady_clock::now() + attempt_time, /*again=*/true);
       std::unique_lock lock(mutex_);
       if (resumed.ok()) {
         ++reconnections_;
         retrying_ = Status();
         backoff = kBackoffFirst;
+        attempt_time = options_.start_timeout;
         continue;
       }
+      if (resumed.status().code() == ErrorCode::timed_out) attempt_time = std::min(attempt_time * 2, kAttemptTimeMax);
       if (!is_retryable(resumed.status())) {
         fatal_ = resumed.status();
         changed_.notify_all();
