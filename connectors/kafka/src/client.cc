@@ -4,6 +4,7 @@
 #include <array>
 #include <charconv>
 #include <functional>
+#include <thread>
 
 #include "annal/kafka/kafka_export.h"
 
@@ -93,27 +94,33 @@ Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic
                                      const std::function<bool()>& stopping) {
   const Owned<rd_kafka_topic_t> handle(rd_kafka_topic_new(kafka, topic.c_str(), nullptr));
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const rd_kafka_metadata_t* metadata = nullptr;
-  // Asked in short waits, so that a stop is heard while no broker answers.
+  // Asked in short waits, so that a stop is heard while no broker answers; asked again while the
+  // topic's answer is a retriable error (LEADER_NOT_AVAILABLE: a topic just created, whose
+  // partitions have no leader yet, or a controller moving), not a missing topic.
   for (;;) {
+    const rd_kafka_metadata_t* metadata = nullptr;
     const rd_kafka_resp_err_t error =
         rd_kafka_metadata(kafka, 0, handle.get(), &metadata, std::min(milliseconds_until(deadline), 500));
-    if (error == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    rd_kafka_resp_err_t topic_error = error;
+    if (error == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const Owned<const rd_kafka_metadata_t> owned(metadata);
+      topic_error = metadata->topic_cnt == 1 ? metadata->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN;
+      if (topic_error == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topics[0].partition_cnt > 0) {
+        return metadata->topics[0].partition_cnt;
+      }
+      if (topic_error != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+        return Status(ErrorCode::not_found, "Kafka: topic " + topic + " does not exist (" + rd_kafka_err2str(topic_error) +
+                                                "): create it first, with the partitions it will always have");
+      }
+    }
     if (stopping && stopping()) return Status(ErrorCode::timed_out, "Kafka: asking for topic " + topic + ": stopped");
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(ErrorCode::io_error, "Kafka: no metadata for topic " + topic + " within " +
-                                             std::to_string(timeout.count()) + " ms: " + rd_kafka_err2str(error));
+                                             std::to_string(timeout.count()) + " ms: " + rd_kafka_err2str(topic_error));
     }
+    // A topic's error comes back at once: asked again a little later, not in a busy loop.
+    if (error == RD_KAFKA_RESP_ERR_NO_ERROR) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  const Owned<const rd_kafka_metadata_t> owned(metadata);
-  if (metadata->topic_cnt != 1 || metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
-      metadata->topics[0].partition_cnt <= 0) {
-    return Status(ErrorCode::not_found, "Kafka: topic " + topic + " does not exist (" +
-                                            rd_kafka_err2str(metadata->topic_cnt == 1 ? metadata->topics[0].err
-                                                                                      : RD_KAFKA_RESP_ERR_UNKNOWN) +
-                                            "): create it first, with the partitions it will always have");
-  }
-  return metadata->topics[0].partition_cnt;
 }
 
 Result<std::string> cluster_id(rd_kafka_t* kafka, std::chrono::milliseconds timeout,
@@ -228,6 +235,8 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
   }
   const std::size_t before = found.size();
   std::string failed;  // the last error librdkafka reported, for the error at the deadline
+  int resets = 0;         // OFFSET_OUT_OF_RANGE answers so far
+  bool checking = false;  // fetching from the partition's start after one, to tell a cut
   for (std::int64_t next = start; next < end;) {
     // Asked between polls: a leader that went down since the ends were had makes the polls come
     // back empty until the deadline.
@@ -244,26 +253,39 @@ Status read_range(const KafkaExportOptions& options, TailConsumer& consumer, std
     if (!message) continue;
     // The client's own errors (no partition): librdkafka asks again by itself.
     if (message->partition != partition) continue;
+    // The fetch at `next` was answered OFFSET_OUT_OF_RANGE (auto.offset.reset=error): retention
+    // removed records from `next` on since the start was asked, or an answer that is no cut (a
+    // replica whose log starts elsewhere than the leader's, a broker's passing error). Which, the
+    // partition's start tells: fetched from there again (a little later, when this comes again:
+    // retention passing the new start too, or that start's lookup refused for good).
+    if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+      failed = rd_kafka_message_errstr(message.get());
+      consumer.restart_later(partition, RD_KAFKA_OFFSET_BEGINNING,
+                             resets > 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
+      ++resets;
+      checking = true;
+      continue;
+    }
+    // The first answer from the partition's start (a record, or its end when it is empty).
+    if (checking && (message->err == RD_KAFKA_RESP_ERR_NO_ERROR || message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+      checking = false;
+      if (message->offset <= next) {
+        // The start has not passed `next`: nothing was cut. Read on from `next`, with what this
+        // chunk found (taken for a cut, the records below would never be read).
+        consumer.restart_later(partition, next, std::chrono::milliseconds(0));
+        continue;
+      }
+      // Cut: what is left of the range is read from the new start. What this chunk read below it
+      // is gone: kept, it would leave a hole between it and what follows, above the lowest record
+      // found (read_from), taken for a store's events that the topic never had.
+      cut = true;
+      found.resize(before);
+    }
     // The end of what the replica fetched from has: the chunk's end, or a replica whose high
     // watermark lags the end asked (a preferred follower, a new leader): its records up to `end`
     // are the topic's all the same, and come once its watermark catches up.
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       if (message->offset >= end) break;
-      continue;
-    }
-    // `start` is below the partition's start now (auto.offset.reset=error): retention removed
-    // those records since the start was asked. What is left of the range is read from there.
-    // Again (retention passing the new start too, or that start's lookup refused for good): read
-    // on from the newer start, a little later.
-    if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
-      const bool again = cut;
-      cut = true;
-      // What this chunk read below the new start is gone: kept, it would leave a hole between it
-      // and what follows, above the lowest record found (read_from), taken for a store's events
-      // that the topic never had.
-      found.resize(before);
-      consumer.restart_later(partition, RD_KAFKA_OFFSET_BEGINNING,
-                             again ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
       continue;
     }
     // Any other error is one librdkafka fetches again after by itself (an unknown or storage error
