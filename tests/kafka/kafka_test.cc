@@ -908,6 +908,64 @@ TEST_F(KafkaTest, AnOffsetOutOfRangeThatIsNoRetentionIsNotTakenForTheStartOfTheP
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The group's offset commits fail for a while (the coordinator cannot write them) while messages
+// go on being imported. Whoever reads the partition next (this import started again, another
+// member after a rebalance) resumes from the last offset committed, and the messages since come
+// back. The engine answers a repeated id only within its idempotency window (here 100 events, as
+// 65,536 are for 65,536 messages): the import must not read further ahead of its last commit
+// than that, or what came back is appended a second time.
+TEST_F(KafkaTest, ImportDoesNotReadFarPastOffsetsItCouldNotCommit) {
+  annal::test::Watchdog watchdog("kafka import, offset commits failing");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  std::string lines;
+  for (int order = 1; order <= 300; ++order) {
+    lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + "\"}\n";
+  }
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(lines, "-t event-stream"));
+  auto opened = Engine::open(dir_.path() + "/store", {.idempotency_window = 100});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  const KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
+                                   .topic = "event-stream",
+                                   .group = "importers",
+                                   .settings = {{"log_level", "0"}},
+                                   .stream_field = "orderId",
+                                   .stream_prefix = "order-",
+                                   .batch_max = 10};
+  constexpr std::int16_t kOffsetCommit = 8;  // the OffsetCommit request's API key
+  const std::vector<rd_kafka_resp_err_t> refusals(3000, RD_KAFKA_RESP_ERR_UNKNOWN);
+  rd_kafka_mock_push_request_errors_array(cluster_, kOffsetCommit, refusals.size(), refusals.data());
+  {
+    auto import = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(import.ok()) << import.status().to_string();
+    // Every message read, or the import holding back with commits it could not make.
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return p.imported == 300 || !p.error.ok() || (p.imported >= 10 && !p.retrying.ok());
+    }));
+    (void)import.value()->stop();
+  }
+  rd_kafka_mock_clear_request_errors(cluster_, kOffsetCommit);
+  {
+    auto import = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(import.ok()) << import.status().to_string();
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return p.caught_up || !p.error.ok();
+    }));
+    EXPECT_TRUE(import.value()->stop().ok());
+  }
+  int twice = 0;
+  for (int order = 1; order <= 300; ++order) {
+    const auto events = engine_->read_stream("order-" + std::to_string(order), {});
+    ASSERT_TRUE(events.ok());
+    EXPECT_EQ(events.value().size(), 1u) << "order-" << order;
+    twice += events.value().size() > 1 ? 1 : 0;
+  }
+  EXPECT_EQ(twice, 0);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // No brokers or no topic given: each user of Kafka says which, at once.
 TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   auto opened = Engine::open(dir_.path(), {});
