@@ -15,6 +15,9 @@
 namespace annal::kafka {
 namespace {
 
+// The longest wait between two attempts at a commit the group refuses.
+constexpr std::chrono::milliseconds kCommitBackoffMax{5'000};
+
 // A message as an event, or why it cannot be one.
 struct Imported {
   std::string stream;
@@ -152,7 +155,11 @@ KafkaImport::KafkaImport(engine::Engine& engine, KafkaImportOptions options)
 KafkaImport::~KafkaImport() { (void)stop(); }
 
 Status KafkaImport::stop() {
-  stopping_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(mutex_);
+    stopping_.store(true, std::memory_order_release);
+  }
+  stop_wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mutex_);
   return progress_.error;
@@ -169,6 +176,11 @@ void KafkaImport::run() {
     std::lock_guard lock(mutex_);
     if (progress_.error.ok()) progress_.error = std::move(error);
   };
+  // Waits `wait`, or less if the import is stopped: whether it was.
+  const auto sleep_unless_stopped = [&](std::chrono::milliseconds wait) {
+    std::unique_lock lock(mutex_);
+    return stop_wake_.wait_for(lock, wait, [&] { return stopping_.load(std::memory_order_acquire); });
+  };
   // Commits the offsets handled, once the events appended before them are durable.
   const auto commit = [&]() -> bool {
     if (c.handled == 0) return true;
@@ -183,9 +195,27 @@ void KafkaImport::run() {
     for (const auto& [partition, offset] : c.next) {
       rd_kafka_topic_partition_list_add(offsets.get(), options_.topic.c_str(), partition)->offset = offset;
     }
-    // A commit that fails (a rebalance took the partition) only means reading those messages
-    // again: their ids make them duplicates.
-    (void)rd_kafka_commit(c.kafka.get(), offsets.get(), 0);
+    // Nothing more is read until the commit is made: whoever reads these partitions next resumes
+    // from the last commit, and what comes back must stay within the engine's idempotency window
+    // (a batch_max of messages), or it is appended twice. A commit the group refuses because the
+    // partitions were taken away (a rebalance) is given up: their new owner reads the batch again,
+    // and its ids make it duplicates.
+    for (auto backoff = std::chrono::milliseconds(100);; backoff = std::min(backoff * 2, kCommitBackoffMax)) {
+      const rd_kafka_resp_err_t committed = rd_kafka_commit(c.kafka.get(), offsets.get(), 0);
+      if (committed == RD_KAFKA_RESP_ERR_NO_ERROR || committed == RD_KAFKA_RESP_ERR__NO_OFFSET ||
+          committed == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || committed == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+          committed == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || committed == RD_KAFKA_RESP_ERR__STATE) {
+        break;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        progress_.retrying = Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic +
+                                                             ": committing the group's offsets: " + rd_kafka_err2str(committed) +
+                                                             "; nothing more is read until they are committed");
+      }
+      // Stopping: the batch is read again at the next start, within the window all the same.
+      if (sleep_unless_stopped(backoff)) return true;
+    }
     c.next.clear();
     c.appended = false;
     c.handled = 0;

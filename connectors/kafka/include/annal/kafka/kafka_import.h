@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -100,8 +101,9 @@ class KafkaImport {
   engine::Engine& engine_;
   const KafkaImportOptions options_;
   std::unique_ptr<Consumer> consumer_;
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopping_{false};  // set under mutex_, so that a wait on stop_wake_ hears it
   mutable std::mutex mutex_;
+  std::condition_variable stop_wake_;  // a commit's retry waits on it
   Progress progress_;  // under mutex_
   std::thread thread_;
 };
