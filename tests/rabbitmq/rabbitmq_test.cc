@@ -1059,6 +1059,66 @@ TEST_F(RabbitTest, AReconnectionWhoseReadBackOutlastsTheStartTimeoutStillResumes
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A reader whose caller pauses between polls (a batch job polling once a minute, a projection
+// whose batch takes long) longer than RabbitMQ's heartbeat tolerance: rabbitmq-c sends heartbeats
+// only from inside its calls, so the server closes the idle connection ("missed heartbeats").
+// The next poll must go on from where the reader stands, not fail for good.
+TEST_F(RabbitTest, AReaderPolledAgainAfterTheServerDroppedItsIdleConnectionGoesOn) {
+  annal::test::Watchdog watchdog("rabbitmq reader after a pause", std::chrono::seconds(300));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(300));
+  ASSERT_TRUE(engine_->close().ok());
+  exporter.reset();
+  auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 50});
+  ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+  Recorded seen;
+  ASSERT_TRUE(annal::test::eventually([&] {
+    return !reader.value()->poll(seen, std::chrono::milliseconds(100)).ok() || seen.seen.size() >= 100;
+  }));
+  ASSERT_GE(seen.seen.size(), 100u);
+  // The caller does other work: no poll until RabbitMQ has closed the reader's connection.
+  const bool dropped = annal::test::eventually(
+      [&] {
+        const annal::test::ProgramRun listed = server_->ctl("list_connections --no-table-headers client_properties");
+        return listed.exit_code == 0 && listed.output.find("annal stream reader") == std::string::npos;
+      },
+      std::chrono::minutes(2));
+  ASSERT_TRUE(dropped) << "RabbitMQ kept the idle reader's connection for 2 minutes";
+  Status failed;
+  annal::test::eventually(
+      [&] {
+        auto polled = reader.value()->poll(seen, std::chrono::milliseconds(100));
+        if (!polled.ok()) failed = polled.status();
+        return !polled.ok() || seen.seen.size() >= 300;
+      },
+      std::chrono::minutes(1));
+  EXPECT_TRUE(failed.ok()) << "after " << seen.seen.size() << " events: " << failed.to_string();
+  ASSERT_EQ(seen.seen.size(), 300u);
+  for (std::size_t i = 1; i < seen.seen.size(); ++i) {
+    EXPECT_GT(seen.seen[i].sequence, seen.seen[i - 1].sequence) << "event " << i << ": out of order or twice";
+  }
+}
+
+// A window of no messages would leave apply() waiting for room for ever: refused at start.
+TEST_F(RabbitTest, AConfirmWindowOfNoMessagesIsRefused) {
+  annal::test::Watchdog watchdog("rabbitmq export, a window of 0");
+  open_engine();
+  ASSERT_FALSE(HasFailure());
+  RabbitExportOptions none = options();
+  none.unconfirmed_max = 0;
+  auto exporter = std::make_shared<RabbitExport>(none);
+  const Status added = engine_->add_projection("export_rabbitmq", exporter, {});
+  EXPECT_EQ(added.code(), ErrorCode::invalid_argument) << added.to_string();
+  if (added.ok()) {
+    const Receipt one = append(1);
+    ASSERT_TRUE(engine_->wait_durable(one, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+    EXPECT_TRUE(exporter->wait_delivered(one.last_sequence, std::chrono::steady_clock::now() + std::chrono::seconds(20)))
+        << "delivered " << exporter->delivered() << " of " << one.last_sequence << "; " << exporter->health().to_string();
+  }
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The throw-away node ends with the test process that started it, though that process dies
 // without running a destructor (SIGKILL here; the watchdog's abort, a sanitizer's report and
 // ctest's timeout end it alike): no process of the node (the script, beam.smp and its helpers,
