@@ -90,6 +90,9 @@ class Connection {
   void close();
 
   [[nodiscard]] const Address& address() const { return address_; }
+  // The connection is gone (the socket failed, or the server closed the connection): a new one
+  // is needed; a channel's error leaves it usable.
+  [[nodiscard]] bool closed() const { return closed_; }
   [[nodiscard]] amqp_connection_state_t state() const { return state_; }
   // The socket, to poll for frames to read.
   [[nodiscard]] int fd() const { return amqp_get_sockfd(state_); }

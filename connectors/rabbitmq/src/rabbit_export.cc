@@ -122,6 +122,10 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
     return Status(ErrorCode::invalid_argument,
                   "RabbitMQ export: heartbeat must be at least 1 s (0 would turn off the detection of a silent server)");
   }
+  if (options_.unconfirmed_max == 0) {
+    return Status(ErrorCode::invalid_argument,
+                  "RabbitMQ export: unconfirmed_max must be at least 1 (a window of no messages never has room)");
+  }
   if (options_.stream.size() > kQueueNameMax) {
     return Status(ErrorCode::invalid_argument, "RabbitMQ export: the stream name is " + std::to_string(options_.stream.size()) +
                                                    " bytes; RabbitMQ allows " + std::to_string(kQueueNameMax));

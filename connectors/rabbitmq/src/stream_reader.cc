@@ -21,22 +21,40 @@ RabbitStreamReader::~RabbitStreamReader() = default;
 Result<std::unique_ptr<RabbitStreamReader>> RabbitStreamReader::open(StreamReaderOptions options) {
   if (options.stream.empty()) return Status(ErrorCode::invalid_argument, "RabbitMQ stream reader: a stream name is needed");
   if (options.prefetch == 0) return Status(ErrorCode::invalid_argument, "RabbitMQ stream reader: prefetch must be at least 1");
-  auto address = parse_url(options.url);
-  if (!address.ok()) return address.status();
+  if (auto address = parse_url(options.url); !address.ok()) return address.status();
   std::unique_ptr<RabbitStreamReader> reader(new RabbitStreamReader(std::move(options)));
-  auto connection = Connection::open(address.value(), "annal stream reader", reader->options_.connect_timeout, std::chrono::seconds(10));
+  if (Status connected = reader->connect(); !connected.ok()) return connected;
+  return reader;
+}
+
+Status RabbitStreamReader::connect() {
+  connection_.reset();
+  auto address = parse_url(options_.url);
+  if (!address.ok()) return address.status();
+  auto connection = Connection::open(address.value(), "annal stream reader", options_.connect_timeout, std::chrono::seconds(10));
   if (!connection.ok()) return connection.status();
-  reader->connection_ = std::move(connection).value();
-  const StreamReaderOptions& o = reader->options_;
-  if (Status consuming = reader->connection_->consume(kReadChannel, o.stream, o.from_offset, o.prefetch, "annal-reader");
+  // From where the last whole batch ended: what came after it is read again, and the skip rule
+  // (applied()) passes over anything of it already applied.
+  const std::uint64_t from = last_offset_ ? *last_offset_ + 1 : options_.from_offset;
+  if (Status consuming = connection.value()->consume(kReadChannel, options_.stream, from, options_.prefetch, "annal-reader");
       !consuming.ok()) {
     return consuming;
   }
-  return reader;
+  connection_ = std::move(connection).value();
+  return {};
 }
 
 Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std::chrono::milliseconds wait) {
   if (!failed_.ok()) return failed_;
+  // The connection was lost at an earlier poll (RabbitMQ closed it: missed heartbeats while the
+  // caller did not poll, a restart): a new one, from where the last whole batch ended. Failing,
+  // nothing is applied, and the next poll tries again.
+  if (!connection_) {
+    if (Status connected = connect(); !connected.ok()) {
+      return Status(connected.code(), connected.message() + " (reading stream " + options_.stream + ")");
+    }
+  }
+  bool lost = false;
   const auto fail = [&](Status error) {
     failed_ = std::move(error);
     return failed_;
@@ -52,6 +70,11 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
   for (std::size_t handled = 0; handled < options_.prefetch; ++handled) {
     auto next = connection_->next_delivery(handled == 0 ? wait : std::chrono::milliseconds(0));
     if (!next.ok()) {
+      // The connection is gone: what was applied is a whole batch; the next poll reconnects.
+      if (connection_->closed()) {
+        lost = true;
+        break;
+      }
       return fail(Status(next.status().code(), next.status().message() + " (reading stream " + options_.stream + ")"));
     }
     if (!next.value()) break;
@@ -119,9 +142,13 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
   }
   last_offset_ = reached;
   options_.applied = std::move(applied_now);
-  if (last_tag != 0) {
-    if (Status acked = connection_->ack(kReadChannel, last_tag); !acked.ok()) return fail(acked);
+  if (!lost && last_tag != 0) {
+    if (Status acked = connection_->ack(kReadChannel, last_tag); !acked.ok()) {
+      if (!connection_->closed()) return fail(acked);
+      lost = true;
+    }
   }
+  if (lost) connection_.reset();
   return applied;
 }
 

@@ -52,8 +52,11 @@ class RabbitStreamReader {
   RabbitStreamReader& operator=(const RabbitStreamReader&) = delete;
 
   // Applies the messages that arrive within `wait` (at most `prefetch`), then end_of_batch if any
-  // was applied: how many were applied. An error when the connection fails, a message of annal
-  // lacks a header, or the projection throws (naming the offset); the reader is then done.
+  // was applied: how many were applied. A connection RabbitMQ closed (missed heartbeats while the
+  // caller did not poll, a server restart) ends the batch there; the next poll connects again and
+  // reads on from last_offset() (an error if it cannot, and the poll after tries again). An error
+  // when a message of annal lacks a header, the stream is deleted, or the projection throws
+  // (naming the offset); the reader is then done.
   Result<std::size_t> poll(engine::Projection& projection, std::chrono::milliseconds wait);
 
   // The offset of the last message of the last whole batch (its end_of_batch returned; messages
@@ -68,6 +71,8 @@ class RabbitStreamReader {
 
  private:
   explicit RabbitStreamReader(StreamReaderOptions options);
+  // A new connection, consuming from after last_offset() (from_offset before the first batch).
+  Status connect();
   StreamReaderOptions options_;
   std::unique_ptr<Connection> connection_;
   std::optional<std::uint64_t> last_offset_;
