@@ -46,7 +46,7 @@ constexpr int kPartitions = 4;
 // The producer settings both sides use; the export adds none that change the work.
 const std::vector<std::pair<std::string, std::string>> kProducerSettings = {
     {"enable.idempotence", "true"}, {"enable.gapless.guarantee", "true"}, {"message.timeout.ms", "0"},
-    {"linger.ms", "5"},             {"log_level", "0"}};
+    {"max.in.flight.requests.per.connection", "1"}, {"linger.ms", "5"}, {"log_level", "0"}};
 
 class Cluster {
  public:

@@ -14,10 +14,11 @@ namespace {
 // What the exactly-once argument (docs/kafka.md) rests on: the export sets these, never the user.
 // Aliases count: librdkafka takes "metadata.broker.list" for bootstrap.servers, and a topic
 // setting with the prefix "topic." as well as without.
-constexpr std::array<std::string_view, 14> kGuarded = {
+constexpr std::array<std::string_view, 16> kGuarded = {
     "enable.idempotence", "enable.gapless.guarantee", "message.timeout.ms", "delivery.timeout.ms", "partitioner",
     "acks", "request.required.acks", "transactional.id", "bootstrap.servers", "metadata.broker.list", "retries",
-    "message.send.max.retries", "isolation.level", "auto.offset.reset"};
+    "message.send.max.retries", "isolation.level", "auto.offset.reset", "max.in.flight.requests.per.connection",
+    "max.in.flight"};
 
 bool guarded(std::string_view name) {
   if (name.starts_with("topic.")) name.remove_prefix(6);
