@@ -234,6 +234,31 @@ TEST_F(KafkaReadModelTest, BrokerFailuresAreRetriedWithoutGapsOrDuplicates) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A fetch answered OFFSET_OUT_OF_RANGE while the partition still holds the offset fetched (its
+// start has not moved: a replica whose log starts elsewhere, a broker's passing error) is no
+// retention: nothing is gone, and the model reads on from where it was, as the export's read-back
+// does (AnOffsetOutOfRangeThatIsNoRetentionIsNotTakenForTheStartOfThePartition). Only offsets that
+// retention has passed stop it.
+TEST_F(KafkaReadModelTest, AnOffsetOutOfRangeThatIsNoRetentionDoesNotStopIt) {
+  annal::test::Watchdog watchdog("kafka read model, a spurious offset out of range");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  wait_delivered(*exporter, append(200));
+  wait_applied(*runner.value(), 200);
+  constexpr std::int16_t kFetch = 1;  // the Fetch request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kFetch, 1, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE);
+  wait_delivered(*exporter, append(200));
+  wait_applied(*runner.value(), 400);
+  EXPECT_TRUE(runner.value()->stop().ok()) << runner.value()->progress().error.to_string();
+  EXPECT_EQ(tally->counts, counts_in_store());
+  EXPECT_EQ(tally->out_of_order, 0u);
+  EXPECT_EQ(runner.value()->progress().duplicates, 0u);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // Kafka refuses the topic to it: the runner stops and says why, rather than wait for ever.
 TEST_F(KafkaReadModelTest, AccessRefusedStopsItAndSaysWhy) {
   annal::test::Watchdog watchdog("kafka read model, access refused");
