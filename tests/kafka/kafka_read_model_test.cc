@@ -259,6 +259,36 @@ TEST_F(KafkaReadModelTest, AnOffsetOutOfRangeThatIsNoRetentionDoesNotStopIt) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// Retention removes records after the offsets of the model's snapshot (the mock cluster keeps
+// about 5 MB a partition, and 7 MB of another application's records are written to partition 0):
+// the restarted model stops and says so, rather than leave those events out of its state.
+TEST_F(KafkaReadModelTest, RetentionPastItsSnapshotsOffsetsStopsIt) {
+  annal::test::Watchdog watchdog("kafka read model, retention past its offsets");
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  {
+    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    wait_delivered(*exporter, append(200));
+    wait_applied(*runner.value(), 200);
+    ASSERT_TRUE(runner.value()->stop().ok());
+  }
+  std::string big;
+  const std::string filler(10'000, 'x');
+  for (int i = 0; i < 700; ++i) big += "{\"filler\":\"" + filler + "\"}\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(big, "-t orders -p 0 -k other"));
+  auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  EXPECT_TRUE(annal::test::eventually([&] { return !runner.value()->progress().error.ok(); }, std::chrono::minutes(2)));
+  const Status error = runner.value()->progress().error;
+  EXPECT_NE(error.message().find("retention"), std::string::npos) << error.to_string();
+  EXPECT_NE(error.message().find("partition 0"), std::string::npos) << error.to_string();
+  EXPECT_EQ(runner.value()->progress().applied, 0u);
+  (void)runner.value()->stop();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // Kafka refuses the topic to it: the runner stops and says why, rather than wait for ever.
 TEST_F(KafkaReadModelTest, AccessRefusedStopsItAndSaysWhy) {
   annal::test::Watchdog watchdog("kafka read model, access refused");

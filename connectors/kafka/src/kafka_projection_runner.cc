@@ -1,6 +1,7 @@
 #include "annal/kafka/kafka_projection_runner.h"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <limits>
 #include <optional>
@@ -106,6 +107,13 @@ struct KafkaProjectionRunner::Reader {
   std::int32_t partitions = 0;
   std::string cluster;       // the cluster's id: a snapshot of another cluster's topic is refused
   std::vector<bool> at_end;  // per partition: read to its end (and nothing since)
+  // Per partition, after a fetch answered OFFSET_OUT_OF_RANGE: the offset fetched, while the
+  // partition is read from its start to tell retention (the start past it) from an answer that is
+  // none (a replica whose log starts elsewhere, a passing error). -1: not checking.
+  std::vector<std::int64_t> checking;
+  std::vector<int> resets;  // per partition: such answers in a row (the next check waits a little)
+  // The partitions are assigned again (from next_offset_, or their start where checking) then.
+  std::optional<std::chrono::steady_clock::time_point> reassign_at;
   std::shared_ptr<journal::IoBackend> io;
   std::optional<journal::FileId> lock;  // the snapshot directory's, held until stop()
   std::unique_ptr<snapshots::SnapshotStore> snapshots;
@@ -164,21 +172,15 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
   reader.cluster = std::move(cluster).value();
   reader.partitions = partitions.value();
   reader.at_end.assign(static_cast<std::size_t>(reader.partitions), false);
+  reader.checking.assign(static_cast<std::size_t>(reader.partitions), -1);
+  reader.resets.assign(static_cast<std::size_t>(reader.partitions), 0);
   runner->next_offset_.assign(static_cast<std::size_t>(reader.partitions), RD_KAFKA_OFFSET_BEGINNING);
 
   if (runner->projection_->schema() != 0 && !o.directory.empty()) {
     if (Status opened = runner->open_snapshots(); !opened.ok()) return opened;
   }
 
-  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(reader.partitions));
-  for (std::int32_t partition = 0; partition < reader.partitions; ++partition) {
-    rd_kafka_topic_partition_list_add(assignment.get(), o.topic.c_str(), partition)->offset =
-        runner->next_offset_[static_cast<std::size_t>(partition)];
-  }
-  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(reader.consumer.get(), assignment.get()); assigned) {
-    return Status(ErrorCode::io_error, "Kafka at " + o.brokers + ": reading topic " + o.topic + ": " +
-                                           rd_kafka_err2str(assigned));
-  }
+  if (Status assigned = runner->assign(); !assigned.ok()) return assigned;
   runner->snapshotted_at_ = Clock::now();
   runner->thread_ = std::thread([r = runner.get()] { r->run(); });
   return runner;
@@ -344,6 +346,21 @@ bool KafkaProjectionRunner::applied_locked(const Written& written) const {
   return source->second[static_cast<std::size_t>(partition)] >= written.sequence;
 }
 
+Status KafkaProjectionRunner::assign() {
+  Reader& reader = *reader_;
+  const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(reader.partitions));
+  for (std::int32_t partition = 0; partition < reader.partitions; ++partition) {
+    const auto p = static_cast<std::size_t>(partition);
+    rd_kafka_topic_partition_list_add(assignment.get(), options_.topic.c_str(), partition)->offset =
+        reader.checking[p] >= 0 ? RD_KAFKA_OFFSET_BEGINNING : next_offset_[p];
+  }
+  if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(reader.consumer.get(), assignment.get()); assigned) {
+    return Status(ErrorCode::io_error, "Kafka at " + options_.brokers + ": reading topic " + options_.topic + ": " +
+                                           rd_kafka_err2str(assigned));
+  }
+  return {};
+}
+
 void KafkaProjectionRunner::run() {
   rd_kafka_t* consumer = reader_->consumer.get();
   int in_batch = 0;              // events applied since the last end_of_batch()
@@ -367,6 +384,10 @@ void KafkaProjectionRunner::run() {
       if (Status ended = end_batch(); !ended.ok()) return fail(std::move(ended));
       std::unique_lock lock(mutex_);
       changed_.wait_for(lock, kQuerySlice, [&] { return !servable_locked() || stopping_.load(); });
+    }
+    if (reader_->reassign_at && Clock::now() >= *reader_->reassign_at) {
+      reader_->reassign_at.reset();
+      if (Status assigned = assign(); !assigned.ok()) return fail(std::move(assigned));
     }
     const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
     if (message) {
@@ -409,13 +430,43 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     return "Kafka read model " + options_.name + ", topic " + options_.topic + " partition " +
            std::to_string(message.partition) + " offset " + std::to_string(message.offset);
   };
+  // Reading a partition from its start after an OFFSET_OUT_OF_RANGE: its first answer (a record,
+  // or its end when it is empty) says where it starts. At or below the offset fetched, nothing
+  // was removed: read on from there. Past it, retention removed records the state never had.
+  if (message.partition >= 0 && message.partition < reader_->partitions &&
+      reader_->checking[static_cast<std::size_t>(message.partition)] >= 0 &&
+      (message.err == RD_KAFKA_RESP_ERR_NO_ERROR || message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+    const auto partition = static_cast<std::size_t>(message.partition);
+    const std::int64_t fetched = reader_->checking[partition];
+    reader_->checking[partition] = -1;
+    if (message.offset > fetched) {
+      return Status(ErrorCode::io_error, where() + ": offset " + std::to_string(fetched) +
+                                             " is no longer in the partition (its start is " +
+                                             std::to_string(message.offset) +
+                                             "): retention removed records this read model has not read");
+    }
+    reader_->reassign_at = Clock::now();
+    return {};
+  }
+  if (message.err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && message.partition >= 0 &&
+      message.partition < reader_->partitions) {
+    // auto.offset.reset=error: the fetch was answered OFFSET_OUT_OF_RANGE and the partition's
+    // fetching stopped. Retention, or an answer that is none: the partition's start tells. Not
+    // read yet (next offset BEGINNING), it is read from its start whatever it is.
+    const auto partition = static_cast<std::size_t>(message.partition);
+    if (next_offset_[partition] >= 0) reader_->checking[partition] = next_offset_[partition];
+    const int resets = reader_->resets[partition]++;
+    reader_->reassign_at = Clock::now() + (resets > 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
+    std::lock_guard lock(mutex_);
+    progress_.retrying = Status(ErrorCode::io_error, where() + ": " + rd_kafka_err2str(message.err));
+    return {};
+  }
   if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     // The consumer's errors are reports: it goes on fetching (brokers down, a leader moved, a
     // request failed, credentials rotating), and so does the runner. Except where it cannot go
     // on: offsets retention has passed (auto.offset.reset=error), access refused, a fatal error.
     const Status error(ErrorCode::io_error, where() + ": " + rd_kafka_err2str(message.err));
     switch (message.err) {
-      case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
       case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
       case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
       case RD_KAFKA_RESP_ERR__FATAL:
@@ -440,7 +491,10 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     changed_.notify_all();
     return {};
   }
+  // Fetched again after the partitions were assigned again: taken already.
+  if (next_offset_[partition] >= 0 && message.offset < next_offset_[partition]) return {};
   reader_->at_end[partition] = false;
+  reader_->resets[partition] = 0;
   // An annal export's record carries its source and sequence; anything else is foreign.
   rd_kafka_headers_t* headers = nullptr;
   std::string_view source;

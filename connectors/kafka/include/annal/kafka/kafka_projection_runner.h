@@ -126,6 +126,8 @@ class KafkaProjectionRunner {
   KafkaProjectionRunner(std::shared_ptr<engine::Projection> projection, KafkaProjectionOptions options);
   Status open_snapshots();  // at start: the directory locked, the newest snapshot restored
   Status restore(std::uint64_t total, std::span<const std::byte> state);
+  // Assigns every partition, from next_offset_ (from its start where one is checked).
+  Status assign();
   void run();
   void update_lag();
   // One message from the consumer: an event applied, or passed over, or an error that stops.
