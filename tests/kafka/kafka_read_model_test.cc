@@ -289,6 +289,48 @@ TEST_F(KafkaReadModelTest, RetentionPastItsSnapshotsOffsetsStopsIt) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The model's snapshot is refused at the next start (its projection cannot read it back), while
+// retention has removed records of partition 0 that the snapshot held: rebuilding from what is
+// left of the topic would make a state without those events, with nothing but
+// progress().restore_skipped to tell. It must stop instead, as retention past a snapshot's
+// offsets does.
+TEST_F(KafkaReadModelTest, ASnapshotRefusedAfterRetentionDoesNotRebuildAStateWithEventsLeftOut) {
+  annal::test::Watchdog watchdog("kafka read model, a snapshot refused after retention");
+  class Refusing final : public engine::Projection {
+   public:
+    void apply(const engine::EventView& event) override { tally.apply(event); }
+    [[nodiscard]] std::uint32_t schema() const override { return 1; }
+    [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally.snapshot(); }
+    Status restore(std::span<const std::byte>) override { return Status(ErrorCode::corruption, "unreadable"); }
+    Tally tally;
+  };
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  {
+    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    wait_delivered(*exporter, append(200));
+    wait_applied(*runner.value(), 200);
+    ASSERT_TRUE(runner.value()->stop().ok());
+  }
+  std::string big;
+  const std::string filler(10'000, 'x');
+  for (int i = 0; i < 700; ++i) big += "{\"filler\":\"" + filler + "\"}\n";
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(big, "-t orders -p 0 -k other"));
+  auto refusing = std::make_shared<Refusing>();
+  auto runner = KafkaProjectionRunner::start(refusing, model_options(snapshots));
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  EXPECT_TRUE(annal::test::eventually([&] {
+    const auto progress = runner.value()->progress();
+    return progress.caught_up || !progress.error.ok();
+  }, std::chrono::minutes(2)));
+  const auto progress = runner.value()->progress();
+  EXPECT_FALSE(progress.error.ok()) << "rebuilt from what retention left: " << progress.applied << " of 200 events applied";
+  (void)runner.value()->stop();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // Kafka refuses the topic to it: the runner stops and says why, rather than wait for ever.
 TEST_F(KafkaReadModelTest, AccessRefusedStopsItAndSaysWhy) {
   annal::test::Watchdog watchdog("kafka read model, access refused");
