@@ -211,16 +211,23 @@ Status KafkaProjectionRunner::open_snapshots() {
   if (!skipped.empty()) {
     progress_.restore_skipped = Status(skipped.back().why.code(), skipped.back().file + ": " + skipped.back().why.message());
   }
-  if (!newest.value().has_value()) return {};
+  // Rebuilt from the topic's start, as the engine does, after a snapshot passed over: from offset
+  // 0, not BEGINNING, so that retention having removed records the snapshot held stops the runner
+  // (auto.offset.reset=error) rather than rebuild a state without them.
+  const auto rebuild_from_zero = [&] { std::fill(next_offset_.begin(), next_offset_.end(), 0); };
+  if (!newest.value().has_value()) {
+    if (!skipped.empty()) rebuild_from_zero();
+    return {};
+  }
   const std::uint64_t sequence = newest.value()->header.sequence;
   const Status restored = restore(sequence, newest.value()->state);
   if (restored.code() == ErrorCode::invalid_argument) return restored;  // another topic: the user's to settle
   if (!restored.ok()) {
-    // Rebuilt from the topic's start, as the engine does; numbered on from the snapshot refused,
-    // so that the next ones are newer than it.
+    // Numbered on from the snapshot refused, so that the next ones are newer than it.
     progress_.restore_skipped = restored;
     total_ = sequence;
     snapshotted_ = sequence;
+    rebuild_from_zero();
   }
   return {};
 }
