@@ -928,7 +928,7 @@ TEST_F(KafkaTest, ImportDoesNotReadFarPastOffsetsItCouldNotCommit) {
   const KafkaImportOptions options{.brokers = rd_kafka_mock_cluster_bootstraps(cluster_),
                                    .topic = "event-stream",
                                    .group = "importers",
-                                   .settings = {{"log_level", "0"}},
+                                   .settings = {{"log_level", "0"}, {"session.timeout.ms", "6000"}},
                                    .stream_field = "orderId",
                                    .stream_prefix = "order-",
                                    .batch_max = 10};
