@@ -360,7 +360,7 @@ TEST_F(ChainTest, AnOpenChainsWhatWasLeftUnchainedAndRedoesWhatNoLongerMatches) 
   EXPECT_EQ(crypto::to_hex(reread.value().entries.back().link), crypto::to_hex(chain.value().entries.back().link));
 }
 
-// adv17c: a backend that runs a hook before each open (the path and mode), everything else going
+// A backend that runs a hook before each open (the path and mode), everything else going
 // straight through: tests stop the chain thread, or act between two reads of a tool, at a moment
 // they choose.
 class HookedBackend final : public ForwardingBackend {
@@ -374,7 +374,7 @@ class HookedBackend final : public ForwardingBackend {
   }
 };
 
-// adv17c: records cut from the start of the newest sealed segment (its header's base moved up,
+// Records cut from the start of the newest sealed segment (its header's base moved up,
 // its file renamed, every CRC32C recomputed; whole segments before it removed as retention would),
 // CHAIN left as it was. Its entry still says the segment began earlier: the chain alone must see it.
 TEST_F(ChainTest, RecordsCutFromTheStartOfTheNewestSealedSegmentAreFound) {
@@ -388,7 +388,7 @@ TEST_F(ChainTest, RecordsCutFromTheStartOfTheNewestSealedSegmentAreFound) {
   expect_found(verify(), "chain breaks at " + segment_file_name(base + 3));
 }
 
-// adv17c: retention that removes segments sealed while the chain was off (so never chained) leaves
+// Retention that removes segments sealed while the chain was off (so never chained) leaves
 // a gap between CHAIN's entries of removed segments and those of the segments kept. That is no
 // edit: the store must verify sound once an open with the chain on has chained what is left.
 TEST_F(ChainTest, RetentionOfSegmentsNeverChainedIsNoBreak) {
@@ -408,7 +408,7 @@ TEST_F(ChainTest, RetentionOfSegmentsNeverChainedIsNoBreak) {
   EXPECT_EQ(report.checked, segment_files(dir_.path()).size() - 1);
 }
 
-// adv17c: verify beside a running writer. Between verify's scan of the segments and its read of
+// Verify beside a running writer. Between verify's scan of the segments and its read of
 // CHAIN, the writer fills and seals the tail and the chain thread chains it: CHAIN then holds an
 // entry for more records than the scan saw. That is no edit.
 TEST_F(ChainTest, VerifyBesideAWriterThatSealsTheTailMeanwhileFindsNoBreak) {
@@ -436,7 +436,7 @@ TEST_F(ChainTest, VerifyBesideAWriterThatSealsTheTailMeanwhileFindsNoBreak) {
   EXPECT_TRUE(report.value().sound()) << joined(report.value().problems);
 }
 
-// adv17c: the chain thread may be more than one segment behind the writer (it hashes each sealed
+// The chain thread may be more than one segment behind the writer (it hashes each sealed
 // segment whole; a fast writer seals the next meanwhile). Verify beside it must not call the
 // sealed segments still queued "missing from CHAIN".
 TEST_F(ChainTest, VerifyBesideAChainThreadTwoSegmentsBehindFindsNoBreak) {

@@ -471,7 +471,7 @@ TEST_F(KafkaReadModelTest, AProjectionThatThrowsStopsItAndSaysWhere) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16b: read your writes through a projection that applies in batches (apply() buffers,
+// Read your writes through a projection that applies in batches (apply() buffers,
 // end_of_batch() writes: the Projection contract's "the place to flush buffered work", which also
 // promises that "a batch also ends before a query runs"). The runner runs a query as soon as the
 // event asked for is applied, between two events of a batch, without ending the batch first: the

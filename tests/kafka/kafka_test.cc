@@ -570,7 +570,7 @@ TEST_F(KafkaTest, AStartAsksAgainWhenAPartitionsEndsCannotBeHad) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16e: asking a partition's end is answered once with UNKNOWN_TOPIC_OR_PARTITION (a retriable
+// Asking a partition's end is answered once with UNKNOWN_TOPIC_OR_PARTITION (a retriable
 // error in Kafka's protocol: a broker whose metadata has not caught up answers it). librdkafka's
 // consumer takes a failed ListOffsets of that kind for permanent: it gives up on the partition
 // (auto.offset.reset=error) and never asks again, while the read-back "waits it out" to its
@@ -673,7 +673,7 @@ TEST_F(KafkaTest, TheToolStopsWhileItsReadBackReadsAChunkFromALeaderThatWentDown
       << last_printed(*child);
 }
 
-// adv16e: retention removes a partition's oldest records while the start reads it back (here
+// Retention removes a partition's oldest records while the start reads it back (here
 // partition 3, where another source wrote 20,000 records after this source's last: 20 chunks to
 // read back; the mock cluster keeps about 5 MB a partition, and 6 MB more are written once the
 // read-back has begun). docs/kafka.md: "the read-back finds an older or no record for that
@@ -698,7 +698,7 @@ TEST_F(KafkaTest, RetentionDuringTheReadBackDoesNotFailTheStart) {
   (void)child->end_with(SIGTERM);
 }
 
-// adv16f: a chunk of the read-back stops at the first PARTITION_EOF, even one below the chunk's
+// A chunk of the read-back stops at the first PARTITION_EOF, even one below the chunk's
 // end. A replica whose high watermark lags the end the start asked (a follower the leader
 // names as preferred replica with client.rack, or a new leader whose watermark has not caught
 // up after a failover) answers the fetch at its own watermark with an EOF there: the chunk's
@@ -745,7 +745,7 @@ TEST_F(KafkaTest, AChunkIsReadToItsEndPastALaggingReplicasEof) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16f: retention cuts a chunk of the read-back in the middle: its first records were read,
+// Retention cuts a chunk of the read-back in the middle: its first records were read,
 // the next fetch is below the partition's new start, and the chunk is read on from there. The
 // records read before the cut stay among those found, so the lowest of them is taken for where
 // the partition's records begin (read_from), and the events whose records retention removed
@@ -799,7 +799,7 @@ TEST_F(KafkaTest, RetentionInsideAChunkIsNotTakenForAnotherStore) {
   EXPECT_EQ(child->end_with(SIGTERM), 0);
 }
 
-// adv16g: retention cuts a chunk of the read-back twice. The first cut is read on from the
+// Retention cuts a chunk of the read-back twice. The first cut is read on from the
 // partition's new start (RetentionDuringTheReadBackDoesNotFailTheStart); a second one in the same
 // chunk, while the rest of it is read from there, gets auto.offset.reset=error's error again, and
 // the start fails ("reading partition 3: Local: No offset to automatically reset to") instead of
@@ -1025,7 +1025,7 @@ TEST_F(KafkaTest, SettingsTheGuaranteeRestsOnAreRefused) {
   EXPECT_TRUE(opened.value()->close().ok());
 }
 
-// adv16b: the import commits a partition's offsets once "the events appended before them are
+// The import commits a partition's offsets once "the events appended before them are
 // durable", which it learns by waiting for the receipt of the last append. A message whose event
 // the store already has (a repeat, answered with the original's receipt, Receipt::duplicate)
 // replaces that receipt with an older one: a new event appended just before it is then not waited
@@ -1104,7 +1104,7 @@ TEST_F(KafkaTest, ImportCommitsNoOffsetBeforeTheEventsBeforeItAreDurable) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16b: as for RabbitMQ (RabbitTest.AnEraseOfTheLastExportedEventsStreamDoesNotStopTheExport):
+// As for RabbitMQ (RabbitTest.AnEraseOfTheLastExportedEventsStreamDoesNotStopTheExport):
 // a stream erased (crypto-shredding) after its events were exported. The next start replays the
 // events it checks against the topic, finds them erased (no payload, no id, no name: another key,
 // so another partition), takes the same store for one restored from a backup, and stops for good.
@@ -1175,7 +1175,7 @@ TEST_F(KafkaTest, AnEventErasedBeforeItIsExportedIsNotExported) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16c: a topic re-read after one of its streams was erased (erase_stream: a customer's data
+// A topic re-read after one of its streams was erased (erase_stream: a customer's data
 // crypto-shredded). A re-read is what the import counts on being harmless: a second group from the
 // start (as the tests above do), a crash before the commit, or the group's offsets expired in
 // Kafka (offsets.retention.minutes) with auto.offset.reset=earliest. The messages of the erased
@@ -1245,7 +1245,7 @@ TEST_F(KafkaTest, ImportReadingAgainAnErasedStreamsMessagesNeitherStopsNorBrings
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16c: a message whose annal.id header is the nil UUID (all zero: a producer that fills the
+// A message whose annal.id header is the nil UUID (all zero: a producer that fills the
 // header whatever it has) is given that id, and the engine takes an all-zero id for "none" (no
 // idempotency): read again (a second group, a crash before the commit), it is appended again.
 // Any other message without a usable id gets one made of (cluster, topic, partition, offset).
@@ -1277,7 +1277,7 @@ TEST_F(KafkaTest, ImportGivesAMessageWithANilIdAnIdThatMakesItOnce) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16d: the import's "read to its end" marks (Consumer::at_end) outlive a rebalance. An import
+// The import's "read to its end" marks (Consumer::at_end) outlive a rebalance. An import
 // that had read a partition to its end, lost it to a second member of its group and got it back
 // with messages that member left unread (not committed: it stopped, was killed, was slow), still
 // takes that partition for read to its end: Progress::caught_up says true while those messages

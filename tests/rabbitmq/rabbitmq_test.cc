@@ -881,10 +881,15 @@ TEST_F(RabbitTest, ImpossibleOptionsAreRefused) {
   const Status too_long = engine_->add_projection("long", std::make_shared<RabbitExport>(long_names), {});
   EXPECT_EQ(too_long.code(), ErrorCode::invalid_argument);
   EXPECT_NE(too_long.message().find("too long together"), std::string::npos) << too_long.to_string();
+  const auto deaf_reader =
+      RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .heartbeat = std::chrono::seconds(0)});
+  EXPECT_EQ(deaf_reader.status().code(), ErrorCode::invalid_argument);
+  EXPECT_NE(deaf_reader.status().message().find("heartbeat must be at least 1 s"), std::string::npos)
+      << deaf_reader.status().to_string();
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16b: a projection that flushes in end_of_batch (the place the Projection contract names for
+// A projection that flushes in end_of_batch (the place the Projection contract names for
 // it: a database transaction committed per batch) fails one flush. poll() reports the failure, but
 // last_offset() and applied() already count the whole batch as handled, so the resume the reader's
 // documentation prescribes (from_offset = last_offset() + 1, applied = applied()) skips every event
@@ -938,7 +943,7 @@ TEST_F(RabbitTest, ABatchWhoseFlushFailedIsAppliedAgainOnResume) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// adv16b: a stream erased (Engine::erase_stream, crypto-shredding) after its last event was the
+// A stream erased (Engine::erase_stream, crypto-shredding) after its last event was the
 // last one exported. The store is the same store: nothing was restored, nothing diverged; only the
 // event's payload, id and name are gone. The next start replays that event to check it against the
 // stream's copy, sees an erased event (empty payload, no id, no name), takes the store for "restored
@@ -1070,7 +1075,9 @@ TEST_F(RabbitTest, AReaderPolledAgainAfterTheServerDroppedItsIdleConnectionGoesO
   wait_delivered(*exporter, append(300));
   ASSERT_TRUE(engine_->close().ok());
   exporter.reset();
-  auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 50});
+  // Heartbeats 1 s apart: RabbitMQ drops the idle connection after a few seconds, not some 20.
+  auto reader = RabbitStreamReader::open(
+      {.url = server_->url(), .stream = stream_name(), .prefetch = 50, .heartbeat = std::chrono::seconds(1)});
   ASSERT_TRUE(reader.ok()) << reader.status().to_string();
   Recorded seen;
   ASSERT_TRUE(annal::test::eventually([&] {

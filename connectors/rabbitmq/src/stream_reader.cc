@@ -21,6 +21,10 @@ RabbitStreamReader::~RabbitStreamReader() = default;
 Result<std::unique_ptr<RabbitStreamReader>> RabbitStreamReader::open(StreamReaderOptions options) {
   if (options.stream.empty()) return Status(ErrorCode::invalid_argument, "RabbitMQ stream reader: a stream name is needed");
   if (options.prefetch == 0) return Status(ErrorCode::invalid_argument, "RabbitMQ stream reader: prefetch must be at least 1");
+  if (options.heartbeat.count() <= 0) {
+    return Status(ErrorCode::invalid_argument,
+                  "RabbitMQ stream reader: heartbeat must be at least 1 s (0 would turn off the detection of a silent server)");
+  }
   if (auto address = parse_url(options.url); !address.ok()) return address.status();
   std::unique_ptr<RabbitStreamReader> reader(new RabbitStreamReader(std::move(options)));
   if (Status connected = reader->connect(); !connected.ok()) return connected;
@@ -31,7 +35,7 @@ Status RabbitStreamReader::connect() {
   connection_.reset();
   auto address = parse_url(options_.url);
   if (!address.ok()) return address.status();
-  auto connection = Connection::open(address.value(), "annal stream reader", options_.connect_timeout, std::chrono::seconds(10));
+  auto connection = Connection::open(address.value(), "annal stream reader", options_.connect_timeout, options_.heartbeat);
   if (!connection.ok()) return connection.status();
   // From where the last whole batch ended: what came after it is read again, and the skip rule
   // (applied()) passes over anything of it already applied.

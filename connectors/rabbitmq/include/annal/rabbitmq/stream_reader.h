@@ -42,6 +42,9 @@ struct StreamReaderOptions {
   std::map<std::string, std::uint64_t> applied{};
   std::uint16_t prefetch = 1000;  // unacknowledged deliveries at most, and a batch's size
   std::chrono::milliseconds connect_timeout{30'000};
+  // AMQP heartbeats, sent only from inside poll(): a reader not polled for about two of them has
+  // its connection closed by RabbitMQ, and the next poll connects again. At least 1 s.
+  std::chrono::seconds heartbeat{10};
 };
 
 class RabbitStreamReader {
