@@ -198,6 +198,18 @@ class RabbitTest : public ::testing::Test {
            stream_name() + " --source store-a --until-caught-up" + extra;
   }
 
+  // RabbitMQ's memory alarm (the watermark set to 0: every publishing connection blocked), lifted
+  // again at the latest when the test ends, so that the next test's node takes publishes.
+  struct MemoryAlarm {
+    ~MemoryAlarm() { (void)server_->ctl("set_vm_memory_high_watermark 0.4"); }
+    void raise() const { set("0"); }
+    void lift() const { set("0.4"); }
+    static void set(const std::string& watermark) {
+      const annal::test::ProgramRun ran = server_->ctl("set_vm_memory_high_watermark " + watermark);
+      ASSERT_EQ(ran.exit_code, 0) << ran.output;
+    }
+  };
+
   static annal::test::RabbitServer* server_;
   annal::test::TempDirectory dir_;
   std::unique_ptr<Engine> engine_;
@@ -727,12 +739,8 @@ TEST_F(RabbitTest, AResourceAlarmShowsInHealthAndStopStillReturns) {
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   wait_delivered(*exporter, append(100));
-  struct Restore {
-    annal::test::RabbitServer* server;
-    ~Restore() { (void)server->ctl("set_vm_memory_high_watermark 0.4"); }
-  } restore{server_};
-  const annal::test::ProgramRun alarmed = server_->ctl("set_vm_memory_high_watermark 0");
-  ASSERT_EQ(alarmed.exit_code, 0) << alarmed.output;
+  const MemoryAlarm alarm;
+  ASSERT_NO_FATAL_FAILURE(alarm.raise());
   append(2000);
   EXPECT_TRUE(annal::test::eventually(
       [&] { return exporter->health().message().find("RabbitMQ blocked the connection") != std::string::npos; },
@@ -740,8 +748,7 @@ TEST_F(RabbitTest, AResourceAlarmShowsInHealthAndStopStillReturns) {
       << exporter->health().to_string();
   ASSERT_TRUE(engine_->close().ok());
   exporter.reset();  // returns: the watchdog would say otherwise
-  const annal::test::ProgramRun restored = server_->ctl("set_vm_memory_high_watermark 0.4");
-  ASSERT_EQ(restored.exit_code, 0) << restored.output;
+  ASSERT_NO_FATAL_FAILURE(alarm.lift());
   exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   wait_delivered(*exporter, append(100));
@@ -758,12 +765,8 @@ TEST_F(RabbitTest, AResourceAlarmMetOnReconnectingShowsInHealth) {
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   wait_delivered(*exporter, append(100));
-  struct Restore {
-    annal::test::RabbitServer* server;
-    ~Restore() { (void)server->ctl("set_vm_memory_high_watermark 0.4"); }
-  } restore{server_};
-  const annal::test::ProgramRun alarmed = server_->ctl("set_vm_memory_high_watermark 0");
-  ASSERT_EQ(alarmed.exit_code, 0) << alarmed.output;
+  const MemoryAlarm alarm;
+  ASSERT_NO_FATAL_FAILURE(alarm.raise());
   const annal::test::ProgramRun closed = server_->ctl("close_all_connections test");
   ASSERT_EQ(closed.exit_code, 0) << closed.output;
   append(100);
@@ -778,8 +781,7 @@ TEST_F(RabbitTest, AResourceAlarmMetOnReconnectingShowsInHealth) {
   std::string history;
   for (const std::string& one : said) history += "\n  " + (one.empty() ? std::string("(ok)") : one);
   EXPECT_TRUE(shown) << "health() over a minute of the alarm:" << history;
-  const annal::test::ProgramRun restored = server_->ctl("set_vm_memory_high_watermark 0.4");
-  ASSERT_EQ(restored.exit_code, 0) << restored.output;
+  ASSERT_NO_FATAL_FAILURE(alarm.lift());
   wait_delivered(*exporter, append(100));
   expect_exported_once();
   ASSERT_TRUE(engine_->close().ok());

@@ -46,26 +46,13 @@ class SpawnedTool {
   // Reads its stderr until `text` appears; false if it closed stderr or `limit` passed first (a
   // hang guard). What it printed so far is in printed().
   bool wait_for(const std::string& text, std::chrono::milliseconds limit = std::chrono::minutes(2)) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    pollfd ready{.fd = err_, .events = POLLIN, .revents = 0};
-    char c = 0;
-    while (printed_.find(text) == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || ::poll(&ready, 1, static_cast<int>(left.count())) != 1) return false;
-      const ssize_t got = ::read(err_, &c, 1);
-      if (got != 1) {
-        stderr_closed_ = got == 0;
-        return false;
-      }
-      printed_ += c;
-    }
-    return true;
+    return read_until([&] { return printed_.find(text) != std::string::npos; }, limit);
   }
   // wait_for(text), then on to the end of the line it is on: the whole line is in printed().
   bool wait_for_line(const std::string& text, std::chrono::milliseconds limit = std::chrono::minutes(2)) {
     if (!wait_for(text, limit)) return false;
     const std::size_t at = printed_.rfind(text);
-    return printed_.find('\n', at) != std::string::npos || wait_for_after('\n', at, limit);
+    return read_until([&] { return printed_.find('\n', at) != std::string::npos; }, limit);
   }
   [[nodiscard]] const std::string& printed() const { return printed_; }
   // Whether a wait_for ended because the tool's stderr closed (not at its limit).
@@ -95,11 +82,13 @@ class SpawnedTool {
   }
 
  private:
-  bool wait_for_after(char wanted, std::size_t from, std::chrono::milliseconds limit) {
+  // Reads stderr a byte at a time until `done` holds; false if stderr closed or `limit` passed first.
+  template <class Done>
+  bool read_until(const Done& done, std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     pollfd ready{.fd = err_, .events = POLLIN, .revents = 0};
     char c = 0;
-    while (printed_.find(wanted, from) == std::string::npos) {
+    while (!done()) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0 || ::poll(&ready, 1, static_cast<int>(left.count())) != 1) return false;
       const ssize_t got = ::read(err_, &c, 1);
