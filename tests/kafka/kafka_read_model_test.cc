@@ -118,6 +118,25 @@ class KafkaReadModelTest : public KafkaTest {
   [[nodiscard]] std::string last_stream() const { return "order-" + std::to_string(appended_ % 13); }
 
   // Waits until the model has read every partition to its end with `applied` events applied.
+  // 200 events exported and applied by a model that snapshots into `snapshots` and stops; then
+  // 7 MB of another application's records written to partition 0, past the 5 MB or so a mock
+  // partition keeps, so that retention removes records below the snapshot's offsets.
+  void snapshot_then_retention(const std::string& snapshots) {
+    auto exporter = open_with_export();
+    ASSERT_FALSE(HasFailure());
+    {
+      auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+      ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+      wait_delivered(*exporter, append(200));
+      wait_applied(*runner.value(), 200);
+      ASSERT_TRUE(runner.value()->stop().ok());
+    }
+    std::string big;
+    const std::string filler(10'000, 'x');
+    for (int i = 0; i < 700; ++i) big += "{\"filler\":\"" + filler + "\"}\n";
+    ASSERT_NO_FATAL_FAILURE(send_with_kcat(big, "-t orders -p 0 -k other"));
+  }
+
   static void wait_applied(const KafkaProjectionRunner& runner, std::uint64_t applied) {
     EXPECT_TRUE(annal::test::eventually([&] {
       const auto progress = runner.progress();
@@ -265,19 +284,7 @@ TEST_F(KafkaReadModelTest, AnOffsetOutOfRangeThatIsNoRetentionDoesNotStopIt) {
 TEST_F(KafkaReadModelTest, RetentionPastItsSnapshotsOffsetsStopsIt) {
   annal::test::Watchdog watchdog("kafka read model, retention past its offsets");
   const std::string snapshots = dir_.path() + "/model";
-  auto exporter = open_with_export();
-  ASSERT_FALSE(HasFailure());
-  {
-    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
-    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
-    wait_delivered(*exporter, append(200));
-    wait_applied(*runner.value(), 200);
-    ASSERT_TRUE(runner.value()->stop().ok());
-  }
-  std::string big;
-  const std::string filler(10'000, 'x');
-  for (int i = 0; i < 700; ++i) big += "{\"filler\":\"" + filler + "\"}\n";
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat(big, "-t orders -p 0 -k other"));
+  ASSERT_NO_FATAL_FAILURE(snapshot_then_retention(snapshots));
   auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
   ASSERT_TRUE(runner.ok()) << runner.status().to_string();
   EXPECT_TRUE(annal::test::eventually([&] { return !runner.value()->progress().error.ok(); }, std::chrono::minutes(2)));
@@ -305,19 +312,7 @@ TEST_F(KafkaReadModelTest, ASnapshotRefusedAfterRetentionDoesNotRebuildAStateWit
     Tally tally;
   };
   const std::string snapshots = dir_.path() + "/model";
-  auto exporter = open_with_export();
-  ASSERT_FALSE(HasFailure());
-  {
-    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
-    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
-    wait_delivered(*exporter, append(200));
-    wait_applied(*runner.value(), 200);
-    ASSERT_TRUE(runner.value()->stop().ok());
-  }
-  std::string big;
-  const std::string filler(10'000, 'x');
-  for (int i = 0; i < 700; ++i) big += "{\"filler\":\"" + filler + "\"}\n";
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat(big, "-t orders -p 0 -k other"));
+  ASSERT_NO_FATAL_FAILURE(snapshot_then_retention(snapshots));
   auto refusing = std::make_shared<Refusing>();
   auto runner = KafkaProjectionRunner::start(refusing, model_options(snapshots));
   ASSERT_TRUE(runner.ok()) << runner.status().to_string();
