@@ -414,6 +414,26 @@ class EncryptedStoreTest : public CliTest {
     if (parser.parse(inspected.out).get(report) != simdjson::SUCCESS) return 0;
     return std::uint64_t(report["events"]);
   }
+  // A store of 50 events under `keys`, and its chain head as inspect --chain --json gives it.
+  struct TaggedHead {
+    std::string head;
+    std::string tag;
+    std::uint64_t key_version = 0;
+  };
+  TaggedHead load_and_inspect_chain(const std::string& keys) {
+    EXPECT_EQ(run({"load", store(), "--events", "50", "--streams", "5", "--key-file", keys}).exit_code, 0);
+    const Ran tagged = run({"inspect", store(), "--chain", "--json", "--key-file", keys});
+    EXPECT_EQ(tagged.exit_code, 0) << tagged.err;
+    simdjson::dom::parser parser;
+    simdjson::dom::object report;
+    if (parser.parse(tagged.out).get(report) != simdjson::SUCCESS) {
+      ADD_FAILURE() << "not JSON: " << tagged.out;
+      return {};
+    }
+    return {.head = std::string(std::string_view(report["chain_head"])),
+            .tag = std::string(std::string_view(report["chain_tag"])),
+            .key_version = std::uint64_t(report["key_version"])};
+  }
 };
 
 TEST_F(EncryptedStoreTest, EveryCommandOpensItWithTheKeyFileGivenAsOptionOrInTheEnvironment) {
@@ -660,21 +680,16 @@ TEST_F(CliTest, AChainHeadKeptFromInspectShowsAnEditVerifyAloneCannotSee) {
 
 TEST_F(EncryptedStoreTest, TheChainHeadIsTaggedUnderTheMasterKey) {
   const std::string keys = master_key_file("master.keys");
-  ASSERT_EQ(run({"load", store(), "--events", "50", "--streams", "5", "--key-file", keys}).exit_code, 0);
-  const Ran tagged = run({"inspect", store(), "--chain", "--json", "--key-file", keys});
-  ASSERT_EQ(tagged.exit_code, 0) << tagged.err;
-  simdjson::dom::parser parser;
-  simdjson::dom::object report;
-  ASSERT_EQ(parser.parse(tagged.out).get(report), simdjson::SUCCESS) << tagged.out;
-  const auto head = annal::journal::parse_chain_head(std::string_view(report["chain_head"]));
-  ASSERT_TRUE(head.has_value()) << tagged.out;
-  EXPECT_EQ(std::uint64_t(report["key_version"]), 1u);
-  EXPECT_EQ(std::string_view(report["chain_tag"]).size(), 64u);
+  const TaggedHead tagged = load_and_inspect_chain(keys);
+  ASSERT_FALSE(HasFailure());
+  const auto head = annal::journal::parse_chain_head(tagged.head);
+  ASSERT_TRUE(head.has_value()) << tagged.head;
+  EXPECT_EQ(tagged.key_version, 1u);
+  EXPECT_EQ(tagged.tag.size(), 64u);
   // The same head, untagged, from a second look; another key file's tag differs.
   const Ran plain = run({"inspect", store(), "--chain", "--key-file", keys});
   EXPECT_NE(plain.out.find("chain head  " + annal::journal::to_string(*head)), std::string::npos) << plain.out;
-  EXPECT_NE(plain.out.find("chain tag   " + std::string(std::string_view(report["chain_tag"]))), std::string::npos)
-      << plain.out;
+  EXPECT_NE(plain.out.find("chain tag   " + tagged.tag), std::string::npos) << plain.out;
 }
 
 // A kept head is only as good as where it was kept: someone who edits the log can recompute
@@ -682,14 +697,10 @@ TEST_F(EncryptedStoreTest, TheChainHeadIsTaggedUnderTheMasterKey) {
 // --expect-tag checks the kept tag under the key file's master keys.
 TEST_F(EncryptedStoreTest, AKeptHeadsTagIsCheckedUnderTheMasterKeys) {
   const std::string keys = master_key_file("master.keys");
-  ASSERT_EQ(run({"load", store(), "--events", "50", "--streams", "5", "--key-file", keys}).exit_code, 0);
-  const Ran tagged = run({"inspect", store(), "--chain", "--json", "--key-file", keys});
-  ASSERT_EQ(tagged.exit_code, 0) << tagged.err;
-  simdjson::dom::parser parser;
-  simdjson::dom::object report;
-  ASSERT_EQ(parser.parse(tagged.out).get(report), simdjson::SUCCESS) << tagged.out;
-  const std::string head{std::string_view(report["chain_head"])};
-  const std::string tag{std::string_view(report["chain_tag"])};
+  const TaggedHead tagged = load_and_inspect_chain(keys);
+  ASSERT_FALSE(HasFailure());
+  const std::string& head = tagged.head;
+  const std::string& tag = tagged.tag;
   const Ran sound = run({"verify", store(), "--chain", "--expect", head, "--expect-tag", tag, "--key-file", keys});
   EXPECT_EQ(sound.exit_code, 0) << sound.out << sound.err;
   EXPECT_NE(sound.out.find("tag is its own under master key version 1"), std::string::npos) << sound.out;
