@@ -463,7 +463,18 @@ class EngineImpl final : public Engine {
   Status refuse_if_read_only(std::string_view what) const;
   Status take_system_record(const journal::RecordView& record, bool again);
   Result<std::uint64_t> erase_stream(const StreamRef& stream) override;
-  Result<std::uint64_t> erase_under_locks(const StreamRef& stream);
+  struct Erasure {
+    std::uint64_t stream_id = 0;
+    std::uint64_t sequence = 0;  // of its record
+  };
+  Result<Erasure> erase_under_locks(const StreamRef& stream);
+  void tell_of_erasure(const Erasure& erasure);
+  // The erasures after the first `seen` (under projections_mutex_): what a runner made meanwhile,
+  // outside the lock, missed of tell_of_erasure, though it may have read those streams' events
+  // before their keys' end. It is told once it is in place.
+  [[nodiscard]] std::vector<Erasure> erasures_since(std::size_t seen) const {
+    return {erasures_.begin() + static_cast<std::ptrdiff_t>(seen), erasures_.end()};
+  }
   void rebuild_after_erasure();
   Status rotate_snapshot_epoch();
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
@@ -536,6 +547,9 @@ class EngineImpl final : public Engine {
   mutable std::mutex projections_mutex_;
   std::map<std::string, std::unique_ptr<ProjectionRunner>, std::less<>> projections_;  // under projections_mutex_
   std::set<std::string, std::less<>> adding_;  // under projections_mutex_: names add_projection is making
+  // The erasures done since the engine opened, under projections_mutex_: a projection being made
+  // meanwhile is told of them once it is added (install). No more than KEYS holds.
+  std::vector<Erasure> erasures_;
   // Runners an erasure replaced (rebuild_after_erasure): stopped, kept until the engine is
   // destroyed, since a thread may still hold a pointer to one. Under projections_mutex_.
   std::vector<std::unique_ptr<ProjectionRunner>> retired_;
@@ -862,9 +876,26 @@ Status EngineImpl::take_system_record(const journal::RecordView& record, bool ag
 // lock: no event of the stream can be sequenced between its last one and the key's end.
 Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
   auto erased = erase_under_locks(stream);
-  if (erased.ok()) rebuild_after_erasure();
-  return erased;
+  if (!erased.ok()) return erased.status();
+  tell_of_erasure(erased.value());
+  rebuild_after_erasure();
+  return erased.value().sequence;
 }
+
+// Every projection is told (Projection::stream_erased) before erase_stream returns: an exporter
+// drops what of the stream it still holds unsent. Outside the engine's locks (user code); one
+// being made now is told when it is added.
+void EngineImpl::tell_of_erasure(const Erasure& erasure) {
+  std::vector<ProjectionRunner*> told;
+  {
+    std::lock_guard lock(projections_mutex_);
+    erasures_.push_back(erasure);
+    for (const auto& [name, runner] : projections_) told.push_back(runner.get());
+  }
+  // Runners are never removed while the engine is open: the pointers outlive the lock.
+  for (ProjectionRunner* runner : told) runner->stream_erased(erasure.stream_id, erasure.sequence);
+}
+
 
 // The projections that asked to be (ProjectionOptions::rebuild_after_erasure), each from a fresh
 // instance replayed from the start of the log, put in the old one's place. Outside the engine's
@@ -872,8 +903,10 @@ Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
 // keeps running as it was, said on stderr: the erasure itself is done.
 void EngineImpl::rebuild_after_erasure() {
   std::vector<std::pair<std::string, ProjectionOptions>> wanted;
+  std::size_t erasures_seen = 0;
   {
     std::lock_guard lock(projections_mutex_);
+    erasures_seen = erasures_.size();
     for (const auto& [name, runner] : projections_) {
       if (runner->options().rebuild_after_erasure) wanted.emplace_back(name, runner->options());
     }
@@ -892,17 +925,24 @@ void EngineImpl::rebuild_after_erasure() {
                    name.c_str(), runner.status().to_string().c_str());
       continue;
     }
-    std::lock_guard lock(projections_mutex_);
-    if (closed_.load(std::memory_order_acquire)) return;  // the new runner stops as it is destroyed
-    const auto at = projections_.find(name);
-    if (at == projections_.end()) continue;
-    at->second->request_stop();
-    retired_.push_back(std::move(at->second));
-    at->second = std::move(runner).value();
+    ProjectionRunner* rebuilt = nullptr;
+    std::vector<Erasure> missed;
+    {
+      std::lock_guard lock(projections_mutex_);
+      if (closed_.load(std::memory_order_acquire)) return;  // the new runner stops as it is destroyed
+      const auto at = projections_.find(name);
+      if (at == projections_.end()) continue;
+      at->second->request_stop();
+      retired_.push_back(std::move(at->second));
+      at->second = std::move(runner).value();
+      rebuilt = at->second.get();
+      missed = erasures_since(erasures_seen);
+    }
+    for (const Erasure& erasure : missed) rebuilt->stream_erased(erasure.stream_id, erasure.sequence);
   }
 }
 
-Result<std::uint64_t> EngineImpl::erase_under_locks(const StreamRef& stream) {
+Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& stream) {
   if (Status writable = refuse_if_read_only("erase_stream"); !writable.ok()) return writable;
   if (!cipher_) {
     return Status(ErrorCode::invalid_argument,
@@ -960,7 +1000,7 @@ Result<std::uint64_t> EngineImpl::erase_under_locks(const StreamRef& stream) {
   }
   if (Status erased = cipher_->erase(*id); !erased.ok()) return stop(erased);
   if (Status rotated = rotate_snapshot_epoch(); !rotated.ok()) return stop(rotated);
-  return sequence;
+  return Erasure{.stream_id = *id, .sequence = sequence};
 }
 
 // The engine's state snapshotted under the next snapshot key epoch (it no longer holds an erased
@@ -1035,6 +1075,7 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   }
   // The name is reserved while the projection is made: restore() is user code, run outside the
   // lock, since it may call the engine (which takes it) or block (and close() takes it too).
+  std::size_t erasures_seen = 0;
   {
     std::lock_guard lock(projections_mutex_);
     if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
@@ -1042,13 +1083,21 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
       return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + " exists already");
     }
     adding_.emplace(name);
+    erasures_seen = erasures_.size();
   }
   auto runner = make_runner(name, std::move(projection), options);
-  std::lock_guard lock(projections_mutex_);
-  adding_.erase(adding_.find(name));
-  if (!runner.ok()) return runner.status();
-  if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine closed meanwhile");
-  projections_.emplace(std::string(name), std::move(runner).value());
+  ProjectionRunner* added = nullptr;
+  std::vector<Erasure> missed;
+  {
+    std::lock_guard lock(projections_mutex_);
+    adding_.erase(adding_.find(name));
+    if (!runner.ok()) return runner.status();
+    if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine closed meanwhile");
+    added = runner.value().get();
+    missed = erasures_since(erasures_seen);
+    projections_.emplace(std::string(name), std::move(runner).value());
+  }
+  for (const Erasure& erasure : missed) added->stream_erased(erasure.stream_id, erasure.sequence);
   return {};
 }
 

@@ -8,12 +8,15 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "annal/engine/engine.h"
@@ -424,6 +427,52 @@ TEST_F(ErasureTest, AProjectionThatAsksIsRebuiltAtOnceWithoutTheErasedData) {
   EXPECT_EQ(state_of("rebuilt"), std::make_pair(false, std::size_t{10}));  // customer-1's five arrive erased
   EXPECT_EQ(engine->projection_status("rebuilt").value().restored_from, 0u);
   EXPECT_EQ(state_of("kept"), std::make_pair(true, std::size_t{10}));  // until the engine is reopened
+  ASSERT_TRUE(engine->close().ok());
+}
+
+// Records the erasures it is told of (Projection::stream_erased), from whichever thread tells.
+// `on_resume` runs while add_projection makes it (resume_after), before it is added.
+struct Told final : Projection {
+  void apply(const EventView&) override {}
+  Result<std::optional<std::uint64_t>> resume_after() override {
+    if (on_resume) on_resume();
+    return std::optional<std::uint64_t>{};
+  }
+  void stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) override {
+    std::lock_guard lock(mutex);
+    erasures.emplace_back(stream_id, erased_at);
+  }
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> told() const {
+    std::lock_guard lock(mutex);
+    return erasures;
+  }
+  std::function<void()> on_resume;
+  mutable std::mutex mutex;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> erasures;
+};
+
+// Every projection is told of an erasure (the stream's id, the erasure record's sequence) once,
+// by the time erase_stream returns: an exporter drops what of the stream it holds unsent. One
+// being added meanwhile, which the erasure cannot reach yet, is told as add_projection adds it.
+TEST_F(ErasureTest, EveryProjectionIsToldOfAnErasureOnce) {
+  auto engine = open(encrypted());
+  ASSERT_NE(engine, nullptr);
+  auto running = std::make_shared<Told>();
+  ASSERT_TRUE(engine->add_projection("running", running, {}).ok());
+  append_both(*engine);
+  const std::optional<std::uint64_t> id = engine->find_stream("customer-1");
+  ASSERT_TRUE(id);
+  auto adding = std::make_shared<Told>();
+  std::optional<Result<std::uint64_t>> erasure;
+  adding->on_resume = [&] {
+    erasure = engine->erase_stream("customer-1");
+    EXPECT_EQ(running->told().size(), 1u);  // before erase_stream returned
+  };
+  ASSERT_TRUE(engine->add_projection("adding", adding, {}).ok());
+  ASSERT_TRUE(erasure && erasure->ok()) << (erasure ? erasure->status().to_string() : "not erased");
+  const std::vector<std::pair<std::uint64_t, std::uint64_t>> expected{{*id, erasure->value()}};
+  EXPECT_EQ(running->told(), expected);
+  EXPECT_EQ(adding->told(), expected);
   ASSERT_TRUE(engine->close().ok());
 }
 

@@ -1128,6 +1128,56 @@ TEST_F(RabbitTest, AConfirmWindowOfNoMessagesIsRefused) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// An event erased while it waits in the exporter's window, unpublished (RabbitMQ blocks the
+// connection: a memory alarm): docs/security.md promises that an event erased before it is
+// exported is never exported, but the window holds a copy of its payload made before the erasure,
+// and publishes it once the alarm clears.
+TEST_F(RabbitTest, AnEventErasedWhileWaitingInTheWindowIsNotPublished) {
+  annal::test::Watchdog watchdog("rabbitmq export, an erasure while blocked", std::chrono::seconds(300));
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  auto opened = Engine::open(dir_.path(), encrypted);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  auto exporter = std::make_shared<RabbitExport>(options());
+  ASSERT_TRUE(engine_->add_projection("export_rabbitmq", exporter, {}).ok());
+  const auto append_one = [&](const std::string& stream, const std::string& payload) {
+    const engine::EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    return engine_->append(stream, engine::ExpectedVersion::any(), {&event, 1}).value();
+  };
+  wait_delivered(*exporter, append_one("keep", "kept 1"));
+  struct Restore {
+    annal::test::RabbitServer* server;
+    ~Restore() { (void)server->ctl("set_vm_memory_high_watermark 0.4"); }
+  } restore{server_};
+  const annal::test::ProgramRun alarmed = server_->ctl("set_vm_memory_high_watermark 0");
+  ASSERT_EQ(alarmed.exit_code, 0) << alarmed.output;
+  // A publish meets the alarm: RabbitMQ blocks the connection, and the exporter publishes nothing more.
+  append_one("keep", "kept 2");
+  ASSERT_TRUE(annal::test::eventually(
+      [&] { return exporter->health().message().find("RabbitMQ blocked the connection") != std::string::npos; },
+      std::chrono::minutes(1)))
+      << exporter->health().to_string();
+  const Receipt secret = append_one("forget-me", "the secret");
+  ASSERT_TRUE(engine_->wait_durable(secret, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  ASSERT_TRUE(annal::test::eventually([&] {
+    const auto status = engine_->projection_status("export_rabbitmq");
+    return status.ok() && status.value().applied >= secret.last_sequence;
+  }));  // in the window, not published
+  const auto erased = engine_->erase_stream("forget-me");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  const annal::test::ProgramRun cleared = server_->ctl("set_vm_memory_high_watermark 0.4");
+  ASSERT_EQ(cleared.exit_code, 0) << cleared.output;
+  wait_delivered(*exporter, append_one("keep", "kept 3"));
+  ReadBack back;
+  ASSERT_NO_FATAL_FAILURE(read_stream(back));
+  for (const Recorded::Seen& seen : back.events.seen) {
+    EXPECT_NE(seen.stream, "forget-me") << "event " << seen.sequence << " of the erased stream was published after the "
+                                        << "erasure, payload \"" << seen.payload << "\"";
+  }
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The throw-away node ends with the test process that started it, though that process dies
 // without running a destructor (SIGKILL here; the watchdog's abort, a sanitizer's report and
 // ctest's timeout end it alike): no process of the node (the script, beam.smp and its helpers,
