@@ -146,6 +146,7 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
   {
     std::lock_guard lock(mutex_);
     pending_.clear();
+    erased_ = {};  // of the last run's store
     sent_ = 0;
     pending_bytes_ = 0;
     delivered_ = 0;
@@ -261,6 +262,7 @@ Result<Tail> RabbitExport::connect(std::chrono::steady_clock::time_point deadlin
     for (Message& message : pending_) {
       message.tag = 0;
       message.confirmed = false;  // a confirm of the old connection's says nothing of this one's
+      message.skipped = false;
     }
     sent_ = 0;
     next_tag_ = 1;
@@ -294,6 +296,7 @@ void RabbitExport::apply(const engine::EventView& event) {
   // counted as delivered with the batch (end_of_batch), like the engine's own records.
   if (h.erased) return;
   Message message{.sequence = h.sequence,
+                  .stream_id = h.stream_id,
                   .version = h.version,
                   .timestamp_ns = h.timestamp_ns,
                   .type = std::string(h.type),
@@ -303,6 +306,9 @@ void RabbitExport::apply(const engine::EventView& event) {
   std::unique_lock lock(mutex_);
   for (;;) {
     if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+    // Read before its stream's erasure: dropped, as an event erased (checked again after every
+    // wait, which an erasure may come in).
+    if (erased_.contains(h.stream_id)) return;
     // Closing: this event and every later one wait for the next run (which starts after the
     // stream's last message of this source), so that none gets ahead of it.
     if (stopping_ || halted_) {
@@ -327,6 +333,7 @@ void RabbitExport::end_of_batch(std::uint64_t applied) {
   check_passed(applied);
   std::lock_guard lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+  erased_.passed(applied);
   if (halted_) return;
   // Every event up to `applied` is queued: once none waits, the sequences after the last event
   // (a new stream's name, say) count as delivered too.
@@ -364,6 +371,24 @@ void RabbitExport::stop_requested() {
   stopping_ = true;
   changed_.notify_all();
   wake();
+}
+
+// What of the stream waits unpublished is dropped: its copy was made before the erasure. What is
+// published already cannot be taken back, but is not published again on a new connection.
+void RabbitExport::stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
+  std::lock_guard lock(mutex_);
+  erased_.add(stream_id, erased_at);
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    Message& message = pending_[i];
+    if (message.stream_id != stream_id) continue;
+    message.erased = true;
+    // The body of one sent may be being read by publish_some, outside the lock.
+    if (i >= sent_) {
+      pending_bytes_ -= message.body.size();
+      std::string().swap(message.body);
+    }
+  }
+  changed_.notify_all();  // apply() may have room again
 }
 
 void RabbitExport::wake() {
@@ -458,8 +483,16 @@ Status RabbitExport::publish_some() {
       // to its elements valid (not its iterators): this pointer stays good, outside the lock,
       // while apply() appends. apply() never writes an element it has queued.
       message = &pending_[sent_];
-      message->tag = next_tag_++;
       ++sent_;
+      if (message->erased) {
+        // Passed over, confirmed as it is, with the last tag given so that tags keep rising.
+        message->tag = next_tag_ - 1;
+        message->confirmed = true;
+        message->skipped = true;
+        pop_confirmed_locked();
+        continue;
+      }
+      message->tag = next_tag_++;
       delivered = delivered_;
     }
     Headers headers;
@@ -563,14 +596,21 @@ void RabbitExport::set_blocked(bool blocked, const std::string& reason) {
 }
 
 void RabbitExport::confirm_locked(std::uint64_t tag, bool multiple) {
-  if (pending_.empty() || sent_ == 0) return;
-  const std::uint64_t first = pending_.front().tag;
-  if (first == 0 || tag < first || tag - first >= sent_) return;  // not of this connection's
-  const std::size_t at = static_cast<std::size_t>(tag - first);
-  for (std::size_t i = multiple ? 0 : at; i <= at; ++i) pending_[i].confirmed = true;
+  // The sent part's tags rise (a message skipped repeats the one before), so the message of this
+  // tag is found by a binary search; none is a tag not of this connection's.
+  const auto sent = pending_.begin() + static_cast<std::ptrdiff_t>(sent_);
+  const auto at = std::lower_bound(pending_.begin(), sent, tag,
+                                   [](const Message& message, std::uint64_t wanted) { return message.tag < wanted; });
+  if (tag == 0 || at == sent || at->tag != tag || at->skipped) return;
+  for (auto message = multiple ? pending_.begin() : at; message <= at; ++message) message->confirmed = true;
+  pop_confirmed_locked();
+}
+
+void RabbitExport::pop_confirmed_locked() {
   while (!pending_.empty() && pending_.front().confirmed) {
     delivered_ = pending_.front().sequence;
-    last_confirmed_ = delivered_;
+    // One skipped is not in the stream: a read-back may end before it.
+    if (!pending_.front().skipped) last_confirmed_ = delivered_;
     pending_bytes_ -= pending_.front().body.size();
     pending_.pop_front();
     --sent_;

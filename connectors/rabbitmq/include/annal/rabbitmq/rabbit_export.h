@@ -46,6 +46,7 @@
 #include <thread>
 
 #include "annal/base/status.h"
+#include "annal/engine/erased_streams.h"
 #include "annal/engine/projection.h"
 
 namespace annal::rabbitmq {
@@ -97,19 +98,25 @@ class RabbitExport final : public engine::Projection {
   [[nodiscard]] Result<std::optional<std::uint64_t>> resume_after() override;
   [[nodiscard]] std::uint64_t resume_requires() const override;
   void stop_requested() override;
+  void stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) override;
 
  private:
   // An event copied for publishing, kept until RabbitMQ confirms it.
   struct Message {
     std::uint64_t sequence = 0;
+    std::uint64_t stream_id = 0;
     std::uint64_t version = 0;
     std::uint64_t timestamp_ns = 0;
     std::string type;
     std::string stream;
     std::string id;  // "" when the event has none
     std::string body;
-    std::uint64_t tag = 0;  // its delivery tag on the current connection (0: not sent on it)
+    // Its delivery tag on the current connection (0: not sent on it); a message skipped has the
+    // tag of the one sent before it, so that tags never fall through the sent part of the window.
+    std::uint64_t tag = 0;
     bool confirmed = false;
+    bool erased = false;   // its stream was erased: not published (again) on any connection
+    bool skipped = false;  // erased, passed over unpublished on this connection: counted as confirmed
   };
   // The exporter's thread: publishes, reads confirms, reconnects; owns connection_.
   void run();
@@ -135,6 +142,8 @@ class RabbitExport final : public engine::Projection {
   [[nodiscard]] bool stopping() const;
   // Under mutex_: confirms by RabbitMQ of delivery tag `tag` (and all before it if `multiple`).
   void confirm_locked(std::uint64_t tag, bool multiple);
+  // Under mutex_: the confirmed messages at the window's front leave it, as delivered.
+  void pop_confirmed_locked();
   void wake();
 
   const RabbitExportOptions options_;
@@ -159,6 +168,7 @@ class RabbitExport final : public engine::Projection {
   std::uint64_t last_confirmed_ = 0;
   std::uint64_t applied_ = 0;             // under mutex_: the last end_of_batch's sequence
   std::uint64_t reconnections_ = 0;       // under mutex_
+  engine::ErasedStreams erased_;          // under mutex_
   bool halted_ = false;                   // under mutex_: an event was not queued (stopping)
   bool stopping_ = false;                 // under mutex_
   bool idle_ = false;                     // under mutex_: run() is in poll and wants a wake
