@@ -1175,6 +1175,41 @@ TEST_F(KafkaTest, AnEventErasedBeforeItIsExportedIsNotExported) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// An event of a stream erased while the exporter waits to hand it to the producer (its queue full:
+// Kafka is down) is not produced when Kafka comes back: the exporter is told of the erasure
+// (Projection::stream_erased), and the event it holds, copied from the ring before the erasure,
+// goes nowhere. (What the producer queued already goes: librdkafka cannot take one record back,
+// docs/kafka.md.)
+TEST_F(KafkaTest, AnEventErasedWhileWaitingForRoomInTheProducerIsNotExported) {
+  annal::test::Watchdog watchdog("kafka export, an erasure while the producer is full");
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  auto opened = Engine::open(dir_.path(), encrypted);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaExportOptions full = options();
+  full.settings["queue.buffering.max.messages"] = "1";
+  auto exporter = std::make_shared<KafkaExport>(full);
+  ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
+  const auto append_one = [&](const std::string& stream, const std::string& payload) {
+    const EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    return engine_->append(stream, ExpectedVersion::any(), {&event, 1}).value();
+  };
+  wait_delivered(*exporter, append_one("keep", "kept 1"));
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
+  append_one("keep", "kept 2");  // fills the producer's queue
+  const Receipt secret = append_one("forget-me", "the secret");
+  ASSERT_TRUE(engine_->wait_durable(secret, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  const auto erased = engine_->erase_stream("forget-me");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_up(cluster_, broker);
+  wait_delivered(*exporter, append_one("keep", "kept 3"));
+  std::map<std::string, int> by_key;
+  for (const Record& record : topic()) ++by_key[record.key];
+  EXPECT_EQ(by_key, (std::map<std::string, int>{{"keep", 3}}));
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A topic re-read after one of its streams was erased (erase_stream: a customer's data
 // crypto-shredded). A re-read is what the import counts on being harmless: a second group from the
 // start (as the tests above do), a crash before the commit, or the group's offsets expired in

@@ -47,7 +47,7 @@ class Producer {
     // can write a batch twice when a partition's leader moves (librdkafka issue 4953: a request
     // failed NOT_LEADER_FOR_PARTITION and the next one, failed for the skipped sequence, recovered
     // out of order; BrokerFailuresMidExportAreRetriedWithoutGapsOrDuplicates saw 3 events twice in
-    // 2 runs of 10 with 5 in flight, none in 30 with 1). Its cost: docs/kafka.md.
+    // 2 runs of 11 with 5 in flight, none in 42 with 1). Its cost: docs/kafka.md.
     auto conf = configuration(options.brokers, options.settings, {{"enable.idempotence", "true"},
                                         {"enable.gapless.guarantee", "true"},
                                         {"message.timeout.ms", "0"},
@@ -252,6 +252,7 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     std::lock_guard lock(mutex_);
     front_ticket_ += pending_.size();  // a ticket of the last run's never names one of this run's
     pending_.clear();
+    erased_ = {};  // of the last run's store
     // Claimed from the resume point only: what is above it counts once the store's events there
     // have been checked against the topic (or produced).
     delivered_ = tail_->checked != 0 ? tail_->checked - 1 : tail_->delivered;
@@ -277,7 +278,7 @@ void KafkaExport::apply(const engine::EventView& event) {
   // erased event has nothing left to export (its payload, ids and name went with its key), and
   // nothing to check a record of it against (one exported before the erasure stays in the topic:
   // docs/kafka.md): taken for done, never produced.
-  const bool exported = h.erased || h.sequence <= tail_->last[static_cast<std::size_t>(partition)];
+  bool exported = h.erased || h.sequence <= tail_->last[static_cast<std::size_t>(partition)];
   if (h.erased) {
     check_passed(h.sequence - 1);
     tail_->above.erase(h.sequence);
@@ -289,6 +290,9 @@ void KafkaExport::apply(const engine::EventView& event) {
   {
     std::lock_guard lock(mutex_);
     if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+    // Read before its stream's erasure: never produced, as an event erased. (One queued in the
+    // producer already goes: librdkafka cannot take a single record back. docs/kafka.md)
+    exported = exported || erased_.contains(h.stream_id);
     // Not produced (closing): never delivered in this run.
     if (pending_.empty() && exported) {
       delivered_ = h.sequence;
@@ -319,6 +323,11 @@ void KafkaExport::apply(const engine::EventView& event) {
     // so that no later record of its partition gets ahead of it.
     if (stopping_ || !fatal_.ok()) {
       halted_ = true;
+      return;
+    }
+    // Its stream erased while it waited: never produced, done as if acknowledged.
+    if (erased_.contains(h.stream_id)) {
+      acknowledge_locked({&ticket, 1});
       return;
     }
     // Room comes with acknowledgements (on_delivered notifies); the bound only covers one lost.
@@ -374,6 +383,7 @@ void KafkaExport::end_of_batch(std::uint64_t applied) {
   check_passed(applied);
   std::lock_guard lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+  erased_.passed(applied);
   // Every event up to `applied` is queued or in Kafka: the sequences after the last event (an
   // erasure, say) are delivered with them, now or once the last acknowledgement comes.
   if (halted_) return;
@@ -393,9 +403,19 @@ void KafkaExport::stop_requested() {
   changed_.notify_all();
 }
 
+void KafkaExport::stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
+  std::lock_guard lock(mutex_);
+  erased_.add(stream_id, erased_at);
+}
+
 void KafkaExport::on_delivered(std::span<const std::uint64_t> tickets) {
   if (tickets.empty()) return;
   std::lock_guard lock(mutex_);
+  acknowledge_locked(tickets);
+  retrying_ = Status();  // Kafka answers
+}
+
+void KafkaExport::acknowledge_locked(std::span<const std::uint64_t> tickets) {
   for (const std::uint64_t ticket : tickets) {
     // pending_[i] holds ticket front_ticket_ + i: found without a search.
     if (ticket < front_ticket_ || ticket - front_ticket_ >= pending_.size()) continue;  // a purged run's
@@ -408,7 +428,6 @@ void KafkaExport::on_delivered(std::span<const std::uint64_t> tickets) {
     ++front_ticket_;
   }
   if (pending_.empty()) delivered_ = std::max(delivered_, ended_);
-  retrying_ = Status();
   changed_.notify_all();  // delivered_ may have moved; the producer has room again
 }
 

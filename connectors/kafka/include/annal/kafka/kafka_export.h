@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "annal/base/status.h"
+#include "annal/engine/erased_streams.h"
 #include "annal/engine/projection.h"
 
 namespace annal::kafka {
@@ -86,6 +87,7 @@ class KafkaExport final : public engine::Projection {
   [[nodiscard]] Result<std::optional<std::uint64_t>> resume_after() override;
   [[nodiscard]] std::uint64_t resume_requires() const override;
   void stop_requested() override;
+  void stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) override;
 
  private:
   friend class Producer;
@@ -94,6 +96,8 @@ class KafkaExport final : public engine::Projection {
   void on_delivered(std::span<const std::uint64_t> tickets);
   void on_refused(std::uint64_t ticket, const char* why);
   void on_error(Status error, bool fatal);
+  // Under mutex_: the records of `tickets` done (delivered, or never to be produced).
+  void acknowledge_locked(std::span<const std::uint64_t> tickets);
   // The store's event must be the topic's record of its sequence, where the topic has one; and
   // the topic may have none of this source where it is taken for exported. Else fatal (diverged).
   void check_against_topic(const engine::EventView& event, const RecordText& text, std::int32_t partition, bool exported);
@@ -114,6 +118,7 @@ class KafkaExport final : public engine::Projection {
   std::deque<std::pair<std::uint64_t, bool>> pending_;  // under mutex_
   std::uint64_t front_ticket_ = 0;       // under mutex_: what pending_.front() was produced with
   std::uint64_t delivered_ = 0;          // under mutex_
+  engine::ErasedStreams erased_;         // under mutex_
   // The highest sequence a batch ended at with every event up to it queued or done: once none is
   // pending, the engine's own records up to it (after the last event) are delivered too.
   std::uint64_t ended_ = 0;              // under mutex_
