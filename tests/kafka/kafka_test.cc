@@ -1210,6 +1210,51 @@ TEST_F(KafkaTest, AnEventErasedWhileWaitingForRoomInTheProducerIsNotExported) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The same, with Kafka coming back right after erase_stream returns (a producer that reconnects
+// at once): the acknowledgement that makes room in the producer's queue wakes the exporter, which
+// hands the erased event to librdkafka without looking at the erasure it was told of meanwhile. A
+// few rounds, each with a stream of its own: in each, the erasure comes while the event waits for
+// room, and no erased event may reach the topic.
+TEST_F(KafkaTest, AnEventErasedWhileWaitingForRoomIsNotExportedWhenRoomComesRightAfter) {
+  annal::test::Watchdog watchdog("kafka export, an erasure while the producer is full, Kafka back at once");
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  auto opened = Engine::open(dir_.path(), encrypted);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaExportOptions full = options();
+  full.settings["queue.buffering.max.messages"] = "1";
+  full.settings["reconnect.backoff.ms"] = "1";
+  full.settings["reconnect.backoff.max.ms"] = "5";
+  auto exporter = std::make_shared<KafkaExport>(full);
+  ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
+  const auto append_one = [&](const std::string& stream, const std::string& payload) {
+    const EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    return engine_->append(stream, ExpectedVersion::any(), {&event, 1}).value();
+  };
+  wait_delivered(*exporter, append_one("keep", "kept"));
+  constexpr int kRounds = 6;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string forget = "forget-me-" + std::to_string(round);
+    for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
+    append_one("keep", "fills the producer's queue");
+    const Receipt secret = append_one(forget, "the secret");
+    ASSERT_TRUE(engine_->wait_durable(secret, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+    // The exporter has the secret and finds the producer full: it waits for room.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_LT(exporter->delivered(), secret.last_sequence);
+    const auto erased = engine_->erase_stream(forget);
+    ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+    for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_up(cluster_, broker);
+    wait_delivered(*exporter, append_one("keep", "after the erasure"));
+  }
+  std::map<std::string, int> by_key;
+  for (const Record& record : topic()) ++by_key[record.key];
+  EXPECT_EQ(by_key, (std::map<std::string, int>{{"keep", 1 + 2 * kRounds}}))
+      << "a forget-me-N key above is an erased stream's event, produced after erase_stream returned";
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A topic re-read after one of its streams was erased (erase_stream: a customer's data
 // crypto-shredded). A re-read is what the import counts on being harmless: a second group from the
 // start (as the tests above do), a crash before the commit, or the group's offsets expired in
