@@ -105,6 +105,39 @@ TEST_F(KafkaTest, RecordsQueuedAtCloseAreNotSentAfterTheCloseByAnExporterStillHe
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// An exporter held after its engine closed with records queued (Kafka down), added again to the
+// store opened again while Kafka is still down: the start fails at its timeout, saying so. Kafka
+// refused nothing, so failure() (the fatal error, "ok while none") has nothing to say; the last
+// run's producer, destroyed by the start, purges the records it held, and librdkafka reports each
+// purged record as not delivered, which the exporter must not take for a refusal.
+TEST_F(KafkaTest, AStartThatFailsDoesNotReportTheLastRunsPurgedRecordsAsRefused) {
+  annal::test::Watchdog watchdog("kafka export, a failed start after a close with records queued");
+  auto opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaExportOptions quick = options();
+  quick.start_timeout = std::chrono::seconds(2);
+  auto exporter = std::make_shared<KafkaExport>(quick);
+  ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
+  wait_delivered(*exporter, append(10));
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
+  const Receipt queued = append(50);
+  ASSERT_TRUE(engine_->wait_durable(queued, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  ASSERT_TRUE(annal::test::eventually(
+      [&] { return engine_->projection_status("export_kafka").value().applied >= queued.last_sequence; }));
+  ASSERT_TRUE(engine_->close().ok());
+  EXPECT_TRUE(exporter->failure().ok()) << exporter->failure().to_string();
+  engine_.reset();
+  opened = Engine::open(dir_.path(), {});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  const Status added = engine_->add_projection("export_kafka", exporter, {});
+  EXPECT_FALSE(added.ok());
+  EXPECT_TRUE(exporter->failure().ok()) << "Kafka refused nothing, yet: " << exporter->failure().to_string()
+                                        << " (the start failed with: " << added.to_string() << ")";
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A topic other stores write to as well: between two runs, another source writes 2,500 records
 // into every partition, so that the read-back goes back past several chunks to find this source's
 // last record. Nothing of this source is produced twice.
