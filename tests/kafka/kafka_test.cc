@@ -1266,7 +1266,7 @@ TEST_F(KafkaTest, AnEventErasedWhileWaitingForRoomIsNotExportedWhenRoomComesRigh
     return engine_->append(stream, ExpectedVersion::any(), {&event, 1}).value();
   };
   wait_delivered(*exporter, append_one("keep", "kept"));
-  constexpr int kRounds = 6;
+  constexpr int kRounds = 10;
   for (int round = 0; round < kRounds; ++round) {
     const std::string forget = "forget-me-" + std::to_string(round);
     for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
