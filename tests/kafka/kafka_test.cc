@@ -1288,6 +1288,69 @@ TEST_F(KafkaTest, AnEventErasedWhileWaitingForRoomIsNotExportedWhenRoomComesRigh
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A projection that hears of an erasure before the exporter does (the engine tells them in name
+// order) and runs `told` then: here, what the rest of erase_stream's work can take (the erasure
+// record made durable, the key file and the engine's state rewritten and synced) made longer.
+class ToldFirst final : public engine::Projection {
+ public:
+  explicit ToldFirst(std::function<void()> told) : told_(std::move(told)) {}
+  void apply(const engine::EventView&) override {}
+  void stream_erased(std::uint64_t, std::uint64_t) override { told_(); }
+
+ private:
+  std::function<void()> told_;
+};
+
+// An event of a stream being erased that the exporter reads from the ring after the engine has
+// forgotten the stream's name (erase_under_locks: catalog_.forget_stream) and before the exporter
+// is told (tell_of_erasure, after the erasure record is durable, the key destroyed and the
+// snapshot epoch rotated): the ring's copy still has its payload, its header no name and
+// erased=false. The exporter takes it for an event of an unnamed stream and produces it keyed by
+// the stream's number, on that key's partition: a record of a stream that does not exist, whose
+// payload is the erased one. Here the exporter lags behind a full producer (Kafka was down), with
+// the stream's event behind in the ring; Kafka comes back during the erasure.
+TEST_F(KafkaTest, AnEventReadDuringItsStreamsErasureIsNotExportedUnderTheStreamsNumber) {
+  annal::test::Watchdog watchdog("kafka export, an event read while its stream is being erased");
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  auto opened = Engine::open(dir_.path(), encrypted);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaExportOptions full = options();
+  full.settings["queue.buffering.max.messages"] = "1";
+  full.settings["reconnect.backoff.ms"] = "1";
+  full.settings["reconnect.backoff.max.ms"] = "5";
+  auto exporter = std::make_shared<KafkaExport>(full);
+  std::uint64_t secret_sequence = 0;
+  const auto kafka_back_during_the_erasure = [&] {
+    for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_up(cluster_, broker);
+    (void)exporter->wait_delivered(secret_sequence, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  };
+  ASSERT_TRUE(engine_->add_projection("a_told_first", std::make_shared<ToldFirst>(kafka_back_during_the_erasure), {}).ok());
+  ASSERT_TRUE(engine_->add_projection("export_kafka", exporter, {}).ok());
+  const auto append_one = [&](const std::string& stream, const std::string& payload) {
+    const EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    return engine_->append(stream, ExpectedVersion::any(), {&event, 1}).value();
+  };
+  wait_delivered(*exporter, append_one("keep", "kept 1"));
+  for (int broker = 1; broker <= kBrokers; ++broker) rd_kafka_mock_broker_set_down(cluster_, broker);
+  append_one("keep", "kept 2");  // fills the producer's queue
+  append_one("keep", "kept 3");  // waits for room
+  const Receipt secret = append_one("forget-me", "the secret");  // waits in the ring
+  secret_sequence = secret.last_sequence;
+  ASSERT_TRUE(engine_->wait_durable(secret, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto erased = engine_->erase_stream("forget-me");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  wait_delivered(*exporter, append_one("keep", "kept 4"));
+  for (const Record& record : topic()) {
+    EXPECT_NE(record.headers.at("annal.sequence"), std::to_string(secret.last_sequence))
+        << "the erased event is in the topic, partition " << record.partition << ", key " << record.key;
+    EXPECT_EQ(record.key, "keep");
+  }
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A topic re-read after one of its streams was erased (erase_stream: a customer's data
 // crypto-shredded). A re-read is what the import counts on being harmless: a second group from the
 // start (as the tests above do), a crash before the commit, or the group's offsets expired in
