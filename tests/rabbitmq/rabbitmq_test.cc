@@ -1196,6 +1196,82 @@ TEST_F(RabbitTest, AnEventErasedWhileWaitingInTheWindowIsNotPublished) {
 // room, copied from the ring before the erasure.
 TEST_F(RabbitTest, AnEventErasedWhileWaitingForRoomInTheWindowIsNotPublished) { erase_while_blocked(1); }
 
+// An event whose publish RabbitMQ holds up when its stream is erased: at a memory alarm RabbitMQ
+// stops reading a publishing connection's socket, so of a message larger than the socket buffers
+// (40 MiB here, a few MiB of buffers) most is still in the exporter, unsent, when erase_stream
+// returns. Nothing of it may go after the erasure (docs/security.md: an event erased before it
+// is exported is never exported); once the alarm clears the stream holds the other stream's
+// events only.
+TEST_F(RabbitTest, AnEventErasedWhileRabbitMqHoldsUpItsPublishIsNotSentAfterTheErasure) {
+  annal::test::Watchdog watchdog("rabbitmq export, an erasure while a publish is held up", std::chrono::seconds(300));
+  engine::Options encrypted;
+  encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+  encrypted.event_bytes_max = 40u << 20;
+  encrypted.journal.commit_bytes_max = 48u << 20;
+  auto opened = Engine::open(dir_.path(), encrypted);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  auto exporter = std::make_shared<RabbitExport>(options());
+  ASSERT_TRUE(engine_->add_projection("export_rabbitmq", exporter, {}).ok());
+  const auto append_one = [&](const std::string& stream, const std::string& payload) {
+    const engine::EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    auto appended = engine_->append(stream, engine::ExpectedVersion::any(), {&event, 1});
+    EXPECT_TRUE(appended.ok()) << appended.status().to_string();
+    return appended.ok() ? appended.value() : Receipt{};
+  };
+  wait_delivered(*exporter, append_one("keep", "kept 1"));
+  const MemoryAlarm alarm;
+  ASSERT_NO_FATAL_FAILURE(alarm.raise());
+  std::string secret = "the secret ";
+  secret.resize(40u << 20, 's');
+  const Receipt held = append_one("forget-me", secret);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(engine_->wait_durable(held, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  ASSERT_TRUE(annal::test::eventually([&] {
+    const auto status = engine_->projection_status("export_rabbitmq");
+    return status.ok() && status.value().applied >= held.last_sequence;
+  }));
+  // The exporter publishes it at once (the window is empty) and writes until the socket's buffers
+  // are full; RabbitMQ, blocked, reads no more.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  // What the kernel holds of it (both ends' queues on the node's AMQP port, /proc/net/tcp): the
+  // rest of its 40 MiB is still in the exporter's memory, not yet written.
+  const std::string url = server_->url();
+  const std::size_t colon = url.rfind(':');
+  const unsigned port = static_cast<unsigned>(std::stoul(url.substr(colon + 1, url.find('/', colon) - colon - 1)));
+  std::uint64_t in_the_kernel = 0;
+  {
+    std::FILE* tcp = std::fopen("/proc/net/tcp", "r");
+    ASSERT_NE(tcp, nullptr);
+    char line[512];
+    while (std::fgets(line, sizeof(line), tcp) != nullptr) {
+      unsigned slot = 0, local_ip = 0, local_port = 0, remote_ip = 0, remote_port = 0, state = 0;
+      unsigned long tx = 0, rx = 0;
+      if (std::sscanf(line, " %u: %x:%x %x:%x %x %lx:%lx", &slot, &local_ip, &local_port, &remote_ip, &remote_port, &state,
+                      &tx, &rx) != 8) {
+        continue;
+      }
+      if (remote_port == port) in_the_kernel += tx;  // the exporter's end: written, not yet sent
+      if (local_port == port) in_the_kernel += rx;   // the node's end: received, not yet read
+    }
+    std::fclose(tcp);
+  }
+  EXPECT_LT(in_the_kernel, secret.size() / 2) << "the kernel's buffers took most of the message: it was published";
+  const auto erased = engine_->erase_stream("forget-me");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+  ASSERT_NO_FATAL_FAILURE(alarm.lift());
+  wait_delivered(*exporter, append_one("keep", "kept 2"));
+  ReadBack back;
+  ASSERT_NO_FATAL_FAILURE(read_stream(back));
+  EXPECT_EQ(back.events.seen.size(), 2u);
+  for (const Recorded::Seen& seen : back.events.seen) {
+    EXPECT_EQ(seen.stream, "keep") << "event " << seen.sequence << " of stream " << seen.stream
+                                   << " was sent after erase_stream returned, " << seen.payload.size()
+                                   << " bytes of payload \"" << seen.payload.substr(0, 10) << "...\"";
+  }
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The throw-away node ends with the test process that started it, though that process dies
 // without running a destructor (SIGKILL here; the watchdog's abort, a sanitizer's report and
 // ctest's timeout end it alike): no process of the node (the script, beam.smp and its helpers,
