@@ -1272,6 +1272,42 @@ TEST_F(RabbitTest, AnEventErasedWhileRabbitMqHoldsUpItsPublishIsNotSentAfterTheE
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// A memory alarm met by an event larger than the socket buffers (here 40 MiB; any burst of
+// messages that outgrows them alike): RabbitMQ takes the publish's first frames, blocks the
+// connection and reads no more, and the exporter waits in the send for as long as the alarm
+// lasts. health() must say the connection is blocked, as it does when the alarm meets a small
+// publish; with the alarm gone the event is delivered.
+TEST_F(RabbitTest, AResourceAlarmMetByAPublishLargerThanTheSocketBuffersShowsInHealth) {
+  annal::test::Watchdog watchdog("rabbitmq export, a large publish into a resource alarm", std::chrono::seconds(300));
+  engine::Options large;
+  large.event_bytes_max = 40u << 20;
+  large.journal.commit_bytes_max = 48u << 20;
+  auto opened = Engine::open(dir_.path(), large);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  auto exporter = std::make_shared<RabbitExport>(options());
+  ASSERT_TRUE(engine_->add_projection("export_rabbitmq", exporter, {}).ok());
+  const auto append_one = [&](const std::string& payload) {
+    const engine::EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    auto appended = engine_->append("large", engine::ExpectedVersion::any(), {&event, 1});
+    EXPECT_TRUE(appended.ok()) << appended.status().to_string();
+    return appended.ok() ? appended.value() : Receipt{};
+  };
+  wait_delivered(*exporter, append_one("small"));
+  const MemoryAlarm alarm;
+  ASSERT_NO_FATAL_FAILURE(alarm.raise());
+  const Receipt large_one = append_one(std::string(40u << 20, 'x'));
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(annal::test::eventually(
+      [&] { return exporter->health().message().find("RabbitMQ blocked the connection") != std::string::npos; },
+      std::chrono::seconds(30)))
+      << "health() after 30 s of the alarm: " << (exporter->health().ok() ? "ok" : exporter->health().to_string())
+      << "; delivered " << exporter->delivered() << " of " << large_one.last_sequence;
+  ASSERT_NO_FATAL_FAILURE(alarm.lift());
+  wait_delivered(*exporter, large_one);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The throw-away node ends with the test process that started it, though that process dies
 // without running a destructor (SIGKILL here; the watchdog's abort, a sanitizer's report and
 // ctest's timeout end it alike): no process of the node (the script, beam.smp and its helpers,
