@@ -469,12 +469,8 @@ class EngineImpl final : public Engine {
   };
   Result<Erasure> erase_under_locks(const StreamRef& stream);
   void tell_of_erasure(const Erasure& erasure);
-  // The erasures after the first `seen` (under projections_mutex_): what a runner made meanwhile,
-  // outside the lock, missed of tell_of_erasure, though it may have read those streams' events
-  // before their keys' end. It is told once it is in place.
-  [[nodiscard]] std::vector<Erasure> erasures_since(std::size_t seen) const {
-    return {erasures_.begin() + static_cast<std::ptrdiff_t>(seen), erasures_.end()};
-  }
+  void listen_for_erasures(const std::string& name, const std::shared_ptr<Projection>& projection);
+  void stop_listening(const Projection* projection);
   void rebuild_after_erasure();
   Status rotate_snapshot_epoch();
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
@@ -547,8 +543,12 @@ class EngineImpl final : public Engine {
   mutable std::mutex projections_mutex_;
   std::map<std::string, std::unique_ptr<ProjectionRunner>, std::less<>> projections_;  // under projections_mutex_
   std::set<std::string, std::less<>> adding_;  // under projections_mutex_: names add_projection is making
-  // The erasures done since the engine opened, under projections_mutex_: a projection being made
-  // meanwhile is told of them once it is added (install). No more than KEYS holds.
+  // Projection::stream_erased's bookkeeping, under erasures_mutex_ (taken last, and nothing taken
+  // or called under it): every projection from before its runner reads an event, and the erasures
+  // made since the engine opened (no more than KEYS holds), so that each projection is told of
+  // each erasure once: by the erasure, or, added after it, as it is added.
+  std::mutex erasures_mutex_;
+  std::vector<std::pair<std::string, std::shared_ptr<Projection>>> listeners_;
   std::vector<Erasure> erasures_;
   // Runners an erasure replaced (rebuild_after_erasure): stopped, kept until the engine is
   // destroyed, since a thread may still hold a pointer to one. Under projections_mutex_.
@@ -877,23 +877,50 @@ Status EngineImpl::take_system_record(const journal::RecordView& record, bool ag
 Result<std::uint64_t> EngineImpl::erase_stream(const StreamRef& stream) {
   auto erased = erase_under_locks(stream);
   if (!erased.ok()) return erased.status();
-  tell_of_erasure(erased.value());
   rebuild_after_erasure();
   return erased.value().sequence;
 }
 
-// Every projection is told (Projection::stream_erased) before erase_stream returns: an exporter
-// drops what of the stream it still holds unsent. Outside the engine's locks (user code); one
-// being made now is told when it is added.
+namespace {
+
+void tell_projection(const std::string& name, Projection& projection, std::uint64_t stream_id, std::uint64_t erased_at) {
+  const Status told = call_user_code([&] { projection.stream_erased(stream_id, erased_at); },
+                                     [&] { return "stream_erased() of projection " + name; });
+  if (!told.ok()) std::fprintf(stderr, "annal: %s\n", told.to_string().c_str());
+}
+
+}  // namespace
+
+// Every projection is told (Projection::stream_erased) once the erasure is certain (its record
+// durable) and before anything of it is done: the stream's name and key still there, an event of
+// it that a projection reads meanwhile has both, and an exporter told drops it (one read after
+// would come without its name, and be taken for an unnamed stream's). Under the sequencing lock:
+// the callee must not block or call the engine.
 void EngineImpl::tell_of_erasure(const Erasure& erasure) {
-  std::vector<ProjectionRunner*> told;
+  std::vector<std::pair<std::string, std::shared_ptr<Projection>>> told;
   {
-    std::lock_guard lock(projections_mutex_);
+    std::lock_guard lock(erasures_mutex_);
     erasures_.push_back(erasure);
-    for (const auto& [name, runner] : projections_) told.push_back(runner.get());
+    told = listeners_;
   }
-  // Runners are never removed while the engine is open: the pointers outlive the lock.
-  for (ProjectionRunner* runner : told) runner->stream_erased(erasure.stream_id, erasure.sequence);
+  for (const auto& [name, projection] : told) tell_projection(name, *projection, erasure.stream_id, erasure.sequence);
+}
+
+// From before the projection's runner reads its first event: told of the erasures made so far
+// here, and of every later one by the erasure itself.
+void EngineImpl::listen_for_erasures(const std::string& name, const std::shared_ptr<Projection>& projection) {
+  std::vector<Erasure> made;
+  {
+    std::lock_guard lock(erasures_mutex_);
+    listeners_.emplace_back(name, projection);
+    made = erasures_;
+  }
+  for (const Erasure& erasure : made) tell_projection(name, *projection, erasure.stream_id, erasure.sequence);
+}
+
+void EngineImpl::stop_listening(const Projection* projection) {
+  std::lock_guard lock(erasures_mutex_);
+  std::erase_if(listeners_, [&](const auto& listener) { return listener.second.get() == projection; });
 }
 
 
@@ -903,10 +930,8 @@ void EngineImpl::tell_of_erasure(const Erasure& erasure) {
 // keeps running as it was, said on stderr: the erasure itself is done.
 void EngineImpl::rebuild_after_erasure() {
   std::vector<std::pair<std::string, ProjectionOptions>> wanted;
-  std::size_t erasures_seen = 0;
   {
     std::lock_guard lock(projections_mutex_);
-    erasures_seen = erasures_.size();
     for (const auto& [name, runner] : projections_) {
       if (runner->options().rebuild_after_erasure) wanted.emplace_back(name, runner->options());
     }
@@ -915,30 +940,26 @@ void EngineImpl::rebuild_after_erasure() {
     std::shared_ptr<Projection> fresh;
     const Status made = call_user_code([&] { fresh = options.rebuild_after_erasure(); },
                                        [&] { return "rebuild_after_erasure() of projection " + name; });
+    if (made.ok() && fresh != nullptr) listen_for_erasures(name, fresh);
+    const Projection* listening = fresh.get();
     auto runner = !made.ok() ? Result<std::unique_ptr<ProjectionRunner>>(made)
                   : fresh == nullptr
                       ? Result<std::unique_ptr<ProjectionRunner>>(
                             Status(ErrorCode::invalid_argument, "rebuild_after_erasure() gave no projection"))
                       : make_runner(name, std::move(fresh), options);
     if (!runner.ok()) {
+      stop_listening(listening);
       std::fprintf(stderr, "annal: projection %s not rebuilt after the erasure (it keeps running as it was): %s\n",
                    name.c_str(), runner.status().to_string().c_str());
       continue;
     }
-    ProjectionRunner* rebuilt = nullptr;
-    std::vector<Erasure> missed;
-    {
-      std::lock_guard lock(projections_mutex_);
-      if (closed_.load(std::memory_order_acquire)) return;  // the new runner stops as it is destroyed
-      const auto at = projections_.find(name);
-      if (at == projections_.end()) continue;
-      at->second->request_stop();
-      retired_.push_back(std::move(at->second));
-      at->second = std::move(runner).value();
-      rebuilt = at->second.get();
-      missed = erasures_since(erasures_seen);
-    }
-    for (const Erasure& erasure : missed) rebuilt->stream_erased(erasure.stream_id, erasure.sequence);
+    std::lock_guard lock(projections_mutex_);
+    if (closed_.load(std::memory_order_acquire)) return;  // the new runner stops as it is destroyed
+    const auto at = projections_.find(name);
+    if (at == projections_.end()) continue;
+    at->second->request_stop();
+    retired_.push_back(std::move(at->second));
+    at->second = std::move(runner).value();
   }
 }
 
@@ -988,7 +1009,6 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
   }
   const std::uint64_t sequence = appended.value().last;
   (void)ring_->publish(appended.value().first, records_);  // the ring takes every sequence
-  if ((*id & kNamedStreamBit) != 0) catalog_.forget_stream(*id);
   // From here the erasure must finish, or the engine stop: reopening finishes it.
   const auto stop = [&](const Status& why) {
     failed_ = Status(ErrorCode::failed, "erase_stream " + describe(stream) + ": " + why.to_string() +
@@ -998,6 +1018,8 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
   if (Status durable = journal_->wait_durable(sequence, Clock::now() + kStateDurableWait); !durable.ok()) {
     return stop(durable);
   }
+  tell_of_erasure(Erasure{.stream_id = *id, .sequence = sequence});
+  if ((*id & kNamedStreamBit) != 0) catalog_.forget_stream(*id);
   if (Status erased = cipher_->erase(*id); !erased.ok()) return stop(erased);
   if (Status rotated = rotate_snapshot_epoch(); !rotated.ok()) return stop(rotated);
   return Erasure{.stream_id = *id, .sequence = sequence};
@@ -1075,7 +1097,6 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   }
   // The name is reserved while the projection is made: restore() is user code, run outside the
   // lock, since it may call the engine (which takes it) or block (and close() takes it too).
-  std::size_t erasures_seen = 0;
   {
     std::lock_guard lock(projections_mutex_);
     if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
@@ -1083,21 +1104,16 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
       return Status(ErrorCode::invalid_argument, "projection " + std::string(name) + " exists already");
     }
     adding_.emplace(name);
-    erasures_seen = erasures_.size();
   }
+  const Projection* listening = projection.get();
+  listen_for_erasures(std::string(name), projection);
   auto runner = make_runner(name, std::move(projection), options);
-  ProjectionRunner* added = nullptr;
-  std::vector<Erasure> missed;
-  {
-    std::lock_guard lock(projections_mutex_);
-    adding_.erase(adding_.find(name));
-    if (!runner.ok()) return runner.status();
-    if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine closed meanwhile");
-    added = runner.value().get();
-    missed = erasures_since(erasures_seen);
-    projections_.emplace(std::string(name), std::move(runner).value());
-  }
-  for (const Erasure& erasure : missed) added->stream_erased(erasure.stream_id, erasure.sequence);
+  std::lock_guard lock(projections_mutex_);
+  adding_.erase(adding_.find(name));
+  if (!runner.ok() || closed_.load(std::memory_order_acquire)) stop_listening(listening);
+  if (!runner.ok()) return runner.status();
+  if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine closed meanwhile");
+  projections_.emplace(std::string(name), std::move(runner).value());
   return {};
 }
 

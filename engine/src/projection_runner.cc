@@ -278,12 +278,6 @@ void ProjectionRunner::request_stop() {
   if (!told.ok()) std::fprintf(stderr, "annal: %s\n", told.to_string().c_str());
 }
 
-void ProjectionRunner::stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
-  const Status told = call_user_code([&] { projection_->stream_erased(stream_id, erased_at); },
-                                     [&] { return "stream_erased() of projection " + name_; });
-  if (!told.ok()) std::fprintf(stderr, "annal: %s\n", told.to_string().c_str());
-}
-
 void ProjectionRunner::stop_applying() {
   request_stop();
   // From the runner's own thread (Engine::close from apply() or a query function): the thread

@@ -58,8 +58,6 @@ class ProjectionRunner {
   [[nodiscard]] const ProjectionOptions& options() const noexcept { return options_; }
   // Asks the thread to stop after the event it is applying; queries not yet started fail. Any thread.
   void request_stop();
-  // Tells the projection of an erasure (Projection::stream_erased). Any thread.
-  void stream_erased(std::uint64_t stream_id, std::uint64_t erased_at);
   // Joins the thread and takes a last snapshot if the state changed since the previous one.
   // Returns at once on the runner's own thread (the thread ends when its user code returns).
   void stop_applying();

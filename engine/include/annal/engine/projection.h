@@ -96,13 +96,14 @@ class Projection {
   // stops waiting and returns soon. What it has not written is replayed at the next open, from its
   // checkpoint or snapshot. Must not block.
   virtual void stop_requested() {}
-  // Stream `stream_id` is erased (Engine::erase_stream): its key is destroyed, and its erasure
-  // record, at sequence `erased_at`, is durable. Called once, before erase_stream returns (for a
-  // projection being added meanwhile, as soon as add_projection has added it), from the erasing
-  // thread. apply() may still be given events of the stream, with their payloads, read before the
-  // key's end (all below `erased_at`): a projection that passes events on (an exporter) drops
-  // those, and what of the stream it holds and has not passed on yet. Any thread: must be
-  // thread-safe, must not block, and must not call the engine.
+  // Stream `stream_id` is being erased (Engine::erase_stream), for certain: its erasure record, at
+  // sequence `erased_at`, is durable, and its name and key go next. Called once per erasure, from
+  // the erasing thread under the engine's sequencing lock, before erase_stream returns; a
+  // projection added later in the same run of the engine is told of the erasures made so far as
+  // add_projection begins, before resume_after(). apply() may still be given events of the stream
+  // (all below `erased_at`) with their payloads, read before the key's end: a projection that
+  // passes events on (an exporter) drops those, and what of the stream it holds and has not passed
+  // on yet. Must be thread-safe, must not block, and must not call the engine.
   virtual void stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
     (void)stream_id;
     (void)erased_at;
