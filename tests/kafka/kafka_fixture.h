@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "annal/engine/engine.h"
 #include "counted_events.h"
 #include "eventually.h"
+#include "master_keys.h"
 #include "run_program.h"
 #include "served.h"
 #include "spawned_tool.h"
@@ -85,6 +87,44 @@ class KafkaTest : public ::testing::Test {
     wait_delivered(*exporter, append(count));
     ASSERT_TRUE(engine_->close().ok());
     engine_.reset();
+  }
+
+  // An encrypted store (erase_stream) exporting through a producer that holds one record and
+  // reconnects at once, its first event ("keep") delivered.
+  std::shared_ptr<KafkaExport> open_encrypted_with_full_producer() {
+    engine::Options encrypted;
+    encrypted.encryption = std::make_shared<annal::test::MasterKeys>();
+    auto opened = Engine::open(dir_.path(), encrypted);
+    EXPECT_TRUE(opened.ok()) << opened.status().to_string();
+    if (!opened.ok()) return nullptr;
+    engine_ = std::move(opened).value();
+    KafkaExportOptions full = options();
+    full.settings["queue.buffering.max.messages"] = "1";
+    full.settings["reconnect.backoff.ms"] = "1";
+    full.settings["reconnect.backoff.max.ms"] = "5";
+    full.settings["linger.ms"] = "0";
+    auto exporter = std::make_shared<KafkaExport>(full);
+    const Status added = engine_->add_projection("export_kafka", exporter, {});
+    EXPECT_TRUE(added.ok()) << added.to_string();
+    if (!added.ok()) return nullptr;
+    wait_delivered(*exporter, append_one("keep", "kept"));
+    return exporter;
+  }
+
+  // One event of `payload` appended to `stream`.
+  Receipt append_one(const std::string& stream, const std::string& payload) {
+    const EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    auto appended = engine_->append(stream, ExpectedVersion::any(), {&event, 1});
+    EXPECT_TRUE(appended.ok()) << appended.status().to_string();
+    return appended.ok() ? appended.value() : Receipt{};
+  }
+
+  // Until the export has applied `receipt`'s events (queued them, or waits for room after them).
+  void wait_applied(const Receipt& receipt) {
+    ASSERT_TRUE(annal::test::eventually([&] {
+      const auto status = engine_->projection_status("export_kafka");
+      return status.ok() && status.value().applied >= receipt.last_sequence;
+    }));
   }
 
   // Appends `count` events over 13 streams; the last receipt.

@@ -165,6 +165,10 @@ class Producer {
         delivered.clear();
         while (const rd_kafka_message_t* message = rd_kafka_event_message_next(event)) {
           const auto ticket = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(message->_private));
+          if (message->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE) {
+            // Never sent: a run ending purges its queue (~Producer), and the next produces those.
+            continue;
+          }
           if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             exporter->on_refused(ticket, rd_kafka_err2str(message->err));
           } else {
@@ -252,7 +256,6 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
     std::lock_guard lock(mutex_);
     front_ticket_ += pending_.size();  // a ticket of the last run's never names one of this run's
     pending_.clear();
-    erased_ = {};  // of the last run's store
     // Claimed from the resume point only: what is above it counts once the store's events there
     // have been checked against the topic (or produced).
     delivered_ = tail_->checked != 0 ? tail_->checked - 1 : tail_->delivered;
@@ -285,55 +288,52 @@ void KafkaExport::apply(const engine::EventView& event) {
   } else {
     check_against_topic(event, text, partition, exported);
   }
-  std::uint64_t delivered = 0;
   std::uint64_t ticket = 0;
-  {
-    std::lock_guard lock(mutex_);
-    if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
-    // Read before its stream's erasure: never produced, as an event erased. (One queued in the
-    // producer already goes: librdkafka cannot take a single record back. docs/kafka.md)
-    exported = exported || erased_.contains(h.stream_id);
-    // Not produced (closing): never delivered in this run.
-    if (pending_.empty() && exported) {
-      delivered_ = h.sequence;
-      changed_.notify_all();
-    } else {
-      ticket = front_ticket_ + pending_.size();
-      pending_.emplace_back(h.sequence, exported);
-    }
-    halted_ = halted_ || stopping_;
-    if (exported || halted_) return;
-    delivered = delivered_;
+  std::unique_lock lock(mutex_);
+  if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+  // Read before its stream's erasure: never produced, as an event erased.
+  exported = exported || erased_.contains(h.stream_id);
+  // Not produced (closing): never delivered in this run.
+  if (pending_.empty() && exported) {
+    delivered_ = h.sequence;
+    changed_.notify_all();
+  } else {
+    ticket = front_ticket_ + pending_.size();
+    pending_.emplace_back(h.sequence, exported);
   }
+  halted_ = halted_ || stopping_;
+  if (exported || halted_) return;
+  // Produced under mutex_, which stream_erased takes: an erasure told before the record is queued
+  // is seen here, and one told after finds it in librdkafka, which cannot take one record back
+  // (docs/kafka.md). (produce() never waits, nor calls back into this object.)
   for (;;) {
-    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, text, options_.source, delivered, ticket);
+    // Its stream erased while it waited for room: never produced, done as if acknowledged.
+    if (erased_.contains(h.stream_id)) {
+      acknowledge_locked({&ticket, 1});
+      return;
+    }
+    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, text, options_.source, delivered_, ticket);
     if (queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
     if (queued == RD_KAFKA_RESP_ERR__STATE) {
       // Closing (stop_requested came after the check above): this event and every later one wait
       // for the next run.
-      std::lock_guard lock(mutex_);
       halted_ = true;
       return;
     }
     if (queued != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       throw std::runtime_error("Kafka export of event " + std::to_string(h.sequence) + ": " + rd_kafka_err2str(queued));
     }
-    std::unique_lock lock(mutex_);
     // Closing with the producer full: this event and every later one wait for the next run,
     // so that no later record of its partition gets ahead of it.
     if (stopping_ || !fatal_.ok()) {
       halted_ = true;
       return;
     }
-    // Its stream erased while it waited: never produced, done as if acknowledged.
-    if (erased_.contains(h.stream_id)) {
-      acknowledge_locked({&ticket, 1});
-      return;
-    }
     // Room comes with acknowledgements (on_delivered notifies); the bound only covers one lost.
     const std::uint64_t before = acknowledged_;
-    changed_.wait_for(lock, std::chrono::milliseconds(100),
-                      [&] { return acknowledged_ != before || stopping_ || !fatal_.ok(); });
+    changed_.wait_for(lock, std::chrono::milliseconds(100), [&] {
+      return acknowledged_ != before || stopping_ || !fatal_.ok() || erased_.contains(h.stream_id);
+    });
   }
 }
 
@@ -397,6 +397,9 @@ void KafkaExport::end_of_batch(std::uint64_t applied) {
 void KafkaExport::stop_requested() {
   std::lock_guard lock(mutex_);
   stopping_ = true;
+  // Nothing more is produced in this run. (Not cleared at the next start: the engine tells of its
+  // erasures before that, and the ids are of this store's streams only.)
+  erased_ = {};
   // The engine's close ends the run's sending here, not when this object goes: an application
   // may hold it on while the store is opened again and another run reads the topic back.
   if (producer_) producer_->stop_sending();
@@ -406,6 +409,7 @@ void KafkaExport::stop_requested() {
 void KafkaExport::stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
   std::lock_guard lock(mutex_);
   erased_.add(stream_id, erased_at);
+  changed_.notify_all();  // apply() may be waiting for room with one of its events
 }
 
 void KafkaExport::on_delivered(std::span<const std::uint64_t> tickets) {
