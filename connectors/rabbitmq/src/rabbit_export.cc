@@ -33,6 +33,10 @@ constexpr std::chrono::milliseconds kBackoffFirst{100};
 constexpr std::chrono::milliseconds kStopGrace{5'000};
 // The longest a reconnection's attempt is given, however often attempts ran out of time.
 constexpr std::chrono::milliseconds kAttemptTimeMax{std::chrono::hours(24)};
+// A send that has waited this long shows in health(): RabbitMQ reads no more of the socket (a
+// resource alarm met while the message was larger than the socket's buffers), and its
+// connection.blocked cannot be read until the send ends.
+constexpr std::chrono::seconds kSendHeldUp{5};
 // AMQP's short strings (queue names) hold 255 bytes at most.
 constexpr std::size_t kQueueNameMax = 255;
 
@@ -100,7 +104,16 @@ bool RabbitExport::wait_delivered(std::uint64_t sequence, std::chrono::steady_cl
 
 Status RabbitExport::health() const {
   std::lock_guard lock(mutex_);
-  return fatal_.ok() ? retrying_ : fatal_;
+  if (!fatal_.ok()) return fatal_;
+  if (const auto waited = std::chrono::steady_clock::now() - writing_since_;
+      writing_stream_ != 0 && waited >= kSendHeldUp) {
+    return Status(ErrorCode::io_error,
+                  "publishing to stream " + options_.stream + ": a message's send has waited " +
+                      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(waited).count()) +
+                      " s: RabbitMQ reads no more of it (a resource alarm blocks the connection, or the server is "
+                      "overloaded)");
+  }
+  return retrying_;
 }
 
 Status RabbitExport::failure() const {
@@ -146,7 +159,6 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
   {
     std::lock_guard lock(mutex_);
     pending_.clear();
-    erased_ = {};  // of the last run's store
     sent_ = 0;
     pending_bytes_ = 0;
     delivered_ = 0;
@@ -369,6 +381,10 @@ void RabbitExport::diverged(const std::string& why) {
 void RabbitExport::stop_requested() {
   std::lock_guard lock(mutex_);
   stopping_ = true;
+  // Nothing more is queued in this run, and what is queued is published again by the next only if
+  // it is in the log then (erased: it is not). Not cleared at the next start: the engine tells of
+  // its erasures before that, and the ids are of this store's streams only.
+  erased_ = {};
   changed_.notify_all();
   wake();
 }
@@ -388,6 +404,10 @@ void RabbitExport::stream_erased(std::uint64_t stream_id, std::uint64_t erased_a
       std::string().swap(message.body);
     }
   }
+  // One being written (the server reading slowly, or not at all under an alarm) is cut off:
+  // RabbitMQ drops a message whose frames do not all come, and the next connection does not
+  // publish it again. Under mutex_, run() clears socket_fd_ before the socket is closed.
+  if (writing_stream_ == stream_id && socket_fd_ >= 0) (void)::shutdown(socket_fd_, SHUT_RDWR);
   changed_.notify_all();  // apply() may have room again
 }
 
@@ -494,6 +514,8 @@ Status RabbitExport::publish_some() {
       }
       message->tag = next_tag_++;
       delivered = delivered_;
+      writing_stream_ = message->stream_id;
+      writing_since_ = std::chrono::steady_clock::now();
     }
     Headers headers;
     headers.number(kSequenceHeader, static_cast<std::int64_t>(message->sequence));
@@ -505,9 +527,12 @@ Status RabbitExport::publish_some() {
     headers.text(kStreamHeader, message->stream);
     headers.number(kDeliveredHeader, static_cast<std::int64_t>(delivered));
     const amqp_table_t table = headers.table();
-    if (Status sent = connection_->publish(kPublishChannel, options_.stream, table, message->body); !sent.ok()) {
-      return sent;
+    Status sent = connection_->publish(kPublishChannel, options_.stream, table, message->body);
+    {
+      std::lock_guard lock(mutex_);
+      writing_stream_ = 0;
     }
+    if (!sent.ok()) return sent;
   }
   return {};
 }

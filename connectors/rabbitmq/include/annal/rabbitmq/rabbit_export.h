@@ -169,6 +169,9 @@ class RabbitExport final : public engine::Projection {
   std::uint64_t applied_ = 0;             // under mutex_: the last end_of_batch's sequence
   std::uint64_t reconnections_ = 0;       // under mutex_
   engine::ErasedStreams erased_;          // under mutex_
+  // Under mutex_: the stream of the message publish_some is writing (0: none), and since when.
+  std::uint64_t writing_stream_ = 0;
+  std::chrono::steady_clock::time_point writing_since_{};
   bool halted_ = false;                   // under mutex_: an event was not queued (stopping)
   bool stopping_ = false;                 // under mutex_
   bool idle_ = false;                     // under mutex_: run() is in poll and wants a wake
