@@ -9,6 +9,7 @@
 #include "annal/journal/crc32c.h"
 #include "annal/journal/format.h"
 #include "annal/journal/io_backend.h"
+#include "annal/journal/reseal.h"
 #include "chain_file.h"
 #include "directory_scan.h"
 #include "recovery.h"
@@ -330,6 +331,14 @@ Result<ChainReport> verify_chain(IoBackend& io, const std::string& directory, co
                                   crypto::to_hex(expected.link) + ": the log up to there was changed");
       }
     }
+  }
+  if (rekey_cut_short(io, directory)) {
+    // Named first: the breaks after it are where that rekey stopped, until it is run again.
+    const std::string why = "a rekey (annal rekey) was cut short (" + std::string(kRekeyFileName) +
+                            " is in the directory): the segments it rewrote match CHAIN again once it is run again, "
+                            "which finishes it";
+    if (report.problems.empty()) report.notes.push_back(why);
+    else report.problems.insert(report.problems.begin(), why);
   }
   return report;
 }
