@@ -39,6 +39,8 @@ constexpr std::size_t kStateOverhead = 8 + crypto::kNonceBytes + crypto::kTagByt
 constexpr std::size_t kCachedCiphers = 1024;
 // Stream keys kept by the store (StoreCipher::stream_key): 32 bytes and a map node each.
 constexpr std::size_t kKeysKept = std::size_t{1} << 18;
+// Where KEYS names the master key version it is sealed under (crypto/store_keys.h).
+constexpr std::size_t kKeyStoreVersionAt = 12;
 
 // The system stream and the snapshot keys' leaves are the store's own: never erased as a stream.
 Status refuse_own_stream(std::uint64_t stream_id) {
@@ -310,6 +312,43 @@ class StateSealer final : public snapshots::StateCipher {
   const std::optional<std::uint64_t> bound_;
 };
 
+// Seals records anew under the store's current master version: annal rekey's.
+class RecordResealerImpl final : public journal::RecordResealer {
+ public:
+  explicit RecordResealerImpl(const std::shared_ptr<StoreCipher>& store) : store_(store), opener_(store), sealer_(store) {}
+  ~RecordResealerImpl() override { OPENSSL_cleanse(plain_.data(), plain_.size()); }
+
+  bool stale(const journal::RecordHeader& header, std::span<const std::byte> sealed) override {
+    if (sealed.size() < StoreCipher::kRecordOverhead) return false;  // not the engine's: reseal would refuse it
+    // Every sealed record passes here before any is resealed: the newest open number among them
+    // tells begin_writing whether KEYS is older than the journal.
+    store_->saw_open_number(load_le<std::uint32_t>(sealed, 4));
+    return load_le<std::uint32_t>(sealed, 0) != store_->key_version() && !store_->erased(key_stream(header));
+  }
+
+  Status reseal(const journal::RecordHeader& header, std::span<const std::byte> associated,
+                std::span<const std::byte> sealed, std::span<std::byte> out) override {
+    ANNAL_ASSERT(out.size() == sealed.size());
+    const auto version = load_le<std::uint32_t>(sealed, 0);
+    if (version > store_->key_version()) {
+      return Status(ErrorCode::invalid_argument,
+                    "sealed under master key version " + std::to_string(version) + ", newer than the newest given (" +
+                        std::to_string(store_->key_version()) + "): rekey with the newest key file");
+    }
+    plain_.resize(sealed.size() - StoreCipher::kRecordOverhead);
+    if (Status opened = opener_.open(header, associated, sealed, plain_); !opened.ok()) return opened;
+    sealer_.seal(header, associated, plain_, {}, out);
+    OPENSSL_cleanse(plain_.data(), plain_.size());
+    return {};
+  }
+
+ private:
+  const std::shared_ptr<StoreCipher> store_;
+  RecordOpenerImpl opener_;
+  RecordSealer sealer_;
+  std::vector<std::byte> plain_;  // one record's plain payload, between opening and sealing
+};
+
 }  // namespace
 
 StoreCipher::StoreCipher(std::string path, std::shared_ptr<crypto::KeyProvider> keys,
@@ -334,6 +373,7 @@ Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& direct
   if (!io) io = journal::make_posix_backend();
   const std::string path = directory + "/" + kKeysFileName;
   std::optional<crypto::StoreKeys> state;
+  std::uint32_t stored_version = 0;
   // Whoever else could write KEYS could put back an older one, and nonces would repeat.
   if (Status private_file = io->check_private(path); private_file.code() != ErrorCode::not_found) {
     if (!private_file.ok()) return Status(private_file.code(), "key store: " + private_file.message());
@@ -341,6 +381,7 @@ Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& direct
     if (!bytes.ok()) return bytes.status();
     auto loaded = crypto::open_store_keys(path, bytes.value(), *keys);
     if (!loaded.ok()) return loaded.status();
+    stored_version = load_le<std::uint32_t>(bytes.value(), kKeyStoreVersionAt);
     state = std::move(loaded).value();
   }
   const bool fresh = !state.has_value();
@@ -352,6 +393,7 @@ Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& direct
   const std::uint32_t version = keys->current_version();
   std::shared_ptr<StoreCipher> cipher(
       new StoreCipher(path, std::move(keys), std::move(io), std::move(*state), fresh, version));
+  cipher->stored_version_ = stored_version;
   // The current master now, so that sealing never waits for the provider (or fails on it).
   {
     std::lock_guard lock(cipher->mutex_);
@@ -389,6 +431,7 @@ Status StoreCipher::begin_writing(std::uint64_t next_sequence) {
     return saved;
   }
   open_number_ = static_cast<std::uint32_t>(state_.opens);
+  stored_version_ = key_version_;
   sealed_from_.store(state_.sealed_from, std::memory_order_release);
   return {};
 }
@@ -527,5 +570,33 @@ bool StoreCipher::erased(std::uint64_t stream_id) {
 }
 
 void StoreCipher::saw_open_number(std::uint32_t number) noexcept { raise_to(newest_open_seen_, number); }
+
+std::unique_ptr<journal::RecordResealer> StoreCipher::resealer() {
+  // Made before begin_writing (stale() only looks); reseal() seals under this open's number, so
+  // only after it (the sealer asserts so).
+  return std::make_unique<RecordResealerImpl>(shared_from_this());
+}
+
+Result<StoreCipher::StateReseal> StoreCipher::reseal_state(std::span<const std::byte> associated,
+                                                          std::span<const std::byte> sealed, std::span<std::byte> out) {
+  ANNAL_ASSERT(out.size() == sealed.size());
+  if (sealed.size() < kStateOverhead) return Status(ErrorCode::corruption, "a sealed state shorter than its seal");
+  const auto version = load_le<std::uint32_t>(sealed, 0);
+  const auto epoch = load_le<std::uint32_t>(sealed, kStateEpochAt);
+  if (version == key_version_) return StateReseal::current;
+  if (version > key_version_) {
+    return Status(ErrorCode::invalid_argument, "sealed under master key version " + std::to_string(version) +
+                                                   ", newer than the newest given (" + std::to_string(key_version_) +
+                                                   "): rekey with the newest key file");
+  }
+  if (epoch < snapshot_epoch()) return StateReseal::destroyed;
+  StateSealer sealer(shared_from_this(), epoch);  // in its own epoch: an erasure still ends it
+  std::vector<std::byte> plain(sealed.size() - kStateOverhead);
+  Status done = sealer.open(associated, sealed, plain);
+  if (done.ok()) done = sealer.seal(associated, plain, out);
+  OPENSSL_cleanse(plain.data(), plain.size());
+  if (!done.ok()) return done;
+  return StateReseal::resealed;
+}
 
 }  // namespace annal::engine

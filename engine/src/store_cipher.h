@@ -48,6 +48,7 @@
 #include "annal/journal/chain.h"
 #include "annal/journal/io_backend.h"
 #include "annal/journal/record_cipher.h"
+#include "annal/journal/reseal.h"
 #include "annal/snapshots/state_cipher.h"
 
 namespace annal::engine {
@@ -120,6 +121,19 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   // Counts erase() calls: caches compare it to drop what they hold of an erased stream.
   [[nodiscard]] std::uint64_t erasures() const noexcept { return erasures_.load(std::memory_order_acquire); }
 
+  // annal rekey (annal/engine/rekey.h). A resealer opens a sealed record under the version it was
+  // sealed with and seals it again under key_version() with this open's number (begin_writing
+  // before the first reseal; stale() may be asked before); a record of an erased stream is never stale (it cannot be opened: it stays as it is).
+  [[nodiscard]] std::unique_ptr<journal::RecordResealer> resealer();
+  // A snapshot's sealed state sealed anew under key_version(), in its own epoch, into `out` (the
+  // same size). `current`: already under key_version(), nothing written; `destroyed`: its epoch's
+  // key was destroyed by an erasure, so it cannot be read by anyone (it stays as it is).
+  enum class StateReseal { resealed, current, destroyed };
+  [[nodiscard]] Result<StateReseal> reseal_state(std::span<const std::byte> associated,
+                                                 std::span<const std::byte> sealed, std::span<std::byte> out);
+  // The master key version KEYS was sealed under when read (key_version() once this open saved it).
+  [[nodiscard]] std::uint32_t key_store_version() const noexcept { return stored_version_; }
+
   // What the openers need to know of the key state. Any thread.
   [[nodiscard]] std::uint64_t sealed_from() const { return sealed_from_.load(std::memory_order_acquire); }
   [[nodiscard]] bool made_at_this_open() const noexcept { return fresh_; }
@@ -143,6 +157,7 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   const bool fresh_;                // no KEYS was found: this open made the key state
   const std::uint32_t key_version_; // the master version this open seals under
   std::uint32_t open_number_ = 0;   // set by begin_writing, before any record is sealed
+  std::uint32_t stored_version_ = 0;  // KEYS' master version: as read, then as saved
   std::atomic<std::uint64_t> sealed_from_;
   std::atomic<std::uint32_t> newest_open_seen_{0};
   std::atomic<std::uint64_t> erasures_{0};

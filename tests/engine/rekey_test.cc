@@ -1,0 +1,382 @@
+// annal rekey's engine half (annal/engine/rekey.h): a store written under master key version 1,
+// then 2, rekeyed, opens and reads every event with version 2 alone; no record sealed under 1
+// remains but an erased stream's; the chain verifies under version 2's chain key; a second rekey
+// writes nothing; a locked store, a store in clear, other keys and a broken chain are refused; a
+// power cut before any write or sync of a rekey leaves every event readable and the next rekey
+// finishes the work.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "annal/base/little_endian.h"
+#include "annal/crypto/hkdf.h"
+#include "annal/engine/engine.h"
+#include "annal/engine/rekey.h"
+#include "annal/journal/chain.h"
+#include "annal/journal/format.h"
+#include "annal/journal/reseal.h"
+#include "annal/snapshots/snapshot_format.h"
+#include "engine_fixture.h"
+#include "file_bytes.h"
+#include "fault_backend.h"
+#include "master_keys.h"
+#include "store_cipher.h"
+#include "temp_directory.h"
+
+namespace annal::engine::test {
+namespace {
+
+using journal::FaultBackend;
+using journal::IoBackend;
+
+// Some of another provider's versions: the key file once the older versions are retired.
+class SomeVersions final : public crypto::KeyProvider {
+ public:
+  SomeVersions(std::shared_ptr<crypto::KeyProvider> all, std::set<std::uint32_t> kept)
+      : all_(std::move(all)), kept_(std::move(kept)) {}
+  std::uint32_t current_version() override { return *kept_.rbegin(); }
+  Result<crypto::Key> master_key(std::uint32_t version) override {
+    if (!kept_.contains(version)) return Status(ErrorCode::not_found, "no master key version " + std::to_string(version));
+    return all_->master_key(version);
+  }
+
+ private:
+  const std::shared_ptr<crypto::KeyProvider> all_;
+  const std::set<std::uint32_t> kept_;
+};
+
+Options rekey_options(std::shared_ptr<crypto::KeyProvider> keys) {
+  Options options = small_options();
+  options.journal.segment_bytes_max = 16384;  // a few hundred events make several segments
+  options.journal.commit_bytes_max = 4096;
+  options.event_bytes_max = 512;
+  options.encryption = std::move(keys);
+  return options;
+}
+
+const std::vector<std::string> kStreams = {"alpha", "beta", "gone", "delta"};
+
+std::string text(const std::string& stream, std::size_t i) { return stream + " event " + std::to_string(i); }
+
+// Appends `count` events to each of `streams`, numbered from `from`.
+void append_round(Engine& engine, std::size_t from, std::size_t count, const std::vector<std::string>& streams) {
+  Receipt last;
+  for (std::size_t i = from; i < from + count; ++i) {
+    for (const std::string& stream : streams) {
+      const auto payload = bytes_of(text(stream, i) + std::string(60, '.'));
+      const EventData event{.type = "Noted", .payload = payload};
+      const auto receipt = engine.append(stream, ExpectedVersion::any(), {&event, 1});
+      ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+      last = receipt.value();
+    }
+  }
+  ASSERT_TRUE(engine.wait_durable(last, soon()).ok());
+}
+
+// 60 events a stream under version 1, "gone" erased, then 30 more a stream under version 2 but
+// "gone". Returns gone's id.
+std::uint64_t write_two_versions(const std::string& directory, annal::test::MasterKeys& keys, Options options,
+                                 const std::shared_ptr<IoBackend>& io) {
+  std::uint64_t gone = 0;
+  {
+    auto engine = Engine::open(directory, options, io);
+    EXPECT_TRUE(engine.ok()) << engine.status().to_string();
+    if (!engine.ok()) return 0;
+    append_round(*engine.value(), 0, 60, kStreams);
+    gone = engine.value()->find_stream("gone").value_or(0);
+    EXPECT_TRUE(engine.value()->erase_stream("gone").ok());
+    EXPECT_TRUE(engine.value()->close().ok());  // the engine's state snapshot, under version 1 (after the erasure)
+  }
+  keys.add(2);
+  auto engine = Engine::open(directory, options, io);
+  EXPECT_TRUE(engine.ok()) << engine.status().to_string();
+  if (!engine.ok()) return 0;
+  append_round(*engine.value(), 60, 30, {"alpha", "beta", "delta"});
+  EXPECT_TRUE(engine.value()->close().ok());
+  return gone;
+}
+
+std::vector<std::byte> file_of(IoBackend& io, const std::string& path) {
+  auto file = io.open(path, journal::OpenMode::read_only);
+  if (!file.ok()) return {};
+  const auto size = io.size(file.value());
+  std::vector<std::byte> bytes(size.ok() ? size.value() : 0);
+  const auto read = io.read(file.value(), 0, bytes);
+  (void)io.close(file.value());
+  bytes.resize(read.ok() ? read.value() : 0);
+  return bytes;
+}
+
+// Every file of the directory, by name, with its bytes.
+std::map<std::string, std::vector<std::byte>> files_of(IoBackend& io, const std::string& directory) {
+  std::map<std::string, std::vector<std::byte>> files;
+  const auto names = io.list(directory);
+  EXPECT_TRUE(names.ok()) << names.status().to_string();
+  if (!names.ok()) return files;
+  for (const std::string& name : names.value()) files[name] = file_of(io, directory + "/" + name);
+  return files;
+}
+
+// The master key version of each sealed record, read from the bytes: (stream id, version) -> count.
+std::map<std::pair<std::uint64_t, std::uint32_t>, std::size_t> sealed_versions(IoBackend& io, const std::string& directory) {
+  std::map<std::pair<std::uint64_t, std::uint32_t>, std::size_t> counts;
+  for (const auto& [name, bytes] : files_of(io, directory)) {
+    if (!journal::parse_segment_file_name(name)) continue;
+    const auto header = journal::decode_segment_header(bytes, name);
+    EXPECT_TRUE(header.ok()) << header.status().to_string();
+    if (!header.ok()) continue;
+    for (std::size_t at = journal::kSegmentHeaderBytes; at < bytes.size();) {
+      const auto record = journal::decode_record(std::span(bytes).subspan(at), header.value().salt);
+      if (record.status != journal::RecordStatus::ok) break;
+      at += record.padded_bytes;
+      if (record.header.type == journal::kTypePadding || (record.header.flags & journal::kFlagSealed) == 0) continue;
+      // A stream's name record is sealed under the named stream's key (store_cipher.h).
+      const bool names_stream = record.header.stream_id == 0 && record.header.type == 1;
+      const std::uint64_t stream = names_stream ? record.header.stream_version : record.header.stream_id;
+      ++counts[{stream, load_le<std::uint32_t>(record.payload, 0)}];
+    }
+  }
+  return counts;
+}
+
+// Reads every stream with `options`' keys: each event's text, or "erased".
+std::map<std::string, std::vector<std::string>> read_everything(const std::string& directory, const Options& options,
+                                                                const std::shared_ptr<IoBackend>& io,
+                                                                std::uint64_t gone) {
+  std::map<std::string, std::vector<std::string>> out;
+  auto engine = Engine::open(directory, options, io);
+  EXPECT_TRUE(engine.ok()) << engine.status().to_string();
+  if (!engine.ok()) return out;
+  for (const std::string& stream : kStreams) {
+    const StreamRef ref = stream == "gone" ? StreamRef::id(gone) : StreamRef(stream);
+    const auto events = engine.value()->read_stream(ref, {}, soon());
+    EXPECT_TRUE(events.ok()) << stream << ": " << events.status().to_string();
+    if (!events.ok()) continue;
+    for (const Event& event : events.value()) {
+      out[stream].push_back(event.header.erased ? "erased" : text_of(event.payload).substr(0, text(stream, 0).size() + 2));
+    }
+  }
+  const auto snapshots = engine.value()->inspect_snapshots(true);
+  EXPECT_TRUE(snapshots.ok()) << snapshots.status().to_string();
+  if (snapshots.ok()) {
+    for (const auto& snapshot : snapshots.value()) {
+      EXPECT_TRUE(snapshot.status.ok() || snapshot.status.code() == ErrorCode::not_found)
+          << snapshot.file << ": " << snapshot.status.to_string();
+    }
+  }
+  EXPECT_TRUE(engine.value()->close().ok());
+  return out;
+}
+
+// What read_everything returns for the store write_two_versions made.
+std::map<std::string, std::vector<std::string>> expected_events() {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const std::string& stream : kStreams) {
+    for (std::size_t i = 0; i < (stream == "gone" ? 60u : 90u); ++i) {
+      const std::string whole = text(stream, i) + "..";
+      out[stream].push_back(stream == "gone" ? "erased" : whole.substr(0, text(stream, 0).size() + 2));
+    }
+  }
+  return out;
+}
+
+Result<journal::ChainReport> chain_under(IoBackend& io, const std::string& directory,
+                                         std::shared_ptr<crypto::KeyProvider> keys) {
+  return journal::verify_chain(io, directory, journal::ChainCheck{.keys = crypto::chain_keys(std::move(keys)), .expected = {}});
+}
+
+class RekeyTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<IoBackend> io_ = journal::make_posix_backend();
+  annal::test::TempDirectory dir_;
+  std::shared_ptr<annal::test::MasterKeys> keys_ = std::make_shared<annal::test::MasterKeys>();
+  std::shared_ptr<crypto::KeyProvider> newest_only_ = std::make_shared<SomeVersions>(keys_, std::set<std::uint32_t>{2});
+};
+
+TEST_F(RekeyTest, AfterARekeyTheNewestMasterVersionAloneReadsEverything) {
+  const std::uint64_t gone = write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
+  ASSERT_FALSE(HasFailure());
+  const auto before = sealed_versions(*io_, dir_.path());
+  ASSERT_GT(before.count({gone, 1}), 0u);
+  std::size_t old_records = 0;
+  for (const auto& [key, count] : before) old_records += key.second == 1 ? count : 0;
+  // Without the rekey, version 2 alone cannot read the store's first events.
+  {
+    auto engine = Engine::open(dir_.path(), rekey_options(newest_only_));
+    if (engine.ok()) {
+      EXPECT_FALSE(engine.value()->read_stream("alpha", {}, soon()).ok());
+      EXPECT_TRUE(engine.value()->close().ok());
+    }
+  }
+
+  const auto done = rekey(dir_.path(), rekey_options(keys_));
+  ASSERT_TRUE(done.ok()) << done.status().to_string();
+  const RekeyReport& report = done.value();
+  EXPECT_TRUE(report.changed());
+  EXPECT_EQ(report.key_version, 2u);
+  EXPECT_GT(report.segments, 3u);
+  EXPECT_GE(report.segments_rewritten, 3u);
+  EXPECT_EQ(report.records_resealed, old_records - before.at({gone, 1}));
+  EXPECT_EQ(report.snapshots_resealed, 1u);  // the engine's state at the first close
+  EXPECT_TRUE(report.chain_rewritten);
+  ASSERT_TRUE(report.head_before && report.head_after);
+  EXPECT_EQ(report.head_before->sequence, report.head_after->sequence);
+  EXPECT_NE(report.head_before->link, report.head_after->link);
+
+  // No record under version 1 but the erased stream's, which nobody can open.
+  for (const auto& [key, count] : sealed_versions(*io_, dir_.path())) {
+    if (key.first != gone) {
+      EXPECT_EQ(key.second, 2u) << "stream " << key.first << ": " << count << " records";
+    }
+  }
+  EXPECT_EQ(sealed_versions(*io_, dir_.path()).at({gone, 1}), before.at({gone, 1}));
+  const auto keys_file = file_of(*io_, dir_.path() + "/KEYS");
+  ASSERT_GE(keys_file.size(), 16u);
+  EXPECT_EQ(load_le<std::uint32_t>(keys_file, 12), 2u) << "KEYS is still sealed under version 1";
+  auto chain = chain_under(*io_, dir_.path(), newest_only_);
+  ASSERT_TRUE(chain.ok()) << chain.status().to_string();
+  EXPECT_TRUE(chain.value().sound()) << chain.value().problems.front();
+  EXPECT_EQ(chain.value().tags_checked, chain.value().entries);
+  EXPECT_EQ(chain.value().head->link, report.head_after->link);
+  EXPECT_EQ(read_everything(dir_.path(), rekey_options(newest_only_), nullptr, gone), expected_events());
+}
+
+TEST_F(RekeyTest, ASecondRekeyFindsNothingToDoAndWritesNothing) {
+  const std::uint64_t gone = write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(rekey(dir_.path(), rekey_options(keys_)).ok());
+  const auto files = files_of(*io_, dir_.path());
+  const auto again = rekey(dir_.path(), rekey_options(keys_));
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_FALSE(again.value().changed());
+  EXPECT_EQ(again.value().head_before->link, again.value().head_after->link);
+  for (const auto& [name, bytes] : files_of(*io_, dir_.path())) {
+    EXPECT_TRUE(files.contains(name) && files.at(name) == bytes) << name << ": a rekey with nothing to do changed it";
+    if (files.contains(name) && files.at(name) != bytes) {
+      const auto& was = files.at(name);
+      std::size_t first = 0;
+      while (first < std::min(was.size(), bytes.size()) && was[first] == bytes[first]) ++first;
+      std::string a, b;
+      for (std::size_t i = first; i < std::min<std::size_t>(first + 64, bytes.size()); ++i) {
+        a += std::to_string(int(was[i])) + " ";
+        b += std::to_string(int(bytes[i])) + " ";
+      }
+      ADD_FAILURE() << "sizes " << was.size() << " " << bytes.size() << " first difference at " << first << "\n" << a << "\n" << b;
+    }
+  }
+  EXPECT_EQ(files_of(*io_, dir_.path()).size(), files.size());
+  // With only the newest version too: nothing under the old one is left to open.
+  const auto newest = rekey(dir_.path(), rekey_options(newest_only_));
+  ASSERT_TRUE(newest.ok()) << newest.status().to_string();
+  EXPECT_FALSE(newest.value().changed());
+  EXPECT_EQ(read_everything(dir_.path(), rekey_options(newest_only_), nullptr, gone), expected_events());
+}
+
+TEST_F(RekeyTest, AStoreOpenElsewhereInClearOrUnderOtherKeysIsRefusedAndLeftAsItWas) {
+  (void)write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
+  ASSERT_FALSE(HasFailure());
+  const auto files = files_of(*io_, dir_.path());
+  {
+    auto engine = Engine::open(dir_.path(), rekey_options(keys_));
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    const auto locked = rekey(dir_.path(), rekey_options(keys_));
+    EXPECT_EQ(locked.code(), ErrorCode::locked) << locked.status().to_string();
+    EXPECT_NE(locked.status().message().find("close that first"), std::string::npos) << locked.status().to_string();
+    ASSERT_TRUE(engine.value()->close().ok());
+  }
+  const auto reopened = files_of(*io_, dir_.path());  // the engine's open and close wrote KEYS and a snapshot
+  const auto other = rekey(dir_.path(), rekey_options(std::make_shared<annal::test::MasterKeys>()));
+  EXPECT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("KEYS"), std::string::npos) << other.status().to_string();
+  const auto none = rekey(dir_.path(), rekey_options(nullptr));
+  EXPECT_EQ(none.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(none.status().message().find("master keys"), std::string::npos) << none.status().to_string();
+  EXPECT_TRUE(files_of(*io_, dir_.path()) == reopened);
+
+  annal::test::TempDirectory clear;
+  {
+    auto engine = Engine::open(clear.path(), small_options());
+    ASSERT_TRUE(engine.ok());
+    ASSERT_TRUE(engine.value()->close().ok());
+  }
+  const auto plain = rekey(clear.path(), rekey_options(keys_));
+  EXPECT_EQ(plain.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(plain.status().message().find("not encrypted"), std::string::npos) << plain.status().to_string();
+}
+
+// Someone edited a sealed segment and recomputed its checksums: the chain shows it, and the rekey
+// refuses before writing anything (rewriting would bless the edit with new links and tags).
+TEST_F(RekeyTest, ABrokenChainIsRefusedBeforeAnythingIsWritten) {
+  (void)write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
+  ASSERT_FALSE(HasFailure());
+  const std::string path = dir_.path() + "/" + journal::segment_file_name(1);
+  auto bytes = file_of(*io_, path);
+  const auto header = journal::decode_segment_header(bytes, path);
+  ASSERT_TRUE(header.ok());
+  const auto record = journal::decode_record(std::span(bytes).subspan(journal::kSegmentHeaderBytes), header.value().salt);
+  ASSERT_EQ(record.status, journal::RecordStatus::ok);
+  std::vector<std::byte> payload(record.payload.begin(), record.payload.end());
+  payload.back() ^= std::byte{1};
+  journal::encode_record(record.header, payload, header.value().salt,
+                         std::span(bytes).subspan(journal::kSegmentHeaderBytes, record.padded_bytes));
+  annal::test::write_file_bytes(path, bytes);
+  const auto files = files_of(*io_, dir_.path());
+  const auto refused = rekey(dir_.path(), rekey_options(keys_));
+  EXPECT_EQ(refused.code(), ErrorCode::corruption) << refused.status().to_string();
+  EXPECT_NE(refused.status().message().find("chain breaks at 00000000000000000001.log"), std::string::npos)
+      << refused.status().to_string();
+  EXPECT_TRUE(files_of(*io_, dir_.path()) == files);
+}
+
+// A power cut before each write and sync of a rekey in turn (the fault backend keeps what was
+// synced): the store then opens with both versions and reads every event, and the next rekey,
+// run with no cut, finishes: version 2 alone reads everything and the chain verifies under it.
+TEST(RekeyFaults, APowerCutAnywhereInARekeyLeavesEveryEventReadableAndTheNextRekeyFinishes) {
+  constexpr const char* kDir = "/rekeyed";
+  std::size_t cut_short = 0;  // cuts after which REKEY was left: segments rewritten, CHAIN not yet
+  for (std::uint64_t cut = 1;; ++cut) {
+    SCOPED_TRACE("power cut before the rekey's write or sync " + std::to_string(cut));
+    ASSERT_LT(cut, 1000u) << "the rekey never finished before the cut";
+    auto io = std::make_shared<FaultBackend>(cut);
+    auto keys = std::make_shared<annal::test::MasterKeys>();
+    const auto newest_only = std::make_shared<SomeVersions>(keys, std::set<std::uint32_t>{2});
+    const std::uint64_t gone = write_two_versions(kDir, *keys, rekey_options(keys), io);
+    ASSERT_FALSE(HasFailure());
+    io->crash_before(cut);
+    const bool finished = rekey(kDir, rekey_options(keys), io).ok();
+    io->crash();
+    io->revive();
+    if (journal::rekey_cut_short(*io, kDir)) {
+      ++cut_short;
+      auto chain = chain_under(*io, kDir, keys);
+      ASSERT_TRUE(chain.ok()) << chain.status().to_string();
+      if (!chain.value().sound()) {
+        EXPECT_NE(chain.value().problems.front().find("a rekey (annal rekey) was cut short"), std::string::npos)
+            << chain.value().problems.front();
+      }
+    }
+    ASSERT_EQ(read_everything(kDir, rekey_options(keys), io, gone), expected_events());
+    const auto again = rekey(kDir, rekey_options(keys), io);
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    EXPECT_FALSE(journal::rekey_cut_short(*io, kDir));
+    auto chain = chain_under(*io, kDir, newest_only);
+    ASSERT_TRUE(chain.ok()) << chain.status().to_string();
+    ASSERT_TRUE(chain.value().sound()) << chain.value().problems.front();
+    for (const auto& [key, count] : sealed_versions(*io, kDir)) {
+      if (key.first != gone) {
+      EXPECT_EQ(key.second, 2u) << "stream " << key.first << ": " << count << " records";
+    }
+    }
+    ASSERT_EQ(read_everything(kDir, rekey_options(newest_only), io, gone), expected_events());
+    if (finished) break;  // no cut fell inside the rekey: every point of it was tried
+  }
+  EXPECT_GT(cut_short, 2u) << "no cut fell between the first segment rewritten and CHAIN";
+}
+
+}  // namespace
+}  // namespace annal::engine::test
