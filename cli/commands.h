@@ -16,6 +16,7 @@ void add_serve(CLI::App& app, int& exit_code);
 void add_keygen(CLI::App& app, int& exit_code);
 void add_masterkey(CLI::App& app, int& exit_code);
 void add_erase(CLI::App& app, int& exit_code);
+void add_rekey(CLI::App& app, int& exit_code);
 void add_pg_status(CLI::App& app, int& exit_code);
 void add_export(CLI::App& app, int& exit_code);
 // `export rabbitmq`, a subcommand of `export` (which add_export makes).

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   annal::cli::add_keygen(app, exit_code);
   annal::cli::add_masterkey(app, exit_code);
   annal::cli::add_erase(app, exit_code);
+  annal::cli::add_rekey(app, exit_code);
   annal::cli::add_pg_status(app, exit_code);
   annal::cli::add_export(app, exit_code);
   annal::cli::add_export_rabbitmq(*app.get_subcommand("export"), exit_code);

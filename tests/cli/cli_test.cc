@@ -728,6 +728,97 @@ TEST_F(EncryptedStoreTest, AKeptHeadsTagIsCheckedUnderTheMasterKeys) {
   EXPECT_NE(keyless.err.find("--expect-tag needs the store's master keys"), std::string::npos) << keyless.err;
 }
 
+// The key file `keys` with only its `version` line: what is left once the older versions are retired.
+std::string one_version_of(const std::string& keys, const std::string& path, std::uint32_t version) {
+  std::ifstream in(keys);
+  std::ofstream out(path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(std::to_string(version) + " ")) out << line << "\n";
+  }
+  out.close();
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  return path;
+}
+
+// annal rekey after annal masterkey --rotate: the key file's newest version alone then reads the
+// whole store (an erased stream stays erased), verify --chain passes under it, the output names
+// the chain head before and after (a head kept from before no longer verifies, and the output
+// says why), and a second rekey has nothing to do and changes no byte.
+TEST_F(EncryptedStoreTest, RekeyLetsTheNewestMasterVersionAloneReadTheStore) {
+  const std::string keys = master_key_file("master.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "200", "--streams", "10", "--key-file", keys}).exit_code, 0);
+  ASSERT_EQ(run({"masterkey", keys, "--rotate"}).exit_code, 0);
+  ASSERT_EQ(run({"load", store(), "--events", "100", "--streams", "10", "--key-file", keys}).exit_code, 0);
+  ASSERT_EQ(run({"erase", store(), "load-3", "--yes", "--key-file", keys}).exit_code, 0);
+  const Ran before = run({"dump", store(), "--key-file", keys});
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  const Ran inspected = run({"inspect", store(), "--chain", "--key-file", keys});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  const std::string head = inspected.out.substr(12, inspected.out.find('\n') - 12);
+  const std::string newest = one_version_of(keys, input_.path() + "/version-2.keys", 2);
+  const Ran unreadable = run({"dump", store(), "--key-file", newest});
+  EXPECT_EQ(unreadable.exit_code, 1) << "version 2 alone read events sealed under 1 before the rekey";
+
+  const Ran rekeyed = run({"rekey", store(), "--key-file", keys});
+  ASSERT_EQ(rekeyed.exit_code, 0) << rekeyed.err;
+  EXPECT_NE(rekeyed.out.find("resealed under master key version 2"), std::string::npos) << rekeyed.out;
+  EXPECT_NE(rekeyed.out.find("chain head before  " + head), std::string::npos) << rekeyed.out;
+  EXPECT_NE(rekeyed.out.find("chain head after   " + head.substr(0, head.find(':') + 1)), std::string::npos)
+      << rekeyed.out;
+  EXPECT_NE(rekeyed.out.find("a head kept from before no longer verifies"), std::string::npos) << rekeyed.out;
+
+  const Ran dumped = run({"dump", store(), "--key-file", newest});
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.err;
+  EXPECT_EQ(dumped.out, before.out);
+  EXPECT_NE(dumped.out.find(" erased\n"), std::string::npos) << "the erased stream came back";
+  const Ran verified = run({"verify", store(), "--payloads", "--chain", "--key-file", newest});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  EXPECT_NE(verified.out.find("sound"), std::string::npos) << verified.out;
+  const Ran old_head = run({"verify", store(), "--chain", "--expect", head, "--key-file", newest});
+  EXPECT_EQ(old_head.exit_code, 1) << "the head from before the rekey still verifies: nothing was resealed?";
+
+  const auto files = annal::test::files_with_bytes(store());
+  const Ran again = run({"rekey", store(), "--key-file", newest});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("nothing to do"), std::string::npos) << again.out;
+  EXPECT_TRUE(annal::test::files_with_bytes(store()) == files) << "a rekey with nothing to do changed the store";
+}
+
+// Refused in one line, changing nothing: a store another process has open, a store in clear, a
+// key file of other keys, no key file.
+TEST_F(EncryptedStoreTest, RekeyRefusesAnOpenStoreAStoreInClearAndOtherKeys) {
+  const std::string keys = master_key_file("master.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "50", "--key-file", keys}).exit_code, 0);
+  {
+    annal::engine::Options options;
+    auto loaded = annal::crypto::KeyFile::load(keys);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+    options.encryption = std::move(loaded).value();
+    auto engine = annal::engine::Engine::open(store(), options);
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    const Ran locked = run({"rekey", store(), "--key-file", keys});
+    EXPECT_EQ(locked.exit_code, 1);
+    EXPECT_EQ(lines(locked.err), 1u) << locked.err;
+    EXPECT_NE(locked.err.find("is open in another process"), std::string::npos) << locked.err;
+    ASSERT_TRUE(engine.value()->close().ok());
+  }
+  const auto reopened = annal::test::files_with_bytes(store());  // the engine wrote KEYS and a snapshot
+  const Ran other = run({"rekey", store(), "--key-file", master_key_file("other.keys")});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_EQ(lines(other.err), 1u) << other.err;
+  EXPECT_NE(other.err.find("KEYS"), std::string::npos) << other.err;
+  const Ran keyless = run({"rekey", store()});
+  EXPECT_EQ(keyless.exit_code, 1);
+  EXPECT_NE(keyless.err.find("--key-file"), std::string::npos) << keyless.err;
+  EXPECT_TRUE(annal::test::files_with_bytes(store()) == reopened);
+
+  const std::string clear = dir_.path() + "/clear";
+  ASSERT_EQ(run({"load", clear, "--events", "10"}).exit_code, 0);
+  const Ran plain = run({"rekey", clear, "--key-file", keys});
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_NE(plain.err.find("not encrypted"), std::string::npos) << plain.err;
+}
+
 // The highest sequence in "durable SEQ" lines (0: none).
 std::uint64_t durable_in(const std::vector<std::string>& lines) {
   std::uint64_t durable = 0;
