@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <list>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -323,18 +324,30 @@ class RecordResealerImpl final : public journal::RecordResealer {
     // Every sealed record passes here before any is resealed: the newest open number among them
     // tells begin_writing whether KEYS is older than the journal.
     store_->saw_open_number(load_le<std::uint32_t>(sealed, 4));
-    return load_le<std::uint32_t>(sealed, 0) != store_->key_version() && !store_->erased(key_stream(header));
+    const auto version = load_le<std::uint32_t>(sealed, 0);
+    if (version == store_->key_version() || store_->erased(key_stream(header))) return false;
+    versions_.insert(version);
+    return true;
+  }
+
+  Status ready() override {
+    for (const std::uint32_t version : versions_) {
+      if (version > store_->key_version()) return newer_than_given(version);
+      if (Status has = store_->has_master(version); !has.ok()) {
+        return Status(ErrorCode::invalid_argument,
+                      "records are sealed under master key version " + std::to_string(version) + ", which the keys "
+                      "given lack (" + has.message() + "): rekey needs every version the store holds data under, "
+                      "the newest included");
+      }
+    }
+    return {};
   }
 
   Status reseal(const journal::RecordHeader& header, std::span<const std::byte> associated,
                 std::span<const std::byte> sealed, std::span<std::byte> out) override {
     ANNAL_ASSERT(out.size() == sealed.size());
     const auto version = load_le<std::uint32_t>(sealed, 0);
-    if (version > store_->key_version()) {
-      return Status(ErrorCode::invalid_argument,
-                    "sealed under master key version " + std::to_string(version) + ", newer than the newest given (" +
-                        std::to_string(store_->key_version()) + "): rekey with the newest key file");
-    }
+    if (version > store_->key_version()) return newer_than_given(version);
     plain_.resize(sealed.size() - StoreCipher::kRecordOverhead);
     if (Status opened = opener_.open(header, associated, sealed, plain_); !opened.ok()) return opened;
     sealer_.seal(header, associated, plain_, {}, out);
@@ -343,9 +356,17 @@ class RecordResealerImpl final : public journal::RecordResealer {
   }
 
  private:
+  Status newer_than_given(std::uint32_t version) const {
+    return Status(ErrorCode::invalid_argument, "records are sealed under master key version " + std::to_string(version) +
+                                                   ", newer than the newest given (" +
+                                                   std::to_string(store_->key_version()) +
+                                                   "): rekey with the newest key file");
+  }
+
   const std::shared_ptr<StoreCipher> store_;
   RecordOpenerImpl opener_;
   RecordSealer sealer_;
+  std::set<std::uint32_t> versions_;  // of the stale records seen
   std::vector<std::byte> plain_;  // one record's plain payload, between opening and sealing
 };
 
@@ -562,6 +583,11 @@ Status StoreCipher::erase(std::uint64_t stream_id) {
   std::erase_if(keys_kept_, [&](const auto& kept) { return kept.first.first == stream_id; });
   erasures_.fetch_add(1, std::memory_order_acq_rel);
   return {};
+}
+
+Status StoreCipher::has_master(std::uint32_t version) {
+  std::lock_guard lock(mutex_);
+  return master(version).status();
 }
 
 bool StoreCipher::erased(std::uint64_t stream_id) {

@@ -131,6 +131,8 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   enum class StateReseal { resealed, current, destroyed };
   [[nodiscard]] Result<StateReseal> reseal_state(std::span<const std::byte> associated,
                                                  std::span<const std::byte> sealed, std::span<std::byte> out);
+  // Whether the provider has master key `version` (its error if not).
+  [[nodiscard]] Status has_master(std::uint32_t version);
   // The master key version KEYS was sealed under when read (key_version() once this open saved it).
   [[nodiscard]] std::uint32_t key_store_version() const noexcept { return stored_version_; }
 

@@ -350,8 +350,11 @@ Result<ResealReport> reseal_journal(IoBackend& io, const std::string& directory,
     stale[i] = counted.value();
   }
   const bool any_stale = std::any_of(stale.begin(), stale.end(), [](std::size_t n) { return n > 0; });
-  if (any_stale && options.before_first_write) {
-    if (Status began = options.before_first_write(); !began.ok()) return began;
+  if (any_stale) {
+    if (Status ready = resealer.ready(); !ready.ok()) return ready;
+    if (options.before_first_write) {
+      if (Status began = options.before_first_write(); !began.ok()) return began;
+    }
   }
   RekeyFile progress = cut_short.value().value_or(RekeyFile{});
   progress.head_before = report.head_before;

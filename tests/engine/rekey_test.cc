@@ -120,7 +120,7 @@ TEST_F(RekeyTest, ASecondRekeyFindsNothingToDoAndWritesNothing) {
   EXPECT_EQ(read_everything(dir_.path(), rekey_options(newest_only_), nullptr, gone), expected_events());
 }
 
-TEST_F(RekeyTest, AStoreOpenElsewhereInClearOrUnderOtherKeysIsRefusedAndLeftAsItWas) {
+TEST_F(RekeyTest, AStoreOpenElsewhereInClearOrUnderOtherOrTooFewKeysIsRefusedAndLeftAsItWas) {
   (void)write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
   ASSERT_FALSE(HasFailure());
   const auto files = files_of(*io_, dir_.path());
@@ -136,6 +136,11 @@ TEST_F(RekeyTest, AStoreOpenElsewhereInClearOrUnderOtherKeysIsRefusedAndLeftAsIt
   const auto other = rekey(dir_.path(), rekey_options(std::make_shared<annal::test::MasterKeys>()));
   EXPECT_FALSE(other.ok());
   EXPECT_NE(other.status().message().find("KEYS"), std::string::npos) << other.status().to_string();
+  // Version 2 alone opens KEYS (the last open saved it under 2), but not the records under 1.
+  const auto lacking = rekey(dir_.path(), rekey_options(newest_only_));
+  EXPECT_EQ(lacking.code(), ErrorCode::invalid_argument) << lacking.status().to_string();
+  EXPECT_NE(lacking.status().message().find("master key version 1, which the keys given lack"), std::string::npos)
+      << lacking.status().to_string();
   const auto none = rekey(dir_.path(), rekey_options(nullptr));
   EXPECT_EQ(none.code(), ErrorCode::invalid_argument);
   EXPECT_NE(none.status().message().find("master keys"), std::string::npos) << none.status().to_string();

@@ -57,6 +57,9 @@ class RecordResealer {
   // Whether the sealed payload of the record with `header` is to be sealed anew. Looks at the
   // bytes only (sees every sealed record of the log, in order, before any is resealed).
   [[nodiscard]] virtual bool stale(const RecordHeader& header, std::span<const std::byte> sealed) = 0;
+  // Called once every record has been through stale(), before the first reseal and before
+  // anything is written: an error (a key reseal will need is missing) stops the rewrite there.
+  [[nodiscard]] virtual Status ready() { return {}; }
   // Opens `sealed` and seals it again into `out` (the same size), authenticated with `associated`
   // (format.h, associated_data) as before. An error stops the rewrite before the segment changes.
   [[nodiscard]] virtual Status reseal(const RecordHeader& header, std::span<const std::byte> associated,
