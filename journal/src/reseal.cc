@@ -235,7 +235,12 @@ Status check_cut_short(IoBackend& io, const std::vector<SegmentInfo>& segments, 
                                                std::to_string(entry.last) + ": its tag is missing or wrong");
     }
   }
-  crypto::Digest rekeyed = start;  // the link chain of the segments as they are now
+  // The link chain of the segments as they are now, from the link the cut-short rekey carried into
+  // the first of them: its copy's, when retention removed a segment it had rewritten right before.
+  crypto::Digest rekeyed = start;
+  for (const ChainEntry& entry : rekey.entries) {
+    if (!segments.empty() && entry.last + 1 == segments.front().base) rekeyed = entry.link;
+  }
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const SegmentInfo& segment = segments[i];
     const std::uint64_t last = segment.end_sequence - 1;
