@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include <thread>
 
 #include "annal/engine/engine.h"
+#include "kill_timing.h"
 #include "master_keys.h"
 #include "temp_directory.h"
 #include "watchdog.h"
@@ -51,8 +51,7 @@ std::string payload_of(int stream, int event) { return "data of " + stream_name(
 
 TEST(EraseStreamKillTest, AKilledErasureLeavesTheStreamWhollyReadableOrWhollyErased) {
   annal::test::Watchdog watchdog("erase_stream killed at random moments", std::chrono::seconds(900));
-  const char* rounds_text = std::getenv("ANNAL_ERASE_KILLS");
-  const int rounds = rounds_text != nullptr ? std::atoi(rounds_text) : 24;
+  const auto rounds = static_cast<int>(annal::test::env_or("ANNAL_ERASE_KILLS", 24));
   const unsigned seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 random(seed);
@@ -79,29 +78,20 @@ TEST(EraseStreamKillTest, AKilledErasureLeavesTheStreamWhollyReadableOrWhollyEra
   std::vector<bool> erased(static_cast<std::size_t>(rounds), false);
   int cut_short = 0, acknowledged = 0;
   for (int round = 0; round < rounds; ++round) {
-    int fds[2];
-    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
+    const auto [pid, reports] = annal::test::fork_child([&](int report) { erase_in_child(dir.path(), options, round, report); });
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) _exit(6);
-      erase_in_child(dir.path(), options, round, fds[1]);
-    }
-    ::close(fds[1]);
     char said = 0;
-    pollfd ready{.fd = fds[0], .events = POLLIN, .revents = 0};
+    pollfd ready{.fd = reports, .events = POLLIN, .revents = 0};
     // A limit only against a child that never opens.
     ASSERT_EQ(::poll(&ready, 1, 120'000), 1);
-    ASSERT_EQ(::read(fds[0], &said, 1), 1);
+    ASSERT_EQ(::read(reports, &said, 1), 1);
     ASSERT_EQ(said, 'o');
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(random)));
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
-    const bool was_acknowledged = ::read(fds[0], &said, 1) == 1 && said == 'e';
-    ::close(fds[0]);
+    const bool was_acknowledged = ::read(reports, &said, 1) == 1 && said == 'e';
+    ::close(reports);
     ASSERT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) << "child status " << status;
     acknowledged += was_acknowledged ? 1 : 0;
 

@@ -6,10 +6,8 @@
 // the store opens with both versions and reads every event, and a second rekey finishes the work:
 // version 2 alone then reads everything and the chain verifies under it. ANNAL_REKEY_KILLS rounds
 // (12 by default).
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +24,7 @@
 
 #include "annal/engine/rekey.h"
 #include "annal/journal/reseal.h"
+#include "kill_timing.h"
 #include "rekey_fixture.h"
 #include "temp_directory.h"
 #include "watchdog.h"
@@ -46,8 +45,7 @@ using Clock = std::chrono::steady_clock;
 
 TEST(RekeyKillTest, AKilledRekeyLeavesEveryEventReadableAndTheNextOneFinishes) {
   annal::test::Watchdog watchdog("rekey killed at random moments", std::chrono::seconds(900));
-  const char* rounds_text = std::getenv("ANNAL_REKEY_KILLS");
-  const int rounds = rounds_text != nullptr ? std::atoi(rounds_text) : 12;
+  const auto rounds = static_cast<int>(annal::test::env_or("ANNAL_REKEY_KILLS", 12));
   const unsigned seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 random(seed);
@@ -64,21 +62,13 @@ TEST(RekeyKillTest, AKilledRekeyLeavesEveryEventReadableAndTheNextOneFinishes) {
     SCOPED_TRACE("round " + std::to_string(round));
     const std::string store = dir.path() + "/round-" + std::to_string(round);
     std::filesystem::copy(original, store, std::filesystem::copy_options::recursive);
-    int fds[2];
-    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
+    const Options options = rekey_options(keys);  // made before fork: the child must not allocate first
+    const auto [pid, reports] = annal::test::fork_child([&](int report) { rekey_in_child(store, options, report); });
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) _exit(6);
-      rekey_in_child(store, rekey_options(keys), fds[1]);
-    }
-    ::close(fds[1]);
     char said = 0;
-    pollfd ready{.fd = fds[0], .events = POLLIN, .revents = 0};
+    pollfd ready{.fd = reports, .events = POLLIN, .revents = 0};
     ASSERT_EQ(::poll(&ready, 1, 120'000), 1);  // a limit only against a child that never begins
-    ASSERT_EQ(::read(fds[0], &said, 1), 1);
+    ASSERT_EQ(::read(reports, &said, 1), 1);
     ASSERT_EQ(said, 'o');
     const Clock::time_point began = Clock::now();
     if (round == 0) {
@@ -90,8 +80,8 @@ TEST(RekeyKillTest, AKilledRekeyLeavesEveryEventReadableAndTheNextOneFinishes) {
     }
     int status = 0;
     ::waitpid(pid, &status, 0);
-    const bool done = ::read(fds[0], &said, 1) == 1 && said == 'r';
-    ::close(fds[0]);
+    const bool done = ::read(reports, &said, 1) == 1 && said == 'r';
+    ::close(reports);
     ASSERT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) << "child status " << status;
     ASSERT_TRUE(round != 0 || done) << "the measuring round's rekey failed";
     finished += done ? 1 : 0;
@@ -101,15 +91,8 @@ TEST(RekeyKillTest, AKilledRekeyLeavesEveryEventReadableAndTheNextOneFinishes) {
     const auto again = rekey(store, rekey_options(keys));
     ASSERT_TRUE(again.ok()) << again.status().to_string();
     EXPECT_TRUE(!done || !again.value().changed()) << "a finished rekey left work for the next";
-    auto chain = chain_under(*posix, store, newest_only);
-    ASSERT_TRUE(chain.ok()) << chain.status().to_string();
-    ASSERT_TRUE(chain.value().sound()) << chain.value().problems.front();
-    for (const auto& [key, count] : sealed_versions(*posix, store)) {
-      if (key.first != gone) {
-        EXPECT_EQ(key.second, 2u) << "stream " << key.first << ": " << count << " records";
-      }
-    }
-    ASSERT_EQ(read_everything(store, rekey_options(newest_only), nullptr, gone), expected_events());
+    expect_rekeyed(*posix, store, nullptr, newest_only, gone);
+    ASSERT_FALSE(HasFatalFailure());
     std::filesystem::remove_all(store);
   }
   std::printf("%d rounds (a rekey takes %lld us here): %d finished before the kill, %d cut short between its first "

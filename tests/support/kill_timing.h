@@ -12,7 +12,9 @@
 //                   measured so far, so it lands there at any machine speed (after_open until one is).
 #pragma once
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +70,34 @@ class KillTiming {
 inline std::uint64_t env_or(const char* name, std::uint64_t otherwise) {
   const char* value = std::getenv(name);
   return value != nullptr ? std::strtoull(value, nullptr, 10) : otherwise;
+}
+
+// A kill test's child, forked: `body(reports)` runs in it with the write end of a pipe to report
+// on, and must not return (it _exits); the child dies with the test process (PR_SET_PDEATHSIG).
+// The parent gets its pid and the pipe's read end (close-on-exec); pid -1 if fork or pipe failed.
+struct ForkedChild {
+  pid_t pid = -1;
+  int reports = -1;
+};
+template <class Body>
+ForkedChild fork_child(Body&& body) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return {};
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) _exit(6);
+    body(fds[1]);
+    _exit(7);
+  }
+  ::close(fds[1]);
+  return {.pid = pid, .reports = fds[0]};
 }
 
 // Reads exactly `size` bytes from `fd`; false if the writer closed it first or `deadline` passed
