@@ -313,9 +313,71 @@ bool rekey_cut_short(IoBackend& io, const std::string& directory) {
   return true;
 }
 
+namespace {
+
+// Before anything is written: the chain checked as `annal verify --chain` does, or, after a rekey
+// cut short, each segment against CHAIN or REKEY. Sets the report's head_before.
+Status check_before_rewriting(IoBackend& io, const std::string& directory, const std::vector<SegmentInfo>& segments,
+                              const ChainFile& chain, const std::optional<RekeyFile>& cut_short,
+                              const crypto::Digest& start, const ResealOptions& options, ResealReport& report) {
+  if (cut_short) {
+    report.resumed = true;
+    report.head_before = cut_short->head_before;
+    if (chain.damaged_at) return Status(ErrorCode::corruption, directory + "/CHAIN: an entry is damaged");
+    return check_cut_short(io, segments, chain, *cut_short, start, options.chain_keys);
+  }
+  auto verified = verify_chain(io, directory, ChainCheck{.keys = options.chain_keys, .expected = std::nullopt});
+  if (!verified.ok()) return verified.status();
+  if (!verified.value().sound()) {
+    return Status(ErrorCode::corruption, "the chain does not verify, so nothing is rewritten over it: " +
+                                             verified.value().problems.front());
+  }
+  report.head_before = verified.value().head;
+  return {};
+}
+
+// How many stale records each segment holds: all of them read before anything is written, so
+// that the resealer has seen every sealed record (the open numbers in them) before it takes its own.
+Result<std::vector<std::size_t>> survey(IoBackend& io, const std::vector<SegmentInfo>& segments, RecordResealer& resealer) {
+  std::vector<std::size_t> stale(segments.size());
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    auto counted = count_stale(io, segments[i], resealer);
+    if (!counted.ok()) return counted.status();
+    stale[i] = counted.value();
+  }
+  return stale;
+}
+
+// Rewrites one segment atomically and returns its new link after `previous`. Its copy's link is
+// recorded in REKEY before the rename: after a crash the segment is the old one (CHAIN's link) or
+// the copy (REKEY's), never something neither vouches for.
+Result<ChainHead> rewrite_segment(IoBackend& io, const std::string& directory, const SegmentInfo& segment,
+                                  const crypto::Digest& previous, RecordResealer& resealer, const ChainKey& key,
+                                  RekeyFile& progress, ResealReport& report) {
+  const std::uint64_t last = segment.end_sequence - 1;
+  const std::string copy = segment.path + std::string(kCopySuffix);
+  auto resealed = write_copy(io, segment, copy, resealer);
+  if (!resealed.ok()) return resealed.status();
+  auto link = segment_link(io, copy, previous, last);
+  if (!link.ok()) return link.status();
+  std::erase_if(progress.entries, [&](const ChainEntry& e) { return e.base >= segment.base; });
+  progress.entries.push_back(ChainEntry{.base = segment.base, .last = last, .link = link.value().link});
+  const auto bytes = encode_rekey_file(progress, key);
+  const std::string rekey_path = join_path(directory, std::string(kRekeyFileName));
+  if (Status saved = replace_small_file(io, rekey_path, bytes, OpenMode::create_exclusive); !saved.ok()) return saved;
+  if (Status renamed = io.rename(copy, segment.path); !renamed.ok()) return renamed;
+  if (Status synced = io.sync_directory(directory); !synced.ok()) return synced;
+  ++report.segments_rewritten;
+  report.records_resealed += resealed.value();
+  return link;
+}
+
+}  // namespace
+
 Result<ResealReport> reseal_journal(IoBackend& io, const std::string& directory, RecordResealer& resealer,
                                     const ResealOptions& options) {
   ANNAL_ASSERT(options.chain_key != nullptr);
+  const ChainKey& key = *options.chain_key;
   auto chain = read_chain_file(io, directory);
   if (!chain.ok()) return chain.status();
   auto scanned = scan_directory(io, directory, Options{}, /*verify=*/false);
@@ -329,33 +391,13 @@ Result<ResealReport> reseal_journal(IoBackend& io, const std::string& directory,
   ResealReport report;
   report.segments = segments.size();
   const crypto::Digest start = start_link(segments, chain.value());
-  if (cut_short.value()) {
-    report.resumed = true;
-    report.head_before = cut_short.value()->head_before;
-    if (chain.value().damaged_at) return Status(ErrorCode::corruption, directory + "/CHAIN: an entry is damaged");
-    if (Status sound = check_cut_short(io, segments, chain.value(), *cut_short.value(), start, options.chain_keys);
-        !sound.ok()) {
-      return sound;
-    }
-  } else {
-    auto verified = verify_chain(io, directory, ChainCheck{.keys = options.chain_keys, .expected = std::nullopt});
-    if (!verified.ok()) return verified.status();
-    if (!verified.value().sound()) {
-      return Status(ErrorCode::corruption, "the chain does not verify, so nothing is rewritten over it: " +
-                                               verified.value().problems.front());
-    }
-    report.head_before = verified.value().head;
+  if (Status sound = check_before_rewriting(io, directory, segments, chain.value(), cut_short.value(), start, options, report);
+      !sound.ok()) {
+    return sound;
   }
-  // Which segments hold stale records: all of them read before anything is written, so that the
-  // resealer has seen every sealed record (the open numbers in them) before it takes its own.
-  std::vector<std::size_t> stale(segments.size());
-  for (std::size_t i = 0; i < segments.size(); ++i) {
-    auto counted = count_stale(io, segments[i], resealer);
-    if (!counted.ok()) return counted.status();
-    stale[i] = counted.value();
-  }
-  const bool any_stale = std::any_of(stale.begin(), stale.end(), [](std::size_t n) { return n > 0; });
-  if (any_stale) {
+  auto stale = survey(io, segments, resealer);
+  if (!stale.ok()) return stale.status();
+  if (std::any_of(stale.value().begin(), stale.value().end(), [](std::size_t n) { return n > 0; })) {
     if (Status ready = resealer.ready(); !ready.ok()) return ready;
     if (options.before_first_write) {
       if (Status began = options.before_first_write(); !began.ok()) return began;
@@ -363,58 +405,38 @@ Result<ResealReport> reseal_journal(IoBackend& io, const std::string& directory,
   }
   RekeyFile progress = cut_short.value().value_or(RekeyFile{});
   progress.head_before = report.head_before;
-  const std::string rekey_path = join_path(directory, std::string(kRekeyFileName));
+  // Retention's entries keep their links, tagged anew; every segment's is recomputed in order.
   std::vector<ChainEntry> entries;
   for (const ChainEntry& entry : chain.value().entries) {
     if (segments.empty() || entry.last < segments.front().base) {
-      if (entry.key_version != options.chain_key->version) ++report.entries_retagged;
-      entries.push_back(tagged(entry, *options.chain_key));
+      if (entry.key_version != key.version) ++report.entries_retagged;
+      entries.push_back(tagged(entry, key));
     }
   }
   crypto::Digest previous = start;
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const SegmentInfo& segment = segments[i];
     const std::uint64_t last = segment.end_sequence - 1;
-    const std::string where = "rekey " + segment_name(segment);
-    Result<ChainHead> link = Status(ErrorCode::failed, "not computed");
-    if (stale[i] > 0) {
-      const std::string copy = segment.path + std::string(kCopySuffix);
-      auto resealed = write_copy(io, segment, copy, resealer);
-      if (!resealed.ok()) return Status(resealed.code(), where + ": " + resealed.status().message());
-      link = segment_link(io, copy, previous, last);
-      if (!link.ok()) return Status(link.code(), where + ": " + link.status().message());
-      // Recorded before the rename: after a crash the segment is the old one (CHAIN's link) or the
-      // copy (this one), never something neither vouches for.
-      std::erase_if(progress.entries, [&](const ChainEntry& e) { return e.base >= segment.base; });
-      progress.entries.push_back(ChainEntry{.base = segment.base, .last = last, .link = link.value().link});
-      const auto bytes = encode_rekey_file(progress, *options.chain_key);
-      if (Status saved = replace_small_file(io, rekey_path, bytes, OpenMode::create_exclusive); !saved.ok()) return saved;
-      if (Status renamed = io.rename(copy, segment.path); !renamed.ok()) return renamed;
-      if (Status synced = io.sync_directory(directory); !synced.ok()) return synced;
-      ++report.segments_rewritten;
-      report.records_resealed += resealed.value();
-    } else {
-      link = segment_link(io, segment.path, previous, last);
-      if (!link.ok()) return Status(link.code(), where + ": " + link.status().message());
-    }
+    auto link = stale.value()[i] > 0
+                    ? rewrite_segment(io, directory, segment, previous, resealer, key, progress, report)
+                    : segment_link(io, segment.path, previous, last);
+    if (!link.ok()) return Status(link.code(), "rekey " + segment_name(segment) + ": " + link.status().message());
     previous = link.value().link;
     if (i + 1 == segments.size()) {
       report.head_after = link.value();
       break;  // the tail: chained when it is sealed
     }
     const ChainEntry* old = find_entry(chain.value().entries, segment.base);
-    if (old != nullptr && old->key_version != options.chain_key->version &&
-        crypto::equal_digests(old->link, link.value().link)) {
-      ++report.entries_retagged;
-    }
-    entries.push_back(tagged(ChainEntry{.base = segment.base, .last = last, .link = link.value().link}, *options.chain_key));
+    if (old != nullptr && old->key_version != key.version && old->link == link.value().link) ++report.entries_retagged;
+    entries.push_back(tagged(ChainEntry{.base = segment.base, .last = last, .link = link.value().link}, key));
   }
   if (!same_entries(entries, chain.value().entries)) {
     if (Status rewritten = rewrite_chain_file(io, directory, entries); !rewritten.ok()) return rewritten;
     report.chain_rewritten = true;
   }
   if (report.resumed || report.segments_rewritten > 0) {
-    if (Status removed = io.remove(rekey_path); !removed.ok() && removed.code() != ErrorCode::not_found) return removed;
+    const Status removed = io.remove(join_path(directory, std::string(kRekeyFileName)));
+    if (!removed.ok() && removed.code() != ErrorCode::not_found) return removed;
     if (Status synced = io.sync_directory(directory); !synced.ok()) return synced;
   }
   return report;
