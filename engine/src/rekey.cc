@@ -23,19 +23,26 @@ Result<std::shared_ptr<journal::IoBackend>> files_of(const Options& options, std
   return journal::make_posix_backend(options.journal.file_mode);
 }
 
-// Recovers the journal as an open would (a torn tail cut, every sealed segment chained, with the
-// chain key of the newest version), then closes it: what follows reads a log that needs nothing.
 Status open_elsewhere(const std::string& directory, const Status& why) {
   return Status(ErrorCode::locked, directory + " is open in another process (an engine, annal serve, load or import): "
                                                "rekey rewrites it offline; close that first (" + why.message() + ")");
 }
 
-// Only when needed: an open that recovers nothing still writes (a padding record at the tail).
-Status recover(const std::string& directory, const Options& options, const std::shared_ptr<journal::IoBackend>& io,
-               StoreCipher& cipher) {
-  auto needed = journal::needs_recovery(*io, directory);
-  if (!needed.ok()) return needed.status();
-  if (!needed.value()) return {};
+// The store's LOCK, or why not.
+Result<journal::FileId> locked(journal::IoBackend& io, const std::string& directory) {
+  auto lock = io.lock_directory(directory);
+  if (lock.code() == ErrorCode::locked) return open_elsewhere(directory, lock.status());
+  return lock;
+}
+
+// Recovers the journal as an open would (a torn tail cut, every sealed segment chained, with the
+// chain key of the newest version), then closes it: what follows reads a log that needs nothing.
+// Only when needed (journal::needs_recovery): an open that recovers nothing still writes (a
+// padding record at the tail), and a rekey with nothing to do writes nothing.
+Status recover(const std::string& directory, const Options& options, const std::shared_ptr<journal::IoBackend>& io) {
+  auto opened = StoreCipher::open(directory, options.encryption, io);
+  if (!opened.ok()) return opened.status();
+  StoreCipher& cipher = *opened.value();
   journal::Options opening = options.journal;
   opening.index_interval_bytes = options.index_interval_bytes;  // as the engine's, so the index files stay
   // Nothing is appended: the smallest record limit, which any commit and segment size hold.
@@ -120,18 +127,25 @@ Result<RekeyReport> rekey(const std::string& directory, const Options& options, 
     return Status(ErrorCode::invalid_argument, "rekey needs the store's master keys: the newest version and every "
                                                "older one it holds data under (a key file: --key-file or ANNAL_KEY_FILE)");
   }
-  auto opened = StoreCipher::open(directory, options.encryption, files.value());
-  if (!opened.ok()) return opened.status();
-  StoreCipher& cipher = *opened.value();
-  if (Status recovered = recover(directory, options, files.value(), cipher); !recovered.ok()) return recovered;
-  auto lock = disk.lock_directory(directory);
-  if (lock.code() == ErrorCode::locked) return open_elsewhere(directory, lock.status());
+  auto lock = locked(disk, directory);
   if (!lock.ok()) return lock.status();
+  auto needed = journal::needs_recovery(disk, directory);
+  if (!needed.ok()) return needed.status();
+  if (needed.value()) {
+    (void)disk.close(lock.value());
+    if (Status recovered = recover(directory, options, files.value()); !recovered.ok()) return recovered;
+    lock = locked(disk, directory);
+    if (!lock.ok()) return lock.status();
+  }
   struct Unlock {
     journal::IoBackend& io;
     journal::FileId file;
     ~Unlock() { (void)io.close(file); }
   } unlock{disk, lock.value()};
+  // KEYS read under the lock: as nobody else can change it any more.
+  auto opened = StoreCipher::open(directory, options.encryption, files.value());
+  if (!opened.ok()) return opened.status();
+  StoreCipher& cipher = *opened.value();
 
   RekeyReport report;
   report.key_version = cipher.key_version();

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -148,6 +149,39 @@ TEST_F(RekeyTest, AStoreOpenElsewhereInClearOrUnderOtherOrTooFewKeysIsRefusedAnd
   const auto plain = rekey(clear.path(), rekey_options(keys_));
   EXPECT_EQ(plain.code(), ErrorCode::invalid_argument);
   EXPECT_NE(plain.status().message().find("not encrypted"), std::string::npos) << plain.status().to_string();
+}
+
+// A store a crash left with work for its next open (a torn write after the tail's last record,
+// CHAIN's last entry torn as an append cut short leaves it) is recovered first, as an open would,
+// then rekeyed.
+TEST_F(RekeyTest, WhatACrashLeftIsRecoveredFirst) {
+  const std::uint64_t gone = write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
+  ASSERT_FALSE(HasFailure());
+  const std::string chain = dir_.path() + "/" + std::string(journal::kChainFileName);
+  const auto entries = std::filesystem::file_size(chain) / journal::kChainEntryBytes;
+  ASSERT_GT(entries, 2u);
+  std::filesystem::resize_file(chain, std::filesystem::file_size(chain) - 10);
+  std::uint64_t tail = 0;
+  for (const auto& [name, bytes] : files_of(*io_, dir_.path())) tail = std::max(tail, journal::parse_segment_file_name(name).value_or(0));
+  const std::string tail_path = dir_.path() + "/" + journal::segment_file_name(tail);
+  auto bytes = file_of(*io_, tail_path);
+  const auto header = journal::decode_segment_header(bytes, tail_path);
+  ASSERT_TRUE(header.ok());
+  std::size_t end = journal::kSegmentHeaderBytes;
+  for (;;) {
+    const auto record = journal::decode_record(std::span(bytes).subspan(end), header.value().salt);
+    if (record.status != journal::RecordStatus::ok) break;
+    end += record.padded_bytes;
+  }
+  ASSERT_LT(end + 100, bytes.size());
+  std::fill_n(bytes.begin() + static_cast<std::ptrdiff_t>(end), 100, std::byte{0x5a});  // a write torn by the crash
+  annal::test::write_file_bytes(tail_path, bytes);
+  auto needed = journal::needs_recovery(*io_, dir_.path());
+  ASSERT_TRUE(needed.ok() && needed.value());
+  const auto done = rekey(dir_.path(), rekey_options(keys_));
+  ASSERT_TRUE(done.ok()) << done.status().to_string();
+  EXPECT_EQ(std::filesystem::file_size(chain) / journal::kChainEntryBytes, entries);
+  expect_rekeyed(*io_, dir_.path(), nullptr, newest_only_, gone);
 }
 
 // Someone edited a sealed segment and recomputed its checksums: the chain shows it, and the rekey
