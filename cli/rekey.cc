@@ -40,6 +40,11 @@ int run(const RekeyOptions& options) {
               options.directory.c_str(), report.key_version, grouped(report.records_resealed).c_str(),
               report.segments_rewritten, report.segments, report.open_number, report.snapshots_resealed,
               report.key_store_resealed ? ", the key store (KEYS)" : "");
+  if (report.records_erased_left > 0) {
+    std::printf("%s records of erased streams stay as they were, under older versions: no key opens them (their "
+                "streams' seeds are destroyed), so they need none\n",
+                grouped(report.records_erased_left).c_str());
+  }
   if (report.snapshots_destroyed > 0) {
     std::printf("%zu snapshots sealed under key epochs an erasure ended stay as they are: nobody can open them\n",
                 report.snapshots_destroyed);

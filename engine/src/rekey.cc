@@ -164,13 +164,14 @@ Result<RekeyReport> rekey(const std::string& directory, const Options& options, 
   resealing.chain_key = std::move(chain_key).value();
   resealing.chain_keys = crypto::chain_keys(options.encryption);
   resealing.before_first_write = begin;
-  const std::unique_ptr<journal::RecordResealer> resealer = cipher.resealer();
+  const std::unique_ptr<StoreCipher::Resealer> resealer = cipher.resealer();
   auto resealed = journal::reseal_journal(disk, directory, *resealer, resealing);
   if (!resealed.ok()) return resealed.status();
   const journal::ResealReport& journal_report = resealed.value();
   report.segments = journal_report.segments;
   report.segments_rewritten = journal_report.segments_rewritten;
   report.records_resealed = journal_report.records_resealed;
+  report.records_erased_left = resealer->erased_left();
   report.chain_entries_retagged = journal_report.entries_retagged;
   report.chain_rewritten = journal_report.chain_rewritten;
   report.resumed = journal_report.resumed;

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -314,7 +315,7 @@ class StateSealer final : public snapshots::StateCipher {
 };
 
 // Seals records anew under the store's current master version: annal rekey's.
-class RecordResealerImpl final : public journal::RecordResealer {
+class RecordResealerImpl final : public StoreCipher::Resealer {
  public:
   explicit RecordResealerImpl(const std::shared_ptr<StoreCipher>& store) : store_(store), opener_(store), sealer_(store) {}
   ~RecordResealerImpl() override { OPENSSL_cleanse(plain_.data(), plain_.size()); }
@@ -325,10 +326,19 @@ class RecordResealerImpl final : public journal::RecordResealer {
     // tells begin_writing whether KEYS is older than the journal.
     store_->saw_open_number(load_le<std::uint32_t>(sealed, 4));
     const auto version = load_le<std::uint32_t>(sealed, 0);
-    if (version == store_->key_version() || store_->erased(key_stream(header))) return false;
+    if (version == store_->key_version()) return false;
+    if (store_->erased(key_stream(header))) {
+      // The survey passes every record in order before the copies pass some again.
+      if (header.sequence > counted_through_) ++erased_left_;
+      counted_through_ = std::max(counted_through_, header.sequence);
+      return false;
+    }
+    counted_through_ = std::max(counted_through_, header.sequence);
     versions_.insert(version);
     return true;
   }
+
+  std::size_t erased_left() const noexcept override { return erased_left_; }
 
   Status ready() override {
     for (const std::uint32_t version : versions_) {
@@ -367,6 +377,8 @@ class RecordResealerImpl final : public journal::RecordResealer {
   RecordOpenerImpl opener_;
   RecordSealer sealer_;
   std::set<std::uint32_t> versions_;  // of the stale records seen
+  std::uint64_t counted_through_ = 0;  // the highest sequence stale() has seen
+  std::size_t erased_left_ = 0;
   std::vector<std::byte> plain_;  // one record's plain payload, between opening and sealing
 };
 
@@ -597,7 +609,7 @@ bool StoreCipher::erased(std::uint64_t stream_id) {
 
 void StoreCipher::saw_open_number(std::uint32_t number) noexcept { raise_to(newest_open_seen_, number); }
 
-std::unique_ptr<journal::RecordResealer> StoreCipher::resealer() {
+std::unique_ptr<StoreCipher::Resealer> StoreCipher::resealer() {
   // Made before begin_writing (stale() only looks); reseal() seals under this open's number, so
   // only after it (the sealer asserts so).
   return std::make_unique<RecordResealerImpl>(shared_from_this());

@@ -124,7 +124,13 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   // annal rekey (annal/engine/rekey.h). A resealer opens a sealed record under the version it was
   // sealed with and seals it again under key_version() with this open's number (begin_writing
   // before the first reseal; stale() may be asked before); a record of an erased stream is never stale (it cannot be opened: it stays as it is).
-  [[nodiscard]] std::unique_ptr<journal::RecordResealer> resealer();
+  class Resealer : public journal::RecordResealer {
+   public:
+    // Records stale() saw under another version that stay as they are because their stream is
+    // erased (no key opens them, under any version), each counted once.
+    [[nodiscard]] virtual std::size_t erased_left() const noexcept = 0;
+  };
+  [[nodiscard]] std::unique_ptr<Resealer> resealer();
   // A snapshot's sealed state sealed anew under key_version(), in its own epoch, into `out` (the
   // same size). `current`: already under key_version(), nothing written; `destroyed`: its epoch's
   // key was destroyed by an erasure, so it cannot be read by anyone (it stays as it is).

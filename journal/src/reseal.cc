@@ -229,10 +229,15 @@ const ChainEntry* find_entry(const std::vector<ChainEntry>& entries, std::uint64
 Status check_cut_short(IoBackend& io, const std::vector<SegmentInfo>& segments, const ChainFile& chain,
                        const RekeyFile& rekey, const crypto::Digest& start, const ChainKeys& keys) {
   for (const ChainEntry& entry : chain.entries) {
+    const std::string where = "CHAIN entry for sequences " + std::to_string(entry.base) + ".." + std::to_string(entry.last);
     const std::optional<crypto::Key> key = entry.key_version != 0 && keys ? keys(entry.key_version) : std::nullopt;
+    if (entry.key_version != 0 && !key) {
+      return Status(ErrorCode::invalid_argument,
+                    where + ": tagged under the chain key of master key version " + std::to_string(entry.key_version) +
+                        ", which the keys given lack: finish the rekey cut short with the key file it began with");
+    }
     if (!key || !crypto::equal_digests(chain_entry_tag(entry, *key), entry.tag)) {
-      return Status(ErrorCode::corruption, "CHAIN entry for sequences " + std::to_string(entry.base) + ".." +
-                                               std::to_string(entry.last) + ": its tag is missing or wrong");
+      return Status(ErrorCode::corruption, where + ": its tag is missing or wrong (written without the chain key)");
     }
   }
   // The link chain of the segments as they are now, from the link the cut-short rekey carried into

@@ -66,6 +66,7 @@ TEST_F(RekeyTest, AfterARekeyTheNewestMasterVersionAloneReadsEverything) {
   EXPECT_GT(report.segments, 3u);
   EXPECT_GE(report.segments_rewritten, 3u);
   EXPECT_EQ(report.records_resealed, old_records - before.at({gone, 1}));
+  EXPECT_EQ(report.records_erased_left, before.at({gone, 1}));
   EXPECT_EQ(report.snapshots_resealed, 1u);  // the engine's state at the first close
   EXPECT_TRUE(report.chain_rewritten);
   ASSERT_TRUE(report.head_before && report.head_after);

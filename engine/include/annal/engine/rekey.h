@@ -41,6 +41,9 @@ struct RekeyReport {
   std::size_t segments = 0;
   std::size_t segments_rewritten = 0;
   std::size_t records_resealed = 0;
+  // Left under older versions because their stream is erased: no key opens them, under any
+  // version, so retiring the older versions loses nothing of them.
+  std::size_t records_erased_left = 0;
   std::size_t chain_entries_retagged = 0;
   bool chain_rewritten = false;
   bool key_store_resealed = false;  // KEYS was under an older version
