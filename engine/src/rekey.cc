@@ -156,7 +156,12 @@ Result<RekeyReport> rekey(const std::string& directory, const Options& options, 
     if (began) return {};
     began = true;
     report.key_store_resealed = cipher.key_store_version() != cipher.key_version();
-    return cipher.begin_writing(journal::kFirstSequence);
+    // Every open that seals saved where sealing began; a rekey must not move it (it writes no record).
+    if (cipher.sealed_from() == 0) {
+      return Status(ErrorCode::invalid_argument, directory + "/" + kKeysFileName +
+                                                     " says the store has sealed nothing yet: there is nothing to rekey");
+    }
+    return cipher.begin_writing(cipher.sealed_from());
   };
   journal::ResealOptions resealing;
   auto chain_key = cipher.chain_key();
