@@ -185,22 +185,29 @@ TEST_F(RekeyTest, WhatACrashLeftIsRecoveredFirst) {
   expect_rekeyed(*io_, dir_.path(), nullptr, newest_only_, gone);
 }
 
+// The first segment's file with its first record's last payload byte flipped and its checksum
+// recomputed, as someone editing the log would.
+std::vector<std::byte> first_record_edited(IoBackend& io, const std::string& directory) {
+  const std::string path = directory + "/" + journal::segment_file_name(1);
+  auto bytes = file_of(io, path);
+  const auto header = journal::decode_segment_header(bytes, path);
+  EXPECT_TRUE(header.ok());
+  if (!header.ok()) return bytes;
+  const auto record = journal::decode_record(std::span(bytes).subspan(journal::kSegmentHeaderBytes), header.value().salt);
+  EXPECT_EQ(record.status, journal::RecordStatus::ok);
+  std::vector<std::byte> payload(record.payload.begin(), record.payload.end());
+  payload.back() ^= std::byte{1};
+  journal::encode_record(record.header, payload, header.value().salt,
+                         std::span(bytes).subspan(journal::kSegmentHeaderBytes, record.padded_bytes));
+  return bytes;
+}
+
 // Someone edited a sealed segment and recomputed its checksums: the chain shows it, and the rekey
 // refuses before writing anything (rewriting would bless the edit with new links and tags).
 TEST_F(RekeyTest, ABrokenChainIsRefusedBeforeAnythingIsWritten) {
   (void)write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
   ASSERT_FALSE(HasFailure());
-  const std::string path = dir_.path() + "/" + journal::segment_file_name(1);
-  auto bytes = file_of(*io_, path);
-  const auto header = journal::decode_segment_header(bytes, path);
-  ASSERT_TRUE(header.ok());
-  const auto record = journal::decode_record(std::span(bytes).subspan(journal::kSegmentHeaderBytes), header.value().salt);
-  ASSERT_EQ(record.status, journal::RecordStatus::ok);
-  std::vector<std::byte> payload(record.payload.begin(), record.payload.end());
-  payload.back() ^= std::byte{1};
-  journal::encode_record(record.header, payload, header.value().salt,
-                         std::span(bytes).subspan(journal::kSegmentHeaderBytes, record.padded_bytes));
-  annal::test::write_file_bytes(path, bytes);
+  annal::test::write_file_bytes(dir_.path() + "/" + journal::segment_file_name(1), first_record_edited(*io_, dir_.path()));
   const auto files = files_of(*io_, dir_.path());
   const auto refused = rekey(dir_.path(), rekey_options(keys_));
   EXPECT_EQ(refused.code(), ErrorCode::corruption) << refused.status().to_string();
@@ -245,6 +252,37 @@ TEST(RekeyFaults, APowerCutAnywhereInARekeyLeavesEveryEventReadableAndTheNextRek
     if (finished) break;  // no cut fell inside the rekey: every point of it was tried
   }
   EXPECT_GT(cut_short, 2u) << "no cut fell between the first segment rewritten and CHAIN";
+}
+
+// After a rekey cut short, CHAIN no longer vouches for the segments it rewrote; REKEY does: one
+// of them edited then (its checksums recomputed) matches neither, and the next rekey refuses it.
+TEST(RekeyFaults, ASegmentEditedAfterARekeyCutShortIsRefusedByTheNext) {
+  constexpr const char* kDir = "/rekeyed";
+  for (std::uint64_t cut = 1;; ++cut) {
+    SCOPED_TRACE("power cut before the rekey's write or sync " + std::to_string(cut));
+    ASSERT_LT(cut, 1000u) << "no cut left the rekey cut short";
+    auto io = std::make_shared<FaultBackend>(cut);
+    auto keys = std::make_shared<annal::test::MasterKeys>();
+    (void)write_two_versions(kDir, *keys, rekey_options(keys), io);
+    ASSERT_FALSE(HasFailure());
+    io->crash_before(cut);
+    (void)rekey(kDir, rekey_options(keys), io);
+    io->crash();
+    io->revive();
+    if (!journal::rekey_cut_short(*io, kDir)) continue;
+    const auto edited = first_record_edited(*io, kDir);  // the first segment: rewritten first
+    auto file = io->open(std::string(kDir) + "/" + journal::segment_file_name(1), journal::OpenMode::read_write);
+    ASSERT_TRUE(file.ok());
+    ASSERT_TRUE(io->write(file.value(), 0, edited).ok());
+    ASSERT_TRUE(io->close(file.value()).ok());
+    const auto refused = rekey(kDir, rekey_options(keys), io);
+    EXPECT_EQ(refused.code(), ErrorCode::corruption) << refused.status().to_string();
+    EXPECT_NE(refused.status().message().find("chain breaks at 00000000000000000001.log"), std::string::npos)
+        << refused.status().to_string();
+    EXPECT_NE(refused.status().message().find("matches neither"), std::string::npos) << refused.status().to_string();
+    EXPECT_TRUE(journal::rekey_cut_short(*io, kDir));
+    return;
+  }
 }
 
 }  // namespace
