@@ -1,11 +1,11 @@
 // annal rekey killed at random moments: a child process rekeys a copy of a store written under
 // master key versions 1 and 2 (one stream erased); the parent SIGKILLs it a random delay after
 // the child reports that it is about to begin, the delays drawn from how long a whole rekey took
-// here (measured in the first round, which is not killed), so the kills spread over its steps:
+// here (the shortest of the first two rounds, which are not killed), so the kills spread over its steps:
 // the key store, each segment's copy, REKEY, the renames, CHAIN, the snapshots. After every kill
 // the store opens with both versions and reads every event, and a second rekey finishes the work:
 // version 2 alone then reads everything and the chain verifies under it. ANNAL_REKEY_KILLS rounds
-// (12 by default).
+// (12 by default, 2 of them measuring).
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +34,9 @@ namespace annal::engine::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Rounds not killed, that measure how long a whole rekey takes here.
+constexpr int kMeasuringRounds = 2;
 
 // The child: says it begins ('o'), rekeys, says whether it finished ('r') or failed ('f'). Never returns.
 [[noreturn]] void rekey_in_child(const std::string& directory, const Options& options, int report) {
@@ -71,9 +75,10 @@ TEST(RekeyKillTest, AKilledRekeyLeavesEveryEventReadableAndTheNextOneFinishes) {
     ASSERT_EQ(::read(reports, &said, 1), 1);
     ASSERT_EQ(said, 'o');
     const Clock::time_point began = Clock::now();
-    if (round == 0) {
-      ASSERT_EQ(::poll(&ready, 1, 300'000), 1);  // the measuring round: the rekey runs to its end
-      whole = Clock::now() - began;
+    if (round < kMeasuringRounds) {
+      ASSERT_EQ(::poll(&ready, 1, 300'000), 1);  // a measuring round: the rekey runs to its end
+      const Clock::duration took = Clock::now() - began;
+      whole = round == 0 ? took : std::min(whole, took);  // the first is slower (a cold cache)
     } else {
       std::this_thread::sleep_for(Clock::duration(std::uniform_int_distribution<Clock::rep>(0, whole.count())(random)));
       ::kill(pid, SIGKILL);
@@ -83,7 +88,7 @@ TEST(RekeyKillTest, AKilledRekeyLeavesEveryEventReadableAndTheNextOneFinishes) {
     const bool done = ::read(reports, &said, 1) == 1 && said == 'r';
     ::close(reports);
     ASSERT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) << "child status " << status;
-    ASSERT_TRUE(round != 0 || done) << "the measuring round's rekey failed";
+    ASSERT_TRUE(round >= kMeasuringRounds || done) << "a measuring round's rekey failed";
     finished += done ? 1 : 0;
     cut_short += journal::rekey_cut_short(*posix, store) ? 1 : 0;
 
@@ -95,10 +100,11 @@ TEST(RekeyKillTest, AKilledRekeyLeavesEveryEventReadableAndTheNextOneFinishes) {
     ASSERT_FALSE(HasFatalFailure());
     std::filesystem::remove_all(store);
   }
-  std::printf("%d rounds (a rekey takes %lld us here): %d finished before the kill, %d cut short between its first "
-              "segment and CHAIN, %d killed elsewhere\n",
-              rounds, static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(whole).count()),
-              finished, cut_short, rounds - finished - cut_short);
+  std::printf("%d rounds, %d of them measuring (a rekey takes %lld us here): %d finished before the kill, %d cut short "
+              "between its first segment and CHAIN, %d killed elsewhere\n",
+              rounds, kMeasuringRounds,
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(whole).count()),
+              finished - kMeasuringRounds, cut_short, rounds - finished - cut_short);
 }
 
 }  // namespace
