@@ -178,12 +178,10 @@ inline Result<journal::ChainReport> chain_under(journal::IoBackend& io, const st
   return journal::verify_chain(io, directory, journal::ChainCheck{.keys = crypto::chain_keys(std::move(keys)), .expected = {}});
 }
 
-// After a rekey has finished: the chain verifies under `newest_only`'s chain key, no record is
-// left under another version but the erased stream's (`gone`), and `newest_only` reads every event.
-// `io` reads the files; `engine_io` is the engine's backend (null: the files themselves).
-inline void expect_rekeyed(journal::IoBackend& io, const std::string& directory,
-                           const std::shared_ptr<journal::IoBackend>& engine_io,
-                           const std::shared_ptr<crypto::KeyProvider>& newest_only, std::uint64_t gone) {
+// After a rekey has finished: the chain verifies under `newest_only`'s chain key, and no record
+// is left under another version but the erased stream's (`gone`). `io` reads the files.
+inline void expect_resealed(journal::IoBackend& io, const std::string& directory,
+                            const std::shared_ptr<crypto::KeyProvider>& newest_only, std::uint64_t gone) {
   auto chain = chain_under(io, directory, newest_only);
   ASSERT_TRUE(chain.ok()) << chain.status().to_string();
   ASSERT_TRUE(chain.value().sound()) << chain.value().problems.front();
@@ -193,6 +191,15 @@ inline void expect_rekeyed(journal::IoBackend& io, const std::string& directory,
       EXPECT_EQ(key.second, newest_only->current_version()) << "stream " << key.first << ": " << count << " records";
     }
   }
+}
+
+// The same, and `newest_only` reads every event (`engine_io`: the engine's backend; null: the
+// files themselves).
+inline void expect_rekeyed(journal::IoBackend& io, const std::string& directory,
+                           const std::shared_ptr<journal::IoBackend>& engine_io,
+                           const std::shared_ptr<crypto::KeyProvider>& newest_only, std::uint64_t gone) {
+  expect_resealed(io, directory, newest_only, gone);
+  if (::testing::Test::HasFatalFailure()) return;
   ASSERT_EQ(read_everything(directory, rekey_options(newest_only), engine_io, gone), expected_events());
 }
 

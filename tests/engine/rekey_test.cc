@@ -216,24 +216,50 @@ TEST_F(RekeyTest, ABrokenChainIsRefusedBeforeAnythingIsWritten) {
   EXPECT_TRUE(files_of(*io_, dir_.path()) == files);
 }
 
+// A store written under versions 1 and 2 on a fault backend, then a rekey of it cut by a power cut
+// before its write or sync `cut` (the cut not reached: it finished), the power back.
+struct CutRekey {
+  std::shared_ptr<FaultBackend> io;
+  std::shared_ptr<annal::test::MasterKeys> keys;
+  std::shared_ptr<crypto::KeyProvider> newest_only;  // version 2 alone
+  std::uint64_t gone = 0;                            // the erased stream's id
+  bool finished = false;
+};
+CutRekey rekey_cut_at(std::uint64_t cut, const std::string& directory) {
+  CutRekey run;
+  run.io = std::make_shared<FaultBackend>(cut);
+  run.keys = std::make_shared<annal::test::MasterKeys>();
+  run.newest_only = std::make_shared<SomeVersions>(run.keys, std::set<std::uint32_t>{2});
+  run.gone = write_two_versions(directory, *run.keys, rekey_options(run.keys), run.io);
+  run.io->crash_before(cut);
+  run.finished = rekey(directory, rekey_options(run.keys), run.io).ok();
+  run.io->crash();
+  run.io->revive();
+  return run;
+}
+
+// Calls `check(run)` after a rekey cut by a power cut before its write or sync 1, 2, 3 ... in
+// turn, up to the first cut it did not reach (it finished: every point of it was tried).
+template <class Check>
+void for_each_cut(const std::string& directory, Check&& check) {
+  for (std::uint64_t cut = 1;; ++cut) {
+    SCOPED_TRACE("power cut before the rekey's write or sync " + std::to_string(cut));
+    ASSERT_LT(cut, 1000u) << "the rekey never finished before the cut";
+    const CutRekey run = rekey_cut_at(cut, directory);
+    ASSERT_FALSE(::testing::Test::HasFailure());
+    check(run);
+    if (::testing::Test::HasFatalFailure() || run.finished) return;
+  }
+}
+
 // A power cut before each write and sync of a rekey in turn (the fault backend keeps what was
 // synced): the store then opens with both versions and reads every event, and the next rekey,
 // run with no cut, finishes: version 2 alone reads everything and the chain verifies under it.
 TEST(RekeyFaults, APowerCutAnywhereInARekeyLeavesEveryEventReadableAndTheNextRekeyFinishes) {
   constexpr const char* kDir = "/rekeyed";
   std::size_t cut_short = 0;  // cuts after which REKEY was left: segments rewritten, CHAIN not yet
-  for (std::uint64_t cut = 1;; ++cut) {
-    SCOPED_TRACE("power cut before the rekey's write or sync " + std::to_string(cut));
-    ASSERT_LT(cut, 1000u) << "the rekey never finished before the cut";
-    auto io = std::make_shared<FaultBackend>(cut);
-    auto keys = std::make_shared<annal::test::MasterKeys>();
-    const auto newest_only = std::make_shared<SomeVersions>(keys, std::set<std::uint32_t>{2});
-    const std::uint64_t gone = write_two_versions(kDir, *keys, rekey_options(keys), io);
-    ASSERT_FALSE(HasFailure());
-    io->crash_before(cut);
-    const bool finished = rekey(kDir, rekey_options(keys), io).ok();
-    io->crash();
-    io->revive();
+  for_each_cut(kDir, [&](const CutRekey& run) {
+    const auto& [io, keys, newest_only, gone, finished] = run;
     if (journal::rekey_cut_short(*io, kDir)) {
       ++cut_short;
       auto chain = chain_under(*io, kDir, keys);
@@ -248,9 +274,7 @@ TEST(RekeyFaults, APowerCutAnywhereInARekeyLeavesEveryEventReadableAndTheNextRek
     ASSERT_TRUE(again.ok()) << again.status().to_string();
     EXPECT_FALSE(journal::rekey_cut_short(*io, kDir));
     expect_rekeyed(*io, kDir, io, newest_only, gone);
-    ASSERT_FALSE(HasFatalFailure());
-    if (finished) break;  // no cut fell inside the rekey: every point of it was tried
-  }
+  });
   EXPECT_GT(cut_short, 2u) << "no cut fell between the first segment rewritten and CHAIN";
 }
 
@@ -260,20 +284,9 @@ TEST(RekeyFaults, APowerCutAnywhereInARekeyLeavesEveryEventReadableAndTheNextRek
 TEST(RekeyFaults, RetentionBetweenARekeyCutShortAndTheNextLeavesAChainThatVerifies) {
   constexpr const char* kDir = "/rekeyed";
   std::size_t trimmed = 0;
-  for (std::uint64_t cut = 1;; ++cut) {
-    SCOPED_TRACE("power cut before the rekey's write or sync " + std::to_string(cut));
-    ASSERT_LT(cut, 1000u) << "the rekey never finished before the cut";
-    auto io = std::make_shared<FaultBackend>(cut);
-    auto keys = std::make_shared<annal::test::MasterKeys>();
-    const auto newest_only = std::make_shared<SomeVersions>(keys, std::set<std::uint32_t>{2});
-    const std::uint64_t gone = write_two_versions(kDir, *keys, rekey_options(keys), io);
-    ASSERT_FALSE(HasFailure());
-    io->crash_before(cut);
-    const bool finished = rekey(kDir, rekey_options(keys), io).ok();
-    io->crash();
-    io->revive();
-    if (finished) break;
-    if (!journal::rekey_cut_short(*io, kDir)) continue;
+  for_each_cut(kDir, [&](const CutRekey& run) {
+    const auto& [io, keys, newest_only, gone, finished] = run;
+    if (finished || !journal::rekey_cut_short(*io, kDir)) return;
     {
       auto engine = Engine::open(kDir, rekey_options(keys), io);
       ASSERT_TRUE(engine.ok()) << engine.status().to_string();
@@ -285,15 +298,8 @@ TEST(RekeyFaults, RetentionBetweenARekeyCutShortAndTheNextLeavesAChainThatVerifi
     ++trimmed;
     const auto again = rekey(kDir, rekey_options(keys), io);
     ASSERT_TRUE(again.ok()) << again.status().to_string();
-    auto chain = chain_under(*io, kDir, newest_only);
-    ASSERT_TRUE(chain.ok()) << chain.status().to_string();
-    ASSERT_TRUE(chain.value().sound()) << chain.value().problems.front();
-    for (const auto& [key, count] : sealed_versions(*io, kDir)) {
-      if (key.first != gone) {
-        EXPECT_EQ(key.second, 2u) << "stream " << key.first << ": " << count << " records";
-      }
-    }
-  }
+    expect_resealed(*io, kDir, newest_only, gone);  // what retention left: the events it kept
+  });
   EXPECT_GT(trimmed, 2u);
 }
 
@@ -304,14 +310,9 @@ TEST(RekeyFaults, ASegmentEditedAfterARekeyCutShortIsRefusedByTheNext) {
   for (std::uint64_t cut = 1;; ++cut) {
     SCOPED_TRACE("power cut before the rekey's write or sync " + std::to_string(cut));
     ASSERT_LT(cut, 1000u) << "no cut left the rekey cut short";
-    auto io = std::make_shared<FaultBackend>(cut);
-    auto keys = std::make_shared<annal::test::MasterKeys>();
-    (void)write_two_versions(kDir, *keys, rekey_options(keys), io);
+    const CutRekey run = rekey_cut_at(cut, kDir);
     ASSERT_FALSE(HasFailure());
-    io->crash_before(cut);
-    (void)rekey(kDir, rekey_options(keys), io);
-    io->crash();
-    io->revive();
+    const auto& [io, keys, newest_only, gone, finished] = run;
     if (!journal::rekey_cut_short(*io, kDir)) continue;
     const auto edited = first_record_edited(*io, kDir);  // the first segment: rewritten first
     auto file = io->open(std::string(kDir) + "/" + journal::segment_file_name(1), journal::OpenMode::read_write);
