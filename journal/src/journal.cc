@@ -19,6 +19,7 @@
 
 #include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
+#include "annal/journal/reseal.h"
 #include "data_loss.h"
 #include "directory_scan.h"
 #include "posix_backend.h"
@@ -944,6 +945,11 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
       !told.ok()) {
     return give_up(
         Status(told.code(), "journal " + directory + ": writing the durable sequence into LOCK: " + told.message()));
+  }
+  if (rekey_cut_short(*io, directory)) {
+    std::fprintf(stderr, "annal: journal %s: a rekey (annal rekey) was cut short here (%s): CHAIN does not match the "
+                 "segments it rewrote until annal rekey is run again, which finishes it\n",
+                 directory.c_str(), std::string(kRekeyFileName).c_str());
   }
   // Last: it starts chaining what a crash left unchained at once.
   auto chainer = options.hash_chain ? SegmentChainer::open(*io, directory, recovered.value().segments, options.chain_key)
