@@ -113,6 +113,17 @@ Status reseal_snapshots(journal::IoBackend& io, const std::string& directory, St
   return {};
 }
 
+void take_journal_report(const journal::ResealReport& journal_report, RekeyReport& report) {
+  report.segments = journal_report.segments;
+  report.segments_rewritten = journal_report.segments_rewritten;
+  report.records_resealed = journal_report.records_resealed;
+  report.chain_entries_retagged = journal_report.entries_retagged;
+  report.chain_rewritten = journal_report.chain_rewritten;
+  report.resumed = journal_report.resumed;
+  report.head_before = journal_report.head_before;
+  report.head_after = journal_report.head_after;
+}
+
 }  // namespace
 
 Result<RekeyReport> rekey(const std::string& directory, const Options& options, std::shared_ptr<journal::IoBackend> io) {
@@ -172,16 +183,8 @@ Result<RekeyReport> rekey(const std::string& directory, const Options& options, 
   const std::unique_ptr<StoreCipher::Resealer> resealer = cipher.resealer();
   auto resealed = journal::reseal_journal(disk, directory, *resealer, resealing);
   if (!resealed.ok()) return resealed.status();
-  const journal::ResealReport& journal_report = resealed.value();
-  report.segments = journal_report.segments;
-  report.segments_rewritten = journal_report.segments_rewritten;
-  report.records_resealed = journal_report.records_resealed;
+  take_journal_report(resealed.value(), report);
   report.records_erased_left = resealer->erased_left();
-  report.chain_entries_retagged = journal_report.entries_retagged;
-  report.chain_rewritten = journal_report.chain_rewritten;
-  report.resumed = journal_report.resumed;
-  report.head_before = journal_report.head_before;
-  report.head_after = journal_report.head_after;
   if (report.records_resealed > 0) report.open_number = cipher.open_number();
   if (Status snapshots = reseal_snapshots(disk, directory, cipher, begin, report); !snapshots.ok()) return snapshots;
   // KEYS alone under an older version (nothing else was): saved under the newest.
