@@ -91,10 +91,13 @@ std::size_t seal_overhead(const Options& options) { return options.encryption ? 
 
 journal::Options journal_options(const Options& options) {
   journal::Options out = options.journal;
-  const std::size_t largest = std::max(options.event_bytes_max + kMetadataBytesMax, kNamePrefixBytesMax + kNameBytesMax) +
-                              seal_overhead(options);
-  out.record_bytes_max = journal::kRecordHeaderBytes + largest;
-  out.commit_bytes_max = std::max(out.commit_bytes_max, journal::padded_record_bytes(largest));
+  const std::size_t event = options.event_bytes_max + kMetadataBytesMax + seal_overhead(options);
+  const std::size_t name = kNamePrefixBytesMax + kNameBytesMax + seal_overhead(options);
+  out.record_bytes_max = journal::kRecordHeaderBytes + std::max(event, name);
+  // One event of the largest size fits in a commit with the records that may come before it in
+  // its append: a new stream's name and a new type's.
+  out.commit_bytes_max =
+      std::max(out.commit_bytes_max, journal::padded_record_bytes(event) + 2 * journal::padded_record_bytes(name));
   out.index_interval_bytes = options.index_interval_bytes;
   return out;
 }

@@ -9,6 +9,7 @@
 
 #include "annal/engine/aggregate.h"
 #include "engine_fixture.h"
+#include "master_keys.h"
 #include "watchdog.h"
 
 namespace annal::engine::test {
@@ -111,6 +112,27 @@ TEST_F(EngineTest, BadAppendsAreRefusedAndWriteNothing) {
   EXPECT_EQ(engine_->append("s", ExpectedVersion::any(), twins).code(), ErrorCode::invalid_argument);
   EXPECT_EQ(engine_->last_sequence(), before);
   EXPECT_FALSE(engine_->stream_version("s").has_value());
+}
+
+// An event of event_bytes_max, above the journal's default commit of 1 MiB, appended to a new
+// stream under a new type, in the clear and sealed: the records naming the stream and the type go
+// in the same commit, and must fit beside it.
+TEST_F(EngineTest, AnEventOfTheLargestSizeFitsInTheFirstAppendOfANewStream) {
+  engine_.reset();
+  for (const bool sealed : {false, true}) {
+    annal::test::TempDirectory dir;
+    Options options;
+    options.event_bytes_max = 2u << 20;
+    if (sealed) options.encryption = std::make_shared<annal::test::MasterKeys>();
+    auto opened = Engine::open(dir.path(), options);
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    const std::vector<std::byte> largest(options.event_bytes_max);
+    const std::string type(kNameBytesMax, 't'), stream(kNameBytesMax, 's');  // names of the longest
+    const EventData event{.type = type, .payload = largest};
+    const auto appended = opened.value()->append(stream, ExpectedVersion::any(), {&event, 1});
+    EXPECT_TRUE(appended.ok()) << (sealed ? "sealed: " : "in clear: ") << appended.status().to_string();
+    ASSERT_TRUE(opened.value()->close().ok());
+  }
 }
 
 TEST_F(EngineTest, ARepeatedAppendReturnsTheOriginalReceiptAlsoAfterReopen) {
