@@ -335,5 +335,62 @@ TEST(RekeyFaults, ASegmentEditedAfterARekeyCutShortIsRefusedByTheNext) {
   }
 }
 
+
+// Someone without the master key edits a sealed segment (an erased stream's record, which no key
+// opens any more, so only the chain can show the edit), recomputes every link of CHAIN (SHA-256,
+// no key needed) and marks each entry tagged under a master version the key file lacks (a retired
+// one would do), its tag anything. verify_chain only notes such tags as not checked, so the rekey
+// takes the chain as sound and tags every entry anew under version 2: the edit is laundered, and
+// the chain then verifies with every tag checked. A rekey re-tags only what it could check.
+TEST_F(RekeyTest, ChainEntriesWhoseTagsTheKeysCannotCheckAreNotTaggedAnew) {
+  const std::uint64_t gone = write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
+  ASSERT_FALSE(HasFailure());
+  const std::string first = dir_.path() + "/" + journal::segment_file_name(1);
+  auto bytes = file_of(*io_, first);
+  const auto header = journal::decode_segment_header(bytes, first);
+  ASSERT_TRUE(header.ok());
+  bool edited = false;
+  for (std::size_t at = journal::kSegmentHeaderBytes; at < bytes.size() && !edited;) {
+    const auto record = journal::decode_record(std::span(bytes).subspan(at), header.value().salt);
+    ASSERT_EQ(record.status, journal::RecordStatus::ok);
+    if (record.header.stream_id == gone && (record.header.flags & journal::kFlagSealed) != 0) {
+      std::vector<std::byte> payload(record.payload.begin(), record.payload.end());
+      payload.back() ^= std::byte{1};
+      journal::encode_record(record.header, payload, header.value().salt,
+                             std::span(bytes).subspan(at, record.padded_bytes));
+      edited = true;
+    }
+    at += record.padded_bytes;
+  }
+  ASSERT_TRUE(edited) << "no record of the erased stream in the first segment";
+  annal::test::write_file_bytes(first, bytes);
+  const std::string chain_path = dir_.path() + "/" + std::string(journal::kChainFileName);
+  auto chain = file_of(*io_, chain_path);
+  ASSERT_GT(chain.size(), 0u);
+  crypto::Digest previous{};
+  for (std::size_t at = 0; at + journal::kChainEntryBytes <= chain.size(); at += journal::kChainEntryBytes) {
+    auto entry = journal::decode_chain_entry(std::span(chain).subspan(at));
+    ASSERT_TRUE(entry.has_value());
+    const auto link = journal::segment_link(*io_, dir_.path() + "/" + journal::segment_file_name(entry->base), previous,
+                                            entry->last);
+    ASSERT_TRUE(link.ok()) << link.status().to_string();
+    entry->link = link.value().link;
+    entry->key_version = 9;
+    entry->tag = {};
+    journal::encode_chain_entry(*entry, std::span(chain).subspan(at).first<journal::kChainEntryBytes>());
+    previous = entry->link;
+  }
+  annal::test::write_file_bytes(chain_path, chain);
+
+  const auto refused = rekey(dir_.path(), rekey_options(keys_));
+  EXPECT_FALSE(refused.ok()) << "CHAIN's entries, none of whose tags the keys could check, were tagged anew";
+  if (refused.ok()) {
+    auto after = chain_under(*io_, dir_.path(), newest_only_);
+    ASSERT_TRUE(after.ok());
+    EXPECT_FALSE(after.value().sound() && after.value().tags_checked == after.value().entries)
+        << "the edited segment now verifies, every entry's tag checked under version 2";
+  }
+}
+
 }  // namespace
 }  // namespace annal::engine::test
