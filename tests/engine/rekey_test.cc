@@ -392,5 +392,23 @@ TEST_F(RekeyTest, ChainEntriesWhoseTagsTheKeysCannotCheckAreNotTaggedAnew) {
   }
 }
 
+// A rekey refused because it could not read the store (here CHAIN, a directory in its place)
+// lets go of the LOCK it took: with the store put right, the same backend rekeys it (an
+// application that passes its own backend would otherwise find the store locked until it ends).
+TEST_F(RekeyTest, ARekeyThatFailsBeforeItsWorkLetsGoOfTheLock) {
+  (void)write_two_versions(dir_.path(), *keys_, rekey_options(keys_), io_);
+  ASSERT_FALSE(HasFailure());
+  const std::string chain = dir_.path() + "/" + std::string(journal::kChainFileName);
+  const auto saved = file_of(*io_, chain);
+  ASSERT_TRUE(std::filesystem::remove(chain));
+  ASSERT_TRUE(std::filesystem::create_directory(chain));
+  const auto failed = rekey(dir_.path(), rekey_options(keys_), io_);
+  ASSERT_FALSE(failed.ok());
+  ASSERT_TRUE(std::filesystem::remove(chain));
+  annal::test::write_file_bytes(chain, saved);
+  const auto again = rekey(dir_.path(), rekey_options(keys_), io_);
+  EXPECT_TRUE(again.ok()) << "after a refusal (" << failed.status().to_string() << "): " << again.status().to_string();
+}
+
 }  // namespace
 }  // namespace annal::engine::test
