@@ -141,7 +141,10 @@ Result<RekeyReport> rekey(const std::string& directory, const Options& options, 
   auto lock = locked(disk, directory);
   if (!lock.ok()) return lock.status();
   auto needed = journal::needs_recovery(disk, directory);
-  if (!needed.ok()) return needed.status();
+  if (!needed.ok()) {
+    (void)disk.close(lock.value());
+    return needed.status();
+  }
   if (needed.value()) {
     (void)disk.close(lock.value());
     if (Status recovered = recover(directory, options, files.value()); !recovered.ok()) return recovered;

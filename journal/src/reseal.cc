@@ -337,6 +337,15 @@ Status check_before_rewriting(IoBackend& io, const std::string& directory, const
     return Status(ErrorCode::corruption, "the chain does not verify, so nothing is rewritten over it: " +
                                              verified.value().problems.front());
   }
+  // Every entry's tag checked, or the rewrite would tag anew, under the newest key, links nobody
+  // vouched for: an entry marked with a version the key file lacks (a retired one, or one made up
+  // by whoever recomputed the links after an edit) is refused, not laundered.
+  if (verified.value().tags_checked != verified.value().entries) {
+    return Status(ErrorCode::invalid_argument,
+                  "CHAIN is tagged under a master key version the keys given lack (" + verified.value().notes.front() +
+                      "), and rekey would tag every entry anew, vouching for what it could not check: give the key "
+                      "file every master version the store was written under");
+  }
   report.head_before = verified.value().head;
   return {};
 }

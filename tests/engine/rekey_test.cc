@@ -134,7 +134,7 @@ TEST_F(RekeyTest, AStoreOpenElsewhereInClearOrUnderOtherOrTooFewKeysIsRefusedAnd
   // Version 2 alone opens KEYS (the last open saved it under 2), but not the records under 1.
   const auto lacking = rekey(dir_.path(), rekey_options(newest_only_));
   EXPECT_EQ(lacking.code(), ErrorCode::invalid_argument) << lacking.status().to_string();
-  EXPECT_NE(lacking.status().message().find("master key version 1, which the keys given lack"), std::string::npos)
+  EXPECT_NE(lacking.status().message().find("the keys given lack"), std::string::npos)
       << lacking.status().to_string();
   const auto none = rekey(dir_.path(), rekey_options(nullptr));
   EXPECT_EQ(none.code(), ErrorCode::invalid_argument);
