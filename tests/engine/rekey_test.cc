@@ -410,5 +410,60 @@ TEST_F(RekeyTest, ARekeyThatFailsBeforeItsWorkLetsGoOfTheLock) {
   EXPECT_TRUE(again.ok()) << "after a refusal (" << failed.status().to_string() << "): " << again.status().to_string();
 }
 
+// The (base, last) of each entry of the REKEY a rekey cut short left in `directory` (reseal.h has
+// the layout); empty if there is none.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> rekey_file_entries(IoBackend& io, const std::string& directory) {
+  const auto bytes = file_of(io, directory + "/" + std::string(journal::kRekeyFileName));
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> entries;
+  if (bytes.size() < 64) return entries;
+  const auto count = load_le<std::uint32_t>(bytes, 56);
+  for (std::size_t i = 0; i < count && 64 + (i + 1) * 48 <= bytes.size(); ++i) {
+    entries.emplace_back(load_le<std::uint64_t>(bytes, 64 + i * 48), load_le<std::uint64_t>(bytes, 64 + i * 48 + 8));
+  }
+  return entries;
+}
+
+// A rekey under version 2 cut short after it rewrote several segments, then master version 3
+// added (annal masterkey --rotate) and a rekey under it cut short in turn, before each of its
+// writes and syncs: the next rekey must still finish. The second rekey rewrites the first segment
+// again (its records are under 2, no longer the newest) and drops every REKEY entry from there on,
+// so the segments the first rekey rewrote after it match neither their old link in CHAIN nor any
+// link in REKEY, and every later rekey refuses the store ("matches neither ... it was changed").
+TEST(RekeyFaults, ARekeyCutShortThenOneUnderANewerVersionCutShortTooCanStillBeFinished) {
+  constexpr const char* kDir = "/rekeyed";
+  std::uint64_t chosen = 0;  // the cut that leaves REKEY with the most entries
+  std::size_t most = 0;
+  for (std::uint64_t cut = 1;; ++cut) {
+    ASSERT_LT(cut, 1000u) << "the rekey never finished before the cut";
+    const CutRekey run = rekey_cut_at(cut, kDir);
+    ASSERT_FALSE(HasFailure());
+    if (run.finished) break;
+    if (const std::size_t entries = rekey_file_entries(*run.io, kDir).size(); entries > most) {
+      most = entries;
+      chosen = cut;
+    }
+  }
+  ASSERT_GE(most, 2u) << "no cut left REKEY with two rewritten segments";
+  for (std::uint64_t cut = 1;; ++cut) {
+    SCOPED_TRACE("the first rekey cut before its write or sync " + std::to_string(chosen) + " (REKEY with " +
+                 std::to_string(most) + " entries); the one under version 3 before its write or sync " +
+                 std::to_string(cut));
+    ASSERT_LT(cut, 1000u) << "the rekey under version 3 never finished before the cut";
+    const CutRekey run = rekey_cut_at(chosen, kDir);
+    ASSERT_FALSE(HasFailure());
+    ASSERT_TRUE(journal::rekey_cut_short(*run.io, kDir));
+    run.keys->add(3);
+    run.io->crash_before(cut);
+    const bool finished = rekey(kDir, rekey_options(run.keys), run.io).ok();
+    run.io->crash();
+    run.io->revive();
+    const auto again = rekey(kDir, rekey_options(run.keys), run.io);
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    const auto newest_only = std::make_shared<SomeVersions>(run.keys, std::set<std::uint32_t>{3});
+    expect_rekeyed(*run.io, kDir, run.io, newest_only, run.gone);
+    if (HasFatalFailure() || finished) return;
+  }
+}
+
 }  // namespace
 }  // namespace annal::engine::test
