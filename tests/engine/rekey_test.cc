@@ -465,5 +465,88 @@ TEST(RekeyFaults, ARekeyCutShortThenOneUnderANewerVersionCutShortTooCanStillBeFi
   }
 }
 
+// Whether a sealed segment of `directory` (not the tail) holds a record of a stream other than
+// `gone` sealed under master version 1: one the next rekey rewrites.
+bool a_sealed_segment_holds_version_1(IoBackend& io, const std::string& directory, std::uint64_t gone) {
+  std::vector<std::uint64_t> bases;
+  const auto names = io.list(directory);
+  if (!names.ok()) return false;
+  for (const std::string& name : names.value()) {
+    if (const auto base = journal::parse_segment_file_name(name)) bases.push_back(*base);
+  }
+  std::sort(bases.begin(), bases.end());
+  for (std::size_t i = 0; i + 1 < bases.size(); ++i) {
+    const std::string path = directory + "/" + journal::segment_file_name(bases[i]);
+    const auto bytes = file_of(io, path);
+    const auto header = journal::decode_segment_header(bytes, path);
+    if (!header.ok()) continue;
+    for (std::size_t at = journal::kSegmentHeaderBytes; at < bytes.size();) {
+      const auto record = journal::decode_record(std::span(bytes).subspan(at), header.value().salt);
+      if (record.status != journal::RecordStatus::ok) break;
+      at += record.padded_bytes;
+      if (record.header.type == journal::kTypePadding || (record.header.flags & journal::kFlagSealed) == 0) continue;
+      const bool names_stream = record.header.stream_id == 0 && record.header.type == 1;
+      const std::uint64_t stream = names_stream ? record.header.stream_version : record.header.stream_id;
+      if (stream != gone && load_le<std::uint32_t>(record.payload, 0) == 1) return true;
+    }
+  }
+  return false;
+}
+
+// Retention between a rekey cut short and the next removed a segment the first rewrote, right
+// before the first segment kept: the next rekey links the segments it rewrites from CHAIN's old
+// link of the removed segment (start_link), but records them in REKEY beside the first rekey's
+// entries, whose links run from the removed segment's copy (REKEY). Cut short in turn, it leaves a
+// store the rekey after it refuses: the first segment it rewrote matches neither CHAIN nor REKEY
+// when checked from the copy's link (check_cut_short), so no rekey ever finishes.
+TEST(RekeyFaults, RetentionThenASecondRekeyCutShortLeavesAStoreTheNextRekeyFinishes) {
+  constexpr const char* kDir = "/rekeyed";
+  const auto trim = [&](const CutRekey& run) {
+    auto engine = Engine::open(kDir, rekey_options(run.keys), run.io);
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    ASSERT_TRUE(engine.value()->trim_journal().ok());
+    ASSERT_TRUE(engine.value()->close().ok());
+  };
+  // A first cut after which retention removes a segment the first rekey rewrote, right before
+  // the first kept one, and keeps a sealed segment the second rekey has to rewrite.
+  std::uint64_t chosen = 0;
+  for (std::uint64_t cut = 1; chosen == 0; ++cut) {
+    ASSERT_LT(cut, 1000u) << "no cut left such a store";
+    const CutRekey run = rekey_cut_at(cut, kDir);
+    ASSERT_FALSE(HasFailure());
+    ASSERT_FALSE(run.finished) << "no cut left such a store";
+    if (!journal::rekey_cut_short(*run.io, kDir)) continue;
+    trim(run);
+    ASSERT_FALSE(HasFailure());
+    std::uint64_t first = UINT64_MAX;
+    const auto names = run.io->list(kDir);
+    ASSERT_TRUE(names.ok());
+    for (const std::string& name : names.value()) {
+      first = std::min(first, journal::parse_segment_file_name(name).value_or(UINT64_MAX));
+    }
+    const auto entries = rekey_file_entries(*run.io, kDir);
+    const bool removed_rewritten =
+        std::any_of(entries.begin(), entries.end(), [&](const auto& entry) { return entry.second + 1 == first; });
+    if (removed_rewritten && a_sealed_segment_holds_version_1(*run.io, kDir, run.gone)) chosen = cut;
+  }
+  for (std::uint64_t cut = 1;; ++cut) {
+    SCOPED_TRACE("the first rekey cut before its write or sync " + std::to_string(chosen) +
+                 ", retention, the second rekey cut before its write or sync " + std::to_string(cut));
+    ASSERT_LT(cut, 1000u) << "the second rekey never finished before the cut";
+    const CutRekey run = rekey_cut_at(chosen, kDir);
+    ASSERT_FALSE(HasFailure());
+    trim(run);
+    ASSERT_FALSE(HasFailure());
+    run.io->crash_before(cut);
+    const bool finished = rekey(kDir, rekey_options(run.keys), run.io).ok();
+    run.io->crash();
+    run.io->revive();
+    const auto again = rekey(kDir, rekey_options(run.keys), run.io);
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    expect_resealed(*run.io, kDir, run.newest_only, run.gone);
+    if (HasFatalFailure() || finished) return;
+  }
+}
+
 }  // namespace
 }  // namespace annal::engine::test
