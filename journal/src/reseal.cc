@@ -352,6 +352,37 @@ Status check_before_rewriting(IoBackend& io, const std::string& directory, const
 
 // How many stale records each segment holds: all of them read before anything is written, so
 // that the resealer has seen every sealed record (the open numbers in them) before it takes its own.
+// What a rekey cut short left (each segment checked against CHAIN or REKEY just before) made
+// whole before anything more is rewritten: CHAIN takes every segment's link as it is now, and a
+// segment retention removed takes its copy's where REKEY recorded one, all tagged under `key`;
+// then REKEY goes. A rekey under a newer master version, or after retention, starts from a chain
+// that matches the files, rather than from REKEY entries it would have to drop or link from
+// elsewhere. A crash in between leaves CHAIN matching the files and REKEY still there: settled again.
+Status settle_cut_short(IoBackend& io, const std::string& directory, const std::vector<SegmentInfo>& segments,
+                        const ChainFile& chain, const RekeyFile& rekey, const ChainKey& key) {
+  std::vector<ChainEntry> entries;
+  crypto::Digest previous{};
+  for (const ChainEntry& entry : chain.entries) {
+    if (segments.empty() || entry.last >= segments.front().base) break;
+    const ChainEntry* copy = find_entry(rekey.entries, entry.base);
+    ChainEntry settled = entry;
+    if (copy != nullptr && copy->last == entry.last) settled.link = copy->link;
+    previous = settled.link;
+    entries.push_back(tagged(settled, key));
+  }
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {  // the tail is chained when it is sealed
+    const std::uint64_t last = segments[i].end_sequence - 1;
+    auto link = segment_link(io, segments[i].path, previous, last);
+    if (!link.ok()) return link.status();
+    previous = link.value().link;
+    entries.push_back(tagged(ChainEntry{.base = segments[i].base, .last = last, .link = previous}, key));
+  }
+  if (Status rewritten = rewrite_chain_file(io, directory, entries); !rewritten.ok()) return rewritten;
+  const Status removed = io.remove(join_path(directory, std::string(kRekeyFileName)));
+  if (!removed.ok() && removed.code() != ErrorCode::not_found) return removed;
+  return io.sync_directory(directory);
+}
+
 Result<std::vector<std::size_t>> survey(IoBackend& io, const std::vector<SegmentInfo>& segments, RecordResealer& resealer) {
   std::vector<std::size_t> stale(segments.size());
   for (std::size_t i = 0; i < segments.size(); ++i) {
@@ -404,8 +435,8 @@ Result<ResealReport> reseal_journal(IoBackend& io, const std::string& directory,
   if (!cut_short.ok()) return cut_short.status();
   ResealReport report;
   report.segments = segments.size();
-  const crypto::Digest start = start_link(segments, chain.value());
-  if (Status sound = check_before_rewriting(io, directory, segments, chain.value(), cut_short.value(), start, options, report);
+  if (Status sound = check_before_rewriting(io, directory, segments, chain.value(), cut_short.value(),
+                                            start_link(segments, chain.value()), options, report);
       !sound.ok()) {
     return sound;
   }
@@ -417,7 +448,16 @@ Result<ResealReport> reseal_journal(IoBackend& io, const std::string& directory,
       if (Status began = options.before_first_write(); !began.ok()) return began;
     }
   }
-  RekeyFile progress = cut_short.value().value_or(RekeyFile{});
+  if (cut_short.value()) {
+    if (Status settled = settle_cut_short(io, directory, segments, chain.value(), *cut_short.value(), key);
+        !settled.ok()) {
+      return settled;
+    }
+    chain = read_chain_file(io, directory);
+    if (!chain.ok()) return chain.status();
+  }
+  const crypto::Digest start = start_link(segments, chain.value());
+  RekeyFile progress;
   progress.head_before = report.head_before;
   // Retention's entries keep their links, tagged anew; every segment's is recomputed in order.
   std::vector<ChainEntry> entries;
