@@ -1445,6 +1445,8 @@ Result<std::unique_ptr<Engine>> Engine::open(const std::string& directory, const
     auto chain_key = cipher.value()->chain_key();
     if (!chain_key.ok()) return chain_key.status();
     opening.chain_key = std::move(chain_key).value();
+    // Encrypted from this open on (KEYS made now): the chain written in clear has no tags yet.
+    opening.tag_untagged_chain = cipher.value()->made_at_this_open();
   }
   auto journal = io ? journal::Journal::open(directory, opening, io) : journal::Journal::open(directory, opening);
   if (!journal.ok()) return journal.status();

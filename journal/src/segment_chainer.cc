@@ -8,7 +8,7 @@ namespace annal::journal {
 
 Result<std::unique_ptr<SegmentChainer>> SegmentChainer::open(IoBackend& io, std::string directory,
                                                              const std::vector<SegmentInfo>& segments,
-                                                             std::shared_ptr<const ChainKey> key) {
+                                                             std::shared_ptr<const ChainKey> key, bool tag_untagged) {
   auto chain = read_chain_file(io, directory);
   if (!chain.ok()) return chain.status();
   // The sealed segments: all but the tail, each holding records.
@@ -33,9 +33,20 @@ Result<std::unique_ptr<SegmentChainer>> SegmentChainer::open(IoBackend& io, std:
     }
     kept.push_back(entry);
   }
+  bool tagged = false;
+  if (key && tag_untagged) {
+    for (ChainEntry& entry : kept) {
+      if (entry.key_version != 0) continue;
+      entry.key_version = key->version;
+      entry.tag = chain_entry_tag(entry, key->key);
+      tagged = true;
+    }
+  }
   if (dropped) {
     std::fprintf(stderr, "annal: journal %s: CHAIN kept %zu of its entries; the segments after them are chained again\n",
                  directory.c_str(), kept.size());
+  }
+  if (dropped || tagged) {
     if (Status rewritten = rewrite_chain_file(io, directory, kept); !rewritten.ok()) {
       return Status(rewritten.code(), "journal " + directory + ": rewriting CHAIN: " + rewritten.message());
     }

@@ -37,9 +37,11 @@ class SegmentChainer {
   };
 
   // `segments` is what recovery left (the last one is the tail, never chained here).
+  // `tag_untagged`: with a key, entries written untagged are tagged now (Options::tag_untagged_chain).
   [[nodiscard]] static Result<std::unique_ptr<SegmentChainer>> open(IoBackend& io, std::string directory,
                                                                     const std::vector<SegmentInfo>& segments,
-                                                                    std::shared_ptr<const ChainKey> key);
+                                                                    std::shared_ptr<const ChainKey> key,
+                                                                    bool tag_untagged = false);
   // Chains what is queued, then stops.
   ~SegmentChainer();
   SegmentChainer(const SegmentChainer&) = delete;

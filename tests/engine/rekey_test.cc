@@ -548,5 +548,31 @@ TEST(RekeyFaults, RetentionThenASecondRekeyCutShortLeavesAStoreTheNextRekeyFinis
   }
 }
 
+// A store written in clear, then encrypted (its first sealed segments chained untagged, as no
+// chain key existed then), then rotated to version 2: the rekey finishes, and afterwards the chain
+// verifies under version 2 (every entry tagged under it). The rekey refuses it instead: the check
+// before rewriting calls the entries from before encryption "untagged (written without the chain
+// key)", so a store encrypted after it was created can never be rekeyed.
+TEST_F(RekeyTest, AStoreEncryptedAfterItWasWrittenInClearCanBeRekeyed) {
+  {
+    auto engine = Engine::open(dir_.path(), rekey_options(nullptr));
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    append_round(*engine.value(), 0, 40, kStreams);
+    ASSERT_TRUE(engine.value()->close().ok());
+  }
+  for (const std::uint32_t version : {1u, 2u}) {
+    if (version == 2) keys_->add(2);
+    auto engine = Engine::open(dir_.path(), rekey_options(keys_));
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    append_round(*engine.value(), 40 * version, 40, kStreams);
+    ASSERT_TRUE(engine.value()->close().ok());
+  }
+  const auto done = rekey(dir_.path(), rekey_options(keys_));
+  ASSERT_TRUE(done.ok()) << done.status().to_string();
+  auto chain = chain_under(*io_, dir_.path(), newest_only_);
+  ASSERT_TRUE(chain.ok()) << chain.status().to_string();
+  EXPECT_TRUE(chain.value().sound()) << chain.value().problems.front();
+}
+
 }  // namespace
 }  // namespace annal::engine::test

@@ -130,6 +130,10 @@ struct Options {
   // rewrite the chain after editing a segment. Null: entries are untagged (the chain still shows
   // an edit of a sealed segment that did not also rewrite CHAIN, and any edit, given a head).
   std::shared_ptr<const ChainKey> chain_key{};
+  // With chain_key: CHAIN entries written untagged are tagged at open. For the first open of a
+  // store written in clear until then (its entries could have no tag), never after: an untagged
+  // entry in a store whose chain is tagged is one written without the key.
+  bool tag_untagged_chain = false;
 };
 
 struct RecordInput {
