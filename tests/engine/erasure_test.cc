@@ -392,6 +392,45 @@ TEST_F(ErasureTest, AppendsAndASubscriptionGoOnWhileAStreamIsErased) {
   ASSERT_TRUE(engine->close().ok());
 }
 
+// A live subscription (Engine::subscribe, as the server's /subscribe feed uses) one event behind
+// when that event's stream is erased reads it after erase_stream has returned. Reads,
+// subscriptions and replays show an erased stream's events flagged erased, without payload
+// (engine.h erase_stream, docs/security.md): the event it reads must be so. It reads the ring's
+// copy of the event, made when it was appended, which has the payload in clear.
+TEST_F(ErasureTest, ALiveSubscriptionReadsAnEventOfAStreamErasedSinceAsErased) {
+  auto engine = open(encrypted());
+  ASSERT_NE(engine, nullptr);
+  append_both(*engine);
+  auto subscription = engine->subscribe(1);
+  ASSERT_TRUE(subscription.ok()) << subscription.status().to_string();
+  Subscription& live = *subscription.value();
+  // Caught up with the journal: a seat taken in the ring.
+  for (;;) {
+    auto event = live.next(Engine::Clock::now() + 200ms);
+    if (event.code() == ErrorCode::timed_out) break;
+    ASSERT_TRUE(event.ok()) << event.status().to_string();
+  }
+  ASSERT_TRUE(live.live());
+  const std::string secret = "customer-1 the secret";
+  const EventData event{.type = "Changed", .payload = std::as_bytes(std::span(secret))};
+  const auto appended = engine->append("customer-1", ExpectedVersion::any(), {&event, 1});
+  ASSERT_TRUE(appended.ok()) << appended.status().to_string();
+  ASSERT_TRUE(engine->wait_durable(appended.value(), Engine::Clock::now() + 1min).ok());
+  const auto erased = engine->erase_stream("customer-1");
+  ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+
+  auto read = live.next(Engine::Clock::now() + 1min);
+  ASSERT_TRUE(read.ok()) << read.status().to_string();
+  const EventView& view = read.value();
+  ASSERT_EQ(view.header.sequence, appended.value().last_sequence);
+  const std::string payload(reinterpret_cast<const char*>(view.payload.data()), view.payload.size());
+  EXPECT_TRUE(view.header.erased) << "read after erase_stream returned, not flagged erased (stream name '"
+                                  << view.header.stream_name << "', id " << view.header.stream_id << ")";
+  EXPECT_TRUE(view.payload.empty()) << "the erased payload read after erase_stream returned: " << payload;
+  subscription.value().reset();
+  ASSERT_TRUE(engine->close().ok());
+}
+
 // A projection that asks to be rebuilt after an erasure (ProjectionOptions::rebuild_after_erasure)
 // is, at once: a fresh instance replays the log and answers queries under its name, without the
 // erased payloads. One that does not ask keeps what it had until the engine is reopened.
