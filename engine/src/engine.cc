@@ -252,7 +252,8 @@ class EngineImpl final : public Engine {
     }
     ring_ = LiveRing::make(options_, journal_->last_sequence() + 1,
                            ReadContext{*journal_, catalog_, closed_, [this](int change) { notifier_->follow(change); },
-                                       learn_});
+                                       learn_, &erased_below_,
+                                       [this](std::uint64_t stream) { return cipher_ && cipher_->erased(stream); }});
     notifier_ = std::make_unique<DurabilityNotifier>(
         *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
     if (options_.state_snapshot_every_events != 0) state_snapshotter_ = std::thread([this] { snapshot_state_loop(); });
@@ -473,7 +474,8 @@ class EngineImpl final : public Engine {
   Result<Erasure> erase_under_locks(const StreamRef& stream);
   void tell_of_erasure(const Erasure& erasure);
   void listen_for_erasures(const std::string& name, const std::shared_ptr<Projection>& projection);
-  void stop_listening(const Projection* projection);
+  // Returns the projection let go of: the caller drops it outside its locks (a destructor may wait).
+  [[nodiscard]] std::shared_ptr<Projection> stop_listening(const Projection* projection);
   void rebuild_after_erasure();
   Status rotate_snapshot_epoch();
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
@@ -553,6 +555,7 @@ class EngineImpl final : public Engine {
   std::mutex erasures_mutex_;
   std::vector<std::pair<std::string, std::shared_ptr<Projection>>> listeners_;
   std::vector<Erasure> erasures_;
+  std::atomic<std::uint64_t> erased_below_{0};  // the last erasure record's sequence in this run
   // Runners an erasure replaced (rebuild_after_erasure): stopped, kept until the engine is
   // destroyed, since a thread may still hold a pointer to one. Under projections_mutex_.
   std::vector<std::unique_ptr<ProjectionRunner>> retired_;
@@ -921,9 +924,14 @@ void EngineImpl::listen_for_erasures(const std::string& name, const std::shared_
   for (const Erasure& erasure : made) tell_projection(name, *projection, erasure.stream_id, erasure.sequence);
 }
 
-void EngineImpl::stop_listening(const Projection* projection) {
+std::shared_ptr<Projection> EngineImpl::stop_listening(const Projection* projection) {
   std::lock_guard lock(erasures_mutex_);
-  std::erase_if(listeners_, [&](const auto& listener) { return listener.second.get() == projection; });
+  const auto at = std::find_if(listeners_.begin(), listeners_.end(),
+                               [&](const auto& listener) { return listener.second.get() == projection; });
+  if (at == listeners_.end()) return nullptr;
+  std::shared_ptr<Projection> gone = std::move(at->second);
+  listeners_.erase(at);
+  return gone;
 }
 
 
@@ -951,16 +959,25 @@ void EngineImpl::rebuild_after_erasure() {
                             Status(ErrorCode::invalid_argument, "rebuild_after_erasure() gave no projection"))
                       : make_runner(name, std::move(fresh), options);
     if (!runner.ok()) {
-      stop_listening(listening);
+      (void)stop_listening(listening);  // the runner's making already let go of it: not the last
       std::fprintf(stderr, "annal: projection %s not rebuilt after the erasure (it keeps running as it was): %s\n",
                    name.c_str(), runner.status().to_string().c_str());
       continue;
     }
+    std::shared_ptr<Projection> unlistened;  // dropped last, outside the lock (the runner holds it too)
     std::lock_guard lock(projections_mutex_);
-    if (closed_.load(std::memory_order_acquire)) return;  // the new runner stops as it is destroyed
+    if (closed_.load(std::memory_order_acquire)) {
+      unlistened = stop_listening(listening);
+      return;  // the new runner stops as it is destroyed
+    }
     const auto at = projections_.find(name);
-    if (at == projections_.end()) continue;
+    if (at == projections_.end()) {
+      unlistened = stop_listening(listening);
+      continue;
+    }
     at->second->request_stop();
+    // The one it replaces hears of no more erasures.
+    unlistened = stop_listening(&at->second->projection());
     retired_.push_back(std::move(at->second));
     at->second = std::move(runner).value();
   }
@@ -1022,6 +1039,7 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
     return stop(durable);
   }
   tell_of_erasure(Erasure{.stream_id = *id, .sequence = sequence});
+  erased_below_.store(sequence, std::memory_order_release);  // the ring's copies below it: ask (ReadContext)
   if ((*id & kNamedStreamBit) != 0) catalog_.forget_stream(*id);
   if (Status erased = cipher_->erase(*id); !erased.ok()) return stop(erased);
   if (Status rotated = rotate_snapshot_epoch(); !rotated.ok()) return stop(rotated);
@@ -1111,9 +1129,12 @@ Status EngineImpl::add_projection(std::string_view name, std::shared_ptr<Project
   const Projection* listening = projection.get();
   listen_for_erasures(std::string(name), projection);
   auto runner = make_runner(name, std::move(projection), options);
+  // Dropped last, outside the lock: on a failure it may be the projection's last reference, and
+  // a destructor may wait (an exporter's, for its broker).
+  std::shared_ptr<Projection> unlistened;
   std::lock_guard lock(projections_mutex_);
   adding_.erase(adding_.find(name));
-  if (!runner.ok() || closed_.load(std::memory_order_acquire)) stop_listening(listening);
+  if (!runner.ok() || closed_.load(std::memory_order_acquire)) unlistened = stop_listening(listening);
   if (!runner.ok()) return runner.status();
   if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine closed meanwhile");
   projections_.emplace(std::string(name), std::move(runner).value());

@@ -324,7 +324,16 @@ class RingSubscription final : public Subscription {
     ++position_;
     // A copy: the view must outlive the seat's hold on the slot (the seat's comment).
     copy_.assign(slot.stored.begin(), slot.stored.end());
-    return view_record({.header = slot.header, .payload = copy_}, ring_.context().catalog);
+    const ReadContext& context = ring_.context();
+    if (context.erased_below != nullptr && slot.header.sequence < context.erased_below->load(std::memory_order_acquire) &&
+        slot.header.stream_id != kSystemStream && context.stream_erased(slot.header.stream_id)) {
+      // Its stream erased since it was appended: what the journal would show now, the clear part.
+      ANNAL_ASSERT(copy_.size() >= kMetadataBytesMin);
+      return view_record({.header = slot.header, .payload = std::span<const std::byte>(copy_).first(kMetadataBytesMin),
+                          .erased = true},
+                         context.catalog);
+    }
+    return view_record({.header = slot.header, .payload = copy_}, context.catalog);
   }
 
   // A wait slice ended: go round again, unless the caller's deadline passed or the wait failed.

@@ -35,6 +35,12 @@ struct ReadContext {
   std::function<void(int)> follow;
   // Read-only engines learn names from the records (view_record).
   LearnName learn_name;
+  // Erasures: the ring holds its events as appended, in clear, so a copy of an event whose stream
+  // was erased since must be shown erased (EventHeader::erased, no payload or ids). Only events
+  // below `erased_below` (the last erasure record's sequence in this run; 0: none) can be, and
+  // only then is `stream_erased` asked (the key store's look-up takes a lock).
+  const std::atomic<std::uint64_t>* erased_below = nullptr;
+  std::function<bool(std::uint64_t stream_id)> stream_erased;
 };
 
 class LiveRing {

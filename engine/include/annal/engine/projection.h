@@ -103,7 +103,8 @@ class Projection {
   // add_projection begins, before resume_after(). apply() may still be given events of the stream
   // (all below `erased_at`) with their payloads, read before the key's end: a projection that
   // passes events on (an exporter) drops those, and what of the stream it holds and has not passed
-  // on yet. Must be thread-safe, must not block, and must not call the engine.
+  // on yet. Must be thread-safe, must not block, and must not call the engine: appends wait
+  // meanwhile, so it must not take a lock that apply() holds while it appends either.
   virtual void stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
     (void)stream_id;
     (void)erased_at;
