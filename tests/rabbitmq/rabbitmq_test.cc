@@ -1275,6 +1275,57 @@ TEST_F(RabbitTest, AnEventErasedWhileRabbitMqHoldsUpItsPublishIsNotSentAfterTheE
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// The same exporter started again (added to the store reopened): add_projection tells it of the
+// erasures made so far as it begins, before resume_after() (projection.h), and apply() may then
+// still be given an event of such a stream with its payload, read before the key's end: the
+// exporter must drop it. resume_after() of an exporter that ran before stops that run first
+// (stop_and_join, which calls stop_requested(), which forgets every erasure told), so the event is
+// published. Driven through the Projection calls, in the order add_projection makes them, with
+// the store's own events.
+TEST_F(RabbitTest, AnErasureToldBeforeAStartAgainIsNotForgottenByThatStart) {
+  annal::test::Watchdog watchdog("rabbitmq export, an erasure told before a start again", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  const auto append_one = [&](const std::string& stream, const std::string& payload) {
+    const engine::EventData event{.type = "Counted", .payload = std::as_bytes(std::span(payload))};
+    auto appended = engine_->append(stream, engine::ExpectedVersion::any(), {&event, 1});
+    EXPECT_TRUE(appended.ok()) << appended.status().to_string();
+    return appended.ok() ? appended.value() : Receipt{};
+  };
+  const Receipt kept = append_one("keep", "kept");
+  wait_delivered(*exporter, kept);
+  ASSERT_TRUE(engine_->close().ok());  // the run stops; the next start joins its thread
+  engine_.reset();
+  open_engine();
+  ASSERT_NE(engine_, nullptr);
+  const Receipt secret = append_one("forget-me", "the secret");
+  ASSERT_TRUE(engine_->wait_durable(secret, Engine::Clock::now() + std::chrono::minutes(1)).ok());
+  auto events = engine_->read_all(kept.last_sequence, 100);
+  ASSERT_TRUE(events.ok()) << events.status().to_string();
+  ASSERT_GE(events.value().size(), 2u);
+  ASSERT_EQ(events.value().front().header.sequence, kept.last_sequence);
+  ASSERT_EQ(events.value().back().header.sequence, secret.last_sequence);
+
+  // As add_projection: told of forget-me's erasure (its record after the event), then resume_after().
+  exporter->stream_erased(secret.stream_id, secret.last_sequence + 1);
+  const auto resumed = exporter->resume_after();
+  ASSERT_TRUE(resumed.ok()) << resumed.status().to_string();
+  ASSERT_EQ(resumed.value(), std::optional<std::uint64_t>(kept.last_sequence - 1));
+  for (const engine::Event& event : events.value()) exporter->apply({event.header, event.payload});
+  exporter->end_of_batch(secret.last_sequence);
+  EXPECT_TRUE(exporter->wait_delivered(secret.last_sequence, std::chrono::steady_clock::now() + std::chrono::minutes(1)))
+      << "delivered " << exporter->delivered() << " of " << secret.last_sequence << "; " << exporter->health().to_string();
+  ReadBack back;
+  ASSERT_NO_FATAL_FAILURE(read_stream(back));
+  for (const Recorded::Seen& seen : back.events.seen) {
+    EXPECT_NE(seen.stream, "forget-me") << "event " << seen.sequence << " of a stream the exporter was told is erased "
+                                        << "was published, payload \"" << seen.payload << "\"";
+  }
+  EXPECT_EQ(back.events.seen.size(), 1u);
+  exporter->stop_requested();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // A memory alarm met by an event larger than the socket buffers (here 40 MiB; any burst of
 // messages that outgrows them alike): RabbitMQ takes the publish's first frames, blocks the
 // connection and reads no more, and the exporter waits in the send for as long as the alarm

@@ -64,7 +64,7 @@ RabbitExport::~RabbitExport() {
 
 void RabbitExport::stop_and_join() {
   if (!thread_.joinable()) return;
-  stop_requested();
+  stop_running();
   {
     std::unique_lock lock(mutex_);
     if (!changed_.wait_for(lock, kCloseWait + kStopGrace, [&] { return !running_; }) && socket_fd_ >= 0) {
@@ -378,13 +378,21 @@ void RabbitExport::diverged(const std::string& why) {
   throw std::runtime_error(error.message());
 }
 
+// The engine ends the run (its close). The erasures it told of go with the run: the next, of this
+// store opened again or of another, is told of its own before it starts (add_projection).
 void RabbitExport::stop_requested() {
+  {
+    std::lock_guard lock(mutex_);
+    erased_ = {};
+  }
+  stop_running();
+}
+
+// Not the erasures: a start stops the run before it (resume_after) after the engine has told it of
+// the erasures of the store it starts on.
+void RabbitExport::stop_running() {
   std::lock_guard lock(mutex_);
   stopping_ = true;
-  // Nothing more is queued in this run, and what is queued is published again by the next only if
-  // it is in the log then (erased: it is not). Not cleared at the next start: the engine tells of
-  // its erasures before that, and the ids are of this store's streams only.
-  erased_ = {};
   changed_.notify_all();
   wake();
 }

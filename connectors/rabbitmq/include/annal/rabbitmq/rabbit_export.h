@@ -137,6 +137,7 @@ class RabbitExport final : public engine::Projection {
   void set_blocked(bool blocked, const std::string& reason);
   // Stops run() and joins it, within kCloseWait + kStopGrace (then the socket is shut down).
   void stop_and_join();
+  void stop_running();
   // The connection.close handshake, then the socket closed and forgotten.
   void drop_connection();
   [[nodiscard]] bool stopping() const;
