@@ -276,13 +276,21 @@ std::uint64_t KafkaExport::resume_requires() const { return tail_ ? tail_->check
 void KafkaExport::apply(const engine::EventView& event) {
   const engine::EventHeader& h = event.header;
   const RecordText text(h);
-  const std::int32_t partition = h.erased ? 0 : partition_of(text.key, producer_->partitions());
+  // An event of a stream erased while it was read (with its payload, perhaps without its name,
+  // forgotten meanwhile) is taken as erased: never produced, and not compared with the topic,
+  // where it would look like another store's event.
+  bool erased = h.erased;
+  if (!erased && erasures_pending_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(mutex_);
+    erased = erased_.contains(h.stream_id);
+  }
+  const std::int32_t partition = erased ? 0 : partition_of(text.key, producer_->partitions());
   // In Kafka already (its partition has a later record of this source): done, as delivered. An
   // erased event has nothing left to export (its payload, ids and name went with its key), and
   // nothing to check a record of it against (one exported before the erasure stays in the topic:
   // docs/kafka.md): taken for done, never produced.
-  bool exported = h.erased || h.sequence <= tail_->last[static_cast<std::size_t>(partition)];
-  if (h.erased) {
+  bool exported = erased || h.sequence <= tail_->last[static_cast<std::size_t>(partition)];
+  if (erased) {
     check_passed(h.sequence - 1);
     tail_->above.erase(h.sequence);
   } else {
@@ -384,6 +392,7 @@ void KafkaExport::end_of_batch(std::uint64_t applied) {
   std::lock_guard lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
   erased_.passed(applied);
+  erasures_pending_.store(!erased_.empty(), std::memory_order_release);
   // Every event up to `applied` is queued or in Kafka: the sequences after the last event (an
   // erasure, say) are delivered with them, now or once the last acknowledgement comes.
   if (halted_) return;
@@ -400,6 +409,7 @@ void KafkaExport::stop_requested() {
   // Nothing more is produced in this run. (Not cleared at the next start: the engine tells of its
   // erasures before that, and the ids are of this store's streams only.)
   erased_ = {};
+  erasures_pending_.store(false, std::memory_order_release);
   // The engine's close ends the run's sending here, not when this object goes: an application
   // may hold it on while the store is opened again and another run reads the topic back.
   if (producer_) producer_->stop_sending();
@@ -409,6 +419,7 @@ void KafkaExport::stop_requested() {
 void KafkaExport::stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
   std::lock_guard lock(mutex_);
   erased_.add(stream_id, erased_at);
+  erasures_pending_.store(true, std::memory_order_release);
   changed_.notify_all();  // apply() may be waiting for room with one of its events
 }
 

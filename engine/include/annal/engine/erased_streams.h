@@ -18,6 +18,7 @@ class ErasedStreams {
   [[nodiscard]] bool contains(std::uint64_t stream_id) const {
     return std::any_of(streams_.begin(), streams_.end(), [&](const Erased& e) { return e.stream_id == stream_id; });
   }
+  [[nodiscard]] bool empty() const noexcept { return streams_.empty(); }
   // The projection has applied everything up to `applied`.
   void passed(std::uint64_t applied) {
     std::erase_if(streams_, [&](const Erased& e) { return e.erased_at <= applied; });

@@ -31,6 +31,7 @@
 // stops this projection with its message; the next start resumes exactly once.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -119,6 +120,9 @@ class KafkaExport final : public engine::Projection {
   std::uint64_t front_ticket_ = 0;       // under mutex_: what pending_.front() was produced with
   std::uint64_t delivered_ = 0;          // under mutex_
   engine::ErasedStreams erased_;         // under mutex_
+  // Whether erased_ holds any stream (written under mutex_): apply() looks at it under the lock
+  // only then, not once per event.
+  std::atomic<bool> erasures_pending_{false};
   // The highest sequence a batch ended at with every event up to it queued or done: once none is
   // pending, the engine's own records up to it (after the last event) are delivered too.
   std::uint64_t ended_ = 0;              // under mutex_
