@@ -48,6 +48,11 @@ class SpawnedTool {
   bool wait_for(const std::string& text, std::chrono::milliseconds limit = std::chrono::minutes(2)) {
     return read_until([&] { return printed_.find(text) != std::string::npos; }, limit);
   }
+  // Reads its stderr until `done(printed())` holds; false as wait_for.
+  template <class Done>
+  bool wait_until(const Done& done, std::chrono::milliseconds limit = std::chrono::minutes(2)) {
+    return read_until([&] { return done(printed_); }, limit);
+  }
   // wait_for(text), then on to the end of the line it is on: the whole line is in printed().
   bool wait_for_line(const std::string& text, std::chrono::milliseconds limit = std::chrono::minutes(2)) {
     if (!wait_for(text, limit)) return false;
