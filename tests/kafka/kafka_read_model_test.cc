@@ -257,7 +257,9 @@ TEST_F(KafkaReadModelTest, BrokerFailuresAreRetriedWithoutGapsOrDuplicates) {
 // start has not moved: a replica whose log starts elsewhere, a broker's passing error) is no
 // retention: nothing is gone, and the model reads on from where it was, as the export's read-back
 // does (AnOffsetOutOfRangeThatIsNoRetentionIsNotTakenForTheStartOfThePartition). Only offsets that
-// retention has passed stop it.
+// retention has passed stop it. Here the next fetch of each broker is answered so: every
+// partition at once, their answers in a row (reading them again partition by partition, not the
+// whole assignment at each: see KafkaProjectionRunner::restart).
 TEST_F(KafkaReadModelTest, AnOffsetOutOfRangeThatIsNoRetentionDoesNotStopIt) {
   annal::test::Watchdog watchdog("kafka read model, a spurious offset out of range");
   auto exporter = open_with_export();
@@ -268,7 +270,8 @@ TEST_F(KafkaReadModelTest, AnOffsetOutOfRangeThatIsNoRetentionDoesNotStopIt) {
   wait_delivered(*exporter, append(200));
   wait_applied(*runner.value(), 200);
   constexpr std::int16_t kFetch = 1;  // the Fetch request's API key
-  rd_kafka_mock_push_request_errors(cluster_, kFetch, 1, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE);
+  const std::vector<rd_kafka_resp_err_t> out_of_range(kBrokers, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE);
+  rd_kafka_mock_push_request_errors_array(cluster_, kFetch, out_of_range.size(), out_of_range.data());
   wait_delivered(*exporter, append(200));
   wait_applied(*runner.value(), 400);
   EXPECT_TRUE(runner.value()->stop().ok()) << runner.value()->progress().error.to_string();
