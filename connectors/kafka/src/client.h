@@ -41,6 +41,7 @@ struct KafkaDeleter {
   void operator()(rd_kafka_topic_partition_list_t* list) const { rd_kafka_topic_partition_list_destroy(list); }
   void operator()(rd_kafka_message_t* message) const { rd_kafka_message_destroy(message); }
   void operator()(const rd_kafka_metadata_t* metadata) const { rd_kafka_metadata_destroy(metadata); }
+  void operator()(rd_kafka_error_t* error) const { rd_kafka_error_destroy(error); }
 };
 template <class T>
 using Owned = std::unique_ptr<T, KafkaDeleter>;

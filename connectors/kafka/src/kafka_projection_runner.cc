@@ -112,8 +112,9 @@ struct KafkaProjectionRunner::Reader {
   // none (a replica whose log starts elsewhere, a passing error). -1: not checking.
   std::vector<std::int64_t> checking;
   std::vector<int> resets;  // per partition: such answers in a row (the next check waits a little)
-  // The partitions are assigned again (from next_offset_, or their start where checking) then.
-  std::optional<std::chrono::steady_clock::time_point> reassign_at;
+  // Per partition: when it is fetched again (from next_offset_, or its start where checking).
+  // max: not due.
+  std::vector<std::chrono::steady_clock::time_point> restart_at;
   std::shared_ptr<journal::IoBackend> io;
   std::optional<journal::FileId> lock;  // the snapshot directory's, held until stop()
   std::unique_ptr<snapshots::SnapshotStore> snapshots;
@@ -174,6 +175,7 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
   reader.at_end.assign(static_cast<std::size_t>(reader.partitions), false);
   reader.checking.assign(static_cast<std::size_t>(reader.partitions), -1);
   reader.resets.assign(static_cast<std::size_t>(reader.partitions), 0);
+  reader.restart_at.assign(static_cast<std::size_t>(reader.partitions), Clock::time_point::max());
   runner->next_offset_.assign(static_cast<std::size_t>(reader.partitions), RD_KAFKA_OFFSET_BEGINNING);
 
   if (runner->projection_->schema() != 0 && !o.directory.empty()) {
@@ -357,15 +359,39 @@ Status KafkaProjectionRunner::assign() {
   Reader& reader = *reader_;
   const Owned<rd_kafka_topic_partition_list_t> assignment(rd_kafka_topic_partition_list_new(reader.partitions));
   for (std::int32_t partition = 0; partition < reader.partitions; ++partition) {
-    const auto p = static_cast<std::size_t>(partition);
     rd_kafka_topic_partition_list_add(assignment.get(), options_.topic.c_str(), partition)->offset =
-        reader.checking[p] >= 0 ? RD_KAFKA_OFFSET_BEGINNING : next_offset_[p];
+        next_offset_[static_cast<std::size_t>(partition)];
   }
   if (const rd_kafka_resp_err_t assigned = rd_kafka_assign(reader.consumer.get(), assignment.get()); assigned) {
     return Status(ErrorCode::io_error, "Kafka at " + options_.brokers + ": reading topic " + options_.topic + ": " +
                                            rd_kafka_err2str(assigned));
   }
   return {};
+}
+
+// One partition out of the assignment and in again, not the whole assignment: librdkafka 2.0.2
+// asks a partition's fetcher to stop at each removal while it is started, and a second removal
+// before the first stop's answer was taken sends a second stop, whose answer aborts the process
+// (rdkafka_assignment.c: "Assertion rktp->rktp_started failed"; librdkafka issue 5573, fixed in
+// 2.15). Assigning every partition again at each partition's OFFSET_OUT_OF_RANGE did that when two
+// partitions had one in a row. A partition is restarted only after an answer of its own fetching
+// since its last restart (its error, or its first record or end when checked), which librdkafka
+// gives only once that restart's stop was taken.
+Status KafkaProjectionRunner::restart(std::int32_t partition) {
+  Reader& reader = *reader_;
+  const auto p = static_cast<std::size_t>(partition);
+  const auto change = [&](rd_kafka_error_t* (*how)(rd_kafka_t*, const rd_kafka_topic_partition_list_t*),
+                          std::int64_t offset) -> Status {
+    const Owned<rd_kafka_topic_partition_list_t> one(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(one.get(), options_.topic.c_str(), partition)->offset = offset;
+    const Owned<rd_kafka_error_t> error(how(reader.consumer.get(), one.get()));
+    if (!error) return {};
+    return Status(ErrorCode::io_error, "Kafka at " + options_.brokers + ": reading topic " + options_.topic +
+                                           " partition " + std::to_string(partition) + ": " +
+                                           rd_kafka_error_string(error.get()));
+  };
+  if (Status out = change(rd_kafka_incremental_unassign, RD_KAFKA_OFFSET_INVALID); !out.ok()) return out;
+  return change(rd_kafka_incremental_assign, reader.checking[p] >= 0 ? RD_KAFKA_OFFSET_BEGINNING : next_offset_[p]);
 }
 
 void KafkaProjectionRunner::run() {
@@ -392,9 +418,11 @@ void KafkaProjectionRunner::run() {
       std::unique_lock lock(mutex_);
       changed_.wait_for(lock, kQuerySlice, [&] { return !servable_locked() || stopping_.load(); });
     }
-    if (reader_->reassign_at && Clock::now() >= *reader_->reassign_at) {
-      reader_->reassign_at.reset();
-      if (Status assigned = assign(); !assigned.ok()) return fail(std::move(assigned));
+    for (std::int32_t partition = 0; partition < reader_->partitions; ++partition) {
+      auto& at = reader_->restart_at[static_cast<std::size_t>(partition)];
+      if (Clock::now() < at) continue;
+      at = Clock::time_point::max();
+      if (Status restarted = restart(partition); !restarted.ok()) return fail(std::move(restarted));
     }
     const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
     if (message) {
@@ -452,7 +480,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
                                              std::to_string(message.offset) +
                                              "): retention removed records this read model has not read");
     }
-    reader_->reassign_at = Clock::now();
+    reader_->restart_at[partition] = Clock::now();
     return {};
   }
   if (message.err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && message.partition >= 0 &&
@@ -463,7 +491,8 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     const auto partition = static_cast<std::size_t>(message.partition);
     if (next_offset_[partition] >= 0) reader_->checking[partition] = next_offset_[partition];
     const int resets = reader_->resets[partition]++;
-    reader_->reassign_at = Clock::now() + (resets > 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
+    reader_->restart_at[partition] =
+        Clock::now() + (resets > 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
     std::lock_guard lock(mutex_);
     progress_.retrying = Status(ErrorCode::io_error, where() + ": " + rd_kafka_err2str(message.err));
     return {};
@@ -498,7 +527,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     changed_.notify_all();
     return {};
   }
-  // Fetched again after the partitions were assigned again: taken already.
+  // Fetched again after the partition was restarted (checked from its start): taken already.
   if (next_offset_[partition] >= 0 && message.offset < next_offset_[partition]) return {};
   reader_->at_end[partition] = false;
   reader_->resets[partition] = 0;

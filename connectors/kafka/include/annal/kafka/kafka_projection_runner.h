@@ -126,8 +126,10 @@ class KafkaProjectionRunner {
   KafkaProjectionRunner(std::shared_ptr<engine::Projection> projection, KafkaProjectionOptions options);
   Status open_snapshots();  // at start: the directory locked, the newest snapshot restored
   Status restore(std::uint64_t total, std::span<const std::byte> state);
-  // Assigns every partition, from next_offset_ (from its start where one is checked).
+  // Assigns every partition, from next_offset_: once, at start.
   Status assign();
+  // Starts fetching `partition` again (from its start where it is checked, else next_offset_).
+  Status restart(std::int32_t partition);
   void run();
   void update_lag();
   // One message from the consumer: an event applied, or passed over, or an error that stops.
