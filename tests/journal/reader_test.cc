@@ -209,7 +209,11 @@ TYPED_TEST(ReaderTest, ReadsFromEverySequenceLandOnTheRightRecordAndSurviveReope
 }
 
 TYPED_TEST(ReaderTest, ASeekStepsOverOnlyTheRecordsAfterItsIndexEntry) {
-  auto journal = this->open(kSmall);
+  // Without the hash chain: its thread reads each sealed segment whole, whenever it comes to it,
+  // and those reads would count among the reader's below (once in CI: 3 reads, 24 KiB).
+  Options unchained = kSmall;
+  unchained.hash_chain = false;
+  auto journal = this->open(unchained);
   ASSERT_TRUE(journal.ok());
   const std::uint64_t last = append_varied(*journal.value(), 0, 300);
   ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
