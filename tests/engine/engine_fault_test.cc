@@ -388,5 +388,56 @@ TEST(EngineFaults, APowerCutAnywhereInAnErasureLeavesTheStreamWhollyReadableOrWh
   EXPECT_GT(erased, 1u) << "no cut came after the erasure's record was durable";
 }
 
+// erase_stream failing after its record is durable (a write of the key store, or of the state
+// snapshot after it, refused: ENOSPC): the engine stops, and the erasure is finished at the next
+// open. Until then the same engine must not give the stream's payloads back: the erasure is
+// decided (its record is in the journal), and its name is already forgotten. Every write from
+// each of the erasure's in turn on refused (the hash chain off: its thread's writes would be
+// counted among them).
+TEST(EngineFaults, AnErasureThatFailsAfterItsRecordIsDurableGivesNoPayloadBackBeforeTheReopen) {
+  Options options = fault_options();
+  options.encryption = std::make_shared<annal::test::MasterKeys>();
+  options.journal.hash_chain = false;
+  std::size_t decided = 0;
+  for (std::uint64_t nth = 1;; ++nth) {
+    SCOPED_TRACE("the erasure's write " + std::to_string(nth) + " refused");
+    ASSERT_LT(nth, 500u) << "the erasure never succeeded";
+    auto io = std::make_shared<FaultBackend>(nth);
+    auto engine = Engine::open(kDir, options, io);
+    ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    Receipt last;
+    for (int i = 0; i < 4; ++i) {
+      const auto payload = bytes_of("gone " + std::to_string(i));
+      const EventData event{.type = "Changed", .payload = payload};
+      const auto receipt = engine.value()->append("gone", ExpectedVersion::any(), {&event, 1});
+      ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+      last = receipt.value();
+    }
+    ASSERT_TRUE(engine.value()->wait_durable(last, soon()).ok());
+    const std::uint64_t gone_id = engine.value()->find_stream("gone").value();
+    io->fail_write(nth, ENOSPC, /*persistent=*/true);
+    if (engine.value()->erase_stream("gone").ok()) break;  // no write of it was left to refuse
+    if (!engine.value()->find_stream("gone").has_value()) {
+      ++decided;
+      const auto gone = engine.value()->read_stream(StreamRef::id(gone_id), {}, soon());
+      if (gone.ok()) {
+        for (const Event& event : gone.value()) {
+          EXPECT_TRUE(event.header.erased) << "event " << event.header.version << " read as not erased";
+          EXPECT_EQ(text_of(event.payload), "") << "the erased stream's payload read back";
+        }
+      }
+      const auto all = engine.value()->read_all(1, 100);
+      if (all.ok()) {
+        for (const Event& event : all.value()) {
+          if (event.header.stream_id != gone_id) continue;
+          EXPECT_EQ(text_of(event.payload), "") << "read_all gave the payload back";
+        }
+      }
+    }
+    (void)engine.value()->close();
+  }
+  EXPECT_GT(decided, 0u) << "no refused write came after the erasure's record was durable";
+}
+
 }  // namespace
 }  // namespace annal::engine::test
