@@ -590,11 +590,14 @@ Status StoreCipher::erase(std::uint64_t stream_id) {
   const std::array<std::uint64_t, 1> leaves = {stream_id};
   auto next = punctured(leaves);
   if (!next.ok()) return next.status();
-  if (Status saved = save(next.value()); !saved.ok()) return saved;
+  // The erasure is decided before this (its record is durable in the journal): a key store that
+  // cannot be written stops the engine, and the next open finishes the erasure. Until then the
+  // seed goes from memory all the same, so that this store gives none of the stream back.
+  const Status saved = save(next.value());
   state_.seeds = std::move(next.value().seeds);
   std::erase_if(keys_kept_, [&](const auto& kept) { return kept.first.first == stream_id; });
   erasures_.fetch_add(1, std::memory_order_acq_rel);
-  return {};
+  return saved;
 }
 
 Status StoreCipher::has_master(std::uint32_t version) {

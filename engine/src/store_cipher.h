@@ -111,7 +111,10 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
 
   // Crypto-shredding: destroys `stream_id`'s seed in KEYS, durably (the seed tree punctured, the
   // file rewritten atomically), and drops every cached cipher of it, in every sealer and opener.
-  // From then on its records open as erased (RecordOpener::erased). Idempotent. The reserved leaf
+  // From then on its records open as erased (RecordOpener::erased). Idempotent. Called once the
+  // erasure is decided (its record durable): should the file not be written, the seed is destroyed
+  // in memory all the same and the error returned (the engine stops; its next open erases it
+  // again from the journal's record). The reserved leaf
   // of the snapshot key (2^64-1) and the system stream (0) cannot be erased: invalid_argument.
   [[nodiscard]] Status erase(std::uint64_t stream_id);
   // Whether erase(stream_id) would be taken, checked before anything is written: its
