@@ -296,8 +296,15 @@ void RabbitExport::apply(const engine::EventView& event) {
     const std::string stream = h.stream_name.empty() ? std::to_string(h.stream_id) : std::string(h.stream_name);
     const std::string id = h.event_id.empty() ? std::string() : engine::format_id(h.event_id);
     const std::string_view body(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
-    // An erased event has nothing left to compare (docs/rabbitmq.md).
-    if (!h.erased && message_fingerprint(stream, h.version, h.type, h.timestamp_ns, id, body) != check_fingerprint_) {
+    // An erased event has nothing left to compare (docs/rabbitmq.md). Nor has one of a stream
+    // erased while it was read (with its payload, perhaps without its name, forgotten meanwhile),
+    // which would look like another store's event.
+    bool erased = h.erased;
+    if (!erased) {
+      std::lock_guard lock(mutex_);
+      erased = erased_.contains(h.stream_id);
+    }
+    if (!erased && message_fingerprint(stream, h.version, h.type, h.timestamp_ns, id, body) != check_fingerprint_) {
       diverged("the stream's message of that sequence is another event (stream " + stream + " version " +
                std::to_string(h.version) + " here)");
     }
@@ -381,17 +388,21 @@ void RabbitExport::diverged(const std::string& why) {
 // The engine ends the run (its close). The erasures it told of go with the run: the next, of this
 // store opened again or of another, is told of its own before it starts (add_projection).
 void RabbitExport::stop_requested() {
-  {
-    std::lock_guard lock(mutex_);
-    erased_ = {};
-  }
-  stop_running();
+  // In one hold of the lock: an apply() between forgetting the erasures and stopping would queue
+  // an erased stream's event, read before its erasure, for a publish after erase_stream returned.
+  std::lock_guard lock(mutex_);
+  erased_ = {};
+  stop_running_locked();
 }
 
 // Not the erasures: a start stops the run before it (resume_after) after the engine has told it of
 // the erasures of the store it starts on.
 void RabbitExport::stop_running() {
   std::lock_guard lock(mutex_);
+  stop_running_locked();
+}
+
+void RabbitExport::stop_running_locked() {
   stopping_ = true;
   changed_.notify_all();
   wake();

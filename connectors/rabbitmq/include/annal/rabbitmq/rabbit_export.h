@@ -138,6 +138,7 @@ class RabbitExport final : public engine::Projection {
   // Stops run() and joins it, within kCloseWait + kStopGrace (then the socket is shut down).
   void stop_and_join();
   void stop_running();
+  void stop_running_locked();  // under mutex_
   // The connection.close handshake, then the socket closed and forgotten.
   void drop_connection();
   [[nodiscard]] bool stopping() const;
