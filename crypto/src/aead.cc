@@ -31,10 +31,15 @@ bool same_or_disjoint(std::span<const std::byte> in, std::span<const std::byte> 
 }
 
 EVP_CIPHER_CTX* keyed_context(const Key& key, int encrypt) {
+  // Fetched once: EVP_aes_256_gcm() makes OpenSSL 3 fetch the cipher by name from its method store
+  // at every init, under its lock, and an engine keys a context for each stream it meets (kept
+  // for the process; an EVP_CIPHER is not changed by use, so threads share it).
+  static EVP_CIPHER* const aes_256_gcm = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  if (aes_256_gcm == nullptr) return nullptr;
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   if (ctx == nullptr) return nullptr;
   // The IV comes with each call; the default IV length for GCM is 12 bytes, kNonceBytes.
-  if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), nullptr, u8(key.bytes().data()), nullptr, encrypt) != 1) {
+  if (EVP_CipherInit_ex(ctx, aes_256_gcm, nullptr, u8(key.bytes().data()), nullptr, encrypt) != 1) {
     EVP_CIPHER_CTX_free(ctx);
     return nullptr;
   }
@@ -103,6 +108,16 @@ Aes256Gcm& Aes256Gcm::operator=(Aes256Gcm&& other) noexcept {
     open_ = std::exchange(other.open_, nullptr);
   }
   return *this;
+}
+
+Status Aes256Gcm::rekey(const Key& key) {
+  ANNAL_ASSERT(seal_ != nullptr && open_ != nullptr);  // not moved from
+  // The cipher stays; only the key schedule (and GCM's hash key) is computed again.
+  if (EVP_CipherInit_ex(seal_, nullptr, nullptr, u8(key.bytes().data()), nullptr, -1) != 1 ||
+      EVP_CipherInit_ex(open_, nullptr, nullptr, u8(key.bytes().data()), nullptr, -1) != 1) {
+    return openssl_error("AES-256-GCM rekey");
+  }
+  return {};
 }
 
 Status Aes256Gcm::seal(Nonce nonce, std::span<const std::byte> aad, std::span<const std::byte> plaintext,

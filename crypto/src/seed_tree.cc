@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <iterator>
 #include <string>
 
@@ -18,7 +19,9 @@ namespace {
 
 constexpr std::uint8_t kEncodingVersion = 1;
 constexpr unsigned kDepth = 64;  // ids are 64 bits
-constexpr unsigned kCachedDepth = 56;  // a cached node covers 256 consecutive ids
+constexpr unsigned kBlockDepth = 56;  // a kept block's node covers 256 consecutive ids
+// 128 KiB of nodes: a million streams' blocks would be 4,000 (the engine keeps derived keys too).
+constexpr std::size_t kBlocksKept = 4096;
 constexpr std::size_t kCountBytes = 4;
 constexpr std::size_t kNodeBytes = 1 + 8 + kKeyBytes;
 
@@ -110,19 +113,33 @@ Result<Key> SeedTree::seed(std::uint64_t id) const {
   if (at == nodes_.size()) {
     return Status(ErrorCode::not_found, "the seed of id " + std::to_string(id) + " was destroyed (the stream was erased)");
   }
-  // The cache is only used once the tree says `id` is covered: a punctured id never reaches it.
-  unsigned depth = nodes_[at].depth;
+  // The kept nodes are only used once the tree says `id` is covered: a punctured id never reaches
+  // them.
+  const Node& cover = nodes_[at];
+  unsigned depth = cover.depth;
   std::optional<Key> node;
-  if (cached_ && cached_prefix_ == prefix_of(id, kCachedDepth) && depth <= kCachedDepth) {
-    node = cached_->clone();
-    depth = kCachedDepth;
+  if (depth >= kBlockDepth) {
+    node = cover.value.clone();
+  } else if (const auto kept = blocks_.find(prefix_of(id, kBlockDepth)); kept != blocks_.end()) {
+    node = kept->second.clone();
+    depth = kBlockDepth;
   } else {
-    node = nodes_[at].value.clone();
-    if (depth < kCachedDepth) {
-      for (; depth < kCachedDepth; ++depth) node = child(*node, bit_at(id, depth));
-      cached_ = node->clone();
-      cached_prefix_ = prefix_of(id, kCachedDepth);
+    // Down to the block's node from the deepest node the last walk shares with this one.
+    if (!path_.empty() && path_top_ == cover.depth && path_cover_ == cover.prefix) {
+      const unsigned shared = std::min<unsigned>(static_cast<unsigned>(std::countl_zero(id ^ path_id_)), kBlockDepth);
+      depth = std::max<unsigned>(shared, cover.depth);
+      path_.erase(path_.begin() + static_cast<std::ptrdiff_t>(depth - cover.depth + 1), path_.end());
+    } else {
+      path_.clear();
+      path_.push_back(cover.value.clone());
+      path_top_ = cover.depth;
+      path_cover_ = cover.prefix;
     }
+    path_id_ = id;
+    for (; depth < kBlockDepth; ++depth) path_.push_back(child(path_.back(), bit_at(id, depth)));
+    node = path_.back().clone();
+    if (blocks_.size() >= kBlocksKept) blocks_.clear();  // rare, and cheaper than an LRU's upkeep
+    blocks_.emplace(prefix_of(id, kBlockDepth), node->clone());
   }
   for (; depth < kDepth; ++depth) node = child(*node, bit_at(id, depth));
   return std::move(*node);
@@ -131,7 +148,8 @@ Result<Key> SeedTree::seed(std::uint64_t id) const {
 void SeedTree::puncture(std::uint64_t id) {
   const std::size_t at = covering(id);
   if (at == nodes_.size()) return;
-  cached_.reset();  // it may lie on the path being destroyed
+  path_.clear();  // they may lie on the path being destroyed
+  blocks_.clear();
   // Down the path to `id`, keeping the side it does not take at each level. All of it is made
   // before the tree changes: running out of memory halfway must not lose other seeds.
   std::vector<Node> siblings;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <list>
 #include <set>
 #include <string_view>
@@ -78,13 +79,20 @@ class CipherCache {
     }
     auto key = store_->stream_key(stream_id, version);
     if (!key.ok()) return key.status();
-    auto cipher = crypto::Aes256Gcm::make(key.value());
-    if (!cipher.ok()) return cipher.status();
     if (lru_.size() == kCachedCiphers) {
+      // The least recently used one, keyed again: no allocation, no OpenSSL lookup.
       index_.erase(lru_.back().first);
-      lru_.pop_back();
+      lru_.splice(lru_.begin(), lru_, std::prev(lru_.end()));
+      if (Status rekeyed = lru_.front().second.rekey(key.value()); !rekeyed.ok()) {
+        lru_.pop_front();
+        return rekeyed;
+      }
+      lru_.front().first = id;
+    } else {
+      auto cipher = crypto::Aes256Gcm::make(key.value());
+      if (!cipher.ok()) return cipher.status();
+      lru_.emplace_front(id, std::move(cipher).value());
     }
-    lru_.emplace_front(id, std::move(cipher).value());
     index_.emplace(id, lru_.begin());
     return &lru_.front().second;
   }
@@ -497,8 +505,8 @@ Result<std::shared_ptr<const journal::ChainKey>> StoreCipher::chain_key() {
 
 Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32_t version) {
   std::lock_guard lock(mutex_);
-  // Derived keys are kept (32 bytes each): a derivation walks the seed tree, an HKDF per level,
-  // some tens of microseconds, where the ciphers' caches hold a thousand streams' key schedules.
+  // Derived keys are kept (32 bytes each): a derivation walks part of the seed tree and runs
+  // HKDF, some microseconds, where the ciphers' caches hold a thousand streams' key schedules.
   const auto id = std::pair(stream_id, version);
   if (const auto kept = keys_kept_.find(id); kept != keys_kept_.end()) return kept->second.clone();
   auto seed = state_.seeds.seed(stream_id);

@@ -92,6 +92,29 @@ TEST(Aes256Gcm, OpenRecoversTheGcmSpecificationPlaintexts) {
   }
 }
 
+// A cipher keyed again (as a cache reuses the one it lets go of) seals and opens as one made with
+// the new key, and opens nothing sealed under its old key.
+TEST(Aes256Gcm, RekeyedItWorksAsOneMadeWithTheNewKey) {
+  Aes256Gcm cipher = make_cipher(key_from_hex(kKey0));
+  for (const GcmVector& v : kVectors) {
+    SCOPED_TRACE(v.name);
+    ASSERT_TRUE(cipher.rekey(key_from_hex(v.key)).ok());
+    const auto iv = from_hex(v.iv), aad = from_hex(v.aad), plaintext = from_hex(v.plaintext);
+    std::vector<std::byte> sealed(plaintext.size() + kTagBytes);
+    ASSERT_TRUE(cipher.seal(nonce_of(iv), aad, plaintext, sealed).ok());
+    EXPECT_EQ(to_hex(sealed), std::string(v.ciphertext) + v.tag);
+    std::vector<std::byte> opened(plaintext.size());
+    ASSERT_TRUE(cipher.open(nonce_of(iv), aad, sealed, opened).ok());
+    EXPECT_EQ(opened, plaintext);
+  }
+  // Test case 16's sealed bytes, under test case 13's key now: refused.
+  const GcmVector& last = kVectors[std::size(kVectors) - 1];
+  ASSERT_TRUE(cipher.rekey(key_from_hex(kKey0)).ok());
+  const auto sealed = from_hex(std::string(last.ciphertext) + last.tag);
+  std::vector<std::byte> out(sealed.size() - kTagBytes);
+  EXPECT_EQ(cipher.open(nonce_of(from_hex(last.iv)), from_hex(last.aad), sealed, out).code(), ErrorCode::corruption);
+}
+
 // Test case 16: a 60-byte payload with 20 bytes of additional data, the shape of a journal record.
 class Tampering : public ::testing::Test {
  protected:

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <random>
@@ -76,6 +77,31 @@ TEST(SeedTree, TheCachedPathGivesTheSameSeedsAndDiesWithAPuncture) {
   EXPECT_FALSE(tree.seed(42).ok());
   for (const std::uint64_t id : {0u, 41u, 43u, 255u, 256u}) EXPECT_EQ(seed_hex(tree, id), seed_hex(fresh, id)) << id;
   EXPECT_FALSE(tree.seed(42).ok());  // and not after the cache was filled again nearby
+}
+
+// Ids asked in any order (an engine's streams, 2^63 | k, met at random after an open): the nodes
+// kept from earlier walks (the last path, the 256-id blocks' nodes, more blocks than are kept)
+// give the seeds a walk from the root gives, before and after a puncture.
+TEST(SeedTree, TheKeptNodesGiveTheSameSeedsInAnyOrder) {
+  SeedTree tree = SeedTree::from_root(counting_root());
+  const SeedTree fresh = SeedTree::from_root(counting_root());
+  std::mt19937_64 random(5);
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 6000; ++i) ids.push_back(std::uint64_t{1} << 63 | random() % (std::uint64_t{1} << 22));
+  for (int i = 0; i < 500; ++i) ids.push_back(random());
+  std::shuffle(ids.begin(), ids.end(), random);
+  const std::uint64_t erased = ids[ids.size() / 2];
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i == ids.size() / 2) tree.puncture(erased);
+    if (i >= ids.size() / 2 && ids[i] == erased) {
+      EXPECT_FALSE(tree.seed(erased).ok());
+      continue;
+    }
+    // A fresh tree for each: one walk from the root, nothing kept.
+    EXPECT_EQ(seed_hex(tree, ids[i]), seed_hex(SeedTree::from_root(counting_root()), ids[i])) << ids[i];
+  }
+  EXPECT_FALSE(tree.seed(erased).ok());
+  EXPECT_EQ(seed_hex(tree, erased ^ 1), seed_hex(fresh, erased ^ 1));
 }
 
 TEST(SeedTree, ManyPuncturesEachDestroyOnlyTheirOwn) {

@@ -46,6 +46,11 @@ class Aes256Gcm {
   Aes256Gcm(const Aes256Gcm&) = delete;
   Aes256Gcm& operator=(const Aes256Gcm&) = delete;
 
+  // Keys the same contexts with another key, as make(key) would, without allocating: a cache of
+  // ciphers reuses the one it lets go of. Fails only if OpenSSL does (ErrorCode::failed); the
+  // object must not be used then.
+  [[nodiscard]] Status rekey(const Key& key);
+
   // Encrypts `plaintext` (at most kPlaintextBytesMax) and authenticates it with `aad` (at most
   // kAadBytesMax); writes ciphertext || tag to `out`, which must be exactly plaintext.size() +
   // kTagBytes. Fails only if OpenSSL does (ErrorCode::failed), and `out` is wiped then.

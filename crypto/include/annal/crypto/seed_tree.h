@@ -14,15 +14,17 @@
 //   tree.puncture(42);                   // tree.seed(42) is now not_found; tree.seed(43) unchanged
 //   store(tree.encode());                // the key store keeps it, sealed (docs/security.md)
 //
-// Not thread-safe, seed() included: it keeps the node that covers the last id's 256 neighbours, so
-// that a run of new ids (the engine numbers streams in order) costs 8 steps each, not 64. Node
-// values are key material: wiped when the tree lets go of them.
+// Not thread-safe, seed() included: it keeps the nodes it walked through, so that a new id costs
+// 8 steps, not 64, where one of its 256 neighbours was asked before (the engine numbers streams in
+// order, and a store's ids share their top bits), and a step for each bit it does not share with
+// the last id asked otherwise. Node values are key material: wiped when the tree lets go of them.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "annal/base/status.h"
@@ -64,9 +66,15 @@ class SeedTree {
   [[nodiscard]] std::size_t covering(std::uint64_t id) const noexcept;
 
   std::vector<Node> nodes_;  // disjoint, sorted by prefix
-  // The node at depth kCachedDepth on the last seed's path, and its prefix; dropped by puncture().
-  mutable std::optional<Key> cached_;
-  mutable std::uint64_t cached_prefix_ = 0;
+  // Walked nodes, dropped by puncture() (they may lie on the path it destroys). The last walk's
+  // path from its covering node (at depth path_top_, prefix path_cover_) down to kBlockDepth, for
+  // path_id_: path_[i] is at depth path_top_ + i.
+  mutable std::vector<Key> path_;
+  mutable std::uint64_t path_id_ = 0;
+  mutable std::uint64_t path_cover_ = 0;
+  mutable unsigned path_top_ = 0;
+  // Nodes at kBlockDepth (each covers 256 ids) by prefix, at most kBlocksKept of them.
+  mutable std::unordered_map<std::uint64_t, Key> blocks_;
 };
 
 }  // namespace annal::crypto
