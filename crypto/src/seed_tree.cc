@@ -131,6 +131,9 @@ Result<Key> SeedTree::seed(std::uint64_t id) const {
       path_.erase(path_.begin() + static_cast<std::ptrdiff_t>(depth - cover.depth + 1), path_.end());
     } else {
       path_.clear();
+      // Room for the whole path first: a bad_alloc halfway down must not leave a short path that
+      // looks whole (the walk below allocates nothing else, and a Key is a plain array).
+      path_.reserve(kBlockDepth + 1);
       path_.push_back(cover.value.clone());
       path_top_ = cover.depth;
       path_cover_ = cover.prefix;
