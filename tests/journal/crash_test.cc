@@ -111,7 +111,7 @@ Result<std::unique_ptr<Journal>> open_after_kill(const std::string& dir, const O
 
 TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
   const char* configured = std::getenv("ANNAL_CRASH_KILLS");
-  const int kills = configured != nullptr ? std::atoi(configured) : 200;
+  const int kills = configured != nullptr ? std::atoi(configured) : 100;
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("annal-crash-" + std::to_string(::getpid()))).string();
   std::filesystem::remove_all(dir);
