@@ -339,6 +339,7 @@ class EngineImpl final : public Engine {
   std::uint64_t stream_count() const override { return index_.size(); }
   std::uint64_t event_count() const override { return index_.events(); }
   std::uint64_t event_type_count() const override { return catalog_.type_names(); }
+  std::size_t idempotency_window() const override { return options_.idempotency_window; }
 
   Status add_projection(std::string_view name, std::shared_ptr<Projection> projection,
                         const ProjectionOptions& options) override;

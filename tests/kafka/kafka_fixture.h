@@ -4,6 +4,7 @@
 #pragma once
 
 #include "annal/kafka/kafka_export.h"
+#include "annal/kafka/kafka_import.h"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
@@ -148,6 +149,27 @@ class KafkaTest : public ::testing::Test {
     const annal::test::ProgramRun sent = annal::test::run_program(
         std::string(ANNAL_KCAT) + " -P -b " + rd_kafka_mock_cluster_bootstraps(cluster_) + " " + kcat_args + " -l " + file);
     ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  }
+
+  // The seed's order messages, {"eventType": "OrderCreated", "orderId": "<n>"} for orders first to
+  // last, one a line, for send_with_kcat.
+  static std::string seed_orders(int first, int last) {
+    std::string lines;
+    for (int order = first; order <= last; ++order) {
+      lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + "\"}\n";
+    }
+    return lines;
+  }
+  // An import of topic event-stream's seed orders (streams order-<orderId>) by group importers.
+  KafkaImportOptions seed_import() const {
+    KafkaImportOptions options;
+    options.brokers = rd_kafka_mock_cluster_bootstraps(cluster_);
+    options.topic = "event-stream";
+    options.group = "importers";
+    options.settings = {{"log_level", "0"}, {"session.timeout.ms", "6000"}};
+    options.stream_field = "orderId";
+    options.stream_prefix = "order-";
+    return options;
   }
 
   // Partition 3 behind a slow leader: this source's `ours` events exported, then `foreign` records

@@ -250,6 +250,9 @@ class Engine {
   [[nodiscard]] virtual std::uint64_t stream_count() const = 0;
   [[nodiscard]] virtual std::uint64_t event_count() const = 0;
   [[nodiscard]] virtual std::uint64_t event_type_count() const = 0;
+  // Options::idempotency_window as opened: how many of the latest event ids a repeated append is
+  // recognised among. What re-delivers events under their ids (an import) keeps within it.
+  [[nodiscard]] virtual std::size_t idempotency_window() const = 0;
   [[nodiscard]] virtual const OpenReport& open_report() const = 0;
   [[nodiscard]] virtual std::uint64_t durable_sequence() const = 0;
   [[nodiscard]] virtual std::uint64_t last_sequence() const = 0;

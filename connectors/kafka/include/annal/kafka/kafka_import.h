@@ -19,7 +19,7 @@
 // durable, so a crash re-reads at most what was not yet committed; those messages carry the ids
 // they had, and the engine answers a repeated id with the first receipt instead of appending
 // again (within its idempotency window, 65,536 events by default: the import commits every
-// batch_max messages, far below it).
+// batch_max messages, far below it; start() refuses a batch_max over the engine's window).
 //
 // A message that cannot be an event (its value not JSON where a field is needed, no type, no
 // stream, too large) stops the import, naming its topic, partition and offset, with nothing of it
@@ -40,6 +40,8 @@
 
 #include "annal/base/status.h"
 #include "annal/engine/engine.h"
+
+struct rd_kafka_message_s;
 
 namespace annal::kafka {
 
@@ -97,6 +99,9 @@ class KafkaImport {
   struct Consumer;
   KafkaImport(engine::Engine& engine, KafkaImportOptions options);
   void run();
+  // A partition's first message (or end) since it was given, past the group's offset: retention
+  // removed the messages between, unread. An error naming them, or ok.
+  Status retention_passed(const rd_kafka_message_s& message);
 
   engine::Engine& engine_;
   const KafkaImportOptions options_;
