@@ -163,7 +163,7 @@ Result<std::optional<SnapshotStore::Loaded>> SnapshotStore::newest(std::string_v
                                                     ", the projection is at schema " + std::to_string(schema));
     }
     if (why.ok()) return std::optional<Loaded>(std::move(loaded.value()));
-    if (skipped != nullptr) skipped->push_back({snapshot_file_name(name, *it), why});
+    if (skipped != nullptr) skipped->push_back({snapshot_file_name(name, *it), why, *it});
   }
   return std::optional<Loaded>();
 }

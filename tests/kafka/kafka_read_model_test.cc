@@ -7,6 +7,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <span>
@@ -15,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "annal/journal/io_backend.h"
+#include "annal/snapshots/snapshot_store.h"
 #include "fault_backend.h"
 #include "kafka_fixture.h"
 #include "stop_latch.h"
@@ -60,6 +63,7 @@ class Tally final : public engine::Projection {
 // the middle of a batch. Its snapshots are Tally's.
 class Buffered final : public engine::Projection {
  public:
+  explicit Buffered(std::uint32_t schema = 1) : schema_(schema) {}
   void apply(const engine::EventView& event) override {
     pending_.emplace_back(event.header.stream_name);
     if (++seen_ == 50) latch.wait_for_release();
@@ -69,13 +73,14 @@ class Buffered final : public engine::Projection {
     pending_.clear();
   }
   void stop_requested() override { latch.release(); }
-  [[nodiscard]] std::uint32_t schema() const override { return tally_.schema(); }
+  [[nodiscard]] std::uint32_t schema() const override { return schema_; }
   [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally_.snapshot(); }
 
   // Waited on until the 50th event waits (the runner's lock is held then: progress() would wait too).
   annal::test::StopLatch latch;
 
  private:
+  const std::uint32_t schema_;
   Tally tally_;
   std::vector<std::string> pending_;
   int seen_ = 0;
@@ -375,6 +380,43 @@ TEST_F(KafkaReadModelTest, StoppingMidBatchEndsTheBatchBeforeTheLastSnapshot) {
   ASSERT_TRUE(runner.value()->stop().ok());
   EXPECT_EQ(tally->counts, counts_in_store());
   EXPECT_EQ(tally->out_of_order, 0u);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A projection of a new schema passes over every snapshot of the old one and rebuilds from the
+// topic's start: its snapshots are numbered on from the newest passed over. Numbered from 0 again,
+// they were below the old ones, and pruned (the newest `snapshots_kept` by number stay) as soon
+// as written: each start rebuilt from zero until the count passed the old numbers. (Found by a
+// review.) Here the old schema's snapshots are at 200, 250 and 300; the new one stops at its 50th
+// event, and its snapshot is kept.
+TEST_F(KafkaReadModelTest, ANewSchemasSnapshotsAreNotPrunedForTheOldOnesNumbers) {
+  annal::test::Watchdog watchdog("kafka read model, snapshots after a schema change");
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  KafkaProjectionOptions options = model_options(snapshots);
+  options.snapshot_every_events = 50;
+  options.snapshots_kept = 3;
+  {
+    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), options);
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    wait_delivered(*exporter, append(300));
+    wait_applied(*runner.value(), 300);
+    ASSERT_TRUE(runner.value()->stop().ok());
+  }
+  {
+    auto buffered = std::make_shared<Buffered>(2);
+    auto runner = KafkaProjectionRunner::start(buffered, options);
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    EXPECT_FALSE(runner.value()->progress().restore_skipped.ok());  // schema 1's, passed over
+    ASSERT_TRUE(buffered->latch.wait_until_waiting());
+    ASSERT_TRUE(runner.value()->stop().ok());  // its snapshot, of the 50 events
+  }
+  snapshots::SnapshotStore store(snapshots, journal::make_posix_backend(), 3);
+  const auto newest = store.newest("tally", 2, std::numeric_limits<std::uint64_t>::max());
+  ASSERT_TRUE(newest.ok()) << newest.status().to_string();
+  ASSERT_TRUE(newest.value().has_value()) << "schema 2's snapshot was pruned as soon as written";
+  EXPECT_EQ(newest.value()->header.sequence, 350u);
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -218,7 +218,13 @@ Status KafkaProjectionRunner::open_snapshots() {
   // (auto.offset.reset=error) rather than rebuild a state without them.
   const auto rebuild_from_zero = [&] { std::fill(next_offset_.begin(), next_offset_.end(), 0); };
   if (!newest.value().has_value()) {
-    if (!skipped.empty()) rebuild_from_zero();
+    if (!skipped.empty()) {
+      // Numbered on from the newest passed over (another schema, damaged), as below: counted from
+      // 0, the next snapshots would be older than those, and pruned as soon as written.
+      total_ = skipped.front().sequence;
+      snapshotted_ = total_;
+      rebuild_from_zero();
+    }
     return {};
   }
   const std::uint64_t sequence = newest.value()->header.sequence;

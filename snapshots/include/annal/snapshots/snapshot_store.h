@@ -48,6 +48,7 @@ class SnapshotStore {
   struct Skipped {
     std::string file;
     Status why;  // damaged, unreadable, another schema
+    std::uint64_t sequence = 0;  // the sequence its name gives
   };
   // The newest snapshot of `name` at or below `max_sequence`, of schema `schema`, that reads back
   // intact; nullopt if there is none. Those passed over on the way are added to `skipped` (if
