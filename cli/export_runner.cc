@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "annal/engine/engine.h"
@@ -58,11 +60,28 @@ int run_export(const ExportRun& run) {
     return fail(run.command, added);
   }
   int exit_code = kOk;
-  Progress progress(run.command, store.durable_sequence());
+  // Its progress on stderr, as lines (a terminal's or a log's): what the target has acknowledged,
+  // how far behind the store that is, and the rate since this run resumed; a line a second at most
+  // while it changes, and one once it has caught up.
+  const std::uint64_t resumed_at = run.delivered();
+  const auto started = std::chrono::steady_clock::now();
+  std::string reported;
+  auto reported_at = started;
   for (;;) {
     const std::uint64_t durable = store.durable_sequence();
     const std::uint64_t delivered = run.delivered();
-    progress.update(delivered);
+    const auto now = std::chrono::steady_clock::now();
+    const std::string line = "acknowledged up to sequence " + grouped(delivered) + " of " + grouped(durable) + " (" +
+                             grouped(durable - std::min(durable, delivered)) + " behind)" +
+                             (delivered >= durable ? ", caught up" : "");
+    if (line != reported && (delivered >= durable || now - reported_at >= std::chrono::seconds(1))) {
+      const double seconds = std::chrono::duration<double>(now - started).count();
+      const double rate = seconds > 0 ? static_cast<double>(delivered - std::min(delivered, resumed_at)) / seconds : 0;
+      std::fprintf(stderr, "%s: %s, %s/s\n", run.command.c_str(), line.c_str(),
+                   grouped(static_cast<std::uint64_t>(rate)).c_str());
+      reported = line;
+      reported_at = now;
+    }
     if (const auto status = store.projection_status(run.projection); status.ok() && !status.value().error.ok()) {
       exit_code = fail(run.command, status.value().error);
       break;
@@ -75,7 +94,6 @@ int run_export(const ExportRun& run) {
     if (run.until_caught_up && delivered >= durable) break;
     if (signals.stopped(std::chrono::seconds(1))) break;
   }
-  progress.finish();
   const std::uint64_t delivered = run.delivered();
   const std::uint64_t durable = store.durable_sequence();
   const Status health = run.exporter->health();

@@ -215,6 +215,9 @@ TEST_F(KafkaTest, TheToolExportsAndResumes) {
     const annal::test::ProgramRun exported = annal::test::run_program(command);
     EXPECT_EQ(exported.exit_code, 0) << exported.output;
     EXPECT_NE(exported.output.find("(0 behind)"), std::string::npos) << exported.output;
+    // Its progress while it ran, in lines, the last once it had caught up.
+    EXPECT_NE(exported.output.find(", caught up, "), std::string::npos) << exported.output;
+    EXPECT_NE(exported.output.find("export kafka: acknowledged up to sequence "), std::string::npos) << exported.output;
   }
   auto opened = Engine::open(dir_.path(), {});
   ASSERT_TRUE(opened.ok());
@@ -331,6 +334,10 @@ TEST_F(KafkaTest, TheToolImportsAndResumes) {
   EXPECT_EQ(first.exit_code, 0) << first.output;
   EXPECT_NE(first.output.find("imported 30 events"), std::string::npos) << first.output;
   EXPECT_NE(first.output.find("3 skipped"), std::string::npos) << first.output;
+  // Its progress while it runs, with the lag: none left once it has caught up.
+  EXPECT_NE(first.output.find("import kafka: imported 30 (0 already in the store, 3 skipped), lag 0, caught up"),
+            std::string::npos)
+      << first.output;
   EXPECT_NE(first.output.find("offset 32: no header annal.type and no text field eventType"), std::string::npos)
       << first.output;
   for (const char* offset : {"offset 30: its value is not JSON", "offset 31: its value is not JSON"}) {

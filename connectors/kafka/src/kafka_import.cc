@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -60,6 +61,8 @@ struct KafkaImport::Consumer {
   std::set<std::int32_t> at_end;              // partitions read to their end, nothing after yet
   // partition -> the group's offset when the partition was given: where its first message must be.
   std::map<std::int32_t, std::int64_t> committed;
+  // partition -> the offset after the last message read (or its end's), committed or not: for the lag.
+  std::map<std::int32_t, std::int64_t> read;
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
 
@@ -76,6 +79,7 @@ struct KafkaImport::Consumer {
     for (int i = 0; i < partitions->cnt; ++i) {
       c.at_end.erase(partitions->elems[i].partition);
       c.committed.erase(partitions->elems[i].partition);
+      c.read.erase(partitions->elems[i].partition);
       if (!given) c.next.erase(partitions->elems[i].partition);
     }
     // The group's offsets of the partitions given, for retention_passed: auto.offset.reset=earliest
@@ -221,6 +225,35 @@ Status KafkaImport::retention_passed(const rd_kafka_message_t& message) {
                     "new group");
 }
 
+void KafkaImport::update_lag() {
+  Consumer& c = *consumer_;
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_assignment(c.kafka.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  const Owned<rd_kafka_topic_partition_list_t> owned(assigned);
+  std::uint64_t lag = 0;
+  for (int i = 0; i < assigned->cnt; ++i) {
+    const std::int32_t partition = assigned->elems[i].partition;
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    // Cached from the last fetch: no request. A partition not fetched yet has no high mark.
+    if (rd_kafka_get_watermark_offsets(c.kafka.get(), options_.topic.c_str(), partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    // From the next message to read: the one after the last read, else the group's offset.
+    std::int64_t next = std::max<std::int64_t>(low, 0);
+    if (const auto read = c.read.find(partition); read != c.read.end()) {
+      next = read->second;
+    } else if (const auto committed = c.committed.find(partition); committed != c.committed.end()) {
+      next = committed->second;
+    }
+    lag += static_cast<std::uint64_t>(std::max<std::int64_t>(0, high - next));
+  }
+  std::lock_guard lock(mutex_);
+  progress_.lag = lag;
+}
+
 void KafkaImport::run() {
   Consumer& c = *consumer_;
   const auto fail = [&](Status error) {
@@ -340,6 +373,7 @@ void KafkaImport::run() {
     rd_kafka_message_t* polled = rd_kafka_consumer_poll(c.kafka.get(), 100);
     if (polled == nullptr) {
       if (!commit()) break;
+      update_lag();
       continue;
     }
     const Owned<rd_kafka_message_t> message(polled);
@@ -349,11 +383,13 @@ void KafkaImport::run() {
     }
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
+      c.read[message->partition] = message->offset;
       {
         std::lock_guard lock(mutex_);
         progress_.retrying = Status();  // a broker answered
       }
       if (!commit()) break;
+      update_lag();
       rd_kafka_topic_partition_list_t* assigned = nullptr;
       if (rd_kafka_assignment(c.kafka.get(), &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         bool all = assigned->cnt > 0;
@@ -418,7 +454,11 @@ void KafkaImport::run() {
       progress_.last_skipped = refused;
     }
     c.next[message->partition] = message->offset + 1;
-    if (++c.handled >= options_.batch_max && !commit()) break;
+    c.read[message->partition] = message->offset + 1;
+    if (++c.handled >= options_.batch_max) {
+      if (!commit()) break;
+      update_lag();
+    }
   }
   (void)commit();
   (void)rd_kafka_consumer_close(c.kafka.get());

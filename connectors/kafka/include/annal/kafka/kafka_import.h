@@ -89,6 +89,9 @@ class KafkaImport {
     Status last_skipped;           // the last of them: where, and why
     Status retrying;               // what Kafka reports while the import retries (brokers down); ok when nothing
     Status error;                  // why the import stopped early; ok while it runs
+    // Messages in the partitions assigned to it not read yet, from the high watermarks of the last
+    // fetches (0 until a partition was fetched).
+    std::uint64_t lag = 0;
     // Every partition assigned to it read to its end, and the offsets of what was read committed
     // (so durable): a one-off import may stop here.
     bool caught_up = false;
@@ -102,6 +105,8 @@ class KafkaImport {
   // A partition's first message (or end) since it was given, past the group's offset: retention
   // removed the messages between, unread. An error naming them, or ok.
   Status retention_passed(const rd_kafka_message_s& message);
+  // Progress::lag now; on the import's thread.
+  void update_lag();
 
   engine::Engine& engine_;
   const KafkaImportOptions options_;
