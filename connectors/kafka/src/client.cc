@@ -525,6 +525,19 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   return tail;
 }
 
+std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t partition,
+                     std::optional<std::int64_t> next) {
+  std::int64_t low = 0;
+  std::int64_t high = 0;
+  if (rd_kafka_get_watermark_offsets(kafka, topic.c_str(), partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      high < 0) {
+    return 0;
+  }
+  // None before the low mark, which is known only with statistics on (0 then).
+  const std::int64_t from = std::max<std::int64_t>({next.value_or(0), low, 0});
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, high - from));
+}
+
 std::int32_t partition_of(std::string_view key, std::int32_t partitions) {
   return rd_kafka_msg_partitioner_murmur2(nullptr, key.data(), key.size(), partitions, nullptr, nullptr);
 }

@@ -59,6 +59,11 @@ Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_
 
 // The topic's partition count, from the cluster's metadata, asked until `timeout`; `stopping`, if
 // given, is asked between tries and ends it early.
+// Messages of `partition` from `next` (nullopt: its start; never below its low mark) to its high
+// watermark, from what the last fetch brought (no request); 0 for a partition not fetched yet.
+std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t partition,
+                     std::optional<std::int64_t> next);
+
 Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout,
                                      const std::function<bool()>& stopping = {});
 

@@ -233,22 +233,14 @@ void KafkaImport::update_lag() {
   std::uint64_t lag = 0;
   for (int i = 0; i < assigned->cnt; ++i) {
     const std::int32_t partition = assigned->elems[i].partition;
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    // Cached from the last fetch: no request. A partition not fetched yet has no high mark.
-    if (rd_kafka_get_watermark_offsets(c.kafka.get(), options_.topic.c_str(), partition, &low, &high) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high < 0) {
-      continue;
-    }
     // From the next message to read: the one after the last read, else the group's offset.
-    std::int64_t next = std::max<std::int64_t>(low, 0);
+    std::optional<std::int64_t> next;
     if (const auto read = c.read.find(partition); read != c.read.end()) {
       next = read->second;
     } else if (const auto committed = c.committed.find(partition); committed != c.committed.end()) {
       next = committed->second;
     }
-    lag += static_cast<std::uint64_t>(std::max<std::int64_t>(0, high - next));
+    lag += unread(c.kafka.get(), options_.topic, partition, next);
   }
   std::lock_guard lock(mutex_);
   progress_.lag = lag;

@@ -449,17 +449,9 @@ void KafkaProjectionRunner::run() {
 void KafkaProjectionRunner::update_lag() {
   std::uint64_t lag = 0;
   for (std::int32_t partition = 0; partition < reader_->partitions; ++partition) {
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    // Cached from the last fetch: no request. A partition not fetched yet has no high mark.
-    if (rd_kafka_get_watermark_offsets(reader_->consumer.get(), options_.topic.c_str(), partition, &low, &high) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high < 0) {
-      continue;
-    }
-    // Not read yet (BEGINNING): the low mark is known only with statistics on; count from 0.
-    const std::int64_t next = std::max<std::int64_t>({next_offset_[static_cast<std::size_t>(partition)], low, 0});
-    lag += static_cast<std::uint64_t>(std::max<std::int64_t>(0, high - next));
+    // Not read yet (BEGINNING): counted from the partition's start.
+    const std::int64_t next = next_offset_[static_cast<std::size_t>(partition)];
+    lag += unread(reader_->consumer.get(), options_.topic, partition, next >= 0 ? std::optional(next) : std::nullopt);
   }
   std::lock_guard lock(mutex_);
   progress_.lag = lag;
