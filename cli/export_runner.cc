@@ -4,7 +4,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <string>
 #include <thread>
 
 #include "annal/engine/engine.h"
@@ -65,23 +64,16 @@ int run_export(const ExportRun& run) {
   // while it changes, and one once it has caught up.
   const std::uint64_t resumed_at = run.delivered();
   const auto started = std::chrono::steady_clock::now();
-  std::string reported;
-  auto reported_at = started;
+  ProgressLines lines(run.command);
   for (;;) {
     const std::uint64_t durable = store.durable_sequence();
     const std::uint64_t delivered = run.delivered();
-    const auto now = std::chrono::steady_clock::now();
-    const std::string line = "acknowledged up to sequence " + grouped(delivered) + " of " + grouped(durable) + " (" +
-                             grouped(durable - std::min(durable, delivered)) + " behind)" +
-                             (delivered >= durable ? ", caught up" : "");
-    if (line != reported && (delivered >= durable || now - reported_at >= std::chrono::seconds(1))) {
-      const double seconds = std::chrono::duration<double>(now - started).count();
-      const double rate = seconds > 0 ? static_cast<double>(delivered - std::min(delivered, resumed_at)) / seconds : 0;
-      std::fprintf(stderr, "%s: %s, %s/s\n", run.command.c_str(), line.c_str(),
-                   grouped(static_cast<std::uint64_t>(rate)).c_str());
-      reported = line;
-      reported_at = now;
-    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double rate = seconds > 0 ? static_cast<double>(delivered - std::min(delivered, resumed_at)) / seconds : 0;
+    lines.report("acknowledged up to sequence " + grouped(delivered) + " of " + grouped(durable) + " (" +
+                     grouped(durable - std::min(durable, delivered)) + " behind)" +
+                     (delivered >= durable ? ", caught up" : ""),
+                 delivered >= durable, ", " + grouped(static_cast<std::uint64_t>(rate)) + "/s");
     if (const auto status = store.projection_status(run.projection); status.ok() && !status.value().error.ok()) {
       exit_code = fail(run.command, status.value().error);
       break;

@@ -5,7 +5,6 @@
 // until nothing is left to do. The store is opened for writing (its lock held): to export or
 // import while a process keeps the store open, embed KafkaExport or KafkaImport there.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -97,8 +96,7 @@ int run_import(ImportKafkaOptions& options) {
   std::fprintf(stderr, "import kafka: topic %s into %s as group %s\n", options.kafka.topic.c_str(),
                options.directory.c_str(), options.kafka.group.c_str());
   std::string retrying_reported;
-  std::string progress_reported;
-  auto progress_at = std::chrono::steady_clock::now();
+  ProgressLines lines("import kafka");
   for (;;) {
     const kafka::KafkaImport::Progress progress = import.value()->progress();
     if (progress.retrying.message() != retrying_reported) {
@@ -106,16 +104,10 @@ int run_import(ImportKafkaOptions& options) {
       retrying_reported = progress.retrying.message();
       if (!retrying_reported.empty()) std::fprintf(stderr, "import kafka: retrying: %s\n", retrying_reported.c_str());
     }
-    // What changed, a line a second at most; at once when it has caught up.
-    const std::string line = "imported " + grouped(progress.imported) + " (" + grouped(progress.duplicates) +
-                             " already in the store, " + grouped(progress.skipped) + " skipped), lag " +
-                             grouped(progress.lag) + (progress.caught_up ? ", caught up" : "");
-    if (line != progress_reported &&
-        (progress.caught_up || std::chrono::steady_clock::now() - progress_at >= std::chrono::seconds(1))) {
-      std::fprintf(stderr, "import kafka: %s\n", line.c_str());
-      progress_reported = line;
-      progress_at = std::chrono::steady_clock::now();
-    }
+    lines.report("imported " + grouped(progress.imported) + " (" + grouped(progress.duplicates) +
+                     " already in the store, " + grouped(progress.skipped) + " skipped), lag " + grouped(progress.lag) +
+                     (progress.caught_up ? ", caught up" : ""),
+                 progress.caught_up);
     if (!progress.error.ok() || (options.until_caught_up && progress.caught_up)) break;
     if (signals.stopped(std::chrono::milliseconds(200))) break;
   }

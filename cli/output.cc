@@ -100,6 +100,14 @@ void Progress::finish() {
   std::fputc('\n', stderr);
 }
 
+void ProgressLines::report(const std::string& line, bool now, const std::string& suffix) {
+  const auto at = std::chrono::steady_clock::now();
+  if (line == shown_ || (!now && at - shown_at_ < std::chrono::seconds(1))) return;
+  std::fprintf(stderr, "%s: %s%s\n", label_.c_str(), line.c_str(), suffix.c_str());
+  shown_ = line;
+  shown_at_ = at;
+}
+
 StopSignals::StopSignals() {
   sigemptyset(&signals_);
   sigaddset(&signals_, SIGINT);

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "annal/base/status.h"
@@ -58,6 +59,20 @@ class Progress {
   std::chrono::steady_clock::time_point drawn_{};
   std::uint64_t done_ = 0;
   bool finished_ = false;
+};
+
+// A long-running command's progress as lines on stderr (a terminal's or a log's): a line when what
+// it says changed, a second apart at most, and at once when `now` (caught up, say).
+class ProgressLines {
+ public:
+  explicit ProgressLines(std::string label) : label_(std::move(label)) {}
+  // `line` is compared with the last one shown; `suffix` (a rate) is shown after it, not compared.
+  void report(const std::string& line, bool now, const std::string& suffix = {});
+
+ private:
+  const std::string label_;
+  std::string shown_;
+  std::chrono::steady_clock::time_point shown_at_ = std::chrono::steady_clock::now();
 };
 
 // SIGINT and SIGTERM for a command that runs until told to stop: blocked from construction (make
