@@ -49,7 +49,7 @@ Status SnapshotStore::write(std::string_view name, std::uint32_t schema, std::ui
   // The rename is the commit point; syncing the directory makes it durable.
   if (Status renamed = io_->rename(tmp, path(file)); !renamed.ok()) return renamed;
   if (Status synced = io_->sync_directory(directory_); !synced.ok()) return synced;
-  prune(name);
+  prune(name, sequence);
   return {};
 }
 
@@ -141,12 +141,14 @@ Result<std::vector<std::string>> SnapshotStore::discard_after(std::uint64_t sequ
 }
 
 // Older snapshots beyond `keep`. A failed removal only leaves a file behind; the next write retries.
-void SnapshotStore::prune(std::string_view name) {
+void SnapshotStore::prune(std::string_view name, std::uint64_t written) {
   const auto all = sequences(name);
-  if (!all.ok() || all.value().size() <= keep_) return;
-  for (std::size_t i = 0; i + keep_ < all.value().size(); ++i) {
-    (void)io_->remove(path(snapshot_file_name(name, all.value()[i])));
-  }
+  if (!all.ok()) return;
+  // Those above `written` were passed over (another schema, damaged): a rebuild replays from below
+  // them and removes them once it has written past them.
+  const auto end = std::upper_bound(all.value().begin(), all.value().end(), written);
+  const auto kept = static_cast<std::size_t>(end - all.value().begin());
+  for (std::size_t i = 0; i + keep_ < kept; ++i) (void)io_->remove(path(snapshot_file_name(name, all.value()[i])));
 }
 
 Result<std::optional<SnapshotStore::Loaded>> SnapshotStore::newest(std::string_view name, std::uint32_t schema,

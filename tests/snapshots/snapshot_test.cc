@@ -76,6 +76,25 @@ TEST(SnapshotStore, KeepsTheNewestKAndNothingOfOtherProjections) {
   EXPECT_EQ(store.sequences("other").value(), (std::vector<std::uint64_t>{1}));
 }
 
+// A projection rebuilt under a new schema (or past damaged snapshots) replays from the start, so
+// its first snapshots are numbered below the old ones it passed over. They must not be pruned as
+// the oldest: they were, as soon as written, and each restart during the rebuild began at 0 again.
+// The old files stay until the rebuild passes them; then the newest `keep` are kept as ever.
+TEST(SnapshotStore, ARebuildsSnapshotsBelowOnesItPassedOverAreKept) {
+  auto io = std::make_shared<FaultBackend>(5);
+  SnapshotStore store(kDir, io, 2);
+  for (const std::uint64_t sequence : {100u, 200u}) ASSERT_TRUE(store.write("orders", 1, sequence, state_for(sequence)).ok());
+  ASSERT_TRUE(store.write("orders", 2, 50, state_for(50)).ok());
+  const auto rebuilt = store.newest("orders", 2, UINT64_MAX);
+  ASSERT_TRUE(rebuilt.ok() && rebuilt.value()) << "schema 2's snapshot was pruned as soon as written";
+  EXPECT_EQ(rebuilt.value()->header.sequence, 50u);
+  ASSERT_TRUE(store.write("orders", 2, 150, state_for(150)).ok());
+  EXPECT_EQ(store.sequences("orders").value(), (std::vector<std::uint64_t>{100, 150, 200}));  // 2 at or below 150
+  ASSERT_TRUE(store.write("orders", 2, 250, state_for(250)).ok());
+  ASSERT_TRUE(store.write("orders", 2, 300, state_for(300)).ok());
+  EXPECT_EQ(store.sequences("orders").value(), (std::vector<std::uint64_t>{250, 300}));
+}
+
 TEST(SnapshotStore, DamagedSnapshotsArePassedOverWithTheReason) {
   auto io = std::make_shared<FaultBackend>(3);
   SnapshotStore store(kDir, io, 10);

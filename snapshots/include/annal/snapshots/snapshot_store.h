@@ -37,8 +37,9 @@ class SnapshotStore {
                 std::shared_ptr<StateCipher> cipher = nullptr);
 
   // Writes `state` as projection `name`'s state at `sequence` (schema `schema`): to a .tmp file,
-  // synced, renamed into place, directory synced; then removes all but the newest `keep`. On an
-  // error the snapshots already there are untouched.
+  // synced, renamed into place, directory synced; then removes all but the newest `keep` at or
+  // below `sequence` (any above it were passed over by a rebuild: another schema, damaged, and go
+  // once a snapshot past them is written). On an error the snapshots already there are untouched.
   Status write(std::string_view name, std::uint32_t schema, std::uint64_t sequence, std::span<const std::byte> state);
 
   struct Loaded {
@@ -95,7 +96,9 @@ class SnapshotStore {
   // sealed (a witness needs no key); or the state opened (a sealed one needs the cipher).
   enum class Depth { header, checksummed, opened };
   Result<Loaded> load(std::string_view name, std::uint64_t sequence, Depth depth);
-  void prune(std::string_view name);
+  // Removes all but the newest `keep` of `name` at or below `written` (the one just written);
+  // those above it stay.
+  void prune(std::string_view name, std::uint64_t written);
 
   const std::string directory_;
   const std::shared_ptr<journal::IoBackend> io_;
