@@ -172,6 +172,26 @@ class KafkaTest : public ::testing::Test {
     return options;
   }
 
+  // The offset `group` has committed for partition `partition` of `topic`, asked by a handle of
+  // the group that does not join it; -1 if none or not known.
+  std::int64_t committed_offset(const std::string& group, const std::string& topic, int partition) const {
+    char error[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(cluster_), error, sizeof(error));
+    rd_kafka_conf_set(conf, "group.id", group.c_str(), error, sizeof(error));
+    rd_kafka_conf_set(conf, "log_level", "0", error, sizeof(error));
+    const std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> asker(rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof(error)),
+                                                                    rd_kafka_destroy);
+    if (asker == nullptr) return -1;
+    const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> list(
+        rd_kafka_topic_partition_list_new(1), rd_kafka_topic_partition_list_destroy);
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+    if (rd_kafka_committed(asker.get(), list.get(), 5000) != RD_KAFKA_RESP_ERR_NO_ERROR || list->elems[0].err != 0) {
+      return -1;
+    }
+    return list->elems[0].offset;
+  }
+
   // Partition 3 behind a slow leader: this source's `ours` events exported, then `foreign` records
   // of another source after them there, and broker 3, its leader, answering each request half a
   // second late, so that a test can act between the read-back's fetches.

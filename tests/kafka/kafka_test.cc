@@ -9,6 +9,11 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "annal/journal/crc32c.h"
 #include "directory_backup.h"
 #include "kafka_fixture.h"
 #include "master_keys.h"
@@ -1147,26 +1153,7 @@ TEST_F(KafkaTest, ImportCommitsNoOffsetBeforeTheEventsBeforeItAreDurable) {
   // The new event is the store's last (the repeat appended nothing); reads show only durable ones.
   ASSERT_EQ(engine_->stream_version("order-1"), std::optional<std::uint64_t>(0));
   const std::uint64_t new_event = engine_->last_sequence();
-  // The group's committed offset, asked by a handle of the group that does not join it.
-  char error[256];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(cluster_), error, sizeof(error)),
-            RD_KAFKA_CONF_OK);
-  ASSERT_EQ(rd_kafka_conf_set(conf, "group.id", "importer", error, sizeof(error)), RD_KAFKA_CONF_OK);
-  ASSERT_EQ(rd_kafka_conf_set(conf, "log_level", "0", error, sizeof(error)), RD_KAFKA_CONF_OK);
-  const std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> asker(rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof(error)),
-                                                                  rd_kafka_destroy);
-  ASSERT_NE(asker, nullptr) << error;
-  const auto committed = [&]() -> std::int64_t {
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, "event-stream", 0);
-    std::int64_t offset = -1;
-    if (rd_kafka_committed(asker.get(), list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].err == 0) {
-      offset = list->elems[0].offset;
-    }
-    rd_kafka_topic_partition_list_destroy(list);
-    return offset;
-  };
+  const auto committed = [&] { return committed_offset("importer", "event-stream", 0); };
   // Once the offset past both messages is committed (at once here; after the sync, correctly) ...
   ASSERT_TRUE(annal::test::eventually([&] { return committed() == 2; }, std::chrono::seconds(90)));
   // ... the new event must be durable: committed first, durable_sequence read after.
@@ -1510,6 +1497,169 @@ TEST_F(KafkaTest, ImportStopsWhereRetentionRemovedMessagesItHadNotRead) {
   EXPECT_EQ(import.value()->progress().imported, 0u);
   EXPECT_FALSE(engine_->find_stream("order-late")) << "messages after the gap were imported";
   (void)import.value()->stop();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Appends one record batch to partition 0 of `topic` that takes `offsets` offsets but holds one
+// record, `value`, at delta `at`: the others are offsets no consumer is given, as a transaction's
+// commit marker (after the records), an aborted transaction's records under read_committed or
+// compaction (anywhere) leave them. Neither librdkafka nor kcat writes such a batch to the mock
+// cluster (it writes no markers): a Produce request (v3, RecordBatch v2) made here, sent to every
+// broker, of which the partition's leader alone takes it. Whether exactly one took it.
+bool produce_with_unseen_offsets(const std::string& bootstraps, const std::string& topic, const std::string& value,
+                                 int offsets, int at) {
+  std::string out;
+  const auto put = [&](std::uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  };
+  const auto varint = [](std::string& to, std::int64_t v) {
+    auto z = static_cast<std::uint64_t>((v << 1) ^ (v >> 63));
+    for (; z >= 0x80; z >>= 7) to.push_back(static_cast<char>((z & 0x7F) | 0x80));
+    to.push_back(static_cast<char>(z));
+  };
+  std::string record;
+  record.push_back(0);     // attributes
+  varint(record, 0);       // timestamp delta
+  varint(record, at);      // offset delta
+  varint(record, -1);      // no key
+  varint(record, static_cast<std::int64_t>(value.size()));
+  record += value;
+  varint(record, 0);       // no headers
+  std::string records;
+  varint(records, static_cast<std::int64_t>(record.size()));
+  records += record;
+  // From attributes on: what the batch's CRC-32C covers.
+  out.clear();
+  put(0, 2);                                                   // attributes: no compression
+  put(static_cast<std::uint64_t>(offsets - 1), 4);            // last offset delta
+  const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  std::chrono::system_clock::now().time_since_epoch()).count());
+  put(now, 8);
+  put(now, 8);
+  put(~0ULL, 8);                                               // no producer id
+  put(0xFFFF, 2);
+  put(0xFFFFFFFF, 4);
+  put(static_cast<std::uint64_t>(offsets), 4);                // record count: the offsets it takes
+  out += records;
+  const std::string covered = out;
+  const std::uint32_t crc = journal::crc32c_extend(0, std::as_bytes(std::span(covered)));
+  out.clear();
+  put(0, 8);                                                   // base offset: the broker's to set
+  put(covered.size() + 9, 4);                                  // batch length: from the epoch on
+  put(0, 4);                                                   // partition leader epoch
+  out.push_back(2);                                            // magic
+  put(crc, 4);
+  const std::string batch = out + covered;
+  out.clear();
+  put(0, 2);                                                   // Produce
+  put(3, 2);                                                   // version 3
+  put(1, 4);                                                   // correlation id
+  put(4, 2);
+  out += "test";                                               // client id
+  put(0xFFFF, 2);                                              // no transactional id
+  put(0xFFFF, 2);                                              // acks: all
+  put(10'000, 4);                                              // timeout
+  put(1, 4);
+  put(topic.size(), 2);
+  out += topic;
+  put(1, 4);
+  put(0, 4);                                                   // partition 0
+  put(batch.size(), 4);
+  out += batch;
+  const std::string body = out;
+  out.clear();
+  put(body.size(), 4);
+  const std::string request = out + body;
+  int took = 0;
+  std::stringstream brokers(bootstraps);
+  for (std::string broker; std::getline(brokers, broker, ',');) {
+    const std::size_t colon = broker.rfind(':');
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(std::stoi(broker.substr(colon + 1))));
+    if (inet_pton(AF_INET, broker.substr(0, colon).c_str(), &address.sin_addr) != 1) return false;
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    std::string response;
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0 &&
+        send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+      // size, correlation id, topics 1, topic name, partitions 1, partition, error code, ...
+      char chunk[512];
+      for (ssize_t n; response.size() < 4 + 4 + 4 + 2 + topic.size() + 4 + 4 + 2 &&
+                      (n = recv(fd, chunk, sizeof(chunk), 0)) > 0;) {
+        response.append(chunk, static_cast<std::size_t>(n));
+      }
+    }
+    close(fd);
+    const std::size_t error_at = 4 + 4 + 4 + 2 + topic.size() + 4 + 4;
+    if (response.size() < error_at + 2) return false;
+    if (response[error_at] == 0 && response[error_at + 1] == 0) ++took;
+  }
+  return took == 1;
+}
+
+// Offsets the group's consumer is never given (a transaction's markers, an aborted transaction's
+// records, compaction) are not retention: the import took the first message past such a gap for
+// "retention removed N messages this import had not read" and stopped, at every start, for good,
+// on any topic written by a transactional producer. It asks the partition's start now. And at
+// the end of a partition it commits the end, past a trailing marker, as any consumer does.
+TEST_F(KafkaTest, OffsetsNoConsumerIsGivenAreNotTakenForRetention) {
+  annal::test::Watchdog watchdog("kafka import, offsets no consumer is given");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 10), "-t event-stream"));  // offsets 0 to 9
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  const KafkaImportOptions options = seed_import();
+  const auto import_until = [&](std::uint64_t imported) {
+    auto import = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(import.ok()) << import.status().to_string();
+    ASSERT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return (p.caught_up && p.imported == imported) || !p.error.ok();
+    })) << import.value()->progress().imported;
+    EXPECT_TRUE(import.value()->progress().error.ok()) << import.value()->progress().error.to_string();
+    EXPECT_TRUE(import.value()->stop().ok());
+  };
+  ASSERT_NO_FATAL_FAILURE(import_until(10));
+  ASSERT_EQ(committed_offset("importers", "event-stream", 0), 10);
+  const std::string bootstraps = rd_kafka_mock_cluster_bootstraps(cluster_);
+  // Offset 10 is never given, 11 is order 11; then order 12 at 12.
+  ASSERT_TRUE(produce_with_unseen_offsets(bootstraps, "event-stream", R"({"eventType": "OrderCreated", "orderId": "11"})", 2, 1));
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(12, 12), "-t event-stream"));
+  // Order 13 at 13, and 14 never given: a trailing marker.
+  ASSERT_TRUE(produce_with_unseen_offsets(bootstraps, "event-stream", R"({"eventType": "OrderCreated", "orderId": "13"})", 2, 0));
+  ASSERT_NO_FATAL_FAILURE(import_until(3));
+  for (const char* order : {"order-11", "order-12", "order-13"}) EXPECT_TRUE(engine_->find_stream(order)) << order;
+  EXPECT_EQ(committed_offset("importers", "event-stream", 0), 15) << "the end, past offset 14, is committed";
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A commit refused for a rebalance was given up for every partition, and under the cooperative
+// protocol a rebalance may leave this member all of them: their offsets were then committed only
+// when new messages came, never for a partition that went quiet, and a crash read its batch again
+// however long after (beyond the idempotency window, appended twice). Now the partitions still
+// this member's are committed at the next chance.
+TEST_F(KafkaTest, ACommitGivenUpForARebalanceIsMadeForThePartitionsItLeft) {
+  annal::test::Watchdog watchdog("kafka import, a commit refused for a rebalance");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 5), "-t event-stream"));
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaImportOptions options = seed_import();
+  options.settings["partition.assignment.strategy"] = "cooperative-sticky";
+  constexpr std::int16_t kOffsetCommit = 8;  // the OffsetCommit request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kOffsetCommit, 1, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+  auto import = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(import.ok()) << import.status().to_string();
+  ASSERT_TRUE(annal::test::eventually([&] {
+    const auto p = import.value()->progress();
+    return (p.caught_up && p.imported == 5) || !p.error.ok();
+  }));
+  EXPECT_TRUE(annal::test::eventually([&] { return committed_offset("importers", "event-stream", 0) == 5; }))
+      << "the group's offset: " << committed_offset("importers", "event-stream", 0);
+  EXPECT_TRUE(import.value()->stop().ok());
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -57,13 +57,13 @@ Status check_named(std::string_view user, const std::string& brokers, const std:
 // A producer or consumer made with `conf` (which it takes, made or not).
 Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_t> conf);
 
-// The topic's partition count, from the cluster's metadata, asked until `timeout`; `stopping`, if
-// given, is asked between tries and ends it early.
 // Messages of `partition` from `next` (nullopt: its start; never below its low mark) to its high
 // watermark, from what the last fetch brought (no request); 0 for a partition not fetched yet.
 std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t partition,
                      std::optional<std::int64_t> next);
 
+// The topic's partition count, from the cluster's metadata, asked until `timeout`; `stopping`, if
+// given, is asked between tries and ends it early.
 Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout,
                                      const std::function<bool()>& stopping = {});
 

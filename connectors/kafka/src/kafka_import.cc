@@ -209,6 +209,11 @@ KafkaImport::Progress KafkaImport::progress() const {
   return progress_;
 }
 
+bool KafkaImport::wait_unless_stopped(std::chrono::milliseconds wait) {
+  std::unique_lock lock(mutex_);
+  return stop_wake_.wait_for(lock, wait, [&] { return stopping_.load(std::memory_order_acquire); });
+}
+
 Status KafkaImport::retention_passed(const rd_kafka_message_t& message) {
   if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) return {};
   const auto committed = consumer_->committed.find(message.partition);
@@ -216,13 +221,36 @@ Status KafkaImport::retention_passed(const rd_kafka_message_t& message) {
   const std::int64_t from = committed->second;
   consumer_->committed.erase(committed);
   if (message.offset <= from) return {};
-  return Status(ErrorCode::io_error,
-                "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) + ": the group " +
-                    options_.group + " stands at offset " + std::to_string(from) + ", and the partition now starts at " +
-                    std::to_string(message.offset) + ": retention removed " + std::to_string(message.offset - from) +
-                    " messages this import had not read. Nothing after them is imported; to import what is left, "
-                    "commit the group's offset past them (kafka-consumer-groups --reset-offsets) or import under a "
-                    "new group");
+  // Not every gap is retention: a transaction's commit marker takes an offset no consumer is
+  // given, an aborted transaction's records are not given under read_committed, and compaction
+  // removes records. Retention alone moves the partition's start (its low watermark) past them.
+  for (auto backoff = std::chrono::milliseconds(100);; backoff = std::min(backoff * 2, kCommitBackoffMax)) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    const rd_kafka_resp_err_t asked = rd_kafka_query_watermark_offsets(
+        consumer_->kafka.get(), options_.topic.c_str(), message.partition, &low, &high, kCommittedWaitMs);
+    if (asked == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (low <= from) return {};
+      return Status(ErrorCode::io_error,
+                    "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) + ": the group " +
+                        options_.group + " stands at offset " + std::to_string(from) +
+                        ", and the partition now starts at " + std::to_string(low) + ": retention removed offsets " +
+                        std::to_string(from) + " to " + std::to_string(low - 1) +
+                        ", which this import had not read. Nothing after them is imported; to import what is left, "
+                        "commit the group's offset to " + std::to_string(low) +
+                        " (kafka-consumer-groups --reset-offsets --to-offset), then import again");
+    }
+    {
+      std::lock_guard lock(mutex_);
+      progress_.retrying =
+          Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic + " partition " +
+                                          std::to_string(message.partition) + ": offsets " + std::to_string(from) +
+                                          " to " + std::to_string(message.offset - 1) +
+                                          " were not given; asking for the partition's start, to tell retention from "
+                                          "transaction markers or compaction: " + rd_kafka_err2str(asked));
+    }
+    if (wait_unless_stopped(backoff)) return {};  // the import stops before handling the message
+  }
 }
 
 void KafkaImport::update_lag() {
@@ -252,14 +280,9 @@ void KafkaImport::run() {
     std::lock_guard lock(mutex_);
     if (progress_.error.ok()) progress_.error = std::move(error);
   };
-  // Waits `wait`, or less if the import is stopped: whether it was.
-  const auto sleep_unless_stopped = [&](std::chrono::milliseconds wait) {
-    std::unique_lock lock(mutex_);
-    return stop_wake_.wait_for(lock, wait, [&] { return stopping_.load(std::memory_order_acquire); });
-  };
   // Commits the offsets handled, once the events appended before them are durable.
   const auto commit = [&]() -> bool {
-    if (c.handled == 0) return true;
+    if (c.next.empty()) return true;
     if (c.appended) {
       if (Status durable = engine_.wait_durable(c.last, engine::Engine::Clock::now() + std::chrono::minutes(10));
           !durable.ok()) {
@@ -273,11 +296,13 @@ void KafkaImport::run() {
     }
     // Nothing more is read until the commit is made: whoever reads these partitions next resumes
     // from the last commit, and what comes back must stay within the engine's idempotency window
-    // (a batch_max of messages), or it is appended twice. A commit the group refuses because the
-    // partitions were taken away (a rebalance) is given up: their new owner reads the batch again,
-    // and its ids make it duplicates.
+    // (a batch_max of messages), or it is appended twice. A commit the group refuses because of a
+    // rebalance is given up for the partitions it took away: their new owner reads the batch
+    // again, and its ids make it duplicates. Those it left this member (the cooperative protocol
+    // takes only some) are committed with the next batch, or at the next idle poll.
+    rd_kafka_resp_err_t committed = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (auto backoff = std::chrono::milliseconds(100);; backoff = std::min(backoff * 2, kCommitBackoffMax)) {
-      const rd_kafka_resp_err_t committed = rd_kafka_commit(c.kafka.get(), offsets.get(), 0);
+      committed = rd_kafka_commit(c.kafka.get(), offsets.get(), 0);
       if (committed == RD_KAFKA_RESP_ERR_NO_ERROR || committed == RD_KAFKA_RESP_ERR__NO_OFFSET ||
           committed == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || committed == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
           committed == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || committed == RD_KAFKA_RESP_ERR__STATE) {
@@ -290,9 +315,18 @@ void KafkaImport::run() {
                                                              "; nothing more is read until they are committed");
       }
       // Stopping: the batch is read again at the next start, within the window all the same.
-      if (sleep_unless_stopped(backoff)) return true;
+      if (wait_unless_stopped(backoff)) return true;
     }
-    c.next.clear();
+    rd_kafka_topic_partition_list_t* assigned = nullptr;
+    if (committed == RD_KAFKA_RESP_ERR_NO_ERROR || committed == RD_KAFKA_RESP_ERR__NO_OFFSET ||
+        rd_kafka_assignment(c.kafka.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      c.next.clear();
+    } else {
+      const Owned<rd_kafka_topic_partition_list_t> owned(assigned);
+      std::erase_if(c.next, [&](const auto& entry) {
+        return rd_kafka_topic_partition_list_find(assigned, options_.topic.c_str(), entry.first) == nullptr;
+      });
+    }
     c.appended = false;
     c.handled = 0;
     return true;
@@ -373,8 +407,14 @@ void KafkaImport::run() {
       fail(passed);
       break;
     }
+    if (stopping_.load(std::memory_order_acquire)) break;  // perhaps while retention_passed asked
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
+      // An end past the last message (a transaction's marker after it) is committed too: the
+      // group's offset then stands at the end, as any consumer's would, not at the marker.
+      if (const auto read = c.read.find(message->partition); read == c.read.end() || read->second < message->offset) {
+        c.next[message->partition] = message->offset;
+      }
       c.read[message->partition] = message->offset;
       {
         std::lock_guard lock(mutex_);
