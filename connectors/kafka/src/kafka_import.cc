@@ -223,34 +223,27 @@ Status KafkaImport::retention_passed(const rd_kafka_message_t& message) {
   if (message.offset <= from) return {};
   // Not every gap is retention: a transaction's commit marker takes an offset no consumer is
   // given, an aborted transaction's records are not given under read_committed, and compaction
-  // removes records. Retention alone moves the partition's start (its low watermark) past them.
-  for (auto backoff = std::chrono::milliseconds(100);; backoff = std::min(backoff * 2, kCommitBackoffMax)) {
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    const rd_kafka_resp_err_t asked = rd_kafka_query_watermark_offsets(
-        consumer_->kafka.get(), options_.topic.c_str(), message.partition, &low, &high, kCommittedWaitMs);
-    if (asked == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (low <= from) return {};
-      return Status(ErrorCode::io_error,
-                    "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) + ": the group " +
-                        options_.group + " stands at offset " + std::to_string(from) +
-                        ", and the partition now starts at " + std::to_string(low) + ": retention removed offsets " +
-                        std::to_string(from) + " to " + std::to_string(low - 1) +
-                        ", which this import had not read. Nothing after them is imported; to import what is left, "
-                        "commit the group's offset to " + std::to_string(low) +
-                        " (kafka-consumer-groups --reset-offsets --to-offset), then import again");
-    }
-    {
-      std::lock_guard lock(mutex_);
-      progress_.retrying =
-          Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic + " partition " +
-                                          std::to_string(message.partition) + ": offsets " + std::to_string(from) +
-                                          " to " + std::to_string(message.offset - 1) +
-                                          " were not given; asking for the partition's start, to tell retention from "
-                                          "transaction markers or compaction: " + rd_kafka_err2str(asked));
-    }
-    if (wait_unless_stopped(backoff)) return {};  // the import stops before handling the message
+  // removes records. Retention alone moves the partition's start (its low watermark) past them:
+  // the start the fetch that brought this message gave (Fetch v5 on, no request made here: asking
+  // a broker does not come back while a partition's leader is down, client.cc's note).
+  std::int64_t low = RD_KAFKA_OFFSET_INVALID;
+  std::int64_t high = RD_KAFKA_OFFSET_INVALID;
+  (void)rd_kafka_get_watermark_offsets(consumer_->kafka.get(), options_.topic.c_str(), message.partition, &low, &high);
+  if (low >= 0 && low <= from) return {};
+  const std::string where = "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) +
+                            ": the group " + options_.group + " stands at offset " + std::to_string(from);
+  if (low < 0) {
+    return Status(ErrorCode::io_error, where + ", and the first message given is at " + std::to_string(message.offset) +
+                                           "; the partition's start is not known (a broker older than Kafka 0.11), so "
+                                           "retention cannot be told from offsets no consumer is given. Nothing "
+                                           "after them is imported");
   }
+  return Status(ErrorCode::io_error,
+                where + ", and the partition now starts at " + std::to_string(low) + ": retention removed offsets " +
+                    std::to_string(from) + " to " + std::to_string(low - 1) +
+                    ", which this import had not read. Nothing after them is imported; to import what is left, "
+                    "commit the group's offset to " + std::to_string(low) +
+                    " (kafka-consumer-groups --reset-offsets --to-offset), then import again");
 }
 
 void KafkaImport::update_lag() {
@@ -407,7 +400,6 @@ void KafkaImport::run() {
       fail(passed);
       break;
     }
-    if (stopping_.load(std::memory_order_acquire)) break;  // perhaps while retention_passed asked
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
       // An end past the last message (a transaction's marker after it) is committed too: the

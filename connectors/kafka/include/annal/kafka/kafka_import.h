@@ -104,7 +104,7 @@ class KafkaImport {
   void run();
   // A partition's first message (or end) since it was given, past the group's offset, with the
   // partition's start past it too: retention removed the messages between, unread. An error
-  // naming them, or ok (also when stopped while asking for the start).
+  // naming them, or ok.
   Status retention_passed(const rd_kafka_message_s& message);
   // Waits `wait`, or less if the import is stopped: whether it was.
   bool wait_unless_stopped(std::chrono::milliseconds wait);
