@@ -20,4 +20,5 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/annalConfigVersion.
 install(FILES
   ${CMAKE_CURRENT_BINARY_DIR}/annalConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/annalConfigVersion.cmake
+  ${CMAKE_CURRENT_LIST_DIR}/FindIPSecMB.cmake
   DESTINATION ${ANNAL_CMAKE_DIR})

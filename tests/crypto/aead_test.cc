@@ -3,8 +3,11 @@
 #include "annal/crypto/aead.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
+#include <memory>
+#include <random>
 #include <vector>
 
 #include "hex.h"
@@ -199,8 +202,8 @@ TEST(Aes256Gcm, SealAndOpenInPlace) {
   EXPECT_EQ(to_hex(body), kPlain60);
 }
 
-// The contexts are re-initialised with a nonce per call: many calls, interleaved, on one object
-// must each give what a fresh object gives.
+// Many calls, interleaved, on one object must each give what a fresh object gives: nothing of one
+// call's state leaks into the next.
 TEST(Aes256Gcm, OneObjectServesManyInterleavedCalls) {
   const Key key = key_from_hex(kKeyFeffe);
   Aes256Gcm cipher = make_cipher(key);
@@ -217,6 +220,39 @@ TEST(Aes256Gcm, OneObjectServesManyInterleavedCalls) {
     opened.assign(plaintext.size(), std::byte{});
     ASSERT_TRUE(cipher.open(nonce_of(nonce), nonce, sealed, opened).ok()) << "call " << i;
     ASSERT_EQ(opened, plaintext) << "call " << i;
+  }
+}
+
+// What the store wrote under OpenSSL's EVP API (annal's cipher before IPsec-MB) and what other
+// tools make with it must read back, and the other way round: the same AES-256-GCM bytes for every
+// length around the library's block and multi-block paths, with and without additional data.
+TEST(Aes256Gcm, SealsAndOpensAsOpenSslsEvpDoes) {
+  std::mt19937_64 random(17);
+  std::vector<std::byte> key_bytes(kKeyBytes), nonce(kNonceBytes);
+  for (auto& b : key_bytes) b = static_cast<std::byte>(random());
+  const Key key(std::span<const std::byte, kKeyBytes>(key_bytes.data(), kKeyBytes));
+  Aes256Gcm cipher = make_cipher(key);
+  const std::unique_ptr<EVP_CIPHER_CTX, void (*)(EVP_CIPHER_CTX*)> evp(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  const auto u8 = [](auto* p) { return reinterpret_cast<unsigned char*>(const_cast<std::byte*>(p)); };
+  for (const std::size_t bytes : {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 4096, 65'537}) {
+    for (const std::size_t aad_bytes : {0, 1, 36, 100}) {
+      for (auto& b : nonce) b = static_cast<std::byte>(random());
+      std::vector<std::byte> plaintext(bytes), aad(aad_bytes);
+      for (auto& b : plaintext) b = static_cast<std::byte>(random());
+      for (auto& b : aad) b = static_cast<std::byte>(random());
+      std::vector<std::byte> ours(bytes + kTagBytes), theirs(bytes + kTagBytes);
+      ASSERT_TRUE(cipher.seal(nonce_of(nonce), aad, plaintext, ours).ok());
+      int written = 0;
+      ASSERT_EQ(EVP_EncryptInit_ex(evp.get(), EVP_aes_256_gcm(), nullptr, u8(key_bytes.data()), u8(nonce.data())), 1);
+      ASSERT_EQ(EVP_EncryptUpdate(evp.get(), nullptr, &written, u8(aad.data()), static_cast<int>(aad_bytes)), 1);
+      ASSERT_EQ(EVP_EncryptUpdate(evp.get(), u8(theirs.data()), &written, u8(plaintext.data()), static_cast<int>(bytes)), 1);
+      ASSERT_EQ(EVP_EncryptFinal_ex(evp.get(), u8(theirs.data() + bytes), &written), 1);
+      ASSERT_EQ(EVP_CIPHER_CTX_ctrl(evp.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, theirs.data() + bytes), 1);
+      ASSERT_EQ(ours, theirs) << bytes << " bytes, " << aad_bytes << " of additional data";
+      std::vector<std::byte> opened(bytes);
+      ASSERT_TRUE(cipher.open(nonce_of(nonce), aad, theirs, opened).ok()) << bytes;
+      ASSERT_EQ(opened, plaintext) << bytes;
+    }
   }
 }
 
