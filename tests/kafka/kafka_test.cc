@@ -1491,7 +1491,7 @@ TEST_F(KafkaTest, ImportStopsWhereRetentionRemovedMessagesItHadNotRead) {
     return !p.error.ok() || p.imported > 0;
   }, std::chrono::minutes(2)));
   const Status error = import.value()->progress().error;
-  EXPECT_NE(error.message().find("partition 0: the group importers stands at offset 50"), std::string::npos)
+  EXPECT_NE(error.message().find("partition 0: the import of group importers stands at offset 50"), std::string::npos)
       << error.to_string() << "; imported " << import.value()->progress().imported;
   EXPECT_NE(error.message().find("retention removed"), std::string::npos) << error.to_string();
   EXPECT_EQ(import.value()->progress().imported, 0u);
@@ -1660,6 +1660,45 @@ TEST_F(KafkaTest, ACommitGivenUpForARebalanceIsMadeForThePartitionsItLeft) {
   EXPECT_TRUE(annal::test::eventually([&] { return committed_offset("importers", "event-stream", 0) == 5; }))
       << "the group's offset: " << committed_offset("importers", "event-stream", 0);
   EXPECT_TRUE(import.value()->stop().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// auto.offset.reset=earliest takes a running import back to a partition's start when a fetch is
+// answered OFFSET_OUT_OF_RANGE that was no retention (a replica behind): every message the
+// idempotency window (100 here) no longer held was appended again. Now those below where the
+// partition stood are passed over.
+TEST_F(KafkaTest, AnOffsetOutOfRangeWhileImportingRepeatsNoMessage) {
+  annal::test::Watchdog watchdog("kafka import, an offset out of range while running");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 300), "-t event-stream"));
+  auto opened = Engine::open(dir_.path() + "/store", {.idempotency_window = 100});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaImportOptions options = seed_import();
+  options.batch_max = 50;
+  auto import = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(import.ok()) << import.status().to_string();
+  const auto imported = [&](std::uint64_t count) {
+    return annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return (p.caught_up && p.imported + p.duplicates >= count) || !p.error.ok();
+    });
+  };
+  ASSERT_TRUE(imported(300));
+  constexpr std::int16_t kFetch = 1;  // the Fetch request's API key
+  rd_kafka_mock_push_request_errors(cluster_, kFetch, 1, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(301, 301), "-t event-stream"));
+  ASSERT_TRUE(imported(301));
+  EXPECT_TRUE(import.value()->progress().error.ok()) << import.value()->progress().error.to_string();
+  EXPECT_TRUE(import.value()->stop().ok());
+  int twice = 0;
+  for (int order = 1; order <= 301; ++order) {
+    const auto events = engine_->read_stream("order-" + std::to_string(order), {});
+    ASSERT_TRUE(events.ok());
+    EXPECT_EQ(events.value().size(), 1u) << "order-" << order;
+    twice += events.value().size() > 1 ? 1 : 0;
+  }
+  EXPECT_EQ(twice, 0);
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -59,9 +59,9 @@ struct KafkaImport::Consumer {
   bool appended = false;
   std::size_t handled = 0;                    // messages since the last commit
   std::set<std::int32_t> at_end;              // partitions read to their end, nothing after yet
-  // partition -> the group's offset when the partition was given: where its first message must be.
-  std::map<std::int32_t, std::int64_t> committed;
-  // partition -> the offset after the last message read (or its end's), committed or not: for the lag.
+  // partition -> where its next message must be: the offset after the last message read (or its
+  // end's), committed or not; the group's offset when the partition was given and nothing was read
+  // yet. For in_sequence, and for the lag.
   std::map<std::int32_t, std::int64_t> read;
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
@@ -78,20 +78,19 @@ struct KafkaImport::Consumer {
     const bool given = change == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
     for (int i = 0; i < partitions->cnt; ++i) {
       c.at_end.erase(partitions->elems[i].partition);
-      c.committed.erase(partitions->elems[i].partition);
       c.read.erase(partitions->elems[i].partition);
       if (!given) c.next.erase(partitions->elems[i].partition);
     }
-    // The group's offsets of the partitions given, for retention_passed: auto.offset.reset=earliest
-    // (a new group starts at the topic's beginning) also moves an offset that retention has passed
-    // to the partition's new start, silently. Not known (the coordinator away), not checked.
+    // The group's offsets of the partitions given, for in_sequence: auto.offset.reset=earliest (a
+    // new group starts at the topic's beginning) also moves an offset that retention has passed to
+    // the partition's new start, silently. Not known (the coordinator away), not checked.
     if (given) {
       const Owned<rd_kafka_topic_partition_list_t> asked(rd_kafka_topic_partition_list_copy(partitions));
       const rd_kafka_resp_err_t read = rd_kafka_committed(kafka, asked.get(), kCommittedWaitMs);
       for (int i = 0; i < asked->cnt; ++i) {
         const rd_kafka_topic_partition_t& at = asked->elems[i];
         if (read == RD_KAFKA_RESP_ERR_NO_ERROR && at.err == RD_KAFKA_RESP_ERR_NO_ERROR && at.offset >= 0) {
-          c.committed[at.partition] = at.offset;
+          c.read[at.partition] = at.offset;
         }
       }
       if (read != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -214,13 +213,15 @@ bool KafkaImport::wait_unless_stopped(std::chrono::milliseconds wait) {
   return stop_wake_.wait_for(lock, wait, [&] { return stopping_.load(std::memory_order_acquire); });
 }
 
-Status KafkaImport::retention_passed(const rd_kafka_message_t& message) {
-  if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) return {};
-  const auto committed = consumer_->committed.find(message.partition);
-  if (committed == consumer_->committed.end()) return {};
-  const std::int64_t from = committed->second;
-  consumer_->committed.erase(committed);
-  if (message.offset <= from) return {};
+Result<bool> KafkaImport::in_sequence(const rd_kafka_message_t& message) {
+  if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) return true;
+  const auto read = consumer_->read.find(message.partition);
+  if (read == consumer_->read.end()) return true;  // not known: not checked
+  const std::int64_t from = read->second;
+  // Below: librdkafka went back to the partition's start (auto.offset.reset=earliest, at a fetch
+  // answered OFFSET_OUT_OF_RANGE that was no retention: a replica behind). Read already.
+  if (message.offset < from) return message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+  if (message.offset == from) return true;
   // Not every gap is retention: a transaction's commit marker takes an offset no consumer is
   // given, an aborted transaction's records are not given under read_committed, and compaction
   // removes records. Retention alone moves the partition's start (its low watermark) past them:
@@ -229,9 +230,9 @@ Status KafkaImport::retention_passed(const rd_kafka_message_t& message) {
   std::int64_t low = RD_KAFKA_OFFSET_INVALID;
   std::int64_t high = RD_KAFKA_OFFSET_INVALID;
   (void)rd_kafka_get_watermark_offsets(consumer_->kafka.get(), options_.topic.c_str(), message.partition, &low, &high);
-  if (low >= 0 && low <= from) return {};
+  if (low >= 0 && low <= from) return true;
   const std::string where = "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) +
-                            ": the group " + options_.group + " stands at offset " + std::to_string(from);
+                            ": the import of group " + options_.group + " stands at offset " + std::to_string(from);
   if (low < 0) {
     return Status(ErrorCode::io_error, where + ", and the first message given is at " + std::to_string(message.offset) +
                                            "; the partition's start is not known (a broker older than Kafka 0.11), so "
@@ -255,13 +256,9 @@ void KafkaImport::update_lag() {
   for (int i = 0; i < assigned->cnt; ++i) {
     const std::int32_t partition = assigned->elems[i].partition;
     // From the next message to read: the one after the last read, else the group's offset.
-    std::optional<std::int64_t> next;
-    if (const auto read = c.read.find(partition); read != c.read.end()) {
-      next = read->second;
-    } else if (const auto committed = c.committed.find(partition); committed != c.committed.end()) {
-      next = committed->second;
-    }
-    lag += unread(c.kafka.get(), options_.topic, partition, next);
+    const auto read = c.read.find(partition);
+    lag += unread(c.kafka.get(), options_.topic, partition,
+                  read != c.read.end() ? std::optional(read->second) : std::nullopt);
   }
   std::lock_guard lock(mutex_);
   progress_.lag = lag;
@@ -396,18 +393,20 @@ void KafkaImport::run() {
       continue;
     }
     const Owned<rd_kafka_message_t> message(polled);
-    if (Status passed = retention_passed(*message); !passed.ok()) {
-      fail(passed);
+    const Result<bool> taken = in_sequence(*message);
+    if (!taken.ok()) {
+      fail(taken.status());
       break;
     }
+    if (!taken.value()) continue;
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
       // An end past the last message (a transaction's marker after it) is committed too: the
       // group's offset then stands at the end, as any consumer's would, not at the marker.
       if (const auto read = c.read.find(message->partition); read == c.read.end() || read->second < message->offset) {
         c.next[message->partition] = message->offset;
+        c.read[message->partition] = message->offset;
       }
-      c.read[message->partition] = message->offset;
       {
         std::lock_guard lock(mutex_);
         progress_.retrying = Status();  // a broker answered

@@ -102,10 +102,12 @@ class KafkaImport {
   struct Consumer;
   KafkaImport(engine::Engine& engine, KafkaImportOptions options);
   void run();
-  // A partition's first message (or end) since it was given, past the group's offset, with the
-  // partition's start past it too: retention removed the messages between, unread. An error
-  // naming them, or ok.
-  Status retention_passed(const rd_kafka_message_s& message);
+  // Whether a message (or a partition's end) comes where its partition stands (Consumer::read):
+  // false for one below, read already (librdkafka went back to the partition's start); an error
+  // for one past it with the partition's start past it too: retention removed the messages between,
+  // unread, while the import was stopped or behind. A gap retention did not make (a transaction's
+  // marker, compaction) is read past.
+  Result<bool> in_sequence(const rd_kafka_message_s& message);
   // Waits `wait`, or less if the import is stopped: whether it was.
   bool wait_unless_stopped(std::chrono::milliseconds wait);
   // Progress::lag now; on the import's thread.
