@@ -1500,37 +1500,41 @@ TEST_F(KafkaTest, ImportStopsWhereRetentionRemovedMessagesItHadNotRead) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// Appends one record batch to partition 0 of `topic` that takes `offsets` offsets but holds one
-// record, `value`, at delta `at`: the others are offsets no consumer is given, as a transaction's
-// commit marker (after the records), an aborted transaction's records under read_committed or
-// compaction (anywhere) leave them. Neither librdkafka nor kcat writes such a batch to the mock
-// cluster (it writes no markers): a Produce request (v3, RecordBatch v2) made here, sent to every
-// broker, of which the partition's leader alone takes it. Whether exactly one took it.
-bool produce_with_unseen_offsets(const std::string& bootstraps, const std::string& topic, const std::string& value,
-                                 int offsets, int at) {
+// Kafka's zigzag varint of `v`, appended to `to`.
+void put_varint(std::string& to, std::int64_t v) {
+  auto z = static_cast<std::uint64_t>((v << 1) ^ (v >> 63));
+  for (; z >= 0x80; z >>= 7) to.push_back(static_cast<char>((z & 0x7F) | 0x80));
+  to.push_back(static_cast<char>(z));
+}
+
+// One record of `value` (no key, no headers) at offset delta `at`, as a RecordBatch v2 holds it.
+std::string record_at(const std::string& value, int at) {
+  std::string record;
+  record.push_back(0);         // attributes
+  put_varint(record, 0);       // timestamp delta
+  put_varint(record, at);      // offset delta
+  put_varint(record, -1);      // no key
+  put_varint(record, static_cast<std::int64_t>(value.size()));
+  record += value;
+  put_varint(record, 0);       // no headers
+  std::string records;
+  put_varint(records, static_cast<std::int64_t>(record.size()));
+  return records + record;
+}
+
+// Appends one record batch of `records` to partition 0 of `topic`, taking `offsets` offsets, with
+// `attributes` (its compression). The tests make batches librdkafka and kcat do not write to the
+// mock cluster (which writes no transaction markers): a Produce request (v3, RecordBatch v2) made
+// here, sent to every broker, of which the partition's leader alone takes it. Whether exactly one
+// took it.
+bool produce_batch(const std::string& bootstraps, const std::string& topic, int offsets, std::uint16_t attributes,
+                   const std::string& records) {
   std::string out;
   const auto put = [&](std::uint64_t v, int bytes) {
     for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
   };
-  const auto varint = [](std::string& to, std::int64_t v) {
-    auto z = static_cast<std::uint64_t>((v << 1) ^ (v >> 63));
-    for (; z >= 0x80; z >>= 7) to.push_back(static_cast<char>((z & 0x7F) | 0x80));
-    to.push_back(static_cast<char>(z));
-  };
-  std::string record;
-  record.push_back(0);     // attributes
-  varint(record, 0);       // timestamp delta
-  varint(record, at);      // offset delta
-  varint(record, -1);      // no key
-  varint(record, static_cast<std::int64_t>(value.size()));
-  record += value;
-  varint(record, 0);       // no headers
-  std::string records;
-  varint(records, static_cast<std::int64_t>(record.size()));
-  records += record;
   // From attributes on: what the batch's CRC-32C covers.
-  out.clear();
-  put(0, 2);                                                   // attributes: no compression
+  put(attributes, 2);
   put(static_cast<std::uint64_t>(offsets - 1), 4);            // last offset delta
   const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                   std::chrono::system_clock::now().time_since_epoch()).count());
@@ -1598,6 +1602,14 @@ bool produce_with_unseen_offsets(const std::string& bootstraps, const std::strin
   return took == 1;
 }
 
+// A batch of `offsets` offsets holding one record, `value`, at delta `at`: the others are offsets
+// no consumer is given, as a transaction's commit marker (after the records), an aborted
+// transaction's records under read_committed or compaction (anywhere) leave them.
+bool produce_with_unseen_offsets(const std::string& bootstraps, const std::string& topic, const std::string& value,
+                                 int offsets, int at) {
+  return produce_batch(bootstraps, topic, offsets, 0, record_at(value, at));
+}
+
 // Offsets the group's consumer is never given (a transaction's markers, an aborted transaction's
 // records, compaction) are not retention: the import took the first message past such a gap for
 // "retention removed N messages this import had not read" and stopped, at every start, for good,
@@ -1660,6 +1672,50 @@ TEST_F(KafkaTest, ACommitGivenUpForARebalanceIsMadeForThePartitionsItLeft) {
   EXPECT_TRUE(annal::test::eventually([&] { return committed_offset("importers", "event-stream", 0) == 5; }))
       << "the group's offset: " << committed_offset("importers", "event-stream", 0);
   EXPECT_TRUE(import.value()->stop().ok());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A batch librdkafka cannot decode (here gzip that is not gzip; a checksum that does not match,
+// with check.crcs) is reported as a consumer error, and librdkafka reads on past it: the import took
+// the error for one to retry and went on, and the batch's messages were gone without a word, even
+// with OnBad::stop. They are bad messages now: the import stops there, or counts and skips them.
+TEST_F(KafkaTest, ABatchThatCannotBeDecodedIsABadMessage) {
+  annal::test::Watchdog watchdog("kafka import, a batch that cannot be decoded");
+  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 3), "-t event-stream"));  // offsets 0 to 2
+  constexpr std::uint16_t kGzip = 1;
+  ASSERT_TRUE(produce_batch(rd_kafka_mock_cluster_bootstraps(cluster_), "event-stream", 1, kGzip,
+                            "not gzip, not anything"));  // offset 3
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(5, 6), "-t event-stream"));  // offsets 4 and 5
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  engine_ = std::move(opened).value();
+  KafkaImportOptions options = seed_import();
+  {
+    auto stopping = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(stopping.ok()) << stopping.status().to_string();
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = stopping.value()->progress();
+      return !p.error.ok() || p.imported > 3;
+    }));
+    const Status stopped = stopping.value()->stop();
+    EXPECT_NE(stopped.message().find("partition 0 offset 3: "), std::string::npos) << stopped.to_string();
+    EXPECT_EQ(stopping.value()->progress().imported, 3u);
+    EXPECT_FALSE(engine_->find_stream("order-5")) << "imported past a batch it could not read";
+  }
+  options.on_bad = KafkaImportOptions::OnBad::skip;
+  auto skipping = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(skipping.ok()) << skipping.status().to_string();
+  EXPECT_TRUE(annal::test::eventually([&] {
+    const auto p = skipping.value()->progress();
+    return !p.error.ok() || (p.caught_up && p.imported == 2);
+  }));
+  const KafkaImport::Progress skipped = skipping.value()->progress();
+  EXPECT_TRUE(skipping.value()->stop().ok());
+  EXPECT_EQ(skipped.skipped, 1u);
+  EXPECT_NE(skipped.last_skipped.message().find("partition 0 offset 3: "), std::string::npos)
+      << skipped.last_skipped.to_string();
+  for (const char* order : {"order-5", "order-6"}) EXPECT_TRUE(engine_->find_stream(order)) << order;
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -63,6 +63,8 @@ struct KafkaImport::Consumer {
   // end's), committed or not; the group's offset when the partition was given and nothing was read
   // yet. For in_sequence, and for the lag.
   std::map<std::int32_t, std::int64_t> read;
+  // partition -> the offset after the last one passed over in a batch librdkafka cannot decode.
+  std::map<std::int32_t, std::int64_t> undecodable;
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
 
@@ -79,6 +81,7 @@ struct KafkaImport::Consumer {
     for (int i = 0; i < partitions->cnt; ++i) {
       c.at_end.erase(partitions->elems[i].partition);
       c.read.erase(partitions->elems[i].partition);
+      c.undecodable.erase(partitions->elems[i].partition);
       if (!given) c.next.erase(partitions->elems[i].partition);
     }
     // The group's offsets of the partitions given, for in_sequence: auto.offset.reset=earliest (a
@@ -270,6 +273,19 @@ void KafkaImport::run() {
     std::lock_guard lock(mutex_);
     if (progress_.error.ok()) progress_.error = std::move(error);
   };
+  // A message the import cannot take: the import stops there (OnBad::stop), or it is counted and
+  // passed over. Whether the import goes on.
+  const auto refuse = [&](Status why) {
+    if (options_.on_bad == KafkaImportOptions::OnBad::stop) {
+      fail(std::move(why));
+      return false;
+    }
+    if (options_.on_skipped) options_.on_skipped(why);
+    std::lock_guard lock(mutex_);
+    ++progress_.skipped;
+    progress_.last_skipped = std::move(why);
+    return true;
+  };
   // Commits the offsets handled, once the events appended before them are durable.
   const auto commit = [&]() -> bool {
     if (c.next.empty()) return true;
@@ -423,6 +439,29 @@ void KafkaImport::run() {
       }
       continue;
     }
+    if ((message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION || message->err == RD_KAFKA_RESP_ERR__BAD_MSG) &&
+        message->partition >= 0) {
+      // A batch librdkafka could not decode (its decompression failed, a checksum did not match),
+      // named by its first offset: librdkafka fetches it again and again, and the import showed it
+      // as an error being retried, for ever. Its messages are bad messages: the import stops at
+      // the batch, or passes over it an offset at a time (how many it holds is not known), each
+      // counted as one skipped.
+      const std::int32_t partition = message->partition;
+      auto& past = c.undecodable[partition];
+      past = std::max(past + 1, message->offset + 1);
+      if (!refuse(Status(ErrorCode::invalid_argument, "Kafka topic " + options_.topic + " partition " +
+                                                          std::to_string(partition) + " offset " +
+                                                          std::to_string(past - 1) + ": " +
+                                                          rd_kafka_message_errstr(message.get()) +
+                                                          " (the batch from offset " + std::to_string(message->offset) +
+                                                          " cannot be read)"))) {
+        break;
+      }
+      const Owned<rd_kafka_topic_partition_list_t> on(rd_kafka_topic_partition_list_new(1));
+      rd_kafka_topic_partition_list_add(on.get(), options_.topic.c_str(), partition)->offset = past;
+      if (rd_kafka_error_t* error = rd_kafka_seek_partitions(c.kafka.get(), on.get(), 0)) rd_kafka_error_destroy(error);
+      continue;
+    }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       const Status error(ErrorCode::io_error, "Kafka import of topic " + options_.topic + ": " +
                                                   rd_kafka_message_errstr(message.get()));
@@ -466,16 +505,7 @@ void KafkaImport::run() {
         break;
       }
     }
-    if (!refused.ok()) {
-      if (options_.on_bad == KafkaImportOptions::OnBad::stop) {
-        fail(refused);
-        break;
-      }
-      if (options_.on_skipped) options_.on_skipped(refused);
-      std::lock_guard lock(mutex_);
-      ++progress_.skipped;
-      progress_.last_skipped = refused;
-    }
+    if (!refused.ok() && !refuse(std::move(refused))) break;
     c.next[message->partition] = message->offset + 1;
     c.read[message->partition] = message->offset + 1;
     if (++c.handled >= options_.batch_max) {
