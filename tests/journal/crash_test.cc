@@ -4,7 +4,10 @@
 // (kill_timing.h), reopens the journal and checks that every reported sequence is there, byte for
 // byte, in order, with whole batches; then the next child carries on from there. Every open draws
 // its options (options_for), so journals pass between direct and buffered I/O, segment sizes and
-// record limits. ANNAL_CRASH_KILLS sets the number of kills (default 200).
+// record limits. The second half of the kills runs encrypted (test_cipher.h: AES-256-GCM), the
+// journal turning from clear to sealed as a store does when encryption is turned on, and the
+// parent opens every sealed record it checks. ANNAL_CRASH_KILLS sets the number of kills (default
+// 100).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 #include "annal/journal/chain.h"
 #include "annal/journal/journal.h"
 #include "kill_timing.h"
+#include "test_cipher.h"
 
 namespace annal::journal {
 namespace {
@@ -31,13 +35,27 @@ using namespace std::chrono_literals;
 // of 1 or 2 MiB, records of up to 4 or 64 KiB. A child allowed large records writes one every 16th
 // version, so the next open often has a smaller limit than the records it recovers: options limit
 // appends, never what is read back.
+//
+// From the first sequence sealed on (0: not yet), every open seals with one key, fixed so that the
+// children and the parent share it; set by the test between kills, before the fork.
+std::uint64_t sealed_from = 0;
+
 Options options_for(std::uint64_t draw) {
   const std::uint64_t bits = (draw + 1) * 0x9E3779B97F4A7C15ULL;
-  return {.direct_io = (bits >> 60 & 1) != 0,
-          .segment_bytes_max = (bits >> 61 & 1) != 0 ? 2u << 20 : 1u << 20,
-          .record_bytes_max = (bits >> 62 & 1) != 0 ? 64u << 10 : 4096,
-          .commit_bytes_max = 256 << 10};
+  Options options{.direct_io = (bits >> 60 & 1) != 0,
+                  .segment_bytes_max = (bits >> 61 & 1) != 0 ? 2u << 20 : 1u << 20,
+                  .record_bytes_max = (bits >> 62 & 1) != 0 ? 64u << 10 : 4096,
+                  .commit_bytes_max = 256 << 10};
+  if (sealed_from != 0) {
+    std::array<std::byte, crypto::kKeyBytes> key{};
+    for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::byte>(i * 7 + 1);
+    options.cipher = std::make_shared<TestCipher>(crypto::Key(key), sealed_from);
+  }
+  return options;
 }
+
+// What sealing adds to a record: a large record's payload must still fit a limit of 64 KiB.
+constexpr std::size_t kSealedBytesMax = kSaltBytes + crypto::kTagBytes;
 
 constexpr std::size_t kLargePayloadBytes = 40'000;
 
@@ -51,7 +69,8 @@ std::vector<std::byte> payload_for(std::uint64_t version, std::size_t bytes) {
 
 // What a writer under `options` appends as `version`.
 std::vector<std::byte> payload_for(std::uint64_t version, const Options& options) {
-  const bool large = version % 16 == 0 && kRecordHeaderBytes + kLargePayloadBytes <= options.record_bytes_max;
+  const bool large =
+      version % 16 == 0 && kRecordHeaderBytes + kLargePayloadBytes + kSealedBytesMax <= options.record_bytes_max;
   return payload_for(version, large ? kLargePayloadBytes : small_payload_bytes(version));
 }
 
@@ -123,6 +142,8 @@ TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
 
   for (int kill = 0; kill < kills; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill));
+    // Everything up to what the last open recovered is in clear; sealed from the next one on.
+    if (kill == kills / 2) sealed_from = acknowledged + 1;
     int pipe_fds[2];
     ASSERT_EQ(::pipe(pipe_fds), 0);
     const pid_t pid = ::fork();
@@ -186,10 +207,12 @@ TEST(JournalCrash, SigkillAtRandomMomentsLosesNoAcknowledgedRecord) {
     ASSERT_TRUE(chain.value().notes.empty()) << chain.value().notes.front();
     chained = chain.value().entries;
   }
-  std::printf("%d kills (%d timed to land while opening), %llu records at the end, %llu recoveries repaired a "
-              "torn tail, %zu segments chained\n", kills, while_opening, static_cast<unsigned long long>(acknowledged),
+  std::printf("%d kills (%d timed to land while opening), %llu records at the end (sealed from %llu), %llu "
+              "recoveries repaired a torn tail, %zu segments chained\n", kills, while_opening,
+              static_cast<unsigned long long>(acknowledged), static_cast<unsigned long long>(sealed_from),
               static_cast<unsigned long long>(repaired), chained);
   EXPECT_GT(acknowledged, 0u);
+  EXPECT_GT(acknowledged + 1, sealed_from) << "no sealed record was recovered";
   std::filesystem::remove_all(dir);
 }
 
