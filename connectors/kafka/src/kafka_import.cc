@@ -20,6 +20,9 @@ namespace {
 constexpr std::chrono::milliseconds kCommitBackoffMax{5'000};
 // How long a rebalance waits for the group's offsets of the partitions it gives (rd_kafka_committed).
 constexpr int kCommittedWaitMs = 10'000;
+// How many times in a row a message past a gap is fetched again, 100 ms apart, while the
+// partition's start is not known, before that is an error.
+constexpr int kAskAgainMax = 50;
 
 // A message as an event, or why it cannot be one.
 struct Imported {
@@ -65,6 +68,8 @@ struct KafkaImport::Consumer {
   std::map<std::int32_t, std::int64_t> read;
   // partition -> the offset after the last one passed over in a batch librdkafka cannot decode.
   std::map<std::int32_t, std::int64_t> undecodable;
+  // partition -> how many times in a row in_sequence had the partition fetched again.
+  std::map<std::int32_t, int> asked_again;
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
 
@@ -82,6 +87,7 @@ struct KafkaImport::Consumer {
       c.at_end.erase(partitions->elems[i].partition);
       c.read.erase(partitions->elems[i].partition);
       c.undecodable.erase(partitions->elems[i].partition);
+      c.asked_again.erase(partitions->elems[i].partition);
       if (!given) c.next.erase(partitions->elems[i].partition);
     }
     // The group's offsets of the partitions given, for in_sequence: auto.offset.reset=earliest (a
@@ -216,30 +222,52 @@ bool KafkaImport::wait_unless_stopped(std::chrono::milliseconds wait) {
   return stop_wake_.wait_for(lock, wait, [&] { return stopping_.load(std::memory_order_acquire); });
 }
 
-Result<bool> KafkaImport::in_sequence(const rd_kafka_message_t& message) {
-  if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) return true;
+void KafkaImport::seek(std::int32_t partition, std::int64_t offset) {
+  const Owned<rd_kafka_topic_partition_list_t> to(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(to.get(), options_.topic.c_str(), partition)->offset = offset;
+  // Asynchronous; a partition not being fetched (stopped, taken away) refuses it, and nothing of
+  // it comes meanwhile.
+  if (rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_->kafka.get(), to.get(), 0)) {
+    rd_kafka_error_destroy(error);
+  }
+}
+
+Result<KafkaImport::Delivery> KafkaImport::in_sequence(const rd_kafka_message_t& message) {
+  if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    return Delivery::take;
+  }
   const auto read = consumer_->read.find(message.partition);
-  if (read == consumer_->read.end()) return true;  // not known: not checked
+  if (read == consumer_->read.end()) return Delivery::take;  // not known: not checked
   const std::int64_t from = read->second;
   // Below: librdkafka went back to the partition's start (auto.offset.reset=earliest, at a fetch
   // answered OFFSET_OUT_OF_RANGE that was no retention: a replica behind). Read already.
-  if (message.offset < from) return message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
-  if (message.offset == from) return true;
+  if (message.offset < from) {
+    return message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF ? Delivery::take : Delivery::read_already;
+  }
+  if (message.offset == from) return Delivery::take;
   // Not every gap is retention: a transaction's commit marker takes an offset no consumer is
   // given, an aborted transaction's records are not given under read_committed, and compaction
   // removes records. Retention alone moves the partition's start (its low watermark) past them:
-  // the start the fetch that brought this message gave (Fetch v5 on, no request made here: asking
-  // a broker does not come back while a partition's leader is down, client.cc's note).
+  // the start the last fetch of the partition gave (Fetch v5 on; no request made here: asking a
+  // broker does not come back while a partition's leader is down, client.cc's note).
   std::int64_t low = RD_KAFKA_OFFSET_INVALID;
   std::int64_t high = RD_KAFKA_OFFSET_INVALID;
   (void)rd_kafka_get_watermark_offsets(consumer_->kafka.get(), options_.topic.c_str(), message.partition, &low, &high);
-  if (low >= 0 && low <= from) return true;
+  int& asked = consumer_->asked_again[message.partition];
+  if (low < 0 && asked < kAskAgainMax) {
+    // Not known just now: a broker's error answer (one no longer the leader, in a rolling restart)
+    // gives -1 and librdkafka keeps it until the next answer. The message is fetched again.
+    ++asked;
+    return Delivery::ask_again;
+  }
+  consumer_->asked_again.erase(message.partition);
+  if (low >= 0 && low <= from) return Delivery::take;
   const std::string where = "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) +
                             ": the import of group " + options_.group + " stands at offset " + std::to_string(from);
   if (low < 0) {
     return Status(ErrorCode::io_error, where + ", and the first message given is at " + std::to_string(message.offset) +
-                                           "; the partition's start is not known (a broker older than Kafka 0.11), so "
-                                           "retention cannot be told from offsets no consumer is given. Nothing "
+                                           "; the partition's start stays unknown (a broker older than Kafka 0.11?), "
+                                           "so retention cannot be told from offsets no consumer is given. Nothing "
                                            "after them is imported");
   }
   return Status(ErrorCode::io_error,
@@ -409,12 +437,17 @@ void KafkaImport::run() {
       continue;
     }
     const Owned<rd_kafka_message_t> message(polled);
-    const Result<bool> taken = in_sequence(*message);
-    if (!taken.ok()) {
-      fail(taken.status());
+    const Result<Delivery> delivery = in_sequence(*message);
+    if (!delivery.ok()) {
+      fail(delivery.status());
       break;
     }
-    if (!taken.value()) continue;
+    if (delivery.value() == Delivery::read_already) continue;
+    if (delivery.value() == Delivery::ask_again) {
+      if (wait_unless_stopped(std::chrono::milliseconds(100))) break;
+      seek(message->partition, c.read[message->partition]);
+      continue;
+    }
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
       // An end past the last message (a transaction's marker after it) is committed too: the
@@ -441,11 +474,12 @@ void KafkaImport::run() {
     }
     if ((message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION || message->err == RD_KAFKA_RESP_ERR__BAD_MSG) &&
         message->partition >= 0) {
-      // A batch librdkafka could not decode (its decompression failed, a checksum did not match),
-      // named by its first offset: librdkafka fetches it again and again, and the import showed it
-      // as an error being retried, for ever. Its messages are bad messages: the import stops at
-      // the batch, or passes over it an offset at a time (how many it holds is not known), each
-      // counted as one skipped.
+      // A batch librdkafka could not decode, named by its first offset. Its decompression failed:
+      // librdkafka fetches it again and again (fetch.error.backoff.ms apart), and the import showed
+      // it as an error being retried, for ever. A checksum did not match (check.crcs): librdkafka
+      // reads on past it. Its messages are bad messages: the import stops at the batch, or passes
+      // over it, each counted as skipped: the one librdkafka passed over, or one undecompressable
+      // batch an offset at a time (how many it holds is not known).
       const std::int32_t partition = message->partition;
       auto& past = c.undecodable[partition];
       past = std::max(past + 1, message->offset + 1);
@@ -457,9 +491,7 @@ void KafkaImport::run() {
                                                           " cannot be read)"))) {
         break;
       }
-      const Owned<rd_kafka_topic_partition_list_t> on(rd_kafka_topic_partition_list_new(1));
-      rd_kafka_topic_partition_list_add(on.get(), options_.topic.c_str(), partition)->offset = past;
-      if (rd_kafka_error_t* error = rd_kafka_seek_partitions(c.kafka.get(), on.get(), 0)) rd_kafka_error_destroy(error);
+      if (message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION) seek(partition, past);
       continue;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -102,12 +102,16 @@ class KafkaImport {
   struct Consumer;
   KafkaImport(engine::Engine& engine, KafkaImportOptions options);
   void run();
-  // Whether a message (or a partition's end) comes where its partition stands (Consumer::read):
-  // false for one below, read already (librdkafka went back to the partition's start); an error
-  // for one past it with the partition's start past it too: retention removed the messages between,
-  // unread, while the import was stopped or behind. A gap retention did not make (a transaction's
-  // marker, compaction) is read past.
-  Result<bool> in_sequence(const rd_kafka_message_s& message);
+  // What to do with a message (or a partition's end) given where its partition stands
+  // (Consumer::read): take it; pass it over, read already (below: librdkafka went back to the
+  // partition's start); or fetch it again, past a gap while the partition's start is not known
+  // just now. An error for one past a gap with the partition's start past it too: retention
+  // removed the messages between, unread, while the import was stopped or behind. A gap retention
+  // did not make (a transaction's marker, compaction) is read past.
+  enum class Delivery { take, read_already, ask_again };
+  Result<Delivery> in_sequence(const rd_kafka_message_s& message);
+  // Has librdkafka fetch `partition` from `offset` (asynchronously).
+  void seek(std::int32_t partition, std::int64_t offset);
   // Waits `wait`, or less if the import is stopped: whether it was.
   bool wait_unless_stopped(std::chrono::milliseconds wait);
   // Progress::lag now; on the import's thread.
