@@ -1675,10 +1675,10 @@ TEST_F(KafkaTest, ACommitGivenUpForARebalanceIsMadeForThePartitionsItLeft) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
-// A batch librdkafka cannot decode (here gzip that is not gzip; a checksum that does not match,
-// with check.crcs) is reported as a consumer error, and librdkafka reads on past it: the import took
-// the error for one to retry and went on, and the batch's messages were gone without a word, even
-// with OnBad::stop. They are bad messages now: the import stops there, or counts and skips them.
+// A batch librdkafka cannot decompress (here gzip that is not gzip) is reported as a consumer
+// error at every fetch of it: the import took it for an error to retry and stood there for ever,
+// even with OnBad::stop. Its messages are bad messages now: the import stops there, or counts and
+// passes over them.
 TEST_F(KafkaTest, ABatchThatCannotBeDecodedIsABadMessage) {
   annal::test::Watchdog watchdog("kafka import, a batch that cannot be decoded");
   rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);

@@ -66,7 +66,8 @@ struct KafkaImport::Consumer {
   // end's), committed or not; the group's offset when the partition was given and nothing was read
   // yet. For in_sequence, and for the lag.
   std::map<std::int32_t, std::int64_t> read;
-  // partition -> the offset after the last one passed over in a batch librdkafka cannot decode.
+  // partition -> the first offset of the batch librdkafka cannot decompress that the import is
+  // passing over, an offset at a time.
   std::map<std::int32_t, std::int64_t> undecodable;
   // partition -> how many times in a row in_sequence had the partition fetched again.
   std::map<std::int32_t, int> asked_again;
@@ -477,21 +478,35 @@ void KafkaImport::run() {
       // A batch librdkafka could not decode, named by its first offset. Its decompression failed:
       // librdkafka fetches it again and again (fetch.error.backoff.ms apart), and the import showed
       // it as an error being retried, for ever. A checksum did not match (check.crcs): librdkafka
-      // reads on past it. Its messages are bad messages: the import stops at the batch, or passes
-      // over it, each counted as skipped: the one librdkafka passed over, or one undecompressable
-      // batch an offset at a time (how many it holds is not known).
+      // reads on past it once a later batch comes, and reports it again at each fetch until then.
+      // Its messages are bad messages: the import stops at the batch, or passes over it, counted
+      // as skipped: a checksum-failed batch once, an undecompressable one an offset at a time (how
+      // many it holds is not known), where the partition stands moving past each.
       const std::int32_t partition = message->partition;
-      auto& past = c.undecodable[partition];
-      past = std::max(past + 1, message->offset + 1);
+      const bool decompressing = message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION;
+      const auto stands = c.read.find(partition);
+      const auto walked = c.undecodable.find(partition);
+      const bool walking = decompressing && walked != c.undecodable.end() && walked->second == message->offset &&
+                           stands != c.read.end();
+      if (!walking && stands != c.read.end() && message->offset < stands->second) {
+        // Passed already: reported again at a partition's tail, or met again after librdkafka went
+        // back to the partition's start.
+        if (decompressing) seek(partition, stands->second);
+        continue;
+      }
+      const std::int64_t at = walking ? stands->second : message->offset;
       if (!refuse(Status(ErrorCode::invalid_argument, "Kafka topic " + options_.topic + " partition " +
-                                                          std::to_string(partition) + " offset " +
-                                                          std::to_string(past - 1) + ": " +
-                                                          rd_kafka_message_errstr(message.get()) +
+                                                          std::to_string(partition) + " offset " + std::to_string(at) +
+                                                          ": " + rd_kafka_message_errstr(message.get()) +
                                                           " (the batch from offset " + std::to_string(message->offset) +
                                                           " cannot be read)"))) {
         break;
       }
-      if (message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION) seek(partition, past);
+      c.read[partition] = at + 1;
+      if (decompressing) {
+        c.undecodable[partition] = message->offset;
+        seek(partition, at + 1);
+      }
       continue;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -509,6 +524,7 @@ void KafkaImport::run() {
       continue;
     }
     c.at_end.erase(message->partition);
+    c.undecodable.erase(message->partition);  // past any batch it walked
     {
       std::lock_guard lock(mutex_);
       progress_.caught_up = false;
