@@ -1684,9 +1684,9 @@ TEST_F(KafkaTest, ABatchThatCannotBeDecodedIsABadMessage) {
   rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
   ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 3), "-t event-stream"));  // offsets 0 to 2
   constexpr std::uint16_t kGzip = 1;
-  ASSERT_TRUE(produce_batch(rd_kafka_mock_cluster_bootstraps(cluster_), "event-stream", 1, kGzip,
-                            "not gzip, not anything"));  // offset 3
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(5, 6), "-t event-stream"));  // offsets 4 and 5
+  ASSERT_TRUE(produce_batch(rd_kafka_mock_cluster_bootstraps(cluster_), "event-stream", 3, kGzip,
+                            "not gzip, not anything"));  // offsets 3 to 5
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(7, 8), "-t event-stream"));  // offsets 6 and 7
   auto opened = Engine::open(dir_.path() + "/store", {});
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   engine_ = std::move(opened).value();
@@ -1701,7 +1701,7 @@ TEST_F(KafkaTest, ABatchThatCannotBeDecodedIsABadMessage) {
     const Status stopped = stopping.value()->stop();
     EXPECT_NE(stopped.message().find("partition 0 offset 3: "), std::string::npos) << stopped.to_string();
     EXPECT_EQ(stopping.value()->progress().imported, 3u);
-    EXPECT_FALSE(engine_->find_stream("order-5")) << "imported past a batch it could not read";
+    EXPECT_FALSE(engine_->find_stream("order-7")) << "imported past a batch it could not read";
   }
   options.on_bad = KafkaImportOptions::OnBad::skip;
   auto skipping = KafkaImport::start(*engine_, options);
@@ -1712,10 +1712,11 @@ TEST_F(KafkaTest, ABatchThatCannotBeDecodedIsABadMessage) {
   }));
   const KafkaImport::Progress skipped = skipping.value()->progress();
   EXPECT_TRUE(skipping.value()->stop().ok());
-  EXPECT_EQ(skipped.skipped, 1u);
-  EXPECT_NE(skipped.last_skipped.message().find("partition 0 offset 3: "), std::string::npos)
+  EXPECT_EQ(skipped.skipped, 3u);  // each offset of the batch
+  EXPECT_NE(skipped.last_skipped.message().find("partition 0 offset 5: "), std::string::npos)
       << skipped.last_skipped.to_string();
-  for (const char* order : {"order-5", "order-6"}) EXPECT_TRUE(engine_->find_stream(order)) << order;
+  for (const char* order : {"order-7", "order-8"}) EXPECT_TRUE(engine_->find_stream(order)) << order;
+  EXPECT_EQ(committed_offset("importers", "event-stream", 0), 8);
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -66,8 +66,8 @@ struct KafkaImport::Consumer {
   // end's), committed or not; the group's offset when the partition was given and nothing was read
   // yet. For in_sequence, and for the lag.
   std::map<std::int32_t, std::int64_t> read;
-  // partition -> the first offset of the batch librdkafka cannot decompress that the import is
-  // passing over, an offset at a time.
+  // partition -> the first offset of the last batch librdkafka could not decode, met since the
+  // last message taken: a batch met again is one the partition stands inside.
   std::map<std::int32_t, std::int64_t> undecodable;
   // partition -> how many times in a row in_sequence had the partition fetched again.
   std::map<std::int32_t, int> asked_again;
@@ -457,6 +457,7 @@ void KafkaImport::run() {
         c.next[message->partition] = message->offset;
         c.read[message->partition] = message->offset;
       }
+      c.undecodable.erase(message->partition);  // past any batch it walked
       {
         std::lock_guard lock(mutex_);
         progress_.retrying = Status();  // a broker answered
@@ -475,26 +476,29 @@ void KafkaImport::run() {
     }
     if ((message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION || message->err == RD_KAFKA_RESP_ERR__BAD_MSG) &&
         message->partition >= 0) {
-      // A batch librdkafka could not decode, named by its first offset. Its decompression failed:
-      // librdkafka fetches it again and again (fetch.error.backoff.ms apart), and the import showed
-      // it as an error being retried, for ever. A checksum did not match (check.crcs): librdkafka
-      // reads on past it once a later batch comes, and reports it again at each fetch until then.
-      // Its messages are bad messages: the import stops at the batch, or passes over it, counted
-      // as skipped: a checksum-failed batch once, an undecompressable one an offset at a time (how
-      // many it holds is not known), where the partition stands moving past each.
+      // A batch librdkafka could not decode (decompression, a checksum, a frame cut short), named
+      // by its first offset: librdkafka fetches it again and again (fetch.error.backoff.ms apart),
+      // and the import showed it as an error being retried, for ever. Its messages are bad
+      // messages: the import stops at the batch, or passes over it an offset at a time (how many
+      // it holds is not known), each counted as skipped and committed as such, where the partition
+      // stands moving past each. A batch met below where the partition stands is first sought past
+      // (librdkafka went back to the partition's start, or it was passed over before a restart);
+      // met again, the partition stands inside it, and the walk goes on from there.
       const std::int32_t partition = message->partition;
-      const bool decompressing = message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION;
       const auto stands = c.read.find(partition);
-      const auto walked = c.undecodable.find(partition);
-      const bool walking = decompressing && walked != c.undecodable.end() && walked->second == message->offset &&
-                           stands != c.read.end();
-      if (!walking && stands != c.read.end() && message->offset < stands->second) {
-        // Passed already: reported again at a partition's tail, or met again after librdkafka went
-        // back to the partition's start.
-        if (decompressing) seek(partition, stands->second);
+      const auto known = c.undecodable.find(partition);
+      const bool met = known != c.undecodable.end() && known->second == message->offset;
+      c.undecodable[partition] = message->offset;
+      if (!met && stands != c.read.end() && message->offset < stands->second) {
+        seek(partition, stands->second);
         continue;
       }
-      const std::int64_t at = walking ? stands->second : message->offset;
+      const std::int64_t at = stands != c.read.end() ? std::max(message->offset, stands->second) : message->offset;
+      c.at_end.erase(partition);
+      {
+        std::lock_guard lock(mutex_);
+        progress_.caught_up = false;
+      }
       if (!refuse(Status(ErrorCode::invalid_argument, "Kafka topic " + options_.topic + " partition " +
                                                           std::to_string(partition) + " offset " + std::to_string(at) +
                                                           ": " + rd_kafka_message_errstr(message.get()) +
@@ -502,11 +506,9 @@ void KafkaImport::run() {
                                                           " cannot be read)"))) {
         break;
       }
-      c.read[partition] = at + 1;
-      if (decompressing) {
-        c.undecodable[partition] = message->offset;
-        seek(partition, at + 1);
-      }
+      c.read[partition] = c.next[partition] = at + 1;
+      ++c.handled;
+      seek(partition, at + 1);
       continue;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
