@@ -443,7 +443,12 @@ void KafkaImport::run() {
       fail(delivery.status());
       break;
     }
-    if (delivery.value() == Delivery::read_already) continue;
+    if (delivery.value() == Delivery::read_already) {
+      // librdkafka went back to the partition's start: a batch met since is not one the partition
+      // stands inside.
+      c.undecodable.erase(message->partition);
+      continue;
+    }
     if (delivery.value() == Delivery::ask_again) {
       if (wait_unless_stopped(std::chrono::milliseconds(100))) break;
       seek(message->partition, c.read[message->partition]);
