@@ -160,6 +160,18 @@ class KafkaTest : public ::testing::Test {
     }
     return lines;
   }
+  // Each of the seed's orders 1 to `last` (streams order-<n>) holds one event: none missing, none
+  // appended twice.
+  void expect_orders_once(int last) {
+    int twice = 0;
+    for (int order = 1; order <= last; ++order) {
+      const auto events = engine_->read_stream("order-" + std::to_string(order), {});
+      ASSERT_TRUE(events.ok());
+      EXPECT_EQ(events.value().size(), 1u) << "order-" << order;
+      twice += events.value().size() > 1 ? 1 : 0;
+    }
+    EXPECT_EQ(twice, 0);
+  }
   // An import of topic event-stream's seed orders (streams order-<orderId>) by group importers.
   KafkaImportOptions seed_import() const {
     KafkaImportOptions options;
