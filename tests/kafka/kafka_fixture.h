@@ -187,21 +187,56 @@ class KafkaTest : public ::testing::Test {
   // The offset `group` has committed for partition `partition` of `topic`, asked by a handle of
   // the group that does not join it; -1 if none or not known.
   std::int64_t committed_offset(const std::string& group, const std::string& topic, int partition) const {
+    const auto handle = group_handle(group);
+    const auto list = one_partition(topic, partition);
+    if (handle == nullptr || rd_kafka_committed(handle.get(), list.get(), 5000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        list->elems[0].err != 0) {
+      return -1;
+    }
+    return list->elems[0].offset;
+  }
+
+  // Commits `offset` for `group`'s partition `partition` of `topic`, as a user does by hand
+  // (kafka-consumer-groups --reset-offsets) while none of the group runs. The mock cluster takes
+  // commits from members only: the handle joins the group, commits once it is given the
+  // partition, and leaves.
+  bool commit_offset(const std::string& group, const std::string& topic, int partition, std::int64_t offset) const {
+    const auto handle = group_handle(group);
+    if (handle == nullptr) return false;
+    const auto list = one_partition(topic, partition);
+    if (rd_kafka_subscribe(handle.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+    const bool given = annal::test::eventually([&] {
+      if (rd_kafka_message_t* message = rd_kafka_consumer_poll(handle.get(), 100)) rd_kafka_message_destroy(message);
+      rd_kafka_topic_partition_list_t* assigned = nullptr;
+      if (rd_kafka_assignment(handle.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+      const bool has = rd_kafka_topic_partition_list_find(assigned, topic.c_str(), partition) != nullptr;
+      rd_kafka_topic_partition_list_destroy(assigned);
+      return has;
+    });
+    list->elems[0].offset = offset;
+    const bool committed = given && rd_kafka_commit(handle.get(), list.get(), 0) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    return rd_kafka_consumer_close(handle.get()) == RD_KAFKA_RESP_ERR_NO_ERROR && committed;
+  }
+
+  // A consumer handle of `group` on the mock cluster, which commits nothing by itself.
+  std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> group_handle(const std::string& group) const {
     char error[256];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(cluster_), error, sizeof(error));
     rd_kafka_conf_set(conf, "group.id", group.c_str(), error, sizeof(error));
     rd_kafka_conf_set(conf, "log_level", "0", error, sizeof(error));
-    const std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> asker(rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof(error)),
-                                                                    rd_kafka_destroy);
-    if (asker == nullptr) return -1;
-    const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> list(
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", error, sizeof(error));
+    // The mock group waits for its members to rejoin up to the last joiner's session timeout.
+    rd_kafka_conf_set(conf, "session.timeout.ms", "6000", error, sizeof(error));
+    return {rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof(error)), rd_kafka_destroy};
+  }
+
+  static std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> one_partition(
+      const std::string& topic, int partition) {
+    std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> list(
         rd_kafka_topic_partition_list_new(1), rd_kafka_topic_partition_list_destroy);
     rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
-    if (rd_kafka_committed(asker.get(), list.get(), 5000) != RD_KAFKA_RESP_ERR_NO_ERROR || list->elems[0].err != 0) {
-      return -1;
-    }
-    return list->elems[0].offset;
+    return list;
   }
 
   // Partition 3 behind a slow leader: this source's `ours` events exported, then `foreign` records

@@ -1670,9 +1670,9 @@ TEST_F(KafkaTest, ACommitGivenUpForARebalanceIsMadeForThePartitionsItLeft) {
 
 // A batch librdkafka cannot decompress (here gzip that is not gzip) is reported as a consumer
 // error at every fetch of it: the import took it for an error to retry and stood there for ever,
-// even with OnBad::stop. Its messages are bad messages now: the import stops there, or counts and
-// passes over them.
-TEST_F(KafkaTest, ABatchThatCannotBeDecodedIsABadMessage) {
+// even with OnBad::stop. It stops there now whatever on_bad, naming the batch, until the group's
+// offset is committed past it by hand; a group's offset inside the batch meets it again.
+TEST_F(KafkaTest, ABatchThatCannotBeDecodedStopsTheImportUntilTheGroupsOffsetIsPastIt) {
   annal::test::Watchdog watchdog("kafka import, a batch that cannot be decoded");
   rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
   ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 3), "-t event-stream"));  // offsets 0 to 2
@@ -1684,30 +1684,34 @@ TEST_F(KafkaTest, ABatchThatCannotBeDecodedIsABadMessage) {
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   engine_ = std::move(opened).value();
   KafkaImportOptions options = seed_import();
-  {
-    auto stopping = KafkaImport::start(*engine_, options);
-    ASSERT_TRUE(stopping.ok()) << stopping.status().to_string();
-    EXPECT_TRUE(annal::test::eventually([&] {
-      const auto p = stopping.value()->progress();
-      return !p.error.ok() || p.imported > 3;
-    }));
-    const Status stopped = stopping.value()->stop();
-    EXPECT_NE(stopped.message().find("partition 0 offset 3: "), std::string::npos) << stopped.to_string();
-    EXPECT_EQ(stopping.value()->progress().imported, 3u);
-    EXPECT_FALSE(engine_->find_stream("order-7")) << "imported past a batch it could not read";
-  }
   options.on_bad = KafkaImportOptions::OnBad::skip;
-  auto skipping = KafkaImport::start(*engine_, options);
-  ASSERT_TRUE(skipping.ok()) << skipping.status().to_string();
+  // Imports until it stops; what it stopped for.
+  const auto import_until_stopped = [&]() -> Status {
+    auto import = KafkaImport::start(*engine_, options);
+    if (!import.ok()) return import.status();
+    EXPECT_TRUE(annal::test::eventually([&] { return !import.value()->progress().error.ok(); }));
+    EXPECT_EQ(import.value()->progress().skipped, 0u);
+    return import.value()->stop();
+  };
+  const Status stopped = import_until_stopped();
+  EXPECT_EQ(stopped.code(), ErrorCode::corruption) << stopped.to_string();
+  EXPECT_NE(stopped.message().find("partition 0 offset 3: "), std::string::npos) << stopped.to_string();
+  EXPECT_NE(stopped.message().find("commit the group's offset past"), std::string::npos) << stopped.to_string();
+  for (const char* order : {"order-1", "order-2", "order-3"}) EXPECT_TRUE(engine_->find_stream(order)) << order;
+  EXPECT_FALSE(engine_->find_stream("order-7")) << "imported past a batch it could not read";
+  EXPECT_EQ(committed_offset("importers", "event-stream", 0), 3) << "what came before the batch is committed";
+  ASSERT_TRUE(commit_offset("importers", "event-stream", 0, 4));  // inside the batch: fetched whole
+  const Status inside = import_until_stopped();
+  EXPECT_NE(inside.message().find("the import stands at offset 4"), std::string::npos) << inside.to_string();
+  EXPECT_FALSE(engine_->find_stream("order-7"));
+  ASSERT_TRUE(commit_offset("importers", "event-stream", 0, 6));  // past it
+  auto import = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(import.ok()) << import.status().to_string();
   EXPECT_TRUE(annal::test::eventually([&] {
-    const auto p = skipping.value()->progress();
+    const auto p = import.value()->progress();
     return !p.error.ok() || (p.caught_up && p.imported == 2);
   }));
-  const KafkaImport::Progress skipped = skipping.value()->progress();
-  EXPECT_TRUE(skipping.value()->stop().ok());
-  EXPECT_EQ(skipped.skipped, 3u);  // each offset of the batch
-  EXPECT_NE(skipped.last_skipped.message().find("partition 0 offset 5: "), std::string::npos)
-      << skipped.last_skipped.to_string();
+  EXPECT_TRUE(import.value()->stop().ok());
   for (const char* order : {"order-7", "order-8"}) EXPECT_TRUE(engine_->find_stream(order)) << order;
   EXPECT_EQ(committed_offset("importers", "event-stream", 0), 8);
   ASSERT_TRUE(engine_->close().ok());

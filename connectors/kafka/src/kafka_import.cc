@@ -66,9 +66,6 @@ struct KafkaImport::Consumer {
   // end's), committed or not; the group's offset when the partition was given and nothing was read
   // yet. For in_sequence, and for the lag.
   std::map<std::int32_t, std::int64_t> read;
-  // partition -> the first offset of the last batch librdkafka could not decode, met since the
-  // last message taken: a batch met again is one the partition stands inside.
-  std::map<std::int32_t, std::int64_t> undecodable;
   // partition -> how many times in a row in_sequence had the partition fetched again.
   std::map<std::int32_t, int> asked_again;
   simdjson::dom::parser parser;
@@ -87,7 +84,6 @@ struct KafkaImport::Consumer {
     for (int i = 0; i < partitions->cnt; ++i) {
       c.at_end.erase(partitions->elems[i].partition);
       c.read.erase(partitions->elems[i].partition);
-      c.undecodable.erase(partitions->elems[i].partition);
       c.asked_again.erase(partitions->elems[i].partition);
       if (!given) c.next.erase(partitions->elems[i].partition);
     }
@@ -443,12 +439,7 @@ void KafkaImport::run() {
       fail(delivery.status());
       break;
     }
-    if (delivery.value() == Delivery::read_already) {
-      // librdkafka went back to the partition's start: a batch met since is not one the partition
-      // stands inside.
-      c.undecodable.erase(message->partition);
-      continue;
-    }
+    if (delivery.value() == Delivery::read_already) continue;
     if (delivery.value() == Delivery::ask_again) {
       if (wait_unless_stopped(std::chrono::milliseconds(100))) break;
       seek(message->partition, c.read[message->partition]);
@@ -462,7 +453,6 @@ void KafkaImport::run() {
         c.next[message->partition] = message->offset;
         c.read[message->partition] = message->offset;
       }
-      c.undecodable.erase(message->partition);  // past any batch it walked
       {
         std::lock_guard lock(mutex_);
         progress_.retrying = Status();  // a broker answered
@@ -481,40 +471,23 @@ void KafkaImport::run() {
     }
     if ((message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION || message->err == RD_KAFKA_RESP_ERR__BAD_MSG) &&
         message->partition >= 0) {
-      // A batch librdkafka could not decode (decompression, a checksum, a frame cut short), named
-      // by its first offset: librdkafka fetches it again and again (fetch.error.backoff.ms apart),
-      // and the import showed it as an error being retried, for ever. Its messages are bad
-      // messages: the import stops at the batch, or passes over it an offset at a time (how many
-      // it holds is not known), each counted as skipped and committed as such, where the partition
-      // stands moving past each. A batch met below where the partition stands is first sought past
-      // (librdkafka went back to the partition's start, or it was passed over before a restart);
-      // met again, the partition stands inside it, and the walk goes on from there.
+      // A batch librdkafka cannot decode (decompression, a checksum with check.crcs, an LZ4 frame
+      // cut short), named by its first offset: damage in the broker's log, not a message the
+      // import refuses. librdkafka fetches it again and again. The import stops there whatever
+      // on_bad, as Kafka's own consumer does: how many messages the batch holds is not known, so
+      // where to resume past it is the user's call, made with the group's offset.
       const std::int32_t partition = message->partition;
       const auto stands = c.read.find(partition);
-      const auto known = c.undecodable.find(partition);
-      const bool met = known != c.undecodable.end() && known->second == message->offset;
-      c.undecodable[partition] = message->offset;
-      if (!met && stands != c.read.end() && message->offset < stands->second) {
-        seek(partition, stands->second);
-        continue;
-      }
-      const std::int64_t at = stands != c.read.end() ? std::max(message->offset, stands->second) : message->offset;
-      c.at_end.erase(partition);
-      {
-        std::lock_guard lock(mutex_);
-        progress_.caught_up = false;
-      }
-      if (!refuse(Status(ErrorCode::invalid_argument, "Kafka topic " + options_.topic + " partition " +
-                                                          std::to_string(partition) + " offset " + std::to_string(at) +
-                                                          ": " + rd_kafka_message_errstr(message.get()) +
-                                                          " (the batch from offset " + std::to_string(message->offset) +
-                                                          " cannot be read)"))) {
-        break;
-      }
-      c.read[partition] = c.next[partition] = at + 1;
-      ++c.handled;
-      seek(partition, at + 1);
-      continue;
+      fail(Status(ErrorCode::corruption,
+                  "Kafka topic " + options_.topic + " partition " + std::to_string(partition) + " offset " +
+                      std::to_string(message->offset) + ": " + rd_kafka_message_errstr(message.get()) +
+                      ": the batch of messages from this offset cannot be read" +
+                      (stands != c.read.end() ? " (the import stands at offset " + std::to_string(stands->second) + ")"
+                                              : std::string()) +
+                      ". Nothing from there on is imported, whatever on_bad: the broker's log is damaged. To pass "
+                      "over the batch, commit the group's offset past its last message (kafka-consumer-groups "
+                      "--reset-offsets --to-offset; kafka-dump-log shows the batch), then import again"));
+      break;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       const Status error(ErrorCode::io_error, "Kafka import of topic " + options_.topic + ": " +
@@ -531,7 +504,6 @@ void KafkaImport::run() {
       continue;
     }
     c.at_end.erase(message->partition);
-    c.undecodable.erase(message->partition);  // past any batch it walked
     {
       std::lock_guard lock(mutex_);
       progress_.caught_up = false;

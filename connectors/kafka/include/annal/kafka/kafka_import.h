@@ -53,6 +53,8 @@ struct KafkaImportOptions {
   std::string stream_field;   // "": the message's key names the stream
   std::string stream_prefix;  // before stream_field's value
   std::string type_field = "eventType";
+  // A message that cannot be an event (not JSON where a field is needed, no type, no stream).
+  // A batch librdkafka cannot decode is damage in the broker's log, and stops the import either way.
   enum class OnBad { stop, skip };
   OnBad on_bad = OnBad::stop;
   // With on_bad = skip: called on the import's thread with each message skipped (where, and why),
