@@ -46,11 +46,7 @@ Options options_for(std::uint64_t draw) {
                   .segment_bytes_max = (bits >> 61 & 1) != 0 ? 2u << 20 : 1u << 20,
                   .record_bytes_max = (bits >> 62 & 1) != 0 ? 64u << 10 : 4096,
                   .commit_bytes_max = 256 << 10};
-  if (sealed_from != 0) {
-    std::array<std::byte, crypto::kKeyBytes> key{};
-    for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::byte>(i * 7 + 1);
-    options.cipher = std::make_shared<TestCipher>(crypto::Key(key), sealed_from);
-  }
+  if (sealed_from != 0) options.cipher = std::make_shared<TestCipher>(test_key(), sealed_from);
   return options;
 }
 

@@ -17,6 +17,7 @@
 #include "gated_backend.h"
 #include "annal/journal/chain.h"
 #include "journal_fixture.h"
+#include "test_cipher.h"
 #include "watchdog.h"
 
 namespace annal::journal {
@@ -546,23 +547,27 @@ TEST(JournalFaults, AFullDiskStopsAppendsAndAcknowledgesNothingMore) {
 
 // Power cut at an arbitrary moment: after reopening, every acknowledged record is there, in order,
 // with its bytes, and appends that were not acknowledged are all there or all gone. Each mode
-// (group commit or interval, buffered or direct I/O) gets a quarter of the seeds.
+// (group commit or interval, buffered or direct I/O) gets a quarter of the seeds, half of them
+// encrypted (test_cipher.h: each open seals under a salt of its own).
 TEST(JournalFaults, SimulatedPowerLossKeepsEveryAcknowledgedRecord) {
   const char* configured = std::getenv("ANNAL_CRASH_SEEDS");
   const std::uint64_t seeds = configured != nullptr ? std::strtoull(configured, nullptr, 10) : 200;
   std::uint64_t repaired = 0;
+  std::uint64_t sealed = 0;  // seeds whose reopened journal opened sealed records
   std::size_t chained = 0;
   for (std::uint64_t seed = 0; seed < seeds; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     auto io = std::make_shared<FaultBackend>(seed);
     // Interval mode leaves written-but-unsynced records for the power cut to tear.
     // Every other pair of seeds writes with direct I/O: block-aligned writes ended by padding.
-    const Options options{.durability = seed % 2 == 0 ? Durability::group_commit : Durability::interval,
-                          .sync_interval = 1ms,
-                          .direct_io = seed / 2 % 2 == 1,
-                          .segment_bytes_max = 16384,
-                          .record_bytes_max = 1024,
-                          .commit_bytes_max = 4096};
+    Options options{.durability = seed % 2 == 0 ? Durability::group_commit : Durability::interval,
+                    .sync_interval = 1ms,
+                    .direct_io = seed / 2 % 2 == 1,
+                    .segment_bytes_max = 16384,
+                    .record_bytes_max = 1024,
+                    .commit_bytes_max = 4096};
+    const bool encrypted = seed / 4 % 2 == 1;
+    if (encrypted) options.cipher = std::make_shared<TestCipher>(test_key(), 1);
     std::uint64_t acknowledged = 0;
     {
       auto journal = Journal::open(kDir, options, io);
@@ -587,9 +592,11 @@ TEST(JournalFaults, SimulatedPowerLossKeepsEveryAcknowledgedRecord) {
       io->crash();  // if the planned crash has not happened yet, it happens now
     }
     io->revive();
+    if (encrypted) options.cipher = std::make_shared<TestCipher>(test_key(), 1);
     auto journal = Journal::open(kDir, options, io);
     ASSERT_TRUE(journal.ok()) << journal.status().to_string();
     repaired += !journal.value()->recovery().message.empty();
+    sealed += encrypted && journal.value()->durable_sequence() > 0;
     expect_intact_prefix(*journal.value(), acknowledged);
     if (HasFatalFailure()) return;
     // The chain too: what the cut took of CHAIN (an entry torn or lost, the file itself) the open
@@ -604,11 +611,12 @@ TEST(JournalFaults, SimulatedPowerLossKeepsEveryAcknowledgedRecord) {
   // The test is only worth its name if some power cuts did tear something.
   EXPECT_GT(repaired, 0u);
   EXPECT_GT(chained, 0u);
+  EXPECT_GT(sealed, 0u);
 }
 
 // Durability::none acknowledges what reached the page cache, and a power cut may take any of it
 // back in any order: the next open must find an intact prefix (synced segments whole) and open,
-// neither refusing the loss as damage nor as lost acknowledged records.
+// neither refusing the loss as damage nor as lost acknowledged records. Every other seed encrypted.
 TEST(JournalFaults, APowerCutUnderDurabilityNoneLeavesAnOpenableIntactPrefix) {
   const char* configured = std::getenv("ANNAL_CRASH_SEEDS");
   const std::uint64_t seeds = configured != nullptr ? std::strtoull(configured, nullptr, 10) : 100;
@@ -616,10 +624,12 @@ TEST(JournalFaults, APowerCutUnderDurabilityNoneLeavesAnOpenableIntactPrefix) {
   for (std::uint64_t seed = 0; seed < seeds; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     auto io = std::make_shared<FaultBackend>(seed);
-    const Options options{.durability = Durability::none,
-                          .segment_bytes_max = 16384,
-                          .record_bytes_max = 1024,
-                          .commit_bytes_max = 4096};
+    Options options{.durability = Durability::none,
+                    .segment_bytes_max = 16384,
+                    .record_bytes_max = 1024,
+                    .commit_bytes_max = 4096};
+    const bool encrypted = seed % 2 == 1;
+    if (encrypted) options.cipher = std::make_shared<TestCipher>(test_key(), 1);
     std::uint64_t written = 0;
     {
       auto journal = Journal::open(kDir, options, io);
@@ -637,6 +647,7 @@ TEST(JournalFaults, APowerCutUnderDurabilityNoneLeavesAnOpenableIntactPrefix) {
       io->crash();
     }
     io->revive();
+    if (encrypted) options.cipher = std::make_shared<TestCipher>(test_key(), 1);
     auto journal = Journal::open(kDir, options, io);
     ASSERT_TRUE(journal.ok()) << journal.status().to_string();
     lost_some += journal.value()->durable_sequence() < written;

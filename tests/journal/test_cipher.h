@@ -29,6 +29,14 @@ inline std::array<std::byte, crypto::kNonceBytes> nonce_for(std::uint64_t sequen
   return nonce;
 }
 
+// The tests' master key: fixed, so that a child process and its parent, or a journal and its
+// reopening, seal and open alike.
+inline crypto::Key test_key() {
+  std::array<std::byte, crypto::kKeyBytes> key{};
+  for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::byte>(i * 7 + 1);
+  return crypto::Key(key);
+}
+
 // Stream 0 stands for no stream: nothing erased.
 class TestOpener final : public RecordOpener {
  public:
