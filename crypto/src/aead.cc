@@ -41,9 +41,9 @@ struct alignas(64) Aes256Gcm::Schedule {
 
 Aes256Gcm::Aes256Gcm(std::unique_ptr<Schedule> schedule) noexcept : schedule_(std::move(schedule)) {}
 
-Result<Aes256Gcm> Aes256Gcm::make(const Key& key) {
+Aes256Gcm Aes256Gcm::make(const Key& key) {
   Aes256Gcm cipher(std::make_unique<Schedule>());
-  (void)cipher.rekey(key);
+  cipher.rekey(key);
   return cipher;
 }
 
@@ -61,15 +61,14 @@ Aes256Gcm& Aes256Gcm::operator=(Aes256Gcm&& other) noexcept {
   return *this;
 }
 
-Status Aes256Gcm::rekey(const Key& key) {
+void Aes256Gcm::rekey(const Key& key) {
   ANNAL_ASSERT(schedule_ != nullptr);  // not moved from
   IMB_AES256_GCM_PRE(manager(), u8(key.bytes().data()), &schedule_->key);
   ANNAL_ASSERT(imb_get_errno(nullptr) == 0);
-  return {};
 }
 
-Status Aes256Gcm::seal(Nonce nonce, std::span<const std::byte> aad, std::span<const std::byte> plaintext,
-                       std::span<std::byte> out) {
+void Aes256Gcm::seal(Nonce nonce, std::span<const std::byte> aad, std::span<const std::byte> plaintext,
+                     std::span<std::byte> out) {
   ANNAL_ASSERT(schedule_ != nullptr);  // not moved from
   ANNAL_ASSERT(plaintext.size() <= kPlaintextBytesMax && aad.size() <= kAadBytesMax);
   ANNAL_ASSERT(out.size() == plaintext.size() + kTagBytes);
@@ -78,7 +77,6 @@ Status Aes256Gcm::seal(Nonce nonce, std::span<const std::byte> aad, std::span<co
   IMB_AES256_GCM_ENC(manager(), &schedule_->key, &context, u8(out.data()), u8(plaintext.data()), plaintext.size(),
                      u8(nonce.data()), u8(aad.data()), aad.size(), u8(out.data() + plaintext.size()), kTagBytes);
   ANNAL_ASSERT(imb_get_errno(nullptr) == 0);  // its checks of the arguments, which ours imply
-  return {};
 }
 
 Status Aes256Gcm::open(Nonce nonce, std::span<const std::byte> aad, std::span<const std::byte> sealed,

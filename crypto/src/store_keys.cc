@@ -124,10 +124,9 @@ Result<std::vector<std::byte>> seal_store_keys(const std::string& path, const St
     return Status(ErrorCode::failed, "key store " + path + ": no random nonce (RAND_bytes failed)");
   }
   const std::span<const std::byte> header = std::span<const std::byte>(file).first(kHeaderBytes);
-  const Status sealed = cipher.value().seal(std::span<const std::byte>(file).subspan(kNonceAt).first<kNonceBytes>(),
-                                            header, body, std::span<std::byte>(file).subspan(kHeaderBytes));
+  cipher.value().seal(std::span<const std::byte>(file).subspan(kNonceAt).first<kNonceBytes>(), header, body,
+                      std::span<std::byte>(file).subspan(kHeaderBytes));
   OPENSSL_cleanse(body.data(), body.size());
-  if (!sealed.ok()) return sealed;
   return file;
 }
 

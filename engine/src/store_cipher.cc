@@ -83,15 +83,10 @@ class CipherCache {
       // The least recently used one, keyed again: no allocation, no OpenSSL lookup.
       index_.erase(lru_.back().first);
       lru_.splice(lru_.begin(), lru_, std::prev(lru_.end()));
-      if (Status rekeyed = lru_.front().second.rekey(key.value()); !rekeyed.ok()) {
-        lru_.pop_front();
-        return rekeyed;
-      }
+      lru_.front().second.rekey(key.value());
       lru_.front().first = id;
     } else {
-      auto cipher = crypto::Aes256Gcm::make(key.value());
-      if (!cipher.ok()) return cipher.status();
-      lru_.emplace_front(id, std::move(cipher).value());
+      lru_.emplace_front(id, crypto::Aes256Gcm::make(key.value()));
     }
     index_.emplace(id, lru_.begin());
     return &lru_.front().second;
@@ -175,13 +170,8 @@ class RecordSealer final : public journal::RecordCipher {
     if (!payload.empty()) std::memcpy(out.data() + 8 + prefix.size(), payload.data(), payload.size());
     const std::span<std::byte> body = out.subspan(8 + clear);
     const auto nonce = record_nonce(header.sequence, store_->open_number());
-    const Status sealed = cipher.value()->seal(nonce, Associated(associated, prefix.first(clear)).view(),
-                                               body.first(body.size() - crypto::kTagBytes), body);
-    if (!sealed.ok()) {
-      std::fprintf(stderr, "annal: cannot seal the record at sequence %llu: %s\n",
-                   static_cast<unsigned long long>(header.sequence), sealed.to_string().c_str());
-      std::abort();
-    }
+    cipher.value()->seal(nonce, Associated(associated, prefix.first(clear)).view(),
+                         body.first(body.size() - crypto::kTagBytes), body);
   }
 
   std::unique_ptr<journal::RecordOpener> opener() const override;
@@ -275,8 +265,9 @@ class StateSealer final : public snapshots::StateCipher {
     if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) != 1) {
       return Status(ErrorCode::failed, "OpenSSL could not make a random nonce for a snapshot");
     }
-    return cipher.value().seal(std::span<const std::byte, crypto::kNonceBytes>(nonce.data(), crypto::kNonceBytes),
-                               associated, state, out.subspan(kStateNonceAt + crypto::kNonceBytes));
+    cipher.value().seal(std::span<const std::byte, crypto::kNonceBytes>(nonce.data(), crypto::kNonceBytes), associated,
+                        state, out.subspan(kStateNonceAt + crypto::kNonceBytes));
+    return {};
   }
 
   Status open(std::span<const std::byte> associated, std::span<const std::byte> sealed, std::span<std::byte> out) override {

@@ -27,7 +27,7 @@ namespace {
 class TestCipher final : public StateCipher {
  public:
   TestCipher(const crypto::Key& key, std::uint64_t sealed_from, std::uint64_t state_bytes_max = crypto::kPlaintextBytesMax)
-      : aead_(crypto::Aes256Gcm::make(key).value()), sealed_from_(sealed_from), state_bytes_max_(state_bytes_max) {}
+      : aead_(crypto::Aes256Gcm::make(key)), sealed_from_(sealed_from), state_bytes_max_(state_bytes_max) {}
   std::size_t overhead() const noexcept override { return crypto::kNonceBytes + crypto::kTagBytes; }
   std::uint64_t state_bytes_max() const noexcept override { return state_bytes_max_; }
   Status seal(std::span<const std::byte> associated, std::span<const std::byte> state, std::span<std::byte> out) override {
@@ -35,8 +35,9 @@ class TestCipher final : public StateCipher {
     if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), crypto::kNonceBytes) != 1) {
       return Status(ErrorCode::failed, "no nonce");
     }
-    return aead_.seal(std::span<const std::byte>(out).first<crypto::kNonceBytes>(), associated, state,
-                      out.subspan(crypto::kNonceBytes));
+    aead_.seal(std::span<const std::byte>(out).first<crypto::kNonceBytes>(), associated, state,
+               out.subspan(crypto::kNonceBytes));
+    return {};
   }
   Status open(std::span<const std::byte> associated, std::span<const std::byte> sealed, std::span<std::byte> out) override {
     std::lock_guard lock(mutex_);

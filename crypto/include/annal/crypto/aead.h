@@ -37,9 +37,8 @@ using Nonce = std::span<const std::byte, kNonceBytes>;
 // or == sealed.data()); any other overlap is a programmer error and asserts.
 class Aes256Gcm {
  public:
-  // Does not keep `key`. Never fails (a Result for the callers written against OpenSSL's, which
-  // could).
-  [[nodiscard]] static Result<Aes256Gcm> make(const Key& key);
+  // Does not keep `key`.
+  [[nodiscard]] static Aes256Gcm make(const Key& key);
 
   ~Aes256Gcm();  // wipes the key schedule
   Aes256Gcm(Aes256Gcm&& other) noexcept;
@@ -48,14 +47,14 @@ class Aes256Gcm {
   Aes256Gcm& operator=(const Aes256Gcm&) = delete;
 
   // Keys the same object with another key, as make(key) would, without allocating: a cache of
-  // ciphers reuses the one it lets go of. Never fails.
-  [[nodiscard]] Status rekey(const Key& key);
+  // ciphers reuses the one it lets go of.
+  void rekey(const Key& key);
 
   // Encrypts `plaintext` (at most kPlaintextBytesMax) and authenticates it with `aad` (at most
   // kAadBytesMax); writes ciphertext || tag to `out`, which must be exactly plaintext.size() +
-  // kTagBytes. Never fails.
-  [[nodiscard]] Status seal(Nonce nonce, std::span<const std::byte> aad, std::span<const std::byte> plaintext,
-                            std::span<std::byte> out);
+  // kTagBytes. Cannot fail: what the library checks, the asserts here check first.
+  void seal(Nonce nonce, std::span<const std::byte> aad, std::span<const std::byte> plaintext,
+            std::span<std::byte> out);
 
   // Checks and decrypts what seal() wrote. `sealed` is ciphertext || tag (at least kTagBytes);
   // `out` must be exactly sealed.size() - kTagBytes. ErrorCode::corruption if the tag does not
