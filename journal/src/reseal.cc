@@ -401,16 +401,25 @@ Result<ChainHead> rewrite_segment(IoBackend& io, const std::string& directory, c
                                   RekeyFile& progress, ResealReport& report) {
   const std::uint64_t last = segment.end_sequence - 1;
   const std::string copy = segment.path + std::string(kCopySuffix);
+  // A rekey stopped by an error takes the copy away (the next open would): until the rename the
+  // segment is the old one, which CHAIN vouches for, and a REKEY entry naming the copy's link,
+  // if saved, is one the next rekey settles as it does after a power cut at that point.
+  const auto discard = [&](Status why) {
+    (void)io.remove(copy);
+    return why;
+  };
   auto resealed = write_copy(io, segment, copy, resealer);
-  if (!resealed.ok()) return resealed.status();
+  if (!resealed.ok()) return discard(resealed.status());
   auto link = segment_link(io, copy, previous, last);
-  if (!link.ok()) return link.status();
+  if (!link.ok()) return discard(link.status());
   std::erase_if(progress.entries, [&](const ChainEntry& e) { return e.base >= segment.base; });
   progress.entries.push_back(ChainEntry{.base = segment.base, .last = last, .link = link.value().link});
   const auto bytes = encode_rekey_file(progress, key);
   const std::string rekey_path = join_path(directory, std::string(kRekeyFileName));
-  if (Status saved = replace_small_file(io, rekey_path, bytes, OpenMode::create_exclusive); !saved.ok()) return saved;
-  if (Status renamed = io.rename(copy, segment.path); !renamed.ok()) return renamed;
+  if (Status saved = replace_small_file(io, rekey_path, bytes, OpenMode::create_exclusive); !saved.ok()) {
+    return discard(saved);
+  }
+  if (Status renamed = io.rename(copy, segment.path); !renamed.ok()) return discard(renamed);
   if (Status synced = io.sync_directory(directory); !synced.ok()) return synced;
   ++report.segments_rewritten;
   report.records_resealed += resealed.value();

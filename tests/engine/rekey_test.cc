@@ -284,6 +284,32 @@ TEST(RekeyFaults, APowerCutAnywhereInARekeyLeavesEveryEventReadableAndTheNextRek
   EXPECT_GT(cut_short, 2u) << "no cut fell between the first segment rewritten and CHAIN";
 }
 
+// A write that fails (EIO) at each point of a rekey in turn: the rekey fails with it and leaves no
+// copy of a segment behind (a *.rekey.tmp used to stay until the next open), and the next rekey
+// finishes.
+TEST(RekeyFaults, ARekeyStoppedByAFailedWriteLeavesNoCopyBehindAndTheNextFinishes) {
+  constexpr const char* kDir = "/rekeyed";
+  std::size_t failed = 0;
+  for (std::uint64_t nth = 1;; ++nth) {
+    SCOPED_TRACE("the rekey's write " + std::to_string(nth) + " fails");
+    ASSERT_LT(nth, 1000u) << "the rekey never finished before the failure";
+    const auto io = std::make_shared<FaultBackend>(nth);
+    const auto keys = std::make_shared<annal::test::MasterKeys>();
+    const std::uint64_t gone = write_two_versions(kDir, *keys, rekey_options(keys), io);
+    io->fail_write(nth, EIO);
+    const auto stopped = rekey(kDir, rekey_options(keys), io);
+    if (stopped.ok()) break;
+    ++failed;
+    EXPECT_EQ(stopped.code(), ErrorCode::io_error) << stopped.status().to_string();
+    for (const auto& [name, bytes] : files_of(*io, kDir)) EXPECT_FALSE(name.ends_with(".rekey.tmp")) << name;
+    const auto again = rekey(kDir, rekey_options(keys), io);
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    expect_rekeyed(*io, kDir, io, std::make_shared<SomeVersions>(keys, std::set<std::uint32_t>{2}), gone);
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_GT(failed, 2u);
+}
+
 // Retention between a rekey cut short and the next: the segments it removed may be ones the
 // first rewrote (their new links only in REKEY) or not; either way the next rekey finishes, and
 // the chain verifies under the newest version alone.
