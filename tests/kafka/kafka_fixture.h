@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -159,6 +160,45 @@ class KafkaTest : public ::testing::Test {
       lines += R"({"eventType": "OrderCreated", "orderId": ")" + std::to_string(order) + "\"}\n";
     }
     return lines;
+  }
+  // Imports 50 orders, then 700 messages of 10 kB that make the mock cluster's retention remove
+  // the first segments, offsets 50 on among them; imports again (`before_start` first): the import
+  // must stop there, naming the offsets retention removed, with nothing after them imported.
+  void expect_stopped_by_retention(const std::function<void()>& before_start) {
+    rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+    ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 50), "-t event-stream"));
+    auto opened = Engine::open(dir_.path() + "/store", {});
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    engine_ = std::move(opened).value();
+    const KafkaImportOptions options = seed_import();
+    {
+      auto import = KafkaImport::start(*engine_, options);
+      ASSERT_TRUE(import.ok()) << import.status().to_string();
+      ASSERT_TRUE(annal::test::eventually([&] {
+        const auto p = import.value()->progress();
+        return (p.caught_up && p.imported == 50) || !p.error.ok();
+      }));
+      ASSERT_TRUE(import.value()->stop().ok());  // the group's offset: 50
+    }
+    std::string filler;
+    const std::string pad(10'000, 'x');
+    for (int i = 0; i < 700; ++i) filler += R"({"eventType": "OrderCreated", "orderId": "late", "pad": ")" + pad + "\"}\n";
+    ASSERT_NO_FATAL_FAILURE(send_with_kcat(filler, "-t event-stream"));
+    before_start();
+    auto import = KafkaImport::start(*engine_, options);
+    ASSERT_TRUE(import.ok()) << import.status().to_string();
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return !p.error.ok() || p.imported > 0;
+    }, std::chrono::minutes(2)));
+    const Status error = import.value()->progress().error;
+    EXPECT_NE(error.message().find("partition 0: the import of group importers stands at offset 50"), std::string::npos)
+        << error.to_string() << "; imported " << import.value()->progress().imported;
+    EXPECT_NE(error.message().find("retention removed"), std::string::npos) << error.to_string();
+    EXPECT_EQ(import.value()->progress().imported, 0u);
+    EXPECT_FALSE(engine_->find_stream("order-late")) << "messages after the gap were imported";
+    (void)import.value()->stop();
+    ASSERT_TRUE(engine_->close().ok());
   }
   // Each of the seed's orders 1 to `last` (streams order-<n>) holds one event: none missing, none
   // appended twice.

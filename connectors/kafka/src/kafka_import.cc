@@ -20,9 +20,27 @@ namespace {
 constexpr std::chrono::milliseconds kCommitBackoffMax{5'000};
 // How long a rebalance waits for the group's offsets of the partitions it gives (rd_kafka_committed).
 constexpr int kCommittedWaitMs = 10'000;
-// How many times in a row a message past a gap is fetched again, 100 ms apart, while the
-// partition's start is not known, before that is an error.
+// How long each later attempt at a partition's group offset that wait did not bring waits.
+constexpr int kCommittedRetryMs = 1'000;
+// How many times in a row a message is fetched again, 100 ms apart, while what checks it (the
+// partition's start past a gap, the group's offset) is not known, before that is an error.
 constexpr int kAskAgainMax = 50;
+
+// Errors no retry changes: the topic gone, access withdrawn, librdkafka's fatal error (the member
+// fenced by another of the same group.instance.id, among others). They end the import.
+bool ends_the_import(rd_kafka_resp_err_t error) {
+  return error == RD_KAFKA_RESP_ERR__FATAL || error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+         error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+         error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED;
+}
+
+// An error's text; a fatal error's own reason (the error says only that there is one).
+std::string error_text(rd_kafka_t* kafka, rd_kafka_resp_err_t error, const char* given) {
+  if (error != RD_KAFKA_RESP_ERR__FATAL) return given;
+  char reason[512] = "";
+  const rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(kafka, reason, sizeof(reason));
+  return std::string("fatal error: ") + rd_kafka_err2str(fatal) + ": " + reason;
+}
 
 // A message as an event, or why it cannot be one.
 struct Imported {
@@ -68,6 +86,12 @@ struct KafkaImport::Consumer {
   std::map<std::int32_t, std::int64_t> read;
   // partition -> how many times in a row in_sequence had the partition fetched again.
   std::map<std::int32_t, int> asked_again;
+  // Partitions given whose group offset could not be read then (its coordinator away): asked
+  // again before anything of them is taken (in_sequence).
+  std::set<std::int32_t> unchecked;
+  // partition -> the first offset of an undecodable batch met below where the partition stands
+  // and sought past, since the last message taken: met again, the partition stands inside it.
+  std::map<std::int32_t, std::int64_t> sought_past;
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
 
@@ -85,26 +109,23 @@ struct KafkaImport::Consumer {
       c.at_end.erase(partitions->elems[i].partition);
       c.read.erase(partitions->elems[i].partition);
       c.asked_again.erase(partitions->elems[i].partition);
+      c.unchecked.erase(partitions->elems[i].partition);
+      c.sought_past.erase(partitions->elems[i].partition);
       if (!given) c.next.erase(partitions->elems[i].partition);
     }
     // The group's offsets of the partitions given, for in_sequence: auto.offset.reset=earliest (a
     // new group starts at the topic's beginning) also moves an offset that retention has passed to
-    // the partition's new start, silently. Not known (the coordinator away), not checked.
+    // the partition's new start, silently. Not known (the coordinator away): asked again later.
     if (given) {
       const Owned<rd_kafka_topic_partition_list_t> asked(rd_kafka_topic_partition_list_copy(partitions));
       const rd_kafka_resp_err_t read = rd_kafka_committed(kafka, asked.get(), kCommittedWaitMs);
       for (int i = 0; i < asked->cnt; ++i) {
         const rd_kafka_topic_partition_t& at = asked->elems[i];
-        if (read == RD_KAFKA_RESP_ERR_NO_ERROR && at.err == RD_KAFKA_RESP_ERR_NO_ERROR && at.offset >= 0) {
+        if (read != RD_KAFKA_RESP_ERR_NO_ERROR || at.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          c.unchecked.insert(at.partition);
+        } else if (at.offset >= 0) {
           c.read[at.partition] = at.offset;
         }
-      }
-      if (read != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        std::lock_guard lock(import->mutex_);
-        import->progress_.retrying =
-            Status(ErrorCode::io_error, "Kafka import of topic " + import->options_.topic +
-                                            ": the group's offsets could not be read (" + rd_kafka_err2str(read) +
-                                            "): messages retention removed before this member reads them go unnoticed");
       }
     }
     {
@@ -121,21 +142,14 @@ struct KafkaImport::Consumer {
   }
 
   // librdkafka's client errors (brokers down, a connection refused), from rd_kafka_consumer_poll on
-  // the import's thread: shown in Progress::retrying while librdkafka retries, or the end of the
-  // import when it calls them fatal.
-  static void on_error(rd_kafka_t* kafka, int error, const char* reason, void* opaque) {
+  // the import's thread: shown in Progress::retrying while librdkafka retries. (Its fatal errors
+  // come to a group's consumer as messages instead, rdkafka.c's rd_kafka_set_fatal_error0: run.)
+  static void on_error(rd_kafka_t*, int, const char* reason, void* opaque) {
     auto* import = static_cast<KafkaImport*>(opaque);
-    const bool fatal = error == RD_KAFKA_RESP_ERR__FATAL;
-    char fatal_reason[512] = "";
-    if (fatal) (void)rd_kafka_fatal_error(kafka, fatal_reason, sizeof(fatal_reason));
     const Status status(ErrorCode::io_error, "Kafka import of topic " + import->options_.topic + " from " +
-                                                 import->options_.brokers + ": " + (fatal ? fatal_reason : reason));
+                                                 import->options_.brokers + ": " + reason);
     std::lock_guard lock(import->mutex_);
-    if (!fatal) {
-      import->progress_.retrying = status;
-    } else if (import->progress_.error.ok()) {
-      import->progress_.error = status;
-    }
+    import->progress_.retrying = status;
   }
 };
 
@@ -233,8 +247,32 @@ Result<KafkaImport::Delivery> KafkaImport::in_sequence(const rd_kafka_message_t&
   if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     return Delivery::take;
   }
-  const auto read = consumer_->read.find(message.partition);
-  if (read == consumer_->read.end()) return Delivery::take;  // not known: not checked
+  auto read = consumer_->read.find(message.partition);
+  if (read == consumer_->read.end() && consumer_->unchecked.contains(message.partition)) {
+    const Owned<rd_kafka_topic_partition_list_t> asked(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(asked.get(), options_.topic.c_str(), message.partition);
+    rd_kafka_resp_err_t answered = rd_kafka_committed(consumer_->kafka.get(), asked.get(), kCommittedRetryMs);
+    if (answered == RD_KAFKA_RESP_ERR_NO_ERROR) answered = asked->elems[0].err;
+    if (answered != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const std::string why = "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) +
+                              ": the group's offset could not be read (" + rd_kafka_err2str(answered) + ")";
+      int& asked_count = consumer_->asked_again[message.partition];
+      if (asked_count < kAskAgainMax) {
+        ++asked_count;
+        std::lock_guard lock(mutex_);
+        progress_.retrying = Status(ErrorCode::io_error, why + "; nothing of the partition is imported until it is, "
+                                                               "to tell whether retention removed messages unread");
+        return Delivery::ask_again;
+      }
+      return Status(ErrorCode::io_error, why + " in " + std::to_string(kAskAgainMax) +
+                                             " tries: whether retention removed messages this import had not read "
+                                             "cannot be told. Nothing of the partition is imported; import again");
+    }
+    consumer_->asked_again.erase(message.partition);
+    consumer_->unchecked.erase(message.partition);
+    if (asked->elems[0].offset >= 0) read = consumer_->read.emplace(message.partition, asked->elems[0].offset).first;
+  }
+  if (read == consumer_->read.end()) return Delivery::take;  // the group had none: from the start
   const std::int64_t from = read->second;
   // Below: librdkafka went back to the partition's start (auto.offset.reset=earliest, at a fetch
   // answered OFFSET_OUT_OF_RANGE that was no retention: a replica behind). Read already.
@@ -334,6 +372,12 @@ void KafkaImport::run() {
     rd_kafka_resp_err_t committed = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (auto backoff = std::chrono::milliseconds(100);; backoff = std::min(backoff * 2, kCommitBackoffMax)) {
       committed = rd_kafka_commit(c.kafka.get(), offsets.get(), 0);
+      if (ends_the_import(committed)) {
+        fail(Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic + ": committing the group's offsets: " +
+                                             error_text(c.kafka.get(), committed, rd_kafka_err2str(committed)) +
+                                             "; the messages since the last commit are read again at the next start"));
+        return false;
+      }
       if (committed == RD_KAFKA_RESP_ERR_NO_ERROR || committed == RD_KAFKA_RESP_ERR__NO_OFFSET ||
           committed == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || committed == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
           committed == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || committed == RD_KAFKA_RESP_ERR__STATE) {
@@ -423,10 +467,6 @@ void KafkaImport::run() {
   // A rebalance that takes a partition before its offsets are committed has its new owner read
   // those messages again: their ids make them duplicates.
   while (!stopping_.load(std::memory_order_acquire)) {
-    {
-      std::lock_guard lock(mutex_);
-      if (!progress_.error.ok()) break;  // on_error: fatal
-    }
     rd_kafka_message_t* polled = rd_kafka_consumer_poll(c.kafka.get(), 100);
     if (polled == nullptr) {
       if (!commit()) break;
@@ -439,14 +479,20 @@ void KafkaImport::run() {
       fail(delivery.status());
       break;
     }
-    if (delivery.value() == Delivery::read_already) continue;
+    if (delivery.value() == Delivery::read_already) {
+      // librdkafka went back to the partition's start: a batch met since is met anew.
+      c.sought_past.erase(message->partition);
+      continue;
+    }
     if (delivery.value() == Delivery::ask_again) {
       if (wait_unless_stopped(std::chrono::milliseconds(100))) break;
-      seek(message->partition, c.read[message->partition]);
+      const auto stands = c.read.find(message->partition);
+      seek(message->partition, stands != c.read.end() ? stands->second : message->offset);
       continue;
     }
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       c.at_end.insert(message->partition);
+      c.sought_past.erase(message->partition);  // past any batch it sought past
       // An end past the last message (a transaction's marker after it) is committed too: the
       // group's offset then stands at the end, as any consumer's would, not at the marker.
       if (const auto read = c.read.find(message->partition); read == c.read.end() || read->second < message->offset) {
@@ -461,7 +507,8 @@ void KafkaImport::run() {
       update_lag();
       rd_kafka_topic_partition_list_t* assigned = nullptr;
       if (rd_kafka_assignment(c.kafka.get(), &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        bool all = assigned->cnt > 0;
+        // Offsets a rebalance refused to commit (kept by the cooperative protocol) are not caught up.
+        bool all = assigned->cnt > 0 && c.next.empty();
         for (int i = 0; i < assigned->cnt; ++i) all = all && c.at_end.contains(assigned->elems[i].partition);
         rd_kafka_topic_partition_list_destroy(assigned);
         std::lock_guard lock(mutex_);
@@ -469,33 +516,51 @@ void KafkaImport::run() {
       }
       continue;
     }
-    if ((message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION || message->err == RD_KAFKA_RESP_ERR__BAD_MSG) &&
+    if ((message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION || message->err == RD_KAFKA_RESP_ERR__BAD_MSG ||
+         message->err == RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED) &&
         message->partition >= 0) {
       // A batch librdkafka cannot decode (decompression, a checksum with check.crcs, an LZ4 frame
-      // cut short), named by its first offset: damage in the broker's log, not a message the
-      // import refuses. librdkafka fetches it again and again. The import stops there whatever
-      // on_bad, as Kafka's own consumer does: how many messages the batch holds is not known, so
-      // where to resume past it is the user's call, made with the group's offset.
+      // cut short; a magic byte it does not know, reported once and then passed over), named by
+      // its first offset: damage in the broker's log, not a message the import refuses. The
+      // import stops there whatever on_bad, as Kafka's own consumer does: how many messages the
+      // batch holds is not known, so where to resume past it is the user's call, made with the
+      // group's offset. A batch below where the partition stands (librdkafka went back to the
+      // partition's start, or the group's offset was set past it) is sought past once; met again,
+      // the partition stands inside it.
       const std::int32_t partition = message->partition;
       const auto stands = c.read.find(partition);
+      const auto sought = c.sought_past.find(partition);
+      if (stands != c.read.end() && message->offset < stands->second &&
+          (sought == c.sought_past.end() || sought->second != message->offset)) {
+        c.sought_past[partition] = message->offset;
+        seek(partition, stands->second);
+        continue;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        progress_.caught_up = false;
+      }
       fail(Status(ErrorCode::corruption,
                   "Kafka topic " + options_.topic + " partition " + std::to_string(partition) + " offset " +
                       std::to_string(message->offset) + ": " + rd_kafka_message_errstr(message.get()) +
-                      ": the batch of messages from this offset cannot be read" +
+                      ": the batch of messages there cannot be read" +
                       (stands != c.read.end() ? " (the import stands at offset " + std::to_string(stands->second) + ")"
                                               : std::string()) +
-                      ". Nothing from there on is imported, whatever on_bad: the broker's log is damaged. To pass "
-                      "over the batch, commit the group's offset past its last message (kafka-consumer-groups "
-                      "--reset-offsets --to-offset; kafka-dump-log shows the batch), then import again"));
+                      ". Nothing from there on is imported, whatever on_bad: the broker's log is damaged" +
+                      (message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION
+                           ? ", or the batch decompresses to more than receive.message.max.bytes allows (raise it "
+                             "and import again)"
+                           : std::string()) +
+                      ". To pass over the batch, commit the group's offset past its last message "
+                      "(kafka-consumer-groups --reset-offsets --to-offset; kafka-dump-log shows the batch), then "
+                      "import again"));
       break;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const Status error(ErrorCode::io_error, "Kafka import of topic " + options_.topic + ": " +
-                                                  rd_kafka_message_errstr(message.get()));
-      // Retrying cannot change these: the topic gone, access withdrawn.
-      if (message->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || message->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-          message->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-          message->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+      const Status error(ErrorCode::io_error,
+                         "Kafka import of topic " + options_.topic + ": " +
+                             error_text(c.kafka.get(), message->err, rd_kafka_message_errstr(message.get())));
+      if (ends_the_import(message->err)) {
         fail(error);
         break;
       }
@@ -504,6 +569,7 @@ void KafkaImport::run() {
       continue;
     }
     c.at_end.erase(message->partition);
+    c.sought_past.erase(message->partition);  // past any batch it sought past
     {
       std::lock_guard lock(mutex_);
       progress_.caught_up = false;
@@ -542,6 +608,12 @@ void KafkaImport::run() {
   }
   (void)commit();
   (void)rd_kafka_consumer_close(c.kafka.get());
+  // After a fatal error the destroy's own close of the consumer waits for ever (it cannot start):
+  // the handle goes without it.
+  char reason[1];
+  if (rd_kafka_fatal_error(c.kafka.get(), reason, sizeof(reason)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_destroy_flags(c.kafka.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
 }
 
 }  // namespace annal::kafka

@@ -330,10 +330,11 @@ Status KafkaProjectionRunner::query(const Written& written, const std::function<
   queries_waiting_.fetch_sub(1, std::memory_order_acq_rel);
   changed_.notify_all();  // the runner may be holding its next batch back for this query
   if (!progress_.error.ok()) return progress_.error;
-  if (!applied_locked(written)) {
+  // Applied but in a batch not ended when the time ran out: not shown yet either.
+  if (!applied_locked(written) || !ready) {
     const std::string what = "Kafka read model " + options_.name + ": event " + std::to_string(written.sequence) +
                              " of " + written.source + " (stream " + written.stream + ") not applied";
-    if (!ready) return Status(ErrorCode::timed_out, what + " in time");
+    if (!ready) return Status(ErrorCode::timed_out, what + " (its batch ended) in time");
     return Status(ErrorCode::failed, what + ": the runner stopped");
   }
   return user_code([&] { return "a query on Kafka read model " + options_.name; }, [&] { fn(*projection_); });
@@ -404,6 +405,10 @@ void KafkaProjectionRunner::run() {
   rd_kafka_t* consumer = reader_->consumer.get();
   int in_batch = 0;              // events applied since the last end_of_batch()
   std::uint64_t batch_last = 0;  // the last one's sequence
+  // Records taken since the loop last went past a batch's end: foreign records and duplicates,
+  // which apply nothing, bound a batch too, or a stretch of them held the batch open and the lag
+  // and snapshots by time still, however long it lasted.
+  int records = 0;
   // Before a snapshot or the end: what the projection buffered is in its state.
   const auto end_batch = [&]() -> Status {
     if (in_batch == 0) return {};
@@ -433,8 +438,9 @@ void KafkaProjectionRunner::run() {
     const Owned<rd_kafka_message_t> message(rd_kafka_consumer_poll(consumer, in_batch > 0 ? 0 : kPollMs));
     if (message) {
       if (Status taken = take(*message, in_batch, batch_last); !taken.ok()) return fail(std::move(taken));
-      if (in_batch < kBatchMax) continue;
+      if (in_batch < kBatchMax && ++records < kBatchMax) continue;
     }
+    records = 0;
     if (Status ended = end_batch(); !ended.ok()) return fail(std::move(ended));
     update_lag();
     const std::uint64_t since = total_ - snapshotted_;
