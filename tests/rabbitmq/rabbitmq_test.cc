@@ -451,6 +451,41 @@ TEST_F(RabbitTest, TheReaderResumesFromAnOffsetAndSkipsDuplicates) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// RabbitMQ starts a consumer at an offset retention has removed at the stream's first message,
+// without a word: a reader resumed there applied what followed as if nothing were missing. It
+// stops now, saying where the stream begins.
+TEST_F(RabbitTest, AReaderResumedWhereRetentionRemovedMessagesStops) {
+  annal::test::Watchdog watchdog("rabbitmq reader after retention", std::chrono::seconds(300));
+  const annal::test::ProgramRun policy = server_->ctl(
+      "set_policy short-" + stream_name() + " '^" + stream_name() +
+      "$' '{\"stream-max-segment-size-bytes\":2000,\"max-length-bytes\":20000}' --apply-to queues");
+  ASSERT_EQ(policy.exit_code, 0) << policy.output;
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(20));
+  auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 10});
+  ASSERT_TRUE(reader.ok());
+  Recorded head;
+  ASSERT_TRUE(annal::test::eventually([&] {
+    return !reader.value()->poll(head, std::chrono::milliseconds(100)).ok() || head.seen.size() >= 10;
+  }));
+  const std::uint64_t resume_at = *reader.value()->last_offset() + 1;
+  reader.value().reset();
+  wait_delivered(*exporter, append(1000));  // retention removes the first segments meanwhile
+  auto resumed = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .from_offset = resume_at});
+  ASSERT_TRUE(resumed.ok());
+  Recorded rest;
+  Status stopped;
+  ASSERT_TRUE(annal::test::eventually([&] {
+    const auto polled = resumed.value()->poll(rest, std::chrono::milliseconds(100));
+    stopped = polled.status();
+    return !polled.ok() || !rest.seen.empty();
+  }));
+  EXPECT_NE(stopped.message().find("retention"), std::string::npos) << stopped.to_string();
+  EXPECT_TRUE(rest.seen.empty()) << rest.seen.size() << " applied, from sequence " << rest.seen.front().sequence;
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The node stops (in order, as an operator restarts it) and starts again with the same data while
 // events are appended: the exporter reconnects, reads the stream back and publishes only the
 // unconfirmed events after its last message there.

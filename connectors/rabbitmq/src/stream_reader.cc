@@ -3,9 +3,11 @@
 #include <exception>
 #include <map>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "connection.h"
+#include "stream_tail.h"
 
 namespace annal::rabbitmq {
 namespace {
@@ -45,7 +47,26 @@ Status RabbitStreamReader::connect() {
     return consuming;
   }
   connection_ = std::move(connection).value();
+  resumed_at_ = from > 0 ? std::optional(from) : std::nullopt;
   return {};
+}
+
+Result<std::optional<std::uint64_t>> RabbitStreamReader::removed_before(std::uint64_t from, std::uint64_t delivered) {
+  // One past `from` may be the offset at a segment's start, which no AMQP consumer is given.
+  if (delivered <= from + 1) return std::optional<std::uint64_t>();
+  // RabbitMQ starts a consumer at an offset retention has removed at the stream's first message,
+  // without a word; so do offsets no AMQP consumer is given (a stream protocol client's offset
+  // tracking). Where the stream now begins tells them apart: asked on a connection of its own,
+  // since this one's deliveries must not be read past.
+  auto address = parse_url(options_.url);
+  if (!address.ok()) return address.status();
+  auto asking = Connection::open(address.value(), "annal stream reader's check", options_.connect_timeout,
+                                 options_.heartbeat);
+  if (!asking.ok()) return asking.status();
+  const auto first = first_delivered(*asking.value(), options_.stream,
+                                     std::chrono::steady_clock::now() + options_.connect_timeout, [] { return false; });
+  if (!first.ok()) return first.status();
+  return first.value() <= from + 1 ? std::nullopt : std::optional(first.value());
 }
 
 Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std::chrono::milliseconds wait) {
@@ -87,6 +108,23 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     last_tag = delivery.tag();
     const auto offset = delivery.offset();
     if (!offset) return fail(connection_->error(ErrorCode::invalid_argument, "reading " + options_.stream, "not a stream"));
+    if (resumed_at_) {
+      const std::uint64_t from = *std::exchange(resumed_at_, std::nullopt);
+      const auto removed = removed_before(from, *offset);
+      if (!removed.ok()) {
+        // Not known: nothing of this poll is applied, and the next connects and asks again.
+        connection_.reset();
+        return Status(removed.status().code(), removed.status().message() + " (reading stream " + options_.stream + ")");
+      }
+      if (removed.value()) {
+        return fail(Status(ErrorCode::io_error,
+                           "stream " + options_.stream + ": this reader resumes at offset " + std::to_string(from) +
+                               ", and the stream now begins at offset " + std::to_string(*removed.value()) +
+                               ": retention (max-age, max-length-bytes) removed messages it had not read. Nothing "
+                               "is applied; rebuild the projection from the stream's start (from_offset 0), or keep "
+                               "the stream longer"));
+      }
+    }
     const amqp_table_t& headers = delivery.headers();
     const auto sequence = number_header(headers, kSequenceHeader);
     const auto source = text_header(headers, kSourceHeader);

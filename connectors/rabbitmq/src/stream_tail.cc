@@ -85,6 +85,20 @@ Status scan(Connection& connection, const std::string& stream, const std::string
 
 }  // namespace
 
+Result<std::uint64_t> first_delivered(Connection& connection, const std::string& stream,
+                                      std::chrono::steady_clock::time_point deadline,
+                                      const std::function<bool()>& stopping) {
+  Scan first;
+  if (Status scanned = scan(
+          connection, stream, std::string(), std::string("first"), "annal-first-" + random_marker(),
+          [](std::uint64_t) { return false; }, [](const Delivery&, std::uint64_t) { return true; },
+          [] { return Status(); }, first, deadline, stopping);
+      !scanned.ok()) {
+    return scanned;
+  }
+  return *first.first_offset;  // set by the delivery that ended the scan
+}
+
 Result<Tail> read_tail(Connection& connection, const std::string& stream, const std::string& source,
                                 std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stopping) {
   // First the last chunk, from a consumer set up before the marker is published, so that the
@@ -118,15 +132,9 @@ Result<Tail> read_tail(Connection& connection, const std::string& stream, const 
   // AMQP consumer, so a window starting there begins one past its start.
   const std::uint64_t end_of_windows = last_chunk.first_offset.value_or(0);
   if (end_of_windows == 0) return Tail{};
-  Scan first_message;
-  if (Status scanned = scan(
-          connection, stream, source, std::string("first"), "annal-tail-" + marker + "-first",
-          [](std::uint64_t) { return false; }, [](const Delivery&, std::uint64_t) { return true; },
-          [] { return Status(); }, first_message, deadline, stopping);
-      !scanned.ok()) {
-    return scanned;
-  }
-  const std::uint64_t first = first_message.first_offset.value_or(end_of_windows);
+  const auto first_message = first_delivered(connection, stream, deadline, stopping);
+  if (!first_message.ok()) return first_message.status();
+  const std::uint64_t first = first_message.value();
   std::uint64_t size = kTailChunk;
   for (std::uint64_t end = end_of_windows, step = 0; end > first; ++step, size *= 2) {
     const std::uint64_t start = end - std::min(size, end - first);

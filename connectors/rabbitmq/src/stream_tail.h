@@ -27,6 +27,14 @@ inline std::uint64_t message_fingerprint(std::string_view stream, std::uint64_t 
   return fingerprint({stream, std::to_string(version), type, std::to_string(timestamp_ns), id, body});
 }
 
+// The offset of the first message a consumer at `stream`'s start ("first") is given: where the
+// stream begins now that retention removed what came before (or one past it: the offset at a
+// segment's start goes to no AMQP consumer). Uses channel 3 of `connection` and closes it. An
+// empty stream gives none: an error at `deadline`, or when `stopping` says so.
+Result<std::uint64_t> first_delivered(Connection& connection, const std::string& stream,
+                                      std::chrono::steady_clock::time_point deadline,
+                                      const std::function<bool()>& stopping);
+
 // `source`'s last message in `stream`, as the stream stands once a
 // marker this call publishes has been read back by a consumer started before it was published:
 // everything appended before the marker is read. Uses channels 2 and up of `connection` and

@@ -58,8 +58,9 @@ class RabbitStreamReader {
   // was applied: how many were applied. A connection RabbitMQ closed (missed heartbeats while the
   // caller did not poll, a server restart) ends the batch there; the next poll connects again and
   // reads on from last_offset() (an error if it cannot, and the poll after tries again). An error
-  // when a message of annal lacks a header, the stream is deleted, or the projection throws
-  // (naming the offset); the reader is then done.
+  // when a message of annal lacks a header, the stream is deleted, the projection throws (naming
+  // the offset), or retention removed messages from where the reader resumes (an offset given or
+  // reached) before it read them; the reader is then done.
   Result<std::size_t> poll(engine::Projection& projection, std::chrono::milliseconds wait);
 
   // The offset of the last message of the last whole batch (its end_of_batch returned; messages
@@ -77,7 +78,11 @@ class RabbitStreamReader {
   // A new connection, consuming from after last_offset() (from_offset before the first batch).
   Status connect();
   StreamReaderOptions options_;
+  // Where the stream begins now, if retention removed messages from `from` on, which the first
+  // delivery of a connection resumed at `from` (resumed_at_) came after; nullopt if none.
+  Result<std::optional<std::uint64_t>> removed_before(std::uint64_t from, std::uint64_t delivered);
   std::unique_ptr<Connection> connection_;
+  std::optional<std::uint64_t> resumed_at_;  // the connection's offset past 0, until its first delivery
   std::optional<std::uint64_t> last_offset_;
   std::uint64_t duplicates_ = 0;
   std::uint64_t foreign_ = 0;
