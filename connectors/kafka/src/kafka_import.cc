@@ -26,12 +26,32 @@ constexpr int kCommittedRetryMs = 1'000;
 // partition's start past a gap, the group's offset) is not known, before that is an error.
 constexpr int kAskAgainMax = 50;
 
-// Errors no retry changes: the topic gone, access withdrawn, librdkafka's fatal error (the member
-// fenced by another of the same group.instance.id, among others). They end the import.
-bool ends_the_import(rd_kafka_resp_err_t error) {
-  return error == RD_KAFKA_RESP_ERR__FATAL || error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-         error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+// Errors no retry changes, from a commit or a message: access withdrawn, librdkafka's fatal error
+// (the member fenced by another of the same group.instance.id, among others).
+bool refused_for_good(rd_kafka_resp_err_t error) {
+  return error == RD_KAFKA_RESP_ERR__FATAL || error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
          error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED;
+}
+
+// Those, and from a message the topic gone. (A commit may be answered "unknown topic or
+// partition" by a coordinator whose metadata lags a topic just made or grown: retried.)
+bool ends_the_import(rd_kafka_resp_err_t error) {
+  return refused_for_good(error) || error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+         error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
+// What to do about a batch librdkafka cannot decode (`error`), which stops the import.
+std::string undecodable_advice(rd_kafka_resp_err_t error) {
+  if (error == RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED) {
+    return "librdkafka does not know its format or compression codec (a build without it?): import with one "
+           "that does; passing over the batch would lose its messages";
+  }
+  return std::string("the broker's log is damaged") +
+         (error == RD_KAFKA_RESP_ERR__BAD_COMPRESSION
+              ? ", or the batch decompresses to more than receive.message.max.bytes allows (raise it and import again)"
+              : "") +
+         ". To pass over the batch, commit the group's offset past its last message (kafka-consumer-groups "
+         "--reset-offsets --to-offset; kafka-dump-log shows the batch), then import again";
 }
 
 // An error's text; a fatal error's own reason (the error says only that there is one).
@@ -372,7 +392,7 @@ void KafkaImport::run() {
     rd_kafka_resp_err_t committed = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (auto backoff = std::chrono::milliseconds(100);; backoff = std::min(backoff * 2, kCommitBackoffMax)) {
       committed = rd_kafka_commit(c.kafka.get(), offsets.get(), 0);
-      if (ends_the_import(committed)) {
+      if (refused_for_good(committed)) {
         fail(Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic + ": committing the group's offsets: " +
                                              error_text(c.kafka.get(), committed, rd_kafka_err2str(committed)) +
                                              "; the messages since the last commit are read again at the next start"));
@@ -520,8 +540,9 @@ void KafkaImport::run() {
          message->err == RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED) &&
         message->partition >= 0) {
       // A batch librdkafka cannot decode (decompression, a checksum with check.crcs, an LZ4 frame
-      // cut short; a magic byte it does not know, reported once and then passed over), named by
-      // its first offset: damage in the broker's log, not a message the import refuses. The
+      // cut short; a magic byte or codec it does not know, reported once and then passed over),
+      // named by its first offset: damage in the broker's log (or a client that cannot read it),
+      // not a message the import refuses. The
       // import stops there whatever on_bad, as Kafka's own consumer does: how many messages the
       // batch holds is not known, so where to resume past it is the user's call, made with the
       // group's offset. A batch below where the partition stands (librdkafka went back to the
@@ -540,20 +561,20 @@ void KafkaImport::run() {
         std::lock_guard lock(mutex_);
         progress_.caught_up = false;
       }
-      fail(Status(ErrorCode::corruption,
-                  "Kafka topic " + options_.topic + " partition " + std::to_string(partition) + " offset " +
-                      std::to_string(message->offset) + ": " + rd_kafka_message_errstr(message.get()) +
-                      ": the batch of messages there cannot be read" +
-                      (stands != c.read.end() ? " (the import stands at offset " + std::to_string(stands->second) + ")"
-                                              : std::string()) +
-                      ". Nothing from there on is imported, whatever on_bad: the broker's log is damaged" +
-                      (message->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION
-                           ? ", or the batch decompresses to more than receive.message.max.bytes allows (raise it "
-                             "and import again)"
-                           : std::string()) +
-                      ". To pass over the batch, commit the group's offset past its last message "
-                      "(kafka-consumer-groups --reset-offsets --to-offset; kafka-dump-log shows the batch), then "
-                      "import again"));
+      std::string stood;
+      if (stands != c.read.end()) {
+        stood = " (the import stands at offset " + std::to_string(stands->second) +
+                (message->offset < stands->second
+                     ? ", past the batch's first: if the group's offset is past the whole batch, import again"
+                     : "") +
+                ")";
+      }
+      fail(Status(ErrorCode::corruption, "Kafka topic " + options_.topic + " partition " + std::to_string(partition) +
+                                             " offset " + std::to_string(message->offset) + ": " +
+                                             rd_kafka_message_errstr(message.get()) +
+                                             ": the batch of messages there cannot be read" + stood +
+                                             ". Nothing from there on is imported, whatever on_bad: " +
+                                             undecodable_advice(message->err)));
       break;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -608,8 +629,9 @@ void KafkaImport::run() {
   }
   (void)commit();
   (void)rd_kafka_consumer_close(c.kafka.get());
-  // After a fatal error the destroy's own close of the consumer waits for ever (it cannot start):
-  // the handle goes without it.
+  // After a fatal error the handle goes here, at once: destroyed later, from the import's
+  // destructor, librdkafka 2.0.2 waited for ever (AFatalErrorStopsTheImport; its destroy takes
+  // NO_CONSUMER_CLOSE after a fatal error by itself, so what it waits for is not that close).
   char reason[1];
   if (rd_kafka_fatal_error(c.kafka.get(), reason, sizeof(reason)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     rd_kafka_destroy_flags(c.kafka.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);

@@ -1,5 +1,6 @@
 #include "annal/rabbitmq/stream_reader.h"
 
+#include <algorithm>
 #include <exception>
 #include <map>
 #include <optional>
@@ -63,8 +64,11 @@ Result<std::optional<std::uint64_t>> RabbitStreamReader::removed_before(std::uin
   auto asking = Connection::open(address.value(), "annal stream reader's check", options_.connect_timeout,
                                  options_.heartbeat);
   if (!asking.ok()) return asking.status();
+  // Bounded by a heartbeat: meanwhile this poll's own connection answers none.
   const auto first = first_delivered(*asking.value(), options_.stream,
-                                     std::chrono::steady_clock::now() + options_.connect_timeout, [] { return false; });
+                                     std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(
+                                                                            options_.connect_timeout, options_.heartbeat),
+                                     [] { return false; });
   if (!first.ok()) return first.status();
   return first.value() <= from + 1 ? std::nullopt : std::optional(first.value());
 }
