@@ -270,6 +270,11 @@ class EngineImpl final : public Engine {
   AppendResult append(const StreamRef& stream, const ExpectedVersion& expected,
                       std::span<const EventData> events) override {
     if (Status valid = validate(stream, events); !valid.ok()) return valid;
+    // A known stream's key, derived outside the lock (RecordCipher's contract); a new stream's id
+    // is given under it, and its key derived there.
+    if (cipher_ && !read_only_) {
+      if (const auto id = resolve(stream)) cipher_->prepare(*id);
+    }
     AppendResult result = sequencer_ ? sequencer_->submit(stream, expected, events) : [&] {
       std::lock_guard lock(append_mutex_);
       return sequence(stream, expected, events);
