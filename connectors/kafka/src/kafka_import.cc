@@ -22,6 +22,10 @@ constexpr std::chrono::milliseconds kCommitBackoffMax{5'000};
 constexpr int kCommittedWaitMs = 10'000;
 // How long each later attempt at a partition's group offset that wait did not bring waits.
 constexpr int kCommittedRetryMs = 1'000;
+// While Progress::retrying shows an error and nothing comes, how often the topic's metadata is
+// asked for (each ask waiting at most kProbeWait): an answer says Kafka answers again.
+constexpr std::chrono::seconds kProbeEvery{2};
+constexpr std::chrono::milliseconds kProbeWait{1'000};
 // How many times in a row a message is fetched again, 100 ms apart, while what checks it (the
 // partition's start past a gap, the group's offset) is not known, before that is an error.
 constexpr int kAskAgainMax = 50;
@@ -412,6 +416,10 @@ void KafkaImport::run() {
       // Stopping: the batch is read again at the next start, within the window all the same.
       if (wait_unless_stopped(backoff)) return true;
     }
+    if (committed == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      std::lock_guard lock(mutex_);
+      progress_.retrying = Status();  // the coordinator answered
+    }
     rd_kafka_topic_partition_list_t* assigned = nullptr;
     if (committed == RD_KAFKA_RESP_ERR_NO_ERROR || committed == RD_KAFKA_RESP_ERR__NO_OFFSET ||
         rd_kafka_assignment(c.kafka.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -484,6 +492,25 @@ void KafkaImport::run() {
     }
     return imported;
   };
+  // With nothing to read, librdkafka says nothing when Kafka answers again after an outage (a
+  // partition's end is not given twice): while Progress::retrying shows an error, the topic's
+  // metadata is asked for now and then, and an answer clears it.
+  auto probed = std::chrono::steady_clock::now();
+  const auto probe = [&] {
+    {
+      std::lock_guard lock(mutex_);
+      if (progress_.retrying.ok()) return;
+    }
+    if (std::chrono::steady_clock::now() - probed < kProbeEvery) return;
+    const bool answered = partition_count(c.kafka.get(), options_.topic, kProbeWait,
+                                          [&] { return stopping_.load(std::memory_order_acquire); })
+                              .ok();
+    probed = std::chrono::steady_clock::now();
+    if (answered) {
+      std::lock_guard lock(mutex_);
+      progress_.retrying = Status();
+    }
+  };
   // A rebalance that takes a partition before its offsets are committed has its new owner read
   // those messages again: their ids make them duplicates.
   while (!stopping_.load(std::memory_order_acquire)) {
@@ -491,6 +518,7 @@ void KafkaImport::run() {
     if (polled == nullptr) {
       if (!commit()) break;
       update_lag();
+      probe();
       continue;
     }
     const Owned<rd_kafka_message_t> message(polled);
