@@ -11,6 +11,8 @@
 #include <string>
 #include <thread>
 
+#include <unistd.h>
+
 namespace annal::test {
 
 // The constructor returns only once the watching thread is asleep in its wait, holding no lock of
@@ -41,10 +43,20 @@ class Watchdog {
     watching_ = true;
     done_changed_.notify_all();  // the constructor gets the lock once this thread waits below
     if (done_changed_.wait_for(lock, limit, [this] { return done_; })) return;
-    std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s; aborting\n", what_.c_str(),
-                 static_cast<long long>(limit.count()));
+    std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s; every thread's stack follows, then abort\n",
+                 what_.c_str(), static_cast<long long>(limit.count()));
     std::fflush(stderr);
+    print_stacks();
     std::abort();
+  }
+
+  // Where each thread waits, from gdb (scripts/setup installs it): a hang seen once in CI is found
+  // from its log, not guessed at. The abort's own trace shows only this thread.
+  static void print_stacks() {
+    const std::string command = "command -v gdb >/dev/null && timeout 60 gdb -p " + std::to_string(::getpid()) +
+                                " -batch -nx -ex 'thread apply all bt' 1>&2 </dev/null";
+    if (std::system(command.c_str()) != 0) std::fprintf(stderr, "watchdog: no stacks (gdb missing or refused)\n");
+    std::fflush(stderr);
   }
 
   std::string what_;
