@@ -341,7 +341,7 @@ Status KafkaProjectionRunner::query(const Written& written, const std::function<
 }
 
 KafkaProjectionRunner::Progress KafkaProjectionRunner::progress() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(progress_mutex_);
   return progress_;
 }
 
@@ -460,7 +460,7 @@ void KafkaProjectionRunner::update_lag() {
     lag += unread(reader_->consumer.get(), options_.topic, partition, next >= 0 ? std::optional(next) : std::nullopt);
   }
   std::lock_guard lock(mutex_);
-  progress_.lag = lag;
+  update_progress([&](Progress& p) { p.lag = lag; });
 }
 
 Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_batch, std::uint64_t& batch_last) {
@@ -498,7 +498,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     reader_->restart_at[partition] =
         Clock::now() + (resets > 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
     std::lock_guard lock(mutex_);
-    progress_.retrying = Status(ErrorCode::io_error, where() + ": " + rd_kafka_err2str(message.err));
+    update_progress([&](Progress& p) { p.retrying = Status(ErrorCode::io_error, where() + ": " + rd_kafka_err2str(message.err)); });
     return {};
   }
   if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -515,7 +515,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
         break;
     }
     std::lock_guard lock(mutex_);
-    progress_.retrying = error;
+    update_progress([&](Progress& p) { p.retrying = error; });
     return {};
   }
   ANNAL_ASSERT(message.partition >= 0 && message.partition < reader_->partitions);
@@ -526,8 +526,10 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     // The end's offset, not BEGINNING, is where a snapshot resumes: records that come and go to
     // retention meanwhile are an error then, not a silent gap.
     next_offset_[partition] = message.offset;
-    progress_.retrying = Status();
-    progress_.caught_up = std::all_of(reader_->at_end.begin(), reader_->at_end.end(), [](bool end) { return end; });
+    update_progress([&](Progress& p) {
+      p.retrying = Status();
+      p.caught_up = std::all_of(reader_->at_end.begin(), reader_->at_end.end(), [](bool end) { return end; });
+    });
     changed_.notify_all();
     return {};
   }
@@ -544,11 +546,13 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     sequence = number_header(headers, kSequenceHeader).value_or(0);
   }
   std::lock_guard lock(mutex_);
-  progress_.caught_up = false;
-  progress_.retrying = Status();
+  update_progress([](Progress& p) {
+    p.caught_up = false;
+    p.retrying = Status();
+  });
   next_offset_[partition] = message.offset + 1;
   if (source.empty() || source.size() > kSourceNameMax || sequence == 0) {
-    ++progress_.foreign;
+    update_progress([](Progress& p) { ++p.foreign; });
     return {};
   }
   // Written under another partition count: its stream's earlier events may sit in another
@@ -568,7 +572,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   // A source's records rise in sequence within a partition: one not above the last is a record a
   // killed exporter left in flight and its next run produced again.
   if (sequence <= last->second[partition]) {
-    ++progress_.duplicates;
+    update_progress([](Progress& p) { ++p.duplicates; });
     return {};
   }
   const std::string type(text_header(headers, kTypeHeader).value_or(""));
@@ -587,7 +591,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
   last->second[partition] = sequence;
   batch_open_ = true;
   ++total_;
-  ++progress_.applied;
+  update_progress([](Progress& p) { ++p.applied; });
   ++in_batch;
   batch_last = sequence;
   changed_.notify_all();
@@ -596,7 +600,9 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
 
 void KafkaProjectionRunner::fail(Status why) {
   std::lock_guard lock(mutex_);
-  if (progress_.error.ok()) progress_.error = std::move(why);
+  update_progress([&](Progress& p) {
+    if (p.error.ok()) p.error = std::move(why);
+  });
   changed_.notify_all();
 }
 
@@ -630,12 +636,14 @@ void KafkaProjectionRunner::write_snapshot() {
   std::lock_guard lock(mutex_);
   // Not fatal: the snapshots before it are untouched, and a restart replays from the newest.
   if (!written.ok()) {
-    ++progress_.snapshots_failed;
-    progress_.snapshot_error = written;
+    update_progress([&](Progress& p) {
+      ++p.snapshots_failed;
+      p.snapshot_error = written;
+    });
     return;
   }
   snapshotted_ = total;
-  ++progress_.snapshots_written;
+  update_progress([](Progress& p) { ++p.snapshots_written; });
 }
 
 }  // namespace annal::kafka

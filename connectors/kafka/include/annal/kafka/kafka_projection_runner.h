@@ -165,7 +165,16 @@ class KafkaProjectionRunner {
   std::uint64_t total_ = 0;
   std::uint64_t snapshotted_ = 0;        // total_ at the last snapshot: the runner's thread's
   Clock::time_point snapshotted_at_;     // the runner's thread's
-  Progress progress_;                    // under mutex_
+  // Once running, written holding mutex_ and then progress_mutex_, read holding either: progress()
+  // takes only the second, which nothing holds while user code runs, so it answers while an
+  // apply() or a query waits on something outside (a database down).
+  Progress progress_;
+  mutable std::mutex progress_mutex_;
+  template <class F>
+  void update_progress(F&& change) {  // under mutex_
+    std::lock_guard lock(progress_mutex_);
+    change(progress_);
+  }
   std::thread thread_;
 };
 
