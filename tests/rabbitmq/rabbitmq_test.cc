@@ -478,16 +478,21 @@ TEST_F(RabbitTest, AReaderResumedWhereRetentionRemovedMessagesStops) {
   // message wakes it). This test is about the reader's check, not that race: it resumes once the
   // stream's first message is past resume_at, the same twice in a row, each seen by a new reader
   // (one caught in the race just sees nothing).
+  // Each reader waits up to 5 s for its delivery: a loaded machine (CI, sanitizers) took more than
+  // 200 ms for a new consumer's first one, every time for a minute.
   std::optional<std::uint64_t> first_seen;
+  std::optional<std::uint64_t> first;
   ASSERT_TRUE(annal::test::eventually([&] {
     auto from_start = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 1});
     Recorded one;
-    if (!from_start.ok() || !from_start.value()->poll(one, std::chrono::milliseconds(200)).ok()) return false;
-    const std::optional<std::uint64_t> first = from_start.value()->last_offset();
+    if (!from_start.ok()) return false;
+    const auto polled = from_start.value()->poll(one, std::chrono::seconds(5));
+    if (!polled.ok() || polled.value() == 0) return false;
+    first = from_start.value()->last_offset();
     const bool settled = first && *first > resume_at + 1 && first == first_seen;
     first_seen = first;
     return settled;
-  }));
+  }, std::chrono::minutes(3))) << "the stream's first message is at " << first.value_or(0) << ", resume_at " << resume_at;
   auto resumed = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .from_offset = resume_at});
   ASSERT_TRUE(resumed.ok());
   Recorded rest;
