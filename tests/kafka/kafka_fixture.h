@@ -212,6 +212,25 @@ class KafkaTest : public ::testing::Test {
     }
     EXPECT_EQ(twice, 0);
   }
+  // Topic event-stream made with the seed's orders 1 to 3, a store opened, and an import of them
+  // with `options` started and caught up; null after a failure.
+  std::unique_ptr<KafkaImport> import_three_orders(const KafkaImportOptions& options) {
+    rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
+    send_with_kcat(seed_orders(1, 3), "-t event-stream");
+    auto opened = Engine::open(dir_.path() + "/store", {});
+    EXPECT_TRUE(opened.ok()) << opened.status().to_string();
+    if (HasFailure() || !opened.ok()) return nullptr;
+    engine_ = std::move(opened).value();
+    auto import = KafkaImport::start(*engine_, options);
+    EXPECT_TRUE(import.ok()) << import.status().to_string();
+    if (!import.ok()) return nullptr;
+    EXPECT_TRUE(annal::test::eventually([&] {
+      const auto p = import.value()->progress();
+      return (p.caught_up && p.imported == 3) || !p.error.ok();
+    }));
+    EXPECT_TRUE(import.value()->progress().error.ok()) << import.value()->progress().error.to_string();
+    return HasFailure() ? nullptr : std::move(import).value();
+  }
   // An import of topic event-stream's seed orders (streams order-<orderId>) by group importers.
   KafkaImportOptions seed_import() const {
     KafkaImportOptions options;

@@ -1720,21 +1720,12 @@ TEST_F(KafkaTest, ABatchThatCannotBeDecodedStopsTheImportUntilTheGroupsOffsetIsP
 // error being retried, and went on for ever with no partition, its stop() saying all was well.
 TEST_F(KafkaTest, AFatalErrorStopsTheImport) {
   annal::test::Watchdog watchdog("kafka import, a fatal error");
-  rd_kafka_mock_topic_create(cluster_, "event-stream", 1, kBrokers);
-  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(1, 3), "-t event-stream"));
-  auto opened = Engine::open(dir_.path() + "/store", {});
-  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
-  engine_ = std::move(opened).value();
-  auto import = KafkaImport::start(*engine_, seed_import());
-  ASSERT_TRUE(import.ok()) << import.status().to_string();
-  ASSERT_TRUE(annal::test::eventually([&] {
-    const auto p = import.value()->progress();
-    return (p.caught_up && p.imported == 3) || !p.error.ok();
-  }));
+  auto import = import_three_orders(seed_import());
+  ASSERT_NE(import, nullptr);
   constexpr std::int16_t kHeartbeat = 12;  // the Heartbeat request's API key
   rd_kafka_mock_push_request_errors(cluster_, kHeartbeat, 1, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID);
-  EXPECT_TRUE(annal::test::eventually([&] { return !import.value()->progress().error.ok(); }));
-  const Status stopped = import.value()->stop();
+  EXPECT_TRUE(annal::test::eventually([&] { return !import->progress().error.ok(); }));
+  const Status stopped = import->stop();
   EXPECT_NE(stopped.message().find("fatal error"), std::string::npos) << stopped.to_string();
   EXPECT_NE(stopped.message().find("fenced"), std::string::npos) << stopped.to_string();
   ASSERT_TRUE(engine_->close().ok());
@@ -1750,7 +1741,9 @@ TEST_F(KafkaTest, ACommitRefusedForGoodStopsTheImport) {
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   engine_ = std::move(opened).value();
   constexpr std::int16_t kOffsetCommit = 8;  // the OffsetCommit request's API key
-  rd_kafka_mock_push_request_errors(cluster_, kOffsetCommit, 50, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+  // One error a commit: the varargs form takes as many codes as its count says.
+  const std::vector<rd_kafka_resp_err_t> refusals(50, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+  rd_kafka_mock_push_request_errors_array(cluster_, kOffsetCommit, refusals.size(), refusals.data());
   auto import = KafkaImport::start(*engine_, seed_import());
   ASSERT_TRUE(import.ok()) << import.status().to_string();
   EXPECT_TRUE(annal::test::eventually([&] { return !import.value()->progress().error.ok(); }));
@@ -1758,6 +1751,51 @@ TEST_F(KafkaTest, ACommitRefusedForGoodStopsTheImport) {
   EXPECT_NE(stopped.message().find("committing the group's offsets"), std::string::npos) << stopped.to_string();
   EXPECT_NE(stopped.message().find("authorization"), std::string::npos) << stopped.to_string();
   EXPECT_EQ(import.value()->progress().imported, 3u);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// The topic deleted under a running import (the mock cluster answers "unknown topic or partition"
+// for it): the import stops, saying so, and its stop and destructor return. librdkafka 2.0.2
+// never returns from destroying such a consumer (issue 4187): the import's stop() waited for ever.
+TEST_F(KafkaTest, ADeletedTopicStopsTheImportAndItsStopReturns) {
+  annal::test::Watchdog watchdog("kafka import, its topic deleted");
+  KafkaImportOptions options = seed_import();
+  options.settings["topic.metadata.refresh.interval.ms"] = "200";  // the deletion seen soon
+  auto import = import_three_orders(options);
+  ASSERT_NE(import, nullptr);
+  rd_kafka_mock_topic_set_error(cluster_, "event-stream", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  EXPECT_TRUE(annal::test::eventually([&] { return !import->progress().error.ok(); }));
+  const Status stopped = import->stop();
+  EXPECT_NE(stopped.message().find("Unknown topic or partition"), std::string::npos) << stopped.to_string();
+  import.reset();
+  expect_orders_once(3);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// The same with offsets still to commit: the commit, answered "unknown topic or partition", was
+// retried for ever, nothing polled meanwhile to hear of the deletion. A commit so answered while
+// the topic is there is retried (a coordinator whose metadata lags); once the topic's metadata
+// says it does not exist, the import stops.
+TEST_F(KafkaTest, ADeletedTopicStopsTheImportEvenWithACommitToMake) {
+  annal::test::Watchdog watchdog("kafka import, its topic deleted with a commit to make");
+  auto import = import_three_orders(seed_import());
+  ASSERT_NE(import, nullptr);
+  constexpr std::int16_t kOffsetCommit = 8;  // the OffsetCommit request's API key
+  const std::vector<rd_kafka_resp_err_t> refusals(1000, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  rd_kafka_mock_push_request_errors_array(cluster_, kOffsetCommit, refusals.size(), refusals.data());
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat(seed_orders(4, 5), "-t event-stream"));
+  ASSERT_TRUE(annal::test::eventually([&] {
+    const auto p = import->progress();
+    return p.retrying.message().find("committing the group's offsets") != std::string::npos || !p.error.ok();
+  }));
+  EXPECT_TRUE(import->progress().error.ok()) << import->progress().error.to_string();
+  rd_kafka_mock_topic_set_error(cluster_, "event-stream", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  EXPECT_TRUE(annal::test::eventually([&] { return !import->progress().error.ok(); }));
+  const Status stopped = import->stop();
+  EXPECT_EQ(stopped.code(), ErrorCode::not_found) << stopped.to_string();
+  EXPECT_NE(stopped.message().find("does not exist"), std::string::npos) << stopped.to_string();
+  import.reset();
+  expect_orders_once(5);
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <condition_variable>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "annal/kafka/kafka_export.h"
@@ -109,9 +112,14 @@ Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic
       if (topic_error == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topics[0].partition_cnt > 0) {
         return metadata->topics[0].partition_cnt;
       }
-      if (topic_error != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+      if (topic_error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || topic_error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
         return Status(ErrorCode::not_found, "Kafka: topic " + topic + " does not exist (" + rd_kafka_err2str(topic_error) +
                                                 "): create it first, with the partitions it will always have");
+      }
+      if (topic_error != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {  // access refused, an invalid name, ...
+        return Status(ErrorCode::io_error, "Kafka: topic " + topic + ": " +
+                                               (topic_error == RD_KAFKA_RESP_ERR_NO_ERROR ? "no partitions"
+                                                                                          : rd_kafka_err2str(topic_error)));
       }
     }
     if (stopping && stopping()) return Status(ErrorCode::timed_out, "Kafka: asking for topic " + topic + ": stopped");
@@ -523,6 +531,62 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
     }
   }
   return tail;
+}
+
+bool close_consumer(Owned<rd_kafka_t> consumer, std::chrono::milliseconds close_wait) {
+  if (!consumer) return true;
+  // After a fatal error the close is refused (and librdkafka's destroy skips it by itself).
+  bool closed = false;
+  {
+    const Owned<rd_kafka_queue_t> queue(rd_kafka_queue_new(consumer.get()));
+    if (const Owned<rd_kafka_error_t> refused(rd_kafka_consumer_close_queue(consumer.get(), queue.get())); !refused) {
+      const auto deadline = std::chrono::steady_clock::now() + close_wait;
+      // Served as events, not callbacks: the group's queue, forwarded here, also holds fetched
+      // messages, which librdkafka's callback serving asserts on (rdkafka_queue.c:516). The
+      // partitions the group takes back as it is left are given up here, as the rebalance
+      // callback would, with nothing to keep: the caller has made its last commit.
+      while (!(closed = rd_kafka_consumer_closed(consumer.get()) != 0) && std::chrono::steady_clock::now() < deadline) {
+        rd_kafka_event_t* event = rd_kafka_queue_poll(queue.get(), 100);
+        if (event == nullptr) continue;
+        if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE) {
+          const char* protocol = rd_kafka_rebalance_protocol(consumer.get());
+          if (protocol != nullptr && std::string_view(protocol) == "COOPERATIVE") {
+            const rd_kafka_topic_partition_list_t* partitions = rd_kafka_event_topic_partition_list(event);
+            const Owned<rd_kafka_error_t> changed(rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                                                      ? rd_kafka_incremental_assign(consumer.get(), partitions)
+                                                      : rd_kafka_incremental_unassign(consumer.get(), partitions));
+          } else {
+            (void)rd_kafka_assign(consumer.get(), nullptr);
+          }
+        }
+        rd_kafka_event_destroy(event);
+      }
+    }
+  }
+  const int flags = closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+  // Far more than a healthy destroy takes (its brokers' threads end at once), and short enough
+  // that a stop() still returns in an operator's patience.
+  constexpr std::chrono::seconds kDestroyWait{10};
+  struct Done {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool done = false;
+  };
+  const auto done = std::make_shared<Done>();
+  std::thread destroying([done, kafka = consumer.release(), flags] {
+    rd_kafka_destroy_flags(kafka, flags);
+    std::lock_guard lock(done->mutex);
+    done->done = true;
+    done->changed.notify_all();
+  });
+  std::unique_lock lock(done->mutex);
+  if (done->changed.wait_for(lock, kDestroyWait, [&] { return done->done; })) {
+    lock.unlock();
+    destroying.join();
+    return closed;
+  }
+  destroying.detach();
+  return false;
 }
 
 std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t partition,

@@ -57,6 +57,18 @@ Status check_named(std::string_view user, const std::string& brokers, const std:
 // A producer or consumer made with `conf` (which it takes, made or not).
 Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_t> conf);
 
+// Closes a group consumer and destroys it, neither without bound: false if either ran out of time.
+// The close (leaving the group) takes `close_wait` at most; it calls none of the consumer's
+// callbacks (it gives up the partitions the group takes back itself), so that no callback runs
+// on an owner half gone. The destroy runs on a thread of
+// its own, waited for 10 s: librdkafka 2.0.2 (Debian 12's) never returns from destroying a
+// consumer that had a partition of a topic deleted under it (a reference cycle between a stopped
+// partition and the fetches queued for it: librdkafka issue 4187, fixed in 2.1.0). Past that wait
+// the destroy goes on alone, and there the handle's threads and memory stay until the process
+// ends, rather than the caller's stop() hanging. Nothing serves the callbacks after the close, so
+// the destroy that goes on alone never calls back into the caller either.
+bool close_consumer(Owned<rd_kafka_t> consumer, std::chrono::milliseconds close_wait);
+
 // Messages of `partition` from `next` (nullopt: its start; never below its low mark) to its high
 // watermark, from what the last fetch brought (no request); 0 for a partition not fetched yet.
 std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t partition,

@@ -29,6 +29,9 @@ constexpr std::chrono::milliseconds kProbeWait{1'000};
 // How many times in a row a message is fetched again, 100 ms apart, while what checks it (the
 // partition's start past a gap, the group's offset) is not known, before that is an error.
 constexpr int kAskAgainMax = 50;
+// The longest stop() waits for the group to be left: more than the coordinator away takes
+// (librdkafka gives up on it after about session.timeout.ms, 45 s by default).
+constexpr std::chrono::seconds kCloseWait{60};
 
 // Errors no retry changes, from a commit or a message: access withdrawn, librdkafka's fatal error
 // (the member fenced by another of the same group.instance.id, among others).
@@ -156,7 +159,10 @@ struct KafkaImport::Consumer {
       std::lock_guard lock(import->mutex_);
       import->progress_.caught_up = false;
     }
-    if (std::string_view(rd_kafka_rebalance_protocol(kafka)) == "COOPERATIVE") {
+    // No protocol (NULL) when the group has none any more: a revoke while closing, after the topic
+    // was deleted (ADeletedTopicStopsTheImportAndItsStopReturns, once in a whole suite's run).
+    const char* protocol = rd_kafka_rebalance_protocol(kafka);
+    if (protocol != nullptr && std::string_view(protocol) == "COOPERATIVE") {
       rd_kafka_error_t* error = given ? rd_kafka_incremental_assign(kafka, partitions)
                                       : rd_kafka_incremental_unassign(kafka, partitions);
       if (error != nullptr) rd_kafka_error_destroy(error);
@@ -407,6 +413,20 @@ void KafkaImport::run() {
           committed == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || committed == RD_KAFKA_RESP_ERR__STATE) {
         break;
       }
+      // A coordinator whose metadata lags a topic just made, or the topic deleted: the topic's own
+      // metadata tells. Deleted, nothing polls meanwhile to hear it from a message, so it is said
+      // here (ADeletedTopicStopsTheImportEvenWithACommitToMake).
+      if (committed == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        const auto there = partition_count(c.kafka.get(), options_.topic, kProbeWait,
+                                           [&] { return stopping_.load(std::memory_order_acquire); });
+        if (there.status().code() == ErrorCode::not_found) {
+          fail(Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic + ": committing the group's offsets: " +
+                                                rd_kafka_err2str(committed) + ", and " + there.status().message() +
+                                                " (deleted?); the messages since the last commit are read again at the "
+                                                "next start"));
+          return false;
+        }
+      }
       {
         std::lock_guard lock(mutex_);
         progress_.retrying = Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic +
@@ -656,14 +676,10 @@ void KafkaImport::run() {
     }
   }
   (void)commit();
-  (void)rd_kafka_consumer_close(c.kafka.get());
-  // After a fatal error the handle goes here, at once: destroyed later, from the import's
-  // destructor, librdkafka 2.0.2 waited for ever (AFatalErrorStopsTheImport; its destroy takes
-  // NO_CONSUMER_CLOSE after a fatal error by itself, so what it waits for is not that close).
-  char reason[1];
-  if (rd_kafka_fatal_error(c.kafka.get(), reason, sizeof(reason)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_destroy_flags(c.kafka.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-  }
+  // Closed and destroyed here, on the import's thread, not from the destructor: after a fatal error, librdkafka 2.0.2's destroy from
+  // there waited for ever (AFatalErrorStopsTheImport); after the topic was deleted, its destroy
+  // never returns (ADeletedTopicStopsTheImportAndItsStopReturns). Both bounded.
+  (void)close_consumer(std::move(c.kafka), kCloseWait);
 }
 
 }  // namespace annal::kafka

@@ -32,6 +32,16 @@ constexpr int kPollMs = 100;
 // The longest a waiting query holds the runner back at once, before it reads on (the query may
 // wait for an event it has not read yet).
 constexpr std::chrono::milliseconds kQuerySlice{20};
+// A partition of a topic deleted under the runner is dropped by librdkafka, and its fetching never
+// resumes, while caught_up stays true: the topic's metadata is asked for this often (each ask
+// waiting at most kTopicAskWait), and answers that it does not exist for kTopicMissingFor in a row
+// stop the runner. A few may be brokers whose metadata lags (a controller moving, a rolling
+// restart); a deletion is for good, so there is no hurry.
+constexpr std::chrono::seconds kTopicCheckEvery{5};
+constexpr std::chrono::milliseconds kTopicAskWait{1'000};
+constexpr std::chrono::seconds kTopicMissingFor{30};
+// The longest stop() waits for librdkafka's close: no group to leave here, nothing to commit.
+constexpr std::chrono::seconds kCloseWait{30};
 // Limits on what a shared topic's records can make the runner keep: a longer source name, or a
 // source past the count, is not an export of annal's (a bug or a hostile producer).
 constexpr std::size_t kSourceNameMax = 255;
@@ -115,6 +125,9 @@ struct KafkaProjectionRunner::Reader {
   // Per partition: when it is fetched again (from next_offset_, or its start where checking).
   // max: not due.
   std::vector<std::chrono::steady_clock::time_point> restart_at;
+  std::chrono::steady_clock::time_point topic_checked_at;  // check_topic()'s last ask
+  // Since when its answers say the topic does not exist, every one since. None: it exists.
+  std::optional<std::chrono::steady_clock::time_point> topic_missing_since;
   std::shared_ptr<journal::IoBackend> io;
   std::optional<journal::FileId> lock;  // the snapshot directory's, held until stop()
   std::unique_ptr<snapshots::SnapshotStore> snapshots;
@@ -184,6 +197,7 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
 
   if (Status assigned = runner->assign(); !assigned.ok()) return assigned;
   runner->snapshotted_at_ = Clock::now();
+  reader.topic_checked_at = runner->snapshotted_at_;  // there: partition_count() said so
   runner->thread_ = std::thread([r = runner.get()] { r->run(); });
   return runner;
 }
@@ -309,7 +323,8 @@ Status KafkaProjectionRunner::stop() {
   if (thread_.joinable()) thread_.join();
   if (reader_) {
     if (progress().error.ok() && total_ != snapshotted_) write_snapshot();
-    if (reader_->consumer) (void)rd_kafka_consumer_close(reader_->consumer.get());
+    // Bounded: ADeletedTopicStopsTheReadModelAndItsStopReturns.
+    (void)close_consumer(std::move(reader_->consumer), kCloseWait);
     if (reader_->lock) (void)reader_->io->close(*reader_->lock);
     reader_.reset();
   }
@@ -447,9 +462,42 @@ void KafkaProjectionRunner::run() {
     const bool by_count = options_.snapshot_every_events != 0 && since >= options_.snapshot_every_events;
     const bool by_time = options_.snapshot_every.count() != 0 && Clock::now() - snapshotted_at_ >= options_.snapshot_every;
     if (since != 0 && (by_count || by_time)) write_snapshot();
+    if (Status there = check_topic(); !there.ok()) return fail(std::move(there));
   }
   // Stopping mid-batch: stop() snapshots next, and the state must hold what the offsets say.
   if (Status ended = end_batch(); !ended.ok()) fail(std::move(ended));
+}
+
+Status KafkaProjectionRunner::check_topic() {
+  Reader& reader = *reader_;
+  const auto now = Clock::now();
+  if (now - reader.topic_checked_at < kTopicCheckEvery) return {};
+  const auto partitions =
+      partition_count(reader.consumer.get(), options_.topic, kTopicAskWait, [&] { return stopping_.load(); });
+  reader.topic_checked_at = Clock::now();
+  if (partitions.ok()) {
+    // There after all: what this said is taken back (the consumer's own errors stay, cleared by
+    // its next record or partition end).
+    reader.topic_missing_since.reset();
+    std::lock_guard lock(mutex_);
+    update_progress([](Progress& p) {
+      if (p.retrying.code() == ErrorCode::not_found) p.retrying = Status();
+    });
+    return {};
+  }
+  if (partitions.status().code() != ErrorCode::not_found) return {};  // no answer: the consumer's errors say why
+  if (!reader.topic_missing_since) reader.topic_missing_since = now;
+  const std::string why = "Kafka read model " + options_.name + ": " + partitions.status().message();
+  if (now - *reader.topic_missing_since < kTopicMissingFor) {
+    std::lock_guard lock(mutex_);
+    update_progress([&](Progress& p) { p.retrying = Status(ErrorCode::not_found, why); });
+    return {};
+  }
+  return Status(ErrorCode::not_found,
+                why + " (every answer for " + std::to_string(kTopicMissingFor.count()) +
+                    " s). Its partitions are no longer read. If it was deleted and made again, its offsets are "
+                    "not the snapshot's: remove the read model's snapshots to rebuild it from the topic, knowing "
+                    "that a rebuild lacks whatever retention has removed from it");
 }
 
 void KafkaProjectionRunner::update_lag() {

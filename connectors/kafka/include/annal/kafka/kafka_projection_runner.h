@@ -132,6 +132,8 @@ class KafkaProjectionRunner {
   Status restart(std::int32_t partition);
   void run();
   void update_lag();
+  // Now and then: the topic still exists. An error once it has been missing a few times in a row.
+  Status check_topic();
   // One message from the consumer: an event applied, or passed over, or an error that stops.
   Status take(const rd_kafka_message_s& message, int& in_batch, std::uint64_t& batch_last);
   void fail(Status why);
