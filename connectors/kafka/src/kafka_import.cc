@@ -40,12 +40,19 @@ bool refused_for_good(rd_kafka_resp_err_t error) {
          error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED;
 }
 
-// Those, and from a message the topic gone. (A commit may be answered "unknown topic or
-// partition" by a coordinator whose metadata lags a topic just made or grown: retried.)
-bool ends_the_import(rd_kafka_resp_err_t error) {
-  return refused_for_good(error) || error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-         error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+// A message or a commit answered so: the topic deleted, or a broker whose metadata lags a topic
+// just made or grown, or a rolling restart. The topic's metadata, asked over time (TopicWatch),
+// tells them apart.
+bool topic_unknown(rd_kafka_resp_err_t error) {
+  return error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
 }
+
+// What to do once the topic is gone. Message ids made up from (cluster, topic, partition, offset)
+// repeat in a topic made again under the same name: imported by the same group into the same
+// store, its first messages would pass for duplicates of the old topic's.
+constexpr const char* kTopicGoneAdvice =
+    "; the messages since the last commit are read again at the next start. If the topic is made "
+    "again, import it with a new group into a store that has not seen the old one";
 
 // What to do about a batch librdkafka cannot decode (`error`), which stops the import.
 std::string undecodable_advice(rd_kafka_resp_err_t error) {
@@ -121,6 +128,7 @@ struct KafkaImport::Consumer {
   std::map<std::int32_t, std::int64_t> sought_past;
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
+  TopicWatch topic;                           // whether the topic was deleted
 
   // The group's rebalances, from rd_kafka_consumer_poll on the import's thread. A partition taken
   // away or given (back) is not known to be read to its end any more (another member may have
@@ -379,6 +387,22 @@ void KafkaImport::run() {
     progress_.last_skipped = std::move(why);
     return true;
   };
+  // The topic's metadata, asked once more (TopicWatch): deleted, the import fails saying so.
+  const auto ask_topic = [&]() -> TopicWatch::Seen {
+    const TopicWatch::Seen seen = c.topic.take(partition_count(c.kafka.get(), options_.topic, kProbeWait,
+                                                               [&] { return stopping_.load(std::memory_order_acquire); }));
+    if (seen == TopicWatch::Seen::deleted) {
+      fail(Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic + ": the topic does not exist any more (" +
+                                            c.topic.how_long() + ")" + kTopicGoneAdvice));
+    } else if (seen == TopicWatch::Seen::missing) {
+      std::lock_guard lock(mutex_);
+      progress_.retrying = Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic +
+                                                            ": the topic's metadata says it does not exist (" +
+                                                            c.topic.how_long() + "); asked again until it has for " +
+                                                            std::to_string(TopicWatch::kMissingFor.count()) + " s");
+    }
+    return seen;
+  };
   // Commits the offsets handled, once the events appended before them are durable.
   const auto commit = [&]() -> bool {
     if (c.next.empty()) return true;
@@ -413,20 +437,9 @@ void KafkaImport::run() {
           committed == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || committed == RD_KAFKA_RESP_ERR__STATE) {
         break;
       }
-      // A coordinator whose metadata lags a topic just made, or the topic deleted: the topic's own
-      // metadata tells. Deleted, nothing polls meanwhile to hear it from a message, so it is said
-      // here (ADeletedTopicStopsTheImportEvenWithACommitToMake).
-      if (committed == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-        const auto there = partition_count(c.kafka.get(), options_.topic, kProbeWait,
-                                           [&] { return stopping_.load(std::memory_order_acquire); });
-        if (there.status().code() == ErrorCode::not_found) {
-          fail(Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic + ": committing the group's offsets: " +
-                                                rd_kafka_err2str(committed) + ", and " + there.status().message() +
-                                                " (deleted?); the messages since the last commit are read again at the "
-                                                "next start"));
-          return false;
-        }
-      }
+      // Nothing polls meanwhile that would hear of a deletion from a message, so the topic's
+      // metadata is asked here (ADeletedTopicStopsTheImportEvenWithACommitToMake).
+      if (topic_unknown(committed) && ask_topic() == TopicWatch::Seen::deleted) return false;
       {
         std::lock_guard lock(mutex_);
         progress_.retrying = Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic +
@@ -514,22 +527,23 @@ void KafkaImport::run() {
   };
   // With nothing to read, librdkafka says nothing when Kafka answers again after an outage (a
   // partition's end is not given twice): while Progress::retrying shows an error, the topic's
-  // metadata is asked for now and then, and an answer clears it.
+  // metadata is asked for now and then, and an answer clears it. Those answers also tell a topic
+  // deleted (false: the import stops) from a broker whose metadata lags.
   auto probed = std::chrono::steady_clock::now();
-  const auto probe = [&] {
+  const auto probe = [&]() -> bool {
     {
       std::lock_guard lock(mutex_);
-      if (progress_.retrying.ok()) return;
+      if (progress_.retrying.ok()) return true;
     }
-    if (std::chrono::steady_clock::now() - probed < kProbeEvery) return;
-    const bool answered = partition_count(c.kafka.get(), options_.topic, kProbeWait,
-                                          [&] { return stopping_.load(std::memory_order_acquire); })
-                              .ok();
+    if (std::chrono::steady_clock::now() - probed < kProbeEvery) return true;
+    const TopicWatch::Seen seen = ask_topic();
     probed = std::chrono::steady_clock::now();
-    if (answered) {
+    if (seen == TopicWatch::Seen::deleted) return false;
+    if (seen == TopicWatch::Seen::there) {
       std::lock_guard lock(mutex_);
       progress_.retrying = Status();
     }
+    return true;
   };
   // A rebalance that takes a partition before its offsets are committed has its new owner read
   // those messages again: their ids make them duplicates.
@@ -538,7 +552,7 @@ void KafkaImport::run() {
     if (polled == nullptr) {
       if (!commit()) break;
       update_lag();
-      probe();
+      if (!probe()) break;
       continue;
     }
     const Owned<rd_kafka_message_t> message(polled);
@@ -629,7 +643,7 @@ void KafkaImport::run() {
       const Status error(ErrorCode::io_error,
                          "Kafka import of topic " + options_.topic + ": " +
                              error_text(c.kafka.get(), message->err, rd_kafka_message_errstr(message.get())));
-      if (ends_the_import(message->err)) {
+      if (refused_for_good(message->err)) {
         fail(error);
         break;
       }

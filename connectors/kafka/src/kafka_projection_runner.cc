@@ -32,14 +32,11 @@ constexpr int kPollMs = 100;
 // The longest a waiting query holds the runner back at once, before it reads on (the query may
 // wait for an event it has not read yet).
 constexpr std::chrono::milliseconds kQuerySlice{20};
-// A partition of a topic deleted under the runner is dropped by librdkafka, and its fetching never
-// resumes, while caught_up stays true: the topic's metadata is asked for this often (each ask
-// waiting at most kTopicAskWait), and answers that it does not exist for kTopicMissingFor in a row
-// stop the runner. A few may be brokers whose metadata lags (a controller moving, a rolling
-// restart); a deletion is for good, so there is no hurry.
+// A topic deleted under the runner: librdkafka stops fetching its partitions, saying so once, and
+// caught_up stays true for ever. The topic's metadata is asked for this often (each ask waiting
+// at most kTopicAskWait), and a TopicWatch says when it is gone.
 constexpr std::chrono::seconds kTopicCheckEvery{5};
 constexpr std::chrono::milliseconds kTopicAskWait{1'000};
-constexpr std::chrono::seconds kTopicMissingFor{30};
 // The longest stop() waits for librdkafka's close: no group to leave here, nothing to commit.
 constexpr std::chrono::seconds kCloseWait{30};
 // Limits on what a shared topic's records can make the runner keep: a longer source name, or a
@@ -126,8 +123,7 @@ struct KafkaProjectionRunner::Reader {
   // max: not due.
   std::vector<std::chrono::steady_clock::time_point> restart_at;
   std::chrono::steady_clock::time_point topic_checked_at;  // check_topic()'s last ask
-  // Since when its answers say the topic does not exist, every one since. None: it exists.
-  std::optional<std::chrono::steady_clock::time_point> topic_missing_since;
+  TopicWatch topic;  // check_topic()'s answers
   std::shared_ptr<journal::IoBackend> io;
   std::optional<journal::FileId> lock;  // the snapshot directory's, held until stop()
   std::unique_ptr<snapshots::SnapshotStore> snapshots;
@@ -475,29 +471,33 @@ Status KafkaProjectionRunner::check_topic() {
   const auto partitions =
       partition_count(reader.consumer.get(), options_.topic, kTopicAskWait, [&] { return stopping_.load(); });
   reader.topic_checked_at = Clock::now();
-  if (partitions.ok()) {
-    // There after all: what this said is taken back (the consumer's own errors stay, cleared by
-    // its next record or partition end).
-    reader.topic_missing_since.reset();
-    std::lock_guard lock(mutex_);
-    update_progress([](Progress& p) {
-      if (p.retrying.code() == ErrorCode::not_found) p.retrying = Status();
-    });
-    return {};
-  }
-  if (partitions.status().code() != ErrorCode::not_found) return {};  // no answer: the consumer's errors say why
-  if (!reader.topic_missing_since) reader.topic_missing_since = now;
   const std::string why = "Kafka read model " + options_.name + ": " + partitions.status().message();
-  if (now - *reader.topic_missing_since < kTopicMissingFor) {
-    std::lock_guard lock(mutex_);
-    update_progress([&](Progress& p) { p.retrying = Status(ErrorCode::not_found, why); });
-    return {};
+  switch (reader.topic.take(partitions)) {
+    case TopicWatch::Seen::there: {
+      // There after all (librdkafka fetches its assigned partitions again by itself): what this
+      // said is taken back (the consumer's own errors stay, cleared by its next record or
+      // partition end).
+      std::lock_guard lock(mutex_);
+      update_progress([](Progress& p) {
+        if (p.retrying.code() == ErrorCode::not_found) p.retrying = Status();
+      });
+      return {};
+    }
+    case TopicWatch::Seen::no_answer:  // the consumer's errors say why
+      return {};
+    case TopicWatch::Seen::missing: {
+      std::lock_guard lock(mutex_);
+      update_progress([&](Progress& p) { p.retrying = Status(ErrorCode::not_found, why); });
+      return {};
+    }
+    case TopicWatch::Seen::deleted:
+      break;
   }
   return Status(ErrorCode::not_found,
-                why + " (every answer for " + std::to_string(kTopicMissingFor.count()) +
-                    " s). Its partitions are no longer read. If it was deleted and made again, its offsets are "
-                    "not the snapshot's: remove the read model's snapshots to rebuild it from the topic, knowing "
-                    "that a rebuild lacks whatever retention has removed from it");
+                why + " (" + reader.topic.how_long() +
+                    "). Its partitions are no longer read. If it was deleted and made again, its offsets are not "
+                    "the snapshot's: remove the read model's snapshots to rebuild it from the topic, knowing that a "
+                    "rebuild lacks whatever retention has removed from it");
 }
 
 void KafkaProjectionRunner::update_lag() {
