@@ -132,25 +132,6 @@ Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic
   }
 }
 
-TopicWatch::Seen TopicWatch::take(const Result<std::int32_t>& answer) {
-  if (answer.ok()) {
-    since_.reset();
-    answers_ = 0;
-    return Seen::there;
-  }
-  if (answer.status().code() != ErrorCode::not_found) return Seen::no_answer;
-  const auto now = std::chrono::steady_clock::now();
-  if (!since_) since_ = now;
-  ++answers_;
-  return answers_ >= kMissingAnswers && now - *since_ >= kMissingFor ? Seen::deleted : Seen::missing;
-}
-
-std::string TopicWatch::how_long() const {
-  const auto seconds = since_ ? std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *since_)
-                              : std::chrono::seconds(0);
-  return std::to_string(answers_) + " answers over " + std::to_string(seconds.count()) + " s";
-}
-
 Result<std::string> cluster_id(rd_kafka_t* kafka, std::chrono::milliseconds timeout,
                                const std::function<bool()>& stopping) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

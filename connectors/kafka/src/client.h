@@ -79,25 +79,6 @@ std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t p
 Result<std::int32_t> partition_count(rd_kafka_t* kafka, const std::string& topic, std::chrono::milliseconds timeout,
                                      const std::function<bool()>& stopping = {});
 
-// Whether a topic was deleted, from answers to its metadata (partition_count) over time. One
-// "does not exist" may come from a broker whose metadata lags (a rolling restart, a controller
-// moving), and a deletion is for good, so there is no hurry: the topic is taken for deleted once
-// such answers have come for kMissingFor, kMissingAnswers of them at least, none saying it is
-// there in between (no answer, brokers away, counts for neither).
-class TopicWatch {
- public:
-  static constexpr std::chrono::seconds kMissingFor{30};
-  static constexpr int kMissingAnswers = 5;
-  enum class Seen { there, no_answer, missing, deleted };
-  Seen take(const Result<std::int32_t>& answer);
-  // "N answers over S s", for the error once deleted.
-  [[nodiscard]] std::string how_long() const;
-
- private:
-  std::optional<std::chrono::steady_clock::time_point> since_;  // the first "does not exist" of the run
-  int answers_ = 0;
-};
-
 // The cluster's id (rd_kafka_clusterid), known once its metadata came: two clusters' topics of
 // one name are not one topic. Asked in short waits until `timeout`; `stopping`, if given, ends it.
 Result<std::string> cluster_id(rd_kafka_t* kafka, std::chrono::milliseconds timeout,

@@ -40,9 +40,11 @@ bool refused_for_good(rd_kafka_resp_err_t error) {
          error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED;
 }
 
-// A message or a commit answered so: the topic deleted, or a broker whose metadata lags a topic
-// just made or grown, or a rolling restart. The topic's metadata, asked over time (TopicWatch),
-// tells them apart.
+// A message or a commit answered so: the topic deleted, or a broker whose metadata lags. Taken
+// for a deletion, loudly: tolerated for a while (as the read model does, TopicWatch), a topic
+// deleted and made again meanwhile went on unnoticed, its first messages passing for the old
+// one's (below) or read past as read already (review round 28). A false alarm costs a restart of
+// the import, and loses nothing.
 bool topic_unknown(rd_kafka_resp_err_t error) {
   return error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
 }
@@ -128,7 +130,6 @@ struct KafkaImport::Consumer {
   std::map<std::int32_t, std::int64_t> sought_past;
   simdjson::dom::parser parser;
   std::string cluster;                        // the cluster's id, in the ids made up for messages
-  TopicWatch topic;                           // whether the topic was deleted
 
   // The group's rebalances, from rd_kafka_consumer_poll on the import's thread. A partition taken
   // away or given (back) is not known to be read to its end any more (another member may have
@@ -387,22 +388,6 @@ void KafkaImport::run() {
     progress_.last_skipped = std::move(why);
     return true;
   };
-  // The topic's metadata, asked once more (TopicWatch): deleted, the import fails saying so.
-  const auto ask_topic = [&]() -> TopicWatch::Seen {
-    const TopicWatch::Seen seen = c.topic.take(partition_count(c.kafka.get(), options_.topic, kProbeWait,
-                                                               [&] { return stopping_.load(std::memory_order_acquire); }));
-    if (seen == TopicWatch::Seen::deleted) {
-      fail(Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic + ": the topic does not exist any more (" +
-                                            c.topic.how_long() + ")" + kTopicGoneAdvice));
-    } else if (seen == TopicWatch::Seen::missing) {
-      std::lock_guard lock(mutex_);
-      progress_.retrying = Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic +
-                                                            ": the topic's metadata says it does not exist (" +
-                                                            c.topic.how_long() + "); asked again until it has for " +
-                                                            std::to_string(TopicWatch::kMissingFor.count()) + " s");
-    }
-    return seen;
-  };
   // Commits the offsets handled, once the events appended before them are durable.
   const auto commit = [&]() -> bool {
     if (c.next.empty()) return true;
@@ -437,9 +422,19 @@ void KafkaImport::run() {
           committed == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || committed == RD_KAFKA_RESP_ERR__STATE) {
         break;
       }
-      // Nothing polls meanwhile that would hear of a deletion from a message, so the topic's
-      // metadata is asked here (ADeletedTopicStopsTheImportEvenWithACommitToMake).
-      if (topic_unknown(committed) && ask_topic() == TopicWatch::Seen::deleted) return false;
+      // A coordinator whose metadata lags a topic just made, or the topic deleted: the topic's own
+      // metadata tells. Nothing polls meanwhile that would hear of a deletion from a message
+      // (ADeletedTopicStopsTheImportEvenWithACommitToMake).
+      if (topic_unknown(committed)) {
+        const auto there = partition_count(c.kafka.get(), options_.topic, kProbeWait,
+                                           [&] { return stopping_.load(std::memory_order_acquire); });
+        if (there.status().code() == ErrorCode::not_found) {
+          fail(Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic + ": committing the group's offsets: " +
+                                                rd_kafka_err2str(committed) + ", and its metadata says it does not exist" +
+                                                kTopicGoneAdvice));
+          return false;
+        }
+      }
       {
         std::lock_guard lock(mutex_);
         progress_.retrying = Status(ErrorCode::io_error, "Kafka import of topic " + options_.topic +
@@ -527,23 +522,22 @@ void KafkaImport::run() {
   };
   // With nothing to read, librdkafka says nothing when Kafka answers again after an outage (a
   // partition's end is not given twice): while Progress::retrying shows an error, the topic's
-  // metadata is asked for now and then, and an answer clears it. Those answers also tell a topic
-  // deleted (false: the import stops) from a broker whose metadata lags.
+  // metadata is asked for now and then, and an answer clears it.
   auto probed = std::chrono::steady_clock::now();
-  const auto probe = [&]() -> bool {
+  const auto probe = [&] {
     {
       std::lock_guard lock(mutex_);
-      if (progress_.retrying.ok()) return true;
+      if (progress_.retrying.ok()) return;
     }
-    if (std::chrono::steady_clock::now() - probed < kProbeEvery) return true;
-    const TopicWatch::Seen seen = ask_topic();
+    if (std::chrono::steady_clock::now() - probed < kProbeEvery) return;
+    const bool answered = partition_count(c.kafka.get(), options_.topic, kProbeWait,
+                                          [&] { return stopping_.load(std::memory_order_acquire); })
+                              .ok();
     probed = std::chrono::steady_clock::now();
-    if (seen == TopicWatch::Seen::deleted) return false;
-    if (seen == TopicWatch::Seen::there) {
+    if (answered) {
       std::lock_guard lock(mutex_);
       progress_.retrying = Status();
     }
-    return true;
   };
   // A rebalance that takes a partition before its offsets are committed has its new owner read
   // those messages again: their ids make them duplicates.
@@ -552,7 +546,7 @@ void KafkaImport::run() {
     if (polled == nullptr) {
       if (!commit()) break;
       update_lag();
-      if (!probe()) break;
+      probe();
       continue;
     }
     const Owned<rd_kafka_message_t> message(polled);
@@ -645,6 +639,10 @@ void KafkaImport::run() {
                              error_text(c.kafka.get(), message->err, rd_kafka_message_errstr(message.get())));
       if (refused_for_good(message->err)) {
         fail(error);
+        break;
+      }
+      if (topic_unknown(message->err)) {
+        fail(Status(ErrorCode::not_found, error.message() + ": the topic is gone (deleted?)" + kTopicGoneAdvice));
         break;
       }
       std::lock_guard lock(mutex_);

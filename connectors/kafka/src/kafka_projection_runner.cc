@@ -44,6 +44,44 @@ constexpr std::chrono::seconds kCloseWait{30};
 constexpr std::size_t kSourceNameMax = 255;
 constexpr std::size_t kSourcesMax = 4096;
 
+// Whether the topic was deleted, from answers to its metadata (partition_count) asked every
+// kTopicCheckEvery. One "does not exist" may come from a broker whose metadata lags (a rolling
+// restart, a controller moving), and a deletion is for good, so there is no hurry: the topic is taken for deleted once
+// such answers have come for kMissingFor, kMissingAnswers of them at least, none saying it is
+// there in between (no answer, brokers away, counts for neither).
+class TopicWatch {
+ public:
+  static constexpr std::chrono::seconds kMissingFor{30};
+  static constexpr int kMissingAnswers = 5;
+  enum class Seen { there, no_answer, missing, deleted };
+  Seen take(const Result<std::int32_t>& answer);
+  // "N answers over S s", for the error once deleted.
+  [[nodiscard]] std::string how_long() const;
+
+ private:
+  std::optional<std::chrono::steady_clock::time_point> since_;  // the first "does not exist" of the run
+  int answers_ = 0;
+};
+
+TopicWatch::Seen TopicWatch::take(const Result<std::int32_t>& answer) {
+  if (answer.ok()) {
+    since_.reset();
+    answers_ = 0;
+    return Seen::there;
+  }
+  if (answer.status().code() != ErrorCode::not_found) return Seen::no_answer;
+  const auto now = std::chrono::steady_clock::now();
+  if (!since_) since_ = now;
+  ++answers_;
+  return answers_ >= kMissingAnswers && now - *since_ >= kMissingFor ? Seen::deleted : Seen::missing;
+}
+
+std::string TopicWatch::how_long() const {
+  const auto seconds = since_ ? std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *since_)
+                              : std::chrono::seconds(0);
+  return std::to_string(answers_) + " answers over " + std::to_string(seconds.count()) + " s";
+}
+
 // Runs the projection's code: what it throws becomes a status, never the end of the process.
 // `what` names the call, and is asked only when it threw: apply() runs once an event.
 template <class What, class Call>
