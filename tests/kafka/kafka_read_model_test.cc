@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "annal/base/little_endian.h"
 #include "annal/journal/io_backend.h"
 #include "annal/snapshots/snapshot_store.h"
 #include "fault_backend.h"
@@ -455,6 +456,47 @@ TEST_F(KafkaReadModelTest, ADeletedTopicStopsTheReadModelAndItsStopReturns) {
   EXPECT_NE(stopped.message().find("topic orders does not exist"), std::string::npos) << stopped.to_string();
   runner.value().reset();
   EXPECT_EQ(tally->counts, counts_in_store());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// Offsets past a partition's end (the topic deleted and made again, an unclean leader election;
+// here a snapshot of this topic whose offsets are moved 1,000 on): the fetch is answered
+// OFFSET_OUT_OF_RANGE, the partition read from its start begins at or below the offset (no
+// retention), and the runner read on from there, asked again every 200 ms for ever, then passed
+// over every new record below it. Now the partition's end below the offset stops it.
+TEST_F(KafkaReadModelTest, OffsetsPastThePartitionsEndStopIt) {
+  annal::test::Watchdog watchdog("kafka read model, offsets past the partition's end");
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(30));
+  {
+    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    wait_applied(*runner.value(), 30);
+    ASSERT_TRUE(runner.value()->stop().ok());  // its snapshot, at 30
+  }
+  {
+    // The snapshot's offsets (after its format, topic and cluster id, and partition count) moved on.
+    snapshots::SnapshotStore store(snapshots, journal::make_posix_backend(), 3);
+    const auto newest = store.newest("tally", 1, std::numeric_limits<std::uint64_t>::max());
+    ASSERT_TRUE(newest.ok() && newest.value().has_value());
+    std::vector<std::byte> state = newest.value()->state;
+    std::size_t at = 4;
+    for (int text = 0; text < 2; ++text) at += 2 + load_le<std::uint16_t>(state, at);
+    const auto partitions = load_le<std::uint32_t>(state, at);
+    at += 4;
+    for (std::uint32_t p = 0; p < partitions; ++p, at += 8) {
+      store_le(std::span(state), at, load_le<std::int64_t>(state, at) + 1000);
+    }
+    ASSERT_TRUE(store.write("tally", 1, newest.value()->header.sequence + 1, state).ok());
+  }
+  auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  EXPECT_TRUE(annal::test::eventually([&] { return !runner.value()->progress().error.ok(); }));
+  const Status stopped = runner.value()->stop();
+  EXPECT_NE(stopped.message().find("past the partition's end"), std::string::npos) << stopped.to_string();
+  EXPECT_EQ(runner.value()->progress().applied, 0u);
   ASSERT_TRUE(engine_->close().ok());
 }
 

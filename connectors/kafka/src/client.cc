@@ -533,63 +533,104 @@ Result<Tail> read_tail(const KafkaExportOptions& options, std::int32_t partition
   return tail;
 }
 
-bool close_consumer(Owned<rd_kafka_t> consumer, std::chrono::milliseconds close_wait) {
-  if (!consumer) return true;
-  // After a fatal error the close is refused (and librdkafka's destroy skips it by itself).
-  bool closed = false;
-  {
-    const Owned<rd_kafka_queue_t> queue(rd_kafka_queue_new(consumer.get()));
-    if (const Owned<rd_kafka_error_t> refused(rd_kafka_consumer_close_queue(consumer.get(), queue.get())); !refused) {
-      const auto deadline = std::chrono::steady_clock::now() + close_wait;
-      // Served as events, not callbacks: the group's queue, forwarded here, also holds fetched
-      // messages, which librdkafka's callback serving asserts on (rdkafka_queue.c:516). The
-      // partitions the group takes back as it is left are given up here, as the rebalance
-      // callback would, with nothing to keep: the caller has made its last commit.
-      while (!(closed = rd_kafka_consumer_closed(consumer.get()) != 0) && std::chrono::steady_clock::now() < deadline) {
-        rd_kafka_event_t* event = rd_kafka_queue_poll(queue.get(), 100);
-        if (event == nullptr) continue;
-        if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE) {
-          const char* protocol = rd_kafka_rebalance_protocol(consumer.get());
-          if (protocol != nullptr && std::string_view(protocol) == "COOPERATIVE") {
-            const rd_kafka_topic_partition_list_t* partitions = rd_kafka_event_topic_partition_list(event);
-            const Owned<rd_kafka_error_t> changed(rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
-                                                      ? rd_kafka_incremental_assign(consumer.get(), partitions)
-                                                      : rd_kafka_incremental_unassign(consumer.get(), partitions));
-          } else {
-            (void)rd_kafka_assign(consumer.get(), nullptr);
-          }
-        }
-        rd_kafka_event_destroy(event);
-      }
-      // Out of time: a group waiting for the partitions to be given up would keep the destroy
-      // waiting for ever (its NO_CONSUMER_CLOSE finds the close begun, and does not do it).
-      if (!closed) (void)rd_kafka_assign(consumer.get(), nullptr);
-    }
-  }
-  const int flags = closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
-  // Far more than a healthy destroy takes (its brokers' threads end at once), and short enough
-  // that a stop() still returns in an operator's patience.
-  constexpr std::chrono::seconds kDestroyWait{10};
+namespace {
+
+// Runs `call` on a thread of its own and waits `wait` for it: false if it had not returned, and then
+// it goes on alone, so what it uses must outlive it (a handle it uses is never destroyed then).
+bool bounded(std::function<void()> call, std::chrono::milliseconds wait) {
   struct Done {
     std::mutex mutex;
     std::condition_variable changed;
     bool done = false;
   };
   const auto done = std::make_shared<Done>();
-  std::thread destroying([done, kafka = consumer.release(), flags] {
-    rd_kafka_destroy_flags(kafka, flags);
+  std::thread running([done, call = std::move(call)] {
+    call();
     std::lock_guard lock(done->mutex);
     done->done = true;
     done->changed.notify_all();
   });
   std::unique_lock lock(done->mutex);
-  if (done->changed.wait_for(lock, kDestroyWait, [&] { return done->done; })) {
+  if (done->changed.wait_for(lock, wait, [&] { return done->done; })) {
     lock.unlock();
-    destroying.join();
-    return closed;
+    running.join();
+    return true;
   }
-  destroying.detach();
+  running.detach();
   return false;
+}
+
+}  // namespace
+
+bool close_consumer(Owned<rd_kafka_t> consumer, std::chrono::milliseconds close_wait) {
+  if (!consumer) return true;
+  // Far more than a healthy assign or destroy takes, and short enough that a stop() still returns
+  // in an operator's patience.
+  constexpr std::chrono::seconds kCallWait{10};
+  rd_kafka_t* const kafka = consumer.get();
+  // Gives up the partitions the group takes back (all of them: nullptr), as the rebalance callback
+  // would, with nothing to keep (the caller has made its last commit). rd_kafka_assign waits for
+  // the group's answer without a limit, and after the topic was deleted it once waited for ever (1
+  // stop in 10): past kCallWait the handle is let go, never destroyed under the call.
+  const auto give_up = [&](Owned<rd_kafka_topic_partition_list_t> partitions, bool assign) {
+    const char* protocol = rd_kafka_rebalance_protocol(kafka);
+    const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
+    return bounded(
+        [kafka, cooperative, assign, list = std::shared_ptr<rd_kafka_topic_partition_list_t>(std::move(partitions))] {
+          if (!cooperative || !list) {
+            (void)rd_kafka_assign(kafka, nullptr);
+            return;
+          }
+          const Owned<rd_kafka_error_t> changed(assign ? rd_kafka_incremental_assign(kafka, list.get())
+                                                       : rd_kafka_incremental_unassign(kafka, list.get()));
+        },
+        kCallWait);
+  };
+  // After a fatal error the close is refused (and librdkafka's destroy skips it by itself).
+  bool closed = false;
+  {
+    const Owned<rd_kafka_queue_t> queue(rd_kafka_queue_new(kafka));
+    if (const Owned<rd_kafka_error_t> refused(rd_kafka_consumer_close_queue(kafka, queue.get())); !refused) {
+      const auto deadline = std::chrono::steady_clock::now() + close_wait;
+      // Served as events, not callbacks: the group's queue, forwarded here, also holds fetched
+      // messages, which librdkafka's callback serving asserts on (rdkafka_queue.c:516).
+      while (!(closed = rd_kafka_consumer_closed(kafka) != 0) && std::chrono::steady_clock::now() < deadline) {
+        rd_kafka_event_t* event = rd_kafka_queue_poll(queue.get(), 100);
+        if (event == nullptr) continue;
+        bool answered = true;
+        if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE) {
+          const rd_kafka_topic_partition_list_t* partitions = rd_kafka_event_topic_partition_list(event);
+          answered = give_up(Owned<rd_kafka_topic_partition_list_t>(
+                                 partitions != nullptr ? rd_kafka_topic_partition_list_copy(partitions) : nullptr),
+                             rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS);
+        }
+        rd_kafka_event_destroy(event);
+        if (!answered) {
+          (void)consumer.release();
+          return false;
+        }
+      }
+      // Out of time: a group waiting for the partitions to be given up would keep the destroy
+      // waiting for ever (its NO_CONSUMER_CLOSE finds the close begun, and does not do it).
+      if (!closed && !give_up(nullptr, false)) {
+        (void)consumer.release();
+        return false;
+      }
+    }
+  }
+  const int flags = closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+  if (!bounded([kafka = consumer.release(), flags] { rd_kafka_destroy_flags(kafka, flags); }, kCallWait)) return false;
+  return closed;
+}
+
+std::int64_t partition_end(rd_kafka_t* consumer, const std::string& topic, const rd_kafka_message_t& message) {
+  if (message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return message.offset;
+  std::int64_t low = -1;
+  std::int64_t high = -1;
+  if (rd_kafka_get_watermark_offsets(consumer, topic.c_str(), message.partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return -1;
+  }
+  return high < 0 ? -1 : high;
 }
 
 std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t partition,

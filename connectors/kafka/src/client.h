@@ -60,19 +60,24 @@ Result<Owned<rd_kafka_t>> make_client(rd_kafka_type_t type, Owned<rd_kafka_conf_
 // Closes a group consumer and destroys it, neither without bound: false if either ran out of time.
 // The close (leaving the group) takes `close_wait` at most; it calls none of the consumer's
 // callbacks (it gives up the partitions the group takes back itself), so that no callback runs
-// on an owner half gone. The destroy runs on a thread of
-// its own, waited for 10 s: librdkafka 2.0.2 (Debian 12's) never returns from destroying a
-// consumer that had a partition of a topic deleted under it (a reference cycle between a stopped
-// partition and the fetches queued for it: librdkafka issue 4187, fixed in 2.1.0). Past that wait
-// the destroy goes on alone, and there the handle's threads and memory stay until the process
-// ends, rather than the caller's stop() hanging. Nothing serves the callbacks after the close, so
-// the destroy that goes on alone never calls back into the caller either.
+// on an owner half gone. Each librdkafka call that can wait without a limit (giving the partitions
+// up, the destroy) runs on a thread of its own, waited for 10 s: librdkafka 2.0.2 (Debian 12's)
+// never returns from destroying a consumer that had a partition of a topic deleted under it (a
+// reference cycle between a stopped partition and the fetches queued for it: librdkafka issue
+// 4187, fixed in 2.1.0), and its rd_kafka_assign then once waited for ever too. Past the wait,
+// the call goes on alone and the handle is never destroyed: its threads and memory stay until the
+// process ends, rather than the caller's stop() hanging.
 bool close_consumer(Owned<rd_kafka_t> consumer, std::chrono::milliseconds close_wait);
 
 // Messages of `partition` from `next` (nullopt: its start; never below its low mark) to its high
 // watermark, from what the last fetch brought (no request); 0 for a partition not fetched yet.
 std::uint64_t unread(rd_kafka_t* kafka, const std::string& topic, std::int32_t partition,
                      std::optional<std::int64_t> next);
+
+// Where `message`'s partition ends, as its consumer last heard: a partition end's own offset, or
+// for a record the high watermark of the fetch that brought it (librdkafka writes it before it
+// queues the records). -1 when not known (an error answer leaves -1).
+std::int64_t partition_end(rd_kafka_t* consumer, const std::string& topic, const rd_kafka_message_t& message);
 
 // The topic's partition count, from the cluster's metadata, asked until `timeout`; `stopping`, if
 // given, is asked between tries and ends it early.

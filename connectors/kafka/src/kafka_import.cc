@@ -314,8 +314,18 @@ Result<KafkaImport::Delivery> KafkaImport::in_sequence(const rd_kafka_message_t&
   if (read == consumer_->read.end()) return Delivery::take;  // the group had none: from the start
   const std::int64_t from = read->second;
   // Below: librdkafka went back to the partition's start (auto.offset.reset=earliest, at a fetch
-  // answered OFFSET_OUT_OF_RANGE that was no retention: a replica behind). Read already.
+  // answered OFFSET_OUT_OF_RANGE that was no retention: a replica behind). Read already; unless
+  // the partition now ends below where the import stands: those offsets hold other messages, or
+  // none (the topic deleted and made again faster than its metadata said, an unclean leader
+  // election), and the new ones below it would be passed over as read.
   if (message.offset < from) {
+    const std::int64_t end = partition_end(consumer_->kafka.get(), options_.topic, message);
+    if (end >= 0 && end < from) {
+      return Status(ErrorCode::not_found, "Kafka topic " + options_.topic + " partition " + std::to_string(message.partition) +
+                                              " ends at offset " + std::to_string(end) + ", below offset " +
+                                              std::to_string(from) + " where the import stands: the topic was deleted "
+                                              "and made again, or a leader election lost messages" + kTopicGoneAdvice);
+    }
     return message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF ? Delivery::take : Delivery::read_already;
   }
   if (message.offset == from) return Delivery::take;

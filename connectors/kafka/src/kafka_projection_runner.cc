@@ -509,6 +509,14 @@ Status KafkaProjectionRunner::check_topic() {
   const auto partitions =
       partition_count(reader.consumer.get(), options_.topic, kTopicAskWait, [&] { return stopping_.load(); });
   reader.topic_checked_at = Clock::now();
+  if (partitions.ok() && partitions.value() != reader.partitions) {
+    // Made again with another count (within TopicWatch's window), or grown: the records' keys now
+    // map to other partitions, and the new ones are not read.
+    return Status(ErrorCode::invalid_argument, "Kafka read model " + options_.name + ": topic " + options_.topic +
+                                                   " now has " + std::to_string(partitions.value()) + " partitions, not " +
+                                                   std::to_string(reader.partitions) +
+                                                   ": remove its snapshots to rebuild it from the topic");
+  }
   const std::string why = "Kafka read model " + options_.name + ": " + partitions.status().message();
   switch (reader.topic.take(partitions)) {
     case TopicWatch::Seen::there: {
@@ -569,6 +577,23 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
                                              " is no longer in the partition (its start is " +
                                              std::to_string(message.offset) +
                                              "): retention removed records this read model has not read");
+    }
+    // Its end below the offset fetched: those offsets now hold other records, or none (the topic
+    // deleted and made again, or an unclean leader election). Read on from there, the runner
+    // asked again every 200 ms, then passed over the new records below it. A partition end's
+    // offset is the end; a record's, the high watermark of the fetch that brought it (written
+    // before its records are queued; -1 after an error answer: not known).
+    const std::int64_t end = partition_end(reader_->consumer.get(), options_.topic, message);
+    if (end < 0) {  // not known now: read from its start again
+      reader_->checking[partition] = fetched;
+      reader_->restart_at[partition] = Clock::now() + std::chrono::milliseconds(200);
+      return {};
+    }
+    if (end < fetched) {
+      return Status(ErrorCode::io_error, where() + ": offset " + std::to_string(fetched) + " is past the partition's end (" +
+                                             std::to_string(end) + "): the topic was deleted and made again, or a "
+                                             "leader election lost records this read model has read. Remove its "
+                                             "snapshots to rebuild it from the topic");
     }
     reader_->restart_at[partition] = Clock::now();
     return {};
