@@ -573,11 +573,11 @@ bool close_consumer(Owned<rd_kafka_t> consumer, std::chrono::milliseconds close_
   // the group's answer without a limit, and after the topic was deleted it once waited for ever (1
   // stop in 10): past kCallWait the handle is let go, never destroyed under the call.
   const auto give_up = [&](Owned<rd_kafka_topic_partition_list_t> partitions, bool assign) {
-    const char* protocol = rd_kafka_rebalance_protocol(kafka);
-    const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
     return bounded(
-        [kafka, cooperative, assign, list = std::shared_ptr<rd_kafka_topic_partition_list_t>(std::move(partitions))] {
-          if (!cooperative || !list) {
+        [kafka, assign, list = std::shared_ptr<rd_kafka_topic_partition_list_t>(std::move(partitions))] {
+          // Asked in here: it waits for the group's answer as the assign does.
+          const char* protocol = list ? rd_kafka_rebalance_protocol(kafka) : nullptr;
+          if (protocol == nullptr || std::string_view(protocol) != "COOPERATIVE") {
             (void)rd_kafka_assign(kafka, nullptr);
             return;
           }
