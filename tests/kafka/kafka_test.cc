@@ -21,6 +21,7 @@
 #include <mutex>
 #include <random>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -408,6 +409,14 @@ TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   ASSERT_EQ(named.size(), 2u);  // each skipped message, not only the last
   EXPECT_NE(named[0].find("partition 0 offset 1: its value is not JSON"), std::string::npos) << named[0];
   EXPECT_NE(named[1].find("partition 0 offset 2: no header annal.type"), std::string::npos) << named[1];
+  // The application's callback throws: the import stops, saying so; the process goes on.
+  options.group = "throwing";
+  options.on_skipped = [](const Status&) { throw std::runtime_error("no room in the dead letters"); };
+  auto throwing = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(throwing.ok());
+  EXPECT_TRUE(annal::test::eventually([&] { return !throwing.value()->progress().error.ok(); }));
+  const Status thrown = throwing.value()->stop();
+  EXPECT_NE(thrown.message().find("on_skipped threw: no room in the dead letters"), std::string::npos) << thrown.to_string();
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "annal/kafka/kafka_export.h"
@@ -537,6 +538,8 @@ namespace {
 
 // Runs `call` on a thread of its own and waits `wait` for it: false if it had not returned, and then
 // it goes on alone, so what it uses must outlive it (a handle it uses is never destroyed then).
+// Also false, with `call` never run, when no thread can be made: its callers run in destructors,
+// where the exception would end the process.
 bool bounded(std::function<void()> call, std::chrono::milliseconds wait) {
   struct Done {
     std::mutex mutex;
@@ -544,12 +547,17 @@ bool bounded(std::function<void()> call, std::chrono::milliseconds wait) {
     bool done = false;
   };
   const auto done = std::make_shared<Done>();
-  std::thread running([done, call = std::move(call)] {
-    call();
-    std::lock_guard lock(done->mutex);
-    done->done = true;
-    done->changed.notify_all();
-  });
+  std::thread running;
+  try {
+    running = std::thread([done, call = std::move(call)] {
+      call();
+      std::lock_guard lock(done->mutex);
+      done->done = true;
+      done->changed.notify_all();
+    });
+  } catch (const std::system_error&) {
+    return false;
+  }
   std::unique_lock lock(done->mutex);
   if (done->changed.wait_for(lock, wait, [&] { return done->done; })) {
     lock.unlock();

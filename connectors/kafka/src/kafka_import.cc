@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <optional>
 #include <set>
 #include <string>
@@ -252,6 +253,7 @@ KafkaImport::KafkaImport(engine::Engine& engine, KafkaImportOptions options)
 KafkaImport::~KafkaImport() { (void)stop(); }
 
 Status KafkaImport::stop() {
+  std::lock_guard one_at_a_time(stop_mutex_);
   {
     std::lock_guard lock(mutex_);
     stopping_.store(true, std::memory_order_release);
@@ -392,11 +394,26 @@ void KafkaImport::run() {
       fail(std::move(why));
       return false;
     }
-    if (options_.on_skipped) options_.on_skipped(why);
+    if (options_.on_skipped) {
+      // The application's code, on the import's thread: what it throws stops the import, not the process.
+      try {
+        options_.on_skipped(why);
+      } catch (const std::exception& error) {
+        fail(Status(ErrorCode::invalid_argument, "Kafka import of topic " + options_.topic + ": on_skipped threw: " + error.what()));
+        return false;
+      } catch (...) {
+        fail(Status(ErrorCode::invalid_argument, "Kafka import of topic " + options_.topic + ": on_skipped threw"));
+        return false;
+      }
+    }
     std::lock_guard lock(mutex_);
     ++progress_.skipped;
     progress_.last_skipped = std::move(why);
     return true;
+  };
+  // The topic's partition count as its metadata gives it now: not_found when it does not exist.
+  const auto ask_topic = [&] {
+    return partition_count(c.kafka.get(), options_.topic, kProbeWait, [&] { return stopping_.load(std::memory_order_acquire); });
   };
   // Commits the offsets handled, once the events appended before them are durable.
   const auto commit = [&]() -> bool {
@@ -436,9 +453,7 @@ void KafkaImport::run() {
       // metadata tells. Nothing polls meanwhile that would hear of a deletion from a message
       // (ADeletedTopicStopsTheImportEvenWithACommitToMake).
       if (topic_unknown(committed)) {
-        const auto there = partition_count(c.kafka.get(), options_.topic, kProbeWait,
-                                           [&] { return stopping_.load(std::memory_order_acquire); });
-        if (there.status().code() == ErrorCode::not_found) {
+        if (ask_topic().status().code() == ErrorCode::not_found) {
           fail(Status(ErrorCode::not_found, "Kafka import of topic " + options_.topic + ": committing the group's offsets: " +
                                                 rd_kafka_err2str(committed) + ", and its metadata says it does not exist" +
                                                 kTopicGoneAdvice));
@@ -540,9 +555,7 @@ void KafkaImport::run() {
       if (progress_.retrying.ok()) return;
     }
     if (std::chrono::steady_clock::now() - probed < kProbeEvery) return;
-    const bool answered = partition_count(c.kafka.get(), options_.topic, kProbeWait,
-                                          [&] { return stopping_.load(std::memory_order_acquire); })
-                              .ok();
+    const bool answered = ask_topic().ok();
     probed = std::chrono::steady_clock::now();
     if (answered) {
       std::lock_guard lock(mutex_);

@@ -160,6 +160,11 @@ struct KafkaProjectionRunner::Reader {
   // Per partition: when it is fetched again (from next_offset_, or its start where checking).
   // max: not due.
   std::vector<std::chrono::steady_clock::time_point> restart_at;
+  // A partition due to be fetched anew is not at its end, whatever it reached before.
+  void schedule_restart(std::size_t partition, std::chrono::steady_clock::time_point at) {
+    restart_at[partition] = at;
+    at_end[partition] = false;
+  }
   std::chrono::steady_clock::time_point topic_checked_at;  // check_topic()'s last ask
   TopicWatch topic;  // check_topic()'s answers
   std::shared_ptr<journal::IoBackend> io;
@@ -346,6 +351,7 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
 }
 
 Status KafkaProjectionRunner::stop() {
+  std::lock_guard one_at_a_time(stop_mutex_);
   if (stopping_.exchange(true)) return progress().error;
   // First, without the lock: an apply() holding it may be waiting for exactly this.
   (void)user_code([] { return std::string("stop_requested()"); }, [&] { projection_->stop_requested(); });
@@ -563,6 +569,12 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     return "Kafka read model " + options_.name + ", topic " + options_.topic + " partition " +
            std::to_string(message.partition) + " offset " + std::to_string(message.offset);
   };
+  // A partition waiting for its restart: what it still has queued is read again after it (or a
+  // record from its start, queued behind the first answer, was taken for that answer).
+  if (message.partition >= 0 && message.partition < reader_->partitions &&
+      reader_->restart_at[static_cast<std::size_t>(message.partition)] != Clock::time_point::max()) {
+    return {};
+  }
   // Reading a partition from its start after an OFFSET_OUT_OF_RANGE: its first answer (a record,
   // or its end when it is empty) says where it starts. At or below the offset fetched, nothing
   // was removed: read on from there. Past it, retention removed records the state never had.
@@ -586,7 +598,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     const std::int64_t end = partition_end(reader_->consumer.get(), options_.topic, message);
     if (end < 0) {  // not known now: read from its start again
       reader_->checking[partition] = fetched;
-      reader_->restart_at[partition] = Clock::now() + std::chrono::milliseconds(200);
+      reader_->schedule_restart(partition, Clock::now() + std::chrono::milliseconds(200));
       return {};
     }
     if (end < fetched) {
@@ -595,7 +607,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
                                              "leader election lost records this read model has read. Remove its "
                                              "snapshots to rebuild it from the topic");
     }
-    reader_->restart_at[partition] = Clock::now();
+    reader_->schedule_restart(partition, Clock::now());
     return {};
   }
   if (message.err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && message.partition >= 0 &&
@@ -606,8 +618,7 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     const auto partition = static_cast<std::size_t>(message.partition);
     if (next_offset_[partition] >= 0) reader_->checking[partition] = next_offset_[partition];
     const int resets = reader_->resets[partition]++;
-    reader_->restart_at[partition] =
-        Clock::now() + (resets > 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
+    reader_->schedule_restart(partition, Clock::now() + (resets > 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0)));
     std::lock_guard lock(mutex_);
     update_progress([&](Progress& p) { p.retrying = Status(ErrorCode::io_error, where() + ": " + rd_kafka_err2str(message.err)); });
     return {};

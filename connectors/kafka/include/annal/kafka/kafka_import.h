@@ -81,7 +81,8 @@ class KafkaImport {
   KafkaImport& operator=(const KafkaImport&) = delete;
 
   // Stops consuming, commits what is durable, leaves the group. Why it had stopped before, if it
-  // had (a bad message, the engine failing); ok otherwise.
+  // had (a bad message, the engine failing); ok otherwise. Threads may call it at once (a signal
+  // handler's and the owner's): each returns once the import has stopped.
   Status stop();
 
   struct Progress {
@@ -126,6 +127,7 @@ class KafkaImport {
   mutable std::mutex mutex_;
   std::condition_variable stop_wake_;  // a commit's retry waits on it
   Progress progress_;  // under mutex_
+  std::mutex stop_mutex_;  // stop()'s callers one at a time
   std::thread thread_;
 };
 

@@ -94,7 +94,8 @@ class KafkaProjectionRunner {
   KafkaProjectionRunner& operator=(const KafkaProjectionRunner&) = delete;
 
   // Stops reading and writes a last snapshot if the state changed. Why it had stopped before, if
-  // it had (the projection threw, a snapshot failed, Kafka refused); ok otherwise.
+  // it had (the projection threw, a snapshot failed, Kafka refused); ok otherwise. Threads may call
+  // it at once: each returns once the runner has stopped.
   Status stop();
 
   // Runs fn on the projection once `written` is applied (an empty source: at once), with no event
@@ -177,6 +178,7 @@ class KafkaProjectionRunner {
     std::lock_guard lock(progress_mutex_);
     change(progress_);
   }
+  std::mutex stop_mutex_;  // stop()'s callers one at a time
   std::thread thread_;
 };
 
