@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <utility>
 
-#include "user_code.h"
+#include "annal/base/user_code.h"
 
 namespace annal::engine {
 namespace {

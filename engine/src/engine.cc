@@ -15,6 +15,7 @@
 #include <thread>
 #include <tuple>
 
+#include "annal/base/user_code.h"
 #include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
 #include "annal/ringbuf/sequence_group.h"
@@ -28,7 +29,6 @@
 #include "store_cipher.h"
 #include "sequencer_thread.h"
 #include "stream_index.h"
-#include "user_code.h"
 
 namespace annal::engine {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "user_code.h"
+#include "annal/base/user_code.h"
 
 namespace annal::engine {
 namespace {

@@ -6,6 +6,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -94,6 +95,29 @@ class Fragile final : public engine::Projection {
     if (++seen == 10) throw std::runtime_error("no room for it");
   }
   int seen = 0;
+};
+
+// Tally's count, and at its tenth event it asks its own runner for a query (refused: it would
+// wait for itself) and to stop, as a projection that finds it can go no further might.
+class StopsItself final : public engine::Projection {
+ public:
+  void apply(const engine::EventView& event) override {
+    tally.apply(event);
+    if (++seen != 10) return;
+    queried = runner.load()->query({}, [](const engine::Projection&) {}, std::chrono::minutes(1));
+    stopped = runner.load()->stop();
+    asked = true;
+  }
+  [[nodiscard]] std::uint32_t schema() const override { return 1; }
+  [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally.snapshot(); }
+  Status restore(std::span<const std::byte> state) override { return tally.restore(state); }
+
+  std::atomic<KafkaProjectionRunner*> runner{nullptr};
+  Tally tally;
+  int seen = 0;
+  std::atomic<bool> asked{false};
+  Status queried;  // written before `asked`
+  Status stopped;
 };
 
 class KafkaReadModelTest : public KafkaTest {
@@ -332,6 +356,64 @@ TEST_F(KafkaReadModelTest, ASnapshotRefusedAfterRetentionDoesNotRebuildAStateWit
   const auto progress = runner.value()->progress();
   EXPECT_FALSE(progress.error.ok()) << "rebuilt from what retention left: " << progress.applied << " of 200 events applied";
   (void)runner.value()->stop();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A projection that declines a snapshot with invalid_argument (Projection::restore's default, and
+// the natural code for "not a state I can read"): the runner rebuilds it from the topic, as the
+// engine does, rather than refuse to start until the snapshots are removed by hand.
+TEST_F(KafkaReadModelTest, ASnapshotTheProjectionDeclinesIsRebuiltFrom) {
+  annal::test::Watchdog watchdog("kafka read model, a snapshot declined");
+  class Declining final : public engine::Projection {
+   public:
+    void apply(const engine::EventView& event) override { tally.apply(event); }
+    [[nodiscard]] std::uint32_t schema() const override { return 1; }
+    [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally.snapshot(); }
+    Status restore(std::span<const std::byte>) override { return Status(ErrorCode::invalid_argument, "not a state I read"); }
+    Tally tally;
+  };
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  {
+    auto runner = KafkaProjectionRunner::start(std::make_shared<Tally>(), model_options(snapshots));
+    ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+    wait_delivered(*exporter, append(200));
+    wait_applied(*runner.value(), 200);
+    ASSERT_TRUE(runner.value()->stop().ok());
+  }
+  auto declining = std::make_shared<Declining>();
+  auto runner = KafkaProjectionRunner::start(declining, model_options(snapshots));
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  EXPECT_NE(runner.value()->progress().restore_skipped.message().find("not a state I read"), std::string::npos)
+      << runner.value()->progress().restore_skipped.to_string();
+  wait_applied(*runner.value(), 200);
+  EXPECT_EQ(runner.value()->progress().restored, 0u);
+  ASSERT_TRUE(runner.value()->stop().ok());
+  EXPECT_EQ(declining->tally.counts, counts_in_store());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A record that claims to be an export's (annal.source, annal.sequence, annal.partitions) but has
+// no annal.type: damaged or forged. The runner stops there, naming it, rather than apply an event
+// of type "" with version and timestamp 0. (Found by a review.)
+TEST_F(KafkaReadModelTest, ARecordOfAnExportWithoutItsTypeStopsIt) {
+  annal::test::Watchdog watchdog("kafka read model, a record without annal.type");
+  auto opened = Engine::open(dir_.path() + "/store", {});
+  ASSERT_TRUE(opened.ok());
+  engine_ = std::move(opened).value();
+  ASSERT_NO_FATAL_FAILURE(send_with_kcat("{}\n", "-t orders -p 1 -k order-1 -H annal.source=store-z -H annal.sequence=3 "
+                                                  "-H annal.partitions=" + std::to_string(kPartitions) +
+                                                  " -H annal.version=0 -H annal.timestamp_ns=1"));
+  auto tally = std::make_shared<Tally>();
+  auto runner = KafkaProjectionRunner::start(tally, model_options());
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  EXPECT_TRUE(annal::test::eventually([&] { return !runner.value()->progress().error.ok(); }, std::chrono::minutes(2)));
+  const Status stopped = runner.value()->stop();
+  EXPECT_EQ(stopped.code(), ErrorCode::corruption) << stopped.to_string();
+  EXPECT_NE(stopped.message().find("partition 1 offset 0: a record of store-z without a usable annal.type"), std::string::npos)
+      << stopped.to_string();
+  EXPECT_TRUE(tally->counts.empty());
   ASSERT_TRUE(engine_->close().ok());
 }
 
@@ -590,6 +672,40 @@ TEST_F(KafkaReadModelTest, AProjectionThatThrowsStopsItAndSaysWhere) {
   EXPECT_NE(queried.message().find("partition"), std::string::npos) << queried.to_string();
   EXPECT_NE(queried.message().find("offset"), std::string::npos) << queried.to_string();
   EXPECT_EQ(runner.value()->stop().code(), queried.code());
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A projection's apply() asks its own runner for a query and to stop. Neither waits for the
+// runner, which waits for that apply(): the query is refused, the stop takes effect once apply()
+// returns, and the owner's stop() then writes the snapshot a restart resumes from.
+TEST_F(KafkaReadModelTest, AProjectionMayStopItsOwnRunnerButNotQueryIt) {
+  annal::test::Watchdog watchdog("kafka read model stopped from its own apply()");
+  const std::string snapshots = dir_.path() + "/model";
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  auto stopping = std::make_shared<StopsItself>();
+  auto runner = KafkaProjectionRunner::start(stopping, model_options(snapshots));
+  ASSERT_TRUE(runner.ok()) << runner.status().to_string();
+  stopping->runner.store(runner.value().get());
+  wait_delivered(*exporter, append(50));
+  ASSERT_TRUE(annal::test::eventually([&] { return stopping->asked.load(); }, std::chrono::minutes(2)));
+  EXPECT_EQ(stopping->queried.code(), ErrorCode::invalid_argument) << stopping->queried.to_string();
+  EXPECT_NE(stopping->queried.message().find("would wait for itself"), std::string::npos) << stopping->queried.to_string();
+  EXPECT_TRUE(stopping->stopped.ok()) << stopping->stopped.to_string();
+  ASSERT_TRUE(runner.value()->stop().ok());
+  EXPECT_EQ(runner.value()->progress().applied, 10u);
+  EXPECT_GE(runner.value()->progress().snapshots_written, 1u);
+  runner.value().reset();
+
+  // Started again, it resumes after those 10 and applies the other 40 once.
+  auto tally = std::make_shared<Tally>();
+  auto again = KafkaProjectionRunner::start(tally, model_options(snapshots));
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  wait_applied(*again.value(), 40);
+  EXPECT_EQ(again.value()->progress().restored, 10u);
+  ASSERT_TRUE(again.value()->stop().ok());
+  EXPECT_EQ(tally->counts, counts_in_store());
+  EXPECT_EQ(tally->out_of_order, 0u);
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -417,6 +418,25 @@ TEST_F(KafkaTest, ImportNamesABadMessageAndSkipsItOrStops) {
   EXPECT_TRUE(annal::test::eventually([&] { return !throwing.value()->progress().error.ok(); }));
   const Status thrown = throwing.value()->stop();
   EXPECT_NE(thrown.message().find("on_skipped threw: no room in the dead letters"), std::string::npos) << thrown.to_string();
+  // The callback stops its own import: that stop() cannot wait for the thread it runs on, so it
+  // returns, and the import ends after that message. The owner's stop() then joins it.
+  options.group = "stops-itself";
+  std::atomic<KafkaImport*> self{nullptr};
+  std::atomic<bool> asked{false};
+  Status inner;
+  options.on_skipped = [&](const Status&) {
+    if (asked.load()) return;
+    EXPECT_TRUE(annal::test::eventually([&] { return self.load() != nullptr; }));
+    inner = self.load()->stop();
+    asked.store(true);
+  };
+  auto itself = KafkaImport::start(*engine_, options);
+  ASSERT_TRUE(itself.ok());
+  self.store(itself.value().get());
+  EXPECT_TRUE(annal::test::eventually([&] { return asked.load(); }));
+  EXPECT_TRUE(inner.ok()) << inner.to_string();
+  EXPECT_TRUE(itself.value()->stop().ok());
+  EXPECT_GE(itself.value()->progress().skipped, 1u);
   ASSERT_TRUE(engine_->close().ok());
 }
 
@@ -1040,6 +1060,12 @@ TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   no_topic.topic.clear();
   refused = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(no_topic), {});
   EXPECT_NE(refused.message().find("Kafka export: no topic given"), std::string::npos) << refused.to_string();
+  // A source name longer than a read model keeps would make every read model pass its records over.
+  KafkaExportOptions long_source = options();
+  long_source.source.assign(256, 's');
+  refused = opened.value()->add_projection("export_kafka", std::make_shared<KafkaExport>(long_source), {});
+  EXPECT_EQ(refused.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(refused.message().find("longer than 255"), std::string::npos) << refused.to_string();
   KafkaImportOptions no_import_brokers;
   no_import_brokers.topic = "orders";
   no_import_brokers.group = "g";
@@ -1058,6 +1084,13 @@ TEST_F(KafkaTest, NoBrokersOrNoTopicIsRefusedAtOnce) {
   EXPECT_NE(import_tool.exit_code, 0);
   EXPECT_NE(import_tool.output.find("no brokers given"), std::string::npos) << import_tool.output;
   EXPECT_FALSE(std::filesystem::exists(never_made));  // refused before the store is made
+  // An export reads a store: a misspelt directory is not made, empty, and "exported".
+  const annal::test::ProgramRun export_tool = annal::test::run_program(
+      std::string(ANNAL_CLI) + " export kafka " + never_made + " --brokers " + rd_kafka_mock_cluster_bootstraps(cluster_) +
+      " --topic orders --source store-a --until-caught-up");
+  EXPECT_EQ(export_tool.exit_code, 1) << export_tool.output;
+  EXPECT_NE(export_tool.output.find("no store there"), std::string::npos) << export_tool.output;
+  EXPECT_FALSE(std::filesystem::exists(never_made));
 }
 
 // An import whose batch (what a crash or a rebalance makes it read again) is larger than the
@@ -1078,6 +1111,11 @@ TEST_F(KafkaTest, AnImportTheEnginesIdempotencyWindowCannotCoverIsRefused) {
     EXPECT_EQ(import.status().code(), ErrorCode::invalid_argument);
     EXPECT_NE(import.status().message().find("idempotency_window " + std::to_string(window)), std::string::npos)
         << import.status().to_string();
+    // A batch of 0 would pass the window's check with no window at all.
+    options.batch_max = 0;
+    const auto none = KafkaImport::start(*opened.value(), options);
+    ASSERT_FALSE(none.ok());
+    EXPECT_NE(none.status().message().find("batch_max must be at least 1"), std::string::npos) << none.status().to_string();
     EXPECT_TRUE(opened.value()->close().ok());
   }
 }

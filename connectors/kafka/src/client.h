@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,6 +33,9 @@ inline constexpr const char* kTypeHeader = "annal.type";
 inline constexpr const char* kIdHeader = "annal.id";
 inline constexpr const char* kVersionHeader = "annal.version";
 inline constexpr const char* kTimestampHeader = "annal.timestamp_ns";
+// The longest annal.source: an export refuses a longer name, and a read model takes a record with
+// one for another application's.
+inline constexpr std::size_t kSourceNameMax = 255;
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* kafka) const { rd_kafka_destroy(kafka); }

@@ -226,6 +226,11 @@ Result<std::optional<std::uint64_t>> KafkaExport::resume_after() {
   if (options_.source.empty()) {
     return Status(ErrorCode::invalid_argument, "Kafka export: a source name is needed (KafkaExportOptions::source)");
   }
+  if (options_.source.size() > kSourceNameMax) {
+    return Status(ErrorCode::invalid_argument, "Kafka export: source name " + options_.source.substr(0, 32) +
+                                                   "... is longer than " + std::to_string(kSourceNameMax) +
+                                                   " bytes, which read models pass over as no export of annal's");
+  }
   if (Status named = check_named("Kafka export", options_.brokers, options_.topic); !named.ok()) return named;
   // Added again after an engine closed: nothing of that run carries over. (A stop asked from
   // here on ends the start: stop_requested may come from another thread, the tool's on a signal.)
@@ -377,8 +382,9 @@ void KafkaExport::diverged(std::uint64_t sequence, const std::string& why) {
                    " of source " + options_.source + ": " + why +
                    " (the first sequence checked: the two may part earlier). This store is not the one that exported "
                    "there (restored from a backup, or another store "
-                   "exports under the same source): nothing more is exported; export this store under a new "
-                   "source name, or to a new topic (docs/kafka.md)");
+                   "exports under the same source): nothing more is exported; export this store to a new topic, or "
+                   "under a new source name, knowing that its whole history then follows the old one's there, "
+                   "which read models take for a second source's events (docs/kafka.md)");
   {
     std::lock_guard lock(mutex_);
     if (fatal_.ok()) fatal_ = error;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <exception>
 #include <optional>
 #include <set>
 #include <string>
@@ -12,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "annal/base/user_code.h"
 #include "client.h"
 
 namespace annal::kafka {
@@ -196,6 +196,8 @@ struct KafkaImport::Consumer {
 Status KafkaImport::check(const KafkaImportOptions& options) {
   if (Status named = check_named("Kafka import", options.brokers, options.topic); !named.ok()) return named;
   if (options.group.empty()) return Status(ErrorCode::invalid_argument, "Kafka import: a consumer group is needed");
+  // 0 would pass the window's check below with a window of 0, which remembers no id at all.
+  if (options.batch_max == 0) return Status(ErrorCode::invalid_argument, "Kafka import: batch_max must be at least 1");
   return {};
 }
 
@@ -253,12 +255,15 @@ KafkaImport::KafkaImport(engine::Engine& engine, KafkaImportOptions options)
 KafkaImport::~KafkaImport() { (void)stop(); }
 
 Status KafkaImport::stop() {
-  std::lock_guard one_at_a_time(stop_mutex_);
   {
     std::lock_guard lock(mutex_);
     stopping_.store(true, std::memory_order_release);
   }
   stop_wake_.notify_all();
+  // From on_skipped: the loop ends once it returns, and a stop() from outside (or the destructor)
+  // joins it.
+  if (std::this_thread::get_id() == importer_.load(std::memory_order_relaxed)) return progress().error;
+  std::lock_guard one_at_a_time(stop_mutex_);
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mutex_);
   return progress_.error;
@@ -382,6 +387,7 @@ void KafkaImport::update_lag() {
 }
 
 void KafkaImport::run() {
+  importer_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   Consumer& c = *consumer_;
   const auto fail = [&](Status error) {
     std::lock_guard lock(mutex_);
@@ -396,13 +402,10 @@ void KafkaImport::run() {
     }
     if (options_.on_skipped) {
       // The application's code, on the import's thread: what it throws stops the import, not the process.
-      try {
-        options_.on_skipped(why);
-      } catch (const std::exception& error) {
-        fail(Status(ErrorCode::invalid_argument, "Kafka import of topic " + options_.topic + ": on_skipped threw: " + error.what()));
-        return false;
-      } catch (...) {
-        fail(Status(ErrorCode::invalid_argument, "Kafka import of topic " + options_.topic + ": on_skipped threw"));
+      Status called = call_user_code([&] { options_.on_skipped(why); },
+                                     [&] { return "Kafka import of topic " + options_.topic + ": on_skipped"; });
+      if (!called.ok()) {
+        fail(std::move(called));
         return false;
       }
     }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <exception>
 #include <limits>
 #include <optional>
 #include <span>
@@ -10,6 +9,7 @@
 #include <utility>
 
 #include "annal/base/little_endian.h"
+#include "annal/base/user_code.h"
 #include "annal/journal/io_backend.h"
 #include "annal/snapshots/snapshot_store.h"
 #include "client.h"
@@ -39,9 +39,8 @@ constexpr std::chrono::seconds kTopicCheckEvery{5};
 constexpr std::chrono::milliseconds kTopicAskWait{1'000};
 // The longest stop() waits for librdkafka's close: no group to leave here, nothing to commit.
 constexpr std::chrono::seconds kCloseWait{30};
-// Limits on what a shared topic's records can make the runner keep: a longer source name, or a
-// source past the count, is not an export of annal's (a bug or a hostile producer).
-constexpr std::size_t kSourceNameMax = 255;
+// A limit on what a shared topic's records can make the runner keep: a source past the count (or
+// with a name past kSourceNameMax) is not an export of annal's (a bug or a hostile producer).
 constexpr std::size_t kSourcesMax = 4096;
 
 // Whether the topic was deleted, from answers to its metadata (partition_count) asked every
@@ -80,20 +79,6 @@ std::string TopicWatch::how_long() const {
   const auto seconds = since_ ? std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *since_)
                               : std::chrono::seconds(0);
   return std::to_string(answers_) + " answers over " + std::to_string(seconds.count()) + " s";
-}
-
-// Runs the projection's code: what it throws becomes a status, never the end of the process.
-// `what` names the call, and is asked only when it threw: apply() runs once an event.
-template <class What, class Call>
-Status user_code(What&& what, Call&& call) {
-  try {
-    std::forward<Call>(call)();
-    return {};
-  } catch (const std::exception& error) {
-    return Status(ErrorCode::failed, what() + " threw: " + error.what());
-  } catch (...) {
-    return Status(ErrorCode::failed, what() + " threw something that is not a std::exception");
-  }
 }
 
 class ByteWriter {
@@ -188,8 +173,8 @@ Result<std::unique_ptr<KafkaProjectionRunner>> KafkaProjectionRunner::start(std:
     return named;
   }
   std::optional<Result<std::optional<std::uint64_t>>> own_state;
-  if (Status asked = user_code([&] { return "resume_after() of Kafka read model " + options.name; },
-                               [&] { own_state.emplace(projection->resume_after()); });
+  if (Status asked = call_user_code([&] { own_state.emplace(projection->resume_after()); },
+                                    [&] { return "resume_after() of Kafka read model " + options.name; });
       !asked.ok()) {
     return asked;
   }
@@ -281,8 +266,9 @@ Status KafkaProjectionRunner::open_snapshots() {
     return {};
   }
   const std::uint64_t sequence = newest.value()->header.sequence;
-  const Status restored = restore(sequence, newest.value()->state);
-  if (restored.code() == ErrorCode::invalid_argument) return restored;  // another topic: the user's to settle
+  bool elsewhere = false;
+  const Status restored = restore(sequence, newest.value()->state, elsewhere);
+  if (elsewhere) return restored;  // another topic: the user's to settle
   if (!restored.ok()) {
     // Numbered on from the snapshot refused, so that the next ones are newer than it.
     progress_.restore_skipped = restored;
@@ -293,7 +279,7 @@ Status KafkaProjectionRunner::open_snapshots() {
   return {};
 }
 
-Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::byte> state) {
+Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::byte> state, bool& elsewhere) {
   const std::string where = "Kafka read model " + options_.name + ": snapshot at " + std::to_string(total) + " in " +
                             options_.directory;
   const auto partitions = static_cast<std::uint32_t>(next_offset_.size());
@@ -308,6 +294,7 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
   }
   // Offsets mean nothing in another cluster's topic of the same name (a migration, a mirror,
   // staging): resumed from, they would skip its records below them.
+  elsewhere = (format >= 2 && cluster != reader_->cluster) || topic != options_.topic || count != partitions;
   if (format >= 2 && cluster != reader_->cluster) {
     return Status(ErrorCode::invalid_argument, where + " was read from topic " + topic + " of Kafka cluster " + cluster +
                                                    ", not of cluster " + reader_->cluster + " at " + options_.brokers +
@@ -336,8 +323,8 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
     last.emplace(std::move(name), std::move(sequences));
   }
   Status refused;
-  if (Status called = user_code([&] { return "restore() of Kafka read model " + options_.name; },
-                                [&] { refused = projection_->restore(in.rest()); });
+  if (Status called = call_user_code([&] { refused = projection_->restore(in.rest()); },
+                                     [&] { return "restore() of Kafka read model " + options_.name; });
       !called.ok()) {
     return called;
   }
@@ -351,15 +338,24 @@ Status KafkaProjectionRunner::restore(std::uint64_t total, std::span<const std::
 }
 
 Status KafkaProjectionRunner::stop() {
-  std::lock_guard one_at_a_time(stop_mutex_);
-  if (stopping_.exchange(true)) return progress().error;
-  // First, without the lock: an apply() holding it may be waiting for exactly this.
-  (void)user_code([] { return std::string("stop_requested()"); }, [&] { projection_->stop_requested(); });
-  {
-    // Under the lock, so that a query between its check and its wait cannot miss the news.
-    std::lock_guard lock(mutex_);
-    changed_.notify_all();
+  const bool inside = called_from_inside();
+  if (!stopping_.exchange(true)) {
+    // First, without the lock: an apply() holding it may be waiting for exactly this.
+    (void)call_user_code([&] { projection_->stop_requested(); }, [] { return "stop_requested()"; });
+    if (inside) {
+      changed_.notify_all();  // the projection's call that stops it holds the lock
+    } else {
+      // Under the lock, so that a query between its check and its wait cannot miss the news.
+      std::lock_guard lock(mutex_);
+      changed_.notify_all();
+    }
   }
+  // The projection's own code (apply(), end_of_batch(), snapshot()) cannot wait for the runner it
+  // runs in: the loop ends once that call returns, and a stop() from outside (or the destructor)
+  // joins it and writes the last snapshot.
+  if (inside) return progress().error;
+  std::lock_guard one_at_a_time(stop_mutex_);
+  stopper_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   if (thread_.joinable()) thread_.join();
   if (reader_) {
     if (progress().error.ok() && total_ != snapshotted_) write_snapshot();
@@ -368,11 +364,23 @@ Status KafkaProjectionRunner::stop() {
     if (reader_->lock) (void)reader_->io->close(*reader_->lock);
     reader_.reset();
   }
+  stopper_.store(std::thread::id(), std::memory_order_relaxed);
   return progress().error;
+}
+
+bool KafkaProjectionRunner::called_from_inside() const {
+  const std::thread::id caller = std::this_thread::get_id();
+  return caller == applier_.load(std::memory_order_relaxed) || caller == stopper_.load(std::memory_order_relaxed);
 }
 
 Status KafkaProjectionRunner::query(const Written& written, const std::function<void(const engine::Projection&)>& fn,
                                     Clock::duration timeout) {
+  if (called_from_inside()) {
+    return Status(ErrorCode::invalid_argument,
+                  "Kafka read model " + options_.name +
+                      ": query() from the projection's own apply(), end_of_batch(), snapshot() or stop_requested() "
+                      "would wait for itself; its state is at hand there");
+  }
   std::unique_lock lock(mutex_);
   waiting_.push_back(&written);
   queries_waiting_.fetch_add(1, std::memory_order_acq_rel);
@@ -392,7 +400,7 @@ Status KafkaProjectionRunner::query(const Written& written, const std::function<
     if (!ready) return Status(ErrorCode::timed_out, what + " (its batch ended) in time");
     return Status(ErrorCode::failed, what + ": the runner stopped");
   }
-  return user_code([&] { return "a query on Kafka read model " + options_.name; }, [&] { fn(*projection_); });
+  return call_user_code([&] { fn(*projection_); }, [&] { return "a query on Kafka read model " + options_.name; });
 }
 
 KafkaProjectionRunner::Progress KafkaProjectionRunner::progress() const {
@@ -457,6 +465,7 @@ Status KafkaProjectionRunner::restart(std::int32_t partition) {
 }
 
 void KafkaProjectionRunner::run() {
+  applier_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   rd_kafka_t* consumer = reader_->consumer.get();
   int in_batch = 0;              // events applied since the last end_of_batch()
   std::uint64_t batch_last = 0;  // the last one's sequence
@@ -469,8 +478,8 @@ void KafkaProjectionRunner::run() {
     if (in_batch == 0) return {};
     in_batch = 0;
     std::lock_guard lock(mutex_);
-    const Status ended = user_code([&] { return "end_of_batch() of Kafka read model " + options_.name; },
-                                   [&] { projection_->end_of_batch(batch_last); });
+    const Status ended = call_user_code([&] { projection_->end_of_batch(batch_last); },
+                                        [&] { return "end_of_batch() of Kafka read model " + options_.name; });
     batch_open_ = false;
     changed_.notify_all();
     return ended;
@@ -697,17 +706,28 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     update_progress([](Progress& p) { ++p.duplicates; });
     return {};
   }
-  const std::string type(text_header(headers, kTypeHeader).value_or(""));
+  // Every record of annal's export has them: one without is damaged or forged, and applied with
+  // made-up values it would mislead the projection.
+  const auto type = text_header(headers, kTypeHeader);
+  const auto version = number_header(headers, kVersionHeader);
+  const auto timestamp = number_header(headers, kTimestampHeader);
+  const auto id = text_header(headers, kIdHeader);
+  const auto parsed_id = id ? engine::parse_id(*id) : std::optional(engine::Id128{});
+  if (!type || type->empty() || !version || !timestamp || !parsed_id) {
+    return Status(ErrorCode::corruption, where() + ": a record of " + std::string(source) +
+                                             " without a usable annal.type, annal.version, annal.timestamp_ns or annal.id");
+  }
+  const std::string type_text(*type);
   engine::EventView event;
   event.header.sequence = sequence;
-  event.header.version = number_header(headers, kVersionHeader).value_or(0);
-  event.header.timestamp_ns = number_header(headers, kTimestampHeader).value_or(0);
-  event.header.type = type;
+  event.header.version = *version;
+  event.header.timestamp_ns = *timestamp;
+  event.header.type = type_text;
   event.header.stream_name = std::string_view(static_cast<const char*>(message.key), message.key_len);
-  if (const auto id = text_header(headers, kIdHeader)) event.header.event_id = engine::parse_id(*id).value_or(engine::Id128{});
+  event.header.event_id = *parsed_id;
   event.payload = std::span(static_cast<const std::byte*>(message.payload), message.len);
   const auto applying = [&] { return where() + ": applying event " + std::to_string(sequence) + " of " + std::string(source); };
-  if (Status applied = user_code(applying, [&] { projection_->apply(event); }); !applied.ok()) {
+  if (Status applied = call_user_code([&] { projection_->apply(event); }, applying); !applied.ok()) {
     return applied;
   }
   last->second[partition] = sequence;
@@ -747,8 +767,8 @@ void KafkaProjectionRunner::write_snapshot() {
       out.text(source);
       for (const std::uint64_t sequence : sequences) out.number(sequence);
     }
-    written = user_code([&] { return "snapshot() of Kafka read model " + options_.name; },
-                        [&] { out.append(projection_->snapshot()); });
+    written = call_user_code([&] { out.append(projection_->snapshot()); },
+                             [&] { return "snapshot() of Kafka read model " + options_.name; });
     bytes = out.take();
     total = total_;
   }

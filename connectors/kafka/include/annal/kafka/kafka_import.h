@@ -82,7 +82,8 @@ class KafkaImport {
 
   // Stops consuming, commits what is durable, leaves the group. Why it had stopped before, if it
   // had (a bad message, the engine failing); ok otherwise. Threads may call it at once (a signal
-  // handler's and the owner's): each returns once the import has stopped.
+  // handler's and the owner's): each returns once the import has stopped. From on_skipped it asks
+  // the import to stop after that message and returns at once.
   Status stop();
 
   struct Progress {
@@ -129,6 +130,9 @@ class KafkaImport {
   Progress progress_;  // under mutex_
   std::mutex stop_mutex_;  // stop()'s callers one at a time
   std::thread thread_;
+  // The import's thread, where on_skipped runs: its stop() cannot join itself. Compared only with
+  // the caller's own id, which no other thread can store.
+  std::atomic<std::thread::id> importer_;
 };
 
 }  // namespace annal::kafka

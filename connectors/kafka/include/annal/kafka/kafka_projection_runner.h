@@ -95,12 +95,14 @@ class KafkaProjectionRunner {
 
   // Stops reading and writes a last snapshot if the state changed. Why it had stopped before, if
   // it had (the projection threw, a snapshot failed, Kafka refused); ok otherwise. Threads may call
-  // it at once: each returns once the runner has stopped.
+  // it at once: each returns once the runner has stopped. From the projection's own apply(),
+  // end_of_batch() or snapshot() it asks the runner to stop after that call and returns at once.
   Status stop();
 
   // Runs fn on the projection once `written` is applied (an empty source: at once), with no event
   // applied meanwhile (fn must not call back into the runner). timed_out after `timeout`; the
-  // runner's error if it failed; failed if it was stopped first, or fn threw.
+  // runner's error if it failed; failed if it was stopped first, or fn threw; invalid_argument
+  // from the projection's own code (it would wait for itself).
   Status query(const Written& written, const std::function<void(const engine::Projection&)>& fn,
                Clock::duration timeout);
   template <class P, class F>
@@ -126,7 +128,9 @@ class KafkaProjectionRunner {
   struct Reader;
   KafkaProjectionRunner(std::shared_ptr<engine::Projection> projection, KafkaProjectionOptions options);
   Status open_snapshots();  // at start: the directory locked, the newest snapshot restored
-  Status restore(std::uint64_t total, std::span<const std::byte> state);
+  // `elsewhere`: the snapshot was read from another topic or cluster, which a rebuild from this
+  // topic must not silently replace. Any other refusal (damaged, the projection's) is rebuilt from.
+  Status restore(std::uint64_t total, std::span<const std::byte> state, bool& elsewhere);
   // Assigns every partition, from next_offset_: once, at start.
   Status assign();
   // Starts fetching `partition` again (from its start where it is checked, else next_offset_).
@@ -180,6 +184,11 @@ class KafkaProjectionRunner {
   }
   std::mutex stop_mutex_;  // stop()'s callers one at a time
   std::thread thread_;
+  // The threads the projection's code runs on: the runner's own, and a stop() writing the last
+  // snapshot. Each compared only with the caller's own id, which no other thread can store.
+  std::atomic<std::thread::id> applier_;
+  std::atomic<std::thread::id> stopper_;
+  [[nodiscard]] bool called_from_inside() const;
 };
 
 template <class P, class F>

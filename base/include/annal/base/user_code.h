@@ -1,6 +1,6 @@
-// Calls into code the application gave the engine (projections, durability callbacks, query
-// functions). What such code throws becomes a Status here: unwinding through one of the engine's
-// threads would terminate the whole process.
+// Calls into code the application gave annal (projections, durability callbacks, query functions,
+// a connector's callbacks). What such code throws becomes a Status here: unwinding through one of
+// annal's threads would terminate the whole process.
 #pragma once
 
 #include <exception>
@@ -9,7 +9,7 @@
 
 #include "annal/base/status.h"
 
-namespace annal::engine {
+namespace annal {
 
 // Runs `call`; if it threw, failed, naming what threw (`what()`, called only then: the apply loop
 // must not build a string per event) and the exception.
@@ -25,4 +25,4 @@ Status call_user_code(Call&& call, What&& what) {
   }
 }
 
-}  // namespace annal::engine
+}  // namespace annal
