@@ -839,6 +839,32 @@ TEST_F(RabbitTest, AStreamHoldingLessThanConfirmedStopsTheExport) {
   ASSERT_TRUE(engine_->close().ok());
 }
 
+// While the exporter is disconnected, a message of its source with a sequence it never published
+// lands in the stream (a copy of the store exporting under the same name, a forgery). The
+// reconnection reads it back as the tail: taken for confirmed, it would drop every event the
+// exporter had not published yet. The export stops instead, saying so. (Found by a review.)
+TEST_F(RabbitTest, ATailPastWhatTheExporterPublishedStopsItsReconnection) {
+  annal::test::Watchdog watchdog("rabbitmq export, a tail it never published", std::chrono::seconds(240));
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  const Receipt first = append(100);
+  wait_delivered(*exporter, first);
+  const annal::test::ProgramRun forged = annal::test::run_program(
+      std::string(ANNAL_DEBIAN_PYTHON) + " " + ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " + stream_name() +
+      " --as store-a 1000000000");
+  ASSERT_EQ(forged.exit_code, 0) << forged.output;
+  const annal::test::ProgramRun closed = server_->ctl("close_all_connections test");
+  ASSERT_EQ(closed.exit_code, 0) << closed.output;
+  EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }, std::chrono::minutes(1)));
+  EXPECT_EQ(exporter->failure().code(), ErrorCode::corruption) << exporter->failure().to_string();
+  EXPECT_NE(exporter->failure().message().find("up to sequence 1000000000, past the last this exporter has published (" +
+                                               std::to_string(first.last_sequence) + ")"),
+            std::string::npos)
+      << exporter->failure().to_string();
+  EXPECT_EQ(exporter->delivered(), first.last_sequence);
+  ASSERT_TRUE(engine_->close().ok());
+}
+
 // The stream deleted (and not created again) while the exporter is disconnected: the reconnection
 // checks passively that it exists, so the export stops saying the stream is gone, instead of
 // creating an empty one and going on after a gap; delivered() no longer claims anything.
@@ -978,6 +1004,33 @@ TEST_F(RabbitTest, TheReaderResumesAtTheEventThatFailed) {
   }));
   EXPECT_EQ(corrupt.code(), ErrorCode::corruption) << corrupt.to_string();
   EXPECT_NE(corrupt.message().find("annal.id"), std::string::npos) << corrupt.to_string();
+  ASSERT_TRUE(engine_->close().ok());
+}
+
+// A message with annal's headers whose annal.sequence is text: damaged or forged, not another
+// application's (which has no annal.sequence at all). The reader stops there rather than pass it
+// over as foreign. (Found by a review.)
+TEST_F(RabbitTest, AnAnnalSequenceThatIsNoNumberStopsTheReader) {
+  annal::test::Watchdog watchdog("rabbitmq reader, annal.sequence not a number");
+  auto exporter = open_with_export();
+  ASSERT_FALSE(HasFailure());
+  wait_delivered(*exporter, append(10));
+  const annal::test::ProgramRun forged = annal::test::run_program(
+      std::string(ANNAL_DEBIAN_PYTHON) + " " + ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " + stream_name() +
+      " --as store-z five");
+  ASSERT_EQ(forged.exit_code, 0) << forged.output;
+  auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name()});
+  ASSERT_TRUE(reader.ok());
+  Recorded read;
+  Status corrupt;
+  EXPECT_TRUE(annal::test::eventually([&] {
+    auto polled = reader.value()->poll(read, std::chrono::milliseconds(100));
+    if (!polled.ok()) corrupt = polled.status();
+    return !polled.ok();
+  }));
+  EXPECT_EQ(corrupt.code(), ErrorCode::corruption) << corrupt.to_string();
+  EXPECT_NE(corrupt.message().find("its annal.sequence is not a sequence number"), std::string::npos) << corrupt.to_string();
+  EXPECT_EQ(read.seen.size(), 10u);
   ASSERT_TRUE(engine_->close().ok());
 }
 

@@ -71,6 +71,14 @@ std::optional<std::string_view> text_header(const amqp_table_t& headers, std::st
   return std::nullopt;
 }
 
+bool has_header(const amqp_table_t& headers, std::string_view name) {
+  for (int i = 0; i < headers.num_entries; ++i) {
+    const amqp_table_entry_t& entry = headers.entries[i];
+    if (std::string_view(static_cast<const char*>(entry.key.bytes), entry.key.len) == name) return true;
+  }
+  return false;
+}
+
 std::optional<std::uint64_t> number_header(const amqp_table_t& headers, std::string_view name) {
   for (int i = 0; i < headers.num_entries; ++i) {
     const amqp_table_entry_t& entry = headers.entries[i];

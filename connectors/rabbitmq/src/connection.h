@@ -51,6 +51,7 @@ Result<Address> parse_url(const std::string& url);
 // A header of a message as text or a number; nullopt when absent or of another kind.
 std::optional<std::string_view> text_header(const amqp_table_t& headers, std::string_view name);
 std::optional<std::uint64_t> number_header(const amqp_table_t& headers, std::string_view name);
+bool has_header(const amqp_table_t& headers, std::string_view name);  // of any kind
 
 // A delivery from a stream consumer, with its message; freed with it.
 class Delivery {

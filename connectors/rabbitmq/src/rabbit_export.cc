@@ -135,6 +135,11 @@ Result<std::optional<std::uint64_t>> RabbitExport::resume_after() {
     return Status(ErrorCode::invalid_argument,
                   "RabbitMQ export: heartbeat must be at least 1 s (0 would turn off the detection of a silent server)");
   }
+  if (options_.start_timeout.count() <= 0 || options_.reconnect_delay_max.count() <= 0) {
+    return Status(ErrorCode::invalid_argument,
+                  "RabbitMQ export: start_timeout and reconnect_delay_max must be at least 1 ms (0 would reconnect "
+                  "without a pause, or give up before the first attempt)");
+  }
   if (options_.unconfirmed_max == 0) {
     return Status(ErrorCode::invalid_argument,
                   "RabbitMQ export: unconfirmed_max must be at least 1 (a window of no messages never has room)");
@@ -264,6 +269,21 @@ Result<Tail> RabbitExport::connect(std::chrono::steady_clock::time_point deadlin
                                   "retention); the export stops, and its next start publishes again from sequence " +
                                   std::to_string(held + 1));
     }
+    // More than this exporter ever published (a reconnection: at start, the tail is where it
+    // resumes): another writer used the source while this one was disconnected (a restored copy
+    // of the store exporting, a forged message). Taken for confirmed, the events it has not
+    // published would be dropped from the window, never published.
+    const std::uint64_t published = std::max({delivered_, last_confirmed_, applied_,
+                                               pending_.empty() ? std::uint64_t{0} : pending_.back().sequence});
+    if (again && held > published) {
+      return connection.error(ErrorCode::corruption, "reading back stream " + options_.stream,
+                              "it holds source " + options_.source + "'s events up to sequence " +
+                                  std::to_string(held) + ", past the last this exporter has published (" +
+                                  std::to_string(published) +
+                                  "): another exporter wrote under the source while this one was disconnected (a "
+                                  "copy of the store, a forged message); the export stops, claiming nothing past "
+                                  "sequence " + std::to_string(delivered_));
+    }
     // The stream holds every event up to the tail (a prefix of what was published): those are
     // confirmed; the rest are published again, in order, on this connection.
     while (!pending_.empty() && pending_.front().sequence <= held) {
@@ -375,8 +395,9 @@ void RabbitExport::diverged(const std::string& why) {
                    std::to_string(check_sequence_) + " of source " + options_.source + ": " + why +
                    " (the first sequence checked: the two may part earlier). This store is not the one that exported "
                    "there (restored from a backup, or another store "
-                   "exports under the same source): nothing more is exported; export this store under a new "
-                   "source name, or to a new stream (docs/rabbitmq.md)");
+                   "exports under the same source): nothing more is exported; export this store to a new stream, or "
+                   "under a new source name, knowing that its whole history then follows the old one's there, "
+                   "which read models take for a second source's events (docs/rabbitmq.md)");
   {
     std::lock_guard lock(mutex_);
     if (fatal_.ok()) fatal_ = error;

@@ -1,12 +1,12 @@
 #include "annal/rabbitmq/stream_reader.h"
 
 #include <algorithm>
-#include <exception>
 #include <map>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "annal/base/user_code.h"
 #include "connection.h"
 #include "stream_tail.h"
 
@@ -132,6 +132,12 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     const amqp_table_t& headers = delivery.headers();
     const auto sequence = number_header(headers, kSequenceHeader);
     const auto source = text_header(headers, kSourceHeader);
+    // annal.sequence there but no sequence number (text, negative, a float): a damaged or forged
+    // message of annal's, not another application's, which has none.
+    if (!sequence && has_header(headers, kSequenceHeader)) {
+      return fail(connection_->error(ErrorCode::corruption, "stream " + options_.stream + " offset " + std::to_string(*offset),
+                                     "its annal.sequence is not a sequence number"));
+    }
     if (!sequence || !source) {
       ++foreign_;
       reached = *offset;
@@ -169,10 +175,9 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     }
     const std::string_view body = delivery.body();
     event.payload = std::as_bytes(std::span(body.data(), body.size()));
-    try {
-      projection.apply(event);
-    } catch (const std::exception& error) {
-      return fail(Status(ErrorCode::invalid_argument, where + ": the projection threw: " + error.what()));
+    if (Status called = call_user_code([&] { projection.apply(event); }, [&] { return where + ": the projection"; });
+        !called.ok()) {
+      return fail(std::move(called));
     }
     seen = *sequence;
     reached = *offset;
@@ -180,10 +185,10 @@ Result<std::size_t> RabbitStreamReader::poll(engine::Projection& projection, std
     ++applied;
   }
   if (applied > 0) {
-    try {
-      projection.end_of_batch(last_sequence);
-    } catch (const std::exception& error) {
-      return fail(Status(ErrorCode::invalid_argument, "stream " + options_.stream + ": the projection threw: " + error.what()));
+    if (Status ended = call_user_code([&] { projection.end_of_batch(last_sequence); },
+                                      [&] { return "stream " + options_.stream + ": the projection's end_of_batch"; });
+        !ended.ok()) {
+      return fail(std::move(ended));
     }
   }
   last_offset_ = reached;
