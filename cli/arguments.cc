@@ -1,6 +1,7 @@
 #include "arguments.h"
 
 #include <charconv>
+#include <cmath>
 #include <string>
 
 #include "annal/crypto/hkdf.h"
@@ -40,7 +41,18 @@ void add_start_timeout(CLI::App& command, std::chrono::milliseconds& timeout, co
           },
           "Seconds to keep trying to " + what + " at start (default " +
               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) + ")")
-      ->check(CLI::PositiveNumber);
+      // From a millisecond to a day: CLI::PositiveNumber lets nan and 1e300 through, whose
+      // milliseconds do not fit the duration.
+      ->check(CLI::Validator(
+          [](const std::string& text) -> std::string {
+            double seconds = 0;
+            if (!CLI::detail::lexical_cast(text, seconds) || !std::isfinite(seconds) || seconds < 0.001 ||
+                seconds > 86'400) {
+              return "--start-timeout takes seconds from 0.001 to 86400, not " + text;
+            }
+            return {};
+          },
+          "SECONDS"));
 }
 
 void add_key_file(CLI::App& command, std::string& key_file) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "annal/engine/engine.h"
@@ -16,6 +17,10 @@ int run_export(const ExportRun& run) {
   StopSignals signals;  // before any thread starts
   engine::Options opening;
   if (Status keys = use_key_file(run.key_file, opening); !keys.ok()) return fail(run.command, keys);
+  // An export reads a store: a misspelt directory would be made, empty, and "exported".
+  if (std::error_code error; !std::filesystem::is_directory(run.directory, error)) {
+    return fail(run.command, run.directory + ": no store there (an export reads an existing store)");
+  }
   auto opened = engine::Engine::open(run.directory, opening);
   if (!opened.ok()) return fail(run.command, opened.status());
   engine::Engine& store = *opened.value();

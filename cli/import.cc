@@ -4,7 +4,8 @@
 // missing, unknown or repeated field, a version conflict, an id already used by a different event)
 // is reported with its number; the import stops there with every line before it appended and
 // nothing after, unless --skip-bad. A line repeating an event the store has (same id, stream, type
-// and data: a re-run of the same import) is counted as a repeat, not appended.
+// and data: a re-run of the same import) is counted as a repeat, not appended: the engine's
+// idempotency window is sized to hold the whole file (window_for).
 #include <simdjson.h>
 
 #include <algorithm>
@@ -47,22 +48,78 @@ Result<Line> parse_line(simdjson::dom::parser& parser, const std::string& text) 
   return server::parse_event(object, server::StreamField::required);
 }
 
+// The events a re-run's repeats are compared with, read ahead: a repeated file repeats the
+// store's events in order, and one read per line (a journal reader opened each time) took a
+// millisecond and more a line.
+class StoredEvents {
+ public:
+  explicit StoredEvents(engine::Engine& store) : store_(store) {}
+
+  // The first event `appended` names, or nullptr if the store has none there.
+  Result<const engine::Event*> at(const engine::Receipt& appended) {
+    const std::uint64_t sequence = appended.first_sequence;
+    if (const engine::Event* found = find(sequence)) return found;
+    // Reads serve durable events only: an append of this very run may not be yet.
+    if (Status durable = store_.wait_durable(appended, engine::Engine::Clock::now() + std::chrono::seconds(60));
+        !durable.ok()) {
+      return durable;
+    }
+    auto read = store_.read_all(sequence, kReadAhead);
+    if (!read.ok()) return read.status();
+    events_ = std::move(read).value();
+    return find(sequence);
+  }
+
+ private:
+  static constexpr std::size_t kReadAhead = 1024;
+  const engine::Event* find(std::uint64_t sequence) const {
+    const auto it = std::lower_bound(events_.begin(), events_.end(), sequence,
+                                     [](const engine::Event& e, std::uint64_t s) { return e.header.sequence < s; });
+    return it != events_.end() && it->header.sequence == sequence ? &*it : nullptr;
+  }
+  engine::Engine& store_;
+  std::vector<engine::Event> events_;
+};
+
 // The engine took `line` as a retry of an append it has (same id): true if that append is this
 // very event (an exact repeat), otherwise the error that says which ids clash.
-Result<bool> same_as_stored(engine::Engine& store, const Line& line, const engine::Receipt& original,
+Result<bool> same_as_stored(StoredEvents& stored_events, const Line& line, const engine::Receipt& original,
                             std::optional<std::uint64_t> original_line) {
-  const auto stored = store.read_stream(engine::StreamRef::id(original.stream_id),
-                                        {.from_version = original.first_version, .max_count = 1});
+  const auto stored = stored_events.at(original);
   if (!stored.ok()) return stored.status();
+  const engine::Event* event = stored.value();
   const auto payload = std::as_bytes(std::span(line.data));
-  if (stored.value().size() == 1 && stored.value()[0].header.type == line.type &&
-      std::equal(payload.begin(), payload.end(), stored.value()[0].payload.begin(), stored.value()[0].payload.end())) {
+  if (event != nullptr && event->header.stream_id == original.stream_id && event->header.type == line.type &&
+      std::equal(payload.begin(), payload.end(), event->payload.begin(), event->payload.end())) {
     return true;
   }
   return Status(ErrorCode::invalid_argument,
                 "its id was already used by a different event (" +
                     (original_line ? "line " + std::to_string(*original_line) : std::string("in the store")) +
                     ", sequence " + std::to_string(original.first_sequence) + "); a new event needs a new id");
+}
+
+// The idempotency window for importing `file`: a re-run of the same file (after a crash, or by
+// mistake) finds its lines' ids only among the ids the engine remembers (rebuilt from the journal
+// at open), so the window holds the whole file, and the default beyond it for what else was
+// appended between the runs. Up to the engine's limit; stdin gets the default.
+std::size_t window_for(const std::string& file, std::size_t default_window) {
+  constexpr std::size_t kWindowMax = std::size_t{1} << 24;  // Options::idempotency_window's limit
+  if (file == "-") return default_window;
+  std::ifstream in(file, std::ios::binary);
+  std::size_t lines = 0;
+  std::vector<char> block(1 << 16);
+  while (in.read(block.data(), static_cast<std::streamsize>(block.size())) || in.gcount() > 0) {
+    lines += static_cast<std::size_t>(std::count(block.data(), block.data() + in.gcount(), '\n'));
+  }
+  if (lines + default_window > kWindowMax) {
+    std::fprintf(stderr,
+                 "annal import: %s has %zu lines; a second run of it recognises repeats only among the last %zu "
+                 "events of the store\n",
+                 file.c_str(), lines, kWindowMax);
+    return kWindowMax;
+  }
+  return std::max(default_window, lines + default_window);
 }
 
 int run(const ImportOptions& options) {
@@ -76,11 +133,13 @@ int run(const ImportOptions& options) {
   std::istream& in = options.file == "-" ? std::cin : file;
   engine::Options opening;
   opening.journal.accept_data_loss = options.accept_data_loss;
+  opening.idempotency_window = window_for(options.file, opening.idempotency_window);
   if (Status keys = use_key_file(options.key_file, opening); !keys.ok()) return fail("import", keys);
   auto opened = engine::Engine::open(options.directory, opening);
   if (!opened.ok()) return fail("import", opened.status());
   engine::Engine& store = *opened.value();
   simdjson::dom::parser parser;
+  StoredEvents stored_events(store);
   std::uint64_t number = 0, imported = 0, skipped = 0, repeats = 0;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint64_t> id_lines;  // ids of this input -> line
   engine::Receipt last;
@@ -100,7 +159,7 @@ int run(const ImportOptions& options) {
       const auto id = std::make_pair(line.value().id.hi, line.value().id.lo);
       if (appended.ok() && appended.value().duplicate) {
         const auto seen = id_lines.find(id);
-        const auto same = same_as_stored(store, line.value(), appended.value(),
+        const auto same = same_as_stored(stored_events, line.value(), appended.value(),
                                          seen != id_lines.end() ? std::optional(seen->second) : std::nullopt);
         if (same.ok()) {
           ++repeats;  // nothing appended: it is there already
