@@ -46,6 +46,7 @@ struct KafkaDeleter {
   void operator()(rd_kafka_message_t* message) const { rd_kafka_message_destroy(message); }
   void operator()(const rd_kafka_metadata_t* metadata) const { rd_kafka_metadata_destroy(metadata); }
   void operator()(rd_kafka_error_t* error) const { rd_kafka_error_destroy(error); }
+  void operator()(rd_kafka_headers_t* headers) const { rd_kafka_headers_destroy(headers); }
 };
 template <class T>
 using Owned = std::unique_ptr<T, KafkaDeleter>;

@@ -103,29 +103,38 @@ class Producer {
     (void)rd_kafka_pause_partitions(kafka_.get(), all.get());
   }
 
-  // Queues one record; RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum,
-  // RD_KAFKA_RESP_ERR__STATE once stop_sending() was called. `ticket` comes back with its
-  // delivery report.
-  rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, const RecordText& text,
-                              const std::string& source, std::uint64_t delivered, std::uint64_t ticket) {
-    // Held while the record is queued: a partition stop_sending() did not pause (none of its
-    // records produced yet) gets none after it.
-    std::lock_guard lock(sending_);
-    if (stopped_) return RD_KAFKA_RESP_ERR__STATE;
-    const std::string sequence = std::to_string(event.header.sequence);
-    const std::string acknowledged = std::to_string(delivered);
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(8);
+  // A record's headers but annal.delivered, which produce() adds: built before the export's lock
+  // is taken, since the delivery reports wait for it (eight allocations a record).
+  [[nodiscard]] Owned<rd_kafka_headers_t> make_headers(const engine::EventView& event, const RecordText& text,
+                                                       const std::string& source) const {
+    Owned<rd_kafka_headers_t> headers(rd_kafka_headers_new(8));
     const auto add = [&](const char* name, std::string_view value) {
-      rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
+      rd_kafka_header_add(headers.get(), name, -1, value.data(), static_cast<ssize_t>(value.size()));
     };
-    add(kSequenceHeader, sequence);
+    add(kSequenceHeader, std::to_string(event.header.sequence));
     add(kVersionHeader, text.version);
     add(kTypeHeader, event.header.type);
     add(kTimestampHeader, text.timestamp);
     if (!text.id.empty()) add(kIdHeader, text.id);
     add(kSourceHeader, source);
-    add(kDeliveredHeader, acknowledged);
     add(kPartitionsHeader, partitions_text_);
+    return headers;
+  }
+
+  // Queues one record with `headers` (taken on success) and annal.delivered = `delivered`;
+  // RD_KAFKA_RESP_ERR__QUEUE_FULL when the producer holds its maximum, RD_KAFKA_RESP_ERR__STATE
+  // once stop_sending() was called. `ticket` comes back with its delivery report.
+  rd_kafka_resp_err_t produce(std::int32_t partition, const engine::EventView& event, const RecordText& text,
+                              Owned<rd_kafka_headers_t>& headers, std::uint64_t delivered, std::uint64_t ticket) {
+    // Held while the record is queued: a partition stop_sending() did not pause (none of its
+    // records produced yet) gets none after it.
+    std::lock_guard lock(sending_);
+    if (stopped_) return RD_KAFKA_RESP_ERR__STATE;
+    // Again at each attempt (the producer full, room waited for): the newer, the shorter the next
+    // start's read-back. An older one is still true of the topic.
+    (void)rd_kafka_header_remove(headers.get(), kDeliveredHeader);
+    const std::string acknowledged = std::to_string(delivered);
+    rd_kafka_header_add(headers.get(), kDeliveredHeader, -1, acknowledged.data(), static_cast<ssize_t>(acknowledged.size()));
     // rd_kafka_produceva: the same as producev, without its macros' C casts.
     rd_kafka_vu_t fields[7] = {};
     fields[0].vtype = RD_KAFKA_VTYPE_RKT;
@@ -139,14 +148,15 @@ class Producer {
     fields[4].vtype = RD_KAFKA_VTYPE_VALUE;
     fields[4].u.mem = {const_cast<std::byte*>(event.payload.data()), event.payload.size()};
     fields[5].vtype = RD_KAFKA_VTYPE_HEADERS;
-    fields[5].u.headers = headers;
+    fields[5].u.headers = headers.get();
     fields[6].vtype = RD_KAFKA_VTYPE_OPAQUE;
     fields[6].u.ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket));
     rd_kafka_error_t* error = rd_kafka_produceva(kafka_.get(), fields, 7);
     const rd_kafka_resp_err_t queued = error != nullptr ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
     if (error != nullptr) {
       rd_kafka_error_destroy(error);
-      rd_kafka_headers_destroy(headers);  // taken only on success
+    } else {
+      (void)headers.release();  // the record's now
     }
     return queued;
   }
@@ -301,6 +311,7 @@ void KafkaExport::apply(const engine::EventView& event) {
   } else {
     check_against_topic(event, text, partition, exported);
   }
+  Owned<rd_kafka_headers_t> headers = exported ? nullptr : producer_->make_headers(event, text, options_.source);
   std::uint64_t ticket = 0;
   std::unique_lock lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
@@ -325,7 +336,7 @@ void KafkaExport::apply(const engine::EventView& event) {
       acknowledge_locked({&ticket, 1});
       return;
     }
-    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, text, options_.source, delivered_, ticket);
+    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, text, headers, delivered_, ticket);
     if (queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
     if (queued == RD_KAFKA_RESP_ERR__STATE) {
       // Closing (stop_requested came after the check above): this event and every later one wait
