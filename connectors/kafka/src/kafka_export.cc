@@ -313,31 +313,47 @@ void KafkaExport::apply(const engine::EventView& event) {
   }
   Owned<rd_kafka_headers_t> headers = exported ? nullptr : producer_->make_headers(event, text, options_.source);
   std::uint64_t ticket = 0;
-  std::unique_lock lock(mutex_);
-  if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
-  // Read before its stream's erasure: never produced, as an event erased.
-  exported = exported || erased_.contains(h.stream_id);
-  // Not produced (closing): never delivered in this run.
-  if (pending_.empty() && exported) {
-    delivered_ = h.sequence;
-    changed_.notify_all();
-  } else {
-    ticket = front_ticket_ + pending_.size();
-    pending_.emplace_back(h.sequence, exported);
+  std::uint64_t delivered = 0;     // for annal.delivered: an older one is still true of the topic
+  std::uint64_t acknowledged = 0;  // before the produce: an acknowledgement after it ends the wait for room
+  {
+    std::lock_guard lock(mutex_);
+    if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
+    // Read before its stream's erasure: never produced, as an event erased.
+    exported = exported || erased_.contains(h.stream_id);
+    // Not produced (closing): never delivered in this run. The ticket is taken before the record
+    // is queued: its report cannot come before it, and one for an earlier ticket finds it pending.
+    if (pending_.empty() && exported) {
+      delivered_ = h.sequence;
+      changed_.notify_all();
+    } else {
+      ticket = front_ticket_ + pending_.size();
+      pending_.emplace_back(h.sequence, exported);
+    }
+    halted_ = halted_ || stopping_;
+    if (exported || halted_) return;
+    delivered = delivered_;
+    acknowledged = acknowledged_;
   }
-  halted_ = halted_ || stopping_;
-  if (exported || halted_) return;
-  // Produced under mutex_, which stream_erased takes: an erasure told before the record is queued
-  // is seen here, and one told after finds it in librdkafka, which cannot take one record back
-  // (docs/kafka.md). (produce() never waits, nor calls back into this object.)
   for (;;) {
-    // Its stream erased while it waited for room: never produced, done as if acknowledged.
-    if (erased_.contains(h.stream_id)) {
+    // Queued under produce_mutex_, which stream_erased and stop_requested take too: an erasure
+    // told before the record is queued is seen here, and one told after finds it in librdkafka,
+    // which cannot take one record back (docs/kafka.md). Not under mutex_, which every delivery
+    // report takes: they go on meanwhile. (produce() never waits, nor calls back into this object.)
+    bool dropped = false;
+    rd_kafka_resp_err_t queued = RD_KAFKA_RESP_ERR_NO_ERROR;
+    {
+      std::lock_guard producing(produce_mutex_);
+      dropped = erased_.contains(h.stream_id);
+      if (!dropped) queued = producer_->produce(partition, event, text, headers, delivered, ticket);
+    }
+    if (!dropped && queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    std::unique_lock lock(mutex_);
+    // Its stream erased before it was queued (while it waited for room, say): never produced,
+    // done as if acknowledged.
+    if (dropped) {
       acknowledge_locked({&ticket, 1});
       return;
     }
-    const rd_kafka_resp_err_t queued = producer_->produce(partition, event, text, headers, delivered_, ticket);
-    if (queued == RD_KAFKA_RESP_ERR_NO_ERROR) return;
     if (queued == RD_KAFKA_RESP_ERR__STATE) {
       // Closing (stop_requested came after the check above): this event and every later one wait
       // for the next run.
@@ -354,10 +370,13 @@ void KafkaExport::apply(const engine::EventView& event) {
       return;
     }
     // Room comes with acknowledgements (on_delivered notifies); the bound only covers one lost.
-    const std::uint64_t before = acknowledged_;
+    // Waited for without produce_mutex_: an erasure (under the engine's sequencing lock) must not
+    // wait for Kafka to make room.
     changed_.wait_for(lock, std::chrono::milliseconds(100), [&] {
-      return acknowledged_ != before || stopping_ || !fatal_.ok() || erased_.contains(h.stream_id);
+      return acknowledged_ != acknowledged || stopping_ || !fatal_.ok() || erased_.contains(h.stream_id);
     });
+    delivered = delivered_;
+    acknowledged = acknowledged_;
   }
 }
 
@@ -406,6 +425,7 @@ void KafkaExport::diverged(std::uint64_t sequence, const std::string& why) {
 
 void KafkaExport::end_of_batch(std::uint64_t applied) {
   check_passed(applied);
+  std::lock_guard producing(produce_mutex_);  // erased_ is written under both
   std::lock_guard lock(mutex_);
   if (!fatal_.ok()) throw std::runtime_error(fatal_.message());
   erased_.passed(applied);
@@ -421,6 +441,9 @@ void KafkaExport::end_of_batch(std::uint64_t applied) {
 }
 
 void KafkaExport::stop_requested() {
+  // Both: erased_ is cleared, and no record is being queued until the sending has stopped (one
+  // queued after the clear could be of a stream erased before it).
+  std::lock_guard producing(produce_mutex_);
   std::lock_guard lock(mutex_);
   stopping_ = true;
   // Nothing more is produced in this run. (Not cleared at the next start: the engine tells of its
@@ -434,6 +457,7 @@ void KafkaExport::stop_requested() {
 }
 
 void KafkaExport::stream_erased(std::uint64_t stream_id, std::uint64_t erased_at) {
+  std::lock_guard producing(produce_mutex_);  // no record of the stream is being queued meanwhile
   std::lock_guard lock(mutex_);
   erased_.add(stream_id, erased_at);
   erasures_pending_.store(true, std::memory_order_release);

@@ -113,15 +113,19 @@ class KafkaExport final : public engine::Projection {
   std::unique_ptr<Tail> tail_;
   bool halted_ = false;                  // an event was not produced: produce nothing more this run
 
+  // Held while apply() queues a record, and by whatever changes erased_ or ends the sending
+  // (stream_erased, stop_requested, end_of_batch): taken before mutex_, never while holding it.
+  // Not mutex_, which every delivery report takes.
+  std::mutex produce_mutex_;
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;  // a record acknowledged, stopping_, or fatal_
   // The events after delivered_, in order: produced and not yet acknowledged (false), or done.
   std::deque<std::pair<std::uint64_t, bool>> pending_;  // under mutex_
   std::uint64_t front_ticket_ = 0;       // under mutex_: what pending_.front() was produced with
   std::uint64_t delivered_ = 0;          // under mutex_
-  engine::ErasedStreams erased_;         // under mutex_
-  // Whether erased_ holds any stream (written under mutex_): apply() looks at it under the lock
-  // only then, not once per event.
+  engine::ErasedStreams erased_;         // written under produce_mutex_ and mutex_, read under either
+  // Whether erased_ holds any stream (written with it): apply() looks at it under a lock only
+  // then, not once per event.
   std::atomic<bool> erasures_pending_{false};
   // The highest sequence a batch ended at with every event up to it queued or done: once none is
   // pending, the engine's own records up to it (after the last event) are delivered too.
