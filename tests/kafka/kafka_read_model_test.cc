@@ -15,6 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "annal/base/little_endian.h"
@@ -86,6 +87,20 @@ class Buffered final : public engine::Projection {
   Tally tally_;
   std::vector<std::string> pending_;
   int seen_ = 0;
+};
+
+// Tally's count and snapshots, but refuses every snapshot it is given back, with `why`.
+class Refusing final : public engine::Projection {
+ public:
+  explicit Refusing(Status why) : why_(std::move(why)) {}
+  void apply(const engine::EventView& event) override { tally.apply(event); }
+  [[nodiscard]] std::uint32_t schema() const override { return 1; }
+  [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally.snapshot(); }
+  Status restore(std::span<const std::byte>) override { return why_; }
+  Tally tally;
+
+ private:
+  const Status why_;
 };
 
 // Throws at its tenth event.
@@ -336,17 +351,9 @@ TEST_F(KafkaReadModelTest, RetentionPastItsSnapshotsOffsetsStopsIt) {
 // offsets does.
 TEST_F(KafkaReadModelTest, ASnapshotRefusedAfterRetentionDoesNotRebuildAStateWithEventsLeftOut) {
   annal::test::Watchdog watchdog("kafka read model, a snapshot refused after retention");
-  class Refusing final : public engine::Projection {
-   public:
-    void apply(const engine::EventView& event) override { tally.apply(event); }
-    [[nodiscard]] std::uint32_t schema() const override { return 1; }
-    [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally.snapshot(); }
-    Status restore(std::span<const std::byte>) override { return Status(ErrorCode::corruption, "unreadable"); }
-    Tally tally;
-  };
   const std::string snapshots = dir_.path() + "/model";
   ASSERT_NO_FATAL_FAILURE(snapshot_then_retention(snapshots));
-  auto refusing = std::make_shared<Refusing>();
+  auto refusing = std::make_shared<Refusing>(Status(ErrorCode::corruption, "unreadable"));
   auto runner = KafkaProjectionRunner::start(refusing, model_options(snapshots));
   ASSERT_TRUE(runner.ok()) << runner.status().to_string();
   EXPECT_TRUE(annal::test::eventually([&] {
@@ -364,14 +371,6 @@ TEST_F(KafkaReadModelTest, ASnapshotRefusedAfterRetentionDoesNotRebuildAStateWit
 // engine does, rather than refuse to start until the snapshots are removed by hand.
 TEST_F(KafkaReadModelTest, ASnapshotTheProjectionDeclinesIsRebuiltFrom) {
   annal::test::Watchdog watchdog("kafka read model, a snapshot declined");
-  class Declining final : public engine::Projection {
-   public:
-    void apply(const engine::EventView& event) override { tally.apply(event); }
-    [[nodiscard]] std::uint32_t schema() const override { return 1; }
-    [[nodiscard]] std::vector<std::byte> snapshot() const override { return tally.snapshot(); }
-    Status restore(std::span<const std::byte>) override { return Status(ErrorCode::invalid_argument, "not a state I read"); }
-    Tally tally;
-  };
   const std::string snapshots = dir_.path() + "/model";
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
@@ -382,7 +381,7 @@ TEST_F(KafkaReadModelTest, ASnapshotTheProjectionDeclinesIsRebuiltFrom) {
     wait_applied(*runner.value(), 200);
     ASSERT_TRUE(runner.value()->stop().ok());
   }
-  auto declining = std::make_shared<Declining>();
+  auto declining = std::make_shared<Refusing>(Status(ErrorCode::invalid_argument, "not a state I read"));
   auto runner = KafkaProjectionRunner::start(declining, model_options(snapshots));
   ASSERT_TRUE(runner.ok()) << runner.status().to_string();
   EXPECT_NE(runner.value()->progress().restore_skipped.message().find("not a state I read"), std::string::npos)

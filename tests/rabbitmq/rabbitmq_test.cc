@@ -118,13 +118,29 @@ class RabbitTest : public ::testing::Test {
     std::uint64_t duplicates = 0;
     std::uint64_t foreign = 0;
   };
+  // Publishes one message with pika (publish_message.py, whose usage `args` follows).
+  void publish_with_pika(const std::string& args) {
+    const annal::test::ProgramRun published = annal::test::run_program(
+        std::string(ANNAL_DEBIAN_PYTHON) + " " + ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " + stream_name() + args);
+    ASSERT_EQ(published.exit_code, 0) << published.output;
+  }
+
+  // Polls `reader` into `projection` until a poll fails, for 2 minutes at most: that poll's error,
+  // or ok if none failed.
+  static Status poll_until_it_fails(RabbitStreamReader& reader, engine::Projection& projection) {
+    Status failed;
+    (void)annal::test::eventually([&] {
+      auto polled = reader.poll(projection, std::chrono::milliseconds(100));
+      if (!polled.ok()) failed = polled.status();
+      return !polled.ok();
+    });
+    return failed;
+  }
+
   void read_stream(ReadBack& out) {
     static int markers = 0;
     out.events.end_marker = "end-of-read-" + std::to_string(++markers);
-    const annal::test::ProgramRun marked = annal::test::run_program(std::string(ANNAL_DEBIAN_PYTHON) + " " +
-                                                                    ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " +
-                                                                    stream_name() + " " + out.events.end_marker);
-    ASSERT_EQ(marked.exit_code, 0) << marked.output;
+    ASSERT_NO_FATAL_FAILURE(publish_with_pika(" " + out.events.end_marker));
     auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name()});
     ASSERT_TRUE(reader.ok()) << reader.status().to_string();
     Status failed;
@@ -849,10 +865,7 @@ TEST_F(RabbitTest, ATailPastWhatTheExporterPublishedStopsItsReconnection) {
   ASSERT_FALSE(HasFailure());
   const Receipt first = append(100);
   wait_delivered(*exporter, first);
-  const annal::test::ProgramRun forged = annal::test::run_program(
-      std::string(ANNAL_DEBIAN_PYTHON) + " " + ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " + stream_name() +
-      " --as store-a 1000000000");
-  ASSERT_EQ(forged.exit_code, 0) << forged.output;
+  ASSERT_NO_FATAL_FAILURE(publish_with_pika(" --as store-a 1000000000"));
   const annal::test::ProgramRun closed = server_->ctl("close_all_connections test");
   ASSERT_EQ(closed.exit_code, 0) << closed.output;
   EXPECT_TRUE(annal::test::eventually([&] { return !exporter->failure().ok(); }, std::chrono::minutes(1)));
@@ -964,12 +977,8 @@ TEST_F(RabbitTest, TheReaderResumesAtTheEventThatFailed) {
   Throwing throwing;
   auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 200});
   ASSERT_TRUE(reader.ok()) << reader.status().to_string();
-  Status failed;
-  ASSERT_TRUE(annal::test::eventually([&] {
-    auto polled = reader.value()->poll(throwing, std::chrono::milliseconds(100));
-    if (!polled.ok()) failed = polled.status();
-    return !polled.ok();
-  }));
+  const Status failed = poll_until_it_fails(*reader.value(), throwing);
+  ASSERT_FALSE(failed.ok());
   EXPECT_NE(failed.message().find("the projection threw"), std::string::npos) << failed.to_string();
   ASSERT_NE(throwing.failed_at, 0u);
   const std::optional<std::uint64_t> ended = reader.value()->last_offset();
@@ -992,16 +1001,8 @@ TEST_F(RabbitTest, TheReaderResumesAtTheEventThatFailed) {
   for (const auto& seen : rest.seen) again = again || seen.sequence == throwing.failed_at;
   EXPECT_TRUE(again) << "the event that failed was not applied on resume";
   // A forged message with a bad annal.id, after everything: the reader stops there.
-  const annal::test::ProgramRun forged = annal::test::run_program(std::string(ANNAL_DEBIAN_PYTHON) + " " +
-                                                                  ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " +
-                                                                  stream_name());
-  ASSERT_EQ(forged.exit_code, 0) << forged.output;
-  Status corrupt;
-  EXPECT_TRUE(annal::test::eventually([&] {
-    auto polled = resumed.value()->poll(rest, std::chrono::milliseconds(100));
-    if (!polled.ok()) corrupt = polled.status();
-    return !polled.ok();
-  }));
+  ASSERT_NO_FATAL_FAILURE(publish_with_pika(""));
+  const Status corrupt = poll_until_it_fails(*resumed.value(), rest);
   EXPECT_EQ(corrupt.code(), ErrorCode::corruption) << corrupt.to_string();
   EXPECT_NE(corrupt.message().find("annal.id"), std::string::npos) << corrupt.to_string();
   ASSERT_TRUE(engine_->close().ok());
@@ -1015,19 +1016,11 @@ TEST_F(RabbitTest, AnAnnalSequenceThatIsNoNumberStopsTheReader) {
   auto exporter = open_with_export();
   ASSERT_FALSE(HasFailure());
   wait_delivered(*exporter, append(10));
-  const annal::test::ProgramRun forged = annal::test::run_program(
-      std::string(ANNAL_DEBIAN_PYTHON) + " " + ANNAL_PIKA_PUBLISHER + " '" + server_->url() + "' " + stream_name() +
-      " --as store-z five");
-  ASSERT_EQ(forged.exit_code, 0) << forged.output;
+  ASSERT_NO_FATAL_FAILURE(publish_with_pika(" --as store-z five"));
   auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name()});
   ASSERT_TRUE(reader.ok());
   Recorded read;
-  Status corrupt;
-  EXPECT_TRUE(annal::test::eventually([&] {
-    auto polled = reader.value()->poll(read, std::chrono::milliseconds(100));
-    if (!polled.ok()) corrupt = polled.status();
-    return !polled.ok();
-  }));
+  const Status corrupt = poll_until_it_fails(*reader.value(), read);
   EXPECT_EQ(corrupt.code(), ErrorCode::corruption) << corrupt.to_string();
   EXPECT_NE(corrupt.message().find("its annal.sequence is not a sequence number"), std::string::npos) << corrupt.to_string();
   EXPECT_EQ(read.seen.size(), 10u);
@@ -1103,12 +1096,8 @@ TEST_F(RabbitTest, ABatchWhoseFlushFailedIsAppliedAgainOnResume) {
   Flushing state;
   auto reader = RabbitStreamReader::open({.url = server_->url(), .stream = stream_name(), .prefetch = 200});
   ASSERT_TRUE(reader.ok()) << reader.status().to_string();
-  Status failed;
-  ASSERT_TRUE(annal::test::eventually([&] {
-    auto polled = reader.value()->poll(state, std::chrono::milliseconds(100));
-    if (!polled.ok()) failed = polled.status();
-    return !polled.ok();
-  }));
+  const Status failed = poll_until_it_fails(*reader.value(), state);
+  ASSERT_FALSE(failed.ok());
   EXPECT_NE(failed.message().find("commit failed"), std::string::npos) << failed.to_string();
   // Resumed as docs/rabbitmq.md says: after last_offset(), with applied().
   auto resumed = RabbitStreamReader::open({.url = server_->url(),
