@@ -717,12 +717,11 @@ Status KafkaProjectionRunner::take(const rd_kafka_message_t& message, int& in_ba
     return Status(ErrorCode::corruption, where() + ": a record of " + std::string(source) +
                                              " without a usable annal.type, annal.version, annal.timestamp_ns or annal.id");
   }
-  const std::string type_text(*type);
   engine::EventView event;
   event.header.sequence = sequence;
   event.header.version = *version;
   event.header.timestamp_ns = *timestamp;
-  event.header.type = type_text;
+  event.header.type = *type;  // the record's bytes, alive while it is applied
   event.header.stream_name = std::string_view(static_cast<const char*>(message.key), message.key_len);
   event.header.event_id = *parsed_id;
   event.payload = std::span(static_cast<const std::byte*>(message.payload), message.len);
