@@ -3,7 +3,9 @@
 // (so the kills spread over the erasure's steps: the record, its durability, the key store's
 // rewrite), then reopens the store. After every kill the stream is wholly readable or wholly
 // erased, never between; an erasure the child saw acknowledged is erased; every other stream is
-// untouched. ANNAL_ERASE_KILLS rounds (24 by default).
+// untouched; and a projection that kept every payload (in the child, and snapshotted before it)
+// holds none of an erased stream's, and matches a rebuild from the log (check_projection).
+// ANNAL_ERASE_KILLS rounds (24 by default).
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,11 +19,13 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "annal/engine/engine.h"
 #include "kill_timing.h"
 #include "master_keys.h"
+#include "payloads_projection.h"
 #include "temp_directory.h"
 #include "watchdog.h"
 
@@ -31,14 +35,25 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr int kEventsPerStream = 3;
+constexpr std::string_view kProjection = "payloads";
+
+using test::Payloads;
 
 std::string stream_name(int i) { return "person-" + std::to_string(i); }
-std::string payload_of(int stream, int event) { return "data of " + stream_name(stream) + " #" + std::to_string(event); }
+std::string payload_prefix(int stream) { return "data of " + stream_name(stream) + " #"; }
+std::string payload_of(int stream, int event) { return payload_prefix(stream) + std::to_string(event); }
+
+// Every event's payload as the state, snapshotted every few events so that snapshots taken before
+// an erasure exist for it to end.
+Status add_payloads(Engine& engine) {
+  return engine.add_projection(kProjection, std::make_shared<Payloads>(), {.snapshot_every_events = 4});
+}
 
 // The child: opens, says so ('o'), erases, says it was acknowledged ('e'), closes. Never returns.
 [[noreturn]] void erase_in_child(const std::string& directory, const Options& options, int stream, int report) {
   auto opened = Engine::open(directory, options);
   if (!opened.ok()) _exit(3);
+  if (!add_payloads(*opened.value()).ok()) _exit(6);
   const char about = 'o';
   if (::write(report, &about, 1) != 1) _exit(4);
   const auto erased = opened.value()->erase_stream(stream_name(stream));
@@ -62,6 +77,7 @@ TEST(EraseStreamKillTest, AKilledErasureLeavesTheStreamWhollyReadableOrWhollyEra
   {
     auto engine = Engine::open(dir.path(), options);
     ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+    ASSERT_TRUE(add_payloads(*engine.value()).ok());
     Receipt last;
     for (int stream = 0; stream < rounds; ++stream) {
       for (int event = 0; event < kEventsPerStream; ++event) {
@@ -97,6 +113,16 @@ TEST(EraseStreamKillTest, AKilledErasureLeavesTheStreamWhollyReadableOrWhollyEra
 
     auto engine = Engine::open(dir.path(), options);
     ASSERT_TRUE(engine.ok()) << "round " << round << ": " << engine.status().to_string();
+    ASSERT_TRUE(add_payloads(*engine.value()).ok());
+    Payloads projected;
+    const Status asked = engine.value()->query(kProjection, engine.value()->durable_sequence(), [&](const Projection& live) {
+      projected = dynamic_cast<const Payloads&>(live);
+    }, 2min);
+    ASSERT_TRUE(asked.ok()) << asked.to_string();
+    Payloads fresh;
+    const auto checked = engine.value()->check_projection(kProjection, fresh, 2min);
+    ASSERT_TRUE(checked.ok()) << checked.status().to_string();
+    EXPECT_TRUE(checked.value().consistent()) << "round " << round << ": the projection differs from a rebuild";
     for (int stream = 0; stream < rounds; ++stream) {
       SCOPED_TRACE("round " + std::to_string(round) + ", stream " + std::to_string(stream));
       auto read = engine.value()->read_stream(StreamRef::id(ids[static_cast<std::size_t>(stream)]), {});
@@ -113,6 +139,7 @@ TEST(EraseStreamKillTest, AKilledErasureLeavesTheStreamWhollyReadableOrWhollyEra
       }
       // The name goes with the events, never before or after them.
       EXPECT_EQ(engine.value()->find_stream(stream_name(stream)).has_value(), !gone);
+      EXPECT_EQ(projected.holds(payload_prefix(stream)), !gone) << "the projection disagrees with the log";
       if (stream < round) {
         EXPECT_EQ(gone, erased[static_cast<std::size_t>(stream)]) << "an earlier round's state changed";
       }

@@ -22,6 +22,7 @@
 #include "annal/engine/engine.h"
 #include "eventually.h"
 #include "master_keys.h"
+#include "payloads_projection.h"
 #include "store_cipher.h"
 #include "temp_directory.h"
 
@@ -47,38 +48,10 @@ struct Seen final : Projection {
   Status restore(std::span<const std::byte>) override { return {}; }
 };
 
-// Keeps every payload it sees, as its whole state.
-struct Payloads final : Projection {
-  std::vector<std::string> seen;
-  void apply(const EventView& event) override {
-    seen.emplace_back(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
-  }
-  std::uint32_t schema() const override { return 1; }
-  std::vector<std::byte> snapshot() const override {
-    std::string joined;
-    for (const std::string& one : seen) joined += one + "\n";
-    const auto bytes = std::as_bytes(std::span(joined));
-    return {bytes.begin(), bytes.end()};
-  }
-  Status restore(std::span<const std::byte> state) override {
-    seen.clear();
-    std::string joined(reinterpret_cast<const char*>(state.data()), state.size());
-    for (std::size_t at = 0; at < joined.size();) {
-      const std::size_t end = joined.find('\n', at);
-      seen.push_back(joined.substr(at, end - at));
-      at = end + 1;
-    }
-    return {};
-  }
-};
+using test::Payloads;
 
 // Whether it holds a payload of customer-1.
-bool holds_erased(const Payloads& projection) {
-  for (const std::string& one : projection.seen) {
-    if (one.rfind("customer-1", 0) == 0) return true;
-  }
-  return false;
-}
+bool holds_erased(const Payloads& projection) { return projection.holds("customer-1"); }
 
 class ErasureTest : public ::testing::Test {
  protected:
