@@ -103,7 +103,7 @@ ParsedKeys parse_key_file(std::string_view text, const std::string& path) {
 }
 
 Result<ParsedKeys> load_keys(const std::string& path) {
-  Result<SecretText> text = read_key_file_text(path, KeyFileOwners::ours_or_root);
+  Result<SecretText> text = read_key_file_text(path, KeyFileOwners::ours_or_root, kKeyFileBytesMax);
   if (!text.ok()) return text.status();
   ParsedKeys parsed = parse_key_file(text.value().view(), path);
   if (parsed.error) return *parsed.error;

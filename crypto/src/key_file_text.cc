@@ -26,7 +26,7 @@ std::string octal_mode(mode_t mode) {
 }
 
 // Why a file opened for reading cannot be a key file, or ok if it can.
-Status check_key_file(const std::string& path, const struct stat& st, KeyFileOwners owners) {
+Status check_key_file(const std::string& path, const struct stat& st, KeyFileOwners owners, std::size_t bytes_max) {
   if (!S_ISREG(st.st_mode)) {
     return Status(ErrorCode::invalid_argument,
                   "key file " + path + " is not a regular file (a directory, device or pipe): give the key file itself");
@@ -48,9 +48,10 @@ Status check_key_file(const std::string& path, const struct stat& st, KeyFileOwn
                       ", which lets group or others read or write it; a master key must be its owner's "
                       "alone: run chmod 600 " + path);
   }
-  if (static_cast<std::size_t>(st.st_size) > kKeyFileBytesMax) {
+  if (static_cast<std::size_t>(st.st_size) > bytes_max) {
     return Status(ErrorCode::invalid_argument, "key file " + path + " is " + std::to_string(st.st_size) +
-                                                   " bytes, over the 1 MiB a key file may be: is it the right file?");
+                                                   " bytes, over the " + std::to_string(bytes_max) +
+                                                   " it may be: is it the right file?");
   }
   return {};
 }
@@ -89,10 +90,10 @@ int open_key_file(const std::string& path) {
   return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 }
 
-Result<SecretText> read_open_key_file(int fd, const std::string& path, KeyFileOwners owners) {
+Result<SecretText> read_open_key_file(int fd, const std::string& path, KeyFileOwners owners, std::size_t bytes_max) {
   // fstat on the open descriptor: the file checked is the file read, even if `path` changes.
   struct stat st {};
-  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st, owners) : errno_status("fstat", path, errno);
+  Status status = ::fstat(fd, &st) == 0 ? check_key_file(path, st, owners, bytes_max) : errno_status("fstat", path, errno);
   SecretText text(status.ok() ? static_cast<std::size_t>(st.st_size) + 1 : 0);
   if (status.ok()) status = read_all(fd, path, static_cast<std::size_t>(st.st_size), text);
   if (!status.ok()) return status;
@@ -110,16 +111,16 @@ void SecretText::append(std::string_view text) {
   bytes_.insert(bytes_.end(), text.begin(), text.end());
 }
 
-Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners) {
+Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners, std::size_t bytes_max) {
   const int fd = open_key_file(path);
   if (fd < 0) return errno_status("open", path, errno);
-  Result<SecretText> text = read_open_key_file(fd, path, owners);
+  Result<SecretText> text = read_open_key_file(fd, path, owners, bytes_max);
   ::close(fd);
   return text;
 }
 
 Result<SecretText> read_key_file_text(const KeyFileLock& lock, const std::string& path, KeyFileOwners owners) {
-  return read_open_key_file(lock.fd(), path, owners);
+  return read_open_key_file(lock.fd(), path, owners, kKeyFileBytesMax);
 }
 
 Result<std::string> resolve_key_file_path(const std::string& path) {

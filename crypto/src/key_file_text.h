@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,9 +45,10 @@ class SecretText {
 enum class KeyFileOwners { ours_or_root, any_if_we_are_root };
 
 // The whole of the key file at `path`, after checking that it is a regular file of at most
-// kKeyFileBytesMax bytes that group and others may neither read nor write, owned as `owners`
-// allows. Errors as KeyFile::load() documents them.
-[[nodiscard]] Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners);
+// `bytes_max` bytes that group and others may neither read nor write, owned as `owners` allows.
+// Errors as KeyFile::load() documents them.
+[[nodiscard]] Result<SecretText> read_key_file_text(const std::string& path, KeyFileOwners owners,
+                                                    std::size_t bytes_max);
 
 // `path` with every symbolic link resolved (realpath): the file a rotation replaces, beside which
 // its PATH.tmp goes. Errors as errno_status gives them (not_found if the file does not exist).

@@ -166,15 +166,32 @@ void SeedTree::puncture(std::uint64_t id) {
   }
   // The siblings tile the covered node's range less `id`: in order, they take its place.
   std::sort(siblings.begin(), siblings.end(), [](const Node& a, const Node& b) { return a.prefix < b.prefix; });
-  nodes_.reserve(nodes_.size() + siblings.size());
-  nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(at));
-  nodes_.insert(nodes_.begin() + static_cast<std::ptrdiff_t>(at), std::make_move_iterator(siblings.begin()),
+  if (siblings.empty()) {  // the node was `id`'s leaf itself
+    nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(at));
+    return;
+  }
+  // Room first, grown geometrically (an exact reserve would copy the whole tree at every puncture);
+  // then one shift of the nodes after `at`, not two (an erase and an insert): a large tree's
+  // puncture costs a pass over it, which is what bounds a key store's erasures in time.
+  const std::size_t needed = nodes_.size() + siblings.size() - 1;
+  if (needed > nodes_.capacity()) nodes_.reserve(std::max(needed, 2 * nodes_.capacity()));
+  nodes_[at] = std::move(siblings.front());
+  nodes_.insert(nodes_.begin() + static_cast<std::ptrdiff_t>(at) + 1, std::make_move_iterator(siblings.begin() + 1),
                 std::make_move_iterator(siblings.end()));
   ANNAL_ASSERT(punctured(id));
 }
 
+SeedTree SeedTree::clone() const {
+  std::vector<Node> nodes;
+  nodes.reserve(nodes_.size());
+  for (const Node& node : nodes_) nodes.push_back(Node{node.depth, node.prefix, node.value.clone()});
+  return SeedTree(std::move(nodes));
+}
+
+std::size_t SeedTree::encoded_bytes() const noexcept { return 1 + kCountBytes + nodes_.size() * kNodeBytes; }
+
 std::vector<std::byte> SeedTree::encode() const {
-  std::vector<std::byte> out(1 + kCountBytes + nodes_.size() * kNodeBytes);
+  std::vector<std::byte> out(encoded_bytes());
   out[0] = static_cast<std::byte>(kEncodingVersion);
   store_le<std::uint32_t>(out, 1, static_cast<std::uint32_t>(nodes_.size()));
   std::size_t at = 1 + kCountBytes;

@@ -74,7 +74,7 @@ Result<StoreKeys> open_store_keys(const std::string& path, std::span<const std::
 
 Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyProvider& keys) {
   if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<StoreKeys>();
-  auto text = read_key_file_text(path, KeyFileOwners::ours_or_root);
+  auto text = read_key_file_text(path, KeyFileOwners::ours_or_root, kStoreKeysBytesMax);
   if (!text.ok()) return text.status();
   auto opened = open_store_keys(path, std::as_bytes(std::span(text.value().view())), keys);
   if (!opened.ok()) return opened.status();
@@ -84,19 +84,16 @@ Result<std::optional<StoreKeys>> load_store_keys(const std::string& path, KeyPro
 namespace {
 
 Status fits_in_file(const std::string& path, std::size_t body_bytes) {
-  if (kHeaderBytes + body_bytes + kTagBytes <= kKeyFileBytesMax) return {};
+  if (kHeaderBytes + body_bytes + kTagBytes <= kStoreKeysBytesMax) return {};
   return Status(ErrorCode::invalid_argument, "key store " + path + ": its seed tree would take " +
                                                  std::to_string(body_bytes) + " bytes, past the " +
-                                                 std::to_string(kKeyFileBytesMax) + " a key store may hold");
+                                                 std::to_string(kStoreKeysBytesMax) + " a key store may hold");
 }
 
 }  // namespace
 
 Status store_keys_fit(const std::string& path, const StoreKeys& state) {
-  std::vector<std::byte> tree = state.seeds.encode();
-  const std::size_t body_bytes = kBodyFixedBytes + tree.size();
-  OPENSSL_cleanse(tree.data(), tree.size());
-  return fits_in_file(path, body_bytes);
+  return fits_in_file(path, kBodyFixedBytes + state.seeds.encoded_bytes());
 }
 
 Result<std::vector<std::byte>> seal_store_keys(const std::string& path, const StoreKeys& state, KeyProvider& keys) {

@@ -409,7 +409,7 @@ Result<std::shared_ptr<StoreCipher>> StoreCipher::open(const std::string& direct
   // Whoever else could write KEYS could put back an older one, and nonces would repeat.
   if (Status private_file = io->check_private(path); private_file.code() != ErrorCode::not_found) {
     if (!private_file.ok()) return Status(private_file.code(), "key store: " + private_file.message());
-    auto bytes = journal::read_small_file(*io, path, crypto::kKeyFileBytesMax);
+    auto bytes = journal::read_small_file(*io, path, crypto::kStoreKeysBytesMax);
     if (!bytes.ok()) return bytes.status();
     auto loaded = crypto::open_store_keys(path, bytes.value(), *keys);
     if (!loaded.ok()) return loaded.status();
@@ -544,10 +544,9 @@ Status StoreCipher::retire_snapshot_epochs() {
   if (epoch_ == sealing_epoch_) return {};
   std::vector<std::uint64_t> leaves;
   for (std::uint64_t epoch = epoch_; epoch < sealing_epoch_; ++epoch) leaves.push_back(epoch_leaf(epoch));
-  auto next = punctured(leaves);
-  if (!next.ok()) return next.status();
-  if (Status saved = save(next.value()); !saved.ok()) return saved;
-  state_.seeds = std::move(next.value().seeds);
+  crypto::StoreKeys next = punctured(leaves);
+  if (Status saved = save(next); !saved.ok()) return saved;
+  state_.seeds = std::move(next.seeds);
   epoch_ = sealing_epoch_;
   return {};
 }
@@ -559,13 +558,9 @@ std::uint64_t StoreCipher::snapshot_epoch() {
 
 void StoreCipher::saw_snapshot_epoch(std::uint64_t epoch) noexcept { raise_to(newest_epoch_seen_, epoch); }
 
-Result<crypto::StoreKeys> StoreCipher::punctured(std::span<const std::uint64_t> leaves) {
+crypto::StoreKeys StoreCipher::punctured(std::span<const std::uint64_t> leaves) {
   // Punctured on a copy: the tree in memory changes only once the file has.
-  std::vector<std::byte> bytes = state_.seeds.encode();
-  auto encoded = crypto::SeedTree::decode(bytes);
-  OPENSSL_cleanse(bytes.data(), bytes.size());  // key material
-  if (!encoded.ok()) return encoded.status();
-  crypto::StoreKeys next{.opens = state_.opens, .sealed_from = state_.sealed_from, .seeds = std::move(encoded).value()};
+  crypto::StoreKeys next{.opens = state_.opens, .sealed_from = state_.sealed_from, .seeds = state_.seeds.clone()};
   for (const std::uint64_t leaf : leaves) next.seeds.puncture(leaf);
   return next;
 }
@@ -576,10 +571,9 @@ Status StoreCipher::check_erasable(std::uint64_t stream_id) {
   if (state_.seeds.punctured(stream_id)) return {};
   // The erasure destroys the stream's seed, and then the snapshot key's epoch: both must fit.
   const std::array<std::uint64_t, 2> leaves = {stream_id, epoch_leaf(sealing_epoch_)};
-  auto next = punctured(leaves);
-  if (!next.ok()) return next.status();
+  crypto::StoreKeys next = punctured(leaves);
   if (sealing_epoch_ + 1 >= kEpochsMax) return Status(ErrorCode::invalid_argument, "no snapshot key epoch is left");
-  return crypto::store_keys_fit(path_, next.value());
+  return crypto::store_keys_fit(path_, next);
 }
 
 Status StoreCipher::erase(std::uint64_t stream_id) {
@@ -587,13 +581,12 @@ Status StoreCipher::erase(std::uint64_t stream_id) {
   std::lock_guard lock(mutex_);
   if (state_.seeds.punctured(stream_id)) return {};
   const std::array<std::uint64_t, 1> leaves = {stream_id};
-  auto next = punctured(leaves);
-  if (!next.ok()) return next.status();
+  crypto::StoreKeys next = punctured(leaves);
   // The erasure is decided before this (its record is durable in the journal): a key store that
   // cannot be written stops the engine, and the next open finishes the erasure. Until then the
   // seed goes from memory all the same, so that this store gives none of the stream back.
-  const Status saved = save(next.value());
-  state_.seeds = std::move(next.value().seeds);
+  const Status saved = save(next);
+  state_.seeds = std::move(next.seeds);
   std::erase_if(keys_kept_, [&](const auto& kept) { return kept.first.first == stream_id; });
   erasures_.fetch_add(1, std::memory_order_acq_rel);
   return saved;

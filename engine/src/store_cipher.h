@@ -165,7 +165,7 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   [[nodiscard]] Status save(const crypto::StoreKeys& state);
   [[nodiscard]] Result<crypto::Key> master(std::uint32_t version);  // under mutex_
   // The key state with the seeds of `leaves` destroyed, for a save. Under mutex_.
-  [[nodiscard]] Result<crypto::StoreKeys> punctured(std::span<const std::uint64_t> leaves);
+  [[nodiscard]] crypto::StoreKeys punctured(std::span<const std::uint64_t> leaves);
 
   const std::string path_;  // DIR/KEYS
   const std::shared_ptr<crypto::KeyProvider> keys_;

@@ -2,6 +2,7 @@
 // a changed byte, or a version the provider lacks each fail saying which; a rotation seals it
 // under the new version; the file is its owner's alone and replaced atomically.
 #include "annal/crypto/store_keys.h"
+#include "annal/crypto/key_file.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <map>
 #include <string>
 
+#include "large_seed_tree.h"
 #include "master_keys.h"
 #include "temp_directory.h"
 
@@ -109,6 +111,24 @@ TEST(StoreKeys, TheMasterVersionItNamesIsAuthenticated) {
   EXPECT_EQ(relabelled.status().code(), ErrorCode::corruption) << relabelled.status().to_string();
 }
 
+// A key store past a key file's 1 MiB (the tree of tens of thousands of erasures) is saved and read
+// back whole.
+TEST(StoreKeys, ATreeOfManyErasuresLoadsBack) {
+  annal::test::TempDirectory dir;
+  const std::string path = dir.path() + "/KEYS";
+  annal::test::MasterKeys keys;
+  const StoreKeys state{.opens = 3, .sealed_from = 9, .seeds = annal::test::large_seed_tree(200'000)};
+  ASSERT_TRUE(save_store_keys(path, state, keys).ok());
+  EXPECT_GT(std::filesystem::file_size(path), 4 * kKeyFileBytesMax);
+  const auto loaded = load_store_keys(path, keys);
+  ASSERT_TRUE(loaded.ok() && loaded.value()) << loaded.status().to_string();
+  EXPECT_EQ(loaded.value()->seeds.nodes(), state.seeds.nodes());
+  const std::uint64_t leaves = std::uint64_t{1} << 62;
+  for (const std::uint64_t id : {std::uint64_t{5}, leaves, leaves + 1, leaves + 399'998, std::uint64_t{1} << 63}) {
+    EXPECT_EQ(seed_of(*loaded.value(), id), seed_of(state, id)) << id;
+  }
+}
+
 TEST(StoreKeys, ATreeTooLargeToReadBackIsRefusedBeforeAnythingIsWritten) {
   annal::test::TempDirectory dir;
   const std::string path = dir.path() + "/KEYS";
@@ -116,9 +136,10 @@ TEST(StoreKeys, ATreeTooLargeToReadBackIsRefusedBeforeAnythingIsWritten) {
   StoreKeys state = some_state();
   ASSERT_TRUE(save_store_keys(path, state, keys).ok());
   const auto before = std::filesystem::file_size(path);
-  for (std::uint64_t id = 1; state.seeds.nodes() * 41 < (1u << 20); id += 0x9E3779B97F4A7C15ull) state.seeds.puncture(id);
+  state.seeds = annal::test::large_seed_tree(kStoreKeysBytesMax / 41);
   const Status refused = save_store_keys(path, state, keys);
   EXPECT_EQ(refused.code(), ErrorCode::invalid_argument) << refused.to_string();
+  EXPECT_NE(refused.message().find("a key store may hold"), std::string::npos) << refused.to_string();
   EXPECT_EQ(std::filesystem::file_size(path), before);  // the old file, untouched
   EXPECT_TRUE(load_store_keys(path, keys).ok());
 }

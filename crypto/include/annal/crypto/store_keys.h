@@ -12,10 +12,8 @@
 //       bytes [0, 28) as additional data, the tag last
 //   body: opens u64, sealed_from u64, the seed tree (SeedTree::encode)
 //
-// All integers little-endian. docs/security.md has the design this serves. Read through the key
-// file's reader, so held to its 1 MiB: some 25,000 tree nodes, at least 400 erasures (64 nodes an
-// erasure at worst, fewer when erasures share paths). Enough for now; a store erasing more needs
-// that limit raised for this file.
+// All integers little-endian. docs/security.md has the design this serves. At most
+// kStoreKeysBytesMax bytes (below).
 #pragma once
 
 #include <cstddef>
@@ -30,6 +28,12 @@
 #include "annal/crypto/seed_tree.h"
 
 namespace annal::crypto {
+
+// The most a key store may hold: some 1.6 million tree nodes of 41 bytes. An erasure adds at most
+// 64 nodes, fewer as erasures share paths: 100,000 random erasures among ten million streams take
+// 23.6 MB, so this holds a quarter of a million or more (at least 26,000 of ids far apart). Each
+// erasure rewrites the file whole, twice (docs/security.md, How many erasures, has the cost).
+inline constexpr std::size_t kStoreKeysBytesMax = std::size_t{64} << 20;
 
 struct StoreKeys {
   std::uint64_t opens = 0;        // opens that may write, so far (each takes the next number)
