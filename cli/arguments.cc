@@ -75,4 +75,19 @@ journal::ChainKeys chain_keys(const engine::Options& options) {
   return crypto::chain_keys(options.encryption);
 }
 
+CLI::Option* add_sign_key(CLI::App& command, std::string& sign_key_file) {
+  return command.add_option("--sign-key", sign_key_file,
+                     "A key file of its own (made by annal masterkey, kept apart from the master keys) to sign chain "
+                     "heads with; or ANNAL_SIGN_KEY_FILE")
+      ->envname("ANNAL_SIGN_KEY_FILE");
+}
+
+Result<SigningKeys> load_signing_keys(const std::string& path) {
+  auto keys = crypto::KeyFile::load(path);
+  if (!keys.ok()) return keys.status();
+  std::shared_ptr<crypto::KeyFile> file = std::move(keys).value();
+  const std::uint32_t newest = file->current_version();
+  return SigningKeys{.newest = newest, .keys = crypto::head_signing_keys(std::move(file))};
+}
+
 }  // namespace annal::cli

@@ -43,4 +43,16 @@ void add_key_file(CLI::App& command, std::string& key_file);
 // it has none (a store in clear: its chain is untagged).
 [[nodiscard]] journal::ChainKeys chain_keys(const engine::Options& options);
 
+// --sign-key FILE (or ANNAL_SIGN_KEY_FILE): a key file of its own (annal masterkey makes one)
+// whose keys sign chain heads (crypto::head_signing_keys), held apart from the master keys.
+CLI::Option* add_sign_key(CLI::App& command, std::string& sign_key_file);
+
+// The head signing keys of the key file at `path`, by version, and its newest version.
+struct SigningKeys {
+  std::uint32_t newest = 0;
+  journal::ChainKeys keys;
+};
+// KeyFile::load's error as it is: it names the file and what to do about it.
+[[nodiscard]] Result<SigningKeys> load_signing_keys(const std::string& path);
+
 }  // namespace annal::cli

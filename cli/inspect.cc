@@ -1,6 +1,7 @@
-// annal inspect DIR [--json] [--chain]: what a store holds, read without the lock and without
-// changing it; with --chain, only the head of its hash chain (to keep, and give to annal verify
-// --chain --expect later), tagged under the chain key when the master keys are given.
+// annal inspect DIR [--json] [--chain [--sign-key FILE]]: what a store holds, read without the lock
+// and without changing it; with --chain, only the head of its hash chain (to keep, and give to
+// annal verify --chain --expect later), tagged under the chain key when the master keys are given,
+// and signed under a key of its own with --sign-key.
 #include <cstdio>
 #include <string>
 
@@ -88,7 +89,16 @@ struct InspectOptions {
   bool json = false;
   bool chain = false;
   std::string key_file;
+  std::string sign_key;
 };
+
+// HMAC-SHA256 of a head under the newest version of `keys`, with that version.
+Result<std::pair<std::uint32_t, crypto::Digest>> head_tag(const journal::ChainHead& head, std::uint32_t version,
+                                                          const journal::ChainKeys& keys, const std::string& whose) {
+  const auto key = keys(version);
+  if (!key) return Status(ErrorCode::not_found, "the " + whose + " of version " + std::to_string(version) + " cannot be had");
+  return std::make_pair(version, journal::chain_head_tag(head, *key));
+}
 
 // The head at the durable sequence: a record past it may still be taken back by a power cut, and
 // a head that the log then no longer reaches would read as tampering.
@@ -97,21 +107,33 @@ int print_chain(const InspectOptions& options, engine::Engine& store, const engi
   if (durable == 0) return fail("inspect", Status(ErrorCode::not_found, options.directory + ": the log holds no record yet"));
   const auto head = journal::chain_head(options.directory, durable);
   if (!head.ok()) return fail("inspect", head.status());
-  std::optional<std::pair<std::uint32_t, crypto::Digest>> tag;
+  std::optional<std::pair<std::uint32_t, crypto::Digest>> tag, signature;
   if (const journal::ChainKeys keys = chain_keys(opening)) {
-    const std::uint32_t version = opening.encryption->current_version();
-    const auto key = keys(version);
-    if (!key) return fail("inspect", "the chain key of master key version " + std::to_string(version) + " cannot be had");
-    tag.emplace(version, journal::chain_head_tag(head.value(), *key));
+    auto tagged = head_tag(head.value(), opening.encryption->current_version(), keys, "chain key of master key");
+    if (!tagged.ok()) return fail("inspect", tagged.status());
+    tag = tagged.value();
+  }
+  if (!options.sign_key.empty()) {
+    auto signing = load_signing_keys(options.sign_key);
+    if (!signing.ok()) return fail("inspect", signing.status());
+    auto signed_head = head_tag(head.value(), signing.value().newest, signing.value().keys, "signing key");
+    if (!signed_head.ok()) return fail("inspect", signed_head.status());
+    signature = signed_head.value();
   }
   if (options.json) {
     std::string out = "{\"chain_head\":" + json_string(journal::to_string(head.value()));
     if (tag) out += ",\"key_version\":" + std::to_string(tag->first) + ",\"chain_tag\":" + json_string(crypto::to_hex(tag->second));
+    if (signature) {
+      out += ",\"signing_key_version\":" + std::to_string(signature->first) +
+             ",\"signature\":" + json_string(crypto::to_hex(signature->second));
+    }
     std::puts((out + "}").c_str());
   } else {
     std::printf("chain head  %s\n", journal::to_string(head.value()).c_str());
     if (tag) std::printf("chain tag   %s (HMAC-SHA256 under the chain key of master key version %u)\n",
                          crypto::to_hex(tag->second).c_str(), tag->first);
+    if (signature) std::printf("signature   %s (HMAC-SHA256 under version %u of the signing key file)\n",
+                               crypto::to_hex(signature->second).c_str(), signature->first);
   }
   return kOk;
 }
@@ -157,6 +179,7 @@ void add_inspect(CLI::App& app, int& exit_code) {
                     "Only the hash chain's head at the durable sequence (SEQUENCE:HEX), to keep for annal verify "
                     "--chain --expect; tagged under the chain key with --key-file");
   add_key_file(*command, options->key_file);
+  add_sign_key(*command, options->sign_key);  // used with --chain only
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }
 

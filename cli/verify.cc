@@ -1,13 +1,17 @@
-// annal verify DIR [--payloads] [--chain [--expect HEAD [--expect-tag TAG]]]: checks every record's checksum and
+// annal verify DIR [--payloads] [--chain [--expect HEAD [--expect-tag TAG] [--expect-signature SIG --sign-key FILE]]]:
+// checks every record's checksum and
 // sequence, every segment's continuity, every snapshot, and every event's names and versions; exit
 // 0 only if all is sound. With --payloads, also every payload byte against what `annal load`
 // wrote. With --chain, the hash chain too (every link recomputed; the tags, given the key file),
 // and with --expect, that the log still reaches a head `annal inspect --chain` printed earlier;
 // with --expect-tag, that the kept head's tag is that head's under one of the key file's master
-// keys (a head replaced by someone without them does not pass).
+// keys (a head replaced by someone without them does not pass); with --expect-signature, that its
+// signature is that head's under one of the signing key file's versions (the same, against
+// whoever holds the master keys too).
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "annal/crypto/digest.h"
@@ -69,39 +73,68 @@ struct VerifyOptions {
   std::string expect;
   std::string expect_tag;
   std::string key_file;
+  std::string expect_signature;
+  std::string sign_key;
 };
 
-// Whether `tag` is the head's under the chain key of one of the master key versions the store is
-// opened with: a kept head (with its tag) could itself have been replaced, by someone who edited
-// the log and recomputed its links, which needs no key; the tag needs the master key.
-void check_kept_tag(const journal::ChainHead& head, const std::string& tag, const engine::Options& opening,
-                    std::vector<std::string>& problems) {
-  const auto expected = crypto::digest_from_hex(tag);
+// What a kept head's tag or signature is checked under.
+struct KeptMark {
+  std::string_view what;   // "tag", "signature"
+  std::string_view flag;   // its option
+  std::string_view under;  // "master key", "signing key"
+  std::string_view file;   // the key file's option
+};
+
+// Whether `mark` (hex) is the head's under one of `keys`' versions, from `newest` down: a kept head
+// could itself have been replaced, by someone who edited the log and recomputed its links, which
+// needs no key; its tag needs the master key, its signature the signing key.
+void check_kept(const journal::ChainHead& head, const std::string& mark, const KeptMark& kind, const journal::ChainKeys& keys,
+                std::uint32_t newest, std::vector<std::string>& problems) {
+  const auto expected = crypto::digest_from_hex(mark);
   if (!expected) {
-    problems.push_back("--expect-tag " + tag + " is not a tag (64 hex digits, from annal inspect --chain)");
+    problems.push_back(std::string(kind.flag) + " " + mark + " is not a " + std::string(kind.what) +
+                       " (64 hex digits, from annal inspect --chain)");
     return;
   }
-  if (!opening.encryption) {
-    problems.push_back("--expect-tag needs the store's master keys to check the tag with: give --key-file");
-    return;
-  }
-  const journal::ChainKeys keys = chain_keys(opening);
-  for (std::uint32_t version = opening.encryption->current_version(); version >= 1; --version) {
+  for (std::uint32_t version = newest; version >= 1; --version) {
     const std::optional<crypto::Key> key = keys(version);
     if (key && crypto::equal_digests(journal::chain_head_tag(head, *key), *expected)) {
-      std::printf("chain: the expected head's tag is its own under master key version %u\n", version);
+      std::printf("chain: the expected head's %s is its own under %s version %u\n", std::string(kind.what).c_str(),
+                  std::string(kind.under).c_str(), version);
       return;
     }
   }
-  problems.push_back("the expected head's tag is not that head's under any master key version of the key file: the head or "
-                     "tag kept was changed, or made without the master key. Trust neither it nor this log's chain until "
-                     "you know which, and compare with a head kept elsewhere");
+  problems.push_back("the expected head's " + std::string(kind.what) + " is not that head's under any " +
+                     std::string(kind.under) + " version of " + std::string(kind.file) + ": the head or " +
+                     std::string(kind.what) + " kept was changed, or made without the " + std::string(kind.under) +
+                     ". Trust neither it nor this log's chain until you know which, and compare with a head kept elsewhere");
+}
+
+void check_kept_marks(const VerifyOptions& options, const journal::ChainHead& head, const engine::Options& opening,
+                      std::vector<std::string>& problems) {
+  if (!options.expect_tag.empty()) {
+    if (!opening.encryption) {
+      problems.push_back("--expect-tag needs the store's master keys to check the tag with: give --key-file");
+    } else {
+      check_kept(head, options.expect_tag, {"tag", "--expect-tag", "master key", "the key file"}, chain_keys(opening),
+                 opening.encryption->current_version(), problems);
+    }
+  }
+  if (!options.expect_signature.empty()) {
+    auto signing = load_signing_keys(options.sign_key);
+    if (!signing.ok()) {
+      problems.push_back("--sign-key: " + signing.status().to_string());
+    } else {
+      check_kept(head, options.expect_signature, {"signature", "--expect-signature", "signing key", "--sign-key"},
+                 signing.value().keys, signing.value().newest, problems);
+    }
+  }
 }
 
 void check_chain(const VerifyOptions& options, const engine::Options& opening, std::vector<std::string>& problems) {
   journal::ChainCheck check{.keys = chain_keys(opening), .expected = std::nullopt};
   if (!options.expect.empty()) check.expected = journal::parse_chain_head(options.expect);
-  if (!options.expect_tag.empty()) check_kept_tag(*check.expected, options.expect_tag, opening, problems);
+  if (check.expected) check_kept_marks(options, *check.expected, opening, problems);
   auto report = journal::verify_chain(options.directory, check);
   if (!report.ok()) {
     problems.push_back("chain: " + report.status().to_string());
@@ -177,6 +210,12 @@ void add_verify(CLI::App& app, int& exit_code) {
       ->add_option("--expect-tag", options->expect_tag,
                    "The tag annal inspect --chain --key-file printed with that head: checked under the key file's master keys")
       ->needs("--expect");
+  auto* sign_key = add_sign_key(*command, options->sign_key);
+  command
+      ->add_option("--expect-signature", options->expect_signature,
+                   "The signature annal inspect --chain --sign-key printed with that head: checked under --sign-key")
+      ->needs("--expect")
+      ->needs(sign_key);
   add_key_file(*command, options->key_file);
   command->callback([&exit_code, options] { exit_code = run(*options); });
 }

@@ -72,22 +72,42 @@ Result<Key> stream_key(const Key& master, std::span<const std::byte, kStreamSeed
   return derive_key(master, seed, info);
 }
 
-Result<Key> chain_key(const Key& master, std::uint32_t key_version) {
-  constexpr std::size_t kLabelBytes = sizeof kChainKeyLabel - 1;
+namespace {
+
+// HKDF-SHA256(IKM = key, no salt, info = label | key_version u32 LE).
+template <std::size_t kLabelSize>
+Result<Key> labelled_key(const char (&label)[kLabelSize], const Key& key, std::uint32_t key_version) {
+  constexpr std::size_t kLabelBytes = kLabelSize - 1;
   std::array<std::byte, kLabelBytes + 4> info;
-  std::memcpy(info.data(), kChainKeyLabel, kLabelBytes);
+  std::memcpy(info.data(), label, kLabelBytes);
   store_le(std::span<std::byte>(info), kLabelBytes, key_version);
-  return derive_key(master, {}, info);
+  return derive_key(key, {}, info);
 }
 
-std::function<std::optional<Key>(std::uint32_t key_version)> chain_keys(std::shared_ptr<KeyProvider> keys) {
-  return [keys = std::move(keys)](std::uint32_t key_version) -> std::optional<Key> {
-    auto master = keys->master_key(key_version);
-    if (!master.ok()) return std::nullopt;
-    auto key = chain_key(master.value(), key_version);
+template <std::size_t kLabelSize>
+std::function<std::optional<Key>(std::uint32_t)> labelled_keys(const char (&label)[kLabelSize],
+                                                               std::shared_ptr<KeyProvider> keys) {
+  return [&label, keys = std::move(keys)](std::uint32_t key_version) -> std::optional<Key> {
+    auto from = keys->master_key(key_version);
+    if (!from.ok()) return std::nullopt;
+    auto key = labelled_key(label, from.value(), key_version);
     if (!key.ok()) return std::nullopt;
     return std::move(key).value();
   };
+}
+
+}  // namespace
+
+Result<Key> chain_key(const Key& master, std::uint32_t key_version) {
+  return labelled_key(kChainKeyLabel, master, key_version);
+}
+
+std::function<std::optional<Key>(std::uint32_t key_version)> chain_keys(std::shared_ptr<KeyProvider> keys) {
+  return labelled_keys(kChainKeyLabel, std::move(keys));
+}
+
+std::function<std::optional<Key>(std::uint32_t key_version)> head_signing_keys(std::shared_ptr<KeyProvider> keys) {
+  return labelled_keys(kHeadSigningKeyLabel, std::move(keys));
 }
 
 }  // namespace annal::crypto

@@ -754,6 +754,55 @@ TEST_F(EncryptedStoreTest, AKeptHeadsTagIsCheckedUnderTheMasterKeys) {
   EXPECT_NE(keyless.err.find("--expect-tag needs the store's master keys"), std::string::npos) << keyless.err;
 }
 
+// A head signed under a key file of its own (--sign-key, an auditor's) is checked under that file
+// alone: a store in clear can be signed; a signature made under any other key (the master keys
+// included, which whoever runs the store holds), or moved to another head, is refused; the
+// signing key rotated, the old signature still checks under its version.
+TEST_F(EncryptedStoreTest, AHeadSignedUnderAKeyOfItsOwnIsCheckedUnderThatKeyAlone) {
+  const std::string keys = master_key_file("master.keys");
+  const std::string auditor = master_key_file("auditor.keys");
+  ASSERT_EQ(run({"load", store(), "--events", "50", "--streams", "5"}).exit_code, 0);
+  const auto signed_by = [&](const std::string& sign_key) -> std::pair<std::string, std::string> {
+    const Ran inspected = run({"inspect", store(), "--chain", "--json", "--sign-key", sign_key});
+    EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+    simdjson::dom::parser parser;
+    simdjson::dom::object report;
+    if (parser.parse(inspected.out).get(report) != simdjson::SUCCESS) {
+      ADD_FAILURE() << "not JSON: " << inspected.out;
+      return {};
+    }
+    EXPECT_EQ(std::uint64_t(report["signing_key_version"]), 1u);
+    EXPECT_EQ(report["chain_tag"].error(), simdjson::NO_SUCH_FIELD) << "a store in clear has no chain key";
+    return {std::string(std::string_view(report["chain_head"])), std::string(std::string_view(report["signature"]))};
+  };
+  const auto [head, signature] = signed_by(auditor);
+  ASSERT_FALSE(HasFailure());
+  const auto verify = [&](const std::string& expected_head, const std::string& expected_signature) {
+    return run({"verify", store(), "--chain", "--expect", expected_head, "--expect-signature", expected_signature,
+                "--sign-key", auditor});
+  };
+  const Ran sound = verify(head, signature);
+  EXPECT_EQ(sound.exit_code, 0) << sound.out << sound.err;
+  EXPECT_NE(sound.out.find("signature is its own under signing key version 1"), std::string::npos) << sound.out;
+  // Signed under the master keys' file instead: not the auditor's signature.
+  const Ran forged = verify(head, signed_by(keys).second);
+  EXPECT_NE(forged.exit_code, 0);
+  EXPECT_NE(forged.err.find("signature is not that head's under any signing key version of --sign-key"), std::string::npos)
+      << forged.err;
+  auto moved = annal::journal::parse_chain_head(head);
+  ASSERT_TRUE(moved.has_value());
+  moved->sequence -= 1;
+  const Ran other_head = verify(annal::journal::to_string(*moved), signature);
+  EXPECT_NE(other_head.exit_code, 0);
+  EXPECT_NE(other_head.err.find("signature is not that head's"), std::string::npos) << other_head.err;
+  const Ran keyless = run({"verify", store(), "--chain", "--expect", head, "--expect-signature", signature});
+  EXPECT_EQ(keyless.exit_code, 2);
+  EXPECT_NE(keyless.err.find("--sign-key"), std::string::npos) << keyless.err;
+  ASSERT_EQ(run({"masterkey", auditor, "--rotate"}).exit_code, 0);
+  const Ran rotated = verify(head, signature);
+  EXPECT_EQ(rotated.exit_code, 0) << rotated.out << rotated.err;
+}
+
 // The key file `keys` with only its `version` line: what is left once the older versions are retired.
 std::string one_version_of(const std::string& keys, const std::string& path, std::uint32_t version) {
   std::ifstream in(keys);

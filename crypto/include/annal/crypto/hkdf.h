@@ -77,4 +77,12 @@ inline constexpr char kChainKeyLabel[] = "annal chain key v1";
 // journal::verify_chain does): nullopt for a version `keys` lacks or cannot give.
 [[nodiscard]] std::function<std::optional<Key>(std::uint32_t key_version)> chain_keys(std::shared_ptr<KeyProvider> keys);
 
+// The keys that sign an exported chain head (annal inspect --chain --sign-key), derived the same
+// way from a key file of their own (info = "annal chain head signing key v1" | key_version):
+// held apart from the master keys (by an auditor), so that whoever runs the store, master keys
+// and all, cannot sign a head of a history they edited.
+inline constexpr char kHeadSigningKeyLabel[] = "annal chain head signing key v1";
+[[nodiscard]] std::function<std::optional<Key>(std::uint32_t key_version)> head_signing_keys(
+    std::shared_ptr<KeyProvider> keys);
+
 }  // namespace annal::crypto
