@@ -4,12 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <memory>
+#include <optional>
+#include <string_view>
 #include <cstring>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "hex.h"
+#include "master_keys.h"
 
 namespace annal::crypto {
 namespace {
@@ -141,6 +145,27 @@ TEST(StreamKey, EachStreamVersionMasterAndSeedGetsItsOwnKey) {
   add(other_master.value(), seed, 1, 1);
   add(master, other_seed.value().bytes(), 1, 1);
   EXPECT_EQ(seen.size(), 5u * 3u + 2u);
+}
+
+// The chain key and the head signing key are HKDF of a master (or signing) key under labels of
+// their own, the version after: the same key file given as both never yields the same key, so a
+// signature cannot be made with the chain key.
+TEST(ChainKeys, EachIsItsDocumentedDerivationUnderItsOwnLabel) {
+  auto keys = std::make_shared<annal::test::MasterKeys>();
+  const Key master = keys->master_key(1).value();
+  const auto by_hand = [&](std::string_view label) {
+    std::vector<std::byte> info(label.size() + 4);
+    std::memcpy(info.data(), label.data(), label.size());
+    info[label.size()] = std::byte{1};  // version 1, little-endian
+    return to_hex(derive_key(master, {}, info).value().bytes());
+  };
+  const std::optional<Key> chain = chain_keys(keys)(1);
+  const std::optional<Key> signing = head_signing_keys(keys)(1);
+  ASSERT_TRUE(chain && signing);
+  EXPECT_EQ(to_hex(chain->bytes()), by_hand(kChainKeyLabel));
+  EXPECT_EQ(to_hex(signing->bytes()), by_hand(kHeadSigningKeyLabel));
+  EXPECT_NE(to_hex(chain->bytes()), to_hex(signing->bytes()));
+  EXPECT_FALSE(head_signing_keys(keys)(99).has_value());  // a version the file lacks
 }
 
 }  // namespace
