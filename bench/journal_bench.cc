@@ -8,6 +8,7 @@
 //   journal_append_<size>/<mode>        64 B, 256 B, 1 KiB events in each durability mode
 //   journal_replay/{annal,annal_cold}   read and verify a whole journal (page cache / disk)
 //   journal_replay/annal_encrypted      the same from the page cache, each record opened
+//   journal_replay/annal_encrypted_cold the same from disk (a recovery after a reboot)
 //   journal_durable_8w/{annal,annal_posix,rocksdb,sqlite}
 //                                       8 threads, each appending one 256-byte event and waiting
 //                                       until it is durable, then the next; events/s and
@@ -285,6 +286,9 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark("journal_replay/annal_cold", BM_Replay, true, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("journal_replay/annal_encrypted_cold", BM_Replay, true, true)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("journal_durable_8w/annal", BM_Durable8wAnnal, aj::IoKind::io_uring)
       ->Unit(benchmark::kMillisecond);
   // The same journal on the synchronous POSIX backend (pwrite + fdatasync on the writer thread):

@@ -484,6 +484,7 @@ class EngineImpl final : public Engine {
   [[nodiscard]] std::shared_ptr<Projection> stop_listening(const Projection* projection);
   void rebuild_after_erasure();
   Status rotate_snapshot_epoch();
+  Status refuse_lost_snapshots();
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
   Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
   Status recover();
@@ -1007,17 +1008,17 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
                                             ": no such stream (never written, or erased already: its name is forgotten)");
   }
   // Snapshots taken before the erasure become unreadable (the snapshot key's epoch ends), so the
-  // projections that had them rebuild from the start of the log: it must still be whole. (Asked
-  // of what is durable: the stream's last events may not be yet.)
+  // projections that had them rebuild from the start of the log: it must still be whole, or no
+  // projection may have such a snapshot. (Asked of what is durable: the stream's last events may
+  // not be yet.)
   if (Status durable = journal_->wait_durable(journal_->last_sequence(), Clock::now() + kStateDurableWait);
       !durable.ok()) {
     return durable;
   }
   if (!journal_->locate(journal::kFirstSequence).ok()) {
-    return Status(ErrorCode::invalid_argument,
-                  "erase_stream " + describe(stream) + ": the journal of " + directory_ +
-                      " no longer starts at sequence 1 (trim_journal), and an erasure makes every snapshot taken "
-                      "before it unreadable, so projections would have nothing to rebuild from");
+    if (Status rebuildable = refuse_lost_snapshots(); !rebuildable.ok()) {
+      return Status(rebuildable.code(), "erase_stream " + describe(stream) + ": " + rebuildable.message());
+    }
   }
   // What could refuse the key's end is asked before the point of no return.
   if (Status erasable = cipher_->check_erasable(*id); !erasable.ok()) {
@@ -1050,6 +1051,23 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
   if (Status erased = cipher_->erase(*id); !erased.ok()) return stop(erased);
   if (Status rotated = rotate_snapshot_epoch(); !rotated.ok()) return stop(rotated);
   return Erasure{.stream_id = *id, .sequence = sequence};
+}
+
+// On a journal retention has cut: invalid_argument naming a projection with a snapshot an erasure
+// would make unreadable, as it could not be rebuilt from the start of the log. The engine's own
+// state is snapshotted anew by the erasure; projections that keep their own state (resume_after)
+// have no snapshot; snapshots of epochs already ended are unreadable already.
+Status EngineImpl::refuse_lost_snapshots() {
+  auto reports = inspect_snapshots(true);
+  if (!reports.ok()) return reports.status();
+  for (const auto& report : reports.value()) {
+    if (report.header.name == kEngineStateName || !report.status.ok()) continue;
+    return Status(ErrorCode::invalid_argument,
+                  "the journal of " + directory_ + " no longer starts at sequence 1 (trim_journal), and projection " +
+                      report.header.name + " has a snapshot (" + report.file + ") that an erasure would make unreadable, "
+                      "and it could not be rebuilt from the log; nothing was changed");
+  }
+  return {};
 }
 
 // The engine's state snapshotted under the next snapshot key epoch (it no longer holds an erased

@@ -341,6 +341,90 @@ TEST_F(ErasureTest, AnErasureTheKeyFileCannotHoldIsRefusedBeforeAnythingChanges)
   ASSERT_TRUE(engine->close().ok());
 }
 
+// On a journal retention has cut (trim_journal), an erasure ends the epoch of snapshots the log can
+// no longer rebuild: it goes ahead where no projection has one (the engine's own state is
+// snapshotted anew), and is refused, naming the projection and changing nothing, where one has.
+TEST_F(ErasureTest, OnATrimmedJournalAnErasureIsRefusedOnlyWhereAProjectionWouldLoseItsSnapshot) {
+  Options options = encrypted();
+  options.event_bytes_max = 2048;
+  options.journal.segment_bytes_max = 16u << 10;
+  options.journal.commit_bytes_max = 4u << 10;
+  const std::string payload(1000, 'x');
+  const auto fill = [&](Engine& engine) {
+    Receipt last;
+    for (int i = 0; i < 60; ++i) {
+      const EventData event{.type = "Filled", .payload = std::as_bytes(std::span(payload))};
+      auto appended = engine.append(i % 2 == 0 ? "customer-1" : "customer-2", ExpectedVersion::any(), {&event, 1});
+      ASSERT_TRUE(appended.ok()) << appended.status().to_string();
+      last = appended.value();
+    }
+    ASSERT_TRUE(engine.wait_durable(last, Engine::Clock::now() + 1min).ok());
+  };
+  // A store whose projection has snapshots: trimmed up to them, its erasure is refused.
+  const auto add_payloads = [](Engine& engine) {
+    const Status added = engine.add_projection("payloads", std::make_shared<Payloads>(), {});
+    EXPECT_TRUE(added.ok()) << added.to_string();
+  };
+  {
+    auto engine = open(options);
+    ASSERT_NE(engine, nullptr);
+    add_payloads(*engine);
+    fill(*engine);
+    ASSERT_TRUE(engine->close().ok());  // the engine's state and the projection's snapshotted
+  }
+  auto engine = open(options);
+  ASSERT_NE(engine, nullptr);
+  add_payloads(*engine);
+  fill(*engine);  // past the snapshots retention cuts up to
+  const auto first = engine->trim_journal();
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  ASSERT_GT(first.value(), 1u) << "retention removed nothing";
+  const std::uint64_t before = engine->last_sequence();
+  const auto refused = engine->erase_stream("customer-1");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::invalid_argument);
+  EXPECT_NE(refused.status().message().find("projection payloads has a snapshot"), std::string::npos)
+      << refused.status().to_string();
+  EXPECT_EQ(engine->last_sequence(), before);
+  // What retention kept: the events of both streams, none erased.
+  const auto erased_of = [](Engine& store, std::uint64_t from) {
+    const auto left = store.read_all(from, 1000);
+    EXPECT_TRUE(left.ok()) << left.status().to_string();
+    std::pair<std::size_t, std::size_t> counted{0, left.ok() ? left.value().size() : 0};
+    for (const Event& event : left.ok() ? left.value() : std::vector<Event>{}) counted.first += event.header.erased ? 1 : 0;
+    return counted;
+  };
+  const auto unchanged = erased_of(*engine, first.value());
+  EXPECT_EQ(unchanged.first, 0u);
+  EXPECT_GT(unchanged.second, 0u);
+  ASSERT_TRUE(engine->close().ok());
+
+  // The same without a projection: the erasure goes ahead, and holds after a reopen.
+  annal::test::TempDirectory plain;
+  std::uint64_t kept_from = 0;
+  for (int run = 0; run < 3; ++run) {
+    auto opened = Engine::open(plain.path(), options);
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    Engine& store = *opened.value();
+    if (run == 0) fill(store);
+    if (run == 1) {
+      fill(store);  // past the state snapshot retention cuts up to
+      const auto cut = store.trim_journal();
+      ASSERT_TRUE(cut.ok() && cut.value() > 1) << "retention removed nothing";
+      kept_from = cut.value();
+      const auto erased = store.erase_stream("customer-1");
+      ASSERT_TRUE(erased.ok()) << erased.status().to_string();
+    }
+    if (run == 2) {
+      EXPECT_EQ(store.find_stream("customer-1"), std::nullopt);
+      const auto [erased, total] = erased_of(store, kept_from);
+      EXPECT_GT(erased, 0u) << "what retention kept of customer-1 reads as erased";
+      EXPECT_LT(erased, total) << "customer-2 reads as it was";
+    }
+    ASSERT_TRUE(store.close().ok());
+  }
+}
+
 // Appends to other streams and a live subscription go on while a stream is erased: each of them
 // sees every event once, the erased stream's events before the erasure as they were appended
 // (the subscription read them live) or as erased (read after), never an error. (Under TSan too.)

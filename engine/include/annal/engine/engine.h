@@ -228,7 +228,9 @@ class Engine {
   // to the name starts a new stream) and appends to its id are refused. Appends wait meanwhile,
   // about one group commit. A crash leaves it done or not: once the erasure record is in the
   // journal, the next open finishes it. Returns that record's sequence. invalid_argument for a
-  // store in clear (no key to destroy: Options::encryption) or a read-only engine; not_found for a
+  // store in clear (no key to destroy: Options::encryption), a read-only engine, or a journal
+  // retention has cut while a projection has a snapshot (the erasure makes it unreadable, and the
+  // log could no longer rebuild the projection); not_found for a
   // stream never written or erased already. Projections' states and their snapshots are theirs to
   // clear (docs/security.md, "Erasing a stream").
   virtual Result<std::uint64_t> erase_stream(const StreamRef& stream) = 0;
