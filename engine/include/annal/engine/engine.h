@@ -225,8 +225,8 @@ class Engine {
   // durably, so that they can be read nowhere any more: not in the journal, nor in its copies and
   // backups. Afterwards reads, subscriptions and replays show its events with their metadata,
   // flagged erased (EventHeader::erased), without payload or ids; its name is forgotten (an append
-  // to the name starts a new stream) and appends to its id are refused. Appends wait meanwhile,
-  // about one group commit. A crash leaves it done or not: once the erasure record is in the
+  // to the name starts a new stream) and appends to its id are refused. Appends wait meanwhile:
+  // a group commit and two rewrites of the key store (some 0.8 s once it nears its 64 MiB). A crash leaves it done or not: once the erasure record is in the
   // journal, the next open finishes it. Returns that record's sequence. invalid_argument for a
   // store in clear (no key to destroy: Options::encryption), a read-only engine, or a journal
   // retention has cut while a projection has a snapshot (the erasure makes it unreadable, and the
