@@ -190,6 +190,12 @@ int run(const VerifyOptions& options) {
 
 }  // namespace
 
+// A kept tag or signature given empty (a script's variable that came out so) is refused, not
+// taken for "nothing to check".
+CLI::Validator not_empty(const std::string& what) {
+  return CLI::Validator([what](std::string& text) { return text.empty() ? what + " is empty" : std::string(); }, what);
+}
+
 void add_verify(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("verify", "Check every checksum, sequence, snapshot and event (read-only)");
   auto options = std::make_shared<VerifyOptions>();
@@ -209,12 +215,14 @@ void add_verify(CLI::App& app, int& exit_code) {
   command
       ->add_option("--expect-tag", options->expect_tag,
                    "The tag annal inspect --chain --key-file printed with that head: checked under the key file's master keys")
-      ->needs("--expect");
+      ->needs("--expect")
+      ->check(not_empty("TAG"));
   auto* sign_key = add_sign_key(*command, options->sign_key);
   command
       ->add_option("--expect-signature", options->expect_signature,
                    "The signature annal inspect --chain --sign-key printed with that head: checked under --sign-key")
       ->needs("--expect")
+      ->check(not_empty("SIGNATURE"))
       ->needs(sign_key);
   add_key_file(*command, options->key_file);
   command->callback([&exit_code, options] { exit_code = run(*options); });

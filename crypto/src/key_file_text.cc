@@ -51,7 +51,7 @@ Status check_key_file(const std::string& path, const struct stat& st, KeyFileOwn
   if (static_cast<std::size_t>(st.st_size) > bytes_max) {
     return Status(ErrorCode::invalid_argument, "key file " + path + " is " + std::to_string(st.st_size) +
                                                    " bytes, over the " + std::to_string(bytes_max) +
-                                                   " it may be: is it the right file?");
+                                                   " bytes it may be: is it the right file?");
   }
   return {};
 }

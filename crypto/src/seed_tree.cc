@@ -183,7 +183,7 @@ void SeedTree::puncture(std::uint64_t id) {
 
 SeedTree SeedTree::clone() const {
   std::vector<Node> nodes;
-  nodes.reserve(nodes_.size());
+  nodes.reserve(nodes_.size() + 2 * kDepth);  // room for an erasure's two punctures: no reallocation
   for (const Node& node : nodes_) nodes.push_back(Node{node.depth, node.prefix, node.value.clone()});
   return SeedTree(std::move(nodes));
 }

@@ -485,6 +485,7 @@ class EngineImpl final : public Engine {
   void rebuild_after_erasure();
   Status rotate_snapshot_epoch();
   Status refuse_lost_snapshots();
+  [[nodiscard]] std::string trimmed_log_refusal(const std::string& projection, const std::string& why) const;
   Status replay_into(Projection& into, std::uint64_t from, std::uint64_t to);
   Result<std::uint64_t> sequence_at_time(std::uint64_t unix_ns, std::uint64_t durable);
   Status recover();
@@ -998,6 +999,16 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
                       " is not encrypted: its events are on disk in clear, and there is no key to destroy "
                       "(open it with Options::encryption from the start to be able to erase streams)");
   }
+  // Snapshots taken before the erasure become unreadable (the snapshot key's epoch ends), so the
+  // projections that had them rebuild from the start of the log: on a log retention has cut, no
+  // projection may have one. The files are read before the locks (appends would wait for it);
+  // the projections running, which may write more, are asked under them.
+  const bool trimmed = !journal_->locate(journal::kFirstSequence).ok();
+  if (trimmed) {
+    if (Status kept = refuse_lost_snapshots(); !kept.ok()) {
+      return Status(kept.code(), "erase_stream " + describe(stream) + ": " + kept.message());
+    }
+  }
   std::lock_guard writing(state_writes_mutex_);  // before the append lock, as snapshot_state takes them
   std::lock_guard lock(append_mutex_);
   if (closed_.load(std::memory_order_acquire)) return Status(ErrorCode::failed, "the engine is closed");
@@ -1007,17 +1018,17 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
     return Status(ErrorCode::not_found, "erase_stream " + describe(stream) +
                                             ": no such stream (never written, or erased already: its name is forgotten)");
   }
-  // Snapshots taken before the erasure become unreadable (the snapshot key's epoch ends), so the
-  // projections that had them rebuild from the start of the log: it must still be whole, or no
-  // projection may have such a snapshot. (Asked of what is durable: the stream's last events may
-  // not be yet.)
+  // (Asked of what is durable: the stream's last events may not be yet.)
   if (Status durable = journal_->wait_durable(journal_->last_sequence(), Clock::now() + kStateDurableWait);
       !durable.ok()) {
     return durable;
   }
-  if (!journal_->locate(journal::kFirstSequence).ok()) {
-    if (Status rebuildable = refuse_lost_snapshots(); !rebuildable.ok()) {
-      return Status(rebuildable.code(), "erase_stream " + describe(stream) + ": " + rebuildable.message());
+  if (trimmed || !journal_->locate(journal::kFirstSequence).ok()) {
+    std::lock_guard projections(projections_mutex_);
+    for (const auto& [name, runner] : projections_) {
+      if (runner->projection().schema() == 0) continue;  // never snapshotted
+      return Status(ErrorCode::invalid_argument,
+                    "erase_stream " + describe(stream) + ": " + trimmed_log_refusal(name, "keeps its state by snapshots"));
     }
   }
   // What could refuse the key's end is asked before the point of no return.
@@ -1053,19 +1064,25 @@ Result<EngineImpl::Erasure> EngineImpl::erase_under_locks(const StreamRef& strea
   return Erasure{.stream_id = *id, .sequence = sequence};
 }
 
-// On a journal retention has cut: invalid_argument naming a projection with a snapshot an erasure
-// would make unreadable, as it could not be rebuilt from the start of the log. The engine's own
-// state is snapshotted anew by the erasure; projections that keep their own state (resume_after)
-// have no snapshot; snapshots of epochs already ended are unreadable already.
+std::string EngineImpl::trimmed_log_refusal(const std::string& projection, const std::string& why) const {
+  return "the journal of " + directory_ + " no longer starts at sequence 1 (trim_journal), and projection " +
+         projection + " " + why + ", which an erasure makes unreadable (their key's epoch ends): it could not be "
+         "rebuilt from the log. Nothing was changed";
+}
+
+// On a journal retention has cut: invalid_argument naming a projection with a snapshot file an
+// erasure would make unreadable. Passed over: the engine's own (the erasure snapshots it anew),
+// and snapshots unreadable already (not_found: an epoch an erasure ended, or a master key version
+// the provider lacks). One that cannot be read for another reason (damage, I/O) refuses too: it
+// may be readable tomorrow. Projections that keep their own state (resume_after) have none.
 Status EngineImpl::refuse_lost_snapshots() {
   auto reports = inspect_snapshots(true);
   if (!reports.ok()) return reports.status();
   for (const auto& report : reports.value()) {
-    if (report.header.name == kEngineStateName || !report.status.ok()) continue;
+    if (report.header.name == kEngineStateName || report.status.code() == ErrorCode::not_found) continue;
     return Status(ErrorCode::invalid_argument,
-                  "the journal of " + directory_ + " no longer starts at sequence 1 (trim_journal), and projection " +
-                      report.header.name + " has a snapshot (" + report.file + ") that an erasure would make unreadable, "
-                      "and it could not be rebuilt from the log; nothing was changed");
+                  trimmed_log_refusal(report.header.name, "has a snapshot (" + report.file + ")") +
+                      (report.status.ok() ? "" : " (it does not read back now: " + report.status.to_string() + ")"));
   }
   return {};
 }

@@ -798,6 +798,9 @@ TEST_F(EncryptedStoreTest, AHeadSignedUnderAKeyOfItsOwnIsCheckedUnderThatKeyAlon
   const Ran keyless = run({"verify", store(), "--chain", "--expect", head, "--expect-signature", signature});
   EXPECT_EQ(keyless.exit_code, 2);
   EXPECT_NE(keyless.err.find("--sign-key"), std::string::npos) << keyless.err;
+  const Ran empty = verify(head, "");  // a script's variable that came out empty checks nothing
+  EXPECT_EQ(empty.exit_code, 2);
+  EXPECT_NE(empty.err.find("SIGNATURE is empty"), std::string::npos) << empty.err;
   ASSERT_EQ(run({"masterkey", auditor, "--rotate"}).exit_code, 0);
   const Ran rotated = verify(head, signature);
   EXPECT_EQ(rotated.exit_code, 0) << rotated.out << rotated.err;

@@ -118,6 +118,7 @@ TEST(SeedTree, ManyPuncturesEachDestroyOnlyTheirOwn) {
     EXPECT_TRUE(before.seed(id).ok()) << id;
   }
   EXPECT_EQ(tree.encoded_bytes(), tree.encode().size());
+  EXPECT_TRUE(SeedTree::decode(tree.encode()).ok()) << "the nodes are no longer disjoint and in order";
   for (int i = 0; i < 1000; ++i) {
     const std::uint64_t id = i < 200 ? 900 + static_cast<std::uint64_t>(i) : random();
     if (erased.contains(id)) continue;

@@ -47,7 +47,7 @@ class SeedTree {
   // How many nodes the tree keeps (1 until the first puncture).
   [[nodiscard]] std::size_t nodes() const noexcept { return nodes_.size(); }
   // A second tree with the same nodes (none of the walk's caches), to puncture apart: cheaper
-  // than encode() and decode() for a tree of a million nodes.
+  // than encode() and decode() for a tree of a million nodes, with room for two punctures.
   [[nodiscard]] SeedTree clone() const;
 
   // The tree as bytes, for the key store, which seals them: version u8, node count u32, then per

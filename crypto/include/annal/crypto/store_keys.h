@@ -58,8 +58,8 @@ struct StoreKeys {
 // The bytes save_store_keys writes, for a caller that writes them itself (atomically, 0600).
 [[nodiscard]] Result<std::vector<std::byte>> seal_store_keys(const std::string& path, const StoreKeys& state,
                                                              KeyProvider& keys);
-// Whether save_store_keys would take `state`: its error if the file would pass the 1 MiB a key
-// store may hold, ok otherwise. Writes nothing.
+// Whether save_store_keys would take `state`: its error if the file would pass the
+// kStoreKeysBytesMax a key store may hold, ok otherwise. Writes nothing.
 [[nodiscard]] Status store_keys_fit(const std::string& path, const StoreKeys& state);
 
 }  // namespace annal::crypto
