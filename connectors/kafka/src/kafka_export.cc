@@ -441,15 +441,14 @@ void KafkaExport::end_of_batch(std::uint64_t applied) {
 }
 
 void KafkaExport::stop_requested() {
-  // Both: erased_ is cleared, and no record is being queued until the sending has stopped (one
-  // queued after the clear could be of a stream erased before it).
+  // Both: no record is being queued until the sending has stopped.
   std::lock_guard producing(produce_mutex_);
   std::lock_guard lock(mutex_);
   stopping_ = true;
-  // Nothing more is produced in this run. (Not cleared at the next start: the engine tells of its
-  // erasures before that, and the ids are of this store's streams only.)
-  erased_ = {};
-  erasures_pending_.store(false, std::memory_order_release);
+  // erased_ is kept: an event of an erased stream read before its erasure may still come to
+  // apply() as the run closes, and is to be taken as erased then too (a comparison with the
+  // topic, which never had it, would read as a divergence). Its ids are this store's streams',
+  // never used again, so it also holds for a next run.
   // The engine's close ends the run's sending here, not when this object goes: an application
   // may hold it on while the store is opened again and another run reads the topic back.
   if (producer_) producer_->stop_sending();
