@@ -92,7 +92,7 @@ struct InspectOptions {
   std::string sign_key;
 };
 
-// HMAC-SHA256 of a head under the newest version of `keys`, with that version.
+// HMAC-SHA256 of a head under `keys`' key of `version`, with that version.
 Result<std::pair<std::uint32_t, crypto::Digest>> head_tag(const journal::ChainHead& head, std::uint32_t version,
                                                           const journal::ChainKeys& keys, const std::string& whose) {
   const auto key = keys(version);

@@ -1,6 +1,6 @@
 // annal verify DIR [--payloads] [--chain [--expect HEAD [--expect-tag TAG] [--expect-signature SIG --sign-key FILE]]]:
-// checks every record's checksum and
-// sequence, every segment's continuity, every snapshot, and every event's names and versions; exit
+// checks every record's checksum and sequence, every segment's continuity, every snapshot, and
+// every event's names and versions; exit
 // 0 only if all is sound. With --payloads, also every payload byte against what `annal load`
 // wrote. With --chain, the hash chain too (every link recomputed; the tags, given the key file),
 // and with --expect, that the log still reaches a head `annal inspect --chain` printed earlier;
@@ -188,13 +188,13 @@ int run(const VerifyOptions& options) {
   return problems.empty() ? kOk : kFailed;
 }
 
-}  // namespace
-
 // A kept tag or signature given empty (a script's variable that came out so) is refused, not
 // taken for "nothing to check".
 CLI::Validator not_empty(const std::string& what) {
   return CLI::Validator([what](std::string& text) { return text.empty() ? what + " is empty" : std::string(); }, what);
 }
+
+}  // namespace
 
 void add_verify(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("verify", "Check every checksum, sequence, snapshot and event (read-only)");
