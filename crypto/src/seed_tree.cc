@@ -1,9 +1,6 @@
 #include "annal/crypto/seed_tree.h"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include <algorithm>
 #include <array>
@@ -13,6 +10,7 @@
 
 #include "annal/base/assert.h"
 #include "annal/base/little_endian.h"
+#include "hmac.h"
 
 namespace annal::crypto {
 namespace {
@@ -25,46 +23,12 @@ constexpr std::size_t kBlocksKept = 4096;
 constexpr std::size_t kCountBytes = 4;
 constexpr std::size_t kNodeBytes = 1 + 8 + kKeyBytes;
 
-// This thread's HMAC-SHA256, fetched and set up once: OpenSSL 3's one-shot HMAC() fetches the
-// algorithm on every call, most of a step's cost. Freed (and its key state wiped) at thread exit.
-class Hmac {
- public:
-  Hmac() {
-    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-    ANNAL_ASSERT(mac != nullptr);
-    ctx_ = EVP_MAC_CTX_new(mac);
-    EVP_MAC_free(mac);  // the context keeps its own reference
-    char digest[] = "SHA256";
-    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                                 OSSL_PARAM_construct_end()};
-    ANNAL_ASSERT(ctx_ != nullptr && EVP_MAC_CTX_set_params(ctx_, params) == 1);
-  }
-  ~Hmac() { EVP_MAC_CTX_free(ctx_); }
-  Hmac(const Hmac&) = delete;
-  Hmac& operator=(const Hmac&) = delete;
-
-  // HMAC-SHA256(key, message) into `out`. Fails only without memory: the process stops.
-  void mac(std::span<const std::byte, kKeyBytes> key, std::span<const unsigned char> message,
-           std::span<std::byte, kKeyBytes> out) {
-    std::size_t length = 0;
-    const bool done =
-        EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(), nullptr) == 1 &&
-        EVP_MAC_update(ctx_, message.data(), message.size()) == 1 &&
-        EVP_MAC_final(ctx_, reinterpret_cast<unsigned char*>(out.data()), &length, out.size()) == 1;
-    ANNAL_ASSERT(done && length == kKeyBytes);
-  }
-
- private:
-  EVP_MAC_CTX* ctx_ = nullptr;
-};
-
 // One step down: HMAC-SHA256 keyed with the node, of the one byte `bit`. HMAC, not a bare hash of
 // node || bit: that HMAC is a PRF under its key is the standard assumption, which is what GGM needs.
 Key child(const Key& node, std::uint64_t bit) {
-  thread_local Hmac hmac;
-  const unsigned char side = static_cast<unsigned char>(bit);
+  const std::byte side{static_cast<unsigned char>(bit)};
   std::array<std::byte, kKeyBytes> digest{};
-  hmac.mac(node.bytes(), std::span(&side, 1), digest);
+  hmac_sha256(node.bytes(), {std::span(&side, 1)}, digest);
   Key out(digest);
   OPENSSL_cleanse(digest.data(), digest.size());
   return out;
@@ -109,6 +73,12 @@ std::size_t SeedTree::covering(std::uint64_t id) const noexcept {
 bool SeedTree::punctured(std::uint64_t id) const { return covering(id) == nodes_.size(); }
 
 Result<Key> SeedTree::seed(std::uint64_t id) const {
+  auto from = ancestor(id);
+  if (!from.ok()) return from.status();
+  return descend(from.value(), id);
+}
+
+Result<SeedTree::Ancestor> SeedTree::ancestor(std::uint64_t id) const {
   const std::size_t at = covering(id);
   if (at == nodes_.size()) {
     return Status(ErrorCode::not_found, "the seed of id " + std::to_string(id) + " was destroyed (the stream was erased)");
@@ -144,8 +114,14 @@ Result<Key> SeedTree::seed(std::uint64_t id) const {
     if (blocks_.size() >= kBlocksKept) blocks_.clear();  // rare, and cheaper than an LRU's upkeep
     blocks_.emplace(prefix_of(id, kBlockDepth), node->clone());
   }
-  for (; depth < kDepth; ++depth) node = child(*node, bit_at(id, depth));
-  return std::move(*node);
+  return Ancestor{std::move(*node), depth};
+}
+
+Key SeedTree::descend(const Ancestor& from, std::uint64_t id) {
+  ANNAL_ASSERT(from.depth <= kDepth);
+  Key node = from.node.clone();
+  for (unsigned depth = from.depth; depth < kDepth; ++depth) node = child(node, bit_at(id, depth));
+  return node;
 }
 
 void SeedTree::puncture(std::uint64_t id) {

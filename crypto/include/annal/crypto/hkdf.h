@@ -25,9 +25,8 @@ namespace annal::crypto {
 inline constexpr std::size_t kHkdfOutputBytesMax = 255 * 32;  // RFC 5869: L <= 255 * HashLen
 
 // HKDF-SHA256 of `ikm` with `salt` and `info`, filling all of `out` (1 to kHkdfOutputBytesMax
-// bytes). An empty salt means HashLen zero bytes, as RFC 5869 says. Fails only if OpenSSL does
-// (ErrorCode::failed); `out` is wiped then.
-[[nodiscard]] Status hkdf_sha256(std::span<const std::byte> ikm, std::span<const std::byte> salt,
+// bytes). An empty salt means HashLen zero bytes, as RFC 5869 says.
+void hkdf_sha256(std::span<const std::byte> ikm, std::span<const std::byte> salt,
                                  std::span<const std::byte> info, std::span<std::byte> out);
 
 // A 32-byte key derived from `master` by HKDF-SHA256. Distinct `info` gives independent keys.
