@@ -495,17 +495,25 @@ Result<std::shared_ptr<const journal::ChainKey>> StoreCipher::chain_key() {
 }
 
 Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32_t version) {
-  std::lock_guard lock(mutex_);
-  // Derived keys are kept (32 bytes each): a derivation walks part of the seed tree and runs
-  // HKDF, some microseconds, where the ciphers' caches hold a thousand streams' key schedules.
+  // Derived keys are kept (32 bytes each): a derivation walks the last levels of the seed tree and
+  // runs HKDF, some microseconds, where the ciphers' caches hold a thousand streams' key schedules.
   const auto id = std::pair(stream_id, version);
+  std::unique_lock lock(mutex_);
   if (const auto kept = keys_kept_.find(id); kept != keys_kept_.end()) return kept->second.clone();
-  auto seed = state_.seeds.seed(stream_id);
-  if (!seed.ok()) return seed.status();
+  auto from = state_.seeds.ancestor(stream_id);
+  if (!from.ok()) return from.status();
   auto master_key = master(version);
   if (!master_key.ok()) return master_key.status();
-  auto key = crypto::stream_key(master_key.value(), seed.value().bytes(), stream_id, version);
+  // The derivation itself outside the lock: appenders meeting new streams (prepare) derive side by
+  // side instead of queueing, and the journal's sealer, which takes this lock, does not wait for them.
+  lock.unlock();
+  const crypto::Key seed = crypto::SeedTree::descend(from.value(), stream_id);
+  auto key = crypto::stream_key(master_key.value(), seed.bytes(), stream_id, version);
   if (!key.ok()) return key.status();
+  lock.lock();
+  // An erasure of another stream leaves this one's seed as it was; of this one, the key must not
+  // be kept nor given.
+  if (state_.seeds.punctured(stream_id)) return state_.seeds.ancestor(stream_id).status();
   if (keys_kept_.size() >= kKeysKept) keys_kept_.clear();  // rare, and cheaper than an LRU's upkeep
   keys_kept_.emplace(id, key.value().clone());
   return key;

@@ -104,6 +104,30 @@ TEST(SeedTree, TheKeptNodesGiveTheSameSeedsInAnyOrder) {
   EXPECT_EQ(seed_hex(tree, erased ^ 1), seed_hex(fresh, erased ^ 1));
 }
 
+// What the engine does to derive outside its lock: the ancestor taken from the tree, the walk
+// finished apart, even after the tree was punctured elsewhere in between.
+TEST(SeedTree, AnAncestorDescendedApartGivesTheSeedWhileTheIdIsNotPunctured) {
+  SeedTree tree = SeedTree::from_root(counting_root());
+  std::mt19937_64 random(9);
+  for (int i = 0; i < 2000; ++i) {
+    const std::uint64_t id = i % 2 == 0 ? std::uint64_t{1} << 63 | random() % 100'000 : random();
+    if (tree.punctured(id)) continue;  // a neighbour erased before
+    const auto from = tree.ancestor(id);
+    ASSERT_TRUE(from.ok()) << id;
+    EXPECT_LE(from.value().depth, 64u);
+    if (i % 7 == 0) tree.puncture(id ^ 1);  // a neighbour erased between the two halves
+    EXPECT_EQ(testing::to_hex(SeedTree::descend(from.value(), id).bytes()),
+              seed_hex(SeedTree::from_root(counting_root()), id))
+        << id;
+  }
+  // Once the block of 256 ids was asked, the ancestor is at most 8 levels above the leaf.
+  const auto near = tree.ancestor((std::uint64_t{1} << 63) + 3);
+  ASSERT_TRUE(tree.ancestor((std::uint64_t{1} << 63) + 2).ok() && near.ok());
+  EXPECT_GE(near.value().depth, 56u);
+  tree.puncture(42);
+  EXPECT_EQ(tree.ancestor(42).status().code(), ErrorCode::not_found);
+}
+
 TEST(SeedTree, ManyPuncturesEachDestroyOnlyTheirOwn) {
   SeedTree tree = SeedTree::create().value();
   const SeedTree before = tree.clone();  // punctured apart from it

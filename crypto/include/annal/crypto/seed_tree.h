@@ -41,6 +41,17 @@ class SeedTree {
 
   // The seed of `id`: ErrorCode::not_found, naming the id, once it is punctured.
   [[nodiscard]] Result<Key> seed(std::uint64_t id) const;
+  // seed() in two parts, for a tree shared under a lock: ancestor() finds the node of `id`'s path
+  // the tree keeps or has walked to (at most 8 levels above the leaf once its 256-id block was
+  // asked), under the lock; descend() walks the rest, needing nothing of the tree, outside it.
+  // descend(ancestor(id).value(), id) is seed(id). The tree may change in between: `id`'s seed
+  // does not, unless `id` itself is punctured, which the caller checks again under its lock.
+  struct Ancestor {
+    Key node;
+    unsigned depth = 0;  // the node's level: 0 the root, 64 the leaf
+  };
+  [[nodiscard]] Result<Ancestor> ancestor(std::uint64_t id) const;
+  [[nodiscard]] static Key descend(const Ancestor& from, std::uint64_t id);
   // Destroys `id`'s seed for good; every other id's stays as it was. Idempotent.
   void puncture(std::uint64_t id);
   [[nodiscard]] bool punctured(std::uint64_t id) const;
