@@ -131,6 +131,11 @@ Result<std::size_t> PosixFiles::read(FileId file, std::uint64_t offset, std::spa
   return done;
 }
 
+void PosixFiles::read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) {
+  // The kernel queues the reads and returns; the page cache holds the bytes for the pread to come.
+  (void)::posix_fadvise(file, static_cast<off_t>(offset), static_cast<off_t>(bytes), POSIX_FADV_WILLNEED);
+}
+
 int PosixFiles::write_all(FileId file, std::uint64_t offset, std::span<const std::byte> data,
                             std::uint64_t& failed_at) {
   std::size_t done = 0;

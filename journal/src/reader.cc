@@ -106,6 +106,9 @@ Status Reader::enter_segment() {
   file_ = file.value();
   salt_ = salt.value();
   segment_ = std::move(where);
+  read_begin_ = 0;  // the header's read
+  read_end_ = kSegmentHeaderBytes;
+  read_ahead_end_ = 0;
   cursor_sequence_ = segment_.start_sequence;
   cursor_offset_ = segment_.start_offset;
   return {};
@@ -137,11 +140,25 @@ Status Reader::fill(std::size_t bytes) {
   if (buffer_.size() < bytes) buffer_.resize(bytes);
   const std::uint64_t written = segment_.end_offset - cursor_offset_;
   const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), written));
+  // A record the last chunk cut is read again from its start: still a scan.
+  const bool scanning = chunk_bytes_ >= kReadAheadChunkBytesMin && read_begin_ <= cursor_offset_ &&
+                        cursor_offset_ <= read_end_ && want == buffer_.size();
   const auto n = io_->read(file_, cursor_offset_, std::span(buffer_).first(want));
   buffer_used_ = 0;
   if (!n.ok()) return n.status();
   buffer_offset_ = cursor_offset_;
   buffer_used_ = n.value();
+  read_begin_ = buffer_offset_;
+  read_end_ = buffer_offset_ + buffer_used_;
+  // A scan (whole chunks, one after the other): the disk reads the next ones while this one is
+  // decoded and opened, instead of after. Asked a chunk at a time, so each hint is one large read.
+  if (scanning) {
+    const std::uint64_t until = std::min(segment_.end_offset, read_end_ + kReadAheadChunks * chunk_bytes_);
+    for (std::uint64_t from = std::max(read_ahead_end_, read_end_); from < until; from += chunk_bytes_) {
+      io_->read_ahead(file_, from, std::min<std::uint64_t>(chunk_bytes_, until - from));
+      read_ahead_end_ = std::min<std::uint64_t>(from + chunk_bytes_, until);
+    }
+  }
   return {};
 }
 

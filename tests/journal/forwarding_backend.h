@@ -21,6 +21,9 @@ class ForwardingBackend : public IoBackend {
   Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override {
     return inner_->read(file, offset, out);
   }
+  void read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) override {
+    inner_->read_ahead(file, offset, bytes);
+  }
   Status write(FileId file, std::uint64_t offset, std::span<const std::byte> data) override {
     return inner_->write(file, offset, data);
   }

@@ -7,11 +7,15 @@
 
 #include <cerrno>
 #include <chrono>
+#include <deque>
+#include <map>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "annal/journal/inspect.h"
+#include "forwarding_backend.h"
 #include "journal_fixture.h"
 #include "segment_index.h"
 #include "watchdog.h"
@@ -383,6 +387,110 @@ TYPED_TEST(ReaderTest, ClosingTheJournalEndsATailingWait) {
 // Records whose sync failed are in the file, readable bytes and all, and the journal counts them
 // as written (interval mode writes first and syncs later), but they were never acknowledged: a
 // reader must not hand them out.
+// Records each file's reads and read-ahead hints (one reader at a time: not thread-safe).
+class HintRecorder final : public test::ForwardingBackend {
+ public:
+  struct Range {
+    std::uint64_t begin, end;
+    std::uint64_t hinted_end = 0;  // for a read: how far hints had reached when it was made
+  };
+  struct File {
+    std::vector<Range> reads, hints;
+    std::uint64_t hinted_beyond_reads = 0;  // hinted bytes not ahead of the last read, or too far
+  };
+  explicit HintRecorder(std::uint64_t window) : ForwardingBackend(make_posix_backend()), window_(window) {}
+
+  Result<FileId> open(const std::string& path, OpenMode mode) override {
+    auto file = ForwardingBackend::open(path, mode);
+    if (file.ok() && mode == OpenMode::read_only) current_[file.value()] = &files_.emplace_back();
+    return file;
+  }
+  Status close(FileId file) override {
+    current_.erase(file);
+    return ForwardingBackend::close(file);
+  }
+  Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override {
+    auto n = ForwardingBackend::read(file, offset, out);
+    if (n.ok() && current_.contains(file)) {
+      File& f = *current_[file];
+      f.reads.push_back({offset, offset + n.value(), f.hints.empty() ? 0 : f.hints.back().end});
+    }
+    return n;
+  }
+  void read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) override {
+    File& f = *current_.at(file);
+    const std::uint64_t read_end = f.reads.empty() ? 0 : f.reads.back().end;
+    if (offset < read_end || offset + bytes > read_end + window_) f.hinted_beyond_reads += bytes;
+    f.hints.push_back({offset, offset + bytes});
+    ForwardingBackend::read_ahead(file, offset, bytes);
+  }
+  std::deque<File> files_;
+
+ private:
+  const std::uint64_t window_;
+  std::map<FileId, File*> current_;
+};
+
+// A scan asks the disk for the chunks ahead of the one it reads, each byte once and never past
+// what the segment has written, so that by the time it reads a chunk the disk was asked for it
+// already. A reader with small chunks (they jump from record to record), or one reading a record
+// from the middle of a segment, asks for nothing ahead.
+TEST(ReaderReadAhead, AScanHasTheDiskReadTheChunksAheadOfItAndAJumpDoesNot) {
+  test::TempDirectory dir;
+  const Options options{.segment_bytes_max = 1u << 20,
+                        .record_bytes_max = 1024,
+                        .commit_bytes_max = 64u << 10,
+                        .index_interval_bytes = 16u << 10,
+                        .read_chunk_bytes = 64u << 10};
+  const std::uint64_t window = 4 * options.read_chunk_bytes;  // Reader::kReadAheadChunks chunks
+  auto recorder = std::make_shared<HintRecorder>(window);
+  auto journal = Journal::open(dir.path(), options, recorder);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  const std::uint64_t last = append_varied(*journal.value(), 0, 15000);
+  ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
+  ASSERT_GE(locate_all(*journal.value(), last).back().base, 2u) << "the log should span segments";
+
+  recorder->files_.clear();  // the open's recovery read some
+  auto reader = journal.value()->reader(1);
+  ASSERT_TRUE(reader.ok());
+  for (std::uint64_t s = 1; s <= last; ++s) expect_record(next_record(*reader.value()), s);
+  std::size_t scanned = 0;  // segments read in more than one chunk
+  for (const HintRecorder::File& file : recorder->files_) {
+    if (file.reads.size() <= 2) continue;  // the header and one chunk: the last segment's little
+    ++scanned;
+    ASSERT_FALSE(file.hints.empty());
+    EXPECT_EQ(file.hinted_beyond_reads, 0u);
+    for (std::size_t i = 1; i < file.hints.size(); ++i) {
+      EXPECT_EQ(file.hints[i].begin, file.hints[i - 1].end) << "hints follow on, each byte once";
+    }
+    EXPECT_LE(file.hints.back().end, file.reads.back().end) << "nothing hinted past what was written";
+    // Every read after the first chunk's was hinted before it was made (reads[0] is the segment
+    // header; a read may start a little before the hints, again at a record the chunk before cut).
+    for (const HintRecorder::Range& read : std::span(file.reads).subspan(2)) {
+      EXPECT_LE(read.end, read.hinted_end) << read.begin;
+    }
+  }
+  EXPECT_GE(scanned, 2u);
+  reader.value().reset();
+
+  recorder->files_.clear();
+  auto small = journal.value()->reader(1, 4096);
+  ASSERT_TRUE(small.ok());
+  for (std::uint64_t s = 1; s <= last; ++s) expect_record(next_record(*small.value()), s);
+  small.value().reset();
+  ASSERT_GE(recorder->files_.size(), 2u);
+  for (const HintRecorder::File& file : recorder->files_) EXPECT_TRUE(file.hints.empty());
+
+  // One record from an index entry in the middle of the first segment.
+  recorder->files_.clear();
+  const std::uint64_t middle = locate_all(*journal.value(), last)[last / 8].start_sequence + 1;
+  auto jump = journal.value()->reader(middle);
+  ASSERT_TRUE(jump.ok());
+  expect_record(next_record(*jump.value()), middle);
+  ASSERT_EQ(recorder->files_.size(), 1u);
+  EXPECT_TRUE(recorder->files_.front().hints.empty());
+}
+
 TEST(ReaderFaults, NeverReturnsARecordThatIsNotDurable) {
   auto io = std::make_shared<FaultBackend>(7);
   Options options = kSmall;

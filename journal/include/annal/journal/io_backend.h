@@ -77,6 +77,13 @@ class IoBackend {
   // put back an older one). not_found if there is none. Backends without owners check existence.
   virtual Status check_private(const std::string& path) = 0;
 
+  // Optional: a hint that `bytes` from `offset` of `file` will be read next, so the backend may start
+  // reading them now, while the caller works on what it read before (a replay from disk then waits
+  // for the disk less). Nothing to report: a hint that fails costs only the wait it would have saved.
+  virtual void read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) {
+    (void)file, (void)offset, (void)bytes;
+  }
+
   // Optional: the buffers the asynchronous writes will come from, until unregister_buffers() (or
   // the next registration). io_uring pins them once instead of on every write. Writes from other
   // memory still work. Fails if the kernel refuses (a memlock limit, say): the caller may go on

@@ -111,6 +111,15 @@ class Reader {
   std::vector<std::byte> buffer_;
   std::uint64_t buffer_offset_ = 0;
   std::size_t buffer_used_ = 0;
+  // The last read of the open segment, and how far the backend was asked to read ahead of it
+  // (IoBackend::read_ahead): up to kReadAheadChunks chunks while reads follow on, for a reader
+  // whose chunks are sized to scan (a small one jumps from record to record: a hint per chunk would
+  // double its system calls for nothing).
+  static constexpr std::uint64_t kReadAheadChunks = 4;
+  static constexpr std::size_t kReadAheadChunkBytesMin = 64u << 10;
+  std::uint64_t read_begin_ = 0;
+  std::uint64_t read_end_ = 0;
+  std::uint64_t read_ahead_end_ = 0;
 };
 
 }  // namespace annal::journal
