@@ -335,7 +335,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("journal_durable_8w/annal", BM_Durable8wAnnal, aj::IoKind::io_uring)
       ->Unit(benchmark::kMillisecond);
   // The same journal on the synchronous POSIX backend (pwrite + fdatasync on the writer thread):
-  // how much io_uring's hand-off of the fdatasync to a kernel worker costs at this load.
+  // what io_uring's asynchronous writes gain or cost at this load (both sync on the writer thread).
   benchmark::RegisterBenchmark("journal_durable_8w/annal_posix", BM_Durable8wAnnal, aj::IoKind::posix)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("journal_durable_8w/rocksdb", BM_Durable8wRocksDb)->Unit(benchmark::kMillisecond);

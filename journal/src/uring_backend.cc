@@ -73,16 +73,13 @@ io_uring_sqe* UringBackend::next_sqe() {
 void UringBackend::prepare(std::uint32_t op) {
   io_uring_sqe* sqe = next_sqe();
   const Op& o = ops_[op];
-  if (o.is_sync) {
-    io_uring_prep_fsync(sqe, o.file, IORING_FSYNC_DATASYNC);
+  ANNAL_ASSERT(!o.is_sync);  // syncs run on the caller's thread (release_held_syncs)
+  const std::span<const std::byte> rest = o.data.subspan(o.done);
+  if (o.registered >= 0) {
+    io_uring_prep_write_fixed(sqe, o.file, rest.data(), static_cast<unsigned>(rest.size()), o.offset + o.done,
+                              o.registered);
   } else {
-    const std::span<const std::byte> rest = o.data.subspan(o.done);
-    if (o.registered >= 0) {
-      io_uring_prep_write_fixed(sqe, o.file, rest.data(), static_cast<unsigned>(rest.size()),
-                                o.offset + o.done, o.registered);
-    } else {
-      io_uring_prep_write(sqe, o.file, rest.data(), static_cast<unsigned>(rest.size()), o.offset + o.done);
-    }
+    io_uring_prep_write(sqe, o.file, rest.data(), static_cast<unsigned>(rest.size()), o.offset + o.done);
   }
   io_uring_sqe_set_data64(sqe, op);
   ++in_kernel_;
@@ -125,7 +122,9 @@ void UringBackend::release_held_syncs() {
     if (first_failed_write_ < order) {
       complete(op, -ECANCELED);  // never sync over a write that failed
     } else {
-      prepare(op);
+      // On this thread, not through the ring: io_uring runs an fsync on a kernel worker, a
+      // wake-up and a switch there and back for every group commit (docs/journal.md).
+      complete(op, -static_cast<std::int64_t>(sync_data(ops_[op].file)));
     }
   }
 }
@@ -143,10 +142,10 @@ void UringBackend::complete(std::uint32_t op, std::int64_t result) {
 void UringBackend::on_completion(std::uint32_t op, std::int32_t result) {
   Op& o = ops_[op];
   if (result == -EINTR || result == -EAGAIN) {
-    prepare(op);  // not attempted: try again (for a sync too, it did not run)
+    prepare(op);  // not attempted: try again
     return;
   }
-  if (o.is_sync || result < 0) {
+  if (result < 0) {
     complete(op, result);
     return;
   }

@@ -1,10 +1,12 @@
-// UringBackend: IoBackend whose asynchronous path is io_uring; the synchronous calls are
+// UringBackend: IoBackend whose asynchronous writes go through io_uring; the synchronous calls are
 // PosixFiles'. Writes go to the kernel as soon as they are queued (submit() makes one system call
 // for the whole round), several in flight at once. A sync is held back until every write queued
-// before it has completed in full, and only then submitted: io_uring does not order an fsync after
-// earlier writes by itself, and a short write must be finished before the sync that covers it.
-// Short writes are resubmitted for the rest; -EINTR and -EAGAIN are resubmitted; a sync after a
-// failed write completes with -ECANCELED and never runs. Completions arrive in any order.
+// before it has completed in full (a short write must be finished before the sync that covers
+// it), and then runs on the thread that queued or reaped it: an fdatasync, not an io_uring fsync,
+// which the kernel hands to a worker thread, costing a wake-up and two context switches per
+// group commit (journal_durable_8w: p50 409 against 256 us, docs/journal.md). Short writes are
+// resubmitted for the rest; -EINTR and -EAGAIN are resubmitted; a sync after a failed write
+// completes with -ECANCELED and never runs. Completions arrive in any order.
 #pragma once
 
 #include <liburing.h>
