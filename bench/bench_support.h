@@ -1,8 +1,8 @@
 // What the benchmark binaries share: a scratch directory on the disk being measured, latency
-// percentiles, a run of N writer threads, and the journal's 8-writer durable benchmark
-// (journal_durable_8w/annal). engine_bench registers that one beside engine_append_8w/annal, so
-// the engine is compared with the journal alone in the same run, interleaved, on the same disk
-// weather.
+// percentiles, a run of N writer threads, and the journal's rows the engine is measured against:
+// the 8-writer durable one (journal_durable_8w/annal) and the saturating producer
+// (journal_append_<size>/<mode>). engine_bench registers them beside its own rows, so the engine
+// is compared with the journal alone in the same run, interleaved, on the same disk weather.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -23,6 +23,7 @@
 
 #include "annal/crypto/key.h"
 #include "annal/journal/journal.h"
+#include "store_cipher.h"
 
 namespace annal::bench {
 
@@ -160,6 +161,93 @@ inline void BM_Durable8wAnnal(benchmark::State& state, journal::IoKind io) {
   }
   state.SetLabel(std::string("durability=group_commit io=") + (io == journal::IoKind::io_uring ? "io_uring" : "posix") +
                  " wait=blocking");
+}
+
+// The engine's record cipher for a journal in `directory`, as Options::encryption makes it: a
+// key store there, this open numbered, one stream's key (every record here is stream 1's).
+inline std::shared_ptr<journal::RecordCipher> engine_cipher(const std::string& directory) {
+  auto store = engine::StoreCipher::open(directory, std::make_shared<RunMasterKey>());
+  if (!store.ok() || !store.value()->begin_writing(journal::kFirstSequence).ok()) return nullptr;
+  return store.value()->records();
+}
+
+// A record of `payload`'s bytes. Encrypted, laid out as the engine's are (its cipher keeps an
+// event's first 9 bytes, the flags and back pointer, in clear): the same bytes, split.
+inline journal::RecordInput record_of(std::span<const std::byte> payload, bool encrypted) {
+  constexpr std::size_t kClearBytes = 9;
+  if (!encrypted) return journal::RecordInput{.stream_id = 1, .payload = payload};
+  return journal::RecordInput{.stream_id = 1, .prefix = payload.first(kClearBytes), .payload = payload.subspan(kClearBytes)};
+}
+
+inline std::string mode_name(journal::Durability mode) {
+  switch (mode) {
+    case journal::Durability::none: return "none";
+    case journal::Durability::group_commit: return "group_commit";
+    case journal::Durability::interval: return "interval";
+  }
+  return "?";
+}
+
+// One producer appends batches of 16 events (as the engine's journaler hands over a batch from the
+// ring) as fast as the journal takes them; back-pressure comes from its staging buffers. An
+// observer thread waits for every advance of the durable sequence, as a waiting client would, and
+// notes when it saw it. Append-to-durable latency of a batch is the time from append() returning
+// to the observer seeing a durable sequence that covers it.
+inline void run_saturating(benchmark::State& state, std::size_t payload_bytes, journal::Options options, bool encrypted = false) {
+  ScratchDir dir("append");
+  if (encrypted && !(options.cipher = engine_cipher(dir.str()))) return state.SkipWithError("no cipher");
+  auto opened = journal::Journal::open(dir.str(), options);
+  if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
+  journal::Journal& journal = *opened.value();
+  constexpr std::size_t kBatch = 16, kAppendsPerIteration = 64;
+  const std::vector<std::byte> payload(payload_bytes, std::byte{0x5A});
+  const std::vector<journal::RecordInput> batch(kBatch, record_of(payload, encrypted));
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::pair<std::uint64_t, Clock::time_point>> appended, durable;  // one writer each
+  appended.reserve(1 << 20);
+  durable.reserve(1 << 20);
+  std::atomic<std::uint64_t> final_sequence{UINT64_MAX};
+  std::thread observer([&] {
+    std::uint64_t seen = 0;
+    while (seen < final_sequence.load(std::memory_order_acquire)) {
+      if (!journal.wait_durable(seen + 1, journal::Journal::Clock::now() + std::chrono::milliseconds(100)).ok()) continue;
+      seen = journal.durable_sequence();
+      durable.emplace_back(seen, Clock::now());
+    }
+  });
+  std::uint64_t last = 0;
+  bool failed = false;
+  const auto started = Clock::now();
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < kAppendsPerIteration && !failed; ++i) {
+      const auto receipt = journal.append(batch);
+      failed = !receipt.ok();
+      if (failed) break;
+      last = receipt.value().last;
+      appended.emplace_back(last, Clock::now());
+    }
+  }
+  const bool durable_in_time = journal.wait_durable(last, journal::Journal::Clock::now() + std::chrono::minutes(1)).ok();
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  final_sequence.store(durable_in_time && !failed ? last : 0, std::memory_order_release);
+  observer.join();
+  if (failed || !durable_in_time) return state.SkipWithError("an append failed or did not become durable");
+  std::vector<double> latencies_us;
+  latencies_us.reserve(appended.size());
+  auto covering = durable.begin();
+  for (const auto& [sequence, at] : appended) {
+    while (covering->first < sequence) ++covering;  // the observer saw `last`, so this stops
+    latencies_us.push_back(std::chrono::duration<double, std::micro>(covering->second - at).count());
+  }
+  const double events = static_cast<double>(last);
+  // The bytes written: a sealed record is the cipher's overhead longer.
+  const std::size_t stored = payload_bytes + (options.cipher ? options.cipher->overhead() : 0);
+  state.counters["bytes_per_second"] = events * static_cast<double>(journal::padded_record_bytes(stored)) / seconds;
+  state.counters["payload_MBps"] = events * static_cast<double>(payload_bytes) / seconds / 1e6;
+  state.counters["events_per_second"] = events / seconds;
+  report_latency(state, latencies_us);
+  state.SetLabel("durability=" + mode_name(options.durability) + (options.direct_io ? " direct_io" : "") +
+                 (encrypted ? " AES-256-GCM" : "") + " io=io_uring batch=16 wait=blocking");
 }
 
 }  // namespace annal::bench

@@ -7,6 +7,11 @@
 //                                   8 threads, each appending one 256-byte event to a random one of
 //                                   100,000 named streams with its exact expected version, then
 //                                   waiting until it is durable, then the next
+//   engine_saturate_64B/annal/threads:{1,2}
+//                                   1 or 2 threads appending batches of 16 64-byte events to
+//                                   random streams among 10,000, receipts by callback (on_durable),
+//                                   never waiting; beside journal_append_64B/group_commit, the
+//                                   journal's own saturating row, registered here too
 //   engine_e2e_2proj/annal[_eager]  issue 5's end to end: engine_append_8w's appends as order
 //                                   events, with two projections following them (an order book
 //                                   and totals per event type: order_projections.h), both gated
@@ -30,7 +35,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -155,6 +162,90 @@ void BM_EngineAppend8w(benchmark::State& state, ae::Sequencing sequencing, bool 
                                                             : "one sequencer thread fed by a lock-free queue, ") +
                  std::to_string(kAppendStreams) + " streams" + (encrypted ? ", AES-256-GCM" : ""));
   if (const annal::Status closed = engine.close(); !closed.ok()) state.SkipWithError(closed.to_string().c_str());
+}
+
+// ---- engine_saturate_64B ------------------------------------------------------------------------
+// Issue 18's engine at full speed: `threads` threads append batches of 16 events of 64 bytes, each
+// batch to a stream at random among 10,000 with ExpectedVersion::any, and never wait: each
+// receipt goes to on_durable, whose callback notes when the batch became durable. Beside it,
+// journal_append_64B/group_commit (bench_support.h, registered here too) appends the same batches
+// straight into the journal: the difference is what the engine's version check, stream index,
+// idempotency window and ring cost.
+
+constexpr std::uint64_t kSaturateStreams = 10'000;
+constexpr std::size_t kSaturateBatch = 16;
+constexpr std::size_t kSaturateEventBytes = 64;
+constexpr std::size_t kSaturateBatchesPerIteration = 1024;  // per thread
+
+void BM_EngineSaturate64B(benchmark::State& state, int threads) {
+  ScratchDir dir("engine-saturate");
+  auto opened = ae::Engine::open(dir.str(), ae::Options{});
+  if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
+  ae::Engine& engine = *opened.value();
+  std::vector<std::string> names;
+  names.reserve(kSaturateStreams);
+  for (std::uint64_t k = 0; k < kSaturateStreams; ++k) names.push_back("stream-" + std::to_string(k));
+  const std::vector<std::byte> payload(kSaturateEventBytes, std::byte{0x5A});
+  const std::vector<ae::EventData> batch(kSaturateBatch, ae::EventData{.type = "Measured", .payload = payload});
+
+  // Noted by the callbacks, which run one at a time on the engine's notifier thread.
+  std::vector<double> latencies_us;
+  latencies_us.reserve(std::size_t{1} << 20);
+  std::atomic<std::uint64_t> pending{0};
+  std::atomic<bool> failed{false};
+  std::mutex settled_mutex;
+  std::condition_variable settled;
+  const auto on_durable = [&](Clock::time_point appended) {
+    return [&, appended](const annal::Status& status) {
+      if (!status.ok()) failed = true;
+      latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - appended).count());
+      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard lock(settled_mutex);
+        settled.notify_all();
+      }
+    };
+  };
+
+  std::uint64_t batches = 0;
+  const annal::bench::ProcessUsage usage_started = annal::bench::process_usage();
+  const auto started = Clock::now();
+  for (auto _ : state) {
+    std::vector<std::thread> appenders;
+    for (int t = 0; t < threads; ++t) {
+      appenders.emplace_back([&, t] {
+        std::mt19937_64 random(batches + static_cast<std::uint64_t>(t));
+        for (std::size_t i = 0; i < kSaturateBatchesPerIteration && !failed; ++i) {
+          const std::string& name = names[random() % names.size()];
+          const auto appended = Clock::now();
+          const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::any(), batch);
+          if (!receipt.ok()) {
+            failed = true;
+            return;
+          }
+          pending.fetch_add(1, std::memory_order_acq_rel);
+          engine.on_durable(receipt.value(), on_durable(appended));
+        }
+      });
+    }
+    for (std::thread& appender : appenders) appender.join();
+    batches += static_cast<std::uint64_t>(threads) * kSaturateBatchesPerIteration;
+  }
+  bool in_time;
+  {
+    std::unique_lock lock(settled_mutex);
+    in_time = settled.wait_until(lock, Clock::now() + std::chrono::minutes(1), [&] { return pending.load() == 0; });
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  const annal::bench::ProcessUsage usage_ended = annal::bench::process_usage();
+  // Closing settles any callback still pending (with an error) before they go out of scope.
+  const annal::Status closed = engine.close();
+  if (failed || !in_time || !closed.ok()) return state.SkipWithError("an append failed or did not become durable");
+  const double events = static_cast<double>(batches * kSaturateBatch);
+  state.counters["events_per_second"] = events / seconds;
+  state.counters["cpu_us_per_event"] = (usage_ended.cpu_seconds - usage_started.cpu_seconds) / events * 1e6;
+  annal::bench::report_latency(state, latencies_us);
+  state.SetLabel("durability=group_commit wait=blocking receipts=on_durable threads=" + std::to_string(threads) +
+                 " batch=16 streams=" + std::to_string(kSaturateStreams));
 }
 
 // ---- engine_e2e_2proj --------------------------------------------------------------------------
@@ -620,6 +711,14 @@ int main(int argc, char** argv) {
   // itself, Google Benchmark sizes the run on the main thread's CPU time (near zero here) and stops
   // only once a trial passes 5 x min_time of wall time, so a repetition ran either 100 or 1,000
   // iterations, whichever the disk's mood of the moment gave.
+  for (const int threads : {1, 2}) {
+    benchmark::RegisterBenchmark(("engine_saturate_64B/annal/threads:" + std::to_string(threads)).c_str(),
+                                 BM_EngineSaturate64B, threads)
+        ->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RegisterBenchmark("journal_append_64B/group_commit", [](benchmark::State& state) {
+    annal::bench::run_saturating(state, kSaturateEventBytes, {.durability = annal::journal::Durability::group_commit});
+  })->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("journal_durable_8w/annal", annal::bench::BM_Durable8wAnnal,
                                annal::journal::IoKind::io_uring)
       ->Iterations(kWriterIterations)

@@ -39,7 +39,6 @@
 #include "annal/journal/journal.h"
 #include "annal/journal/reader.h"
 #include "bench_support.h"
-#include "store_cipher.h"
 
 namespace aj = annal::journal;
 namespace fs = std::filesystem;
@@ -47,9 +46,13 @@ namespace fs = std::filesystem;
 namespace {
 
 using annal::bench::BM_Durable8wAnnal;
+using annal::bench::engine_cipher;
 using annal::bench::kEventBytes;
+using annal::bench::mode_name;
+using annal::bench::record_of;
 using annal::bench::kWriters;
 using annal::bench::report_latency;
+using annal::bench::run_saturating;
 using annal::bench::run_writers;
 using annal::bench::ScratchDir;
 
@@ -107,93 +110,6 @@ void BM_Raw4KiBFdatasync(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kBlock));
   report_latency(state, latencies_us);
-}
-
-// The engine's record cipher for a journal in `directory`, as Options::encryption makes it: a
-// key store there, this open numbered, one stream's key (every record here is stream 1's).
-std::shared_ptr<aj::RecordCipher> engine_cipher(const std::string& directory) {
-  auto store = annal::engine::StoreCipher::open(directory, std::make_shared<annal::bench::RunMasterKey>());
-  if (!store.ok() || !store.value()->begin_writing(aj::kFirstSequence).ok()) return nullptr;
-  return store.value()->records();
-}
-
-// A record of `payload`'s bytes. Encrypted, laid out as the engine's are (its cipher keeps an
-// event's first 9 bytes, the flags and back pointer, in clear): the same bytes, split.
-aj::RecordInput record_of(std::span<const std::byte> payload, bool encrypted) {
-  constexpr std::size_t kClearBytes = 9;
-  if (!encrypted) return aj::RecordInput{.stream_id = 1, .payload = payload};
-  return aj::RecordInput{.stream_id = 1, .prefix = payload.first(kClearBytes), .payload = payload.subspan(kClearBytes)};
-}
-
-std::string mode_name(aj::Durability mode) {
-  switch (mode) {
-    case aj::Durability::none: return "none";
-    case aj::Durability::group_commit: return "group_commit";
-    case aj::Durability::interval: return "interval";
-  }
-  return "?";
-}
-
-// One producer appends batches of 16 events (as the engine's journaler hands over a batch from the
-// ring) as fast as the journal takes them; back-pressure comes from its staging buffers. An
-// observer thread waits for every advance of the durable sequence, as a waiting client would, and
-// notes when it saw it. Append-to-durable latency of a batch is the time from append() returning
-// to the observer seeing a durable sequence that covers it.
-void run_saturating(benchmark::State& state, std::size_t payload_bytes, aj::Options options, bool encrypted = false) {
-  ScratchDir dir("append");
-  if (encrypted && !(options.cipher = engine_cipher(dir.str()))) return state.SkipWithError("no cipher");
-  auto opened = aj::Journal::open(dir.str(), options);
-  if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
-  aj::Journal& journal = *opened.value();
-  constexpr std::size_t kBatch = 16, kAppendsPerIteration = 64;
-  const std::vector<std::byte> payload(payload_bytes, std::byte{0x5A});
-  const std::vector<aj::RecordInput> batch(kBatch, record_of(payload, encrypted));
-  using Clock = std::chrono::steady_clock;
-  std::vector<std::pair<std::uint64_t, Clock::time_point>> appended, durable;  // one writer each
-  appended.reserve(1 << 20);
-  durable.reserve(1 << 20);
-  std::atomic<std::uint64_t> final_sequence{UINT64_MAX};
-  std::thread observer([&] {
-    std::uint64_t seen = 0;
-    while (seen < final_sequence.load(std::memory_order_acquire)) {
-      if (!journal.wait_durable(seen + 1, aj::Journal::Clock::now() + std::chrono::milliseconds(100)).ok()) continue;
-      seen = journal.durable_sequence();
-      durable.emplace_back(seen, Clock::now());
-    }
-  });
-  std::uint64_t last = 0;
-  bool failed = false;
-  const auto started = Clock::now();
-  for (auto _ : state) {
-    for (std::size_t i = 0; i < kAppendsPerIteration && !failed; ++i) {
-      const auto receipt = journal.append(batch);
-      failed = !receipt.ok();
-      if (failed) break;
-      last = receipt.value().last;
-      appended.emplace_back(last, Clock::now());
-    }
-  }
-  const bool durable_in_time = journal.wait_durable(last, aj::Journal::Clock::now() + std::chrono::minutes(1)).ok();
-  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  final_sequence.store(durable_in_time && !failed ? last : 0, std::memory_order_release);
-  observer.join();
-  if (failed || !durable_in_time) return state.SkipWithError("an append failed or did not become durable");
-  std::vector<double> latencies_us;
-  latencies_us.reserve(appended.size());
-  auto covering = durable.begin();
-  for (const auto& [sequence, at] : appended) {
-    while (covering->first < sequence) ++covering;  // the observer saw `last`, so this stops
-    latencies_us.push_back(std::chrono::duration<double, std::micro>(covering->second - at).count());
-  }
-  const double events = static_cast<double>(last);
-  // The bytes written: a sealed record is the cipher's overhead longer.
-  const std::size_t stored = payload_bytes + (options.cipher ? options.cipher->overhead() : 0);
-  state.counters["bytes_per_second"] = events * static_cast<double>(aj::padded_record_bytes(stored)) / seconds;
-  state.counters["payload_MBps"] = events * static_cast<double>(payload_bytes) / seconds / 1e6;
-  state.counters["events_per_second"] = events / seconds;
-  report_latency(state, latencies_us);
-  state.SetLabel("durability=" + mode_name(options.durability) + (options.direct_io ? " direct_io" : "") +
-                 (encrypted ? " AES-256-GCM" : "") + " io=io_uring batch=16 wait=blocking");
 }
 
 // Replay: a journal of kReplayEvents 256-byte events is written once; each iteration reads it all
