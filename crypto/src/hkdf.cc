@@ -31,6 +31,7 @@ void hkdf_sha256(std::span<const std::byte> ikm, std::span<const std::byte> salt
   }
   OPENSSL_cleanse(prk.data(), prk.size());
   OPENSSL_cleanse(block.data(), block.size());
+  hmac_sha256_forget();  // the context was last keyed with the PRK, which gives the output
 }
 
 Result<Key> derive_key(const Key& master, std::span<const std::byte> salt, std::span<const std::byte> info) {

@@ -38,16 +38,27 @@ class Hmac {
     ANNAL_ASSERT(done && length == kHmacBytes);
   }
 
+  void forget() {
+    static constexpr unsigned char kNothing[kHmacBytes] = {};
+    ANNAL_ASSERT(EVP_MAC_init(ctx_, kNothing, sizeof kNothing, nullptr) == 1);
+  }
+
  private:
   EVP_MAC_CTX* ctx_ = nullptr;
 };
+
+Hmac& this_threads() {
+  thread_local Hmac hmac;
+  return hmac;
+}
 
 }  // namespace
 
 void hmac_sha256(std::span<const std::byte> key, std::initializer_list<std::span<const std::byte>> message,
                  std::span<std::byte, kHmacBytes> out) {
-  thread_local Hmac hmac;
-  hmac.mac(key, message, out);
+  this_threads().mac(key, message, out);
 }
+
+void hmac_sha256_forget() { this_threads().forget(); }
 
 }  // namespace annal::crypto

@@ -18,4 +18,9 @@ inline constexpr std::size_t kHmacBytes = 32;
 void hmac_sha256(std::span<const std::byte> key, std::initializer_list<std::span<const std::byte>> message,
                  std::span<std::byte, kHmacBytes> out);
 
+// Keys this thread's context with a constant, so that it holds nothing of the last key it was
+// given (OpenSSL keeps the key, and the digest states made from it, until the next one). Called at
+// the end of each derivation: an idle thread must not keep an erased stream's key material.
+void hmac_sha256_forget();
+
 }  // namespace annal::crypto

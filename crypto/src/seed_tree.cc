@@ -113,6 +113,7 @@ Result<SeedTree::Ancestor> SeedTree::ancestor(std::uint64_t id) const {
     node = path_.back().clone();
     if (blocks_.size() >= kBlocksKept) blocks_.clear();  // rare, and cheaper than an LRU's upkeep
     blocks_.emplace(prefix_of(id, kBlockDepth), node->clone());
+    hmac_sha256_forget();  // the caches above are wiped when they go; the HMAC context must not keep a node
   }
   return Ancestor{std::move(*node), depth};
 }
@@ -121,6 +122,7 @@ Key SeedTree::descend(const Ancestor& from, std::uint64_t id) {
   ANNAL_ASSERT(from.depth <= kDepth);
   Key node = from.node.clone();
   for (unsigned depth = from.depth; depth < kDepth; ++depth) node = child(node, bit_at(id, depth));
+  hmac_sha256_forget();  // it was keyed with the leaf's parent, which gives the seed
   return node;
 }
 
@@ -140,6 +142,7 @@ void SeedTree::puncture(std::uint64_t id) {
     siblings.push_back(Node{static_cast<std::uint8_t>(depth + 1), sibling_prefix, child(node, 1 - bit)});
     node = child(node, bit);
   }
+  hmac_sha256_forget();  // it was keyed with the destroyed leaf's parent
   // The siblings tile the covered node's range less `id`: in order, they take its place.
   std::sort(siblings.begin(), siblings.end(), [](const Node& a, const Node& b) { return a.prefix < b.prefix; });
   if (siblings.empty()) {  // the node was `id`'s leaf itself

@@ -69,7 +69,7 @@ TEST(Hkdf, MatchesRfc5869TestCases) {
 
 // annal spells HKDF out over HMAC; OpenSSL's own (EVP_KDF "HKDF") must agree with it on every
 // shape of input: keys and salts shorter and longer than SHA-256's 64-byte block (a longer HMAC key
-// is hashed first), no salt, no info, outputs of one block, part of one and many.
+// is hashed first), no salt, no info, outputs of one block, part of one and many, up to the limit.
 TEST(Hkdf, AgreesWithOpenSslsHkdfOnEveryShapeOfInput) {
   EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
   ASSERT_NE(kdf, nullptr);
@@ -82,7 +82,8 @@ TEST(Hkdf, AgreesWithOpenSslsHkdfOnEveryShapeOfInput) {
   for (const std::size_t ikm_bytes : {1, 32, 64, 65, 200}) {
     for (const std::size_t salt_bytes : {0, 13, 32, 64, 80}) {
       for (const std::size_t info_bytes : {0, 31, 100}) {
-        for (const std::size_t out_bytes : {1, 32, 42, 64, 255}) {
+        for (const std::size_t out_bytes : {std::size_t{1}, std::size_t{32}, std::size_t{42}, std::size_t{64},
+                                            std::size_t{255}, kHkdfOutputBytesMax}) {
           SCOPED_TRACE(std::to_string(ikm_bytes) + " " + std::to_string(salt_bytes) + " " +
                        std::to_string(info_bytes) + " " + std::to_string(out_bytes));
           auto ikm = bytes(ikm_bytes), salt = bytes(salt_bytes), info = bytes(info_bytes);

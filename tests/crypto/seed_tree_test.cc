@@ -114,16 +114,14 @@ TEST(SeedTree, AnAncestorDescendedApartGivesTheSeedWhileTheIdIsNotPunctured) {
     if (tree.punctured(id)) continue;  // a neighbour erased before
     const auto from = tree.ancestor(id);
     ASSERT_TRUE(from.ok()) << id;
+    // At most 8 levels above the leaf: what is left to walk outside the caller's lock.
+    EXPECT_GE(from.value().depth, 56u);
     EXPECT_LE(from.value().depth, 64u);
     if (i % 7 == 0) tree.puncture(id ^ 1);  // a neighbour erased between the two halves
     EXPECT_EQ(testing::to_hex(SeedTree::descend(from.value(), id).bytes()),
               seed_hex(SeedTree::from_root(counting_root()), id))
         << id;
   }
-  // Once the block of 256 ids was asked, the ancestor is at most 8 levels above the leaf.
-  const auto near = tree.ancestor((std::uint64_t{1} << 63) + 3);
-  ASSERT_TRUE(tree.ancestor((std::uint64_t{1} << 63) + 2).ok() && near.ok());
-  EXPECT_GE(near.value().depth, 56u);
   tree.puncture(42);
   EXPECT_EQ(tree.ancestor(42).status().code(), ErrorCode::not_found);
 }

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "annal/base/little_endian.h"
@@ -313,6 +315,35 @@ TEST_F(EncryptionTest, AnErasedStreamsRecordsOpenAsErasedOnly) {
   ASSERT_TRUE(reopened.ok());
   EXPECT_TRUE(reopened.value()->erased(3));
   EXPECT_FALSE(reopened.value()->erased(4));
+}
+
+// A stream's key is derived outside the store's lock: an erasure that lands meanwhile must leave it
+// neither kept nor given. Two threads ask for a new stream's key as it is erased; once the erasure
+// returned and they are done, no key of it is kept. (Without the check after the
+// derivation, a key derived across the erasure is kept, and handed out after it.)
+TEST_F(EncryptionTest, AKeyDerivedWhileItsStreamIsErasedIsNeitherKeptNorGivenAfterwards) {
+  auto store = StoreCipher::open(dir_.path(), keys_);
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(store.value()->begin_writing(1).ok());
+  StoreCipher& cipher = *store.value();
+  for (std::uint64_t stream = 100; stream < 200; ++stream) {
+    // The first derivation is the one that can straddle the erasure (later ones find the key kept,
+    // or the seed gone), so all three start together.
+    std::atomic<int> ready{0};
+    std::vector<std::thread> deriving;
+    for (int t = 0; t < 2; ++t) {
+      deriving.emplace_back([&] {
+        ready.fetch_add(1);
+        while (ready.load() < 3) std::this_thread::yield();
+        (void)cipher.stream_key(stream, cipher.key_version());
+      });
+    }
+    ready.fetch_add(1);
+    while (ready.load() < 3) std::this_thread::yield();
+    ASSERT_TRUE(cipher.erase(stream).ok());
+    for (std::thread& thread : deriving) thread.join();
+    EXPECT_EQ(cipher.stream_key(stream, cipher.key_version()).status().code(), ErrorCode::not_found) << stream;
+  }
 }
 
 // An encrypted store's chain is tagged under the chain key of its master: the tags check with the

@@ -41,9 +41,10 @@ class SeedTree {
 
   // The seed of `id`: ErrorCode::not_found, naming the id, once it is punctured.
   [[nodiscard]] Result<Key> seed(std::uint64_t id) const;
-  // seed() in two parts, for a tree shared under a lock: ancestor() finds the node of `id`'s path
-  // the tree keeps or has walked to (at most 8 levels above the leaf once its 256-id block was
-  // asked), under the lock; descend() walks the rest, needing nothing of the tree, outside it.
+  // seed() in two parts, for a tree shared under a lock: ancestor() gives the node of `id`'s path
+  // over its block of 256 ids (or a deeper kept node), at most 8 levels above the leaf, walking
+  // there and keeping it if it must, under the lock; descend() walks the rest, needing nothing of
+  // the tree, outside it.
   // descend(ancestor(id).value(), id) is seed(id). The tree may change in between: `id`'s seed
   // does not, unless `id` itself is punctured, which the caller checks again under its lock.
   struct Ancestor {
