@@ -384,9 +384,6 @@ TYPED_TEST(ReaderTest, ClosingTheJournalEndsATailingWait) {
 
 // ---- durability (FaultBackend) ------------------------------------------------------------------
 
-// Records whose sync failed are in the file, readable bytes and all, and the journal counts them
-// as written (interval mode writes first and syncs later), but they were never acknowledged: a
-// reader must not hand them out.
 // Records each file's reads and read-ahead hints (one reader at a time: not thread-safe).
 class HintRecorder final : public test::ForwardingBackend {
  public:
@@ -418,11 +415,18 @@ class HintRecorder final : public test::ForwardingBackend {
     return n;
   }
   void read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) override {
-    File& f = *current_.at(file);
+    const auto open = current_.find(file);
+    ASSERT_NE(open, current_.end()) << "a hint for a file no reader has open";
+    File& f = *open->second;
     const std::uint64_t read_end = f.reads.empty() ? 0 : f.reads.back().end;
     if (offset < read_end || offset + bytes > read_end + window_) f.hinted_beyond_reads += bytes;
     f.hints.push_back({offset, offset + bytes});
     ForwardingBackend::read_ahead(file, offset, bytes);
+  }
+  // Forgets what was recorded, and the files open now with it.
+  void clear() {
+    files_.clear();
+    current_.clear();
   }
   std::deque<File> files_;
 
@@ -450,7 +454,7 @@ TEST(ReaderReadAhead, AScanHasTheDiskReadTheChunksAheadOfItAndAJumpDoesNot) {
   ASSERT_TRUE(journal.value()->wait_durable(last, soon()).ok());
   ASSERT_GE(locate_all(*journal.value(), last).back().base, 2u) << "the log should span segments";
 
-  recorder->files_.clear();  // the open's recovery read some
+  recorder->clear();  // the open's recovery read some
   auto reader = journal.value()->reader(1);
   ASSERT_TRUE(reader.ok());
   for (std::uint64_t s = 1; s <= last; ++s) expect_record(next_record(*reader.value()), s);
@@ -473,7 +477,7 @@ TEST(ReaderReadAhead, AScanHasTheDiskReadTheChunksAheadOfItAndAJumpDoesNot) {
   EXPECT_GE(scanned, 2u);
   reader.value().reset();
 
-  recorder->files_.clear();
+  recorder->clear();
   auto small = journal.value()->reader(1, 4096);
   ASSERT_TRUE(small.ok());
   for (std::uint64_t s = 1; s <= last; ++s) expect_record(next_record(*small.value()), s);
@@ -482,7 +486,7 @@ TEST(ReaderReadAhead, AScanHasTheDiskReadTheChunksAheadOfItAndAJumpDoesNot) {
   for (const HintRecorder::File& file : recorder->files_) EXPECT_TRUE(file.hints.empty());
 
   // One record from an index entry in the middle of the first segment.
-  recorder->files_.clear();
+  recorder->clear();
   const std::uint64_t middle = locate_all(*journal.value(), last)[last / 8].start_sequence + 1;
   auto jump = journal.value()->reader(middle);
   ASSERT_TRUE(jump.ok());
@@ -491,6 +495,9 @@ TEST(ReaderReadAhead, AScanHasTheDiskReadTheChunksAheadOfItAndAJumpDoesNot) {
   EXPECT_TRUE(recorder->files_.front().hints.empty());
 }
 
+// Records whose sync failed are in the file, readable bytes and all, and the journal counts them
+// as written (interval mode writes first and syncs later), but they were never acknowledged: a
+// reader must not hand them out.
 TEST(ReaderFaults, NeverReturnsARecordThatIsNotDurable) {
   auto io = std::make_shared<FaultBackend>(7);
   Options options = kSmall;
