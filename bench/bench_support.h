@@ -152,8 +152,9 @@ inline void BM_Durable8wAnnal(benchmark::State& state, journal::IoKind io) {
     return receipt.ok() &&
            journal.value()->wait_durable(receipt.value().last, journal::Journal::Clock::now() + std::chrono::minutes(1)).ok();
   });
-  // What group commit made of the load: records a durable advance acknowledged, and an fdatasync's
-  // time, both means over the whole run (the warm-up's one included).
+  // What group commit made of the load: records a durable advance acknowledged, and a sync's time
+  // from queued (behind the round's writes) to done, both means over the whole run (the warm-up's
+  // one included).
   const journal::Stats stats = journal.value()->stats();
   if (stats.group_records.count != 0 && stats.sync_ns.count != 0) {
     state.counters["group_mean"] = static_cast<double>(stats.group_records.sum) / static_cast<double>(stats.group_records.count);

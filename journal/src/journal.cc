@@ -271,9 +271,13 @@ class JournalImpl final : public Journal {
 
   Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {
     std::unique_lock lock(mutex_);
-    const bool done = durable_changed_.wait_until(lock, deadline, [&] {
+    DurableWaiter me{sequence, {}};
+    waiters_.push_back(&me);  // allocates only while the number of waiting threads grows
+    const bool done = me.woken.wait_until(lock, deadline, [&] {
       return durable_.load(std::memory_order_acquire) >= sequence || !error_.ok() || closed_;
     });
+    *std::find(waiters_.begin(), waiters_.end(), &me) = waiters_.back();
+    waiters_.pop_back();
     if (durable_.load(std::memory_order_acquire) >= sequence) return {};
     if (!error_.ok()) return error_;
     // Closed: the writer has stopped, so what is not durable now never will be.
@@ -328,7 +332,7 @@ class JournalImpl final : public Journal {
     chainer_.reset();   // chains the segments sealed last
     std::lock_guard lock(mutex_);
     closed_ = true;
-    durable_changed_.notify_all();  // waiters for what will never be durable give up now
+    wake_waiters(UINT64_MAX);  // waiters for what will never be durable give up now
     if (error_.ok()) (void)mark_durable_end();  // best effort: without it, only a rescan is lost
     close_tail();
     (void)io_->close(lock_);
@@ -418,7 +422,7 @@ class JournalImpl final : public Journal {
   void fail(Status status) {
     std::lock_guard lock(mutex_);
     if (error_.ok()) error_ = std::move(status);
-    durable_changed_.notify_all();
+    wake_waiters(UINT64_MAX);
     buffer_freed_.notify_all();
   }
 
@@ -440,7 +444,11 @@ class JournalImpl final : public Journal {
       // in turn), and the first one woke this thread: a round taken now would hold that one
       // append and leave the others a whole fdatasync more to wait. So it yields while appends
       // keep coming, a few times at most; with nothing else runnable a yield returns at once.
-      for (int i = 0; i < kSettleYieldsMax && has_work() && !closing_; ++i) {
+      // Not once a buffer is full (that one goes out now), nor where appends wait for no sync.
+      const auto settling = [&] {
+        return options_.durability == Durability::group_commit && sealed_.empty() && has_work() && !closing_;
+      };
+      for (int i = 0; i < kSettleYieldsMax && settling(); ++i) {
         const std::uint64_t seen = next_sequence_;
         lock.unlock();
         std::this_thread::yield();
@@ -575,18 +583,19 @@ class JournalImpl final : public Journal {
   }
 
   // Group commit: an fdatasync covering every round submitted so far, queued once the writer has
-  // taken everything staged (the backend holds it until those writes completed). Small appends
-  // do not wake the writer, so while one sync runs they collect, and one sync follows for the lot:
-  // the device flushes once per group, not per round. Full buffers do wake it (saturating load);
-  // their rounds get syncs of their own that overlap the one in flight.
+  // taken everything staged (the backend holds it until those writes completed, then runs it on
+  // this thread). While it runs, appends collect in the staging buffers, and one sync follows for
+  // the lot: the device flushes once per group, not per round.
   Status sync_written_rounds() {
     if (options_.durability != Durability::group_commit || rounds_submitted_ == sync_queued_rounds_) {
       return {};
     }
-    io_->queue_sync(tail_.file, kSyncTagBit | rounds_submitted_);
+    // Noted first: a backend may run the sync inside queue_sync (the io_uring one does, when the
+    // writes it covers have completed).
     if (sync_started_.size() < sync_started_.capacity()) {  // more in flight go unmeasured: no allocation here
       sync_started_.push_back({kSyncTagBit | rounds_submitted_, Clock::now()});
     }
+    io_->queue_sync(tail_.file, kSyncTagBit | rounds_submitted_);
     sync_queued_rounds_ = rounds_submitted_;
     ++syncs_in_flight_;
     return io_->submit();
@@ -730,7 +739,17 @@ class JournalImpl final : public Journal {
   void publish_durable(std::uint64_t sequence) {
     ANNAL_ASSERT(sequence >= durable_.load(std::memory_order_relaxed));
     durable_.store(sequence, std::memory_order_release);
-    durable_changed_.notify_all();
+    wake_waiters(sequence);
+  }
+
+  // Wakes the threads waiting for a sequence at or below `sequence`, and no other: a waiter woken
+  // for an advance that does not cover its record (it was staged for the next round) would only
+  // switch in and out again, and on 2 cores it would delay the appends that round is waiting for.
+  // Under mutex_.
+  void wake_waiters(std::uint64_t sequence) {
+    for (DurableWaiter* waiter : waiters_) {
+      if (waiter->sequence <= sequence) waiter->woken.notify_one();
+    }
   }
 
   const std::string directory_;
@@ -744,7 +763,13 @@ class JournalImpl final : public Journal {
   bool preparation_requested_ = false;  // writer thread only
 
   mutable std::mutex mutex_;
-  std::condition_variable work_ready_, buffer_freed_, durable_changed_;
+  std::condition_variable work_ready_, buffer_freed_;
+  // A thread in wait_durable, on its own stack, listed in waiters_ while it waits.
+  struct DurableWaiter {
+    std::uint64_t sequence;
+    std::condition_variable woken;
+  };
+  std::vector<DurableWaiter*> waiters_;  // under mutex_
   std::vector<SegmentInfo> segments_;  // under mutex_
   RecoveryReport report_;
   std::mt19937 random_;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -384,7 +385,8 @@ TYPED_TEST(ReaderTest, ClosingTheJournalEndsATailingWait) {
 
 // ---- durability (FaultBackend) ------------------------------------------------------------------
 
-// Records each file's reads and read-ahead hints (one reader at a time: not thread-safe).
+// Records each file's reads and read-ahead hints, for one reader at a time (the journal's writer
+// closes its files through it too, hence the lock).
 class HintRecorder final : public test::ForwardingBackend {
  public:
   struct Range {
@@ -399,39 +401,50 @@ class HintRecorder final : public test::ForwardingBackend {
 
   Result<FileId> open(const std::string& path, OpenMode mode) override {
     auto file = ForwardingBackend::open(path, mode);
+    std::lock_guard lock(mutex_);
     if (file.ok() && mode == OpenMode::read_only) current_[file.value()] = &files_.emplace_back();
     return file;
   }
   Status close(FileId file) override {
-    current_.erase(file);
+    {
+      std::lock_guard lock(mutex_);
+      current_.erase(file);
+    }
     return ForwardingBackend::close(file);
   }
   Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override {
     auto n = ForwardingBackend::read(file, offset, out);
-    if (n.ok() && current_.contains(file)) {
-      File& f = *current_[file];
+    std::lock_guard lock(mutex_);
+    if (const auto open = current_.find(file); n.ok() && open != current_.end()) {
+      File& f = *open->second;
       f.reads.push_back({offset, offset + n.value(), f.hints.empty() ? 0 : f.hints.back().end});
     }
     return n;
   }
   void read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) override {
-    const auto open = current_.find(file);
-    ASSERT_NE(open, current_.end()) << "a hint for a file no reader has open";
-    File& f = *open->second;
-    const std::uint64_t read_end = f.reads.empty() ? 0 : f.reads.back().end;
-    if (offset < read_end || offset + bytes > read_end + window_) f.hinted_beyond_reads += bytes;
-    f.hints.push_back({offset, offset + bytes});
+    {
+      std::lock_guard lock(mutex_);
+      const auto open = current_.find(file);
+      ASSERT_NE(open, current_.end()) << "a hint for a file no reader has open";
+      File& f = *open->second;
+      const std::uint64_t read_end = f.reads.empty() ? 0 : f.reads.back().end;
+      if (offset < read_end || offset + bytes > read_end + window_) f.hinted_beyond_reads += bytes;
+      f.hints.push_back({offset, offset + bytes});
+    }
     ForwardingBackend::read_ahead(file, offset, bytes);
   }
   // Forgets what was recorded, and the files open now with it.
   void clear() {
+    std::lock_guard lock(mutex_);
     files_.clear();
     current_.clear();
   }
+  // What was recorded: read once the journal is done with the files (no lock).
   std::deque<File> files_;
 
  private:
   const std::uint64_t window_;
+  std::mutex mutex_;
   std::map<FileId, File*> current_;
 };
 
@@ -441,11 +454,14 @@ class HintRecorder final : public test::ForwardingBackend {
 // from the middle of a segment, asks for nothing ahead.
 TEST(ReaderReadAhead, AScanHasTheDiskReadTheChunksAheadOfItAndAJumpDoesNot) {
   test::TempDirectory dir;
+  // No hash chain: its thread reads sealed segments through the backend too, and only the
+  // readers under test should.
   const Options options{.segment_bytes_max = 1u << 20,
                         .record_bytes_max = 1024,
                         .commit_bytes_max = 64u << 10,
                         .index_interval_bytes = 16u << 10,
-                        .read_chunk_bytes = 64u << 10};
+                        .read_chunk_bytes = 64u << 10,
+                        .hash_chain = false};
   const std::uint64_t window = 4 * options.read_chunk_bytes;  // Reader::kReadAheadChunks chunks
   auto recorder = std::make_shared<HintRecorder>(window);
   auto journal = Journal::open(dir.path(), options, recorder);
