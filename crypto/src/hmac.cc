@@ -1,50 +1,79 @@
 #include "hmac.h"
 
-#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
+
+#include <array>
+#include <cstring>
 
 #include "annal/base/assert.h"
 
 namespace annal::crypto {
 namespace {
 
+constexpr std::size_t kBlockBytes = 64;  // SHA-256's block, HMAC's padded key
+constexpr unsigned char kInnerPad = 0x36;
+constexpr unsigned char kOuterPad = 0x5c;
+
+// HMAC written out over one SHA-256 digest context (RFC 2104: H(K ^ opad || H(K ^ ipad || m))).
+// OpenSSL's EVP_MAC does the same but sets up its provider state on every new key, more than
+// half the cost of a seed-tree step, where the key is new on every call (bench/crypto_bench.cc).
 class Hmac {
  public:
-  Hmac() {
-    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-    ANNAL_ASSERT(mac != nullptr);
-    ctx_ = EVP_MAC_CTX_new(mac);
-    EVP_MAC_free(mac);  // the context keeps its own reference
-    char digest[] = "SHA256";
-    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                                 OSSL_PARAM_construct_end()};
-    ANNAL_ASSERT(ctx_ != nullptr && EVP_MAC_CTX_set_params(ctx_, params) == 1);
+  Hmac() : md_(EVP_MD_fetch(nullptr, "SHA256", nullptr)), ctx_(EVP_MD_CTX_new()) {
+    ANNAL_ASSERT(md_ != nullptr && ctx_ != nullptr);
+    ANNAL_ASSERT(EVP_MD_get_size(md_) == static_cast<int>(kHmacBytes));
   }
-  ~Hmac() { EVP_MAC_CTX_free(ctx_); }
+  ~Hmac() {
+    EVP_MD_CTX_free(ctx_);  // wipes the digest state
+    EVP_MD_free(md_);
+  }
   Hmac(const Hmac&) = delete;
   Hmac& operator=(const Hmac&) = delete;
 
   void mac(std::span<const std::byte> key, std::initializer_list<std::span<const std::byte>> message,
            std::span<std::byte, kHmacBytes> out) {
-    // Never empty: EVP_MAC_init reads a null key as "the key set before", not as no key.
-    ANNAL_ASSERT(!key.empty());
-    bool done = EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(), nullptr) == 1;
-    for (const std::span<const std::byte> part : message) {
-      done = done && EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(part.data()), part.size()) == 1;
+    std::array<unsigned char, kBlockBytes> pad{};
+    if (key.size() > kBlockBytes) {
+      start();  // a key longer than a block is hashed first
+      update(key);
+      finish(std::span(pad).first<kHmacBytes>());
+    } else if (!key.empty()) {
+      std::memcpy(pad.data(), key.data(), key.size());
     }
-    std::size_t length = 0;
-    done = done && EVP_MAC_final(ctx_, reinterpret_cast<unsigned char*>(out.data()), &length, out.size()) == 1;
-    ANNAL_ASSERT(done && length == kHmacBytes);
+    for (unsigned char& byte : pad) byte ^= kInnerPad;
+    std::array<unsigned char, kHmacBytes> inner{};
+    begin(pad);
+    for (const std::span<const std::byte> part : message) update(part);
+    finish(inner);
+    for (unsigned char& byte : pad) byte ^= kInnerPad ^ kOuterPad;
+    begin(pad);
+    update(std::as_bytes(std::span(inner)));
+    finish(std::span(reinterpret_cast<unsigned char*>(out.data()), kHmacBytes));
+    OPENSSL_cleanse(pad.data(), pad.size());
+    OPENSSL_cleanse(inner.data(), inner.size());
   }
 
-  void forget() {
-    static constexpr unsigned char kNothing[kHmacBytes] = {};
-    ANNAL_ASSERT(EVP_MAC_init(ctx_, kNothing, sizeof kNothing, nullptr) == 1);
-  }
+  // The context's state after a digest is the digest's last chaining value (key material):
+  // started again, it holds only SHA-256's constants.
+  void forget() { start(); }
 
  private:
-  EVP_MAC_CTX* ctx_ = nullptr;
+  void start() { ANNAL_ASSERT(EVP_DigestInit_ex2(ctx_, md_, nullptr) == 1); }
+  void begin(std::span<const unsigned char, kBlockBytes> pad) {
+    start();
+    ANNAL_ASSERT(EVP_DigestUpdate(ctx_, pad.data(), pad.size()) == 1);
+  }
+  void update(std::span<const std::byte> part) {
+    ANNAL_ASSERT(EVP_DigestUpdate(ctx_, part.data(), part.size()) == 1);
+  }
+  void finish(std::span<unsigned char> out) {
+    unsigned int length = 0;
+    ANNAL_ASSERT(EVP_DigestFinal_ex(ctx_, out.data(), &length) == 1 && length == kHmacBytes);
+  }
+
+  EVP_MD* const md_;
+  EVP_MD_CTX* const ctx_;
 };
 
 Hmac& this_threads() {

@@ -1,7 +1,8 @@
-// HMAC-SHA256 for the derivations that run per stream (the seed tree's steps, HKDF): OpenSSL's
-// EVP_MAC context fetched and set up once per thread. A one-shot HMAC() or a new EVP_KDF context
-// fetches the algorithm and builds its state again on every call, most of the cost of hashing
-// 32 bytes (bench/crypto_bench.cc, stream_key/hkdf).
+// HMAC-SHA256 for the derivations that run per stream (the seed tree's steps, HKDF), written over
+// a SHA-256 digest context fetched once per thread. A one-shot HMAC() or a new EVP_KDF context
+// fetches the algorithm and builds its state again on every call, and even a kept EVP_MAC context
+// sets up its provider state for each new key: most of the cost of hashing 32 bytes
+// (bench/crypto_bench.cc, stream_key/hkdf and stream_seed).
 #pragma once
 
 #include <cstddef>
@@ -18,8 +19,8 @@ inline constexpr std::size_t kHmacBytes = 32;
 void hmac_sha256(std::span<const std::byte> key, std::initializer_list<std::span<const std::byte>> message,
                  std::span<std::byte, kHmacBytes> out);
 
-// Keys this thread's context with a constant, so that it holds nothing of the last key it was
-// given (OpenSSL keeps the key, and the digest states made from it, until the next one). Called at
+// Starts this thread's digest context again, so that it holds nothing of the last key it was
+// given (the digest state made from it stays until the next use). Called at
 // the end of each derivation: an idle thread must not keep an erased stream's key material.
 void hmac_sha256_forget();
 
