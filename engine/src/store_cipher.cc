@@ -497,9 +497,12 @@ Result<std::shared_ptr<const journal::ChainKey>> StoreCipher::chain_key() {
 Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32_t version) {
   // Derived keys are kept (32 bytes each): a derivation walks the last levels of the seed tree and
   // runs HKDF, some microseconds, where the ciphers' caches hold a thousand streams' key schedules.
-  const auto id = std::pair(stream_id, version);
+  const KeptId id{stream_id, version};
+  {
+    std::shared_lock kept(kept_mutex_);
+    if (const auto found = keys_kept_.find(id); found != keys_kept_.end()) return found->second.clone();
+  }
   std::unique_lock lock(mutex_);
-  if (const auto kept = keys_kept_.find(id); kept != keys_kept_.end()) return kept->second.clone();
   auto from = state_.seeds.ancestor(stream_id);
   if (!from.ok()) return from.status();
   auto master_key = master(version);
@@ -514,8 +517,9 @@ Result<crypto::Key> StoreCipher::stream_key(std::uint64_t stream_id, std::uint32
   // An erasure of another stream leaves this one's seed as it was; of this one, the key must not
   // be kept nor given.
   if (state_.seeds.punctured(stream_id)) return state_.seeds.ancestor(stream_id).status();
+  std::unique_lock kept(kept_mutex_);
   if (keys_kept_.size() >= kKeysKept) keys_kept_.clear();  // rare, and cheaper than an LRU's upkeep
-  keys_kept_.emplace(id, key.value().clone());
+  keys_kept_.try_emplace(id, key.value().clone());
   return key;
 }
 
@@ -595,7 +599,10 @@ Status StoreCipher::erase(std::uint64_t stream_id) {
   // seed goes from memory all the same, so that this store gives none of the stream back.
   const Status saved = save(next);
   state_.seeds = std::move(next.seeds);
-  std::erase_if(keys_kept_, [&](const auto& kept) { return kept.first.first == stream_id; });
+  {
+    std::unique_lock kept(kept_mutex_);
+    std::erase_if(keys_kept_, [&](const auto& entry) { return entry.first.stream_id == stream_id; });
+  }
   erasures_.fetch_add(1, std::memory_order_acq_rel);
   return saved;
 }

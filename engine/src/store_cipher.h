@@ -39,8 +39,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
 
 #include "annal/base/status.h"
 #include "annal/crypto/key.h"
@@ -184,7 +186,22 @@ class StoreCipher : public std::enable_shared_from_this<StoreCipher> {
   std::uint64_t epoch_ = 0;          // under mutex_: the current snapshot key epoch
   std::uint64_t sealing_epoch_ = 0;  // under mutex_: at or above epoch_
   std::map<std::uint32_t, crypto::Key> masters_;  // under mutex_: fetched once per version
-  std::map<std::pair<std::uint64_t, std::uint32_t>, crypto::Key> keys_kept_;  // under mutex_: (stream, version)
+  // Derived stream keys by (stream, master version). Every append looks its stream's up twice
+  // (prepare, then the sealer under the journal's lock), so they have a lock of their own that
+  // lookups share; a change takes it exclusively after mutex_ (erase, or a key kept once its seed
+  // is known not punctured).
+  struct KeptId {
+    std::uint64_t stream_id;
+    std::uint32_t version;
+    bool operator==(const KeptId&) const = default;
+  };
+  struct KeptIdHash {
+    std::size_t operator()(const KeptId& id) const noexcept {
+      return std::hash<std::uint64_t>{}(id.stream_id ^ (std::uint64_t{id.version} << 56));
+    }
+  };
+  std::shared_mutex kept_mutex_;
+  std::unordered_map<KeptId, crypto::Key, KeptIdHash> keys_kept_;  // under kept_mutex_
 };
 
 }  // namespace annal::engine
