@@ -270,6 +270,8 @@ class JournalImpl final : public Journal {
   }
 
   Status wait_durable(std::uint64_t sequence, Clock::time_point deadline) override {
+    // Durable already (a late waiter, or one of a round that synced while it appended): no lock.
+    if (durable_.load(std::memory_order_acquire) >= sequence) return {};
     std::unique_lock lock(mutex_);
     DurableWaiter me{sequence, {}};
     waiters_.push_back(&me);  // allocates only while the number of waiting threads grows
