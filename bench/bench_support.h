@@ -62,6 +62,13 @@ inline Percentiles percentiles(std::vector<double>& samples) {
   return {at(0.50), at(0.99), at(0.999)};
 }
 
+// How the run's segments were made ready (journal::Options::preparation, adaptive by default).
+inline void report_preparation(benchmark::State& state, const journal::Stats& stats) {
+  state.counters["segs_zeroed"] = static_cast<double>(stats.segments_zero_filled);
+  state.counters["segs_allocated"] = static_cast<double>(stats.segments_allocated);
+  state.counters["segs_unprepared"] = static_cast<double>(stats.segments_unprepared);
+}
+
 inline void report_latency(benchmark::State& state, std::vector<double>& latencies_us) {
   const Percentiles p = percentiles(latencies_us);
   state.counters["p50_us"] = p.p50;
@@ -247,6 +254,7 @@ inline void run_saturating(benchmark::State& state, std::size_t payload_bytes, j
   state.counters["payload_MBps"] = events * static_cast<double>(payload_bytes) / seconds / 1e6;
   state.counters["events_per_second"] = events / seconds;
   report_latency(state, latencies_us);
+  report_preparation(state, journal.stats());
   state.SetLabel("durability=" + mode_name(options.durability) + (options.direct_io ? " direct_io" : "") +
                  (encrypted ? " AES-256-GCM" : "") + " io=io_uring batch=16 wait=blocking");
 }

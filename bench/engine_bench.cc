@@ -237,6 +237,7 @@ void BM_EngineSaturate64B(benchmark::State& state, int threads) {
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   const annal::bench::ProcessUsage usage_ended = annal::bench::process_usage();
+  const annal::journal::Stats journal_stats = engine.metrics().journal;
   // Closing settles any callback still pending (with an error) before they go out of scope.
   const annal::Status closed = engine.close();
   if (failed || !in_time || !closed.ok()) return state.SkipWithError("an append failed or did not become durable");
@@ -244,6 +245,7 @@ void BM_EngineSaturate64B(benchmark::State& state, int threads) {
   state.counters["events_per_second"] = events / seconds;
   state.counters["cpu_us_per_event"] = (usage_ended.cpu_seconds - usage_started.cpu_seconds) / events * 1e6;
   annal::bench::report_latency(state, latencies_us);
+  annal::bench::report_preparation(state, journal_stats);
   state.SetLabel("durability=group_commit wait=blocking receipts=on_durable threads=" + std::to_string(threads) +
                  " batch=16 streams=" + std::to_string(kSaturateStreams));
 }

@@ -111,9 +111,8 @@ class JournalImpl final : public Journal {
   JournalImpl(std::string directory, const Options& options, std::shared_ptr<IoBackend> io,
               FileId lock, Recovered recovered, FileId tail_writes, std::unique_ptr<SegmentChainer> chainer)
       : directory_(std::move(directory)), options_(options), io_(std::move(io)), lock_(lock),
-        preparer_(std::make_unique<SegmentPreparer>(
-            *io_, directory_, options_.segment_bytes_max,
-            options_.preparation == SegmentPreparation::zero_fill)),
+        preparer_(std::make_unique<SegmentPreparer>(*io_, directory_, options_.segment_bytes_max,
+                                                    options_.preparation)),
         chainer_(std::move(chainer)),
         segments_(std::move(recovered.segments)), report_(std::move(recovered.report)),
         random_(std::random_device{}()) {
@@ -308,7 +307,10 @@ class JournalImpl final : public Journal {
             .bytes = bytes_.load(std::memory_order_relaxed),
             .syncs = syncs_.load(std::memory_order_relaxed),
             .sync_ns = sync_ns_.snapshot(),
-            .group_records = group_records_.snapshot()};
+            .group_records = group_records_.snapshot(),
+            .segments_zero_filled = segments_zero_filled_.load(std::memory_order_relaxed),
+            .segments_allocated = segments_allocated_.load(std::memory_order_relaxed),
+            .segments_unprepared = segments_unprepared_.load(std::memory_order_relaxed)};
   }
   std::uint64_t last_sequence() const override {
     std::lock_guard lock(mutex_);
@@ -503,6 +505,10 @@ class JournalImpl final : public Journal {
                  : create_segment(*io_, directory_, first.segment_base, first.segment_salt,
                                   options_.segment_bytes_max);
     if (!file.ok()) return file.status();
+    std::atomic<std::uint64_t>& made = !prepared ? segments_unprepared_
+                                       : prepared->zero_filled ? segments_zero_filled_
+                                                               : segments_allocated_;
+    made.fetch_add(1, std::memory_order_relaxed);
     tail_ = {file.value(), file.value(), first.segment_base, first.segment_salt};
     SegmentInfo info{first.segment_base, first.segment_base, kSegmentHeaderBytes,
                      join_path(directory_, segment_file_name(first.segment_base)), {}, kSegmentHeaderBytes};
@@ -807,6 +813,7 @@ class JournalImpl final : public Journal {
   // the writer thread's. sync_started_ notes when each async fdatasync was queued (capacity
   // reserved at open; syncs beyond it are counted, not timed).
   std::atomic<std::uint64_t> appends_{0}, records_{0}, bytes_{0}, syncs_{0};
+  std::atomic<std::uint64_t> segments_zero_filled_{0}, segments_allocated_{0}, segments_unprepared_{0};
   Histogram sync_ns_{1'000, 24};     // 1 us to 4.2 s, doubling
   Histogram group_records_{1, 21};   // 1 to 1M records
   std::vector<std::pair<std::uint64_t, Clock::time_point>> sync_started_;

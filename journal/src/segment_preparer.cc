@@ -13,9 +13,9 @@ constexpr std::uint64_t kZeroChunkBytes = 1u << 20;
 }  // namespace
 
 SegmentPreparer::SegmentPreparer(IoBackend& io, std::string directory, std::uint64_t bytes,
-                                 bool zero_fill)
-    : io_(io), directory_(std::move(directory)), bytes_(bytes), zero_fill_(zero_fill),
-      thread_([this] { run(); }) {}
+                                 SegmentPreparation preparation)
+    : io_(io), directory_(std::move(directory)), bytes_(bytes), preparation_(preparation),
+      zero_fill_next_(preparation != SegmentPreparation::allocate), thread_([this] { run(); }) {}
 
 SegmentPreparer::~SegmentPreparer() {
   {
@@ -39,10 +39,35 @@ void SegmentPreparer::request() {
   wanted_.notify_one();
 }
 
+bool SegmentPreparer::zero_fill_next(std::optional<Clock::duration> filled_in,
+                                     std::optional<Clock::duration> zero_fill_took) {
+  if (!filled_in || !zero_fill_took) return true;
+  return *filled_in >= kFillToZeroFillMin * *zero_fill_took;
+}
+
+void SegmentPreparer::choose_next(bool fell_behind) {
+  const Clock::time_point now = Clock::now();
+  if (preparation_ == SegmentPreparation::adaptive) {
+    if (fell_behind) {
+      // The writer has a segment to fill and no file: it makes one itself, and the zeros still
+      // being written would only compete with its writes for the disk. The file after this one
+      // is only allocated, whatever the times say.
+      hurry_ = true;
+      fell_behind_ = true;
+    } else {
+      zero_fill_next_ = !fell_behind_ && zero_fill_next(last_take_ ? std::optional(now - *last_take_) : std::nullopt,
+                                                        zero_fill_took_);
+      fell_behind_ = false;
+    }
+  }
+  last_take_ = now;
+}
+
 std::optional<SegmentPreparer::Prepared> SegmentPreparer::take(bool wait_if_under_way) {
   std::optional<Prepared> taken;
   {
     std::unique_lock lock(mutex_);
+    choose_next(/*fell_behind=*/!wait_if_under_way && requested_ && !ready_ && !gave_up_);
     if (wait_if_under_way) finished_.wait(lock, [&] { return !requested_ || ready_ || stopping_; });
     taken.swap(ready_);
     if (!taken) return std::nullopt;  // still under way (it stays requested) or given up
@@ -61,9 +86,18 @@ void SegmentPreparer::run() {
       return;
     }
     const std::uint64_t number = prepared_count_++;
+    const bool zero_fill = zero_fill_next_;
+    hurry_ = false;
     lock.unlock();
-    std::optional<Prepared> prepared = prepare(number);
+    const Clock::time_point started = Clock::now();
+    std::uint64_t zeroed = 0;
+    std::optional<Prepared> prepared = prepare(number, zero_fill, zeroed);
     lock.lock();
+    if (prepared && zeroed > 0) {
+      // A zero fill cut short counts for what the whole one would have taken at its pace.
+      const auto took = std::chrono::duration<double>(Clock::now() - started) * (static_cast<double>(bytes_) / static_cast<double>(zeroed));
+      zero_fill_took_ = std::chrono::duration_cast<Clock::duration>(took);
+    }
     requested_ = false;
     if (prepared && stopping_) {
       (void)io_.close(prepared->file);
@@ -76,19 +110,26 @@ void SegmentPreparer::run() {
   }
 }
 
-std::optional<SegmentPreparer::Prepared> SegmentPreparer::prepare(std::uint64_t number) {
+std::optional<SegmentPreparer::Prepared> SegmentPreparer::prepare(std::uint64_t number, bool zero_fill,
+                                                                  std::uint64_t& zeroed) {
   const std::string path = directory_ + "/prepared-" + std::to_string(number) + ".tmp";
   const auto file = io_.open(path, OpenMode::create_exclusive);
   if (!file.ok()) return std::nullopt;
   // Reserve first, so a full disk shows here and not halfway through the zeros.
   Status status = io_.allocate(file.value(), bytes_);
-  if (status.ok() && zero_fill_) {
+  bool zero_filled = zero_fill;
+  if (status.ok() && zero_fill) {
     const std::vector<std::byte> zeros(std::min(bytes_, kZeroChunkBytes));
     for (std::uint64_t at = 0; at < bytes_ && status.ok(); at += zeros.size()) {
       const std::uint64_t n = std::min<std::uint64_t>(zeros.size(), bytes_ - at);
       status = io_.write(file.value(), at, std::span(zeros).first(n));
+      zeroed += n;
       std::lock_guard lock(mutex_);
       if (stopping_) status = Status(ErrorCode::failed, "journal closing");
+      if (hurry_ && at + n < bytes_) {  // the rest stays allocated only
+        zero_filled = false;
+        break;
+      }
     }
   }
   if (status.ok()) status = io_.sync(file.value());
@@ -97,7 +138,7 @@ std::optional<SegmentPreparer::Prepared> SegmentPreparer::prepare(std::uint64_t 
     (void)io_.remove(path);
     return std::nullopt;
   }
-  return Prepared{file.value(), path};
+  return Prepared{file.value(), path, zero_filled};
 }
 
 }  // namespace annal::journal

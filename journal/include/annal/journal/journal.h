@@ -68,6 +68,12 @@ enum class SegmentPreparation {
   // fallocate only: each byte is written once, and each fdatasync also commits the conversion
   // of the extents it touched. For throughput-bound journals on slow disks.
   allocate,
+  // zero_fill while the journal fills segments slowly, allocate while it fills them fast: the
+  // next segment is only allocated when the last one filled in less than four times what the
+  // last zero fill took, or when the writer reached the end of a segment before the next one was
+  // ready (whose zero fill then stops where it is). Latency-bound journals get zero_fill's
+  // cheaper syncs; a journal at full speed does not write every byte twice (docs/journal.md).
+  adaptive,
 };
 
 struct Options {
@@ -75,7 +81,7 @@ struct Options {
   std::chrono::milliseconds sync_interval{5};
   RecoveryMode recovery = RecoveryMode::tolerate_torn_tail;
   IoKind io = IoKind::io_uring;
-  SegmentPreparation preparation = SegmentPreparation::zero_fill;
+  SegmentPreparation preparation = SegmentPreparation::adaptive;
   // Write segments with O_DIRECT, from block-aligned buffers, bypassing the page cache (no copy,
   // no cache pollution, reads of old segments do not evict hot data). Every group-commit write
   // then covers whole 4 KiB blocks: it ends with a padding record up to the next block boundary,
@@ -206,6 +212,12 @@ struct Stats {
   std::uint64_t syncs = 0;           // fdatasyncs completed
   HistogramSnapshot sync_ns;         // each fdatasync, from queued to completed
   HistogramSnapshot group_records;   // records each durable advance acknowledged: group commit's groups
+  // Segments begun since open, by how they were made ready (Options::preparation): written full
+  // of zeros, only allocated (or zero-filled in part), or made by the writer itself because the
+  // preparation was not ready (or had failed).
+  std::uint64_t segments_zero_filled = 0;
+  std::uint64_t segments_allocated = 0;
+  std::uint64_t segments_unprepared = 0;
 };
 
 class Journal {
