@@ -1003,7 +1003,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& directory, con
   }
   // Last: it starts chaining what a crash left unchained at once.
   auto chainer = options.hash_chain ? SegmentChainer::open(*io, directory, recovered.value().segments, options.chain_key,
-                                                                options.tag_untagged_chain)
+                                                                options.tag_untagged_chain, options.direct_io)
                                     : Result<std::unique_ptr<SegmentChainer>>(std::unique_ptr<SegmentChainer>());
   if (!chainer.ok()) return give_up(chainer.status());
   return std::unique_ptr<Journal>(new JournalImpl(directory, options, std::move(io), lock.value(),

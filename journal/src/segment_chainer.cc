@@ -8,7 +8,8 @@ namespace annal::journal {
 
 Result<std::unique_ptr<SegmentChainer>> SegmentChainer::open(IoBackend& io, std::string directory,
                                                              const std::vector<SegmentInfo>& segments,
-                                                             std::shared_ptr<const ChainKey> key, bool tag_untagged) {
+                                                             std::shared_ptr<const ChainKey> key, bool tag_untagged,
+                                                             bool direct) {
   auto chain = read_chain_file(io, directory);
   if (!chain.ok()) return chain.status();
   // The sealed segments: all but the tail, each holding records.
@@ -71,15 +72,18 @@ Result<std::unique_ptr<SegmentChainer>> SegmentChainer::open(IoBackend& io, std:
   }
   const crypto::Digest previous = kept.empty() ? crypto::Digest{} : kept.back().link;
   return std::unique_ptr<SegmentChainer>(
-      new SegmentChainer(io, std::move(directory), std::move(key), file.value(), kept.size(), previous, std::move(pending)));
+      new SegmentChainer(io, std::move(directory), std::move(key), file.value(), kept.size(), previous, std::move(pending),
+                         direct));
 }
 
 SegmentChainer::SegmentChainer(IoBackend& io, std::string directory, std::shared_ptr<const ChainKey> key, FileId file,
-                               std::size_t entries, const crypto::Digest& previous, std::deque<Sealed> pending)
+                               std::size_t entries, const crypto::Digest& previous, std::deque<Sealed> pending,
+                               bool direct)
     : io_(io),
       directory_(std::move(directory)),
       key_(std::move(key)),
       file_(file),
+      direct_(direct),
       entries_(entries),
       previous_(previous),
       queue_(std::move(pending)),
@@ -135,7 +139,7 @@ void SegmentChainer::run() {
 }
 
 Status SegmentChainer::chain(const Sealed& segment) {
-  auto link = segment_link(io_, segment.path, previous_, segment.last);
+  auto link = segment_link(io_, segment.path, previous_, segment.last, direct_);
   if (!link.ok()) return link.status();
   ChainEntry entry{.base = segment.base, .last = segment.last, .link = link.value().link, .key_version = 0, .tag = {}};
   if (key_) {

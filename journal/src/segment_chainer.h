@@ -38,10 +38,11 @@ class SegmentChainer {
 
   // `segments` is what recovery left (the last one is the tail, never chained here).
   // `tag_untagged`: with a key, entries written untagged are tagged now (Options::tag_untagged_chain).
+  // `direct`: segments are read with O_DIRECT (a journal with Options::direct_io; segment_link).
   [[nodiscard]] static Result<std::unique_ptr<SegmentChainer>> open(IoBackend& io, std::string directory,
                                                                     const std::vector<SegmentInfo>& segments,
                                                                     std::shared_ptr<const ChainKey> key,
-                                                                    bool tag_untagged = false);
+                                                                    bool tag_untagged = false, bool direct = false);
   // Chains what is queued, then stops.
   ~SegmentChainer();
   SegmentChainer(const SegmentChainer&) = delete;
@@ -56,7 +57,7 @@ class SegmentChainer {
 
  private:
   SegmentChainer(IoBackend& io, std::string directory, std::shared_ptr<const ChainKey> key, FileId file,
-                 std::size_t entries, const crypto::Digest& previous, std::deque<Sealed> pending);
+                 std::size_t entries, const crypto::Digest& previous, std::deque<Sealed> pending, bool direct);
   void run();
   [[nodiscard]] Status chain(const Sealed& segment);
 
@@ -64,6 +65,7 @@ class SegmentChainer {
   const std::string directory_;
   const std::shared_ptr<const ChainKey> key_;
   const FileId file_;
+  const bool direct_;
   std::size_t entries_;       // in the file: where the next is written (chain thread only)
   crypto::Digest previous_;   // the last entry's link (chain thread only)
 

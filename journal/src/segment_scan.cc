@@ -61,18 +61,28 @@ PastStop look_past_stop(SegmentBytes& file, std::uint64_t from, std::uint64_t st
 
 void SegmentBytes::refill(std::uint64_t offset, std::size_t bytes) {
   ANNAL_ASSERT(io_ != nullptr);  // a file wholly in memory never needs reading
-  start_ = offset;
+  const std::uint64_t begin = offset / align_ * align_;
+  start_ = begin;
   window_ = {};
   if (!status_.ok()) return;
   bytes = static_cast<std::size_t>(std::min<std::uint64_t>(bytes, size_ - offset));  // no more than the file has
-  if (buffer_.size() < std::max(chunk_bytes_, bytes)) buffer_.resize(std::max(chunk_bytes_, bytes));
-  const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), size_ - offset));
-  const auto n = io_->read(file_, offset, std::span(buffer_).first(want));
+  const auto round_up = [&](std::uint64_t n) { return (n + align_ - 1) / align_ * align_; };
+  const auto needed = static_cast<std::size_t>(round_up(std::max<std::uint64_t>(chunk_bytes_, offset - begin + bytes)));
+  if (capacity_ < needed) {
+    // aligned_alloc wants a size that is a multiple of the alignment.
+    const std::size_t alignment = std::max(align_, alignof(std::max_align_t));
+    const std::size_t allocated = (needed + alignment - 1) / alignment * alignment;
+    buffer_.reset(static_cast<std::byte*>(std::aligned_alloc(alignment, allocated)));
+    ANNAL_ASSERT(buffer_ != nullptr);
+    capacity_ = needed;
+  }
+  const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(capacity_, round_up(size_ - begin)));
+  const auto n = io_->read(file_, begin, std::span(buffer_.get(), want));
   if (!n.ok()) {
     status_ = n.status();
     return;
   }
-  window_ = std::span(buffer_).first(n.value());
+  window_ = std::span<const std::byte>(buffer_.get(), std::min<std::uint64_t>(n.value(), size_ - begin));
 }
 
 SegmentScan scan_segment(std::span<const std::byte> file, const SegmentHeader& header,

@@ -27,6 +27,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -74,8 +76,10 @@ class SegmentBytes {
   explicit SegmentBytes(std::span<const std::byte> file) noexcept : size_(file.size()), window_(file) {}
   // `file`, `size` bytes long, read through `io` in reads of `chunk_bytes`; the buffer grows past
   // that only for a record that does not fit. The file must stay open while this is used.
-  SegmentBytes(IoBackend& io, FileId file, std::uint64_t size, std::size_t chunk_bytes) noexcept
-      : io_(&io), file_(file), size_(size), chunk_bytes_(chunk_bytes) {}
+  // `direct`: the file was opened for O_DIRECT (OpenMode::read_write_direct), so every read starts
+  // on a block boundary, is whole blocks long and lands in a block-aligned buffer.
+  SegmentBytes(IoBackend& io, FileId file, std::uint64_t size, std::size_t chunk_bytes, bool direct = false) noexcept
+      : io_(&io), file_(file), size_(size), chunk_bytes_(chunk_bytes), align_(direct ? kDirectBlockBytes : 1) {}
 
   [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
   // The file from `offset` (at most size()) on: at least `bytes` of it, fewer only where the file
@@ -102,7 +106,12 @@ class SegmentBytes {
   FileId file_ = -1;
   std::uint64_t size_ = 0;
   std::size_t chunk_bytes_ = 0;
-  std::vector<std::byte> buffer_;
+  std::size_t align_ = 1;  // of reads' offsets, lengths and buffer
+  struct Free {
+    void operator()(std::byte* bytes) const noexcept { std::free(bytes); }
+  };
+  std::unique_ptr<std::byte[], Free> buffer_;
+  std::size_t capacity_ = 0;
   std::uint64_t start_ = 0;  // the file offset of window_[0]
   std::span<const std::byte> window_;
   Status status_;

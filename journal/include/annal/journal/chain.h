@@ -88,9 +88,11 @@ struct ChainHead {
 
 // The link of the segment file at `path` carried to its record `through`, after `previous`. Fails
 // (corruption) if a record up to there does not decode or is out of sequence, or the segment ends
-// before `through`, naming the file and offset.
+// before `through`, naming the file and offset. `direct`: read with O_DIRECT (a journal written
+// with Options::direct_io: the segment goes from the disk to the hash without a copy into the
+// page cache, where it would only push out what readers use).
 [[nodiscard]] Result<ChainHead> segment_link(IoBackend& io, const std::string& path, const crypto::Digest& previous,
-                                             std::uint64_t through);
+                                             std::uint64_t through, bool direct = false);
 
 // The master-key side of a check: the chain key of a version, or nullopt if it is not to be had.
 using ChainKeys = std::function<std::optional<crypto::Key>(std::uint32_t version)>;

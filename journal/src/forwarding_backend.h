@@ -1,5 +1,6 @@
-// ForwardingBackend: an IoBackend that passes every call to another, for test backends that change
-// one or two calls (GatedBackend holds reap(), HookedBackend runs a hook before open()).
+// ForwardingBackend: an IoBackend that passes every call to another, for test and benchmark
+// backends that change one or two calls (GatedBackend holds reap(), HookedBackend runs a hook
+// before open(), bench's SlowSyncBackend makes every fdatasync slower).
 #pragma once
 
 #include <memory>
@@ -42,6 +43,10 @@ class ForwardingBackend : public IoBackend {
   void queue_write(FileId file, std::uint64_t offset, std::span<const std::byte> data, std::uint64_t tag) override {
     inner_->queue_write(file, offset, data, tag);
   }
+  Status register_buffers(std::span<const std::span<std::byte>> buffers) override {
+    return inner_->register_buffers(buffers);
+  }
+  void unregister_buffers() override { inner_->unregister_buffers(); }
   void queue_sync(FileId file, std::uint64_t tag) override { inner_->queue_sync(file, tag); }
   Status submit() override { return inner_->submit(); }
   Result<std::size_t> reap(std::span<Completion> out, std::size_t min_complete) override {
