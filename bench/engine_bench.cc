@@ -17,6 +17,12 @@
 //                                   and totals per event type: order_projections.h), both gated
 //                                   on durability ([_eager]: the order book eager); events/s,
 //                                   append-to-durable and append-to-visible in each projection
+//   engine_latency_at_rate/annal[_2proj]/rate:100000
+//                                   open loop: one thread issues appends of one order event at
+//                                   100,000 events/s, each at its intended time whatever the
+//                                   earlier ones did, receipts by callback; append-to-durable
+//                                   (and, with engine_e2e_2proj's two projections, to visible)
+//                                   measured from the intended send time
 //   engine_read_stream/annal[_1M]   read forwards a 1,000-event stream spread evenly through a
 //                                   journal of 10M (1M) events; also how long Engine::open took
 //   engine_recover_10M/{snapshots,full_replay}
@@ -395,6 +401,105 @@ void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
   if (const annal::Status closed = engine.close(); !closed.ok()) state.SkipWithError(closed.to_string().c_str());
 }
 
+// ---- engine_latency_at_rate --------------------------------------------------------------------
+// Issue 18's flat tail, as HdrHistogram's users measure it: appends are issued on a schedule
+// (event i at start + i / rate), not when the previous one finished, so a stall delays the
+// appends behind it and they count it (no coordinated omission). The issuing thread sleeps until
+// an event is due, and when it is late issues what is due without sleeping. Each latency runs
+// from the intended time: to durable (on_durable's callback), and with projections to visible.
+
+constexpr double kPacedSeconds = 2;  // of appends per iteration
+
+void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool projections) {
+  ScratchDir dir("at-rate");
+  std::vector<std::string> names;
+  names.reserve(kAppendStreams);
+  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
+  const auto per_iteration = static_cast<std::uint64_t>(static_cast<double>(rate) * kPacedSeconds);
+  const auto measured_max = static_cast<std::size_t>(state.max_iterations * per_iteration);
+  annal::Result<std::unique_ptr<ae::Engine>> opened = [&]() -> annal::Result<std::unique_ptr<ae::Engine>> {
+    if (projections) return open_with_projections(dir.str(), names, ae::Gating::durable, measured_max);
+    std::array<std::byte, kEventBytes> created{};
+    annal::bench::encode_order(created, 0, 10'000);
+    const ae::EventData event{.type = annal::bench::kOrderCreated, .payload = created};
+    if (annal::Status made = create_streams(dir.str(), names, event, {}); !made.ok()) return made;
+    return ae::Engine::open(dir.str(), ae::Options{});
+  }();
+  if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
+  ae::Engine& engine = *opened.value();
+
+  // Noted by the callbacks, which run one at a time on the engine's notifier thread.
+  std::vector<double> latencies_us;
+  latencies_us.reserve(measured_max);
+  std::atomic<std::uint64_t> pending{0};
+  std::atomic<bool> failed{false};
+  std::mutex settled_mutex;
+  std::condition_variable settled;
+  const auto on_durable = [&](Clock::time_point intended) {
+    return [&, intended](const annal::Status& status) {
+      if (!status.ok()) failed = true;
+      latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - intended).count());
+      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard lock(settled_mutex);
+        settled.notify_all();
+      }
+    };
+  };
+
+  std::mt19937_64 random(1);
+  std::array<std::byte, kEventBytes> payload{};
+  std::fill(payload.begin(), payload.end(), std::byte{0x5A});
+  std::uint64_t issued = 0;
+  double issuing_seconds = 0;
+  for (auto _ : state) {
+    const auto start = Clock::now();
+    for (std::uint64_t i = 0; i < per_iteration && !failed; ++i) {
+      const auto intended = start + std::chrono::nanoseconds(i * 1'000'000'000 / rate);
+      if (Clock::now() < intended) std::this_thread::sleep_until(intended);
+      const auto intended_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(intended.time_since_epoch());
+      annal::bench::encode_order(payload, static_cast<std::uint64_t>(intended_ns.count()), 100);
+      const ae::EventData event{.type = annal::bench::kOrderLifecycle[i % 3], .payload = payload};
+      const std::string& name = names[random() % names.size()];
+      const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::any(), {&event, 1});
+      if (!receipt.ok()) {
+        failed = true;
+        break;
+      }
+      pending.fetch_add(1, std::memory_order_acq_rel);
+      engine.on_durable(receipt.value(), on_durable(intended));
+      ++issued;
+    }
+    issuing_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  bool in_time;
+  {
+    std::unique_lock lock(settled_mutex);
+    in_time = settled.wait_until(lock, Clock::now() + std::chrono::minutes(1), [&] { return pending.load() == 0; });
+  }
+  if (failed || !in_time) {
+    (void)engine.close();
+    return state.SkipWithError("an append failed or did not become durable");
+  }
+  if (projections) {
+    for (const std::string name : {"orders", "totals"}) {
+      auto seen = seen_by(engine, name, engine.last_sequence());
+      annal::Status reported = seen.ok() ? report_projection(state, name, seen.value(), issued) : seen.status();
+      if (!reported.ok()) {
+        (void)engine.close();
+        return state.SkipWithError(reported.to_string().c_str());
+      }
+    }
+  }
+  // Closing settles any callback still pending (with an error) before they go out of scope.
+  if (const annal::Status closed = engine.close(); !closed.ok()) return state.SkipWithError(closed.to_string().c_str());
+  state.counters["target_rate"] = static_cast<double>(rate);
+  state.counters["events_per_second"] = static_cast<double>(issued) / issuing_seconds;  // as issued
+  annal::bench::report_latency(state, latencies_us);
+  state.SetLabel("open loop, latency from the intended send time; durability=group_commit wait=blocking "
+                 "receipts=on_durable, one event per append, " + std::to_string(kAppendStreams) + " streams" +
+                 (projections ? "; projections orders and totals (gating=durable)" : ""));
+}
+
 // ---- engine_read_stream -----------------------------------------------------------------------
 
 constexpr std::uint64_t kReadStreamEvents = 1'000;
@@ -744,6 +849,14 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("engine_e2e_2proj/annal_eager", BM_EngineE2e2Proj, ae::Gating::eager)
       ->Iterations(kWriterIterations)
       ->Unit(benchmark::kMillisecond);
+  for (const bool projections : {false, true}) {
+    constexpr std::uint64_t kRate = 100'000;
+    const std::string name = std::string("engine_latency_at_rate/") + (projections ? "annal_2proj" : "annal") +
+                             "/rate:" + std::to_string(kRate);
+    benchmark::RegisterBenchmark(name.c_str(), BM_EngineLatencyAtRate, kRate, projections)
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
+  }
   benchmark::RegisterBenchmark("engine_read_stream/annal", BM_EngineReadStream, std::uint64_t{10'000'000})
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
