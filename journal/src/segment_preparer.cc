@@ -6,9 +6,9 @@
 namespace annal::journal {
 namespace {
 
-// Zeros go out in writes of this size: large enough to stream, small enough not to hold the disk
-// for long against the writer's own writes.
-constexpr std::uint64_t kZeroChunkBytes = 1u << 20;
+// Zeros go out in writes of this size, each written back before the next: large enough to
+// stream, small enough that a journal sync queued behind one waits little.
+constexpr std::uint64_t kZeroChunkBytes = 256u << 10;
 
 }  // namespace
 
@@ -123,6 +123,8 @@ std::optional<SegmentPreparer::Prepared> SegmentPreparer::prepare(std::uint64_t 
     for (std::uint64_t at = 0; at < bytes_ && status.ok(); at += zeros.size()) {
       const std::uint64_t n = std::min<std::uint64_t>(zeros.size(), bytes_ - at);
       status = io_.write(file.value(), at, std::span(zeros).first(n));
+      // Out to the disk before the next piece: the journal's syncs queue behind one piece at most.
+      if (status.ok()) io_.write_back(file.value(), at, n);
       zeroed += n;
       std::lock_guard lock(mutex_);
       if (stopping_) status = Status(ErrorCode::failed, "journal closing");

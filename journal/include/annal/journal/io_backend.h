@@ -84,6 +84,15 @@ class IoBackend {
     (void)file, (void)offset, (void)bytes;
   }
 
+  // Optional: writes the cached bytes [offset, offset + bytes) of `file` to the disk now and waits
+  // for them, without the device cache flush of a sync (no durability promise: a sync still
+  // follows). A writer of bulk data that others must not queue behind (the segment preparer's
+  // zeros) sends it out a piece at a time this way, instead of leaving the kernel to write it all
+  // back at once, or at the final sync, while the journal's syncs wait behind it.
+  virtual void write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) {
+    (void)file, (void)offset, (void)bytes;
+  }
+
   // Optional: the buffers the asynchronous writes will come from, until unregister_buffers() (or
   // the next registration). io_uring pins them once instead of on every write. Writes from other
   // memory still work. Fails if the kernel refuses (a memlock limit, say): the caller may go on
