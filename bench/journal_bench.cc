@@ -36,6 +36,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -141,6 +143,10 @@ void BM_RawODirectUringQd8(benchmark::State& state) {
     return state.SkipWithError("cannot allocate the file");
   }
   auto* buffer = static_cast<char*>(std::aligned_alloc(4096, kWrite));
+  if (buffer == nullptr) {
+    ::close(fd);
+    return state.SkipWithError("out of memory");
+  }
   std::fill(buffer, buffer + kWrite, 'x');
   io_uring ring;
   if (io_uring_queue_init(2 * kInFlight, &ring, 0) != 0) {
@@ -157,8 +163,16 @@ void BM_RawODirectUringQd8(benchmark::State& state) {
   bool failed = false;
   const auto reap_one = [&] {
     io_uring_cqe* cqe = nullptr;
-    failed = io_uring_wait_cqe(&ring, &cqe) != 0 || cqe->res != static_cast<int>(kWrite);
-    if (cqe != nullptr) io_uring_cqe_seen(&ring, cqe);
+    int rc = 0;
+    do {
+      rc = io_uring_wait_cqe(&ring, &cqe);
+    } while (rc == -EINTR);
+    if (rc != 0 || cqe == nullptr) {  // the ring itself failed: the writes' fate is unknown
+      std::fprintf(stderr, "journal_raw_1MiB/odirect_uring_qd8: io_uring_wait_cqe: %d\n", rc);
+      std::abort();  // never free the buffer under writes in flight
+    }
+    failed = failed || cqe->res != static_cast<int>(kWrite);
+    io_uring_cqe_seen(&ring, cqe);
     --in_flight;
   };
   while (in_flight < kInFlight) queue_write();

@@ -127,11 +127,22 @@ class HashRuns {
 
 Result<ChainHead> segment_link(IoBackend& io, const std::string& path, const crypto::Digest& previous,
                                std::uint64_t through, bool direct) {
-  const auto file = io.open(path, direct ? OpenMode::read_write_direct : OpenMode::read_only);
+  auto file = io.open(path, direct ? OpenMode::read_write_direct : OpenMode::read_only);
   if (!file.ok()) return file.status();
+  auto size = io.size(file.value());
+  if (!size.ok()) {
+    (void)io.close(file.value());
+    return size.status();
+  }
+  if (direct && size.value() % kDirectBlockBytes != 0) {
+    // The last block is partial: a direct read of it comes back short, and reading on from there
+    // is an unaligned read. Through the page cache then (a segment cut by recovery, or sized so).
+    (void)io.close(file.value());
+    direct = false;
+    file = io.open(path, OpenMode::read_only);
+    if (!file.ok()) return file.status();
+  }
   const FileCloser closer{io, file.value()};
-  const auto size = io.size(file.value());
-  if (!size.ok()) return size.status();
   SegmentBytes bytes(io, file.value(), size.value(), std::size_t{1} << 20, direct);
   const auto header_bytes = bytes.from(0, kSegmentHeaderFieldsBytes);
   const auto header = decode_segment_header(header_bytes, path);

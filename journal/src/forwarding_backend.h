@@ -25,8 +25,8 @@ class ForwardingBackend : public IoBackend {
   void read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) override {
     inner_->read_ahead(file, offset, bytes);
   }
-  void write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) override {
-    inner_->write_back(file, offset, bytes);
+  Status write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) override {
+    return inner_->write_back(file, offset, bytes);
   }
   Status write(FileId file, std::uint64_t offset, std::span<const std::byte> data) override {
     return inner_->write(file, offset, data);

@@ -136,10 +136,13 @@ void PosixFiles::read_ahead(FileId file, std::uint64_t offset, std::uint64_t byt
   (void)::posix_fadvise(file, static_cast<off_t>(offset), static_cast<off_t>(bytes), POSIX_FADV_WILLNEED);
 }
 
-void PosixFiles::write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) {
-  // A failure shows at the sync that follows, which is what reports it.
-  (void)::sync_file_range(file, static_cast<off_t>(offset), static_cast<off_t>(bytes),
-                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+Status PosixFiles::write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) {
+  const int rc = retry_eintr([&] {
+    return ::sync_file_range(file, static_cast<off_t>(offset), static_cast<off_t>(bytes),
+                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  });
+  if (rc != 0) return errno_status(errno, "write back " + path_of(file));
+  return {};
 }
 
 int PosixFiles::write_all(FileId file, std::uint64_t offset, std::span<const std::byte> data,

@@ -25,7 +25,7 @@ class PosixFiles : public IoBackend {
   Result<std::uint64_t> size(FileId file) override;
   Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override;
   void read_ahead(FileId file, std::uint64_t offset, std::uint64_t bytes) override;
-  void write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) override;
+  Status write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) override;
   Status write(FileId file, std::uint64_t offset, std::span<const std::byte> data) override;
   Status sync(FileId file) override;
   Status allocate(FileId file, std::uint64_t bytes) override;

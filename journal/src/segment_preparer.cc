@@ -54,6 +54,7 @@ void SegmentPreparer::choose_next(bool fell_behind) {
       // is only allocated, whatever the times say.
       hurry_ = true;
       fell_behind_ = true;
+      zero_fill_next_ = false;
     } else {
       zero_fill_next_ = !fell_behind_ && zero_fill_next(last_take_ ? std::optional(now - *last_take_) : std::nullopt,
                                                         zero_fill_took_);
@@ -86,17 +87,19 @@ void SegmentPreparer::run() {
       return;
     }
     const std::uint64_t number = prepared_count_++;
-    const bool zero_fill = zero_fill_next_;
+    const bool zero_fill = zero_fill_next_ && !hurry_;  // a take may have found it wanted already
     hurry_ = false;
     lock.unlock();
     const Clock::time_point started = Clock::now();
     std::uint64_t zeroed = 0;
-    std::optional<Prepared> prepared = prepare(number, zero_fill, zeroed);
+    Clock::duration zeroing{};
+    std::optional<Prepared> prepared = prepare(number, zero_fill, zeroed, zeroing);
     lock.lock();
     if (prepared && zeroed > 0) {
-      // A zero fill cut short counts for what the whole one would have taken at its pace.
-      const auto took = std::chrono::duration<double>(Clock::now() - started) * (static_cast<double>(bytes_) / static_cast<double>(zeroed));
-      zero_fill_took_ = std::chrono::duration_cast<Clock::duration>(took);
+      // A zero fill cut short counts for what the whole one would have taken at its pace: its
+      // writes scaled up to the whole file, the rest (open, allocate, sync) as it was.
+      const auto whole = std::chrono::duration<double>(zeroing) * (static_cast<double>(bytes_) / static_cast<double>(zeroed));
+      zero_fill_took_ = (Clock::now() - started - zeroing) + std::chrono::duration_cast<Clock::duration>(whole);
     }
     requested_ = false;
     if (prepared && stopping_) {
@@ -111,7 +114,7 @@ void SegmentPreparer::run() {
 }
 
 std::optional<SegmentPreparer::Prepared> SegmentPreparer::prepare(std::uint64_t number, bool zero_fill,
-                                                                  std::uint64_t& zeroed) {
+                                                                  std::uint64_t& zeroed, Clock::duration& zeroing) {
   const std::string path = directory_ + "/prepared-" + std::to_string(number) + ".tmp";
   const auto file = io_.open(path, OpenMode::create_exclusive);
   if (!file.ok()) return std::nullopt;
@@ -119,12 +122,13 @@ std::optional<SegmentPreparer::Prepared> SegmentPreparer::prepare(std::uint64_t 
   Status status = io_.allocate(file.value(), bytes_);
   bool zero_filled = zero_fill;
   if (status.ok() && zero_fill) {
+    const Clock::time_point started = Clock::now();
     const std::vector<std::byte> zeros(std::min(bytes_, kZeroChunkBytes));
     for (std::uint64_t at = 0; at < bytes_ && status.ok(); at += zeros.size()) {
       const std::uint64_t n = std::min<std::uint64_t>(zeros.size(), bytes_ - at);
       status = io_.write(file.value(), at, std::span(zeros).first(n));
       // Out to the disk before the next piece: the journal's syncs queue behind one piece at most.
-      if (status.ok()) io_.write_back(file.value(), at, n);
+      if (status.ok()) status = io_.write_back(file.value(), at, n);
       zeroed += n;
       std::lock_guard lock(mutex_);
       if (stopping_) status = Status(ErrorCode::failed, "journal closing");
@@ -133,6 +137,7 @@ std::optional<SegmentPreparer::Prepared> SegmentPreparer::prepare(std::uint64_t 
         break;
       }
     }
+    zeroing = Clock::now() - started;
   }
   if (status.ok()) status = io_.sync(file.value());
   if (!status.ok()) {

@@ -64,8 +64,10 @@ class SegmentPreparer {
 
  private:
   void run();
-  // `zeroed`: how many bytes it wrote zeros to (all, unless the zero fill was cut short).
-  [[nodiscard]] std::optional<Prepared> prepare(std::uint64_t number, bool zero_fill, std::uint64_t& zeroed);
+  // `zeroed`: how many bytes it wrote zeros to (all, unless the zero fill was cut short), in
+  // `zeroing` (the writes and write-backs, not the open, allocation or sync).
+  [[nodiscard]] std::optional<Prepared> prepare(std::uint64_t number, bool zero_fill, std::uint64_t& zeroed,
+                                                Clock::duration& zeroing);
   // Under mutex_, at a take(): the kind of the file prepared next.
   void choose_next(bool fell_behind);
 

@@ -62,7 +62,7 @@ PastStop look_past_stop(SegmentBytes& file, std::uint64_t from, std::uint64_t st
 void SegmentBytes::refill(std::uint64_t offset, std::size_t bytes) {
   ANNAL_ASSERT(io_ != nullptr);  // a file wholly in memory never needs reading
   const std::uint64_t begin = offset / align_ * align_;
-  start_ = begin;
+  start_ = offset;  // until a read succeeds: from() then gives nothing, not bytes before `offset`
   window_ = {};
   if (!status_.ok()) return;
   bytes = static_cast<std::size_t>(std::min<std::uint64_t>(bytes, size_ - offset));  // no more than the file has
@@ -82,6 +82,9 @@ void SegmentBytes::refill(std::uint64_t offset, std::size_t bytes) {
     status_ = n.status();
     return;
   }
+  // Short of `offset` only where the file was shorter than its size said: nothing then, as above.
+  if (n.value() < offset - begin) return;
+  start_ = begin;
   window_ = std::span<const std::byte>(buffer_.get(), std::min<std::uint64_t>(n.value(), size_ - begin));
 }
 

@@ -244,6 +244,26 @@ TEST(SegmentPreparer, AWriterThatFindsTheZeroFillUnderWayCutsItShortAndTheNextFi
   }
 }
 
+// Every write-back fails, as sync_file_range does after the disk refused a write.
+class FailingWriteBack final : public test::ForwardingBackend {
+ public:
+  FailingWriteBack() : ForwardingBackend(make_posix_backend()) {}
+  Status write_back(FileId, std::uint64_t offset, std::uint64_t) override {
+    return Status(ErrorCode::io_error, "injected write-back failure at offset " + std::to_string(offset));
+  }
+};
+
+TEST(SegmentPreparer, AZeroFillWhoseWriteBackFailsGivesNoFileAndNoRetry) {
+  TempDirectory dir;
+  FailingWriteBack io;
+  SegmentPreparer preparer(io, dir.path(), 1 << 20, SegmentPreparation::zero_fill);
+  preparer.request();
+  EXPECT_FALSE(preparer.take(/*wait_if_under_way=*/true).has_value());  // the writer makes its own
+  EXPECT_TRUE(temp_files(io, dir.path()).empty());
+  preparer.request();  // given up, as after any failed preparation
+  EXPECT_FALSE(preparer.take(/*wait_if_under_way=*/true).has_value());
+}
+
 // ---- in the journal -----------------------------------------------------------------------------
 
 std::uint64_t append_until_segments(Journal& journal, const std::string& directory, std::size_t segments) {

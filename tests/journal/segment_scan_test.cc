@@ -1,14 +1,51 @@
 #include "segment_scan.h"
 
+#include "fault_backend.h"
+#include "forwarding_backend.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace annal::journal {
 namespace {
+
+// Reads succeed `good_reads` times, then fail.
+class ReadsThatFail final : public test::ForwardingBackend {
+ public:
+  ReadsThatFail(std::shared_ptr<IoBackend> inner, int good_reads)
+      : ForwardingBackend(std::move(inner)), good_reads_(good_reads) {}
+  Result<std::size_t> read(FileId file, std::uint64_t offset, std::span<std::byte> out) override {
+    if (good_reads_-- > 0) return ForwardingBackend::read(file, offset, out);
+    return Status(ErrorCode::io_error, "injected read failure at offset " + std::to_string(offset));
+  }
+
+ private:
+  int good_reads_;
+};
+
+TEST(SegmentBytes, AFailedDirectReadGivesNothingRatherThanTheBlockBeforeTheOffsetAndSaysWhy) {
+  const auto disk = std::make_shared<FaultBackend>(3);
+  const std::vector<std::byte> contents(3 * kDirectBlockBytes, std::byte{0x42});
+  const auto made = disk->open("/journal/segment", OpenMode::create_exclusive);
+  ASSERT_TRUE(made.ok());
+  ASSERT_TRUE(disk->write(made.value(), 0, contents).ok());
+  ASSERT_TRUE(disk->close(made.value()).ok());
+  ReadsThatFail io(disk, 1);
+  const auto file = io.open("/journal/segment", OpenMode::read_write_direct);
+  ASSERT_TRUE(file.ok()) << file.status().to_string();
+  SegmentBytes bytes(io, file.value(), contents.size(), kDirectBlockBytes, /*direct=*/true);
+  EXPECT_EQ(bytes.from(100, 48).size(), kDirectBlockBytes - 100);  // the first block, read whole
+  // The next block's read, from its start, fails: nothing of it, and no bytes before 2 * 4096 + 100.
+  EXPECT_TRUE(bytes.from(2 * kDirectBlockBytes + 100, 48).empty());
+  EXPECT_EQ(bytes.status().code(), ErrorCode::io_error);
+  EXPECT_TRUE(bytes.record_at(2 * kDirectBlockBytes + 200).empty());
+  ASSERT_TRUE(io.close(file.value()).ok());
+}
 
 constexpr std::uint32_t kSalt = 0xC0FFEE11;
 constexpr std::size_t kSegmentBytes = 64 * 1024;

@@ -88,9 +88,12 @@ class IoBackend {
   // for them, without the device cache flush of a sync (no durability promise: a sync still
   // follows). A writer of bulk data that others must not queue behind (the segment preparer's
   // zeros) sends it out a piece at a time this way, instead of leaving the kernel to write it all
-  // back at once, or at the final sync, while the journal's syncs wait behind it.
-  virtual void write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) {
+  // back at once, or at the final sync, while the journal's syncs wait behind it. A failure must
+  // be acted on here: on Linux the wait takes the file's error record, and the next sync of the
+  // same descriptor may then report success.
+  virtual Status write_back(FileId file, std::uint64_t offset, std::uint64_t bytes) {
     (void)file, (void)offset, (void)bytes;
+    return {};
   }
 
   // Optional: the buffers the asynchronous writes will come from, until unregister_buffers() (or
