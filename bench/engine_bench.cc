@@ -47,6 +47,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -183,6 +184,42 @@ constexpr std::size_t kSaturateBatch = 16;
 constexpr std::size_t kSaturateEventBytes = 64;
 constexpr std::size_t kSaturateBatchesPerIteration = 1024;  // per thread
 
+// Append-to-durable latencies, noted by on_durable's callbacks (which run one at a time on the
+// engine's notifier thread), and a wait until every receipt handed to them has settled.
+class DurableLatencies {
+ public:
+  explicit DurableLatencies(std::size_t expected) { latencies_us_.reserve(expected); }
+
+  // The callback for a receipt just appended, its latency counted from `from`.
+  std::function<void(const annal::Status&)> since(Clock::time_point from) {
+    pending_.fetch_add(1, std::memory_order_acq_rel);
+    return [this, from](const annal::Status& status) {
+      if (!status.ok()) failed_ = true;
+      latencies_us_.push_back(std::chrono::duration<double, std::micro>(Clock::now() - from).count());
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard lock(settled_mutex_);
+        settled_.notify_all();
+      }
+    };
+  }
+  // Whether every callback ran within a minute.
+  bool settle() {
+    std::unique_lock lock(settled_mutex_);
+    return settled_.wait_until(lock, Clock::now() + std::chrono::minutes(1), [&] { return pending_.load() == 0; });
+  }
+  void fail() { failed_ = true; }
+  [[nodiscard]] bool failed() const { return failed_; }
+  // Once settled.
+  std::vector<double>& latencies_us() { return latencies_us_; }
+
+ private:
+  std::vector<double> latencies_us_;
+  std::atomic<std::uint64_t> pending_{0};
+  std::atomic<bool> failed_{false};
+  std::mutex settled_mutex_;
+  std::condition_variable settled_;
+};
+
 void BM_EngineSaturate64B(benchmark::State& state, int threads) {
   ScratchDir dir("engine-saturate");
   auto opened = ae::Engine::open(dir.str(), ae::Options{});
@@ -194,23 +231,7 @@ void BM_EngineSaturate64B(benchmark::State& state, int threads) {
   const std::vector<std::byte> payload(kSaturateEventBytes, std::byte{0x5A});
   const std::vector<ae::EventData> batch(kSaturateBatch, ae::EventData{.type = "Measured", .payload = payload});
 
-  // Noted by the callbacks, which run one at a time on the engine's notifier thread.
-  std::vector<double> latencies_us;
-  latencies_us.reserve(std::size_t{1} << 20);
-  std::atomic<std::uint64_t> pending{0};
-  std::atomic<bool> failed{false};
-  std::mutex settled_mutex;
-  std::condition_variable settled;
-  const auto on_durable = [&](Clock::time_point appended) {
-    return [&, appended](const annal::Status& status) {
-      if (!status.ok()) failed = true;
-      latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - appended).count());
-      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard lock(settled_mutex);
-        settled.notify_all();
-      }
-    };
-  };
+  DurableLatencies durable(std::size_t{1} << 20);
 
   std::uint64_t batches = 0;
   const annal::bench::ProcessUsage usage_started = annal::bench::process_usage();
@@ -220,37 +241,32 @@ void BM_EngineSaturate64B(benchmark::State& state, int threads) {
     for (int t = 0; t < threads; ++t) {
       appenders.emplace_back([&, t] {
         std::mt19937_64 random(batches + static_cast<std::uint64_t>(t));
-        for (std::size_t i = 0; i < kSaturateBatchesPerIteration && !failed; ++i) {
+        for (std::size_t i = 0; i < kSaturateBatchesPerIteration && !durable.failed(); ++i) {
           const std::string& name = names[random() % names.size()];
           const auto appended = Clock::now();
           const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::any(), batch);
           if (!receipt.ok()) {
-            failed = true;
+            durable.fail();
             return;
           }
-          pending.fetch_add(1, std::memory_order_acq_rel);
-          engine.on_durable(receipt.value(), on_durable(appended));
+          engine.on_durable(receipt.value(), durable.since(appended));
         }
       });
     }
     for (std::thread& appender : appenders) appender.join();
     batches += static_cast<std::uint64_t>(threads) * kSaturateBatchesPerIteration;
   }
-  bool in_time;
-  {
-    std::unique_lock lock(settled_mutex);
-    in_time = settled.wait_until(lock, Clock::now() + std::chrono::minutes(1), [&] { return pending.load() == 0; });
-  }
+  const bool in_time = durable.settle();
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   const annal::bench::ProcessUsage usage_ended = annal::bench::process_usage();
   const annal::journal::Stats journal_stats = engine.metrics().journal;
   // Closing settles any callback still pending (with an error) before they go out of scope.
   const annal::Status closed = engine.close();
-  if (failed || !in_time || !closed.ok()) return state.SkipWithError("an append failed or did not become durable");
+  if (durable.failed() || !in_time || !closed.ok()) return state.SkipWithError("an append failed or did not become durable");
   const double events = static_cast<double>(batches * kSaturateBatch);
   state.counters["events_per_second"] = events / seconds;
   state.counters["cpu_us_per_event"] = (usage_ended.cpu_seconds - usage_started.cpu_seconds) / events * 1e6;
-  annal::bench::report_latency(state, latencies_us);
+  annal::bench::report_latency(state, durable.latencies_us());
   annal::bench::report_preparation(state, journal_stats);
   state.SetLabel("durability=group_commit wait=blocking receipts=on_durable threads=" + std::to_string(threads) +
                  " batch=16 streams=" + std::to_string(kSaturateStreams));
@@ -428,23 +444,7 @@ void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool pr
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
   ae::Engine& engine = *opened.value();
 
-  // Noted by the callbacks, which run one at a time on the engine's notifier thread.
-  std::vector<double> latencies_us;
-  latencies_us.reserve(measured_max);
-  std::atomic<std::uint64_t> pending{0};
-  std::atomic<bool> failed{false};
-  std::mutex settled_mutex;
-  std::condition_variable settled;
-  const auto on_durable = [&](Clock::time_point intended) {
-    return [&, intended](const annal::Status& status) {
-      if (!status.ok()) failed = true;
-      latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - intended).count());
-      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard lock(settled_mutex);
-        settled.notify_all();
-      }
-    };
-  };
+  DurableLatencies durable(measured_max);
 
   std::mt19937_64 random(1);
   std::array<std::byte, kEventBytes> payload{};
@@ -453,7 +453,7 @@ void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool pr
   double issuing_seconds = 0;
   for (auto _ : state) {
     const auto start = Clock::now();
-    for (std::uint64_t i = 0; i < per_iteration && !failed; ++i) {
+    for (std::uint64_t i = 0; i < per_iteration && !durable.failed(); ++i) {
       const auto intended = start + std::chrono::nanoseconds(i * 1'000'000'000 / rate);
       if (Clock::now() < intended) std::this_thread::sleep_until(intended);
       const auto intended_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(intended.time_since_epoch());
@@ -462,21 +462,16 @@ void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool pr
       const std::string& name = names[random() % names.size()];
       const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::any(), {&event, 1});
       if (!receipt.ok()) {
-        failed = true;
+        durable.fail();
         break;
       }
-      pending.fetch_add(1, std::memory_order_acq_rel);
-      engine.on_durable(receipt.value(), on_durable(intended));
+      engine.on_durable(receipt.value(), durable.since(intended));
       ++issued;
     }
     issuing_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   }
-  bool in_time;
-  {
-    std::unique_lock lock(settled_mutex);
-    in_time = settled.wait_until(lock, Clock::now() + std::chrono::minutes(1), [&] { return pending.load() == 0; });
-  }
-  if (failed || !in_time) {
+  const bool in_time = durable.settle();
+  if (durable.failed() || !in_time) {
     (void)engine.close();
     return state.SkipWithError("an append failed or did not become durable");
   }
@@ -494,7 +489,7 @@ void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool pr
   if (const annal::Status closed = engine.close(); !closed.ok()) return state.SkipWithError(closed.to_string().c_str());
   state.counters["target_rate"] = static_cast<double>(rate);
   state.counters["events_per_second"] = static_cast<double>(issued) / issuing_seconds;  // as issued
-  annal::bench::report_latency(state, latencies_us);
+  annal::bench::report_latency(state, durable.latencies_us());
   state.SetLabel("open loop, latency from the intended send time; durability=group_commit wait=blocking "
                  "receipts=on_durable, one event per append, " + std::to_string(kAppendStreams) + " streams" +
                  (projections ? "; projections orders and totals (gating=durable)" : ""));
