@@ -266,6 +266,14 @@ TEST(SegmentPreparer, AZeroFillWhoseWriteBackFailsGivesNoFileAndNoRetry) {
 
 // ---- in the journal -----------------------------------------------------------------------------
 
+std::size_t segment_files(const std::string& directory) {
+  std::size_t found = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+    found += parse_segment_file_name(entry.path().filename().string()).has_value();
+  }
+  return found;
+}
+
 std::uint64_t append_until_segments(Journal& journal, const std::string& directory, std::size_t segments) {
   const std::vector<std::byte> payload(200, std::byte{0x42});
   const RecordInput record{.stream_id = 1, .payload = payload};
@@ -273,11 +281,7 @@ std::uint64_t append_until_segments(Journal& journal, const std::string& directo
   for (int i = 0; i < 100000; ++i) {
     last = journal.append(std::span(&record, 1)).value().last;
     EXPECT_TRUE(journal.wait_durable(last, Journal::Clock::now() + 60s).ok());
-    std::size_t found = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(directory)) {
-      found += parse_segment_file_name(entry.path().filename().string()).has_value();
-    }
-    if (found >= segments) break;
+    if (segment_files(directory) >= segments) break;
   }
   return last;
 }
@@ -310,14 +314,6 @@ TEST(SegmentPreparerInJournal, RolloverInstallsTheZeroFilledFileAndCloseLeavesNo
   journal = Journal::open(dir.path(), options);
   ASSERT_TRUE(journal.ok());
   EXPECT_EQ(journal.value()->durable_sequence(), last);
-}
-
-std::size_t segment_files(const std::string& directory) {
-  std::size_t found = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
-    found += parse_segment_file_name(entry.path().filename().string()).has_value();
-  }
-  return found;
 }
 
 // Appends batches of 1,000-byte records until `segments` segment files exist; the last sequence.
