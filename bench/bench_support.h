@@ -51,15 +51,27 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
-// Percentiles of `samples` (sorted here), in the units they are in.
+// Percentiles of `samples` (sorted here), in the units they are in: the points of an HdrHistogram
+// percentile curve (scripts/latency_plot draws them).
 struct Percentiles {
-  double p50 = 0, p99 = 0, p999 = 0;
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, p9999 = 0, max = 0;
 };
 inline Percentiles percentiles(std::vector<double>& samples) {
   if (samples.empty()) return {};
   std::sort(samples.begin(), samples.end());
   const auto at = [&](double p) { return samples[static_cast<std::size_t>(p * static_cast<double>(samples.size() - 1))]; };
-  return {at(0.50), at(0.99), at(0.999)};
+  return {at(0.50), at(0.90), at(0.99), at(0.999), at(0.9999), samples.back()};
+}
+
+// The percentiles as counters named `prefix` + p50_us ... max_us.
+inline void report_percentiles(benchmark::State& state, const std::string& prefix, std::vector<double>& latencies_us) {
+  const Percentiles p = percentiles(latencies_us);
+  state.counters[prefix + "p50_us"] = p.p50;
+  state.counters[prefix + "p90_us"] = p.p90;
+  state.counters[prefix + "p99_us"] = p.p99;
+  state.counters[prefix + "p999_us"] = p.p999;
+  state.counters[prefix + "p9999_us"] = p.p9999;
+  state.counters[prefix + "max_us"] = p.max;
 }
 
 // How the run's segments were made ready (journal::Options::preparation, adaptive by default).
@@ -70,10 +82,7 @@ inline void report_preparation(benchmark::State& state, const journal::Stats& st
 }
 
 inline void report_latency(benchmark::State& state, std::vector<double>& latencies_us) {
-  const Percentiles p = percentiles(latencies_us);
-  state.counters["p50_us"] = p.p50;
-  state.counters["p99_us"] = p.p99;
-  state.counters["p999_us"] = p.p999;
+  report_percentiles(state, "", latencies_us);
 }
 
 // What the whole process (every thread: callers, the journal's writer, io_uring's workers) has

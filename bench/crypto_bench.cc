@@ -10,6 +10,8 @@
 //   seal/crc32c/N           annal::journal::crc32c_extend over the 48-byte header and N bytes
 //   seal/memcpy/N           copying the N bytes, the floor any per-record work sits on
 //   stream_key/hkdf         deriving one stream's key (the engine derives once and caches)
+//   stream_cipher/rekey     keying a kept cipher with another stream's key (AES key expansion
+//                           and GHASH tables): what a record sealer's cache miss pays
 //   stream_seed/seed_tree/consecutive:1|0  a new stream's seed: consecutive ids (8 HMAC steps
 //                           from the kept node), or random ones (64 from the root)
 //   stream_seed/seed_tree_store  a seed for a stream at random among a store's 100,000 named
@@ -175,6 +177,18 @@ void BM_StreamKey(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// Keying a cipher again, as a record sealer does for a stream its cache of ciphers lost.
+void BM_Rekey(benchmark::State& state) {
+  const crypto::Key first = must(crypto::Key::random()), second = must(crypto::Key::random());
+  crypto::Aes256Gcm cipher = crypto::Aes256Gcm::make(first);
+  bool flip = false;
+  for (auto _ : state) {
+    cipher.rekey((flip = !flip) ? second : first);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 // A new stream's seed from the seed tree (what an engine pays the first time it meets a stream,
 // before caching the stream's key). state.range(0): 1 for consecutive ids, as the engine numbers
 // new streams (8 HMAC-SHA256 steps from the kept node over 256 ids); 0 for random 64-bit ids
@@ -231,6 +245,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("seal/memcpy", BM_Memcpy)->Arg(size);
   }
   benchmark::RegisterBenchmark("stream_key/hkdf", BM_StreamKey);
+  benchmark::RegisterBenchmark("stream_cipher/rekey", BM_Rekey);
   benchmark::RegisterBenchmark("stream_seed/seed_tree", BM_StreamSeed)->ArgName("consecutive")->Arg(1)->Arg(0);
   benchmark::RegisterBenchmark("stream_seed/seed_tree_store", BM_StreamSeedStore);
   benchmark::Initialize(&argc, argv);

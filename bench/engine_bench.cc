@@ -17,12 +17,14 @@
 //                                   and totals per event type: order_projections.h), both gated
 //                                   on durability ([_eager]: the order book eager); events/s,
 //                                   append-to-durable and append-to-visible in each projection
-//   engine_latency_at_rate/annal[_2proj]/rate:100000
-//                                   open loop: one thread issues appends of one order event at
-//                                   100,000 events/s, each at its intended time whatever the
-//                                   earlier ones did, receipts by callback; append-to-durable
-//                                   (and, with engine_e2e_2proj's two projections, to visible)
-//                                   measured from the intended send time
+//   engine_latency_at_rate/annal[_2proj]/{rate:100000,half_saturation/batch:16}
+//                                   open loop: one thread issues appends of order events at
+//                                   100,000 events/s one per append, or in batches of 16 at half
+//                                   what such batches reach flat out on the same engine (measured
+//                                   just before, saturation_events_per_second), each at its
+//                                   intended time whatever the earlier ones did, receipts by
+//                                   callback; append-to-durable (and, with engine_e2e_2proj's two
+//                                   projections, to visible) measured from the intended send time
 //   engine_read_stream/annal[_1M]   read forwards a 1,000-event stream spread evenly through a
 //                                   journal of 10M (1M) events; also how long Engine::open took
 //   engine_recover_10M/{snapshots,full_replay}
@@ -326,17 +328,15 @@ annal::Result<Seen> seen_by(ae::Engine& engine, const std::string& name, std::ui
 
 // Checks that the projection applied as many events as were appended and measured every timed
 // one, then reports its append-to-visible percentiles and the measured events per batch.
-annal::Status report_projection(benchmark::State& state, const std::string& name, Seen& seen, std::uint64_t measured) {
-  if (seen.applied != kAppendStreams + measured || seen.latencies_us.size() != measured) {
+annal::Status report_projection(benchmark::State& state, const std::string& name, Seen& seen, std::uint64_t unmeasured,
+                                std::uint64_t measured) {
+  if (seen.applied != unmeasured + measured || seen.latencies_us.size() != measured) {
     return annal::Status(annal::ErrorCode::failed,
                          "projection " + name + " applied " + std::to_string(seen.applied) + " events and measured " +
                              std::to_string(seen.latencies_us.size()) + "; expected " +
-                             std::to_string(kAppendStreams + measured) + " and " + std::to_string(measured));
+                             std::to_string(unmeasured + measured) + " and " + std::to_string(measured));
   }
-  const annal::bench::Percentiles p = annal::bench::percentiles(seen.latencies_us);
-  state.counters[name + "_visible_p50_us"] = p.p50;
-  state.counters[name + "_visible_p99_us"] = p.p99;
-  state.counters[name + "_visible_p999_us"] = p.p999;
+  annal::bench::report_percentiles(state, name + "_visible_", seen.latencies_us);
   state.counters[name + "_events_per_batch"] = static_cast<double>(measured) / static_cast<double>(seen.batches);
   state.counters[name + "_detached"] = static_cast<double>(seen.detached);
   return {};
@@ -403,7 +403,7 @@ void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
   std::uint64_t last_seen_ns = started_ns;
   for (const std::string name : {"orders", "totals"}) {
     auto seen = seen_by(engine, name, engine.last_sequence());
-    annal::Status reported = seen.ok() ? report_projection(state, name, seen.value(), measured) : seen.status();
+    annal::Status reported = seen.ok() ? report_projection(state, name, seen.value(), kAppendStreams, measured) : seen.status();
     if (!reported.ok()) return state.SkipWithError(reported.to_string().c_str());
     last_seen_ns = std::max(last_seen_ns, seen.value().last_seen_ns);
   }
@@ -419,20 +419,63 @@ void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
 
 // ---- engine_latency_at_rate --------------------------------------------------------------------
 // Issue 18's flat tail, as HdrHistogram's users measure it: appends are issued on a schedule
-// (event i at start + i / rate), not when the previous one finished, so a stall delays the
+// (append i at start + i * batch / rate), not when the previous one finished, so a stall delays the
 // appends behind it and they count it (no coordinated omission). The issuing thread sleeps until
-// an event is due, and when it is late issues what is due without sleeping. Each latency runs
+// an append is due, and when it is late issues what is due without sleeping. Each latency runs
 // from the intended time: to durable (on_durable's callback), and with projections to visible.
 
-constexpr double kPacedSeconds = 2;  // of appends per iteration
+constexpr double kPacedSeconds = 2;      // of appends per iteration
+constexpr double kSaturationSeconds = 1;  // of flat-out appends before, for a rate of 0
 
-void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool projections) {
+// A row's appends: `rate` events/s in appends of `batch` order events, each append to one stream
+// at random. Rate 0: half of what the same appends reach flat out from one thread (receipts by
+// callback, as engine_saturate_64B's), measured on the same engine just before.
+struct Pace {
+  std::uint64_t rate = 0;
+  std::size_t batch = 1;
+};
+
+// `batch` order events sharing `payload`, whose types go through the lifecycle from `first`.
+std::vector<ae::EventData> order_batch(std::size_t batch, std::uint64_t first, std::span<const std::byte> payload) {
+  std::vector<ae::EventData> events;
+  for (std::size_t j = 0; j < batch; ++j) {
+    events.push_back({.type = annal::bench::kOrderLifecycle[(first + j) % 3], .payload = payload});
+  }
+  return events;
+}
+
+// Events/s of `batch`-event appends issued flat out for kSaturationSeconds, until all are durable.
+// Their payloads carry no time: the projections apply them without measuring them.
+annal::Result<double> saturation(ae::Engine& engine, const std::vector<std::string>& names, std::size_t batch,
+                                 std::uint64_t& appended) {
+  std::array<std::byte, kEventBytes> payload{};
+  annal::bench::encode_order(payload, 0, 100);
+  const std::vector<ae::EventData> events = order_batch(batch, 0, payload);
+  DurableLatencies durable(std::size_t{1} << 18);
+  std::mt19937_64 random(2);
+  const auto start = Clock::now();
+  std::uint64_t events_appended = 0;
+  while (Clock::now() - start < std::chrono::duration<double>(kSaturationSeconds) && !durable.failed()) {
+    const auto receipt = engine.append(std::string_view(names[random() % names.size()]), ae::ExpectedVersion::any(), events);
+    if (!receipt.ok()) return receipt.status();
+    engine.on_durable(receipt.value(), durable.since(Clock::now()));
+    events_appended += batch;
+  }
+  if (!durable.settle() || durable.failed()) {
+    return annal::Status(annal::ErrorCode::failed, "a saturating append did not become durable");
+  }
+  appended += events_appended;
+  return static_cast<double>(events_appended) / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void BM_EngineLatencyAtRate(benchmark::State& state, Pace pace, bool projections) {
   ScratchDir dir("at-rate");
   std::vector<std::string> names;
   names.reserve(kAppendStreams);
   for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
-  const auto per_iteration = static_cast<std::uint64_t>(static_cast<double>(rate) * kPacedSeconds);
-  const auto measured_max = static_cast<std::size_t>(state.max_iterations * per_iteration);
+  // A rate of 0 is known only once the engine runs: room for 2 seconds at 4M events/s then.
+  const std::uint64_t rate_max = pace.rate != 0 ? pace.rate : 4'000'000;
+  const auto measured_max = static_cast<std::size_t>(static_cast<double>(state.max_iterations * rate_max) * kPacedSeconds);
   annal::Result<std::unique_ptr<ae::Engine>> opened = [&]() -> annal::Result<std::unique_ptr<ae::Engine>> {
     if (projections) return open_with_projections(dir.str(), names, ae::Gating::durable, measured_max);
     std::array<std::byte, kEventBytes> created{};
@@ -444,29 +487,44 @@ void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool pr
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
   ae::Engine& engine = *opened.value();
 
-  DurableLatencies durable(measured_max);
+  std::uint64_t unmeasured = kAppendStreams;  // the events the projections apply without measuring
+  double saturated = 0;
+  if (pace.rate == 0) {
+    const auto reached = saturation(engine, names, pace.batch, unmeasured);
+    if (!reached.ok()) {
+      (void)engine.close();
+      return state.SkipWithError(reached.status().to_string().c_str());
+    }
+    saturated = reached.value();
+    pace.rate = std::min(rate_max, static_cast<std::uint64_t>(saturated / 2));
+  }
+  const auto per_iteration = static_cast<std::uint64_t>(static_cast<double>(pace.rate) * kPacedSeconds) / pace.batch;
+  DurableLatencies durable(static_cast<std::size_t>(state.max_iterations) * per_iteration);
 
   std::mt19937_64 random(1);
   std::array<std::byte, kEventBytes> payload{};
   std::fill(payload.begin(), payload.end(), std::byte{0x5A});
-  std::uint64_t issued = 0;
+  // The batches by their first event's place in the lifecycle, all over `payload`, stamped per append.
+  const std::array<std::vector<ae::EventData>, 3> batches = {
+      order_batch(pace.batch, 0, payload), order_batch(pace.batch, 1, payload), order_batch(pace.batch, 2, payload)};
+  std::uint64_t issued = 0;  // events
   double issuing_seconds = 0;
   for (auto _ : state) {
     const auto start = Clock::now();
     for (std::uint64_t i = 0; i < per_iteration && !durable.failed(); ++i) {
-      const auto intended = start + std::chrono::nanoseconds(i * 1'000'000'000 / rate);
+      const auto intended = start + std::chrono::nanoseconds(i * pace.batch * 1'000'000'000 / pace.rate);
       if (Clock::now() < intended) std::this_thread::sleep_until(intended);
       const auto intended_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(intended.time_since_epoch());
       annal::bench::encode_order(payload, static_cast<std::uint64_t>(intended_ns.count()), 100);
-      const ae::EventData event{.type = annal::bench::kOrderLifecycle[i % 3], .payload = payload};
+      const std::vector<ae::EventData>& events = batches[(i * pace.batch) % 3];
       const std::string& name = names[random() % names.size()];
-      const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::any(), {&event, 1});
+      const auto receipt = engine.append(std::string_view(name), ae::ExpectedVersion::any(), events);
       if (!receipt.ok()) {
         durable.fail();
         break;
       }
       engine.on_durable(receipt.value(), durable.since(intended));
-      ++issued;
+      issued += pace.batch;
     }
     issuing_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   }
@@ -478,7 +536,8 @@ void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool pr
   if (projections) {
     for (const std::string name : {"orders", "totals"}) {
       auto seen = seen_by(engine, name, engine.last_sequence());
-      annal::Status reported = seen.ok() ? report_projection(state, name, seen.value(), issued) : seen.status();
+      annal::Status reported =
+          seen.ok() ? report_projection(state, name, seen.value(), unmeasured, issued) : seen.status();
       if (!reported.ok()) {
         (void)engine.close();
         return state.SkipWithError(reported.to_string().c_str());
@@ -487,11 +546,13 @@ void BM_EngineLatencyAtRate(benchmark::State& state, std::uint64_t rate, bool pr
   }
   // Closing settles any callback still pending (with an error) before they go out of scope.
   if (const annal::Status closed = engine.close(); !closed.ok()) return state.SkipWithError(closed.to_string().c_str());
-  state.counters["target_rate"] = static_cast<double>(rate);
+  state.counters["target_rate"] = static_cast<double>(pace.rate);
+  if (saturated != 0) state.counters["saturation_events_per_second"] = saturated;
   state.counters["events_per_second"] = static_cast<double>(issued) / issuing_seconds;  // as issued
   annal::bench::report_latency(state, durable.latencies_us());
   state.SetLabel("open loop, latency from the intended send time; durability=group_commit wait=blocking "
-                 "receipts=on_durable, one event per append, " + std::to_string(kAppendStreams) + " streams" +
+                 "receipts=on_durable, " + std::to_string(pace.batch) + " event(s) per append, " +
+                 std::to_string(kAppendStreams) + " streams" +
                  (projections ? "; projections orders and totals (gating=durable)" : ""));
 }
 
@@ -844,13 +905,16 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("engine_e2e_2proj/annal_eager", BM_EngineE2e2Proj, ae::Gating::eager)
       ->Iterations(kWriterIterations)
       ->Unit(benchmark::kMillisecond);
+  // At 100,000 single-event appends a second, and at half of what batches of 16 reach flat out.
   for (const bool projections : {false, true}) {
-    constexpr std::uint64_t kRate = 100'000;
-    const std::string name = std::string("engine_latency_at_rate/") + (projections ? "annal_2proj" : "annal") +
-                             "/rate:" + std::to_string(kRate);
-    benchmark::RegisterBenchmark(name.c_str(), BM_EngineLatencyAtRate, kRate, projections)
-        ->Iterations(1)
-        ->Unit(benchmark::kMillisecond);
+    const std::string contender = projections ? "annal_2proj" : "annal";
+    for (const auto& [row, pace] : {std::pair{std::string("rate:100000"), Pace{.rate = 100'000, .batch = 1}},
+                                    std::pair{std::string("half_saturation/batch:16"), Pace{.rate = 0, .batch = 16}}}) {
+      benchmark::RegisterBenchmark(("engine_latency_at_rate/" + contender + "/" + row).c_str(), BM_EngineLatencyAtRate,
+                                   pace, projections)
+          ->Iterations(1)
+          ->Unit(benchmark::kMillisecond);
+    }
   }
   benchmark::RegisterBenchmark("engine_read_stream/annal", BM_EngineReadStream, std::uint64_t{10'000'000})
       ->Unit(benchmark::kMicrosecond)
