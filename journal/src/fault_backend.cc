@@ -22,6 +22,12 @@ std::string parent_of(const std::string& path) {
   return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
 }
 
+// What O_DIRECT refuses with EINVAL: an offset, length or buffer address off the block grid.
+bool off_grid(std::uint64_t offset, std::size_t size, const std::byte* address) {
+  const auto misaligned = [](std::uint64_t value) { return value % kDirectBlockBytes != 0; };
+  return misaligned(offset) || misaligned(size) || misaligned(reinterpret_cast<std::uintptr_t>(address));
+}
+
 void place(std::vector<std::byte>& bytes, std::uint64_t offset, std::span<const std::byte> data) {
   const auto end = static_cast<std::size_t>(offset) + data.size();
   if (bytes.size() < end) bytes.resize(end);
@@ -138,6 +144,11 @@ Result<std::size_t> FaultBackend::read(FileId file, std::uint64_t offset, std::s
   std::lock_guard lock(mutex_);
   const auto open = find(file);
   if (!open.ok()) return open.status();
+  if (open.value()->direct && off_grid(offset, out.size(), out.data())) {
+    return Status(ErrorCode::io_error, "read of " + open.value()->path + " at offset " + std::to_string(offset) + ", " +
+                                           std::to_string(out.size()) + " bytes: " + std::strerror(EINVAL) +
+                                           " (opened for direct I/O: whole aligned blocks only)");
+  }
   const std::vector<std::byte>& bytes = open.value()->node->current;
   if (offset >= bytes.size()) return std::size_t{0};
   const std::size_t n = std::min<std::size_t>(out.size(), bytes.size() - offset);
@@ -155,11 +166,7 @@ bool FaultBackend::crash_now() {
 }
 
 int FaultBackend::write_data(OpenFile& file, std::uint64_t offset, std::span<const std::byte> data) {
-  const auto misaligned = [](std::uint64_t value) { return value % kDirectBlockBytes != 0; };
-  if (file.direct && (misaligned(offset) || misaligned(data.size()) ||
-                      misaligned(reinterpret_cast<std::uintptr_t>(data.data())))) {
-    return EINVAL;  // as O_DIRECT does
-  }
+  if (file.direct && off_grid(offset, data.size(), data.data())) return EINVAL;  // as O_DIRECT does
   if (crash_now()) return EIO;
   if (const int error = writes_.next(); error != 0) return error;
   Node& node = *file.node;

@@ -113,7 +113,7 @@ class FaultBackend final : public IoBackend {
   struct OpenFile {
     std::shared_ptr<Node> node;
     std::string path;
-    bool direct = false;  // opened read_write_direct: writes must be block-aligned
+    bool direct = false;  // opened read_write_direct: reads and writes must be block-aligned
   };
   struct FaultPlan {
     std::uint64_t count = 0;

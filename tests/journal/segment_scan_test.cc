@@ -47,6 +47,25 @@ TEST(SegmentBytes, AFailedDirectReadGivesNothingRatherThanTheBlockBeforeTheOffse
   ASSERT_TRUE(io.close(file.value()).ok());
 }
 
+// The test backend holds direct reads to O_DIRECT's grid, so that every test reading a direct
+// segment through it would fail on a read the kernel refuses.
+TEST(SegmentBytes, TheFaultBackendRefusesADirectReadOffTheBlockGridAsTheKernelDoes) {
+  FaultBackend io(4);
+  const std::vector<std::byte> contents(2 * kDirectBlockBytes, std::byte{0x42});
+  const auto made = io.open("/journal/segment", OpenMode::create_exclusive);
+  ASSERT_TRUE(made.ok());
+  ASSERT_TRUE(io.write(made.value(), 0, contents).ok());
+  ASSERT_TRUE(io.close(made.value()).ok());
+  const auto file = io.open("/journal/segment", OpenMode::read_write_direct);
+  ASSERT_TRUE(file.ok()) << file.status().to_string();
+  alignas(kDirectBlockBytes) static std::byte block[2 * kDirectBlockBytes];
+  EXPECT_EQ(io.read(file.value(), kDirectBlockBytes, std::span(block).first(kDirectBlockBytes)).value(), kDirectBlockBytes);
+  EXPECT_FALSE(io.read(file.value(), 100, std::span(block).first(kDirectBlockBytes)).ok());  // offset
+  EXPECT_FALSE(io.read(file.value(), 0, std::span(block).first(100)).ok());                  // length
+  EXPECT_FALSE(io.read(file.value(), 0, std::span(block).subspan(8, kDirectBlockBytes)).ok());  // address
+  ASSERT_TRUE(io.close(file.value()).ok());
+}
+
 constexpr std::uint32_t kSalt = 0xC0FFEE11;
 constexpr std::size_t kSegmentBytes = 64 * 1024;
 constexpr std::size_t kPayload = 64;
