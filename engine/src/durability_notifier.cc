@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "annal/base/thread_role.h"
 #include "annal/base/user_code.h"
 
 namespace annal::engine {
@@ -20,6 +21,8 @@ DurabilityNotifier::DurabilityNotifier(journal::Journal& journal, std::function<
     : journal_(journal), on_advance_(std::move(on_advance)) {
   caller_ = std::thread([this] { call_back(); });
   follower_ = std::thread([this] { follow_journal(); });
+  name_thread(caller_, "annal-callback");
+  name_thread(follower_, "annal-durable");
 }
 
 void DurabilityNotifier::add(std::uint64_t sequence, Callback done) { add(sequence, std::move(done), false); }

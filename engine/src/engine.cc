@@ -15,6 +15,7 @@
 #include <thread>
 #include <tuple>
 
+#include "annal/base/thread_role.h"
 #include "annal/base/user_code.h"
 #include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
@@ -256,7 +257,10 @@ class EngineImpl final : public Engine {
                                        [this](std::uint64_t stream) { return cipher_ && cipher_->erased(stream); }});
     notifier_ = std::make_unique<DurabilityNotifier>(
         *journal_, [this](std::uint64_t durable) { ring_->advance_durable(durable); });
-    if (options_.state_snapshot_every_events != 0) state_snapshotter_ = std::thread([this] { snapshot_state_loop(); });
+    if (options_.state_snapshot_every_events != 0) {
+      state_snapshotter_ = std::thread([this] { snapshot_state_loop(); });
+      name_thread(state_snapshotter_, "annal-state");
+    }
     if (options_.sequencing == Sequencing::sequencer_thread) {
       sequencer_ = std::make_unique<SequencerThread>(
           [this](const StreamRef& stream, const ExpectedVersion& expected, std::span<const EventData> events) {
@@ -401,7 +405,10 @@ class EngineImpl final : public Engine {
   Status close() override {
     if ((notifier_ && notifier_->on_callback_thread()) || t_projection_thread) {
       begin_close();
-      std::call_once(closer_started_, [this] { closer_ = std::thread([this] { (void)finish_close(); }); });
+      std::call_once(closer_started_, [this] {
+        closer_ = std::thread([this] { (void)finish_close(); });
+        name_thread(closer_, "annal-close");
+      });
       return {};
     }
     return finish_close();

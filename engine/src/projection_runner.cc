@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "annal/base/thread_role.h"
 #include "annal/base/user_code.h"
 
 namespace annal::engine {
@@ -26,6 +27,8 @@ ProjectionRunner::ProjectionRunner(std::string name, std::shared_ptr<Projection>
       journal_(journal), ids_remembered_(ids_remembered), applied_(restored_from) {
   writer_ = std::thread([this] { write_snapshots(); });
   thread_ = std::thread([this] { run(); });
+  name_thread(writer_, "annal-proj-snap");
+  name_thread(thread_, "annal-project");
 }
 
 void ProjectionRunner::run() {

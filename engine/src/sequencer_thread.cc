@@ -6,12 +6,14 @@
 #include <vector>
 
 #include "annal/base/assert.h"
+#include "annal/base/thread_role.h"
 #include "live_ring.h"
 
 namespace annal::engine {
 
 SequencerThread::SequencerThread(Handler handle) : handle_(std::move(handle)) {
   thread_ = std::thread([this] { run(); });
+  name_thread(thread_, "annal-sequence");
 }
 
 namespace {

@@ -6,6 +6,7 @@
 
 #include "annal/base/assert.h"
 #include "annal/base/little_endian.h"
+#include "annal/base/thread_role.h"
 #include "annal/journal/crc32c.h"
 #include "annal/journal/format.h"
 #include "annal/journal/io_backend.h"
@@ -115,6 +116,7 @@ class HashRuns {
   void flush() {
     if (used_ > 0) hash_.update(std::span(run_).first(used_));
     used_ = 0;
+    yield_if_background();  // the chain thread: 64 KiB at a time, never a whole segment at once
   }
 
  private:

@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "annal/base/thread_role.h"
 #include "annal/base/wall_clock.h"
 #include "annal/journal/reader.h"
 #include "annal/journal/reseal.h"
@@ -157,6 +158,7 @@ class JournalImpl final : public Journal {
       write_offset_ = kSegmentHeaderBytes;
     }
     writer_ = std::thread([this] { write_loop(); });
+    name_thread(writer_, "annal-writer");
   }
 
   ~JournalImpl() override { (void)close(); }

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "annal/base/thread_role.h"
 #include "chain_file.h"
 
 namespace annal::journal {
@@ -87,7 +88,9 @@ SegmentChainer::SegmentChainer(IoBackend& io, std::string directory, std::shared
       entries_(entries),
       previous_(previous),
       queue_(std::move(pending)),
-      thread_([this] { run(); }) {}
+      thread_([this] { run(); }) {
+  name_thread(thread_, "annal-chain");
+}
 
 SegmentChainer::~SegmentChainer() {
   {
@@ -119,6 +122,7 @@ Status SegmentChainer::status() const {
 }
 
 void SegmentChainer::run() {
+  make_this_thread_background();
   std::unique_lock lock(mutex_);
   for (;;) {
     wanted_.wait(lock, [&] { return stopping_ || !queue_.empty(); });

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "annal/base/thread_role.h"
+
 namespace annal::journal {
 namespace {
 
@@ -15,7 +17,9 @@ constexpr std::uint64_t kZeroChunkBytes = 256u << 10;
 SegmentPreparer::SegmentPreparer(IoBackend& io, std::string directory, std::uint64_t bytes,
                                  SegmentPreparation preparation)
     : io_(io), directory_(std::move(directory)), bytes_(bytes), preparation_(preparation),
-      zero_fill_next_(preparation != SegmentPreparation::allocate), thread_([this] { run(); }) {}
+      zero_fill_next_(preparation != SegmentPreparation::allocate), thread_([this] { run(); }) {
+  name_thread(thread_, "annal-prepare");
+}
 
 SegmentPreparer::~SegmentPreparer() {
   {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -354,6 +355,33 @@ TEST(JournalReadOnly, BesideLiveRetentionSeesNoLossAndNoError) {
   appender.join();
   EXPECT_GE(trims.load(), 200) << opens << " opens";
   EXPECT_TRUE(writer.value()->close().ok());
+}
+
+// The names of this process's threads, as top -H, perf and gdb show them.
+std::vector<std::string> thread_names() {
+  std::vector<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.push_back(name);
+  }
+  return names;
+}
+
+// Its threads say what they are (docs/journal.md: the chain thread yields its core between
+// pieces of work, and a profile has to tell it from the writer), and are gone after close.
+TEST(JournalThreads, AreNamedForWhatTheyDoAndEndWithTheJournal) {
+  TempDirectory dir;
+  auto journal = Journal::open(dir.path(), kSmallSegments);
+  ASSERT_TRUE(journal.ok()) << journal.status().to_string();
+  const auto names = thread_names();
+  for (const std::string expected : {"annal-writer", "annal-prepare", "annal-chain"}) {
+    EXPECT_EQ(std::count(names.begin(), names.end(), expected), 1) << expected;
+  }
+  ASSERT_TRUE(journal.value()->close().ok());
+  journal.value().reset();
+  const auto after = thread_names();
+  EXPECT_EQ(std::count_if(after.begin(), after.end(), [](const std::string& name) { return name.starts_with("annal-"); }), 0);
 }
 
 TEST(JournalFaults, AFailedSyncFailsThePendingAndEveryLaterAppend) {
