@@ -25,6 +25,11 @@
 //                                   intended time whatever the earlier ones did, receipts by
 //                                   callback; append-to-durable (and, with engine_e2e_2proj's two
 //                                   projections, to visible) measured from the intended send time
+//   engine_e2e_saturated/annal[_2proj]
+//                                   issue 18 goal 6: one thread appends batches of 16 order events
+//                                   flat out for a second, receipts by callback, with engine_e2e_2proj's
+//                                   two durable projections following (events/s until both applied
+//                                   the last) or none (until durable); 3 such seconds per run
 //   engine_read_stream/annal[_1M]   read forwards a 1,000-event stream spread evenly through a
 //                                   journal of 10M (1M) events; also how long Engine::open took
 //   engine_recover_10M/{snapshots,full_replay}
@@ -444,28 +449,31 @@ std::vector<ae::EventData> order_batch(std::size_t batch, std::uint64_t first, s
   return events;
 }
 
-// Events/s of `batch`-event appends issued flat out for kSaturationSeconds, until all are durable.
-// Their payloads carry no time: the projections apply them without measuring them.
-annal::Result<double> saturation(ae::Engine& engine, const std::vector<std::string>& names, std::size_t batch,
-                                 std::uint64_t& appended) {
+// `batch`-event appends issued flat out from one thread for kSaturationSeconds, receipts by
+// callback, until every one is durable: the events appended and the seconds that took. Their
+// payloads carry no time: the projections apply them without measuring them.
+struct Saturated {
+  std::uint64_t events = 0;
+  double seconds = 0;
+};
+annal::Result<Saturated> saturate(ae::Engine& engine, const std::vector<std::string>& names, std::size_t batch) {
   std::array<std::byte, kEventBytes> payload{};
   annal::bench::encode_order(payload, 0, 100);
   const std::vector<ae::EventData> events = order_batch(batch, 0, payload);
   DurableLatencies durable(std::size_t{1} << 18);
   std::mt19937_64 random(2);
   const auto start = Clock::now();
-  std::uint64_t events_appended = 0;
+  std::uint64_t appended = 0;
   while (Clock::now() - start < std::chrono::duration<double>(kSaturationSeconds) && !durable.failed()) {
     const auto receipt = engine.append(std::string_view(names[random() % names.size()]), ae::ExpectedVersion::any(), events);
     if (!receipt.ok()) return receipt.status();
     engine.on_durable(receipt.value(), durable.since(Clock::now()));
-    events_appended += batch;
+    appended += batch;
   }
   if (!durable.settle() || durable.failed()) {
     return annal::Status(annal::ErrorCode::failed, "a saturating append did not become durable");
   }
-  appended += events_appended;
-  return static_cast<double>(events_appended) / std::chrono::duration<double>(Clock::now() - start).count();
+  return Saturated{appended, std::chrono::duration<double>(Clock::now() - start).count()};
 }
 
 void BM_EngineLatencyAtRate(benchmark::State& state, Pace pace, bool projections) {
@@ -490,12 +498,13 @@ void BM_EngineLatencyAtRate(benchmark::State& state, Pace pace, bool projections
   std::uint64_t unmeasured = kAppendStreams;  // the events the projections apply without measuring
   double saturated = 0;
   if (pace.rate == 0) {
-    const auto reached = saturation(engine, names, pace.batch, unmeasured);
+    const auto reached = saturate(engine, names, pace.batch);
     if (!reached.ok()) {
       (void)engine.close();
       return state.SkipWithError(reached.status().to_string().c_str());
     }
-    saturated = reached.value();
+    unmeasured += reached.value().events;
+    saturated = static_cast<double>(reached.value().events) / reached.value().seconds;
     pace.rate = std::min(rate_max, static_cast<std::uint64_t>(saturated / 2));
   }
   const auto per_iteration = static_cast<std::uint64_t>(static_cast<double>(pace.rate) * kPacedSeconds) / pace.batch;
@@ -554,6 +563,61 @@ void BM_EngineLatencyAtRate(benchmark::State& state, Pace pace, bool projections
                  "receipts=on_durable, " + std::to_string(pace.batch) + " event(s) per append, " +
                  std::to_string(kAppendStreams) + " streams" +
                  (projections ? "; projections orders and totals (gating=durable)" : ""));
+}
+
+// ---- engine_e2e_saturated -----------------------------------------------------------------------
+// Issue 18 goal 6: the engine at full speed with two durable projections following, against the
+// same appends without them. One thread appends batches of 16 order events flat out for a second
+// (receipts by callback, as engine_saturate_64B); events/s counts until the last is durable and,
+// with projections, until both have applied it.
+
+void BM_EngineE2eSaturated(benchmark::State& state, bool projections) {
+  ScratchDir dir("e2e-saturated");
+  std::vector<std::string> names;
+  names.reserve(kAppendStreams);
+  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
+  annal::Result<std::unique_ptr<ae::Engine>> opened = [&]() -> annal::Result<std::unique_ptr<ae::Engine>> {
+    if (projections) return open_with_projections(dir.str(), names, ae::Gating::durable, 0);
+    std::array<std::byte, kEventBytes> created{};
+    annal::bench::encode_order(created, 0, 10'000);
+    const ae::EventData event{.type = annal::bench::kOrderCreated, .payload = created};
+    if (annal::Status made = create_streams(dir.str(), names, event, {}); !made.ok()) return made;
+    return ae::Engine::open(dir.str(), ae::Options{});
+  }();
+  if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
+  ae::Engine& engine = *opened.value();
+  std::uint64_t events = 0;
+  double seconds = 0;
+  double durable_seconds = 0;
+  for (auto _ : state) {
+    const auto start = Clock::now();
+    const auto reached = saturate(engine, names, kSaturateBatch);
+    if (!reached.ok()) {
+      (void)engine.close();
+      return state.SkipWithError(reached.status().to_string().c_str());
+    }
+    durable_seconds += reached.value().seconds;
+    const std::vector<std::string> following = projections ? std::vector<std::string>{"orders", "totals"}
+                                                           : std::vector<std::string>{};
+    for (const std::string& name : following) {
+      // Applied through the last append: the query waits for it (a minute at most).
+      const annal::Status applied = engine.query(name, engine.last_sequence(), [](const ae::Projection&) {},
+                                                 std::chrono::minutes(1));
+      if (!applied.ok()) {
+        (void)engine.close();
+        return state.SkipWithError(applied.to_string().c_str());
+      }
+    }
+    seconds += std::chrono::duration<double>(Clock::now() - start).count();
+    events += reached.value().events;
+  }
+  if (const annal::Status closed = engine.close(); !closed.ok()) return state.SkipWithError(closed.to_string().c_str());
+  state.counters["events_per_second"] = static_cast<double>(events) / seconds;
+  state.counters["durable_events_per_second"] = static_cast<double>(events) / durable_seconds;
+  state.SetLabel(std::string("durability=group_commit wait=blocking receipts=on_durable, one thread, batches of 16 "
+                             "order events, ") + std::to_string(kAppendStreams) + " streams" +
+                 (projections ? "; projections orders and totals (gating=durable); events/s to applied by both"
+                              : "; events/s to durable"));
 }
 
 // ---- engine_read_stream -----------------------------------------------------------------------
@@ -915,6 +979,13 @@ int main(int argc, char** argv) {
           ->Iterations(1)
           ->Unit(benchmark::kMillisecond);
     }
+  }
+  // Issue 18 goal 6: with two durable projections against without, at saturation.
+  for (const bool projections : {false, true}) {
+    benchmark::RegisterBenchmark(projections ? "engine_e2e_saturated/annal_2proj" : "engine_e2e_saturated/annal",
+                                 BM_EngineE2eSaturated, projections)
+        ->Iterations(3)
+        ->Unit(benchmark::kMillisecond);
   }
   benchmark::RegisterBenchmark("engine_read_stream/annal", BM_EngineReadStream, std::uint64_t{10'000'000})
       ->Unit(benchmark::kMicrosecond)
