@@ -611,6 +611,13 @@ void BM_EngineE2eSaturated(benchmark::State& state, bool projections) {
     seconds += std::chrono::duration<double>(Clock::now() - start).count();
     events += reached.value().events;
   }
+  for (const std::string name : {"orders", "totals"}) {
+    if (!projections) break;
+    // How often the projection fell more than subscriber_lag_max behind and read the journal.
+    if (const auto status = engine.projection_status(name); status.ok()) {
+      state.counters[name + "_detached"] = static_cast<double>(status.value().detached);
+    }
+  }
   if (const annal::Status closed = engine.close(); !closed.ok()) return state.SkipWithError(closed.to_string().c_str());
   state.counters["events_per_second"] = static_cast<double>(events) / seconds;
   state.counters["durable_events_per_second"] = static_cast<double>(events) / durable_seconds;

@@ -91,7 +91,7 @@ const std::vector<Change>& changes() {
       {"index_interval_bytes 1 MiB -> 1 KiB", [](Options& o) { o.index_interval_bytes = 1u << 20; },
        [](Options& o) { o.index_interval_bytes = 1024; }},
       {"read_chunk_bytes 1 MiB -> 4 KiB", [](Options&) {}, [](Options& o) { o.journal.read_chunk_bytes = 4096; }},
-      {"ring 16384 x 256 -> 64 x 64, 8 events per append", [](Options&) {},
+      {"ring 65536 x 256 -> 64 x 64, 8 events per append", [](Options&) {},
        [](Options& o) {
          o.ring_capacity = 64;
          o.ring_slot_bytes = 64;
