@@ -203,10 +203,10 @@ class DurableLatencies {
     return [this, from](const annal::Status& status) {
       if (!status.ok()) failed_ = true;
       latencies_us_.push_back(std::chrono::duration<double, std::micro>(Clock::now() - from).count());
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard lock(settled_mutex_);
-        settled_.notify_all();
-      }
+      // Under the lock, so that settle() cannot see the count reach 0 and let this object go
+      // while the last callback is still to take it.
+      std::lock_guard lock(settled_mutex_);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) settled_.notify_all();
     };
   }
   // Whether every callback ran within a minute.
@@ -450,17 +450,18 @@ std::vector<ae::EventData> order_batch(std::size_t batch, std::uint64_t first, s
 }
 
 // `batch`-event appends issued flat out from one thread for kSaturationSeconds, receipts by
-// callback, until every one is durable: the events appended and the seconds that took. Their
-// payloads carry no time: the projections apply them without measuring them.
+// callback into `durable`, until every one is durable: the events appended and the seconds that
+// took. `durable` must outlive the engine's close (which settles any callback still pending). The
+// payloads carry no time: the projections apply these events without measuring them.
 struct Saturated {
   std::uint64_t events = 0;
   double seconds = 0;
 };
-annal::Result<Saturated> saturate(ae::Engine& engine, const std::vector<std::string>& names, std::size_t batch) {
+annal::Result<Saturated> saturate(ae::Engine& engine, const std::vector<std::string>& names, std::size_t batch,
+                                  DurableLatencies& durable) {
   std::array<std::byte, kEventBytes> payload{};
   annal::bench::encode_order(payload, 0, 100);
   const std::vector<ae::EventData> events = order_batch(batch, 0, payload);
-  DurableLatencies durable(std::size_t{1} << 18);
   std::mt19937_64 random(2);
   const auto start = Clock::now();
   std::uint64_t appended = 0;
@@ -497,15 +498,22 @@ void BM_EngineLatencyAtRate(benchmark::State& state, Pace pace, bool projections
 
   std::uint64_t unmeasured = kAppendStreams;  // the events the projections apply without measuring
   double saturated = 0;
+  DurableLatencies saturating(0);
   if (pace.rate == 0) {
-    const auto reached = saturate(engine, names, pace.batch);
-    if (!reached.ok()) {
+    const auto reached = saturate(engine, names, pace.batch, saturating);
+    // The clock starts with the projections caught up, as at a rate set in advance.
+    annal::Status ready = reached.status();
+    for (const std::string name : {"orders", "totals"}) {
+      if (!ready.ok() || !projections) break;
+      ready = engine.query(name, engine.last_sequence(), [](const ae::Projection&) {}, std::chrono::minutes(1));
+    }
+    if (!ready.ok()) {
       (void)engine.close();
-      return state.SkipWithError(reached.status().to_string().c_str());
+      return state.SkipWithError(ready.to_string().c_str());
     }
     unmeasured += reached.value().events;
     saturated = static_cast<double>(reached.value().events) / reached.value().seconds;
-    pace.rate = std::min(rate_max, static_cast<std::uint64_t>(saturated / 2));
+    pace.rate = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(saturated / 2), pace.batch, rate_max);
   }
   const auto per_iteration = static_cast<std::uint64_t>(static_cast<double>(pace.rate) * kPacedSeconds) / pace.batch;
   DurableLatencies durable(static_cast<std::size_t>(state.max_iterations) * per_iteration);
@@ -589,9 +597,10 @@ void BM_EngineE2eSaturated(benchmark::State& state, bool projections) {
   std::uint64_t events = 0;
   double seconds = 0;
   double durable_seconds = 0;
+  DurableLatencies durable(0);
   for (auto _ : state) {
     const auto start = Clock::now();
-    const auto reached = saturate(engine, names, kSaturateBatch);
+    const auto reached = saturate(engine, names, kSaturateBatch, durable);
     if (!reached.ok()) {
       (void)engine.close();
       return state.SkipWithError(reached.status().to_string().c_str());

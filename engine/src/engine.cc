@@ -757,7 +757,13 @@ EngineImpl::Batch EngineImpl::build_batch(const StreamRef& stream, bool known, s
 Status EngineImpl::resolve_types(std::span<const EventData> events) {
   type_ids_.clear();
   new_types_.clear();
-  for (const EventData& event : events) {
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const EventData& event = events[i];
+    // A batch's events are often of one type: comparing the name costs less than hashing it.
+    if (i > 0 && event.type == events[i - 1].type) {
+      type_ids_.push_back(type_ids_.back());
+      continue;
+    }
     if (const auto id = catalog_.find_type(event.type)) {
       type_ids_.push_back(*id);
       continue;
@@ -1537,6 +1543,10 @@ Result<std::unique_ptr<Engine>> Engine::open_read_only(const std::string& direct
   if (!journal.ok()) return journal.status();
   Options reading = options;
   reading.live_subscriptions_max = 0;      // nothing is published into the ring: subscriptions tail the files
+  // so the ring is the smallest the options allow (the default's 65,536 slots cost every tool's
+  // open some milliseconds for nothing)
+  reading.ring_capacity = std::bit_ceil(2 * options.events_per_append_max + 1);
+  reading.subscriber_lag_max = 0;
   reading.state_snapshot_every_events = 0;  // and nothing is written
   reading.sequencing = Sequencing::caller_lock;
   auto engine = std::make_unique<EngineImpl>(directory, reading, std::move(journal.value()),

@@ -390,15 +390,15 @@ TEST_F(ServeTest, SubscribeFeedsDurableEventsAndResumesAfterARestartWithoutGapOr
 // (its subscription left the ring and caught up from the journal).
 TEST_F(ServeTest, AFeedThatIsNotReadHoldsBackNoAppendAndMissesNothing) {
   annal::test::Watchdog watchdog("annal serve with a stalled feed");
-  constexpr int kRequests = 40;
-  constexpr int kEventsPerRequest = 500;  // 20,000 events of 1 KiB: past the ring (16,384) and the socket buffers
+  constexpr int kRequests = 140;
+  constexpr int kEventsPerRequest = 500;  // 70,000 events of 256 B: past the ring (65,536) and the socket buffers
   Served served(dir_.path());
   ASSERT_FALSE(HasFailure());
   FeedReader stalled(served.port(), "/subscribe?from=1");
   ASSERT_NE(stalled.head().find("200 OK"), std::string::npos);
   std::string batch = "[";
   for (int i = 0; i < kEventsPerRequest; ++i) {
-    batch += std::string(i == 0 ? "" : ",") + R"({"type": "Bulk", "data": ")" + std::string(1024, 'x') + "\"}";
+    batch += std::string(i == 0 ? "" : ",") + R"({"type": "Bulk", "data": ")" + std::string(256, 'x') + "\"}";
   }
   batch += "]";
   const std::string body = input_.path() + "/batch";

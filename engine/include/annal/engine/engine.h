@@ -71,9 +71,10 @@ struct Options {
   WaitStrategy wait_strategy = WaitStrategy::blocking;
   Sequencing sequencing = Sequencing::caller_lock;
   // Live-subscriber ring: slots (a power of two) and the payload bytes each holds without
-  // allocating (a larger event grows its slot once, from the engine's heap). About 20 MB by
-  // default: room for projections gated on durability to stay in the ring through a group
-  // commit at millions of events per second (docs/engine.md).
+  // allocating (a larger event grows its slot once, from the engine's heap, and the slot keeps
+  // that size). About 20 MB by default for events up to 256 B: room for projections gated on
+  // durability to stay in the ring through a group commit at millions of events per second
+  // (docs/engine.md).
   std::size_t ring_capacity = 1u << 16;
   std::size_t ring_slot_bytes = 256;
   // Largest payload of one event. An append of several events must also fit in
