@@ -347,16 +347,29 @@ annal::Status report_projection(benchmark::State& state, const std::string& name
   return {};
 }
 
-// The orders (streams) with their OrderCreated events, the engine reopened, both projections
-// added and live. `measured_max`: the timed appends the projections make room for.
-annal::Result<std::unique_ptr<ae::Engine>> open_with_projections(const std::string& directory,
-                                                                 const std::vector<std::string>& names,
-                                                                 ae::Gating orders_gating, std::size_t measured_max) {
+// The streams of the order benchmarks: order-0 ... order-99999.
+std::vector<std::string> order_names() {
+  std::vector<std::string> names;
+  names.reserve(kAppendStreams);
+  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
+  return names;
+}
+
+// Each order (stream) with its OrderCreated event, the engine closed.
+annal::Status create_orders(const std::string& directory, const std::vector<std::string>& names) {
   std::array<std::byte, kEventBytes> created{};
   std::fill(created.begin(), created.end(), std::byte{0x5A});
   annal::bench::encode_order(created, 0, 10'000);  // not measured: written before the clock starts
   const ae::EventData created_event{.type = annal::bench::kOrderCreated, .payload = created};
-  if (annal::Status made = create_streams(directory, names, created_event, {}); !made.ok()) return made;
+  return create_streams(directory, names, created_event, {});
+}
+
+// The orders created, the engine reopened, both projections added and live. `measured_max`: the
+// timed appends the projections make room for.
+annal::Result<std::unique_ptr<ae::Engine>> open_with_projections(const std::string& directory,
+                                                                 const std::vector<std::string>& names,
+                                                                 ae::Gating orders_gating, std::size_t measured_max) {
+  if (annal::Status made = create_orders(directory, names); !made.ok()) return made;
   ae::Options options;
   options.wait_strategy = ae::WaitStrategy::blocking;  // the default, and the one that suits 2 cores
   auto opened = ae::Engine::open(directory, options);
@@ -371,11 +384,17 @@ annal::Result<std::unique_ptr<ae::Engine>> open_with_projections(const std::stri
   return opened;
 }
 
+// The orders created and the engine reopened, with both projections (gated on durability) or none.
+annal::Result<std::unique_ptr<ae::Engine>> open_orders(const std::string& directory, const std::vector<std::string>& names,
+                                                       bool projections, std::size_t measured_max) {
+  if (projections) return open_with_projections(directory, names, ae::Gating::durable, measured_max);
+  if (annal::Status made = create_orders(directory, names); !made.ok()) return made;
+  return ae::Engine::open(directory, ae::Options{});
+}
+
 void BM_EngineE2e2Proj(benchmark::State& state, ae::Gating orders_gating) {
   ScratchDir dir("e2e");
-  std::vector<std::string> names;
-  names.reserve(kAppendStreams);
-  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
+  const std::vector<std::string> names = order_names();
   const auto measured_max = static_cast<std::size_t>(state.max_iterations) * kWriters * kAppendsPerWriter;
   auto opened = open_with_projections(dir.str(), names, orders_gating, measured_max);
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
@@ -479,20 +498,11 @@ annal::Result<Saturated> saturate(ae::Engine& engine, const std::vector<std::str
 
 void BM_EngineLatencyAtRate(benchmark::State& state, Pace pace, bool projections) {
   ScratchDir dir("at-rate");
-  std::vector<std::string> names;
-  names.reserve(kAppendStreams);
-  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
+  const std::vector<std::string> names = order_names();
   // A rate of 0 is known only once the engine runs: room for 2 seconds at 4M events/s then.
   const std::uint64_t rate_max = pace.rate != 0 ? pace.rate : 4'000'000;
   const auto measured_max = static_cast<std::size_t>(static_cast<double>(state.max_iterations * rate_max) * kPacedSeconds);
-  annal::Result<std::unique_ptr<ae::Engine>> opened = [&]() -> annal::Result<std::unique_ptr<ae::Engine>> {
-    if (projections) return open_with_projections(dir.str(), names, ae::Gating::durable, measured_max);
-    std::array<std::byte, kEventBytes> created{};
-    annal::bench::encode_order(created, 0, 10'000);
-    const ae::EventData event{.type = annal::bench::kOrderCreated, .payload = created};
-    if (annal::Status made = create_streams(dir.str(), names, event, {}); !made.ok()) return made;
-    return ae::Engine::open(dir.str(), ae::Options{});
-  }();
+  auto opened = open_orders(dir.str(), names, projections, measured_max);
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
   ae::Engine& engine = *opened.value();
 
@@ -581,17 +591,8 @@ void BM_EngineLatencyAtRate(benchmark::State& state, Pace pace, bool projections
 
 void BM_EngineE2eSaturated(benchmark::State& state, bool projections) {
   ScratchDir dir("e2e-saturated");
-  std::vector<std::string> names;
-  names.reserve(kAppendStreams);
-  for (std::uint64_t k = 0; k < kAppendStreams; ++k) names.push_back("order-" + std::to_string(k));
-  annal::Result<std::unique_ptr<ae::Engine>> opened = [&]() -> annal::Result<std::unique_ptr<ae::Engine>> {
-    if (projections) return open_with_projections(dir.str(), names, ae::Gating::durable, 0);
-    std::array<std::byte, kEventBytes> created{};
-    annal::bench::encode_order(created, 0, 10'000);
-    const ae::EventData event{.type = annal::bench::kOrderCreated, .payload = created};
-    if (annal::Status made = create_streams(dir.str(), names, event, {}); !made.ok()) return made;
-    return ae::Engine::open(dir.str(), ae::Options{});
-  }();
+  const std::vector<std::string> names = order_names();
+  auto opened = open_orders(dir.str(), names, projections, 0);
   if (!opened.ok()) return state.SkipWithError(opened.status().to_string().c_str());
   ae::Engine& engine = *opened.value();
   std::uint64_t events = 0;
